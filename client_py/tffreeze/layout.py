@@ -1,0 +1,177 @@
+"""The `tf.train.Saver` directory layout: which checkpoint a freeze uses.
+
+Pure functions over file names (no gRPC, no TensorFlow), shared by the client,
+which uploads only the files of the chosen checkpoint, and the server, which
+makes the same choice over whatever it was sent.
+
+A Saver directory holds, per checkpoint prefix ``P``: ``P.index``, the shards
+``P.data-0000i-of-0000N`` and usually ``P.meta``; plus a ``checkpoint`` state
+file naming the latest prefix. The state file often holds absolute paths from
+the training machine, so it is matched by basename and never followed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple
+
+STATE_FILE = "checkpoint"
+_DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-(?P<i>\d{5})-of-(?P<n>\d{5})$")
+_STEP_RE = re.compile(r"-(\d+)$")
+_STATE_RE = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+class SelectionError(ValueError):
+    """The upload does not hold a usable checkpoint. ``code`` is a gRPC status name."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint prefix found among the files."""
+
+    prefix: str
+    index: str
+    data: List[str] = field(default_factory=list)
+    meta: Optional[str] = None
+
+    @property
+    def step(self) -> Optional[int]:
+        return step_of(self.prefix)
+
+    def files(self) -> List[str]:
+        return [self.index] + self.data + ([self.meta] if self.meta else [])
+
+
+@dataclass
+class Selection:
+    checkpoint: Checkpoint
+    reason: str
+    available: List[str]
+    warnings: List[str] = field(default_factory=list)
+
+
+def step_of(prefix: str) -> Optional[int]:
+    """The global step a Saver appended to a prefix ("model.ckpt-100" -> 100)."""
+    m = _STEP_RE.search(posixpath.basename(prefix))
+    return int(m.group(1)) if m else None
+
+
+def parse_state(text: str) -> Tuple[Optional[str], List[str]]:
+    """Parse a ``checkpoint`` state file: (latest path, all paths), as written."""
+    latest, every = None, []
+    for line in text.splitlines():
+        m = _STATE_RE.match(line)
+        if not m:
+            continue
+        value = m.group(2).encode("utf-8").decode("unicode_escape")
+        if m.group(1) == "model_checkpoint_path":
+            latest = value
+        else:
+            every.append(value)
+    return latest, every
+
+
+def _basename(path: str) -> str:
+    # State files written on Windows use backslashes.
+    return posixpath.basename(path.replace("\\", "/"))
+
+
+def find_checkpoints(paths: Iterable[str]) -> Dict[str, Checkpoint]:
+    """Group relative file paths into checkpoints keyed by prefix."""
+    paths = sorted(set(paths))
+    found = {p[: -len(".index")]: Checkpoint(p[: -len(".index")], p) for p in paths if p.endswith(".index")}
+    for p in paths:
+        m = _DATA_RE.match(p)
+        if m and m.group("prefix") in found:
+            found[m.group("prefix")].data.append(p)
+        elif p.endswith(".meta") and p[: -len(".meta")] in found:
+            found[p[: -len(".meta")]].meta = p
+    return found
+
+
+def _order_key(ckpt: Checkpoint):
+    step = ckpt.step
+    return (step is not None, step if step is not None else 0, ckpt.prefix)
+
+
+def missing_shards(ckpt: Checkpoint) -> List[str]:
+    """Names of data shards the checkpoint needs but the files lack."""
+    if not ckpt.data:
+        return [ckpt.prefix + ".data-00000-of-00001"]
+    counts = {int(_DATA_RE.match(d).group("n")) for d in ckpt.data}
+    total = max(counts)
+    have = {int(_DATA_RE.match(d).group("i")) for d in ckpt.data}
+    return ["%s.data-%05d-of-%05d" % (ckpt.prefix, i, total) for i in range(total) if i not in have]
+
+
+def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optional[int] = None,
+           prefix: Optional[str] = None) -> Selection:
+    """Choose the checkpoint to freeze.
+
+    Precedence: an explicit ``prefix``; else the checkpoint at global ``step``;
+    else the latest named by the state file (matched by basename); else the
+    highest step, then the last name. Raises SelectionError naming the problem
+    and the fix.
+    """
+    paths = list(paths)
+    found = find_checkpoints(paths)
+    ordered = sorted(found.values(), key=_order_key)
+    available = [c.prefix for c in ordered]
+    warnings: List[str] = []
+    if not found:
+        metas = [p for p in paths if p.endswith(".meta")]
+        hint = (" Found %s but no .index file: upload the whole Saver output "
+                "(PREFIX.index, PREFIX.data-*, PREFIX.meta)." % ", ".join(metas[:3])) if metas else (
+            " Expected files written by tf.train.Saver: PREFIX.index, PREFIX.data-00000-of-00001 and PREFIX.meta.")
+        raise SelectionError("NOT_FOUND", "no checkpoint found in the upload (%d files)." % len(paths) + hint)
+
+    if prefix:
+        want = prefix.strip("/")
+        chosen = found.get(want) or next((c for c in ordered if _basename(c.prefix) == _basename(want)), None)
+        if chosen is None:
+            raise SelectionError("NOT_FOUND", "checkpoint prefix %r is not in the upload; available: %s"
+                                 % (prefix, ", ".join(available)))
+        reason = "prefix given explicitly"
+    elif step is not None:
+        matches = [c for c in ordered if c.step == step]
+        if not matches:
+            steps = [str(c.step) for c in ordered if c.step is not None]
+            raise SelectionError("NOT_FOUND", "no checkpoint at global step %d; steps available: %s"
+                                 % (step, ", ".join(steps) or "none (prefixes carry no -STEP suffix)"))
+        chosen = matches[-1]
+        reason = "global step %d requested" % step
+    else:
+        chosen, reason = None, ""
+        if state_text is not None:
+            latest, _ = parse_state(state_text)
+            if latest:
+                name = _basename(latest)
+                chosen = next((c for c in reversed(ordered) if _basename(c.prefix) == name), None)
+                if chosen is not None:
+                    reason = "latest in the checkpoint state file (%s)" % latest
+                else:
+                    warnings.append("the checkpoint state file names %r, which is not in the upload; "
+                                    "using the newest checkpoint present instead" % latest)
+        if chosen is None:
+            chosen = ordered[-1]
+            reason = "newest checkpoint in the upload"
+
+    missing = missing_shards(chosen)
+    if missing:
+        raise SelectionError("NOT_FOUND", "checkpoint %r is missing data shard(s): %s. Upload every "
+                             "%s.data-*-of-* file the Saver wrote." % (chosen.prefix, ", ".join(missing), chosen.prefix))
+    if chosen.meta is None:
+        # Savers called with write_meta_graph=False after the first save leave
+        # older .meta files whose graph is the same.
+        older = [c for c in ordered if c.meta and _order_key(c) <= _order_key(chosen)]
+        anymeta = older[-1] if older else next((c for c in ordered if c.meta), None)
+        if anymeta is not None:
+            chosen = Checkpoint(chosen.prefix, chosen.index, chosen.data, anymeta.meta)
+            warnings.append("no %s.meta; using the graph of %s" % (chosen.prefix, anymeta.meta))
+    return Selection(chosen, reason, available, warnings)

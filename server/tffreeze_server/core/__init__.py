@@ -1,0 +1,1 @@
+"""The freeze engine. Imports TensorFlow, never gRPC; runs inside worker processes."""

@@ -1,0 +1,205 @@
+"""Rewrite a GraphDef as data: variables become constants with values from the
+checkpoint reader, everything the outputs do not need is pruned, devices and
+colocation are cleared, and the result is made deterministic."""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Tuple
+
+import numpy as np
+from tensorflow.core.framework import graph_pb2
+from tensorflow.python.framework import convert_to_constants as c2c
+from tensorflow.python.framework import graph_util, op_def_registry
+
+from .errors import FailedPrecondition, ResourceExhausted
+from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of
+
+PROTOBUF_LIMIT = (1 << 31) - 1
+
+# After freezing, ops that read a ref variable must read a plain tensor instead.
+_REF_TO_PLAIN = {
+    "RefSwitch": "Switch", "RefEnter": "Enter", "RefExit": "Exit", "RefMerge": "Merge",
+    "RefIdentity": "Identity", "RefNextIteration": "NextIteration", "RefSelect": "Select",
+}
+# Ops that must never survive into an inference graph.
+_STATEFUL_FORBIDDEN = re.compile(
+    r"^(Assign.*|.*Variable.*Op|VariableV2|Variable|VarHandleOp|Save.*|Restore.*|MergeV2Checkpoints|"
+    r"(Resource)?(Sparse)?Apply.*|(Resource)?Scatter.*|WriteFile|DestroyResourceOp)$")
+_ALLOWED_DESPITE_PATTERN = {"ReadVariableOp"}
+
+
+class _ReaderConverterData(c2c._ConverterData):  # pylint: disable=protected-access
+    """TensorFlow's constant-conversion machinery, fed from a checkpoint reader
+    instead of a Session: values are supplied, nothing is executed."""
+
+    def __init__(self, graph_def, values: Dict[str, Tuple[np.ndarray, int]]):
+        super().__init__(graph_def)
+        for name, (array, dtype_enum) in values.items():
+            self._tensor_data[name] = c2c._TensorData(numpy=array, dtype=dtype_enum, index=None)
+
+
+def prune(graph_def, output_nodes: List[str]):
+    """The subgraph the outputs need (data and control inputs), devices cleared."""
+    sub = graph_util.extract_sub_graph(graph_def, output_nodes)
+    for node in sub.node:
+        node.device = ""
+    return sub
+
+
+def unknown_ops(graph_def) -> List[Tuple[str, str]]:
+    """(node, op) pairs whose op this TensorFlow does not register."""
+    functions = {f.signature.name for f in graph_def.library.function}
+    bad = []
+    for node in graph_def.node:
+        if node.op not in functions and op_def_registry.get(node.op) is None:
+            bad.append((node.name, node.op))
+    for func in graph_def.library.function:
+        for node in func.node_def:
+            if node.op not in functions and op_def_registry.get(node.op) is None:
+                bad.append(("%s/%s" % (func.signature.name, node.name), node.op))
+    return bad
+
+
+def variables_in(graph_def) -> List[object]:
+    return [n for n in graph_def.node if n.op in VARIABLE_OPS]
+
+
+def check_size(values: Dict[str, Tuple[np.ndarray, int]], graph_def, limit: int = PROTOBUF_LIMIT):
+    total = graph_def.ByteSize() + sum(a.nbytes for a, _ in values.values())
+    if total > limit:
+        biggest = sorted(values.items(), key=lambda kv: -kv[1][0].nbytes)[:3]
+        raise ResourceExhausted(
+            "the frozen graph would be about %.2f GB, over protobuf's 2 GB limit (largest variables: %s). "
+            "Freeze a smaller subgraph with --outputs, or serve the model as a SavedModel instead."
+            % (total / 1e9, ", ".join("%s %.1f MB" % (k, a.nbytes / 1e6) for k, (a, _) in biggest)))
+
+
+def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]]):
+    data = _ReaderConverterData(graph_def, values)
+    frozen, _ = c2c._replace_variables_by_constants(converter_data=data)  # pylint: disable=protected-access
+    return frozen
+
+
+def _referenced_functions(graph_def) -> set:
+    names = set()
+
+    def visit_attr(value):
+        if value.HasField("func"):
+            names.add(value.func.name)
+        if value.HasField("list"):
+            for f in value.list.func:
+                names.add(f.name)
+
+    by_name = {f.signature.name: f for f in graph_def.library.function}
+    stack = []
+    for node in graph_def.node:
+        stack.append(node)
+    seen_funcs = set()
+    while stack:
+        node = stack.pop()
+        if node.op in by_name:
+            names.add(node.op)
+        for value in node.attr.values():
+            visit_attr(value)
+        for fname in list(names - seen_funcs):
+            seen_funcs.add(fname)
+            if fname in by_name:
+                stack.extend(by_name[fname].node_def)
+    return names
+
+
+def tidy(graph_def) -> "graph_pb2.GraphDef":
+    """Make the frozen graph portable and byte-for-byte deterministic."""
+    for node in graph_def.node:
+        node.device = ""
+        if node.op in _REF_TO_PLAIN:
+            node.op = _REF_TO_PLAIN[node.op]
+        for attr in ("_output_shapes", "_class"):
+            if attr in node.attr:
+                del node.attr[attr]
+    # Keep only functions still referenced, in a stable order and with stable names.
+    used = _referenced_functions(graph_def)
+    functions = sorted((f for f in graph_def.library.function if f.signature.name in used),
+                       key=lambda f: f.signature.name)
+    renames = {}
+    counters: Dict[str, int] = {}
+    for f in functions:
+        m = re.match(r"^(.*)_frozen_\d+$", f.signature.name)
+        if m:
+            base = m.group(1)
+            counters[base] = counters.get(base, -1) + 1
+            renames[f.signature.name] = "%s_frozen_%d" % (base, counters[base])
+    out = graph_pb2.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.node.extend(graph_def.node)
+    for f in functions:
+        out.library.function.add().CopyFrom(f)
+    for g in graph_def.library.gradient:
+        if g.function_name in used:
+            out.library.gradient.add().CopyFrom(g)
+    if renames:
+        _rename_functions(out, renames)
+    return out
+
+
+def _rename_functions(graph_def, renames: Dict[str, str]):
+    def fix(attr_map):
+        for value in attr_map.values():
+            if value.HasField("func") and value.func.name in renames:
+                value.func.name = renames[value.func.name]
+            if value.HasField("list"):
+                for f in value.list.func:
+                    if f.name in renames:
+                        f.name = renames[f.name]
+
+    for node in graph_def.node:
+        if node.op in renames:
+            node.op = renames[node.op]
+        fix(node.attr)
+    for f in graph_def.library.function:
+        if f.signature.name in renames:
+            f.signature.name = renames[f.signature.name]
+        for node in f.node_def:
+            if node.op in renames:
+                node.op = renames[node.op]
+            fix(node.attr)
+    for g in graph_def.library.gradient:
+        if g.function_name in renames:
+            g.function_name = renames[g.function_name]
+
+
+def forbidden_nodes(graph_def) -> List[Tuple[str, str]]:
+    """Stateful training/saver nodes left in a frozen graph: (node, op)."""
+    return [(n.name, n.op) for n in graph_def.node
+            if _STATEFUL_FORBIDDEN.match(n.op) and n.op not in _ALLOWED_DESPITE_PATTERN]
+
+
+def reject_forbidden(graph_def):
+    bad = forbidden_nodes(graph_def)
+    if bad:
+        raise FailedPrecondition(
+            "the outputs still depend on training or saver ops after freezing: %s. Choose outputs that "
+            "do not run training steps (pass --outputs), or check that every variable they read is in "
+            "the checkpoint." % ", ".join("%s (%s)" % nb for nb in bad[:10]))
+
+
+def placeholders(graph_def) -> List[object]:
+    return [n for n in graph_def.node if n.op in PLACEHOLDER_OPS]
+
+
+def replace_with_placeholder(graph_def, node_name: str, dtype_enum: int, shape_proto):
+    """Cut the graph at an explicit non-placeholder input: the node becomes a Placeholder."""
+    for node in graph_def.node:
+        if node.name == node_name:
+            node.ClearField("input")
+            node.op = "Placeholder"
+            node.attr.clear()
+            node.attr["dtype"].type = dtype_enum
+            node.attr["shape"].shape.CopyFrom(shape_proto)
+            return
+    raise KeyError(node_name)
+
+
+__all__ = ["prune", "to_constants", "tidy", "reject_forbidden", "unknown_ops", "check_size",
+           "variables_in", "placeholders", "replace_with_placeholder", "node_of", "PROTOBUF_LIMIT"]

@@ -1,0 +1,70 @@
+"""GraphDef helpers: names, lookups and edges, read as data (nothing is run)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Dict, Iterable, List, Set, Tuple
+
+from .errors import InvalidArgument
+
+VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp"}
+PLACEHOLDER_OPS = {"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"}
+_TENSOR_RE = re.compile(r"^(?P<node>[^:^]+)(?::(?P<index>\d+))?$")
+
+
+def node_of(input_name: str) -> str:
+    """'^a', 'a:1', 'a' -> 'a'."""
+    return input_name.lstrip("^").split(":")[0]
+
+
+def split_tensor(name: str) -> Tuple[str, int]:
+    """'x' -> ('x', 0); 'x:1' -> ('x', 1). Raises InvalidArgument when malformed."""
+    m = _TENSOR_RE.match(name.strip())
+    if not m:
+        raise InvalidArgument("%r is not a tensor name; write NODE or NODE:INDEX, e.g. 'logits' or 'logits:0'" % name)
+    return m.group("node"), int(m.group("index") or 0)
+
+
+def nodes_by_name(graph_def) -> Dict[str, object]:
+    return {n.name: n for n in graph_def.node}
+
+
+def consumers(graph_def) -> Dict[str, Set[str]]:
+    """node -> names of nodes that take it as a data or control input."""
+    out: Dict[str, Set[str]] = {n.name: set() for n in graph_def.node}
+    for n in graph_def.node:
+        for i in n.input:
+            out.setdefault(node_of(i), set()).add(n.name)
+    return out
+
+
+def ancestors(graph_def, roots: Iterable[str]) -> Set[str]:
+    """Every node the roots depend on (data and control inputs), roots included."""
+    by_name = nodes_by_name(graph_def)
+    seen: Set[str] = set()
+    stack = [r for r in roots if r in by_name]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        stack.extend(node_of(i) for i in by_name[name].input if node_of(i) in by_name)
+    return seen
+
+
+def resolve_names(names: List[str], graph_def, what: str) -> List[str]:
+    """Normalise user-given names to tensor names 'node:i', checking they exist.
+
+    A miss raises InvalidArgument with the closest node names."""
+    by_name = nodes_by_name(graph_def)
+    out = []
+    for raw in names:
+        node, index = split_tensor(raw)
+        if node not in by_name:
+            close = difflib.get_close_matches(node, list(by_name), n=3, cutoff=0.5)
+            hint = ("; did you mean %s?" % ", ".join(repr(c) for c in close)) if close else ""
+            raise InvalidArgument("%s %r is not in the graph%s Run `tffreeze inspect SOURCE` to list "
+                                  "candidate inputs and outputs." % (what, raw, hint + (" " if hint else ".")))
+        out.append("%s:%d" % (node, index))
+    return out

@@ -1,0 +1,157 @@
+"""Name resolution: which tensors are the frozen graph's outputs and inputs.
+
+Ranked sources, the first that yields outputs wins, each recorded as a reason:
+explicit names > signature defs > user collections > graph analysis (sinks that
+are not training, saver, summary, init or bookkeeping ops). Inputs are explicit,
+or the signature's, or the placeholders the outputs depend on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Set, Tuple
+
+from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_of, nodes_by_name, resolve_names
+
+Named = Tuple[str, str]  # (tensor name "node:i", reason)
+
+# Collections TensorFlow itself maintains; everything else was added by the user.
+_TF_COLLECTIONS = {
+    "variables", "trainable_variables", "local_variables", "model_variables", "global_step",
+    "summaries", "train_op", "update_ops", "losses", "regularization_losses", "saveable_objects",
+    "savers", "cond_context", "while_context", "queue_runners", "table_initializer",
+    "asset_filepaths", "init_op", "local_init_op", "ready_op", "ready_for_local_init_op",
+    "summary_op", "eval_step", "concatenated_variables", "metric_variables",
+    "moving_average_variables", "_SUMMARY_WRITER_INIT_OP", "iterators", "resources",
+    "local_resources", "trainable_resource_variables", "_streaming_model_ports",
+}
+_INPUT_COLLECTION = re.compile(r"(^|[_\W])(in|inputs?|x|feeds?|placeholders?)$", re.I)
+
+_BOOKKEEPING_OPS = {
+    "NoOp", "Const", "Assert", "Print", "PrintV2", "SaveV2", "RestoreV2", "Save", "Restore",
+    "SaveSlices", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "StringJoin",
+    "MergeSummary", "WriteFile", "VarIsInitializedOp", "IsVariableInitialized", "ReadVariableOp",
+    "DestroyResourceOp", "ReportUninitializedVariables",
+} | PLACEHOLDER_OPS | VARIABLE_OPS
+_BOOKKEEPING_SCOPES = re.compile(
+    r"^(save(_\d+)?|gradients(_\d+)?|init(_\d+)?|report_uninitialized_variables(_\d+)?|"
+    r"global_step|summaries|train|Merge)(/|$)")
+
+
+def _is_training_op(op: str) -> bool:
+    return (op.startswith(("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply", "Assign",
+                           "Scatter", "ResourceScatter"))
+            or op.endswith("Summary") or op.endswith("SummaryV2"))
+
+
+def training_nodes(graph_def) -> Set[str]:
+    """Nodes that exist for training or bookkeeping: gradients, optimizer
+    updates, assignments, and everything computed from them."""
+    users = consumers(graph_def)
+    seeds = [n.name for n in graph_def.node if _is_training_op(n.op) or re.match(r"^gradients(_\d+)?/", n.name)]
+    seen: Set[str] = set()
+    stack = list(seeds)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        stack.extend(users.get(name, ()))
+    return seen
+
+
+def _is_bookkeeping(node, by_name, training) -> bool:
+    if node.op in _BOOKKEEPING_OPS or node.name in training or _BOOKKEEPING_SCOPES.match(node.name):
+        return True
+    # A bare read of a variable (`w/read`) is not a model output.
+    if node.op == "Identity" and node.input:
+        src = by_name.get(node_of(node.input[0]))
+        return src is not None and src.op in VARIABLE_OPS
+    return False
+
+
+@dataclass
+class Resolution:
+    outputs: List[Named]
+    inputs: Optional[List[Named]]  # None: the placeholders the outputs depend on
+    warnings: List[str] = field(default_factory=list)
+
+
+def _tensor(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def _from_signature(meta) -> Optional[Resolution]:
+    if not meta.signature_def:
+        return None
+    key = "serving_default" if "serving_default" in meta.signature_def else sorted(meta.signature_def)[0]
+    sig = meta.signature_def[key]
+    outs = [(_tensor(sig.outputs[a].name), "signature_def %r output %r" % (key, a)) for a in sorted(sig.outputs)]
+    ins = [(_tensor(sig.inputs[a].name), "signature_def %r input %r" % (key, a)) for a in sorted(sig.inputs)]
+    return Resolution(outs, ins) if outs else None
+
+
+def user_collections(meta) -> List[str]:
+    """User-added collections holding graph nodes or tensors."""
+    return sorted(k for k, v in meta.collection_def.items()
+                  if k not in _TF_COLLECTIONS and v.HasField("node_list") and v.node_list.value)
+
+
+def _from_collections(meta, by_name, training) -> Optional[Resolution]:
+    outs: List[Named] = []
+    ins: List[Named] = []
+    for key in user_collections(meta):
+        for value in meta.collection_def[key].node_list.value:
+            node = by_name.get(node_of(value))
+            if node is None:
+                continue
+            is_input = node.op in PLACEHOLDER_OPS or bool(_INPUT_COLLECTION.search(key))
+            if is_input:
+                ins.append((_tensor(value), "collection %r" % key))
+            elif not _is_bookkeeping(node, by_name, training):
+                outs.append((_tensor(value), "collection %r" % key))
+    if not outs:
+        return None
+    return Resolution(outs, ins or None)
+
+
+def _from_analysis(graph_def, by_name, training) -> Resolution:
+    users = consumers(graph_def)
+    outs = [("%s:0" % n.name, "graph sink: nothing consumes it and it is not a training, saver, "
+             "summary, init or bookkeeping op")
+            for n in graph_def.node
+            if not users.get(n.name) and not _is_bookkeeping(n, by_name, training)]
+    return Resolution(outs, None)
+
+
+def resolve(meta, outputs: List[str], inputs: List[str]) -> Resolution:
+    graph_def = meta.graph_def
+    by_name = nodes_by_name(graph_def)
+    training = training_nodes(graph_def)
+    warnings: List[str] = []
+    if outputs:
+        res = Resolution([(t, "explicit --outputs") for t in resolve_names(outputs, graph_def, "output")], None)
+    else:
+        res = (_from_signature(meta) or _from_collections(meta, by_name, training)
+               or _from_analysis(graph_def, by_name, training))
+        if not res.outputs:
+            raise _no_outputs()
+        if len(res.outputs) > 1 and res.outputs[0][1].startswith("graph sink"):
+            warnings.append("%d outputs were inferred as graph sinks (%s); pass --outputs to choose"
+                            % (len(res.outputs), ", ".join(t for t, _ in res.outputs)))
+    if inputs:
+        res.inputs = [(t, "explicit --inputs") for t in resolve_names(inputs, graph_def, "input")]
+    elif res.inputs is not None:
+        # Keep the signature's/collection's inputs only if the outputs use them.
+        needed = ancestors(graph_def, [node_of(t) for t, _ in res.outputs])
+        res.inputs = [(t, r) for t, r in res.inputs if node_of(t) in needed] or None
+    res.warnings = warnings + res.warnings
+    return res
+
+
+def _no_outputs():
+    from .errors import FailedPrecondition
+    return FailedPrecondition("could not infer any output: every sink of the graph is a training, saver, "
+                              "summary or bookkeeping op. Pass --outputs NAME[,NAME...]; "
+                              "`tffreeze inspect SOURCE` lists the graph's candidates.")
