@@ -1,0 +1,235 @@
+"""The ``tffreeze`` command.
+
+Exit codes: 0 success; 1 freeze, server or input error (one line on stderr
+naming the problem and the fix); 2 usage error. ``freeze`` and ``inspect``
+never import TensorFlow; ``run`` does; ``serve`` needs the tffreeze-server
+package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+from .errors import TffreezeError
+
+EPILOG = """\
+examples:
+  tffreeze serve --port 50051 --data-dir /var/lib/tffreeze
+  tffreeze freeze runs/mnist -o mnist.pb --manifest mnist.json
+  tffreeze freeze runs/mnist/model.ckpt-2000 -o mnist.pb --outputs logits
+  tffreeze freeze runs/mnist --step 1000 --outputs probs:0 --inputs x -o mnist-1000.pb
+  tffreeze inspect runs/mnist --json
+  tffreeze run mnist.pb --input x:0=batch.npy --output probs:0=probs.npy
+
+SOURCE is a tf.train.Saver directory (checkpoint state file, PREFIX.index,
+PREFIX.data-*, PREFIX.meta) or one checkpoint PREFIX. Without --step the latest
+checkpoint named by the state file is used. --server defaults to
+$TFFREEZE_SERVER, then 127.0.0.1:50051.
+
+exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error
+"""
+
+
+def _names(value: str) -> List[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE", help="checkpoint directory or checkpoint prefix")
+    p.add_argument("--server", default=None, metavar="H:P",
+                   help="tffreeze server (default: $TFFREEZE_SERVER, then 127.0.0.1:50051)")
+    p.add_argument("--outputs", type=_names, default=[], metavar="a,b",
+                   help="output tensors or nodes ('y' or 'y:0'); default: resolved automatically")
+    p.add_argument("--inputs", type=_names, default=[], metavar="a,b",
+                   help="input tensors or nodes; default: the placeholders the outputs need")
+    p.add_argument("--step", type=int, default=None, metavar="N", help="use the checkpoint saved at global step N")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="per-call deadline (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tffreeze", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Freeze TensorFlow checkpoints into self-contained GraphDef .pb files with a server, "
+                    "and run the result.")
+    parser.add_argument("--version", action="version", version="tffreeze 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("serve", help="run the freeze server",
+                       description="Run the tffreeze gRPC server (health and reflection included). Prints "
+                                   "'listening on HOST:PORT' once it accepts calls; SIGTERM drains and stops it.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=50051, help="port; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--data-dir", default=".tffreeze-data", metavar="D",
+                   help="where uploads and frozen graphs are kept (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="TensorFlow worker processes, ~500 MiB each (default: %(default)s)")
+    p.add_argument("--max-store-bytes", type=int, default=20 << 30, metavar="BYTES",
+                   help="blob store cap; least recently used blobs are evicted (default: 20 GiB)")
+
+    p = sub.add_parser("freeze", help="freeze a checkpoint into a .pb", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Upload a checkpoint (only the files the server lacks), freeze it, and write the "
+                                   "frozen GraphDef.", epilog=EPILOG)
+    _add_source_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.pb", help="where to write the frozen graph")
+    p.add_argument("--manifest", metavar="OUT.json",
+                   help="write the manifest (resolved inputs/outputs with dtype and shape, sha256, checkpoint)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("inspect", help="list a checkpoint's variables and candidate inputs/outputs",
+                       description="Show the checkpoint a freeze would use, its variables, and the inputs and "
+                                   "outputs it would resolve, each with its reason.")
+    _add_source_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    p = sub.add_parser("run", help="run a frozen graph locally on .npy inputs (imports TensorFlow)",
+                       description="Import a frozen GraphDef into the local TensorFlow, feed .npy files, write "
+                                   "outputs as .npy files.")
+    p.add_argument("model", metavar="MODEL.pb")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="feed tensor NAME ('x' or 'x:0') from FILE.npy; repeatable")
+    p.add_argument("--output", action="append", required=True, metavar="NAME=FILE.npy",
+                   help="fetch tensor NAME into FILE.npy; repeatable")
+    return parser
+
+
+class _Bar:
+    """A one-line progress display on a TTY; silent otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, kind, done, total, message):
+        if not self.enabled:
+            return
+        frac = (done / total) if total else 1.0
+        width = 24
+        filled = int(width * min(1.0, frac))
+        label = ("uploading %.1f/%.1f MiB" % (done / 2**20, total / 2**20)) if kind == "upload" else message
+        sys.stderr.write("\r[%s%s] %3d%% %-50.50s" % ("#" * filled, "." * (width - filled), frac * 100, label))
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self):
+        if self.shown:
+            sys.stderr.write("\r" + " " * 90 + "\r")
+            sys.stderr.flush()
+
+
+def _cmd_freeze(args) -> int:
+    from .client import FreezeClient, write_atomically
+
+    bar = _Bar(sys.stderr.isatty() and not args.quiet)
+    with FreezeClient(args.server, timeout=args.timeout) as client:
+        try:
+            outcome = client.freeze(args.source, output_path=args.output, outputs=args.outputs, inputs=args.inputs,
+                                    step=args.step, progress=bar)
+        finally:
+            bar.done()
+    m = outcome.manifest
+    if args.manifest:
+        write_atomically(args.manifest, (json.dumps(m, indent=2, sort_keys=False) + "\n").encode())
+    for w in m["warnings"]:
+        print("tffreeze: warning: %s" % w, file=sys.stderr)
+    if not args.quiet:
+        print("wrote %s (%d bytes, sha256 %s) from %s%s" % (
+            args.output, m["size_bytes"], m["sha256"][:12], m["checkpoint"]["prefix"],
+            "" if m["checkpoint"]["step"] is None else " (step %d)" % m["checkpoint"]["step"]))
+        print("  uploaded %d of %d file(s), %d bytes" % (outcome.upload.uploaded_files, outcome.upload.files,
+                                                       outcome.upload.uploaded_bytes))
+        for kind in ("inputs", "outputs"):
+            for t in m[kind]:
+                print("  %-7s %s %s %s" % (kind[:-1], t["name"], t["dtype"],
+                                          "?" if t["shape"] is None else t["shape"]))
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from .client import FreezeClient
+
+    with FreezeClient(args.server, timeout=args.timeout) as client:
+        info = client.inspect(args.source, outputs=args.outputs, inputs=args.inputs, step=args.step)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    ck = info["checkpoint"]
+    print("checkpoint: %s%s  (graph %s)" % (ck["prefix"], "" if ck["step"] is None else " step %d" % ck["step"],
+                                            ck["meta_graph"] or "none"))
+    print("available:  %s" % ", ".join(info["available_checkpoints"]))
+    print("variables (%d):" % len(info["variables"]))
+    for v in info["variables"]:
+        mapped = "" if v["graph_variable"] in ("", v["checkpoint_key"]) else "  -> %s" % v["graph_variable"]
+        print("  %-40s %-8s %s%s" % (v["checkpoint_key"], v["dtype"], v["shape"], mapped))
+    for kind in ("inputs", "outputs"):
+        print("%s:" % kind)
+        for t in info[kind]:
+            print("  %-30s %-8s %-12s %s" % (t["name"], t["dtype"], "?" if t["shape"] is None else t["shape"],
+                                             t["reason"]))
+    if info["signatures"]:
+        print("signatures: %s" % ", ".join(info["signatures"]))
+    if info["collections"]:
+        print("collections: %s" % ", ".join(info["collections"]))
+    for w in info["warnings"]:
+        print("warning: %s" % w)
+    return 0
+
+
+def _cmd_run(args) -> int:
+    import io
+
+    import numpy as np
+
+    from .client import write_atomically
+    from .runner import parse_pairs, run_graph
+
+    feeds = {}
+    for name, path in parse_pairs(args.input, "--input"):
+        try:
+            feeds[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise TffreezeError("cannot read --input %s=%s: %s" % (name, path, exc)) from None
+    outputs = parse_pairs(args.output, "--output")
+    values = run_graph(args.model, feeds, [n for n, _ in outputs])
+    for (name, path), value in zip(outputs, values):
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(value), allow_pickle=False)
+        write_atomically(path, buf.getvalue())
+        print("%s -> %s %s %s" % (name, path, np.asarray(value).dtype, list(np.asarray(value).shape)))
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    try:
+        from tffreeze_server.app import serve
+    except ImportError:
+        print("tffreeze serve: the server is not installed; `pip install -e server` (or `make setup`)",
+              file=sys.stderr)
+        return 1
+    return serve(args.host, args.port, args.data_dir, args.workers, args.max_store_bytes)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve}[args.command]
+    try:
+        return handler(args)
+    except TffreezeError as exc:
+        msg = " ".join(str(exc).split())
+        print("tffreeze %s: %s [%s]" % (args.command, msg, exc.code), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print("tffreeze %s: %s" % (args.command, exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tffreeze %s: interrupted" % args.command, file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

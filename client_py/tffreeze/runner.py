@@ -1,0 +1,62 @@
+"""Run a frozen graph locally (``tffreeze run``). The only module that imports TensorFlow."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Tuple
+
+from .errors import InvalidArgumentError, NotFoundError, TffreezeError
+
+
+def _tensor_name(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
+    """Import a frozen GraphDef and evaluate ``fetches`` given ``feeds`` (name -> array)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        with open(model_path, "rb") as fh:
+            graph_def.ParseFromString(fh.read())
+    except FileNotFoundError:
+        raise NotFoundError("%s does not exist" % model_path) from None
+    except Exception as exc:  # DecodeError
+        raise InvalidArgumentError("%s is not a binary GraphDef (%s)" % (model_path, exc)) from None
+    graph = tf.Graph()
+    with graph.as_default():
+        try:
+            tf.graph_util.import_graph_def(graph_def, name="")
+        except (ValueError, tf.errors.OpError) as exc:
+            raise InvalidArgumentError("cannot import %s: %s" % (model_path, str(exc).splitlines()[0])) from None
+
+    def lookup(name):
+        try:
+            return graph.get_tensor_by_name(_tensor_name(name))
+        except (KeyError, ValueError):
+            ops = sorted(op.name for op in graph.get_operations() if op.type == "Placeholder")
+            raise NotFoundError("tensor %r is not in %s (placeholders: %s)"
+                                % (name, model_path, ", ".join(ops) or "none")) from None
+
+    feed_dict = {lookup(k): v for k, v in feeds.items()}
+    fetch_list = [lookup(f) for f in fetches]
+    with tf.compat.v1.Session(graph=graph) as sess:
+        try:
+            return sess.run(fetch_list, feed_dict=feed_dict)
+        except tf.errors.OpError as exc:
+            raise TffreezeError("running %s failed: %s" % (model_path, exc.message.splitlines()[0])) from None
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgumentError("cannot feed %s: %s" % (model_path, exc)) from None
+
+
+def parse_pairs(pairs: List[str], flag: str) -> List[Tuple[str, str]]:
+    out = []
+    for p in pairs:
+        name, sep, path = p.partition("=")
+        if not sep or not name or not path:
+            raise InvalidArgumentError("%s %r: write NAME=FILE.npy, e.g. %s x:0=x.npy" % (flag, p, flag))
+        out.append((name, path))
+    return out

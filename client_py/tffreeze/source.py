@@ -1,0 +1,74 @@
+"""Local checkpoint sources: which files of a directory or prefix to upload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from . import layout
+from .errors import error_for
+
+HASH_BLOCK = 1 << 20
+
+
+@dataclass
+class LocalFile:
+    path: str  # relative to the checkpoint directory, '/'-separated
+    local: str  # absolute local path
+    sha256: str
+    size: int
+
+
+@dataclass
+class Source:
+    directory: str
+    prefix: str  # chosen checkpoint prefix, relative to directory
+    files: List[LocalFile]
+    warnings: List[str]
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def collect(source: str, step: Optional[int] = None) -> Source:
+    """Resolve SOURCE (a checkpoint directory or a checkpoint prefix) to the
+    files of one checkpoint. Raises TffreezeError naming the problem."""
+    source = os.path.expanduser(source)
+    if os.path.isdir(source):
+        directory, prefix = source, None
+    else:
+        directory, prefix = os.path.dirname(source) or ".", os.path.basename(source)
+        if not os.path.isdir(directory) or not (os.path.exists(source + ".index") or os.path.exists(source)):
+            raise error_for("NOT_FOUND", "%s is neither a checkpoint directory nor a checkpoint prefix "
+                                         "(no %s.index)" % (source, source))
+    directory = os.path.abspath(directory)
+    names = sorted(n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n)))
+    state = None
+    if layout.STATE_FILE in names:
+        with open(os.path.join(directory, layout.STATE_FILE), "r", encoding="utf-8", errors="replace") as fh:
+            state = fh.read()
+    try:
+        sel = layout.select(names, state, step, prefix)
+    except layout.SelectionError as exc:
+        raise error_for(exc.code, "%s (in %s)" % (exc, directory)) from None
+    files = []
+    for rel in sel.checkpoint.files():
+        local = os.path.join(directory, rel)
+        files.append(LocalFile(rel, local, sha256_file(local), os.path.getsize(local)))
+    return Source(directory, sel.checkpoint.prefix, files, sel.warnings)
+
+
+def collect_files(directory: str, paths: List[str]) -> Dict[str, LocalFile]:
+    """Hash explicitly listed files (relative to directory) for upload."""
+    out = {}
+    for rel in paths:
+        local = os.path.join(directory, rel)
+        out[rel] = LocalFile(rel, local, sha256_file(local), os.path.getsize(local))
+    return out

@@ -1,0 +1,101 @@
+"""Server assembly: ``create_server`` for tests and embedding, ``serve`` for the CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent import futures
+from typing import Optional
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tffreeze.v1 import service_pb2, service_pb2_grpc
+
+from .blobstore import BlobStore
+from .servicer import FreezeServicer
+from .workers import WorkerPool
+
+SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["FreezeService"].full_name
+MAX_MESSAGE = 4 << 20
+DEFAULT_DATA_DIR = ".tffreeze-data"
+
+
+class Server:
+    """A running tffreeze server: gRPC server, blob store and worker pool."""
+
+    def __init__(self, grpc_server, port: int, pool: WorkerPool, health_servicer, store: BlobStore):
+        self.grpc_server = grpc_server
+        self.port = port
+        self.pool = pool
+        self.health = health_servicer
+        self.store = store
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.grpc_server.stop(grace).wait()
+        self.pool.close()
+
+    def wait(self) -> None:
+        self.grpc_server.wait_for_termination()
+
+
+def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DEFAULT_DATA_DIR,
+                  workers: int = 1, max_store_bytes: int = 20 << 30, threads: int = 16) -> Server:
+    """Build and start a server; ``port=0`` picks a free port (see ``Server.port``)."""
+    store = BlobStore(data_dir, max_bytes=max_store_bytes)
+    pool = WorkerPool(size=workers).start()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tffreeze-rpc"),
+                         options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                  ("grpc.max_send_message_length", MAX_MESSAGE)])
+    service_pb2_grpc.add_FreezeServiceServicer_to_server(FreezeServicer(store, pool), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port("%s:%d" % (host, port))
+    if bound == 0:
+        pool.close()
+        raise OSError("cannot listen on %s:%d (address in use or not available); pick another --port" % (host, port))
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Server(server, bound, pool, health_servicer, store)
+
+
+def serve(host: str, port: int, data_dir: str, workers: int = 1, max_store_bytes: int = 20 << 30,
+          out=sys.stdout) -> int:
+    """Run until SIGTERM/SIGINT, then drain in-flight calls and stop the workers."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        srv = create_server(host, port, data_dir, workers, max_store_bytes)
+    except OSError as exc:
+        print("tffreeze serve: %s" % exc, file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print("tffreeze server listening on %s:%d (data dir %s, %d worker(s))"
+          % (host, srv.port, os.path.abspath(data_dir), workers), file=out, flush=True)
+    stop.wait()
+    print("tffreeze server shutting down", file=out, flush=True)
+    srv.stop()
+    return 0
+
+
+def main(argv: Optional[list] = None) -> int:
+    """``tffreeze-server [ARGS]`` is ``tffreeze serve [ARGS]``."""
+    from tffreeze.cli import main as cli_main
+
+    return cli_main(["serve"] + list(sys.argv[1:] if argv is None else argv))
+
+
+__all__ = ["create_server", "serve", "main", "Server"]

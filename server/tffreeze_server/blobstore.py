@@ -1,0 +1,225 @@
+"""Content-addressed blob store on disk.
+
+Layout under the data directory::
+
+    blobs/ab/abcdef...     complete blobs, named by lower-case sha256
+    partial/<sha256>       unary uploads in progress (resumable)
+    tmp/                   streaming uploads and worker outputs before commit
+
+Every blob is verified (length and sha256) before it is renamed into place, so
+a reader never sees a half-written blob. The store has a size cap: when a new
+blob would exceed it, least-recently-used blobs are evicted; a blob larger than
+the cap is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
+
+from .core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+
+CHUNK = 1 << 20  # 1 MiB: the largest chunk either direction carries.
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_digest(sha256: str, size: int) -> None:
+    if not _HEX.match(sha256 or ""):
+        raise InvalidArgument("digest %r is not a lower-case hex sha256 (64 characters)" % (sha256,))
+    if size < 0:
+        raise InvalidArgument("digest %s has negative size %d" % (sha256[:12], size))
+
+
+class BlobStore:
+    def __init__(self, root: str, max_bytes: int = 20 << 30):
+        self.root = os.path.abspath(root)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        for sub in ("blobs", "partial", "tmp"):
+            os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        # Leftovers of a previous run (crash mid-upload) are garbage.
+        for name in os.listdir(self.tmp_dir):
+            path = os.path.join(self.tmp_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+
+    @property
+    def tmp_dir(self) -> str:
+        return os.path.join(self.root, "tmp")
+
+    def path(self, sha256: str) -> str:
+        return os.path.join(self.root, "blobs", sha256[:2], sha256)
+
+    def _partial(self, sha256: str) -> str:
+        return os.path.join(self.root, "partial", sha256)
+
+    # -- queries ---------------------------------------------------------
+    def has(self, sha256: str, size: int) -> bool:
+        try:
+            return os.path.getsize(self.path(sha256)) == size
+        except OSError:
+            return False
+
+    def missing(self, digests: Iterable[Tuple[str, int]]) -> List[Tuple[str, int]]:
+        out, seen = [], set()
+        for sha, size in digests:
+            check_digest(sha, size)
+            if (sha, size) not in seen and not self.has(sha, size):
+                out.append((sha, size))
+            seen.add((sha, size))
+        return out
+
+    def total_bytes(self) -> int:
+        total = 0
+        for root, _, files in os.walk(os.path.join(self.root, "blobs")):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except OSError:
+                    pass
+        return total
+
+    # -- writing ---------------------------------------------------------
+    def _make_room(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise ResourceExhausted("blob of %d bytes exceeds the store's cap of %d bytes; start the server "
+                                    "with a larger --max-store-bytes" % (size, self.max_bytes))
+        entries = []
+        for root, _, files in os.walk(os.path.join(self.root, "blobs")):
+            for f in files:
+                p = os.path.join(root, f)
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                entries.append((st.st_mtime, st.st_size, p))
+        total = sum(e[1] for e in entries)
+        for _, sz, p in sorted(entries):
+            if total + size <= self.max_bytes:
+                break
+            try:
+                os.unlink(p)
+                total -= sz
+            except OSError:
+                pass
+
+    def commit_file(self, tmp_path: str, sha256: str, size: int) -> None:
+        """Verify a complete temporary file and move it into place (or drop it if present)."""
+        actual_size = os.path.getsize(tmp_path)
+        if actual_size != size:
+            os.unlink(tmp_path)
+            raise InvalidArgument("upload of %s has %d bytes, the digest says %d" % (sha256[:12], actual_size, size))
+        h = hashlib.sha256()
+        with open(tmp_path, "rb") as fh:
+            for block in iter(lambda: fh.read(CHUNK), b""):
+                h.update(block)
+        if h.hexdigest() != sha256:
+            os.unlink(tmp_path)
+            raise InvalidArgument("upload's sha256 is %s, the digest says %s; the data was corrupted in "
+                                  "transit or the digest is wrong" % (h.hexdigest(), sha256))
+        self.adopt(tmp_path, sha256, size)
+
+    def adopt(self, tmp_path: str, sha256: str, size: int) -> None:
+        """Move a verified file into place atomically."""
+        with self._lock:
+            if self.has(sha256, size):
+                os.unlink(tmp_path)
+                self.touch(sha256)
+                return
+            self._make_room(size)
+            dest = self.path(sha256)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.replace(tmp_path, dest)
+
+    def new_tmp(self, suffix: str = "") -> Tuple[BinaryIO, str]:
+        fd, path = tempfile.mkstemp(dir=self.tmp_dir, suffix=suffix)
+        return os.fdopen(fd, "wb"), path
+
+    def write_stream(self, sha256: str, size: int, chunks: Iterator[Tuple[int, bytes]]) -> None:
+        """Store a blob from (offset, data) chunks in order; nothing is left on failure."""
+        check_digest(sha256, size)
+        fh, tmp = self.new_tmp(".upload")
+        try:
+            written = 0
+            with fh:
+                for offset, data in chunks:
+                    if offset != written:
+                        raise InvalidArgument("chunk at offset %d, expected %d: chunks must be sent in order"
+                                              % (offset, written))
+                    if len(data) > CHUNK:
+                        raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data))
+                    written += len(data)
+                    if written > size:
+                        raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size))
+                    fh.write(data)
+            self.commit_file(tmp, sha256, size)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def write_chunk(self, sha256: str, size: int, offset: int, data: bytes, finish: bool) -> Tuple[int, bool]:
+        """Append one chunk of a resumable upload. Returns (committed size, complete)."""
+        check_digest(sha256, size)
+        if self.has(sha256, size):
+            return size, True
+        if len(data) > CHUNK:
+            raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data))
+        part = self._partial(sha256)
+        with self._lock:
+            current = os.path.getsize(part) if os.path.exists(part) else 0
+            if offset != current:
+                raise FailedPrecondition("chunk at offset %d but %d bytes of %s are committed; resume at %d"
+                                         % (offset, current, sha256[:12], current))
+            if current + len(data) > size:
+                if os.path.exists(part):
+                    os.unlink(part)
+                raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size))
+            with open(part, "ab") as fh:
+                fh.write(data)
+            current += len(data)
+        if finish:
+            fh, tmp = self.new_tmp(".upload")
+            fh.close()
+            os.replace(part, tmp)
+            try:
+                self.commit_file(tmp, sha256, size)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            return size, True
+        return current, False
+
+    # -- reading ---------------------------------------------------------
+    def touch(self, sha256: str) -> None:
+        try:
+            os.utime(self.path(sha256))
+        except OSError:
+            pass
+
+    def open(self, sha256: str, size: Optional[int] = None) -> BinaryIO:
+        check_digest(sha256, size if size is not None else 0)
+        try:
+            fh = open(self.path(sha256), "rb")
+        except FileNotFoundError:
+            raise NotFound("blob %s is not on the server; upload it (or freeze again)" % sha256[:12]) from None
+        self.touch(sha256)
+        return fh
+
+    def link_into(self, sha256: str, dest: str) -> None:
+        """Place a blob at ``dest`` (hard link, else copy)."""
+        src = self.path(sha256)
+        self.touch(sha256)
+        try:
+            os.link(src, dest)
+        except FileNotFoundError:
+            raise FailedPrecondition("blob %s is not on the server (evicted or never uploaded); upload it "
+                                     "again" % sha256[:12]) from None
+        except OSError:
+            shutil.copyfile(src, dest)

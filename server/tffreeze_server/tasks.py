@@ -1,0 +1,22 @@
+"""Tasks run inside worker processes (see ``workers``). Imports TensorFlow."""
+
+from __future__ import annotations
+
+import os
+
+
+def handle(kind: str, payload: dict, progress):
+    if kind == "warm":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf  # noqa: F401  (the expensive import, done once per worker)
+
+        tf.get_logger().setLevel("ERROR")
+        from .core import engine  # noqa: F401
+        return tf.__version__
+    from .core import engine
+
+    if kind == "freeze":
+        return engine.freeze(payload["workdir"], payload["options"], payload["out_path"], progress)
+    if kind == "inspect":
+        return engine.inspect(payload["workdir"], payload["options"], progress)
+    raise ValueError("unknown task %r" % kind)
