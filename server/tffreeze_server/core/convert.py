@@ -78,7 +78,43 @@ def check_size(values: Dict[str, Tuple[np.ndarray, int]], graph_def, limit: int 
 def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]]):
     data = _ReaderConverterData(graph_def, values)
     frozen, _ = c2c._replace_variables_by_constants(converter_data=data)  # pylint: disable=protected-access
+    _retype_resource_passthroughs(frozen)
     return frozen
+
+
+_DT_RESOURCE = 20
+_PASSTHROUGH = {"Identity", "Enter", "Exit", "Switch", "RefSwitch", "NextIteration", "Snapshot", "StopGradient"}
+
+
+def _output_dtype(node, index: int):
+    """The dtype of ``node:index`` where it can be read off the NodeDef, else None."""
+    if node.op == "Const":
+        return node.attr["dtype"].type
+    if node.op in ("While", "StatelessWhile") and node.attr["T"].list.type:
+        types = node.attr["T"].list.type
+        return types[index] if index < len(types) else None
+    if node.op in _PASSTHROUGH | {"Merge"} and "T" in node.attr and node.attr["T"].type:
+        return node.attr["T"].type
+    return None
+
+
+def _retype_resource_passthroughs(graph_def) -> None:
+    """TensorFlow's converter retypes a While's inputs but not the consumers of
+    its outputs: a pass-through op still typed `resource` after the variable
+    became a constant takes the dtype of what now feeds it."""
+    by_name = {n.name: n for n in graph_def.node}
+    changed = True
+    while changed:
+        changed = False
+        for node in graph_def.node:
+            if node.op not in _PASSTHROUGH or node.attr["T"].type != _DT_RESOURCE or not node.input:
+                continue
+            src_name, _, idx = node.input[0].partition(":")
+            src = by_name.get(src_name)
+            dtype = _output_dtype(src, int(idx or 0)) if src is not None else None
+            if dtype and dtype != _DT_RESOURCE:
+                node.attr["T"].type = dtype
+                changed = True
 
 
 def _referenced_functions(graph_def) -> set:

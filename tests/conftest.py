@@ -1,0 +1,74 @@
+"""Shared fixtures: a real tffreeze server on a free port, and a client."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+BIN = os.path.dirname(sys.executable)
+
+
+class RunningServer:
+    def __init__(self, proc, target, data_dir, log):
+        self.proc = proc
+        self.target = target
+        self.data_dir = data_dir
+        self.log = log
+
+
+def start_server(data_dir: str, extra=()) -> RunningServer:
+    """Start `tffreeze serve --port 0` and wait for its 'listening on' line."""
+    cmd = [os.path.join(BIN, "tffreeze"), "serve", "--port", "0", "--data-dir", data_dir, *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    log = []
+    deadline = time.monotonic() + 120
+    target = None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        log.append(line)
+        m = re.search(r"listening on (\S+):(\d+)", line)
+        if m:
+            target = "%s:%s" % (m.group(1), m.group(2))
+            break
+    if target is None:
+        proc.kill()
+        raise RuntimeError("server did not start:\n" + "".join(log))
+    # Keep draining its output so it never blocks on a full pipe.
+    threading.Thread(target=lambda: [log.append(l) for l in proc.stdout], daemon=True).start()
+    return RunningServer(proc, target, data_dir, log)
+
+
+def stop_server(server: RunningServer) -> int:
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        return server.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        return -9
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    srv = start_server(str(tmp_path_factory.mktemp("server-data")))
+    yield srv
+    code = stop_server(srv)
+    assert code == 0, "server did not shut down cleanly on SIGTERM (exit %s):\n%s" % (code, "".join(srv.log[-40:]))
+
+
+@pytest.fixture()
+def client(server):
+    from tffreeze import FreezeClient
+
+    with FreezeClient(server.target, timeout=300) as c:
+        yield c

@@ -1,0 +1,178 @@
+"""Freezing real checkpoints through the real server (port 0), checking the
+frozen graph's outputs against the original model's."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import models
+from tffreeze import FreezeClient
+
+KINDS = [pytest.param(False, id="ref"), pytest.param(True, id="resource")]
+
+
+def _freeze_and_compare(client, model, **kwargs):
+    outcome = client.freeze(model.directory, **kwargs)
+    fetches = list(model.expected)
+    got = models.run_frozen(outcome.graph, model.feeds, fetches)
+    for name, value in zip(fetches, got):
+        np.testing.assert_allclose(value, model.expected[name], rtol=1e-6, atol=1e-6)
+    return outcome
+
+
+@pytest.mark.parametrize("resource", KINDS)
+def test_seed_v1_plus_v2_without_inputs(client, tmp_path, resource):
+    model = models.seed_v1_v2(str(tmp_path), resource)
+    assert models.variable_ops(model.directory) == (["VarHandleOp"] if resource else ["VariableV2"])
+    outcome = _freeze_and_compare(client, model)
+    m = outcome.manifest
+    assert [o["name"] for o in m["outputs"]] == ["add:0"]
+    assert m["outputs"][0]["reason"].startswith("graph sink")
+    assert m["outputs"][0]["dtype"] == "float32" and m["outputs"][0]["shape"] == [1]
+    assert m["inputs"] == []
+    assert m["variables_frozen"] == 2
+    ops = models.graph_ops(outcome.graph)
+    assert not {"VariableV2", "VarHandleOp", "Assign", "AssignVariableOp", "RestoreV2", "SaveV2"} & set(ops)
+
+
+@pytest.mark.parametrize("resource", KINDS)
+def test_placeholders_and_variable_at_global_step(client, tmp_path, resource):
+    model = models.placeholders_global_step(str(tmp_path), resource)
+    outcome = _freeze_and_compare(client, model)
+    m = outcome.manifest
+    assert m["checkpoint"]["prefix"] == "my_test_model-1000" and m["checkpoint"]["step"] == 1000
+    assert [i["name"] for i in m["inputs"]] == ["w1:0", "w2:0"]
+    assert all(i["shape"] is None and i["dtype"] == "float32" for i in m["inputs"])  # unknown rank -> null
+    assert [o["name"] for o in m["outputs"]] == ["op_to_restore:0"]
+
+
+@pytest.mark.parametrize("resource", KINDS)
+def test_latest_of_several_checkpoints_and_step(client, tmp_path, resource):
+    model = models.several_steps(str(tmp_path), resource)
+    # The state file names paths on the training machine: matched by basename, never followed.
+    state = os.path.join(model.directory, "checkpoint")
+    with open(state) as fh:
+        text = fh.read()
+    with open(state, "w") as fh:
+        fh.write(text.replace('"model.ckpt', '"/home/trainer/runs/exp7/model.ckpt'))
+    outcome = _freeze_and_compare(client, model)
+    assert outcome.manifest["checkpoint"]["step"] == 3
+    x = model.feeds["x:0"]
+    (y3,) = models.run_frozen(outcome.graph, model.feeds, ["y:0"])
+    bias = y3 - x @ np.full((3, 2), 2.0, np.float32)  # step 3 saved w = 2
+    step2 = client.freeze(model.directory, step=2)
+    assert step2.manifest["checkpoint"] == {"prefix": "model.ckpt-2", "step": 2, "meta_graph": "model.ckpt-2.meta"}
+    (y2,) = models.run_frozen(step2.graph, model.feeds, ["y:0"])
+    np.testing.assert_allclose(y2, x @ np.ones((3, 2), np.float32) + bias, rtol=1e-5, atol=1e-5)
+    # A prefix given directly wins over the state file.
+    step1 = client.freeze(os.path.join(model.directory, "model.ckpt-1"))
+    assert step1.manifest["checkpoint"]["step"] == 1
+    assert step1.upload.files == 3  # only that checkpoint's index, data and meta
+
+
+@pytest.mark.parametrize("resource", KINDS)
+def test_renamed_saver_keys(client, tmp_path, resource):
+    model = models.dense(str(tmp_path), resource, saver_keys=True)
+    _freeze_and_compare(client, model)
+    info = client.inspect(model.directory)
+    mapped = {v["checkpoint_key"]: v["graph_variable"] for v in info["variables"]}
+    assert mapped["renamed/weights"] == "w" and mapped["renamed/bias"] == "b"
+
+
+@pytest.mark.parametrize("resource", KINDS)
+def test_output_registered_in_collection(client, tmp_path, resource):
+    model = models.dense(str(tmp_path), resource, collection="pred_network")
+    outcome = _freeze_and_compare(client, model)
+    m = outcome.manifest
+    assert [o["name"] for o in m["outputs"]] == ["y:0"]
+    assert m["outputs"][0]["reason"] == "collection 'pred_network'"
+    assert m["inputs"] == [{"name": "x:0", "dtype": "float32", "shape": [-1, 3],
+                            "reason": "placeholder the outputs depend on"}]
+
+
+@pytest.mark.parametrize("resource", KINDS)
+def test_while_loop_reading_a_variable(client, tmp_path, resource):
+    model = models.while_loop(str(tmp_path), resource)
+    first = _freeze_and_compare(client, model)
+    second = client.freeze(model.directory)
+    assert first.graph == second.graph
+
+
+def test_auto_resolution_matches_explicit_names_and_x_vs_x0(client, tmp_path):
+    model = models.dense(str(tmp_path), True)
+    auto = client.freeze(model.directory)
+    by_node = client.freeze(model.directory, outputs=["y"], inputs=["x"])
+    by_tensor = client.freeze(model.directory, outputs=["y:0"], inputs=["x:0"])
+    assert auto.graph == by_node.graph == by_tensor.graph
+    assert by_node.manifest["outputs"][0]["name"] == "y:0"
+    assert by_node.manifest["outputs"][0]["reason"] == "explicit --outputs"
+    assert by_node.manifest["inputs"][0]["reason"] == "explicit --inputs"
+
+
+def test_identical_bytes_and_refreeze_uploads_nothing(client, tmp_path):
+    from conftest import start_server, stop_server
+
+    model = models.while_loop(str(tmp_path / "ckpt"), True)
+    fresh = start_server(str(tmp_path / "fresh-data"))  # a server that has seen nothing
+    try:
+        with FreezeClient(fresh.target) as other:
+            first = other.freeze(model.directory)
+            second = other.freeze(model.directory)
+    finally:
+        assert stop_server(fresh) == 0
+    assert first.upload.uploaded_bytes > 0 and first.upload.uploaded_files == 3
+    assert second.upload.uploaded_bytes == 0 and second.upload.uploaded_files == 0
+    assert first.graph == second.graph
+    # Another server process (other function-name counters, other worker) gives the same bytes.
+    third = client.freeze(model.directory)
+    assert third.graph == first.graph and third.manifest["sha256"] == first.manifest["sha256"]
+
+
+def test_output_written_to_path(client, tmp_path):
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    out = tmp_path / "model.pb"
+    outcome = client.freeze(model.directory, output_path=str(out))
+    assert outcome.graph is None and out.stat().st_size == outcome.manifest["size_bytes"]
+    import hashlib
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == outcome.manifest["sha256"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_restore_op_with_file_writing_dependency_is_not_run(client, tmp_path):
+    model = models.dense(str(tmp_path / "ckpt"), False)
+    victim = tmp_path / "written-by-restore.txt"
+
+    def booby_trap(meta):
+        node = meta.graph_def.node.add()
+        node.name, node.op = "pwn/filename", "Const"
+        node.attr["dtype"].type = 7  # DT_STRING
+        node.attr["value"].tensor.dtype = 7
+        node.attr["value"].tensor.string_val.append(str(victim).encode())
+        node = meta.graph_def.node.add()
+        node.name, node.op = "pwn/contents", "Const"
+        node.attr["dtype"].type = 7
+        node.attr["value"].tensor.dtype = 7
+        node.attr["value"].tensor.string_val.append(b"the graph ran")
+        node = meta.graph_def.node.add()
+        node.name, node.op = "pwn", "WriteFile"
+        node.input.extend(["pwn/filename", "pwn/contents"])
+        restore = next(n for n in meta.graph_def.node if n.name == meta.saver_def.restore_op_name.split(":")[0])
+        restore.input.append("^pwn")
+
+    models.edit_meta(model.directory, booby_trap)
+    outcome = _freeze_and_compare(client, model)
+    client.inspect(model.directory)
+    assert not victim.exists(), "freezing executed the uploaded graph's restore op"
+    assert "WriteFile" not in models.graph_ops(outcome.graph)
+
+
+def test_second_client_reuses_server_blobs(server, tmp_path):
+    model = models.seed_v1_v2(str(tmp_path), True)
+    with FreezeClient(server.target) as a:
+        a.freeze(model.directory)
+    with FreezeClient(server.target) as b:
+        again = b.freeze(model.directory)
+    assert again.upload.uploaded_bytes == 0
