@@ -251,7 +251,11 @@ class FreezeClient:
                 step: Optional[int] = None, timeout: Optional[float] = None) -> dict:
         """Describe a checkpoint: variables, candidate inputs/outputs with reasons."""
         src = _source.collect(source, step)
-        return self.inspect_files(src.files, outputs, inputs, None, src.prefix, timeout)
+        info = self.inspect_files(src.files, outputs, inputs, None, src.prefix, timeout)
+        # Only the chosen checkpoint was uploaded; the local directory knows them all.
+        info["available_checkpoints"] = src.available
+        info["warnings"] = src.warnings + info["warnings"]
+        return info
 
     def inspect_files(self, files, outputs=(), inputs=(), step=None, checkpoint_prefix=None,
                       timeout=None) -> dict:

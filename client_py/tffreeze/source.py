@@ -27,6 +27,7 @@ class Source:
     prefix: str  # chosen checkpoint prefix, relative to directory
     files: List[LocalFile]
     warnings: List[str]
+    available: List[str]  # every checkpoint prefix in the directory, oldest first
 
 
 def sha256_file(path: str) -> str:
@@ -62,7 +63,7 @@ def collect(source: str, step: Optional[int] = None) -> Source:
     for rel in sel.checkpoint.files():
         local = os.path.join(directory, rel)
         files.append(LocalFile(rel, local, sha256_file(local), os.path.getsize(local)))
-    return Source(directory, sel.checkpoint.prefix, files, sel.warnings)
+    return Source(directory, sel.checkpoint.prefix, files, sel.warnings, sel.available)
 
 
 def collect_files(directory: str, paths: List[str]) -> Dict[str, LocalFile]:

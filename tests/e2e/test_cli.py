@@ -1,0 +1,122 @@
+"""The `tffreeze` command as other teams' scripts call it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import models
+
+TFFREEZE = os.path.join(os.path.dirname(sys.executable), "tffreeze")
+
+
+def cli(*args, env=None, **kw):
+    full_env = dict(os.environ, **(env or {}))
+    full_env.pop("TFFREEZE_SERVER", None) if env is None else None
+    return subprocess.run([TFFREEZE, *args], capture_output=True, text=True, env=full_env, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return models.dense(str(tmp_path_factory.mktemp("cli") / "run"), True, steps=[100, 200], mutate=True)
+
+
+def test_help_lists_every_command():
+    out = cli("--help")
+    assert out.returncode == 0
+    for verb in ("serve", "freeze", "inspect", "run"):
+        assert verb in out.stdout
+    assert "exit codes" in out.stdout and "TFFREEZE_SERVER" in out.stdout
+
+
+def test_freeze_manifest_and_run_round_trip(server, ckpt, tmp_path):
+    pb, man = tmp_path / "model.pb", tmp_path / "model.json"
+    out = cli("freeze", ckpt.directory, "-o", str(pb), "--server", server.target, "--manifest", str(man))
+    assert out.returncode == 0, out.stderr
+    assert "wrote %s" % pb in out.stdout
+    m = json.loads(man.read_text())
+    assert m["inputs"] == [{"name": "x:0", "dtype": "float32", "shape": [-1, 3],
+                            "reason": "placeholder the outputs depend on"}]
+    assert m["outputs"][0]["name"] == "y:0" and m["outputs"][0]["shape"] == [-1, 2]
+    assert m["checkpoint"]["prefix"] == "model.ckpt-200" and m["checkpoint"]["step"] == 200
+    assert m["size_bytes"] == pb.stat().st_size and len(m["sha256"]) == 64
+    assert isinstance(m["warnings"], list) and m["provenance"]["tensorflow_version"]
+
+    np.save(tmp_path / "x.npy", ckpt.feeds["x:0"])
+    run = cli("run", str(pb), "--input", "x=%s" % (tmp_path / "x.npy"), "--output", "y:0=%s" % (tmp_path / "y.npy"))
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ckpt.expected["y:0"], rtol=1e-6)
+
+
+def test_server_from_environment_and_step(server, ckpt, tmp_path):
+    pb = tmp_path / "m.pb"
+    out = cli("freeze", ckpt.directory, "-o", str(pb), "--step", "100", "--outputs", "y", "--inputs", "x:0",
+              env={"TFFREEZE_SERVER": server.target})
+    assert out.returncode == 0, out.stderr
+    assert "model.ckpt-100 (step 100)" in out.stdout
+
+
+def test_inspect_json(server, ckpt):
+    out = cli("inspect", ckpt.directory, "--server", server.target, "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["available_checkpoints"] == ["model.ckpt-100", "model.ckpt-200"]
+    assert {v["checkpoint_key"] for v in info["variables"]} == {"w", "b", "global_step"}
+    assert info["outputs"][0]["name"] == "y:0" and info["outputs"][0]["reason"].startswith("graph sink")
+    text = cli("inspect", ckpt.directory, "--server", server.target)
+    assert text.returncode == 0 and "variables (3):" in text.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--outputs", "logitz"], "output 'logitz' is not in the graph"),
+    (["--step", "5"], "no checkpoint at global step 5"),
+])
+def test_errors_exit_1_with_one_line_and_keep_existing_output(server, ckpt, tmp_path, args, needle):
+    pb = tmp_path / "keep.pb"
+    pb.write_bytes(b"previous good graph")
+    out = cli("freeze", ckpt.directory, "-o", str(pb), "--server", server.target, *args)
+    assert out.returncode == 1
+    assert needle in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert pb.read_bytes() == b"previous good graph"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.pb"]
+
+
+def test_missing_source_and_unreachable_server(tmp_path, ckpt):
+    out = cli("freeze", str(tmp_path / "nope"), "-o", str(tmp_path / "o.pb"), "--server", "127.0.0.1:1")
+    assert out.returncode == 1 and "neither a checkpoint directory nor a checkpoint prefix" in out.stderr
+    out = cli("freeze", ckpt.directory, "-o", str(tmp_path / "o.pb"), "--server", "127.0.0.1:1", "--timeout", "5")
+    assert out.returncode == 1 and "cannot reach the tffreeze server at 127.0.0.1:1" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert cli("freeze", str(tmp_path)).returncode == 2  # no -o
+    assert cli("frobnicate").returncode == 2
+    assert cli("freeze", str(tmp_path), "-o", "x.pb", "--step", "many").returncode == 2
+
+
+def test_run_reports_bad_tensor_names(server, ckpt, tmp_path):
+    pb = tmp_path / "model.pb"
+    assert cli("freeze", ckpt.directory, "-o", str(pb), "--server", server.target).returncode == 0
+    np.save(tmp_path / "x.npy", ckpt.feeds["x:0"])
+    out = cli("run", str(pb), "--input", "nope=%s" % (tmp_path / "x.npy"), "--output", "y=%s" % (tmp_path / "y.npy"))
+    assert out.returncode == 1 and "tensor 'nope' is not in" in out.stderr and "placeholders: x" in out.stderr
+
+
+def test_freeze_and_inspect_do_not_import_tensorflow(server, ckpt, tmp_path):
+    code = (
+        "import sys\n"
+        "from tffreeze.cli import main\n"
+        "assert main(['freeze', %r, '-o', %r, '--server', %r, '--quiet']) == 0\n"
+        "assert main(['inspect', %r, '--server', %r, '--json']) == 0\n"
+        "print('TF_IMPORTED' if any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules) else 'NO_TF')\n"
+    ) % (ckpt.directory, str(tmp_path / "m.pb"), server.target, ckpt.directory, server.target)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "NO_TF"

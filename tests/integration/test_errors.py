@@ -1,0 +1,152 @@
+"""Bad input gets a clear message and the right status; the server stays healthy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+import models
+from tffreeze import (FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError)
+from tffreeze.source import collect_files
+
+
+@pytest.fixture()
+def good(tmp_path):
+    return models.dense(str(tmp_path / "good"), True)
+
+
+def _assert_healthy(client, good):
+    assert client.health() == "SERVING"
+    outcome = client.freeze(good.directory)
+    assert [o["name"] for o in outcome.manifest["outputs"]] == ["y:0"]
+
+
+def _copy(model, dest) -> str:
+    shutil.copytree(model.directory, dest)
+    return str(dest)
+
+
+def _files(directory, names=None):
+    names = names or sorted(os.listdir(directory))
+    return list(collect_files(directory, names).values())
+
+
+def test_truncated_index(client, good, tmp_path):
+    d = _copy(good, tmp_path / "truncated")
+    index = os.path.join(d, "model.ckpt.index")
+    with open(index, "rb") as fh:
+        data = fh.read()
+    with open(index, "wb") as fh:
+        fh.write(data[: len(data) // 2])
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(d)
+    assert "cannot read checkpoint 'model.ckpt'" in err.value.message
+    assert "corrupt or truncated" in err.value.message
+    _assert_healthy(client, good)
+
+
+def test_garbage_index(client, good, tmp_path):
+    d = _copy(good, tmp_path / "garbage")
+    with open(os.path.join(d, "model.ckpt.index"), "wb") as fh:
+        fh.write(os.urandom(4096))
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(d)
+    assert "model.ckpt" in err.value.message and "re-upload" in err.value.message
+    _assert_healthy(client, good)
+
+
+def test_garbage_meta_graph(client, good, tmp_path):
+    d = _copy(good, tmp_path / "badmeta")
+    with open(os.path.join(d, "model.ckpt.meta"), "wb") as fh:
+        fh.write(b"\xff" * 100)
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(d)
+    assert "model.ckpt.meta is not a MetaGraphDef" in err.value.message
+    _assert_healthy(client, good)
+
+
+def test_missing_data_shard(client, good):
+    # Sent as-is, bypassing the client's own check: the server must notice.
+    files = _files(good.directory, ["checkpoint", "model.ckpt.index", "model.ckpt.meta"])
+    with pytest.raises(NotFoundError) as err:
+        client.freeze_files(files)
+    assert "missing data shard(s): model.ckpt.data-00000-of-00001" in err.value.message
+    _assert_healthy(client, good)
+
+
+def test_missing_data_shard_from_directory(client, good, tmp_path):
+    d = _copy(good, tmp_path / "noshard")
+    os.unlink(os.path.join(d, "model.ckpt.data-00000-of-00001"))
+    with pytest.raises(NotFoundError) as err:
+        client.freeze(d)
+    assert "model.ckpt.data-00000-of-00001" in err.value.message
+
+
+def test_wrong_output_name(client, good):
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(good.directory, outputs=["yy"])
+    assert "output 'yy' is not in the graph; did you mean 'y'?" in err.value.message
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(good.directory, outputs=["y:0:1"])
+    assert "is not a tensor name" in err.value.message
+    _assert_healthy(client, good)
+
+
+def test_directory_without_checkpoint(client, good, tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    (d / "notes.txt").write_text("no checkpoint here")
+    with pytest.raises(NotFoundError) as err:
+        client.freeze_files(_files(str(d)))
+    assert "no checkpoint found in the upload" in err.value.message
+    with pytest.raises(NotFoundError):
+        client.freeze(str(d))  # the client notices before uploading
+    _assert_healthy(client, good)
+
+
+def test_no_meta_graph(client, good, tmp_path):
+    d = _copy(good, tmp_path / "nometa")
+    os.unlink(os.path.join(d, "model.ckpt.meta"))
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(d)
+    assert "has no meta graph" in err.value.message and "write_meta_graph=True" in err.value.message
+    info = client.inspect(d)  # variables can still be listed
+    assert {v["checkpoint_key"] for v in info["variables"]} >= {"w", "b"}
+    assert any("no meta graph" in w for w in info["warnings"])
+
+
+def test_op_unknown_to_the_server(client, good, tmp_path):
+    d = _copy(good, tmp_path / "customop")
+
+    def add_custom(meta):
+        node = meta.graph_def.node.add()
+        node.name, node.op = "post", "TotallyCustomActivation"
+        node.input.append("y")
+
+    models.edit_meta(d, add_custom)
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(d, outputs=["post"])
+    assert "TotallyCustomActivation (node post)" in err.value.message
+    _assert_healthy(client, good)
+
+
+def test_unsafe_path_and_unknown_step(client, good):
+    files = _files(good.directory)
+    files[0].path = "../escape"
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze_files(files)
+    assert "not a safe relative path" in err.value.message
+    with pytest.raises(NotFoundError) as err:
+        client.freeze(good.directory, step=99)
+    assert "no checkpoint at global step 99" in err.value.message
+
+
+def test_unreachable_server(good):
+    from tffreeze import FreezeClient
+
+    with FreezeClient("127.0.0.1:1", timeout=5) as c:
+        with pytest.raises(UnavailableError) as err:
+            c.freeze(good.directory)
+    assert "cannot reach the tffreeze server at 127.0.0.1:1" in err.value.message

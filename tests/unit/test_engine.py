@@ -1,0 +1,61 @@
+"""The engine in-process (no server): limits and savers that need the mapping."""
+
+import os
+
+import numpy as np
+import pytest
+
+import models
+from models import tf, tf1
+from tffreeze_server.core import engine
+from tffreeze_server.core.errors import FailedPrecondition, ResourceExhausted
+
+
+def test_graph_over_the_protobuf_limit_is_refused_before_writing(tmp_path):
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    out = tmp_path / "out.pb"
+    # The real limit is 2 GB; a lowered one exercises the same check cheaply.
+    with pytest.raises(ResourceExhausted) as err:
+        engine.freeze(model.directory, {"_size_limit": 64}, str(out))
+    assert "over protobuf's 2 GB limit" in err.value.message and "largest variables: w" in err.value.message
+    assert not out.exists() and not (tmp_path / "out.pb.part").exists()
+
+
+def test_sharded_saver_over_two_devices(tmp_path):
+    d = str(tmp_path / "sharded")
+    os.makedirs(d)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        with tf.device("/cpu:0"):
+            a = tf1.get_variable("a", initializer=tf.constant([[1.0, 2.0], [3.0, 4.0]]))
+        with tf.device("/device:CPU:1"):
+            b = tf1.get_variable("b", initializer=tf.constant([0.5, -0.5]))
+        tf.add(tf.matmul(x, a), b, name="y")
+        saver = tf1.train.Saver(sharded=True)
+        config = tf1.ConfigProto(device_count={"CPU": 2}, allow_soft_placement=True)
+        with tf1.Session(graph=g, config=config) as s:
+            s.run(tf1.global_variables_initializer())
+            saver.save(s, os.path.join(d, "model.ckpt"))
+    assert len([f for f in os.listdir(d) if ".data-" in f]) == 2
+    manifest = engine.freeze(d, {}, str(tmp_path / "out.pb"))
+    assert manifest["variables_frozen"] == 2
+    got = models.run_frozen((tmp_path / "out.pb").read_bytes(), {"x:0": np.eye(2, dtype=np.float32)}, ["y:0"])[0]
+    np.testing.assert_allclose(got, [[1.5, 1.5], [3.5, 3.5]])
+
+
+def test_variable_missing_from_checkpoint_is_named(tmp_path):
+    d = str(tmp_path / "partial")
+    os.makedirs(d)
+    g = tf.Graph()
+    with g.as_default():
+        v1 = tf1.get_variable("v1", initializer=tf.constant(1.0))
+        v2 = tf1.get_variable("v2", initializer=tf.constant(2.0))
+        tf.add(v1, v2, name="sum")
+        saver = tf1.train.Saver([v1])  # partial save, as in the seeds
+        with tf1.Session(graph=g) as s:
+            s.run(tf1.global_variables_initializer())
+            saver.save(s, os.path.join(d, "model.ckpt"))
+    with pytest.raises(FailedPrecondition) as err:
+        engine.freeze(d, {}, str(tmp_path / "out.pb"))
+    assert "v2 (checkpoint key 'v2')" in err.value.message and "Checkpoint keys: v1" in err.value.message

@@ -1,0 +1,70 @@
+import pytest
+
+from tffreeze import layout
+
+SAVER_DIR = [
+    "checkpoint",
+    "model.ckpt-10.index", "model.ckpt-10.data-00000-of-00001", "model.ckpt-10.meta",
+    "model.ckpt-20.index", "model.ckpt-20.data-00000-of-00002", "model.ckpt-20.data-00001-of-00002",
+    "model.ckpt-20.meta",
+    "model.ckpt-5.index", "model.ckpt-5.data-00000-of-00001", "model.ckpt-5.meta",
+    "events.out.tfevents.1234.host",
+]
+
+
+def test_parse_state_with_absolute_and_windows_paths():
+    text = ('model_checkpoint_path: "C:\\\\runs\\\\model.ckpt-10"\n'
+            'all_model_checkpoint_paths: "/home/a/model.ckpt-5"\n'
+            'all_model_checkpoint_paths: "C:\\\\runs\\\\model.ckpt-10"\n')
+    latest, every = layout.parse_state(text)
+    assert latest == "C:\\runs\\model.ckpt-10"
+    assert every == ["/home/a/model.ckpt-5", "C:\\runs\\model.ckpt-10"]
+
+
+def test_state_file_is_matched_by_basename_never_followed():
+    sel = layout.select(SAVER_DIR, 'model_checkpoint_path: "C:\\\\runs\\\\model.ckpt-10"\n')
+    assert sel.checkpoint.prefix == "model.ckpt-10"
+    assert "state file" in sel.reason
+    assert sel.available == ["model.ckpt-5", "model.ckpt-10", "model.ckpt-20"]  # numeric, not lexical
+
+
+def test_state_naming_a_missing_checkpoint_falls_back_with_a_warning():
+    sel = layout.select(SAVER_DIR, 'model_checkpoint_path: "/elsewhere/model.ckpt-99"\n')
+    assert sel.checkpoint.prefix == "model.ckpt-20"
+    assert "not in the upload" in sel.warnings[0]
+
+
+def test_newest_without_state_and_sharded_data():
+    sel = layout.select(SAVER_DIR)
+    assert sel.checkpoint.prefix == "model.ckpt-20"
+    assert sel.checkpoint.files() == ["model.ckpt-20.index", "model.ckpt-20.data-00000-of-00002",
+                                      "model.ckpt-20.data-00001-of-00002", "model.ckpt-20.meta"]
+
+
+def test_step_and_prefix():
+    assert layout.select(SAVER_DIR, step=5).checkpoint.prefix == "model.ckpt-5"
+    assert layout.select(SAVER_DIR, prefix="/train/box/model.ckpt-10").checkpoint.prefix == "model.ckpt-10"
+    with pytest.raises(layout.SelectionError) as err:
+        layout.select(SAVER_DIR, step=7)
+    assert err.value.code == "NOT_FOUND" and "steps available: 5, 10, 20" in str(err.value)
+
+
+def test_missing_shard_is_named():
+    files = [f for f in SAVER_DIR if f != "model.ckpt-20.data-00001-of-00002"]
+    with pytest.raises(layout.SelectionError) as err:
+        layout.select(files)
+    assert "model.ckpt-20.data-00001-of-00002" in str(err.value)
+
+
+def test_meta_written_only_once_is_reused_with_a_warning():
+    files = ["model-1.index", "model-1.data-00000-of-00001", "model-1.meta",
+             "model-2.index", "model-2.data-00000-of-00001"]
+    sel = layout.select(files)
+    assert sel.checkpoint.prefix == "model-2" and sel.checkpoint.meta == "model-1.meta"
+    assert "using the graph of model-1.meta" in sel.warnings[0]
+
+
+def test_no_checkpoint_names_what_was_expected():
+    with pytest.raises(layout.SelectionError) as err:
+        layout.select(["model.meta", "notes.txt"])
+    assert err.value.code == "NOT_FOUND" and "no .index file" in str(err.value)
