@@ -5,6 +5,8 @@ Needs only gRPC and protobuf; never imports TensorFlow.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tempfile
@@ -174,18 +176,36 @@ class FreezeClient:
         return stats
 
     def download(self, sha256: str, size: int, path: Optional[str] = None,
-                 timeout: Optional[float] = None) -> bytes:
-        """Fetch a blob; verifies its length. Writes ``path`` atomically if given."""
-        parts = []
+                 timeout: Optional[float] = None) -> Optional[bytes]:
+        """Fetch a blob, verifying length and sha256. With ``path`` it is streamed
+        to that file atomically (and None is returned); else its bytes are returned."""
         req = blob_pb2.DownloadBlobRequest(digest=blob_pb2.Digest(sha256=sha256, size_bytes=size))
-        for chunk in self._call(lambda: list(self._stub.DownloadBlob(req, timeout=timeout or self.timeout))):
-            parts.append(chunk.data)
-        data = b"".join(parts)
-        if len(data) != size:
-            raise TffreezeError("downloaded %d bytes of %s, expected %d" % (len(data), sha256[:12], size))
-        if path:
-            write_atomically(path, data)
-        return data
+        directory = os.path.dirname(os.path.abspath(path)) if path else None
+        fd, tmp = (tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".part")
+                   if path else (None, None))
+        sink = os.fdopen(fd, "wb") if path else io.BytesIO()
+        h = hashlib.sha256()
+        received = 0
+        try:
+            try:
+                for chunk in self._stub.DownloadBlob(req, timeout=timeout or self.timeout):
+                    sink.write(chunk.data)
+                    h.update(chunk.data)
+                    received += len(chunk.data)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc, self.target) from exc
+            if received != size or h.hexdigest() != sha256:
+                raise TffreezeError("downloaded %d bytes of %s that do not match the digest (%d bytes); retry"
+                                    % (received, sha256[:12], size))
+            if not path:
+                return sink.getvalue()
+            sink.close()
+            os.replace(tmp, path)
+            return None
+        finally:
+            sink.close()
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
 
     # -- freezing --------------------------------------------------------------
     @staticmethod

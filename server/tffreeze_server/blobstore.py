@@ -110,20 +110,23 @@ class BlobStore:
             except OSError:
                 pass
 
-    def commit_file(self, tmp_path: str, sha256: str, size: int) -> None:
-        """Verify a complete temporary file and move it into place (or drop it if present)."""
+    def commit_file(self, tmp_path: str, sha256: str, size: int, actual_sha256: Optional[str] = None) -> None:
+        """Verify a complete temporary file and move it into place (or drop it if
+        present). ``actual_sha256``: the hash already computed while writing."""
         actual_size = os.path.getsize(tmp_path)
         if actual_size != size:
             os.unlink(tmp_path)
             raise InvalidArgument("upload of %s has %d bytes, the digest says %d" % (sha256[:12], actual_size, size))
-        h = hashlib.sha256()
-        with open(tmp_path, "rb") as fh:
-            for block in iter(lambda: fh.read(CHUNK), b""):
-                h.update(block)
-        if h.hexdigest() != sha256:
+        if actual_sha256 is None:
+            h = hashlib.sha256()
+            with open(tmp_path, "rb") as fh:
+                for block in iter(lambda: fh.read(CHUNK), b""):
+                    h.update(block)
+            actual_sha256 = h.hexdigest()
+        if actual_sha256 != sha256:
             os.unlink(tmp_path)
             raise InvalidArgument("upload's sha256 is %s, the digest says %s; the data was corrupted in "
-                                  "transit or the digest is wrong" % (h.hexdigest(), sha256))
+                                  "transit or the digest is wrong" % (actual_sha256, sha256))
         self.adopt(tmp_path, sha256, size)
 
     def adopt(self, tmp_path: str, sha256: str, size: int) -> None:
@@ -146,6 +149,7 @@ class BlobStore:
         """Store a blob from (offset, data) chunks in order; nothing is left on failure."""
         check_digest(sha256, size)
         fh, tmp = self.new_tmp(".upload")
+        h = hashlib.sha256()
         try:
             written = 0
             with fh:
@@ -159,7 +163,8 @@ class BlobStore:
                     if written > size:
                         raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size))
                     fh.write(data)
-            self.commit_file(tmp, sha256, size)
+                    h.update(data)
+            self.commit_file(tmp, sha256, size, h.hexdigest())
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
