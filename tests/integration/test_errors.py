@@ -57,6 +57,19 @@ def test_garbage_index(client, good, tmp_path):
     _assert_healthy(client, good)
 
 
+def test_truncated_data_shard(client, good, tmp_path):
+    d = _copy(good, tmp_path / "shortdata")
+    data = os.path.join(d, "model.ckpt.data-00000-of-00001")
+    with open(data, "rb") as fh:
+        content = fh.read()
+    with open(data, "wb") as fh:
+        fh.write(content[:8])
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(d)
+    assert "cannot read variable" in err.value.message and "truncated or corrupt" in err.value.message
+    _assert_healthy(client, good)
+
+
 def test_garbage_meta_graph(client, good, tmp_path):
     d = _copy(good, tmp_path / "badmeta")
     with open(os.path.join(d, "model.ckpt.meta"), "wb") as fh:

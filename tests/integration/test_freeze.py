@@ -176,3 +176,58 @@ def test_second_client_reuses_server_blobs(server, tmp_path):
     with FreezeClient(server.target) as b:
         again = b.freeze(model.directory)
     assert again.upload.uploaded_bytes == 0
+
+
+def test_placeholder_with_default_stays_an_input(client, tmp_path):
+    def build():
+        x = models.tf1.placeholder(models.tf.float32, [None, 2], name="x")
+        scale = models.tf1.placeholder_with_default(models.tf.constant(1.5), [], name="scale")
+        w = models._variable("w", np.array([[1.0, 2.0], [3.0, 4.0]], np.float32), True)
+        models.tf.multiply(models.tf.matmul(x, w), scale, name="scaled")
+
+    model = models._save(str(tmp_path), build, {"x:0": np.eye(2, dtype=np.float32)}, ["scaled:0"])
+    outcome = _freeze_and_compare(client, model)
+    inputs = {i["name"]: i for i in outcome.manifest["inputs"]}
+    assert set(inputs) == {"x:0", "scale:0"}
+    assert inputs["scale:0"]["has_default"] is True and inputs["scale:0"]["default"] == 1.5
+    assert inputs["scale:0"]["shape"] == [] and "has_default" not in inputs["x:0"]
+    (fed,) = models.run_frozen(outcome.graph, {"x:0": np.eye(2, dtype=np.float32), "scale:0": 2.0}, ["scaled:0"])
+    np.testing.assert_allclose(fed, [[2.0, 4.0], [6.0, 8.0]])
+
+
+def test_signature_def_outranks_collections_and_sinks(client, tmp_path):
+    model = models.dense(str(tmp_path), True, collection="pred_network")
+
+    def add_signature(meta):
+        sig = meta.signature_def["serving_default"]
+        sig.inputs["features"].name = "x:0"
+        sig.outputs["scores"].name = "y:0"
+        sig.method_name = "tensorflow/serving/predict"
+
+    models.edit_meta(model.directory, add_signature)
+    m = _freeze_and_compare(client, model).manifest
+    assert m["outputs"][0]["reason"] == "signature_def 'serving_default' output 'scores'"
+    assert m["inputs"][0]["reason"] == "signature_def 'serving_default' input 'features'"
+    info = client.inspect(model.directory)
+    assert info["signatures"] == ["serving_default"] and info["collections"] == ["pred_network"]
+
+
+def test_explicit_non_placeholder_input_cuts_the_graph(client, tmp_path):
+    model = models.dense(str(tmp_path), True)
+    outcome = client.freeze(model.directory, inputs=["MatMul"], outputs=["y"])
+    m = outcome.manifest
+    assert m["inputs"][0]["name"] == "MatMul:0" and m["inputs"][0]["shape"] == [-1, 2]
+    assert any("cut there" in w for w in m["warnings"])
+    ops = models.graph_ops(outcome.graph)
+    assert "MatMul" not in ops and ops.count("Placeholder") == 1
+    (y,) = models.run_frozen(outcome.graph, {"MatMul:0": np.zeros((1, 2), np.float32)}, ["y:0"])
+    assert y.shape == (1, 2)
+
+
+def test_health_and_reflection(server):
+    import grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    with grpc.insecure_channel(server.target) as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"tffreeze.v1.FreezeService", "grpc.health.v1.Health"} <= services

@@ -126,7 +126,14 @@ def _read_values(graph_def, reader, mapping: Dict[str, KeyRef], progress: Progre
         if ref.key not in dtypes:
             missing.append("%s (checkpoint key %r)" % (node.name, ref.key))
             continue
-        array = _slice(np.asarray(reader.get_tensor(ref.key)), ref.slice_spec)
+        try:
+            array = _slice(np.asarray(reader.get_tensor(ref.key)), ref.slice_spec)
+        except (tf_errors.OpError, IndexError, ValueError) as exc:
+            detail = (getattr(exc, "message", None) or str(exc)).strip()
+            raise InvalidArgument(
+                "cannot read variable %s (checkpoint key %r): %s. The data shard is truncated or corrupt; "
+                "re-upload the .data-* files exactly as tf.train.Saver wrote them."
+                % (node.name, ref.key, detail.splitlines()[0] if detail else type(exc).__name__)) from None
         want = tf.dtypes.as_dtype(node.attr["dtype"].type)
         if want.base_dtype != dtypes[ref.key].base_dtype:
             raise InvalidArgument("variable %s is %s in the graph but %s in the checkpoint (key %r)"
