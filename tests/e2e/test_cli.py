@@ -120,3 +120,28 @@ def test_freeze_and_inspect_do_not_import_tensorflow(server, ckpt, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "NO_TF"
+
+
+def test_progress_bar_on_a_tty_only(server, tmp_path):
+    import pty
+
+    model = models.seed_v1_v2(str(tmp_path / "ckpt"), True)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([TFFREEZE, "freeze", model.directory, "-o", str(tmp_path / "m.pb"),
+                             "--server", server.target], stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(120) == 0
+    os.close(master)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "uploading" in shown and "%" in shown
+    piped = cli("freeze", model.directory, "-o", str(tmp_path / "m2.pb"), "--server", server.target)
+    assert piped.returncode == 0 and piped.stderr == ""

@@ -146,7 +146,8 @@ def _referenced_functions(graph_def) -> set:
 
 
 def tidy(graph_def) -> "graph_pb2.GraphDef":
-    """Make the frozen graph portable and byte-for-byte deterministic."""
+    """Make the frozen graph portable and byte-for-byte deterministic, in place
+    (no copy: constants may be large)."""
     for node in graph_def.node:
         node.device = ""
         if node.op in _REF_TO_PLAIN:
@@ -156,26 +157,47 @@ def tidy(graph_def) -> "graph_pb2.GraphDef":
                 del node.attr[attr]
     # Keep only functions still referenced, in a stable order and with stable names.
     used = _referenced_functions(graph_def)
-    functions = sorted((f for f in graph_def.library.function if f.signature.name in used),
-                       key=lambda f: f.signature.name)
+    library = graph_def.library
+    functions = sorted((f for f in library.function if f.signature.name in used), key=lambda f: f.signature.name)
+    gradients = [g for g in library.gradient if g.function_name in used]
+    kept_functions = [type(f)() for f in functions]
+    for dst, src in zip(kept_functions, functions):
+        dst.CopyFrom(src)
+    kept_gradients = [type(g)() for g in gradients]
+    for dst, src in zip(kept_gradients, gradients):
+        dst.CopyFrom(src)
+    graph_def.ClearField("library")
+    graph_def.library.function.extend(kept_functions)
+    graph_def.library.gradient.extend(kept_gradients)
     renames = {}
     counters: Dict[str, int] = {}
-    for f in functions:
+    for f in kept_functions:
         m = re.match(r"^(.*)_frozen_\d+$", f.signature.name)
         if m:
             base = m.group(1)
             counters[base] = counters.get(base, -1) + 1
             renames[f.signature.name] = "%s_frozen_%d" % (base, counters[base])
+    if renames:
+        _rename_functions(graph_def, renames)
+    return graph_def
+
+
+def skeleton(graph_def, min_bytes: int = 1 << 16):
+    """A copy whose large constants are Placeholders of the same dtype and shape:
+    importing it checks ops, attributes and edges and infers the same shapes,
+    without copying the weights again."""
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(graph_def.versions)
-    out.node.extend(graph_def.node)
-    for f in functions:
-        out.library.function.add().CopyFrom(f)
-    for g in graph_def.library.gradient:
-        if g.function_name in used:
-            out.library.gradient.add().CopyFrom(g)
-    if renames:
-        _rename_functions(out, renames)
+    out.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        if node.op == "Const" and len(node.attr["value"].tensor.tensor_content) >= min_bytes:
+            stub = out.node.add()
+            stub.name, stub.op = node.name, "Placeholder"
+            stub.input.extend(node.input)  # control inputs, if any
+            stub.attr["dtype"].type = node.attr["dtype"].type
+            stub.attr["shape"].shape.CopyFrom(node.attr["value"].tensor.tensor_shape)
+        else:
+            out.node.add().CopyFrom(node)
     return out
 
 

@@ -263,11 +263,17 @@ def freeze(workdir: str, options: dict, out_path: str, progress: Progress = _noo
             if n.name not in input_names:
                 inputs.append(("%s:0" % n.name, "placeholder the outputs depend on"))
 
+    variables_frozen = len(values)
+    del values  # the constants now hold the only copy of the weights
     progress("writing", "checking the frozen graph imports", 0.85)
     graph = tf.Graph()
     with graph.as_default():
-        tf.graph_util.import_graph_def(frozen, name="")
+        tf.graph_util.import_graph_def(convert.skeleton(frozen), name="")
+    described_inputs = _describe(graph, frozen, inputs)
+    described_outputs = _describe(graph, frozen, res.outputs)
+    node_count = len(frozen.node)
     data = frozen.SerializeToString(deterministic=True)
+    del frozen
     if len(data) > convert.PROTOBUF_LIMIT:
         raise ResourceExhausted("the frozen graph is %d bytes, over protobuf's 2 GB limit" % len(data))
     tmp = out_path + ".part"
@@ -278,13 +284,13 @@ def freeze(workdir: str, options: dict, out_path: str, progress: Progress = _noo
     return {
         "sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
-        "inputs": _describe(graph, frozen, inputs),
-        "outputs": _describe(graph, frozen, res.outputs),
+        "inputs": described_inputs,
+        "outputs": described_outputs,
         "checkpoint": {"prefix": sel.checkpoint.prefix, "step": _step(sel, reader), "meta_graph": sel.checkpoint.meta},
         "warnings": warnings,
         "provenance": {"tensorflow_version": tf.__version__},
-        "node_count": len(frozen.node),
-        "variables_frozen": len(values),
+        "node_count": node_count,
+        "variables_frozen": variables_frozen,
     }
 
 
