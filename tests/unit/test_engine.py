@@ -58,4 +58,8 @@ def test_variable_missing_from_checkpoint_is_named(tmp_path):
             saver.save(s, os.path.join(d, "model.ckpt"))
     with pytest.raises(FailedPrecondition) as err:
         engine.freeze(d, {}, str(tmp_path / "out.pb"))
-    assert "v2 (checkpoint key 'v2')" in err.value.message and "Checkpoint keys: v1" in err.value.message
+    assert "v2 (checkpoint key 'v2')" in err.value.message and "--var-map" in err.value.message
+    # Leaving v2 out of the restore freezes it to its (constant) initial value, as a partial restore does.
+    manifest = engine.freeze(d, {"exclude_variables": ["v2"]}, str(tmp_path / "out.pb"))
+    assert any("v2 takes its initial value" in w for w in manifest["warnings"])
+    assert models.run_frozen((tmp_path / "out.pb").read_bytes(), {}, ["sum:0"])[0] == 3.0

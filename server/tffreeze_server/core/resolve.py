@@ -82,10 +82,9 @@ def _tensor(name: str) -> str:
     return name if ":" in name else name + ":0"
 
 
-def _from_signature(meta) -> Optional[Resolution]:
-    if not meta.signature_def:
+def _from_signature(meta, key: Optional[str]) -> Optional[Resolution]:
+    if not key or key not in meta.signature_def:
         return None
-    key = "serving_default" if "serving_default" in meta.signature_def else sorted(meta.signature_def)[0]
     sig = meta.signature_def[key]
     outs = [(_tensor(sig.outputs[a].name), "signature_def %r output %r" % (key, a)) for a in sorted(sig.outputs)]
     ins = [(_tensor(sig.inputs[a].name), "signature_def %r input %r" % (key, a)) for a in sorted(sig.inputs)]
@@ -125,7 +124,8 @@ def _from_analysis(graph_def, by_name, training) -> Resolution:
     return Resolution(outs, None)
 
 
-def resolve(meta, outputs: List[str], inputs: List[str]) -> Resolution:
+def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str] = None) -> Resolution:
+    """Outputs and inputs with reasons; ``signature``: the signature def to use, if any."""
     graph_def = meta.graph_def
     by_name = nodes_by_name(graph_def)
     training = training_nodes(graph_def)
@@ -133,7 +133,7 @@ def resolve(meta, outputs: List[str], inputs: List[str]) -> Resolution:
     if outputs:
         res = Resolution([(t, "explicit --outputs") for t in resolve_names(outputs, graph_def, "output")], None)
     else:
-        res = (_from_signature(meta) or _from_collections(meta, by_name, training)
+        res = (_from_signature(meta, signature) or _from_collections(meta, by_name, training)
                or _from_analysis(graph_def, by_name, training))
         if not res.outputs:
             raise _no_outputs()

@@ -1,0 +1,130 @@
+"""--optimize: inference rewrites of a frozen graph, all producing standard ops
+(no grappler-internal fused ops), so the result stays portable.
+
+  1. debug ops (Print, Assert, CheckNumerics) are removed;
+  2. identities are removed where that is safe (no control flow in the graph);
+  3. constants are folded (grappler's constant folding only);
+  4. batch norm is folded into the preceding Conv2D/MatMul: TensorFlow's
+     fold for FusedBatchNorm*, and, for batch norm built from primitive ops,
+     a per-channel constant Mul after a conv/matmul is folded into its weights.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
+from tensorflow.python.framework import graph_util, tensor_util
+from tensorflow.python.grappler import tf_optimizer
+from tensorflow.python.tools import optimize_for_inference_lib
+
+from .graph import consumers, node_of, nodes_by_name
+
+_DEBUG_OPS = {"Print", "PrintV2", "Assert", "CheckNumerics", "CheckNumericsV2"}
+_CONTROL_FLOW = {"Enter", "Exit", "Switch", "Merge", "NextIteration", "LoopCond", "While", "StatelessWhile",
+                 "If", "StatelessIf", "PartitionedCall", "StatefulPartitionedCall"}
+
+
+def _strip_debug(graph_def) -> None:
+    forward = {}
+    for node in graph_def.node:
+        if node.op in ("Print", "CheckNumerics", "CheckNumericsV2") and node.input:
+            forward[node.name] = node.input[0]
+    drop = {n.name for n in graph_def.node if n.op in _DEBUG_OPS}
+    for node in graph_def.node:
+        if node.name in drop:
+            continue
+        new = []
+        for inp in node.input:
+            src = node_of(inp)
+            if inp.startswith("^") and src in drop:
+                continue
+            while src in forward and not inp.startswith("^"):
+                inp = forward[src]
+                src = node_of(inp)
+            new.append(inp)
+        del node.input[:]
+        node.input.extend(new)
+    keep = [n for n in graph_def.node if n.name not in drop]
+    del graph_def.node[:]
+    graph_def.node.extend(keep)
+
+
+def _fold_constants(graph_def, output_nodes: List[str]):
+    meta = meta_graph_pb2.MetaGraphDef()
+    meta.graph_def.CopyFrom(graph_def)
+    fetch = meta.collection_def["train_op"].node_list.value
+    fetch.extend(output_nodes)
+    config = config_pb2.ConfigProto()
+    rw = config.graph_options.rewrite_options
+    rw.optimizers.extend(["constfold"])
+    rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+    rw.min_graph_nodes = -1
+    return tf_optimizer.OptimizeGraph(config, meta)
+
+
+def _const(node):
+    return tensor_util.MakeNdarray(node.attr["value"].tensor) if node is not None and node.op == "Const" else None
+
+
+def _fold_scale_into_weights(graph_def) -> int:
+    """Mul(Conv2D|MatMul(x, W), c) with constant per-output-channel c -> Conv2D|MatMul(x, W*c)."""
+    by_name = nodes_by_name(graph_def)
+    users = consumers(graph_def)
+    folded = 0
+    for node in list(graph_def.node):
+        if node.op != "Mul" or len(node.input) != 2:
+            continue
+        for a, b in ((0, 1), (1, 0)):
+            prod = by_name.get(node_of(node.input[a]))
+            scale = _const(by_name.get(node_of(node.input[b])))
+            if prod is None or scale is None or prod.op not in ("Conv2D", "MatMul") or ":" in node.input[a]:
+                continue
+            if len(users.get(prod.name, ())) != 1:
+                continue
+            weights_node = by_name.get(node_of(prod.input[1]))
+            weights = _const(weights_node)
+            if weights is None or len(users.get(weights_node.name, ())) != 1:
+                continue
+            if prod.op == "MatMul" and prod.attr["transpose_b"].b:
+                continue
+            channels = weights.shape[-1]
+            flat = scale.reshape(-1)
+            if scale.size not in (1, channels) or any(d != 1 for d in scale.shape[:-1]):
+                continue
+            new_w = (weights * (flat if scale.size == channels else flat[0])).astype(weights.dtype)
+            weights_node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(new_w, weights.dtype))
+            control = [i for i in node.input if i.startswith("^")]
+            del node.input[:]
+            node.input.extend([prod.name] + control)
+            node.op = "Identity"
+            t = node.attr["T"].type
+            node.attr.clear()
+            node.attr["T"].type = t
+            folded += 1
+            break
+    return folded
+
+
+def optimize(graph_def, input_nodes: List[str], output_nodes: List[str]):
+    """Returns an optimised copy and a list of what was done."""
+    done = []
+    out = type(graph_def)()
+    out.CopyFrom(graph_def)
+    before = len(out.node)
+    _strip_debug(out)
+    has_control_flow = any(n.op in _CONTROL_FLOW for n in out.node) or bool(out.library.function)
+    if not has_control_flow:
+        protected = list(input_nodes) + list(output_nodes)
+        out = graph_util.remove_training_nodes(out, protected_nodes=protected)
+    out = _fold_constants(out, output_nodes)
+    out = optimize_for_inference_lib.fold_batch_norms(out)
+    scaled = _fold_scale_into_weights(out)
+    out = graph_util.extract_sub_graph(out, output_nodes)
+    done.append("%d -> %d nodes" % (before, len(out.node)))
+    if scaled:
+        done.append("%d batch-norm scale(s) folded into weights" % scaled)
+    return out, done
+
+
+__all__ = ["optimize"]

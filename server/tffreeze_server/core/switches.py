@@ -1,0 +1,257 @@
+"""Training switches (is_training, keep_prob, Keras learning phase...): find
+them, bind them to constants, and fold the conditionals they drive so that the
+training branch (batch statistics, moving-average updates, dropout) is gone.
+
+Binding replaces the placeholder node by a Const of the same name. Folding:
+  v2 `If`/`StatelessIf` with a constant predicate becomes a call of the chosen
+  branch (`StatefulPartitionedCall`), so the other branch's function drops out;
+  v1 `Switch`/`RefSwitch` with a constant predicate forwards its live port to its
+  data input, the dead port's consumers are removed, and each `Merge` left with
+  one live input becomes an `Identity` of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Set, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import tensor_util
+
+from .errors import InvalidArgument
+from .graph import PLACEHOLDER_OPS, consumers, node_of, nodes_by_name
+
+_FALSE_SWITCH = re.compile(r"^(is_?training|training|is_?train|train_?phase|phase_?train|phase|"
+                           r"keras_learning_phase|learning_phase|train_?mode|is_?train_?mode)$", re.I)
+_KEEP_PROB = re.compile(r"^(keep_?prob(ability)?|dropout_?keep(_?prob)?|keep_?rate)$", re.I)
+_DROP_RATE = re.compile(r"^(dropout_?rate|drop_?rate|dropout)$", re.I)
+
+
+@dataclass
+class Switch:
+    name: str  # node name
+    dtype: int
+    inference_value: Optional[object]  # None: not a training switch by name
+
+
+def _scalar_or_unknown(node) -> bool:
+    if "shape" not in node.attr:
+        return True
+    shape = node.attr["shape"].shape
+    return shape.unknown_rank or len(shape.dim) == 0
+
+
+def find_switches(graph_def) -> List[Switch]:
+    """Scalar bool/float/int placeholders, with the inference value of those
+    whose name says they are a training switch."""
+    out = []
+    for node in graph_def.node:
+        if node.op not in PLACEHOLDER_OPS or not _scalar_or_unknown(node):
+            continue
+        dtype = node.attr["dtype"].type
+        base = node.name.split("/")[-1]
+        value = None
+        if dtype == tf.bool.as_datatype_enum and _FALSE_SWITCH.match(base):
+            value = False
+        elif dtype in (tf.int32.as_datatype_enum, tf.int64.as_datatype_enum) and re.match(
+                r"^(keras_)?learning_phase$", base, re.I):
+            value = 0
+        elif dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum, tf.float16.as_datatype_enum):
+            if _KEEP_PROB.match(base):
+                value = 1.0
+            elif _DROP_RATE.match(base):
+                value = 0.0
+        if value is not None or dtype == tf.bool.as_datatype_enum:
+            out.append(Switch(node.name, dtype, value))
+    return out
+
+
+def parse_binds(binds: List[str]) -> Dict[str, Optional[str]]:
+    """'NAME=VALUE' -> {node: value-text}; 'NAME=' -> {node: None} (leave unbound)."""
+    out: Dict[str, Optional[str]] = {}
+    for item in binds:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidArgument("--bind %r: write NAME=VALUE, e.g. --bind is_training=false" % item)
+        out[node_of(name.strip())] = value.strip() or None
+    return out
+
+
+def _coerce(text: str, dtype_enum: int, name: str):
+    dtype = tf.dtypes.as_dtype(dtype_enum)
+    try:
+        if dtype == tf.bool:
+            low = text.lower()
+            if low in ("true", "1", "yes"):
+                return True
+            if low in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+        value = json.loads(text)
+        return np.asarray(value, dtype=dtype.as_numpy_dtype).tolist()
+    except (ValueError, TypeError):
+        raise InvalidArgument("--bind %s=%s: not a valid %s value" % (name, text, dtype.name)) from None
+
+
+def bind(graph_def, binds: Dict[str, Optional[str]]) -> List[dict]:
+    """Replace switch placeholders by constants, in place. Returns the bindings made."""
+    by_name = nodes_by_name(graph_def)
+    for name in binds:
+        if name not in by_name:
+            raise InvalidArgument("--bind %s: no such node among the nodes the outputs need" % name)
+        if by_name[name].op not in PLACEHOLDER_OPS:
+            raise InvalidArgument("--bind %s: it is a %s, not a placeholder" % (name, by_name[name].op))
+    made = []
+    chosen: Dict[str, Tuple[object, str]] = {}
+    for sw in find_switches(graph_def):
+        if sw.inference_value is not None and sw.name not in binds:
+            chosen[sw.name] = (sw.inference_value, "inference value of a training switch")
+    for name, text in binds.items():
+        if text is None:
+            chosen.pop(name, None)
+        else:
+            chosen[name] = (_coerce(text, by_name[name].attr["dtype"].type, name), "--bind")
+    for node in graph_def.node:
+        if node.name not in chosen:
+            continue
+        value, reason = chosen[node.name]
+        dtype_enum = node.attr["dtype"].type
+        shape = node.attr["shape"].shape if "shape" in node.attr else None
+        array = np.asarray(value, dtype=tf.dtypes.as_dtype(dtype_enum).as_numpy_dtype)
+        if shape is not None and not shape.unknown_rank:
+            want = [d.size for d in shape.dim]
+            if list(array.shape) != want and all(d >= 0 for d in want):
+                array = np.broadcast_to(array, want)
+        control = [i for i in node.input if i.startswith("^")]
+        node.ClearField("input")
+        node.input.extend(control)
+        node.op = "Const"
+        node.attr.clear()
+        node.attr["dtype"].type = dtype_enum
+        node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(array, dtype_enum))
+        made.append({"name": node.name + ":0", "value": array.tolist(), "reason": reason})
+    return made
+
+
+def _const_value(name: str, by_name, depth: int = 0):
+    node = by_name.get(node_of(name))
+    if node is None or depth > 20:
+        return None
+    if node.op == "Const":
+        arr = tensor_util.MakeNdarray(node.attr["value"].tensor)
+        return arr.reshape(()).item() if arr.size == 1 else None
+    if node.op in ("Identity", "Snapshot") and node.input:
+        return _const_value(node.input[0], by_name, depth + 1)
+    return None
+
+
+def fold_conditionals(graph_def) -> int:
+    """Fold If/StatelessIf and v1 Switch whose predicate is now a constant. In place; returns folds made."""
+    by_name = nodes_by_name(graph_def)
+    folded = 0
+    for node in graph_def.node:
+        if node.op in ("If", "StatelessIf") and node.input:
+            pred = _const_value(node.input[0], by_name)
+            if pred is None:
+                continue
+            branch = node.attr["then_branch" if pred else "else_branch"].func.name
+            data = list(node.input[1:])
+            for attr in ("then_branch", "else_branch", "Tcond", "output_shapes", "_lower_using_switch_merge",
+                         "_read_only_resource_inputs"):
+                if attr in node.attr:
+                    del node.attr[attr]
+            node.op = "StatefulPartitionedCall"
+            node.ClearField("input")
+            node.input.extend(data)
+            node.attr["f"].func.name = branch
+            folded += 1
+    folded += _fold_v1(graph_def)
+    return folded
+
+
+def _fold_v1(graph_def) -> int:
+    by_name = nodes_by_name(graph_def)
+    users = consumers(graph_def)
+    live_port: Dict[str, int] = {}
+    for node in graph_def.node:
+        if node.op in ("Switch", "RefSwitch") and len(node.input) >= 2:
+            pred = _const_value(node.input[1], by_name)
+            if pred is not None:
+                live_port[node.name] = 1 if pred else 0
+    if not live_port:
+        return 0
+
+    def port(inp: str) -> Tuple[str, int]:
+        name, _, idx = inp.lstrip("^").partition(":")
+        return name, int(idx or 0)
+
+    dead: Set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for node in graph_def.node:
+            if node.name in dead:
+                continue
+            data_inputs = [i for i in node.input if not i.startswith("^")]
+
+            def is_dead(inp):
+                src, idx = port(inp)
+                return src in dead or (src in live_port and idx != live_port[src])
+
+            if node.op in ("Merge", "RefMerge"):
+                now_dead = bool(data_inputs) and all(is_dead(i) for i in data_inputs)
+            else:
+                now_dead = any(is_dead(i) for i in data_inputs)
+            if now_dead:
+                dead.add(node.name)
+                changed = True
+    for node in graph_def.node:
+        if node.name in dead:
+            continue
+        new_inputs = []
+        for inp in node.input:
+            src, idx = port(inp)
+            if inp.startswith("^"):
+                if src not in dead:
+                    new_inputs.append(inp)
+                continue
+            if src in live_port and idx == live_port[src]:
+                new_inputs.append(by_name[src].input[0])  # forward the Switch's data
+            else:
+                new_inputs.append(inp)
+        del node.input[:]
+        node.input.extend(new_inputs)
+        if node.op in ("Merge", "RefMerge"):
+            live = [i for i in node.input if not i.startswith("^") and port(i)[0] not in dead]
+            value_index_used = any(port(i) == (node.name, 1) for u in users.get(node.name, ())
+                                   for i in by_name[u].input)
+            if len(live) == 1 and not value_index_used:
+                control = [i for i in node.input if i.startswith("^")]
+                del node.input[:]
+                node.input.extend(live + control)
+                node.op = "Identity"
+                if "N" in node.attr:
+                    del node.attr["N"]
+    keep = [n for n in graph_def.node if n.name not in dead]
+    del graph_def.node[:]
+    graph_def.node.extend(keep)
+    return len(live_port)
+
+
+def training_batch_norms(graph_def) -> List[str]:
+    """Fused batch norms still in training mode (batch statistics), in the graph or its functions."""
+    found = []
+    for node in graph_def.node:
+        if node.op.startswith("FusedBatchNorm") and node.attr["is_training"].b:
+            found.append(node.name)
+    for func in graph_def.library.function:
+        for node in func.node_def:
+            if node.op.startswith("FusedBatchNorm") and node.attr["is_training"].b:
+                found.append("%s/%s" % (func.signature.name, node.name))
+    return found
+
+
+__all__ = ["find_switches", "bind", "parse_binds", "fold_conditionals", "training_batch_norms", "Switch"]
