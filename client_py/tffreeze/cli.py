@@ -24,9 +24,12 @@ examples:
   tffreeze freeze runs/mnist --step 1000 --outputs probs:0 --inputs x -o mnist-1000.pb
   tffreeze inspect runs/mnist --json
   tffreeze run mnist.pb --input x:0=batch.npy --output probs:0=probs.npy
+  tffreeze freeze runs/resnet --bind is_training=false --ema --optimize --verify -o resnet.pb
+  tffreeze freeze runs/old --graph graph.pbtxt -o old.pb          # checkpoint saved without .meta
+  tffreeze freeze exported_model/ --signature serving_default -o model.pb   # a SavedModel directory
 
 SOURCE is a tf.train.Saver directory (checkpoint state file, PREFIX.index,
-PREFIX.data-*, PREFIX.meta) or one checkpoint PREFIX. Without --step the latest
+PREFIX.data-*, PREFIX.meta), one checkpoint PREFIX, or a SavedModel directory. Without --step the latest
 checkpoint named by the state file is used. --server defaults to
 $TFFREEZE_SERVER, then 127.0.0.1:50051.
 
@@ -49,6 +52,24 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step", type=int, default=None, metavar="N", help="use the checkpoint saved at global step N")
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="per-call deadline (default: %(default)s)")
+    g = p.add_argument_group("graph and values")
+    g.add_argument("--graph", metavar="FILE",
+                   help="graph for a checkpoint saved without .meta: binary/text GraphDef or MetaGraphDef")
+    g.add_argument("--signature", metavar="NAME", default="",
+                   help="SavedModel/meta-graph signature to use (default: serving_default)")
+    g.add_argument("--tag", action="append", default=[], metavar="TAG",
+                   help="SavedModel MetaGraph tag; repeatable (default: serve)")
+    g.add_argument("--bind", action="append", default=[], metavar="NAME=VALUE",
+                   help="bind a switch placeholder to a constant; repeatable. Training switches (is_training, "
+                        "keep_prob, learning phase) are bound to inference values by default; NAME= keeps one unbound")
+    g.add_argument("--ema", action="store_true",
+                   help="use VAR/ExponentialMovingAverage shadow values where the checkpoint has them")
+    g.add_argument("--var-map", action="append", default=[], metavar="GRAPH_VAR=CKPT_KEY",
+                   help="restore a graph variable from another checkpoint key; repeatable")
+    g.add_argument("--include-variables", type=_names, default=[], metavar="a,b",
+                   help="only these variables take checkpoint values; the rest keep their constant initial value")
+    g.add_argument("--exclude-variables", type=_names, default=[], metavar="a,b",
+                   help="these variables keep their constant initial value instead of the checkpoint's")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorFlow worker processes, ~500 MiB each (default: %(default)s)")
     p.add_argument("--max-store-bytes", type=int, default=20 << 30, metavar="BYTES",
                    help="blob store cap; least recently used blobs are evicted (default: 20 GiB)")
+    p.add_argument("--allow-unsafe-verify", action="store_true",
+                   help="let --verify execute graphs that hold file- or process-touching ops")
 
     p = sub.add_parser("freeze", help="freeze a checkpoint into a .pb", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Upload a checkpoint (only the files the server lacks), freeze it, and write the "
@@ -79,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.pb", help="where to write the frozen graph")
     p.add_argument("--manifest", metavar="OUT.json",
                    help="write the manifest (resolved inputs/outputs with dtype and shape, sha256, checkpoint)")
+    p.add_argument("--optimize", action="store_true",
+                   help="inference optimisation: drop identities/debug ops, fold constants and batch norms")
+    p.add_argument("--verify", action="store_true",
+                   help="run the original and the frozen graph on generated inputs; report max |difference|")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("inspect", help="list a checkpoint's variables and candidate inputs/outputs",
@@ -122,6 +149,12 @@ class _Bar:
             sys.stderr.flush()
 
 
+def _graph_options(args) -> dict:
+    return {"graph": args.graph, "signature": args.signature, "tags": args.tag, "bind": args.bind,
+            "ema": args.ema, "var_map": args.var_map, "include_variables": args.include_variables,
+            "exclude_variables": args.exclude_variables}
+
+
 def _cmd_freeze(args) -> int:
     from .client import FreezeClient, write_atomically
 
@@ -129,7 +162,8 @@ def _cmd_freeze(args) -> int:
     with FreezeClient(args.server, timeout=args.timeout) as client:
         try:
             outcome = client.freeze(args.source, output_path=args.output, outputs=args.outputs, inputs=args.inputs,
-                                    step=args.step, progress=bar)
+                                    step=args.step, progress=bar, optimize=args.optimize, verify=args.verify,
+                                    **_graph_options(args))
         finally:
             bar.done()
     m = outcome.manifest
@@ -147,6 +181,10 @@ def _cmd_freeze(args) -> int:
             for t in m[kind]:
                 print("  %-7s %s %s %s" % (kind[:-1], t["name"], t["dtype"],
                                           "?" if t["shape"] is None else t["shape"]))
+        for b in m["bindings"]:
+            print("  bound   %s = %s (%s)" % (b["name"], json.dumps(b["value"]), b["reason"]))
+        for v in m["verification"]:
+            print("  verify  %s max |frozen - original| = %.3g" % (v["name"], v["max_abs_diff"]))
     return 0
 
 
@@ -154,11 +192,13 @@ def _cmd_inspect(args) -> int:
     from .client import FreezeClient
 
     with FreezeClient(args.server, timeout=args.timeout) as client:
-        info = client.inspect(args.source, outputs=args.outputs, inputs=args.inputs, step=args.step)
+        info = client.inspect(args.source, outputs=args.outputs, inputs=args.inputs, step=args.step,
+                              **_graph_options(args))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     ck = info["checkpoint"]
+    print("source:     %s" % info["source_kind"])
     print("checkpoint: %s%s  (graph %s)" % (ck["prefix"], "" if ck["step"] is None else " step %d" % ck["step"],
                                             ck["meta_graph"] or "none"))
     print("available:  %s" % ", ".join(info["available_checkpoints"]))
@@ -171,6 +211,11 @@ def _cmd_inspect(args) -> int:
         for t in info[kind]:
             print("  %-30s %-8s %-12s %s" % (t["name"], t["dtype"], "?" if t["shape"] is None else t["shape"],
                                              t["reason"]))
+    for sw in info["switches"]:
+        print("switch:     %s %s -> %s" % (sw["name"], sw["dtype"], "not bound by default (use --bind)"
+                                           if sw["inference_value"] is None else json.dumps(sw["inference_value"])))
+    if info["ema_shadows"]:
+        print("ema shadows (--ema): %s" % ", ".join(info["ema_shadows"]))
     if info["signatures"]:
         print("signatures: %s" % ", ".join(info["signatures"]))
     if info["collections"]:
@@ -211,7 +256,8 @@ def _cmd_serve(args) -> int:
         print("tffreeze serve: the server is not installed; `pip install -e server` (or `make setup`)",
               file=sys.stderr)
         return 1
-    return serve(args.host, args.port, args.data_dir, args.workers, args.max_store_bytes)
+    return serve(args.host, args.port, args.data_dir, args.workers, args.max_store_bytes,
+                 allow_unsafe_verify=args.allow_unsafe_verify)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -66,6 +66,16 @@ def _checkpoint_dict(msg) -> dict:
     return {"prefix": msg.prefix, "step": msg.step if msg.HasField("step") else None, "meta_graph": msg.meta_graph}
 
 
+def _signature_dict(sig) -> Optional[dict]:
+    if not sig.name:
+        return None
+    strip = ("reason",)
+    return {"name": sig.name,
+            "inputs": {a: {k: v for k, v in tensor_dict(t).items() if k not in strip} for a, t in sorted(sig.inputs.items())},
+            "outputs": {a: {k: v for k, v in tensor_dict(t).items() if k not in strip}
+                        for a, t in sorted(sig.outputs.items())}}
+
+
 def manifest_from_result(result, target: str) -> dict:
     """The manifest JSON users keep beside the frozen .pb."""
     return {
@@ -77,9 +87,20 @@ def manifest_from_result(result, target: str) -> dict:
         "warnings": list(result.warnings),
         "node_count": result.node_count,
         "variables_frozen": result.variables_frozen,
+        "source_kind": result.source_kind,
+        "bindings": [{"name": b.name, "value": json.loads(b.value_json), "reason": b.reason} for b in result.bindings],
+        "signature": _signature_dict(result.signature),
+        "ema_variables": list(result.ema_variables),
+        "verification": [{"name": v.name, "max_abs_diff": v.max_abs_diff} for v in result.verification],
         "provenance": {"tensorflow_version": result.provenance.tensorflow_version,
                        "server_version": result.provenance.server_version, "server": target},
     }
+
+
+def _bind_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -209,33 +230,53 @@ class FreezeClient:
 
     # -- freezing --------------------------------------------------------------
     @staticmethod
-    def _options(outputs, inputs, step, prefix) -> freeze_pb2.FreezeOptions:
-        opts = freeze_pb2.FreezeOptions(outputs=list(outputs or []), inputs=list(inputs or []),
-                                        checkpoint_prefix=prefix or "")
+    def _options(outputs=(), inputs=(), step=None, prefix=None, graph_path="", signature="", tags=(), bind=None,
+                 ema=False, var_map=None, include_variables=(), exclude_variables=(), optimize=False,
+                 verify=False) -> freeze_pb2.FreezeOptions:
+        def pairs(value):
+            if isinstance(value, dict):
+                return ["%s=%s" % (k, _bind_text(v)) for k, v in value.items()]
+            return list(value or [])
+
+        opts = freeze_pb2.FreezeOptions(
+            outputs=list(outputs or []), inputs=list(inputs or []), checkpoint_prefix=prefix or "",
+            graph_path=graph_path or "", signature=signature or "", tags=list(tags or []), bind=pairs(bind),
+            ema=bool(ema), var_map=pairs(var_map), include_variables=list(include_variables or []),
+            exclude_variables=list(exclude_variables or []), optimize=bool(optimize), verify=bool(verify))
         if step is not None:
             opts.step = int(step)
         return opts
 
     def freeze(self, source: str, output_path: Optional[str] = None, outputs: Iterable[str] = (),
                inputs: Iterable[str] = (), step: Optional[int] = None, progress: Optional[ProgressFn] = None,
-               timeout: Optional[float] = None) -> FreezeOutcome:
-        """Freeze a checkpoint directory or prefix.
+               timeout: Optional[float] = None, graph: Optional[str] = None, **options) -> FreezeOutcome:
+        """Freeze a Saver directory, a checkpoint prefix or a SavedModel directory.
 
-        Uploads only the chosen checkpoint's files the server lacks, freezes,
-        and returns the manifest with the graph bytes (or writes them to
-        ``output_path`` atomically)."""
+        Uploads only the files the server lacks (of the chosen checkpoint),
+        freezes, and returns the manifest with the graph bytes (or writes them
+        to ``output_path`` atomically). ``graph``: a GraphDef/MetaGraphDef file
+        for a checkpoint without .meta. Further keyword options, as in
+        FreezeOptions: signature, tags, bind ({name: value} or ["name=value"]),
+        ema, var_map ({graph_var: key}), include_variables, exclude_variables,
+        optimize, verify."""
         src = _source.collect(source, step)
-        outcome = self.freeze_files(src.files, output_path, outputs, inputs, None, src.prefix, progress, timeout)
+        files = list(src.files)
+        if graph:
+            extra = _source.graph_file(graph)
+            files.append(extra)
+            options["graph_path"] = extra.path
+        outcome = self.freeze_files(files, output_path, outputs, inputs, None, src.prefix, progress, timeout,
+                                    **options)
         outcome.manifest["warnings"] = src.warnings + outcome.manifest["warnings"]
         return outcome
 
     def freeze_files(self, files: Sequence[_source.LocalFile], output_path: Optional[str] = None,
                      outputs: Iterable[str] = (), inputs: Iterable[str] = (), step: Optional[int] = None,
                      checkpoint_prefix: Optional[str] = None, progress: Optional[ProgressFn] = None,
-                     timeout: Optional[float] = None) -> FreezeOutcome:
+                     timeout: Optional[float] = None, **options) -> FreezeOutcome:
         """Freeze exactly these files (the server chooses the checkpoint among them)."""
         timeout = timeout or self.timeout
-        options = self._options(outputs, inputs, step, checkpoint_prefix)
+        options = self._options(outputs, inputs, step, checkpoint_prefix, **options)
         for attempt in (1, 2):
             stats = self.upload(files, progress, timeout)
             request = freeze_pb2.FreezeRequest(
@@ -268,22 +309,29 @@ class FreezeClient:
         return result
 
     def inspect(self, source: str, outputs: Iterable[str] = (), inputs: Iterable[str] = (),
-                step: Optional[int] = None, timeout: Optional[float] = None) -> dict:
-        """Describe a checkpoint: variables, candidate inputs/outputs with reasons."""
+                step: Optional[int] = None, timeout: Optional[float] = None, graph: Optional[str] = None,
+                **options) -> dict:
+        """Describe a checkpoint: variables, candidate inputs/outputs with reasons,
+        switches a freeze would bind, EMA shadows, signatures."""
         src = _source.collect(source, step)
-        info = self.inspect_files(src.files, outputs, inputs, None, src.prefix, timeout)
+        files = list(src.files)
+        if graph:
+            extra = _source.graph_file(graph)
+            files.append(extra)
+            options["graph_path"] = extra.path
+        info = self.inspect_files(files, outputs, inputs, None, src.prefix, timeout, **options)
         # Only the chosen checkpoint was uploaded; the local directory knows them all.
         info["available_checkpoints"] = src.available
         info["warnings"] = src.warnings + info["warnings"]
         return info
 
     def inspect_files(self, files, outputs=(), inputs=(), step=None, checkpoint_prefix=None,
-                      timeout=None) -> dict:
+                      timeout=None, **options) -> dict:
         timeout = timeout or self.timeout
         self.upload(files, None, timeout)
         request = freeze_pb2.InspectRequest(
             files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
-                   for f in files], options=self._options(outputs, inputs, step, checkpoint_prefix))
+                   for f in files], options=self._options(outputs, inputs, step, checkpoint_prefix, **options))
         r = self._call(self._stub.Inspect, request, timeout=timeout)
         return {
             "checkpoint": _checkpoint_dict(r.checkpoint),
@@ -297,6 +345,11 @@ class FreezeClient:
             "warnings": list(r.warnings),
             "provenance": {"tensorflow_version": r.provenance.tensorflow_version,
                            "server_version": r.provenance.server_version},
+            "switches": [{"name": sw.name, "dtype": sw.dtype,
+                          "inference_value": json.loads(sw.inference_value_json) if sw.inference_value_json else None}
+                         for sw in r.switches],
+            "ema_shadows": list(r.ema_shadows),
+            "source_kind": r.source_kind,
         }
 
     def health(self, timeout: float = 5.0) -> str:

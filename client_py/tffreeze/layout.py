@@ -23,6 +23,17 @@ _STEP_RE = re.compile(r"-(\d+)$")
 _STATE_RE = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def keras_file_error(name: str) -> "SelectionError":
+    return SelectionError(
+        "FAILED_PRECONDITION",
+        "%s is a Keras model/weights file, not a TensorFlow graph checkpoint. Export a SavedModel instead "
+        "(model.export(DIR) in Keras 3, tf.saved_model.save(model, DIR)) and freeze that directory." % name)
+
+
 class SelectionError(ValueError):
     """The upload does not hold a usable checkpoint. ``code`` is a gRPC status name."""
 
@@ -125,6 +136,9 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
     available = [c.prefix for c in ordered]
     warnings: List[str] = []
     if not found:
+        keras = [p for p in paths if p.endswith(KERAS_SUFFIXES)]
+        if keras:
+            raise keras_file_error(keras[0])
         metas = [p for p in paths if p.endswith(".meta")]
         hint = (" Found %s but no .index file: upload the whole Saver output "
                 "(PREFIX.index, PREFIX.data-*, PREFIX.meta)." % ", ".join(metas[:3])) if metas else (

@@ -38,10 +38,35 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+GRAPH_DIR = ".tffreeze-graph"
+
+
+def _saved_model(directory: str) -> Source:
+    files = []
+    for root, dirs, names in os.walk(directory):
+        dirs.sort()
+        for name in sorted(names):
+            local = os.path.join(root, name)
+            rel = os.path.relpath(local, directory).replace(os.sep, "/")
+            files.append(LocalFile(rel, local, sha256_file(local), os.path.getsize(local)))
+    return Source(os.path.abspath(directory), "", files, [], [])
+
+
+def graph_file(path: str) -> LocalFile:
+    """An extra graph file (--graph) uploaded beside the checkpoint."""
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        raise error_for("NOT_FOUND", "--graph %s does not exist" % path)
+    return LocalFile("%s/%s" % (GRAPH_DIR, os.path.basename(path)), os.path.abspath(path), sha256_file(path),
+                     os.path.getsize(path))
+
+
 def collect(source: str, step: Optional[int] = None) -> Source:
-    """Resolve SOURCE (a checkpoint directory or a checkpoint prefix) to the
-    files of one checkpoint. Raises TffreezeError naming the problem."""
+    """Resolve SOURCE (a Saver directory, a checkpoint prefix, or a SavedModel
+    directory) to the files to upload. Raises TffreezeError naming the problem."""
     source = os.path.expanduser(source)
+    if os.path.isdir(source) and any(os.path.isfile(os.path.join(source, f)) for f in layout.SAVED_MODEL_FILES):
+        return _saved_model(source)
     if os.path.isdir(source):
         directory, prefix = source, None
     else:

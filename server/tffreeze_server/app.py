@@ -45,14 +45,15 @@ class Server:
 
 
 def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DEFAULT_DATA_DIR,
-                  workers: int = 1, max_store_bytes: int = 20 << 30, threads: int = 16) -> Server:
+                  workers: int = 1, max_store_bytes: int = 20 << 30, threads: int = 16,
+                  allow_unsafe_verify: bool = False) -> Server:
     """Build and start a server; ``port=0`` picks a free port (see ``Server.port``)."""
     store = BlobStore(data_dir, max_bytes=max_store_bytes)
     pool = WorkerPool(size=workers).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tffreeze-rpc"),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                   ("grpc.max_send_message_length", MAX_MESSAGE)])
-    service_pb2_grpc.add_FreezeServiceServicer_to_server(FreezeServicer(store, pool), server)
+    service_pb2_grpc.add_FreezeServiceServicer_to_server(FreezeServicer(store, pool, allow_unsafe_verify), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -68,11 +69,12 @@ def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DE
 
 
 def serve(host: str, port: int, data_dir: str, workers: int = 1, max_store_bytes: int = 20 << 30,
-          out=sys.stdout) -> int:
+          allow_unsafe_verify: bool = False, out=sys.stdout) -> int:
     """Run until SIGTERM/SIGINT, then drain in-flight calls and stop the workers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        srv = create_server(host, port, data_dir, workers, max_store_bytes)
+        srv = create_server(host, port, data_dir, workers, max_store_bytes,
+                            allow_unsafe_verify=allow_unsafe_verify)
     except OSError as exc:
         print("tffreeze serve: %s" % exc, file=sys.stderr)
         return 1

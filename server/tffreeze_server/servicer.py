@@ -56,18 +56,41 @@ def _provenance(info: dict) -> freeze_pb2.Provenance:
 
 
 def _options(options: freeze_pb2.FreezeOptions) -> dict:
+    def names(values):
+        return [v.strip() for v in values if v.strip()]
+
     return {
-        "outputs": [n for n in options.outputs if n.strip()],
-        "inputs": [n for n in options.inputs if n.strip()],
+        "outputs": names(options.outputs),
+        "inputs": names(options.inputs),
         "step": options.step if options.HasField("step") else None,
         "checkpoint_prefix": options.checkpoint_prefix,
+        "graph_path": options.graph_path,
+        "signature": options.signature,
+        "tags": names(options.tags),
+        "bind": list(options.bind),
+        "ema": options.ema,
+        "var_map": list(options.var_map),
+        "include_variables": names(options.include_variables),
+        "exclude_variables": names(options.exclude_variables),
+        "optimize": options.optimize,
+        "verify": options.verify,
     }
 
 
+def _signature(info) -> freeze_pb2.SignatureInfo:
+    msg = freeze_pb2.SignatureInfo(name=info["name"])
+    for alias, t in info["inputs"].items():
+        msg.inputs[alias].CopyFrom(_tensor(t))
+    for alias, t in info["outputs"].items():
+        msg.outputs[alias].CopyFrom(_tensor(t))
+    return msg
+
+
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
-    def __init__(self, store: BlobStore, pool: WorkerPool):
+    def __init__(self, store: BlobStore, pool: WorkerPool, allow_unsafe_verify: bool = False):
         self.store = store
         self.pool = pool
+        self.allow_unsafe_verify = allow_unsafe_verify
 
     # -- blobs -------------------------------------------------------------
     @mapped
@@ -152,6 +175,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     @mapped_stream
     def Freeze(self, request, context):
         options = _options(request.options)
+        options["_allow_unsafe_verify"] = self.allow_unsafe_verify
         with self._staged(request.files) as workdir:
             yield freeze_pb2.FreezeEvent(progress=freeze_pb2.Progress(
                 stage="staging", message="%d file(s) staged" % len(request.files), fraction=0.0))
@@ -173,7 +197,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                         os.unlink(leftover)
         yield freeze_pb2.FreezeEvent(progress=freeze_pb2.Progress(
             stage="stored", message="frozen graph %s stored" % manifest["sha256"][:12], fraction=1.0))
-        yield freeze_pb2.FreezeEvent(result=freeze_pb2.FreezeResult(
+        result = freeze_pb2.FreezeResult(
             graph=blob_pb2.Digest(sha256=manifest["sha256"], size_bytes=manifest["size_bytes"]),
             inputs=[_tensor(t) for t in manifest["inputs"]],
             outputs=[_tensor(t) for t in manifest["outputs"]],
@@ -181,7 +205,16 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             warnings=manifest["warnings"],
             provenance=_provenance(manifest["provenance"]),
             node_count=manifest["node_count"],
-            variables_frozen=manifest["variables_frozen"]))
+            variables_frozen=manifest["variables_frozen"],
+            bindings=[freeze_pb2.Binding(name=b["name"], value_json=json.dumps(b["value"]), reason=b["reason"])
+                      for b in manifest["bindings"]],
+            verification=[freeze_pb2.OutputCheck(name=v["name"], max_abs_diff=v["max_abs_diff"])
+                          for v in manifest["verification"]],
+            source_kind=manifest["source_kind"],
+            ema_variables=manifest["ema_variables"])
+        if manifest["signature"]:
+            result.signature.CopyFrom(_signature(manifest["signature"]))
+        yield freeze_pb2.FreezeEvent(result=result)
 
     @mapped
     def Inspect(self, request, context):
@@ -202,4 +235,9 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             signatures=result["signatures"],
             collections=result["collections"],
             warnings=result["warnings"],
-            provenance=_provenance(result["provenance"]))
+            provenance=_provenance(result["provenance"]),
+            switches=[freeze_pb2.SwitchInfo(name=sw["name"], dtype=sw["dtype"], inference_value_json=(
+                "" if sw["inference_value"] is None else json.dumps(sw["inference_value"])))
+                for sw in result["switches"]],
+            ema_shadows=result["ema_shadows"],
+            source_kind=result["source_kind"])

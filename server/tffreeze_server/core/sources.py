@@ -29,8 +29,7 @@ from tffreeze import layout
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+SAVED_MODEL_FILES = layout.SAVED_MODEL_FILES
 
 
 @dataclass
@@ -135,12 +134,9 @@ def _saved_model(workdir: str, files: List[str], options: dict) -> Source:
 
 
 def _refuse_graphless(workdir: str, files: List[str], sel: Optional[layout.Selection], reader) -> None:
-    keras = [f for f in files if f.endswith(KERAS_SUFFIXES)]
+    keras = [f for f in files if f.endswith(layout.KERAS_SUFFIXES)]
     if keras:
-        raise FailedPrecondition(
-            "%s is a Keras model/weights file, not a TensorFlow graph checkpoint. Export a SavedModel instead "
-            "(model.export(DIR) in Keras 3, tf.saved_model.save(model, DIR)) and freeze that directory."
-            % keras[0])
+        raise FailedPrecondition(str(layout.keras_file_error(keras[0])))
     if reader is not None and reader.has_tensor(OBJECT_GRAPH_KEY):
         raise FailedPrecondition(
             "checkpoint %r is a TF2 object-based checkpoint (tf.train.Checkpoint or Keras save_weights): it "
@@ -162,8 +158,8 @@ def open_source(workdir: str, options: dict) -> Source:
     try:
         sel = layout.select(candidates, state, options.get("step"), options.get("checkpoint_prefix") or None)
     except layout.SelectionError as exc:
-        _refuse_graphless(workdir, files, None, None)
-        raise (NotFound if exc.code == "NOT_FOUND" else InvalidArgument)(str(exc)) from None
+        raise {"NOT_FOUND": NotFound, "FAILED_PRECONDITION": FailedPrecondition}.get(
+            exc.code, InvalidArgument)(str(exc)) from None
     reader = open_reader(workdir, sel.checkpoint.prefix)
     step = sel.checkpoint.step
     if step is None and reader.has_tensor("global_step"):
