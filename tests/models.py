@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 tf1 = tf.compat.v1
-tf1.disable_eager_execution()
+
 tf.get_logger().setLevel("ERROR")
 
 
@@ -170,3 +170,285 @@ def edit_meta(directory: str, edit: Callable) -> None:
             edit(meta)
             with open(path, "wb") as fh:
                 fh.write(meta.SerializeToString())
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints users bring straight from training (issue: breadth of sources).
+
+import contextlib  # noqa: E402
+
+
+@contextlib.contextmanager
+def control_flow_v1(enabled: bool):
+    """Build with control flow v1 (Enter/Exit/Switch/Merge) instead of While/If."""
+    if not enabled:
+        yield
+        return
+    tf1.disable_control_flow_v2()
+    try:
+        yield
+    finally:
+        tf1.enable_control_flow_v2()
+
+
+def _batch_norm(x, is_training, name, resource, fused):
+    """Batch norm with moving statistics behind tf.cond(is_training), as TF1 models wrote it."""
+    channels = int(x.shape[-1])
+    with tf1.variable_scope(name):
+        gamma = tf1.get_variable("gamma", initializer=tf.constant(np.linspace(0.5, 1.5, channels, dtype=np.float32)),
+                                 use_resource=resource)
+        beta = tf1.get_variable("beta", initializer=tf.constant(np.linspace(-0.2, 0.2, channels, dtype=np.float32)),
+                                use_resource=resource)
+        mm = tf1.get_variable("moving_mean", initializer=tf.zeros([channels]), trainable=False, use_resource=resource)
+        mv = tf1.get_variable("moving_variance", initializer=tf.ones([channels]), trainable=False,
+                              use_resource=resource)
+        if fused:
+            def train():
+                y, mean, var = tf1.nn.fused_batch_norm(x, gamma, beta, epsilon=1e-3, is_training=True)
+                updates = [tf1.assign(mm, mm * 0.9 + mean * 0.1), tf1.assign(mv, mv * 0.9 + var * 0.1)]
+                with tf.control_dependencies(updates):
+                    return tf.identity(y)
+
+            def infer():
+                y, _, _ = tf1.nn.fused_batch_norm(x, gamma, beta, mean=mm, variance=mv, epsilon=1e-3,
+                                                  is_training=False)
+                return y
+            return tf.cond(is_training, train, infer)
+
+        def train_stats():
+            mean, var = tf.nn.moments(x, list(range(len(x.shape) - 1)))
+            updates = [tf1.assign(mm, mm * 0.9 + mean * 0.1), tf1.assign(mv, mv * 0.9 + var * 0.1)]
+            with tf.control_dependencies(updates):
+                return tf.identity(mean), tf.identity(var)
+
+        def infer_stats():
+            return tf.identity(mm), tf.identity(mv)
+
+        mean, var = tf.cond(is_training, train_stats, infer_stats)
+        return tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-3)
+
+
+def training_graph(directory: str, resource: bool, cf_v1: bool = False, fused: bool = True) -> Model:
+    """A small conv net saved mid-training: Adam slots, summaries, global step,
+    UPDATE_OPS, dropout on keep_prob, batch norm behind is_training. The
+    original's outputs are taken in inference mode (is_training=False, keep_prob=1)."""
+    rng = np.random.RandomState(1)
+    data = rng.randn(8, 6, 6, 2).astype(np.float32)
+    labels = rng.randint(0, 3, size=8).astype(np.int64)
+    holder = {}
+
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 6, 6, 2], name="x")
+        y_true = tf1.placeholder(tf.int64, [None], name="labels")
+        is_training = tf1.placeholder(tf.bool, [], name="is_training")
+        keep_prob = tf1.placeholder(tf.float32, [], name="keep_prob")
+        kernel = tf1.get_variable("conv/kernel", initializer=tf.constant(rng.randn(3, 3, 2, 4).astype(np.float32) * 0.3),
+                                  use_resource=resource)
+        conv = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+        bn = _batch_norm(conv, is_training, "bn", resource, fused)
+        seen = tf1.get_variable("bn/batches_seen", initializer=tf.constant(0.0), trainable=False, use_resource=resource)
+        tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_add(seen, 1.0))
+        h = tf.reduce_mean(tf.nn.relu(bn), axis=[1, 2])
+        h = tf.nn.dropout(h, rate=1.0 - keep_prob)
+        w = tf1.get_variable("dense/kernel", initializer=tf.constant(rng.randn(4, 3).astype(np.float32)),
+                             use_resource=resource)
+        b = tf1.get_variable("dense/bias", initializer=tf.zeros([3]), use_resource=resource)
+        logits = tf.add(tf.matmul(h, w), b, name="logits")
+        tf.nn.softmax(logits, name="probs")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_true, logits=logits))
+        tf1.summary.scalar("loss", loss)
+        step = tf1.train.get_or_create_global_step()
+        with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+            train = tf1.train.AdamOptimizer(0.01).minimize(loss, global_step=step)
+        tf1.summary.merge_all()
+        holder.update(train=train, x=x, y=y_true, t=is_training, k=keep_prob)
+
+    def mutate(sess, i):
+        for _ in range(5):
+            sess.run(holder["train"], {holder["x"]: data, holder["y"]: labels, holder["t"]: True,
+                                      holder["k"]: 0.7})
+
+    feeds = {"x:0": data[:3], "is_training:0": False, "keep_prob:0": 1.0}
+    with control_flow_v1(cf_v1):
+        model = _save(directory, build, feeds, ["probs:0"], steps=[0, 10], mutate=mutate)
+    model.feeds = {"x:0": data[:3]}  # the frozen graph binds the switches itself
+    return model
+
+
+def loop_and_cond(directory: str, resource: bool, cf_v1: bool) -> Model:
+    """while_loop and cond (both data-dependent, not switches) reading variables inside."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        w = _variable("w", np.array([[0.5, -1.0], [2.0, 0.25]], np.float32), resource)
+        w2 = _variable("w2", np.array([[1.5, 0.0], [-0.5, 1.0]], np.float32), resource)
+
+        def body(i, acc):
+            return i + 1, tf.tanh(tf.matmul(acc, w))
+
+        _, looped = tf.while_loop(lambda i, acc: i < 3, body, [tf.constant(0), x])
+        out = tf.cond(tf.reduce_sum(x) > 0, lambda: tf.matmul(looped, w2), lambda: looped - 1.0)
+        tf.identity(out, name="out")
+    feeds = {"x:0": np.array([[1.0, 2.0], [-0.5, 0.3]], np.float32)}
+    with control_flow_v1(cf_v1):
+        return _save(directory, build, feeds, ["out:0"])
+
+
+def partitioned(directory: str, resource: bool) -> Model:
+    """An embedding split with fixed_size_partitioner (slices in the checkpoint)."""
+    def build():
+        ids = tf1.placeholder(tf.int32, [None], name="ids")
+        emb = tf1.get_variable("emb", initializer=tf.constant(np.arange(40, dtype=np.float32).reshape(10, 4)),
+                               partitioner=tf1.fixed_size_partitioner(3), use_resource=resource)
+        dense = tf1.get_variable("proj", initializer=tf.constant(np.arange(20, dtype=np.float32).reshape(4, 5) / 10),
+                                 partitioner=tf1.fixed_size_partitioner(2), use_resource=resource)
+        looked = tf.nn.embedding_lookup(emb, ids)
+        tf.matmul(looked, tf.convert_to_tensor(dense), name="out")
+    return _save(directory, build, {"ids:0": np.array([0, 3, 9, 4], np.int32)}, ["out:0"])
+
+
+def without_meta(directory: str, resource: bool, as_text: bool, rename: Optional[str] = None) -> Model:
+    """A checkpoint saved with write_meta_graph=False plus the GraphDef written separately.
+    ``rename``: the graph's dense variable is created under this other name."""
+    os.makedirs(directory, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = _variable("w", np.arange(6, dtype=np.float32).reshape(3, 2), resource)
+        b = _variable("b", np.array([0.5, -0.5], np.float32), resource)
+        tf.add(tf.matmul(x, w), b, name="y")
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            prefix = saver.save(sess, os.path.join(directory, "model.ckpt"), write_meta_graph=False)
+            feeds = {"x:0": np.ones((2, 3), np.float32)}
+            expected = sess.run("y:0", feeds)
+    graph2 = tf.Graph()
+    with graph2.as_default():  # the graph as the serving code builds it (no saver)
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = _variable(rename or "w", np.zeros((3, 2), np.float32), resource)
+        b = _variable("b", np.zeros(2, np.float32), resource)
+        tf.add(tf.matmul(x, w), b, name="y")
+        name = "graph.pbtxt" if as_text else "graph.pb"
+        tf.io.write_graph(graph2.as_graph_def(), os.path.dirname(directory), name, as_text=as_text)
+    return Model(directory, feeds, {"y:0": expected}, prefix=os.path.basename(prefix),
+                 extra={"graph": os.path.join(os.path.dirname(directory), name)})
+
+
+def saved_model_v1(directory: str) -> Model:
+    """A TF1 SavedModelBuilder export with a predict signature."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="features")
+        w = _variable("w", np.arange(6, dtype=np.float32).reshape(3, 2) / 3, True)
+        scores = tf.nn.softmax(tf.matmul(x, w), name="scores")
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            feeds = {"features:0": np.eye(3, dtype=np.float32)}
+            expected = sess.run("scores:0", feeds)
+            builder = tf1.saved_model.Builder(directory)
+            sig = tf1.saved_model.signature_def_utils.predict_signature_def({"x": x}, {"probabilities": scores})
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig})
+            builder.save()
+    return Model(directory, feeds, {"scores:0": expected})
+
+
+class _TwoLayer(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.w1 = tf.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), name="w1")
+        self.w2 = tf.Variable(np.linspace(0.5, -0.5, 8, dtype=np.float32).reshape(4, 2), name="w2")
+        self.scale = tf.Variable(np.float32(1.5), name="scale")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"),
+                                  tf.TensorSpec([None], tf.int32, name="steps")])
+    def serve(self, x, steps):
+        h = tf.nn.relu(tf.matmul(x, self.w1))
+        i = tf.constant(0)
+        while i < 2:  # autograph: a While op reading a variable inside
+            h = h * self.scale
+            i += 1
+        return {"logits": tf.matmul(h, self.w2), "count": tf.shape(steps)[0] + 0}
+
+
+def saved_model_v2(directory: str) -> Model:
+    """tf.saved_model.save of a tf.Module with two inputs of different dtypes."""
+    module = _TwoLayer()
+    tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
+    x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]], np.float32)
+    steps = np.array([1, 2, 3], np.int32)
+    out = module.serve(tf.constant(x), tf.constant(steps))
+    return Model(directory, {"x": x, "steps": steps},
+                 {"logits": out["logits"].numpy(), "count": out["count"].numpy()})
+
+
+def keras_export(directory: str) -> Model:
+    """Keras 3 model.export (a TF2 SavedModel)."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((4,), name="features")
+    h = keras.layers.Dense(5, activation="relu")(inp)
+    h = keras.layers.Dropout(0.5)(h)
+    out = keras.layers.Dense(2, activation="softmax")(h)
+    model = keras.Model(inp, out)
+    model.export(directory, verbose=False)
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    return Model(directory, {"features": x}, {"output_0": model(x, training=False).numpy()})
+
+
+def tf2_checkpoint(directory: str) -> str:
+    """A TF2 object-based checkpoint (tf.train.Checkpoint): values, no graph."""
+    ckpt = tf.train.Checkpoint(w=tf.Variable(tf.ones([2, 2])), step=tf.Variable(3))
+    return ckpt.save(os.path.join(directory, "ckpt"))
+
+
+def ema_model(directory: str, resource: bool) -> Model:
+    """Trained with ExponentialMovingAverage; the expected outputs use the
+    shadow values, restored the seeds' way (variables_to_restore)."""
+    rng = np.random.RandomState(2)
+    data = rng.randn(16, 3).astype(np.float32)
+    target = rng.randn(16, 2).astype(np.float32)
+    holder = {}
+
+    def build(with_training=True):
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = _variable("w", rng.randn(3, 2).astype(np.float32), resource)
+        offset = tf1.get_variable("offset", initializer=tf.constant([0.25, -0.25]), trainable=False,
+                                  use_resource=resource)
+        y = tf.add(tf.matmul(x, w), offset, name="y")
+        if with_training:
+            step = tf1.train.get_or_create_global_step()
+            loss = tf.reduce_mean(tf.square(y - target))
+            opt = tf1.train.GradientDescentOptimizer(0.1).minimize(loss, global_step=step)
+            ema = tf1.train.ExponentialMovingAverage(0.5, step)
+            with tf.control_dependencies([opt]):
+                holder["train"] = ema.apply(tf1.trainable_variables())
+            holder["x"] = x
+        return x, y
+
+    def mutate(sess, i):
+        for _ in range(4):
+            sess.run(holder["train"], {holder["x"]: data})
+
+    feeds = {"x:0": data[:4]}
+    with control_flow_v1(not resource):  # EMA's initializer conds capture ref variables: v1 only
+        model = _save(directory, build, feeds, ["y:0"], steps=[0, 4], mutate=mutate)
+    graph = tf.Graph()
+    with graph.as_default():
+        build(with_training=False)
+        restore = tf1.train.ExponentialMovingAverage(0.5).variables_to_restore()
+        saver = tf1.train.Saver(restore)
+        with tf1.Session(graph=graph) as sess:
+            saver.restore(sess, os.path.join(directory, model.prefix))
+            model.extra["ema_expected"] = sess.run("y:0", feeds)
+    return model
+
+
+def with_file_read(directory: str) -> Model:
+    """A model whose inference path reads a file (ReadFile): freezable, not verifiable by default."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None], name="x")
+        w = _variable("w", np.float32(2.0), True)
+        size = tf.cast(tf.strings.length(tf.io.read_file(tf.constant(os.path.abspath(__file__)))), tf.float32)
+        tf.multiply(x * size, w, name="out")
+    return _save(directory, build, {"x:0": np.ones(2, np.float32)}, ["out:0"])

@@ -148,13 +148,17 @@ def _referenced_functions(graph_def) -> set:
 def tidy(graph_def) -> "graph_pb2.GraphDef":
     """Make the frozen graph portable and byte-for-byte deterministic, in place
     (no copy: constants may be large)."""
-    for node in graph_def.node:
+    for node in _all_nodes(graph_def):
         node.device = ""
         if node.op in _REF_TO_PLAIN:
             node.op = _REF_TO_PLAIN[node.op]
-        for attr in ("_output_shapes", "_class"):
-            if attr in node.attr:
-                del node.attr[attr]
+        # Internal attributes (_output_shapes, _class colocation, _has_manual_control_dependencies...)
+        # describe the training process, can disagree with the frozen graph, and vary between runs.
+        for attr in [a for a in node.attr if a.startswith("_") and a not in _KEPT_INTERNAL_ATTRS]:
+            del node.attr[attr]
+    # Node order carries no meaning in a GraphDef, but TensorFlow's function
+    # inlining emits it in an order that varies between runs: sort by name.
+    graph_def.node.sort(key=lambda n: n.name)
     # Keep only functions still referenced, in a stable order and with stable names.
     used = _referenced_functions(graph_def)
     library = graph_def.library
@@ -169,17 +173,47 @@ def tidy(graph_def) -> "graph_pb2.GraphDef":
     graph_def.ClearField("library")
     graph_def.library.function.extend(kept_functions)
     graph_def.library.gradient.extend(kept_gradients)
+    # TensorFlow numbers generated functions with process-wide counters; name
+    # them by their order of first use instead, so the bytes never depend on
+    # what the worker did before.
     renames = {}
-    counters: Dict[str, int] = {}
-    for f in kept_functions:
-        m = re.match(r"^(.*)_frozen_\d+$", f.signature.name)
-        if m:
-            base = m.group(1)
-            counters[base] = counters.get(base, -1) + 1
-            renames[f.signature.name] = "%s_frozen_%d" % (base, counters[base])
+    for i, name in enumerate(_functions_in_use_order(graph_def)):
+        renames[name] = "%s_%d" % (re.sub(r"(_\d+)+(?=_|$)", "", name).strip("_") or "f", i)
     if renames:
         _rename_functions(graph_def, renames)
+        graph_def.library.function.sort(key=lambda f: f.signature.name)
     return graph_def
+
+
+def _functions_in_use_order(graph_def) -> List[str]:
+    by_name = {f.signature.name: f for f in graph_def.library.function}
+    order: List[str] = []
+
+    def visit_nodes(nodes):
+        for node in nodes:
+            refs = [node.op] if node.op in by_name else []
+            for key in sorted(node.attr):
+                value = node.attr[key]
+                if value.HasField("func"):
+                    refs.append(value.func.name)
+                if value.HasField("list"):
+                    refs.extend(f.name for f in value.list.func)
+            for ref in refs:
+                if ref in by_name and ref not in order:
+                    order.append(ref)
+                    visit_nodes(by_name[ref].node_def)
+
+    visit_nodes(graph_def.node)
+    return order
+
+
+_KEPT_INTERNAL_ATTRS = {"_lower_using_switch_merge"}
+
+
+def _all_nodes(graph_def):
+    yield from graph_def.node
+    for func in graph_def.library.function:
+        yield from func.node_def
 
 
 def skeleton(graph_def, min_bytes: int = 1 << 16):

@@ -169,17 +169,19 @@ def _prepare_saver_graph(src: Source, options: dict, warnings: List[str], progre
     }
 
 
-def _inputs_of(frozen, res_inputs) -> Tuple[List[Tuple[str, str]], List[str]]:
+def _inputs_of(frozen, res_inputs, order: Dict[str, int]) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """Inputs of the frozen graph; placeholders in the order the original graph declared them."""
     warnings = []
     names = {node_of(t) for t, _ in (res_inputs or [])}
+    holders = sorted(convert.placeholders(frozen), key=lambda n: (order.get(n.name, len(order)), n.name))
     if res_inputs is None:
-        return [("%s:0" % n.name, "placeholder the outputs depend on") for n in convert.placeholders(frozen)], warnings
+        return [("%s:0" % n.name, "placeholder the outputs depend on") for n in holders], warnings
     present = {n.name for n in frozen.node}
     inputs = [(t, r) for t, r in res_inputs if node_of(t) in present]
     for t, _ in res_inputs:
         if node_of(t) not in present:
             warnings.append("input %s is not used by the outputs (or was bound); it is not in the frozen graph" % t)
-    for n in convert.placeholders(frozen):
+    for n in holders:
         if n.name not in names:
             inputs.append(("%s:0" % n.name, "placeholder the outputs depend on"))
     return inputs, warnings
@@ -219,7 +221,8 @@ def freeze(workdir: str, options: dict, out_path: str, progress: Progress = _noo
         prep = _prepare_saver_graph(src, options, warnings, progress)
         frozen, res = prep["frozen"], prep["res"]
         bindings, ema_used, variables_frozen = prep["bindings"], prep["ema_used"], prep["count"]
-        inputs, input_warnings = _inputs_of(frozen, res.inputs)
+        order = {n.name: i for i, n in enumerate(src.meta.graph_def.node)}
+        inputs, input_warnings = _inputs_of(frozen, res.inputs, order)
         warnings += input_warnings
         outputs = res.outputs
         if prep["signature"]:
@@ -298,6 +301,15 @@ def freeze(workdir: str, options: dict, out_path: str, progress: Progress = _noo
 
 
 def _verify(plan, frozen, inputs: List[dict], outputs: List[dict], options: dict) -> List[dict]:
+    try:
+        return _run_verification(plan, frozen, inputs, outputs, options)
+    except tf.errors.OpError as exc:
+        raise FailedPrecondition("--verify could not run the graphs on generated inputs (%s); the frozen graph "
+                                 "was not checked. Freeze without --verify, or check it on real inputs with "
+                                 "`tffreeze run`." % (exc.message or "").strip().splitlines()[0]) from None
+
+
+def _run_verification(plan, frozen, inputs: List[dict], outputs: List[dict], options: dict) -> List[dict]:
     allowed = bool(options.get("_allow_unsafe_verify"))
     feeds = verify_mod.generate_inputs(inputs)
     fetches = [o["name"] for o in outputs]

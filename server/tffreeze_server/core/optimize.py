@@ -63,6 +63,38 @@ def _fold_constants(graph_def, output_nodes: List[str]):
     return tf_optimizer.OptimizeGraph(config, meta)
 
 
+def _remove_identities(graph_def, protected) -> None:
+    """Bypass Identity nodes (outside control flow): consumers read the Identity's input.
+    Control inputs of an Identity only order side-effect-free work in a frozen graph, so they go too."""
+    forward = {}
+    for node in graph_def.node:
+        data = [i for i in node.input if not i.startswith("^")]
+        if node.op in ("Identity", "Snapshot") and node.name not in protected and len(data) == 1:
+            forward[node.name] = data[0]
+
+    def resolve(ref):
+        seen = set()
+        while node_of(ref) in forward and node_of(ref) not in seen and ref.partition(":")[2] in ("", "0"):
+            seen.add(node_of(ref))
+            ref = forward[node_of(ref)]
+        return ref
+
+    for node in graph_def.node:
+        if node.name in forward:
+            continue
+        new = []
+        for inp in node.input:
+            if inp.startswith("^"):
+                new.append("^" + node_of(resolve(inp[1:])))
+            else:
+                new.append(resolve(inp))
+        del node.input[:]
+        node.input.extend(dict.fromkeys(new))  # no duplicate control inputs
+    keep = [n for n in graph_def.node if n.name not in forward]
+    del graph_def.node[:]
+    graph_def.node.extend(keep)
+
+
 def _const(node):
     return tensor_util.MakeNdarray(node.attr["value"].tensor) if node is not None and node.op == "Const" else None
 
@@ -106,6 +138,15 @@ def _fold_scale_into_weights(graph_def) -> int:
     return folded
 
 
+def _keep_library(graph_def, library, versions):
+    """Some rewrites rebuild the GraphDef from its nodes only; put the functions back."""
+    if not graph_def.library.function and library.function:
+        graph_def.library.CopyFrom(library)
+    if not graph_def.HasField("versions"):
+        graph_def.versions.CopyFrom(versions)
+    return graph_def
+
+
 def optimize(graph_def, input_nodes: List[str], output_nodes: List[str]):
     """Returns an optimised copy and a list of what was done."""
     done = []
@@ -115,11 +156,13 @@ def optimize(graph_def, input_nodes: List[str], output_nodes: List[str]):
     _strip_debug(out)
     has_control_flow = any(n.op in _CONTROL_FLOW for n in out.node) or bool(out.library.function)
     if not has_control_flow:
-        protected = list(input_nodes) + list(output_nodes)
-        out = graph_util.remove_training_nodes(out, protected_nodes=protected)
-    out = _fold_constants(out, output_nodes)
-    out = optimize_for_inference_lib.fold_batch_norms(out)
+        _remove_identities(out, set(input_nodes) | set(output_nodes))
+    library, versions = out.library, out.versions
+    out = _keep_library(_fold_constants(out, output_nodes), library, versions)
+    out = _keep_library(optimize_for_inference_lib.fold_batch_norms(out), library, versions)
     scaled = _fold_scale_into_weights(out)
+    if not has_control_flow:  # folding leaves Identity nodes of its own
+        _remove_identities(out, set(input_nodes) | set(output_nodes))
     out = graph_util.extract_sub_graph(out, output_nodes)
     done.append("%d -> %d nodes" % (before, len(out.node)))
     if scaled:

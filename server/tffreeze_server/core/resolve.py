@@ -33,6 +33,8 @@ _BOOKKEEPING_OPS = {
     "SaveSlices", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "StringJoin",
     "MergeSummary", "WriteFile", "VarIsInitializedOp", "IsVariableInitialized", "ReadVariableOp",
     "DestroyResourceOp", "ReportUninitializedVariables",
+    # Structural by-products (a loss's label Shape, ...) are not model outputs.
+    "Shape", "ShapeN", "Size", "Rank", "BroadcastGradientArgs",
 } | PLACEHOLDER_OPS | VARIABLE_OPS
 _BOOKKEEPING_SCOPES = re.compile(
     r"^(save(_\d+)?|gradients(_\d+)?|init(_\d+)?|report_uninitialized_variables(_\d+)?|"
@@ -47,8 +49,15 @@ def _is_training_op(op: str) -> bool:
 
 def training_nodes(graph_def) -> Set[str]:
     """Nodes that exist for training or bookkeeping: gradients, optimizer
-    updates, assignments, and everything computed from them."""
-    users = consumers(graph_def)
+    updates, assignments, and everything computed from their data (control
+    edges and Merge joins are not followed: a cond's training branch orders
+    its updates with control edges and rejoins the model at a Merge)."""
+    users: dict = {}
+    for n in graph_def.node:
+        for i in n.input:
+            if not i.startswith("^"):
+                users.setdefault(node_of(i), set()).add(n.name)
+    merges = {n.name for n in graph_def.node if n.op in ("Merge", "RefMerge")}
     seeds = [n.name for n in graph_def.node if _is_training_op(n.op) or re.match(r"^gradients(_\d+)?/", n.name)]
     seen: Set[str] = set()
     stack = list(seeds)
@@ -57,13 +66,24 @@ def training_nodes(graph_def) -> Set[str]:
         if name in seen:
             continue
         seen.add(name)
-        stack.extend(users.get(name, ()))
+        stack.extend(u for u in users.get(name, ()) if u not in merges)
     return seen
+
+
+_CONTROL_FLOW_V1 = {"Switch", "RefSwitch", "Merge", "RefMerge", "Enter", "RefEnter", "Exit", "RefExit",
+                    "NextIteration", "RefNextIteration", "LoopCond"}
 
 
 def _is_bookkeeping(node, by_name, training) -> bool:
     if node.op in _BOOKKEEPING_OPS or node.name in training or _BOOKKEEPING_SCOPES.match(node.name):
         return True
+    if node.op in _CONTROL_FLOW_V1:
+        return True
+    # cond internals: the pivots `cond/switch_t`, `cond/switch_f`, `cond/pred_id` read a Switch.
+    if node.op == "Identity" and node.input:
+        src = by_name.get(node_of(node.input[0]))
+        if src is not None and src.op in ("Switch", "RefSwitch"):
+            return True
     # A bare read of a variable (`w/read`) is not a model output.
     if node.op == "Identity" and node.input:
         src = by_name.get(node_of(node.input[0]))

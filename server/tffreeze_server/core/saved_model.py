@@ -59,13 +59,10 @@ def freeze(export_dir: str, tags: List[str], signature: str):
         alias = by_spec_name.get(t.op.name) or t.op.name
         inputs.append((alias, t.name))
     outputs: List[Tuple[str, str]] = []
-    structured = frozen.structured_outputs
-    if isinstance(structured, dict):
-        flat = tf.nest.flatten(structured)
-        aliases = sorted(structured)  # nest flattens dicts in sorted key order
-        for alias, t in zip(aliases, flat):
-            outputs.append((alias, t.name))
-    else:
-        for i, t in enumerate(frozen.outputs):
-            outputs.append(("output_%d" % i, t.name))
+    structured = func.structured_outputs
+    # Signature outputs are a dict; the frozen function's outputs follow tf.nest's sorted-key order.
+    aliases = sorted(structured) if isinstance(structured, dict) else [
+        "output_%d" % i for i in range(len(frozen.outputs))]
+    for alias, t in zip(aliases, frozen.outputs):
+        outputs.append((alias, t.name))
     return graph_def, inputs, outputs, name

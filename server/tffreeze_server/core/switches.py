@@ -148,10 +148,69 @@ def _const_value(name: str, by_name, depth: int = 0):
     return None
 
 
+def inline_call(graph_def, call_name: str) -> None:
+    """Replace a (Stateful)PartitionedCall node by its function's body, in place.
+    Body nodes become CALL/NODE; the call's outputs are rewired to the body's results."""
+    from tensorflow.python.framework import function_def_to_graph
+
+    by_name = nodes_by_name(graph_def)
+    call = by_name[call_name]
+    fdef = next(f for f in graph_def.library.function if f.signature.name == call.attr["f"].func.name)
+    body, flat = function_def_to_graph.function_def_to_graph_def(fdef)
+    data_inputs = [i for i in call.input if not i.startswith("^")]
+    control = [i for i in call.input if i.startswith("^")]
+    args = {a.name: data_inputs[k] for k, a in enumerate(fdef.signature.input_arg)}
+
+    def outer(ref: str) -> str:
+        if ref.startswith("^"):
+            return "^" + outer(ref[1:]).split(":")[0]
+        node, _, idx = ref.partition(":")
+        if node in args:
+            return args[node]
+        return "%s/%s%s" % (call_name, node, (":" + idx) if idx else "")
+
+    new_nodes = []
+    for node in body.node:
+        if node.name in args and node.op == "Placeholder":
+            continue
+        copy = type(node)()
+        copy.CopyFrom(node)
+        copy.name = "%s/%s" % (call_name, node.name)
+        refs = [outer(i) for i in node.input]
+        if not [r for r in refs if not r.startswith("^")]:
+            refs += control  # keep the call's ordering for source nodes
+        del copy.input[:]
+        copy.input.extend(refs)
+        new_nodes.append(copy)
+    results = []
+    for arg in fdef.signature.output_arg:
+        ret = fdef.ret[arg.name]
+        results.append(outer(flat.get(ret, ret)))
+    for node in graph_def.node:
+        if node.name == call_name:
+            continue
+        fixed = []
+        for inp in node.input:
+            if inp.startswith("^") and inp[1:] == call_name:
+                fixed.extend("^" + node_of(r) for r in results)
+            elif node_of(inp) == call_name and not inp.startswith("^"):
+                idx = int(inp.partition(":")[2] or 0)
+                fixed.append(results[idx])
+            else:
+                fixed.append(inp)
+        del node.input[:]
+        node.input.extend(fixed)
+    keep = [n for n in graph_def.node if n.name != call_name]
+    del graph_def.node[:]
+    graph_def.node.extend(keep + new_nodes)
+
+
 def fold_conditionals(graph_def) -> int:
-    """Fold If/StatelessIf and v1 Switch whose predicate is now a constant. In place; returns folds made."""
+    """Fold If/StatelessIf and v1 Switch whose predicate is now a constant. In place; returns folds made.
+    A folded If's chosen branch is inlined into the graph."""
     by_name = nodes_by_name(graph_def)
     folded = 0
+    calls = []
     for node in graph_def.node:
         if node.op in ("If", "StatelessIf") and node.input:
             pred = _const_value(node.input[0], by_name)
@@ -167,7 +226,10 @@ def fold_conditionals(graph_def) -> int:
             node.ClearField("input")
             node.input.extend(data)
             node.attr["f"].func.name = branch
+            calls.append(node.name)
             folded += 1
+    for name in calls:
+        inline_call(graph_def, name)
     folded += _fold_v1(graph_def)
     return folded
 

@@ -46,7 +46,7 @@ def generate_inputs(infos: List[dict], seed: int = 0) -> Dict[str, np.ndarray]:
     out = {}
     for info in infos:
         shape = [2 if d < 0 else d for d in (info["shape"] or [])]
-        dtype = np.dtype(info["dtype"]) if info["dtype"] != "string" else np.object_
+        dtype = np.dtype(info["dtype"]) if info["dtype"] != "string" else np.dtype(object)
         if dtype.kind == "f":
             value = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind in "iu":

@@ -1,0 +1,239 @@
+"""Every checkpoint kind users bring, frozen through the real server with
+names resolved automatically, checked against the original model."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import models
+from tffreeze import FailedPreconditionError, FreezeClient, InvalidArgumentError
+
+KINDS = [pytest.param(False, id="ref"), pytest.param(True, id="resource")]
+FORBIDDEN = {"Assign", "AssignVariableOp", "AssignAdd", "AssignSub", "RefSwitch", "VariableV2", "VarHandleOp",
+             "RestoreV2", "SaveV2", "ApplyAdam", "ResourceApplyAdam"}
+
+
+def _all_nodes(graph_bytes):
+    gd = models.tf1.GraphDef()
+    gd.ParseFromString(graph_bytes)
+    nodes = list(gd.node)
+    for f in gd.library.function:
+        nodes.extend(f.node_def)
+    return nodes
+
+
+def _check(outcome, model, rtol=1e-5, atol=1e-5, feeds=None, expected=None):
+    expected = expected or model.expected
+    fetches = list(expected)
+    got = models.run_frozen(outcome.graph, feeds or model.feeds, fetches)
+    for name, value in zip(fetches, got):
+        np.testing.assert_allclose(value, expected[name], rtol=rtol, atol=atol)
+    nodes = _all_nodes(outcome.graph)
+    assert not FORBIDDEN & {n.op for n in nodes}
+    assert not [n.name for n in nodes if n.op.startswith("FusedBatchNorm") and n.attr["is_training"].b]
+
+
+# -- training graphs -----------------------------------------------------------
+# Ref variables cannot be captured by control-flow-v2 functions: TF1 users had them with control flow v1.
+VARIABLE_AND_CONTROL_FLOW = [pytest.param(True, False, id="resource-cf2"), pytest.param(True, True, id="resource-cf1"),
+                             pytest.param(False, True, id="ref-cf1")]
+
+
+@pytest.mark.parametrize("resource,cf_v1", VARIABLE_AND_CONTROL_FLOW)
+@pytest.mark.parametrize("fused", [pytest.param(True, id="fused"), pytest.param(False, id="moments")])
+def test_training_graph_binds_switches_and_drops_training(client, tmp_path, resource, cf_v1, fused):
+    model = models.training_graph(str(tmp_path), resource, cf_v1=cf_v1, fused=fused)
+    outcome = client.freeze(model.directory)
+    _check(outcome, model)
+    m = outcome.manifest
+    assert [o["name"] for o in m["outputs"]] == ["probs:0"]
+    assert m["inputs"] == [{"name": "x:0", "dtype": "float32", "shape": [-1, 6, 6, 2],
+                            "reason": "placeholder the outputs depend on"}]
+    assert m["outputs"][0]["dtype"] == "float32" and m["outputs"][0]["shape"] == [-1, 3]
+    bound = {b["name"]: b["value"] for b in m["bindings"]}
+    assert bound == {"is_training:0": False, "keep_prob:0": 1.0}
+    assert all(b["reason"] == "inference value of a training switch" for b in m["bindings"])
+    assert m["checkpoint"]["step"] == 10 and m["source_kind"] == "saver"
+
+
+@pytest.mark.parametrize("resource,cf_v1", VARIABLE_AND_CONTROL_FLOW)
+def test_training_switch_bound_to_true_is_refused(client, tmp_path, resource, cf_v1):
+    model = models.training_graph(str(tmp_path), resource, cf_v1=cf_v1)
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(model.directory, bind={"is_training": True})
+    assert "training" in err.value.message
+    assert any(op in err.value.message for op in ("Assign", "batch norm in training mode"))
+
+
+def test_switch_left_unbound_becomes_an_input(client, tmp_path):
+    model = models.training_graph(str(tmp_path), True)
+    outcome = client.freeze(model.directory, bind=["keep_prob="])
+    names = [i["name"] for i in outcome.manifest["inputs"]]
+    assert names == ["x:0", "keep_prob:0"]
+    (got,) = models.run_frozen(outcome.graph, {"x:0": model.feeds["x:0"], "keep_prob:0": 1.0}, ["probs:0"])
+    np.testing.assert_allclose(got, model.expected["probs:0"], rtol=1e-5, atol=1e-5)
+    info = client.inspect(model.directory)
+    assert {s["name"]: s["inference_value"] for s in info["switches"]} == {"is_training:0": False,
+                                                                          "keep_prob:0": 1.0}
+
+
+# -- control flow -----------------------------------------------------------------
+@pytest.mark.parametrize("resource", KINDS)
+@pytest.mark.parametrize("cf_v1", [pytest.param(False, id="cf2"), pytest.param(True, id="cf1")])
+def test_while_loop_and_cond_reading_variables(client, tmp_path, resource, cf_v1):
+    model = models.loop_and_cond(str(tmp_path), resource, cf_v1)
+    outcome = client.freeze(model.directory)
+    _check(outcome, model)
+    # Both branches of the data-dependent cond survive: x with a negative sum takes the other one.
+    neg = {"x:0": -np.abs(model.feeds["x:0"])}
+    (frozen_neg,) = models.run_frozen(outcome.graph, neg, ["out:0"])
+    assert frozen_neg.shape == (2, 2) and np.all(frozen_neg < 0)
+    assert outcome.manifest["inputs"][0]["name"] == "x:0"
+    assert client.freeze(model.directory).graph == outcome.graph
+
+
+# -- partitions -------------------------------------------------------------------
+@pytest.mark.parametrize("resource", KINDS)
+def test_partitioned_variables(client, tmp_path, resource):
+    model = models.partitioned(str(tmp_path), resource)
+    outcome = client.freeze(model.directory)
+    _check(outcome, model)
+    m = outcome.manifest
+    assert m["inputs"] == [{"name": "ids:0", "dtype": "int32", "shape": [-1],
+                            "reason": "placeholder the outputs depend on"}]
+    assert m["variables_frozen"] == 5  # 3 + 2 partitions
+    keys = {v["checkpoint_key"] for v in client.inspect(model.directory)["variables"]}
+    assert {"emb", "proj"} <= keys  # one full tensor per partitioned variable, sliced on freezing
+
+
+# -- graphs without .meta ------------------------------------------------------------
+@pytest.mark.parametrize("resource", KINDS)
+@pytest.mark.parametrize("as_text", [pytest.param(False, id="binary"), pytest.param(True, id="text")])
+def test_checkpoint_without_meta_plus_graph_file(client, tmp_path, resource, as_text):
+    model = models.without_meta(str(tmp_path / "ckpt"), resource, as_text)
+    assert not [f for f in os.listdir(model.directory) if f.endswith(".meta")]
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(model.directory)
+    assert "--graph" in err.value.message
+    outcome = client.freeze(model.directory, graph=model.extra["graph"])
+    _check(outcome, model)
+    assert outcome.manifest["source_kind"] == "graph+checkpoint"
+    assert outcome.manifest["inputs"][0]["name"] == "x:0" and outcome.manifest["outputs"][0]["name"] == "y:0"
+
+
+def test_graph_file_key_mismatch_names_missing_and_unused_keys(client, tmp_path):
+    model = models.without_meta(str(tmp_path / "ckpt"), True, False, rename="weights")
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(model.directory, graph=model.extra["graph"])
+    msg = err.value.message
+    assert "weights (checkpoint key 'weights')" in msg and "not used by any graph variable: w" in msg
+    outcome = client.freeze(model.directory, graph=model.extra["graph"], var_map={"weights": "w"})
+    _check(outcome, model)
+
+
+# -- SavedModels -------------------------------------------------------------------
+def test_saved_model_v1_builder(client, tmp_path):
+    model = models.saved_model_v1(str(tmp_path / "sm"))
+    outcome = client.freeze(model.directory)
+    _check(outcome, model)
+    m = outcome.manifest
+    assert m["source_kind"] == "saved_model_v1"
+    assert m["signature"] == {
+        "name": "serving_default",
+        "inputs": {"x": {"name": "features:0", "dtype": "float32", "shape": [-1, 3]}},
+        "outputs": {"probabilities": {"name": "scores:0", "dtype": "float32", "shape": [-1, 2]}}}
+    with pytest.raises(InvalidArgumentError):
+        client.freeze(model.directory, signature="nope")
+
+
+def test_saved_model_v2_two_inputs_of_different_dtypes(client, tmp_path):
+    model = models.saved_model_v2(str(tmp_path / "sm2"))
+    outcome = client.freeze(model.directory)
+    sig = outcome.manifest["signature"]
+    assert outcome.manifest["source_kind"] == "saved_model_v2" and sig["name"] == "serving_default"
+    assert sig["inputs"]["x"]["dtype"] == "float32" and sig["inputs"]["x"]["shape"] == [-1, 3]
+    assert sig["inputs"]["steps"]["dtype"] == "int32" and sig["inputs"]["steps"]["shape"] == [-1]
+    assert sig["outputs"]["logits"]["shape"] == [-1, 2] and sig["outputs"]["count"]["dtype"] == "int32"
+    feeds = {sig["inputs"][a]["name"]: v for a, v in model.feeds.items()}
+    expected = {sig["outputs"][a]["name"]: v for a, v in model.expected.items()}
+    _check(outcome, model, feeds=feeds, expected=expected)
+    assert client.freeze(model.directory).graph == outcome.graph
+
+
+def test_keras_export(client, tmp_path):
+    model = models.keras_export(str(tmp_path / "keras"))
+    outcome = client.freeze(model.directory)
+    sig = outcome.manifest["signature"]
+    assert list(sig["inputs"]) == ["features"] and sig["inputs"]["features"]["shape"] == [-1, 4]
+    assert list(sig["outputs"]) == ["output_0"] and sig["outputs"]["output_0"]["shape"] == [-1, 2]
+    feeds = {sig["inputs"]["features"]["name"]: model.feeds["features"]}
+    _check(outcome, model, feeds=feeds, expected={sig["outputs"]["output_0"]["name"]: model.expected["output_0"]})
+
+
+def test_tf2_object_checkpoint_and_keras_weights_are_explained(client, tmp_path):
+    models.tf2_checkpoint(str(tmp_path / "obj"))
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(str(tmp_path / "obj"))
+    assert "TF2 object-based checkpoint" in err.value.message and "tf.saved_model.save" in err.value.message
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "model.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(str(tmp_path / "k"))
+    assert "Keras model/weights file" in err.value.message and "model.export" in err.value.message
+
+
+# -- moving averages -------------------------------------------------------------------
+@pytest.mark.parametrize("resource", KINDS)
+def test_ema_shadow_values(client, tmp_path, resource):
+    model = models.ema_model(str(tmp_path), resource)
+    plain = client.freeze(model.directory)
+    _check(plain, model)
+    ema = client.freeze(model.directory, ema=True)
+    _check(ema, model, expected={"y:0": model.extra["ema_expected"]})
+    assert not np.allclose(model.extra["ema_expected"], model.expected["y:0"])
+    assert ema.manifest["ema_variables"] == ["w"]
+    assert any("no ExponentialMovingAverage shadow for offset" in w for w in ema.manifest["warnings"])
+    assert client.inspect(model.directory)["ema_shadows"] == ["w"]
+
+
+# -- optimisation and verification ---------------------------------------------------------
+@pytest.mark.parametrize("fused", [pytest.param(True, id="fused"), pytest.param(False, id="moments")])
+def test_optimize_folds_batch_norm_within_tolerance(client, tmp_path, fused):
+    model = models.training_graph(str(tmp_path), True, fused=fused)
+    plain = client.freeze(model.directory)
+    opt = client.freeze(model.directory, optimize=True)
+    _check(opt, model, rtol=1e-5, atol=1e-6)
+    ops = [n.op for n in _all_nodes(opt.graph)]
+    assert len(ops) < len(_all_nodes(plain.graph))
+    assert not [op for op in ops if op.startswith("FusedBatchNorm") or op in ("Rsqrt", "Identity")]
+    assert any(w.startswith("--optimize:") for w in opt.manifest["warnings"])
+
+
+def test_verify_reports_differences(client, tmp_path):
+    model = models.training_graph(str(tmp_path), False, cf_v1=True)
+    outcome = client.freeze(model.directory, verify=True)
+    checks = outcome.manifest["verification"]
+    assert [c["name"] for c in checks] == ["probs:0"] and checks[0]["max_abs_diff"] < 1e-5
+    saved = models.saved_model_v2(str(tmp_path / "sm2"))
+    v2 = client.freeze(saved.directory, verify=True).manifest["verification"]
+    assert len(v2) == 2 and all(c["max_abs_diff"] < 1e-5 for c in v2)
+
+
+def test_verify_refuses_file_reading_graphs_unless_allowed(client, tmp_path):
+    from conftest import start_server, stop_server
+
+    model = models.with_file_read(str(tmp_path / "ckpt"))
+    assert client.freeze(model.directory).manifest["outputs"][0]["name"] == "out:0"  # freezing is fine
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(model.directory, verify=True)
+    assert "ReadFile" in err.value.message and "--allow-unsafe-verify" in err.value.message
+    permissive = start_server(str(tmp_path / "data"), ["--allow-unsafe-verify"])
+    try:
+        with FreezeClient(permissive.target) as c:
+            checks = c.freeze(model.directory, verify=True).manifest["verification"]
+    finally:
+        assert stop_server(permissive) == 0
+    assert checks[0]["max_abs_diff"] == 0.0
