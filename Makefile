@@ -11,7 +11,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 50051
 DATA   ?= .tffreeze-data
 
-.PHONY: setup gen serve demo test test-unit test-integration bench clean
+.PHONY: setup gen serve demo test test-unit bench bench-breadth clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -45,6 +45,9 @@ test-unit: setup
 
 bench: setup
 	$(BIN)/python bench/freeze_vs_anchor.py
+
+bench-breadth: setup
+	$(BIN)/python bench/breadth.py
 
 clean:
 	rm -rf $(GEN) $(DATA) demo-out .pytest_cache

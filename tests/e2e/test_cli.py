@@ -145,3 +145,24 @@ def test_progress_bar_on_a_tty_only(server, tmp_path):
     assert "uploading" in shown and "%" in shown
     piped = cli("freeze", model.directory, "-o", str(tmp_path / "m2.pb"), "--server", server.target)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_source_options_on_the_command_line(server, tmp_path):
+    model = models.training_graph(str(tmp_path / "train"), True)
+    man = tmp_path / "m.json"
+    out = cli("freeze", model.directory, "-o", str(tmp_path / "m.pb"), "--server", server.target, "--manifest",
+              str(man), "--bind", "keep_prob=", "--optimize", "--verify")
+    assert out.returncode == 0, out.stderr
+    m = json.loads(man.read_text())
+    assert [b["name"] for b in m["bindings"]] == ["is_training:0"]
+    assert [i["name"] for i in m["inputs"]] == ["x:0", "keep_prob:0"]
+    assert m["verification"][0]["max_abs_diff"] < 1e-5 and "bound   is_training:0 = false" in out.stdout
+    text = cli("inspect", model.directory, "--server", server.target)
+    assert "switch:     is_training:0 bool -> false" in text.stdout and "source:     saver" in text.stdout
+    nometa = models.without_meta(str(tmp_path / "nm" / "ckpt"), True, True, rename="weights")
+    out = cli("freeze", nometa.directory, "-o", str(tmp_path / "n.pb"), "--server", server.target,
+              "--graph", nometa.extra["graph"], "--var-map", "weights=w")
+    assert out.returncode == 0, out.stderr
+    bad = cli("freeze", nometa.directory, "-o", str(tmp_path / "n.pb"), "--server", server.target,
+              "--graph", nometa.extra["graph"], "--bind", "oops")
+    assert bad.returncode == 1 and "--bind 'oops': write NAME=VALUE" in bad.stderr
