@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorFlow worker processes, ~500 MiB each (default: %(default)s)")
     p.add_argument("--max-store-bytes", type=int, default=20 << 30, metavar="BYTES",
                    help="blob store cap; least recently used blobs are evicted (default: 20 GiB)")
+    p.add_argument("--web-port", type=int, default=None, metavar="W",
+                   help="also serve gRPC-Web (HTTP/1.1) on port W, for clients without HTTP/2 such as "
+                        "tffreeze-cs on Mono; 0 picks a free port")
     p.add_argument("--allow-unsafe-verify", action="store_true",
                    help="let --verify execute graphs that hold file- or process-touching ops")
 
@@ -257,7 +260,7 @@ def _cmd_serve(args) -> int:
               file=sys.stderr)
         return 1
     return serve(args.host, args.port, args.data_dir, args.workers, args.max_store_bytes,
-                 allow_unsafe_verify=args.allow_unsafe_verify)
+                 allow_unsafe_verify=args.allow_unsafe_verify, web_port=args.web_port)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -8,7 +8,9 @@ import signal
 import sys
 import threading
 from concurrent import futures
+from socketserver import ThreadingMixIn
 from typing import Optional
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,23 +22,54 @@ from .blobstore import BlobStore
 from .servicer import FreezeServicer
 from .workers import WorkerPool
 
+log = logging.getLogger("tffreeze.server")
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["FreezeService"].full_name
 MAX_MESSAGE = 4 << 20
 DEFAULT_DATA_DIR = ".tffreeze-data"
 
 
-class Server:
-    """A running tffreeze server: gRPC server, blob store and worker pool."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's name
+        log.debug("grpc-web %s", format % args)
 
-    def __init__(self, grpc_server, port: int, pool: WorkerPool, health_servicer, store: BlobStore):
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def start_web(servicer, health_servicer, host: str, port: int):
+    """Serve the same servicers over gRPC-Web (HTTP/1.1, unary and server
+    streaming) for clients without HTTP/2, such as Mono's. Returns the HTTP server."""
+    from sonora.wsgi import grpcWSGI
+
+    app = grpcWSGI(None)
+    service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, app)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, app)
+    httpd = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=httpd.serve_forever, name="tffreeze-grpc-web", daemon=True).start()
+    return httpd
+
+
+class Server:
+    """A running tffreeze server: gRPC server (and gRPC-Web), blob store, worker pool."""
+
+    def __init__(self, grpc_server, port: int, pool: WorkerPool, health_servicer, store: BlobStore, web=None):
         self.grpc_server = grpc_server
         self.port = port
         self.pool = pool
         self.health = health_servicer
         self.store = store
+        self.web = web
+
+    @property
+    def web_port(self) -> Optional[int]:
+        return self.web.server_port if self.web is not None else None
 
     def stop(self, grace: float = 5.0) -> None:
         self.health.enter_graceful_shutdown()
+        if self.web is not None:
+            self.web.shutdown()
+            self.web.server_close()
         self.grpc_server.stop(grace).wait()
         self.pool.close()
 
@@ -46,14 +79,16 @@ class Server:
 
 def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DEFAULT_DATA_DIR,
                   workers: int = 1, max_store_bytes: int = 20 << 30, threads: int = 16,
-                  allow_unsafe_verify: bool = False) -> Server:
-    """Build and start a server; ``port=0`` picks a free port (see ``Server.port``)."""
+                  allow_unsafe_verify: bool = False, web_port: Optional[int] = None) -> Server:
+    """Build and start a server; ``port=0`` picks a free port (see ``Server.port``).
+    ``web_port``: also serve gRPC-Web there (0 = a free port, see ``Server.web_port``)."""
     store = BlobStore(data_dir, max_bytes=max_store_bytes)
     pool = WorkerPool(size=workers).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tffreeze-rpc"),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                   ("grpc.max_send_message_length", MAX_MESSAGE)])
-    service_pb2_grpc.add_FreezeServiceServicer_to_server(FreezeServicer(store, pool, allow_unsafe_verify), server)
+    servicer = FreezeServicer(store, pool, allow_unsafe_verify)
+    service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -62,19 +97,26 @@ def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DE
     if bound == 0:
         pool.close()
         raise OSError("cannot listen on %s:%d (address in use or not available); pick another --port" % (host, port))
+    web = None
+    if web_port is not None:
+        try:
+            web = start_web(servicer, health_servicer, host, web_port)
+        except OSError as exc:
+            pool.close()
+            raise OSError("cannot serve gRPC-Web on %s:%d (%s); pick another --web-port" % (host, web_port, exc))
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Server(server, bound, pool, health_servicer, store)
+    return Server(server, bound, pool, health_servicer, store, web)
 
 
 def serve(host: str, port: int, data_dir: str, workers: int = 1, max_store_bytes: int = 20 << 30,
-          allow_unsafe_verify: bool = False, out=sys.stdout) -> int:
+          allow_unsafe_verify: bool = False, web_port: Optional[int] = None, out=sys.stdout) -> int:
     """Run until SIGTERM/SIGINT, then drain in-flight calls and stop the workers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         srv = create_server(host, port, data_dir, workers, max_store_bytes,
-                            allow_unsafe_verify=allow_unsafe_verify)
+                            allow_unsafe_verify=allow_unsafe_verify, web_port=web_port)
     except OSError as exc:
         print("tffreeze serve: %s" % exc, file=sys.stderr)
         return 1
@@ -85,8 +127,9 @@ def serve(host: str, port: int, data_dir: str, workers: int = 1, max_store_bytes
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print("tffreeze server listening on %s:%d (data dir %s, %d worker(s))"
-          % (host, srv.port, os.path.abspath(data_dir), workers), file=out, flush=True)
+    web = "; gRPC-Web on http://%s:%d" % (host, srv.web_port) if srv.web_port is not None else ""
+    print("tffreeze server listening on %s:%d (data dir %s, %d worker(s)%s)"
+          % (host, srv.port, os.path.abspath(data_dir), workers, web), file=out, flush=True)
     stop.wait()
     print("tffreeze server shutting down", file=out, flush=True)
     srv.stop()

@@ -169,8 +169,13 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _run(self, kind, payload, context):
-        return self.pool.run(kind, payload, timeout=context.time_remaining(),
-                             cancelled=lambda: not context.is_active())
+        def cancelled():
+            try:
+                return not context.is_active()
+            except NotImplementedError:  # the gRPC-Web adapter cannot tell
+                return False
+
+        return self.pool.run(kind, payload, timeout=context.time_remaining(), cancelled=cancelled)
 
     @mapped_stream
     def Freeze(self, request, context):

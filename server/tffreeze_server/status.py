@@ -65,8 +65,9 @@ def mapped_stream(method):
 
 
 def _is_abort(exc) -> bool:
-    # context.abort() ends a handler by raising a bare Exception().
-    return type(exc) is Exception and not exc.args
+    # context.abort() ends a handler by raising a bare Exception() (grpcio) or a
+    # grpc.RpcError (the gRPC-Web adapter); the status is already set.
+    return isinstance(exc, grpc.RpcError) or (type(exc) is Exception and not exc.args)
 
 
 __all__ = ["to_status", "mapped", "mapped_stream"]
