@@ -1,0 +1,215 @@
+// The tffreeze service from C#: deduplicated, chunked uploads (FindMissingBlobs, then
+// WriteBlobChunk in 1 MiB chunks), Freeze with progress, DownloadBlob, and the manifest.
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using TfFreeze.V1;
+
+namespace TfFreeze
+{
+    public class LocalFile
+    {
+        public string Path;   // relative, '/'-separated
+        public string Local;
+        public Digest Digest;
+    }
+
+    public class FreezeOutcome
+    {
+        public FreezeResult Result;
+        public OrderedMap Manifest;
+        public long UploadedBytes;
+        public int UploadedFiles;
+    }
+
+    public class FreezeClient
+    {
+        public const int Chunk = 1 << 20;
+        readonly GrpcWebChannel channel;
+        public Action<string> Progress = delegate { };
+
+        public FreezeClient(string server) { channel = new GrpcWebChannel(server); }
+        public string Server { get { return channel.BaseUrl; } }
+        public int TimeoutMs { get { return channel.TimeoutMs; } set { channel.TimeoutMs = value; } }
+
+        public static Digest DigestOf(string path)
+        {
+            using (var sha = SHA256.Create())
+            using (var f = File.OpenRead(path))
+            {
+                var hash = sha.ComputeHash(f);
+                return new Digest { Sha256 = BitConverter.ToString(hash).Replace("-", "").ToLowerInvariant(), SizeBytes = f.Length };
+            }
+        }
+
+        /// <summary>The files to upload for SOURCE: a SavedModel directory (all files), a Saver
+        /// directory (state file, every .index/.data/.meta; the server picks the latest), or a
+        /// checkpoint prefix (that checkpoint only). Returns the prefix to send, if any.</summary>
+        public static List<LocalFile> Collect(string source, out string prefix)
+        {
+            prefix = "";
+            var files = new List<LocalFile>();
+            string dir;
+            IEnumerable<string> names;
+            if (Directory.Exists(source))
+            {
+                dir = source;
+                if (File.Exists(System.IO.Path.Combine(dir, "saved_model.pb")) || File.Exists(System.IO.Path.Combine(dir, "saved_model.pbtxt")))
+                    names = Directory.GetFiles(dir, "*", SearchOption.AllDirectories)
+                                     .Select(f => f.Substring(dir.TrimEnd('/').Length + 1));
+                else
+                    names = Directory.GetFiles(dir).Select(System.IO.Path.GetFileName)
+                                     .Where(n => n == "checkpoint" || n.EndsWith(".index") || n.EndsWith(".meta") || n.Contains(".data-"));
+            }
+            else
+            {
+                dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(source));
+                prefix = System.IO.Path.GetFileName(source);
+                if (!File.Exists(source + ".index"))
+                    throw new RpcException(StatusCode.NOT_FOUND, source + " is neither a checkpoint directory nor a checkpoint prefix (no " + source + ".index)");
+                var p = prefix;
+                names = Directory.GetFiles(dir).Select(System.IO.Path.GetFileName)
+                                 .Where(n => n == p + ".index" || n == p + ".meta" || n.StartsWith(p + ".data-"));
+            }
+            foreach (var n in names.OrderBy(n => n, StringComparer.Ordinal))
+            {
+                var local = System.IO.Path.Combine(dir, n);
+                files.Add(new LocalFile { Path = n.Replace('\\', '/'), Local = local, Digest = DigestOf(local) });
+            }
+            if (files.Count == 0) throw new RpcException(StatusCode.NOT_FOUND, "no checkpoint files in " + source);
+            return files;
+        }
+
+        public void Upload(List<LocalFile> files, FreezeOutcome stats)
+        {
+            var req = new FindMissingBlobsRequest();
+            req.Blobs.AddRange(files.Select(f => f.Digest));
+            var missing = channel.Unary<FindMissingBlobsResponse>("FindMissingBlobs", req).Missing;
+            var seen = new HashSet<string>();
+            foreach (var d in missing)
+            {
+                if (!seen.Add(d.Sha256)) continue;
+                var file = files.First(f => f.Digest.Sha256 == d.Sha256);
+                using (var stream = File.OpenRead(file.Local))
+                {
+                    long offset = 0;
+                    var buffer = new byte[Chunk];
+                    while (true)
+                    {
+                        stream.Position = offset;
+                        int n = stream.Read(buffer, 0, Chunk);
+                        var data = new byte[n];
+                        Array.Copy(buffer, data, n);
+                        bool last = offset + n >= d.SizeBytes;
+                        var resp = channel.Unary<WriteBlobChunkResponse>("WriteBlobChunk",
+                            new WriteBlobChunkRequest { Digest = d, Offset = offset, Data = data, FinishWrite = last });
+                        Progress(string.Format("uploading {0} {1}/{2} bytes", file.Path, resp.CommittedSize, d.SizeBytes));
+                        if (resp.Complete) break;
+                        offset = resp.CommittedSize;  // resume where the server is
+                    }
+                }
+                stats.UploadedBytes += d.SizeBytes;
+                stats.UploadedFiles++;
+            }
+        }
+
+        public FreezeOutcome Freeze(string source, string outputPath, FreezeOptions options)
+        {
+            string prefix;
+            var files = Collect(source, out prefix);
+            if (string.IsNullOrEmpty(options.CheckpointPrefix)) options.CheckpointPrefix = prefix;
+            var outcome = new FreezeOutcome();
+            Upload(files, outcome);
+            var request = new FreezeRequest { Options = options };
+            request.Files.AddRange(files.Select(f => new SourceFile { Path = f.Path, Digest = f.Digest }));
+            foreach (var ev in channel.ServerStream<FreezeEvent>("Freeze", request))
+            {
+                if (ev.Progress != null) Progress(string.Format("{0,3:0}% {1}: {2}", ev.Progress.Fraction * 100, ev.Progress.Stage, ev.Progress.Message_));
+                if (ev.Result != null) outcome.Result = ev.Result;
+            }
+            if (outcome.Result == null) throw new RpcException(StatusCode.INTERNAL, "the server ended the freeze without a result");
+            Download(outcome.Result.Graph, outputPath);
+            outcome.Manifest = Manifest(outcome.Result, channel.BaseUrl);
+            return outcome;
+        }
+
+        /// <summary>Stream a blob to <paramref name="path"/> via a temporary file, verifying length and sha256.</summary>
+        public void Download(Digest digest, string path)
+        {
+            var tmp = path + ".part";
+            try
+            {
+                using (var sha = SHA256.Create())
+                using (var f = File.Create(tmp))
+                {
+                    foreach (var chunk in channel.ServerStream<DownloadBlobResponse>("DownloadBlob", new DownloadBlobRequest { Digest = digest }))
+                    {
+                        f.Write(chunk.Data, 0, chunk.Data.Length);
+                        sha.TransformBlock(chunk.Data, 0, chunk.Data.Length, null, 0);
+                    }
+                    sha.TransformFinalBlock(new byte[0], 0, 0);
+                    var hex = BitConverter.ToString(sha.Hash).Replace("-", "").ToLowerInvariant();
+                    if (f.Length != digest.SizeBytes || hex != digest.Sha256)
+                        throw new RpcException(StatusCode.DATA_LOSS, "downloaded graph does not match its digest; retry");
+                }
+                if (File.Exists(path)) File.Delete(path);
+                File.Move(tmp, path);
+            }
+            finally { if (File.Exists(tmp)) File.Delete(tmp); }
+        }
+
+        static object Shape(TensorShape s)
+        {
+            if (s == null) return new List<object>();
+            if (s.UnknownRank) return null;
+            return s.Dims.Select(d => (object)d).ToList();
+        }
+
+        static OrderedMap Tensor(TensorInfo t, bool withReason)
+        {
+            var m = new OrderedMap().Add2("name", t.Name).Add2("dtype", t.Dtype).Add2("shape", Shape(t.Shape));
+            if (withReason) m.Add("reason", t.Reason);
+            if (t.HasDefault)
+            {
+                m.Add("has_default", true);
+                if (t.DefaultJson != "") m.Add("default", Json.Parse(t.DefaultJson));
+            }
+            return m;
+        }
+
+        /// <summary>The same manifest JSON the Python client writes.</summary>
+        public static OrderedMap Manifest(FreezeResult r, string server)
+        {
+            object signature = null;
+            if (r.Signature != null && r.Signature.Name != "")
+            {
+                var ins = new OrderedMap(); var outs = new OrderedMap();
+                foreach (var kv in r.Signature.Inputs.OrderBy(k => k.Key, StringComparer.Ordinal)) ins.Add(kv.Key, Tensor(kv.Value, false));
+                foreach (var kv in r.Signature.Outputs.OrderBy(k => k.Key, StringComparer.Ordinal)) outs.Add(kv.Key, Tensor(kv.Value, false));
+                signature = new OrderedMap().Add2("name", r.Signature.Name).Add2("inputs", ins).Add2("outputs", outs);
+            }
+            var ck = r.Checkpoint ?? new CheckpointInfo();
+            var prov = r.Provenance ?? new Provenance();
+            return new OrderedMap()
+                .Add2("inputs", r.Inputs.Select(t => (object)Tensor(t, true)).ToList())
+                .Add2("outputs", r.Outputs.Select(t => (object)Tensor(t, true)).ToList())
+                .Add2("sha256", r.Graph.Sha256).Add2("size_bytes", r.Graph.SizeBytes)
+                .Add2("checkpoint", new OrderedMap().Add2("prefix", ck.Prefix).Add2("step", ck.Step.HasValue ? (object)ck.Step.Value : null)
+                                                    .Add2("meta_graph", ck.MetaGraph))
+                .Add2("warnings", r.Warnings.Select(w => (object)w).ToList())
+                .Add2("node_count", r.NodeCount).Add2("variables_frozen", r.VariablesFrozen)
+                .Add2("source_kind", r.SourceKind)
+                .Add2("bindings", r.Bindings.Select(b => (object)new OrderedMap().Add2("name", b.Name)
+                    .Add2("value", Json.Parse(b.ValueJson)).Add2("reason", b.Reason)).ToList())
+                .Add2("signature", signature)
+                .Add2("ema_variables", r.EmaVariables.Select(v => (object)v).ToList())
+                .Add2("verification", r.Verification.Select(v => (object)new OrderedMap().Add2("name", v.Name)
+                    .Add2("max_abs_diff", v.MaxAbsDiff)).ToList())
+                .Add2("target", r.Target == "" ? null : r.Target)
+                .Add2("provenance", new OrderedMap().Add2("tensorflow_version", prov.TensorflowVersion)
+                                                    .Add2("server_version", prov.ServerVersion).Add2("server", server));
+        }
+    }
+}

@@ -1,0 +1,139 @@
+// gRPC-Web over HTTP/1.1 (Mono has no HTTP/2 client): POST /tffreeze.v1.FreezeService/METHOD,
+// content-type application/grpc-web+proto, body = frames (1 flag byte, 4-byte big-endian
+// length, message). The response holds data frames and one trailer frame (flag 0x80) with
+// grpc-status and grpc-message, which become an RpcException. gRPC-Web has no client
+// streaming, so uploads use the unary WriteBlobChunk.
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Net;
+using System.Text;
+
+namespace TfFreeze.V1
+{
+    public enum StatusCode { OK = 0, CANCELLED = 1, UNKNOWN = 2, INVALID_ARGUMENT = 3, DEADLINE_EXCEEDED = 4, NOT_FOUND = 5,
+        ALREADY_EXISTS = 6, PERMISSION_DENIED = 7, RESOURCE_EXHAUSTED = 8, FAILED_PRECONDITION = 9, ABORTED = 10,
+        OUT_OF_RANGE = 11, UNIMPLEMENTED = 12, INTERNAL = 13, UNAVAILABLE = 14, DATA_LOSS = 15, UNAUTHENTICATED = 16 }
+
+    /// <summary>A call ended with a non-OK status; Message is the server's (names the problem and the fix).</summary>
+    public class RpcException : Exception
+    {
+        public StatusCode Status { get; private set; }
+        public RpcException(StatusCode status, string message) : base(message) { Status = status; }
+    }
+
+    public sealed class GrpcWebChannel
+    {
+        public string BaseUrl { get; private set; }
+        public int TimeoutMs { get; set; }
+        const string Service = "tffreeze.v1.FreezeService";
+
+        public GrpcWebChannel(string baseUrl)
+        {
+            if (!baseUrl.StartsWith("http://") && !baseUrl.StartsWith("https://")) baseUrl = "http://" + baseUrl;
+            BaseUrl = baseUrl.TrimEnd('/');
+            TimeoutMs = 600000;
+        }
+
+        public TResp Unary<TResp>(string method, IMessage request) where TResp : IMessage, new()
+        {
+            TResp result = default(TResp);
+            bool got = false;
+            foreach (var m in ServerStream<TResp>(method, request)) { result = m; got = true; }
+            if (!got) throw new RpcException(StatusCode.INTERNAL, method + ": the server sent no response message");
+            return result;
+        }
+
+        /// <summary>Messages of a (server-streaming or unary) call, as they arrive.</summary>
+        public IEnumerable<TResp> ServerStream<TResp>(string method, IMessage request) where TResp : IMessage, new()
+        {
+            var payload = request.ToByteArray();
+            var http = (HttpWebRequest)WebRequest.Create(BaseUrl + "/" + Service + "/" + method);
+            http.Method = "POST";
+            http.ContentType = "application/grpc-web+proto";
+            http.Accept = "application/grpc-web+proto";
+            http.Headers["x-grpc-web"] = "1";
+            http.Headers["grpc-timeout"] = Math.Max(1, TimeoutMs / 1000) + "S";
+            http.Timeout = TimeoutMs;
+            http.ReadWriteTimeout = TimeoutMs;
+            http.AllowWriteStreamBuffering = true;
+            HttpWebResponse response;
+            try
+            {
+                using (var body = http.GetRequestStream())
+                {
+                    var header = new byte[5];
+                    header[1] = (byte)(payload.Length >> 24); header[2] = (byte)(payload.Length >> 16);
+                    header[3] = (byte)(payload.Length >> 8); header[4] = (byte)payload.Length;
+                    body.Write(header, 0, 5);
+                    body.Write(payload, 0, payload.Length);
+                }
+                response = (HttpWebResponse)http.GetResponse();
+            }
+            catch (WebException e)
+            {
+                var r = e.Response as HttpWebResponse;
+                if (r != null && r.Headers["grpc-status"] != null) throw StatusFrom(r.Headers["grpc-status"], r.Headers["grpc-message"]);
+                throw new RpcException(StatusCode.UNAVAILABLE, "cannot reach the tffreeze gRPC-Web endpoint at " + BaseUrl +
+                    " (" + e.Message + "). Start the server with `tffreeze serve --web-port W` and pass --server http://HOST:W.");
+            }
+            using (response)
+            using (var stream = response.GetResponseStream())
+            {
+                var headerStatus = response.Headers["grpc-status"];
+                bool trailers = false;
+                var head = new byte[5];
+                while (ReadFully(stream, head, 5))
+                {
+                    int length = (head[1] << 24) | (head[2] << 16) | (head[3] << 8) | head[4];
+                    var data = new byte[length];
+                    if (!ReadFully(stream, data, length)) throw new RpcException(StatusCode.INTERNAL, method + ": truncated response frame");
+                    if ((head[0] & 0x80) != 0)
+                    {
+                        trailers = true;
+                        string status = null, message = "";
+                        foreach (var line in Encoding.UTF8.GetString(data).Split(new[] { "\r\n" }, StringSplitOptions.RemoveEmptyEntries))
+                        {
+                            int colon = line.IndexOf(':');
+                            if (colon < 0) continue;
+                            var key = line.Substring(0, colon).Trim().ToLowerInvariant();
+                            var value = line.Substring(colon + 1).Trim();
+                            if (key == "grpc-status") status = value;
+                            else if (key == "grpc-message") message = value;
+                        }
+                        if (status != null && status != "0") throw StatusFrom(status, message);
+                    }
+                    else
+                    {
+                        yield return MessageExtensions.Parse<TResp>(data);
+                    }
+                }
+                if (!trailers && headerStatus != null && headerStatus != "0")
+                    throw StatusFrom(headerStatus, response.Headers["grpc-message"]);
+            }
+        }
+
+        static RpcException StatusFrom(string status, string message)
+        {
+            int code;
+            int.TryParse(status, out code);
+            return new RpcException((StatusCode)code, Uri.UnescapeDataString(message ?? ""));
+        }
+
+        static bool ReadFully(Stream s, byte[] buf, int n)
+        {
+            int got = 0;
+            while (got < n)
+            {
+                int r = s.Read(buf, got, n - got);
+                if (r <= 0)
+                {
+                    if (got == 0) return false;
+                    throw new RpcException(StatusCode.INTERNAL, "connection closed inside a gRPC-Web frame");
+                }
+                got += r;
+            }
+            return true;
+        }
+    }
+}
