@@ -11,7 +11,12 @@ HOST   ?= 127.0.0.1
 PORT   ?= 50051
 DATA   ?= .tffreeze-data
 
-.PHONY: setup gen serve demo test test-unit bench bench-breadth clean
+CS_SRC := $(wildcard client_csharp/src/*.cs)
+CS_BIN := client_csharp/bin
+TF115  := .tf115
+PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
+
+.PHONY: setup gen serve demo test test-unit bench bench-breadth csharp mono tf115 clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -37,7 +42,7 @@ serve: setup
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./examples/demo.sh
 
-test: setup
+test: setup csharp tf115
 	$(BIN)/python -m pytest -q tests
 
 test-unit: setup
@@ -49,6 +54,34 @@ bench: setup
 bench-breadth: setup
 	$(BIN)/python bench/breadth.py
 
+# C# client (Mono): the TF binding, gRPC-Web client, CLI and example; installs
+# mono-devel from Debian when mcs is missing (no NuGet needed).
+csharp: $(CS_BIN)/tffreeze-cs $(CS_BIN)/BindByManifest.exe
+
+mono:
+	@command -v mcs >/dev/null 2>&1 || { echo "installing mono-devel (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mono-devel >/dev/null; }
+
+$(CS_BIN)/tffreeze-cs.exe: $(CS_SRC) | mono
+	mkdir -p $(CS_BIN)
+	mcs -nologo -warnaserror -out:$@ -r:System.dll -r:System.Core.dll $(CS_SRC)
+
+$(CS_BIN)/BindByManifest.exe: client_csharp/examples/BindByManifest.cs $(CS_BIN)/tffreeze-cs.exe
+	mcs -nologo -warnaserror -out:$@ -r:System.dll -r:System.Core.dll -r:$(CS_BIN)/tffreeze-cs.exe $<
+
+$(CS_BIN)/tffreeze-cs: client_csharp/tffreeze-cs.sh $(CS_BIN)/tffreeze-cs.exe
+	cp $< $@ && chmod +x $@
+
+# TF 1.15.0, the runtime TensorFlowSharp bundles, in a Python 3.7 venv (pyenv) for the
+# tests and `tffreeze-cs run --runtime tf115`. Skipped, with the reason, where
+# Python 3.7 is absent (the TF 1.15 tests then skip, unless TFFREEZE_REQUIRE_TF115=1).
+tf115: $(TF115)/.installed
+
+$(TF115)/.installed:
+	@if [ ! -x "$(PY37)" ]; then echo "make tf115: no Python 3.7 (pyenv prefix 3.7.16); TF 1.15 tests will skip"; exit 0; fi; \
+	  $(PY37) -m venv $(TF115) && $(TF115)/bin/pip install -q --disable-pip-version-check \
+	    tensorflow-cpu==1.15.0 'protobuf<3.21' && touch $@
+
 clean:
-	rm -rf $(GEN) $(DATA) demo-out .pytest_cache
+	rm -rf $(GEN) $(DATA) demo-out .pytest_cache $(CS_BIN)
 	find . -name __pycache__ -prune -exec rm -rf {} +

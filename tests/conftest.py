@@ -66,6 +66,15 @@ def server(tmp_path_factory):
     assert code == 0, "server did not shut down cleanly on SIGTERM (exit %s):\n%s" % (code, "".join(srv.log[-40:]))
 
 
+@pytest.fixture(scope="session")
+def web_server(tmp_path_factory):
+    """A server with a gRPC-Web endpoint too (srv.web_url)."""
+    srv = start_server(str(tmp_path_factory.mktemp("web-data")), ["--web-port", "0"])
+    srv.web_url = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in srv.log if "gRPC-Web on" in l)
+    yield srv
+    assert stop_server(srv) == 0
+
+
 @pytest.fixture()
 def client(server):
     from tffreeze import FreezeClient

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference optimisation: drop identities/debug ops, fold constants and batch norms")
     p.add_argument("--verify", action="store_true",
                    help="run the original and the frozen graph on generated inputs; report max |difference|")
+    p.add_argument("--target", choices=["tensorflowsharp"], default="",
+                   help="make the graph load in TensorFlowSharp's libtensorflow 1.15 (strip new attributes, check "
+                        "ops against TF 1.15, fail naming any op it lacks)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("inspect", help="list a checkpoint's variables and candidate inputs/outputs",
@@ -166,6 +169,7 @@ def _cmd_freeze(args) -> int:
         try:
             outcome = client.freeze(args.source, output_path=args.output, outputs=args.outputs, inputs=args.inputs,
                                     step=args.step, progress=bar, optimize=args.optimize, verify=args.verify,
+                                    target=args.target,
                                     **_graph_options(args))
         finally:
             bar.done()

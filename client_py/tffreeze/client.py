@@ -92,6 +92,7 @@ def manifest_from_result(result, target: str) -> dict:
         "signature": _signature_dict(result.signature),
         "ema_variables": list(result.ema_variables),
         "verification": [{"name": v.name, "max_abs_diff": v.max_abs_diff} for v in result.verification],
+        "target": result.target or None,
         "provenance": {"tensorflow_version": result.provenance.tensorflow_version,
                        "server_version": result.provenance.server_version, "server": target},
     }
@@ -232,7 +233,7 @@ class FreezeClient:
     @staticmethod
     def _options(outputs=(), inputs=(), step=None, prefix=None, graph_path="", signature="", tags=(), bind=None,
                  ema=False, var_map=None, include_variables=(), exclude_variables=(), optimize=False,
-                 verify=False) -> freeze_pb2.FreezeOptions:
+                 verify=False, target="") -> freeze_pb2.FreezeOptions:
         def pairs(value):
             if isinstance(value, dict):
                 return ["%s=%s" % (k, _bind_text(v)) for k, v in value.items()]
@@ -242,7 +243,8 @@ class FreezeClient:
             outputs=list(outputs or []), inputs=list(inputs or []), checkpoint_prefix=prefix or "",
             graph_path=graph_path or "", signature=signature or "", tags=list(tags or []), bind=pairs(bind),
             ema=bool(ema), var_map=pairs(var_map), include_variables=list(include_variables or []),
-            exclude_variables=list(exclude_variables or []), optimize=bool(optimize), verify=bool(verify))
+            exclude_variables=list(exclude_variables or []), optimize=bool(optimize), verify=bool(verify),
+            target=target or "")
         if step is not None:
             opts.step = int(step)
         return opts
@@ -258,7 +260,7 @@ class FreezeClient:
         for a checkpoint without .meta. Further keyword options, as in
         FreezeOptions: signature, tags, bind ({name: value} or ["name=value"]),
         ema, var_map ({graph_var: key}), include_variables, exclude_variables,
-        optimize, verify."""
+        optimize, verify, target ("tensorflowsharp": loads in libtensorflow 1.15)."""
         src = _source.collect(source, step)
         files = list(src.files)
         if graph:

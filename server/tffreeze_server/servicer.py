@@ -74,6 +74,7 @@ def _options(options: freeze_pb2.FreezeOptions) -> dict:
         "exclude_variables": names(options.exclude_variables),
         "optimize": options.optimize,
         "verify": options.verify,
+        "target": options.target.strip(),
     }
 
 
@@ -216,7 +217,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             verification=[freeze_pb2.OutputCheck(name=v["name"], max_abs_diff=v["max_abs_diff"])
                           for v in manifest["verification"]],
             source_kind=manifest["source_kind"],
-            ema_variables=manifest["ema_variables"])
+            ema_variables=manifest["ema_variables"],
+            target=manifest["target"])
         if manifest["signature"]:
             result.signature.CopyFrom(_signature(manifest["signature"]))
         yield freeze_pb2.FreezeEvent(result=result)

@@ -9,18 +9,8 @@ import pytest
 
 import grpcweb
 import models
-from conftest import start_server, stop_server
 from tffreeze import FreezeClient
 from tffreeze.v1 import blob_pb2, freeze_pb2
-
-
-@pytest.fixture(scope="module")
-def web_server(tmp_path_factory):
-    srv = start_server(str(tmp_path_factory.mktemp("web-data")), ["--web-port", "0"])
-    import re
-    srv.web_url = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in srv.log if "gRPC-Web on" in l)
-    yield srv
-    assert stop_server(srv) == 0
 
 
 def _upload_unary(url, path, chunk=1 << 20):

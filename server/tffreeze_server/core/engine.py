@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
-from . import convert, optimize as optimize_mod, saved_model, switches, verify as verify_mod
+from . import convert, optimize as optimize_mod, saved_model, switches, target115, verify as verify_mod
 from .errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, split_tensor
 from .resolve import resolve, user_collections
@@ -241,6 +241,11 @@ def freeze(workdir: str, options: dict, out_path: str, progress: Progress = _noo
         frozen = convert.tidy(frozen)
         warnings.append("--optimize: " + "; ".join(done))
 
+    target = options.get("target") or ""
+    if target:
+        progress("targeting", "making the graph load in %s" % target, 0.8)
+        warnings += ["--target %s: %s" % (target, n) for n in target115.convert(frozen, target)]
+
     progress("writing", "checking the frozen graph imports", 0.85)
     graph = tf.Graph()
     with graph.as_default():
@@ -297,6 +302,7 @@ def freeze(workdir: str, options: dict, out_path: str, progress: Progress = _noo
         "verification": verification,
         "source_kind": src.kind,
         "ema_variables": ema_used,
+        "target": target,
     }
 
 

@@ -1,0 +1,120 @@
+"""--target tensorflowsharp: make a frozen graph load and run in libtensorflow 1.15.0,
+the runtime the TensorFlowSharp package bundles.
+
+TF 2.x adds attributes (MatMul's grad_a/grad_b, FusedBatchNormV3's
+exponential_avg_factor, Conv2D's explicit_paddings...) and ops that 1.15 rejects.
+This pass, on the graph and every function in its library:
+  1. drops attributes that hold this TensorFlow's default value, when 1.15 either does
+     not know the attribute or has the same default (so nothing 1.15 requires goes);
+  2. rewrites ops 1.15 lacks to an exact 1.15 equivalent where one exists;
+  3. checks every op and attribute against TF 1.15's op registry, taken from the real
+     1.15 runtime and kept as data (data/tf115_ops.json, tools/dump_op_registry.py),
+     and fails with FAILED_PRECONDITION listing each offending node otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from typing import Dict, List, Optional, Tuple
+
+from google.protobuf import text_format
+from tensorflow.core.framework import attr_value_pb2
+from tensorflow.python.framework import op_def_registry
+
+from .errors import FailedPrecondition, InvalidArgument
+
+TARGETS = ("tensorflowsharp",)
+_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tf115_ops.json")
+
+
+@lru_cache(maxsize=1)
+def registry() -> Tuple[str, Dict[str, Dict[str, Optional[str]]]]:
+    with open(_DATA) as fh:
+        data = json.load(fh)
+    return data["tensorflow_version"], data["ops"]
+
+
+def _default_115(op: str, attr: str) -> Optional[attr_value_pb2.AttrValue]:
+    text = registry()[1].get(op, {}).get(attr)
+    if text is None:
+        return None
+    value = attr_value_pb2.AttrValue()
+    text_format.Parse(text, value)
+    return value
+
+
+def _rewrite(node) -> Optional[str]:
+    """Exact 1.15 equivalents of newer ops. Returns a note when the node was rewritten."""
+    ops115 = registry()[1]
+    if node.op in ops115:
+        return None
+    if node.op == "BatchMatMulV3":
+        ta, tb, tout = (node.attr[k].type for k in ("Ta", "Tb", "Tout"))
+        if ta == tb == tout and "BatchMatMulV2" in ops115:
+            for k in ("Ta", "Tb", "Tout"):
+                del node.attr[k]
+            node.attr["T"].type = ta
+            node.op = "BatchMatMulV2"
+            return "BatchMatMulV3 -> BatchMatMulV2"
+    return None
+
+
+def _strip_defaults(node) -> None:
+    op_def = op_def_registry.get(node.op)
+    if op_def is None:
+        return
+    for attr_def in op_def.attr:
+        name = attr_def.name
+        if name not in node.attr or not attr_def.HasField("default_value"):
+            continue
+        if node.attr[name] != attr_def.default_value:
+            continue
+        known_115 = name in registry()[1].get(node.op, {})
+        if not known_115 or _default_115(node.op, name) == attr_def.default_value:
+            del node.attr[name]
+
+
+def convert(graph_def, target: str) -> List[str]:
+    """Rewrite ``graph_def`` in place for ``target``; returns notes for the manifest's warnings."""
+    if target not in TARGETS:
+        raise InvalidArgument("--target %r is not supported; targets: %s" % (target, ", ".join(TARGETS)))
+    version, ops115 = registry()
+    functions = {f.signature.name for f in graph_def.library.function}
+    notes, offending = [], []
+
+    def visit(node, where: str):
+        note = _rewrite(node)
+        if note:
+            notes.append("%s%s: %s" % (where, node.name, note))
+        _strip_defaults(node)
+        if node.op in functions:
+            return
+        if node.op not in ops115:
+            offending.append("%s%s (op %s is not in TensorFlow %s)" % (where, node.name, node.op, version))
+            return
+        known = ops115[node.op]
+        for attr in node.attr:
+            if attr.startswith("_"):
+                continue
+            if attr not in known:
+                offending.append("%s%s (op %s: attribute '%s' = %s is unknown to TensorFlow %s)" % (
+                    where, node.name, node.op, attr, text_format.MessageToString(node.attr[attr], as_one_line=True),
+                    version))
+        for attr, default in known.items():
+            if default is None and attr not in node.attr:
+                offending.append("%s%s (op %s: TensorFlow %s requires attribute '%s')" % (
+                    where, node.name, node.op, version, attr))
+
+    for node in graph_def.node:
+        visit(node, "")
+    for func in graph_def.library.function:
+        for node in func.node_def:
+            visit(node, "%s/" % func.signature.name)
+    if offending:
+        raise FailedPrecondition(
+            "the frozen graph cannot run on TensorFlowSharp's libtensorflow %s: %s. These ops have no exact %s "
+            "equivalent; build the model from ops %s has, or run it on a newer TensorFlow (no --target)."
+            % (version, "; ".join(offending[:20]) + (" ..." if len(offending) > 20 else ""), version, version))
+    return notes

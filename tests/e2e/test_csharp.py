@@ -1,0 +1,165 @@
+"""The C# client (Mono): protobuf wire code against Python's, freezing over gRPC-Web,
+and running frozen graphs on the TF C API with the same results as Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import models
+from tffreeze import FreezeClient
+from tffreeze.v1 import blob_pb2, freeze_pb2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CS = os.path.join(ROOT, "client_csharp", "bin", "tffreeze-cs")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built():
+    if not os.path.exists(CS):  # `make test` builds it; a bare pytest run builds it here
+        subprocess.run(["make", "-s", "-C", ROOT, "csharp"], check=True)
+
+
+def cs(*args, **kw):
+    return subprocess.run([CS, *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def _messages():
+    digest = blob_pb2.Digest(sha256="ab" * 32, size_bytes=123456789012)
+    shape = freeze_pb2.TensorShape(dims=[-1, 3, 0, 2 ** 40])
+    info = freeze_pb2.TensorInfo(name="x:0", dtype="float32", shape=shape, reason="r\u00e9ason", has_default=True,
+                                 default_json="[1.5]")
+    result = freeze_pb2.FreezeResult(graph=digest, inputs=[info, freeze_pb2.TensorInfo(name="k:0")], outputs=[info],
+                                     checkpoint=freeze_pb2.CheckpointInfo(prefix="model.ckpt-0", step=0),
+                                     warnings=["w1", ""], provenance=freeze_pb2.Provenance(tensorflow_version="2.21.0"),
+                                     node_count=42, variables_frozen=7, source_kind="saver", target="tensorflowsharp",
+                                     bindings=[freeze_pb2.Binding(name="is_training:0", value_json="false", reason="x")],
+                                     verification=[freeze_pb2.OutputCheck(name="y:0", max_abs_diff=1.25e-7)],
+                                     ema_variables=["w"])
+    result.signature.name = "serving_default"
+    for key in ("b", "a", "aa", ""):
+        result.signature.inputs[key].CopyFrom(info)
+    result.signature.outputs["scores"].name = "y:0"
+    options = freeze_pb2.FreezeOptions(outputs=["y", "z:1"], inputs=["x"], step=0, checkpoint_prefix="p", graph_path="g",
+                                       signature="s", tags=["serve", "gpu"], bind=["k=1.0"], ema=True, var_map=["a=b"],
+                                       include_variables=["w"], exclude_variables=["v"], optimize=True, verify=True,
+                                       target="tensorflowsharp")
+    return {
+        "Digest": digest,
+        "FindMissingBlobsRequest": blob_pb2.FindMissingBlobsRequest(blobs=[digest, blob_pb2.Digest()]),
+        "FindMissingBlobsResponse": blob_pb2.FindMissingBlobsResponse(missing=[digest]),
+        "WriteBlobChunkRequest": blob_pb2.WriteBlobChunkRequest(digest=digest, offset=1 << 20, data=bytes(range(256)) * 5,
+                                                                finish_write=True),
+        "WriteBlobChunkResponse": blob_pb2.WriteBlobChunkResponse(committed_size=99, complete=True),
+        "DownloadBlobRequest": blob_pb2.DownloadBlobRequest(digest=digest, offset=5),
+        "DownloadBlobResponse": blob_pb2.DownloadBlobResponse(offset=7, data=b"\x00\xff" * 100),
+        "FreezeRequest": freeze_pb2.FreezeRequest(files=[freeze_pb2.SourceFile(path="a/b.index", digest=digest)],
+                                                  options=options),
+        "FreezeOptions": freeze_pb2.FreezeOptions(),
+        "FreezeEvent": freeze_pb2.FreezeEvent(result=result),
+        "Progress": freeze_pb2.Progress(stage="converting", message="m", fraction=0.65),
+        "TensorShape": freeze_pb2.TensorShape(unknown_rank=True),
+    }
+
+
+def test_wire_encoding_matches_python_protobuf(tmp_path):
+    progress_event = freeze_pb2.FreezeEvent(progress=freeze_pb2.Progress(stage="queued", fraction=0.0))
+    cases = dict(_messages(), FreezeEvent_progress=progress_event)
+    for name, msg in cases.items():
+        data = msg.SerializeToString(deterministic=True)
+        src, dst = tmp_path / (name + ".py.bin"), tmp_path / (name + ".cs.bin")
+        src.write_bytes(data)
+        out = cs("wire-roundtrip", name.split("_")[0], str(src), str(dst))
+        assert out.returncode == 0, out.stderr
+        assert dst.read_bytes() == data, name
+        assert type(msg).FromString(dst.read_bytes()) == msg
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv_bn", "while_loop"])
+def test_csharp_freeze_over_grpc_web_and_run(web_server, tmp_path, kind):
+    build = {"dense": lambda d: models.dense(d, True),
+             "conv_bn": lambda d: models.training_graph(d, True, fused=True),
+             "while_loop": lambda d: models.loop_and_cond(d, True, False)}[kind]
+    model = build(str(tmp_path / "ckpt"))
+    pb, man = tmp_path / "cs.pb", tmp_path / "cs.json"
+    out = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(pb), "--manifest", str(man))
+    assert out.returncode == 0, out.stderr
+    with FreezeClient(web_server.target) as native:
+        native_outcome = native.freeze(model.directory)
+    assert pb.read_bytes() == native_outcome.graph  # byte for byte
+    manifest = json.loads(man.read_text())
+    for key in ("inputs", "outputs", "sha256", "size_bytes", "checkpoint", "bindings", "source_kind"):
+        assert manifest[key] == native_outcome.manifest[key], key
+    feeds = []
+    for name, value in model.feeds.items():
+        path = tmp_path / (name.replace(":", "_") + ".npy")
+        np.save(path, value)
+        feeds += ["--input", "%s=%s" % (name.split(":")[0], path)]
+    fetches = []
+    for name in model.expected:
+        fetches += ["--output", "%s=%s" % (name, tmp_path / (name.replace(":", "_") + ".out.npy"))]
+    run = cs("run", str(pb), "--manifest", str(man), *feeds, *fetches)
+    assert run.returncode == 0, run.stderr
+    python = models.run_frozen(pb.read_bytes(), model.feeds, list(model.expected))
+    for (name, want), py in zip(model.expected.items(), python):
+        got = np.load(tmp_path / (name.replace(":", "_") + ".out.npy"))
+        np.testing.assert_allclose(got, py, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_csharp_runs_multiple_inputs_of_different_dtypes(server, tmp_path):
+    model = models.saved_model_v2(str(tmp_path / "sm"))
+    with FreezeClient(server.target) as client:
+        outcome = client.freeze(model.directory, output_path=str(tmp_path / "m.pb"))
+    (tmp_path / "m.json").write_text(json.dumps(outcome.manifest))
+    np.save(tmp_path / "x.npy", model.feeds["x"])
+    np.save(tmp_path / "steps.npy", model.feeds["steps"])
+    run = cs("run", str(tmp_path / "m.pb"), "--manifest", str(tmp_path / "m.json"),
+             "--input", "x=%s" % (tmp_path / "x.npy"), "--input", "steps=%s" % (tmp_path / "steps.npy"),
+             "--output", "logits=%s" % (tmp_path / "logits.npy"), "--output", "count=%s" % (tmp_path / "count.npy"))
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), model.expected["logits"], rtol=1e-5, atol=1e-6)
+    count = np.load(tmp_path / "count.npy")
+    assert count.dtype == np.int32 and count == model.expected["count"]
+    # A dtype the manifest does not expect is refused before running.
+    np.save(tmp_path / "steps64.npy", model.feeds["steps"].astype(np.int64))
+    bad = cs("run", str(tmp_path / "m.pb"), "--manifest", str(tmp_path / "m.json"),
+             "--input", "x=%s" % (tmp_path / "x.npy"), "--input", "steps=%s" % (tmp_path / "steps64.npy"),
+             "--output", "logits=%s" % (tmp_path / "l.npy"))
+    assert bad.returncode == 1 and "is int32 in the manifest but" in bad.stderr
+
+
+def test_example_binds_by_manifest(server, tmp_path):
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    with FreezeClient(server.target) as client:
+        outcome = client.freeze(model.directory, output_path=str(tmp_path / "m.pb"))
+    (tmp_path / "m.json").write_text(json.dumps(outcome.manifest))
+    lib = next(p for p in subprocess.run(["bash", "-c", "ls -d %s/.venv/lib/python3*/site-packages/tensorflow" % ROOT],
+                                         capture_output=True, text=True).stdout.split())
+    out = subprocess.run(["mono", os.path.join(ROOT, "client_csharp", "bin", "BindByManifest.exe"), str(tmp_path / "m.pb"),
+                          str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TFFREEZE_LIBTENSORFLOW=lib))
+    assert out.returncode == 0, out.stderr
+    want = models.run_frozen((tmp_path / "m.pb").read_bytes(), {"x:0": np.ones((1, 3), np.float32)}, ["y:0"])[0]
+    import re
+    m = re.match(r"y:0: shape \[1, 2\] first \[([-0-9.eE]+), ([-0-9.eE]+)\]", out.stdout)
+    assert m, out.stdout
+    np.testing.assert_allclose([float(m.group(1)), float(m.group(2))], want[0], rtol=1e-5)
+
+
+def test_csharp_errors_and_exit_codes(web_server, tmp_path):
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    out = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(tmp_path / "x.pb"), "--outputs", "yy")
+    assert out.returncode == 1
+    assert "output 'yy' is not in the graph; did you mean 'y'?" in out.stderr and "[INVALID_ARGUMENT]" in out.stderr
+    assert not (tmp_path / "x.pb").exists() and not (tmp_path / "x.pb.part").exists()
+    out = cs("freeze", model.directory, "--server", "http://127.0.0.1:1", "-o", str(tmp_path / "x.pb"))
+    assert out.returncode == 1 and "[UNAVAILABLE]" in out.stderr and "--web-port" in out.stderr
+    assert cs("freeze", model.directory).returncode == 2
+    assert cs("frobnicate").returncode == 2
+    assert cs("run", "m.pb", "--input", "x=x.npy").returncode == 2
+    assert "freeze SOURCE --server" in cs("--help").stdout

@@ -1,0 +1,112 @@
+"""--target tensorflowsharp: graphs that load and run in TF 1.15.0, the runtime the
+TensorFlowSharp package bundles, from Python 3.7 and from C# on TF 1.15's C API.
+
+Where Python 3.7 / TF 1.15 is absent these tests skip and say why; CI sets
+TFFREEZE_REQUIRE_TF115=1, which turns the skip into a failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import models
+from tffreeze import FailedPreconditionError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PY115 = os.path.join(os.environ.get("TFFREEZE_TF115", os.path.join(ROOT, ".tf115")), "bin", "python")
+CS = os.path.join(ROOT, "client_csharp", "bin", "tffreeze-cs")
+RUNNER = os.path.join(ROOT, "tests", "tf115_run.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tf115():
+    ok = os.path.exists(PY115) and subprocess.run([PY115, "-c", "import tensorflow"], capture_output=True).returncode == 0
+    if not ok:
+        why = "TF 1.15 runtime absent (%s): Python 3.7 from pyenv is needed; run `make tf115`" % PY115
+        if os.environ.get("TFFREEZE_REQUIRE_TF115") == "1":
+            pytest.fail(why + " -- TFFREEZE_REQUIRE_TF115=1 forbids skipping")
+        print("SKIP: " + why)
+        pytest.skip(why)
+    if not os.path.exists(CS):
+        subprocess.run(["make", "-s", "-C", ROOT, "csharp"], check=True)
+
+
+def run_py115(pb, feeds, fetches, tmp_path):
+    np.savez(tmp_path / "feeds.npz", **{k.replace(":", "__"): np.asarray(v) for k, v in feeds.items()})
+    out = subprocess.run([PY115, RUNNER, str(pb), str(tmp_path / "feeds.npz"), ",".join(fetches),
+                          str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        return None, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "1.15.0"
+    values = np.load(tmp_path / "out.npz")
+    return [values[f.replace(":", "__")] for f in fetches], ""
+
+
+def run_cs115(pb, manifest, feeds, fetches, tmp_path):
+    args = [CS, "run", str(pb), "--manifest", str(manifest), "--runtime", "tf115"]
+    for i, (name, value) in enumerate(feeds.items()):
+        np.save(tmp_path / ("in%d.npy" % i), value)
+        args += ["--input", "%s=%s" % (name, tmp_path / ("in%d.npy" % i))]
+    for i, name in enumerate(fetches):
+        args += ["--output", "%s=%s" % (name, tmp_path / ("out%d.npy" % i))]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "(TensorFlow 1.15.0)" in out.stderr
+    return [np.load(tmp_path / ("out%d.npy" % i)) for i in range(len(fetches))]
+
+
+CASES = {
+    "dense": lambda d: models.dense(d, True),
+    "conv_bn_resource_cf2": lambda d: models.training_graph(d, True, cf_v1=False, fused=True),
+    "conv_bn_ref_cf1": lambda d: models.training_graph(d, False, cf_v1=True, fused=False),
+    "while_cond_resource_cf2": lambda d: models.loop_and_cond(d, True, False),
+    "while_cond_ref_cf1": lambda d: models.loop_and_cond(d, False, True),
+    "saved_model_v2": lambda d: models.saved_model_v2(d),
+}
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_tensorflowsharp_target_runs_in_tf115(client, tmp_path, kind):
+    model = CASES[kind](str(tmp_path / "model"))
+    pb = tmp_path / "m.pb"
+    outcome = client.freeze(model.directory, output_path=str(pb), target="tensorflowsharp")
+    m = outcome.manifest
+    assert m["target"] == "tensorflowsharp"
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    feeds, expected = dict(model.feeds), dict(model.expected)
+    if m["signature"] and not any(":" in k for k in feeds):
+        feeds = {m["signature"]["inputs"][a]["name"]: v for a, v in feeds.items()}
+        expected = {m["signature"]["outputs"][a]["name"]: v for a, v in expected.items()}
+    fetches = list(expected)
+    py, err = run_py115(pb, feeds, fetches, tmp_path)
+    assert py is not None, err
+    cs = run_cs115(pb, tmp_path / "m.json", {k.split(":")[0] if k.endswith(":0") else k: v for k, v in feeds.items()},
+                   fetches, tmp_path)
+    for name, a, b in zip(fetches, py, cs):
+        np.testing.assert_allclose(a, expected[name], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(b, expected[name], rtol=1e-5, atol=1e-5)
+
+
+def test_without_the_target_tf115_rejects_new_attributes(client, tmp_path):
+    model = models.dense(str(tmp_path / "model"), True)
+    pb = tmp_path / "m.pb"
+    client.freeze(model.directory, output_path=str(pb))
+    values, err = run_py115(pb, model.feeds, ["y:0"], tmp_path)
+    assert values is None and "NodeDef mentions attr" in err
+
+
+def test_op_missing_in_tf115_is_named(client, tmp_path):
+    def build():
+        x = models.tf1.placeholder(models.tf.float32, [None], name="x")
+        w = models._variable("w", np.float32(0.5), True)
+        models.tf.raw_ops.Erfinv(x=x * w, name="out")
+
+    model = models._save(str(tmp_path / "model"), build, {"x:0": np.array([0.1, -0.2], np.float32)}, ["out:0"])
+    assert client.freeze(model.directory).manifest["outputs"][0]["name"] == "out:0"  # fine for TF 2.x
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(model.directory, target="tensorflowsharp")
+    assert "out (op Erfinv is not in TensorFlow 1.15.0)" in err.value.message
