@@ -103,7 +103,8 @@ def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DE
             web = start_web(servicer, health_servicer, host, web_port)
         except OSError as exc:
             pool.close()
-            raise OSError("cannot serve gRPC-Web on %s:%d (%s); pick another --web-port" % (host, web_port, exc))
+            raise OSError("cannot serve gRPC-Web on %s:%d (%s); pick another --web-port"
+                          % (host, web_port, exc)) from None
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

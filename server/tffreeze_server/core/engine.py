@@ -252,26 +252,7 @@ def freeze(workdir: str, options: dict, out_path: str, progress: Progress = _noo
         tf.graph_util.import_graph_def(convert.skeleton(frozen), name="")
     described_inputs = _describe(graph, frozen, inputs)
     described_outputs = _describe(graph, frozen, outputs)
-    signature = None
-    if signature_aliases:
-        present = {n.name for n in frozen.node}
-        by_tensor = {d["name"]: d for d in described_inputs + described_outputs}
-        name, sig_in, sig_out = signature_aliases
-
-        def entry(t):
-            t = t if ":" in t else t + ":0"
-            if t in by_tensor:
-                return {k: by_tensor[t][k] for k in ("name", "dtype", "shape")}
-            return None if node_of(t) not in present else _describe(graph, frozen, [(t, "")])[0]
-
-        signature = {"name": name,
-                     "inputs": {a: e for a, e in ((a, entry(t)) for a, t in sig_in) if e is not None},
-                     "outputs": {a: e for a, e in ((a, entry(t)) for a, t in sig_out) if e is not None}}
-        for part in (signature["inputs"], signature["outputs"]):
-            for e in part.values():
-                e.pop("reason", None)
-                e.pop("has_default", None)
-                e.pop("default", None)
+    signature = _signature_map(graph, frozen, described_inputs + described_outputs, signature_aliases)
 
     verification = []
     if verify_plan is not None:
@@ -304,6 +285,27 @@ def freeze(workdir: str, options: dict, out_path: str, progress: Progress = _noo
         "ema_variables": ema_used,
         "target": target,
     }
+
+
+def _signature_map(graph, frozen, described: List[dict], aliases) -> Optional[dict]:
+    """{"name", "inputs": {alias: tensor}, "outputs": {...}} for the tensors still in the frozen graph."""
+    if not aliases:
+        return None
+    name, sig_in, sig_out = aliases
+    present = {n.name for n in frozen.node}
+    by_tensor = {d["name"]: d for d in described}
+
+    def entry(t):
+        t = t if ":" in t else t + ":0"
+        if node_of(t) not in present:
+            return None
+        info = by_tensor.get(t) or _describe(graph, frozen, [(t, "")])[0]
+        return {k: info[k] for k in ("name", "dtype", "shape")}
+
+    def part(pairs):
+        return {a: e for a, e in ((a, entry(t)) for a, t in pairs) if e is not None}
+
+    return {"name": name, "inputs": part(sig_in), "outputs": part(sig_out)}
 
 
 def _verify(plan, frozen, inputs: List[dict], outputs: List[dict], options: dict) -> List[dict]:
