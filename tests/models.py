@@ -306,6 +306,30 @@ def partitioned(directory: str, resource: bool) -> Model:
     return _save(directory, build, {"ids:0": np.array([0, 3, 9, 4], np.int32)}, ["out:0"])
 
 
+def sharded(directory: str, resource: bool) -> Model:
+    """Saver(sharded=True) over variables placed on two devices: two data shards."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        with tf.device("/cpu:0"):
+            a = _variable("a", np.array([[1.0, 2.0], [3.0, 4.0]], np.float32), resource)
+        with tf.device("/device:CPU:1"):
+            b = _variable("b", np.array([0.5, -0.5], np.float32), resource)
+        tf.add(tf.matmul(x, a), b, name="y")
+
+    os.makedirs(directory, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        build()
+        saver = tf1.train.Saver(sharded=True)
+        config = tf1.ConfigProto(device_count={"CPU": 2}, allow_soft_placement=True)
+        feeds = {"x:0": np.eye(2, dtype=np.float32)}
+        with tf1.Session(graph=graph, config=config) as sess:
+            sess.run(tf1.global_variables_initializer())
+            prefix = saver.save(sess, os.path.join(directory, "model.ckpt"))
+            expected = sess.run("y:0", feeds)
+    return Model(directory, feeds, {"y:0": expected}, prefix=os.path.basename(prefix))
+
+
 def without_meta(directory: str, resource: bool, as_text: bool, rename: Optional[str] = None) -> Model:
     """A checkpoint saved with write_meta_graph=False plus the GraphDef written separately.
     ``rename``: the graph's dense variable is created under this other name."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 
@@ -26,6 +27,9 @@ def to_status(exc: BaseException):
     """(grpc.StatusCode, message) for any exception a handler lets escape."""
     if isinstance(exc, FreezeError):
         return _CODES.get(exc.code, grpc.StatusCode.INTERNAL), exc.message
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, ("the server's disk is full (%s); free space in its --data-dir or "
+                                                   "lower --max-store-bytes" % exc.strerror)
     log.error("unexpected error", exc_info=exc)
     return grpc.StatusCode.INTERNAL, "internal server error (%s: %s); see the server log" % (
         type(exc).__name__, exc)

@@ -133,6 +133,33 @@ def test_csharp_runs_multiple_inputs_of_different_dtypes(server, tmp_path):
     assert bad.returncode == 1 and "is int32 in the manifest but" in bad.stderr
 
 
+def test_csharp_uint8_and_bool_inputs_and_deduplicated_upload(web_server, tmp_path):
+    def build():
+        image = models.tf1.placeholder(models.tf.uint8, [None, 4], name="image")
+        flip = models.tf1.placeholder(models.tf.bool, [None], name="flip")
+        w = models._variable("w", np.array([0.5, 1.0, 1.5, 2.0], np.float32), True)
+        scaled = models.tf.cast(image, models.tf.float32) * w
+        models.tf.where(flip, -scaled[:, 0], scaled[:, 1], name="picked")
+        models.tf.logical_not(flip, name="negated")
+
+    feeds = {"image:0": np.array([[1, 2, 3, 4], [250, 0, 9, 7]], np.uint8), "flip:0": np.array([True, False])}
+    model = models._save(str(tmp_path / "ckpt"), build, feeds, ["picked:0", "negated:0"])
+    pb, man = tmp_path / "m.pb", tmp_path / "m.json"
+    first = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(pb), "--manifest", str(man))
+    assert first.returncode == 0, first.stderr
+    again = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(pb))
+    assert "uploaded 0 file(s), 0 bytes" in again.stdout  # content-addressed: nothing re-sent
+    np.save(tmp_path / "image.npy", feeds["image:0"])
+    np.save(tmp_path / "flip.npy", feeds["flip:0"])
+    run = cs("run", str(pb), "--manifest", str(man), "--input", "image=%s" % (tmp_path / "image.npy"),
+             "--input", "flip:0=%s" % (tmp_path / "flip.npy"), "--output", "picked=%s" % (tmp_path / "p.npy"),
+             "--output", "negated=%s" % (tmp_path / "n.npy"))
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), model.expected["picked:0"])
+    negated = np.load(tmp_path / "n.npy")
+    assert negated.dtype == np.bool_ and negated.tolist() == model.expected["negated:0"].tolist()
+
+
 def test_example_binds_by_manifest(server, tmp_path):
     model = models.dense(str(tmp_path / "ckpt"), True)
     with FreezeClient(server.target) as client:

@@ -91,7 +91,11 @@ def test_while_loop_and_cond_reading_variables(client, tmp_path, resource, cf_v1
     neg = {"x:0": -np.abs(model.feeds["x:0"])}
     (frozen_neg,) = models.run_frozen(outcome.graph, neg, ["out:0"])
     assert frozen_neg.shape == (2, 2) and np.all(frozen_neg < 0)
-    assert outcome.manifest["inputs"][0]["name"] == "x:0"
+    m = outcome.manifest
+    assert m["inputs"] == [{"name": "x:0", "dtype": "float32", "shape": [-1, 2],
+                            "reason": "placeholder the outputs depend on"}]
+    assert [(o["name"], o["dtype"]) for o in m["outputs"]] == [("out:0", "float32")]
+    assert m["outputs"][0]["reason"].startswith("graph sink")
     assert client.freeze(model.directory).graph == outcome.graph
 
 
@@ -109,6 +113,18 @@ def test_partitioned_variables(client, tmp_path, resource):
     assert {"emb", "proj"} <= keys  # one full tensor per partitioned variable, sliced on freezing
 
 
+@pytest.mark.parametrize("resource", KINDS)
+def test_sharded_save_over_two_devices(client, tmp_path, resource):
+    model = models.sharded(str(tmp_path), resource)
+    assert len([f for f in os.listdir(model.directory) if ".data-" in f]) == 2
+    outcome = client.freeze(model.directory)
+    _check(outcome, model)
+    m = outcome.manifest
+    assert [(t["name"], t["dtype"], t["shape"]) for t in m["inputs"]] == [("x:0", "float32", [-1, 2])]
+    assert [(t["name"], t["dtype"], t["shape"]) for t in m["outputs"]] == [("y:0", "float32", [-1, 2])]
+    assert m["variables_frozen"] == 2
+
+
 # -- graphs without .meta ------------------------------------------------------------
 @pytest.mark.parametrize("resource", KINDS)
 @pytest.mark.parametrize("as_text", [pytest.param(False, id="binary"), pytest.param(True, id="text")])
@@ -120,8 +136,11 @@ def test_checkpoint_without_meta_plus_graph_file(client, tmp_path, resource, as_
     assert "--graph" in err.value.message
     outcome = client.freeze(model.directory, graph=model.extra["graph"])
     _check(outcome, model)
-    assert outcome.manifest["source_kind"] == "graph+checkpoint"
-    assert outcome.manifest["inputs"][0]["name"] == "x:0" and outcome.manifest["outputs"][0]["name"] == "y:0"
+    m = outcome.manifest
+    assert m["source_kind"] == "graph+checkpoint" and m["checkpoint"]["meta_graph"].endswith(
+        "graph.pbtxt" if as_text else "graph.pb")
+    assert [(t["name"], t["dtype"], t["shape"]) for t in m["inputs"]] == [("x:0", "float32", [-1, 3])]
+    assert [(t["name"], t["dtype"], t["shape"]) for t in m["outputs"]] == [("y:0", "float32", [-1, 2])]
 
 
 def test_graph_file_key_mismatch_names_missing_and_unused_keys(client, tmp_path):
@@ -195,6 +214,10 @@ def test_ema_shadow_values(client, tmp_path, resource):
     _check(ema, model, expected={"y:0": model.extra["ema_expected"]})
     assert not np.allclose(model.extra["ema_expected"], model.expected["y:0"])
     assert ema.manifest["ema_variables"] == ["w"]
+    assert [(t["name"], t["dtype"], t["shape"]) for t in ema.manifest["inputs"]] == [("x:0", "float32", [-1, 3])]
+    assert [(t["name"], t["dtype"]) for t in ema.manifest["outputs"]] == [("y:0", "float32")]
+    # y feeds only the loss: found where the model meets its target, not as a sink.
+    assert ema.manifest["outputs"][0]["reason"].startswith("graph analysis: the prediction the loss Mean")
     assert any("no ExponentialMovingAverage shadow for offset" in w for w in ema.manifest["warnings"])
     assert client.inspect(model.directory)["ema_shadows"] == ["w"]
 

@@ -77,7 +77,7 @@ _CONTROL_FLOW_V1 = {"Switch", "RefSwitch", "Merge", "RefMerge", "Enter", "RefEnt
 def _is_bookkeeping(node, by_name, training) -> bool:
     if node.op in _BOOKKEEPING_OPS or node.name in training or _BOOKKEEPING_SCOPES.match(node.name):
         return True
-    if node.op in _CONTROL_FLOW_V1:
+    if node.op in _CONTROL_FLOW_V1 - {"Exit", "RefExit"}:
         return True
     # cond internals: the pivots `cond/switch_t`, `cond/switch_f`, `cond/pred_id` read a Switch.
     if node.op == "Identity" and node.input:
@@ -135,13 +135,85 @@ def _from_collections(meta, by_name, training) -> Optional[Resolution]:
     return Resolution(outs, ins or None)
 
 
+_LOOP_OUTPUT_SOURCES = {"While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase"}
+
+
+def _is_unused_control_flow_output(node, by_name) -> bool:
+    """A loop's or cond's result nobody reads (the loop counter of a while_loop...)."""
+    if node.op in ("Exit", "RefExit"):
+        return True
+    if node.op == "Identity" and node.input:
+        src = by_name.get(node_of(node.input[0]))
+        return src is not None and src.op in _LOOP_OUTPUT_SOURCES
+    return False
+
+
+def _is_loss(name: str, names) -> bool:
+    """A sink that was differentiated: `gradients/NAME_grad/...` exists."""
+    pattern = re.compile(r"^gradients(_\d+)?/%s_grad/" % re.escape(name))
+    return any(pattern.match(n) for n in names)
+
+
+def _predictions_feeding(losses, graph_def, by_name, training) -> List[str]:
+    """Where the model meets its target: data inputs, computed from variables, of a
+    node inside a loss whose other input is computed without any (labels, targets)."""
+    data_users: dict = {}
+    for n in graph_def.node:
+        for i in n.input:
+            if not i.startswith("^"):
+                data_users.setdefault(node_of(i), []).append(n.name)
+    from_vars: Set[str] = set()
+    stack = [n.name for n in graph_def.node if n.op in VARIABLE_OPS]
+    while stack:
+        name = stack.pop()
+        if name not in from_vars:
+            from_vars.add(name)
+            stack.extend(data_users.get(name, ()))
+    in_loss = ancestors(graph_def, losses)
+    integer = {3, 9}  # DT_INT32, DT_INT64: axes and shapes, not targets
+
+    def target_like(name: str) -> bool:
+        node = by_name.get(name)
+        if node is not None and node.op == "Const":
+            return node.attr["dtype"].type not in integer
+        return any(by_name[a].op in PLACEHOLDER_OPS | {"IteratorGetNext"} for a in ancestors(graph_def, [name]))
+
+    found: List[str] = []
+    for n in graph_def.node:
+        if n.name not in in_loss or n.name in training:
+            continue
+        data = [node_of(i) for i in n.input if not i.startswith("^")]
+        if len(data) < 2 or not any(d not in from_vars and target_like(d) for d in data):
+            continue
+        for d in data:
+            node = by_name.get(d)
+            if d in from_vars and node is not None and not _is_bookkeeping(node, by_name, training) and d not in found:
+                found.append(d)
+    return found
+
+
 def _from_analysis(graph_def, by_name, training) -> Resolution:
     users = consumers(graph_def)
-    outs = [("%s:0" % n.name, "graph sink: nothing consumes it and it is not a training, saver, "
-             "summary, init or bookkeeping op")
-            for n in graph_def.node
-            if not users.get(n.name) and not _is_bookkeeping(n, by_name, training)]
-    return Resolution(outs, None)
+    reason = "graph sink: nothing consumes it and it is not a training, saver, summary, init or bookkeeping op"
+    names = [n.name for n in graph_def.node]
+    sinks = [n for n in graph_def.node if not users.get(n.name)]
+    primary, loose_ends, losses = [], [], []
+    for n in sinks:
+        if _is_unused_control_flow_output(n, by_name):
+            loose_ends.append(n)  # unused loop/cond results: outputs only if nothing else is
+        elif not _is_bookkeeping(n, by_name, training):
+            (losses if _is_loss(n.name, names) else primary).append(n)
+    if primary or loose_ends:
+        return Resolution([("%s:0" % n.name, reason) for n in (primary or loose_ends)], None)
+    if losses:
+        loss_names = [n.name for n in losses]
+        predictions = _predictions_feeding(loss_names, graph_def, by_name, training)
+        if predictions:
+            return Resolution([("%s:0" % p, "graph analysis: the prediction the loss %s compares with its target"
+                                % ", ".join(loss_names)) for p in predictions], None)
+        return Resolution([("%s:0" % n, "graph sink (a training loss)") for n in loss_names],
+                          None, ["the only outputs found are training losses (%s); pass --outputs" % ", ".join(loss_names)])
+    return Resolution([], None)
 
 
 def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str] = None) -> Resolution:
