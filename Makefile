@@ -75,12 +75,14 @@ $(CS_BIN)/tffreeze-cs: client_csharp/tffreeze-cs.sh $(CS_BIN)/tffreeze-cs.exe
 # TF 1.15.0, the runtime TensorFlowSharp bundles, in a Python 3.7 venv (pyenv) for the
 # tests and `tffreeze-cs run --runtime tf115`. Skipped, with the reason, where
 # Python 3.7 is absent (the TF 1.15 tests then skip, unless TFFREEZE_REQUIRE_TF115=1).
-tf115: $(TF115)/.installed
+TF115_CORE := $(TF115)/lib/python3.7/site-packages/tensorflow_core/python/_pywrap_tensorflow_internal.so
 
-$(TF115)/.installed:
-	@if [ ! -x "$(PY37)" ]; then echo "make tf115: no Python 3.7 (pyenv prefix 3.7.16); TF 1.15 tests will skip"; exit 0; fi; \
-	  $(PY37) -m venv $(TF115) && $(TF115)/bin/pip install -q --disable-pip-version-check \
-	    tensorflow-cpu==1.15.0 'protobuf<3.21' && touch $@
+tf115:
+	@if [ -x "$(TF115)/bin/python" ] && [ -f "$(TF115_CORE)" ]; then exit 0; fi; \
+	if [ ! -x "$(PY37)" ]; then echo "make tf115: no Python 3.7 (pyenv prefix 3.7.16); TF 1.15 tests will skip"; exit 0; fi; \
+	echo "make tf115: installing tensorflow-cpu==1.15.0 into $(TF115) (Python 3.7)"; \
+	rm -rf $(TF115) && $(PY37) -m venv $(TF115) && $(TF115)/bin/pip install -q --disable-pip-version-check \
+	    tensorflow-cpu==1.15.0 'protobuf<3.21'
 
 clean:
 	rm -rf $(GEN) $(DATA) demo-out .pytest_cache $(CS_BIN)
