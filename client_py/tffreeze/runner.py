@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Dict, List, Tuple
 
@@ -12,10 +13,30 @@ def _tensor_name(name: str) -> str:
     return name if ":" in name else name + ":0"
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's C++ start-up chatter (oneDNN, CPU features) goes to fd 2 before
+    its log level applies; keep it off the user's terminal while importing."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
     """Import a frozen GraphDef and evaluate ``fetches`` given ``feeds`` (name -> array)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    with _native_stderr_silenced():
+        import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
     graph_def = tf.compat.v1.GraphDef()
