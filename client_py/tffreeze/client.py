@@ -98,6 +98,22 @@ def manifest_from_result(result, target: str) -> dict:
     }
 
 
+def _collect(source: str, step, graph: Optional[str], options: dict):
+    """The chosen checkpoint's files, plus the --graph file (recorded in ``options``)."""
+    src = _source.collect(source, step)
+    files = list(src.files)
+    if graph:
+        extra = _source.graph_file(graph)
+        files.append(extra)
+        options["graph_path"] = extra.path
+    return src, files
+
+
+def _source_files(files) -> list:
+    return [freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
+            for f in files]
+
+
 def _bind_text(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -261,12 +277,7 @@ class FreezeClient:
         FreezeOptions: signature, tags, bind ({name: value} or ["name=value"]),
         ema, var_map ({graph_var: key}), include_variables, exclude_variables,
         optimize, verify, target ("tensorflowsharp": loads in libtensorflow 1.15)."""
-        src = _source.collect(source, step)
-        files = list(src.files)
-        if graph:
-            extra = _source.graph_file(graph)
-            files.append(extra)
-            options["graph_path"] = extra.path
+        src, files = _collect(source, step, graph, options)
         outcome = self.freeze_files(files, output_path, outputs, inputs, None, src.prefix, progress, timeout,
                                     **options)
         outcome.manifest["warnings"] = src.warnings + outcome.manifest["warnings"]
@@ -281,9 +292,7 @@ class FreezeClient:
         options = self._options(outputs, inputs, step, checkpoint_prefix, **options)
         for attempt in (1, 2):
             stats = self.upload(files, progress, timeout)
-            request = freeze_pb2.FreezeRequest(
-                files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
-                       for f in files], options=options)
+            request = freeze_pb2.FreezeRequest(files=_source_files(files), options=options)
             try:
                 result = self._freeze_call(request, progress, timeout)
                 break
@@ -315,12 +324,7 @@ class FreezeClient:
                 **options) -> dict:
         """Describe a checkpoint: variables, candidate inputs/outputs with reasons,
         switches a freeze would bind, EMA shadows, signatures."""
-        src = _source.collect(source, step)
-        files = list(src.files)
-        if graph:
-            extra = _source.graph_file(graph)
-            files.append(extra)
-            options["graph_path"] = extra.path
+        src, files = _collect(source, step, graph, options)
         info = self.inspect_files(files, outputs, inputs, None, src.prefix, timeout, **options)
         # Only the chosen checkpoint was uploaded; the local directory knows them all.
         info["available_checkpoints"] = src.available
@@ -331,9 +335,8 @@ class FreezeClient:
                       timeout=None, **options) -> dict:
         timeout = timeout or self.timeout
         self.upload(files, None, timeout)
-        request = freeze_pb2.InspectRequest(
-            files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
-                   for f in files], options=self._options(outputs, inputs, step, checkpoint_prefix, **options))
+        request = freeze_pb2.InspectRequest(files=_source_files(files),
+                                            options=self._options(outputs, inputs, step, checkpoint_prefix, **options))
         r = self._call(self._stub.Inspect, request, timeout=timeout)
         return {
             "checkpoint": _checkpoint_dict(r.checkpoint),
