@@ -260,3 +260,20 @@ def test_verify_refuses_file_reading_graphs_unless_allowed(client, tmp_path):
     finally:
         assert stop_server(permissive) == 0
     assert checks[0]["max_abs_diff"] == 0.0
+
+
+def test_assignment_inside_a_data_dependent_cond_is_refused(client, tmp_path):
+    def build():
+        x = models.tf1.placeholder(models.tf.float32, [None], name="x")
+        counter = models._variable("counter", np.float32(0.0), True)
+
+        def bump():
+            with models.tf.control_dependencies([models.tf1.assign_add(counter, 1.0)]):
+                return models.tf.identity(x)
+
+        models.tf.cond(models.tf.reduce_sum(x) > 0, bump, lambda: -x, name="out")
+
+    model = models._save(str(tmp_path), build, {"x:0": np.ones(2, np.float32)}, ["out/Identity:0"])
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(model.directory, outputs=["out/Identity"])
+    assert "still depend on training or saver ops" in err.value.message and "AssignAddVariableOp" in err.value.message

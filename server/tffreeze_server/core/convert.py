@@ -13,7 +13,7 @@ from tensorflow.python.framework import convert_to_constants as c2c
 from tensorflow.python.framework import graph_util, op_def_registry
 
 from .errors import FailedPrecondition, ResourceExhausted
-from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of
+from .graph import PLACEHOLDER_OPS
 
 PROTOBUF_LIMIT = (1 << 31) - 1
 
@@ -59,10 +59,6 @@ def unknown_ops(graph_def) -> List[Tuple[str, str]]:
             if node.op not in functions and op_def_registry.get(node.op) is None:
                 bad.append(("%s/%s" % (func.signature.name, node.name), node.op))
     return bad
-
-
-def variables_in(graph_def) -> List[object]:
-    return [n for n in graph_def.node if n.op in VARIABLE_OPS]
 
 
 def check_size(values: Dict[str, Tuple[np.ndarray, int]], graph_def, limit: int = PROTOBUF_LIMIT):
@@ -262,9 +258,11 @@ def _rename_functions(graph_def, renames: Dict[str, str]):
 
 
 def forbidden_nodes(graph_def) -> List[Tuple[str, str]]:
-    """Stateful training/saver nodes left in a frozen graph: (node, op)."""
-    return [(n.name, n.op) for n in graph_def.node
-            if _STATEFUL_FORBIDDEN.match(n.op) and n.op not in _ALLOWED_DESPITE_PATTERN]
+    """Stateful training/saver nodes left in a frozen graph or its functions: (node, op)."""
+    found = [(n.name, n.op) for n in graph_def.node]
+    for func in graph_def.library.function:
+        found += [("%s/%s" % (func.signature.name, n.name), n.op) for n in func.node_def]
+    return [(name, op) for name, op in found if _STATEFUL_FORBIDDEN.match(op) and op not in _ALLOWED_DESPITE_PATTERN]
 
 
 def reject_forbidden(graph_def):
@@ -293,5 +291,5 @@ def replace_with_placeholder(graph_def, node_name: str, dtype_enum: int, shape_p
     raise KeyError(node_name)
 
 
-__all__ = ["prune", "to_constants", "tidy", "reject_forbidden", "unknown_ops", "check_size",
-           "variables_in", "placeholders", "replace_with_placeholder", "node_of", "PROTOBUF_LIMIT"]
+__all__ = ["prune", "to_constants", "tidy", "skeleton", "reject_forbidden", "unknown_ops", "check_size",
+           "placeholders", "replace_with_placeholder", "PROTOBUF_LIMIT"]
