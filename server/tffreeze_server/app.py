@@ -86,14 +86,19 @@ def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DE
     pool = WorkerPool(size=workers).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tffreeze-rpc"),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                                  ("grpc.max_send_message_length", MAX_MESSAGE)])
+                                  ("grpc.max_send_message_length", MAX_MESSAGE),
+                                  # a second server on a busy port must fail, not share it
+                                  ("grpc.so_reuseport", 0)])
     servicer = FreezeServicer(store, pool, allow_unsafe_verify)
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port("%s:%d" % (host, port))
+    try:
+        bound = server.add_insecure_port("%s:%d" % (host, port))
+    except RuntimeError:
+        bound = 0
     if bound == 0:
         pool.close()
         raise OSError("cannot listen on %s:%d (address in use or not available); pick another --port" % (host, port))

@@ -166,3 +166,10 @@ def test_source_options_on_the_command_line(server, tmp_path):
     bad = cli("freeze", nometa.directory, "-o", str(tmp_path / "n.pb"), "--server", server.target,
               "--graph", nometa.extra["graph"], "--bind", "oops")
     assert bad.returncode == 1 and "--bind 'oops': write NAME=VALUE" in bad.stderr
+
+
+def test_serve_refuses_a_port_in_use(server, tmp_path):
+    port = server.target.rsplit(":", 1)[1]
+    out = subprocess.run([TFFREEZE, "serve", "--port", port, "--data-dir", str(tmp_path / "d")], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1 and "cannot listen on 127.0.0.1:%s" % port in out.stderr
