@@ -78,7 +78,7 @@ class Server:
 
 
 def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DEFAULT_DATA_DIR,
-                  workers: int = 1, max_store_bytes: int = 20 << 30, threads: int = 16,
+                  workers: int = 1, max_store_bytes: int = 20 << 30, threads: int = 64,
                   allow_unsafe_verify: bool = False, web_port: Optional[int] = None) -> Server:
     """Build and start a server; ``port=0`` picks a free port (see ``Server.port``).
     ``web_port``: also serve gRPC-Web there (0 = a free port, see ``Server.web_port``)."""
