@@ -181,8 +181,9 @@ def _cmd_freeze(args) -> int:
         print("wrote %s (%d bytes, sha256 %s) from %s%s" % (
             args.output, m["size_bytes"], m["sha256"][:12], m["checkpoint"]["prefix"],
             "" if m["checkpoint"]["step"] is None else " (step %d)" % m["checkpoint"]["step"]))
-        print("  uploaded %d of %d file(s), %d bytes" % (outcome.upload.uploaded_files, outcome.upload.files,
-                                                       outcome.upload.uploaded_bytes))
+        print("  uploaded %d of %d file(s), %d bytes%s" % (
+            outcome.upload.uploaded_files, outcome.upload.files, outcome.upload.uploaded_bytes,
+            "" if outcome.downloaded else "; %s already held this graph (not downloaded)" % args.output))
         for kind in ("inputs", "outputs"):
             for t in m[kind]:
                 print("  %-7s %s %s %s" % (kind[:-1], t["name"], t["dtype"],

@@ -47,6 +47,7 @@ class FreezeOutcome:
     graph: Optional[bytes] = None  # the frozen GraphDef, unless written to a path
     path: Optional[str] = None
     upload: UploadStats = field(default_factory=UploadStats)
+    downloaded: bool = True  # False when output_path already held exactly this graph
 
 
 def _shape(msg) -> Optional[List[int]]:
@@ -96,6 +97,13 @@ def manifest_from_result(result, target: str) -> dict:
         "provenance": {"tensorflow_version": result.provenance.tensorflow_version,
                        "server_version": result.provenance.server_version, "server": target},
     }
+
+
+def _same_file(path: str, sha256: str, size: int) -> bool:
+    try:
+        return os.path.getsize(path) == size and _source.sha256_file(path) == sha256
+    except OSError:
+        return False
 
 
 def _collect(source: str, step, graph: Optional[str], options: dict):
@@ -301,6 +309,9 @@ class FreezeClient:
                 if attempt == 2 or "not uploaded yet" not in exc.message:
                     raise
         manifest = manifest_from_result(result, self.target)
+        if output_path and _same_file(output_path, result.graph.sha256, result.graph.size_bytes):
+            os.utime(output_path)  # already there (an incremental build): skip the download
+            return FreezeOutcome(manifest=manifest, path=output_path, upload=stats, downloaded=False)
         data = self.download(result.graph.sha256, result.graph.size_bytes, output_path, timeout)
         return FreezeOutcome(manifest=manifest, graph=None if output_path else data, path=output_path, upload=stats)
 

@@ -132,13 +132,21 @@ def test_identical_bytes_and_refreeze_uploads_nothing(client, tmp_path):
 
 
 def test_output_written_to_path(client, tmp_path):
+    import hashlib
+
     model = models.dense(str(tmp_path / "ckpt"), True)
     out = tmp_path / "model.pb"
     outcome = client.freeze(model.directory, output_path=str(out))
-    assert outcome.graph is None and out.stat().st_size == outcome.manifest["size_bytes"]
-    import hashlib
+    assert outcome.graph is None and out.stat().st_size == outcome.manifest["size_bytes"] and outcome.downloaded
     assert hashlib.sha256(out.read_bytes()).hexdigest() == outcome.manifest["sha256"]
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    # A re-freeze into the same file (an incremental build) skips the download but refreshes mtime.
+    os.utime(out, (1000, 1000))
+    again = client.freeze(model.directory, output_path=str(out))
+    assert not again.downloaded and out.stat().st_mtime > 1000
+    out.write_bytes(b"stale")
+    fresh = client.freeze(model.directory, output_path=str(out))
+    assert fresh.downloaded and hashlib.sha256(out.read_bytes()).hexdigest() == outcome.manifest["sha256"]
 
 
 def test_restore_op_with_file_writing_dependency_is_not_run(client, tmp_path):
