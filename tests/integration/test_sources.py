@@ -277,3 +277,27 @@ def test_assignment_inside_a_data_dependent_cond_is_refused(client, tmp_path):
     with pytest.raises(FailedPreconditionError) as err:
         client.freeze(model.directory, outputs=["out/Identity"])
     assert "still depend on training or saver ops" in err.value.message and "AssignAddVariableOp" in err.value.message
+
+
+def test_keras_learning_phase_and_partial_restore(client, tmp_path):
+    def build():
+        x = models.tf1.placeholder(models.tf.float32, [None, 2], name="x")
+        phase = models.tf1.placeholder_with_default(True, [], name="keras_learning_phase")
+        w = models._variable("w", np.array([[1.0, 2.0], [3.0, 4.0]], np.float32), True)
+        bias = models._variable("bias", np.array([0.5, -0.5], np.float32), True)
+        h = models.tf.matmul(x, w) + bias
+        models.tf.cond(phase, lambda: models.tf.nn.dropout(h, rate=0.5), lambda: h, name="out")
+
+    feeds = {"x:0": np.eye(2, dtype=np.float32), "keras_learning_phase:0": False}
+    model = models._save(str(tmp_path / "ckpt"), build, feeds, ["out/Identity:0"])
+    outcome = client.freeze(model.directory, outputs=["out/Identity"])
+    assert outcome.manifest["bindings"] == [{"name": "keras_learning_phase:0", "value": False,
+                                             "reason": "inference value of a training switch"}]
+    assert [i["name"] for i in outcome.manifest["inputs"]] == ["x:0"]
+    (got,) = models.run_frozen(outcome.graph, {"x:0": np.eye(2, dtype=np.float32)}, ["out/Identity:0"])
+    np.testing.assert_allclose(got, model.expected["out/Identity:0"])
+    # Only w from the checkpoint: bias keeps its constant initial value (the same here, so equal).
+    partial = client.freeze(model.directory, outputs=["out/Identity"], include_variables=["w"])
+    assert any("bias takes its initial value" in w for w in partial.manifest["warnings"])
+    (got,) = models.run_frozen(partial.graph, {"x:0": np.eye(2, dtype=np.float32)}, ["out/Identity:0"])
+    np.testing.assert_allclose(got, model.expected["out/Identity:0"])
