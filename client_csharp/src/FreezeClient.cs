@@ -44,10 +44,32 @@ namespace TfFreeze
             }
         }
 
+        /// <summary>The checkpoint prefix a Saver directory's state file names (matched by
+        /// basename: the file often holds paths from the training machine), or the one saved
+        /// at <paramref name="step"/>; null when neither picks an existing checkpoint.</summary>
+        public static string ChosenPrefix(string dir, long? step)
+        {
+            var indexes = Directory.GetFiles(dir, "*.index").Select(f => System.IO.Path.GetFileName(f)).ToList();
+            var prefixes = indexes.Select(i => i.Substring(0, i.Length - ".index".Length)).ToList();
+            if (step.HasValue) return prefixes.FirstOrDefault(p => p.EndsWith("-" + step.Value));
+            var state = System.IO.Path.Combine(dir, "checkpoint");
+            if (!File.Exists(state)) return null;
+            foreach (var line in File.ReadAllLines(state))
+            {
+                var m = System.Text.RegularExpressions.Regex.Match(line, "^\\s*model_checkpoint_path\\s*:\\s*\"(.*)\"");
+                if (!m.Success) continue;
+                var name = m.Groups[1].Value.Replace("\\\\", "/").Replace('\\', '/');
+                name = name.Substring(name.LastIndexOf('/') + 1);
+                return prefixes.Contains(name) ? name : null;
+            }
+            return null;
+        }
+
         /// <summary>The files to upload for SOURCE: a SavedModel directory (all files), a Saver
-        /// directory (state file, every .index/.data/.meta; the server picks the latest), or a
-        /// checkpoint prefix (that checkpoint only). Returns the prefix to send, if any.</summary>
-        public static List<LocalFile> Collect(string source, out string prefix)
+        /// directory (the checkpoint its state file or --step names, else every checkpoint for
+        /// the server to choose from), or a checkpoint prefix (that checkpoint only). Returns
+        /// the prefix to send, if any.</summary>
+        public static List<LocalFile> Collect(string source, long? step, out string prefix)
         {
             prefix = "";
             var files = new List<LocalFile>();
@@ -60,8 +82,20 @@ namespace TfFreeze
                     names = Directory.GetFiles(dir, "*", SearchOption.AllDirectories)
                                      .Select(f => f.Substring(dir.TrimEnd('/').Length + 1));
                 else
-                    names = Directory.GetFiles(dir).Select(System.IO.Path.GetFileName)
-                                     .Where(n => n == "checkpoint" || n.EndsWith(".index") || n.EndsWith(".meta") || n.Contains(".data-"));
+                {
+                    var chosen = ChosenPrefix(dir, step);
+                    var all = Directory.GetFiles(dir).Select(System.IO.Path.GetFileName).ToList();
+                    var metas = all.Where(n => n.EndsWith(".meta")).ToList();
+                    if (chosen != null)
+                    {
+                        prefix = chosen;
+                        // Its .meta, or every .meta when it has none (a Saver with write_meta_graph=False).
+                        names = all.Where(n => n == chosen + ".index" || n.StartsWith(chosen + ".data-") ||
+                                               (metas.Contains(chosen + ".meta") ? n == chosen + ".meta" : n.EndsWith(".meta")));
+                    }
+                    else
+                        names = all.Where(n => n == "checkpoint" || n.EndsWith(".index") || n.EndsWith(".meta") || n.Contains(".data-"));
+                }
             }
             else
             {
@@ -118,7 +152,7 @@ namespace TfFreeze
         public FreezeOutcome Freeze(string source, string outputPath, FreezeOptions options)
         {
             string prefix;
-            var files = Collect(source, out prefix);
+            var files = Collect(source, options.Step, out prefix);
             if (string.IsNullOrEmpty(options.CheckpointPrefix)) options.CheckpointPrefix = prefix;
             var outcome = new FreezeOutcome();
             Upload(files, outcome);

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -190,3 +191,24 @@ def test_csharp_errors_and_exit_codes(web_server, tmp_path):
     assert cs("frobnicate").returncode == 2
     assert cs("run", "m.pb", "--input", "x=x.npy").returncode == 2
     assert "freeze SOURCE --server" in cs("--help").stdout
+
+
+def test_csharp_uploads_only_the_chosen_checkpoint(web_server, tmp_path):
+    model = models.dense(str(tmp_path / "run"), True, steps=[100, 200], mutate=True)
+    state = os.path.join(model.directory, "checkpoint")
+    with open(state) as fh:
+        text = fh.read()
+    with open(state, "w") as fh:  # as written on a Windows training machine (escaped backslashes)
+        fh.write(re.sub(r'"[^"]*/(model\.ckpt-\d+)"', lambda m: '"C:\\\\train\\\\%s"' % m.group(1), text))
+    assert "C:\\\\train\\\\model.ckpt-200" in open(state).read()
+    out = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(tmp_path / "a.pb"),
+             "--manifest", str(tmp_path / "a.json"))
+    assert out.returncode == 0, out.stderr
+    assert "uploaded 3 file(s)" in out.stdout  # index, data, meta of model.ckpt-200 only
+    assert json.loads((tmp_path / "a.json").read_text())["checkpoint"]["step"] == 200
+    out = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(tmp_path / "b.pb"),
+             "--manifest", str(tmp_path / "b.json"), "--step", "100")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["checkpoint"]["step"] == 100
+    with FreezeClient(web_server.target) as native:
+        assert native.freeze(model.directory, step=100).graph == (tmp_path / "b.pb").read_bytes()

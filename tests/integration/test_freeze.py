@@ -4,6 +4,7 @@ frozen graph's outputs against the original model's."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -57,7 +58,8 @@ def test_latest_of_several_checkpoints_and_step(client, tmp_path, resource):
     with open(state) as fh:
         text = fh.read()
     with open(state, "w") as fh:
-        fh.write(text.replace('"model.ckpt', '"/home/trainer/runs/exp7/model.ckpt'))
+        fh.write(re.sub(r'"[^"]*/(model\.ckpt-\d+)"', r'"/home/trainer/runs/exp7/\1"', text))
+    assert '"/home/trainer/runs/exp7/model.ckpt-3"' in open(state).read()
     outcome = _freeze_and_compare(client, model)
     assert outcome.manifest["checkpoint"]["step"] == 3
     x = model.feeds["x:0"]
