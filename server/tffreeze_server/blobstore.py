@@ -76,16 +76,6 @@ class BlobStore:
             seen.add((sha, size))
         return out
 
-    def total_bytes(self) -> int:
-        total = 0
-        for root, _, files in os.walk(os.path.join(self.root, "blobs")):
-            for f in files:
-                try:
-                    total += os.path.getsize(os.path.join(root, f))
-                except OSError:
-                    pass
-        return total
-
     # -- writing ---------------------------------------------------------
     def _make_room(self, size: int) -> None:
         if size > self.max_bytes:

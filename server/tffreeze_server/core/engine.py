@@ -135,8 +135,6 @@ def _prepare_saver_graph(src: Source, options: dict, warnings: List[str], progre
     warnings += res.warnings
     graph_def = type(meta.graph_def)()
     graph_def.CopyFrom(meta.graph_def)
-    for node in graph_def.node:
-        node.device = ""
     if res.inputs:
         _cut_inputs(graph_def, res.inputs, warnings)
     order = {n.name: i for i, n in enumerate(graph_def.node)}
