@@ -5,8 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tffreeze-setup
 PROTOS := $(wildcard protos/tffreeze/v1/*.proto)
-GEN    := client_py/tffreeze/v1
-STUBS  := $(patsubst protos/%.proto,client_py/%_pb2.py,$(PROTOS))
+GEN    := api_py/tffreeze_api/v1
+STUBS  := $(patsubst protos/tffreeze/v1/%.proto,$(GEN)/%_pb2.py,$(PROTOS))
+BUF    := .tools/node_modules/.bin/buf
 HOST   ?= 127.0.0.1
 PORT   ?= 50051
 DATA   ?= .tffreeze-data
@@ -16,25 +17,40 @@ CS_BIN := client_csharp/bin
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
-.PHONY: setup gen serve demo test test-unit bench bench-breadth csharp mono tf115 clean
+.PHONY: setup gen lint-proto serve demo test test-unit bench bench-breadth csharp mono tf115 clean
 
 setup: $(STAMP) $(STUBS)
 
 # Installs the pinned dependencies and both packages (editable) into .venv/.
-$(STAMP): requirements.txt client_py/pyproject.toml server/pyproject.toml
+$(STAMP): requirements.txt api_py/pyproject.toml client_py/pyproject.toml server/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e client_py -e server
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e api_py -e client_py -e server
 	touch $@
 
-# Python stubs are generated from protos/ by the build, never edited by hand.
+# Python stubs are generated from protos/ by the build, never edited by hand:
+# protoc writes package tffreeze.v1, which the API package ships as tffreeze_api.v1.
 gen: $(STUBS)
 $(STUBS) &: $(PROTOS) $(STAMP)
-	mkdir -p $(GEN)
-	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=client_py \
-	    --pyi_out=client_py --grpc_python_out=client_py $(PROTOS)
+	rm -rf build/gen && mkdir -p build/gen $(GEN)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=build/gen \
+	    --pyi_out=build/gen --grpc_python_out=build/gen $(PROTOS)
+	for f in build/gen/tffreeze/v1/*.py*; do \
+	  sed -e 's/^from tffreeze\.v1 import/from tffreeze_api.v1 import/' "$$f" > $(GEN)/$$(basename $$f); done
 	printf '"""Generated from protos/tffreeze/v1 by `make gen`. Do not edit."""\n' > $(GEN)/__init__.py
 	touch $(STUBS)
+
+# The contract's lint (and, once a contract-v* tag exists, its breaking-change
+# check against the newest such tag). buf comes from npm, pinned.
+$(BUF):
+	mkdir -p .tools && cd .tools && npm install --no-save --silent --no-audit --no-fund @bufbuild/buf@1.75.0
+
+lint-proto: $(BUF)
+	cd protos && ../$(BUF) lint
+	@tag=$$(git tag --list 'contract-v*' --sort=-v:refname | head -n1); \
+	if [ -n "$$tag" ]; then echo "buf breaking against $$tag"; \
+	  cd protos && ../$(BUF) breaking --against "../.git#tag=$$tag,subdir=protos"; \
+	else echo "buf breaking: no contract-v* tag yet, nothing to compare against"; fi
 
 serve: setup
 	$(BIN)/tffreeze serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
@@ -42,7 +58,7 @@ serve: setup
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./examples/demo.sh
 
-test: setup csharp tf115
+test: setup lint-proto csharp tf115
 	$(BIN)/python -m pytest -q tests
 
 test-unit: setup
@@ -85,5 +101,5 @@ tf115:
 	    tensorflow-cpu==1.15.0 'protobuf<3.21'
 
 clean:
-	rm -rf $(GEN) $(DATA) demo-out .pytest_cache $(CS_BIN)
+	rm -rf $(GEN) build $(DATA) demo-out .pytest_cache $(CS_BIN)
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -6,18 +6,21 @@ tffreeze service.
         outcome = client.freeze("ckpt_dir/", output_path="model.pb")
         print(outcome.manifest["inputs"], outcome.manifest["outputs"])
 
-Importing this package never imports TensorFlow.
+The contract (messages, layout rules, options, the manifest codec) is the
+``tffreeze_api`` package; this one is the client on top of it. Importing it
+never imports TensorFlow.
 """
 
 from .client import FreezeClient, FreezeOutcome, UploadStats, default_target
 from .errors import (CancelledError, DeadlineExceededError, FailedPreconditionError, InternalError,
                      InvalidArgumentError, NotFoundError, ResourceExhaustedError, TffreezeError,
-                     UnavailableError)
+                     UnauthenticatedError, UnavailableError)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "FreezeClient", "FreezeOutcome", "UploadStats", "default_target",
     "TffreezeError", "InvalidArgumentError", "NotFoundError", "FailedPreconditionError",
-    "ResourceExhaustedError", "DeadlineExceededError", "CancelledError", "UnavailableError", "InternalError",
+    "ResourceExhaustedError", "DeadlineExceededError", "CancelledError", "UnavailableError",
+    "UnauthenticatedError", "InternalError",
 ]

@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 freeze, server or input error (one line on stderr
 naming the problem and the fix); 2 usage error. ``freeze`` and ``inspect``
-never import TensorFlow; ``run`` does; ``serve`` needs the tffreeze-server
-package.
+never import TensorFlow; ``run`` does; ``serve`` hands its arguments to the
+tffreeze-server package's own command line. Option values are passed to
+``tffreeze_api.options`` as the user wrote them; this module parses none.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import json
 import sys
 from typing import List, Optional
 
+from tffreeze_api.options import TARGETS
+
+from . import __version__
 from .errors import TffreezeError
 
 EPILOG = """\
@@ -27,26 +31,38 @@ examples:
   tffreeze freeze runs/old --graph graph.pbtxt -o old.pb          # checkpoint saved without .meta
   tffreeze freeze exported_model/ --signature serving_default -o model.pb   # a SavedModel directory
 
-SOURCE is a tf.train.Saver directory (checkpoint state file, PREFIX.index,
-PREFIX.data-*, PREFIX.meta), one checkpoint PREFIX, or a SavedModel directory. Without --step the latest
-checkpoint named by the state file is used. --server defaults to
-$TFFREEZE_SERVER, then 127.0.0.1:50051.
+SOURCE is one of:
+  - a tf.train.Saver directory (the `checkpoint` state file, PREFIX.index,
+    PREFIX.data-0000i-of-0000N, PREFIX.meta): the checkpoint the state file
+    names is used (matched by basename), or the one at --step N;
+  - one checkpoint PREFIX (runs/mnist/model.ckpt-2000);
+  - a SavedModel directory (saved_model.pb, variables/): TF1 (SavedModelBuilder)
+    or TF2 (tf.saved_model.save, Keras export); --signature and --tag choose.
+Only the chosen checkpoint's files are uploaded, and only those the server
+lacks. --server defaults to $TFFREEZE_SERVER, then 127.0.0.1:50051.
 
 exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error
 """
 
 
-def _names(value: str) -> List[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+# Request fields named in server errors -> this CLI's spelling of them.
+FLAGS = {
+    "options.outputs": "--outputs", "options.inputs": "--inputs", "options.step": "--step",
+    "options.checkpoint_prefix": "SOURCE", "options.graph_path": "--graph", "options.signature": "--signature",
+    "options.tags": "--tag", "options.bind": "--bind", "options.ema": "--ema", "options.var_map": "--var-map",
+    "options.include_variables": "--include-variables", "options.exclude_variables": "--exclude-variables",
+    "options.optimize": "--optimize", "options.verify": "--verify", "options.target": "--target",
+}
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="SOURCE", help="checkpoint directory or checkpoint prefix")
+    p.add_argument("source", metavar="SOURCE",
+                   help="Saver checkpoint directory, one checkpoint prefix, or SavedModel directory (see below)")
     p.add_argument("--server", default=None, metavar="H:P",
                    help="tffreeze server (default: $TFFREEZE_SERVER, then 127.0.0.1:50051)")
-    p.add_argument("--outputs", type=_names, default=[], metavar="a,b",
+    p.add_argument("--outputs", default="", metavar="a,b",
                    help="output tensors or nodes ('y' or 'y:0'); default: resolved automatically")
-    p.add_argument("--inputs", type=_names, default=[], metavar="a,b",
+    p.add_argument("--inputs", default="", metavar="a,b",
                    help="input tensors or nodes; default: the placeholders the outputs need")
     p.add_argument("--step", type=int, default=None, metavar="N", help="use the checkpoint saved at global step N")
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
@@ -65,9 +81,9 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
                    help="use VAR/ExponentialMovingAverage shadow values where the checkpoint has them")
     g.add_argument("--var-map", action="append", default=[], metavar="GRAPH_VAR=CKPT_KEY",
                    help="restore a graph variable from another checkpoint key; repeatable")
-    g.add_argument("--include-variables", type=_names, default=[], metavar="a,b",
+    g.add_argument("--include-variables", default="", metavar="a,b",
                    help="only these variables take checkpoint values; the rest keep their constant initial value")
-    g.add_argument("--exclude-variables", type=_names, default=[], metavar="a,b",
+    g.add_argument("--exclude-variables", default="", metavar="a,b",
                    help="these variables keep their constant initial value instead of the checkpoint's")
 
 
@@ -76,26 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tffreeze", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Freeze TensorFlow checkpoints into self-contained GraphDef .pb files with a server, "
                     "and run the result.")
-    parser.add_argument("--version", action="version", version="tffreeze 0.1.0")
+    parser.add_argument("--version", action="version", version="tffreeze %s" % __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("serve", help="run the freeze server",
-                       description="Run the tffreeze gRPC server (health and reflection included). Prints "
-                                   "'listening on HOST:PORT' once it accepts calls; SIGTERM drains and stops it.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=50051, help="port; 0 picks a free one (default: %(default)s)")
-    p.add_argument("--data-dir", default=".tffreeze-data", metavar="D",
-                   help="where uploads and frozen graphs are kept (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="TensorFlow worker processes, ~500 MiB each (default: %(default)s)")
-    p.add_argument("--max-store-bytes", type=int, default=20 << 30, metavar="BYTES",
-                   help="blob store cap; least recently used blobs are evicted (default: 20 GiB)")
-    p.add_argument("--web-port", type=int, default=None, metavar="W",
-                   help="also serve gRPC-Web (HTTP/1.1) on port W, for clients without HTTP/2 such as "
-                        "tffreeze-cs on Mono; 0 picks a free port")
-    p.add_argument("--allow-unsafe-verify", action="store_true",
-                   help="let --verify execute graphs that hold file- or process-touching ops")
+    p = sub.add_parser("serve", help="run the freeze server (tffreeze-server; `tffreeze serve --help`)",
+                       add_help=False, description="Run the tffreeze server; its options are tffreeze-server's.")
+    p.add_argument("server_args", nargs=argparse.REMAINDER, metavar="...")
 
     p = sub.add_parser("freeze", help="freeze a checkpoint into a .pb", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Upload a checkpoint (only the files the server lacks), freeze it, and write the "
@@ -108,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference optimisation: drop identities/debug ops, fold constants and batch norms")
     p.add_argument("--verify", action="store_true",
                    help="run the original and the frozen graph on generated inputs; report max |difference|")
-    p.add_argument("--target", choices=["tensorflowsharp"], default="",
+    p.add_argument("--target", choices=sorted(t for t in TARGETS if t), default="",
                    help="make the graph load in TensorFlowSharp's libtensorflow 1.15 (strip new attributes, check "
                         "ops against TF 1.15, fail naming any op it lacks)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -155,7 +158,7 @@ class _Bar:
 
 
 def _graph_options(args) -> dict:
-    return {"graph": args.graph, "signature": args.signature, "tags": args.tag, "bind": args.bind,
+    return {"graph_file": args.graph, "signature": args.signature, "tags": args.tag, "bind": args.bind,
             "ema": args.ema, "var_map": args.var_map, "include_variables": args.include_variables,
             "exclude_variables": args.exclude_variables}
 
@@ -174,7 +177,7 @@ def _cmd_freeze(args) -> int:
             bar.done()
     m = outcome.manifest
     if args.manifest:
-        write_atomically(args.manifest, (json.dumps(m, indent=2, sort_keys=False) + "\n").encode())
+        write_atomically(args.manifest, outcome.manifest_json().encode())
     for w in m["warnings"]:
         print("tffreeze: warning: %s" % w, file=sys.stderr)
     if not args.quiet:
@@ -196,16 +199,19 @@ def _cmd_freeze(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
+    from tffreeze_api import manifest
+
     from .client import FreezeClient
 
     with FreezeClient(args.server, timeout=args.timeout) as client:
-        info = client.inspect(args.source, outputs=args.outputs, inputs=args.inputs, step=args.step,
-                              **_graph_options(args))
+        response = client.inspect(args.source, outputs=args.outputs, inputs=args.inputs, step=args.step,
+                                  **_graph_options(args))
     if args.json:
-        print(json.dumps(info, indent=2))
+        sys.stdout.write(manifest.to_json(response))
         return 0
+    info = manifest.to_dict(response)
     ck = info["checkpoint"]
-    print("source:     %s" % info["source_kind"])
+    print("source:     %s" % info["source_kind"][len("SOURCE_KIND_"):].lower())
     print("checkpoint: %s%s  (graph %s)" % (ck["prefix"], "" if ck["step"] is None else " step %d" % ck["step"],
                                             ck["meta_graph"] or "none"))
     print("available:  %s" % ", ".join(info["available_checkpoints"]))
@@ -258,23 +264,37 @@ def _cmd_run(args) -> int:
 
 def _cmd_serve(args) -> int:
     try:
-        from tffreeze_server.app import serve
+        from tffreeze_server.cli import main as server_main
     except ImportError:
         print("tffreeze serve: the server is not installed; `pip install -e server` (or `make setup`)",
               file=sys.stderr)
         return 1
-    return serve(args.host, args.port, args.data_dir, args.workers, args.max_store_bytes,
-                 allow_unsafe_verify=args.allow_unsafe_verify, web_port=args.web_port)
+    return server_main(args.server_args, prog="tffreeze serve")
+
+
+def _message(exc: TffreezeError) -> str:
+    """The error's message, naming the request field as this CLI spells it."""
+    msg = " ".join(str(exc).split())
+    field = exc.metadata.get("field", "")
+    flag = FLAGS.get(field)
+    if flag:
+        for prefix in (field + ": ", field[len("options."):] + ": "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+        msg = "%s: %s" % (flag, msg)
+    return msg
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # the server parses its own arguments
+        return _cmd_serve(argparse.Namespace(server_args=argv[1:]))
     args = build_parser().parse_args(argv)
     handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve}[args.command]
     try:
         return handler(args)
     except TffreezeError as exc:
-        msg = " ".join(str(exc).split())
-        print("tffreeze %s: %s [%s]" % (args.command, msg, exc.code), file=sys.stderr)
+        print("tffreeze %s: %s [%s]" % (args.command, _message(exc), exc.code), file=sys.stderr)
         return 1
     except OSError as exc:
         print("tffreeze %s: %s" % (args.command, exc), file=sys.stderr)

@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import grpc
 
+from tffreeze_api import manifest as _manifest
+from tffreeze_api.options import OptionError, freeze_options
+from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
+
 from . import source as _source
-from .errors import FailedPreconditionError, TffreezeError, from_rpc_error
-from .v1 import blob_pb2, freeze_pb2, service_pb2_grpc
+from .errors import TffreezeError, error_for, from_rpc_error
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 CHUNK = 1 << 20
 _MAX_MESSAGE = 4 << 20
+BLOBS_MISSING = "ERROR_REASON_BLOBS_MISSING"
 
 # progress(kind, done, total, message): kind is "upload" (bytes) or "freeze" (fraction in [0, 1]).
 ProgressFn = Callable[[str, float, float, str], None]
@@ -41,62 +44,22 @@ class UploadStats:
 
 @dataclass
 class FreezeOutcome:
-    """What ``FreezeClient.freeze`` returns."""
+    """What ``FreezeClient.freeze`` returns: the server's FreezeResult, its
+    manifest (the result's JSON mapping, as a dict), and the graph."""
 
-    manifest: dict
-    graph: Optional[bytes] = None  # the frozen GraphDef, unless written to a path
+    result: freeze_pb2.FreezeResult
+    graph_bytes: Optional[bytes] = None  # the frozen GraphDef, unless written to a path
     path: Optional[str] = None
     upload: UploadStats = field(default_factory=UploadStats)
     downloaded: bool = True  # False when output_path already held exactly this graph
 
+    @property
+    def manifest(self) -> dict:
+        return _manifest.to_dict(self.result)
 
-def _shape(msg) -> Optional[List[int]]:
-    return None if msg.unknown_rank else list(msg.dims)
-
-
-def tensor_dict(msg) -> dict:
-    out = {"name": msg.name, "dtype": msg.dtype, "shape": _shape(msg.shape), "reason": msg.reason}
-    if msg.has_default:
-        out["has_default"] = True
-        if msg.default_json:
-            out["default"] = json.loads(msg.default_json)
-    return out
-
-
-def _checkpoint_dict(msg) -> dict:
-    return {"prefix": msg.prefix, "step": msg.step if msg.HasField("step") else None, "meta_graph": msg.meta_graph}
-
-
-def _signature_dict(sig) -> Optional[dict]:
-    if not sig.name:
-        return None
-    strip = ("reason",)
-    return {"name": sig.name,
-            "inputs": {a: {k: v for k, v in tensor_dict(t).items() if k not in strip} for a, t in sorted(sig.inputs.items())},
-            "outputs": {a: {k: v for k, v in tensor_dict(t).items() if k not in strip}
-                        for a, t in sorted(sig.outputs.items())}}
-
-
-def manifest_from_result(result, target: str) -> dict:
-    """The manifest JSON users keep beside the frozen .pb."""
-    return {
-        "inputs": [tensor_dict(t) for t in result.inputs],
-        "outputs": [tensor_dict(t) for t in result.outputs],
-        "sha256": result.graph.sha256,
-        "size_bytes": result.graph.size_bytes,
-        "checkpoint": _checkpoint_dict(result.checkpoint),
-        "warnings": list(result.warnings),
-        "node_count": result.node_count,
-        "variables_frozen": result.variables_frozen,
-        "source_kind": result.source_kind,
-        "bindings": [{"name": b.name, "value": json.loads(b.value_json), "reason": b.reason} for b in result.bindings],
-        "signature": _signature_dict(result.signature),
-        "ema_variables": list(result.ema_variables),
-        "verification": [{"name": v.name, "max_abs_diff": v.max_abs_diff} for v in result.verification],
-        "target": result.target or None,
-        "provenance": {"tensorflow_version": result.provenance.tensorflow_version,
-                       "server_version": result.provenance.server_version, "server": target},
-    }
+    def manifest_json(self) -> str:
+        """The manifest file's text (see tffreeze_api.manifest)."""
+        return _manifest.to_json(self.result)
 
 
 def _same_file(path: str, sha256: str, size: int) -> bool:
@@ -106,26 +69,20 @@ def _same_file(path: str, sha256: str, size: int) -> bool:
         return False
 
 
-def _collect(source: str, step, graph: Optional[str], options: dict):
-    """The chosen checkpoint's files, plus the --graph file (recorded in ``options``)."""
-    src = _source.collect(source, step)
-    files = list(src.files)
-    if graph:
-        extra = _source.graph_file(graph)
-        files.append(extra)
-        options["graph_path"] = extra.path
-    return src, files
-
-
 def _source_files(files) -> list:
     return [freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
             for f in files]
 
 
-def _bind_text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
+def build_options(**options) -> freeze_pb2.FreezeOptions:
+    """FreezeOptions from keyword options; a malformed one is an InvalidArgumentError naming its field."""
+    try:
+        return freeze_options(**options)
+    except OptionError as exc:
+        raise error_for(exc.code, "%s: %s" % (exc.field, exc.message), exc.reason,
+                        {"field": "options." + exc.field}) from None
+    except TypeError as exc:  # an unknown keyword
+        raise TypeError("unknown freeze option: %s" % exc) from None
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -254,41 +211,36 @@ class FreezeClient:
                 os.unlink(tmp)
 
     # -- freezing --------------------------------------------------------------
-    @staticmethod
-    def _options(outputs=(), inputs=(), step=None, prefix=None, graph_path="", signature="", tags=(), bind=None,
-                 ema=False, var_map=None, include_variables=(), exclude_variables=(), optimize=False,
-                 verify=False, target="") -> freeze_pb2.FreezeOptions:
-        def pairs(value):
-            if isinstance(value, dict):
-                return ["%s=%s" % (k, _bind_text(v)) for k, v in value.items()]
-            return list(value or [])
-
-        opts = freeze_pb2.FreezeOptions(
-            outputs=list(outputs or []), inputs=list(inputs or []), checkpoint_prefix=prefix or "",
-            graph_path=graph_path or "", signature=signature or "", tags=list(tags or []), bind=pairs(bind),
-            ema=bool(ema), var_map=pairs(var_map), include_variables=list(include_variables or []),
-            exclude_variables=list(exclude_variables or []), optimize=bool(optimize), verify=bool(verify),
-            target=target or "")
-        if step is not None:
-            opts.step = int(step)
-        return opts
+    def _local(self, source: str, step, graph_file: Optional[str], options: dict):
+        """The chosen checkpoint's files, plus the graph file (recorded as graph_path)."""
+        local = _source.collect(source, step)
+        files = list(local.files)
+        if graph_file:
+            extra = _source.graph_file(graph_file)
+            files.append(extra)
+            options["graph_path"] = extra.path
+        return local, files
 
     def freeze(self, source: str, output_path: Optional[str] = None, outputs: Iterable[str] = (),
                inputs: Iterable[str] = (), step: Optional[int] = None, progress: Optional[ProgressFn] = None,
-               timeout: Optional[float] = None, graph: Optional[str] = None, **options) -> FreezeOutcome:
+               timeout: Optional[float] = None, graph_file: Optional[str] = None, **options) -> FreezeOutcome:
         """Freeze a Saver directory, a checkpoint prefix or a SavedModel directory.
 
         Uploads only the files the server lacks (of the chosen checkpoint),
-        freezes, and returns the manifest with the graph bytes (or writes them
-        to ``output_path`` atomically). ``graph``: a GraphDef/MetaGraphDef file
+        freezes, and returns the result with the graph bytes (or writes them to
+        ``output_path`` atomically). ``graph_file``: a GraphDef/MetaGraphDef file
         for a checkpoint without .meta. Further keyword options, as in
-        FreezeOptions: signature, tags, bind ({name: value} or ["name=value"]),
-        ema, var_map ({graph_var: key}), include_variables, exclude_variables,
-        optimize, verify, target ("tensorflowsharp": loads in libtensorflow 1.15)."""
-        src, files = _collect(source, step, graph, options)
-        outcome = self.freeze_files(files, output_path, outputs, inputs, None, src.prefix, progress, timeout,
+        FreezeOptions (see tffreeze_api.options.freeze_options): signature, tags,
+        bind ({name: value} or ["name=value"]), ema, var_map ({graph_var: key}),
+        include_variables, exclude_variables, optimize, verify, target
+        ("tensorflowsharp": loads in libtensorflow 1.15)."""
+        build_options(outputs=outputs, inputs=inputs, step=step, **options)  # option errors before hashing
+        local, files = self._local(source, step, graph_file, options)
+        outcome = self.freeze_files(files, output_path, outputs, inputs, None, local.prefix, progress, timeout,
                                     **options)
-        outcome.manifest["warnings"] = src.warnings + outcome.manifest["warnings"]
+        warnings = local.warnings + list(outcome.result.warnings)
+        del outcome.result.warnings[:]
+        outcome.result.warnings.extend(warnings)
         return outcome
 
     def freeze_files(self, files: Sequence[_source.LocalFile], output_path: Optional[str] = None,
@@ -297,31 +249,32 @@ class FreezeClient:
                      timeout: Optional[float] = None, **options) -> FreezeOutcome:
         """Freeze exactly these files (the server chooses the checkpoint among them)."""
         timeout = timeout or self.timeout
-        options = self._options(outputs, inputs, step, checkpoint_prefix, **options)
+        request_options = build_options(outputs=outputs, inputs=inputs, step=step,
+                                        checkpoint_prefix=checkpoint_prefix or "", **options)
         for attempt in (1, 2):
             stats = self.upload(files, progress, timeout)
-            request = freeze_pb2.FreezeRequest(files=_source_files(files), options=options)
+            request = freeze_pb2.FreezeRequest(files=_source_files(files), options=request_options)
             try:
                 result = self._freeze_call(request, progress, timeout)
                 break
-            except FailedPreconditionError as exc:
+            except TffreezeError as exc:
                 # A blob evicted between upload and freeze: upload again, once.
-                if attempt == 2 or "not uploaded yet" not in exc.message:
+                if attempt == 2 or exc.reason != BLOBS_MISSING:
                     raise
-        manifest = manifest_from_result(result, self.target)
-        if output_path and _same_file(output_path, result.graph.sha256, result.graph.size_bytes):
+        if output_path and _same_file(output_path, result.sha256, result.size_bytes):
             os.utime(output_path)  # already there (an incremental build): skip the download
-            return FreezeOutcome(manifest=manifest, path=output_path, upload=stats, downloaded=False)
-        data = self.download(result.graph.sha256, result.graph.size_bytes, output_path, timeout)
-        return FreezeOutcome(manifest=manifest, graph=None if output_path else data, path=output_path, upload=stats)
+            return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False)
+        data = self.download(result.sha256, result.size_bytes, output_path, timeout)
+        return FreezeOutcome(result=result, graph_bytes=None if output_path else data, path=output_path,
+                             upload=stats)
 
-    def _freeze_call(self, request, progress, timeout):
+    def _freeze_call(self, request, progress, timeout) -> freeze_pb2.FreezeResult:
         result = None
         try:
             for event in self._stub.Freeze(request, timeout=timeout):
                 if event.HasField("progress") and progress:
-                    progress("freeze", event.progress.fraction, 1.0,
-                             "%s: %s" % (event.progress.stage, event.progress.message))
+                    stage = freeze_pb2.Stage.Name(event.progress.stage)[len("STAGE_"):].lower()
+                    progress("freeze", event.progress.fraction, 1.0, "%s: %s" % (stage, event.progress.message))
                 elif event.HasField("result"):
                     result = event.result
         except grpc.RpcError as exc:
@@ -331,42 +284,30 @@ class FreezeClient:
         return result
 
     def inspect(self, source: str, outputs: Iterable[str] = (), inputs: Iterable[str] = (),
-                step: Optional[int] = None, timeout: Optional[float] = None, graph: Optional[str] = None,
-                **options) -> dict:
+                step: Optional[int] = None, timeout: Optional[float] = None, graph_file: Optional[str] = None,
+                **options) -> freeze_pb2.InspectResponse:
         """Describe a checkpoint: variables, candidate inputs/outputs with reasons,
         switches a freeze would bind, EMA shadows, signatures."""
-        src, files = _collect(source, step, graph, options)
-        info = self.inspect_files(files, outputs, inputs, None, src.prefix, timeout, **options)
+        build_options(outputs=outputs, inputs=inputs, step=step, **options)
+        local, files = self._local(source, step, graph_file, options)
+        info = self.inspect_files(files, outputs, inputs, None, local.prefix, timeout, **options)
         # Only the chosen checkpoint was uploaded; the local directory knows them all.
-        info["available_checkpoints"] = src.available
-        info["warnings"] = src.warnings + info["warnings"]
+        if local.available:
+            del info.available_checkpoints[:]
+            info.available_checkpoints.extend(local.available)
+        warnings = local.warnings + list(info.warnings)
+        del info.warnings[:]
+        info.warnings.extend(warnings)
         return info
 
     def inspect_files(self, files, outputs=(), inputs=(), step=None, checkpoint_prefix=None,
-                      timeout=None, **options) -> dict:
+                      timeout=None, **options) -> freeze_pb2.InspectResponse:
         timeout = timeout or self.timeout
+        request_options = build_options(outputs=outputs, inputs=inputs, step=step,
+                                        checkpoint_prefix=checkpoint_prefix or "", **options)
         self.upload(files, None, timeout)
-        request = freeze_pb2.InspectRequest(files=_source_files(files),
-                                            options=self._options(outputs, inputs, step, checkpoint_prefix, **options))
-        r = self._call(self._stub.Inspect, request, timeout=timeout)
-        return {
-            "checkpoint": _checkpoint_dict(r.checkpoint),
-            "available_checkpoints": list(r.available_checkpoints),
-            "variables": [{"checkpoint_key": v.checkpoint_key, "dtype": v.dtype, "shape": _shape(v.shape),
-                           "graph_variable": v.graph_variable} for v in r.variables],
-            "inputs": [tensor_dict(t) for t in r.inputs],
-            "outputs": [tensor_dict(t) for t in r.outputs],
-            "signatures": list(r.signatures),
-            "collections": list(r.collections),
-            "warnings": list(r.warnings),
-            "provenance": {"tensorflow_version": r.provenance.tensorflow_version,
-                           "server_version": r.provenance.server_version},
-            "switches": [{"name": sw.name, "dtype": sw.dtype,
-                          "inference_value": json.loads(sw.inference_value_json) if sw.inference_value_json else None}
-                         for sw in r.switches],
-            "ema_shadows": list(r.ema_shadows),
-            "source_kind": r.source_kind,
-        }
+        request = freeze_pb2.InspectRequest(files=_source_files(files), options=request_options)
+        return self._call(self._stub.Inspect, request, timeout=timeout)
 
     def health(self, timeout: float = 5.0) -> str:
         """The server's health status name ("SERVING"...), via grpc.health.v1."""
@@ -377,5 +318,4 @@ class FreezeClient:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
 
-__all__ = ["FreezeClient", "FreezeOutcome", "UploadStats", "default_target", "manifest_from_result",
-           "write_atomically"]
+__all__ = ["FreezeClient", "FreezeOutcome", "UploadStats", "default_target", "build_options", "write_atomically"]

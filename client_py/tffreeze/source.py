@@ -1,16 +1,18 @@
-"""Local checkpoint sources: which files of a directory or prefix to upload."""
+"""Local checkpoints: which files of a directory or prefix to upload."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from . import layout
+from tffreeze_api import layout
+
 from .errors import error_for
 
 HASH_BLOCK = 1 << 20
+GRAPH_DIR = ".tffreeze-graph"
 
 
 @dataclass
@@ -22,9 +24,11 @@ class LocalFile:
 
 
 @dataclass
-class Source:
+class LocalCheckpoint:
+    """What a SOURCE argument names on this machine, and the files to upload."""
+
     directory: str
-    prefix: str  # chosen checkpoint prefix, relative to directory
+    prefix: str  # chosen checkpoint prefix, relative to directory ("" for a SavedModel)
     files: List[LocalFile]
     warnings: List[str]
     available: List[str]  # every checkpoint prefix in the directory, oldest first
@@ -38,30 +42,29 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-GRAPH_DIR = ".tffreeze-graph"
+def local_file(rel: str, local: str) -> LocalFile:
+    return LocalFile(rel, local, sha256_file(local), os.path.getsize(local))
 
 
-def _saved_model(directory: str) -> Source:
+def _saved_model(directory: str) -> LocalCheckpoint:
     files = []
     for root, dirs, names in os.walk(directory):
         dirs.sort()
         for name in sorted(names):
             local = os.path.join(root, name)
-            rel = os.path.relpath(local, directory).replace(os.sep, "/")
-            files.append(LocalFile(rel, local, sha256_file(local), os.path.getsize(local)))
-    return Source(os.path.abspath(directory), "", files, [], [])
+            files.append(local_file(os.path.relpath(local, directory).replace(os.sep, "/"), local))
+    return LocalCheckpoint(os.path.abspath(directory), "", files, [], [])
 
 
 def graph_file(path: str) -> LocalFile:
     """An extra graph file (--graph) uploaded beside the checkpoint."""
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        raise error_for("NOT_FOUND", "--graph %s does not exist" % path)
-    return LocalFile("%s/%s" % (GRAPH_DIR, os.path.basename(path)), os.path.abspath(path), sha256_file(path),
-                     os.path.getsize(path))
+        raise error_for("NOT_FOUND", "--graph %s does not exist" % path, "ERROR_REASON_GRAPH_INVALID")
+    return local_file("%s/%s" % (GRAPH_DIR, os.path.basename(path)), os.path.abspath(path))
 
 
-def collect(source: str, step: Optional[int] = None) -> Source:
+def collect(source: str, step: Optional[int] = None) -> LocalCheckpoint:
     """Resolve SOURCE (a Saver directory, a checkpoint prefix, or a SavedModel
     directory) to the files to upload. Raises TffreezeError naming the problem."""
     source = os.path.expanduser(source)
@@ -73,7 +76,7 @@ def collect(source: str, step: Optional[int] = None) -> Source:
         directory, prefix = os.path.dirname(source) or ".", os.path.basename(source)
         if not os.path.isdir(directory) or not (os.path.exists(source + ".index") or os.path.exists(source)):
             raise error_for("NOT_FOUND", "%s is neither a checkpoint directory nor a checkpoint prefix "
-                                         "(no %s.index)" % (source, source))
+                                         "(no %s.index)" % (source, source), "ERROR_REASON_CHECKPOINT_NOT_FOUND")
     directory = os.path.abspath(directory)
     names = sorted(n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n)))
     state = None
@@ -83,18 +86,6 @@ def collect(source: str, step: Optional[int] = None) -> Source:
     try:
         sel = layout.select(names, state, step, prefix)
     except layout.SelectionError as exc:
-        raise error_for(exc.code, "%s (in %s)" % (exc, directory)) from None
-    files = []
-    for rel in sel.checkpoint.files():
-        local = os.path.join(directory, rel)
-        files.append(LocalFile(rel, local, sha256_file(local), os.path.getsize(local)))
-    return Source(directory, sel.checkpoint.prefix, files, sel.warnings, sel.available)
-
-
-def collect_files(directory: str, paths: List[str]) -> Dict[str, LocalFile]:
-    """Hash explicitly listed files (relative to directory) for upload."""
-    out = {}
-    for rel in paths:
-        local = os.path.join(directory, rel)
-        out[rel] = LocalFile(rel, local, sha256_file(local), os.path.getsize(local))
-    return out
+        raise error_for(exc.code, "%s (in %s)" % (exc, directory), exc.reason) from None
+    files = [local_file(rel, os.path.join(directory, rel)) for rel in sel.checkpoint.files()]
+    return LocalCheckpoint(directory, sel.checkpoint.prefix, files, sel.warnings, sel.available)

@@ -16,16 +16,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tffreeze.v1 import service_pb2, service_pb2_grpc
+from tffreeze_api.v1 import service_pb2, service_pb2_grpc
 
 from .blobstore import BlobStore
+from .core.spec import ServerLimits
 from .servicer import FreezeServicer
+from .settings import MAX_MESSAGE_BYTES, ServerSettings
 from .workers import WorkerPool
 
 log = logging.getLogger("tffreeze.server")
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["FreezeService"].full_name
-MAX_MESSAGE = 4 << 20
-DEFAULT_DATA_DIR = ".tffreeze-data"
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -77,19 +77,19 @@ class Server:
         self.grpc_server.wait_for_termination()
 
 
-def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DEFAULT_DATA_DIR,
-                  workers: int = 1, max_store_bytes: int = 20 << 30, threads: int = 64,
-                  allow_unsafe_verify: bool = False, web_port: Optional[int] = None) -> Server:
+def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     """Build and start a server; ``port=0`` picks a free port (see ``Server.port``).
     ``web_port``: also serve gRPC-Web there (0 = a free port, see ``Server.web_port``)."""
-    store = BlobStore(data_dir, max_bytes=max_store_bytes)
-    pool = WorkerPool(size=workers).start()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tffreeze-rpc"),
-                         options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                                  ("grpc.max_send_message_length", MAX_MESSAGE),
+    host, port, web_port = settings.host, settings.port, settings.web_port
+    store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes)
+    pool = WorkerPool(size=settings.workers).start()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.rpc_threads,
+                                                    thread_name_prefix="tffreeze-rpc"),
+                         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                   # a second server on a busy port must fail, not share it
                                   ("grpc.so_reuseport", 0)])
-    servicer = FreezeServicer(store, pool, allow_unsafe_verify)
+    servicer = FreezeServicer(store, pool, ServerLimits(allow_unsafe_verify=settings.allow_unsafe_verify))
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -116,13 +116,12 @@ def create_server(host: str = "127.0.0.1", port: int = 50051, data_dir: str = DE
     return Server(server, bound, pool, health_servicer, store, web)
 
 
-def serve(host: str, port: int, data_dir: str, workers: int = 1, max_store_bytes: int = 20 << 30,
-          allow_unsafe_verify: bool = False, web_port: Optional[int] = None, out=sys.stdout) -> int:
+def serve(settings: ServerSettings, out=sys.stdout) -> int:
     """Run until SIGTERM/SIGINT, then drain in-flight calls and stop the workers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = settings.host
     try:
-        srv = create_server(host, port, data_dir, workers, max_store_bytes,
-                            allow_unsafe_verify=allow_unsafe_verify, web_port=web_port)
+        srv = create_server(settings)
     except OSError as exc:
         print("tffreeze serve: %s" % exc, file=sys.stderr)
         return 1
@@ -135,18 +134,11 @@ def serve(host: str, port: int, data_dir: str, workers: int = 1, max_store_bytes
     signal.signal(signal.SIGINT, on_signal)
     web = "; gRPC-Web on http://%s:%d" % (host, srv.web_port) if srv.web_port is not None else ""
     print("tffreeze server listening on %s:%d (data dir %s, %d worker(s)%s)"
-          % (host, srv.port, os.path.abspath(data_dir), workers, web), file=out, flush=True)
+          % (host, srv.port, os.path.abspath(settings.data_dir), settings.workers, web), file=out, flush=True)
     stop.wait()
     print("tffreeze server shutting down", file=out, flush=True)
     srv.stop()
     return 0
 
 
-def main(argv: Optional[list] = None) -> int:
-    """``tffreeze-server [ARGS]`` is ``tffreeze serve [ARGS]``."""
-    from tffreeze.cli import main as cli_main
-
-    return cli_main(["serve"] + list(sys.argv[1:] if argv is None else argv))
-
-
-__all__ = ["create_server", "serve", "main", "Server"]
+__all__ = ["create_server", "serve", "Server", "ServerSettings"]

@@ -22,6 +22,7 @@ import tempfile
 import threading
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
 
+from .settings import DEFAULT_MAX_STORE_BYTES
 from .core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 CHUNK = 1 << 20  # 1 MiB: the largest chunk either direction carries.
@@ -30,13 +31,14 @@ _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 def check_digest(sha256: str, size: int) -> None:
     if not _HEX.match(sha256 or ""):
-        raise InvalidArgument("digest %r is not a lower-case hex sha256 (64 characters)" % (sha256,))
+        raise InvalidArgument("digest %r is not a lower-case hex sha256 (64 characters)" % ((sha256 or "")[:80],),
+                              "ERROR_REASON_INVALID_DIGEST")
     if size < 0:
-        raise InvalidArgument("digest %s has negative size %d" % (sha256[:12], size))
+        raise InvalidArgument("digest %s has negative size %d" % (sha256[:12], size), "ERROR_REASON_INVALID_DIGEST", sha256=sha256)
 
 
 class BlobStore:
-    def __init__(self, root: str, max_bytes: int = 20 << 30):
+    def __init__(self, root: str, max_bytes: int = DEFAULT_MAX_STORE_BYTES):
         self.root = os.path.abspath(root)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -80,7 +82,7 @@ class BlobStore:
     def _make_room(self, size: int) -> None:
         if size > self.max_bytes:
             raise ResourceExhausted("blob of %d bytes exceeds the store's cap of %d bytes; start the server "
-                                    "with a larger --max-store-bytes" % (size, self.max_bytes))
+                                    "with a larger --max-store-bytes" % (size, self.max_bytes), "ERROR_REASON_STORE_FULL")
         entries = []
         for root, _, files in os.walk(os.path.join(self.root, "blobs")):
             for f in files:
@@ -106,7 +108,8 @@ class BlobStore:
         actual_size = os.path.getsize(tmp_path)
         if actual_size != size:
             os.unlink(tmp_path)
-            raise InvalidArgument("upload of %s has %d bytes, the digest says %d" % (sha256[:12], actual_size, size))
+            raise InvalidArgument("upload of %s has %d bytes, the digest says %d" % (sha256[:12], actual_size, size),
+                                  "ERROR_REASON_INVALID_DIGEST", sha256=sha256)
         if actual_sha256 is None:
             h = hashlib.sha256()
             with open(tmp_path, "rb") as fh:
@@ -116,7 +119,8 @@ class BlobStore:
         if actual_sha256 != sha256:
             os.unlink(tmp_path)
             raise InvalidArgument("upload's sha256 is %s, the digest says %s; the data was corrupted in "
-                                  "transit or the digest is wrong" % (actual_sha256, sha256))
+                                  "transit or the digest is wrong" % (actual_sha256, sha256), "ERROR_REASON_INVALID_DIGEST",
+                                  sha256=sha256)
         self.adopt(tmp_path, sha256, size)
 
     def adopt(self, tmp_path: str, sha256: str, size: int) -> None:
@@ -146,12 +150,13 @@ class BlobStore:
                 for offset, data in chunks:
                     if offset != written:
                         raise InvalidArgument("chunk at offset %d, expected %d: chunks must be sent in order"
-                                              % (offset, written))
+                                              % (offset, written), "ERROR_REASON_INVALID_CHUNK")
                     if len(data) > CHUNK:
-                        raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data))
+                        raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
                     written += len(data)
                     if written > size:
-                        raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size))
+                        raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size),
+                                              "ERROR_REASON_INVALID_CHUNK")
                     fh.write(data)
                     h.update(data)
             self.commit_file(tmp, sha256, size, h.hexdigest())
@@ -165,17 +170,18 @@ class BlobStore:
         if self.has(sha256, size):
             return size, True
         if len(data) > CHUNK:
-            raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data))
+            raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
         part = self._partial(sha256)
         with self._lock:
             current = os.path.getsize(part) if os.path.exists(part) else 0
             if offset != current:
                 raise FailedPrecondition("chunk at offset %d but %d bytes of %s are committed; resume at %d"
-                                         % (offset, current, sha256[:12], current))
+                                         % (offset, current, sha256[:12], current), "ERROR_REASON_WRONG_OFFSET",
+                                         committed_size=current)
             if current + len(data) > size:
                 if os.path.exists(part):
                     os.unlink(part)
-                raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size))
+                raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size), "ERROR_REASON_INVALID_CHUNK")
             with open(part, "ab") as fh:
                 fh.write(data)
             current += len(data)
@@ -203,7 +209,8 @@ class BlobStore:
         try:
             fh = open(self.path(sha256), "rb")
         except FileNotFoundError:
-            raise NotFound("blob %s is not on the server; upload it (or freeze again)" % sha256[:12]) from None
+            raise NotFound("blob %s is not on the server; upload it (or freeze again)" % sha256[:12],
+                           "ERROR_REASON_BLOB_NOT_FOUND", sha256=sha256) from None
         self.touch(sha256)
         return fh
 
@@ -215,6 +222,6 @@ class BlobStore:
             os.link(src, dest)
         except FileNotFoundError:
             raise FailedPrecondition("blob %s is not on the server (evicted or never uploaded); upload it "
-                                     "again" % sha256[:12]) from None
+                                     "again" % sha256[:12], "ERROR_REASON_BLOBS_MISSING", sha256=sha256) from None
         except OSError:
             shutil.copyfile(src, dest)

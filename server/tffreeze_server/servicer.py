@@ -1,22 +1,23 @@
-"""FreezeService handlers: validate, stage files, hand work to the pool,
-translate results to protos. Errors go through ``status``; no TensorFlow here."""
+"""FreezeService handlers: parse the request into a typed spec at the edge,
+stage files, hand work to the pool, pass the engine's messages on. Errors go
+through ``status``; no TensorFlow here."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
 from typing import Iterator, List, Tuple
 
-from tffreeze.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
+from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
 from . import __version__
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
+from .core.spec import FreezeSpec, ServerLimits
 from .status import mapped, mapped_stream
-from .workers import WorkerPool
+from .workers import QUEUED, WorkerPool
 
 MAX_FILES = 10000
 
@@ -26,72 +27,21 @@ def _check_path(path: str) -> str:
     if (not path or path.startswith("/") or "\\" in path or "\x00" in path
             or any(p in ("", ".", "..") for p in parts)):
         raise InvalidArgument("file path %r is not a safe relative path: use '/'-separated names inside the "
-                              "checkpoint directory, without '..' or a leading '/'" % path)
+                              "checkpoint directory, without '..' or a leading '/'" % path[:200],
+                              "ERROR_REASON_INVALID_PATH", path=path[:200])
     return path
 
 
-def _shape(value) -> freeze_pb2.TensorShape:
-    if value is None:
-        return freeze_pb2.TensorShape(unknown_rank=True)
-    return freeze_pb2.TensorShape(dims=value)
-
-
-def _tensor(info: dict) -> freeze_pb2.TensorInfo:
-    msg = freeze_pb2.TensorInfo(name=info["name"], dtype=info.get("dtype", ""), shape=_shape(info.get("shape")),
-                                reason=info.get("reason", ""), has_default=bool(info.get("has_default")))
-    if "default" in info:
-        msg.default_json = json.dumps(info["default"])
-    return msg
-
-
-def _checkpoint(info: dict) -> freeze_pb2.CheckpointInfo:
-    msg = freeze_pb2.CheckpointInfo(prefix=info["prefix"], meta_graph=info.get("meta_graph") or "")
-    if info.get("step") is not None:
-        msg.step = info["step"]
-    return msg
-
-
-def _provenance(info: dict) -> freeze_pb2.Provenance:
-    return freeze_pb2.Provenance(tensorflow_version=info.get("tensorflow_version", ""), server_version=__version__)
-
-
-def _options(options: freeze_pb2.FreezeOptions) -> dict:
-    def names(values):
-        return [v.strip() for v in values if v.strip()]
-
-    return {
-        "outputs": names(options.outputs),
-        "inputs": names(options.inputs),
-        "step": options.step if options.HasField("step") else None,
-        "checkpoint_prefix": options.checkpoint_prefix,
-        "graph_path": options.graph_path,
-        "signature": options.signature,
-        "tags": names(options.tags),
-        "bind": list(options.bind),
-        "ema": options.ema,
-        "var_map": list(options.var_map),
-        "include_variables": names(options.include_variables),
-        "exclude_variables": names(options.exclude_variables),
-        "optimize": options.optimize,
-        "verify": options.verify,
-        "target": options.target.strip(),
-    }
-
-
-def _signature(info) -> freeze_pb2.SignatureInfo:
-    msg = freeze_pb2.SignatureInfo(name=info["name"])
-    for alias, t in info["inputs"].items():
-        msg.inputs[alias].CopyFrom(_tensor(t))
-    for alias, t in info["outputs"].items():
-        msg.outputs[alias].CopyFrom(_tensor(t))
-    return msg
+def _progress(stage, message: str, fraction: float) -> freeze_pb2.FreezeResponse:
+    stage = freeze_pb2.STAGE_QUEUED if stage == QUEUED else stage
+    return freeze_pb2.FreezeResponse(progress=freeze_pb2.Progress(stage=stage, message=message, fraction=fraction))
 
 
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
-    def __init__(self, store: BlobStore, pool: WorkerPool, allow_unsafe_verify: bool = False):
+    def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits()):
         self.store = store
         self.pool = pool
-        self.allow_unsafe_verify = allow_unsafe_verify
+        self.limits = limits
 
     # -- blobs -------------------------------------------------------------
     @mapped
@@ -104,7 +54,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     def UploadBlob(self, request_iterator, context):
         first = next(request_iterator, None)
         if first is None or not first.digest.sha256:
-            raise InvalidArgument("the first UploadBlob message must carry the blob's digest")
+            raise InvalidArgument("the first UploadBlob message must carry the blob's digest",
+                                  "ERROR_REASON_INVALID_DIGEST")
         digest = first.digest
 
         def chunks():
@@ -126,7 +77,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         with self.store.open(request.digest.sha256) as fh:
             size = os.fstat(fh.fileno()).st_size
             if not 0 <= request.offset <= size:
-                raise InvalidArgument("offset %d is outside the blob's %d bytes" % (request.offset, size))
+                raise InvalidArgument("offset %d is outside the blob's %d bytes" % (request.offset, size),
+                                      "ERROR_REASON_INVALID_CHUNK")
             fh.seek(request.offset)
             offset = request.offset
             while True:
@@ -142,23 +94,26 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         """A private working directory holding the request's files; always removed."""
         if not files:
             raise InvalidArgument("the request names no files; upload the checkpoint directory's files and list "
-                                  "them (path + digest)")
+                                  "them (path + digest)", "ERROR_REASON_INVALID_PATH")
         if len(files) > MAX_FILES:
-            raise InvalidArgument("the request names %d files; at most %d" % (len(files), MAX_FILES))
+            raise InvalidArgument("the request names %d files; at most %d" % (len(files), MAX_FILES),
+                                  "ERROR_REASON_INVALID_PATH")
         seen = set()
         entries: List[Tuple[str, str, int]] = []
         for f in files:
             path = _check_path(f.path)
             if path in seen:
-                raise InvalidArgument("file %r is listed twice" % path)
+                raise InvalidArgument("file %r is listed twice" % path[:200], "ERROR_REASON_INVALID_PATH",
+                                      path=path[:200])
             seen.add(path)
             check_digest(f.digest.sha256, f.digest.size_bytes)
             entries.append((path, f.digest.sha256, f.digest.size_bytes))
-        missing = self.store.missing((s, n) for _, s, n in entries)
+        missing = set(self.store.missing((s, n) for _, s, n in entries))
         if missing:
-            names = [p for p, s, n in entries if (s, n) in set(missing)]
+            names = [p for p, s, n in entries if (s, n) in missing]
             raise FailedPrecondition("%d file(s) are not uploaded yet: %s. Upload them (FindMissingBlobs, then "
-                                     "UploadBlob) before freezing." % (len(names), ", ".join(names[:10])))
+                                     "UploadBlob) before freezing." % (len(names), ", ".join(names[:10])),
+                                     "ERROR_REASON_BLOBS_MISSING", paths=",".join(names[:50]))
         workdir = tempfile.mkdtemp(prefix="work-", dir=self.store.tmp_dir)
         try:
             for path, sha, _ in entries:
@@ -180,71 +135,33 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
 
     @mapped_stream
     def Freeze(self, request, context):
-        options = _options(request.options)
-        options["_allow_unsafe_verify"] = self.allow_unsafe_verify
+        spec = FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
         with self._staged(request.files) as workdir:
-            yield freeze_pb2.FreezeEvent(progress=freeze_pb2.Progress(
-                stage="staging", message="%d file(s) staged" % len(request.files), fraction=0.0))
+            yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
             out_path = workdir + ".frozen.pb"  # beside the upload, never among its files
-            manifest = None
+            result = None
             try:
-                for event in self._run("freeze", {"workdir": workdir, "options": options, "out_path": out_path},
-                                       context):
+                for event in self._run("freeze", {"workdir": workdir, "spec": spec, "out_path": out_path}, context):
                     if event[0] == "progress":
-                        _, stage, message, fraction = event
-                        yield freeze_pb2.FreezeEvent(progress=freeze_pb2.Progress(
-                            stage=stage, message=message, fraction=fraction))
+                        yield _progress(*event[1:])
                     else:
-                        manifest = event[1]
-                self.store.adopt(out_path, manifest["sha256"], manifest["size_bytes"])
+                        result = freeze_pb2.FreezeResult.FromString(event[1])
+                self.store.adopt(out_path, result.sha256, result.size_bytes)
             finally:
                 for leftover in (out_path, out_path + ".part"):
                     if os.path.exists(leftover):
                         os.unlink(leftover)
-        yield freeze_pb2.FreezeEvent(progress=freeze_pb2.Progress(
-            stage="stored", message="frozen graph %s stored" % manifest["sha256"][:12], fraction=1.0))
-        result = freeze_pb2.FreezeResult(
-            graph=blob_pb2.Digest(sha256=manifest["sha256"], size_bytes=manifest["size_bytes"]),
-            inputs=[_tensor(t) for t in manifest["inputs"]],
-            outputs=[_tensor(t) for t in manifest["outputs"]],
-            checkpoint=_checkpoint(manifest["checkpoint"]),
-            warnings=manifest["warnings"],
-            provenance=_provenance(manifest["provenance"]),
-            node_count=manifest["node_count"],
-            variables_frozen=manifest["variables_frozen"],
-            bindings=[freeze_pb2.Binding(name=b["name"], value_json=json.dumps(b["value"]), reason=b["reason"])
-                      for b in manifest["bindings"]],
-            verification=[freeze_pb2.OutputCheck(name=v["name"], max_abs_diff=v["max_abs_diff"])
-                          for v in manifest["verification"]],
-            source_kind=manifest["source_kind"],
-            ema_variables=manifest["ema_variables"],
-            target=manifest["target"])
-        if manifest["signature"]:
-            result.signature.CopyFrom(_signature(manifest["signature"]))
-        yield freeze_pb2.FreezeEvent(result=result)
+        yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
+        result.provenance.server_version = __version__
+        yield freeze_pb2.FreezeResponse(result=result)
 
     @mapped
     def Inspect(self, request, context):
-        options = _options(request.options)
+        spec = FreezeSpec.from_options(request.options, self.limits)
         with self._staged(request.files) as workdir:
-            result = None
-            for event in self._run("inspect", {"workdir": workdir, "options": options}, context):
+            response = None
+            for event in self._run("inspect", {"workdir": workdir, "spec": spec}, context):
                 if event[0] == "result":
-                    result = event[1]
-        return freeze_pb2.InspectResponse(
-            checkpoint=_checkpoint(result["checkpoint"]),
-            available_checkpoints=result["available_checkpoints"],
-            variables=[freeze_pb2.VariableInfo(checkpoint_key=v["checkpoint_key"], dtype=v["dtype"],
-                                               shape=_shape(v["shape"]), graph_variable=v["graph_variable"])
-                       for v in result["variables"]],
-            inputs=[_tensor(t) for t in result["inputs"]],
-            outputs=[_tensor(t) for t in result["outputs"]],
-            signatures=result["signatures"],
-            collections=result["collections"],
-            warnings=result["warnings"],
-            provenance=_provenance(result["provenance"]),
-            switches=[freeze_pb2.SwitchInfo(name=sw["name"], dtype=sw["dtype"], inference_value_json=(
-                "" if sw["inference_value"] is None else json.dumps(sw["inference_value"])))
-                for sw in result["switches"]],
-            ema_shadows=result["ema_shadows"],
-            source_kind=result["source_kind"])
+                    response = freeze_pb2.InspectResponse.FromString(event[1])
+        response.provenance.server_version = __version__
+        return response

@@ -1,44 +1,63 @@
-"""The one place where engine and store errors become gRPC status codes."""
+"""The one place where engine and store errors become gRPC statuses: a code, a
+message, and a google.rpc.ErrorInfo (reason, domain, metadata) in the rich
+status, on the native port and on gRPC-Web alike."""
 
 from __future__ import annotations
 
 import errno
 import functools
 import logging
+from typing import Dict, Tuple
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from tffreeze_api import ERROR_DOMAIN
 
 from .core.errors import FreezeError
 
 log = logging.getLogger("tffreeze.server")
+DETAILS_KEY = "grpc-status-details-bin"
+# gRPC caps metadata (the message travels in it) at 16 KiB by default.
+MAX_MESSAGE_CHARS = 4000
 
-_CODES = {
-    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
-    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
-    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED,
-    "CANCELLED": grpc.StatusCode.CANCELLED,
-    "INTERNAL": grpc.StatusCode.INTERNAL,
-}
+Status = Tuple[grpc.StatusCode, str, str, Dict[str, str]]
 
 
-def to_status(exc: BaseException):
-    """(grpc.StatusCode, message) for any exception a handler lets escape."""
+def to_status(exc: BaseException) -> Status:
+    """(code, message, reason, metadata) for any exception a handler lets escape."""
     if isinstance(exc, FreezeError):
-        return _CODES.get(exc.code, grpc.StatusCode.INTERNAL), exc.message
+        code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
+        return code, exc.message, exc.reason, exc.metadata
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, ("the server's disk is full (%s); free space in its --data-dir or "
-                                                   "lower --max-store-bytes" % exc.strerror)
+        return (grpc.StatusCode.RESOURCE_EXHAUSTED, "the server's disk is full (%s); free space in its --data-dir "
+                "or lower --max-store-bytes" % exc.strerror, "ERROR_REASON_STORE_FULL", {})
     log.error("unexpected error", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, "internal server error (%s: %s); see the server log" % (
-        type(exc).__name__, exc)
+    return (grpc.StatusCode.INTERNAL, "internal server error (%s); see the server log" % type(exc).__name__,
+            "ERROR_REASON_INTERNAL", {})
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + " ... (cut)"
+
+
+def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: Dict[str, str]) -> bytes:
+    """The serialized google.rpc.Status carrying an ErrorInfo."""
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN,
+                                       metadata={k: _bounded(v, 500) for k, v in metadata.items()})
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.add().Pack(info)
+    return status.SerializeToString()
 
 
 def _abort(context, exc):
-    code, message = to_status(exc)
+    code, message, reason, metadata = to_status(exc)
+    message = _bounded(message, MAX_MESSAGE_CHARS)
     if code is not grpc.StatusCode.INTERNAL or isinstance(exc, FreezeError):
-        log.info("%s: %s", code.name, message)
+        log.info("%s %s: %s", code.name, reason, message)
+    # set_trailing_metadata + abort is what grpc_status's abort_with_status does,
+    # and it also works with the gRPC-Web adapter (whose abort_with_status does not).
+    context.set_trailing_metadata(((DETAILS_KEY, rich_status(code, message, reason, metadata)),))
     context.abort(code, message)
 
 
@@ -74,4 +93,4 @@ def _is_abort(exc) -> bool:
     return isinstance(exc, grpc.RpcError) or (type(exc) is Exception and not exc.args)
 
 
-__all__ = ["to_status", "mapped", "mapped_stream"]
+__all__ = ["to_status", "rich_status", "mapped", "mapped_stream"]

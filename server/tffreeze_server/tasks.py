@@ -1,4 +1,7 @@
-"""Tasks run inside worker processes (see ``workers``). Imports TensorFlow."""
+"""Tasks run inside worker processes (see ``workers``). Imports TensorFlow.
+
+Payloads carry a ``FreezeSpec``; results cross the pipe as serialized
+FreezeResult / InspectResponse messages."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ def handle(kind: str, payload: dict, progress):
     from .core import engine
 
     if kind == "freeze":
-        return engine.freeze(payload["workdir"], payload["options"], payload["out_path"], progress)
+        return engine.freeze(payload["workdir"], payload["spec"], payload["out_path"], progress).SerializeToString()
     if kind == "inspect":
-        return engine.inspect(payload["workdir"], payload["options"], progress)
+        return engine.inspect(payload["workdir"], payload["spec"], progress).SerializeToString()
     raise ValueError("unknown task %r" % kind)

@@ -20,9 +20,10 @@ import time
 import traceback
 from typing import Callable, Iterator, Optional, Tuple
 
-from .core.errors import Cancelled, DeadlineExceeded, FreezeError, Internal, from_code
+from .core.errors import Cancelled, DeadlineExceeded, FreezeError, Internal
 
 DEFAULT_TARGET = "tffreeze_server.tasks:handle"
+QUEUED = "queued"  # the stage of a task waiting for a worker; the servicer maps stages to the contract
 
 
 def _load(target: str):
@@ -44,17 +45,17 @@ def _worker_main(conn, target: str) -> None:
             return
         kind, payload = task
 
-        def progress(stage: str, message: str, fraction: float) -> None:
+        def progress(stage, message: str, fraction: float) -> None:
             conn.send(("progress", stage, message, float(fraction)))
 
         try:
             conn.send(("ok", handle(kind, payload, progress)))
         except FreezeError as exc:
-            conn.send(("error", exc.code, exc.message))
+            conn.send(("error", exc))
         except Exception as exc:  # a bug or an unexpected TensorFlow failure
             traceback.print_exc(file=sys.stderr)
-            conn.send(("error", "INTERNAL", "%s: %s" % (type(exc).__name__, str(exc).strip().splitlines()[0]
-                                                         if str(exc).strip() else "")))
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            conn.send(("error", Internal("%s: %s" % (type(exc).__name__, detail))))
 
 
 class _Worker:
@@ -131,12 +132,13 @@ class WorkerPool:
 
         def check():
             if cancelled():
-                raise Cancelled("the call was cancelled; the worker was stopped")
+                raise Cancelled("the call was cancelled; the worker was stopped", "ERROR_REASON_CANCELLED")
             if deadline is not None and time.monotonic() > deadline:
                 raise DeadlineExceeded("the %s did not finish within the call's deadline (%.0f s); the worker "
-                                       "was stopped. Retry with a longer --timeout." % (kind, timeout))
+                                       "was stopped. Retry with a longer deadline (timeout)." % (kind, timeout),
+                                       "ERROR_REASON_DEADLINE")
 
-        yield ("progress", "queued", "waiting for a TensorFlow worker", 0.0)
+        yield ("progress", QUEUED, "waiting for a TensorFlow worker", 0.0)
         while True:
             check()
             try:
@@ -166,7 +168,7 @@ class WorkerPool:
                     elif msg[0] == "error":
                         released = True
                         self._release(worker)
-                        raise from_code(msg[1], msg[2])
+                        raise msg[1]
                 elif not worker.process.is_alive():
                     raise self._crash(worker, kind)
         finally:
@@ -180,7 +182,7 @@ class WorkerPool:
         how = ("signal %s" % signal.Signals(-code).name) if code is not None and code < 0 else "exit code %s" % code
         return Internal("the TensorFlow worker crashed (%s) during %s; the upload likely triggers a TensorFlow "
                         "bug. The server replaced the worker and keeps serving; check the upload's files."
-                        % (how, kind))
+                        % (how, kind), "ERROR_REASON_WORKER_CRASHED")
 
     def close(self) -> None:
         self._closed = True

@@ -13,7 +13,7 @@ import pytest
 
 import models
 from tffreeze import FreezeClient
-from tffreeze.v1 import blob_pb2, freeze_pb2
+from tffreeze_api.v1 import blob_pb2, freeze_pb2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CS = os.path.join(ROOT, "client_csharp", "bin", "tffreeze-cs")

@@ -9,7 +9,7 @@ import pytest
 
 import models
 from tffreeze import (FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError)
-from tffreeze.source import collect_files
+from tffreeze.source import local_file
 
 
 @pytest.fixture()
@@ -30,7 +30,7 @@ def _copy(model, dest) -> str:
 
 def _files(directory, names=None):
     names = names or sorted(os.listdir(directory))
-    return list(collect_files(directory, names).values())
+    return [local_file(n, os.path.join(directory, n)) for n in names]
 
 
 def test_truncated_index(client, good, tmp_path):
@@ -100,7 +100,9 @@ def test_missing_data_shard_from_directory(client, good, tmp_path):
 def test_wrong_output_name(client, good):
     with pytest.raises(InvalidArgumentError) as err:
         client.freeze(good.directory, outputs=["yy"])
-    assert "output 'yy' is not in the graph; did you mean 'y'?" in err.value.message
+    assert "outputs: 'yy' is not in the graph; did you mean 'y'?" in err.value.message
+    assert err.value.reason == "ERROR_REASON_NAME_NOT_IN_GRAPH"
+    assert err.value.metadata["field"] == "options.outputs" and err.value.metadata["suggestions"] == "y"
     with pytest.raises(InvalidArgumentError) as err:
         client.freeze(good.directory, outputs=["y:0:1"])
     assert "is not a tensor name" in err.value.message
@@ -126,8 +128,8 @@ def test_no_meta_graph(client, good, tmp_path):
         client.freeze(d)
     assert "has no meta graph" in err.value.message and "write_meta_graph=True" in err.value.message
     info = client.inspect(d)  # variables can still be listed
-    assert {v["checkpoint_key"] for v in info["variables"]} >= {"w", "b"}
-    assert any("no meta graph" in w for w in info["warnings"])
+    assert {v.checkpoint_key for v in info.variables} >= {"w", "b"}
+    assert any("no graph in the upload" in w for w in info.warnings)
 
 
 def test_op_unknown_to_the_server(client, good, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import grpcweb
 import models
 from tffreeze import FreezeClient
-from tffreeze.v1 import blob_pb2, freeze_pb2
+from tffreeze_api.v1 import blob_pb2, freeze_pb2
 
 
 def _upload_unary(url, path, chunk=1 << 20):
@@ -38,15 +38,15 @@ def test_freeze_over_grpc_web_matches_native(web_server, tmp_path):
     for name in files:
         request.files.add(path=name, digest=_upload_unary(web_server.web_url, os.path.join(model.directory, name),
                                                           chunk=1000))
-    events = [freeze_pb2.FreezeEvent.FromString(m) for m in
+    events = [freeze_pb2.FreezeResponse.FromString(m) for m in
               grpcweb.call(web_server.web_url, "Freeze", request.SerializeToString())]
     assert events[0].HasField("progress") and events[-1].HasField("result")
     result = events[-1].result
     chunks = grpcweb.call(web_server.web_url, "DownloadBlob",
-                          blob_pb2.DownloadBlobRequest(digest=result.graph).SerializeToString())
+                          blob_pb2.DownloadBlobRequest(digest=blob_pb2.Digest(sha256=result.sha256, size_bytes=result.size_bytes)).SerializeToString())
     web_bytes = b"".join(blob_pb2.DownloadBlobResponse.FromString(c).data for c in chunks)
     with FreezeClient(web_server.target) as native:
-        assert native.freeze(model.directory).graph == web_bytes
+        assert native.freeze(model.directory).graph_bytes == web_bytes
     assert [t.name for t in result.outputs] == ["y:0"]
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import models
-from tffreeze import FailedPreconditionError, FreezeClient, InvalidArgumentError
+from tffreeze_api import manifest
+from tffreeze import FailedPreconditionError, FreezeClient, InvalidArgumentError, NotFoundError
 
 KINDS = [pytest.param(False, id="ref"), pytest.param(True, id="resource")]
 FORBIDDEN = {"Assign", "AssignVariableOp", "AssignAdd", "AssignSub", "RefSwitch", "VariableV2", "VarHandleOp",
@@ -28,10 +29,10 @@ def _all_nodes(graph_bytes):
 def _check(outcome, model, rtol=1e-5, atol=1e-5, feeds=None, expected=None):
     expected = expected or model.expected
     fetches = list(expected)
-    got = models.run_frozen(outcome.graph, feeds or model.feeds, fetches)
+    got = models.run_frozen(outcome.graph_bytes, feeds or model.feeds, fetches)
     for name, value in zip(fetches, got):
         np.testing.assert_allclose(value, expected[name], rtol=rtol, atol=atol)
-    nodes = _all_nodes(outcome.graph)
+    nodes = _all_nodes(outcome.graph_bytes)
     assert not FORBIDDEN & {n.op for n in nodes}
     assert not [n.name for n in nodes if n.op.startswith("FusedBatchNorm") and n.attr["is_training"].b]
 
@@ -50,13 +51,13 @@ def test_training_graph_binds_switches_and_drops_training(client, tmp_path, reso
     _check(outcome, model)
     m = outcome.manifest
     assert [o["name"] for o in m["outputs"]] == ["probs:0"]
-    assert m["inputs"] == [{"name": "x:0", "dtype": "float32", "shape": [-1, 6, 6, 2],
+    assert models.documented(m["inputs"]) == [{"name": "x:0", "dtype": "float32", "shape": [-1, 6, 6, 2],
                             "reason": "placeholder the outputs depend on"}]
     assert m["outputs"][0]["dtype"] == "float32" and m["outputs"][0]["shape"] == [-1, 3]
     bound = {b["name"]: b["value"] for b in m["bindings"]}
     assert bound == {"is_training:0": False, "keep_prob:0": 1.0}
     assert all(b["reason"] == "inference value of a training switch" for b in m["bindings"])
-    assert m["checkpoint"]["step"] == 10 and m["source_kind"] == "saver"
+    assert m["checkpoint"]["step"] == 10 and m["source_kind"] == "SOURCE_KIND_SAVER"
 
 
 @pytest.mark.parametrize("resource,cf_v1", VARIABLE_AND_CONTROL_FLOW)
@@ -73,9 +74,9 @@ def test_switch_left_unbound_becomes_an_input(client, tmp_path):
     outcome = client.freeze(model.directory, bind=["keep_prob="])
     names = [i["name"] for i in outcome.manifest["inputs"]]
     assert names == ["x:0", "keep_prob:0"]
-    (got,) = models.run_frozen(outcome.graph, {"x:0": model.feeds["x:0"], "keep_prob:0": 1.0}, ["probs:0"])
+    (got,) = models.run_frozen(outcome.graph_bytes, {"x:0": model.feeds["x:0"], "keep_prob:0": 1.0}, ["probs:0"])
     np.testing.assert_allclose(got, model.expected["probs:0"], rtol=1e-5, atol=1e-5)
-    info = client.inspect(model.directory)
+    info = manifest.to_dict(client.inspect(model.directory))
     assert {s["name"]: s["inference_value"] for s in info["switches"]} == {"is_training:0": False,
                                                                           "keep_prob:0": 1.0}
 
@@ -89,14 +90,14 @@ def test_while_loop_and_cond_reading_variables(client, tmp_path, resource, cf_v1
     _check(outcome, model)
     # Both branches of the data-dependent cond survive: x with a negative sum takes the other one.
     neg = {"x:0": -np.abs(model.feeds["x:0"])}
-    (frozen_neg,) = models.run_frozen(outcome.graph, neg, ["out:0"])
+    (frozen_neg,) = models.run_frozen(outcome.graph_bytes, neg, ["out:0"])
     assert frozen_neg.shape == (2, 2) and np.all(frozen_neg < 0)
     m = outcome.manifest
-    assert m["inputs"] == [{"name": "x:0", "dtype": "float32", "shape": [-1, 2],
+    assert models.documented(m["inputs"]) == [{"name": "x:0", "dtype": "float32", "shape": [-1, 2],
                             "reason": "placeholder the outputs depend on"}]
     assert [(o["name"], o["dtype"]) for o in m["outputs"]] == [("out:0", "float32")]
     assert m["outputs"][0]["reason"].startswith("graph sink")
-    assert client.freeze(model.directory).graph == outcome.graph
+    assert client.freeze(model.directory).graph_bytes == outcome.graph_bytes
 
 
 # -- partitions -------------------------------------------------------------------
@@ -106,10 +107,10 @@ def test_partitioned_variables(client, tmp_path, resource):
     outcome = client.freeze(model.directory)
     _check(outcome, model)
     m = outcome.manifest
-    assert m["inputs"] == [{"name": "ids:0", "dtype": "int32", "shape": [-1],
+    assert models.documented(m["inputs"]) == [{"name": "ids:0", "dtype": "int32", "shape": [-1],
                             "reason": "placeholder the outputs depend on"}]
     assert m["variables_frozen"] == 5  # 3 + 2 partitions
-    keys = {v["checkpoint_key"] for v in client.inspect(model.directory)["variables"]}
+    keys = {v.checkpoint_key for v in client.inspect(model.directory).variables}
     assert {"emb", "proj"} <= keys  # one full tensor per partitioned variable, sliced on freezing
 
 
@@ -133,11 +134,11 @@ def test_checkpoint_without_meta_plus_graph_file(client, tmp_path, resource, as_
     assert not [f for f in os.listdir(model.directory) if f.endswith(".meta")]
     with pytest.raises(FailedPreconditionError) as err:
         client.freeze(model.directory)
-    assert "--graph" in err.value.message
-    outcome = client.freeze(model.directory, graph=model.extra["graph"])
+    assert "graph_path" in err.value.message and err.value.reason == "ERROR_REASON_NO_GRAPH"
+    outcome = client.freeze(model.directory, graph_file=model.extra["graph"])
     _check(outcome, model)
     m = outcome.manifest
-    assert m["source_kind"] == "graph+checkpoint" and m["checkpoint"]["meta_graph"].endswith(
+    assert m["source_kind"] == "SOURCE_KIND_GRAPH_AND_CHECKPOINT" and m["checkpoint"]["meta_graph"].endswith(
         "graph.pbtxt" if as_text else "graph.pb")
     assert [(t["name"], t["dtype"], t["shape"]) for t in m["inputs"]] == [("x:0", "float32", [-1, 3])]
     assert [(t["name"], t["dtype"], t["shape"]) for t in m["outputs"]] == [("y:0", "float32", [-1, 2])]
@@ -146,10 +147,10 @@ def test_checkpoint_without_meta_plus_graph_file(client, tmp_path, resource, as_
 def test_graph_file_key_mismatch_names_missing_and_unused_keys(client, tmp_path):
     model = models.without_meta(str(tmp_path / "ckpt"), True, False, rename="weights")
     with pytest.raises(FailedPreconditionError) as err:
-        client.freeze(model.directory, graph=model.extra["graph"])
+        client.freeze(model.directory, graph_file=model.extra["graph"])
     msg = err.value.message
     assert "weights (checkpoint key 'weights')" in msg and "not used by any graph variable: w" in msg
-    outcome = client.freeze(model.directory, graph=model.extra["graph"], var_map={"weights": "w"})
+    outcome = client.freeze(model.directory, graph_file=model.extra["graph"], var_map={"weights": "w"})
     _check(outcome, model)
 
 
@@ -159,27 +160,29 @@ def test_saved_model_v1_builder(client, tmp_path):
     outcome = client.freeze(model.directory)
     _check(outcome, model)
     m = outcome.manifest
-    assert m["source_kind"] == "saved_model_v1"
+    assert m["source_kind"] == "SOURCE_KIND_SAVED_MODEL_V1"
     assert m["signature"] == {
         "name": "serving_default",
         "inputs": {"x": {"name": "features:0", "dtype": "float32", "shape": [-1, 3]}},
         "outputs": {"probabilities": {"name": "scores:0", "dtype": "float32", "shape": [-1, 2]}}}
-    with pytest.raises(InvalidArgumentError):
+    # A missing signature is NOT_FOUND for every source kind (one signature picker).
+    with pytest.raises(NotFoundError) as err:
         client.freeze(model.directory, signature="nope")
+    assert err.value.reason == "ERROR_REASON_SIGNATURE_NOT_FOUND" and err.value.metadata["field"] == "options.signature"
 
 
 def test_saved_model_v2_two_inputs_of_different_dtypes(client, tmp_path):
     model = models.saved_model_v2(str(tmp_path / "sm2"))
     outcome = client.freeze(model.directory)
     sig = outcome.manifest["signature"]
-    assert outcome.manifest["source_kind"] == "saved_model_v2" and sig["name"] == "serving_default"
+    assert outcome.manifest["source_kind"] == "SOURCE_KIND_SAVED_MODEL_V2" and sig["name"] == "serving_default"
     assert sig["inputs"]["x"]["dtype"] == "float32" and sig["inputs"]["x"]["shape"] == [-1, 3]
     assert sig["inputs"]["steps"]["dtype"] == "int32" and sig["inputs"]["steps"]["shape"] == [-1]
     assert sig["outputs"]["logits"]["shape"] == [-1, 2] and sig["outputs"]["count"]["dtype"] == "int32"
     feeds = {sig["inputs"][a]["name"]: v for a, v in model.feeds.items()}
     expected = {sig["outputs"][a]["name"]: v for a, v in model.expected.items()}
     _check(outcome, model, feeds=feeds, expected=expected)
-    assert client.freeze(model.directory).graph == outcome.graph
+    assert client.freeze(model.directory).graph_bytes == outcome.graph_bytes
 
 
 def test_keras_export(client, tmp_path):
@@ -219,7 +222,7 @@ def test_ema_shadow_values(client, tmp_path, resource):
     # y feeds only the loss: found where the model meets its target, not as a sink.
     assert ema.manifest["outputs"][0]["reason"].startswith("graph analysis: the prediction the loss Mean")
     assert any("no ExponentialMovingAverage shadow for offset" in w for w in ema.manifest["warnings"])
-    assert client.inspect(model.directory)["ema_shadows"] == ["w"]
+    assert list(client.inspect(model.directory).ema_shadows) == ["w"]
 
 
 # -- optimisation and verification ---------------------------------------------------------
@@ -229,10 +232,10 @@ def test_optimize_folds_batch_norm_within_tolerance(client, tmp_path, fused):
     plain = client.freeze(model.directory)
     opt = client.freeze(model.directory, optimize=True)
     _check(opt, model, rtol=1e-5, atol=1e-6)
-    ops = [n.op for n in _all_nodes(opt.graph)]
-    assert len(ops) < len(_all_nodes(plain.graph))
+    ops = [n.op for n in _all_nodes(opt.graph_bytes)]
+    assert len(ops) < len(_all_nodes(plain.graph_bytes))
     assert not [op for op in ops if op.startswith("FusedBatchNorm") or op in ("Rsqrt", "Identity")]
-    assert any(w.startswith("--optimize:") for w in opt.manifest["warnings"])
+    assert any(w.startswith("optimize:") for w in opt.manifest["warnings"])
 
 
 def test_verify_reports_differences(client, tmp_path):
@@ -252,7 +255,8 @@ def test_verify_refuses_file_reading_graphs_unless_allowed(client, tmp_path):
     assert client.freeze(model.directory).manifest["outputs"][0]["name"] == "out:0"  # freezing is fine
     with pytest.raises(FailedPreconditionError) as err:
         client.freeze(model.directory, verify=True)
-    assert "ReadFile" in err.value.message and "--allow-unsafe-verify" in err.value.message
+    assert "ReadFile" in err.value.message and "allows unsafe verification" in err.value.message
+    assert err.value.reason == "ERROR_REASON_VERIFY_FAILED"
     permissive = start_server(str(tmp_path / "data"), ["--allow-unsafe-verify"])
     try:
         with FreezeClient(permissive.target) as c:
@@ -294,10 +298,10 @@ def test_keras_learning_phase_and_partial_restore(client, tmp_path):
     assert outcome.manifest["bindings"] == [{"name": "keras_learning_phase:0", "value": False,
                                              "reason": "inference value of a training switch"}]
     assert [i["name"] for i in outcome.manifest["inputs"]] == ["x:0"]
-    (got,) = models.run_frozen(outcome.graph, {"x:0": np.eye(2, dtype=np.float32)}, ["out/Identity:0"])
+    (got,) = models.run_frozen(outcome.graph_bytes, {"x:0": np.eye(2, dtype=np.float32)}, ["out/Identity:0"])
     np.testing.assert_allclose(got, model.expected["out/Identity:0"])
     # Only w from the checkpoint: bias keeps its constant initial value (the same here, so equal).
     partial = client.freeze(model.directory, outputs=["out/Identity"], include_variables=["w"])
     assert any("bias takes its initial value" in w for w in partial.manifest["warnings"])
-    (got,) = models.run_frozen(partial.graph, {"x:0": np.eye(2, dtype=np.float32)}, ["out/Identity:0"])
+    (got,) = models.run_frozen(partial.graph_bytes, {"x:0": np.eye(2, dtype=np.float32)}, ["out/Identity:0"])
     np.testing.assert_allclose(got, model.expected["out/Identity:0"])

@@ -9,6 +9,7 @@ import models
 from models import tf, tf1
 from tffreeze_server.core import engine
 from tffreeze_server.core.errors import FailedPrecondition, ResourceExhausted
+from tffreeze_server.core.spec import FreezeSpec, ServerLimits
 
 
 def test_graph_over_the_protobuf_limit_is_refused_before_writing(tmp_path):
@@ -16,8 +17,9 @@ def test_graph_over_the_protobuf_limit_is_refused_before_writing(tmp_path):
     out = tmp_path / "out.pb"
     # The real limit is 2 GB; a lowered one exercises the same check cheaply.
     with pytest.raises(ResourceExhausted) as err:
-        engine.freeze(model.directory, {"_size_limit": 64}, str(out))
+        engine.freeze(model.directory, FreezeSpec(limits=ServerLimits(max_graph_bytes=64)), str(out))
     assert "over protobuf's 2 GB limit" in err.value.message and "largest variables: w" in err.value.message
+    assert err.value.reason == "ERROR_REASON_GRAPH_TOO_LARGE"
     assert not out.exists() and not (tmp_path / "out.pb.part").exists()
 
 
@@ -38,8 +40,8 @@ def test_sharded_saver_over_two_devices(tmp_path):
             s.run(tf1.global_variables_initializer())
             saver.save(s, os.path.join(d, "model.ckpt"))
     assert len([f for f in os.listdir(d) if ".data-" in f]) == 2
-    manifest = engine.freeze(d, {}, str(tmp_path / "out.pb"))
-    assert manifest["variables_frozen"] == 2
+    result = engine.freeze(d, FreezeSpec(), str(tmp_path / "out.pb"))
+    assert result.variables_frozen == 2
     got = models.run_frozen((tmp_path / "out.pb").read_bytes(), {"x:0": np.eye(2, dtype=np.float32)}, ["y:0"])[0]
     np.testing.assert_allclose(got, [[1.5, 1.5], [3.5, 3.5]])
 
@@ -57,9 +59,10 @@ def test_variable_missing_from_checkpoint_is_named(tmp_path):
             s.run(tf1.global_variables_initializer())
             saver.save(s, os.path.join(d, "model.ckpt"))
     with pytest.raises(FailedPrecondition) as err:
-        engine.freeze(d, {}, str(tmp_path / "out.pb"))
-    assert "v2 (checkpoint key 'v2')" in err.value.message and "--var-map" in err.value.message
+        engine.freeze(d, FreezeSpec(), str(tmp_path / "out.pb"))
+    assert "v2 (checkpoint key 'v2')" in err.value.message and "(var_map)" in err.value.message
+    assert err.value.reason == "ERROR_REASON_VARIABLE_VALUE_MISSING" and err.value.metadata["variables"] == "v2"
     # Leaving v2 out of the restore freezes it to its (constant) initial value, as a partial restore does.
-    manifest = engine.freeze(d, {"exclude_variables": ["v2"]}, str(tmp_path / "out.pb"))
-    assert any("v2 takes its initial value" in w for w in manifest["warnings"])
+    result = engine.freeze(d, FreezeSpec(exclude_variables=("v2",)), str(tmp_path / "out.pb"))
+    assert any("v2 takes its initial value" in w for w in result.warnings)
     assert models.run_frozen((tmp_path / "out.pb").read_bytes(), {}, ["sum:0"])[0] == 3.0

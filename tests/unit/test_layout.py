@@ -1,6 +1,6 @@
 import pytest
 
-from tffreeze import layout
+from tffreeze_api import layout
 
 SAVER_DIR = [
     "checkpoint",

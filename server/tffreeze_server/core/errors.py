@@ -1,14 +1,25 @@
-"""Errors of the freeze engine. Each carries the gRPC status *name* it maps to
-(the mapping to grpc.StatusCode lives in ``tffreeze_server.status``); messages
-name the problem and what to do about it."""
+"""Errors of the freeze engine. Each carries the gRPC status *name* it maps to,
+an ErrorReason *name* (protos/tffreeze/v1/errors.proto) and string metadata for
+the ErrorInfo detail; the mapping to grpc lives in ``tffreeze_server.status``.
+Messages name the problem and what to do about it in terms of request fields
+and concepts, never one client's flag spelling."""
+
+from __future__ import annotations
+
+from typing import Dict
 
 
 class FreezeError(Exception):
     code = "INTERNAL"
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, reason: str = "ERROR_REASON_INTERNAL", **metadata):
         super().__init__(message)
         self.message = message
+        self.reason = reason
+        self.metadata: Dict[str, str] = {k: str(v) for k, v in metadata.items() if v is not None}
+
+    def __reduce__(self):  # crosses the worker pipe with its reason and metadata
+        return rebuild, (self.code, self.message, self.reason, self.metadata)
 
 
 class InvalidArgument(FreezeError):
@@ -43,6 +54,12 @@ BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, FailedPreconditi
                                       ResourceExhausted, DeadlineExceeded, Cancelled, Internal)}
 
 
-def from_code(code: str, message: str) -> FreezeError:
-    """Rebuild an error sent across a process boundary as (code, message)."""
-    return BY_CODE.get(code, Internal)(message)
+def rebuild(code: str, message: str, reason: str, metadata: Dict[str, str]) -> FreezeError:
+    """An error sent across a process boundary, as it was."""
+    return BY_CODE.get(code, Internal)(message, reason, **metadata)
+
+
+def option_error(field: str, message: str) -> InvalidArgument:
+    """A malformed or inapplicable request option (``field`` as in FreezeOptions)."""
+    return InvalidArgument("options.%s: %s" % (field, message), "ERROR_REASON_INVALID_OPTION",
+                           field="options." + field)

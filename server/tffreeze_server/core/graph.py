@@ -22,7 +22,8 @@ def split_tensor(name: str) -> Tuple[str, int]:
     """'x' -> ('x', 0); 'x:1' -> ('x', 1). Raises InvalidArgument when malformed."""
     m = _TENSOR_RE.match(name.strip())
     if not m:
-        raise InvalidArgument("%r is not a tensor name; write NODE or NODE:INDEX, e.g. 'logits' or 'logits:0'" % name)
+        raise InvalidArgument("%r is not a tensor name; write NODE or NODE:INDEX, e.g. 'logits' or 'logits:0'"
+                              % name[:200], "ERROR_REASON_INVALID_NAME", name=name[:200])
     return m.group("node"), int(m.group("index") or 0)
 
 
@@ -55,6 +56,7 @@ def ancestors(graph_def, roots: Iterable[str]) -> Set[str]:
 
 def resolve_names(names: List[str], graph_def, what: str) -> List[str]:
     """Normalise user-given names to tensor names 'node:i', checking they exist.
+    ``what`` is the FreezeOptions field ("outputs", "inputs").
 
     A miss raises InvalidArgument with the closest node names."""
     by_name = nodes_by_name(graph_def)
@@ -64,7 +66,9 @@ def resolve_names(names: List[str], graph_def, what: str) -> List[str]:
         if node not in by_name:
             close = difflib.get_close_matches(node, list(by_name), n=3, cutoff=0.5)
             hint = ("; did you mean %s?" % ", ".join(repr(c) for c in close)) if close else ""
-            raise InvalidArgument("%s %r is not in the graph%s Run `tffreeze inspect SOURCE` to list "
-                                  "candidate inputs and outputs." % (what, raw, hint + (" " if hint else ".")))
+            raise InvalidArgument("%s: %r is not in the graph%s Inspect the checkpoint to list candidate "
+                                  "inputs and outputs." % (what, raw, hint + (" " if hint else ".")),
+                                  "ERROR_REASON_NAME_NOT_IN_GRAPH", field="options." + what, name=raw,
+                                  suggestions=",".join(close))
         out.append("%s:%d" % (node, index))
     return out

@@ -15,6 +15,8 @@ from typing import List, Optional, Set, Tuple
 from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_of, nodes_by_name, resolve_names
 
 Named = Tuple[str, str]  # (tensor name "node:i", reason)
+EXPLICIT_OUTPUT = "explicit outputs"
+EXPLICIT_INPUT = "explicit inputs"
 
 # Collections TensorFlow itself maintains; everything else was added by the user.
 _TF_COLLECTIONS = {
@@ -212,7 +214,7 @@ def _from_analysis(graph_def, by_name, training) -> Resolution:
             return Resolution([("%s:0" % p, "graph analysis: the prediction the loss %s compares with its target"
                                 % ", ".join(loss_names)) for p in predictions], None)
         return Resolution([("%s:0" % n, "graph sink (a training loss)") for n in loss_names],
-                          None, ["the only outputs found are training losses (%s); pass --outputs" % ", ".join(loss_names)])
+                          None, ["the only outputs found are training losses (%s); name the outputs" % ", ".join(loss_names)])
     return Resolution([], None)
 
 
@@ -223,17 +225,17 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
     training = training_nodes(graph_def)
     warnings: List[str] = []
     if outputs:
-        res = Resolution([(t, "explicit --outputs") for t in resolve_names(outputs, graph_def, "output")], None)
+        res = Resolution([(t, EXPLICIT_OUTPUT) for t in resolve_names(outputs, graph_def, "outputs")], None)
     else:
         res = (_from_signature(meta, signature) or _from_collections(meta, by_name, training)
                or _from_analysis(graph_def, by_name, training))
         if not res.outputs:
             raise _no_outputs()
         if len(res.outputs) > 1 and res.outputs[0][1].startswith("graph sink"):
-            warnings.append("%d outputs were inferred as graph sinks (%s); pass --outputs to choose"
+            warnings.append("%d outputs were inferred as graph sinks (%s); name the outputs to choose"
                             % (len(res.outputs), ", ".join(t for t, _ in res.outputs)))
     if inputs:
-        res.inputs = [(t, "explicit --inputs") for t in resolve_names(inputs, graph_def, "input")]
+        res.inputs = [(t, EXPLICIT_INPUT) for t in resolve_names(inputs, graph_def, "inputs")]
     elif res.inputs is not None:
         # Keep the signature's/collection's inputs only if the outputs use them.
         needed = ancestors(graph_def, [node_of(t) for t, _ in res.outputs])
@@ -245,5 +247,6 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
 def _no_outputs():
     from .errors import FailedPrecondition
     return FailedPrecondition("could not infer any output: every sink of the graph is a training, saver, "
-                              "summary or bookkeeping op. Pass --outputs NAME[,NAME...]; "
-                              "`tffreeze inspect SOURCE` lists the graph's candidates.")
+                              "summary or bookkeeping op. Name the outputs (outputs); inspecting the "
+                              "checkpoint lists the graph's candidates.", "ERROR_REASON_NAME_NOT_IN_GRAPH",
+                              field="options.outputs")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -28,6 +28,9 @@ _FALSE_SWITCH = re.compile(r"^(is_?training|training|is_?train|train_?phase|phas
                            r"keras_learning_phase|learning_phase|train_?mode|is_?train_?mode)$", re.I)
 _KEEP_PROB = re.compile(r"^(keep_?prob(ability)?|dropout_?keep(_?prob)?|keep_?rate)$", re.I)
 _DROP_RATE = re.compile(r"^(dropout_?rate|drop_?rate|dropout)$", re.I)
+
+
+BOUND_BY_OPTION = "bound by the bind option"
 
 
 @dataclass
@@ -69,51 +72,45 @@ def find_switches(graph_def) -> List[Switch]:
     return out
 
 
-def parse_binds(binds: List[str]) -> Dict[str, Optional[str]]:
-    """'NAME=VALUE' -> {node: value-text}; 'NAME=' -> {node: None} (leave unbound)."""
-    out: Dict[str, Optional[str]] = {}
-    for item in binds:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise InvalidArgument("--bind %r: write NAME=VALUE, e.g. --bind is_training=false" % item)
-        out[node_of(name.strip())] = value.strip() or None
-    return out
-
-
-def _coerce(text: str, dtype_enum: int, name: str):
+def _coerce(value: Union[bool, float], dtype_enum: int, name: str):
+    """A typed binding (bool or number) as a value of the placeholder's dtype."""
     dtype = tf.dtypes.as_dtype(dtype_enum)
-    try:
-        if dtype == tf.bool:
-            low = text.lower()
-            if low in ("true", "1", "yes"):
-                return True
-            if low in ("false", "0", "no"):
-                return False
-            raise ValueError(text)
-        value = json.loads(text)
-        return np.asarray(value, dtype=dtype.as_numpy_dtype).tolist()
-    except (ValueError, TypeError):
-        raise InvalidArgument("--bind %s=%s: not a valid %s value" % (name, text, dtype.name)) from None
+    if dtype == tf.bool:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+    elif dtype.is_integer:
+        if not isinstance(value, bool) and float(value).is_integer():
+            return int(value)
+    elif dtype.is_floating:
+        if not isinstance(value, bool):
+            return float(np.asarray(value, dtype=dtype.as_numpy_dtype))
+    raise InvalidArgument("bind: %s=%s is not a %s value" % (name, json.dumps(value), dtype.name),
+                          "ERROR_REASON_INVALID_OPTION", field="options.bind", name=name)
 
 
-def bind(graph_def, binds: Dict[str, Optional[str]]) -> List[dict]:
-    """Replace switch placeholders by constants, in place. Returns the bindings made."""
+def bind(graph_def, binds: Dict[str, Union[bool, float, None]]) -> List[dict]:
+    """Replace switch placeholders by constants, in place; a None value keeps a
+    switch unbound. Returns the bindings made."""
     by_name = nodes_by_name(graph_def)
+    switch_names = [s.name for s in find_switches(graph_def)]
     for name in binds:
-        if name not in by_name:
-            raise InvalidArgument("--bind %s: no such node among the nodes the outputs need" % name)
-        if by_name[name].op not in PLACEHOLDER_OPS:
-            raise InvalidArgument("--bind %s: it is a %s, not a placeholder" % (name, by_name[name].op))
+        if name not in by_name or by_name[name].op not in PLACEHOLDER_OPS:
+            what = "is not among the nodes the outputs need" if name not in by_name else \
+                "is a %s, not a placeholder" % by_name[name].op
+            raise InvalidArgument("bind: %s %s; switches the outputs depend on: %s"
+                                  % (name, what, ", ".join(switch_names) or "none"),
+                                  "ERROR_REASON_NAME_NOT_IN_GRAPH", field="options.bind", name=name,
+                                  suggestions=",".join(switch_names[:10]))
     made = []
     chosen: Dict[str, Tuple[object, str]] = {}
     for sw in find_switches(graph_def):
         if sw.inference_value is not None and sw.name not in binds:
             chosen[sw.name] = (sw.inference_value, "inference value of a training switch")
-    for name, text in binds.items():
-        if text is None:
+    for name, value in binds.items():
+        if value is None:
             chosen.pop(name, None)
         else:
-            chosen[name] = (_coerce(text, by_name[name].attr["dtype"].type, name), "--bind")
+            chosen[name] = (_coerce(value, by_name[name].attr["dtype"].type, name), BOUND_BY_OPTION)
     for node in graph_def.node:
         if node.name not in chosen:
             continue
@@ -316,4 +313,4 @@ def training_batch_norms(graph_def) -> List[str]:
     return found
 
 
-__all__ = ["find_switches", "bind", "parse_binds", "fold_conditionals", "training_batch_norms", "Switch"]
+__all__ = ["find_switches", "bind", "BOUND_BY_OPTION", "fold_conditionals", "training_batch_norms", "Switch"]

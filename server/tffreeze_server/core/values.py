@@ -1,7 +1,7 @@
 """Which value each variable of the frozen graph takes.
 
 By default, the checkpoint key the saver's restore ops give it (else its own
-name). ``--var-map G=K`` overrides the key; ``--ema`` prefers the key's
+name). ``var_map`` overrides the key; ``ema`` prefers the key's
 ``/ExponentialMovingAverage`` shadow; variables outside ``include_variables`` or
 inside ``exclude_variables`` take their initial value, which must be a constant
 in the graph (a partial restore, as with ``Saver(var_list=...)``).
@@ -20,19 +20,10 @@ from tensorflow.python.framework import tensor_util
 from .errors import FailedPrecondition, InvalidArgument
 from .graph import VARIABLE_OPS, node_of, nodes_by_name
 from .saver_map import KeyRef
+from .spec import FreezeSpec
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 Values = Dict[str, Tuple[np.ndarray, int]]
-
-
-def parse_var_map(items: List[str]) -> Dict[str, str]:
-    out = {}
-    for item in items:
-        var, sep, key = item.partition("=")
-        if not sep or not var.strip() or not key.strip():
-            raise InvalidArgument("--var-map %r: write GRAPH_VAR=CKPT_KEY, e.g. --var-map dense/kernel=w" % item)
-        out[node_of(var.strip())] = key.strip()
-    return out
 
 
 def _slice(array: np.ndarray, spec: str) -> np.ndarray:
@@ -61,33 +52,36 @@ def initial_value(var: str, full_graph_def) -> np.ndarray:
             if src is not None and src.op == "Const":
                 return tensor_util.MakeNdarray(src.attr["value"].tensor)
             raise FailedPrecondition("variable %s is left out of the checkpoint restore, but its initial value is "
-                                     "computed by %s (%s), not a constant; include it, or give it a value with "
-                                     "--var-map" % (var, src.name if src is not None else "?",
-                                                    src.op if src is not None else "missing"))
+                                     "computed by %s (%s), not a constant; include it, or map it to a checkpoint "
+                                     "key (var_map)" % (var, src.name if src is not None else "?",
+                                                        src.op if src is not None else "missing"),
+                                     "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=var)
     raise FailedPrecondition("variable %s is left out of the checkpoint restore and has no initializer in the "
-                             "graph; include it, or give it a value with --var-map" % var)
+                             "graph; include it, or map it to a checkpoint key (var_map)" % var,
+                             "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=var)
 
 
-def _check_names(names: List[str], variables: List[str], flag: str) -> None:
+def _check_names(names, variables: List[str], field: str) -> None:
     for name in names:
         if name not in variables:
             close = difflib.get_close_matches(name, variables, n=3, cutoff=0.5)
-            raise InvalidArgument("%s %s: no such variable among those the outputs need%s" % (
-                flag, name, ("; did you mean %s?" % ", ".join(close)) if close else
-                " (%s)" % ", ".join(variables[:10])))
+            raise InvalidArgument("%s: %s is not a variable the outputs need%s" % (
+                field, name, ("; did you mean %s?" % ", ".join(close)) if close else
+                " (%s)" % ", ".join(variables[:10])), "ERROR_REASON_NAME_NOT_IN_GRAPH", field="options." + field,
+                name=name, suggestions=",".join(close))
 
 
-def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], options: dict,
+def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], spec: FreezeSpec,
                 progress) -> Tuple[Values, List[str], List[str]]:
-    """(values by variable node, EMA-substituted variables, warnings)."""
+    """(values by variable node, EMA-substituted variables, warnings); ``progress(message, fraction)``."""
     dtypes = reader.get_variable_to_dtype_map() if reader is not None else {}
-    var_map = parse_var_map(list(options.get("var_map") or []))
-    include = [node_of(v) for v in options.get("include_variables") or []]
-    exclude = [node_of(v) for v in options.get("exclude_variables") or []]
+    var_map = spec.var_map
+    include = list(spec.include_variables)
+    exclude = list(spec.exclude_variables)
     variables = [n for n in graph_def.node if n.op in VARIABLE_OPS]
     names = [n.name for n in variables]
-    _check_names(include, names, "--include-variables")
-    _check_names(exclude, names, "--exclude-variables")
+    _check_names(include, names, "include_variables")
+    _check_names(exclude, names, "exclude_variables")
     values: Values = {}
     missing, ema_used, no_shadow, warnings = [], [], [], []
     used_keys = set()
@@ -99,7 +93,7 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], o
         else:
             ref = KeyRef(var_map[node.name]) if node.name in var_map else (mapping.get(node.name) or KeyRef(node.name))
             key = ref.key
-            if options.get("ema"):
+            if spec.ema:
                 shadow = next((k for k in (node.name + EMA_SUFFIX, ref.key + EMA_SUFFIX) if k in dtypes), None)
                 if shadow is not None:
                     key, ref = shadow, KeyRef(shadow, ref.slice_spec)
@@ -117,24 +111,28 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], o
                 raise InvalidArgument(
                     "cannot read variable %s (checkpoint key %r): %s. The data shard is truncated or corrupt; "
                     "re-upload the .data-* files exactly as TensorFlow wrote them."
-                    % (node.name, key, detail.splitlines()[0] if detail else type(exc).__name__)) from None
+                    % (node.name, key, detail.splitlines()[0] if detail else type(exc).__name__),
+                    "ERROR_REASON_CHECKPOINT_CORRUPT", variable=node.name) from None
             if want != dtypes[key].base_dtype:
                 raise InvalidArgument("variable %s is %s in the graph but %s in the checkpoint (key %r)"
-                                      % (node.name, want.name, dtypes[key].name, key))
+                                      % (node.name, want.name, dtypes[key].name, key),
+                                      "ERROR_REASON_VARIABLE_MISMATCH", variable=node.name)
         shape = tf.TensorShape(node.attr["shape"].shape) if "shape" in node.attr else tf.TensorShape(None)
         if not shape.is_compatible_with(array.shape):
             raise InvalidArgument("variable %s has shape %s in the graph but %s in its value"
-                                  % (node.name, shape, list(array.shape)))
+                                  % (node.name, shape, list(array.shape)), "ERROR_REASON_VARIABLE_MISMATCH",
+                                  variable=node.name)
         values[node.name] = (np.asarray(array, dtype=want.as_numpy_dtype), want.as_datatype_enum)
-        progress("reading_variables", "read %s" % node.name, 0.3 + 0.3 * (i + 1) / max(1, len(variables)))
+        progress("read %s" % node.name, 0.3 + 0.3 * (i + 1) / max(1, len(variables)))
     if missing:
         unused = sorted(k for k in dtypes if k not in used_keys and k != "_CHECKPOINTABLE_OBJECT_GRAPH")
         raise FailedPrecondition(
             "the outputs need %d variable(s) the checkpoint has no value for: %s. Checkpoint keys not used by "
-            "any graph variable: %s. Map them with --var-map GRAPH_VAR=CKPT_KEY, or upload the checkpoint this "
-            "graph was trained with." % (len(missing), ", ".join(missing[:10]),
-                                         ", ".join(unused[:20]) + (" ..." if len(unused) > 20 else "") or "none"))
+            "any graph variable: %s. Map graph variables to checkpoint keys (var_map), or upload the checkpoint "
+            "this graph was trained with." % (len(missing), ", ".join(missing[:10]),
+                                              ", ".join(unused[:20]) + (" ..." if len(unused) > 20 else "") or "none"),
+            "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=",".join(m.split(" ")[0] for m in missing[:20]))
     if no_shadow:
-        warnings.append("--ema: no ExponentialMovingAverage shadow for %s; their raw values were used"
+        warnings.append("ema: no ExponentialMovingAverage shadow for %s; their raw values were used"
                         % ", ".join(no_shadow[:10]))
     return values, ema_used, warnings

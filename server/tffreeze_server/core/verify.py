@@ -1,8 +1,8 @@
-"""--verify: run the original model (its graph with the checkpoint's values
+"""The verify option: run the original model (its graph with the checkpoint's values
 assigned) and the frozen graph on the same generated inputs and report the
 largest absolute difference per output. This executes the uploaded graph's
 inference part, so graphs holding file- or process-touching ops are refused
-unless the server was started with --allow-unsafe-verify. Runs in a worker.
+unless the server allows unsafe verification. Runs in a worker.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def refuse_unsafe(graph_def, allowed: bool) -> None:
     bad = unsafe_nodes(graph_def)
     if bad and not allowed:
         raise FailedPrecondition(
-            "--verify would execute the uploaded graph, which holds file- or process-touching ops: %s. Freeze "
-            "without --verify, or run a server started with --allow-unsafe-verify." % ", ".join(bad[:10]))
+            "verify would execute the uploaded graph, which holds file- or process-touching ops: %s. Freeze "
+            "without verify, or use a server that allows unsafe verification." % ", ".join(bad[:10]),
+            "ERROR_REASON_VERIFY_FAILED", nodes=",".join(b.split(" ")[0] for b in bad[:20]))
 
 
 def generate_inputs(infos: List[dict], seed: int = 0) -> Dict[str, np.ndarray]:

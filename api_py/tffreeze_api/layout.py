@@ -1,6 +1,6 @@
 """The `tf.train.Saver` directory layout: which checkpoint a freeze uses.
 
-Pure functions over file names (no gRPC, no TensorFlow), shared by the client,
+Pure functions over file names (no protobuf, no gRPC, no TensorFlow), shared by the clients,
 which uploads only the files of the chosen checkpoint, and the server, which
 makes the same choice over whatever it was sent.
 
@@ -23,23 +23,26 @@ _STEP_RE = re.compile(r"-(\d+)$")
 _STATE_RE = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
+_NOT_FOUND = "ERROR_REASON_CHECKPOINT_NOT_FOUND"
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 
 def keras_file_error(name: str) -> "SelectionError":
     return SelectionError(
-        "FAILED_PRECONDITION",
+        "FAILED_PRECONDITION", "ERROR_REASON_GRAPHLESS_FORMAT",
         "%s is a Keras model/weights file, not a TensorFlow graph checkpoint. Export a SavedModel instead "
         "(model.export(DIR) in Keras 3, tf.saved_model.save(model, DIR)) and freeze that directory." % name)
 
 
 class SelectionError(ValueError):
-    """The upload does not hold a usable checkpoint. ``code`` is a gRPC status name."""
+    """The upload does not hold a usable checkpoint. ``code`` is a gRPC status
+    name, ``reason`` an ErrorReason name (errors.proto)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, reason: str, message: str):
         super().__init__(message)
         self.code = code
+        self.reason = reason
 
 
 @dataclass
@@ -143,20 +146,20 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
         hint = (" Found %s but no .index file: upload the whole Saver output "
                 "(PREFIX.index, PREFIX.data-*, PREFIX.meta)." % ", ".join(metas[:3])) if metas else (
             " Expected files written by tf.train.Saver: PREFIX.index, PREFIX.data-00000-of-00001 and PREFIX.meta.")
-        raise SelectionError("NOT_FOUND", "no checkpoint found in the upload (%d files)." % len(paths) + hint)
+        raise SelectionError("NOT_FOUND", _NOT_FOUND, "no checkpoint found in the upload (%d files)." % len(paths) + hint)
 
     if prefix:
         want = prefix.strip("/")
         chosen = found.get(want) or next((c for c in ordered if _basename(c.prefix) == _basename(want)), None)
         if chosen is None:
-            raise SelectionError("NOT_FOUND", "checkpoint prefix %r is not in the upload; available: %s"
+            raise SelectionError("NOT_FOUND", _NOT_FOUND, "checkpoint prefix %r is not in the upload; available: %s"
                                  % (prefix, ", ".join(available)))
         reason = "prefix given explicitly"
     elif step is not None:
         matches = [c for c in ordered if c.step == step]
         if not matches:
             steps = [str(c.step) for c in ordered if c.step is not None]
-            raise SelectionError("NOT_FOUND", "no checkpoint at global step %d; steps available: %s"
+            raise SelectionError("NOT_FOUND", _NOT_FOUND, "no checkpoint at global step %d; steps available: %s"
                                  % (step, ", ".join(steps) or "none (prefixes carry no -STEP suffix)"))
         chosen = matches[-1]
         reason = "global step %d requested" % step
@@ -178,7 +181,7 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
 
     missing = missing_shards(chosen)
     if missing:
-        raise SelectionError("NOT_FOUND", "checkpoint %r is missing data shard(s): %s. Upload every "
+        raise SelectionError("NOT_FOUND", "ERROR_REASON_SHARD_MISSING", "checkpoint %r is missing data shard(s): %s. Upload every "
                              "%s.data-*-of-* file the Saver wrote." % (chosen.prefix, ", ".join(missing), chosen.prefix))
     if chosen.meta is None:
         # Savers called with write_meta_graph=False after the first save leave

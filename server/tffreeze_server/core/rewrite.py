@@ -67,8 +67,9 @@ def check_size(values: Dict[str, Tuple[np.ndarray, int]], graph_def, limit: int 
         biggest = sorted(values.items(), key=lambda kv: -kv[1][0].nbytes)[:3]
         raise ResourceExhausted(
             "the frozen graph would be about %.2f GB, over protobuf's 2 GB limit (largest variables: %s). "
-            "Freeze a smaller subgraph with --outputs, or serve the model as a SavedModel instead."
-            % (total / 1e9, ", ".join("%s %.1f MB" % (k, a.nbytes / 1e6) for k, (a, _) in biggest)))
+            "Freeze a smaller subgraph (name fewer outputs), or serve the model as a SavedModel instead."
+            % (total / 1e9, ", ".join("%s %.1f MB" % (k, a.nbytes / 1e6) for k, (a, _) in biggest)),
+            "ERROR_REASON_GRAPH_TOO_LARGE")
 
 
 def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]]):
@@ -270,8 +271,9 @@ def reject_forbidden(graph_def):
     if bad:
         raise FailedPrecondition(
             "the outputs still depend on training or saver ops after freezing: %s. Choose outputs that "
-            "do not run training steps (pass --outputs), or check that every variable they read is in "
-            "the checkpoint." % ", ".join("%s (%s)" % nb for nb in bad[:10]))
+            "do not run training steps (name them in outputs), or check that every variable they read is in "
+            "the checkpoint." % ", ".join("%s (%s)" % nb for nb in bad[:10]), "ERROR_REASON_TRAINING_OP_NEEDED",
+            nodes=",".join(n for n, _ in bad[:20]))
 
 
 def placeholders(graph_def) -> List[object]:

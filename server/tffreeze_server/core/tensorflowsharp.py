@@ -1,4 +1,4 @@
-"""--target tensorflowsharp: make a frozen graph load and run in libtensorflow 1.15.0,
+"""The tensorflowsharp target (Target TARGET_TENSORFLOWSHARP): make a frozen graph load and run in libtensorflow 1.15.0,
 the runtime the TensorFlowSharp package bundles.
 
 TF 2.x adds attributes (MatMul's grad_a/grad_b, FusedBatchNormV3's
@@ -23,9 +23,8 @@ from google.protobuf import text_format
 from tensorflow.core.framework import attr_value_pb2
 from tensorflow.python.framework import op_def_registry
 
-from .errors import FailedPrecondition, InvalidArgument
+from .errors import FailedPrecondition
 
-TARGETS = ("tensorflowsharp",)
 _DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tf115_ops.json")
 
 
@@ -76,10 +75,10 @@ def _strip_defaults(node) -> None:
             del node.attr[name]
 
 
-def convert(graph_def, target: str) -> List[str]:
-    """Rewrite ``graph_def`` in place for ``target``; returns notes for the manifest's warnings."""
-    if target not in TARGETS:
-        raise InvalidArgument("--target %r is not supported; targets: %s" % (target, ", ".join(TARGETS)))
+def make_loadable(graph_def) -> List[str]:
+    """Rewrite ``graph_def`` in place so that TensorFlowSharp's libtensorflow 1.15
+    loads it; returns notes for the manifest's warnings. Raises FailedPrecondition
+    naming every node that has no exact 1.15 equivalent."""
     version, ops115 = registry()
     functions = {f.signature.name for f in graph_def.library.function}
     notes, offending = [], []
@@ -115,6 +114,7 @@ def convert(graph_def, target: str) -> List[str]:
     if offending:
         raise FailedPrecondition(
             "the frozen graph cannot run on TensorFlowSharp's libtensorflow %s: %s. These ops have no exact %s "
-            "equivalent; build the model from ops %s has, or run it on a newer TensorFlow (no --target)."
-            % (version, "; ".join(offending[:20]) + (" ..." if len(offending) > 20 else ""), version, version))
+            "equivalent; build the model from ops %s has, or run it on a newer TensorFlow (no target)."
+            % (version, "; ".join(offending[:20]) + (" ..." if len(offending) > 20 else ""), version, version),
+            "ERROR_REASON_TARGET_INCOMPATIBLE", target="TARGET_TENSORFLOWSHARP")
     return notes

@@ -1,0 +1,129 @@
+"""FreezeOptions from user-level values: the one place option strings are parsed.
+
+Clients (the Python library and CLI) hand over what users wrote — names as lists
+or comma-separated text, bindings as ``{"is_training": False}`` or
+``["is_training=false"]``, variable maps as ``{"G": "K"}`` or ``["G=K"]``, the
+target as ``"tensorflowsharp"`` — and get a typed ``tffreeze.v1.FreezeOptions``.
+A malformed value raises :class:`OptionError` naming the proto field, before
+any file is hashed or any call is made. The server validates the typed message
+again (it cannot trust clients), but never parses strings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from google.protobuf import struct_pb2
+
+from .v1 import freeze_pb2
+
+Pairs = Union[Mapping[str, object], Sequence[str], None]
+
+TARGETS = {"": freeze_pb2.TARGET_UNSPECIFIED, "tensorflowsharp": freeze_pb2.TARGET_TENSORFLOWSHARP}
+
+
+class OptionError(ValueError):
+    """A malformed option. ``field`` is the FreezeOptions field name ("bind")."""
+
+    reason = "ERROR_REASON_INVALID_OPTION"
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def names(value: Union[str, Iterable[str], None]) -> List[str]:
+    """'a, b' or ['a', 'b ', ''] -> ['a', 'b']."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [v.strip() for v in items if isinstance(v, str) and v.strip()]
+
+
+def _pairs(value: Pairs, field: str, example: str) -> List[Tuple[str, object]]:
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [(str(k).strip(), v) for k, v in value.items()]
+    out = []
+    for item in ([value] if isinstance(value, str) else value):
+        name, sep, text = str(item).partition("=")
+        if not sep or not name.strip():
+            raise OptionError(field, "%r: write NAME=VALUE, e.g. %s" % (item, example))
+        out.append((name.strip(), text.strip()))
+    return out
+
+
+def bind_value(text: object, name: str = "") -> struct_pb2.Value:
+    """A binding's value: a bool, a number, or null (leave the switch unbound).
+    Text is read as true/false/yes/no, a JSON number, or '' for null."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    if isinstance(text, bool):
+        return struct_pb2.Value(bool_value=text)
+    if isinstance(text, (int, float)):
+        return struct_pb2.Value(number_value=float(text))
+    if isinstance(text, str):
+        low = text.strip().lower()
+        if low in ("true", "yes"):
+            return struct_pb2.Value(bool_value=True)
+        if low in ("false", "no"):
+            return struct_pb2.Value(bool_value=False)
+        try:
+            number = json.loads(low)
+        except ValueError:
+            number = None
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            return struct_pb2.Value(number_value=float(number))
+    raise OptionError("bind", "%s=%s: a binding is true, false, a number, or empty (leave it unbound)"
+                      % (name, text))
+
+
+def parse_target(value: Union[str, int, None]) -> int:
+    """'' / None / 'tensorflowsharp' / a Target enum value -> the enum value."""
+    if value is None:
+        return freeze_pb2.TARGET_UNSPECIFIED
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in freeze_pb2.Target.values():
+            return value
+    elif isinstance(value, str):
+        key = value.strip().lower()
+        if key in TARGETS:
+            return TARGETS[key]
+        if value.strip() in freeze_pb2.Target.keys():
+            return freeze_pb2.Target.Value(value.strip())
+    raise OptionError("target", "%r is not a target; targets: %s" % (value, ", ".join(t for t in TARGETS if t)))
+
+
+def target_name(value: int) -> str:
+    """The user-level spelling of a Target ('' for the server's TensorFlow)."""
+    return next((k for k, v in TARGETS.items() if v == value), freeze_pb2.Target.Name(value))
+
+
+def freeze_options(outputs=(), inputs=(), step: Optional[int] = None, checkpoint_prefix: str = "",
+                   graph_path: str = "", signature: str = "", tags=(), bind: Pairs = None, ema: bool = False,
+                   var_map: Pairs = None, include_variables=(), exclude_variables=(), optimize: bool = False,
+                   verify: bool = False, target: Union[str, int, None] = None) -> freeze_pb2.FreezeOptions:
+    """A typed FreezeOptions; raises OptionError naming the field of a malformed value."""
+    opts = freeze_pb2.FreezeOptions(
+        outputs=names(outputs), inputs=names(inputs), checkpoint_prefix=(checkpoint_prefix or "").strip(),
+        graph_path=graph_path or "", signature=(signature or "").strip(), tags=names(tags), ema=bool(ema),
+        include_variables=names(include_variables), exclude_variables=names(exclude_variables),
+        optimize=bool(optimize), verify=bool(verify), target=parse_target(target))
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise OptionError("step", "%r: a global step is a non-negative integer" % (step,))
+        opts.step = step
+    for name, value in _pairs(bind, "bind", "is_training=false"):
+        opts.bind[name].CopyFrom(bind_value(value, name))
+    for name, key in _pairs(var_map, "var_map", "dense/kernel=w"):
+        if not name or not isinstance(key, str) or not key.strip():
+            raise OptionError("var_map", "%s=%s: write GRAPH_VAR=CKPT_KEY, e.g. dense/kernel=w" % (name, key))
+        opts.var_map[name] = key.strip()
+    return opts
+
+
+__all__ = ["OptionError", "freeze_options", "names", "bind_value", "parse_target", "target_name", "TARGETS"]

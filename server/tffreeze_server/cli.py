@@ -1,0 +1,65 @@
+"""``tffreeze-server`` (and ``tffreeze serve``, which delegates here): the
+server's own command line. Exit codes: 0 after a clean shutdown, 1 when it
+cannot start (one line on stderr), 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_STORE_BYTES, DEFAULT_PORT, DEFAULT_WORKERS,
+                       ServerSettings)
+
+DESCRIPTION = ("Run the tffreeze gRPC server (health and reflection included). Prints 'listening on HOST:PORT' "
+               "once it accepts calls; SIGTERM/SIGINT drain in-flight calls and stop it.")
+EPILOG = """\
+examples:
+  tffreeze serve                                   # 127.0.0.1:50051, data in ./.tffreeze-data
+  tffreeze serve --port 0                          # a free port, printed on start
+  tffreeze serve --port 50051 --web-port 8080      # also gRPC-Web, for the C# client on Mono
+  tffreeze serve --data-dir /var/lib/tffreeze --workers 2 --max-store-bytes 50000000000
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="D",
+                   help="where uploads and frozen graphs are kept (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help="TensorFlow worker processes, ~500 MiB each (default: %(default)s)")
+    p.add_argument("--max-store-bytes", type=int, default=DEFAULT_MAX_STORE_BYTES, metavar="BYTES",
+                   help="blob store cap; least recently used blobs are evicted (default: %d GiB)"
+                        % (DEFAULT_MAX_STORE_BYTES >> 30))
+    p.add_argument("--web-port", type=int, default=None, metavar="W",
+                   help="also serve gRPC-Web (HTTP/1.1) on port W, for clients without HTTP/2 such as "
+                        "tffreeze-cs on Mono; 0 picks a free port")
+    p.add_argument("--allow-unsafe-verify", action="store_true",
+                   help="let the verify option execute graphs that hold file- or process-touching ops")
+
+
+def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version="tffreeze-server %s" % __version__)
+    add_arguments(p)
+    return p
+
+
+def settings_from(args) -> ServerSettings:
+    return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
+                          max_store_bytes=args.max_store_bytes, web_port=args.web_port,
+                          allow_unsafe_verify=args.allow_unsafe_verify)
+
+
+def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int:
+    args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+    from .app import serve
+
+    return serve(settings_from(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

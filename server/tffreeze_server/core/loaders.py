@@ -1,0 +1,301 @@
+"""Loaders: what was uploaded, turned into one typed intermediate, ``Loaded``.
+
+One loader per source kind, each returning the same thing — a MetaGraphDef
+(graph, signature defs, collections), a checkpoint value reader (or None when
+the graph already holds its values), the checkpoint used and notes — so that
+``engine`` runs one pipeline after them:
+
+  saver             Saver checkpoint + its .meta (restore ops read as data)
+  graph+checkpoint  Saver checkpoint without .meta + a graph file (graph_path)
+  saved_model_v1    SavedModelBuilder export: a MetaGraphDef with a saver,
+                    handled exactly like ``saver`` (nothing is executed)
+  saved_model_v2    tf.saved_model.save / Keras export: loaded by TensorFlow,
+                    which runs its restore function (in a worker, in a private
+                    working directory); the chosen signature is frozen by
+                    ``convert_variables_to_constants_v2`` and presented as a
+                    meta graph whose only signature def is that signature
+TF2 object-based checkpoints and Keras weight files are recognised and refused:
+they carry values but no graph.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.python.framework import convert_to_constants as c2c
+from tensorflow.python.framework import errors as tf_errors
+
+from tffreeze_api import layout
+from tffreeze_api.v1 import freeze_pb2
+
+from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .spec import FreezeSpec
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+SAVED_MODEL_FILES = layout.SAVED_MODEL_FILES
+V2_GRAPH_OPTIONS = FreezeSpec.GRAPH_OPTIONS
+
+
+@dataclass
+class Loaded:
+    """An upload, read: the same shape whatever its kind."""
+
+    kind: int  # a freeze_pb2.SourceKind value
+    checkpoint: freeze_pb2.CheckpointInfo
+    meta: Optional[meta_graph_pb2.MetaGraphDef]  # None: values without a graph (inspect only)
+    reader: object = None  # checkpoint reader; None when the graph holds its values
+    available: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    export_dir: Optional[str] = None  # SavedModels
+    tags: List[str] = field(default_factory=list)
+    constants: int = 0  # saved_model_v2: variables already turned into constants
+
+
+def files_in(workdir: str) -> List[str]:
+    out = []
+    for root, _, files in os.walk(workdir):
+        for name in files:
+            out.append(os.path.relpath(os.path.join(root, name), workdir).replace(os.sep, "/"))
+    return sorted(out)
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = (getattr(exc, "message", None) or str(exc)).strip()
+    return msg.splitlines()[0] if msg else type(exc).__name__
+
+
+def open_reader(workdir: str, prefix: str):
+    try:
+        return tf.train.load_checkpoint(os.path.join(workdir, prefix))
+    except (tf_errors.OpError, ValueError) as exc:
+        raise InvalidArgument(
+            "cannot read checkpoint %r: %s. The .index or data files are corrupt or truncated, or do not "
+            "belong together; re-upload the files exactly as TensorFlow wrote them." % (prefix, _first_line(exc)),
+            "ERROR_REASON_CHECKPOINT_CORRUPT", prefix=prefix) from None
+
+
+def _graph_invalid(message: str, path: str) -> InvalidArgument:
+    return InvalidArgument(message, "ERROR_REASON_GRAPH_INVALID", path=path)
+
+
+def read_graph_file(path: str, label: str) -> meta_graph_pb2.MetaGraphDef:
+    """A MetaGraphDef from a binary or text MetaGraphDef or GraphDef file."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    meta = meta_graph_pb2.MetaGraphDef()
+    try:
+        meta.ParseFromString(data)
+        if meta.graph_def.node and all(n.op for n in meta.graph_def.node):
+            return meta
+    except DecodeError:
+        pass
+    graph = graph_pb2.GraphDef()
+    try:
+        graph.ParseFromString(data)
+        if graph.node and all(n.op and n.name for n in graph.node):
+            return meta_graph_pb2.MetaGraphDef(graph_def=graph)
+    except DecodeError:
+        pass
+    text = data.decode("utf-8", errors="replace")
+    for cls in (meta_graph_pb2.MetaGraphDef, graph_pb2.GraphDef):
+        msg = cls()
+        try:
+            text_format.Parse(text, msg)
+        except text_format.ParseError:
+            continue
+        if isinstance(msg, graph_pb2.GraphDef) and msg.node:
+            return meta_graph_pb2.MetaGraphDef(graph_def=msg)
+        if isinstance(msg, meta_graph_pb2.MetaGraphDef) and msg.graph_def.node:
+            return msg
+    raise _graph_invalid("%s is not a GraphDef or MetaGraphDef (binary or text); write the graph with "
+                         "tf.io.write_graph(sess.graph_def, ...) or tf.train.export_meta_graph" % label, label)
+
+
+def pick_signature(names: List[str], wanted: str, where: str) -> Optional[str]:
+    """The one signature picker: ``wanted``, else serving_default, else the only one."""
+    names = sorted(names)
+    if wanted:
+        if wanted not in names:
+            raise NotFound("signature %r is not in the %s; signatures: %s"
+                           % (wanted, where, ", ".join(names) or "none"), "ERROR_REASON_SIGNATURE_NOT_FOUND",
+                           field="options.signature", available=",".join(names))
+        return wanted
+    if not names:
+        return None
+    if "serving_default" in names:
+        return "serving_default"
+    if len(names) == 1:
+        return names[0]
+    raise NotFound("the %s has several signatures (%s) and none is serving_default; choose one (signature)"
+                   % (where, ", ".join(names)), "ERROR_REASON_SIGNATURE_NOT_FOUND", field="options.signature",
+                   available=",".join(names))
+
+
+# -- one loader per kind --------------------------------------------------------
+def load_saver(workdir: str, files: List[str], spec: FreezeSpec, require_graph: bool) -> Loaded:
+    """A Saver checkpoint; its graph from its .meta or, given graph_path, from that file."""
+    state = None
+    if layout.STATE_FILE in files:
+        with open(os.path.join(workdir, layout.STATE_FILE), "r", encoding="utf-8", errors="replace") as fh:
+            state = fh.read()
+    candidates = [f for f in files if f != spec.graph_path]
+    try:
+        sel = layout.select(candidates, state, spec.step, spec.checkpoint_prefix or None)
+    except layout.SelectionError as exc:
+        cls = {"NOT_FOUND": NotFound, "FAILED_PRECONDITION": FailedPrecondition}.get(exc.code, InvalidArgument)
+        raise cls(str(exc), exc.reason) from None
+    reader = open_reader(workdir, sel.checkpoint.prefix)
+    ckpt = freeze_pb2.CheckpointInfo(prefix=sel.checkpoint.prefix, meta_graph=sel.checkpoint.meta or "")
+    step = sel.checkpoint.step
+    if step is None and reader.has_tensor("global_step"):
+        try:
+            step = int(reader.get_tensor("global_step"))
+        except (tf_errors.OpError, IndexError, TypeError, ValueError):
+            step = None  # an unreadable value is reported when the variables are read
+    if step is not None:
+        ckpt.step = step
+    warnings = list(sel.warnings)
+    if spec.graph_path:
+        if spec.graph_path not in files:
+            raise NotFound("graph_path %r is not among the uploaded files" % spec.graph_path,
+                           "ERROR_REASON_GRAPH_INVALID", field="options.graph_path", path=spec.graph_path)
+        meta = read_graph_file(os.path.join(workdir, spec.graph_path), spec.graph_path)
+        if sel.checkpoint.meta:
+            warnings.append("the graph file %s is used instead of %s" % (spec.graph_path, sel.checkpoint.meta))
+        ckpt.meta_graph = spec.graph_path
+        return Loaded(freeze_pb2.SOURCE_KIND_GRAPH_AND_CHECKPOINT, ckpt, meta, reader, sel.available, warnings)
+    if sel.checkpoint.meta is None:
+        _refuse_graphless(files, sel, reader)
+        if not require_graph:
+            warnings.append("no graph in the upload: only the checkpoint's variables can be listed")
+            return Loaded(freeze_pb2.SOURCE_KIND_CHECKPOINT_ONLY, ckpt, None, reader, sel.available, warnings)
+        raise FailedPrecondition(
+            "checkpoint %r has no meta graph (.meta file), so there is no graph to freeze. Upload the "
+            "PREFIX.meta that tf.train.Saver writes (saver.save(..., write_meta_graph=True)), or upload the graph "
+            "separately and name it in graph_path (a GraphDef or MetaGraphDef)." % sel.checkpoint.prefix,
+            "ERROR_REASON_NO_GRAPH", prefix=sel.checkpoint.prefix)
+    meta = meta_graph_pb2.MetaGraphDef()
+    try:
+        with open(os.path.join(workdir, sel.checkpoint.meta), "rb") as fh:
+            meta.ParseFromString(fh.read())
+    except DecodeError as exc:
+        raise _graph_invalid("%s is not a MetaGraphDef (%s); upload the .meta file tf.train.Saver wrote"
+                             % (sel.checkpoint.meta, exc), sel.checkpoint.meta) from None
+    if not meta.graph_def.node:
+        raise _graph_invalid("%s holds an empty graph; upload the .meta file tf.train.Saver wrote"
+                             % sel.checkpoint.meta, sel.checkpoint.meta)
+    return Loaded(freeze_pb2.SOURCE_KIND_SAVER, ckpt, meta, reader, sel.available, warnings)
+
+
+def _refuse_graphless(files: List[str], sel: layout.Selection, reader) -> None:
+    keras = [f for f in files if f.endswith(layout.KERAS_SUFFIXES)]
+    if keras:
+        err = layout.keras_file_error(keras[0])
+        raise FailedPrecondition(str(err), err.reason)
+    if reader is not None and reader.has_tensor(OBJECT_GRAPH_KEY):
+        raise FailedPrecondition(
+            "checkpoint %r is a TF2 object-based checkpoint (tf.train.Checkpoint or Keras save_weights): it "
+            "holds variable values keyed by object path, but no graph to freeze. Upload a SavedModel instead "
+            "(tf.saved_model.save(model, DIR) or model.export(DIR)), or upload the graph and name it in "
+            "graph_path." % sel.checkpoint.prefix, "ERROR_REASON_GRAPHLESS_FORMAT")
+
+
+def _read_saved_model(workdir: str, files: List[str]) -> saved_model_pb2.SavedModel:
+    name = next(f for f in SAVED_MODEL_FILES if f in files)
+    sm = saved_model_pb2.SavedModel()
+    try:
+        with open(os.path.join(workdir, name), "rb") as fh:
+            data = fh.read()
+        if name.endswith(".pbtxt"):
+            text_format.Parse(data.decode("utf-8"), sm)
+        else:
+            sm.ParseFromString(data)
+    except (DecodeError, text_format.ParseError, UnicodeDecodeError) as exc:
+        raise _graph_invalid("%s is not a SavedModel (%s); upload the directory tf.saved_model.save wrote"
+                             % (name, _first_line(exc)), name) from None
+    if not sm.meta_graphs:
+        raise _graph_invalid("%s holds no MetaGraph" % name, name)
+    return sm
+
+
+def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_graph: bool) -> Loaded:
+    """A SavedModel directory: TF1 exports are read as data, TF2 exports loaded."""
+    sm = _read_saved_model(workdir, files)
+    name = next(f for f in SAVED_MODEL_FILES if f in files)
+    tags = sorted(spec.tags)
+    tag_sets = [sorted(m.meta_info_def.tags) for m in sm.meta_graphs]
+    if tags:
+        match = [m for m in sm.meta_graphs if sorted(m.meta_info_def.tags) == tags]
+    elif len(sm.meta_graphs) == 1:
+        match = list(sm.meta_graphs)
+    else:
+        match = [m for m in sm.meta_graphs if sorted(m.meta_info_def.tags) == ["serve"]]
+    if not match:
+        raise NotFound("no MetaGraph with tags %s in the SavedModel; tag sets present: %s (choose one in tags)"
+                       % (tags or ["serve"], "; ".join(",".join(t) for t in tag_sets)),
+                       "ERROR_REASON_SIGNATURE_NOT_FOUND", field="options.tags")
+    meta = match[0]
+    chosen_tags = sorted(meta.meta_info_def.tags)
+    ckpt = freeze_pb2.CheckpointInfo(prefix="variables/variables", meta_graph=name)
+    if meta.object_graph_def.nodes:
+        return _load_saved_model_v2(workdir, ckpt, chosen_tags, spec)
+    has_vars = os.path.exists(os.path.join(workdir, "variables", "variables.index"))
+    reader = open_reader(workdir, "variables/variables") if has_vars else None
+    return Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V1, ckpt, meta, reader, export_dir=workdir, tags=chosen_tags)
+
+
+def _load_saved_model_v2(workdir: str, ckpt, tags: List[str], spec: FreezeSpec) -> Loaded:
+    for name in V2_GRAPH_OPTIONS:
+        if spec.given(name):
+            raise InvalidArgument("options.%s does not apply to a TF2 SavedModel: its signature defines the graph"
+                                  % name, "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options." + name,
+                                  source_kind="SOURCE_KIND_SAVED_MODEL_V2")
+    try:
+        loaded = tf.saved_model.load(workdir, tags=tags or None)
+    except (tf.errors.OpError, ValueError, KeyError, TypeError) as exc:
+        raise _graph_invalid("cannot load the SavedModel: %s. Upload the directory tf.saved_model.save wrote "
+                             "(saved_model.pb, variables/, assets/)" % _first_line(exc), "saved_model.pb") from None
+    sig_name = pick_signature(list(loaded.signatures.keys()), spec.signature, "SavedModel")
+    if sig_name is None:
+        raise NotFound("the SavedModel has no signatures to freeze; export it with a serving signature "
+                       "(tf.saved_model.save(model, DIR, signatures=...) or Keras model.export(DIR))",
+                       "ERROR_REASON_SIGNATURE_NOT_FOUND", field="options.signature")
+    func = loaded.signatures[sig_name]
+    frozen = c2c.convert_variables_to_constants_v2(func)
+    graph_def = frozen.graph.as_graph_def()
+    meta = meta_graph_pb2.MetaGraphDef(graph_def=graph_def)
+    sig = meta.signature_def[sig_name]
+    # Inputs: the signature's keyword arguments, matched to the frozen placeholders.
+    _, kwargs = func.structured_input_signature
+    alias_of: Dict[str, str] = {(s.name or a): a for a, s in kwargs.items()}
+    for t in frozen.inputs:
+        if t.dtype != tf.resource:
+            sig.inputs[alias_of.get(t.op.name) or t.op.name].name = t.name
+    # Outputs: a dict's values follow tf.nest's sorted-key order in the frozen function.
+    structured = func.structured_outputs
+    aliases = sorted(structured) if isinstance(structured, dict) else [
+        "output_%d" % i for i in range(len(frozen.outputs))]
+    for alias, t in zip(aliases, frozen.outputs):
+        sig.outputs[alias].name = t.name
+    constants = sum(1 for n in graph_def.node if n.op == "Const")
+    return Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2, ckpt, meta, None, export_dir=workdir, tags=tags,
+                  constants=constants)
+
+
+def load(workdir: str, spec: FreezeSpec, require_graph: bool = True) -> Loaded:
+    """Read the upload in ``workdir`` with the loader for its kind."""
+    files = files_in(workdir)
+    if any(f in files for f in SAVED_MODEL_FILES):
+        return load_saved_model(workdir, files, spec, require_graph)
+    return load_saver(workdir, files, spec, require_graph)
+
+
+__all__ = ["Loaded", "load", "load_saver", "load_saved_model", "pick_signature", "read_graph_file", "open_reader",
+           "files_in"]

@@ -1,0 +1,158 @@
+"""FreezeSpec: a request's FreezeOptions, validated once, before any file is read.
+
+The servicer builds it (``FreezeSpec.from_options``) at the edge; the engine
+takes nothing else. Every malformed option is refused here with
+INVALID_ARGUMENT / ERROR_REASON_INVALID_OPTION naming the field. Server
+settings that are not options (unsafe verification, the graph-size limit)
+travel in ``ServerLimits``. Needs protobuf only: no gRPC, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple, Union
+
+from tffreeze_api.v1 import freeze_pb2
+
+from .errors import option_error
+
+PROTOBUF_LIMIT = (1 << 31) - 1
+TARGET_TENSORFLOWSHARP = "tensorflowsharp"
+_TENSOR_RE = re.compile(r"^[^:^\s][^:^]*(?::\d+)?$")
+Bound = Union[bool, float, None]  # a binding's value; None leaves the switch unbound
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    allow_unsafe_verify: bool = False
+    max_graph_bytes: int = PROTOBUF_LIMIT
+
+
+@dataclass(frozen=True)
+class FreezeSpec:
+    outputs: Tuple[str, ...] = ()
+    inputs: Tuple[str, ...] = ()
+    step: Optional[int] = None
+    checkpoint_prefix: str = ""
+    graph_path: str = ""
+    signature: str = ""
+    tags: Tuple[str, ...] = ()
+    bind: Dict[str, Bound] = field(default_factory=dict)
+    ema: bool = False
+    var_map: Dict[str, str] = field(default_factory=dict)
+    include_variables: Tuple[str, ...] = ()
+    exclude_variables: Tuple[str, ...] = ()
+    optimize: bool = False
+    verify: bool = False
+    target: str = ""  # "" (the server's TensorFlow) or TARGET_TENSORFLOWSHARP
+    limits: ServerLimits = ServerLimits()
+
+    # Options that shape a graph read as data; a TF2 SavedModel's signature
+    # defines its graph, so they do not apply there.
+    GRAPH_OPTIONS = ("outputs", "inputs", "graph_path", "bind", "ema", "var_map", "include_variables",
+                     "exclude_variables")
+
+    def given(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
+    @classmethod
+    def from_options(cls, options: freeze_pb2.FreezeOptions, limits: ServerLimits = ServerLimits()) -> "FreezeSpec":
+        return cls(
+            outputs=_names(options.outputs, "outputs"),
+            inputs=_names(options.inputs, "inputs"),
+            step=_step(options),
+            checkpoint_prefix=_relative(options.checkpoint_prefix, "checkpoint_prefix"),
+            graph_path=_relative(options.graph_path, "graph_path"),
+            signature=options.signature.strip(),
+            tags=tuple(sorted({t.strip() for t in options.tags if t.strip()})),
+            bind={_node(k, "bind"): _bound(k, v) for k, v in sorted(options.bind.items())},
+            ema=options.ema,
+            var_map=_var_map(options.var_map),
+            include_variables=tuple(_node(v, "include_variables") for v in options.include_variables if v.strip()),
+            exclude_variables=tuple(_node(v, "exclude_variables") for v in options.exclude_variables if v.strip()),
+            optimize=options.optimize,
+            verify=options.verify,
+            target=_target(options.target),
+            limits=limits,
+        )
+
+
+def _names(values, field_name: str) -> Tuple[str, ...]:
+    out = []
+    for raw in values:
+        name = raw.strip()
+        if not name:
+            continue
+        if not _TENSOR_RE.match(name):
+            raise option_error(field_name, "%r is not a tensor name; write NODE or NODE:INDEX, e.g. 'logits' or "
+                                           "'logits:0'" % _cut(raw))
+        out.append(name)
+    return tuple(out)
+
+
+def _node(name: str, field_name: str) -> str:
+    name = name.strip()
+    if not name or not _TENSOR_RE.match(name):
+        raise option_error(field_name, "%r is not a node name" % _cut(name))
+    return name.split(":")[0]
+
+
+def _step(options) -> Optional[int]:
+    if not options.HasField("step"):
+        return None
+    if options.step < 0:
+        raise option_error("step", "%d: a global step is not negative" % options.step)
+    return options.step
+
+
+def _relative(path: str, field_name: str) -> str:
+    path = path.strip()
+    if not path:
+        return ""
+    parts = path.strip("/").split("/") if not path.startswith("/") else [""]
+    if "\\" in path or "\x00" in path or any(p in ("", ".", "..") for p in parts):
+        raise option_error(field_name, "%r is not a '/'-separated path inside the upload" % _cut(path))
+    return path.strip("/")
+
+
+def _bound(name: str, value) -> Bound:
+    kind = value.WhichOneof("kind")
+    if kind in (None, "null_value"):
+        return None
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "number_value" and math.isfinite(value.number_value):
+        return value.number_value
+    raise option_error("bind", "%s: a binding is a bool, a finite number, or null (leave it unbound), not a %s"
+                       % (_cut(name), kind.replace("_value", "")))
+
+
+def _var_map(entries) -> Dict[str, str]:
+    out = {}
+    for graph_var, key in sorted(entries.items()):
+        if not graph_var.strip() or not key.strip():
+            raise option_error("var_map", "%r -> %r: both the graph variable and the checkpoint key are needed"
+                               % (_cut(graph_var), _cut(key)))
+        out[_node(graph_var, "var_map")] = key.strip()
+    return out
+
+
+def _target(value: int) -> str:
+    if value == freeze_pb2.TARGET_UNSPECIFIED:
+        return ""
+    if value == freeze_pb2.TARGET_TENSORFLOWSHARP:
+        return TARGET_TENSORFLOWSHARP
+    raise option_error("target", "%d is not a Target this server knows" % value)
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def target_enum(target: str) -> int:
+    return freeze_pb2.TARGET_TENSORFLOWSHARP if target == TARGET_TENSORFLOWSHARP else freeze_pb2.TARGET_UNSPECIFIED
+
+
+__all__ = ["FreezeSpec", "ServerLimits", "PROTOBUF_LIMIT", "TARGET_TENSORFLOWSHARP", "target_enum"]

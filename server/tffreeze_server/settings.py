@@ -1,0 +1,28 @@
+"""The server's settings and their defaults: the one place each default lives.
+``tffreeze serve`` / ``tffreeze-server`` flags, ``create_server`` and the blob
+store all read them from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 50051
+DEFAULT_DATA_DIR = ".tffreeze-data"
+DEFAULT_WORKERS = 1
+DEFAULT_MAX_STORE_BYTES = 20 << 30
+DEFAULT_RPC_THREADS = 64
+MAX_MESSAGE_BYTES = 4 << 20  # gRPC's message cap, both directions
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: str = DEFAULT_DATA_DIR
+    workers: int = DEFAULT_WORKERS
+    max_store_bytes: int = DEFAULT_MAX_STORE_BYTES
+    web_port: Optional[int] = None
+    allow_unsafe_verify: bool = False
+    rpc_threads: int = DEFAULT_RPC_THREADS
