@@ -14,6 +14,7 @@ DATA   ?= .tffreeze-data
 
 CS_SRC := $(wildcard client_csharp/src/*.cs)
 CS_BIN := client_csharp/bin
+CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
@@ -78,9 +79,14 @@ mono:
 	@command -v mcs >/dev/null 2>&1 || { echo "installing mono-devel (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mono-devel >/dev/null; }
 
-$(CS_BIN)/tffreeze-cs.exe: $(CS_SRC) | mono
+# The C# messages are generated from protos/ (via the Python descriptors), never hand-edited.
+$(CS_GEN): $(STUBS) tools/gen_csharp.py
+	mkdir -p $(dir $@)
+	$(BIN)/python tools/gen_csharp.py $@
+
+$(CS_BIN)/tffreeze-cs.exe: $(CS_SRC) $(CS_GEN) | mono
 	mkdir -p $(CS_BIN)
-	mcs -nologo -warnaserror -out:$@ -r:System.dll -r:System.Core.dll $(CS_SRC)
+	mcs -nologo -warnaserror -out:$@ -r:System.dll -r:System.Core.dll $(CS_SRC) $(CS_GEN)
 
 $(CS_BIN)/BindByManifest.exe: client_csharp/examples/BindByManifest.cs $(CS_BIN)/tffreeze-cs.exe
 	mcs -nologo -warnaserror -out:$@ -r:System.dll -r:System.Core.dll -r:$(CS_BIN)/tffreeze-cs.exe $<

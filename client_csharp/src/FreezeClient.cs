@@ -1,5 +1,6 @@
 // The tffreeze service from C#: deduplicated, chunked uploads (FindMissingBlobs, then
-// WriteBlobChunk in 1 MiB chunks), Freeze with progress, DownloadBlob, and the manifest.
+// WriteBlobChunk in 1 MiB chunks), Freeze with progress, DownloadBlob, and the manifest
+// (the generated FreezeResult's JSON mapping; see tffreeze_api.manifest).
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -19,7 +20,8 @@ namespace TfFreeze
     public class FreezeOutcome
     {
         public FreezeResult Result;
-        public OrderedMap Manifest;
+        /// <summary>The manifest file's text: the JSON mapping of Result, the same bytes the Python client writes.</summary>
+        public string ManifestJson { get { return Result.ToJsonText(); } }
         public long UploadedBytes;
         public int UploadedFiles;
     }
@@ -155,17 +157,31 @@ namespace TfFreeze
             var files = Collect(source, options.Step, out prefix);
             if (string.IsNullOrEmpty(options.CheckpointPrefix)) options.CheckpointPrefix = prefix;
             var outcome = new FreezeOutcome();
-            Upload(files, outcome);
             var request = new FreezeRequest { Options = options };
             request.Files.AddRange(files.Select(f => new SourceFile { Path = f.Path, Digest = f.Digest }));
-            foreach (var ev in channel.ServerStream<FreezeEvent>("Freeze", request))
+            for (int attempt = 1; ; attempt++)
             {
-                if (ev.Progress != null) Progress(string.Format("{0,3:0}% {1}: {2}", ev.Progress.Fraction * 100, ev.Progress.Stage, ev.Progress.Message_));
-                if (ev.Result != null) outcome.Result = ev.Result;
+                Upload(files, outcome);
+                try
+                {
+                    foreach (var ev in channel.ServerStream<FreezeResponse>("Freeze", request))
+                    {
+                        if (ev.Progress != null)
+                            Progress(string.Format("{0,3:0}% {1}: {2}", ev.Progress.Fraction * 100,
+                                                   ev.Progress.Stage.ToString().Substring("STAGE_".Length).ToLowerInvariant(),
+                                                   ev.Progress.Message));
+                        if (ev.Result != null) outcome.Result = ev.Result;
+                    }
+                    break;
+                }
+                catch (RpcException e)
+                {
+                    // A blob evicted between upload and freeze: upload again, once.
+                    if (attempt == 2 || e.Reason != "ERROR_REASON_BLOBS_MISSING") throw;
+                }
             }
             if (outcome.Result == null) throw new RpcException(StatusCode.INTERNAL, "the server ended the freeze without a result");
-            Download(outcome.Result.Graph, outputPath);
-            outcome.Manifest = Manifest(outcome.Result, channel.BaseUrl);
+            Download(new Digest { Sha256 = outcome.Result.Sha256, SizeBytes = outcome.Result.SizeBytes }, outputPath);
             return outcome;
         }
 
@@ -192,58 +208,6 @@ namespace TfFreeze
                 File.Move(tmp, path);
             }
             finally { if (File.Exists(tmp)) File.Delete(tmp); }
-        }
-
-        static object Shape(TensorShape s)
-        {
-            if (s == null) return new List<object>();
-            if (s.UnknownRank) return null;
-            return s.Dims.Select(d => (object)d).ToList();
-        }
-
-        static OrderedMap Tensor(TensorInfo t, bool withReason)
-        {
-            var m = new OrderedMap().Add2("name", t.Name).Add2("dtype", t.Dtype).Add2("shape", Shape(t.Shape));
-            if (withReason) m.Add("reason", t.Reason);
-            if (t.HasDefault)
-            {
-                m.Add("has_default", true);
-                if (t.DefaultJson != "") m.Add("default", Json.Parse(t.DefaultJson));
-            }
-            return m;
-        }
-
-        /// <summary>The same manifest JSON the Python client writes.</summary>
-        public static OrderedMap Manifest(FreezeResult r, string server)
-        {
-            object signature = null;
-            if (r.Signature != null && r.Signature.Name != "")
-            {
-                var ins = new OrderedMap(); var outs = new OrderedMap();
-                foreach (var kv in r.Signature.Inputs.OrderBy(k => k.Key, StringComparer.Ordinal)) ins.Add(kv.Key, Tensor(kv.Value, false));
-                foreach (var kv in r.Signature.Outputs.OrderBy(k => k.Key, StringComparer.Ordinal)) outs.Add(kv.Key, Tensor(kv.Value, false));
-                signature = new OrderedMap().Add2("name", r.Signature.Name).Add2("inputs", ins).Add2("outputs", outs);
-            }
-            var ck = r.Checkpoint ?? new CheckpointInfo();
-            var prov = r.Provenance ?? new Provenance();
-            return new OrderedMap()
-                .Add2("inputs", r.Inputs.Select(t => (object)Tensor(t, true)).ToList())
-                .Add2("outputs", r.Outputs.Select(t => (object)Tensor(t, true)).ToList())
-                .Add2("sha256", r.Graph.Sha256).Add2("size_bytes", r.Graph.SizeBytes)
-                .Add2("checkpoint", new OrderedMap().Add2("prefix", ck.Prefix).Add2("step", ck.Step.HasValue ? (object)ck.Step.Value : null)
-                                                    .Add2("meta_graph", ck.MetaGraph))
-                .Add2("warnings", r.Warnings.Select(w => (object)w).ToList())
-                .Add2("node_count", r.NodeCount).Add2("variables_frozen", r.VariablesFrozen)
-                .Add2("source_kind", r.SourceKind)
-                .Add2("bindings", r.Bindings.Select(b => (object)new OrderedMap().Add2("name", b.Name)
-                    .Add2("value", Json.Parse(b.ValueJson)).Add2("reason", b.Reason)).ToList())
-                .Add2("signature", signature)
-                .Add2("ema_variables", r.EmaVariables.Select(v => (object)v).ToList())
-                .Add2("verification", r.Verification.Select(v => (object)new OrderedMap().Add2("name", v.Name)
-                    .Add2("max_abs_diff", v.MaxAbsDiff)).ToList())
-                .Add2("target", r.Target == "" ? null : r.Target)
-                .Add2("provenance", new OrderedMap().Add2("tensorflow_version", prov.TensorflowVersion)
-                                                    .Add2("server_version", prov.ServerVersion).Add2("server", server));
         }
     }
 }

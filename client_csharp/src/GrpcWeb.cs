@@ -1,13 +1,15 @@
 // gRPC-Web over HTTP/1.1 (Mono has no HTTP/2 client): POST /tffreeze.v1.FreezeService/METHOD,
 // content-type application/grpc-web+proto, body = frames (1 flag byte, 4-byte big-endian
 // length, message). The response holds data frames and one trailer frame (flag 0x80) with
-// grpc-status and grpc-message, which become an RpcException. gRPC-Web has no client
+// grpc-status, grpc-message and grpc-status-details-bin (the ErrorInfo reason), which become
+// an RpcException. gRPC-Web has no client
 // streaming, so uploads use the unary WriteBlobChunk.
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Net;
 using System.Text;
+using TfFreeze.Protobuf;
 
 namespace TfFreeze.V1
 {
@@ -19,7 +21,15 @@ namespace TfFreeze.V1
     public class RpcException : Exception
     {
         public StatusCode Status { get; private set; }
-        public RpcException(StatusCode status, string message) : base(message) { Status = status; }
+        /// <summary>The server's ErrorInfo reason ("ERROR_REASON_BLOBS_MISSING", see errors.proto);
+        /// branch on it, never on the message. "ERROR_REASON_UNSPECIFIED" when the server sent none.</summary>
+        public string Reason { get; private set; }
+        public IDictionary<string, string> Metadata { get; private set; }
+        public RpcException(StatusCode status, string message, string reason = "ERROR_REASON_UNSPECIFIED",
+                            IDictionary<string, string> metadata = null) : base(message)
+        {
+            Status = status; Reason = reason; Metadata = metadata ?? new Dictionary<string, string>();
+        }
     }
 
     public sealed class GrpcWebChannel
@@ -35,7 +45,7 @@ namespace TfFreeze.V1
             TimeoutMs = 600000;
         }
 
-        public TResp Unary<TResp>(string method, IMessage request) where TResp : IMessage, new()
+        public TResp Unary<TResp>(string method, ProtoMessage request) where TResp : ProtoMessage, new()
         {
             TResp result = default(TResp);
             bool got = false;
@@ -45,7 +55,7 @@ namespace TfFreeze.V1
         }
 
         /// <summary>Messages of a (server-streaming or unary) call, as they arrive.</summary>
-        public IEnumerable<TResp> ServerStream<TResp>(string method, IMessage request) where TResp : IMessage, new()
+        public IEnumerable<TResp> ServerStream<TResp>(string method, ProtoMessage request) where TResp : ProtoMessage, new()
         {
             var payload = request.ToByteArray();
             var http = (HttpWebRequest)WebRequest.Create(BaseUrl + "/" + Service + "/" + method);
@@ -73,7 +83,8 @@ namespace TfFreeze.V1
             catch (WebException e)
             {
                 var r = e.Response as HttpWebResponse;
-                if (r != null && r.Headers["grpc-status"] != null) throw StatusFrom(r.Headers["grpc-status"], r.Headers["grpc-message"]);
+                if (r != null && r.Headers["grpc-status"] != null)
+                    throw StatusFrom(r.Headers["grpc-status"], r.Headers["grpc-message"], r.Headers["grpc-status-details-bin"]);
                 throw new RpcException(StatusCode.UNAVAILABLE, "cannot reach the tffreeze gRPC-Web endpoint at " + BaseUrl +
                     " (" + e.Message + "). Start the server with `tffreeze serve --web-port W` and pass --server http://HOST:W.");
             }
@@ -91,7 +102,7 @@ namespace TfFreeze.V1
                     if ((head[0] & 0x80) != 0)
                     {
                         trailers = true;
-                        string status = null, message = "";
+                        string status = null, message = "", details = null;
                         foreach (var line in Encoding.UTF8.GetString(data).Split(new[] { "\r\n" }, StringSplitOptions.RemoveEmptyEntries))
                         {
                             int colon = line.IndexOf(':');
@@ -100,24 +111,47 @@ namespace TfFreeze.V1
                             var value = line.Substring(colon + 1).Trim();
                             if (key == "grpc-status") status = value;
                             else if (key == "grpc-message") message = value;
+                            else if (key == "grpc-status-details-bin") details = value;
                         }
-                        if (status != null && status != "0") throw StatusFrom(status, message);
+                        if (status != null && status != "0") throw StatusFrom(status, message, details);
                     }
                     else
                     {
-                        yield return MessageExtensions.Parse<TResp>(data);
+                        yield return ProtoMessage.Parse<TResp>(data);
                     }
                 }
                 if (!trailers && headerStatus != null && headerStatus != "0")
-                    throw StatusFrom(headerStatus, response.Headers["grpc-message"]);
+                    throw StatusFrom(headerStatus, response.Headers["grpc-message"], response.Headers["grpc-status-details-bin"]);
             }
         }
 
-        static RpcException StatusFrom(string status, string message)
+        /// <summary>The status, with the reason and metadata of the google.rpc.ErrorInfo carried in
+        /// the grpc-status-details-bin trailer (base64 of a google.rpc.Status).</summary>
+        static RpcException StatusFrom(string status, string message, string details)
         {
             int code;
             int.TryParse(status, out code);
-            return new RpcException((StatusCode)code, Uri.UnescapeDataString(message ?? ""));
+            string reason = "ERROR_REASON_UNSPECIFIED";
+            var metadata = new Dictionary<string, string>();
+            if (!string.IsNullOrEmpty(details))
+            {
+                try
+                {
+                    var b64 = details.Trim();
+                    b64 = b64.PadRight(b64.Length + (4 - b64.Length % 4) % 4, '=');
+                    var st = ProtoMessage.Parse<Google.Rpc.Status>(Convert.FromBase64String(b64));
+                    foreach (var any in st.Details)
+                    {
+                        if (!any.TypeUrl.EndsWith("/google.rpc.ErrorInfo")) continue;
+                        var info = ProtoMessage.Parse<Google.Rpc.ErrorInfo>(any.Value);
+                        reason = info.Reason;
+                        foreach (var kv in info.Metadata) metadata[kv.Key] = kv.Value;
+                    }
+                }
+                catch (FormatException) { }
+                catch (InvalidDataException) { }
+            }
+            return new RpcException((StatusCode)code, Uri.UnescapeDataString(message ?? ""), reason, metadata);
         }
 
         static bool ReadFully(Stream s, byte[] buf, int n)

@@ -1,5 +1,5 @@
 // Minimal JSON (no NuGet here): a reader to objects (Dictionary<string, object>,
-// List<object>, string, double, bool, null) and a writer with two-space indents.
+// List<object>, string, double, bool, null); writing is JsonCodec's (ProtoRuntime.cs).
 using System;
 using System.Collections;
 using System.Collections.Generic;
@@ -86,71 +86,11 @@ namespace TfFreeze
             return sb.ToString();
         }
 
-        /// <summary>Serialize dictionaries (insertion order), lists, strings, numbers, bools and null.</summary>
-        public static string Write(object value)
-        {
-            var sb = new StringBuilder();
-            Write(sb, value, 0);
-            return sb.ToString();
-        }
-
-        static void Write(StringBuilder sb, object v, int indent)
-        {
-            if (v == null) { sb.Append("null"); return; }
-            if (v is string) { Quote(sb, (string)v); return; }
-            if (v is bool) { sb.Append((bool)v ? "true" : "false"); return; }
-            if (v is double || v is float)
-            {
-                double d = Convert.ToDouble(v);
-                sb.Append(d == Math.Floor(d) && Math.Abs(d) < 1e15 ? d.ToString("0.0", CultureInfo.InvariantCulture)
-                                                                    : d.ToString("R", CultureInfo.InvariantCulture));
-                return;
-            }
-            if (v is int || v is long) { sb.Append(Convert.ToInt64(v).ToString(CultureInfo.InvariantCulture)); return; }
-            var pad = new string(' ', indent + 2);
-            var dict = v as IDictionary;
-            if (dict != null)
-            {
-                if (dict.Count == 0) { sb.Append("{}"); return; }
-                sb.Append("{\n"); int i = 0;
-                foreach (DictionaryEntry e in dict)
-                {
-                    sb.Append(pad); Quote(sb, (string)e.Key); sb.Append(": "); Write(sb, e.Value, indent + 2);
-                    sb.Append(++i < dict.Count ? ",\n" : "\n");
-                }
-                sb.Append(new string(' ', indent)).Append('}');
-                return;
-            }
-            var list = v as IList;
-            if (list != null)
-            {
-                if (list.Count == 0) { sb.Append("[]"); return; }
-                sb.Append("[\n");
-                for (int i = 0; i < list.Count; i++)
-                {
-                    sb.Append(pad); Write(sb, list[i], indent + 2); sb.Append(i + 1 < list.Count ? ",\n" : "\n");
-                }
-                sb.Append(new string(' ', indent)).Append(']');
-                return;
-            }
-            throw new ArgumentException("JSON: cannot write " + v.GetType().Name);
-        }
-
-        static void Quote(StringBuilder sb, string s)
-        {
-            sb.Append('"');
-            foreach (var c in s)
-            {
-                if (c == '"' || c == '\\') sb.Append('\\').Append(c);
-                else if (c == '\n') sb.Append("\\n");
-                else if (c < 0x20) sb.AppendFormat("\\u{0:x4}", (int)c);
-                else sb.Append(c);
-            }
-            sb.Append('"');
-        }
+        /// <summary>Serialize dictionaries (insertion order), lists, strings, numbers, bools and null,
+        /// as Python's json.dumps(indent=2) does (see TfFreeze.Protobuf.JsonCodec).</summary>
+        public static string Write(object value) { return TfFreeze.Protobuf.JsonCodec.Write(value); }
     }
 
-    /// <summary>A dictionary that remembers insertion order (for manifest JSON that reads like Python's).</summary>
     public class OrderedMap : System.Collections.Specialized.OrderedDictionary
     {
         public OrderedMap Add2(string key, object value) { Add(key, value); return this; }

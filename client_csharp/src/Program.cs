@@ -51,7 +51,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 {
                     case "freeze": return Freeze(opts);
                     case "run": return Run(opts);
-                    case "wire-roundtrip": return WireRoundTrip(opts);
+                    case "wire-roundtrip": return WireRoundTrip(opts, false);
+                    case "to-json": return WireRoundTrip(opts, true);
                     default: throw new UsageException("unknown command '" + command + "' (freeze, run)");
                 }
             }
@@ -60,12 +61,28 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 Console.Error.WriteLine("tffreeze-cs " + command + ": " + e.Message + "\n(see tffreeze-cs --help)");
                 return 2;
             }
-            catch (RpcException e) { return Fail(command, e.Message, e.Status.ToString()); }
+            catch (RpcException e) { return Fail(command, Message(e), e.Status.ToString()); }
             catch (TFException e) { return Fail(command, e.Message, e.Code.ToString()); }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is InvalidDataException || e is FormatException)
             {
                 return Fail(command, e.Message, null);
             }
+        }
+
+        // Request fields named in server errors -> this CLI's spelling of them.
+        static readonly Dictionary<string, string> flags = new Dictionary<string, string> {
+            { "options.outputs", "--outputs" }, { "options.inputs", "--inputs" }, { "options.step", "--step" },
+            { "options.target", "--target" }, { "options.checkpoint_prefix", "SOURCE" } };
+
+        /// <summary>The server's message, naming the request field as this CLI spells it.</summary>
+        static string Message(RpcException e)
+        {
+            string field, flag;
+            if (!e.Metadata.TryGetValue("field", out field) || !flags.TryGetValue(field, out flag)) return e.Message;
+            var msg = e.Message;
+            foreach (var prefix in new[] { field + ": ", field.Substring("options.".Length) + ": " })
+                if (msg.StartsWith(prefix)) msg = msg.Substring(prefix.Length);
+            return flag + ": " + msg;
         }
 
         static int Fail(string command, string message, string code)
@@ -120,7 +137,9 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (output == null) throw new UsageException("freeze needs -o OUT.pb");
             var server = o.One("--server", Environment.GetEnvironmentVariable("TFFREEZE_WEB_SERVER"));
             if (string.IsNullOrEmpty(server)) throw new UsageException("pass --server http://HOST:WEB_PORT (a server started with --web-port)");
-            var options = new FreezeOptions { Target = o.One("--target", "") };
+            var target = o.One("--target", "");
+            if (target != "" && target != "tensorflowsharp") throw new UsageException("--target must be tensorflowsharp");
+            var options = new FreezeOptions { Target = target == "" ? Target.TARGET_UNSPECIFIED : Target.TARGET_TENSORFLOWSHARP };
             options.Outputs.AddRange(Names(o.One("--outputs")));
             options.Inputs.AddRange(Names(o.One("--inputs")));
             if (o.One("--step") != null)
@@ -129,8 +148,6 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 if (!long.TryParse(o.One("--step"), out step)) throw new UsageException("--step needs an integer");
                 options.Step = step;
             }
-            if (options.Target != "" && options.Target != "tensorflowsharp")
-                throw new UsageException("--target must be tensorflowsharp");
             var client = new FreezeClient(server);
             double timeout;
             if (o.One("--timeout") != null && double.TryParse(o.One("--timeout"), out timeout)) client.TimeoutMs = (int)(timeout * 1000);
@@ -140,13 +157,13 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (o.One("--manifest") != null)
             {
                 var tmp = o.One("--manifest") + ".part";
-                File.WriteAllText(tmp, Json.Write(outcome.Manifest) + "\n");
+                File.WriteAllBytes(tmp, System.Text.Encoding.ASCII.GetBytes(outcome.ManifestJson));
                 if (File.Exists(o.One("--manifest"))) File.Delete(o.One("--manifest"));
                 File.Move(tmp, o.One("--manifest"));
             }
             foreach (var w in outcome.Result.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + w);
             Console.WriteLine("wrote {0} ({1} bytes, sha256 {2}); uploaded {3} file(s), {4} bytes", output,
-                              outcome.Result.Graph.SizeBytes, outcome.Result.Graph.Sha256.Substring(0, 12), outcome.UploadedFiles, outcome.UploadedBytes);
+                              outcome.Result.SizeBytes, outcome.Result.Sha256.Substring(0, 12), outcome.UploadedFiles, outcome.UploadedBytes);
             foreach (var t in outcome.Result.Inputs) Console.WriteLine("  input   {0} {1}", t.Name, t.Dtype);
             foreach (var t in outcome.Result.Outputs) Console.WriteLine("  output  {0} {1}", t.Name, t.Dtype);
             return 0;
@@ -233,16 +250,18 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return Tuple.Create(pair.Substring(0, eq), pair.Substring(eq + 1));
         }
 
-        /// <summary>Test hook: decode a message of TYPE from IN and encode it to OUT, so tests can
-        /// compare this wire code with Python's protobuf.</summary>
-        static int WireRoundTrip(Options o)
+        /// <summary>Test hooks: decode a message of TYPE from IN and write it to OUT encoded again
+        /// (wire-roundtrip) or as manifest JSON (to-json), so tests can compare this code with
+        /// Python's protobuf and tffreeze_api.manifest.</summary>
+        static int WireRoundTrip(Options o, bool json)
         {
-            if (o.Positional.Count != 3) throw new UsageException("wire-roundtrip TYPE IN.bin OUT.bin");
+            if (o.Positional.Count != 3) throw new UsageException("wire-roundtrip|to-json TYPE IN.bin OUT");
             var type = typeof(Digest).Assembly.GetType("TfFreeze.V1." + o.Positional[0]);
-            if (type == null || !typeof(IMessage).IsAssignableFrom(type)) throw new UsageException("unknown message type " + o.Positional[0]);
-            var msg = (IMessage)Activator.CreateInstance(type);
-            msg.MergeFrom(new ProtoReader(File.ReadAllBytes(o.Positional[1])));
-            File.WriteAllBytes(o.Positional[2], msg.ToByteArray());
+            if (type == null || !typeof(TfFreeze.Protobuf.ProtoMessage).IsAssignableFrom(type))
+                throw new UsageException("unknown message type " + o.Positional[0]);
+            var msg = (TfFreeze.Protobuf.ProtoMessage)Activator.CreateInstance(type);
+            msg.MergeFrom(new TfFreeze.Protobuf.ProtoReader(File.ReadAllBytes(o.Positional[1])));
+            File.WriteAllBytes(o.Positional[2], json ? System.Text.Encoding.ASCII.GetBytes(msg.ToJsonText()) : msg.ToByteArray());
             return 0;
         }
     }

@@ -7,12 +7,16 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import models
 from tffreeze import FreezeClient
+from google.protobuf import struct_pb2
+
+from tffreeze_api import manifest
 from tffreeze_api.v1 import blob_pb2, freeze_pb2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,26 +33,47 @@ def cs(*args, **kw):
     return subprocess.run([CS, *args], capture_output=True, text=True, timeout=600, **kw)
 
 
+def _shape(*dims):
+    shape = struct_pb2.ListValue()
+    for d in dims:
+        shape.values.add().number_value = d
+    return shape
+
+
 def _messages():
     digest = blob_pb2.Digest(sha256="ab" * 32, size_bytes=123456789012)
-    shape = freeze_pb2.TensorShape(dims=[-1, 3, 0, 2 ** 40])
-    info = freeze_pb2.TensorInfo(name="x:0", dtype="float32", shape=shape, reason="r\u00e9ason", has_default=True,
-                                 default_json="[1.5]")
-    result = freeze_pb2.FreezeResult(graph=digest, inputs=[info, freeze_pb2.TensorInfo(name="k:0")], outputs=[info],
+    info = freeze_pb2.TensorInfo(name="x:0", dtype="float32", shape=_shape(-1, 3, 0, 2 ** 40),
+                                 reason="r\u00e9ason \U0001F600 \"q\" \\ \t\x01\x7f", has_default=True)
+    info.default.list_value.values.add().number_value = 1.5
+    info.default.list_value.values.add().string_value = "s"
+    info.default.list_value.values.add().null_value = 0
+    result = freeze_pb2.FreezeResult(sha256="ab" * 32, size_bytes=123456789012,
+                                     inputs=[info, freeze_pb2.TensorInfo(name="k:0")], outputs=[info],
                                      checkpoint=freeze_pb2.CheckpointInfo(prefix="model.ckpt-0", step=0),
                                      warnings=["w1", ""], provenance=freeze_pb2.Provenance(tensorflow_version="2.21.0"),
-                                     node_count=42, variables_frozen=7, source_kind="saver", target="tensorflowsharp",
-                                     bindings=[freeze_pb2.Binding(name="is_training:0", value_json="false", reason="x")],
-                                     verification=[freeze_pb2.OutputCheck(name="y:0", max_abs_diff=1.25e-7)],
+                                     node_count=42, variables_frozen=-7, source_kind=freeze_pb2.SOURCE_KIND_SAVER,
+                                     target=freeze_pb2.TARGET_TENSORFLOWSHARP,
+                                     bindings=[freeze_pb2.Binding(name="is_training:0", reason="x")],
+                                     verification=[freeze_pb2.OutputCheck(name=n, max_abs_diff=v) for n, v in (
+                                         ("a", 1.25e-7), ("b", 1e16), ("c", 0.1), ("d", 123456789.123), ("e", -0.0),
+                                         ("f", 1e-5), ("g", 0.0001), ("h", 5e-324), ("i", 1.7976931348623157e308),
+                                         ("j", 2.0 / 3), ("k", 100.0), ("l", float("nan")), ("m", float("-inf")))],
                                      ema_variables=["w"])
+    result.bindings[0].value.bool_value = False
+    result.bindings.add(name="keep_prob:0", reason="y").value.number_value = 0.5
     result.signature.name = "serving_default"
     for key in ("b", "a", "aa", ""):
-        result.signature.inputs[key].CopyFrom(info)
+        result.signature.inputs[key].CopyFrom(freeze_pb2.SignatureTensor(name="x:0", dtype="float32",
+                                                                         shape=_shape(-1)))
     result.signature.outputs["scores"].name = "y:0"
     options = freeze_pb2.FreezeOptions(outputs=["y", "z:1"], inputs=["x"], step=0, checkpoint_prefix="p", graph_path="g",
-                                       signature="s", tags=["serve", "gpu"], bind=["k=1.0"], ema=True, var_map=["a=b"],
+                                       signature="s", tags=["serve", "gpu"], ema=True,
                                        include_variables=["w"], exclude_variables=["v"], optimize=True, verify=True,
-                                       target="tensorflowsharp")
+                                       target=freeze_pb2.TARGET_TENSORFLOWSHARP)
+    options.bind["k"].number_value = 1.0
+    options.bind["t"].bool_value = False
+    options.bind["u"].null_value = 0
+    options.var_map["a"] = "b"
     return {
         "Digest": digest,
         "FindMissingBlobsRequest": blob_pb2.FindMissingBlobsRequest(blobs=[digest, blob_pb2.Digest()]),
@@ -61,15 +86,20 @@ def _messages():
         "FreezeRequest": freeze_pb2.FreezeRequest(files=[freeze_pb2.SourceFile(path="a/b.index", digest=digest)],
                                                   options=options),
         "FreezeOptions": freeze_pb2.FreezeOptions(),
-        "FreezeEvent": freeze_pb2.FreezeEvent(result=result),
-        "Progress": freeze_pb2.Progress(stage="converting", message="m", fraction=0.65),
-        "TensorShape": freeze_pb2.TensorShape(unknown_rank=True),
+        "FreezeResponse": freeze_pb2.FreezeResponse(result=result),
+        "FreezeResult": result,
+        "Progress": freeze_pb2.Progress(stage=freeze_pb2.STAGE_CONVERTING, message="m", fraction=0.65),
+        "TensorInfo": freeze_pb2.TensorInfo(),
+        "InspectResponse": freeze_pb2.InspectResponse(
+            variables=[freeze_pb2.VariableInfo(checkpoint_key="w", dtype="float32", shape=_shape(2, 3))],
+            switches=[freeze_pb2.SwitchInfo(name="is_training:0", dtype="bool")],
+            source_kind=freeze_pb2.SOURCE_KIND_CHECKPOINT_ONLY),
     }
 
 
 def test_wire_encoding_matches_python_protobuf(tmp_path):
-    progress_event = freeze_pb2.FreezeEvent(progress=freeze_pb2.Progress(stage="queued", fraction=0.0))
-    cases = dict(_messages(), FreezeEvent_progress=progress_event)
+    progress_event = freeze_pb2.FreezeResponse(progress=freeze_pb2.Progress(stage=freeze_pb2.STAGE_QUEUED, fraction=0.0))
+    cases = dict(_messages(), FreezeResponse_progress=progress_event)
     for name, msg in cases.items():
         data = msg.SerializeToString(deterministic=True)
         src, dst = tmp_path / (name + ".py.bin"), tmp_path / (name + ".cs.bin")
@@ -78,6 +108,20 @@ def test_wire_encoding_matches_python_protobuf(tmp_path):
         assert out.returncode == 0, out.stderr
         assert dst.read_bytes() == data, name
         assert type(msg).FromString(dst.read_bytes()) == msg
+
+
+def test_manifest_json_matches_python_codec(tmp_path):
+    """The generated C# JSON mapping writes the bytes tffreeze_api.manifest writes: unicode and
+    control escapes, float repr, NaN/Infinity, nulls for unset fields, sorted maps, enums."""
+    for name in ("FreezeResult", "TensorInfo", "InspectResponse", "FreezeOptions", "Progress"):
+        msg = _messages()[name]
+        src, dst = tmp_path / (name + ".bin"), tmp_path / (name + ".json")
+        src.write_bytes(msg.SerializeToString())
+        out = cs("to-json", name, str(src), str(dst))
+        assert out.returncode == 0, out.stderr
+        assert dst.read_text() == manifest.to_json(msg), name
+    text = manifest.to_json(_messages()["FreezeResult"])
+    assert '"max_abs_diff": 1.25e-07' in text and '"max_abs_diff": "NaN"' in text and '"step": 0' in text
 
 
 @pytest.mark.parametrize("kind", ["dense", "conv_bn", "while_loop"])
@@ -91,10 +135,14 @@ def test_csharp_freeze_over_grpc_web_and_run(web_server, tmp_path, kind):
     assert out.returncode == 0, out.stderr
     with FreezeClient(web_server.target) as native:
         native_outcome = native.freeze(model.directory)
-    assert pb.read_bytes() == native_outcome.graph  # byte for byte
-    manifest = json.loads(man.read_text())
-    for key in ("inputs", "outputs", "sha256", "size_bytes", "checkpoint", "bindings", "source_kind"):
-        assert manifest[key] == native_outcome.manifest[key], key
+    assert pb.read_bytes() == native_outcome.graph_bytes  # byte for byte
+    # The manifest files the two clients write for the same freeze are the same bytes.
+    assert man.read_text() == native_outcome.manifest_json()
+    py_cli = tmp_path / "py.json"
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "tffreeze"), "freeze", model.directory,
+                    "--server", web_server.target, "-o", str(tmp_path / "py.pb"), "--manifest", str(py_cli),
+                    "--quiet"], check=True)
+    assert man.read_bytes() == py_cli.read_bytes()
     feeds = []
     for name, value in model.feeds.items():
         path = tmp_path / (name.replace(":", "_") + ".npy")
@@ -116,7 +164,7 @@ def test_csharp_runs_multiple_inputs_of_different_dtypes(server, tmp_path):
     model = models.saved_model_v2(str(tmp_path / "sm"))
     with FreezeClient(server.target) as client:
         outcome = client.freeze(model.directory, output_path=str(tmp_path / "m.pb"))
-    (tmp_path / "m.json").write_text(json.dumps(outcome.manifest))
+    (tmp_path / "m.json").write_text(outcome.manifest_json())
     np.save(tmp_path / "x.npy", model.feeds["x"])
     np.save(tmp_path / "steps.npy", model.feeds["steps"])
     run = cs("run", str(tmp_path / "m.pb"), "--manifest", str(tmp_path / "m.json"),
@@ -165,7 +213,7 @@ def test_example_binds_by_manifest(server, tmp_path):
     model = models.dense(str(tmp_path / "ckpt"), True)
     with FreezeClient(server.target) as client:
         outcome = client.freeze(model.directory, output_path=str(tmp_path / "m.pb"))
-    (tmp_path / "m.json").write_text(json.dumps(outcome.manifest))
+    (tmp_path / "m.json").write_text(outcome.manifest_json())
     lib = next(p for p in subprocess.run(["bash", "-c", "ls -d %s/.venv/lib/python3*/site-packages/tensorflow" % ROOT],
                                          capture_output=True, text=True).stdout.split())
     out = subprocess.run(["mono", os.path.join(ROOT, "client_csharp", "bin", "BindByManifest.exe"), str(tmp_path / "m.pb"),
@@ -183,7 +231,7 @@ def test_csharp_errors_and_exit_codes(web_server, tmp_path):
     model = models.dense(str(tmp_path / "ckpt"), True)
     out = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(tmp_path / "x.pb"), "--outputs", "yy")
     assert out.returncode == 1
-    assert "output 'yy' is not in the graph; did you mean 'y'?" in out.stderr and "[INVALID_ARGUMENT]" in out.stderr
+    assert "--outputs: 'yy' is not in the graph; did you mean 'y'?" in out.stderr and "[INVALID_ARGUMENT]" in out.stderr
     assert not (tmp_path / "x.pb").exists() and not (tmp_path / "x.pb.part").exists()
     out = cs("freeze", model.directory, "--server", "http://127.0.0.1:1", "-o", str(tmp_path / "x.pb"))
     assert out.returncode == 1 and "[UNAVAILABLE]" in out.stderr and "--web-port" in out.stderr
@@ -211,4 +259,4 @@ def test_csharp_uploads_only_the_chosen_checkpoint(web_server, tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "b.json").read_text())["checkpoint"]["step"] == 100
     with FreezeClient(web_server.target) as native:
-        assert native.freeze(model.directory, step=100).graph == (tmp_path / "b.pb").read_bytes()
+        assert native.freeze(model.directory, step=100).graph_bytes == (tmp_path / "b.pb").read_bytes()
