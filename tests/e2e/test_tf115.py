@@ -75,7 +75,7 @@ def test_tensorflowsharp_target_runs_in_tf115(client, tmp_path, kind):
     pb = tmp_path / "m.pb"
     outcome = client.freeze(model.directory, output_path=str(pb), target="tensorflowsharp")
     m = outcome.manifest
-    assert m["target"] == "tensorflowsharp"
+    assert m["target"] == "TARGET_TENSORFLOWSHARP"
     (tmp_path / "m.json").write_text(json.dumps(m))
     feeds, expected = dict(model.feeds), dict(model.expected)
     if m["signature"] and not any(":" in k for k in feeds):
