@@ -18,7 +18,7 @@ CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
-.PHONY: setup gen lint-proto serve demo test test-unit bench bench-breadth csharp mono tf115 clean
+.PHONY: setup gen docs lint-proto serve demo test test-unit bench bench-breadth csharp mono tf115 clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -45,6 +45,11 @@ $(STUBS) &: $(PROTOS) $(STAMP)
 # check against the newest such tag). buf comes from npm, pinned.
 $(BUF):
 	mkdir -p .tools && cd .tools && npm install --no-save --silent --no-audit --no-fund @bufbuild/buf@1.75.0
+
+# The manifest's JSON schema, derived from the proto (a test keeps it current).
+docs: setup
+	mkdir -p docs
+	$(BIN)/python -c 'import json; from tffreeze_api import manifest; print(json.dumps(manifest.json_schema(), indent=2))' > docs/manifest.schema.json
 
 lint-proto: $(BUF)
 	cd protos && ../$(BUF) lint

@@ -1,0 +1,106 @@
+"""The API package: typed options from user strings, the manifest codec and its schema,
+and the README's manifest section checked against that schema."""
+
+import json
+import os
+import re
+
+import jsonschema
+import pytest
+from google.protobuf import json_format
+
+from tffreeze_api import manifest, options
+from tffreeze_api.v1 import freeze_pb2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_options_from_strings_and_dicts_are_the_same_message():
+    a = options.freeze_options(outputs="probs, logits:0", bind=["is_training=false", "keep_prob=1.0", "rate="],
+                               var_map=["dense/kernel=w"], target="tensorflowsharp", step=100,
+                               include_variables="a,b")
+    b = options.freeze_options(outputs=["probs", "logits:0"], bind={"is_training": False, "keep_prob": 1.0,
+                                                                    "rate": None},
+                               var_map={"dense/kernel": "w"}, target=freeze_pb2.TARGET_TENSORFLOWSHARP, step=100,
+                               include_variables=["a", "b"])
+    assert a == b
+    assert list(a.outputs) == ["probs", "logits:0"] and a.step == 100
+    assert a.bind["is_training"].WhichOneof("kind") == "bool_value" and a.bind["is_training"].bool_value is False
+    assert a.bind["keep_prob"].number_value == 1.0 and a.bind["rate"].WhichOneof("kind") == "null_value"
+    assert not options.freeze_options().HasField("step")
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"bind": ["oops"]}, "bind"),
+    ({"bind": ["x=maybe"]}, "bind"),
+    ({"var_map": ["w"]}, "var_map"),
+    ({"var_map": ["w="]}, "var_map"),
+    ({"target": "tensorflow1"}, "target"),
+    ({"step": -1}, "step"),
+])
+def test_malformed_options_name_their_field(kwargs, field):
+    with pytest.raises(options.OptionError) as err:
+        options.freeze_options(**kwargs)
+    assert err.value.field == field and err.value.reason == "ERROR_REASON_INVALID_OPTION"
+
+
+def _result():
+    r = freeze_pb2.FreezeResult(sha256="0" * 64, size_bytes=1184, node_count=15, variables_frozen=4,
+                                source_kind=freeze_pb2.SOURCE_KIND_SAVER)
+    x = r.inputs.add(name="x:0", dtype="float32", reason="placeholder the outputs depend on")
+    x.shape.values.add().number_value = -1
+    x.shape.values.add().number_value = 4
+    r.outputs.add(name="probs:0", dtype="float32", reason="graph sink")  # unknown rank
+    r.checkpoint.prefix = "model.ckpt"  # no step
+    r.bindings.add(name="keep_prob:0", reason="inference value of a training switch").value.number_value = 1.0
+    r.verification.add(name="probs:0", max_abs_diff=0.0)
+    return r
+
+
+def test_manifest_keeps_documented_spellings():
+    text = manifest.to_json(_result())
+    m = json.loads(text)
+    assert m["inputs"][0]["shape"] == [-1, 4] and '"shape": [\n        -1,\n        4\n      ]' in text
+    assert m["outputs"][0]["shape"] is None and m["checkpoint"]["step"] is None
+    assert m["size_bytes"] == 1184 and isinstance(m["size_bytes"], int)  # a number, not proto3's "1184"
+    assert m["signature"] is None and m["bindings"][0]["value"] == 1 and m["verification"][0]["max_abs_diff"] == 0.0
+    assert m["source_kind"] == "SOURCE_KIND_SAVER" and m["target"] == "TARGET_UNSPECIFIED"
+    assert text.endswith("}\n") and text.isascii()
+
+
+def test_manifest_is_proto3_json_that_parses_back():
+    r = _result()
+    text = manifest.to_json(r)
+    back = json_format.Parse(text, freeze_pb2.FreezeResult())
+    assert manifest.to_json(back) == text
+    assert back.size_bytes == 1184 and not back.checkpoint.HasField("step") and not back.outputs[0].HasField("shape")
+
+
+def test_schema_describes_every_field_and_rejects_unknown_keys():
+    schema = manifest.json_schema()
+    jsonschema.validate(json.loads(manifest.to_json(_result())), schema)
+    assert set(schema["properties"]) == {f.name for f in freeze_pb2.FreezeResult.DESCRIPTOR.fields}
+    bad = json.loads(manifest.to_json(_result()))
+    bad["extra"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def _readme_block(heading: str, lang: str) -> str:
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        text = fh.read()
+    section = text[text.index(heading):]
+    return re.search(r"```%s\n(.*?)```" % lang, section, re.S).group(1)
+
+
+def test_readme_manifest_example_matches_the_schema():
+    """The README's manifest example is a manifest (every key, nothing else), and parses as FreezeResult."""
+    example = json.loads(_readme_block("### The manifest", "json"))
+    jsonschema.validate(example, manifest.json_schema())
+    json_format.ParseDict(example, freeze_pb2.FreezeResult())
+
+
+def test_documented_schema_is_the_generated_one():
+    """docs/manifest.schema.json (linked from the README) is what the proto defines today."""
+    with open(os.path.join(ROOT, "docs", "manifest.schema.json")) as fh:
+        assert json.load(fh) == manifest.json_schema(), "regenerate it: make docs"
