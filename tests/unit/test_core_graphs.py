@@ -1,0 +1,188 @@
+"""The engine's pure GraphDef modules in isolation (no server, no worker): resolve,
+switches, saver_map, spec, optimize and the tensorflowsharp target, on graphs built here."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+from tffreeze_api import options  # noqa: E402
+from tffreeze_api.v1 import freeze_pb2  # noqa: E402
+from tffreeze_server.core import optimize, resolve, rewrite, saver_map, switches, tensorflowsharp  # noqa: E402
+from tffreeze_server.core.errors import FailedPrecondition, InvalidArgument  # noqa: E402
+from tffreeze_server.core.spec import FreezeSpec  # noqa: E402
+
+tf1 = tf.compat.v1
+
+
+def _meta(build, saver=False, **saver_kw):
+    g = tf.Graph()
+    with g.as_default():
+        build()
+        if saver:
+            tf1.train.Saver(**saver_kw)
+        return tf1.train.export_meta_graph(graph=g)
+
+
+def _classifier():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    w = tf1.get_variable("w", initializer=tf.ones([3, 2]))
+    logits = tf.matmul(x, w, name="logits")
+    tf.nn.softmax(logits, name="probs")
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss, name="train_op")
+    tf1.summary.scalar("loss", loss)
+
+
+# -- resolve ---------------------------------------------------------------------------
+def test_resolution_skips_training_and_summary_sinks():
+    res = resolve.resolve(_meta(_classifier), [], [], None)
+    outputs = [t for t, _ in res.outputs]
+    assert "probs:0" in outputs
+    assert not any(t.startswith(("train_op", "gradients", "loss")) for t in outputs)
+
+
+def test_explicit_names_win_and_misses_name_the_field():
+    meta = _meta(_classifier)
+    res = resolve.resolve(meta, ["logits"], ["x:0"], None)
+    assert res.outputs == [("logits:0", resolve.EXPLICIT_OUTPUT)] and res.inputs == [("x:0", resolve.EXPLICIT_INPUT)]
+    with pytest.raises(InvalidArgument) as err:
+        resolve.resolve(meta, ["logitz"], [], None)
+    assert err.value.reason == "ERROR_REASON_NAME_NOT_IN_GRAPH" and err.value.metadata["field"] == "options.outputs"
+    assert "logits" in err.value.metadata["suggestions"]
+
+
+def test_signature_def_outranks_analysis():
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 2], name="inp")
+        tf.identity(x * 2.0, name="doubled")
+        tf.identity(x * 3.0, name="tripled")
+    meta = _meta(build)
+    sig = meta.signature_def["serving_default"]
+    sig.inputs["a"].name = "inp:0"
+    sig.outputs["b"].name = "tripled:0"
+    res = resolve.resolve(meta, [], [], "serving_default")
+    assert [t for t, _ in res.outputs] == ["tripled:0"] and "signature_def" in res.outputs[0][1]
+
+
+# -- switches ----------------------------------------------------------------------------
+def _switch_graph():
+    x = tf1.placeholder(tf.float32, [None, 2], name="x")
+    is_training = tf1.placeholder(tf.bool, [], name="is_training")
+    keep = tf1.placeholder_with_default(0.5, [], name="keep_prob")
+    y = tf.cond(is_training, lambda: x * keep, lambda: x, name="drop")
+    tf.identity(y, name="out")
+
+
+def test_training_switches_are_bound_and_options_override():
+    graph_def = _meta(_switch_graph).graph_def
+    found = {s.name: s.inference_value for s in switches.find_switches(graph_def)}
+    assert found == {"is_training": False, "keep_prob": 1.0}
+    g = type(graph_def)()
+    g.CopyFrom(graph_def)
+    made = switches.bind(g, {"keep_prob": None, "is_training": True})
+    assert made == [{"name": "is_training:0", "value": True, "reason": switches.BOUND_BY_OPTION}]
+    assert {n.name: n.op for n in g.node}["keep_prob"] == "PlaceholderWithDefault"
+
+
+def test_binding_a_missing_switch_names_the_ones_that_exist():
+    graph_def = _meta(_switch_graph).graph_def
+    with pytest.raises(InvalidArgument) as err:
+        switches.bind(graph_def, {"phase": False})
+    assert "is_training" in err.value.message and err.value.metadata["field"] == "options.bind"
+    with pytest.raises(InvalidArgument) as err:
+        switches.bind(graph_def, {"is_training": 0.5})  # not a bool
+    assert err.value.reason == "ERROR_REASON_INVALID_OPTION"
+
+
+def test_batch_norm_in_training_mode_is_found_until_its_switch_is_bound():
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 2, 2, 3], name="x")
+        training = tf1.placeholder(tf.bool, [], name="is_training")
+        scale, offset = tf.ones([3]), tf.zeros([3])
+
+        def batch_stats():
+            return tf1.nn.fused_batch_norm(x, scale, offset, is_training=True)[0]
+
+        def moving_stats():
+            return tf1.nn.fused_batch_norm(x, scale, offset, mean=tf.zeros([3]), variance=tf.ones([3]),
+                                           is_training=False)[0]
+        tf.identity(tf.cond(training, batch_stats, moving_stats), name="out")
+    pruned = rewrite.prune(_meta(build).graph_def, ["out"])
+    assert switches.training_batch_norms(pruned)
+    assert switches.bind(pruned, {})[0]["name"] == "is_training:0"
+    switches.fold_conditionals(pruned)
+    assert not switches.training_batch_norms(rewrite.tidy(rewrite.prune(pruned, ["out"])))  # as the engine does
+
+
+# -- saver_map ---------------------------------------------------------------------------
+@pytest.mark.parametrize("resource", [False, True])
+def test_renamed_saver_keys_are_read_from_restore_ops(resource):
+    def build():
+        a = tf1.get_variable("a", initializer=tf.ones([2]), use_resource=resource)
+        b = tf1.get_variable("b", initializer=tf.zeros([2]), use_resource=resource)
+        tf.add(a, b, name="sum")
+        tf1.train.Saver({"renamed_a": a, "b": b})
+    mapping = saver_map.variable_keys(_meta(build).graph_def)
+    assert mapping["a"].key == "renamed_a" and mapping["b"].key == "b"
+
+
+# -- spec ----------------------------------------------------------------------------------
+def test_spec_validates_every_option_before_any_file():
+    spec = FreezeSpec.from_options(options.freeze_options(outputs="probs", bind={"is_training": False},
+                                                          var_map={"w:0": "k"}, tags=["serve"]))
+    assert spec.outputs == ("probs",) and spec.bind == {"is_training": False} and spec.var_map == {"w": "k"}
+    for bad, field in ((freeze_pb2.FreezeOptions(outputs=["a:b:c"]), "options.outputs"),
+                       (freeze_pb2.FreezeOptions(graph_path="../etc/passwd"), "options.graph_path"),
+                       (freeze_pb2.FreezeOptions(target=99), "options.target"),
+                       (freeze_pb2.FreezeOptions(step=-3), "options.step")):
+        with pytest.raises(InvalidArgument) as err:
+            FreezeSpec.from_options(bad)
+        assert err.value.metadata["field"] == field and err.value.reason == "ERROR_REASON_INVALID_OPTION"
+    bad = freeze_pb2.FreezeOptions()
+    bad.bind["x"].string_value = "yes"
+    with pytest.raises(InvalidArgument):
+        FreezeSpec.from_options(bad)
+
+
+# -- optimize and the tensorflowsharp target ------------------------------------------------
+def _frozen_dense():
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf.constant(np.arange(6, dtype=np.float32).reshape(3, 2), name="w")
+        y = tf.identity(tf.matmul(x, w) + tf.constant([0.5, -0.5]), name="mid")
+        tf.nn.relu(tf.identity(y), name="y")
+    return g.as_graph_def()
+
+
+def _run(graph_def, feed):
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+        with tf1.Session(graph=g) as s:
+            return s.run("y:0", {"x:0": feed})
+
+
+def test_optimize_drops_identities_and_keeps_outputs():
+    graph_def = _frozen_dense()
+    opt, done = optimize.optimize(graph_def, ["x"], ["y"])
+    assert len(opt.node) < len(graph_def.node) and "Identity" not in {n.op for n in opt.node}
+    feed = np.random.RandomState(0).randn(4, 3).astype(np.float32)
+    np.testing.assert_allclose(_run(opt, feed), _run(graph_def, feed), rtol=1e-6)
+    assert done and "nodes" in done[0]
+
+
+def test_tensorflowsharp_target_strips_new_defaults_and_refuses_unknown_ops():
+    graph_def = _frozen_dense()
+    assert any("grad_a" in n.attr for n in graph_def.node if n.op == "MatMul")
+    tensorflowsharp.make_loadable(graph_def)
+    assert not any("grad_a" in n.attr for n in graph_def.node if n.op == "MatMul")
+    graph_def.node.add(name="e", op="Erfinv", input=["x"]).attr["T"].type = tf.float32.as_datatype_enum
+    with pytest.raises(FailedPrecondition) as err:
+        tensorflowsharp.make_loadable(graph_def)
+    assert err.value.reason == "ERROR_REASON_TARGET_INCOMPATIBLE" and "Erfinv" in err.value.message
