@@ -113,7 +113,7 @@ def _compare(graph_bytes, feeds, expected):
 
 def run_tffreeze(client, name, model, how):
     try:
-        outcome = client.freeze(model.directory, graph=model.extra.get("graph") if how == "graph" else None)
+        outcome = client.freeze(model.directory, graph_file=model.extra.get("graph") if how == "graph" else None)
     except TffreezeError as exc:
         return False, "%s: %s" % (exc.code, exc.message[:150])
     sig = outcome.manifest["signature"]
@@ -121,7 +121,7 @@ def run_tffreeze(client, name, model, how):
     if how == "saved_model" and sig and not any(":" in k for k in feeds):
         feeds = {sig["inputs"][a]["name"]: v for a, v in feeds.items()}
         expected = {sig["outputs"][a]["name"]: v for a, v in expected.items()}
-    return _compare(outcome.graph, feeds, expected)
+    return _compare(outcome.graph_bytes, feeds, expected)
 
 
 def main() -> int:

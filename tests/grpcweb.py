@@ -1,9 +1,10 @@
 """A minimal gRPC-Web client over urllib (HTTP/1.1), as a C# client speaks it:
 frames of 1 flag byte + 4-byte big-endian length + message; a trailer frame
-(flag 0x80) carries grpc-status and grpc-message."""
+(flag 0x80) carries grpc-status, grpc-message and grpc-status-details-bin."""
 
 from __future__ import annotations
 
+import base64
 import struct
 import urllib.parse
 import urllib.request
@@ -11,10 +12,12 @@ from typing import List, Tuple
 
 
 class WebError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, reason: str = "", metadata=None):
         super().__init__("%d: %s" % (status, message))
         self.status = status
         self.message = message
+        self.reason = reason
+        self.metadata = metadata or {}
 
 
 def call(base_url: str, method: str, request_bytes: bytes, timeout: float = 120) -> List[bytes]:
@@ -28,8 +31,23 @@ def call(base_url: str, method: str, request_bytes: bytes, timeout: float = 120)
     messages, trailers = parse_frames(data)
     status = int(trailers.get("grpc-status", header_status or 0))
     if status != 0:
-        raise WebError(status, urllib.parse.unquote(trailers.get("grpc-message", "")))
+        reason, metadata = _error_info(trailers.get("grpc-status-details-bin"))
+        raise WebError(status, urllib.parse.unquote(trailers.get("grpc-message", "")), reason, metadata)
     return messages
+
+
+def _error_info(details):
+    """(reason, metadata) of the google.rpc.ErrorInfo in a base64 grpc-status-details-bin trailer."""
+    if not details:
+        return "", {}
+    from google.rpc import error_details_pb2, status_pb2
+
+    status = status_pb2.Status.FromString(base64.b64decode(details + "=" * (-len(details) % 4)))
+    for any_ in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if any_.Unpack(info):
+            return info.reason, dict(info.metadata)
+    return "", {}
 
 
 def parse_frames(data: bytes) -> Tuple[List[bytes], dict]:

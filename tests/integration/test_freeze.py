@@ -188,6 +188,26 @@ def test_second_client_reuses_server_blobs(server, tmp_path):
     assert again.upload.uploaded_bytes == 0
 
 
+def test_blob_evicted_between_upload_and_freeze_is_uploaded_again(server, tmp_path):
+    """The server says ERROR_REASON_BLOBS_MISSING; the client branches on that reason and retries once."""
+    model = models.seed_v1_v2(str(tmp_path), True)
+    with FreezeClient(server.target) as client:
+        real_upload, calls = client.upload, []
+
+        def upload_then_evict(files, *args):
+            stats = real_upload(files, *args)
+            calls.append(stats)
+            if len(calls) == 1:  # evict everything just uploaded, as the LRU cap would
+                for f in files:
+                    os.unlink(os.path.join(server.data_dir, "blobs", f.sha256[:2], f.sha256))
+            return stats
+
+        client.upload = upload_then_evict
+        outcome = client.freeze(model.directory)
+    assert len(calls) == 2 and calls[1].uploaded_files == calls[1].files  # every evicted file re-sent
+    assert models.run_frozen(outcome.graph_bytes, {}, ["add:0"])[0] == pytest.approx([3.0])
+
+
 def test_placeholder_with_default_stays_an_input(client, tmp_path):
     def build():
         x = models.tf1.placeholder(models.tf.float32, [None, 2], name="x")

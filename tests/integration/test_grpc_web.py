@@ -58,3 +58,5 @@ def test_errors_carry_status_and_message(web_server):
     with pytest.raises(grpcweb.WebError) as err:
         grpcweb.call(web_server.web_url, "WriteBlobChunk", bad.SerializeToString())
     assert err.value.status == 9 and "resume at 0" in err.value.message  # FAILED_PRECONDITION
+    # The reason travels in the gRPC-Web trailer too, for clients to branch on.
+    assert err.value.reason == "ERROR_REASON_WRONG_OFFSET" and err.value.metadata == {"committed_size": "0"}

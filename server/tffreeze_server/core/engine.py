@@ -397,7 +397,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
                 key = mapping[node.name].key if node.name in mapping else node.name
                 if node.name + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys:
                     out.ema_shadows.append(node.name)
-        out.signatures.extend(sorted(meta.signature_def))
+        out.signatures.extend(loaded.signature_names or sorted(meta.signature_def))
         out.collections.extend(user_collections(meta))
     if reader is not None:
         dtypes = reader.get_variable_to_dtype_map()

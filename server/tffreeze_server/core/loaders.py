@@ -56,6 +56,7 @@ class Loaded:
     export_dir: Optional[str] = None  # SavedModels
     tags: List[str] = field(default_factory=list)
     constants: int = 0  # saved_model_v2: variables already turned into constants
+    signature_names: List[str] = field(default_factory=list)  # saved_model_v2: all of them, not only the chosen
 
 
 def files_in(workdir: str) -> List[str]:
@@ -286,7 +287,7 @@ def _load_saved_model_v2(workdir: str, ckpt, tags: List[str], spec: FreezeSpec) 
         sig.outputs[alias].name = t.name
     constants = sum(1 for n in graph_def.node if n.op == "Const")
     return Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2, ckpt, meta, None, export_dir=workdir, tags=tags,
-                  constants=constants)
+                  constants=constants, signature_names=sorted(loaded.signatures.keys()))
 
 
 def load(workdir: str, spec: FreezeSpec, require_graph: bool = True) -> Loaded:
