@@ -124,6 +124,27 @@ def missing_shards(ckpt: Checkpoint) -> List[str]:
     return ["%s.data-%05d-of-%05d" % (ckpt.prefix, i, total) for i in range(total) if i not in have]
 
 
+def checkpoint_dirs(paths: Iterable[str]) -> List[str]:
+    """Folders (relative, '/'-separated, "" for the top) that hold a Saver checkpoint
+    (a PREFIX.index) or a SavedModel (saved_model.pb[txt]), sorted."""
+    found = set()
+    for p in paths:
+        folder, _, name = p.rpartition("/")
+        if name.endswith(".index") or name in SAVED_MODEL_FILES:
+            found.add(folder)
+    return sorted(found)
+
+
+def nested_source(paths: Iterable[str]) -> Tuple[Optional[str], List[str]]:
+    """For a SOURCE folder holding no checkpoint itself: (the only folder below it that
+    holds one, or None; every such folder). Users who saved with
+    ``saver.save(sess, "models/model_name")`` often point at the project folder."""
+    dirs = [d for d in checkpoint_dirs(paths) if d]
+    # A SavedModel's own variables/ folder is part of it, not a checkpoint of its own.
+    dirs = [d for d in dirs if not any(d == o + "/variables" for o in dirs)]
+    return (dirs[0] if len(dirs) == 1 else None), dirs
+
+
 def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optional[int] = None,
            prefix: Optional[str] = None) -> Selection:
     """Choose the checkpoint to freeze.

@@ -64,6 +64,36 @@ def graph_file(path: str) -> LocalFile:
     return local_file("%s/%s" % (GRAPH_DIR, os.path.basename(path)), os.path.abspath(path))
 
 
+NESTED_DEPTH = 3
+
+
+def _relative_files(directory: str, depth: int) -> List[str]:
+    """Files below ``directory`` (at most ``depth`` folders down, hidden folders skipped)."""
+    out = []
+    for root, dirs, files in os.walk(directory):
+        rel = os.path.relpath(root, directory)
+        level = 0 if rel == "." else rel.count(os.sep) + 1
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+        out += [f if rel == "." else "%s/%s" % (rel.replace(os.sep, "/"), f) for f in files]
+    return out
+
+
+def _nested(directory: str, step: Optional[int]) -> Optional[LocalCheckpoint]:
+    """SOURCE holds no checkpoint: the only folder below it that does, with a warning;
+    several such folders are listed in the error."""
+    only, dirs = layout.nested_source(_relative_files(directory, NESTED_DEPTH))
+    if only is not None:
+        found = collect(os.path.join(directory, *only.split("/")), step)
+        found.warnings.insert(0, "%s holds no checkpoint itself; using %s/, the only folder below it that does"
+                              % (directory, only))
+        return found
+    if dirs:
+        raise error_for("NOT_FOUND", "%s holds no checkpoint itself, but %d folders below it do: %s. Pass one of "
+                        "them as SOURCE." % (directory, len(dirs), ", ".join(d + "/" for d in dirs[:10])),
+                        "ERROR_REASON_CHECKPOINT_NOT_FOUND")
+    return None
+
+
 def collect(source: str, step: Optional[int] = None) -> LocalCheckpoint:
     """Resolve SOURCE (a Saver directory, a checkpoint prefix, or a SavedModel
     directory) to the files to upload. Raises TffreezeError naming the problem."""
@@ -79,6 +109,10 @@ def collect(source: str, step: Optional[int] = None) -> LocalCheckpoint:
                                          "(no %s.index)" % (source, source), "ERROR_REASON_CHECKPOINT_NOT_FOUND")
     directory = os.path.abspath(directory)
     names = sorted(n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n)))
+    if prefix is None and not layout.checkpoint_dirs(names):
+        nested = _nested(directory, step)
+        if nested is not None:
+            return nested
     state = None
     if layout.STATE_FILE in names:
         with open(os.path.join(directory, layout.STATE_FILE), "r", encoding="utf-8", errors="replace") as fh:

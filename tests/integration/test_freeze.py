@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import models
-from tffreeze import FreezeClient
+from tffreeze import FreezeClient, NotFoundError
 
 KINDS = [pytest.param(False, id="ref"), pytest.param(True, id="resource")]
 
@@ -206,6 +206,21 @@ def test_blob_evicted_between_upload_and_freeze_is_uploaded_again(server, tmp_pa
         outcome = client.freeze(model.directory)
     assert len(calls) == 2 and calls[1].uploaded_files == calls[1].files  # every evicted file re-sent
     assert models.run_frozen(outcome.graph_bytes, {}, ["add:0"])[0] == pytest.approx([3.0])
+
+
+def test_project_folder_with_one_checkpoint_folder_below_it(client, tmp_path):
+    """Seed 003's layout: saver.save(sess, 'models/model_name'), and the user names the project folder."""
+    project = tmp_path / "project"
+    model = models.seed_v1_v2(str(project / "models"), True)
+    (project / "train.py").write_text("# the training script\n")
+    outcome = client.freeze(str(project))
+    assert outcome.result.checkpoint.prefix == "model.ckpt"
+    assert "using models/, the only folder below it that does" in outcome.result.warnings[0]
+    assert models.run_frozen(outcome.graph_bytes, {}, ["add:0"])[0] == pytest.approx(model.expected["add:0"])
+    models.seed_v1_v2(str(project / "other"), False)
+    with pytest.raises(NotFoundError) as err:
+        client.freeze(str(project))
+    assert "models/, other/" in err.value.message and err.value.reason == "ERROR_REASON_CHECKPOINT_NOT_FOUND"
 
 
 def test_placeholder_with_default_stays_an_input(client, tmp_path):

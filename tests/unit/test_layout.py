@@ -68,3 +68,13 @@ def test_no_checkpoint_names_what_was_expected():
     with pytest.raises(layout.SelectionError) as err:
         layout.select(["model.meta", "notes.txt"])
     assert err.value.code == "NOT_FOUND" and "no .index file" in str(err.value)
+
+
+def test_nested_source_finds_the_only_checkpoint_folder():
+    paths = ["train.py", "models/checkpoint", "models/model_name.index", "models/model_name.meta",
+             "models/model_name.data-00000-of-00001", "export/saved_model.pb", "export/variables/variables.index"]
+    only, dirs = layout.nested_source(paths)
+    assert only is None and dirs == ["export", "models"]  # a SavedModel's variables/ is part of it
+    only, dirs = layout.nested_source([p for p in paths if not p.startswith("export/")])
+    assert only == "models" and dirs == ["models"]
+    assert layout.nested_source(["a.txt", "b/c.txt"]) == (None, [])
