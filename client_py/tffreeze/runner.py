@@ -6,6 +6,8 @@ import contextlib
 import os
 from typing import Dict, List, Tuple
 
+from tffreeze_api import tf_errors
+
 from .errors import InvalidArgumentError, NotFoundError, TffreezeError
 
 
@@ -68,7 +70,7 @@ def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> 
         try:
             return sess.run(fetch_list, feed_dict=feed_dict)
         except tf.errors.OpError as exc:
-            raise TffreezeError("running %s failed: %s" % (model_path, exc.message.splitlines()[0])) from None
+            raise TffreezeError("running %s failed: %s" % (model_path, tf_errors.describe(exc))) from None
         except (ValueError, TypeError) as exc:
             raise InvalidArgumentError("cannot feed %s: %s" % (model_path, exc)) from None
 

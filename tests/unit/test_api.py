@@ -104,3 +104,21 @@ def test_documented_schema_is_the_generated_one():
     """docs/manifest.schema.json (linked from the README) is what the proto defines today."""
     with open(os.path.join(ROOT, "docs", "manifest.schema.json")) as fh:
         assert json.load(fh) == manifest.json_schema(), "regenerate it: make docs"
+
+
+def test_tensorflow_errors_are_described_by_node_op_and_message():
+    import numpy as np
+    import tensorflow as tf
+
+    from tffreeze_api import tf_errors
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, None], name="x")
+        tf.identity(tf.matmul(x, tf.ones([3, 2]), name="mm"), name="out")
+    with tf.compat.v1.Session(graph=g) as s:
+        with pytest.raises(tf.errors.OpError) as err:
+            s.run("out:0", {"x:0": np.ones((2, 4), np.float32)})
+    text = tf_errors.describe(err.value)
+    assert text.startswith("node mm (MatMul): ") and "Matrix size-incompatible" in text
+    assert "Graph execution error" not in text and "\n" not in text

@@ -62,6 +62,8 @@ def test_variable_missing_from_checkpoint_is_named(tmp_path):
         engine.freeze(d, FreezeSpec(), str(tmp_path / "out.pb"))
     assert "v2 (checkpoint key 'v2')" in err.value.message and "(var_map)" in err.value.message
     assert err.value.reason == "ERROR_REASON_VARIABLE_VALUE_MISSING" and err.value.metadata["variables"] == "v2"
+    # A failure after resolution names the outputs that were chosen, and why.
+    assert err.value.metadata["outputs"] == "sum:0" and "[outputs: sum:0 (graph sink" in err.value.message
     # Leaving v2 out of the restore freezes it to its (constant) initial value, as a partial restore does.
     result = engine.freeze(d, FreezeSpec(exclude_variables=("v2",)), str(tmp_path / "out.pb"))
     assert any("v2 takes its initial value" in w for w in result.warnings)

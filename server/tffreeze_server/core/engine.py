@@ -20,6 +20,7 @@ Everything here runs in worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -29,10 +30,11 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
+from tffreeze_api import tf_errors
 from tffreeze_api.v1 import freeze_pb2
 
 from . import optimize as optimize_mod, rewrite, switches, tensorflowsharp, verify as verify_mod
-from .errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted
 from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, split_tensor
 from .loaders import Loaded, load, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, resolve, user_collections
@@ -175,6 +177,20 @@ def _inputs_of(frozen, res_inputs, order: Dict[str, int]) -> Tuple[List[Tuple[st
     return inputs, warnings
 
 
+@contextlib.contextmanager
+def naming_outputs(outputs: List[Tuple[str, str]]):
+    """A failure after resolution says which outputs were chosen and why (the fix is often other outputs)."""
+    try:
+        yield
+    except FreezeError as exc:
+        if "outputs" not in exc.metadata:
+            shown = ", ".join("%s (%s)" % o for o in outputs[:10]) + (" ..." if len(outputs) > 10 else "")
+            exc.message = "%s [outputs: %s]" % (exc.message, shown)
+            exc.args = (exc.message,)
+            exc.metadata["outputs"] = ",".join(t for t, _ in outputs[:50])
+        raise
+
+
 @dataclass
 class Resolved:
     """A loaded upload with its signature and names resolved, pruned to the outputs."""
@@ -234,51 +250,52 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
     result.checkpoint.CopyFrom(loaded.checkpoint)
     warnings = list(loaded.warnings)
     r = _resolve(loaded, spec, warnings)
-    original = r.pruned  # for the verify option: the model before binding and conversion
-    graph_def, bindings = _bind(r, spec, result)
-    _check_ops(graph_def)
+    with naming_outputs(r.res.outputs):
+        original = r.pruned  # for the verify option: the model before binding and conversion
+        graph_def, bindings = _bind(r, spec, result)
+        _check_ops(graph_def)
 
-    values: Dict[str, Tuple[np.ndarray, int]] = {}
-    if loaded.reader is None and any(n.op in VARIABLE_OPS for n in graph_def.node):
-        raise FailedPrecondition("the outputs need variables but the upload has no checkpoint values "
-                                 "(variables/variables.index)", "ERROR_REASON_VARIABLE_VALUE_MISSING")
-    if loaded.reader is not None:
-        values, ema_used, value_warnings = read_values(
-            graph_def, loaded.meta.graph_def, loaded.reader, variable_keys(loaded.meta.graph_def), spec,
-            lambda message, fraction: progress(freeze_pb2.STAGE_READING_VARIABLES, message, fraction))
-        warnings += value_warnings
-        result.ema_variables.extend(ema_used)
-    rewrite.check_size(values, graph_def, spec.limits.max_graph_bytes)
-    progress(freeze_pb2.STAGE_CONVERTING, "turning %d variable(s) into constants" % len(values), 0.65)
-    frozen = rewrite.tidy(rewrite.to_constants(graph_def, values) if values else graph_def)
-    result.variables_frozen = len(values) if loaded.reader is not None else loaded.constants
-    order = {n.name: i for i, n in enumerate(loaded.meta.graph_def.node)}
-    inputs, input_warnings = _inputs_of(frozen, r.res.inputs, order)
-    warnings += input_warnings
-    _reject_training(frozen)
+        values: Dict[str, Tuple[np.ndarray, int]] = {}
+        if loaded.reader is None and any(n.op in VARIABLE_OPS for n in graph_def.node):
+            raise FailedPrecondition("the outputs need variables but the upload has no checkpoint values "
+                                     "(variables/variables.index)", "ERROR_REASON_VARIABLE_VALUE_MISSING")
+        if loaded.reader is not None:
+            values, ema_used, value_warnings = read_values(
+                graph_def, loaded.meta.graph_def, loaded.reader, variable_keys(loaded.meta.graph_def), spec,
+                lambda message, fraction: progress(freeze_pb2.STAGE_READING_VARIABLES, message, fraction))
+            warnings += value_warnings
+            result.ema_variables.extend(ema_used)
+        rewrite.check_size(values, graph_def, spec.limits.max_graph_bytes)
+        progress(freeze_pb2.STAGE_CONVERTING, "turning %d variable(s) into constants" % len(values), 0.65)
+        frozen = rewrite.tidy(rewrite.to_constants(graph_def, values) if values else graph_def)
+        result.variables_frozen = len(values) if loaded.reader is not None else loaded.constants
+        order = {n.name: i for i, n in enumerate(loaded.meta.graph_def.node)}
+        inputs, input_warnings = _inputs_of(frozen, r.res.inputs, order)
+        warnings += input_warnings
+        _reject_training(frozen)
 
-    if spec.optimize:
-        progress(freeze_pb2.STAGE_OPTIMIZING, "inference optimisations", 0.75)
-        frozen, done = optimize_mod.optimize(frozen, [node_of(t) for t, _ in inputs],
-                                             [node_of(t) for t, _ in r.res.outputs])
-        frozen = rewrite.tidy(frozen)
-        warnings.append("optimize: " + "; ".join(done))
-    if spec.target:
-        progress(freeze_pb2.STAGE_TARGETING, "making the graph load in %s" % spec.target, 0.8)
-        warnings += ["target %s: %s" % (spec.target, n) for n in tensorflowsharp.make_loadable(frozen)]
+        if spec.optimize:
+            progress(freeze_pb2.STAGE_OPTIMIZING, "inference optimisations", 0.75)
+            frozen, done = optimize_mod.optimize(frozen, [node_of(t) for t, _ in inputs],
+                                                 [node_of(t) for t, _ in r.res.outputs])
+            frozen = rewrite.tidy(frozen)
+            warnings.append("optimize: " + "; ".join(done))
+        if spec.target:
+            progress(freeze_pb2.STAGE_TARGETING, "making the graph load in %s" % spec.target, 0.8)
+            warnings += ["target %s: %s" % (spec.target, n) for n in tensorflowsharp.make_loadable(frozen)]
 
-    progress(freeze_pb2.STAGE_CHECKING, "checking the frozen graph imports", 0.85)
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(rewrite.skeleton(frozen), name="")
-    result.inputs.extend(_describe(graph, frozen, inputs))
-    result.outputs.extend(_describe(graph, frozen, r.res.outputs))
-    if r.signature:
-        _signature_map(result, graph, frozen, loaded.meta.signature_def[r.signature], r.signature)
+        progress(freeze_pb2.STAGE_CHECKING, "checking the frozen graph imports", 0.85)
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(rewrite.skeleton(frozen), name="")
+        result.inputs.extend(_describe(graph, frozen, inputs))
+        result.outputs.extend(_describe(graph, frozen, r.res.outputs))
+        if r.signature:
+            _signature_map(result, graph, frozen, loaded.meta.signature_def[r.signature], r.signature)
 
-    if spec.verify:
-        progress(freeze_pb2.STAGE_VERIFYING, "running original and frozen graphs on generated inputs", 0.9)
-        result.verification.extend(_verify(r, spec, original, values, bindings, frozen, result))
+        if spec.verify:
+            progress(freeze_pb2.STAGE_VERIFYING, "running original and frozen graphs on generated inputs", 0.9)
+            result.verification.extend(_verify(r, spec, original, values, bindings, frozen, result))
 
     progress(freeze_pb2.STAGE_WRITING, "serializing the frozen graph", 0.95)
     result.node_count = len(frozen.node)
@@ -320,10 +337,10 @@ def _verify(r: Resolved, spec: FreezeSpec, original, values, bindings, frozen, r
     try:
         return _run_verification(r, spec, original, values, bindings, frozen, result)
     except tf.errors.OpError as exc:
-        raise FailedPrecondition("verify could not run the graphs on generated inputs (%s); the frozen graph "
-                                 "was not checked. Freeze without verify, or check it on real inputs with a "
-                                 "runner." % (exc.message or "").strip().splitlines()[0],
-                                 "ERROR_REASON_VERIFY_FAILED") from None
+        raise FailedPrecondition("verify could not run the graphs on generated inputs: %s. The frozen graph "
+                                 "was not checked; freeze without verify, or check it on real inputs with a "
+                                 "runner." % tf_errors.describe(exc), "ERROR_REASON_VERIFY_FAILED",
+                                 node=getattr(exc.node_def, "name", None) if exc.node_def else None) from None
 
 
 def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings, frozen, result) -> list:
