@@ -186,3 +186,10 @@ def test_tensorflowsharp_target_strips_new_defaults_and_refuses_unknown_ops():
     with pytest.raises(FailedPrecondition) as err:
         tensorflowsharp.make_loadable(graph_def)
     assert err.value.reason == "ERROR_REASON_TARGET_INCOMPATIBLE" and "Erfinv" in err.value.message
+
+
+def test_dtype_names_never_crash_on_types_numpy_lacks():
+    from tffreeze_server.core.engine import dtype_name
+
+    assert [dtype_name(d) for d in (tf.float32, tf.string, tf.bool, tf.variant, tf.resource, tf.qint8)] == [
+        "float32", "string", "bool", "variant", "resource", "qint8"]

@@ -52,8 +52,16 @@ def _noop(stage, message, fraction):
 
 # -- describing tensors ------------------------------------------------------------
 def dtype_name(dtype) -> str:
+    """numpy's spelling ("float32", "string"); TensorFlow's for types numpy has no name for
+    ("variant", "resource", "qint8")."""
     dtype = tf.dtypes.as_dtype(dtype).base_dtype
-    return "string" if dtype == tf.string else np.dtype(dtype.as_numpy_dtype).name
+    if dtype == tf.string:
+        return "string"
+    try:
+        name = np.dtype(dtype.as_numpy_dtype).name
+    except (KeyError, TypeError):
+        return dtype.name
+    return dtype.name if name.startswith("void") else name
 
 
 def _set_shape(msg, shape: tf.TensorShape) -> None:
