@@ -38,8 +38,9 @@ SOURCE is one of:
   - one checkpoint PREFIX (runs/mnist/model.ckpt-2000);
   - a SavedModel directory (saved_model.pb, variables/): TF1 (SavedModelBuilder)
     or TF2 (tf.saved_model.save, Keras export); --signature and --tag choose.
-Only the chosen checkpoint's files are uploaded, and only those the server
-lacks. --server defaults to $TFFREEZE_SERVER, then 127.0.0.1:50051.
+A folder holding no checkpoint itself but exactly one folder below it that
+does is used (with a warning). Only the chosen checkpoint's files are uploaded,
+and only those the server lacks. --server defaults to $TFFREEZE_SERVER, then 127.0.0.1:50051.
 
 exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error
 """
