@@ -91,12 +91,16 @@ def test_tensorflowsharp_target_runs_in_tf115(client, tmp_path, kind):
         np.testing.assert_allclose(b, expected[name], rtol=1e-5, atol=1e-5)
 
 
-def test_without_the_target_tf115_rejects_new_attributes(client, tmp_path):
+def test_without_the_target_default_attrs_are_stripped_and_tf115_loads_it(client, tmp_path):
+    """Every output has default-valued attributes stripped (TF 2.x adds MatMul's grad_a/grad_b...),
+    so a C# user who forgot the target still gets a graph TF 1.15 loads, and the manifest says so."""
     model = models.dense(str(tmp_path / "model"), True)
     pb = tmp_path / "m.pb"
-    client.freeze(model.directory, output_path=str(pb))
+    outcome = client.freeze(model.directory, output_path=str(pb))
+    assert outcome.manifest["loads_in_tensorflowsharp"] is True and outcome.manifest["tensorflowsharp_issues"] == []
     values, err = run_py115(pb, model.feeds, ["y:0"], tmp_path)
-    assert values is None and "NodeDef mentions attr" in err
+    assert values is not None, err
+    np.testing.assert_allclose(values[0], model.expected["y:0"], rtol=1e-5, atol=1e-5)
 
 
 def test_op_missing_in_tf115_is_named(client, tmp_path):
@@ -106,7 +110,12 @@ def test_op_missing_in_tf115_is_named(client, tmp_path):
         models.tf.raw_ops.Erfinv(x=x * w, name="out")
 
     model = models._save(str(tmp_path / "model"), build, {"x:0": np.array([0.1, -0.2], np.float32)}, ["out:0"])
-    assert client.freeze(model.directory).manifest["outputs"][0]["name"] == "out:0"  # fine for TF 2.x
+    plain = client.freeze(model.directory, output_path=str(tmp_path / "plain.pb"))
+    assert plain.manifest["outputs"][0]["name"] == "out:0"  # fine for TF 2.x ...
+    m = plain.manifest  # ... and the manifest says TF 1.15 will refuse it, and why
+    assert m["loads_in_tensorflowsharp"] is False and any("out (op Erfinv" in i for i in m["tensorflowsharp_issues"])
+    values, err = run_py115(tmp_path / "plain.pb", model.feeds, ["out:0"], tmp_path)
+    assert values is None and "Erfinv" in err
     with pytest.raises(FailedPreconditionError) as err:
         client.freeze(model.directory, target="tensorflowsharp")
     assert "out (op Erfinv is not in TensorFlow 1.15.0)" in err.value.message

@@ -75,19 +75,28 @@ def _strip_defaults(node) -> None:
             del node.attr[name]
 
 
-def make_loadable(graph_def) -> List[str]:
-    """Rewrite ``graph_def`` in place so that TensorFlowSharp's libtensorflow 1.15
-    loads it; returns notes for the manifest's warnings. Raises FailedPrecondition
-    naming every node that has no exact 1.15 equivalent."""
+def _visit_all(graph_def, visit) -> None:
+    for node in graph_def.node:
+        visit(node, "")
+    for func in graph_def.library.function:
+        for node in func.node_def:
+            visit(node, "%s/" % func.signature.name)
+
+
+def strip_defaults(graph_def) -> None:
+    """Drop attributes that hold this TensorFlow's default value where TF 1.15 does not
+    know them or has the same default (what SavedModel's strip_default_attrs does, made
+    safe for 1.15). Applied to every frozen graph: this TensorFlow fills them back in."""
+    _visit_all(graph_def, lambda node, where: _strip_defaults(node))
+
+
+def incompatibilities(graph_def) -> List[str]:
+    """Why TF 1.15 (TensorFlowSharp's runtime) would refuse the graph as it is, node by node."""
     version, ops115 = registry()
     functions = {f.signature.name for f in graph_def.library.function}
-    notes, offending = [], []
+    offending: List[str] = []
 
     def visit(node, where: str):
-        note = _rewrite(node)
-        if note:
-            notes.append("%s%s: %s" % (where, node.name, note))
-        _strip_defaults(node)
         if node.op in functions:
             return
         if node.op not in ops115:
@@ -106,11 +115,25 @@ def make_loadable(graph_def) -> List[str]:
                 offending.append("%s%s (op %s: TensorFlow %s requires attribute '%s')" % (
                     where, node.name, node.op, version, attr))
 
-    for node in graph_def.node:
-        visit(node, "")
-    for func in graph_def.library.function:
-        for node in func.node_def:
-            visit(node, "%s/" % func.signature.name)
+    _visit_all(graph_def, visit)
+    return offending
+
+
+def make_loadable(graph_def) -> List[str]:
+    """Rewrite ``graph_def`` in place so that TensorFlowSharp's libtensorflow 1.15
+    loads it; returns notes for the manifest's warnings. Raises FailedPrecondition
+    naming every node that has no exact 1.15 equivalent."""
+    version, _ = registry()
+    notes: List[str] = []
+
+    def rewrite(node, where: str):
+        note = _rewrite(node)
+        if note:
+            notes.append("%s%s: %s" % (where, node.name, note))
+        _strip_defaults(node)
+
+    _visit_all(graph_def, rewrite)
+    offending = incompatibilities(graph_def)
     if offending:
         raise FailedPrecondition(
             "the frozen graph cannot run on TensorFlowSharp's libtensorflow %s: %s. These ops have no exact %s "
