@@ -19,7 +19,8 @@ def handle(kind: str, payload: dict, progress):
     from .core import engine
 
     if kind == "freeze":
-        return engine.freeze(payload["workdir"], payload["spec"], payload["out_path"], progress).SerializeToString()
+        return engine.freeze(payload["workdir"], payload["spec"], payload["out_path"],
+                             progress=progress).SerializeToString()
     if kind == "inspect":
-        return engine.inspect(payload["workdir"], payload["spec"], progress).SerializeToString()
+        return engine.inspect(payload["workdir"], payload["spec"], progress=progress).SerializeToString()
     raise ValueError("unknown task %r" % kind)

@@ -68,3 +68,19 @@ def test_variable_missing_from_checkpoint_is_named(tmp_path):
     result = engine.freeze(d, FreezeSpec(exclude_variables=("v2",)), str(tmp_path / "out.pb"))
     assert any("v2 takes its initial value" in w for w in result.warnings)
     assert models.run_frozen((tmp_path / "out.pb").read_bytes(), {}, ["sum:0"])[0] == 3.0
+
+
+@pytest.mark.parametrize("failure", [KeyError("gradients/OptionalFromValue_grad/OptionalGetValue"), RecursionError()])
+def test_unexpected_failures_on_an_upload_are_not_internal(tmp_path, monkeypatch, failure):
+    """A bug the upload triggers is FAILED_PRECONDITION naming the step, never INTERNAL."""
+    model = models.dense(str(tmp_path / "ckpt"), True)
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(engine, "read_values", broken)
+    with pytest.raises(FailedPrecondition) as err:
+        engine.freeze(model.directory, FreezeSpec(), str(tmp_path / "out.pb"))
+    assert err.value.reason == "ERROR_REASON_GRAPH_UNSUPPORTED" and err.value.metadata["error"] == type(failure).__name__
+    assert err.value.metadata["stage"] == "STAGE_LOADING_GRAPH" and "while loading graph" in err.value.message
+    assert not (tmp_path / "out.pb").exists()

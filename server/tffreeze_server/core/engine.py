@@ -21,8 +21,11 @@ Everything here runs in worker processes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
+import sys
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -248,6 +251,41 @@ def _bind(r: Resolved, spec: FreezeSpec, result: freeze_pb2.FreezeResult):
     return graph_def, bindings
 
 
+class _StageTracker:
+    """Remembers the stage a task reached, so an unexpected failure can name it."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.stage = progress, freeze_pb2.STAGE_LOADING_GRAPH
+
+    def __call__(self, stage, message, fraction):
+        self.stage = stage
+        self.progress(stage, message, fraction)
+
+
+def _guarded(task):
+    """Run an engine task over an upload: any failure that is not already an engine
+    error becomes FAILED_PRECONDITION naming the step (never INTERNAL for an upload);
+    the traceback goes to the worker's log. A full disk stays RESOURCE_EXHAUSTED."""
+    @functools.wraps(task)
+    def run(workdir, spec, *args, progress: Progress = _noop):
+        tracker = _StageTracker(progress)
+        try:
+            return task(workdir, spec, *args, progress=tracker)
+        except (FreezeError, OSError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported, with its step, instead of INTERNAL
+            traceback.print_exc(file=sys.stderr)
+            stage = freeze_pb2.Stage.Name(tracker.stage)[len("STAGE_"):].lower().replace("_", " ")
+            detail = " ".join(str(exc).split())[:300]
+            raise FailedPrecondition(
+                "the engine could not process this graph while %s (%s%s). This graph uses something tffreeze "
+                "does not handle yet; name other outputs, or report it with the upload."
+                % (stage, type(exc).__name__, ": " + detail if detail else ""), "ERROR_REASON_GRAPH_UNSUPPORTED",
+                stage=freeze_pb2.Stage.Name(tracker.stage), error=type(exc).__name__) from None
+    return run
+
+
+@_guarded
 def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _noop) -> freeze_pb2.FreezeResult:
     """Freeze the upload in ``workdir``; write the GraphDef to ``out_path``. Returns
     the FreezeResult (provenance.server is left to the client)."""
@@ -387,6 +425,7 @@ def _shape_list(info) -> Optional[List[int]]:
 
 
 # -- inspect ---------------------------------------------------------------------------
+@_guarded
 def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freeze_pb2.InspectResponse:
     """Describe the upload in ``workdir``: variables, candidate inputs and outputs
     (with reasons), signatures, collections, switches, EMA shadows."""
