@@ -212,7 +212,9 @@ class FreezeClient:
 
     # -- freezing --------------------------------------------------------------
     def _local(self, source: str, step, graph_file: Optional[str], options: dict):
-        """The chosen checkpoint's files, plus the graph file (recorded as graph_path)."""
+        """The chosen checkpoint's files, plus the graph file (recorded as graph_path).
+        Options are checked first, so a malformed one fails before any file is hashed."""
+        build_options(step=step, **options)
         local = _source.collect(source, step)
         files = list(local.files)
         if graph_file:
@@ -234,7 +236,6 @@ class FreezeClient:
         bind ({name: value} or ["name=value"]), ema, var_map ({graph_var: key}),
         include_variables, exclude_variables, optimize, verify, target
         ("tensorflowsharp": loads in libtensorflow 1.15)."""
-        build_options(outputs=outputs, inputs=inputs, step=step, **options)  # option errors before hashing
         local, files = self._local(source, step, graph_file, options)
         outcome = self.freeze_files(files, output_path, outputs, inputs, None, local.prefix, progress, timeout,
                                     **options)
@@ -288,7 +289,6 @@ class FreezeClient:
                 **options) -> freeze_pb2.InspectResponse:
         """Describe a checkpoint: variables, candidate inputs/outputs with reasons,
         switches a freeze would bind, EMA shadows, signatures."""
-        build_options(outputs=outputs, inputs=inputs, step=step, **options)
         local, files = self._local(source, step, graph_file, options)
         info = self.inspect_files(files, outputs, inputs, None, local.prefix, timeout, **options)
         # Only the chosen checkpoint was uploaded; the local directory knows them all.

@@ -15,7 +15,7 @@ from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 from . import __version__
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
-from .core.spec import FreezeSpec, ServerLimits
+from .core.spec import FreezeSpec, ServerLimits, safe_relative_path
 from .status import mapped, mapped_stream
 from .workers import QUEUED, WorkerPool
 
@@ -23,9 +23,7 @@ MAX_FILES = 10000
 
 
 def _check_path(path: str) -> str:
-    parts = path.split("/")
-    if (not path or path.startswith("/") or "\\" in path or "\x00" in path
-            or any(p in ("", ".", "..") for p in parts)):
+    if not safe_relative_path(path):
         raise InvalidArgument("file path %r is not a safe relative path: use '/'-separated names inside the "
                               "checkpoint directory, without '..' or a leading '/'" % path[:200],
                               "ERROR_REASON_INVALID_PATH", path=path[:200])

@@ -122,9 +122,21 @@ def test_freeze_and_inspect_do_not_import_tensorflow(server, ckpt, tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "NO_TF"
 
 
-def test_progress_bar_on_a_tty_only(server, tmp_path):
+@pytest.fixture()
+def empty_server(tmp_path):
+    """A server of this test's own: the session server may already hold this checkpoint's
+    blobs (other tests freeze the same model), and then there is no upload to show."""
+    from conftest import start_server, stop_server
+
+    srv = start_server(str(tmp_path / "own-data"))
+    yield srv
+    assert stop_server(srv) == 0
+
+
+def test_progress_bar_on_a_tty_only(empty_server, tmp_path):
     import pty
 
+    server = empty_server
     model = models.seed_v1_v2(str(tmp_path / "ckpt"), True)
     master, slave = pty.openpty()
     proc = subprocess.Popen([TFFREEZE, "freeze", model.directory, "-o", str(tmp_path / "m.pb"),

@@ -31,6 +31,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf import json_format
 from tensorflow.python.framework import tensor_util
 
 from tffreeze_api import tf_errors
@@ -105,20 +106,7 @@ def _describe(graph: tf.Graph, graph_def, named: List[Tuple[str, str]]) -> List[
 
 def _to_value(msg, value) -> None:
     """Fill a google.protobuf.Value from a JSON-like Python value."""
-    if value is None:
-        msg.null_value = 0
-    elif isinstance(value, bool):
-        msg.bool_value = value
-    elif isinstance(value, (int, float)):
-        msg.number_value = float(value)
-    elif isinstance(value, str):
-        msg.string_value = value
-    elif isinstance(value, (list, tuple)):
-        msg.list_value.SetInParent()
-        for v in value:
-            _to_value(msg.list_value.values.add(), v)
-    else:
-        msg.string_value = str(value)
+    json_format.ParseDict(value, msg)
 
 
 # -- pipeline steps ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from .errors import InvalidArgument
 
 VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp"}
 PLACEHOLDER_OPS = {"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"}
-_TENSOR_RE = re.compile(r"^(?P<node>[^:^]+)(?::(?P<index>\d+))?$")
+TENSOR_RE = re.compile(r"^(?P<node>[^:^]+)(?::(?P<index>\d+))?$")
 
 
 def node_of(input_name: str) -> str:
@@ -20,7 +20,7 @@ def node_of(input_name: str) -> str:
 
 def split_tensor(name: str) -> Tuple[str, int]:
     """'x' -> ('x', 0); 'x:1' -> ('x', 1). Raises InvalidArgument when malformed."""
-    m = _TENSOR_RE.match(name.strip())
+    m = TENSOR_RE.match(name.strip())
     if not m:
         raise InvalidArgument("%r is not a tensor name; write NODE or NODE:INDEX, e.g. 'logits' or 'logits:0'"
                               % name[:200], "ERROR_REASON_INVALID_NAME", name=name[:200])

@@ -39,8 +39,6 @@ from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .spec import FreezeSpec
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-SAVED_MODEL_FILES = layout.SAVED_MODEL_FILES
-V2_GRAPH_OPTIONS = FreezeSpec.GRAPH_OPTIONS
 
 
 @dataclass
@@ -209,7 +207,7 @@ def _refuse_graphless(files: List[str], sel: layout.Selection, reader) -> None:
 
 
 def _read_saved_model(workdir: str, files: List[str]) -> saved_model_pb2.SavedModel:
-    name = next(f for f in SAVED_MODEL_FILES if f in files)
+    name = next(f for f in layout.SAVED_MODEL_FILES if f in files)
     sm = saved_model_pb2.SavedModel()
     try:
         with open(os.path.join(workdir, name), "rb") as fh:
@@ -229,7 +227,7 @@ def _read_saved_model(workdir: str, files: List[str]) -> saved_model_pb2.SavedMo
 def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_graph: bool) -> Loaded:
     """A SavedModel directory: TF1 exports are read as data, TF2 exports loaded."""
     sm = _read_saved_model(workdir, files)
-    name = next(f for f in SAVED_MODEL_FILES if f in files)
+    name = next(f for f in layout.SAVED_MODEL_FILES if f in files)
     tags = sorted(spec.tags)
     tag_sets = [sorted(m.meta_info_def.tags) for m in sm.meta_graphs]
     if tags:
@@ -253,7 +251,7 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
 
 
 def _load_saved_model_v2(workdir: str, ckpt, tags: List[str], spec: FreezeSpec) -> Loaded:
-    for name in V2_GRAPH_OPTIONS:
+    for name in FreezeSpec.GRAPH_OPTIONS:
         if spec.given(name):
             raise InvalidArgument("options.%s does not apply to a TF2 SavedModel: its signature defines the graph"
                                   % name, "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options." + name,
@@ -293,7 +291,7 @@ def _load_saved_model_v2(workdir: str, ckpt, tags: List[str], spec: FreezeSpec) 
 def load(workdir: str, spec: FreezeSpec, require_graph: bool = True) -> Loaded:
     """Read the upload in ``workdir`` with the loader for its kind."""
     files = files_in(workdir)
-    if any(f in files for f in SAVED_MODEL_FILES):
+    if any(f in files for f in layout.SAVED_MODEL_FILES):
         return load_saved_model(workdir, files, spec, require_graph)
     return load_saver(workdir, files, spec, require_graph)
 

@@ -10,17 +10,16 @@ travel in ``ServerLimits``. Needs protobuf only: no gRPC, no TensorFlow.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple, Union
 
 from tffreeze_api.v1 import freeze_pb2
 
 from .errors import option_error
+from .graph import TENSOR_RE
 
 PROTOBUF_LIMIT = (1 << 31) - 1
 TARGET_TENSORFLOWSHARP = "tensorflowsharp"
-_TENSOR_RE = re.compile(r"^[^:^\s][^:^]*(?::\d+)?$")
 Bound = Union[bool, float, None]  # a binding's value; None leaves the switch unbound
 
 
@@ -85,7 +84,7 @@ def _names(values, field_name: str) -> Tuple[str, ...]:
         name = raw.strip()
         if not name:
             continue
-        if not _TENSOR_RE.match(name):
+        if not TENSOR_RE.match(name):
             raise option_error(field_name, "%r is not a tensor name; write NODE or NODE:INDEX, e.g. 'logits' or "
                                            "'logits:0'" % _cut(raw))
         out.append(name)
@@ -94,7 +93,7 @@ def _names(values, field_name: str) -> Tuple[str, ...]:
 
 def _node(name: str, field_name: str) -> str:
     name = name.strip()
-    if not name or not _TENSOR_RE.match(name):
+    if not name or not TENSOR_RE.match(name):
         raise option_error(field_name, "%r is not a node name" % _cut(name))
     return name.split(":")[0]
 
@@ -107,14 +106,18 @@ def _step(options) -> Optional[int]:
     return options.step
 
 
+def safe_relative_path(path: str) -> bool:
+    """A '/'-separated path that stays inside the upload: no leading '/', no '..', '.' or
+    empty parts, no backslash or NUL. The one rule for uploaded file paths and path options."""
+    return bool(path) and not path.startswith("/") and "\\" not in path and "\x00" not in path and \
+        all(p not in ("", ".", "..") for p in path.split("/"))
+
+
 def _relative(path: str, field_name: str) -> str:
     path = path.strip()
-    if not path:
-        return ""
-    parts = path.strip("/").split("/") if not path.startswith("/") else [""]
-    if "\\" in path or "\x00" in path or any(p in ("", ".", "..") for p in parts):
+    if path and not safe_relative_path(path.rstrip("/")):
         raise option_error(field_name, "%r is not a '/'-separated path inside the upload" % _cut(path))
-    return path.strip("/")
+    return path.rstrip("/")
 
 
 def _bound(name: str, value) -> Bound:
@@ -155,4 +158,4 @@ def target_enum(target: str) -> int:
     return freeze_pb2.TARGET_TENSORFLOWSHARP if target == TARGET_TENSORFLOWSHARP else freeze_pb2.TARGET_UNSPECIFIED
 
 
-__all__ = ["FreezeSpec", "ServerLimits", "PROTOBUF_LIMIT", "TARGET_TENSORFLOWSHARP", "target_enum"]
+__all__ = ["FreezeSpec", "ServerLimits", "PROTOBUF_LIMIT", "TARGET_TENSORFLOWSHARP", "target_enum", "safe_relative_path"]
