@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 
 _NOISE = re.compile(r"^(Graph execution error:|Detected at node .* defined at \(most recent call last\):|"
-                    r"File \".*\", line \d+.*|Node: '.*'|Stack trace for op definition:.*|\[\[.*\]\])$")
-_NODE = re.compile(r"\[\[\{\{node ([^}]+)\}\}\]\]")
+                    r"File \".*\", line \d+.*|Node: '.*'|Stack trace for op definition:.*|\[\[.*\]\]|In \{\{node [^}]+\}\})$")
+_NODE = re.compile(r"\{\{node ([^}]+)\}\}")
 
 
 def describe(exc, limit: int = 600) -> str:

@@ -324,9 +324,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         result.tensorflowsharp_issues.extend(issues[:20])
 
         progress(freeze_pb2.STAGE_CHECKING, "checking the frozen graph imports", 0.85)
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.graph_util.import_graph_def(rewrite.skeleton(frozen), name="")
+        graph = _type_checked(frozen)
         result.inputs.extend(_describe(graph, frozen, inputs))
         result.outputs.extend(_describe(graph, frozen, r.res.outputs))
         if r.signature:
@@ -352,6 +350,31 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
     result.warnings.extend(warnings)
     result.provenance.tensorflow_version = tf.__version__
     return result
+
+
+def _type_checked(frozen) -> tf.Graph:
+    """Import the frozen graph (large constants left out) and build every function
+    in its library (loop bodies, cond branches) the way TensorFlow instantiates
+    them: a node whose inputs no longer have the types its op wants fails here,
+    named, instead of when a user runs the graph. Nothing is executed."""
+    from tensorflow.python.framework import function_def_to_graph
+
+    skeleton = rewrite.skeleton(frozen)
+    graph = tf.Graph()
+    where = "the graph"
+    try:
+        with graph.as_default():
+            tf.graph_util.import_graph_def(skeleton, name="")
+            for func in skeleton.library.function:
+                where = "function %s" % func.signature.name
+                function_def_to_graph.function_def_to_graph(func)
+    except (ValueError, TypeError, tf.errors.OpError) as exc:
+        text = tf_errors.describe(exc, limit=500)
+        raise FailedPrecondition(
+            "the frozen graph would not run: in %s, %s. This is a tffreeze limitation with this graph; "
+            "report it with the upload, or name other outputs." % (where, text),
+            "ERROR_REASON_GRAPH_DOES_NOT_RUN", function=where) from None
+    return graph
 
 
 def _signature_map(result, graph, frozen, sig, name: str) -> None:

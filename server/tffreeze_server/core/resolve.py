@@ -12,7 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Set, Tuple
 
+from tensorflow.python.framework import dtypes, op_def_registry
+
+from . import heads
 from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_of, nodes_by_name, resolve_names
+from .switches import find_switches
 
 Named = Tuple[str, str]  # (tensor name "node:i", reason)
 EXPLICIT_OUTPUT = "explicit outputs"
@@ -43,6 +47,9 @@ _BOOKKEEPING_SCOPES = re.compile(
     r"global_step|summaries|train|Merge)(/|$)")
 
 
+_GRADIENTS = re.compile(r"(^|/)gradients(_\d+)?/")  # tf.gradients' scope, also under Keras' training/Adam/
+
+
 def _is_training_op(op: str) -> bool:
     return (op.startswith(("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply", "Assign",
                            "Scatter", "ResourceScatter"))
@@ -53,14 +60,16 @@ def training_nodes(graph_def) -> Set[str]:
     """Nodes that exist for training or bookkeeping: gradients, optimizer
     updates, assignments, and everything computed from their data (control
     edges and Merge joins are not followed: a cond's training branch orders
-    its updates with control edges and rejoins the model at a Merge)."""
+    its updates with control edges and rejoins the model at a Merge; a v2 loop
+    or cond that takes gradient accumulators in is still the model's forward op)."""
     users: dict = {}
     for n in graph_def.node:
         for i in n.input:
             if not i.startswith("^"):
                 users.setdefault(node_of(i), set()).add(n.name)
-    merges = {n.name for n in graph_def.node if n.op in ("Merge", "RefMerge")}
-    seeds = [n.name for n in graph_def.node if _is_training_op(n.op) or re.match(r"^gradients(_\d+)?/", n.name)]
+    merges = {n.name for n in graph_def.node if n.op in ("Merge", "RefMerge") or
+              (n.op in _LOOP_OUTPUT_SOURCES and not _GRADIENTS.search(n.name))}
+    seeds = [n.name for n in graph_def.node if _is_training_op(n.op) or _GRADIENTS.search(n.name)]
     seen: Set[str] = set()
     stack = list(seeds)
     while stack:
@@ -113,17 +122,35 @@ def _from_signature(meta, key: Optional[str]) -> Optional[Resolution]:
     return Resolution(outs, ins) if outs else None
 
 
+# A collection is taken as the model's outputs only when its name says so, or when
+# it is small and specific; a framework's end-point collection (tf-slim's
+# `net/_end_points`, one entry per layer) describes layers, not outputs.
+_OUTPUT_COLLECTION = re.compile(r"(^|[_\W])(outputs?|preds?|predictions?|logits|probs|probabilities|scores|"
+                                r"inference|infer|y_?pred|y_?hat|results?|network|heads?)($|[_\W])", re.I)
+_FRAMEWORK_COLLECTION = re.compile(r"end_?points|/|^_", re.I)
+_SMALL_COLLECTION = 4
+
+
 def user_collections(meta) -> List[str]:
     """User-added collections holding graph nodes or tensors."""
     return sorted(k for k, v in meta.collection_def.items()
                   if k not in _TF_COLLECTIONS and v.HasField("node_list") and v.node_list.value)
 
 
+def _names_outputs(key: str, size: int) -> bool:
+    if _FRAMEWORK_COLLECTION.search(key):
+        return False
+    return bool(_OUTPUT_COLLECTION.search(key)) or size <= _SMALL_COLLECTION
+
+
 def _from_collections(meta, by_name, training) -> Optional[Resolution]:
     outs: List[Named] = []
     ins: List[Named] = []
     for key in user_collections(meta):
-        for value in meta.collection_def[key].node_list.value:
+        values = meta.collection_def[key].node_list.value
+        if not _INPUT_COLLECTION.search(key) and not _names_outputs(key, len(values)):
+            continue
+        for value in values:
             node = by_name.get(node_of(value))
             if node is None:
                 continue
@@ -218,6 +245,30 @@ def _from_analysis(graph_def, by_name, training) -> Resolution:
     return Resolution([], None)
 
 
+MAX_INFERRED_OUTPUTS = 10
+
+
+def _excluded(graph_def, by_name, training) -> Set[str]:
+    """Nodes that are never a model output: training, bookkeeping, metrics."""
+    return {n.name for n in graph_def.node
+            if _is_bookkeeping(n, by_name, training) or heads.METRIC_SCOPE.search(n.name)}
+
+
+def _from_structure(meta, by_name, training) -> Optional[Resolution]:
+    graph_def = meta.graph_def
+    loss_collection = []
+    if "losses" in meta.collection_def and meta.collection_def["losses"].HasField("node_list"):
+        loss_collection = [node_of(v) for v in meta.collection_def["losses"].node_list.value]
+    switch_names = {s.name for s in find_switches(graph_def)}
+    ev = heads.find(graph_def, _excluded(graph_def, by_name, training), training, switch_names, loss_collection,
+                    lambda n: _is_unused_control_flow_output(n, by_name))
+    if ev is None or not ev.outputs:
+        return None
+    warnings = ["auxiliary head left out: %s (its own layers are few next to the main head's); name it in "
+                "outputs to keep it" % a for a in ev.auxiliary] + ev.notes
+    return Resolution(ev.outputs, None, warnings)
+
+
 def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str] = None) -> Resolution:
     """Outputs and inputs with reasons; ``signature``: the signature def to use, if any."""
     graph_def = meta.graph_def
@@ -228,9 +279,11 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         res = Resolution([(t, EXPLICIT_OUTPUT) for t in resolve_names(outputs, graph_def, "outputs")], None)
     else:
         res = (_from_signature(meta, signature) or _from_collections(meta, by_name, training)
-               or _from_analysis(graph_def, by_name, training))
+               or _from_structure(meta, by_name, training) or _from_analysis(graph_def, by_name, training))
         if not res.outputs:
             raise _no_outputs()
+        if len(res.outputs) > MAX_INFERRED_OUTPUTS:
+            raise _not_confident(res.outputs, by_name)
         if len(res.outputs) > 1 and res.outputs[0][1].startswith("graph sink"):
             warnings.append("%d outputs were inferred as graph sinks (%s); name the outputs to choose"
                             % (len(res.outputs), ", ".join(t for t, _ in res.outputs)))
@@ -250,3 +303,33 @@ def _no_outputs():
                               "summary or bookkeeping op. Name the outputs (outputs); inspecting the "
                               "checkpoint lists the graph's candidates.", "ERROR_REASON_NAME_NOT_IN_GRAPH",
                               field="options.outputs")
+
+
+def describe_tensor(tensor: str, by_name) -> str:
+    """'name (dtype, shape)' from the node's attributes, without importing the graph."""
+    node = by_name.get(node_of(tensor))
+    dtype, shape = "?", "?"
+    if node is not None:
+        op_def = op_def_registry.get(node.op)
+        index = int(tensor.split(":")[1]) if ":" in tensor else 0
+        if op_def is not None and index < len(op_def.output_arg):
+            arg = op_def.output_arg[index]
+            enum = arg.type or (node.attr[arg.type_attr].type if arg.type_attr in node.attr else 0)
+            if enum:
+                dtype = dtypes.as_dtype(enum).name
+        if "_output_shapes" in node.attr and index < len(node.attr["_output_shapes"].list.shape):
+            s = node.attr["_output_shapes"].list.shape[index]
+            shape = "?" if s.unknown_rank else "[%s]" % ", ".join(str(d.size) for d in s.dim)
+    return "%s (%s, %s)" % (tensor, dtype, shape)
+
+
+def _not_confident(found: List[Named], by_name):
+    from .errors import FailedPrecondition
+    ranked = sorted(found, key=lambda tr: by_name[node_of(tr[0])].op not in heads.HEAD_OPS)[:MAX_INFERRED_OUTPUTS]
+    listing = "; ".join("%s: %s" % (describe_tensor(t, by_name), r) for t, r in ranked)
+    return FailedPrecondition(
+        "no model head stands out: %d tensors qualify as outputs, too many to be the model's outputs. The best "
+        "%d: %s. Name the outputs, e.g. outputs=%s" % (len(found), len(ranked), listing,
+                                                        ",".join(t for t, _ in ranked[:2])),
+        "ERROR_REASON_OUTPUTS_AMBIGUOUS", field="options.outputs",
+        candidates=",".join(t for t, _ in ranked))

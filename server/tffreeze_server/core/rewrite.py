@@ -10,7 +10,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 from tensorflow.python.framework import convert_to_constants as c2c
-from tensorflow.python.framework import graph_util, op_def_registry
+from tensorflow.python.framework import graph_util, op_def_registry, tensor_util
 
 from .errors import FailedPrecondition, ResourceExhausted
 from .graph import PLACEHOLDER_OPS
@@ -76,7 +76,63 @@ def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]]):
     data = _ReaderConverterData(graph_def, values)
     frozen, _ = c2c._replace_variables_by_constants(converter_data=data)  # pylint: disable=protected-access
     _retype_resource_passthroughs(frozen)
+    _plain_reads_in_functions(frozen)
     return frozen
+
+
+def _arg_dtype(func, name: str, depth: int = 0):
+    """The dtype flowing into a function-body input ``name``: an argument's type,
+    or what an Identity chain inside the body passes on."""
+    for arg in func.signature.input_arg:
+        if arg.name == name:
+            return arg.type
+    node_name = name.split(":")[0]
+    for node in func.node_def:
+        if node.name == node_name and node.op in _PASSTHROUGH and node.input and depth < 16:
+            return _arg_dtype(func, node.input[0], depth + 1)
+    return None
+
+
+def _plain_reads_in_functions(graph_def) -> None:
+    """Inside loop bodies, cond branches and called functions, TensorFlow's
+    converter retypes the captured variable arguments to their values but leaves
+    the ops reading them (it skips ResourceGather in functions): a
+    ``ResourceGather`` of a now-constant argument becomes ``GatherV2``, a
+    ``ResourceGatherNd`` ``GatherNd``, a ``ReadVariableOp`` ``Identity``."""
+    for func in graph_def.library.function:
+        for node in list(func.node_def):
+            if node.op not in ("ResourceGather", "ResourceGatherNd", "ReadVariableOp") or not node.input:
+                continue
+            dtype = _arg_dtype(func, node.input[0])
+            if dtype is None or dtype == _DT_RESOURCE:
+                continue
+            value_type = node.attr["dtype"].type
+            if node.op == "ReadVariableOp":
+                node.op = "Identity"
+                node.attr.clear()
+                node.attr["T"].type = value_type
+                continue
+            tindices = node.attr["Tindices"].type
+            batch_dims = node.attr["batch_dims"].i if "batch_dims" in node.attr else 0
+            keep = {k: node.attr[k] for k in ("_class",) if k in node.attr}
+            node.attr.clear()
+            node.attr["Tparams"].type = value_type
+            node.attr["Tindices"].type = tindices
+            for k, v in keep.items():
+                node.attr[k].CopyFrom(v)
+            if node.op == "ResourceGatherNd":
+                node.op = "GatherNd"
+                continue
+            axis = func.node_def.add(name=node.name + "/axis", op="Const")
+            axis.attr["dtype"].type = tindices
+            axis.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(np.array(batch_dims), tindices))
+            data = [i for i in node.input if not i.startswith("^")]
+            control = [i for i in node.input if i.startswith("^")]
+            del node.input[:]
+            node.input.extend(data[:2] + [axis.name + ":output:0"] + control)
+            node.op = "GatherV2"
+            node.attr["Taxis"].type = tindices
+            node.attr["batch_dims"].i = batch_dims
 
 
 _DT_RESOURCE = 20

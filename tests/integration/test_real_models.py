@@ -1,0 +1,126 @@
+"""Real architectures (tests/corpus.py: tf-slim nets, Keras applications, a TF1
+LSTM, a seq2seq with greedy decoding) through the real server: the names found
+automatically are the model's head and its data inputs, named outputs and
+the optimize option work too, and every frozen graph runs and equals the
+original model on the same inputs."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+import corpus
+import models
+from tffreeze_api.v1 import freeze_pb2
+from tffreeze_server.core import engine
+from tffreeze_server.core.errors import FreezeError
+from tffreeze_server.core.spec import FreezeSpec
+
+# What the README promises for the optimize option (folded batch norms and
+# constants reorder float arithmetic): |optimized - original| <= ATOL + RTOL * |original|.
+OPTIMIZE_RTOL, OPTIMIZE_ATOL = 1e-4, 1e-4
+
+
+def _assert_equal_to_original(outcome, info, rtol=1e-5, atol=1e-6):
+    with open(outcome.path, "rb") as fh:
+        got = models.run_frozen(fh.read(), info["feeds"], info["outputs"])
+    for name, value in zip(info["outputs"], got):
+        np.testing.assert_allclose(value, info["expected"][name], rtol=rtol, atol=atol, err_msg=name)
+
+
+@pytest.mark.parametrize("name", corpus.MODELS)
+def test_automatic_names_find_the_models_head(client, real_models, tmp_path, name):
+    info = real_models[name]
+    outcome = client.freeze(info["dir"], str(tmp_path / "model.pb"))
+    m = outcome.manifest
+    assert sorted(o["name"] for o in m["outputs"]) == sorted(info["outputs"]), m["outputs"]
+    assert sorted(i["name"] for i in m["inputs"]) == sorted(info["inputs"]), m["inputs"]
+    for o in m["outputs"]:
+        assert o["dtype"] not in ("variant", "resource")
+        assert not o["reason"].startswith("graph sink"), o  # evidence, not "nothing reads it"
+    _assert_equal_to_original(outcome, info)
+
+
+@pytest.mark.parametrize("name", corpus.MODELS)
+def test_named_outputs_freeze_and_run(client, real_models, tmp_path, name):
+    info = real_models[name]
+    outcome = client.freeze(info["dir"], str(tmp_path / "model.pb"), outputs=info["outputs"])
+    assert [o["name"] for o in outcome.manifest["outputs"]] == info["outputs"]
+    assert sorted(i["name"] for i in outcome.manifest["inputs"]) == sorted(info["inputs"])
+    _assert_equal_to_original(outcome, info)
+
+
+@pytest.mark.parametrize("name", corpus.MODELS)
+def test_optimize_stays_within_the_documented_tolerance(client, real_models, tmp_path, name):
+    info = real_models[name]
+    outcome = client.freeze(info["dir"], str(tmp_path / "model.pb"), optimize=True)
+    _assert_equal_to_original(outcome, info, rtol=OPTIMIZE_RTOL, atol=OPTIMIZE_ATOL)
+
+
+def test_inception_auxiliary_head_is_left_out_and_said(real_models, tmp_path):
+    info = real_models["slim_inception_v3"]
+    result = engine.freeze(info["dir"], FreezeSpec(), str(tmp_path / "m.pb"))
+    assert "InceptionV3/AuxLogits/SpatialSqueeze:0" not in [o.name for o in result.outputs]
+    assert any("auxiliary head left out: InceptionV3/AuxLogits/SpatialSqueeze:0" in w for w in result.warnings)
+
+
+def test_seq2seq_embedding_lookup_inside_the_loop_reads_a_constant(real_models, tmp_path):
+    """The variable read inside the greedy loop body (ResourceGather on a captured
+    handle) must become a plain gather of the constant, or the graph fails at run time."""
+    from tensorflow.core.framework import graph_pb2
+
+    info = real_models["seq2seq_greedy"]
+    out = tmp_path / "m.pb"
+    engine.freeze(info["dir"], FreezeSpec(), str(out))
+    graph_def = graph_pb2.GraphDef.FromString(out.read_bytes())
+    body_ops = [n.op for f in graph_def.library.function for n in f.node_def]
+    assert "GatherV2" in body_ops
+    assert not {"ResourceGather", "ReadVariableOp", "VarHandleOp"} & set(body_ops)
+
+
+def _random_options(rng: random.Random, info: dict, meta_nodes):
+    """Option combinations a user (or a fuzzer) might send."""
+    opts = freeze_pb2.FreezeOptions()
+    pick = rng.random()
+    if pick < 0.3:
+        opts.outputs.extend(rng.sample(info["outputs"], rng.randint(1, len(info["outputs"]))))
+    elif pick < 0.6:  # any node at all: gradients, optimizer slots, loop internals, summaries...
+        opts.outputs.extend(rng.sample(meta_nodes, 2))
+    if rng.random() < 0.3:
+        opts.inputs.extend(rng.sample(meta_nodes, 1) if rng.random() < 0.5 else info["inputs"])
+    if rng.random() < 0.3:
+        opts.bind[rng.choice(["is_training", "keep_prob", "keras_learning_phase", "phase_train"])].bool_value = \
+            rng.random() < 0.5
+    opts.optimize = rng.random() < 0.3
+    if rng.random() < 0.25:
+        opts.target = freeze_pb2.TARGET_TENSORFLOWSHARP
+    if rng.random() < 0.2:
+        opts.step = rng.choice([2, 3])
+    return opts
+
+
+@pytest.mark.parametrize("name", corpus.MODELS)
+def test_random_option_combinations_never_hit_the_safety_net(real_models, tmp_path, name):
+    """No option combination on a real model reaches INTERNAL, nor the engine's
+    safety net for unexpected failures (GRAPH_UNSUPPORTED): every refusal is a
+    named error, and every success type-checks (loop bodies included)."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    info = real_models[name]
+    meta = meta_graph_pb2.MetaGraphDef.FromString(open("%s/%s.meta" % (info["dir"], info["prefix"]), "rb").read())
+    nodes = sorted(n.name for n in meta.graph_def.node)
+    rng = random.Random("%s-fuzz" % name)
+    seen = {"ok": 0}
+    for i in range(6):
+        opts = _random_options(rng, info, nodes)
+        try:
+            spec = FreezeSpec.from_options(opts)
+            engine.freeze(info["dir"], spec, str(tmp_path / ("m%d.pb" % i)))
+            seen["ok"] += 1
+        except FreezeError as exc:
+            assert exc.code != "INTERNAL" and exc.reason != "ERROR_REASON_GRAPH_UNSUPPORTED", \
+                "%s with %s: %s" % (name, opts, exc.message)
+            seen[exc.reason] = seen.get(exc.reason, 0) + 1
+    assert sum(seen.values()) == 6
