@@ -50,10 +50,13 @@ def test_training_graph_binds_switches_and_drops_training(client, tmp_path, reso
     outcome = client.freeze(model.directory)
     _check(outcome, model)
     m = outcome.manifest
-    assert [o["name"] for o in m["outputs"]] == ["probs:0"]
+    # The loss reads logits; probs is the softmax head computed from them.
+    assert [o["name"] for o in m["outputs"]] == ["logits:0", "probs:0"]
+    assert m["outputs"][0]["reason"].startswith("prediction: the loss")
+    assert m["outputs"][1]["reason"] == "prediction head (Softmax) computed from logits:0"
     assert models.documented(m["inputs"]) == [{"name": "x:0", "dtype": "float32", "shape": [-1, 6, 6, 2],
                             "reason": "placeholder the outputs depend on"}]
-    assert m["outputs"][0]["dtype"] == "float32" and m["outputs"][0]["shape"] == [-1, 3]
+    assert m["outputs"][1]["dtype"] == "float32" and m["outputs"][1]["shape"] == [-1, 3]
     bound = {b["name"]: b["value"] for b in m["bindings"]}
     assert bound == {"is_training:0": False, "keep_prob:0": 1.0}
     assert all(b["reason"] == "inference value of a training switch" for b in m["bindings"])
@@ -242,7 +245,7 @@ def test_verify_reports_differences(client, tmp_path):
     model = models.training_graph(str(tmp_path), False, cf_v1=True)
     outcome = client.freeze(model.directory, verify=True)
     checks = outcome.manifest["verification"]
-    assert [c["name"] for c in checks] == ["probs:0"] and checks[0]["max_abs_diff"] < 1e-5
+    assert [c["name"] for c in checks] == ["logits:0", "probs:0"] and all(c["max_abs_diff"] < 1e-5 for c in checks)
     saved = models.saved_model_v2(str(tmp_path / "sm2"))
     v2 = client.freeze(saved.directory, verify=True).manifest["verification"]
     assert len(v2) == 2 and all(c["max_abs_diff"] < 1e-5 for c in v2)
