@@ -4,9 +4,15 @@
   1. debug ops (Print, Assert, CheckNumerics) are removed;
   2. identities are removed where that is safe (no control flow in the graph);
   3. constants are folded (grappler's constant folding only);
-  4. batch norm is folded into the preceding Conv2D/MatMul: TensorFlow's
-     fold for FusedBatchNorm*, and, for batch norm built from primitive ops,
-     a per-channel constant Mul after a conv/matmul is folded into its weights.
+  4. batch norm is folded into the preceding Conv2D/DepthwiseConv2dNative/MatMul:
+     an inference-mode FusedBatchNorm* with constant parameters becomes the
+     conv with scaled weights plus a BiasAdd (vectorised: a ResNet-50 folds in
+     milliseconds, where TensorFlow's optimize_for_inference loops per element),
+     and, for batch norm built from primitive ops, a per-channel constant Mul
+     after a conv/matmul is folded into its weights.
+
+Folding reorders float32 arithmetic: outputs move by rounding only (the tests
+check 1e-4 absolute + 1e-4 relative on real architectures).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import List
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
 from tensorflow.python.framework import graph_util, tensor_util
 from tensorflow.python.grappler import tf_optimizer
-from tensorflow.python.tools import optimize_for_inference_lib
+import numpy as np
 
 from .graph import consumers, node_of, nodes_by_name
 
@@ -138,6 +144,61 @@ def _fold_scale_into_weights(graph_def) -> int:
     return folded
 
 
+_FUSED_BN = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
+_FOLDABLE = {"Conv2D", "DepthwiseConv2dNative", "MatMul"}
+
+
+def _fold_batch_norms(graph_def) -> int:
+    """FusedBatchNorm(conv(x, W), scale, offset, mean, var) in inference mode ->
+    BiasAdd(conv(x, W * s), offset - mean * s) with s = scale / sqrt(var + eps)."""
+    by_name = nodes_by_name(graph_def)
+    users = consumers(graph_def)
+    folded = 0
+    for bn in list(graph_def.node):
+        if bn.op not in _FUSED_BN or bn.attr["is_training"].b or len(bn.input) < 5:
+            continue
+        if any(u for u in users.get(bn.name, ()) if any(i.startswith(bn.name + ":") and not i.endswith(":0")
+                                                          for i in by_name[u].input)):
+            continue  # the batch statistics outputs are read
+        conv = by_name.get(node_of(bn.input[0]))
+        params = [_const(by_name.get(node_of(i))) for i in bn.input[1:5]]
+        if conv is None or conv.op not in _FOLDABLE or ":" in bn.input[0] or any(p is None for p in params):
+            continue
+        if len(users.get(conv.name, ())) != 1 or (conv.op == "MatMul" and conv.attr["transpose_b"].b):
+            continue
+        w_node = by_name.get(node_of(conv.input[1]))
+        weights = _const(w_node)
+        if weights is None or len(users.get(w_node.name, ())) != 1 or weights.dtype != np.float32:
+            continue
+        scale, offset, mean, var = (np.asarray(p, np.float32) for p in params)
+        if mean.size == 0 or var.size == 0:
+            continue
+        s = scale / np.sqrt(var + np.float32(bn.attr["epsilon"].f))
+        if conv.op == "DepthwiseConv2dNative":
+            if weights.shape[2] * weights.shape[3] != s.size:
+                continue
+            new_w = weights * s.reshape(weights.shape[2], weights.shape[3])
+        else:
+            if weights.shape[-1] != s.size:
+                continue
+            new_w = weights * s
+        w_node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(new_w.astype(np.float32)))
+        bias = graph_def.node.add(name=bn.name + "/folded_bias", op="Const")
+        bias.attr["dtype"].type = w_node.attr["dtype"].type
+        bias.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto((offset - mean * s).astype(np.float32)))
+        data_format = bn.attr["data_format"].s or b"NHWC"
+        control = [i for i in bn.input if i.startswith("^")]
+        del bn.input[:]
+        bn.input.extend([conv.name, bias.name] + control)
+        t = bn.attr["T"].type
+        bn.attr.clear()
+        bn.op = "BiasAdd"
+        bn.attr["T"].type = t
+        bn.attr["data_format"].s = data_format if conv.op != "MatMul" else b"NHWC"
+        folded += 1
+    return folded
+
+
 def _keep_library(graph_def, library, versions):
     """Some rewrites rebuild the GraphDef from its nodes only; put the functions back."""
     if not graph_def.library.function and library.function:
@@ -159,12 +220,14 @@ def optimize(graph_def, input_nodes: List[str], output_nodes: List[str]):
         _remove_identities(out, set(input_nodes) | set(output_nodes))
     library, versions = out.library, out.versions
     out = _keep_library(_fold_constants(out, output_nodes), library, versions)
-    out = _keep_library(optimize_for_inference_lib.fold_batch_norms(out), library, versions)
+    bn_folded = _fold_batch_norms(out)
     scaled = _fold_scale_into_weights(out)
     if not has_control_flow:  # folding leaves Identity nodes of its own
         _remove_identities(out, set(input_nodes) | set(output_nodes))
     out = graph_util.extract_sub_graph(out, output_nodes)
     done.append("%d -> %d nodes" % (before, len(out.node)))
+    if bn_folded:
+        done.append("%d batch norm(s) folded into the preceding conv/matmul" % bn_folded)
     if scaled:
         done.append("%d batch-norm scale(s) folded into weights" % scaled)
     return out, done
