@@ -84,34 +84,12 @@ def client(server):
 
 
 @pytest.fixture(scope="session")
-def real_models(request):
+def real_models():
     """The real-architecture corpus (tests/corpus.py), built once and kept under
-    build/ (git-ignored), keyed by the builder's source and TensorFlow's version.
-    Each model is built in its own process, two at a time."""
+    build/ (git-ignored), keyed by the builder's source and TensorFlow's version."""
     import corpus
-    from concurrent.futures import ThreadPoolExecutor
-    from importlib.metadata import version
-
-    root = os.path.join(os.path.dirname(HERE), "build", "corpus-%s-tf%s" % (corpus.fingerprint(),
-                                                                           version("tensorflow-cpu")))
-    os.makedirs(root, exist_ok=True)
-
-    def build(name):
-        out = os.path.join(root, name)
-        if os.path.exists(os.path.join(out, "corpus.json")):
-            return name, None
-        tmp = out + ".building"
-        subprocess.run(["rm", "-rf", tmp, out], check=True)
-        proc = subprocess.run([sys.executable, os.path.join(HERE, "corpus.py"), name, tmp],
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            return name, proc.stderr[-3000:]
-        os.rename(tmp, out)
-        return name, None
 
     started = time.time()
-    with ThreadPoolExecutor(2) as pool:
-        failures = [(n, err) for n, err in pool.map(build, corpus.MODELS) if err]
-    assert not failures, "building the corpus failed:\n" + "\n\n".join("%s:\n%s" % f for f in failures)
-    sys.stderr.write("real-model corpus ready in %.1f s (%s)\n" % (time.time() - started, root))
-    return {name: corpus.load(os.path.join(root, name)) for name in corpus.MODELS}
+    built = corpus.build_all(corpus.default_root())
+    sys.stderr.write("real-model corpus ready in %.1f s\n" % (time.time() - started))
+    return built

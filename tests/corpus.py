@@ -25,6 +25,7 @@ import importlib
 import json
 import os
 import sys
+from typing import Dict
 
 import numpy as np
 
@@ -320,6 +321,40 @@ def seq2seq_greedy(out_dir):
     feeds = {source.name: rng.integers(2, vocab, (2, src_len)).astype(np.int32),
              source_len.name: np.array([7, 4], np.int32)}
     _record(tf1, graph, prefix, out_dir, [decoded.name], [source.name, source_len.name], feeds)
+
+
+def build_all(root: str, python: str = sys.executable, workers: int = 2) -> Dict[str, dict]:
+    """Build every model not yet under ``root`` (one process each, ``workers`` at a
+    time; a model's folder appears only once complete) and load them all."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    def build(name):
+        out = os.path.join(root, name)
+        if os.path.exists(os.path.join(out, "corpus.json")):
+            return None
+        tmp = out + ".building"
+        subprocess.run(["rm", "-rf", tmp, out], check=True)
+        proc = subprocess.run([python, os.path.abspath(__file__), name, tmp], capture_output=True, text=True,
+                              timeout=900)
+        if proc.returncode != 0:
+            return "%s:\n%s" % (name, proc.stderr[-3000:])
+        os.rename(tmp, out)
+        return None
+
+    os.makedirs(root, exist_ok=True)
+    with ThreadPoolExecutor(workers) as pool:
+        failures = [err for err in pool.map(build, MODELS) if err]
+    if failures:
+        raise RuntimeError("building the corpus failed:\n" + "\n\n".join(failures))
+    return {name: load(os.path.join(root, name)) for name in MODELS}
+
+
+def default_root() -> str:
+    """build/corpus-<builder fingerprint>-tf<version> in the repository (git-ignored)."""
+    from importlib.metadata import version
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(repo, "build", "corpus-%s-tf%s" % (fingerprint(), version("tensorflow-cpu")))
 
 
 def load(out_dir: str) -> dict:

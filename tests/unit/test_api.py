@@ -122,3 +122,14 @@ def test_tensorflow_errors_are_described_by_node_op_and_message():
     text = tf_errors.describe(err.value)
     assert text.startswith("node mm (MatMul): ") and "Matrix size-incompatible" in text
     assert "Graph execution error" not in text and "\n" not in text
+
+
+def test_function_body_errors_name_the_node_too():
+    """A failure inside a loop body arrives as 'In {{node X}}', not '[[{{node X}}]]'."""
+    from tffreeze_api import tf_errors
+
+    exc = ValueError("Graph execution error:\n\ninput resource[0] expected type resource != float, the type of "
+                     "embedding_lookup_decoder_embedding_0[0]\n\tIn {{node embedding_lookup}}")
+    text = tf_errors.describe(exc)
+    assert text == ("node embedding_lookup: input resource[0] expected type resource != float, the type of "
+                    "embedding_lookup_decoder_embedding_0[0]")

@@ -46,6 +46,43 @@ def test_resolution_skips_training_and_summary_sinks():
     assert not any(t.startswith(("train_op", "gradients", "loss")) for t in outputs)
 
 
+def test_resolution_returns_the_loss_input_and_its_head_with_evidence():
+    res = resolve.resolve(_meta(_classifier), [], [], None)
+    assert res.outputs == [("logits:0", "prediction: the loss loss compares it with labels"),
+                           ("probs:0", "prediction head (Softmax) computed from logits:0")]
+
+
+def test_end_point_collections_are_not_outputs_but_output_collections_are():
+    def build(key):
+        def inner():
+            _classifier()
+            for name in ("logits", "probs", "x"):
+                tf1.add_to_collection(key, tf1.get_default_graph().get_tensor_by_name(name + ":0"))
+        return inner
+    res = resolve.resolve(_meta(build("net/_end_points")), [], [], None)
+    assert [t for t, _ in res.outputs] == ["logits:0", "probs:0"] and "collection" not in res.outputs[0][1]
+    res = resolve.resolve(_meta(build("pred_network")), [], [], None)
+    assert res.outputs[0] == ("logits:0", "collection 'pred_network'")
+
+
+def test_many_candidates_and_no_loss_is_refused_with_the_best_ten():
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        w = tf1.get_variable("w", initializer=tf.ones([2, 2]))
+        for i in range(12):
+            tf.matmul(x, w * float(i), name="head_%d" % i)
+        tf.nn.softmax(x, name="probs")
+    with pytest.raises(FailedPrecondition) as err:
+        resolve.resolve(_meta(build), [], [], None)
+    e = err.value
+    assert e.reason == "ERROR_REASON_OUTPUTS_AMBIGUOUS" and e.metadata["field"] == "options.outputs"
+    listed = e.metadata["candidates"].split(",")
+    assert len(listed) == 10 and listed[0] == "probs:0"  # head ops first
+    assert "13 tensors qualify" in e.message and "probs:0 (float32, " in e.message and "outputs=" in e.message
+    listing = resolve.resolve(_meta(build), [], [], None, refuse_ambiguous=False)  # what inspect shows
+    assert [t for t, _ in listing.outputs] == listed and "13 tensors qualify" in listing.warnings[0]
+
+
 def test_explicit_names_win_and_misses_name_the_field():
     meta = _meta(_classifier)
     res = resolve.resolve(meta, ["logits"], ["x:0"], None)

@@ -201,12 +201,12 @@ class Resolved:
     warnings: List[str] = field(default_factory=list)
 
 
-def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str]) -> Resolved:
+def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambiguous: bool = True) -> Resolved:
     """Steps shared by freeze and inspect: signature, names, cut inputs, prune."""
     meta = loaded.meta
     where = "SavedModel" if loaded.export_dir else "graph"
     sig_name = pick_signature(list(meta.signature_def), spec.signature, where)
-    res = resolve(meta, list(spec.outputs), list(spec.inputs), sig_name)
+    res = resolve(meta, list(spec.outputs), list(spec.inputs), sig_name, refuse_ambiguous)
     warnings += res.warnings
     graph_def = type(meta.graph_def)()
     graph_def.CopyFrom(meta.graph_def)
@@ -456,7 +456,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         meta = loaded.meta
         mapping = variable_keys(meta.graph_def)
         graph_of_key = {ref.key: var for var, ref in mapping.items()}
-        r = _resolve(loaded, spec, warnings)
+        r = _resolve(loaded, spec, warnings, refuse_ambiguous=False)
         ins = r.res.inputs if r.res.inputs is not None else [
             ("%s:0" % n.name, "placeholder the outputs depend on") for n in rewrite.placeholders(r.pruned)]
         by_name = nodes_by_name(meta.graph_def)

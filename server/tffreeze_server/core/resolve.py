@@ -269,8 +269,10 @@ def _from_structure(meta, by_name, training) -> Optional[Resolution]:
     return Resolution(ev.outputs, None, warnings)
 
 
-def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str] = None) -> Resolution:
-    """Outputs and inputs with reasons; ``signature``: the signature def to use, if any."""
+def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str] = None,
+            refuse_ambiguous: bool = True) -> Resolution:
+    """Outputs and inputs with reasons; ``signature``: the signature def to use, if any.
+    With too many candidates a freeze refuses (``refuse_ambiguous``); inspect lists the best."""
     graph_def = meta.graph_def
     by_name = nodes_by_name(graph_def)
     training = training_nodes(graph_def)
@@ -283,7 +285,11 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         if not res.outputs:
             raise _no_outputs()
         if len(res.outputs) > MAX_INFERRED_OUTPUTS:
-            raise _not_confident(res.outputs, by_name)
+            if refuse_ambiguous:
+                raise _not_confident(res.outputs, by_name)
+            warnings.append("no model head stands out: %d tensors qualify, so a freeze without outputs would be "
+                            "refused; the best %d are listed" % (len(res.outputs), MAX_INFERRED_OUTPUTS))
+            res.outputs = _ranked(res.outputs, by_name)
         if len(res.outputs) > 1 and res.outputs[0][1].startswith("graph sink"):
             warnings.append("%d outputs were inferred as graph sinks (%s); name the outputs to choose"
                             % (len(res.outputs), ", ".join(t for t, _ in res.outputs)))
@@ -323,9 +329,14 @@ def describe_tensor(tensor: str, by_name) -> str:
     return "%s (%s, %s)" % (tensor, dtype, shape)
 
 
+def _ranked(found: List[Named], by_name) -> List[Named]:
+    """The best candidates: head ops (softmax, argmax...) first, then graph order."""
+    return sorted(found, key=lambda tr: by_name[node_of(tr[0])].op not in heads.HEAD_OPS)[:MAX_INFERRED_OUTPUTS]
+
+
 def _not_confident(found: List[Named], by_name):
     from .errors import FailedPrecondition
-    ranked = sorted(found, key=lambda tr: by_name[node_of(tr[0])].op not in heads.HEAD_OPS)[:MAX_INFERRED_OUTPUTS]
+    ranked = _ranked(found, by_name)
     listing = "; ".join("%s: %s" % (describe_tensor(t, by_name), r) for t, r in ranked)
     return FailedPrecondition(
         "no model head stands out: %d tensors qualify as outputs, too many to be the model's outputs. The best "
