@@ -5,7 +5,7 @@ colocation are cleared, and the result is made deterministic."""
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Set, Tuple
 
 import numpy as np
 from tensorflow.core.framework import graph_pb2
@@ -239,24 +239,37 @@ def tidy(graph_def) -> "graph_pb2.GraphDef":
 
 
 def _functions_in_use_order(graph_def) -> List[str]:
+    """Functions in depth-first order of first use (iterative: libraries can nest deeply)."""
     by_name = {f.signature.name: f for f in graph_def.library.function}
     order: List[str] = []
+    seen: Set[str] = set()
 
-    def visit_nodes(nodes):
-        for node in nodes:
-            refs = [node.op] if node.op in by_name else []
-            for key in sorted(node.attr):
-                value = node.attr[key]
-                if value.HasField("func"):
-                    refs.append(value.func.name)
-                if value.HasField("list"):
-                    refs.extend(f.name for f in value.list.func)
-            for ref in refs:
-                if ref in by_name and ref not in order:
-                    order.append(ref)
-                    visit_nodes(by_name[ref].node_def)
+    def refs_of(node):
+        refs = [node.op] if node.op in by_name else []
+        for key in sorted(node.attr):
+            value = node.attr[key]
+            if value.HasField("func"):
+                refs.append(value.func.name)
+            if value.HasField("list"):
+                refs.extend(f.name for f in value.list.func)
+        return refs
 
-    visit_nodes(graph_def.node)
+    # Frames of (nodes still to read, references of the current node still to follow).
+    stack = [[iter(graph_def.node), iter(())]]
+    while stack:
+        frame = stack[-1]
+        ref = next(frame[1], None)
+        if ref is not None:
+            if ref in by_name and ref not in seen:
+                seen.add(ref)
+                order.append(ref)
+                stack.append([iter(by_name[ref].node_def), iter(())])
+            continue
+        node = next(frame[0], None)
+        if node is None:
+            stack.pop()
+        else:
+            frame[1] = iter(refs_of(node))
     return order
 
 
