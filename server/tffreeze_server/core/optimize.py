@@ -26,6 +26,7 @@ import numpy as np
 
 from .graph import consumers, node_of, nodes_by_name
 
+_BIG_CONSTANT = 1 << 16  # bytes of tensor_content
 _DEBUG_OPS = {"Print", "PrintV2", "Assert", "CheckNumerics", "CheckNumericsV2"}
 _CONTROL_FLOW = {"Enter", "Exit", "Switch", "Merge", "NextIteration", "LoopCond", "While", "StatelessWhile",
                  "If", "StatelessIf", "PartitionedCall", "StatefulPartitionedCall"}
@@ -57,8 +58,15 @@ def _strip_debug(graph_def) -> None:
 
 
 def _fold_constants(graph_def, output_nodes: List[str]):
+    """Grappler's constant folding over the graph with its large constants (the
+    weights) stood in by placeholders, so they are not copied through grappler;
+    folding works on the small constants around them. The weights go back by name."""
+    from .rewrite import skeleton
+
+    big = {n.name: n for n in graph_def.node
+           if n.op == "Const" and len(n.attr["value"].tensor.tensor_content) >= _BIG_CONSTANT}
     meta = meta_graph_pb2.MetaGraphDef()
-    meta.graph_def.CopyFrom(graph_def)
+    meta.graph_def.CopyFrom(skeleton(graph_def, _BIG_CONSTANT))
     fetch = meta.collection_def["train_op"].node_list.value
     fetch.extend(output_nodes)
     config = config_pb2.ConfigProto()
@@ -66,7 +74,14 @@ def _fold_constants(graph_def, output_nodes: List[str]):
     rw.optimizers.extend(["constfold"])
     rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rw.min_graph_nodes = -1
-    return tf_optimizer.OptimizeGraph(config, meta)
+    folded = tf_optimizer.OptimizeGraph(config, meta)
+    for node in folded.node:
+        if node.op == "Placeholder" and node.name in big:
+            control = [i for i in node.input if i.startswith("^")]
+            node.CopyFrom(big[node.name])
+            del node.input[:]
+            node.input.extend(control)
+    return folded
 
 
 def _remove_identities(graph_def, protected) -> None:
