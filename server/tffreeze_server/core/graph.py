@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Dict, Iterable, List, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Set, Tuple
 
 from .errors import InvalidArgument
 
@@ -51,6 +51,19 @@ def ancestors(graph_def, roots: Iterable[str]) -> Set[str]:
             continue
         seen.add(name)
         stack.extend(node_of(i) for i in by_name[name].input if node_of(i) in by_name)
+    return seen
+
+
+def reach(roots: Iterable[str], step: Callable[[str], Iterable[str]]) -> Set[str]:
+    """Every name reached from ``roots`` by repeatedly taking ``step(name)`` (roots included)."""
+    seen: Set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        stack.extend(n for n in step(name) if n not in seen)
     return seen
 
 

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of
+from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of, reach
 
 HEAD_OPS = {"Softmax", "Sigmoid", "LogSoftmax", "ArgMax", "ArgMin", "TopKV2", "TopK"}
 _ALIAS_OPS = {"Identity", "Reshape", "Squeeze", "ExpandDims", "StopGradient", "Snapshot"}
@@ -91,26 +91,11 @@ class Structure:
 
     # -- basic relations -------------------------------------------------------------
     def _forward(self, roots: Iterable[str], allowed=None) -> Set[str]:
-        seen: Set[str] = set()
-        stack = list(roots)
-        while stack:
-            name = stack.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            stack.extend(u for u in self.users.get(name, ()) if u not in seen and (allowed is None or allowed(u)))
-        return seen
+        return reach(roots, lambda name: (u for u in self.users.get(name, ()) if allowed is None or allowed(u)))
 
     def upstream(self, roots: Iterable[str], stop: Set[str] = frozenset()) -> Set[str]:
-        seen: Set[str] = set()
-        stack = [r for r in roots if r in self.by_name]
-        while stack:
-            name = stack.pop()
-            if name in seen or name in stop:
-                continue
-            seen.add(name)
-            stack.extend(node_of(i) for i in self.data_inputs[name])
-        return seen
+        return reach([r for r in roots if r in self.by_name and r not in stop],
+                     lambda name: (n for n in map(node_of, self.data_inputs[name]) if n not in stop))
 
     def _source_bits(self) -> Dict[str, int]:
         """node -> bitmask of the data sources it depends on (topological order,
@@ -203,21 +188,15 @@ class Structure:
         """Walking up from each loss through label-dependent nodes: the first inputs
         computed from data and weights without labels (tensor names)."""
         found: List[str] = []
-        seen: Set[str] = set()
-        stack = [y for y in losses if self.bits[y] & label_mask]
-        while stack:
-            name = stack.pop()
-            if name in seen:
-                continue
-            seen.add(name)
+
+        def step(name):
             for i in self.data_inputs[name]:
                 src = node_of(i)
                 if self.bits[src] & label_mask:
-                    stack.append(src)
-                elif self.is_activation(src) and src not in self.excluded:
-                    t = _tensor(i)
-                    if t not in found:
-                        found.append(t)
+                    yield src
+                elif self.is_activation(src) and src not in self.excluded and _tensor(i) not in found:
+                    found.append(_tensor(i))
+        reach([y for y in losses if self.bits[y] & label_mask], step)
         return found
 
     def leave_loss_scope(self, tensor: str, loss_scopes: Set[str]) -> List[str]:
@@ -228,21 +207,17 @@ class Structure:
         if scope not in loss_scopes:
             return [tensor]
         frontier: List[str] = []
-        seen: Set[str] = set()
-        stack = [name]
-        while stack:
-            n = stack.pop()
-            if n in seen:
-                continue
-            seen.add(n)
+
+        def step(n):
             for i in self.data_inputs[n]:
                 src = node_of(i)
                 if not self.is_activation(src):
                     continue
                 if src.split("/")[0] == scope:
-                    stack.append(src)
+                    yield src
                 elif _tensor(i) not in frontier:
                     frontier.append(_tensor(i))
+        reach([name], step)
         return frontier or [tensor]
 
     def layer_count(self, nodes: Set[str]) -> int:

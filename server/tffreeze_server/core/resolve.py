@@ -15,7 +15,7 @@ from typing import List, Optional, Set, Tuple
 from tensorflow.python.framework import dtypes, op_def_registry
 
 from . import heads
-from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_of, nodes_by_name, resolve_names
+from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_of, nodes_by_name, reach, resolve_names
 from .switches import find_switches
 
 Named = Tuple[str, str]  # (tensor name "node:i", reason)
@@ -70,15 +70,7 @@ def training_nodes(graph_def) -> Set[str]:
     merges = {n.name for n in graph_def.node if n.op in ("Merge", "RefMerge") or
               (n.op in _LOOP_OUTPUT_SOURCES and not _GRADIENTS.search(n.name))}
     seeds = [n.name for n in graph_def.node if _is_training_op(n.op) or _GRADIENTS.search(n.name)]
-    seen: Set[str] = set()
-    stack = list(seeds)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        stack.extend(u for u in users.get(name, ()) if u not in merges)
-    return seen
+    return reach(seeds, lambda name: (u for u in users.get(name, ()) if u not in merges))
 
 
 _CONTROL_FLOW_V1 = {"Switch", "RefSwitch", "Merge", "RefMerge", "Enter", "RefEnter", "Exit", "RefExit",
