@@ -150,12 +150,14 @@ def _reject_training(graph_def) -> None:
     bn = switches.training_batch_norms(graph_def)
     if bn:
         names = [s.name for s in switches.find_switches(graph_def)]
-        hint = ("bind the switch that selects it (bind %s)" % ", ".join("%s=false" % n for n in names[:3])
-                if names else "choose other outputs")
+        hint = ("Either bind the switch that selects it (bind %s), or choose other outputs."
+                % ", ".join("%s=false" % n for n in names[:3]) if names else
+                "The graph was built with training-mode batch norm fixed (e.g. is_training=True as a python "
+                "bool): rebuild the model with is_training=False and save its graph with this checkpoint, "
+                "or choose other outputs.")
         raise FailedPrecondition(
-            "batch norm in training mode (batch statistics) is still needed by the outputs: %s. Either %s, or "
-            "choose other outputs." % (", ".join(bn[:10]), hint), "ERROR_REASON_TRAINING_OP_NEEDED",
-            nodes=",".join(bn[:20]))
+            "batch norm in training mode (batch statistics) is still needed by the outputs: %s. %s"
+            % (", ".join(bn[:10]), hint), "ERROR_REASON_TRAINING_OP_NEEDED", nodes=",".join(bn[:20]))
 
 
 def _inputs_of(frozen, res_inputs, order: Dict[str, int]) -> Tuple[List[Tuple[str, str]], List[str]]:
