@@ -313,7 +313,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         if spec.optimize:
             progress(freeze_pb2.STAGE_OPTIMIZING, "inference optimisations", 0.75)
             frozen, done = optimize_mod.optimize(frozen, [node_of(t) for t, _ in inputs],
-                                                 [node_of(t) for t, _ in r.res.outputs])
+                                                 [node_of(t) for t, _ in r.res.outputs], in_place=True)
             frozen = rewrite.tidy(frozen)
             warnings.append("optimize: " + "; ".join(done))
         if spec.target:

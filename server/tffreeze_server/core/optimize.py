@@ -20,16 +20,30 @@ from __future__ import annotations
 from typing import List
 
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
-from tensorflow.python.framework import graph_util, tensor_util
+from tensorflow.python.framework import tensor_util
 from tensorflow.python.grappler import tf_optimizer
 import numpy as np
 
-from .graph import consumers, node_of, nodes_by_name
+from .graph import consumers, node_of, nodes_by_name, reach
 
 _BIG_CONSTANT = 1 << 16  # bytes of tensor_content
 _DEBUG_OPS = {"Print", "PrintV2", "Assert", "CheckNumerics", "CheckNumericsV2"}
 _CONTROL_FLOW = {"Enter", "Exit", "Switch", "Merge", "NextIteration", "LoopCond", "While", "StatelessWhile",
                  "If", "StatelessIf", "PartitionedCall", "StatefulPartitionedCall"}
+
+
+def _retain(graph_def, keep) -> None:
+    """Delete the nodes ``keep`` rejects, in place: the weights are not copied."""
+    for i in reversed([i for i, n in enumerate(graph_def.node) if not keep(n)]):
+        del graph_def.node[i]
+
+
+def _prune(graph_def, output_nodes: List[str]) -> None:
+    """Keep what the outputs need (data and control inputs), in place."""
+    by_name = nodes_by_name(graph_def)
+    needed = reach([o for o in output_nodes if o in by_name],
+                   lambda name: (node_of(i) for i in by_name[name].input if node_of(i) in by_name))
+    _retain(graph_def, lambda n: n.name in needed)
 
 
 def _strip_debug(graph_def) -> None:
@@ -52,9 +66,7 @@ def _strip_debug(graph_def) -> None:
             new.append(inp)
         del node.input[:]
         node.input.extend(new)
-    keep = [n for n in graph_def.node if n.name not in drop]
-    del graph_def.node[:]
-    graph_def.node.extend(keep)
+    _retain(graph_def, lambda n: n.name not in drop)
 
 
 def _fold_constants(graph_def, output_nodes: List[str]):
@@ -111,9 +123,7 @@ def _remove_identities(graph_def, protected) -> None:
                 new.append(resolve(inp))
         del node.input[:]
         node.input.extend(dict.fromkeys(new))  # no duplicate control inputs
-    keep = [n for n in graph_def.node if n.name not in forward]
-    del graph_def.node[:]
-    graph_def.node.extend(keep)
+    _retain(graph_def, lambda n: n.name not in forward)
 
 
 def _const(node):
@@ -223,11 +233,14 @@ def _keep_library(graph_def, library, versions):
     return graph_def
 
 
-def optimize(graph_def, input_nodes: List[str], output_nodes: List[str]):
-    """Returns an optimised copy and a list of what was done."""
+def optimize(graph_def, input_nodes: List[str], output_nodes: List[str], in_place: bool = False):
+    """Returns the optimised graph and a list of what was done. ``in_place``: the
+    input may be consumed (no copy of the weights is made for it)."""
     done = []
-    out = type(graph_def)()
-    out.CopyFrom(graph_def)
+    out = graph_def
+    if not in_place:
+        out = type(graph_def)()
+        out.CopyFrom(graph_def)
     before = len(out.node)
     _strip_debug(out)
     has_control_flow = any(n.op in _CONTROL_FLOW for n in out.node) or bool(out.library.function)
@@ -239,7 +252,7 @@ def optimize(graph_def, input_nodes: List[str], output_nodes: List[str]):
     scaled = _fold_scale_into_weights(out)
     if not has_control_flow:  # folding leaves Identity nodes of its own
         _remove_identities(out, set(input_nodes) | set(output_nodes))
-    out = graph_util.extract_sub_graph(out, output_nodes)
+    _prune(out, output_nodes)
     done.append("%d -> %d nodes" % (before, len(out.node)))
     if bn_folded:
         done.append("%d batch norm(s) folded into the preceding conv/matmul" % bn_folded)
