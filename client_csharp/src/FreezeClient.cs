@@ -67,6 +67,45 @@ namespace TfFreeze
             return null;
         }
 
+        const int NestedDepth = 3;
+
+        static bool HoldsCheckpoint(string dir) =>
+            Directory.GetFiles(dir, "*.index").Length > 0 || File.Exists(System.IO.Path.Combine(dir, "saved_model.pb")) ||
+            File.Exists(System.IO.Path.Combine(dir, "saved_model.pbtxt"));
+
+        /// <summary>For a SOURCE folder holding no checkpoint itself (users who saved with
+        /// saver.save(sess, "models/model_name") point at the project folder): the only folder
+        /// up to three levels below it that holds one, said on stderr; several such folders
+        /// are an error listing them. Null when SOURCE holds a checkpoint or none is below.</summary>
+        static string NestedSource(string source)
+        {
+            if (HoldsCheckpoint(source)) return null;
+            var found = new List<string>();
+            var level = new List<string> { source };
+            for (int depth = 0; depth < NestedDepth && level.Count > 0; depth++)
+            {
+                var next = new List<string>();
+                foreach (var d in level)
+                    foreach (var sub in Directory.GetDirectories(d).OrderBy(x => x, StringComparer.Ordinal))
+                    {
+                        // A SavedModel's own variables/ folder is part of it.
+                        if (System.IO.Path.GetFileName(sub) == "variables" && HoldsCheckpoint(d)) continue;
+                        if (HoldsCheckpoint(sub)) found.Add(sub);
+                        next.Add(sub);
+                    }
+                level = next;
+            }
+            if (found.Count == 0) return null;
+            var rel = found.Select(f => f.Substring(source.TrimEnd('/').Length + 1) + "/").ToList();
+            if (found.Count > 1)
+                throw new RpcException(StatusCode.NOT_FOUND, string.Format(
+                    "{0} holds no checkpoint itself, but {1} folders below it do: {2}. Pass one of them as SOURCE.",
+                    source, found.Count, string.Join(", ", rel.Take(10))));
+            Console.Error.WriteLine("tffreeze-cs: {0} holds no checkpoint itself; using {1}, the only folder below it that does",
+                                    source, rel[0]);
+            return found[0];
+        }
+
         /// <summary>The files to upload for SOURCE: a SavedModel directory (all files), a Saver
         /// directory (the checkpoint its state file or --step names, else every checkpoint for
         /// the server to choose from), or a checkpoint prefix (that checkpoint only). Returns
@@ -77,6 +116,8 @@ namespace TfFreeze
             var files = new List<LocalFile>();
             string dir;
             IEnumerable<string> names;
+            if (Directory.Exists(source) && NestedSource(source) is string nested)
+                return Collect(nested, step, out prefix);
             if (Directory.Exists(source))
             {
                 dir = source;

@@ -24,7 +24,8 @@ commands:
          [--outputs a,b] [--inputs a,b] [--step N] [--target tensorflowsharp] [--timeout SECONDS]
       Upload the checkpoint (only files the server lacks, in 1 MiB chunks), freeze it and
       write OUT.pb (and the manifest). SOURCE: a Saver directory, a checkpoint prefix or a
-      SavedModel directory. --server defaults to $TFFREEZE_WEB_SERVER. --target
+      SavedModel directory; a folder holding none, with exactly one such folder up to 3
+      levels below it, uses that one. --server defaults to $TFFREEZE_WEB_SERVER. --target
       tensorflowsharp makes a graph that loads in libtensorflow 1.15 (TensorFlowSharp's).
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
       [--runtime tf115] [--libtensorflow PATH]

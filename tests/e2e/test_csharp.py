@@ -260,3 +260,18 @@ def test_csharp_uploads_only_the_chosen_checkpoint(web_server, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["checkpoint"]["step"] == 100
     with FreezeClient(web_server.target) as native:
         assert native.freeze(model.directory, step=100).graph_bytes == (tmp_path / "b.pb").read_bytes()
+
+
+def test_csharp_finds_the_only_checkpoint_folder_below_source(web_server, tmp_path):
+    """Seed 003's layout: saver.save(sess, 'models/model_name'); the user points at the project."""
+    project = tmp_path / "project"
+    model = models.dense(str(project / "models"), True)
+    out = cs("freeze", str(project), "--server", web_server.web_url, "-o", str(tmp_path / "a.pb"))
+    assert out.returncode == 0, out.stderr
+    assert "holds no checkpoint itself; using models/, the only folder below it that does" in out.stderr
+    with FreezeClient(web_server.target) as native:
+        assert native.freeze(model.directory).graph_bytes == (tmp_path / "a.pb").read_bytes()
+    models.dense(str(project / "other"), True)
+    out = cs("freeze", str(project), "--server", web_server.web_url, "-o", str(tmp_path / "b.pb"))
+    assert out.returncode == 1 and "2 folders below it do: models/, other/" in out.stderr
+    assert "[NOT_FOUND]" in out.stderr and not (tmp_path / "b.pb").exists()
