@@ -8,14 +8,14 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import Iterator, List, Tuple
+from typing import Iterator
 
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
 from . import __version__
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
-from .core.spec import FreezeSpec, ServerLimits, safe_relative_path
+from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
 from .status import mapped, mapped_stream
 from .workers import QUEUED, WorkerPool
 
@@ -25,7 +25,9 @@ MAX_FILES = 10000
 def _check_path(path: str) -> str:
     if not safe_relative_path(path):
         raise InvalidArgument("file path %r is not a safe relative path: use '/'-separated names inside the "
-                              "checkpoint directory, without '..' or a leading '/'" % path[:200],
+                              "checkpoint directory, without '..' or a leading '/', at most %d characters, %d "
+                              "folders deep, names of at most %d bytes" % (path[:200], MAX_PATH_CHARS, MAX_PATH_PARTS,
+                                                                            MAX_NAME_BYTES),
                               "ERROR_REASON_INVALID_PATH", path=path[:200])
     return path
 
@@ -97,7 +99,6 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             raise InvalidArgument("the request names %d files; at most %d" % (len(files), MAX_FILES),
                                   "ERROR_REASON_INVALID_PATH")
         seen = set()
-        entries: List[Tuple[str, str, int]] = []
         for f in files:
             path = _check_path(f.path)
             if path in seen:
@@ -105,13 +106,19 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                                       path=path[:200])
             seen.add(path)
             check_digest(f.digest.sha256, f.digest.size_bytes)
-            entries.append((path, f.digest.sha256, f.digest.size_bytes))
+        folders = {path.rsplit("/", 1)[0] for path in seen if "/" in path}
+        folders |= {f.rsplit("/", i)[0] for f in folders for i in range(1, f.count("/") + 1)}
+        clash = sorted(folders & seen)
+        if clash:
+            raise InvalidArgument("%r is listed as a file and is also a folder of other files" % clash[0][:200],
+                                  "ERROR_REASON_INVALID_PATH", path=clash[0][:200])
+        entries = [(f.path, f.digest.sha256, f.digest.size_bytes) for f in files]
         missing = set(self.store.missing((s, n) for _, s, n in entries))
         if missing:
             names = [p for p, s, n in entries if (s, n) in missing]
             raise FailedPrecondition("%d file(s) are not uploaded yet: %s. Upload them (FindMissingBlobs, then "
                                      "UploadBlob) before freezing." % (len(names), ", ".join(names[:10])),
-                                     "ERROR_REASON_BLOBS_MISSING", paths=",".join(names[:50]))
+                                     "ERROR_REASON_BLOBS_MISSING", paths=",".join(n[:200] for n in names[:50])[:8000])
         workdir = tempfile.mkdtemp(prefix="work-", dir=self.store.tmp_dir)
         try:
             for path, sha, _ in entries:

@@ -158,6 +158,29 @@ def test_unsafe_path_and_unknown_step(client, good):
     assert "no checkpoint at global step 99" in err.value.message
 
 
+@pytest.mark.parametrize("path,why", [
+    ("a" * 256 + ".index", "names of at most 255 bytes"),       # longer than a file system's name limit
+    ("a/" * 2100 + "x.index", "at most 1024 characters"),       # deeper than any checkpoint
+    ("/".join(["d"] * 40) + "/x.index", "32 folders deep"),
+])
+def test_paths_a_file_system_cannot_hold_are_invalid_not_internal(client, good, path, why):
+    files = _files(good.directory)
+    files[0].path = path
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze_files(files)
+    assert why in err.value.message and err.value.reason == "ERROR_REASON_INVALID_PATH"
+    assert len(err.value.message) < 1000 and "/tmp" not in err.value.message  # bounded, no server path
+
+
+def test_a_file_that_is_also_a_folder_is_invalid(client, good):
+    files = _files(good.directory)
+    files[1].path = "a"
+    files[0].path = "a/b.index"
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze_files(files)
+    assert "'a' is listed as a file and is also a folder of other files" in err.value.message
+
+
 def test_unreachable_server(good):
     from tffreeze import FreezeClient
 

@@ -106,11 +106,21 @@ def _step(options) -> Optional[int]:
     return options.step
 
 
+MAX_PATH_CHARS = 1024  # a whole path
+MAX_PATH_PARTS = 32    # folders deep
+MAX_NAME_BYTES = 255   # one file or folder name, as file systems allow
+
+
 def safe_relative_path(path: str) -> bool:
     """A '/'-separated path that stays inside the upload: no leading '/', no '..', '.' or
-    empty parts, no backslash or NUL. The one rule for uploaded file paths and path options."""
-    return bool(path) and not path.startswith("/") and "\\" not in path and "\x00" not in path and \
-        all(p not in ("", ".", "..") for p in path.split("/"))
+    empty parts, no backslash or NUL, and within what a file system takes (at most
+    MAX_PATH_CHARS characters, MAX_PATH_PARTS parts of at most MAX_NAME_BYTES bytes each).
+    The one rule for uploaded file paths and path options."""
+    if not path or len(path) > MAX_PATH_CHARS or path.startswith("/") or "\\" in path or "\x00" in path:
+        return False
+    parts = path.split("/")
+    return len(parts) <= MAX_PATH_PARTS and all(
+        p not in ("", ".", "..") and len(p.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES for p in parts)
 
 
 def _relative(path: str, field_name: str) -> str:
