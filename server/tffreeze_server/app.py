@@ -22,6 +22,7 @@ from .blobstore import BlobStore
 from .core.spec import ServerLimits
 from .servicer import FreezeServicer
 from .settings import MAX_MESSAGE_BYTES, ServerSettings
+from .webguard import WebGuard
 from .workers import WorkerPool
 
 log = logging.getLogger("tffreeze.server")
@@ -37,15 +38,17 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-def start_web(servicer, health_servicer, host: str, port: int):
+def start_web(servicer, health_servicer, host: str, port: int, allowed_origins=()):
     """Serve the same servicers over gRPC-Web (HTTP/1.1, unary and server
-    streaming) for clients without HTTP/2, such as Mono's. Returns the HTTP server."""
+    streaming) for clients without HTTP/2, such as Mono's, behind the checks of
+    ``webguard`` (content type, Origin, Host, body size). Returns the HTTP server."""
     from sonora.wsgi import grpcWSGI
 
     app = grpcWSGI(None)
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, app)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, app)
-    httpd = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    guarded = WebGuard(app, host, MAX_MESSAGE_BYTES, allowed_origins)
+    httpd = make_server(host, port, guarded, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=httpd.serve_forever, name="tffreeze-grpc-web", daemon=True).start()
     return httpd
 
@@ -105,7 +108,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     web = None
     if web_port is not None:
         try:
-            web = start_web(servicer, health_servicer, host, web_port)
+            web = start_web(servicer, health_servicer, host, web_port, settings.web_allowed_origins)
         except OSError as exc:
             pool.close()
             raise OSError("cannot serve gRPC-Web on %s:%d (%s); pick another --web-port"

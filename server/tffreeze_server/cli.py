@@ -36,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--web-port", type=int, default=None, metavar="W",
                    help="also serve gRPC-Web (HTTP/1.1) on port W, for clients without HTTP/2 such as "
                         "tffreeze-cs on Mono; 0 picks a free port")
+    p.add_argument("--web-allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a browser origin (e.g. https://tools.example.com) whose pages may call the gRPC-Web "
+                        "port; repeatable. By default none: requests carrying an Origin header are refused. "
+                        "The gRPC-Web port also answers only application/grpc-web(+proto) POSTs whose Host is "
+                        "a name the server is bound as (any name when bound to 0.0.0.0/::)")
     p.add_argument("--allow-unsafe-verify", action="store_true",
                    help="let the verify option execute graphs that hold file- or process-touching ops")
 
@@ -51,6 +56,7 @@ def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
 def settings_from(args) -> ServerSettings:
     return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
                           max_store_bytes=args.max_store_bytes, web_port=args.web_port,
+                          web_allowed_origins=tuple(args.web_allow_origin),
                           allow_unsafe_verify=args.allow_unsafe_verify)
 
 

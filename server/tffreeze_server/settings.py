@@ -5,7 +5,7 @@ store all read them from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
@@ -24,5 +24,6 @@ class ServerSettings:
     workers: int = DEFAULT_WORKERS
     max_store_bytes: int = DEFAULT_MAX_STORE_BYTES
     web_port: Optional[int] = None
+    web_allowed_origins: Tuple[str, ...] = ()  # browser origins the gRPC-Web port answers; none by default
     allow_unsafe_verify: bool = False
     rpc_threads: int = DEFAULT_RPC_THREADS

@@ -60,3 +60,67 @@ def test_errors_carry_status_and_message(web_server):
     assert err.value.status == 9 and "resume at 0" in err.value.message  # FAILED_PRECONDITION
     # The reason travels in the gRPC-Web trailer too, for clients to branch on.
     assert err.value.reason == "ERROR_REASON_WRONG_OFFSET" and err.value.metadata == {"committed_size": "0"}
+
+
+def _raw_post(web_server, headers, body=b"", send_body=True):
+    """One raw HTTP/1.1 POST to the gRPC-Web port: (status, reason text)."""
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlparse(web_server.web_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.putrequest("POST", "/tffreeze.v1.FreezeService/FindMissingBlobs", skip_host="Host" in headers)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    conn.endheaders(body if send_body else None)
+    resp = conn.getresponse()
+    text = resp.read().decode(errors="replace")
+    conn.close()
+    return resp.status, text
+
+
+def _find_missing_body():
+    import struct
+
+    digest = blob_pb2.Digest(sha256="ab" * 32, size_bytes=3)
+    msg = blob_pb2.FindMissingBlobsRequest(blobs=[digest]).SerializeToString()
+    return struct.pack(">BI", 0, len(msg)) + msg
+
+
+def test_grpc_web_port_answers_only_grpc_web_requests_from_its_own_names(web_server):
+    body = _find_missing_body()
+    ok = {"Content-Type": "application/grpc-web+proto", "Content-Length": str(len(body))}
+    assert _raw_post(web_server, ok, body)[0] == 200
+    # A "simple" request a web page can send without a CORS preflight.
+    status, text = _raw_post(web_server, dict(ok, **{"Content-Type": "text/plain"}), body)
+    assert status == 415 and "application/grpc-web" in text
+    # Any page's origin (none is allowed by default).
+    status, text = _raw_post(web_server, dict(ok, Origin="https://evil.example"), body)
+    assert status == 403 and "Origin 'https://evil.example' is not allowed" in text
+    # DNS rebinding: an attacker's name pointing at 127.0.0.1.
+    status, text = _raw_post(web_server, dict(ok, Host="rebind.evil.example:80"), body)
+    assert status == 403 and "is not a name this server listens as" in text
+    assert _raw_post(web_server, dict(ok, Host="localhost:1234"), body)[0] == 200
+
+
+def test_grpc_web_refuses_an_oversized_body_before_reading_it(web_server):
+    """A 200 MiB declared body is refused from its Content-Length: nothing is sent, nothing buffered."""
+    headers = {"Content-Type": "application/grpc-web+proto", "Content-Length": str(200 << 20)}
+    status, text = _raw_post(web_server, headers, send_body=False)
+    assert status == 413 and "a call carries at most" in text
+
+
+def test_allowed_origin_is_served(tmp_path):
+    from conftest import start_server, stop_server
+
+    srv = start_server(str(tmp_path / "data"), ["--web-port", "0", "--web-allow-origin", "https://tools.example"])
+    try:
+        import re
+
+        srv.web_url = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in srv.log if "gRPC-Web on" in l)
+        body = _find_missing_body()
+        ok = {"Content-Type": "application/grpc-web", "Content-Length": str(len(body))}
+        assert _raw_post(srv, dict(ok, Origin="https://tools.example"), body)[0] == 200
+        assert _raw_post(srv, dict(ok, Origin="https://other.example"), body)[0] == 403
+    finally:
+        assert stop_server(srv) == 0

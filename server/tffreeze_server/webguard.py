@@ -1,0 +1,95 @@
+"""What the gRPC-Web port accepts, checked before a byte of the body is read.
+
+A web page can make a browser send a POST to any address, without a CORS
+preflight when its Content-Type is a "simple" one (text/plain...). So the port
+answers only gRPC-Web requests — ``Content-Type: application/grpc-web`` or
+``application/grpc-web+proto`` (a browser sends a preflight for those) — refuses
+any ``Origin`` not on the allow-list (none by default: the C# client and other
+programs send none), refuses a ``Host`` that is not a name this server was bound
+as (DNS rebinding: an attacker's name resolving to 127.0.0.1), and refuses bodies
+over the message cap from their declared length, before buffering them.
+Refusals are plain HTTP errors (415, 403, 411, 413) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Callable, Iterable, Optional, Set
+
+GRPC_WEB_TYPES = ("application/grpc-web", "application/grpc-web+proto")
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+_FRAME_OVERHEAD = 5  # a gRPC-Web frame: 1 flag byte + 4 length bytes
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_names(bound_host: str) -> Optional[Set[str]]:
+    """The Host header names accepted for a server bound to ``bound_host``; None
+    (any) for a wildcard bind, where the server cannot know its public names."""
+    if _is_wildcard(bound_host):
+        return None
+    names = {bound_host.strip("[]").lower()}
+    if _is_loopback(bound_host):
+        names |= _LOOPBACK_NAMES
+    return names
+
+
+def _host_of(header: str) -> str:
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.index("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class WebGuard:
+    """WSGI middleware in front of the gRPC-Web application."""
+
+    def __init__(self, app: Callable, bound_host: str, max_message_bytes: int,
+                 allowed_origins: Iterable[str] = ()):
+        self.app = app
+        self.hosts = host_names(bound_host)
+        self.max_body = max_message_bytes + _FRAME_OVERHEAD
+        self.origins = {o.rstrip("/").lower() for o in allowed_origins}
+
+    def _refuse(self, start_response, status: str, reason: str):
+        body = (reason + "\n").encode()
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def __call__(self, environ, start_response):
+        host = _host_of(environ.get("HTTP_HOST", ""))
+        if self.hosts is not None and host not in self.hosts:
+            return self._refuse(start_response, "403 Forbidden",
+                                "Host %r is not a name this server listens as" % host[:100])
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and origin.rstrip("/").lower() not in self.origins:
+            return self._refuse(start_response, "403 Forbidden",
+                                "Origin %r is not allowed (tffreeze serve --web-allow-origin)" % origin[:100])
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self._refuse(start_response, "405 Method Not Allowed", "gRPC-Web calls are POST requests")
+        ctype = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if ctype not in GRPC_WEB_TYPES:
+            return self._refuse(start_response, "415 Unsupported Media Type",
+                                "only %s bodies are accepted" % " or ".join(GRPC_WEB_TYPES))
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return self._refuse(start_response, "411 Length Required", "a gRPC-Web call needs a Content-Length")
+        if length < 0 or length > self.max_body:
+            return self._refuse(start_response, "413 Payload Too Large",
+                                "the body is %d bytes; a call carries at most %d" % (length, self.max_body))
+        return self.app(environ, start_response)
