@@ -79,10 +79,14 @@ class BlobStore:
         return out
 
     # -- writing ---------------------------------------------------------
-    def _make_room(self, size: int) -> None:
+    def _check_fits(self, size: int) -> None:
+        """A blob larger than the whole store is refused from its declared size, before a byte is written."""
         if size > self.max_bytes:
             raise ResourceExhausted("blob of %d bytes exceeds the store's cap of %d bytes; start the server "
                                     "with a larger --max-store-bytes" % (size, self.max_bytes), "ERROR_REASON_STORE_FULL")
+
+    def _make_room(self, size: int) -> None:
+        self._check_fits(size)
         entries = []
         for root, _, files in os.walk(os.path.join(self.root, "blobs")):
             for f in files:
@@ -142,6 +146,7 @@ class BlobStore:
     def write_stream(self, sha256: str, size: int, chunks: Iterator[Tuple[int, bytes]]) -> None:
         """Store a blob from (offset, data) chunks in order; nothing is left on failure."""
         check_digest(sha256, size)
+        self._check_fits(size)
         fh, tmp = self.new_tmp(".upload")
         h = hashlib.sha256()
         try:
@@ -169,6 +174,7 @@ class BlobStore:
         check_digest(sha256, size)
         if self.has(sha256, size):
             return size, True
+        self._check_fits(size)
         if len(data) > CHUNK:
             raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
         part = self._partial(sha256)

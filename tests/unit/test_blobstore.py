@@ -76,3 +76,22 @@ def test_unknown_blob_is_not_found(tmp_path):
     store = BlobStore(str(tmp_path))
     with pytest.raises(NotFound):
         store.open("0" * 64)
+
+
+def test_a_blob_larger_than_the_store_is_refused_before_any_byte_is_written(tmp_path):
+    """An upload declaring 1 GiB to a 2 MiB store: refused from the declared size."""
+    store = BlobStore(str(tmp_path), max_bytes=2 << 20)
+    sha, size = "ab" * 32, 1 << 30
+    consumed = []
+
+    def chunks():
+        for i in range(8):
+            consumed.append(i)
+            yield i * CHUNK, b"x" * CHUNK
+
+    with pytest.raises(ResourceExhausted) as err:
+        store.write_stream(sha, size, chunks())
+    assert err.value.reason == "ERROR_REASON_STORE_FULL" and consumed == []
+    with pytest.raises(ResourceExhausted):
+        store.write_chunk(sha, size, 0, b"x" * CHUNK, finish=False)
+    assert leftovers(store) == []
