@@ -10,7 +10,7 @@ import pytest
 
 import models
 from tffreeze_api import manifest
-from tffreeze import FailedPreconditionError, FreezeClient, InvalidArgumentError, NotFoundError
+from tffreeze import FailedPreconditionError, FreezeClient, NotFoundError
 
 KINDS = [pytest.param(False, id="ref"), pytest.param(True, id="resource")]
 FORBIDDEN = {"Assign", "AssignVariableOp", "AssignAdd", "AssignSub", "RefSwitch", "VariableV2", "VarHandleOp",

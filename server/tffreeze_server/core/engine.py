@@ -39,7 +39,8 @@ from tffreeze_api.v1 import freeze_pb2
 
 from . import optimize as optimize_mod, rewrite, switches, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted
-from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, split_tensor
+from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
+                    split_tensor)
 from .loaders import Loaded, load, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, resolve, user_collections
 from .saver_map import variable_keys
@@ -493,18 +494,13 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
 
 
 def _attr_dtype(node) -> str:
-    for key in ("dtype", "T", "out_type", "DstT"):
-        if key in node.attr and node.attr[key].type:
-            return dtype_name(node.attr[key].type)
-    return ""
+    enum = output_dtype_enum(node)
+    return dtype_name(enum) if enum else ""
 
 
 def _attr_shape(node) -> Optional[tf.TensorShape]:
-    if "shape" in node.attr:
-        return tf.TensorShape(node.attr["shape"].shape)
-    if "_output_shapes" in node.attr and node.attr["_output_shapes"].list.shape:
-        return tf.TensorShape(node.attr["_output_shapes"].list.shape[0])
-    return None
+    shape = output_shape_proto(node)
+    return tf.TensorShape(shape) if shape is not None else None
 
 
 __all__ = ["freeze", "inspect", "dtype_name"]

@@ -27,6 +27,39 @@ def split_tensor(name: str) -> Tuple[str, int]:
     return m.group("node"), int(m.group("index") or 0)
 
 
+def tensor_name(name: str) -> str:
+    """An input or collection entry as a tensor name: '^a' / 'a' -> 'a:0', 'a:1' stays."""
+    name = name.lstrip("^")
+    return name if ":" in name else name + ":0"
+
+
+def output_dtype_enum(node, index: int = 0) -> int:
+    """The DataType of ``node:index`` read off the NodeDef (its op's output argument,
+    else the usual type attributes); 0 when unknown. Nothing is imported."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node.op)
+    if op_def is not None and index < len(op_def.output_arg):
+        arg = op_def.output_arg[index]
+        enum = arg.type or (node.attr[arg.type_attr].type if arg.type_attr and arg.type_attr in node.attr else 0)
+        if enum:
+            return enum
+    for key in ("dtype", "T", "out_type", "DstT"):
+        if key in node.attr and node.attr[key].type:
+            return node.attr[key].type
+    return 0
+
+
+def output_shape_proto(node, index: int = 0):
+    """The TensorShapeProto of ``node:index`` recorded on the NodeDef (a placeholder's
+    ``shape``, else ``_output_shapes``), or None."""
+    if index == 0 and "shape" in node.attr:
+        return node.attr["shape"].shape
+    if "_output_shapes" in node.attr and index < len(node.attr["_output_shapes"].list.shape):
+        return node.attr["_output_shapes"].list.shape[index]
+    return None
+
+
 def nodes_by_name(graph_def) -> Dict[str, object]:
     return {n.name: n for n in graph_def.node}
 

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of, reach
+from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of, reach, tensor_name
 
 HEAD_OPS = {"Softmax", "Sigmoid", "LogSoftmax", "ArgMax", "ArgMin", "TopKV2", "TopK"}
 _ALIAS_OPS = {"Identity", "Reshape", "Squeeze", "ExpandDims", "StopGradient", "Snapshot"}
@@ -65,11 +65,6 @@ class Evidence:
     notes: List[str] = field(default_factory=list)
 
 
-def _tensor(name: str) -> str:
-    name = name.lstrip("^")
-    return name if ":" in name else name + ":0"
-
-
 class Structure:
     """Dependency facts about one GraphDef's top-level nodes."""
 
@@ -87,15 +82,15 @@ class Structure:
         self.from_vars = self._forward([n for n, node in self.by_name.items() if node.op in VARIABLE_OPS])
         self.sources = [n for n in self.order if self.by_name[n].op in DATA_SOURCE_OPS]
         self.bits = self._source_bits()
+        self.layers = {n for n in self.order if self.is_layer(n)}
         self.extra_losses = [n for n in loss_names if n in self.by_name]
 
     # -- basic relations -------------------------------------------------------------
     def _forward(self, roots: Iterable[str], allowed=None) -> Set[str]:
         return reach(roots, lambda name: (u for u in self.users.get(name, ()) if allowed is None or allowed(u)))
 
-    def upstream(self, roots: Iterable[str], stop: Set[str] = frozenset()) -> Set[str]:
-        return reach([r for r in roots if r in self.by_name and r not in stop],
-                     lambda name: (n for n in map(node_of, self.data_inputs[name]) if n not in stop))
+    def upstream(self, roots: Iterable[str]) -> Set[str]:
+        return reach([r for r in roots if r in self.by_name], lambda name: map(node_of, self.data_inputs[name]))
 
     def _source_bits(self) -> Dict[str, int]:
         """node -> bitmask of the data sources it depends on (topological order,
@@ -175,8 +170,7 @@ class Structure:
 
     def labels(self, losses: List[str], switches: Set[str]) -> Tuple[List[str], int]:
         """Data sources that reach a loss but no layer op: what the model is compared with."""
-        layers = [n for n in self.order if n not in self.excluded and self.is_layer(n)]
-        feeds_layers = self.upstream(layers)
+        feeds_layers = self.upstream(self.layers - self.excluded)
         in_loss = self.upstream(losses)
         labels = [s for s in self.sources if s in in_loss and s not in feeds_layers and s not in switches]
         mask = 0
@@ -194,8 +188,8 @@ class Structure:
                 src = node_of(i)
                 if self.bits[src] & label_mask:
                     yield src
-                elif self.is_activation(src) and src not in self.excluded and _tensor(i) not in found:
-                    found.append(_tensor(i))
+                elif self.is_activation(src) and src not in self.excluded and tensor_name(i) not in found:
+                    found.append(tensor_name(i))
         reach([y for y in losses if self.bits[y] & label_mask], step)
         return found
 
@@ -215,13 +209,13 @@ class Structure:
                     continue
                 if src.split("/")[0] == scope:
                     yield src
-                elif _tensor(i) not in frontier:
-                    frontier.append(_tensor(i))
+                elif tensor_name(i) not in frontier:
+                    frontier.append(tensor_name(i))
         reach([name], step)
         return frontier or [tensor]
 
     def layer_count(self, nodes: Set[str]) -> int:
-        return sum(1 for n in nodes if self.is_layer(n))
+        return len(nodes & self.layers)
 
     def heads_after(self, tensor: str, label_mask: int, loss_scopes: Set[str]) -> List[str]:
         """Prediction heads computed from ``tensor`` (or from what it reshapes)."""
@@ -295,13 +289,11 @@ def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], 
     # Inference branches: sinks computed by layers outside everything the loss reads.
     in_loss = s.upstream(losses)
     downstream = s._forward([node_of(p) for p in preds])
-    branches = []
-    for n in s.effective_sinks(training):
-        if (n in in_loss or n in downstream or not s.is_activation(n) or s.bits[n] & label_mask
-                or unused_control_flow(s.by_name[n])):
-            continue
-        if s.layer_count(s.upstream([n], stop=in_loss)) > 0:
-            branches.append(n + ":0")
+    # One forward pass (linear in the graph): what layers outside the loss's inputs compute.
+    after_own_layers = s._forward(s.layers - in_loss, lambda n: n not in in_loss)
+    branches = [n + ":0" for n in s.effective_sinks(training)
+                if n in after_own_layers and n not in downstream and s.is_activation(n)
+                and not s.bits[n] & label_mask and not unused_control_flow(s.by_name[n])]
     if branches:
         ev.outputs = [(t, "inference branch: computed with the trained weights by layers the loss (%s) "
                           "never reads" % ", ".join(losses[:3])) for t in branches]

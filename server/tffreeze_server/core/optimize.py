@@ -130,6 +130,42 @@ def _const(node):
     return tensor_util.MakeNdarray(node.attr["value"].tensor) if node is not None and node.op == "Const" else None
 
 
+def _scale_weights(prod, s, by_name, users, ops) -> bool:
+    """Multiply the constant weights of ``prod`` (an op in ``ops``: Conv2D,
+    DepthwiseConv2dNative or MatMul) by ``s`` (one factor, or one per output channel), in place, when
+    ``prod`` and its weights have no other reader. False when it cannot."""
+    if prod is None or prod.op not in ops or len(users.get(prod.name, ())) != 1:
+        return False
+    if prod.op == "MatMul" and prod.attr["transpose_b"].b:
+        return False
+    w_node = by_name.get(node_of(prod.input[1]))
+    weights = _const(w_node)
+    if weights is None or len(users.get(w_node.name, ())) != 1:
+        return False
+    if s.size == 1:  # one factor for every channel
+        s = s.reshape(())
+    elif prod.op == "DepthwiseConv2dNative":  # [h, w, in, multiplier]: output channel = in * multiplier
+        if weights.shape[2] * weights.shape[3] != s.size:
+            return False
+        s = s.reshape(weights.shape[2], weights.shape[3])
+    elif weights.shape[-1] != s.size:
+        return False
+    new_w = (weights * s).astype(weights.dtype)
+    w_node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(new_w, weights.dtype))
+    return True
+
+
+def _rewrite(node, op: str, data_inputs: List[str]) -> None:
+    """Turn ``node`` into ``op`` over ``data_inputs``, keeping its control inputs and T."""
+    control = [i for i in node.input if i.startswith("^")]
+    del node.input[:]
+    node.input.extend(data_inputs + control)
+    t = node.attr["T"].type
+    node.attr.clear()
+    node.op = op
+    node.attr["T"].type = t
+
+
 def _fold_scale_into_weights(graph_def) -> int:
     """Mul(Conv2D|MatMul(x, W), c) with constant per-output-channel c -> Conv2D|MatMul(x, W*c)."""
     by_name = nodes_by_name(graph_def)
@@ -141,36 +177,18 @@ def _fold_scale_into_weights(graph_def) -> int:
         for a, b in ((0, 1), (1, 0)):
             prod = by_name.get(node_of(node.input[a]))
             scale = _const(by_name.get(node_of(node.input[b])))
-            if prod is None or scale is None or prod.op not in ("Conv2D", "MatMul") or ":" in node.input[a]:
+            if prod is None or scale is None or ":" in node.input[a] or any(d != 1 for d in scale.shape[:-1]):
                 continue
-            if len(users.get(prod.name, ())) != 1:
+            if not _scale_weights(prod, scale.reshape(-1), by_name, users, ("Conv2D", "MatMul")):
                 continue
-            weights_node = by_name.get(node_of(prod.input[1]))
-            weights = _const(weights_node)
-            if weights is None or len(users.get(weights_node.name, ())) != 1:
-                continue
-            if prod.op == "MatMul" and prod.attr["transpose_b"].b:
-                continue
-            channels = weights.shape[-1]
-            flat = scale.reshape(-1)
-            if scale.size not in (1, channels) or any(d != 1 for d in scale.shape[:-1]):
-                continue
-            new_w = (weights * (flat if scale.size == channels else flat[0])).astype(weights.dtype)
-            weights_node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(new_w, weights.dtype))
-            control = [i for i in node.input if i.startswith("^")]
-            del node.input[:]
-            node.input.extend([prod.name] + control)
-            node.op = "Identity"
-            t = node.attr["T"].type
-            node.attr.clear()
-            node.attr["T"].type = t
+            _rewrite(node, "Identity", [prod.name])
             folded += 1
             break
     return folded
 
 
 _FUSED_BN = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
-_FOLDABLE = {"Conv2D", "DepthwiseConv2dNative", "MatMul"}
+_FOLDABLE = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
 def _fold_batch_norms(graph_def) -> int:
@@ -180,45 +198,25 @@ def _fold_batch_norms(graph_def) -> int:
     users = consumers(graph_def)
     folded = 0
     for bn in list(graph_def.node):
-        if bn.op not in _FUSED_BN or bn.attr["is_training"].b or len(bn.input) < 5:
+        if bn.op not in _FUSED_BN or bn.attr["is_training"].b or len(bn.input) < 5 or ":" in bn.input[0]:
             continue
         if any(u for u in users.get(bn.name, ()) if any(i.startswith(bn.name + ":") and not i.endswith(":0")
                                                           for i in by_name[u].input)):
             continue  # the batch statistics outputs are read
-        conv = by_name.get(node_of(bn.input[0]))
         params = [_const(by_name.get(node_of(i))) for i in bn.input[1:5]]
-        if conv is None or conv.op not in _FOLDABLE or ":" in bn.input[0] or any(p is None for p in params):
+        if any(p is None or p.dtype != np.float32 or p.size == 0 for p in params):
             continue
-        if len(users.get(conv.name, ())) != 1 or (conv.op == "MatMul" and conv.attr["transpose_b"].b):
-            continue
-        w_node = by_name.get(node_of(conv.input[1]))
-        weights = _const(w_node)
-        if weights is None or len(users.get(w_node.name, ())) != 1 or weights.dtype != np.float32:
-            continue
-        scale, offset, mean, var = (np.asarray(p, np.float32) for p in params)
-        if mean.size == 0 or var.size == 0:
-            continue
+        scale, offset, mean, var = params
         s = scale / np.sqrt(var + np.float32(bn.attr["epsilon"].f))
-        if conv.op == "DepthwiseConv2dNative":
-            if weights.shape[2] * weights.shape[3] != s.size:
-                continue
-            new_w = weights * s.reshape(weights.shape[2], weights.shape[3])
-        else:
-            if weights.shape[-1] != s.size:
-                continue
-            new_w = weights * s
-        w_node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(new_w.astype(np.float32)))
+        conv = by_name.get(node_of(bn.input[0]))
+        w = _const(by_name.get(node_of(conv.input[1]))) if conv is not None and len(conv.input) > 1 else None
+        if w is None or w.dtype != np.float32 or not _scale_weights(conv, s, by_name, users, _FOLDABLE):
+            continue
         bias = graph_def.node.add(name=bn.name + "/folded_bias", op="Const")
-        bias.attr["dtype"].type = w_node.attr["dtype"].type
+        bias.attr["dtype"].type = bn.attr["T"].type
         bias.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto((offset - mean * s).astype(np.float32)))
         data_format = bn.attr["data_format"].s or b"NHWC"
-        control = [i for i in bn.input if i.startswith("^")]
-        del bn.input[:]
-        bn.input.extend([conv.name, bias.name] + control)
-        t = bn.attr["T"].type
-        bn.attr.clear()
-        bn.op = "BiasAdd"
-        bn.attr["T"].type = t
+        _rewrite(bn, "BiasAdd", [conv.name, bias.name])
         bn.attr["data_format"].s = data_format if conv.op != "MatMul" else b"NHWC"
         folded += 1
     return folded

@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Set, Tuple
 
-from tensorflow.python.framework import dtypes, op_def_registry
+from tensorflow.python.framework import dtypes
 
 from . import heads
-from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_of, nodes_by_name, reach, resolve_names
+from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_of, nodes_by_name, output_dtype_enum,
+                    output_shape_proto, reach, resolve_names, tensor_name)
 from .switches import find_switches
 
 Named = Tuple[str, str]  # (tensor name "node:i", reason)
@@ -101,16 +102,12 @@ class Resolution:
     warnings: List[str] = field(default_factory=list)
 
 
-def _tensor(name: str) -> str:
-    return name if ":" in name else name + ":0"
-
-
 def _from_signature(meta, key: Optional[str]) -> Optional[Resolution]:
     if not key or key not in meta.signature_def:
         return None
     sig = meta.signature_def[key]
-    outs = [(_tensor(sig.outputs[a].name), "signature_def %r output %r" % (key, a)) for a in sorted(sig.outputs)]
-    ins = [(_tensor(sig.inputs[a].name), "signature_def %r input %r" % (key, a)) for a in sorted(sig.inputs)]
+    outs = [(tensor_name(sig.outputs[a].name), "signature_def %r output %r" % (key, a)) for a in sorted(sig.outputs)]
+    ins = [(tensor_name(sig.inputs[a].name), "signature_def %r input %r" % (key, a)) for a in sorted(sig.inputs)]
     return Resolution(outs, ins) if outs else None
 
 
@@ -148,9 +145,9 @@ def _from_collections(meta, by_name, training) -> Optional[Resolution]:
                 continue
             is_input = node.op in PLACEHOLDER_OPS or bool(_INPUT_COLLECTION.search(key))
             if is_input:
-                ins.append((_tensor(value), "collection %r" % key))
+                ins.append((tensor_name(value), "collection %r" % key))
             elif not _is_bookkeeping(node, by_name, training):
-                outs.append((_tensor(value), "collection %r" % key))
+                outs.append((tensor_name(value), "collection %r" % key))
     if not outs:
         return None
     return Resolution(outs, ins or None)
@@ -303,21 +300,17 @@ def _no_outputs():
                               field="options.outputs")
 
 
-def describe_tensor(tensor: str, by_name) -> str:
+def describetensor_name(tensor: str, by_name) -> str:
     """'name (dtype, shape)' from the node's attributes, without importing the graph."""
     node = by_name.get(node_of(tensor))
     dtype, shape = "?", "?"
     if node is not None:
-        op_def = op_def_registry.get(node.op)
         index = int(tensor.split(":")[1]) if ":" in tensor else 0
-        if op_def is not None and index < len(op_def.output_arg):
-            arg = op_def.output_arg[index]
-            enum = arg.type or (node.attr[arg.type_attr].type if arg.type_attr in node.attr else 0)
-            if enum:
-                dtype = dtypes.as_dtype(enum).name
-        if "_output_shapes" in node.attr and index < len(node.attr["_output_shapes"].list.shape):
-            s = node.attr["_output_shapes"].list.shape[index]
-            shape = "?" if s.unknown_rank else "[%s]" % ", ".join(str(d.size) for d in s.dim)
+        enum = output_dtype_enum(node, index)
+        dtype = dtypes.as_dtype(enum).name if enum else "?"
+        s = output_shape_proto(node, index)
+        if s is not None and not s.unknown_rank:
+            shape = "[%s]" % ", ".join(str(d.size) for d in s.dim)
     return "%s (%s, %s)" % (tensor, dtype, shape)
 
 
@@ -329,7 +322,7 @@ def _ranked(found: List[Named], by_name) -> List[Named]:
 def _not_confident(found: List[Named], by_name):
     from .errors import FailedPrecondition
     ranked = _ranked(found, by_name)
-    listing = "; ".join("%s: %s" % (describe_tensor(t, by_name), r) for t, r in ranked)
+    listing = "; ".join("%s: %s" % (describetensor_name(t, by_name), r) for t, r in ranked)
     return FailedPrecondition(
         "no model head stands out: %d tensors qualify as outputs, too many to be the model's outputs. The best "
         "%d: %s. Name the outputs, e.g. outputs=%s" % (len(found), len(ranked), listing,
