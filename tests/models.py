@@ -469,7 +469,7 @@ def ema_model(directory: str, resource: bool) -> Model:
 
 
 def with_file_read(directory: str) -> Model:
-    """A model whose inference path reads a file (ReadFile): freezable, not verifiable by default."""
+    """A model whose inference path reads a file (ReadFile): refused (outside the positive op list)."""
     def build():
         x = tf1.placeholder(tf.float32, [None], name="x")
         w = _variable("w", np.float32(2.0), True)

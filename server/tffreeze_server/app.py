@@ -92,7 +92,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                   # a second server on a busy port must fail, not share it
                                   ("grpc.so_reuseport", 0)])
-    servicer = FreezeServicer(store, pool, ServerLimits(allow_unsafe_verify=settings.allow_unsafe_verify))
+    servicer = FreezeServicer(store, pool, ServerLimits())
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

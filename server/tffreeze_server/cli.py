@@ -41,8 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "port; repeatable. By default none: requests carrying an Origin header are refused. "
                         "The gRPC-Web port also answers only application/grpc-web(+proto) POSTs whose Host is "
                         "a name the server is bound as (any name when bound to 0.0.0.0/::)")
-    p.add_argument("--allow-unsafe-verify", action="store_true",
-                   help="let the verify option execute graphs that hold file- or process-touching ops")
+    # Kept so existing start scripts still run: graphs holding ops outside the positive
+    # list are refused before import now, with or without verify.
+    p.add_argument("--allow-unsafe-verify", action="store_true", help=argparse.SUPPRESS)
 
 
 def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
@@ -56,12 +57,14 @@ def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
 def settings_from(args) -> ServerSettings:
     return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
                           max_store_bytes=args.max_store_bytes, web_port=args.web_port,
-                          web_allowed_origins=tuple(args.web_allow_origin),
-                          allow_unsafe_verify=args.allow_unsafe_verify)
+                          web_allowed_origins=tuple(args.web_allow_origin))
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int:
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+    if args.allow_unsafe_verify:
+        print("tffreeze-server: --allow-unsafe-verify has no effect any more: graphs holding ops outside the "
+              "server's positive list are refused before import, with or without verify", file=sys.stderr)
     from .app import serve
 
     return serve(settings_from(args))

@@ -25,5 +25,4 @@ class ServerSettings:
     max_store_bytes: int = DEFAULT_MAX_STORE_BYTES
     web_port: Optional[int] = None
     web_allowed_origins: Tuple[str, ...] = ()  # browser origins the gRPC-Web port answers; none by default
-    allow_unsafe_verify: bool = False
     rpc_threads: int = DEFAULT_RPC_THREADS

@@ -10,7 +10,7 @@ import pytest
 
 import models
 from tffreeze_api import manifest
-from tffreeze import FailedPreconditionError, FreezeClient, NotFoundError
+from tffreeze import FailedPreconditionError, FreezeClient, InvalidArgumentError, NotFoundError
 
 KINDS = [pytest.param(False, id="ref"), pytest.param(True, id="resource")]
 FORBIDDEN = {"Assign", "AssignVariableOp", "AssignAdd", "AssignSub", "RefSwitch", "VariableV2", "VarHandleOp",
@@ -251,22 +251,22 @@ def test_verify_reports_differences(client, tmp_path):
     assert len(v2) == 2 and all(c["max_abs_diff"] < 1e-5 for c in v2)
 
 
-def test_verify_refuses_file_reading_graphs_unless_allowed(client, tmp_path):
+def test_file_reading_graphs_are_refused_even_with_the_old_unsafe_flag(client, tmp_path):
     from conftest import start_server, stop_server
 
     model = models.with_file_read(str(tmp_path / "ckpt"))
-    assert client.freeze(model.directory).manifest["outputs"][0]["name"] == "out:0"  # freezing is fine
-    with pytest.raises(FailedPreconditionError) as err:
-        client.freeze(model.directory, verify=True)
-    assert "ReadFile" in err.value.message and "allows unsafe verification" in err.value.message
-    assert err.value.reason == "ERROR_REASON_VERIFY_FAILED"
-    permissive = start_server(str(tmp_path / "data"), ["--allow-unsafe-verify"])
+    for verify in (False, True):
+        with pytest.raises(InvalidArgumentError) as err:
+            client.freeze(model.directory, verify=verify)
+        assert "ReadFile" in err.value.message and err.value.reason == "ERROR_REASON_UNSAFE_OP"
+    old = start_server(str(tmp_path / "data"), ["--allow-unsafe-verify"])
     try:
-        with FreezeClient(permissive.target) as c:
-            checks = c.freeze(model.directory, verify=True).manifest["verification"]
+        with FreezeClient(old.target) as c:
+            with pytest.raises(InvalidArgumentError):
+                c.freeze(model.directory, verify=True)
     finally:
-        assert stop_server(permissive) == 0
-    assert checks[0]["max_abs_diff"] == 0.0
+        assert stop_server(old) == 0
+    assert any("--allow-unsafe-verify has no effect" in line for line in old.log)
 
 
 def test_assignment_inside_a_data_dependent_cond_is_refused(client, tmp_path):

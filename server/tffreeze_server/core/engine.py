@@ -37,7 +37,7 @@ from tensorflow.python.framework import tensor_util
 from tffreeze_api import tf_errors
 from tffreeze_api.v1 import freeze_pb2
 
-from . import optimize as optimize_mod, rewrite, switches, tensorflowsharp, verify as verify_mod
+from . import oppolicy, optimize as optimize_mod, rewrite, switches, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted
 from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
@@ -112,7 +112,9 @@ def _to_value(msg, value) -> None:
 
 # -- pipeline steps ------------------------------------------------------------------
 def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -> None:
-    """Explicit inputs that are not placeholders become placeholders (the graph is cut there)."""
+    """Explicit inputs that are not placeholders become placeholders (the graph is cut there).
+    The cut tensor's dtype and shape come from the NodeDef when it records them; else
+    only the nodes computing it are imported, after the op check."""
     by_name = nodes_by_name(graph_def)
     probe = None
     for tensor_name, _ in inputs:
@@ -120,19 +122,34 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
         node = by_name.get(node_name)
         if node is None or node.op in PLACEHOLDER_OPS:
             continue
-        if probe is None:
-            probe = tf.Graph()
-            with probe.as_default():
-                tf.graph_util.import_graph_def(graph_def, name="")
-        tensor = probe.get_tensor_by_name(tensor_name)
-        if index != 0 or len(tensor.op.outputs) != 1:
+        n_outputs = _output_count(node)
+        dtype, shape = output_dtype_enum(node, index), output_shape_proto(node, index)
+        if n_outputs is None or not dtype or shape is None:
+            if probe is None:
+                above = rewrite.prune(graph_def, [node_of(t) for t, _ in inputs if node_of(t) in by_name])
+                oppolicy.check(above, "the part of the graph above the inputs")
+                probe = tf.Graph()
+                with probe.as_default():
+                    tf.graph_util.import_graph_def(above, name="")
+            tensor = probe.get_tensor_by_name(tensor_name)
+            n_outputs, dtype, shape = len(tensor.op.outputs), tensor.dtype.as_datatype_enum, tensor.shape.as_proto()
+        if index != 0 or n_outputs != 1:
             raise InvalidArgument("input %r is output %d of a %d-output op %s; an input that is not a placeholder "
-                                  "must be the only output of its op" % (tensor_name, index, len(tensor.op.outputs),
-                                                                        node.op),
+                                  "must be the only output of its op" % (tensor_name, index, n_outputs, node.op),
                                   "ERROR_REASON_INVALID_NAME", field="options.inputs", name=tensor_name)
-        rewrite.replace_with_placeholder(graph_def, node_name, tensor.dtype.as_datatype_enum, tensor.shape.as_proto())
+        rewrite.replace_with_placeholder(graph_def, node_name, dtype, shape)
         warnings.append("input %s is a %s, not a placeholder; the frozen graph is cut there and it becomes a "
                         "Placeholder" % (tensor_name, node.op))
+
+
+def _output_count(node) -> Optional[int]:
+    """How many outputs the node's op has when its OpDef says so without attributes, else None."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node.op)
+    if op_def is None or any(a.number_attr or a.type_list_attr for a in op_def.output_arg):
+        return None
+    return len(op_def.output_arg)
 
 
 def _check_ops(graph_def) -> None:
@@ -204,8 +221,10 @@ class Resolved:
     warnings: List[str] = field(default_factory=list)
 
 
-def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambiguous: bool = True) -> Resolved:
-    """Steps shared by freeze and inspect: signature, names, cut inputs, prune."""
+def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambiguous: bool = True,
+             refuse_unsafe: bool = True) -> Resolved:
+    """Steps shared by freeze and inspect: signature, names, cut inputs, prune, check
+    the ops that are left against the positive list (``oppolicy``)."""
     meta = loaded.meta
     where = "SavedModel" if loaded.export_dir else "graph"
     sig_name = pick_signature(list(meta.signature_def), spec.signature, where)
@@ -217,7 +236,14 @@ def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambig
         _cut_inputs(graph_def, res.inputs, warnings)
     order = {n.name: i for i, n in enumerate(graph_def.node)}
     output_nodes = sorted({node_of(t) for t, _ in res.outputs}, key=order.__getitem__)
-    return Resolved(loaded, sig_name, res, rewrite.prune(graph_def, output_nodes), warnings)
+    pruned = rewrite.prune(graph_def, output_nodes)
+    found = oppolicy.unsafe_nodes(pruned)
+    if found and refuse_unsafe:
+        raise oppolicy.refusal(found, "the part of the graph the outputs need")
+    if found:
+        warnings.append("freezing these outputs would be refused: they need op(s) the server does not import or "
+                        "run: %s" % ", ".join("%s (%s)" % (op, where) for where, op in found[:10]))
+    return Resolved(loaded, sig_name, res, pruned, warnings)
 
 
 def _bind(r: Resolved, spec: FreezeSpec, result: freeze_pb2.FreezeResult):
@@ -409,11 +435,10 @@ def _verify(r: Resolved, spec: FreezeSpec, original, values, bindings, frozen, r
 
 
 def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings, frozen, result) -> list:
-    allowed = spec.limits.allow_unsafe_verify
     infos = [{"name": t.name, "dtype": t.dtype, "shape": _shape_list(t)} for t in result.inputs]
     feeds = verify_mod.generate_inputs(infos)
     fetches = [t.name for t in result.outputs]
-    verify_mod.refuse_unsafe(frozen, allowed)
+    oppolicy.check(frozen, "the frozen graph")
     got = verify_mod.run_graph_def(frozen, feeds, fetches)
     loaded = r.loaded
     if loaded.kind == freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2:
@@ -425,7 +450,7 @@ def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings,
         out = func(**{alias_in[k]: tf.constant(v) for k, v in feeds.items()})
         want = [out[alias_out[name]].numpy() for name in fetches]
     else:
-        verify_mod.refuse_unsafe(original, allowed)
+        oppolicy.check(original, "the original graph")
         original_feeds = dict(feeds)
         for b in bindings:
             original_feeds[b["name"]] = np.asarray(b["value"])
@@ -459,7 +484,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         meta = loaded.meta
         mapping = variable_keys(meta.graph_def)
         graph_of_key = {ref.key: var for var, ref in mapping.items()}
-        r = _resolve(loaded, spec, warnings, refuse_ambiguous=False)
+        r = _resolve(loaded, spec, warnings, refuse_ambiguous=False, refuse_unsafe=False)
         ins = r.res.inputs if r.res.inputs is not None else [
             ("%s:0" % n.name, "placeholder the outputs depend on") for n in rewrite.placeholders(r.pruned)]
         by_name = nodes_by_name(meta.graph_def)

@@ -35,6 +35,7 @@ from tensorflow.python.framework import errors as tf_errors
 from tffreeze_api import layout
 from tffreeze_api.v1 import freeze_pb2
 
+from . import oppolicy
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .spec import FreezeSpec
 
@@ -244,18 +245,26 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     chosen_tags = sorted(meta.meta_info_def.tags)
     ckpt = freeze_pb2.CheckpointInfo(prefix="variables/variables", meta_graph=name)
     if meta.object_graph_def.nodes:
-        return _load_saved_model_v2(workdir, ckpt, chosen_tags, spec)
+        return _load_saved_model_v2(workdir, ckpt, meta, chosen_tags, spec)
     has_vars = os.path.exists(os.path.join(workdir, "variables", "variables.index"))
     reader = open_reader(workdir, "variables/variables") if has_vars else None
     return Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V1, ckpt, meta, reader, export_dir=workdir, tags=chosen_tags)
 
 
-def _load_saved_model_v2(workdir: str, ckpt, tags: List[str], spec: FreezeSpec) -> Loaded:
+def _functions_to_check(meta) -> List[str]:
+    """Every function of a TF2 SavedModel: loading one runs its resource
+    initializers and restore functions, whatever they are called."""
+    return [f.signature.name for f in meta.graph_def.library.function]
+
+
+def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: FreezeSpec) -> Loaded:
     for name in FreezeSpec.GRAPH_OPTIONS:
         if spec.given(name):
             raise InvalidArgument("options.%s does not apply to a TF2 SavedModel: its signature defines the graph"
                                   % name, "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options." + name,
                                   source_kind="SOURCE_KIND_SAVED_MODEL_V2")
+    oppolicy.check(meta.graph_def, "the SavedModel", roots=_functions_to_check(meta),
+                   skip_functions=oppolicy.saver_only_functions(meta))
     try:
         loaded = tf.saved_model.load(workdir, tags=tags or None)
     except (tf.errors.OpError, ValueError, KeyError, TypeError) as exc:

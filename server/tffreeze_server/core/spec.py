@@ -25,7 +25,6 @@ Bound = Union[bool, float, None]  # a binding's value; None leaves the switch un
 
 @dataclass(frozen=True)
 class ServerLimits:
-    allow_unsafe_verify: bool = False
     max_graph_bytes: int = PROTOBUF_LIMIT
 
 

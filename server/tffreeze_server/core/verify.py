@@ -1,8 +1,9 @@
 """The verify option: run the original model (its graph with the checkpoint's values
 assigned) and the frozen graph on the same generated inputs and report the
 largest absolute difference per output. This executes the uploaded graph's
-inference part, so graphs holding file- or process-touching ops are refused
-unless the server allows unsafe verification. Runs in a worker.
+inference part; what reaches it passed the positive op list (``oppolicy``) when
+it was resolved, and it runs in a worker, inside the sandbox when the server has
+one (see ``sandbox``).
 """
 
 from __future__ import annotations
@@ -11,34 +12,6 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
-
-from .errors import FailedPrecondition
-
-UNSAFE_OPS = {
-    "WriteFile", "ReadFile", "MatchingFiles", "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2",
-    "RestoreSlice", "MergeV2Checkpoints", "PyFunc", "PyFuncStateless", "EagerPyFunc", "ImmutableConst",
-    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2", "TFRecordReader",
-    "TFRecordReaderV2", "FixedLengthRecordReader", "FixedLengthRecordReaderV2", "ReaderReadV2",
-    "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset", "FixedLengthRecordDataset",
-    "InitializeTableFromTextFile", "InitializeTableFromTextFileV2", "SummaryWriter", "CreateSummaryFileWriter",
-    "WriteSummary", "WriteScalarSummary", "DebugIdentity", "DebugIdentityV2", "ShellExecute",
-}
-
-
-def unsafe_nodes(graph_def) -> List[str]:
-    found = ["%s (%s)" % (n.name, n.op) for n in graph_def.node if n.op in UNSAFE_OPS]
-    for func in graph_def.library.function:
-        found += ["%s/%s (%s)" % (func.signature.name, n.name, n.op) for n in func.node_def if n.op in UNSAFE_OPS]
-    return found
-
-
-def refuse_unsafe(graph_def, allowed: bool) -> None:
-    bad = unsafe_nodes(graph_def)
-    if bad and not allowed:
-        raise FailedPrecondition(
-            "verify would execute the uploaded graph, which holds file- or process-touching ops: %s. Freeze "
-            "without verify, or use a server that allows unsafe verification." % ", ".join(bad[:10]),
-            "ERROR_REASON_VERIFY_FAILED", nodes=",".join(b.split(" ")[0] for b in bad[:20]))
 
 
 def generate_inputs(infos: List[dict], seed: int = 0) -> Dict[str, np.ndarray]:

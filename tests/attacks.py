@@ -1,0 +1,126 @@
+"""Hostile uploads, built by TensorFlow in the test: graphs whose outputs would read
+or write server files if the server imported or ran them. Each builder saves a
+normal Saver checkpoint (a variable, a placeholder) so only the ops are hostile."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+
+def _saved(directory: str, build) -> str:
+    os.makedirs(directory, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None], name="x")
+        w = tf1.get_variable("w", initializer=np.float32(2.0), use_resource=True)
+        build(x, w)
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            saver.save(sess, os.path.join(directory, "model.ckpt"))
+    return directory
+
+
+def shape_leak(directory: str, secret: str) -> str:
+    """Output shape = the first 4 bytes of a server file (shape inference evaluates it)."""
+    def build(x, w):
+        raw = tf.io.decode_raw(tf.strings.substr(tf.io.read_file(secret), 0, 4), tf.uint8)
+        tf.fill(tf.cast(raw, tf.int32), w, name="out")
+    return _saved(directory, build)
+
+
+def number_leak(directory: str, secret: str) -> str:
+    """A dimension = a number written in a server file."""
+    def build(x, w):
+        n = tf.strings.to_number(tf.strings.strip(tf.io.read_file(secret)), tf.int32)
+        tf.fill(tf.reshape(n, [1]), w * tf.reduce_sum(x), name="out")
+    return _saved(directory, build)
+
+
+def leak_in_function(directory: str, secret: str) -> str:
+    """The file read hides in a library function (a PartitionedCall)."""
+    @tf.function(autograph=False)
+    def length(path):
+        return tf.strings.length(tf.io.read_file(path))
+
+    def build(x, w):
+        n = length(tf.constant(secret))
+        tf.multiply(x * w, tf.cast(n, tf.float32), name="out")
+    return _saved(directory, build)
+
+
+def leak_in_loop(directory: str, secret: str) -> str:
+    """The file read is in a control-flow-v2 while loop body."""
+    def build(x, w):
+        def body(i, acc):
+            return i + 1, acc + tf.cast(tf.strings.length(tf.io.read_file(secret)), tf.float32)
+        _, acc = tf.while_loop(lambda i, acc: i < 2, body, [tf.constant(0), tf.constant(0.0)])
+        tf.multiply(x * w, acc, name="out")
+    return _saved(directory, build)
+
+
+def glob_leak(directory: str, pattern: str) -> str:
+    """Output shape = how many server files match a pattern."""
+    def build(x, w):
+        n = tf.size(tf.io.matching_files(pattern))
+        tf.fill(tf.reshape(n, [1]), w, name="out")
+    return _saved(directory, build)
+
+
+def write_on_run(directory: str, target: str) -> str:
+    """The output waits on a WriteFile (control dependency)."""
+    def build(x, w):
+        with tf.control_dependencies([tf.io.write_file(target, "written by an upload")]):
+            tf.multiply(x, w, name="out")
+    return _saved(directory, build)
+
+
+def print_to_file(directory: str, target: str) -> str:
+    """The output waits on a PrintV2 whose output_stream is a file."""
+    def build(x, w):
+        with tf.control_dependencies([tf.print(x, output_stream="file://" + target)]):
+            tf.multiply(x, w, name="out")
+    return _saved(directory, build)
+
+
+class _Writer(tf.saved_model.experimental.TrackableResource):
+    """A resource whose initializer (run by tf.saved_model.load) writes a file."""
+
+    def __init__(self, target: str):
+        self._target = target
+        super().__init__()
+
+    def _create_resource(self):
+        return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="")
+
+    def _initialize(self):
+        tf.io.write_file(self._target, "written by an upload")
+        return tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=1.0)
+
+
+class _WriterModule(tf.Module):
+    def __init__(self, target: str):
+        super().__init__()
+        self.res = _Writer(target)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def serve(self, x):
+        return {"y": x * tf.raw_ops.ReadVariableOp(resource=self.res.resource_handle, dtype=tf.float32)}
+
+
+def saved_model_writer(directory: str, target: str) -> str:
+    """A TF2 SavedModel whose resource initializer writes ``target`` when loaded."""
+    module = _WriterModule(target)
+    tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
+    if os.path.exists(target):
+        os.unlink(target)  # saving ran the initializer once, here in the test
+    return directory
+
+
+LEAKS = {"shape_leak": shape_leak, "number_leak": number_leak, "leak_in_function": leak_in_function,
+         "leak_in_loop": leak_in_loop}

@@ -1,0 +1,106 @@
+"""Hostile uploads through the public API (real server, port 0): nothing from an
+upload is imported or run when it holds ops outside the positive list, no file is
+read or written on the server, and the store's blobs stay intact (re-hashed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+import attacks
+import models
+from tffreeze import InvalidArgumentError
+
+SECRET = b"SECRET-7\n"
+
+
+def _store_intact(data_dir: str) -> int:
+    """Every stored blob still hashes to its name; returns how many were checked."""
+    checked = 0
+    for root, _, files in os.walk(os.path.join(data_dir, "blobs")):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as fh:
+                assert hashlib.sha256(fh.read()).hexdigest() == name, "blob %s was modified" % name
+            checked += 1
+    return checked
+
+
+@pytest.fixture()
+def secret(tmp_path):
+    """A server file the client cannot see: it is written after the model is built,
+    so nothing in the upload was computed from it."""
+    return str(tmp_path / "server-secret.txt")
+
+
+def _write_secret(path: str) -> None:
+    with open(path, "wb") as fh:
+        fh.write(SECRET)
+
+
+def _refused(client, directory, **kw) -> InvalidArgumentError:
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(directory, **kw)
+    assert err.value.reason == "ERROR_REASON_UNSAFE_OP", err.value.message
+    assert len(err.value.message) < 2000
+    return err.value
+
+
+@pytest.mark.parametrize("name", sorted(attacks.LEAKS))
+def test_file_reads_are_refused_before_import(client, server, secret, tmp_path, name):
+    """Finding 1: a graph computing shapes or values from a server file is never
+    imported (shape inference would evaluate the read); inspect describes it without
+    importing and warns."""
+    directory = attacks.LEAKS[name](str(tmp_path / name), secret)
+    _write_secret(secret)
+    err = _refused(client, directory)
+    assert "ReadFile" in err.metadata["ops"] and "safe_ops.txt" in err.message
+    assert SECRET.decode().strip() not in err.message
+    err = _refused(client, directory, verify=True)
+    report = client.inspect(directory)
+    assert any("would be refused" in w and "ReadFile" in w for w in report.warnings)
+    shapes = [list(v.number_value for v in t.shape.values) for t in report.outputs if t.HasField("shape")]
+    assert not any(s[:4] == list(SECRET[:4]) for s in shapes)
+    assert _store_intact(server.data_dir) > 0
+
+
+def test_glob_and_named_outputs_are_refused(client, tmp_path):
+    directory = attacks.glob_leak(str(tmp_path / "glob"), "/etc/*")
+    err = _refused(client, directory, outputs=["out"])
+    assert err.metadata["ops"] == "MatchingFiles" and err.metadata["nodes"] == "MatchingFiles"
+
+
+@pytest.mark.parametrize("build", [attacks.write_on_run, attacks.print_to_file])
+def test_file_writes_are_refused_with_and_without_verify(client, server, tmp_path, build):
+    """Finding 2: PrintV2 to a file and WriteFile on the outputs' path are refused;
+    nothing is written, with or without verify."""
+    target = str(tmp_path / "written.txt")
+    directory = build(str(tmp_path / "model"), target)
+    if os.path.exists(target):
+        os.unlink(target)  # building the model in the test may have written it
+    for verify in (False, True):
+        err = _refused(client, directory, verify=verify)
+        assert ("PrintV2 to file://" in err.message) or ("WriteFile" in err.message)
+    assert not os.path.exists(target)
+    assert _store_intact(server.data_dir) > 0
+
+
+def test_saved_model_initializer_writing_files_is_refused(client, server, tmp_path):
+    """Finding 3: a TF2 SavedModel whose resource initializer writes a file (run by
+    TensorFlow's loader) is refused before loading; nothing is written, the
+    store's blobs re-hash to their names."""
+    target = str(tmp_path / "pwned.txt")
+    directory = attacks.saved_model_writer(str(tmp_path / "sm"), target)
+    err = _refused(client, directory)
+    assert "WriteFile" in err.message and "SavedModel" in err.message
+    assert not os.path.exists(target)
+    assert _store_intact(server.data_dir) > 0
+
+
+def test_ordinary_saved_model_still_freezes(client, tmp_path):
+    """The saver functions every TF2 SavedModel carries (SaveV2/RestoreV2) are not the
+    model's: they are not run by the loader and do not refuse it."""
+    model = models.saved_model_v2(str(tmp_path / "sm2"))
+    outcome = client.freeze(model.directory, verify=True)
+    assert {o["name"] for o in outcome.manifest["outputs"]}
