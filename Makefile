@@ -18,7 +18,7 @@ CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
-.PHONY: setup gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real csharp mono tf115 clean
+.PHONY: setup gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real csharp mono sandbox tf115 clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -58,13 +58,13 @@ lint-proto: $(BUF)
 	  cd protos && ../$(BUF) breaking --against "../.git#tag=$$tag,subdir=protos"; \
 	else echo "buf breaking: no contract-v* tag yet, nothing to compare against"; fi
 
-serve: setup
+serve: setup sandbox
 	$(BIN)/tffreeze serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
-demo: setup
+demo: setup sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./examples/demo.sh
 
-test: setup lint-proto csharp tf115
+test: setup sandbox lint-proto csharp tf115
 	$(BIN)/python -m pytest -q tests
 
 test-unit: setup
@@ -84,6 +84,12 @@ bench-real: setup
 # C# client (Mono): the TF binding, gRPC-Web client, CLI and example; installs
 # mono-devel from Debian when mcs is missing (no NuGet needed).
 csharp: $(CS_BIN)/tffreeze-cs $(CS_BIN)/BindByManifest.exe
+
+# The worker sandbox (server/tffreeze_server/sandbox.py): bubblewrap from Debian.
+# Without it the server still runs, but refuses TF2 SavedModels and verify.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { echo "installing bubblewrap (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
 
 mono:
 	@command -v mcs >/dev/null 2>&1 || { echo "installing mono-devel (Debian)"; \

@@ -28,6 +28,8 @@ class RunningServer:
 def start_server(data_dir: str, extra=()) -> RunningServer:
     """Start `tffreeze serve --port 0` and wait for its 'listening on' line."""
     cmd = [os.path.join(BIN, "tffreeze"), "serve", "--port", "0", "--data-dir", data_dir, *extra]
+    if os.environ.get("TFFREEZE_REQUIRE_SANDBOX") and "--sandbox" not in extra:
+        cmd += ["--sandbox", "bwrap"]  # CI: a server without its sandbox must not start
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     log = []
     deadline = time.monotonic() + 120

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tffreeze_api.v1 import service_pb2, service_pb2_grpc
 
+from . import sandbox
 from .blobstore import BlobStore
 from .core.spec import ServerLimits
 from .servicer import FreezeServicer
@@ -85,14 +86,23 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     ``web_port``: also serve gRPC-Web there (0 = a free port, see ``Server.web_port``)."""
     host, port, web_port = settings.host, settings.port, settings.web_port
     store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes)
-    pool = WorkerPool(size=settings.workers).start()
+    try:
+        box = sandbox.create(settings.sandbox, readable=[store.work_dir], writable=[store.out_dir])
+    except sandbox.SandboxUnavailable as exc:
+        raise OSError("--sandbox bwrap: %s. Install bubblewrap (apt-get install bubblewrap) or choose "
+                      "--sandbox auto/none" % exc) from None
+    if box is None:
+        log.warning("TensorFlow workers run without a sandbox (%s): TF2 SavedModels and verify are refused. "
+                    "Install bubblewrap (apt-get install bubblewrap) to allow them.",
+                    "--sandbox none" if settings.sandbox == "none" else "bwrap is missing or cannot start here")
+    pool = WorkerPool(size=settings.workers, sandbox=box).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.rpc_threads,
                                                     thread_name_prefix="tffreeze-rpc"),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                   # a second server on a busy port must fail, not share it
                                   ("grpc.so_reuseport", 0)])
-    servicer = FreezeServicer(store, pool, ServerLimits())
+    servicer = FreezeServicer(store, pool, ServerLimits(sandboxed=box is not None))
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -136,8 +146,9 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     web = "; gRPC-Web on http://%s:%d" % (host, srv.web_port) if srv.web_port is not None else ""
-    print("tffreeze server listening on %s:%d (data dir %s, %d worker(s)%s)"
-          % (host, srv.port, os.path.abspath(settings.data_dir), settings.workers, web), file=out, flush=True)
+    boxed = "sandboxed" if srv.pool.sandbox is not None else "no sandbox"
+    print("tffreeze server listening on %s:%d (data dir %s, %d worker(s), %s%s)"
+          % (host, srv.port, os.path.abspath(settings.data_dir), settings.workers, boxed, web), file=out, flush=True)
     stop.wait()
     print("tffreeze server shutting down", file=out, flush=True)
     srv.stop()

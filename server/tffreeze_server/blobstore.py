@@ -42,19 +42,30 @@ class BlobStore:
         self.root = os.path.abspath(root)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        for sub in ("blobs", "partial", "tmp"):
+        for sub in ("blobs", "partial", "tmp", "work", "out"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
-        # Leftovers of a previous run (crash mid-upload) are garbage.
-        for name in os.listdir(self.tmp_dir):
-            path = os.path.join(self.tmp_dir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
+        # Leftovers of a previous run (crash mid-upload or mid-freeze) are garbage.
+        for folder in (self.tmp_dir, self.work_dir, self.out_dir):
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
 
     @property
     def tmp_dir(self) -> str:
         return os.path.join(self.root, "tmp")
+
+    @property
+    def work_dir(self) -> str:
+        """Staged uploads (hard links to blobs): read-only inside the worker sandbox."""
+        return os.path.join(self.root, "work")
+
+    @property
+    def out_dir(self) -> str:
+        """Where workers write frozen graphs: the one folder writable inside the sandbox."""
+        return os.path.join(self.root, "out")
 
     def path(self, sha256: str) -> str:
         return os.path.join(self.root, "blobs", sha256[:2], sha256)

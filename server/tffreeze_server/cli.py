@@ -9,8 +9,8 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_STORE_BYTES, DEFAULT_PORT, DEFAULT_WORKERS,
-                       ServerSettings)
+from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_STORE_BYTES, DEFAULT_PORT, DEFAULT_SANDBOX,
+                       DEFAULT_WORKERS, ServerSettings)
 
 DESCRIPTION = ("Run the tffreeze gRPC server (health and reflection included). Prints 'listening on HOST:PORT' "
                "once it accepts calls; SIGTERM/SIGINT drain in-flight calls and stop it.")
@@ -41,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "port; repeatable. By default none: requests carrying an Origin header are refused. "
                         "The gRPC-Web port also answers only application/grpc-web(+proto) POSTs whose Host is "
                         "a name the server is bound as (any name when bound to 0.0.0.0/::)")
+    p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default=DEFAULT_SANDBOX,
+                   help="run TensorFlow workers in a bubblewrap sandbox (no network, uploads read-only, one "
+                        "writable output folder, nothing else of the file system). auto (default): when bwrap "
+                        "works here; bwrap: refuse to start without it; none: no sandbox. Without a sandbox, "
+                        "TF2 SavedModels (loading runs their functions) and verify are refused")
     # Kept so existing start scripts still run: graphs holding ops outside the positive
     # list are refused before import now, with or without verify.
     p.add_argument("--allow-unsafe-verify", action="store_true", help=argparse.SUPPRESS)
@@ -57,7 +62,7 @@ def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
 def settings_from(args) -> ServerSettings:
     return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
                           max_store_bytes=args.max_store_bytes, web_port=args.web_port,
-                          web_allowed_origins=tuple(args.web_allow_origin))
+                          web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int:

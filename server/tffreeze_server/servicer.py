@@ -119,7 +119,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             raise FailedPrecondition("%d file(s) are not uploaded yet: %s. Upload them (FindMissingBlobs, then "
                                      "UploadBlob) before freezing." % (len(names), ", ".join(names[:10])),
                                      "ERROR_REASON_BLOBS_MISSING", paths=",".join(n[:200] for n in names[:50])[:8000])
-        workdir = tempfile.mkdtemp(prefix="work-", dir=self.store.tmp_dir)
+        workdir = tempfile.mkdtemp(prefix="work-", dir=self.store.work_dir)
         try:
             for path, sha, _ in entries:
                 dest = os.path.join(workdir, *path.split("/"))
@@ -143,7 +143,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         spec = FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
         with self._staged(request.files) as workdir:
             yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
-            out_path = workdir + ".frozen.pb"  # beside the upload, never among its files
+            out_path = os.path.join(self.store.out_dir, os.path.basename(workdir) + ".frozen.pb")
             result = None
             try:
                 for event in self._run("freeze", {"workdir": workdir, "spec": spec, "out_path": out_path}, context):

@@ -13,6 +13,7 @@ DEFAULT_DATA_DIR = ".tffreeze-data"
 DEFAULT_WORKERS = 1
 DEFAULT_MAX_STORE_BYTES = 20 << 30
 DEFAULT_RPC_THREADS = 64
+DEFAULT_SANDBOX = "auto"
 MAX_MESSAGE_BYTES = 4 << 20  # gRPC's message cap, both directions
 
 
@@ -26,3 +27,4 @@ class ServerSettings:
     web_port: Optional[int] = None
     web_allowed_origins: Tuple[str, ...] = ()  # browser origins the gRPC-Web port answers; none by default
     rpc_threads: int = DEFAULT_RPC_THREADS
+    sandbox: str = DEFAULT_SANDBOX  # auto | bwrap | none (see sandbox.py)

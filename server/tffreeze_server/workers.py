@@ -1,29 +1,37 @@
 """TensorFlow work in warm, reused worker processes.
 
-Each worker is a spawned process that imports TensorFlow once and then serves
-tasks over a pipe, sending progress messages and one final result or error.
-A worker that dies (a crash inside TensorFlow on a malformed upload), outlives
-the call's deadline or whose call is cancelled is killed and replaced; only
-that request fails. Workers are recycled after ``max_tasks`` tasks to bound
-memory growth.
+Each worker is a separate Python process (``python -m tffreeze_server.workers``,
+inside the sandbox when the server has one, see ``sandbox``) that imports
+TensorFlow once and then serves tasks over a socket pair, sending progress
+messages and one final result or error. A worker that dies (a crash inside
+TensorFlow on a malformed upload), outlives the call's deadline or whose call
+is cancelled is killed and replaced; only that request fails. Workers are
+recycled after ``max_tasks`` tasks to bound memory growth: the replacement is
+started and warmed while the old worker keeps serving, so recycling never
+makes a call wait for a TensorFlow import.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import multiprocessing as mp
+import os
 import queue
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 import traceback
+from multiprocessing.connection import Connection
 from typing import Callable, Iterator, Optional, Tuple
 
 from .core.errors import Cancelled, DeadlineExceeded, FreezeError, Internal
 
 DEFAULT_TARGET = "tffreeze_server.tasks:handle"
 QUEUED = "queued"  # the stage of a task waiting for a worker; the servicer maps stages to the contract
+_WARM_TIMEOUT = 300.0
 
 
 def _load(target: str):
@@ -59,18 +67,49 @@ def _worker_main(conn, target: str) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx, target: str):
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, target), daemon=True,
-                                   name="tffreeze-worker")
-        self.process.start()
-        child.close()
+    def __init__(self, target: str, sandbox=None):
+        parent, child = socket.socketpair()
+        argv = [sys.executable, "-m", "tffreeze_server.workers", "--fd", str(child.fileno()), "--target", target]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the server's imports, also for tests
+        if sandbox is not None:
+            argv = sandbox.wrap(argv, env)
+        try:
+            self.process = subprocess.Popen(argv, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, env=env,
+                                            start_new_session=True)
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
         self.tasks = 0
+        self.ready = False
+        self.retiring = False
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def exitcode(self) -> Optional[int]:
+        try:
+            return self.process.wait(1)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Consume the worker's "ready" message (TensorFlow imported)."""
+        if self.ready:
+            return True
+        if self.conn.poll(timeout):
+            try:
+                self.ready = self.conn.recv() == ("ready",)
+            except (EOFError, OSError):
+                return False
+        return self.ready
 
     def kill(self) -> None:
         try:
             self.process.kill()
-            self.process.join(5)
+            self.process.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         finally:
             self.conn.close()
 
@@ -79,19 +118,23 @@ class _Worker:
             self.conn.send(None)
         except (OSError, ValueError):
             pass
-        self.process.join(5)
-        if self.process.is_alive():
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join(5)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
         self.conn.close()
 
 
 class WorkerPool:
-    def __init__(self, size: int = 1, target: str = DEFAULT_TARGET, max_tasks: int = 200):
+    def __init__(self, size: int = 1, target: str = DEFAULT_TARGET, max_tasks: int = 200, sandbox=None):
         self.size = max(1, size)
         self.target = target
         self.max_tasks = max_tasks
-        self._ctx = mp.get_context("spawn")
+        self.sandbox = sandbox
         self._idle: "queue.Queue[_Worker]" = queue.Queue()
         self._all = set()
         self._lock = threading.Lock()
@@ -103,26 +146,57 @@ class WorkerPool:
         return self
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self._ctx, self.target)
+        worker = _Worker(self.target, self.sandbox)
         with self._lock:
             self._all.add(worker)
         return worker
 
-    def _retire(self, worker: _Worker, kill: bool) -> None:
+    def _forget(self, worker: _Worker, kill: bool) -> None:
         with self._lock:
             self._all.discard(worker)
         worker.kill() if kill else worker.stop()
+
+    def _retire(self, worker: _Worker, kill: bool) -> None:
+        """A worker that failed a task: replaced at once (no healthy worker to wait on)."""
+        self._forget(worker, kill)
         if not self._closed:
             self._idle.put(self._spawn())
 
+    def _replace_warm(self, old: _Worker) -> None:
+        """Start a replacement, let it import TensorFlow while ``old`` keeps serving,
+        then swap: ``old`` stops when it is next idle."""
+        new = self._spawn()
+        if not new.wait_ready(_WARM_TIMEOUT):
+            self._forget(new, kill=True)
+            old.retiring = False  # keep the old one; try again at its next release
+            old.tasks = 0
+            return
+        old.retiring = True
+        if self._closed:
+            self._forget(new, kill=False)
+            return
+        self._idle.put(new)
+
     def _release(self, worker: _Worker) -> None:
         worker.tasks += 1
-        if self._closed:
-            worker.stop()
-        elif worker.tasks >= self.max_tasks:
-            threading.Thread(target=self._retire, args=(worker, False), daemon=True).start()
-        else:
-            self._idle.put(worker)
+        if self._closed or worker.retiring:
+            self._forget(worker, kill=False)
+            return
+        if worker.tasks == self.max_tasks:
+            threading.Thread(target=self._replace_warm, args=(worker,), daemon=True).start()
+        self._idle.put(worker)
+
+    def _acquire(self, check) -> _Worker:
+        while True:
+            check()
+            try:
+                worker = self._idle.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if worker.retiring:
+                threading.Thread(target=self._forget, args=(worker, False), daemon=True).start()
+                continue
+            return worker
 
     def run(self, kind: str, payload: dict, timeout: Optional[float] = None,
             cancelled: Callable[[], bool] = lambda: False) -> Iterator[Tuple]:
@@ -139,13 +213,7 @@ class WorkerPool:
                                        "ERROR_REASON_DEADLINE")
 
         yield ("progress", QUEUED, "waiting for a TensorFlow worker", 0.0)
-        while True:
-            check()
-            try:
-                worker = self._idle.get(timeout=0.1)
-                break
-            except queue.Empty:
-                continue
+        worker = self._acquire(check)
         released = False
         try:
             worker.conn.send((kind, payload))
@@ -158,7 +226,9 @@ class WorkerPool:
                         msg = None
                     if msg is None:
                         raise self._crash(worker, kind)
-                    if msg[0] == "progress":
+                    if msg[0] == "ready":
+                        worker.ready = True
+                    elif msg[0] == "progress":
                         yield msg
                     elif msg[0] == "ok":
                         released = True
@@ -169,7 +239,7 @@ class WorkerPool:
                         released = True
                         self._release(worker)
                         raise msg[1]
-                elif not worker.process.is_alive():
+                elif not worker.is_alive():
                     raise self._crash(worker, kind)
         finally:
             if not released:
@@ -177,8 +247,7 @@ class WorkerPool:
 
     @staticmethod
     def _crash(worker: _Worker, kind: str) -> Internal:
-        worker.process.join(1)
-        code = worker.process.exitcode
+        code = worker.exitcode()
         how = ("signal %s" % signal.Signals(-code).name) if code is not None and code < 0 else "exit code %s" % code
         return Internal("the TensorFlow worker crashed (%s) during %s; the upload likely triggers a TensorFlow "
                         "bug. The server replaced the worker and keeps serving; check the upload's files."
@@ -194,7 +263,21 @@ class WorkerPool:
 
     def alive(self) -> int:
         with self._lock:
-            return sum(1 for w in self._all if w.process.is_alive())
+            return sum(1 for w in self._all if w.is_alive())
+
+
+def main(argv=None) -> int:
+    """The worker process: ``python -m tffreeze_server.workers --fd N --target MODULE:FUNC``."""
+    p = argparse.ArgumentParser(description="a tffreeze TensorFlow worker (started by the server)")
+    p.add_argument("--fd", type=int, required=True)
+    p.add_argument("--target", default=DEFAULT_TARGET)
+    args = p.parse_args(argv)
+    _worker_main(Connection(args.fd), args.target)
+    return 0
 
 
 __all__ = ["WorkerPool", "DEFAULT_TARGET"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -104,3 +104,26 @@ def test_ordinary_saved_model_still_freezes(client, tmp_path):
     model = models.saved_model_v2(str(tmp_path / "sm2"))
     outcome = client.freeze(model.directory, verify=True)
     assert {o["name"] for o in outcome.manifest["outputs"]}
+
+
+def test_without_a_sandbox_what_would_run_the_upload_is_refused(tmp_path):
+    """A server without its sandbox freezes Saver checkpoints (nothing of them runs)
+    but refuses what would run the upload: TF2 SavedModels (loading runs their
+    functions) and verify."""
+    from conftest import start_server, stop_server
+    from tffreeze import FailedPreconditionError, FreezeClient
+
+    bare = start_server(str(tmp_path / "data"), ["--sandbox", "none"])
+    try:
+        assert any("no sandbox" in line for line in bare.log)
+        with FreezeClient(bare.target) as c:
+            ckpt = models.dense(str(tmp_path / "dense"), True)
+            assert [o["name"] for o in c.freeze(ckpt.directory).manifest["outputs"]] == ["y:0"]
+            saved = models.saved_model_v2(str(tmp_path / "sm2"))
+            for directory, kw in ((saved.directory, {}), (ckpt.directory, {"verify": True})):
+                with pytest.raises(FailedPreconditionError) as err:
+                    c.freeze(directory, **kw)
+                assert err.value.reason == "ERROR_REASON_SANDBOX_UNAVAILABLE"
+                assert "bubblewrap" in err.value.message
+    finally:
+        assert stop_server(bare) == 0

@@ -1,3 +1,4 @@
+import os
 import time
 
 import pytest
@@ -62,5 +63,66 @@ def test_cancel_stops_the_worker(pool):
 
 
 def test_workers_recycled_after_max_tasks(pool):
-    pids = [run(pool, "echo")[-1][1]["pid"] for _ in range(5)]
-    assert len(set(pids)) == 2  # max_tasks=3
+    first = {run(pool, "echo")[-1][1]["pid"] for _ in range(3)}  # max_tasks=3
+    assert len(first) == 1
+    pids = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not pids or pids[-1] in first):
+        pids.append(run(pool, "echo")[-1][1]["pid"])
+    assert pids[-1] not in first  # the warmed replacement took over
+    assert pool.alive() == 1  # and the old worker was stopped
+
+
+def test_recycling_never_makes_a_call_wait_for_the_replacement_to_warm():
+    """The replacement imports (here: sleeps 3 s) while the old worker keeps serving."""
+    p = WorkerPool(size=1, target="pool_tasks:slow_warm", max_tasks=2).start()
+    try:
+        run(p, "echo")  # the first call waits for the first worker to warm
+        waits, pids = [], set()
+        for _ in range(12):
+            start = time.monotonic()
+            pids.add(run(p, "echo")[-1][1]["pid"])
+            waits.append(time.monotonic() - start)
+            time.sleep(0.3)
+        assert len(pids) >= 2, "the worker was never recycled"
+        assert max(waits) < 2.0, waits  # no call waited the 3 s warm-up
+    finally:
+        p.close()
+
+
+def test_sandboxed_worker_sees_inputs_read_only_one_writable_folder_no_network(tmp_path, monkeypatch):
+    """The worker sandbox (bubblewrap): the staged input is readable but not writable
+    (a hard link into the store must not be writable through it), the output folder
+    is writable, the rest of the data directory and the network are out of reach,
+    the server's environment is not passed on."""
+    import socket
+
+    from tffreeze_server import sandbox
+
+    if sandbox.find_bwrap() is None and not os.environ.get("TFFREEZE_REQUIRE_SANDBOX"):
+        pytest.skip("bwrap (bubblewrap) is not installed; `make setup` installs it and CI requires it")
+    work, out, private = tmp_path / "work", tmp_path / "out", tmp_path / "blobs"
+    for d in (work, out, private):
+        d.mkdir()
+    (work / "model.ckpt.index").write_bytes(b"index")
+    (private / "secret").write_bytes(b"store")
+    monkeypatch.setenv("TFFREEZE_TEST_SECRET", "token-123")
+    box = sandbox.create("bwrap", readable=[str(work)], writable=[str(out)])
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    p = WorkerPool(size=1, target="pool_tasks:probe", sandbox=box).start()
+    try:
+        got = run(p, "probe", {"input_file": str(work / "model.ckpt.index"), "output_file": str(out / "g.pb"),
+                               "outside_file": str(private / "secret"), "outside_dir": str(private),
+                               "port": listener.getsockname()[1]})[-1][1]
+    finally:
+        p.close()
+        listener.close()
+    assert got["read_input"] == "allowed" and got["write_output"] == "allowed"
+    assert got["write_input"] != "allowed" and got["read_outside"] != "allowed" and got["write_home"] != "allowed"
+    assert got["connect"] != "allowed" and got["secret_env"] is None
+    assert (work / "model.ckpt.index").read_bytes() == b"index" and not (private / "dropped").exists()
+    assert (out / "g.pb").read_bytes() == b"x"
+    assert got["data_dir"] == ["out", "work"]  # the store beside them is not there at all
+    assert "home" not in got["root"] and "srv" not in got["root"], got["root"]

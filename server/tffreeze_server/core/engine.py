@@ -360,6 +360,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
             _signature_map(result, graph, frozen, loaded.meta.signature_def[r.signature], r.signature)
 
         if spec.verify:
+            spec.limits.require_sandbox("verify")
             progress(freeze_pb2.STAGE_VERIFYING, "running original and frozen graphs on generated inputs", 0.9)
             result.verification.extend(_verify(r, spec, original, values, bindings, frozen, result))
 

@@ -263,6 +263,7 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
             raise InvalidArgument("options.%s does not apply to a TF2 SavedModel: its signature defines the graph"
                                   % name, "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options." + name,
                                   source_kind="SOURCE_KIND_SAVED_MODEL_V2")
+    spec.limits.require_sandbox("loading a TF2 SavedModel")
     oppolicy.check(meta.graph_def, "the SavedModel", roots=_functions_to_check(meta),
                    skip_functions=oppolicy.saver_only_functions(meta))
     try:

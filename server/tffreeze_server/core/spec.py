@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple, Union
 
 from tffreeze_api.v1 import freeze_pb2
 
-from .errors import option_error
+from .errors import FailedPrecondition, option_error
 from .graph import TENSOR_RE
 
 PROTOBUF_LIMIT = (1 << 31) - 1
@@ -26,6 +26,15 @@ Bound = Union[bool, float, None]  # a binding's value; None leaves the switch un
 @dataclass(frozen=True)
 class ServerLimits:
     max_graph_bytes: int = PROTOBUF_LIMIT
+    sandboxed: bool = False  # workers run in the sandbox: TF2 SavedModel loading and verify may run
+
+    def require_sandbox(self, needs: str) -> None:
+        if not self.sandboxed:
+            raise FailedPrecondition(
+                "%s runs part of the upload in TensorFlow, which this server only does inside its sandbox, and it "
+                "has none (started with --sandbox none, or bubblewrap is not installed). Ask the operator to "
+                "install bubblewrap (apt-get install bubblewrap), or freeze without it." % needs,
+                "ERROR_REASON_SANDBOX_UNAVAILABLE", needs=needs)
 
 
 @dataclass(frozen=True)
