@@ -124,3 +124,62 @@ def saved_model_writer(directory: str, target: str) -> str:
 
 LEAKS = {"shape_leak": shape_leak, "number_leak": number_leak, "leak_in_function": leak_in_function,
          "leak_in_loop": leak_in_loop}
+
+
+def index_bomb(directory: str, elements: int = 1 << 27) -> str:
+    """A normal model whose checkpoint index also declares a huge string tensor, of
+    which one element is stored: a few bytes of data, a shape of ``elements``."""
+    import models
+
+    model = models.dense(directory, True)
+    prefix = os.path.join(directory, model.prefix)
+    reader = tf.train.load_checkpoint(prefix)
+    keys = sorted(reader.get_variable_to_shape_map())
+    tensors = [tf.constant(reader.get_tensor(k)) for k in keys]
+    for name in os.listdir(directory):
+        if name.startswith(model.prefix + ".data-") or name == model.prefix + ".index":
+            os.unlink(os.path.join(directory, name))
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=keys + ["bomb"],
+                      shape_and_slices=[""] * len(keys) + ["%d 0,1" % elements],
+                      tensors=tensors + [tf.constant(["x"])])
+    return directory
+
+
+def wide_graph(directory: str, nodes: int, chain: bool = False) -> str:
+    """A normal model plus ``nodes`` Identity nodes: all sinks (or one long chain)."""
+    import models
+
+    models.dense(directory, True)
+
+    def edit(meta):
+        prev = "y"
+        for i in range(nodes):
+            n = meta.graph_def.node.add(name="s%d" % i, op="Identity")
+            n.attr["T"].type = 1
+            n.input.append(prev)
+            if chain:
+                prev = n.name
+    models.edit_meta(directory, edit)
+    return directory
+
+
+def recursive_function(directory: str) -> str:
+    """A model whose output goes through a library function that calls itself."""
+    import models
+    from tensorflow.core.framework import function_pb2
+
+    models.dense(directory, True)
+
+    def edit(meta):
+        f = function_pb2.FunctionDef()
+        f.signature.name = "again"
+        f.signature.input_arg.add(name="a", type=1)
+        f.signature.output_arg.add(name="b", type=1)
+        call = f.node_def.add(name="call", op="again")
+        call.input.append("a")
+        f.ret["b"] = "call:b:0"
+        meta.graph_def.library.function.append(f)
+        out = meta.graph_def.node.add(name="looped", op="again")
+        out.input.append("y")
+    models.edit_meta(directory, edit)
+    return directory

@@ -102,7 +102,9 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                   # a second server on a busy port must fail, not share it
                                   ("grpc.so_reuseport", 0)])
-    servicer = FreezeServicer(store, pool, ServerLimits(sandboxed=box is not None))
+    servicer = FreezeServicer(store, pool, ServerLimits(
+        sandboxed=box is not None, max_graph_file_bytes=settings.max_graph_file_bytes,
+        max_graph_nodes=settings.max_graph_nodes, max_function_depth=settings.max_function_depth))
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -10,7 +10,8 @@ from typing import List, Optional
 
 from . import __version__
 from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_STORE_BYTES, DEFAULT_PORT, DEFAULT_SANDBOX,
-                       DEFAULT_WORKERS, ServerSettings)
+                       DEFAULT_WORKERS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
+                       DEFAULT_MAX_GRAPH_NODES, ServerSettings)
 
 DESCRIPTION = ("Run the tffreeze gRPC server (health and reflection included). Prints 'listening on HOST:PORT' "
                "once it accepts calls; SIGTERM/SIGINT drain in-flight calls and stop it.")
@@ -46,6 +47,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "writable output folder, nothing else of the file system). auto (default): when bwrap "
                         "works here; bwrap: refuse to start without it; none: no sandbox. Without a sandbox, "
                         "TF2 SavedModels (loading runs their functions) and verify are refused")
+    p.add_argument("--max-graph-file-bytes", type=int, default=DEFAULT_MAX_GRAPH_FILE_BYTES, metavar="B",
+                   help="largest uploaded graph file (.meta, GraphDef, saved_model.pb) the server parses; larger "
+                        "is RESOURCE_EXHAUSTED before parsing (default: %(default)s = 1 GiB)")
+    p.add_argument("--max-graph-nodes", type=int, default=DEFAULT_MAX_GRAPH_NODES, metavar="N",
+                   help="most nodes an uploaded graph may have, library functions included; more is "
+                        "RESOURCE_EXHAUSTED before any analysis (default: %(default)s)")
+    p.add_argument("--max-function-depth", type=int, default=DEFAULT_MAX_FUNCTION_DEPTH, metavar="N",
+                   help="deepest nesting of functions calling functions (loop bodies, branches, calls); deeper "
+                        "is RESOURCE_EXHAUSTED, a recursive function INVALID_ARGUMENT (default: %(default)s)")
     # Kept so existing start scripts still run: graphs holding ops outside the positive
     # list are refused before import now, with or without verify.
     p.add_argument("--allow-unsafe-verify", action="store_true", help=argparse.SUPPRESS)
@@ -62,7 +72,9 @@ def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
 def settings_from(args) -> ServerSettings:
     return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
                           max_store_bytes=args.max_store_bytes, web_port=args.web_port,
-                          web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox)
+                          web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox,
+                          max_graph_file_bytes=args.max_graph_file_bytes, max_graph_nodes=args.max_graph_nodes,
+                          max_function_depth=args.max_function_depth)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int:

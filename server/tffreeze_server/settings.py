@@ -14,6 +14,9 @@ DEFAULT_WORKERS = 1
 DEFAULT_MAX_STORE_BYTES = 20 << 30
 DEFAULT_RPC_THREADS = 64
 DEFAULT_SANDBOX = "auto"
+DEFAULT_MAX_GRAPH_FILE_BYTES = 1 << 30  # an uploaded .meta / GraphDef / saved_model.pb, checked before parsing
+DEFAULT_MAX_GRAPH_NODES = 500_000  # nodes of the uploaded graph, library functions included
+DEFAULT_MAX_FUNCTION_DEPTH = 32  # functions calling functions
 MAX_MESSAGE_BYTES = 4 << 20  # gRPC's message cap, both directions
 
 
@@ -28,3 +31,6 @@ class ServerSettings:
     web_allowed_origins: Tuple[str, ...] = ()  # browser origins the gRPC-Web port answers; none by default
     rpc_threads: int = DEFAULT_RPC_THREADS
     sandbox: str = DEFAULT_SANDBOX  # auto | bwrap | none (see sandbox.py)
+    max_graph_file_bytes: int = DEFAULT_MAX_GRAPH_FILE_BYTES
+    max_graph_nodes: int = DEFAULT_MAX_GRAPH_NODES
+    max_function_depth: int = DEFAULT_MAX_FUNCTION_DEPTH

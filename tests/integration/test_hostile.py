@@ -127,3 +127,78 @@ def test_without_a_sandbox_what_would_run_the_upload_is_refused(tmp_path):
                 assert "bubblewrap" in err.value.message
     finally:
         assert stop_server(bare) == 0
+
+
+def _peak_rss_of_workers(server_pid: int) -> int:
+    """Peak resident memory (bytes) over the server's worker processes (VmHWM)."""
+    parents = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/status" % pid) as fh:
+                    status = fh.read()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            parents[int(pid)] = (int(fields["PPid"]), fields.get("VmHWM", "0 kB"))
+    peak = 0
+    for pid, (_, hwm) in parents.items():
+        p, seen = pid, 0
+        while p in parents and p != server_pid and seen < 10:
+            p, seen = parents[p][0], seen + 1
+        if p == server_pid and pid != server_pid:
+            peak = max(peak, int(hwm.split()[0]) * 1024)
+    return peak
+
+
+def test_index_declaring_more_than_its_data_is_refused_before_reading(client, tmp_path):
+    """Finding 5: a small .index declaring a 2^27-element string tensor (one element
+    stored) is INVALID_ARGUMENT from the index alone; the worker does not allocate it."""
+    directory = attacks.index_bomb(str(tmp_path / "bomb"))
+    assert sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)) < 1 << 20
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(directory)
+    assert err.value.reason == "ERROR_REASON_CHECKPOINT_CORRUPT"
+    assert "bomb" in err.value.message and "134217728" in err.value.message
+
+
+def test_graph_limits_refuse_before_work(tmp_path):
+    """Finding 5: node count, function nesting/recursion and graph file size are
+    checked before any analysis; a 600k-node graph (over the default 500k) is
+    refused with the worker's peak memory under the documented 2 GiB budget."""
+    from conftest import start_server, stop_server
+    from tffreeze import FreezeClient, ResourceExhaustedError
+
+    srv = start_server(str(tmp_path / "data"))
+    try:
+        with FreezeClient(srv.target) as c:
+            wide = attacks.wide_graph(str(tmp_path / "wide"), 600_000)
+            with pytest.raises(ResourceExhaustedError) as err:
+                c.freeze(wide, timeout=120)
+            assert err.value.reason == "ERROR_REASON_GRAPH_TOO_LARGE" and "--max-graph-nodes" in err.value.message
+            peak = _peak_rss_of_workers(srv.proc.pid)
+            assert 0 < peak < 2 << 30, peak
+            with pytest.raises(InvalidArgumentError) as err:
+                c.freeze(attacks.recursive_function(str(tmp_path / "rec")), outputs=["looped"])
+            assert "calls itself" in err.value.message
+    finally:
+        assert stop_server(srv) == 0
+    small = start_server(str(tmp_path / "data2"), ["--max-graph-file-bytes", "2000"])
+    try:
+        with FreezeClient(small.target) as c:
+            with pytest.raises(ResourceExhaustedError) as err:
+                c.freeze(models.dense(str(tmp_path / "dense"), True).directory)
+            assert "--max-graph-file-bytes" in err.value.message and err.value.metadata["limit"] == "2000"
+    finally:
+        assert stop_server(small) == 0
+
+
+def test_resolution_of_200k_sinks_is_refused_within_the_call(client, tmp_path):
+    """Finding 5: automatic output resolution is linear in the graph: 200k sinks are
+    refused as ambiguous well within a 60 s deadline (they took over 300 s)."""
+    from tffreeze import FailedPreconditionError
+
+    directory = attacks.wide_graph(str(tmp_path / "sinks"), 200_000)
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(directory, timeout=60)
+    assert err.value.reason == "ERROR_REASON_OUTPUTS_AMBIGUOUS" and len(err.value.message) < 4000

@@ -41,7 +41,7 @@ from . import oppolicy, optimize as optimize_mod, rewrite, switches, tensorflows
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted
 from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
-from .loaders import Loaded, load, pick_signature
+from .loaders import Loaded, load, open_reader, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, resolve, user_collections
 from .saver_map import variable_keys
 from .spec import FreezeSpec, target_enum
@@ -480,7 +480,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
     if loaded.kind == freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2:
         warnings.append("TF2 SavedModel: inputs and outputs come from the signature; variables are listed by "
                         "checkpoint key")
-        reader = tf.train.load_checkpoint(os.path.join(loaded.export_dir, "variables", "variables"))
+        reader = open_reader(loaded.export_dir, "variables/variables")
     if loaded.meta is not None:
         meta = loaded.meta
         mapping = variable_keys(meta.graph_def)

@@ -35,7 +35,7 @@ from tensorflow.python.framework import errors as tf_errors
 from tffreeze_api import layout
 from tffreeze_api.v1 import freeze_pb2
 
-from . import oppolicy
+from . import bounds, oppolicy
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .spec import FreezeSpec
 
@@ -73,20 +73,23 @@ def _first_line(exc: BaseException) -> str:
 
 def open_reader(workdir: str, prefix: str):
     try:
-        return tf.train.load_checkpoint(os.path.join(workdir, prefix))
+        reader = tf.train.load_checkpoint(os.path.join(workdir, prefix))
     except (tf_errors.OpError, ValueError) as exc:
         raise InvalidArgument(
             "cannot read checkpoint %r: %s. The .index or data files are corrupt or truncated, or do not "
             "belong together; re-upload the files exactly as TensorFlow wrote them." % (prefix, _first_line(exc)),
             "ERROR_REASON_CHECKPOINT_CORRUPT", prefix=prefix) from None
+    bounds.check_checkpoint(reader, os.path.join(workdir, prefix), prefix)
+    return reader
 
 
 def _graph_invalid(message: str, path: str) -> InvalidArgument:
     return InvalidArgument(message, "ERROR_REASON_GRAPH_INVALID", path=path)
 
 
-def read_graph_file(path: str, label: str) -> meta_graph_pb2.MetaGraphDef:
-    """A MetaGraphDef from a binary or text MetaGraphDef or GraphDef file."""
+def read_graph_file(path: str, label: str, limit: int) -> meta_graph_pb2.MetaGraphDef:
+    """A MetaGraphDef from a binary or text MetaGraphDef or GraphDef file (at most ``limit`` bytes)."""
+    bounds.check_file(path, label, limit)
     with open(path, "rb") as fh:
         data = fh.read()
     meta = meta_graph_pb2.MetaGraphDef()
@@ -166,7 +169,8 @@ def load_saver(workdir: str, files: List[str], spec: FreezeSpec, require_graph: 
         if spec.graph_path not in files:
             raise NotFound("graph_path %r is not among the uploaded files" % spec.graph_path,
                            "ERROR_REASON_GRAPH_INVALID", field="options.graph_path", path=spec.graph_path)
-        meta = read_graph_file(os.path.join(workdir, spec.graph_path), spec.graph_path)
+        meta = read_graph_file(os.path.join(workdir, spec.graph_path), spec.graph_path,
+                               spec.limits.max_graph_file_bytes)
         if sel.checkpoint.meta:
             warnings.append("the graph file %s is used instead of %s" % (spec.graph_path, sel.checkpoint.meta))
         ckpt.meta_graph = spec.graph_path
@@ -182,6 +186,7 @@ def load_saver(workdir: str, files: List[str], spec: FreezeSpec, require_graph: 
             "separately and name it in graph_path (a GraphDef or MetaGraphDef)." % sel.checkpoint.prefix,
             "ERROR_REASON_NO_GRAPH", prefix=sel.checkpoint.prefix)
     meta = meta_graph_pb2.MetaGraphDef()
+    bounds.check_file(os.path.join(workdir, sel.checkpoint.meta), sel.checkpoint.meta, spec.limits.max_graph_file_bytes)
     try:
         with open(os.path.join(workdir, sel.checkpoint.meta), "rb") as fh:
             meta.ParseFromString(fh.read())
@@ -207,8 +212,9 @@ def _refuse_graphless(files: List[str], sel: layout.Selection, reader) -> None:
             "graph_path." % sel.checkpoint.prefix, "ERROR_REASON_GRAPHLESS_FORMAT")
 
 
-def _read_saved_model(workdir: str, files: List[str]) -> saved_model_pb2.SavedModel:
+def _read_saved_model(workdir: str, files: List[str], limit: int) -> saved_model_pb2.SavedModel:
     name = next(f for f in layout.SAVED_MODEL_FILES if f in files)
+    bounds.check_file(os.path.join(workdir, name), name, limit)
     sm = saved_model_pb2.SavedModel()
     try:
         with open(os.path.join(workdir, name), "rb") as fh:
@@ -227,7 +233,7 @@ def _read_saved_model(workdir: str, files: List[str]) -> saved_model_pb2.SavedMo
 
 def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_graph: bool) -> Loaded:
     """A SavedModel directory: TF1 exports are read as data, TF2 exports loaded."""
-    sm = _read_saved_model(workdir, files)
+    sm = _read_saved_model(workdir, files, spec.limits.max_graph_file_bytes)
     name = next(f for f in layout.SAVED_MODEL_FILES if f in files)
     tags = sorted(spec.tags)
     tag_sets = [sorted(m.meta_info_def.tags) for m in sm.meta_graphs]
@@ -264,6 +270,7 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
                                   % name, "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options." + name,
                                   source_kind="SOURCE_KIND_SAVED_MODEL_V2")
     spec.limits.require_sandbox("loading a TF2 SavedModel")
+    bounds.check_graph(meta.graph_def, spec.limits.max_graph_nodes, spec.limits.max_function_depth)
     oppolicy.check(meta.graph_def, "the SavedModel", roots=_functions_to_check(meta),
                    skip_functions=oppolicy.saver_only_functions(meta))
     try:
@@ -299,11 +306,16 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
 
 
 def load(workdir: str, spec: FreezeSpec, require_graph: bool = True) -> Loaded:
-    """Read the upload in ``workdir`` with the loader for its kind."""
+    """Read the upload in ``workdir`` with the loader for its kind; graphs over the
+    server's node or nesting limits are refused before anything walks them."""
     files = files_in(workdir)
     if any(f in files for f in layout.SAVED_MODEL_FILES):
-        return load_saved_model(workdir, files, spec, require_graph)
-    return load_saver(workdir, files, spec, require_graph)
+        loaded = load_saved_model(workdir, files, spec, require_graph)
+    else:
+        loaded = load_saver(workdir, files, spec, require_graph)
+    if loaded.meta is not None and loaded.kind != freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2:
+        bounds.check_graph(loaded.meta.graph_def, spec.limits.max_graph_nodes, spec.limits.max_function_depth)
+    return loaded
 
 
 __all__ = ["Loaded", "load", "load_saver", "load_saved_model", "pick_signature", "read_graph_file", "open_reader",

@@ -166,10 +166,22 @@ def _is_unused_control_flow_output(node, by_name) -> bool:
     return False
 
 
-def _is_loss(name: str, names) -> bool:
-    """A sink that was differentiated: `gradients/NAME_grad/...` exists."""
-    pattern = re.compile(r"^gradients(_\d+)?/%s_grad/" % re.escape(name))
-    return any(pattern.match(n) for n in names)
+_GRADIENT_SCOPE = re.compile(r"^gradients(_\d+)?/")
+
+
+def _differentiated(names) -> Set[str]:
+    """Names N for which a `gradients/N_grad/...` node exists (one pass over the graph)."""
+    out: Set[str] = set()
+    for n in names:
+        m = _GRADIENT_SCOPE.match(n)
+        if not m:
+            continue
+        rest = n[m.end():]
+        at = rest.find("_grad/")
+        while at >= 0:
+            out.add(rest[:at])
+            at = rest.find("_grad/", at + 1)
+    return out
 
 
 def _predictions_feeding(losses, graph_def, by_name, training) -> List[str]:
@@ -213,14 +225,14 @@ def _predictions_feeding(losses, graph_def, by_name, training) -> List[str]:
 def _from_analysis(graph_def, by_name, training) -> Resolution:
     users = consumers(graph_def)
     reason = "graph sink: nothing consumes it and it is not a training, saver, summary, init or bookkeeping op"
-    names = [n.name for n in graph_def.node]
+    differentiated = _differentiated(n.name for n in graph_def.node)
     sinks = [n for n in graph_def.node if not users.get(n.name)]
     primary, loose_ends, losses = [], [], []
     for n in sinks:
         if _is_unused_control_flow_output(n, by_name):
             loose_ends.append(n)  # unused loop/cond results: outputs only if nothing else is
         elif not _is_bookkeeping(n, by_name, training):
-            (losses if _is_loss(n.name, names) else primary).append(n)
+            (losses if n.name in differentiated else primary).append(n)
     if primary or loose_ends:
         return Resolution([("%s:0" % n.name, reason) for n in (primary or loose_ends)], None)
     if losses:

@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple, Union
 
 from tffreeze_api.v1 import freeze_pb2
 
+from ..settings import DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES, DEFAULT_MAX_GRAPH_NODES
 from .errors import FailedPrecondition, option_error
 from .graph import TENSOR_RE
 
@@ -25,7 +26,10 @@ Bound = Union[bool, float, None]  # a binding's value; None leaves the switch un
 
 @dataclass(frozen=True)
 class ServerLimits:
-    max_graph_bytes: int = PROTOBUF_LIMIT
+    max_graph_bytes: int = PROTOBUF_LIMIT  # the frozen graph written
+    max_graph_file_bytes: int = DEFAULT_MAX_GRAPH_FILE_BYTES  # an uploaded .meta / GraphDef / saved_model.pb
+    max_graph_nodes: int = DEFAULT_MAX_GRAPH_NODES  # nodes in the uploaded graph, functions included
+    max_function_depth: int = DEFAULT_MAX_FUNCTION_DEPTH  # functions calling functions
     sandboxed: bool = False  # workers run in the sandbox: TF2 SavedModel loading and verify may run
 
     def require_sandbox(self, needs: str) -> None:
