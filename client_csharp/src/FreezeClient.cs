@@ -35,6 +35,10 @@ namespace TfFreeze
         public FreezeClient(string server) { channel = new GrpcWebChannel(server); }
         public string Server { get { return channel.BaseUrl; } }
         public int TimeoutMs { get { return channel.TimeoutMs; } set { channel.TimeoutMs = value; } }
+        /// <summary>Bearer token for a server started with --auth-token-file.</summary>
+        public string Token { get { return channel.Token; } set { channel.Token = value; } }
+        /// <summary>Use TLS (https), checking the server against caFile when given (else the system's CAs).</summary>
+        public void UseTls(string caFile = null) { channel.UseTls(caFile); }
 
         public static Digest DigestOf(string path)
         {

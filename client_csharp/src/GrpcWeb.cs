@@ -8,6 +8,8 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Net;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using TfFreeze.Protobuf;
 
@@ -38,11 +40,45 @@ namespace TfFreeze.V1
         public int TimeoutMs { get; set; }
         const string Service = "tffreeze.v1.FreezeService";
 
+        /// <summary>Bearer token sent as "Authorization: Bearer TOKEN" with every call (a server
+        /// started with --auth-token-file refuses calls without it: UNAUTHENTICATED).</summary>
+        public string Token { get; set; }
+        X509Certificate2 ca;
+
         public GrpcWebChannel(string baseUrl)
         {
             if (!baseUrl.StartsWith("http://") && !baseUrl.StartsWith("https://")) baseUrl = "http://" + baseUrl;
             BaseUrl = baseUrl.TrimEnd('/');
             TimeoutMs = 600000;
+        }
+
+        /// <summary>Speak TLS (https). With caFile (PEM or DER), the server's certificate must chain
+        /// to that CA and match the host name; without, the system's CAs decide.</summary>
+        public void UseTls(string caFile)
+        {
+            if (BaseUrl.StartsWith("http://")) BaseUrl = "https://" + BaseUrl.Substring("http://".Length);
+            ServicePointManager.SecurityProtocol |= SecurityProtocolType.Tls12;
+            if (!string.IsNullOrEmpty(caFile))
+            {
+                try { ca = new X509Certificate2(caFile); }
+                catch (Exception e) { throw new RpcException(StatusCode.INVALID_ARGUMENT, "cannot read the CA certificate " + caFile + ": " + e.Message); }
+            }
+        }
+
+        bool CheckServer(object sender, X509Certificate certificate, X509Chain chain, SslPolicyErrors errors)
+        {
+            if (errors == SslPolicyErrors.None) return true;
+            if (ca == null || certificate == null) return false;
+            if ((errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != 0) return false;  // name mismatch, no certificate
+            using (var own = new X509Chain())
+            {
+                own.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                own.ChainPolicy.VerificationFlags = X509VerificationFlags.AllowUnknownCertificateAuthority;
+                own.ChainPolicy.ExtraStore.Add(ca);
+                if (!own.Build(new X509Certificate2(certificate))) return false;
+                var root = own.ChainElements[own.ChainElements.Count - 1].Certificate;
+                return root.Thumbprint == ca.Thumbprint;
+            }
         }
 
         public TResp Unary<TResp>(string method, ProtoMessage request) where TResp : ProtoMessage, new()
@@ -63,6 +99,8 @@ namespace TfFreeze.V1
             http.ContentType = "application/grpc-web+proto";
             http.Accept = "application/grpc-web+proto";
             http.Headers["x-grpc-web"] = "1";
+            if (!string.IsNullOrEmpty(Token)) http.Headers["Authorization"] = "Bearer " + Token;
+            if (ca != null) http.ServerCertificateValidationCallback = CheckServer;
             http.Headers["grpc-timeout"] = Math.Max(1, TimeoutMs / 1000) + "S";
             http.Timeout = TimeoutMs;
             http.ReadWriteTimeout = TimeoutMs;

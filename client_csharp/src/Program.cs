@@ -22,11 +22,15 @@ graphs on the TensorFlow C API.
 commands:
   freeze SOURCE --server http://HOST:WEB_PORT -o OUT.pb [--manifest M.json]
          [--outputs a,b] [--inputs a,b] [--step N] [--target tensorflowsharp] [--timeout SECONDS]
+         [--tls] [--ca CA.pem] [--token TOKEN]
       Upload the checkpoint (only files the server lacks, in 1 MiB chunks), freeze it and
       write OUT.pb (and the manifest). SOURCE: a Saver directory, a checkpoint prefix or a
       SavedModel directory; a folder holding none, with exactly one such folder up to 3
       levels below it, uses that one. --server defaults to $TFFREEZE_WEB_SERVER. --target
       tensorflowsharp makes a graph that loads in libtensorflow 1.15 (TensorFlowSharp's).
+      --tls (or an https:// server, or $TFFREEZE_TLS=1) speaks TLS; --ca (default $TFFREEZE_CA)
+      checks the server against that CA and implies --tls. --token (default $TFFREEZE_TOKEN)
+      is sent as Authorization: Bearer TOKEN to a server started with --auth-token-file.
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
       [--runtime tf115] [--libtensorflow PATH]
       Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, a signature
@@ -102,7 +106,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         }
 
         static readonly HashSet<string> valued = new HashSet<string> { "--server", "-o", "--output", "--manifest", "--outputs", "--inputs",
-            "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow" };
+            "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow", "--ca", "--token" };
+        static readonly HashSet<string> switches = new HashSet<string> { "--tls" };
 
         static Options Parse(string[] args)
         {
@@ -115,7 +120,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     string key = a, value = null;
                     int eq = a.IndexOf('=');
                     if (a.StartsWith("--") && eq > 0) { key = a.Substring(0, eq); value = a.Substring(eq + 1); }
-                    if (!valued.Contains(key)) throw new UsageException("unknown option " + key);
+                    if (switches.Contains(key) && value == null) value = "true";
+                    else if (!valued.Contains(key)) throw new UsageException("unknown option " + key);
                     if (value == null)
                     {
                         if (i + 1 >= args.Length) throw new UsageException(key + " needs a value");
@@ -150,6 +156,11 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 options.Step = step;
             }
             var client = new FreezeClient(server);
+            var ca = o.One("--ca", Environment.GetEnvironmentVariable("TFFREEZE_CA"));
+            var tlsEnv = Environment.GetEnvironmentVariable("TFFREEZE_TLS");
+            if (o.One("--tls") != null || !string.IsNullOrEmpty(ca) || (!string.IsNullOrEmpty(tlsEnv) && tlsEnv != "0"))
+                client.UseTls(ca);
+            client.Token = o.One("--token", Environment.GetEnvironmentVariable("TFFREEZE_TOKEN"));
             double timeout;
             if (o.One("--timeout") != null && double.TryParse(o.One("--timeout"), out timeout)) client.TimeoutMs = (int)(timeout * 1000);
             if (!Console.IsErrorRedirected) client.Progress = m => Console.Error.Write("\r" + m.PadRight(78).Substring(0, 78));

@@ -56,11 +56,33 @@ FLAGS = {
 }
 
 
+def _add_connection_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection security")
+    g.add_argument("--tls", action="store_true", default=None,
+                   help="connect with TLS, checking the server against the system's CAs (default: $TFFREEZE_TLS=1)")
+    g.add_argument("--ca", metavar="PEM", default=None,
+                   help="CA certificate to check the server against; implies --tls (default: $TFFREEZE_CA)")
+    g.add_argument("--token", metavar="TOKEN", default=None,
+                   help="bearer token for a server started with --auth-token-file (default: $TFFREEZE_TOKEN; the "
+                        "environment keeps it out of the process list)")
+    g.add_argument("--client-cert", metavar="PEM", default=None,
+                   help="client certificate for a server requiring one (--tls-client-ca); with --client-key")
+    g.add_argument("--client-key", metavar="PEM", default=None, help="private key of --client-cert")
+
+
+def _client(args):
+    from .client import FreezeClient  # grpc is imported only when a command needs it
+
+    return FreezeClient(args.server, timeout=args.timeout, tls=args.tls, ca=args.ca, token=args.token,
+                        client_cert=args.client_cert, client_key=args.client_key)
+
+
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE",
                    help="Saver checkpoint directory, one checkpoint prefix, or SavedModel directory (see below)")
     p.add_argument("--server", default=None, metavar="H:P",
                    help="tffreeze server (default: $TFFREEZE_SERVER, then 127.0.0.1:50051)")
+    _add_connection_args(p)
     p.add_argument("--outputs", default="", metavar="a,b",
                    help="output tensors or nodes ('y' or 'y:0'); default: resolved automatically")
     p.add_argument("--inputs", default="", metavar="a,b",
@@ -165,10 +187,10 @@ def _graph_options(args) -> dict:
 
 
 def _cmd_freeze(args) -> int:
-    from .client import FreezeClient, write_atomically
+    from .client import write_atomically
 
     bar = _Bar(sys.stderr.isatty() and not args.quiet)
-    with FreezeClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         try:
             outcome = client.freeze(args.source, output_path=args.output, outputs=args.outputs, inputs=args.inputs,
                                     step=args.step, progress=bar, optimize=args.optimize, verify=args.verify,
@@ -202,9 +224,7 @@ def _cmd_freeze(args) -> int:
 def _cmd_inspect(args) -> int:
     from tffreeze_api import manifest
 
-    from .client import FreezeClient
-
-    with FreezeClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         response = client.inspect(args.source, outputs=args.outputs, inputs=args.inputs, step=args.step,
                                   **_graph_options(args))
     if args.json:

@@ -5,6 +5,7 @@ Needs only gRPC and protobuf; never imports TensorFlow.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
@@ -100,6 +101,47 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+def _read_pem(path: Optional[str], what: str) -> Optional[bytes]:
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ValueError("cannot read the %s file %s: %s" % (what, path, exc.strerror)) from None
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                   grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds ``authorization: Bearer TOKEN`` to every call (with or without TLS)."""
+
+    def __init__(self, token: str):
+        self._pair = ("authorization", "Bearer " + token)
+
+    def _details(self, details):
+        metadata = list(details.metadata or []) + [self._pair]
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            getattr(details, "wait_for_ready", None), getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+class _CallDetails(collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
+                                                           "wait_for_ready", "compression")),
+                   grpc.ClientCallDetails):
+    pass
+
+
 class FreezeClient:
     """A connection to a tffreeze server.
 
@@ -108,13 +150,32 @@ class FreezeClient:
     ...     outcome.manifest["outputs"]
 
     ``timeout`` (seconds) applies to each call unless a method is given its own.
+    ``tls``: speak TLS, checking the server against the system's CAs or ``ca`` (a PEM
+    file; giving one implies TLS); ``client_cert``/``client_key`` (PEM files) for a
+    server requiring client certificates; ``token``: the bearer token sent with every
+    call. Each defaults from the environment: $TFFREEZE_TLS=1, $TFFREEZE_CA,
+    $TFFREEZE_TOKEN.
     """
 
-    def __init__(self, target: Optional[str] = None, timeout: float = 600.0):
+    def __init__(self, target: Optional[str] = None, timeout: float = 600.0, tls: Optional[bool] = None,
+                 ca: Optional[str] = None, token: Optional[str] = None, client_cert: Optional[str] = None,
+                 client_key: Optional[str] = None):
         self.target = target or default_target()
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.target, options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)])
+        ca = ca or os.environ.get("TFFREEZE_CA") or None
+        token = token or os.environ.get("TFFREEZE_TOKEN") or None
+        if tls is None:
+            tls = bool(ca or client_cert or os.environ.get("TFFREEZE_TLS", "") not in ("", "0"))
+        options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+        if tls:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read_pem(ca, "CA"), private_key=_read_pem(client_key, "client key"),
+                certificate_chain=_read_pem(client_cert, "client certificate"))
+            self._channel = grpc.secure_channel(self.target, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.target, options=options)
+        if token:
+            self._channel = grpc.intercept_channel(self._channel, _BearerToken(token))
         self._stub = service_pb2_grpc.FreezeServiceStub(self._channel)
 
     def __enter__(self) -> "FreezeClient":

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tffreeze_api.v1 import service_pb2, service_pb2_grpc
 
-from . import sandbox
+from . import auth, sandbox
 from .blobstore import BlobStore
 from .core.spec import ServerLimits
 from .servicer import FreezeServicer
@@ -39,7 +39,27 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-def start_web(servicer, health_servicer, host: str, port: int, allowed_origins=()):
+class _TLSWSGIServer(_ThreadingWSGIServer):
+    """TLS per connection, the handshake in the connection's own thread (a client
+    that never finishes its handshake holds only its thread, not the accept loop)."""
+
+    ssl_context = None
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        return self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def finish_request(self, request, client_address):
+        request.settimeout(30)
+        try:
+            request.do_handshake()
+        except (OSError, ValueError):
+            return
+        request.settimeout(None)
+        super().finish_request(request, client_address)
+
+
+def start_web(servicer, health_servicer, host: str, port: int, allowed_origins=(), ssl_context=None, tokens=None):
     """Serve the same servicers over gRPC-Web (HTTP/1.1, unary and server
     streaming) for clients without HTTP/2, such as Mono's, behind the checks of
     ``webguard`` (content type, Origin, Host, body size). Returns the HTTP server."""
@@ -48,8 +68,11 @@ def start_web(servicer, health_servicer, host: str, port: int, allowed_origins=(
     app = grpcWSGI(None)
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, app)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, app)
-    guarded = WebGuard(app, host, MAX_MESSAGE_BYTES, allowed_origins)
-    httpd = make_server(host, port, guarded, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    guarded = WebGuard(app, host, MAX_MESSAGE_BYTES, allowed_origins, tokens)
+    server_class = _ThreadingWSGIServer
+    if ssl_context is not None:
+        server_class = type("_TLSServer", (_TLSWSGIServer,), {"ssl_context": ssl_context})
+    httpd = make_server(host, port, guarded, server_class=server_class, handler_class=_QuietHandler)
     threading.Thread(target=httpd.serve_forever, name="tffreeze-grpc-web", daemon=True).start()
     return httpd
 
@@ -81,10 +104,34 @@ class Server:
         self.grpc_server.wait_for_termination()
 
 
+def _security(settings: ServerSettings):
+    """((gRPC credentials, SSL context) or None, TokenCheck or None); refuses an
+    exposed address without both unless ``insecure``. Errors are OSError (startup)."""
+    try:
+        tls = None
+        if settings.tls_cert or settings.tls_key:
+            if not (settings.tls_cert and settings.tls_key):
+                raise auth.AuthConfigError("--tls-cert and --tls-key go together")
+            tls = (auth.grpc_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
+                   auth.ssl_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca))
+        elif settings.tls_client_ca:
+            raise auth.AuthConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+        tokens = auth.TokenCheck(auth.load_tokens(settings.auth_token_file)) if settings.auth_token_file else None
+    except auth.AuthConfigError as exc:
+        raise OSError(str(exc)) from None
+    if not auth.is_loopback(settings.host) and not settings.insecure and (tls is None or tokens is None):
+        missing = " and ".join(m for m, ok in (("TLS (--tls-cert/--tls-key)", tls is not None),
+                                               ("a token (--auth-token-file)", tokens is not None)) if not ok)
+        raise OSError("refusing to listen on %s without %s: anyone who can reach it could upload graphs and read "
+                      "frozen models. Add them, or pass --insecure on a trusted network." % (settings.host, missing))
+    return tls, tokens
+
+
 def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     """Build and start a server; ``port=0`` picks a free port (see ``Server.port``).
     ``web_port``: also serve gRPC-Web there (0 = a free port, see ``Server.web_port``)."""
     host, port, web_port = settings.host, settings.port, settings.web_port
+    tls, tokens = _security(settings)
     store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes)
     try:
         box = sandbox.create(settings.sandbox, readable=[store.work_dir], writable=[store.out_dir])
@@ -101,7 +148,8 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                   # a second server on a busy port must fail, not share it
-                                  ("grpc.so_reuseport", 0)])
+                                  ("grpc.so_reuseport", 0)],
+                         interceptors=[auth.TokenInterceptor(tokens)] if tokens is not None else None)
     servicer = FreezeServicer(store, pool, ServerLimits(
         sandboxed=box is not None, max_graph_file_bytes=settings.max_graph_file_bytes,
         max_graph_nodes=settings.max_graph_nodes, max_function_depth=settings.max_function_depth))
@@ -111,7 +159,8 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
     try:
-        bound = server.add_insecure_port("%s:%d" % (host, port))
+        address = "%s:%d" % (host, port)
+        bound = (server.add_secure_port(address, tls[0]) if tls is not None else server.add_insecure_port(address))
     except RuntimeError:
         bound = 0
     if bound == 0:
@@ -120,7 +169,8 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     web = None
     if web_port is not None:
         try:
-            web = start_web(servicer, health_servicer, host, web_port, settings.web_allowed_origins)
+            web = start_web(servicer, health_servicer, host, web_port, settings.web_allowed_origins,
+                            tls[1] if tls is not None else None, tokens)
         except OSError as exc:
             pool.close()
             raise OSError("cannot serve gRPC-Web on %s:%d (%s); pick another --web-port"
@@ -147,8 +197,10 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    web = "; gRPC-Web on http://%s:%d" % (host, srv.web_port) if srv.web_port is not None else ""
+    web = "; gRPC-Web on %s://%s:%d" % ("https" if settings.tls_cert else "http", host, srv.web_port) if srv.web_port is not None else ""
     boxed = "sandboxed" if srv.pool.sandbox is not None else "no sandbox"
+    boxed += ", TLS" if settings.tls_cert else ""
+    boxed += ", token required" if settings.auth_token_file else ""
     print("tffreeze server listening on %s:%d (data dir %s, %d worker(s), %s%s)"
           % (host, srv.port, os.path.abspath(settings.data_dir), settings.workers, boxed, web), file=out, flush=True)
     stop.wait()

@@ -56,6 +56,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-function-depth", type=int, default=DEFAULT_MAX_FUNCTION_DEPTH, metavar="N",
                    help="deepest nesting of functions calling functions (loop bodies, branches, calls); deeper "
                         "is RESOURCE_EXHAUSTED, a recursive function INVALID_ARGUMENT (default: %(default)s)")
+    g = p.add_argument_group("TLS and authentication (required for a non-loopback --host unless --insecure)")
+    g.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM) for TLS on both ports")
+    g.add_argument("--tls-key", metavar="PEM", help="private key (PEM) of --tls-cert")
+    g.add_argument("--tls-client-ca", metavar="PEM",
+                   help="require client certificates signed by this CA (mutual TLS)")
+    g.add_argument("--auth-token-file", metavar="FILE",
+                   help="bearer tokens, one per line (at least 16 characters; e.g. `openssl rand -hex 32`). Every "
+                        "call must send `authorization: Bearer TOKEN`, else it is UNAUTHENTICATED; the server keeps "
+                        "only the tokens' SHA-256")
+    g.add_argument("--insecure", action="store_true",
+                   help="allow listening on a non-loopback address without TLS and a token (a trusted network only)")
     # Kept so existing start scripts still run: graphs holding ops outside the positive
     # list are refused before import now, with or without verify.
     p.add_argument("--allow-unsafe-verify", action="store_true", help=argparse.SUPPRESS)
@@ -74,7 +85,9 @@ def settings_from(args) -> ServerSettings:
                           max_store_bytes=args.max_store_bytes, web_port=args.web_port,
                           web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox,
                           max_graph_file_bytes=args.max_graph_file_bytes, max_graph_nodes=args.max_graph_nodes,
-                          max_function_depth=args.max_function_depth)
+                          max_function_depth=args.max_function_depth, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                          tls_client_ca=args.tls_client_ca, auth_token_file=args.auth_token_file,
+                          insecure=args.insecure)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int:

@@ -34,3 +34,8 @@ class ServerSettings:
     max_graph_file_bytes: int = DEFAULT_MAX_GRAPH_FILE_BYTES
     max_graph_nodes: int = DEFAULT_MAX_GRAPH_NODES
     max_function_depth: int = DEFAULT_MAX_FUNCTION_DEPTH
+    tls_cert: Optional[str] = None  # PEM certificate chain; with tls_key: both ports speak TLS
+    tls_key: Optional[str] = None
+    tls_client_ca: Optional[str] = None  # PEM CA: clients must present a certificate it signed (mTLS)
+    auth_token_file: Optional[str] = None  # bearer tokens, one per line: every call must carry one
+    insecure: bool = False  # allow a non-loopback address without TLS and a token

@@ -7,7 +7,9 @@ answers only gRPC-Web requests — ``Content-Type: application/grpc-web`` or
 any ``Origin`` not on the allow-list (none by default: the C# client and other
 programs send none), refuses a ``Host`` that is not a name this server was bound
 as (DNS rebinding: an attacker's name resolving to 127.0.0.1), and refuses bodies
-over the message cap from their declared length, before buffering them.
+over the message cap from their declared length, before buffering them. When
+the server requires bearer tokens, a call without a valid ``Authorization``
+header ends UNAUTHENTICATED (grpc-status 16) before the body is read.
 Refusals are plain HTTP errors (415, 403, 411, 413) with a one-line reason.
 """
 
@@ -19,6 +21,16 @@ from typing import Callable, Iterable, Optional, Set
 GRPC_WEB_TYPES = ("application/grpc-web", "application/grpc-web+proto")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 _FRAME_OVERHEAD = 5  # a gRPC-Web frame: 1 flag byte + 4 length bytes
+_OPEN_PATHS = {"/grpc.health.v1.Health/Check"}
+_UNAUTHENTICATED = ("missing or wrong bearer token: this server requires an Authorization: Bearer TOKEN header "
+                    "(tffreeze-cs --token / $TFFREEZE_TOKEN)")
+
+
+def _quote(text: str) -> str:
+    """grpc-message is percent-encoded."""
+    from urllib.parse import quote
+
+    return quote(text, safe=" !#$&'()*+,/:;=?@[]^_`{|}~")
 
 
 def _is_wildcard(host: str) -> bool:
@@ -59,8 +71,9 @@ class WebGuard:
     """WSGI middleware in front of the gRPC-Web application."""
 
     def __init__(self, app: Callable, bound_host: str, max_message_bytes: int,
-                 allowed_origins: Iterable[str] = ()):
+                 allowed_origins: Iterable[str] = (), tokens=None):
         self.app = app
+        self.tokens = tokens  # an auth.TokenCheck when the server requires bearer tokens
         self.hosts = host_names(bound_host)
         self.max_body = max_message_bytes + _FRAME_OVERHEAD
         self.origins = {o.rstrip("/").lower() for o in allowed_origins}
@@ -92,4 +105,10 @@ class WebGuard:
         if length < 0 or length > self.max_body:
             return self._refuse(start_response, "413 Payload Too Large",
                                 "the body is %d bytes; a call carries at most %d" % (length, self.max_body))
+        if self.tokens is not None and not (environ.get("PATH_INFO", "") in _OPEN_PATHS or
+                                            self.tokens.accepts(environ.get("HTTP_AUTHORIZATION"))):
+            # a gRPC-Web "trailers-only" answer: the status travels in the headers
+            start_response("200 OK", [("Content-Type", "application/grpc-web+proto"), ("Content-Length", "0"),
+                                      ("grpc-status", "16"), ("grpc-message", _quote(_UNAUTHENTICATED))])
+            return [b""]
         return self.app(environ, start_response)

@@ -1,0 +1,121 @@
+"""TLS and bearer tokens on both ports, both clients (a CA and certificates made
+in the test with openssl); an exposed address without them is refused."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+import models
+from conftest import BIN, start_server, stop_server
+from tffreeze import FreezeClient, UnauthenticatedError, UnavailableError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CS = os.path.join(ROOT, "client_csharp", "bin", "tffreeze-cs")
+TOKEN = "t0ken-" + "a1" * 16
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """ca.pem; server.pem/server.key for 127.0.0.1 and localhost; client.pem/client.key."""
+    d = tmp_path_factory.mktemp("pki")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=tffreeze test CA", cwd=d)
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, extra in (("server", ["-extfile", "san.cnf"]), ("client", [])):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+                 "-subj", "/CN=" + name, cwd=d)
+        _openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", name + ".pem", "-days", "2", *extra, cwd=d)
+    (d / "tokens").write_text("# one token per line\n%s\n" % TOKEN)
+    return d
+
+
+@pytest.fixture(scope="module")
+def secure(pki, tmp_path_factory):
+    srv = start_server(str(tmp_path_factory.mktemp("tls-data")),
+                       ["--web-port", "0", "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
+                        "--auth-token-file", str(pki / "tokens")])
+    srv.web_url = next(re.search(r"gRPC-Web on (https://\S+?)\)", l).group(1) for l in srv.log if "gRPC-Web on" in l)
+    yield srv
+    assert stop_server(srv) == 0
+
+
+def test_python_client_tls_and_token(secure, pki, tmp_path):
+    model = models.dense(str(tmp_path / "m"), True)
+    with FreezeClient(secure.target, ca=str(pki / "ca.pem"), token=TOKEN) as c:
+        assert [o["name"] for o in c.freeze(model.directory).manifest["outputs"]] == ["y:0"]
+        assert c.health() == "SERVING"
+    for token in ("wrong-" + "b2" * 16, None):
+        with FreezeClient(secure.target, ca=str(pki / "ca.pem"), token=token) as c:
+            with pytest.raises(UnauthenticatedError) as err:
+                c.freeze(model.directory)
+            assert "bearer token" in err.value.message
+    with FreezeClient(secure.target) as c:  # plaintext to a TLS port
+        with pytest.raises(UnavailableError):
+            c.freeze(model.directory, timeout=20)
+
+
+def test_python_cli_takes_tls_and_token_from_flags_and_environment(secure, pki, tmp_path):
+    model = models.dense(str(tmp_path / "m"), True)
+    cli = os.path.join(BIN, "tffreeze")
+    out = subprocess.run([cli, "freeze", model.directory, "--server", secure.target, "--ca", str(pki / "ca.pem"),
+                          "--token", TOKEN, "-o", str(tmp_path / "a.pb")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    env = dict(os.environ, TFFREEZE_CA=str(pki / "ca.pem"), TFFREEZE_TOKEN="nope-" + "c3" * 16)
+    out = subprocess.run([cli, "freeze", model.directory, "--server", secure.target, "-o", str(tmp_path / "b.pb")],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 1 and "UNAUTHENTICATED" in out.stderr and not os.path.exists(tmp_path / "b.pb")
+
+
+def test_csharp_client_tls_and_token(secure, pki, tmp_path):
+    if not os.path.exists(CS):
+        subprocess.run(["make", "-s", "-C", ROOT, "csharp"], check=True)
+    model = models.dense(str(tmp_path / "m"), True)
+    base = [CS, "freeze", model.directory, "--server", secure.web_url, "--ca", str(pki / "ca.pem")]
+    ok = subprocess.run(base + ["--token", TOKEN, "-o", str(tmp_path / "ok.pb")], capture_output=True, text=True,
+                        timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    got = models.run_frozen((tmp_path / "ok.pb").read_bytes(), model.feeds, ["y:0"])[0]
+    assert np.allclose(got, model.expected["y:0"])
+    for extra, env in ((["--token", "wrong-" + "d4" * 16], None), ([], {"TFFREEZE_TOKEN": ""})):
+        bad = subprocess.run(base + extra + ["-o", str(tmp_path / "bad.pb")], capture_output=True, text=True,
+                             timeout=600, env=dict(os.environ, **(env or {})))
+        assert bad.returncode == 1 and "UNAUTHENTICATED" in bad.stderr, bad.stderr
+        assert not os.path.exists(tmp_path / "bad.pb")
+    other_ca = subprocess.run([CS, "freeze", model.directory, "--server", secure.web_url, "--tls", "--token", TOKEN,
+                               "-o", str(tmp_path / "untrusted.pb")], capture_output=True, text=True, timeout=600)
+    assert other_ca.returncode == 1 and not os.path.exists(tmp_path / "untrusted.pb")  # self-signed CA not trusted
+
+
+def test_mutual_tls(pki, tmp_path):
+    srv = start_server(str(tmp_path / "data"), ["--tls-cert", str(pki / "server.pem"), "--tls-key",
+                                                str(pki / "server.key"), "--tls-client-ca", str(pki / "ca.pem")])
+    try:
+        model = models.dense(str(tmp_path / "m"), True)
+        with FreezeClient(srv.target, ca=str(pki / "ca.pem"), client_cert=str(pki / "client.pem"),
+                          client_key=str(pki / "client.key")) as c:
+            assert c.freeze(model.directory).manifest["outputs"][0]["name"] == "y:0"
+        with FreezeClient(srv.target, ca=str(pki / "ca.pem")) as c:
+            with pytest.raises(UnavailableError):
+                c.freeze(model.directory, timeout=20)
+    finally:
+        assert stop_server(srv) == 0
+
+
+@pytest.mark.parametrize("extra", [[], ["--auth-token-file", "TOKENS"], ["--tls-cert", "CERT", "--tls-key", "KEY"]])
+def test_exposed_address_needs_tls_and_token_unless_insecure(pki, tmp_path, extra):
+    files = {"TOKENS": str(pki / "tokens"), "CERT": str(pki / "server.pem"), "KEY": str(pki / "server.key")}
+    extra = [files.get(a, a) for a in extra]
+    cmd = [os.path.join(BIN, "tffreeze"), "serve", "--host", "0.0.0.0", "--port", "0", "--data-dir",
+           str(tmp_path / "d"), *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "refusing to listen on 0.0.0.0" in out.stderr and "--insecure" in out.stderr
