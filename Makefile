@@ -18,7 +18,7 @@ CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
-.PHONY: setup gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real csharp mono sandbox tf115 clean
+.PHONY: setup gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real bench-load csharp mono sandbox tf115 clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -80,6 +80,10 @@ bench-breadth: setup
 # and the optimize option's cost on a ResNet-50.
 bench-real: setup
 	$(BIN)/python bench/real_models.py
+
+# Load: 8 and 32 concurrent clients, p50/p99 with and without worker recycling.
+bench-load: setup sandbox
+	$(BIN)/python bench/load.py
 
 # C# client (Mono): the TF binding, gRPC-Web client, CLI and example; installs
 # mono-devel from Debian when mcs is missing (no NuGet needed).

@@ -142,7 +142,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
         log.warning("TensorFlow workers run without a sandbox (%s): TF2 SavedModels and verify are refused. "
                     "Install bubblewrap (apt-get install bubblewrap) to allow them.",
                     "--sandbox none" if settings.sandbox == "none" else "bwrap is missing or cannot start here")
-    pool = WorkerPool(size=settings.workers, sandbox=box).start()
+    pool = WorkerPool(size=settings.workers, max_tasks=settings.worker_max_tasks, sandbox=box).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.rpc_threads,
                                                     thread_name_prefix="tffreeze-rpc"),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

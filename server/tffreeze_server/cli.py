@@ -10,7 +10,7 @@ from typing import List, Optional
 
 from . import __version__
 from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_STORE_BYTES, DEFAULT_PORT, DEFAULT_SANDBOX,
-                       DEFAULT_WORKERS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
+                       DEFAULT_WORKERS, DEFAULT_WORKER_MAX_TASKS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
                        DEFAULT_MAX_GRAPH_NODES, ServerSettings)
 
 DESCRIPTION = ("Run the tffreeze gRPC server (health and reflection included). Prints 'listening on HOST:PORT' "
@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where uploads and frozen graphs are kept (default: %(default)s)")
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                    help="TensorFlow worker processes, ~500 MiB each (default: %(default)s)")
+    p.add_argument("--worker-max-tasks", type=int, default=DEFAULT_WORKER_MAX_TASKS, metavar="N",
+                   help="replace a worker after N tasks, bounding memory growth; the replacement imports "
+                        "TensorFlow while the old one keeps serving (default: %(default)s)")
     p.add_argument("--max-store-bytes", type=int, default=DEFAULT_MAX_STORE_BYTES, metavar="BYTES",
                    help="blob store cap; least recently used blobs are evicted (default: %d GiB)"
                         % (DEFAULT_MAX_STORE_BYTES >> 30))
@@ -82,7 +85,7 @@ def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
 
 def settings_from(args) -> ServerSettings:
     return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
-                          max_store_bytes=args.max_store_bytes, web_port=args.web_port,
+                          max_store_bytes=args.max_store_bytes, worker_max_tasks=args.worker_max_tasks, web_port=args.web_port,
                           web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox,
                           max_graph_file_bytes=args.max_graph_file_bytes, max_graph_nodes=args.max_graph_nodes,
                           max_function_depth=args.max_function_depth, tls_cert=args.tls_cert, tls_key=args.tls_key,

@@ -11,6 +11,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = ".tffreeze-data"
 DEFAULT_WORKERS = 1
+DEFAULT_WORKER_MAX_TASKS = 200  # a worker is replaced (warm, in the background) after this many tasks
 DEFAULT_MAX_STORE_BYTES = 20 << 30
 DEFAULT_RPC_THREADS = 64
 DEFAULT_SANDBOX = "auto"
@@ -26,6 +27,7 @@ class ServerSettings:
     port: int = DEFAULT_PORT
     data_dir: str = DEFAULT_DATA_DIR
     workers: int = DEFAULT_WORKERS
+    worker_max_tasks: int = DEFAULT_WORKER_MAX_TASKS
     max_store_bytes: int = DEFAULT_MAX_STORE_BYTES
     web_port: Optional[int] = None
     web_allowed_origins: Tuple[str, ...] = ()  # browser origins the gRPC-Web port answers; none by default

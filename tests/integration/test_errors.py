@@ -65,8 +65,14 @@ def test_truncated_data_shard(client, good, tmp_path):
     with open(data, "wb") as fh:
         fh.write(content[:8])
     with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(d)  # refused from the sizes the index declares, before any value is read
+    assert err.value.reason == "ERROR_REASON_CHECKPOINT_CORRUPT"
+    assert "data files hold 8 bytes" in err.value.message and "truncated" in err.value.message
+    with open(data, "wb") as fh:
+        fh.write(content[:-4])  # as long as the index needs, but the last value cut short
+    with pytest.raises(InvalidArgumentError) as err:
         client.freeze(d)
-    assert "cannot read variable" in err.value.message and "truncated or corrupt" in err.value.message
+    assert err.value.reason == "ERROR_REASON_CHECKPOINT_CORRUPT"
     _assert_healthy(client, good)
 
 

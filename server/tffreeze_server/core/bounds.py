@@ -103,8 +103,8 @@ def check_checkpoint(reader, prefix_path: str, prefix_label: str) -> None:
         if need > data:
             raise InvalidArgument(
                 "checkpoint %r is inconsistent: its index declares %s as %s %s (at least %d bytes) but the "
-                "data files hold %d bytes in all. Re-upload the .index and .data-* files exactly as TensorFlow "
-                "wrote them." % (prefix_label[:200], key[:200], dtype.name, list(shapes[key])[:8], need, data),
+                "data files hold %d bytes in all (truncated, or not the data written with this index). Re-upload "
+                "the .index and .data-* files exactly as TensorFlow wrote them." % (prefix_label[:200], key[:200], dtype.name, list(shapes[key])[:8], need, data),
                 "ERROR_REASON_CHECKPOINT_CORRUPT", prefix=prefix_label[:200], key=key[:200])
 
 
