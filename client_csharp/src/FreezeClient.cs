@@ -173,6 +173,7 @@ namespace TfFreeze
             {
                 if (!seen.Add(d.Sha256)) continue;
                 var file = files.First(f => f.Digest.Sha256 == d.Sha256);
+                var uploadId = Guid.NewGuid().ToString("N");  // this upload's own partial on the server
                 using (var stream = File.OpenRead(file.Local))
                 {
                     long offset = 0;
@@ -185,7 +186,7 @@ namespace TfFreeze
                         Array.Copy(buffer, data, n);
                         bool last = offset + n >= d.SizeBytes;
                         var resp = channel.Unary<WriteBlobChunkResponse>("WriteBlobChunk",
-                            new WriteBlobChunkRequest { Digest = d, Offset = offset, Data = data, FinishWrite = last });
+                            new WriteBlobChunkRequest { Digest = d, Offset = offset, Data = data, FinishWrite = last, UploadId = uploadId });
                         Progress(string.Format("uploading {0} {1}/{2} bytes", file.Path, resp.CommittedSize, d.SizeBytes));
                         if (resp.Complete) break;
                         offset = resp.CommittedSize;  // resume where the server is

@@ -132,7 +132,8 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     ``web_port``: also serve gRPC-Web there (0 = a free port, see ``Server.web_port``)."""
     host, port, web_port = settings.host, settings.port, settings.web_port
     tls, tokens = _security(settings)
-    store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes)
+    store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes,
+                      partial_ttl=settings.partial_upload_ttl)
     try:
         box = sandbox.create(settings.sandbox, readable=[store.work_dir], writable=[store.out_dir])
     except sandbox.SandboxUnavailable as exc:

@@ -3,8 +3,10 @@
 Layout under the data directory::
 
     blobs/ab/abcdef...     complete blobs, named by lower-case sha256
-    partial/<sha256>       unary uploads in progress (resumable)
-    tmp/                   streaming uploads and worker outputs before commit
+    partial/<sha256>-<size>-<owner>  resumable uploads in progress, one per upload_id;
+                           their declared sizes count against the cap; idle ones expire
+    tmp/                   streaming uploads before commit
+    work/, out/            staged uploads and frozen graphs of running freezes (see sandbox.py)
 
 Every blob is verified (length and sha256) before it is renamed into place, so
 a reader never sees a half-written blob. The store has a size cap: when a new
@@ -20,12 +22,14 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
 
-from .settings import DEFAULT_MAX_STORE_BYTES
+from .settings import DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS
 from .core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 CHUNK = 1 << 20  # 1 MiB: the largest chunk either direction carries.
+MAX_UPLOAD_ID = 128
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -38,12 +42,15 @@ def check_digest(sha256: str, size: int) -> None:
 
 
 class BlobStore:
-    def __init__(self, root: str, max_bytes: int = DEFAULT_MAX_STORE_BYTES):
+    def __init__(self, root: str, max_bytes: int = DEFAULT_MAX_STORE_BYTES,
+                 partial_ttl: float = DEFAULT_PARTIAL_TTL_SECONDS):
         self.root = os.path.abspath(root)
         self.max_bytes = max_bytes
+        self.partial_ttl = partial_ttl
         self._lock = threading.Lock()
         for sub in ("blobs", "partial", "tmp", "work", "out"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        self.expire_partials()  # resumable uploads survive a restart, but not forever
         # Leftovers of a previous run (crash mid-upload or mid-freeze) are garbage.
         for folder in (self.tmp_dir, self.work_dir, self.out_dir):
             for name in os.listdir(folder):
@@ -70,8 +77,48 @@ class BlobStore:
     def path(self, sha256: str) -> str:
         return os.path.join(self.root, "blobs", sha256[:2], sha256)
 
-    def _partial(self, sha256: str) -> str:
-        return os.path.join(self.root, "partial", sha256)
+    def _partial(self, sha256: str, size: int, upload_id: str) -> str:
+        """One file per (blob, uploader): ``<sha256>-<declared size>-<hash of the upload id>``."""
+        owner = hashlib.sha256(upload_id.encode("utf-8")).hexdigest()[:16]
+        return os.path.join(self.root, "partial", "%s-%d-%s" % (sha256, size, owner))
+
+    def _partials(self) -> List[Tuple[str, int, float]]:
+        """(path, declared size, last write time) of every partial upload."""
+        out = []
+        folder = os.path.join(self.root, "partial")
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            parts = name.split("-")
+            try:
+                out.append((path, int(parts[1]) if len(parts) == 3 else os.path.getsize(path),
+                            os.path.getmtime(path)))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def expire_partials(self, now: Optional[float] = None) -> int:
+        """Delete partial uploads idle for longer than ``partial_ttl``; returns how many."""
+        now = time.time() if now is None else now
+        gone = 0
+        for path, _, mtime in self._partials():
+            if now - mtime > self.partial_ttl:
+                try:
+                    os.unlink(path)
+                    gone += 1
+                except OSError:
+                    pass
+        return gone
+
+    def _reserve_partial(self, size: int) -> None:
+        """A new resumable upload reserves its declared size: partial uploads together
+        may not declare more than the store's cap (idle ones expire first)."""
+        self.expire_partials()
+        reserved = sum(s for _, s, _ in self._partials())
+        if reserved + size > self.max_bytes:
+            raise ResourceExhausted(
+                "resumable uploads in progress already declare %d bytes and this one %d, over the store's cap of %d "
+                "bytes; finish or wait for them (idle uploads expire after %d s), or start the server with a larger "
+                "--max-store-bytes" % (reserved, size, self.max_bytes, self.partial_ttl), "ERROR_REASON_STORE_FULL")
 
     # -- queries ---------------------------------------------------------
     def has(self, sha256: str, size: int) -> bool:
@@ -107,7 +154,7 @@ class BlobStore:
                 except OSError:
                     continue
                 entries.append((st.st_mtime, st.st_size, p))
-        total = sum(e[1] for e in entries)
+        total = sum(e[1] for e in entries) + sum(s for _, s, _ in self._partials())
         for _, sz, p in sorted(entries):
             if total + size <= self.max_bytes:
                 break
@@ -180,17 +227,25 @@ class BlobStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def write_chunk(self, sha256: str, size: int, offset: int, data: bytes, finish: bool) -> Tuple[int, bool]:
-        """Append one chunk of a resumable upload. Returns (committed size, complete)."""
+    def write_chunk(self, sha256: str, size: int, offset: int, data: bytes, finish: bool,
+                    upload_id: str = "") -> Tuple[int, bool]:
+        """Append one chunk of a resumable upload. Returns (committed size, complete).
+        Each ``upload_id`` has its own partial file: another client's chunks or
+        finish_write never touch it."""
         check_digest(sha256, size)
+        if len(upload_id) > MAX_UPLOAD_ID:
+            raise InvalidArgument("upload_id is %d characters; at most %d" % (len(upload_id), MAX_UPLOAD_ID),
+                                  "ERROR_REASON_INVALID_CHUNK")
         if self.has(sha256, size):
             return size, True
         self._check_fits(size)
         if len(data) > CHUNK:
             raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
-        part = self._partial(sha256)
+        part = self._partial(sha256, size, upload_id)
         with self._lock:
             current = os.path.getsize(part) if os.path.exists(part) else 0
+            if current == 0 and offset == 0 and not os.path.exists(part):
+                self._reserve_partial(size)
             if offset != current:
                 raise FailedPrecondition("chunk at offset %d but %d bytes of %s are committed; resume at %d"
                                          % (offset, current, sha256[:12], current), "ERROR_REASON_WRONG_OFFSET",

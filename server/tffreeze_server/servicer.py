@@ -69,7 +69,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     @mapped
     def WriteBlobChunk(self, request, context):
         committed, complete = self.store.write_chunk(request.digest.sha256, request.digest.size_bytes,
-                                                     request.offset, request.data, request.finish_write)
+                                                     request.offset, request.data, request.finish_write,
+                                                     request.upload_id)
         return blob_pb2.WriteBlobChunkResponse(committed_size=committed, complete=complete)
 
     @mapped_stream

@@ -13,6 +13,7 @@ DEFAULT_DATA_DIR = ".tffreeze-data"
 DEFAULT_WORKERS = 1
 DEFAULT_WORKER_MAX_TASKS = 200  # a worker is replaced (warm, in the background) after this many tasks
 DEFAULT_MAX_STORE_BYTES = 20 << 30
+DEFAULT_PARTIAL_TTL_SECONDS = 3600  # a resumable upload idle this long is deleted
 DEFAULT_RPC_THREADS = 64
 DEFAULT_SANDBOX = "auto"
 DEFAULT_MAX_GRAPH_FILE_BYTES = 1 << 30  # an uploaded .meta / GraphDef / saved_model.pb, checked before parsing
@@ -29,6 +30,7 @@ class ServerSettings:
     workers: int = DEFAULT_WORKERS
     worker_max_tasks: int = DEFAULT_WORKER_MAX_TASKS
     max_store_bytes: int = DEFAULT_MAX_STORE_BYTES
+    partial_upload_ttl: float = DEFAULT_PARTIAL_TTL_SECONDS
     web_port: Optional[int] = None
     web_allowed_origins: Tuple[str, ...] = ()  # browser origins the gRPC-Web port answers; none by default
     rpc_threads: int = DEFAULT_RPC_THREADS

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -202,3 +203,57 @@ def test_resolution_of_200k_sinks_is_refused_within_the_call(client, tmp_path):
     with pytest.raises(FailedPreconditionError) as err:
         client.freeze(directory, timeout=60)
     assert err.value.reason == "ERROR_REASON_OUTPUTS_AMBIGUOUS" and len(err.value.message) < 4000
+
+
+def _chunk(stub, data: bytes, size: int, sha: str, offset: int, finish: bool, upload_id: str):
+    from tffreeze_api.v1 import blob_pb2
+
+    return stub.WriteBlobChunk(blob_pb2.WriteBlobChunkRequest(
+        digest=blob_pb2.Digest(sha256=sha, size_bytes=size), offset=offset, data=data, finish_write=finish,
+        upload_id=upload_id), timeout=30)
+
+
+def test_resumable_uploads_belong_to_their_uploader_count_against_the_cap_and_expire(tmp_path):
+    """Finding 7: another client's finish_write cannot discard a victim's partial
+    upload; partial uploads reserve their declared size (12 x 1 MiB against a 2 MiB
+    cap: the third is refused before a byte is written); idle ones expire, also
+    across a restart."""
+    import grpc
+
+    from conftest import start_server, stop_server
+    from tffreeze_api.v1 import service_pb2_grpc
+
+    data = os.urandom(1 << 20)
+    sha, size = hashlib.sha256(data).hexdigest(), len(data)
+    srv = start_server(str(tmp_path / "data"), ["--max-store-bytes", str(2 << 20), "--partial-upload-ttl", "2"])
+    try:
+        with grpc.insecure_channel(srv.target) as channel:
+            stub = service_pb2_grpc.FreezeServiceStub(channel)
+            assert _chunk(stub, data[:1000], size, sha, 0, False, "victim").committed_size == 1000
+            with pytest.raises(grpc.RpcError) as err:  # the attacker's "last chunk" is its own upload
+                _chunk(stub, b"x" * 10, size, sha, 1000, True, "attacker")
+            assert err.value.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)
+            done = _chunk(stub, data[1000:], size, sha, 1000, True, "victim")
+            assert done.complete and done.committed_size == size
+
+            others = [os.urandom(1 << 20) for _ in range(12)]
+            refused = 0
+            for i, blob in enumerate(others):
+                try:
+                    _chunk(stub, blob[:10], len(blob), hashlib.sha256(blob).hexdigest(), 0, False, "u%d" % i)
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "expire" in exc.details()
+                    refused += 1
+            assert refused == 10  # two 1 MiB reservations fit the 2 MiB cap
+            partial = os.path.join(srv.data_dir, "partial")
+            assert len(os.listdir(partial)) == 2 and sum(
+                os.path.getsize(os.path.join(partial, f)) for f in os.listdir(partial)) == 20
+    finally:
+        assert stop_server(srv) == 0
+    time.sleep(2.5)
+    again = start_server(str(tmp_path / "data"), ["--max-store-bytes", str(2 << 20), "--partial-upload-ttl", "2"])
+    try:
+        assert os.listdir(os.path.join(again.data_dir, "partial")) == []  # expired across the restart
+        assert _store_intact(again.data_dir) == 1
+    finally:
+        assert stop_server(again) == 0
