@@ -23,6 +23,7 @@ from .blobstore import BlobStore
 from .core.spec import ServerLimits
 from .servicer import FreezeServicer
 from .settings import MAX_MESSAGE_BYTES, ServerSettings
+from . import webguard
 from .webguard import WebGuard
 from .workers import WorkerPool
 
@@ -33,6 +34,13 @@ SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["FreezeService"].full_nam
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's name
         log.debug("grpc-web %s", format % args)
+
+    def handle(self):
+        webguard.remember_connection(self.connection)  # so a call can see its client go
+        try:
+            super().handle()
+        finally:
+            webguard.remember_connection(None)
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -151,7 +159,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                                   # a second server on a busy port must fail, not share it
                                   ("grpc.so_reuseport", 0)],
                          interceptors=[auth.TokenInterceptor(tokens)] if tokens is not None else None)
-    servicer = FreezeServicer(store, pool, ServerLimits(
+    servicer = FreezeServicer(store, pool, max_call_seconds=settings.max_call_seconds, limits=ServerLimits(
         sandboxed=box is not None, max_graph_file_bytes=settings.max_graph_file_bytes,
         max_graph_nodes=settings.max_graph_nodes, max_function_depth=settings.max_function_depth))
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)

@@ -9,7 +9,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS, DEFAULT_PORT, DEFAULT_SANDBOX,
+from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS, DEFAULT_PORT, DEFAULT_SANDBOX,
                        DEFAULT_WORKERS, DEFAULT_WORKER_MAX_TASKS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
                        DEFAULT_MAX_GRAPH_NODES, ServerSettings)
 
@@ -40,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partial-upload-ttl", type=float, default=DEFAULT_PARTIAL_TTL_SECONDS, metavar="SECONDS",
                    help="discard a resumable upload (WriteBlobChunk) idle this long; until then its declared size "
                         "counts against --max-store-bytes (default: %(default)s)")
+    p.add_argument("--max-call-seconds", type=float, default=DEFAULT_MAX_CALL_SECONDS, metavar="SECONDS",
+                   help="longest a freeze or inspect may run on a worker, whatever deadline the call sets (gRPC-Web "
+                        "calls may set none); over it the call is DEADLINE_EXCEEDED and the worker replaced "
+                        "(default: %(default)s)")
     p.add_argument("--web-port", type=int, default=None, metavar="W",
                    help="also serve gRPC-Web (HTTP/1.1) on port W, for clients without HTTP/2 such as "
                         "tffreeze-cs on Mono; 0 picks a free port")
@@ -89,7 +93,7 @@ def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
 def settings_from(args) -> ServerSettings:
     return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
                           max_store_bytes=args.max_store_bytes, worker_max_tasks=args.worker_max_tasks,
-                          partial_upload_ttl=args.partial_upload_ttl, web_port=args.web_port,
+                          partial_upload_ttl=args.partial_upload_ttl, max_call_seconds=args.max_call_seconds, web_port=args.web_port,
                           web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox,
                           max_graph_file_bytes=args.max_graph_file_bytes, max_graph_nodes=args.max_graph_nodes,
                           max_function_depth=args.max_function_depth, tls_cert=args.tls_cert, tls_key=args.tls_key,

@@ -12,10 +12,11 @@ from typing import Iterator
 
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
-from . import __version__
+from . import __version__, webguard
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
+from .settings import DEFAULT_MAX_CALL_SECONDS
 from .status import mapped, mapped_stream
 from .workers import QUEUED, WorkerPool
 
@@ -38,10 +39,12 @@ def _progress(stage, message: str, fraction: float) -> freeze_pb2.FreezeResponse
 
 
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
-    def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits()):
+    def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits(),
+                 max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS):
         self.store = store
         self.pool = pool
         self.limits = limits
+        self.max_call_seconds = max_call_seconds  # a call without a deadline (gRPC-Web) still gets one
 
     # -- blobs -------------------------------------------------------------
     @mapped
@@ -134,10 +137,12 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         def cancelled():
             try:
                 return not context.is_active()
-            except NotImplementedError:  # the gRPC-Web adapter cannot tell
-                return False
+            except NotImplementedError:  # the gRPC-Web adapter: look at the HTTP connection
+                return webguard.client_gone()
 
-        return self.pool.run(kind, payload, timeout=context.time_remaining(), cancelled=cancelled)
+        remaining = context.time_remaining()
+        timeout = min(remaining, self.max_call_seconds) if remaining is not None else self.max_call_seconds
+        return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled)
 
     @mapped_stream
     def Freeze(self, request, context):

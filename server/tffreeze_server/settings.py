@@ -16,6 +16,7 @@ DEFAULT_MAX_STORE_BYTES = 20 << 30
 DEFAULT_PARTIAL_TTL_SECONDS = 3600  # a resumable upload idle this long is deleted
 DEFAULT_RPC_THREADS = 64
 DEFAULT_SANDBOX = "auto"
+DEFAULT_MAX_CALL_SECONDS = 1800.0  # the longest a freeze/inspect may run, whatever deadline the call asks
 DEFAULT_MAX_GRAPH_FILE_BYTES = 1 << 30  # an uploaded .meta / GraphDef / saved_model.pb, checked before parsing
 DEFAULT_MAX_GRAPH_NODES = 500_000  # nodes of the uploaded graph, library functions included
 DEFAULT_MAX_FUNCTION_DEPTH = 32  # functions calling functions
@@ -31,6 +32,7 @@ class ServerSettings:
     worker_max_tasks: int = DEFAULT_WORKER_MAX_TASKS
     max_store_bytes: int = DEFAULT_MAX_STORE_BYTES
     partial_upload_ttl: float = DEFAULT_PARTIAL_TTL_SECONDS
+    max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS
     web_port: Optional[int] = None
     web_allowed_origins: Tuple[str, ...] = ()  # browser origins the gRPC-Web port answers; none by default
     rpc_threads: int = DEFAULT_RPC_THREADS

@@ -16,6 +16,9 @@ Refusals are plain HTTP errors (415, 403, 411, 413) with a one-line reason.
 from __future__ import annotations
 
 import ipaddress
+import select
+import socket
+import threading
 from typing import Callable, Iterable, Optional, Set
 
 GRPC_WEB_TYPES = ("application/grpc-web", "application/grpc-web+proto")
@@ -24,6 +27,31 @@ _FRAME_OVERHEAD = 5  # a gRPC-Web frame: 1 flag byte + 4 length bytes
 _OPEN_PATHS = {"/grpc.health.v1.Health/Check"}
 _UNAUTHENTICATED = ("missing or wrong bearer token: this server requires an Authorization: Bearer TOKEN header "
                     "(tffreeze-cs --token / $TFFREEZE_TOKEN)")
+
+
+_current = threading.local()  # the HTTP connection the calling thread is answering
+
+
+def remember_connection(sock) -> None:
+    """Called by the HTTP handler for each connection (in the thread that answers it)."""
+    _current.sock = sock
+
+
+def client_gone() -> bool:
+    """True when the HTTP client of the call this thread is answering has closed its
+    connection (a gRPC-Web call cannot be cancelled any other way). A finished
+    request body leaves nothing to read: a readable socket that yields no bytes is
+    the client's FIN."""
+    sock = getattr(_current, "sock", None)
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        return socket.socket.recv(sock, 1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _quote(text: str) -> str:

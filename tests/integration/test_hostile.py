@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 
 import pytest
@@ -257,3 +258,81 @@ def test_resumable_uploads_belong_to_their_uploader_count_against_the_cap_and_ex
         assert _store_intact(again.data_dir) == 1
     finally:
         assert stop_server(again) == 0
+
+
+def _worker_pids(server_pid: int) -> set:
+    out = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                cmd = fh.read().split(b"\0")
+            with open("/proc/%s/status" % pid) as fh:
+                ppid = int(next(l for l in fh if l.startswith("PPid:")).split()[1])
+        except (OSError, StopIteration):
+            continue
+        if b"tffreeze_server.workers" in cmd and b"python" in os.path.basename(cmd[0]) + cmd[0]:
+            p, n = ppid, 0
+            while p not in (server_pid, 0, 1) and n < 5:
+                try:
+                    with open("/proc/%d/status" % p) as fh:
+                        p = int(next(l for l in fh if l.startswith("PPid:")).split()[1])
+                except (OSError, StopIteration):
+                    break
+                n += 1
+            if p == server_pid:
+                out.add(int(pid))
+    return out
+
+
+def test_grpc_web_freeze_stops_when_the_http_client_goes(tmp_path):
+    """Finding 4: a gRPC-Web freeze whose HTTP client disconnects stops its worker
+    (it is killed and replaced) instead of running to the end."""
+    import socket
+    import struct
+
+    from conftest import start_server, stop_server
+    from tffreeze import FreezeClient
+    from tffreeze.source import local_file
+    from tffreeze_api.v1 import blob_pb2, freeze_pb2
+
+    directory = attacks.wide_graph(str(tmp_path / "slow"), 300_000, chain=True)  # a long freeze
+    srv = start_server(str(tmp_path / "data"), ["--web-port", "0"])
+    try:
+        files = [local_file(n, os.path.join(directory, n)) for n in sorted(os.listdir(directory))]
+        with FreezeClient(srv.target) as c:
+            c.upload(files)
+            c.health()
+        request = freeze_pb2.FreezeRequest()
+        for f in files:
+            request.files.add(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
+        body = request.SerializeToString()
+        body = struct.pack(">BI", 0, len(body)) + body
+        port = int(next(re.search(r"gRPC-Web on http://\S+:(\d+)\)", l).group(1) for l in srv.log
+                        if "gRPC-Web on" in l))
+        deadline = time.monotonic() + 120
+        while not _worker_pids(srv.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = _worker_pids(srv.proc.pid)
+        assert len(before) == 1
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /tffreeze.v1.FreezeService/Freeze HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                     b"Content-Type: application/grpc-web+proto\r\nContent-Length: %d\r\n\r\n" % (port, len(body)) + body)
+        received = b""
+        while b"loading" not in received and b"reading" not in received and len(received) < 100000:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+        assert b"200 OK" in received  # the freeze is under way on the worker
+        time.sleep(1)
+        sock.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _worker_pids(srv.proc.pid) & before:
+            time.sleep(0.2)
+        assert not (_worker_pids(srv.proc.pid) & before), "the worker kept running the abandoned freeze"
+        with FreezeClient(srv.target) as c:  # and the server goes on serving with a new worker
+            assert c.freeze(models.dense(str(tmp_path / "d"), True).directory).manifest["outputs"][0]["name"] == "y:0"
+    finally:
+        assert stop_server(srv) == 0
