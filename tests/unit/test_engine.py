@@ -84,3 +84,29 @@ def test_unexpected_failures_on_an_upload_are_not_internal(tmp_path, monkeypatch
     assert err.value.reason == "ERROR_REASON_GRAPH_UNSUPPORTED" and err.value.metadata["error"] == type(failure).__name__
     assert err.value.metadata["stage"] == "STAGE_LOADING_GRAPH" and "while loading graph" in err.value.message
     assert not (tmp_path / "out.pb").exists()
+
+
+def test_a_full_disk_while_writing_the_frozen_graph_is_resource_exhausted(tmp_path):
+    """Finding 6: the frozen graph's write hitting ENOSPC (here: its .part file is
+    /dev/full) is RESOURCE_EXHAUSTED naming the full disk, not INTERNAL, and no
+    server path is in the message; nothing is left at the output path."""
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    out = tmp_path / "out" / "graph.pb"
+    out.parent.mkdir()
+    os.symlink("/dev/full", str(out) + ".part")
+    with pytest.raises(ResourceExhausted) as err:
+        engine.freeze(model.directory, FreezeSpec(), str(out))
+    assert err.value.reason == "ERROR_REASON_STORE_FULL" and "disk is full" in err.value.message
+    assert str(tmp_path) not in err.value.message and not out.exists()
+
+
+def test_running_out_of_memory_is_resource_exhausted(tmp_path, monkeypatch):
+    model = models.dense(str(tmp_path / "ckpt"), True)
+
+    def hungry(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(engine, "read_values", hungry)
+    with pytest.raises(ResourceExhausted) as err:
+        engine.freeze(model.directory, FreezeSpec(), str(tmp_path / "out.pb"))
+    assert "ran out of memory" in err.value.message

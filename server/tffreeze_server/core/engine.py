@@ -21,6 +21,7 @@ Everything here runs in worker processes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -279,20 +280,38 @@ class _StageTracker:
         self.progress(stage, message, fraction)
 
 
+def _stage_words(stage) -> str:
+    return freeze_pb2.Stage.Name(stage)[len("STAGE_"):].lower().replace("_", " ")
+
+
 def _guarded(task):
     """Run an engine task over an upload: any failure that is not already an engine
     error becomes FAILED_PRECONDITION naming the step (never INTERNAL for an upload);
-    the traceback goes to the worker's log. A full disk stays RESOURCE_EXHAUSTED."""
+    the traceback goes to the worker's log. A full disk or exhausted memory is
+    RESOURCE_EXHAUSTED; no message carries a server path."""
     @functools.wraps(task)
     def run(workdir, spec, *args, progress: Progress = _noop):
         tracker = _StageTracker(progress)
         try:
             return task(workdir, spec, *args, progress=tracker)
-        except (FreezeError, OSError, MemoryError):
+        except FreezeError:
             raise
+        except MemoryError:
+            raise ResourceExhausted("the worker ran out of memory while %s; the upload needs more memory than this "
+                                    "server's worker has" % _stage_words(tracker.stage),
+                                    "ERROR_REASON_GRAPH_TOO_LARGE", stage=freeze_pb2.Stage.Name(tracker.stage)) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ResourceExhausted("the server's disk is full (%s) while %s; free space in its --data-dir or "
+                                        "retry later" % (exc.strerror, _stage_words(tracker.stage)),
+                                        "ERROR_REASON_STORE_FULL") from None
+            traceback.print_exc(file=sys.stderr)
+            raise FailedPrecondition("the engine could not read or write a file while %s (%s); re-upload the files "
+                                     "or report it" % (_stage_words(tracker.stage), exc.strerror or type(exc).__name__),
+                                     "ERROR_REASON_GRAPH_UNSUPPORTED", stage=freeze_pb2.Stage.Name(tracker.stage)) from None
         except Exception as exc:  # noqa: BLE001 - reported, with its step, instead of INTERNAL
             traceback.print_exc(file=sys.stderr)
-            stage = freeze_pb2.Stage.Name(tracker.stage)[len("STAGE_"):].lower().replace("_", " ")
+            stage = _stage_words(tracker.stage)
             detail = " ".join(str(exc).split())[:300]
             raise FailedPrecondition(
                 "the engine could not process this graph while %s (%s%s). This graph uses something tffreeze "
