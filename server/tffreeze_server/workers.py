@@ -27,7 +27,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Callable, Iterator, Optional, Tuple
 
-from .core.errors import Cancelled, DeadlineExceeded, FreezeError, Internal
+from .core.errors import Cancelled, DeadlineExceeded, FailedPrecondition, FreezeError, Internal, ResourceExhausted
 
 DEFAULT_TARGET = "tffreeze_server.tasks:handle"
 QUEUED = "queued"  # the stage of a task waiting for a worker; the servicer maps stages to the contract
@@ -139,6 +139,23 @@ class WorkerPool:
         self._all = set()
         self._lock = threading.Lock()
         self._closed = False
+        # Every worker is started from this one long-lived thread: the sandbox kills its
+        # worker when the thread that started it ends (bwrap --die-with-parent follows the
+        # parent *thread*), so a worker started from a request's thread would die with it.
+        self._spawn_requests: "queue.Queue" = queue.Queue()
+        threading.Thread(target=self._spawner, name="tffreeze-worker-spawner", daemon=True).start()
+
+    def _spawner(self) -> None:
+        while True:
+            request = self._spawn_requests.get()
+            if request is None:
+                return
+            holder, done = request
+            try:
+                holder.append(_Worker(self.target, self.sandbox))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                holder.append(exc)
+            done.set()
 
     def start(self) -> "WorkerPool":
         for _ in range(self.size):
@@ -146,7 +163,14 @@ class WorkerPool:
         return self
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self.target, self.sandbox)
+        if self._closed:
+            raise RuntimeError("the worker pool is closed")
+        holder, done = [], threading.Event()
+        self._spawn_requests.put((holder, done))
+        done.wait()
+        if isinstance(holder[0], BaseException):
+            raise holder[0]
+        worker = holder[0]
         with self._lock:
             self._all.add(worker)
         return worker
@@ -165,7 +189,10 @@ class WorkerPool:
     def _replace_warm(self, old: _Worker) -> None:
         """Start a replacement, let it import TensorFlow while ``old`` keeps serving,
         then swap: ``old`` stops when it is next idle."""
-        new = self._spawn()
+        try:
+            new = self._spawn()
+        except RuntimeError:  # closed meanwhile
+            return
         if not new.wait_ready(_WARM_TIMEOUT):
             self._forget(new, kill=True)
             old.retiring = False  # keep the old one; try again at its next release
@@ -246,15 +273,29 @@ class WorkerPool:
                 self._retire(worker, kill=True)
 
     @staticmethod
-    def _crash(worker: _Worker, kind: str) -> Internal:
+    def _crash(worker: _Worker, kind: str) -> FreezeError:
+        """A worker that died during a task the server did not stop: killed by the
+        system (SIGKILL: out of memory, most likely) is RESOURCE_EXHAUSTED; any other
+        death (a TensorFlow CHECK failure or crash on the upload) FAILED_PRECONDITION."""
         code = worker.exitcode()
-        how = ("signal %s" % signal.Signals(-code).name) if code is not None and code < 0 else "exit code %s" % code
-        return Internal("the TensorFlow worker crashed (%s) during %s; the upload likely triggers a TensorFlow "
-                        "bug. The server replaced the worker and keeps serving; check the upload's files."
-                        % (how, kind), "ERROR_REASON_WORKER_CRASHED")
+        sig = -code if code is not None and code < 0 else (code - 128 if code is not None and 128 < code < 160 else None)
+        try:
+            how = "signal %s" % signal.Signals(sig).name if sig else "exit code %s" % code
+        except ValueError:
+            how = "signal %d" % sig
+        if sig == signal.SIGKILL:
+            return ResourceExhausted("the TensorFlow worker was killed by the system (%s) during %s, most likely "
+                                     "out of memory: the upload needs more memory than a worker here has. The "
+                                     "server replaced the worker and keeps serving." % (how, kind),
+                                     "ERROR_REASON_WORKER_CRASHED", signal=how)
+        return FailedPrecondition("the TensorFlow worker crashed (%s) during %s; the upload triggers a TensorFlow "
+                                  "failure. The server replaced the worker and keeps serving; check the upload's "
+                                  "files, or report it with the upload." % (how, kind),
+                                  "ERROR_REASON_WORKER_CRASHED", signal=how)
 
     def close(self) -> None:
         self._closed = True
+        self._spawn_requests.put(None)
         with self._lock:
             workers = list(self._all)
             self._all.clear()

@@ -6,14 +6,21 @@ import time
 from tffreeze_server.core.errors import InvalidArgument
 
 
+WORKER_ID = os.urandom(8).hex()  # one per worker process (pids repeat inside the sandbox's namespace)
+
+
 def handle(kind, payload, progress):
     if kind == "warm":
         return "warm"
     if kind == "echo":
         progress("working", "halfway", 0.5)
-        return {"pid": os.getpid(), "payload": payload}
+        return {"pid": os.getpid(), "worker": WORKER_ID, "payload": payload}
     if kind == "abort":
         os.abort()  # a crash inside native code, as a TensorFlow CHECK failure would be
+    if kind == "oom":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does
     if kind == "sleep":
         time.sleep(payload["seconds"])
         return "slept"

@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from tffreeze_server.core.errors import Cancelled, DeadlineExceeded, Internal, InvalidArgument
+from tffreeze_server.core.errors import (Cancelled, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument,
+                                         ResourceExhausted)
 from tffreeze_server.workers import WorkerPool
 
 
@@ -29,11 +30,20 @@ def test_progress_then_result_and_worker_reuse(pool):
 
 def test_crash_fails_only_that_request(pool):
     before = run(pool, "echo")[-1][1]["pid"]
-    with pytest.raises(Internal) as err:
+    with pytest.raises(FailedPrecondition) as err:  # TensorFlow crashing on an upload is not INTERNAL
         run(pool, "abort")
     assert "worker crashed (signal SIGABRT)" in err.value.message and "keeps serving" in err.value.message
+    assert err.value.reason == "ERROR_REASON_WORKER_CRASHED"
     after = run(pool, "echo")[-1][1]["pid"]
     assert after != before and pool.alive() == 1
+
+
+def test_a_worker_killed_by_the_system_is_resource_exhausted(pool):
+    """SIGKILL we did not send (the OOM killer's) reads as out of memory."""
+    with pytest.raises(ResourceExhausted) as err:
+        run(pool, "oom")
+    assert "SIGKILL" in err.value.message and "out of memory" in err.value.message
+    assert run(pool, "echo")[-1][0] == "result"
 
 
 def test_errors_cross_the_process_boundary(pool):
@@ -73,19 +83,31 @@ def test_workers_recycled_after_max_tasks(pool):
     assert pool.alive() == 1  # and the old worker was stopped
 
 
-def test_recycling_never_makes_a_call_wait_for_the_replacement_to_warm():
-    """The replacement imports (here: sleeps 3 s) while the old worker keeps serving."""
-    p = WorkerPool(size=1, target="pool_tasks:slow_warm", max_tasks=2).start()
+def _sandbox_or_skip(tmp_path):
+    from tffreeze_server import sandbox
+
+    if sandbox.find_bwrap() is None and not os.environ.get("TFFREEZE_REQUIRE_SANDBOX"):
+        pytest.skip("bwrap (bubblewrap) is not installed; `make setup` installs it and CI requires it")
+    return sandbox.create("bwrap", readable=[str(tmp_path)], writable=[str(tmp_path)])
+
+
+@pytest.mark.parametrize("sandboxed", [False, True])
+def test_recycling_never_makes_a_call_wait_for_the_replacement_to_warm(tmp_path, sandboxed):
+    """The replacement imports (here: sleeps 3 s) while the old worker keeps serving;
+    in the sandbox too (whose workers die with the thread that started them, so all
+    are started from the pool's own long-lived thread)."""
+    box = _sandbox_or_skip(tmp_path) if sandboxed else None
+    p = WorkerPool(size=1, target="pool_tasks:slow_warm", max_tasks=2, sandbox=box).start()
     try:
         run(p, "echo")  # the first call waits for the first worker to warm
         waits, pids = [], set()
         for _ in range(12):
             start = time.monotonic()
-            pids.add(run(p, "echo")[-1][1]["pid"])
+            pids.add(run(p, "echo")[-1][1]["worker"])
             waits.append(time.monotonic() - start)
             time.sleep(0.3)
         assert len(pids) >= 2, "the worker was never recycled"
-        assert max(waits) < 2.0, waits  # no call waited the 3 s warm-up
+        assert max(waits) < 2.0, waits  # no call waited the 3 s warm-up, no call hit a dead worker
     finally:
         p.close()
 
