@@ -336,3 +336,54 @@ def test_grpc_web_freeze_stops_when_the_http_client_goes(tmp_path):
             assert c.freeze(models.dense(str(tmp_path / "d"), True).directory).manifest["outputs"][0]["name"] == "y:0"
     finally:
         assert stop_server(srv) == 0
+
+
+def test_a_freeze_on_a_full_disk_is_resource_exhausted(tmp_path):
+    """Finding 6: the server's data directory on a full file system (a 6 MiB tmpfs in a
+    private mount namespace, filled by uploads): the freeze is RESOURCE_EXHAUSTED with
+    no server path in the message, never INTERNAL, and the server keeps serving."""
+    import shutil
+    import subprocess
+
+    from conftest import BIN, stop_server, RunningServer
+    from tffreeze import FreezeClient, ResourceExhaustedError
+    from tffreeze.source import local_file
+
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    data = str(tmp_path / "small-disk")
+    os.makedirs(data)
+    cmd = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=6m tmpfs "$0" && exec "$@"', data,
+           os.path.join(BIN, "tffreeze"), "serve", "--port", "0", "--data-dir", data]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    log, target = [], None
+    for line in proc.stdout:
+        log.append(line)
+        m = re.search(r"listening on (\S+):(\d+)", line)
+        if m:
+            target = "%s:%s" % m.groups()
+            break
+    assert target, "".join(log)
+    import threading
+    threading.Thread(target=lambda: [log.append(l) for l in proc.stdout], daemon=True).start()
+    srv = RunningServer(proc, target, data, log)
+    try:
+        model = models.dense(str(tmp_path / "m"), True)
+        with FreezeClient(target) as c:
+            c.upload([local_file(n, os.path.join(model.directory, n)) for n in os.listdir(model.directory)])
+            filled = 0
+            for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9):  # fill what is left, coarse to fine
+                while True:
+                    path = tmp_path / ("filler-%d" % filled)
+                    path.write_bytes(os.urandom(size))
+                    filled += 1
+                    try:
+                        c.upload([local_file(path.name, str(path))])
+                    except ResourceExhaustedError:
+                        break
+            with pytest.raises(ResourceExhaustedError) as err:
+                c.freeze(model.directory)
+            assert "disk is full" in err.value.message and data not in err.value.message
+            assert c.health() == "SERVING"
+    finally:
+        assert stop_server(srv) == 0
