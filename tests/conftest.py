@@ -15,6 +15,12 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 BIN = os.path.dirname(sys.executable)
+# The clients' local caches (digests, received graphs) go to a folder of this run,
+# never the user's ~/.cache; child processes (CLIs) inherit it.
+if "TFFREEZE_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["TFFREEZE_CACHE_DIR"] = tempfile.mkdtemp(prefix="tffreeze-test-cache-")
 
 
 class RunningServer:

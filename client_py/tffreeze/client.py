@@ -19,7 +19,7 @@ from tffreeze_api import manifest as _manifest
 from tffreeze_api.options import OptionError, freeze_options
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
-from . import source as _source
+from . import cache as _cache, source as _source
 from .errors import TffreezeError, error_for, from_rpc_error
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -65,7 +65,7 @@ class FreezeOutcome:
 
 def _same_file(path: str, sha256: str, size: int) -> bool:
     try:
-        return os.path.getsize(path) == size and _source.sha256_file(path) == sha256
+        return os.path.getsize(path) == size and _cache.sha256_file(path) == sha256
     except OSError:
         return False
 
@@ -323,12 +323,22 @@ class FreezeClient:
                 # A blob evicted between upload and freeze: upload again, once.
                 if attempt == 2 or exc.reason != BLOBS_MISSING:
                     raise
-        if output_path and _same_file(output_path, result.sha256, result.size_bytes):
-            os.utime(output_path)  # already there (an incremental build): skip the download
-            return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False)
-        data = self.download(result.sha256, result.size_bytes, output_path, timeout)
-        return FreezeOutcome(result=result, graph_bytes=None if output_path else data, path=output_path,
-                             upload=stats)
+        try:
+            if output_path and _same_file(output_path, result.sha256, result.size_bytes):
+                os.utime(output_path)  # already there (an incremental build): skip the download
+                _cache.digests.remember(output_path, result.sha256)
+                return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False)
+            if output_path and _cache.place_result(result.sha256, result.size_bytes, output_path):
+                _cache.digests.remember(output_path, result.sha256)  # received before: linked, not downloaded
+                return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False)
+            data = self.download(result.sha256, result.size_bytes, output_path, timeout)
+            if output_path:
+                _cache.digests.remember(output_path, result.sha256)
+                _cache.keep_result(output_path, result.sha256)
+            return FreezeOutcome(result=result, graph_bytes=None if output_path else data, path=output_path,
+                                 upload=stats)
+        finally:
+            _cache.digests.save()
 
     def _freeze_call(self, request, progress, timeout) -> freeze_pb2.FreezeResult:
         result = None

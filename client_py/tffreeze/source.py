@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import List, Optional
 
 from tffreeze_api import layout
 
+from . import cache as _cache
 from .errors import error_for
 
-HASH_BLOCK = 1 << 20
 GRAPH_DIR = ".tffreeze-graph"
 
 
@@ -35,11 +34,8 @@ class LocalCheckpoint:
 
 
 def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The file's sha256; unchanged files come from the local digest cache (see cache.py)."""
+    return _cache.sha256_file(path)
 
 
 def local_file(rel: str, local: str) -> LocalFile:

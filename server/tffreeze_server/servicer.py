@@ -12,7 +12,7 @@ from typing import Iterator
 
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
-from . import __version__, webguard
+from . import __version__, results, webguard
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
@@ -45,6 +45,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         self.pool = pool
         self.limits = limits
         self.max_call_seconds = max_call_seconds  # a call without a deadline (gRPC-Web) still gets one
+        self.results = results.ResultCache(store.root, store)
 
     # -- blobs -------------------------------------------------------------
     @mapped
@@ -93,9 +94,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                 offset += len(data)
 
     # -- freezing ----------------------------------------------------------
-    @contextlib.contextmanager
-    def _staged(self, files) -> Iterator[str]:
-        """A private working directory holding the request's files; always removed."""
+    def _checked(self, files):
+        """The request's (path, sha256, size) entries: paths safe, digests valid, blobs present."""
         if not files:
             raise InvalidArgument("the request names no files; upload the checkpoint directory's files and list "
                                   "them (path + digest)", "ERROR_REASON_INVALID_PATH")
@@ -123,6 +123,12 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             raise FailedPrecondition("%d file(s) are not uploaded yet: %s. Upload them (FindMissingBlobs, then "
                                      "UploadBlob) before freezing." % (len(names), ", ".join(names[:10])),
                                      "ERROR_REASON_BLOBS_MISSING", paths=",".join(n[:200] for n in names[:50])[:8000])
+        return entries
+
+    @contextlib.contextmanager
+    def _staged(self, files) -> Iterator[str]:
+        """A private working directory holding the request's files; always removed."""
+        entries = self._checked(files)
         workdir = tempfile.mkdtemp(prefix="work-", dir=self.store.work_dir)
         try:
             for path, sha, _ in entries:
@@ -147,6 +153,14 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     @mapped_stream
     def Freeze(self, request, context):
         spec = FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
+        self._checked(request.files)
+        cache_key = results.key(request, self.limits)
+        cached = self.results.get(cache_key)
+        if cached is not None:  # the same bytes, options and engine: the same graph, already stored
+            yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s (cached result)" % cached.sha256[:12], 1.0)
+            cached.provenance.server_version = __version__
+            yield freeze_pb2.FreezeResponse(result=cached)
+            return
         with self._staged(request.files) as workdir:
             yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
             out_path = os.path.join(self.store.out_dir, os.path.basename(workdir) + ".frozen.pb")
@@ -162,6 +176,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                 for leftover in (out_path, out_path + ".part"):
                     if os.path.exists(leftover):
                         os.unlink(leftover)
+        self.results.put(cache_key, result)
         yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
         result.provenance.server_version = __version__
         yield freeze_pb2.FreezeResponse(result=result)

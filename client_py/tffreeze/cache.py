@@ -1,0 +1,181 @@
+"""The client's local caches, under ``$TFFREEZE_CACHE_DIR`` (default
+``$XDG_CACHE_HOME/tffreeze``, i.e. ``~/.cache/tffreeze``; ``off`` disables them):
+
+- digests of local files keyed by (real path, size, mtime, inode), as build tools
+  do: an unchanged checkpoint is not read again to be hashed. A file modified
+  within the last 2 seconds is hashed but not remembered (its mtime could still
+  change within the same tick).
+- frozen graphs by sha256 (``results/``): a graph this machine already received
+  is linked (or copied) to a new output path instead of being downloaded again.
+  An entry whose file changed since it was stored is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional
+
+HASH_BLOCK = 1 << 20
+_MAX_ENTRIES = 20000
+_RACY_SECONDS = 2.0
+_lock = threading.Lock()
+
+
+def cache_dir() -> Optional[str]:
+    value = os.environ.get("TFFREEZE_CACHE_DIR")
+    if value is not None:
+        return None if value.strip().lower() in ("", "off", "0", "none") else value
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tffreeze")
+
+
+def _hash(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stamp(st) -> List[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+
+
+class _Digests:
+    def __init__(self):
+        self._entries: Optional[Dict[str, list]] = None
+        self._dirty = False
+
+    def _file(self) -> Optional[str]:
+        root = cache_dir()
+        return os.path.join(root, "digests.json") if root else None
+
+    def _load(self) -> Dict[str, list]:
+        if self._entries is None:
+            self._entries = {}
+            path = self._file()
+            if path:
+                try:
+                    with open(path, encoding="utf-8") as fh:
+                        data = json.load(fh)
+                    if isinstance(data, dict):
+                        self._entries = {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 5}
+                except (OSError, ValueError):
+                    pass
+        return self._entries
+
+    def sha256(self, path: str) -> str:
+        """The file's sha256, from the cache when its stamp is unchanged."""
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        with _lock:
+            entry = self._load().get(real)
+            if entry is not None and entry[:4] == _stamp(st):
+                return entry[4]
+        digest = _hash(real)
+        after = os.stat(real)
+        if _stamp(after) == _stamp(st) and time.time() - after.st_mtime > _RACY_SECONDS and self._file():
+            with _lock:
+                self._load()[real] = _stamp(after) + [digest]
+                self._dirty = True
+        return digest
+
+    def remember(self, path: str, digest: str) -> None:
+        """Record a file this process just wrote (complete, renamed into place) and
+        verified against ``digest``: a downloaded or placed graph."""
+        if not self._file():
+            return
+        real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            return
+        with _lock:
+            self._load()[real] = _stamp(st) + [digest]
+            self._dirty = True
+
+    def save(self) -> None:
+        path = self._file()
+        with _lock:
+            if not path or not self._dirty:
+                return
+            entries = self._load()
+            if len(entries) > _MAX_ENTRIES:
+                for k in list(entries)[:len(entries) - _MAX_ENTRIES]:
+                    del entries[k]
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(entries, fh)
+                os.replace(tmp, path)
+                self._dirty = False
+            except OSError:
+                pass  # a cache that cannot be written only costs time
+
+
+digests = _Digests()
+
+
+def sha256_file(path: str) -> str:
+    return digests.sha256(path)
+
+
+def _results_dir() -> Optional[str]:
+    root = cache_dir()
+    return os.path.join(root, "results") if root else None
+
+
+def keep_result(path: str, sha256: str) -> None:
+    """Hard-link a received graph into the results cache (no copy: skipped across devices)."""
+    folder = _results_dir()
+    if not folder:
+        return
+    dest = os.path.join(folder, sha256)
+    if os.path.exists(dest):
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        os.link(path, dest)
+        digests.remember(dest, sha256)  # the same inode as ``path``, whose digest was just verified
+    except OSError:
+        pass
+
+
+def place_result(sha256: str, size: int, path: str) -> bool:
+    """Put a cached graph with this digest at ``path`` (atomically; link, else copy).
+    False when the cache does not hold it unchanged."""
+    folder = _results_dir()
+    if not folder:
+        return False
+    src = os.path.join(folder, sha256)
+    try:
+        if os.path.getsize(src) != size or digests.sha256(src) != sha256:
+            return False
+    except OSError:
+        return False
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".part")
+    os.close(fd)
+    try:
+        try:
+            os.unlink(tmp)
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+__all__ = ["cache_dir", "sha256_file", "digests", "keep_result", "place_result"]
