@@ -72,9 +72,38 @@ def check_size(values: Dict[str, Tuple[np.ndarray, int]], graph_def, limit: int 
             "ERROR_REASON_GRAPH_TOO_LARGE")
 
 
+_SPLICE_MIN_BYTES = 1 << 16
+
+
+def _spliceable(array: np.ndarray, dtype_enum: int) -> bool:
+    from tensorflow.python.framework import dtypes
+
+    return array.nbytes >= _SPLICE_MIN_BYTES and dtypes.as_dtype(dtype_enum) in tensor_util._TENSOR_CONTENT_TYPES
+
+
 def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]]):
-    data = _ReaderConverterData(graph_def, values)
+    """Variables become Consts. Large values are not handed to TensorFlow's converter
+    (which copies them through make_tensor_proto): it gets a scalar stand-in, and
+    the value's bytes are set on the Const afterwards, once — the same TensorProto
+    make_tensor_proto would build (little-endian tensor_content)."""
+    big = {name: (array, enum) for name, (array, enum) in values.items() if _spliceable(array, enum)}
+    feed = {name: ((np.zeros((), array.dtype), enum) if name in big else (array, enum))
+            for name, (array, enum) in values.items()}
+    data = _ReaderConverterData(graph_def, feed)
     frozen, _ = c2c._replace_variables_by_constants(converter_data=data)  # pylint: disable=protected-access
+    if big:
+        from tensorflow.python.framework import dtypes
+
+        by_name = {n.name: n for n in frozen.node}
+        for name, (array, enum) in big.items():
+            node = by_name[name]
+            tensor = node.attr["value"].tensor
+            tensor.Clear()
+            tensor.dtype = enum
+            for d in array.shape:
+                tensor.tensor_shape.dim.add(size=int(d))
+            want = np.dtype(dtypes.as_dtype(enum).as_numpy_dtype).newbyteorder("<")
+            tensor.tensor_content = np.ascontiguousarray(array, dtype=want).tobytes()
     _retype_resource_passthroughs(frozen)
     _plain_reads_in_functions(frozen)
     return frozen
@@ -282,6 +311,21 @@ def _all_nodes(graph_def):
         yield from func.node_def
 
 
+def _declared_bytes(tensor) -> int:
+    """A constant's size from its dtype and shape: reading the bytes (or ByteSize())
+    of a large tensor_content costs a copy of it in this protobuf runtime."""
+    from tensorflow.python.framework import dtypes
+
+    try:
+        item = dtypes.as_dtype(tensor.dtype).size
+    except (TypeError, ValueError):
+        return 0
+    count = 1
+    for d in tensor.tensor_shape.dim:
+        count *= max(int(d.size), 0)
+    return count * item
+
+
 def skeleton(graph_def, min_bytes: int = 1 << 16):
     """A copy whose large constants are Placeholders of the same dtype and shape:
     importing it checks ops, attributes and edges and infers the same shapes,
@@ -290,7 +334,7 @@ def skeleton(graph_def, min_bytes: int = 1 << 16):
     out.versions.CopyFrom(graph_def.versions)
     out.library.CopyFrom(graph_def.library)
     for node in graph_def.node:
-        if node.op == "Const" and len(node.attr["value"].tensor.tensor_content) >= min_bytes:
+        if node.op == "Const" and _declared_bytes(node.attr["value"].tensor) >= min_bytes:
             stub = out.node.add()
             stub.name, stub.op = node.name, "Placeholder"
             stub.input.extend(node.input)  # control inputs, if any
