@@ -12,7 +12,7 @@ never imports TensorFlow.
 """
 
 from .client import FreezeClient, FreezeOutcome, UploadStats, default_target
-from .errors import (CancelledError, DeadlineExceededError, FailedPreconditionError, InternalError,
+from .errors import (CancelledError, DataLossError, DeadlineExceededError, FailedPreconditionError, InternalError,
                      InvalidArgumentError, NotFoundError, ResourceExhaustedError, TffreezeError,
                      UnauthenticatedError, UnavailableError)
 
@@ -22,5 +22,5 @@ __all__ = [
     "FreezeClient", "FreezeOutcome", "UploadStats", "default_target",
     "TffreezeError", "InvalidArgumentError", "NotFoundError", "FailedPreconditionError",
     "ResourceExhaustedError", "DeadlineExceededError", "CancelledError", "UnavailableError",
-    "UnauthenticatedError", "InternalError",
+    "UnauthenticatedError", "DataLossError", "InternalError",
 ]

@@ -60,6 +60,10 @@ class UnauthenticatedError(TffreezeError):
     code = "UNAUTHENTICATED"
 
 
+class DataLossError(TffreezeError):
+    code = "DATA_LOSS"
+
+
 class InternalError(TffreezeError):
     code = "INTERNAL"
 
@@ -67,7 +71,7 @@ class InternalError(TffreezeError):
 _BY_CODE: Dict[str, Type[TffreezeError]] = {
     c.code: c for c in (InvalidArgumentError, NotFoundError, FailedPreconditionError, ResourceExhaustedError,
                         DeadlineExceededError, CancelledError, UnavailableError, UnauthenticatedError,
-                        InternalError)
+                        DataLossError, InternalError)
 }
 
 

@@ -194,3 +194,21 @@ def test_unreachable_server(good):
         with pytest.raises(UnavailableError) as err:
             c.freeze(good.directory)
     assert "cannot reach the tffreeze server at 127.0.0.1:1" in err.value.message
+
+
+def test_damaged_data_shard_is_data_loss_naming_the_variable(client, tmp_path):
+    """A flipped byte inside a tensor's stored bytes (same size): the checksum its
+    index records no longer matches -> DATA_LOSS naming the variable."""
+    from tffreeze import DataLossError
+
+    model = models.dense(str(tmp_path / "m"), True)
+    data = os.path.join(model.directory, next(n for n in os.listdir(model.directory) if ".data-" in n))
+    with open(data, "r+b") as fh:
+        content = bytearray(fh.read())
+        content[len(content) // 2] ^= 0xFF
+        fh.seek(0)
+        fh.write(bytes(content))
+    with pytest.raises(DataLossError) as err:
+        client.freeze(model.directory)
+    assert err.value.reason == "ERROR_REASON_CHECKPOINT_CORRUPT" and err.value.metadata["variable"] in ("w", "b")
+    assert "checksum" in err.value.message and "/tmp" not in err.value.message  # no server path

@@ -39,7 +39,7 @@ from tffreeze_api import tf_errors
 from tffreeze_api.v1 import freeze_pb2
 
 from . import oppolicy, optimize as optimize_mod, rewrite, switches, tensorflowsharp, verify as verify_mod
-from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted
+from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted, without_paths
 from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, open_reader, pick_signature
@@ -312,7 +312,7 @@ def _guarded(task):
         except Exception as exc:  # noqa: BLE001 - reported, with its step, instead of INTERNAL
             traceback.print_exc(file=sys.stderr)
             stage = _stage_words(tracker.stage)
-            detail = " ".join(str(exc).split())[:300]
+            detail = without_paths(" ".join(str(exc).split()))[:300]
             raise FailedPrecondition(
                 "the engine could not process this graph while %s (%s%s). This graph uses something tffreeze "
                 "does not handle yet; name other outputs, or report it with the upload."

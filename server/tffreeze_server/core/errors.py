@@ -6,6 +6,7 @@ and concepts, never one client's flag spelling."""
 
 from __future__ import annotations
 
+import re
 from typing import Dict
 
 
@@ -46,17 +47,30 @@ class Cancelled(FreezeError):
     code = "CANCELLED"
 
 
+class DataLoss(FreezeError):
+    code = "DATA_LOSS"
+
+
 class Internal(FreezeError):
     code = "INTERNAL"
 
 
 BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, FailedPrecondition,
-                                      ResourceExhausted, DeadlineExceeded, Cancelled, Internal)}
+                                      ResourceExhausted, DeadlineExceeded, Cancelled, DataLoss, Internal)}
 
 
 def rebuild(code: str, message: str, reason: str, metadata: Dict[str, str]) -> FreezeError:
     """An error sent across a process boundary, as it was."""
     return BY_CODE.get(code, Internal)(message, reason, **metadata)
+
+
+_DIRS = re.compile(r"(?:/[^\s/'\"]+)+/")
+
+
+def without_paths(text: str) -> str:
+    """A library's message without the server's folders (TensorFlow names the files
+    it reads by absolute path): '/srv/data/work/work-x/model.ckpt' -> 'model.ckpt'."""
+    return _DIRS.sub("", text)
 
 
 def option_error(field: str, message: str) -> InvalidArgument:

@@ -36,7 +36,7 @@ from tffreeze_api import layout
 from tffreeze_api.v1 import freeze_pb2
 
 from . import bounds, oppolicy
-from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .errors import FailedPrecondition, InvalidArgument, NotFound, without_paths
 from .spec import FreezeSpec
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -67,7 +67,7 @@ def files_in(workdir: str) -> List[str]:
 
 
 def _first_line(exc: BaseException) -> str:
-    msg = (getattr(exc, "message", None) or str(exc)).strip()
+    msg = without_paths((getattr(exc, "message", None) or str(exc)).strip())
     return msg.splitlines()[0] if msg else type(exc).__name__
 
 

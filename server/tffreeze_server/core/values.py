@@ -17,7 +17,7 @@ import tensorflow as tf
 from tensorflow.python.framework import errors as tf_errors
 from tensorflow.python.framework import tensor_util
 
-from .errors import FailedPrecondition, InvalidArgument
+from .errors import DataLoss, FailedPrecondition, InvalidArgument, without_paths
 from .graph import VARIABLE_OPS, node_of, nodes_by_name
 from .saver_map import KeyRef
 from .spec import FreezeSpec
@@ -107,12 +107,19 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
             try:
                 array = _slice(np.asarray(reader.get_tensor(key)), ref.slice_spec)
             except (tf_errors.OpError, IndexError, ValueError) as exc:
-                detail = (getattr(exc, "message", None) or str(exc)).strip()
-                raise InvalidArgument(
-                    "cannot read variable %s (checkpoint key %r): %s. The data shard is truncated or corrupt; "
-                    "re-upload the .data-* files exactly as TensorFlow wrote them."
-                    % (node.name, key, detail.splitlines()[0] if detail else type(exc).__name__),
-                    "ERROR_REASON_CHECKPOINT_CORRUPT", variable=node.name) from None
+                detail = without_paths((getattr(exc, "message", None) or str(exc)).strip())
+                if not (isinstance(exc, tf_errors.DataLossError) or "Checksum does not match" in detail):
+                    raise InvalidArgument(
+                        "cannot read variable %s (checkpoint key %r): %s. The data shard is truncated or corrupt; "
+                        "re-upload the .data-* files exactly as TensorFlow wrote them."
+                        % (node.name, key, detail.splitlines()[0] if detail else type(exc).__name__),
+                        "ERROR_REASON_CHECKPOINT_CORRUPT", variable=node.name) from None
+                raise DataLoss(
+                    "the stored bytes of variable %s (checkpoint key %r) do not match the checksum its index "
+                    "records (%s): the data shard was damaged after TensorFlow wrote it. Re-upload the .data-* "
+                    "files from the training machine." % (node.name, key, detail.splitlines()[0][:200] if detail else
+                                                            "crc32c mismatch"),
+                    "ERROR_REASON_CHECKPOINT_CORRUPT", variable=node.name, key=key[:200]) from None
             if want != dtypes[key].base_dtype:
                 raise InvalidArgument("variable %s is %s in the graph but %s in the checkpoint (key %r)"
                                       % (node.name, want.name, dtypes[key].name, key),
