@@ -65,20 +65,24 @@ def timed(cmd, env=None):
 
 
 def worker_peak_mib(server_pid: int) -> float:
-    """Peak RSS (VmHWM) of the server's worker processes, from /proc."""
-    peak = 0.0
+    """Peak RSS (VmHWM) over the server's descendants (workers run under bubblewrap,
+    so they are grandchildren), from /proc."""
+    parents, hwm = {}, {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/stat" % pid) as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            if ppid != server_pid:
-                continue
+                parents[int(pid)] = int(fh.read().rsplit(")", 1)[1].split()[1])
             with open("/proc/%s/status" % pid) as fh:
-                for line in fh:
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) / 1024.0)
+                hwm[int(pid)] = next((int(l.split()[1]) / 1024.0 for l in fh if l.startswith("VmHWM:")), 0.0)
         except (OSError, ValueError, IndexError):
             continue
+    peak = 0.0
+    for pid in parents:
+        p, n = parents[pid], 0
+        while p in parents and p != server_pid and n < 6:
+            p, n = parents[p], n + 1
+        if p == server_pid:
+            peak = max(peak, hwm.get(pid, 0.0))
     return peak
 
 

@@ -96,8 +96,13 @@ class _Digests:
             st = os.stat(real)
         except OSError:
             return
+        stamp = _stamp(st)
         with _lock:
-            self._load()[real] = _stamp(st) + [digest]
+            entries = self._load()
+            entries[real] = stamp + [digest]
+            for other, entry in entries.items():  # hard links of it (the results cache) share the new stamp
+                if entry[2:5] == [st.st_ino, st.st_dev, digest] and other != real:
+                    entries[other] = stamp + [digest]
             self._dirty = True
 
     def save(self) -> None:

@@ -64,6 +64,8 @@ def test_unchanged_files_are_not_hashed_again_and_held_graphs_not_downloaded(cli
     os.utime(meta, (old + 1, old + 1))  # touched: hashed again, nothing else
     client.freeze(model.directory, output_path=str(tmp_path / "b.pb"))
     assert hashed == [os.path.realpath(meta)]
+    fourth = client.freeze(model.directory, output_path=str(tmp_path / "d.pb"))  # after b.pb was touched
+    assert hashed == [os.path.realpath(meta)] and not fourth.downloaded
 
 
 def test_a_changed_cached_graph_is_downloaded_again(client, tmp_path):
