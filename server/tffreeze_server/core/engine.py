@@ -38,7 +38,7 @@ from tensorflow.python.framework import tensor_util
 from tffreeze_api import tf_errors
 from tffreeze_api.v1 import freeze_pb2
 
-from . import oppolicy, optimize as optimize_mod, rewrite, switches, tensorflowsharp, verify as verify_mod
+from . import oppolicy, optimize as optimize_mod, rewrite, splice, switches, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted, without_paths
 from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
@@ -341,15 +341,22 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         if loaded.reader is None and any(n.op in VARIABLE_OPS for n in graph_def.node):
             raise FailedPrecondition("the outputs need variables but the upload has no checkpoint values "
                                      "(variables/variables.index)", "ERROR_REASON_VARIABLE_VALUE_MISSING")
+        entries = None
+        if loaded.reader is not None and not spec.verify:  # verify assigns the values: it needs them read
+            entries = splice.read_index(os.path.join(workdir, loaded.checkpoint.prefix))
         if loaded.reader is not None:
             values, ema_used, value_warnings = read_values(
                 graph_def, loaded.meta.graph_def, loaded.reader, variable_keys(loaded.meta.graph_def), spec,
-                lambda message, fraction: progress(freeze_pb2.STAGE_READING_VARIABLES, message, fraction))
+                lambda message, fraction: progress(freeze_pb2.STAGE_READING_VARIABLES, message, fraction),
+                entries)
             warnings += value_warnings
             result.ema_variables.extend(ema_used)
         rewrite.check_size(values, graph_def, spec.limits.max_graph_bytes)
         progress(freeze_pb2.STAGE_CONVERTING, "turning %d variable(s) into constants" % len(values), 0.65)
-        frozen = rewrite.tidy(rewrite.to_constants(graph_def, values) if values else graph_def)
+        splices: Dict[str, splice.Splice] = {}  # Consts whose bytes stay in the data file until written
+        frozen = rewrite.tidy(rewrite.to_constants(graph_def, values, splices) if values else graph_def)
+        if splices and (spec.optimize or spec.target):
+            splice.materialize(frozen, splices)  # these steps read the values
         result.variables_frozen = len(values) if loaded.reader is not None else loaded.constants
         order = {n.name: i for i, n in enumerate(loaded.meta.graph_def.node)}
         inputs, input_warnings = _inputs_of(frozen, r.res.inputs, order)
@@ -385,17 +392,25 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
 
     progress(freeze_pb2.STAGE_WRITING, "serializing the frozen graph", 0.95)
     result.node_count = len(frozen.node)
-    data = frozen.SerializeToString(deterministic=True)
-    del frozen
-    if len(data) > spec.limits.max_graph_bytes:
-        raise ResourceExhausted("the frozen graph is %d bytes, over protobuf's 2 GB limit" % len(data),
-                                "ERROR_REASON_GRAPH_TOO_LARGE")
     tmp = out_path + ".part"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
+    if splices:
+        planned = splice.planned_size(frozen, splices)
+        if planned > spec.limits.max_graph_bytes:
+            raise ResourceExhausted("the frozen graph would be %d bytes, over protobuf's 2 GB limit" % planned,
+                                    "ERROR_REASON_GRAPH_TOO_LARGE")
+        with open(tmp, "wb") as fh:  # framing around byte ranges of the data file, crc32c-checked
+            result.sha256, result.size_bytes = splice.write_graph(frozen, splices, fh)
+    else:
+        data = frozen.SerializeToString(deterministic=True)
+        del frozen
+        if len(data) > spec.limits.max_graph_bytes:
+            raise ResourceExhausted("the frozen graph is %d bytes, over protobuf's 2 GB limit" % len(data),
+                                    "ERROR_REASON_GRAPH_TOO_LARGE")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        result.sha256 = hashlib.sha256(data).hexdigest()
+        result.size_bytes = len(data)
     os.replace(tmp, out_path)
-    result.sha256 = hashlib.sha256(data).hexdigest()
-    result.size_bytes = len(data)
     result.warnings.extend(warnings)
     result.provenance.tensorflow_version = tf.__version__
     return result

@@ -5,7 +5,7 @@ colocation are cleared, and the result is made deterministic."""
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 from tensorflow.core.framework import graph_pb2
@@ -81,12 +81,15 @@ def _spliceable(array: np.ndarray, dtype_enum: int) -> bool:
     return array.nbytes >= _SPLICE_MIN_BYTES and dtypes.as_dtype(dtype_enum) in tensor_util._TENSOR_CONTENT_TYPES
 
 
-def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]]):
+def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]], splices: Optional[dict] = None):
     """Variables become Consts. Large values are not handed to TensorFlow's converter
     (which copies them through make_tensor_proto): it gets a scalar stand-in, and
     the value's bytes are set on the Const afterwards, once — the same TensorProto
-    make_tensor_proto would build (little-endian tensor_content)."""
-    big = {name: (array, enum) for name, (array, enum) in values.items() if _spliceable(array, enum)}
+    make_tensor_proto would build (little-endian tensor_content). A value still in
+    the checkpoint's data file (``values.Stored``) gets dtype and shape only; its
+    bytes are spliced in when the graph is written: it is added to ``splices``."""
+    big = {name: (array, enum) for name, (array, enum) in values.items()
+           if hasattr(array, "splice") or _spliceable(array, enum)}
     feed = {name: ((np.zeros((), array.dtype), enum) if name in big else (array, enum))
             for name, (array, enum) in values.items()}
     data = _ReaderConverterData(graph_def, feed)
@@ -102,6 +105,9 @@ def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]]):
             tensor.dtype = enum
             for d in array.shape:
                 tensor.tensor_shape.dim.add(size=int(d))
+            if hasattr(array, "splice"):
+                splices[name] = array.splice
+                continue
             want = np.dtype(dtypes.as_dtype(enum).as_numpy_dtype).newbyteorder("<")
             tensor.tensor_content = np.ascontiguousarray(array, dtype=want).tobytes()
     _retype_resource_passthroughs(frozen)

@@ -21,6 +21,9 @@ from .errors import DataLoss, FailedPrecondition, InvalidArgument, without_paths
 from .graph import VARIABLE_OPS, node_of, nodes_by_name
 from .saver_map import KeyRef
 from .spec import FreezeSpec
+from .splice import Splice, spliceable
+
+SPLICE_MIN_BYTES = 1 << 16
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 Values = Dict[str, Tuple[np.ndarray, int]]
@@ -71,9 +74,22 @@ def _check_names(names, variables: List[str], field: str) -> None:
                 name=name, suggestions=",".join(close))
 
 
+class Stored:
+    """A large value left in the checkpoint's data file, to be spliced into the
+    frozen graph when it is written (``splice``); never read into memory here."""
+
+    def __init__(self, variable: str, key: str, entry):
+        self.splice = Splice(variable, key, entry)
+        self.shape = entry.shape
+        self.nbytes = entry.size
+        self.dtype = np.dtype(tf.dtypes.as_dtype(entry.dtype).as_numpy_dtype)
+
+
 def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], spec: FreezeSpec,
-                progress) -> Tuple[Values, List[str], List[str]]:
-    """(values by variable node, EMA-substituted variables, warnings); ``progress(message, fraction)``."""
+                progress, entries=None) -> Tuple[Values, List[str], List[str]]:
+    """(values by variable node, EMA-substituted variables, warnings); ``progress(message, fraction)``.
+    With ``entries`` (the checkpoint index, ``splice.read_index``), large whole
+    numeric values are not read: they come back as ``Stored``."""
     dtypes = reader.get_variable_to_dtype_map() if reader is not None else {}
     var_map = spec.var_map
     include = list(spec.include_variables)
@@ -104,6 +120,14 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
                 missing.append("%s (checkpoint key %r)" % (node.name, key))
                 continue
             used_keys.add(key)
+            entry = entries.get(key) if entries and not ref.slice_spec else None
+            shape = tf.TensorShape(node.attr["shape"].shape) if "shape" in node.attr else tf.TensorShape(None)
+            if (entry is not None and entry.size >= SPLICE_MIN_BYTES and want == dtypes[key].base_dtype
+                    and spliceable(entry, want.as_datatype_enum, None) and shape.is_compatible_with(entry.shape)):
+                values[node.name] = (Stored(node.name, key, entry), want.as_datatype_enum)
+                progress("%s stays in the data file until the graph is written" % node.name,
+                         0.3 + 0.3 * (i + 1) / max(1, len(variables)))
+                continue
             try:
                 array = _slice(np.asarray(reader.get_tensor(key)), ref.slice_spec)
             except (tf_errors.OpError, IndexError, ValueError) as exc:
