@@ -52,7 +52,8 @@ class FreezeOutcome:
     graph_bytes: Optional[bytes] = None  # the frozen GraphDef, unless written to a path
     path: Optional[str] = None
     upload: UploadStats = field(default_factory=UploadStats)
-    downloaded: bool = True  # False when output_path already held exactly this graph
+    downloaded: bool = True  # False when output_path already held exactly this graph (or it was assembled)
+    assembled: bool = False  # True when built from the local files by the server's recipe (no full download)
 
     @property
     def manifest(self) -> dict:
@@ -315,9 +316,10 @@ class FreezeClient:
                                         checkpoint_prefix=checkpoint_prefix or "", **options)
         for attempt in (1, 2):
             stats = self.upload(files, progress, timeout)
-            request = freeze_pb2.FreezeRequest(files=_source_files(files), options=request_options)
+            request = freeze_pb2.FreezeRequest(files=_source_files(files), options=request_options,
+                                               accept_recipe=bool(output_path))
             try:
-                result = self._freeze_call(request, progress, timeout)
+                result, recipe = self._freeze_call(request, progress, timeout)
                 break
             except TffreezeError as exc:
                 # A blob evicted between upload and freeze: upload again, once.
@@ -331,6 +333,11 @@ class FreezeClient:
             if output_path and _cache.place_result(result.sha256, result.size_bytes, output_path):
                 _cache.digests.remember(output_path, result.sha256)  # received before: linked, not downloaded
                 return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False)
+            if output_path and recipe is not None and self._assemble(recipe, files, result, output_path, timeout):
+                _cache.digests.remember(output_path, result.sha256)
+                _cache.keep_result(output_path, result.sha256)
+                return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False,
+                                     assembled=True)
             data = self.download(result.sha256, result.size_bytes, output_path, timeout)
             if output_path:
                 _cache.digests.remember(output_path, result.sha256)
@@ -340,8 +347,58 @@ class FreezeClient:
         finally:
             _cache.digests.save()
 
-    def _freeze_call(self, request, progress, timeout) -> freeze_pb2.FreezeResult:
-        result = None
+    def _assemble(self, recipe, files, result, output_path: str, timeout) -> bool:
+        """Build the frozen graph from the local copies of the uploaded files plus the
+        few graph ranges the recipe names (downloaded); True when the result's size and
+        sha256 check out, else False (and nothing is left behind: the caller downloads)."""
+        local = {f.path: f.local for f in files}
+        directory = os.path.dirname(os.path.abspath(output_path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(output_path), suffix=".part")
+        h, written, handles = hashlib.sha256(), 0, {}
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for piece in recipe.pieces:
+                    if piece.WhichOneof("source") == "file":
+                        path = local.get(piece.file.path)
+                        if path is None:
+                            return False
+                        fh = handles.get(path) or handles.setdefault(path, open(path, "rb"))
+                        fh.seek(piece.file.offset)
+                        left = piece.length
+                        while left:
+                            block = fh.read(min(left, 4 << 20))
+                            if not block:
+                                return False
+                            out.write(block)
+                            h.update(block)
+                            left -= len(block)
+                    else:
+                        req = blob_pb2.DownloadBlobRequest(
+                            digest=blob_pb2.Digest(sha256=result.sha256, size_bytes=result.size_bytes),
+                            offset=piece.graph_offset, limit=piece.length)
+                        got = 0
+                        for chunk in self._stub.DownloadBlob(req, timeout=timeout):
+                            out.write(chunk.data)
+                            h.update(chunk.data)
+                            got += len(chunk.data)
+                        if got != piece.length:
+                            return False
+                    written += piece.length
+            if written != result.size_bytes or h.hexdigest() != result.sha256:
+                return False
+            os.replace(tmp, output_path)
+            return True
+        except (OSError, grpc.RpcError):
+            return False
+        finally:
+            for fh in handles.values():
+                fh.close()
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _freeze_call(self, request, progress, timeout):
+        """(FreezeResult, AssemblyRecipe or None)."""
+        result = recipe = None
         try:
             for event in self._stub.Freeze(request, timeout=timeout):
                 if event.HasField("progress") and progress:
@@ -349,11 +406,13 @@ class FreezeClient:
                     progress("freeze", event.progress.fraction, 1.0, "%s: %s" % (stage, event.progress.message))
                 elif event.HasField("result"):
                     result = event.result
+                elif event.HasField("recipe"):
+                    recipe = event.recipe
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, self.target) from exc
         if result is None:
             raise TffreezeError("the server ended the freeze without a result")
-        return result
+        return result, recipe
 
     def inspect(self, source: str, outputs: Iterable[str] = (), inputs: Iterable[str] = (),
                 step: Optional[int] = None, timeout: Optional[float] = None, graph_file: Optional[str] = None,

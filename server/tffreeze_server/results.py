@@ -17,7 +17,7 @@ import hashlib
 import os
 import tempfile
 from importlib import metadata
-from typing import Optional
+from typing import Optional, Tuple
 
 from tffreeze_api.v1 import freeze_pb2
 
@@ -63,36 +63,49 @@ class ResultCache:
     def _path(self, k: str) -> str:
         return os.path.join(self.root, k)
 
-    def get(self, k: str) -> Optional[freeze_pb2.FreezeResult]:
+    def get(self, k: str) -> Tuple[Optional[freeze_pb2.FreezeResult], Optional[freeze_pb2.AssemblyRecipe]]:
+        """(result, its assembly recipe or None), or (None, None) on a miss."""
         try:
             with open(self._path(k), "rb") as fh:
-                result = freeze_pb2.FreezeResult.FromString(fh.read())
-        except (OSError, ValueError):
-            return None
+                entry = freeze_pb2.FreezeResponse.FromString(fh.read())
+            recipe = None
+            if os.path.exists(self._path(k) + ".recipe"):
+                with open(self._path(k) + ".recipe", "rb") as fh:
+                    recipe = freeze_pb2.AssemblyRecipe.FromString(fh.read())
+        except OSError:
+            return None, None
         except Exception:  # noqa: BLE001 - a damaged entry is a miss
             self._drop(k)
-            return None
+            return None, None
+        result = entry.result
         if not self.store.has(result.sha256, result.size_bytes):
             self._drop(k)  # its graph was evicted: freeze again
-            return None
+            return None, None
         self.store.touch(result.sha256)
-        return result
+        return result, recipe
 
-    def put(self, k: str, result: freeze_pb2.FreezeResult) -> None:
+    def put(self, k: str, result: freeze_pb2.FreezeResult,
+            recipe: Optional[freeze_pb2.AssemblyRecipe] = None) -> None:
+        if recipe is not None:
+            self._write(self._path(k) + ".recipe", recipe.SerializeToString(deterministic=True))
+        self._write(self._path(k), freeze_pb2.FreezeResponse(result=result).SerializeToString(deterministic=True))
+
+    def _write(self, path: str, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(result.SerializeToString(deterministic=True))
-            os.replace(tmp, self._path(k))
+                fh.write(data)
+            os.replace(tmp, path)
         except OSError:
             if os.path.exists(tmp):
                 os.unlink(tmp)  # a cache that cannot be written is only slower
 
     def _drop(self, k: str) -> None:
-        try:
-            os.unlink(self._path(k))
-        except OSError:
-            pass
+        for path in (self._path(k), self._path(k) + ".recipe"):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 __all__ = ["ResultCache", "key", "engine_fingerprint"]

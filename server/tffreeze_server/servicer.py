@@ -38,6 +38,21 @@ def _progress(stage, message: str, fraction: float) -> freeze_pb2.FreezeResponse
     return freeze_pb2.FreezeResponse(progress=freeze_pb2.Progress(stage=stage, message=message, fraction=fraction))
 
 
+def _recipe(pieces, size: int) -> "freeze_pb2.AssemblyRecipe | None":
+    """The worker's pieces as a recipe, when at least half of the graph is file bytes
+    (else downloading it whole is as good)."""
+    from_files = sum(p[3] for p in pieces if p[0] == "file")
+    if not pieces or from_files * 2 < size:
+        return None
+    recipe = freeze_pb2.AssemblyRecipe()
+    for p in pieces:
+        if p[0] == "file":
+            recipe.pieces.add(length=p[3], file=freeze_pb2.FileRange(path=p[1], offset=p[2]))
+        else:
+            recipe.pieces.add(length=p[2], graph_offset=p[1])
+    return recipe
+
+
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits(),
                  max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS):
@@ -84,10 +99,13 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             if not 0 <= request.offset <= size:
                 raise InvalidArgument("offset %d is outside the blob's %d bytes" % (request.offset, size),
                                       "ERROR_REASON_INVALID_CHUNK")
+            if request.limit < 0:
+                raise InvalidArgument("limit %d is negative" % request.limit, "ERROR_REASON_INVALID_CHUNK")
             fh.seek(request.offset)
             offset = request.offset
-            while True:
-                data = fh.read(CHUNK)
+            end = min(size, offset + request.limit) if request.limit else size
+            while offset < end:
+                data = fh.read(min(CHUNK, end - offset))
                 if not data:
                     break
                 yield blob_pb2.DownloadBlobResponse(offset=offset, data=data)
@@ -155,29 +173,34 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         spec = FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
         self._checked(request.files)
         cache_key = results.key(request, self.limits)
-        cached = self.results.get(cache_key)
+        cached, cached_recipe = self.results.get(cache_key)
         if cached is not None:  # the same bytes, options and engine: the same graph, already stored
             yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s (cached result)" % cached.sha256[:12], 1.0)
+            if cached_recipe is not None and request.accept_recipe:
+                yield freeze_pb2.FreezeResponse(recipe=cached_recipe)
             cached.provenance.server_version = __version__
             yield freeze_pb2.FreezeResponse(result=cached)
             return
         with self._staged(request.files) as workdir:
             yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
             out_path = os.path.join(self.store.out_dir, os.path.basename(workdir) + ".frozen.pb")
-            result = None
+            result = recipe = None
             try:
                 for event in self._run("freeze", {"workdir": workdir, "spec": spec, "out_path": out_path}, context):
                     if event[0] == "progress":
                         yield _progress(*event[1:])
                     else:
-                        result = freeze_pb2.FreezeResult.FromString(event[1])
+                        result = freeze_pb2.FreezeResult.FromString(event[1][0])
+                        recipe = _recipe(event[1][1], result.size_bytes)
                 self.store.adopt(out_path, result.sha256, result.size_bytes)
             finally:
                 for leftover in (out_path, out_path + ".part"):
                     if os.path.exists(leftover):
                         os.unlink(leftover)
-        self.results.put(cache_key, result)
+        self.results.put(cache_key, result, recipe)
         yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
+        if recipe is not None and request.accept_recipe:
+            yield freeze_pb2.FreezeResponse(recipe=recipe)
         result.provenance.server_version = __version__
         yield freeze_pb2.FreezeResponse(result=result)
 

@@ -19,8 +19,10 @@ def handle(kind: str, payload: dict, progress):
     from .core import engine
 
     if kind == "freeze":
-        return engine.freeze(payload["workdir"], payload["spec"], payload["out_path"],
-                             progress=progress).SerializeToString()
+        recipe: list = []
+        result = engine.freeze(payload["workdir"], payload["spec"], payload["out_path"], progress=progress,
+                               recipe=recipe)
+        return result.SerializeToString(), recipe
     if kind == "inspect":
         return engine.inspect(payload["workdir"], payload["spec"], progress=progress).SerializeToString()
     raise ValueError("unknown task %r" % kind)

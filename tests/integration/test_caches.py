@@ -77,3 +77,53 @@ def test_a_changed_cached_graph_is_downloaded_again(client, tmp_path):
     assert again.downloaded
     assert models.run_frozen((tmp_path / "c.pb").read_bytes(), model.feeds, ["y:0"])[0].shape == \
         model.expected["y:0"].shape
+
+
+def _big(directory, seed):
+    import numpy as np
+
+    from models import tf, tf1
+
+    os.makedirs(directory, exist_ok=True)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 512], name="x")
+        w = tf1.get_variable("w", initializer=tf.constant(
+            np.random.RandomState(seed).standard_normal((512, 512)).astype(np.float32)), use_resource=True)
+        tf.matmul(x, w, name="y")
+        with tf1.Session(graph=g) as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return directory
+
+
+def test_a_large_graph_is_assembled_from_the_local_files(client, tmp_path):
+    """Most of a large frozen graph is the checkpoint's own bytes: the client copies
+    them from its files and downloads only the rest, checked against the sha256."""
+    d = _big(str(tmp_path / "big"), 1)
+    outcome = client.freeze(d, output_path=str(tmp_path / "a.pb"))
+    assert outcome.assembled and not outcome.downloaded
+    whole = client.freeze(d)  # bytes, downloaded: the same graph
+    assert (tmp_path / "a.pb").read_bytes() == whole.graph_bytes
+    assert len(whole.graph_bytes) > 1 << 20
+
+
+def test_assembly_falls_back_to_downloading_when_a_local_file_changed(client, tmp_path, monkeypatch):
+    d = _big(str(tmp_path / "big"), 2)
+    data = os.path.join(d, next(n for n in os.listdir(d) if ".data-" in n))
+    real_upload = client.upload
+
+    def upload_then_damage(*args, **kwargs):  # the file changes after it was hashed and uploaded
+        stats = real_upload(*args, **kwargs)
+        with open(data, "r+b") as fh:
+            fh.seek(100)
+            fh.write(b"\x00\x01\x02\x03")
+        return stats
+
+    monkeypatch.setattr(client, "upload", upload_then_damage)
+    monkeypatch.setenv("TFFREEZE_CACHE_DIR", "off")
+    outcome = client.freeze(d, output_path=str(tmp_path / "b.pb"))
+    assert outcome.downloaded and not outcome.assembled
+    import hashlib
+
+    assert hashlib.sha256((tmp_path / "b.pb").read_bytes()).hexdigest() == outcome.manifest["sha256"]

@@ -290,10 +290,10 @@ def _guarded(task):
     the traceback goes to the worker's log. A full disk or exhausted memory is
     RESOURCE_EXHAUSTED; no message carries a server path."""
     @functools.wraps(task)
-    def run(workdir, spec, *args, progress: Progress = _noop):
+    def run(workdir, spec, *args, progress: Progress = _noop, **kwargs):
         tracker = _StageTracker(progress)
         try:
-            return task(workdir, spec, *args, progress=tracker)
+            return task(workdir, spec, *args, progress=tracker, **kwargs)
         except FreezeError:
             raise
         except MemoryError:
@@ -322,9 +322,12 @@ def _guarded(task):
 
 
 @_guarded
-def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _noop) -> freeze_pb2.FreezeResult:
+def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _noop,
+           recipe: Optional[list] = None) -> freeze_pb2.FreezeResult:
     """Freeze the upload in ``workdir``; write the GraphDef to ``out_path``. Returns
-    the FreezeResult (provenance.server is left to the client)."""
+    the FreezeResult (provenance.server is left to the client). ``recipe``: a list
+    that receives how the output is made of uploaded-file and graph byte ranges
+    (``splice.write_graph``), when values were spliced."""
     progress(freeze_pb2.STAGE_SELECTING_CHECKPOINT, "looking at the upload", 0.05)
     loaded = load(workdir, spec)
     progress(freeze_pb2.STAGE_LOADING_GRAPH, "reading the graph", 0.1)
@@ -399,7 +402,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
             raise ResourceExhausted("the frozen graph would be %d bytes, over protobuf's 2 GB limit" % planned,
                                     "ERROR_REASON_GRAPH_TOO_LARGE")
         with open(tmp, "wb") as fh:  # framing around byte ranges of the data file, crc32c-checked
-            result.sha256, result.size_bytes = splice.write_graph(frozen, splices, fh)
+            result.sha256, result.size_bytes = splice.write_graph(frozen, splices, fh, recipe, workdir)
     else:
         data = frozen.SerializeToString(deterministic=True)
         del frozen

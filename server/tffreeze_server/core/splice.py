@@ -15,6 +15,7 @@ are materialised into the graph first (``materialize``).
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Dict, Iterator, Optional, Tuple
@@ -231,21 +232,38 @@ def _node_parts(node, s: Splice) -> Tuple[bytes, int, bytes]:
     return _len_field(1, node_len) + node_prefix, n, tail_bytes
 
 
-def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO) -> Tuple[str, int]:
+def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Optional[list] = None,
+                root: str = "") -> Tuple[str, int]:
     """Write ``graph_def`` with its spliced Consts' contents streamed from the data
     files; returns (sha256, size). Nodes are written in their order, then the
-    GraphDef's other fields, as deterministic serialization does."""
+    GraphDef's other fields, as deterministic serialization does. With ``pieces``,
+    also records how the output is made: ("graph", offset, length) for bytes
+    written here and ("file", path relative to ``root``, offset, length) for
+    spliced bytes (the assembly recipe a client can follow)."""
     from tensorflow.core.framework import graph_pb2
 
     h = hashlib.sha256()
     size = 0
 
-    def emit(b: bytes) -> None:
+    def emit(b: bytes, spliced: Optional[Splice] = None, at: int = 0) -> None:
         nonlocal size
-        if b:
-            out.write(b)
-            h.update(b)
-            size += len(b)
+        if not b:
+            return
+        if pieces is not None:
+            if spliced is not None:
+                path = os.path.relpath(spliced.entry.shard, root).replace(os.sep, "/")
+                last = pieces[-1] if pieces else None
+                if last and last[0] == "file" and last[1] == path and last[2] + last[3] == at:
+                    pieces[-1] = ("file", path, last[2], last[3] + len(b))
+                else:
+                    pieces.append(("file", path, at, len(b)))
+            elif pieces and pieces[-1][0] == "graph":
+                pieces[-1] = ("graph", pieces[-1][1], pieces[-1][2] + len(b))
+            else:
+                pieces.append(("graph", size, len(b)))
+        out.write(b)
+        h.update(b)
+        size += len(b)
 
     for node in graph_def.node:
         s = splices.get(node.name)
@@ -255,8 +273,10 @@ def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO) -> Tuple[s
             continue
         before, _, after = _node_parts(node, s)
         emit(before)
+        at = s.entry.offset
         for chunk in _stream(s):
-            emit(chunk)
+            emit(chunk, s, at)
+            at += len(chunk)
         emit(after)
     rest = graph_pb2.GraphDef()
     rest.CopyFrom(graph_def)  # cheap: spliced contents are empty here
