@@ -22,7 +22,8 @@ def _both(directory, tmp_path, monkeypatch, spec=FreezeSpec(), expect_splices=Tr
     (or, with expect_splices=False, that nothing was: all values under 64 KiB)."""
     written = []
     real_write = splice.write_graph
-    monkeypatch.setattr(splice, "write_graph", lambda g, s, fh: written.append(len(s)) or real_write(g, s, fh))
+    monkeypatch.setattr(splice, "write_graph",
+                        lambda g, s, fh, *rest: written.append(len(s)) or real_write(g, s, fh, *rest))
     spliced = engine.freeze(directory, spec, str(tmp_path / "spliced.pb"))
     monkeypatch.setattr(splice, "read_index", lambda prefix: None)  # values read as before
     plain = engine.freeze(directory, spec, str(tmp_path / "plain.pb"))
