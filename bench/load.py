@@ -94,7 +94,8 @@ def main() -> int:
         model = models.dense(os.path.join(work, "model"), True)
         for label, max_tasks in (("anchor (no recycling)", 1_000_000), ("recycling every 50 tasks", 50)):
             srv = start_server(os.path.join(work, "data-%d" % max_tasks),
-                               ["--workers", str(args.workers), "--worker-max-tasks", str(max_tasks)])
+                               ["--workers", str(args.workers), "--worker-max-tasks", str(max_tasks),
+                                "--no-result-cache"])  # every call a real freeze on a worker
             try:
                 with FreezeClient(srv.target) as c:
                     c.freeze(model.directory)  # upload once, warm the worker

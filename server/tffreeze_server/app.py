@@ -159,7 +159,8 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                                   # a second server on a busy port must fail, not share it
                                   ("grpc.so_reuseport", 0)],
                          interceptors=[auth.TokenInterceptor(tokens)] if tokens is not None else None)
-    servicer = FreezeServicer(store, pool, max_call_seconds=settings.max_call_seconds, limits=ServerLimits(
+    servicer = FreezeServicer(store, pool, max_call_seconds=settings.max_call_seconds,
+                              result_cache=settings.result_cache, limits=ServerLimits(
         sandboxed=box is not None, max_graph_file_bytes=settings.max_graph_file_bytes,
         max_graph_nodes=settings.max_graph_nodes, max_function_depth=settings.max_function_depth))
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)

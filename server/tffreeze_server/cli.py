@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="longest a freeze or inspect may run on a worker, whatever deadline the call sets (gRPC-Web "
                         "calls may set none); over it the call is DEADLINE_EXCEEDED and the worker replaced "
                         "(default: %(default)s)")
+    p.add_argument("--no-result-cache", dest="result_cache", action="store_false",
+                   help="run every freeze on a worker, even one whose uploaded bytes, options and engine match an "
+                        "earlier freeze (by default answered from DATA/results without a worker)")
     p.add_argument("--web-port", type=int, default=None, metavar="W",
                    help="also serve gRPC-Web (HTTP/1.1) on port W, for clients without HTTP/2 such as "
                         "tffreeze-cs on Mono; 0 picks a free port")
@@ -93,7 +96,8 @@ def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
 def settings_from(args) -> ServerSettings:
     return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
                           max_store_bytes=args.max_store_bytes, worker_max_tasks=args.worker_max_tasks,
-                          partial_upload_ttl=args.partial_upload_ttl, max_call_seconds=args.max_call_seconds, web_port=args.web_port,
+                          partial_upload_ttl=args.partial_upload_ttl, max_call_seconds=args.max_call_seconds,
+                          result_cache=args.result_cache, web_port=args.web_port,
                           web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox,
                           max_graph_file_bytes=args.max_graph_file_bytes, max_graph_nodes=args.max_graph_nodes,
                           max_function_depth=args.max_function_depth, tls_cert=args.tls_cert, tls_key=args.tls_key,

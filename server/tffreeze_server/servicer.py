@@ -55,12 +55,12 @@ def _recipe(pieces, size: int) -> "freeze_pb2.AssemblyRecipe | None":
 
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits(),
-                 max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS):
+                 max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS, result_cache: bool = True):
         self.store = store
         self.pool = pool
         self.limits = limits
         self.max_call_seconds = max_call_seconds  # a call without a deadline (gRPC-Web) still gets one
-        self.results = results.ResultCache(store.root, store)
+        self.results = results.ResultCache(store.root, store) if result_cache else None
 
     # -- blobs -------------------------------------------------------------
     @mapped
@@ -173,7 +173,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         spec = FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
         self._checked(request.files)
         cache_key = results.key(request, self.limits)
-        cached, cached_recipe = self.results.get(cache_key)
+        cached, cached_recipe = self.results.get(cache_key) if self.results else (None, None)
         if cached is not None:  # the same bytes, options and engine: the same graph, already stored
             yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s (cached result)" % cached.sha256[:12], 1.0)
             if cached_recipe is not None and request.accept_recipe:
@@ -197,7 +197,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                 for leftover in (out_path, out_path + ".part"):
                     if os.path.exists(leftover):
                         os.unlink(leftover)
-        self.results.put(cache_key, result, recipe)
+        if self.results:
+            self.results.put(cache_key, result, recipe)
         yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
         if recipe is not None and request.accept_recipe:
             yield freeze_pb2.FreezeResponse(recipe=recipe)

@@ -33,6 +33,7 @@ class ServerSettings:
     max_store_bytes: int = DEFAULT_MAX_STORE_BYTES
     partial_upload_ttl: float = DEFAULT_PARTIAL_TTL_SECONDS
     max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS
+    result_cache: bool = True  # answer a repeated freeze from DATA/results (see results.py)
     web_port: Optional[int] = None
     web_allowed_origins: Tuple[str, ...] = ()  # browser origins the gRPC-Web port answers; none by default
     rpc_threads: int = DEFAULT_RPC_THREADS

@@ -127,3 +127,17 @@ def test_assembly_falls_back_to_downloading_when_a_local_file_changed(client, tm
     import hashlib
 
     assert hashlib.sha256((tmp_path / "b.pb").read_bytes()).hexdigest() == outcome.manifest["sha256"]
+
+
+def test_the_result_cache_can_be_turned_off(tmp_path):
+    from conftest import start_server, stop_server
+
+    model = models.dense(str(tmp_path / "m"), True)
+    srv = start_server(str(tmp_path / "data"), ["--no-result-cache"])
+    try:
+        with FreezeClient(srv.target) as c:
+            for _ in range(2):
+                _, stages = _stages(c, model.directory)
+                assert not any("cached result" in s for s in stages) and any("loading" in s for s in stages)
+    finally:
+        assert stop_server(srv) == 0
