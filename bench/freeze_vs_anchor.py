@@ -122,6 +122,8 @@ def bench_size(mib: int, repeat: int, work: str) -> dict:
         result["tffreeze_cached_new_output"] = median_of([
             timed(tff[:4] + [os.path.join(work, "out-%d.pb" % i)] + tff[5:], cached_env) for i in range(repeat)])
         result["server_worker_peak_mib"] = worker_peak_mib(server.proc.pid)
+        with open("/proc/%d/status" % server.proc.pid) as fh:
+            result["server_peak_mib"] = next(int(l.split()[1]) / 1024.0 for l in fh if l.startswith("VmHWM:"))
     finally:
         stop_server(server)
 
@@ -195,6 +197,7 @@ def main() -> int:
                 print("  %-34s %8.3f %10.0f %13.1fx" % (key, t, m, a_t / t))
             print("  %-34s %19.0f  (the server's warm TensorFlow worker, not in the rows above)"
                   % ("server worker peak MiB", r["server_worker_peak_mib"]))
+            print("  %-34s %19.0f  (the server process: gRPC, blob store)" % ("server peak MiB", r["server_peak_mib"]))
             if "copy_fsync_s" in r:
                 floor = r["copy_fsync_s"] + r["read_sha256_s"]
                 print("  %-34s %8.3f  (read + sha256 of the data file)" % ("hash", r["read_sha256_s"]))
