@@ -11,6 +11,24 @@ import models
 from tffreeze import FreezeClient, cache
 
 
+def _unique(directory):
+    """A small model no other test uploads (random weights): nothing of it is cached yet."""
+    import numpy as np
+
+    from models import tf, tf1
+
+    os.makedirs(directory, exist_ok=True)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf1.get_variable("w", initializer=tf.constant(np.random.standard_normal((3, 2)).astype(np.float32)))
+        tf.matmul(x, w, name="y")
+        with tf1.Session(graph=g) as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return models.Model(directory, {"x:0": np.ones((2, 3), np.float32)}, {"y:0": np.zeros((2, 2), np.float32)})
+
+
 def _stages(client, directory, **kw):
     seen = []
     outcome = client.freeze(directory, progress=lambda what, done, total, msg: seen.append(msg), **kw)
@@ -18,7 +36,7 @@ def _stages(client, directory, **kw):
 
 
 def test_a_repeated_freeze_is_answered_from_the_result_cache(client, tmp_path):
-    model = models.dense(str(tmp_path / "m"), True)
+    model = _unique(str(tmp_path / "m"))
     first, stages = _stages(client, model.directory)
     assert not any("cached result" in s for s in stages) and any("loading" in s for s in stages)
     again, stages = _stages(client, model.directory)
@@ -44,7 +62,7 @@ def test_the_result_cache_survives_a_restart(tmp_path):
 
 
 def test_unchanged_files_are_not_hashed_again_and_held_graphs_not_downloaded(client, tmp_path, monkeypatch):
-    model = models.dense(str(tmp_path / "m"), True)
+    model = _unique(str(tmp_path / "m"))
     old = time.time() - 60
     for name in os.listdir(model.directory):  # files older than the racy window, as a checkpoint usually is
         os.utime(os.path.join(model.directory, name), (old, old))
@@ -69,7 +87,7 @@ def test_unchanged_files_are_not_hashed_again_and_held_graphs_not_downloaded(cli
 
 
 def test_a_changed_cached_graph_is_downloaded_again(client, tmp_path):
-    model = models.dense(str(tmp_path / "m"), True)
+    model = _unique(str(tmp_path / "m"))
     client.freeze(model.directory, output_path=str(tmp_path / "a.pb"))
     with open(tmp_path / "a.pb", "r+b") as fh:  # edited in place: the cache entry shares its inode
         fh.write(b"\x00")
