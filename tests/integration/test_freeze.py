@@ -133,9 +133,10 @@ def test_identical_bytes_and_refreeze_uploads_nothing(client, tmp_path):
     assert third.graph_bytes == first.graph_bytes and third.manifest["sha256"] == first.manifest["sha256"]
 
 
-def test_output_written_to_path(client, tmp_path):
+def test_output_written_to_path(client, tmp_path, monkeypatch):
     import hashlib
 
+    monkeypatch.setenv("TFFREEZE_CACHE_DIR", str(tmp_path / "client-cache"))  # no graph received before
     model = models.dense(str(tmp_path / "ckpt"), True)
     out = tmp_path / "model.pb"
     outcome = client.freeze(model.directory, output_path=str(out))
