@@ -14,6 +14,7 @@ from typing import Dict, List
 import numpy as np
 
 from .errors import InvalidArgument, ResourceExhausted
+from .graph import functions_called
 
 
 def check_file(path: str, label: str, limit: int) -> None:
@@ -23,19 +24,6 @@ def check_file(path: str, label: str, limit: int) -> None:
             "%s is %d bytes, over this server's graph file limit of %d bytes (tffreeze serve "
             "--max-graph-file-bytes)" % (label[:200], size, limit), "ERROR_REASON_GRAPH_TOO_LARGE",
             path=label[:200], limit=str(limit))
-
-
-def _calls(nodes, library) -> List[str]:
-    out = []
-    for node in nodes:
-        if node.op in library:
-            out.append(node.op)
-        for value in node.attr.values():
-            if value.HasField("func"):
-                out.append(value.func.name)
-            elif value.HasField("list"):
-                out += [f.name for f in value.list.func]
-    return [name for name in out if name in library]
 
 
 def check_graph(graph_def, max_nodes: int, max_depth: int) -> None:
@@ -48,9 +36,10 @@ def check_graph(graph_def, max_nodes: int, max_depth: int) -> None:
             "the graph has %d nodes (functions included), over this server's limit of %d (tffreeze serve "
             "--max-graph-nodes)" % (count, max_nodes), "ERROR_REASON_GRAPH_TOO_LARGE", nodes=str(count),
             limit=str(max_nodes))
-    calls: Dict[str, List[str]] = {name: _calls(f.node_def, library) for name, f in library.items()}
+    calls: Dict[str, List[str]] = {name: [c for n in f.node_def for c in functions_called(n, library)]
+                                   for name, f in library.items()}
     depth: Dict[str, int] = {}
-    for root in sorted(set(_calls(graph_def.node, library)) | set(library)):
+    for root in sorted(library):
         if root in depth:
             continue
         # iterative post-order walk; "on path" marks detect recursion
@@ -58,12 +47,7 @@ def check_graph(graph_def, max_nodes: int, max_depth: int) -> None:
         on_path = set()
         while stack:
             name, i = stack.pop()
-            if i == 0:
-                if name in on_path:
-                    raise InvalidArgument("function %s calls itself (directly or through others); TensorFlow "
-                                          "cannot run recursive functions" % name[:200],
-                                          "ERROR_REASON_GRAPH_INVALID", function=name[:200])
-                on_path.add(name)
+            on_path.add(name)
             children = calls[name]
             while i < len(children) and children[i] in depth:
                 i += 1

@@ -13,6 +13,25 @@ PLACEHOLDER_OPS = {"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"}
 TENSOR_RE = re.compile(r"^(?P<node>[^:^]+)(?::(?P<index>\d+))?$")
 
 
+def attr_functions(attr_map) -> List[str]:
+    """Functions named by attributes (While bodies, If branches, call targets), in
+    attribute-name order."""
+    out: List[str] = []
+    for key in sorted(attr_map):
+        value = attr_map[key]
+        if value.HasField("func"):
+            out.append(value.func.name)
+        elif value.HasField("list"):
+            out.extend(f.name for f in value.list.func)
+    return out
+
+
+def functions_called(node, library) -> List[str]:
+    """The ``library`` functions a node calls: its op when that is one, then those
+    its attributes name."""
+    return [name for name in [node.op] + attr_functions(node.attr) if name in library]
+
+
 def node_of(input_name: str) -> str:
     """'^a', 'a:1', 'a' -> 'a'."""
     return input_name.lstrip("^").split(":")[0]

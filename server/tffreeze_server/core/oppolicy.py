@@ -19,6 +19,7 @@ import os
 from typing import Iterable, List, Optional, Set, Tuple
 
 from .errors import InvalidArgument
+from .graph import attr_functions
 
 # PrintV2 may print to the log; an output_stream naming a file would write one.
 _PRINT_STREAMS = {"stderr", "stdout", "log(info)", "log(warning)", "log(error)"}
@@ -30,15 +31,6 @@ def safe_ops() -> frozenset:
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "safe_ops.txt")
     with open(path, encoding="utf-8") as fh:
         return frozenset(line.strip() for line in fh if line.strip() and not line.startswith("#"))
-
-
-def _attr_functions(attr_map) -> Iterable[str]:
-    for value in attr_map.values():
-        if value.HasField("func"):
-            yield value.func.name
-        elif value.HasField("list"):
-            for f in value.list.func:
-                yield f.name
 
 
 def _registered(op: str) -> bool:
@@ -83,7 +75,7 @@ def unsafe_nodes(graph_def, roots: Optional[Iterable[str]] = None,
                 problem = _node_problem(node)
                 if problem:
                     found.append((prefix + node.name, problem))
-            for name in _attr_functions(node.attr):
+            for name in attr_functions(node.attr):
                 call(name)
 
     if roots is None:
@@ -94,7 +86,7 @@ def unsafe_nodes(graph_def, roots: Optional[Iterable[str]] = None,
     while pending:
         func = library[pending.pop()]
         visit(func.node_def, func.signature.name + "/")
-        for name in _attr_functions(func.attr):
+        for name in attr_functions(func.attr):
             call(name)
     return found
 
@@ -139,12 +131,12 @@ def saver_only_functions(meta) -> Set[str]:
             if name in library and name not in out:
                 out.add(name)
                 for n in library[name].node_def:
-                    stack += [n.op] + list(_attr_functions(n.attr))
-                stack += list(_attr_functions(library[name].attr))
+                    stack += [n.op] + list(attr_functions(n.attr))
+                stack += list(attr_functions(library[name].attr))
         return out
 
     def called_by(nodes) -> List[str]:
-        return [name for node in nodes for name in [node.op] + list(_attr_functions(node.attr))]
+        return [name for node in nodes for name in [node.op] + list(attr_functions(node.attr))]
 
     saver = {name.split(":")[0].lstrip("^") for name in
              (meta.saver_def.save_tensor_name, meta.saver_def.restore_op_name) if name}

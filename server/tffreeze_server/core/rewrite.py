@@ -13,7 +13,7 @@ from tensorflow.python.framework import convert_to_constants as c2c
 from tensorflow.python.framework import graph_util, op_def_registry, tensor_util
 
 from .errors import FailedPrecondition, ResourceExhausted
-from .graph import PLACEHOLDER_OPS
+from .graph import PLACEHOLDER_OPS, attr_functions, functions_called
 
 PROTOBUF_LIMIT = (1 << 31) - 1
 
@@ -207,14 +207,6 @@ def _retype_resource_passthroughs(graph_def) -> None:
 
 def _referenced_functions(graph_def) -> set:
     names = set()
-
-    def visit_attr(value):
-        if value.HasField("func"):
-            names.add(value.func.name)
-        if value.HasField("list"):
-            for f in value.list.func:
-                names.add(f.name)
-
     by_name = {f.signature.name: f for f in graph_def.library.function}
     stack = []
     for node in graph_def.node:
@@ -224,8 +216,7 @@ def _referenced_functions(graph_def) -> set:
         node = stack.pop()
         if node.op in by_name:
             names.add(node.op)
-        for value in node.attr.values():
-            visit_attr(value)
+        names.update(attr_functions(node.attr))
         for fname in list(names - seen_funcs):
             seen_funcs.add(fname)
             if fname in by_name:
@@ -279,16 +270,6 @@ def _functions_in_use_order(graph_def) -> List[str]:
     order: List[str] = []
     seen: Set[str] = set()
 
-    def refs_of(node):
-        refs = [node.op] if node.op in by_name else []
-        for key in sorted(node.attr):
-            value = node.attr[key]
-            if value.HasField("func"):
-                refs.append(value.func.name)
-            if value.HasField("list"):
-                refs.extend(f.name for f in value.list.func)
-        return refs
-
     # Frames of (nodes still to read, references of the current node still to follow).
     stack = [[iter(graph_def.node), iter(())]]
     while stack:
@@ -304,7 +285,7 @@ def _functions_in_use_order(graph_def) -> List[str]:
         if node is None:
             stack.pop()
         else:
-            frame[1] = iter(refs_of(node))
+            frame[1] = iter(functions_called(node, by_name))
     return order
 
 
