@@ -308,3 +308,19 @@ def test_keras_learning_phase_and_partial_restore(client, tmp_path):
     assert any("bias takes its initial value" in w for w in partial.manifest["warnings"])
     (got,) = models.run_frozen(partial.graph_bytes, {"x:0": np.eye(2, dtype=np.float32)}, ["out/Identity:0"])
     np.testing.assert_allclose(got, model.expected["out/Identity:0"])
+
+
+def test_optimize_keeps_a_large_splat_constant(client, tmp_path):
+    """A constant of one value broadcast to a large shape (160 KB declared, 4 bytes
+    stored) is not a weight: optimize keeps it a Const, the graph needs no new input."""
+    def build():
+        x = models.tf1.placeholder(models.tf.float32, [None, 200, 200], name="x")
+        w = models._variable("w", np.float32(2.0), True)
+        models.tf.add(x * w, models.tf.constant(1.5, shape=[200, 200]), name="y")
+
+    feeds = {"x:0": np.ones((1, 200, 200), np.float32)}
+    model = models._save(str(tmp_path), build, feeds, ["y:0"])
+    outcome = client.freeze(model.directory, optimize=True)
+    assert [i["name"] for i in outcome.manifest["inputs"]] == ["x:0"]
+    got = models.run_frozen(outcome.graph_bytes, feeds, ["y:0"])[0]
+    np.testing.assert_allclose(got, model.expected["y:0"])

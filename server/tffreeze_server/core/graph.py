@@ -10,6 +10,9 @@ from .errors import InvalidArgument
 
 VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp"}
 PLACEHOLDER_OPS = {"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"}
+# A value this large is not copied around: spliced from the data file, stood in by a
+# placeholder in the graphs TensorFlow imports for checks and folding.
+LARGE_BYTES = 1 << 16
 TENSOR_RE = re.compile(r"^(?P<node>[^:^]+)(?::(?P<index>\d+))?$")
 
 

@@ -26,7 +26,6 @@ import numpy as np
 
 from .graph import consumers, node_of, nodes_by_name, reach
 
-_BIG_CONSTANT = 1 << 16  # bytes of tensor_content
 _DEBUG_OPS = {"Print", "PrintV2", "Assert", "CheckNumerics", "CheckNumericsV2"}
 _CONTROL_FLOW = {"Enter", "Exit", "Switch", "Merge", "NextIteration", "LoopCond", "While", "StatelessWhile",
                  "If", "StatelessIf", "PartitionedCall", "StatefulPartitionedCall"}
@@ -73,12 +72,11 @@ def _fold_constants(graph_def, output_nodes: List[str]):
     """Grappler's constant folding over the graph with its large constants (the
     weights) stood in by placeholders, so they are not copied through grappler;
     folding works on the small constants around them. The weights go back by name."""
-    from .rewrite import skeleton
+    from .rewrite import large_constant, skeleton
 
-    big = {n.name: n for n in graph_def.node
-           if n.op == "Const" and len(n.attr["value"].tensor.tensor_content) >= _BIG_CONSTANT}
+    big = {n.name: n for n in graph_def.node if large_constant(n)}  # exactly what the skeleton stands in
     meta = meta_graph_pb2.MetaGraphDef()
-    meta.graph_def.CopyFrom(skeleton(graph_def, _BIG_CONSTANT))
+    meta.graph_def.CopyFrom(skeleton(graph_def))
     fetch = meta.collection_def["train_op"].node_list.value
     fetch.extend(output_nodes)
     config = config_pb2.ConfigProto()

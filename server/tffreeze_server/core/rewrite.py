@@ -13,7 +13,8 @@ from tensorflow.python.framework import convert_to_constants as c2c
 from tensorflow.python.framework import graph_util, op_def_registry, tensor_util
 
 from .errors import FailedPrecondition, ResourceExhausted
-from .graph import PLACEHOLDER_OPS, attr_functions, functions_called
+from .graph import LARGE_BYTES, PLACEHOLDER_OPS, attr_functions, functions_called
+from .splice import content_dtype
 
 PROTOBUF_LIMIT = (1 << 31) - 1
 
@@ -72,13 +73,8 @@ def check_size(values: Dict[str, Tuple[np.ndarray, int]], graph_def, limit: int 
             "ERROR_REASON_GRAPH_TOO_LARGE")
 
 
-_SPLICE_MIN_BYTES = 1 << 16
-
-
 def _spliceable(array: np.ndarray, dtype_enum: int) -> bool:
-    from tensorflow.python.framework import dtypes
-
-    return array.nbytes >= _SPLICE_MIN_BYTES and dtypes.as_dtype(dtype_enum) in tensor_util._TENSOR_CONTENT_TYPES
+    return array.nbytes >= LARGE_BYTES and content_dtype(dtype_enum)
 
 
 def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]], splices: Optional[dict] = None):
@@ -298,22 +294,34 @@ def _all_nodes(graph_def):
         yield from func.node_def
 
 
-def _declared_bytes(tensor) -> int:
-    """A constant's size from its dtype and shape: reading the bytes (or ByteSize())
-    of a large tensor_content costs a copy of it in this protobuf runtime."""
+_VALUE_FIELDS = ("half_val", "float_val", "double_val", "int_val", "string_val", "scomplex_val", "int64_val",
+                 "bool_val", "dcomplex_val", "resource_handle_val", "variant_val", "uint32_val", "uint64_val",
+                 "float8_val")
+
+
+def large_constant(node, min_bytes: int = LARGE_BYTES) -> bool:
+    """A Const whose tensor_content holds at least ``min_bytes``, judged from its dtype
+    and shape and the absence of repeated values (a splat constant, one float_val
+    broadcast to a large shape, is small): reading the bytes (or ByteSize()) of a
+    large tensor_content would copy it in this protobuf runtime."""
     from tensorflow.python.framework import dtypes
 
+    if node.op != "Const":
+        return False
+    tensor = node.attr["value"].tensor
     try:
         item = dtypes.as_dtype(tensor.dtype).size
     except (TypeError, ValueError):
-        return 0
+        return False
     count = 1
     for d in tensor.tensor_shape.dim:
         count *= max(int(d.size), 0)
-    return count * item
+    if count * item < min_bytes:
+        return False
+    return not any(len(getattr(tensor, f)) for f in _VALUE_FIELDS if hasattr(tensor, f))
 
 
-def skeleton(graph_def, min_bytes: int = 1 << 16):
+def skeleton(graph_def, min_bytes: int = LARGE_BYTES):
     """A copy whose large constants are Placeholders of the same dtype and shape:
     importing it checks ops, attributes and edges and infers the same shapes,
     without copying the weights again."""
@@ -321,7 +329,7 @@ def skeleton(graph_def, min_bytes: int = 1 << 16):
     out.versions.CopyFrom(graph_def.versions)
     out.library.CopyFrom(graph_def.library)
     for node in graph_def.node:
-        if node.op == "Const" and _declared_bytes(node.attr["value"].tensor) >= min_bytes:
+        if large_constant(node, min_bytes):
             stub = out.node.add()
             stub.name, stub.op = node.name, "Placeholder"
             stub.input.extend(node.input)  # control inputs, if any

@@ -122,18 +122,23 @@ def read_index(prefix_path: str) -> Optional[Dict[str, Entry]]:
         return None
 
 
-def spliceable(entry: Entry, dtype_enum: int, shape) -> bool:
-    """A whole (unsliced) numeric tensor whose stored bytes are its tensor_content."""
+def content_dtype(dtype_enum: int) -> bool:
+    """Whether TensorFlow writes values of this dtype as raw tensor_content (make_tensor_proto)."""
     from tensorflow.python.framework import dtypes, tensor_util
 
-    if entry.sliced or entry.dtype != dtype_enum:
-        return False
     try:
-        dt = dtypes.as_dtype(entry.dtype)
+        return dtypes.as_dtype(dtype_enum) in tensor_util._TENSOR_CONTENT_TYPES  # pylint: disable=protected-access
     except TypeError:
         return False
-    if dt not in tensor_util._TENSOR_CONTENT_TYPES:  # pylint: disable=protected-access
+
+
+def spliceable(entry: Entry, dtype_enum: int, shape) -> bool:
+    """A whole (unsliced) numeric tensor whose stored bytes are its tensor_content."""
+    from tensorflow.python.framework import dtypes
+
+    if entry.sliced or entry.dtype != dtype_enum or not content_dtype(entry.dtype):
         return False
+    dt = dtypes.as_dtype(entry.dtype)
     count = 1
     for d in entry.shape:
         count *= d
@@ -290,4 +295,4 @@ def planned_size(graph_def, splices: Dict[str, Splice]) -> int:
     return graph_def.ByteSize() + sum(s.entry.size + 10 for s in splices.values())
 
 
-__all__ = ["Entry", "Splice", "read_index", "spliceable", "materialize", "write_graph", "planned_size"]
+__all__ = ["Entry", "Splice", "read_index", "content_dtype", "spliceable", "materialize", "write_graph", "planned_size"]

@@ -18,12 +18,10 @@ from tensorflow.python.framework import errors as tf_errors
 from tensorflow.python.framework import tensor_util
 
 from .errors import DataLoss, FailedPrecondition, InvalidArgument, without_paths
-from .graph import VARIABLE_OPS, node_of, nodes_by_name
+from .graph import LARGE_BYTES, VARIABLE_OPS, node_of, nodes_by_name
 from .saver_map import KeyRef
 from .spec import FreezeSpec
 from .splice import Splice, spliceable
-
-SPLICE_MIN_BYTES = 1 << 16
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 Values = Dict[str, Tuple[np.ndarray, int]]
@@ -122,7 +120,7 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
             used_keys.add(key)
             entry = entries.get(key) if entries and not ref.slice_spec else None
             shape = tf.TensorShape(node.attr["shape"].shape) if "shape" in node.attr else tf.TensorShape(None)
-            if (entry is not None and entry.size >= SPLICE_MIN_BYTES and want == dtypes[key].base_dtype
+            if (entry is not None and entry.size >= LARGE_BYTES and want == dtypes[key].base_dtype
                     and spliceable(entry, want.as_datatype_enum, None) and shape.is_compatible_with(entry.shape)):
                 values[node.name] = (Stored(node.name, key, entry), want.as_datatype_enum)
                 progress("%s stays in the data file until the graph is written" % node.name,
