@@ -20,7 +20,7 @@ from typing import List, Optional
 import grpc
 
 OPEN_METHODS = {"/grpc.health.v1.Health/Check"}
-_UNAUTHENTICATED = ("missing or wrong bearer token: this server requires `authorization: Bearer TOKEN` "
+UNAUTHENTICATED = ("missing or wrong bearer token: this server requires `authorization: Bearer TOKEN` "
                     "(tffreeze --token / $TFFREEZE_TOKEN; tffreeze-cs --token)")
 
 
@@ -90,7 +90,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         if self.check.accepts(metadata.get("authorization")):
             return handler
-        return _abort_handler(handler, _UNAUTHENTICATED)
+        return _abort_handler(handler, UNAUTHENTICATED)
 
 
 def _read(path: str, flag: str) -> bytes:
@@ -131,4 +131,4 @@ def is_loopback(host: str) -> bool:
 
 
 __all__ = ["load_tokens", "TokenCheck", "TokenInterceptor", "grpc_credentials", "ssl_context", "is_loopback",
-           "AuthConfigError", "OPEN_METHODS"]
+           "AuthConfigError", "OPEN_METHODS", "UNAUTHENTICATED"]

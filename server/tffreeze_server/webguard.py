@@ -21,12 +21,11 @@ import socket
 import threading
 from typing import Callable, Iterable, Optional, Set
 
+from . import auth
+
 GRPC_WEB_TYPES = ("application/grpc-web", "application/grpc-web+proto")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 _FRAME_OVERHEAD = 5  # a gRPC-Web frame: 1 flag byte + 4 length bytes
-_OPEN_PATHS = {"/grpc.health.v1.Health/Check"}
-_UNAUTHENTICATED = ("missing or wrong bearer token: this server requires an Authorization: Bearer TOKEN header "
-                    "(tffreeze-cs --token / $TFFREEZE_TOKEN)")
 
 
 _current = threading.local()  # the HTTP connection the calling thread is answering
@@ -68,22 +67,13 @@ def _is_wildcard(host: str) -> bool:
         return False
 
 
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def host_names(bound_host: str) -> Optional[Set[str]]:
     """The Host header names accepted for a server bound to ``bound_host``; None
     (any) for a wildcard bind, where the server cannot know its public names."""
     if _is_wildcard(bound_host):
         return None
     names = {bound_host.strip("[]").lower()}
-    if _is_loopback(bound_host):
+    if auth.is_loopback(bound_host):
         names |= _LOOPBACK_NAMES
     return names
 
@@ -133,10 +123,10 @@ class WebGuard:
         if length < 0 or length > self.max_body:
             return self._refuse(start_response, "413 Payload Too Large",
                                 "the body is %d bytes; a call carries at most %d" % (length, self.max_body))
-        if self.tokens is not None and not (environ.get("PATH_INFO", "") in _OPEN_PATHS or
+        if self.tokens is not None and not (environ.get("PATH_INFO", "") in auth.OPEN_METHODS or
                                             self.tokens.accepts(environ.get("HTTP_AUTHORIZATION"))):
             # a gRPC-Web "trailers-only" answer: the status travels in the headers
             start_response("200 OK", [("Content-Type", "application/grpc-web+proto"), ("Content-Length", "0"),
-                                      ("grpc-status", "16"), ("grpc-message", _quote(_UNAUTHENTICATED))])
+                                      ("grpc-status", "16"), ("grpc-message", _quote(auth.UNAUTHENTICATED))])
             return [b""]
         return self.app(environ, start_response)
