@@ -65,28 +65,6 @@ def timed(cmd, env=None):
     return wall, usage.ru_maxrss / 1024.0
 
 
-def worker_peak_mib(server_pid: int) -> float:
-    """Peak RSS (VmHWM) over the server's descendants (workers run under bubblewrap,
-    so they are grandchildren), from /proc."""
-    parents, hwm = {}, {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % pid) as fh:
-                parents[int(pid)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open("/proc/%s/status" % pid) as fh:
-                hwm[int(pid)] = next((int(l.split()[1]) / 1024.0 for l in fh if l.startswith("VmHWM:")), 0.0)
-        except (OSError, ValueError, IndexError):
-            continue
-    peak = 0.0
-    for pid in parents:
-        p, n = parents[pid], 0
-        while p in parents and p != server_pid and n < 6:
-            p, n = parents[p], n + 1
-        if p == server_pid:
-            peak = max(peak, hwm.get(pid, 0.0))
-    return peak
-
-
 def start_server(data_dir):
     from conftest import start_server as start
 
@@ -98,6 +76,7 @@ def median_of(runs):
 
 
 def bench_size(mib: int, repeat: int, work: str) -> dict:
+    import proctree
     from conftest import stop_server
 
     ckpt = os.path.join(work, "ckpt-%d" % mib)
@@ -121,9 +100,9 @@ def bench_size(mib: int, repeat: int, work: str) -> dict:
         result["tffreeze_warm_cached"] = median_of([timed(tff, cached_env) for _ in range(repeat)])
         result["tffreeze_cached_new_output"] = median_of([
             timed(tff[:4] + [os.path.join(work, "out-%d.pb" % i)] + tff[5:], cached_env) for i in range(repeat)])
-        result["server_worker_peak_mib"] = worker_peak_mib(server.proc.pid)
-        with open("/proc/%d/status" % server.proc.pid) as fh:
-            result["server_peak_mib"] = next(int(l.split()[1]) / 1024.0 for l in fh if l.startswith("VmHWM:"))
+        result["server_worker_peak_mib"] = max([0.0] + [proctree.peak_rss_mib(p)
+                                                        for p in proctree.descendants(server.proc.pid)])
+        result["server_peak_mib"] = proctree.peak_rss_mib(server.proc.pid)
     finally:
         stop_server(server)
 

@@ -26,29 +26,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 
-def _rss_tree_mib(pid: int) -> float:
-    """Peak RSS (VmHWM) of the server and each of its descendants, the largest, in MiB."""
-    parents, hwm = {}, {}
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open("/proc/%s/status" % p) as fh:
-                fields = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
-        except OSError:
-            continue
-        parents[int(p)] = int(fields["PPid"])
-        hwm[int(p)] = int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
-    best = hwm.get(pid, 0.0)
-    for p in parents:
-        q, n = p, 0
-        while q in parents and q != pid and n < 10:
-            q, n = parents[q], n + 1
-        if q == pid:
-            best = max(best, hwm[p])
-    return best
-
-
 def _run(target: str, directory: str, clients: int, calls: int):
     from tffreeze import FreezeClient
 
@@ -88,6 +65,7 @@ def main() -> int:
     import models
     from conftest import start_server, stop_server
     from tffreeze import FreezeClient
+    import proctree
 
     report = []
     with tempfile.TemporaryDirectory(prefix="tffreeze-load-") as work:
@@ -101,7 +79,9 @@ def main() -> int:
                     c.freeze(model.directory)  # upload once, warm the worker
                 for clients in (int(c) for c in args.clients.split(",")):
                     row = _run(srv.target, model.directory, clients, args.calls)
-                    row.update(mode=label, peak_rss_mib=round(_rss_tree_mib(srv.proc.pid)))
+                    row.update(mode=label, peak_rss_mib=round(max(
+                        [proctree.peak_rss_mib(srv.proc.pid)] +
+                        [proctree.peak_rss_mib(p) for p in proctree.descendants(srv.proc.pid)])))
                     report.append(row)
                     print(json.dumps(row), flush=True)
             finally:

@@ -31,9 +31,10 @@ class RunningServer:
         self.log = log
 
 
-def start_server(data_dir: str, extra=()) -> RunningServer:
-    """Start `tffreeze serve --port 0` and wait for its 'listening on' line."""
-    cmd = [os.path.join(BIN, "tffreeze"), "serve", "--port", "0", "--data-dir", data_dir, *extra]
+def start_server(data_dir: str, extra=(), wrapper=()) -> RunningServer:
+    """Start `tffreeze serve --port 0` (run by ``wrapper``, a command prefix, if given)
+    and wait for its 'listening on' line."""
+    cmd = [*wrapper, os.path.join(BIN, "tffreeze"), "serve", "--port", "0", "--data-dir", data_dir, *extra]
     if os.environ.get("TFFREEZE_REQUIRE_SANDBOX") and "--sandbox" not in extra:
         cmd += ["--sandbox", "bwrap"]  # CI: a server without its sandbox must not start
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)

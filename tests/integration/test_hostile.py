@@ -13,6 +13,7 @@ import pytest
 
 import attacks
 import models
+import proctree
 from tffreeze import InvalidArgumentError
 
 SECRET = b"SECRET-7\n"
@@ -131,28 +132,6 @@ def test_without_a_sandbox_what_would_run_the_upload_is_refused(tmp_path):
         assert stop_server(bare) == 0
 
 
-def _peak_rss_of_workers(server_pid: int) -> int:
-    """Peak resident memory (bytes) over the server's worker processes (VmHWM)."""
-    parents = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open("/proc/%s/status" % pid) as fh:
-                    status = fh.read()
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            parents[int(pid)] = (int(fields["PPid"]), fields.get("VmHWM", "0 kB"))
-    peak = 0
-    for pid, (_, hwm) in parents.items():
-        p, seen = pid, 0
-        while p in parents and p != server_pid and seen < 10:
-            p, seen = parents[p][0], seen + 1
-        if p == server_pid and pid != server_pid:
-            peak = max(peak, int(hwm.split()[0]) * 1024)
-    return peak
-
-
 def test_index_declaring_more_than_its_data_is_refused_before_reading(client, tmp_path):
     """Finding 5: a small .index declaring a 2^27-element string tensor (one element
     stored) is INVALID_ARGUMENT from the index alone; the worker does not allocate it."""
@@ -178,8 +157,8 @@ def test_graph_limits_refuse_before_work(tmp_path):
             with pytest.raises(ResourceExhaustedError) as err:
                 c.freeze(wide, timeout=120)
             assert err.value.reason == "ERROR_REASON_GRAPH_TOO_LARGE" and "--max-graph-nodes" in err.value.message
-            peak = _peak_rss_of_workers(srv.proc.pid)
-            assert 0 < peak < 2 << 30, peak
+            peak = max(proctree.peak_rss_mib(p) for p in proctree.descendants(srv.proc.pid))
+            assert 0 < peak < 2048, peak  # MiB
             with pytest.raises(InvalidArgumentError) as err:
                 c.freeze(attacks.recursive_function(str(tmp_path / "rec")), outputs=["looped"])
             assert "calls itself" in err.value.message
@@ -260,32 +239,6 @@ def test_resumable_uploads_belong_to_their_uploader_count_against_the_cap_and_ex
         assert stop_server(again) == 0
 
 
-def _worker_pids(server_pid: int) -> set:
-    out = set()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as fh:
-                cmd = fh.read().split(b"\0")
-            with open("/proc/%s/status" % pid) as fh:
-                ppid = int(next(l for l in fh if l.startswith("PPid:")).split()[1])
-        except (OSError, StopIteration):
-            continue
-        if b"tffreeze_server.workers" in cmd and b"python" in os.path.basename(cmd[0]) + cmd[0]:
-            p, n = ppid, 0
-            while p not in (server_pid, 0, 1) and n < 5:
-                try:
-                    with open("/proc/%d/status" % p) as fh:
-                        p = int(next(l for l in fh if l.startswith("PPid:")).split()[1])
-                except (OSError, StopIteration):
-                    break
-                n += 1
-            if p == server_pid:
-                out.add(int(pid))
-    return out
-
-
 def test_grpc_web_freeze_stops_when_the_http_client_goes(tmp_path):
     """Finding 4: a gRPC-Web freeze whose HTTP client disconnects stops its worker
     (it is killed and replaced) instead of running to the end."""
@@ -312,9 +265,9 @@ def test_grpc_web_freeze_stops_when_the_http_client_goes(tmp_path):
         port = int(next(re.search(r"gRPC-Web on http://\S+:(\d+)\)", l).group(1) for l in srv.log
                         if "gRPC-Web on" in l))
         deadline = time.monotonic() + 120
-        while not _worker_pids(srv.proc.pid) and time.monotonic() < deadline:
+        while not set(proctree.workers(srv.proc.pid)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        before = _worker_pids(srv.proc.pid)
+        before = set(proctree.workers(srv.proc.pid))
         assert len(before) == 1
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(b"POST /tffreeze.v1.FreezeService/Freeze HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
@@ -329,9 +282,9 @@ def test_grpc_web_freeze_stops_when_the_http_client_goes(tmp_path):
         time.sleep(1)
         sock.close()
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _worker_pids(srv.proc.pid) & before:
+        while time.monotonic() < deadline and set(proctree.workers(srv.proc.pid)) & before:
             time.sleep(0.2)
-        assert not (_worker_pids(srv.proc.pid) & before), "the worker kept running the abandoned freeze"
+        assert not (set(proctree.workers(srv.proc.pid)) & before), "the worker kept running the abandoned freeze"
         with FreezeClient(srv.target) as c:  # and the server goes on serving with a new worker
             assert c.freeze(models.dense(str(tmp_path / "d"), True).directory).manifest["outputs"][0]["name"] == "y:0"
     finally:
@@ -343,9 +296,8 @@ def test_a_freeze_on_a_full_disk_is_resource_exhausted(tmp_path):
     private mount namespace, filled by uploads): the freeze is RESOURCE_EXHAUSTED with
     no server path in the message, never INTERNAL, and the server keeps serving."""
     import shutil
-    import subprocess
 
-    from conftest import BIN, stop_server, RunningServer
+    from conftest import start_server, stop_server
     from tffreeze import FreezeClient, ResourceExhaustedError
     from tffreeze.source import local_file
 
@@ -353,20 +305,9 @@ def test_a_freeze_on_a_full_disk_is_resource_exhausted(tmp_path):
         pytest.skip("unshare (util-linux) is not installed")
     data = str(tmp_path / "small-disk")
     os.makedirs(data)
-    cmd = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=6m tmpfs "$0" && exec "$@"', data,
-           os.path.join(BIN, "tffreeze"), "serve", "--port", "0", "--data-dir", data]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    log, target = [], None
-    for line in proc.stdout:
-        log.append(line)
-        m = re.search(r"listening on (\S+):(\d+)", line)
-        if m:
-            target = "%s:%s" % m.groups()
-            break
-    assert target, "".join(log)
-    import threading
-    threading.Thread(target=lambda: [log.append(l) for l in proc.stdout], daemon=True).start()
-    srv = RunningServer(proc, target, data, log)
+    srv = start_server(data, wrapper=["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=6m tmpfs "$0" && exec "$@"',
+                                      data])
+    target = srv.target
     try:
         model = models.dense(str(tmp_path / "m"), True)
         with FreezeClient(target) as c:

@@ -1,0 +1,56 @@
+"""A server's process tree from /proc (workers run under bubblewrap, so they are
+grandchildren): for tests and benchmarks that watch workers or their memory."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List
+
+
+def _status(pid: int) -> Dict[str, str]:
+    with open("/proc/%d/status" % pid) as fh:
+        return dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
+
+
+def descendants(root: int) -> List[int]:
+    """Every live process below ``root``."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                parents[int(name)] = int(_status(int(name))["PPid"])
+            except (OSError, KeyError, ValueError):
+                continue
+    out = []
+    for pid in parents:
+        p, hops = parents[pid], 0
+        while p in parents and p != root and hops < 10:
+            p, hops = parents[p], hops + 1
+        if p == root:
+            out.append(pid)
+    return out
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM of one process, in MiB (0 when it is gone)."""
+    try:
+        return int(_status(pid).get("VmHWM", "0 kB").split()[0]) / 1024.0
+    except (OSError, ValueError):
+        return 0.0
+
+
+def workers(server_pid: int) -> List[int]:
+    """The server's TensorFlow worker processes (python -m tffreeze_server.workers)."""
+    out = []
+    for pid in descendants(server_pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"tffreeze_server.workers" in argv and b"python" in os.path.basename(argv[0]):
+            out.append(pid)
+    return out
+
+
+__all__ = ["descendants", "peak_rss_mib", "workers"]
