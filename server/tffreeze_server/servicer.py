@@ -144,9 +144,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         return entries
 
     @contextlib.contextmanager
-    def _staged(self, files) -> Iterator[str]:
-        """A private working directory holding the request's files; always removed."""
-        entries = self._checked(files)
+    def _staged(self, entries) -> Iterator[str]:
+        """A private working directory holding the checked files (``_checked``); always removed."""
         workdir = tempfile.mkdtemp(prefix="work-", dir=self.store.work_dir)
         try:
             for path, sha, _ in entries:
@@ -171,7 +170,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     @mapped_stream
     def Freeze(self, request, context):
         spec = FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
-        self._checked(request.files)
+        entries = self._checked(request.files)
         cache_key = results.key(request, self.limits)
         cached, cached_recipe = self.results.get(cache_key) if self.results else (None, None)
         if cached is not None:  # the same bytes, options and engine: the same graph, already stored
@@ -181,7 +180,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             cached.provenance.server_version = __version__
             yield freeze_pb2.FreezeResponse(result=cached)
             return
-        with self._staged(request.files) as workdir:
+        with self._staged(entries) as workdir:
             yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
             out_path = os.path.join(self.store.out_dir, os.path.basename(workdir) + ".frozen.pb")
             result = recipe = None
@@ -208,7 +207,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     @mapped
     def Inspect(self, request, context):
         spec = FreezeSpec.from_options(request.options, self.limits)
-        with self._staged(request.files) as workdir:
+        with self._staged(self._checked(request.files)) as workdir:
             response = None
             for event in self._run("inspect", {"workdir": workdir, "spec": spec}, context):
                 if event[0] == "result":

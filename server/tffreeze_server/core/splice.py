@@ -198,8 +198,8 @@ def _len_field(number: int, length: int) -> bytes:
     return _uvarint((number << 3) | 2) + _uvarint(length)
 
 
-def _node_parts(node, s: Splice) -> Tuple[bytes, int, bytes]:
-    """(bytes before the content, content length, bytes after) of one spliced NodeDef,
+def _node_parts(node, s: Splice) -> Tuple[bytes, bytes]:
+    """(bytes before the content, bytes after it) of one spliced NodeDef,
     framed as the top-level GraphDef.node field; equal to deterministic serialization
     of the node with its content filled in."""
     from tensorflow.core.framework import node_def_pb2, tensor_pb2
@@ -234,7 +234,7 @@ def _node_parts(node, s: Splice) -> Tuple[bytes, int, bytes]:
     tail_bytes = tail.SerializeToString(deterministic=True)
     node_prefix = head_bytes + _len_field(5, entry_len) + entry_prefix
     node_len = len(node_prefix) + n + len(tail_bytes)
-    return _len_field(1, node_len) + node_prefix, n, tail_bytes
+    return _len_field(1, node_len) + node_prefix, tail_bytes
 
 
 def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Optional[list] = None,
@@ -276,7 +276,7 @@ def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Op
             b = node.SerializeToString(deterministic=True)
             emit(_len_field(1, len(b)) + b)
             continue
-        before, _, after = _node_parts(node, s)
+        before, after = _node_parts(node, s)
         emit(before)
         at = s.entry.offset
         for chunk in _stream(s):
