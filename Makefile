@@ -13,6 +13,8 @@ PORT   ?= 50051
 DATA   ?= .tffreeze-data
 
 CS_SRC := $(wildcard client_csharp/src/*.cs)
+CS_BIND := client_csharp/binding/TensorFlow.cs
+CS_HELP := $(wildcard client_csharp/helpers/*.cs)
 CS_BIN := client_csharp/bin
 CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
@@ -85,9 +87,13 @@ bench-real: setup
 bench-load: setup sandbox
 	$(BIN)/python bench/load.py
 
-# C# client (Mono): the TF binding, gRPC-Web client, CLI and example; installs
-# mono-devel from Debian when mcs is missing (no NuGet needed).
-csharp: $(CS_BIN)/tffreeze-cs $(CS_BIN)/BindByManifest.exe
+# C# client (Mono; mono-devel from Debian when mcs is missing, no NuGet needed):
+#   bin/TfFreeze.TensorFlow.dll  the built-in TF binding (a subset of TensorFlowSharp's API)
+#   bin/TfFreeze.dll             helpers (Manifest, Tensors, Npy, ModelRunner) on that binding
+#   bin/tensorflowsharp/TfFreeze.TensorFlowSharp.dll  the same helpers for TensorFlowSharp,
+#       compiled against obj/ref/TensorFlowSharp.dll (the binding in namespace TensorFlow)
+#   bin/tffreeze-cs(.exe)        the CLI (gRPC-Web client + run); bin/BindByManifest.exe, the example
+csharp: $(CS_BIN)/tffreeze-cs $(CS_BIN)/BindByManifest.exe $(CS_BIN)/tensorflowsharp/TfFreeze.TensorFlowSharp.dll
 
 # The worker sandbox (server/tffreeze_server/sandbox.py): bubblewrap from Debian.
 # Without it the server still runs, but refuses TF2 SavedModels and verify.
@@ -104,12 +110,29 @@ $(CS_GEN): $(STUBS) tools/gen_csharp.py
 	mkdir -p $(dir $@)
 	$(BIN)/python tools/gen_csharp.py $@
 
-$(CS_BIN)/tffreeze-cs.exe: $(CS_SRC) $(CS_GEN) | mono
-	mkdir -p $(CS_BIN)
-	mcs -nologo -warnaserror -out:$@ -r:System.dll -r:System.Core.dll $(CS_SRC) $(CS_GEN)
+MCS := mcs -nologo -warnaserror -r:System.dll -r:System.Core.dll
+CS_REF := client_csharp/obj/ref/TensorFlowSharp.dll
 
-$(CS_BIN)/BindByManifest.exe: client_csharp/examples/BindByManifest.cs $(CS_BIN)/tffreeze-cs.exe
-	mcs -nologo -warnaserror -out:$@ -r:System.dll -r:System.Core.dll -r:$(CS_BIN)/tffreeze-cs.exe $<
+$(CS_BIN)/TfFreeze.TensorFlow.dll: $(CS_BIND) | mono
+	mkdir -p $(CS_BIN)
+	$(MCS) -target:library -out:$@ $(CS_BIND)
+
+$(CS_BIN)/TfFreeze.dll: $(CS_HELP) $(CS_BIN)/TfFreeze.TensorFlow.dll
+	$(MCS) -target:library -out:$@ -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $(CS_HELP)
+
+$(CS_REF): $(CS_BIND) | mono
+	mkdir -p $(dir $@)
+	$(MCS) -target:library -define:TENSORFLOWSHARP_SURFACE -out:$@ $(CS_BIND)
+
+$(CS_BIN)/tensorflowsharp/TfFreeze.TensorFlowSharp.dll: $(CS_HELP) $(CS_REF)
+	mkdir -p $(dir $@)
+	$(MCS) -target:library -define:TENSORFLOWSHARP -out:$@ -r:$(CS_REF) $(CS_HELP)
+
+$(CS_BIN)/tffreeze-cs.exe: $(CS_SRC) $(CS_GEN) $(CS_BIN)/TfFreeze.dll
+	$(MCS) -out:$@ -r:$(CS_BIN)/TfFreeze.dll -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $(CS_SRC) $(CS_GEN)
+
+$(CS_BIN)/BindByManifest.exe: client_csharp/examples/BindByManifest.cs $(CS_BIN)/TfFreeze.dll
+	$(MCS) -out:$@ -r:$(CS_BIN)/TfFreeze.dll -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $<
 
 $(CS_BIN)/tffreeze-cs: client_csharp/tffreeze-cs.sh $(CS_BIN)/tffreeze-cs.exe
 	cp $< $@ && chmod +x $@
@@ -127,5 +150,5 @@ tf115:
 	    tensorflow-cpu==1.15.0 'protobuf<3.21'
 
 clean:
-	rm -rf $(GEN) build $(DATA) demo-out .pytest_cache $(CS_BIN)
+	rm -rf $(GEN) build $(DATA) demo-out .pytest_cache $(CS_BIN) client_csharp/obj
 	find . -name __pycache__ -prune -exec rm -rf {} +

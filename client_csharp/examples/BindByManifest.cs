@@ -1,63 +1,60 @@
 // Example: run a frozen graph from C#, binding inputs and outputs by the names the
-// tffreeze manifest resolved (signature aliases when there are any), the way a .NET
+// tffreeze manifest resolved (signature aliases where there are any), the way a .NET
 // team receives a model: model.pb + model.json.
 //
 //   mono BindByManifest.exe model.pb model.json
 //
-// It feeds each input with ones of the manifest's shape (unknown dimensions = 1) and
-// prints every output's shape and first values. Written against TensorFlowSharp's API
-// shape: swap `using TfFreeze.TensorFlow;` for `using TensorFlow;` to build it against the
-// TensorFlowSharp NuGet package.
+// It feeds each input with ones of the manifest's shape (unknown dimensions = 1),
+// checked against the manifest by TfFreeze.Manifest, and prints every output's shape and
+// first values. The same source builds against the TensorFlowSharp package
+// (-define:TENSORFLOWSHARP -r:TensorFlowSharp.dll -r:TfFreeze.TensorFlowSharp.dll) and
+// against tffreeze's built-in binding (-r:TfFreeze.TensorFlow.dll -r:TfFreeze.dll).
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using TfFreeze;
+#if TENSORFLOWSHARP
+using TensorFlow;
+#else
 using TfFreeze.TensorFlow;
+#endif
 
 public static class BindByManifest
 {
-    static Array Ones(string dtype, long[] shape)
+    static Array Ones(Type type, long count)
     {
-        int count = (int)shape.Aggregate(1L, (a, b) => a * b);
-        switch (dtype)
-        {
-            case "float32": return Enumerable.Repeat(1f, count).ToArray();
-            case "float64": return Enumerable.Repeat(1.0, count).ToArray();
-            case "int32": return Enumerable.Repeat(1, count).ToArray();
-            case "int64": return Enumerable.Repeat(1L, count).ToArray();
-            case "bool": return Enumerable.Repeat(false, count).ToArray();
-            default: throw new NotSupportedException("dtype " + dtype);
-        }
+        var ones = Array.CreateInstance(type, count);
+        var one = type == typeof(bool) ? (object)true : Convert.ChangeType(1, type);
+        for (long i = 0; i < count; i++) ones.SetValue(one, i);
+        return ones;
     }
 
     public static int Main(string[] args)
     {
         if (args.Length != 2) { Console.Error.WriteLine("usage: BindByManifest MODEL.pb MANIFEST.json"); return 2; }
-        var manifest = (Dictionary<string, object>)Json.Parse(File.ReadAllText(args[1]));
+        var manifest = Manifest.Load(args[1]);
         using (var graph = new TFGraph())
         {
             graph.Import(File.ReadAllBytes(args[0]));
             using (var session = new TFSession(graph))
             {
-                var runner = session.GetRunner();
-                foreach (Dictionary<string, object> input in (List<object>)manifest["inputs"])
+                var feeds = new Dictionary<string, TFTensor>();
+                foreach (var input in manifest.Inputs.Where(i => !i.HasDefault))
                 {
-                    var name = (string)input["name"];
-                    var dims = input["shape"] == null ? new long[0]
-                        : ((List<object>)input["shape"]).Select(d => (long)(double)d == -1 ? 1L : (long)(double)d).ToArray();
-                    runner.AddInput(graph.Output(name), new TFTensor(dims, Ones((string)input["dtype"], dims)));
+                    var dtype = input.DataType ?? TFDataType.Unknown;
+                    var shape = (input.Shape ?? new long[0]).Select(d => d == -1 ? 1L : d).ToArray();
+                    feeds[input.Alias ?? input.Name] = Tensors.Create(dtype, shape, Ones(Tensors.ElementType(dtype), Tensors.Count(shape)));
                 }
-                var names = ((List<object>)manifest["outputs"]).Select(o => (string)((Dictionary<string, object>)o)["name"]).ToList();
-                foreach (var name in names) runner.Fetch(graph.Output(name));
-                var results = runner.Run();
-                for (int i = 0; i < names.Count; i++)
+                var results = manifest.Run(session, feeds);
+                foreach (var output in manifest.Outputs)
                 {
-                    var flat = results[i].GetFlatValue();
-                    var first = string.Join(", ", flat.Cast<object>().Take(4));
-                    Console.WriteLine("{0}: shape [{1}] first [{2}]", names[i], string.Join(", ", results[i].Shape), first);
-                    results[i].Dispose();
+                    var value = results[output.Name];
+                    var first = string.Join(", ", Tensors.Flat(value).Cast<object>().Take(4));
+                    Console.WriteLine("{0}: shape [{1}] first [{2}]", output.Name, string.Join(", ", value.Shape), first);
+                    value.Dispose();
                 }
+                foreach (var t in feeds.Values) t.Dispose();
             }
         }
         return 0;

@@ -5,7 +5,6 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using TfFreeze.TensorFlow;
 using TfFreeze.V1;
 
 namespace TfFreeze
@@ -32,16 +31,22 @@ commands:
       checks the server against that CA and implies --tls. --token (default $TFFREEZE_TOKEN)
       is sent as Authorization: Bearer TOKEN to a server started with --auth-token-file.
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
-      [--runtime tf115] [--libtensorflow PATH]
-      Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, a signature
-      alias; the manifest's dtypes are checked. --runtime tf115 uses TF 1.15's C API (make
-      tf115). The library: --libtensorflow, else $TFFREEZE_LIBTENSORFLOW, else the
-      TensorFlow in the project's .venv.
+      [--runtime tf115] [--libtensorflow PATH] [--tensorflowsharp PATH/TensorFlowSharp.dll]
+      Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
+      names or signature aliases; the manifest's dtypes and shapes are then checked (and
+      errors name the input). --runtime tf115 uses TF 1.15's C API (make tf115). The
+      library: --libtensorflow, else $TFFREEZE_LIBTENSORFLOW, else the TensorFlow in the
+      project's .venv. --tensorflowsharp runs the model through that TensorFlowSharp
+      assembly instead of the built-in binding (same outputs, same exit codes); its
+      'libtensorflow' is mapped to --libtensorflow FILE or, with --runtime tf115, to
+      TF 1.15's library, else TensorFlowSharp finds it as in your app.
 
 examples:
   tffreeze serve --web-port 8080 &
   tffreeze-cs freeze runs/mnist --server http://127.0.0.1:8080 -o mnist.pb --manifest mnist.json --target tensorflowsharp
   tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy --runtime tf115
+  tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy \
+      --tensorflowsharp path/to/TensorFlowSharp.dll --runtime tf115
 
 exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
@@ -67,10 +72,10 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 return 2;
             }
             catch (RpcException e) { return Fail(command, Message(e), e.Status.ToString()); }
-            catch (TFException e) { return Fail(command, e.Message, e.Code.ToString()); }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is InvalidDataException || e is FormatException)
+            catch (Exception e) when (Kind(TensorFlowSharpHost.Unwrap(e)) != null)
             {
-                return Fail(command, e.Message, null);
+                var cause = TensorFlowSharpHost.Unwrap(e);
+                return Fail(command, cause.Message, Kind(cause));
             }
         }
 
@@ -90,6 +95,17 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return flag + ": " + msg;
         }
 
+        /// <summary>The bracketed kind of an error a user's input can cause (files, names, dtypes, the
+        /// graph itself: TensorFlow's TFException, of either library); null for anything else (a bug).</summary>
+        static string Kind(Exception e)
+        {
+            if (e is KeyNotFoundException || e is FileNotFoundException || e is DirectoryNotFoundException) return "NOT_FOUND";
+            if (e is ArgumentException || e is InvalidDataException || e is FormatException || e is NotSupportedException) return "INVALID_ARGUMENT";
+            if (e is IOException || e is UnauthorizedAccessException) return "IO_ERROR";
+            if (e.GetType().Name == "TFException") return "TENSORFLOW";
+            return null;
+        }
+
         static int Fail(string command, string message, string code)
         {
             var line = string.Join(" ", message.Split(new[] { '\n', '\r' }, StringSplitOptions.RemoveEmptyEntries).Select(s => s.Trim()));
@@ -106,7 +122,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         }
 
         static readonly HashSet<string> valued = new HashSet<string> { "--server", "-o", "--output", "--manifest", "--outputs", "--inputs",
-            "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow", "--ca", "--token" };
+            "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow", "--ca", "--token", "--tensorflowsharp" };
         static readonly HashSet<string> switches = new HashSet<string> { "--tls" };
 
         static Options Parse(string[] args)
@@ -181,77 +197,35 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return 0;
         }
 
-        /// <summary>name or alias -> (tensor name, expected dtype or null), using the manifest when given.</summary>
-        static Tuple<string, string> Resolve(string name, Dictionary<string, object> manifest, string kind)
-        {
-            if (manifest == null) return Tuple.Create(name, (string)null);
-            var sig = manifest.ContainsKey("signature") ? manifest["signature"] as Dictionary<string, object> : null;
-            if (sig != null)
-            {
-                var part = sig[kind] as Dictionary<string, object>;
-                if (part != null && part.ContainsKey(name))
-                {
-                    var t = (Dictionary<string, object>)part[name];
-                    return Tuple.Create((string)t["name"], (string)t["dtype"]);
-                }
-            }
-            var full = name.Contains(":") ? name : name + ":0";
-            foreach (Dictionary<string, object> t in (List<object>)manifest[kind])
-                if ((string)t["name"] == full) return Tuple.Create(full, (string)t["dtype"]);
-            var known = ((List<object>)manifest[kind]).Select(t => (string)((Dictionary<string, object>)t)["name"]);
-            throw new TFException(TFCode.NotFound, "'" + name + "' is not among the manifest's " + kind + " (" + string.Join(", ", known) + ")");
-        }
-
         static int Run(Options o)
         {
             if (o.Positional.Count != 1) throw new UsageException("run takes one MODEL.pb");
-            var outputs = o.All("--output");
+            var outputs = o.All("--output").Select(p => SplitPair(p, "--output")).ToList();
             if (outputs.Count == 0) throw new UsageException("run needs at least one --output NAME=FILE.npy");
-            Dictionary<string, object> manifest = null;
-            if (o.One("--manifest") != null) manifest = (Dictionary<string, object>)Json.Parse(File.ReadAllText(o.One("--manifest")));
+            var inputs = o.All("--input").Select(p => SplitPair(p, "--input")).ToList();
             var runtime = o.One("--runtime", "");
             if (runtime != "" && runtime != "tf115" && runtime != "default") throw new UsageException("--runtime must be tf115 or default");
             var lib = o.One("--libtensorflow") ?? Environment.GetEnvironmentVariable("TFFREEZE_LIBTENSORFLOW")
                       ?? Environment.GetEnvironmentVariable(runtime == "tf115" ? "TFFREEZE_TF115_LIB" : "TFFREEZE_DEFAULT_LIB");
-            TFNative.Load(lib);
-            var model = File.ReadAllBytes(o.Positional[0]);
-            using (var graph = new TFGraph())
+            var args = new object[] { o.Positional[0], o.One("--manifest"), inputs.Select(p => p.Item1).ToArray(),
+                inputs.Select(p => p.Item2).ToArray(), outputs.Select(p => p.Item1).ToArray(), outputs.Select(p => p.Item2).ToArray() };
+            var tfsharp = o.One("--tensorflowsharp");
+            string[] lines;
+            if (tfsharp != null)
             {
-                graph.Import(model);
-                using (var session = new TFSession(graph))
-                {
-                    var runner = session.GetRunner();
-                    var inputs = new List<TFTensor>();
-                    foreach (var pair in o.All("--input"))
-                    {
-                        var kv = SplitPair(pair, "--input");
-                        var target = Resolve(kv.Item1, manifest, "inputs");
-                        var tensor = Npy.Read(kv.Item2);
-                        if (target.Item2 != null && Npy.NumpyName(tensor.TensorType) != target.Item2)
-                            throw new TFException(TFCode.InvalidArgument, string.Format("input {0} is {1} in the manifest but {2} holds {3}",
-                                target.Item1, target.Item2, kv.Item2, Npy.NumpyName(tensor.TensorType)));
-                        runner.AddInput(graph.Output(target.Item1), tensor);
-                        inputs.Add(tensor);
-                    }
-                    var files = new List<string>();
-                    foreach (var pair in outputs)
-                    {
-                        var kv = SplitPair(pair, "--output");
-                        runner.Fetch(graph.Output(Resolve(kv.Item1, manifest, "outputs").Item1));
-                        files.Add(kv.Item2);
-                    }
-                    var results = runner.Run();
-                    for (int i = 0; i < results.Length; i++)
-                    {
-                        Npy.Write(files[i], results[i]);
-                        Console.WriteLine("{0} -> {1} {2} [{3}]", outputs[i].Split('=')[0], files[i], Npy.NumpyName(results[i].TensorType),
-                                          string.Join(", ", results[i].Shape));
-                        results[i].Dispose();
-                    }
-                    foreach (var t in inputs) t.Dispose();
-                }
+                // A --libtensorflow, or --runtime tf115, is mapped to TensorFlowSharp's "libtensorflow";
+                // otherwise TensorFlowSharp finds its native library as it does in the user's app.
+                var native = o.One("--libtensorflow") ?? (runtime == "tf115" ? lib : null);
+                lines = TensorFlowSharpHost.Run(tfsharp, native, args);
             }
-            Console.Error.WriteLine("(TensorFlow " + TFNative.Version + ")");
+            else
+            {
+                if (lib != null) Environment.SetEnvironmentVariable("TFFREEZE_LIBTENSORFLOW", lib);
+                lines = ModelRunner.Run((string)args[0], (string)args[1], (string[])args[2], (string[])args[3],
+                                        (string[])args[4], (string[])args[5]);
+            }
+            foreach (var line in lines.Take(lines.Length - 1)) Console.WriteLine(line);
+            Console.Error.WriteLine("(" + lines.Last() + ")");
             return 0;
         }
 

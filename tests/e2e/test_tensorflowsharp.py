@@ -2,11 +2,8 @@
 NuGet 1.15.3) runs the `--target tensorflowsharp` output of every real
 architecture of the corpus on TF 1.15.0's C API, equal to the original model.
 
-TensorFlowSharp is compiled here from its sources (third-party, outside this
-repository: ../shared/third_party/TensorFlowSharp, or TFFREEZE_TENSORFLOWSHARP_SRC)
-into build/tensorflowsharp/, with a small runner (tests/tensorflowsharp/RunFrozen.cs)
-that uses TensorFlowSharp's API only. Where the sources or TF 1.15 are absent the
-tests skip and say why; CI sets TFFREEZE_REQUIRE_TF115=1, which makes that a failure."""
+TensorFlowSharp is compiled from its sources by tests/tfsharp.py, with a small runner
+(tests/tensorflowsharp/RunFrozen.cs) that uses TensorFlowSharp's API only."""
 
 from __future__ import annotations
 
@@ -17,53 +14,21 @@ import numpy as np
 import pytest
 
 import corpus
+import tfsharp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TF115 = os.environ.get("TFFREEZE_TF115", os.path.join(ROOT, ".tf115"))
-TF115_LIB = os.path.join(TF115, "lib", "python3.7", "site-packages", "tensorflow_core", "python",
-                         "_pywrap_tensorflow_internal.so")
-OUT = os.path.join(ROOT, "build", "tensorflowsharp")
+ROOT = tfsharp.ROOT
 # TF 1.15's kernels round differently from TF 2.21's: compare within 1e-4.
 RTOL = ATOL = 1e-4
-
-
-def _sources():
-    candidates = [os.environ.get("TFFREEZE_TENSORFLOWSHARP_SRC", ""),
-                  os.path.join(ROOT, "..", "shared", "third_party", "TensorFlowSharp"),
-                  "/work/shared/third_party/TensorFlowSharp"]
-    return next((os.path.abspath(c) for c in candidates if c and os.path.exists(os.path.join(c, "Tensor.cs"))), None)
-
-
-def _absent(why):
-    if os.environ.get("TFFREEZE_REQUIRE_TF115") == "1":
-        pytest.fail(why + " -- TFFREEZE_REQUIRE_TF115=1 forbids skipping")
-    print("SKIP: " + why)
-    pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
 def runner():
     """(command prefix, environment) running RunFrozen.exe on the real TensorFlowSharp."""
-    src = _sources()
-    if src is None:
-        _absent("TensorFlowSharp sources not found (set TFFREEZE_TENSORFLOWSHARP_SRC)")
-    if not os.path.exists(TF115_LIB):
-        _absent("TF 1.15 runtime absent (%s): run `make tf115`" % TF115_LIB)
-    os.makedirs(OUT, exist_ok=True)
-    dll, exe = os.path.join(OUT, "TensorFlowSharp.dll"), os.path.join(OUT, "RunFrozen.exe")
-    files = sorted(os.path.join(d, f) for d in (src, os.path.join(src, "Ops")) if os.path.isdir(d)
-                   for f in os.listdir(d) if f.endswith(".cs"))
-    subprocess.run(["mcs", "-nologo", "-target:library", "-unsafe", "-nowarn:618,649,169,414,219,1591,3021",
-                    "-r:System.dll", "-r:System.Core.dll", "-r:System.Numerics.dll", "-out:" + dll, *files],
-                   check=True, capture_output=True)
+    dll = tfsharp.build()
+    exe = os.path.join(tfsharp.OUT, "RunFrozen.exe")
     subprocess.run(["mcs", "-nologo", "-warnaserror", "-out:" + exe, "-r:" + dll, "-r:System.Numerics.dll",
                     os.path.join(ROOT, "tests", "tensorflowsharp", "RunFrozen.cs")], check=True)
-    with open(dll + ".config", "w") as fh:  # TensorFlowSharp P/Invokes "libtensorflow"
-        fh.write('<configuration><dllmap dll="libtensorflow" target="%s"/></configuration>\n' % TF115_LIB)
-    with open(os.path.join(TF115, "pyvenv.cfg")) as fh:
-        home = next(l.split("=", 1)[1].strip() for l in fh if l.startswith("home"))
-    env = dict(os.environ, LD_PRELOAD=os.path.join(home, "..", "lib", "libpython3.7m.so.1.0"))
-    return ["mono", exe], env
+    return ["mono", exe], tfsharp.tf115_env()
 
 
 def _run(runner, pb, info, tmp_path):

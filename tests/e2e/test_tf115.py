@@ -1,5 +1,7 @@
 """--target tensorflowsharp: graphs that load and run in TF 1.15.0, the runtime the
-TensorFlowSharp package bundles, from Python 3.7 and from C# on TF 1.15's C API.
+TensorFlowSharp package bundles, from Python 3.7 and from C# on TF 1.15's C API:
+`tffreeze-cs run` on the built-in binding and on the real TensorFlowSharp
+(--tensorflowsharp), and the C# examples built against each library.
 
 Where Python 3.7 / TF 1.15 is absent these tests skip and say why; CI sets
 TFFREEZE_REQUIRE_TF115=1, which turns the skip into a failure."""
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 import models
+import tfsharp
 from tffreeze import FailedPreconditionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,8 +49,8 @@ def run_py115(pb, feeds, fetches, tmp_path):
     return [values[f.replace(":", "__")] for f in fetches], ""
 
 
-def run_cs115(pb, manifest, feeds, fetches, tmp_path):
-    args = [CS, "run", str(pb), "--manifest", str(manifest), "--runtime", "tf115"]
+def run_cs115(pb, manifest, feeds, fetches, tmp_path, *extra):
+    args = [CS, "run", str(pb), "--manifest", str(manifest), "--runtime", "tf115", *extra]
     for i, (name, value) in enumerate(feeds.items()):
         np.save(tmp_path / ("in%d.npy" % i), value)
         args += ["--input", "%s=%s" % (name, tmp_path / ("in%d.npy" % i))]
@@ -69,8 +72,26 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    """{library: (directory of the built examples, MONO_PATH)}: every C# example built against
+    the built-in binding and against TensorFlowSharp."""
+    real = tfsharp.build()
+    built = {}
+    for library, mono_path in (("binding", tfsharp.CS_BIN), ("tensorflowsharp", tfsharp.OUT)):
+        out = tmp_path_factory.mktemp(library)
+        helpers = tfsharp.helpers(out, library, real)
+        for name in os.listdir(os.path.join(ROOT, "client_csharp", "examples")):
+            if name.endswith(".cs"):
+                proc = tfsharp.csc([os.path.join(ROOT, "client_csharp", "examples", name)], out / (name[:-3] + ".exe"),
+                                   library, real, refs=[helpers])
+                assert proc.returncode == 0, proc.stdout
+        built[library] = (out, mono_path)
+    return real, built
+
+
 @pytest.mark.parametrize("kind", list(CASES))
-def test_tensorflowsharp_target_runs_in_tf115(client, tmp_path, kind):
+def test_tensorflowsharp_target_runs_in_tf115(client, examples, tmp_path, kind):
     model = CASES[kind](str(tmp_path / "model"))
     pb = tmp_path / "m.pb"
     outcome = client.freeze(model.directory, output_path=str(pb), target="tensorflowsharp")
@@ -89,6 +110,25 @@ def test_tensorflowsharp_target_runs_in_tf115(client, tmp_path, kind):
     for name, a, b in zip(fetches, py, cs):
         np.testing.assert_allclose(a, expected[name], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(b, expected[name], rtol=1e-5, atol=1e-5)
+    # The same run through the real TensorFlowSharp assembly: the same bytes out.
+    real, built = examples
+    via_tfsharp = run_cs115(pb, tmp_path / "m.json", {k.split(":")[0] if k.endswith(":0") else k: v
+                                                       for k, v in feeds.items()}, fetches, tmp_path,
+                            "--tensorflowsharp", real)
+    for a, b in zip(cs, via_tfsharp):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    # Every example, built against each library, prints the same.
+    env = tfsharp.tf115_env()
+    for exe in sorted(os.listdir(built["binding"][0])):
+        if exe.endswith(".exe"):
+            outs = []
+            for library in ("binding", "tensorflowsharp"):
+                directory, mono_path = built[library]
+                run = subprocess.run(["mono", str(directory / exe), str(pb), str(tmp_path / "m.json")], capture_output=True,
+                                     text=True, timeout=300, env=dict(env, MONO_PATH=mono_path))
+                assert run.returncode == 0, "%s (%s): %s" % (exe, library, run.stderr)
+                outs.append(run.stdout)
+            assert outs[0] == outs[1] and len(outs[0].splitlines()) == len(m["outputs"]) > 0, outs
 
 
 def test_without_the_target_default_attrs_are_stripped_and_tf115_loads_it(client, tmp_path):

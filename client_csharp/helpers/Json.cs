@@ -1,5 +1,5 @@
-// Minimal JSON (no NuGet here): a reader to objects (Dictionary<string, object>,
-// List<object>, string, double, bool, null); writing is JsonCodec's (ProtoRuntime.cs).
+// Minimal JSON reader (no NuGet here): text to objects (Dictionary<string, object>,
+// List<object>, string, double, bool, null). Enough for tffreeze manifests.
 using System;
 using System.Collections;
 using System.Collections.Generic;
@@ -85,14 +85,5 @@ namespace TfFreeze
             p++;
             return sb.ToString();
         }
-
-        /// <summary>Serialize dictionaries (insertion order), lists, strings, numbers, bools and null,
-        /// as Python's json.dumps(indent=2) does (see TfFreeze.Protobuf.JsonCodec).</summary>
-        public static string Write(object value) { return TfFreeze.Protobuf.JsonCodec.Write(value); }
-    }
-
-    public class OrderedMap : System.Collections.Specialized.OrderedDictionary
-    {
-        public OrderedMap Add2(string key, object value) { Add(key, value); return this; }
     }
 }

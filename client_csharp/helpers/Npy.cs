@@ -1,12 +1,17 @@
-// NumPy .npy files (format 1.0/2.0, little-endian, C order): float32, float64, int32,
-// int64, uint8, bool (the dtypes the TensorFlow binding supports).
+// NumPy .npy files (format 1.0/2.0, little-endian, C order) to tensors and back, for the
+// dtypes of Tensors.cs. Written against the API TensorFlowSharp and tffreeze's binding
+// share (-define:TENSORFLOWSHARP builds it against TensorFlowSharp).
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Text;
 using System.Text.RegularExpressions;
+#if TENSORFLOWSHARP
+using TensorFlow;
+#else
 using TfFreeze.TensorFlow;
+#endif
 
 namespace TfFreeze
 {
@@ -14,19 +19,8 @@ namespace TfFreeze
     {
         static readonly Dictionary<string, TFDataType> byDescr = new Dictionary<string, TFDataType> {
             { "<f4", TFDataType.Float }, { "<f8", TFDataType.Double }, { "<i4", TFDataType.Int32 }, { "<i8", TFDataType.Int64 },
-            { "|u1", TFDataType.UInt8 }, { "|b1", TFDataType.Bool }, { "<i2", TFDataType.Int16 }, { "|i1", TFDataType.Int8 } };
-
-        public static string NumpyName(TFDataType t)
-        {
-            switch (t)
-            {
-                case TFDataType.Float: return "float32"; case TFDataType.Double: return "float64";
-                case TFDataType.Int32: return "int32"; case TFDataType.Int64: return "int64";
-                case TFDataType.UInt8: return "uint8"; case TFDataType.Bool: return "bool";
-                case TFDataType.Int16: return "int16"; case TFDataType.Int8: return "int8";
-            }
-            return t.ToString().ToLowerInvariant();
-        }
+            { "|u1", TFDataType.UInt8 }, { "|b1", TFDataType.Bool }, { "<i2", TFDataType.Int16 }, { "|i1", TFDataType.Int8 },
+            { "<u2", TFDataType.UInt16 } };
 
         /// <summary>Read a .npy file into a tensor.</summary>
         public static TFTensor Read(string path)
@@ -44,16 +38,16 @@ namespace TfFreeze
                     throw new InvalidDataException(path + ": Fortran-ordered arrays are not supported; save with np.ascontiguousarray");
                 TFDataType dtype;
                 if (!byDescr.TryGetValue(descr, out dtype))
-                    throw new InvalidDataException(path + ": dtype " + descr + " is not supported (float32/64, int32/64, uint8, bool)");
+                    throw new InvalidDataException(path + ": dtype " + descr + " is not supported (float32/64, int8/16/32/64, uint8/16, bool)");
                 var shapeText = Regex.Match(header, @"'shape':\s*\(([^)]*)\)").Groups[1].Value;
                 var shape = shapeText.Split(new[] { ',' }, StringSplitOptions.RemoveEmptyEntries)
                                      .Select(x => long.Parse(x.Trim())).ToArray();
-                long count = shape.Aggregate(1L, (a, b) => a * b);
-                var data = Array.CreateInstance(TFTensor.ElementType(dtype), count);
-                var bytes = r.ReadBytes((int)(count * TFTensor.ElementSize(dtype)));
-                if (bytes.Length != count * TFTensor.ElementSize(dtype)) throw new InvalidDataException(path + " is truncated");
+                long count = Tensors.Count(shape);
+                var data = Array.CreateInstance(Tensors.ElementType(dtype), count);
+                var bytes = r.ReadBytes(checked((int)(count * Tensors.ElementSize(dtype))));
+                if (bytes.Length != count * Tensors.ElementSize(dtype)) throw new InvalidDataException(path + " is truncated");
                 Buffer.BlockCopy(bytes, 0, data, 0, bytes.Length);
-                return new TFTensor(shape, data);
+                return Tensors.Create(dtype, shape, data);
             }
         }
 
@@ -71,7 +65,7 @@ namespace TfFreeze
             var header = "{'descr': '" + Descr(tensor.TensorType) + "', 'fortran_order': False, 'shape': " + shapeText + ", }";
             int total = 10 + header.Length + 1;
             header = header + new string(' ', (64 - total % 64) % 64) + "\n";
-            var flat = tensor.GetFlatValue();
+            var flat = Tensors.Flat(tensor);
             var bytes = new byte[Buffer.ByteLength(flat)];
             Buffer.BlockCopy(flat, 0, bytes, 0, bytes.Length);
             var tmp = path + ".part";
