@@ -7,9 +7,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+import textwrap
 
+import numpy as np
 import pytest
 
+import models
 import tfsharp
 
 ROOT = tfsharp.ROOT
@@ -74,7 +78,9 @@ def test_the_check_fails_on_a_member_tensorflowsharp_does_not_have(surface, real
 
 
 def _both(tmp_path, real, files, refs_extra=()):
-    """Compile files (+ the helper library) against the binding and against TensorFlowSharp."""
+    """Compile files (+ the helper library) against the binding and against TensorFlowSharp;
+    {library: the folder holding the programs}."""
+    built = {}
     for library in ("binding", "tensorflowsharp"):
         out = tmp_path / library
         out.mkdir(exist_ok=True)
@@ -82,6 +88,8 @@ def _both(tmp_path, real, files, refs_extra=()):
         for f in files:
             proc = tfsharp.csc([f], out / (os.path.basename(str(f))[:-3] + ".exe"), library, real, refs=[helpers])
             assert proc.returncode == 0, "%s against %s:\n%s" % (f, library, proc.stdout)
+        built[library] = out
+    return built
 
 
 def test_examples_and_helpers_compile_against_both_libraries(real, tmp_path):
@@ -92,21 +100,55 @@ def test_examples_and_helpers_compile_against_both_libraries(real, tmp_path):
 
 def _readme_blocks():
     with open(os.path.join(ROOT, "README.md")) as fh:
-        return re.findall(r"```csharp\n(.*?)```", fh.read(), re.S)
+        return [textwrap.dedent(b) for b in re.findall(r"```csharp\n(.*?)```", fh.read(), re.S)]
 
 
-def test_every_csharp_block_of_the_readme_compiles_against_both_libraries(real, tmp_path):
+@pytest.fixture(scope="module")
+def readme_programs(real, tmp_path_factory):
+    """{library: folder}: every C# block of the README, compiled against each library."""
+    tmp_path = tmp_path_factory.mktemp("readme")
     blocks = _readme_blocks()
-    assert len(blocks) >= 2
+    assert len(blocks) >= 3
     files = []
     for i, block in enumerate(blocks):
         # A block is written for one library ("using TensorFlow;" or "using TfFreeze.TensorFlow;");
         # the other library's namespace is swapped in for the other build.
-        assert re.search(r"^using (TfFreeze\.)?TensorFlow;$", block, re.M), block
-        generic = re.sub(r"^using (TfFreeze\.)?TensorFlow;$",
+        assert re.search(r"^using (TfFreeze\.)?TensorFlow;", block, re.M), block
+        generic = re.sub(r"^using (TfFreeze\.)?TensorFlow;.*$",
                          "#if TENSORFLOWSHARP\nusing TensorFlow;\n#else\nusing TfFreeze.TensorFlow;\n#endif", block,
                          flags=re.M)
         path = tmp_path / ("Readme%d.cs" % i)
         path.write_text(generic)
         files.append(path)
-    _both(tmp_path, real, files)
+    return _both(tmp_path, real, files), len(blocks)
+
+
+def test_every_csharp_block_of_the_readme_compiles_against_both_libraries(readme_programs):
+    built, count = readme_programs
+    for folder in built.values():
+        assert len([f for f in os.listdir(folder) if f.startswith("Readme") and f.endswith(".exe")]) == count
+
+
+def test_the_readme_csharp_blocks_run_on_tf115_with_both_libraries(client, readme_programs, tmp_path):
+    """The README's code runs as written: mnist.pb/mnist.json (x [?, 4] -> probs [?, 2], frozen with
+    --target tensorflowsharp) in the working folder, on TF 1.15's C API, the same output either way."""
+    if not os.path.exists(tfsharp.TF115_LIB):
+        tfsharp.absent("TF 1.15 runtime absent (%s): run `make tf115`" % tfsharp.TF115_LIB)
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "make_sample_checkpoint.py"), str(tmp_path)],
+                   check=True, capture_output=True)
+    outcome = client.freeze(str(tmp_path / "ckpt"), str(tmp_path / "mnist.pb"), target="tensorflowsharp")
+    (tmp_path / "mnist.json").write_text(outcome.manifest_json())
+    want = models.run_frozen((tmp_path / "mnist.pb").read_bytes(), {"x:0": np.array([[0.1, 0.2, 0.3, 0.4]], np.float32)},
+                             ["probs:0"])[0]
+    built, count = readme_programs
+    env = tfsharp.tf115_env()
+    for i in range(count):
+        outs = []
+        for library, mono_path in (("binding", tfsharp.CS_BIN), ("tensorflowsharp", tfsharp.OUT)):
+            run = subprocess.run(["mono", str(built[library] / ("Readme%d.exe" % i))], cwd=str(tmp_path), env=dict(
+                env, MONO_PATH=mono_path + ":" + str(built[library])), capture_output=True, text=True, timeout=120)
+            assert run.returncode == 0, "README block %d (%s): %s" % (i, library, run.stderr)
+            outs.append(run.stdout.strip())
+        assert outs[0] == outs[1] and outs[0], outs
+        last = outs[0].split()[-1]
+        assert last == "2" or abs(float(last) - want[0, 1]) < 1e-4, (outs[0], want)
