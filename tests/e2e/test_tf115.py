@@ -159,3 +159,39 @@ def test_op_missing_in_tf115_is_named(client, tmp_path):
     with pytest.raises(FailedPreconditionError) as err:
         client.freeze(model.directory, target="tensorflowsharp")
     assert "out (op Erfinv is not in TensorFlow 1.15.0)" in err.value.message
+
+
+def test_tensorflowsharp_run_fails_as_the_builtin_binding_does(client, tmp_path):
+    """Bad input through --tensorflowsharp: exit 1 and the same one line as the built-in binding."""
+    real = tfsharp.build()
+    model = models.saved_model_v2(str(tmp_path / "sm"))
+    pb = tmp_path / "m.pb"
+    outcome = client.freeze(model.directory, output_path=str(pb), target="tensorflowsharp")
+    (tmp_path / "m.json").write_text(outcome.manifest_json())
+    np.save(tmp_path / "x.npy", model.feeds["x"])
+    np.save(tmp_path / "steps64.npy", model.feeds["steps"].astype(np.int64))
+    np.save(tmp_path / "steps.npy", model.feeds["steps"])
+    base = [CS, "run", str(pb), "--manifest", str(tmp_path / "m.json"), "--runtime", "tf115",
+            "--input", "x=%s" % (tmp_path / "x.npy")]
+    cases = {
+        "INVALID_ARGUMENT": (["--input", "steps=%s" % (tmp_path / "steps64.npy"), "--output", "logits=o.npy"],
+                             "input steps is int32 in the manifest but got int64"),
+        "NOT_FOUND": (["--input", "steps=%s" % (tmp_path / "steps.npy"), "--output", "logit=o.npy"],
+                      "'logit' is not among the manifest's outputs"),
+    }
+    for kind, (extra, message) in cases.items():
+        lines = []
+        for via in ([], ["--tensorflowsharp", real]):
+            out = subprocess.run(base + extra + via, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+            assert out.returncode == 1, out.stderr
+            line = [l for l in out.stderr.splitlines() if l.startswith("tffreeze-cs run:")]
+            assert len(line) == 1 and message in line[0] and line[0].endswith("[%s]" % kind), out.stderr
+            lines.append(line[0])
+        assert lines[0] == lines[1]
+    assert not (tmp_path / "o.npy").exists()
+    # What is not TensorFlowSharp, or not there, is named.
+    ok_args = ["--input", "steps=%s" % (tmp_path / "steps.npy"), "--output", "logits=%s" % (tmp_path / "o.npy")]
+    for dll, message in ((tmp_path / "nope.dll", "no file"),
+                         (os.path.join(tfsharp.CS_BIN, "TfFreeze.dll"), "is not TensorFlowSharp")):
+        out = subprocess.run(base + ok_args + ["--tensorflowsharp", str(dll)], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1 and message in out.stderr, out.stderr
