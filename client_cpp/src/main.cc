@@ -1,0 +1,303 @@
+// tffreeze-cpp: freeze checkpoints with a tffreeze server over gRPC and run frozen graphs
+// on the TensorFlow C API. Verbs and exit codes as the Python CLI: 0 ok, 1 error (one
+// line on stderr naming the problem, its status in brackets), 2 usage error.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "tffreeze/client.h"
+#include "tffreeze/runner.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kUsage = R"(usage: tffreeze-cpp COMMAND ...
+
+Freeze TensorFlow checkpoints with a tffreeze server (gRPC) and run frozen graphs on the
+TensorFlow C API.
+
+commands:
+  freeze SOURCE -o OUT.pb [--server HOST:PORT] [--manifest M.json] [--outputs a,b]
+         [--inputs a,b] [--step N] [--target tensorflowsharp] [--optimize] [--verify]
+         [--timeout SECONDS] [--tls] [--ca CA.pem] [--token TOKEN]
+         [--client-cert CERT.pem --client-key KEY.pem] [--quiet]
+      Upload the chosen checkpoint's files the server lacks, freeze, write OUT.pb (and the
+      manifest) atomically; OUT.pb already holding the result is not downloaded again.
+      SOURCE: a Saver directory (the checkpoint its state file or --step names), a
+      checkpoint prefix, or a SavedModel directory; a folder holding none, with exactly one
+      such folder up to 3 levels below it, uses that one. --server defaults to
+      $TFFREEZE_SERVER, else 127.0.0.1:50051. --tls (or $TFFREEZE_TLS=1) speaks TLS; --ca
+      (default $TFFREEZE_CA) checks the server against that CA and implies --tls; --token
+      (default $TFFREEZE_TOKEN) is sent as "authorization: Bearer TOKEN".
+  run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
+      [--runtime tf115] [--libtensorflow PATH]
+      Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
+      names or signature aliases; the manifest's dtypes and shapes are then checked. The
+      library: --libtensorflow (a file, or a folder holding libtensorflow_cc.so.2,
+      libtensorflow.so or _pywrap_tensorflow_internal.so), else $TFFREEZE_LIBTENSORFLOW,
+      else the TensorFlow in the project's .venv; --runtime tf115 uses TF 1.15 from
+      `make tf115` (the runtime TensorFlowSharp ships).
+
+examples:
+  tffreeze serve &
+  tffreeze-cpp freeze runs/mnist -o mnist.pb --manifest mnist.json
+  tffreeze-cpp run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy
+
+exit codes: 0 ok, 1 error (message on stderr), 2 usage error)";
+
+struct Usage : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  std::vector<std::string> positional;
+  std::map<std::string, std::vector<std::string>> values;
+  std::string One(const std::string& key, const std::string& fallback = "") const {
+    auto it = values.find(key);
+    return it == values.end() ? fallback : it->second.back();
+  }
+  bool Has(const std::string& key) const { return values.count(key) > 0; }
+  std::vector<std::string> All(const std::string& key) const {
+    auto it = values.find(key);
+    return it == values.end() ? std::vector<std::string>{} : it->second;
+  }
+};
+
+const std::set<std::string> kValued = {"-o", "--output", "--server", "--manifest", "--outputs", "--inputs", "--step",
+                                       "--target", "--timeout", "--ca", "--token", "--client-cert", "--client-key",
+                                       "--input", "--runtime", "--libtensorflow"};
+const std::set<std::string> kSwitches = {"--tls", "--quiet", "--optimize", "--verify"};
+
+Options Parse(int argc, char** argv) {
+  Options o;
+  for (int i = 2; i < argc; i++) {
+    std::string a = argv[i];
+    if (a.size() > 1 && a[0] == '-') {
+      std::string key = a, value;
+      bool has_value = false;
+      auto eq = a.find('=');
+      if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+        key = a.substr(0, eq);
+        value = a.substr(eq + 1);
+        has_value = true;
+      }
+      if (kSwitches.count(key) && !has_value) {
+        o.values[key].push_back("true");
+        continue;
+      }
+      if (!kValued.count(key)) throw Usage("unknown option " + key);
+      if (!has_value) {
+        if (i + 1 >= argc) throw Usage(key + " needs a value");
+        value = argv[++i];
+      }
+      o.values[key].push_back(value);
+    } else {
+      o.positional.push_back(a);
+    }
+  }
+  return o;
+}
+
+std::vector<std::string> Split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (item.find_first_not_of(" ") != std::string::npos) out.push_back(item);
+  return out;
+}
+
+std::string Env(const char* name) { return std::getenv(name) ? std::getenv(name) : ""; }
+
+// The repository this binary was built from (the .venv and .tf115 runtimes live there).
+fs::path Root() {
+#ifdef TFFREEZE_SOURCE_ROOT
+  return fs::path(TFFREEZE_SOURCE_ROOT);
+#else
+  return fs::current_path();
+#endif
+}
+
+// "[-1, 4]", or "?" for an unknown rank (as the Python CLI prints shapes).
+std::string ShapeText(const tffreeze::v1::TensorInfo& t) {
+  if (!t.has_shape()) return "?";
+  std::string s = "[";
+  for (int i = 0; i < t.shape().values_size(); i++)
+    s += (i ? ", " : "") + std::to_string(static_cast<long long>(t.shape().values(i).number_value()));
+  return s + "]";
+}
+
+int Freeze(const Options& o) {
+  if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
+  std::string out = o.One("-o");
+  if (out.empty()) throw Usage("freeze needs -o OUT.pb");
+  tffreeze::ClientOptions copts;
+  std::string tls = Env("TFFREEZE_TLS");
+  copts.tls = o.Has("--tls") || tls == "1" || tls == "true" || tls == "yes";
+  copts.ca_file = o.One("--ca", Env("TFFREEZE_CA"));
+  copts.token = o.One("--token", Env("TFFREEZE_TOKEN"));
+  copts.client_cert = o.One("--client-cert");
+  copts.client_key = o.One("--client-key");
+  if (o.Has("--timeout")) {
+    try {
+      copts.timeout = std::chrono::seconds(std::stol(o.One("--timeout")));
+    } catch (const std::exception&) {
+      throw Usage("--timeout takes whole seconds");
+    }
+  }
+  tffreeze::FreezeOptions fopts;
+  fopts.outputs = Split(o.One("--outputs"));
+  fopts.inputs = Split(o.One("--inputs"));
+  fopts.target = o.One("--target");
+  fopts.optimize = o.Has("--optimize");
+  fopts.verify = o.Has("--verify");
+  if (o.Has("--step")) {
+    const std::string s = o.One("--step");
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) throw Usage("--step takes a global step (a number)");
+    fopts.step = std::stoll(s);
+  }
+  tffreeze::Client client(o.One("--server"), copts);
+  bool tty = isatty(2) && !o.Has("--quiet");
+  if (tty)
+    client.progress = [](const std::string& kind, double done, double total, const std::string& msg) {
+      if (kind == "upload") std::fprintf(stderr, "\r\033[Kuploading %s %.0f%%", msg.c_str(), total > 0 ? 100 * done / total : 100.0);
+      else std::fprintf(stderr, "\r\033[K%3.0f%% %s", 100 * done, msg.c_str());
+    };
+  tffreeze::FreezeOutcome outcome = client.Freeze(o.positional[0], out, fopts);
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  const auto& r = outcome.result;
+  if (o.Has("--manifest")) tffreeze::WriteAtomically(o.One("--manifest"), tffreeze::ManifestJson(r));
+  for (const auto& w : r.warnings()) std::cerr << "tffreeze-cpp: warning: " << w << "\n";
+  if (!o.Has("--quiet")) {
+    std::cout << "wrote " << out << " (" << r.size_bytes() << " bytes, sha256 " << r.sha256().substr(0, 12) << ") from "
+              << r.checkpoint().prefix() << (r.checkpoint().has_step() ? " (step " + std::to_string(r.checkpoint().step()) + ")" : "")
+              << "\n  uploaded " << outcome.uploaded_files << " of " << outcome.files << " file(s), " << outcome.uploaded_bytes
+              << " bytes" << (outcome.downloaded ? "" : "; " + out + " already held this graph (not downloaded)") << "\n";
+    for (const auto& t : r.inputs()) std::printf("  %-7s %s %s %s\n", "input", t.name().c_str(), t.dtype().c_str(), ShapeText(t).c_str());
+    for (const auto& t : r.outputs()) std::printf("  %-7s %s %s %s\n", "output", t.name().c_str(), t.dtype().c_str(), ShapeText(t).c_str());
+  }
+  return 0;
+}
+
+std::pair<std::string, std::string> SplitPair(const std::string& pair, const std::string& flag) {
+  auto eq = pair.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) throw Usage(flag + " '" + pair + "': write NAME=FILE.npy");
+  return {pair.substr(0, eq), pair.substr(eq + 1)};
+}
+
+// The library for --runtime (and, for TF 1.15, the libpython3.7m it needs loaded first).
+std::pair<std::string, std::string> Library(const Options& o) {
+  std::string runtime = o.One("--runtime");
+  if (!runtime.empty() && runtime != "tf115" && runtime != "default") throw Usage("--runtime must be tf115 or default");
+  std::string lib = o.One("--libtensorflow", Env("TFFREEZE_LIBTENSORFLOW"));
+  if (runtime == "tf115") {
+    fs::path tf115 = Env("TFFREEZE_TF115").empty() ? Root() / ".tf115" : fs::path(Env("TFFREEZE_TF115"));
+    std::string preload;
+    std::ifstream cfg(tf115 / "pyvenv.cfg");
+    std::string line;
+    while (std::getline(cfg, line))
+      if (line.rfind("home = ", 0) == 0) preload = (fs::path(line.substr(7)) / ".." / "lib" / "libpython3.7m.so.1.0").string();
+    if (!o.Has("--libtensorflow")) {
+      lib = Env("TFFREEZE_TF115_LIB");
+      if (lib.empty()) lib = (tf115 / "lib/python3.7/site-packages/tensorflow_core/python/_pywrap_tensorflow_internal.so").string();
+    }
+    if (!fs::exists(lib)) throw tffreeze::Error("NOT_FOUND", "no TF 1.15 runtime at " + tf115.string() + "; run 'make tf115' first");
+    return {lib, preload};
+  }
+  if (lib.empty()) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(Root() / ".venv" / "lib", ec)) {
+      fs::path candidate = e.path() / "site-packages" / "tensorflow";
+      if (fs::exists(candidate / "libtensorflow_cc.so.2")) lib = candidate.string();
+    }
+    if (lib.empty())
+      throw tffreeze::Error("NOT_FOUND", "no TensorFlow C library: pass --libtensorflow PATH or set TFFREEZE_LIBTENSORFLOW");
+  }
+  return {lib, ""};
+}
+
+int Run(const Options& o) {
+  if (o.positional.size() != 1) throw Usage("run takes one MODEL.pb");
+  std::vector<std::pair<std::string, std::string>> inputs, outputs;
+  for (const auto& p : o.All("--input")) inputs.push_back(SplitPair(p, "--input"));
+  for (const auto& p : o.All("--output")) outputs.push_back(SplitPair(p, "--output"));
+  if (outputs.empty()) throw Usage("run needs at least one --output NAME=FILE.npy");
+  auto lib = Library(o);
+  setenv("TF_CPP_MIN_LOG_LEVEL", "2", 0);  // TensorFlow's start-up chatter, unless asked for
+  std::unique_ptr<tffreeze::Manifest> manifest;
+  if (o.Has("--manifest")) manifest.reset(new tffreeze::Manifest(tffreeze::Manifest::Load(o.One("--manifest"))));
+  std::vector<std::pair<std::string, tffreeze::Tensor>> feeds;
+  for (const auto& in : inputs) {
+    tffreeze::Tensor t = tffreeze::ReadNpy(in.second);
+    std::string name = in.first;
+    if (manifest) {
+      const auto& info = manifest->Input(in.first);
+      tffreeze::Manifest::Check(info, t, info.name());
+      name = info.name();
+    }
+    feeds.emplace_back(name, std::move(t));
+  }
+  std::vector<std::string> fetches;
+  for (const auto& out : outputs) fetches.push_back(manifest ? manifest->Output(out.first).name() : out.first);
+  tffreeze::Runtime::Load(lib.first, lib.second);
+  tffreeze::Model model(o.positional[0]);
+  std::vector<tffreeze::Tensor> results = model.Run(feeds, fetches);
+  for (size_t i = 0; i < results.size(); i++) {
+    tffreeze::WriteNpy(outputs[i].second, results[i]);
+    std::string shape = "[";
+    for (size_t d = 0; d < results[i].shape.size(); d++) shape += (d ? ", " : "") + std::to_string(results[i].shape[d]);
+    std::cout << outputs[i].first << " -> " << outputs[i].second << " " << results[i].dtype << " " << shape << "]\n";
+  }
+  std::cerr << "(TensorFlow " << tffreeze::Runtime::Version() << ")\n";
+  return 0;
+}
+
+// Request fields named in server errors -> this CLI's spelling of them.
+std::string Message(const tffreeze::Error& e) {
+  static const std::map<std::string, std::string> flags = {
+      {"options.outputs", "--outputs"}, {"options.inputs", "--inputs"}, {"options.step", "--step"},
+      {"options.target", "--target"}, {"options.checkpoint_prefix", "SOURCE"}};
+  std::string msg = e.what();
+  for (auto& c : msg)
+    if (c == '\n' || c == '\r') c = ' ';
+  auto field = e.metadata().find("field");
+  if (field == e.metadata().end() || !flags.count(field->second)) return msg;
+  const std::string& f = field->second;
+  for (const std::string& prefix : {f + ": ", f.substr(8) + ": "})
+    if (msg.rfind(prefix, 0) == 0) msg = msg.substr(prefix.size());
+  if (msg.rfind(flags.at(f) + ": ", 0) == 0) return msg;
+  return flags.at(f) + ": " + msg;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
+    std::cout << kUsage << "\n";
+    return argc < 2 ? 2 : 0;
+  }
+  std::string command = argv[1];
+  try {
+    Options o = Parse(argc, argv);
+    if (command == "freeze") return Freeze(o);
+    if (command == "run") return Run(o);
+    throw Usage("unknown command '" + command + "' (freeze, run)");
+  } catch (const Usage& e) {
+    std::cerr << "tffreeze-cpp " << command << ": " << e.what() << "\n(see tffreeze-cpp --help)\n";
+    return 2;
+  } catch (const tffreeze::Error& e) {
+    std::cerr << "tffreeze-cpp " << command << ": " << Message(e) << " [" << e.code() << "]\n";
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::cerr << "tffreeze-cpp " << command << ": " << e.what() << " [IO_ERROR]\n";
+    return 1;
+  }
+}
