@@ -20,7 +20,7 @@ CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
-.PHONY: setup gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real bench-load csharp mono sandbox tf115 clean
+.PHONY: setup gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real bench-load csharp mono sandbox tf115 cpp cpp-deps bench-clients clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -66,7 +66,7 @@ serve: setup sandbox
 demo: setup sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./examples/demo.sh
 
-test: setup sandbox lint-proto csharp tf115
+test: setup sandbox lint-proto csharp tf115 cpp
 	$(BIN)/python -m pytest -q tests
 
 test-unit: setup
@@ -94,6 +94,21 @@ bench-load: setup sandbox
 #       compiled against obj/ref/TensorFlowSharp.dll (the binding in namespace TensorFlow)
 #   bin/tffreeze-cs(.exe)        the CLI (gRPC-Web client + run); bin/BindByManifest.exe, the example
 csharp: $(CS_BIN)/tffreeze-cs $(CS_BIN)/BindByManifest.exe $(CS_BIN)/tensorflowsharp/TfFreeze.TensorFlowSharp.dll
+
+# C++ client (client_cpp/): the library tffreeze::client, the CLI (client_cpp/bin/tffreeze-cpp)
+# and the CMake package (tffreeze_DIR=client_cpp/build). Debian's gRPC/protobuf toolchain is
+# installed when missing; TensorFlow's C API header comes from the TensorFlow wheel in .venv.
+CPP_DEBS := cmake g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
+
+cpp-deps:
+	@dpkg -s $(CPP_DEBS) >/dev/null 2>&1 || { echo "installing the C++ toolchain (Debian): $(CPP_DEBS)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CPP_DEBS) >/dev/null; }
+
+cpp: setup cpp-deps
+	@inc=$$(ls -d $(CURDIR)/$(VENV)/lib/python3*/site-packages/tensorflow/include | head -n 1); \
+	cmake -S client_cpp -B client_cpp/build -DCMAKE_BUILD_TYPE=Release -DTFFREEZE_TF_INCLUDE=$$inc >/dev/null
+	cmake --build client_cpp/build -j2
+	mkdir -p client_cpp/bin && cp client_cpp/build/tffreeze-cpp client_cpp/bin/tffreeze-cpp
 
 # The worker sandbox (server/tffreeze_server/sandbox.py): bubblewrap from Debian.
 # Without it the server still runs, but refuses TF2 SavedModels and verify.
@@ -150,5 +165,5 @@ tf115:
 	    tensorflow-cpu==1.15.0 'protobuf<3.21'
 
 clean:
-	rm -rf $(GEN) build $(DATA) demo-out .pytest_cache $(CS_BIN) client_csharp/obj
+	rm -rf $(GEN) build $(DATA) demo-out .pytest_cache $(CS_BIN) client_csharp/obj client_cpp/build client_cpp/bin
 	find . -name __pycache__ -prune -exec rm -rf {} +

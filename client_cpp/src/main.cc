@@ -230,6 +230,7 @@ int Run(const Options& o) {
   for (const auto& p : o.All("--input")) inputs.push_back(SplitPair(p, "--input"));
   for (const auto& p : o.All("--output")) outputs.push_back(SplitPair(p, "--output"));
   if (outputs.empty()) throw Usage("run needs at least one --output NAME=FILE.npy");
+  if (!fs::is_regular_file(o.positional[0])) throw tffreeze::Error("NOT_FOUND", "no model file " + o.positional[0]);
   auto lib = Library(o);
   setenv("TF_CPP_MIN_LOG_LEVEL", "2", 0);  // TensorFlow's start-up chatter, unless asked for
   std::unique_ptr<tffreeze::Manifest> manifest;
