@@ -95,6 +95,11 @@ bench-load: setup sandbox
 #   bin/tffreeze-cs(.exe)        the CLI (gRPC-Web client + run); bin/BindByManifest.exe, the example
 csharp: $(CS_BIN)/tffreeze-cs $(CS_BIN)/BindByManifest.exe $(CS_BIN)/tensorflowsharp/TfFreeze.TensorFlowSharp.dll
 
+# Run time per call of `tffreeze run`, `tffreeze-cs run` (built-in, TF 1.15, real TensorFlowSharp)
+# and `tffreeze-cpp run` on one model, in one run.
+bench-clients: setup csharp tf115 cpp
+	$(BIN)/python bench/run_clients.py
+
 # C++ client (client_cpp/): the library tffreeze::client, the CLI (client_cpp/bin/tffreeze-cpp)
 # and the CMake package (tffreeze_DIR=client_cpp/build). Debian's gRPC/protobuf toolchain is
 # installed when missing; TensorFlow's C API header comes from the TensorFlow wheel in .venv.
