@@ -16,6 +16,7 @@ from tffreeze import FreezeClient, UnauthenticatedError, UnavailableError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CS = os.path.join(ROOT, "client_csharp", "bin", "tffreeze-cs")
+CPP = os.path.join(ROOT, "client_cpp", "bin", "tffreeze-cpp")
 TOKEN = "t0ken-" + "a1" * 16
 
 
@@ -96,6 +97,36 @@ def test_csharp_client_tls_and_token(secure, pki, tmp_path):
     assert other_ca.returncode == 1 and not os.path.exists(tmp_path / "untrusted.pb")  # self-signed CA not trusted
 
 
+def _cpp_or_skip():
+    if not os.path.exists(CPP):
+        why = "tffreeze-cpp not built (make cpp)"
+        if os.environ.get("TFFREEZE_REQUIRE_CPP") == "1":
+            pytest.fail(why + " -- TFFREEZE_REQUIRE_CPP=1 forbids skipping")
+        print("SKIP: " + why)
+        pytest.skip(why)
+
+
+def test_cpp_client_tls_and_token(secure, pki, tmp_path):
+    _cpp_or_skip()
+    model = models.dense(str(tmp_path / "m"), True)
+
+    def freeze(out, *extra, env=None):
+        return subprocess.run([CPP, "freeze", model.directory, "--server", secure.target, "-o", str(tmp_path / out),
+                               *extra], capture_output=True, text=True, timeout=600, env=env)
+
+    ok = freeze("a.pb", "--ca", str(pki / "ca.pem"), "--token", TOKEN)
+    assert ok.returncode == 0, ok.stderr
+    with FreezeClient(secure.target, ca=str(pki / "ca.pem"), token=TOKEN) as c:
+        assert (tmp_path / "a.pb").read_bytes() == c.freeze(model.directory).graph_bytes
+    env = dict(os.environ, TFFREEZE_CA=str(pki / "ca.pem"), TFFREEZE_TOKEN=TOKEN)
+    assert freeze("b.pb", env=env).returncode == 0  # from the environment
+    bad = freeze("c.pb", "--ca", str(pki / "ca.pem"), "--token", "wrong-" + "b2" * 16)
+    assert bad.returncode == 1 and bad.stderr.strip().endswith("[UNAUTHENTICATED]") and "bearer token" in bad.stderr
+    plain = freeze("d.pb", "--token", TOKEN, "--timeout", "20")  # plaintext to a TLS port
+    assert plain.returncode == 1 and "[UNAVAILABLE]" in plain.stderr
+    assert not (tmp_path / "c.pb").exists() and not (tmp_path / "d.pb").exists()
+
+
 def test_mutual_tls(pki, tmp_path):
     srv = start_server(str(tmp_path / "data"), ["--tls-cert", str(pki / "server.pem"), "--tls-key",
                                                 str(pki / "server.key"), "--tls-client-ca", str(pki / "ca.pem")])
@@ -107,6 +138,13 @@ def test_mutual_tls(pki, tmp_path):
         with FreezeClient(srv.target, ca=str(pki / "ca.pem")) as c:
             with pytest.raises(UnavailableError):
                 c.freeze(model.directory, timeout=20)
+        if os.path.exists(CPP):  # the C++ client's --client-cert/--client-key
+            base = [CPP, "freeze", model.directory, "--server", srv.target, "--ca", str(pki / "ca.pem"), "--timeout", "20"]
+            ok = subprocess.run(base + ["-o", str(tmp_path / "m.pb"), "--client-cert", str(pki / "client.pem"),
+                                        "--client-key", str(pki / "client.key")], capture_output=True, text=True)
+            assert ok.returncode == 0, ok.stderr
+            anon = subprocess.run(base + ["-o", str(tmp_path / "n.pb")], capture_output=True, text=True)
+            assert anon.returncode == 1 and "[UNAVAILABLE]" in anon.stderr
     finally:
         assert stop_server(srv) == 0
 
