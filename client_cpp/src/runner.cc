@@ -18,16 +18,20 @@ int ElementSize(const std::string& dtype);  // npy.cc
 
 namespace {
 
-// The C API functions this runner calls, looked up in the loaded library.
+// The C API functions this runner calls, looked up in the loaded library (one list, used to
+// declare and to bind them).
+#define TFF_FUNCTIONS(X)                                                                                  \
+  X(Version) X(NewStatus) X(DeleteStatus) X(GetCode) X(Message) X(NewGraph) X(DeleteGraph)                \
+  X(NewImportGraphDefOptions) X(DeleteImportGraphDefOptions) X(NewBufferFromString) X(DeleteBuffer)       \
+  X(GraphImportGraphDef) X(GraphOperationByName) X(OperationNumOutputs) X(OperationOutputType)            \
+  X(NewSessionOptions) X(DeleteSessionOptions) X(NewSession) X(CloseSession) X(DeleteSession)             \
+  X(SessionRun) X(AllocateTensor) X(DeleteTensor) X(TensorData) X(TensorByteSize) X(TensorType)          \
+  X(NumDims) X(Dim)
+
 struct Api {
-#define TFF_FN(name) decltype(&::TF_##name) name = nullptr;
-  TFF_FN(Version) TFF_FN(NewStatus) TFF_FN(DeleteStatus) TFF_FN(GetCode) TFF_FN(Message)
-  TFF_FN(NewGraph) TFF_FN(DeleteGraph) TFF_FN(NewImportGraphDefOptions) TFF_FN(DeleteImportGraphDefOptions)
-  TFF_FN(NewBufferFromString) TFF_FN(DeleteBuffer) TFF_FN(GraphImportGraphDef) TFF_FN(GraphOperationByName)
-  TFF_FN(OperationNumOutputs) TFF_FN(OperationOutputType) TFF_FN(NewSessionOptions) TFF_FN(DeleteSessionOptions)
-  TFF_FN(NewSession) TFF_FN(CloseSession) TFF_FN(DeleteSession) TFF_FN(SessionRun) TFF_FN(AllocateTensor)
-  TFF_FN(DeleteTensor) TFF_FN(TensorData) TFF_FN(TensorByteSize) TFF_FN(TensorType) TFF_FN(NumDims) TFF_FN(Dim)
-#undef TFF_FN
+#define TFF_DECLARE(name) decltype(&::TF_##name) name = nullptr;
+  TFF_FUNCTIONS(TFF_DECLARE)
+#undef TFF_DECLARE
 };
 
 Api api;
@@ -122,12 +126,7 @@ void Runtime::Load(const std::string& path, const std::string& preload) {
   }
   handles = opened;
 #define TFF_BIND(name) api.name = reinterpret_cast<decltype(api.name)>(Symbol("TF_" #name));
-  TFF_BIND(Version) TFF_BIND(NewStatus) TFF_BIND(DeleteStatus) TFF_BIND(GetCode) TFF_BIND(Message)
-  TFF_BIND(NewGraph) TFF_BIND(DeleteGraph) TFF_BIND(NewImportGraphDefOptions) TFF_BIND(DeleteImportGraphDefOptions)
-  TFF_BIND(NewBufferFromString) TFF_BIND(DeleteBuffer) TFF_BIND(GraphImportGraphDef) TFF_BIND(GraphOperationByName)
-  TFF_BIND(OperationNumOutputs) TFF_BIND(OperationOutputType) TFF_BIND(NewSessionOptions) TFF_BIND(DeleteSessionOptions)
-  TFF_BIND(NewSession) TFF_BIND(CloseSession) TFF_BIND(DeleteSession) TFF_BIND(SessionRun) TFF_BIND(AllocateTensor)
-  TFF_BIND(DeleteTensor) TFF_BIND(TensorData) TFF_BIND(TensorByteSize) TFF_BIND(TensorType) TFF_BIND(NumDims) TFF_BIND(Dim)
+  TFF_FUNCTIONS(TFF_BIND)
 #undef TFF_BIND
   loaded_from = path;
 }
