@@ -81,7 +81,9 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE",
                    help="Saver checkpoint directory, one checkpoint prefix, or SavedModel directory (see below)")
     p.add_argument("--server", default=None, metavar="H:P",
-                   help="tffreeze server (default: $TFFREEZE_SERVER, then 127.0.0.1:50051)")
+                   help="tffreeze server (default: $TFFREEZE_SERVER, then 127.0.0.1:50051); several replicas as "
+                        "H1:P1,H2:P2 or a gRPC target such as dns:///name:port: calls are balanced round-robin "
+                        "and retried on another replica when one is unavailable")
     _add_connection_args(p)
     p.add_argument("--outputs", default="", metavar="a,b",
                    help="output tensors or nodes ('y' or 'y:0'); default: resolved automatically")

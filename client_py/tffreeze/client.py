@@ -8,10 +8,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import json
 import os
+import socket
 import tempfile
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 import grpc
 
@@ -20,7 +23,7 @@ from tffreeze_api.options import OptionError, freeze_options
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
 from . import cache as _cache, source as _source
-from .errors import TffreezeError, error_for, from_rpc_error
+from .errors import TffreezeError, UnavailableError, error_for, from_rpc_error
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 CHUNK = 1 << 20
@@ -33,6 +36,45 @@ ProgressFn = Callable[[str, float, float, str], None]
 
 def default_target() -> str:
     return os.environ.get("TFFREEZE_SERVER") or DEFAULT_TARGET
+
+
+# Calls that may be repeated safely: gRPC retries them on UNAVAILABLE (another replica, or
+# the same one a moment later) as long as no response has arrived — for Freeze, before the
+# server started work. Round-robin spreads calls over every address of the target.
+_RETRIED = ("FindMissingBlobs", "WriteBlobChunk", "DownloadBlob", "Freeze", "Inspect")
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": "tffreeze.v1.FreezeService", "method": m} for m in _RETRIED],
+        "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "2s", "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"]}}]})
+
+
+def channel_target(target: str) -> Tuple[str, Optional[str]]:
+    """(gRPC target, TLS name) for ``--server``: HOST:PORT, several as H1:P1,H2:P2 (their
+    addresses resolved here, balanced round-robin), or a gRPC target URI (dns:///name:port,
+    which re-resolves and balances over every address the name has)."""
+    if "," not in target:
+        return target, None
+    addresses, first_host = [], None
+    for item in (t.strip() for t in target.split(",") if t.strip()):
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit():
+            raise error_for("INVALID_ARGUMENT", "--server %r: write HOST:PORT[,HOST:PORT...]" % target,
+                            "ERROR_REASON_UNSPECIFIED")
+        host = host.strip("[]")
+        first_host = first_host or host
+        try:
+            infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise error_for("UNAVAILABLE", "--server: cannot resolve %s (%s)" % (host, exc),
+                            "ERROR_REASON_UNSPECIFIED") from None
+        for family, _, _, _, sockaddr in infos:
+            addr = "[%s]:%d" % sockaddr[:2] if family == socket.AF_INET6 else "%s:%d" % sockaddr[:2]
+            if addr not in addresses:
+                addresses.append(addr)
+    return "ipv4:" + ",".join(addresses) if all(not a.startswith("[") for a in addresses) else \
+        "ipv6:" + ",".join(addresses), first_host
 
 
 @dataclass
@@ -167,14 +209,19 @@ class FreezeClient:
         token = token or os.environ.get("TFFREEZE_TOKEN") or None
         if tls is None:
             tls = bool(ca or client_cert or os.environ.get("TFFREEZE_TLS", "") not in ("", "0"))
-        options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+        options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE),
+                   ("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+        target, tls_name = channel_target(self.target)
+        self._replicated = "," in self.target or "://" in self.target
         if tls:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=_read_pem(ca, "CA"), private_key=_read_pem(client_key, "client key"),
                 certificate_chain=_read_pem(client_cert, "client certificate"))
-            self._channel = grpc.secure_channel(self.target, creds, options=options)
+            if tls_name:
+                options.append(("grpc.ssl_target_name_override", tls_name))
+            self._channel = grpc.secure_channel(target, creds, options=options)
         else:
-            self._channel = grpc.insecure_channel(self.target, options=options)
+            self._channel = grpc.insecure_channel(target, options=options)
         if token:
             self._channel = grpc.intercept_channel(self._channel, _BearerToken(token))
         self._stub = service_pb2_grpc.FreezeServiceStub(self._channel)
@@ -314,17 +361,29 @@ class FreezeClient:
         timeout = timeout or self.timeout
         request_options = build_options(outputs=outputs, inputs=inputs, step=step,
                                         checkpoint_prefix=checkpoint_prefix or "", **options)
-        for attempt in (1, 2):
-            stats = self.upload(files, progress, timeout)
-            request = freeze_pb2.FreezeRequest(files=_source_files(files), options=request_options,
-                                               accept_recipe=bool(output_path))
+        deadline = time.monotonic() + timeout
+        evicted, backoff, attempts = False, 0.2, 0
+        while True:
             try:
-                result, recipe = self._freeze_call(request, progress, timeout)
+                stats = self.upload(files, progress, max(1.0, deadline - time.monotonic()))
+                request = freeze_pb2.FreezeRequest(files=_source_files(files), options=request_options,
+                                                   accept_recipe=bool(output_path))
+                result, recipe = self._freeze_call(request, progress, max(1.0, deadline - time.monotonic()))
                 break
+            except UnavailableError:
+                # A replica went away mid-call: a freeze is a pure function of the uploaded
+                # bytes and options, so doing it again on another is safe. (One address:
+                # gRPC's own retries were all there is to do.)
+                attempts += 1
+                if not self._replicated or attempts >= 6 or time.monotonic() + backoff >= deadline:
+                    raise
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
             except TffreezeError as exc:
                 # A blob evicted between upload and freeze: upload again, once.
-                if attempt == 2 or exc.reason != BLOBS_MISSING:
+                if evicted or exc.reason != BLOBS_MISSING:
                     raise
+                evicted = True
         try:
             if output_path and _same_file(output_path, result.sha256, result.size_bytes):
                 os.utime(output_path)  # already there (an incremental build): skip the download

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tffreeze_api.v1 import service_pb2, service_pb2_grpc
 
-from . import auth, sandbox
+from . import auth, metrics, sandbox
 from .blobstore import BlobStore
 from .core.spec import ServerLimits
 from .servicer import FreezeServicer
@@ -95,13 +95,19 @@ class Server:
         self.health = health_servicer
         self.store = store
         self.web = web
+        self.stopping = threading.Event()
+        self.metrics_http = None
+        self.metrics_port: Optional[int] = None
 
     @property
     def web_port(self) -> Optional[int]:
         return self.web.server_port if self.web is not None else None
 
     def stop(self, grace: float = 5.0) -> None:
+        self.stopping.set()
         self.health.enter_graceful_shutdown()
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
         if self.web is not None:
             self.web.shutdown()
             self.web.server_close()
@@ -140,8 +146,18 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     ``web_port``: also serve gRPC-Web there (0 = a free port, see ``Server.web_port``)."""
     host, port, web_port = settings.host, settings.port, settings.web_port
     tls, tokens = _security(settings)
-    store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes,
-                      partial_ttl=settings.partial_upload_ttl)
+    shared_results = None
+    if settings.store:
+        from . import s3store
+        try:
+            store = s3store.create(settings.store, settings.data_dir, settings.s3_endpoint,
+                                   max_bytes=settings.max_store_bytes, partial_ttl=settings.partial_upload_ttl)
+        except ValueError as exc:
+            raise OSError(str(exc)) from None
+        shared_results = s3store.SharedResults(store.remote)
+    else:
+        store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes,
+                          partial_ttl=settings.partial_upload_ttl)
     try:
         box = sandbox.create(settings.sandbox, readable=[store.work_dir], writable=[store.out_dir])
     except sandbox.SandboxUnavailable as exc:
@@ -160,7 +176,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                                   ("grpc.so_reuseport", 0)],
                          interceptors=[auth.TokenInterceptor(tokens)] if tokens is not None else None)
     servicer = FreezeServicer(store, pool, max_call_seconds=settings.max_call_seconds,
-                              result_cache=settings.result_cache, limits=ServerLimits(
+                              result_cache=settings.result_cache, shared_results=shared_results, limits=ServerLimits(
         sandboxed=box is not None, max_graph_file_bytes=settings.max_graph_file_bytes,
         max_graph_nodes=settings.max_graph_nodes, max_function_depth=settings.max_function_depth))
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
@@ -188,7 +204,37 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Server(server, bound, pool, health_servicer, store, web)
+    srv = Server(server, bound, pool, health_servicer, store, web)
+    if settings.store:
+        threading.Thread(target=_watch_store, args=(srv,), name="tffreeze-store-health", daemon=True).start()
+    if settings.metrics_port is not None:
+        def sizes():
+            out = {"local": BlobStore.stored_bytes(store)}
+            if settings.store:
+                out["shared"] = store.stored_bytes()
+            return out
+        try:
+            srv.metrics_http, srv.metrics_port = metrics.serve(settings.metrics_port, host, sizes, pool.alive)
+        except OSError as exc:
+            srv.stop(0)
+            raise OSError("cannot serve metrics on %s:%d (%s); pick another --metrics-port"
+                          % (host, settings.metrics_port, exc)) from None
+    return srv
+
+
+def _watch_store(srv: "Server", every: float = 2.0) -> None:
+    """Health follows the shared store: NOT_SERVING while it is unreachable (a load balancer
+    then sends calls elsewhere), SERVING again when it answers."""
+    serving = True
+    while not srv.stopping.is_set():
+        ok = srv.store.remote.ping()
+        if ok != serving:
+            serving = ok
+            log.warning("the shared store %s is %s", srv.store.remote.url, "reachable again" if ok else "unreachable")
+            status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", SERVICE_NAME):
+                srv.health.set(name, status)
+        srv.stopping.wait(every)
 
 
 def serve(settings: ServerSettings, out=sys.stdout) -> int:
@@ -211,6 +257,10 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
     boxed = "sandboxed" if srv.pool.sandbox is not None else "no sandbox"
     boxed += ", TLS" if settings.tls_cert else ""
     boxed += ", token required" if settings.auth_token_file else ""
+    if settings.store:
+        boxed += ", shared store %s" % settings.store
+    if srv.metrics_port is not None:
+        web += "; metrics on http://%s:%d/metrics" % (host, srv.metrics_port)
     print("tffreeze server listening on %s:%d (data dir %s, %d worker(s), %s%s)"
           % (host, srv.port, os.path.abspath(settings.data_dir), settings.workers, boxed, web), file=out, flush=True)
     stop.wait()

@@ -50,7 +50,7 @@ class BlobStore:
         self._lock = threading.Lock()
         for sub in ("blobs", "partial", "tmp", "work", "out"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
-        self.expire_partials()  # resumable uploads survive a restart, but not forever
+        self._expire_at_start()  # resumable uploads survive a restart, but not forever
         # Leftovers of a previous run (crash mid-upload or mid-freeze) are garbage.
         for folder in (self.tmp_dir, self.work_dir, self.out_dir):
             for name in os.listdir(folder):
@@ -59,6 +59,9 @@ class BlobStore:
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     os.unlink(path)
+
+    def _expire_at_start(self) -> None:
+        self.expire_partials()
 
     @property
     def tmp_dir(self) -> str:
@@ -121,11 +124,15 @@ class BlobStore:
                 "--max-store-bytes" % (reserved, size, self.max_bytes, self.partial_ttl), "ERROR_REASON_STORE_FULL")
 
     # -- queries ---------------------------------------------------------
-    def has(self, sha256: str, size: int) -> bool:
+    def _local_has(self, sha256: str, size: int) -> bool:
         try:
             return os.path.getsize(self.path(sha256)) == size
         except OSError:
             return False
+
+    def has(self, sha256: str, size: int) -> bool:
+        """The blob is in the store (for a shared store: in the bucket, maybe not in this cache)."""
+        return self._local_has(sha256, size)
 
     def missing(self, digests: Iterable[Tuple[str, int]]) -> List[Tuple[str, int]]:
         out, seen = [], set()
@@ -188,7 +195,7 @@ class BlobStore:
     def adopt(self, tmp_path: str, sha256: str, size: int) -> None:
         """Move a verified file into place atomically."""
         with self._lock:
-            if self.has(sha256, size):
+            if self._local_has(sha256, size):
                 os.unlink(tmp_path)
                 self.touch(sha256)
                 return
@@ -285,6 +292,17 @@ class BlobStore:
                            "ERROR_REASON_BLOB_NOT_FOUND", sha256=sha256) from None
         self.touch(sha256)
         return fh
+
+    def stored_bytes(self) -> int:
+        """Bytes of complete blobs in the store."""
+        total = 0
+        for root, _, files in os.walk(os.path.join(self.root, "blobs")):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except OSError:
+                    pass
+        return total
 
     def link_into(self, sha256: str, dest: str) -> None:
         """Place a blob at ``dest`` (hard link, else copy)."""

@@ -69,6 +69,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-function-depth", type=int, default=DEFAULT_MAX_FUNCTION_DEPTH, metavar="N",
                    help="deepest nesting of functions calling functions (loop bodies, branches, calls); deeper "
                         "is RESOURCE_EXHAUSTED, a recursive function INVALID_ARGUMENT (default: %(default)s)")
+    g = p.add_argument_group("several replicas (README: Running more than one server)")
+    g.add_argument("--store", metavar="s3://BUCKET/PREFIX",
+                   help="keep blobs, resumable uploads and cached results in this S3 bucket, shared by every "
+                        "replica given the same URL; --data-dir is then this replica's cache (--max-store-bytes "
+                        "bounds it). Credentials and region as boto3 finds them (AWS_* variables, ~/.aws, roles)")
+    g.add_argument("--s3-endpoint", metavar="URL",
+                   help="an S3-compatible endpoint instead of AWS (MinIO, Ceph RGW, ...), e.g. http://minio:9000")
+    g.add_argument("--metrics-port", type=int, default=None, metavar="M",
+                   help="serve Prometheus metrics at http://HOST:M/metrics (0 picks a free port)")
     g = p.add_argument_group("TLS and authentication (required for a non-loopback --host unless --insecure)")
     g.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM) for TLS on both ports")
     g.add_argument("--tls-key", metavar="PEM", help="private key (PEM) of --tls-cert")
@@ -102,7 +111,8 @@ def settings_from(args) -> ServerSettings:
                           max_graph_file_bytes=args.max_graph_file_bytes, max_graph_nodes=args.max_graph_nodes,
                           max_function_depth=args.max_function_depth, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           tls_client_ca=args.tls_client_ca, auth_token_file=args.auth_token_file,
-                          insecure=args.insecure)
+                          insecure=args.insecure, store=args.store, s3_endpoint=args.s3_endpoint,
+                          metrics_port=args.metrics_port)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int:

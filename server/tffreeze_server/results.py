@@ -55,16 +55,34 @@ def key(request: freeze_pb2.FreezeRequest, limits) -> str:
 
 
 class ResultCache:
-    def __init__(self, root: str, store):
+    """``shared``: with a shared store (s3store.SharedResults), entries live in the bucket
+    and this replica's files are a cache in front of it, so any replica's freeze is a hit
+    on every other."""
+
+    def __init__(self, root: str, store, shared=None):
         self.root = os.path.join(root, "results")
         self.store = store
+        self.shared = shared
         os.makedirs(self.root, exist_ok=True)
+
+    def _fetch(self, k: str) -> None:
+        """Copy a shared entry (and its recipe) into this replica's cache."""
+        if self.shared is None or os.path.exists(self._path(k)):
+            return
+        data = self.shared.get(k)
+        if data is None:
+            return
+        recipe = self.shared.get(k + ".recipe")
+        if recipe is not None:
+            self._write(self._path(k) + ".recipe", recipe)
+        self._write(self._path(k), data)
 
     def _path(self, k: str) -> str:
         return os.path.join(self.root, k)
 
     def get(self, k: str) -> Tuple[Optional[freeze_pb2.FreezeResult], Optional[freeze_pb2.AssemblyRecipe]]:
         """(result, its assembly recipe or None), or (None, None) on a miss."""
+        self._fetch(k)
         try:
             with open(self._path(k), "rb") as fh:
                 entry = freeze_pb2.FreezeResponse.FromString(fh.read())
@@ -86,9 +104,14 @@ class ResultCache:
 
     def put(self, k: str, result: freeze_pb2.FreezeResult,
             recipe: Optional[freeze_pb2.AssemblyRecipe] = None) -> None:
+        entry = freeze_pb2.FreezeResponse(result=result).SerializeToString(deterministic=True)
         if recipe is not None:
             self._write(self._path(k) + ".recipe", recipe.SerializeToString(deterministic=True))
-        self._write(self._path(k), freeze_pb2.FreezeResponse(result=result).SerializeToString(deterministic=True))
+            if self.shared is not None:
+                self.shared.put(k + ".recipe", recipe.SerializeToString(deterministic=True))
+        if self.shared is not None:
+            self.shared.put(k, entry)  # the entry last: a reader that finds it finds its recipe
+        self._write(self._path(k), entry)
 
     def _write(self, path: str, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".part")
@@ -101,6 +124,8 @@ class ResultCache:
                 os.unlink(tmp)  # a cache that cannot be written is only slower
 
     def _drop(self, k: str) -> None:
+        if self.shared is not None:
+            self.shared.delete(k)
         for path in (self._path(k), self._path(k) + ".recipe"):
             try:
                 os.unlink(path)

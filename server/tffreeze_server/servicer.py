@@ -12,7 +12,7 @@ from typing import Iterator
 
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
-from . import __version__, results, webguard
+from . import __version__, metrics, results, webguard
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
@@ -55,12 +55,12 @@ def _recipe(pieces, size: int) -> "freeze_pb2.AssemblyRecipe | None":
 
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits(),
-                 max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS, result_cache: bool = True):
+                 max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS, result_cache: bool = True, shared_results=None):
         self.store = store
         self.pool = pool
         self.limits = limits
         self.max_call_seconds = max_call_seconds  # a call without a deadline (gRPC-Web) still gets one
-        self.results = results.ResultCache(store.root, store) if result_cache else None
+        self.results = results.ResultCache(store.root, store, shared_results) if result_cache else None
 
     # -- blobs -------------------------------------------------------------
     @mapped
@@ -78,8 +78,10 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         digest = first.digest
 
         def chunks():
+            metrics.UPLOADED.inc(len(first.data))
             yield first.offset, first.data
             for msg in request_iterator:
+                metrics.UPLOADED.inc(len(msg.data))
                 yield msg.offset, msg.data
 
         self.store.write_stream(digest.sha256, digest.size_bytes, chunks())
@@ -87,6 +89,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
 
     @mapped
     def WriteBlobChunk(self, request, context):
+        metrics.UPLOADED.inc(len(request.data))
         committed, complete = self.store.write_chunk(request.digest.sha256, request.digest.size_bytes,
                                                      request.offset, request.data, request.finish_write,
                                                      request.upload_id)
@@ -109,6 +112,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                 if not data:
                     break
                 yield blob_pb2.DownloadBlobResponse(offset=offset, data=data)
+                metrics.DOWNLOADED.inc(len(data))
                 offset += len(data)
 
     # -- freezing ----------------------------------------------------------
@@ -173,6 +177,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         entries = self._checked(request.files)
         cache_key = results.key(request, self.limits)
         cached, cached_recipe = self.results.get(cache_key) if self.results else (None, None)
+        if self.results:
+            metrics.RESULT_CACHE.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:  # the same bytes, options and engine: the same graph, already stored
             yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s (cached result)" % cached.sha256[:12], 1.0)
             if cached_recipe is not None and request.accept_recipe:
@@ -180,6 +186,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             cached.provenance.server_version = __version__
             yield freeze_pb2.FreezeResponse(result=cached)
             return
+        timer = metrics.StageTimer()
+        timer.enter("STAGE_STAGING")
         with self._staged(entries) as workdir:
             yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
             out_path = os.path.join(self.store.out_dir, os.path.basename(workdir) + ".frozen.pb")
@@ -187,7 +195,9 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             try:
                 for event in self._run("freeze", {"workdir": workdir, "spec": spec, "out_path": out_path}, context):
                     if event[0] == "progress":
-                        yield _progress(*event[1:])
+                        message = _progress(*event[1:])
+                        timer.enter(freeze_pb2.Stage.Name(message.progress.stage))
+                        yield message
                     else:
                         result = freeze_pb2.FreezeResult.FromString(event[1][0])
                         recipe = _recipe(event[1][1], result.size_bytes)
@@ -198,6 +208,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                         os.unlink(leftover)
         if self.results:
             self.results.put(cache_key, result, recipe)
+        timer.done()
         yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
         if recipe is not None and request.accept_recipe:
             yield freeze_pb2.FreezeResponse(recipe=recipe)

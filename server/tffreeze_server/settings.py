@@ -46,3 +46,6 @@ class ServerSettings:
     tls_client_ca: Optional[str] = None  # PEM CA: clients must present a certificate it signed (mTLS)
     auth_token_file: Optional[str] = None  # bearer tokens, one per line: every call must carry one
     insecure: bool = False  # allow a non-loopback address without TLS and a token
+    store: Optional[str] = None  # s3://BUCKET/PREFIX: a store shared by replicas (s3store.py); None: data_dir only
+    s3_endpoint: Optional[str] = None  # an S3-compatible endpoint (MinIO, Ceph, moto...); None: AWS
+    metrics_port: Optional[int] = None  # serve Prometheus metrics on this port (0: a free one)

@@ -14,6 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from tffreeze_api import ERROR_DOMAIN
 
+from . import metrics
 from .core.errors import FreezeError
 
 log = logging.getLogger("tffreeze.server")
@@ -61,29 +62,40 @@ def _abort(context, exc):
     context.abort(code, message)
 
 
+def _count(method, exc) -> None:
+    """tffreeze_calls_total{method, code}: the status the call ends with."""
+    code = "OK" if exc is None else ("CANCELLED" if _is_abort(exc) else to_status(exc)[0].name)
+    metrics.CALLS.labels(method.__name__, code).inc()
+
+
 def mapped(method):
-    """Decorate a unary servicer method: errors become statuses."""
+    """Decorate a unary servicer method: errors become statuses (and every call is counted)."""
     @functools.wraps(method)
     def wrapper(self, request, context):
         try:
-            return method(self, request, context)
+            response = method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every error is mapped, none escapes raw
+            _count(method, exc)
             if _is_abort(exc):
                 raise
             _abort(context, exc)
+        _count(method, None)
+        return response
     return wrapper
 
 
 def mapped_stream(method):
-    """Decorate a server-streaming servicer method: errors become statuses."""
+    """Decorate a server-streaming servicer method: errors become statuses (and every call is counted)."""
     @functools.wraps(method)
     def wrapper(self, request, context):
         try:
             yield from method(self, request, context)
         except Exception as exc:  # noqa: BLE001
+            _count(method, exc)
             if _is_abort(exc):
                 raise
             _abort(context, exc)
+        _count(method, None)
     return wrapper
 
 

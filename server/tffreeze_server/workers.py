@@ -27,6 +27,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Callable, Iterator, Optional, Tuple
 
+from . import metrics
 from .core.errors import Cancelled, DeadlineExceeded, FailedPrecondition, FreezeError, Internal, ResourceExhausted
 
 DEFAULT_TARGET = "tffreeze_server.tasks:handle"
@@ -182,6 +183,7 @@ class WorkerPool:
 
     def _retire(self, worker: _Worker, kill: bool) -> None:
         """A worker that failed a task: replaced at once (no healthy worker to wait on)."""
+        metrics.WORKER_RESTARTS.labels("crashed" if not worker.is_alive() else "stopped").inc()
         self._forget(worker, kill)
         if not self._closed:
             self._idle.put(self._spawn())
@@ -199,6 +201,7 @@ class WorkerPool:
             old.tasks = 0
             return
         old.retiring = True
+        metrics.WORKER_RESTARTS.labels("recycled").inc()
         if self._closed:
             self._forget(new, kill=False)
             return
@@ -240,7 +243,11 @@ class WorkerPool:
                                        "ERROR_REASON_DEADLINE")
 
         yield ("progress", QUEUED, "waiting for a TensorFlow worker", 0.0)
-        worker = self._acquire(check)
+        metrics.QUEUE_DEPTH.inc()
+        try:
+            worker = self._acquire(check)
+        finally:
+            metrics.QUEUE_DEPTH.dec()
         released = False
         try:
             worker.conn.send((kind, payload))

@@ -47,6 +47,10 @@ class Cancelled(FreezeError):
     code = "CANCELLED"
 
 
+class Unavailable(FreezeError):
+    code = "UNAVAILABLE"
+
+
 class DataLoss(FreezeError):
     code = "DATA_LOSS"
 
