@@ -8,7 +8,12 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <thread>
 
 #include "sha256.h"
 #include "tffreeze/client.h"
@@ -78,6 +83,57 @@ void WriteAtomically(const std::string& path, const std::string& data) {
   tmp.Commit();
 }
 
+// Calls that may be repeated safely: gRPC retries them on UNAVAILABLE (another replica, or
+// the same one a moment later) while no response has arrived; round-robin spreads calls
+// over every address of the target.
+const char* kServiceConfig = R"({
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "methodConfig": [{
+    "name": [{"service": "tffreeze.v1.FreezeService", "method": "FindMissingBlobs"},
+             {"service": "tffreeze.v1.FreezeService", "method": "WriteBlobChunk"},
+             {"service": "tffreeze.v1.FreezeService", "method": "DownloadBlob"},
+             {"service": "tffreeze.v1.FreezeService", "method": "Freeze"},
+             {"service": "tffreeze.v1.FreezeService", "method": "Inspect"}],
+    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "2s", "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"]}}]})";
+
+// --server as a gRPC target: HOST:PORT, H1:P1,H2:P2 (resolved here into an ipv4:/ipv6:
+// address list), or a target URI such as dns:///name:port. Sets tls_name to the first host.
+std::string ChannelTarget(const std::string& target, std::string* tls_name) {
+  if (target.find(',') == std::string::npos) return target;
+  std::vector<std::string> addresses;
+  bool v6 = false;
+  std::stringstream in(target);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item = Trim(item);
+    if (item.empty()) continue;
+    auto colon = item.rfind(':');
+    if (colon == std::string::npos || colon + 1 == item.size())
+      throw Error("INVALID_ARGUMENT", "--server '" + target + "': write HOST:PORT[,HOST:PORT...]");
+    std::string host = item.substr(0, colon), port = item.substr(colon + 1);
+    if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (tls_name->empty()) *tls_name = host;
+    addrinfo hints{}, *res = nullptr;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0)
+      throw Error("UNAVAILABLE", "--server: cannot resolve " + host);
+    for (addrinfo* r = res; r; r = r->ai_next) {
+      char ip[INET6_ADDRSTRLEN];
+      void* addr = r->ai_family == AF_INET6 ? static_cast<void*>(&reinterpret_cast<sockaddr_in6*>(r->ai_addr)->sin6_addr)
+                                            : static_cast<void*>(&reinterpret_cast<sockaddr_in*>(r->ai_addr)->sin_addr);
+      inet_ntop(r->ai_family, addr, ip, sizeof ip);
+      std::string a = r->ai_family == AF_INET6 ? "[" + std::string(ip) + "]:" + port : std::string(ip) + ":" + port;
+      v6 = v6 || r->ai_family == AF_INET6;
+      if (std::find(addresses.begin(), addresses.end(), a) == addresses.end()) addresses.push_back(a);
+    }
+    freeaddrinfo(res);
+  }
+  std::string out = v6 ? "ipv6:" : "ipv4:";
+  for (size_t i = 0; i < addresses.size(); i++) out += (i ? "," : "") + addresses[i];
+  return out;
+}
+
 struct Client::Impl {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::FreezeService::Stub> stub;
@@ -102,8 +158,14 @@ Client::Client(std::string target, ClientOptions options) : target_(std::move(ta
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
+  args.SetServiceConfigJSON(kServiceConfig);
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
+  std::string tls_name;
+  std::string channel_target = ChannelTarget(target_, &tls_name);
+  if (!tls_name.empty() && (options_.tls || !options_.ca_file.empty())) args.SetSslTargetNameOverride(tls_name);
+  replicated_ = target_.find(',') != std::string::npos || target_.find("://") != std::string::npos;
   impl_.reset(new Impl);
-  impl_->channel = grpc::CreateCustomChannel(target_, creds, args);
+  impl_->channel = grpc::CreateCustomChannel(channel_target, creds, args);
   impl_->stub = v1::FreezeService::NewStub(impl_->channel);
 }
 
@@ -241,9 +303,20 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
     sf->mutable_digest()->set_size_bytes(f.size);
   }
   FreezeOutcome outcome;
+  int unavailable = 0;
+  double backoff = 0.2;
   for (int attempt = 1;; attempt++) {
     outcome = FreezeOutcome();
-    Upload(local.files, &outcome);
+    try {
+      Upload(local.files, &outcome);
+    } catch (const Error& e) {
+      // A replica went away: a freeze is a pure function of the uploaded bytes and options,
+      // so doing it again on another replica is safe (one address: gRPC's retries were all).
+      if (e.code() != "UNAVAILABLE" || !replicated_ || ++unavailable >= 6) throw;
+      std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
+      backoff = std::min(backoff * 2, 2.0);
+      continue;
+    }
     grpc::ClientContext ctx;
     Prepare(&ctx, options_);
     auto reader = impl_->stub->Freeze(&ctx, request);
@@ -266,8 +339,13 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
       break;
     }
     Error err = FromStatus(st, target_);
+    if (err.code() == "UNAVAILABLE" && replicated_ && ++unavailable < 6) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
+      backoff = std::min(backoff * 2, 2.0);
+      continue;
+    }
     // A blob evicted between upload and freeze: upload again, once.
-    if (attempt == 2 || err.reason() != "ERROR_REASON_BLOBS_MISSING") throw err;
+    if (attempt >= 2 || err.reason() != "ERROR_REASON_BLOBS_MISSING") throw err;
   }
   // This client's selection warnings come first, as the Python client writes them.
   auto server_warnings = outcome.result.warnings();

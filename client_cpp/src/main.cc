@@ -34,9 +34,11 @@ commands:
       SOURCE: a Saver directory (the checkpoint its state file or --step names), a
       checkpoint prefix, or a SavedModel directory; a folder holding none, with exactly one
       such folder up to 3 levels below it, uses that one. --server defaults to
-      $TFFREEZE_SERVER, else 127.0.0.1:50051. --tls (or $TFFREEZE_TLS=1) speaks TLS; --ca
-      (default $TFFREEZE_CA) checks the server against that CA and implies --tls; --token
-      (default $TFFREEZE_TOKEN) is sent as "authorization: Bearer TOKEN".
+      $TFFREEZE_SERVER, else 127.0.0.1:50051; several replicas: H1:P1,H2:P2 or
+      dns:///NAME:PORT (balanced round-robin, retried on another replica). --tls (or
+      $TFFREEZE_TLS=1) speaks TLS; --ca (default $TFFREEZE_CA) checks the server against
+      that CA and implies --tls; --token (default $TFFREEZE_TOKEN) is sent as
+      "authorization: Bearer TOKEN".
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
       [--runtime tf115] [--libtensorflow PATH]
       Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its

@@ -205,11 +205,13 @@ namespace TfFreeze
             var outcome = new FreezeOutcome();
             var request = new FreezeRequest { Options = options };
             request.Files.AddRange(files.Select(f => new SourceFile { Path = f.Path, Digest = f.Digest }));
-            for (int attempt = 1; ; attempt++)
+            int unavailable = 0, evicted = 0;
+            double backoff = 0.2;
+            while (true)
             {
-                Upload(files, outcome);
                 try
                 {
+                    Upload(files, outcome);
                     foreach (var ev in channel.ServerStream<FreezeResponse>("Freeze", request))
                     {
                         if (ev.Progress != null)
@@ -222,8 +224,16 @@ namespace TfFreeze
                 }
                 catch (RpcException e)
                 {
+                    // A replica went away (several given): a freeze is a pure function of the uploaded
+                    // bytes and options, so it is done again on another.
+                    if (e.Status == StatusCode.UNAVAILABLE && channel.Replicated && ++unavailable < 6)
+                    {
+                        System.Threading.Thread.Sleep((int)(backoff * 1000));
+                        backoff = Math.Min(backoff * 2, 2.0);
+                        continue;
+                    }
                     // A blob evicted between upload and freeze: upload again, once.
-                    if (attempt == 2 || e.Reason != "ERROR_REASON_BLOBS_MISSING") throw;
+                    if (evicted++ > 0 || e.Reason != "ERROR_REASON_BLOBS_MISSING") throw;
                 }
             }
             if (outcome.Result == null) throw new RpcException(StatusCode.INTERNAL, "the server ended the freeze without a result");

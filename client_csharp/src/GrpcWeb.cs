@@ -7,6 +7,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Net;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
@@ -45,18 +46,33 @@ namespace TfFreeze.V1
         public string Token { get; set; }
         X509Certificate2 ca;
 
+        // Several replicas ("http://h1:w1,http://h2:w2"): calls go round-robin, and a call no
+        // replica has answered yet moves on to the next one when its replica is unreachable.
+        List<string> urls = new List<string>();
+        int next;
+
         public GrpcWebChannel(string baseUrl)
         {
-            if (!baseUrl.StartsWith("http://") && !baseUrl.StartsWith("https://")) baseUrl = "http://" + baseUrl;
-            BaseUrl = baseUrl.TrimEnd('/');
+            foreach (var part in baseUrl.Split(new[] { ',' }, StringSplitOptions.RemoveEmptyEntries))
+            {
+                var url = part.Trim();
+                if (!url.StartsWith("http://") && !url.StartsWith("https://")) url = "http://" + url;
+                urls.Add(url.TrimEnd('/'));
+            }
+            if (urls.Count == 0) throw new RpcException(StatusCode.INVALID_ARGUMENT, "--server is empty");
+            BaseUrl = string.Join(",", urls);
             TimeoutMs = 600000;
         }
+
+        /// <summary>More than one replica: a freeze may be redone on another when its replica goes away.</summary>
+        public bool Replicated { get { return urls.Count > 1; } }
 
         /// <summary>Speak TLS (https). With caFile (PEM or DER), the server's certificate must chain
         /// to that CA and match the host name; without, the system's CAs decide.</summary>
         public void UseTls(string caFile)
         {
-            if (BaseUrl.StartsWith("http://")) BaseUrl = "https://" + BaseUrl.Substring("http://".Length);
+            urls = urls.Select(u => u.StartsWith("http://") ? "https://" + u.Substring("http://".Length) : u).ToList();
+            BaseUrl = string.Join(",", urls);
             ServicePointManager.SecurityProtocol |= SecurityProtocolType.Tls12;
             if (!string.IsNullOrEmpty(caFile))
             {
@@ -94,7 +110,24 @@ namespace TfFreeze.V1
         public IEnumerable<TResp> ServerStream<TResp>(string method, ProtoMessage request) where TResp : ProtoMessage, new()
         {
             var payload = request.ToByteArray();
-            var http = (HttpWebRequest)WebRequest.Create(BaseUrl + "/" + Service + "/" + method);
+            var start = System.Threading.Interlocked.Increment(ref next);
+            HttpWebResponse response = null;
+            for (int attempt = 0; response == null; attempt++)
+            {
+                var url = urls[(int)((uint)(start + attempt) % (uint)urls.Count)];
+                try { response = Open(url, method, payload); }
+                catch (RpcException e)
+                {
+                    // Unreachable (or its store is): the next replica, while there is one left to try.
+                    if (e.Status != StatusCode.UNAVAILABLE || attempt + 1 >= urls.Count) throw;
+                }
+            }
+            return Read<TResp>(response, method);
+        }
+
+        HttpWebResponse Open(string baseUrl, string method, byte[] payload)
+        {
+            var http = (HttpWebRequest)WebRequest.Create(baseUrl + "/" + Service + "/" + method);
             http.Method = "POST";
             http.ContentType = "application/grpc-web+proto";
             http.Accept = "application/grpc-web+proto";
@@ -105,7 +138,6 @@ namespace TfFreeze.V1
             http.Timeout = TimeoutMs;
             http.ReadWriteTimeout = TimeoutMs;
             http.AllowWriteStreamBuffering = true;
-            HttpWebResponse response;
             try
             {
                 using (var body = http.GetRequestStream())
@@ -116,16 +148,20 @@ namespace TfFreeze.V1
                     body.Write(header, 0, 5);
                     body.Write(payload, 0, payload.Length);
                 }
-                response = (HttpWebResponse)http.GetResponse();
+                return (HttpWebResponse)http.GetResponse();
             }
             catch (WebException e)
             {
                 var r = e.Response as HttpWebResponse;
                 if (r != null && r.Headers["grpc-status"] != null)
                     throw StatusFrom(r.Headers["grpc-status"], r.Headers["grpc-message"], r.Headers["grpc-status-details-bin"]);
-                throw new RpcException(StatusCode.UNAVAILABLE, "cannot reach the tffreeze gRPC-Web endpoint at " + BaseUrl +
+                throw new RpcException(StatusCode.UNAVAILABLE, "cannot reach the tffreeze gRPC-Web endpoint at " + baseUrl +
                     " (" + e.Message + "). Start the server with `tffreeze serve --web-port W` and pass --server http://HOST:W.");
             }
+        }
+
+        IEnumerable<TResp> Read<TResp>(HttpWebResponse response, string method) where TResp : ProtoMessage, new()
+        {
             using (response)
             using (var stream = response.GetResponseStream())
             {

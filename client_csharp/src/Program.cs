@@ -25,8 +25,9 @@ commands:
       Upload the checkpoint (only files the server lacks, in 1 MiB chunks), freeze it and
       write OUT.pb (and the manifest). SOURCE: a Saver directory, a checkpoint prefix or a
       SavedModel directory; a folder holding none, with exactly one such folder up to 3
-      levels below it, uses that one. --server defaults to $TFFREEZE_WEB_SERVER. --target
-      tensorflowsharp makes a graph that loads in libtensorflow 1.15 (TensorFlowSharp's).
+      levels below it, uses that one. --server defaults to $TFFREEZE_WEB_SERVER; several
+      replicas as http://H1:W1,http://H2:W2 (calls round-robin; an unreachable replica's call
+      goes to the next, a freeze is redone on another). --target tensorflowsharp makes a graph that loads in libtensorflow 1.15 (TensorFlowSharp's).
       --tls (or an https:// server, or $TFFREEZE_TLS=1) speaks TLS; --ca (default $TFFREEZE_CA)
       checks the server against that CA and implies --tls. --token (default $TFFREEZE_TOKEN)
       is sent as Authorization: Bearer TOKEN to a server started with --auth-token-file.

@@ -253,3 +253,36 @@ def test_metrics_count_calls_bytes_cache_and_stages(tmp_path_factory, tmp_path):
     assert moved("tffreeze_freeze_seconds_count") == 1
     assert moved('tffreeze_freeze_stage_seconds_count{stage="STAGE_LOADING_GRAPH"}') == 1
     assert "tffreeze_queue_depth" in after and "tffreeze_workers" in after
+
+
+def test_every_client_takes_several_addresses_and_skips_a_dead_one(tmp_path_factory, moto, tmp_path):
+    """--server with several replicas in the Python, C++ and C# clients: one address is dead
+    (nothing listens there), every freeze still completes, with the same bytes."""
+    reps = [_replica(tmp_path_factory, moto, "multi-%s" % n, prefix="multi", extra=["--web-port", "0"]) for n in "pq"]
+    dead = _free_port()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        webs = [next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in r.log if "gRPC-Web on" in l)
+                for r in reps]
+        model = models.dense(str(tmp_path / "m"), True)
+        grpc_targets = ",".join(["127.0.0.1:%d" % dead] + [r.target for r in reps])
+        with FreezeClient(grpc_targets, timeout=120) as client:
+            want = [client.freeze(model.directory).graph_bytes for _ in range(3)]
+        assert want[0] == want[1] == want[2]
+        cpp = os.path.join(root, "client_cpp", "bin", "tffreeze-cpp")
+        if os.path.exists(cpp) or os.environ.get("TFFREEZE_REQUIRE_CPP") == "1":
+            out = subprocess.run([cpp, "freeze", model.directory, "-o", str(tmp_path / "cpp.pb"), "--server",
+                                  grpc_targets, "--timeout", "120"], capture_output=True, text=True, timeout=300)
+            assert out.returncode == 0, out.stderr
+            assert (tmp_path / "cpp.pb").read_bytes() == want[0]
+        cs = os.path.join(root, "client_csharp", "bin", "tffreeze-cs")
+        if not os.path.exists(cs):
+            subprocess.run(["make", "-s", "-C", root, "csharp"], check=True, capture_output=True)
+        out = subprocess.run([cs, "freeze", model.directory, "-o", str(tmp_path / "cs.pb"), "--server",
+                              ",".join(["http://127.0.0.1:%d" % dead] + webs)], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "cs.pb").read_bytes() == want[0]
+    finally:
+        for r in reps:
+            stop_server(r)

@@ -72,7 +72,10 @@ using ProgressFn = std::function<void(const std::string&, double, double, const 
 
 class Client {
  public:
-  // target: "host:port" (default $TFFREEZE_SERVER, else 127.0.0.1:50051).
+  // target: "host:port" (default $TFFREEZE_SERVER, else 127.0.0.1:50051); several replicas as
+  // "h1:p1,h2:p2" or a gRPC target URI ("dns:///name:port"): calls are balanced round-robin,
+  // idempotent ones retried on UNAVAILABLE, and a freeze redone on another replica when its
+  // replica goes away.
   explicit Client(std::string target = "", ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;
@@ -97,6 +100,7 @@ class Client {
   struct Impl;
   std::string target_;
   ClientOptions options_;
+  bool replicated_ = false;
   std::unique_ptr<Impl> impl_;
 };
 
