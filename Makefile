@@ -34,13 +34,8 @@ $(STAMP): requirements.txt api_py/pyproject.toml client_py/pyproject.toml server
 # Python stubs are generated from protos/ by the build, never edited by hand:
 # protoc writes package tffreeze.v1, which the API package ships as tffreeze_api.v1.
 gen: $(STUBS)
-$(STUBS) &: $(PROTOS) $(STAMP)
-	rm -rf build/gen && mkdir -p build/gen $(GEN)
-	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=build/gen \
-	    --pyi_out=build/gen --grpc_python_out=build/gen $(PROTOS)
-	for f in build/gen/tffreeze/v1/*.py*; do \
-	  sed -e 's/^from tffreeze\.v1 import/from tffreeze_api.v1 import/' "$$f" > $(GEN)/$$(basename $$f); done
-	printf '"""Generated from protos/tffreeze/v1 by `make gen`. Do not edit."""\n' > $(GEN)/__init__.py
+$(STUBS) &: $(PROTOS) $(STAMP) tools/gen_python.sh
+	tools/gen_python.sh $(BIN)/python
 	touch $(STUBS)
 
 # The contract's lint (and, once a contract-v* tag exists, its breaking-change

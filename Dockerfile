@@ -1,0 +1,39 @@
+# The tffreeze server as a container image: non-root, bubblewrap (the worker sandbox)
+# included, the shared store and metrics ready to use (README: Running more than one server).
+#
+#   docker build -t tffreeze-server .
+#   docker run -p 50051:50051 -p 9100:9100 -e AWS_ACCESS_KEY_ID=... -e AWS_SECRET_ACCESS_KEY=... \
+#       tffreeze-server --store s3://BUCKET/tffreeze --metrics-port 9100
+#
+# bwrap needs unprivileged user namespaces in the container (Kubernetes: see
+# deploy/k8s/deployment.yaml); without them the server still starts with --sandbox none,
+# refusing TF2 SavedModels and verify.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 10001 tffreeze
+WORKDIR /opt/tffreeze
+
+# Pinned dependencies first (a layer that changes rarely), then the packages.
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY protos/ protos/
+COPY api_py/ api_py/
+COPY client_py/ client_py/
+COPY server/ server/
+COPY tools/gen_python.sh tools/
+RUN tools/gen_python.sh python \
+ && pip install --no-cache-dir --no-deps ./api_py ./client_py ./server
+
+USER 10001
+ENV TFFREEZE_DATA=/var/lib/tffreeze
+VOLUME ["/var/lib/tffreeze"]
+EXPOSE 50051 9100
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s \
+  CMD python -c "import grpc,sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \
+sys.exit(g.HealthStub(grpc.insecure_channel('127.0.0.1:50051')).Check(h.HealthCheckRequest(), timeout=4).status != 1)"
+ENTRYPOINT ["tffreeze-server", "--host", "0.0.0.0", "--port", "50051", "--data-dir", "/var/lib/tffreeze"]
+CMD ["--insecure"]
