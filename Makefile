@@ -69,6 +69,7 @@ test-unit: setup
 
 bench: setup
 	$(BIN)/python bench/freeze_vs_anchor.py
+	$(BIN)/python bench/shared_store.py
 
 bench-breadth: setup
 	$(BIN)/python bench/breadth.py

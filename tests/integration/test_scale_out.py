@@ -7,9 +7,7 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -17,52 +15,15 @@ import grpc
 import pytest
 
 import models
+import s3moto
 from conftest import start_server, stop_server
+from s3moto import BUCKET, Moto, free_port
 from tffreeze import FreezeClient
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
-BUCKET = "tffreeze-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Moto:
-    def __init__(self):
-        self.port = _free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1",
-                                      "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/moto-api/", timeout=2)
-                return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("moto_server did not start")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(30)
-
-    def s3(self):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.url)
-
-
 @pytest.fixture(scope="module")
 def moto():
-    for k, v in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                 ("AWS_DEFAULT_REGION", "us-east-1")):
-        os.environ.setdefault(k, v)  # the replicas (children) inherit them, as from a k8s Secret
+    s3moto.credentials()  # the replicas (children) inherit them, as from a k8s Secret
     m = Moto().start()
     m.s3().create_bucket(Bucket=BUCKET)
     yield m
@@ -225,7 +186,7 @@ def _scrape(port):
 
 
 def test_metrics_count_calls_bytes_cache_and_stages(tmp_path_factory, tmp_path):
-    port = _free_port()
+    port = free_port()
     srv = start_server(str(tmp_path_factory.mktemp("metrics")), ["--metrics-port", str(port)])
     try:
         assert "metrics on http://127.0.0.1:%d/metrics" % port in "".join(srv.log)
@@ -259,7 +220,7 @@ def test_every_client_takes_several_addresses_and_skips_a_dead_one(tmp_path_fact
     """--server with several replicas in the Python, C++ and C# clients: one address is dead
     (nothing listens there), every freeze still completes, with the same bytes."""
     reps = [_replica(tmp_path_factory, moto, "multi-%s" % n, prefix="multi", extra=["--web-port", "0"]) for n in "pq"]
-    dead = _free_port()
+    dead = free_port()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         webs = [next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in r.log if "gRPC-Web on" in l)
