@@ -37,6 +37,8 @@ def start_server(data_dir: str, extra=(), wrapper=()) -> RunningServer:
     cmd = [*wrapper, os.path.join(BIN, "tffreeze"), "serve", "--port", "0", "--data-dir", data_dir, *extra]
     if os.environ.get("TFFREEZE_REQUIRE_SANDBOX") and "--sandbox" not in extra:
         cmd += ["--sandbox", "bwrap"]  # CI: a server without its sandbox must not start
+    if "--workers" not in extra:
+        cmd += ["--workers", "1"]  # tests count and watch one worker unless they ask for more
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     log = []
     deadline = time.monotonic() + 120

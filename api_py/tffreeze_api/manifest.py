@@ -23,7 +23,6 @@ import json
 import math
 from typing import Any, Dict, Optional
 
-from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from .v1 import freeze_pb2
@@ -112,6 +111,8 @@ def to_json(msg) -> str:
 
 def parse(text: str, message=None):
     """Read a manifest (or any proto3 JSON) back into a FreezeResult (or ``message``)."""
+    from google.protobuf import json_format  # only here: importing it costs a CLI start ~20 ms
+
     return json_format.Parse(text, message if message is not None else freeze_pb2.FreezeResult())
 
 

@@ -30,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="D",
                    help="where uploads and frozen graphs are kept (default: %(default)s)")
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                   help="TensorFlow worker processes, ~500 MiB each (default: %(default)s)")
+                   help="TensorFlow worker processes, ~540 MiB each idle: freezes run in parallel up to this "
+                        "many (default here: %(default)s = what this machine holds: one per core, 1.5 GiB of "
+                        "available memory each)")
     p.add_argument("--worker-max-tasks", type=int, default=DEFAULT_WORKER_MAX_TASKS, metavar="N",
                    help="replace a worker after N tasks, bounding memory growth; the replacement imports "
                         "TensorFlow while the old one keeps serving (default: %(default)s)")

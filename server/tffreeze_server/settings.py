@@ -4,13 +4,33 @@ store all read them from here."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = ".tffreeze-data"
-DEFAULT_WORKERS = 1
+WORKER_BUDGET_BYTES = 3 << 29  # 1.5 GiB: an idle TensorFlow worker (~540 MiB) plus room to freeze
+
+
+def default_workers() -> int:
+    """What the machine can hold: one worker per core, as long as each has WORKER_BUDGET_BYTES
+    of the memory available now (1 GiB kept for the server and the system); at least one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    available = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    by_memory = cores if available is None else (available - (1 << 30)) // WORKER_BUDGET_BYTES
+    return int(max(1, min(cores, by_memory)))
+
+
+DEFAULT_WORKERS = default_workers()
 DEFAULT_WORKER_MAX_TASKS = 200  # a worker is replaced (warm, in the background) after this many tasks
 DEFAULT_MAX_STORE_BYTES = 20 << 30
 DEFAULT_PARTIAL_TTL_SECONDS = 3600  # a resumable upload idle this long is deleted
