@@ -129,6 +129,83 @@ def build_options(**options) -> freeze_pb2.FreezeOptions:
         raise TypeError("unknown freeze option: %s" % exc) from None
 
 
+def _copy_range(src: int, dst: int, offset: int, length: int) -> bool:
+    """Append ``length`` bytes of ``src`` from ``offset`` to ``dst``: inside the kernel where it
+    can (copy_file_range), else through a buffer. False when ``src`` ends early."""
+    left = length
+    use_kernel = hasattr(os, "copy_file_range")
+    while left:
+        n = 0
+        if use_kernel:
+            try:
+                n = os.copy_file_range(src, dst, left, offset)
+            except OSError:  # another filesystem on an old kernel, or not supported: copy by hand
+                use_kernel = False
+                continue
+        else:
+            block = os.pread(src, min(left, 4 << 20), offset)
+            view = memoryview(block)
+            while view:
+                view = view[os.write(dst, view):]
+            n = len(block)
+        if n == 0:
+            return False
+        offset += n
+        left -= n
+    return True
+
+
+class _OrderedHasher:
+    """sha256 of bytes and file ranges given in order, computed by a background thread
+    (hashlib releases the GIL on large blocks: hashing overlaps the copying)."""
+
+    def __init__(self):
+        import queue
+        import threading
+
+        self._h = hashlib.sha256()
+        self._q: "queue.Queue" = queue.Queue()
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="tffreeze-assemble-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            try:
+                if isinstance(item, bytes):
+                    self._h.update(item)
+                    continue
+                path, offset, length = item
+                with open(path, "rb", buffering=0) as fh:
+                    fh.seek(offset)
+                    while length:
+                        block = fh.read(min(length, 4 << 20))
+                        if not block:
+                            raise OSError("%s ended while hashing" % path)
+                        self._h.update(block)
+                        length -= len(block)
+            except BaseException as exc:  # noqa: BLE001 - reported by hexdigest()
+                self._error = self._error or exc
+
+    def add_bytes(self, data: bytes) -> None:
+        self._q.put(data)
+
+    def add_range(self, path: str, offset: int, length: int) -> None:
+        self._q.put((path, offset, length))
+
+    def hexdigest(self) -> Optional[str]:
+        self.close()
+        return None if self._error else self._h.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+
+
 def write_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory:
     an existing file is replaced only by a complete one."""
@@ -409,49 +486,51 @@ class FreezeClient:
     def _assemble(self, recipe, files, result, output_path: str, timeout) -> bool:
         """Build the frozen graph from the local copies of the uploaded files plus the
         few graph ranges the recipe names (downloaded); True when the result's size and
-        sha256 check out, else False (and nothing is left behind: the caller downloads)."""
+        sha256 check out, else False (and nothing is left behind: the caller downloads).
+        File ranges are copied inside the kernel (copy_file_range) while a second thread
+        hashes the output's bytes in order, so checking the sha256 costs no extra pass."""
         local = {f.path: f.local for f in files}
         directory = os.path.dirname(os.path.abspath(output_path))
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(output_path), suffix=".part")
-        h, written, handles = hashlib.sha256(), 0, {}
+        hasher, written, sources = _OrderedHasher(), 0, {}
         try:
-            with os.fdopen(fd, "wb") as out:
-                for piece in recipe.pieces:
-                    if piece.WhichOneof("source") == "file":
-                        path = local.get(piece.file.path)
-                        if path is None:
-                            return False
-                        fh = handles.get(path) or handles.setdefault(path, open(path, "rb"))
-                        fh.seek(piece.file.offset)
-                        left = piece.length
-                        while left:
-                            block = fh.read(min(left, 4 << 20))
-                            if not block:
-                                return False
-                            out.write(block)
-                            h.update(block)
-                            left -= len(block)
-                    else:
-                        req = blob_pb2.DownloadBlobRequest(
-                            digest=blob_pb2.Digest(sha256=result.sha256, size_bytes=result.size_bytes),
-                            offset=piece.graph_offset, limit=piece.length)
-                        got = 0
-                        for chunk in self._stub.DownloadBlob(req, timeout=timeout):
-                            out.write(chunk.data)
-                            h.update(chunk.data)
-                            got += len(chunk.data)
-                        if got != piece.length:
-                            return False
-                    written += piece.length
-            if written != result.size_bytes or h.hexdigest() != result.sha256:
+            for piece in recipe.pieces:
+                if piece.WhichOneof("source") == "file":
+                    path = local.get(piece.file.path)
+                    if path is None:
+                        return False
+                    src = sources.get(path)
+                    if src is None:
+                        src = sources[path] = os.open(path, os.O_RDONLY)
+                    hasher.add_range(path, piece.file.offset, piece.length)
+                    if not _copy_range(src, fd, piece.file.offset, piece.length):
+                        return False
+                else:
+                    req = blob_pb2.DownloadBlobRequest(
+                        digest=blob_pb2.Digest(sha256=result.sha256, size_bytes=result.size_bytes),
+                        offset=piece.graph_offset, limit=piece.length)
+                    data = b"".join(chunk.data for chunk in self._stub.DownloadBlob(req, timeout=timeout))
+                    if len(data) != piece.length:
+                        return False
+                    hasher.add_bytes(data)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                written += piece.length
+            if written != result.size_bytes or hasher.hexdigest() != result.sha256:
                 return False
+            os.close(fd)
+            fd = None
             os.replace(tmp, output_path)
             return True
         except (OSError, grpc.RpcError):
             return False
         finally:
-            for fh in handles.values():
-                fh.close()
+            hasher.close()
+            for src in sources.values():
+                os.close(src)
+            if fd is not None:
+                os.close(fd)
             if os.path.exists(tmp):
                 os.unlink(tmp)
 

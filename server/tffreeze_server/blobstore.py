@@ -26,6 +26,7 @@ import time
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
 
 from .settings import DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS
+from .core.digest import BackgroundSha256
 from .core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 CHUNK = 1 << 20  # 1 MiB: the largest chunk either direction carries.
@@ -213,7 +214,7 @@ class BlobStore:
         check_digest(sha256, size)
         self._check_fits(size)
         fh, tmp = self.new_tmp(".upload")
-        h = hashlib.sha256()
+        h = BackgroundSha256()  # hashed beside the writes
         try:
             written = 0
             with fh:
@@ -231,6 +232,7 @@ class BlobStore:
                     h.update(data)
             self.commit_file(tmp, sha256, size, h.hexdigest())
         finally:
+            h.close()
             if os.path.exists(tmp):
                 os.unlink(tmp)
 

@@ -14,12 +14,12 @@ are materialised into the graph first (``materialize``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
+from .digest import BackgroundSha256
 from .errors import DataLoss
 
 _MAGIC = 0xDB4775248B80FB57
@@ -247,7 +247,7 @@ def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Op
     spliced bytes (the assembly recipe a client can follow)."""
     from tensorflow.core.framework import graph_pb2
 
-    h = hashlib.sha256()
+    h = BackgroundSha256()  # hashing overlaps the reads, crc32c checks and writes
     size = 0
 
     def emit(b: bytes, spliced: Optional[Splice] = None, at: int = 0) -> None:
@@ -270,24 +270,27 @@ def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Op
         h.update(b)
         size += len(b)
 
-    for node in graph_def.node:
-        s = splices.get(node.name)
-        if s is None:
-            b = node.SerializeToString(deterministic=True)
-            emit(_len_field(1, len(b)) + b)
-            continue
-        before, after = _node_parts(node, s)
-        emit(before)
-        at = s.entry.offset
-        for chunk in _stream(s):
-            emit(chunk, s, at)
-            at += len(chunk)
-        emit(after)
-    rest = graph_pb2.GraphDef()
-    rest.CopyFrom(graph_def)  # cheap: spliced contents are empty here
-    del rest.node[:]
-    emit(rest.SerializeToString(deterministic=True))
-    return h.hexdigest(), size
+    try:
+        for node in graph_def.node:
+            s = splices.get(node.name)
+            if s is None:
+                b = node.SerializeToString(deterministic=True)
+                emit(_len_field(1, len(b)) + b)
+                continue
+            before, after = _node_parts(node, s)
+            emit(before)
+            at = s.entry.offset
+            for chunk in _stream(s):
+                emit(chunk, s, at)
+                at += len(chunk)
+            emit(after)
+        rest = graph_pb2.GraphDef()
+        rest.CopyFrom(graph_def)  # cheap: spliced contents are empty here
+        del rest.node[:]
+        emit(rest.SerializeToString(deterministic=True))
+        return h.hexdigest(), size
+    finally:
+        h.close()
 
 
 def planned_size(graph_def, splices: Dict[str, Splice]) -> int:
