@@ -236,20 +236,26 @@ class BlobStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def write_chunk(self, sha256: str, size: int, offset: int, data: bytes, finish: bool,
-                    upload_id: str = "") -> Tuple[int, bool]:
-        """Append one chunk of a resumable upload. Returns (committed size, complete).
-        Each ``upload_id`` has its own partial file: another client's chunks or
-        finish_write never touch it."""
+    def _chunk_done(self, sha256: str, size: int, data: bytes, upload_id: str) -> bool:
+        """Check a resumable chunk's digest, upload id and size; True when the blob is already stored."""
         check_digest(sha256, size)
         if len(upload_id) > MAX_UPLOAD_ID:
             raise InvalidArgument("upload_id is %d characters; at most %d" % (len(upload_id), MAX_UPLOAD_ID),
                                   "ERROR_REASON_INVALID_CHUNK")
         if self.has(sha256, size):
-            return size, True
+            return True
         self._check_fits(size)
         if len(data) > CHUNK:
             raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
+        return False
+
+    def write_chunk(self, sha256: str, size: int, offset: int, data: bytes, finish: bool,
+                    upload_id: str = "") -> Tuple[int, bool]:
+        """Append one chunk of a resumable upload. Returns (committed size, complete).
+        Each ``upload_id`` has its own partial file: another client's chunks or
+        finish_write never touch it."""
+        if self._chunk_done(sha256, size, data, upload_id):
+            return size, True
         part = self._partial(sha256, size, upload_id)
         with self._lock:
             current = os.path.getsize(part) if os.path.exists(part) else 0

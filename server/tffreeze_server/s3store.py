@@ -27,7 +27,7 @@ import time
 from typing import Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlparse
 
-from .blobstore import CHUNK, MAX_UPLOAD_ID, BlobStore, check_digest
+from .blobstore import BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 log = logging.getLogger("tffreeze.s3store")
@@ -172,15 +172,8 @@ class SharedBlobStore(BlobStore):
     def write_chunk(self, sha256: str, size: int, offset: int, data: bytes, finish: bool,
                     upload_id: str = "") -> Tuple[int, bool]:
         """One chunk of a resumable upload, kept in the bucket: any replica takes the next one."""
-        check_digest(sha256, size)
-        if len(upload_id) > MAX_UPLOAD_ID:
-            raise InvalidArgument("upload_id is %d characters; at most %d" % (len(upload_id), MAX_UPLOAD_ID),
-                                  "ERROR_REASON_INVALID_CHUNK")
-        if self.has(sha256, size):
+        if self._chunk_done(sha256, size, data, upload_id):
             return size, True
-        self._check_fits(size)
-        if len(data) > CHUNK:
-            raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
         prefix = self._partial_prefix(sha256, size, upload_id)
         chunks = self._chunks(prefix)
         current = sum(n for _, n, _ in chunks)
