@@ -66,7 +66,7 @@ def main() -> int:
         if os.path.exists(tfsharp.TF115_LIB):
             commands["csharp115"] = commands["csharp"] + ["--runtime", "tf115"]
             if tfsharp.sources():
-                commands["tfsharp"] = commands["csharp115"] + ["--tensorflowsharp", tfsharp._build(tfsharp.sources())]
+                commands["tfsharp"] = commands["csharp115"] + ["--tensorflowsharp", tfsharp.build_dll(tfsharp.sources())]
             commands["cpp115"] = commands["cpp"] + ["--runtime", "tf115"]
         times, outputs = {}, {}
         for i in range(args.repeat):

@@ -46,7 +46,8 @@ def ensure_csharp():
 
 
 @functools.lru_cache(maxsize=None)
-def _build(src):
+def build_dll(src):
+    """TensorFlowSharp.dll compiled from the sources at src (once per process), with its dllmap."""
     os.makedirs(OUT, exist_ok=True)
     dll = os.path.join(OUT, "TensorFlowSharp.dll")
     files = sorted(os.path.join(d, f) for d in (src, os.path.join(src, "Ops")) if os.path.isdir(d)
@@ -67,7 +68,7 @@ def build(need_runtime=True):
     if need_runtime and not os.path.exists(TF115_LIB):
         absent("TF 1.15 runtime absent (%s): run `make tf115`" % TF115_LIB)
     ensure_csharp()
-    return _build(src)
+    return build_dll(src)
 
 
 def tf115_env():

@@ -102,7 +102,7 @@ const char* kServiceConfig = R"({
 std::string ChannelTarget(const std::string& target, std::string* tls_name) {
   if (target.find(',') == std::string::npos) return target;
   std::vector<std::string> addresses;
-  bool v6 = false;
+  bool v4 = false, v6 = false;
   std::stringstream in(target);
   std::string item;
   while (std::getline(in, item, ',')) {
@@ -118,17 +118,22 @@ std::string ChannelTarget(const std::string& target, std::string* tls_name) {
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0)
       throw Error("UNAVAILABLE", "--server: cannot resolve " + host);
+    // gRPC's address lists are all IPv4 or all IPv6: IPv4 where a host has it.
+    bool has_v4 = false;
+    for (addrinfo* r = res; r; r = r->ai_next) has_v4 = has_v4 || r->ai_family == AF_INET;
     for (addrinfo* r = res; r; r = r->ai_next) {
+      if (has_v4 && r->ai_family != AF_INET) continue;
       char ip[INET6_ADDRSTRLEN];
       void* addr = r->ai_family == AF_INET6 ? static_cast<void*>(&reinterpret_cast<sockaddr_in6*>(r->ai_addr)->sin6_addr)
                                             : static_cast<void*>(&reinterpret_cast<sockaddr_in*>(r->ai_addr)->sin_addr);
       inet_ntop(r->ai_family, addr, ip, sizeof ip);
       std::string a = r->ai_family == AF_INET6 ? "[" + std::string(ip) + "]:" + port : std::string(ip) + ":" + port;
-      v6 = v6 || r->ai_family == AF_INET6;
+      (r->ai_family == AF_INET6 ? v6 : v4) = true;
       if (std::find(addresses.begin(), addresses.end(), a) == addresses.end()) addresses.push_back(a);
     }
     freeaddrinfo(res);
   }
+  if (v4 && v6) throw Error("INVALID_ARGUMENT", "--server '" + target + "' mixes IPv4-only and IPv6-only hosts");
   std::string out = v6 ? "ipv6:" : "ipv4:";
   for (size_t i = 0; i < addresses.size(); i++) out += (i ? "," : "") + addresses[i];
   return out;
@@ -177,17 +182,6 @@ void Prepare(grpc::ClientContext* ctx, const ClientOptions& options) {
   if (!options.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options.token);
 }
 }  // namespace
-
-std::string Client::Health() {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, options_);
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  v1::FindMissingBlobsRequest req;
-  v1::FindMissingBlobsResponse resp;
-  grpc::Status st = impl_->stub->FindMissingBlobs(&ctx, req, &resp);
-  if (!st.ok()) throw FromStatus(st, target_);
-  return "SERVING";
-}
 
 void Client::Upload(const std::vector<LocalFile>& files, FreezeOutcome* stats) {
   v1::FindMissingBlobsRequest req;
@@ -304,15 +298,16 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
   }
   FreezeOutcome outcome;
   int unavailable = 0;
+  bool evicted = false;
   double backoff = 0.2;
-  for (int attempt = 1;; attempt++) {
+  while (true) {
     outcome = FreezeOutcome();
     try {
       Upload(local.files, &outcome);
     } catch (const Error& e) {
       // A replica went away: a freeze is a pure function of the uploaded bytes and options,
       // so doing it again on another replica is safe (one address: gRPC's retries were all).
-      if (e.code() != "UNAVAILABLE" || !replicated_ || ++unavailable >= 6) throw;
+      if (e.code() != "UNAVAILABLE" || !replicated_ || ++unavailable >= 3) throw;
       std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
       backoff = std::min(backoff * 2, 2.0);
       continue;
@@ -339,13 +334,14 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
       break;
     }
     Error err = FromStatus(st, target_);
-    if (err.code() == "UNAVAILABLE" && replicated_ && ++unavailable < 6) {
+    if (err.code() == "UNAVAILABLE" && replicated_ && ++unavailable < 3) {
       std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
       backoff = std::min(backoff * 2, 2.0);
       continue;
     }
     // A blob evicted between upload and freeze: upload again, once.
-    if (attempt >= 2 || err.reason() != "ERROR_REASON_BLOBS_MISSING") throw err;
+    if (evicted || err.reason() != "ERROR_REASON_BLOBS_MISSING") throw err;
+    evicted = true;
   }
   // This client's selection warnings come first, as the Python client writes them.
   auto server_warnings = outcome.result.warnings();

@@ -226,7 +226,7 @@ namespace TfFreeze
                 {
                     // A replica went away (several given): a freeze is a pure function of the uploaded
                     // bytes and options, so it is done again on another.
-                    if (e.Status == StatusCode.UNAVAILABLE && channel.Replicated && ++unavailable < 6)
+                    if (e.Status == StatusCode.UNAVAILABLE && channel.Replicated && ++unavailable < 3)
                     {
                         System.Threading.Thread.Sleep((int)(backoff * 1000));
                         backoff = Math.Min(backoff * 2, 2.0);

@@ -69,12 +69,17 @@ def channel_target(target: str) -> Tuple[str, Optional[str]]:
         except socket.gaierror as exc:
             raise error_for("UNAVAILABLE", "--server: cannot resolve %s (%s)" % (host, exc),
                             "ERROR_REASON_UNSPECIFIED") from None
-        for family, _, _, _, sockaddr in infos:
+        # gRPC's address lists are all IPv4 or all IPv6: IPv4 where a host has it.
+        v4 = [i for i in infos if i[0] == socket.AF_INET]
+        for family, _, _, _, sockaddr in v4 or infos:
             addr = "[%s]:%d" % sockaddr[:2] if family == socket.AF_INET6 else "%s:%d" % sockaddr[:2]
             if addr not in addresses:
                 addresses.append(addr)
-    return "ipv4:" + ",".join(addresses) if all(not a.startswith("[") for a in addresses) else \
-        "ipv6:" + ",".join(addresses), first_host
+    v6 = [a for a in addresses if a.startswith("[")]
+    if v6 and len(v6) < len(addresses):
+        raise error_for("INVALID_ARGUMENT", "--server %r mixes IPv4-only and IPv6-only hosts; list one kind"
+                        % target, "ERROR_REASON_UNSPECIFIED")
+    return ("ipv6:" if v6 else "ipv4:") + ",".join(addresses), first_host
 
 
 @dataclass
@@ -452,7 +457,7 @@ class FreezeClient:
                 # bytes and options, so doing it again on another is safe. (One address:
                 # gRPC's own retries were all there is to do.)
                 attempts += 1
-                if not self._replicated or attempts >= 6 or time.monotonic() + backoff >= deadline:
+                if not self._replicated or attempts >= 3 or time.monotonic() + backoff >= deadline:
                     raise
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

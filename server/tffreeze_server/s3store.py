@@ -42,8 +42,11 @@ class S3Remote:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError("--store must look like s3://BUCKET or s3://BUCKET/PREFIX, not %r" % url)
-        import boto3
-        from botocore.config import Config
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError:
+            raise ValueError("--store needs boto3: pip install 'tffreeze-server[s3]' (or boto3)") from None
 
         self.url = url
         self.bucket = parsed.netloc
@@ -55,6 +58,7 @@ class S3Remote:
         return "/".join(p for p in (self.prefix,) + parts if p)
 
     def _call(self, what: str, fn, *args, **kwargs):
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -65,7 +69,7 @@ class S3Remote:
                 raise KeyError(what) from None
             raise Unavailable("the shared store %s refused %s (%s); check the bucket and its credentials"
                               % (self.url, what, code or exc), UNAVAILABLE) from None
-        except BotoCoreError as exc:
+        except (BotoCoreError, Boto3Error) as exc:  # Boto3Error: upload_file's S3UploadFailedError
             raise Unavailable("the shared store %s is unreachable (%s: %s)" % (self.url, what, exc), UNAVAILABLE) from None
 
     def size(self, key: str) -> Optional[int]:
@@ -221,6 +225,8 @@ class SharedBlobStore(BlobStore):
             try:
                 self.remote.get_file(self.remote.key("blobs", sha256), tmp)
                 self.commit_file(tmp, sha256, size)
+            except KeyError:
+                return  # gone from the bucket since the HEAD: the callers say what is missing
             except InvalidArgument:
                 raise Unavailable("blob %s in the shared store does not match its name; it was damaged there"
                                   % sha256[:12], UNAVAILABLE, sha256=sha256) from None

@@ -62,9 +62,18 @@ def _abort(context, exc):
     context.abort(code, message)
 
 
-def _count(method, exc) -> None:
-    """tffreeze_calls_total{method, code}: the status the call ends with."""
-    code = "OK" if exc is None else ("CANCELLED" if _is_abort(exc) else to_status(exc)[0].name)
+def _count(method, exc, context) -> None:
+    """tffreeze_calls_total{method, code}: the status the call ends with (for a handler that
+    aborted the call itself, the code it set)."""
+    if exc is None:
+        code = "OK"
+    elif _is_abort(exc):
+        try:
+            code = context.code().name
+        except (AttributeError, NotImplementedError):
+            code = "UNKNOWN"
+    else:
+        code = to_status(exc)[0].name
     metrics.CALLS.labels(method.__name__, code).inc()
 
 
@@ -75,11 +84,11 @@ def mapped(method):
         try:
             response = method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every error is mapped, none escapes raw
-            _count(method, exc)
+            _count(method, exc, context)
             if _is_abort(exc):
                 raise
             _abort(context, exc)
-        _count(method, None)
+        _count(method, None, context)
         return response
     return wrapper
 
@@ -91,11 +100,11 @@ def mapped_stream(method):
         try:
             yield from method(self, request, context)
         except Exception as exc:  # noqa: BLE001
-            _count(method, exc)
+            _count(method, exc, context)
             if _is_abort(exc):
                 raise
             _abort(context, exc)
-        _count(method, None)
+        _count(method, None, context)
     return wrapper
 
 

@@ -93,9 +93,6 @@ class Client {
   // Stream a blob into path via a temporary file beside it, checking size and sha256.
   void Download(const std::string& sha256, int64_t size, const std::string& path);
 
-  // "SERVING" or another health state; throws Error when the server is unreachable.
-  std::string Health();
-
  private:
   struct Impl;
   std::string target_;
