@@ -70,21 +70,37 @@ class _Digests:
                     pass
         return self._entries
 
-    def sha256(self, path: str) -> str:
-        """The file's sha256, from the cache when its stamp is unchanged."""
+    def cached(self, path: str) -> Optional[str]:
+        """The file's sha256 when the cache holds it for the file's current stamp, else None."""
         real = os.path.realpath(path)
         st = os.stat(real)
         with _lock:
             entry = self._load().get(real)
-            if entry is not None and entry[:4] == _stamp(st):
-                return entry[4]
+            return entry[4] if entry is not None and entry[:4] == _stamp(st) else None
+
+    def sha256(self, path: str) -> str:
+        """The file's sha256, from the cache when its stamp is unchanged."""
+        digest = self.cached(path)
+        if digest is not None:
+            return digest
+        real = os.path.realpath(path)
+        st = os.stat(real)
         digest = _hash(real)
-        after = os.stat(real)
-        if _stamp(after) == _stamp(st) and time.time() - after.st_mtime > _RACY_SECONDS and self._file():
+        self.hashed(real, st, digest)
+        return digest
+
+    def hashed(self, path: str, before: os.stat_result, digest: str) -> None:
+        """Record a digest computed over a file's bytes read since ``before`` (its stat
+        before the first read): kept only if the file's stamp did not change meanwhile."""
+        real = os.path.realpath(path)
+        try:
+            after = os.stat(real)
+        except OSError:
+            return
+        if _stamp(after) == _stamp(before) and time.time() - after.st_mtime > _RACY_SECONDS and self._file():
             with _lock:
                 self._load()[real] = _stamp(after) + [digest]
                 self._dirty = True
-        return digest
 
     def remember(self, path: str, digest: str) -> None:
         """Record a file this process just wrote (complete, renamed into place) and

@@ -29,6 +29,8 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 CHUNK = 1 << 20
 _MAX_MESSAGE = 4 << 20
 BLOBS_MISSING = "ERROR_REASON_BLOBS_MISSING"
+INVALID_DIGEST = "ERROR_REASON_INVALID_DIGEST"
+INLINE_GRAPH = 1 << 20  # graphs up to this size come inside the Freeze result (no DownloadBlob)
 
 # progress(kind, done, total, message): kind is "upload" (bytes) or "freeze" (fraction in [0, 1]).
 ProgressFn = Callable[[str, float, float, str], None]
@@ -326,47 +328,82 @@ class FreezeClient:
     # -- blobs ---------------------------------------------------------------
     def upload(self, files: Sequence[_source.LocalFile], progress: Optional[ProgressFn] = None,
                timeout: Optional[float] = None) -> UploadStats:
-        """Upload the files the server lacks (by sha256); returns what was sent."""
+        """Upload the files the server lacks (by sha256); returns what was sent.
+        A file not hashed yet (``sha256`` None: big, and not in the local digest
+        cache) is hashed while it is sent, and its ``sha256`` filled in."""
         timeout = timeout or self.timeout
         stats = UploadStats(files=len(files))
-        digests = [blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size) for f in files]
-        missing = self._call(self._stub.FindMissingBlobs, blob_pb2.FindMissingBlobsRequest(blobs=digests),
-                             timeout=timeout).missing
-        wanted = {(d.sha256, d.size_bytes) for d in missing}
+        known = [f for f in files if f.sha256]
+        wanted = set()
+        if known:
+            digests = [blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size) for f in known]
+            missing = self._call(self._stub.FindMissingBlobs, blob_pb2.FindMissingBlobsRequest(blobs=digests),
+                                 timeout=timeout).missing
+            wanted = {(d.sha256, d.size_bytes) for d in missing}
         todo, seen = [], set()
         for f in files:
-            key = (f.sha256, f.size)
-            if key in wanted and key not in seen:
+            key = (f.sha256, f.size) if f.sha256 else f.local
+            if key in seen:
+                continue
+            seen.add(key)
+            if not f.sha256 or key in wanted:
                 todo.append(f)
-                seen.add(key)
-            elif key not in wanted:
+            else:
                 stats.skipped_bytes += f.size
         total = sum(f.size for f in todo)
         done = 0
-        for f in todo:
-            def chunks(f=f):
-                nonlocal done
-                with open(f.local, "rb") as fh:
-                    offset = 0
-                    first = True
-                    while True:
-                        data = fh.read(CHUNK)
-                        if not data and not first:
-                            return
-                        msg = blob_pb2.UploadBlobRequest(offset=offset, data=data)
-                        if first:
-                            msg.digest.CopyFrom(blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
-                            first = False
+
+        def chunks(f, h=None):
+            """The file's UploadBlobRequests; with ``h`` (hashing while sending) the digest
+            goes without sha256 and a last message carries the sha256 of what was sent."""
+            nonlocal done
+            with open(f.local, "rb") as fh:
+                offset = 0
+                while True:
+                    data = fh.read(CHUNK)
+                    if h is not None:
+                        h.update(data)
+                    msg = blob_pb2.UploadBlobRequest(offset=offset, data=data)
+                    if offset == 0:
+                        msg.digest.CopyFrom(blob_pb2.Digest(sha256=f.sha256 or "", size_bytes=f.size))
+                    if not data and h is not None:
+                        msg.sha256 = h.hexdigest()
+                    if data or offset == 0 or h is not None:
                         yield msg
-                        offset += len(data)
-                        done += len(data)
-                        if progress:
-                            progress("upload", done, total, f.path)
-                        if not data:
-                            return
-            self._call(self._stub.UploadBlob, chunks(), timeout=timeout)
+                    offset += len(data)
+                    done += len(data)
+                    if progress and data:
+                        progress("upload", done, total, f.path)
+                    if not data:
+                        return
+
+        for f in todo:
+            if f.sha256:
+                self._call(self._stub.UploadBlob, chunks(f), timeout=timeout)
+            else:
+                before = os.stat(f.local)
+                sent = done
+                try:
+                    reply = self._call(self._stub.UploadBlob, chunks(f, hashlib.sha256()), timeout=timeout)
+                    f.sha256 = reply.digest.sha256
+                    _cache.digests.hashed(f.local, before, f.sha256)
+                except TffreezeError as exc:
+                    # A server that wants the digest first, or a file that changed while it
+                    # was sent: hash it, then send it the usual way.
+                    if exc.reason != INVALID_DIGEST:
+                        raise
+                    done = sent
+                    f.sha256 = _source.sha256_file(f.local)
+                    f.size = os.path.getsize(f.local)
+                    if self._call(self._stub.FindMissingBlobs, blob_pb2.FindMissingBlobsRequest(
+                            blobs=[blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size)]), timeout=timeout).missing:
+                        self._call(self._stub.UploadBlob, chunks(f), timeout=timeout)
             stats.uploaded_files += 1
             stats.uploaded_bytes += f.size
+        hashed = {f.local: (f.sha256, f.size) for f in todo}
+        for f in files:  # a file listed twice was sent once
+            if not f.sha256:
+                f.sha256, f.size = hashed[f.local]
         return stats
 
     def download(self, sha256: str, size: int, path: Optional[str] = None,
@@ -445,12 +482,21 @@ class FreezeClient:
                                         checkpoint_prefix=checkpoint_prefix or "", **options)
         deadline = time.monotonic() + timeout
         evicted, backoff, attempts = False, 0.2, 0
+        # Files this client hashed before were most likely uploaded before: freeze first and
+        # upload only if the server says it lacks something (one call instead of two).
+        optimistic = all(f.sha256 and f.from_cache for f in files)
         while True:
             try:
-                stats = self.upload(files, progress, max(1.0, deadline - time.monotonic()))
+                if optimistic:
+                    stats = UploadStats(files=len(files), skipped_bytes=sum(f.size for f in files))
+                else:
+                    stats = self.upload(files, progress, max(1.0, deadline - time.monotonic()))
                 request = freeze_pb2.FreezeRequest(files=_source_files(files), options=request_options,
-                                                   accept_recipe=bool(output_path))
-                result, recipe = self._freeze_call(request, progress, max(1.0, deadline - time.monotonic()))
+                                                   accept_recipe=bool(output_path), accept_early_recipe=bool(output_path),
+                                                   inline_graph_bytes=INLINE_GRAPH, quiet=progress is None)
+                result, recipe, graph, built = self._freeze_call(
+                    request, progress, max(1.0, deadline - time.monotonic()),
+                    (files, output_path) if output_path else None)
                 break
             except UnavailableError:
                 # A replica went away mid-call: a freeze is a pure function of the uploaded
@@ -462,11 +508,24 @@ class FreezeClient:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             except TffreezeError as exc:
-                # A blob evicted between upload and freeze: upload again, once.
-                if evicted or exc.reason != BLOBS_MISSING:
+                # Not uploaded yet (an optimistic freeze), or a blob evicted between upload
+                # and freeze: upload, then freeze again (after an eviction, once).
+                if exc.reason != BLOBS_MISSING:
+                    raise
+                if optimistic:
+                    optimistic = False
+                    continue
+                if evicted:
                     raise
                 evicted = True
         try:
+            if graph and (len(graph) != result.size_bytes or hashlib.sha256(graph).hexdigest() != result.sha256):
+                graph = b""  # damaged on the way: download instead
+            if built is not None and self._place(built, result, output_path):  # assembled while it was written
+                _cache.digests.remember(output_path, result.sha256)
+                _cache.keep_result(output_path, result.sha256)
+                return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False,
+                                     assembled=True)
             if output_path and _same_file(output_path, result.sha256, result.size_bytes):
                 os.utime(output_path)  # already there (an incremental build): skip the download
                 _cache.digests.remember(output_path, result.sha256)
@@ -474,12 +533,17 @@ class FreezeClient:
             if output_path and _cache.place_result(result.sha256, result.size_bytes, output_path):
                 _cache.digests.remember(output_path, result.sha256)  # received before: linked, not downloaded
                 return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False)
-            if output_path and recipe is not None and self._assemble(recipe, files, result, output_path, timeout):
+            if (output_path and recipe is not None and not graph
+                    and self._assemble(recipe, files, result, output_path, timeout)):
                 _cache.digests.remember(output_path, result.sha256)
                 _cache.keep_result(output_path, result.sha256)
                 return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False,
                                      assembled=True)
-            data = self.download(result.sha256, result.size_bytes, output_path, timeout)
+            if graph and output_path:
+                write_atomically(output_path, graph)
+                data = None
+            else:
+                data = graph or self.download(result.sha256, result.size_bytes, output_path, timeout)
             if output_path:
                 _cache.digests.remember(output_path, result.sha256)
                 _cache.keep_result(output_path, result.sha256)
@@ -488,60 +552,97 @@ class FreezeClient:
         finally:
             _cache.digests.save()
 
-    def _assemble(self, recipe, files, result, output_path: str, timeout) -> bool:
-        """Build the frozen graph from the local copies of the uploaded files plus the
-        few graph ranges the recipe names (downloaded); True when the result's size and
-        sha256 check out, else False (and nothing is left behind: the caller downloads).
-        File ranges are copied inside the kernel (copy_file_range) while a second thread
-        hashes the output's bytes in order, so checking the sha256 costs no extra pass."""
+    def _build(self, recipe, files, output_path: str, graph_digest, timeout):
+        """Write what ``recipe`` describes to a temporary file beside ``output_path``,
+        hashing it as it goes: (temporary path, sha256, size), or None when a piece
+        cannot be had (nothing is left behind). File ranges are copied inside the kernel
+        (copy_file_range) while a second thread hashes the output's bytes in order, so
+        the check costs no extra pass. ``graph_digest``: (sha256, size) of the stored
+        graph, for pieces that are ranges of it (None in an early recipe)."""
         local = {f.path: f.local for f in files}
         directory = os.path.dirname(os.path.abspath(output_path))
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(output_path), suffix=".part")
-        hasher, written, sources = _OrderedHasher(), 0, {}
+        hasher, written, sources, done = _OrderedHasher(), 0, {}, False
         try:
             for piece in recipe.pieces:
-                if piece.WhichOneof("source") == "file":
+                kind = piece.WhichOneof("source")
+                if kind == "file":
                     path = local.get(piece.file.path)
                     if path is None:
-                        return False
+                        return None
                     src = sources.get(path)
                     if src is None:
                         src = sources[path] = os.open(path, os.O_RDONLY)
                     hasher.add_range(path, piece.file.offset, piece.length)
                     if not _copy_range(src, fd, piece.file.offset, piece.length):
-                        return False
+                        return None
                 else:
-                    req = blob_pb2.DownloadBlobRequest(
-                        digest=blob_pb2.Digest(sha256=result.sha256, size_bytes=result.size_bytes),
-                        offset=piece.graph_offset, limit=piece.length)
-                    data = b"".join(chunk.data for chunk in self._stub.DownloadBlob(req, timeout=timeout))
+                    if kind == "data":
+                        data = piece.data
+                    elif kind == "graph_offset" and graph_digest is not None:
+                        req = blob_pb2.DownloadBlobRequest(
+                            digest=blob_pb2.Digest(sha256=graph_digest[0], size_bytes=graph_digest[1]),
+                            offset=piece.graph_offset, limit=piece.length)
+                        data = b"".join(chunk.data for chunk in self._stub.DownloadBlob(req, timeout=timeout))
+                    else:
+                        return None
                     if len(data) != piece.length:
-                        return False
+                        return None
                     hasher.add_bytes(data)
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view):]
                 written += piece.length
-            if written != result.size_bytes or hasher.hexdigest() != result.sha256:
-                return False
+            digest = hasher.hexdigest()
             os.close(fd)
             fd = None
-            os.replace(tmp, output_path)
-            return True
+            if digest is None:
+                return None
+            done = True
+            return tmp, digest, written
         except (OSError, grpc.RpcError):
-            return False
+            return None
         finally:
             hasher.close()
             for src in sources.values():
                 os.close(src)
             if fd is not None:
                 os.close(fd)
+            if not done and os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _place(built, result, output_path: str) -> bool:
+        """Move a built output into place when its size and sha256 are the result's; else drop it."""
+        if built is None:
+            return False
+        tmp, digest, size = built
+        try:
+            if digest == result.sha256 and size == result.size_bytes:
+                os.replace(tmp, output_path)
+                return True
+            return False
+        finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def _freeze_call(self, request, progress, timeout):
-        """(FreezeResult, AssemblyRecipe or None)."""
+    def _assemble(self, recipe, files, result, output_path: str, timeout) -> bool:
+        """Build the frozen graph from the local copies of the uploaded files plus the
+        few graph ranges the recipe names (downloaded); True when the result's size and
+        sha256 check out, else False (and nothing is left behind: the caller downloads)."""
+        built = self._build(recipe, files, output_path, (result.sha256, result.size_bytes), timeout)
+        return self._place(built, result, output_path)
+
+    def _freeze_call(self, request, progress, timeout, early=None):
+        """(FreezeResult, AssemblyRecipe or None, the graph's bytes or b"", early build).
+        ``early``: (files, output_path) — an early recipe (no graph ranges) is followed
+        on a second thread while the server writes the graph; its build (see ``_build``),
+        or None, is returned once the result is in. Nothing is left behind on failure."""
+        import threading
+
         result = recipe = None
+        graph = b""
+        builder, built = None, []
         try:
             for event in self._stub.Freeze(request, timeout=timeout):
                 if event.HasField("progress") and progress:
@@ -551,11 +652,28 @@ class FreezeClient:
                     result = event.result
                 elif event.HasField("recipe"):
                     recipe = event.recipe
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc, self.target) from exc
-        if result is None:
-            raise TffreezeError("the server ended the freeze without a result")
-        return result, recipe
+                    if (early and builder is None
+                            and all(p.WhichOneof("source") in ("file", "data") for p in recipe.pieces)):
+                        builder = threading.Thread(
+                            target=lambda r=recipe: built.append(self._build(r, early[0], early[1], None, timeout)),
+                            name="tffreeze-assemble", daemon=True)
+                        builder.start()
+                elif event.HasField("graph"):
+                    graph = event.graph
+            if result is None:
+                raise TffreezeError("the server ended the freeze without a result")
+        except BaseException as exc:
+            if builder is not None:
+                builder.join()
+                if built and built[0] is not None and os.path.exists(built[0][0]):
+                    os.unlink(built[0][0])
+            if isinstance(exc, grpc.RpcError):
+                raise from_rpc_error(exc, self.target) from exc
+            raise
+        if builder is not None:
+            builder.join()
+            return result, None, graph, built[0] if built else None
+        return result, recipe, graph, None
 
     def inspect(self, source: str, outputs: Iterable[str] = (), inputs: Iterable[str] = (),
                 step: Optional[int] = None, timeout: Optional[float] = None, graph_file: Optional[str] = None,

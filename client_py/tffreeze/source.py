@@ -14,12 +14,19 @@ from .errors import error_for
 GRAPH_DIR = ".tffreeze-graph"
 
 
+# A file at least this big whose digest is not in the local cache is hashed while it is
+# uploaded (one read instead of two); smaller ones are hashed first, so the server can
+# say it already holds them.
+HASH_WHILE_SENDING = 8 << 20
+
+
 @dataclass
 class LocalFile:
     path: str  # relative to the checkpoint directory, '/'-separated
     local: str  # absolute local path
-    sha256: str
+    sha256: Optional[str]  # None: not hashed yet (FreezeClient.upload hashes it while sending)
     size: int
+    from_cache: bool = False  # the digest came from the local cache: this client saw the file before
 
 
 @dataclass
@@ -38,8 +45,16 @@ def sha256_file(path: str) -> str:
     return _cache.sha256_file(path)
 
 
-def local_file(rel: str, local: str) -> LocalFile:
-    return LocalFile(rel, local, sha256_file(local), os.path.getsize(local))
+def local_file(rel: str, local: str, defer: bool = False) -> LocalFile:
+    """A file to upload. ``defer``: leave a big file's sha256 unknown (None) unless the
+    local cache holds it, for the upload to compute while sending."""
+    size = os.path.getsize(local)
+    cached = _cache.digests.cached(local)
+    if cached is not None:
+        return LocalFile(rel, local, cached, size, True)
+    if defer and size >= HASH_WHILE_SENDING:
+        return LocalFile(rel, local, None, size)
+    return LocalFile(rel, local, sha256_file(local), size)
 
 
 def _saved_model(directory: str) -> LocalCheckpoint:
@@ -48,7 +63,7 @@ def _saved_model(directory: str) -> LocalCheckpoint:
         dirs.sort()
         for name in sorted(names):
             local = os.path.join(root, name)
-            files.append(local_file(os.path.relpath(local, directory).replace(os.sep, "/"), local))
+            files.append(local_file(os.path.relpath(local, directory).replace(os.sep, "/"), local, True))
     return LocalCheckpoint(os.path.abspath(directory), "", files, [], [])
 
 
@@ -57,7 +72,7 @@ def graph_file(path: str) -> LocalFile:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         raise error_for("NOT_FOUND", "--graph %s does not exist" % path, "ERROR_REASON_GRAPH_INVALID")
-    return local_file("%s/%s" % (GRAPH_DIR, os.path.basename(path)), os.path.abspath(path))
+    return local_file("%s/%s" % (GRAPH_DIR, os.path.basename(path)), os.path.abspath(path), True)
 
 
 NESTED_DEPTH = 3
@@ -117,5 +132,5 @@ def collect(source: str, step: Optional[int] = None) -> LocalCheckpoint:
         sel = layout.select(names, state, step, prefix)
     except layout.SelectionError as exc:
         raise error_for(exc.code, "%s (in %s)" % (exc, directory), exc.reason) from None
-    files = [local_file(rel, os.path.join(directory, rel)) for rel in sel.checkpoint.files()]
+    files = [local_file(rel, os.path.join(directory, rel), True) for rel in sel.checkpoint.files()]
     return LocalCheckpoint(directory, sel.checkpoint.prefix, files, sel.warnings, sel.available)

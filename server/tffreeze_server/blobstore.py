@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .settings import DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS
 from .core.digest import BackgroundSha256
@@ -209,9 +209,15 @@ class BlobStore:
         fd, path = tempfile.mkstemp(dir=self.tmp_dir, suffix=suffix)
         return os.fdopen(fd, "wb"), path
 
-    def write_stream(self, sha256: str, size: int, chunks: Iterator[Tuple[int, bytes]]) -> None:
-        """Store a blob from (offset, data) chunks in order; nothing is left on failure."""
-        check_digest(sha256, size)
+    def write_stream(self, sha256: str, size: int, chunks: Iterator[Tuple[int, bytes]],
+                     claimed: Callable[[], Optional[str]] = lambda: None) -> str:
+        """Store a blob from (offset, data) chunks in order; nothing is left on failure.
+        An empty ``sha256`` means the sender hashed while sending: ``claimed()``, asked
+        after the last chunk, gives the sha256 it computed (required). Returns the sha256."""
+        if sha256:
+            check_digest(sha256, size)
+        elif size < 0:
+            raise InvalidArgument("upload declares negative size %d" % size, "ERROR_REASON_INVALID_DIGEST")
         self._check_fits(size)
         fh, tmp = self.new_tmp(".upload")
         h = BackgroundSha256()  # hashed beside the writes
@@ -226,11 +232,18 @@ class BlobStore:
                         raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
                     written += len(data)
                     if written > size:
-                        raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size),
+                        raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12] or "a blob", size),
                                               "ERROR_REASON_INVALID_CHUNK")
                     fh.write(data)
                     h.update(data)
+            if not sha256:
+                sha256 = claimed() or ""
+                if not sha256:
+                    raise InvalidArgument("the upload left the digest's sha256 empty and its last message did not "
+                                          "carry the sha256 of the bytes sent", "ERROR_REASON_INVALID_DIGEST")
+                check_digest(sha256, size)
             self.commit_file(tmp, sha256, size, h.hexdigest())
+            return sha256
         finally:
             h.close()
             if os.path.exists(tmp):

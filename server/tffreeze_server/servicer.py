@@ -17,7 +17,10 @@ from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
 from .settings import DEFAULT_MAX_CALL_SECONDS
+
+MAX_INLINE_GRAPH = 2 << 20  # FreezeRequest.inline_graph_bytes is capped here (gRPC's 4 MiB message cap)
 from .status import mapped, mapped_stream
+from .tasks import PLAN
 from .workers import QUEUED, WorkerPool
 
 MAX_FILES = 10000
@@ -53,6 +56,22 @@ def _recipe(pieces, size: int) -> "freeze_pb2.AssemblyRecipe | None":
     return recipe
 
 
+def _early_recipe(plan) -> "freeze_pb2.AssemblyRecipe | None":
+    """The worker's plan (literal bytes and file ranges, before it writes) as a recipe,
+    when at least half of the graph is file bytes."""
+    from_files = sum(p[3] for p in plan if p[0] == "file")
+    literal = sum(len(p[1]) for p in plan if p[0] == "data")
+    if not from_files or from_files < literal:
+        return None
+    recipe = freeze_pb2.AssemblyRecipe()
+    for p in plan:
+        if p[0] == "file":
+            recipe.pieces.add(length=p[3], file=freeze_pb2.FileRange(path=p[1], offset=p[2]))
+        else:
+            recipe.pieces.add(length=len(p[1]), data=p[1])
+    return recipe
+
+
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits(),
                  max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS, result_cache: bool = True, shared_results=None):
@@ -72,20 +91,33 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     @mapped
     def UploadBlob(self, request_iterator, context):
         first = next(request_iterator, None)
-        if first is None or not first.digest.sha256:
-            raise InvalidArgument("the first UploadBlob message must carry the blob's digest",
-                                  "ERROR_REASON_INVALID_DIGEST")
+        if first is None or not first.HasField("digest"):
+            raise InvalidArgument("the first UploadBlob message must carry the blob's digest (its sha256 may be "
+                                  "empty when the last message carries it)", "ERROR_REASON_INVALID_DIGEST")
         digest = first.digest
+        claimed = []  # the last message's sha256, for an upload that hashed while sending
 
         def chunks():
-            metrics.UPLOADED.inc(len(first.data))
-            yield first.offset, first.data
-            for msg in request_iterator:
+            msg = first
+            while msg is not None:
                 metrics.UPLOADED.inc(len(msg.data))
+                if msg.sha256:
+                    if digest.sha256:
+                        raise InvalidArgument("UploadBlob's sha256 field is only for an upload whose first "
+                                              "digest leaves sha256 empty", "ERROR_REASON_INVALID_DIGEST")
+                    if claimed:
+                        raise InvalidArgument("UploadBlob's sha256 may be sent once, on the last message",
+                                              "ERROR_REASON_INVALID_DIGEST")
+                    claimed.append(msg.sha256)
+                elif claimed:
+                    raise InvalidArgument("a message followed the one carrying the upload's sha256; that one "
+                                          "must be the last", "ERROR_REASON_INVALID_CHUNK")
                 yield msg.offset, msg.data
+                msg = next(request_iterator, None)
 
-        self.store.write_stream(digest.sha256, digest.size_bytes, chunks())
-        return blob_pb2.UploadBlobResponse(digest=digest)
+        sha256 = self.store.write_stream(digest.sha256, digest.size_bytes, chunks(),
+                                         lambda: claimed[0] if claimed else None)
+        return blob_pb2.UploadBlobResponse(digest=blob_pb2.Digest(sha256=sha256, size_bytes=digest.size_bytes))
 
     @mapped
     def WriteBlobChunk(self, request, context):
@@ -171,6 +203,17 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         timeout = min(remaining, self.max_call_seconds) if remaining is not None else self.max_call_seconds
         return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled)
 
+    def _inline(self, request, result) -> Iterator[freeze_pb2.FreezeResponse]:
+        """The graph's bytes as an event, when the request takes them inline."""
+        if 0 < result.size_bytes <= min(request.inline_graph_bytes, MAX_INLINE_GRAPH):
+            try:
+                with self.store.open(result.sha256) as fh:
+                    data = fh.read(result.size_bytes + 1)
+            except Exception:  # noqa: BLE001 - evicted meanwhile: the client downloads (and learns why)
+                return
+            if len(data) == result.size_bytes:
+                yield freeze_pb2.FreezeResponse(graph=data)
+
     @mapped_stream
     def Freeze(self, request, context):
         spec = FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
@@ -179,25 +222,37 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         cached, cached_recipe = self.results.get(cache_key) if self.results else (None, None)
         if self.results:
             metrics.RESULT_CACHE.labels("hit" if cached is not None else "miss").inc()
+        quiet = request.quiet
         if cached is not None:  # the same bytes, options and engine: the same graph, already stored
-            yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s (cached result)" % cached.sha256[:12], 1.0)
+            if not quiet:
+                yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s (cached result)" % cached.sha256[:12], 1.0)
             if cached_recipe is not None and request.accept_recipe:
                 yield freeze_pb2.FreezeResponse(recipe=cached_recipe)
             cached.provenance.server_version = __version__
+            yield from self._inline(request, cached)
             yield freeze_pb2.FreezeResponse(result=cached)
             return
         timer = metrics.StageTimer()
         timer.enter("STAGE_STAGING")
         with self._staged(entries) as workdir:
-            yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
+            if not quiet:
+                yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
             out_path = os.path.join(self.store.out_dir, os.path.basename(workdir) + ".frozen.pb")
             result = recipe = None
+            early = request.accept_recipe and request.accept_early_recipe
+            payload = {"workdir": workdir, "spec": spec, "out_path": out_path, "early_recipe": early}
             try:
-                for event in self._run("freeze", {"workdir": workdir, "spec": spec, "out_path": out_path}, context):
-                    if event[0] == "progress":
+                for event in self._run("freeze", payload, context):
+                    if event[0] == "progress" and event[1] == PLAN:
+                        plan = _early_recipe(event[2])
+                        if plan is not None:
+                            early = "sent"
+                            yield freeze_pb2.FreezeResponse(recipe=plan)
+                    elif event[0] == "progress":
                         message = _progress(*event[1:])
                         timer.enter(freeze_pb2.Stage.Name(message.progress.stage))
-                        yield message
+                        if not quiet:
+                            yield message
                     else:
                         result = freeze_pb2.FreezeResult.FromString(event[1][0])
                         recipe = _recipe(event[1][1], result.size_bytes)
@@ -209,10 +264,12 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         if self.results:
             self.results.put(cache_key, result, recipe)
         timer.done()
-        yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
-        if recipe is not None and request.accept_recipe:
+        if not quiet:
+            yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
+        if recipe is not None and request.accept_recipe and early != "sent":
             yield freeze_pb2.FreezeResponse(recipe=recipe)
         result.provenance.server_version = __version__
+        yield from self._inline(request, result)
         yield freeze_pb2.FreezeResponse(result=result)
 
     @mapped

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 
+# The stage of a progress message that carries the early recipe's pieces (the worker's
+# pipe carries progress messages; the servicer turns this one into a recipe).
+PLAN = "plan"
+
 
 def handle(kind: str, payload: dict, progress):
     if kind == "warm":
@@ -20,8 +24,9 @@ def handle(kind: str, payload: dict, progress):
 
     if kind == "freeze":
         recipe: list = []
+        on_plan = (lambda pieces: progress(PLAN, pieces, 0.0)) if payload.get("early_recipe") else None
         result = engine.freeze(payload["workdir"], payload["spec"], payload["out_path"], progress=progress,
-                               recipe=recipe)
+                               recipe=recipe, on_plan=on_plan)
         return result.SerializeToString(), recipe
     if kind == "inspect":
         return engine.inspect(payload["workdir"], payload["spec"], progress=progress).SerializeToString()

@@ -206,7 +206,9 @@ def test_metrics_count_calls_bytes_cache_and_stages(tmp_path_factory, tmp_path):
 
     assert moved('tffreeze_calls_total{code="OK",method="Freeze"}') == 2
     assert moved('tffreeze_calls_total{code="INVALID_ARGUMENT",method="Freeze"}') == 1
-    assert moved('tffreeze_calls_total{code="OK",method="FindMissingBlobs"}') >= 3
+    # The first freeze asks which blobs are missing; a later one whose digests all came from the
+    # client's digest cache (files older than 2 s by then) freezes straight away.
+    assert 1 <= moved('tffreeze_calls_total{code="OK",method="FindMissingBlobs"}') <= 3
     assert moved("tffreeze_uploaded_bytes_total") == sum(os.path.getsize(os.path.join(model.directory, f))
                                                         for f in os.listdir(model.directory) if f != "checkpoint")
     assert moved('tffreeze_result_cache_total{outcome="hit"}') == 1

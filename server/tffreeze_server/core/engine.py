@@ -323,11 +323,12 @@ def _guarded(task):
 
 @_guarded
 def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _noop,
-           recipe: Optional[list] = None) -> freeze_pb2.FreezeResult:
+           recipe: Optional[list] = None, on_plan: Optional[Callable[[list], None]] = None) -> freeze_pb2.FreezeResult:
     """Freeze the upload in ``workdir``; write the GraphDef to ``out_path``. Returns
     the FreezeResult (provenance.server is left to the client). ``recipe``: a list
     that receives how the output is made of uploaded-file and graph byte ranges
-    (``splice.write_graph``), when values were spliced."""
+    (``splice.write_graph``), when values were spliced; ``on_plan`` receives, before
+    the writing starts, the same output as literal bytes and file ranges."""
     progress(freeze_pb2.STAGE_SELECTING_CHECKPOINT, "looking at the upload", 0.05)
     loaded = load(workdir, spec)
     progress(freeze_pb2.STAGE_LOADING_GRAPH, "reading the graph", 0.1)
@@ -402,7 +403,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
             raise ResourceExhausted("the frozen graph would be %d bytes, over protobuf's 2 GB limit" % planned,
                                     "ERROR_REASON_GRAPH_TOO_LARGE")
         with open(tmp, "wb") as fh:  # framing around byte ranges of the data file, crc32c-checked
-            result.sha256, result.size_bytes = splice.write_graph(frozen, splices, fh, recipe, workdir)
+            result.sha256, result.size_bytes = splice.write_graph(frozen, splices, fh, recipe, workdir, on_plan)
     else:
         data = frozen.SerializeToString(deterministic=True)
         del frozen

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, Iterator, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Iterator, Optional, Tuple
 
 from .digest import BackgroundSha256
 from .errors import DataLoss
@@ -237,16 +237,63 @@ def _node_parts(node, s: Splice) -> Tuple[bytes, bytes]:
     return _len_field(1, node_len) + node_prefix, tail_bytes
 
 
-def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Optional[list] = None,
-                root: str = "") -> Tuple[str, int]:
-    """Write ``graph_def`` with its spliced Consts' contents streamed from the data
-    files; returns (sha256, size). Nodes are written in their order, then the
-    GraphDef's other fields, as deterministic serialization does. With ``pieces``,
-    also records how the output is made: ("graph", offset, length) for bytes
-    written here and ("file", path relative to ``root``, offset, length) for
-    spliced bytes (the assembly recipe a client can follow)."""
+MAX_PLAN_LITERAL = 2 << 20  # an early recipe's literal bytes, at most (it is one gRPC message)
+
+
+def _parts(graph_def, splices: Dict[str, Splice]) -> list:
+    """The output in order: bytes, or the Splice whose stored bytes go there. Nodes in
+    their order, then the GraphDef's other fields, as deterministic serialization does."""
     from tensorflow.core.framework import graph_pb2
 
+    parts: list = []
+    for node in graph_def.node:
+        s = splices.get(node.name)
+        if s is None:
+            b = node.SerializeToString(deterministic=True)
+            parts.append(_len_field(1, len(b)) + b)
+            continue
+        before, after = _node_parts(node, s)
+        parts += [before, s, after]
+    rest = graph_pb2.GraphDef()
+    rest.CopyFrom(graph_def)  # cheap: spliced contents are empty here
+    del rest.node[:]
+    parts.append(rest.SerializeToString(deterministic=True))
+    return parts
+
+
+def _plan(parts: list, root: str) -> Optional[list]:
+    """The output as ("data", bytes) and ("file", path, offset, length) pieces, known
+    before a byte of the data file is read; None when the literal bytes are too many."""
+    plan: list = []
+    pending: list = []  # literal parts not yet joined into a piece
+    literal = 0
+    for part in parts:
+        if isinstance(part, Splice):
+            if part.entry.size:
+                if pending:
+                    plan.append(("data", b"".join(pending)))
+                    pending = []
+                plan.append(("file", os.path.relpath(part.entry.shard, root).replace(os.sep, "/"),
+                             part.entry.offset, part.entry.size))
+            continue
+        literal += len(part)
+        if literal > MAX_PLAN_LITERAL:
+            return None
+        if part:
+            pending.append(part)
+    if pending:
+        plan.append(("data", b"".join(pending)))
+    return plan
+
+
+def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Optional[list] = None,
+                root: str = "", on_plan: Optional[Callable[[list], None]] = None) -> Tuple[str, int]:
+    """Write ``graph_def`` with its spliced Consts' contents streamed from the data
+    files; returns (sha256, size). With ``pieces``, also records how the output is
+    made: ("graph", offset, length) for bytes written here and ("file", path relative
+    to ``root``, offset, length) for spliced bytes (the assembly recipe a client can
+    follow). ``on_plan``: called before writing with the same output as literal and
+    file pieces (see ``_plan``; not called when the literal bytes are over 2 MiB)."""
     h = BackgroundSha256()  # hashing overlaps the reads, crc32c checks and writes
     size = 0
 
@@ -271,23 +318,19 @@ def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Op
         size += len(b)
 
     try:
-        for node in graph_def.node:
-            s = splices.get(node.name)
-            if s is None:
-                b = node.SerializeToString(deterministic=True)
-                emit(_len_field(1, len(b)) + b)
-                continue
-            before, after = _node_parts(node, s)
-            emit(before)
-            at = s.entry.offset
-            for chunk in _stream(s):
-                emit(chunk, s, at)
-                at += len(chunk)
-            emit(after)
-        rest = graph_pb2.GraphDef()
-        rest.CopyFrom(graph_def)  # cheap: spliced contents are empty here
-        del rest.node[:]
-        emit(rest.SerializeToString(deterministic=True))
+        parts = _parts(graph_def, splices)
+        if on_plan is not None:
+            plan = _plan(parts, root)
+            if plan is not None:
+                on_plan(plan)
+        for part in parts:
+            if isinstance(part, Splice):
+                at = part.entry.offset
+                for chunk in _stream(part):
+                    emit(chunk, part, at)
+                    at += len(chunk)
+            else:
+                emit(part)
         return h.hexdigest(), size
     finally:
         h.close()

@@ -1,0 +1,197 @@
+"""Fewer passes and fewer calls: a big file is hashed while it is uploaded (one read,
+not two), a client that hashed its files before freezes without asking which blobs
+the server lacks, and a small graph comes inside the Freeze stream (no DownloadBlob)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import grpc
+import pytest
+
+import models
+from tffreeze import FreezeClient, cache, source
+from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
+
+
+def _unique(directory, seed, n=64):
+    """A checkpoint no other test uploads (its weights come from ``seed``)."""
+    import numpy as np
+
+    from models import tf, tf1
+
+    os.makedirs(directory, exist_ok=True)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, n], name="x")
+        w = tf1.get_variable("w", initializer=tf.constant(
+            np.random.RandomState(seed).standard_normal((n, 4)).astype(np.float32)))
+        tf.matmul(x, w, name="y")
+        with tf1.Session(graph=g) as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return directory
+
+
+def _sha(path):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+class _Counting:
+    """Counts the calls made through a FreezeClient's stub (the real stub does the work)."""
+
+    def __init__(self, client, monkeypatch):
+        self.calls = []
+        stub = client._stub
+        for name in ("FindMissingBlobs", "UploadBlob", "Freeze", "DownloadBlob"):
+            real = getattr(stub, name)
+
+            def counted(*args, _real=real, _name=name, **kwargs):
+                self.calls.append(_name)
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(stub, name, counted)
+
+
+@pytest.fixture
+def stub(server):
+    with grpc.insecure_channel(server.target) as channel:
+        yield service_pb2_grpc.FreezeServiceStub(channel)
+
+
+def _missing(stub, sha, size):
+    return list(stub.FindMissingBlobs(blob_pb2.FindMissingBlobsRequest(
+        blobs=[blob_pb2.Digest(sha256=sha, size_bytes=size)])).missing)
+
+
+def test_an_upload_hashed_while_sending_is_stored_under_the_servers_digest(stub):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    sha = hashlib.sha256(data).hexdigest()
+    msgs = [blob_pb2.UploadBlobRequest(digest=blob_pb2.Digest(size_bytes=len(data)), offset=0, data=data[:1 << 20])]
+    for off in range(1 << 20, len(data), 1 << 20):
+        msgs.append(blob_pb2.UploadBlobRequest(offset=off, data=data[off:off + (1 << 20)]))
+    msgs[-1].sha256 = sha  # the last message may carry data as well as the sha256
+    reply = stub.UploadBlob(iter(msgs))
+    assert (reply.digest.sha256, reply.digest.size_bytes) == (sha, len(data))
+    assert _missing(stub, sha, len(data)) == []
+    got = b"".join(c.data for c in stub.DownloadBlob(blob_pb2.DownloadBlobRequest(digest=reply.digest)))
+    assert got == data
+
+
+@pytest.mark.parametrize("case", ["no sha256 at the end", "wrong sha256", "sha256 twice", "data after the sha256",
+                                  "no digest", "sha256 with a declared digest"])
+def test_a_malformed_hashed_upload_is_refused_and_stores_nothing(stub, case):
+    data = os.urandom(4096)
+    sha = hashlib.sha256(data).hexdigest()
+    first = blob_pb2.UploadBlobRequest(digest=blob_pb2.Digest(size_bytes=len(data)), offset=0, data=data[:2048])
+    rest = blob_pb2.UploadBlobRequest(offset=2048, data=data[2048:])
+    end = blob_pb2.UploadBlobRequest(offset=len(data), sha256=sha)
+    msgs = {
+        "no sha256 at the end": [first, rest],
+        "wrong sha256": [first, rest, blob_pb2.UploadBlobRequest(offset=len(data), sha256="0" * 64)],
+        "sha256 twice": [first, blob_pb2.UploadBlobRequest(offset=2048, data=data[2048:], sha256=sha), end],
+        "data after the sha256": [first, blob_pb2.UploadBlobRequest(offset=2048, data=data[2048:3000], sha256=sha),
+                                  blob_pb2.UploadBlobRequest(offset=3000, data=data[3000:])],
+        "no digest": [blob_pb2.UploadBlobRequest(offset=0, data=data), end],
+        "sha256 with a declared digest": [
+            blob_pb2.UploadBlobRequest(digest=blob_pb2.Digest(sha256=sha, size_bytes=len(data)), data=data), end],
+    }[case]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.UploadBlob(iter(msgs))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "sha256" in err.value.details() or "digest" in err.value.details() or "last" in err.value.details()
+    assert _missing(stub, sha, len(data)) != []  # nothing stored
+
+
+def test_a_big_new_file_is_read_once_and_its_digest_remembered(client, tmp_path, monkeypatch):
+    d = _unique(str(tmp_path / "m"), 11)
+    data = os.path.join(d, next(n for n in os.listdir(d) if ".data-" in n))
+    monkeypatch.setattr(source, "HASH_WHILE_SENDING", os.path.getsize(data))  # the data file counts as big
+    hashed = []
+    real_hash = cache._hash
+    monkeypatch.setattr(cache, "_hash", lambda path: hashed.append(path) or real_hash(path))
+    old = os.path.getmtime(data) - 60  # not racy: its digest may be remembered
+    os.utime(data, (old, old))
+    outcome = client.freeze(d, output_path=str(tmp_path / "a.pb"))
+    assert os.path.realpath(data) not in hashed  # hashed while it was sent, not before
+    assert hashed  # the small files were hashed first, as before
+    assert outcome.upload.uploaded_bytes >= os.path.getsize(data)
+    assert cache.digests.cached(data) == _sha(data)
+    # The graph runs with the checkpoint's weights.
+    import numpy as np
+
+    (y,) = models.run_frozen((tmp_path / "a.pb").read_bytes(), {"x:0": np.ones((1, 64), np.float32)}, ["y:0"])
+    w = np.random.RandomState(11).standard_normal((64, 4)).astype(np.float32)
+    np.testing.assert_allclose(y, np.ones((1, 64), np.float32) @ w, rtol=1e-5)
+
+
+def test_a_known_checkpoint_is_frozen_in_one_call(client, tmp_path, monkeypatch):
+    d = _unique(str(tmp_path / "m"), 12)
+    for name in os.listdir(d):  # not racy: digests remembered
+        os.utime(os.path.join(d, name), (1_600_000_000, 1_600_000_000))
+    first = client.freeze(d)
+    counter = _Counting(client, monkeypatch)
+    again = client.freeze(d)
+    assert counter.calls == ["Freeze"]  # no FindMissingBlobs, no upload, the graph inline
+    assert again.graph_bytes == first.graph_bytes and again.manifest == first.manifest
+    assert "graph" not in again.manifest
+
+
+def test_a_known_checkpoint_the_server_lost_is_uploaded_again(tmp_path, monkeypatch):
+    """The client's digest cache says it saw the files; a fresh server lacks them: the
+    optimistic freeze is refused with BLOBS_MISSING, the client uploads, freezes again."""
+    from conftest import start_server, stop_server
+
+    d = _unique(str(tmp_path / "m"), 13)
+    for name in os.listdir(d):
+        os.utime(os.path.join(d, name), (1_600_000_000, 1_600_000_000))
+    for attempt in ("first", "fresh server"):
+        srv = start_server(str(tmp_path / ("data-" + attempt.replace(" ", "-"))))
+        try:
+            with FreezeClient(srv.target) as c:
+                counter = _Counting(c, monkeypatch)
+                outcome = c.freeze(d, output_path=str(tmp_path / ("%s.pb" % attempt)))
+                if attempt == "fresh server":
+                    assert counter.calls[:2] == ["Freeze", "FindMissingBlobs"], counter.calls
+                    assert "UploadBlob" in counter.calls and counter.calls[-1] == "Freeze"
+                assert outcome.upload.uploaded_files == len(source.collect(d).files)  # all, both times
+        finally:
+            assert stop_server(srv) == 0
+    assert (tmp_path / "first.pb").read_bytes() == (tmp_path / "fresh server.pb").read_bytes()
+
+
+def test_inline_graphs_and_quiet_freezes(client, stub, tmp_path):
+    d = _unique(str(tmp_path / "m"), 14)
+    client.freeze(d)  # uploaded
+    files = source.collect(d).files
+    req = dict(files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
+                      for f in files], options=freeze_pb2.FreezeOptions(outputs=["y"]))
+
+    def kinds(**kw):
+        events = list(stub.Freeze(freeze_pb2.FreezeRequest(**req, **kw)))
+        return [e.WhichOneof("event") for e in events], events
+
+    loud, _ = kinds()
+    assert "progress" in loud and "graph" not in loud and loud[-1] == "result"
+    quiet, events = kinds(quiet=True, inline_graph_bytes=1 << 20)
+    assert quiet == ["graph", "result"]
+    graph, result = events[0].graph, events[1].result
+    assert len(graph) == result.size_bytes and hashlib.sha256(graph).hexdigest() == result.sha256
+    small, _ = kinds(quiet=True, inline_graph_bytes=result.size_bytes - 1)  # the limit is the client's
+    assert small == ["result"]
+
+
+def test_a_graph_over_the_servers_inline_cap_is_downloaded(client, stub, tmp_path):
+    from tffreeze_server.servicer import MAX_INLINE_GRAPH
+
+    d = _unique(str(tmp_path / "m"), 15, n=(MAX_INLINE_GRAPH // 16) + 1024)  # 4 floats a row: > the cap
+    whole = client.freeze(d)
+    assert len(whole.graph_bytes) > MAX_INLINE_GRAPH
+    files = source.collect(d).files
+    events = list(stub.Freeze(freeze_pb2.FreezeRequest(
+        files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
+               for f in files], options=freeze_pb2.FreezeOptions(outputs=["y"]), quiet=True,
+        inline_graph_bytes=1 << 40)))
+    assert [e.WhichOneof("event") for e in events] == ["result"]
