@@ -195,3 +195,69 @@ def test_a_graph_over_the_servers_inline_cap_is_downloaded(client, stub, tmp_pat
                for f in files], options=freeze_pb2.FreezeOptions(outputs=["y"]), quiet=True,
         inline_graph_bytes=1 << 40)))
     assert [e.WhichOneof("event") for e in events] == ["result"]
+
+
+def _request(d, **kw):
+    files = source.collect(d).files
+    return freeze_pb2.FreezeRequest(
+        files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
+               for f in files], options=freeze_pb2.FreezeOptions(outputs=["y"]), **kw)
+
+
+def _follow(recipe, directory):
+    out = b""
+    for p in recipe.pieces:
+        if p.WhichOneof("source") == "data":
+            out += p.data
+        else:
+            with open(os.path.join(directory, p.file.path), "rb") as fh:
+                fh.seek(p.file.offset)
+                out += fh.read(p.length)
+        assert len(out) and p.length > 0
+    return out
+
+
+def test_an_early_recipe_comes_before_the_graph_is_stored_and_rebuilds_it(client, stub, tmp_path):
+    d = _unique(str(tmp_path / "m"), 16, n=1 << 15)  # a 512 KiB variable: most of the graph is file bytes
+    whole = client.freeze(d, optimize=True)  # uploaded (another option set: the next call runs the engine)
+    events = list(stub.Freeze(_request(d, accept_recipe=True, accept_early_recipe=True, quiet=True)))
+    assert [e.WhichOneof("event") for e in events] == ["recipe", "result"]
+    recipe, result = events[0].recipe, events[1].result
+    assert {p.WhichOneof("source") for p in recipe.pieces} == {"data", "file"}
+    built = _follow(recipe, d)
+    assert len(built) == result.size_bytes and hashlib.sha256(built).hexdigest() == result.sha256
+    assert len(whole.graph_bytes) > 1 << 19
+    # A result-cache hit (or a client without accept_early_recipe): the late recipe, ranges of the stored graph.
+    late = list(stub.Freeze(_request(d, accept_recipe=True, accept_early_recipe=True, quiet=True)))
+    kinds = [e.WhichOneof("event") for e in late]
+    assert kinds == ["recipe", "result"]
+    assert {p.WhichOneof("source") for p in late[0].recipe.pieces} == {"graph_offset", "file"}
+
+
+def test_the_client_assembles_while_the_server_writes(client, tmp_path):
+    d = _unique(str(tmp_path / "m"), 17, n=1 << 15)
+    outcome = client.freeze(d, output_path=str(tmp_path / "a.pb"))
+    assert outcome.assembled and not outcome.downloaded
+    assert client.freeze(d).graph_bytes == (tmp_path / "a.pb").read_bytes()
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".part")] == []
+
+
+def test_a_damaged_shard_fails_the_freeze_and_the_early_assembly_leaves_nothing(client, tmp_path):
+    """The recipe comes before the crc32c checks: the client has started assembling when
+    the freeze fails with DATA_LOSS; its half-built output is removed, OUT.pb untouched."""
+    from tffreeze import DataLossError
+
+    d = _unique(str(tmp_path / "m"), 18, n=1 << 15)
+    data = os.path.join(d, next(n for n in os.listdir(d) if ".data-" in n))
+    with open(data, "r+b") as fh:
+        content = bytearray(fh.read())
+        content[len(content) // 2] ^= 0xFF
+        fh.seek(0)
+        fh.write(bytes(content))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.pb").write_bytes(b"previous build")
+    with pytest.raises(DataLossError) as err:
+        client.freeze(d, output_path=str(out / "a.pb"))
+    assert err.value.metadata["variable"] == "w"
+    assert sorted(os.listdir(out)) == ["a.pb"] and (out / "a.pb").read_bytes() == b"previous build"

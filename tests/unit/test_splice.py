@@ -24,12 +24,27 @@ def _both(directory, tmp_path, monkeypatch, spec=FreezeSpec(), expect_splices=Tr
     real_write = splice.write_graph
     monkeypatch.setattr(splice, "write_graph",
                         lambda g, s, fh, *rest: written.append(len(s)) or real_write(g, s, fh, *rest))
-    spliced = engine.freeze(directory, spec, str(tmp_path / "spliced.pb"))
+    plans = []
+    spliced = engine.freeze(directory, spec, str(tmp_path / "spliced.pb"), on_plan=plans.append)
     monkeypatch.setattr(splice, "read_index", lambda prefix: None)  # values read as before
     plain = engine.freeze(directory, spec, str(tmp_path / "plain.pb"))
     monkeypatch.undo()
     assert bool(written and written[0]) == expect_splices, written
-    return spliced, plain
+    if plans:  # the early recipe, sent before writing, describes exactly the bytes written
+        assert _follow(plans[0], directory) == (tmp_path / "spliced.pb").read_bytes()
+    return spliced, plain, plans
+
+
+def _follow(plan, directory) -> bytes:
+    out = []
+    for piece in plan:
+        if piece[0] == "data":
+            out.append(piece[1])
+        else:
+            with open(os.path.join(directory, piece[1]), "rb") as fh:
+                fh.seek(piece[2])
+                out.append(fh.read(piece[3]))
+    return b"".join(out)
 
 
 def _big_model(directory, dtypes=("float32",), sharded=False, partitioned=False):
@@ -57,8 +72,9 @@ def _big_model(directory, dtypes=("float32",), sharded=False, partitioned=False)
 def test_spliced_output_is_byte_identical(tmp_path, monkeypatch, kind):
     d = _big_model(str(tmp_path / kind), dtypes=("float32", "float64", "int32", "float16") if kind == "dtypes"
                    else ("float32", "float32"), sharded=kind == "sharded", partitioned=kind == "partitioned")
-    spliced, plain = _both(d, tmp_path, monkeypatch)
+    spliced, plain, plans = _both(d, tmp_path, monkeypatch)
     assert spliced.sha256 == plain.sha256 and spliced.size_bytes == plain.size_bytes
+    assert len(plans) == 1 and {p[0] for p in plans[0]} == {"data", "file"}
     assert (tmp_path / "spliced.pb").read_bytes() == (tmp_path / "plain.pb").read_bytes()
     x = np.random.RandomState(9).standard_normal((2, 256)).astype(np.float32)
     assert models.run_frozen((tmp_path / "spliced.pb").read_bytes(), {"x:0": x}, ["y:0"])[0].shape == (2,)
@@ -68,7 +84,7 @@ def test_real_architectures_splice_to_the_same_bytes(real_models, tmp_path, monk
     for name, big in (("slim_inception_v1", True), ("keras_mobilenet_v2", True), ("slim_inception_v3", True),
                       ("seq2seq_greedy", False)):
         info = real_models[name]
-        spliced, plain = _both(info["dir"], tmp_path, monkeypatch, FreezeSpec(outputs=tuple(info["outputs"])), big)
+        spliced, plain, _ = _both(info["dir"], tmp_path, monkeypatch, FreezeSpec(outputs=tuple(info["outputs"])), big)
         assert spliced.sha256 == plain.sha256, name
 
 
