@@ -6,6 +6,9 @@ models: the 3-variable dense net (the engine's work is a few milliseconds, so th
 process's per-call work dominates) and a conv + batch-norm classifier trained in the test
 style (tests/models.py training_graph: control flow, switches to bind, fused batch norm).
 
+Also prints the CPU each freeze costs the clients (this process), the server process and
+the workers: with everything on one machine's cores, that bounds what a second worker gains.
+
 usage: python bench/workers.py [--clients 8] [--calls 10]
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 
@@ -21,12 +25,22 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, HERE)
 
 
+def _cpu(server_pid, worker_pids):
+    """CPU seconds so far of (this process: the clients, the server process, its workers)."""
+    import proctree
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return (usage.ru_utime + usage.ru_stime, proctree.cpu_seconds(server_pid),
+            sum(proctree.cpu_seconds(p) for p in worker_pids))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--calls", type=int, default=10, help="freezes per client (default: %(default)s)")
     args = ap.parse_args()
     import models
+    import proctree
     from conftest import start_server, stop_server
     from load import _run
     from tffreeze import FreezeClient
@@ -46,8 +60,12 @@ def main() -> int:
                     with FreezeClient(srv.target) as c:
                         for _ in range(workers * 2):
                             c.freeze(directory)  # upload once, every worker warm
+                    kids = proctree.descendants(srv.proc.pid)
+                    before = _cpu(srv.proc.pid, kids)
                     r = _run(srv.target, directory, args.clients, args.calls)
+                    after = _cpu(srv.proc.pid, kids)
                     assert r["errors"] == 0, r
+                    r["cpu_ms"] = [1000.0 * (a - b) / r["calls"] for a, b in zip(after, before)]
                     rates[workers] = r
                 finally:
                     stop_server(srv)
@@ -57,9 +75,12 @@ def main() -> int:
     for label, rates in rows:
         base = rates[1]["calls_per_s"]
         for workers, r in sorted(rates.items()):
-            print("  %-20s %d worker(s)%s  %6.1f freezes/s  p50 %.3f s  p99 %.3f s  %.2fx"
+            print("  %-20s %d worker(s)%s  %6.1f freezes/s  p50 %.3f s  p99 %.3f s  %.2fx   CPU ms per freeze: "
+                  "clients %.1f, server %.1f, workers %.1f"
                   % (label, workers, " (default)" if workers == DEFAULT_WORKERS else "          ",
-                     r["calls_per_s"], r["p50_s"], r["p99_s"], r["calls_per_s"] / base))
+                     r["calls_per_s"], r["p50_s"], r["p99_s"], r["calls_per_s"] / base, *r["cpu_ms"]))
+    print("On %d cores shared by clients, server and workers, 2 workers can at best reach "
+          "2 x workers / (clients + server + workers) of 1 worker's rate." % os.cpu_count())
     return 0
 
 

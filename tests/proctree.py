@@ -54,3 +54,13 @@ def workers(server_pid: int) -> List[int]:
 
 
 __all__ = ["descendants", "peak_rss_mib", "workers"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds one process has used (0 when it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0

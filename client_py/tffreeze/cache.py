@@ -12,11 +12,10 @@
 
 from __future__ import annotations
 
-import hashlib
+# hashlib, shutil and tempfile are imported where they are used: a re-freeze that neither hashes
+# nor writes starts ~10 ms sooner without them.
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from typing import Dict, List, Optional
@@ -36,6 +35,7 @@ def cache_dir() -> Optional[str]:
 
 
 def _hash(path: str) -> str:
+    import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(HASH_BLOCK), b""):
@@ -132,6 +132,7 @@ class _Digests:
                     del entries[k]
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                import tempfile
                 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump(entries, fh)
@@ -182,6 +183,7 @@ def place_result(sha256: str, size: int, path: str) -> bool:
     except OSError:
         return False
     directory = os.path.dirname(os.path.abspath(path))
+    import tempfile
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".part")
     os.close(fd)
     try:
@@ -189,6 +191,8 @@ def place_result(sha256: str, size: int, path: str) -> bool:
             os.unlink(tmp)
             os.link(src, tmp)
         except OSError:
+            import shutil
+
             shutil.copyfile(src, tmp)
         os.replace(tmp, path)
         return True
