@@ -24,6 +24,12 @@ PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
 setup: $(STAMP) $(STUBS)
 
+# Bytecode for our own packages, written at setup as pip does for a regular install: an
+# editable install leaves it to the first import, which writes nothing where
+# PYTHONDONTWRITEBYTECODE is set (as on the development machines) and then compiles
+# ~15 modules from source at every CLI start (~13 ms of a ~0.1 s re-freeze).
+COMPILE = $(BIN)/python -m compileall -q api_py client_py server >/dev/null
+
 # Installs the pinned dependencies and the three packages (editable: a path in a .pth file,
 # which a CLI start reads in ~0.1 ms, where setuptools' default import hook costs ~13 ms) into .venv/.
 $(STAMP): requirements.txt api_py/pyproject.toml client_py/pyproject.toml server/pyproject.toml
@@ -31,6 +37,7 @@ $(STAMP): requirements.txt api_py/pyproject.toml client_py/pyproject.toml server
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e api_py -e client_py -e server \
 		--config-settings editable_mode=compat
+	$(COMPILE)
 	touch $@
 
 # Python stubs are generated from protos/ by the build, never edited by hand:
@@ -39,6 +46,7 @@ gen: $(STUBS)
 $(STUBS) &: $(PROTOS) $(STAMP) tools/gen_python.sh
 	tools/gen_python.sh $(BIN)/python
 	touch $(STUBS)
+	$(COMPILE)
 
 # The contract's lint (and, once a contract-v* tag exists, its breaking-change
 # check against the newest such tag). buf comes from npm, pinned.

@@ -54,7 +54,10 @@ def make_checkpoint(directory: str, mib: int) -> None:
 
 
 def timed(cmd, env=None):
-    """(wall seconds, peak RSS MiB) of one command."""
+    """(wall seconds, peak RSS MiB) of one command. Dirty pages of earlier runs are written
+    back first (os.sync, outside the timing): otherwise the kernel's writeback of the
+    previous run's files (after 30 s) lands inside whichever command runs then."""
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -118,6 +121,7 @@ def bench_size(mib: int, repeat: int, work: str) -> dict:
             if os.path.exists(out):
                 os.unlink(out)
             first.append(timed(tff, fresh_env))
+            print("  first freeze %d: %.3f s" % (i + 1, first[-1][0]), flush=True)
         finally:
             stop_server(server)
     result["tffreeze_warm_first_upload"] = median_of(first)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -327,5 +328,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``tffreeze`` console script. After ``freeze`` and ``inspect`` (the commands build
+    systems call again and again) the process ends without the interpreter's teardown:
+    gRPC's takes ~20 ms of a ~0.1 s re-freeze. Every file is complete and closed by then;
+    only stdout and stderr are left to flush. Other commands, and errors, exit normally."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv[:1] in (["freeze"], ["inspect"]):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed pipe: let the normal exit report it
+            sys.exit(code)
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
