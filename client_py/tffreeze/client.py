@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 import grpc
 
 from tffreeze_api import manifest as _manifest
+from tffreeze_api.fileio import write_all
 from tffreeze_api.options import OptionError, freeze_options
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
@@ -151,9 +152,7 @@ def _copy_range(src: int, dst: int, offset: int, length: int) -> bool:
                 continue
         else:
             block = os.pread(src, min(left, 4 << 20), offset)
-            view = memoryview(block)
-            while view:
-                view = view[os.write(dst, view):]
+            write_all(dst, block)
             n = len(block)
         if n == 0:
             return False
@@ -222,7 +221,7 @@ def write_atomically(path: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write_all(fh, data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -425,7 +424,7 @@ class FreezeClient:
         try:
             try:
                 for chunk in self._stub.DownloadBlob(req, timeout=timeout or self.timeout):
-                    sink.write(chunk.data)
+                    write_all(sink, chunk.data)
                     h.update(chunk.data)
                     received += len(chunk.data)
             except grpc.RpcError as exc:
@@ -596,9 +595,7 @@ class FreezeClient:
                     if len(data) != piece.length:
                         return None
                     hasher.add_bytes(data)
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
+                    write_all(fd, data)
                 written += piece.length
             digest = hasher.hexdigest()
             os.close(fd)

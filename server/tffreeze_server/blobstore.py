@@ -25,6 +25,8 @@ import threading
 import time
 from typing import BinaryIO, Callable, Iterable, Iterator, List, Optional, Tuple
 
+from tffreeze_api.fileio import write_all
+
 from .settings import DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS
 from .core.digest import BackgroundSha256
 from .core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -234,7 +236,7 @@ class BlobStore:
                     if written > size:
                         raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12] or "a blob", size),
                                               "ERROR_REASON_INVALID_CHUNK")
-                    fh.write(data)
+                    write_all(fh, data)
                     h.update(data)
             if not sha256:
                 sha256 = claimed() or ""
@@ -283,7 +285,7 @@ class BlobStore:
                     os.unlink(part)
                 raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size), "ERROR_REASON_INVALID_CHUNK")
             with open(part, "ab") as fh:
-                fh.write(data)
+                write_all(fh, data)
             current += len(data)
         if finish:
             fh, tmp = self.new_tmp(".upload")

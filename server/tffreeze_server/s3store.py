@@ -27,6 +27,8 @@ import time
 from typing import Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from tffreeze_api.fileio import write_all
+
 from .blobstore import BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
@@ -201,7 +203,7 @@ class SharedBlobStore(BlobStore):
         try:
             with fh:
                 for key, _, _ in chunks:
-                    fh.write(self.remote.get_bytes(key) or b"")
+                    write_all(fh, self.remote.get_bytes(key) or b"")
             self.commit_file(tmp, sha256, size)  # verified, then into the bucket and this cache
         finally:
             if os.path.exists(tmp):

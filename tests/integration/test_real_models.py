@@ -24,10 +24,16 @@ OPTIMIZE_RTOL, OPTIMIZE_ATOL = 1e-4, 1e-4
 
 
 def _assert_equal_to_original(outcome, info, rtol=1e-5, atol=1e-6):
+    """Equal within float noise. The expected values come from the corpus' own process,
+    where oneDNN may split sums differently: a small entry next to large ones (Inception
+    v3 logits: -0.41 beside -30.5) then differs by ~1e-5, so the absolute part scales
+    with the output's largest magnitude."""
     with open(outcome.path, "rb") as fh:
         got = models.run_frozen(fh.read(), info["feeds"], info["outputs"])
     for name, value in zip(info["outputs"], got):
-        np.testing.assert_allclose(value, info["expected"][name], rtol=rtol, atol=atol, err_msg=name)
+        expected = np.asarray(info["expected"][name])
+        scale = float(np.max(np.abs(expected))) if expected.size and expected.dtype.kind == "f" else 0.0
+        np.testing.assert_allclose(value, expected, rtol=rtol, atol=atol + rtol * scale, err_msg=name)
 
 
 @pytest.mark.parametrize("name", corpus.MODELS)

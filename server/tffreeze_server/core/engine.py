@@ -36,6 +36,7 @@ from google.protobuf import json_format
 from tensorflow.python.framework import tensor_util
 
 from tffreeze_api import tf_errors
+from tffreeze_api.fileio import write_all
 from tffreeze_api.v1 import freeze_pb2
 
 from . import oppolicy, optimize as optimize_mod, rewrite, splice, switches, tensorflowsharp, verify as verify_mod
@@ -411,7 +412,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
             raise ResourceExhausted("the frozen graph is %d bytes, over protobuf's 2 GB limit" % len(data),
                                     "ERROR_REASON_GRAPH_TOO_LARGE")
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            write_all(fh, data)
         result.sha256 = hashlib.sha256(data).hexdigest()
         result.size_bytes = len(data)
     os.replace(tmp, out_path)

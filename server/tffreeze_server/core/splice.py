@@ -19,6 +19,8 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Dict, Iterator, Optional, Tuple
 
+from tffreeze_api.fileio import write_all
+
 from .digest import BackgroundSha256
 from .errors import DataLoss
 
@@ -313,7 +315,7 @@ def write_graph(graph_def, splices: Dict[str, Splice], out: BinaryIO, pieces: Op
                 pieces[-1] = ("graph", pieces[-1][1], pieces[-1][2] + len(b))
             else:
                 pieces.append(("graph", size, len(b)))
-        out.write(b)
+        write_all(out, b)
         h.update(b)
         size += len(b)
 

@@ -1,0 +1,40 @@
+"""Writing large buffers to files in pieces, shared by the client and the server.
+
+Measured on the development machines (Linux 6.18 in a Firecracker VM with free page
+reporting, ext4): one ``write()`` of 1-4 MiB into new pages of a file can cost 30-80x
+what the same bytes cost in 256 KiB calls (256 MiB: 1.7-4.1 s against 0.05-0.06 s),
+depending on how much recently freed memory the kernel holds; reads and in-kernel copies
+(``copy_file_range``) were fast throughout. Every large write of tffreeze (uploads into
+the store, spliced graphs, downloads, assembled outputs) therefore goes through
+``write_all`` in pieces of ``WRITE_PIECE`` bytes; elsewhere the extra system calls
+(~1000 per 256 MiB) cost nothing measurable.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO, Union
+
+WRITE_PIECE = 256 << 10
+
+
+def write_all(out: Union[int, BinaryIO], data) -> int:
+    """Write all of ``data`` (bytes-like) to ``out``, a file descriptor or a binary file
+    object, in pieces of at most ``WRITE_PIECE`` bytes; returns the number written."""
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    total = len(view)
+    if isinstance(out, int):
+        while view:
+            view = view[os.write(out, view[:WRITE_PIECE]):]
+        return total
+    if 0 < total <= WRITE_PIECE:
+        out.write(view)
+        return total
+    for start in range(0, total, WRITE_PIECE):
+        out.write(view[start:start + WRITE_PIECE])
+    return total
+
+
+__all__ = ["WRITE_PIECE", "write_all"]
