@@ -7,7 +7,7 @@ process's per-call work dominates) and a conv + batch-norm classifier trained in
 style (tests/models.py training_graph: control flow, switches to bind, fused batch norm).
 
 Also prints the CPU each freeze costs the clients (this process), the server process and
-the workers: with everything on one machine's cores, that bounds what a second worker gains.
+the workers: with everything on one machine's cores, their sum bounds the rate.
 
 usage: python bench/workers.py [--clients 8] [--calls 10]
 """
@@ -79,8 +79,8 @@ def main() -> int:
                   "clients %.1f, server %.1f, workers %.1f"
                   % (label, workers, " (default)" if workers == DEFAULT_WORKERS else "          ",
                      r["calls_per_s"], r["p50_s"], r["p99_s"], r["calls_per_s"] / base, *r["cpu_ms"]))
-    print("On %d cores shared by clients, server and workers, 2 workers can at best reach "
-          "2 x workers / (clients + server + workers) of 1 worker's rate." % os.cpu_count())
+    print("On %d cores shared by clients, server and workers, N freezes/s need N x (clients + server + workers) "
+          "CPU ms per second: a second worker helps until that fills the cores." % os.cpu_count())
     return 0
 
 
