@@ -7,6 +7,7 @@
   tffreeze_api.options   FreezeOptions from user-level values ("NAME=VALUE" strings,
                          dicts, names); the only place option strings are parsed
   tffreeze_api.manifest  the manifest: FreezeResult <-> its JSON text, and its JSON schema
+  tffreeze_api.fileio    large writes in 256 KiB pieces, shared by client and server
 
 Importing this package imports nothing else.
 """
