@@ -19,8 +19,9 @@ WRITE_PIECE = 256 << 10
 
 
 def write_all(out: Union[int, BinaryIO], data) -> int:
-    """Write all of ``data`` (bytes-like) to ``out``, a file descriptor or a binary file
-    object, in pieces of at most ``WRITE_PIECE`` bytes; returns the number written."""
+    """Write all of ``data`` (bytes-like) to ``out``, a file descriptor (short writes are
+    continued) or a buffered binary file object (whose ``write`` takes every byte), in
+    pieces of at most ``WRITE_PIECE`` bytes; returns the number written."""
     view = memoryview(data)
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
@@ -28,9 +29,6 @@ def write_all(out: Union[int, BinaryIO], data) -> int:
     if isinstance(out, int):
         while view:
             view = view[os.write(out, view[:WRITE_PIECE]):]
-        return total
-    if 0 < total <= WRITE_PIECE:
-        out.write(view)
         return total
     for start in range(0, total, WRITE_PIECE):
         out.write(view[start:start + WRITE_PIECE])
