@@ -159,7 +159,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
         store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes,
                           partial_ttl=settings.partial_upload_ttl)
     try:
-        box = sandbox.create(settings.sandbox, readable=[store.work_dir], writable=[store.out_dir])
+        box = sandbox.create(settings.sandbox, readable=[], writable=[store.tasks_dir])
     except sandbox.SandboxUnavailable as exc:
         raise OSError("--sandbox bwrap: %s. Install bubblewrap (apt-get install bubblewrap) or choose "
                       "--sandbox auto/none" % exc) from None
@@ -167,7 +167,8 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
         log.warning("TensorFlow workers run without a sandbox (%s): TF2 SavedModels and verify are refused. "
                     "Install bubblewrap (apt-get install bubblewrap) to allow them.",
                     "--sandbox none" if settings.sandbox == "none" else "bwrap is missing or cannot start here")
-    pool = WorkerPool(size=settings.workers, max_tasks=settings.worker_max_tasks, sandbox=box).start()
+    pool = WorkerPool(size=settings.workers, max_tasks=settings.worker_max_tasks, sandbox=box,
+                      tasks_root=store.tasks_dir, task_memory=settings.task_memory_bytes).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.rpc_threads,
                                                     thread_name_prefix="tffreeze-rpc"),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

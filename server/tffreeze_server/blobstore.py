@@ -5,8 +5,8 @@ Layout under the data directory::
     blobs/ab/abcdef...     complete blobs, named by lower-case sha256
     partial/<sha256>-<size>-<owner>  resumable uploads in progress, one per upload_id;
                            their declared sizes count against the cap; idle ones expire
-    tmp/                   streaming uploads before commit
-    work/, out/            staged uploads and frozen graphs of running freezes (see sandbox.py)
+    tmp/                   streaming uploads and adopted outputs before commit
+    tasks/<task>/in, out   a running task's staged upload and its output folder (see workers.py)
 
 Every blob is verified (length and sha256) before it is renamed into place, so
 a reader never sees a half-written blob. The store has a size cap: when a new
@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -51,11 +52,11 @@ class BlobStore:
         self.max_bytes = max_bytes
         self.partial_ttl = partial_ttl
         self._lock = threading.Lock()
-        for sub in ("blobs", "partial", "tmp", "work", "out"):
+        for sub in ("blobs", "partial", "tmp", "tasks"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
         self._expire_at_start()  # resumable uploads survive a restart, but not forever
         # Leftovers of a previous run (crash mid-upload or mid-freeze) are garbage.
-        for folder in (self.tmp_dir, self.work_dir, self.out_dir):
+        for folder in (self.tmp_dir, self.tasks_dir):
             for name in os.listdir(folder):
                 path = os.path.join(folder, name)
                 if os.path.isdir(path):
@@ -71,14 +72,10 @@ class BlobStore:
         return os.path.join(self.root, "tmp")
 
     @property
-    def work_dir(self) -> str:
-        """Staged uploads (hard links to blobs): read-only inside the worker sandbox."""
-        return os.path.join(self.root, "work")
-
-    @property
-    def out_dir(self) -> str:
-        """Where workers write frozen graphs: the one folder writable inside the sandbox."""
-        return os.path.join(self.root, "out")
+    def tasks_dir(self) -> str:
+        """Running tasks' folders (staged uploads as hard links to blobs, outputs); each task's
+        sandbox sees only its own, the inputs read-only."""
+        return os.path.join(self.root, "tasks")
 
     def path(self, sha256: str) -> str:
         return os.path.join(self.root, "blobs", sha256[:2], sha256)
@@ -206,6 +203,49 @@ class BlobStore:
             dest = self.path(sha256)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.replace(tmp_path, dest)
+
+    def take_output(self, path: str, sha256: str, size: int) -> None:
+        """Copy a task's output into the store, checking its sha256 on the way in.
+        Called once the task's processes are gone; the file is read through one
+        descriptor opened without following symlinks, must be a regular file of
+        ``size`` bytes, and is never linked or renamed into the store."""
+        check_digest(sha256, size)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            raise FailedPrecondition("the task reported an output it did not write as a regular file (%s); "
+                                     "nothing was stored" % exc.strerror, "ERROR_REASON_WORKER_CRASHED") from None
+        tmp = None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+                raise FailedPrecondition("the task's output is not a regular file of the %d bytes it reported; "
+                                         "nothing was stored" % size, "ERROR_REASON_WORKER_CRASHED")
+            self._check_fits(size)
+            fh, tmp = self.new_tmp(".output")
+            h = BackgroundSha256()
+            try:
+                with fh, os.fdopen(os.dup(fd), "rb", buffering=0) as src:
+                    copied = 0
+                    while True:
+                        block = src.read(CHUNK)
+                        if not block:
+                            break
+                        h.update(block)
+                        write_all(fh, block)
+                        copied += len(block)
+                actual = h.hexdigest()
+            finally:
+                h.close()
+            if copied != size or actual != sha256:
+                raise FailedPrecondition("the task's output does not match the digest it reported (%d bytes, sha256 "
+                                         "%s); nothing was stored" % (copied, actual[:12]),
+                                         "ERROR_REASON_WORKER_CRASHED")
+            self.adopt(tmp, sha256, size)
+        finally:
+            os.close(fd)
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
 
     def new_tmp(self, suffix: str = "") -> Tuple[BinaryIO, str]:
         fd, path = tempfile.mkstemp(dir=self.tmp_dir, suffix=suffix)

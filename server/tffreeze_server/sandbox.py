@@ -74,7 +74,7 @@ class Sandbox:
             cmd += ["--ro-bind", path, path]
         for path in self.writable:
             cmd += ["--bind", path, path]
-        cmd += ["--chdir", self.writable[0] if self.writable else "/tmp"]
+        cmd += ["--remount-ro", "/", "--chdir", "/tmp"]
         return cmd + list(argv)
 
 

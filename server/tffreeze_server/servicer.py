@@ -5,14 +5,15 @@ through ``status``; no TensorFlow here."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-import shutil
-import tempfile
 from typing import Iterator
+
+from google.protobuf.message import DecodeError
 
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
-from . import __version__, metrics, results, webguard
+from . import __version__, metrics, results, webguard, wire
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
@@ -20,8 +21,8 @@ from .settings import DEFAULT_MAX_CALL_SECONDS
 
 MAX_INLINE_GRAPH = 2 << 20  # FreezeRequest.inline_graph_bytes is capped here (gRPC's 4 MiB message cap)
 from .status import mapped, mapped_stream
-from .tasks import PLAN
-from .workers import QUEUED, WorkerPool
+from .tasks import OUTPUT_NAME, PLAN
+from .workers import QUEUED, Task, WorkerPool
 
 MAX_FILES = 10000
 
@@ -70,6 +71,42 @@ def _early_recipe(plan) -> "freeze_pb2.AssemblyRecipe | None":
         else:
             recipe.pieces.add(length=len(p[1]), data=p[1])
     return recipe
+
+
+def _value(value, keys) -> dict:
+    if not isinstance(value, dict) or set(value) != set(keys):
+        raise _bad_result("its result is not an object with %s" % ", ".join(keys))
+    return value
+
+
+def _bad_result(why: str) -> FailedPrecondition:
+    return FailedPrecondition("the TensorFlow task's answer was refused (%s); nothing was stored" % why,
+                              "ERROR_REASON_WORKER_CRASHED")
+
+
+def _parsed(cls, text):
+    try:
+        return cls.FromString(wire.unb64(text, "result"))
+    except (wire.WireError, DecodeError) as exc:
+        raise _bad_result("%s: %s" % (cls.__name__, str(exc)[:100])) from None
+
+
+def _freeze_value(value):
+    """A freeze task's result: (FreezeResult, recipe pieces), each checked."""
+    value = _value(value, ("result", "recipe"))
+    try:
+        pieces = wire.check_pieces(value["recipe"], ("file", "graph"))
+    except wire.WireError as exc:
+        raise _bad_result(str(exc)) from None
+    return _parsed(freeze_pb2.FreezeResult, value["result"]), pieces
+
+
+def _recipe_paths(pieces, paths):
+    """Recipe pieces may only name files of the request: a client assembles from them."""
+    for p in pieces:
+        if p[0] == "file" and p[1] not in paths:
+            raise _bad_result("its recipe names %r, not a file of the request" % p[1][:100])
+    return pieces
 
 
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
@@ -180,19 +217,16 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         return entries
 
     @contextlib.contextmanager
-    def _staged(self, entries) -> Iterator[str]:
-        """A private working directory holding the checked files (``_checked``); always removed."""
-        workdir = tempfile.mkdtemp(prefix="work-", dir=self.store.work_dir)
-        try:
+    def _staged(self, entries) -> Iterator[Task]:
+        """A task folder whose ``in/`` holds the checked files (``_checked``); always removed."""
+        with self.pool.task() as task:
             for path, sha, _ in entries:
-                dest = os.path.join(workdir, *path.split("/"))
+                dest = os.path.join(task.in_dir, *path.split("/"))
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 self.store.link_into(sha, dest)
-            yield workdir
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            yield task
 
-    def _run(self, kind, payload, context):
+    def _run(self, kind, request, task, context, **extra):
         def cancelled():
             try:
                 return not context.is_active()
@@ -201,7 +235,9 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
 
         remaining = context.time_remaining()
         timeout = min(remaining, self.max_call_seconds) if remaining is not None else self.max_call_seconds
-        return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled)
+        payload = dict(extra, options=wire.b64(request.options.SerializeToString()),
+                       limits=dataclasses.asdict(self.limits))
+        return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled, task=task)
 
     def _inline(self, request, result) -> Iterator[freeze_pb2.FreezeResponse]:
         """The graph's bytes as an event, when the request takes them inline."""
@@ -234,33 +270,29 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             return
         timer = metrics.StageTimer()
         timer.enter("STAGE_STAGING")
-        with self._staged(entries) as workdir:
+        with self._staged(entries) as task:
             if not quiet:
                 yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
-            out_path = os.path.join(self.store.out_dir, os.path.basename(workdir) + ".frozen.pb")
             result = recipe = None
             early = request.accept_recipe and request.accept_early_recipe
-            payload = {"workdir": workdir, "spec": spec, "out_path": out_path, "early_recipe": early}
-            try:
-                for event in self._run("freeze", payload, context):
-                    if event[0] == "progress" and event[1] == PLAN:
-                        plan = _early_recipe(event[2])
-                        if plan is not None:
-                            early = "sent"
-                            yield freeze_pb2.FreezeResponse(recipe=plan)
-                    elif event[0] == "progress":
-                        message = _progress(*event[1:])
-                        timer.enter(freeze_pb2.Stage.Name(message.progress.stage))
-                        if not quiet:
-                            yield message
-                    else:
-                        result = freeze_pb2.FreezeResult.FromString(event[1][0])
-                        recipe = _recipe(event[1][1], result.size_bytes)
-                self.store.adopt(out_path, result.sha256, result.size_bytes)
-            finally:
-                for leftover in (out_path, out_path + ".part"):
-                    if os.path.exists(leftover):
-                        os.unlink(leftover)
+            paths = {path for path, _, _ in entries}
+            for event in self._run("freeze", request, task, context, early_recipe=bool(early)):
+                if event[0] == "progress" and event[1] == PLAN:
+                    plan = _early_recipe(_recipe_paths(event[2], paths))
+                    if plan is not None:
+                        early = "sent"
+                        yield freeze_pb2.FreezeResponse(recipe=plan)
+                elif event[0] == "progress":
+                    message = _progress(*event[1:])
+                    timer.enter(freeze_pb2.Stage.Name(message.progress.stage))
+                    if not quiet:
+                        yield message
+                else:
+                    result, pieces = _freeze_value(event[1])
+                    recipe = _recipe(_recipe_paths(pieces, paths), result.size_bytes)
+            # the task's processes are gone (pool.run yields its result only then): copy its
+            # output in, checking the digest it reported
+            self.store.take_output(os.path.join(task.out_dir, OUTPUT_NAME), result.sha256, result.size_bytes)
         if self.results:
             self.results.put(cache_key, result, recipe)
         timer.done()
@@ -275,10 +307,10 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     @mapped
     def Inspect(self, request, context):
         spec = FreezeSpec.from_options(request.options, self.limits)
-        with self._staged(self._checked(request.files)) as workdir:
+        with self._staged(self._checked(request.files)) as task:
             response = None
-            for event in self._run("inspect", {"workdir": workdir, "spec": spec}, context):
+            for event in self._run("inspect", request, task, context):
                 if event[0] == "result":
-                    response = freeze_pb2.InspectResponse.FromString(event[1])
+                    response = _parsed(freeze_pb2.InspectResponse, _value(event[1], ("result",))["result"])
         response.provenance.server_version = __version__
         return response

@@ -40,6 +40,7 @@ DEFAULT_MAX_CALL_SECONDS = 1800.0  # the longest a freeze/inspect may run, whate
 DEFAULT_MAX_GRAPH_FILE_BYTES = 1 << 30  # an uploaded .meta / GraphDef / saved_model.pb, checked before parsing
 DEFAULT_MAX_GRAPH_NODES = 500_000  # nodes of the uploaded graph, library functions included
 DEFAULT_MAX_FUNCTION_DEPTH = 32  # functions calling functions
+DEFAULT_TASK_MEMORY_BYTES = 3 << 30  # what one task may allocate beyond the warm worker (RLIMIT_DATA)
 MAX_MESSAGE_BYTES = 4 << 20  # gRPC's message cap, both directions
 
 
@@ -68,4 +69,5 @@ class ServerSettings:
     insecure: bool = False  # allow a non-loopback address without TLS and a token
     store: Optional[str] = None  # s3://BUCKET/PREFIX: a store shared by replicas (s3store.py); None: data_dir only
     s3_endpoint: Optional[str] = None  # an S3-compatible endpoint (MinIO, Ceph, moto...); None: AWS
-    metrics_port: Optional[int] = None  # serve Prometheus metrics on this port (0: a free one)
+    metrics_port: Optional[int] = None
+    task_memory_bytes: int = DEFAULT_TASK_MEMORY_BYTES  # serve Prometheus metrics on this port (0: a free one)

@@ -15,12 +15,10 @@ from google.rpc import error_details_pb2, status_pb2
 from tffreeze_api import ERROR_DOMAIN
 
 from . import metrics
-from .core.errors import FreezeError
+from .core.errors import FreezeError, cap_message
 
 log = logging.getLogger("tffreeze.server")
 DETAILS_KEY = "grpc-status-details-bin"
-# gRPC caps metadata (the message travels in it) at 16 KiB by default.
-MAX_MESSAGE_CHARS = 4000
 
 Status = Tuple[grpc.StatusCode, str, str, Dict[str, str]]
 
@@ -45,7 +43,8 @@ def _bounded(text: str, limit: int) -> str:
 def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: Dict[str, str]) -> bytes:
     """The serialized google.rpc.Status carrying an ErrorInfo."""
     info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN,
-                                       metadata={k: _bounded(v, 500) for k, v in metadata.items()})
+                                       metadata={k: _bounded(v, 200) for k, v in
+                                                 list(metadata.items())[:16]})
     status = status_pb2.Status(code=code.value[0], message=message)
     status.details.add().Pack(info)
     return status.SerializeToString()
@@ -53,7 +52,7 @@ def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: Dict
 
 def _abort(context, exc):
     code, message, reason, metadata = to_status(exc)
-    message = _bounded(message, MAX_MESSAGE_CHARS)
+    message = cap_message(message)  # about 1 KiB; a list ends in "... and N more"
     if code is not grpc.StatusCode.INTERNAL or isinstance(exc, FreezeError):
         log.info("%s %s: %s", code.name, reason, message)
     # set_trailing_metadata + abort is what grpc_status's abort_with_status does,

@@ -1,38 +1,52 @@
-"""TensorFlow work in warm, reused worker processes.
+"""TensorFlow work in warm worker processes, one fresh sandboxed process per task.
 
 Each worker is a separate Python process (``python -m tffreeze_server.workers``,
-inside the sandbox when the server has one, see ``sandbox``) that imports
-TensorFlow once and then serves tasks over a socket pair, sending progress
-messages and one final result or error. A worker that dies (a crash inside
-TensorFlow on a malformed upload), outlives the call's deadline or whose call
-is cancelled is killed and replaced; only that request fails. Workers are
-recycled after ``max_tasks`` tasks to bound memory growth: the replacement is
-started and warmed while the old worker keeps serving, so recycling never
-makes a call wait for a TensorFlow import.
+inside the bubblewrap sandbox when the server has one, see ``sandbox``) that
+imports TensorFlow once and then never runs a task itself: for every task it
+forks a child that walls itself into that task's own sandbox (``taskbox``: the
+task's staged inputs read-only, its own empty output folder, its own PID, IPC
+and network namespaces, a memory limit) and runs the task there. The task's
+process talks to the server over its own socket in the typed frames of ``wire``
+(never pickle); the worker reports when all of a task's processes are gone, and
+only then does the server look at the task's output. Nothing of one task (files,
+descriptors, processes, memory) survives into another.
+
+A task whose process dies (a crash inside TensorFlow on a malformed upload, the
+memory limit), outlives the call's deadline or whose call is cancelled is
+killed; only that request fails and the warm worker keeps serving. A worker that
+misbehaves (a malformed frame, no answer) is killed and replaced. Workers are
+still recycled after ``max_tasks`` tasks: the replacement is started and warmed
+while the old worker keeps serving.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import queue
+import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
-from multiprocessing.connection import Connection
 from typing import Callable, Iterator, Optional, Tuple
 
-from . import metrics
-from .core.errors import Cancelled, DeadlineExceeded, FailedPrecondition, FreezeError, Internal, ResourceExhausted
+from . import metrics, wire
+from .core.errors import (BY_CODE, Cancelled, DeadlineExceeded, FailedPrecondition, FreezeError, Internal,
+                          ResourceExhausted, cap_message)
 
 DEFAULT_TARGET = "tffreeze_server.tasks:handle"
 QUEUED = "queued"  # the stage of a task waiting for a worker; the servicer maps stages to the contract
 _WARM_TIMEOUT = 300.0
+_EXIT_WAIT = 10.0
+_NO_SANDBOX = 71  # the exit code of a task whose sandbox could not be entered  # after a task's last frame (or a kill), how long its processes may take to be gone
 
 
 def _load(target: str):
@@ -40,37 +54,177 @@ def _load(target: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def _worker_main(conn, target: str) -> None:
+# -- inside the worker process --------------------------------------------------
+def _task_main(task_fd: int, kind: str, payload: dict, handle, box: bool, memory: int) -> None:
+    """The task's own process (PID 1 of its namespace when sandboxed). Never returns."""
+    from . import taskbox
+
+    code = 0
+    try:
+        if box:
+            taskbox.after_fork_in_pid_namespace()
+        taskbox.set_dumpable(False)
+        if memory:
+            taskbox.limit_memory(memory)
+        sock = socket.socket(fileno=task_fd)
+
+        def progress(stage, message, fraction: float) -> None:
+            frame = {"t": "progress", "stage": stage, "message": message, "fraction": float(fraction)}
+            if stage == "plan":  # an early recipe's pieces (tasks.PLAN)
+                frame = {"t": "plan", "pieces": message}
+            try:
+                wire.send(sock, frame)
+            except wire.WireError:
+                pass  # a progress message too large to send is dropped (an early recipe, say)
+
+        try:
+            wire.send(sock, {"t": "ok", "value": handle(kind, payload, progress)})
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes an error frame
+            wire.send(sock, _error_frame(exc, memory))
+    except BaseException:  # noqa: BLE001 - the socket is gone: the server sees the exit
+        code = 70
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _error_frame(exc: BaseException, memory: int) -> dict:
+    if isinstance(exc, MemoryError):
+        exc = ResourceExhausted(
+            "the task needed more memory than this server gives one task (%d MiB beyond the warm worker; tffreeze "
+            "serve --task-memory-bytes)" % (memory >> 20), "ERROR_REASON_MEMORY_LIMIT", limit=str(memory))
+    elif not isinstance(exc, FreezeError):  # a bug or an unexpected TensorFlow failure
+        traceback.print_exc(file=sys.stderr)
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        exc = Internal("%s: %s" % (type(exc).__name__, detail))
+    return {"t": "error", "code": exc.code, "message": cap_message(exc.message), "reason": exc.reason,
+            "metadata": {k: v[:1024] for k, v in list(exc.metadata.items())[:wire.MAX_METADATA]}}
+
+
+def _start_task(frame: dict, task_fd: int, control_fd: int, handle, box: bool, tasks_root: str,
+                memory: int) -> int:
+    """Fork the task's first process; returns its pid (the worker's child)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    # the child: walls itself in, then forks the task's process and waits for it
+    code = _NO_SANDBOX
+    try:
+        from . import taskbox
+
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(control_fd)
+        taskbox.close_fds_except(task_fd)
+        task_dir = frame["task_dir"]
+        payload = dict(frame["payload"])
+        if box:
+            taskbox.enter(tasks_root, task_dir)
+            payload.update(workdir=taskbox.IN_DIR, out_dir=taskbox.OUT_DIR)
+        else:
+            payload.update(workdir=os.path.join(task_dir, "in"), out_dir=os.path.join(task_dir, "out"))
+        os.setsid()  # one process group: the worker kills the task with killpg
+        child = os.fork()
+        if child == 0:
+            _task_main(task_fd, frame["kind"], payload, handle, box, memory)
+        os.close(task_fd)
+        _, status = os.waitpid(child, 0)
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    except BaseException:  # noqa: BLE001 - could not enter the sandbox: the server sees _NO_SANDBOX
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        os._exit(code)
+
+
+def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, memory: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     handle = _load(target)
     handle("warm", {}, lambda *a: None)
-    conn.send(("ready",))
+    if box:
+        from . import taskbox
+
+        taskbox.set_dumpable(False)  # tasks (same user) may not read this process's memory or descriptors
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *a: None)
+    signal.set_wakeup_fd(wake_w)
+    wire.send(sock, {"t": "ready"})
+    reader = wire.Reader(sock)
+    running = {}  # pid -> task id
+    stopping = False
     while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
+        while running:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            code = os.waitstatus_to_exitcode(status)
+            wire.send(sock, {"t": "exited", "id": running.pop(pid, "?"), "code": code,
+                             "maxrss_kb": int(usage.ru_maxrss)})
+        if stopping and not running:
             return
-        if task is None:
+        ready, _, _ = select.select([sock, wake_r], [], [])
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        if sock not in ready:
+            continue
+        frames = reader.frames_ready()
+        if reader.eof and not frames:
+            for pid in running:
+                _kill_group(pid)
             return
-        kind, payload = task
+        for frame in frames:
+            if frame["t"] == "task" and reader.fds:
+                task_fd = reader.fds.pop(0)  # sent with this frame
+                try:
+                    running[_start_task(frame, task_fd, sock.fileno(), handle, box, tasks_root, memory)] = frame["id"]
+                finally:
+                    os.close(task_fd)
+            elif frame["t"] == "kill":
+                for pid, tid in running.items():
+                    if tid == frame.get("id"):
+                        _kill_group(pid)
+            elif frame["t"] == "stop":
+                stopping = True
 
-        def progress(stage, message: str, fraction: float) -> None:
-            conn.send(("progress", stage, message, float(fraction)))
 
+def _kill_group(pid: int) -> None:
+    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
         try:
-            conn.send(("ok", handle(kind, payload, progress)))
-        except FreezeError as exc:
-            conn.send(("error", exc))
-        except Exception as exc:  # a bug or an unexpected TensorFlow failure
-            traceback.print_exc(file=sys.stderr)
-            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            conn.send(("error", Internal("%s: %s" % (type(exc).__name__, detail))))
+            kill()
+        except OSError:
+            pass
+
+
+# -- in the server ----------------------------------------------------------------
+class Task:
+    """A task's folder: ``in/`` (the staged inputs) and ``out/`` (empty; the task's
+    outputs), seen by the task's sandbox and nothing else; removed when done."""
+
+    def __init__(self, root: str):
+        self.dir = tempfile.mkdtemp(prefix="task-", dir=root)
+        self.id = os.path.basename(self.dir)
+        self.in_dir = os.path.join(self.dir, "in")
+        self.out_dir = os.path.join(self.dir, "out")
+        os.mkdir(self.in_dir, 0o755)
+        os.mkdir(self.out_dir, 0o755)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class _Worker:
-    def __init__(self, target: str, sandbox=None):
+    def __init__(self, target: str, sandbox=None, tasks_root: str = "", memory: int = 0):
         parent, child = socket.socketpair()
-        argv = [sys.executable, "-m", "tffreeze_server.workers", "--fd", str(child.fileno()), "--target", target]
+        argv = [sys.executable, "-m", "tffreeze_server.workers", "--fd", str(child.fileno()), "--target", target,
+                "--tasks-root", tasks_root, "--memory", str(memory)]
+        if sandbox is not None:
+            argv.append("--sandboxed")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the server's imports, also for tests
         if sandbox is not None:
@@ -80,7 +234,9 @@ class _Worker:
                                             start_new_session=True)
         finally:
             child.close()
-        self.conn = Connection(parent.detach())
+        self.sock = parent
+        self.reader = wire.Reader(parent, max_frame=1 << 16)
+        self.exits = {}  # task id -> (code, maxrss_kb), as reported
         self.tasks = 0
         self.ready = False
         self.retiring = False
@@ -94,16 +250,35 @@ class _Worker:
         except subprocess.TimeoutExpired:
             return None
 
+    def pump(self, timeout: float) -> bool:
+        """Read the worker's frames for up to ``timeout``; False when it is gone or broke the format."""
+        try:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                return True
+            frames = self.reader.frames_ready()
+            for fd in self.reader.take_fds():
+                os.close(fd)  # a worker sends no descriptors
+            for frame in frames:
+                msg = wire.check_worker_frame(frame)
+                if msg[0] == "ready":
+                    self.ready = True
+                else:
+                    self.exits[msg[1]] = (msg[2], msg[3])
+            return not self.reader.eof
+        except (OSError, ValueError):
+            return False
+
     def wait_ready(self, timeout: float) -> bool:
-        """Consume the worker's "ready" message (TensorFlow imported)."""
-        if self.ready:
-            return True
-        if self.conn.poll(timeout):
-            try:
-                self.ready = self.conn.recv() == ("ready",)
-            except (EOFError, OSError):
+        """Consume the worker's "ready" frame (TensorFlow imported)."""
+        end = time.monotonic() + timeout
+        while not self.ready and time.monotonic() < end:
+            if not self.pump(min(0.5, max(0.0, end - time.monotonic()))):
                 return False
         return self.ready
+
+    def send(self, message: dict, fds=()) -> None:
+        wire.send(self.sock, message, fds)
 
     def kill(self) -> None:
         try:
@@ -112,11 +287,11 @@ class _Worker:
         except (OSError, subprocess.TimeoutExpired):
             pass
         finally:
-            self.conn.close()
+            self.sock.close()
 
     def stop(self) -> None:
         try:
-            self.conn.send(None)
+            self.send({"t": "stop"})
         except (OSError, ValueError):
             pass
         try:
@@ -127,15 +302,23 @@ class _Worker:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-        self.conn.close()
+        self.sock.close()
 
 
 class WorkerPool:
-    def __init__(self, size: int = 1, target: str = DEFAULT_TARGET, max_tasks: int = 200, sandbox=None):
+    """``tasks_root``: where task folders are made (a private temporary folder when
+    not given); ``task_memory``: bytes a task may allocate beyond the warm worker
+    (0: no limit)."""
+
+    def __init__(self, size: int = 1, target: str = DEFAULT_TARGET, max_tasks: int = 200, sandbox=None,
+                 tasks_root: Optional[str] = None, task_memory: int = 0):
         self.size = max(1, size)
         self.target = target
         self.max_tasks = max_tasks
         self.sandbox = sandbox
+        self._own_root = tasks_root is None
+        self.tasks_root = os.path.realpath(tasks_root or tempfile.mkdtemp(prefix="tffreeze-tasks-"))
+        self.task_memory = task_memory
         self._idle: "queue.Queue[_Worker]" = queue.Queue()
         self._all = set()
         self._lock = threading.Lock()
@@ -153,7 +336,7 @@ class WorkerPool:
                 return
             holder, done = request
             try:
-                holder.append(_Worker(self.target, self.sandbox))
+                holder.append(_Worker(self.target, self.sandbox, self.tasks_root, self.task_memory))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 holder.append(exc)
             done.set()
@@ -182,7 +365,7 @@ class WorkerPool:
         worker.kill() if kill else worker.stop()
 
     def _retire(self, worker: _Worker, kill: bool) -> None:
-        """A worker that failed a task: replaced at once (no healthy worker to wait on)."""
+        """A worker that failed: replaced at once (no healthy worker to wait on)."""
         metrics.WORKER_RESTARTS.labels("crashed" if not worker.is_alive() else "stopped").inc()
         self._forget(worker, kill)
         if not self._closed:
@@ -228,18 +411,33 @@ class WorkerPool:
                 continue
             return worker
 
+    @contextlib.contextmanager
+    def task(self) -> Iterator[Task]:
+        """A new task folder (see ``Task``); always removed."""
+        task = Task(self.tasks_root)
+        try:
+            yield task
+        finally:
+            task.remove()
+
     def run(self, kind: str, payload: dict, timeout: Optional[float] = None,
-            cancelled: Callable[[], bool] = lambda: False) -> Iterator[Tuple]:
-        """Run a task; yields ("progress", stage, message, fraction) tuples and
-        finally ("result", value). Errors raise ``core.errors`` exceptions."""
+            cancelled: Callable[[], bool] = lambda: False, task: Optional[Task] = None) -> Iterator[Tuple]:
+        """Run a task in its own sandboxed process; yields ("progress", stage, message,
+        fraction) tuples and finally ("result", value), the latter only once every
+        process of the task is gone. Errors raise ``core.errors`` exceptions. The task
+        sees ``payload`` plus ``workdir`` (``task.in_dir``) and ``out_dir`` (``task.out_dir``)."""
+        if task is None:
+            with self.task() as own:
+                yield from self.run(kind, payload, timeout, cancelled, own)
+            return
         deadline = time.monotonic() + timeout if timeout else None
 
         def check():
             if cancelled():
-                raise Cancelled("the call was cancelled; the worker was stopped", "ERROR_REASON_CANCELLED")
+                raise Cancelled("the call was cancelled; its task was stopped", "ERROR_REASON_CANCELLED")
             if deadline is not None and time.monotonic() > deadline:
-                raise DeadlineExceeded("the %s did not finish within the call's deadline (%.0f s); the worker "
-                                       "was stopped. Retry with a longer deadline (timeout)." % (kind, timeout),
+                raise DeadlineExceeded("the %s did not finish within the call's deadline (%.0f s); its task was "
+                                       "stopped. Retry with a longer deadline (timeout)." % (kind, timeout),
                                        "ERROR_REASON_DEADLINE")
 
         yield ("progress", QUEUED, "waiting for a TensorFlow worker", 0.0)
@@ -248,43 +446,108 @@ class WorkerPool:
             worker = self._acquire(check)
         finally:
             metrics.QUEUE_DEPTH.dec()
-        released = False
+        healthy = False  # the worker may serve again
+        ours, theirs = socket.socketpair()
         try:
-            worker.conn.send((kind, payload))
-            while True:
-                check()
-                if worker.conn.poll(0.1):
-                    try:
-                        msg = worker.conn.recv()
-                    except (EOFError, OSError):
-                        msg = None
-                    if msg is None:
-                        raise self._crash(worker, kind)
-                    if msg[0] == "ready":
-                        worker.ready = True
-                    elif msg[0] == "progress":
-                        yield msg
-                    elif msg[0] == "ok":
-                        released = True
-                        self._release(worker)
-                        yield ("result", msg[1])
-                        return
-                    elif msg[0] == "error":
-                        released = True
-                        self._release(worker)
-                        raise msg[1]
-                elif not worker.is_alive():
-                    raise self._crash(worker, kind)
+            try:
+                worker.send({"t": "task", "id": task.id, "kind": kind, "payload": payload, "task_dir": task.dir},
+                            [theirs.fileno()])
+            finally:
+                theirs.close()
+            outcome, exit_info = yield from self._follow(worker, task, ours, check, kind)
+            healthy = True
+            if outcome is not None and outcome[0] == "ok":
+                self._release(worker)
+                yield ("result", outcome[1])
+                return
+            self._release(worker)
+            if outcome is not None:
+                raise BY_CODE.get(outcome[1], Internal)(outcome[2], outcome[3], **outcome[4])
+            raise self._crash(exit_info, kind)
         finally:
-            if not released:
+            ours.close()
+            if not healthy:
                 self._retire(worker, kill=True)
 
+    def _follow(self, worker: _Worker, task: Task, sock: socket.socket, check, kind: str):
+        """Read the task's frames (progress passed on) until its processes are gone.
+        Returns (its outcome or None, (exit code, maxrss_kb)). Deadline and cancel stop
+        the task; a worker that breaks the format or dies raises."""
+        reader = wire.Reader(sock)
+        outcome = None
+        stopping_since = None
+        pending_error = None
+        while True:
+            try:
+                check()
+            except FreezeError as exc:
+                if stopping_since is None:
+                    pending_error = exc
+                    stopping_since = time.monotonic()
+                    worker.send({"t": "kill", "id": task.id})
+            if stopping_since is not None and time.monotonic() - stopping_since > _EXIT_WAIT:
+                raise pending_error or Internal("a task's processes did not end; its worker was replaced")
+            if task.id in worker.exits:
+                exit_info = worker.exits.pop(task.id)
+                if not reader.eof and pending_error is None:  # what the task wrote before it ended
+                    sock.setblocking(False)
+                    try:
+                        while not reader.eof:
+                            outcome = self._take(reader.frames_ready(), outcome)
+                    except BlockingIOError:
+                        pass
+                    except (wire.WireError, OSError) as exc:
+                        pending_error = FailedPrecondition(
+                            "the task sent a malformed message (%s)" % str(exc)[:200], "ERROR_REASON_WORKER_CRASHED")
+                if pending_error is not None:
+                    worker.exits.pop(task.id, None)
+                    raise pending_error
+                return outcome, exit_info
+            readable, _, _ = select.select([sock, worker.sock], [], [], 0.1)
+            if worker.sock in readable and not worker.pump(0):
+                raise self._worker_gone(worker, kind)
+            if sock in readable and not reader.eof and pending_error is None:
+                try:
+                    msgs = [wire.check_task_frame(f) for f in reader.frames_ready()]
+                except (wire.WireError, OSError) as exc:
+                    worker.send({"t": "kill", "id": task.id})
+                    pending_error = FailedPrecondition(
+                        "the task sent a malformed message (%s); it was stopped" % str(exc)[:200],
+                        "ERROR_REASON_WORKER_CRASHED")
+                    stopping_since = stopping_since or time.monotonic()
+                    continue
+                for fd in reader.take_fds():
+                    os.close(fd)  # a task sends no descriptors
+                for msg in msgs:
+                    if msg[0] == "progress":
+                        if outcome is None:
+                            yield msg
+                    elif outcome is None:
+                        outcome = msg
+            if not worker.is_alive():
+                raise self._worker_gone(worker, kind)
+
     @staticmethod
-    def _crash(worker: _Worker, kind: str) -> FreezeError:
-        """A worker that died during a task the server did not stop: killed by the
-        system (SIGKILL: out of memory, most likely) is RESOURCE_EXHAUSTED; any other
-        death (a TensorFlow CHECK failure or crash on the upload) FAILED_PRECONDITION."""
-        code = worker.exitcode()
+    def _take(frames, outcome):
+        for frame in frames:
+            msg = wire.check_task_frame(frame)
+            if msg[0] != "progress" and outcome is None:
+                outcome = msg
+        return outcome
+
+    @staticmethod
+    def _worker_gone(worker: _Worker, kind: str) -> FreezeError:
+        return WorkerPool._crash((worker.exitcode(), 0), kind)
+
+    @staticmethod
+    def _crash(exit_info, kind: str) -> FreezeError:
+        """A task whose process ended without a result: killed by the system (SIGKILL:
+        out of memory, most likely) is RESOURCE_EXHAUSTED; any other death (a
+        TensorFlow CHECK failure or crash on the upload) FAILED_PRECONDITION."""
+        code = exit_info[0]
+        if code == _NO_SANDBOX:
+            return Internal("the task's sandbox could not be set up (see the server's log); the server keeps "
+                            "serving", "ERROR_REASON_INTERNAL")
         sig = -code if code is not None and code < 0 else (code - 128 if code is not None and 128 < code < 160 else None)
         try:
             how = "signal %s" % signal.Signals(sig).name if sig else "exit code %s" % code
@@ -293,12 +556,11 @@ class WorkerPool:
         if sig == signal.SIGKILL:
             return ResourceExhausted("the TensorFlow worker was killed by the system (%s) during %s, most likely "
                                      "out of memory: the upload needs more memory than a worker here has. The "
-                                     "server replaced the worker and keeps serving." % (how, kind),
+                                     "server keeps serving." % (how, kind),
                                      "ERROR_REASON_WORKER_CRASHED", signal=how)
         return FailedPrecondition("the TensorFlow worker crashed (%s) during %s; the upload triggers a TensorFlow "
-                                  "failure. The server replaced the worker and keeps serving; check the upload's "
-                                  "files, or report it with the upload." % (how, kind),
-                                  "ERROR_REASON_WORKER_CRASHED", signal=how)
+                                  "failure. The server keeps serving; check the upload's files, or report it with "
+                                  "the upload." % (how, kind), "ERROR_REASON_WORKER_CRASHED", signal=how)
 
     def close(self) -> None:
         self._closed = True
@@ -308,6 +570,8 @@ class WorkerPool:
             self._all.clear()
         for w in workers:
             w.stop()
+        if self._own_root:
+            shutil.rmtree(self.tasks_root, ignore_errors=True)
 
     def alive(self) -> int:
         with self._lock:
@@ -319,12 +583,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="a tffreeze TensorFlow worker (started by the server)")
     p.add_argument("--fd", type=int, required=True)
     p.add_argument("--target", default=DEFAULT_TARGET)
+    p.add_argument("--tasks-root", default="")
+    p.add_argument("--memory", type=int, default=0)
+    p.add_argument("--sandboxed", action="store_true")
     args = p.parse_args(argv)
-    _worker_main(Connection(args.fd), args.target)
+    _worker_main(socket.socket(fileno=args.fd), args.target, args.sandboxed, args.tasks_root, args.memory)
     return 0
 
 
-__all__ = ["WorkerPool", "DEFAULT_TARGET"]
+__all__ = ["WorkerPool", "Task", "DEFAULT_TARGET"]
 
 
 if __name__ == "__main__":

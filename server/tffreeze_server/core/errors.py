@@ -19,9 +19,6 @@ class FreezeError(Exception):
         self.reason = reason
         self.metadata: Dict[str, str] = {k: str(v) for k, v in metadata.items() if v is not None}
 
-    def __reduce__(self):  # crosses the worker pipe with its reason and metadata
-        return rebuild, (self.code, self.message, self.reason, self.metadata)
-
 
 class InvalidArgument(FreezeError):
     code = "INVALID_ARGUMENT"
@@ -63,9 +60,20 @@ BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, FailedPreconditi
                                       ResourceExhausted, DeadlineExceeded, Cancelled, DataLoss, Internal)}
 
 
-def rebuild(code: str, message: str, reason: str, metadata: Dict[str, str]) -> FreezeError:
-    """An error sent across a process boundary, as it was."""
-    return BY_CODE.get(code, Internal)(message, reason, **metadata)
+MAX_MESSAGE_CHARS = 1024  # every message a client sees; longer ones are cut, naming how much was left out
+
+
+def cap_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` cut to about ``limit`` characters, at a list separator when there is one:
+    'a, b, c ... and 97 more' (names) or '... (N more characters)'."""
+    if len(message) <= limit:
+        return message
+    head = message[:limit]
+    cut = head.rfind(", ")
+    if cut > limit // 2:
+        items = message[cut + 2:].split(", ")
+        return head[:cut] + " ... and %d more" % len(items)
+    return head + " ... (%d more characters)" % (len(message) - limit)
 
 
 _DIRS = re.compile(r"(?:/[^\s/'\"]+)+/")
