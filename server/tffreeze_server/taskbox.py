@@ -123,13 +123,20 @@ def enter(tasks_root: str, task_dir: str) -> None:
     unshare(CLONE_NEWUSER | CLONE_NEWNS)
     _map_self(uid, gid)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=700")
-    os.mkdir(IN_DIR, 0o700)
-    os.mkdir(OUT_DIR, 0o700)
-    mount(os.path.join(task_dir, "in"), IN_DIR, None, MS_BIND | MS_REC)
-    _readonly(IN_DIR)
-    mount(os.path.join(task_dir, "out"), OUT_DIR, None, MS_BIND)
-    mount("tmpfs", tasks_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=500")
+    # the task's folders, held by descriptor: the mounts below may cover their paths
+    # (a data directory under /tmp, say)
+    held = [os.open(os.path.join(task_dir, sub), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW) for sub in ("in", "out")]
+    try:
+        mount("tmpfs", tasks_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=500")
+        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=700")
+        os.mkdir(IN_DIR, 0o700)
+        os.mkdir(OUT_DIR, 0o700)
+        mount("/proc/self/fd/%d" % held[0], IN_DIR, None, MS_BIND | MS_REC)
+        _readonly(IN_DIR)
+        mount("/proc/self/fd/%d" % held[1], OUT_DIR, None, MS_BIND)
+    finally:
+        for fd in held:
+            os.close(fd)
     for path in ("/dev/shm", "/dev/pts", "/dev/mqueue"):
         if os.path.isdir(path):
             mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "size=4k,mode=500")

@@ -163,6 +163,7 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
                 break
             if pid == 0:
                 break
+            _kill_group(pid)  # anything the task started that is still alive (no PID namespace: no sandbox)
             code = os.waitstatus_to_exitcode(status)
             wire.send(sock, {"t": "exited", "id": running.pop(pid, "?"), "code": code,
                              "maxrss_kb": int(usage.ru_maxrss)})
@@ -194,11 +195,10 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
 
 
 def _kill_group(pid: int) -> None:
-    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        try:
-            kill()
-        except OSError:
-            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 # -- in the server ----------------------------------------------------------------
@@ -461,6 +461,8 @@ class WorkerPool:
                 yield ("result", outcome[1])
                 return
             self._release(worker)
+            if outcome is not None and outcome[0] == "raise":
+                raise outcome[1]
             if outcome is not None:
                 raise BY_CODE.get(outcome[1], Internal)(outcome[2], outcome[3], **outcome[4])
             raise self._crash(exit_info, kind)
@@ -499,9 +501,8 @@ class WorkerPool:
                     except (wire.WireError, OSError) as exc:
                         pending_error = FailedPrecondition(
                             "the task sent a malformed message (%s)" % str(exc)[:200], "ERROR_REASON_WORKER_CRASHED")
-                if pending_error is not None:
-                    worker.exits.pop(task.id, None)
-                    raise pending_error
+                if pending_error is not None:  # the task was stopped; the worker is fine
+                    return ("raise", pending_error), exit_info
                 return outcome, exit_info
             readable, _, _ = select.select([sock, worker.sock], [], [], 0.1)
             if worker.sock in readable and not worker.pump(0):

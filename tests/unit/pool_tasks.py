@@ -39,6 +39,13 @@ def slow_warm(kind, payload, progress):
     return handle(kind, payload, progress)
 
 
+def _listing(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        return type(exc).__name__
+
+
 def probe(kind, payload, progress):
     """Try, from inside the worker, what an upload must never do; report what happened."""
     if kind == "warm":
@@ -71,6 +78,105 @@ def probe(kind, payload, progress):
         "write_home": attempt(lambda: write(os.path.join(payload["outside_dir"], "dropped"))),
         "connect": attempt(connect),
         "secret_env": os.environ.get("TFFREEZE_TEST_SECRET"),
-        "data_dir": sorted(os.listdir(os.path.dirname(payload["outside_dir"]))),
+        "data_dir": _listing(os.path.dirname(payload["outside_dir"])),
         "root": sorted(os.listdir("/")),
     }
+
+
+def _task_socket() -> int:
+    """The task's socket to the server (its only socket)."""
+    import stat
+
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                return int(name)
+        except OSError:
+            continue
+    raise RuntimeError("no socket")
+
+
+def hostile(kind, payload, progress):
+    """What a task that runs attacker-influenced code could try against the server."""
+    if kind == "warm":
+        return "warm"
+    fd = _task_socket()
+    if kind == "pickle":
+        # a frame holding a pickle that runs a command when unpickled, as Connection.recv would
+        import pickle
+        import struct
+
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("touch %s" % payload["marker"],))
+
+        data = pickle.dumps(Evil())
+        os.write(fd, struct.pack(">I", len(data)) + data)
+        time.sleep(0.5)
+        return "sent"
+    if kind == "huge":  # a frame declaring 2 GiB
+        import struct
+
+        os.write(fd, struct.pack(">I", 2 << 30) + b"{")
+        time.sleep(0.5)
+        return "sent"
+    if kind == "bad_error":  # a well-formed frame of the wrong shape
+        import json
+        import struct
+
+        data = json.dumps({"t": "error", "code": "OK", "message": 5, "reason": "x", "metadata": []}).encode()
+        os.write(fd, struct.pack(">I", len(data)) + data)
+        time.sleep(0.5)
+        return "sent"
+    if kind == "linger":
+        # keep a descriptor on the output in a process of its own, then report success
+        path = os.path.join(payload["out_dir"], "frozen.pb")
+        with open(path, "wb") as fh:
+            fh.write(b"honest")
+        child = os.fork()
+        if child == 0:
+            keep = os.open(path, os.O_WRONLY)
+            time.sleep(payload.get("seconds", 5))
+            os.pwrite(keep, b"REWRITTEN", 0)
+            os._exit(0)
+        time.sleep(0.3)
+        return {"pid": os.getpid(), "child": child}
+    if kind == "neighbour":
+        # try the other task's folder, by the path the server uses and by /proc
+        out = {}
+        for what, path in (("read_input", payload["other_input"]), ("list_tasks", payload["tasks_root"])):
+            try:
+                out[what] = sorted(os.listdir(path)) if what == "list_tasks" else open(path, "rb").read().decode()
+            except OSError as exc:
+                out[what] = type(exc).__name__
+        try:
+            with open(payload["other_output"], "wb") as fh:
+                fh.write(b"x")
+            out["write_output"] = "allowed"
+        except OSError as exc:
+            out["write_output"] = type(exc).__name__
+        import signal
+
+        me = int(os.readlink("/proc/self"))  # this process, as the mounted /proc numbers it
+        others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
+        reached = []
+        for pid in others:
+            for probe in (lambda: os.listdir("/proc/%d/root/" % pid), lambda: os.readlink("/proc/%d/fd/0" % pid),
+                          lambda: open("/proc/%d/environ" % pid, "rb").read()) + (
+                          # kill() takes this namespace's numbers, where 1 is the task itself
+                          (lambda: os.kill(pid, 0), lambda: os.kill(pid, signal.SIGKILL)) if pid != os.getpid() else ()):
+                try:
+                    probe()
+                    reached.append(pid)
+                except OSError:
+                    pass
+        out["reached"] = reached
+        out["pid"] = os.getpid()
+        out["own_input"] = sorted(os.listdir(payload["workdir"]))
+        return out
+    if kind == "hold":  # a task that waits, keeping its files
+        with open(os.path.join(payload["out_dir"], "frozen.pb"), "wb") as fh:
+            fh.write(payload["mark"].encode())
+        time.sleep(payload["seconds"])
+        return sorted(os.listdir(payload["workdir"]))
+    return handle(kind, payload, progress)

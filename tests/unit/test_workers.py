@@ -21,21 +21,24 @@ def run(pool, kind, payload=None, **kw):
     return events
 
 
-def test_progress_then_result_and_worker_reuse(pool):
+def test_progress_then_result_each_task_in_a_fresh_process_of_the_warm_worker(pool):
     events = run(pool, "echo", {"a": 1})
     assert ("progress", "working", "halfway", 0.5) in events
-    assert events[-1][1]["payload"] == {"a": 1}
-    assert run(pool, "echo")[-1][1]["pid"] == events[-1][1]["pid"]  # warm worker reused
+    value = events[-1][1]
+    assert value["payload"]["a"] == 1 and {"workdir", "out_dir"} <= set(value["payload"])
+    again = run(pool, "echo")[-1][1]
+    assert again["worker"] == value["worker"]  # the same warm worker (imported once)...
+    assert again["pid"] != value["pid"]  # ...but every task runs in a new process
 
 
 def test_crash_fails_only_that_request(pool):
-    before = run(pool, "echo")[-1][1]["pid"]
+    before = run(pool, "echo")[-1][1]["worker"]
     with pytest.raises(FailedPrecondition) as err:  # TensorFlow crashing on an upload is not INTERNAL
         run(pool, "abort")
     assert "worker crashed (signal SIGABRT)" in err.value.message and "keeps serving" in err.value.message
     assert err.value.reason == "ERROR_REASON_WORKER_CRASHED"
-    after = run(pool, "echo")[-1][1]["pid"]
-    assert after != before and pool.alive() == 1
+    after = run(pool, "echo")[-1][1]["worker"]
+    assert after == before  # only the task's process died; the warm worker serves on
 
 
 def test_a_worker_killed_by_the_system_is_resource_exhausted(pool):
@@ -54,15 +57,16 @@ def test_errors_cross_the_process_boundary(pool):
     assert run(pool, "echo")[-1][0] == "result"
 
 
-def test_deadline_kills_and_replaces_the_worker(pool):
+def test_deadline_kills_the_task_not_the_warm_worker(pool):
+    worker = run(pool, "echo")[-1][1]["worker"]
     start = time.monotonic()
     with pytest.raises(DeadlineExceeded, match="deadline"):
         run(pool, "sleep", {"seconds": 60}, timeout=1.0)
     assert time.monotonic() - start < 10
-    assert run(pool, "echo")[-1][0] == "result"
+    assert run(pool, "echo")[-1][1]["worker"] == worker
 
 
-def test_cancel_stops_the_worker(pool):
+def test_cancel_stops_the_task(pool):
     flag = {"cancel": False}
     gen = pool.run("sleep", {"seconds": 60}, cancelled=lambda: flag["cancel"])
     assert next(gen)[1] == "queued"
@@ -73,12 +77,12 @@ def test_cancel_stops_the_worker(pool):
 
 
 def test_workers_recycled_after_max_tasks(pool):
-    first = {run(pool, "echo")[-1][1]["pid"] for _ in range(3)}  # max_tasks=3
+    first = {run(pool, "echo")[-1][1]["worker"] for _ in range(3)}  # max_tasks=3
     assert len(first) == 1
     pids = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not pids or pids[-1] in first):
-        pids.append(run(pool, "echo")[-1][1]["pid"])
+        pids.append(run(pool, "echo")[-1][1]["worker"])
     assert pids[-1] not in first  # the warmed replacement took over
     assert pool.alive() == 1  # and the old worker was stopped
 
@@ -97,7 +101,7 @@ def test_recycling_never_makes_a_call_wait_for_the_replacement_to_warm(tmp_path,
     in the sandbox too (whose workers die with the thread that started them, so all
     are started from the pool's own long-lived thread)."""
     box = _sandbox_or_skip(tmp_path) if sandboxed else None
-    p = WorkerPool(size=1, target="pool_tasks:slow_warm", max_tasks=2, sandbox=box).start()
+    p = WorkerPool(size=1, target="pool_tasks:slow_warm", max_tasks=2, sandbox=box, tasks_root=str(tmp_path)).start()
     try:
         run(p, "echo")  # the first call waits for the first worker to warm
         waits, pids = [], set()
@@ -112,39 +116,136 @@ def test_recycling_never_makes_a_call_wait_for_the_replacement_to_warm(tmp_path,
         p.close()
 
 
-def test_sandboxed_worker_sees_inputs_read_only_one_writable_folder_no_network(tmp_path, monkeypatch):
-    """The worker sandbox (bubblewrap): the staged input is readable but not writable
-    (a hard link into the store must not be writable through it), the output folder
-    is writable, the rest of the data directory and the network are out of reach,
-    the server's environment is not passed on."""
+def test_sandboxed_task_sees_its_inputs_read_only_its_output_folder_nothing_else(tmp_path, monkeypatch):
+    """A task's sandbox: its staged input readable but not writable (a hard link into
+    the store must not be writable through it), its output folder writable, the data
+    directory, other tasks and the network out of reach, the server's environment
+    not passed on."""
     import socket
 
-    from tffreeze_server import sandbox
-
-    if sandbox.find_bwrap() is None and not os.environ.get("TFFREEZE_REQUIRE_SANDBOX"):
-        pytest.skip("bwrap (bubblewrap) is not installed; `make setup` installs it and CI requires it")
-    work, out, private = tmp_path / "work", tmp_path / "out", tmp_path / "blobs"
-    for d in (work, out, private):
+    box = _sandbox_or_skip(tmp_path)
+    tasks, private = tmp_path / "tasks", tmp_path / "blobs"
+    for d in (tasks, private):
         d.mkdir()
-    (work / "model.ckpt.index").write_bytes(b"index")
     (private / "secret").write_bytes(b"store")
     monkeypatch.setenv("TFFREEZE_TEST_SECRET", "token-123")
-    box = sandbox.create("bwrap", readable=[str(work)], writable=[str(out)])
+    from tffreeze_server import sandbox
+
+    box = sandbox.create("bwrap", readable=[], writable=[str(tasks)])
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
-    p = WorkerPool(size=1, target="pool_tasks:probe", sandbox=box).start()
+    p = WorkerPool(size=1, target="pool_tasks:probe", sandbox=box, tasks_root=str(tasks)).start()
     try:
-        got = run(p, "probe", {"input_file": str(work / "model.ckpt.index"), "output_file": str(out / "g.pb"),
-                               "outside_file": str(private / "secret"), "outside_dir": str(private),
-                               "port": listener.getsockname()[1]})[-1][1]
+        with p.task() as task:
+            with open(os.path.join(task.in_dir, "model.ckpt.index"), "wb") as fh:
+                fh.write(b"index")
+            got = run(p, "probe", {"input_file": "/tmp/in/model.ckpt.index", "output_file": "/tmp/out/g.pb",
+                                   "outside_file": str(private / "secret"), "outside_dir": str(private),
+                                   "port": listener.getsockname()[1]}, task=task)[-1][1]
+            assert open(os.path.join(task.in_dir, "model.ckpt.index"), "rb").read() == b"index"
+            assert open(os.path.join(task.out_dir, "g.pb"), "rb").read() == b"x"
     finally:
         p.close()
         listener.close()
     assert got["read_input"] == "allowed" and got["write_output"] == "allowed"
     assert got["write_input"] != "allowed" and got["read_outside"] != "allowed" and got["write_home"] != "allowed"
     assert got["connect"] != "allowed" and got["secret_env"] is None
-    assert (work / "model.ckpt.index").read_bytes() == b"index" and not (private / "dropped").exists()
-    assert (out / "g.pb").read_bytes() == b"x"
-    assert got["data_dir"] == ["out", "work"]  # the store beside them is not there at all
+    assert not (private / "dropped").exists()
+    assert got["data_dir"] in ("FileNotFoundError", "PermissionError", []), got  # the data directory is not there
     assert "home" not in got["root"] and "srv" not in got["root"], got["root"]
+
+
+def _stage(task, name, data):
+    with open(os.path.join(task.in_dir, name), "wb") as fh:
+        fh.write(data)
+
+
+def test_two_tasks_at_once_cannot_see_or_touch_each_other(tmp_path):
+    """Two tasks run at the same time in one pool: neither lists, reads or writes the
+    other's folder (by the server's paths), and each sees only its own process."""
+    import threading
+
+    box = _sandbox_or_skip(tmp_path)
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    from tffreeze_server import sandbox
+
+    box = sandbox.create("bwrap", readable=[], writable=[str(tasks)])
+    p = WorkerPool(size=2, target="pool_tasks:hostile", sandbox=box, tasks_root=str(tasks)).start()
+    try:
+        with p.task() as victim, p.task() as attacker:
+            _stage(victim, "model.ckpt.index", b"victim's secret")
+            _stage(attacker, "mine", b"x")
+            held = {}
+            t = threading.Thread(target=lambda: held.update(
+                v=run(p, "hold", {"seconds": 3, "mark": "victim"}, task=victim)[-1][1]))
+            t.start()
+            time.sleep(1.0)  # the victim's task is running
+            got = run(p, "neighbour", {"other_input": os.path.join(victim.in_dir, "model.ckpt.index"),
+                                       "other_output": os.path.join(victim.out_dir, "frozen.pb"),
+                                       "tasks_root": str(tasks)}, task=attacker)[-1][1]
+            t.join()
+            assert held["v"] == ["model.ckpt.index"]
+            assert open(os.path.join(victim.out_dir, "frozen.pb"), "rb").read() == b"victim"
+    finally:
+        p.close()
+    assert got["read_input"] != "victim's secret" and got["write_output"] != "allowed", got
+    assert got["list_tasks"] in ([], "PermissionError", "FileNotFoundError"), got
+    assert got["own_input"] == ["mine"]
+    assert got["pid"] == 1 and got["reached"] == [], got  # alone in its PID namespace, no other process reachable
+
+
+def test_a_descriptor_kept_by_a_task_is_gone_before_its_result(tmp_path):
+    """A task forks a process that keeps a descriptor on its output and rewrites it
+    later: the result is only handed over once every process of the task is gone,
+    so the output the server then copies can no longer change."""
+    box = _sandbox_or_skip(tmp_path)
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    from tffreeze_server import sandbox
+
+    box = sandbox.create("bwrap", readable=[], writable=[str(tasks)])
+    p = WorkerPool(size=1, target="pool_tasks:hostile", sandbox=box, tasks_root=str(tasks)).start()
+    try:
+        with p.task() as task:
+            run(p, "linger", {"seconds": 2}, task=task)
+            out = os.path.join(task.out_dir, "frozen.pb")
+            holders = [pid for pid in os.listdir("/proc") if pid.isdigit() and _holds(pid, out)]
+            assert holders == []
+            time.sleep(2.5)  # past the moment the lingering process would have rewritten it
+            assert open(out, "rb").read() == b"honest"
+    finally:
+        p.close()
+
+
+def _holds(pid: str, path: str) -> bool:
+    try:
+        fds = os.listdir("/proc/%s/fd" % pid)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == path:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+@pytest.mark.parametrize("kind", ["pickle", "huge", "bad_error"])
+def test_the_server_trusts_no_frame_a_task_sends(tmp_path, kind):
+    """A task writes frames of its own making: a pickle that would run a command if
+    unpickled, a frame declaring 2 GiB, a frame of the wrong shape. Each ends that
+    task with FAILED_PRECONDITION; nothing runs, the pool keeps serving."""
+    marker = tmp_path / "pwned"
+    p = WorkerPool(size=1, target="pool_tasks:hostile").start()
+    try:
+        with pytest.raises(FailedPrecondition) as err:
+            run(p, kind, {"marker": str(marker)})
+        assert err.value.reason == "ERROR_REASON_WORKER_CRASHED"
+        assert "malformed" in err.value.message
+        assert run(p, "echo")[-1][0] == "result"
+    finally:
+        p.close()
+    assert not marker.exists()
