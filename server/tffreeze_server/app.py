@@ -22,7 +22,7 @@ from . import auth, metrics, sandbox
 from .blobstore import BlobStore
 from .core.spec import ServerLimits
 from .servicer import FreezeServicer
-from .settings import MAX_MESSAGE_BYTES, ServerSettings
+from .settings import DEFAULT_DRAIN_SECONDS, MAX_MESSAGE_BYTES, ServerSettings
 from . import webguard
 from .webguard import WebGuard
 from .workers import WorkerPool
@@ -103,7 +103,8 @@ class Server:
     def web_port(self) -> Optional[int]:
         return self.web.server_port if self.web is not None else None
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float = DEFAULT_DRAIN_SECONDS) -> None:
+        """Stop taking calls; calls in flight have ``grace`` seconds to finish."""
         self.stopping.set()
         self.health.enter_graceful_shutdown()
         if self.metrics_http is not None:
@@ -133,11 +134,14 @@ def _security(settings: ServerSettings):
         tokens = auth.TokenCheck(auth.load_tokens(settings.auth_token_file)) if settings.auth_token_file else None
     except auth.AuthConfigError as exc:
         raise OSError(str(exc)) from None
-    if not auth.is_loopback(settings.host) and not settings.insecure and (tls is None or tokens is None):
+    exposed = [h for h in (settings.host, settings.metrics_host if settings.metrics_port is not None else None)
+               if h and not auth.is_loopback(h)]
+    if exposed and not settings.insecure and (tls is None or tokens is None):
         missing = " and ".join(m for m, ok in (("TLS (--tls-cert/--tls-key)", tls is not None),
                                                ("a token (--auth-token-file)", tokens is not None)) if not ok)
         raise OSError("refusing to listen on %s without %s: anyone who can reach it could upload graphs and read "
-                      "frozen models. Add them, or pass --insecure on a trusted network." % (settings.host, missing))
+                      "frozen models (or read the server's metrics). Add them, or pass --insecure on a trusted "
+                      "network." % (exposed[0], missing))
     return tls, tokens
 
 
@@ -177,9 +181,11 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                                   ("grpc.so_reuseport", 0)],
                          interceptors=[auth.TokenInterceptor(tokens)] if tokens is not None else None)
     servicer = FreezeServicer(store, pool, max_call_seconds=settings.max_call_seconds,
-                              result_cache=settings.result_cache, shared_results=shared_results, limits=ServerLimits(
+                              result_cache=settings.result_cache, shared_results=shared_results,
+                              verify_seconds=settings.verify_seconds, limits=ServerLimits(
         sandboxed=box is not None, max_graph_file_bytes=settings.max_graph_file_bytes,
-        max_graph_nodes=settings.max_graph_nodes, max_function_depth=settings.max_function_depth))
+        max_graph_nodes=settings.max_graph_nodes, max_function_depth=settings.max_function_depth,
+        max_import_constant_bytes=settings.task_memory_bytes // 4))
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -214,12 +220,15 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
             if settings.store:
                 out["shared"] = store.stored_bytes()
             return out
+        metrics_host = settings.metrics_host or "127.0.0.1"
         try:
-            srv.metrics_http, srv.metrics_port = metrics.serve(settings.metrics_port, host, sizes, pool.alive)
+            srv.metrics_http, srv.metrics_port = metrics.serve(settings.metrics_port, metrics_host, sizes, pool.alive,
+                                                               ssl_context=tls[1] if tls is not None else None,
+                                                               tokens=tokens)
         except OSError as exc:
             srv.stop(0)
             raise OSError("cannot serve metrics on %s:%d (%s); pick another --metrics-port"
-                          % (host, settings.metrics_port, exc)) from None
+                          % (metrics_host, settings.metrics_port, exc)) from None
     return srv
 
 
@@ -261,12 +270,14 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
     if settings.store:
         boxed += ", shared store %s" % settings.store
     if srv.metrics_port is not None:
-        web += "; metrics on http://%s:%d/metrics" % (host, srv.metrics_port)
+        web += "; metrics on %s://%s:%d/metrics" % ("https" if settings.tls_cert else "http",
+                                                    settings.metrics_host or "127.0.0.1", srv.metrics_port)
     print("tffreeze server listening on %s:%d (data dir %s, %d worker(s), %s%s)"
           % (host, srv.port, os.path.abspath(settings.data_dir), settings.workers, boxed, web), file=out, flush=True)
     stop.wait()
-    print("tffreeze server shutting down", file=out, flush=True)
-    srv.stop()
+    print("tffreeze server shutting down (calls in flight have %g s to finish)" % settings.drain_seconds, file=out,
+          flush=True)
+    srv.stop(settings.drain_seconds)
     return 0
 
 

@@ -34,6 +34,8 @@ from .core.errors import FailedPrecondition, InvalidArgument, NotFound, Resource
 
 CHUNK = 1 << 20  # 1 MiB: the largest chunk either direction carries.
 MAX_UPLOAD_ID = 128
+MAX_OPEN_UPLOADS = 256  # resumable uploads in progress (each reserves its declared size)
+MAX_OPEN_UPLOADS_PER_ID = 32  # of those, sharing one upload_id
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -82,8 +84,11 @@ class BlobStore:
 
     def _partial(self, sha256: str, size: int, upload_id: str) -> str:
         """One file per (blob, uploader): ``<sha256>-<declared size>-<hash of the upload id>``."""
-        owner = hashlib.sha256(upload_id.encode("utf-8")).hexdigest()[:16]
-        return os.path.join(self.root, "partial", "%s-%d-%s" % (sha256, size, owner))
+        return os.path.join(self.root, "partial", "%s-%d-%s" % (sha256, size, self._owner(upload_id)))
+
+    @staticmethod
+    def _owner(upload_id: str) -> str:
+        return hashlib.sha256(upload_id.encode("utf-8")).hexdigest()[:16]
 
     def _partials(self) -> List[Tuple[str, int, float]]:
         """(path, declared size, last write time) of every partial upload."""
@@ -112,16 +117,34 @@ class BlobStore:
                     pass
         return gone
 
-    def _reserve_partial(self, size: int) -> None:
-        """A new resumable upload reserves its declared size: partial uploads together
-        may not declare more than the store's cap (idle ones expire first)."""
+    def _reserve_partial(self, size: int, upload_id: str) -> None:
+        """A new resumable upload reserves its declared size, but only what fits beside
+        the stored blobs and the other reservations without evicting a blob used within
+        the last ``partial_ttl`` seconds (another client may still need it): idle
+        uploads expire and long-unused blobs are evicted first; beyond that it is
+        RESOURCE_EXHAUSTED. At most MAX_OPEN_UPLOADS reservations are open, and
+        MAX_OPEN_UPLOADS_PER_ID for one upload_id."""
         self.expire_partials()
-        reserved = sum(s for _, s, _ in self._partials())
-        if reserved + size > self.max_bytes:
+        partials = self._partials()
+        owner = self._owner(upload_id)
+        mine = sum(1 for path, _, _ in partials if path.endswith("-" + owner))
+        if len(partials) >= MAX_OPEN_UPLOADS or mine >= MAX_OPEN_UPLOADS_PER_ID:
             raise ResourceExhausted(
-                "resumable uploads in progress already declare %d bytes and this one %d, over the store's cap of %d "
-                "bytes; finish or wait for them (idle uploads expire after %d s), or start the server with a larger "
-                "--max-store-bytes" % (reserved, size, self.max_bytes, self.partial_ttl), "ERROR_REASON_STORE_FULL")
+                "too many resumable uploads are open (%s); finish or abandon some (idle ones expire after %d s)"
+                % ("%d of at most %d for this upload_id" % (mine, MAX_OPEN_UPLOADS_PER_ID)
+                   if mine >= MAX_OPEN_UPLOADS_PER_ID else "%d, at most %d" % (len(partials), MAX_OPEN_UPLOADS),
+                   self.partial_ttl), "ERROR_REASON_STORE_FULL")
+        reserved = sum(s for _, s, _ in partials)
+        free = self.max_bytes - reserved - self._blob_bytes()
+        if size > free:
+            free += self._evict(size - free, idle_for=self.partial_ttl)
+        if size > free:
+            raise ResourceExhausted(
+                "a resumable upload of %d bytes does not fit: the store's cap is %d bytes, resumable uploads in "
+                "progress reserve %d and recently used blobs hold the rest (only %d bytes are free). Retry once uploads "
+                "in progress finish (idle ones expire after %d s), upload without resuming (UploadBlob), or start "
+                "the server with a larger --max-store-bytes" % (size, self.max_bytes, reserved, max(0, free),
+                                                                 self.partial_ttl), "ERROR_REASON_STORE_FULL")
 
     # -- queries ---------------------------------------------------------
     def _local_has(self, sha256: str, size: int) -> bool:
@@ -150,8 +173,8 @@ class BlobStore:
             raise ResourceExhausted("blob of %d bytes exceeds the store's cap of %d bytes; start the server "
                                     "with a larger --max-store-bytes" % (size, self.max_bytes), "ERROR_REASON_STORE_FULL")
 
-    def _make_room(self, size: int) -> None:
-        self._check_fits(size)
+    def _blobs(self) -> List[Tuple[float, int, str]]:
+        """(last use, size, path) of every stored blob."""
         entries = []
         for root, _, files in os.walk(os.path.join(self.root, "blobs")):
             for f in files:
@@ -161,15 +184,39 @@ class BlobStore:
                 except OSError:
                     continue
                 entries.append((st.st_mtime, st.st_size, p))
-        total = sum(e[1] for e in entries) + sum(s for _, s, _ in self._partials())
-        for _, sz, p in sorted(entries):
-            if total + size <= self.max_bytes:
+        return entries
+
+    def _blob_bytes(self) -> int:
+        return sum(e[1] for e in self._blobs())
+
+    def _evict(self, wanted: int, idle_for: float = 0.0) -> int:
+        """Evict least recently used blobs (only those unused for ``idle_for`` seconds)
+        until ``wanted`` bytes are freed; returns the bytes freed."""
+        freed = 0
+        now = time.time()
+        for mtime, sz, p in sorted(self._blobs()):
+            if freed >= wanted or now - mtime < idle_for:
                 break
             try:
                 os.unlink(p)
-                total -= sz
+                freed += sz
             except OSError:
                 pass
+        return freed
+
+    def _make_room(self, size: int) -> None:
+        """Evict least recently used blobs until ``size`` more bytes fit; when they cannot
+        fit even with every blob gone (reservations hold the rest), nothing is evicted."""
+        self._check_fits(size)
+        reserved = sum(s for _, s, _ in self._partials())
+        if reserved + size > self.max_bytes:
+            raise ResourceExhausted(
+                "a blob of %d bytes does not fit: resumable uploads in progress reserve %d of the store's %d bytes; "
+                "retry once they finish or expire, or start the server with a larger --max-store-bytes"
+                % (size, reserved, self.max_bytes), "ERROR_REASON_STORE_FULL")
+        over = self._blob_bytes() + reserved + size - self.max_bytes
+        if over > 0:
+            self._evict(over)
 
     def commit_file(self, tmp_path: str, sha256: str, size: int, actual_sha256: Optional[str] = None) -> None:
         """Verify a complete temporary file and move it into place (or drop it if
@@ -315,7 +362,7 @@ class BlobStore:
         with self._lock:
             current = os.path.getsize(part) if os.path.exists(part) else 0
             if current == 0 and offset == 0 and not os.path.exists(part):
-                self._reserve_partial(size)
+                self._reserve_partial(size, upload_id)
             if offset != current:
                 raise FailedPrecondition("chunk at offset %d but %d bytes of %s are committed; resume at %d"
                                          % (offset, current, sha256[:12], current), "ERROR_REASON_WRONG_OFFSET",

@@ -11,10 +11,11 @@ from typing import List, Optional
 from . import __version__
 from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS, DEFAULT_PORT, DEFAULT_SANDBOX,
                        DEFAULT_WORKERS, DEFAULT_WORKER_MAX_TASKS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
-                       DEFAULT_MAX_GRAPH_NODES, ServerSettings)
+                       DEFAULT_MAX_GRAPH_NODES, DEFAULT_TASK_MEMORY_BYTES, DEFAULT_VERIFY_SECONDS, DEFAULT_DRAIN_SECONDS,
+                       ServerSettings)
 
 DESCRIPTION = ("Run the tffreeze gRPC server (health and reflection included). Prints 'listening on HOST:PORT' "
-               "once it accepts calls; SIGTERM/SIGINT drain in-flight calls and stop it.")
+               "once it accepts calls; SIGTERM/SIGINT drain in-flight calls (--drain-seconds) and stop it.")
 EPILOG = """\
 examples:
   tffreeze serve                                   # 127.0.0.1:50051, data in ./.tffreeze-data
@@ -62,6 +63,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "writable output folder, nothing else of the file system). auto (default): when bwrap "
                         "works here; bwrap: refuse to start without it; none: no sandbox. Without a sandbox, "
                         "TF2 SavedModels (loading runs their functions) and verify are refused")
+    p.add_argument("--task-memory-bytes", type=int, default=DEFAULT_TASK_MEMORY_BYTES, metavar="B",
+                   help="memory one task may allocate beyond the warm worker (~540 MiB), enforced by the kernel "
+                        "(RLIMIT_DATA in the task's sandbox); TensorFlow constants an uploaded graph would build at "
+                        "import are refused above a quarter of it. Over it: RESOURCE_EXHAUSTED, the server keeps "
+                        "serving. 0: no limit (default: %(default)s = 3 GiB)")
+    p.add_argument("--verify-seconds", type=float, default=DEFAULT_VERIFY_SECONDS, metavar="S",
+                   help="longest the verify stage of a freeze may run the graphs; over it the task is stopped and "
+                        "the call is DEADLINE_EXCEEDED (default: %(default)s)")
+    p.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS, metavar="S",
+                   help="on SIGTERM/SIGINT, how long calls in flight may take to finish before they are cancelled "
+                        "(default: %(default)s)")
     p.add_argument("--max-graph-file-bytes", type=int, default=DEFAULT_MAX_GRAPH_FILE_BYTES, metavar="B",
                    help="largest uploaded graph file (.meta, GraphDef, saved_model.pb) the server parses; larger "
                         "is RESOURCE_EXHAUSTED before parsing (default: %(default)s = 1 GiB)")
@@ -79,7 +91,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--s3-endpoint", metavar="URL",
                    help="an S3-compatible endpoint instead of AWS (MinIO, Ceph RGW, ...), e.g. http://minio:9000")
     g.add_argument("--metrics-port", type=int, default=None, metavar="M",
-                   help="serve Prometheus metrics at http://HOST:M/metrics (0 picks a free port)")
+                   help="serve Prometheus metrics at http://127.0.0.1:M/metrics (0 picks a free port); with TLS "
+                        "and tokens, over https and only with a token, like the other ports")
+    g.add_argument("--metrics-host", default=None, metavar="ADDR",
+                   help="listen for metrics on ADDR instead of loopback (e.g. 0.0.0.0 for a Prometheus scraper on "
+                        "another host); a non-loopback address needs TLS and a token, unless --insecure")
     g = p.add_argument_group("TLS and authentication (required for a non-loopback --host unless --insecure)")
     g.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM) for TLS on both ports")
     g.add_argument("--tls-key", metavar="PEM", help="private key (PEM) of --tls-cert")
@@ -114,7 +130,9 @@ def settings_from(args) -> ServerSettings:
                           max_function_depth=args.max_function_depth, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           tls_client_ca=args.tls_client_ca, auth_token_file=args.auth_token_file,
                           insecure=args.insecure, store=args.store, s3_endpoint=args.s3_endpoint,
-                          metrics_port=args.metrics_port)
+                          metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                          task_memory_bytes=args.task_memory_bytes, verify_seconds=args.verify_seconds,
+                          drain_seconds=args.drain_seconds)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int:

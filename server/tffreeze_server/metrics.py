@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -59,11 +59,39 @@ class StageTimer:
         FREEZE_SECONDS.observe(time.monotonic() - self.start)
 
 
+def _guarded(app, tokens):
+    """The metrics app behind the server's bearer tokens (when it has any)."""
+    def guarded(environ, start_response):
+        if tokens is not None and not tokens.accepts(environ.get("HTTP_AUTHORIZATION")):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                                ("WWW-Authenticate", 'Bearer realm="tffreeze"')])
+            return [b"metrics need an authorization: Bearer TOKEN header (tffreeze serve --auth-token-file)\n"]
+        return app(environ, start_response)
+    return guarded
+
+
 def serve(port: int, host: str, store_bytes: Callable[[], dict], workers: Callable[[], int],
-          refresh_seconds: float = 30.0):
-    """Serve /metrics on host:port (0: a free port); store sizes are refreshed in the
-    background (listing a bucket is not free). Returns (http server, bound port)."""
-    httpd, _ = start_http_server(port, addr=host, registry=REGISTRY)
+          refresh_seconds: float = 30.0, ssl_context=None, tokens=None):
+    """Serve /metrics on host:port (0: a free port), over TLS and behind the bearer
+    tokens when given (the server's own); store sizes are refreshed in the background
+    (listing a bucket is not free). Returns (http server, bound port)."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 - the stdlib's name
+            pass
+
+    httpd = make_server(host, port, _guarded(make_wsgi_app(REGISTRY), tokens), server_class=Server,
+                        handler_class=Quiet)
+    if ssl_context is not None:
+        httpd.socket = ssl_context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, name="tffreeze-metrics-http", daemon=True).start()
 
     def refresh():
         while True:

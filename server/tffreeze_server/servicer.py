@@ -17,7 +17,7 @@ from . import __version__, metrics, results, webguard, wire
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
-from .settings import DEFAULT_MAX_CALL_SECONDS
+from .settings import DEFAULT_MAX_CALL_SECONDS, DEFAULT_VERIFY_SECONDS
 
 MAX_INLINE_GRAPH = 2 << 20  # FreezeRequest.inline_graph_bytes is capped here (gRPC's 4 MiB message cap)
 from .status import mapped, mapped_stream
@@ -111,11 +111,13 @@ def _recipe_paths(pieces, paths):
 
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits(),
-                 max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS, result_cache: bool = True, shared_results=None):
+                 max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS, result_cache: bool = True, shared_results=None,
+                 verify_seconds: float = DEFAULT_VERIFY_SECONDS):
         self.store = store
         self.pool = pool
         self.limits = limits
         self.max_call_seconds = max_call_seconds  # a call without a deadline (gRPC-Web) still gets one
+        self.verify_seconds = verify_seconds  # the longest the verify stage of a freeze may run
         self.results = results.ResultCache(store.root, store, shared_results) if result_cache else None
 
     # -- blobs -------------------------------------------------------------
@@ -237,7 +239,9 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         timeout = min(remaining, self.max_call_seconds) if remaining is not None else self.max_call_seconds
         payload = dict(extra, options=wire.b64(request.options.SerializeToString()),
                        limits=dataclasses.asdict(self.limits))
-        return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled, task=task)
+        limits = {freeze_pb2.STAGE_VERIFYING: (self.verify_seconds, "verify (running the original and frozen graphs; "
+                                               "tffreeze serve --verify-seconds)")}
+        return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled, task=task, stage_limits=limits)
 
     def _inline(self, request, result) -> Iterator[freeze_pb2.FreezeResponse]:
         """The graph's bytes as an event, when the request takes them inline."""

@@ -40,6 +40,8 @@ DEFAULT_MAX_CALL_SECONDS = 1800.0  # the longest a freeze/inspect may run, whate
 DEFAULT_MAX_GRAPH_FILE_BYTES = 1 << 30  # an uploaded .meta / GraphDef / saved_model.pb, checked before parsing
 DEFAULT_MAX_GRAPH_NODES = 500_000  # nodes of the uploaded graph, library functions included
 DEFAULT_MAX_FUNCTION_DEPTH = 32  # functions calling functions
+DEFAULT_VERIFY_SECONDS = 60.0  # the verify stage of a freeze (it runs the graphs), beyond which it is stopped
+DEFAULT_DRAIN_SECONDS = 30.0  # on SIGTERM, how long calls in flight may take to finish
 DEFAULT_TASK_MEMORY_BYTES = 3 << 30  # what one task may allocate beyond the warm worker (RLIMIT_DATA)
 MAX_MESSAGE_BYTES = 4 << 20  # gRPC's message cap, both directions
 
@@ -70,4 +72,7 @@ class ServerSettings:
     store: Optional[str] = None  # s3://BUCKET/PREFIX: a store shared by replicas (s3store.py); None: data_dir only
     s3_endpoint: Optional[str] = None  # an S3-compatible endpoint (MinIO, Ceph, moto...); None: AWS
     metrics_port: Optional[int] = None
-    task_memory_bytes: int = DEFAULT_TASK_MEMORY_BYTES  # serve Prometheus metrics on this port (0: a free one)
+    task_memory_bytes: int = DEFAULT_TASK_MEMORY_BYTES
+    verify_seconds: float = DEFAULT_VERIFY_SECONDS
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    metrics_host: Optional[str] = None  # where the metrics port listens; None: loopback  # serve Prometheus metrics on this port (0: a free one)

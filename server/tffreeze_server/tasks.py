@@ -48,6 +48,9 @@ def handle(kind: str, payload: dict, progress):
     from .core import engine
 
     spec = _spec(payload)
+    from .core import oppolicy
+
+    oppolicy.limit_import_constants(spec.limits.max_import_constant_bytes)
     if kind == "freeze":
         recipe: list = []
         on_plan = (lambda pieces: progress(PLAN, _plan(pieces), 0.0)) if payload.get("early_recipe") else None

@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 from . import metrics, wire
 from .core.errors import (BY_CODE, Cancelled, DeadlineExceeded, FailedPrecondition, FreezeError, Internal,
@@ -421,20 +421,30 @@ class WorkerPool:
             task.remove()
 
     def run(self, kind: str, payload: dict, timeout: Optional[float] = None,
-            cancelled: Callable[[], bool] = lambda: False, task: Optional[Task] = None) -> Iterator[Tuple]:
+            cancelled: Callable[[], bool] = lambda: False, task: Optional[Task] = None,
+            stage_limits: Optional[Dict] = None) -> Iterator[Tuple]:
         """Run a task in its own sandboxed process; yields ("progress", stage, message,
         fraction) tuples and finally ("result", value), the latter only once every
         process of the task is gone. Errors raise ``core.errors`` exceptions. The task
-        sees ``payload`` plus ``workdir`` (``task.in_dir``) and ``out_dir`` (``task.out_dir``)."""
+        sees ``payload`` plus ``workdir`` (``task.in_dir``) and ``out_dir`` (``task.out_dir``).
+        ``stage_limits``: {stage: (seconds, what)}: once the task reports that stage, it
+        has that long to report another or finish (DEADLINE_EXCEEDED naming ``what``)."""
         if task is None:
             with self.task() as own:
-                yield from self.run(kind, payload, timeout, cancelled, own)
+                yield from self.run(kind, payload, timeout, cancelled, own, stage_limits)
             return
         deadline = time.monotonic() + timeout if timeout else None
+        stage_limits = stage_limits or {}
+        in_stage = []  # (stage, started) of the last limited stage reported
 
         def check():
             if cancelled():
                 raise Cancelled("the call was cancelled; its task was stopped", "ERROR_REASON_CANCELLED")
+            if in_stage:
+                seconds, what = stage_limits[in_stage[0]]
+                if time.monotonic() - in_stage[1] > seconds:
+                    raise DeadlineExceeded("%s did not finish within %g s; its task was stopped" % (what, seconds),
+                                           "ERROR_REASON_DEADLINE", limit=str(seconds))
             if deadline is not None and time.monotonic() > deadline:
                 raise DeadlineExceeded("the %s did not finish within the call's deadline (%.0f s); its task was "
                                        "stopped. Retry with a longer deadline (timeout)." % (kind, timeout),
@@ -454,7 +464,7 @@ class WorkerPool:
                             [theirs.fileno()])
             finally:
                 theirs.close()
-            outcome, exit_info = yield from self._follow(worker, task, ours, check, kind)
+            outcome, exit_info = yield from self._follow(worker, task, ours, check, kind, stage_limits, in_stage)
             healthy = True
             if outcome is not None and outcome[0] == "ok":
                 self._release(worker)
@@ -471,7 +481,7 @@ class WorkerPool:
             if not healthy:
                 self._retire(worker, kill=True)
 
-    def _follow(self, worker: _Worker, task: Task, sock: socket.socket, check, kind: str):
+    def _follow(self, worker: _Worker, task: Task, sock: socket.socket, check, kind: str, stage_limits, in_stage):
         """Read the task's frames (progress passed on) until its processes are gone.
         Returns (its outcome or None, (exit code, maxrss_kb)). Deadline and cancel stop
         the task; a worker that breaks the format or dies raises."""
@@ -521,6 +531,10 @@ class WorkerPool:
                     os.close(fd)  # a task sends no descriptors
                 for msg in msgs:
                     if msg[0] == "progress":
+                        if msg[1] in stage_limits:
+                            in_stage[:] = [msg[1], time.monotonic()]
+                        elif msg[1] != "plan":
+                            in_stage[:] = []
                         if outcome is None:
                             yield msg
                     elif outcome is None:

@@ -95,3 +95,64 @@ def test_a_blob_larger_than_the_store_is_refused_before_any_byte_is_written(tmp_
     with pytest.raises(ResourceExhausted):
         store.write_chunk(sha, size, 0, b"x" * CHUNK, finish=False)
     assert leftovers(store) == []
+
+
+def _fill(store, n, size=100):
+    blobs = [os.urandom(size) for _ in range(n)]
+    for b in blobs:
+        store.write_stream(*digest(b), iter([(0, b)]))
+    return blobs
+
+
+def test_a_reservation_never_evicts_blobs_in_use(tmp_path):
+    """Finding 4: a resumable upload declaring nearly the whole cap (one byte sent) used
+    to make the next small upload evict every other client's blobs. Now the reservation
+    is refused at its first chunk, and nothing is evicted."""
+    store = BlobStore(str(tmp_path), max_bytes=1000)
+    blobs = _fill(store, 5)  # 500 bytes other clients just uploaded
+    with pytest.raises(ResourceExhausted) as err:
+        store.write_chunk("ab" * 32, 990, 0, b"x", finish=False, upload_id="attacker")
+    assert err.value.reason == "ERROR_REASON_STORE_FULL" and "does not fit" in err.value.message
+    small = os.urandom(10)
+    store.write_stream(*digest(small), iter([(0, small)]))
+    assert store.missing([digest(b) for b in blobs]) == []  # every victim's blob is still there
+    # what fits beside them is reserved
+    assert store.write_chunk("cd" * 32, 400, 0, b"x", finish=False, upload_id="ok") == (1, False)
+
+
+def test_eviction_stops_when_nothing_can_fit(tmp_path):
+    """A reservation holds most of the cap: a blob that could not fit even with every
+    other blob gone is refused without evicting any."""
+    store = BlobStore(str(tmp_path), max_bytes=1000)
+    assert store.write_chunk("ab" * 32, 700, 0, b"x", finish=False, upload_id="a") == (1, False)
+    blobs = _fill(store, 2)  # 200 bytes: 900 of 1000 used
+    big = os.urandom(400)
+    with pytest.raises(ResourceExhausted, match="reserve 700"):
+        store.write_stream(*digest(big), iter([(0, big)]))
+    assert store.missing([digest(b) for b in blobs]) == []
+
+
+def test_a_reservation_may_evict_only_long_unused_blobs(tmp_path):
+    store = BlobStore(str(tmp_path), max_bytes=1000, partial_ttl=60)
+    old = _fill(store, 5)
+    for b in old[:3]:
+        os.utime(store.path(digest(b)[0]), (1000, 1000))  # unused for decades
+    assert store.write_chunk("ab" * 32, 800, 0, b"x", finish=False, upload_id="a") == (1, False)
+    assert store.missing([digest(b) for b in old[:3]]) == [digest(b) for b in old[:3]]
+    assert store.missing([digest(b) for b in old[3:]]) == []
+
+
+def test_open_reservations_are_capped_per_upload_id_and_in_total(tmp_path, monkeypatch):
+    from tffreeze_server import blobstore
+
+    monkeypatch.setattr(blobstore, "MAX_OPEN_UPLOADS_PER_ID", 2)
+    monkeypatch.setattr(blobstore, "MAX_OPEN_UPLOADS", 3)
+    store = BlobStore(str(tmp_path), max_bytes=10000)
+    shas = [("%02x" % i) * 32 for i in range(5)]
+    store.write_chunk(shas[0], 10, 0, b"x", False, upload_id="one")
+    store.write_chunk(shas[1], 10, 0, b"x", False, upload_id="one")
+    with pytest.raises(ResourceExhausted, match="for this upload_id"):
+        store.write_chunk(shas[2], 10, 0, b"x", False, upload_id="one")
+    store.write_chunk(shas[2], 10, 0, b"x", False, upload_id="two")
+    with pytest.raises(ResourceExhausted, match="at most 3"):
+        store.write_chunk(shas[3], 10, 0, b"x", False, upload_id="three")

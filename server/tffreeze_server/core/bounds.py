@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -92,4 +92,185 @@ def check_checkpoint(reader, prefix_path: str, prefix_label: str) -> None:
                 "ERROR_REASON_CHECKPOINT_CORRUPT", prefix=prefix_label[:200], key=key[:200])
 
 
-__all__ = ["check_file", "check_graph", "check_checkpoint"]
+
+
+# -- constants TensorFlow would build while importing a graph ----------------------
+# Importing a graph evaluates constant subgraphs (the shape refiner asks for the value
+# of a Fill's dims, a Reshape's shape, ...; grappler folds constants). An op whose
+# output size is set by another tensor's *value* can then allocate far more than the
+# upload holds: Fill(dims=[100000, 100000]) reduced to a scalar that sizes another
+# Fill. These ops are bounded before anything is imported.
+
+# op -> index of the input whose value is the output's shape (or a factor of its size)
+_SHAPE_VALUE_INPUT = {
+    "Fill": 0, "BroadcastTo": 1, "Empty": 0, "ScatterNd": 2, "SparseToDense": 1, "TensorListReserve": 1,
+    "RandomUniform": 0, "RandomUniformInt": 0, "RandomStandardNormal": 0, "TruncatedNormal": 0,
+    "StatelessRandomUniform": 0, "StatelessRandomNormal": 0, "StatelessTruncatedNormal": 0,
+    "StatelessRandomUniformV2": 0, "StatelessRandomNormalV2": 0, "StatelessTruncatedNormalV2": 0,
+    "StatelessRandomUniformInt": 0, "StatelessRandomUniformIntV2": 0, "Tile": 1, "OneHot": 1,
+    "UnsortedSegmentSum": 2, "UnsortedSegmentMax": 2, "UnsortedSegmentMin": 2, "UnsortedSegmentProd": 2,
+    "Range": -1, "ResizeBilinear": 1, "ResizeNearestNeighbor": 1, "ResizeBicubic": 1, "ResizeArea": 1,
+    "MatrixDiagV2": 2, "MatrixDiagV3": 2, "Bincount": 1,
+}
+_PASS_THROUGH = {"Identity", "Snapshot", "StopGradient", "Cast", "Reshape", "Squeeze", "ExpandDims"}
+_SMALL = 4096  # values read from Const nodes for the bound: shapes and counts are small
+
+
+class _Constants:
+    """Static facts about one list of nodes (a graph or a function body): which nodes
+    depend on constants only, and the values of small integer tensors built from them."""
+
+    def __init__(self, nodes):
+        self.nodes = {n.name: n for n in nodes}
+        self._const_only: Dict[str, bool] = {}
+        self._values: Dict[str, object] = {}
+
+    @staticmethod
+    def _inputs(node) -> List[str]:
+        return [i.split(":")[0] for i in node.input if not i.startswith("^")]
+
+    def const_only(self, name: str) -> bool:
+        """The node's value is computable from Const nodes alone (TensorFlow may evaluate it at import)."""
+        if name in self._const_only:
+            return self._const_only[name]
+        stack, order = [name], []
+        while stack:  # iterative: graphs can be deep
+            n = stack.pop()
+            if n in self._const_only or n in order:
+                continue
+            order.append(n)
+            node = self.nodes.get(n)
+            if node is not None:
+                stack += [i for i in self._inputs(node) if i not in self._const_only]
+        for n in reversed(order):
+            node = self.nodes.get(n)
+            if node is None:
+                self._const_only[n] = False  # a function argument, or missing
+            elif node.op == "Const":
+                self._const_only[n] = True
+            else:
+                inputs = self._inputs(node)
+                self._const_only[n] = bool(inputs) and not _stateful(node.op) and all(
+                    self._const_only.get(i, False) for i in inputs)
+        return self._const_only[name]
+
+    def value(self, name: str, depth: int = 0):
+        """The node's value as a small int64 array, when it can be read off Consts; else None."""
+        if name in self._values:
+            return self._values[name]
+        node = self.nodes.get(name)
+        out = None
+        if node is not None and depth < 64:
+            inputs = self._inputs(node)
+            try:
+                if node.op == "Const":
+                    out = _small_const(node)
+                elif node.op in _PASS_THROUGH and inputs:
+                    v = self.value(inputs[0], depth + 1)
+                    out = None if v is None else v.reshape(-1) if node.op == "Reshape" else v
+                elif node.op == "Pack" and inputs:
+                    parts = [self.value(i, depth + 1) for i in inputs]
+                    out = None if any(p is None for p in parts) else np.array([int(p.reshape(-1)[0]) for p in parts])
+                elif node.op == "ConcatV2" and len(inputs) > 1:
+                    parts = [self.value(i, depth + 1) for i in inputs[:-1]]
+                    out = None if any(p is None for p in parts) else np.concatenate([p.reshape(-1) for p in parts])
+                elif node.op in ("Mul", "Add", "AddV2", "Sub", "Maximum", "Minimum") and len(inputs) == 2:
+                    a, b = self.value(inputs[0], depth + 1), self.value(inputs[1], depth + 1)
+                    if a is not None and b is not None:
+                        fn = {"Mul": np.multiply, "Add": np.add, "AddV2": np.add, "Sub": np.subtract,
+                              "Maximum": np.maximum, "Minimum": np.minimum}[node.op]
+                        out = fn(a.astype(object), b.astype(object))
+            except (ValueError, TypeError, IndexError):
+                out = None
+        self._values[name] = out
+        return out
+
+    def elements(self, name: str) -> Optional[int]:
+        """Elements of a Const's output (its declared shape), else None."""
+        node = self.nodes.get(name)
+        if node is None or node.op != "Const":
+            return None
+        dims = [max(0, int(d.size)) for d in node.attr["value"].tensor.tensor_shape.dim]
+        return int(np.prod(dims, dtype=object)) if dims else 1
+
+
+def _stateful(op: str) -> bool:
+    try:
+        from tensorflow.python.framework import op_def_registry
+    except ImportError:  # pragma: no cover - the engine always has TensorFlow
+        return False
+    op_def = op_def_registry.get(op)
+    return op_def is None or op_def.is_stateful
+
+
+def _small_const(node):
+    tensor = node.attr["value"].tensor
+    dims = [int(d.size) for d in tensor.tensor_shape.dim]
+    if int(np.prod(dims, dtype=object) if dims else 1) > _SMALL:
+        return None
+    from tensorflow.python.framework import tensor_util
+
+    value = tensor_util.MakeNdarray(tensor)
+    if value.dtype.kind not in "iu":
+        return None
+    return value.astype(object)
+
+
+def _bound(c: _Constants, node) -> Tuple[Optional[int], Optional[str]]:
+    """(an upper bound on the node's output elements or None, the node that sets its size)."""
+    inputs = c._inputs(node)
+    if node.op == "Range" and len(inputs) >= 3:
+        start, limit, delta = (c.value(i) for i in inputs[:3])
+        if start is None or limit is None or delta is None or int(delta.reshape(-1)[0]) == 0:
+            return None, inputs[1]
+        return max(0, -(-(int(limit.reshape(-1)[0]) - int(start.reshape(-1)[0])) // int(delta.reshape(-1)[0]))), None
+    index = _SHAPE_VALUE_INPUT[node.op]
+    if index >= len(inputs):
+        return 0, None
+    size_input = inputs[index]
+    v = c.value(size_input)
+    if v is None:
+        return None, size_input
+    count = int(np.prod([max(0, int(x)) for x in v.reshape(-1)], dtype=object)) if v.size else 1
+    if node.op in ("Tile", "OneHot", "UnsortedSegmentSum", "UnsortedSegmentMax", "UnsortedSegmentMin",
+                   "UnsortedSegmentProd"):
+        other = c.elements(inputs[0])
+        if other is None:
+            return (None, inputs[0]) if c.const_only(inputs[0]) else (count, None)
+        count *= max(1, other)
+    return count, None
+
+
+def check_import_constants(graph_def, limit: int) -> None:
+    """Refuse (RESOURCE_EXHAUSTED, ERROR_REASON_MEMORY_LIMIT) a graph or function holding
+    an op that TensorFlow could evaluate from constants while importing it and whose
+    output would be over ``limit`` bytes (at 8 bytes per element), or whose size comes
+    from constants the server cannot bound; nothing is imported or allocated first."""
+    if not limit:
+        return
+    bodies = [("", graph_def.node)] + [(f.signature.name + "/", f.node_def) for f in graph_def.library.function]
+    for prefix, nodes in bodies:
+        c = None
+        for node in nodes:
+            if node.op not in _SHAPE_VALUE_INPUT:
+                continue
+            c = c or _Constants(nodes)
+            count, unknown = _bound(c, node)
+            if count is None:
+                if not c.const_only(unknown):
+                    continue  # its size depends on a feed or a variable: known only when it runs
+                raise ResourceExhausted(
+                    "%s (%s) gets its size from constants (%s) that TensorFlow would evaluate while importing the "
+                    "graph, and the server cannot bound them; it refuses such graphs before importing them. "
+                    "Write the size as a constant, or feed it." % ((prefix + node.name)[:200], node.op, unknown[:200]),
+                    "ERROR_REASON_MEMORY_LIMIT", node=(prefix + node.name)[:200], limit=str(limit))
+            if count * 8 > limit:
+                raise ResourceExhausted(
+                    "%s (%s) would build %d elements (about %d MiB) from constants, over the %d MiB a task may "
+                    "build while the graph is imported (a quarter of tffreeze serve --task-memory-bytes); it was "
+                    "refused before anything was allocated" % ((prefix + node.name)[:200], node.op, count,
+                                                               (count * 8) >> 20, limit >> 20),
+                    "ERROR_REASON_MEMORY_LIMIT", node=(prefix + node.name)[:200], limit=str(limit))
+
+
+__all__ = ["check_file", "check_graph", "check_checkpoint", "check_import_constants"]

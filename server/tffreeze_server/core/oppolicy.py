@@ -105,12 +105,30 @@ def refusal(found: List[Tuple[str, str]], what: str = "the graph") -> InvalidArg
         nodes=",".join(w[:100] for w, _ in found[:_SHOWN]))
 
 
+_constant_limit = [0]  # bytes; set once per task process (tasks.py), from ServerLimits
+
+
+def limit_import_constants(limit: int) -> None:
+    """The largest constant an imported graph may make TensorFlow build (0: no limit).
+    Each task runs in a process of its own, so this is that task's setting."""
+    _constant_limit[0] = int(limit)
+
+
 def check(graph_def, what: str = "the graph", roots: Optional[Iterable[str]] = None,
           skip_functions: Iterable[str] = ()) -> None:
-    """Raise INVALID_ARGUMENT (ERROR_REASON_UNSAFE_OP) naming the unsafe nodes."""
+    """Raise INVALID_ARGUMENT (ERROR_REASON_UNSAFE_OP) naming the unsafe nodes, or
+    RESOURCE_EXHAUSTED (ERROR_REASON_MEMORY_LIMIT) for a constant too large to build at import."""
     found = unsafe_nodes(graph_def, roots, skip_functions)
     if found:
         raise refusal(found, what)
+    check_constants(graph_def)
+
+
+def check_constants(graph_def) -> None:
+    """``bounds.check_import_constants`` with this task's limit."""
+    from .bounds import check_import_constants
+
+    check_import_constants(graph_def, _constant_limit[0])
 
 
 def saver_only_functions(meta) -> Set[str]:
@@ -153,4 +171,5 @@ def saver_only_functions(meta) -> Set[str]:
     return reached(called_by(by_name[n] for n in saver if n in by_name)) - used
 
 
-__all__ = ["safe_ops", "unsafe_nodes", "check", "refusal", "saver_only_functions"]
+__all__ = ["safe_ops", "unsafe_nodes", "check", "check_constants", "refusal", "saver_only_functions",
+           "limit_import_constants"]

@@ -31,6 +31,7 @@ class ServerLimits:
     max_graph_nodes: int = DEFAULT_MAX_GRAPH_NODES  # nodes in the uploaded graph, functions included
     max_function_depth: int = DEFAULT_MAX_FUNCTION_DEPTH  # functions calling functions
     sandboxed: bool = False  # workers run in the sandbox: TF2 SavedModel loading and verify may run
+    max_import_constant_bytes: int = 0  # a constant TensorFlow would build while importing (0: no limit)
 
     def require_sandbox(self, needs: str) -> None:
         if not self.sandboxed:
