@@ -183,3 +183,140 @@ def recursive_function(directory: str) -> str:
         out.input.append("y")
     models.edit_meta(directory, edit)
     return directory
+
+
+# -- loader paths (issue: every loader path is checked before it runs) --------------
+def _writer_nodes(target: str, glob: str = ""):
+    """Top-level nodes that write ``target`` (and copy what ``glob`` matches into it) when
+    run, grouped under a NoOp named evil/main_op; returns the nodes."""
+    graph = tf.Graph()
+    with graph.as_default(), tf1.name_scope("evil"):
+        data = tf.constant("written by an upload")
+        if glob:
+            data = tf.strings.reduce_join(tf.map_fn(tf.io.read_file, tf.io.matching_files(glob),
+                                                    fn_output_signature=tf.string))
+        tf.group(tf.io.write_file(target, data), name="main_op")
+    return list(graph.as_graph_def().node), list(graph.as_graph_def().library.function)
+
+
+def _edit_saved_model(directory: str, edit) -> None:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(directory, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    with open(path, "rb") as fh:
+        sm.ParseFromString(fh.read())
+    edit(sm)
+    with open(path, "wb") as fh:
+        fh.write(sm.SerializeToString())
+
+
+def _plant_main_op(meta, target: str, glob: str = "") -> None:
+    nodes, functions = _writer_nodes(target, glob)
+    meta.graph_def.node.extend(nodes)
+    meta.graph_def.library.function.extend(functions)
+    for key in ("saved_model_main_op", "legacy_init_op"):
+        meta.collection_def[key].node_list.value[:] = ["evil/main_op"]
+
+
+def mixed_saved_model(directory: str, target: str, glob: str = "") -> str:
+    """Finding 1: a TF2 SavedModel (object graph) given a second MetaGraph, so that
+    tf.saved_model.load takes its TF1 path, which runs the main op planted in the
+    serve MetaGraph: it writes ``target`` (with the files ``glob`` matches)."""
+    import models
+
+    models.saved_model_v2(directory)
+
+    def edit(sm):
+        _plant_main_op(sm.meta_graphs[0], target, glob)
+        extra = sm.meta_graphs.add()
+        extra.CopyFrom(sm.meta_graphs[0])
+        extra.ClearField("object_graph_def")
+        extra.meta_info_def.ClearField("tags")
+        extra.meta_info_def.tags.append("train")
+    _edit_saved_model(directory, edit)
+    return directory
+
+
+def tf2_saved_model_with_main_op(directory: str, target: str) -> str:
+    """A TF2 SavedModel (one MetaGraph, object graph) whose top level holds a planted
+    main op: TensorFlow's TF2 loader would not run it, and the server refuses it anyway."""
+    import models
+
+    models.saved_model_v2(directory)
+    _edit_saved_model(directory, lambda sm: _plant_main_op(sm.meta_graphs[0], target))
+    return directory
+
+
+def tf1_saved_model_with_main_op(directory: str, target: str) -> str:
+    """A TF1 SavedModel whose main op writes ``target``: read as data, it is never run."""
+    import models
+
+    models.saved_model_v1(directory)
+    _edit_saved_model(directory, lambda sm: _plant_main_op(sm.meta_graphs[0], target))
+    return directory
+
+
+def graph_file_writer(directory: str, target: str) -> str:
+    """A Saver checkpoint without its .meta, and a separate graph file (graph_path) whose
+    output waits on a WriteFile."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    write_on_run(directory, target)
+    meta = meta_graph_pb2.MetaGraphDef()
+    with open(os.path.join(directory, "model.ckpt.meta"), "rb") as fh:
+        meta.ParseFromString(fh.read())
+    os.unlink(os.path.join(directory, "model.ckpt.meta"))
+    with open(os.path.join(directory, "graph.pb"), "wb") as fh:
+        fh.write(meta.graph_def.SerializeToString())
+    return directory
+
+
+def restore_writer(directory: str, target: str) -> str:
+    """A Saver checkpoint whose restore op waits on a WriteFile (TF's own freeze_graph
+    runs it): read as data, the restore op is never run."""
+    def build(x, w):
+        tf.multiply(x, w, name="out")
+
+    _saved(directory, build)
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    path = os.path.join(directory, "model.ckpt.meta")
+    meta = meta_graph_pb2.MetaGraphDef()
+    with open(path, "rb") as fh:
+        meta.ParseFromString(fh.read())
+    nodes, functions = _writer_nodes(target)
+    meta.graph_def.node.extend(nodes)
+    restore = meta.saver_def.restore_op_name
+    next(n for n in meta.graph_def.node if n.name == restore).input.append("^evil/main_op")
+    with open(path, "wb") as fh:
+        fh.write(meta.SerializeToString())
+    return directory
+
+
+# -- workers held and memory ------------------------------------------------------
+def dequeue_forever(directory: str) -> str:
+    """Finding 5: the output waits on a dequeue from a queue nobody fills."""
+    def build(x, w):
+        q = tf1.FIFOQueue(1, [tf.float32], shapes=[[]])
+        tf.multiply(x * w, q.dequeue(), name="out")
+    return _saved(directory, build)
+
+
+def slow_loop(directory: str, iterations: int = 1 << 40) -> str:
+    """A while loop of allowed ops that runs for hours: only a time limit stops it."""
+    def build(x, w):
+        _, acc = tf.while_loop(lambda i, a: i < iterations, lambda i, a: (i + 1, a + 1.0),
+                               [tf.constant(0, tf.int64), tf.reduce_sum(x)])
+        tf.multiply(w, acc, name="out")
+    return _saved(directory, build)
+
+
+def fill_bomb(directory: str, side: int = 30000) -> str:
+    """Finding 6: Fill of a large constant shape, reduced to a scalar that sizes another
+    Fill: TensorFlow builds the first while importing the graph (shape inference)."""
+    def build(x, w):
+        big = tf.fill([side, side], 1.0)
+        n = tf.cast(tf.reduce_sum(big) / float(side * side), tf.int32)
+        tf.multiply(x * w, tf.reduce_sum(tf.fill(tf.reshape(n, [1]), 1.0)), name="out")
+    return _saved(directory, build)

@@ -35,6 +35,13 @@ def keras_file_error(name: str) -> "SelectionError":
         "(model.export(DIR) in Keras 3, tf.saved_model.save(model, DIR)) and freeze that directory." % name)
 
 
+def listed(names, shown: int = 5) -> str:
+    """Names for a message: the first few, then how many more ("a, b ... and 99993 more")."""
+    names = list(names)
+    text = ", ".join(names[:shown])
+    return text + (" ... and %d more" % (len(names) - shown) if len(names) > shown else "")
+
+
 class SelectionError(ValueError):
     """The upload does not hold a usable checkpoint. ``code`` is a gRPC status
     name, ``reason`` an ErrorReason name (errors.proto)."""
@@ -174,14 +181,14 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
         chosen = found.get(want) or next((c for c in ordered if _basename(c.prefix) == _basename(want)), None)
         if chosen is None:
             raise SelectionError("NOT_FOUND", _NOT_FOUND, "checkpoint prefix %r is not in the upload; available: %s"
-                                 % (prefix, ", ".join(available)))
+                                 % (prefix, listed(available, 20)))
         reason = "prefix given explicitly"
     elif step is not None:
         matches = [c for c in ordered if c.step == step]
         if not matches:
             steps = [str(c.step) for c in ordered if c.step is not None]
             raise SelectionError("NOT_FOUND", _NOT_FOUND, "no checkpoint at global step %d; steps available: %s"
-                                 % (step, ", ".join(steps) or "none (prefixes carry no -STEP suffix)"))
+                                 % (step, listed(steps, 20) or "none (prefixes carry no -STEP suffix)"))
         chosen = matches[-1]
         reason = "global step %d requested" % step
     else:
@@ -202,8 +209,9 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
 
     missing = missing_shards(chosen)
     if missing:
-        raise SelectionError("NOT_FOUND", "ERROR_REASON_SHARD_MISSING", "checkpoint %r is missing data shard(s): %s. Upload every "
-                             "%s.data-*-of-* file the Saver wrote." % (chosen.prefix, ", ".join(missing), chosen.prefix))
+        raise SelectionError("NOT_FOUND", "ERROR_REASON_SHARD_MISSING", "checkpoint %r is missing %d data shard(s): %s. Upload every "
+                             "%s.data-*-of-* file the Saver wrote." % (chosen.prefix, len(missing), listed(missing),
+                                                                       chosen.prefix))
     if chosen.meta is None:
         # Savers called with write_meta_graph=False after the first save leave
         # older .meta files whose graph is the same.

@@ -92,7 +92,7 @@ def _task_main(task_fd: int, kind: str, payload: dict, handle, box: bool, memory
 
 
 def _error_frame(exc: BaseException, memory: int) -> dict:
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":  # TensorFlow's OOM
         exc = ResourceExhausted(
             "the task needed more memory than this server gives one task (%d MiB beyond the warm worker; tffreeze "
             "serve --task-memory-bytes)" % (memory >> 20), "ERROR_REASON_MEMORY_LIMIT", limit=str(memory))

@@ -180,3 +180,22 @@ def hostile(kind, payload, progress):
         time.sleep(payload["seconds"])
         return sorted(os.listdir(payload["workdir"]))
     return handle(kind, payload, progress)
+
+
+def allocate(kind, payload, progress):
+    """Allocate beyond the task's memory budget: in Python, or inside TensorFlow."""
+    if kind == "warm":
+        if payload.get("tf", True):
+            import tensorflow  # noqa: F401
+        return "warm"
+    if kind == "python":
+        blob = bytearray(payload["bytes"])
+        return len(blob)
+    if kind == "tensorflow":
+        import tensorflow as tf
+
+        return float(tf.reduce_sum(tf.fill([payload["elements"]], 1.0)).numpy())
+    if kind == "rss":
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+    return handle(kind, payload, progress)

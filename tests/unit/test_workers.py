@@ -249,3 +249,24 @@ def test_the_server_trusts_no_frame_a_task_sends(tmp_path, kind):
     finally:
         p.close()
     assert not marker.exists()
+
+
+def test_a_task_over_its_memory_budget_is_resource_exhausted_and_the_pool_recovers():
+    """Finding 6, the kernel's part: each task's process has a data limit of the warm
+    worker's size plus its budget (RLIMIT_DATA). Allocating past it, in Python or inside
+    TensorFlow, ends that task with RESOURCE_EXHAUSTED naming the limit; the next task
+    runs in the same warm worker, its resident size far below the budget."""
+    budget = 256 << 20
+    p = WorkerPool(size=1, target="pool_tasks:allocate", task_memory=budget).start()
+    try:
+        warm_kb = run(p, "rss")[-1][1]
+        for kind, payload in (("python", {"bytes": 1 << 30}), ("tensorflow", {"elements": 1 << 28})):
+            with pytest.raises(ResourceExhausted) as err:
+                run(p, kind, payload)
+            assert err.value.reason == "ERROR_REASON_MEMORY_LIMIT", err.value.message
+            assert "256 MiB" in err.value.message or "task-memory-bytes" in err.value.message
+        assert run(p, "tensorflow", {"elements": 1000})[-1][1] == 1000.0
+        assert run(p, "python", {"bytes": 100 << 20})[-1][1] == 100 << 20  # within the budget
+        assert run(p, "rss")[-1][1] * 1024 < warm_kb * 1024 + budget
+    finally:
+        p.close()

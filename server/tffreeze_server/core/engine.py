@@ -298,10 +298,10 @@ def _guarded(task):
             return task(workdir, spec, *args, progress=tracker, **kwargs)
         except FreezeError:
             raise
-        except MemoryError:
-            raise ResourceExhausted("the worker ran out of memory while %s; the upload needs more memory than this "
-                                    "server's worker has" % _stage_words(tracker.stage),
-                                    "ERROR_REASON_GRAPH_TOO_LARGE", stage=freeze_pb2.Stage.Name(tracker.stage)) from None
+        except (MemoryError, tf.errors.ResourceExhaustedError):
+            raise ResourceExhausted("the task ran out of memory while %s: the upload needs more than this server "
+                                    "gives one task (tffreeze serve --task-memory-bytes)" % _stage_words(tracker.stage),
+                                    "ERROR_REASON_MEMORY_LIMIT", stage=freeze_pb2.Stage.Name(tracker.stage)) from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ResourceExhausted("the server's disk is full (%s) while %s; free space in its --data-dir or "
@@ -468,6 +468,8 @@ def _signature_map(result, graph, frozen, sig, name: str) -> None:
 def _verify(r: Resolved, spec: FreezeSpec, original, values, bindings, frozen, result) -> list:
     try:
         return _run_verification(r, spec, original, values, bindings, frozen, result)
+    except tf.errors.ResourceExhaustedError:
+        raise
     except tf.errors.OpError as exc:
         raise FailedPrecondition("verify could not run the graphs on generated inputs: %s. The frozen graph "
                                  "was not checked; freeze without verify, or check it on real inputs with a "

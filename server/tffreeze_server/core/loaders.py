@@ -237,6 +237,22 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     name = next(f for f in layout.SAVED_MODEL_FILES if f in files)
     tags = sorted(spec.tags)
     tag_sets = [sorted(m.meta_info_def.tags) for m in sm.meta_graphs]
+    shown = "; ".join(",".join(t) or "(none)" for t in tag_sets)
+    # tf.saved_model.load's own rule: its TF2 loader only for exactly one MetaGraph that
+    # has an object graph; anything else goes to its TF1 loader, which runs the MetaGraph's
+    # restore and init ops. A SavedModel that declares one but would get the other is refused.
+    tf2 = len(sm.meta_graphs) == 1 and sm.meta_graphs[0].HasField("object_graph_def")
+    if not tf2 and any(m.HasField("object_graph_def") for m in sm.meta_graphs):
+        raise FailedPrecondition(
+            "%s holds %d MetaGraphs (tag sets: %s), one of them with a TF2 object graph: TensorFlow's loader would "
+            "read it as a TF1 SavedModel instead. tf.saved_model.save writes exactly one MetaGraph; re-export the "
+            "model with it" % (name, len(sm.meta_graphs), shown), "ERROR_REASON_SAVED_MODEL_AMBIGUOUS",
+            tag_sets=shown)
+    if len(sm.meta_graphs) > 1 and not tags:
+        raise FailedPrecondition(
+            "%s holds %d MetaGraphs (tag sets: %s); name the one to freeze (tags, e.g. serve)"
+            % (name, len(sm.meta_graphs), shown), "ERROR_REASON_SAVED_MODEL_AMBIGUOUS", field="options.tags",
+            tag_sets=shown)
     if tags:
         match = [m for m in sm.meta_graphs if sorted(m.meta_info_def.tags) == tags]
     elif len(sm.meta_graphs) == 1:
@@ -250,7 +266,7 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     meta = match[0]
     chosen_tags = sorted(meta.meta_info_def.tags)
     ckpt = freeze_pb2.CheckpointInfo(prefix="variables/variables", meta_graph=name)
-    if meta.object_graph_def.nodes:
+    if tf2:
         return _load_saved_model_v2(workdir, ckpt, meta, chosen_tags, spec)
     has_vars = os.path.exists(os.path.join(workdir, "variables", "variables.index"))
     reader = open_reader(workdir, "variables/variables") if has_vars else None
@@ -271,8 +287,12 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
                                   source_kind="SOURCE_KIND_SAVED_MODEL_V2")
     spec.limits.require_sandbox("loading a TF2 SavedModel")
     bounds.check_graph(meta.graph_def, spec.limits.max_graph_nodes, spec.limits.max_function_depth)
+    # everything TensorFlow's TF2 loader could import or run is checked before it is called: every
+    # function (methods, signatures, resource and asset initializers, gradients) and every
+    # top-level node, but the saver's own (its loader restores with ops it builds itself)
     oppolicy.check(meta.graph_def, "the SavedModel", roots=_functions_to_check(meta),
                    skip_functions=oppolicy.saver_only_functions(meta))
+    oppolicy.check(oppolicy.without_saver(meta), "the SavedModel's graph")
     try:
         loaded = tf.saved_model.load(workdir, tags=tags or None)
     except (tf.errors.OpError, ValueError, KeyError, TypeError) as exc:

@@ -131,6 +131,33 @@ def check_constants(graph_def) -> None:
     check_import_constants(graph_def, _constant_limit[0])
 
 
+def _saver_nodes(meta) -> Set[str]:
+    """Top-level nodes of the saver_def's save/restore ops and what feeds them."""
+    by_name = {n.name: n for n in meta.graph_def.node}
+    saver = {name.split(":")[0].lstrip("^") for name in
+             (meta.saver_def.save_tensor_name, meta.saver_def.restore_op_name) if name}
+    frontier = list(saver)
+    while frontier:
+        node = by_name.get(frontier.pop())
+        for inp in (node.input if node is not None else ()):
+            name = inp.lstrip("^").split(":")[0]
+            if name not in saver:
+                saver.add(name)
+                frontier.append(name)
+    return saver
+
+
+def without_saver(meta):
+    """The MetaGraph's GraphDef without the saver's nodes (functions kept): what a TF2
+    SavedModel's top level holds besides them."""
+    saver = _saver_nodes(meta)
+    out = type(meta.graph_def)()
+    out.CopyFrom(meta.graph_def)
+    del out.node[:]
+    out.node.extend(n for n in meta.graph_def.node if n.name not in saver)
+    return out
+
+
 def saver_only_functions(meta) -> Set[str]:
     """Functions a TF2 SavedModel reaches only from its saver_def's save/restore
     nodes. TensorFlow's Python loader restores variables with ops it builds itself
@@ -156,20 +183,11 @@ def saver_only_functions(meta) -> Set[str]:
     def called_by(nodes) -> List[str]:
         return [name for node in nodes for name in [node.op] + list(attr_functions(node.attr))]
 
-    saver = {name.split(":")[0].lstrip("^") for name in
-             (meta.saver_def.save_tensor_name, meta.saver_def.restore_op_name) if name}
-    frontier = list(saver)
-    while frontier:  # the save/restore nodes and what feeds them
-        node = by_name.get(frontier.pop())
-        for inp in (node.input if node is not None else ()):
-            name = inp.lstrip("^").split(":")[0]
-            if name not in saver:
-                saver.add(name)
-                frontier.append(name)
+    saver = _saver_nodes(meta)
     used = reached(list(meta.object_graph_def.concrete_functions) +
                    called_by(n for n in graph_def.node if n.name not in saver))
     return reached(called_by(by_name[n] for n in saver if n in by_name)) - used
 
 
 __all__ = ["safe_ops", "unsafe_nodes", "check", "check_constants", "refusal", "saver_only_functions",
-           "limit_import_constants"]
+           "limit_import_constants", "without_saver"]
