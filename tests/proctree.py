@@ -53,7 +53,21 @@ def workers(server_pid: int) -> List[int]:
     return out
 
 
-__all__ = ["descendants", "peak_rss_mib", "workers"]
+def split_workers(server_pid: int):
+    """(warm workers, task processes): each task runs in processes forked from its warm
+    worker (same command line), below it."""
+    found = set(workers(server_pid))
+    parents = {}
+    for pid in found:
+        try:
+            parents[pid] = int(_status(pid)["PPid"])
+        except (OSError, KeyError, ValueError):
+            continue
+    tasks = {pid for pid, parent in parents.items() if parent in found}
+    return sorted(found - tasks), sorted(tasks)
+
+
+__all__ = ["descendants", "peak_rss_mib", "workers", "split_workers"]
 
 
 def cpu_seconds(pid: int) -> float:

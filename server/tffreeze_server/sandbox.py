@@ -68,7 +68,7 @@ class Sandbox:
             cmd += ["--ro-bind-try", path, path]
         cmd += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
         for path in _python_paths():
-            if not any(path == s or path.startswith(s + "/") for s in _SYSTEM):
+            if path != "/tmp" and not any(path == s or path.startswith(s + "/") for s in _SYSTEM):
                 cmd += ["--ro-bind", path, path]
         for path in self.readable:
             cmd += ["--ro-bind", path, path]

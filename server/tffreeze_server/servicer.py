@@ -4,7 +4,6 @@ through ``status``; no TensorFlow here."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from typing import Iterator
@@ -22,7 +21,7 @@ from .settings import DEFAULT_MAX_CALL_SECONDS, DEFAULT_VERIFY_SECONDS
 MAX_INLINE_GRAPH = 2 << 20  # FreezeRequest.inline_graph_bytes is capped here (gRPC's 4 MiB message cap)
 from .status import mapped, mapped_stream
 from .tasks import OUTPUT_NAME, PLAN
-from .workers import QUEUED, Task, WorkerPool
+from .workers import QUEUED, WorkerPool
 
 MAX_FILES = 10000
 
@@ -218,17 +217,16 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                                      "ERROR_REASON_BLOBS_MISSING", paths=",".join(n[:200] for n in names[:50])[:8000])
         return entries
 
-    @contextlib.contextmanager
-    def _staged(self, entries) -> Iterator[Task]:
-        """A task folder whose ``in/`` holds the checked files (``_checked``); always removed."""
-        with self.pool.task() as task:
+    def _stager(self, entries):
+        """Puts the checked files (``_checked``) into a task's input folder, as hard links to their blobs."""
+        def stage(in_dir: str) -> None:
             for path, sha, _ in entries:
-                dest = os.path.join(task.in_dir, *path.split("/"))
+                dest = os.path.join(in_dir, *path.split("/"))
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 self.store.link_into(sha, dest)
-            yield task
+        return stage
 
-    def _run(self, kind, request, task, context, **extra):
+    def _run(self, kind, request, entries, context, **extra):
         def cancelled():
             try:
                 return not context.is_active()
@@ -241,7 +239,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                        limits=dataclasses.asdict(self.limits))
         limits = {freeze_pb2.STAGE_VERIFYING: (self.verify_seconds, "verify (running the original and frozen graphs; "
                                                "tffreeze serve --verify-seconds)")}
-        return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled, task=task, stage_limits=limits)
+        return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled, stage=self._stager(entries),
+                             stage_limits=limits)
 
     def _inline(self, request, result) -> Iterator[freeze_pb2.FreezeResponse]:
         """The graph's bytes as an event, when the request takes them inline."""
@@ -274,29 +273,30 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             return
         timer = metrics.StageTimer()
         timer.enter("STAGE_STAGING")
-        with self._staged(entries) as task:
-            if not quiet:
-                yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
-            result = recipe = None
-            early = request.accept_recipe and request.accept_early_recipe
-            paths = {path for path, _, _ in entries}
-            for event in self._run("freeze", request, task, context, early_recipe=bool(early)):
-                if event[0] == "progress" and event[1] == PLAN:
-                    plan = _early_recipe(_recipe_paths(event[2], paths))
-                    if plan is not None:
-                        early = "sent"
-                        yield freeze_pb2.FreezeResponse(recipe=plan)
-                elif event[0] == "progress":
-                    message = _progress(*event[1:])
-                    timer.enter(freeze_pb2.Stage.Name(message.progress.stage))
-                    if not quiet:
-                        yield message
-                else:
-                    result, pieces = _freeze_value(event[1])
-                    recipe = _recipe(_recipe_paths(pieces, paths), result.size_bytes)
-            # the task's processes are gone (pool.run yields its result only then): copy its
-            # output in, checking the digest it reported
-            self.store.take_output(os.path.join(task.out_dir, OUTPUT_NAME), result.sha256, result.size_bytes)
+        result = recipe = task = None
+        early = request.accept_recipe and request.accept_early_recipe
+        paths = {path for path, _, _ in entries}
+        for event in self._run("freeze", request, entries, context, early_recipe=bool(early)):
+            if event[0] == "task":
+                task = event[1]
+                if not quiet:
+                    yield _progress(freeze_pb2.STAGE_STAGING, "%d file(s) staged" % len(request.files), 0.0)
+            elif event[0] == "progress" and event[1] == PLAN:
+                plan = _early_recipe(_recipe_paths(event[2], paths))
+                if plan is not None:
+                    early = "sent"
+                    yield freeze_pb2.FreezeResponse(recipe=plan)
+            elif event[0] == "progress":
+                message = _progress(*event[1:])
+                timer.enter(freeze_pb2.Stage.Name(message.progress.stage))
+                if not quiet:
+                    yield message
+            else:
+                result, pieces = _freeze_value(event[1])
+                recipe = _recipe(_recipe_paths(pieces, paths), result.size_bytes)
+                # the task's processes are gone (a result comes only then): copy its output
+                # in, checking the digest it reported
+                self.store.take_output(os.path.join(task.out_dir, OUTPUT_NAME), result.sha256, result.size_bytes)
         if self.results:
             self.results.put(cache_key, result, recipe)
         timer.done()
@@ -311,10 +311,9 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     @mapped
     def Inspect(self, request, context):
         spec = FreezeSpec.from_options(request.options, self.limits)
-        with self._staged(self._checked(request.files)) as task:
-            response = None
-            for event in self._run("inspect", request, task, context):
-                if event[0] == "result":
-                    response = _parsed(freeze_pb2.InspectResponse, _value(event[1], ("result",))["result"])
+        response = None
+        for event in self._run("inspect", request, self._checked(request.files), context):
+            if event[0] == "result":
+                response = _parsed(freeze_pb2.InspectResponse, _value(event[1], ("result",))["result"])
         response.provenance.server_version = __version__
         return response

@@ -78,6 +78,14 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants become this process's children (it can wait for them)."""
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
 def set_dumpable(on: bool) -> None:
     _check(_libc.prctl(PR_SET_DUMPABLE, 1 if on else 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
 
@@ -183,4 +191,5 @@ def close_fds_except(*keep: int) -> None:
 
 
 __all__ = ["enter", "after_fork_in_pid_namespace", "limit_memory", "close_fds_except", "set_dumpable",
+           "set_child_subreaper",
            "IN_DIR", "OUT_DIR", "BoxError"]

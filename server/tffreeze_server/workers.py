@@ -22,7 +22,6 @@ while the old worker keeps serving.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
 import queue
@@ -55,8 +54,10 @@ def _load(target: str):
 
 
 # -- inside the worker process --------------------------------------------------
-def _task_main(task_fd: int, kind: str, payload: dict, handle, box: bool, memory: int) -> None:
-    """The task's own process (PID 1 of its namespace when sandboxed). Never returns."""
+def _task_main(task_fd: int, paths: dict, handle, box: bool, memory: int) -> None:
+    """The task's own process (PID 1 of its namespace when sandboxed), prepared before
+    its task is known: walled in, it waits for one "run" frame, runs it and exits
+    (also when the server closes the socket instead). Never returns."""
     from . import taskbox
 
     code = 0
@@ -67,6 +68,10 @@ def _task_main(task_fd: int, kind: str, payload: dict, handle, box: bool, memory
         if memory:
             taskbox.limit_memory(memory)
         sock = socket.socket(fileno=task_fd)
+        frame = wire.Reader(sock).read()
+        if frame is None or frame.get("t") != "run":
+            os._exit(0)  # never used: the server discarded this prepared task
+        kind, payload = frame["kind"], dict(frame["payload"], **paths)
 
         def progress(stage, message, fraction: float) -> None:
             frame = {"t": "progress", "stage": stage, "message": message, "fraction": float(fraction)}
@@ -105,35 +110,40 @@ def _error_frame(exc: BaseException, memory: int) -> dict:
 
 
 def _start_task(frame: dict, task_fd: int, control_fd: int, handle, box: bool, tasks_root: str,
-                memory: int) -> int:
-    """Fork the task's first process; returns its pid (the worker's child)."""
+                memory: int) -> Tuple[int, int]:
+    """Prepare a task's process for the task folder ``frame["task_dir"]``: a child walls
+    itself in, forks the task's process (PID 1 of its own namespace when sandboxed),
+    writes its pid to a pipe and exits; the task's process, orphaned, becomes this
+    worker's child (the worker is a child subreaper) and waits on ``task_fd`` for its
+    task. Returns (the pipe's read end, the child's pid, also the task's process group)."""
+    report_r, report_w = os.pipe()
     pid = os.fork()
     if pid:
-        return pid
-    # the child: walls itself in, then forks the task's process and waits for it
+        os.close(report_w)
+        return report_r, pid
     code = _NO_SANDBOX
     try:
         from . import taskbox
 
+        os.close(report_r)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(control_fd)
-        taskbox.close_fds_except(task_fd)
+        taskbox.close_fds_except(task_fd, report_w)
         task_dir = frame["task_dir"]
-        payload = dict(frame["payload"])
         if box:
             taskbox.enter(tasks_root, task_dir)
-            payload.update(workdir=taskbox.IN_DIR, out_dir=taskbox.OUT_DIR)
+            paths = {"workdir": taskbox.IN_DIR, "out_dir": taskbox.OUT_DIR}
         else:
-            payload.update(workdir=os.path.join(task_dir, "in"), out_dir=os.path.join(task_dir, "out"))
-        os.setsid()  # one process group: the worker kills the task with killpg
+            paths = {"workdir": os.path.join(task_dir, "in"), "out_dir": os.path.join(task_dir, "out")}
+        os.setsid()  # one process group for whatever the task starts (killpg without a PID namespace)
         child = os.fork()
         if child == 0:
-            _task_main(task_fd, frame["kind"], payload, handle, box, memory)
-        os.close(task_fd)
-        _, status = os.waitpid(child, 0)
-        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    except BaseException:  # noqa: BLE001 - could not enter the sandbox: the server sees _NO_SANDBOX
+            os.close(report_w)
+            _task_main(task_fd, paths, handle, box, memory)
+        os.write(report_w, child.to_bytes(4, "big"))
+        code = 0
+    except BaseException:  # noqa: BLE001 - could not enter the sandbox: the worker reports it
         traceback.print_exc(file=sys.stderr)
     finally:
         os._exit(code)
@@ -147,51 +157,99 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
         from . import taskbox
 
         taskbox.set_dumpable(False)  # tasks (same user) may not read this process's memory or descriptors
+    from . import taskbox as _box
+
+    _box.set_child_subreaper()  # a task's process, orphaned by the child that prepared it, stays ours
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *a: None)
     signal.set_wakeup_fd(wake_w)
     wire.send(sock, {"t": "ready"})
     reader = wire.Reader(sock)
-    running = {}  # pid -> task id
+    running = {}  # task process pid -> (task id, process group)
+    preparing = {}  # pipe from a preparing child -> [task id, the child's pid, bytes read]
+    unclaimed = {}  # pid -> (status, rusage) of children reaped before their task was known
     stopping = False
+
+    def exited(tid, status, usage):
+        wire.send(sock, {"t": "exited", "id": tid, "code": os.waitstatus_to_exitcode(status),
+                         "maxrss_kb": int(usage.ru_maxrss) if usage is not None else 0})
+
     while True:
-        while running:
+        while True:  # reap every child that ended
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
-            _kill_group(pid)  # anything the task started that is still alive (no PID namespace: no sandbox)
-            code = os.waitstatus_to_exitcode(status)
-            wire.send(sock, {"t": "exited", "id": running.pop(pid, "?"), "code": code,
-                             "maxrss_kb": int(usage.ru_maxrss)})
-        if stopping and not running:
+            if pid in running:
+                tid, group = running.pop(pid)
+                _kill_group(group)  # anything the task started that is still alive (no PID namespace: no sandbox)
+                exited(tid, status, usage)
+            else:  # a preparing child, a task process not yet reported, or an orphan of a task
+                unclaimed[pid] = (status, usage)
+                while len(unclaimed) > 1000:
+                    unclaimed.pop(next(iter(unclaimed)))
+        if stopping and not running and not preparing:
             return
-        ready, _, _ = select.select([sock, wake_r], [], [])
+        ready, _, _ = select.select([sock, wake_r] + list(preparing), [], [])
         if wake_r in ready:
             os.read(wake_r, 4096)
+        for fd in [fd for fd in ready if fd in preparing]:
+            entry = preparing[fd]
+            more = os.read(fd, 4 - len(entry[2]))
+            entry[2] += more
+            if more and len(entry[2]) < 4:
+                continue
+            del preparing[fd]
+            os.close(fd)
+            if len(entry[2]) < 4:  # the child could not enter the sandbox
+                wire.send(sock, {"t": "exited", "id": entry[0], "code": _NO_SANDBOX, "maxrss_kb": 0})
+                continue
+            pid = int.from_bytes(entry[2], "big")
+            if pid in unclaimed:  # it already ran and ended
+                exited(entry[0], *unclaimed.pop(pid))
+                _kill_group(entry[1])
+            else:
+                running[pid] = (entry[0], entry[1])
         if sock not in ready:
             continue
         frames = reader.frames_ready()
         if reader.eof and not frames:
-            for pid in running:
-                _kill_group(pid)
+            for pid, (_, group) in running.items():
+                _kill_group(group)
+                _kill(pid)
+            for _, child, _ in preparing.values():
+                _kill_group(child)
             return
         for frame in frames:
-            if frame["t"] == "task" and reader.fds:
+            if frame["t"] == "prepare" and reader.fds:
                 task_fd = reader.fds.pop(0)  # sent with this frame
                 try:
-                    running[_start_task(frame, task_fd, sock.fileno(), handle, box, tasks_root, memory)] = frame["id"]
+                    report, child = _start_task(frame, task_fd, sock.fileno(), handle, box, tasks_root, memory)
+                    preparing[report] = [frame["id"], child, b""]
+                except OSError:
+                    wire.send(sock, {"t": "exited", "id": frame["id"], "code": _NO_SANDBOX, "maxrss_kb": 0})
                 finally:
                     os.close(task_fd)
             elif frame["t"] == "kill":
-                for pid, tid in running.items():
+                for pid, (tid, group) in running.items():
                     if tid == frame.get("id"):
-                        _kill_group(pid)
+                        _kill(pid)  # PID 1 of the task's namespace: the kernel kills the rest
+                        _kill_group(group)
+                for tid, child, _ in preparing.values():
+                    if tid == frame.get("id"):
+                        _kill_group(child)
             elif frame["t"] == "stop":
                 stopping = True
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _kill_group(pid: int) -> None:
@@ -237,6 +295,8 @@ class _Worker:
         self.sock = parent
         self.reader = wire.Reader(parent, max_frame=1 << 16)
         self.exits = {}  # task id -> (code, maxrss_kb), as reported
+        self.discarded = set()  # prepared tasks closed unused: their exits are dropped
+        self.prepared: Optional[Tuple[Task, socket.socket]] = None
         self.tasks = 0
         self.ready = False
         self.retiring = False
@@ -263,11 +323,39 @@ class _Worker:
                 msg = wire.check_worker_frame(frame)
                 if msg[0] == "ready":
                     self.ready = True
+                elif msg[1] in self.discarded:
+                    self.discarded.discard(msg[1])
                 else:
                     self.exits[msg[1]] = (msg[2], msg[3])
             return not self.reader.eof
         except (OSError, ValueError):
             return False
+
+    def prepare(self, tasks_root: str) -> None:
+        """Have the worker fork the next task's process now, off any call's path: it walls
+        itself in around a new, empty task folder and waits on its socket for its task."""
+        task = Task(tasks_root)
+        ours, theirs = socket.socketpair()
+        try:
+            self.send({"t": "prepare", "id": task.id, "task_dir": task.dir}, [theirs.fileno()])
+        except BaseException:
+            ours.close()
+            task.remove()
+            raise
+        finally:
+            theirs.close()
+        self.prepared = (task, ours)
+
+    def take_prepared(self) -> Tuple[Task, socket.socket]:
+        prepared, self.prepared = self.prepared, None
+        return prepared
+
+    def discard_prepared(self) -> None:
+        if self.prepared is not None:
+            task, sock = self.take_prepared()
+            self.discarded.add(task.id)
+            sock.close()  # the waiting process reads the end of its socket and exits
+            task.remove()
 
     def wait_ready(self, timeout: float) -> bool:
         """Consume the worker's "ready" frame (TensorFlow imported)."""
@@ -281,6 +369,7 @@ class _Worker:
         wire.send(self.sock, message, fds)
 
     def kill(self) -> None:
+        self.discard_prepared()
         try:
             self.process.kill()
             self.process.wait(5)
@@ -290,6 +379,7 @@ class _Worker:
             self.sock.close()
 
     def stop(self) -> None:
+        self.discard_prepared()
         try:
             self.send({"t": "stop"})
         except (OSError, ValueError):
@@ -357,6 +447,10 @@ class WorkerPool:
         worker = holder[0]
         with self._lock:
             self._all.add(worker)
+        try:
+            worker.prepare(self.tasks_root)
+        except OSError:
+            pass  # a worker that died at once: its first call finds it gone and replaces it
         return worker
 
     def _forget(self, worker: _Worker, kill: bool) -> None:
@@ -411,28 +505,17 @@ class WorkerPool:
                 continue
             return worker
 
-    @contextlib.contextmanager
-    def task(self) -> Iterator[Task]:
-        """A new task folder (see ``Task``); always removed."""
-        task = Task(self.tasks_root)
-        try:
-            yield task
-        finally:
-            task.remove()
-
     def run(self, kind: str, payload: dict, timeout: Optional[float] = None,
-            cancelled: Callable[[], bool] = lambda: False, task: Optional[Task] = None,
+            cancelled: Callable[[], bool] = lambda: False, stage: Optional[Callable[[str], None]] = None,
             stage_limits: Optional[Dict] = None) -> Iterator[Tuple]:
-        """Run a task in its own sandboxed process; yields ("progress", stage, message,
-        fraction) tuples and finally ("result", value), the latter only once every
-        process of the task is gone. Errors raise ``core.errors`` exceptions. The task
-        sees ``payload`` plus ``workdir`` (``task.in_dir``) and ``out_dir`` (``task.out_dir``).
+        """Run a task in its own sandboxed process, prepared beforehand by a warm worker.
+        Yields ("task", Task) once a worker is taken (its folders exist until the
+        generator ends), ("progress", stage, message, fraction) tuples, and finally
+        ("result", value), only once every process of the task is gone. Errors raise
+        ``core.errors`` exceptions. ``stage(in_dir)`` puts the task's inputs in place
+        before it starts; the task sees ``payload`` plus ``workdir`` and ``out_dir``.
         ``stage_limits``: {stage: (seconds, what)}: once the task reports that stage, it
         has that long to report another or finish (DEADLINE_EXCEEDED naming ``what``)."""
-        if task is None:
-            with self.task() as own:
-                yield from self.run(kind, payload, timeout, cancelled, own, stage_limits)
-            return
         deadline = time.monotonic() + timeout if timeout else None
         stage_limits = stage_limits or {}
         in_stage = []  # (stage, started) of the last limited stage reported
@@ -456,30 +539,51 @@ class WorkerPool:
             worker = self._acquire(check)
         finally:
             metrics.QUEUE_DEPTH.dec()
-        healthy = False  # the worker may serve again
-        ours, theirs = socket.socketpair()
-        try:
+        if worker.prepared is None:  # its last prepare failed: it will fail again, visibly
             try:
-                worker.send({"t": "task", "id": task.id, "kind": kind, "payload": payload, "task_dir": task.dir},
-                            [theirs.fileno()])
-            finally:
-                theirs.close()
+                worker.prepare(self.tasks_root)
+            except OSError:
+                self._retire(worker, kill=True)
+                raise self._crash((worker.exitcode(), 0), kind) from None
+        task, ours = worker.take_prepared()
+        try:  # the next task's process is prepared while this one runs
+            worker.prepare(self.tasks_root)
+        except OSError:
+            pass  # the worker is gone: this task finds out below
+        healthy = False  # the worker may serve again
+        started = False
+        try:
+            yield ("task", task)
+            if stage is not None:
+                try:
+                    stage(task.in_dir)
+                except BaseException:
+                    healthy = True  # the prepared process saw nothing: discarded, the worker is fine
+                    worker.discarded.add(task.id)
+                    raise
+            wire.send(ours, {"t": "run", "kind": kind, "payload": payload})
+            started = True
             outcome, exit_info = yield from self._follow(worker, task, ours, check, kind, stage_limits, in_stage)
             healthy = True
-            if outcome is not None and outcome[0] == "ok":
+        finally:
+            ours.close()
+            if not started or not healthy:
+                task.remove()
+            if healthy:
                 self._release(worker)
+            else:
+                self._retire(worker, kill=True)
+        try:
+            if outcome is not None and outcome[0] == "ok":
                 yield ("result", outcome[1])
                 return
-            self._release(worker)
             if outcome is not None and outcome[0] == "raise":
                 raise outcome[1]
             if outcome is not None:
                 raise BY_CODE.get(outcome[1], Internal)(outcome[2], outcome[3], **outcome[4])
             raise self._crash(exit_info, kind)
         finally:
-            ours.close()
-            if not healthy:
-                self._retire(worker, kill=True)
+            task.remove()
 
     def _follow(self, worker: _Worker, task: Task, sock: socket.socket, check, kind: str, stage_limits, in_stage):
         """Read the task's frames (progress passed on) until its processes are gone.

@@ -15,8 +15,22 @@ def pool():
     p.close()
 
 
-def run(pool, kind, payload=None, **kw):
-    events = list(pool.run(kind, payload or {}, **kw))
+def run(pool, kind, payload=None, files=None, on_result=None, **kw):
+    """Run a task; ``files``: {name: bytes} staged as its inputs; ``on_result(task)`` is
+    called while its folders still exist. Returns the events but the "task" one."""
+    def stage(in_dir):
+        for name, data in (files or {}).items():
+            with open(os.path.join(in_dir, name), "wb") as fh:
+                fh.write(data)
+
+    events, task = [], None
+    for event in pool.run(kind, payload or {}, stage=stage, **kw):
+        if event[0] == "task":
+            task = event[1]
+            continue
+        if event[0] == "result" and on_result is not None:
+            on_result(task)
+        events.append(event)
     assert events[-1][0] == "result"
     return events
 
@@ -136,18 +150,23 @@ def test_sandboxed_task_sees_its_inputs_read_only_its_output_folder_nothing_else
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     p = WorkerPool(size=1, target="pool_tasks:probe", sandbox=box, tasks_root=str(tasks)).start()
+    seen = {}
+
+    def on_result(task):
+        with open(os.path.join(task.in_dir, "model.ckpt.index"), "rb") as fh:
+            seen["input"] = fh.read()
+        with open(os.path.join(task.out_dir, "g.pb"), "rb") as fh:
+            seen["output"] = fh.read()
+
     try:
-        with p.task() as task:
-            with open(os.path.join(task.in_dir, "model.ckpt.index"), "wb") as fh:
-                fh.write(b"index")
-            got = run(p, "probe", {"input_file": "/tmp/in/model.ckpt.index", "output_file": "/tmp/out/g.pb",
-                                   "outside_file": str(private / "secret"), "outside_dir": str(private),
-                                   "port": listener.getsockname()[1]}, task=task)[-1][1]
-            assert open(os.path.join(task.in_dir, "model.ckpt.index"), "rb").read() == b"index"
-            assert open(os.path.join(task.out_dir, "g.pb"), "rb").read() == b"x"
+        got = run(p, "probe", {"input_file": "/tmp/in/model.ckpt.index", "output_file": "/tmp/out/g.pb",
+                               "outside_file": str(private / "secret"), "outside_dir": str(private),
+                               "port": listener.getsockname()[1]}, files={"model.ckpt.index": b"index"},
+                  on_result=on_result)[-1][1]
     finally:
         p.close()
         listener.close()
+    assert seen == {"input": b"index", "output": b"x"}
     assert got["read_input"] == "allowed" and got["write_output"] == "allowed"
     assert got["write_input"] != "allowed" and got["read_outside"] != "allowed" and got["write_home"] != "allowed"
     assert got["connect"] != "allowed" and got["secret_env"] is None
@@ -173,21 +192,35 @@ def test_two_tasks_at_once_cannot_see_or_touch_each_other(tmp_path):
 
     box = sandbox.create("bwrap", readable=[], writable=[str(tasks)])
     p = WorkerPool(size=2, target="pool_tasks:hostile", sandbox=box, tasks_root=str(tasks)).start()
+    victim = {}
     try:
-        with p.task() as victim, p.task() as attacker:
-            _stage(victim, "model.ckpt.index", b"victim's secret")
-            _stage(attacker, "mine", b"x")
-            held = {}
-            t = threading.Thread(target=lambda: held.update(
-                v=run(p, "hold", {"seconds": 3, "mark": "victim"}, task=victim)[-1][1]))
-            t.start()
-            time.sleep(1.0)  # the victim's task is running
-            got = run(p, "neighbour", {"other_input": os.path.join(victim.in_dir, "model.ckpt.index"),
-                                       "other_output": os.path.join(victim.out_dir, "frozen.pb"),
-                                       "tasks_root": str(tasks)}, task=attacker)[-1][1]
-            t.join()
-            assert held["v"] == ["model.ckpt.index"]
-            assert open(os.path.join(victim.out_dir, "frozen.pb"), "rb").read() == b"victim"
+        def on_result(task):
+            with open(os.path.join(task.out_dir, "frozen.pb"), "rb") as fh:
+                victim["output"] = fh.read()
+
+        def hold():
+            victim["value"] = run(p, "hold", {"seconds": 3, "mark": "victim"},
+                                  files={"model.ckpt.index": b"victim's secret"}, on_result=on_result)[-1][1]
+
+        def where(ev):  # the victim's folders, as the server names them
+            if ev[0] == "task":
+                victim.setdefault("task", ev[1])
+
+        t = threading.Thread(target=hold)
+        t.start()
+        deadline = time.monotonic() + 30
+        while not [d for d in os.listdir(tasks) if os.path.exists(os.path.join(tasks, d, "in", "model.ckpt.index"))] \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        folder = next(os.path.join(tasks, d) for d in os.listdir(tasks)
+                      if os.path.exists(os.path.join(tasks, d, "in", "model.ckpt.index")))
+        time.sleep(0.5)  # the victim's task is running
+        got = run(p, "neighbour", {"other_input": os.path.join(folder, "in", "model.ckpt.index"),
+                                   "other_output": os.path.join(folder, "out", "frozen.pb"),
+                                   "tasks_root": str(tasks)}, files={"mine": b"x"})[-1][1]
+        t.join()
+        assert victim["value"] == ["model.ckpt.index"]
+        assert victim["output"] == b"victim"
     finally:
         p.close()
     assert got["read_input"] != "victim's secret" and got["write_output"] != "allowed", got
@@ -207,29 +240,37 @@ def test_a_descriptor_kept_by_a_task_is_gone_before_its_result(tmp_path):
 
     box = sandbox.create("bwrap", readable=[], writable=[str(tasks)])
     p = WorkerPool(size=1, target="pool_tasks:hostile", sandbox=box, tasks_root=str(tasks)).start()
+    seen = {}
+
+    def on_result(task):
+        out = os.path.join(task.out_dir, "frozen.pb")
+        seen["holders"] = [pid for pid in os.listdir("/proc") if pid.isdigit() and _holds(pid, out)]
+        time.sleep(2.5)  # past the moment the lingering process would have rewritten it
+        with open(out, "rb") as fh:
+            seen["output"] = fh.read()
+
     try:
-        with p.task() as task:
-            run(p, "linger", {"seconds": 2}, task=task)
-            out = os.path.join(task.out_dir, "frozen.pb")
-            holders = [pid for pid in os.listdir("/proc") if pid.isdigit() and _holds(pid, out)]
-            assert holders == []
-            time.sleep(2.5)  # past the moment the lingering process would have rewritten it
-            assert open(out, "rb").read() == b"honest"
+        run(p, "linger", {"seconds": 2}, on_result=on_result)
     finally:
         p.close()
+    assert seen == {"holders": [], "output": b"honest"}
 
 
 def _holds(pid: str, path: str) -> bool:
+    """The process has a descriptor open on the file at ``path`` (same inode, whatever
+    path its own mount namespace gives it)."""
+    target = os.stat(path)
     try:
         fds = os.listdir("/proc/%s/fd" % pid)
     except OSError:
         return False
     for fd in fds:
         try:
-            if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == path:
-                return True
+            st = os.stat("/proc/%s/fd/%s" % (pid, fd))
         except OSError:
-            pass
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
     return False
 
 
