@@ -37,6 +37,52 @@ def _plan(pieces) -> list:
     return [list(p) if p[0] == "file" else ["data", wire.b64(p[1])] for p in pieces]
 
 
+def _write_warm_model(directory: str) -> None:
+    """A 2-variable Saver checkpoint of our own (for the warm-up; never a user's)."""
+    import numpy as np
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        w = tf1.get_variable("w", initializer=np.ones((2, 2), np.float32))
+        tf.add(tf.matmul(x, w), tf1.get_variable("b", initializer=np.zeros(2, np.float32)), name="y")
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            saver.save(sess, os.path.join(directory, "model.ckpt"))
+
+
+def _warm_engine() -> None:
+    """Run the engine once on a tiny model of our own, so that every task's process
+    (forked from this one) starts with TensorFlow's lazy first-use work done. The model is
+    written by a forked child: saving runs a session, which starts threads, and this
+    process must stay free of them to fork safely. No task's data is ever involved."""
+    import shutil
+    import tempfile
+
+    from .core import engine
+    from .core.spec import FreezeSpec
+
+    directory = tempfile.mkdtemp(prefix="tffreeze-warm-")
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _write_warm_model(directory)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if status == 0:
+            engine.freeze(directory, FreezeSpec(outputs=("y",)), os.path.join(directory, OUTPUT_NAME))
+            engine.inspect(directory, FreezeSpec())
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def handle(kind: str, payload: dict, progress):
     if kind == "warm":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,6 +90,8 @@ def handle(kind: str, payload: dict, progress):
 
         tf.get_logger().setLevel("ERROR")
         from .core import engine  # noqa: F401
+
+        _warm_engine()
         return tf.__version__
     from .core import engine
 
