@@ -80,6 +80,7 @@ test-unit: setup
 bench: setup
 	$(BIN)/python bench/freeze_vs_anchor.py
 	$(BIN)/python bench/workers.py
+	$(BIN)/python bench/task_sandbox.py
 	$(BIN)/python bench/shared_store.py
 
 bench-breadth: setup

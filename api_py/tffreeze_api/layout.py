@@ -209,9 +209,8 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
 
     missing = missing_shards(chosen)
     if missing:
-        raise SelectionError("NOT_FOUND", "ERROR_REASON_SHARD_MISSING", "checkpoint %r is missing %d data shard(s): %s. Upload every "
-                             "%s.data-*-of-* file the Saver wrote." % (chosen.prefix, len(missing), listed(missing),
-                                                                       chosen.prefix))
+        raise SelectionError("NOT_FOUND", "ERROR_REASON_SHARD_MISSING", "checkpoint %r is missing data shard(s): %s. Upload every "
+                             "%s.data-*-of-* file the Saver wrote." % (chosen.prefix, listed(missing), chosen.prefix))
     if chosen.meta is None:
         # Savers called with write_meta_graph=False after the first save leave
         # older .meta files whose graph is the same.

@@ -2,13 +2,12 @@
 ``bubblewrap``) with new user, PID, network, IPC and UTS namespaces.
 
 Inside, a worker sees the system's programs and libraries (``/usr``, ``/lib*``)
-and the Python installation and packages it imports, all read-only; the staged
-uploads read-only; one writable directory for frozen graphs; a private ``/tmp``;
-no network (only its own loopback, down), no other processes, an environment
-reduced to a few settings. The blob store, the rest of the data directory and
-the rest of the file system are not there at all. The staged uploads are hard
-links into the store, so the read-only mount is what keeps the store from being
-written through them.
+and the Python installation and packages it imports, all read-only; the folder
+of task folders (``DATA/tasks``); a private ``/tmp``; no network (only its own
+loopback, down), no other processes, an environment reduced to a few settings.
+The blob store, the rest of the data directory and the rest of the file system
+are not there at all. The worker itself never runs a task: each task's process
+narrows this view further to that task's own folders (``taskbox``).
 """
 
 from __future__ import annotations

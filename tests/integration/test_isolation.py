@@ -97,7 +97,9 @@ def test_stored_graphs_are_copies_and_task_folders_are_gone(client, server, tmp_
     with open(path, "rb") as fh:
         assert hashlib.sha256(fh.read()).hexdigest() == sha
     assert os.stat(path).st_nlink == 1  # not a link to anything a task wrote
-    assert os.listdir(os.path.join(server.data_dir, "tasks")) == []
+    left = os.listdir(os.path.join(server.data_dir, "tasks"))  # only the next task's, prepared and empty
+    assert len(left) <= 1 and all(os.listdir(os.path.join(server.data_dir, "tasks", t, sub)) == []
+                                  for t in left for sub in ("in", "out"))
     assert not os.path.exists(os.path.join(server.data_dir, "out"))  # no shared output folder any more
 
 
@@ -276,3 +278,24 @@ def test_sigterm_lets_a_freeze_in_flight_finish(tmp_path):
     t.join(120)
     assert "manifest" in outcome, outcome.get("error")
     assert code == 0
+
+
+def test_server_messages_are_capped_too(client, tmp_path):
+    """The server's own selection of a checkpoint naming shard 1 of 99999 (sent as a raw
+    Freeze, so no client-side check runs first): about 1 KiB, the list cut."""
+    from tffreeze.source import local_file
+    from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
+
+    model = models.dense(str(tmp_path / "m"), True)
+    names = sorted(os.listdir(model.directory))
+    files = [local_file(n, os.path.join(model.directory, n)) for n in names]
+    client.upload(files)
+    request = freeze_pb2.FreezeRequest()
+    for f in files:
+        path = f.path.replace("-of-00001", "-of-99999")
+        request.files.add(path=path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
+    with grpc.insecure_channel(client.target) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            list(service_pb2_grpc.FreezeServiceStub(channel).Freeze(request))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert len(err.value.details()) <= 1100 and "... and 99993 more" in err.value.details(), err.value.details()
