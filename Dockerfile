@@ -3,7 +3,7 @@
 #
 #   docker build -t tffreeze-server .
 #   docker run -p 50051:50051 -p 9100:9100 -e AWS_ACCESS_KEY_ID=... -e AWS_SECRET_ACCESS_KEY=... \
-#       tffreeze-server --store s3://BUCKET/tffreeze --metrics-port 9100 --metrics-host 0.0.0.0
+#       tffreeze-server --insecure --store s3://BUCKET/tffreeze --metrics-port 9100 --metrics-host 0.0.0.0
 #
 # bwrap needs unprivileged user namespaces in the container (Kubernetes: see
 # deploy/k8s/deployment.yaml); without them the server still starts with --sandbox none,

@@ -99,7 +99,8 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--signature", metavar="NAME", default="",
                    help="SavedModel/meta-graph signature to use (default: serving_default)")
     g.add_argument("--tag", action="append", default=[], metavar="TAG",
-                   help="SavedModel MetaGraph tag; repeatable (default: serve)")
+                   help="SavedModel MetaGraph tag; repeatable. Needed when the SavedModel holds several MetaGraphs "
+                        "(e.g. --tag serve); default: its only one")
     g.add_argument("--bind", action="append", default=[], metavar="NAME=VALUE",
                    help="bind a switch placeholder to a constant; repeatable. Training switches (is_training, "
                         "keep_prob, learning phase) are bound to inference values by default; NAME= keeps one unbound")
