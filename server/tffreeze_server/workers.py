@@ -561,7 +561,10 @@ class WorkerPool:
                     healthy = True  # the prepared process saw nothing: discarded, the worker is fine
                     worker.discarded.add(task.id)
                     raise
-            wire.send(ours, {"t": "run", "kind": kind, "payload": payload})
+            try:
+                wire.send(ours, {"t": "run", "kind": kind, "payload": payload})
+            except OSError:
+                pass  # the prepared process is gone: the exit the worker reports says why
             started = True
             outcome, exit_info = yield from self._follow(worker, task, ours, check, kind, stage_limits, in_stage)
             healthy = True
