@@ -30,6 +30,7 @@ import ctypes.util
 import errno
 import os
 import resource
+import stat
 from typing import Optional
 
 CLONE_NEWNS = 0x00020000
@@ -134,6 +135,12 @@ def enter(tasks_root: str, task_dir: str) -> None:
     # the task's folders, held by descriptor: the mounts below may cover their paths
     # (a data directory under /tmp, say)
     held = [os.open(os.path.join(task_dir, sub), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW) for sub in ("in", "out")]
+    # what the worker's sandbox bound below /tmp (a Python installation or packages under
+    # /tmp, say) stays visible, read-only, above the task's own /tmp; the tasks folder does not
+    inside = lambda p, root: p == root or p.startswith(root + "/")  # noqa: E731
+    below = [p for p in _mount_points() if p.startswith("/tmp/") and not inside(p, tasks_root)]
+    tops = [p for p in below if not any(p != q and inside(p, q) for q in below)]
+    kept = [(p, os.open(p, os.O_PATH | os.O_NOFOLLOW), inside(tasks_root, p)) for p in tops]
     try:
         mount("tmpfs", tasks_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=500")
         mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=700")
@@ -142,8 +149,17 @@ def enter(tasks_root: str, task_dir: str) -> None:
         mount("/proc/self/fd/%d" % held[0], IN_DIR, None, MS_BIND | MS_REC)
         _readonly(IN_DIR)
         mount("/proc/self/fd/%d" % held[1], OUT_DIR, None, MS_BIND)
+        for path, fd, holds_tasks in kept:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.makedirs(path, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                open(path, "a").close()
+            # recursively, unless the tasks folder is below it (then only that mount)
+            mount("/proc/self/fd/%d" % fd, path, None, MS_BIND | (0 if holds_tasks else MS_REC))
+            _readonly(path)
     finally:
-        for fd in held:
+        for fd in held + [k[1] for k in kept]:
             os.close(fd)
     for path in ("/dev/shm", "/dev/pts", "/dev/mqueue"):
         if os.path.isdir(path):

@@ -199,3 +199,12 @@ def allocate(kind, payload, progress):
         with open("/proc/self/status") as fh:
             return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
     return handle(kind, payload, progress)
+
+
+def late_import(kind, payload, progress):
+    """Import a module only when the task runs (as TensorFlow's lazy modules do)."""
+    if kind == "warm":
+        return "warm"
+    import importlib
+
+    return importlib.import_module(payload["module"]).VALUE

@@ -311,3 +311,25 @@ def test_a_task_over_its_memory_budget_is_resource_exhausted_and_the_pool_recove
         assert run(p, "rss")[-1][1] * 1024 < warm_kb * 1024 + budget
     finally:
         p.close()
+
+
+def test_packages_below_tmp_stay_importable_in_a_task(tmp_path, monkeypatch):
+    """A Python installation or package folder under /tmp (a clone in /tmp, say) is bound
+    into the worker's sandbox; each task's own /tmp must not hide it: a module imported
+    only when the task runs still imports, read-only."""
+    box = _sandbox_or_skip(tmp_path)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "late_module.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(lib))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    from tffreeze_server import sandbox
+
+    box = sandbox.create("bwrap", readable=[str(lib)], writable=[str(tasks)])
+    assert str(lib).startswith("/tmp/")
+    p = WorkerPool(size=1, target="pool_tasks:late_import", sandbox=box, tasks_root=str(tasks)).start()
+    try:
+        assert run(p, "import", {"module": "late_module"})[-1][1] == 42
+    finally:
+        p.close()
