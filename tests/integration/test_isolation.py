@@ -82,8 +82,15 @@ def test_every_loader_path_checks_before_it_runs(client, server, target, tmp_pat
         with pytest.raises(InvalidArgumentError) as err:
             client.freeze(directory, **kw)
         assert err.value.reason == "ERROR_REASON_UNSAFE_OP" and "WriteFile" in err.value.message
+        assert len(err.value.message) <= 1100
     else:
-        assert client.freeze(directory, **kw).manifest["outputs"]
+        from tensorflow.core.framework import graph_pb2
+
+        outcome = client.freeze(directory, **kw)
+        assert outcome.manifest["outputs"]
+        graph = graph_pb2.GraphDef.FromString(outcome.graph_bytes)
+        ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+        assert not ops & {"WriteFile", "ReadFile", "MatchingFiles"}  # the planted ops are not in the result
     assert not os.path.exists(target)
     assert _store_intact(server.data_dir) > 0
 
@@ -175,6 +182,7 @@ def test_verify_has_its_own_time_limit_and_a_victim_is_served_meanwhile(tmp_path
         assert "verify" in err.message and "4 s" in err.message and outcome["seconds"] < 60
         with FreezeClient(srv.target, timeout=120) as c:
             assert c.freeze(victim.directory, outputs=["y"], verify=True).manifest["verification"]
+        assert _store_intact(srv.data_dir) > 0
     finally:
         stop_server(srv)
 
@@ -214,6 +222,7 @@ def test_a_memory_bomb_at_import_is_refused_before_it_allocates(tmp_path):
             stop.set()
             watcher.join()
         assert 0 < peak["mib"] < (budget >> 20), peak  # no process of the server grew near the budget
+        assert _store_intact(srv.data_dir) > 0
     finally:
         stop_server(srv)
 
