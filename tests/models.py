@@ -481,3 +481,34 @@ def with_file_read(directory: str) -> Model:
 def documented(tensors):
     """The manifest keys of each input/output that users' scripts rely on (newer keys left out)."""
     return [{k: t[k] for k in ("name", "dtype", "shape", "reason")} for t in tensors]
+
+
+def dataset_fed(directory: str) -> Model:
+    """A classifier trained from tf.data: an initializable iterator over placeholders
+    (features, labels); data enters the model at IteratorGetNext."""
+    rng = np.random.RandomState(4)
+    w0 = rng.randn(3, 2).astype(np.float32)
+    holder = {}
+
+    def build():
+        features = tf1.placeholder(tf.float32, [None, 3], name="features_source")
+        labels = tf1.placeholder(tf.int64, [None], name="labels_source")
+        dataset = tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)
+        iterator = tf1.data.make_initializable_iterator(dataset)
+        x, y = iterator.get_next()
+        w = _variable("w", w0, True)
+        logits = tf.matmul(x, w, name="logits")
+        tf.nn.softmax(logits, name="probabilities")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+        holder.update(x=x)
+
+    x = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0
+    model = _save(directory, build, {}, [], )
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = tf1.train.import_meta_graph(os.path.join(directory, model.prefix + ".meta"))
+        with tf1.Session(graph=graph) as sess:
+            saver.restore(sess, os.path.join(directory, model.prefix))
+            expected = sess.run("probabilities:0", {"IteratorGetNext:0": x})
+    return Model(directory, {"IteratorGetNext:0": x}, {"probabilities:0": expected}, prefix=model.prefix)

@@ -324,3 +324,26 @@ def test_optimize_keeps_a_large_splat_constant(client, tmp_path):
     assert [i["name"] for i in outcome.manifest["inputs"]] == ["x:0"]
     got = models.run_frozen(outcome.graph_bytes, feeds, ["y:0"])[0]
     np.testing.assert_allclose(got, model.expected["y:0"])
+
+
+@pytest.mark.parametrize("inputs", [None, ["IteratorGetNext:0"]])
+def test_tf_data_fed_model_is_cut_at_its_iterator(client, tmp_path, inputs):
+    """A model trained from tf.data (an initializable iterator): data enters at
+    IteratorGetNext, which becomes placeholders of the dtypes and shapes the iterator
+    declares, automatically or when named as the input; nothing above it (iterator,
+    datasets) is checked or kept, and the iterator's initializer and string handle are
+    never outputs. The frozen graph runs and equals the model."""
+    model = models.dataset_fed(str(tmp_path / "ds"))
+    outcome = client.freeze(model.directory, inputs=inputs or ())
+    m = outcome.manifest
+    assert [o["name"] for o in m["outputs"]] == ["probabilities:0"]
+    assert [(i["name"], i["dtype"], i["shape"]) for i in m["inputs"]] == [("IteratorGetNext_0:0", "float32", [-1, 3])]
+    assert any("tf.data" in w for w in m["warnings"])
+    ops = set(models.graph_ops(outcome.graph_bytes))
+    assert not {op for op in ops if "Iterator" in op or "Dataset" in op}
+    got = models.run_frozen(outcome.graph_bytes, {"IteratorGetNext_0:0": model.feeds["IteratorGetNext:0"]},
+                            ["probabilities:0"])
+    np.testing.assert_allclose(got[0], model.expected["probabilities:0"], rtol=1e-6, atol=1e-6)
+    info = client.inspect(model.directory)
+    assert [i.name for i in info.inputs] == ["IteratorGetNext_0:0"]
+    assert [o.name for o in info.outputs] == ["probabilities:0"]

@@ -41,7 +41,7 @@ from tffreeze_api.v1 import freeze_pb2
 
 from . import oppolicy, optimize as optimize_mod, rewrite, splice, switches, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted, without_paths
-from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
+from .graph import (ITERATOR_GET_NEXT_OPS, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, open_reader, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, resolve, user_collections
@@ -113,15 +113,32 @@ def _to_value(msg, value) -> None:
 
 
 # -- pipeline steps ------------------------------------------------------------------
-def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -> None:
+def _cut_iterator(graph_def, node_name: str, warnings: List[str]) -> Dict[str, str]:
+    """tf.data's IteratorGetNext becomes one placeholder per output (``rewrite.cut_iterator``);
+    nothing above it (iterator, datasets) is checked, imported or kept."""
+    renames = rewrite.cut_iterator(graph_def, node_name)
+    made = sorted(set(renames.values()))
+    warnings.append("data enters the model through %s (tf.data); it became placeholder(s) %s of the dtypes and "
+                    "shapes the iterator declares: feed them instead of the dataset"
+                    % (node_name, ", ".join(made[:10])))
+    return renames
+
+
+def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -> Dict[str, str]:
     """Explicit inputs that are not placeholders become placeholders (the graph is cut there).
     The cut tensor's dtype and shape come from the NodeDef when it records them; else
-    only the nodes computing it are imported, after the op check."""
+    only the nodes computing it are imported, after the op check. An IteratorGetNext is
+    cut without looking above it. Returns renamed inputs {old tensor: new tensor}."""
     by_name = nodes_by_name(graph_def)
     probe = None
+    renames: Dict[str, str] = {}
     for tensor_name, _ in inputs:
         node_name, index = split_tensor(tensor_name)
         node = by_name.get(node_name)
+        if node is not None and node.op in ITERATOR_GET_NEXT_OPS:
+            renames.update(_cut_iterator(graph_def, node_name, warnings))
+            by_name = nodes_by_name(graph_def)
+            continue
         if node is None or node.op in PLACEHOLDER_OPS:
             continue
         n_outputs = _output_count(node)
@@ -142,6 +159,7 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
         rewrite.replace_with_placeholder(graph_def, node_name, dtype, shape)
         warnings.append("input %s is a %s, not a placeholder; the frozen graph is cut there and it becomes a "
                         "Placeholder" % (tensor_name, node.op))
+    return renames
 
 
 def _output_count(node) -> Optional[int]:
@@ -235,10 +253,22 @@ def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambig
     graph_def = type(meta.graph_def)()
     graph_def.CopyFrom(meta.graph_def)
     if res.inputs:
-        _cut_inputs(graph_def, res.inputs, warnings)
+        renames = _cut_inputs(graph_def, res.inputs, warnings)
+        res.inputs = [(renames.get(t, t), r) for t, r in res.inputs]
     order = {n.name: i for i, n in enumerate(graph_def.node)}
     output_nodes = sorted({node_of(t) for t, _ in res.outputs}, key=order.__getitem__)
     pruned = rewrite.prune(graph_def, output_nodes)
+    feeding = [n.name for n in pruned.node if n.op in ITERATOR_GET_NEXT_OPS]
+    if feeding:  # data enters through tf.data: cut there, automatically
+        for name in feeding:
+            renames = _cut_iterator(graph_def, name, warnings)
+            made = {v: k for k, v in renames.items()}
+            order.update({node_of(v): order.get(name, len(order)) for v in made})
+            pruned = rewrite.prune(graph_def, output_nodes)
+            kept = {n.name for n in pruned.node}
+            found_inputs = [(v, "tf.data input: output %s of %s" % (made[v].rsplit(":", 1)[1], name))
+                            for v in sorted(made) if node_of(v) in kept]
+            res.inputs = (res.inputs or []) + [i for i in found_inputs if i[0] not in {t for t, _ in res.inputs or []}]
     found = oppolicy.unsafe_nodes(pruned)
     if found and refuse_unsafe:
         raise oppolicy.refusal(found, "the part of the graph the outputs need")

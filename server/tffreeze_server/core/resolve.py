@@ -15,7 +15,7 @@ from typing import List, Optional, Set, Tuple
 from tensorflow.python.framework import dtypes
 
 from . import heads
-from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_of, nodes_by_name, output_dtype_enum,
+from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, is_input_pipeline_op, consumers, node_of, nodes_by_name, output_dtype_enum,
                     output_shape_proto, reach, resolve_names, tensor_name)
 from .switches import find_switches
 
@@ -80,6 +80,8 @@ _CONTROL_FLOW_V1 = {"Switch", "RefSwitch", "Merge", "RefMerge", "Enter", "RefEnt
 
 def _is_bookkeeping(node, by_name, training) -> bool:
     if node.op in _BOOKKEEPING_OPS or node.name in training or _BOOKKEEPING_SCOPES.match(node.name):
+        return True
+    if is_input_pipeline_op(node.op):  # an iterator's initializer or string handle, a dataset
         return True
     if node.op in _CONTROL_FLOW_V1 - {"Exit", "RefExit"}:
         return True

@@ -401,5 +401,44 @@ def replace_with_placeholder(graph_def, node_name: str, dtype_enum: int, shape_p
     raise KeyError(node_name)
 
 
+def iterator_placeholder_names(node) -> List[str]:
+    """The placeholders an iterator's outputs become: its own name for one output,
+    NAME_0, NAME_1, ... for several."""
+    n = len(node.attr["output_types"].list.type)
+    return [node.name] if n == 1 else ["%s_%d" % (node.name, i) for i in range(n)]
+
+
+def cut_iterator(graph_def, node_name: str) -> Dict[str, str]:
+    """Replace an IteratorGetNext (tf.data's hand-over to the model) with one placeholder
+    per output, of the dtypes and shapes its attributes record; consumers are rewired.
+    Returns {old tensor name: new tensor name}."""
+    node = next(n for n in graph_def.node if n.name == node_name)
+    types = list(node.attr["output_types"].list.type)
+    shapes = list(node.attr["output_shapes"].list.shape) or [None] * len(types)
+    names = iterator_placeholder_names(node)
+    renames = {"%s:%d" % (node_name, i): "%s:0" % name for i, name in enumerate(names)}
+    renames["%s:0" % node_name] = "%s:0" % names[0]
+    for other in graph_def.node:
+        for j, inp in enumerate(other.input):
+            if inp == "^" + node_name:
+                other.input[j] = "^" + names[0]
+                continue
+            if inp.startswith("^"):
+                continue
+            src, _, idx = inp.partition(":")
+            if src == node_name:
+                other.input[j] = names[int(idx or 0)]
+    keep = [n for n in graph_def.node if n.name != node_name]
+    del graph_def.node[:]
+    graph_def.node.extend(keep)
+    for name, dtype, shape in zip(names, types, shapes):
+        holder = graph_def.node.add(name=name, op="Placeholder")
+        holder.attr["dtype"].type = dtype
+        if shape is not None:
+            holder.attr["shape"].shape.CopyFrom(shape)
+    return renames
+
+
 __all__ = ["prune", "to_constants", "tidy", "skeleton", "reject_forbidden", "unknown_ops", "check_size",
-           "placeholders", "replace_with_placeholder", "PROTOBUF_LIMIT"]
+           "placeholders", "replace_with_placeholder", "cut_iterator", "iterator_placeholder_names",
+           "PROTOBUF_LIMIT"]
