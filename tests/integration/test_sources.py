@@ -347,3 +347,15 @@ def test_tf_data_fed_model_is_cut_at_its_iterator(client, tmp_path, inputs):
     info = client.inspect(model.directory)
     assert [i.name for i in info.inputs] == ["IteratorGetNext_0:0"]
     assert [o.name for o in info.outputs] == ["probabilities:0"]
+
+
+def test_inspect_and_freeze_agree_on_inputs_when_switches_are_bound(client, tmp_path):
+    """Finding 6: inspect listed the training switches (is_training, keep_prob) as inputs
+    while a freeze binds them; both now give the same inputs, and inspect still lists the
+    switches as switches."""
+    model = models.training_graph(str(tmp_path / "t"), True)
+    info = client.inspect(model.directory)
+    outcome = client.freeze(model.directory)
+    assert [i.name for i in info.inputs] == [i["name"] for i in outcome.manifest["inputs"]] == ["x:0"]
+    assert {s.name for s in info.switches} >= {"is_training:0", "keep_prob:0"}
+    assert {b["name"] for b in outcome.manifest["bindings"]} >= {"is_training:0", "keep_prob:0"}

@@ -46,6 +46,31 @@ def test_resolution_skips_training_and_summary_sinks():
     assert not any(t.startswith(("train_op", "gradients", "loss")) for t in outputs)
 
 
+def test_shape_arithmetic_and_handle_tensors_are_never_outputs():
+    """Sinks that are not data: an int computed from a Shape (a batch size), a TensorList
+    (variant), a resource handle. Only the model's tensor is an output."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf1.get_variable("w", initializer=tf.ones([3, 2]), use_resource=True)
+        tf.tanh(tf.matmul(x, w), name="y")
+        tf.multiply(tf.shape(x)[0], 2, name="batch_times_two")
+        tf.raw_ops.EmptyTensorList(element_shape=tf.constant([2], tf.int32), max_num_elements=-1,
+                                   element_dtype=tf.float32, name="unused_list")
+        tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="h", name="handle")
+    res = resolve.resolve(_meta(build), [], [], None)
+    assert [t for t, _ in res.outputs] == ["y:0"], res.outputs
+
+
+def test_top_k_gives_values_and_indices():
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 5], name="x")
+        w = tf1.get_variable("w", initializer=tf.ones([5, 5]))
+        tf.math.top_k(tf.matmul(x, w), k=2, name="best")
+    res = resolve.resolve(_meta(build), [], [], None)
+    assert [t for t, _ in res.outputs] == ["best:0", "best:1"], res.outputs
+    assert "indices" in res.outputs[1][1]
+
+
 def test_resolution_returns_the_loss_input_and_its_head_with_evidence():
     res = resolve.resolve(_meta(_classifier), [], [], None)
     assert res.outputs == [("logits:0", "prediction: the loss loss compares it with labels"),

@@ -561,7 +561,18 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         r = _resolve(loaded, spec, warnings, refuse_ambiguous=False, refuse_unsafe=False)
         ins = r.res.inputs if r.res.inputs is not None else [
             ("%s:0" % n.name, "placeholder the outputs depend on") for n in rewrite.placeholders(r.pruned)]
-        by_name = nodes_by_name(meta.graph_def)
+        if r.res.inputs is not None:  # the placeholders a freeze would add beside the resolved inputs
+            named = {node_of(t) for t, _ in ins}
+            ins = list(ins) + [("%s:0" % n.name, "placeholder the outputs depend on")
+                               for n in rewrite.placeholders(r.pruned) if n.name not in named]
+        try:  # what a freeze with these options binds is not an input (the same step as freeze)
+            _, bindings = _bind(r, spec, freeze_pb2.FreezeResult())
+        except FreezeError as exc:
+            bindings = []
+            warnings.append("a freeze with these options would be refused: %s" % exc.message)
+        bound = {node_of(b["name"]) for b in bindings}
+        ins = [(t, why) for t, why in ins if node_of(t) not in bound]
+        by_name = {**nodes_by_name(meta.graph_def), **nodes_by_name(r.pruned)}
         for named, into in ((ins, out.inputs), (r.res.outputs, out.outputs)):
             for tensor_name, reason in named:
                 node = by_name.get(node_of(tensor_name))

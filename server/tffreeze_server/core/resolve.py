@@ -78,10 +78,47 @@ _CONTROL_FLOW_V1 = {"Switch", "RefSwitch", "Merge", "RefMerge", "Enter", "RefEnt
                     "NextIteration", "RefNextIteration", "LoopCond"}
 
 
+_HANDLE_DTYPES = {dtypes.variant.as_datatype_enum, dtypes.resource.as_datatype_enum}
+_INT_DTYPES = {dtypes.int32.as_datatype_enum, dtypes.int64.as_datatype_enum}
+_SHAPE_OPS = {"Shape", "ShapeN", "Size", "Rank", "TensorListLength", "TensorArraySizeV3"}
+
+
+def _is_shape_arithmetic(node, by_name, limit: int = 64) -> bool:
+    """An int32/int64 tensor computed only from the shapes of other tensors and constants
+    (a strided_slice of a Shape, a batch size): never a model output."""
+    if node.op in _SHAPE_OPS or output_dtype_enum(node, 0) not in _INT_DTYPES:
+        return False
+    stack, seen, from_shape = [node.name], set(), False
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if len(seen) > limit:
+            return False
+        current = by_name.get(name)
+        if current is None:
+            return False
+        if current.op in _SHAPE_OPS:
+            from_shape = True
+            continue  # what it measures does not matter
+        if current.op == "Const":
+            continue
+        inputs = [node_of(i) for i in current.input if not i.startswith("^")]
+        if not inputs or output_dtype_enum(current, 0) not in _INT_DTYPES:
+            return False  # a placeholder, a variable read, a float computation
+        stack.extend(inputs)
+    return from_shape
+
+
 def _is_bookkeeping(node, by_name, training) -> bool:
     if node.op in _BOOKKEEPING_OPS or node.name in training or _BOOKKEEPING_SCOPES.match(node.name):
         return True
     if is_input_pipeline_op(node.op):  # an iterator's initializer or string handle, a dataset
+        return True
+    if output_dtype_enum(node, 0) in _HANDLE_DTYPES:  # a TensorList, a dataset, a resource: not data
+        return True
+    if _is_shape_arithmetic(node, by_name):
         return True
     if node.op in _CONTROL_FLOW_V1 - {"Exit", "RefExit"}:
         return True
@@ -296,6 +333,7 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         if len(res.outputs) > 1 and res.outputs[0][1].startswith("graph sink"):
             warnings.append("%d outputs were inferred as graph sinks (%s); name the outputs to choose"
                             % (len(res.outputs), ", ".join(t for t, _ in res.outputs)))
+        res.outputs = _with_selection_indices(res.outputs, by_name)
     if inputs:
         res.inputs = [(t, EXPLICIT_INPUT) for t in resolve_names(inputs, graph_def, "inputs")]
     elif res.inputs is not None:
@@ -304,6 +342,21 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         res.inputs = [(t, r) for t, r in res.inputs if node_of(t) in needed] or None
     res.warnings = warnings + res.warnings
     return res
+
+
+_SELECTION_OPS = {"TopKV2": "the indices of the top-k values", "TopK": "the indices of the top-k values"}
+
+
+def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:
+    """A selection's values come with the indices that say what was selected (top-k)."""
+    out: List[Named] = []
+    names = {t for t, _ in outputs}
+    for t, reason in outputs:
+        out.append((t, reason))
+        node = by_name.get(node_of(t))
+        if node is not None and node.op in _SELECTION_OPS and t.endswith(":0") and "%s:1" % node.name not in names:
+            out.append(("%s:1" % node.name, "%s (beside %s)" % (_SELECTION_OPS[node.op], t)))
+    return out
 
 
 def _no_outputs():
