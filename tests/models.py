@@ -512,3 +512,65 @@ def dataset_fed(directory: str) -> Model:
             saver.restore(sess, os.path.join(directory, model.prefix))
             expected = sess.run("probabilities:0", {"IteratorGetNext:0": x})
     return Model(directory, {"IteratorGetNext:0": x}, {"probabilities:0": expected}, prefix=model.prefix)
+
+
+def text_with_vocabulary(directory: str) -> Model:
+    """A bag-of-words classifier over string tokens: a vocabulary table built from constant
+    keys and values (tf.lookup.StaticHashTable, initialised by tables_initializer) maps
+    tokens to ids (unknown tokens to 0), then an embedding, a mean and a dense layer."""
+    vocab = ["<unk>", "the", "cat", "sat", "on", "mat", "dog", "ran"]
+    rng = np.random.RandomState(5)
+    emb0 = rng.randn(len(vocab), 4).astype(np.float32)
+    w0 = rng.randn(4, 2).astype(np.float32)
+
+    def build():
+        tokens = tf1.placeholder(tf.string, [None, 3], name="tokens")
+        labels = tf1.placeholder(tf.int64, [None], name="labels")
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(vocab[1:]), tf.constant(np.arange(1, len(vocab), dtype=np.int64))),
+            default_value=0)
+        ids = table.lookup(tokens)
+        emb = _variable("embedding", emb0, True)
+        w = _variable("w", w0, True)
+        logits = tf.matmul(tf.reduce_mean(tf.nn.embedding_lookup(emb, ids), axis=1), w, name="logits")
+        tf.nn.softmax(logits, name="probabilities")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+    feeds = {"tokens:0": np.array([[b"the", b"cat", b"sat"], [b"a", b"dog", b"ran"]], dtype=object)}
+    os.makedirs(directory, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        build()
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=graph) as sess:
+            sess.run([tf1.global_variables_initializer(), tf1.tables_initializer()])
+            prefix = saver.save(sess, os.path.join(directory, "model.ckpt"))
+            expected = sess.run("probabilities:0", feeds)
+    return Model(directory, feeds, {"probabilities:0": expected}, prefix=os.path.basename(prefix))
+
+
+def text_with_vocabulary_file(directory: str) -> Model:
+    """The same classifier with its vocabulary table filled from a file (TextFileInitializer)."""
+    os.makedirs(directory, exist_ok=True)
+    vocab_path = os.path.join(directory, "vocab.txt")
+    with open(vocab_path, "w") as fh:
+        fh.write("the\ncat\nsat\n")
+
+    def build():
+        tokens = tf1.placeholder(tf.string, [None, 3], name="tokens")
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(vocab_path, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=-1)
+        emb = _variable("embedding", np.ones((4, 2), np.float32), True)
+        tf.reduce_mean(tf.nn.embedding_lookup(emb, table.lookup(tokens) + 1), axis=1, name="features")
+
+    graph = tf.Graph()
+    with graph.as_default():
+        build()
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=graph) as sess:
+            sess.run([tf1.global_variables_initializer(), tf1.tables_initializer()])
+            prefix = saver.save(sess, os.path.join(directory, "model.ckpt"))
+    os.unlink(vocab_path)
+    return Model(directory, {}, {}, prefix=os.path.basename(prefix))

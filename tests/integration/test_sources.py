@@ -359,3 +359,29 @@ def test_inspect_and_freeze_agree_on_inputs_when_switches_are_bound(client, tmp_
     assert [i.name for i in info.inputs] == [i["name"] for i in outcome.manifest["inputs"]] == ["x:0"]
     assert {s.name for s in info.switches} >= {"is_training:0", "keep_prob:0"}
     assert {b["name"] for b in outcome.manifest["bindings"]} >= {"is_training:0", "keep_prob:0"}
+
+
+@pytest.mark.parametrize("options", [{}, {"outputs": ["probabilities"], "optimize": True},
+                                     {"outputs": ["probabilities"], "verify": True}])
+def test_a_vocabulary_table_from_constants_needs_no_initialisation(client, tmp_path, options):
+    """Issue 22, finding 1: a text model whose tokens go through a vocabulary table
+    (tables_initializer) used to freeze and then fail at run time ("Table not
+    initialized"). The table becomes constants and a sorted search: the frozen graph
+    runs without any initialisation and equals the model, unknown tokens included."""
+    model = models.text_with_vocabulary(str(tmp_path / "text"))
+    outcome = client.freeze(model.directory, **options)
+    assert "probabilities:0" in [o["name"] for o in outcome.manifest["outputs"]]
+    assert [i["name"] for i in outcome.manifest["inputs"]] == ["tokens:0"]
+    assert any("lookup table" in w for w in outcome.manifest["warnings"])
+    ops = set(models.graph_ops(outcome.graph_bytes))
+    assert not {op for op in ops if "Table" in op}
+    got = models.run_frozen(outcome.graph_bytes, model.feeds, ["probabilities:0"])
+    np.testing.assert_allclose(got[0], model.expected["probabilities:0"], rtol=1e-6, atol=1e-6)
+
+
+def test_a_table_filled_from_a_file_is_refused_saying_so(client, tmp_path):
+    model = models.text_with_vocabulary_file(str(tmp_path / "text"))
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(model.directory, outputs=["features"])
+    assert err.value.reason == "ERROR_REASON_GRAPH_DOES_NOT_RUN"
+    assert "reads a file" in err.value.message and "hash_table" in err.value.message

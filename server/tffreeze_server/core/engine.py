@@ -39,7 +39,7 @@ from tffreeze_api import tf_errors
 from tffreeze_api.fileio import write_all
 from tffreeze_api.v1 import freeze_pb2
 
-from . import oppolicy, optimize as optimize_mod, rewrite, splice, switches, tensorflowsharp, verify as verify_mod
+from . import oppolicy, optimize as optimize_mod, rewrite, splice, switches, tables, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted, without_paths
 from .graph import (ITERATOR_GET_NEXT_OPS, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
@@ -373,6 +373,11 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         original = r.pruned  # for the verify option: the model before binding and conversion
         graph_def, bindings = _bind(r, spec, result)
         _check_ops(graph_def)
+        if tables.freeze_tables(graph_def, loaded.meta.graph_def, warnings):
+            graph_def = rewrite.prune(graph_def, [node_of(t) for t, _ in r.res.outputs])
+            original = type(original)()
+            original.CopyFrom(r.pruned)
+            tables.freeze_tables(original, loaded.meta.graph_def, [])  # verify runs it without initialisers
 
         values: Dict[str, Tuple[np.ndarray, int]] = {}
         if loaded.reader is None and any(n.op in VARIABLE_OPS for n in graph_def.node):
