@@ -195,3 +195,15 @@ def test_tensorflowsharp_run_fails_as_the_builtin_binding_does(client, tmp_path)
                          (os.path.join(tfsharp.CS_BIN, "TfFreeze.dll"), "is not TensorFlowSharp")):
         out = subprocess.run(base + ok_args + ["--tensorflowsharp", str(dll)], capture_output=True, text=True, timeout=300)
         assert out.returncode == 1 and message in out.stderr, out.stderr
+
+
+def test_a_vocabulary_table_runs_in_tf115_without_initialisation(client, tmp_path):
+    """A frozen text model whose constant vocabulary table became plain ops runs in
+    TensorFlow 1.15 (TensorFlowSharp's runtime) with no table initialisation."""
+    model = models.text_with_vocabulary(str(tmp_path / "text"))
+    pb = tmp_path / "m.pb"
+    client.freeze(model.directory, output_path=str(pb), outputs=["probabilities"], target="tensorflowsharp")
+    feeds = {"tokens:0": np.asarray(model.feeds["tokens:0"], dtype="S")}
+    got, err = run_py115(pb, feeds, ["probabilities:0"], tmp_path)
+    assert got is not None, err
+    np.testing.assert_allclose(got[0], model.expected["probabilities:0"], rtol=1e-5, atol=1e-5)
