@@ -202,6 +202,7 @@ def _keras_app(out_dir, build, loss, optimizer, labels_fn):
     import tf_keras as keras
     rng = np.random.default_rng(11)
     keras.backend.clear_session()
+    keras.utils.set_random_seed(11)  # the same weights at every build: the corpus is a fixture, not a lottery
     sess = tf1.keras.backend.get_session()
     model = build(keras)
     model.compile(optimizer=optimizer(keras), loss=loss, metrics=["accuracy"])
