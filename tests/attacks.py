@@ -199,18 +199,6 @@ def _writer_nodes(target: str, glob: str = ""):
     return list(graph.as_graph_def().node), list(graph.as_graph_def().library.function)
 
 
-def _edit_saved_model(directory: str, edit) -> None:
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = os.path.join(directory, "saved_model.pb")
-    sm = saved_model_pb2.SavedModel()
-    with open(path, "rb") as fh:
-        sm.ParseFromString(fh.read())
-    edit(sm)
-    with open(path, "wb") as fh:
-        fh.write(sm.SerializeToString())
-
-
 def _plant_main_op(meta, target: str, glob: str = "") -> None:
     nodes, functions = _writer_nodes(target, glob)
     meta.graph_def.node.extend(nodes)
@@ -234,7 +222,7 @@ def mixed_saved_model(directory: str, target: str, glob: str = "") -> str:
         extra.ClearField("object_graph_def")
         extra.meta_info_def.ClearField("tags")
         extra.meta_info_def.tags.append("train")
-    _edit_saved_model(directory, edit)
+    models.edit_saved_model(directory, edit)
     return directory
 
 
@@ -244,7 +232,7 @@ def tf2_saved_model_with_main_op(directory: str, target: str) -> str:
     import models
 
     models.saved_model_v2(directory)
-    _edit_saved_model(directory, lambda sm: _plant_main_op(sm.meta_graphs[0], target))
+    models.edit_saved_model(directory, lambda sm: _plant_main_op(sm.meta_graphs[0], target))
     return directory
 
 
@@ -253,7 +241,7 @@ def tf1_saved_model_with_main_op(directory: str, target: str) -> str:
     import models
 
     models.saved_model_v1(directory)
-    _edit_saved_model(directory, lambda sm: _plant_main_op(sm.meta_graphs[0], target))
+    models.edit_saved_model(directory, lambda sm: _plant_main_op(sm.meta_graphs[0], target))
     return directory
 
 
@@ -275,22 +263,19 @@ def graph_file_writer(directory: str, target: str) -> str:
 def restore_writer(directory: str, target: str) -> str:
     """A Saver checkpoint whose restore op waits on a WriteFile (TF's own freeze_graph
     runs it): read as data, the restore op is never run."""
+    import models
+
     def build(x, w):
         tf.multiply(x, w, name="out")
 
     _saved(directory, build)
-    from tensorflow.core.protobuf import meta_graph_pb2
 
-    path = os.path.join(directory, "model.ckpt.meta")
-    meta = meta_graph_pb2.MetaGraphDef()
-    with open(path, "rb") as fh:
-        meta.ParseFromString(fh.read())
-    nodes, functions = _writer_nodes(target)
-    meta.graph_def.node.extend(nodes)
-    restore = meta.saver_def.restore_op_name
-    next(n for n in meta.graph_def.node if n.name == restore).input.append("^evil/main_op")
-    with open(path, "wb") as fh:
-        fh.write(meta.SerializeToString())
+    def edit(meta):
+        nodes, _ = _writer_nodes(target)
+        meta.graph_def.node.extend(nodes)
+        restore = meta.saver_def.restore_op_name
+        next(n for n in meta.graph_def.node if n.name == restore).input.append("^evil/main_op")
+    models.edit_meta(directory, edit)
     return directory
 
 

@@ -172,6 +172,19 @@ def edit_meta(directory: str, edit: Callable) -> None:
                 fh.write(meta.SerializeToString())
 
 
+def edit_saved_model(directory: str, edit: Callable) -> None:
+    """Rewrite ``directory``/saved_model.pb through ``edit(saved_model)``."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(directory, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    with open(path, "rb") as fh:
+        sm.ParseFromString(fh.read())
+    edit(sm)
+    with open(path, "wb") as fh:
+        fh.write(sm.SerializeToString())
+
+
 # ---------------------------------------------------------------------------
 # Checkpoints users bring straight from training (issue: breadth of sources).
 
@@ -488,7 +501,6 @@ def dataset_fed(directory: str) -> Model:
     (features, labels); data enters the model at IteratorGetNext."""
     rng = np.random.RandomState(4)
     w0 = rng.randn(3, 2).astype(np.float32)
-    holder = {}
 
     def build():
         features = tf1.placeholder(tf.float32, [None, 3], name="features_source")
@@ -501,10 +513,9 @@ def dataset_fed(directory: str) -> Model:
         tf.nn.softmax(logits, name="probabilities")
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
-        holder.update(x=x)
 
     x = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0
-    model = _save(directory, build, {}, [], )
+    model = _save(directory, build, {}, [])
     graph = tf.Graph()
     with graph.as_default():
         saver = tf1.train.import_meta_graph(os.path.join(directory, model.prefix + ".meta"))
@@ -538,6 +549,11 @@ def text_with_vocabulary(directory: str) -> Model:
         tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
 
     feeds = {"tokens:0": np.array([[b"the", b"cat", b"sat"], [b"a", b"dog", b"ran"]], dtype=object)}
+    return _save_with_tables(directory, build, feeds, ["probabilities:0"])
+
+
+def _save_with_tables(directory: str, build: Callable, feeds, fetches: List[str]) -> Model:
+    """Build, initialise variables and tables, save, and record ``fetches`` on ``feeds``."""
     os.makedirs(directory, exist_ok=True)
     graph = tf.Graph()
     with graph.as_default():
@@ -546,8 +562,8 @@ def text_with_vocabulary(directory: str) -> Model:
         with tf1.Session(graph=graph) as sess:
             sess.run([tf1.global_variables_initializer(), tf1.tables_initializer()])
             prefix = saver.save(sess, os.path.join(directory, "model.ckpt"))
-            expected = sess.run("probabilities:0", feeds)
-    return Model(directory, feeds, {"probabilities:0": expected}, prefix=os.path.basename(prefix))
+            expected = sess.run(fetches, feeds) if fetches else []
+    return Model(directory, feeds, dict(zip(fetches, expected)), prefix=os.path.basename(prefix))
 
 
 def text_with_vocabulary_file(directory: str) -> Model:
@@ -565,12 +581,6 @@ def text_with_vocabulary_file(directory: str) -> Model:
         emb = _variable("embedding", np.ones((4, 2), np.float32), True)
         tf.reduce_mean(tf.nn.embedding_lookup(emb, table.lookup(tokens) + 1), axis=1, name="features")
 
-    graph = tf.Graph()
-    with graph.as_default():
-        build()
-        saver = tf1.train.Saver()
-        with tf1.Session(graph=graph) as sess:
-            sess.run([tf1.global_variables_initializer(), tf1.tables_initializer()])
-            prefix = saver.save(sess, os.path.join(directory, "model.ckpt"))
-    os.unlink(vocab_path)
-    return Model(directory, {}, {}, prefix=os.path.basename(prefix))
+    model = _save_with_tables(directory, build, {}, [])
+    os.unlink(vocab_path)  # the server never sees the file
+    return model

@@ -255,7 +255,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
 
     @mapped_stream
     def Freeze(self, request, context):
-        spec = FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
+        FreezeSpec.from_options(request.options, self.limits)  # every option error before any file (the task parses again)
         entries = self._checked(request.files)
         cache_key = results.key(request, self.limits)
         cached, cached_recipe = self.results.get(cache_key) if self.results else (None, None)
@@ -310,7 +310,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
 
     @mapped
     def Inspect(self, request, context):
-        spec = FreezeSpec.from_options(request.options, self.limits)
+        FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
         response = None
         for event in self._run("inspect", request, self._checked(request.files), context):
             if event[0] == "result":

@@ -56,7 +56,7 @@ def test_several_meta_graphs_and_no_tags_named_is_ambiguous(client, tmp_path):
         extra.CopyFrom(sm.meta_graphs[0])
         del extra.meta_info_def.tags[:]
         extra.meta_info_def.tags.append("train")
-    attacks._edit_saved_model(model.directory, edit)
+    models.edit_saved_model(model.directory, edit)
     with pytest.raises(FailedPreconditionError) as err:
         client.freeze(model.directory)
     assert err.value.reason == "ERROR_REASON_SAVED_MODEL_AMBIGUOUS" and "serve; train" in err.value.message

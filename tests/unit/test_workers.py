@@ -101,12 +101,16 @@ def test_workers_recycled_after_max_tasks(pool):
     assert pool.alive() == 1  # and the old worker was stopped
 
 
-def _sandbox_or_skip(tmp_path):
+def _sandbox_or_skip(tmp_path, readable=()):
+    """(a worker sandbox, its tasks folder tmp_path/tasks): the sandbox binds only that
+    folder (and ``readable``), as the server's binds DATA/tasks."""
     from tffreeze_server import sandbox
 
     if sandbox.find_bwrap() is None and not os.environ.get("TFFREEZE_REQUIRE_SANDBOX"):
         pytest.skip("bwrap (bubblewrap) is not installed; `make setup` installs it and CI requires it")
-    return sandbox.create("bwrap", readable=[str(tmp_path)], writable=[str(tmp_path)])
+    tasks = tmp_path / "tasks"
+    tasks.mkdir(exist_ok=True)
+    return sandbox.create("bwrap", readable=[str(p) for p in readable], writable=[str(tasks)]), tasks
 
 
 @pytest.mark.parametrize("sandboxed", [False, True])
@@ -114,8 +118,8 @@ def test_recycling_never_makes_a_call_wait_for_the_replacement_to_warm(tmp_path,
     """The replacement imports (here: sleeps 3 s) while the old worker keeps serving;
     in the sandbox too (whose workers die with the thread that started them, so all
     are started from the pool's own long-lived thread)."""
-    box = _sandbox_or_skip(tmp_path) if sandboxed else None
-    p = WorkerPool(size=1, target="pool_tasks:slow_warm", max_tasks=2, sandbox=box, tasks_root=str(tmp_path)).start()
+    box, tasks = _sandbox_or_skip(tmp_path) if sandboxed else (None, tmp_path)
+    p = WorkerPool(size=1, target="pool_tasks:slow_warm", max_tasks=2, sandbox=box, tasks_root=str(tasks)).start()
     try:
         run(p, "echo")  # the first call waits for the first worker to warm
         waits, pids = [], set()
@@ -137,15 +141,11 @@ def test_sandboxed_task_sees_its_inputs_read_only_its_output_folder_nothing_else
     not passed on."""
     import socket
 
-    box = _sandbox_or_skip(tmp_path)
-    tasks, private = tmp_path / "tasks", tmp_path / "blobs"
-    for d in (tasks, private):
-        d.mkdir()
+    box, tasks = _sandbox_or_skip(tmp_path)
+    private = tmp_path / "blobs"
+    private.mkdir()
     (private / "secret").write_bytes(b"store")
     monkeypatch.setenv("TFFREEZE_TEST_SECRET", "token-123")
-    from tffreeze_server import sandbox
-
-    box = sandbox.create("bwrap", readable=[], writable=[str(tasks)])
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -185,12 +185,7 @@ def test_two_tasks_at_once_cannot_see_or_touch_each_other(tmp_path):
     other's folder (by the server's paths), and each sees only its own process."""
     import threading
 
-    box = _sandbox_or_skip(tmp_path)
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    from tffreeze_server import sandbox
-
-    box = sandbox.create("bwrap", readable=[], writable=[str(tasks)])
+    box, tasks = _sandbox_or_skip(tmp_path)
     p = WorkerPool(size=2, target="pool_tasks:hostile", sandbox=box, tasks_root=str(tasks)).start()
     victim = {}
     try:
@@ -201,10 +196,6 @@ def test_two_tasks_at_once_cannot_see_or_touch_each_other(tmp_path):
         def hold():
             victim["value"] = run(p, "hold", {"seconds": 3, "mark": "victim"},
                                   files={"model.ckpt.index": b"victim's secret"}, on_result=on_result)[-1][1]
-
-        def where(ev):  # the victim's folders, as the server names them
-            if ev[0] == "task":
-                victim.setdefault("task", ev[1])
 
         t = threading.Thread(target=hold)
         t.start()
@@ -233,12 +224,7 @@ def test_a_descriptor_kept_by_a_task_is_gone_before_its_result(tmp_path):
     """A task forks a process that keeps a descriptor on its output and rewrites it
     later: the result is only handed over once every process of the task is gone,
     so the output the server then copies can no longer change."""
-    box = _sandbox_or_skip(tmp_path)
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    from tffreeze_server import sandbox
-
-    box = sandbox.create("bwrap", readable=[], writable=[str(tasks)])
+    box, tasks = _sandbox_or_skip(tmp_path)
     p = WorkerPool(size=1, target="pool_tasks:hostile", sandbox=box, tasks_root=str(tasks)).start()
     seen = {}
 
@@ -317,16 +303,11 @@ def test_packages_below_tmp_stay_importable_in_a_task(tmp_path, monkeypatch):
     """A Python installation or package folder under /tmp (a clone in /tmp, say) is bound
     into the worker's sandbox; each task's own /tmp must not hide it: a module imported
     only when the task runs still imports, read-only."""
-    box = _sandbox_or_skip(tmp_path)
     lib = tmp_path / "lib"
     lib.mkdir()
     (lib / "late_module.py").write_text("VALUE = 42\n")
     monkeypatch.syspath_prepend(str(lib))
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    from tffreeze_server import sandbox
-
-    box = sandbox.create("bwrap", readable=[str(lib)], writable=[str(tasks)])
+    box, tasks = _sandbox_or_skip(tmp_path, readable=[lib])
     assert str(lib).startswith("/tmp/")
     p = WorkerPool(size=1, target="pool_tasks:late_import", sandbox=box, tasks_root=str(tasks)).start()
     try:

@@ -133,9 +133,8 @@ def _lookup(graph_def, find, search: np.ndarray, values: np.ndarray, key_dtype: 
          Tparams=("type", value_dtype), Tindices=("type", _INT32), Taxis=("type", _INT32), batch_dims=("i", 0))
     _add(graph_def, base + "/chosen", "SelectV2", [base + "/hit", base + "/value", default], T=("type", value_dtype))
     _add(graph_def, base + "/query_shape", "Shape", [query], T=("type", key_dtype), out_type=("type", _INT32))
-    out = _add(graph_def, name, "Reshape", [base + "/chosen", base + "/query_shape"] + controls,
-               T=("type", value_dtype), Tshape=("type", _INT32))
-    return out
+    _add(graph_def, name, "Reshape", [base + "/chosen", base + "/query_shape"] + controls,
+         T=("type", value_dtype), Tshape=("type", _INT32))
 
 
 def freeze_tables(graph_def, source_graph, warnings: List[str]) -> int:
@@ -143,7 +142,6 @@ def freeze_tables(graph_def, source_graph, warnings: List[str]) -> int:
     table handles are left for pruning); refuse a table the graph still needs that cannot
     be rewritten. ``source_graph``: the upload's whole graph (where initializers live).
     Returns how many tables were rewritten."""
-    by_name = nodes_by_name(graph_def)
     tables = [n for n in graph_def.node if n.op in TABLE_OPS]
     if not tables:
         return 0
@@ -174,7 +172,6 @@ def freeze_tables(graph_def, source_graph, warnings: List[str]) -> int:
         done += 1
         warnings.append("lookup table %s (%d entries, from constants) became constants and a sorted search: "
                         "the frozen graph needs no table initialisation" % (table.name, len(search)))
-    del by_name
     return done
 
 
