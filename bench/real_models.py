@@ -9,7 +9,8 @@ For every model of the corpus, in one run:
 "Right" means: the tool succeeds, its frozen graph runs on the fixed inputs and
 equals the original model's outputs (1e-5; optimize: 1e-4 abs + 1e-4 rel, as the
 README states), and, for automatic names, the outputs are exactly the model's head
-and the inputs its data inputs.
+and the inputs its data inputs. A freeze without names may also refuse ("not sure")
+listing the right outputs among its candidates: counted apart from right and wrong.
 
 Then the optimize option's cost on a ResNet-50 (tf-slim resnet_v1_50, 1000
 classes, 25.6 M parameters): optimized freeze time / plain freeze time.
@@ -98,6 +99,9 @@ def run_tffreeze(client, info, out_pb, mode):
     try:
         outcome = client.freeze(info["dir"], out_pb, **kwargs)
     except TffreezeError as exc:
+        listed = exc.metadata.get("candidates", "").split(",")
+        if mode == "auto" and exc.reason == "ERROR_REASON_OUTPUTS_AMBIGUOUS" and set(info["outputs"]) <= set(listed):
+            return "refused", "not sure; the right outputs are among the candidates", time.perf_counter() - t
         return False, "%s %s: %s" % (exc.code, exc.reason, exc.message[:160]), time.perf_counter() - t
     took = time.perf_counter() - t
     m = outcome.manifest
@@ -154,15 +158,18 @@ def main() -> int:
                 for mode in modes[1:]:
                     row[mode] = run_tffreeze(client, info, os.path.join(root, mode + ".pb"), mode)
                 rows.append(row)
-                print("%-20s " % name + "  ".join("%s %s %5.2fs" % (m, "ok  " if row[m][0] else "FAIL", row[m][2])
-                                                  for m in modes), flush=True)
+                print("%-20s " % name + "  ".join("%s %s %5.2fs" % (
+                    m, {True: "ok  ", "refused": "ask "}.get(row[m][0], "FAIL"), row[m][2]) for m in modes), flush=True)
                 for m in modes:
-                    if not row[m][0]:
+                    if row[m][0] is not True:
                         print("    %s: %s" % (m, row[m][1]))
             print()
             for m in modes:
-                print("%-13s %d/%d right, %.1f s in all" % (m, sum(r[m][0] for r in rows), len(rows),
-                                                          sum(r[m][2] for r in rows)))
+                right = sum(r[m][0] is True for r in rows)
+                refused = sum(r[m][0] == "refused" for r in rows)
+                print("%-13s %d/%d right%s, %.1f s in all" % (
+                    m, right, len(rows), ", %d refused listing the right outputs, %d wrong" %
+                    (refused, len(rows) - right - refused) if m == "auto" else "", sum(r[m][2] for r in rows)))
             summary = {"rows": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]}
             if not args.skip_resnet50:
                 d = os.path.join(root, "resnet50")

@@ -584,3 +584,15 @@ def text_with_vocabulary_file(directory: str) -> Model:
     model = _save_with_tables(directory, build, {}, [])
     os.unlink(vocab_path)  # the server never sees the file
     return model
+
+
+def assign_only(directory: str) -> Model:
+    """A graph whose only computation ends in an assignment (``state = x @ w``): no loss,
+    no sink that could be an output; the product is the one candidate."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = _variable("w", np.ones((3, 2), np.float32), False)
+        state = tf1.get_variable("state", [2, 2], trainable=False, initializer=tf1.zeros_initializer())
+        tf1.assign(state, tf.matmul(x, w, name="product")[:2], name="remember")
+
+    return _save(directory, build, {}, [])

@@ -244,8 +244,13 @@ def _cmd_inspect(args) -> int:
     for v in info["variables"]:
         mapped = "" if v["graph_variable"] in ("", v["checkpoint_key"]) else "  -> %s" % v["graph_variable"]
         print("  %-40s %-8s %s%s" % (v["checkpoint_key"], v["dtype"], v["shape"], mapped))
-    for kind in ("inputs", "outputs"):
-        print("%s:" % kind)
+    for kind in ("inputs", "outputs", "candidates"):
+        if kind == "candidates":
+            if not info[kind]:
+                continue
+            print("candidates (what might be outputs, best first; choose with --outputs):")
+        else:
+            print("%s:" % kind)
         for t in info[kind]:
             print("  %-30s %-8s %-12s %s" % (t["name"], t["dtype"], "?" if t["shape"] is None else t["shape"],
                                              t["reason"]))
@@ -320,6 +325,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return handler(args)
     except TffreezeError as exc:
         print("tffreeze %s: %s [%s]" % (args.command, _message(exc), exc.code), file=sys.stderr)
+        listed = [c for c in exc.metadata.get("candidates", "").split(",") if c]
+        if listed and exc.metadata.get("field") == "options.outputs":
+            print("to freeze the best candidate, add:  --outputs %s" % listed[0], file=sys.stderr)
+            print("all candidates (keep those the model deploys):  --outputs %s" % ",".join(listed),
+                  file=sys.stderr)
         return 1
     except OSError as exc:
         print("tffreeze %s: %s" % (args.command, exc), file=sys.stderr)

@@ -53,11 +53,16 @@ def _run(runner, pb, info, tmp_path):
     return got
 
 
-@pytest.mark.parametrize("name", corpus.MODELS)
+# The runner passes numeric tensors; the string-input model runs on TF 1.15 in test_tf115.
+NUMERIC_INPUTS = [n for n in corpus.MODELS if n != "text_vocab_table"]
+
+
+@pytest.mark.parametrize("name", NUMERIC_INPUTS)
 def test_real_tensorflowsharp_runs_the_corpus_on_tf115(client, runner, real_models, tmp_path, name):
     info = real_models[name]
     pb = tmp_path / "model.pb"
-    outcome = client.freeze(info["dir"], str(pb), target="tensorflowsharp")
+    named = info["outputs"] if name in corpus.UNDECIDABLE else ()  # the graph does not decide them
+    outcome = client.freeze(info["dir"], str(pb), target="tensorflowsharp", outputs=named)
     assert outcome.manifest["loads_in_tensorflowsharp"] is True
     for out_name, value in zip(info["outputs"], _run(runner, pb, info, tmp_path)):
         np.testing.assert_allclose(value, info["expected"][out_name], rtol=RTOL, atol=ATOL, err_msg=out_name)

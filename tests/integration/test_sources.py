@@ -223,7 +223,7 @@ def test_ema_shadow_values(client, tmp_path, resource):
     assert [(t["name"], t["dtype"], t["shape"]) for t in ema.manifest["inputs"]] == [("x:0", "float32", [-1, 3])]
     assert [(t["name"], t["dtype"]) for t in ema.manifest["outputs"]] == [("y:0", "float32")]
     # y feeds only the loss: found where the model meets its target, not as a sink.
-    assert ema.manifest["outputs"][0]["reason"].startswith("graph analysis: the prediction the loss Mean")
+    assert ema.manifest["outputs"][0]["reason"].startswith("the model's last layer the loss reads")
     assert any("no ExponentialMovingAverage shadow for offset" in w for w in ema.manifest["warnings"])
     assert list(client.inspect(model.directory).ema_shadows) == ["w"]
 
@@ -336,7 +336,7 @@ def test_tf_data_fed_model_is_cut_at_its_iterator(client, tmp_path, inputs):
     model = models.dataset_fed(str(tmp_path / "ds"))
     outcome = client.freeze(model.directory, inputs=inputs or ())
     m = outcome.manifest
-    assert [o["name"] for o in m["outputs"]] == ["probabilities:0"]
+    assert [o["name"] for o in m["outputs"]] == ["logits:0", "probabilities:0"]  # the prediction and its head
     assert [(i["name"], i["dtype"], i["shape"]) for i in m["inputs"]] == [("IteratorGetNext_0:0", "float32", [-1, 3])]
     assert any("tf.data" in w for w in m["warnings"])
     ops = set(models.graph_ops(outcome.graph_bytes))
@@ -346,7 +346,7 @@ def test_tf_data_fed_model_is_cut_at_its_iterator(client, tmp_path, inputs):
     np.testing.assert_allclose(got[0], model.expected["probabilities:0"], rtol=1e-6, atol=1e-6)
     info = client.inspect(model.directory)
     assert [i.name for i in info.inputs] == ["IteratorGetNext_0:0"]
-    assert [o.name for o in info.outputs] == ["probabilities:0"]
+    assert [o.name for o in info.outputs] == ["logits:0", "probabilities:0"]
 
 
 def test_inspect_and_freeze_agree_on_inputs_when_switches_are_bound(client, tmp_path):

@@ -41,10 +41,10 @@ from tffreeze_api.v1 import freeze_pb2
 
 from . import oppolicy, optimize as optimize_mod, rewrite, splice, switches, tables, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted, without_paths
-from .graph import (ITERATOR_GET_NEXT_OPS, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
+from .graph import (ITERATOR_GET_NEXT_OPS, fixed_output_count, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, open_reader, pick_signature
-from .resolve import EXPLICIT_INPUT, Resolution, resolve, user_collections
+from .resolve import EXPLICIT_INPUT, Resolution, candidates, resolve, user_collections
 from .saver_map import variable_keys
 from .spec import FreezeSpec, target_enum
 from .values import EMA_SUFFIX, read_values
@@ -141,7 +141,7 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
             continue
         if node is None or node.op in PLACEHOLDER_OPS:
             continue
-        n_outputs = _output_count(node)
+        n_outputs = fixed_output_count(node)
         dtype, shape = output_dtype_enum(node, index), output_shape_proto(node, index)
         if n_outputs is None or not dtype or shape is None:
             if probe is None:
@@ -160,16 +160,6 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
         warnings.append("input %s is a %s, not a placeholder; the frozen graph is cut there and it becomes a "
                         "Placeholder" % (tensor_name, node.op))
     return renames
-
-
-def _output_count(node) -> Optional[int]:
-    """How many outputs the node's op has when its OpDef says so without attributes, else None."""
-    from tensorflow.python.framework import op_def_registry
-
-    op_def = op_def_registry.get(node.op)
-    if op_def is None or any(a.number_attr or a.type_list_attr for a in op_def.output_arg):
-        return None
-    return len(op_def.output_arg)
 
 
 def _check_ops(graph_def) -> None:
@@ -297,6 +287,15 @@ def _bind(r: Resolved, spec: FreezeSpec, result: freeze_pb2.FreezeResult):
         _to_value(msg.value, b["value"])
     if bindings:
         switches.fold_conditionals(graph_def)
+        present = {n.name for n in graph_def.node}
+        gone = [t for t, _ in r.res.outputs if node_of(t) not in present]
+        if gone:
+            raise FailedPrecondition(
+                "output(s) %s belong to the branch of a cond that binding %s removes (the switch decides it is "
+                "never taken). Name outputs after the cond, or leave the switch unbound (bind %s to keep it an "
+                "input)." % (", ".join(gone[:5]), ", ".join(b["name"] for b in bindings[:3]),
+                             bindings[0]["name"].split(":")[0]),
+                "ERROR_REASON_NAME_NOT_IN_GRAPH", field="options.outputs", name=gone[0])
         order = {n.name: i for i, n in enumerate(r.pruned.node)}
         graph_def = rewrite.prune(graph_def, sorted({node_of(t) for t, _ in r.res.outputs}, key=order.__getitem__))
     return graph_def, bindings
@@ -543,6 +542,16 @@ def _shape_list(info) -> Optional[List[int]]:
 
 
 # -- inspect ---------------------------------------------------------------------------
+def _tensor_info(info, node) -> None:
+    """Fill a TensorInfo's dtype and shape from the node's attributes (nothing is imported)."""
+    if node is None:
+        return
+    info.dtype = _attr_dtype(node)
+    shape = _attr_shape(node)
+    if shape is not None:
+        _set_shape(info, shape)
+
+
 @_guarded
 def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freeze_pb2.InspectResponse:
     """Describe the upload in ``workdir``: variables, candidate inputs and outputs
@@ -563,38 +572,44 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         meta = loaded.meta
         mapping = variable_keys(meta.graph_def)
         graph_of_key = {ref.key: var for var, ref in mapping.items()}
-        r = _resolve(loaded, spec, warnings, refuse_ambiguous=False, refuse_unsafe=False)
-        ins = r.res.inputs if r.res.inputs is not None else [
-            ("%s:0" % n.name, "placeholder the outputs depend on") for n in rewrite.placeholders(r.pruned)]
-        if r.res.inputs is not None:  # the placeholders a freeze would add beside the resolved inputs
-            named = {node_of(t) for t, _ in ins}
-            ins = list(ins) + [("%s:0" % n.name, "placeholder the outputs depend on")
-                               for n in rewrite.placeholders(r.pruned) if n.name not in named]
-        try:  # what a freeze with these options binds is not an input (the same step as freeze)
-            _, bindings = _bind(r, spec, freeze_pb2.FreezeResult())
-        except FreezeError as exc:
-            bindings = []
-            warnings.append("a freeze with these options would be refused: %s" % exc.message)
-        bound = {node_of(b["name"]) for b in bindings}
-        ins = [(t, why) for t, why in ins if node_of(t) not in bound]
-        by_name = {**nodes_by_name(meta.graph_def), **nodes_by_name(r.pruned)}
-        for named, into in ((ins, out.inputs), (r.res.outputs, out.outputs)):
-            for tensor_name, reason in named:
-                node = by_name.get(node_of(tensor_name))
-                info = into.add(name=tensor_name, reason=reason, dtype=_attr_dtype(node) if node else "")
-                shape = _attr_shape(node) if node else None
-                if shape is not None:
-                    _set_shape(info, shape)
-        for sw in switches.find_switches(r.pruned):
-            info = out.switches.add(name=sw.name + ":0", dtype=dtype_name(sw.dtype))
-            if sw.inference_value is not None:
-                _to_value(info.inference_value, sw.inference_value)
-        keys = set(reader.get_variable_to_dtype_map()) if reader is not None else set()
-        for node in r.pruned.node:
-            if node.op in VARIABLE_OPS:
-                key = mapping[node.name].key if node.name in mapping else node.name
-                if node.name + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys:
-                    out.ema_shadows.append(node.name)
+        by_name = nodes_by_name(meta.graph_def)
+        for tensor_name, reason in candidates(meta):
+            _tensor_info(out.candidates.add(name=tensor_name, reason=reason), by_name.get(node_of(tensor_name)))
+        try:
+            r = _resolve(loaded, spec, warnings, refuse_ambiguous=False, refuse_unsafe=False)
+        except FreezeError as exc:  # no outputs to describe: the candidates say what there is
+            if exc.reason != "ERROR_REASON_NO_OUTPUTS_FOUND":
+                raise
+            warnings.append(exc.message)
+            r = None
+        if r is not None:
+            ins = r.res.inputs if r.res.inputs is not None else [
+                ("%s:0" % n.name, "placeholder the outputs depend on") for n in rewrite.placeholders(r.pruned)]
+            if r.res.inputs is not None:  # the placeholders a freeze would add beside the resolved inputs
+                named = {node_of(t) for t, _ in ins}
+                ins = list(ins) + [("%s:0" % n.name, "placeholder the outputs depend on")
+                                   for n in rewrite.placeholders(r.pruned) if n.name not in named]
+            try:  # what a freeze with these options binds is not an input (the same step as freeze)
+                _, bindings = _bind(r, spec, freeze_pb2.FreezeResult())
+            except FreezeError as exc:
+                bindings = []
+                warnings.append("a freeze with these options would be refused: %s" % exc.message)
+            bound = {node_of(b["name"]) for b in bindings}
+            ins = [(t, why) for t, why in ins if node_of(t) not in bound]
+            by_name = {**nodes_by_name(meta.graph_def), **nodes_by_name(r.pruned)}
+            for named, into in ((ins, out.inputs), (r.res.outputs, out.outputs)):
+                for tensor_name, reason in named:
+                    _tensor_info(into.add(name=tensor_name, reason=reason), by_name.get(node_of(tensor_name)))
+            for sw in switches.find_switches(r.pruned):
+                info = out.switches.add(name=sw.name + ":0", dtype=dtype_name(sw.dtype))
+                if sw.inference_value is not None:
+                    _to_value(info.inference_value, sw.inference_value)
+            keys = set(reader.get_variable_to_dtype_map()) if reader is not None else set()
+            for node in r.pruned.node:
+                if node.op in VARIABLE_OPS:
+                    key = mapping[node.name].key if node.name in mapping else node.name
+                    if node.name + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys:
+                        out.ema_shadows.append(node.name)
         out.signatures.extend(loaded.signature_names or sorted(meta.signature_def))
         out.collections.extend(user_collections(meta))
     if reader is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Callable, Dict, Iterable, List, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import InvalidArgument
 
@@ -78,6 +78,16 @@ def output_dtype_enum(node, index: int = 0) -> int:
         if key in node.attr and node.attr[key].type:
             return node.attr[key].type
     return 0
+
+
+def fixed_output_count(node) -> Optional[int]:
+    """How many outputs the node's op has when its OpDef says so without attributes, else None."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node.op)
+    if op_def is None or any(a.number_attr or a.type_list_attr for a in op_def.output_arg):
+        return None
+    return len(op_def.output_arg)
 
 
 def output_shape_proto(node, index: int = 0):

@@ -44,6 +44,15 @@ LAYER_OPS = {
 }
 # Elementwise ops that are a layer when one side is a variable read (x * w + b written by hand).
 _ELEMENTWISE_LAYER_OPS = {"Add", "AddV2", "Mul", "Sub"}
+# A layer's own end: its activation and the reshapes that finish it.
+_UNARY_MODEL_OPS = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softplus",
+                    "Softsign", "LeakyRelu", "Identity", "Reshape", "Squeeze", "ExpandDims", "Snapshot"}
+_UPDATE_PREFIXES = ("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply")
+_SUMMARY_OPS = ("Summary", "SummaryV2")
+_MOVING_UPDATE_OPS = {"AssignSub", "AssignSubVariableOp", "AssignMovingAvg"}
+# Ops that compare a prediction with a label (an accuracy), unlike ops that take a
+# label-free side input with the model's output (a decoder's sequence lengths).
+_COMPARISON_OPS = {"Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual", "InTopK", "InTopKV2"}
 _READ_OPS = {"Identity", "ReadVariableOp", "Enter", "RefEnter", "Switch", "RefSwitch"}
 DATA_SOURCE_OPS = PLACEHOLDER_OPS | {"IteratorGetNext", "QueueDequeueV2", "QueueDequeueManyV2",
                                      "QueueDequeueUpToV2", "OneShotIterator"}
@@ -63,6 +72,8 @@ class Evidence:
     predictions: List[str] = field(default_factory=list)
     auxiliary: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    # Candidates when the structure does not decide (several networks): (tensor, reason).
+    ambiguous: List[Tuple[str, str]] = field(default_factory=list)
 
 
 class Structure:
@@ -81,9 +92,12 @@ class Structure:
                 self.users.setdefault(node_of(i), []).append(n.name)
         self.from_vars = self._forward([n for n, node in self.by_name.items() if node.op in VARIABLE_OPS])
         self.sources = [n for n in self.order if self.by_name[n].op in DATA_SOURCE_OPS]
-        self.bits = self._source_bits()
+        self.bits = self._propagate({s: 1 << k for k, s in enumerate(self.sources)})
+        self.variables = [n for n in self.order if self.by_name[n].op in VARIABLE_OPS]
+        self.var_bits = self._propagate({v: 1 << k for k, v in enumerate(self.variables)})
         self.layers = {n for n in self.order if self.is_layer(n)}
         self.extra_losses = [n for n in loss_names if n in self.by_name]
+        self.seeds: Dict[str, List[str]] = {}  # loss -> its gradient seeds (filled by losses())
 
     # -- basic relations -------------------------------------------------------------
     def _forward(self, roots: Iterable[str], allowed=None) -> Set[str]:
@@ -92,10 +106,9 @@ class Structure:
     def upstream(self, roots: Iterable[str]) -> Set[str]:
         return reach([r for r in roots if r in self.by_name], lambda name: map(node_of, self.data_inputs[name]))
 
-    def _source_bits(self) -> Dict[str, int]:
-        """node -> bitmask of the data sources it depends on (topological order,
+    def _propagate(self, index: Dict[str, int]) -> Dict[str, int]:
+        """node -> bitmask of the ``index`` nodes it depends on (topological order,
         loop back edges ignored: a loop's values enter it through Enter)."""
-        index = {s: 1 << k for k, s in enumerate(self.sources)}
         pending = {}
         for name in self.order:
             preds = {node_of(i) for i in self.data_inputs[name]
@@ -161,22 +174,169 @@ class Structure:
             if shape and self.by_name[shape].op == "Shape" and self.data_inputs[shape]:
                 ys.append(node_of(self.data_inputs[shape][0]))
             for y in ys:
-                if y in self.by_name and y not in found:
-                    found.append(y)
+                if y in self.by_name:
+                    self.seeds.setdefault(y, []).append(name)
+                    if y not in found:
+                        found.append(y)
         for y in self.extra_losses:
             if y not in found:
                 found.append(y)
         return found
 
+    # -- what the optimizers train ---------------------------------------------------
+    def trained_mask(self, loss: str) -> int:
+        """Bitmask of the variables the optimizer of ``loss`` updates: the variables of
+        the Apply*/Assign* ops its gradients reach. All variables (-1) when the loss
+        has no gradients in the graph or they reach no update."""
+        if not hasattr(self, "_trained"):
+            self._trained: Dict[str, int] = {}
+        if loss not in self._trained:
+            mask = 0
+            for name in reach(self.seeds.get(loss, ()), lambda n: self.users.get(n, ())):
+                node = self.by_name[name]
+                if node.op.startswith(_UPDATE_PREFIXES) and self.data_inputs[name]:
+                    var = node_of(self.data_inputs[name][0])
+                    if self.by_name[var].op in VARIABLE_OPS:
+                        mask |= self.var_bits[var]
+            if not self.seeds.get(loss):  # a term of a loss (the losses collection): its optimizer's
+                self._trained[loss] = 0  # (no recursion through a cycle)
+                for y in self.seeds:
+                    if loss in self.upstream([y]):
+                        mask |= self.trained_mask(y)
+            self._trained[loss] = (mask | self._moving_averages()) if mask and mask != -1 else -1
+        return self._trained[loss]
+
+    def _moving_averages(self) -> int:
+        """Variables training updates in place (batch norm's moving mean and variance):
+        part of the trained model, though no optimizer applies a gradient to them."""
+        mask = 0
+        for name in self.order:
+            node = self.by_name[name]
+            if node.op in _MOVING_UPDATE_OPS and self.data_inputs[name]:
+                var = node_of(self.data_inputs[name][0])
+                if self.by_name[var].op in VARIABLE_OPS:
+                    mask |= self.var_bits[var]
+        return mask
+
+    def own_vars(self, layer: str) -> int:
+        """The variables a layer op applies (its weight inputs), as a bitmask."""
+        mask = 0
+        for i in self.data_inputs[layer]:
+            if self.is_weight(node_of(i)):
+                mask |= self.var_bits[node_of(i)]
+        return mask
+
+    def layer_end(self, name: str, trained: int, depth: int = 0) -> Optional[bool]:
+        """True when ``name`` ends a layer trained by ``trained`` (the layer op, or an
+        activation/reshape applied to one), False when it ends an untrained layer,
+        None when it is no layer's end."""
+        if name in self.layers:
+            return bool(self.own_vars(name) & trained)
+        node = self.by_name[name]
+        if depth < 4 and node.op in _UNARY_MODEL_OPS and self.data_inputs[name]:
+            return self.layer_end(node_of(self.data_inputs[name][0]), trained, depth + 1)
+        return None
+
+    def _copies(self, tensors: List[str], label_mask: int) -> List[str]:
+        """Among ``tensors``, those computed by copies of one network (the same variables)
+        from different data (a siamese pair, a triplet's anchor/positive/negative)."""
+        out: List[str] = []
+        for a in tensors:
+            for b in tensors:
+                na, nb = node_of(a), node_of(b)
+                if a == b or not self.var_bits[na] or self.var_bits[na] != self.var_bits[nb]:
+                    continue
+                sa, sb = self.bits[na] & ~label_mask, self.bits[nb] & ~label_mask
+                if sa and sb and not sa & sb and a not in out:
+                    out.append(a)
+        return out
+
+    def refine(self, start: str, trained: int, label_mask: int) -> Tuple[List[Tuple[str, str]], bool]:
+        """Walk up from ``start`` through loss arithmetic to where the trained model's
+        tensors enter it. Returns ([(tensor, why)], whether loss arithmetic was seen: a
+        comparison of copies of one network, or of the model with a network the
+        optimizer does not train)."""
+        stops: List[Tuple[str, str]] = []
+        seen: Set[str] = set()
+        loss_term = False
+        stack = [start]
+        fixed: Set[str] = set()  # reached through a layer the optimizer does not train
+
+        def stop(tensor, why):
+            if tensor not in [t for t, _ in stops]:
+                stops.append((tensor, why))
+
+        def acts(name):
+            return [tensor_name(i) for i in self.data_inputs[name]
+                    if self.is_activation(node_of(i)) and node_of(i) not in self.excluded
+                    and not self.bits[node_of(i)] & label_mask]
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            end = self.layer_end(name, trained)
+            if end:
+                stop(name + ":0", "the trained model's last layer the loss reads")
+                continue
+            inputs = acts(name)
+            if name in self.layers:  # a layer the optimizer does not train
+                direct = [t for t in inputs if self.var_bits[node_of(t)] & trained
+                          and not self.var_bits[node_of(t)] & ~trained]
+                if direct and name not in fixed:
+                    # one fixed layer right on the trained model (a constant offset or scale):
+                    # the model's own last layer, not a network scoring it
+                    stop(name + ":0", "the model's last layer the loss reads (its variables are not trained)")
+                    continue
+                loss_term = True
+                for t in inputs:
+                    if t in direct:
+                        stop(t, "the trained model's output, scored by a network the optimizer does not train")
+                    else:
+                        fixed.add(node_of(t))
+                        stack.append(node_of(t))
+                continue
+            copies = self._copies(inputs, label_mask) if len(inputs) > 1 else []
+            if copies:
+                loss_term = True
+                for t in copies:
+                    stop(t, "one of the copies of a network (shared variables) the loss compares")
+                stack.extend(node_of(t) for t in inputs if t not in copies)
+                continue
+            if len(inputs) > 1 and any(not self.var_bits[node_of(t)] & trained for t in inputs):
+                loss_term = True  # compared with a fixed network's output (a teacher)
+            if name in fixed or self.layer_end(name, trained) is False:
+                fixed.update(node_of(t) for t in inputs)
+            stack.extend(node_of(t) for t in reversed(inputs))
+        return stops, loss_term
+
     def labels(self, losses: List[str], switches: Set[str]) -> Tuple[List[str], int]:
-        """Data sources that reach a loss but no layer op: what the model is compared with."""
-        feeds_layers = self.upstream(self.layers - self.excluded)
+        """Data sources that reach a loss but no trained layer: what the model is compared
+        with (a fixed network may read them: a perceptual loss's target)."""
+        trained = 0
+        for y in losses:
+            trained |= self.trained_mask(y)
+        feeds_layers = self.upstream({n for n in self.layers - self.excluded if self.own_vars(n) & trained})
         in_loss = self.upstream(losses)
-        labels = [s for s in self.sources if s in in_loss and s not in feeds_layers and s not in switches]
+        labels = [s for s in self.sources if s in in_loss and s not in feeds_layers and s not in switches
+                  and not self._read_at_inference(s, in_loss)]
         mask = 0
         for s in labels:
             mask |= 1 << self.sources.index(s)
         return labels, mask
+
+    def _read_at_inference(self, source: str, in_loss: Set[str]) -> bool:
+        """A source the inference computation reads beside the model's output outside
+        the loss (a CTC decoder's sequence lengths) is an input, not a label; one only
+        compared with a prediction (an accuracy) stays a label."""
+        bit = self.bits[source]
+        for name in self._forward([source], lambda n: n not in in_loss and n not in self.excluded):
+            ins = [node_of(i) for i in self.data_inputs[name]]
+            if any(self.bits[i] & bit for i in ins) and any(self.is_activation(i) and not self.bits[i] & bit
+                                                             for i in ins):
+                if self.by_name[name].op not in _COMPARISON_OPS:
+                    return True
+        return False
 
     def predictions(self, losses: List[str], label_mask: int) -> List[str]:
         """Walking up from each loss through label-dependent nodes: the first inputs
@@ -245,9 +405,77 @@ class Structure:
 
     def effective_sinks(self, training: Set[str]) -> List[str]:
         """Nodes read by nothing but summaries, metrics or bookkeeping (what feeds an
-        assignment or an optimizer is an update, not a sink)."""
+        assignment or an optimizer is an update, not a sink; what a summary shows is)."""
         return [n for n in self.order if n not in self.excluded
-                and all(u in self.excluded and u not in training for u in self.users.get(n, ()))]
+                and all(u in self.excluded and (u not in training or self.by_name[u].op.endswith(_SUMMARY_OPS))
+                        for u in self.users.get(n, ()))]
+
+
+def _predictions(s: Structure, losses: List[str], labels: List[str], label_mask: int, loss_scopes: Set[str]):
+    """Per loss, where the trained model's tensors enter it: [(tensor, reason, loss, compared)].
+    With labels, the first label-free tensors (refined when they are loss arithmetic:
+    copies compared, a fixed network's score); without, the walk from the loss itself."""
+    found: List[Tuple[str, str, str, bool, bool]] = []
+
+    def add(tensor, why, loss, compared, labelled=False):
+        if tensor not in [f[0] for f in found]:
+            found.append((tensor, why, loss, compared, labelled))
+    for y in losses:
+        trained = s.trained_mask(y)
+        if s.bits[y] & label_mask:
+            for p in s.predictions([y], label_mask):
+                for q in s.leave_loss_scope(p, loss_scopes):
+                    stops, loss_term = s.refine(node_of(q), trained, label_mask)
+                    if loss_term and stops:
+                        for t, why in stops:
+                            add(t, "%s (inside the loss %s)" % (why, y), y, "copies" in why)
+                    else:
+                        add(q, "prediction: the loss %s compares it with %s" % (y, ", ".join(labels[:3])), y,
+                            False, True)
+        else:
+            stops = s.refine(y, trained, label_mask)[0]
+            for t, why in sorted(stops, key=lambda tw: s.order.index(node_of(tw[0]))):
+                add(t, "%s (the loss %s reads no labels)" % (why, y), y, "copies" in why)
+    return found
+
+
+def _without_replicas(s: Structure, found, label_mask: int, notes: List[str]):
+    """Copies of one network each under its own loss (data-parallel towers): the first."""
+    kept = []
+    for f in found:
+        twin = next((k for k in kept if not f[3] and not k[3] and s._copies([k[0], f[0]], label_mask)), None)
+        if twin is not None:
+            notes.append("replica left out: %s computes what %s does (the same variables, its own data and loss)"
+                         % (f[0], twin[0]))
+        else:
+            kept.append(f)
+    return kept
+
+
+def _post_processing(s: Structure, preds: List[str], allowed, training: Set[str]) -> Dict[str, List[str]]:
+    """For each prediction, the ends of the inference computation after it that the
+    loss never reads (decoding, non-max suppression, selection), when it has any
+    beyond heads and reshapes: {prediction: [tensor, ...]}."""
+    sinks = set(s.effective_sinks(training))
+    out: Dict[str, List[str]] = {}
+    for p in preds:
+        after = s._forward([node_of(p)], allowed)
+        ends = [n for n in s.order if n in after and n in sinks and n != node_of(p)]
+        if not ends or all(_head_op(s, n) in HEAD_OPS | _UNARY_MODEL_OPS for n in ends):
+            continue
+        out[p] = [t for n in ends for t in _all_outputs(s.by_name[n])]
+    return out
+
+
+def _all_outputs(node) -> List[str]:
+    """Every output of an end node (non-max suppression's boxes, scores, classes, count)."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node.op)
+    n = 1
+    if op_def is not None and not any(a.number_attr or a.type_list_attr for a in op_def.output_arg):
+        n = max(1, len(op_def.output_arg))
+    return ["%s:%d" % (node.name, k) for k in range(n)]
 
 
 def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], loss_collection: Iterable[str],
@@ -260,23 +488,19 @@ def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], 
     ev = Evidence(losses=losses)
     labels, label_mask = s.labels(losses, switches)
     ev.labels = labels
-    if not label_mask:
-        ev.notes.append("no labels found: every placeholder the loss reads also feeds the model")
-        return ev
     loss_scopes = {y.split("/")[0] for y in losses} | {
         n.split("/")[0] for n in s.upstream(losses) if s.bits[n] & label_mask and "/" in n}
-    preds: List[str] = []
-    for p in s.predictions(losses, label_mask):
-        for q in s.leave_loss_scope(p, loss_scopes):
-            if q not in preds:
-                preds.append(q)
-    # Auxiliary heads: a prediction whose own layers are few next to another's.
-    if len(preds) > 1:
-        up = {p: s.upstream([node_of(p)]) for p in preds}
+    found = _without_replicas(s, _predictions(s, losses, labels, label_mask, loss_scopes), label_mask, ev.notes)
+    preds = [f[0] for f in found]
+    reasons = {f[0]: f[1] for f in found}
+    # Auxiliary heads: a prediction compared with labels whose own layers are few next to another's.
+    compared_with_labels = [f[0] for f in found if f[4]]
+    if len(compared_with_labels) > 1:
+        up = {p: s.upstream([node_of(p)]) for p in compared_with_labels}
         keep = []
         for p in preds:
             aux = False
-            for o in preds:
+            for o in compared_with_labels if p in up else ():
                 if o == p or not (up[p] & up[o]):
                     continue
                 own, other = s.layer_count(up[p] - up[o]), s.layer_count(up[o] - up[p])
@@ -301,19 +525,44 @@ def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], 
             ev.notes.append("training-time predictions left out (%s): the graph has an inference branch"
                             % ", ".join(preds))
         return ev
+    if not preds:
+        ev.notes.append("no tensor of the model reaches the loss%s" % ("" if label_mask else
+                        " (no labels found: every placeholder the loss reads also feeds the model)"))
+        return ev
+    # Several networks trained by different optimizers (a GAN's generator and
+    # discriminator): which one is deployed is not in the graph.
+    networks = {s.trained_mask(f[2]) for f in found if f[0] in preds}
+    if len(networks) > 1:
+        ev.ambiguous = [(p, reasons[p]) for p in preds]
+        ev.notes.append("several networks are trained by different optimizers (%s); which one is deployed is not "
+                        "in the graph" % ", ".join(sorted({f[2] for f in found})))
+        return ev
+
+    def allowed(n):
+        return not s.bits[n] & label_mask and n not in s.excluded and n not in in_loss
+    post = _post_processing(s, preds, allowed, training)
     keras_outputs = {m.group(1) for y in s.upstream(losses) for m in [_KERAS_LOSS.match(y)] if m}
+    taken: List[str] = []
     for p in preds:
+        if p in post:
+            ev.outputs += [(t, "end of the inference computation after %s (the loss never reads it)" % p)
+                           for t in post[p] if t not in taken]
+            taken += post[p]
+            continue
         following = s.heads_after(p, label_mask, loss_scopes)
         named = [h for h in following if h.split("/")[0] in keras_outputs]
         if named:  # Keras computes the loss of output layer NAME in `loss/NAME_loss`, from its logits
             ev.outputs += [(h, "Keras model output: the loss %s is computed for layer %s"
                             % ("loss/%s_loss" % h.split("/")[0], h.split("/")[0])) for h in named
-                           if h not in [t for t, _ in ev.outputs]]
+                           if h not in taken]
+            taken += named
             continue
-        ev.outputs.append((p, "prediction: the loss %s compares it with %s"
-                           % (", ".join(losses[:3]), ", ".join(labels[:3]))))
+        if p not in taken:
+            ev.outputs.append((p, reasons[p]))
+            taken.append(p)
         for h in following:
-            if h not in [t for t, _ in ev.outputs]:
+            if h not in taken:
+                taken.append(h)
                 ev.outputs.append((h, "prediction head (%s) computed from %s"
                                    % (s.by_name[node_of(h)].op if s.by_name[node_of(h)].op in HEAD_OPS
                                       else "reshaped %s" % _head_op(s, node_of(h)), p)))

@@ -15,7 +15,7 @@ from typing import List, Optional, Set, Tuple
 from tensorflow.python.framework import dtypes
 
 from . import heads
-from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, is_input_pipeline_op, consumers, node_of, nodes_by_name, output_dtype_enum,
+from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, fixed_output_count, is_input_pipeline_op, consumers, node_of, nodes_by_name, output_dtype_enum,
                     output_shape_proto, reach, resolve_names, tensor_name)
 from .switches import find_switches
 
@@ -139,6 +139,7 @@ class Resolution:
     outputs: List[Named]
     inputs: Optional[List[Named]]  # None: the placeholders the outputs depend on
     warnings: List[str] = field(default_factory=list)
+    unsure: str = ""  # why the outputs are only candidates (a freeze refuses them)
 
 
 def _from_signature(meta, key: Optional[str]) -> Optional[Resolution]:
@@ -302,10 +303,12 @@ def _from_structure(meta, by_name, training) -> Optional[Resolution]:
     switch_names = {s.name for s in find_switches(graph_def)}
     ev = heads.find(graph_def, _excluded(graph_def, by_name, training), training, switch_names, loss_collection,
                     lambda n: _is_unused_control_flow_output(n, by_name))
-    if ev is None or not ev.outputs:
+    if ev is None or not (ev.outputs or ev.ambiguous):
         return None
     warnings = ["auxiliary head left out: %s (its own layers are few next to the main head's); name it in "
                 "outputs to keep it" % a for a in ev.auxiliary] + ev.notes
+    if ev.ambiguous:
+        return Resolution(ev.ambiguous, None, warnings, unsure="; ".join(ev.notes[-1:]))
     return Resolution(ev.outputs, None, warnings)
 
 
@@ -319,11 +322,23 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
     warnings: List[str] = []
     if outputs:
         res = Resolution([(t, EXPLICIT_OUTPUT) for t in resolve_names(outputs, graph_def, "outputs")], None)
+        for t, _ in res.outputs:
+            count = fixed_output_count(by_name[node_of(t)])
+            if count is not None and int(t.rsplit(":", 1)[1]) >= count:
+                from .errors import InvalidArgument
+                raise InvalidArgument("output %s: %s is a %s op with %d output(s); name a tensor it produces, or "
+                                      "the tensor whose computation it orders" % (t, node_of(t), by_name[node_of(t)].op,
+                                                                                count),
+                                      "ERROR_REASON_INVALID_NAME", field="options.outputs", name=t)
     else:
         res = (_from_signature(meta, signature) or _from_collections(meta, by_name, training)
                or _from_structure(meta, by_name, training) or _from_analysis(graph_def, by_name, training))
         if not res.outputs:
-            raise _no_outputs()
+            raise _no_outputs(meta, by_name)
+        if res.unsure:
+            if refuse_ambiguous:
+                raise _not_sure(res.outputs, by_name, res.unsure)
+            warnings.append("not sure which outputs: %s; a freeze without outputs would be refused" % res.unsure)
         if len(res.outputs) > MAX_INFERRED_OUTPUTS:
             if refuse_ambiguous:
                 raise _not_confident(res.outputs, by_name)
@@ -359,12 +374,62 @@ def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:
     return out
 
 
-def _no_outputs():
+def _no_outputs(meta, by_name):
     from .errors import FailedPrecondition
-    return FailedPrecondition("could not infer any output: every sink of the graph is a training, saver, "
-                              "summary or bookkeeping op. Name the outputs (outputs); inspecting the "
-                              "checkpoint lists the graph's candidates.", "ERROR_REASON_NAME_NOT_IN_GRAPH",
-                              field="options.outputs")
+    found = candidates(meta)
+    if found:
+        listing = "; ".join("%s: %s" % (describetensor_name(t, by_name), r) for t, r in found)
+        hint = "Candidates: %s. Name the outputs, e.g. outputs=%s" % (listing, found[0][0])
+    else:
+        hint = "The graph computes nothing from its variables that could be an output; name the outputs."
+    return FailedPrecondition("could not infer any output: every sink of the graph is a training, saver, summary "
+                              "or bookkeeping op, and no loss reads a tensor of the model. %s" % hint,
+                              "ERROR_REASON_NO_OUTPUTS_FOUND", field="options.outputs",
+                              candidates=",".join(t for t, _ in found))
+
+
+def candidates(meta) -> List[Named]:
+    """Up to 10 tensors that might be the model's outputs, best first, each with the
+    reason it might be: what the structure found (predictions, auxiliary heads, the
+    tensors a loss reads), head ops (softmax, argmax, top-k), the last layer of each
+    network, then graph sinks. Training, bookkeeping, shape arithmetic and handles
+    are never candidates."""
+    graph_def = meta.graph_def
+    by_name = nodes_by_name(graph_def)
+    training = training_nodes(graph_def)
+    excluded = _excluded(graph_def, by_name, training)
+    loss_collection = []
+    if "losses" in meta.collection_def and meta.collection_def["losses"].HasField("node_list"):
+        loss_collection = [node_of(v) for v in meta.collection_def["losses"].node_list.value]
+    s = heads.Structure(graph_def, excluded, loss_collection)
+    out: List[Named] = []
+
+    def add(tensor, reason):
+        node = by_name.get(node_of(tensor))
+        if (node is not None and node.name not in excluded and tensor not in [t for t, _ in out]
+                and len(out) < MAX_INFERRED_OUTPUTS):
+            out.append((tensor, reason))
+    ev = heads.find(graph_def, excluded, training, {sw.name for sw in find_switches(graph_def)}, loss_collection,
+                    lambda n: _is_unused_control_flow_output(n, by_name))
+    if ev is not None:
+        for t, r in ev.outputs + ev.ambiguous:
+            add(t, r)
+        for t in ev.predictions + ev.auxiliary:
+            add(t, "a prediction the loss reads")
+    activations = [n for n in s.order if s.is_activation(n) and n not in excluded]
+    for n in activations:
+        if by_name[n].op in heads.HEAD_OPS:
+            add(n + ":0", "a %s of the model's computation" % by_name[n].op)
+    model_layers = s.layers - excluded
+    in_layers = s._forward(model_layers, lambda n: n not in excluded)
+    feeds_a_layer = s.upstream({node_of(i) for n in model_layers for i in s.data_inputs[n]})
+    for n in activations:  # the last layer of each network: no layer computes from it
+        if n in model_layers and n not in feeds_a_layer:
+            add(n + ":0", "the last layer (%s) of a network: no other layer reads it" % by_name[n].op)
+    for n in activations:
+        if n in in_layers and all(u in excluded for u in s.users.get(n, ())):
+            add(n + ":0", "computed from the model's layers and read by no model computation")
+    return out
 
 
 def describetensor_name(tensor: str, by_name) -> str:
@@ -384,6 +449,16 @@ def describetensor_name(tensor: str, by_name) -> str:
 def _ranked(found: List[Named], by_name) -> List[Named]:
     """The best candidates: head ops (softmax, argmax...) first, then graph order."""
     return sorted(found, key=lambda tr: by_name[node_of(tr[0])].op not in heads.HEAD_OPS)[:MAX_INFERRED_OUTPUTS]
+
+
+def _not_sure(found: List[Named], by_name, why: str):
+    from .errors import FailedPrecondition
+    ranked = found[:MAX_INFERRED_OUTPUTS]
+    listing = "; ".join("%s: %s" % (describetensor_name(t, by_name), r) for t, r in ranked)
+    return FailedPrecondition(
+        "not sure which tensors are the outputs: %s. Candidates: %s. Name the outputs, e.g. outputs=%s"
+        % (why, listing, ranked[0][0]), "ERROR_REASON_OUTPUTS_AMBIGUOUS", field="options.outputs",
+        candidates=",".join(t for t, _ in ranked))
 
 
 def _not_confident(found: List[Named], by_name):

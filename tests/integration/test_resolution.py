@@ -1,0 +1,119 @@
+"""How outputs are found on models that are not classifiers, through the public API
+(the real server, the Python client and CLI), one test per finding of the second wave:
+metric learning, generative models, refusals that help, inspect agreeing with freeze."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import corpus
+import models
+from tffreeze import TffreezeError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TFFREEZE = os.path.join(os.path.dirname(sys.executable), "tffreeze")
+
+
+def _names(tensors):
+    return sorted(t.name for t in tensors)
+
+
+def test_metric_learning_outputs_are_the_embeddings_not_loss_terms(client, real_models, tmp_path):
+    """Finding 3: a siamese pair under a contrastive loss whose float label weights the
+    terms gives each tower's embedding, never the squared distance or hinge inside the loss."""
+    outcome = client.freeze(real_models["siamese_contrastive"]["dir"], str(tmp_path / "m.pb"))
+    outputs = outcome.manifest["outputs"]
+    assert sorted(o["name"] for o in outputs) == ["embedding_left:0", "embedding_right:0"]
+    assert all("copies of a network" in o["reason"] for o in outputs), outputs
+    triplet = client.freeze(real_models["triplet_embedding"]["dir"], str(tmp_path / "t.pb")).manifest
+    assert len(triplet["outputs"]) == 3 and len(triplet["inputs"]) == 3
+
+
+def test_vae_outputs_and_inspect_candidates(client, real_models):
+    """Finding 4: the VAE's reconstruction and latent parameters (what its loss reads from
+    the model); inspect lists the same outputs and always has candidates."""
+    info = real_models["vae"]
+    response = client.inspect(info["dir"])
+    assert _names(response.outputs) == sorted(info["outputs"])
+    assert response.candidates, "inspect always lists candidates"
+    assert set(info["outputs"]) <= {c.name for c in response.candidates}
+    assert all(c.dtype == "float32" and c.reason for c in response.candidates)
+
+
+def test_gan_without_sampler_is_a_refusal_with_the_generator_listed(client, real_models, tmp_path):
+    """Findings 4 and 5: two networks trained by two optimizers; the graph does not say
+    which is deployed, so the freeze says so and lists the generator's output first,
+    with no batch-norm advice and no shape arithmetic among the candidates."""
+    with pytest.raises(TffreezeError) as err:
+        client.freeze(real_models["gan_plain"]["dir"], str(tmp_path / "m.pb"))
+    exc = err.value
+    assert exc.reason == "ERROR_REASON_OUTPUTS_AMBIGUOUS" and exc.code == "FAILED_PRECONDITION"
+    listed = exc.metadata["candidates"].split(",")
+    assert listed[0] == "generator/Tanh:0", listed
+    assert "is_training" not in str(exc) and "strided_slice" not in exc.metadata["candidates"]
+    assert "float32" in str(exc) and "outputs=generator/Tanh:0" in str(exc)
+    assert not os.path.exists(tmp_path / "m.pb")
+
+
+def test_gan_with_a_sampler_deploys_the_sampler(client, real_models, tmp_path):
+    """Finding 4: the sampler tower (batch norm in inference mode) is the output; the
+    training tower's batch norm is never needed, so there is nothing to rebuild."""
+    m = client.freeze(real_models["gan_with_sampler"]["dir"], str(tmp_path / "m.pb")).manifest
+    assert [o["name"] for o in m["outputs"]] == ["generator_1/Tanh:0"]
+    assert m["outputs"][0]["reason"].startswith("inference branch")
+    assert [i["name"] for i in m["inputs"]] == ["z:0"]
+
+
+def test_outputs_after_the_head_and_the_right_copy(client, real_models, tmp_path):
+    """Finding 5: detection post-processing and CTC decoding are followed to where they end;
+    of data-parallel replicas the first tower is the model; a teacher and a fixed feature
+    network are never where outputs come from."""
+    cases = {"detector_nms": "end of the inference computation", "ctc_decoder": "end of the inference computation",
+             "replicas": "prediction", "distillation": "", "fixed_feature_loss": ""}
+    for name, reason in cases.items():
+        info = real_models[name]
+        m = client.freeze(info["dir"], str(tmp_path / (name + ".pb"))).manifest
+        assert sorted(o["name"] for o in m["outputs"]) == sorted(info["outputs"]), name
+        assert all(o["reason"].startswith(reason) for o in m["outputs"]), m["outputs"]
+        assert not any(o["name"].startswith(("teacher/", "feature_net", "tower_1/")) for o in m["outputs"])
+    replicas = client.freeze(real_models["replicas"]["dir"], str(tmp_path / "r.pb"))
+    assert any("replica left out: tower_1/" in w for w in replicas.manifest["warnings"])
+
+
+def test_no_outputs_found_has_its_own_reason_and_candidates(client, tmp_path):
+    """A graph whose every computation ends in an assignment: no output is inferred, the
+    reason says so (not NAME_NOT_IN_GRAPH), and the computation is listed as a candidate."""
+    src = models.assign_only(str(tmp_path / "ck"))
+    with pytest.raises(TffreezeError) as err:
+        client.freeze(src.directory, str(tmp_path / "m.pb"))
+    assert err.value.reason == "ERROR_REASON_NO_OUTPUTS_FOUND"
+    assert err.value.metadata["candidates"].split(",")[0] == "product:0"
+    response = client.inspect(src.directory)
+    assert [c.name for c in response.candidates][:1] == ["product:0"]
+    assert any("could not infer any output" in w for w in response.warnings)
+
+
+def test_cli_refusal_prints_a_ready_to_paste_outputs_line(server, real_models, tmp_path):
+    proc = subprocess.run([TFFREEZE, "freeze", real_models["gan_plain"]["dir"], "-o", str(tmp_path / "m.pb"),
+                           "--server", server.target],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 1
+    assert "--outputs generator/Tanh:0" in proc.stderr, proc.stderr
+    inspect = subprocess.run([TFFREEZE, "inspect", real_models["vae"]["dir"], "--server", server.target],
+                             capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert inspect.returncode == 0 and "candidates (" in inspect.stdout, inspect.stdout
+
+
+@pytest.mark.parametrize("name", ["vae", "dataset_fed", "text_vocab_table", "two_heads"])
+def test_inspect_shows_what_freeze_produces(client, real_models, tmp_path, name):
+    """Inspect and freeze take one code path: the same outputs, inputs and shapes."""
+    info = real_models[name]
+    response = client.inspect(info["dir"])
+    m = client.freeze(info["dir"], str(tmp_path / "m.pb")).manifest
+    assert [(t.name, t.dtype) for t in response.outputs] == [(o["name"], o["dtype"]) for o in m["outputs"]]
+    assert [t.name for t in response.inputs] == [i["name"] for i in m["inputs"]]
+    assert sorted(corpus.load(info["dir"])["outputs"]) == sorted(o["name"] for o in m["outputs"])
