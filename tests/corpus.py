@@ -34,7 +34,8 @@ CLASSIFIERS = ["slim_resnet_v1", "slim_resnet_v2", "slim_inception_v1", "slim_in
 # The other kinds (tests/corpus_kinds.py): metric learning, generative, tables, tf.data, ...
 MODELS = CLASSIFIERS + ["siamese_contrastive", "triplet_embedding", "vae", "gan_with_sampler", "gan_plain",
                         "text_vocab_table", "dataset_fed", "two_heads", "detector_nms", "ctc_decoder", "replicas",
-                        "distillation", "fixed_feature_loss", "keras_regnet", "keras_efficientnet"]
+                        "distillation", "fixed_feature_loss", "keras_regnet", "keras_efficientnet",
+                        "batch_hard_triplet"]
 # Models whose deployed outputs the graph does not decide: a refusal listing them is right.
 UNDECIDABLE = {"gan_plain"}  # generator and discriminator trained by two optimizers
 

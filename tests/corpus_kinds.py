@@ -1,13 +1,14 @@
 """The corpus' second half: kinds of model that are not "inputs -> classifier head ->
 loss(labels)", written the way their users write them in TF1 graph mode.
 
-Metric learning (a siamese pair under a contrastive loss, a triplet network), generative
-models (a VAE, a GAN with and without a sampler tower), a text model with a vocabulary
-table, a tf.data-fed model, two heads on one trunk, outputs after the head (detection
-post-processing, CTC decoding), data-parallel replicas, distillation from a fixed teacher,
-a fixed feature network scoring the trained one's output, and two more Keras application
-families (RegNet, EfficientNet). What each records as its outputs is what its user deploys; see ``corpus.py``
-for how the corpus is built and read.
+Metric learning (a siamese pair under a contrastive loss, a triplet network, a batch-hard
+triplet loss over one tower), generative models (a VAE, a GAN with and without a sampler
+tower), a text model with a vocabulary table, a tf.data-fed model, two heads on one trunk,
+outputs after the head (detection post-processing, CTC decoding), data-parallel replicas,
+distillation from a fixed teacher, a fixed feature network scoring the trained one's
+output, and two more Keras application families (RegNet, EfficientNet). What each records
+as its outputs is what its user deploys; see ``corpus.py`` for how the corpus is built
+and read.
 """
 
 from __future__ import annotations
@@ -390,3 +391,27 @@ def keras_efficientnet(out_dir):
         input_shape=(32, 32, 3), weights=None, classes=5),
         "sparse_categorical_crossentropy", lambda keras: keras.optimizers.legacy.Adam(1e-3),
         lambda rng, n: rng.integers(0, 5, n))
+
+
+def batch_hard_triplet(out_dir):
+    """One embedding tower over a batch with class labels; the batch-hard triplet loss
+    compares every pair of embeddings in the batch (a pairwise distance matrix) and
+    picks the hardest positive and negative per anchor with label masks."""
+    tf, tf1 = _tf()
+    rng = np.random.default_rng(33)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 16], name="features")
+        labels = tf1.placeholder(tf.int32, [None], name="identity")
+        emb = tf.nn.l2_normalize(_dense_tower(tf1, x, [32, 8], "embedder"), axis=1, name="embedding")
+        dot = tf.matmul(emb, emb, transpose_b=True)
+        sq = tf.linalg.diag_part(dot)
+        dist = tf.maximum(tf.expand_dims(sq, 0) - 2.0 * dot + tf.expand_dims(sq, 1), 0.0)
+        same = tf.cast(tf.equal(tf.expand_dims(labels, 0), tf.expand_dims(labels, 1)), tf.float32)
+        hardest_pos = tf.reduce_max(dist * same, axis=1)
+        hardest_neg = tf.reduce_min(dist + 4.0 * same, axis=1)
+        loss = tf.reduce_mean(tf.maximum(hardest_pos - hardest_neg + 0.2, 0.0))
+        train_op = tf1.train.AdamOptimizer(1e-3).minimize(loss)
+    feed = {x: rng.standard_normal((8, 16)), labels: np.repeat(np.arange(4), 2)}
+    prefix = _save_trained(tf1, graph, train_op, feed, out_dir)
+    _record(tf1, graph, prefix, out_dir, [emb.name], None, {x.name: rng.standard_normal((3, 16)).astype(np.float32)})

@@ -49,6 +49,7 @@ _UNARY_MODEL_OPS = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Softmax"
                     "Softsign", "LeakyRelu", "Identity", "Reshape", "Squeeze", "ExpandDims", "Snapshot"}
 _UPDATE_PREFIXES = ("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply")
 _SUMMARY_OPS = ("Summary", "SummaryV2")
+_PAIRWISE_OPS = {"MatMul", "BatchMatMulV2", "Sub", "SquaredDifference"}
 _MOVING_UPDATE_OPS = {"AssignSub", "AssignSubVariableOp", "AssignMovingAvg"}
 # Ops that compare a prediction with a label (an accuracy), unlike ops that take a
 # label-free side input with the model's output (a decoder's sequence lengths).
@@ -251,6 +252,20 @@ class Structure:
                     out.append(a)
         return out
 
+    def _pairwise_base(self, name: str, inputs: List[str]) -> Optional[str]:
+        """The tensor a node compares with itself across the batch: ``e @ e^T`` or
+        ``expand_dims(e, 0) - expand_dims(e, 1)`` (a batch-hard triplet loss), else None."""
+        if len(inputs) != 2 or self.by_name[name].op not in _PAIRWISE_OPS:
+            return None
+        bases = []
+        for t in inputs:
+            while self.by_name[node_of(t)].op in _ALIAS_OPS | {"Transpose"} and self.data_inputs[node_of(t)]:
+                t = tensor_name(self.data_inputs[node_of(t)][0])
+            bases.append(t)
+        if bases[0] != bases[1] or (self.by_name[name].op in ("Sub", "SquaredDifference") and inputs[0] == inputs[1]):
+            return None
+        return bases[0]
+
     def refine(self, start: str, trained: int, label_mask: int) -> Tuple[List[Tuple[str, str]], bool]:
         """Walk up from ``start`` through loss arithmetic to where the trained model's
         tensors enter it. Returns ([(tensor, why)], whether loss arithmetic was seen: a
@@ -295,6 +310,11 @@ class Structure:
                     else:
                         fixed.add(node_of(t))
                         stack.append(node_of(t))
+                continue
+            base = self._pairwise_base(name, inputs)
+            if base is not None:  # a pairwise distance / Gram matrix of one batch of embeddings
+                loss_term = True
+                stop(base, "the embeddings the loss compares pairwise")
                 continue
             copies = self._copies(inputs, label_mask) if len(inputs) > 1 else []
             if copies:
@@ -396,6 +416,9 @@ class Structure:
                 nxt = [u for u in self.users.get(end, ()) if allowed(u)]
                 if len(nxt) == 1 and self.by_name[nxt[0]].op in _ALIAS_OPS:
                     end = nxt[0]
+                elif (len(nxt) == 1 and self.by_name[nxt[0]].op == "Cast"
+                      and all(u in self.excluded for u in self.users.get(nxt[0], ()))):
+                    end = nxt[0]  # a final cast nothing else reads (argmax as int32 for the caller)
                 else:
                     break
             t = end + ":0"
@@ -411,7 +434,8 @@ class Structure:
                         for u in self.users.get(n, ()))]
 
 
-def _predictions(s: Structure, losses: List[str], labels: List[str], label_mask: int, loss_scopes: Set[str]):
+def _predictions(s: Structure, losses: List[str], labels: List[str], label_mask: int, loss_scopes: Set[str],
+                 keras_outputs: Set[str]):
     """Per loss, where the trained model's tensors enter it: [(tensor, reason, loss, compared)].
     With labels, the first label-free tensors (refined when they are loss arithmetic:
     copies compared, a fixed network's score); without, the walk from the loss itself."""
@@ -425,6 +449,10 @@ def _predictions(s: Structure, losses: List[str], labels: List[str], label_mask:
         if s.bits[y] & label_mask:
             for p in s.predictions([y], label_mask):
                 for q in s.leave_loss_scope(p, loss_scopes):
+                    if q.split("/")[0] in keras_outputs:  # a Keras model's own output layer
+                        add(q, "Keras model output: the loss %s is computed for layer %s"
+                            % ("loss/%s_loss" % q.split("/")[0], q.split("/")[0]), y, False, True)
+                        continue
                     stops, loss_term = s.refine(node_of(q), trained, label_mask)
                     if loss_term and stops:
                         for t, why in stops:
@@ -461,7 +489,7 @@ def _post_processing(s: Structure, preds: List[str], allowed, training: Set[str]
     for p in preds:
         after = s._forward([node_of(p)], allowed)
         ends = [n for n in s.order if n in after and n in sinks and n != node_of(p)]
-        if not ends or all(_head_op(s, n) in HEAD_OPS | _UNARY_MODEL_OPS for n in ends):
+        if not ends or all(_head_op(s, n, {"Cast"}) in HEAD_OPS | _UNARY_MODEL_OPS for n in ends):
             continue
         out[p] = [t for n in ends for t in _all_outputs(s.by_name[n])]
     return out
@@ -490,7 +518,9 @@ def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], 
     ev.labels = labels
     loss_scopes = {y.split("/")[0] for y in losses} | {
         n.split("/")[0] for n in s.upstream(losses) if s.bits[n] & label_mask and "/" in n}
-    found = _without_replicas(s, _predictions(s, losses, labels, label_mask, loss_scopes), label_mask, ev.notes)
+    keras_outputs = {m.group(1) for y in s.upstream(losses) for m in [_KERAS_LOSS.match(y)] if m}
+    found = _without_replicas(s, _predictions(s, losses, labels, label_mask, loss_scopes, keras_outputs), label_mask,
+                              ev.notes)
     preds = [f[0] for f in found]
     reasons = {f[0]: f[1] for f in found}
     # Auxiliary heads: a prediction compared with labels whose own layers are few next to another's.
@@ -541,7 +571,6 @@ def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], 
     def allowed(n):
         return not s.bits[n] & label_mask and n not in s.excluded and n not in in_loss
     post = _post_processing(s, preds, allowed, training)
-    keras_outputs = {m.group(1) for y in s.upstream(losses) for m in [_KERAS_LOSS.match(y)] if m}
     taken: List[str] = []
     for p in preds:
         if p in post:
@@ -565,11 +594,11 @@ def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], 
                 taken.append(h)
                 ev.outputs.append((h, "prediction head (%s) computed from %s"
                                    % (s.by_name[node_of(h)].op if s.by_name[node_of(h)].op in HEAD_OPS
-                                      else "reshaped %s" % _head_op(s, node_of(h)), p)))
+                                      else "reshaped %s" % _head_op(s, node_of(h), {"Cast"}), p)))
     return ev
 
 
-def _head_op(s: Structure, name: str) -> str:
-    while s.by_name[name].op in _ALIAS_OPS and s.data_inputs[name]:
+def _head_op(s: Structure, name: str, also=frozenset()) -> str:
+    while s.by_name[name].op in _ALIAS_OPS | set(also) and s.data_inputs[name]:
         name = node_of(s.data_inputs[name][0])
     return s.by_name[name].op
