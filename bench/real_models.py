@@ -83,7 +83,9 @@ def run_freeze_graph(info, out_pb):
         lines = [l for l in proc.stderr.splitlines() if "rror" in l] or proc.stderr.splitlines()[-1:]
         return False, "exit %d: %s" % (proc.returncode, (lines[-1] if lines else "")[:160]), took
     data = open(out_pb, "rb").read()
-    feeds = dict(info["feeds"])
+    # freeze_graph keeps what tffreeze cuts (an iterator): feed the training graph's names
+    renamed = info.get("session_names", {})
+    feeds = {renamed.get(k, k): v for k, v in info["feeds"].items()}
     feeds.update(_switch_feeds(data, feeds))
     ok, why = _compare(data, info, 1e-5, 1e-5, feeds)
     return ok, why, took

@@ -86,11 +86,48 @@ def web_server(tmp_path_factory):
     assert stop_server(srv) == 0
 
 
-@pytest.fixture()
-def client(server):
+def run_returned_graph(graph_bytes: bytes, manifest: dict, known=None) -> None:
+    """Run a frozen graph as its manifest describes it: every input fed its value in
+    ``known`` or a generated value of its dtype and shape (unknown sizes 2), every
+    output fetched. Raises when it fails."""
+    import numpy as np
+
+    import models
+
+    values = {"string": b"a", "bool": False}
+    feeds = dict(known or {})
+    batch = next((np.shape(v)[0] for v in feeds.values() if np.ndim(v)), 2)  # the known inputs' batch
+    for i in manifest["inputs"]:
+        if i["name"] in feeds:
+            continue
+        shape = [(batch if k == 0 else 2) if d is None or d < 0 else d
+                 for k, d in enumerate(i["shape"] if i["shape"] is not None else [2])]
+        feeds[i["name"]] = np.full(shape, values.get(i["dtype"], 1), dtype=object if i["dtype"] == "string"
+                                   else np.dtype(i["dtype"]))
+    models.run_frozen(graph_bytes, feeds, [o["name"] for o in manifest["outputs"]])
+
+
+def _running_client_class():
     from tffreeze import FreezeClient
 
-    with FreezeClient(server.target, timeout=300) as c:
+    class RunsEveryGraph(FreezeClient):
+        """The client the tests use: every graph a freeze returns is run before the test
+        sees it, so no test passes on a freeze that succeeds with a graph that fails."""
+
+        def freeze_files(self, *args, **kwargs):  # freeze() goes through it too
+            outcome = super().freeze_files(*args, **kwargs)
+            data = outcome.graph_bytes
+            if data is None:
+                with open(outcome.path, "rb") as fh:
+                    data = fh.read()
+            run_returned_graph(data, outcome.manifest)
+            return outcome
+    return RunsEveryGraph
+
+
+@pytest.fixture()
+def client(server):
+    with _running_client_class()(server.target, timeout=300) as c:
         yield c
 
 

@@ -99,7 +99,7 @@ def _record(tf1, graph, prefix, out_dir, outputs, inputs, feeds, infer_feed=None
              **{"in:" + k: v for k, v in feeds.items()}, **{"out:" + k: v for k, v in zip(outputs, values)})
     with open(os.path.join(out_dir, "corpus.json"), "w") as fh:
         json.dump({"outputs": outputs, "inputs": sorted(feeds), "prefix": os.path.basename(prefix),
-                   "note": note}, fh, indent=1)
+                   "note": note, "session_names": session_names or {}}, fh, indent=1)
 
 
 def _images(rng, n, size):

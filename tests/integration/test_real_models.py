@@ -13,6 +13,8 @@ import pytest
 
 import corpus
 import models
+from conftest import run_returned_graph
+from tffreeze_api import manifest
 from tffreeze_api.v1 import freeze_pb2
 from tffreeze_server.core import engine
 from tffreeze_server.core.errors import FreezeError
@@ -133,7 +135,7 @@ def _random_options(rng: random.Random, info: dict, meta_nodes):
 def test_random_option_combinations_never_hit_the_safety_net(real_models, tmp_path, name):
     """No option combination on a real model reaches INTERNAL, nor the engine's
     safety net for unexpected failures (GRAPH_UNSUPPORTED): every refusal is a
-    named error, and every success type-checks (loop bodies included)."""
+    named error, and every success runs."""
     from tensorflow.core.protobuf import meta_graph_pb2
 
     info = real_models[name]
@@ -145,10 +147,30 @@ def test_random_option_combinations_never_hit_the_safety_net(real_models, tmp_pa
         opts = _random_options(rng, info, nodes)
         try:
             spec = FreezeSpec.from_options(opts)
-            engine.freeze(info["dir"], spec, str(tmp_path / ("m%d.pb" % i)))
+            result = engine.freeze(info["dir"], spec, str(tmp_path / ("m%d.pb" % i)))
+            # a success is a graph that runs: fed the model's inputs, or generated ones where
+            # their shape is known (a cut inside the model may leave sizes only data decides)
+            m = manifest.to_dict(result)
+            if all(t["name"] in info["feeds"] or (t["shape"] is not None and all(d >= 0 for d in t["shape"][1:]))
+                   for t in m["inputs"]):
+                run_returned_graph((tmp_path / ("m%d.pb" % i)).read_bytes(), m,
+                                   {k: v for k, v in info["feeds"].items() if k in {t["name"] for t in m["inputs"]}})
             seen["ok"] += 1
         except FreezeError as exc:
             assert exc.code != "INTERNAL" and exc.reason != "ERROR_REASON_GRAPH_UNSUPPORTED", \
                 "%s with %s: %s" % (name, opts, exc.message)
             seen[exc.reason] = seen.get(exc.reason, 0) + 1
     assert sum(seen.values()) == 6
+
+
+def test_grouped_convolutions_are_split_for_the_tensorflowsharp_target(client, real_models, tmp_path):
+    """RegNet's grouped convolutions (Keras groups=) run in TF 2.21 but in no TF 1.15 on CPU:
+    the default manifest says the graph does not load there; the tensorflowsharp target
+    splits each into one convolution per group, with the same values."""
+    info = real_models["keras_regnet"]
+    plain = client.freeze(info["dir"], str(tmp_path / "plain.pb"))
+    assert plain.manifest["loads_in_tensorflowsharp"] is False
+    target = client.freeze(info["dir"], str(tmp_path / "t.pb"), target="tensorflowsharp")
+    assert target.manifest["loads_in_tensorflowsharp"] is True
+    assert any("grouped convolution" in w for w in target.manifest["warnings"])
+    _assert_equal_to_original(target, info)

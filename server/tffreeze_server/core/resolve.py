@@ -322,7 +322,14 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
     warnings: List[str] = []
     if outputs:
         res = Resolution([(t, EXPLICIT_OUTPUT) for t in resolve_names(outputs, graph_def, "outputs")], None)
+        in_loops = _inside_v1_loops(graph_def)
         for t, _ in res.outputs:
+            if node_of(t) in in_loops:
+                from .errors import InvalidArgument
+                raise InvalidArgument("output %s is computed inside a tf.while_loop body: it has a value per "
+                                      "iteration, none a caller can fetch. Name the loop's result (what its Exit "
+                                      "feeds) or a tensor after the loop" % t,
+                                      "ERROR_REASON_INVALID_NAME", field="options.outputs", name=t)
             count = fixed_output_count(by_name[node_of(t)])
             if count is not None and int(t.rsplit(":", 1)[1]) >= count:
                 from .errors import InvalidArgument
@@ -372,6 +379,20 @@ def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:
         if node is not None and node.op in _SELECTION_OPS and t.endswith(":0") and "%s:1" % node.name not in names:
             out.append(("%s:1" % node.name, "%s (beside %s)" % (_SELECTION_OPS[node.op], t)))
     return out
+
+
+def _inside_v1_loops(graph_def) -> Set[str]:
+    """Nodes inside a control-flow-v1 while loop: reached from an Enter without passing an Exit."""
+    users: dict = {}
+    for n in graph_def.node:
+        for i in n.input:
+            users.setdefault(node_of(i), []).append(n)
+    enters = [n.name for n in graph_def.node if n.op in ("Enter", "RefEnter")]
+    if not enters:
+        return set()
+    by_name = nodes_by_name(graph_def)
+    return reach(enters, lambda name: () if by_name[name].op in ("Exit", "RefExit")
+                 else (u.name for u in users.get(name, ()) if u.op not in ("Exit", "RefExit")))
 
 
 def _no_outputs(meta, by_name):

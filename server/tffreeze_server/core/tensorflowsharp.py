@@ -6,7 +6,9 @@ exponential_avg_factor, Conv2D's explicit_paddings...) and ops that 1.15 rejects
 This pass, on the graph and every function in its library:
   1. drops attributes that hold this TensorFlow's default value, when 1.15 either does
      not know the attribute or has the same default (so nothing 1.15 requires goes);
-  2. rewrites ops 1.15 lacks to an exact 1.15 equivalent where one exists;
+  2. rewrites ops 1.15 lacks to an exact 1.15 equivalent where one exists, and grouped
+     convolutions (a Conv2D whose input has a multiple of its filter's input depth,
+     Keras' ``groups=``; 1.15 runs none on CPU) into one convolution per group;
   3. checks every op and attribute against TF 1.15's op registry, taken from the real
      1.15 runtime and kept as data (data/tf115_ops.json, tools/dump_op_registry.py),
      and fails with FAILED_PRECONDITION listing each offending node otherwise.
@@ -116,7 +118,72 @@ def incompatibilities(graph_def) -> List[str]:
                     where, node.name, node.op, version, attr))
 
     _visit_all(graph_def, visit)
+    for func in graph_def.library.function:
+        for node, groups, _ in _grouped_convolutions(func):
+            offending.append("%s/%s (a grouped Conv2D, %d groups: TensorFlow %s runs none on CPU; the "
+                             "tensorflowsharp target splits it)" % (func.signature.name, node.name, groups, version))
     return offending
+
+
+def _grouped_convolutions(func) -> List[Tuple[object, int, int]]:
+    """(node, groups, channel axis) for each Conv2D in a function body whose input depth
+    is a multiple (over 1) of its filter's input depth, read from the function's
+    argument shapes (Keras runs grouped convolutions in a function of their own)."""
+    shapes: Dict[str, List[int]] = {}
+    for i, arg in enumerate(func.signature.input_arg):
+        if i in func.arg_attr and "_output_shapes" in func.arg_attr[i].attr:
+            listed = func.arg_attr[i].attr["_output_shapes"].list.shape
+            if listed and not listed[0].unknown_rank:
+                shapes[arg.name] = [d.size for d in listed[0].dim]
+    found = []
+    for node in func.node_def:
+        if node.op != "Conv2D" or len(node.input) < 2:
+            continue
+        x, k = (shapes.get(i.split(":")[0]) for i in node.input[:2])
+        axis = 1 if "data_format" in node.attr and node.attr["data_format"].s == b"NCHW" else 3
+        if not x or not k or len(x) != 4 or len(k) != 4:
+            continue
+        depth, per_group = x[axis], k[2]
+        if depth > 0 and per_group > 0 and depth != per_group and depth % per_group == 0:
+            found.append((node, depth // per_group, axis))
+    return found
+
+
+def _split_grouped(func, node, groups: int, axis: int) -> None:
+    """Replace a grouped Conv2D by Split (input, filter) + one Conv2D per group + ConcatV2,
+    which keeps the node's name and output (``NAME:output:0``): the same values."""
+    from tensorflow.python.framework import tensor_util
+
+    def const(name, value):
+        c = func.node_def.add(name=name, op="Const")
+        c.attr["dtype"].type = 3  # DT_INT32
+        c.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(value, dtype="int32"))
+        return "%s:output:0" % name
+
+    base = node.name
+    x, k = node.input[0], node.input[1]
+    t = attr_value_pb2.AttrValue()
+    t.CopyFrom(node.attr["T"])  # a copy: the node's attributes are cleared below
+    split_x = func.node_def.add(name=base + "/group_inputs", op="Split", input=[const(base + "/group_axis", axis), x])
+    split_k = func.node_def.add(name=base + "/group_filters", op="Split", input=[const(base + "/filter_axis", 3), k])
+    for split in (split_x, split_k):
+        split.attr["num_split"].i = groups
+        split.attr["T"].CopyFrom(t)
+    parts = []
+    for g in range(groups):
+        conv = func.node_def.add(name="%s/group_%d" % (base, g), op="Conv2D",
+                                 input=["%s:output:%d" % (split_x.name, g), "%s:output:%d" % (split_k.name, g)])
+        for key, value in node.attr.items():
+            conv.attr[key].CopyFrom(value)
+        parts.append("%s:output:0" % conv.name)
+    axis_ref = const(base + "/concat_axis", axis)
+    node.op = "ConcatV2"
+    del node.input[:]
+    node.input.extend(parts + [axis_ref])
+    node.attr.clear()
+    node.attr["N"].i = groups
+    node.attr["T"].CopyFrom(t)
+    node.attr["Tidx"].type = 3
 
 
 def make_loadable(graph_def) -> List[str]:
@@ -132,6 +199,11 @@ def make_loadable(graph_def) -> List[str]:
             notes.append("%s%s: %s" % (where, node.name, note))
         _strip_defaults(node)
 
+    for func in graph_def.library.function:
+        for node, groups, axis in _grouped_convolutions(func):
+            _split_grouped(func, node, groups, axis)
+            notes.append("%s/%s: grouped convolution (%d groups) -> one Conv2D per group" % (
+                func.signature.name, node.name, groups))
     _visit_all(graph_def, rewrite)
     offending = incompatibilities(graph_def)
     if offending:
