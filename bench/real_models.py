@@ -49,7 +49,8 @@ def _switch_feeds(graph_bytes, feeds):
     g = graph_pb2.GraphDef.FromString(graph_bytes)
     extra = {}
     for n in g.node:
-        if n.op == "Placeholder" and n.name + ":0" not in feeds:
+        scalar = "shape" in n.attr and not n.attr["shape"].shape.unknown_rank and not n.attr["shape"].shape.dim
+        if n.op == "Placeholder" and n.name + ":0" not in feeds and scalar:
             extra[n.name + ":0"] = False if n.attr["dtype"].type == 10 else 1.0
     return extra
 
