@@ -596,3 +596,20 @@ def assign_only(directory: str) -> Model:
         tf1.assign(state, tf.matmul(x, w, name="product")[:2], name="remember")
 
     return _save(directory, build, {}, [])
+
+
+def alternating_heads(directory: str) -> Model:
+    """Two heads on one trunk, each trained by its own optimizer (by turns): one network,
+    since the optimizers share the trunk's variables."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        ya = tf1.placeholder(tf.int64, [None], name="ya")
+        yb = tf1.placeholder(tf.float32, [None], name="yb")
+        rng = np.random.RandomState(6)
+        h = tf.nn.relu(tf.matmul(x, _variable("trunk", rng.randn(6, 8).astype(np.float32), True)))
+        la = tf.matmul(h, _variable("head_a", rng.randn(8, 3).astype(np.float32), True), name="head_a_logits")
+        lb = tf.squeeze(tf.matmul(h, _variable("head_b", rng.randn(8, 1).astype(np.float32), True)), 1, name="value")
+        tf1.train.AdamOptimizer(name="opt_a").minimize(tf1.losses.sparse_softmax_cross_entropy(ya, la))
+        tf1.train.AdamOptimizer(name="opt_b").minimize(tf1.losses.mean_squared_error(yb, lb))
+
+    return _save(directory, build, {"x:0": np.ones((2, 6), np.float32)}, ["head_a_logits:0", "value:0"])

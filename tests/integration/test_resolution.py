@@ -117,3 +117,11 @@ def test_inspect_shows_what_freeze_produces(client, real_models, tmp_path, name)
     assert [(t.name, t.dtype) for t in response.outputs] == [(o["name"], o["dtype"]) for o in m["outputs"]]
     assert [t.name for t in response.inputs] == [i["name"] for i in m["inputs"]]
     assert sorted(corpus.load(info["dir"])["outputs"]) == sorted(o["name"] for o in m["outputs"])
+
+
+def test_optimizers_sharing_a_trunk_train_one_network(client, tmp_path):
+    """Two optimizers whose variables overlap (heads trained by turns on one trunk) are one
+    network: both heads are the outputs, with no "not sure" (unlike a GAN's disjoint pair)."""
+    model = models.alternating_heads(str(tmp_path / "m"))
+    m = client.freeze(model.directory).manifest
+    assert sorted(o["name"] for o in m["outputs"]) == ["head_a_logits:0", "value:0"]

@@ -506,6 +506,20 @@ def _all_outputs(node) -> List[str]:
     return ["%s:%d" % (node.name, k) for k in range(n)]
 
 
+def _disjoint_networks(masks: Set[int]) -> List[int]:
+    """Variable sets grouped where they overlap: optimizers sharing variables (two heads
+    on one trunk trained by turns) train one network; disjoint ones (a GAN's generator
+    and discriminator) train separate networks."""
+    groups: List[int] = []
+    for mask in masks:
+        merged = mask
+        for g in [g for g in groups if g & mask]:
+            groups.remove(g)
+            merged |= g
+        groups.append(merged)
+    return groups
+
+
 def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], loss_collection: Iterable[str],
          unused_control_flow) -> Optional[Evidence]:
     """The model's outputs by structure, or None when the graph has no loss to go by."""
@@ -561,7 +575,7 @@ def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], 
         return ev
     # Several networks trained by different optimizers (a GAN's generator and
     # discriminator): which one is deployed is not in the graph.
-    networks = {s.trained_mask(f[2]) for f in found if f[0] in preds}
+    networks = _disjoint_networks({s.trained_mask(f[2]) for f in found if f[0] in preds})
     if len(networks) > 1:
         ev.ambiguous = [(p, reasons[p]) for p in preds]
         ev.notes.append("several networks are trained by different optimizers (%s); which one is deployed is not "
