@@ -283,9 +283,15 @@ std::string Message(const tffreeze::Error& e) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
+  if (argc < 2) {
     std::cout << kUsage << "\n";
-    return argc < 2 ? 2 : 0;
+    return 2;
+  }
+  for (int i = 1; i < argc; i++) {  // help for any command: the usage, exit 0
+    if (std::string(argv[i]) == "-h" || std::string(argv[i]) == "--help") {
+      std::cout << kUsage << "\n";
+      return 0;
+    }
   }
   std::string command = argv[1];
   try {

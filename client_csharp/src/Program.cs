@@ -53,7 +53,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         public static int Main(string[] args)
         {
-            if (args.Length == 0 || args[0] == "-h" || args[0] == "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
+            if (args.Length == 0) { Console.WriteLine(Usage); return 2; }
+            if (args.Contains("-h") || args.Contains("--help")) { Console.WriteLine(Usage); return 0; }  // any command's help
             var command = args[0];
             try
             {
@@ -179,7 +180,13 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 client.UseTls(ca);
             client.Token = o.One("--token", Environment.GetEnvironmentVariable("TFFREEZE_TOKEN"));
             double timeout;
-            if (o.One("--timeout") != null && double.TryParse(o.One("--timeout"), out timeout)) client.TimeoutMs = (int)(timeout * 1000);
+            if (o.One("--timeout") != null)
+            {
+                if (!double.TryParse(o.One("--timeout"), System.Globalization.NumberStyles.Float,
+                                     System.Globalization.CultureInfo.InvariantCulture, out timeout) || !(timeout > 0))
+                    throw new UsageException("--timeout takes seconds, e.g. --timeout 300 (got '" + o.One("--timeout") + "')");
+                client.TimeoutMs = (int)Math.Min(timeout * 1000, int.MaxValue);
+            }
             if (!Console.IsErrorRedirected) client.Progress = m => Console.Error.Write("\r" + m.PadRight(78).Substring(0, 78));
             var outcome = client.Freeze(o.Positional[0], output, options);
             if (!Console.IsErrorRedirected) Console.Error.Write("\r" + new string(' ', 78) + "\r");

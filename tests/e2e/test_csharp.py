@@ -239,6 +239,11 @@ def test_csharp_errors_and_exit_codes(web_server, tmp_path):
     assert cs("frobnicate").returncode == 2
     assert cs("run", "m.pb", "--input", "x=x.npy").returncode == 2
     assert "freeze SOURCE --server" in cs("--help").stdout
+    for args in (["freeze", "--help"], ["run", "-h"]):  # every command's help exits 0
+        helped = cs(*args)
+        assert helped.returncode == 0 and "freeze SOURCE --server" in helped.stdout, args
+    bad = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(tmp_path / "x.pb"), "--timeout", "soon")
+    assert bad.returncode == 2 and "--timeout takes seconds" in bad.stderr, bad.stderr
 
 
 def test_csharp_uploads_only_the_chosen_checkpoint(web_server, tmp_path):
