@@ -157,32 +157,29 @@ def variable_ops(directory: str) -> List[str]:
                    and not n.name.startswith("global_step")})
 
 
+def _edit_proto(path: str, message, edit: Callable) -> None:
+    """Parse ``path`` into ``message``, apply ``edit(message)``, write it back."""
+    with open(path, "rb") as fh:
+        message.ParseFromString(fh.read())
+    edit(message)
+    with open(path, "wb") as fh:
+        fh.write(message.SerializeToString())
+
+
 def edit_meta(directory: str, edit: Callable) -> None:
     """Rewrite every .meta in ``directory`` through ``edit(meta_graph_def)``."""
     from tensorflow.core.protobuf import meta_graph_pb2
 
     for name in os.listdir(directory):
         if name.endswith(".meta"):
-            path = os.path.join(directory, name)
-            meta = meta_graph_pb2.MetaGraphDef()
-            with open(path, "rb") as fh:
-                meta.ParseFromString(fh.read())
-            edit(meta)
-            with open(path, "wb") as fh:
-                fh.write(meta.SerializeToString())
+            _edit_proto(os.path.join(directory, name), meta_graph_pb2.MetaGraphDef(), edit)
 
 
 def edit_saved_model(directory: str, edit: Callable) -> None:
     """Rewrite ``directory``/saved_model.pb through ``edit(saved_model)``."""
     from tensorflow.core.protobuf import saved_model_pb2
 
-    path = os.path.join(directory, "saved_model.pb")
-    sm = saved_model_pb2.SavedModel()
-    with open(path, "rb") as fh:
-        sm.ParseFromString(fh.read())
-    edit(sm)
-    with open(path, "wb") as fh:
-        fh.write(sm.SerializeToString())
+    _edit_proto(os.path.join(directory, "saved_model.pb"), saved_model_pb2.SavedModel(), edit)
 
 
 # ---------------------------------------------------------------------------

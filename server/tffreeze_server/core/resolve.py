@@ -295,11 +295,16 @@ def _excluded(graph_def, by_name, training) -> Set[str]:
             if _is_bookkeeping(n, by_name, training) or heads.METRIC_SCOPE.search(n.name)}
 
 
+def _loss_collection(meta) -> List[str]:
+    """Node names in the meta graph's ``losses`` collection (tf.losses adds each loss there)."""
+    if "losses" in meta.collection_def and meta.collection_def["losses"].HasField("node_list"):
+        return [node_of(v) for v in meta.collection_def["losses"].node_list.value]
+    return []
+
+
 def _from_structure(meta, by_name, training) -> Optional[Resolution]:
     graph_def = meta.graph_def
-    loss_collection = []
-    if "losses" in meta.collection_def and meta.collection_def["losses"].HasField("node_list"):
-        loss_collection = [node_of(v) for v in meta.collection_def["losses"].node_list.value]
+    loss_collection = _loss_collection(meta)
     switch_names = {s.name for s in find_switches(graph_def)}
     ev = heads.find(graph_def, _excluded(graph_def, by_name, training), training, switch_names, loss_collection,
                     lambda n: _is_unused_control_flow_output(n, by_name))
@@ -383,16 +388,12 @@ def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:
 
 def _inside_v1_loops(graph_def) -> Set[str]:
     """Nodes inside a control-flow-v1 while loop: reached from an Enter without passing an Exit."""
-    users: dict = {}
-    for n in graph_def.node:
-        for i in n.input:
-            users.setdefault(node_of(i), []).append(n)
     enters = [n.name for n in graph_def.node if n.op in ("Enter", "RefEnter")]
     if not enters:
         return set()
     by_name = nodes_by_name(graph_def)
-    return reach(enters, lambda name: () if by_name[name].op in ("Exit", "RefExit")
-                 else (u.name for u in users.get(name, ()) if u.op not in ("Exit", "RefExit")))
+    users = consumers(graph_def)
+    return reach(enters, lambda name: (u for u in users.get(name, ()) if by_name[u].op not in ("Exit", "RefExit")))
 
 
 def _no_outputs(meta, by_name):
@@ -419,9 +420,7 @@ def candidates(meta) -> List[Named]:
     by_name = nodes_by_name(graph_def)
     training = training_nodes(graph_def)
     excluded = _excluded(graph_def, by_name, training)
-    loss_collection = []
-    if "losses" in meta.collection_def and meta.collection_def["losses"].HasField("node_list"):
-        loss_collection = [node_of(v) for v in meta.collection_def["losses"].node_list.value]
+    loss_collection = _loss_collection(meta)
     s = heads.Structure(graph_def, excluded, loss_collection)
     out: List[Named] = []
 
