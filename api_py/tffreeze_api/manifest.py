@@ -1,8 +1,9 @@
 """The manifest: a FreezeResult as the JSON text clients write beside a frozen graph.
 
 The manifest *is* the proto3 JSON mapping of ``tffreeze.v1.FreezeResult``,
-printed with fixed choices so that every client (Python, C#) writes the same
-bytes and users' scripts see stable keys (freeze.proto states them):
+printed with fixed choices so that users' scripts see stable keys (freeze.proto
+states them). The server prints it and sends the bytes (FreezeResponse.manifest);
+every client writes them as they are:
 
 - field names as declared (snake_case), every field, in declaration order;
 - an unset message or ``optional`` field is ``null`` (so an unknown rank is a
@@ -35,6 +36,12 @@ _FLOATS = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
 _VALUE = "google.protobuf.Value"
 _LIST = "google.protobuf.ListValue"
 _STRUCT = "google.protobuf.Struct"
+# Fields that carry a rendering of their own message (InspectResponse.rendered): never printed.
+_RENDERINGS = {"tffreeze.v1.Rendered"}
+
+
+def _fields(desc: Descriptor):
+    return [f for f in desc.fields if f.message_type is None or f.message_type.full_name not in _RENDERINGS]
 
 
 def _number(value: float, integral_as_int: bool):
@@ -90,7 +97,7 @@ def to_dict(msg) -> Any:
     if desc.full_name in (_VALUE, _LIST, _STRUCT):
         return _well_known(msg)
     out: Dict[str, Any] = {}
-    for field in desc.fields:
+    for field in _fields(desc):
         value = getattr(msg, field.name)
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             value_field = field.message_type.fields_by_name["value"]
@@ -149,7 +156,7 @@ def _message_schema(desc: Descriptor, defs: Dict[str, Any]) -> None:
         return
     defs[desc.full_name] = {}  # placeholder against recursion
     props: Dict[str, Any] = {}
-    for field in desc.fields:
+    for field in _fields(desc):
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             props[field.name] = {"type": "object", "additionalProperties": _type_schema(
                 field.message_type.fields_by_name["value"], defs)}
@@ -160,7 +167,7 @@ def _message_schema(desc: Descriptor, defs: Dict[str, Any]) -> None:
             props[field.name] = {"anyOf": [inner, {"type": "null"}]} if inner else {}
         else:
             props[field.name] = _type_schema(field, defs)
-    defs[desc.full_name] = {"type": "object", "properties": props, "required": [f.name for f in desc.fields],
+    defs[desc.full_name] = {"type": "object", "properties": props, "required": [f.name for f in _fields(desc)],
                             "additionalProperties": False}
 
 

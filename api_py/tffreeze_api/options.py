@@ -126,4 +126,59 @@ def freeze_options(outputs=(), inputs=(), step: Optional[int] = None, checkpoint
     return opts
 
 
-__all__ = ["OptionError", "freeze_options", "names", "bind_value", "parse_target", "target_name", "TARGETS"]
+def parse_step(text: Union[str, int, None]) -> Optional[int]:
+    """A global step as typed ("" or None: none)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        try:
+            value = int(str(text).strip(), 10)
+        except ValueError:
+            raise OptionError("step", "%r: a global step is a non-negative integer" % (text,)) from None
+    if value < 0:
+        raise OptionError("step", "%r: a global step is a non-negative integer" % (text,))
+    return value
+
+
+def from_text(text: "freeze_pb2.OptionText") -> freeze_pb2.FreezeOptions:
+    """FreezeOptions from the options as a user typed them (PlanFreezeRequest.options):
+    what every client sends, parsed here only."""
+    return freeze_options(outputs=text.outputs, inputs=text.inputs, step=parse_step(text.step),
+                          signature=text.signature, tags=list(text.tags), bind=list(text.bind), ema=text.ema,
+                          var_map=list(text.var_map), include_variables=text.include_variables,
+                          exclude_variables=text.exclude_variables, optimize=text.optimize, verify=text.verify,
+                          target=text.target)
+
+
+def to_text(outputs=(), inputs=(), step=None, signature: str = "", tags=(), bind: Pairs = None, ema: bool = False,
+            var_map: Pairs = None, include_variables=(), exclude_variables=(), optimize: bool = False,
+            verify: bool = False, target: Union[str, int, None] = None) -> "freeze_pb2.OptionText":
+    """The Python library's keyword options as typed text (the inverse of :func:`from_text`)."""
+    def joined(value):
+        return value if isinstance(value, str) else ",".join(names(value))
+
+    def pairs(value, render):
+        if value is None:
+            return []
+        if isinstance(value, Mapping):
+            return ["%s=%s" % (k, render(v)) for k, v in value.items()]
+        return [value] if isinstance(value, str) else [str(v) for v in value]
+
+    def bound(v):
+        if v is None:
+            return ""
+        return json.dumps(v) if isinstance(v, (bool, int, float)) else str(v)
+
+    if isinstance(target, int) and not isinstance(target, bool):
+        target = target_name(parse_target(target))
+    return freeze_pb2.OptionText(
+        outputs=joined(outputs), inputs=joined(inputs), step="" if step is None else str(step),
+        signature=signature or "", tags=names(tags), bind=pairs(bind, bound), ema=bool(ema),
+        var_map=pairs(var_map, str), include_variables=joined(include_variables),
+        exclude_variables=joined(exclude_variables), optimize=bool(optimize), verify=bool(verify),
+        target=target or "")
+
+
+__all__ = ["OptionError", "freeze_options", "from_text", "to_text", "parse_step", "names", "bind_value", "parse_target", "target_name", "TARGETS"]

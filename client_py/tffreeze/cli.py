@@ -204,7 +204,7 @@ def _cmd_freeze(args) -> int:
             bar.done()
     m = outcome.manifest
     if args.manifest:
-        write_atomically(args.manifest, outcome.manifest_json().encode())
+        write_atomically(args.manifest, outcome.manifest_bytes)
     for w in m["warnings"]:
         print("tffreeze: warning: %s" % w, file=sys.stderr)
     if not args.quiet:
@@ -226,45 +226,10 @@ def _cmd_freeze(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from tffreeze_api import manifest
-
     with _client(args) as client:
         response = client.inspect(args.source, outputs=args.outputs, inputs=args.inputs, step=args.step,
                                   **_graph_options(args))
-    if args.json:
-        sys.stdout.write(manifest.to_json(response))
-        return 0
-    info = manifest.to_dict(response)
-    ck = info["checkpoint"]
-    print("source:     %s" % info["source_kind"][len("SOURCE_KIND_"):].lower())
-    print("checkpoint: %s%s  (graph %s)" % (ck["prefix"], "" if ck["step"] is None else " step %d" % ck["step"],
-                                            ck["meta_graph"] or "none"))
-    print("available:  %s" % ", ".join(info["available_checkpoints"]))
-    print("variables (%d):" % len(info["variables"]))
-    for v in info["variables"]:
-        mapped = "" if v["graph_variable"] in ("", v["checkpoint_key"]) else "  -> %s" % v["graph_variable"]
-        print("  %-40s %-8s %s%s" % (v["checkpoint_key"], v["dtype"], v["shape"], mapped))
-    for kind in ("inputs", "outputs", "candidates"):
-        if kind == "candidates":
-            if not info[kind]:
-                continue
-            print("candidates (what might be outputs, best first; choose with --outputs):")
-        else:
-            print("%s:" % kind)
-        for t in info[kind]:
-            print("  %-30s %-8s %-12s %s" % (t["name"], t["dtype"], "?" if t["shape"] is None else t["shape"],
-                                             t["reason"]))
-    for sw in info["switches"]:
-        print("switch:     %s %s -> %s" % (sw["name"], sw["dtype"], "not bound by default (use --bind)"
-                                           if sw["inference_value"] is None else json.dumps(sw["inference_value"])))
-    if info["ema_shadows"]:
-        print("ema shadows (--ema): %s" % ", ".join(info["ema_shadows"]))
-    if info["signatures"]:
-        print("signatures: %s" % ", ".join(info["signatures"]))
-    if info["collections"]:
-        print("collections: %s" % ", ".join(info["collections"]))
-    for w in info["warnings"]:
-        print("warning: %s" % w)
+    sys.stdout.write(response.rendered.json if args.json else response.rendered.text)
     return 0
 
 

@@ -18,10 +18,9 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 import grpc
 
-from tffreeze_api import manifest as _manifest
 from tffreeze_api.fileio import write_all
-from tffreeze_api.options import OptionError, freeze_options
-from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
+from tffreeze_api.options import OptionError, freeze_options, to_text
+from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2, service_pb2_grpc
 
 from . import cache as _cache, source as _source
 from .errors import TffreezeError, UnavailableError, error_for, from_rpc_error
@@ -30,7 +29,6 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 CHUNK = 1 << 20
 _MAX_MESSAGE = 4 << 20
 BLOBS_MISSING = "ERROR_REASON_BLOBS_MISSING"
-INVALID_DIGEST = "ERROR_REASON_INVALID_DIGEST"
 INLINE_GRAPH = 1 << 20  # graphs up to this size come inside the Freeze result (no DownloadBlob)
 
 # progress(kind, done, total, message): kind is "upload" (bytes) or "freeze" (fraction in [0, 1]).
@@ -44,7 +42,8 @@ def default_target() -> str:
 # Calls that may be repeated safely: gRPC retries them on UNAVAILABLE (another replica, or
 # the same one a moment later) as long as no response has arrived — for Freeze, before the
 # server started work. Round-robin spreads calls over every address of the target.
-_RETRIED = ("FindMissingBlobs", "WriteBlobChunk", "DownloadBlob", "Freeze", "Inspect")
+_RETRIED = ("GetCapabilities", "PlanFreeze", "FindMissingBlobs", "WriteBlobChunk", "DownloadBlob", "Freeze",
+            "Inspect")
 SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
@@ -96,9 +95,10 @@ class UploadStats:
 @dataclass
 class FreezeOutcome:
     """What ``FreezeClient.freeze`` returns: the server's FreezeResult, its
-    manifest (the result's JSON mapping, as a dict), and the graph."""
+    manifest (the bytes the server rendered; as a dict: ``manifest``), and the graph."""
 
     result: freeze_pb2.FreezeResult
+    manifest_bytes: bytes = b""
     graph_bytes: Optional[bytes] = None  # the frozen GraphDef, unless written to a path
     path: Optional[str] = None
     upload: UploadStats = field(default_factory=UploadStats)
@@ -107,11 +107,11 @@ class FreezeOutcome:
 
     @property
     def manifest(self) -> dict:
-        return _manifest.to_dict(self.result)
+        return json.loads(self.manifest_bytes)
 
     def manifest_json(self) -> str:
-        """The manifest file's text (see tffreeze_api.manifest)."""
-        return _manifest.to_json(self.result)
+        """The manifest file's text, as the server rendered it (write it as it is)."""
+        return self.manifest_bytes.decode("ascii")
 
 
 def _same_file(path: str, sha256: str, size: int) -> bool:
@@ -310,6 +310,7 @@ class FreezeClient:
         if token:
             self._channel = grpc.intercept_channel(self._channel, _BearerToken(token))
         self._stub = service_pb2_grpc.FreezeServiceStub(self._channel)
+        self._capabilities: Optional[service_pb2.GetCapabilitiesResponse] = None
 
     def __enter__(self) -> "FreezeClient":
         return self
@@ -329,47 +330,36 @@ class FreezeClient:
     # -- blobs ---------------------------------------------------------------
     def upload(self, files: Sequence[_source.LocalFile], progress: Optional[ProgressFn] = None,
                timeout: Optional[float] = None) -> UploadStats:
-        """Upload the files the server lacks (by sha256); returns what was sent.
-        A file not hashed yet (``sha256`` None: big, and not in the local digest
-        cache) is hashed while it is sent, and its ``sha256`` filled in."""
+        """Upload the files the server lacks (by sha256); returns what was sent."""
         timeout = timeout or self.timeout
         stats = UploadStats(files=len(files))
-        known = [f for f in files if f.sha256]
-        wanted = set()
-        if known:
-            digests = [blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size) for f in known]
-            missing = self._call(self._stub.FindMissingBlobs, blob_pb2.FindMissingBlobsRequest(blobs=digests),
-                                 timeout=timeout).missing
-            wanted = {(d.sha256, d.size_bytes) for d in missing}
+        digests = [blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size) for f in files]
+        missing = self._call(self._stub.FindMissingBlobs, blob_pb2.FindMissingBlobsRequest(blobs=digests),
+                             timeout=timeout).missing if files else []
+        wanted = {(d.sha256, d.size_bytes) for d in missing}
         todo, seen = [], set()
         for f in files:
-            key = (f.sha256, f.size) if f.sha256 else f.local
+            key = (f.sha256, f.size)
             if key in seen:
                 continue
             seen.add(key)
-            if not f.sha256 or key in wanted:
+            if key in wanted:
                 todo.append(f)
             else:
                 stats.skipped_bytes += f.size
         total = sum(f.size for f in todo)
         done = 0
 
-        def chunks(f, h=None):
-            """The file's UploadBlobRequests; with ``h`` (hashing while sending) the digest
-            goes without sha256 and a last message carries the sha256 of what was sent."""
+        def chunks(f):
             nonlocal done
             with open(f.local, "rb") as fh:
                 offset = 0
                 while True:
                     data = fh.read(CHUNK)
-                    if h is not None:
-                        h.update(data)
                     msg = blob_pb2.UploadBlobRequest(offset=offset, data=data)
                     if offset == 0:
-                        msg.digest.CopyFrom(blob_pb2.Digest(sha256=f.sha256 or "", size_bytes=f.size))
-                    if not data and h is not None:
-                        msg.sha256 = h.hexdigest()
-                    if data or offset == 0 or h is not None:
+                        msg.digest.CopyFrom(blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
+                    if data or offset == 0:
                         yield msg
                     offset += len(data)
                     done += len(data)
@@ -379,33 +369,9 @@ class FreezeClient:
                         return
 
         for f in todo:
-            if f.sha256:
-                self._call(self._stub.UploadBlob, chunks(f), timeout=timeout)
-            else:
-                before = os.stat(f.local)
-                sent = done
-                try:
-                    import hashlib
-                    reply = self._call(self._stub.UploadBlob, chunks(f, hashlib.sha256()), timeout=timeout)
-                    f.sha256 = reply.digest.sha256
-                    _cache.digests.hashed(f.local, before, f.sha256)
-                except TffreezeError as exc:
-                    # A server that wants the digest first, or a file that changed while it
-                    # was sent: hash it, then send it the usual way.
-                    if exc.reason != INVALID_DIGEST:
-                        raise
-                    done = sent
-                    f.sha256 = _source.sha256_file(f.local)
-                    f.size = os.path.getsize(f.local)
-                    if self._call(self._stub.FindMissingBlobs, blob_pb2.FindMissingBlobsRequest(
-                            blobs=[blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size)]), timeout=timeout).missing:
-                        self._call(self._stub.UploadBlob, chunks(f), timeout=timeout)
+            self._call(self._stub.UploadBlob, chunks(f), timeout=timeout)
             stats.uploaded_files += 1
             stats.uploaded_bytes += f.size
-        hashed = {f.local: (f.sha256, f.size) for f in todo}
-        for f in files:  # a file listed twice was sent once
-            if not f.sha256:
-                f.sha256, f.size = hashed[f.local]
         return stats
 
     def download(self, sha256: str, size: int, path: Optional[str] = None,
@@ -442,48 +408,61 @@ class FreezeClient:
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
 
-    # -- freezing --------------------------------------------------------------
-    def _local(self, source: str, step, graph_file: Optional[str], options: dict):
-        """The chosen checkpoint's files, plus the graph file (recorded as graph_path).
-        Options are checked first, so a malformed one fails before any file is hashed."""
-        build_options(step=step, **options)
-        local = _source.collect(source, step)
-        files = list(local.files)
-        if graph_file:
-            extra = _source.graph_file(graph_file)
-            files.append(extra)
-            options["graph_path"] = extra.path
-        return local, files
+    # -- planning --------------------------------------------------------------
+    def capabilities(self, timeout: Optional[float] = None) -> service_pb2.GetCapabilitiesResponse:
+        """What the server supports (asked once per client)."""
+        if self._capabilities is None:
+            self._capabilities = self._call(self._stub.GetCapabilities, service_pb2.GetCapabilitiesRequest(),
+                                            timeout=timeout or self.timeout)
+        return self._capabilities
 
+    def _has(self, feature: str) -> bool:
+        return feature in self.capabilities().features
+
+    def plan(self, source: str, graph_file: Optional[str] = None, timeout: Optional[float] = None, **options):
+        """(the files to upload, the server's plan) for SOURCE: the server chooses the
+        checkpoint from SOURCE's listing and parses the options (PlanFreeze); only the
+        planned files are hashed (unchanged ones come from the digest cache)."""
+        try:
+            text = to_text(**options)
+        except OptionError as exc:
+            raise error_for(exc.code, "%s: %s" % (exc.field, exc.message), exc.reason,
+                            {"field": "options." + exc.field}) from None
+        except TypeError as exc:  # an unknown keyword
+            raise TypeError("unknown freeze option: %s" % exc) from None
+        root, request = _source.plan_request(source, graph_file)
+        request.options.CopyFrom(text)
+        plan = self._call(self._stub.PlanFreeze, request, timeout=timeout or self.timeout)
+        return _source.planned_files(root, plan, graph_file), plan
+
+    # -- freezing --------------------------------------------------------------
     def freeze(self, source: str, output_path: Optional[str] = None, outputs: Iterable[str] = (),
                inputs: Iterable[str] = (), step: Optional[int] = None, progress: Optional[ProgressFn] = None,
                timeout: Optional[float] = None, graph_file: Optional[str] = None, **options) -> FreezeOutcome:
         """Freeze a Saver directory, a checkpoint prefix or a SavedModel directory.
 
-        Uploads only the files the server lacks (of the chosen checkpoint),
-        freezes, and returns the result with the graph bytes (or writes them to
-        ``output_path`` atomically). ``graph_file``: a GraphDef/MetaGraphDef file
-        for a checkpoint without .meta. Further keyword options, as in
-        FreezeOptions (see tffreeze_api.options.freeze_options): signature, tags,
-        bind ({name: value} or ["name=value"]), ema, var_map ({graph_var: key}),
+        The server chooses the checkpoint's files (see ``plan``); only those it lacks are
+        uploaded; it freezes and the result comes back with the graph bytes (or written
+        to ``output_path`` atomically). ``graph_file``: a GraphDef/MetaGraphDef file
+        for a checkpoint without .meta. Further keyword options, as the command line's
+        (the server parses them): signature, tags, bind ({name: value} or
+        ["name=value"]), ema, var_map ({graph_var: key} or ["graph_var=key"]),
         include_variables, exclude_variables, optimize, verify, target
         ("tensorflowsharp": loads in libtensorflow 1.15)."""
-        local, files = self._local(source, step, graph_file, options)
-        outcome = self.freeze_files(files, output_path, outputs, inputs, None, local.prefix, progress, timeout,
-                                    **options)
-        warnings = local.warnings + list(outcome.result.warnings)
-        del outcome.result.warnings[:]
-        outcome.result.warnings.extend(warnings)
-        return outcome
+        files, plan = self.plan(source, graph_file, timeout, outputs=outputs, inputs=inputs, step=step, **options)
+        return self.freeze_files(files, output_path, progress=progress, timeout=timeout, plan=plan)
 
     def freeze_files(self, files: Sequence[_source.LocalFile], output_path: Optional[str] = None,
                      outputs: Iterable[str] = (), inputs: Iterable[str] = (), step: Optional[int] = None,
                      checkpoint_prefix: Optional[str] = None, progress: Optional[ProgressFn] = None,
-                     timeout: Optional[float] = None, **options) -> FreezeOutcome:
-        """Freeze exactly these files (the server chooses the checkpoint among them)."""
+                     timeout: Optional[float] = None, plan: Optional[freeze_pb2.PlanFreezeResponse] = None,
+                     **options) -> FreezeOutcome:
+        """Freeze exactly these files (the server chooses the checkpoint among them), with
+        the options of ``plan`` (from ``plan()``) or else the keyword options."""
         timeout = timeout or self.timeout
-        request_options = build_options(outputs=outputs, inputs=inputs, step=step,
-                                        checkpoint_prefix=checkpoint_prefix or "", **options)
+        request_options = plan.options if plan is not None else build_options(
+            outputs=outputs, inputs=inputs, step=step, checkpoint_prefix=checkpoint_prefix or "", **options)
+        recipes = bool(output_path) and self._has("assembly_recipe")
         deadline = time.monotonic() + timeout
         evicted, backoff, attempts = False, 0.2, 0
         # Files this client hashed before were most likely uploaded before: freeze first and
@@ -495,10 +474,11 @@ class FreezeClient:
                     stats = UploadStats(files=len(files), skipped_bytes=sum(f.size for f in files))
                 else:
                     stats = self.upload(files, progress, max(1.0, deadline - time.monotonic()))
-                request = freeze_pb2.FreezeRequest(files=_source_files(files), options=request_options,
-                                                   accept_recipe=bool(output_path), accept_early_recipe=bool(output_path),
-                                                   inline_graph_bytes=INLINE_GRAPH, quiet=progress is None)
-                result, recipe, graph, built = self._freeze_call(
+                request = freeze_pb2.FreezeRequest(
+                    files=_source_files(files), options=request_options, plan=plan, accept_recipe=recipes,
+                    accept_early_recipe=recipes and self._has("early_recipe"), quiet=progress is None,
+                    inline_graph_bytes=INLINE_GRAPH if self._has("inline_graph") else 0)
+                result, manifest, recipe, graph, built = self._freeze_call(
                     request, progress, max(1.0, deadline - time.monotonic()),
                     (files, output_path) if output_path else None)
                 break
@@ -529,20 +509,20 @@ class FreezeClient:
             if built is not None and self._place(built, result, output_path):  # assembled while it was written
                 _cache.digests.remember(output_path, result.sha256)
                 _cache.keep_result(output_path, result.sha256)
-                return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False,
+                return FreezeOutcome(result=result, manifest_bytes=manifest, path=output_path, upload=stats, downloaded=False,
                                      assembled=True)
             if output_path and _same_file(output_path, result.sha256, result.size_bytes):
                 os.utime(output_path)  # already there (an incremental build): skip the download
                 _cache.digests.remember(output_path, result.sha256)
-                return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False)
+                return FreezeOutcome(result=result, manifest_bytes=manifest, path=output_path, upload=stats, downloaded=False)
             if output_path and _cache.place_result(result.sha256, result.size_bytes, output_path):
                 _cache.digests.remember(output_path, result.sha256)  # received before: linked, not downloaded
-                return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False)
+                return FreezeOutcome(result=result, manifest_bytes=manifest, path=output_path, upload=stats, downloaded=False)
             if (output_path and recipe is not None and not graph
                     and self._assemble(recipe, files, result, output_path, timeout)):
                 _cache.digests.remember(output_path, result.sha256)
                 _cache.keep_result(output_path, result.sha256)
-                return FreezeOutcome(result=result, path=output_path, upload=stats, downloaded=False,
+                return FreezeOutcome(result=result, manifest_bytes=manifest, path=output_path, upload=stats, downloaded=False,
                                      assembled=True)
             if graph and output_path:
                 write_atomically(output_path, graph)
@@ -552,7 +532,7 @@ class FreezeClient:
             if output_path:
                 _cache.digests.remember(output_path, result.sha256)
                 _cache.keep_result(output_path, result.sha256)
-            return FreezeOutcome(result=result, graph_bytes=None if output_path else data, path=output_path,
+            return FreezeOutcome(result=result, manifest_bytes=manifest, graph_bytes=None if output_path else data, path=output_path,
                                  upload=stats)
         finally:
             _cache.digests.save()
@@ -638,14 +618,14 @@ class FreezeClient:
         return self._place(built, result, output_path)
 
     def _freeze_call(self, request, progress, timeout, early=None):
-        """(FreezeResult, AssemblyRecipe or None, the graph's bytes or b"", early build).
+        """(FreezeResult, manifest bytes, AssemblyRecipe or None, the graph's bytes or b"", early build).
         ``early``: (files, output_path) — an early recipe (no graph ranges) is followed
         on a second thread while the server writes the graph; its build (see ``_build``),
         or None, is returned once the result is in. Nothing is left behind on failure."""
         import threading
 
         result = recipe = None
-        graph = b""
+        graph = manifest = b""
         builder, built = None, []
         try:
             for event in self._stub.Freeze(request, timeout=timeout):
@@ -664,6 +644,8 @@ class FreezeClient:
                         builder.start()
                 elif event.HasField("graph"):
                     graph = event.graph
+                elif event.HasField("manifest"):
+                    manifest = event.manifest
             if result is None:
                 raise TffreezeError("the server ended the freeze without a result")
         except BaseException as exc:
@@ -676,32 +658,26 @@ class FreezeClient:
             raise
         if builder is not None:
             builder.join()
-            return result, None, graph, built[0] if built else None
-        return result, recipe, graph, None
+            return result, manifest, None, graph, built[0] if built else None
+        return result, manifest, recipe, graph, None
 
     def inspect(self, source: str, outputs: Iterable[str] = (), inputs: Iterable[str] = (),
                 step: Optional[int] = None, timeout: Optional[float] = None, graph_file: Optional[str] = None,
                 **options) -> freeze_pb2.InspectResponse:
         """Describe a checkpoint: variables, candidate inputs/outputs with reasons,
-        switches a freeze would bind, EMA shadows, signatures."""
-        local, files = self._local(source, step, graph_file, options)
-        info = self.inspect_files(files, outputs, inputs, None, local.prefix, timeout, **options)
-        # Only the chosen checkpoint was uploaded; the local directory knows them all.
-        if local.available:
-            del info.available_checkpoints[:]
-            info.available_checkpoints.extend(local.available)
-        warnings = local.warnings + list(info.warnings)
-        del info.warnings[:]
-        info.warnings.extend(warnings)
-        return info
+        switches a freeze would bind, EMA shadows, signatures (and ``rendered``: the
+        report and JSON as the command line prints them)."""
+        files, plan = self.plan(source, graph_file, timeout, outputs=outputs, inputs=inputs, step=step, **options)
+        return self.inspect_files(files, timeout=timeout, plan=plan)
 
     def inspect_files(self, files, outputs=(), inputs=(), step=None, checkpoint_prefix=None,
-                      timeout=None, **options) -> freeze_pb2.InspectResponse:
+                      timeout=None, plan: Optional[freeze_pb2.PlanFreezeResponse] = None,
+                      **options) -> freeze_pb2.InspectResponse:
         timeout = timeout or self.timeout
-        request_options = build_options(outputs=outputs, inputs=inputs, step=step,
-                                        checkpoint_prefix=checkpoint_prefix or "", **options)
+        request_options = plan.options if plan is not None else build_options(
+            outputs=outputs, inputs=inputs, step=step, checkpoint_prefix=checkpoint_prefix or "", **options)
         self.upload(files, None, timeout)
-        request = freeze_pb2.InspectRequest(files=_source_files(files), options=request_options)
+        request = freeze_pb2.InspectRequest(files=_source_files(files), options=request_options, plan=plan)
         return self._call(self._stub.Inspect, request, timeout=timeout)
 
     def health(self, timeout: float = 5.0) -> str:

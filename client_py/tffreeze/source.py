@@ -1,4 +1,8 @@
-"""Local checkpoints: which files of a directory or prefix to upload."""
+"""SOURCE on this machine: its listing for PlanFreeze, and the files the plan names.
+
+The server chooses which files make up the checkpoint (PlanFreeze); this module only
+lists SOURCE and reads its ``checkpoint`` state files, as every client does.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +10,25 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from tffreeze_api import layout
+from tffreeze_api.v1 import freeze_pb2
 
 from . import cache as _cache
 from .errors import error_for
 
-GRAPH_DIR = ".tffreeze-graph"
-
-
-# A file at least this big whose digest is not in the local cache is hashed while it is
-# uploaded (one read instead of two); smaller ones are hashed first, so the server can
-# say it already holds them.
-HASH_WHILE_SENDING = 8 << 20
+# What a listing covers (the server's GetCapabilities says the same).
+LIST_DEPTH = 6
+LIST_FILES = 10000
+STATE_FILE = "checkpoint"
+STATE_BYTES = 64 << 10
 
 
 @dataclass
 class LocalFile:
-    path: str  # relative to the checkpoint directory, '/'-separated
+    path: str  # as sent: relative to the uploaded folder, '/'-separated
     local: str  # absolute local path
-    sha256: Optional[str]  # None: not hashed yet (FreezeClient.upload hashes it while sending)
+    sha256: str
     size: int
     from_cache: bool = False  # the digest came from the local cache: this client saw the file before
-
-
-@dataclass
-class LocalCheckpoint:
-    """What a SOURCE argument names on this machine, and the files to upload."""
-
-    directory: str
-    prefix: str  # chosen checkpoint prefix, relative to directory ("" for a SavedModel)
-    files: List[LocalFile]
-    warnings: List[str]
-    available: List[str]  # every checkpoint prefix in the directory, oldest first
 
 
 def sha256_file(path: str) -> str:
@@ -45,92 +36,66 @@ def sha256_file(path: str) -> str:
     return _cache.sha256_file(path)
 
 
-def local_file(rel: str, local: str, defer: bool = False) -> LocalFile:
-    """A file to upload. ``defer``: leave a big file's sha256 unknown (None) unless the
-    local cache holds it, for the upload to compute while sending."""
+def local_file(rel: str, local: str) -> LocalFile:
     size = os.path.getsize(local)
     cached = _cache.digests.cached(local)
     if cached is not None:
         return LocalFile(rel, local, cached, size, True)
-    if defer and size >= HASH_WHILE_SENDING:
-        return LocalFile(rel, local, None, size)
     return LocalFile(rel, local, sha256_file(local), size)
 
 
-def _saved_model(directory: str) -> LocalCheckpoint:
-    files = []
-    for root, dirs, names in os.walk(directory):
-        dirs.sort()
-        for name in sorted(names):
-            local = os.path.join(root, name)
-            files.append(local_file(os.path.relpath(local, directory).replace(os.sep, "/"), local, True))
-    return LocalCheckpoint(os.path.abspath(directory), "", files, [], [])
-
-
-def graph_file(path: str) -> LocalFile:
-    """An extra graph file (--graph) uploaded beside the checkpoint."""
-    path = os.path.expanduser(path)
-    if not os.path.isfile(path):
-        raise error_for("NOT_FOUND", "--graph %s does not exist" % path, "ERROR_REASON_GRAPH_INVALID")
-    return local_file("%s/%s" % (GRAPH_DIR, os.path.basename(path)), os.path.abspath(path), True)
-
-
-NESTED_DEPTH = 3
-
-
-def _relative_files(directory: str, depth: int) -> List[str]:
-    """Files below ``directory`` (at most ``depth`` folders down, hidden folders skipped)."""
-    out = []
-    for root, dirs, files in os.walk(directory):
-        rel = os.path.relpath(root, directory)
+def _walk(root: str) -> List[freeze_pb2.ListedFile]:
+    out: List[freeze_pb2.ListedFile] = []
+    for folder, dirs, names in os.walk(root):
+        rel = os.path.relpath(folder, root)
         level = 0 if rel == "." else rel.count(os.sep) + 1
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
-        out += [f if rel == "." else "%s/%s" % (rel.replace(os.sep, "/"), f) for f in files]
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < LIST_DEPTH else []
+        for name in sorted(names):
+            path = name if rel == "." else "%s/%s" % (rel.replace(os.sep, "/"), name)
+            try:
+                size = os.path.getsize(os.path.join(folder, name))
+            except OSError:
+                continue
+            out.append(freeze_pb2.ListedFile(path=path, size_bytes=size))
+            if len(out) >= LIST_FILES:
+                return out
     return out
 
 
-def _nested(directory: str, step: Optional[int]) -> Optional[LocalCheckpoint]:
-    """SOURCE holds no checkpoint: the only folder below it that does, with a warning;
-    several such folders are listed in the error."""
-    only, dirs = layout.nested_source(_relative_files(directory, NESTED_DEPTH))
-    if only is not None:
-        found = collect(os.path.join(directory, *only.split("/")), step)
-        found.warnings.insert(0, "%s holds no checkpoint itself; using %s/, the only folder below it that does"
-                              % (directory, only))
-        return found
-    if dirs:
-        raise error_for("NOT_FOUND", "%s holds no checkpoint itself, but %d folders below it do: %s. Pass one of "
-                        "them as SOURCE." % (directory, len(dirs), ", ".join(d + "/" for d in dirs[:10])),
-                        "ERROR_REASON_CHECKPOINT_NOT_FOUND")
-    return None
-
-
-def collect(source: str, step: Optional[int] = None) -> LocalCheckpoint:
-    """Resolve SOURCE (a Saver directory, a checkpoint prefix, or a SavedModel
-    directory) to the files to upload. Raises TffreezeError naming the problem."""
+def plan_request(source: str, graph_file: Optional[str] = None):
+    """(the folder the listing is relative to, the PlanFreezeRequest without options)."""
     source = os.path.expanduser(source)
-    if os.path.isdir(source) and any(os.path.isfile(os.path.join(source, f)) for f in layout.SAVED_MODEL_FILES):
-        return _saved_model(source)
+    request = freeze_pb2.PlanFreezeRequest()
     if os.path.isdir(source):
-        directory, prefix = source, None
+        root = os.path.abspath(source)
+        request.files.extend(_walk(root))
     else:
-        directory, prefix = os.path.dirname(source) or ".", os.path.basename(source)
-        if not os.path.isdir(directory) or not (os.path.exists(source + ".index") or os.path.exists(source)):
-            raise error_for("NOT_FOUND", "%s is neither a checkpoint directory nor a checkpoint prefix "
-                                         "(no %s.index)" % (source, source), "ERROR_REASON_CHECKPOINT_NOT_FOUND")
-    directory = os.path.abspath(directory)
-    names = sorted(n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n)))
-    if prefix is None and not layout.checkpoint_dirs(names):
-        nested = _nested(directory, step)
-        if nested is not None:
-            return nested
-    state = None
-    if layout.STATE_FILE in names:
-        with open(os.path.join(directory, layout.STATE_FILE), "r", encoding="utf-8", errors="replace") as fh:
-            state = fh.read()
-    try:
-        sel = layout.select(names, state, step, prefix)
-    except layout.SelectionError as exc:
-        raise error_for(exc.code, "%s (in %s)" % (exc, directory), exc.reason) from None
-    files = [local_file(rel, os.path.join(directory, rel), True) for rel in sel.checkpoint.files()]
-    return LocalCheckpoint(directory, sel.checkpoint.prefix, files, sel.warnings, sel.available)
+        root = os.path.abspath(os.path.dirname(source) or ".")
+        if not os.path.exists(source) and not os.path.isfile(source + ".index"):
+            raise error_for("NOT_FOUND", "%s is neither a checkpoint directory nor a checkpoint prefix (no %s.index)"
+                            % (source, source), "ERROR_REASON_CHECKPOINT_NOT_FOUND")
+        request.prefix = os.path.basename(source)
+        for name in sorted(os.listdir(root)):
+            if os.path.isfile(os.path.join(root, name)):
+                request.files.add(path=name, size_bytes=os.path.getsize(os.path.join(root, name)))
+    for f in request.files:
+        if f.path.rsplit("/", 1)[-1] == STATE_FILE and f.size_bytes <= STATE_BYTES:
+            with open(os.path.join(root, *f.path.split("/")), "r", encoding="utf-8", errors="replace") as fh:
+                request.state_files[f.path] = fh.read()
+    if graph_file:
+        graph = os.path.expanduser(graph_file)
+        if not os.path.isfile(graph):
+            raise error_for("NOT_FOUND", "the graph file %s does not exist" % graph_file,
+                            "ERROR_REASON_GRAPH_INVALID", {"field": "options.graph_path"})
+        request.graph_file = os.path.basename(graph)
+    return root, request
+
+
+def planned_files(root: str, plan: freeze_pb2.PlanFreezeResponse, graph_file: Optional[str] = None) -> List[LocalFile]:
+    """The plan's files on this machine, with their digests."""
+    out = []
+    for f in plan.files:
+        local = (os.path.abspath(os.path.expanduser(graph_file)) if not f.local_path
+                 else os.path.join(root, *f.local_path.split("/")))
+        out.append(local_file(f.path, local))
+    return out

@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
-from . import __version__, metrics, results, webguard, wire
+from . import __version__, metrics, planning, results, webguard, wire
 from .blobstore import CHUNK, BlobStore, check_digest
 from .core.errors import FailedPrecondition, InvalidArgument
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
@@ -118,6 +118,15 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         self.max_call_seconds = max_call_seconds  # a call without a deadline (gRPC-Web) still gets one
         self.verify_seconds = verify_seconds  # the longest the verify stage of a freeze may run
         self.results = results.ResultCache(store.root, store, shared_results) if result_cache else None
+
+    # -- planning ----------------------------------------------------------
+    @mapped
+    def GetCapabilities(self, request, context):
+        return planning.capabilities(MAX_INLINE_GRAPH, CHUNK)
+
+    @mapped
+    def PlanFreeze(self, request, context):
+        return planning.plan_freeze(request, self.limits)
 
     # -- blobs -------------------------------------------------------------
     @mapped
@@ -267,9 +276,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                 yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s (cached result)" % cached.sha256[:12], 1.0)
             if cached_recipe is not None and request.accept_recipe:
                 yield freeze_pb2.FreezeResponse(recipe=cached_recipe)
-            cached.provenance.server_version = __version__
-            yield from self._inline(request, cached)
-            yield freeze_pb2.FreezeResponse(result=cached)
+            yield from self._finish(request, cached)
             return
         timer = metrics.StageTimer()
         timer.enter("STAGE_STAGING")
@@ -304,9 +311,17 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
         if recipe is not None and request.accept_recipe and early != "sent":
             yield freeze_pb2.FreezeResponse(recipe=recipe)
-        result.provenance.server_version = __version__
-        yield from self._inline(request, result)
-        yield freeze_pb2.FreezeResponse(result=result)
+        yield from self._finish(request, result)
+
+    def _finish(self, request, result) -> Iterator[freeze_pb2.FreezeResponse]:
+        """The last events of a freeze: the graph (if inline), the manifest's bytes, the result."""
+        answer = freeze_pb2.FreezeResult()
+        answer.CopyFrom(result)  # the cached entry stays as stored
+        answer.provenance.server_version = __version__
+        planning.with_plan(answer, request.plan)
+        yield from self._inline(request, answer)
+        yield freeze_pb2.FreezeResponse(manifest=planning.manifest_bytes(answer))
+        yield freeze_pb2.FreezeResponse(result=answer)
 
     @mapped
     def Inspect(self, request, context):
@@ -316,4 +331,4 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             if event[0] == "result":
                 response = _parsed(freeze_pb2.InspectResponse, _value(event[1], ("result",))["result"])
         response.provenance.server_version = __version__
-        return response
+        return planning.rendered(planning.with_plan(response, request.plan, inspect=True))

@@ -105,26 +105,34 @@ def test_a_malformed_hashed_upload_is_refused_and_stores_nothing(stub, case):
     assert _missing(stub, sha, len(data)) != []  # nothing stored
 
 
-def test_a_big_new_file_is_read_once_and_its_digest_remembered(client, tmp_path, monkeypatch):
+def test_a_new_file_is_hashed_once_and_its_digest_remembered(client, tmp_path, monkeypatch):
     d = _unique(str(tmp_path / "m"), 11)
     data = os.path.join(d, next(n for n in os.listdir(d) if ".data-" in n))
-    monkeypatch.setattr(source, "HASH_WHILE_SENDING", os.path.getsize(data))  # the data file counts as big
     hashed = []
     real_hash = cache._hash
     monkeypatch.setattr(cache, "_hash", lambda path: hashed.append(path) or real_hash(path))
     old = os.path.getmtime(data) - 60  # not racy: its digest may be remembered
     os.utime(data, (old, old))
     outcome = client.freeze(d, output_path=str(tmp_path / "a.pb"))
-    assert os.path.realpath(data) not in hashed  # hashed while it was sent, not before
-    assert hashed  # the small files were hashed first, as before
+    assert hashed.count(os.path.realpath(data)) == 1  # hashed once, before it was sent
     assert outcome.upload.uploaded_bytes >= os.path.getsize(data)
     assert cache.digests.cached(data) == _sha(data)
+    del hashed[:]
+    client.freeze(d, output_path=str(tmp_path / "b.pb"))
+    assert os.path.realpath(data) not in hashed  # unchanged: its digest came from the cache
     # The graph runs with the checkpoint's weights.
     import numpy as np
 
     (y,) = models.run_frozen((tmp_path / "a.pb").read_bytes(), {"x:0": np.ones((1, 64), np.float32)}, ["y:0"])
     w = np.random.RandomState(11).standard_normal((64, 4)).astype(np.float32)
     np.testing.assert_allclose(y, np.ones((1, 64), np.float32) @ w, rtol=1e-5)
+
+
+def test_capabilities_name_the_transfer_features(client):
+    caps = client.capabilities()
+    assert {"assembly_recipe", "early_recipe", "inline_graph", "manifest", "plan"} <= set(caps.features)
+    assert caps.max_inline_graph_bytes > 0 and caps.chunk_bytes > 0 and caps.max_list_depth >= 4
+    assert caps.server_version and caps.tensorflow_version.startswith("2.")
 
 
 def test_a_known_checkpoint_is_frozen_in_one_call(client, tmp_path, monkeypatch):
@@ -156,7 +164,7 @@ def test_a_known_checkpoint_the_server_lost_is_uploaded_again(tmp_path, monkeypa
                 if attempt == "fresh server":
                     assert counter.calls[:2] == ["Freeze", "FindMissingBlobs"], counter.calls
                     assert "UploadBlob" in counter.calls and counter.calls[-1] == "Freeze"
-                assert outcome.upload.uploaded_files == len(source.collect(d).files)  # all, both times
+                assert outcome.upload.uploaded_files == len(c.plan(d)[0])  # all, both times
         finally:
             assert stop_server(srv) == 0
     assert (tmp_path / "first.pb").read_bytes() == (tmp_path / "fresh server.pb").read_bytes()
@@ -165,7 +173,7 @@ def test_a_known_checkpoint_the_server_lost_is_uploaded_again(tmp_path, monkeypa
 def test_inline_graphs_and_quiet_freezes(client, stub, tmp_path):
     d = _unique(str(tmp_path / "m"), 14)
     client.freeze(d)  # uploaded
-    files = source.collect(d).files
+    files = client.plan(d)[0]
     req = dict(files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
                       for f in files], options=freeze_pb2.FreezeOptions(outputs=["y"]))
 
@@ -176,11 +184,11 @@ def test_inline_graphs_and_quiet_freezes(client, stub, tmp_path):
     loud, _ = kinds()
     assert "progress" in loud and "graph" not in loud and loud[-1] == "result"
     quiet, events = kinds(quiet=True, inline_graph_bytes=1 << 20)
-    assert quiet == ["graph", "result"]
-    graph, result = events[0].graph, events[1].result
+    assert quiet == ["graph", "manifest", "result"]
+    graph, result = events[0].graph, events[2].result
     assert len(graph) == result.size_bytes and hashlib.sha256(graph).hexdigest() == result.sha256
     small, _ = kinds(quiet=True, inline_graph_bytes=result.size_bytes - 1)  # the limit is the client's
-    assert small == ["result"]
+    assert small == ["manifest", "result"]
 
 
 def test_a_graph_over_the_servers_inline_cap_is_downloaded(client, stub, tmp_path):
@@ -189,16 +197,16 @@ def test_a_graph_over_the_servers_inline_cap_is_downloaded(client, stub, tmp_pat
     d = _unique(str(tmp_path / "m"), 15, n=(MAX_INLINE_GRAPH // 16) + 1024)  # 4 floats a row: > the cap
     whole = client.freeze(d)
     assert len(whole.graph_bytes) > MAX_INLINE_GRAPH
-    files = source.collect(d).files
+    files = client.plan(d)[0]
     events = list(stub.Freeze(freeze_pb2.FreezeRequest(
         files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
                for f in files], options=freeze_pb2.FreezeOptions(outputs=["y"]), quiet=True,
         inline_graph_bytes=1 << 40)))
-    assert [e.WhichOneof("event") for e in events] == ["result"]
+    assert [e.WhichOneof("event") for e in events] == ["manifest", "result"]
 
 
-def _request(d, **kw):
-    files = source.collect(d).files
+def _request(client, d, **kw):
+    files = client.plan(d)[0]
     return freeze_pb2.FreezeRequest(
         files=[freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
                for f in files], options=freeze_pb2.FreezeOptions(outputs=["y"]), **kw)
@@ -220,17 +228,17 @@ def _follow(recipe, directory):
 def test_an_early_recipe_comes_before_the_graph_is_stored_and_rebuilds_it(client, stub, tmp_path):
     d = _unique(str(tmp_path / "m"), 16, n=1 << 15)  # a 512 KiB variable: most of the graph is file bytes
     whole = client.freeze(d, optimize=True)  # uploaded (another option set: the next call runs the engine)
-    events = list(stub.Freeze(_request(d, accept_recipe=True, accept_early_recipe=True, quiet=True)))
-    assert [e.WhichOneof("event") for e in events] == ["recipe", "result"]
-    recipe, result = events[0].recipe, events[1].result
+    events = list(stub.Freeze(_request(client, d, accept_recipe=True, accept_early_recipe=True, quiet=True)))
+    assert [e.WhichOneof("event") for e in events] == ["recipe", "manifest", "result"]
+    recipe, result = events[0].recipe, events[2].result
     assert {p.WhichOneof("source") for p in recipe.pieces} == {"data", "file"}
     built = _follow(recipe, d)
     assert len(built) == result.size_bytes and hashlib.sha256(built).hexdigest() == result.sha256
     assert len(whole.graph_bytes) > 1 << 19
     # A result-cache hit (or a client without accept_early_recipe): the late recipe, ranges of the stored graph.
-    late = list(stub.Freeze(_request(d, accept_recipe=True, accept_early_recipe=True, quiet=True)))
+    late = list(stub.Freeze(_request(client, d, accept_recipe=True, accept_early_recipe=True, quiet=True)))
     kinds = [e.WhichOneof("event") for e in late]
-    assert kinds == ["recipe", "result"]
+    assert kinds == ["recipe", "manifest", "result"]
     assert {p.WhichOneof("source") for p in late[0].recipe.pieces} == {"graph_offset", "file"}
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tffreeze_api import layout
+from tffreeze_server.core import layout
 
 SAVER_DIR = [
     "checkpoint",

@@ -32,7 +32,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow.python.framework import convert_to_constants as c2c
 from tensorflow.python.framework import errors as tf_errors
 
-from tffreeze_api import layout
+from . import layout
 from tffreeze_api.v1 import freeze_pb2
 
 from . import bounds, oppolicy

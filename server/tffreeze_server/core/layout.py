@@ -1,8 +1,9 @@
 """The `tf.train.Saver` directory layout: which checkpoint a freeze uses.
 
-Pure functions over file names (no protobuf, no gRPC, no TensorFlow), shared by the clients,
-which uploads only the files of the chosen checkpoint, and the server, which
-makes the same choice over whatever it was sent.
+Pure functions over file names (no protobuf, no gRPC, no TensorFlow). :func:`plan`
+answers PlanFreeze: from the listing of a user's SOURCE folder, which files every
+client uploads; :func:`select` makes the same choice again over whatever a
+freeze was sent.
 
 A Saver directory holds, per checkpoint prefix ``P``: ``P.index``, the shards
 ``P.data-0000i-of-0000N`` and usually ``P.meta``; plus a ``checkpoint`` state
@@ -153,7 +154,7 @@ def nested_source(paths: Iterable[str]) -> Tuple[Optional[str], List[str]]:
 
 
 def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optional[int] = None,
-           prefix: Optional[str] = None) -> Selection:
+           prefix: Optional[str] = None, where: str = "the upload") -> Selection:
     """Choose the checkpoint to freeze.
 
     Precedence: an explicit ``prefix``; else the checkpoint at global ``step``;
@@ -174,14 +175,14 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
         hint = (" Found %s but no .index file: upload the whole Saver output "
                 "(PREFIX.index, PREFIX.data-*, PREFIX.meta)." % ", ".join(metas[:3])) if metas else (
             " Expected files written by tf.train.Saver: PREFIX.index, PREFIX.data-00000-of-00001 and PREFIX.meta.")
-        raise SelectionError("NOT_FOUND", _NOT_FOUND, "no checkpoint found in the upload (%d files)." % len(paths) + hint)
+        raise SelectionError("NOT_FOUND", _NOT_FOUND, "no checkpoint found in %s (%d files)." % (where, len(paths)) + hint)
 
     if prefix:
         want = prefix.strip("/")
         chosen = found.get(want) or next((c for c in ordered if _basename(c.prefix) == _basename(want)), None)
         if chosen is None:
-            raise SelectionError("NOT_FOUND", _NOT_FOUND, "checkpoint prefix %r is not in the upload; available: %s"
-                                 % (prefix, listed(available, 20)))
+            raise SelectionError("NOT_FOUND", _NOT_FOUND, "checkpoint prefix %r is not in %s; available: %s"
+                                 % (prefix, where, listed(available, 20)))
         reason = "prefix given explicitly"
     elif step is not None:
         matches = [c for c in ordered if c.step == step]
@@ -220,3 +221,94 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
             chosen = Checkpoint(chosen.prefix, chosen.index, chosen.data, anymeta.meta)
             warnings.append("no %s.meta; using the graph of %s" % (chosen.prefix, anymeta.meta))
     return Selection(chosen, reason, available, warnings)
+
+
+# --- PlanFreeze: which files of SOURCE to upload --------------------------------------
+
+MAX_LIST_DEPTH = 6  # folders below SOURCE a listing covers (a nested SavedModel's variables/ and assets/)
+MAX_LIST_FILES = 10000
+MAX_STATE_TEXT = 64 << 10
+NESTED_DEPTH = 3  # a checkpoint folder at most this deep below SOURCE is found
+GRAPH_DIR = ".tffreeze-graph"  # where the graph option's file is uploaded
+_GRAPH_SUFFIXES = (".pb", ".pbtxt")
+
+
+@dataclass
+class Plan:
+    """What to upload: (path relative to SOURCE, path to send) pairs; the checkpoint prefix
+    chosen (relative to ``folder``, "" for a SavedModel); what to tell the user."""
+
+    folder: str
+    files: List[Tuple[str, str]]
+    prefix: str
+    warnings: List[str] = field(default_factory=list)
+    available: List[str] = field(default_factory=list)
+
+
+def _in_folder(paths: Iterable[str], folder: str) -> List[str]:
+    """The paths below ``folder`` ("" = all), relative to it."""
+    if not folder:
+        return list(paths)
+    head = folder + "/"
+    return [p[len(head):] for p in paths if p.startswith(head)]
+
+
+def _top(paths: Iterable[str]) -> List[str]:
+    return [p for p in paths if "/" not in p]
+
+
+def _saver(names: List[str], state: Optional[str], step: Optional[int], prefix: Optional[str],
+           folder: str) -> Plan:
+    where = "SOURCE" if not folder else "%s/" % folder
+    sel = select(names, state, step, prefix, where=where)
+    files = sel.checkpoint.files()
+    local = [(folder + "/" + f if folder else f, f) for f in files]
+    return Plan(folder, local, sel.checkpoint.prefix, sel.warnings, sel.available)
+
+
+def plan(listing: Iterable[str], state_files: Dict[str, str], step: Optional[int] = None,
+         prefix: str = "") -> Plan:
+    """Choose the files of SOURCE to upload, from its listing (paths relative to SOURCE)
+    and the text of its ``checkpoint`` state files. ``prefix``: SOURCE named a checkpoint
+    prefix (its basename; the listing is its folder's). Rules: a SavedModel folder is
+    uploaded whole; a Saver folder's checkpoint is chosen by :func:`select`; a folder
+    holding neither, with exactly one folder at most NESTED_DEPTH below it that does,
+    uses that one (with a warning). Raises SelectionError naming the problem."""
+    paths = sorted(set(listing))
+    if prefix:
+        for part in (".index", ".meta"):  # the user named one of the checkpoint's files
+            if prefix.endswith(part) and prefix[: -len(part)] + ".index" in paths:
+                prefix = prefix[: -len(part)]
+        data = _DATA_RE.match(prefix)
+        if data and data.group("prefix") + ".index" in paths:
+            prefix = data.group("prefix")
+        if prefix.endswith(KERAS_SUFFIXES):
+            raise keras_file_error(prefix)
+        names = _top(paths)
+        if prefix + ".index" not in names and prefix.endswith(_GRAPH_SUFFIXES) and prefix in names:
+            raise SelectionError(
+                "NOT_FOUND", _NOT_FOUND, "%s is a graph file, not a checkpoint: pass the checkpoint as SOURCE and this "
+                "file as the graph option, or, if it is already frozen, use it as it is" % prefix)
+        if prefix + ".index" not in names and not any(_basename(c) == prefix for c in find_checkpoints(names)):
+            raise SelectionError("NOT_FOUND", _NOT_FOUND, "SOURCE is neither a checkpoint folder nor a checkpoint "
+                                 "prefix: there is no %s.index beside it" % prefix)
+        return _saver(names, state_files.get(STATE_FILE), step, prefix, "")
+    if any(p in SAVED_MODEL_FILES for p in paths):
+        return Plan("", [(p, p) for p in paths], "")
+    top = _top(paths)
+    if checkpoint_dirs(top):
+        return _saver(top, state_files.get(STATE_FILE), step, None, "")
+    only, dirs = nested_source(p for p in paths if p.count("/") <= NESTED_DEPTH)
+    if only is not None:
+        inner = _in_folder(paths, only)
+        if any(p in SAVED_MODEL_FILES for p in inner):
+            found = Plan(only, [(only + "/" + p, p) for p in inner], "")
+        else:
+            found = _saver(_top(inner), state_files.get(only + "/" + STATE_FILE), step, None, only)
+        found.warnings.insert(0, "SOURCE holds no checkpoint itself; using %s/, the only folder below it that does"
+                              % only)
+        return found
+    if dirs:
+        raise SelectionError("NOT_FOUND", _NOT_FOUND, "SOURCE holds no checkpoint itself, but %d folders below it do: "
+                             "%s. Pass one of them as SOURCE." % (len(dirs), listed([d + "/" for d in dirs], 10)))
+    return _saver(top, None, step, None, "")  # raises: what is missing, and what a checkpoint looks like
