@@ -268,42 +268,93 @@ void Client::Download(const std::string& sha256, int64_t size, const std::string
   tmp.Commit();
 }
 
-FreezeOutcome Client::Freeze(const std::string& source, const std::string& output_path, const FreezeOptions& options) {
-  v1::FreezeOptions request_options;
-  for (const auto& n : options.outputs)
-    if (!Trim(n).empty()) request_options.add_outputs(Trim(n));
-  for (const auto& n : options.inputs)
-    if (!Trim(n).empty()) request_options.add_inputs(Trim(n));
-  std::string target = Trim(options.target);
-  for (auto& c : target) c = static_cast<char>(std::tolower(c));
-  if (target == "tensorflowsharp") request_options.set_target(v1::TARGET_TENSORFLOWSHARP);
-  else if (!target.empty())
-    throw Error("INVALID_ARGUMENT", "--target: '" + options.target + "' is not a target; targets: tensorflowsharp",
-                "ERROR_REASON_INVALID_OPTION", {{"field", "options.target"}});
-  if (options.step && *options.step < 0)
-    throw Error("INVALID_ARGUMENT", "--step: a global step is a non-negative integer", "ERROR_REASON_INVALID_OPTION",
-                {{"field", "options.step"}});
-  request_options.set_optimize(options.optimize);
-  request_options.set_verify(options.verify);
+const v1::GetCapabilitiesResponse& Client::Capabilities() {
+  if (!capabilities_) {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, options_);
+    auto caps = std::make_unique<v1::GetCapabilitiesResponse>();
+    grpc::Status st = impl_->stub->GetCapabilities(&ctx, v1::GetCapabilitiesRequest(), caps.get());
+    if (!st.ok()) throw FromStatus(st, target_);
+    capabilities_ = std::move(caps);
+  }
+  return *capabilities_;
+}
 
-  LocalCheckpoint local = Collect(source, options.step);
-  request_options.set_checkpoint_prefix(local.prefix);
-  v1::FreezeRequest request;
-  *request.mutable_options() = request_options;
-  for (const auto& f : local.files) {
-    auto* sf = request.add_files();
+namespace {
+bool HasFeature(const v1::GetCapabilitiesResponse& caps, const std::string& name) {
+  return std::find(caps.features().begin(), caps.features().end(), name) != caps.features().end();
+}
+}  // namespace
+
+v1::PlanFreezeResponse Client::Plan(const std::string& source, const FreezeOptions& options,
+                                    std::vector<LocalFile>* files) {
+  Listing listing = ListSource(source, options.graph);
+  v1::OptionText* text = listing.request.mutable_options();
+  text->set_outputs(options.outputs);
+  text->set_inputs(options.inputs);
+  text->set_step(options.step);
+  text->set_signature(options.signature);
+  for (const auto& t : options.tags) text->add_tags(t);
+  for (const auto& b : options.bind) text->add_bind(b);
+  text->set_ema(options.ema);
+  for (const auto& m : options.var_map) text->add_var_map(m);
+  text->set_include_variables(options.include_variables);
+  text->set_exclude_variables(options.exclude_variables);
+  text->set_optimize(options.optimize);
+  text->set_verify(options.verify);
+  text->set_target(options.target);
+  v1::PlanFreezeResponse plan;
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, options_);
+    grpc::Status st = impl_->stub->PlanFreeze(&ctx, listing.request, &plan);
+    if (!st.ok()) throw FromStatus(st, target_);
+  }
+  files->clear();
+  for (const auto& planned : plan.files()) {
+    LocalFile f;
+    f.path = planned.path();
+    f.local = planned.local_path().empty() ? fs::absolute(options.graph).string()
+                                           : (fs::path(listing.root) / planned.local_path()).string();
+    f.sha256 = FileDigest(f.local, &f.size);
+    files->push_back(f);
+  }
+  SaveDigests();
+  return plan;
+}
+
+namespace {
+void AddFiles(const std::vector<LocalFile>& files, google::protobuf::RepeatedPtrField<v1::SourceFile>* out) {
+  for (const auto& f : files) {
+    auto* sf = out->Add();
     sf->set_path(f.path);
     sf->mutable_digest()->set_sha256(f.sha256);
     sf->mutable_digest()->set_size_bytes(f.size);
   }
+}
+}  // namespace
+
+FreezeOutcome Client::Freeze(const std::string& source, const std::string& output_path, const FreezeOptions& options) {
+  std::vector<LocalFile> files;
+  v1::PlanFreezeResponse plan = Plan(source, options, &files);
+  const auto& caps = Capabilities();
+  v1::FreezeRequest request;
+  *request.mutable_options() = plan.options();
+  *request.mutable_plan() = plan;
+  AddFiles(files, request.mutable_files());
+  request.set_quiet(!progress);
+  const int64_t kInline = 1 << 20;
+  if (HasFeature(caps, "inline_graph")) request.set_inline_graph_bytes(kInline);
   FreezeOutcome outcome;
+  std::string graph;
   int unavailable = 0;
   bool evicted = false;
   double backoff = 0.2;
   while (true) {
     outcome = FreezeOutcome();
+    graph.clear();
     try {
-      Upload(local.files, &outcome);
+      Upload(files, &outcome);
     } catch (const Error& e) {
       // A replica went away: a freeze is a pure function of the uploaded bytes and options,
       // so doing it again on another replica is safe (one address: gRPC's retries were all).
@@ -323,6 +374,10 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
         if (stage.rfind("STAGE_", 0) == 0) stage = stage.substr(6);
         for (auto& c : stage) c = static_cast<char>(std::tolower(c));
         progress("freeze", event.progress().fraction(), 1.0, stage + ": " + event.progress().message());
+      } else if (event.event_case() == v1::FreezeResponse::kGraph) {
+        graph = event.graph();
+      } else if (event.event_case() == v1::FreezeResponse::kManifest) {
+        outcome.manifest = event.manifest();
       } else if (event.has_result()) {
         outcome.result = event.result();
         have = true;
@@ -330,7 +385,7 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
     }
     grpc::Status st = reader->Finish();
     if (st.ok()) {
-      if (!have) throw Error("UNKNOWN", "the server ended the freeze without a result");
+      if (!have || outcome.manifest.empty()) throw Error("UNKNOWN", "the server ended the freeze without a result");
       break;
     }
     Error err = FromStatus(st, target_);
@@ -343,24 +398,43 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
     if (evicted || err.reason() != "ERROR_REASON_BLOBS_MISSING") throw err;
     evicted = true;
   }
-  // This client's selection warnings come first, as the Python client writes them.
-  auto server_warnings = outcome.result.warnings();
-  outcome.result.clear_warnings();
-  for (const auto& w : local.warnings) outcome.result.add_warnings(w);
-  for (const auto& w : server_warnings) outcome.result.add_warnings(w);
-
   std::error_code ec;
   if (fs::is_regular_file(output_path, ec) &&
       static_cast<int64_t>(fs::file_size(output_path, ec)) == outcome.result.size_bytes()) {
     int64_t size = 0;
-    if (Sha256File(output_path, &size) == outcome.result.sha256()) {
+    if (FileDigest(output_path, &size) == outcome.result.sha256()) {
       outcome.downloaded = false;  // already there (an incremental build): not downloaded again
-      fs::last_write_time(output_path, fs::file_time_type::clock::now(), ec);
+      SaveDigests();
+      return outcome;
+    }
+  }
+  if (!graph.empty()) {
+    Sha256 h;
+    h.Update(graph.data(), graph.size());
+    if (static_cast<int64_t>(graph.size()) == outcome.result.size_bytes() && h.HexDigest() == outcome.result.sha256()) {
+      WriteAtomically(output_path, graph);
       return outcome;
     }
   }
   Download(outcome.result.sha256(), outcome.result.size_bytes(), output_path);
   return outcome;
+}
+
+v1::InspectResponse Client::Inspect(const std::string& source, const FreezeOptions& options) {
+  std::vector<LocalFile> files;
+  v1::PlanFreezeResponse plan = Plan(source, options, &files);
+  FreezeOutcome stats;
+  Upload(files, &stats);
+  v1::InspectRequest request;
+  *request.mutable_options() = plan.options();
+  *request.mutable_plan() = plan;
+  AddFiles(files, request.mutable_files());
+  grpc::ClientContext ctx;
+  Prepare(&ctx, options_);
+  v1::InspectResponse response;
+  grpc::Status st = impl_->stub->Inspect(&ctx, request, &response);
+  if (!st.ok()) throw FromStatus(st, target_);
+  return response;
 }
 
 }  // namespace tffreeze

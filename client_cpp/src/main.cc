@@ -25,20 +25,14 @@ Freeze TensorFlow checkpoints with a tffreeze server (gRPC) and run frozen graph
 TensorFlow C API.
 
 commands:
-  freeze SOURCE -o OUT.pb [--server HOST:PORT] [--manifest M.json] [--outputs a,b]
-         [--inputs a,b] [--step N] [--target tensorflowsharp] [--optimize] [--verify]
-         [--timeout SECONDS] [--tls] [--ca CA.pem] [--token TOKEN]
-         [--client-cert CERT.pem --client-key KEY.pem] [--quiet]
-      Upload the chosen checkpoint's files the server lacks, freeze, write OUT.pb (and the
-      manifest) atomically; OUT.pb already holding the result is not downloaded again.
-      SOURCE: a Saver directory (the checkpoint its state file or --step names), a
-      checkpoint prefix, or a SavedModel directory; a folder holding none, with exactly one
-      such folder up to 3 levels below it, uses that one. --server defaults to
-      $TFFREEZE_SERVER, else 127.0.0.1:50051; several replicas: H1:P1,H2:P2 or
-      dns:///NAME:PORT (balanced round-robin, retried on another replica). --tls (or
-      $TFFREEZE_TLS=1) speaks TLS; --ca (default $TFFREEZE_CA) checks the server against
-      that CA and implies --tls; --token (default $TFFREEZE_TOKEN) is sent as
-      "authorization: Bearer TOKEN".
+  freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
+         [--target tensorflowsharp] [--quiet] [CONNECTION OPTIONS]
+      Upload the checkpoint's files the server lacks, freeze, write OUT.pb (and the
+      manifest, as the server rendered it) atomically; OUT.pb already holding the result
+      is not downloaded again.
+  inspect SOURCE [--json] [SOURCE OPTIONS] [CONNECTION OPTIONS]
+      Show the checkpoint a freeze would use, its variables, and the inputs and outputs it
+      would resolve, each with its reason (--json: as JSON).
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
       [--runtime tf115] [--libtensorflow PATH]
       Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
@@ -48,9 +42,25 @@ commands:
       else the TensorFlow in the project's .venv; --runtime tf115 uses TF 1.15 from
       `make tf115` (the runtime TensorFlowSharp ships).
 
+SOURCE: a Saver directory, one checkpoint prefix, or a SavedModel directory; the server
+chooses the checkpoint (the state file's latest, matched by basename, or --step N; a
+folder holding none but exactly one folder below it that does uses that one).
+
+source options (the same in every tffreeze client; the server checks them):
+  --outputs a,b  --inputs a,b  --step N  --graph FILE  --signature NAME  --tag TAG (repeatable)
+  --bind NAME=VALUE (repeatable)  --ema  --var-map GRAPH_VAR=CKPT_KEY (repeatable)
+  --include-variables a,b  --exclude-variables a,b  --timeout SECONDS
+connection options:
+  --server HOST:PORT (default $TFFREEZE_SERVER, else 127.0.0.1:50051; several replicas:
+  H1:P1,H2:P2 or dns:///NAME:PORT)  --tls (or $TFFREEZE_TLS=1)  --ca CA.pem (default
+  $TFFREEZE_CA; implies --tls)  --token TOKEN (default $TFFREEZE_TOKEN)
+  --client-cert CERT.pem --client-key KEY.pem
+See README.md, "Command line", for what each option does.
+
 examples:
   tffreeze serve &
   tffreeze-cpp freeze runs/mnist -o mnist.pb --manifest mnist.json
+  tffreeze-cpp inspect runs/mnist
   tffreeze-cpp run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy
 
 exit codes: 0 ok, 1 error (message on stderr), 2 usage error)";
@@ -75,8 +85,9 @@ struct Options {
 
 const std::set<std::string> kValued = {"-o", "--output", "--server", "--manifest", "--outputs", "--inputs", "--step",
                                        "--target", "--timeout", "--ca", "--token", "--client-cert", "--client-key",
-                                       "--input", "--runtime", "--libtensorflow"};
-const std::set<std::string> kSwitches = {"--tls", "--quiet", "--optimize", "--verify"};
+                                       "--input", "--runtime", "--libtensorflow", "--graph", "--signature", "--tag",
+                                       "--bind", "--var-map", "--include-variables", "--exclude-variables"};
+const std::set<std::string> kSwitches = {"--tls", "--quiet", "--optimize", "--verify", "--ema", "--json"};
 
 Options Parse(int argc, char** argv) {
   Options o;
@@ -108,15 +119,6 @@ Options Parse(int argc, char** argv) {
   return o;
 }
 
-std::vector<std::string> Split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (item.find_first_not_of(" ") != std::string::npos) out.push_back(item);
-  return out;
-}
-
 std::string Env(const char* name) { return std::getenv(name) ? std::getenv(name) : ""; }
 
 // The repository this binary was built from (the .venv and .tf115 runtimes live there).
@@ -137,10 +139,7 @@ std::string ShapeText(const tffreeze::v1::TensorInfo& t) {
   return s + "]";
 }
 
-int Freeze(const Options& o) {
-  if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
-  std::string out = o.One("-o");
-  if (out.empty()) throw Usage("freeze needs -o OUT.pb");
+tffreeze::ClientOptions Connection(const Options& o) {
   tffreeze::ClientOptions copts;
   std::string tls = Env("TFFREEZE_TLS");
   copts.tls = o.Has("--tls") || tls == "1" || tls == "true" || tls == "yes";
@@ -149,24 +148,61 @@ int Freeze(const Options& o) {
   copts.client_cert = o.One("--client-cert");
   copts.client_key = o.One("--client-key");
   if (o.Has("--timeout")) {
-    try {
-      copts.timeout = std::chrono::seconds(std::stol(o.One("--timeout")));
-    } catch (const std::exception&) {
-      throw Usage("--timeout takes whole seconds");
-    }
+    char* end = nullptr;
+    std::string t = o.One("--timeout");
+    double seconds = std::strtod(t.c_str(), &end);
+    if (t.empty() || *end != '\0' || !(seconds > 0))
+      throw Usage("--timeout takes seconds, e.g. --timeout 300 (got '" + t + "')");
+    copts.timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   }
-  tffreeze::FreezeOptions fopts;
-  fopts.outputs = Split(o.One("--outputs"));
-  fopts.inputs = Split(o.One("--inputs"));
+  return copts;
+}
+
+// The source options as typed: the server parses and checks them.
+tffreeze::FreezeOptions SourceOptions(const Options& o) {
+  tffreeze::FreezeOptions f;
+  f.outputs = o.One("--outputs");
+  f.inputs = o.One("--inputs");
+  if (o.Has("--step")) {
+    const std::string s = o.One("--step");
+    char* end = nullptr;
+    long long step = std::strtoll(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0') throw Usage("--step takes a global step (an integer), got '" + s + "'");
+    f.step = std::to_string(step);
+  }
+  f.graph = o.One("--graph");
+  f.signature = o.One("--signature");
+  f.tags = o.All("--tag");
+  f.bind = o.All("--bind");
+  f.ema = o.Has("--ema");
+  f.var_map = o.All("--var-map");
+  f.include_variables = o.One("--include-variables");
+  f.exclude_variables = o.One("--exclude-variables");
+  return f;
+}
+
+void Only(const Options& o, const std::string& command, const std::set<std::string>& allowed) {
+  for (const auto& [key, values] : o.values)
+    if (!allowed.count(key)) throw Usage(key + " is not an option of " + command);
+}
+
+const std::set<std::string> kSourceOptions = {
+    "--server", "--tls", "--ca", "--token", "--client-cert", "--client-key", "--outputs", "--inputs", "--step",
+    "--timeout", "--graph", "--signature", "--tag", "--bind", "--ema", "--var-map", "--include-variables",
+    "--exclude-variables"};
+
+int Freeze(const Options& o) {
+  auto allowed = kSourceOptions;
+  allowed.insert({"-o", "--output", "--manifest", "--optimize", "--verify", "--target", "--quiet"});
+  Only(o, "freeze", allowed);
+  if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
+  std::string out = o.One("-o", o.One("--output"));
+  if (out.empty()) throw Usage("freeze needs -o OUT.pb");
+  tffreeze::FreezeOptions fopts = SourceOptions(o);
   fopts.target = o.One("--target");
   fopts.optimize = o.Has("--optimize");
   fopts.verify = o.Has("--verify");
-  if (o.Has("--step")) {
-    const std::string s = o.One("--step");
-    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) throw Usage("--step takes a global step (a number)");
-    fopts.step = std::stoll(s);
-  }
-  tffreeze::Client client(o.One("--server"), copts);
+  tffreeze::Client client(o.One("--server"), Connection(o));
   bool tty = isatty(2) && !o.Has("--quiet");
   if (tty)
     client.progress = [](const std::string& kind, double done, double total, const std::string& msg) {
@@ -176,7 +212,7 @@ int Freeze(const Options& o) {
   tffreeze::FreezeOutcome outcome = client.Freeze(o.positional[0], out, fopts);
   if (tty) std::fprintf(stderr, "\r\033[K");
   const auto& r = outcome.result;
-  if (o.Has("--manifest")) tffreeze::WriteAtomically(o.One("--manifest"), tffreeze::ManifestJson(r));
+  if (o.Has("--manifest")) tffreeze::WriteAtomically(o.One("--manifest"), outcome.manifest);
   for (const auto& w : r.warnings()) std::cerr << "tffreeze-cpp: warning: " << w << "\n";
   if (!o.Has("--quiet")) {
     std::cout << "wrote " << out << " (" << r.size_bytes() << " bytes, sha256 " << r.sha256().substr(0, 12) << ") from "
@@ -186,6 +222,17 @@ int Freeze(const Options& o) {
     for (const auto& t : r.inputs()) std::printf("  %-7s %s %s %s\n", "input", t.name().c_str(), t.dtype().c_str(), ShapeText(t).c_str());
     for (const auto& t : r.outputs()) std::printf("  %-7s %s %s %s\n", "output", t.name().c_str(), t.dtype().c_str(), ShapeText(t).c_str());
   }
+  return 0;
+}
+
+int Inspect(const Options& o) {
+  auto allowed = kSourceOptions;
+  allowed.insert("--json");
+  Only(o, "inspect", allowed);
+  if (o.positional.size() != 1) throw Usage("inspect takes one SOURCE");
+  tffreeze::Client client(o.One("--server"), Connection(o));
+  auto response = client.Inspect(o.positional[0], SourceOptions(o));
+  std::cout << (o.Has("--json") ? response.rendered().json() : response.rendered().text());
   return 0;
 }
 
@@ -267,7 +314,10 @@ int Run(const Options& o) {
 std::string Message(const tffreeze::Error& e) {
   static const std::map<std::string, std::string> flags = {
       {"options.outputs", "--outputs"}, {"options.inputs", "--inputs"}, {"options.step", "--step"},
-      {"options.target", "--target"}, {"options.checkpoint_prefix", "SOURCE"}};
+      {"options.checkpoint_prefix", "SOURCE"}, {"options.graph_path", "--graph"}, {"options.signature", "--signature"},
+      {"options.tags", "--tag"}, {"options.bind", "--bind"}, {"options.ema", "--ema"}, {"options.var_map", "--var-map"},
+      {"options.include_variables", "--include-variables"}, {"options.exclude_variables", "--exclude-variables"},
+      {"options.optimize", "--optimize"}, {"options.verify", "--verify"}, {"options.target", "--target"}};
   std::string msg = e.what();
   for (auto& c : msg)
     if (c == '\n' || c == '\r') c = ' ';
@@ -297,8 +347,9 @@ int main(int argc, char** argv) {
   try {
     Options o = Parse(argc, argv);
     if (command == "freeze") return Freeze(o);
+    if (command == "inspect") return Inspect(o);
     if (command == "run") return Run(o);
-    throw Usage("unknown command '" + command + "' (freeze, run)");
+    throw Usage("unknown command '" + command + "' (freeze, inspect, run)");
   } catch (const Usage& e) {
     std::cerr << "tffreeze-cpp " << command << ": " << e.what() << "\n(see tffreeze-cpp --help)\n";
     return 2;

@@ -4,13 +4,14 @@
 //   tffreeze::FreezeOptions options;
 //   options.target = "tensorflowsharp";
 //   tffreeze::FreezeOutcome out = client.Freeze("runs/mnist", "mnist.pb", options);
-//   std::string manifest = tffreeze::ManifestJson(out.result);   // the manifest file's text
+//   tffreeze::WriteAtomically("mnist.json", out.manifest);   // the manifest, as the server rendered it
 //
-// The checkpoint is chosen on this machine by the Python client's rules (the state file
-// matched by basename, --step, an explicit prefix, a SavedModel folder, the only folder
-// below SOURCE holding one); only its files the server lacks are uploaded (by sha256);
-// the graph is downloaded to OUT via a temporary file, checked against its sha256, and
-// not downloaded at all when OUT already holds it. Every failure is a tffreeze::Error.
+// The server chooses which files of SOURCE make up the checkpoint (PlanFreeze, from
+// SOURCE's listing) and parses the options as typed; only the chosen files the server
+// lacks are uploaded (by sha256; unchanged files are not read again: a stat-keyed digest
+// cache under $TFFREEZE_CACHE_DIR, default ~/.cache/tffreeze); the graph is downloaded to
+// OUT via a temporary file, checked against its sha256, and not downloaded at all when OUT
+// already holds it. Every failure is a tffreeze::Error.
 #pragma once
 
 #include <chrono>
@@ -24,32 +25,46 @@
 
 #include "tffreeze/errors.h"
 #include "tffreeze/v1/freeze.pb.h"
+#include "tffreeze/v1/service.pb.h"
 
 namespace tffreeze {
 
 struct LocalFile {
-  std::string path;   // relative to the checkpoint folder, '/'-separated (as sent)
+  std::string path;   // as sent: relative to the uploaded folder, '/'-separated
   std::string local;  // the file on this machine
   std::string sha256;
   int64_t size = 0;
 };
 
-struct LocalCheckpoint {
-  std::string directory;
-  std::string prefix;  // the chosen checkpoint prefix ("" for a SavedModel)
-  std::vector<LocalFile> files;
-  std::vector<std::string> warnings;
+// SOURCE's listing for PlanFreeze; `root` is the folder its paths are relative to.
+struct Listing {
+  std::string root;
+  tffreeze::v1::PlanFreezeRequest request;
 };
 
-// What SOURCE (a Saver folder, a checkpoint prefix or a SavedModel folder) names here,
-// and the files to upload. Throws Error (NOT_FOUND ...) naming the problem.
-LocalCheckpoint Collect(const std::string& source, std::optional<int64_t> step = std::nullopt);
+// Lists SOURCE (a folder: its files up to 6 folders down, hidden folders skipped; a
+// checkpoint prefix: its folder's files) and reads its `checkpoint` state files.
+Listing ListSource(const std::string& source, const std::string& graph_file = "");
 
+// A file's sha256 (and size), from the digest cache when its stat is unchanged.
+std::string FileDigest(const std::string& path, int64_t* size);
+// Write the digest cache (the client does so after each call).
+void SaveDigests();
+
+// The options as a user types them, spelled as every client's command line; the server
+// parses and checks them (INVALID_ARGUMENT naming the option).
 struct FreezeOptions {
-  std::vector<std::string> outputs, inputs;  // tensor or op names; empty: the server resolves them
-  std::optional<int64_t> step;               // the checkpoint at this global step
-  std::string target;                        // "" or "tensorflowsharp" (loads in libtensorflow 1.15)
+  std::string outputs, inputs;          // comma-separated tensor or op names; "": resolved by the server
+  std::string step;                     // a global step ("": the latest)
+  std::string signature;                // SavedModel / meta-graph signature
+  std::vector<std::string> tags;        // SavedModel MetaGraph tags
+  std::vector<std::string> bind;        // "NAME=VALUE" (true/false/number; "NAME=" leaves it unbound)
+  bool ema = false;                     // moving-average shadow values
+  std::vector<std::string> var_map;     // "GRAPH_VAR=CKPT_KEY"
+  std::string include_variables, exclude_variables;  // comma-separated
   bool optimize = false, verify = false;
+  std::string target;                   // "" or "tensorflowsharp" (loads in libtensorflow 1.15)
+  std::string graph;                    // graph file for a checkpoint saved without .meta
 };
 
 struct ClientOptions {
@@ -57,11 +72,12 @@ struct ClientOptions {
   std::string ca_file;                     // PEM roots to check the server against (implies tls)
   std::string client_cert, client_key;     // PEM files for mutual TLS
   std::string token;                       // sent as "authorization: Bearer TOKEN"
-  std::chrono::seconds timeout{600};       // per call
+  std::chrono::milliseconds timeout{600000};  // per call
 };
 
 struct FreezeOutcome {
-  tffreeze::v1::FreezeResult result;  // with this client's selection warnings first
+  tffreeze::v1::FreezeResult result;
+  std::string manifest;  // the manifest file's bytes, as the server rendered them
   int files = 0, uploaded_files = 0;
   int64_t uploaded_bytes = 0;
   bool downloaded = true;  // false when OUT already held exactly this graph
@@ -84,8 +100,20 @@ class Client {
   const std::string& target() const { return target_; }
   ProgressFn progress;
 
+  // What the server supports (asked once).
+  const tffreeze::v1::GetCapabilitiesResponse& Capabilities();
+
+  // The server's choice of SOURCE's files, and the options to freeze them with; the
+  // files come back with their digests.
+  tffreeze::v1::PlanFreezeResponse Plan(const std::string& source, const FreezeOptions& options,
+                                        std::vector<LocalFile>* files);
+
   // Upload what the server lacks, freeze, write the graph to output_path atomically.
   FreezeOutcome Freeze(const std::string& source, const std::string& output_path, const FreezeOptions& options);
+
+  // What a freeze with these options would use: the checkpoint, variables, inputs and
+  // outputs with reasons, candidates, switches (rendered.text / rendered.json: the report).
+  tffreeze::v1::InspectResponse Inspect(const std::string& source, const FreezeOptions& options);
 
   // The files the server lacks (FindMissingBlobs), uploaded in 1 MiB chunks.
   void Upload(const std::vector<LocalFile>& files, FreezeOutcome* stats);
@@ -99,11 +127,8 @@ class Client {
   ClientOptions options_;
   bool replicated_ = false;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<tffreeze::v1::GetCapabilitiesResponse> capabilities_;
 };
-
-// The manifest text of a result: the bytes the Python and C# clients write (the proto3
-// JSON mapping with tffreeze's fixed printing choices, see tffreeze_api/manifest.py).
-std::string ManifestJson(const google::protobuf::Message& message);
 
 // Write data to path via a temporary file in the same folder (an existing file is
 // replaced only by a complete one).

@@ -1,0 +1,208 @@
+// SOURCE on this machine: its listing for PlanFreeze (the server chooses the files), and
+// the files' digests, kept in a stat-keyed cache so an unchanged file is never read again.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "sha256.h"
+#include "tffreeze/client.h"
+
+namespace fs = std::filesystem;
+namespace v1 = tffreeze::v1;
+
+namespace tffreeze {
+namespace {
+
+const int kListDepth = 6;         // as the server's GetCapabilities says
+const int kListFiles = 10000;
+const int64_t kStateBytes = 64 << 10;
+const size_t kMaxEntries = 20000;
+const double kRacySeconds = 2.0;  // a file modified this recently is hashed but not remembered
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Files below root in os.walk's order (a folder's files sorted, then its subfolders sorted),
+// folders starting with '.' skipped.
+void Walk(const fs::path& root, const fs::path& dir, int level, v1::PlanFreezeRequest* request) {
+  std::vector<fs::path> files, dirs;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.is_directory(ec)) {
+      if (e.path().filename().string()[0] != '.' && level < kListDepth) dirs.push_back(e.path());
+    } else if (e.is_regular_file(ec)) {
+      files.push_back(e.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& f : files) {
+    if (request->files_size() >= kListFiles) return;
+    auto* listed = request->add_files();
+    listed->set_path(fs::relative(f, root).generic_string());
+    listed->set_size_bytes(static_cast<int64_t>(fs::file_size(f, ec)));
+  }
+  for (const auto& d : dirs) Walk(root, d, level + 1, request);
+}
+
+// The digest cache: real path -> (size, mtime ns, inode, device, sha256).
+struct Entry {
+  int64_t size = 0, mtime_ns = 0;
+  uint64_t ino = 0, dev = 0;
+  std::string sha256;
+};
+
+std::string CacheDir() {
+  const char* value = std::getenv("TFFREEZE_CACHE_DIR");
+  if (value) {
+    std::string v = value;
+    return (v.empty() || v == "off" || v == "0" || v == "none") ? "" : v;
+  }
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  if (xdg && *xdg) return (fs::path(xdg) / "tffreeze").string();
+  return home ? (fs::path(home) / ".cache" / "tffreeze").string() : "";
+}
+
+class Digests {
+ public:
+  std::string Get(const std::string& path, int64_t* size) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Load();
+    std::error_code ec;
+    std::string real = fs::canonical(path, ec).string();
+    if (ec) throw Error("NOT_FOUND", "cannot read " + path);
+    Entry now;
+    if (!Stamp(real, &now)) throw Error("NOT_FOUND", "cannot read " + path);
+    auto it = entries_.find(real);
+    if (it != entries_.end() && it->second.size == now.size && it->second.mtime_ns == now.mtime_ns &&
+        it->second.ino == now.ino && it->second.dev == now.dev) {
+      *size = now.size;
+      return it->second.sha256;
+    }
+    now.sha256 = Sha256File(real, size);
+    Entry after;
+    if (Stamp(real, &after) && after.size == now.size && after.mtime_ns == now.mtime_ns &&
+        static_cast<double>(std::time(nullptr)) - static_cast<double>(now.mtime_ns) / 1e9 > kRacySeconds &&
+        !file_.empty()) {
+      entries_[real] = now;
+      dirty_ = true;
+    }
+    return now.sha256;
+  }
+
+  void Save() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!dirty_ || file_.empty()) return;
+    std::error_code ec;
+    fs::create_directories(fs::path(file_).parent_path(), ec);
+    std::ostringstream out;
+    size_t skip = entries_.size() > kMaxEntries ? entries_.size() - kMaxEntries : 0;
+    for (const auto& [path, e] : entries_) {
+      if (skip > 0 && skip--) continue;
+      out << e.sha256 << '\t' << e.size << '\t' << e.mtime_ns << '\t' << e.ino << '\t' << e.dev << '\t' << path << '\n';
+    }
+    try {
+      WriteAtomically(file_, out.str());
+      dirty_ = false;
+    } catch (const Error&) {
+      // a cache: a failed write costs a re-hash next time, nothing else
+    }
+  }
+
+ private:
+  static bool Stamp(const std::string& path, Entry* e) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return false;
+    e->size = st.st_size;
+    e->mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    e->ino = st.st_ino;
+    e->dev = st.st_dev;
+    return true;
+  }
+
+  void Load() {
+    if (loaded_) return;
+    loaded_ = true;
+    std::string dir = CacheDir();
+    if (dir.empty()) return;
+    file_ = (fs::path(dir) / "digests-cpp.tsv").string();
+    std::istringstream in(ReadText(file_));
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      Entry e;
+      std::string path;
+      if (!(fields >> e.sha256 >> e.size >> e.mtime_ns >> e.ino >> e.dev)) continue;
+      fields.get();
+      std::getline(fields, path);
+      if (e.sha256.size() == 64 && !path.empty()) entries_[path] = e;
+    }
+  }
+
+  std::mutex mu_;
+  bool loaded_ = false, dirty_ = false;
+  std::string file_;
+  std::map<std::string, Entry> entries_;
+};
+
+Digests& Cache() {
+  static Digests digests;
+  return digests;
+}
+
+}  // namespace
+
+Listing ListSource(const std::string& source, const std::string& graph_file) {
+  Listing out;
+  std::error_code ec;
+  fs::path src(source);
+  if (fs::is_directory(src, ec)) {
+    out.root = fs::absolute(src).string();
+    Walk(out.root, out.root, 0, &out.request);
+  } else {
+    if (!fs::exists(src, ec) && !fs::is_regular_file(source + ".index", ec))
+      throw Error("NOT_FOUND", source + " is neither a checkpoint directory nor a checkpoint prefix (no " + source +
+                  ".index)", "ERROR_REASON_CHECKPOINT_NOT_FOUND");
+    fs::path dir = src.parent_path().empty() ? fs::path(".") : src.parent_path();
+    out.root = fs::absolute(dir).string();
+    out.request.set_prefix(src.filename().string());
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (e.is_regular_file(ec)) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      auto* listed = out.request.add_files();
+      listed->set_path(f.filename().string());
+      listed->set_size_bytes(static_cast<int64_t>(fs::file_size(f, ec)));
+    }
+  }
+  for (const auto& f : out.request.files()) {
+    std::string name = f.path().substr(f.path().rfind('/') == std::string::npos ? 0 : f.path().rfind('/') + 1);
+    if (name == "checkpoint" && f.size_bytes() <= kStateBytes)
+      (*out.request.mutable_state_files())[f.path()] = ReadText(fs::path(out.root) / f.path());
+  }
+  if (!graph_file.empty()) {
+    if (!fs::is_regular_file(graph_file, ec))
+      throw Error("NOT_FOUND", "the graph file " + graph_file + " does not exist", "ERROR_REASON_GRAPH_INVALID",
+                  {{"field", "options.graph_path"}});
+    out.request.set_graph_file(fs::path(graph_file).filename().string());
+  }
+  return out;
+}
+
+std::string FileDigest(const std::string& path, int64_t* size) { return Cache().Get(path, size); }
+
+void SaveDigests() { Cache().Save(); }
+
+}  // namespace tffreeze
