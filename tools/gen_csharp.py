@@ -5,8 +5,8 @@ client's messages are generated here from the same descriptors protoc produced
 for Python: tffreeze.v1 plus the well-known types it uses (google.protobuf
 Struct/Value/ListValue, Any) and google.rpc Status/ErrorInfo for error details.
 Each message gets proto3 binary encoding (WriteTo/Read, over the hand-written
-runtime in client_csharp/src/ProtoRuntime.cs) and ToJson(), the manifest JSON
-mapping that tffreeze_api.manifest defines (same rules, same bytes).
+runtime in client_csharp/src/ProtoRuntime.cs). No JSON: the server renders the
+manifest and the inspect report, and the client writes those bytes.
 
     python tools/gen_csharp.py OUT.cs
 """
@@ -21,12 +21,11 @@ from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.rpc import error_details_pb2, status_pb2
 
-from tffreeze_api.v1 import blob_pb2, errors_pb2, freeze_pb2
+from tffreeze_api.v1 import blob_pb2, errors_pb2, freeze_pb2, service_pb2
 
 F = FieldDescriptor
 NAMESPACES = {"tffreeze.v1": "TfFreeze.V1", "google.protobuf": "Google.Protobuf.WellKnownTypes",
               "google.rpc": "Google.Rpc"}
-WELL_KNOWN_JSON = {"google.protobuf.Value", "google.protobuf.ListValue", "google.protobuf.Struct"}
 MESSAGES = [
     (struct_pb2, ["Struct", "Value", "ListValue"], ["NullValue"]),
     (any_pb2, ["Any"], []),
@@ -35,6 +34,7 @@ MESSAGES = [
     (blob_pb2, None, None),
     (errors_pb2, None, None),
     (freeze_pb2, None, None),
+    (service_pb2, None, None),
 ]
 
 
@@ -112,23 +112,6 @@ def read_expr(field) -> str:
             F.TYPE_INT64: "r.Int64()", F.TYPE_UINT32: "(uint)r.Varint()", F.TYPE_UINT64: "r.Varint()"}[t]
 
 
-def json_expr(field, expr: str) -> str:
-    t = field.type
-    if t == F.TYPE_MESSAGE:
-        return "(%s == null ? null : %s.ToJson())" % (expr, expr)
-    if t == F.TYPE_ENUM:
-        return "global::TfFreeze.Protobuf.JsonCodec.EnumName(%s)" % expr
-    if t in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
-        return "global::TfFreeze.Protobuf.JsonCodec.Float((double)%s)" % expr
-    if t in (F.TYPE_INT32, F.TYPE_INT64, F.TYPE_UINT32):
-        return "(object)(long)%s" % expr
-    if t == F.TYPE_UINT64:
-        return "(object)%s" % expr
-    if t == F.TYPE_BYTES:
-        return "System.Convert.ToBase64String(%s)" % expr
-    return "(object)%s" % expr
-
-
 def gen_enum(enum: EnumDescriptor, out: List[str]) -> None:
     out.append("    public enum %s" % enum.name)
     out.append("    {")
@@ -189,6 +172,12 @@ def gen_message(msg: Descriptor, out: List[str]) -> None:
     # binary decoding
     out.append("        protected override bool Read(global::TfFreeze.Protobuf.ProtoReader r)")
     out.append("        {")
+    if not msg.fields:  # a message without fields (a request without parameters)
+        out.append("            return false;")
+        out.append("        }")
+        out.append("    }")
+        out.append("")
+        return
     out.append("            switch (r.Field)")
     out.append("            {")
     for f in msg.fields:
@@ -214,31 +203,6 @@ def gen_message(msg: Descriptor, out: List[str]) -> None:
             out.append("                case %d: %s = %s; return true;" % (f.number, name, read_expr(f)))
     out.append("            }")
     out.append("            return false;")
-    out.append("        }")
-    # JSON mapping (tffreeze_api.manifest's rules)
-    out.append("        public override object ToJson()")
-    out.append("        {")
-    if full in WELL_KNOWN_JSON:
-        out.append("            return global::TfFreeze.Protobuf.JsonCodec.WellKnown(this);")
-    else:
-        out.append("            var o = new global::TfFreeze.Protobuf.JsonObject();")
-        for f in msg.fields:
-            name = prop_name(f, msg)
-            if is_map(f):
-                val = f.message_type.fields_by_name["value"]
-                out.append("            { var m = new global::TfFreeze.Protobuf.JsonObject(); foreach (var e in %s.Sorted()) "
-                           "m.Add(e.Key, %s); o.Add(\"%s\", m); }" % (name, json_expr(val, "e.Value"), f.name))
-            elif f.is_repeated:
-                out.append("            { var l = new System.Collections.Generic.List<object>(); foreach (var v in %s) "
-                           "l.Add(%s); o.Add(\"%s\", l); }" % (name, json_expr(f, "v"), f.name))
-            elif f.type == F.TYPE_MESSAGE:
-                out.append("            o.Add(\"%s\", %s);" % (f.name, json_expr(f, name)))
-            elif nullable_scalar(f):
-                value = name if f.type in (F.TYPE_STRING, F.TYPE_BYTES) else name + ".Value"
-                out.append("            o.Add(\"%s\", %s == null ? null : %s);" % (f.name, name, json_expr(f, value)))
-            else:
-                out.append("            o.Add(\"%s\", %s);" % (f.name, json_expr(f, name)))
-        out.append("            return o;")
     out.append("        }")
     out.append("    }")
     out.append("")

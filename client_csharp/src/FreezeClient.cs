@@ -1,18 +1,18 @@
-// The tffreeze service from C#: deduplicated, chunked uploads (FindMissingBlobs, then
-// WriteBlobChunk in 1 MiB chunks), Freeze with progress, DownloadBlob, and the manifest
-// (the generated FreezeResult's JSON mapping; see tffreeze_api.manifest).
+// The tffreeze service from C#: the server chooses SOURCE's files (PlanFreeze, from this
+// machine's listing) and parses the options as typed; only the chosen files it lacks are
+// uploaded (FindMissingBlobs, then WriteBlobChunk in 1 MiB chunks); Freeze with progress;
+// the graph inline or by DownloadBlob; the manifest as the server rendered it.
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Security.Cryptography;
 using TfFreeze.V1;
 
 namespace TfFreeze
 {
     public class LocalFile
     {
-        public string Path;   // relative, '/'-separated
+        public string Path;   // as sent: relative to the uploaded folder, '/'-separated
         public string Local;
         public Digest Digest;
     }
@@ -20,17 +20,22 @@ namespace TfFreeze
     public class FreezeOutcome
     {
         public FreezeResult Result;
-        /// <summary>The manifest file's text: the JSON mapping of Result, the same bytes the Python client writes.</summary>
-        public string ManifestJson { get { return Result.ToJsonText(); } }
+        /// <summary>The manifest file's bytes, as the server rendered them (write them as they are).</summary>
+        public byte[] Manifest;
         public long UploadedBytes;
         public int UploadedFiles;
+        public int Files;
+        /// <summary>False when the output already held exactly this graph.</summary>
+        public bool Downloaded = true;
     }
 
     public class FreezeClient
     {
         public const int Chunk = 1 << 20;
+        const int ListDepth = 6, ListFiles = 10000, StateBytes = 64 << 10, InlineGraph = 1 << 20;
         readonly GrpcWebChannel channel;
-        public Action<string> Progress = delegate { };
+        GetCapabilitiesResponse capabilities;
+        public Action<string> Progress = null;
 
         public FreezeClient(string server) { channel = new GrpcWebChannel(server); }
         public string Server { get { return channel.BaseUrl; } }
@@ -40,127 +45,78 @@ namespace TfFreeze
         /// <summary>Use TLS (https), checking the server against caFile when given (else the system's CAs).</summary>
         public void UseTls(string caFile = null) { channel.UseTls(caFile); }
 
-        public static Digest DigestOf(string path)
+        /// <summary>What the server supports (asked once).</summary>
+        public GetCapabilitiesResponse Capabilities
         {
-            using (var sha = SHA256.Create())
-            using (var f = File.OpenRead(path))
+            get
             {
-                var hash = sha.ComputeHash(f);
-                return new Digest { Sha256 = BitConverter.ToString(hash).Replace("-", "").ToLowerInvariant(), SizeBytes = f.Length };
+                if (capabilities == null)
+                    capabilities = channel.Unary<GetCapabilitiesResponse>("GetCapabilities", new GetCapabilitiesRequest());
+                return capabilities;
             }
         }
 
-        /// <summary>The checkpoint prefix a Saver directory's state file names (matched by
-        /// basename: the file often holds paths from the training machine), or the one saved
-        /// at <paramref name="step"/>; null when neither picks an existing checkpoint.</summary>
-        public static string ChosenPrefix(string dir, long? step)
+        /// <summary>SOURCE's listing (a folder: its files up to 6 folders down, hidden folders
+        /// skipped; a checkpoint prefix: its folder's files) and state files, for PlanFreeze.</summary>
+        public static PlanFreezeRequest ListSource(string source, string graphFile, out string root)
         {
-            var indexes = Directory.GetFiles(dir, "*.index").Select(f => System.IO.Path.GetFileName(f)).ToList();
-            var prefixes = indexes.Select(i => i.Substring(0, i.Length - ".index".Length)).ToList();
-            if (step.HasValue) return prefixes.FirstOrDefault(p => p.EndsWith("-" + step.Value));
-            var state = System.IO.Path.Combine(dir, "checkpoint");
-            if (!File.Exists(state)) return null;
-            foreach (var line in File.ReadAllLines(state))
-            {
-                var m = System.Text.RegularExpressions.Regex.Match(line, "^\\s*model_checkpoint_path\\s*:\\s*\"(.*)\"");
-                if (!m.Success) continue;
-                var name = m.Groups[1].Value.Replace("\\\\", "/").Replace('\\', '/');
-                name = name.Substring(name.LastIndexOf('/') + 1);
-                return prefixes.Contains(name) ? name : null;
-            }
-            return null;
-        }
-
-        const int NestedDepth = 3;
-
-        static bool HoldsCheckpoint(string dir) =>
-            Directory.GetFiles(dir, "*.index").Length > 0 || File.Exists(System.IO.Path.Combine(dir, "saved_model.pb")) ||
-            File.Exists(System.IO.Path.Combine(dir, "saved_model.pbtxt"));
-
-        /// <summary>For a SOURCE folder holding no checkpoint itself (users who saved with
-        /// saver.save(sess, "models/model_name") point at the project folder): the only folder
-        /// up to three levels below it that holds one, said on stderr; several such folders
-        /// are an error listing them. Null when SOURCE holds a checkpoint or none is below.</summary>
-        static string NestedSource(string source)
-        {
-            if (HoldsCheckpoint(source)) return null;
-            var found = new List<string>();
-            var level = new List<string> { source };
-            for (int depth = 0; depth < NestedDepth && level.Count > 0; depth++)
-            {
-                var next = new List<string>();
-                foreach (var d in level)
-                    foreach (var sub in Directory.GetDirectories(d).OrderBy(x => x, StringComparer.Ordinal))
-                    {
-                        // A SavedModel's own variables/ folder is part of it.
-                        if (System.IO.Path.GetFileName(sub) == "variables" && HoldsCheckpoint(d)) continue;
-                        if (HoldsCheckpoint(sub)) found.Add(sub);
-                        next.Add(sub);
-                    }
-                level = next;
-            }
-            if (found.Count == 0) return null;
-            var rel = found.Select(f => f.Substring(source.TrimEnd('/').Length + 1) + "/").ToList();
-            if (found.Count > 1)
-                throw new RpcException(StatusCode.NOT_FOUND, string.Format(
-                    "{0} holds no checkpoint itself, but {1} folders below it do: {2}. Pass one of them as SOURCE.",
-                    source, found.Count, string.Join(", ", rel.Take(10))));
-            Console.Error.WriteLine("tffreeze-cs: {0} holds no checkpoint itself; using {1}, the only folder below it that does",
-                                    source, rel[0]);
-            return found[0];
-        }
-
-        /// <summary>The files to upload for SOURCE: a SavedModel directory (all files), a Saver
-        /// directory (the checkpoint its state file or --step names, else every checkpoint for
-        /// the server to choose from), or a checkpoint prefix (that checkpoint only). Returns
-        /// the prefix to send, if any.</summary>
-        public static List<LocalFile> Collect(string source, long? step, out string prefix)
-        {
-            prefix = "";
-            var files = new List<LocalFile>();
-            string dir;
-            IEnumerable<string> names;
-            if (Directory.Exists(source) && NestedSource(source) is string nested)
-                return Collect(nested, step, out prefix);
+            var request = new PlanFreezeRequest();
             if (Directory.Exists(source))
             {
-                dir = source;
-                if (File.Exists(System.IO.Path.Combine(dir, "saved_model.pb")) || File.Exists(System.IO.Path.Combine(dir, "saved_model.pbtxt")))
-                    names = Directory.GetFiles(dir, "*", SearchOption.AllDirectories)
-                                     .Select(f => f.Substring(dir.TrimEnd('/').Length + 1));
-                else
-                {
-                    var chosen = ChosenPrefix(dir, step);
-                    var all = Directory.GetFiles(dir).Select(System.IO.Path.GetFileName).ToList();
-                    var metas = all.Where(n => n.EndsWith(".meta")).ToList();
-                    if (chosen != null)
-                    {
-                        prefix = chosen;
-                        // Its .meta, or every .meta when it has none (a Saver with write_meta_graph=False).
-                        names = all.Where(n => n == chosen + ".index" || n.StartsWith(chosen + ".data-") ||
-                                               (metas.Contains(chosen + ".meta") ? n == chosen + ".meta" : n.EndsWith(".meta")));
-                    }
-                    else
-                        names = all.Where(n => n == "checkpoint" || n.EndsWith(".index") || n.EndsWith(".meta") || n.Contains(".data-"));
-                }
+                root = System.IO.Path.GetFullPath(source);
+                Walk(root, root, 0, request);
             }
             else
             {
-                dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(source));
-                prefix = System.IO.Path.GetFileName(source);
-                if (!File.Exists(source + ".index"))
-                    throw new RpcException(StatusCode.NOT_FOUND, source + " is neither a checkpoint directory nor a checkpoint prefix (no " + source + ".index)");
-                var p = prefix;
-                names = Directory.GetFiles(dir).Select(System.IO.Path.GetFileName)
-                                 .Where(n => n == p + ".index" || n == p + ".meta" || n.StartsWith(p + ".data-"));
+                if (!File.Exists(source) && !Directory.Exists(source) && !File.Exists(source + ".index"))
+                    throw new RpcException(StatusCode.NOT_FOUND, source + " is neither a checkpoint directory nor a " +
+                                           "checkpoint prefix (no " + source + ".index)", "ERROR_REASON_CHECKPOINT_NOT_FOUND");
+                root = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(source));
+                request.Prefix = System.IO.Path.GetFileName(source);
+                foreach (var f in Directory.GetFiles(root).OrderBy(f => f, StringComparer.Ordinal))
+                    request.Files.Add(new ListedFile { Path = System.IO.Path.GetFileName(f), SizeBytes = new FileInfo(f).Length });
             }
-            foreach (var n in names.OrderBy(n => n, StringComparer.Ordinal))
+            foreach (var f in request.Files)
+                if (f.Path.Split('/').Last() == "checkpoint" && f.SizeBytes <= StateBytes)
+                    request.StateFiles[f.Path] = File.ReadAllText(System.IO.Path.Combine(root, f.Path));
+            if (!string.IsNullOrEmpty(graphFile))
             {
-                var local = System.IO.Path.Combine(dir, n);
-                files.Add(new LocalFile { Path = n.Replace('\\', '/'), Local = local, Digest = DigestOf(local) });
+                if (!File.Exists(graphFile))
+                    throw new RpcException(StatusCode.NOT_FOUND, "the graph file " + graphFile + " does not exist",
+                                           "ERROR_REASON_GRAPH_INVALID", new Dictionary<string, string> { { "field", "options.graph_path" } });
+                request.GraphFile = System.IO.Path.GetFileName(graphFile);
             }
-            if (files.Count == 0) throw new RpcException(StatusCode.NOT_FOUND, "no checkpoint files in " + source);
-            return files;
+            return request;
+        }
+
+        // os.walk's order: a folder's files (sorted), then its subfolders (sorted), depth first.
+        static void Walk(string root, string dir, int level, PlanFreezeRequest request)
+        {
+            foreach (var f in Directory.GetFiles(dir).OrderBy(f => f, StringComparer.Ordinal))
+            {
+                if (request.Files.Count >= ListFiles) return;
+                request.Files.Add(new ListedFile { Path = f.Substring(root.TrimEnd('/').Length + 1), SizeBytes = new FileInfo(f).Length });
+            }
+            if (level >= ListDepth) return;
+            foreach (var d in Directory.GetDirectories(dir).OrderBy(d => d, StringComparer.Ordinal))
+                if (!System.IO.Path.GetFileName(d).StartsWith(".")) Walk(root, d, level + 1, request);
+        }
+
+        /// <summary>The server's choice of SOURCE's files and the options to freeze them with
+        /// (options as typed: the server parses them); the files come back with digests.</summary>
+        public PlanFreezeResponse Plan(string source, OptionText options, string graphFile, out List<LocalFile> files)
+        {
+            string root;
+            var request = ListSource(source, graphFile, out root);
+            request.Options = options;
+            var plan = channel.Unary<PlanFreezeResponse>("PlanFreeze", request);
+            files = plan.Files.Select(p =>
+            {
+                var local = p.LocalPath == "" ? System.IO.Path.GetFullPath(graphFile) : System.IO.Path.Combine(root, p.LocalPath);
+                return new LocalFile { Path = p.Path, Local = local, Digest = Digests.Of(local) };
+            }).ToList();
+            Digests.Save();
+            return plan;
         }
 
         public void Upload(List<LocalFile> files, FreezeOutcome stats)
@@ -169,6 +125,7 @@ namespace TfFreeze
             req.Blobs.AddRange(files.Select(f => f.Digest));
             var missing = channel.Unary<FindMissingBlobsResponse>("FindMissingBlobs", req).Missing;
             var seen = new HashSet<string>();
+            stats.Files = files.Count;
             foreach (var d in missing)
             {
                 if (!seen.Add(d.Sha256)) continue;
@@ -187,7 +144,8 @@ namespace TfFreeze
                         bool last = offset + n >= d.SizeBytes;
                         var resp = channel.Unary<WriteBlobChunkResponse>("WriteBlobChunk",
                             new WriteBlobChunkRequest { Digest = d, Offset = offset, Data = data, FinishWrite = last, UploadId = uploadId });
-                        Progress(string.Format("uploading {0} {1}/{2} bytes", file.Path, resp.CommittedSize, d.SizeBytes));
+                        if (Progress != null)
+                            Progress(string.Format("uploading {0} {1:0}%", file.Path, d.SizeBytes > 0 ? 100.0 * resp.CommittedSize / d.SizeBytes : 100));
                         if (resp.Complete) break;
                         offset = resp.CommittedSize;  // resume where the server is
                     }
@@ -197,27 +155,37 @@ namespace TfFreeze
             }
         }
 
-        public FreezeOutcome Freeze(string source, string outputPath, FreezeOptions options)
+        static List<SourceFile> SourceFiles(List<LocalFile> files)
         {
-            string prefix;
-            var files = Collect(source, options.Step, out prefix);
-            if (string.IsNullOrEmpty(options.CheckpointPrefix)) options.CheckpointPrefix = prefix;
-            var outcome = new FreezeOutcome();
-            var request = new FreezeRequest { Options = options };
-            request.Files.AddRange(files.Select(f => new SourceFile { Path = f.Path, Digest = f.Digest }));
+            return files.Select(f => new SourceFile { Path = f.Path, Digest = f.Digest }).ToList();
+        }
+
+        public FreezeOutcome Freeze(string source, string outputPath, OptionText options, string graphFile = null)
+        {
+            List<LocalFile> files;
+            var plan = Plan(source, options, graphFile, out files);
+            var request = new FreezeRequest { Options = plan.Options, Plan = plan, Quiet = Progress == null };
+            if (Capabilities.Features.Contains("inline_graph")) request.InlineGraphBytes = InlineGraph;
+            request.Files.AddRange(SourceFiles(files));
+            FreezeOutcome outcome;
+            byte[] graph;
             int unavailable = 0, evicted = 0;
             double backoff = 0.2;
             while (true)
             {
+                outcome = new FreezeOutcome();
+                graph = null;
                 try
                 {
                     Upload(files, outcome);
                     foreach (var ev in channel.ServerStream<FreezeResponse>("Freeze", request))
                     {
-                        if (ev.Progress != null)
+                        if (ev.Progress != null && Progress != null)
                             Progress(string.Format("{0,3:0}% {1}: {2}", ev.Progress.Fraction * 100,
                                                    ev.Progress.Stage.ToString().Substring("STAGE_".Length).ToLowerInvariant(),
                                                    ev.Progress.Message));
+                        if (ev.Graph != null) graph = ev.Graph;
+                        if (ev.Manifest != null) outcome.Manifest = ev.Manifest;
                         if (ev.Result != null) outcome.Result = ev.Result;
                     }
                     break;
@@ -236,9 +204,45 @@ namespace TfFreeze
                     if (evicted++ > 0 || e.Reason != "ERROR_REASON_BLOBS_MISSING") throw;
                 }
             }
-            if (outcome.Result == null) throw new RpcException(StatusCode.INTERNAL, "the server ended the freeze without a result");
-            Download(new Digest { Sha256 = outcome.Result.Sha256, SizeBytes = outcome.Result.SizeBytes }, outputPath);
+            if (outcome.Result == null || outcome.Manifest == null)
+                throw new RpcException(StatusCode.UNKNOWN, "the server ended the freeze without a result");
+            var digest = new Digest { Sha256 = outcome.Result.Sha256, SizeBytes = outcome.Result.SizeBytes };
+            if (File.Exists(outputPath) && new FileInfo(outputPath).Length == digest.SizeBytes &&
+                Digests.Of(outputPath).Sha256 == digest.Sha256)
+            {
+                outcome.Downloaded = false;  // already there (an incremental build): not downloaded again
+                Digests.Save();
+                return outcome;
+            }
+            if (graph != null && graph.LongLength == digest.SizeBytes && Sha256.Hex(graph) == digest.Sha256)
+                WriteAtomically(outputPath, graph);
+            else
+                Download(digest, outputPath);
             return outcome;
+        }
+
+        /// <summary>What a freeze with these options would use (Rendered: the report as text and JSON).</summary>
+        public InspectResponse Inspect(string source, OptionText options, string graphFile = null)
+        {
+            List<LocalFile> files;
+            var plan = Plan(source, options, graphFile, out files);
+            Upload(files, new FreezeOutcome());
+            var request = new InspectRequest { Options = plan.Options, Plan = plan };
+            request.Files.AddRange(SourceFiles(files));
+            return channel.Unary<InspectResponse>("Inspect", request);
+        }
+
+        /// <summary>Write data to path via a temporary file beside it.</summary>
+        public static void WriteAtomically(string path, byte[] data)
+        {
+            var tmp = path + ".part";
+            try
+            {
+                File.WriteAllBytes(tmp, data);
+                if (File.Exists(path)) File.Delete(path);
+                File.Move(tmp, path);
+            }
+            finally { if (File.Exists(tmp)) File.Delete(tmp); }
         }
 
         /// <summary>Stream a blob to <paramref name="path"/> via a temporary file, verifying length and sha256.</summary>
@@ -247,17 +251,15 @@ namespace TfFreeze
             var tmp = path + ".part";
             try
             {
-                using (var sha = SHA256.Create())
+                using (var sha = new Sha256())
                 using (var f = File.Create(tmp))
                 {
                     foreach (var chunk in channel.ServerStream<DownloadBlobResponse>("DownloadBlob", new DownloadBlobRequest { Digest = digest }))
                     {
                         f.Write(chunk.Data, 0, chunk.Data.Length);
-                        sha.TransformBlock(chunk.Data, 0, chunk.Data.Length, null, 0);
+                        sha.Update(chunk.Data, chunk.Data.Length);
                     }
-                    sha.TransformFinalBlock(new byte[0], 0, 0);
-                    var hex = BitConverter.ToString(sha.Hash).Replace("-", "").ToLowerInvariant();
-                    if (f.Length != digest.SizeBytes || hex != digest.Sha256)
+                    if (f.Length != digest.SizeBytes || sha.HexDigest() != digest.Sha256)
                         throw new RpcException(StatusCode.DATA_LOSS, "downloaded graph does not match its digest; retry");
                 }
                 if (File.Exists(path)) File.Delete(path);

@@ -19,18 +19,15 @@ Freeze TensorFlow checkpoints with a tffreeze server (over gRPC-Web) and run fro
 graphs on the TensorFlow C API.
 
 commands:
-  freeze SOURCE --server http://HOST:WEB_PORT -o OUT.pb [--manifest M.json]
-         [--outputs a,b] [--inputs a,b] [--step N] [--target tensorflowsharp] [--timeout SECONDS]
-         [--tls] [--ca CA.pem] [--token TOKEN]
-      Upload the checkpoint (only files the server lacks, in 1 MiB chunks), freeze it and
-      write OUT.pb (and the manifest). SOURCE: a Saver directory, a checkpoint prefix or a
-      SavedModel directory; a folder holding none, with exactly one such folder up to 3
-      levels below it, uses that one. --server defaults to $TFFREEZE_WEB_SERVER; several
-      replicas as http://H1:W1,http://H2:W2 (calls round-robin; an unreachable replica's call
-      goes to the next, a freeze is redone on another). --target tensorflowsharp makes a graph that loads in libtensorflow 1.15 (TensorFlowSharp's).
-      --tls (or an https:// server, or $TFFREEZE_TLS=1) speaks TLS; --ca (default $TFFREEZE_CA)
-      checks the server against that CA and implies --tls. --token (default $TFFREEZE_TOKEN)
-      is sent as Authorization: Bearer TOKEN to a server started with --auth-token-file.
+  freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
+         [--target tensorflowsharp] [--quiet] [CONNECTION OPTIONS]
+      Upload the checkpoint's files the server lacks (1 MiB chunks), freeze, write OUT.pb
+      (and the manifest, as the server rendered it); OUT.pb already holding the result is
+      not downloaded again. --target tensorflowsharp makes a graph that loads in
+      libtensorflow 1.15 (TensorFlowSharp's).
+  inspect SOURCE [--json] [SOURCE OPTIONS] [CONNECTION OPTIONS]
+      Show the checkpoint a freeze would use, its variables, and the inputs and outputs it
+      would resolve, each with its reason (--json: as JSON).
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
       [--runtime tf115] [--libtensorflow PATH] [--tensorflowsharp PATH/TensorFlowSharp.dll]
       Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
@@ -42,9 +39,25 @@ commands:
       'libtensorflow' is mapped to --libtensorflow FILE or, with --runtime tf115, to
       TF 1.15's library, else TensorFlowSharp finds it as in your app.
 
+SOURCE: a Saver directory, one checkpoint prefix, or a SavedModel directory; the server
+chooses the checkpoint (the state file's latest, matched by basename, or --step N; a
+folder holding none but exactly one folder below it that does uses that one).
+
+source options (the same in every tffreeze client; the server checks them):
+  --outputs a,b  --inputs a,b  --step N  --graph FILE  --signature NAME  --tag TAG (repeatable)
+  --bind NAME=VALUE (repeatable)  --ema  --var-map GRAPH_VAR=CKPT_KEY (repeatable)
+  --include-variables a,b  --exclude-variables a,b  --timeout SECONDS
+connection options:
+  --server http://HOST:WEB_PORT (default $TFFREEZE_WEB_SERVER; a server started with
+  --web-port; several replicas as http://H1:W1,http://H2:W2)  --tls (or an https:// server,
+  or $TFFREEZE_TLS=1)  --ca CA.pem (default $TFFREEZE_CA; implies --tls)
+  --token TOKEN (default $TFFREEZE_TOKEN)
+See README.md, ""Command line"", for what each option does.
+
 examples:
   tffreeze serve --web-port 8080 &
   tffreeze-cs freeze runs/mnist --server http://127.0.0.1:8080 -o mnist.pb --manifest mnist.json --target tensorflowsharp
+  tffreeze-cs inspect runs/mnist --server http://127.0.0.1:8080
   tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy --runtime tf115
   tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy \
       --tensorflowsharp path/to/TensorFlowSharp.dll --runtime tf115
@@ -62,10 +75,10 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 switch (command)
                 {
                     case "freeze": return Freeze(opts);
+                    case "inspect": return Inspect(opts);
                     case "run": return Run(opts);
-                    case "wire-roundtrip": return WireRoundTrip(opts, false);
-                    case "to-json": return WireRoundTrip(opts, true);
-                    default: throw new UsageException("unknown command '" + command + "' (freeze, run)");
+                    case "wire-roundtrip": return WireRoundTrip(opts);
+                    default: throw new UsageException("unknown command '" + command + "' (freeze, inspect, run)");
                 }
             }
             catch (UsageException e)
@@ -84,7 +97,10 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         // Request fields named in server errors -> this CLI's spelling of them.
         static readonly Dictionary<string, string> flags = new Dictionary<string, string> {
             { "options.outputs", "--outputs" }, { "options.inputs", "--inputs" }, { "options.step", "--step" },
-            { "options.target", "--target" }, { "options.checkpoint_prefix", "SOURCE" } };
+            { "options.checkpoint_prefix", "SOURCE" }, { "options.graph_path", "--graph" }, { "options.signature", "--signature" },
+            { "options.tags", "--tag" }, { "options.bind", "--bind" }, { "options.ema", "--ema" }, { "options.var_map", "--var-map" },
+            { "options.include_variables", "--include-variables" }, { "options.exclude_variables", "--exclude-variables" },
+            { "options.optimize", "--optimize" }, { "options.verify", "--verify" }, { "options.target", "--target" } };
 
         /// <summary>The server's message, naming the request field as this CLI spells it.</summary>
         static string Message(RpcException e)
@@ -124,8 +140,11 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         }
 
         static readonly HashSet<string> valued = new HashSet<string> { "--server", "-o", "--output", "--manifest", "--outputs", "--inputs",
-            "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow", "--ca", "--token", "--tensorflowsharp" };
-        static readonly HashSet<string> switches = new HashSet<string> { "--tls" };
+            "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow", "--ca", "--token", "--tensorflowsharp",
+            "--graph", "--signature", "--tag", "--bind", "--var-map", "--include-variables", "--exclude-variables" };
+        static readonly HashSet<string> switches = new HashSet<string> { "--tls", "--quiet", "--optimize", "--verify", "--ema", "--json" };
+        static readonly string[] sourceOptions = { "--server", "--tls", "--ca", "--token", "--outputs", "--inputs", "--step",
+            "--timeout", "--graph", "--signature", "--tag", "--bind", "--ema", "--var-map", "--include-variables", "--exclude-variables" };
 
         static Options Parse(string[] args)
         {
@@ -153,26 +172,38 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return o;
         }
 
-        static List<string> Names(string csv) { return (csv ?? "").Split(',').Select(s => s.Trim()).Where(s => s != "").ToList(); }
-
-        static int Freeze(Options o)
+        static void Only(Options o, string command, params string[] extra)
         {
-            if (o.Positional.Count != 1) throw new UsageException("freeze takes one SOURCE (a checkpoint directory or prefix)");
-            var output = o.One("-o") ?? o.One("--output");
-            if (output == null) throw new UsageException("freeze needs -o OUT.pb");
-            var server = o.One("--server", Environment.GetEnvironmentVariable("TFFREEZE_WEB_SERVER"));
-            if (string.IsNullOrEmpty(server)) throw new UsageException("pass --server http://HOST:WEB_PORT (a server started with --web-port)");
-            var target = o.One("--target", "");
-            if (target != "" && target != "tensorflowsharp") throw new UsageException("--target must be tensorflowsharp");
-            var options = new FreezeOptions { Target = target == "" ? Target.TARGET_UNSPECIFIED : Target.TARGET_TENSORFLOWSHARP };
-            options.Outputs.AddRange(Names(o.One("--outputs")));
-            options.Inputs.AddRange(Names(o.One("--inputs")));
+            foreach (var key in o.Values.Keys)
+                if (!sourceOptions.Contains(key) && !extra.Contains(key))
+                    throw new UsageException(key + " is not an option of " + command);
+        }
+
+        /// <summary>The source options as typed: the server parses and checks them.</summary>
+        static OptionText SourceOptions(Options o)
+        {
+            var text = new OptionText {
+                Outputs = o.One("--outputs", ""), Inputs = o.One("--inputs", ""), Signature = o.One("--signature", ""),
+                Ema = o.One("--ema") != null, IncludeVariables = o.One("--include-variables", ""),
+                ExcludeVariables = o.One("--exclude-variables", "") };
             if (o.One("--step") != null)
             {
                 long step;
-                if (!long.TryParse(o.One("--step"), out step)) throw new UsageException("--step needs an integer");
-                options.Step = step;
+                if (!long.TryParse(o.One("--step"), System.Globalization.NumberStyles.AllowLeadingSign,
+                                   System.Globalization.CultureInfo.InvariantCulture, out step))
+                    throw new UsageException("--step takes a global step (an integer), got '" + o.One("--step") + "'");
+                text.Step = step.ToString(System.Globalization.CultureInfo.InvariantCulture);
             }
+            text.Tags.AddRange(o.All("--tag"));
+            text.Bind.AddRange(o.All("--bind"));
+            text.VarMap.AddRange(o.All("--var-map"));
+            return text;
+        }
+
+        static FreezeClient Connect(Options o)
+        {
+            var server = o.One("--server", Environment.GetEnvironmentVariable("TFFREEZE_WEB_SERVER"));
+            if (string.IsNullOrEmpty(server)) throw new UsageException("pass --server http://HOST:WEB_PORT (a server started with --web-port)");
             var client = new FreezeClient(server);
             var ca = o.One("--ca", Environment.GetEnvironmentVariable("TFFREEZE_CA"));
             var tlsEnv = Environment.GetEnvironmentVariable("TFFREEZE_TLS");
@@ -187,21 +218,50 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     throw new UsageException("--timeout takes seconds, e.g. --timeout 300 (got '" + o.One("--timeout") + "')");
                 client.TimeoutMs = (int)Math.Min(timeout * 1000, int.MaxValue);
             }
-            if (!Console.IsErrorRedirected) client.Progress = m => Console.Error.Write("\r" + m.PadRight(78).Substring(0, 78));
-            var outcome = client.Freeze(o.Positional[0], output, options);
-            if (!Console.IsErrorRedirected) Console.Error.Write("\r" + new string(' ', 78) + "\r");
-            if (o.One("--manifest") != null)
-            {
-                var tmp = o.One("--manifest") + ".part";
-                File.WriteAllBytes(tmp, System.Text.Encoding.ASCII.GetBytes(outcome.ManifestJson));
-                if (File.Exists(o.One("--manifest"))) File.Delete(o.One("--manifest"));
-                File.Move(tmp, o.One("--manifest"));
-            }
-            foreach (var w in outcome.Result.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + w);
-            Console.WriteLine("wrote {0} ({1} bytes, sha256 {2}); uploaded {3} file(s), {4} bytes", output,
-                              outcome.Result.SizeBytes, outcome.Result.Sha256.Substring(0, 12), outcome.UploadedFiles, outcome.UploadedBytes);
-            foreach (var t in outcome.Result.Inputs) Console.WriteLine("  input   {0} {1}", t.Name, t.Dtype);
-            foreach (var t in outcome.Result.Outputs) Console.WriteLine("  output  {0} {1}", t.Name, t.Dtype);
+            return client;
+        }
+
+        static string ShapeText(TensorInfo t)
+        {
+            if (t.Shape == null) return "?";
+            return "[" + string.Join(", ", t.Shape.Values.Select(v => ((long)v.NumberValue).ToString())) + "]";
+        }
+
+        static int Freeze(Options o)
+        {
+            Only(o, "freeze", "-o", "--output", "--manifest", "--optimize", "--verify", "--target", "--quiet");
+            if (o.Positional.Count != 1) throw new UsageException("freeze takes one SOURCE (a checkpoint directory or prefix)");
+            var output = o.One("-o") ?? o.One("--output");
+            if (output == null) throw new UsageException("freeze needs -o OUT.pb");
+            var options = SourceOptions(o);
+            options.Target = o.One("--target", "");
+            options.Optimize = o.One("--optimize") != null;
+            options.Verify = o.One("--verify") != null;
+            var client = Connect(o);
+            bool quiet = o.One("--quiet") != null;
+            if (!Console.IsErrorRedirected && !quiet) client.Progress = m => Console.Error.Write("\r" + m.PadRight(78).Substring(0, 78));
+            var outcome = client.Freeze(o.Positional[0], output, options, o.One("--graph"));
+            if (client.Progress != null) Console.Error.Write("\r" + new string(' ', 78) + "\r");
+            if (o.One("--manifest") != null) FreezeClient.WriteAtomically(o.One("--manifest"), outcome.Manifest);
+            var r = outcome.Result;
+            foreach (var w in r.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + w);
+            if (quiet) return 0;
+            Console.WriteLine("wrote {0} ({1} bytes, sha256 {2}) from {3}{4}", output, r.SizeBytes, r.Sha256.Substring(0, 12),
+                              r.Checkpoint == null ? "" : r.Checkpoint.Prefix,
+                              r.Checkpoint != null && r.Checkpoint.Step.HasValue ? " (step " + r.Checkpoint.Step.Value + ")" : "");
+            Console.WriteLine("  uploaded {0} of {1} file(s), {2} bytes{3}", outcome.UploadedFiles, outcome.Files, outcome.UploadedBytes,
+                              outcome.Downloaded ? "" : "; " + output + " already held this graph (not downloaded)");
+            foreach (var t in r.Inputs) Console.WriteLine("  {0,-7} {1} {2} {3}", "input", t.Name, t.Dtype, ShapeText(t));
+            foreach (var t in r.Outputs) Console.WriteLine("  {0,-7} {1} {2} {3}", "output", t.Name, t.Dtype, ShapeText(t));
+            return 0;
+        }
+
+        static int Inspect(Options o)
+        {
+            Only(o, "inspect", "--json");
+            if (o.Positional.Count != 1) throw new UsageException("inspect takes one SOURCE");
+            var response = Connect(o).Inspect(o.Positional[0], SourceOptions(o), o.One("--graph"));
+            Console.Write(o.One("--json") != null ? response.Rendered.Json : response.Rendered.Text);
             return 0;
         }
 
@@ -244,18 +304,17 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return Tuple.Create(pair.Substring(0, eq), pair.Substring(eq + 1));
         }
 
-        /// <summary>Test hooks: decode a message of TYPE from IN and write it to OUT encoded again
-        /// (wire-roundtrip) or as manifest JSON (to-json), so tests can compare this code with
-        /// Python's protobuf and tffreeze_api.manifest.</summary>
-        static int WireRoundTrip(Options o, bool json)
+        /// <summary>Test hook: decode a message of TYPE from IN and write it to OUT encoded again, so
+        /// tests can compare this code with Python's protobuf.</summary>
+        static int WireRoundTrip(Options o)
         {
-            if (o.Positional.Count != 3) throw new UsageException("wire-roundtrip|to-json TYPE IN.bin OUT");
+            if (o.Positional.Count != 3) throw new UsageException("wire-roundtrip TYPE IN.bin OUT");
             var type = typeof(Digest).Assembly.GetType("TfFreeze.V1." + o.Positional[0]);
             if (type == null || !typeof(TfFreeze.Protobuf.ProtoMessage).IsAssignableFrom(type))
                 throw new UsageException("unknown message type " + o.Positional[0]);
             var msg = (TfFreeze.Protobuf.ProtoMessage)Activator.CreateInstance(type);
             msg.MergeFrom(new TfFreeze.Protobuf.ProtoReader(File.ReadAllBytes(o.Positional[1])));
-            File.WriteAllBytes(o.Positional[2], json ? System.Text.Encoding.ASCII.GetBytes(msg.ToJsonText()) : msg.ToByteArray());
+            File.WriteAllBytes(o.Positional[2], msg.ToByteArray());
             return 0;
         }
     }

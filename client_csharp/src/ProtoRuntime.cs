@@ -95,17 +95,13 @@ namespace TfFreeze.Protobuf
     {
         public abstract void WriteTo(ProtoWriter w);
         protected abstract bool Read(ProtoReader r);
-        /// <summary>The message's JSON value (JsonObject, List, string, long, JsonFloat, bool, null).</summary>
-        public abstract object ToJson();
         public void MergeFrom(ProtoReader r) { while (r.More) { r.Next(); if (!Read(r)) r.Skip(); } }
         public byte[] ToByteArray() { var w = new ProtoWriter(); WriteTo(w); return w.ToArray(); }
         public static T Parse<T>(byte[] data) where T : ProtoMessage, new() { var m = new T(); m.MergeFrom(new ProtoReader(data)); return m; }
-        /// <summary>The JSON text tffreeze_api.manifest writes for this message (the manifest, for a FreezeResult).</summary>
-        public string ToJsonText() { return JsonCodec.Write(ToJson()) + "\n"; }
     }
 
     /// <summary>A protobuf map: keeps the order entries were read or added in (so re-encoding gives
-    /// the same bytes); JSON output sorts keys.</summary>
+    /// the same bytes).</summary>
     public sealed class ProtoMap<TValue> : IEnumerable<KeyValuePair<string, TValue>>
     {
         readonly List<KeyValuePair<string, TValue>> entries = new List<KeyValuePair<string, TValue>>();
@@ -129,184 +125,7 @@ namespace TfFreeze.Protobuf
             }
         }
         public void Add(string key, TValue value) { this[key] = value; }
-        public IEnumerable<KeyValuePair<string, TValue>> Sorted()
-        {
-            var sorted = new List<KeyValuePair<string, TValue>>(entries);
-            sorted.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
-            return sorted;
-        }
         public IEnumerator<KeyValuePair<string, TValue>> GetEnumerator() { return entries.GetEnumerator(); }
         IEnumerator IEnumerable.GetEnumerator() { return entries.GetEnumerator(); }
-    }
-
-    /// <summary>A JSON object that keeps insertion order.</summary>
-    public sealed class JsonObject : IEnumerable<KeyValuePair<string, object>>
-    {
-        readonly List<KeyValuePair<string, object>> items = new List<KeyValuePair<string, object>>();
-        public void Add(string key, object value) { items.Add(new KeyValuePair<string, object>(key, value)); }
-        public int Count { get { return items.Count; } }
-        public IEnumerator<KeyValuePair<string, object>> GetEnumerator() { return items.GetEnumerator(); }
-        IEnumerator IEnumerable.GetEnumerator() { return items.GetEnumerator(); }
-    }
-
-    /// <summary>A double printed as Python's repr prints it.</summary>
-    public struct JsonFloat { public double Value; public JsonFloat(double v) { Value = v; } }
-
-    public static class JsonCodec
-    {
-        public static object EnumName<T>(T value) where T : struct { return value.ToString(); }
-
-        /// <summary>A double field: "NaN"/"Infinity"/"-Infinity" as proto3 JSON spells them, else a float.</summary>
-        public static object Float(double d)
-        {
-            if (double.IsNaN(d)) return "NaN";
-            if (double.IsInfinity(d)) return d > 0 ? "Infinity" : "-Infinity";
-            return new JsonFloat(d);
-        }
-
-        /// <summary>A number inside google.protobuf.Value: integral ones (|x| &lt; 2^53) as integers.</summary>
-        static object ValueNumber(double d)
-        {
-            if (!double.IsNaN(d) && !double.IsInfinity(d) && d == Math.Floor(d) && Math.Abs(d) < 9007199254740992.0)
-                return (long)d;
-            return Float(d);
-        }
-
-        public static object WellKnown(ProtoMessage m)
-        {
-            var list = m as Google.Protobuf.WellKnownTypes.ListValue;
-            if (list != null)
-            {
-                var l = new List<object>();
-                foreach (var v in list.Values) l.Add(WellKnown(v));
-                return l;
-            }
-            var st = m as Google.Protobuf.WellKnownTypes.Struct;
-            if (st != null)
-            {
-                var o = new JsonObject();
-                foreach (var e in st.Fields.Sorted()) o.Add(e.Key, WellKnown(e.Value));
-                return o;
-            }
-            var value = (Google.Protobuf.WellKnownTypes.Value)m;
-            if (value.NumberValue.HasValue) return ValueNumber(value.NumberValue.Value);
-            if (value.StringValue != null) return value.StringValue;
-            if (value.BoolValue.HasValue) return value.BoolValue.Value;
-            if (value.StructValue != null) return WellKnown(value.StructValue);
-            if (value.ListValue != null) return WellKnown(value.ListValue);
-            return null;
-        }
-
-        public static string Write(object value)
-        {
-            var sb = new StringBuilder();
-            Write(sb, value, 0);
-            return sb.ToString();
-        }
-
-        static void Write(StringBuilder sb, object v, int indent)
-        {
-            if (v == null) { sb.Append("null"); return; }
-            if (v is string) { Quote(sb, (string)v); return; }
-            if (v is bool) { sb.Append((bool)v ? "true" : "false"); return; }
-            if (v is JsonFloat) { sb.Append(PyRepr(((JsonFloat)v).Value)); return; }
-            if (v is double) { sb.Append(PyRepr((double)v)); return; }
-            if (v is int || v is long) { sb.Append(Convert.ToInt64(v).ToString(CultureInfo.InvariantCulture)); return; }
-            if (v is uint || v is ulong) { sb.Append(Convert.ToUInt64(v).ToString(CultureInfo.InvariantCulture)); return; }
-            var pad = new string(' ', indent + 2);
-            var obj = v as JsonObject;
-            if (obj != null)
-            {
-                if (obj.Count == 0) { sb.Append("{}"); return; }
-                sb.Append("{\n"); int i = 0;
-                foreach (var e in obj)
-                {
-                    sb.Append(pad); Quote(sb, e.Key); sb.Append(": "); Write(sb, e.Value, indent + 2);
-                    sb.Append(++i < obj.Count ? ",\n" : "\n");
-                }
-                sb.Append(' ', indent).Append('}');
-                return;
-            }
-            var dict = v as IDictionary;
-            if (dict != null)
-            {
-                var o = new JsonObject();
-                foreach (DictionaryEntry e in dict) o.Add((string)e.Key, e.Value);
-                Write(sb, o, indent);
-                return;
-            }
-            var list = v as IList;
-            if (list != null)
-            {
-                if (list.Count == 0) { sb.Append("[]"); return; }
-                sb.Append("[\n");
-                for (int i = 0; i < list.Count; i++)
-                {
-                    sb.Append(pad); Write(sb, list[i], indent + 2);
-                    sb.Append(i + 1 < list.Count ? ",\n" : "\n");
-                }
-                sb.Append(' ', indent).Append(']');
-                return;
-            }
-            throw new ArgumentException("cannot write " + v.GetType() + " as JSON");
-        }
-
-        /// <summary>A JSON string as Python's json.dumps(ensure_ascii=True) writes it.</summary>
-        static void Quote(StringBuilder sb, string s)
-        {
-            sb.Append('"');
-            foreach (char c in s)
-            {
-                switch (c)
-                {
-                    case '"': sb.Append("\\\""); break;
-                    case '\\': sb.Append("\\\\"); break;
-                    case '\n': sb.Append("\\n"); break;
-                    case '\r': sb.Append("\\r"); break;
-                    case '\t': sb.Append("\\t"); break;
-                    case '\b': sb.Append("\\b"); break;
-                    case '\f': sb.Append("\\f"); break;
-                    default:
-                        if (c < 0x20 || c > 0x7e) sb.Append("\\u").Append(((int)c).ToString("x4"));
-                        else sb.Append(c);
-                        break;
-                }
-            }
-            sb.Append('"');
-        }
-
-        /// <summary>Python's repr of a finite double: the shortest digits that round-trip,
-        /// fixed notation for 1e-4 &lt;= |x| &lt; 1e16 (with ".0" when integral), else d.ddde+XX.</summary>
-        public static string PyRepr(double d)
-        {
-            if (d == 0) return (1 / d < 0) ? "-0.0" : "0.0";
-            string r = null;
-            for (int p = 1; p <= 17; p++)
-            {
-                r = d.ToString("E" + (p - 1), CultureInfo.InvariantCulture);
-                double back;  // a rounded form may overflow (1.8E+308): not a match
-                if (double.TryParse(r, NumberStyles.Float, CultureInfo.InvariantCulture, out back) && back == d) break;
-            }
-            bool neg = r[0] == '-';
-            if (neg) r = r.Substring(1);
-            int e = r.IndexOf('E');
-            string digits = r.Substring(0, e).Replace(".", "").TrimEnd('0');
-            if (digits.Length == 0) digits = "0";
-            int exp = int.Parse(r.Substring(e + 1), CultureInfo.InvariantCulture);
-            int decpt = exp + 1;  // d = 0.digits * 10^decpt
-            string s;
-            if (decpt > -4 && decpt <= 16)
-            {
-                if (decpt <= 0) s = "0." + new string('0', -decpt) + digits;
-                else if (decpt >= digits.Length) s = digits + new string('0', decpt - digits.Length) + ".0";
-                else s = digits.Substring(0, decpt) + "." + digits.Substring(decpt);
-            }
-            else
-            {
-                s = digits.Substring(0, 1) + (digits.Length > 1 ? "." + digits.Substring(1) : "") + "e" +
-                    (exp < 0 ? "-" : "+") + Math.Abs(exp).ToString("00", CultureInfo.InvariantCulture);
-            }
-            return (neg ? "-" : "") + s;
-        }
     }
 }
