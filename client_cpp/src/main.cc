@@ -318,9 +318,13 @@ std::string Message(const tffreeze::Error& e) {
       {"options.tags", "--tag"}, {"options.bind", "--bind"}, {"options.ema", "--ema"}, {"options.var_map", "--var-map"},
       {"options.include_variables", "--include-variables"}, {"options.exclude_variables", "--exclude-variables"},
       {"options.optimize", "--optimize"}, {"options.verify", "--verify"}, {"options.target", "--target"}};
-  std::string msg = e.what();
-  for (auto& c : msg)
-    if (c == '\n' || c == '\r') c = ' ';
+  std::string msg;  // one line: whitespace runs collapsed, as every client prints it
+  for (char c : std::string(e.what())) {
+    bool space = c == ' ' || c == '\n' || c == '\r' || c == '\t';
+    if (space && (msg.empty() || msg.back() == ' ')) continue;
+    msg += space ? ' ' : c;
+  }
+  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
   auto field = e.metadata().find("field");
   if (field == e.metadata().end() || !flags.count(field->second)) return msg;
   const std::string& f = field->second;
@@ -354,7 +358,18 @@ int main(int argc, char** argv) {
     std::cerr << "tffreeze-cpp " << command << ": " << e.what() << "\n(see tffreeze-cpp --help)\n";
     return 2;
   } catch (const tffreeze::Error& e) {
-    std::cerr << "tffreeze-cpp " << command << ": " << Message(e) << " [" << e.code() << "]\n";
+    std::string reason = e.reason().rfind("ERROR_REASON_", 0) == 0 ? e.reason().substr(13) : e.reason();
+    if (reason == "UNSPECIFIED") reason.clear();
+    std::cerr << "tffreeze-cpp " << command << ": " << Message(e) << " [" << e.code() << "]"
+              << (reason.empty() ? "" : " (" + reason + ")") << "\n";
+    auto candidates = e.metadata().find("candidates");
+    auto field = e.metadata().find("field");
+    if (candidates != e.metadata().end() && !candidates->second.empty() && field != e.metadata().end() &&
+        field->second == "options.outputs") {
+      const std::string& all = candidates->second;
+      std::cerr << "to freeze the best candidate, add:  --outputs " << all.substr(0, all.find(',')) << "\n"
+                << "all candidates (keep those the model deploys):  --outputs " << all << "\n";
+    }
     return 1;
   } catch (const std::filesystem::filesystem_error& e) {
     std::cerr << "tffreeze-cpp " << command << ": " << e.what() << " [IO_ERROR]\n";

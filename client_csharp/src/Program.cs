@@ -86,7 +86,18 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 Console.Error.WriteLine("tffreeze-cs " + command + ": " + e.Message + "\n(see tffreeze-cs --help)");
                 return 2;
             }
-            catch (RpcException e) { return Fail(command, Message(e), e.Status.ToString()); }
+            catch (RpcException e)
+            {
+                Fail(command, Message(e), e.Status.ToString(), e.Reason);
+                string candidates, field;
+                if (e.Metadata.TryGetValue("candidates", out candidates) && candidates != "" &&
+                    e.Metadata.TryGetValue("field", out field) && field == "options.outputs")
+                {
+                    Console.Error.WriteLine("to freeze the best candidate, add:  --outputs " + candidates.Split(',')[0]);
+                    Console.Error.WriteLine("all candidates (keep those the model deploys):  --outputs " + candidates);
+                }
+                return 1;
+            }
             catch (Exception e) when (Kind(TensorFlowSharpHost.Unwrap(e)) != null)
             {
                 var cause = TensorFlowSharpHost.Unwrap(e);
@@ -124,10 +135,13 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return null;
         }
 
-        static int Fail(string command, string message, string code)
+        static int Fail(string command, string message, string code, string reason = null)
         {
-            var line = string.Join(" ", message.Split(new[] { '\n', '\r' }, StringSplitOptions.RemoveEmptyEntries).Select(s => s.Trim()));
-            Console.Error.WriteLine("tffreeze-cs " + command + ": " + line + (code != null ? " [" + code + "]" : ""));
+            var line = string.Join(" ", message.Split(new[] { ' ', '\n', '\r', '\t' }, StringSplitOptions.RemoveEmptyEntries));
+            if (reason != null && reason.StartsWith("ERROR_REASON_")) reason = reason.Substring("ERROR_REASON_".Length);
+            if (reason == "UNSPECIFIED" || reason == "") reason = null;
+            Console.Error.WriteLine("tffreeze-cs " + command + ": " + line + (code != null ? " [" + code + "]" : "") +
+                                    (reason != null ? " (" + reason + ")" : ""));
             return 1;
         }
 

@@ -78,6 +78,16 @@ def _client(args):
                         client_cert=args.client_cert, client_key=args.client_key)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError("--timeout takes seconds, e.g. --timeout 300 (got '%s')" % text)
+    return value
+
+
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE",
                    help="Saver checkpoint directory, one checkpoint prefix, or SavedModel directory (see below)")
@@ -91,7 +101,7 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", default="", metavar="a,b",
                    help="input tensors or nodes; default: the placeholders the outputs need")
     p.add_argument("--step", type=int, default=None, metavar="N", help="use the checkpoint saved at global step N")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=_seconds, default=600.0, metavar="SECONDS",
                    help="per-call deadline (default: %(default)s)")
     g = p.add_argument_group("graph and values")
     g.add_argument("--graph", metavar="FILE",
@@ -138,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference optimisation: drop identities/debug ops, fold constants and batch norms")
     p.add_argument("--verify", action="store_true",
                    help="run the original and the frozen graph on generated inputs; report max |difference|")
-    p.add_argument("--target", choices=sorted(t for t in TARGETS if t), default="",
-                   help="make the graph load in TensorFlowSharp's libtensorflow 1.15 (strip new attributes, check "
-                        "ops against TF 1.15, fail naming any op it lacks)")
+    p.add_argument("--target", default="", metavar="|".join(sorted(t for t in TARGETS if t)),
+                   help="tensorflowsharp: make the graph load in TensorFlowSharp's libtensorflow 1.15 (strip new "
+                        "attributes, check ops against TF 1.15, fail naming any op it lacks)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("inspect", help="list a checkpoint's variables and candidate inputs/outputs",
@@ -280,6 +290,14 @@ def _message(exc: TffreezeError) -> str:
     return msg
 
 
+def _reason(exc: TffreezeError) -> str:
+    """' (REASON)' after the status, for an error the server (or this client) gave a reason."""
+    reason = exc.reason or ""
+    if not reason or reason == "ERROR_REASON_UNSPECIFIED":
+        return ""
+    return " (%s)" % reason[len("ERROR_REASON_"):] if reason.startswith("ERROR_REASON_") else " (%s)" % reason
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:  # the server parses its own arguments
@@ -289,7 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return handler(args)
     except TffreezeError as exc:
-        print("tffreeze %s: %s [%s]" % (args.command, _message(exc), exc.code), file=sys.stderr)
+        print("tffreeze %s: %s [%s]%s" % (args.command, _message(exc), exc.code, _reason(exc)), file=sys.stderr)
         listed = [c for c in exc.metadata.get("candidates", "").split(",") if c]
         if listed and exc.metadata.get("field") == "options.outputs":
             print("to freeze the best candidate, add:  --outputs %s" % listed[0], file=sys.stderr)

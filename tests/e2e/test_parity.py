@@ -1,0 +1,195 @@
+"""One matrix through all three clients (Python CLI, `tffreeze-cs`, `tffreeze-cpp`) against
+one real server: layouts x options. Every cell gives the same exit code in every client; a
+success the same .pb bytes and manifest bytes (rendered by the server, holding no path of
+this machine) and the same warnings; a failure the same error line, status and reason.
+
+The C# and C++ clients are built by `make test`; where their toolchains are absent this
+module skips and says why (CI sets TFFREEZE_REQUIRE_CPP=1, which makes that a failure)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PY = os.path.join(os.path.dirname(sys.executable), "tffreeze")
+CS = os.path.join(ROOT, "client_csharp", "bin", "tffreeze-cs")
+CPP = os.path.join(ROOT, "client_cpp", "bin", "tffreeze-cpp")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    for binary, target in ((CS, "csharp"), (CPP, "cpp")):
+        if not os.path.exists(binary):
+            if shutil.which("cmake") is None or shutil.which("mcs") is None:
+                why = "the C#/C++ toolchains are absent (mcs, cmake): run `make csharp cpp`"
+                if os.environ.get("TFFREEZE_REQUIRE_CPP") == "1":
+                    pytest.fail(why + " -- TFFREEZE_REQUIRE_CPP=1 forbids skipping")
+                print("SKIP: " + why)
+                pytest.skip(why)
+            subprocess.run(["make", "-s", "-C", ROOT, target], check=True, capture_output=True)
+
+
+def _two_signatures(directory: str) -> models.Model:
+    """A TF1 SavedModel with two signatures over one graph: probabilities and an embedding."""
+    tf, tf1 = models.tf, models.tf1
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="features")
+        w = tf1.get_variable("w", initializer=np.arange(6, dtype=np.float32).reshape(3, 2) / 3)
+        embedding = tf.nn.relu(tf.matmul(x, w), name="embedding")
+        scores = tf.nn.softmax(embedding, name="scores")
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            sig = tf1.saved_model.signature_def_utils.predict_signature_def
+            builder = tf1.saved_model.Builder(directory)
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={
+                "serving_default": sig({"x": x}, {"probabilities": scores}),
+                "embed": sig({"x": x}, {"embedding": embedding})})
+            builder.save()
+    return models.Model(directory, {"features:0": np.eye(3, dtype=np.float32)}, {})
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    base = tmp_path_factory.mktemp("parity")
+    several = models.dense(str(base / "several"), True, steps=[100, 200], mutate=True)
+    os.unlink(os.path.join(several.directory, "checkpoint"))  # no state file: the newest is chosen
+    windows = models.dense(str(base / "windows"), True, steps=[100, 200], mutate=True)
+    with open(os.path.join(windows.directory, "checkpoint"), "w") as fh:  # written on Windows, names step 100
+        fh.write('model_checkpoint_path: "C:\\\\train\\\\run \\"a\\"\\\\model.ckpt-100"\n'
+                 'all_model_checkpoint_paths: "C:\\\\train\\\\run \\"a\\"\\\\model.ckpt-100"\n'
+                 'all_model_checkpoint_paths: "C:\\\\train\\\\run \\"a\\"\\\\model.ckpt-200"\n')
+    models.dense(str(base / "project" / "models"), True)
+    models.dense(str(base / "two" / "a"), True)
+    models.dense(str(base / "two" / "b"), True)
+    _two_signatures(str(base / "saved"))
+    models.training_graph(str(base / "train"), True)
+    models.ema_model(str(base / "ema"), True)
+    return {"several": several.directory, "prefix": os.path.join(several.directory, "model.ckpt-100"),
+            "windows": windows.directory, "nested": str(base / "project"), "two_folders": str(base / "two"),
+            "saved": str(base / "saved"), "train": str(base / "train"), "ema": str(base / "ema"),
+            "missing": str(base / "nope")}
+
+
+# (layout, options, expected exit code, what to check: a checkpoint prefix / an error reason)
+CELLS = [
+    ("several", [], 0, "model.ckpt-200"),
+    ("several", ["--step", "100"], 0, "model.ckpt-100"),
+    ("prefix", [], 0, "model.ckpt-100"),
+    ("windows", [], 0, "model.ckpt-100"),
+    ("nested", [], 0, "model.ckpt"),
+    ("saved", [], 0, "variables/variables"),
+    ("saved", ["--signature", "embed", "--tag", "serve"], 0, "variables/variables"),
+    ("train", ["--bind", "is_training=false", "--bind", "keep_prob=1", "--optimize"], 0, None),
+    ("ema", ["--ema"], 0, None),
+    ("ema", ["--var-map", "w=w/ExponentialMovingAverage", "--target", "tensorflowsharp"], 0, None),
+    ("several", ["--outputs", "y", "--exclude-variables", "b", "--target", "tensorflowsharp"], 0, "model.ckpt-200"),
+    ("several", ["--step", "7"], 1, "CHECKPOINT_NOT_FOUND"),
+    ("several", ["--bind", "is_training=maybe"], 1, "INVALID_OPTION"),
+    ("several", ["--target", "tf9"], 1, "INVALID_OPTION"),
+    ("several", ["--var-map", "w"], 1, "INVALID_OPTION"),
+    ("several", ["--outputs", "yy"], 1, "NAME_NOT_IN_GRAPH"),
+    ("saved", ["--signature", "nope"], 1, None),
+    ("two_folders", [], 1, "CHECKPOINT_NOT_FOUND"),
+    ("missing", [], 1, "CHECKPOINT_NOT_FOUND"),
+]
+
+
+def _run(client, command, source, args, out_dir, web_server, cache=None):
+    if client == "py":
+        argv = [PY, command, source, "--server", web_server.target]
+    elif client == "cs":
+        argv = [CS, command, source, "--server", web_server.web_url]
+    else:
+        argv = [CPP, command, source, "--server", web_server.target]
+    if command == "freeze":
+        argv += ["-o", os.path.join(out_dir, client + ".pb"), "--manifest", os.path.join(out_dir, client + ".json")]
+    env = dict(os.environ, TFFREEZE_CACHE_DIR=cache or os.path.join(out_dir, "cache-" + client))
+    return subprocess.run(argv + args, capture_output=True, text=True, timeout=600, env=env)
+
+
+_PROGRAM = re.compile(r"^tffreeze(-cs|-cpp)?( freeze| inspect)?: ", re.M)
+
+
+def _stderr(text: str) -> str:
+    """stderr without the program's name (and without progress lines: none, it is not a tty)."""
+    return _PROGRAM.sub("", text)
+
+
+@pytest.mark.parametrize("cell", range(len(CELLS)), ids=["%s %s" % (c[0], " ".join(c[1])) for c in CELLS])
+def test_every_client_gives_the_same_answer(web_server, layouts, tmp_path, cell):
+    layout, args, code, expect = CELLS[cell]
+    runs = {c: _run(c, "freeze", layouts[layout], args, str(tmp_path), web_server) for c in ("py", "cs", "cpp")}
+    for name, run in runs.items():
+        assert run.returncode == code, (name, run.stderr)
+    errors = {name: _stderr(run.stderr) for name, run in runs.items()}
+    assert errors["cs"] == errors["py"] and errors["cpp"] == errors["py"], errors
+    if code != 0:
+        last = errors["py"].strip().splitlines()[0]
+        assert re.search(r" \[[A-Z_]+\]( \([A-Z_]+\))?$", last), last
+        if expect:
+            assert last.endswith("(%s)" % expect), last
+        assert not any(f.endswith((".pb", ".json")) for f in os.listdir(tmp_path)), "nothing written on failure"
+        return
+    graphs = {c: (tmp_path / (c + ".pb")).read_bytes() for c in runs}
+    manifests = {c: (tmp_path / (c + ".json")).read_bytes() for c in runs}
+    assert graphs["cs"] == graphs["py"] and graphs["cpp"] == graphs["py"]
+    assert manifests["cs"] == manifests["py"] and manifests["cpp"] == manifests["py"]
+    assert str(tmp_path.parent).encode() not in manifests["py"]  # no path of this machine
+    assert layouts[layout].encode() not in manifests["py"]
+    if expect is not None:
+        assert ('"prefix": "%s"' % expect).encode() in manifests["py"], manifests["py"][:400]
+
+
+@pytest.mark.parametrize("layout,args", [("windows", []), ("saved", ["--signature", "embed"]),
+                                         ("ema", ["--ema"]), ("nested", [])])
+def test_every_client_inspects_alike(web_server, layouts, tmp_path, layout, args):
+    for extra in ([], ["--json"]):
+        runs = {c: _run(c, "inspect", layouts[layout], args + extra, str(tmp_path), web_server)
+                for c in ("py", "cs", "cpp")}
+        for name, run in runs.items():
+            assert run.returncode == 0, (name, run.stderr)
+        assert runs["cs"].stdout == runs["py"].stdout and runs["cpp"].stdout == runs["py"].stdout
+        assert runs["py"].stdout.strip()
+    assert "available:  model.ckpt-100, model.ckpt-200" in _run("cs", "inspect", layouts["windows"], [], str(tmp_path),
+                                                                web_server).stdout
+
+
+def test_an_unchanged_refreeze_hashes_nothing_in_any_client(web_server, layouts, tmp_path):
+    """The stat-keyed digest cache: after a first freeze (files older than 2 s), a file whose
+    size, mtime and inode are unchanged is not read again. Shown by changing a data file's
+    bytes in place and putting its mtime back: a client that hashed again would upload the
+    new bytes and get another graph; every client gets the first graph."""
+    src = tmp_path / "src"
+    shutil.copytree(layouts["several"], src)
+    stamp = 1_600_000_000 * 10 ** 9
+    for name in os.listdir(src):
+        os.utime(src / name, ns=(stamp, stamp))
+    data = next(src / n for n in os.listdir(src) if n.startswith("model.ckpt-200.data"))
+    first = {}
+    for client in ("py", "cs", "cpp"):
+        run = _run(client, "freeze", str(src), [], str(tmp_path), web_server)
+        assert run.returncode == 0, (client, run.stderr)
+        first[client] = (tmp_path / (client + ".pb")).read_bytes()
+    with open(data, "r+b") as fh:  # other bytes, same size, same inode
+        raw = bytearray(fh.read())
+        fh.seek(0)
+        fh.write(bytes(b ^ 0x55 for b in raw[:8]) + bytes(raw[8:]))
+    os.utime(data, ns=(stamp, stamp))
+    for client in ("py", "cs", "cpp"):
+        os.unlink(tmp_path / (client + ".pb"))
+        again = _run(client, "freeze", str(src), [], str(tmp_path), web_server)
+        assert again.returncode == 0, (client, again.stderr)
+        assert (tmp_path / (client + ".pb")).read_bytes() == first[client], client  # the cached digest was used
+    for client in ("py", "cs", "cpp"):  # without the cache: the new bytes are read, sent, and refused
+        fresh = _run(client, "freeze", str(src), [], str(tmp_path), web_server, cache="off")
+        assert fresh.returncode == 1 and "(CHECKPOINT_CORRUPT)" in fresh.stderr, (client, fresh.stderr)
