@@ -360,8 +360,8 @@ int main(int argc, char** argv) {
   } catch (const tffreeze::Error& e) {
     std::string reason = e.reason().rfind("ERROR_REASON_", 0) == 0 ? e.reason().substr(13) : e.reason();
     if (reason == "UNSPECIFIED") reason.clear();
-    std::cerr << "tffreeze-cpp " << command << ": " << Message(e) << " [" << e.code() << "]"
-              << (reason.empty() ? "" : " (" + reason + ")") << "\n";
+    std::cerr << "tffreeze-cpp " << command << ": " << Message(e) << (reason.empty() ? "" : " (" + reason + ")")
+              << " [" << e.code() << "]\n";
     auto candidates = e.metadata().find("candidates");
     auto field = e.metadata().find("field");
     if (candidates != e.metadata().end() && !candidates->second.empty() && field != e.metadata().end() &&

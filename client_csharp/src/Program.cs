@@ -140,8 +140,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             var line = string.Join(" ", message.Split(new[] { ' ', '\n', '\r', '\t' }, StringSplitOptions.RemoveEmptyEntries));
             if (reason != null && reason.StartsWith("ERROR_REASON_")) reason = reason.Substring("ERROR_REASON_".Length);
             if (reason == "UNSPECIFIED" || reason == "") reason = null;
-            Console.Error.WriteLine("tffreeze-cs " + command + ": " + line + (code != null ? " [" + code + "]" : "") +
-                                    (reason != null ? " (" + reason + ")" : ""));
+            Console.Error.WriteLine("tffreeze-cs " + command + ": " + line + (reason != null ? " (" + reason + ")" : "") +
+                                    (code != null ? " [" + code + "]" : ""));
             return 1;
         }
 

@@ -291,7 +291,7 @@ def _message(exc: TffreezeError) -> str:
 
 
 def _reason(exc: TffreezeError) -> str:
-    """' (REASON)' after the status, for an error the server (or this client) gave a reason."""
+    """' (REASON)' before the status, for an error the server (or this client) gave a reason."""
     reason = exc.reason or ""
     if not reason or reason == "ERROR_REASON_UNSPECIFIED":
         return ""
@@ -307,7 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return handler(args)
     except TffreezeError as exc:
-        print("tffreeze %s: %s [%s]%s" % (args.command, _message(exc), exc.code, _reason(exc)), file=sys.stderr)
+        print("tffreeze %s: %s%s [%s]" % (args.command, _message(exc), _reason(exc), exc.code), file=sys.stderr)
         listed = [c for c in exc.metadata.get("candidates", "").split(",") if c]
         if listed and exc.metadata.get("field") == "options.outputs":
             print("to freeze the best candidate, add:  --outputs %s" % listed[0], file=sys.stderr)

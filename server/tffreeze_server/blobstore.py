@@ -298,15 +298,10 @@ class BlobStore:
         fd, path = tempfile.mkstemp(dir=self.tmp_dir, suffix=suffix)
         return os.fdopen(fd, "wb"), path
 
-    def write_stream(self, sha256: str, size: int, chunks: Iterator[Tuple[int, bytes]],
-                     claimed: Callable[[], Optional[str]] = lambda: None) -> str:
+    def write_stream(self, sha256: str, size: int, chunks: Iterator[Tuple[int, bytes]]) -> str:
         """Store a blob from (offset, data) chunks in order; nothing is left on failure.
-        An empty ``sha256`` means the sender hashed while sending: ``claimed()``, asked
-        after the last chunk, gives the sha256 it computed (required). Returns the sha256."""
-        if sha256:
-            check_digest(sha256, size)
-        elif size < 0:
-            raise InvalidArgument("upload declares negative size %d" % size, "ERROR_REASON_INVALID_DIGEST")
+        Returns the sha256."""
+        check_digest(sha256, size)
         self._check_fits(size)
         fh, tmp = self.new_tmp(".upload")
         h = BackgroundSha256()  # hashed beside the writes
@@ -321,16 +316,10 @@ class BlobStore:
                         raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
                     written += len(data)
                     if written > size:
-                        raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12] or "a blob", size),
+                        raise InvalidArgument("upload of %s exceeds its declared size %d" % (sha256[:12], size),
                                               "ERROR_REASON_INVALID_CHUNK")
                     write_all(fh, data)
                     h.update(data)
-            if not sha256:
-                sha256 = claimed() or ""
-                if not sha256:
-                    raise InvalidArgument("the upload left the digest's sha256 empty and its last message did not "
-                                          "carry the sha256 of the bytes sent", "ERROR_REASON_INVALID_DIGEST")
-                check_digest(sha256, size)
             self.commit_file(tmp, sha256, size, h.hexdigest())
             return sha256
         finally:

@@ -14,7 +14,7 @@ from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
 from . import __version__, metrics, planning, results, webguard, wire
 from .blobstore import CHUNK, BlobStore, check_digest
-from .core.errors import FailedPrecondition, InvalidArgument
+from .core.errors import FailedPrecondition, InvalidArgument, Violation
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
 from .settings import DEFAULT_MAX_CALL_SECONDS, DEFAULT_VERIFY_SECONDS
 
@@ -139,31 +139,18 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     def UploadBlob(self, request_iterator, context):
         first = next(request_iterator, None)
         if first is None or not first.HasField("digest"):
-            raise InvalidArgument("the first UploadBlob message must carry the blob's digest (its sha256 may be "
-                                  "empty when the last message carries it)", "ERROR_REASON_INVALID_DIGEST")
+            raise InvalidArgument("the first UploadBlob message must carry the blob's digest",
+                                  "ERROR_REASON_INVALID_DIGEST")
         digest = first.digest
-        claimed = []  # the last message's sha256, for an upload that hashed while sending
 
         def chunks():
             msg = first
             while msg is not None:
                 metrics.UPLOADED.inc(len(msg.data))
-                if msg.sha256:
-                    if digest.sha256:
-                        raise InvalidArgument("UploadBlob's sha256 field is only for an upload whose first "
-                                              "digest leaves sha256 empty", "ERROR_REASON_INVALID_DIGEST")
-                    if claimed:
-                        raise InvalidArgument("UploadBlob's sha256 may be sent once, on the last message",
-                                              "ERROR_REASON_INVALID_DIGEST")
-                    claimed.append(msg.sha256)
-                elif claimed:
-                    raise InvalidArgument("a message followed the one carrying the upload's sha256; that one "
-                                          "must be the last", "ERROR_REASON_INVALID_CHUNK")
                 yield msg.offset, msg.data
                 msg = next(request_iterator, None)
 
-        sha256 = self.store.write_stream(digest.sha256, digest.size_bytes, chunks(),
-                                         lambda: claimed[0] if claimed else None)
+        sha256 = self.store.write_stream(digest.sha256, digest.size_bytes, chunks())
         return blob_pb2.UploadBlobResponse(digest=blob_pb2.Digest(sha256=sha256, size_bytes=digest.size_bytes))
 
     @mapped
@@ -220,10 +207,12 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         entries = [(f.path, f.digest.sha256, f.digest.size_bytes) for f in files]
         missing = set(self.store.missing((s, n) for _, s, n in entries))
         if missing:
-            names = [p for p, s, n in entries if (s, n) in missing]
-            raise FailedPrecondition("%d file(s) are not uploaded yet: %s. Upload them (FindMissingBlobs, then "
-                                     "UploadBlob) before freezing." % (len(names), ", ".join(names[:10])),
-                                     "ERROR_REASON_BLOBS_MISSING", paths=",".join(n[:200] for n in names[:50])[:8000])
+            lacking = [(p, s, n) for p, s, n in entries if (s, n) in missing]
+            raise FailedPrecondition(
+                "%d file(s) are not uploaded yet: %s. Upload them (FindMissingBlobs, then UploadBlob) before "
+                "freezing." % (len(lacking), ", ".join(p for p, _, _ in lacking[:10])), "ERROR_REASON_BLOBS_MISSING",
+                violations=[Violation("MISSING", "blobs/%s/%d" % (s, n), "%s is not uploaded" % p[:200])
+                            for p, s, n in lacking])
         return entries
 
     def _stager(self, entries):

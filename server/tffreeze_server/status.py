@@ -10,9 +10,7 @@ import logging
 from typing import Dict, Tuple
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
-
-from tffreeze_api import ERROR_DOMAIN
+from tffreeze_api import errors
 
 from . import metrics
 from .core.errors import FreezeError, cap_message
@@ -36,18 +34,10 @@ def to_status(exc: BaseException) -> Status:
             "ERROR_REASON_INTERNAL", {})
 
 
-def _bounded(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 15] + " ... (cut)"
-
-
-def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: Dict[str, str]) -> bytes:
-    """The serialized google.rpc.Status carrying an ErrorInfo."""
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN,
-                                       metadata={k: _bounded(v, 200) for k, v in
-                                                 list(metadata.items())[:16]})
-    status = status_pb2.Status(code=code.value[0], message=message)
-    status.details.add().Pack(info)
-    return status.SerializeToString()
+def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: Dict[str, str],
+                error: "FreezeError | None" = None) -> bytes:
+    """The serialized google.rpc.Status: an ErrorInfo, and the error's PreconditionFailure."""
+    return errors.rich_status(code.value[0], message, error, reason, metadata)
 
 
 def _abort(context, exc):
@@ -57,7 +47,8 @@ def _abort(context, exc):
         log.info("%s %s: %s", code.name, reason, message)
     # set_trailing_metadata + abort is what grpc_status's abort_with_status does,
     # and it also works with the gRPC-Web adapter (whose abort_with_status does not).
-    context.set_trailing_metadata(((DETAILS_KEY, rich_status(code, message, reason, metadata)),))
+    error = exc if isinstance(exc, FreezeError) else None
+    context.set_trailing_metadata(((DETAILS_KEY, rich_status(code, message, reason, metadata, error)),))
     context.abort(code, message)
 
 

@@ -41,6 +41,8 @@ from . import metrics, wire
 from .core.errors import (BY_CODE, Cancelled, DeadlineExceeded, FailedPrecondition, FreezeError, Internal,
                           ResourceExhausted, cap_message)
 
+_NOT_FROM_TASKS = ("UNAVAILABLE", "UNAUTHENTICATED")
+
 DEFAULT_TARGET = "tffreeze_server.tasks:handle"
 QUEUED = "queued"  # the stage of a task waiting for a worker; the servicer maps stages to the contract
 _WARM_TIMEOUT = 300.0
@@ -97,7 +99,8 @@ def _task_main(task_fd: int, paths: dict, handle, box: bool, memory: int) -> Non
 
 
 def _error_frame(exc: BaseException, memory: int) -> dict:
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":  # TensorFlow's OOM
+    if isinstance(exc, MemoryError) or (type(exc).__name__ == "ResourceExhaustedError"  # TensorFlow's OOM
+                                        and not isinstance(exc, FreezeError)):
         exc = ResourceExhausted(
             "the task needed more memory than this server gives one task (%d MiB beyond the warm worker; tffreeze "
             "serve --task-memory-bytes)" % (memory >> 20), "ERROR_REASON_MEMORY_LIMIT", limit=str(memory))
@@ -583,7 +586,9 @@ class WorkerPool:
             if outcome is not None and outcome[0] == "raise":
                 raise outcome[1]
             if outcome is not None:
-                raise BY_CODE.get(outcome[1], Internal)(outcome[2], outcome[3], **outcome[4])
+                # A task may report what a freeze can fail with; never a transport or auth status.
+                cls = BY_CODE.get(outcome[1], Internal) if outcome[1] not in _NOT_FROM_TASKS else Internal
+                raise cls(outcome[2], outcome[3], **outcome[4])
             raise self._crash(exit_info, kind)
         finally:
             task.remove()

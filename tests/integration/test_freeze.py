@@ -209,6 +209,32 @@ def test_blob_evicted_between_upload_and_freeze_is_uploaded_again(server, tmp_pa
     assert models.run_frozen(outcome.graph_bytes, {}, ["add:0"])[0] == pytest.approx([3.0])
 
 
+def test_missing_blobs_come_back_as_one_violation_each(server, tmp_path):
+    """A freeze naming files the server lacks: FAILED_PRECONDITION / BLOBS_MISSING with a
+    google.rpc.PreconditionFailure holding one violation per missing blob (its digest as the
+    subject, its path in the description), unpacked by the shared registry."""
+    from tffreeze import FailedPreconditionError
+    from tffreeze_api.v1 import blob_pb2, freeze_pb2
+
+    model = models.seed_v1_v2(str(tmp_path), True)
+    with FreezeClient(server.target) as client:
+        files, plan = client.plan(model.directory)
+        fake = [freeze_pb2.SourceFile(path="extra/%d.bin" % i, digest=blob_pb2.Digest(sha256="%064x" % (i + 1),
+                                                                                      size_bytes=i))
+                for i in range(60)]
+        real = [freeze_pb2.SourceFile(path=f.path, digest=blob_pb2.Digest(sha256=f.sha256, size_bytes=f.size))
+                for f in files]
+        client.upload(files)
+        with pytest.raises(FailedPreconditionError) as err:
+            client._call(client._stub.Freeze(freeze_pb2.FreezeRequest(files=real + fake, options=plan.options))
+                         .__iter__().__next__)
+    exc = err.value
+    assert exc.reason == "ERROR_REASON_BLOBS_MISSING" and "60 file(s) are not uploaded" in exc.message
+    assert len(exc.violations) == 40 and exc.metadata["violations"] == "60"  # the rest would not fit the trailers
+    assert exc.violations[0] == ("MISSING", "blobs/%064x/0" % 1, "extra/0.bin is not uploaded")
+    assert all(v.subject.startswith("blobs/") for v in exc.violations)
+
+
 def test_project_folder_with_one_checkpoint_folder_below_it(client, tmp_path):
     """Seed 003's layout: saver.save(sess, 'models/model_name'), and the user names the project folder."""
     project = tmp_path / "project"

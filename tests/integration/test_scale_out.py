@@ -58,10 +58,10 @@ def test_an_upload_through_one_replica_is_found_frozen_and_cached_by_the_others(
     a, b, c = replicas
     model = models.dense(str(tmp_path / "m"), True)
     with FreezeClient(a.target) as client:
-        stats = client.upload(client._local(model.directory, None, None, {})[1])
+        stats = client.upload(client.plan(model.directory)[0])
     assert stats.uploaded_files == 3
     with FreezeClient(b.target) as client:  # B finds every blob A received: nothing re-sent
-        files = client._local(model.directory, None, None, {})[1]
+        files = client.plan(model.directory)[0]
         assert client.upload(files).uploaded_bytes == 0
         on_b = client.freeze(model.directory)
     with FreezeClient(server.target) as local:  # the same freeze on a local-store server

@@ -1,7 +1,7 @@
 """Packages by role: each is imported in a fresh interpreter and what it pulled in is checked.
 
-tffreeze_api (the contract) imports neither TensorFlow nor a server, and its layout
-rules need neither grpc nor protobuf; tffreeze (the client) imports no TensorFlow and
+tffreeze_api (the contract) imports neither TensorFlow nor a server, and its error
+registry needs neither grpc nor protobuf to import; tffreeze (the client) imports no TensorFlow and
 no server; the engine (tffreeze_server.core) imports no grpc; the server never
 imports the client package (no cycle).
 """
@@ -27,7 +27,8 @@ def _imported(statement: str) -> set:
 
 
 @pytest.mark.parametrize("statement, forbidden", [
-    ("import tffreeze_api.layout", {"grpc", "google", "tensorflow", "tffreeze", "tffreeze_server"}),
+    ("import tffreeze_api.errors", {"grpc", "google", "tensorflow", "tffreeze", "tffreeze_server"}),
+    ("import tffreeze_server.core.layout", {"grpc", "tensorflow", "tffreeze"}),
     ("import tffreeze_api.manifest, tffreeze_api.options", {"grpc", "tensorflow", "tffreeze", "tffreeze_server"}),
     ("import tffreeze, tffreeze.cli, tffreeze.client", {"tensorflow", "tffreeze_server"}),
     ("import tffreeze_server.core.engine, tffreeze_server.core.spec", {"grpc", "tffreeze"}),

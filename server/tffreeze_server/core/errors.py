@@ -1,63 +1,24 @@
-"""Errors of the freeze engine. Each carries the gRPC status *name* it maps to,
-an ErrorReason *name* (protos/tffreeze/v1/errors.proto) and string metadata for
-the ErrorInfo detail; the mapping to grpc lives in ``tffreeze_server.status``.
+"""Errors of the freeze engine: the classes of ``tffreeze_api.errors`` (the registry the
+Python client shares), under the engine's short names. Each carries the gRPC status
+*name* it maps to, an ErrorReason *name* (protos/tffreeze/v1/errors.proto), string
+metadata for the ErrorInfo detail and PreconditionFailure violations; the mapping to
+grpc lives in ``tffreeze_server.status``.
 Messages name the problem and what to do about it in terms of request fields
 and concepts, never one client's flag spelling."""
 
 from __future__ import annotations
 
 import re
-from typing import Dict
 
+from tffreeze_api.errors import (  # noqa: E402 - the one registry, shared with the Python client
+    BY_CODE, CancelledError as Cancelled, DataLossError as DataLoss, DeadlineExceededError as DeadlineExceeded,
+    FailedPreconditionError as FailedPrecondition, InternalError as Internal, InvalidArgumentError as InvalidArgument,
+    NotFoundError as NotFound, ResourceExhaustedError as ResourceExhausted, TffreezeError as FreezeError,
+    UnavailableError as Unavailable, Violation)
 
-class FreezeError(Exception):
-    code = "INTERNAL"
-
-    def __init__(self, message: str, reason: str = "ERROR_REASON_INTERNAL", **metadata):
-        super().__init__(message)
-        self.message = message
-        self.reason = reason
-        self.metadata: Dict[str, str] = {k: str(v) for k, v in metadata.items() if v is not None}
-
-
-class InvalidArgument(FreezeError):
-    code = "INVALID_ARGUMENT"
-
-
-class NotFound(FreezeError):
-    code = "NOT_FOUND"
-
-
-class FailedPrecondition(FreezeError):
-    code = "FAILED_PRECONDITION"
-
-
-class ResourceExhausted(FreezeError):
-    code = "RESOURCE_EXHAUSTED"
-
-
-class DeadlineExceeded(FreezeError):
-    code = "DEADLINE_EXCEEDED"
-
-
-class Cancelled(FreezeError):
-    code = "CANCELLED"
-
-
-class Unavailable(FreezeError):
-    code = "UNAVAILABLE"
-
-
-class DataLoss(FreezeError):
-    code = "DATA_LOSS"
-
-
-class Internal(FreezeError):
-    code = "INTERNAL"
-
-
-BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, FailedPrecondition,
-                                      ResourceExhausted, DeadlineExceeded, Cancelled, DataLoss, Internal)}
+__all__ = ["BY_CODE", "Cancelled", "DataLoss", "DeadlineExceeded", "FailedPrecondition", "FreezeError", "Internal",
+           "InvalidArgument", "NotFound", "ResourceExhausted", "Unavailable", "Violation", "cap_message",
+           "without_paths", "option_error"]
 
 
 MAX_MESSAGE_CHARS = 1024  # every message a client sees; longer ones are cut, naming how much was left out
