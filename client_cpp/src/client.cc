@@ -345,6 +345,9 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
   request.set_quiet(!progress);
   const int64_t kInline = 1 << 20;
   if (HasFeature(caps, "inline_graph")) request.set_inline_graph_bytes(kInline);
+  request.set_accept_recipe(HasFeature(caps, "assembly_recipe"));
+  request.set_accept_early_recipe(HasFeature(caps, "early_recipe"));
+  v1::AssemblyRecipe recipe;
   FreezeOutcome outcome;
   std::string graph;
   int unavailable = 0;
@@ -353,6 +356,7 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
   while (true) {
     outcome = FreezeOutcome();
     graph.clear();
+    recipe.Clear();
     try {
       Upload(files, &outcome);
     } catch (const Error& e) {
@@ -374,6 +378,8 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
         if (stage.rfind("STAGE_", 0) == 0) stage = stage.substr(6);
         for (auto& c : stage) c = static_cast<char>(std::tolower(c));
         progress("freeze", event.progress().fraction(), 1.0, stage + ": " + event.progress().message());
+      } else if (event.event_case() == v1::FreezeResponse::kRecipe) {
+        recipe = event.recipe();
       } else if (event.event_case() == v1::FreezeResponse::kGraph) {
         graph = event.graph();
       } else if (event.event_case() == v1::FreezeResponse::kManifest) {
@@ -416,8 +422,69 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
       return outcome;
     }
   }
+  if (recipe.pieces_size() > 0 && Assemble(recipe, files, outcome.result, output_path)) {
+    outcome.assembled = true;
+    outcome.downloaded = false;
+    return outcome;
+  }
   Download(outcome.result.sha256(), outcome.result.size_bytes(), output_path);
   return outcome;
+}
+
+bool Client::Assemble(const v1::AssemblyRecipe& recipe, const std::vector<LocalFile>& files,
+                      const v1::FreezeResult& result, const std::string& path) {
+  std::map<std::string, std::string> local;
+  for (const auto& f : files) local[f.path] = f.local;
+  try {
+    TempBeside tmp(path);
+    Sha256 h;
+    int64_t written = 0;
+    std::vector<char> buf(kChunk);
+    for (const auto& piece : recipe.pieces()) {
+      if (piece.source_case() == v1::RecipePiece::kData) {
+        if (static_cast<int64_t>(piece.data().size()) != piece.length()) return false;
+        tmp.Write(piece.data().data(), piece.data().size());
+        h.Update(piece.data().data(), piece.data().size());
+      } else if (piece.source_case() == v1::RecipePiece::kFile) {
+        auto it = local.find(piece.file().path());
+        if (it == local.end()) return false;
+        std::unique_ptr<FILE, int (*)(FILE*)> in(std::fopen(it->second.c_str(), "rb"), std::fclose);
+        if (!in || fseeko(in.get(), piece.file().offset(), SEEK_SET) != 0) return false;
+        for (int64_t left = piece.length(); left > 0;) {
+          size_t n = std::fread(buf.data(), 1, static_cast<size_t>(std::min<int64_t>(left, kChunk)), in.get());
+          if (n == 0) return false;
+          tmp.Write(buf.data(), n);
+          h.Update(buf.data(), n);
+          left -= static_cast<int64_t>(n);
+        }
+      } else if (piece.source_case() == v1::RecipePiece::kGraphOffset) {
+        v1::DownloadBlobRequest req;
+        req.mutable_digest()->set_sha256(result.sha256());
+        req.mutable_digest()->set_size_bytes(result.size_bytes());
+        req.set_offset(piece.graph_offset());
+        req.set_limit(piece.length());
+        grpc::ClientContext ctx;
+        Prepare(&ctx, options_);
+        auto reader = impl_->stub->DownloadBlob(&ctx, req);
+        v1::DownloadBlobResponse chunk;
+        int64_t got = 0;
+        while (reader->Read(&chunk)) {
+          tmp.Write(chunk.data().data(), chunk.data().size());
+          h.Update(chunk.data().data(), chunk.data().size());
+          got += static_cast<int64_t>(chunk.data().size());
+        }
+        if (!reader->Finish().ok() || got != piece.length()) return false;
+      } else {
+        return false;
+      }
+      written += piece.length();
+    }
+    if (written != result.size_bytes() || h.HexDigest() != result.sha256()) return false;
+    tmp.Commit();
+    return true;
+  } catch (const Error&) {
+    return false;  // the caller downloads the graph instead
+  }
 }
 
 v1::InspectResponse Client::Inspect(const std::string& source, const FreezeOptions& options) {

@@ -218,7 +218,9 @@ int Freeze(const Options& o) {
     std::cout << "wrote " << out << " (" << r.size_bytes() << " bytes, sha256 " << r.sha256().substr(0, 12) << ") from "
               << r.checkpoint().prefix() << (r.checkpoint().has_step() ? " (step " + std::to_string(r.checkpoint().step()) + ")" : "")
               << "\n  uploaded " << outcome.uploaded_files << " of " << outcome.files << " file(s), " << outcome.uploaded_bytes
-              << " bytes" << (outcome.downloaded ? "" : "; " + out + " already held this graph (not downloaded)") << "\n";
+              << " bytes"
+              << (outcome.assembled ? "; assembled from the local files"
+                  : outcome.downloaded ? "" : "; " + out + " already held this graph (not downloaded)") << "\n";
     for (const auto& t : r.inputs()) std::printf("  %-7s %s %s %s\n", "input", t.name().c_str(), t.dtype().c_str(), ShapeText(t).c_str());
     for (const auto& t : r.outputs()) std::printf("  %-7s %s %s %s\n", "output", t.name().c_str(), t.dtype().c_str(), ShapeText(t).c_str());
   }

@@ -25,8 +25,10 @@ namespace TfFreeze
         public long UploadedBytes;
         public int UploadedFiles;
         public int Files;
-        /// <summary>False when the output already held exactly this graph.</summary>
+        /// <summary>False when the output already held exactly this graph, or it was assembled.</summary>
         public bool Downloaded = true;
+        /// <summary>Built from the local checkpoint files by the server's recipe.</summary>
+        public bool Assembled;
     }
 
     public class FreezeClient
@@ -166,6 +168,9 @@ namespace TfFreeze
             var plan = Plan(source, options, graphFile, out files);
             var request = new FreezeRequest { Options = plan.Options, Plan = plan, Quiet = Progress == null };
             if (Capabilities.Features.Contains("inline_graph")) request.InlineGraphBytes = InlineGraph;
+            request.AcceptRecipe = Capabilities.Features.Contains("assembly_recipe");
+            request.AcceptEarlyRecipe = Capabilities.Features.Contains("early_recipe");
+            AssemblyRecipe recipe = null;
             request.Files.AddRange(SourceFiles(files));
             FreezeOutcome outcome;
             byte[] graph;
@@ -175,6 +180,7 @@ namespace TfFreeze
             {
                 outcome = new FreezeOutcome();
                 graph = null;
+                recipe = null;
                 try
                 {
                     Upload(files, outcome);
@@ -185,6 +191,7 @@ namespace TfFreeze
                                                    ev.Progress.Stage.ToString().Substring("STAGE_".Length).ToLowerInvariant(),
                                                    ev.Progress.Message));
                         if (ev.Graph != null) graph = ev.Graph;
+                        if (ev.Recipe != null) recipe = ev.Recipe;
                         if (ev.Manifest != null) outcome.Manifest = ev.Manifest;
                         if (ev.Result != null) outcome.Result = ev.Result;
                     }
@@ -216,9 +223,78 @@ namespace TfFreeze
             }
             if (graph != null && graph.LongLength == digest.SizeBytes && Sha256.Hex(graph) == digest.Sha256)
                 WriteAtomically(outputPath, graph);
+            else if (recipe != null && Assemble(recipe, files, digest, outputPath))
+            {
+                outcome.Assembled = true;
+                outcome.Downloaded = false;
+            }
             else
                 Download(digest, outputPath);
             return outcome;
+        }
+
+        /// <summary>Build the graph from the local files and the graph ranges the recipe names;
+        /// false (nothing left behind) when a piece cannot be had or the result does not check out.</summary>
+        bool Assemble(AssemblyRecipe recipe, List<LocalFile> files, Digest digest, string path)
+        {
+            var local = files.ToDictionary(f => f.Path, f => f.Local);
+            var tmp = path + ".part";
+            try
+            {
+                long written = 0;
+                using (var sha = new Sha256())
+                using (var output = File.Create(tmp))
+                {
+                    var buffer = new byte[Chunk];
+                    foreach (var piece in recipe.Pieces)
+                    {
+                        if (piece.Data != null)
+                        {
+                            if (piece.Data.LongLength != piece.Length) return false;
+                            output.Write(piece.Data, 0, piece.Data.Length);
+                            sha.Update(piece.Data, piece.Data.Length);
+                        }
+                        else if (piece.File != null)
+                        {
+                            string source;
+                            if (!local.TryGetValue(piece.File.Path, out source)) return false;
+                            using (var input = File.OpenRead(source))
+                            {
+                                input.Position = piece.File.Offset;
+                                for (long left = piece.Length; left > 0;)
+                                {
+                                    int n = input.Read(buffer, 0, (int)Math.Min(left, buffer.Length));
+                                    if (n <= 0) return false;
+                                    output.Write(buffer, 0, n);
+                                    sha.Update(buffer, n);
+                                    left -= n;
+                                }
+                            }
+                        }
+                        else if (piece.GraphOffset.HasValue)
+                        {
+                            long got = 0;
+                            foreach (var chunk in channel.ServerStream<DownloadBlobResponse>("DownloadBlob",
+                                         new DownloadBlobRequest { Digest = digest, Offset = piece.GraphOffset.Value, Limit = piece.Length }))
+                            {
+                                output.Write(chunk.Data, 0, chunk.Data.Length);
+                                sha.Update(chunk.Data, chunk.Data.Length);
+                                got += chunk.Data.Length;
+                            }
+                            if (got != piece.Length) return false;
+                        }
+                        else return false;
+                        written += piece.Length;
+                    }
+                    if (written != digest.SizeBytes || sha.HexDigest() != digest.Sha256) return false;
+                }
+                if (File.Exists(path)) File.Delete(path);
+                File.Move(tmp, path);
+                return true;
+            }
+            catch (RpcException) { return false; }  // the caller downloads the graph instead
+            catch (IOException) { return false; }
+            finally { if (File.Exists(tmp)) File.Delete(tmp); }
         }
 
         /// <summary>What a freeze with these options would use (Rendered: the report as text and JSON).</summary>

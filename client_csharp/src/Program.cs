@@ -264,7 +264,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                               r.Checkpoint == null ? "" : r.Checkpoint.Prefix,
                               r.Checkpoint != null && r.Checkpoint.Step.HasValue ? " (step " + r.Checkpoint.Step.Value + ")" : "");
             Console.WriteLine("  uploaded {0} of {1} file(s), {2} bytes{3}", outcome.UploadedFiles, outcome.Files, outcome.UploadedBytes,
-                              outcome.Downloaded ? "" : "; " + output + " already held this graph (not downloaded)");
+                              outcome.Assembled ? "; assembled from the local files"
+                              : outcome.Downloaded ? "" : "; " + output + " already held this graph (not downloaded)");
             foreach (var t in r.Inputs) Console.WriteLine("  {0,-7} {1} {2} {3}", "input", t.Name, t.Dtype, ShapeText(t));
             foreach (var t in r.Outputs) Console.WriteLine("  {0,-7} {1} {2} {3}", "output", t.Name, t.Dtype, ShapeText(t));
             return 0;

@@ -223,6 +223,8 @@ def _cmd_freeze(args) -> int:
             "" if m["checkpoint"]["step"] is None else " (step %d)" % m["checkpoint"]["step"]))
         print("  uploaded %d of %d file(s), %d bytes%s" % (
             outcome.upload.uploaded_files, outcome.upload.files, outcome.upload.uploaded_bytes,
+            "; assembled from the local files" if outcome.assembled else
+            "; taken from the local results cache" if outcome.linked else
             "" if outcome.downloaded else "; %s already held this graph (not downloaded)" % args.output))
         for kind in ("inputs", "outputs"):
             for t in m[kind]:

@@ -104,6 +104,7 @@ class FreezeOutcome:
     upload: UploadStats = field(default_factory=UploadStats)
     downloaded: bool = True  # False when output_path already held exactly this graph (or it was assembled)
     assembled: bool = False  # True when built from the local files by the server's recipe (no full download)
+    linked: bool = False  # True when taken from the local results cache (received by an earlier freeze)
 
     @property
     def manifest(self) -> dict:
@@ -517,7 +518,8 @@ class FreezeClient:
                 return FreezeOutcome(result=result, manifest_bytes=manifest, path=output_path, upload=stats, downloaded=False)
             if output_path and _cache.place_result(result.sha256, result.size_bytes, output_path):
                 _cache.digests.remember(output_path, result.sha256)  # received before: linked, not downloaded
-                return FreezeOutcome(result=result, manifest_bytes=manifest, path=output_path, upload=stats, downloaded=False)
+                return FreezeOutcome(result=result, manifest_bytes=manifest, path=output_path, upload=stats,
+                                     downloaded=False, linked=True)
             if (output_path and recipe is not None and not graph
                     and self._assemble(recipe, files, result, output_path, timeout)):
                 _cache.digests.remember(output_path, result.sha256)

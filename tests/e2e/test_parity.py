@@ -193,3 +193,48 @@ def test_an_unchanged_refreeze_hashes_nothing_in_any_client(web_server, layouts,
     for client in ("py", "cs", "cpp"):  # without the cache: the new bytes are read, sent, and refused
         fresh = _run(client, "freeze", str(src), [], str(tmp_path), web_server, cache="off")
         assert fresh.returncode == 1 and "(CHECKPOINT_CORRUPT)" in fresh.stderr, (client, fresh.stderr)
+
+
+def _big(directory: str, seed: int) -> str:
+    """A checkpoint whose frozen graph is mostly one 2 MiB variable (over the inline limit): the
+    server offers a recipe."""
+    tf, tf1 = models.tf, models.tf1
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 1 << 17], name="x")
+        w = tf1.get_variable("w", initializer=tf.constant(
+            np.random.RandomState(seed).standard_normal((1 << 17, 4)).astype(np.float32)))
+        tf.matmul(x, w, name="y")
+        with tf1.Session(graph=g) as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return directory
+
+
+@pytest.mark.parametrize("client", ["py", "cs", "cpp"])
+def test_every_client_assembles_a_big_graph_from_its_own_files(web_server, tmp_path, client):
+    """The assembly recipe serves every client: a first freeze (an early recipe: literal bytes
+    and ranges of the uploaded files) and a cached one (a late recipe: ranges of the stored
+    graph too) are both built from the local checkpoint, not downloaded, and equal the graph
+    the server stored."""
+    src = _big(str(tmp_path / "src"), {"py": 1, "cs": 2, "cpp": 3}[client])
+    first = _run(client, "freeze", src, [], str(tmp_path), web_server)
+    assert first.returncode == 0, first.stderr
+    assert "assembled from the local files" in first.stdout, first.stdout
+    built = (tmp_path / (client + ".pb")).read_bytes()
+    os.unlink(tmp_path / (client + ".pb"))
+    again = _run(client, "freeze", src, [], str(tmp_path), web_server)
+    if client == "py":  # Python links a graph it received before from its results cache
+        assert again.returncode == 0 and "taken from the local results cache" in again.stdout, again.stdout
+        os.unlink(tmp_path / "py.pb")
+        again = _run(client, "freeze", src, [], str(tmp_path), web_server, cache="off")
+    assert again.returncode == 0 and "assembled from the local files" in again.stdout, again.stdout
+    assert (tmp_path / (client + ".pb")).read_bytes() == built
+    from tffreeze import FreezeClient
+
+    with FreezeClient(web_server.target) as native:
+        stored = native.freeze(src)
+    assert stored.graph_bytes == built
+    (y,) = models.run_frozen(built, {"x:0": np.ones((1, 1 << 17), np.float32)}, ["y:0"])
+    assert y.shape == (1, 4)
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".part")]

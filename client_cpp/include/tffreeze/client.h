@@ -9,9 +9,10 @@
 // The server chooses which files of SOURCE make up the checkpoint (PlanFreeze, from
 // SOURCE's listing) and parses the options as typed; only the chosen files the server
 // lacks are uploaded (by sha256; unchanged files are not read again: a stat-keyed digest
-// cache under $TFFREEZE_CACHE_DIR, default ~/.cache/tffreeze); the graph is downloaded to
-// OUT via a temporary file, checked against its sha256, and not downloaded at all when OUT
-// already holds it. Every failure is a tffreeze::Error.
+// cache under $TFFREEZE_CACHE_DIR, default ~/.cache/tffreeze); the graph is assembled from
+// the local files where the server offers a recipe, else downloaded, to OUT via a temporary
+// file, checked against its sha256, and not written at all when OUT already holds it. Every
+// failure is a tffreeze::Error.
 #pragma once
 
 #include <chrono>
@@ -80,7 +81,8 @@ struct FreezeOutcome {
   std::string manifest;  // the manifest file's bytes, as the server rendered them
   int files = 0, uploaded_files = 0;
   int64_t uploaded_bytes = 0;
-  bool downloaded = true;  // false when OUT already held exactly this graph
+  bool downloaded = true;  // false when OUT already held exactly this graph, or it was assembled
+  bool assembled = false;  // built from the local checkpoint files by the server's recipe
 };
 
 // progress(kind, done, total, message): kind "upload" (bytes) or "freeze" (fraction of 1).
@@ -128,6 +130,10 @@ class Client {
   bool replicated_ = false;
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<tffreeze::v1::GetCapabilitiesResponse> capabilities_;
+  // Build the graph from the local files and the graph ranges a recipe names; false (and
+  // nothing left behind) when a piece cannot be had or the result does not check out.
+  bool Assemble(const tffreeze::v1::AssemblyRecipe& recipe, const std::vector<LocalFile>& files,
+                const tffreeze::v1::FreezeResult& result, const std::string& path);
 };
 
 // Write data to path via a temporary file in the same folder (an existing file is
