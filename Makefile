@@ -104,9 +104,11 @@ bench-load: setup sandbox
 csharp: $(CS_BIN)/tffreeze-cs $(CS_BIN)/BindByManifest.exe $(CS_BIN)/tensorflowsharp/TfFreeze.TensorFlowSharp.dll
 
 # Run time per call of `tffreeze run`, `tffreeze-cs run` (built-in, TF 1.15, real TensorFlowSharp)
-# and `tffreeze-cpp run` on one model, in one run.
+# and `tffreeze-cpp run` on one model, in one run; then first and unchanged freezes of a
+# 256 MiB checkpoint by the three clients side by side, against freeze_graph.
 bench-clients: setup csharp tf115 cpp
 	$(BIN)/python bench/run_clients.py
+	$(BIN)/python bench/clients_freeze.py
 
 # C++ client (client_cpp/): the library tffreeze::client, the CLI (client_cpp/bin/tffreeze-cpp)
 # and the CMake package (tffreeze_DIR=client_cpp/build). Debian's gRPC/protobuf toolchain is
