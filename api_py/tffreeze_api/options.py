@@ -22,6 +22,16 @@ Pairs = Union[Mapping[str, object], Sequence[str], None]
 
 TARGETS = {"": freeze_pb2.TARGET_UNSPECIFIED, "tensorflowsharp": freeze_pb2.TARGET_TENSORFLOWSHARP}
 
+# Request fields -> their spelling on every client's command line. The server puts the flag
+# of an error's field in the ErrorInfo metadata ("flag"), so each CLI names it without a table.
+FLAGS = {
+    "options.outputs": "--outputs", "options.inputs": "--inputs", "options.step": "--step",
+    "options.checkpoint_prefix": "SOURCE", "options.graph_path": "--graph", "options.signature": "--signature",
+    "options.tags": "--tag", "options.bind": "--bind", "options.ema": "--ema", "options.var_map": "--var-map",
+    "options.include_variables": "--include-variables", "options.exclude_variables": "--exclude-variables",
+    "options.optimize": "--optimize", "options.verify": "--verify", "options.target": "--target",
+}
+
 
 class OptionError(ValueError):
     """A malformed option. ``field`` is the FreezeOptions field name ("bind")."""
@@ -181,4 +191,4 @@ def to_text(outputs=(), inputs=(), step=None, signature: str = "", tags=(), bind
         target=target or "")
 
 
-__all__ = ["OptionError", "freeze_options", "from_text", "to_text", "parse_step", "names", "bind_value", "parse_target", "target_name", "TARGETS"]
+__all__ = ["FLAGS", "OptionError", "freeze_options", "from_text", "to_text", "parse_step", "names", "bind_value", "parse_target", "target_name", "TARGETS"]

@@ -410,24 +410,29 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
     int64_t size = 0;
     if (FileDigest(output_path, &size) == outcome.result.sha256()) {
       outcome.downloaded = false;  // already there (an incremental build): not downloaded again
+      fs::last_write_time(output_path, fs::file_time_type::clock::now(), ec);  // newer than its inputs
+      RememberDigest(output_path, outcome.result.sha256());
       SaveDigests();
       return outcome;
     }
   }
+  bool written = false;
   if (!graph.empty()) {
     Sha256 h;
     h.Update(graph.data(), graph.size());
     if (static_cast<int64_t>(graph.size()) == outcome.result.size_bytes() && h.HexDigest() == outcome.result.sha256()) {
       WriteAtomically(output_path, graph);
-      return outcome;
+      written = true;
     }
   }
-  if (recipe.pieces_size() > 0 && Assemble(recipe, files, outcome.result, output_path)) {
+  if (!written && recipe.pieces_size() > 0 && Assemble(recipe, files, outcome.result, output_path)) {
     outcome.assembled = true;
     outcome.downloaded = false;
-    return outcome;
+    written = true;
   }
-  Download(outcome.result.sha256(), outcome.result.size_bytes(), output_path);
+  if (!written) Download(outcome.result.sha256(), outcome.result.size_bytes(), output_path);
+  RememberDigest(output_path, outcome.result.sha256());  // checked as it was written
+  SaveDigests();
   return outcome;
 }
 

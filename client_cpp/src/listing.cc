@@ -101,6 +101,20 @@ class Digests {
     return now.sha256;
   }
 
+  // A file this process just wrote and checked against sha256 (the frozen graph): remembered
+  // at its current stat, however recent, so an unchanged re-freeze does not read it again.
+  void Remember(const std::string& path, const std::string& sha256) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Load();
+    std::error_code ec;
+    std::string real = fs::canonical(path, ec).string();
+    Entry now;
+    if (ec || file_.empty() || !Stamp(real, &now)) return;
+    now.sha256 = sha256;
+    entries_[real] = now;
+    dirty_ = true;
+  }
+
   void Save() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!dirty_ || file_.empty()) return;
@@ -195,13 +209,15 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
   if (!graph_file.empty()) {
     if (!fs::is_regular_file(graph_file, ec))
       throw Error("NOT_FOUND", "the graph file " + graph_file + " does not exist", "ERROR_REASON_GRAPH_INVALID",
-                  {{"field", "options.graph_path"}});
+                  {{"field", "options.graph_path"}, {"flag", "--graph"}});
     out.request.set_graph_file(fs::path(graph_file).filename().string());
   }
   return out;
 }
 
 std::string FileDigest(const std::string& path, int64_t* size) { return Cache().Get(path, size); }
+
+void RememberDigest(const std::string& path, const std::string& sha256) { Cache().Remember(path, sha256); }
 
 void SaveDigests() { Cache().Save(); }
 

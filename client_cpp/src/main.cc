@@ -312,28 +312,23 @@ int Run(const Options& o) {
   return 0;
 }
 
-// Request fields named in server errors -> this CLI's spelling of them.
+// The error's message on one line, naming the option at fault as the command line spells it
+// (the server's "flag" metadata, with the "field: " prefix of its message dropped).
 std::string Message(const tffreeze::Error& e) {
-  static const std::map<std::string, std::string> flags = {
-      {"options.outputs", "--outputs"}, {"options.inputs", "--inputs"}, {"options.step", "--step"},
-      {"options.checkpoint_prefix", "SOURCE"}, {"options.graph_path", "--graph"}, {"options.signature", "--signature"},
-      {"options.tags", "--tag"}, {"options.bind", "--bind"}, {"options.ema", "--ema"}, {"options.var_map", "--var-map"},
-      {"options.include_variables", "--include-variables"}, {"options.exclude_variables", "--exclude-variables"},
-      {"options.optimize", "--optimize"}, {"options.verify", "--verify"}, {"options.target", "--target"}};
-  std::string msg;  // one line: whitespace runs collapsed, as every client prints it
+  std::string msg;  // whitespace runs collapsed, as every client prints it
   for (char c : std::string(e.what())) {
     bool space = c == ' ' || c == '\n' || c == '\r' || c == '\t';
     if (space && (msg.empty() || msg.back() == ' ')) continue;
     msg += space ? ' ' : c;
   }
   while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+  auto flag = e.metadata().find("flag");
+  if (flag == e.metadata().end()) return msg;
   auto field = e.metadata().find("field");
-  if (field == e.metadata().end() || !flags.count(field->second)) return msg;
-  const std::string& f = field->second;
-  for (const std::string& prefix : {f + ": ", f.substr(8) + ": "})
-    if (msg.rfind(prefix, 0) == 0) msg = msg.substr(prefix.size());
-  if (msg.rfind(flags.at(f) + ": ", 0) == 0) return msg;
-  return flags.at(f) + ": " + msg;
+  if (field != e.metadata().end() && !field->second.empty())
+    for (const std::string& prefix : {field->second + ": ", field->second.substr(field->second.find('.') + 1) + ": "})
+      if (msg.rfind(prefix, 0) == 0) msg = msg.substr(prefix.size());
+  return flag->second + ": " + msg;
 }
 
 }  // namespace

@@ -167,6 +167,17 @@ namespace TfFreeze
             return new Digest { Sha256 = sha, SizeBytes = info.Length };
         }
 
+        /// <summary>Record a file this process just wrote and checked against sha256 (the frozen
+        /// graph), at its current size and mtime however recent.</summary>
+        public static void Remember(string path, string sha256)
+        {
+            var full = Path.GetFullPath(path);
+            var info = new FileInfo(full);
+            if (!info.Exists || CacheFile() == null) return;
+            Load()[full] = new[] { info.Length.ToString(), info.LastWriteTimeUtc.Ticks.ToString(), sha256 };
+            dirty = true;
+        }
+
         /// <summary>Write the cache (after each call); a failure costs a re-hash next time, nothing else.</summary>
         public static void Save()
         {

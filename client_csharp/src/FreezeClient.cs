@@ -85,7 +85,7 @@ namespace TfFreeze
             {
                 if (!File.Exists(graphFile))
                     throw new RpcException(StatusCode.NOT_FOUND, "the graph file " + graphFile + " does not exist",
-                                           "ERROR_REASON_GRAPH_INVALID", new Dictionary<string, string> { { "field", "options.graph_path" } });
+                                           "ERROR_REASON_GRAPH_INVALID", new Dictionary<string, string> { { "field", "options.graph_path" }, { "flag", "--graph" } });
                 request.GraphFile = System.IO.Path.GetFileName(graphFile);
             }
             return request;
@@ -218,6 +218,8 @@ namespace TfFreeze
                 Digests.Of(outputPath).Sha256 == digest.Sha256)
             {
                 outcome.Downloaded = false;  // already there (an incremental build): not downloaded again
+                File.SetLastWriteTimeUtc(outputPath, DateTime.UtcNow);  // newer than its inputs
+                Digests.Remember(outputPath, digest.Sha256);
                 Digests.Save();
                 return outcome;
             }
@@ -230,6 +232,8 @@ namespace TfFreeze
             }
             else
                 Download(digest, outputPath);
+            Digests.Remember(outputPath, digest.Sha256);  // checked as it was written
+            Digests.Save();
             return outcome;
         }
 

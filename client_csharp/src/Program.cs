@@ -105,22 +105,16 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             }
         }
 
-        // Request fields named in server errors -> this CLI's spelling of them.
-        static readonly Dictionary<string, string> flags = new Dictionary<string, string> {
-            { "options.outputs", "--outputs" }, { "options.inputs", "--inputs" }, { "options.step", "--step" },
-            { "options.checkpoint_prefix", "SOURCE" }, { "options.graph_path", "--graph" }, { "options.signature", "--signature" },
-            { "options.tags", "--tag" }, { "options.bind", "--bind" }, { "options.ema", "--ema" }, { "options.var_map", "--var-map" },
-            { "options.include_variables", "--include-variables" }, { "options.exclude_variables", "--exclude-variables" },
-            { "options.optimize", "--optimize" }, { "options.verify", "--verify" }, { "options.target", "--target" } };
-
-        /// <summary>The server's message, naming the request field as this CLI spells it.</summary>
+        /// <summary>The server's message, naming the option at fault as the command line spells it
+        /// (the server's "flag" metadata, with the "field: " prefix of its message dropped).</summary>
         static string Message(RpcException e)
         {
             string field, flag;
-            if (!e.Metadata.TryGetValue("field", out field) || !flags.TryGetValue(field, out flag)) return e.Message;
+            if (!e.Metadata.TryGetValue("flag", out flag)) return e.Message;
             var msg = e.Message;
-            foreach (var prefix in new[] { field + ": ", field.Substring("options.".Length) + ": " })
-                if (msg.StartsWith(prefix)) msg = msg.Substring(prefix.Length);
+            if (e.Metadata.TryGetValue("field", out field) && field != "")
+                foreach (var prefix in new[] { field + ": ", field.Substring(field.IndexOf('.') + 1) + ": " })
+                    if (msg.StartsWith(prefix)) msg = msg.Substring(prefix.Length);
             return flag + ": " + msg;
         }
 

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import List, Optional
 
-from tffreeze_api.options import TARGETS
+from tffreeze_api.options import FLAGS, TARGETS
 
 from . import __version__
 from .errors import TffreezeError
@@ -45,16 +45,6 @@ and only those the server lacks. --server defaults to $TFFREEZE_SERVER, then 127
 
 exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error
 """
-
-
-# Request fields named in server errors -> this CLI's spelling of them.
-FLAGS = {
-    "options.outputs": "--outputs", "options.inputs": "--inputs", "options.step": "--step",
-    "options.checkpoint_prefix": "SOURCE", "options.graph_path": "--graph", "options.signature": "--signature",
-    "options.tags": "--tag", "options.bind": "--bind", "options.ema": "--ema", "options.var_map": "--var-map",
-    "options.include_variables": "--include-variables", "options.exclude_variables": "--exclude-variables",
-    "options.optimize": "--optimize", "options.verify": "--verify", "options.target": "--target",
-}
 
 
 def _add_connection_args(p: argparse.ArgumentParser) -> None:
@@ -280,13 +270,14 @@ def _cmd_serve(args) -> int:
 
 
 def _message(exc: TffreezeError) -> str:
-    """The error's message, naming the request field as this CLI spells it."""
+    """The error's message on one line, naming the option at fault as the command line spells
+    it (the server's "flag" metadata; the shared table for this client's own errors)."""
     msg = " ".join(str(exc).split())
     field = exc.metadata.get("field", "")
-    flag = FLAGS.get(field)
+    flag = exc.metadata.get("flag") or FLAGS.get(field)
     if flag:
         for prefix in (field + ": ", field[len("options."):] + ": "):
-            if msg.startswith(prefix):
+            if field and msg.startswith(prefix):
                 msg = msg[len(prefix):]
         msg = "%s: %s" % (flag, msg)
     return msg

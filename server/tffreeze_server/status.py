@@ -11,6 +11,7 @@ from typing import Dict, Tuple
 
 import grpc
 from tffreeze_api import errors
+from tffreeze_api.options import FLAGS
 
 from . import metrics
 from .core.errors import FreezeError, cap_message
@@ -25,6 +26,9 @@ def to_status(exc: BaseException) -> Status:
     """(code, message, reason, metadata) for any exception a handler lets escape."""
     if isinstance(exc, FreezeError):
         code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
+        flag = FLAGS.get(exc.metadata.get("field", ""))
+        if flag:  # the command line's spelling of the field, the same in every client
+            exc.metadata["flag"] = flag
         return code, exc.message, exc.reason, exc.metadata
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (grpc.StatusCode.RESOURCE_EXHAUSTED, "the server's disk is full (%s); free space in its --data-dir "

@@ -49,6 +49,8 @@ Listing ListSource(const std::string& source, const std::string& graph_file = ""
 
 // A file's sha256 (and size), from the digest cache when its stat is unchanged.
 std::string FileDigest(const std::string& path, int64_t* size);
+// Record the digest of a file this process just wrote and checked (the frozen graph).
+void RememberDigest(const std::string& path, const std::string& sha256);
 // Write the digest cache (the client does so after each call).
 void SaveDigests();
 
