@@ -78,3 +78,64 @@ def test_nested_source_finds_the_only_checkpoint_folder():
     only, dirs = layout.nested_source([p for p in paths if not p.startswith("export/")])
     assert only == "models" and dirs == ["models"]
     assert layout.nested_source(["a.txt", "b/c.txt"]) == (None, [])
+
+
+# --- plan: PlanFreeze's choice, the same for every client ---------------------------
+
+CKPT = ["model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001", "model.ckpt-1.meta",
+        "model.ckpt-2.index", "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.meta"]
+
+
+def test_plan_uploads_only_the_chosen_checkpoint():
+    plan = layout.plan(CKPT + ["checkpoint", "train.py"], {"checkpoint": 'model_checkpoint_path: "model.ckpt-1"\n'})
+    assert plan.prefix == "model.ckpt-1" and plan.folder == ""
+    assert [p for p, _ in plan.files] == ["model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001",
+                                          "model.ckpt-1.meta"]
+    assert plan.available == ["model.ckpt-1", "model.ckpt-2"]
+    assert layout.plan(CKPT, {}).prefix == "model.ckpt-2"  # no state file: the newest
+    assert layout.plan(CKPT, {}, step=1).prefix == "model.ckpt-1"
+
+
+def test_plan_reads_state_files_written_on_windows():
+    text = ('model_checkpoint_path: "D:\\\\runs\\\\say \\"hi\\"\\\\model.ckpt-1"\n'
+            'all_model_checkpoint_paths: "D:\\\\runs\\\\say \\"hi\\"\\\\model.ckpt-1"\n')
+    assert layout.plan(CKPT + ["checkpoint"], {"checkpoint": text}).prefix == "model.ckpt-1"
+    assert layout.plan(CKPT + ["checkpoint"], {"checkpoint": 'model_checkpoint_path: "C:/x/model.ckpt-1"'}).prefix \
+        == "model.ckpt-1"
+
+
+def test_plan_for_a_prefix_accepts_the_prefix_or_one_of_its_files():
+    for named in ("model.ckpt-1", "model.ckpt-1.index", "model.ckpt-1.meta", "model.ckpt-1.data-00000-of-00001"):
+        assert layout.plan(CKPT, {}, prefix=named).prefix == "model.ckpt-1", named
+    with pytest.raises(layout.SelectionError) as err:
+        layout.plan(CKPT + ["frozen.pb"], {}, prefix="frozen.pb")
+    assert err.value.code == "NOT_FOUND" and "is a graph file, not a checkpoint" in str(err.value)
+    with pytest.raises(layout.SelectionError) as err:
+        layout.plan(CKPT + ["weights.h5"], {}, prefix="weights.h5")
+    assert err.value.reason == "ERROR_REASON_GRAPHLESS_FORMAT"
+    with pytest.raises(layout.SelectionError) as err:
+        layout.plan(CKPT, {}, prefix="nope")
+    assert "neither a checkpoint folder nor a checkpoint prefix" in str(err.value)
+
+
+def test_plan_uploads_a_saved_model_whole_and_finds_a_nested_one():
+    sm = ["saved_model.pb", "variables/variables.index", "variables/variables.data-00000-of-00001",
+          "assets/vocab/words.txt"]
+    plan = layout.plan(sm, {})
+    assert plan.prefix == "" and sorted(p for p, _ in plan.files) == sorted(sm)
+    nested = layout.plan(["README.md"] + ["export/1/" + p for p in sm], {})
+    assert nested.folder == "export/1" and sorted(u for _, u in nested.files) == sorted(sm)
+    assert all(local == "export/1/" + up for local, up in nested.files)
+    assert nested.warnings[0].startswith("SOURCE holds no checkpoint itself; using export/1/")
+
+
+def test_plan_refuses_several_folders_and_says_what_a_checkpoint_is():
+    with pytest.raises(layout.SelectionError) as err:
+        layout.plan(["a/" + p for p in CKPT] + ["b/" + p for p in CKPT], {})
+    assert "2 folders below it do: a/, b/" in str(err.value)
+    with pytest.raises(layout.SelectionError) as err:
+        layout.plan(["notes.txt"], {})
+    assert "no checkpoint found in SOURCE (1 files)" in str(err.value)
+    deep = ["a/b/c/d/" + p for p in CKPT]  # deeper than NESTED_DEPTH folders: not looked for
+    with pytest.raises(layout.SelectionError):
+        layout.plan(deep, {})
