@@ -121,7 +121,8 @@ def _shape(t) -> str:
 
 
 def inspect_text(info: dict) -> str:
-    """The human-readable inspect report (what ``tffreeze inspect`` prints)."""
+    """The human-readable inspect report (what every client's ``inspect`` prints; the
+    command line's flags are the same in every client)."""
     out = []
     ck = info["checkpoint"] or {"prefix": "", "step": None, "meta_graph": ""}
     out.append("source:     %s" % info["source_kind"][len("SOURCE_KIND_"):].lower())
@@ -136,16 +137,16 @@ def inspect_text(info: dict) -> str:
         if kind == "candidates":
             if not info[kind]:
                 continue
-            out.append("candidates (what might be outputs, best first; choose with the outputs option):")
+            out.append("candidates (what might be outputs, best first; choose with --outputs):")
         else:
             out.append("%s:" % kind)
         for t in info[kind]:
             out.append("  %-30s %-8s %-12s %s" % (t["name"], t["dtype"], _shape(t), t["reason"]))
     for sw in info["switches"]:
-        out.append("switch:     %s %s -> %s" % (sw["name"], sw["dtype"], "not bound by default (bind it)"
+        out.append("switch:     %s %s -> %s" % (sw["name"], sw["dtype"], "not bound by default (use --bind)"
                                                 if sw["inference_value"] is None else json.dumps(sw["inference_value"])))
     if info["ema_shadows"]:
-        out.append("ema shadows (ema option): %s" % ", ".join(info["ema_shadows"]))
+        out.append("ema shadows (--ema): %s" % ", ".join(info["ema_shadows"]))
     if info["signatures"]:
         out.append("signatures: %s" % ", ".join(info["signatures"]))
     if info["collections"]:
