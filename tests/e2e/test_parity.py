@@ -74,7 +74,8 @@ def layouts(tmp_path_factory):
     _two_signatures(str(base / "saved"))
     models.training_graph(str(base / "train"), True)
     models.ema_model(str(base / "ema"), True)
-    return {"several": several.directory, "prefix": os.path.join(several.directory, "model.ckpt-100"),
+    nometa = models.without_meta(str(base / "nometa" / "ckpt"), True, as_text=True, rename="dense")
+    return {"graph": nometa.extra["graph"], "nometa": nometa.directory, "missing_graph": str(base / "graph.pb"),"several": several.directory, "prefix": os.path.join(several.directory, "model.ckpt-100"),
             "windows": windows.directory, "nested": str(base / "project"), "two_folders": str(base / "two"),
             "saved": str(base / "saved"), "train": str(base / "train"), "ema": str(base / "ema"),
             "missing": str(base / "nope")}
@@ -93,6 +94,9 @@ CELLS = [
     ("ema", ["--ema"], 0, None),
     ("ema", ["--var-map", "w=w/ExponentialMovingAverage", "--target", "tensorflowsharp"], 0, None),
     ("several", ["--outputs", "y", "--exclude-variables", "b", "--target", "tensorflowsharp"], 0, "model.ckpt-200"),
+    ("nometa", ["--graph", "{graph}", "--var-map", "dense=w"], 0, "model.ckpt"),
+    ("nometa", [], 1, "NO_GRAPH"),
+    ("nometa", ["--graph", "{missing_graph}"], 1, "GRAPH_INVALID"),
     ("several", ["--step", "7"], 1, "CHECKPOINT_NOT_FOUND"),
     ("several", ["--bind", "is_training=maybe"], 1, "INVALID_OPTION"),
     ("several", ["--target", "tf9"], 1, "INVALID_OPTION"),
@@ -128,6 +132,7 @@ def _stderr(text: str) -> str:
 @pytest.mark.parametrize("cell", range(len(CELLS)), ids=["%s %s" % (c[0], " ".join(c[1])) for c in CELLS])
 def test_every_client_gives_the_same_answer(web_server, layouts, tmp_path, cell):
     layout, args, code, expect = CELLS[cell]
+    args = [a.format(**layouts) for a in args]
     runs = {c: _run(c, "freeze", layouts[layout], args, str(tmp_path), web_server) for c in ("py", "cs", "cpp")}
     for name, run in runs.items():
         assert run.returncode == code, (name, run.stderr)
