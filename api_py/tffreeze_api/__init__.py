@@ -15,6 +15,6 @@
 Importing this package imports nothing else.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 # The ErrorInfo.domain of every error the service sends.
 ERROR_DOMAIN = "tffreeze.v1"

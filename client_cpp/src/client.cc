@@ -245,27 +245,16 @@ void Client::Upload(const std::vector<LocalFile>& files, FreezeOutcome* stats) {
 }
 
 void Client::Download(const std::string& sha256, int64_t size, const std::string& path) {
-  v1::DownloadBlobRequest req;
-  req.mutable_digest()->set_sha256(sha256);
-  req.mutable_digest()->set_size_bytes(size);
-  grpc::ClientContext ctx;
-  Prepare(&ctx, options_);
-  TempBeside tmp(path);
-  Sha256 h;
-  int64_t received = 0;
-  auto reader = impl_->stub->DownloadBlob(&ctx, req);
-  v1::DownloadBlobResponse chunk;
-  while (reader->Read(&chunk)) {
-    tmp.Write(chunk.data().data(), chunk.data().size());
-    h.Update(chunk.data().data(), chunk.data().size());
-    received += static_cast<int64_t>(chunk.data().size());
-  }
-  grpc::Status st = reader->Finish();
-  if (!st.ok()) throw FromStatus(st, target_);
-  if (received != size || h.HexDigest() != sha256)
-    throw Error("DATA_LOSS", "downloaded " + std::to_string(received) + " bytes of " + sha256.substr(0, 12) +
-                " that do not match the digest (" + std::to_string(size) + " bytes); retry");
-  tmp.Commit();
+  v1::AssemblyRecipe whole;
+  auto* piece = whole.add_pieces();
+  piece->set_length(size);
+  piece->set_graph_offset(0);
+  v1::FreezeResult digest;
+  digest.set_sha256(sha256);
+  digest.set_size_bytes(size);
+  if (!Assemble(whole, {}, digest, path, true))
+    throw Error("DATA_LOSS", "downloaded bytes of " + sha256.substr(0, 12) + " do not match the digest (" +
+                std::to_string(size) + " bytes); retry");
 }
 
 const v1::GetCapabilitiesResponse& Client::Capabilities() {
@@ -437,7 +426,7 @@ FreezeOutcome Client::Freeze(const std::string& source, const std::string& outpu
 }
 
 bool Client::Assemble(const v1::AssemblyRecipe& recipe, const std::vector<LocalFile>& files,
-                      const v1::FreezeResult& result, const std::string& path) {
+                      const v1::FreezeResult& result, const std::string& path, bool download) {
   std::map<std::string, std::string> local;
   for (const auto& f : files) local[f.path] = f.local;
   try {
@@ -478,7 +467,9 @@ bool Client::Assemble(const v1::AssemblyRecipe& recipe, const std::vector<LocalF
           h.Update(chunk.data().data(), chunk.data().size());
           got += static_cast<int64_t>(chunk.data().size());
         }
-        if (!reader->Finish().ok() || got != piece.length()) return false;
+        grpc::Status st = reader->Finish();
+        if (!st.ok() && download) throw FromStatus(st, target_);
+        if (!st.ok() || got != piece.length()) return false;
       } else {
         return false;
       }
@@ -488,6 +479,7 @@ bool Client::Assemble(const v1::AssemblyRecipe& recipe, const std::vector<LocalF
     tmp.Commit();
     return true;
   } catch (const Error&) {
+    if (download) throw;
     return false;  // the caller downloads the graph instead
   }
 }

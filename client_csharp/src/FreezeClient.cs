@@ -238,8 +238,9 @@ namespace TfFreeze
         }
 
         /// <summary>Build the graph from the local files and the graph ranges the recipe names;
-        /// false (nothing left behind) when a piece cannot be had or the result does not check out.</summary>
-        bool Assemble(AssemblyRecipe recipe, List<LocalFile> files, Digest digest, string path)
+        /// false (nothing left behind) when a piece cannot be had or the result does not check out
+        /// (with <paramref name="download"/>, a failed call is thrown instead).</summary>
+        bool Assemble(AssemblyRecipe recipe, List<LocalFile> files, Digest digest, string path, bool download = false)
         {
             var local = files.ToDictionary(f => f.Path, f => f.Local);
             var tmp = path + ".part";
@@ -296,8 +297,8 @@ namespace TfFreeze
                 File.Move(tmp, path);
                 return true;
             }
-            catch (RpcException) { return false; }  // the caller downloads the graph instead
-            catch (IOException) { return false; }
+            catch (RpcException) when (!download) { return false; }  // the caller downloads the graph instead
+            catch (IOException) when (!download) { return false; }
             finally { if (File.Exists(tmp)) File.Delete(tmp); }
         }
 
@@ -328,24 +329,10 @@ namespace TfFreeze
         /// <summary>Stream a blob to <paramref name="path"/> via a temporary file, verifying length and sha256.</summary>
         public void Download(Digest digest, string path)
         {
-            var tmp = path + ".part";
-            try
-            {
-                using (var sha = new Sha256())
-                using (var f = File.Create(tmp))
-                {
-                    foreach (var chunk in channel.ServerStream<DownloadBlobResponse>("DownloadBlob", new DownloadBlobRequest { Digest = digest }))
-                    {
-                        f.Write(chunk.Data, 0, chunk.Data.Length);
-                        sha.Update(chunk.Data, chunk.Data.Length);
-                    }
-                    if (f.Length != digest.SizeBytes || sha.HexDigest() != digest.Sha256)
-                        throw new RpcException(StatusCode.DATA_LOSS, "downloaded graph does not match its digest; retry");
-                }
-                if (File.Exists(path)) File.Delete(path);
-                File.Move(tmp, path);
-            }
-            finally { if (File.Exists(tmp)) File.Delete(tmp); }
+            var whole = new AssemblyRecipe();
+            whole.Pieces.Add(new RecipePiece { Length = digest.SizeBytes, GraphOffset = 0 });
+            if (!Assemble(whole, new List<LocalFile>(), digest, path, true))
+                throw new RpcException(StatusCode.DATA_LOSS, "downloaded graph does not match its digest; retry");
         }
     }
 }

@@ -16,7 +16,7 @@ from .errors import (CancelledError, DataLossError, DeadlineExceededError, Faile
                      InvalidArgumentError, NotFoundError, ResourceExhaustedError, TffreezeError,
                      UnauthenticatedError, UnavailableError)
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "FreezeClient", "FreezeOutcome", "UploadStats", "default_target",

@@ -7,4 +7,4 @@ subprocesses), ``tasks`` (what workers run), ``servicer`` (thin gRPC handlers),
 (server assembly), ``cli`` (``tffreeze-server``).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -133,9 +133,10 @@ class Client {
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<tffreeze::v1::GetCapabilitiesResponse> capabilities_;
   // Build the graph from the local files and the graph ranges a recipe names; false (and
-  // nothing left behind) when a piece cannot be had or the result does not check out.
+  // nothing left behind) when a piece cannot be had or the result does not check out
+  // (download: a failed call or write is thrown instead).
   bool Assemble(const tffreeze::v1::AssemblyRecipe& recipe, const std::vector<LocalFile>& files,
-                const tffreeze::v1::FreezeResult& result, const std::string& path);
+                const tffreeze::v1::FreezeResult& result, const std::string& path, bool download = false);
 };
 
 // Write data to path via a temporary file in the same folder (an existing file is
