@@ -434,7 +434,10 @@ class FreezeClient:
         root, request = _source.plan_request(source, graph_file)
         request.options.CopyFrom(text)
         plan = self._call(self._stub.PlanFreeze, request, timeout=timeout or self.timeout)
-        return _source.planned_files(root, plan, graph_file), plan
+        try:
+            return _source.planned_files(root, plan, graph_file), plan
+        finally:
+            _cache.digests.save()
 
     # -- freezing --------------------------------------------------------------
     def freeze(self, source: str, output_path: Optional[str] = None, outputs: Iterable[str] = (),

@@ -46,7 +46,7 @@ def local_file(rel: str, local: str) -> LocalFile:
 
 def _walk(root: str) -> List[freeze_pb2.ListedFile]:
     out: List[freeze_pb2.ListedFile] = []
-    for folder, dirs, names in os.walk(root):
+    for folder, dirs, names in os.walk(root, followlinks=True):  # as the C# and C++ clients list
         rel = os.path.relpath(folder, root)
         level = 0 if rel == "." else rel.count(os.sep) + 1
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < LIST_DEPTH else []
