@@ -65,7 +65,12 @@ def stop_server(server: RunningServer) -> int:
     try:
         return server.proc.wait(60)
     except subprocess.TimeoutExpired:
+        server.proc.send_signal(signal.SIGUSR1)  # the server dumps every thread's stack into its log
+        time.sleep(2)
         server.proc.kill()
+        server.proc.wait(10)
+        print("server did not stop within 60 s of SIGTERM; its log ends:\n" + "".join(server.log[-80:]),
+              file=sys.stderr)
         return -9
 
 

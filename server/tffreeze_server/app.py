@@ -263,6 +263,9 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    import faulthandler  # `kill -USR1 PID`: every thread's stack on stderr (a stuck shutdown, a hang)
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     web = "; gRPC-Web on %s://%s:%d" % ("https" if settings.tls_cert else "http", host, srv.web_port) if srv.web_port is not None else ""
     boxed = "sandboxed" if srv.pool.sandbox is not None else "no sandbox"
     boxed += ", TLS" if settings.tls_cert else ""
