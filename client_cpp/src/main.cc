@@ -1,6 +1,7 @@
 // tffreeze-cpp: freeze checkpoints with a tffreeze server over gRPC and run frozen graphs
 // on the TensorFlow C API. Verbs and exit codes as the Python CLI: 0 ok, 1 error (one
 // line on stderr naming the problem, its status in brackets), 2 usage error.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -34,8 +35,8 @@ commands:
       Show the checkpoint a freeze would use, its variables, and the inputs and outputs it
       would resolve, each with its reason (--json: as JSON).
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
-      [--runtime tf115] [--libtensorflow PATH]
-      Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
+      [--runtime tf115] [--libtensorflow PATH] [--verbose]
+      Run a frozen graph (TensorFlow's own log lines only with --verbose or $TFFREEZE_VERBOSE=1). NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
       names or signature aliases; the manifest's dtypes and shapes are then checked. The
       library: --libtensorflow (a file, or a folder holding libtensorflow_cc.so.2,
       libtensorflow.so or _pywrap_tensorflow_internal.so), else $TFFREEZE_LIBTENSORFLOW,
@@ -87,7 +88,7 @@ const std::set<std::string> kValued = {"-o", "--output", "--server", "--manifest
                                        "--target", "--timeout", "--ca", "--token", "--client-cert", "--client-key",
                                        "--input", "--runtime", "--libtensorflow", "--graph", "--signature", "--tag",
                                        "--bind", "--var-map", "--include-variables", "--exclude-variables"};
-const std::set<std::string> kSwitches = {"--tls", "--quiet", "--optimize", "--verify", "--ema", "--json"};
+const std::set<std::string> kSwitches = {"--tls", "--quiet", "--optimize", "--verify", "--ema", "--json", "--verbose"};
 
 Options Parse(int argc, char** argv) {
   Options o;
@@ -275,6 +276,29 @@ std::pair<std::string, std::string> Library(const Options& o) {
   return {lib, ""};
 }
 
+// fd 2 pointed at /dev/null while TensorFlow loads and runs (its C++ log lines ignore the log
+// level at load time); restored on scope exit, so our own errors are printed normally.
+class StderrSilenced {
+ public:
+  explicit StderrSilenced(bool on) {
+    if (!on) return;
+    std::fflush(stderr);
+    saved_ = dup(2);
+    int null = open("/dev/null", O_WRONLY);
+    if (saved_ >= 0 && null >= 0) dup2(null, 2);
+    if (null >= 0) close(null);
+  }
+  ~StderrSilenced() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    dup2(saved_, 2);
+    close(saved_);
+  }
+
+ private:
+  int saved_ = -1;
+};
+
 int Run(const Options& o) {
   if (o.positional.size() != 1) throw Usage("run takes one MODEL.pb");
   std::vector<std::pair<std::string, std::string>> inputs, outputs;
@@ -283,7 +307,8 @@ int Run(const Options& o) {
   if (outputs.empty()) throw Usage("run needs at least one --output NAME=FILE.npy");
   if (!fs::is_regular_file(o.positional[0])) throw tffreeze::Error("NOT_FOUND", "no model file " + o.positional[0]);
   auto lib = Library(o);
-  setenv("TF_CPP_MIN_LOG_LEVEL", "2", 0);  // TensorFlow's start-up chatter, unless asked for
+  const bool verbose = o.Has("--verbose") || (!Env("TFFREEZE_VERBOSE").empty() && Env("TFFREEZE_VERBOSE") != "0");
+  if (!verbose) setenv("TF_CPP_MIN_LOG_LEVEL", "3", 0);  // TensorFlow's log lines, unless asked for
   std::unique_ptr<tffreeze::Manifest> manifest;
   if (o.Has("--manifest")) manifest.reset(new tffreeze::Manifest(tffreeze::Manifest::Load(o.One("--manifest"))));
   std::vector<std::pair<std::string, tffreeze::Tensor>> feeds;
@@ -299,16 +324,20 @@ int Run(const Options& o) {
   }
   std::vector<std::string> fetches;
   for (const auto& out : outputs) fetches.push_back(manifest ? manifest->Output(out.first).name() : out.first);
-  tffreeze::Runtime::Load(lib.first, lib.second);
-  tffreeze::Model model(o.positional[0]);
-  std::vector<tffreeze::Tensor> results = model.Run(feeds, fetches);
+  std::vector<tffreeze::Tensor> results;
+  {
+    StderrSilenced quiet(!verbose);  // absl's start-up warning and CUDA probing go to fd 2 at load
+    tffreeze::Runtime::Load(lib.first, lib.second);
+    tffreeze::Model model(o.positional[0]);
+    results = model.Run(feeds, fetches);
+  }
   for (size_t i = 0; i < results.size(); i++) {
     tffreeze::WriteNpy(outputs[i].second, results[i]);
     std::string shape = "[";
     for (size_t d = 0; d < results[i].shape.size(); d++) shape += (d ? ", " : "") + std::to_string(results[i].shape[d]);
     std::cout << outputs[i].first << " -> " << outputs[i].second << " " << results[i].dtype << " " << shape << "]\n";
   }
-  std::cerr << "(TensorFlow " << tffreeze::Runtime::Version() << ")\n";
+  std::cerr << "(TensorFlow " << tffreeze::Runtime::Version() << ")\n";  // which runtime ran
   return 0;
 }
 

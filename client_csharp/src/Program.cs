@@ -29,8 +29,8 @@ commands:
       Show the checkpoint a freeze would use, its variables, and the inputs and outputs it
       would resolve, each with its reason (--json: as JSON).
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
-      [--runtime tf115] [--libtensorflow PATH] [--tensorflowsharp PATH/TensorFlowSharp.dll]
-      Run a frozen graph. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
+      [--runtime tf115] [--libtensorflow PATH] [--tensorflowsharp PATH/TensorFlowSharp.dll] [--verbose]
+      Run a frozen graph (TensorFlow's own log lines only with --verbose or $TFFREEZE_VERBOSE=1). NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
       names or signature aliases; the manifest's dtypes and shapes are then checked (and
       errors name the input). --runtime tf115 uses TF 1.15's C API (make tf115). The
       library: --libtensorflow, else $TFFREEZE_LIBTENSORFLOW, else the TensorFlow in the
@@ -150,7 +150,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         static readonly HashSet<string> valued = new HashSet<string> { "--server", "-o", "--output", "--manifest", "--outputs", "--inputs",
             "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow", "--ca", "--token", "--tensorflowsharp",
             "--graph", "--signature", "--tag", "--bind", "--var-map", "--include-variables", "--exclude-variables" };
-        static readonly HashSet<string> switches = new HashSet<string> { "--tls", "--quiet", "--optimize", "--verify", "--ema", "--json" };
+        static readonly HashSet<string> switches = new HashSet<string> { "--tls", "--quiet", "--optimize", "--verify", "--ema", "--json", "--verbose" };
         static readonly string[] sourceOptions = { "--server", "--tls", "--ca", "--token", "--outputs", "--inputs", "--step",
             "--timeout", "--graph", "--signature", "--tag", "--bind", "--ema", "--var-map", "--include-variables", "--exclude-variables" };
 
@@ -287,7 +287,11 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             var args = new object[] { o.Positional[0], o.One("--manifest"), inputs.Select(p => p.Item1).ToArray(),
                 inputs.Select(p => p.Item2).ToArray(), outputs.Select(p => p.Item1).ToArray(), outputs.Select(p => p.Item2).ToArray() };
             var tfsharp = o.One("--tensorflowsharp");
+            var verbose = o.One("--verbose") != null || (Environment.GetEnvironmentVariable("TFFREEZE_VERBOSE") ?? "0") != "0";
+            if (!verbose && Environment.GetEnvironmentVariable("TF_CPP_MIN_LOG_LEVEL") == null)
+                Environment.SetEnvironmentVariable("TF_CPP_MIN_LOG_LEVEL", "3");
             string[] lines;
+            using (new StderrSilenced(!verbose))  // absl's start-up warning and CUDA probing go to fd 2 at load
             if (tfsharp != null)
             {
                 // A --libtensorflow, or --runtime tf115, is mapped to TensorFlowSharp's "libtensorflow";
@@ -304,6 +308,36 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             foreach (var line in lines.Take(lines.Length - 1)) Console.WriteLine(line);
             Console.Error.WriteLine("(" + lines.Last() + ")");
             return 0;
+        }
+
+        /// <summary>fd 2 pointed at /dev/null while TensorFlow loads and runs (its C++ log lines
+        /// ignore the log level at load time); restored on dispose, before our own errors print.</summary>
+        sealed class StderrSilenced : IDisposable
+        {
+            [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int dup(int fd);
+            [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int dup2(int fd, int fd2);
+            [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int open(string path, int flags);
+            [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int close(int fd);
+            int saved = -1;
+
+            public StderrSilenced(bool on)
+            {
+                if (!on) return;
+                Console.Error.Flush();
+                saved = dup(2);
+                int devnull = open("/dev/null", 1 /* O_WRONLY */);
+                if (saved >= 0 && devnull >= 0) dup2(devnull, 2);
+                if (devnull >= 0) close(devnull);
+            }
+
+            public void Dispose()
+            {
+                if (saved < 0) return;
+                Console.Error.Flush();
+                dup2(saved, 2);
+                close(saved);
+                saved = -1;
+            }
         }
 
         static Tuple<string, string> SplitPair(string pair, string flag)

@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feed tensor NAME ('x' or 'x:0') from FILE.npy; repeatable")
     p.add_argument("--output", action="append", required=True, metavar="NAME=FILE.npy",
                    help="fetch tensor NAME into FILE.npy; repeatable")
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's own log lines (also $TFFREEZE_VERBOSE=1)")
     return parser
 
 
@@ -237,6 +239,9 @@ def _cmd_inspect(args) -> int:
 
 def _cmd_run(args) -> int:
     import io
+
+    if args.verbose:
+        os.environ["TFFREEZE_VERBOSE"] = "1"
 
     import numpy as np
 

@@ -15,10 +15,19 @@ def _tensor_name(name: str) -> str:
     return name if ":" in name else name + ":0"
 
 
+def verbose() -> bool:
+    """TensorFlow's own log lines are shown only with --verbose or $TFFREEZE_VERBOSE=1."""
+    return os.environ.get("TFFREEZE_VERBOSE", "") not in ("", "0")
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
-    """TensorFlow's C++ start-up chatter (oneDNN, CPU features) goes to fd 2 before
-    its log level applies; keep it off the user's terminal while importing."""
+    """TensorFlow's C++ log lines (absl's start-up warning, CUDA probing on a CPU machine,
+    CPU features) go to fd 2 whatever its log level says; keep them off the user's terminal
+    while TensorFlow works, unless verbose. Our own errors are raised after fd 2 is back."""
+    if verbose():
+        yield
+        return
     try:
         saved = os.dup(2)
     except OSError:
@@ -36,9 +45,14 @@ def _native_stderr_silenced():
 
 def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
     """Import a frozen GraphDef and evaluate ``fetches`` given ``feeds`` (name -> array)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _native_stderr_silenced():
-        import tensorflow as tf
+        return _run_graph(model_path, feeds, fetches)
+
+
+def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
+    import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
     graph_def = tf.compat.v1.GraphDef()

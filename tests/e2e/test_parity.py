@@ -243,3 +243,28 @@ def test_every_client_assembles_a_big_graph_from_its_own_files(web_server, tmp_p
     (y,) = models.run_frozen(built, {"x:0": np.ones((1, 1 << 17), np.float32)}, ["y:0"])
     assert y.shape == (1, 4)
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".part")]
+
+
+_TF_NOISE = re.compile(r"absl::InitializeLog|cuda|cuInit|cpu_feature_guard|^[IWEF]\d{4} ", re.I | re.M)
+
+
+def test_run_prints_no_tensorflow_log_lines_in_any_client(web_server, layouts, tmp_path):
+    """`run` in every client: TensorFlow's own log lines (absl's start-up warning, CUDA probing
+    on a CPU machine, CPU features) are kept off stderr unless --verbose asks for them."""
+    from tffreeze import FreezeClient
+
+    model = os.path.join(str(tmp_path), "m.pb")
+    with FreezeClient(web_server.target) as client:
+        client.freeze(layouts["several"], output_path=model)
+    np.save(tmp_path / "x.npy", np.ones((2, 3), np.float32))
+    args = ["run", model, "--input", "x:0=%s" % (tmp_path / "x.npy"), "--output", "y:0=%s" % (tmp_path / "y.npy")]
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    env.pop("TFFREEZE_VERBOSE", None)
+    for binary in (PY, CS, CPP):
+        out = subprocess.run([binary] + args, capture_output=True, text=True, timeout=600, env=env)
+        assert out.returncode == 0, (binary, out.stderr)
+        assert not _TF_NOISE.search(out.stderr), (binary, out.stderr)
+        assert "y:0 -> " in out.stdout
+        loud = subprocess.run([binary] + args + ["--verbose"], capture_output=True, text=True, timeout=600, env=env)
+        assert loud.returncode == 0 and _TF_NOISE.search(loud.stderr), (binary, loud.stderr)  # asked for: shown
