@@ -36,3 +36,22 @@ def write_all(out: Union[int, BinaryIO], data) -> int:
 
 
 __all__ = ["WRITE_PIECE", "write_all"]
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", "r") as fh:  # Linux: read without changing it
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def as_user_file(path: str) -> None:
+    """Give a temporary file (mkstemp makes them 0600) the mode a plain ``open()`` would
+    have: 0666 less the user's umask; called before it is renamed into place."""
+    os.chmod(path, 0o666 & ~_umask())

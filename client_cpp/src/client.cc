@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <netdb.h>
 #include <unistd.h>
 
@@ -50,6 +51,9 @@ class TempBeside {
     int fd = mkstemps(buf.data(), 5);
     if (fd < 0) throw Error("UNKNOWN", "cannot create a file beside " + path + ": " + std::strerror(errno));
     tmp_ = buf.data();
+    mode_t mask = umask(0);  // the mode a plain open() would give: 0666 less the user's umask
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
     file_ = fdopen(fd, "wb");
   }
   ~TempBeside() {
@@ -323,7 +327,18 @@ void AddFiles(const std::vector<LocalFile>& files, google::protobuf::RepeatedPtr
 }
 }  // namespace
 
+void CheckOutputFolder(const std::string& path) {
+  std::string folder = fs::path(path).parent_path().string();
+  if (folder.empty()) folder = ".";
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec))
+    throw Error("NOT_FOUND", "the output folder " + folder + " does not exist: create it, or write the graph elsewhere (-o)");
+  if (access(folder.c_str(), W_OK | X_OK) != 0)
+    throw Error("PERMISSION_DENIED", "the output folder " + folder + " is not writable: write the graph elsewhere (-o)");
+}
+
 FreezeOutcome Client::Freeze(const std::string& source, const std::string& output_path, const FreezeOptions& options) {
+  CheckOutputFolder(output_path);
   std::vector<LocalFile> files;
   v1::PlanFreezeResponse plan = Plan(source, options, &files);
   const auto& caps = Capabilities();

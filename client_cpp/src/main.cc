@@ -199,6 +199,8 @@ int Freeze(const Options& o) {
   if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
   std::string out = o.One("-o", o.One("--output"));
   if (out.empty()) throw Usage("freeze needs -o OUT.pb");
+  tffreeze::CheckOutputFolder(out);
+  if (o.Has("--manifest")) tffreeze::CheckOutputFolder(o.One("--manifest"));
   tffreeze::FreezeOptions fopts = SourceOptions(o);
   fopts.target = o.One("--target");
   fopts.optimize = o.Has("--optimize");

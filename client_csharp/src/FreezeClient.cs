@@ -162,8 +162,19 @@ namespace TfFreeze
             return files.Select(f => new SourceFile { Path = f.Path, Digest = f.Digest }).ToList();
         }
 
+        /// <summary>Before anything is hashed or sent: the output's folder exists.</summary>
+        public static void CheckOutputFolder(string path)
+        {
+            var folder = System.IO.Path.GetDirectoryName(path);
+            if (string.IsNullOrEmpty(folder)) folder = ".";
+            if (!Directory.Exists(folder))
+                throw new RpcException(StatusCode.NOT_FOUND, "the output folder " + folder +
+                                       " does not exist: create it, or write the graph elsewhere (-o)", "");
+        }
+
         public FreezeOutcome Freeze(string source, string outputPath, OptionText options, string graphFile = null)
         {
+            CheckOutputFolder(outputPath);
             List<LocalFile> files;
             var plan = Plan(source, options, graphFile, out files);
             var request = new FreezeRequest { Options = plan.Options, Plan = plan, Quiet = Progress == null };

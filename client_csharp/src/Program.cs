@@ -241,6 +241,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (o.Positional.Count != 1) throw new UsageException("freeze takes one SOURCE (a checkpoint directory or prefix)");
             var output = o.One("-o") ?? o.One("--output");
             if (output == null) throw new UsageException("freeze needs -o OUT.pb");
+            FreezeClient.CheckOutputFolder(output);
+            if (o.One("--manifest") != null) FreezeClient.CheckOutputFolder(o.One("--manifest"));
             var options = SourceOptions(o);
             options.Target = o.One("--target", "");
             options.Optimize = o.One("--optimize") != null;

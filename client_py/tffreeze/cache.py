@@ -6,8 +6,10 @@
   within the last 2 seconds is hashed but not remembered (its mtime could still
   change within the same tick).
 - frozen graphs by sha256 (``results/``): a graph this machine already received
-  is linked (or copied) to a new output path instead of being downloaded again.
-  An entry whose file changed since it was stored is ignored.
+  is copied to a new output path instead of being downloaded again (outputs are never
+  links into the cache). Graphs up to an eighth of ``$TFFREEZE_CACHE_MAX_BYTES``
+  (default 1 GiB) are kept; the least recently used go first beyond that bound. An
+  entry whose file changed since it was stored is ignored.
 """
 
 from __future__ import annotations
@@ -154,24 +156,65 @@ def _results_dir() -> Optional[str]:
     return os.path.join(root, "results") if root else None
 
 
+DEFAULT_MAX_BYTES = 1 << 30
+
+
+def max_bytes() -> int:
+    """The results cache's size bound: $TFFREEZE_CACHE_MAX_BYTES (default 1 GiB)."""
+    try:
+        return max(0, int(os.environ.get("TFFREEZE_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES)))
+    except ValueError:
+        return DEFAULT_MAX_BYTES
+
+
+def _trim(folder: str, limit: int) -> None:
+    """Remove the least recently used graphs (by atime, which place_result sets) beyond ``limit`` bytes."""
+    try:
+        entries = [(e.stat().st_atime, e.stat().st_size, e.path) for e in os.scandir(folder) if e.is_file()]
+    except OSError:
+        return
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        try:
+            os.unlink(path)
+            total -= size
+        except OSError:
+            pass
+
+
 def keep_result(path: str, sha256: str) -> None:
-    """Hard-link a received graph into the results cache (no copy: skipped across devices)."""
+    """Copy a received graph into the results cache (a copy: the output is never a link into
+    the cache), when it takes at most an eighth of the cache's bound; then trim the cache."""
     folder = _results_dir()
+    limit = max_bytes()
     if not folder:
         return
     dest = os.path.join(folder, sha256)
-    if os.path.exists(dest):
-        return
     try:
+        if os.path.exists(dest) or os.path.getsize(path) > limit // 8:
+            return
+        import shutil
+        import tempfile
+
         os.makedirs(folder, exist_ok=True)
-        os.link(path, dest)
-        digests.remember(dest, sha256)  # the same inode as ``path``, whose digest was just verified
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        digests.remember(dest, sha256)  # a copy of ``path``, whose digest was just verified
+        _trim(folder, limit)
     except OSError:
         pass
 
 
 def place_result(sha256: str, size: int, path: str) -> bool:
-    """Put a cached graph with this digest at ``path`` (atomically; link, else copy).
+    """Put a copy of a cached graph with this digest at ``path`` (atomically).
     False when the cache does not hold it unchanged."""
     folder = _results_dir()
     if not folder:
@@ -183,18 +226,19 @@ def place_result(sha256: str, size: int, path: str) -> bool:
     except OSError:
         return False
     directory = os.path.dirname(os.path.abspath(path))
+    import shutil
     import tempfile
+
+    from tffreeze_api.fileio import as_user_file
+
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".part")
     os.close(fd)
     try:
-        try:
-            os.unlink(tmp)
-            os.link(src, tmp)
-        except OSError:
-            import shutil
-
-            shutil.copyfile(src, tmp)
+        shutil.copyfile(src, tmp)  # a copy, never a link into the cache
+        as_user_file(tmp)
         os.replace(tmp, path)
+        st = os.stat(src)
+        os.utime(src, ns=(time.time_ns(), st.st_mtime_ns))  # used now (atime); mtime kept for the digest cache
         return True
     except OSError:
         return False

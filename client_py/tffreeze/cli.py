@@ -193,8 +193,11 @@ def _graph_options(args) -> dict:
 
 
 def _cmd_freeze(args) -> int:
-    from .client import write_atomically
+    from .client import check_output_folder, write_atomically
 
+    for path in (args.output, args.manifest):
+        if path:
+            check_output_folder(path)
     bar = _Bar(sys.stderr.isatty() and not args.quiet)
     with _client(args) as client:
         try:

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 import grpc
 
-from tffreeze_api.fileio import write_all
+from tffreeze_api.fileio import as_user_file, write_all
 from tffreeze_api.options import OptionError, freeze_options, to_text
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2, service_pb2_grpc
 
@@ -223,11 +223,23 @@ def write_atomically(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write_all(fh, data)
+        as_user_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_output_folder(path: str) -> None:
+    """Before anything is hashed or sent: the output's folder exists and takes new files."""
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise error_for("NOT_FOUND", "the output folder %s does not exist: create it, or write the graph "
+                        "elsewhere (-o)" % folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise error_for("PERMISSION_DENIED", "the output folder %s is not writable: write the graph elsewhere (-o)"
+                        % folder)
 
 
 def _read_pem(path: Optional[str], what: str) -> Optional[bytes]:
@@ -402,6 +414,7 @@ class FreezeClient:
             if not path:
                 return sink.getvalue()
             sink.close()
+            as_user_file(tmp)
             os.replace(tmp, path)
             return None
         finally:
@@ -453,6 +466,8 @@ class FreezeClient:
         ["name=value"]), ema, var_map ({graph_var: key} or ["graph_var=key"]),
         include_variables, exclude_variables, optimize, verify, target
         ("tensorflowsharp": loads in libtensorflow 1.15)."""
+        if output_path:
+            check_output_folder(output_path)
         files, plan = self.plan(source, graph_file, timeout, outputs=outputs, inputs=inputs, step=step, **options)
         return self.freeze_files(files, output_path, progress=progress, timeout=timeout, plan=plan)
 
@@ -608,6 +623,7 @@ class FreezeClient:
         tmp, digest, size = built
         try:
             if digest == result.sha256 and size == result.size_bytes:
+                as_user_file(tmp)
                 os.replace(tmp, output_path)
                 return True
             return False

@@ -8,6 +8,7 @@ module skips and says why (CI sets TFFREEZE_REQUIRE_CPP=1, which makes that a fa
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -268,3 +269,54 @@ def test_run_prints_no_tensorflow_log_lines_in_any_client(web_server, layouts, t
         assert "y:0 -> " in out.stdout
         loud = subprocess.run([binary] + args + ["--verbose"], capture_output=True, text=True, timeout=600, env=env)
         assert loud.returncode == 0 and _TF_NOISE.search(loud.stderr), (binary, loud.stderr)  # asked for: shown
+
+
+def test_outputs_are_plain_files_of_the_users_umask_in_every_client(web_server, layouts, tmp_path):
+    """The .pb and the manifest: mode 0666 less the umask (0644 under 022), one link (never a
+    link into a cache), also when a client takes the graph from its results cache; a missing
+    output folder is refused before anything is hashed or sent, the same way in every client."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        for client in ("py", "cs", "cpp"):
+            for attempt in range(2):  # the second: Python copies from its results cache
+                out = tmp_path / ("%s.pb" % client)
+                if out.exists():
+                    out.unlink()
+                run = _run(client, "freeze", layouts["windows"], [], str(tmp_path), web_server)
+                assert run.returncode == 0, run.stderr
+                for path in (out, tmp_path / ("%s.json" % client)):
+                    st = os.stat(path)
+                    assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_nlink == 1, (client, attempt, path,
+                                                                                    oct(st.st_mode), st.st_nlink)
+    finally:
+        os.umask(old)
+    lines = {}
+    for client, binary in (("py", PY), ("cs", CS), ("cpp", CPP)):
+        address = web_server.web_url if client == "cs" else web_server.target
+        run = subprocess.run([binary, "freeze", layouts["windows"], "-o", str(tmp_path / "no" / "such" / "m.pb"),
+                              "--server", address], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 1, run.stderr
+        lines[client] = _stderr(run.stderr)
+    assert lines["py"] == lines["cs"] == lines["cpp"], lines
+    assert "the output folder %s does not exist" % (tmp_path / "no" / "such") in lines["py"]
+    assert "[NOT_FOUND]" in lines["py"] and not (tmp_path / "no").exists()
+
+
+def test_the_python_results_cache_is_bounded(web_server, layouts, tmp_path):
+    """$TFFREEZE_CACHE_MAX_BYTES bounds the results cache; the least recently used graphs go first."""
+    cache = tmp_path / "cache"
+    limit = 1 << 20
+    env = dict(os.environ, TFFREEZE_CACHE_DIR=str(cache), TFFREEZE_CACHE_MAX_BYTES=str(limit))
+    (cache / "results").mkdir(parents=True)
+    old = cache / "results" / ("0" * 64)
+    old.write_bytes(b"\0" * (limit - 10))  # an earlier graph, used long ago
+    os.utime(old, (1_600_000_000, 1_600_000_000))
+    run = subprocess.run([PY, "freeze", layouts["windows"], "-o", str(tmp_path / "o.pb"), "--server",
+                          web_server.target], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    kept = os.listdir(cache / "results")
+    sha = hashlib.sha256((tmp_path / "o.pb").read_bytes()).hexdigest()
+    assert kept == [sha], kept  # the new graph kept, the old one trimmed to make room
+    assert sum(os.path.getsize(cache / "results" / k) for k in kept) <= limit

@@ -139,8 +139,12 @@ class Client {
                 const tffreeze::v1::FreezeResult& result, const std::string& path, bool download = false);
 };
 
+// Before anything is hashed or sent: the output's folder exists and takes new files
+// (else Error NOT_FOUND / PERMISSION_DENIED).
+void CheckOutputFolder(const std::string& path);
+
 // Write data to path via a temporary file in the same folder (an existing file is
-// replaced only by a complete one).
+// replaced only by a complete one), with the mode a plain open() gives (0666 less umask).
 void WriteAtomically(const std::string& path, const std::string& data);
 
 }  // namespace tffreeze
