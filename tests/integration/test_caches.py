@@ -88,8 +88,15 @@ def test_unchanged_files_are_not_hashed_again_and_held_graphs_not_downloaded(cli
 
 def test_a_changed_cached_graph_is_downloaded_again(client, tmp_path):
     model = _unique(str(tmp_path / "m"))
-    client.freeze(model.directory, output_path=str(tmp_path / "a.pb"))
-    with open(tmp_path / "a.pb", "r+b") as fh:  # edited in place: the cache entry shares its inode
+    first = client.freeze(model.directory, output_path=str(tmp_path / "a.pb"))
+    with open(tmp_path / "a.pb", "r+b") as fh:  # the output edited in place: the cache keeps its own copy
+        fh.write(b"\x00")
+    copied = client.freeze(model.directory, output_path=str(tmp_path / "b.pb"))
+    assert copied.linked and not copied.downloaded
+    assert models.run_frozen((tmp_path / "b.pb").read_bytes(), model.feeds, ["y:0"])[0].shape == \
+        model.expected["y:0"].shape
+    entry = os.path.join(cache.cache_dir(), "results", first.result.sha256)
+    with open(entry, "r+b") as fh:  # the cache's copy damaged: ignored, the graph downloaded
         fh.write(b"\x00")
     again = client.freeze(model.directory, output_path=str(tmp_path / "c.pb"))
     assert again.downloaded
