@@ -14,6 +14,26 @@ std::string StatusName(int code) {
   return code >= 0 && code <= 16 ? names[code] : "UNKNOWN";
 }
 
+// Why a server cannot be reached, naming the cause and the flag (as the Python and C#
+// clients say it): a certificate not trusted, a TLS handshake with a plaintext server, a
+// plaintext call to a TLS server, no server.
+std::string Unreachable(const std::string& target, const std::string& details) {
+  std::string low = details;
+  for (auto& c : low) c = static_cast<char>(std::tolower(c));
+  auto has = [&](const char* s) { return low.find(s) != std::string::npos; };
+  if (has("certificate_verify_failed") || has("certificate verify failed") || has("trustfailure"))
+    return "the TLS handshake with the tffreeze server at " + target + " failed: its certificate is not trusted (" +
+           details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA).";
+  if (has("handshake"))
+    return "the TLS handshake with the tffreeze server at " + target + " failed (" + details +
+           "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA).";
+  if (has("socket closed") || has("has been shut down") || has("connection reset"))
+    return "the tffreeze server at " + target + " closed the connection (" + details +
+           "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem.";
+  return "cannot reach the tffreeze server at " + target + " (" + details +
+         "). Start one with `tffreeze serve`, or point --server / $TFFREEZE_SERVER at a running one.";
+}
+
 Error FromStatus(const grpc::Status& status, const std::string& target) {
   std::string reason;
   std::map<std::string, std::string> metadata;
@@ -28,9 +48,7 @@ Error FromStatus(const grpc::Status& status, const std::string& target) {
     }
   }
   std::string message = status.error_message();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE)
-    message = "cannot reach the tffreeze server at " + target + " (" + message +
-              "). Start one with `tffreeze serve`, or point --server / $TFFREEZE_SERVER at a running one.";
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) message = Unreachable(target, message);
   return Error(StatusName(status.error_code()), message, reason, metadata);
 }
 

@@ -376,6 +376,7 @@ int main(int argc, char** argv) {
     }
   }
   std::string command = argv[1];
+  setenv("GRPC_VERBOSITY", "NONE", 0);  // gRPC's own log lines (the error says what failed)
   try {
     Options o = Parse(argc, argv);
     if (command == "freeze") return Freeze(o);

@@ -155,8 +155,7 @@ namespace TfFreeze.V1
                 var r = e.Response as HttpWebResponse;
                 if (r != null && r.Headers["grpc-status"] != null)
                     throw StatusFrom(r.Headers["grpc-status"], r.Headers["grpc-message"], r.Headers["grpc-status-details-bin"]);
-                throw new RpcException(StatusCode.UNAVAILABLE, "cannot reach the tffreeze gRPC-Web endpoint at " + baseUrl +
-                    " (" + e.Message + "). Start the server with `tffreeze serve --web-port W` and pass --server http://HOST:W.");
+                throw new RpcException(StatusCode.UNAVAILABLE, Unreachable(baseUrl, e.Message));
             }
         }
 
@@ -197,6 +196,24 @@ namespace TfFreeze.V1
                 if (!trailers && headerStatus != null && headerStatus != "0")
                     throw StatusFrom(headerStatus, response.Headers["grpc-message"], response.Headers["grpc-status-details-bin"]);
             }
+        }
+
+        /// <summary>Why the endpoint cannot be reached, naming the cause and the flag (as the Python
+        /// and C++ clients say it): a certificate not trusted, a TLS mismatch, no server.</summary>
+        static string Unreachable(string url, string details)
+        {
+            var low = details.ToLowerInvariant();
+            if (low.Contains("trustfailure") || low.Contains("certificate verify failed") || low.Contains("certificate_verify_failed"))
+                return "the TLS handshake with the tffreeze server at " + url + " failed: its certificate is not trusted (" +
+                       details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA).";
+            if (low.Contains("handshake") || low.Contains("securechannelfailure"))
+                return "the TLS handshake with the tffreeze server at " + url + " failed (" + details +
+                       "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA).";
+            if (low.Contains("socket closed") || low.Contains("has been shut down") || low.Contains("connection reset"))
+                return "the tffreeze server at " + url + " closed the connection (" + details +
+                       "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem.";
+            return "cannot reach the tffreeze gRPC-Web endpoint at " + url + " (" + details +
+                   "). Start the server with `tffreeze serve --web-port W` and pass --server http://HOST:W.";
         }
 
         /// <summary>The status, with the reason and metadata of the google.rpc.ErrorInfo carried in

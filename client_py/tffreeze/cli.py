@@ -301,6 +301,7 @@ def _reason(exc: TffreezeError) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own log lines (an error says what failed)
     if argv[:1] == ["serve"]:  # the server parses its own arguments
         return _cmd_serve(argparse.Namespace(server_args=argv[1:]))
     args = build_parser().parse_args(argv)

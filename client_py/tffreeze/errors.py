@@ -35,9 +35,26 @@ def from_rpc_error(exc, target: Optional[str] = None) -> TffreezeError:
     code = exc.code().name if hasattr(exc, "code") and exc.code() is not None else "UNKNOWN"
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
     if code == "UNAVAILABLE" and target:
-        details = ("cannot reach the tffreeze server at %s (%s). Start one with `tffreeze serve`, or point "
-                   "--server / $TFFREEZE_SERVER at a running one." % (target, details))
+        details = unreachable(target, details)
     return from_status(code, details, _details(exc))
+
+
+def unreachable(target: str, details: str) -> str:
+    """Why a server cannot be reached, naming the cause and the flag: a certificate not
+    trusted, a TLS handshake with a plaintext server, a plaintext call to a TLS server, no
+    server. (The C# and C++ clients say the same.)"""
+    low = details.lower()
+    if "certificate_verify_failed" in low or "certificate verify failed" in low or "trustfailure" in low:
+        return ("the TLS handshake with the tffreeze server at %s failed: its certificate is not trusted (%s). Pass "
+                "--ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA)." % (target, details))
+    if "handshake" in low:
+        return ("the TLS handshake with the tffreeze server at %s failed (%s). If the server does not speak TLS, "
+                "drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA)." % (target, details))
+    if "socket closed" in low or "has been shut down" in low or "connection reset" in low:
+        return ("the tffreeze server at %s closed the connection (%s). If it speaks TLS (started with --tls-cert), "
+                "add --tls and --ca CA.pem." % (target, details))
+    return ("cannot reach the tffreeze server at %s (%s). Start one with `tffreeze serve`, or point --server / "
+            "$TFFREEZE_SERVER at a running one." % (target, details))
 
 
 __all__ = ["TffreezeError", "InvalidArgumentError", "NotFoundError", "FailedPreconditionError",

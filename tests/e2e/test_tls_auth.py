@@ -157,3 +157,35 @@ def test_exposed_address_needs_tls_and_token_unless_insecure(pki, tmp_path, extr
            str(tmp_path / "d"), *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "refusing to listen on 0.0.0.0" in out.stderr and "--insecure" in out.stderr
+
+
+def test_tls_mistakes_name_the_cause_and_the_flag_in_every_client(secure, pki, server, tmp_path):
+    """A plaintext client against a TLS server, TLS without the CA that signed the server's
+    certificate, and TLS against a plaintext server: each says what went wrong and which flag
+    fixes it (was "cannot reach the server ... start one"), in all three clients, on one line."""
+    _cpp_or_skip()
+    model = models.dense(str(tmp_path / "m"), True)
+    plain_web = start_server(str(tmp_path / "plain-data"), ["--web-port", "0"])
+    try:
+        plain_url = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in plain_web.log
+                         if "gRPC-Web on" in l)
+        cases = {  # what the user did -> (words the message must hold)
+            "plaintext to TLS": ([], secure, ("closed the connection", "add --tls and --ca")),
+            "TLS without --ca": (["--tls"], secure, ("certificate is not trusted", "--ca CA.pem")),
+            "TLS to plaintext": (["--tls"], plain_web, ("TLS handshake", "drop --tls")),
+        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TFFREEZE_") or k.startswith("TFFREEZE_REQ")}
+        for case, (extra, srv, words) in cases.items():
+            for binary in (os.path.join(BIN, "tffreeze"), CS, CPP):
+                address = srv.target
+                if binary == CS and srv is plain_web:
+                    address = plain_url
+                elif binary == CS:
+                    address = srv.web_url.replace("https://", "http://") if not extra else srv.web_url
+                out = subprocess.run([binary, "inspect", model.directory, "--server", address, "--token", TOKEN,
+                                      "--timeout", "20", *extra], capture_output=True, text=True, timeout=600, env=env)
+                lines = out.stderr.strip().splitlines()
+                assert out.returncode == 1 and len(lines) == 1, (case, binary, out.stderr)
+                assert lines[0].endswith("[UNAVAILABLE]") and all(w in lines[0] for w in words), (case, binary, lines)
+    finally:
+        assert stop_server(plain_web) == 0

@@ -34,6 +34,9 @@ class Error : public std::runtime_error {
 // The status name of a gRPC status code ("NOT_FOUND").
 std::string StatusName(int code);
 
+// Why the server at target cannot be reached (TLS trust, TLS mismatch, or no server), naming the flag.
+std::string Unreachable(const std::string& target, const std::string& details);
+
 // An Error from a failed call: its code, message and the ErrorInfo of its rich status
 // (grpc-status-details-bin). UNAVAILABLE names the server and how to start one.
 Error FromStatus(const grpc::Status& status, const std::string& target);
