@@ -155,8 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.pb")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
                    help="feed tensor NAME ('x' or 'x:0') from FILE.npy; repeatable")
-    p.add_argument("--output", action="append", required=True, metavar="NAME=FILE.npy",
-                   help="fetch tensor NAME into FILE.npy; repeatable")
+    p.add_argument("--output", action="append", default=[], metavar="NAME[=FILE.npy]",
+                   help="fetch tensor NAME into FILE.npy, or print its dtype, shape and first values; repeatable. "
+                        "Default with --manifest: print every output of the manifest")
+    p.add_argument("--manifest", metavar="M.json",
+                   help="the manifest written with the graph: NAME may be one of its tensor names or signature "
+                        "aliases, and inputs are checked against its dtypes and shapes")
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's own log lines (also $TFFREEZE_VERBOSE=1)")
     return parser
@@ -251,15 +255,33 @@ def _cmd_run(args) -> int:
     from .client import write_atomically
     from .runner import parse_pairs, run_graph
 
+    from .runner import Manifest, describe
+
+    manifest = Manifest(args.manifest) if args.manifest else None
     feeds = {}
     for name, path in parse_pairs(args.input, "--input"):
         try:
-            feeds[name] = np.load(path, allow_pickle=False)
+            value = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise TffreezeError("cannot read --input %s=%s: %s" % (name, path, exc)) from None
-    outputs = parse_pairs(args.output, "--output")
-    values = run_graph(args.model, feeds, [n for n, _ in outputs])
+        if manifest is not None:
+            info = manifest.input(name)
+            Manifest.check(info, value, name)
+            name = info["name"]
+        feeds[name] = value
+    outputs = [(o.partition("=")[0], o.partition("=")[2]) for o in args.output]
+    if not outputs and manifest is not None:
+        outputs = [(name, "") for name in manifest.outputs()]
+    if not outputs or any(not name for name, _ in outputs):
+        print("tffreeze run: name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every "
+              "output)\n(see tffreeze run --help)", file=sys.stderr)
+        return 2
+    fetches = [manifest.output(name)["name"] if manifest is not None else name for name, _ in outputs]
+    values = run_graph(args.model, feeds, fetches)
     for (name, path), value in zip(outputs, values):
+        if not path:
+            print("%s %s" % (name, describe(value)))
+            continue
         buf = io.BytesIO()
         np.save(buf, np.asarray(value), allow_pickle=False)
         write_atomically(path, buf.getvalue())

@@ -89,6 +89,70 @@ def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) ->
             raise InvalidArgumentError("cannot feed %s: %s" % (model_path, exc)) from None
 
 
+class Manifest:
+    """A manifest's names for ``run``: a tensor name ('x' or 'x:0') or a signature alias, and
+    the dtype and shape each input must have (as the C# and C++ runners check them)."""
+
+    def __init__(self, path: str):
+        import json
+
+        try:
+            with open(path, "r", encoding="utf-8") as fh:
+                self.data = json.load(fh)
+        except FileNotFoundError:
+            raise NotFoundError("manifest %s does not exist" % path) from None
+        except (OSError, ValueError) as exc:
+            raise InvalidArgumentError("manifest %s cannot be read: %s" % (path, exc)) from None
+        self.path = path
+
+    def _find(self, kind: str, name: str) -> dict:
+        tensors = {t["name"]: t for t in self.data.get(kind) or []}
+        signature = (self.data.get("signature") or {}).get(kind) or {}
+        for candidate in (name, _tensor_name(name)):
+            if candidate in tensors:
+                return tensors[candidate]
+        if name in signature:
+            return dict(signature[name], name=signature[name]["name"])
+        known = sorted(tensors) + sorted(signature)
+        raise NotFoundError("%s is not an %s of %s (%s: %s)" % (name, kind[:-1], self.path, kind,
+                                                                 ", ".join(known) or "none"))
+
+    def input(self, name: str) -> dict:
+        return self._find("inputs", name)
+
+    def output(self, name: str) -> dict:
+        return self._find("outputs", name)
+
+    def outputs(self) -> List[str]:
+        return [t["name"] for t in self.data.get("outputs") or []]
+
+    @staticmethod
+    def check(info: dict, value, label: str) -> None:
+        import numpy as np
+
+        want = info.get("dtype")
+        got = str(np.asarray(value).dtype) if not np.asarray(value).dtype.kind in "OSU" else "string"
+        if want and got != want:
+            raise InvalidArgumentError("input %s: the manifest says %s, the .npy holds %s" % (label, want, got))
+        shape = info.get("shape")
+        if shape is not None:
+            actual = list(np.asarray(value).shape)
+            if len(actual) != len(shape) or any(d != -1 and d != a for d, a in zip(shape, actual)):
+                raise InvalidArgumentError("input %s: the manifest says shape %s, the .npy holds %s"
+                                           % (label, shape, actual))
+
+
+def describe(value, limit: int = 6) -> str:
+    """dtype, shape and the first values of an output (what `run` prints without a file)."""
+    import numpy as np
+
+    array = np.asarray(value)
+    flat = array.reshape(-1)[:limit].tolist()
+    text = ", ".join("%.6g" % v if isinstance(v, float) else repr(v) for v in flat)
+    more = ", ..." if array.size > limit else ""
+    return "%s %s [%s%s]" % (array.dtype, list(array.shape), text, more)
+
+
 def parse_pairs(pairs: List[str], flag: str) -> List[Tuple[str, str]]:
     out = []
     for p in pairs:

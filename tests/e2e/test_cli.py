@@ -185,3 +185,30 @@ def test_serve_refuses_a_port_in_use(server, tmp_path):
     out = subprocess.run([TFFREEZE, "serve", "--port", port, "--data-dir", str(tmp_path / "d")], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 1 and "cannot listen on 127.0.0.1:%s" % port in out.stderr
+
+
+def test_run_takes_the_manifest_s_names_and_aliases_and_prints_without_files(server, tmp_path):
+    """`tffreeze run --manifest`: inputs and outputs by signature alias or tensor name, inputs
+    checked against the manifest's dtypes and shapes; without an output file each output's
+    dtype, shape and first values are printed (every output of the manifest by default)."""
+    model = models.saved_model_v1(str(tmp_path / "sm"))
+    pb, man = tmp_path / "m.pb", tmp_path / "m.json"
+    out = cli("freeze", model.directory, "-o", str(pb), "--manifest", str(man), "--server", server.target)
+    assert out.returncode == 0, out.stderr
+    np.save(tmp_path / "x.npy", model.feeds["features:0"])
+    expected = model.expected["scores:0"]
+    printed = cli("run", str(pb), "--manifest", str(man), "--input", "x=%s" % (tmp_path / "x.npy"))
+    assert printed.returncode == 0, printed.stderr
+    name = json.loads(man.read_text())["outputs"][0]["name"]
+    assert printed.stdout.startswith("%s float32 %s [" % (name, list(expected.shape))), printed.stdout
+    assert "%.6g" % expected.reshape(-1)[0] in printed.stdout
+    to_file = cli("run", str(pb), "--manifest", str(man), "--input", "x=%s" % (tmp_path / "x.npy"),
+                  "--output", "probabilities=%s" % (tmp_path / "p.npy"))
+    assert to_file.returncode == 0, to_file.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-6)
+    np.save(tmp_path / "wrong.npy", np.ones((3, 5), np.float32))
+    bad = cli("run", str(pb), "--manifest", str(man), "--input", "x=%s" % (tmp_path / "wrong.npy"))
+    assert bad.returncode == 1 and "input x: the manifest says shape [-1, 3]" in bad.stderr, bad.stderr
+    unknown = cli("run", str(pb), "--manifest", str(man), "--input", "nope=%s" % (tmp_path / "x.npy"))
+    assert unknown.returncode == 1 and "nope is not an input" in unknown.stderr and "[NOT_FOUND]" in unknown.stderr
+    assert cli("run", str(pb), "--input", "features=%s" % (tmp_path / "x.npy")).returncode == 2  # no outputs named
