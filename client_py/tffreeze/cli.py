@@ -167,27 +167,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Bar:
-    """A one-line progress display on a TTY; silent otherwise."""
+    """A one-line progress display on a TTY (silent otherwise): the upload with size, rate and
+    time left, then the freeze's stages by name; redrawn at most ten times a second."""
+
+    EVERY = 0.1
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.shown = False
+        self.kind = None
+        self.started = self.drawn = 0.0
 
     def __call__(self, kind, done, total, message):
         if not self.enabled:
             return
-        frac = (done / total) if total else 1.0
+        import time
+
+        now = time.monotonic()
+        if kind != self.kind:  # a new phase: its own clock, drawn at once
+            self.kind, self.started, self.drawn = kind, now, 0.0
+        elif now - self.drawn < self.EVERY and done < total:
+            return
+        self.drawn = now
+        frac = min(1.0, (done / total) if total else 1.0)
         width = 24
-        filled = int(width * min(1.0, frac))
-        label = ("uploading %.1f/%.1f MiB" % (done / 2**20, total / 2**20)) if kind == "upload" else message
-        sys.stderr.write("\r[%s%s] %3d%% %-50.50s" % ("#" * filled, "." * (width - filled), frac * 100, label))
+        filled = int(width * frac)
+        if kind == "upload":
+            elapsed = max(now - self.started, 1e-3)
+            rate = done / elapsed
+            left = (total - done) / rate if rate > 0 else 0.0
+            label = "upload %.1f/%.1f MiB, %.0f MiB/s, %s left" % (done / 2**20, total / 2**20, rate / 2**20,
+                                                                    _duration(left))
+        else:
+            stage, _, detail = message.partition(": ")
+            label = "freeze: %s%s" % (stage.replace("_", " "), " (%s)" % detail if detail else "")
+        sys.stderr.write("\r[%s%s] %3d%% %-60.60s" % ("#" * filled, "." * (width - filled), frac * 100, label))
         sys.stderr.flush()
         self.shown = True
 
     def done(self):
         if self.shown:
-            sys.stderr.write("\r" + " " * 90 + "\r")
+            sys.stderr.write("\r" + " " * 100 + "\r")
             sys.stderr.flush()
+
+
+def _duration(seconds: float) -> str:
+    return "%d s" % seconds if seconds < 90 else "%d min" % round(seconds / 60)
 
 
 def _graph_options(args) -> dict:

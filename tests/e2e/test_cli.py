@@ -154,7 +154,9 @@ def test_progress_bar_on_a_tty_only(empty_server, tmp_path):
     assert proc.wait(120) == 0
     os.close(master)
     shown = b"".join(chunks).decode(errors="replace")
-    assert "uploading" in shown and "%" in shown
+    assert "upload " in shown and "MiB/s" in shown and " left" in shown and "%" in shown
+    assert "freeze: " in shown and "_" not in shown.split("freeze: ", 1)[1].split("(")[0]  # stages by name
+    assert shown.count("\r[") < 40  # redrawn at most ten times a second
     piped = cli("freeze", model.directory, "-o", str(tmp_path / "m2.pb"), "--server", server.target)
     assert piped.returncode == 0 and piped.stderr == ""
 
