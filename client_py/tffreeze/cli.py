@@ -280,7 +280,7 @@ def _cmd_run(args) -> int:
     from .client import write_atomically
     from .runner import parse_pairs, run_graph
 
-    from .runner import Manifest, describe
+    from .runner import Manifest, describe, parse_outputs
 
     manifest = Manifest(args.manifest) if args.manifest else None
     feeds = {}
@@ -294,7 +294,7 @@ def _cmd_run(args) -> int:
             Manifest.check(info, value, name)
             name = info["name"]
         feeds[name] = value
-    outputs = [(o.partition("=")[0], o.partition("=")[2]) for o in args.output]
+    outputs = parse_outputs(args.output)
     if not outputs and manifest is not None:
         outputs = [(name, "") for name in manifest.outputs()]
     if not outputs or any(not name for name, _ in outputs):

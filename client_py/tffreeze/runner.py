@@ -153,6 +153,11 @@ def describe(value, limit: int = 6) -> str:
     return "%s %s [%s%s]" % (array.dtype, list(array.shape), text, more)
 
 
+def parse_outputs(pairs: List[str]) -> List[Tuple[str, str]]:
+    """`--output NAME[=FILE.npy]` values: (name, file or "" to print it)."""
+    return [(p.partition("=")[0], p.partition("=")[2]) for p in pairs]
+
+
 def parse_pairs(pairs: List[str], flag: str) -> List[Tuple[str, str]]:
     out = []
     for p in pairs:
