@@ -122,7 +122,6 @@ def gen_enum(enum: EnumDescriptor, out: List[str]) -> None:
 
 
 def gen_message(msg: Descriptor, out: List[str]) -> None:
-    full = msg.full_name
     out.append("    public sealed partial class %s : global::TfFreeze.Protobuf.ProtoMessage" % msg.name)
     out.append("    {")
     for f in msg.fields:

@@ -108,23 +108,22 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 15] + " ... (cut)"
 
 
-def rich_status(code_number: int, message: str, error: Optional[TffreezeError], reason: str = UNSPECIFIED,
-                metadata: Optional[Dict[str, str]] = None) -> bytes:
-    """The serialized google.rpc.Status: the ErrorInfo, and a PreconditionFailure when the
-    error has violations (at most MAX_VIOLATIONS; ErrorInfo metadata "violations" says how many)."""
+def rich_status(code_number: int, message: str, reason: str = UNSPECIFIED,
+                metadata: Optional[Dict[str, str]] = None, violations: Iterable[Violation] = ()) -> bytes:
+    """The serialized google.rpc.Status: the ErrorInfo, and a PreconditionFailure when there
+    are violations (at most MAX_VIOLATIONS; ErrorInfo metadata "violations" says how many)."""
     from google.rpc import error_details_pb2, status_pb2
 
-    if error is not None:
-        reason, metadata = error.reason, dict(error.metadata)
-        if len(error.violations) > MAX_VIOLATIONS:
-            metadata["violations"] = str(len(error.violations))
+    metadata, violations = dict(metadata or {}), list(violations)
+    if len(violations) > MAX_VIOLATIONS:
+        metadata["violations"] = str(len(violations))
     info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN,
-                                       metadata={k: _bounded(v, 200) for k, v in list((metadata or {}).items())[:16]})
+                                       metadata={k: _bounded(v, 200) for k, v in list(metadata.items())[:16]})
     status = status_pb2.Status(code=code_number, message=message)
     status.details.add().Pack(info)
-    if error is not None and error.violations:
+    if violations:
         failure = error_details_pb2.PreconditionFailure()
-        for v in error.violations[:MAX_VIOLATIONS]:
+        for v in violations[:MAX_VIOLATIONS]:
             failure.violations.add(type=v.type, subject=_bounded(v.subject, 200),
                                    description=_bounded(v.description, 300))
         status.details.add().Pack(failure)

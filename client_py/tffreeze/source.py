@@ -37,11 +37,8 @@ def sha256_file(path: str) -> str:
 
 
 def local_file(rel: str, local: str) -> LocalFile:
-    size = os.path.getsize(local)
     cached = _cache.digests.cached(local)
-    if cached is not None:
-        return LocalFile(rel, local, cached, size, True)
-    return LocalFile(rel, local, sha256_file(local), size)
+    return LocalFile(rel, local, cached or sha256_file(local), os.path.getsize(local), cached is not None)
 
 
 def _walk(root: str) -> List[freeze_pb2.ListedFile]:

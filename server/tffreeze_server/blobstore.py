@@ -24,7 +24,7 @@ import stat
 import tempfile
 import threading
 import time
-from typing import BinaryIO, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
 
 from tffreeze_api.fileio import write_all
 

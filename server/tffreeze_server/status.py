@@ -27,9 +27,8 @@ def to_status(exc: BaseException) -> Status:
     if isinstance(exc, FreezeError):
         code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
         flag = FLAGS.get(exc.metadata.get("field", ""))
-        if flag:  # the command line's spelling of the field, the same in every client
-            exc.metadata["flag"] = flag
-        return code, exc.message, exc.reason, exc.metadata
+        # with the command line's spelling of the field, the same in every client
+        return code, exc.message, exc.reason, dict(exc.metadata, flag=flag) if flag else exc.metadata
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (grpc.StatusCode.RESOURCE_EXHAUSTED, "the server's disk is full (%s); free space in its --data-dir "
                 "or lower --max-store-bytes" % exc.strerror, "ERROR_REASON_STORE_FULL", {})
@@ -39,9 +38,9 @@ def to_status(exc: BaseException) -> Status:
 
 
 def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: Dict[str, str],
-                error: "FreezeError | None" = None) -> bytes:
-    """The serialized google.rpc.Status: an ErrorInfo, and the error's PreconditionFailure."""
-    return errors.rich_status(code.value[0], message, error, reason, metadata)
+                violations=()) -> bytes:
+    """The serialized google.rpc.Status: an ErrorInfo, and a PreconditionFailure of the violations."""
+    return errors.rich_status(code.value[0], message, reason, metadata, violations)
 
 
 def _abort(context, exc):
@@ -51,8 +50,8 @@ def _abort(context, exc):
         log.info("%s %s: %s", code.name, reason, message)
     # set_trailing_metadata + abort is what grpc_status's abort_with_status does,
     # and it also works with the gRPC-Web adapter (whose abort_with_status does not).
-    error = exc if isinstance(exc, FreezeError) else None
-    context.set_trailing_metadata(((DETAILS_KEY, rich_status(code, message, reason, metadata, error)),))
+    violations = exc.violations if isinstance(exc, FreezeError) else ()
+    context.set_trailing_metadata(((DETAILS_KEY, rich_status(code, message, reason, metadata, violations)),))
     context.abort(code, message)
 
 

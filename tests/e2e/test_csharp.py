@@ -16,7 +16,6 @@ import models
 from tffreeze import FreezeClient
 from google.protobuf import struct_pb2
 
-from tffreeze_api import manifest
 from tffreeze_api.v1 import blob_pb2, freeze_pb2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

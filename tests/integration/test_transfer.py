@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 import models
-from tffreeze import FreezeClient, cache, source
+from tffreeze import FreezeClient, cache
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
 
