@@ -139,3 +139,17 @@ def test_plan_refuses_several_folders_and_says_what_a_checkpoint_is():
     deep = ["a/b/c/d/" + p for p in CKPT]  # deeper than NESTED_DEPTH folders: not looked for
     with pytest.raises(layout.SelectionError):
         layout.plan(deep, {})
+
+
+def test_state_files_are_read_whatever_their_escapes():
+    """Escapes as TensorFlow writes them (\\\\, \\", octal bytes of non-ASCII names) are decoded; a
+    hand-written Windows path with single backslashes (\\x, \\u, \\t that are not escapes) is
+    matched by basename too; nothing a user writes raises."""
+    files = CKPT + ["checkpoint"]
+    for text in ('model_checkpoint_path: "C:\\\\runs\\\\model.ckpt-1"',  # as TensorFlow writes it
+                 'model_checkpoint_path: "C:\\x\\u12\\train\\model.ckpt-1"',  # hand-written
+                 'model_checkpoint_path: "D:\\caf\\303\\251\\model.ckpt-1"'):
+        assert layout.plan(files, {"checkpoint": text}).prefix == "model.ckpt-1", text
+    assert layout.parse_state('model_checkpoint_path: "caf\\303\\251/m"')[0] == "caf\u00e9/m"
+    for text in ('model_checkpoint_path: "\\x"', 'model_checkpoint_path: "\\377\\400"', "\\"):
+        layout.parse_state(text)  # no exception

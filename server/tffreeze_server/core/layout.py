@@ -84,6 +84,27 @@ def step_of(prefix: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
+_ESCAPE = re.compile(rb"\\([0-7]{1,3}|x[0-9a-fA-F]{1,2}|.)", re.S)
+
+
+def _escaped(m) -> bytes:
+    code = m.group(1)
+    if code[:1].isdigit():
+        return bytes([int(code, 8) & 0xFF])
+    if code[:1] == b"x" and len(code) > 1:
+        return bytes([int(code[1:], 16)])
+    if code in (b"\\", b'"', b"'"):
+        return code
+    return b"\\" + code  # not an escape TensorFlow writes in a path: a hand-written Windows path's separator
+
+
+def _unescape(text: str) -> str:
+    """A text-proto string's value: escaped backslashes and quotes, and the octal/hex bytes TensorFlow
+    writes for non-ASCII names, decoded; a backslash before anything else (a hand-written Windows
+    path) stays a backslash. Never raises: a state file is user input."""
+    return _ESCAPE.sub(_escaped, text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
+
+
 def parse_state(text: str) -> Tuple[Optional[str], List[str]]:
     """Parse a ``checkpoint`` state file: (latest path, all paths), as written."""
     latest, every = None, []
@@ -91,7 +112,7 @@ def parse_state(text: str) -> Tuple[Optional[str], List[str]]:
         m = _STATE_RE.match(line)
         if not m:
             continue
-        value = m.group(2).encode("utf-8").decode("unicode_escape")
+        value = _unescape(m.group(2))
         if m.group(1) == "model_checkpoint_path":
             latest = value
         else:
