@@ -124,8 +124,8 @@ def freeze_options(outputs=(), inputs=(), step: Optional[int] = None, checkpoint
         include_variables=names(include_variables), exclude_variables=names(exclude_variables),
         optimize=bool(optimize), verify=bool(verify), target=parse_target(target))
     if step is not None:
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise OptionError("step", "%r: a global step is a non-negative integer" % (step,))
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2 ** 63:
+            raise OptionError("step", "%r: a global step is a non-negative integer below 2**63" % (step,))
         opts.step = step
     for name, value in _pairs(bind, "bind", "is_training=false"):
         opts.bind[name].CopyFrom(bind_value(value, name))
@@ -147,8 +147,8 @@ def parse_step(text: Union[str, int, None]) -> Optional[int]:
             value = int(str(text).strip(), 10)
         except ValueError:
             raise OptionError("step", "%r: a global step is a non-negative integer" % (text,)) from None
-    if value < 0:
-        raise OptionError("step", "%r: a global step is a non-negative integer" % (text,))
+    if not 0 <= value < 2 ** 63:
+        raise OptionError("step", "%r: a global step is a non-negative integer below 2**63" % (text,))
     return value
 
 

@@ -165,11 +165,11 @@ tffreeze::FreezeOptions SourceOptions(const Options& o) {
   f.outputs = o.One("--outputs");
   f.inputs = o.One("--inputs");
   if (o.Has("--step")) {
-    const std::string s = o.One("--step");
-    char* end = nullptr;
-    long long step = std::strtoll(s.c_str(), &end, 10);
-    if (s.empty() || *end != '\0') throw Usage("--step takes a global step (an integer), got '" + s + "'");
-    f.step = std::to_string(step);
+    const std::string s = o.One("--step");  // an integer as typed; the server checks its range
+    size_t digits = s.find_first_not_of("+-") == 1 ? 1 : 0;
+    if (s.size() <= digits || s.find_first_not_of("0123456789", digits) != std::string::npos)
+      throw Usage("--step takes a global step (an integer), got '" + s + "'");
+    f.step = s;
   }
   f.graph = o.One("--graph");
   f.signature = o.One("--signature");

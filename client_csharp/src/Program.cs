@@ -196,11 +196,11 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 ExcludeVariables = o.One("--exclude-variables", "") };
             if (o.One("--step") != null)
             {
-                long step;
-                if (!long.TryParse(o.One("--step"), System.Globalization.NumberStyles.AllowLeadingSign,
-                                   System.Globalization.CultureInfo.InvariantCulture, out step))
-                    throw new UsageException("--step takes a global step (an integer), got '" + o.One("--step") + "'");
-                text.Step = step.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                var step = o.One("--step");  // an integer as typed; the server checks its range
+                var digits = step.TrimStart('+', '-');
+                if (digits.Length == 0 || step.Length - digits.Length > 1 || !digits.All(c => c >= '0' && c <= '9'))
+                    throw new UsageException("--step takes a global step (an integer), got '" + step + "'");
+                text.Step = step;
             }
             text.Tags.AddRange(o.All("--tag"));
             text.Bind.AddRange(o.All("--bind"));

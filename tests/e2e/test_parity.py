@@ -99,6 +99,7 @@ CELLS = [
     ("nometa", [], 1, "NO_GRAPH"),
     ("nometa", ["--graph", "{missing_graph}"], 1, "GRAPH_INVALID"),
     ("several", ["--step", "7"], 1, "CHECKPOINT_NOT_FOUND"),
+    ("several", ["--step", "99999999999999999999999"], 1, "INVALID_OPTION"),
     ("several", ["--bind", "is_training=maybe"], 1, "INVALID_OPTION"),
     ("several", ["--target", "tf9"], 1, "INVALID_OPTION"),
     ("several", ["--var-map", "w"], 1, "INVALID_OPTION"),

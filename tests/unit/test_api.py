@@ -133,3 +133,16 @@ def test_function_body_errors_name_the_node_too():
     text = tf_errors.describe(exc)
     assert text == ("node embedding_lookup: input resource[0] expected type resource != float, the type of "
                     "embedding_lookup_decoder_embedding_0[0]")
+
+
+def test_a_step_out_of_int64_range_is_an_option_error():
+    """A step beyond int64 (typed on any client's command line) is INVALID_OPTION, never INTERNAL."""
+    from tffreeze_api.v1 import freeze_pb2
+
+    for step in ("99999999999999999999999", "-1", "seven"):
+        with pytest.raises(options.OptionError) as err:
+            options.from_text(freeze_pb2.OptionText(step=step))
+        assert err.value.field == "step"
+    with pytest.raises(options.OptionError):
+        options.freeze_options(step=2 ** 63)
+    assert options.from_text(freeze_pb2.OptionText(step=str(2 ** 63 - 1))).step == 2 ** 63 - 1
