@@ -27,7 +27,7 @@ std::string Unreachable(const std::string& target, const std::string& details) {
   if (has("handshake"))
     return "the TLS handshake with the tffreeze server at " + target + " failed (" + details +
            "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA).";
-  if (has("socket closed") || has("has been shut down") || has("connection reset"))
+  if (has("socket closed") || has("has been shut down") || has("connection reset") || has("receivefailure"))
     return "the tffreeze server at " + target + " closed the connection (" + details +
            "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem.";
   return "cannot reach the tffreeze server at " + target + " (" + details +

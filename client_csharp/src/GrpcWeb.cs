@@ -209,7 +209,8 @@ namespace TfFreeze.V1
             if (low.Contains("handshake") || low.Contains("securechannelfailure"))
                 return "the TLS handshake with the tffreeze server at " + url + " failed (" + details +
                        "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA).";
-            if (low.Contains("socket closed") || low.Contains("has been shut down") || low.Contains("connection reset"))
+            if (low.Contains("socket closed") || low.Contains("has been shut down") || low.Contains("connection reset") ||
+                low.Contains("receivefailure"))
                 return "the tffreeze server at " + url + " closed the connection (" + details +
                        "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem.";
             return "cannot reach the tffreeze gRPC-Web endpoint at " + url + " (" + details +

@@ -50,7 +50,7 @@ def unreachable(target: str, details: str) -> str:
     if "handshake" in low:
         return ("the TLS handshake with the tffreeze server at %s failed (%s). If the server does not speak TLS, "
                 "drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA)." % (target, details))
-    if "socket closed" in low or "has been shut down" in low or "connection reset" in low:
+    if any(w in low for w in ("socket closed", "has been shut down", "connection reset", "receivefailure")):
         return ("the tffreeze server at %s closed the connection (%s). If it speaks TLS (started with --tls-cert), "
                 "add --tls and --ca CA.pem." % (target, details))
     return ("cannot reach the tffreeze server at %s (%s). Start one with `tffreeze serve`, or point --server / "
