@@ -5,7 +5,8 @@
 #
 # adds a target (built by default) that runs `tffreeze-cpp freeze SOURCE -o OUTPUT ...`
 # against the tffreeze server at TFFREEZE_SERVER (this cache variable, else the
-# environment's $TFFREEZE_SERVER at build time, else 127.0.0.1:50051). The step depends
+# environment's $TFFREEZE_SERVER at build time, else the user's local server, started on
+# demand and kept warm, so a build freezing many models loads TensorFlow once). The step depends
 # on every file under SOURCE (re-globbed when files appear or go) and on the options, so
 # a build re-freezes only when the checkpoint or the options changed; and when a changed
 # file still gives the same graph, the client leaves OUTPUT as it was (no download).

@@ -149,9 +149,15 @@ struct Client::Impl {
 };
 
 Client::Client(std::string target, ClientOptions options) : target_(std::move(target)), options_(std::move(options)) {
-  if (target_.empty()) target_ = std::getenv("TFFREEZE_SERVER") ? std::getenv("TFFREEZE_SERVER") : "127.0.0.1:50051";
+  if (target_.empty() && std::getenv("TFFREEZE_SERVER")) target_ = std::getenv("TFFREEZE_SERVER");
+  bool local = target_.empty();
+  if (local) {  // a private socket and its own token; never TLS
+    LocalServer server = FindLocalServer();
+    target_ = server.target;
+    options_.token = server.token;
+  }
   std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (options_.tls || !options_.ca_file.empty() || !options_.client_cert.empty()) {
+  if (!local && (options_.tls || !options_.ca_file.empty() || !options_.client_cert.empty())) {
     grpc::SslCredentialsOptions ssl;
     if (!options_.ca_file.empty()) ssl.pem_root_certs = ReadFile(options_.ca_file, "--ca");
     if (options_.client_cert.empty() != options_.client_key.empty())

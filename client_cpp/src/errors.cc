@@ -21,6 +21,9 @@ std::string Unreachable(const std::string& target, const std::string& details) {
   std::string low = details;
   for (auto& c : low) c = static_cast<char>(std::tolower(c));
   auto has = [&](const char* s) { return low.find(s) != std::string::npos; };
+  if (target.rfind("unix:", 0) == 0)
+    return "the local tffreeze server at " + target + " does not answer (" + details +
+           "). Its log is server.log beside the socket; `tffreeze local-server stop` and try again, or pass --server";
   if (has("certificate_verify_failed") || has("certificate verify failed") || has("trustfailure"))
     return "the TLS handshake with the tffreeze server at " + target + " failed: its certificate is not trusted (" +
            details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA).";

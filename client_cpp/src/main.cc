@@ -52,8 +52,9 @@ source options (the same in every tffreeze client; the server checks them):
   --bind NAME=VALUE (repeatable)  --ema  --var-map GRAPH_VAR=CKPT_KEY (repeatable)
   --include-variables a,b  --exclude-variables a,b  --timeout SECONDS
 connection options:
-  --server HOST:PORT (default $TFFREEZE_SERVER, else 127.0.0.1:50051; several replicas:
-  H1:P1,H2:P2 or dns:///NAME:PORT)  --tls (or $TFFREEZE_TLS=1)  --ca CA.pem (default
+  --server HOST:PORT (default $TFFREEZE_SERVER, else this user's local server, started
+  on demand by `tffreeze local-server start`; several replicas: H1:P1,H2:P2 or
+  dns:///NAME:PORT)  --tls (or $TFFREEZE_TLS=1)  --ca CA.pem (default
   $TFFREEZE_CA; implies --tls)  --token TOKEN (default $TFFREEZE_TOKEN)
   --client-cert CERT.pem --client-key KEY.pem
 See README.md, "Command line", for what each option does.

@@ -48,7 +48,8 @@ source options (the same in every tffreeze client; the server checks them):
   --bind NAME=VALUE (repeatable)  --ema  --var-map GRAPH_VAR=CKPT_KEY (repeatable)
   --include-variables a,b  --exclude-variables a,b  --timeout SECONDS
 connection options:
-  --server http://HOST:WEB_PORT (default $TFFREEZE_WEB_SERVER; a server started with
+  --server http://HOST:WEB_PORT (default $TFFREEZE_WEB_SERVER, else this user's local
+  server, started on demand by `tffreeze local-server start`; a server started with
   --web-port; several replicas as http://H1:W1,http://H2:W2)  --tls (or an https:// server,
   or $TFFREEZE_TLS=1)  --ca CA.pem (default $TFFREEZE_CA; implies --tls)
   --token TOKEN (default $TFFREEZE_TOKEN)
@@ -211,13 +212,25 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         static FreezeClient Connect(Options o)
         {
             var server = o.One("--server", Environment.GetEnvironmentVariable("TFFREEZE_WEB_SERVER"));
-            if (string.IsNullOrEmpty(server)) throw new UsageException("pass --server http://HOST:WEB_PORT (a server started with --web-port)");
+            if (string.IsNullOrEmpty(server))  // this user's local server: loopback gRPC-Web and its own token
+            {
+                var local = LocalServer.Find();
+                var own = new FreezeClient(local.Item1) { Token = local.Item2 };
+                SetTimeout(own, o);
+                return own;
+            }
             var client = new FreezeClient(server);
             var ca = o.One("--ca", Environment.GetEnvironmentVariable("TFFREEZE_CA"));
             var tlsEnv = Environment.GetEnvironmentVariable("TFFREEZE_TLS");
             if (o.One("--tls") != null || !string.IsNullOrEmpty(ca) || (!string.IsNullOrEmpty(tlsEnv) && tlsEnv != "0"))
                 client.UseTls(ca);
             client.Token = o.One("--token", Environment.GetEnvironmentVariable("TFFREEZE_TOKEN"));
+            SetTimeout(client, o);
+            return client;
+        }
+
+        static void SetTimeout(FreezeClient client, Options o)
+        {
             double timeout;
             if (o.One("--timeout") != null)
             {
@@ -226,7 +239,6 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     throw new UsageException("--timeout takes seconds, e.g. --timeout 300 (got '" + o.One("--timeout") + "')");
                 client.TimeoutMs = (int)Math.Min(timeout * 1000, int.MaxValue);
             }
-            return client;
         }
 
         static string ShapeText(TensorInfo t)

@@ -22,8 +22,7 @@ from .errors import TffreezeError
 
 EPILOG = """\
 examples:
-  tffreeze serve --port 50051 --data-dir /var/lib/tffreeze
-  tffreeze freeze runs/mnist -o mnist.pb --manifest mnist.json
+  tffreeze freeze runs/mnist -o mnist.pb --manifest mnist.json   # no server to start: see below
   tffreeze freeze runs/mnist/model.ckpt-2000 -o mnist.pb --outputs logits
   tffreeze freeze runs/mnist --step 1000 --outputs probs:0 --inputs x -o mnist-1000.pb
   tffreeze inspect runs/mnist --json
@@ -41,9 +40,31 @@ SOURCE is one of:
     or TF2 (tf.saved_model.save, Keras export); --signature and --tag choose.
 A folder holding no checkpoint itself but exactly one folder below it that
 does is used (with a warning). Only the chosen checkpoint's files are uploaded,
-and only those the server lacks. --server defaults to $TFFREEZE_SERVER, then 127.0.0.1:50051.
+and only those the server lacks.
+
+The server: --server, else $TFFREEZE_SERVER, else this user's local server,
+started on demand (the first call waits for TensorFlow to load, later calls
+do not) and stopped after 30 idle minutes or by `tffreeze local-server stop`.
+Only you can reach it (a Unix socket in ~/.cache/tffreeze/local, and a token);
+its log is server.log there. A named server never starts anything.
 
 exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error
+"""
+
+
+LOCAL_EPILOG = """\
+where it lives: ~/.cache/tffreeze/local ($TFFREEZE_CACHE_DIR/local when set):
+  server.info   pid, version, gRPC socket (unix:...), gRPC-Web URL, token file;
+                written once it accepts calls, removed when it stops
+  token         the token every call needs (the folder is open to you only)
+  server.log    its log (TensorFlow's own lines go here, not to your terminal)
+  data/         its blob store (4 GiB at most, least recently used evicted)
+A client of another tffreeze version stops it and starts its own.
+
+examples:
+  tffreeze local-server status
+  tffreeze local-server start --idle-exit 7200   # warm for a long build
+  tffreeze local-server stop
 """
 
 
@@ -82,7 +103,8 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE",
                    help="Saver checkpoint directory, one checkpoint prefix, or SavedModel directory (see below)")
     p.add_argument("--server", default=None, metavar="H:P",
-                   help="tffreeze server (default: $TFFREEZE_SERVER, then 127.0.0.1:50051); several replicas as "
+                   help="tffreeze server (default: $TFFREEZE_SERVER, else this user's local server, started on "
+                        "demand: `tffreeze local-server --help`); several replicas as "
                         "H1:P1,H2:P2 or a gRPC target such as dns:///name:port: calls are balanced round-robin "
                         "and retried on another replica when one is unavailable")
     _add_connection_args(p)
@@ -126,6 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the freeze server (tffreeze-server; `tffreeze serve --help`)",
                        add_help=False, description="Run the tffreeze server; its options are tffreeze-server's.")
     p.add_argument("server_args", nargs=argparse.REMAINDER, metavar="...")
+
+    p = sub.add_parser("local-server", help="start, stop or show this user's local server (started on demand)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="The server `tffreeze freeze` and `inspect` (and tffreeze-cs, tffreeze-cpp) use "
+                                   "when no --server or $TFFREEZE_SERVER is given: `tffreeze serve --local`, started "
+                                   "on the first such call and kept warm, so later calls do not wait for TensorFlow.",
+                       epilog=LOCAL_EPILOG)
+    p.add_argument("action", choices=("start", "stop", "status"),
+                   help="start: start it unless it runs (waits until it accepts calls); stop: stop it (calls in "
+                        "flight finish first); status: show it (exit 0 running, 3 not running)")
+    p.add_argument("--idle-exit", metavar="SECONDS", default=None,
+                   help="with start: stop after SECONDS without a call (default: $TFFREEZE_LOCAL_IDLE_SECONDS, "
+                        "else 1800)")
+    p.add_argument("--workers", metavar="N", default=None, help="with start: TensorFlow workers (default: 1)")
 
     p = sub.add_parser("freeze", help="freeze a checkpoint into a .pb", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Upload a checkpoint (only the files the server lacks), freeze it, and write the "
@@ -314,6 +350,34 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_local_server(args) -> int:
+    from . import local
+    from tffreeze_api.localserver import LOG, local_dir
+
+    if args.action == "stop":
+        pid = local.stop()
+        print("stopped the local server (pid %d)" % pid if pid else "no local server is running")
+        return 0
+    if args.action == "status":
+        info = local.status()
+        if info is None:
+            print("no local server is running (one starts on demand; its folder: %s)" % local_dir())
+            return 3
+    else:
+        extra = []
+        for flag, value in (("--idle-exit", args.idle_exit), ("--workers", args.workers)):
+            if value is not None:
+                extra += [flag, value]
+        endpoint = local.ensure(extra)
+        print("%s the local server" % ("started" if endpoint.started else "already running:"))
+        info = local.status() or {}
+    for key in ("pid", "version", "grpc", "web", "token-file"):
+        if key in info:
+            print("  %-10s %s" % (key, info[key]))
+    print("  %-10s %s" % ("log", os.path.join(local_dir(), LOG)))
+    return 0
+
+
 def _cmd_serve(args) -> int:
     try:
         from tffreeze_server.cli import main as server_main
@@ -352,7 +416,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["serve"]:  # the server parses its own arguments
         return _cmd_serve(argparse.Namespace(server_args=argv[1:]))
     args = build_parser().parse_args(argv)
-    handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve}[args.command]
+    handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve,
+               "local-server": _cmd_local_server}[args.command]
     try:
         return handler(args)
     except TffreezeError as exc:

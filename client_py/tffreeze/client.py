@@ -22,10 +22,9 @@ from tffreeze_api.fileio import as_user_file, write_all
 from tffreeze_api.options import OptionError, freeze_options, to_text
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2, service_pb2_grpc
 
-from . import cache as _cache, source as _source
+from . import cache as _cache, local as _local, source as _source
 from .errors import TffreezeError, UnavailableError, error_for, from_rpc_error
 
-DEFAULT_TARGET = "127.0.0.1:50051"
 CHUNK = 1 << 20
 _MAX_MESSAGE = 4 << 20
 BLOBS_MISSING = "ERROR_REASON_BLOBS_MISSING"
@@ -35,8 +34,9 @@ INLINE_GRAPH = 1 << 20  # graphs up to this size come inside the Freeze result (
 ProgressFn = Callable[[str, float, float, str], None]
 
 
-def default_target() -> str:
-    return os.environ.get("TFFREEZE_SERVER") or DEFAULT_TARGET
+def default_target() -> Optional[str]:
+    """$TFFREEZE_SERVER, or None: this user's local server (started on demand, see ``local``)."""
+    return os.environ.get("TFFREEZE_SERVER") or None
 
 
 # Calls that may be repeated safely: gRPC retries them on UNAVAILABLE (another replica, or
@@ -286,10 +286,13 @@ class _CallDetails(collections.namedtuple("_CallDetails", ("method", "timeout", 
 class FreezeClient:
     """A connection to a tffreeze server.
 
-    >>> with FreezeClient("127.0.0.1:50051") as client:
+    >>> with FreezeClient() as client:
     ...     outcome = client.freeze("ckpt_dir", output_path="model.pb")
     ...     outcome.manifest["outputs"]
 
+    ``target``: the server (HOST:PORT, several as H1:P1,H2:P2, or a gRPC target URI);
+    default $TFFREEZE_SERVER, else this user's local server, started on demand and kept
+    warm between calls (``tffreeze local-server``). A named server never starts anything.
     ``timeout`` (seconds) applies to each call unless a method is given its own.
     ``tls``: speak TLS, checking the server against the system's CAs or ``ca`` (a PEM
     file; giving one implies TLS); ``client_cert``/``client_key`` (PEM files) for a
@@ -303,10 +306,14 @@ class FreezeClient:
                  client_key: Optional[str] = None):
         self.target = target or default_target()
         self.timeout = timeout
+        self.local: Optional[_local.Endpoint] = None
         ca = ca or os.environ.get("TFFREEZE_CA") or None
         token = token or os.environ.get("TFFREEZE_TOKEN") or None
         if tls is None:
             tls = bool(ca or client_cert or os.environ.get("TFFREEZE_TLS", "") not in ("", "0"))
+        if not self.target:  # this user's local server: a private socket and its own token
+            self.local = _local.ensure()
+            self.target, token, tls = self.local.target, self.local.token, False
         options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE),
                    ("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
         target, tls_name = channel_target(self.target)

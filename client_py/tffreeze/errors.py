@@ -44,6 +44,9 @@ def unreachable(target: str, details: str) -> str:
     trusted, a TLS handshake with a plaintext server, a plaintext call to a TLS server, no
     server. (The C# and C++ clients say the same.)"""
     low = details.lower()
+    if target.startswith("unix:"):
+        return ("the local tffreeze server at %s does not answer (%s). Its log is server.log beside the socket; "
+                "`tffreeze local-server stop` and try again, or pass --server" % (target, details))
     if "certificate_verify_failed" in low or "certificate verify failed" in low or "trustfailure" in low:
         return ("the TLS handshake with the tffreeze server at %s failed: its certificate is not trusted (%s). Pass "
                 "--ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA)." % (target, details))

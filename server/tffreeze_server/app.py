@@ -18,10 +18,11 @@ from grpc_reflection.v1alpha import reflection
 
 from tffreeze_api.v1 import service_pb2, service_pb2_grpc
 
-from . import auth, metrics, sandbox
+from . import auth, localmode, metrics, sandbox
 from .blobstore import BlobStore
 from .core.spec import ServerLimits
 from .servicer import FreezeServicer
+from .status import ACTIVITY
 from .settings import DEFAULT_DRAIN_SECONDS, MAX_MESSAGE_BYTES, ServerSettings
 from . import webguard
 from .webguard import WebGuard
@@ -191,14 +192,14 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    address = "unix:" + settings.socket if settings.socket else "%s:%d" % (host, port)
     try:
-        address = "%s:%d" % (host, port)
         bound = (server.add_secure_port(address, tls[0]) if tls is not None else server.add_insecure_port(address))
     except RuntimeError:
         bound = 0
     if bound == 0:
         pool.close()
-        raise OSError("cannot listen on %s:%d (address in use or not available); pick another --port" % (host, port))
+        raise OSError("cannot listen on %s (address in use or not available); pick another --port" % address)
     web = None
     if web_port is not None:
         try:
@@ -247,16 +248,29 @@ def _watch_store(srv: "Server", every: float = 2.0) -> None:
         srv.stopping.wait(every)
 
 
+def _watch_idle(seconds: float, stop: threading.Event) -> None:
+    while not stop.wait(min(5.0, seconds / 4)):
+        if ACTIVITY.idle_for() >= seconds:
+            log.info("no call for %g s (--idle-exit): stopping", seconds)
+            stop.set()
+
+
 def serve(settings: ServerSettings, out=sys.stdout) -> int:
-    """Run until SIGTERM/SIGINT, then drain in-flight calls and stop the workers."""
+    """Run until SIGTERM/SIGINT (or ``idle_exit`` seconds without a call), then drain
+    in-flight calls and stop the workers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = settings.host
     try:
+        if settings.local_dir:
+            localmode.prepare(settings)
         srv = create_server(settings)
     except OSError as exc:
         print("tffreeze serve: %s" % exc, file=sys.stderr)
         return 1
     stop = threading.Event()
+    if settings.idle_exit:
+        threading.Thread(target=_watch_idle, args=(settings.idle_exit, stop), name="tffreeze-idle",
+                         daemon=True).start()
 
     def on_signal(signum, frame):
         stop.set()
@@ -275,9 +289,16 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
     if srv.metrics_port is not None:
         web += "; metrics on %s://%s:%d/metrics" % ("https" if settings.tls_cert else "http",
                                                     settings.metrics_host or "127.0.0.1", srv.metrics_port)
-    print("tffreeze server listening on %s:%d (data dir %s, %d worker(s), %s%s)"
-          % (host, srv.port, os.path.abspath(settings.data_dir), settings.workers, boxed, web), file=out, flush=True)
-    stop.wait()
+    where = "unix:" + settings.socket if settings.socket else "%s:%d" % (host, srv.port)
+    print("tffreeze server listening on %s (data dir %s, %d worker(s), %s%s)"
+          % (where, os.path.abspath(settings.data_dir), settings.workers, boxed, web), file=out, flush=True)
+    if settings.local_dir:
+        localmode.announce(settings, srv)
+    try:
+        stop.wait()
+    finally:
+        if settings.local_dir:
+            localmode.withdraw(settings)
     print("tffreeze server shutting down (calls in flight have %g s to finish)" % settings.drain_seconds, file=out,
           flush=True)
     srv.stop(settings.drain_seconds)

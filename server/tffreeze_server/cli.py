@@ -5,12 +5,16 @@ cannot start (one line on stderr), 2 usage error."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 from typing import List, Optional
 
+from tffreeze_api import localserver
+
 from . import __version__
 from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS, DEFAULT_PORT, DEFAULT_SANDBOX,
-                       DEFAULT_WORKERS, DEFAULT_WORKER_MAX_TASKS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
+                       DEFAULT_WORKERS, DEFAULT_WORKER_MAX_TASKS, LOCAL_IDLE_SECONDS, LOCAL_MAX_STORE_BYTES, LOCAL_WORKERS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
                        DEFAULT_MAX_GRAPH_NODES, DEFAULT_TASK_MEMORY_BYTES, DEFAULT_VERIFY_SECONDS, DEFAULT_DRAIN_SECONDS,
                        ServerSettings)
 
@@ -28,18 +32,18 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default: %(default)s)")
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="D",
-                   help="where uploads and frozen graphs are kept (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+    p.add_argument("--data-dir", default=None, metavar="D",
+                   help="where uploads and frozen graphs are kept (default: %s; with --local: DIR/data)" % DEFAULT_DATA_DIR)
+    p.add_argument("--workers", type=int, default=None,
                    help="TensorFlow worker processes, ~540 MiB each idle: freezes run in parallel up to this "
-                        "many (default here: %(default)s = what this machine holds: one per core, 1.5 GiB of "
-                        "available memory each)")
+                        "many (default here: %d = what this machine holds: one per core, 1.5 GiB of available "
+                        "memory each; with --local: %d)" % (DEFAULT_WORKERS, LOCAL_WORKERS))
     p.add_argument("--worker-max-tasks", type=int, default=DEFAULT_WORKER_MAX_TASKS, metavar="N",
                    help="replace a worker after N tasks, bounding memory growth; the replacement imports "
                         "TensorFlow while the old one keeps serving (default: %(default)s)")
-    p.add_argument("--max-store-bytes", type=int, default=DEFAULT_MAX_STORE_BYTES, metavar="BYTES",
-                   help="blob store cap; least recently used blobs are evicted (default: %d GiB)"
-                        % (DEFAULT_MAX_STORE_BYTES >> 30))
+    p.add_argument("--max-store-bytes", type=int, default=None, metavar="BYTES",
+                   help="blob store cap; least recently used blobs are evicted (default: %d GiB; with --local: %d GiB)"
+                        % (DEFAULT_MAX_STORE_BYTES >> 30, LOCAL_MAX_STORE_BYTES >> 30))
     p.add_argument("--partial-upload-ttl", type=float, default=DEFAULT_PARTIAL_TTL_SECONDS, metavar="SECONDS",
                    help="discard a resumable upload (WriteBlobChunk) idle this long; until then its declared size "
                         "counts against --max-store-bytes (default: %(default)s)")
@@ -83,6 +87,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-function-depth", type=int, default=DEFAULT_MAX_FUNCTION_DEPTH, metavar="N",
                    help="deepest nesting of functions calling functions (loop bodies, branches, calls); deeper "
                         "is RESOURCE_EXHAUSTED, a recursive function INVALID_ARGUMENT (default: %(default)s)")
+    p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                   help="stop (cleanly, as on SIGTERM) after SECONDS without a call (default: never; with --local: "
+                        "%g)" % LOCAL_IDLE_SECONDS)
+    p.add_argument("--local", nargs="?", const="", default=None, metavar="DIR",
+                   help="be this user's local server, the one `tffreeze freeze` starts on demand when no --server "
+                        "is given: gRPC on a Unix socket in DIR (default: ~/.cache/tffreeze/local, or "
+                        "$TFFREEZE_CACHE_DIR/local), a folder only this user can open; every call needs the token "
+                        "kept there; gRPC-Web on a free loopback port; data in DIR/data (%d GiB at most), %d "
+                        "worker(s); where it listens is written to DIR/server.info. Usually started for you: see "
+                        "`tffreeze local-server --help`" % (LOCAL_MAX_STORE_BYTES >> 30, LOCAL_WORKERS))
     g = p.add_argument_group("several replicas (README: Running more than one server)")
     g.add_argument("--store", metavar="s3://BUCKET/PREFIX",
                    help="keep blobs, resumable uploads and cached results in this S3 bucket, shared by every "
@@ -121,18 +135,34 @@ def build_parser(prog: str = "tffreeze-server") -> argparse.ArgumentParser:
 
 
 def settings_from(args) -> ServerSettings:
-    return ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
-                          max_store_bytes=args.max_store_bytes, worker_max_tasks=args.worker_max_tasks,
-                          partial_upload_ttl=args.partial_upload_ttl, max_call_seconds=args.max_call_seconds,
-                          result_cache=args.result_cache, web_port=args.web_port,
-                          web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox,
-                          max_graph_file_bytes=args.max_graph_file_bytes, max_graph_nodes=args.max_graph_nodes,
-                          max_function_depth=args.max_function_depth, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                          tls_client_ca=args.tls_client_ca, auth_token_file=args.auth_token_file,
-                          insecure=args.insecure, store=args.store, s3_endpoint=args.s3_endpoint,
-                          metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-                          task_memory_bytes=args.task_memory_bytes, verify_seconds=args.verify_seconds,
-                          drain_seconds=args.drain_seconds)
+    local = {}
+    if args.local is not None:
+        folder = os.path.abspath(args.local) if args.local else localserver.local_dir()
+        local = dict(local_dir=folder, socket=localserver.socket_path(folder, os.getpid()),
+                     auth_token_file=os.path.join(folder, localserver.TOKEN),
+                     web_port=0 if args.web_port is None else args.web_port,
+                     idle_exit=LOCAL_IDLE_SECONDS if args.idle_exit is None else args.idle_exit)
+        defaults = dict(data_dir=os.path.join(folder, localserver.DATA), workers=LOCAL_WORKERS,
+                        max_store_bytes=LOCAL_MAX_STORE_BYTES)
+    else:
+        defaults = dict(data_dir=DEFAULT_DATA_DIR, workers=DEFAULT_WORKERS, max_store_bytes=DEFAULT_MAX_STORE_BYTES)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    settings = ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers,
+                              max_store_bytes=args.max_store_bytes, worker_max_tasks=args.worker_max_tasks,
+                              partial_upload_ttl=args.partial_upload_ttl, max_call_seconds=args.max_call_seconds,
+                              result_cache=args.result_cache, web_port=args.web_port,
+                              web_allowed_origins=tuple(args.web_allow_origin), sandbox=args.sandbox,
+                              max_graph_file_bytes=args.max_graph_file_bytes, max_graph_nodes=args.max_graph_nodes,
+                              max_function_depth=args.max_function_depth, tls_cert=args.tls_cert,
+                              tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+                              auth_token_file=args.auth_token_file, insecure=args.insecure, store=args.store,
+                              s3_endpoint=args.s3_endpoint, metrics_port=args.metrics_port,
+                              metrics_host=args.metrics_host, task_memory_bytes=args.task_memory_bytes,
+                              verify_seconds=args.verify_seconds, drain_seconds=args.drain_seconds,
+                              idle_exit=args.idle_exit)
+    return dataclasses.replace(settings, **local) if local else settings
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int:

@@ -33,6 +33,9 @@ def default_workers() -> int:
 DEFAULT_WORKERS = default_workers()
 DEFAULT_WORKER_MAX_TASKS = 200  # a worker is replaced (warm, in the background) after this many tasks
 DEFAULT_MAX_STORE_BYTES = 20 << 30
+LOCAL_MAX_STORE_BYTES = 4 << 30  # the per-user local server's store (it lives in the user's cache folder)
+LOCAL_WORKERS = 1  # the local server serves one user's builds: one warm TensorFlow, not one per core
+LOCAL_IDLE_SECONDS = 1800.0  # the local server stops after this long without a call
 DEFAULT_PARTIAL_TTL_SECONDS = 3600  # a resumable upload idle this long is deleted
 DEFAULT_RPC_THREADS = 64
 DEFAULT_SANDBOX = "auto"
@@ -75,4 +78,7 @@ class ServerSettings:
     task_memory_bytes: int = DEFAULT_TASK_MEMORY_BYTES
     verify_seconds: float = DEFAULT_VERIFY_SECONDS
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
-    metrics_host: Optional[str] = None  # where the metrics port listens; None: loopback  # serve Prometheus metrics on this port (0: a free one)
+    metrics_host: Optional[str] = None  # where the metrics port listens; None: loopback
+    socket: Optional[str] = None  # gRPC on this Unix socket instead of host:port
+    local_dir: Optional[str] = None  # the per-user local server's folder (tffreeze_api.localserver)
+    idle_exit: Optional[float] = None  # stop after this many seconds without a call

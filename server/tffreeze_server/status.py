@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import threading
+import time
 from typing import Dict, Tuple
 
 import grpc
@@ -20,6 +22,31 @@ log = logging.getLogger("tffreeze.server")
 DETAILS_KEY = "grpc-status-details-bin"
 
 Status = Tuple[grpc.StatusCode, str, str, Dict[str, str]]
+
+
+class Activity:
+    """Calls in flight and when the last one ended (``--idle-exit`` stops an idle server)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.active = 0
+        self.last = time.monotonic()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.active -= 1
+            self.last = time.monotonic()
+
+    def idle_for(self) -> float:
+        with self._lock:
+            return 0.0 if self.active else time.monotonic() - self.last
+
+
+ACTIVITY = Activity()
 
 
 def to_status(exc: BaseException) -> Status:
@@ -74,6 +101,7 @@ def mapped(method):
     """Decorate a unary servicer method: errors become statuses (and every call is counted)."""
     @functools.wraps(method)
     def wrapper(self, request, context):
+        ACTIVITY.enter()
         try:
             response = method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every error is mapped, none escapes raw
@@ -81,6 +109,8 @@ def mapped(method):
             if _is_abort(exc):
                 raise
             _abort(context, exc)
+        finally:
+            ACTIVITY.leave()
         _count(method, None, context)
         return response
     return wrapper
@@ -90,6 +120,7 @@ def mapped_stream(method):
     """Decorate a server-streaming servicer method: errors become statuses (and every call is counted)."""
     @functools.wraps(method)
     def wrapper(self, request, context):
+        ACTIVITY.enter()
         try:
             yield from method(self, request, context)
         except Exception as exc:  # noqa: BLE001
@@ -97,6 +128,8 @@ def mapped_stream(method):
             if _is_abort(exc):
                 raise
             _abort(context, exc)
+        finally:
+            ACTIVITY.leave()
         _count(method, None, context)
     return wrapper
 
@@ -107,4 +140,4 @@ def _is_abort(exc) -> bool:
     return isinstance(exc, grpc.RpcError) or (type(exc) is Exception and not exc.args)
 
 
-__all__ = ["to_status", "rich_status", "mapped", "mapped_stream"]
+__all__ = ["ACTIVITY", "to_status", "rich_status", "mapped", "mapped_stream"]

@@ -90,9 +90,17 @@ struct FreezeOutcome {
 // progress(kind, done, total, message): kind "upload" (bytes) or "freeze" (fraction of 1).
 using ProgressFn = std::function<void(const std::string&, double, double, const std::string&)>;
 
+// This user's local server (Unix socket and token), found through its server.info or started
+// with `tffreeze local-server start` ($TFFREEZE_COMMAND names another command).
+struct LocalServer {
+  std::string target, token;
+};
+LocalServer FindLocalServer();
+
 class Client {
  public:
-  // target: "host:port" (default $TFFREEZE_SERVER, else 127.0.0.1:50051); several replicas as
+  // target: "host:port" (default $TFFREEZE_SERVER, else this user's local server, started on
+  // demand: FindLocalServer; a named server never starts anything); several replicas as
   // "h1:p1,h2:p2" or a gRPC target URI ("dns:///name:port"): calls are balanced round-robin,
   // idempotent ones retried on UNAVAILABLE, and a freeze redone on another replica when its
   // replica goes away.

@@ -1,0 +1,173 @@
+"""The per-user local server: started on demand when no server is named (no ``--server``,
+no ``$TFFREEZE_SERVER``), kept warm between calls, stopped after an idle period or by
+``tffreeze local-server stop``. The folder and the files in it are described in
+``tffreeze_api.localserver``; the server is ``tffreeze serve --local`` (the same sandbox and
+limits as any ``tffreeze serve``), run by this Python with its log in that folder."""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+from tffreeze_api import localserver
+
+from . import __version__
+from .errors import UnavailableError
+
+START_SECONDS = 180.0  # the longest a start may take (importing TensorFlow on a busy machine)
+_LOG_KEEP = 1 << 20  # server.log beyond this is moved to server.log.1 when a server starts
+
+
+@dataclass
+class Endpoint:
+    target: str  # unix:SOCKET
+    token: str
+    pid: int
+    web: str = ""  # http://127.0.0.1:PORT (gRPC-Web)
+    started: bool = False  # this call started it
+
+
+def _running(folder: str) -> Optional[dict]:
+    """The server.info of a live local server of this version; a server of another version
+    (the package was upgraded) is stopped first."""
+    info = localserver.read_info(folder)
+    if info is None:
+        return None
+    pid = int(info["pid"])
+    if not localserver.alive(pid) or not os.path.exists(info["grpc"][len("unix:"):]):
+        return None
+    if info["version"] != __version__:
+        _terminate(pid)
+        return None
+    return info
+
+
+def _endpoint(info: dict, started: bool = False) -> Endpoint:
+    try:
+        token = localserver.read_token(info["token-file"])
+    except OSError as exc:
+        raise UnavailableError("cannot read the local server's token %s: %s" % (info["token-file"], exc.strerror))
+    return Endpoint(info["grpc"], token, int(info["pid"]), info.get("web", ""), started)
+
+
+def ensure(extra_args: Optional[List[str]] = None) -> Endpoint:
+    """The running local server, or one started now (under a lock: clients starting at the
+    same moment share one server)."""
+    folder = localserver.local_dir()
+    info = _running(folder)
+    if info is not None:
+        return _endpoint(info)
+    try:
+        localserver.private_folder(folder)
+    except OSError as exc:
+        raise UnavailableError("cannot use the local server's folder: %s. Pass --server (or $TFFREEZE_SERVER) "
+                               "to use a running server instead" % exc) from None
+    with open(os.open(os.path.join(folder, localserver.LOCK), os.O_RDWR | os.O_CREAT, 0o600)) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = _running(folder)
+        if info is not None:
+            return _endpoint(info)
+        return _endpoint(_start(folder, extra_args or []), started=True)
+
+
+def _server_command() -> List[str]:
+    if importlib.util.find_spec("tffreeze_server") is None:
+        raise UnavailableError(
+            "no server named (--server, $TFFREEZE_SERVER) and no local server to start: the tffreeze-server "
+            "package is not installed in %s. Install it (`pip install -e server`, or `make setup`), or pass "
+            "--server HOST:PORT" % sys.executable)
+    # -c, not -m: -m would put the working folder (which holds the store) on sys.path, and the
+    # workers' sandbox binds sys.path read-only
+    return [sys.executable, "-c", "import sys; from tffreeze_server.cli import main; sys.exit(main())", "--local"]
+
+
+def _start(folder: str, extra_args: List[str]) -> dict:
+    command = _server_command() + [folder] + extra_args
+    idle = os.environ.get("TFFREEZE_LOCAL_IDLE_SECONDS", "").strip()
+    if idle and "--idle-exit" not in extra_args:
+        command += ["--idle-exit", idle]
+    for name in os.listdir(folder):  # sockets of servers killed without cleaning up
+        if name.startswith("grpc-") and name.endswith(".sock") and not localserver.alive(int(name[5:-5] or 0)):
+            _unlink(os.path.join(folder, name))
+    log_path = os.path.join(folder, localserver.LOG)
+    try:
+        if os.path.getsize(log_path) > _LOG_KEEP:
+            os.replace(log_path, log_path + ".1")
+    except OSError:
+        pass
+    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        log.write(b"--- %s: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S").encode(), " ".join(command).encode()))
+        log.flush()
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                                start_new_session=True, cwd=folder)
+    # Reap it when it stops (idle, or `tffreeze local-server stop`) should this process still run.
+    threading.Thread(target=proc.wait, name="tffreeze-local-server", daemon=True).start()
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        info = localserver.read_info(folder)
+        if info is not None and info["pid"] == str(proc.pid):
+            return info
+        if proc.poll() is not None:
+            raise UnavailableError("the local server did not start (exit %s): %s. Its log: %s"
+                                   % (proc.returncode, _last_line(log_path), log_path))
+        time.sleep(0.05)
+    _terminate(proc.pid)
+    raise UnavailableError("the local server did not start within %d s; its log: %s" % (START_SECONDS, log_path))
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [ln for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return "?"
+    return lines[-1].strip() if lines else "?"
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _terminate(pid: int, seconds: float = 60.0) -> bool:
+    """SIGTERM (the server drains, then exits); True once it is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not localserver.alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def status() -> Optional[dict]:
+    info = localserver.read_info(localserver.local_dir())
+    return info if info is not None and localserver.alive(int(info["pid"])) else None
+
+
+def stop() -> Optional[int]:
+    """Stop the local server; its pid, or None when none was running."""
+    info = status()
+    if info is None:
+        return None
+    pid = int(info["pid"])
+    if not _terminate(pid):
+        raise UnavailableError("the local server (pid %d) did not stop within 60 s" % pid)
+    return pid
+
+
+__all__ = ["Endpoint", "ensure", "status", "stop", "START_SECONDS"]
