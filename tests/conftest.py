@@ -21,6 +21,16 @@ if "TFFREEZE_CACHE_DIR" not in os.environ:
     import tempfile
 
     os.environ["TFFREEZE_CACHE_DIR"] = tempfile.mkdtemp(prefix="tffreeze-test-cache-")
+# The C# and C++ clients start a local server with this command when no server is named.
+os.environ.setdefault("TFFREEZE_COMMAND", os.path.join(BIN, "tffreeze"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_local_server():
+    """A test that runs a client without naming a server starts this run's local server
+    (in TFFREEZE_CACHE_DIR); it is stopped when the run ends."""
+    yield
+    subprocess.run([os.path.join(BIN, "tffreeze"), "local-server", "stop"], capture_output=True, timeout=120)
 
 
 class RunningServer:

@@ -369,7 +369,7 @@ def _cmd_local_server(args) -> int:
             if value is not None:
                 extra += [flag, value]
         endpoint = local.ensure(extra)
-        print("%s the local server" % ("started" if endpoint.started else "already running:"))
+        print("started the local server" if endpoint.started else "the local server is already running")
         info = local.status() or {}
     for key in ("pid", "version", "grpc", "web", "token-file"):
         if key in info:

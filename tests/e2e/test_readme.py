@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -18,13 +20,40 @@ def _block(heading: str, language: str) -> str:
     return re.search(r"```%s\n(.*?)```" % language, section, re.S).group(1)
 
 
-def test_the_python_library_example_runs_as_written(server, tmp_path):
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """A folder holding what `make demo` leaves: demo-out/ckpt and demo-out/x.npy, and .venv."""
+    root = tmp_path_factory.mktemp("readme")
     subprocess.run([sys.executable, os.path.join(ROOT, "examples", "make_sample_checkpoint.py"),
-                    str(tmp_path / "demo-out")], check=True, capture_output=True, timeout=600)
+                    str(root / "demo-out")], check=True, capture_output=True, timeout=600)
+    os.symlink(os.path.dirname(os.path.dirname(sys.executable)), root / ".venv")
+    return root
+
+
+def _no_server_named() -> dict:
+    env = dict(os.environ)
+    env.pop("TFFREEZE_SERVER", None)
+    return env
+
+
+def test_the_python_library_example_runs_as_written(demo_dir):
     code = _block("## Python library", "python")
-    assert "127.0.0.1:50051" in code  # the address the README tells users; the test's server instead
-    run = subprocess.run([sys.executable, "-c", code.replace("127.0.0.1:50051", server.target)], cwd=str(tmp_path),
+    run = subprocess.run([sys.executable, "-c", code], cwd=str(demo_dir), env=_no_server_named(),
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    assert (tmp_path / "model.pb").stat().st_size > 0 and (tmp_path / "model.json").stat().st_size > 0
-    assert '"prefix": "model.ckpt-100"' in (tmp_path / "model.json").read_text()
+    assert (demo_dir / "model.pb").stat().st_size > 0 and (demo_dir / "model.json").stat().st_size > 0
+    assert '"prefix": "model.ckpt-100"' in (demo_dir / "model.json").read_text()
+
+
+def test_the_quick_start_runs_as_written_with_no_server_started(demo_dir):
+    """Every line after `make demo` (whose outputs the fixture made), literally, in bash -e;
+    no server is started first: the clients use the local server."""
+    lines = _block("## Quick start", "sh").splitlines()
+    assert lines[0].startswith("make demo")
+    script = "set -euo pipefail\n" + "\n".join(lines[1:]) + "\n"
+    run = subprocess.run(["bash", "-c", script], cwd=str(demo_dir), env=_no_server_named(), capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "outputs:" in run.stdout and "probs:0" in run.stdout  # inspect's report
+    assert (demo_dir / "probs.npy").exists() and (demo_dir / "model.json").exists()
+    assert run.stderr == ""  # no TensorFlow, absl, gRPC or CUDA lines
