@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tffreeze-setup
+DEV_STAMP := $(VENV)/.tffreeze-setup-dev
+# apt-get as root, else through sudo (a developer's machine)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL = $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 PROTOS := $(wildcard protos/tffreeze/v1/*.proto)
 GEN    := api_py/tffreeze_api/v1
 STUBS  := $(patsubst protos/tffreeze/v1/%.proto,$(GEN)/%_pb2.py,$(PROTOS))
@@ -20,7 +24,7 @@ CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
-.PHONY: setup gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real bench-load csharp mono sandbox tf115 cpp cpp-deps bench-clients clean
+.PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real bench-load csharp mono sandbox tf115 cpp cpp-deps bench-clients clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -38,6 +42,12 @@ $(STAMP): requirements.txt api_py/pyproject.toml client_py/pyproject.toml server
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e api_py -e client_py -e server \
 		--config-settings editable_mode=compat
 	$(COMPILE)
+	touch $@
+
+# Tests and benchmarks: requirements-dev.txt on top (pytest, moto, the model corpus, ...).
+setup-dev: $(DEV_STAMP)
+$(DEV_STAMP): requirements-dev.txt $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 # Python stubs are generated from protos/ by the build, never edited by hand:
@@ -71,28 +81,28 @@ serve: setup sandbox
 demo: setup sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./examples/demo.sh
 
-test: setup sandbox lint-proto csharp tf115 cpp
+test: setup setup-dev sandbox lint-proto csharp tf115 cpp
 	$(BIN)/python -m pytest -q tests
 
-test-unit: setup
+test-unit: setup setup-dev
 	$(BIN)/python -m pytest -q tests/unit
 
-bench: setup
+bench: setup setup-dev
 	$(BIN)/python bench/freeze_vs_anchor.py
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/task_sandbox.py
 	$(BIN)/python bench/shared_store.py
 
-bench-breadth: setup
+bench-breadth: setup setup-dev
 	$(BIN)/python bench/breadth.py
 
 # Real architectures (tests/corpus.py): freeze_graph vs tffreeze auto/named/optimize,
 # and the optimize option's cost on a ResNet-50.
-bench-real: setup
+bench-real: setup setup-dev
 	$(BIN)/python bench/real_models.py
 
 # Load: 8 and 32 concurrent clients, p50/p99 with and without worker recycling.
-bench-load: setup sandbox
+bench-load: setup setup-dev sandbox
 	$(BIN)/python bench/load.py
 
 # C# client (Mono; mono-devel from Debian when mcs is missing, no NuGet needed):
@@ -106,7 +116,7 @@ csharp: $(CS_BIN)/tffreeze-cs $(CS_BIN)/BindByManifest.exe $(CS_BIN)/tensorflows
 # Run time per call of `tffreeze run`, `tffreeze-cs run` (built-in, TF 1.15, real TensorFlowSharp)
 # and `tffreeze-cpp run` on one model, in one run; then first and unchanged freezes of a
 # 256 MiB checkpoint by the three clients side by side, against freeze_graph.
-bench-clients: setup csharp tf115 cpp
+bench-clients: setup setup-dev csharp tf115 cpp
 	$(BIN)/python bench/run_clients.py
 	$(BIN)/python bench/clients_freeze.py
 
@@ -117,7 +127,7 @@ CPP_DEBS := cmake g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobu
 
 cpp-deps:
 	@dpkg -s $(CPP_DEBS) >/dev/null 2>&1 || { echo "installing the C++ toolchain (Debian): $(CPP_DEBS)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CPP_DEBS) >/dev/null; }
+	  $(APT_INSTALL) $(CPP_DEBS) >/dev/null; }
 
 cpp: setup cpp-deps
 	@inc=$$(ls -d $(CURDIR)/$(VENV)/lib/python3*/site-packages/tensorflow/include | head -n 1); \
@@ -129,11 +139,11 @@ cpp: setup cpp-deps
 # Without it the server still runs, but refuses TF2 SavedModels and verify.
 sandbox:
 	@command -v bwrap >/dev/null 2>&1 || { echo "installing bubblewrap (Debian)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
+	  $(APT_INSTALL) bubblewrap >/dev/null; }
 
 mono:
 	@command -v mcs >/dev/null 2>&1 || { echo "installing mono-devel (Debian)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mono-devel >/dev/null; }
+	  $(APT_INSTALL) mono-devel >/dev/null; }
 
 # The C# messages are generated from protos/ (via the Python descriptors), never hand-edited.
 $(CS_GEN): $(STUBS) tools/gen_csharp.py

@@ -203,52 +203,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Bar:
-    """A one-line progress display on a TTY (silent otherwise): the upload with size, rate and
-    time left, then the freeze's stages by name; redrawn at most ten times a second."""
-
-    EVERY = 0.1
+    """Progress on a TTY (silent otherwise), drawn by tqdm: one bar per phase, the upload with
+    bytes, rate and time left, then the freeze with its stages by name; redrawn at most ten
+    times a second; each bar cleared when its phase ends."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.shown = False
         self.kind = None
-        self.started = self.drawn = 0.0
+        self.bar = None
 
     def __call__(self, kind, done, total, message):
         if not self.enabled:
             return
-        import time
-
-        now = time.monotonic()
-        if kind != self.kind:  # a new phase: its own clock, drawn at once
-            self.kind, self.started, self.drawn = kind, now, 0.0
-        elif now - self.drawn < self.EVERY and done < total:
-            return
-        self.drawn = now
-        frac = min(1.0, (done / total) if total else 1.0)
-        width = 24
-        filled = int(width * frac)
+        if kind != self.kind:
+            self.done()
+            self.kind = kind
+            self.bar = self._new(kind, total)
         if kind == "upload":
-            elapsed = max(now - self.started, 1e-3)
-            rate = done / elapsed
-            left = (total - done) / rate if rate > 0 else 0.0
-            label = "upload %.1f/%.1f MiB, %.0f MiB/s, %s left" % (done / 2**20, total / 2**20, rate / 2**20,
-                                                                    _duration(left))
+            self.bar.update(done - self.bar.n)
         else:
             stage, _, detail = message.partition(": ")
-            label = "freeze: %s%s" % (stage.replace("_", " "), " (%s)" % detail if detail else "")
-        sys.stderr.write("\r[%s%s] %3d%% %-60.60s" % ("#" * filled, "." * (width - filled), frac * 100, label))
-        sys.stderr.flush()
-        self.shown = True
+            self.bar.set_postfix_str(stage.replace("_", " ") + (" (%s)" % detail if detail else ""), refresh=False)
+            self.bar.update(round(min(1.0, done / total if total else 1.0) * 100) - self.bar.n)
+
+    @staticmethod
+    def _new(kind, total):
+        from tqdm import tqdm
+
+        try:
+            width, height = os.get_terminal_size(sys.stderr.fileno())
+        except OSError:
+            width = height = 0
+        # a terminal that reports no size (a new pseudo-terminal) is taken as 100 x 20
+        common = dict(file=sys.stderr, leave=False, mininterval=0.1, ncols=width if width >= 40 else 100,
+                      nrows=height if height >= 2 else 20)
+        if kind == "upload":
+            return tqdm(total=total, desc="upload", unit="B", unit_scale=True, **common,
+                        bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}B/{total_fmt}B, {rate_fmt}, "
+                                   "{remaining} left")
+        return tqdm(total=100, desc="freeze", bar_format="{desc} {percentage:3.0f}%|{bar:20}| {elapsed}{postfix}",
+                    **common)
 
     def done(self):
-        if self.shown:
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            sys.stderr.flush()
-
-
-def _duration(seconds: float) -> str:
-    return "%d s" % seconds if seconds < 90 else "%d min" % round(seconds / 60)
+        if self.bar is not None:
+            self.bar.refresh()  # the phase's last state (a short phase may not have been redrawn), then cleared
+            self.bar.close()
+            self.bar = None
 
 
 def _graph_options(args) -> dict:
