@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <memory>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -133,6 +136,45 @@ fs::path Root() {
 }
 
 // "[-1, 4]", or "?" for an unknown rank (as the Python CLI prints shapes).
+// One line of progress on a terminal, as tffreeze-cs draws it: the upload's percent, bytes,
+// rate and time left, then the freeze's percent and stage by name; redrawn at most ten times
+// a second.
+tffreeze::ProgressFn ProgressLine() {
+  struct State {
+    std::string kind;
+    std::chrono::steady_clock::time_point started, drawn;
+  };
+  auto state = std::make_shared<State>();
+  return [state](const std::string& kind, double done, double total, const std::string& msg) {
+    auto now = std::chrono::steady_clock::now();
+    if (kind != state->kind) {
+      state->kind = kind;
+      state->started = now;
+      state->drawn = {};
+    } else if (now - state->drawn < std::chrono::milliseconds(100) && done < total) {
+      return;
+    }
+    state->drawn = now;
+    double frac = total > 0 ? std::min(1.0, done / total) : 1.0;
+    char line[256];
+    if (kind == "upload") {
+      double seconds = std::max(std::chrono::duration<double>(now - state->started).count(), 1e-3);
+      double rate = done / seconds, left = rate > 0 ? (total - done) / rate : 0;
+      std::string eta = left < 90 ? std::to_string(static_cast<int>(left)) + " s"
+                                  : std::to_string(static_cast<int>(left / 60 + 0.5)) + " min";
+      std::snprintf(line, sizeof line, "upload %3.0f%% %.1f/%.1f MiB, %.1f MiB/s, %s left", frac * 100, done / 1048576,
+                    total / 1048576, rate / 1048576, eta.c_str());
+    } else {
+      auto colon = msg.find(": ");
+      std::string stage = msg.substr(0, colon), detail = colon == std::string::npos ? "" : msg.substr(colon + 2);
+      std::replace(stage.begin(), stage.end(), '_', ' ');
+      std::snprintf(line, sizeof line, "freeze %3.0f%% %s%s", frac * 100, stage.c_str(),
+                    detail.empty() ? "" : (" (" + detail + ")").c_str());
+    }
+    std::fprintf(stderr, "\r\033[K%.79s", line);
+  };
+}
+
 std::string ShapeText(const tffreeze::v1::TensorInfo& t) {
   if (!t.has_shape()) return "?";
   std::string s = "[";
@@ -208,11 +250,7 @@ int Freeze(const Options& o) {
   fopts.verify = o.Has("--verify");
   tffreeze::Client client(o.One("--server"), Connection(o));
   bool tty = isatty(2) && !o.Has("--quiet");
-  if (tty)
-    client.progress = [](const std::string& kind, double done, double total, const std::string& msg) {
-      if (kind == "upload") std::fprintf(stderr, "\r\033[Kuploading %s %.0f%%", msg.c_str(), total > 0 ? 100 * done / total : 100.0);
-      else std::fprintf(stderr, "\r\033[K%3.0f%% %s", 100 * done, msg.c_str());
-    };
+  if (tty) client.progress = ProgressLine();
   tffreeze::FreezeOutcome outcome = client.Freeze(o.positional[0], out, fopts);
   if (tty) std::fprintf(stderr, "\r\033[K");
   const auto& r = outcome.result;

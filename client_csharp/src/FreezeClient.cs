@@ -37,7 +37,10 @@ namespace TfFreeze
         const int ListDepth = 6, ListFiles = 10000, StateBytes = 64 << 10, InlineGraph = 1 << 20;
         readonly GrpcWebChannel channel;
         GetCapabilitiesResponse capabilities;
-        public Action<string> Progress = null;
+        /// <summary>Progress(kind, done, total, message), as the Python and C++ clients report it:
+        /// kind "upload" (bytes of the files the server lacks, message the file) or "freeze"
+        /// (fraction of 1, message "stage: detail").</summary>
+        public Action<string, double, double, string> Progress = null;
 
         public FreezeClient(string server) { channel = new GrpcWebChannel(server); }
         public string Server { get { return channel.BaseUrl; } }
@@ -128,6 +131,7 @@ namespace TfFreeze
             var missing = channel.Unary<FindMissingBlobsResponse>("FindMissingBlobs", req).Missing;
             var seen = new HashSet<string>();
             stats.Files = files.Count;
+            long total = missing.GroupBy(d => d.Sha256).Sum(g => g.First().SizeBytes), done = 0;
             foreach (var d in missing)
             {
                 if (!seen.Add(d.Sha256)) continue;
@@ -146,14 +150,14 @@ namespace TfFreeze
                         bool last = offset + n >= d.SizeBytes;
                         var resp = channel.Unary<WriteBlobChunkResponse>("WriteBlobChunk",
                             new WriteBlobChunkRequest { Digest = d, Offset = offset, Data = data, FinishWrite = last, UploadId = uploadId });
-                        if (Progress != null)
-                            Progress(string.Format("uploading {0} {1:0}%", file.Path, d.SizeBytes > 0 ? 100.0 * resp.CommittedSize / d.SizeBytes : 100));
+                        if (Progress != null) Progress("upload", done + resp.CommittedSize, total, file.Path);
                         if (resp.Complete) break;
                         offset = resp.CommittedSize;  // resume where the server is
                     }
                 }
                 stats.UploadedBytes += d.SizeBytes;
                 stats.UploadedFiles++;
+                done += d.SizeBytes;
             }
         }
 
@@ -198,9 +202,9 @@ namespace TfFreeze
                     foreach (var ev in channel.ServerStream<FreezeResponse>("Freeze", request))
                     {
                         if (ev.Progress != null && Progress != null)
-                            Progress(string.Format("{0,3:0}% {1}: {2}", ev.Progress.Fraction * 100,
-                                                   ev.Progress.Stage.ToString().Substring("STAGE_".Length).ToLowerInvariant(),
-                                                   ev.Progress.Message));
+                            Progress("freeze", ev.Progress.Fraction, 1.0,
+                                     ev.Progress.Stage.ToString().Substring("STAGE_".Length).ToLowerInvariant() + ": " +
+                                     ev.Progress.Message);
                         if (ev.Graph != null) graph = ev.Graph;
                         if (ev.Recipe != null) recipe = ev.Recipe;
                         if (ev.Manifest != null) outcome.Manifest = ev.Manifest;

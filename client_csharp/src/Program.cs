@@ -11,6 +11,43 @@ namespace TfFreeze
 {
     public class UsageException : Exception { public UsageException(string m) : base(m) { } }
 
+    /// <summary>One line of progress on a terminal, as tffreeze-cpp draws it: the upload's percent,
+    /// bytes, rate and time left, then the freeze's percent and stage by name; redrawn at most ten
+    /// times a second.</summary>
+    public sealed class ProgressLine
+    {
+        string kind;
+        DateTime started, drawn;
+
+        public void Show(string what, double done, double total, string message)
+        {
+            var now = DateTime.UtcNow;
+            if (what != kind) { kind = what; started = now; drawn = DateTime.MinValue; }
+            else if ((now - drawn).TotalSeconds < 0.1 && done < total) return;
+            drawn = now;
+            double frac = total > 0 ? Math.Min(1.0, done / total) : 1.0;
+            string text;
+            if (what == "upload")
+            {
+                double seconds = Math.Max((now - started).TotalSeconds, 1e-3), rate = done / seconds;
+                double left = rate > 0 ? (total - done) / rate : 0;
+                text = string.Format(System.Globalization.CultureInfo.InvariantCulture,
+                    "upload {0,3:0}% {1:0.0}/{2:0.0} MiB, {3:0.0} MiB/s, {4} left", frac * 100, done / 1048576.0,
+                    total / 1048576.0, rate / 1048576.0, left < 90 ? ((int)left) + " s" : ((int)Math.Round(left / 60)) + " min");
+            }
+            else
+            {
+                int colon = message.IndexOf(": ");
+                string stage = (colon < 0 ? message : message.Substring(0, colon)).Replace('_', ' ');
+                string detail = colon < 0 ? "" : message.Substring(colon + 2);
+                text = string.Format("freeze {0,3:0}% {1}{2}", frac * 100, stage, detail == "" ? "" : " (" + detail + ")");
+            }
+            Console.Error.Write("\r" + (text.Length > 79 ? text.Substring(0, 79) : text.PadRight(79)));
+        }
+
+        public void Clear() { Console.Error.Write("\r" + new string(' ', 79) + "\r"); }
+    }
+
     public static class Program
     {
         const string Usage = @"usage: tffreeze-cs COMMAND ...
@@ -261,9 +298,10 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             options.Verify = o.One("--verify") != null;
             var client = Connect(o);
             bool quiet = o.One("--quiet") != null;
-            if (!Console.IsErrorRedirected && !quiet) client.Progress = m => Console.Error.Write("\r" + m.PadRight(78).Substring(0, 78));
+            var bar = new ProgressLine();
+            if (!Console.IsErrorRedirected && !quiet) client.Progress = bar.Show;
             var outcome = client.Freeze(o.Positional[0], output, options, o.One("--graph"));
-            if (client.Progress != null) Console.Error.Write("\r" + new string(' ', 78) + "\r");
+            if (client.Progress != null) bar.Clear();
             if (o.One("--manifest") != null) FreezeClient.WriteAtomically(o.One("--manifest"), outcome.Manifest);
             var r = outcome.Result;
             foreach (var w in r.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + w);
