@@ -610,3 +610,22 @@ def alternating_heads(directory: str) -> Model:
         tf1.train.AdamOptimizer(name="opt_b").minimize(tf1.losses.mean_squared_error(yb, lb))
 
     return _save(directory, build, {"x:0": np.ones((2, 6), np.float32)}, ["head_a_logits:0", "value:0"])
+
+
+def two_signatures(directory: str) -> Model:
+    """A TF1 SavedModel with two signatures over one graph: probabilities and an embedding."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="features")
+        w = tf1.get_variable("w", initializer=np.arange(6, dtype=np.float32).reshape(3, 2) / 3)
+        embedding = tf.nn.relu(tf.matmul(x, w), name="embedding")
+        scores = tf.nn.softmax(embedding, name="scores")
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            sig = tf1.saved_model.signature_def_utils.predict_signature_def
+            builder = tf1.saved_model.Builder(directory)
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={
+                "serving_default": sig({"x": x}, {"probabilities": scores}),
+                "embed": sig({"x": x}, {"embedding": embedding})})
+            builder.save()
+    return Model(directory, {"features:0": np.eye(3, dtype=np.float32)}, {})

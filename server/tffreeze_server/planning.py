@@ -80,6 +80,11 @@ def plan_freeze(request: freeze_pb2.PlanFreezeRequest, limits: ServerLimits) -> 
     for local, path in chosen.files:
         answer.files.add(local_path=local, path=path)
     graph = request.graph_file.strip()
+    if chosen.graph:
+        if graph:
+            raise option_error("graph_path", "SOURCE is a graph file itself; the graph option names the graph of a "
+                                             "checkpoint saved without .meta")
+        typed.graph_path = chosen.graph
     if graph:
         path = "%s/%s" % (layout.GRAPH_DIR, graph)
         if "/" in graph or not safe_relative_path(path):
@@ -126,10 +131,18 @@ def inspect_text(info: dict) -> str:
     out = []
     ck = info["checkpoint"] or {"prefix": "", "step": None, "meta_graph": ""}
     out.append("source:     %s" % info["source_kind"][len("SOURCE_KIND_"):].lower())
-    out.append("checkpoint: %s%s  (graph %s)" % (ck["prefix"], "" if ck["step"] is None else " step %d" % ck["step"],
-                                                 ck["meta_graph"] or "none"))
-    out.append("available:  %s" % ", ".join(info["available_checkpoints"]))
-    out.append("variables (%d):" % len(info["variables"]))
+    graph = info.get("graph")
+    if info["source_kind"] == "SOURCE_KIND_FROZEN_GRAPH" and graph:
+        out.append("graph:      %s, %d bytes, %d nodes, %d parameters" % (
+            ck["meta_graph"], graph["size_bytes"], graph["node_count"], graph["parameters"]))
+        out.append("ops:        %s" % ", ".join("%s %d" % (o["op"], o["count"]) for o in graph["op_counts"]))
+        out.append("tf 1.15:    %s" % ("loads (TensorFlowSharp)" if graph["loads_in_tensorflow_1_15"] else
+                                       "does not load as it is: %s" % "; ".join(graph["tensorflow_1_15_issues"][:3])))
+    else:
+        out.append("checkpoint: %s%s  (graph %s)" % (ck["prefix"], "" if ck["step"] is None else
+                                                     " step %d" % ck["step"], ck["meta_graph"] or "none"))
+        out.append("available:  %s" % ", ".join(info["available_checkpoints"]))
+        out.append("variables (%d):" % len(info["variables"]))
     for v in info["variables"]:
         mapped = "" if v["graph_variable"] in ("", v["checkpoint_key"]) else "  -> %s" % v["graph_variable"]
         out.append("  %-40s %-8s %s%s" % (v["checkpoint_key"], v["dtype"], _shape(v), mapped))
@@ -142,13 +155,24 @@ def inspect_text(info: dict) -> str:
             out.append("%s:" % kind)
         for t in info[kind]:
             out.append("  %-30s %-8s %-12s %s" % (t["name"], t["dtype"], _shape(t), t["reason"]))
+    for b in info.get("bindings") or []:  # as freeze prints them
+        out.append("bound:      %s = %s (%s)" % (b["name"], json.dumps(b["value"]), b["reason"]))
+    bound = {b["name"] for b in info.get("bindings") or []}
     for sw in info["switches"]:
-        out.append("switch:     %s %s -> %s" % (sw["name"], sw["dtype"], "not bound by default (use --bind)"
-                                                if sw["inference_value"] is None else json.dumps(sw["inference_value"])))
+        if sw["name"] not in bound:
+            out.append("switch:     %s %s, not bound by these options (bind it with --bind %s=VALUE)"
+                       % (sw["name"], sw["dtype"], sw["name"].split(":")[0]))
     if info["ema_shadows"]:
         out.append("ema shadows (--ema): %s" % ", ".join(info["ema_shadows"]))
     if info["signatures"]:
         out.append("signatures: %s" % ", ".join(info["signatures"]))
+    for sig in info.get("signature_defs") or []:
+        out.append("signature %s:" % sig["name"])
+        for side in ("inputs", "outputs"):
+            for alias, t in sorted((sig[side] or {}).items()):
+                out.append("  %-6s %-22s %-30s %-8s %s" % (side[:-1], alias, t["name"], t["dtype"], _shape(t)))
+    if info.get("tag_sets"):
+        out.append("tag sets:   %s" % "; ".join(",".join(t["tags"]) or "(none)" for t in info["tag_sets"]))
     if info["collections"]:
         out.append("collections: %s" % ", ".join(info["collections"]))
     for w in info["warnings"]:

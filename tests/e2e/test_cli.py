@@ -176,7 +176,7 @@ def test_source_options_on_the_command_line(server, tmp_path):
     assert [i["name"] for i in m["inputs"]] == ["x:0", "keep_prob:0"]
     assert m["verification"][0]["max_abs_diff"] < 1e-5 and "bound   is_training:0 = false" in out.stdout
     text = cli("inspect", model.directory, "--server", server.target)
-    assert "switch:     is_training:0 bool -> false" in text.stdout and "source:     saver" in text.stdout
+    assert "bound:      is_training:0 = false" in text.stdout and "source:     saver" in text.stdout
     nometa = models.without_meta(str(tmp_path / "nm" / "ckpt"), True, True, rename="weights")
     out = cli("freeze", nometa.directory, "-o", str(tmp_path / "n.pb"), "--server", server.target,
               "--graph", nometa.extra["graph"], "--var-map", "weights=w")

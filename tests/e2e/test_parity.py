@@ -39,26 +39,6 @@ def built():
             subprocess.run(["make", "-s", "-C", ROOT, target], check=True, capture_output=True)
 
 
-def _two_signatures(directory: str) -> models.Model:
-    """A TF1 SavedModel with two signatures over one graph: probabilities and an embedding."""
-    tf, tf1 = models.tf, models.tf1
-    graph = tf.Graph()
-    with graph.as_default():
-        x = tf1.placeholder(tf.float32, [None, 3], name="features")
-        w = tf1.get_variable("w", initializer=np.arange(6, dtype=np.float32).reshape(3, 2) / 3)
-        embedding = tf.nn.relu(tf.matmul(x, w), name="embedding")
-        scores = tf.nn.softmax(embedding, name="scores")
-        with tf1.Session(graph=graph) as sess:
-            sess.run(tf1.global_variables_initializer())
-            sig = tf1.saved_model.signature_def_utils.predict_signature_def
-            builder = tf1.saved_model.Builder(directory)
-            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={
-                "serving_default": sig({"x": x}, {"probabilities": scores}),
-                "embed": sig({"x": x}, {"embedding": embedding})})
-            builder.save()
-    return models.Model(directory, {"features:0": np.eye(3, dtype=np.float32)}, {})
-
-
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory):
     base = tmp_path_factory.mktemp("parity")
@@ -72,7 +52,7 @@ def layouts(tmp_path_factory):
     models.dense(str(base / "project" / "models"), True)
     models.dense(str(base / "two" / "a"), True)
     models.dense(str(base / "two" / "b"), True)
-    _two_signatures(str(base / "saved"))
+    models.two_signatures(str(base / "saved"))
     models.training_graph(str(base / "train"), True)
     models.ema_model(str(base / "ema"), True)
     nometa = models.without_meta(str(base / "nometa" / "ckpt"), True, as_text=True, rename="dense")

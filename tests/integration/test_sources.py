@@ -10,6 +10,7 @@ import pytest
 
 import models
 from tffreeze_api import manifest
+from tffreeze_api.v1 import freeze_pb2
 from tffreeze import FailedPreconditionError, FreezeClient, InvalidArgumentError, NotFoundError
 
 KINDS = [pytest.param(False, id="ref"), pytest.param(True, id="resource")]
@@ -385,3 +386,71 @@ def test_a_table_filled_from_a_file_is_refused_saying_so(client, tmp_path):
         client.freeze(model.directory, outputs=["features"])
     assert err.value.reason == "ERROR_REASON_GRAPH_DOES_NOT_RUN"
     assert "reads a file" in err.value.message and "hash_table" in err.value.message
+
+
+def _tensors(items, from_manifest=False):
+    if not from_manifest:  # protobuf TensorInfo messages
+        return [(t.name, t.dtype, None if not t.HasField("shape") else [int(v.number_value) for v in t.shape.values])
+                for t in items]
+    return [(t["name"], t["dtype"], t["shape"]) for t in items]
+
+
+@pytest.mark.parametrize("kind", ["switches", "two_signatures", "dense"])
+def test_inspect_equals_the_manifest(client, tmp_path, kind):
+    """Issue 24, finding 5: inspect and freeze say the same: inputs, outputs, their dtypes and
+    shapes, and the bindings (a bound switch is a binding, not an input)."""
+    model = {"switches": lambda d: models.training_graph(d, True),
+             "two_signatures": models.two_signatures,
+             "dense": lambda d: models.dense(d, True)}[kind](str(tmp_path / "m"))
+    info = client.inspect(model.directory)
+    m = client.freeze(model.directory).manifest
+    assert _tensors(info.inputs) == _tensors(m["inputs"], True)
+    assert _tensors(info.outputs) == _tensors(m["outputs"], True)
+    assert [(b.name, b.reason) for b in info.bindings] == [(b["name"], b["reason"]) for b in m["bindings"]]
+    if kind == "switches":
+        assert {b.name for b in info.bindings} == {"is_training:0", "keep_prob:0"}
+        assert "bound:      is_training:0 = false" in info.rendered.text
+        unbound = client.inspect(model.directory, bind=["keep_prob="])
+        assert "keep_prob:0" in [t.name for t in unbound.inputs] and "keep_prob:0" not in {
+            b.name for b in unbound.bindings}
+    if kind == "two_signatures":  # every signature with its tensors, every tag set
+        sigs = {s.name: s for s in info.signature_defs}
+        assert sorted(sigs) == ["embed", "serving_default"]
+        assert sigs["embed"].outputs["embedding"].name == "embedding:0"
+        assert [int(v.number_value) for v in sigs["embed"].inputs["x"].shape.values] == [-1, 3]
+        assert sigs["serving_default"].outputs["probabilities"].name == "scores:0"
+        assert [list(t.tags) for t in info.tag_sets] == [["serve"]]
+        assert "signature embed:" in info.rendered.text and "tag sets:   serve" in info.rendered.text
+
+
+def test_inspect_of_a_frozen_graph_summarises_it(client, tmp_path):
+    """`inspect MODEL.pb`: inputs, outputs, op counts, parameters and whether TF 1.15 loads it;
+    a freeze of it says it is frozen already; a graph with variables asks for its checkpoint."""
+    from tensorflow.core.framework import graph_pb2
+
+    model = models.dense(str(tmp_path / "m"), True)
+    pb = tmp_path / "frozen.pb"
+    m = client.freeze(model.directory, output_path=str(pb), target="tensorflowsharp").manifest
+    info = client.inspect(str(pb))
+    assert info.source_kind == freeze_pb2.SOURCE_KIND_FROZEN_GRAPH
+    assert _tensors(info.inputs) == _tensors(m["inputs"], True)
+    assert [t.name for t in info.outputs] == [t["name"] for t in m["outputs"]]
+    graph = graph_pb2.GraphDef.FromString(pb.read_bytes())
+    assert info.graph.node_count == len(graph.node) == m["node_count"]
+    assert info.graph.size_bytes == pb.stat().st_size
+    assert sum(c.count for c in info.graph.op_counts) == len(graph.node)
+    weights = sum(int(np.prod([d.size for d in n.attr["value"].tensor.tensor_shape.dim]))
+                  for n in graph.node if n.op == "Const" and n.attr["value"].tensor.dtype == 1)
+    assert info.graph.parameters == weights > 0
+    assert info.graph.loads_in_tensorflow_1_15 and "tf 1.15:    loads" in info.rendered.text
+    with pytest.raises(NotFoundError) as err:
+        client.freeze(str(pb))
+    assert "frozen already" in err.value.message
+    meta = [f for f in os.listdir(model.directory) if f.endswith(".meta")][0]
+    with open(os.path.join(model.directory, meta), "rb") as fh:
+        from tensorflow.core.protobuf import meta_graph_pb2
+        graph_def = meta_graph_pb2.MetaGraphDef.FromString(fh.read()).graph_def
+    (tmp_path / "with_vars.pb").write_bytes(graph_def.SerializeToString())
+    with pytest.raises(NotFoundError) as err:
+        client.inspect(str(tmp_path / "with_vars.pb"))
+    assert "no checkpoint" in err.value.message and "--graph" in err.value.message

@@ -107,9 +107,9 @@ def test_plan_reads_state_files_written_on_windows():
 def test_plan_for_a_prefix_accepts_the_prefix_or_one_of_its_files():
     for named in ("model.ckpt-1", "model.ckpt-1.index", "model.ckpt-1.meta", "model.ckpt-1.data-00000-of-00001"):
         assert layout.plan(CKPT, {}, prefix=named).prefix == "model.ckpt-1", named
-    with pytest.raises(layout.SelectionError) as err:
-        layout.plan(CKPT + ["frozen.pb"], {}, prefix="frozen.pb")
-    assert err.value.code == "NOT_FOUND" and "is a graph file, not a checkpoint" in str(err.value)
+    graph = layout.plan(CKPT + ["frozen.pb"], {}, prefix="frozen.pb")  # one graph file: sent for the server to read
+    assert graph.files == [("frozen.pb", layout.GRAPH_DIR + "/frozen.pb")] and graph.graph == graph.files[0][1]
+    assert graph.prefix == ""
     with pytest.raises(layout.SelectionError) as err:
         layout.plan(CKPT + ["weights.h5"], {}, prefix="weights.h5")
     assert err.value.reason == "ERROR_REASON_GRAPHLESS_FORMAT"

@@ -33,6 +33,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
 from tensorflow.python.framework import tensor_util
 
 from tffreeze_api import tf_errors
@@ -40,7 +41,7 @@ from tffreeze_api.fileio import write_all
 from tffreeze_api.v1 import freeze_pb2
 
 from . import oppolicy, optimize as optimize_mod, rewrite, splice, switches, tables, tensorflowsharp, verify as verify_mod
-from .errors import FailedPrecondition, FreezeError, InvalidArgument, ResourceExhausted, without_paths
+from .errors import FailedPrecondition, FreezeError, InvalidArgument, NotFound, ResourceExhausted, without_paths
 from .graph import (ITERATOR_GET_NEXT_OPS, fixed_output_count, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, open_reader, pick_signature
@@ -77,6 +78,7 @@ def _set_shape(msg, shape: tf.TensorShape) -> None:
         msg.ClearField("shape")
         return
     msg.shape.SetInParent()
+    del msg.shape.values[:]
     for d in shape.as_list():
         msg.shape.values.add().number_value = -1 if d is None else int(d)
 
@@ -363,6 +365,10 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
     the writing starts, the same output as literal bytes and file ranges."""
     progress(freeze_pb2.STAGE_SELECTING_CHECKPOINT, "looking at the upload", 0.05)
     loaded = load(workdir, spec)
+    if loaded.kind == freeze_pb2.SOURCE_KIND_FROZEN_GRAPH:
+        name = loaded.checkpoint.meta_graph
+        raise NotFound("%s is a graph without variables (frozen already): use it as it is; `inspect %s` summarises "
+                       "it. To freeze a checkpoint, pass its folder as SOURCE" % (name, name), "ERROR_REASON_CHECKPOINT_NOT_FOUND")
     progress(freeze_pb2.STAGE_LOADING_GRAPH, "reading the graph", 0.1)
     result = freeze_pb2.FreezeResult(source_kind=loaded.kind, target=target_enum(spec.target))
     result.checkpoint.CopyFrom(loaded.checkpoint)
@@ -590,16 +596,21 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
                 ins = list(ins) + [("%s:0" % n.name, "placeholder the outputs depend on")
                                    for n in rewrite.placeholders(r.pruned) if n.name not in named]
             try:  # what a freeze with these options binds is not an input (the same step as freeze)
-                _, bindings = _bind(r, spec, freeze_pb2.FreezeResult())
+                scratch = freeze_pb2.FreezeResult()
+                bound_graph, bindings = _bind(r, spec, scratch)
+                out.bindings.extend(scratch.bindings)
             except FreezeError as exc:
-                bindings = []
+                bound_graph, bindings = None, []
                 warnings.append("a freeze with these options would be refused: %s" % exc.message)
             bound = {node_of(b["name"]) for b in bindings}
             ins = [(t, why) for t, why in ins if node_of(t) not in bound]
             by_name = {**nodes_by_name(meta.graph_def), **nodes_by_name(r.pruned)}
+            imported = _imported_quietly(bound_graph)
             for named, into in ((ins, out.inputs), (r.res.outputs, out.outputs)):
                 for tensor_name, reason in named:
-                    _tensor_info(into.add(name=tensor_name, reason=reason), by_name.get(node_of(tensor_name)))
+                    info = into.add(name=tensor_name, reason=reason)
+                    _tensor_info(info, by_name.get(node_of(tensor_name)))
+                    _inferred(info, imported)
             for sw in switches.find_switches(r.pruned):
                 info = out.switches.add(name=sw.name + ":0", dtype=dtype_name(sw.dtype))
                 if sw.inference_value is not None:
@@ -611,7 +622,13 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
                     if node.name + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys:
                         out.ema_shadows.append(node.name)
         out.signatures.extend(loaded.signature_names or sorted(meta.signature_def))
+        for name in sorted(meta.signature_def):
+            _signature_info(out.signature_defs.add(name=name), meta.signature_def[name])
         out.collections.extend(user_collections(meta))
+        if loaded.kind == freeze_pb2.SOURCE_KIND_FROZEN_GRAPH:
+            _summarise(out.graph, meta.graph_def, os.path.getsize(os.path.join(workdir, spec.graph_path)))
+    for tags in loaded.tag_sets:
+        out.tag_sets.add(tags=tags)
     if reader is not None:
         dtypes = reader.get_variable_to_dtype_map()
         shapes = reader.get_variable_to_shape_map()
@@ -621,6 +638,66 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
             _set_shape(v, tf.TensorShape(shapes[key]))
     out.warnings.extend(warnings)
     return out
+
+
+def _imported_quietly(graph_def) -> Optional[tf.Graph]:
+    """The bound graph imported as a freeze imports it (its op check first), for the shapes
+    TensorFlow infers; None when it does not import (inspect then keeps the attributes')."""
+    if graph_def is None:
+        return None
+    try:
+        _check_ops(graph_def)
+        return _type_checked(graph_def)
+    except FreezeError:
+        return None
+
+
+def _inferred(info, graph: Optional[tf.Graph]) -> None:
+    if graph is None:
+        return
+    try:
+        t = graph.get_tensor_by_name(info.name)
+    except (KeyError, ValueError):
+        return
+    info.dtype = dtype_name(t.dtype)
+    _set_shape(info, t.shape)
+
+
+def _signature_info(into, sig) -> None:
+    """A signature's aliases -> tensors of the graph as saved (name, dtype, shape)."""
+    for aliases, side in ((sig.inputs, into.inputs), (sig.outputs, into.outputs)):
+        for alias in sorted(aliases):
+            t = aliases[alias]
+            entry = side[alias]
+            entry.name = t.name if ":" in t.name else t.name + ":0"
+            entry.dtype = dtype_name(t.dtype) if t.dtype else ""
+            if t.HasField("tensor_shape") and not t.tensor_shape.unknown_rank:
+                _set_shape(entry, tf.TensorShape(t.tensor_shape))
+
+
+_WEIGHT_DTYPES = {types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16}
+
+
+def _summarise(summary, graph_def, size_bytes: int) -> None:
+    """A frozen graph in numbers: nodes, ops, parameters (elements of its floating-point
+    constants) and whether TensorFlow 1.15 loads it; nothing is imported."""
+    counts: Dict[str, int] = {}
+    parameters = 0
+    for node in graph_def.node:
+        counts[node.op] = counts.get(node.op, 0) + 1
+        if node.op == "Const" and node.attr["value"].tensor.dtype in _WEIGHT_DTYPES:
+            elements = 1
+            for d in node.attr["value"].tensor.tensor_shape.dim:
+                elements *= max(d.size, 0)
+            parameters += elements
+    summary.node_count = len(graph_def.node)
+    summary.size_bytes = size_bytes
+    summary.parameters = parameters
+    for op, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        summary.op_counts.add(op=op, count=count)
+    issues = tensorflowsharp.incompatibilities(graph_def)
+    summary.loads_in_tensorflow_1_15 = not issues
+    summary.tensorflow_1_15_issues.extend(issues[:20])
 
 
 def _attr_dtype(node) -> str:

@@ -264,6 +264,7 @@ class Plan:
     prefix: str
     warnings: List[str] = field(default_factory=list)
     available: List[str] = field(default_factory=list)
+    graph: str = ""  # SOURCE is one graph file, sent as this path (a frozen graph for inspect)
 
 
 def _in_folder(paths: Iterable[str], folder: str) -> List[str]:
@@ -307,9 +308,9 @@ def plan(listing: Iterable[str], state_files: Dict[str, str], step: Optional[int
             raise keras_file_error(prefix)
         names = _top(paths)
         if prefix + ".index" not in names and prefix.endswith(_GRAPH_SUFFIXES) and prefix in names:
-            raise SelectionError(
-                "NOT_FOUND", _NOT_FOUND, "%s is a graph file, not a checkpoint: pass the checkpoint as SOURCE and this "
-                "file as the graph option, or, if it is already frozen, use it as it is" % prefix)
+            # one graph file: the server reads it (inspect summarises a frozen graph; a freeze says
+            # what to do with it)
+            return Plan("", [(prefix, GRAPH_DIR + "/" + prefix)], "", graph=GRAPH_DIR + "/" + prefix)
         if prefix + ".index" not in names and not any(_basename(c) == prefix for c in find_checkpoints(names)):
             raise SelectionError("NOT_FOUND", _NOT_FOUND, "SOURCE is neither a checkpoint folder nor a checkpoint "
                                  "prefix: there is no %s.index beside it" % prefix)

@@ -36,6 +36,7 @@ from . import layout
 from tffreeze_api.v1 import freeze_pb2
 
 from . import bounds, oppolicy
+from .graph import VARIABLE_OPS
 from .errors import FailedPrecondition, InvalidArgument, NotFound, without_paths
 from .spec import FreezeSpec
 
@@ -56,6 +57,7 @@ class Loaded:
     tags: List[str] = field(default_factory=list)
     constants: int = 0  # saved_model_v2: variables already turned into constants
     signature_names: List[str] = field(default_factory=list)  # saved_model_v2: all of them, not only the chosen
+    tag_sets: List[List[str]] = field(default_factory=list)  # SavedModels: every MetaGraph's tags
 
 
 def files_in(workdir: str) -> List[str]:
@@ -267,10 +269,14 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     chosen_tags = sorted(meta.meta_info_def.tags)
     ckpt = freeze_pb2.CheckpointInfo(prefix="variables/variables", meta_graph=name)
     if tf2:
-        return _load_saved_model_v2(workdir, ckpt, meta, chosen_tags, spec)
-    has_vars = os.path.exists(os.path.join(workdir, "variables", "variables.index"))
-    reader = open_reader(workdir, "variables/variables") if has_vars else None
-    return Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V1, ckpt, meta, reader, export_dir=workdir, tags=chosen_tags)
+        loaded = _load_saved_model_v2(workdir, ckpt, meta, chosen_tags, spec)
+    else:
+        has_vars = os.path.exists(os.path.join(workdir, "variables", "variables.index"))
+        reader = open_reader(workdir, "variables/variables") if has_vars else None
+        loaded = Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V1, ckpt, meta, reader, export_dir=workdir,
+                        tags=chosen_tags)
+    loaded.tag_sets = tag_sets
+    return loaded
 
 
 def _functions_to_check(meta) -> List[str]:
@@ -325,12 +331,28 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
                   constants=constants, signature_names=sorted(loaded.signatures.keys()))
 
 
+def _load_graph_only(workdir: str, spec: FreezeSpec) -> Loaded:
+    """SOURCE was one graph file: a frozen graph (no variables) to summarise. A freeze of it
+    is refused by the engine; a graph with variables needs its checkpoint."""
+    meta = read_graph_file(os.path.join(workdir, spec.graph_path), spec.graph_path, spec.limits.max_graph_file_bytes)
+    name = spec.graph_path.split("/")[-1]
+    variables = [n.name for n in meta.graph_def.node if n.op in VARIABLE_OPS]
+    if variables:
+        raise NotFound("%s is a graph with %d variable(s) (%s) but no checkpoint: pass the checkpoint folder as "
+                       "SOURCE and this file as the graph option (--graph)" % (name, len(variables), variables[0]),
+                       "ERROR_REASON_CHECKPOINT_NOT_FOUND")
+    return Loaded(freeze_pb2.SOURCE_KIND_FROZEN_GRAPH, freeze_pb2.CheckpointInfo(meta_graph=name), meta)
+
+
 def load(workdir: str, spec: FreezeSpec, require_graph: bool = True) -> Loaded:
     """Read the upload in ``workdir`` with the loader for its kind; graphs over the
     server's node or nesting limits are refused before anything walks them."""
     files = files_in(workdir)
     if any(f in files for f in layout.SAVED_MODEL_FILES):
         loaded = load_saved_model(workdir, files, spec, require_graph)
+    elif spec.graph_path and not spec.checkpoint_prefix and spec.graph_path in files and not any(
+            f.endswith(".index") for f in files):
+        loaded = _load_graph_only(workdir, spec)
     else:
         loaded = load_saver(workdir, files, spec, require_graph)
     if loaded.meta is not None and loaded.kind != freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2:
