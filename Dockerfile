@@ -1,9 +1,15 @@
 # The tffreeze server as a container image: non-root, bubblewrap (the worker sandbox)
 # included, the shared store and metrics ready to use (README: Running more than one server).
 #
-#   docker build -t tffreeze-server .
+#   docker build -t tffreeze-server:0.3.0 .
+#   docker run -p 50051:50051 tffreeze-server:0.3.0
 #   docker run -p 50051:50051 -p 9100:9100 -e AWS_ACCESS_KEY_ID=... -e AWS_SECRET_ACCESS_KEY=... \
-#       tffreeze-server --insecure --store s3://BUCKET/tffreeze --metrics-port 9100 --metrics-host 0.0.0.0
+#       tffreeze-server:0.3.0 --insecure --store s3://BUCKET/tffreeze --metrics-port 9100 --metrics-host 0.0.0.0
+#
+# Arguments after the image replace CMD (--insecure: plaintext without a token, for a
+# trusted network), so give --insecure again, or TLS and a token (--tls-cert, --tls-key,
+# --auth-token-file, mounted read-only). The health check asks the server on a Unix socket
+# in its data folder, so it works whatever TLS the port speaks.
 #
 # bwrap needs unprivileged user namespaces in the container (Kubernetes: see
 # deploy/k8s/deployment.yaml); without them the server still starts with --sandbox none,
@@ -14,10 +20,12 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap \
  && rm -rf /var/lib/apt/lists/*
 
-RUN useradd --create-home --uid 10001 tffreeze
+RUN useradd --create-home --uid 10001 tffreeze \
+ && mkdir -p /var/lib/tffreeze && chown 10001:10001 /var/lib/tffreeze
 WORKDIR /opt/tffreeze
 
-# Pinned dependencies first (a layer that changes rarely), then the packages.
+# Pinned runtime dependencies first (a layer that changes rarely; the tests' are in
+# requirements-dev.txt and not installed), then the packages.
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY protos/ protos/
@@ -33,7 +41,6 @@ ENV TFFREEZE_DATA=/var/lib/tffreeze
 VOLUME ["/var/lib/tffreeze"]
 EXPOSE 50051 9100
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s \
-  CMD python -c "import grpc,sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \
-sys.exit(g.HealthStub(grpc.insecure_channel('127.0.0.1:50051')).Check(h.HealthCheckRequest(), timeout=4).status != 1)"
-ENTRYPOINT ["tffreeze-server", "--host", "0.0.0.0", "--port", "50051", "--data-dir", "/var/lib/tffreeze"]
+  CMD ["python", "-m", "tffreeze_server.healthcheck", "unix:/var/lib/tffreeze/health.sock"]
+ENTRYPOINT ["tffreeze-server", "--host", "0.0.0.0", "--port", "50051", "--data-dir", "/var/lib/tffreeze", "--health-socket", "/var/lib/tffreeze/health.sock"]
 CMD ["--insecure"]

@@ -30,6 +30,10 @@ from .workers import WorkerPool
 
 log = logging.getLogger("tffreeze.server")
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["FreezeService"].full_name
+# The health service name a liveness probe asks: SERVING while the process works, whatever the
+# shared store does ("" and the service's own name turn NOT_SERVING while the store is away,
+# which a readiness probe should see; restarting the pod would not bring the store back).
+LIVENESS = "liveness"
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -209,8 +213,14 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
             pool.close()
             raise OSError("cannot serve gRPC-Web on %s:%d (%s); pick another --web-port"
                           % (host, web_port, exc)) from None
+    if settings.health_socket:
+        if os.path.exists(settings.health_socket):
+            os.unlink(settings.health_socket)
+        if server.add_insecure_port("unix:" + settings.health_socket) == 0:
+            pool.close()
+            raise OSError("cannot listen on unix:%s (--health-socket)" % settings.health_socket)
     server.start()
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, LIVENESS):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     srv = Server(server, bound, pool, health_servicer, store, web)
     if settings.store:

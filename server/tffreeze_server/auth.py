@@ -45,7 +45,21 @@ def load_tokens(path: str) -> List[bytes]:
     if short:
         raise AuthConfigError("--auth-token-file %s: tokens must be at least 16 characters (e.g. `openssl rand "
                               "-hex 32`)" % path)
+    placeholders = [t for t in tokens if _placeholder(t)]
+    if placeholders:
+        raise AuthConfigError("--auth-token-file %s holds a placeholder, not a token (%r...): put a random one there "
+                              "(e.g. `openssl rand -hex 32`)" % (path, placeholders[0][:12]))
     return [_digest(t) for t in tokens]
+
+
+_PLACEHOLDER_WORDS = ("replace-me", "replaceme", "change-me", "changeme", "your-token", "example", "placeholder")
+
+
+def _placeholder(token: str) -> bool:
+    """A token from an example file (deploy/k8s/secret-example.yaml's "replace-me-...") or
+    one character repeated: anyone who read the example could send it."""
+    low = token.lower()
+    return any(w in low for w in _PLACEHOLDER_WORDS) or len(set(token)) == 1
 
 
 class TokenCheck:

@@ -97,6 +97,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "kept there; gRPC-Web on a free loopback port; data in DIR/data (%d GiB at most), %d "
                         "worker(s); where it listens is written to DIR/server.info. Usually started for you: see "
                         "`tffreeze local-server --help`" % (LOCAL_MAX_STORE_BYTES >> 30, LOCAL_WORKERS))
+    p.add_argument("--health-socket", metavar="PATH", default=None,
+                   help="also listen, plaintext, on this Unix socket: for health checks from the same machine or "
+                        "container, whatever TLS the port uses (`python -m tffreeze_server.healthcheck "
+                        "unix:PATH`); calls other than health still need the token")
     g = p.add_argument_group("several replicas (README: Running more than one server)")
     g.add_argument("--store", metavar="s3://BUCKET/PREFIX",
                    help="keep blobs, resumable uploads and cached results in this S3 bucket, shared by every "
@@ -161,7 +165,7 @@ def settings_from(args) -> ServerSettings:
                               s3_endpoint=args.s3_endpoint, metrics_port=args.metrics_port,
                               metrics_host=args.metrics_host, task_memory_bytes=args.task_memory_bytes,
                               verify_seconds=args.verify_seconds, drain_seconds=args.drain_seconds,
-                              idle_exit=args.idle_exit)
+                              idle_exit=args.idle_exit, health_socket=args.health_socket)
     return dataclasses.replace(settings, **local) if local else settings
 
 

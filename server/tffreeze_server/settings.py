@@ -82,3 +82,4 @@ class ServerSettings:
     socket: Optional[str] = None  # gRPC on this Unix socket instead of host:port
     local_dir: Optional[str] = None  # the per-user local server's folder (tffreeze_api.localserver)
     idle_exit: Optional[float] = None  # stop after this many seconds without a call
+    health_socket: Optional[str] = None  # also plaintext gRPC on this Unix socket (health checks in a container)

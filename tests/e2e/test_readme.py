@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -31,7 +32,8 @@ def demo_dir(tmp_path_factory):
 
 
 def _no_server_named() -> dict:
-    env = dict(os.environ)
+    """This environment as a user's shell with .venv activated, naming no server."""
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     env.pop("TFFREEZE_SERVER", None)
     return env
 
@@ -57,3 +59,37 @@ def test_the_quick_start_runs_as_written_with_no_server_started(demo_dir):
     assert "outputs:" in run.stdout and "probs:0" in run.stdout  # inspect's report
     assert (demo_dir / "probs.npy").exists() and (demo_dir / "model.json").exists()
     assert run.stderr == ""  # no TensorFlow, absl, gRPC or CUDA lines
+
+
+def test_the_tls_recipe_runs_as_written(demo_dir, tmp_path):
+    """The openssl recipe of "TLS and tokens", line by line in a folder beside demo-out: the
+    certificate lines in bash, the `tffreeze serve ... &` line started here (on a free port
+    instead of 50443) and waited for, then the client line, which must freeze over TLS."""
+    from conftest import start_server, stop_server
+
+    block = _block("**TLS and tokens.**", "sh")
+    lines = [ln for ln in block.splitlines() if ln.strip()]
+    serve = next(i for i, ln in enumerate(lines) if ln.startswith("tffreeze serve "))
+    work = tmp_path / "tls"
+    work.mkdir()
+    os.symlink(demo_dir / "demo-out", work / "demo-out")
+    setup = subprocess.run(["bash", "-c", "set -euo pipefail\n" + "\n".join(lines[:serve]) + "\n"], cwd=str(work),
+                           capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 0, setup.stderr
+    words = shlex.split(lines[serve].split("#")[0].rstrip(" &"))
+    assert words[:2] == ["tffreeze", "serve"] and "50443" in words
+    extra = [str(work / w) if os.path.exists(work / w) else w for w in words[2:]]
+    extra = [w for w in extra if w not in ("--port", "50443")]
+    srv = start_server(str(work / "data"), extra)
+    try:
+        client = "\n".join(lines[serve + 1:]).replace("50443", srv.target.rsplit(":", 1)[1])  # the port it took
+        run = subprocess.run(["bash", "-c", "set -euo pipefail\n" + client + "\n"], cwd=str(work),
+                             env=_no_server_named(), capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert (work / "tls.pb").stat().st_size > 0 and "wrote tls.pb" in run.stdout
+        # TLS without the recipe's CA says the certificate is not trusted and names the flag
+        bad = subprocess.run(["bash", "-c", client.replace(" --ca ca.pem", " --tls")], cwd=str(work),
+                             env=_no_server_named(), capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 1 and "not trusted" in bad.stderr and "--ca" in bad.stderr, bad.stderr
+    finally:
+        assert stop_server(srv) == 0

@@ -146,10 +146,11 @@ def test_health_follows_the_shared_store(tmp_path_factory, tmp_path):
     own.s3().create_bucket(Bucket=BUCKET)
     rep = start_server(str(tmp_path_factory.mktemp("health")), ["--store", "s3://%s/h" % BUCKET, "--s3-endpoint", own.url])
 
-    def status():
+    def status(service=""):
         channel = grpc.insecure_channel(rep.target)
         with channel:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
+            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                             timeout=10).status
 
     def wait_for(want):
         deadline = time.monotonic() + 30
@@ -161,6 +162,8 @@ def test_health_follows_the_shared_store(tmp_path_factory, tmp_path):
         assert wait_for(health_pb2.HealthCheckResponse.SERVING) == health_pb2.HealthCheckResponse.SERVING
         own.stop()
         assert wait_for(health_pb2.HealthCheckResponse.NOT_SERVING) == health_pb2.HealthCheckResponse.NOT_SERVING
+        # the liveness probe's name does not follow the store: an outage restarts no pod
+        assert status("liveness") == health_pb2.HealthCheckResponse.SERVING
         model = models.dense(str(tmp_path / "m"), True)
         with FreezeClient(rep.target, timeout=60) as client:  # a call meanwhile: UNAVAILABLE, naming the store
             with pytest.raises(Exception) as err:

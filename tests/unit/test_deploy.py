@@ -59,7 +59,11 @@ def test_deployment_runs_replicas_the_server_accepts():
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert container["readinessProbe"]["grpc"]["port"] == ports["grpc"] == 50051
     assert container["livenessProbe"]["grpc"]["port"] == 50051
+    assert container["livenessProbe"]["grpc"]["service"] == "liveness"  # not the store-following health
+    assert "service" not in container["readinessProbe"]["grpc"]
     assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     service = next(d for _, d in _documents() if d["kind"] == "Service")
     assert service["spec"]["clusterIP"] == "None"  # clients balance per call over every replica (dns:///)
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
@@ -78,6 +82,10 @@ def test_dockerfile_copies_what_exists_runs_non_root_with_the_sandbox():
             for src in shlex.split(rest)[:-1]:
                 assert os.path.exists(os.path.join(ROOT, src)), "COPY %s: no such file in the repository" % src
     assert any(w == "RUN" and "bubblewrap" in r for w, r in steps)
+    # the data folder exists and belongs to the image's user; only runtime requirements go in
+    assert any(w == "RUN" and "mkdir -p /var/lib/tffreeze" in r and "chown 10001:10001 /var/lib/tffreeze" in r
+               for w, r in steps)
+    assert not any("requirements-dev" in r for _, r in steps)
     user = next(r for w, r in steps if w == "USER")
     deployment = next(d for _, d in _documents() if d["kind"] == "Deployment")
     assert user.isdigit() and int(user) != 0
