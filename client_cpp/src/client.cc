@@ -104,6 +104,10 @@ const char* kServiceConfig = R"({
 // --server as a gRPC target: HOST:PORT, H1:P1,H2:P2 (resolved here into an ipv4:/ipv6:
 // address list), or a target URI such as dns:///name:port. Sets tls_name to the first host.
 std::string ChannelTarget(const std::string& target, std::string* tls_name) {
+  if (target.rfind("localhost:", 0) == 0) {  // as the Python client: IPv4 loopback, where servers listen by default
+    *tls_name = "localhost";
+    return "ipv4:127.0.0.1:" + target.substr(std::string("localhost:").size());
+  }
   if (target.find(',') == std::string::npos) return target;
   std::vector<std::string> addresses;
   bool v4 = false, v6 = false;

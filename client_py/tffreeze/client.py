@@ -56,6 +56,10 @@ def channel_target(target: str) -> Tuple[str, Optional[str]]:
     """(gRPC target, TLS name) for ``--server``: HOST:PORT, several as H1:P1,H2:P2 (their
     addresses resolved here, balanced round-robin), or a gRPC target URI (dns:///name:port,
     which re-resolves and balances over every address the name has)."""
+    if target.startswith("localhost:"):
+        # 127.0.0.1, where servers listen by default: gRPC would also try ::1, and a refusal
+        # there would hide the real error of the IPv4 address (a TLS mismatch, say)
+        return "ipv4:127.0.0.1:" + target[len("localhost:"):], "localhost"
     if "," not in target:
         return target, None
     addresses, first_host = [], None

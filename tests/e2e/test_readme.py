@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from test_parity import built  # noqa: F401 - the C# and C++ clients, or a skip that says why
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -93,3 +95,61 @@ def test_the_tls_recipe_runs_as_written(demo_dir, tmp_path):
         assert bad.returncode == 1 and "not trusted" in bad.stderr and "--ca" in bad.stderr, bad.stderr
     finally:
         assert stop_server(srv) == 0
+
+
+def _lines(block: str):
+    """The block's commands, continuation lines joined, comments dropped."""
+    out = []
+    for line in block.replace("\\\n", " ").splitlines():
+        line = line.split(" #")[0].strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+@pytest.mark.parametrize("heading", ["### Freeze from C# (gRPC-Web)", "### Run from the command line",
+                                     "## C++ and CMake"])
+def test_the_csharp_and_cpp_snippets_run_as_written(demo_dir, tmp_path, heading, built):
+    """Each command of the C# and C++ sections in a folder holding what `make demo` leaves
+    (`make` lines: built by the test run; a `tffreeze serve ... &` line: started here on free
+    ports, which the later lines then name)."""
+    from conftest import start_server, stop_server
+
+    work = tmp_path / "w"
+    work.mkdir()
+    for name in ("demo-out", ".venv"):
+        os.symlink(os.path.realpath(demo_dir / name), work / name)
+    for name in ("client_csharp", "client_cpp", ".tf115"):
+        if os.path.exists(os.path.join(ROOT, name)):
+            os.symlink(os.path.join(ROOT, name), work / name)
+    if heading == "### Run from the command line":  # the freeze of the section before writes mnist.pb
+        subprocess.run([os.path.join(ROOT, "client_csharp", "bin", "tffreeze-cs"), "freeze", "demo-out/ckpt", "-o",
+                        "mnist.pb", "--manifest", "mnist.json"], cwd=str(work), env=_no_server_named(), check=True,
+                       capture_output=True, timeout=300)
+    servers, ports = [], {}
+    try:
+        for line in _lines(_block(heading, "sh")):
+            if line.startswith("make "):
+                continue
+            if line.startswith("tffreeze serve "):
+                words = shlex.split(line.rstrip(" &"))[2:]
+                asked = {w: words[i + 1] for i, w in enumerate(words) if w in ("--port", "--web-port")}
+                extra = [w for i, w in enumerate(words) if w != "--port" and (i == 0 or words[i - 1] != "--port")]
+                extra = ["0" if i and extra[i - 1] == "--web-port" else w for i, w in enumerate(extra)]
+                srv = start_server(str(work / "data"), extra)
+                servers.append(srv)
+                ports[asked["--port"]] = srv.target.rsplit(":", 1)[1]
+                if "--web-port" in asked:
+                    web = re.search(r"gRPC-Web on http://[^:]+:(\d+)", "".join(srv.log)).group(1)
+                    ports[asked["--web-port"]] = web
+                continue
+            for asked, real in ports.items():
+                line = line.replace(":" + asked, ":" + real)
+            run = subprocess.run(["bash", "-c", line], cwd=str(work), env=_no_server_named(), capture_output=True,
+                                 text=True, timeout=300)
+            assert run.returncode == 0, (line, run.stdout, run.stderr)
+            assert not re.search(r"cuda|absl|^[IWE]\d{4} |tensorflow/core|ssl_transport", run.stderr, re.I | re.M), (
+                line, run.stderr)  # no TensorFlow, absl, gRPC or CUDA lines
+    finally:
+        for srv in servers:
+            assert stop_server(srv) == 0
