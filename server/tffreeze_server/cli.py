@@ -176,7 +176,12 @@ def main(argv: Optional[List[str]] = None, prog: str = "tffreeze-server") -> int
               "server's positive list are refused before import, with or without verify", file=sys.stderr)
     from .app import serve
 
-    return serve(settings_from(args))
+    try:
+        settings = settings_from(args)
+    except OSError as exc:  # --local: a folder that is not this user's alone
+        print("%s: %s" % (prog, exc), file=sys.stderr)
+        return 1
+    return serve(settings)
 
 
 if __name__ == "__main__":
