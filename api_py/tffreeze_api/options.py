@@ -21,6 +21,8 @@ from .v1 import freeze_pb2
 Pairs = Union[Mapping[str, object], Sequence[str], None]
 
 TARGETS = {"": freeze_pb2.TARGET_UNSPECIFIED, "tensorflowsharp": freeze_pb2.TARGET_TENSORFLOWSHARP}
+FORMATS = {"": freeze_pb2.FORMAT_UNSPECIFIED, "graphdef": freeze_pb2.FORMAT_GRAPHDEF, "onnx": freeze_pb2.FORMAT_ONNX,
+           "tflite": freeze_pb2.FORMAT_TFLITE}
 
 # Request fields -> their spelling on every client's command line. The server puts the flag
 # of an error's field in the ErrorInfo metadata ("flag"), so each CLI names it without a table.
@@ -30,6 +32,7 @@ FLAGS = {
     "options.tags": "--tag", "options.bind": "--bind", "options.ema": "--ema", "options.var_map": "--var-map",
     "options.include_variables": "--include-variables", "options.exclude_variables": "--exclude-variables",
     "options.optimize": "--optimize", "options.verify": "--verify", "options.target": "--target",
+    "options.format": "--format", "options.input_shapes": "--input-shape",
 }
 
 
@@ -108,6 +111,49 @@ def parse_target(value: Union[str, int, None]) -> int:
     raise OptionError("target", "%r is not a target; targets: %s" % (value, ", ".join(t for t in TARGETS if t)))
 
 
+def parse_format(value: Union[str, int, None]) -> int:
+    """'' / None / 'graphdef' / 'onnx' / 'tflite' / a Format enum value -> the enum value."""
+    if value is None:
+        return freeze_pb2.FORMAT_UNSPECIFIED
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in freeze_pb2.Format.values():
+            return value
+    elif isinstance(value, str):
+        key = value.strip().lower()
+        if key in FORMATS:
+            return FORMATS[key]
+        if value.strip() in freeze_pb2.Format.keys():
+            return freeze_pb2.Format.Value(value.strip())
+    raise OptionError("format", "%r is not a format; formats: %s" % (value, ", ".join(f for f in FORMATS if f)))
+
+
+def format_name(value: int) -> str:
+    return next((k for k, v in FORMATS.items() if v == value and k), freeze_pb2.Format.Name(value))
+
+
+def _input_shapes(value) -> List[freeze_pb2.InputShape]:
+    """["x=1,28,28,1", "y=-1,?"] or {"x": [1, 28, 28, 1]} -> InputShape messages."""
+    out = []
+    for name, dims in _pairs(value, "input_shapes", "x=1,224,224,3"):
+        if isinstance(dims, str):
+            parts = [d.strip() for d in dims.split(",")] if dims.strip() else []
+        elif isinstance(dims, (list, tuple)):
+            parts = [str(d).strip() for d in dims]
+        else:
+            parts = None
+        try:
+            parsed = [-1 if d in ("?", "-1", "None") else int(d, 10) for d in parts]
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is None or any(d < -1 or d >= 2 ** 31 for d in parsed):
+            raise OptionError("input_shapes", "%s=%s: write NAME=D1,D2,... with dimensions as non-negative "
+                                              "integers or -1 (unknown), e.g. x=1,224,224,3" % (name, dims))
+        if any(s.name == name for s in out):
+            raise OptionError("input_shapes", "%s is given two shapes" % name)
+        out.append(freeze_pb2.InputShape(name=name, dims=parsed))
+    return out
+
+
 def target_name(value: int) -> str:
     """The user-level spelling of a Target ('' for the server's TensorFlow)."""
     return next((k for k, v in TARGETS.items() if v == value), freeze_pb2.Target.Name(value))
@@ -116,13 +162,15 @@ def target_name(value: int) -> str:
 def freeze_options(outputs=(), inputs=(), step: Optional[int] = None, checkpoint_prefix: str = "",
                    graph_path: str = "", signature: str = "", tags=(), bind: Pairs = None, ema: bool = False,
                    var_map: Pairs = None, include_variables=(), exclude_variables=(), optimize: bool = False,
-                   verify: bool = False, target: Union[str, int, None] = None) -> freeze_pb2.FreezeOptions:
+                   verify: bool = False, target: Union[str, int, None] = None, format: Union[str, int, None] = None,
+                   input_shapes: Pairs = None) -> freeze_pb2.FreezeOptions:
     """A typed FreezeOptions; raises OptionError naming the field of a malformed value."""
     opts = freeze_pb2.FreezeOptions(
         outputs=names(outputs), inputs=names(inputs), checkpoint_prefix=(checkpoint_prefix or "").strip(),
         graph_path=graph_path or "", signature=(signature or "").strip(), tags=names(tags), ema=bool(ema),
         include_variables=names(include_variables), exclude_variables=names(exclude_variables),
-        optimize=bool(optimize), verify=bool(verify), target=parse_target(target))
+        optimize=bool(optimize), verify=bool(verify), target=parse_target(target), format=parse_format(format),
+        input_shapes=_input_shapes(input_shapes))
     if step is not None:
         if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2 ** 63:
             raise OptionError("step", "%r: a global step is a non-negative integer below 2**63" % (step,))
@@ -159,12 +207,13 @@ def from_text(text: "freeze_pb2.OptionText") -> freeze_pb2.FreezeOptions:
                           signature=text.signature, tags=list(text.tags), bind=list(text.bind), ema=text.ema,
                           var_map=list(text.var_map), include_variables=text.include_variables,
                           exclude_variables=text.exclude_variables, optimize=text.optimize, verify=text.verify,
-                          target=text.target)
+                          target=text.target, format=text.format, input_shapes=list(text.input_shapes))
 
 
 def to_text(outputs=(), inputs=(), step=None, signature: str = "", tags=(), bind: Pairs = None, ema: bool = False,
             var_map: Pairs = None, include_variables=(), exclude_variables=(), optimize: bool = False,
-            verify: bool = False, target: Union[str, int, None] = None) -> "freeze_pb2.OptionText":
+            verify: bool = False, target: Union[str, int, None] = None, format: Union[str, int, None] = None,
+            input_shapes: Pairs = None) -> "freeze_pb2.OptionText":
     """The Python library's keyword options as typed text (the inverse of :func:`from_text`)."""
     def joined(value):
         return value if isinstance(value, str) else ",".join(names(value))
@@ -181,14 +230,20 @@ def to_text(outputs=(), inputs=(), step=None, signature: str = "", tags=(), bind
             return ""
         return json.dumps(v) if isinstance(v, (bool, int, float)) else str(v)
 
+    def dims(v):
+        return v if isinstance(v, str) else ",".join(str(d) for d in v)
+
     if isinstance(target, int) and not isinstance(target, bool):
         target = target_name(parse_target(target))
+    if isinstance(format, int) and not isinstance(format, bool):
+        format = format_name(parse_format(format))
     return freeze_pb2.OptionText(
         outputs=joined(outputs), inputs=joined(inputs), step="" if step is None else str(step),
         signature=signature or "", tags=names(tags), bind=pairs(bind, bound), ema=bool(ema),
         var_map=pairs(var_map, str), include_variables=joined(include_variables),
         exclude_variables=joined(exclude_variables), optimize=bool(optimize), verify=bool(verify),
-        target=target or "")
+        target=target or "", format=format or "", input_shapes=pairs(input_shapes, dims))
 
 
-__all__ = ["FLAGS", "OptionError", "freeze_options", "from_text", "to_text", "parse_step", "names", "bind_value", "parse_target", "target_name", "TARGETS"]
+__all__ = ["FLAGS", "OptionError", "freeze_options", "from_text", "to_text", "parse_step", "names", "bind_value",
+           "parse_target", "target_name", "parse_format", "format_name", "TARGETS", "FORMATS"]

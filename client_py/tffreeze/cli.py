@@ -177,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="", metavar="|".join(sorted(t for t in TARGETS if t)),
                    help="tensorflowsharp: make the graph load in TensorFlowSharp's libtensorflow 1.15 (strip new "
                         "attributes, check ops against TF 1.15, fail naming any op it lacks)")
+    p.add_argument("--format", default="", metavar="graphdef|onnx|tflite",
+                   help="the file to write: the frozen GraphDef (default), or an ONNX or TFLite model converted "
+                        "from it, run in onnxruntime / the TFLite interpreter and compared with the frozen graph "
+                        "before it is returned (a conversion that does not run or differs is refused, naming the "
+                        "node and op)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="pin an input's shape (-1 leaves a dimension unknown), e.g. a static batch for TFLite; "
+                        "repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("inspect", help="list a checkpoint's variables and candidate inputs/outputs",
@@ -268,7 +276,7 @@ def _cmd_freeze(args) -> int:
         try:
             outcome = client.freeze(args.source, output_path=args.output, outputs=args.outputs, inputs=args.inputs,
                                     step=args.step, progress=bar, optimize=args.optimize, verify=args.verify,
-                                    target=args.target,
+                                    target=args.target, format=args.format, input_shapes=args.input_shape,
                                     **_graph_options(args))
         finally:
             bar.done()
@@ -294,6 +302,11 @@ def _cmd_freeze(args) -> int:
             print("  bound   %s = %s (%s)" % (b["name"], json.dumps(b["value"]), b["reason"]))
         for v in m["verification"]:
             print("  verify  %s max |frozen - original| = %.3g" % (v["name"], v["max_abs_diff"]))
+        c = m.get("conversion")
+        if c:
+            print("  format  %s (%s), ran in %s: max |%s - frozen| = %.3g" % (
+                m["format"][len("FORMAT_"):].lower(), c["converter"], c["runtime"],
+                m["format"][len("FORMAT_"):].lower(), c["max_abs_diff"]))
     return 0
 
 

@@ -476,7 +476,9 @@ class FreezeClient:
         (the server parses them): signature, tags, bind ({name: value} or
         ["name=value"]), ema, var_map ({graph_var: key} or ["graph_var=key"]),
         include_variables, exclude_variables, optimize, verify, target
-        ("tensorflowsharp": loads in libtensorflow 1.15)."""
+        ("tensorflowsharp": loads in libtensorflow 1.15), format ("onnx", "tflite": the
+        model converted and checked in its runtime), input_shapes (["x=1,28,28,1"] or
+        {"x": [1, 28, 28, 1]})."""
         if output_path:
             check_output_folder(output_path)
         files, plan = self.plan(source, graph_file, timeout, outputs=outputs, inputs=inputs, step=step, **options)

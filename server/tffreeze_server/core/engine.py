@@ -33,21 +33,21 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework import graph_pb2, types_pb2
 from tensorflow.python.framework import tensor_util
 
 from tffreeze_api import tf_errors
 from tffreeze_api.fileio import write_all
 from tffreeze_api.v1 import freeze_pb2
 
-from . import oppolicy, optimize as optimize_mod, rewrite, splice, switches, tables, tensorflowsharp, verify as verify_mod
+from . import convert as convert_mod, oppolicy, optimize as optimize_mod, rewrite, splice, switches, tables, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, NotFound, ResourceExhausted, without_paths
 from .graph import (ITERATOR_GET_NEXT_OPS, fixed_output_count, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, open_reader, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, candidates, resolve, user_collections
 from .saver_map import variable_keys
-from .spec import FreezeSpec, target_enum
+from .spec import FreezeSpec, format_enum, target_enum
 from .values import EMA_SUFFIX, read_values
 
 Progress = Callable[[int, str, float], None]  # (Stage, message, fraction)
@@ -363,6 +363,9 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
     that receives how the output is made of uploaded-file and graph byte ranges
     (``splice.write_graph``), when values were spliced; ``on_plan`` receives, before
     the writing starts, the same output as literal bytes and file ranges."""
+    if spec.format:  # the file is the converted model: no recipe of the GraphDef's bytes
+        spec.limits.require_sandbox("format %s (the converted model is run to check it)" % spec.format)
+        recipe, on_plan = None, None
     progress(freeze_pb2.STAGE_SELECTING_CHECKPOINT, "looking at the upload", 0.05)
     loaded = load(workdir, spec)
     if loaded.kind == freeze_pb2.SOURCE_KIND_FROZEN_GRAPH:
@@ -409,6 +412,9 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         inputs, input_warnings = _inputs_of(frozen, r.res.inputs, order)
         warnings += input_warnings
         _reject_training(frozen)
+        if spec.input_shapes:
+            warnings += ["input_shape: %s" % w for w in
+                         convert_mod.pin_shapes(frozen, spec.input_shapes, [node_of(t) for t, _ in inputs])]
 
         if spec.optimize:
             progress(freeze_pb2.STAGE_OPTIMIZING, "inference optimisations", 0.75)
@@ -458,9 +464,33 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         result.sha256 = hashlib.sha256(data).hexdigest()
         result.size_bytes = len(data)
     os.replace(tmp, out_path)
+    result.format = format_enum(spec.format)
+    if spec.format:
+        _convert(spec, out_path, result, progress)
     result.warnings.extend(warnings)
     result.provenance.tensorflow_version = tf.__version__
     return result
+
+
+def _convert(spec: FreezeSpec, out_path: str, result, progress: Progress) -> None:
+    """Replace the frozen GraphDef at ``out_path`` by the format option's model, converted,
+    run in its runtime and compared (``convert``); the result then describes that file."""
+    progress(freeze_pb2.STAGE_EXPORTING, "converting to %s and running it in its runtime" % spec.format, 0.97)
+    with open(out_path, "rb") as fh:
+        graph_def = graph_pb2.GraphDef.FromString(fh.read())
+    oppolicy.check(graph_def, "the frozen graph")
+    model, conversion = convert_mod.convert(spec.format, graph_def, result.inputs, result.outputs)
+    del graph_def
+    if len(model) > spec.limits.max_graph_bytes:
+        raise ResourceExhausted("the %s model is %d bytes, over the 2 GB limit" % (spec.format, len(model)),
+                                "ERROR_REASON_GRAPH_TOO_LARGE")
+    tmp = out_path + ".part"
+    with open(tmp, "wb") as fh:
+        write_all(fh, model)
+    os.replace(tmp, out_path)
+    result.sha256 = hashlib.sha256(model).hexdigest()
+    result.size_bytes = len(model)
+    result.conversion.CopyFrom(conversion)
 
 
 def _type_checked(frozen) -> tf.Graph:

@@ -59,6 +59,8 @@ class FreezeSpec:
     optimize: bool = False
     verify: bool = False
     target: str = ""  # "" (the server's TensorFlow) or TARGET_TENSORFLOWSHARP
+    format: str = ""  # "" (a GraphDef), "onnx" or "tflite"
+    input_shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # node -> dims (-1 unknown)
     limits: ServerLimits = ServerLimits()
 
     # Options that shape a graph read as data; a TF2 SavedModel's signature
@@ -87,6 +89,8 @@ class FreezeSpec:
             optimize=options.optimize,
             verify=options.verify,
             target=_target(options.target),
+            format=_format(options.format),
+            input_shapes=_input_shapes(options.input_shapes),
             limits=limits,
         )
 
@@ -173,6 +177,34 @@ def _target(value: int) -> str:
     raise option_error("target", "%d is not a Target this server knows" % value)
 
 
+FORMATS = {freeze_pb2.FORMAT_UNSPECIFIED: "", freeze_pb2.FORMAT_GRAPHDEF: "", freeze_pb2.FORMAT_ONNX: "onnx",
+           freeze_pb2.FORMAT_TFLITE: "tflite"}
+MAX_RANK = 32
+
+
+def _format(value: int) -> str:
+    if value not in FORMATS:
+        raise option_error("format", "%d is not a Format this server knows" % value)
+    return FORMATS[value]
+
+
+def _input_shapes(entries) -> Dict[str, Tuple[int, ...]]:
+    out: Dict[str, Tuple[int, ...]] = {}
+    for entry in entries:
+        node = _node(entry.name, "input_shapes")
+        if node in out:
+            raise option_error("input_shapes", "%s is given two shapes" % _cut(node))
+        if len(entry.dims) > MAX_RANK or any(d < -1 or d >= 2 ** 31 for d in entry.dims):
+            raise option_error("input_shapes", "%s: at most %d dimensions, each -1 (unknown) or in [0, 2**31)"
+                               % (_cut(node), MAX_RANK))
+        out[node] = tuple(entry.dims)
+    return out
+
+
+def format_enum(fmt: str) -> int:
+    return {"onnx": freeze_pb2.FORMAT_ONNX, "tflite": freeze_pb2.FORMAT_TFLITE}.get(fmt, freeze_pb2.FORMAT_GRAPHDEF)
+
+
 def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -181,4 +213,5 @@ def target_enum(target: str) -> int:
     return freeze_pb2.TARGET_TENSORFLOWSHARP if target == TARGET_TENSORFLOWSHARP else freeze_pb2.TARGET_UNSPECIFIED
 
 
-__all__ = ["FreezeSpec", "ServerLimits", "PROTOBUF_LIMIT", "TARGET_TENSORFLOWSHARP", "target_enum", "safe_relative_path"]
+__all__ = ["FreezeSpec", "ServerLimits", "PROTOBUF_LIMIT", "TARGET_TENSORFLOWSHARP", "target_enum", "format_enum",
+           "safe_relative_path"]
