@@ -629,3 +629,34 @@ def two_signatures(directory: str) -> Model:
                 "embed": sig({"x": x}, {"embedding": embedding})})
             builder.save()
     return Model(directory, {"features:0": np.eye(3, dtype=np.float32)}, {})
+
+
+def lstm(directory: str, cf_v1: bool) -> Model:
+    """A sequence classifier, an LSTM written out as a while loop over time with tensor arrays
+    in and out (x[?, 6, 3] -> probabilities[?, 2]), built with TF1 control flow (Enter/Exit,
+    TensorArrayV3) or TF2's (While, TensorListReserve with an element shape unknown in the
+    batch), as dynamic_rnn builds either."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 6, 3], name="x")
+        rng = np.random.RandomState(4)
+        w = tf1.get_variable("lstm/kernel", initializer=(rng.randn(8, 20) * 0.4).astype(np.float32))
+        b = tf1.get_variable("lstm/bias", initializer=np.zeros(20, np.float32))
+        head = tf1.get_variable("head", initializer=np.linspace(-1, 1, 10, dtype=np.float32).reshape(5, 2))
+        steps = tf1.TensorArray(tf.float32, size=6).unstack(tf.transpose(x, [1, 0, 2]))
+        outs = tf1.TensorArray(tf.float32, size=6)
+        zeros = tf.zeros(tf.stack([tf.shape(x)[0], 5]))
+
+        def body(t, h, c, outs):
+            z = tf.matmul(tf.concat([steps.read(t), h], 1), w) + b
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            return t + 1, h, c, outs.write(t, h)
+
+        _, h, _, outs = tf1.while_loop(lambda t, h, c, outs: t < 6, body, [tf.constant(0), zeros, zeros, outs])
+        features = h + tf.reduce_mean(outs.stack(), axis=0)
+        tf.nn.softmax(tf.matmul(features, head), name="probabilities")
+
+    rng = np.random.RandomState(5)
+    with control_flow_v1(cf_v1):
+        return _save(directory, build, {"x:0": rng.randn(4, 6, 3).astype(np.float32)}, ["probabilities:0"])

@@ -193,10 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    p = sub.add_parser("run", help="run a frozen graph locally on .npy inputs (imports TensorFlow)",
-                       description="Import a frozen GraphDef into the local TensorFlow, feed .npy files, write "
-                                   "outputs as .npy files.")
-    p.add_argument("model", metavar="MODEL.pb")
+    p = sub.add_parser("run", help="run a frozen graph (or .onnx, .tflite model) locally on .npy inputs",
+                       description="Run a frozen GraphDef in the local TensorFlow (an .onnx model in onnxruntime, a "
+                                   ".tflite model in the TFLite interpreter), feed .npy files, write outputs as .npy "
+                                   "files or print them.")
+    p.add_argument("model", metavar="MODEL.pb|.onnx|.tflite")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
                    help="feed tensor NAME ('x' or 'x:0') from FILE.npy; repeatable")
     p.add_argument("--output", action="append", default=[], metavar="NAME[=FILE.npy]",
@@ -351,7 +352,7 @@ def _cmd_run(args) -> int:
               "output)\n(see tffreeze run --help)", file=sys.stderr)
         return 2
     fetches = [manifest.output(name)["name"] if manifest is not None else name for name, _ in outputs]
-    values = run_graph(args.model, feeds, fetches)
+    values = run_graph(args.model, feeds, fetches, manifest.runtime_names() if manifest is not None else None)
     for (name, path), value in zip(outputs, values):
         if not path:
             print("%s %s" % (name, describe(value)))

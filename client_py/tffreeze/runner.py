@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from tffreeze_api import tf_errors
 
@@ -43,12 +43,85 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
-    """Import a frozen GraphDef and evaluate ``fetches`` given ``feeds`` (name -> array)."""
+def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],
+              runtime_names: Optional[Dict[str, str]] = None) -> List[object]:
+    """Evaluate ``fetches`` given ``feeds`` (name -> array) in a frozen GraphDef (TensorFlow),
+    an ONNX model (onnxruntime) or a TFLite model (LiteRT, else TensorFlow's interpreter),
+    chosen by the file's extension. ``runtime_names``: tensor name -> the runtime's name
+    (a manifest's ``conversion``)."""
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    kind = os.path.splitext(model_path)[1].lower()
+    if kind in (".onnx", ".tflite"):
+        if not os.path.exists(model_path):
+            raise NotFoundError("%s does not exist" % model_path)
+        names = runtime_names or {}
+        with _native_stderr_silenced():
+            run = _run_onnx if kind == ".onnx" else _run_tflite
+            return run(model_path, {names.get(k, k): v for k, v in feeds.items()}, [names.get(f, f) for f in fetches])
     with _native_stderr_silenced():
         return _run_graph(model_path, feeds, fetches)
+
+
+def _pick(name: str, known: List[str], what: str, model_path: str) -> str:
+    """``name`` as the runtime spells it: as given, with ':0', or without it."""
+    for candidate in (name, _tensor_name(name), name.split(":")[0] if name.endswith(":0") else name):
+        if candidate in known:
+            return candidate
+    raise NotFoundError("%s is not an %s of %s (%ss: %s)" % (name, what, model_path, what, ", ".join(known) or "none"))
+
+
+def _run_onnx(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise TffreezeError("running an .onnx model needs onnxruntime: pip install onnxruntime") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 0 if verbose() else 3
+    try:
+        session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes
+        raise InvalidArgumentError("onnxruntime cannot load %s: %s" % (model_path, str(exc).splitlines()[0])) from None
+    ins = [i.name for i in session.get_inputs()]
+    outs = [o.name for o in session.get_outputs()]
+    feed = {_pick(k, ins, "input", model_path): v for k, v in feeds.items()}
+    try:
+        return session.run([_pick(f, outs, "output", model_path) for f in fetches], feed)
+    except Exception as exc:  # noqa: BLE001
+        raise TffreezeError("running %s failed: %s" % (model_path, " ".join(str(exc).split())[:500])) from None
+
+
+def _run_tflite(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
+    import warnings
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            interp = Interpreter(model_path=model_path)
+        except (ValueError, RuntimeError) as exc:
+            raise InvalidArgumentError("cannot load %s: %s" % (model_path, exc)) from None
+    ins = {d["name"]: d for d in interp.get_input_details()}
+    outs = {d["name"]: d for d in interp.get_output_details()}
+    import numpy as np
+
+    feed = {_pick(k, list(ins), "input", model_path): np.asarray(v) for k, v in feeds.items()}
+    try:
+        for name, value in feed.items():
+            if list(ins[name]["shape"]) != list(value.shape):
+                interp.resize_tensor_input(ins[name]["index"], list(value.shape))
+        interp.allocate_tensors()
+        for name, value in feed.items():
+            interp.set_tensor(ins[name]["index"], value.astype(ins[name]["dtype"]))
+        interp.invoke()
+        return [interp.get_tensor(outs[_pick(f, list(outs), "output", model_path)]["index"]) for f in fetches]
+    except (ValueError, RuntimeError) as exc:
+        raise TffreezeError("running %s failed: %s" % (model_path, exc)) from None
 
 
 def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
@@ -125,6 +198,11 @@ class Manifest:
 
     def outputs(self) -> List[str]:
         return [t["name"] for t in self.data.get("outputs") or []]
+
+    def runtime_names(self) -> Dict[str, str]:
+        """Tensor name -> the name the converted model's runtime uses (ONNX, TFLite)."""
+        c = self.data.get("conversion") or {}
+        return {t["name"]: t["runtime_name"] for t in (c.get("inputs") or []) + (c.get("outputs") or [])}
 
     @staticmethod
     def check(info: dict, value, label: str) -> None:

@@ -123,11 +123,11 @@ def _to_onnx(graph_def, in_names, out_names, conversion) -> Tuple[bytes, List[st
         text = " ".join(str(exc).split())[:600]
         ops = re.findall(r"[Uu]nsupported ops?: [^\]]*?(\w+)", text)
         raise _refuse("onnx", "tf2onnx cannot convert this graph: %s" % text, op=ops[0] if ops else "") from None
-    unconverted = [n for n in model.graph.node if n.domain not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")]
-    if unconverted:
-        n = unconverted[0]
-        raise _refuse("onnx", "tf2onnx left node %s (op %s, domain %s) unconverted: onnxruntime cannot run it%s"
-                      % (n.name, n.op_type, n.domain, _hint(n.op_type)), n.name, n.op_type)
+    left = _not_onnx(model.graph)
+    if left is not None:
+        raise _refuse("onnx", "tf2onnx left node %s (op %s) unconverted, although it reported success: no ONNX "
+                              "runtime can run it%s" % (left.name, left.op_type, _hint(left.op_type, "onnx")),
+                      left.name, left.op_type)
     conversion.converter = "tf2onnx %s" % _version("tf2onnx")
     conversion.runtime = "onnxruntime %s" % _version("onnxruntime")
     conversion.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -135,10 +135,35 @@ def _to_onnx(graph_def, in_names, out_names, conversion) -> Tuple[bytes, List[st
             [o.name for o in model.graph.output])
 
 
-def _hint(op: str) -> str:
-    if op.startswith("TensorList") or op.startswith("TensorArray"):
-        return ("; a recurrent layer of TF2 control flow: pin its shapes (--input-shape NAME=D1,D2,...) or export it "
-                "with TF1 control flow")
+def _not_onnx(graph):
+    """The first node (loop bodies and branches included) that is no operator of ONNX's
+    standard domains: what tf2onnx copies over when it has no conversion for a TF op."""
+    import onnx
+
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx", "ai.onnx.ml") and not onnx.defs.has(node.op_type, node.domain):
+            return node
+        if node.domain not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft"):
+            return node
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                found = _not_onnx(sub)
+                if found is not None:
+                    return found
+    return None
+
+
+def _hint(op: str, fmt: str) -> str:
+    if op.startswith("TensorList") and fmt == "tflite":
+        return ("; it comes from TF2 control flow (a while loop writing a tensor list, e.g. a recurrent layer): pin "
+                "the input shapes (--input-shape NAME=D1,D2,...) so the lists' element shapes are static")
+    if op.startswith("TensorList"):
+        return ("; it comes from TF2 control flow (a while loop writing a tensor list, e.g. a recurrent layer), which "
+                "tf2onnx does not convert: export the model with TF1 control flow "
+                "(tf.compat.v1.disable_control_flow_v2()), or use --format tflite with --input-shape")
+    if op.startswith("TensorArray") and fmt == "tflite":
+        return ("; TFLite runs TF2 control flow only: export the model with control flow v2 "
+                "(tf.compat.v1.enable_control_flow_v2()) and pin the input shapes (--input-shape)")
     return ""
 
 
@@ -153,7 +178,7 @@ def _run_onnx(model: bytes, runtime_in, runtime_out, feeds, in_names) -> List[np
         text = " ".join(str(exc).split())[:600]
         m = _ORT_OP.search(text)
         raise _refuse("onnx", "onnxruntime cannot load the converted model: %s%s"
-                      % (text, _hint(m.group(1)) if m else ""),
+                      % (text, _hint(m.group(1), "onnx") if m else ""),
                       m.group(2) if m else "", m.group(1) if m else "") from None
     names = [i.name for i in session.get_inputs()]
     try:
@@ -175,7 +200,7 @@ def _to_tflite(graph_def, infos, out_names, conversion) -> Tuple[bytes, List[str
     except Exception as exc:  # noqa: BLE001 - the converter's errors name the ops
         text = " ".join(str(exc).split())
         op, node = _tflite_culprit(text)
-        hint = _hint(op) if op else ""
+        hint = _hint(op, "tflite") if op else ""
         raise _refuse("tflite", "the TFLite converter cannot convert this graph (builtin ops only)%s: %s%s"
                       % (" at node %s (op %s)" % (node, op) if node else " (op %s)" % op if op else "",
                          _tflite_summary(text), hint), node, op) from None
@@ -187,16 +212,18 @@ def _to_tflite(graph_def, infos, out_names, conversion) -> Tuple[bytes, List[str
 
 
 def _tflite_culprit(text: str) -> Tuple[str, str]:
-    m = re.search(r"'tf\.(\w+)' op[^\n]*?(?:at|loc)\(\"?([^\"\)]*)", text)
+    """(op, node) of the converter's first error: `loc(fused["OP:", "NODE"]): 'tf.OP' op ...`."""
+    m = re.search(r'error: loc\(fused\["(\w+):", "([^"]*)"\]\)', text)
     if m:
-        return m.group(1), m.group(2).split("@")[0]
-    m = re.search(r"tf\.(\w+)", text)
+        return m.group(1), m.group(2)
+    m = re.search(r"'tf\.(\w+)' op", text) or re.search(r"tf\.(\w+)", text)
     return (m.group(1), "") if m else ("", "")
 
 
 def _tflite_summary(text: str) -> str:
-    lines = [ln.strip() for ln in re.split(r"(?<=[.:])\s+(?=[A-Z<'])", text) if "error" in ln.lower() or "op" in ln]
-    return (" ".join(lines) if lines else text)[:500]
+    """The converter's first error, without its MLIR location and operation dump."""
+    m = re.search(r"error: loc\((?:[^()]|\([^()]*\))*\): (.*?)(?: <unknown>| note:|$)", text)
+    return (m.group(1) if m else text)[:400]
 
 
 def _interpreter_class():
@@ -271,4 +298,77 @@ def pin_shapes(graph_def, shapes: Dict[str, Tuple[int, ...]], inputs: List[str])
     return done
 
 
-__all__ = ["convert", "pin_shapes", "ATOL", "RTOL"]
+def _source_tensor(tensor):
+    while tensor.op.type == "Identity" and tensor.op.inputs:
+        tensor = tensor.op.inputs[0]
+    return tensor
+
+
+def _source_op(tensor):
+    return _source_tensor(tensor).op
+
+
+def static_tensor_lists(graph_def) -> List[str]:
+    """TensorLists reserved with an unknown element shape (TF2 control flow: a while loop
+    writing one item per step, as recurrent layers do) get the static shape of the items the
+    loop body writes, as TensorFlow infers it from the loop's input shapes (static once the
+    input shapes are pinned). Runtimes that lower lists to plain tensors (TFLite) need it.
+    Returns what was pinned, for the warnings."""
+    from tensorflow.core.framework import function_pb2
+    from tensorflow.python.framework import function_def_to_graph
+
+    reserves = {n.name: n for n in graph_def.node if n.op == "TensorListReserve"}
+    if not reserves:
+        return []
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    fdefs = {f.signature.name: f for f in graph_def.library.function}
+    pinned: Dict[str, List[int]] = {}
+    for op in graph.get_operations():
+        if op.type not in ("While", "StatelessWhile"):
+            continue
+        body = function_pb2.FunctionDef()
+        body.CopyFrom(fdefs[op.get_attr("body").name])
+        for k in body.arg_attr:  # the shapes recorded at export (batch unknown) give way to the pinned ones
+            body.arg_attr[k].attr.pop("_output_shapes", None)
+        for arg in list(body.signature.input_arg) + list(body.signature.output_arg):
+            arg.ClearField("handle_data")
+        try:
+            inner = function_def_to_graph.function_def_to_graph(body, input_shapes=[t.shape for t in op.inputs])
+        except (ValueError, TypeError):
+            continue
+        for item_op in inner.get_operations():
+            if item_op.type != "TensorListSetItem" or not item_op.inputs[2].shape.is_fully_defined():
+                continue
+            handle = _source_op(item_op.inputs[0])
+            index = next((i for i, t in enumerate(inner.inputs) if t.op is handle), None)
+            if index is None or index >= len(op.inputs):
+                continue
+            reserve = _source_op(op.inputs[index])
+            if reserve.type == "TensorListReserve" and reserve.name in reserves:
+                pinned[reserve.name] = item_op.inputs[2].shape.as_list()
+    # the loop's results read back as tensors (TensorListStack after the loop) name the shape too
+    readers = {}
+    for op in graph.get_operations():
+        if op.type == "TensorListStack":
+            t = _source_tensor(op.inputs[0])
+            if t.op.type in ("While", "StatelessWhile"):  # a loop's output k is its input k, written
+                t = _source_tensor(t.op.inputs[t.value_index])
+            if t.op.name in pinned:
+                readers[op.name] = t.op.name
+    nodes = {n.name: n for n in graph_def.node}
+    done, consts = [], {}
+    for name, dims in sorted(pinned.items()):
+        const = graph_def.node.add(name=name + "/static_element_shape", op="Const")
+        const.attr["dtype"].type = tf.int32.as_datatype_enum
+        const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.asarray(dims, np.int32)))
+        consts[name] = const.name
+        nodes[name].input[0] = const.name
+        done.append("the tensor list %s holds items of shape [%s]" % (name, ", ".join(map(str, dims))))
+    for reader, reserve in readers.items():
+        nodes[reader].input[1] = consts[reserve]  # TensorListStack(input_handle, element_shape)
+    return done
+
+
+__all__ = ["convert", "pin_shapes", "static_tensor_lists", "ATOL", "RTOL"]

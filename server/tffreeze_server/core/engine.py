@@ -415,6 +415,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         if spec.input_shapes:
             warnings += ["input_shape: %s" % w for w in
                          convert_mod.pin_shapes(frozen, spec.input_shapes, [node_of(t) for t, _ in inputs])]
+            warnings += ["input_shape: %s" % w for w in convert_mod.static_tensor_lists(frozen)]
 
         if spec.optimize:
             progress(freeze_pb2.STAGE_OPTIMIZING, "inference optimisations", 0.75)
