@@ -101,10 +101,11 @@ def web_server(tmp_path_factory):
     assert stop_server(srv) == 0
 
 
-def run_returned_graph(graph_bytes: bytes, manifest: dict, known=None) -> None:
-    """Run a frozen graph as its manifest describes it: every input fed its value in
-    ``known`` or a generated value of its dtype and shape (unknown sizes 2), every
-    output fetched. Raises when it fails."""
+def run_returned_graph(graph_bytes: bytes, manifest: dict, known=None) -> list:
+    """Run a frozen graph (or the ONNX / TFLite model of a freeze with a format, in its own
+    runtime) as its manifest describes it: every input fed its value in ``known`` or a
+    generated value of its dtype and shape (unknown sizes 2), every output fetched; returns
+    the outputs. Raises when it fails."""
     import numpy as np
 
     import models
@@ -119,7 +120,21 @@ def run_returned_graph(graph_bytes: bytes, manifest: dict, known=None) -> None:
                  for k, d in enumerate(i["shape"] if i["shape"] is not None else [2])]
         feeds[i["name"]] = np.full(shape, values.get(i["dtype"], 1), dtype=object if i["dtype"] == "string"
                                    else np.dtype(i["dtype"]))
-    models.run_frozen(graph_bytes, feeds, [o["name"] for o in manifest["outputs"]])
+    fetches = [o["name"] for o in manifest["outputs"]]
+    fmt = manifest.get("format") or "FORMAT_GRAPHDEF"
+    if fmt in ("FORMAT_ONNX", "FORMAT_TFLITE"):
+        import tempfile
+
+        from tffreeze.runner import run_graph
+
+        c = manifest["conversion"]
+        names = {t["name"]: t["runtime_name"] for t in c["inputs"] + c["outputs"]}
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model." + fmt[len("FORMAT_"):].lower())
+            with open(path, "wb") as fh:
+                fh.write(graph_bytes)
+            return run_graph(path, feeds, fetches, names)
+    return models.run_frozen(graph_bytes, feeds, fetches)
 
 
 def _running_client_class():
