@@ -24,7 +24,7 @@ CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
-.PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-breadth bench-real bench-load csharp mono sandbox tf115 cpp cpp-deps bench-clients clean
+.PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-formats bench-breadth bench-real bench-load csharp mono sandbox tf115 cpp cpp-deps bench-clients clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -100,6 +100,10 @@ bench-breadth: setup setup-dev
 # and the optimize option's cost on a ResNet-50.
 bench-real: setup setup-dev
 	$(BIN)/python bench/real_models.py
+
+# What --format onnx / tflite costs beside the plain freeze (conversion + the check in its runtime).
+bench-formats: setup setup-dev sandbox
+	$(BIN)/python bench/formats.py
 
 # Load: 8 and 32 concurrent clients, p50/p99 with and without worker recycling.
 bench-load: setup setup-dev sandbox

@@ -306,6 +306,8 @@ v1::PlanFreezeResponse Client::Plan(const std::string& source, const FreezeOptio
   text->set_optimize(options.optimize);
   text->set_verify(options.verify);
   text->set_target(options.target);
+  text->set_format(options.format);
+  for (const auto& shape : options.input_shapes) text->add_input_shapes(shape);
   v1::PlanFreezeResponse plan;
   {
     grpc::ClientContext ctx;

@@ -30,10 +30,14 @@ TensorFlow C API.
 
 commands:
   freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
-         [--target tensorflowsharp] [--quiet] [CONNECTION OPTIONS]
+         [--target tensorflowsharp] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
+         [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks, freeze, write OUT.pb (and the
       manifest, as the server rendered it) atomically; OUT.pb already holding the result
       is not downloaded again.
+      --format onnx|tflite writes the model converted from the frozen graph, run in
+      onnxruntime / the TFLite interpreter and compared with it first; --input-shape pins
+      an input's shape (e.g. a static batch for TFLite).
   inspect SOURCE [--json] [SOURCE OPTIONS] [CONNECTION OPTIONS]
       Show the checkpoint a freeze would use, its variables, and the inputs and outputs it
       would resolve, each with its reason (--json: as JSON).
@@ -91,7 +95,8 @@ struct Options {
 const std::set<std::string> kValued = {"-o", "--output", "--server", "--manifest", "--outputs", "--inputs", "--step",
                                        "--target", "--timeout", "--ca", "--token", "--client-cert", "--client-key",
                                        "--input", "--runtime", "--libtensorflow", "--graph", "--signature", "--tag",
-                                       "--bind", "--var-map", "--include-variables", "--exclude-variables"};
+                                       "--bind", "--var-map", "--include-variables", "--exclude-variables",
+                                       "--format", "--input-shape"};
 const std::set<std::string> kSwitches = {"--tls", "--quiet", "--optimize", "--verify", "--ema", "--json", "--verbose"};
 
 Options Parse(int argc, char** argv) {
@@ -237,7 +242,8 @@ const std::set<std::string> kSourceOptions = {
 
 int Freeze(const Options& o) {
   auto allowed = kSourceOptions;
-  allowed.insert({"-o", "--output", "--manifest", "--optimize", "--verify", "--target", "--quiet"});
+  allowed.insert({"-o", "--output", "--manifest", "--optimize", "--verify", "--target", "--quiet", "--format",
+                  "--input-shape"});
   Only(o, "freeze", allowed);
   if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
   std::string out = o.One("-o", o.One("--output"));
@@ -246,6 +252,8 @@ int Freeze(const Options& o) {
   if (o.Has("--manifest")) tffreeze::CheckOutputFolder(o.One("--manifest"));
   tffreeze::FreezeOptions fopts = SourceOptions(o);
   fopts.target = o.One("--target");
+  fopts.format = o.One("--format");
+  fopts.input_shapes = o.All("--input-shape");
   fopts.optimize = o.Has("--optimize");
   fopts.verify = o.Has("--verify");
   tffreeze::Client client(o.One("--server"), Connection(o));

@@ -57,11 +57,15 @@ graphs on the TensorFlow C API.
 
 commands:
   freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
-         [--target tensorflowsharp] [--quiet] [CONNECTION OPTIONS]
+         [--target tensorflowsharp] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
+         [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks (1 MiB chunks), freeze, write OUT.pb
       (and the manifest, as the server rendered it); OUT.pb already holding the result is
       not downloaded again. --target tensorflowsharp makes a graph that loads in
       libtensorflow 1.15 (TensorFlowSharp's).
+      --format onnx|tflite writes the model converted from the frozen graph, run in
+      onnxruntime / the TFLite interpreter and compared with it first; --input-shape pins
+      an input's shape (e.g. a static batch for TFLite).
   inspect SOURCE [--json] [SOURCE OPTIONS] [CONNECTION OPTIONS]
       Show the checkpoint a freeze would use, its variables, and the inputs and outputs it
       would resolve, each with its reason (--json: as JSON).
@@ -187,7 +191,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         static readonly HashSet<string> valued = new HashSet<string> { "--server", "-o", "--output", "--manifest", "--outputs", "--inputs",
             "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow", "--ca", "--token", "--tensorflowsharp",
-            "--graph", "--signature", "--tag", "--bind", "--var-map", "--include-variables", "--exclude-variables" };
+            "--graph", "--signature", "--tag", "--bind", "--var-map", "--include-variables", "--exclude-variables",
+            "--format", "--input-shape" };
         static readonly HashSet<string> switches = new HashSet<string> { "--tls", "--quiet", "--optimize", "--verify", "--ema", "--json", "--verbose" };
         static readonly string[] sourceOptions = { "--server", "--tls", "--ca", "--token", "--outputs", "--inputs", "--step",
             "--timeout", "--graph", "--signature", "--tag", "--bind", "--ema", "--var-map", "--include-variables", "--exclude-variables" };
@@ -286,7 +291,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         static int Freeze(Options o)
         {
-            Only(o, "freeze", "-o", "--output", "--manifest", "--optimize", "--verify", "--target", "--quiet");
+            Only(o, "freeze", "-o", "--output", "--manifest", "--optimize", "--verify", "--target", "--quiet", "--format",
+                 "--input-shape");
             if (o.Positional.Count != 1) throw new UsageException("freeze takes one SOURCE (a checkpoint directory or prefix)");
             var output = o.One("-o") ?? o.One("--output");
             if (output == null) throw new UsageException("freeze needs -o OUT.pb");
@@ -294,6 +300,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (o.One("--manifest") != null) FreezeClient.CheckOutputFolder(o.One("--manifest"));
             var options = SourceOptions(o);
             options.Target = o.One("--target", "");
+            options.Format = o.One("--format", "");
+            options.InputShapes.AddRange(o.All("--input-shape"));
             options.Optimize = o.One("--optimize") != null;
             options.Verify = o.One("--verify") != null;
             var client = Connect(o);

@@ -67,6 +67,8 @@ struct FreezeOptions {
   std::string include_variables, exclude_variables;  // comma-separated
   bool optimize = false, verify = false;
   std::string target;                   // "" or "tensorflowsharp" (loads in libtensorflow 1.15)
+  std::string format;                   // "", "graphdef", "onnx" or "tflite" (converted, run and compared)
+  std::vector<std::string> input_shapes;  // "NAME=D1,D2,..." (-1: unknown)
   std::string graph;                    // graph file for a checkpoint saved without .meta
 };
 
