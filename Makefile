@@ -24,7 +24,7 @@ CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
-.PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-formats bench-breadth bench-real bench-load csharp mono sandbox tf115 cpp cpp-deps bench-clients clean
+.PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-formats bench-breadth bench-real bench-load csharp mono sandbox tf115 tf23 cpp cpp-deps bench-clients clean
 
 setup: $(STAMP) $(STUBS)
 
@@ -81,7 +81,7 @@ serve: setup sandbox
 demo: setup sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./examples/demo.sh
 
-test: setup setup-dev sandbox lint-proto csharp tf115 cpp
+test: setup setup-dev sandbox lint-proto csharp tf115 tf23 cpp
 	$(BIN)/python -m pytest -q tests
 
 test-unit: setup setup-dev
@@ -192,6 +192,20 @@ tf115:
 	echo "make tf115: installing tensorflow-cpu==1.15.0 into $(TF115) (Python 3.7)"; \
 	rm -rf $(TF115) && $(PY37) -m venv $(TF115) && $(TF115)/bin/pip install -q --disable-pip-version-check \
 	    tensorflow-cpu==1.15.0 'protobuf<3.21'
+
+# TF 2.3.1, the runtime ML.NET (Microsoft.ML.TensorFlow) and TensorFlow.NET 0.20-0.30 run
+# (SciSharp.TensorFlow.Redist 2.3.1), in a Python 3.8 venv (pyenv), for --target mlnet's
+# tests. Skipped, with the reason, where Python 3.8 is absent (unless TFFREEZE_REQUIRE_TF23=1).
+TF23   := .tf23
+PY38   ?= $(shell pyenv prefix 3.8.18 2>/dev/null)/bin/python3.8
+TF23_CORE := $(TF23)/lib/python3.8/site-packages/tensorflow/python/_pywrap_tensorflow_internal.so
+
+tf23:
+	@if [ -x "$(TF23)/bin/python" ] && [ -f "$(TF23_CORE)" ]; then exit 0; fi; \
+	if [ ! -x "$(PY38)" ]; then echo "make tf23: no Python 3.8 (pyenv prefix 3.8.18); TF 2.3.1 tests will skip"; exit 0; fi; \
+	echo "make tf23: installing tensorflow-cpu==2.3.1 into $(TF23) (Python 3.8)"; \
+	rm -rf $(TF23) && $(PY38) -m venv $(TF23) && $(TF23)/bin/pip install -q --disable-pip-version-check \
+	    tensorflow-cpu==2.3.1 'protobuf<3.21' 'numpy<1.19'
 
 clean:
 	rm -rf $(GEN) build $(DATA) demo-out .pytest_cache $(CS_BIN) client_csharp/obj client_cpp/build client_cpp/bin

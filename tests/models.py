@@ -660,3 +660,15 @@ def lstm(directory: str, cf_v1: bool) -> Model:
     rng = np.random.RandomState(5)
     with control_flow_v1(cf_v1):
         return _save(directory, build, {"x:0": rng.randn(4, 6, 3).astype(np.float32)}, ["probabilities:0"])
+
+
+def approx_top_k(directory: str) -> Model:
+    """A scorer whose output goes through ApproxTopK (tf.math.approx_max_k, TF 2.9+), an op
+    TensorFlow 2.3.1 (ML.NET's runtime) does not have."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 8], name="x")
+        w = tf1.get_variable("w", initializer=np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8))
+        values, _ = tf.math.approx_max_k(tf.matmul(x, w), k=3)
+        tf.identity(values, name="top")
+
+    return _save(directory, build, {"x:0": np.ones((2, 8), np.float32)}, ["top:0"])

@@ -1,6 +1,7 @@
-"""Run a frozen graph in TensorFlow 1.15 (Python 3.7 venv from `make tf115`).
+"""Run a frozen graph in an older TensorFlow: 1.15 (Python 3.7 venv from `make tf115`) or
+2.3.1 (Python 3.8 venv from `make tf23`).
 
-usage: python3.7 tests/tf115_run.py MODEL.pb FEEDS.npz FETCH[,FETCH...] OUT.npz
+usage: .tf115/bin/python tests/tf115_run.py MODEL.pb FEEDS.npz FETCH[,FETCH...] OUT.npz
 FEEDS.npz keys are tensor names with ':' written as '__'. Prints the TF version.
 """
 import os
@@ -8,7 +9,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import tensorflow  # noqa: E402
+
+tf = tensorflow.compat.v1  # the graph API of 1.15 and 2.x alike
 
 
 def main(model, feeds_path, fetches, out):
@@ -23,7 +26,7 @@ def main(model, feeds_path, fetches, out):
     with tf.Session(graph=graph) as sess:
         values = sess.run(names, feeds)
     np.savez(out, **{n.replace(":", "__"): v for n, v in zip(names, values)})
-    print(tf.__version__)
+    print(tensorflow.__version__)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Dump a TensorFlow runtime's op registry as JSON: {op: {attr: default}}.
 
-Run with the runtime to describe, e.g. the TF 1.15 venv from `make tf115`:
+Run with the runtime to describe, e.g. the TF 1.15 venv from `make tf115` or the TF 2.3.1
+one from `make tf23`:
     .tf115/bin/python tools/dump_op_registry.py > server/tffreeze_server/data/tf115_ops.json
+    .tf23/bin/python tools/dump_op_registry.py > server/tffreeze_server/data/tf23_ops.json
 A default is the attr's AttrValue in protobuf text format, or null when the
-attr has none. The --target tensorflowsharp check reads this file.
+attr has none. The --target tensorflowsharp / mlnet checks read these files.
 """
 
 import json
@@ -21,9 +23,12 @@ def registry():
     get = getattr(op_def_registry, "get_registered_ops", None)
     if get is not None:  # TF 1.x
         return get()
-    from tensorflow.python.framework import ops  # noqa: F401
-    from tensorflow.python.util import _pywrap_utils  # noqa: F401
-    raise SystemExit("use TensorFlow 1.x's registry (get_registered_ops)")
+    # TF 2.x: every op the C library registered (kernels or not), as TF_GetAllOpList gives it
+    from tensorflow.python.client import pywrap_tf_session as c_api
+
+    op_list = op_def_pb2.OpList()
+    op_list.ParseFromString(c_api.TF_GetBuffer(c_api.TF_GetAllOpList()))
+    return {op.name: op for op in op_list.op}
 
 
 def main():
@@ -39,5 +44,4 @@ def main():
 
 
 if __name__ == "__main__":
-    del op_def_pb2
     main()

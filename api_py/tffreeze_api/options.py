@@ -20,7 +20,8 @@ from .v1 import freeze_pb2
 
 Pairs = Union[Mapping[str, object], Sequence[str], None]
 
-TARGETS = {"": freeze_pb2.TARGET_UNSPECIFIED, "tensorflowsharp": freeze_pb2.TARGET_TENSORFLOWSHARP}
+TARGETS = {"": freeze_pb2.TARGET_UNSPECIFIED, "tensorflowsharp": freeze_pb2.TARGET_TENSORFLOWSHARP,
+           "mlnet": freeze_pb2.TARGET_MLNET, "tf2.3": freeze_pb2.TARGET_MLNET}
 FORMATS = {"": freeze_pb2.FORMAT_UNSPECIFIED, "graphdef": freeze_pb2.FORMAT_GRAPHDEF, "onnx": freeze_pb2.FORMAT_ONNX,
            "tflite": freeze_pb2.FORMAT_TFLITE}
 

@@ -425,12 +425,16 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
             warnings.append("optimize: " + "; ".join(done))
         if spec.target:
             progress(freeze_pb2.STAGE_TARGETING, "making the graph load in %s" % spec.target, 0.8)
-            warnings += ["target %s: %s" % (spec.target, n) for n in tensorflowsharp.make_loadable(frozen)]
+            warnings += ["target %s: %s" % (spec.target, n) for n in
+                         tensorflowsharp.make_loadable(frozen, tensorflowsharp.RUNTIMES[spec.target])]
         else:
             tensorflowsharp.strip_defaults(frozen)  # older runtimes load what they can
         issues = tensorflowsharp.incompatibilities(frozen)
         result.loads_in_tensorflowsharp = not issues
         result.tensorflowsharp_issues.extend(issues[:20])
+        issues = tensorflowsharp.incompatibilities(frozen, tensorflowsharp.TF23)
+        result.loads_in_tensorflow_2_3 = not issues
+        result.tensorflow_2_3_issues.extend(issues[:20])
 
         progress(freeze_pb2.STAGE_CHECKING, "checking the frozen graph imports", 0.85)
         graph = _type_checked(frozen)

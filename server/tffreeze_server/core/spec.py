@@ -21,6 +21,7 @@ from .graph import TENSOR_RE
 
 PROTOBUF_LIMIT = (1 << 31) - 1
 TARGET_TENSORFLOWSHARP = "tensorflowsharp"
+TARGET_MLNET = "mlnet"
 Bound = Union[bool, float, None]  # a binding's value; None leaves the switch unbound
 
 
@@ -174,6 +175,8 @@ def _target(value: int) -> str:
         return ""
     if value == freeze_pb2.TARGET_TENSORFLOWSHARP:
         return TARGET_TENSORFLOWSHARP
+    if value == freeze_pb2.TARGET_MLNET:
+        return TARGET_MLNET
     raise option_error("target", "%d is not a Target this server knows" % value)
 
 
@@ -210,7 +213,8 @@ def _cut(text: str, limit: int = 200) -> str:
 
 
 def target_enum(target: str) -> int:
-    return freeze_pb2.TARGET_TENSORFLOWSHARP if target == TARGET_TENSORFLOWSHARP else freeze_pb2.TARGET_UNSPECIFIED
+    return {TARGET_TENSORFLOWSHARP: freeze_pb2.TARGET_TENSORFLOWSHARP,
+            TARGET_MLNET: freeze_pb2.TARGET_MLNET}.get(target, freeze_pb2.TARGET_UNSPECIFIED)
 
 
 __all__ = ["FreezeSpec", "ServerLimits", "PROTOBUF_LIMIT", "TARGET_TENSORFLOWSHARP", "target_enum", "format_enum",

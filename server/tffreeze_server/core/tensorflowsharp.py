@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
@@ -27,18 +28,34 @@ from tensorflow.python.framework import op_def_registry
 
 from .errors import FailedPrecondition
 
-_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tf115_ops.json")
+_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 
-@lru_cache(maxsize=1)
-def registry() -> Tuple[str, Dict[str, Dict[str, Optional[str]]]]:
-    with open(_DATA) as fh:
+@dataclass(frozen=True)
+class Runtime:
+    """An older TensorFlow runtime a target loads in: its op registry (data/FILE) and names."""
+
+    target: str  # the target option's name
+    data: str
+    who: str  # whose runtime, for messages
+    enum_name: str
+
+
+TF115 = Runtime("tensorflowsharp", "tf115_ops.json", "TensorFlowSharp's libtensorflow", "TARGET_TENSORFLOWSHARP")
+# ML.NET's Microsoft.ML.TensorFlow and TensorFlow.NET 0.20-0.30 (SciSharp.TensorFlow.Redist 2.3.1)
+TF23 = Runtime("mlnet", "tf23_ops.json", "ML.NET / TensorFlow.NET's TensorFlow", "TARGET_MLNET")
+RUNTIMES = {r.target: r for r in (TF115, TF23)}
+
+
+@lru_cache(maxsize=4)
+def registry(runtime: Runtime = TF115) -> Tuple[str, Dict[str, Dict[str, Optional[str]]]]:
+    with open(os.path.join(_DATA, runtime.data)) as fh:
         data = json.load(fh)
     return data["tensorflow_version"], data["ops"]
 
 
-def _default_115(op: str, attr: str) -> Optional[attr_value_pb2.AttrValue]:
-    text = registry()[1].get(op, {}).get(attr)
+def _default_115(op: str, attr: str, runtime: Runtime = TF115) -> Optional[attr_value_pb2.AttrValue]:
+    text = registry(runtime)[1].get(op, {}).get(attr)
     if text is None:
         return None
     value = attr_value_pb2.AttrValue()
@@ -46,9 +63,9 @@ def _default_115(op: str, attr: str) -> Optional[attr_value_pb2.AttrValue]:
     return value
 
 
-def _rewrite(node) -> Optional[str]:
-    """Exact 1.15 equivalents of newer ops. Returns a note when the node was rewritten."""
-    ops115 = registry()[1]
+def _rewrite(node, runtime: Runtime = TF115) -> Optional[str]:
+    """Exact older equivalents of newer ops. Returns a note when the node was rewritten."""
+    ops115 = registry(runtime)[1]
     if node.op in ops115:
         return None
     if node.op == "BatchMatMulV3":
@@ -62,7 +79,7 @@ def _rewrite(node) -> Optional[str]:
     return None
 
 
-def _strip_defaults(node) -> None:
+def _strip_defaults(node, runtime: Runtime = TF115) -> None:
     op_def = op_def_registry.get(node.op)
     if op_def is None:
         return
@@ -72,8 +89,8 @@ def _strip_defaults(node) -> None:
             continue
         if node.attr[name] != attr_def.default_value:
             continue
-        known_115 = name in registry()[1].get(node.op, {})
-        if not known_115 or _default_115(node.op, name) == attr_def.default_value:
+        known_115 = name in registry(runtime)[1].get(node.op, {})
+        if not known_115 or _default_115(node.op, name, runtime) == attr_def.default_value:
             del node.attr[name]
 
 
@@ -92,9 +109,10 @@ def strip_defaults(graph_def) -> None:
     _visit_all(graph_def, lambda node, where: _strip_defaults(node))
 
 
-def incompatibilities(graph_def) -> List[str]:
-    """Why TF 1.15 (TensorFlowSharp's runtime) would refuse the graph as it is, node by node."""
-    version, ops115 = registry()
+def incompatibilities(graph_def, runtime: Runtime = TF115) -> List[str]:
+    """Why the runtime (TF 1.15, TensorFlowSharp's, by default) would refuse the graph as it
+    is, node by node."""
+    version, ops115 = registry(runtime)
     functions = {f.signature.name for f in graph_def.library.function}
     offending: List[str] = []
 
@@ -121,7 +139,7 @@ def incompatibilities(graph_def) -> List[str]:
     for func in graph_def.library.function:
         for node, groups, _ in _grouped_convolutions(func):
             offending.append("%s/%s (a grouped Conv2D, %d groups: TensorFlow %s runs none on CPU; the "
-                             "tensorflowsharp target splits it)" % (func.signature.name, node.name, groups, version))
+                             "%s target splits it)" % (func.signature.name, node.name, groups, version, runtime.target))
     return offending
 
 
@@ -186,18 +204,18 @@ def _split_grouped(func, node, groups: int, axis: int) -> None:
     node.attr["Tidx"].type = 3
 
 
-def make_loadable(graph_def) -> List[str]:
-    """Rewrite ``graph_def`` in place so that TensorFlowSharp's libtensorflow 1.15
-    loads it; returns notes for the manifest's warnings. Raises FailedPrecondition
-    naming every node that has no exact 1.15 equivalent."""
-    version, _ = registry()
+def make_loadable(graph_def, runtime: Runtime = TF115) -> List[str]:
+    """Rewrite ``graph_def`` in place so that the runtime (TensorFlowSharp's libtensorflow
+    1.15 by default) loads it; returns notes for the manifest's warnings. Raises
+    FailedPrecondition naming every node that has no exact equivalent there."""
+    version, _ = registry(runtime)
     notes: List[str] = []
 
     def rewrite(node, where: str):
-        note = _rewrite(node)
+        note = _rewrite(node, runtime)
         if note:
             notes.append("%s%s: %s" % (where, node.name, note))
-        _strip_defaults(node)
+        _strip_defaults(node, runtime)
 
     for func in graph_def.library.function:
         for node, groups, axis in _grouped_convolutions(func):
@@ -205,11 +223,11 @@ def make_loadable(graph_def) -> List[str]:
             notes.append("%s/%s: grouped convolution (%d groups) -> one Conv2D per group" % (
                 func.signature.name, node.name, groups))
     _visit_all(graph_def, rewrite)
-    offending = incompatibilities(graph_def)
+    offending = incompatibilities(graph_def, runtime)
     if offending:
         raise FailedPrecondition(
-            "the frozen graph cannot run on TensorFlowSharp's libtensorflow %s: %s. These ops have no exact %s "
-            "equivalent; build the model from ops %s has, or run it on a newer TensorFlow (no target)."
-            % (version, "; ".join(offending[:20]) + (" ..." if len(offending) > 20 else ""), version, version),
-            "ERROR_REASON_TARGET_INCOMPATIBLE", target="TARGET_TENSORFLOWSHARP")
+            "the frozen graph cannot run on %s %s: %s. These ops have no exact %s equivalent; build the model from "
+            "ops %s has, or run it on a newer TensorFlow (no target)."
+            % (runtime.who, version, "; ".join(offending[:20]) + (" ..." if len(offending) > 20 else ""), version,
+               version), "ERROR_REASON_TARGET_INCOMPATIBLE", target=runtime.enum_name)
     return notes
