@@ -57,7 +57,7 @@ graphs on the TensorFlow C API.
 
 commands:
   freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
-         [--target tensorflowsharp] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
+         [--target tensorflowsharp|mlnet] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
          [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks (1 MiB chunks), freeze, write OUT.pb
       (and the manifest, as the server rendered it); OUT.pb already holding the result is

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import List, Optional
 
-from tffreeze_api.options import FLAGS, TARGETS
+from tffreeze_api.options import FLAGS
 
 from . import __version__
 from .errors import TffreezeError
@@ -174,9 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference optimisation: drop identities/debug ops, fold constants and batch norms")
     p.add_argument("--verify", action="store_true",
                    help="run the original and the frozen graph on generated inputs; report max |difference|")
-    p.add_argument("--target", default="", metavar="|".join(sorted(t for t in TARGETS if t)),
-                   help="tensorflowsharp: make the graph load in TensorFlowSharp's libtensorflow 1.15 (strip new "
-                        "attributes, check ops against TF 1.15, fail naming any op it lacks)")
+    p.add_argument("--target", default="", metavar="tensorflowsharp|mlnet",
+                   help="tensorflowsharp: make the graph load in TensorFlowSharp's libtensorflow 1.15; mlnet (or "
+                        "tf2.3): in TensorFlow 2.3.1, what ML.NET and TensorFlow.NET 0.20-0.30 run. New attributes "
+                        "are stripped, ops checked against that runtime's registry; an op it lacks fails naming it")
     p.add_argument("--format", default="", metavar="graphdef|onnx|tflite",
                    help="the file to write: the frozen GraphDef (default), or an ONNX or TFLite model converted "
                         "from it, run in onnxruntime / the TFLite interpreter and compared with the frozen graph "
