@@ -112,6 +112,9 @@ def read_expr(field) -> str:
             F.TYPE_INT64: "r.Int64()", F.TYPE_UINT32: "(uint)r.Varint()", F.TYPE_UINT64: "r.Varint()"}[t]
 
 
+_VARINTS = (F.TYPE_INT32, F.TYPE_INT64, F.TYPE_UINT32, F.TYPE_UINT64, F.TYPE_BOOL, F.TYPE_ENUM)
+
+
 def gen_enum(enum: EnumDescriptor, out: List[str]) -> None:
     out.append("    public enum %s" % enum.name)
     out.append("    {")
@@ -156,9 +159,18 @@ def gen_message(msg: Descriptor, out: List[str]) -> None:
             out.append("                " + write_stmt(val, "e.Value", True).replace("w.", "entry.", 1))
             out.append("                w.Bytes(%d, entry.ToArray(), true);" % f.number)
             out.append("            }")
+        elif f.is_repeated and f.type in _VARINTS:  # packed, as proto3 writes repeated scalars
+            out.append("            if (%s.Count > 0)" % name)
+            out.append("            {")
+            out.append("                var packed = new global::TfFreeze.Protobuf.ProtoWriter();")
+            value = {F.TYPE_BOOL: "v ? 1UL : 0UL", F.TYPE_ENUM: "(ulong)(long)v"}.get(f.type, "(ulong)v")
+            out.append("                foreach (var v in %s) packed.Varint(%s);" % (name, value))
+            out.append("                w.Bytes(%d, packed.ToArray(), true);" % f.number)
+            out.append("            }")
         elif f.is_repeated:
             if f.type not in (F.TYPE_STRING, F.TYPE_BYTES, F.TYPE_MESSAGE):
-                raise NotImplementedError("packed repeated scalars (%s) are not generated yet" % f.full_name)
+                raise NotImplementedError("packed repeated fixed-width scalars (%s) are not generated yet"
+                                          % f.full_name)
             out.append("            foreach (var v in %s) %s" % (name, write_stmt(f, "v", True)))
         elif f.type == F.TYPE_MESSAGE:
             out.append("            if (%s != null) %s" % (name, write_stmt(f, name, True)))
@@ -196,6 +208,12 @@ def gen_message(msg: Descriptor, out: List[str]) -> None:
             else:
                 out.append("                    %s[k] = v; return true;" % name)
             out.append("                }")
+        elif f.is_repeated and f.type in _VARINTS:  # packed (wire type 2) or one at a time (0)
+            out.append("                case %d:" % f.number)
+            out.append("                    if (r.Wire == 2) { var p = r.Sub(); while (p.More) %s.Add(%s); }" % (
+                name, read_expr(f).replace("r.", "p.")))
+            out.append("                    else %s.Add(%s);" % (name, read_expr(f)))
+            out.append("                    return true;")
         elif f.is_repeated:
             out.append("                case %d: %s.Add(%s); return true;" % (f.number, name, read_expr(f)))
         else:
