@@ -24,6 +24,8 @@ sys.path.insert(0, HERE)
 from freeze_vs_anchor import median_of, timed  # noqa: E402
 
 TFFREEZE = os.path.join(os.path.dirname(sys.executable), "tffreeze")
+# what tests/integration/test_formats.py shows refused, naming the op: nothing to time
+REFUSED = {("onnx", "LSTM, TF2 control flow"), ("tflite", "LSTM, TF1 control flow")}
 
 
 def main() -> None:
@@ -44,8 +46,9 @@ def main() -> None:
             for name, ckpt, extra in cases:
                 plain = None
                 for fmt in ("graphdef", "onnx", "tflite"):
-                    if fmt == "onnx" and "TF2" in name:
-                        continue  # refused (tf2onnx keeps TensorListReserve): nothing to time
+                    if (fmt, name) in REFUSED:
+                        print("%-24s %-9s %9s" % (name, fmt, "refused"))
+                        continue
                     cmd = [TFFREEZE, "freeze", ckpt, "-o", os.path.join(work, "out." + fmt), "--server",
                            server.target, "--quiet", "--format", fmt] + extra
                     timed(cmd)  # warm: the upload and the worker's first import of the converter
