@@ -24,7 +24,7 @@ import tensorflow as tf
 from tffreeze_api.v1 import freeze_pb2
 
 from . import verify as verify_mod
-from .errors import FailedPrecondition
+from .errors import FailedPrecondition, FreezeError
 from .graph import node_of
 
 ATOL, RTOL = 1e-4, 1e-3  # |runtime - frozen| <= ATOL + RTOL * |frozen|, elementwise
@@ -69,12 +69,28 @@ def _infos(tensors) -> List[dict]:
 
 def convert(fmt: str, graph_def, inputs, outputs) -> Tuple[bytes, freeze_pb2.Conversion]:
     """(model bytes, how it was made and checked) for the frozen ``graph_def`` whose inputs
-    and outputs are ``inputs``/``outputs`` (TensorInfo messages)."""
+    and outputs are ``inputs``/``outputs`` (TensorInfo messages). Whatever the converters or
+    runtimes raise becomes a refusal naming the format, never an internal error."""
+    try:
+        return _convert(fmt, graph_def, inputs, outputs)
+    except (FreezeError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - third-party converters and runtimes raise anything
+        raise _refuse(fmt, "the %s conversion failed: %s" % (fmt, " ".join(str(exc).split())[:600])) from None
+
+
+def _convert(fmt: str, graph_def, inputs, outputs) -> Tuple[bytes, freeze_pb2.Conversion]:
     in_names = [t.name for t in inputs]
     out_names = [t.name for t in outputs]
     infos = _infos(inputs)
     feeds = verify_mod.generate_inputs(infos)
-    want = verify_mod.run_graph_def(graph_def, feeds, out_names)
+    try:
+        want = verify_mod.run_graph_def(graph_def, feeds, out_names)
+    except (tf.errors.OpError, ValueError, TypeError) as exc:
+        raise FailedPrecondition(
+            "the frozen graph does not run on generated inputs (%s), so a converted model cannot be checked "
+            "against it: %s" % (", ".join("%s %s" % (i["name"], list(feeds[i["name"]].shape)) for i in infos),
+                                " ".join(str(exc).split())[:500]), "ERROR_REASON_GRAPH_DOES_NOT_RUN") from None
     conversion = freeze_pb2.Conversion(
         checked_shapes=["%s=%s" % (n, ",".join(str(d) for d in feeds[n].shape)) for n in in_names])
     if fmt == "onnx":
