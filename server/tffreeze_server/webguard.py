@@ -11,6 +11,11 @@ over the message cap from their declared length, before buffering them. When
 the server requires bearer tokens, a call without a valid ``Authorization``
 header ends UNAUTHENTICATED (grpc-status 16) before the body is read.
 Refusals are plain HTTP errors (415, 403, 411, 413) with a one-line reason.
+
+For browser origins on the allow-list CORS is answered as browsers expect: a preflight
+(``OPTIONS``) gets 204 with the origin, ``POST`` and the gRPC-Web headers; every answer
+names the caller's origin (never the Host) and exposes the gRPC status headers; its
+Content-Type is the call's gRPC-Web type.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from typing import Callable, Iterable, Optional, Set
 from . import auth
 
 GRPC_WEB_TYPES = ("application/grpc-web", "application/grpc-web+proto")
+# What a browser page on an allowed origin may send (CORS preflight) and read (the status).
+CORS_ALLOW_HEADERS = ("content-type", "x-grpc-web", "x-user-agent", "authorization", "grpc-timeout")
+CORS_EXPOSE_HEADERS = ("grpc-status", "grpc-message", "grpc-status-details-bin")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 _FRAME_OVERHEAD = 5  # a gRPC-Web frame: 1 flag byte + 4 length bytes
 
@@ -110,6 +118,8 @@ class WebGuard:
         if origin is not None and origin.rstrip("/").lower() not in self.origins:
             return self._refuse(start_response, "403 Forbidden",
                                 "Origin %r is not allowed (tffreeze serve --web-allow-origin)" % origin[:100])
+        if environ.get("REQUEST_METHOD") == "OPTIONS" and origin is not None:
+            return self._preflight(environ, origin, start_response)
         if environ.get("REQUEST_METHOD") != "POST":
             return self._refuse(start_response, "405 Method Not Allowed", "gRPC-Web calls are POST requests")
         ctype = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
@@ -126,7 +136,40 @@ class WebGuard:
         if self.tokens is not None and not (environ.get("PATH_INFO", "") in auth.OPEN_METHODS or
                                             self.tokens.accepts(environ.get("HTTP_AUTHORIZATION"))):
             # a gRPC-Web "trailers-only" answer: the status travels in the headers
-            start_response("200 OK", [("Content-Type", "application/grpc-web+proto"), ("Content-Length", "0"),
-                                      ("grpc-status", "16"), ("grpc-message", _quote(auth.UNAUTHENTICATED))])
+            start_response("200 OK", [("Content-Type", ctype), ("Content-Length", "0"), ("grpc-status", "16"),
+                                      ("grpc-message", _quote(auth.UNAUTHENTICATED))] + _cors(origin))
             return [b""]
-        return self.app(environ, start_response)
+        # The answer's type is the call's (a browser's fetch sends Accept: */*, which the
+        # gRPC-Web adapter would echo), and CORS names the caller's origin, nothing else.
+        environ["HTTP_ACCEPT"] = ctype
+
+        def start(status, headers, exc_info=None):
+            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+            return start_response(status, kept + _cors(origin), exc_info)
+
+        return self.app(environ, start)
+
+    def _preflight(self, environ, origin: str, start_response):
+        """A browser's CORS preflight from an allowed origin (others were refused above)."""
+        method = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "")
+        if method and method.upper() != "POST":
+            return self._refuse(start_response, "405 Method Not Allowed", "gRPC-Web calls are POST requests")
+        asked = {h.strip().lower() for h in environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").split(",")
+                 if h.strip()}
+        extra = sorted(asked - set(CORS_ALLOW_HEADERS))
+        if extra:
+            return self._refuse(start_response, "403 Forbidden", "header(s) %s are not accepted here"
+                                % ", ".join(extra)[:200])
+        start_response("204 No Content", [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
+                                          ("Access-Control-Allow-Methods", "POST"),
+                                          ("Access-Control-Allow-Headers", ", ".join(CORS_ALLOW_HEADERS)),
+                                          ("Access-Control-Max-Age", "600"), ("Content-Length", "0")])
+        return [b""]
+
+
+def _cors(origin: Optional[str]):
+    """Response headers for a call from an allowed browser origin (none without one)."""
+    if origin is None:
+        return []
+    return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
+            ("Access-Control-Expose-Headers", ", ".join(CORS_EXPOSE_HEADERS))]

@@ -124,3 +124,53 @@ def test_allowed_origin_is_served(tmp_path):
         assert _raw_post(srv, dict(ok, Origin="https://other.example"), body)[0] == 403
     finally:
         assert stop_server(srv) == 0
+
+
+def _raw(web_server, method, headers, body=b""):
+    """One raw HTTP/1.1 request to the gRPC-Web port: (status, headers as a dict, body)."""
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlparse(web_server.web_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.request(method, "/tffreeze.v1.FreezeService/FindMissingBlobs", body=body or None, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def test_cors_for_an_allowed_browser_origin(tmp_path):
+    """Issue 26: a browser page on an allowed origin can call the service cross-origin: its
+    preflight is answered (204, the origin, POST, the gRPC-Web headers), the call's answer
+    names that origin (not the Host) with the gRPC-Web content type and exposes the status;
+    a page on another origin gets neither."""
+    from conftest import start_server, stop_server
+    import re
+
+    allowed = "http://tools.example:8000"
+    srv = start_server(str(tmp_path / "data"), ["--web-port", "0", "--web-allow-origin", allowed])
+    try:
+        srv.web_url = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in srv.log if "gRPC-Web on" in l)
+        preflight = {"Origin": allowed, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "content-type,x-grpc-web,x-user-agent,authorization"}
+        status, headers, _ = _raw(srv, "OPTIONS", preflight)
+        assert status == 204, headers
+        assert headers["access-control-allow-origin"] == allowed and "origin" in headers["vary"].lower()
+        assert "POST" in headers["access-control-allow-methods"]
+        assert {"content-type", "x-grpc-web", "authorization"} <= {
+            h.strip() for h in headers["access-control-allow-headers"].split(",")}
+        status, headers, _ = _raw(srv, "OPTIONS", dict(preflight, Origin="http://evil.example"))
+        assert status == 403 and "access-control-allow-origin" not in headers
+        body = _find_missing_body()
+        call = {"Content-Type": "application/grpc-web+proto", "Accept": "*/*", "X-Grpc-Web": "1",
+                "Origin": allowed}
+        status, headers, data = _raw(srv, "POST", call, body)
+        assert status == 200 and headers["access-control-allow-origin"] == allowed
+        assert headers["content-type"] == "application/grpc-web+proto"
+        assert "grpc-status" in headers["access-control-expose-headers"]
+        assert data[:1] == b"\x00"  # a message frame, then the trailer frame
+        status, headers, _ = _raw(srv, "POST", {k: v for k, v in call.items() if k != "Origin"}, body)
+        assert status == 200 and "access-control-allow-origin" not in headers  # no browser, no CORS
+    finally:
+        assert stop_server(srv) == 0
