@@ -24,6 +24,8 @@ CS_GEN := client_csharp/bin/gen/TfFreeze.V1.g.cs
 TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
+
+.PHONY: web chromium
 .PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-formats bench-breadth bench-real bench-load csharp mono sandbox tf115 tf23 cpp cpp-deps bench-clients clean
 
 setup: $(STAMP) $(STUBS)
@@ -58,6 +60,25 @@ $(STUBS) &: $(PROTOS) $(STAMP) tools/gen_python.sh
 	touch $(STUBS)
 	$(COMPILE)
 
+# The web page (tffreeze serve's gRPC-Web port, GET /): npm packages from web/package-lock.json,
+# TypeScript messages generated from protos/ (protoc-gen-es), bundled by esbuild into
+# server/tffreeze_server/web/app.js; never edited by hand, nothing fetched at run time.
+WEB_BUNDLE := server/tffreeze_server/web/app.js
+web: $(WEB_BUNDLE)
+web/node_modules/.stamp: web/package.json web/package-lock.json
+	cd web && npm ci --silent --no-audit --no-fund
+	touch $@
+$(WEB_BUNDLE): web/node_modules/.stamp web/buf.gen.yaml $(PROTOS) $(wildcard web/proto/google/rpc/*.proto) $(wildcard web/src/*.ts)
+	cd web && rm -rf gen && node_modules/.bin/buf generate
+	cd web && node_modules/.bin/tsc --noEmit -p .
+	web/node_modules/.bin/esbuild web/src/app.ts --bundle --minify --format=iife --target=es2020 --log-level=warning \
+		--outfile=$@
+
+# Chromium from Debian, for the page's browser test.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian)"; \
+	  $(APT_INSTALL) chromium >/dev/null; }
+
 # The contract's lint (and, once a contract-v* tag exists, its breaking-change
 # check against the newest such tag). buf comes from npm, pinned.
 $(BUF):
@@ -75,13 +96,13 @@ lint-proto: $(BUF)
 	  cd protos && ../$(BUF) breaking --against "../.git#tag=$$tag,subdir=protos"; \
 	else echo "buf breaking: no contract-v* tag yet, nothing to compare against"; fi
 
-serve: setup sandbox
+serve: setup sandbox web
 	$(BIN)/tffreeze serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 demo: setup sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./examples/demo.sh
 
-test: setup setup-dev sandbox lint-proto csharp tf115 tf23 cpp
+test: setup setup-dev sandbox lint-proto csharp tf115 tf23 cpp web chromium
 	$(BIN)/python -m pytest -q tests
 
 test-unit: setup setup-dev

@@ -15,12 +15,13 @@ Refusals are plain HTTP errors (415, 403, 411, 413) with a one-line reason.
 For browser origins on the allow-list CORS is answered as browsers expect: a preflight
 (``OPTIONS``) gets 204 with the origin, ``POST`` and the gRPC-Web headers; every answer
 names the caller's origin (never the Host) and exposes the gRPC status headers; its
-Content-Type is the call's gRPC-Web type.
+Content-Type is the call's gRPC-Web type. ``GET /`` is the web page (same origin).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import select
 import socket
 import threading
@@ -33,6 +34,8 @@ GRPC_WEB_TYPES = ("application/grpc-web", "application/grpc-web+proto")
 CORS_ALLOW_HEADERS = ("content-type", "x-grpc-web", "x-user-agent", "authorization", "grpc-timeout")
 CORS_EXPOSE_HEADERS = ("grpc-status", "grpc-message", "grpc-status-details-bin")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+PAGE_FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js"}
 _FRAME_OVERHEAD = 5  # a gRPC-Web frame: 1 flag byte + 4 length bytes
 
 
@@ -115,9 +118,14 @@ class WebGuard:
             return self._refuse(start_response, "403 Forbidden",
                                 "Host %r is not a name this server listens as" % host[:100])
         origin = environ.get("HTTP_ORIGIN")
+        scheme = environ.get("wsgi.url_scheme", "http")
+        if origin is not None and origin.rstrip("/").lower() == "%s://%s" % (scheme, environ.get("HTTP_HOST", "").lower()):
+            origin = None  # the page this port serves, calling it (browsers send Origin on every POST)
         if origin is not None and origin.rstrip("/").lower() not in self.origins:
             return self._refuse(start_response, "403 Forbidden",
                                 "Origin %r is not allowed (tffreeze serve --web-allow-origin)" % origin[:100])
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and origin is None:
+            return self._page(environ, start_response)
         if environ.get("REQUEST_METHOD") == "OPTIONS" and origin is not None:
             return self._preflight(environ, origin, start_response)
         if environ.get("REQUEST_METHOD") != "POST":
@@ -148,6 +156,28 @@ class WebGuard:
             return start_response(status, kept + _cors(origin), exc_info)
 
         return self.app(environ, start)
+
+    def _page(self, environ, start_response):
+        """The web page (web/index.html and the bundle `make web` builds): GET only, same
+        origin (its calls go to this port), no framing, nothing loaded from elsewhere."""
+        path = environ.get("PATH_INFO", "")
+        name = PAGE_FILES.get(path)
+        if name is None:
+            return self._refuse(start_response, "404 Not Found", "no page here: / is the tffreeze page; gRPC-Web "
+                                                                 "calls are POST requests")
+        try:
+            with open(os.path.join(PAGE_DIR, name), "rb") as fh:
+                body = fh.read()
+        except FileNotFoundError:
+            return self._refuse(start_response, "404 Not Found", "the page's script is not built here: run `make web` "
+                                                                 "in the tffreeze checkout")
+        start_response("200 OK", [
+            ("Content-Type", "text/html; charset=utf-8" if name.endswith(".html") else "text/javascript; charset=utf-8"),
+            ("Content-Length", str(len(body))), ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
+            ("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                        "connect-src 'self' blob:; img-src 'self' data:; frame-ancestors 'none'")])
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _preflight(self, environ, origin: str, start_response):
         """A browser's CORS preflight from an allowed origin (others were refused above)."""
