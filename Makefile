@@ -25,7 +25,7 @@ TF115  := .tf115
 PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
 
-.PHONY: web chromium
+.PHONY: web chromium node
 .PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-formats bench-breadth bench-real bench-load csharp mono sandbox tf115 tf23 cpp cpp-deps bench-clients clean
 
 setup: $(STAMP) $(STUBS)
@@ -65,7 +65,7 @@ $(STUBS) &: $(PROTOS) $(STAMP) tools/gen_python.sh
 # server/tffreeze_server/web/app.js; never edited by hand, nothing fetched at run time.
 WEB_BUNDLE := server/tffreeze_server/web/app.js
 web: $(WEB_BUNDLE)
-web/node_modules/.stamp: web/package.json web/package-lock.json
+web/node_modules/.stamp: web/package.json web/package-lock.json | node
 	cd web && npm ci --silent --no-audit --no-fund
 	touch $@
 $(WEB_BUNDLE): web/node_modules/.stamp web/buf.gen.yaml $(PROTOS) $(wildcard web/proto/google/rpc/*.proto) $(wildcard web/src/*.ts)
@@ -74,6 +74,11 @@ $(WEB_BUNDLE): web/node_modules/.stamp web/buf.gen.yaml $(PROTOS) $(wildcard web
 	web/node_modules/.bin/esbuild web/src/app.ts --bundle --minify --format=iife --target=es2020 --log-level=warning \
 		--outfile=$@
 
+# Node.js and npm from Debian (the web page's build, buf's lint), when missing.
+node:
+	@command -v npm >/dev/null 2>&1 || { echo "installing nodejs and npm (Debian)"; \
+	  $(APT_INSTALL) nodejs npm >/dev/null; }
+
 # Chromium from Debian, for the page's browser test.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian)"; \
@@ -81,7 +86,7 @@ chromium:
 
 # The contract's lint (and, once a contract-v* tag exists, its breaking-change
 # check against the newest such tag). buf comes from npm, pinned.
-$(BUF):
+$(BUF): | node
 	mkdir -p .tools && cd .tools && npm install --no-save --silent --no-audit --no-fund @bufbuild/buf@1.75.0
 
 # The manifest's JSON schema, derived from the proto (a test keeps it current).

@@ -208,9 +208,15 @@ async function upload(files: Local[]) {
         offset = reply.committedSize; // resume where the server is
         tries = 0;
       } catch (err) {
-        // a dropped connection: ask again from where the server is, a few times
-        if (!(err instanceof ConnectError) || err.code !== Code.Unavailable || ++tries > 5) throw err;
-        await new Promise((r) => setTimeout(r, 500 * tries));
+        if (!(err instanceof ConnectError) || ++tries > 5) throw err;
+        const committed = err.findDetails(ErrorInfoSchema)[0]?.metadata?.committed_size;
+        if (err.code === Code.FailedPrecondition && committed !== undefined) {
+          offset = BigInt(committed); // the chunk arrived before the connection dropped: go on from there
+        } else if (err.code === Code.Unavailable) {
+          await new Promise((r) => setTimeout(r, 500 * tries)); // a dropped connection: ask again
+        } else {
+          throw err;
+        }
       }
     }
     sent += f.file.size;
