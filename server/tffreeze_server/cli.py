@@ -59,9 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "tffreeze-cs on Mono; 0 picks a free port")
     p.add_argument("--web-allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a browser origin (e.g. https://tools.example.com) whose pages may call the gRPC-Web "
-                        "port; repeatable. By default none: requests carrying an Origin header are refused. "
-                        "The gRPC-Web port also answers only application/grpc-web(+proto) POSTs whose Host is "
-                        "a name the server is bound as (any name when bound to 0.0.0.0/::)")
+                        "port (CORS); repeatable. By default only the page this port serves at / (same origin; "
+                        "on a plaintext 0.0.0.0 bind without tokens, list its own origin here too); other "
+                        "origins are refused. The port answers only application/grpc-web(+proto) POSTs whose "
+                        "Host is a name the server is bound as (any name when bound to 0.0.0.0/::)")
     p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default=DEFAULT_SANDBOX,
                    help="run TensorFlow workers in a bubblewrap sandbox (no network, uploads read-only, one "
                         "writable output folder, nothing else of the file system). auto (default): when bwrap "

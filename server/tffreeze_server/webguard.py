@@ -119,8 +119,13 @@ class WebGuard:
                                 "Host %r is not a name this server listens as" % host[:100])
         origin = environ.get("HTTP_ORIGIN")
         scheme = environ.get("wsgi.url_scheme", "http")
-        if origin is not None and origin.rstrip("/").lower() == "%s://%s" % (scheme, environ.get("HTTP_HOST", "").lower()):
-            origin = None  # the page this port serves, calling it (browsers send Origin on every POST)
+        # The page this port serves, calling it: browsers send Origin on every POST. Trusted when
+        # the Host is one of the server's names, or TLS (a rebound name fails the certificate) or
+        # tokens guard the port; a wildcard plaintext bind (--insecure) lists its origin instead.
+        same = origin is not None and origin.rstrip("/").lower() == "%s://%s" % (scheme, environ.get("HTTP_HOST", "")
+                                                                                  .lower())
+        if same and (self.hosts is not None or scheme == "https" or self.tokens is not None):
+            origin = None
         if origin is not None and origin.rstrip("/").lower() not in self.origins:
             return self._refuse(start_response, "403 Forbidden",
                                 "Origin %r is not allowed (tffreeze serve --web-allow-origin)" % origin[:100])

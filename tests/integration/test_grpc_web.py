@@ -174,3 +174,33 @@ def test_cors_for_an_allowed_browser_origin(tmp_path):
         assert status == 200 and "access-control-allow-origin" not in headers  # no browser, no CORS
     finally:
         assert stop_server(srv) == 0
+
+
+def test_the_page_and_its_own_origin(web_server):
+    """GET / is the page (HTML with a strict CSP; its script beside it); a POST carrying the
+    port's own origin (browsers send Origin on same-origin POSTs too) is the page calling."""
+    status, headers, body = _raw_get(web_server, "/")
+    assert status == 200 and headers["content-type"].startswith("text/html") and b'id="source"' in body
+    assert "default-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+    status, headers, body = _raw_get(web_server, "/nope")
+    assert status == 404
+    own = web_server.web_url.rstrip("/")
+    body = _find_missing_body()
+    call = {"Content-Type": "application/grpc-web+proto", "Origin": own, "Content-Length": str(len(body))}
+    assert _raw_post(web_server, call, body)[0] == 200
+    # a page elsewhere naming a rebound Host: refused (Host check), and another origin: refused
+    assert _raw_post(web_server, dict(call, Origin="http://evil.example:80", Host="evil.example:80"), body)[0] == 403
+    assert _raw_post(web_server, dict(call, Origin="http://localhost:1"), body)[0] == 403
+
+
+def _raw_get(web_server, path):
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlparse(web_server.web_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
