@@ -101,6 +101,27 @@ def web_server(tmp_path_factory):
     assert stop_server(srv) == 0
 
 
+def on_a_terminal(argv, env=None, timeout: float = 300) -> str:
+    """Run ``argv`` (which must succeed) with stderr on a pseudo-terminal; what it drew there."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: every writer closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout) == 0
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
 def run_returned_graph(graph_bytes: bytes, manifest: dict, known=None) -> list:
     """Run a frozen graph (or the ONNX / TFLite model of a freeze with a format, in its own
     runtime) as its manifest describes it: every input fed its value in ``known`` or a

@@ -96,36 +96,31 @@ def bind_value(text: object, name: str = "") -> struct_pb2.Value:
                       % (name, text))
 
 
-def parse_target(value: Union[str, int, None]) -> int:
-    """'' / None / 'tensorflowsharp' / a Target enum value -> the enum value."""
+def _parse_enum(value: Union[str, int, None], spellings: Mapping[str, int], enum, field: str) -> int:
+    """A user's spelling ('' / None / a key of ``spellings``), an enum value name or an enum
+    value -> the enum value; OptionError naming ``field`` otherwise."""
     if value is None:
-        return freeze_pb2.TARGET_UNSPECIFIED
+        return spellings[""]
     if isinstance(value, int) and not isinstance(value, bool):
-        if value in freeze_pb2.Target.values():
+        if value in enum.values():
             return value
     elif isinstance(value, str):
         key = value.strip().lower()
-        if key in TARGETS:
-            return TARGETS[key]
-        if value.strip() in freeze_pb2.Target.keys():
-            return freeze_pb2.Target.Value(value.strip())
-    raise OptionError("target", "%r is not a target; targets: %s" % (value, ", ".join(t for t in TARGETS if t)))
+        if key in spellings:
+            return spellings[key]
+        if value.strip() in enum.keys():
+            return enum.Value(value.strip())
+    raise OptionError(field, "%r is not a %s; %ss: %s" % (value, field, field, ", ".join(k for k in spellings if k)))
+
+
+def parse_target(value: Union[str, int, None]) -> int:
+    """'' / None / 'tensorflowsharp' / 'mlnet' / a Target enum value -> the enum value."""
+    return _parse_enum(value, TARGETS, freeze_pb2.Target, "target")
 
 
 def parse_format(value: Union[str, int, None]) -> int:
     """'' / None / 'graphdef' / 'onnx' / 'tflite' / a Format enum value -> the enum value."""
-    if value is None:
-        return freeze_pb2.FORMAT_UNSPECIFIED
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value in freeze_pb2.Format.values():
-            return value
-    elif isinstance(value, str):
-        key = value.strip().lower()
-        if key in FORMATS:
-            return FORMATS[key]
-        if value.strip() in freeze_pb2.Format.keys():
-            return freeze_pb2.Format.Value(value.strip())
-    raise OptionError("format", "%r is not a format; formats: %s" % (value, ", ".join(f for f in FORMATS if f)))
+    return _parse_enum(value, FORMATS, freeze_pb2.Format, "format")
 
 
 def format_name(value: int) -> str:

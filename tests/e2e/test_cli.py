@@ -135,26 +135,12 @@ def empty_server(tmp_path):
 
 
 def test_progress_bar_on_a_tty_only(empty_server, tmp_path):
-    import pty
+    from conftest import on_a_terminal
 
     server = empty_server
     model = models.seed_v1_v2(str(tmp_path / "ckpt"), True)
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([TFFREEZE, "freeze", model.directory, "-o", str(tmp_path / "m.pb"),
-                             "--server", server.target], stdout=subprocess.DEVNULL, stderr=slave)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(120) == 0
-    os.close(master)
-    shown = b"".join(chunks).decode(errors="replace")
+    shown = on_a_terminal([TFFREEZE, "freeze", model.directory, "-o", str(tmp_path / "m.pb"), "--server",
+                           server.target], timeout=120)
     upload = [ln for ln in shown.split("\r") if ln.startswith("upload ")]
     assert upload and re.search(r"100%\|.*\| [\d.]+[kMG]?B/[\d.]+[kMG]?B, [\d.]+[kMG]?B/s, [\d:]+ left",
                                 upload[-1]), upload  # bytes, rate and time left

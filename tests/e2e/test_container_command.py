@@ -81,6 +81,18 @@ def _healthcheck(tmp_path):
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
+def _serve_and_check_health(argv, tmp_path) -> None:
+    """Run the image's server command ``argv`` (its data folder made, as the image makes it),
+    then the image's HEALTHCHECK command against it, which must pass."""
+    os.makedirs(tmp_path / "data")
+    srv = start_server(str(tmp_path / "data"), _without(argv, ("--port", "--data-dir")))
+    try:
+        check = _healthcheck(tmp_path)
+        assert check.returncode == 0, check.stderr
+    finally:
+        assert stop_server(srv) == 0
+
+
 @pytest.fixture(scope="module")
 def moto():
     s3moto.credentials()
@@ -107,14 +119,7 @@ def test_documented_docker_run_lines_start_and_pass_the_health_check(tmp_path, m
     entry = yaml.safe_load(_instruction("ENTRYPOINT"))
     cmd = yaml.safe_load(_instruction("CMD"))
     _, args = documented_runs()[run]
-    argv = _as_here(entry[1:] + (args or cmd), tmp_path, moto.url)
-    os.makedirs(tmp_path / "data")  # the image creates it, owned by its user
-    srv = start_server(str(tmp_path / "data"), _without(argv, ("--port", "--data-dir")))
-    try:
-        check = _healthcheck(tmp_path)
-        assert check.returncode == 0, check.stderr
-    finally:
-        assert stop_server(srv) == 0
+    _serve_and_check_health(_as_here(entry[1:] + (args or cmd), tmp_path, moto.url), tmp_path)
 
 
 def test_the_health_check_works_with_tls_and_a_token(tmp_path):
@@ -123,15 +128,9 @@ def test_the_health_check_works_with_tls_and_a_token(tmp_path):
                     "-out", str(tmp_path / "c.pem")], check=True, capture_output=True)
     (tmp_path / "tokens").write_text(os.urandom(16).hex() + "\n")
     entry = yaml.safe_load(_instruction("ENTRYPOINT"))
-    argv = _as_here(entry[1:] + ["--tls-cert", str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "k.pem"),
-                                 "--auth-token-file", str(tmp_path / "tokens")], tmp_path, "")
-    os.makedirs(tmp_path / "data")
-    srv = start_server(str(tmp_path / "data"), _without(argv, ("--port", "--data-dir")))
-    try:
-        check = _healthcheck(tmp_path)
-        assert check.returncode == 0, check.stderr
-    finally:
-        assert stop_server(srv) == 0
+    _serve_and_check_health(_as_here(entry[1:] + ["--tls-cert", str(tmp_path / "c.pem"), "--tls-key",
+                                                  str(tmp_path / "k.pem"), "--auth-token-file",
+                                                  str(tmp_path / "tokens")], tmp_path, ""), tmp_path)
 
 
 def test_the_example_secrets_placeholder_token_is_refused(tmp_path):

@@ -17,6 +17,7 @@ import time
 import pytest
 
 import models
+from conftest import on_a_terminal
 from test_parity import CPP, CS, PY, built  # noqa: F401 - built: the C#/C++ clients, or a skip that says why
 
 from tffreeze_api import localserver
@@ -165,34 +166,13 @@ def test_idle_exit_stale_info_and_an_upgraded_client(own_cache, ckpt, tmp_path):
     assert int(_info(own_cache)["pid"]) != second and not localserver.alive(second)
 
 
-def _on_a_terminal(argv, env) -> str:
-    """Run ``argv`` with stderr on a pseudo-terminal; what it drew there."""
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=slave)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(300) == 0
-    os.close(master)
-    return b"".join(chunks).decode(errors="replace")
-
-
 @pytest.mark.parametrize("client", ["cs", "cpp"])
 def test_csharp_and_cpp_show_percent_and_rate_on_a_terminal(own_cache, tmp_path, client):
     import re
 
     model = models.seed_v1_v2(str(tmp_path / "ckpt"), True)  # a store of this test's own: every byte is sent
-    shown = _on_a_terminal([CS if client == "cs" else CPP, "freeze", model.directory, "-o", str(tmp_path / "m.pb")],
-                           own_cache)
+    shown = on_a_terminal([CS if client == "cs" else CPP, "freeze", model.directory, "-o", str(tmp_path / "m.pb")],
+                          own_cache)
     lines = [ln.replace("\x1b[K", "").strip() for ln in shown.split("\r")]
     uploads = [ln for ln in lines if ln.startswith("upload ")]
     assert uploads and re.fullmatch(r"upload 100% [\d.]+/[\d.]+ MiB, [\d.]+ MiB/s, \d+ (s|min) left", uploads[-1]), lines
