@@ -336,9 +336,15 @@ def static_tensor_lists(graph_def) -> List[str]:
     reserves = {n.name: n for n in graph_def.node if n.op == "TensorListReserve"}
     if not reserves:
         return []
+    from .errors import option_error
+
     graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
+    try:
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+    except (ValueError, TypeError, tf.errors.OpError) as exc:
+        raise option_error("input_shapes", "the graph does not take these shapes: %s"
+                           % " ".join(str(exc).split())[:500]) from None
     fdefs = {f.signature.name: f for f in graph_def.library.function}
     pinned: Dict[str, List[int]] = {}
     for op in graph.get_operations():
