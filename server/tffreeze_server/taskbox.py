@@ -17,7 +17,8 @@ or data is touched, walls itself in (``enter``):
    kernel kills whatever it started before its parent learns of the exit), and
    it has no System V IPC or abstract sockets in common with other tasks;
 3. non-dumpable (no other process of the same user can read its memory or
-   descriptors), a data-size limit (``RLIMIT_DATA``) of the warm worker's size
+   descriptors; set only once the namespaces' maps are written, which an ordinary
+   user's non-dumpable process may not do), a data-size limit (``RLIMIT_DATA``) of the warm worker's size
    plus the task's memory budget, and no descriptors but its task socket.
 
 Without a sandbox (``--sandbox none``) only the fork and the limit apply.
@@ -129,6 +130,12 @@ def enter(tasks_root: str, task_dir: str) -> None:
     """Steps 1 and 2 of the module docstring; call in a single-threaded child.
     ``task_dir`` holds ``in/`` (staged inputs) and ``out/`` (empty), below ``tasks_root``."""
     uid, gid = os.getuid(), os.getgid()
+    # The warm worker is non-dumpable, and so is this fork of it. A non-dumpable process's
+    # /proc/self files belong to root, so an ordinary user (not root) could not write the
+    # new namespace's maps (EACCES). Dumpable while the two namespaces are made and mapped,
+    # non-dumpable again before anything else: nothing of a task exists yet, and no task can
+    # see or trace this process (tasks live in PID and user namespaces of their own below it).
+    set_dumpable(True)
     unshare(CLONE_NEWUSER | CLONE_NEWNS)
     _map_self(uid, gid)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -177,6 +184,7 @@ def enter(tasks_root: str, task_dir: str) -> None:
     # step 2: lock those mounts, and a PID/IPC/network namespace of the task's own
     unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET)
     _map_self(uid, gid)
+    set_dumpable(False)
 
 
 def after_fork_in_pid_namespace() -> None:
