@@ -39,7 +39,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 
 from . import metrics, wire
 from .core.errors import (BY_CODE, Cancelled, DeadlineExceeded, FailedPrecondition, FreezeError, Internal,
-                          ResourceExhausted, cap_message)
+                          ResourceExhausted, Unavailable, cap_message)
 
 _NOT_FROM_TASKS = ("UNAVAILABLE", "UNAUTHENTICATED")
 
@@ -48,6 +48,18 @@ QUEUED = "queued"  # the stage of a task waiting for a worker; the servicer maps
 _WARM_TIMEOUT = 300.0
 _EXIT_WAIT = 10.0
 _NO_SANDBOX = 71  # the exit code of a task whose sandbox could not be entered  # after a task's last frame (or a kill), how long its processes may take to be gone
+
+
+_RETRIES = 1  # a call whose worker died under it (not by its task) is tried once more
+
+
+class _WorkerLost(Exception):
+    """The warm worker (not the task's process) died during a call."""
+
+    def __init__(self, how: str, error: FreezeError):
+        super().__init__(how)
+        self.how = how
+        self.error = error
 
 
 def _load(target: str):
@@ -506,6 +518,10 @@ class WorkerPool:
             if worker.retiring:
                 threading.Thread(target=self._forget, args=(worker, False), daemon=True).start()
                 continue
+            if not worker.is_alive() or not worker.pump(0):
+                # died while idle (killed from outside, say): never handed a call; replaced now
+                self._retire(worker, kill=True)
+                continue
             return worker
 
     def run(self, kind: str, payload: dict, timeout: Optional[float] = None,
@@ -537,6 +553,23 @@ class WorkerPool:
                                        "ERROR_REASON_DEADLINE")
 
         yield ("progress", QUEUED, "waiting for a TensorFlow worker", 0.0)
+        for attempt in range(1 + _RETRIES):
+            try:
+                in_stage[:] = []
+                yield from self._attempt(kind, payload, check, stage, stage_limits, in_stage)
+                return
+            except _WorkerLost as lost:
+                # The warm worker died while its task ran. The task runs in a process of its
+                # own that cannot signal the worker (another PID namespace), so the death came
+                # from outside the call (an operator, the system): retried once on a healthy
+                # worker. A second loss fails the call.
+                metrics.WORKER_RESTARTS.labels("lost").inc()
+                if attempt == _RETRIES:
+                    raise lost.error from None
+                yield ("progress", QUEUED, "the worker was lost (%s); retrying on another" % lost.how, 0.0)
+
+    def _attempt(self, kind: str, payload: dict, check, stage, stage_limits, in_stage) -> Iterator[Tuple]:
+        """One try of ``run`` on one worker; _WorkerLost when that worker dies meanwhile."""
         metrics.QUEUE_DEPTH.inc()
         try:
             worker = self._acquire(check)
@@ -546,8 +579,9 @@ class WorkerPool:
             try:
                 worker.prepare(self.tasks_root)
             except OSError:
+                lost = self._worker_gone(worker, kind)
                 self._retire(worker, kill=True)
-                raise self._crash((worker.exitcode(), 0), kind) from None
+                raise lost from None
         task, ours = worker.take_prepared()
         try:  # the next task's process is prepared while this one runs
             worker.prepare(self.tasks_root)
@@ -663,8 +697,13 @@ class WorkerPool:
         return outcome
 
     @staticmethod
-    def _worker_gone(worker: _Worker, kind: str) -> FreezeError:
-        return WorkerPool._crash((worker.exitcode(), 0), kind)
+    def _worker_gone(worker: _Worker, kind: str) -> "_WorkerLost":
+        code = worker.exitcode()
+        sig = -code if code is not None and code < 0 else None
+        how = "signal %s" % signal.Signals(sig).name if sig in set(signal.Signals) else "exit code %s" % code
+        return _WorkerLost(how, Unavailable(
+            "the TensorFlow worker running this %s was stopped from outside the call (%s), twice; the server "
+            "replaced it. Retry the call." % (kind, how), "ERROR_REASON_WORKER_CRASHED", signal=how))
 
     @staticmethod
     def _crash(exit_info, kind: str) -> FreezeError:

@@ -314,3 +314,90 @@ def test_packages_below_tmp_stay_importable_in_a_task(tmp_path, monkeypatch):
         assert run(p, "import", {"module": "late_module"})[-1][1] == 42
     finally:
         p.close()
+
+
+def _worker_pids(pool):
+    return [w.process.pid for w in list(pool._all) if w.is_alive()]
+
+
+def _kill_workers(pool, pids):
+    import signal
+
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(w.process.pid in pids and w.process.poll() is None for w in list(pool._all)):
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sandboxed", [False, True])
+def test_a_worker_killed_while_idle_is_never_handed_a_call(tmp_path, sandboxed):
+    """SIGKILL of an idle warm worker (from outside: an operator, the system): the next call
+    runs on its replacement, not on the dead worker (which failed as 'out of memory')."""
+    box, tasks = _sandbox_or_skip(tmp_path) if sandboxed else (None, tmp_path)
+    p = WorkerPool(size=1, target="pool_tasks:handle", sandbox=box, tasks_root=str(tasks)).start()
+    try:
+        before = run(p, "echo")[-1][1]["worker"]
+        _kill_workers(p, _worker_pids(p))
+        after = run(p, "echo")[-1][1]["worker"]  # no error
+        assert after != before
+        assert p.alive() == 1
+    finally:
+        p.close()
+
+
+def test_a_call_whose_workers_are_killed_under_it_is_retried_once_and_the_next_call_works():
+    """Both warm workers killed in the middle of a call: the call is retried on a new worker
+    (its progress says so) and succeeds; so does the next call."""
+    import threading
+
+    p = WorkerPool(size=2, target="pool_tasks:handle").start()
+    try:
+        for _ in range(2):
+            run(p, "echo")
+        timer = threading.Timer(1.0, lambda: _kill_workers(p, _worker_pids(p)))
+        timer.start()
+        events = run(p, "sleep", {"seconds": 3})
+        timer.join()
+        assert events[-1] == ("result", "slept")
+        assert any(e[0] == "progress" and "retrying" in e[2] for e in events), events
+        assert run(p, "echo")[-1][0] == "result"
+        assert p.alive() == 2
+    finally:
+        p.close()
+
+
+def test_a_call_that_loses_its_worker_twice_fails_unavailable_and_names_it():
+    import threading
+
+    from tffreeze_server.core.errors import Unavailable
+
+    p = WorkerPool(size=1, target="pool_tasks:handle").start()
+    try:
+        run(p, "echo")
+        stop = threading.Event()
+
+        kills = []
+
+        def kill_running():
+            while not stop.is_set() and len(kills) < 2:
+                time.sleep(1.0)
+                pids = _worker_pids(p)
+                kills.extend(pids)
+                _kill_workers(p, pids)
+                for _ in range(200):  # wait for the replacement to warm and take the retry
+                    if stop.is_set() or any(w.ready for w in list(p._all) if w.process.pid not in kills):
+                        break
+                    time.sleep(0.05)
+
+        t = threading.Thread(target=kill_running)
+        t.start()
+        with pytest.raises(Unavailable) as err:
+            run(p, "sleep", {"seconds": 30}, timeout=60)
+        stop.set()
+        t.join()
+        assert err.value.reason == "ERROR_REASON_WORKER_CRASHED"
+        assert "SIGKILL" in err.value.message and "out of memory" not in err.value.message
+        assert run(p, "echo")[-1][0] == "result"
+    finally:
+        p.close()
