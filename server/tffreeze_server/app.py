@@ -187,7 +187,8 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                          interceptors=[auth.TokenInterceptor(tokens)] if tokens is not None else None)
     servicer = FreezeServicer(store, pool, max_call_seconds=settings.max_call_seconds,
                               result_cache=settings.result_cache, shared_results=shared_results,
-                              verify_seconds=settings.verify_seconds, limits=ServerLimits(
+                              verify_seconds=settings.verify_seconds, load_seconds=settings.load_seconds,
+                              export_seconds=settings.export_seconds, limits=ServerLimits(
         sandboxed=box is not None, max_graph_file_bytes=settings.max_graph_file_bytes,
         max_graph_nodes=settings.max_graph_nodes, max_function_depth=settings.max_function_depth,
         max_import_constant_bytes=settings.task_memory_bytes // 4))

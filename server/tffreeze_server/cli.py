@@ -16,6 +16,7 @@ from . import __version__
 from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS, DEFAULT_PORT, DEFAULT_SANDBOX,
                        DEFAULT_WORKERS, DEFAULT_WORKER_MAX_TASKS, LOCAL_IDLE_SECONDS, LOCAL_MAX_STORE_BYTES, LOCAL_WORKERS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
                        DEFAULT_MAX_GRAPH_NODES, DEFAULT_TASK_MEMORY_BYTES, DEFAULT_VERIFY_SECONDS, DEFAULT_DRAIN_SECONDS,
+                       DEFAULT_LOAD_SECONDS, DEFAULT_EXPORT_SECONDS,
                        ServerSettings)
 
 DESCRIPTION = ("Run the tffreeze gRPC server (health and reflection included). Prints 'listening on HOST:PORT' "
@@ -76,6 +77,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify-seconds", type=float, default=DEFAULT_VERIFY_SECONDS, metavar="S",
                    help="longest the verify stage of a freeze may run the graphs; over it the task is stopped and "
                         "the call is DEADLINE_EXCEEDED (default: %(default)s)")
+    p.add_argument("--load-seconds", type=float, default=DEFAULT_LOAD_SECONDS, metavar="S",
+                   help="longest loading a TF2 SavedModel may take: TensorFlow runs the upload's restore functions "
+                        "and resource initialisers, then freezes its signature's variables; over it the task is "
+                        "stopped and the call is DEADLINE_EXCEEDED (default: %(default)s)")
+    p.add_argument("--export-seconds", type=float, default=DEFAULT_EXPORT_SECONDS, metavar="S",
+                   help="longest the format option's export may take: the frozen graph run in TensorFlow, converted "
+                        "to ONNX/TFLite and run in that runtime to compare; over it the task is stopped and the "
+                        "call is DEADLINE_EXCEEDED (default: %(default)s)")
     p.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS, metavar="S",
                    help="on SIGTERM/SIGINT, how long calls in flight may take to finish before they are cancelled "
                         "(default: %(default)s)")
@@ -166,6 +175,7 @@ def settings_from(args) -> ServerSettings:
                               s3_endpoint=args.s3_endpoint, metrics_port=args.metrics_port,
                               metrics_host=args.metrics_host, task_memory_bytes=args.task_memory_bytes,
                               verify_seconds=args.verify_seconds, drain_seconds=args.drain_seconds,
+                              load_seconds=args.load_seconds, export_seconds=args.export_seconds,
                               idle_exit=args.idle_exit, health_socket=args.health_socket)
     return dataclasses.replace(settings, **local) if local else settings
 

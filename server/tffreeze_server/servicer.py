@@ -14,9 +14,10 @@ from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
 from . import __version__, metrics, planning, results, webguard, wire
 from .blobstore import CHUNK, BlobStore, check_digest
-from .core.errors import FailedPrecondition, InvalidArgument, Violation
+from .core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Violation
+from .core import stages
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
-from .settings import DEFAULT_MAX_CALL_SECONDS, DEFAULT_VERIFY_SECONDS
+from .settings import DEFAULT_EXPORT_SECONDS, DEFAULT_LOAD_SECONDS, DEFAULT_MAX_CALL_SECONDS, DEFAULT_VERIFY_SECONDS
 
 MAX_INLINE_GRAPH = 2 << 20  # FreezeRequest.inline_graph_bytes is capped here (gRPC's 4 MiB message cap)
 from .status import mapped, mapped_stream
@@ -37,7 +38,7 @@ def _check_path(path: str) -> str:
 
 
 def _progress(stage, message: str, fraction: float) -> freeze_pb2.FreezeResponse:
-    stage = freeze_pb2.STAGE_QUEUED if stage == QUEUED else stage
+    stage = freeze_pb2.STAGE_QUEUED if stage == QUEUED else stages.contract(stage)
     return freeze_pb2.FreezeResponse(progress=freeze_pb2.Progress(stage=stage, message=message, fraction=fraction))
 
 
@@ -53,7 +54,7 @@ def _recipe(pieces, size: int) -> "freeze_pb2.AssemblyRecipe | None":
             recipe.pieces.add(length=p[3], file=freeze_pb2.FileRange(path=p[1], offset=p[2]))
         else:
             recipe.pieces.add(length=p[2], graph_offset=p[1])
-    return recipe
+    return recipe if recipe.ByteSize() <= planning.ANSWER_BUDGET else None  # too long to send: downloaded
 
 
 def _early_recipe(plan) -> "freeze_pb2.AssemblyRecipe | None":
@@ -69,7 +70,7 @@ def _early_recipe(plan) -> "freeze_pb2.AssemblyRecipe | None":
             recipe.pieces.add(length=p[3], file=freeze_pb2.FileRange(path=p[1], offset=p[2]))
         else:
             recipe.pieces.add(length=len(p[1]), data=p[1])
-    return recipe
+    return recipe if recipe.ByteSize() <= planning.ANSWER_BUDGET else None  # too long to send: downloaded
 
 
 def _value(value, keys) -> dict:
@@ -108,15 +109,37 @@ def _recipe_paths(pieces, paths):
     return pieces
 
 
+def _naming_stage_limit(events, limits):
+    """The pool's events, passed on; a stage's time limit reached (DEADLINE_EXCEEDED with the
+    ``limit`` metadata the pool gives it) also names, in its metadata, that stage and the server
+    flag that sets the limit."""
+    stage = None
+    try:
+        for event in events:
+            if event[0] == "progress" and event[1] != PLAN:
+                stage = event[1]
+            yield event
+    except DeadlineExceeded as exc:
+        if stage in limits and "limit" in exc.metadata:
+            exc.metadata.setdefault("stage", freeze_pb2.Stage.Name(stages.contract(stage)))
+            exc.metadata.setdefault("server_flag", limits[stage][2])
+        raise
+    finally:
+        events.close()
+
+
 class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
     def __init__(self, store: BlobStore, pool: WorkerPool, limits: ServerLimits = ServerLimits(),
                  max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS, result_cache: bool = True, shared_results=None,
-                 verify_seconds: float = DEFAULT_VERIFY_SECONDS):
+                 verify_seconds: float = DEFAULT_VERIFY_SECONDS, load_seconds: float = DEFAULT_LOAD_SECONDS,
+                 export_seconds: float = DEFAULT_EXPORT_SECONDS):
         self.store = store
         self.pool = pool
         self.limits = limits
         self.max_call_seconds = max_call_seconds  # a call without a deadline (gRPC-Web) still gets one
         self.verify_seconds = verify_seconds  # the longest the verify stage of a freeze may run
+        self.load_seconds = load_seconds  # ... loading a TF2 SavedModel (its restore and initialisers run)
+        self.export_seconds = export_seconds  # ... the format option's export (conversion and runtime check)
         self.results = results.ResultCache(store.root, store, shared_results) if result_cache else None
 
     # -- planning ----------------------------------------------------------
@@ -210,7 +233,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
             lacking = [(p, s, n) for p, s, n in entries if (s, n) in missing]
             raise FailedPrecondition(
                 "%d file(s) are not uploaded yet: %s. Upload them (FindMissingBlobs, then UploadBlob) before "
-                "freezing." % (len(lacking), ", ".join(p for p, _, _ in lacking[:10])), "ERROR_REASON_BLOBS_MISSING",
+                "freezing." % (len(lacking), planning.named(p[:200] for p, _, _ in lacking)),
+                "ERROR_REASON_BLOBS_MISSING",
                 violations=[Violation("MISSING", "blobs/%s/%d" % (s, n), "%s is not uploaded" % p[:200])
                             for p, s, n in lacking])
         return entries
@@ -235,10 +259,25 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         timeout = min(remaining, self.max_call_seconds) if remaining is not None else self.max_call_seconds
         payload = dict(extra, options=wire.b64(request.options.SerializeToString()),
                        limits=dataclasses.asdict(self.limits))
-        limits = {freeze_pb2.STAGE_VERIFYING: (self.verify_seconds, "verify (running the original and frozen graphs; "
-                                               "tffreeze serve --verify-seconds)")}
-        return self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled, stage=self._stager(entries),
-                             stage_limits=limits)
+        limits = self._stage_limits()
+        events = self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled, stage=self._stager(entries),
+                               stage_limits={stage: (seconds, what) for stage, (seconds, what, _) in limits.items()})
+        return _naming_stage_limit(events, limits)
+
+    def _stage_limits(self):
+        """{stage: (seconds, what, server flag)}: each stage that runs code of the upload has its own
+        time limit; the task is stopped when it stays longer in it (``WorkerPool.run``)."""
+        return {
+            stages.LOADING_SAVED_MODEL: (
+                self.load_seconds, "loading the TF2 SavedModel (TensorFlow runs its restore functions and resource "
+                "initialisers; tffreeze serve --load-seconds)", "--load-seconds"),
+            freeze_pb2.STAGE_VERIFYING: (
+                self.verify_seconds, "verify (running the original and frozen graphs; tffreeze serve "
+                "--verify-seconds)", "--verify-seconds"),
+            freeze_pb2.STAGE_EXPORTING: (
+                self.export_seconds, "the format option's export (converting the frozen graph and running it in "
+                "TensorFlow and the format's runtime; tffreeze serve --export-seconds)", "--export-seconds"),
+        }
 
     def _inline(self, request, result) -> Iterator[freeze_pb2.FreezeResponse]:
         """The graph's bytes as an event, when the request takes them inline."""
@@ -308,8 +347,9 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         answer.CopyFrom(result)  # the cached entry stays as stored
         answer.provenance.server_version = __version__
         planning.with_plan(answer, request.plan)
+        manifest = planning.bounded_result(answer)  # both within one gRPC message, lists cut if need be
         yield from self._inline(request, answer)
-        yield freeze_pb2.FreezeResponse(manifest=planning.manifest_bytes(answer))
+        yield freeze_pb2.FreezeResponse(manifest=manifest)
         yield freeze_pb2.FreezeResponse(result=answer)
 
     @mapped

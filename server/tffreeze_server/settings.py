@@ -44,6 +44,11 @@ DEFAULT_MAX_GRAPH_FILE_BYTES = 1 << 30  # an uploaded .meta / GraphDef / saved_m
 DEFAULT_MAX_GRAPH_NODES = 500_000  # nodes of the uploaded graph, library functions included
 DEFAULT_MAX_FUNCTION_DEPTH = 32  # functions calling functions
 DEFAULT_VERIFY_SECONDS = 60.0  # the verify stage of a freeze (it runs the graphs), beyond which it is stopped
+# The other stages that run code of the upload, each stopped beyond its own limit: loading a TF2
+# SavedModel (its restore functions and resource initialisers run) and the format option's export
+# (the frozen graph run in TensorFlow, converted, and run in the format's runtime)
+DEFAULT_LOAD_SECONDS = 300.0
+DEFAULT_EXPORT_SECONDS = 300.0
 DEFAULT_DRAIN_SECONDS = 30.0  # on SIGTERM, how long calls in flight may take to finish
 DEFAULT_TASK_MEMORY_BYTES = 3 << 30  # what one task may allocate beyond the warm worker (RLIMIT_DATA)
 MAX_MESSAGE_BYTES = 4 << 20  # gRPC's message cap, both directions
@@ -77,6 +82,8 @@ class ServerSettings:
     metrics_port: Optional[int] = None
     task_memory_bytes: int = DEFAULT_TASK_MEMORY_BYTES
     verify_seconds: float = DEFAULT_VERIFY_SECONDS
+    load_seconds: float = DEFAULT_LOAD_SECONDS  # loading a TF2 SavedModel (it runs the upload's functions)
+    export_seconds: float = DEFAULT_EXPORT_SECONDS  # the format option's conversion and runtime check
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     metrics_host: Optional[str] = None  # where the metrics port listens; None: loopback
     socket: Optional[str] = None  # gRPC on this Unix socket instead of host:port

@@ -48,6 +48,7 @@ from .loaders import Loaded, load, open_reader, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, candidates, resolve, user_collections
 from .saver_map import variable_keys
 from .spec import FreezeSpec, format_enum, target_enum
+from . import stages
 from .values import EMA_SUFFIX, read_values
 
 Progress = Callable[[int, str, float], None]  # (Stage, message, fraction)
@@ -310,7 +311,7 @@ class _StageTracker:
         self.progress, self.stage = progress, freeze_pb2.STAGE_LOADING_GRAPH
 
     def __call__(self, stage, message, fraction):
-        self.stage = stage
+        self.stage = stages.contract(stage)  # (a stage of the pool's own, such as a TF2 load, as clients see it)
         self.progress(stage, message, fraction)
 
 
@@ -367,7 +368,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         spec.limits.require_sandbox("format %s (the converted model is run to check it)" % spec.format)
         recipe, on_plan = None, None
     progress(freeze_pb2.STAGE_SELECTING_CHECKPOINT, "looking at the upload", 0.05)
-    loaded = load(workdir, spec)
+    loaded = load(workdir, spec, progress=progress)
     if loaded.kind == freeze_pb2.SOURCE_KIND_FROZEN_GRAPH:
         name = loaded.checkpoint.meta_graph
         raise NotFound("%s is a graph without variables (frozen already): use it as it is; `inspect %s` summarises "
@@ -598,7 +599,8 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
     """Describe the upload in ``workdir``: variables, candidate inputs and outputs
     (with reasons), signatures, collections, switches, EMA shadows."""
     progress(freeze_pb2.STAGE_SELECTING_CHECKPOINT, "looking at the upload", 0.1)
-    loaded = load(workdir, spec, require_graph=False)
+    loaded = load(workdir, spec, require_graph=False, progress=progress)
+    progress(freeze_pb2.STAGE_LOADING_GRAPH, "reading the graph", 0.2)  # (ends a TF2 SavedModel's loading stage)
     out = freeze_pb2.InspectResponse(source_kind=loaded.kind, available_checkpoints=loaded.available)
     out.checkpoint.CopyFrom(loaded.checkpoint)
     out.provenance.tensorflow_version = tf.__version__

@@ -35,7 +35,7 @@ from tensorflow.python.framework import errors as tf_errors
 from . import layout
 from tffreeze_api.v1 import freeze_pb2
 
-from . import bounds, oppolicy
+from . import bounds, oppolicy, stages
 from .graph import VARIABLE_OPS
 from .errors import FailedPrecondition, InvalidArgument, NotFound, without_paths
 from .spec import FreezeSpec
@@ -233,7 +233,8 @@ def _read_saved_model(workdir: str, files: List[str], limit: int) -> saved_model
     return sm
 
 
-def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_graph: bool) -> Loaded:
+def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_graph: bool,
+                     progress=None) -> Loaded:
     """A SavedModel directory: TF1 exports are read as data, TF2 exports loaded."""
     sm = _read_saved_model(workdir, files, spec.limits.max_graph_file_bytes)
     name = next(f for f in layout.SAVED_MODEL_FILES if f in files)
@@ -269,7 +270,7 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     chosen_tags = sorted(meta.meta_info_def.tags)
     ckpt = freeze_pb2.CheckpointInfo(prefix="variables/variables", meta_graph=name)
     if tf2:
-        loaded = _load_saved_model_v2(workdir, ckpt, meta, chosen_tags, spec)
+        loaded = _load_saved_model_v2(workdir, ckpt, meta, chosen_tags, spec, progress)
     else:
         has_vars = os.path.exists(os.path.join(workdir, "variables", "variables.index"))
         reader = open_reader(workdir, "variables/variables") if has_vars else None
@@ -285,7 +286,7 @@ def _functions_to_check(meta) -> List[str]:
     return [f.signature.name for f in meta.graph_def.library.function]
 
 
-def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: FreezeSpec) -> Loaded:
+def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: FreezeSpec, progress=None) -> Loaded:
     for name in FreezeSpec.GRAPH_OPTIONS:
         if spec.given(name):
             raise InvalidArgument("options.%s does not apply to a TF2 SavedModel: its signature defines the graph"
@@ -299,6 +300,9 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
     oppolicy.check(meta.graph_def, "the SavedModel", roots=_functions_to_check(meta),
                    skip_functions=oppolicy.saver_only_functions(meta))
     oppolicy.check(oppolicy.without_saver(meta), "the SavedModel's graph")
+    if progress is not None:  # its own stage, with its own time limit: the upload's code runs from here
+        progress(stages.LOADING_SAVED_MODEL, "loading the TF2 SavedModel (its restore functions and resource "
+                 "initialisers run)", 0.08)
     try:
         loaded = tf.saved_model.load(workdir, tags=tags or None)
     except (tf.errors.OpError, ValueError, KeyError, TypeError) as exc:
@@ -344,12 +348,13 @@ def _load_graph_only(workdir: str, spec: FreezeSpec) -> Loaded:
     return Loaded(freeze_pb2.SOURCE_KIND_FROZEN_GRAPH, freeze_pb2.CheckpointInfo(meta_graph=name), meta)
 
 
-def load(workdir: str, spec: FreezeSpec, require_graph: bool = True) -> Loaded:
+def load(workdir: str, spec: FreezeSpec, require_graph: bool = True, progress=None) -> Loaded:
     """Read the upload in ``workdir`` with the loader for its kind; graphs over the
-    server's node or nesting limits are refused before anything walks them."""
+    server's node or nesting limits are refused before anything walks them. ``progress``
+    (engine's): told right before the upload's code runs (``stages.LOADING_SAVED_MODEL``)."""
     files = files_in(workdir)
     if any(f in files for f in layout.SAVED_MODEL_FILES):
-        loaded = load_saved_model(workdir, files, spec, require_graph)
+        loaded = load_saved_model(workdir, files, spec, require_graph, progress)
     elif spec.graph_path and not spec.checkpoint_prefix and spec.graph_path in files and not any(
             f.endswith(".index") for f in files):
         loaded = _load_graph_only(workdir, spec)
