@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import queue
 import select
@@ -564,6 +565,9 @@ class WorkerPool:
                 # from outside the call (an operator, the system): retried once on a healthy
                 # worker. A second loss fails the call.
                 metrics.WORKER_RESTARTS.labels("lost").inc()
+                logging.getLogger("tffreeze.server").warning(
+                    "the worker running a %s died (%s)%s", kind, lost.how,
+                    "; the call failed" if attempt == _RETRIES else "; retrying the call on another worker")
                 if attempt == _RETRIES:
                     raise lost.error from None
                 yield ("progress", QUEUED, "the worker was lost (%s); retrying on another" % lost.how, 0.0)
