@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import stat
 import sys
+import tempfile
 import threading
 from concurrent import futures
 from socketserver import ThreadingMixIn
@@ -34,6 +36,9 @@ SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["FreezeService"].full_nam
 # shared store does ("" and the service's own name turn NOT_SERVING while the store is away,
 # which a readiness probe should see; restarting the pod would not bring the store back).
 LIVENESS = "liveness"
+HEALTH_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+HEALTH_THREADS = 8  # the health socket's calls at once (a Watch holds one); more are RESOURCE_EXHAUSTED
+UNIX_PATH_BYTES = 107  # sockaddr_un's sun_path, less its terminating NUL
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -93,8 +98,10 @@ def start_web(servicer, health_servicer, host: str, port: int, allowed_origins=(
 class Server:
     """A running tffreeze server: gRPC server (and gRPC-Web), blob store, worker pool."""
 
-    def __init__(self, grpc_server, port: int, pool: WorkerPool, health_servicer, store: BlobStore, web=None):
+    def __init__(self, grpc_server, port: int, pool: WorkerPool, health_servicer, store: BlobStore, web=None,
+                 health_socket: "Optional[HealthSocket]" = None):
         self.grpc_server = grpc_server
+        self.health_socket = health_socket
         self.port = port
         self.pool = pool
         self.health = health_servicer
@@ -118,10 +125,93 @@ class Server:
             self.web.shutdown()
             self.web.server_close()
         self.grpc_server.stop(grace).wait()
+        if self.health_socket is not None:  # it answered NOT_SERVING while the calls drained
+            self.health_socket.stop()
         self.pool.close()
 
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
+
+
+def _group_id(group: str) -> int:
+    """The gid of ``group`` (a name, or a number); OSError naming it when there is none."""
+    import grp
+
+    try:
+        return grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+    except (KeyError, ValueError):
+        raise OSError("--health-socket-group %r: no such group on this machine (see getent group)" % group) from None
+
+
+class HealthSocket:
+    """The ``--health-socket``: a second, small gRPC server on a Unix socket that answers
+    grpc.health.v1 (Check, Watch) and reflection listing only it, from the main server's own
+    HealthServicer (so it tells what the port tells). The FreezeService is not there: the
+    socket is plaintext and needs no token or client certificate, so it must not be a way
+    around them. The socket file is 0600 (this user), or 0660 for the group ``gid``; it is bound in a
+    private (0700) folder, given its mode there and only then moved to ``path``, so it is
+    never reachable with a wider mode."""
+
+    def __init__(self, health_servicer, path: str, gid: Optional[int] = None):
+        self.path = os.path.abspath(path)
+        if len(os.fsencode(self.path)) > UNIX_PATH_BYTES:
+            raise OSError("--health-socket %s: a Unix socket's path has at most %d bytes; choose a shorter one"
+                          % (self.path, UNIX_PATH_BYTES))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=HEALTH_THREADS,
+                                                             thread_name_prefix="tffreeze-health"),
+                                  options=[("grpc.max_receive_message_length", 64 << 10), ("grpc.so_reuseport", 0)],
+                                  maximum_concurrent_rpcs=HEALTH_THREADS)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
+        reflection.enable_server_reflection((HEALTH_NAME, reflection.SERVICE_NAME), self.server)
+        self._inode = self._bind(gid)
+
+    def _bind(self, gid: Optional[int]) -> int:
+        folder = os.path.dirname(self.path)
+        if os.path.isdir(self.path):
+            raise OSError("--health-socket %s is a folder; name a file in it" % self.path)
+        try:
+            private = tempfile.mkdtemp(prefix=".h", dir=folder)  # 0700: no one else can reach what is inside
+        except OSError as exc:
+            raise OSError("cannot create the --health-socket %s: %s" % (self.path, exc.strerror or exc)) from None
+        inner = os.path.join(private, "s")
+        try:
+            try:
+                bound = self.server.add_insecure_port("unix:" + inner)
+            except RuntimeError:
+                bound = 0
+            if bound == 0 or not os.path.exists(inner):
+                raise OSError("cannot listen on unix:%s (--health-socket)" % self.path)
+            try:
+                if gid is not None:
+                    os.chown(inner, -1, gid)  # only to a group this user is in (else EPERM)
+                os.chmod(inner, 0o660 if gid is not None else 0o600)
+            except OSError as exc:
+                raise OSError("--health-socket-group: cannot give %s to group %d: %s (this user must be in the "
+                              "group)" % (self.path, gid, exc.strerror or exc)) from None
+            try:
+                os.replace(inner, self.path)  # atomic; an old socket of an earlier run is replaced
+            except OSError as exc:
+                raise OSError("cannot create the --health-socket %s: %s" % (self.path, exc.strerror or exc)) from None
+            return os.lstat(self.path).st_ino
+        except BaseException:
+            self.server.stop(None)
+            raise
+        finally:
+            if os.path.lexists(inner):
+                os.unlink(inner)
+            os.rmdir(private)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(1).wait()  # a Watch never ends by itself: a second, then it is cancelled
+        try:  # the socket file, unless another server has put its own there since
+            st = os.lstat(self.path)
+            if st.st_ino == self._inode and stat.S_ISSOCK(st.st_mode):
+                os.unlink(self.path)
+        except OSError:
+            pass
 
 
 def _security(settings: ServerSettings):
@@ -155,6 +245,11 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     ``web_port``: also serve gRPC-Web there (0 = a free port, see ``Server.web_port``)."""
     host, port, web_port = settings.host, settings.port, settings.web_port
     tls, tokens = _security(settings)
+    health_gid = None
+    if settings.health_socket_group is not None:  # before anything starts
+        if not settings.health_socket:
+            raise OSError("--health-socket-group needs --health-socket")
+        health_gid = _group_id(settings.health_socket_group)
     shared_results = None
     if settings.store:
         from . import s3store
@@ -195,8 +290,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((SERVICE_NAME, HEALTH_NAME, reflection.SERVICE_NAME), server)
     address = "unix:" + settings.socket if settings.socket else "%s:%d" % (host, port)
     try:
         bound = (server.add_secure_port(address, tls[0]) if tls is not None else server.add_insecure_port(address))
@@ -214,16 +308,22 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
             pool.close()
             raise OSError("cannot serve gRPC-Web on %s:%d (%s); pick another --web-port"
                           % (host, web_port, exc)) from None
+    health_socket = None
     if settings.health_socket:
-        if os.path.exists(settings.health_socket):
-            os.unlink(settings.health_socket)
-        if server.add_insecure_port("unix:" + settings.health_socket) == 0:
+        try:
+            health_socket = HealthSocket(health_servicer, settings.health_socket, health_gid)
+        except OSError:
             pool.close()
-            raise OSError("cannot listen on unix:%s (--health-socket)" % settings.health_socket)
+            if web is not None:
+                web.shutdown()
+                web.server_close()
+            raise
     server.start()
     for name in ("", SERVICE_NAME, LIVENESS):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    srv = Server(server, bound, pool, health_servicer, store, web)
+    if health_socket is not None:
+        health_socket.start()
+    srv = Server(server, bound, pool, health_servicer, store, web, health_socket)
     if settings.store:
         threading.Thread(target=_watch_store, args=(srv,), name="tffreeze-store-health", daemon=True).start()
     if settings.metrics_port is not None:

@@ -108,9 +108,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "worker(s); where it listens is written to DIR/server.info. Usually started for you: see "
                         "`tffreeze local-server --help`" % (LOCAL_MAX_STORE_BYTES >> 30, LOCAL_WORKERS))
     p.add_argument("--health-socket", metavar="PATH", default=None,
-                   help="also listen, plaintext, on this Unix socket: for health checks from the same machine or "
-                        "container, whatever TLS the port uses (`python -m tffreeze_server.healthcheck "
-                        "unix:PATH`); calls other than health still need the token")
+                   help="also answer health checks, plaintext and without a token or client certificate, on this "
+                        "Unix socket: for probes on the same machine or in the same container, whatever TLS the "
+                        "port uses (`python -m tffreeze_server.healthcheck unix:PATH`). It answers only "
+                        "grpc.health.v1 (Check, Watch) and reflection, never the FreezeService; the socket file "
+                        "is mode 0600 (this user only), or 0660 with --health-socket-group")
+    p.add_argument("--health-socket-group", metavar="GROUP", default=None,
+                   help="make the --health-socket mode 0660 and owned by GROUP (a name or a gid this user belongs "
+                        "to), for a probe running as another user of that group; an unknown group stops the start")
     g = p.add_argument_group("several replicas (README: Running more than one server)")
     g.add_argument("--store", metavar="s3://BUCKET/PREFIX",
                    help="keep blobs, resumable uploads and cached results in this S3 bucket, shared by every "
@@ -176,7 +181,8 @@ def settings_from(args) -> ServerSettings:
                               metrics_host=args.metrics_host, task_memory_bytes=args.task_memory_bytes,
                               verify_seconds=args.verify_seconds, drain_seconds=args.drain_seconds,
                               load_seconds=args.load_seconds, export_seconds=args.export_seconds,
-                              idle_exit=args.idle_exit, health_socket=args.health_socket)
+                              idle_exit=args.idle_exit, health_socket=args.health_socket,
+                              health_socket_group=args.health_socket_group)
     return dataclasses.replace(settings, **local) if local else settings
 
 

@@ -89,4 +89,5 @@ class ServerSettings:
     socket: Optional[str] = None  # gRPC on this Unix socket instead of host:port
     local_dir: Optional[str] = None  # the per-user local server's folder (tffreeze_api.localserver)
     idle_exit: Optional[float] = None  # stop after this many seconds without a call
-    health_socket: Optional[str] = None  # also plaintext gRPC on this Unix socket (health checks in a container)
+    health_socket: Optional[str] = None  # grpc.health.v1 only, plaintext, on this Unix socket (mode 0600)
+    health_socket_group: Optional[str] = None  # the health socket's group (mode 0660); a name or a gid

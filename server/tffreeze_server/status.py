@@ -16,10 +16,16 @@ from tffreeze_api import errors
 from tffreeze_api.options import FLAGS
 
 from . import metrics
-from .core.errors import FreezeError, cap_message
+from .core.errors import MAX_MESSAGE_CHARS, FreezeError, ResourceExhausted, cap_message
+from .settings import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("tffreeze.server")
 DETAILS_KEY = "grpc-status-details-bin"
+# An error's trailers stay within the 8 KiB of metadata gRPC clients accept by default
+# (beyond it a client sees a bare RESOURCE_EXHAUSTED instead of the error): the message
+# as it travels in grpc-message (percent-encoded) and the rich status in base64.
+TRAILER_MESSAGE_BYTES = 1536
+TRAILER_DETAILS_BYTES = 5120
 
 Status = Tuple[grpc.StatusCode, str, str, Dict[str, str]]
 
@@ -66,13 +72,64 @@ def to_status(exc: BaseException) -> Status:
 
 def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: Dict[str, str],
                 violations=()) -> bytes:
-    """The serialized google.rpc.Status: an ErrorInfo, and a PreconditionFailure of the violations."""
-    return errors.rich_status(code.value[0], message, reason, metadata, violations)
+    """The serialized google.rpc.Status: an ErrorInfo, and a PreconditionFailure of the violations,
+    within TRAILER_DETAILS_BYTES once in base64: violations are left out first (the ErrorInfo's
+    "violations" metadata then says how many there were), then long metadata values cut, then
+    the message (it travels whole in grpc-message too)."""
+    violations, metadata = list(violations), dict(metadata)
+    shown = violations
+    while True:
+        details = errors.rich_status(code.value[0], message, reason, metadata, shown)
+        if (len(details) + 2) // 3 * 4 <= TRAILER_DETAILS_BYTES:
+            return details
+        if shown:
+            shown = shown[:min(len(shown), errors.MAX_VIOLATIONS) // 2]
+            metadata["violations"] = str(len(violations))
+        elif any(len(v) > 64 for v in metadata.values()):
+            metadata = {k: v if len(v) <= 64 else v[:54] + " ... (cut)" for k, v in metadata.items()}
+        elif len(message) > 256:
+            message = message[:200] + " ... (cut)"
+        elif len(metadata) > 4:
+            metadata = dict(list(metadata.items())[:4])
+        else:
+            return details
+
+
+def _quoted_len(message: str) -> int:
+    """The length of ``message`` in grpc-message: UTF-8, bytes outside printable ASCII and
+    '%' as %XX."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in message.encode("utf-8", "replace"))
+
+
+def trailer_message(message: str) -> str:
+    """``message`` cut (a list ends in "... and N more") until it fits TRAILER_MESSAGE_BYTES
+    percent-encoded: non-ASCII text takes up to 12 bytes a character there."""
+    limit = MAX_MESSAGE_CHARS
+    cut = cap_message(message, limit)  # about 1 KiB; a list ends in "... and N more"
+    while _quoted_len(cut) > TRAILER_MESSAGE_BYTES and limit > 64:
+        limit = limit * 3 // 4
+        cut = cap_message(message, limit)
+    return cut
+
+
+def answer_too_large(method: str, size: int) -> ResourceExhausted:
+    return ResourceExhausted("the answer to %s would be %d bytes, more than the %d bytes one gRPC message may carry"
+                             % (method, size, MAX_MESSAGE_BYTES), "ERROR_REASON_GRAPH_TOO_LARGE",
+                             limit=MAX_MESSAGE_BYTES, answer_bytes=size, method=method)
+
+
+def _bounded(method, response):
+    """Every answer is checked against gRPC's send limit here, so one over it is refused with
+    an ErrorInfo, never with gRPC's own bare RESOURCE_EXHAUSTED (planning.py cuts lists first)."""
+    size = response.ByteSize()
+    if size > MAX_MESSAGE_BYTES:
+        raise answer_too_large(method.__name__, size)
+    return response
 
 
 def _abort(context, exc):
     code, message, reason, metadata = to_status(exc)
-    message = cap_message(message)  # about 1 KiB; a list ends in "... and N more"
+    message = trailer_message(message)
     if code is not grpc.StatusCode.INTERNAL or isinstance(exc, FreezeError):
         log.info("%s %s: %s", code.name, reason, message)
     # set_trailing_metadata + abort is what grpc_status's abort_with_status does,
@@ -103,7 +160,7 @@ def mapped(method):
     def wrapper(self, request, context):
         ACTIVITY.enter()
         try:
-            response = method(self, request, context)
+            response = _bounded(method, method(self, request, context))
         except Exception as exc:  # noqa: BLE001 - every error is mapped, none escapes raw
             _count(method, exc, context)
             if _is_abort(exc):
@@ -122,7 +179,12 @@ def mapped_stream(method):
     def wrapper(self, request, context):
         ACTIVITY.enter()
         try:
-            yield from method(self, request, context)
+            answers = method(self, request, context)
+            try:
+                for response in answers:
+                    yield _bounded(method, response)
+            finally:
+                answers.close()  # as `yield from` would: the call cancelled, the handler's cleanup runs now
         except Exception as exc:  # noqa: BLE001
             _count(method, exc, context)
             if _is_abort(exc):
@@ -140,4 +202,4 @@ def _is_abort(exc) -> bool:
     return isinstance(exc, grpc.RpcError) or (type(exc) is Exception and not exc.args)
 
 
-__all__ = ["ACTIVITY", "to_status", "rich_status", "mapped", "mapped_stream"]
+__all__ = ["ACTIVITY", "to_status", "rich_status", "trailer_message", "answer_too_large", "mapped", "mapped_stream"]
