@@ -2,7 +2,9 @@
 at TARGET answers SERVING, 1 otherwise (one line on stderr saying why). TARGET defaults to
 ``unix:/var/lib/tffreeze/health.sock`` (the container image's ``--health-socket``); the
 service to ``liveness`` (SERVING while the process works; "" follows the shared store too).
-The container's HEALTHCHECK and any probe that cannot speak the server's TLS use it."""
+The container's HEALTHCHECK and any probe that cannot speak the server's TLS use it: the socket
+answers grpc.health.v1 only, without TLS or a token, and is mode 0600 (the server's user; 0660
+with ``--health-socket-group``), so run the probe as that user or a member of that group."""
 
 from __future__ import annotations
 
