@@ -41,15 +41,16 @@ class RunningServer:
         self.log = log
 
 
-def start_server(data_dir: str, extra=(), wrapper=()) -> RunningServer:
-    """Start `tffreeze serve --port 0` (run by ``wrapper``, a command prefix, if given)
-    and wait for its 'listening on' line."""
-    cmd = [*wrapper, os.path.join(BIN, "tffreeze"), "serve", "--port", "0", "--data-dir", data_dir, *extra]
+def start_server(data_dir: str, extra=(), wrapper=(), env=None, command=None) -> RunningServer:
+    """Start `tffreeze serve --port 0` (or ``command``, a server command line, with the same
+    flags), run by ``wrapper`` (a command prefix, such as another user's) if given, in
+    ``env`` if given, and wait for its 'listening on' line."""
+    cmd = [*wrapper, *(command or [os.path.join(BIN, "tffreeze"), "serve"]), "--port", "0", "--data-dir", data_dir, *extra]
     if os.environ.get("TFFREEZE_REQUIRE_SANDBOX") and "--sandbox" not in extra:
         cmd += ["--sandbox", "bwrap"]  # CI: a server without its sandbox must not start
     if "--workers" not in extra:
         cmd += ["--workers", "1"]  # tests count and watch one worker unless they ask for more
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     log = []
     deadline = time.monotonic() + 120
     target = None
