@@ -305,3 +305,137 @@ def fill_bomb(directory: str, side: int = 30000) -> str:
         n = tf.cast(tf.reduce_sum(big) / float(side * side), tf.int32)
         tf.multiply(x * w, tf.reduce_sum(tf.fill(tf.reshape(n, [1]), 1.0)), name="out")
     return _saved(directory, build)
+
+
+# -- functions TensorFlow could run that no node calls (issue 32, finding 2) ---------------
+FAMILY = "tffreeze_test_family"
+HIDDEN = "leak_file_length"  # the name TensorFlow gives the hidden function contains this
+
+
+def _family(secret: str, family: bool = True):
+    """(called, hidden) concrete functions of x[None] float32. ``called`` multiplies by 1
+    and declares api_implements FAMILY, preferring a GPU; ``hidden`` adds the length of
+    the file ``secret`` and, with ``family``, declares the same api_implements, preferring
+    the CPU: grappler's implementation selector then runs it in place of ``called``."""
+    spec = tf.TensorSpec([None], tf.float32)
+
+    def times_one(v):
+        return v * 1.0
+
+    def leak_file_length(v):
+        return v + tf.cast(tf.strings.length(tf.io.read_file(secret)), tf.float32)
+
+    called = tf.function(times_one, autograph=False, experimental_attributes={
+        "api_implements": FAMILY, "api_preferred_device": "GPU"}).get_concrete_function(spec)
+    attributes = {"api_implements": FAMILY, "api_preferred_device": "CPU"} if family else None
+    hidden = tf.function(leak_file_length, autograph=False,
+                         experimental_attributes=attributes).get_concrete_function(spec)
+    return called, hidden
+
+
+def uncalled_implementation(directory: str, secret: str) -> str:
+    """A Saver checkpoint whose output calls a function of an api_implements family; the
+    family's other member, in the library but called by no node, reads ``secret``.
+    TensorFlow's session runs that one instead (verify used to run the original graph)."""
+    def build(x, w):
+        called, hidden = _family(secret)
+        hidden.add_to_graph(tf1.get_default_graph())
+        tf.add(called(x * w) * 2.0, 1.0, name="out")
+    return _saved(directory, build)
+
+
+def legit_family(directory: str) -> str:
+    """A Saver checkpoint whose output calls a function of an api_implements family with
+    two safe members (as Keras's LSTM has, CPU and GPU): it freezes and verifies."""
+    spec = tf.TensorSpec([None], tf.float32)
+
+    def build(x, w):
+        fast = tf.function(lambda v: v * 3.0, autograph=False, experimental_attributes={
+            "api_implements": FAMILY, "api_preferred_device": "GPU"}).get_concrete_function(spec)
+        slow = tf.function(lambda v: v + v + v, autograph=False, experimental_attributes={
+            "api_implements": FAMILY, "api_preferred_device": "CPU"}).get_concrete_function(spec)
+        slow.add_to_graph(tf1.get_default_graph())
+        tf.add(fast(x * w), 1.0, name="out")
+    return _saved(directory, build)
+
+
+def _add_function(graph_def, function_def) -> str:
+    graph_def.library.function.add().CopyFrom(function_def)
+    return function_def.signature.name
+
+
+def attribute_named_function(directory: str, secret: str) -> str:
+    """A Saver checkpoint whose output node (a Mul, no call op) carries a function-valued
+    attribute naming a library function that reads ``secret``; nothing calls it."""
+    _saved(directory, lambda x, w: tf.multiply(x, w, name="out"))
+    _, hidden = _family(secret, family=False)
+
+    def edit(meta):
+        name = _add_function(meta.graph_def, hidden.function_def)
+        out = next(n for n in meta.graph_def.node if n.name == "out")
+        out.attr["_hook"].func.name = name
+    import models
+
+    models.edit_meta(directory, edit)
+    return directory
+
+
+def nested_list_function(directory: str, secret: str) -> str:
+    """A Saver checkpoint whose output node carries a list of functions; the function that
+    reads ``secret`` is named only as an attribute of an entry of that list."""
+    _saved(directory, lambda x, w: tf.multiply(x, w, name="out"))
+    called, hidden = _family(secret, family=False)
+
+    def edit(meta):
+        outer = _add_function(meta.graph_def, called.function_def)
+        inner = _add_function(meta.graph_def, hidden.function_def)
+        out = next(n for n in meta.graph_def.node if n.name == "out")
+        entry = out.attr["_hooks"].list.func.add(name=outer)
+        entry.attr["then"].list.func.add(name=inner)
+    import models
+
+    models.edit_meta(directory, edit)
+    return directory
+
+
+class _CallsFamily(tf.Module):
+    def __init__(self, called):
+        super().__init__()
+        self.w = tf.Variable(2.0)
+        self._called = called
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], autograph=False)
+    def serve(self, x):
+        return {"y": self._called(x * self.w) * 2.0 + 1.0}
+
+
+def restore_only_function(directory: str, secret: str, family: bool = True) -> str:
+    """A TF2 SavedModel whose serving function calls a function of an api_implements family;
+    a function that reads ``secret`` is added to the library and called only from the
+    saver's restore function. With ``family`` it declares the same api_implements,
+    preferring the CPU (TensorFlow ran it in place of the called one while loading)."""
+    from tensorflow.core.framework import types_pb2
+
+    called, hidden = _family(secret, family)
+    module = _CallsFamily(called)
+    tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
+
+    def edit(sm):
+        meta = sm.meta_graphs[0]
+        name = _add_function(meta.graph_def, hidden.function_def)
+        restore_node = meta.saver_def.restore_op_name.split(":")[0]
+        restore = next(n for n in meta.graph_def.node if n.name == restore_node).attr["f"].func.name
+        body = next(f for f in meta.graph_def.library.function if f.signature.name == restore)
+        arg = body.node_def.add(name="leak_arg", op="Const")
+        arg.attr["dtype"].type = types_pb2.DT_FLOAT
+        arg.attr["value"].tensor.CopyFrom(tf.make_tensor_proto([1.0], tf.float32))
+        call = body.node_def.add(name="leak_call", op="PartitionedCall", input=["leak_arg:output:0"])
+        call.attr["f"].func.name = name
+        call.attr["Tin"].list.type.append(types_pb2.DT_FLOAT)
+        call.attr["Tout"].list.type.append(types_pb2.DT_FLOAT)
+        body.signature.control_output.append("leak")
+        body.control_ret["leak"] = "leak_call"
+    import models
+
+    models.edit_saved_model(directory, edit)
+    return directory

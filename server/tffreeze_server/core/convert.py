@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tffreeze_api.v1 import freeze_pb2
 
-from . import verify as verify_mod
+from . import oppolicy, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError
 from .graph import node_of
 
@@ -80,6 +80,7 @@ def convert(fmt: str, graph_def, inputs, outputs) -> Tuple[bytes, freeze_pb2.Con
 
 
 def _convert(fmt: str, graph_def, inputs, outputs) -> Tuple[bytes, freeze_pb2.Conversion]:
+    oppolicy.lock_call_configs(graph_def)  # (the caller's copy) functions run as named, in converters too
     in_names = [t.name for t in inputs]
     out_names = [t.name for t in outputs]
     infos = _infos(inputs)

@@ -44,7 +44,7 @@ from . import convert as convert_mod, oppolicy, optimize as optimize_mod, rewrit
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, NotFound, ResourceExhausted, without_paths
 from .graph import (ITERATOR_GET_NEXT_OPS, fixed_output_count, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
-from .loaders import Loaded, load, open_reader, pick_signature
+from .loaders import Loaded, load, load_checked_saved_model, open_reader, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, candidates, resolve, user_collections
 from .saver_map import variable_keys
 from .spec import FreezeSpec, format_enum, target_enum
@@ -149,6 +149,7 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
         if n_outputs is None or not dtype or shape is None:
             if probe is None:
                 above = rewrite.prune(graph_def, [node_of(t) for t, _ in inputs if node_of(t) in by_name])
+                oppolicy.keep_reachable_functions(above)
                 oppolicy.check(above, "the part of the graph above the inputs")
                 probe = tf.Graph()
                 with probe.as_default():
@@ -262,6 +263,8 @@ def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambig
             found_inputs = [(v, "tf.data input: output %s of %s" % (made[v].rsplit(":", 1)[1], name))
                             for v in sorted(made) if node_of(v) in kept]
             res.inputs = (res.inputs or []) + [i for i in found_inputs if i[0] not in {t for t, _ in res.inputs or []}]
+    # the library keeps what the outputs could run (api_implements families too), and all of it is checked
+    oppolicy.keep_reachable_functions(pruned)
     found = oppolicy.unsafe_nodes(pruned)
     if found and refuse_unsafe:
         raise oppolicy.refusal(found, "the part of the graph the outputs need")
@@ -562,7 +565,7 @@ def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings,
     got = verify_mod.run_graph_def(frozen, feeds, fetches)
     loaded = r.loaded
     if loaded.kind == freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2:
-        model = tf.saved_model.load(loaded.export_dir, tags=loaded.tags or None)
+        model = load_checked_saved_model(loaded)  # the copy the loader checked, rewriters off
         func = model.signatures[r.signature]
         sig = loaded.meta.signature_def[r.signature]
         alias_in = {sig.inputs[a].name: a for a in sig.inputs}
@@ -680,8 +683,8 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
 def _imported_quietly(graph_def) -> Optional[tf.Graph]:
     """The bound graph imported as a freeze imports it (its op check first), for the shapes
     TensorFlow infers; None when it does not import (inspect then keeps the attributes')."""
-    if graph_def is None:
-        return None
+    if graph_def is None or oppolicy.unsafe_nodes(graph_def):
+        return None  # never imported: shape inference would evaluate what the op check refuses
     try:
         _check_ops(graph_def)
         return _type_checked(graph_def)

@@ -20,7 +20,10 @@ they carry values but no graph.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -58,6 +61,7 @@ class Loaded:
     constants: int = 0  # saved_model_v2: variables already turned into constants
     signature_names: List[str] = field(default_factory=list)  # saved_model_v2: all of them, not only the chosen
     tag_sets: List[List[str]] = field(default_factory=list)  # SavedModels: every MetaGraph's tags
+    sanitized: bytes = b""  # saved_model_v2: the checked SavedModel TensorFlow loads (``saved_model_dir``)
 
 
 def files_in(workdir: str) -> List[str]:
@@ -280,10 +284,55 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     return loaded
 
 
-def _functions_to_check(meta) -> List[str]:
-    """Every function of a TF2 SavedModel: loading one runs its resource
-    initializers and restore functions, whatever they are called."""
-    return [f.signature.name for f in meta.graph_def.library.function]
+def _sanitized_saved_model(meta, spec: FreezeSpec) -> bytes:
+    """The TF2 SavedModel TensorFlow's loader is given, serialized, after the op check.
+
+    Everything the loader could import or run is checked first: every function of the
+    library, called or not (methods, signatures, resource and asset initializers,
+    gradients, api_implements families, functions no node calls) and every top-level
+    node, with no exception. The saver's nodes and the functions only they reach are
+    checked too (the saver's own ops allowed there), then left out: TensorFlow's TF2
+    loader restores variables with ops it builds itself, so with them gone no rewrite
+    can run them. The config each function call carries has grappler's function
+    rewriters turned off (``oppolicy.lock_call_configs``)."""
+    bounds.check_graph(meta.graph_def, spec.limits.max_graph_nodes, spec.limits.max_function_depth)
+    saver_nodes, saver_functions = oppolicy.saved_model_split(meta)
+    found = oppolicy.unsafe_nodes(meta.graph_def, nodes=saver_nodes, functions=saver_functions,
+                                  allowed=oppolicy.SAVER_OPS)
+    if found:
+        raise oppolicy.refusal(found, "the SavedModel's save/restore part")
+    kept = oppolicy.without_saver(meta, saver_nodes, saver_functions)
+    oppolicy.check(kept.graph_def, "the SavedModel")
+    oppolicy.lock_call_configs(kept.graph_def)
+    out = saved_model_pb2.SavedModel()
+    out.saved_model_schema_version = 1
+    out.meta_graphs.add().CopyFrom(kept)
+    return out.SerializeToString()
+
+
+@contextlib.contextmanager
+def saved_model_dir(loaded: "Loaded"):
+    """A private folder holding the checked TF2 SavedModel (``Loaded.sanitized``) beside
+    links to the upload's variables/ and assets/, for ``tf.saved_model.load``; removed after."""
+    folder = tempfile.mkdtemp(prefix="tffreeze-sm-")
+    try:
+        with open(os.path.join(folder, "saved_model.pb"), "wb") as fh:
+            fh.write(loaded.sanitized)
+        for name in ("variables", "assets"):
+            source = os.path.join(loaded.export_dir, name)
+            if os.path.isdir(source):
+                os.symlink(os.path.abspath(source), os.path.join(folder, name))
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_checked_saved_model(loaded: "Loaded"):
+    """``tf.saved_model.load`` of the checked copy of a TF2 SavedModel, with grappler's
+    function rewriters off in this process (``oppolicy.lock_eager``)."""
+    oppolicy.lock_eager()
+    with saved_model_dir(loaded) as folder:
+        return tf.saved_model.load(folder, tags=loaded.tags or None)
 
 
 def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: FreezeSpec, progress=None) -> Loaded:
@@ -293,18 +342,14 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
                                   % name, "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options." + name,
                                   source_kind="SOURCE_KIND_SAVED_MODEL_V2")
     spec.limits.require_sandbox("loading a TF2 SavedModel")
-    bounds.check_graph(meta.graph_def, spec.limits.max_graph_nodes, spec.limits.max_function_depth)
-    # everything TensorFlow's TF2 loader could import or run is checked before it is called: every
-    # function (methods, signatures, resource and asset initializers, gradients) and every
-    # top-level node, but the saver's own (its loader restores with ops it builds itself)
-    oppolicy.check(meta.graph_def, "the SavedModel", roots=_functions_to_check(meta),
-                   skip_functions=oppolicy.saver_only_functions(meta))
-    oppolicy.check(oppolicy.without_saver(meta), "the SavedModel's graph")
+    sanitized = _sanitized_saved_model(meta, spec)
+    checked = Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2, ckpt, None, export_dir=workdir, tags=tags,
+                     sanitized=sanitized)
     if progress is not None:  # its own stage, with its own time limit: the upload's code runs from here
         progress(stages.LOADING_SAVED_MODEL, "loading the TF2 SavedModel (its restore functions and resource "
                  "initialisers run)", 0.08)
     try:
-        loaded = tf.saved_model.load(workdir, tags=tags or None)
+        loaded = load_checked_saved_model(checked)
     except (tf.errors.OpError, ValueError, KeyError, TypeError) as exc:
         raise _graph_invalid("cannot load the SavedModel: %s. Upload the directory tf.saved_model.save wrote "
                              "(saved_model.pb, variables/, assets/)" % _first_line(exc), "saved_model.pb") from None
@@ -332,7 +377,7 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
         sig.outputs[alias].name = t.name
     constants = sum(1 for n in graph_def.node if n.op == "Const")
     return Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2, ckpt, meta, None, export_dir=workdir, tags=tags,
-                  constants=constants, signature_names=sorted(loaded.signatures.keys()))
+                  constants=constants, signature_names=sorted(loaded.signatures.keys()), sanitized=sanitized)
 
 
 def _load_graph_only(workdir: str, spec: FreezeSpec) -> Loaded:

@@ -24,6 +24,7 @@ from tensorflow.python.framework import tensor_util
 from tensorflow.python.grappler import tf_optimizer
 import numpy as np
 
+from . import oppolicy
 from .graph import consumers, node_of, nodes_by_name, reach
 
 _DEBUG_OPS = {"Print", "PrintV2", "Assert", "CheckNumerics", "CheckNumericsV2"}
@@ -84,6 +85,7 @@ def _fold_constants(graph_def, output_nodes: List[str]):
     rw.optimizers.extend(["constfold"])
     rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rw.min_graph_nodes = -1
+    oppolicy.lock_rewriters(rw)  # no pass brings a function in (the implementation selector, ...)
     folded = tf_optimizer.OptimizeGraph(config, meta)
     for node in folded.node:
         if node.op == "Placeholder" and node.name in big:

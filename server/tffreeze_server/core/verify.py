@@ -13,6 +13,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
+from . import oppolicy
+
 
 def generate_inputs(infos: List[dict], seed: int = 0) -> Dict[str, np.ndarray]:
     """Deterministic inputs respecting dtype and shape (unknown dims = 2, unknown rank = scalar)."""
@@ -35,9 +37,12 @@ def generate_inputs(infos: List[dict], seed: int = 0) -> Dict[str, np.ndarray]:
 
 def run_graph_def(graph_def, feeds: Dict[str, np.ndarray], fetches: List[str],
                   assign: Dict[str, Tuple[np.ndarray, int]] = None) -> List[np.ndarray]:
-    """Import ``graph_def`` and run it; ``assign`` gives variable node -> value to set first."""
+    """Import ``graph_def`` and run it; ``assign`` gives variable node -> value to set first.
+    The session, and every function call in the graph, run with grappler's function
+    rewriters off (``oppolicy.session_config``, ``oppolicy.locked_call_configs``): no
+    function is run in place of the one a node names."""
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), oppolicy.locked_call_configs(graph_def):
         tf.graph_util.import_graph_def(graph_def, name="")
         init = []
         init_feeds = {}
@@ -49,7 +54,7 @@ def run_graph_def(graph_def, feeds: Dict[str, np.ndarray], fetches: List[str],
             else:
                 init.append(tf.compat.v1.assign(op.outputs[0], holder))
             init_feeds[holder] = value
-    with tf.compat.v1.Session(graph=graph) as sess:
+    with tf.compat.v1.Session(graph=graph, config=oppolicy.session_config()) as sess:
         if init:
             sess.run(init, init_feeds)
         return sess.run(fetches, {graph.get_tensor_by_name(k): v for k, v in feeds.items()})
