@@ -265,12 +265,17 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     try:
         box = sandbox.create(settings.sandbox, readable=[], writable=[store.tasks_dir])
     except sandbox.SandboxUnavailable as exc:
-        raise OSError("--sandbox bwrap: %s. Install bubblewrap (apt-get install bubblewrap) or choose "
-                      "--sandbox auto/none" % exc) from None
+        raise OSError("--sandbox bwrap: %s. %s, or choose --sandbox auto/none" % (
+            exc, "Install bubblewrap (apt-get install bubblewrap)" if sandbox.find_bwrap() is None else
+            "Allow user namespaces to ordinary users (sysctl user.max_user_namespaces > 0)")) from None
     if box is None:
-        log.warning("TensorFlow workers run without a sandbox (%s): TF2 SavedModels and verify are refused. "
-                    "Install bubblewrap (apt-get install bubblewrap) to allow them.",
-                    "--sandbox none" if settings.sandbox == "none" else "bwrap is missing or cannot start here")
+        log.warning("TensorFlow workers run without a sandbox (%s): TF2 SavedModels, verify and formats are "
+                    "refused. %s", sandbox.last_problem,
+                    "Install bubblewrap (apt-get install bubblewrap) to allow them." if sandbox.find_bwrap() is None
+                    else "" if settings.sandbox == "none" else
+                    "bubblewrap is installed but cannot work for this user here: user namespaces must be allowed "
+                    "to ordinary users (sysctl user.max_user_namespaces > 0; kernel.unprivileged_userns_clone=1 "
+                    "where it exists; on Ubuntu 24.04+ an AppArmor profile allowing them).")
     pool = WorkerPool(size=settings.workers, max_tasks=settings.worker_max_tasks, sandbox=box,
                       tasks_root=store.tasks_dir, task_memory=settings.task_memory_bytes).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.rpc_threads,

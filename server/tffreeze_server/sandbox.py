@@ -86,33 +86,44 @@ def create(mode: str, readable: Sequence[str], writable: Sequence[str]) -> Optio
     SandboxUnavailable; ``none``: None (TF2 SavedModels and verify are then refused)."""
     if mode not in MODES:
         raise ValueError("sandbox mode must be one of %s" % ", ".join(MODES))
+    global last_problem
+    last_problem = "--sandbox none"
     if mode == "none":
         return None
     bwrap = find_bwrap()
-    problem = None
     if bwrap is None:
-        problem = "bwrap (Debian package bubblewrap) is not installed"
+        last_problem = "bwrap (Debian package bubblewrap) is not installed"
     else:
         sandbox = Sandbox(bwrap, readable, writable)
-        problem = _probe(sandbox)
-        if problem is None:
+        last_problem = _probe(sandbox)
+        if last_problem is None:
             return sandbox
     if mode == "bwrap":
-        raise SandboxUnavailable(problem)
+        raise SandboxUnavailable(last_problem)
     return None
 
 
+last_problem: Optional[str] = None  # why the last ``create`` gave no sandbox (None: it gave one)
+
+
 def _probe(sandbox: Sandbox) -> Optional[str]:
-    """None when a sandboxed python starts, else why not (e.g. no user namespaces)."""
+    """None when a sandboxed python starts and can enter a task's own sandbox below it
+    (``taskbox.probe``, as this user: the nested user namespaces), else why not."""
     import subprocess
 
-    try:
-        proc = subprocess.run(sandbox.wrap([sys.executable, "-c", "import os"]), capture_output=True, text=True,
-                              timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return "bwrap could not start: %s" % exc
-    if proc.returncode != 0:
-        return "bwrap could not start a sandbox here: %s" % (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # as the workers get it
+    tasks = [sys.executable, "-c", "import sys; from tffreeze_server import taskbox; "
+             "sys.exit(taskbox.probe(sys.argv[1]))"] + sandbox.writable[:1]
+    for argv, what in (([sys.executable, "-c", "import os"], "bwrap could not start a sandbox here"),
+                       (tasks, "a task's sandbox cannot be entered here (as uid %d)" % os.getuid())):
+        if argv is tasks and not sandbox.writable:
+            break
+        try:
+            proc = subprocess.run(sandbox.wrap(argv, env), capture_output=True, text=True, timeout=60, env=env)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return "%s: %s" % (what, exc)
+        if proc.returncode != 0:
+            return "%s: %s" % (what, (proc.stderr.strip().splitlines() or ["?"])[-1][:300])
     return None
 
 

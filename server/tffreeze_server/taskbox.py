@@ -187,6 +187,38 @@ def enter(tasks_root: str, task_dir: str) -> None:
     set_dumpable(False)
 
 
+def probe(tasks_root: str) -> int:
+    """Enter a task's sandbox once, as a warm worker's fork does (the worker non-dumpable,
+    the child single-threaded), in a throwaway task folder below ``tasks_root``: 0 when it
+    works, else 1 with the reason on stderr. Run at the server's start inside the worker
+    sandbox, so that a machine where it cannot work (user namespaces refused to this user,
+    say) is told at once, not by every task failing."""
+    import shutil
+    import sys
+    import tempfile
+
+    task_dir = tempfile.mkdtemp(prefix="probe-", dir=tasks_root)
+    try:
+        for sub in ("in", "out"):
+            os.mkdir(os.path.join(task_dir, sub), 0o700)
+        set_dumpable(False)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                enter(tasks_root, task_dir)
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported, not raised: this is a child
+                print("%s: %s" % (type(exc).__name__, exc), file=sys.stderr)
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return 0 if os.waitstatus_to_exitcode(status) == 0 else 1
+    finally:
+        shutil.rmtree(task_dir, ignore_errors=True)
+
+
 def after_fork_in_pid_namespace() -> None:
     """In the task's first process of its new PID namespace: its own /proc."""
     try:
@@ -214,6 +246,6 @@ def close_fds_except(*keep: int) -> None:
         low = fd + 1
 
 
-__all__ = ["enter", "after_fork_in_pid_namespace", "limit_memory", "close_fds_except", "set_dumpable",
+__all__ = ["enter", "probe", "after_fork_in_pid_namespace", "limit_memory", "close_fds_except", "set_dumpable",
            "set_child_subreaper",
            "IN_DIR", "OUT_DIR", "BoxError"]
