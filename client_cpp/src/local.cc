@@ -2,17 +2,34 @@
 // --server and no $TFFREEZE_SERVER are given. A running one is found through server.info;
 // otherwise `tffreeze local-server start` (the Python client owns starting it, under a lock
 // shared with every client) is run, and server.info read again.
+//
+// Nothing in the folder is read before the folder is checked, by the rules (and with the
+// messages) of tffreeze_api/localserver.py: the folders above it cannot be changed by another
+// user (owned by this user or root; sticky when group or others may write), the folder is not
+// a symbolic link, is this user's (the effective uid: root too) and mode 0700, every entry in
+// it is this user's and not writable by others (the token not readable either), server.info
+// and the token are opened with O_NOFOLLOW relative to the folder's descriptor and checked
+// again with fstat, the socket is this user's (in its own 0700 folder when it is elsewhere),
+// and the server's process too. Otherwise: FAILED_PRECONDITION.
+#include <dirent.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <vector>
 
 #include "tffreeze/client.h"
 
@@ -21,34 +38,297 @@ namespace fs = std::filesystem;
 namespace tffreeze {
 namespace {
 
+const char kFix[] =
+    "nset TFFREEZE_CACHE_DIR or point it at a folder of your own (the local server's folder must be yours alone, "
+    "mode 0700, inside folders only you or root can change), or pass --server to use a server you trust";
+const std::string kFixUpper = std::string("U") + kFix;  // starts a sentence
+const std::string kFixLower = std::string("u") + kFix;  // follows "or"
+const char kFolderLabel[] = "the local server's folder";
+constexpr int kMaxLinks = 40;
+
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+};
+
 std::string LocalDir() {
   const char* value = std::getenv("TFFREEZE_CACHE_DIR");
-  if (value && *value) {
-    std::string v = value;
-    if (v != "off" && v != "0" && v != "none") return (fs::absolute(v) / "local").string();
+  fs::path out;
+  std::string v = value ? value : "";
+  while (!v.empty() && isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+  while (!v.empty() && isspace(static_cast<unsigned char>(v.front()))) v.erase(0, 1);
+  std::string low;
+  for (char c : v) low += static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  if (!v.empty() && low != "off" && low != "0" && low != "none") {
+    out = fs::absolute(v) / "local";
+  } else {
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    fs::path base = xdg && *xdg ? fs::path(xdg) : fs::path(home ? home : "/") / ".cache";
+    out = fs::absolute(base) / "tffreeze" / "local";
   }
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  fs::path base = xdg && *xdg ? fs::path(xdg) : fs::path(home ? home : "/") / ".cache";
-  return (fs::absolute(base) / "tffreeze" / "local").string();
+  std::string s = out.lexically_normal().string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
 }
 
-// server.info of a live server, or empty.
+std::string Who(uid_t uid) {
+  struct passwd pw, *found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found)
+    return std::string(found->pw_name) + " (uid " + std::to_string(uid) + ")";
+  return "uid " + std::to_string(uid);
+}
+
+std::string Mode(const struct stat& st) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return buf;
+}
+
+[[noreturn]] void Refuse(const std::string& message) { throw Error("FAILED_PRECONDITION", message); }
+
+std::string Join(const std::string& dir, const std::string& name) {
+  return dir == "/" ? "/" + name : dir + "/" + name;
+}
+
+std::string Parent(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+bool AboveOk(const struct stat& st) {
+  if (st.st_uid != geteuid() && st.st_uid != 0) return false;
+  return !(st.st_mode & 022) || (st.st_mode & S_ISVTX);
+}
+
+[[noreturn]] void RefuseAbove(const std::string& folder, const std::string& label, const std::string& path,
+                              const struct stat& st, bool link = false) {
+  std::string why = st.st_uid != geteuid() && st.st_uid != 0
+                        ? std::string(link ? "it is a symbolic link owned by " : "it is owned by ") + Who(st.st_uid)
+                        : "group or others may write to it and it is not sticky";
+  Refuse(label + " " + folder + " lies in " + path + " (owner " + Who(st.st_uid) + ", mode " + Mode(st) +
+         "), which another user could change: " + why + ", so they could swap the folder for one of their own. " +
+         kFixUpper + ".");
+}
+
+// Rule 1: every folder a lookup of `folder` passes through (symbolic links followed) up to its
+// parent. False when part of the way does not exist yet.
+bool CheckParents(const std::string& folder, const std::string& label) {
+  std::deque<std::string> pending;
+  std::stringstream split(folder);
+  std::string part;
+  while (std::getline(split, part, '/'))
+    if (!part.empty()) pending.push_back(part);
+  if (!pending.empty()) pending.pop_back();  // the folder itself: rule 2
+  struct stat st;
+  if (lstat("/", &st) != 0) return false;
+  if (!AboveOk(st)) RefuseAbove(folder, label, "/", st);
+  std::string current = "/";
+  int links = 0;
+  while (!pending.empty()) {
+    std::string name = pending.front();
+    pending.pop_front();
+    if (name.empty() || name == ".") continue;
+    if (name == "..") {
+      current = Parent(current);
+      continue;
+    }
+    std::string path = Join(current, name);
+    if (lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return false;
+      Refuse(label + " " + folder + ": cannot check " + path + ": " + std::strerror(errno) + ". " + kFixUpper + ".");
+    }
+    if (S_ISLNK(st.st_mode)) {
+      if (++links > kMaxLinks) Refuse(label + " " + folder + ": too many symbolic links on the way. " + kFixUpper + ".");
+      if (st.st_uid != geteuid() && st.st_uid != 0) RefuseAbove(folder, label, path, st, true);
+      std::vector<char> buf(4096);
+      ssize_t n = readlink(path.c_str(), buf.data(), buf.size() - 1);
+      if (n < 0) Refuse(label + " " + folder + ": cannot read the link " + path + ". " + kFixUpper + ".");
+      std::string target(buf.data(), static_cast<size_t>(n));
+      if (!target.empty() && target[0] == '/') current = "/";
+      std::vector<std::string> parts;
+      std::stringstream t(target);
+      while (std::getline(t, part, '/')) parts.push_back(part);
+      pending.insert(pending.begin(), parts.begin(), parts.end());
+      continue;
+    }
+    if (!S_ISDIR(st.st_mode)) Refuse(label + " " + folder + ": " + path + " on the way is not a folder. " + kFixUpper + ".");
+    if (!AboveOk(st)) RefuseAbove(folder, label, path, st);
+    current = path;
+  }
+  return true;
+}
+
+// Rule 2, on an lstat (or fstat) of the folder.
+void CheckFolderStat(const std::string& folder, const struct stat& st, const std::string& label) {
+  uid_t me = geteuid();
+  if (S_ISLNK(st.st_mode)) {
+    std::vector<char> buf(4096);
+    ssize_t n = readlink(folder.c_str(), buf.data(), buf.size() - 1);
+    std::string target = n < 0 ? "?" : std::string(buf.data(), static_cast<size_t>(n));
+    Refuse(label + " " + folder + " is a symbolic link (to " + target + ", owner " + Who(st.st_uid) +
+           "): it must be a real folder, which nobody else can point elsewhere. " + kFixUpper + ".");
+  }
+  if (!S_ISDIR(st.st_mode))
+    Refuse(label + " " + folder + " is not a folder (owner " + Who(st.st_uid) + ", mode " + Mode(st) + "). " +
+           kFixUpper + ".");
+  if (st.st_uid != me)
+    Refuse(label + " " + folder + " is not yours: it is owned by " + Who(st.st_uid) + " (mode " + Mode(st) +
+           ") and you are " + Who(me) +
+           ". Another user's server may be listening there, and it would receive your checkpoints; nothing in it "
+           "was read. " + kFixUpper + ".");
+  if (st.st_mode & 077)
+    Refuse(label + " " + folder + " is open to other users (mode " + Mode(st) + ", owner " + Who(st.st_uid) +
+           "): it must be yours alone (mode 0700). `chmod 700 " + folder + "`, or " + kFixLower + ".");
+}
+
+// Rules 1 and 2; false when the folder (or one above it) does not exist.
+bool CheckFolder(const std::string& folder, const std::string& label) {
+  if (!CheckParents(folder, label)) return false;
+  struct stat st;
+  if (lstat(folder.c_str(), &st) != 0) return false;
+  CheckFolderStat(folder, st, label);
+  return true;
+}
+
+// Rule 3 for one entry of the folder (an lstat, or an fstat of the opened file).
+void CheckEntry(const std::string& folder, const std::string& name, const struct stat& st, bool secret) {
+  std::string path = folder + "/" + name;
+  std::string fix = "Remove it (the local server makes what it needs anew), or " + kFixLower + ".";
+  uid_t me = geteuid();
+  if (S_ISLNK(st.st_mode))
+    Refuse(path + ", in the local server's folder, is a symbolic link (owner " + Who(st.st_uid) +
+           "): nothing there may point elsewhere. " + fix);
+  if (st.st_uid != me)
+    Refuse(path + ", in the local server's folder, is owned by " + Who(st.st_uid) + " (mode " + Mode(st) +
+           "), not by you (" + Who(me) + "): another user could have written it. " + fix);
+  if (st.st_mode & (secret ? 077 : 022))
+    Refuse(path + ", in the local server's folder, is " + (secret ? "readable or writable" : "writable") +
+           " by other users (mode " + Mode(st) + ", owner " + Who(st.st_uid) + "). " + fix);
+}
+
+// The folder checked (rules 1-3) and opened; -1 when it does not exist.
+int OpenFolder(const std::string& folder) {
+  if (!CheckParents(folder, kFolderLabel)) return -1;
+  struct stat st, opened;
+  if (lstat(folder.c_str(), &st) != 0) return -1;
+  CheckFolderStat(folder, st, kFolderLabel);
+  int fd = open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return -1;
+    Refuse(std::string(kFolderLabel) + " " + folder + " cannot be opened: " + std::strerror(errno) + ". " +
+           kFixUpper + ".");
+  }
+  Fd held(fd);
+  if (fstat(fd, &opened) != 0 || opened.st_dev != st.st_dev || opened.st_ino != st.st_ino)
+    Refuse(std::string(kFolderLabel) + " " + folder + " changed while it was checked. " + kFixUpper + ".");
+  CheckFolderStat(folder, opened, kFolderLabel);
+  int scan = dup(fd);
+  DIR* dir = scan >= 0 ? fdopendir(scan) : nullptr;
+  if (!dir) {
+    if (scan >= 0) close(scan);
+    Refuse(std::string(kFolderLabel) + " " + folder + " cannot be listed. " + kFixUpper + ".");
+  }
+  try {
+    while (struct dirent* entry = readdir(dir)) {
+      std::string name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      struct stat est;
+      if (fstatat(fd, name.c_str(), &est, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone since
+      CheckEntry(folder, name, est, name == "token");
+    }
+  } catch (...) {
+    closedir(dir);
+    throw;
+  }
+  closedir(dir);
+  held.fd = -1;
+  return fd;
+}
+
+// The text of `name` in the opened folder: O_NOFOLLOW, then fstat: a regular file of this
+// user's, not writable by others (nor readable, when secret). found=false when there is none.
+std::string ReadIn(int dirfd, const std::string& folder, const std::string& name, bool secret, bool* found) {
+  *found = false;
+  int fd = openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return "";
+    if (errno == ELOOP)
+      Refuse(folder + "/" + name + ", in the local server's folder, is a symbolic link. Remove it, or " + kFixLower +
+             ".");
+    throw Error("UNAVAILABLE", "cannot read " + folder + "/" + name + ": " + std::strerror(errno));
+  }
+  Fd held(fd);
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw Error("UNAVAILABLE", "cannot read " + folder + "/" + name + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    Refuse(folder + "/" + name + ", in the local server's folder, is not a regular file (mode " + Mode(st) +
+           "). Remove it, or " + kFixLower + ".");
+  CheckEntry(folder, name, st, secret);
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error("UNAVAILABLE", "cannot read " + folder + "/" + name + ": " + std::strerror(errno));
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > (1 << 20)) break;
+  }
+  *found = true;
+  return text;
+}
+
+// Rule 4: the socket server.info names; false when it is gone.
+bool CheckSocket(const std::string& folder, const std::string& target) {
+  if (target.rfind("unix:", 0) != 0)
+    Refuse("server.info in " + folder + " names \"" + target + "\", not a Unix socket. " + kFixUpper + ".");
+  std::string path = fs::path(target.substr(5)).lexically_normal().string();
+  if (Parent(path) != folder && !CheckFolder(Parent(path), "the local server's socket folder")) return false;
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return false;
+  uid_t me = geteuid();
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != me || (st.st_mode & 022))
+    Refuse("the local server's socket " + path + " is " +
+           (!S_ISSOCK(st.st_mode) ? "not a socket" : st.st_uid != me ? "not yours" : "writable by others") +
+           " (owner " + Who(st.st_uid) + ", mode " + Mode(st) + "): it must be a socket of yours that others cannot "
+           "write. " + kFixUpper + ".");
+  return true;
+}
+
+// Whether pid runs, is this user's and is a tffreeze server.
+bool Alive(const std::string& pid) {
+  if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) return false;
+  struct stat st;
+  if (stat(("/proc/" + pid).c_str(), &st) != 0 || st.st_uid != geteuid()) return false;
+  std::ifstream cmdline("/proc/" + pid + "/cmdline", std::ios::binary);
+  std::string cmd((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+  return cmd.find("tffreeze") != std::string::npos;
+}
+
+// server.info of a live server, or empty; FAILED_PRECONDITION before anything is read from a
+// folder that could be another user's.
 std::map<std::string, std::string> Running(const std::string& dir) {
   std::map<std::string, std::string> info;
-  std::ifstream in(fs::path(dir) / "server.info");
+  int fd = OpenFolder(dir);
+  if (fd < 0) return {};
+  Fd held(fd);
+  bool found = false;
+  std::stringstream in(ReadIn(fd, dir, "server.info", false, &found));
+  if (!found) return {};
   std::string line;
   while (std::getline(in, line)) {
     auto space = line.find(' ');
     if (space != std::string::npos) info[line.substr(0, space)] = line.substr(space + 1);
   }
   if (!info.count("pid") || !info.count("grpc") || !info.count("token-file")) return {};
-  std::ifstream cmdline("/proc/" + info["pid"] + "/cmdline", std::ios::binary);
-  std::string cmd((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-  std::error_code ec;
-  if (cmd.find("tffreeze") == std::string::npos || info["grpc"].rfind("unix:", 0) != 0 ||
-      !fs::exists(info["grpc"].substr(5), ec))
-    return {};
+  if (!Alive(info["pid"]) || !CheckSocket(dir, info["grpc"])) return {};
   return info;
 }
 
@@ -87,9 +367,14 @@ LocalServer FindLocalServer() {
       throw Error("UNAVAILABLE", "the local server started but " + (fs::path(dir) / "server.info").string() +
                                      " does not name a running one");
   }
-  std::ifstream token(info["token-file"]);
+  int fd = OpenFolder(dir);
+  if (fd < 0) throw Error("UNAVAILABLE", "the local server's folder " + dir + " is gone");
+  Fd held(fd);
+  bool found = false;
+  std::stringstream token(ReadIn(fd, dir, "token", true, &found));
   LocalServer out;
-  if (!(token >> out.token)) throw Error("UNAVAILABLE", "cannot read the local server's token " + info["token-file"]);
+  if (!found || !(token >> out.token))
+    throw Error("UNAVAILABLE", "cannot read the local server's token " + dir + "/token");
   out.target = info["grpc"];
   return out;
 }

@@ -2,10 +2,20 @@
 // --server and no $TFFREEZE_WEB_SERVER are given. A running one is found through server.info;
 // otherwise `tffreeze local-server start` (the Python client owns starting it, under a lock
 // shared with every client) is run, and server.info read again.
+//
+// Nothing in the folder is read before the folder is checked, by the rules (and with the
+// messages) of tffreeze_api/localserver.py (LocalFolderTrust below): the folders above it
+// cannot be changed by another user, the folder is not a symbolic link, is this user's (the
+// effective uid: root too) and mode 0700, every entry in it is this user's and not writable by
+// others (the token not readable either), server.info and the token are opened with
+// O_NOFOLLOW and checked again with fstat, the server's process is this user's. Otherwise:
+// FAILED_PRECONDITION.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Runtime.InteropServices;
+using System.Text;
 using TfFreeze.V1;
 
 namespace TfFreeze
@@ -15,31 +25,34 @@ namespace TfFreeze
         static string Folder()
         {
             var value = (Environment.GetEnvironmentVariable("TFFREEZE_CACHE_DIR") ?? "").Trim();
-            if (value != "" && value != "off" && value != "0" && value != "none")
-                return Path.Combine(Path.GetFullPath(value), "local");
-            var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-            var home = Environment.GetEnvironmentVariable("HOME") ?? "/";
-            var b = !string.IsNullOrEmpty(xdg) ? xdg : Path.Combine(home, ".cache");
-            return Path.Combine(Path.GetFullPath(b), "tffreeze", "local");
+            var low = value.ToLowerInvariant();
+            string folder;
+            if (value != "" && low != "off" && low != "0" && low != "none")
+                folder = Path.Combine(Path.GetFullPath(value), "local");
+            else
+            {
+                var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+                var home = Environment.GetEnvironmentVariable("HOME") ?? "/";
+                var b = !string.IsNullOrEmpty(xdg) ? xdg : Path.Combine(home, ".cache");
+                folder = Path.Combine(Path.GetFullPath(b), "tffreeze", "local");
+            }
+            return Path.GetFullPath(folder).TrimEnd('/');
         }
 
-        /// <summary>server.info of a live server with a gRPC-Web port, or null.</summary>
+        /// <summary>server.info of a live server of this user's with a gRPC-Web port, or null;
+        /// FAILED_PRECONDITION before anything is read from a folder that could be another user's.</summary>
         static Dictionary<string, string> Running(string folder)
         {
             var info = new Dictionary<string, string>();
-            try
+            var text = LocalFolderTrust.Read(folder, "server.info", false);
+            if (text == null) return null;
+            foreach (var line in text.Split('\n'))
             {
-                foreach (var line in File.ReadAllLines(Path.Combine(folder, "server.info")))
-                {
-                    var space = line.IndexOf(' ');
-                    if (space > 0) info[line.Substring(0, space)] = line.Substring(space + 1);
-                }
-                if (!info.ContainsKey("pid") || !info.ContainsKey("web") || !info.ContainsKey("token-file")) return null;
-                var cmd = File.ReadAllText("/proc/" + info["pid"] + "/cmdline");
-                return cmd.Contains("tffreeze") ? info : null;
+                var space = line.IndexOf(' ');
+                if (space > 0) info[line.Substring(0, space)] = line.Substring(space + 1);
             }
-            catch (IOException) { return null; }
-            catch (UnauthorizedAccessException) { return null; }
+            if (!info.ContainsKey("pid") || !info.ContainsKey("web") || !info.ContainsKey("token-file")) return null;
+            return LocalFolderTrust.Alive(info["pid"]) ? info : null;
         }
 
         /// <summary>(gRPC-Web URL, token) of the running local server, started if need be.</summary>
@@ -55,13 +68,10 @@ namespace TfFreeze
                     throw new RpcException(StatusCode.UNAVAILABLE, "the local server started but " +
                         Path.Combine(folder, "server.info") + " does not name a running one");
             }
-            string token;
-            try { token = File.ReadAllText(info["token-file"]).Trim(); }
-            catch (IOException e)
-            {
-                throw new RpcException(StatusCode.UNAVAILABLE, "cannot read the local server's token " + info["token-file"] + ": " + e.Message);
-            }
-            return Tuple.Create(info["web"], token);
+            var token = LocalFolderTrust.Read(folder, "token", true);
+            if (token == null || token.Trim() == "")
+                throw new RpcException(StatusCode.UNAVAILABLE, "cannot read the local server's token " + folder + "/token");
+            return Tuple.Create(info["web"], token.Trim());
         }
 
         static void Start()
@@ -85,6 +95,277 @@ namespace TfFreeze
             if (p.ExitCode != 0)
                 throw new RpcException(StatusCode.UNAVAILABLE, "the local server did not start (`" + program +
                     " local-server start` failed; its message is above)");
+        }
+    }
+
+    /// <summary>The local folder's trust rules (tffreeze_api/localserver.py), on Linux system
+    /// calls: statx has one layout on every architecture.</summary>
+    static class LocalFolderTrust
+    {
+        const string Fix = "nset TFFREEZE_CACHE_DIR or point it at a folder of your own (the local server's folder must " +
+            "be yours alone, mode 0700, inside folders only you or root can change), or pass --server to use a server you trust";
+        const string FolderLabel = "the local server's folder";
+        const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
+        const uint STATX_BASIC_STATS = 0x7ff;
+        const int S_IFMT = 0xf000, S_IFDIR = 0x4000, S_IFREG = 0x8000, S_IFLNK = 0xa000, S_ISVTX = 0x200;
+        const int ENOENT = 2, ELOOP = 40, EINTR = 4;
+        const int O_CLOEXEC = 0x80000;  // 02000000 on x86, arm, arm64, powerpc, riscv, s390
+
+        [DllImport("libc", SetLastError = true)] static extern int statx(int dirfd, string path, int flags, uint mask, byte[] buf);
+        [DllImport("libc", SetLastError = true)] static extern int open(string path, int flags, int mode);
+        [DllImport("libc", SetLastError = true)] static extern int openat(int dirfd, string path, int flags, int mode);
+        [DllImport("libc", SetLastError = true)] static extern int close(int fd);
+        [DllImport("libc", SetLastError = true)] static extern IntPtr read(int fd, byte[] buf, IntPtr count);
+        [DllImport("libc", SetLastError = true)] static extern IntPtr readlink(string path, byte[] buf, IntPtr size);
+        [DllImport("libc")] static extern uint geteuid();
+        [DllImport("libc")] static extern IntPtr getpwuid(uint uid);
+        [DllImport("libc", SetLastError = true)] static extern int uname(byte[] buf);
+
+        struct St { public uint Uid; public int Mode; public ulong Ino; public ulong Dev; }
+
+        static string Upper { get { return "U" + Fix; } }
+        static string Lower { get { return "u" + Fix; } }
+
+        static Exception Refuse(string message) { return new RpcException(StatusCode.FAILED_PRECONDITION, message); }
+
+        static int[] openFlags;  // O_DIRECTORY, O_NOFOLLOW: they differ between architectures
+
+        static int[] OpenFlags()
+        {
+            if (openFlags != null) return openFlags;
+            var buf = new byte[6 * 65 + 64];
+            var machine = "";
+            if (uname(buf) == 0)
+            {
+                int end = 4 * 65;
+                while (end < 5 * 65 && buf[end] != 0) end++;
+                machine = Encoding.ASCII.GetString(buf, 4 * 65, end - 4 * 65);
+            }
+            bool armish = machine.StartsWith("aarch64") || machine.StartsWith("arm") || machine.StartsWith("ppc") ||
+                          machine.StartsWith("powerpc") || machine.StartsWith("m68k");
+            openFlags = armish ? new[] { 0x4000, 0x8000 } : new[] { 0x10000, 0x20000 };
+            return openFlags;
+        }
+
+        static bool Stat(int dirfd, string path, int flags, out St st)
+        {
+            var buf = new byte[256];
+            st = new St();
+            if (statx(dirfd, path, flags, STATX_BASIC_STATS, buf) != 0) return false;
+            st.Uid = BitConverter.ToUInt32(buf, 20);
+            st.Mode = BitConverter.ToUInt16(buf, 28);
+            st.Ino = BitConverter.ToUInt64(buf, 32);
+            st.Dev = ((ulong)BitConverter.ToUInt32(buf, 136) << 32) | BitConverter.ToUInt32(buf, 140);
+            return true;
+        }
+
+        static bool Lstat(string path, out St st) { return Stat(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, out st); }
+
+        static bool Is(St st, int type) { return (st.Mode & S_IFMT) == type; }
+
+        static string Who(uint uid)
+        {
+            var pw = getpwuid(uid);
+            if (pw == IntPtr.Zero) return "uid " + uid;
+            return Marshal.PtrToStringAnsi(Marshal.ReadIntPtr(pw)) + " (uid " + uid + ")";
+        }
+
+        static string Mode(St st) { return Convert.ToString(st.Mode & 0xfff, 8).PadLeft(4, '0'); }
+
+        static string ReadLink(string path)
+        {
+            var buf = new byte[4096];
+            long n = (long)readlink(path, buf, (IntPtr)(buf.Length - 1));
+            return n < 0 ? null : Encoding.UTF8.GetString(buf, 0, (int)n);
+        }
+
+        static string Join(string dir, string name) { return dir == "/" ? "/" + name : dir + "/" + name; }
+
+        static string Parent(string path)
+        {
+            int slash = path.LastIndexOf('/');
+            return slash <= 0 ? "/" : path.Substring(0, slash);
+        }
+
+        static bool AboveOk(St st)
+        {
+            if (st.Uid != geteuid() && st.Uid != 0) return false;
+            return (st.Mode & 0x12) == 0 || (st.Mode & S_ISVTX) != 0;  // 022
+        }
+
+        static Exception RefuseAbove(string folder, string label, string path, St st, bool link = false)
+        {
+            var why = st.Uid != geteuid() && st.Uid != 0
+                ? (link ? "it is a symbolic link owned by " : "it is owned by ") + Who(st.Uid)
+                : "group or others may write to it and it is not sticky";
+            return Refuse(label + " " + folder + " lies in " + path + " (owner " + Who(st.Uid) + ", mode " + Mode(st) +
+                "), which another user could change: " + why + ", so they could swap the folder for one of their own. " +
+                Upper + ".");
+        }
+
+        /// <summary>Rule 1 up to the folder's parent; false when part of the way does not exist yet.</summary>
+        static bool CheckParents(string folder, string label)
+        {
+            var pending = new List<string>(folder.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries));
+            if (pending.Count > 0) pending.RemoveAt(pending.Count - 1);
+            St st;
+            if (!Lstat("/", out st)) return false;
+            if (!AboveOk(st)) throw RefuseAbove(folder, label, "/", st);
+            var current = "/";
+            int links = 0;
+            while (pending.Count > 0)
+            {
+                var name = pending[0];
+                pending.RemoveAt(0);
+                if (name == "" || name == ".") continue;
+                if (name == "..") { current = Parent(current); continue; }
+                var path = Join(current, name);
+                if (!Lstat(path, out st))
+                {
+                    if (Marshal.GetLastWin32Error() == ENOENT) return false;
+                    throw Refuse(label + " " + folder + ": cannot check " + path + ". " + Upper + ".");
+                }
+                if (Is(st, S_IFLNK))
+                {
+                    if (++links > 40) throw Refuse(label + " " + folder + ": too many symbolic links on the way. " + Upper + ".");
+                    if (st.Uid != geteuid() && st.Uid != 0) throw RefuseAbove(folder, label, path, st, true);
+                    var target = ReadLink(path);
+                    if (target == null) throw Refuse(label + " " + folder + ": cannot read the link " + path + ". " + Upper + ".");
+                    if (target.StartsWith("/")) current = "/";
+                    pending.InsertRange(0, target.Split('/'));
+                    continue;
+                }
+                if (!Is(st, S_IFDIR)) throw Refuse(label + " " + folder + ": " + path + " on the way is not a folder. " + Upper + ".");
+                if (!AboveOk(st)) throw RefuseAbove(folder, label, path, st);
+                current = path;
+            }
+            return true;
+        }
+
+        /// <summary>Rule 2, on an lstat (or fstat) of the folder.</summary>
+        static void CheckFolderStat(string folder, St st, string label)
+        {
+            uint me = geteuid();
+            if (Is(st, S_IFLNK))
+                throw Refuse(label + " " + folder + " is a symbolic link (to " + (ReadLink(folder) ?? "?") + ", owner " +
+                    Who(st.Uid) + "): it must be a real folder, which nobody else can point elsewhere. " + Upper + ".");
+            if (!Is(st, S_IFDIR))
+                throw Refuse(label + " " + folder + " is not a folder (owner " + Who(st.Uid) + ", mode " + Mode(st) + "). " + Upper + ".");
+            if (st.Uid != me)
+                throw Refuse(label + " " + folder + " is not yours: it is owned by " + Who(st.Uid) + " (mode " + Mode(st) +
+                    ") and you are " + Who(me) + ". Another user's server may be listening there, and it would receive " +
+                    "your checkpoints; nothing in it was read. " + Upper + ".");
+            if ((st.Mode & 0x3f) != 0)  // 077
+                throw Refuse(label + " " + folder + " is open to other users (mode " + Mode(st) + ", owner " + Who(st.Uid) +
+                    "): it must be yours alone (mode 0700). `chmod 700 " + folder + "`, or " + Lower + ".");
+        }
+
+        /// <summary>Rule 3 for one entry of the folder.</summary>
+        static void CheckEntry(string folder, string name, St st, bool secret)
+        {
+            var path = folder + "/" + name;
+            var fix = "Remove it (the local server makes what it needs anew), or " + Lower + ".";
+            uint me = geteuid();
+            if (Is(st, S_IFLNK))
+                throw Refuse(path + ", in the local server's folder, is a symbolic link (owner " + Who(st.Uid) +
+                    "): nothing there may point elsewhere. " + fix);
+            if (st.Uid != me)
+                throw Refuse(path + ", in the local server's folder, is owned by " + Who(st.Uid) + " (mode " + Mode(st) +
+                    "), not by you (" + Who(me) + "): another user could have written it. " + fix);
+            if ((st.Mode & (secret ? 0x3f : 0x12)) != 0)
+                throw Refuse(path + ", in the local server's folder, is " + (secret ? "readable or writable" : "writable") +
+                    " by other users (mode " + Mode(st) + ", owner " + Who(st.Uid) + "). " + fix);
+        }
+
+        /// <summary>The folder checked (rules 1-3) and opened; -1 when it does not exist.</summary>
+        static int OpenFolder(string folder)
+        {
+            if (!CheckParents(folder, FolderLabel)) return -1;
+            St st, opened;
+            if (!Lstat(folder, out st)) return -1;
+            CheckFolderStat(folder, st, FolderLabel);
+            var flags = OpenFlags();
+            int fd = open(folder, flags[0] | flags[1] | O_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                if (Marshal.GetLastWin32Error() == ENOENT) return -1;
+                throw Refuse(FolderLabel + " " + folder + " cannot be opened. " + Upper + ".");
+            }
+            try
+            {
+                if (!Stat(fd, "", AT_EMPTY_PATH, out opened) || opened.Dev != st.Dev || opened.Ino != st.Ino)
+                    throw Refuse(FolderLabel + " " + folder + " changed while it was checked. " + Upper + ".");
+                CheckFolderStat(folder, opened, FolderLabel);
+                foreach (var entry in Directory.GetFileSystemEntries(folder))
+                {
+                    var name = Path.GetFileName(entry);
+                    St est;
+                    if (!Stat(fd, name, AT_SYMLINK_NOFOLLOW, out est)) continue;  // gone since
+                    CheckEntry(folder, name, est, name == "token");
+                }
+            }
+            catch
+            {
+                close(fd);
+                throw;
+            }
+            return fd;
+        }
+
+        /// <summary>The text of NAME in the local folder (null when there is none, or no folder):
+        /// opened with O_NOFOLLOW relative to the checked folder, then fstat: a regular file of this
+        /// user's that others cannot write (nor read, when secret).</summary>
+        public static string Read(string folder, string name, bool secret)
+        {
+            int dir = OpenFolder(folder);
+            if (dir < 0) return null;
+            try
+            {
+                int fd = openat(dir, name, OpenFlags()[1] | O_CLOEXEC | 0x800 /* O_NONBLOCK */, 0);
+                if (fd < 0)
+                {
+                    int err = Marshal.GetLastWin32Error();
+                    if (err == ENOENT) return null;
+                    if (err == ELOOP)
+                        throw Refuse(folder + "/" + name + ", in the local server's folder, is a symbolic link. Remove it, or " +
+                            Lower + ".");
+                    throw new RpcException(StatusCode.UNAVAILABLE, "cannot read " + folder + "/" + name + " (errno " + err + ")");
+                }
+                try
+                {
+                    St st;
+                    if (!Stat(fd, "", AT_EMPTY_PATH, out st))
+                        throw new RpcException(StatusCode.UNAVAILABLE, "cannot read " + folder + "/" + name);
+                    if (!Is(st, S_IFREG))
+                        throw Refuse(folder + "/" + name + ", in the local server's folder, is not a regular file (mode " +
+                            Mode(st) + "). Remove it, or " + Lower + ".");
+                    CheckEntry(folder, name, st, secret);
+                    var text = new MemoryStream();
+                    var buf = new byte[4096];
+                    while (text.Length < (1 << 20))
+                    {
+                        long n = (long)read(fd, buf, (IntPtr)buf.Length);
+                        if (n < 0 && Marshal.GetLastWin32Error() == EINTR) continue;
+                        if (n < 0) throw new RpcException(StatusCode.UNAVAILABLE, "cannot read " + folder + "/" + name);
+                        if (n == 0) break;
+                        text.Write(buf, 0, (int)n);
+                    }
+                    return Encoding.UTF8.GetString(text.ToArray());
+                }
+                finally { close(fd); }
+            }
+            finally { close(dir); }
+        }
+
+        /// <summary>Whether PID runs, is this user's and is a tffreeze server.</summary>
+        public static bool Alive(string pid)
+        {
+            if (pid == "" || pid.Trim('0', '1', '2', '3', '4', '5', '6', '7', '8', '9') != "") return false;
+            St st;
+            if (!Stat(AT_FDCWD, "/proc/" + pid, 0, out st) || st.Uid != geteuid()) return false;
+            try { return File.ReadAllText("/proc/" + pid + "/cmdline").Contains("tffreeze"); }
+            catch (IOException) { return false; }
+            catch (UnauthorizedAccessException) { return false; }
         }
     }
 }

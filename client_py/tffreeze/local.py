@@ -20,7 +20,7 @@ from typing import List, Optional
 from tffreeze_api import localserver
 
 from . import __version__
-from .errors import UnavailableError
+from .errors import FailedPreconditionError, UnavailableError
 
 START_SECONDS = 180.0  # the longest a start may take (importing TensorFlow on a busy machine)
 _LOG_KEEP = 1 << 20  # server.log beyond this is moved to server.log.1 when a server starts
@@ -35,14 +35,32 @@ class Endpoint:
     started: bool = False  # this call started it
 
 
+class _Trust:
+    """The folder's trust rules (tffreeze_api.localserver) broken: FAILED_PRECONDITION, as in
+    the C# and C++ clients; nothing in the folder was read."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, localserver.UntrustedFolder):
+            raise FailedPreconditionError(str(exc)) from None
+        return False
+
+
 def _running(folder: str) -> Optional[dict]:
     """The server.info of a live local server of this version; a server of another version
-    (the package was upgraded) is stopped first."""
+    (the package was upgraded) is stopped first. UntrustedFolder before anything is read
+    from a folder (or file, or socket) that could be another user's."""
     info = localserver.read_info(folder)
     if info is None:
         return None
     pid = int(info["pid"])
-    if not localserver.alive(pid) or not os.path.exists(info["grpc"][len("unix:"):]):
+    if not localserver.alive(pid):
+        return None
+    try:
+        localserver.check_socket(folder, info["grpc"])
+    except FileNotFoundError:
         return None
     if info["version"] != __version__:
         _terminate(pid)
@@ -50,32 +68,40 @@ def _running(folder: str) -> Optional[dict]:
     return info
 
 
-def _endpoint(info: dict, started: bool = False) -> Endpoint:
+def _endpoint(folder: str, info: dict, started: bool = False) -> Endpoint:
     try:
-        token = localserver.read_token(info["token-file"])
+        token = localserver.read_token(folder)
+    except localserver.UntrustedFolder:
+        raise
     except OSError as exc:
-        raise UnavailableError("cannot read the local server's token %s: %s" % (info["token-file"], exc.strerror))
+        raise UnavailableError("cannot read the local server's token %s: %s"
+                               % (os.path.join(folder, localserver.TOKEN), exc.strerror or exc))
     return Endpoint(info["grpc"], token, int(info["pid"]), info.get("web", ""), started)
 
 
 def ensure(extra_args: Optional[List[str]] = None) -> Endpoint:
     """The running local server, or one started now (under a lock: clients starting at the
-    same moment share one server)."""
+    same moment share one server). The folder is checked before anything in it is read."""
     folder = localserver.local_dir()
-    info = _running(folder)
-    if info is not None:
-        return _endpoint(info)
-    try:
-        localserver.private_folder(folder)
-    except OSError as exc:
-        raise UnavailableError("cannot use the local server's folder: %s. Pass --server (or $TFFREEZE_SERVER) "
-                               "to use a running server instead" % exc) from None
-    with open(os.open(os.path.join(folder, localserver.LOCK), os.O_RDWR | os.O_CREAT, 0o600)) as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _Trust():
         info = _running(folder)
         if info is not None:
-            return _endpoint(info)
-        return _endpoint(_start(folder, extra_args or []), started=True)
+            return _endpoint(folder, info)
+        try:
+            localserver.private_folder(folder)
+        except localserver.UntrustedFolder:
+            raise
+        except OSError as exc:
+            raise UnavailableError("cannot use the local server's folder: %s. Pass --server (or $TFFREEZE_SERVER) "
+                                   "to use a running server instead" % exc) from None
+        with localserver.Folder(folder) as held:
+            lock_fd = held.open(localserver.LOCK, os.O_RDWR | os.O_CREAT)
+        with open(lock_fd) as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            info = _running(folder)
+            if info is not None:
+                return _endpoint(folder, info)
+            return _endpoint(folder, _start(folder, extra_args or []), started=True)
 
 
 def _server_command() -> List[str]:
@@ -94,16 +120,21 @@ def _start(folder: str, extra_args: List[str]) -> dict:
     idle = os.environ.get("TFFREEZE_LOCAL_IDLE_SECONDS", "").strip()
     if idle and "--idle-exit" not in extra_args:
         command += ["--idle-exit", idle]
-    for name in os.listdir(folder):  # sockets of servers killed without cleaning up
-        if name.startswith("grpc-") and name.endswith(".sock") and not localserver.alive(int(name[5:-5] or 0)):
-            _unlink(os.path.join(folder, name))
     log_path = os.path.join(folder, localserver.LOG)
-    try:
-        if os.path.getsize(log_path) > _LOG_KEEP:
-            os.replace(log_path, log_path + ".1")
-    except OSError:
-        pass
-    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+    with localserver.Folder(folder) as held:
+        stale = localserver.read_info(folder)
+        if stale is not None and not localserver.alive(int(stale["pid"])):  # killed: its socket folder stays
+            localserver.remove_stale_socket(folder, stale["grpc"])
+        for name in os.listdir(held.fd):  # sockets of servers killed without cleaning up
+            if name.startswith("grpc-") and name.endswith(".sock") and not localserver.alive(int(name[5:-5] or 0)):
+                held.unlink(name)
+        try:
+            if held.lstat(localserver.LOG).st_size > _LOG_KEEP:
+                os.replace(localserver.LOG, localserver.LOG + ".1", src_dir_fd=held.fd, dst_dir_fd=held.fd)
+        except OSError:
+            pass
+        log_fd = held.open(localserver.LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with open(log_fd, "ab") as log:
         log.write(b"--- %s: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S").encode(), " ".join(command).encode()))
         log.flush()
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
@@ -113,7 +144,7 @@ def _start(folder: str, extra_args: List[str]) -> dict:
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         info = localserver.read_info(folder)
-        if info is not None and info["pid"] == str(proc.pid):
+        if info is not None and info["pid"] == str(proc.pid) and _socket_ok(folder, info):
             return info
         if proc.poll() is not None:
             raise UnavailableError("the local server did not start (exit %s): %s. Its log: %s"
@@ -121,6 +152,14 @@ def _start(folder: str, extra_args: List[str]) -> dict:
         time.sleep(0.05)
     _terminate(proc.pid)
     raise UnavailableError("the local server did not start within %d s; its log: %s" % (START_SECONDS, log_path))
+
+
+def _socket_ok(folder: str, info: dict) -> bool:
+    try:
+        localserver.check_socket(folder, info["grpc"])
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _last_line(path: str) -> str:
@@ -131,13 +170,6 @@ def _last_line(path: str) -> str:
     except OSError:
         return "?"
     return lines[-1].strip() if lines else "?"
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _terminate(pid: int, seconds: float = 60.0) -> bool:
@@ -155,7 +187,10 @@ def _terminate(pid: int, seconds: float = 60.0) -> bool:
 
 
 def status() -> Optional[dict]:
-    info = localserver.read_info(localserver.local_dir())
+    """server.info of the running local server, or None; FailedPreconditionError when the
+    folder could be another user's (nothing in it is read then)."""
+    with _Trust():
+        info = localserver.read_info(localserver.local_dir())
     return info if info is not None and localserver.alive(int(info["pid"])) else None
 
 
