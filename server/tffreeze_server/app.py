@@ -134,12 +134,15 @@ class Server:
 
 
 def _group_id(group: str) -> int:
-    """The gid of ``group`` (a name, or a number); OSError naming it when there is none."""
+    """The gid of ``group``: a number as it is (a container's group may have no name), a name
+    looked up; OSError naming it when there is no such group."""
     import grp
 
+    if group.isdigit():
+        return int(group)
     try:
-        return grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
-    except (KeyError, ValueError):
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
         raise OSError("--health-socket-group %r: no such group on this machine (see getent group)" % group) from None
 
 
