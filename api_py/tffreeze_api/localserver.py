@@ -166,7 +166,7 @@ def _check_folder_stat(folder: str, st: os.stat_result, label: str) -> None:
                                                                                  _mode(st), FIX))
     if st.st_uid != me:
         raise UntrustedFolder(
-            "%s %s is not yours: it is owned by %s (mode %s) and you are %s. Another user's server may be listening "
+            "%s %s is not yours: it is owned by %s, mode %s, and you are %s. Another user's server may be listening "
             "there, and it would receive your checkpoints; nothing in it was read. %s."
             % (label, folder, _who(st.st_uid), _mode(st), _who(me), FIX))
     if st.st_mode & 0o077:
@@ -195,7 +195,7 @@ def _check_entry(folder: str, name: str, st: os.stat_result, secret: bool = Fals
         raise UntrustedFolder("%s, in the local server's folder, is a symbolic link (owner %s): nothing there may "
                               "point elsewhere. %s" % (path, _who(st.st_uid), fix))
     if st.st_uid != me:
-        raise UntrustedFolder("%s, in the local server's folder, is owned by %s (mode %s), not by you (%s): another "
+        raise UntrustedFolder("%s, in the local server's folder, is owned by %s, mode %s, not by you (%s): another "
                               "user could have written it. %s" % (path, _who(st.st_uid), _mode(st), _who(me), fix))
     if st.st_mode & (0o077 if secret else 0o022):
         raise UntrustedFolder("%s, in the local server's folder, is %s by other users (mode %s, owner %s). %s"
@@ -288,18 +288,19 @@ def private_folder(path: str) -> str:
     return path
 
 
-def _socket_base() -> Optional[str]:
-    """Where a socket folder may be made: $XDG_RUNTIME_DIR when it is this user's alone, else
-    /tmp (root's and sticky)."""
+def _socket_bases() -> List[str]:
+    """Where a socket folder may be made: $XDG_RUNTIME_DIR when it is this user's alone (rules
+    1 and 2), then /tmp (root's and sticky)."""
+    bases = []
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if runtime.startswith("/"):
         try:
             check_folder(runtime, "$XDG_RUNTIME_DIR")
-            return os.path.abspath(runtime)
+            bases.append(os.path.abspath(runtime))
         except OSError:
             pass
     check_parents("/tmp/x", "the socket's folder")  # /tmp itself must be root's (or yours) and sticky
-    return "/tmp"
+    return bases + ["/tmp"]
 
 
 def _remove_socket_folder(folder: str, socket: str, pid: int) -> None:
@@ -322,12 +323,14 @@ def socket_path(folder: str, pid: int) -> str:
     path = os.path.join(folder, "grpc-%d.sock" % pid)
     if len(path.encode()) <= _MAX_SOCKET_PATH:
         return path
-    base = _socket_base()
-    made = tempfile.mkdtemp(prefix=SOCKET_PREFIX, dir=base)  # mode 0700, a name nobody could take first
-    path = os.path.join(made, "grpc-%d.sock" % pid)
-    if len(path.encode()) > _MAX_SOCKET_PATH:
-        os.rmdir(made)
+    name = "grpc-%d.sock" % pid
+    for base in _socket_bases():  # the first where the socket's path fits (mkdtemp adds 8 characters)
+        if len(os.path.join(base, SOCKET_PREFIX + "12345678", name).encode()) <= _MAX_SOCKET_PATH:
+            break
+    else:
         raise OSError("no place for the local server's socket: %s is too long for a Unix socket" % path)
+    made = tempfile.mkdtemp(prefix=SOCKET_PREFIX, dir=base)  # mode 0700, a random name nobody could take first
+    path = os.path.join(made, name)
     atexit.register(_remove_socket_folder, made, path, os.getpid())
     return path
 

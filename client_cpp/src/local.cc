@@ -179,8 +179,8 @@ void CheckFolderStat(const std::string& folder, const struct stat& st, const std
     Refuse(label + " " + folder + " is not a folder (owner " + Who(st.st_uid) + ", mode " + Mode(st) + "). " +
            kFixUpper + ".");
   if (st.st_uid != me)
-    Refuse(label + " " + folder + " is not yours: it is owned by " + Who(st.st_uid) + " (mode " + Mode(st) +
-           ") and you are " + Who(me) +
+    Refuse(label + " " + folder + " is not yours: it is owned by " + Who(st.st_uid) + ", mode " + Mode(st) +
+           ", and you are " + Who(me) +
            ". Another user's server may be listening there, and it would receive your checkpoints; nothing in it "
            "was read. " + kFixUpper + ".");
   if (st.st_mode & 077)
@@ -206,8 +206,8 @@ void CheckEntry(const std::string& folder, const std::string& name, const struct
     Refuse(path + ", in the local server's folder, is a symbolic link (owner " + Who(st.st_uid) +
            "): nothing there may point elsewhere. " + fix);
   if (st.st_uid != me)
-    Refuse(path + ", in the local server's folder, is owned by " + Who(st.st_uid) + " (mode " + Mode(st) +
-           "), not by you (" + Who(me) + "): another user could have written it. " + fix);
+    Refuse(path + ", in the local server's folder, is owned by " + Who(st.st_uid) + ", mode " + Mode(st) +
+           ", not by you (" + Who(me) + "): another user could have written it. " + fix);
   if (st.st_mode & (secret ? 077 : 022))
     Refuse(path + ", in the local server's folder, is " + (secret ? "readable or writable" : "writable") +
            " by other users (mode " + Mode(st) + ", owner " + Who(st.st_uid) + "). " + fix);

@@ -252,8 +252,8 @@ namespace TfFreeze
             if (!Is(st, S_IFDIR))
                 throw Refuse(label + " " + folder + " is not a folder (owner " + Who(st.Uid) + ", mode " + Mode(st) + "). " + Upper + ".");
             if (st.Uid != me)
-                throw Refuse(label + " " + folder + " is not yours: it is owned by " + Who(st.Uid) + " (mode " + Mode(st) +
-                    ") and you are " + Who(me) + ". Another user's server may be listening there, and it would receive " +
+                throw Refuse(label + " " + folder + " is not yours: it is owned by " + Who(st.Uid) + ", mode " + Mode(st) +
+                    ", and you are " + Who(me) + ". Another user's server may be listening there, and it would receive " +
                     "your checkpoints; nothing in it was read. " + Upper + ".");
             if ((st.Mode & 0x3f) != 0)  // 077
                 throw Refuse(label + " " + folder + " is open to other users (mode " + Mode(st) + ", owner " + Who(st.Uid) +
@@ -270,8 +270,8 @@ namespace TfFreeze
                 throw Refuse(path + ", in the local server's folder, is a symbolic link (owner " + Who(st.Uid) +
                     "): nothing there may point elsewhere. " + fix);
             if (st.Uid != me)
-                throw Refuse(path + ", in the local server's folder, is owned by " + Who(st.Uid) + " (mode " + Mode(st) +
-                    "), not by you (" + Who(me) + "): another user could have written it. " + fix);
+                throw Refuse(path + ", in the local server's folder, is owned by " + Who(st.Uid) + ", mode " + Mode(st) +
+                    ", not by you (" + Who(me) + "): another user could have written it. " + fix);
             if ((st.Mode & (secret ? 0x3f : 0x12)) != 0)
                 throw Refuse(path + ", in the local server's folder, is " + (secret ? "readable or writable" : "writable") +
                     " by other users (mode " + Mode(st) + ", owner " + Who(st.Uid) + "). " + fix);
