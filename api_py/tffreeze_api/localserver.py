@@ -219,7 +219,11 @@ class Folder:
                                       % (self.path, FIX))
             _check_folder_stat(self.path, opened, "the local server's folder")
             for name in os.listdir(self.fd):
-                _check_entry(self.path, name, os.stat(name, dir_fd=self.fd, follow_symlinks=False), name == TOKEN)
+                try:
+                    entry = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+                except FileNotFoundError:  # gone since (a server.info.PID.part renamed, a socket removed)
+                    continue
+                _check_entry(self.path, name, entry, name == TOKEN)
         except BaseException:
             os.close(self.fd)
             raise

@@ -135,34 +135,48 @@ def attack(attacker):
         shutil.rmtree(shared, ignore_errors=True)
 
 
-def test_another_users_server_in_a_shared_cache_dir_gets_nothing(attack, ckpt, tmp_path):
+@pytest.mark.parametrize("victim", ["me", "ordinary"])
+def test_another_users_server_in_a_shared_cache_dir_gets_nothing(attack, ckpt, tmp_path, victim):
+    """The victim: the test's own user (root in CI: it could read every file of the attacker's,
+    so only the ownership check stands in the way), or an ordinary user (FIRST)."""
     # The attacker's server is serving: server.info, the token and the socket are theirs.
     folder, info = attack["folder"], attack["info"]
     assert os.stat(folder).st_uid == attack["uid"] and os.stat(attack["shared"]).st_mode & 0o7777 == 0o1777
     assert info["grpc"] == "unix:" + os.path.join(folder, "grpc-%s.sock" % info["pid"]) and "web" in info
     before = _metrics(attack["metrics"], attack["token"])
-    assert _calls(before) == 0 and _uploaded(before) == 0
+    assert _uploaded(before) == 0
 
-    env = _victim_env(attack["shared"])
+    if victim == "me":
+        wrap, env, source, out_dir, me = [], _victim_env(attack["shared"]), ckpt.directory, str(tmp_path), None
+    else:
+        me = users.ordinary()
+        out_dir = me.folder("tffreeze-victim-")
+        source = models.dense(os.path.join(out_dir, "run"), True, steps=[100]).directory
+        me.give(out_dir)
+        wrap, env = me.wrap(), me.env(TFFREEZE_CACHE_DIR=attack["shared"], TFFREEZE_COMMAND=PY)
     why = ("the local server's folder %s is not yours: it is owned by %s (uid %d), mode 0700, and you are"
            % (folder, attack["name"], attack["uid"]))
-    for name, client in CLIENTS:
-        out = tmp_path / (name + ".pb")
-        done = _run([client, "freeze", ckpt.directory, "-o", str(out)], env)
-        _refused(done, why, "nothing in it was read")
-        assert done.stderr.startswith("tffreeze%s freeze: " % ("" if name == "py" else "-" + name)), done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-        assert not out.exists()
-    # the Python client's local-server commands, and the server's own --local mode
-    for argv in ([PY, "local-server", "status"], [PY, "local-server", "stop"], [PY, "local-server", "start"]):
-        _refused(_run(argv, env), why)
-    served = _run([PY, "serve", "--local"], env)
-    assert served.returncode == 1 and why in served.stderr, served.stderr
-    assert attack["proc"].poll() is None  # `stop` did not stop (nor signal) the other user's server
+    try:
+        for name, client in CLIENTS:
+            out = os.path.join(out_dir, name + ".pb")
+            done = _run(wrap + [client, "freeze", source, "-o", out], env)
+            _refused(done, why, "nothing in it was read")
+            assert done.stderr.startswith("tffreeze%s freeze: " % ("" if name == "py" else "-" + name)), done.stderr
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert not os.path.exists(out)
+        # the Python client's local-server commands, and the server's own --local mode
+        for argv in ([PY, "local-server", "status"], [PY, "local-server", "stop"], [PY, "local-server", "start"]):
+            _refused(_run(wrap + argv, env), why)
+        served = _run(wrap + [PY, "serve", "--local"], env)
+        assert served.returncode == 1 and why in served.stderr, served.stderr
+        assert attack["proc"].poll() is None  # `stop` did not stop (nor signal) the other user's server
+    finally:
+        if me is not None:
+            shutil.rmtree(out_dir, ignore_errors=True)
 
     # ... and the attacker's server received nothing: no call, no byte, no blob, no partial upload
     after = _metrics(attack["metrics"], attack["token"])
-    assert _calls(after) == 0 and _uploaded(after) == 0, after
+    assert _calls(after) == _calls(before) and _uploaded(after) == 0, after
     data = os.path.join(folder, "data")
     assert _files_under(os.path.join(data, "blobs")) == [] and _files_under(os.path.join(data, "partial")) == []
     assert sorted(os.listdir(folder)) == sorted(["data", "grpc-%s.sock" % info["pid"], "server.info", "token"])
@@ -173,7 +187,7 @@ def test_another_users_server_in_a_shared_cache_dir_gets_nothing(attack, ckpt, t
     with grpc.insecure_channel(info["grpc"]) as channel:
         service_pb2_grpc.FreezeServiceStub(channel).GetCapabilities(
             service_pb2.GetCapabilitiesRequest(), timeout=60, metadata=[("authorization", "Bearer " + attack["token"])])
-    assert _calls(_metrics(attack["metrics"], attack["token"])) == 1
+    assert _calls(_metrics(attack["metrics"], attack["token"])) == _calls(before) + 1
 
 
 @pytest.mark.parametrize("case", ["sticky-but-theirs", "theirs-not-writable"])
