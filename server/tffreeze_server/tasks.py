@@ -99,6 +99,7 @@ def handle(kind: str, payload: dict, progress):
     from .core import oppolicy
 
     oppolicy.limit_import_constants(spec.limits.max_import_constant_bytes)
+    oppolicy.lock_eager()  # no eager function call of this task (converters' included) swaps implementations
     if kind == "freeze":
         recipe: list = []
         on_plan = (lambda pieces: progress(PLAN, _plan(pieces), 0.0)) if payload.get("early_recipe") else None
