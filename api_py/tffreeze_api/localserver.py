@@ -50,6 +50,7 @@ import pwd
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 INFO = "server.info"
@@ -72,6 +73,32 @@ class UntrustedFolder(PermissionError):
 
     def __str__(self) -> str:
         return self.args[0] if self.args else "untrusted folder"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the checks below say and how strict they are about a folder's mode: the local
+    server's folder (``LOCAL``) and the clients' caches (``CACHE``) share the rules, not the words."""
+
+    label: str = "the local server's folder"
+    fix: str = FIX  # ends each message; a sentence
+    mask: int = 0o077  # mode bits the folder may not have (LOCAL: 0700; CACHE: no group or other write)
+    risk: str = ("Another user's server may be listening there, and it would receive your checkpoints; nothing in it "
+                 "was read.")
+    remake: str = "the local server makes what it needs anew"  # why removing an entry is harmless
+    scan: bool = True  # Folder checks every entry (rule 3) when it opens the folder
+
+    @property
+    def fix_lower(self) -> str:
+        return self.fix[0].lower() + self.fix[1:]
+
+
+LOCAL = Rules()
+CACHE_FIX = ("Point TFFREEZE_CACHE_DIR at a folder of your own (yours, not writable by group or others, inside "
+             "folders only you or root can change), or set it to off")
+CACHE = Rules(label="the cache folder", fix=CACHE_FIX, mask=0o022,
+              risk="Another user could have put digests or graphs of their choosing in it; nothing in it was used.",
+              remake="the cache is made anew", scan=False)
 
 
 def local_dir() -> str:
@@ -100,25 +127,27 @@ def _above_ok(st: os.stat_result) -> bool:
     return not st.st_mode & 0o022 or bool(st.st_mode & stat.S_ISVTX)
 
 
-def _refuse_above(folder: str, label: str, path: str, st: os.stat_result, link: bool = False) -> None:
+def _refuse_above(folder: str, label: str, path: str, st: os.stat_result, link: bool = False,
+                  fix: str = FIX) -> None:
     if st.st_uid not in (os.geteuid(), 0):
         why = "%s %s" % ("it is a symbolic link owned by" if link else "it is owned by", _who(st.st_uid))
     else:
         why = "group or others may write to it and it is not sticky"
     raise UntrustedFolder(
         "%s %s lies in %s (owner %s, mode %s), which another user could change: %s, so they could swap the folder "
-        "for one of their own. %s." % (label, folder, path, _who(st.st_uid), _mode(st), why, FIX))
+        "for one of their own. %s." % (label, folder, path, _who(st.st_uid), _mode(st), why, fix))
 
 
-def check_parents(folder: str, label: str = "the local server's folder") -> Optional[str]:
+def check_parents(folder: str, label: str = "the local server's folder", fix: str = FIX) -> Optional[str]:
     """Rule 1 for ``folder`` (absolute): each folder its lookup passes through, symbolic links
     followed, up to its parent. The parent's real path, or None when part of the way does not
-    exist yet (this user makes the rest: it is checked again once made)."""
+    exist yet (this user makes the rest: it is checked again once made). ``fix`` ends the
+    messages (the caches' folder has its own, ``CACHE.fix``)."""
     pending: List[str] = [p for p in folder.split("/")[1:-1] if p]
     current = "/"
     root = os.lstat("/")
     if not _above_ok(root):
-        _refuse_above(folder, label, "/", root)
+        _refuse_above(folder, label, "/", root, fix=fix)
     links = 0
     while pending:
         name = pending.pop(0)
@@ -135,95 +164,103 @@ def check_parents(folder: str, label: str = "the local server's folder") -> Opti
         if stat.S_ISLNK(st.st_mode):
             links += 1
             if links > _MAX_LINKS:
-                raise UntrustedFolder("%s %s: too many symbolic links on the way. %s." % (label, folder, FIX))
+                raise UntrustedFolder("%s %s: too many symbolic links on the way. %s." % (label, folder, fix))
             if st.st_uid not in (os.geteuid(), 0):  # in a sticky folder its owner may repoint it
-                _refuse_above(folder, label, path, st, link=True)
+                _refuse_above(folder, label, path, st, link=True, fix=fix)
             target = os.readlink(path)
             if target.startswith("/"):
                 current = "/"
             pending[:0] = target.split("/")
             continue
         if not stat.S_ISDIR(st.st_mode):
-            raise UntrustedFolder("%s %s: %s on the way is not a folder. %s." % (label, folder, path, FIX))
+            raise UntrustedFolder("%s %s: %s on the way is not a folder. %s." % (label, folder, path, fix))
         if not _above_ok(st):
-            _refuse_above(folder, label, path, st)
+            _refuse_above(folder, label, path, st, fix=fix)
         current = path
     return current
 
 
-def _check_folder_stat(folder: str, st: os.stat_result, label: str) -> None:
+def _check_folder_stat(folder: str, st: os.stat_result, label: str, rules: Rules = LOCAL) -> None:
     """Rule 2, on an lstat (or fstat) of the folder."""
     me = os.geteuid()
+    fix, fix_lower = rules.fix, rules.fix_lower
     if stat.S_ISLNK(st.st_mode):
         try:
             target = os.readlink(folder)
         except OSError:
             target = "?"
         raise UntrustedFolder("%s %s is a symbolic link (to %s, owner %s): it must be a real folder, which nobody "
-                              "else can point elsewhere. %s." % (label, folder, target, _who(st.st_uid), FIX))
+                              "else can point elsewhere. %s." % (label, folder, target, _who(st.st_uid), fix))
     if not stat.S_ISDIR(st.st_mode):
         raise UntrustedFolder("%s %s is not a folder (owner %s, mode %s). %s." % (label, folder, _who(st.st_uid),
-                                                                                 _mode(st), FIX))
+                                                                                 _mode(st), fix))
     if st.st_uid != me:
         raise UntrustedFolder(
-            "%s %s is not yours: it is owned by %s, mode %s, and you are %s. Another user's server may be listening "
-            "there, and it would receive your checkpoints; nothing in it was read. %s."
-            % (label, folder, _who(st.st_uid), _mode(st), _who(me), FIX))
-    if st.st_mode & 0o077:
+            "%s %s is not yours: it is owned by %s, mode %s, and you are %s. %s %s."
+            % (label, folder, _who(st.st_uid), _mode(st), _who(me), rules.risk, fix))
+    if st.st_mode & rules.mask:
+        if rules.mask == 0o077:
+            raise UntrustedFolder(
+                "%s %s is open to other users (mode %s, owner %s): it must be yours alone (mode 0700). `chmod 700 %s`, "
+                "or %s." % (label, folder, _mode(st), _who(st.st_uid), folder, fix_lower))
         raise UntrustedFolder(
-            "%s %s is open to other users (mode %s, owner %s): it must be yours alone (mode 0700). `chmod 700 %s`, "
-            "or %s." % (label, folder, _mode(st), _who(st.st_uid), folder, _FIX_LOWER))
+            "%s %s is writable by other users (mode %s, owner %s). %s `chmod go-w %s`, or %s."
+            % (label, folder, _mode(st), _who(st.st_uid), rules.risk, folder, fix_lower))
 
 
-def check_folder(folder: str, label: str = "the local server's folder") -> os.stat_result:
+def check_folder(folder: str, label: Optional[str] = None, rules: Rules = LOCAL) -> os.stat_result:
     """Rules 1 and 2 for ``folder``; FileNotFoundError when it (or a folder above) is missing."""
     folder = os.path.abspath(folder)
-    parent = check_parents(folder, label)
+    label = rules.label if label is None else label
+    parent = check_parents(folder, label, rules.fix)
     if parent is None:
         raise FileNotFoundError(2, "No such file or directory", folder)
     st = os.lstat(os.path.join(parent, os.path.basename(folder)))
-    _check_folder_stat(folder, st, label)
+    _check_folder_stat(folder, st, label, rules)
     return st
 
 
-def _check_entry(folder: str, name: str, st: os.stat_result, secret: bool = False) -> None:
+def _check_entry(folder: str, name: str, st: os.stat_result, secret: bool = False, rules: Rules = LOCAL) -> None:
     """Rule 3 for one entry of the folder (an lstat, or an fstat of the opened file)."""
     path = os.path.join(folder, name)
     me = os.geteuid()
-    fix = "Remove it (the local server makes what it needs anew), or %s." % _FIX_LOWER
+    where = "in " + rules.label
+    fix = "Remove it (%s), or %s." % (rules.remake, rules.fix_lower)
     if stat.S_ISLNK(st.st_mode):
-        raise UntrustedFolder("%s, in the local server's folder, is a symbolic link (owner %s): nothing there may "
-                              "point elsewhere. %s" % (path, _who(st.st_uid), fix))
+        raise UntrustedFolder("%s, %s, is a symbolic link (owner %s): nothing there may "
+                              "point elsewhere. %s" % (path, where, _who(st.st_uid), fix))
     if st.st_uid != me:
-        raise UntrustedFolder("%s, in the local server's folder, is owned by %s, mode %s, not by you (%s): another "
-                              "user could have written it. %s" % (path, _who(st.st_uid), _mode(st), _who(me), fix))
+        raise UntrustedFolder("%s, %s, is owned by %s, mode %s, not by you (%s): another "
+                              "user could have written it. %s" % (path, where, _who(st.st_uid), _mode(st), _who(me),
+                                                                  fix))
     if st.st_mode & (0o077 if secret else 0o022):
-        raise UntrustedFolder("%s, in the local server's folder, is %s by other users (mode %s, owner %s). %s"
-                              % (path, "readable or writable" if secret else "writable", _mode(st), _who(st.st_uid),
-                                 fix))
+        raise UntrustedFolder("%s, %s, is %s by other users (mode %s, owner %s). %s"
+                              % (path, where, "readable or writable" if secret else "writable", _mode(st),
+                                 _who(st.st_uid), fix))
 
 
 class Folder:
-    """The local folder, checked (rules 1-3) and held open: files are opened relative to its
-    descriptor with O_NOFOLLOW and checked with fstat. FileNotFoundError when it is missing,
-    UntrustedFolder when it could be another user's."""
+    """The local folder (or, with ``rules=CACHE``, the caches' folder), checked (rules 1-3;
+    with CACHE, 1 and 2 and no group or other write) and held open: files are opened relative
+    to its descriptor with O_NOFOLLOW and checked with fstat. FileNotFoundError when it is
+    missing, UntrustedFolder when it could be another user's."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, rules: Rules = LOCAL):
         self.path = os.path.abspath(path)
-        st = check_folder(self.path)
+        self.rules = rules
+        st = check_folder(self.path, rules=rules)
         self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
         try:
             opened = os.fstat(self.fd)
             if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
-                raise UntrustedFolder("the local server's folder %s changed while it was checked. %s."
-                                      % (self.path, FIX))
-            _check_folder_stat(self.path, opened, "the local server's folder")
-            for name in os.listdir(self.fd):
+                raise UntrustedFolder("%s %s changed while it was checked. %s." % (rules.label, self.path, rules.fix))
+            _check_folder_stat(self.path, opened, rules.label, rules)
+            for name in os.listdir(self.fd) if rules.scan else ():
                 try:
                     entry = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
                 except FileNotFoundError:  # gone since (a server.info.PID.part renamed, a socket removed)
                     continue
-                _check_entry(self.path, name, entry, name == TOKEN)
+                _check_entry(self.path, name, entry, name == TOKEN, rules)
         except BaseException:
             os.close(self.fd)
             raise
@@ -246,9 +283,10 @@ class Folder:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise UntrustedFolder("%s, in the local server's folder, is not a regular file (mode %s). Remove it, "
-                                      "or %s." % (os.path.join(self.path, name), _mode(st), _FIX_LOWER))
-            _check_entry(self.path, name, st, secret)
+                raise UntrustedFolder("%s, in %s, is not a regular file (mode %s). Remove it, or %s."
+                                      % (os.path.join(self.path, name), self.rules.label, _mode(st),
+                                         self.rules.fix_lower))
+            _check_entry(self.path, name, st, secret, self.rules)
         except BaseException:
             os.close(fd)
             raise
@@ -262,11 +300,37 @@ class Folder:
             return None
         except OSError as exc:
             if exc.errno == getattr(os, "ELOOP", 40) and not isinstance(exc, UntrustedFolder):
-                raise UntrustedFolder("%s, in the local server's folder, is a symbolic link. Remove it, or %s."
-                                      % (os.path.join(self.path, name), _FIX_LOWER)) from None
+                raise UntrustedFolder("%s, in %s, is a symbolic link. Remove it, or %s."
+                                      % (os.path.join(self.path, name), self.rules.label,
+                                         self.rules.fix_lower)) from None
             raise
         with open(fd, encoding="utf-8") as fh:
             return fh.read()
+
+    def sub(self, name: str, make: bool = False) -> "Folder":
+        """The folder ``name`` in this one, opened with O_NOFOLLOW relative to it and checked
+        (rule 2, this folder's rules); made (0700) first when ``make``. FileNotFoundError when
+        it is missing."""
+        if make:
+            try:
+                os.mkdir(name, 0o700, dir_fd=self.fd)
+            except FileExistsError:
+                pass
+        path = os.path.join(self.path, name)
+        try:
+            fd = os.open(name, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno in (getattr(os, "ELOOP", 40), getattr(os, "ENOTDIR", 20)):
+                _check_folder_stat(path, self.lstat(name), self.rules.label, self.rules)
+            raise
+        sub = Folder.__new__(Folder)
+        sub.path, sub.rules, sub.fd = path, self.rules, fd
+        try:
+            _check_folder_stat(path, os.fstat(fd), self.rules.label, self.rules)
+        except BaseException:
+            sub.close()
+            raise
+        return sub
 
     def lstat(self, name: str) -> os.stat_result:
         return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
@@ -276,6 +340,21 @@ class Folder:
             os.unlink(name, dir_fd=self.fd)
         except FileNotFoundError:
             pass
+
+
+def own_folder(path: str, rules: Rules = CACHE, make: bool = False) -> Folder:
+    """``path`` checked by ``rules`` (the folders above it, then it) and held open; made first
+    (mode 0700; missing folders above it too) when ``make``. FileNotFoundError when it is
+    missing, UntrustedFolder when it, or a folder above it, could be another user's."""
+    path = os.path.abspath(path)
+    if make:
+        if check_parents(path, rules.label, rules.fix) is None:  # what is missing is made by this user
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    return Folder(path, rules)
 
 
 def private_folder(path: str) -> str:
@@ -423,6 +502,6 @@ def read_token(folder: str) -> str:
     return text.strip()
 
 
-__all__ = ["INFO", "TOKEN", "LOG", "LOCK", "DATA", "SOCKET_PREFIX", "FIX", "UntrustedFolder", "Folder", "local_dir",
-           "check_parents", "check_folder", "private_folder", "socket_path", "check_socket", "remove_stale_socket",
+__all__ = ["INFO", "TOKEN", "LOG", "LOCK", "DATA", "SOCKET_PREFIX", "FIX", "CACHE_FIX", "Rules", "LOCAL", "CACHE",
+           "UntrustedFolder", "Folder", "local_dir", "check_parents", "check_folder", "own_folder", "private_folder", "socket_path", "check_socket", "remove_stale_socket",
            "read_info", "write_info", "alive", "read_token"]
