@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import models
+import pki as pki_files
 from conftest import BIN, start_server, stop_server
 from tffreeze import FreezeClient, UnauthenticatedError, UnavailableError
 
@@ -20,22 +21,10 @@ CPP = os.path.join(ROOT, "client_cpp", "bin", "tffreeze-cpp")
 TOKEN = "t0ken-" + "a1" * 16
 
 
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    """ca.pem; server.pem/server.key for 127.0.0.1 and localhost; client.pem/client.key."""
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=tffreeze test CA", cwd=d)
-    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, extra in (("server", ["-extfile", "san.cnf"]), ("client", [])):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
-                 "-subj", "/CN=" + name, cwd=d)
-        _openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", name + ".pem", "-days", "2", *extra, cwd=d)
+    """ca.pem; server.pem/server.key for 127.0.0.1 and localhost; client.pem/client.key; tokens."""
+    d = pki_files.make(tmp_path_factory.mktemp("pki"))
     (d / "tokens").write_text("# one token per line\n%s\n" % TOKEN)
     return d
 

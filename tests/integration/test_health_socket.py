@@ -20,6 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import models
+import pki as pki_files
 from conftest import BIN, start_server, stop_server
 from tffreeze import FreezeClient
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2, service_pb2_grpc
@@ -27,23 +28,10 @@ from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2, service_pb2_grpc
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
     """A CA, a server certificate for 127.0.0.1, a client certificate (both signed by it)."""
-    d = tmp_path_factory.mktemp("health-pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
-             "-subj", "/CN=health socket test CA", cwd=d)
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
-                 "-subj", "/CN=" + name, cwd=d)
-        _openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", name + ".pem", "-days", "1", *(["-extfile", "ext.cnf"] if name == "server" else []), cwd=d)
-    return d
+    return pki_files.make(tmp_path_factory.mktemp("health-pki"), days=1)
 
 
 @pytest.fixture(scope="module")
