@@ -234,7 +234,8 @@ def test_missing_blobs_come_back_as_one_violation_each(server, tmp_path):
                          .__iter__().__next__)
     exc = err.value
     assert exc.reason == "ERROR_REASON_BLOBS_MISSING" and "60 file(s) are not uploaded" in exc.message
-    assert len(exc.violations) == 40 and exc.metadata["violations"] == "60"  # the rest would not fit the trailers
+    # as many as fit the trailers (kept under the 8 KiB clients accept); the count names them all
+    assert 10 <= len(exc.violations) < 60 and exc.metadata["violations"] == "60"
     assert exc.violations[0] == ("MISSING", "blobs/%064x/0" % 1, "extra/0.bin is not uploaded")
     assert all(v.subject.startswith("blobs/") for v in exc.violations)
 
