@@ -1,19 +1,25 @@
 // SOURCE on this machine: its listing for PlanFreeze (the server chooses the files), and
 // the files' digests, kept in a stat-keyed cache so an unchanged file is never read again.
+// The cache is read only once its folder and file pass the local server folder's rules
+// (trust.h, kCache): otherwise it is not used (files are hashed) and one warning says why.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <sstream>
 
 #include "sha256.h"
 #include "tffreeze/client.h"
+#include "trust.h"
 
 namespace fs = std::filesystem;
 namespace v1 = tffreeze::v1;
@@ -26,6 +32,14 @@ const int kListFiles = 10000;
 const int64_t kStateBytes = 64 << 10;
 const size_t kMaxEntries = 20000;
 const double kRacySeconds = 2.0;  // a file modified this recently is hashed but not remembered
+const char kDigestFile[] = "digests-cpp.tsv";
+
+struct Closer {
+  int fd;
+  ~Closer() {
+    if (fd >= 0) close(fd);
+  }
+};
 
 std::string ReadText(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -118,20 +132,44 @@ class Digests {
   void Save() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!dirty_ || file_.empty()) return;
-    std::error_code ec;
-    fs::create_directories(fs::path(file_).parent_path(), ec);
     std::ostringstream out;
     size_t skip = entries_.size() > kMaxEntries ? entries_.size() - kMaxEntries : 0;
     for (const auto& [path, e] : entries_) {
       if (skip > 0 && skip--) continue;
       out << e.sha256 << '\t' << e.size << '\t' << e.mtime_ns << '\t' << e.ino << '\t' << e.dev << '\t' << path << '\n';
     }
+    // A new 0600 file (O_EXCL, O_NOFOLLOW) in the checked folder, renamed into place; a failed
+    // write costs a re-hash next time, nothing else.
+    int dir = -1;
     try {
-      WriteAtomically(file_, out.str());
-      dirty_ = false;
-    } catch (const Error&) {
-      // a cache: a failed write costs a re-hash next time, nothing else
+      dir = trust::OpenOwnFolder(dir_, trust::kCache, true);
+    } catch (const Error& e) {
+      Distrust(e);
+      return;
     }
+    if (dir < 0) return;
+    Closer held{dir};
+    std::string tmp = std::string(".") + kDigestFile + "." + std::to_string(getpid()) + ".part";
+    unlinkat(dir, tmp.c_str(), 0);
+    int fd = openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    std::string data = out.str();
+    bool ok = true;
+    for (size_t done = 0; done < data.size();) {
+      ssize_t n = write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ok = false;
+        break;
+      }
+      done += static_cast<size_t>(n);
+    }
+    ok = close(fd) == 0 && ok;
+    if (ok && renameat(dir, tmp.c_str(), dir, kDigestFile) == 0) {
+      dirty_ = false;
+      return;
+    }
+    unlinkat(dir, tmp.c_str(), 0);
   }
 
  private:
@@ -145,13 +183,41 @@ class Digests {
     return true;
   }
 
+  // The cache folder failed a check: the cache is not used by this process; one warning.
+  void Distrust(const Error& e) {
+    if (!file_.empty()) std::cerr << "tffreeze-cpp: warning: the cache is not used: " << e.what() << std::endl;
+    file_.clear();
+    entries_.clear();
+    dirty_ = false;
+  }
+
   void Load() {
     if (loaded_) return;
     loaded_ = true;
     std::string dir = CacheDir();
     if (dir.empty()) return;
-    file_ = (fs::path(dir) / "digests-cpp.tsv").string();
-    std::istringstream in(ReadText(file_));
+    dir_ = fs::absolute(dir).lexically_normal().string();
+    file_ = (fs::path(dir_) / kDigestFile).string();
+    std::string text;
+    try {
+      int folder = trust::OpenOwnFolder(dir_, trust::kCache, false);
+      if (folder < 0) return;
+      Closer held{folder};
+      int fd = trust::OpenIn(folder, dir_, kDigestFile, trust::kCache);
+      if (fd < 0) return;
+      Closer file{fd};
+      char buf[65536];
+      for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        text.append(buf, static_cast<size_t>(n));
+      }
+    } catch (const Error& e) {
+      Distrust(e);
+      return;
+    }
+    std::istringstream in(text);
     std::string line;
     while (std::getline(in, line)) {
       std::istringstream fields(line);
@@ -166,7 +232,7 @@ class Digests {
 
   std::mutex mu_;
   bool loaded_ = false, dirty_ = false;
-  std::string file_;
+  std::string dir_, file_;
   std::map<std::string, Entry> entries_;
 };
 

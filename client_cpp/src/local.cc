@@ -32,17 +32,40 @@
 #include <vector>
 
 #include "tffreeze/client.h"
+#include "trust.h"
 
 namespace fs = std::filesystem;
 
 namespace tffreeze {
+namespace trust {
+
+const Rules kLocal{
+    "the local server's folder",
+    "Unset TFFREEZE_CACHE_DIR or point it at a folder of your own (the local server's folder must be yours alone, "
+    "mode 0700, inside folders only you or root can change), or pass --server to use a server you trust",
+    077,
+    "Another user's server may be listening there, and it would receive your checkpoints; nothing in it was read.",
+    "the local server makes what it needs anew"};
+const Rules kCache{
+    "the cache folder",
+    "Point TFFREEZE_CACHE_DIR at a folder of your own (yours, not writable by group or others, inside folders only "
+    "you or root can change), or set it to off",
+    022, "Another user could have put digests or graphs of their choosing in it; nothing in it was used.",
+    "the cache is made anew"};
+
+}  // namespace trust
+
 namespace {
 
-const char kFix[] =
-    "nset TFFREEZE_CACHE_DIR or point it at a folder of your own (the local server's folder must be yours alone, "
-    "mode 0700, inside folders only you or root can change), or pass --server to use a server you trust";
-const std::string kFixUpper = std::string("U") + kFix;  // starts a sentence
-const std::string kFixLower = std::string("u") + kFix;  // follows "or"
+using trust::Rules;
+
+std::string Lowered(const std::string& fix) {
+  return fix.empty() ? fix : std::string(1, static_cast<char>(std::tolower(static_cast<unsigned char>(fix[0])))) +
+                                 fix.substr(1);
+}
+
+const std::string kFixUpper = trust::kLocal.fix;     // starts a sentence (defined above: initialised first)
+const std::string kFixLower = Lowered(kFixUpper);  // follows "or"
 const char kFolderLabel[] = "the local server's folder";
 constexpr int kMaxLinks = 40;
 
@@ -108,18 +131,18 @@ bool AboveOk(const struct stat& st) {
 }
 
 [[noreturn]] void RefuseAbove(const std::string& folder, const std::string& label, const std::string& path,
-                              const struct stat& st, bool link = false) {
+                              const struct stat& st, bool link = false, const std::string& fix = kFixUpper) {
   std::string why = st.st_uid != geteuid() && st.st_uid != 0
                         ? std::string(link ? "it is a symbolic link owned by " : "it is owned by ") + Who(st.st_uid)
                         : "group or others may write to it and it is not sticky";
   Refuse(label + " " + folder + " lies in " + path + " (owner " + Who(st.st_uid) + ", mode " + Mode(st) +
          "), which another user could change: " + why + ", so they could swap the folder for one of their own. " +
-         kFixUpper + ".");
+         fix + ".");
 }
 
 // Rule 1: every folder a lookup of `folder` passes through (symbolic links followed) up to its
 // parent. False when part of the way does not exist yet.
-bool CheckParents(const std::string& folder, const std::string& label) {
+bool CheckParents(const std::string& folder, const std::string& label, const std::string& fix = kFixUpper) {
   std::deque<std::string> pending;
   std::stringstream split(folder);
   std::string part;
@@ -128,7 +151,7 @@ bool CheckParents(const std::string& folder, const std::string& label) {
   if (!pending.empty()) pending.pop_back();  // the folder itself: rule 2
   struct stat st;
   if (lstat("/", &st) != 0) return false;
-  if (!AboveOk(st)) RefuseAbove(folder, label, "/", st);
+  if (!AboveOk(st)) RefuseAbove(folder, label, "/", st, false, fix);
   std::string current = "/";
   int links = 0;
   while (!pending.empty()) {
@@ -142,14 +165,14 @@ bool CheckParents(const std::string& folder, const std::string& label) {
     std::string path = Join(current, name);
     if (lstat(path.c_str(), &st) != 0) {
       if (errno == ENOENT) return false;
-      Refuse(label + " " + folder + ": cannot check " + path + ": " + std::strerror(errno) + ". " + kFixUpper + ".");
+      Refuse(label + " " + folder + ": cannot check " + path + ": " + std::strerror(errno) + ". " + fix + ".");
     }
     if (S_ISLNK(st.st_mode)) {
-      if (++links > kMaxLinks) Refuse(label + " " + folder + ": too many symbolic links on the way. " + kFixUpper + ".");
-      if (st.st_uid != geteuid() && st.st_uid != 0) RefuseAbove(folder, label, path, st, true);
+      if (++links > kMaxLinks) Refuse(label + " " + folder + ": too many symbolic links on the way. " + fix + ".");
+      if (st.st_uid != geteuid() && st.st_uid != 0) RefuseAbove(folder, label, path, st, true, fix);
       std::vector<char> buf(4096);
       ssize_t n = readlink(path.c_str(), buf.data(), buf.size() - 1);
-      if (n < 0) Refuse(label + " " + folder + ": cannot read the link " + path + ". " + kFixUpper + ".");
+      if (n < 0) Refuse(label + " " + folder + ": cannot read the link " + path + ". " + fix + ".");
       std::string target(buf.data(), static_cast<size_t>(n));
       if (!target.empty() && target[0] == '/') current = "/";
       std::vector<std::string> parts;
@@ -158,34 +181,37 @@ bool CheckParents(const std::string& folder, const std::string& label) {
       pending.insert(pending.begin(), parts.begin(), parts.end());
       continue;
     }
-    if (!S_ISDIR(st.st_mode)) Refuse(label + " " + folder + ": " + path + " on the way is not a folder. " + kFixUpper + ".");
-    if (!AboveOk(st)) RefuseAbove(folder, label, path, st);
+    if (!S_ISDIR(st.st_mode)) Refuse(label + " " + folder + ": " + path + " on the way is not a folder. " + fix + ".");
+    if (!AboveOk(st)) RefuseAbove(folder, label, path, st, false, fix);
     current = path;
   }
   return true;
 }
 
 // Rule 2, on an lstat (or fstat) of the folder.
-void CheckFolderStat(const std::string& folder, const struct stat& st, const std::string& label) {
+void CheckFolderStat(const std::string& folder, const struct stat& st, const std::string& label,
+                     const Rules& rules = trust::kLocal) {
   uid_t me = geteuid();
+  const std::string& fix = rules.fix;
   if (S_ISLNK(st.st_mode)) {
     std::vector<char> buf(4096);
     ssize_t n = readlink(folder.c_str(), buf.data(), buf.size() - 1);
     std::string target = n < 0 ? "?" : std::string(buf.data(), static_cast<size_t>(n));
     Refuse(label + " " + folder + " is a symbolic link (to " + target + ", owner " + Who(st.st_uid) +
-           "): it must be a real folder, which nobody else can point elsewhere. " + kFixUpper + ".");
+           "): it must be a real folder, which nobody else can point elsewhere. " + fix + ".");
   }
   if (!S_ISDIR(st.st_mode))
     Refuse(label + " " + folder + " is not a folder (owner " + Who(st.st_uid) + ", mode " + Mode(st) + "). " +
-           kFixUpper + ".");
+           fix + ".");
   if (st.st_uid != me)
     Refuse(label + " " + folder + " is not yours: it is owned by " + Who(st.st_uid) + ", mode " + Mode(st) +
-           ", and you are " + Who(me) +
-           ". Another user's server may be listening there, and it would receive your checkpoints; nothing in it "
-           "was read. " + kFixUpper + ".");
-  if (st.st_mode & 077)
+           ", and you are " + Who(me) + ". " + rules.risk + " " + fix + ".");
+  if ((st.st_mode & rules.mask) && rules.mask == 077)
     Refuse(label + " " + folder + " is open to other users (mode " + Mode(st) + ", owner " + Who(st.st_uid) +
-           "): it must be yours alone (mode 0700). `chmod 700 " + folder + "`, or " + kFixLower + ".");
+           "): it must be yours alone (mode 0700). `chmod 700 " + folder + "`, or " + Lowered(fix) + ".");
+  if (st.st_mode & rules.mask)
+    Refuse(label + " " + folder + " is writable by other users (mode " + Mode(st) + ", owner " + Who(st.st_uid) +
+           "). " + rules.risk + " `chmod go-w " + folder + "`, or " + Lowered(fix) + ".");
 }
 
 // Rules 1 and 2; false when the folder (or one above it) does not exist.
@@ -198,19 +224,21 @@ bool CheckFolder(const std::string& folder, const std::string& label) {
 }
 
 // Rule 3 for one entry of the folder (an lstat, or an fstat of the opened file).
-void CheckEntry(const std::string& folder, const std::string& name, const struct stat& st, bool secret) {
+void CheckEntry(const std::string& folder, const std::string& name, const struct stat& st, bool secret,
+                const Rules& rules = trust::kLocal) {
   std::string path = folder + "/" + name;
-  std::string fix = "Remove it (the local server makes what it needs anew), or " + kFixLower + ".";
+  std::string where = ", in " + rules.label + ", ";
+  std::string fix = "Remove it (" + rules.remake + "), or " + Lowered(rules.fix) + ".";
   uid_t me = geteuid();
   if (S_ISLNK(st.st_mode))
-    Refuse(path + ", in the local server's folder, is a symbolic link (owner " + Who(st.st_uid) +
-           "): nothing there may point elsewhere. " + fix);
+    Refuse(path + where + "is a symbolic link (owner " + Who(st.st_uid) + "): nothing there may point elsewhere. " +
+           fix);
   if (st.st_uid != me)
-    Refuse(path + ", in the local server's folder, is owned by " + Who(st.st_uid) + ", mode " + Mode(st) +
-           ", not by you (" + Who(me) + "): another user could have written it. " + fix);
+    Refuse(path + where + "is owned by " + Who(st.st_uid) + ", mode " + Mode(st) + ", not by you (" + Who(me) +
+           "): another user could have written it. " + fix);
   if (st.st_mode & (secret ? 077 : 022))
-    Refuse(path + ", in the local server's folder, is " + (secret ? "readable or writable" : "writable") +
-           " by other users (mode " + Mode(st) + ", owner " + Who(st.st_uid) + "). " + fix);
+    Refuse(path + where + "is " + (secret ? "readable or writable" : "writable") + " by other users (mode " +
+           Mode(st) + ", owner " + Who(st.st_uid) + "). " + fix);
 }
 
 // The folder checked (rules 1-3) and opened; -1 when it does not exist.
@@ -356,6 +384,56 @@ void StartLocal() {
 }
 
 }  // namespace
+
+namespace trust {
+
+int OpenOwnFolder(const std::string& path, const Rules& rules, bool make) {
+  std::string folder = fs::absolute(path).lexically_normal().string();
+  while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
+  bool above = CheckParents(folder, rules.label, rules.fix);
+  if (make) {
+    std::error_code ec;
+    if (!above) fs::create_directories(Parent(folder), ec);  // what is missing is made by this user
+    if (mkdir(folder.c_str(), 0700) != 0 && errno != EEXIST) return -1;
+    if (!above) above = CheckParents(folder, rules.label, rules.fix);
+  }
+  if (!above) return -1;
+  struct stat st, opened;
+  if (lstat(folder.c_str(), &st) != 0) return -1;
+  CheckFolderStat(folder, st, rules.label, rules);
+  int fd = open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return -1;
+    Refuse(rules.label + " " + folder + " cannot be opened: " + std::strerror(errno) + ". " + rules.fix + ".");
+  }
+  Fd held(fd);
+  if (fstat(fd, &opened) != 0 || opened.st_dev != st.st_dev || opened.st_ino != st.st_ino)
+    Refuse(rules.label + " " + folder + " changed while it was checked. " + rules.fix + ".");
+  CheckFolderStat(folder, opened, rules.label, rules);
+  held.fd = -1;
+  return fd;
+}
+
+int OpenIn(int dirfd, const std::string& folder, const std::string& name, const Rules& rules) {
+  int fd = openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ELOOP)
+      Refuse(folder + "/" + name + ", in " + rules.label + ", is a symbolic link. Remove it, or " + Lowered(rules.fix) +
+             ".");
+    return -1;
+  }
+  Fd held(fd);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -1;
+  if (!S_ISREG(st.st_mode))
+    Refuse(folder + "/" + name + ", in " + rules.label + ", is not a regular file (mode " + Mode(st) +
+           "). Remove it, or " + Lowered(rules.fix) + ".");
+  CheckEntry(folder, name, st, false, rules);
+  held.fd = -1;
+  return fd;
+}
+
+}  // namespace trust
 
 LocalServer FindLocalServer() {
   std::string dir = LocalDir();

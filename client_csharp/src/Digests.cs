@@ -102,15 +102,21 @@ namespace TfFreeze
 
     /// <summary>Digests of local files keyed by (full path, size, modification time), kept in
     /// $TFFREEZE_CACHE_DIR (default $XDG_CACHE_HOME/tffreeze, i.e. ~/.cache/tffreeze; "off"
-    /// disables it) as digests-cs.tsv. A file modified in the last 2 s is hashed, not remembered.</summary>
+    /// disables it) as digests-cs.tsv. A file modified in the last 2 s is hashed, not remembered.
+    /// The cache is read only once its folder and file pass the local server folder's rules
+    /// (LocalFolderTrust, TrustRules.Cache): otherwise it is not used (files are hashed) and one
+    /// warning says why. It is written 0600 (its folder made 0700), renamed into place, never
+    /// through a symbolic link.</summary>
     public static class Digests
     {
         const int MaxEntries = 20000;
+        const string FileName = "digests-cs.tsv";
         static Dictionary<string, string[]> entries;  // path -> [size, mtime ticks, sha256]
-        static bool dirty;
+        static bool dirty, distrusted;
 
         static string CacheFile()
         {
+            if (distrusted) return null;
             var dir = Environment.GetEnvironmentVariable("TFFREEZE_CACHE_DIR");
             if (dir != null)
             {
@@ -125,7 +131,16 @@ namespace TfFreeze
                 else if (!string.IsNullOrEmpty(home)) dir = Path.Combine(home, ".cache", "tffreeze");
                 else return null;
             }
-            return Path.Combine(dir, "digests-cs.tsv");
+            return Path.Combine(Path.GetFullPath(dir), FileName);
+        }
+
+        /// <summary>The cache folder failed a check: not used by this process; one warning.</summary>
+        static void Distrust(RpcException e)
+        {
+            if (!distrusted) Console.Error.WriteLine("tffreeze-cs: warning: the cache is not used: " + e.Message);
+            distrusted = true;
+            entries = new Dictionary<string, string[]>(StringComparer.Ordinal);
+            dirty = false;
         }
 
         static Dictionary<string, string[]> Load()
@@ -133,16 +148,35 @@ namespace TfFreeze
             if (entries != null) return entries;
             entries = new Dictionary<string, string[]>(StringComparer.Ordinal);
             var file = CacheFile();
-            if (file == null || !File.Exists(file)) return entries;
+            if (file == null) return entries;
+            byte[] data = null;
+            var folder = Path.GetDirectoryName(file);
             try
             {
-                foreach (var line in File.ReadAllLines(file))
+                int dir = LocalFolderTrust.OpenOwnFolder(folder, TrustRules.Cache, false);
+                if (dir < 0) return entries;
+                try
+                {
+                    int fd = LocalFolderTrust.OpenIn(dir, folder, FileName, TrustRules.Cache);
+                    if (fd >= 0) data = LocalFolderTrust.ReadAll(fd);
+                }
+                finally { LocalFolderTrust.Close(dir); }
+            }
+            catch (RpcException e)
+            {
+                Distrust(e);
+                return entries;
+            }
+            if (data == null) return entries;
+            try
+            {
+                foreach (var line in Encoding.UTF8.GetString(data).Split('\n'))
                 {
                     var parts = line.Split(new[] { '\t' }, 4);
                     if (parts.Length == 4 && parts[0].Length == 64) entries[parts[3]] = new[] { parts[1], parts[2], parts[0] };
                 }
             }
-            catch (IOException) { }
+            catch (ArgumentException) { }
             return entries;
         }
 
@@ -183,19 +217,15 @@ namespace TfFreeze
         {
             var file = CacheFile();
             if (!dirty || file == null) return;
-            try
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(file));
-                var lines = entries.Skip(Math.Max(0, entries.Count - MaxEntries))
-                                   .Select(kv => kv.Value[2] + "\t" + kv.Value[0] + "\t" + kv.Value[1] + "\t" + kv.Key);
-                var tmp = file + "." + System.Diagnostics.Process.GetCurrentProcess().Id + ".part";
-                File.WriteAllLines(tmp, lines);
-                if (File.Exists(file)) File.Delete(file);
-                File.Move(tmp, file);
-                dirty = false;
-            }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
+            var lines = entries.Skip(Math.Max(0, entries.Count - MaxEntries))
+                               .Select(kv => kv.Value[2] + "\t" + kv.Value[0] + "\t" + kv.Value[1] + "\t" + kv.Key + "\n");
+            var data = Encoding.UTF8.GetBytes(string.Concat(lines));
+            int dir;
+            try { dir = LocalFolderTrust.OpenOwnFolder(Path.GetDirectoryName(file), TrustRules.Cache, true); }
+            catch (RpcException e) { Distrust(e); return; }
+            if (dir < 0) return;
+            try { if (LocalFolderTrust.WriteIn(dir, FileName, data)) dirty = false; }
+            finally { LocalFolderTrust.Close(dir); }
         }
     }
 }

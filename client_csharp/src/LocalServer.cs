@@ -98,12 +98,42 @@ namespace TfFreeze
         }
     }
 
+    /// <summary>What the trust checks say and how strict they are about a folder's mode: the local
+    /// server's folder (Local) and the digest cache's folder (Cache) share the rules, not the words
+    /// (tffreeze_api/localserver.py's Rules).</summary>
+    sealed class TrustRules
+    {
+        public string Label, Fix, Risk, Remake;  // Fix: the sentence ending each message
+        public int Mask;  // mode bits the folder may not have
+
+        public static readonly TrustRules Local = new TrustRules
+        {
+            Label = "the local server's folder",
+            Fix = "Unset TFFREEZE_CACHE_DIR or point it at a folder of your own (the local server's folder must be yours " +
+                "alone, mode 0700, inside folders only you or root can change), or pass --server to use a server you trust",
+            Mask = 0x3f,  // 077
+            Risk = "Another user's server may be listening there, and it would receive your checkpoints; nothing in it was read.",
+            Remake = "the local server makes what it needs anew",
+        };
+
+        public static readonly TrustRules Cache = new TrustRules
+        {
+            Label = "the cache folder",
+            Fix = "Point TFFREEZE_CACHE_DIR at a folder of your own (yours, not writable by group or others, inside " +
+                "folders only you or root can change), or set it to off",
+            Mask = 0x12,  // 022
+            Risk = "Another user could have put digests or graphs of their choosing in it; nothing in it was used.",
+            Remake = "the cache is made anew",
+        };
+
+        public string FixLower { get { return char.ToLowerInvariant(Fix[0]) + Fix.Substring(1); } }
+    }
+
     /// <summary>The local folder's trust rules (tffreeze_api/localserver.py), on Linux system
-    /// calls: statx has one layout on every architecture.</summary>
+    /// calls: statx has one layout on every architecture. Also used for the digest cache's folder
+    /// (OpenOwnFolder, OpenIn, ReadAll, WriteIn).</summary>
     static class LocalFolderTrust
     {
-        const string Fix = "nset TFFREEZE_CACHE_DIR or point it at a folder of your own (the local server's folder must " +
-            "be yours alone, mode 0700, inside folders only you or root can change), or pass --server to use a server you trust";
         const string FolderLabel = "the local server's folder";
         const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
         const uint STATX_BASIC_STATS = 0x7ff;
@@ -120,11 +150,15 @@ namespace TfFreeze
         [DllImport("libc")] static extern uint geteuid();
         [DllImport("libc")] static extern IntPtr getpwuid(uint uid);
         [DllImport("libc", SetLastError = true)] static extern int uname(byte[] buf);
+        [DllImport("libc", SetLastError = true)] static extern IntPtr write(int fd, byte[] buf, IntPtr count);
+        [DllImport("libc", SetLastError = true)] static extern int mkdir(string path, int mode);
+        [DllImport("libc", SetLastError = true)] static extern int renameat(int olddirfd, string oldpath, int newdirfd, string newpath);
+        [DllImport("libc", SetLastError = true)] static extern int unlinkat(int dirfd, string path, int flags);
 
         struct St { public uint Uid; public int Mode; public ulong Ino; public ulong Dev; }
 
-        static string Upper { get { return "U" + Fix; } }
-        static string Lower { get { return "u" + Fix; } }
+        static string Upper { get { return TrustRules.Local.Fix; } }
+        static string Lower { get { return TrustRules.Local.FixLower; } }
 
         static Exception Refuse(string message) { return new RpcException(StatusCode.FAILED_PRECONDITION, message); }
 
@@ -193,24 +227,25 @@ namespace TfFreeze
             return (st.Mode & 0x12) == 0 || (st.Mode & S_ISVTX) != 0;  // 022
         }
 
-        static Exception RefuseAbove(string folder, string label, string path, St st, bool link = false)
+        static Exception RefuseAbove(string folder, string label, string path, St st, bool link = false, string fix = null)
         {
             var why = st.Uid != geteuid() && st.Uid != 0
                 ? (link ? "it is a symbolic link owned by " : "it is owned by ") + Who(st.Uid)
                 : "group or others may write to it and it is not sticky";
             return Refuse(label + " " + folder + " lies in " + path + " (owner " + Who(st.Uid) + ", mode " + Mode(st) +
                 "), which another user could change: " + why + ", so they could swap the folder for one of their own. " +
-                Upper + ".");
+                (fix ?? Upper) + ".");
         }
 
         /// <summary>Rule 1 up to the folder's parent; false when part of the way does not exist yet.</summary>
-        static bool CheckParents(string folder, string label)
+        static bool CheckParents(string folder, string label, string fix = null)
         {
             var pending = new List<string>(folder.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries));
             if (pending.Count > 0) pending.RemoveAt(pending.Count - 1);
+            fix = fix ?? Upper;
             St st;
             if (!Lstat("/", out st)) return false;
-            if (!AboveOk(st)) throw RefuseAbove(folder, label, "/", st);
+            if (!AboveOk(st)) throw RefuseAbove(folder, label, "/", st, false, fix);
             var current = "/";
             int links = 0;
             while (pending.Count > 0)
@@ -223,59 +258,185 @@ namespace TfFreeze
                 if (!Lstat(path, out st))
                 {
                     if (Marshal.GetLastWin32Error() == ENOENT) return false;
-                    throw Refuse(label + " " + folder + ": cannot check " + path + ". " + Upper + ".");
+                    throw Refuse(label + " " + folder + ": cannot check " + path + ". " + fix + ".");
                 }
                 if (Is(st, S_IFLNK))
                 {
-                    if (++links > 40) throw Refuse(label + " " + folder + ": too many symbolic links on the way. " + Upper + ".");
-                    if (st.Uid != geteuid() && st.Uid != 0) throw RefuseAbove(folder, label, path, st, true);
+                    if (++links > 40) throw Refuse(label + " " + folder + ": too many symbolic links on the way. " + fix + ".");
+                    if (st.Uid != geteuid() && st.Uid != 0) throw RefuseAbove(folder, label, path, st, true, fix);
                     var target = ReadLink(path);
-                    if (target == null) throw Refuse(label + " " + folder + ": cannot read the link " + path + ". " + Upper + ".");
+                    if (target == null) throw Refuse(label + " " + folder + ": cannot read the link " + path + ". " + fix + ".");
                     if (target.StartsWith("/")) current = "/";
                     pending.InsertRange(0, target.Split('/'));
                     continue;
                 }
-                if (!Is(st, S_IFDIR)) throw Refuse(label + " " + folder + ": " + path + " on the way is not a folder. " + Upper + ".");
-                if (!AboveOk(st)) throw RefuseAbove(folder, label, path, st);
+                if (!Is(st, S_IFDIR)) throw Refuse(label + " " + folder + ": " + path + " on the way is not a folder. " + fix + ".");
+                if (!AboveOk(st)) throw RefuseAbove(folder, label, path, st, false, fix);
                 current = path;
             }
             return true;
         }
 
         /// <summary>Rule 2, on an lstat (or fstat) of the folder.</summary>
-        static void CheckFolderStat(string folder, St st, string label)
+        static void CheckFolderStat(string folder, St st, string label, TrustRules rules = null)
         {
+            rules = rules ?? TrustRules.Local;
             uint me = geteuid();
             if (Is(st, S_IFLNK))
                 throw Refuse(label + " " + folder + " is a symbolic link (to " + (ReadLink(folder) ?? "?") + ", owner " +
-                    Who(st.Uid) + "): it must be a real folder, which nobody else can point elsewhere. " + Upper + ".");
+                    Who(st.Uid) + "): it must be a real folder, which nobody else can point elsewhere. " + rules.Fix + ".");
             if (!Is(st, S_IFDIR))
-                throw Refuse(label + " " + folder + " is not a folder (owner " + Who(st.Uid) + ", mode " + Mode(st) + "). " + Upper + ".");
+                throw Refuse(label + " " + folder + " is not a folder (owner " + Who(st.Uid) + ", mode " + Mode(st) + "). " +
+                    rules.Fix + ".");
             if (st.Uid != me)
                 throw Refuse(label + " " + folder + " is not yours: it is owned by " + Who(st.Uid) + ", mode " + Mode(st) +
-                    ", and you are " + Who(me) + ". Another user's server may be listening there, and it would receive " +
-                    "your checkpoints; nothing in it was read. " + Upper + ".");
-            if ((st.Mode & 0x3f) != 0)  // 077
+                    ", and you are " + Who(me) + ". " + rules.Risk + " " + rules.Fix + ".");
+            if ((st.Mode & rules.Mask) != 0 && rules.Mask == 0x3f)  // 077
                 throw Refuse(label + " " + folder + " is open to other users (mode " + Mode(st) + ", owner " + Who(st.Uid) +
-                    "): it must be yours alone (mode 0700). `chmod 700 " + folder + "`, or " + Lower + ".");
+                    "): it must be yours alone (mode 0700). `chmod 700 " + folder + "`, or " + rules.FixLower + ".");
+            if ((st.Mode & rules.Mask) != 0)
+                throw Refuse(label + " " + folder + " is writable by other users (mode " + Mode(st) + ", owner " + Who(st.Uid) +
+                    "). " + rules.Risk + " `chmod go-w " + folder + "`, or " + rules.FixLower + ".");
         }
 
         /// <summary>Rule 3 for one entry of the folder.</summary>
-        static void CheckEntry(string folder, string name, St st, bool secret)
+        static void CheckEntry(string folder, string name, St st, bool secret, TrustRules rules = null)
         {
+            rules = rules ?? TrustRules.Local;
             var path = folder + "/" + name;
-            var fix = "Remove it (the local server makes what it needs anew), or " + Lower + ".";
+            var where = ", in " + rules.Label + ", ";
+            var fix = "Remove it (" + rules.Remake + "), or " + rules.FixLower + ".";
             uint me = geteuid();
             if (Is(st, S_IFLNK))
-                throw Refuse(path + ", in the local server's folder, is a symbolic link (owner " + Who(st.Uid) +
-                    "): nothing there may point elsewhere. " + fix);
+                throw Refuse(path + where + "is a symbolic link (owner " + Who(st.Uid) + "): nothing there may point elsewhere. " + fix);
             if (st.Uid != me)
-                throw Refuse(path + ", in the local server's folder, is owned by " + Who(st.Uid) + ", mode " + Mode(st) +
-                    ", not by you (" + Who(me) + "): another user could have written it. " + fix);
+                throw Refuse(path + where + "is owned by " + Who(st.Uid) + ", mode " + Mode(st) + ", not by you (" + Who(me) +
+                    "): another user could have written it. " + fix);
             if ((st.Mode & (secret ? 0x3f : 0x12)) != 0)
-                throw Refuse(path + ", in the local server's folder, is " + (secret ? "readable or writable" : "writable") +
-                    " by other users (mode " + Mode(st) + ", owner " + Who(st.Uid) + "). " + fix);
+                throw Refuse(path + where + "is " + (secret ? "readable or writable" : "writable") + " by other users (mode " +
+                    Mode(st) + ", owner " + Who(st.Uid) + "). " + fix);
         }
+
+        /// <summary>FOLDER checked by RULES (the folders above it, then it) and opened with O_NOFOLLOW;
+        /// made first (mode 0700, missing folders above it too) when MAKE. -1 when it is missing (or
+        /// cannot be made); FAILED_PRECONDITION when it could be another user's.</summary>
+        public static int OpenOwnFolder(string folder, TrustRules rules, bool make)
+        {
+            folder = Path.GetFullPath(folder).TrimEnd('/');
+            if (folder == "") folder = "/";
+            bool above = CheckParents(folder, rules.Label, rules.Fix);
+            if (make)
+            {
+                try { if (!above) Directory.CreateDirectory(Parent(folder)); }  // what is missing is made by this user
+                catch (IOException) { return -1; }
+                catch (UnauthorizedAccessException) { return -1; }
+                if (mkdir(folder, 0x1c0 /* 0700 */) != 0 && Marshal.GetLastWin32Error() != 17 /* EEXIST */) return -1;
+                if (!above) above = CheckParents(folder, rules.Label, rules.Fix);
+            }
+            if (!above) return -1;
+            St st, opened;
+            if (!Lstat(folder, out st)) return -1;
+            CheckFolderStat(folder, st, rules.Label, rules);
+            var flags = OpenFlags();
+            int fd = open(folder, flags[0] | flags[1] | O_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                if (Marshal.GetLastWin32Error() == ENOENT) return -1;
+                throw Refuse(rules.Label + " " + folder + " cannot be opened. " + rules.Fix + ".");
+            }
+            try
+            {
+                if (!Stat(fd, "", AT_EMPTY_PATH, out opened) || opened.Dev != st.Dev || opened.Ino != st.Ino)
+                    throw Refuse(rules.Label + " " + folder + " changed while it was checked. " + rules.Fix + ".");
+                CheckFolderStat(folder, opened, rules.Label, rules);
+            }
+            catch
+            {
+                close(fd);
+                throw;
+            }
+            return fd;
+        }
+
+        /// <summary>The regular file NAME in a folder opened by OpenOwnFolder: O_NOFOLLOW relative to
+        /// it, then fstat: this user's, not writable by others. -1 when there is none.</summary>
+        public static int OpenIn(int dir, string folder, string name, TrustRules rules)
+        {
+            int fd = openat(dir, name, OpenFlags()[1] | O_CLOEXEC | 0x800 /* O_NONBLOCK */, 0);
+            if (fd < 0)
+            {
+                if (Marshal.GetLastWin32Error() == ELOOP)
+                    throw Refuse(folder + "/" + name + ", in " + rules.Label + ", is a symbolic link. Remove it, or " +
+                        rules.FixLower + ".");
+                return -1;
+            }
+            try
+            {
+                St st;
+                if (!Stat(fd, "", AT_EMPTY_PATH, out st)) { close(fd); return -1; }
+                if (!Is(st, S_IFREG))
+                    throw Refuse(folder + "/" + name + ", in " + rules.Label + ", is not a regular file (mode " + Mode(st) +
+                        "). Remove it, or " + rules.FixLower + ".");
+                CheckEntry(folder, name, st, false, rules);
+            }
+            catch
+            {
+                close(fd);
+                throw;
+            }
+            return fd;
+        }
+
+        /// <summary>Everything in the opened file FD (then closed); null when a read fails.</summary>
+        public static byte[] ReadAll(int fd)
+        {
+            try
+            {
+                var text = new MemoryStream();
+                var buf = new byte[65536];
+                while (true)
+                {
+                    long n = (long)read(fd, buf, (IntPtr)buf.Length);
+                    if (n < 0 && Marshal.GetLastWin32Error() == EINTR) continue;
+                    if (n < 0) return null;
+                    if (n == 0) break;
+                    text.Write(buf, 0, (int)n);
+                }
+                return text.ToArray();
+            }
+            finally { close(fd); }
+        }
+
+        /// <summary>Write NAME in a folder opened by OpenOwnFolder: a new 0600 file (O_EXCL,
+        /// O_NOFOLLOW) renamed into place. False when that fails.</summary>
+        public static bool WriteIn(int dir, string name, byte[] data)
+        {
+            var tmp = "." + name + "." + Process.GetCurrentProcess().Id + ".part";
+            unlinkat(dir, tmp, 0);
+            int fd = openat(dir, tmp, 0x1 /* O_WRONLY */ | 0x40 /* O_CREAT */ | 0x80 /* O_EXCL */ | OpenFlags()[1] | O_CLOEXEC,
+                            0x180 /* 0600 */);
+            if (fd < 0) return false;
+            bool ok = true;
+            try
+            {
+                int done = 0;
+                while (done < data.Length)
+                {
+                    var chunk = new byte[Math.Min(1 << 20, data.Length - done)];
+                    Buffer.BlockCopy(data, done, chunk, 0, chunk.Length);
+                    long n = (long)write(fd, chunk, (IntPtr)chunk.Length);
+                    if (n < 0 && Marshal.GetLastWin32Error() == EINTR) continue;
+                    if (n <= 0) { ok = false; break; }
+                    done += (int)n;
+                }
+            }
+            finally { if (close(fd) != 0) ok = false; }
+            if (ok && renameat(dir, tmp, dir, name) == 0) return true;
+            unlinkat(dir, tmp, 0);
+            return false;
+        }
+
+        public static void Close(int fd) { if (fd >= 0) close(fd); }
 
         /// <summary>The folder checked (rules 1-3) and opened; -1 when it does not exist.</summary>
         static int OpenFolder(string folder)
