@@ -651,6 +651,8 @@ class WorkerPool:
                 raise pending_error or Internal("a task's processes did not end; its worker was replaced")
             if task.id in worker.exits:
                 exit_info = worker.exits.pop(task.id)
+                if exit_info[0] == _NO_SANDBOX:  # never ran: its socket's end says nothing of the upload
+                    return None, exit_info
                 if not reader.eof and pending_error is None:  # what the task wrote before it ended
                     sock.setblocking(False)
                     try:
@@ -715,9 +717,10 @@ class WorkerPool:
         out of memory, most likely) is RESOURCE_EXHAUSTED; any other death (a
         TensorFlow CHECK failure or crash on the upload) FAILED_PRECONDITION."""
         code = exit_info[0]
-        if code == _NO_SANDBOX:
-            return Internal("the task's sandbox could not be set up (see the server's log); the server keeps "
-                            "serving", "ERROR_REASON_INTERNAL")
+        if code == _NO_SANDBOX:  # the server's machine, not the upload (which the task never saw)
+            return Unavailable("this server could not set up a task's sandbox (its log says why: user namespaces "
+                               "exhausted or refused, say); the upload was not looked at. Retry later, or ask the "
+                               "server's operator", "ERROR_REASON_SANDBOX_UNAVAILABLE", needs="sandbox")
         sig = -code if code is not None and code < 0 else (code - 128 if code is not None and 128 < code < 160 else None)
         try:
             how = "signal %s" % signal.Signals(sig).name if sig else "exit code %s" % code

@@ -208,3 +208,17 @@ def late_import(kind, payload, progress):
     import importlib
 
     return importlib.import_module(payload["module"]).VALUE
+
+
+def broken_box(kind, payload, progress):
+    """A worker whose tasks cannot enter their sandbox (as where the machine refuses or runs
+    out of user namespaces for this user)."""
+    if kind == "warm":
+        from tffreeze_server import taskbox
+
+        def refuse(*args):
+            raise taskbox.BoxError(1, "unshare: Operation not permitted")
+
+        taskbox.enter = refuse
+        return "warm"
+    return handle(kind, payload, progress)

@@ -401,3 +401,20 @@ def test_a_call_that_loses_its_worker_twice_fails_unavailable_and_names_it():
         assert run(p, "echo")[-1][0] == "result"
     finally:
         p.close()
+
+
+def test_a_task_whose_sandbox_cannot_be_entered_is_unavailable_not_a_malformed_upload(tmp_path):
+    """The task never saw its upload: the failure is the machine's (SANDBOX_UNAVAILABLE), not
+    'the task sent a malformed message' (WORKER_CRASHED) nor INTERNAL."""
+    from tffreeze_server.core.errors import Unavailable
+
+    box, tasks = _sandbox_or_skip(tmp_path)
+    p = WorkerPool(size=1, target="pool_tasks:broken_box", sandbox=box, tasks_root=str(tasks)).start()
+    try:
+        for _ in range(2):  # and the worker is not blamed: the next call says the same
+            with pytest.raises(Unavailable) as err:
+                run(p, "echo")
+            assert err.value.reason == "ERROR_REASON_SANDBOX_UNAVAILABLE", err.value.message
+            assert "sandbox" in err.value.message and "not looked at" in err.value.message
+    finally:
+        p.close()
