@@ -40,6 +40,12 @@ and C++ clients apply the same rules, with the same messages):
 
 Anything else is refused (``UntrustedFolder``, a ``PermissionError``) with a message naming
 the path, its owner and mode, why, and the fix; clients report it as FAILED_PRECONDITION.
+
+The clients' caches in ``$TFFREEZE_CACHE_DIR`` (digests, received graphs) are checked by the
+same code with other words (``Rules``: ``LOCAL`` here, ``CACHE`` there, through ``own_folder``
+and ``Folder(..., CACHE)``): rules 1 and 2, except that the cache folder need only be closed
+to writes by group and others, and rule 3 for each file read. A cache that fails is not used
+(see ``tffreeze.cache``); it is not refused, as it only saves time.
 """
 
 from __future__ import annotations
