@@ -509,5 +509,5 @@ def read_token(folder: str) -> str:
 
 
 __all__ = ["INFO", "TOKEN", "LOG", "LOCK", "DATA", "SOCKET_PREFIX", "FIX", "CACHE_FIX", "Rules", "LOCAL", "CACHE",
-           "UntrustedFolder", "Folder", "local_dir", "check_parents", "check_folder", "own_folder", "private_folder", "socket_path", "check_socket", "remove_stale_socket",
-           "read_info", "write_info", "alive", "read_token"]
+           "UntrustedFolder", "Folder", "local_dir", "check_parents", "check_folder", "own_folder", "private_folder",
+           "socket_path", "check_socket", "remove_stale_socket", "read_info", "write_info", "alive", "read_token"]
