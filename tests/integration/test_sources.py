@@ -454,3 +454,16 @@ def test_inspect_of_a_frozen_graph_summarises_it(client, tmp_path):
     with pytest.raises(NotFoundError) as err:
         client.inspect(str(tmp_path / "with_vars.pb"))
     assert "no checkpoint" in err.value.message and "--graph" in err.value.message
+
+
+@pytest.mark.parametrize("kind", ["saved_model_v1", "saved_model_v2"])
+def test_a_step_given_for_a_saved_model_is_refused_not_ignored(client, tmp_path, kind):
+    """A SavedModel holds one set of variables: a global step chosen for it would be silently
+    ignored, so it is refused naming the option (as bind is for a TF2 SavedModel)."""
+    from tffreeze import InvalidArgumentError
+
+    model = getattr(models, kind)(str(tmp_path / kind))
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(model.directory, step=100)
+    assert err.value.reason == "ERROR_REASON_OPTION_NOT_APPLICABLE" and "step" in err.value.message
+    assert client.freeze(model.directory).manifest["outputs"]  # without it, the same model freezes

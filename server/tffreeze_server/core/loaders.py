@@ -242,6 +242,11 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     """A SavedModel directory: TF1 exports are read as data, TF2 exports loaded."""
     sm = _read_saved_model(workdir, files, spec.limits.max_graph_file_bytes)
     name = next(f for f in layout.SAVED_MODEL_FILES if f in files)
+    if spec.step is not None:  # never ignored silently: a SavedModel holds one set of variables
+        raise InvalidArgument("options.step does not apply to a SavedModel: it holds one set of variables (its "
+                              "variables/ folder), not a checkpoint per global step; leave the step out",
+                              "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options.step",
+                              source_kind="SOURCE_KIND_SAVED_MODEL")
     tags = sorted(spec.tags)
     tag_sets = [sorted(m.meta_info_def.tags) for m in sm.meta_graphs]
     shown = "; ".join(",".join(t) or "(none)" for t in tag_sets)
