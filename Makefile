@@ -28,7 +28,8 @@ PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 .PHONY: web chromium node
 .PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-formats bench-breadth bench-real bench-load csharp mono sandbox tf115 tf23 cpp cpp-deps bench-clients clean
 
-setup: $(STAMP) $(STUBS)
+# The web page (`make web`) too: `tffreeze serve --web-port` and the local server serve it.
+setup: $(STAMP) $(STUBS) web
 
 # Bytecode for our own packages, written at setup as pip does for a regular install: an
 # editable install leaves it to the first import, which writes nothing where
@@ -65,13 +66,15 @@ $(STUBS) &: $(PROTOS) $(STAMP) tools/gen_python.sh
 # server/tffreeze_server/web/app.js; never edited by hand, nothing fetched at run time.
 WEB_BUNDLE := server/tffreeze_server/web/app.js
 web: $(WEB_BUNDLE)
+# Quiet (one line; ~15 s from a fresh clone, nothing when up to date): `make setup` and `make demo` run it.
 web/node_modules/.stamp: web/package.json web/package-lock.json | node
-	cd web && npm ci --silent --no-audit --no-fund
-	touch $@
+	@echo "building the web page (web/ -> $(WEB_BUNDLE))"
+	@cd web && npm ci --silent --no-audit --no-fund
+	@touch $@
 $(WEB_BUNDLE): web/node_modules/.stamp web/buf.gen.yaml $(PROTOS) $(wildcard web/proto/google/rpc/*.proto) $(wildcard web/src/*.ts)
-	cd web && rm -rf gen && node_modules/.bin/buf generate
-	cd web && node_modules/.bin/tsc --noEmit -p .
-	web/node_modules/.bin/esbuild web/src/app.ts --bundle --minify --format=iife --target=es2020 --log-level=warning \
+	@cd web && rm -rf gen && node_modules/.bin/buf generate
+	@cd web && node_modules/.bin/tsc --noEmit -p .
+	@web/node_modules/.bin/esbuild web/src/app.ts --bundle --minify --format=iife --target=es2020 --log-level=warning \
 		--outfile=$@
 
 # Node.js and npm from Debian (the web page's build, buf's lint), when missing.

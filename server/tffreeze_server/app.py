@@ -86,7 +86,11 @@ def start_web(servicer, health_servicer, host: str, port: int, allowed_origins=(
     app = grpcWSGI(None)
     service_pb2_grpc.add_FreezeServiceServicer_to_server(servicer, app)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, app)
-    guarded = WebGuard(app, host, MAX_MESSAGE_BYTES, allowed_origins, tokens)
+    folder = webguard.page_dir()
+    missing = webguard.missing_script_warning(folder)
+    if missing:
+        log.warning(missing)
+    guarded = WebGuard(app, host, MAX_MESSAGE_BYTES, allowed_origins, tokens, folder)
     server_class = _ThreadingWSGIServer
     if ssl_context is not None:
         server_class = type("_TLSServer", (_TLSWSGIServer,), {"ssl_context": ssl_context})
@@ -264,7 +268,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
         shared_results = s3store.SharedResults(store.remote)
     else:
         store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes,
-                          partial_ttl=settings.partial_upload_ttl)
+                          partial_ttl=settings.partial_upload_ttl, local=settings.local_dir is not None)
     try:
         box = sandbox.create(settings.sandbox, readable=[], writable=[store.tasks_dir])
     except sandbox.SandboxUnavailable as exc:

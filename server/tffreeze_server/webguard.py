@@ -36,6 +36,22 @@ CORS_EXPOSE_HEADERS = ("grpc-status", "grpc-message", "grpc-status-details-bin")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 PAGE_FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js"}
+PAGE_SCRIPT = "app.js"  # built by `make web` (web/ -> PAGE_DIR), not in the repository
+# The folder the page is served from instead of PAGE_DIR: for tests only (a copy without app.js).
+PAGE_DIR_ENV = "TFFREEZE_WEB_DIR"
+
+
+def page_dir() -> str:
+    return os.environ.get(PAGE_DIR_ENV) or PAGE_DIR
+
+
+def missing_script_warning(folder: str) -> Optional[str]:
+    """The start-up warning for a page folder without its built script (None when it has it)."""
+    if os.path.isfile(os.path.join(folder, PAGE_SCRIPT)):
+        return None
+    return ("the web page's script %s is not built (%s has only the HTML): the page on the gRPC-Web port shows "
+            "a notice and its buttons do nothing. Run `make web` in the tffreeze checkout (make setup and make "
+            "demo do too); gRPC-Web calls work without it" % (PAGE_SCRIPT, folder))
 _FRAME_OVERHEAD = 5  # a gRPC-Web frame: 1 flag byte + 4 length bytes
 
 
@@ -100,8 +116,9 @@ class WebGuard:
     """WSGI middleware in front of the gRPC-Web application."""
 
     def __init__(self, app: Callable, bound_host: str, max_message_bytes: int,
-                 allowed_origins: Iterable[str] = (), tokens=None):
+                 allowed_origins: Iterable[str] = (), tokens=None, page_folder: Optional[str] = None):
         self.app = app
+        self.page_folder = page_folder or page_dir()
         self.tokens = tokens  # an auth.TokenCheck when the server requires bearer tokens
         self.hosts = host_names(bound_host)
         self.max_body = max_message_bytes + _FRAME_OVERHEAD
@@ -171,11 +188,12 @@ class WebGuard:
             return self._refuse(start_response, "404 Not Found", "no page here: / is the tffreeze page; gRPC-Web "
                                                                  "calls are POST requests")
         try:
-            with open(os.path.join(PAGE_DIR, name), "rb") as fh:
+            with open(os.path.join(self.page_folder, name), "rb") as fh:
                 body = fh.read()
         except FileNotFoundError:
             return self._refuse(start_response, "404 Not Found", "the page's script is not built here: run `make web` "
-                                                                 "in the tffreeze checkout")
+                                                                 "in the tffreeze checkout (make setup and make demo "
+                                                                 "do too)")
         start_response("200 OK", [
             ("Content-Type", "text/html; charset=utf-8" if name.endswith(".html") else "text/javascript; charset=utf-8"),
             ("Content-Length", str(len(body))), ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),

@@ -309,4 +309,5 @@ const tokenInput = $("token") as HTMLInputElement;
 tokenInput.value = sessionStorage.getItem("tffreeze-token") || "";
 tokenInput.addEventListener("change", () => sessionStorage.setItem("tffreeze-token", tokenInput.value.trim()));
 $("server").textContent = server;
+$("not-loaded").hidden = true; // index.html shows it until this script runs
 document.body.dataset.state = "ready";
