@@ -12,6 +12,16 @@ Every blob is verified (length and sha256) before it is renamed into place, so
 a reader never sees a half-written blob. The store has a size cap: when a new
 blob would exceed it, least-recently-used blobs are evicted; a blob larger than
 the cap is refused.
+
+What eviction never takes: the other files of the same freeze as the blob being made room
+for (the digests one FindMissingBlobs, or a freeze's own check, asked about together; a
+freeze needs them all at once, so evicting one to fit another would loop), and reservations
+of resumable uploads written to within the last ``ACTIVE_UPLOAD_SECONDS``. Staged inputs of a
+running task are hard links, which eviction does not touch. A shared server's resumable
+upload evicts only blobs unused for ``partial_ttl`` (another client may need them); the
+per-user local server's (``local=True``) evicts any least recently used blob and discards
+idle reservations, as there is no other user's work to protect, and its refusals name the
+``tffreeze local-server`` options that make the store larger or empty it.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import stat
 import tempfile
 import threading
 import time
-from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple
 
 from tffreeze_api.fileio import write_all
 
@@ -37,6 +47,26 @@ MAX_UPLOAD_ID = 128
 MAX_OPEN_UPLOADS = 256  # resumable uploads in progress (each reserves its declared size)
 MAX_OPEN_UPLOADS_PER_ID = 32  # of those, sharing one upload_id
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+ACTIVE_UPLOAD_SECONDS = 30.0  # a resumable upload written to this recently is in progress: never discarded for room
+MAX_GROUPS = 20000  # digests remembered with the files asked about beside them
+
+
+def human(size: int) -> str:
+    """Bytes for people: 64 MiB, 4 GiB, 1.5 GiB, 300 bytes."""
+    for shift, unit in ((30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if size >= 1 << shift:
+            value = size / float(1 << shift)
+            return ("%d %s" if value == int(value) else "%.1f %s") % (value, unit)
+    return "%d bytes" % size
+
+
+def suggest(cap: int, need: int) -> str:
+    """A larger store for --max-store-bytes: at least twice the cap and twice what is needed,
+    in whole GiB (whole MiB below 1 GiB)."""
+    want = max(2 * cap, 2 * need)
+    unit = 1 << 30 if want >= 1 << 30 else 1 << 20
+    n = -(-want // unit)
+    return "%d%s" % (n, "G" if unit == 1 << 30 else "M")
 
 
 def check_digest(sha256: str, size: int) -> None:
@@ -49,11 +79,14 @@ def check_digest(sha256: str, size: int) -> None:
 
 class BlobStore:
     def __init__(self, root: str, max_bytes: int = DEFAULT_MAX_STORE_BYTES,
-                 partial_ttl: float = DEFAULT_PARTIAL_TTL_SECONDS):
+                 partial_ttl: float = DEFAULT_PARTIAL_TTL_SECONDS, local: bool = False):
         self.root = os.path.abspath(root)
         self.max_bytes = max_bytes
         self.partial_ttl = partial_ttl
+        self.local = local  # the per-user local server's store (see the module's docstring)
         self._lock = threading.Lock()
+        # sha256 -> (when, the digests asked about with it): a freeze's files, kept from evicting each other
+        self._groups: Dict[str, Tuple[float, FrozenSet[Tuple[str, int]]]] = {}
         for sub in ("blobs", "partial", "tmp", "tasks"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
         self._expire_at_start()  # resumable uploads survive a restart, but not forever
@@ -117,14 +150,19 @@ class BlobStore:
                     pass
         return gone
 
-    def _reserve_partial(self, size: int, upload_id: str) -> None:
+    def _reserve_partial(self, size: int, upload_id: str, sha256: str = "") -> None:
         """A new resumable upload reserves its declared size, but only what fits beside
         the stored blobs and the other reservations without evicting a blob used within
         the last ``partial_ttl`` seconds (another client may still need it): idle
         uploads expire and long-unused blobs are evicted first; beyond that it is
-        RESOURCE_EXHAUSTED. At most MAX_OPEN_UPLOADS reservations are open, and
-        MAX_OPEN_UPLOADS_PER_ID for one upload_id."""
+        RESOURCE_EXHAUSTED. The local server's store evicts any least recently used blob
+        but the same freeze's other files, and discards idle reservations, to make room.
+        At most MAX_OPEN_UPLOADS reservations are open, and MAX_OPEN_UPLOADS_PER_ID for one
+        upload_id."""
         self.expire_partials()
+        self._check_group(sha256, size)
+        if self.local:
+            self._drop_idle_partials(size)
         partials = self._partials()
         owner = self._owner(upload_id)
         mine = sum(1 for path, _, _ in partials if path.endswith("-" + owner))
@@ -137,7 +175,10 @@ class BlobStore:
         reserved = sum(s for _, s, _ in partials)
         free = self.max_bytes - reserved - self._blob_bytes()
         if size > free:
-            free += self._evict(size - free, idle_for=self.partial_ttl)
+            free += self._evict(size - free, idle_for=0.0 if self.local else self.partial_ttl,
+                                keep=self._kept(sha256))
+        if size > free and self.local:
+            raise self._local_full(size, reserved, free, sha256)
         if size > free:
             raise ResourceExhausted(
                 "a resumable upload of %d bytes does not fit: the store's cap is %d bytes, resumable uploads in "
@@ -158,17 +199,29 @@ class BlobStore:
         return self._local_has(sha256, size)
 
     def missing(self, digests: Iterable[Tuple[str, int]]) -> List[Tuple[str, int]]:
-        out, seen = [], set()
+        """The digests not stored. Those asked about together are remembered as one freeze's
+        files (not evicted to make room for each other), and the stored ones count as used now."""
+        out, seen, asked = [], set(), []
         for sha, size in digests:
             check_digest(sha, size)
-            if (sha, size) not in seen and not self.has(sha, size):
-                out.append((sha, size))
+            if (sha, size) in seen:
+                continue
             seen.add((sha, size))
+            asked.append((sha, size))
+            if not self.has(sha, size):
+                out.append((sha, size))
+            else:
+                self.touch(sha)
+        self._remember(asked)
         return out
 
     # -- writing ---------------------------------------------------------
     def _check_fits(self, size: int) -> None:
         """A blob larger than the whole store is refused from its declared size, before a byte is written."""
+        if size > self.max_bytes and self.local:
+            raise ResourceExhausted(
+                "a file of %s (%d bytes) is larger than the local server's whole store (%s). %s"
+                % (human(size), size, human(self.max_bytes), self.local_fix(size)), "ERROR_REASON_STORE_FULL")
         if size > self.max_bytes:
             raise ResourceExhausted("blob of %d bytes exceeds the store's cap of %d bytes; start the server "
                                     "with a larger --max-store-bytes" % (size, self.max_bytes), "ERROR_REASON_STORE_FULL")
@@ -189,14 +242,16 @@ class BlobStore:
     def _blob_bytes(self) -> int:
         return sum(e[1] for e in self._blobs())
 
-    def _evict(self, wanted: int, idle_for: float = 0.0) -> int:
-        """Evict least recently used blobs (only those unused for ``idle_for`` seconds)
-        until ``wanted`` bytes are freed; returns the bytes freed."""
+    def _evict(self, wanted: int, idle_for: float = 0.0, keep: Optional[Set[str]] = None) -> int:
+        """Evict least recently used blobs (only those unused for ``idle_for`` seconds, never
+        those in ``keep``) until ``wanted`` bytes are freed; returns the bytes freed."""
         freed = 0
         now = time.time()
         for mtime, sz, p in sorted(self._blobs()):
             if freed >= wanted or now - mtime < idle_for:
                 break
+            if keep and os.path.basename(p) in keep:
+                continue
             try:
                 os.unlink(p)
                 freed += sz
@@ -204,19 +259,107 @@ class BlobStore:
                 pass
         return freed
 
-    def _make_room(self, size: int) -> None:
+    # -- what a freeze needs together ------------------------------------
+    def _remember(self, asked: List[Tuple[str, int]]) -> None:
+        """The digests of one request (a freeze's files): none is evicted to make room for another."""
+        if len(asked) < 2:
+            return
+        now = time.time()
+        group = frozenset(asked)
+        with self._lock:
+            if len(self._groups) + len(group) > MAX_GROUPS:
+                self._groups = {k: v for k, v in self._groups.items() if now - v[0] <= self.partial_ttl}
+                if len(self._groups) + len(group) > MAX_GROUPS:
+                    self._groups.clear()
+            for sha, _ in group:
+                self._groups[sha] = (now, group)
+
+    def _group(self, sha256: str) -> FrozenSet[Tuple[str, int]]:
+        entry = self._groups.get(sha256)
+        if entry is None or time.time() - entry[0] > self.partial_ttl:
+            return frozenset()
+        return entry[1]
+
+    def _kept(self, sha256: str) -> Set[str]:
+        """Blobs that making room for ``sha256`` must not evict: the same freeze's other files."""
+        return {s for s, _ in self._group(sha256) if s != sha256}
+
+    def _check_group(self, sha256: str, size: int) -> None:
+        """Refused up front when the freeze's files cannot all be in the store at once."""
+        group = self._group(sha256)
+        total = sum(n for _, n in group) if (sha256, size) in group else 0
+        if total <= self.max_bytes:
+            return
+        if self.local:
+            raise ResourceExhausted(
+                "this freeze's %d files total %s (%d bytes), more than the local server's store holds (%s): a freeze "
+                "needs all its files in the store at once. %s" % (len(group), human(total), total,
+                                                                   human(self.max_bytes), self.local_fix(total)),
+                "ERROR_REASON_STORE_FULL")
+        raise ResourceExhausted(
+            "this freeze's %d files total %d bytes, more than the store's cap of %d bytes: a freeze needs all its "
+            "files in the store at once; start the server with a larger --max-store-bytes"
+            % (len(group), total, self.max_bytes), "ERROR_REASON_STORE_FULL")
+
+    def _drop_idle_partials(self, size: int) -> None:
+        """The local store: discard reservations of resumable uploads not written to for
+        ACTIVE_UPLOAD_SECONDS (an interrupted freeze), oldest first, while ``size`` more
+        bytes do not fit beside them and every blob."""
+        partials = sorted(self._partials(), key=lambda p: p[2])
+        over = sum(s for _, s, _ in partials) + size - self.max_bytes
+        now = time.time()
+        for path, declared, mtime in partials:
+            if over <= 0 or now - mtime < ACTIVE_UPLOAD_SECONDS:
+                break
+            try:
+                os.unlink(path)
+                over -= declared
+            except OSError:
+                pass
+
+    def local_fix(self, need: int) -> str:
+        """What a user of the local server does about a full store, from any client."""
+        bigger = suggest(self.max_bytes, need)
+        return ("Give the local server a larger store: `tffreeze local-server stop`, then `tffreeze local-server "
+                "start --max-store-bytes %s` (or set TFFREEZE_LOCAL_STORE_BYTES=%s wherever the server is started "
+                "from, e.g. before the next freeze); `tffreeze local-server clean` empties the store"
+                % (bigger, bigger))
+
+    def _local_full(self, size: int, reserved: int, free: int, sha256: str) -> ResourceExhausted:
+        kept = sum(n for s, n in self._group(sha256) if s != sha256 and self._local_has(s, n))
+        held = []
+        if kept:
+            held.append("the same freeze's other files hold %s" % human(kept))
+        if reserved:
+            held.append("uploads in progress (written to within %d s) reserve %s" % (ACTIVE_UPLOAD_SECONDS, human(reserved)))
+        return ResourceExhausted(
+            "a file of %s does not fit in the local server's store (%s; %s, %s free). %s"
+            % (human(size), human(self.max_bytes), "; ".join(held) or "nothing else can be evicted",
+               human(max(0, free)), self.local_fix(size + kept + reserved)), "ERROR_REASON_STORE_FULL")
+
+    def _make_room(self, size: int, sha256: str = "") -> None:
         """Evict least recently used blobs until ``size`` more bytes fit; when they cannot
         fit even with every blob gone (reservations hold the rest), nothing is evicted."""
         self._check_fits(size)
+        self._check_group(sha256, size)
+        if self.local:
+            self._drop_idle_partials(size)
         reserved = sum(s for _, s, _ in self._partials())
+        if reserved + size > self.max_bytes and self.local:
+            raise self._local_full(size, reserved, self.max_bytes - reserved - self._blob_bytes(), sha256)
         if reserved + size > self.max_bytes:
             raise ResourceExhausted(
                 "a blob of %d bytes does not fit: resumable uploads in progress reserve %d of the store's %d bytes; "
                 "retry once they finish or expire, or start the server with a larger --max-store-bytes"
                 % (size, reserved, self.max_bytes), "ERROR_REASON_STORE_FULL")
         over = self._blob_bytes() + reserved + size - self.max_bytes
-        if over > 0:
-            self._evict(over)
+        if over > 0 and self._evict(over, keep=self._kept(sha256)) < over:
+            if self.local:
+                raise self._local_full(size, reserved, size - over, sha256)
+            raise ResourceExhausted(
+                "a blob of %d bytes does not fit: the same freeze's other files and resumable uploads in progress "
+                "hold the store's %d bytes; start the server with a larger --max-store-bytes" % (size, self.max_bytes),
+                "ERROR_REASON_STORE_FULL")
 
     def commit_file(self, tmp_path: str, sha256: str, size: int, actual_sha256: Optional[str] = None) -> None:
         """Verify a complete temporary file and move it into place (or drop it if
@@ -246,7 +389,7 @@ class BlobStore:
                 os.unlink(tmp_path)
                 self.touch(sha256)
                 return
-            self._make_room(size)
+            self._make_room(size, sha256)
             dest = self.path(sha256)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.replace(tmp_path, dest)
@@ -303,6 +446,7 @@ class BlobStore:
         Returns the sha256."""
         check_digest(sha256, size)
         self._check_fits(size)
+        self._check_group(sha256, size)
         fh, tmp = self.new_tmp(".upload")
         h = BackgroundSha256()  # hashed beside the writes
         try:
@@ -336,6 +480,7 @@ class BlobStore:
         if self.has(sha256, size):
             return True
         self._check_fits(size)
+        self._check_group(sha256, size)
         if len(data) > CHUNK:
             raise InvalidArgument("chunk of %d bytes exceeds the 1 MiB limit" % len(data), "ERROR_REASON_INVALID_CHUNK")
         return False
@@ -351,7 +496,7 @@ class BlobStore:
         with self._lock:
             current = os.path.getsize(part) if os.path.exists(part) else 0
             if current == 0 and offset == 0 and not os.path.exists(part):
-                self._reserve_partial(size, upload_id)
+                self._reserve_partial(size, upload_id, sha256)
             if offset != current:
                 raise FailedPrecondition("chunk at offset %d but %d bytes of %s are committed; resume at %d"
                                          % (offset, current, sha256[:12], current), "ERROR_REASON_WRONG_OFFSET",
