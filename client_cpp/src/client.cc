@@ -9,6 +9,14 @@
 #include <set>
 #include <sstream>
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <ctime>
+#include <atomic>
+#include <cctype>
 #include <sys/stat.h>
 #include <netdb.h>
 #include <unistd.h>
@@ -40,7 +48,70 @@ std::string Trim(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
-// A temporary file beside path; removed unless Commit() renamed it into place.
+// The temporary files being written, for a signal handler to remove (RemovePendingTempFiles
+// must be async-signal-safe: fixed slots, atomics, unlink only).
+constexpr int kSlots = 64;
+struct PendingSlot {
+  std::atomic<int> state{0};  // 0 free, 1 being filled, 2 holds a path
+  char path[4096];
+};
+PendingSlot g_pending[kSlots];
+
+int Register(const std::string& path) {
+  if (path.size() >= sizeof g_pending[0].path) return -1;
+  for (int i = 0; i < kSlots; i++) {
+    int expected = 0;
+    if (!g_pending[i].state.compare_exchange_strong(expected, 1)) continue;
+    std::memcpy(g_pending[i].path, path.c_str(), path.size() + 1);
+    g_pending[i].state.store(2);
+    return i;
+  }
+  return -1;
+}
+
+void Unregister(int slot) {
+  if (slot >= 0) g_pending[slot].state.store(0);
+}
+
+// Signals that end the process blocked while a temporary file is made and registered, so a
+// handler never misses one.
+class SignalsHeld {
+ public:
+  SignalsHeld() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
+    pthread_sigmask(SIG_BLOCK, &set, &old_);
+  }
+  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+
+ private:
+  sigset_t old_;
+};
+
+// What to do about an OS error on path (the flag is added by the CLI, which knows it).
+std::string Fix(int err) {
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return "free some space there, or write it elsewhere";
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return "its folder is not writable by you: write it elsewhere";
+    case EISDIR:
+      return "it is a folder: give a file name";
+    case ENOENT:
+    case ENOTDIR:
+      return "its folder does not exist: create it, or write it elsewhere";
+    default:
+      return "write it elsewhere";
+  }
+}
+
+// A temporary file beside path, named .NAME.XXXXXX.part and locked (flock) while it is
+// written, so another freeze can tell it from a stale one; removed unless Commit() renamed it
+// into place, and by RemovePendingTempFiles() (a signal handler).
 class TempBeside {
  public:
   explicit TempBeside(const std::string& path) : path_(path) {
@@ -48,9 +119,19 @@ class TempBeside {
     std::string pattern = (p.parent_path() / ("." + p.filename().string() + ".XXXXXX.part")).string();
     std::vector<char> buf(pattern.begin(), pattern.end());
     buf.push_back('\0');
-    int fd = mkstemps(buf.data(), 5);
-    if (fd < 0) throw Error("UNKNOWN", "cannot create a file beside " + path + ": " + std::strerror(errno));
+    int fd;
+    {
+      SignalsHeld held;
+      fd = mkstemps(buf.data(), 5);
+      if (fd >= 0) slot_ = Register(buf.data());
+    }
+    if (fd < 0)
+      throw Error(errno == ENOSPC ? "RESOURCE_EXHAUSTED" : "PERMISSION_DENIED",
+                  "cannot write " + path + ": cannot create a file beside it (" + std::strerror(errno) + "); " +
+                      Fix(errno),
+                  "", {{"path", path}});
     tmp_ = buf.data();
+    flock(fd, LOCK_EX | LOCK_NB);  // held until closed: the writer is alive
     mode_t mask = umask(0);  // the mode a plain open() would give: 0666 less the user's umask
     umask(mask);
     fchmod(fd, 0666 & ~mask);
@@ -59,27 +140,91 @@ class TempBeside {
   ~TempBeside() {
     if (file_) std::fclose(file_);
     if (!tmp_.empty()) std::remove(tmp_.c_str());
+    Unregister(slot_);
   }
   void Write(const void* data, size_t size) {
-    if (std::fwrite(data, 1, size, file_) != size)
-      throw Error("RESOURCE_EXHAUSTED", "cannot write " + path_ + ": " + std::strerror(errno));
+    if (std::fwrite(data, 1, size, file_) != size) Fail(errno);
   }
   void Commit() {
-    if (std::fflush(file_) != 0 || fsync(fileno(file_)) != 0 || std::fclose(file_) != 0) {
+    if (std::fflush(file_) != 0 || fsync(fileno(file_)) != 0) {
+      int err = errno;
+      std::fclose(file_);
       file_ = nullptr;
-      throw Error("RESOURCE_EXHAUSTED", "cannot write " + path_ + ": " + std::strerror(errno));
+      Fail(err);
+    }
+    if (std::fclose(file_) != 0) {
+      file_ = nullptr;
+      Fail(errno);
     }
     file_ = nullptr;
-    fs::rename(tmp_, path_);
+    std::error_code ec;
+    fs::rename(tmp_, path_, ec);
+    if (ec) {
+      std::error_code dir;
+      int err = fs::is_directory(path_, dir) ? EISDIR : ec.value();
+      throw Error(err == EISDIR ? "INVALID_ARGUMENT" : "PERMISSION_DENIED",
+                  "cannot write " + path_ + ": " + (err == EISDIR ? std::string("it is a folder") : ec.message()) +
+                      "; " + Fix(err),
+                  "", {{"path", path_}});
+    }
     tmp_.clear();
   }
 
  private:
+  [[noreturn]] void Fail(int err) {
+    throw Error(err == ENOSPC || err == EDQUOT ? "RESOURCE_EXHAUSTED" : "UNKNOWN",
+                "cannot write " + path_ + ": " + std::strerror(err) + "; " + Fix(err), "", {{"path", path_}});
+  }
   std::string path_, tmp_;
   FILE* file_ = nullptr;
+  int slot_ = -1;
 };
 
+// .NAME.XXXXXX.part: this client's temporary name for path NAME.
+bool OwnPartName(const std::string& entry, const std::string& name) {
+  const std::string prefix = "." + name + ".", suffix = ".part";
+  if (entry.size() != prefix.size() + 6 + suffix.size()) return false;
+  if (entry.compare(0, prefix.size(), prefix) != 0) return false;
+  if (entry.compare(entry.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
+  for (size_t i = prefix.size(); i < prefix.size() + 6; i++)
+    if (!std::isalnum(static_cast<unsigned char>(entry[i]))) return false;
+  return true;
+}
+
 }  // namespace
+
+void RemovePendingTempFiles() noexcept {
+  for (auto& slot : g_pending)
+    if (slot.state.load() == 2) unlink(slot.path);
+}
+
+int RemoveStaleTempFiles(const std::string& path, int min_age_seconds) {
+  fs::path p = fs::absolute(path);
+  std::string folder = p.parent_path().string(), name = p.filename().string();
+  if (name.empty()) return 0;
+  DIR* dir = opendir(folder.c_str());
+  if (!dir) return 0;
+  int removed = 0;
+  time_t now = time(nullptr);
+  while (struct dirent* entry = readdir(dir)) {
+    std::string e = entry->d_name;
+    if (!OwnPartName(e, name)) continue;
+    std::string full = (fs::path(folder) / e).string();
+    struct stat st;
+    if (lstat(full.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) continue;
+    if (now - st.st_mtime < min_age_seconds) continue;  // maybe a freeze that is starting
+    int fd = open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat opened;
+    // Its writer holds a lock on it while it runs: only a file nobody holds is stale.
+    if (fstat(fd, &opened) == 0 && opened.st_ino == st.st_ino && opened.st_dev == st.st_dev &&
+        flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(full.c_str()) == 0)
+      removed++;
+    close(fd);
+  }
+  closedir(dir);
+  return removed;
+}
 
 void WriteAtomically(const std::string& path, const std::string& data) {
   TempBeside tmp(path);
@@ -339,18 +484,28 @@ void AddFiles(const std::vector<LocalFile>& files, google::protobuf::RepeatedPtr
 }
 }  // namespace
 
-void CheckOutputFolder(const std::string& path) {
+void CheckOutputFolder(const std::string& path, const std::string& flag) {
   std::string folder = fs::path(path).parent_path().string();
   if (folder.empty()) folder = ".";
   std::error_code ec;
+  // "-o x.pb", "--output y=y.npy"
+  std::string named = flag.empty() ? path : flag + (flag.back() == '=' ? "" : " ") + path;
+  if (path.empty() || fs::is_directory(path, ec))
+    throw Error("INVALID_ARGUMENT", named + " is a folder: give a file name (e.g. " +
+                                        (flag.empty() ? "" : flag + (flag.back() == '=' ? "" : " ")) +
+                                        (fs::path(path) / (flag == "--manifest" ? "model.json" : flag == "-o" || flag.empty() ? "model.pb" : "out.npy")).string() +
+                                        ")");
   if (!fs::is_directory(folder, ec))
-    throw Error("NOT_FOUND", "the output folder " + folder + " does not exist: create it, or write the graph elsewhere (-o)");
+    throw Error("NOT_FOUND", named + ": the folder " + folder + " does not exist: create it, or give " +
+                                 (flag.empty() ? "another path" : "another path"));
   if (access(folder.c_str(), W_OK | X_OK) != 0)
-    throw Error("PERMISSION_DENIED", "the output folder " + folder + " is not writable: write the graph elsewhere (-o)");
+    throw Error("PERMISSION_DENIED", named + ": the folder " + folder + " is not writable by you: give " +
+                                         (flag.empty() ? "another path" : "another path"));
 }
 
 FreezeOutcome Client::Freeze(const std::string& source, const std::string& output_path, const FreezeOptions& options) {
-  CheckOutputFolder(output_path);
+  CheckOutputFolder(output_path, "");
+  RemoveStaleTempFiles(output_path);
   std::vector<LocalFile> files;
   v1::PlanFreezeResponse plan = Plan(source, options, &files);
   const auto& caps = Capabilities();

@@ -360,9 +360,25 @@ std::map<std::string, std::string> Running(const std::string& dir) {
   return info;
 }
 
-void StartLocal() {
+// The `tffreeze` command that starts the local server, found as `run` finds .venv:
+// $TFFREEZE_COMMAND, else the checkout's .venv/bin/tffreeze (the checkout this executable
+// lies in, by /proc/self/exe: client_cpp/bin/ or client_cpp/build/), else `tffreeze` on PATH.
+std::string TffreezeCommand() {
   const char* command = std::getenv("TFFREEZE_COMMAND");
-  std::string program = command && *command ? command : "tffreeze";
+  if (command && *command) return command;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (fs::path dir = exe.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+      fs::path candidate = dir / ".venv" / "bin" / "tffreeze";
+      if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+      if (dir == dir.parent_path() || dir == exe.parent_path().parent_path().parent_path().parent_path()) break;
+    }
+  return "tffreeze";
+}
+
+void StartLocal() {
+  std::string program = TffreezeCommand();
   pid_t pid = fork();
   if (pid < 0) throw Error("UNAVAILABLE", "cannot start the local server (fork failed)");
   if (pid == 0) {
@@ -376,8 +392,9 @@ void StartLocal() {
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
     throw Error("UNAVAILABLE", "no --server given and no local server running; starting one needs the `" + program +
-                                   "` command (the Python client: `pip install -e client_py server`; or set "
-                                   "$TFFREEZE_COMMAND). Or pass --server HOST:PORT / set $TFFREEZE_SERVER");
+                                   "` command, looked for as $TFFREEZE_COMMAND, the checkout's .venv/bin/tffreeze "
+                                   "(`make setup` makes it) and `tffreeze` on PATH (`pip install -e client_py server`). "
+                                   "Or pass --server HOST:PORT / set $TFFREEZE_SERVER");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw Error("UNAVAILABLE", "the local server did not start (`" + program +
                                    " local-server start` failed; its message is above)");

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <memory>
 #include <cstdlib>
@@ -29,7 +32,7 @@ Freeze TensorFlow checkpoints with a tffreeze server (gRPC) and run frozen graph
 TensorFlow C API.
 
 commands:
-  freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
+  freeze SOURCE -o|--output-file OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
          [--target tensorflowsharp|mlnet] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
          [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks, freeze, write OUT.pb (and the
@@ -41,9 +44,12 @@ commands:
   inspect SOURCE [--json] [SOURCE OPTIONS] [CONNECTION OPTIONS]
       Show the checkpoint a freeze would use, its variables, and the inputs and outputs it
       would resolve, each with its reason (--json: as JSON).
-  run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
+  run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME[=FILE.npy] ...
       [--runtime tf115] [--libtensorflow PATH] [--verbose]
-      Run a frozen graph (TensorFlow's own log lines only with --verbose or $TFFREEZE_VERBOSE=1). NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
+      Run a frozen GraphDef .pb (.onnx and .tflite models run with the Python `tffreeze run`).
+      --output NAME=FILE.npy writes an output, --output NAME prints its dtype, shape and first
+      values; with --manifest and no --output, every output the manifest names is printed.
+      TensorFlow's own log lines only with --verbose or $TFFREEZE_VERBOSE=1. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
       names or signature aliases; the manifest's dtypes and shapes are then checked. The
       library: --libtensorflow (a file, or a folder holding libtensorflow_cc.so.2,
       libtensorflow.so or _pywrap_tensorflow_internal.so), else $TFFREEZE_LIBTENSORFLOW,
@@ -64,13 +70,19 @@ connection options:
   dns:///NAME:PORT)  --tls (or $TFFREEZE_TLS=1)  --ca CA.pem (default
   $TFFREEZE_CA; implies --tls)  --token TOKEN (default $TFFREEZE_TOKEN)
   --client-cert CERT.pem --client-key KEY.pem
-See README.md, "Command line", for what each option does.
+See README.md, "CLI reference", for what each option does. A flag belongs to the commands
+listed with it above (e.g. --output NAME is run's; freeze writes with -o/--output-file); given
+to another command it is a usage error (exit 2). Flags are matched whole: no abbreviations.
 
-examples:
-  tffreeze serve &
+examples (no server to start: the first command starts your local server, found as
+$TFFREEZE_COMMAND, else the checkout's .venv/bin/tffreeze, else `tffreeze` on PATH):
   tffreeze-cpp freeze runs/mnist -o mnist.pb --manifest mnist.json
   tffreeze-cpp inspect runs/mnist
   tffreeze-cpp run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy
+  tffreeze-cpp run mnist.pb --manifest mnist.json --input x=batch.npy   # prints every output
+
+Ctrl-C, SIGTERM and SIGHUP remove the file being written (exit 130, 143, 129); a freeze
+removes stale .OUT.pb.XXXXXX.part files an interrupted one left beside OUT.pb.
 
 exit codes: 0 ok, 1 error (message on stderr), 2 usage error)";
 
@@ -92,15 +104,90 @@ struct Options {
   }
 };
 
-const std::set<std::string> kValued = {"-o", "--output", "--server", "--manifest", "--outputs", "--inputs", "--step",
-                                       "--target", "--timeout", "--ca", "--token", "--client-cert", "--client-key",
-                                       "--input", "--runtime", "--libtensorflow", "--graph", "--signature", "--tag",
-                                       "--bind", "--var-map", "--include-variables", "--exclude-variables",
-                                       "--format", "--input-shape"};
-const std::set<std::string> kSwitches = {"--tls", "--quiet", "--optimize", "--verify", "--ema", "--json", "--verbose"};
+// Every flag: its value's name ("" for a switch) and the commands that take it. A flag is
+// matched whole (no abbreviations); one given to a command that does not take it is a usage
+// error naming the command that does.
+struct Flag {
+  const char* name;
+  const char* metavar;
+  const char* commands;  // space-separated
+};
+const Flag kFlags[] = {
+    // freeze
+    {"-o", "OUT.pb", "freeze"},
+    {"--output-file", "OUT.pb", "freeze"},
+    {"--optimize", "", "freeze"},
+    {"--verify", "", "freeze"},
+    {"--target", "tensorflowsharp|mlnet", "freeze"},
+    {"--format", "graphdef|onnx|tflite", "freeze"},
+    {"--input-shape", "NAME=D1,D2,...", "freeze"},
+    {"--quiet", "", "freeze"},
+    {"--manifest", "M.json", "freeze run"},
+    // source options
+    {"--outputs", "a,b", "freeze inspect"},
+    {"--inputs", "a,b", "freeze inspect"},
+    {"--step", "N", "freeze inspect"},
+    {"--graph", "FILE", "freeze inspect"},
+    {"--signature", "NAME", "freeze inspect"},
+    {"--tag", "TAG", "freeze inspect"},
+    {"--bind", "NAME=VALUE", "freeze inspect"},
+    {"--ema", "", "freeze inspect"},
+    {"--var-map", "GRAPH_VAR=CKPT_KEY", "freeze inspect"},
+    {"--include-variables", "a,b", "freeze inspect"},
+    {"--exclude-variables", "a,b", "freeze inspect"},
+    {"--timeout", "SECONDS", "freeze inspect"},
+    // connection options
+    {"--server", "HOST:PORT", "freeze inspect"},
+    {"--tls", "", "freeze inspect"},
+    {"--ca", "CA.pem", "freeze inspect"},
+    {"--token", "TOKEN", "freeze inspect"},
+    {"--client-cert", "CERT.pem", "freeze inspect"},
+    {"--client-key", "KEY.pem", "freeze inspect"},
+    // inspect
+    {"--json", "", "inspect"},
+    // run
+    {"--input", "NAME=FILE.npy", "run"},
+    {"--output", "NAME[=FILE.npy]", "run"},
+    {"--runtime", "tf115", "run"},
+    {"--libtensorflow", "PATH", "run"},
+    {"--verbose", "", "run"},
+};
+
+const Flag* FindFlag(const std::string& name) {
+  for (const auto& f : kFlags)
+    if (name == f.name) return &f;
+  return nullptr;
+}
+
+bool Takes(const Flag& f, const std::string& command) {
+  std::stringstream in(f.commands);
+  std::string c;
+  while (in >> c)
+    if (c == command) return true;
+  return false;
+}
+
+// "--output NAME is a flag of `tffreeze-cpp run`; freeze writes its graph with -o/--output-file"
+std::string NotHere(const Flag& f, const std::string& command) {
+  std::string spelled = std::string(f.name) + (*f.metavar ? std::string(" ") + f.metavar : "");
+  std::string owners;
+  std::stringstream in(f.commands);
+  std::string c;
+  while (in >> c) owners += (owners.empty() ? "`tffreeze-cpp " : " and `tffreeze-cpp ") + c + "`";
+  std::string msg = spelled + " is a flag of " + owners;
+  std::string name = f.name;
+  if (command == "freeze" && name == "--output") return msg + "; freeze writes its graph with -o/--output-file";
+  if (command == "freeze" && name == "--input") return msg + "; freeze names the graph's inputs with --inputs a,b";
+  if (command == "run" && (name == "-o" || name == "--output-file"))
+    return msg + "; run writes an output with --output NAME=FILE.npy";
+  if (command == "run" && (name == "--outputs" || name == "--inputs"))
+    return msg + "; run takes --" + (name == "--outputs" ? "output" : "input") + " NAME=FILE.npy (one per tensor)";
+  return msg + ", not of " + command;
+}
 
 Options Parse(int argc, char** argv) {
   Options o;
+  const std::string command = argv[1];
   for (int i = 2; i < argc; i++) {
     std::string a = argv[i];
     if (a.size() > 1 && a[0] == '-') {
@@ -112,13 +199,18 @@ Options Parse(int argc, char** argv) {
         value = a.substr(eq + 1);
         has_value = true;
       }
-      if (kSwitches.count(key) && !has_value) {
+      const Flag* flag = FindFlag(key);
+      if (!flag) throw Usage("unknown option " + key);
+      if (!Takes(*flag, command) && (command == "freeze" || command == "inspect" || command == "run"))
+        throw Usage(NotHere(*flag, command));
+      if (key == "--output-file") key = "-o";  // one option, two spellings
+      if (!*flag->metavar) {
+        if (has_value) throw Usage(key + " takes no value");
         o.values[key].push_back("true");
         continue;
       }
-      if (!kValued.count(key)) throw Usage("unknown option " + key);
       if (!has_value) {
-        if (i + 1 >= argc) throw Usage(key + " needs a value");
+        if (i + 1 >= argc) throw Usage(key + " needs a value (" + flag->metavar + ")");
         value = argv[++i];
       }
       o.values[key].push_back(value);
@@ -230,26 +322,56 @@ tffreeze::FreezeOptions SourceOptions(const Options& o) {
   return f;
 }
 
-void Only(const Options& o, const std::string& command, const std::set<std::string>& allowed) {
-  for (const auto& [key, values] : o.values)
-    if (!allowed.count(key)) throw Usage(key + " is not an option of " + command);
+// An error about a file the command line named, with the flag that named it (the "flag"
+// metadata Message() prints), e.g. "-o: cannot write x.pb: No space left on device; ...".
+tffreeze::Error Flagged(const tffreeze::Error& e, const std::map<std::string, std::string>& flags) {
+  auto path = e.metadata().find("path");
+  if (path == e.metadata().end() || e.metadata().count("flag")) return e;
+  auto flag = flags.find(path->second);
+  if (flag == flags.end() || flag->first.empty()) return e;
+  auto metadata = e.metadata();
+  metadata["flag"] = flag->second;
+  return tffreeze::Error(e.code(), e.what(), e.reason(), metadata);
 }
 
-const std::set<std::string> kSourceOptions = {
-    "--server", "--tls", "--ca", "--token", "--client-cert", "--client-key", "--outputs", "--inputs", "--step",
-    "--timeout", "--graph", "--signature", "--tag", "--bind", "--ema", "--var-map", "--include-variables",
-    "--exclude-variables"};
+// A google.protobuf.Value as Python's json.dumps writes the manifest's value (1 -> 1, 0.5 -> 0.5).
+std::string JsonValue(const google::protobuf::Value& v) {
+  if (v.kind_case() == google::protobuf::Value::kBoolValue) return v.bool_value() ? "true" : "false";
+  if (v.kind_case() == google::protobuf::Value::kStringValue) return "\"" + v.string_value() + "\"";
+  if (v.kind_case() == google::protobuf::Value::kNumberValue) {
+    double d = v.number_value();
+    char buf[64];
+    if (d == static_cast<double>(static_cast<long long>(d)) && std::fabs(d) < 1e15)
+      std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(d));
+    else
+      std::snprintf(buf, sizeof buf, "%.17g", d);
+    std::string text = buf;  // the shortest text that reads back the same, as Python's repr
+    for (int digits = 1; digits <= 17 && text.find_first_not_of("-0123456789") != std::string::npos; digits++) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, d);
+      if (std::strtod(buf, nullptr) == d) {
+        text = buf;
+        break;
+      }
+    }
+    return text;
+  }
+  return "null";
+}
 
 int Freeze(const Options& o) {
-  auto allowed = kSourceOptions;
-  allowed.insert({"-o", "--output", "--manifest", "--optimize", "--verify", "--target", "--quiet", "--format",
-                  "--input-shape"});
-  Only(o, "freeze", allowed);
   if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
-  std::string out = o.One("-o", o.One("--output"));
+  std::string out = o.One("-o");
   if (out.empty()) throw Usage("freeze needs -o OUT.pb");
-  tffreeze::CheckOutputFolder(out);
-  if (o.Has("--manifest")) tffreeze::CheckOutputFolder(o.One("--manifest"));
+  const std::string manifest = o.One("--manifest");
+  // Both outputs checked before anything is read, sent or written.
+  tffreeze::CheckOutputFolder(out, "-o");
+  if (!manifest.empty()) {
+    tffreeze::CheckOutputFolder(manifest, "--manifest");
+    std::error_code ec;
+    if (fs::weakly_canonical(manifest, ec) == fs::weakly_canonical(out, ec))
+      throw Usage("--manifest " + manifest + " is the graph's own path (-o): give the manifest another name");
+    tffreeze::RemoveStaleTempFiles(manifest);
+  }
   tffreeze::FreezeOptions fopts = SourceOptions(o);
   fopts.target = o.One("--target");
   fopts.format = o.One("--format");
@@ -259,10 +381,16 @@ int Freeze(const Options& o) {
   tffreeze::Client client(o.One("--server"), Connection(o));
   bool tty = isatty(2) && !o.Has("--quiet");
   if (tty) client.progress = ProgressLine();
-  tffreeze::FreezeOutcome outcome = client.Freeze(o.positional[0], out, fopts);
-  if (tty) std::fprintf(stderr, "\r\033[K");
+  tffreeze::FreezeOutcome outcome;
+  try {
+    outcome = client.Freeze(o.positional[0], out, fopts);
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    if (!manifest.empty()) tffreeze::WriteAtomically(manifest, outcome.manifest);
+  } catch (const tffreeze::Error& e) {
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    throw Flagged(e, {{out, "-o"}, {manifest, "--manifest"}});
+  }
   const auto& r = outcome.result;
-  if (o.Has("--manifest")) tffreeze::WriteAtomically(o.One("--manifest"), outcome.manifest);
   for (const auto& w : r.warnings()) std::cerr << "tffreeze-cpp: warning: " << w << "\n";
   if (!o.Has("--quiet")) {
     std::cout << "wrote " << out << " (" << r.size_bytes() << " bytes, sha256 " << r.sha256().substr(0, 12) << ") from "
@@ -273,14 +401,23 @@ int Freeze(const Options& o) {
                   : outcome.downloaded ? "" : "; " + out + " already held this graph (not downloaded)") << "\n";
     for (const auto& t : r.inputs()) std::printf("  %-7s %s %s %s\n", "input", t.name().c_str(), t.dtype().c_str(), ShapeText(t).c_str());
     for (const auto& t : r.outputs()) std::printf("  %-7s %s %s %s\n", "output", t.name().c_str(), t.dtype().c_str(), ShapeText(t).c_str());
+    for (const auto& b : r.bindings())
+      std::printf("  bound   %s = %s (%s)\n", b.name().c_str(), JsonValue(b.value()).c_str(), b.reason().c_str());
+    for (const auto& v : r.verification())
+      std::printf("  verify  %s max |frozen - original| = %.3g\n", v.name().c_str(), v.max_abs_diff());
+    if (r.has_conversion()) {
+      std::string format = tffreeze::v1::Format_Name(r.format());
+      if (format.rfind("FORMAT_", 0) == 0) format = format.substr(7);
+      for (auto& c : format) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const auto& c = r.conversion();
+      std::printf("  format  %s (%s), ran in %s: max |%s - frozen| = %.3g\n", format.c_str(), c.converter().c_str(),
+                  c.runtime().c_str(), format.c_str(), c.max_abs_diff());
+    }
   }
   return 0;
 }
 
 int Inspect(const Options& o) {
-  auto allowed = kSourceOptions;
-  allowed.insert("--json");
-  Only(o, "inspect", allowed);
   if (o.positional.size() != 1) throw Usage("inspect takes one SOURCE");
   tffreeze::Client client(o.One("--server"), Connection(o));
   auto response = client.Inspect(o.positional[0], SourceOptions(o));
@@ -348,18 +485,83 @@ class StderrSilenced {
   int saved_ = -1;
 };
 
+// Python's describe(): dtype, shape and the first values ("float32 [1, 2] [0.5, -1]").
+std::string Describe(const tffreeze::Tensor& t, size_t limit = 6) {
+  std::string shape = "[";
+  for (size_t d = 0; d < t.shape.size(); d++) shape += (d ? ", " : "") + std::to_string(t.shape[d]);
+  shape += "]";
+  size_t count = static_cast<size_t>(t.elements());
+  std::string values;
+  char buf[64];
+  auto at = [&](size_t i) -> std::string {
+    const char* p = t.data.data();
+    if (t.dtype == "float32") { float v; std::memcpy(&v, p + 4 * i, 4); std::snprintf(buf, sizeof buf, "%.6g", v); }
+    else if (t.dtype == "float64") { double v; std::memcpy(&v, p + 8 * i, 8); std::snprintf(buf, sizeof buf, "%.6g", v); }
+    else if (t.dtype == "int32") { int32_t v; std::memcpy(&v, p + 4 * i, 4); std::snprintf(buf, sizeof buf, "%d", v); }
+    else if (t.dtype == "int64") { int64_t v; std::memcpy(&v, p + 8 * i, 8); std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v)); }
+    else if (t.dtype == "int16") { int16_t v; std::memcpy(&v, p + 2 * i, 2); std::snprintf(buf, sizeof buf, "%d", v); }
+    else if (t.dtype == "int8") { std::snprintf(buf, sizeof buf, "%d", static_cast<int>(static_cast<int8_t>(p[i]))); }
+    else if (t.dtype == "uint8") { std::snprintf(buf, sizeof buf, "%u", static_cast<unsigned>(static_cast<uint8_t>(p[i]))); }
+    else if (t.dtype == "uint16") { uint16_t v; std::memcpy(&v, p + 2 * i, 2); std::snprintf(buf, sizeof buf, "%u", v); }
+    else if (t.dtype == "uint32") { uint32_t v; std::memcpy(&v, p + 4 * i, 4); std::snprintf(buf, sizeof buf, "%u", v); }
+    else if (t.dtype == "uint64") { uint64_t v; std::memcpy(&v, p + 8 * i, 8); std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v)); }
+    else if (t.dtype == "bool") { return p[i] ? "True" : "False"; }
+    else return "?";
+    return buf;
+  };
+  for (size_t i = 0; i < std::min(count, limit); i++) values += (i ? ", " : "") + at(i);
+  return t.dtype + " " + shape + " [" + values + (count > limit ? ", ..." : "") + "]";
+}
+
+// tffreeze-cpp runs frozen GraphDefs; a converted model (by name, by its bytes, or by the
+// manifest's format) is refused, saying what runs it.
+void RefuseConverted(const std::string& model, const tffreeze::Manifest* manifest) {
+  std::string ext = fs::path(model).extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string kind;
+  if (ext == ".onnx") kind = "an ONNX model";
+  if (ext == ".tflite") kind = "a TensorFlow Lite model";
+  if (kind.empty()) {
+    std::ifstream in(model, std::ios::binary);
+    char head[8] = {0};
+    in.read(head, sizeof head);
+    if (in.gcount() == 8 && std::memcmp(head + 4, "TFL3", 4) == 0) kind = "a TensorFlow Lite model";
+  }
+  if (kind.empty() && manifest) {
+    if (manifest->result().format() == tffreeze::v1::FORMAT_ONNX) kind = "an ONNX model (its manifest says so)";
+    if (manifest->result().format() == tffreeze::v1::FORMAT_TFLITE) kind = "a TensorFlow Lite model (its manifest says so)";
+  }
+  if (!kind.empty())
+    throw tffreeze::Error("INVALID_ARGUMENT",
+                          model + " is " + kind + ": tffreeze-cpp runs frozen GraphDef .pb files only. Run .onnx and "
+                          ".tflite models with the Python client (`tffreeze run " + model +
+                          " ...`, the same flags), or freeze without --format to get a .pb for tffreeze-cpp");
+}
+
 int Run(const Options& o) {
   if (o.positional.size() != 1) throw Usage("run takes one MODEL.pb");
   std::vector<std::pair<std::string, std::string>> inputs, outputs;
   for (const auto& p : o.All("--input")) inputs.push_back(SplitPair(p, "--input"));
-  for (const auto& p : o.All("--output")) outputs.push_back(SplitPair(p, "--output"));
-  if (outputs.empty()) throw Usage("run needs at least one --output NAME=FILE.npy");
+  for (const auto& p : o.All("--output")) {  // NAME=FILE.npy, or NAME alone: printed
+    auto eq = p.find('=');
+    std::string name = p.substr(0, eq), file = eq == std::string::npos ? "" : p.substr(eq + 1);
+    if (name.empty() || (eq != std::string::npos && file.empty()))
+      throw Usage("--output '" + p + "': write NAME=FILE.npy, or NAME to print it");
+    outputs.emplace_back(name, file);
+  }
+  if (outputs.empty() && !o.Has("--manifest"))
+    throw Usage("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
   if (!fs::is_regular_file(o.positional[0])) throw tffreeze::Error("NOT_FOUND", "no model file " + o.positional[0]);
+  std::unique_ptr<tffreeze::Manifest> manifest;
+  if (o.Has("--manifest")) manifest.reset(new tffreeze::Manifest(tffreeze::Manifest::Load(o.One("--manifest"))));
+  RefuseConverted(o.positional[0], manifest.get());
+  if (outputs.empty())
+    for (const auto& t : manifest->result().outputs()) outputs.emplace_back(t.name(), "");
+  for (const auto& out : outputs)
+    if (!out.second.empty()) tffreeze::CheckOutputFolder(out.second, "--output " + out.first + "=");
   auto lib = Library(o);
   const bool verbose = o.Has("--verbose") || (!Env("TFFREEZE_VERBOSE").empty() && Env("TFFREEZE_VERBOSE") != "0");
   if (!verbose) setenv("TF_CPP_MIN_LOG_LEVEL", "3", 0);  // TensorFlow's log lines, unless asked for
-  std::unique_ptr<tffreeze::Manifest> manifest;
-  if (o.Has("--manifest")) manifest.reset(new tffreeze::Manifest(tffreeze::Manifest::Load(o.One("--manifest"))));
   std::vector<std::pair<std::string, tffreeze::Tensor>> feeds;
   for (const auto& in : inputs) {
     tffreeze::Tensor t = tffreeze::ReadNpy(in.second);
@@ -377,10 +579,21 @@ int Run(const Options& o) {
   {
     StderrSilenced quiet(!verbose);  // absl's start-up warning and CUDA probing go to fd 2 at load
     tffreeze::Runtime::Load(lib.first, lib.second);
-    tffreeze::Model model(o.positional[0]);
-    results = model.Run(feeds, fetches);
+    try {
+      tffreeze::Model model(o.positional[0]);
+      results = model.Run(feeds, fetches);
+    } catch (const tffreeze::Error& e) {
+      if (std::string(e.what()).find("Invalid GraphDef") == std::string::npos) throw;
+      throw tffreeze::Error(e.code(), o.positional[0] + " is not a frozen GraphDef (.pb): tffreeze-cpp runs GraphDef "
+                                      ".pb files only; an ONNX or TFLite model runs with the Python `tffreeze run`",
+                            e.reason(), e.metadata());
+    }
   }
   for (size_t i = 0; i < results.size(); i++) {
+    if (outputs[i].second.empty()) {
+      std::cout << outputs[i].first << " " << Describe(results[i]) << "\n";
+      continue;
+    }
     tffreeze::WriteNpy(outputs[i].second, results[i]);
     std::string shape = "[";
     for (size_t d = 0; d < results[i].shape.size(); d++) shape += (d ? ", " : "") + std::to_string(results[i].shape[d]);
@@ -409,6 +622,11 @@ std::string Message(const tffreeze::Error& e) {
   return flag->second + ": " + msg;
 }
 
+void OnSignal(int sig) {
+  tffreeze::RemovePendingTempFiles();
+  _exit(128 + sig);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -423,6 +641,12 @@ int main(int argc, char** argv) {
     }
   }
   std::string command = argv[1];
+  // Ctrl-C, kill (SIGTERM) and a closed terminal (SIGHUP) remove the temporary file being
+  // written (nothing is left beside the output) and exit 128 + the signal.
+  struct sigaction act {};
+  act.sa_handler = OnSignal;
+  sigemptyset(&act.sa_mask);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &act, nullptr);
   setenv("GRPC_VERBOSITY", "NONE", 0);  // gRPC's own log lines (the error says what failed)
   try {
     Options o = Parse(argc, argv);
@@ -448,7 +672,11 @@ int main(int argc, char** argv) {
     }
     return 1;
   } catch (const std::filesystem::filesystem_error& e) {
-    std::cerr << "tffreeze-cpp " << command << ": " << e.what() << " [IO_ERROR]\n";
+    // A file operation no message above anticipated: the path, what failed, and what to try.
+    std::string path = e.path1().empty() ? "" : e.path1().string();
+    std::cerr << "tffreeze-cpp " << command << ": " << (path.empty() ? "" : path + ": ") << e.code().message()
+              << (e.path2().empty() ? "" : " (" + e.path2().string() + ")")
+              << "; check the path and its folder's permissions, or use another path [IO_ERROR]\n";
     return 1;
   }
 }

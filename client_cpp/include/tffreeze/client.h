@@ -149,9 +149,18 @@ class Client {
                 const tffreeze::v1::FreezeResult& result, const std::string& path, bool download = false);
 };
 
-// Before anything is hashed or sent: the output's folder exists and takes new files
-// (else Error NOT_FOUND / PERMISSION_DENIED).
-void CheckOutputFolder(const std::string& path);
+// Before anything is hashed or sent: path is not a folder (INVALID_ARGUMENT), its folder
+// exists and takes new files (else NOT_FOUND / PERMISSION_DENIED); messages name flag (the
+// command line's, e.g. "-o"; "" for none) and the path.
+void CheckOutputFolder(const std::string& path, const std::string& flag = "");
+
+// Remove the temporary files (.NAME.XXXXXX.part) this process is writing; async-signal-safe,
+// for a handler of SIGINT/SIGTERM/SIGHUP that then exits.
+void RemovePendingTempFiles() noexcept;
+
+// Remove stale temporary files of this client's naming beside path: this user's, not locked
+// by a running writer, last written at least min_age_seconds ago. Returns how many.
+int RemoveStaleTempFiles(const std::string& path, int min_age_seconds = 60);
 
 // Write data to path via a temporary file in the same folder (an existing file is
 // replaced only by a complete one), with the mode a plain open() gives (0666 less umask).
