@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import sys
 from typing import List, Optional
 
@@ -54,17 +56,24 @@ exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error
 
 LOCAL_EPILOG = """\
 where it lives: ~/.cache/tffreeze/local ($TFFREEZE_CACHE_DIR/local when set):
-  server.info   pid, version, gRPC socket (unix:...), gRPC-Web URL, token file;
-                written once it accepts calls, removed when it stops
+  server.info   pid, version, installation, options, gRPC socket (unix:...),
+                gRPC-Web URL, token file; written once it accepts calls,
+                removed when it stops
   token         the token every call needs (the folder is open to you only)
   server.log    its log (TensorFlow's own lines go here, not to your terminal)
-  data/         its blob store (4 GiB at most, least recently used evicted)
-A client of another tffreeze version stops it and starts its own.
+  data/         its store: 4 GiB at most (--max-store-bytes, or
+                $TFFREEZE_LOCAL_STORE_BYTES when it starts); the least recently
+                used checkpoints are evicted for new ones; `clean` removes it
+One local server per user: a client of another tffreeze version stops it and
+starts its own; one of another installation (checkout) of the same version
+uses it and says so (`status` shows whose it is).
 
 examples:
-  tffreeze local-server status
+  tffreeze local-server status                   # pid, installation, store use
   tffreeze local-server start --idle-exit 7200   # warm for a long build
+  tffreeze local-server start --max-store-bytes 16G
   tffreeze local-server stop
+  tffreeze local-server clean                    # stop it and remove its store
 """
 
 
@@ -138,36 +147,42 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tffreeze", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="tffreeze", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Freeze TensorFlow checkpoints into self-contained GraphDef .pb files with a server, "
                     "and run the result.")
     parser.add_argument("--version", action="version", version="tffreeze %s" % __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("serve", help="run the freeze server (tffreeze-server; `tffreeze serve --help`)",
+    p = sub.add_parser("serve", allow_abbrev=False, help="run the freeze server (tffreeze-server; `tffreeze serve --help`)",
                        add_help=False, description="Run the tffreeze server; its options are tffreeze-server's.")
     p.add_argument("server_args", nargs=argparse.REMAINDER, metavar="...")
 
-    p = sub.add_parser("local-server", help="start, stop or show this user's local server (started on demand)",
+    p = sub.add_parser("local-server", allow_abbrev=False, help="start, stop or show this user's local server (started on demand)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="The server `tffreeze freeze` and `inspect` (and tffreeze-cs, tffreeze-cpp) use "
                                    "when no --server or $TFFREEZE_SERVER is given: `tffreeze serve --local`, started "
                                    "on the first such call and kept warm, so later calls do not wait for TensorFlow.",
                        epilog=LOCAL_EPILOG)
-    p.add_argument("action", choices=("start", "stop", "status"),
+    p.add_argument("action", choices=("start", "stop", "status", "clean"),
                    help="start: start it unless it runs (waits until it accepts calls); stop: stop it (calls in "
-                        "flight finish first); status: show it (exit 0 running, 3 not running)")
+                        "flight finish first); status: show it and its store (exit 0 running, 3 not running); "
+                        "clean: stop it and remove its store, saying how much that freed")
     p.add_argument("--idle-exit", metavar="SECONDS", default=None,
                    help="with start: stop after SECONDS without a call (default: $TFFREEZE_LOCAL_IDLE_SECONDS, "
                         "else 1800)")
     p.add_argument("--workers", metavar="N", default=None, help="with start: TensorFlow workers (default: 1)")
+    p.add_argument("--max-store-bytes", metavar="BYTES", default=None,
+                   help="with start: the store's size, in bytes or with K, M, G (8G); the least recently used "
+                        "checkpoints are evicted to make room (default: $TFFREEZE_LOCAL_STORE_BYTES, else 4G)")
 
-    p = sub.add_parser("freeze", help="freeze a checkpoint into a .pb", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = sub.add_parser("freeze", allow_abbrev=False, help="freeze a checkpoint into a .pb", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Upload a checkpoint (only the files the server lacks), freeze it, and write the "
                                    "frozen GraphDef.", epilog=EPILOG)
     _add_source_args(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.pb", help="where to write the frozen graph")
+    p.add_argument("-o", "--output-file", dest="output", required=True, metavar="OUT.pb",
+                   help="where to write the frozen graph (a file name; its folder must exist). Temporary files a "
+                        "killed freeze left beside it (.OUT.pb.*.part) are removed")
     p.add_argument("--manifest", metavar="OUT.json",
                    help="write the manifest (resolved inputs/outputs with dtype and shape, sha256, checkpoint)")
     p.add_argument("--optimize", action="store_true",
@@ -188,13 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
-    p = sub.add_parser("inspect", help="list a checkpoint's variables and candidate inputs/outputs",
+    p = sub.add_parser("inspect", allow_abbrev=False, help="list a checkpoint's variables and candidate inputs/outputs",
                        description="Show the checkpoint a freeze would use, its variables, and the inputs and "
                                    "outputs it would resolve, each with its reason.")
     _add_source_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    p = sub.add_parser("run", help="run a frozen graph (or .onnx, .tflite model) locally on .npy inputs",
+    p = sub.add_parser("run", allow_abbrev=False, help="run a frozen graph (or .onnx, .tflite model) locally on .npy inputs",
                        description="Run a frozen GraphDef in the local TensorFlow (an .onnx model in onnxruntime, a "
                                    ".tflite model in the TFLite interpreter), feed .npy files, write outputs as .npy "
                                    "files or print them.")
@@ -268,11 +283,16 @@ def _graph_options(args) -> dict:
 
 
 def _cmd_freeze(args) -> int:
-    from .client import check_output_folder, write_atomically
+    from .client import check_output, remove_stale_parts, write_atomically, write_error
 
+    # Both outputs are checked before anything is uploaded or written: a --manifest that
+    # cannot be written refuses before the graph is.
+    check_output(args.output, "-o")
+    if args.manifest:
+        check_output(args.manifest, "--manifest", "the manifest")
     for path in (args.output, args.manifest):
         if path:
-            check_output_folder(path)
+            remove_stale_parts(path)  # what a killed freeze of this output left
     bar = _Bar(sys.stderr.isatty() and not args.quiet)
     with _client(args) as client:
         try:
@@ -284,7 +304,10 @@ def _cmd_freeze(args) -> int:
             bar.done()
     m = outcome.manifest
     if args.manifest:
-        write_atomically(args.manifest, outcome.manifest_bytes)
+        try:
+            write_atomically(args.manifest, outcome.manifest_bytes)
+        except OSError as exc:
+            raise write_error(exc, args.manifest, "--manifest", "the manifest") from exc
     for w in m["warnings"]:
         print("tffreeze: warning: %s" % w, file=sys.stderr)
     if not args.quiet:
@@ -328,7 +351,7 @@ def _cmd_run(args) -> int:
 
     import numpy as np
 
-    from .client import write_atomically
+    from .client import check_output, write_atomically, write_error
     from .runner import parse_pairs, run_graph
 
     from .runner import Manifest, describe, parse_outputs
@@ -352,6 +375,9 @@ def _cmd_run(args) -> int:
         print("tffreeze run: name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every "
               "output)\n(see tffreeze run --help)", file=sys.stderr)
         return 2
+    for name, path in outputs:  # every file is checked before the graph runs
+        if path:
+            check_output(path, "--output %s=" % name, "the output")
     fetches = [manifest.output(name)["name"] if manifest is not None else name for name, _ in outputs]
     values = run_graph(args.model, feeds, fetches, manifest.runtime_names() if manifest is not None else None)
     for (name, path), value in zip(outputs, values):
@@ -360,7 +386,10 @@ def _cmd_run(args) -> int:
             continue
         buf = io.BytesIO()
         np.save(buf, np.asarray(value), allow_pickle=False)
-        write_atomically(path, buf.getvalue())
+        try:
+            write_atomically(path, buf.getvalue())
+        except OSError as exc:
+            raise write_error(exc, path, "--output %s=" % name, "the output") from exc
         print("%s -> %s %s %s" % (name, path, np.asarray(value).dtype, list(np.asarray(value).shape)))
     return 0
 
@@ -369,28 +398,72 @@ def _cmd_local_server(args) -> int:
     from . import local
     from tffreeze_api.localserver import LOG, local_dir
 
-    if args.action == "stop":
+    if args.action in ("stop", "clean"):
+        info = local.status()
+        other = local.other_installation(info) if info else None
+        whose = " of another installation, %s" % other if other else ""
+        if args.action == "clean":
+            pid, freed = local.clean()
+            print("%sremoved the local server's store: freed %s (%s)"
+                  % ("stopped the local server (pid %d%s); " % (pid, whose) if pid else "", _size(freed),
+                     os.path.join(local_dir(), "data")))
+            return 0
         pid = local.stop()
-        print("stopped the local server (pid %d)" % pid if pid else "no local server is running")
+        print("stopped the local server (pid %d%s)" % (pid, whose) if pid else "no local server is running")
         return 0
     if args.action == "status":
         info = local.status()
         if info is None:
-            print("no local server is running (one starts on demand; its folder: %s)" % local_dir())
+            used, _ = local.store_use()
+            print("no local server is running (one starts on demand; its folder: %s; its store holds %s)"
+                  % (local_dir(), _size(used)))
             return 3
     else:
-        extra = []
-        for flag, value in (("--idle-exit", args.idle_exit), ("--workers", args.workers)):
+        try:
+            from tffreeze_server.settings import parse_bytes
+        except ImportError:  # no server installed: ensure() says so
+            parse_bytes = int
+        extra, wanted = [], {}
+        store = args.max_store_bytes
+        if store is not None:
+            try:
+                store = str(parse_bytes(store))
+            except ValueError as exc:
+                print("tffreeze local-server: --max-store-bytes: %s" % exc, file=sys.stderr)
+                return 2
+        for flag, value in (("--idle-exit", args.idle_exit), ("--workers", args.workers),
+                            ("--max-store-bytes", store)):
             if value is not None:
                 extra += [flag, value]
+                wanted["store-bytes" if flag == "--max-store-bytes" else flag[2:]] = value
         endpoint = local.ensure(extra)
-        print("started the local server" if endpoint.started else "the local server is already running")
         info = local.status() or {}
-    for key in ("pid", "version", "grpc", "web", "token-file"):
+        differ = [] if endpoint.started else local.differences(info, wanted)
+        if differ:
+            print("the local server is already running (pid %s), with other options: %s. To restart it with yours: "
+                  "`tffreeze local-server stop && tffreeze local-server start %s`"
+                  % (info.get("pid", "?"), ", ".join("%s %s, not %s" % d for d in differ), " ".join(extra)))
+        else:
+            print("started the local server" if endpoint.started else "the local server is already running")
+    for key in ("pid", "version", "installation", "python", "grpc", "web", "token-file", "idle-exit", "workers"):
         if key in info:
-            print("  %-10s %s" % (key, info[key]))
-    print("  %-10s %s" % ("log", os.path.join(local_dir(), LOG)))
+            print("  %-12s %s" % (key, info[key]))
+    other = local.other_installation(info)
+    if other:
+        print("  %-12s another installation's; this one is %s" % ("", local.installation()))
+    used, files = local.store_use()
+    cap = int(info["store-bytes"]) if info.get("store-bytes", "").isdigit() else 0
+    print("  %-12s %s used of %s (%d files) in %s" % ("store", _size(used), _size(cap) if cap else "?", files,
+                                                   info.get("data", os.path.join(local_dir(), "data"))))
+    print("  %-12s %s" % ("log", os.path.join(local_dir(), LOG)))
     return 0
+
+
+def _size(n: int) -> str:
+    for shift, unit in ((30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if n >= 1 << shift:
+            return "%.1f %s" % (n / float(1 << shift), unit)
+    return "%d bytes" % n
 
 
 def _cmd_serve(args) -> int:
@@ -402,17 +475,158 @@ def _cmd_serve(args) -> int:
         return 1
     return server_main(args.server_args, prog="tffreeze serve")
 
+# A flag of another command given to this one: what this command takes instead.
+_INSTEAD = {
+    ("freeze", "--output"): "freeze writes its graph with -o/--output-file",
+    ("freeze", "--input"): "freeze names the graph's inputs with --inputs a,b",
+    ("freeze", "--verbose"): "freeze shows its progress on a terminal (--quiet hides it)",
+    ("freeze", "--json"): "freeze writes its manifest (JSON) with --manifest OUT.json",
+    ("inspect", "--output"): "inspect writes no file; it takes the outputs to resolve as --outputs a,b",
+    ("inspect", "--input"): "inspect takes the inputs to resolve as --inputs a,b",
+    ("inspect", "-o"): "inspect writes no file; `tffreeze freeze` writes the graph",
+    ("inspect", "--output-file"): "inspect writes no file; `tffreeze freeze` writes the graph",
+    ("inspect", "--manifest"): "inspect writes no file; `tffreeze freeze --manifest OUT.json` writes the manifest",
+    ("run", "-o"): "run writes each output with --output NAME=FILE.npy",
+    ("run", "--output-file"): "run writes each output with --output NAME=FILE.npy",
+    ("run", "--outputs"): "run fetches each tensor with --output NAME[=FILE.npy]",
+    ("run", "--inputs"): "run feeds each tensor with --input NAME=FILE.npy",
+}
 
-def _message(exc: TffreezeError) -> str:
+
+def _flags(p: argparse.ArgumentParser) -> dict:
+    """A command's flags: option string -> its argparse action."""
+    return {opt: a for a in p._actions for opt in a.option_strings}
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict:
+    """The commands' parsers by name."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def _refuse_foreign_flags(parser: argparse.ArgumentParser, argv: List[str]) -> None:
+    """A flag of another command (``freeze ... --output pred``, ``run ... -o x``) is a usage
+    error naming the flag, the command it belongs to and what this command takes instead,
+    before argparse could read it otherwise. Flag values are skipped as argparse skips them."""
+    commands = _commands(parser)
+    at = next((i for i, t in enumerate(argv) if not t.startswith("-")), None)
+    if at is None or argv[at] not in commands or argv[at] == "serve":
+        return
+    command, own = argv[at], _flags(commands[argv[at]])
+    tokens = argv[at + 1:]
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        if tok == "--":
+            return
+        if not tok.startswith("-") or tok == "-" or re.match(r"-\d", tok):
+            continue
+        name = tok.split("=", 1)[0] if tok.startswith("--") else tok[:2]
+        action = own.get(name)
+        if action is not None:
+            inline = "=" in tok if tok.startswith("--") else len(tok) > 2
+            if action.nargs != 0 and not inline:
+                i += 1  # its value
+            continue
+        owners = [c for c, p in commands.items() if c != command and name in _flags(p)]
+        if not owners:
+            longer = sorted(f for f in own if name.startswith("--") and f.startswith(name))
+            if longer:  # abbreviations are refused: say which flag it may have meant
+                commands[command].error("%s is not a flag of `tffreeze %s`: flags are written in full (%s)" % (
+                    name, command, " or ".join(longer[:4])))
+            continue  # argparse names it (an unknown flag)
+        theirs = _flags(commands[owners[0]])[name]
+        shown = name + (" %s" % theirs.metavar if theirs.nargs != 0 and theirs.metavar else "")
+        msg = "%s is a flag of %s" % (shown, " and ".join("`tffreeze %s`" % c for c in owners))
+        msg += "; %s" % _INSTEAD[(command, name)] if (command, name) in _INSTEAD else (
+            ", not of `tffreeze %s` (see tffreeze %s --help)" % (command, command))
+        commands[command].error(msg)
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt for SIGINT, so
+    that every temporary file is removed on the way out (not an Exception: nothing that
+    catches those swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    for s in (signal.SIGTERM, signal.SIGHUP):  # a second signal while cleaning up ends the process
+        signal.signal(s, signal.SIG_DFL)
+    raise _Terminated(signum)
+
+
+def _handle_signals() -> dict:
+    """Handle SIGTERM and SIGHUP as SIGINT is handled; the handlers replaced, to restore."""
+    before = {}
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            before[s] = signal.signal(s, _on_signal)
+        except (ValueError, OSError):  # not the main thread: leave them
+            pass
+    return before
+
+
+# Request fields (as the server's messages and metadata name them) that are not "options.X"
+# in the shared table, as this command line spells them.
+_WORDS = [
+    (r"\bname it in graph_path\b", "name it with --graph FILE"),
+    (r"\bthe graph option \(--graph\)", "--graph"),
+    (r"\bthe graph option\b", "--graph"),
+    (r"\bgraph_path\b", "--graph"),
+    (r"\boutputs=", "--outputs "),
+    (r"\binputs=", "--inputs "),
+    (r"\bvar_map\b", "--var-map"),
+    (r"\binput_shapes\b", "--input-shape"),
+    (r"\binclude_variables\b", "--include-variables"),
+    (r"\bexclude_variables\b", "--exclude-variables"),
+]
+_OUTPUTS_NOTE = re.compile(r"\s*\[outputs: (.*)\]\s*$")
+# What the library names an output path by, as this command line's flag.
+_PATH_FLAGS = {"output_path": "-o"}
+
+
+def _in_cli_words(msg: str, source: str = "", command: str = "freeze") -> str:
+    """A message worded in request terms (the server's), in this command line's: request
+    fields as flags, SOURCE as the source the user gave."""
+    for field, flag in sorted(FLAGS.items(), key=lambda kv: -len(kv[0])):
+        if flag != "SOURCE":
+            msg = re.sub(r"\b%s\b" % re.escape(field), flag, msg)
+    for pattern, words in _WORDS:
+        msg = re.sub(pattern, words, msg)
+    shown = source or "the source"
+    first = re.search(r"folders below it do: (\S+?)/?[,.]", msg)
+    msg = re.sub(r"Pass one of them as SOURCE\.?", "Give one of them instead, e.g. `tffreeze %s %s`." % (
+        command, os.path.join(source, first.group(1)) if first and source else "FOLDER"), msg)
+    msg = re.sub(r"pass its folder as SOURCE", "give `tffreeze %s` its folder" % command, msg)
+    msg = re.sub(r"\binside SOURCE\b", "inside %s" % shown, msg)
+    msg = re.sub(r"\bSOURCE\b", shown, msg)
+    msg = re.sub(r"\boptions\.checkpoint_prefix\b", shown, msg)
+    return msg
+
+
+def _message(exc: TffreezeError, args=None) -> str:
     """The error's message on one line, naming the option at fault as the command line spells
     it (the server's "flag" metadata; the shared table for this client's own errors)."""
     msg = " ".join(str(exc).split())
     field = exc.metadata.get("field", "")
+    path = exc.metadata.get("path", "")
+    if field in _PATH_FLAGS and path and msg.startswith(path):  # an output this client failed to write
+        return "%s %s" % (_PATH_FLAGS[field], msg)
+    msg = _OUTPUTS_NOTE.sub("", msg)
     flag = exc.metadata.get("flag") or FLAGS.get(field)
     if flag:
         for prefix in (field + ": ", field[len("options."):] + ": "):
             if field and msg.startswith(prefix):
                 msg = msg[len(prefix):]
+    msg = _in_cli_words(msg, getattr(args, "source", "") or "", getattr(args, "command", "freeze"))
+    if flag == "SOURCE":
+        flag = getattr(args, "source", "") or ""
+    if flag and not msg.startswith(flag):
         msg = "%s: %s" % (flag, msg)
     return msg
 
@@ -430,13 +644,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own log lines (an error says what failed)
     if argv[:1] == ["serve"]:  # the server parses its own arguments
         return _cmd_serve(argparse.Namespace(server_args=argv[1:]))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _refuse_foreign_flags(parser, argv)
+    args = parser.parse_args(argv)
     handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve,
                "local-server": _cmd_local_server}[args.command]
+    before = _handle_signals()
     try:
         return handler(args)
     except TffreezeError as exc:
-        print("tffreeze %s: %s%s [%s]" % (args.command, _message(exc), _reason(exc), exc.code), file=sys.stderr)
+        print("tffreeze %s: %s%s [%s]" % (args.command, _message(exc, args), _reason(exc), exc.code), file=sys.stderr)
+        note = _OUTPUTS_NOTE.search(" ".join(str(exc).split()))
+        if note:
+            print("the outputs it froze for: %s; to freeze others, name them: --outputs a,b" % note.group(1),
+                  file=sys.stderr)
         listed = [c for c in exc.metadata.get("candidates", "").split(",") if c]
         if listed and exc.metadata.get("field") == "options.outputs":
             print("to freeze the best candidate, add:  --outputs %s" % listed[0], file=sys.stderr)
@@ -449,6 +670,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("tffreeze %s: interrupted" % args.command, file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        print("tffreeze %s: stopped by %s (nothing left half-written)" % (args.command, signal.Signals(exc.signum).name),
+              file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 def entry() -> None:
@@ -457,7 +685,12 @@ def entry() -> None:
     gRPC's takes ~20 ms of a ~0.1 s re-freeze. Every file is complete and closed by then;
     only stdout and stderr are left to flush. Other commands, and errors, exit normally."""
     argv = sys.argv[1:]
-    code = main(argv)
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:  # argparse's help, or a flush, to a reader that left
+        _drop_stdout()
+        code = 141
     if argv[:1] in (["freeze"], ["inspect"]):
         try:
             sys.stdout.flush()

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import grpc
 
@@ -218,12 +218,75 @@ class _OrderedHasher:
             self._thread.join()
 
 
+def part_file(path: str) -> Tuple[int, str]:
+    """A new temporary file beside ``path``, of tffreeze's naming: ``.NAME.PID-XXXXXXXX.part``
+    (an open descriptor and its path). The writer's pid in the name lets a later freeze of
+    the same output tell a file still being written from one a killed process left."""
+    import tempfile
+
+    return tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                            prefix=".%s.%d-" % (os.path.basename(path), os.getpid()), suffix=".part")
+
+
+STALE_PART_SECONDS = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, run by another user
+        return True
+    return True
+
+
+def remove_stale_parts(path: str) -> List[str]:
+    """Remove the temporary files killed writers left beside ``path`` (the paths removed).
+    Only tffreeze's own naming for this output (``.NAME.PID-XXXXXXXX.part``, and the older
+    ``.NAME.XXXXXXXX.part``), only this user's regular files, and only when the writer is
+    gone: its pid no longer runs, or (a name without a pid) the file has not changed for a
+    minute. A file unchanged for a day is stale whatever its pid (the pid was reused). A
+    concurrent freeze of the same output keeps its file: its pid runs."""
+    import re
+    import stat
+
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(r"\.%s\.(?:(\d+)-)?[a-z0-9_]{8}\.part\Z" % re.escape(os.path.basename(path)))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed, now = [], time.time()
+    for name in names:
+        m = pattern.match(name)
+        if not m:
+            continue
+        full = os.path.join(directory, name)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        age = now - st.st_mtime
+        pid = int(m.group(1)) if m.group(1) else None
+        if pid == os.getpid() and age < 86400:
+            continue
+        if age < 86400 and (_alive(pid) if pid is not None else age < STALE_PART_SECONDS):
+            continue
+        try:
+            os.unlink(full)
+            removed.append(full)
+        except OSError:
+            pass
+    return removed
+
+
 def write_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory:
     an existing file is replaced only by a complete one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    import tempfile
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".part")
+    fd, tmp = part_file(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write_all(fh, data)
@@ -235,15 +298,62 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
-def check_output_folder(path: str) -> None:
-    """Before anything is hashed or sent: the output's folder exists and takes new files."""
-    folder = os.path.dirname(path) or "."
+def write_error(exc: OSError, path: str, flag: str = "", what: str = "the graph", field: str = "") -> TffreezeError:
+    """An OS error met writing the output ``path`` as an error naming the path (after
+    ``flag``, the option that named it, when given), the cause in words, and the fix.
+    ``field``: the library argument that named the path ("output_path"), in the metadata,
+    for a command line to put its flag before the path."""
+    import errno
+
+    where = (flag + path if flag.endswith("=") else "%s %s" % (flag, path)) if flag else path
+    folder = os.path.dirname(os.path.abspath(path))
+    other = "give %s another path" % flag.split()[0] if flag else "write %s elsewhere" % what
+    code, e = "FAILED_PRECONDITION", exc.errno
+    if e == errno.EISDIR or os.path.isdir(path):
+        example = os.path.join(path.rstrip(os.sep) or os.sep, "model.json" if what == "the manifest" else "model.pb")
+        code, text = "INVALID_ARGUMENT", "%s is a folder: give a file name (e.g. %s)" % (where, example)
+    elif e in (errno.ENOSPC, errno.EDQUOT):
+        code, text = "RESOURCE_EXHAUSTED", "%s: no space left for %s in %s (%s): free some space there, or %s" % (
+            where, what, folder, "disk quota exceeded" if e == errno.EDQUOT else "the disk is full", other)
+    elif e == errno.ENOENT:
+        code, text = "NOT_FOUND", "%s: the folder %s does not exist: create it, or %s" % (where, folder, other)
+    elif e in (errno.EACCES, errno.EPERM):
+        code, text = "PERMISSION_DENIED", "%s: you may not write in %s: %s in a folder you can write" % (
+            where, folder, other)
+    elif e == errno.EROFS:
+        code, text = "PERMISSION_DENIED", "%s: %s is on a read-only filesystem: %s" % (where, folder, other)
+    elif e == errno.ENOTDIR:
+        code, text = "NOT_FOUND", "%s: a part of %s is a file, not a folder: %s" % (where, folder, other)
+    else:
+        text = "%s: cannot write %s (%s): %s" % (where, what, exc.strerror or exc, other)
+    return error_for(code, text, metadata={"path": path, "field": field or None,
+                                           "errno": errno.errorcode.get(e, str(e)) if e else None})
+
+
+def check_output(path: str, flag: str = "", what: str = "the graph", field: str = "") -> None:
+    """Before anything is hashed, sent or written: ``path`` names a file (not a folder) in
+    a folder that exists and takes new files (tried: a temporary file of tffreeze's naming
+    is made and removed, which also finds read-only filesystems). Raises ``write_error``'s
+    error naming ``flag``."""
+    import errno
+
+    if path.endswith(os.sep) or os.path.isdir(path):
+        raise write_error(OSError(errno.EISDIR, "Is a directory"), path, flag, what, field)
+    folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise error_for("NOT_FOUND", "the output folder %s does not exist: create it, or write the graph "
-                        "elsewhere (-o)" % folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise error_for("PERMISSION_DENIED", "the output folder %s is not writable: write the graph elsewhere (-o)"
-                        % folder)
+        raise write_error(OSError(errno.ENOTDIR if os.path.exists(folder) else errno.ENOENT, "no folder"),
+                          path, flag, what, field)
+    try:
+        fd, tmp = part_file(path)
+    except OSError as exc:
+        raise write_error(exc, path, flag, what, field) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output_folder(path: str, flag: str = "") -> None:
+    """``check_output`` (kept for callers of earlier versions)."""
+    check_output(path, flag)
 
 
 def _read_pem(path: Optional[str], what: str) -> Optional[bytes]:
@@ -403,10 +513,7 @@ class FreezeClient:
         """Fetch a blob, verifying length and sha256. With ``path`` it is streamed
         to that file atomically (and None is returned); else its bytes are returned."""
         req = blob_pb2.DownloadBlobRequest(digest=blob_pb2.Digest(sha256=sha256, size_bytes=size))
-        directory = os.path.dirname(os.path.abspath(path)) if path else None
-        import tempfile
-        fd, tmp = (tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".part")
-                   if path else (None, None))
+        fd, tmp = part_file(path) if path else (None, None)
         sink = os.fdopen(fd, "wb") if path else io.BytesIO()
         import hashlib
         h = hashlib.sha256()
@@ -480,7 +587,8 @@ class FreezeClient:
         model converted and checked in its runtime), input_shapes (["x=1,28,28,1"] or
         {"x": [1, 28, 28, 1]})."""
         if output_path:
-            check_output_folder(output_path)
+            check_output(output_path, field="output_path")
+            remove_stale_parts(output_path)
         files, plan = self.plan(source, graph_file, timeout, outputs=outputs, inputs=inputs, step=step, **options)
         return self.freeze_files(files, output_path, progress=progress, timeout=timeout, plan=plan)
 
@@ -567,6 +675,10 @@ class FreezeClient:
                 _cache.keep_result(output_path, result.sha256)
             return FreezeOutcome(result=result, manifest_bytes=manifest, graph_bytes=None if output_path else data, path=output_path,
                                  upload=stats)
+        except OSError as exc:
+            if not output_path:
+                raise
+            raise write_error(exc, output_path, field="output_path") from exc
         finally:
             _cache.digests.save()
 
@@ -578,9 +690,7 @@ class FreezeClient:
         the check costs no extra pass. ``graph_digest``: (sha256, size) of the stored
         graph, for pieces that are ranges of it (None in an early recipe)."""
         local = {f.path: f.local for f in files}
-        directory = os.path.dirname(os.path.abspath(output_path))
-        import tempfile
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(output_path), suffix=".part")
+        fd, tmp = part_file(output_path)
         hasher, written, sources, done = _OrderedHasher(), 0, {}, False
         try:
             for piece in recipe.pieces:
