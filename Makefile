@@ -202,7 +202,7 @@ $(CS_BIN)/tensorflowsharp/TfFreeze.TensorFlowSharp.dll: $(CS_HELP) $(CS_REF)
 	$(MCS) -target:library -define:TENSORFLOWSHARP -out:$@ -r:$(CS_REF) $(CS_HELP)
 
 $(CS_BIN)/tffreeze-cs.exe: $(CS_SRC) $(CS_GEN) $(CS_BIN)/TfFreeze.dll
-	$(MCS) -out:$@ -r:$(CS_BIN)/TfFreeze.dll -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $(CS_SRC) $(CS_GEN)
+	$(MCS) -out:$@ -r:Mono.Posix.dll -r:$(CS_BIN)/TfFreeze.dll -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $(CS_SRC) $(CS_GEN)
 
 $(CS_BIN)/BindByManifest.exe: client_csharp/examples/BindByManifest.cs $(CS_BIN)/TfFreeze.dll
 	$(MCS) -out:$@ -r:$(CS_BIN)/TfFreeze.dll -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $<

@@ -30,7 +30,13 @@ namespace TfFreeze
             var fed = new List<TFTensor>();
             using (var graph = new TFGraph())
             {
-                graph.Import(model);
+                try { graph.Import(model); }
+                catch (TFException e) when (e.Message.Contains("GraphDef"))
+                {
+                    throw new InvalidDataException(modelPath + " is not a TensorFlow GraphDef (" + e.Message.Trim() + "): " +
+                        "tffreeze-cs runs frozen .pb graphs only; an .onnx or .tflite model runs with the Python client " +
+                        "(tffreeze run MODEL ...)");
+                }
                 using (var session = new TFSession(graph))
                 {
                     try
@@ -50,6 +56,11 @@ namespace TfFreeze
                         {
                             using (var result = results[i])
                             {
+                                if (string.IsNullOrEmpty(outputFiles[i]))
+                                {
+                                    lines.Add(outputNames[i] + " " + Describe(result));
+                                    continue;
+                                }
                                 Npy.Write(outputFiles[i], result);
                                 lines.Add(string.Format("{0} -> {1} {2} [{3}]", outputNames[i], outputFiles[i],
                                                         Tensors.NumpyName(result.TensorType), string.Join(", ", result.Shape)));
@@ -64,6 +75,28 @@ namespace TfFreeze
             }
             lines.Add("TensorFlow " + TFCore.Version);
             return lines.ToArray();
+        }
+
+        /// <summary>An output's dtype, shape and first values, as the Python client prints an output
+        /// given without a file: "float32 [2, 3] [0.1, 0.2, ...]" (floats as %.6g, bools True/False).</summary>
+        public static string Describe(TFTensor tensor, int limit = 6)
+        {
+            var flat = Tensors.Flat(tensor);
+            var shown = new List<string>();
+            for (int i = 0; i < Math.Min(limit, flat.Length); i++)
+            {
+                var v = flat.GetValue(i);
+                if (v is float || v is double)
+                {
+                    var d = Convert.ToDouble(v);
+                    shown.Add(double.IsNaN(d) ? "nan" : double.IsInfinity(d) ? (d > 0 ? "inf" : "-inf")
+                              : d.ToString("G6", System.Globalization.CultureInfo.InvariantCulture).Replace("E", "e"));
+                }
+                else if (v is bool) shown.Add((bool)v ? "True" : "False");
+                else shown.Add(Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture));
+            }
+            return string.Format("{0} [{1}] [{2}{3}]", Tensors.NumpyName(tensor.TensorType), string.Join(", ", tensor.Shape),
+                                 string.Join(", ", shown), flat.Length > limit ? ", ..." : "");
         }
 
         /// <summary>"x" or "x:0" in <paramref name="graph"/>; a KeyNotFoundException naming it when absent.</summary>

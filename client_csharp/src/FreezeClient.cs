@@ -166,19 +166,45 @@ namespace TfFreeze
             return files.Select(f => new SourceFile { Path = f.Path, Digest = f.Digest }).ToList();
         }
 
-        /// <summary>Before anything is hashed or sent: the output's folder exists.</summary>
-        public static void CheckOutputFolder(string path)
+        /// <summary>Before anything is hashed, sent or written: <paramref name="path"/> (given with
+        /// <paramref name="flag"/>) names a file whose folder exists and can be written in. A refusal
+        /// names the path, the flag and the fix.</summary>
+        public static void CheckOutput(string path, string flag = "-o", string what = "the graph")
         {
+            var typed = flag + " " + path;
+            if (path == "" || path.EndsWith("/") || Directory.Exists(path))
+                throw new ArgumentException(typed + " is a folder: name the file to write " + what + " to, e.g. " + flag + " " +
+                    System.IO.Path.Combine(path == "" ? "." : path, flag == "--manifest" ? "model.json" : "model.pb"));
             var folder = System.IO.Path.GetDirectoryName(path);
             if (string.IsNullOrEmpty(folder)) folder = ".";
+            if (File.Exists(folder))
+                throw new ArgumentException(typed + ": " + folder + " is a file, not a folder; write " + what + " elsewhere with " + flag);
             if (!Directory.Exists(folder))
-                throw new RpcException(StatusCode.NOT_FOUND, "the output folder " + folder +
-                                       " does not exist: create it, or write the graph elsewhere (-o)", "");
+                throw new DirectoryNotFoundException(typed + ": the folder " + folder + " does not exist: create it (mkdir -p " +
+                    folder + "), or write " + what + " elsewhere with " + flag);
+            var probe = TempFiles.Beside(path);
+            try { using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write)) { } }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw new IOException(typed + ": cannot write in the folder " + folder + " (" + e.Message + "): make it " +
+                    "writable (chmod u+w " + folder + "), or write " + what + " elsewhere with " + flag);
+            }
+            finally { TempFiles.Done(probe); }
+        }
+
+        /// <summary>An OS error while writing <paramref name="path"/>, as a message naming the path, the flag and the fix.</summary>
+        public static IOException WriteFailed(string path, string flag, Exception e)
+        {
+            var folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+            return new IOException("cannot write " + (flag != null ? flag + " " : "") + path + ": " + e.Message.TrimEnd('.') +
+                ". Check that " + folder + " is writable and has room (df -h " + folder + "), or write elsewhere" +
+                (flag != null ? " with " + flag : ""));
         }
 
         public FreezeOutcome Freeze(string source, string outputPath, OptionText options, string graphFile = null)
         {
-            CheckOutputFolder(outputPath);
+            CheckOutput(outputPath);
+            TempFiles.RemoveStale(outputPath);
             List<LocalFile> files;
             var plan = Plan(source, options, graphFile, out files);
             var request = new FreezeRequest { Options = plan.Options, Plan = plan, Quiet = Progress == null };
@@ -258,7 +284,7 @@ namespace TfFreeze
         bool Assemble(AssemblyRecipe recipe, List<LocalFile> files, Digest digest, string path, bool download = false)
         {
             var local = files.ToDictionary(f => f.Path, f => f.Local);
-            var tmp = path + ".part";
+            var tmp = TempFiles.Beside(path);
             try
             {
                 long written = 0;
@@ -314,7 +340,11 @@ namespace TfFreeze
             }
             catch (RpcException) when (!download) { return false; }  // the caller downloads the graph instead
             catch (IOException) when (!download) { return false; }
-            finally { if (File.Exists(tmp)) File.Delete(tmp); }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw WriteFailed(path, "-o", e);
+            }
+            finally { TempFiles.Done(tmp); }
         }
 
         /// <summary>What a freeze with these options would use (Rendered: the report as text and JSON).</summary>
@@ -328,17 +358,21 @@ namespace TfFreeze
             return channel.Unary<InspectResponse>("Inspect", request);
         }
 
-        /// <summary>Write data to path via a temporary file beside it.</summary>
-        public static void WriteAtomically(string path, byte[] data)
+        /// <summary>Write data to path via a temporary file beside it (an OS error names the path and <paramref name="flag"/>).</summary>
+        public static void WriteAtomically(string path, byte[] data, string flag = "-o")
         {
-            var tmp = path + ".part";
+            var tmp = TempFiles.Beside(path);
             try
             {
                 File.WriteAllBytes(tmp, data);
                 if (File.Exists(path)) File.Delete(path);
                 File.Move(tmp, path);
             }
-            finally { if (File.Exists(tmp)) File.Delete(tmp); }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw WriteFailed(path, flag, e);
+            }
+            finally { TempFiles.Done(tmp); }
         }
 
         /// <summary>Stream a blob to <paramref name="path"/> via a temporary file, verifying length and sha256.</summary>

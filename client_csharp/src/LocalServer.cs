@@ -74,10 +74,41 @@ namespace TfFreeze
             return Tuple.Create(info["web"], token.Trim());
         }
 
+        /// <summary>The `tffreeze` command that starts the local server, found as `run` finds the
+        /// TensorFlow library: $TFFREEZE_COMMAND, else this checkout's .venv/bin/tffreeze (the
+        /// checkout holding client_csharp/bin/tffreeze-cs.exe), else `tffreeze` on PATH; null for none.</summary>
+        static string Command(List<string> tried)
+        {
+            var given = Environment.GetEnvironmentVariable("TFFREEZE_COMMAND");
+            if (!string.IsNullOrEmpty(given)) return given;
+            tried.Add("$TFFREEZE_COMMAND (unset)");
+            var exe = typeof(LocalServer).Assembly.Location;
+            if (!string.IsNullOrEmpty(exe))
+            {
+                var checkout = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(exe), "..", ".."));
+                var venv = Path.Combine(checkout, ".venv", "bin", "tffreeze");
+                if (File.Exists(venv)) return venv;
+                tried.Add(venv);
+            }
+            foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
+            {
+                if (dir == "") continue;
+                var candidate = Path.Combine(dir, "tffreeze");
+                if (File.Exists(candidate)) return candidate;
+            }
+            tried.Add("tffreeze on PATH (" + (Environment.GetEnvironmentVariable("PATH") ?? "") + ")");
+            return null;
+        }
+
         static void Start()
         {
-            var program = Environment.GetEnvironmentVariable("TFFREEZE_COMMAND");
-            if (string.IsNullOrEmpty(program)) program = "tffreeze";
+            var tried = new List<string>();
+            var program = Command(tried);
+            if (program == null)
+                throw new RpcException(StatusCode.UNAVAILABLE, "no --server given and no local server running; starting one " +
+                    "needs the `tffreeze` command, and there is none (looked at " + string.Join(", ", tried) + "). Run " +
+                    "`make setup` in this checkout (it makes .venv/bin/tffreeze), or `pip install -e client_py server` and put " +
+                    "its tffreeze on PATH, or set $TFFREEZE_COMMAND; or pass --server http://HOST:WEB_PORT / set $TFFREEZE_WEB_SERVER");
             var start = new ProcessStartInfo(program, "local-server start")
             {
                 UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = false,

@@ -113,7 +113,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             var command = args[0];
             try
             {
-                var opts = Parse(args.Skip(1).ToArray());
+                if (command == "flags") return Flags(args.Skip(1).ToArray());
+                var opts = Parse(command, args.Skip(1).ToArray());
                 switch (command)
                 {
                     case "freeze": return Freeze(opts);
@@ -189,16 +190,56 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             public List<string> All(string key) { List<string> v; return Values.TryGetValue(key, out v) ? v : new List<string>(); }
         }
 
-        static readonly HashSet<string> valued = new HashSet<string> { "--server", "-o", "--output", "--manifest", "--outputs", "--inputs",
-            "--step", "--target", "--timeout", "--input", "--runtime", "--libtensorflow", "--ca", "--token", "--tensorflowsharp",
-            "--graph", "--signature", "--tag", "--bind", "--var-map", "--include-variables", "--exclude-variables",
-            "--format", "--input-shape" };
-        static readonly HashSet<string> switches = new HashSet<string> { "--tls", "--quiet", "--optimize", "--verify", "--ema", "--json", "--verbose" };
-        static readonly string[] sourceOptions = { "--server", "--tls", "--ca", "--token", "--outputs", "--inputs", "--step",
-            "--timeout", "--graph", "--signature", "--tag", "--bind", "--ema", "--var-map", "--include-variables", "--exclude-variables" };
-
-        static Options Parse(string[] args)
+        /// <summary>A flag as a command takes it: its name, its value's placeholder (null: a switch).</summary>
+        sealed class Flag
         {
+            public readonly string Name, Value;
+            public Flag(string name, string value = null) { Name = name; Value = value; }
+            public override string ToString() { return Value == null ? Name : Name + " " + Value; }
+        }
+
+        // Each command's flags, exactly as typed (no abbreviations): the parser's only tables.
+        static readonly Flag[] sourceFlags = {
+            new Flag("--outputs", "a,b"), new Flag("--inputs", "a,b"), new Flag("--step", "N"), new Flag("--graph", "FILE"),
+            new Flag("--signature", "NAME"), new Flag("--tag", "TAG"), new Flag("--bind", "NAME=VALUE"), new Flag("--ema"),
+            new Flag("--var-map", "GRAPH_VAR=CKPT_KEY"), new Flag("--include-variables", "a,b"),
+            new Flag("--exclude-variables", "a,b"), new Flag("--timeout", "SECONDS"),
+            new Flag("--server", "http://HOST:WEB_PORT"), new Flag("--tls"), new Flag("--ca", "CA.pem"), new Flag("--token", "TOKEN") };
+        static readonly Dictionary<string, Flag[]> commandFlags = new Dictionary<string, Flag[]>
+        {
+            { "freeze", sourceFlags.Concat(new[] {
+                new Flag("-o", "OUT.pb"), new Flag("--output-file", "OUT.pb"), new Flag("--manifest", "M.json"), new Flag("--optimize"),
+                new Flag("--verify"), new Flag("--target", "tensorflowsharp|mlnet"), new Flag("--format", "graphdef|onnx|tflite"),
+                new Flag("--input-shape", "NAME=D1,D2,..."), new Flag("--quiet") }).ToArray() },
+            { "inspect", sourceFlags.Concat(new[] { new Flag("--json") }).ToArray() },
+            { "run", new[] {
+                new Flag("--manifest", "M.json"), new Flag("--input", "NAME=FILE.npy"), new Flag("--output", "NAME[=FILE.npy]"),
+                new Flag("--runtime", "tf115|default"), new Flag("--libtensorflow", "PATH"),
+                new Flag("--tensorflowsharp", "PATH/TensorFlowSharp.dll"), new Flag("--verbose") } },
+            { "wire-roundtrip", new Flag[0] },
+        };
+
+        /// <summary>What a command says of a flag that belongs to another command.</summary>
+        static string Misplaced(string command, string key)
+        {
+            var owners = new[] { "freeze", "inspect", "run" }.Where(c => c != command && commandFlags[c].Any(f => f.Name == key)).ToList();
+            if (owners.Count == 0) return null;
+            var flag = commandFlags[owners[0]].First(f => f.Name == key);
+            var text = flag + " is a flag of " + string.Join(" and ", owners.Select(c => "`tffreeze-cs " + c + "`")) + "; ";
+            if (command == "freeze" && key == "--output") return text + "freeze writes its graph with -o/--output-file";
+            if (command == "freeze" && key == "--input") return text + "freeze takes the graph's inputs with --inputs a,b";
+            if (command == "run" && (key == "-o" || key == "--output-file"))
+                return text + "run writes each output with --output NAME=FILE.npy";
+            if (command == "run" && key == "--outputs") return text + "run fetches each output with --output NAME[=FILE.npy]";
+            if (command == "run" && key == "--inputs") return text + "run feeds each input with --input NAME=FILE.npy";
+            return text + "`tffreeze-cs " + command + "` does not take it";
+        }
+
+        static Options Parse(string command, string[] args)
+        {
+            Flag[] flags;
+            if (!commandFlags.TryGetValue(command, out flags))
+                throw new UsageException("unknown command '" + command + "' (freeze, inspect, run)");
             var o = new Options();
             for (int i = 0; i < args.Length; i++)
             {
@@ -208,11 +249,17 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     string key = a, value = null;
                     int eq = a.IndexOf('=');
                     if (a.StartsWith("--") && eq > 0) { key = a.Substring(0, eq); value = a.Substring(eq + 1); }
-                    if (switches.Contains(key) && value == null) value = "true";
-                    else if (!valued.Contains(key)) throw new UsageException("unknown option " + key);
-                    if (value == null)
+                    var flag = flags.FirstOrDefault(f => f.Name == key);  // the whole name: no abbreviations
+                    if (flag == null)
+                        throw new UsageException(Misplaced(command, key) ?? "unknown option " + key + " (flags are never abbreviated: type the whole flag)");
+                    if (flag.Value == null)
                     {
-                        if (i + 1 >= args.Length) throw new UsageException(key + " needs a value");
+                        if (value != null) throw new UsageException(key + " takes no value");
+                        value = "true";
+                    }
+                    else if (value == null)
+                    {
+                        if (i + 1 >= args.Length) throw new UsageException(key + " needs a value: " + flag);
                         value = args[++i];
                     }
                     if (!o.Values.ContainsKey(key)) o.Values[key] = new List<string>();
@@ -223,11 +270,13 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return o;
         }
 
-        static void Only(Options o, string command, params string[] extra)
+        /// <summary>Test hook: the flags COMMAND takes, one a line ("NAME" or "NAME VALUE"), from the parser's table.</summary>
+        static int Flags(string[] args)
         {
-            foreach (var key in o.Values.Keys)
-                if (!sourceOptions.Contains(key) && !extra.Contains(key))
-                    throw new UsageException(key + " is not an option of " + command);
+            Flag[] flags;
+            if (args.Length != 1 || !commandFlags.TryGetValue(args[0], out flags)) throw new UsageException("flags COMMAND");
+            foreach (var f in flags) Console.WriteLine(f);
+            return 0;
         }
 
         /// <summary>The source options as typed: the server parses and checks them.</summary>
@@ -291,13 +340,22 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         static int Freeze(Options o)
         {
-            Only(o, "freeze", "-o", "--output", "--manifest", "--optimize", "--verify", "--target", "--quiet", "--format",
-                 "--input-shape");
             if (o.Positional.Count != 1) throw new UsageException("freeze takes one SOURCE (a checkpoint directory or prefix)");
-            var output = o.One("-o") ?? o.One("--output");
+            if (o.All("-o").Count + o.All("--output-file").Count > 1)
+                throw new UsageException("freeze writes one graph: give -o/--output-file once");
+            var output = o.One("-o") ?? o.One("--output-file");
             if (output == null) throw new UsageException("freeze needs -o OUT.pb");
-            FreezeClient.CheckOutputFolder(output);
-            if (o.One("--manifest") != null) FreezeClient.CheckOutputFolder(o.One("--manifest"));
+            var manifestPath = o.One("--manifest");
+            // Both checked before anything is hashed, uploaded or written.
+            FreezeClient.CheckOutput(output, o.One("-o") != null ? "-o" : "--output-file");
+            if (manifestPath != null)
+            {
+                if (Path.GetFullPath(manifestPath) == Path.GetFullPath(output))
+                    throw new UsageException("--manifest " + manifestPath + " is the graph's own path: give the manifest another name");
+                FreezeClient.CheckOutput(manifestPath, "--manifest", "the manifest");
+                TempFiles.RemoveStale(manifestPath);
+            }
+            TempFiles.HandleSignals("freeze");
             var options = SourceOptions(o);
             options.Target = o.One("--target", "");
             options.Format = o.One("--format", "");
@@ -310,7 +368,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (!Console.IsErrorRedirected && !quiet) client.Progress = bar.Show;
             var outcome = client.Freeze(o.Positional[0], output, options, o.One("--graph"));
             if (client.Progress != null) bar.Clear();
-            if (o.One("--manifest") != null) FreezeClient.WriteAtomically(o.One("--manifest"), outcome.Manifest);
+            if (manifestPath != null) FreezeClient.WriteAtomically(manifestPath, outcome.Manifest, "--manifest");
             var r = outcome.Result;
             foreach (var w in r.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + w);
             if (quiet) return 0;
@@ -322,12 +380,136 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                               : outcome.Downloaded ? "" : "; " + output + " already held this graph (not downloaded)");
             foreach (var t in r.Inputs) Console.WriteLine("  {0,-7} {1} {2} {3}", "input", t.Name, t.Dtype, ShapeText(t));
             foreach (var t in r.Outputs) Console.WriteLine("  {0,-7} {1} {2} {3}", "output", t.Name, t.Dtype, ShapeText(t));
+            Summary(outcome.Manifest);
             return 0;
+        }
+
+        /// <summary>The summary's lines after the outputs, as the Python client prints them from the
+        /// manifest: each binding ("bound", its value as the manifest spells it), each verified output
+        /// ("verify") and the conversion ("format").</summary>
+        static void Summary(byte[] manifestBytes)
+        {
+            var text = System.Text.Encoding.UTF8.GetString(manifestBytes);
+            var top = RawMembers(text, 0);
+            string raw;
+            if (top.TryGetValue("bindings", out raw))
+                foreach (var b in RawElements(raw))
+                {
+                    var m = RawMembers(b, 0);
+                    Console.WriteLine("  bound   {0} = {1} ({2})", Json.Parse(m["name"]), Compact(m["value"]), Json.Parse(m["reason"]));
+                }
+            if (top.TryGetValue("verification", out raw))
+                foreach (var v in RawElements(raw))
+                {
+                    var m = RawMembers(v, 0);
+                    Console.WriteLine("  verify  {0} max |frozen - original| = {1}", Json.Parse(m["name"]), G(Json.Parse(m["max_abs_diff"]), 3));
+                }
+            if (top.TryGetValue("conversion", out raw) && raw != "null")
+            {
+                var c = (Dictionary<string, object>)Json.Parse(raw);
+                var format = ((string)Json.Parse(top["format"])).Substring("FORMAT_".Length).ToLowerInvariant();
+                Console.WriteLine("  format  {0} ({1}), ran in {2}: max |{0} - frozen| = {3}", format, c["converter"], c["runtime"],
+                                  G(c["max_abs_diff"], 3));
+            }
+        }
+
+        /// <summary>Python's "%.Ng" of a number.</summary>
+        static string G(object value, int digits)
+        {
+            var d = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
+            if (double.IsNaN(d)) return "nan";
+            if (double.IsInfinity(d)) return d > 0 ? "inf" : "-inf";
+            return d.ToString("G" + digits, System.Globalization.CultureInfo.InvariantCulture).Replace("E", "e");
+        }
+
+        /// <summary>A JSON value's text as json.dumps spells it (", " and ": " between items).</summary>
+        static string Compact(string raw)
+        {
+            var sb = new System.Text.StringBuilder();
+            bool inString = false;
+            for (int i = 0; i < raw.Length; i++)
+            {
+                char c = raw[i];
+                if (inString)
+                {
+                    sb.Append(c);
+                    if (c == '\\') sb.Append(raw[++i]);
+                    else if (c == '"') inString = false;
+                }
+                else if (c == '"') { inString = true; sb.Append(c); }
+                else if (c == ',' || c == ':') sb.Append(c).Append(' ');
+                else if (!char.IsWhiteSpace(c)) sb.Append(c);
+            }
+            return sb.ToString();
+        }
+
+        static void SkipWs(string s, ref int p) { while (p < s.Length && char.IsWhiteSpace(s[p])) p++; }
+
+        /// <summary>Past one JSON value starting at p (after white space).</summary>
+        static void SkipValue(string s, ref int p)
+        {
+            SkipWs(s, ref p);
+            int depth = 0;
+            bool inString = false;
+            for (; p < s.Length; p++)
+            {
+                char c = s[p];
+                if (inString) { if (c == '\\') p++; else if (c == '"') { inString = false; if (depth == 0) { p++; return; } } continue; }
+                if (c == '"') inString = true;
+                else if (c == '{' || c == '[') depth++;
+                else if (c == '}' || c == ']') { if (depth == 0) return; if (--depth == 0) { p++; return; } }
+                else if (c == ',' && depth == 0) return;
+                else if (depth == 0 && char.IsWhiteSpace(c)) return;
+            }
+        }
+
+        /// <summary>An object's members (at p) as raw JSON text.</summary>
+        static Dictionary<string, string> RawMembers(string s, int p)
+        {
+            var members = new Dictionary<string, string>();
+            SkipWs(s, ref p);
+            if (p >= s.Length || s[p] != '{') return members;
+            p++;
+            while (true)
+            {
+                SkipWs(s, ref p);
+                if (p >= s.Length || s[p] == '}') return members;
+                int start = p;
+                SkipValue(s, ref p);
+                var key = (string)Json.Parse(s.Substring(start, p - start));
+                SkipWs(s, ref p);
+                p++;  // ':'
+                SkipWs(s, ref p);
+                start = p;
+                SkipValue(s, ref p);
+                members[key] = s.Substring(start, p - start);
+                SkipWs(s, ref p);
+                if (p < s.Length && s[p] == ',') p++;
+            }
+        }
+
+        /// <summary>An array's elements as raw JSON text (none for null).</summary>
+        static List<string> RawElements(string raw)
+        {
+            var items = new List<string>();
+            int p = 0;
+            SkipWs(raw, ref p);
+            if (p >= raw.Length || raw[p] != '[') return items;
+            p++;
+            while (true)
+            {
+                SkipWs(raw, ref p);
+                if (p >= raw.Length || raw[p] == ']') return items;
+                int start = p;
+                SkipValue(raw, ref p);
+                items.Add(raw.Substring(start, p - start));
+                SkipWs(raw, ref p);
+                if (p < raw.Length && raw[p] == ',') p++;
+            }
         }
 
         static int Inspect(Options o)
         {
-            Only(o, "inspect", "--json");
             if (o.Positional.Count != 1) throw new UsageException("inspect takes one SOURCE");
             var response = Connect(o).Inspect(o.Positional[0], SourceOptions(o), o.One("--graph"));
             Console.Write(o.One("--json") != null ? response.Rendered.Json : response.Rendered.Text);
@@ -337,8 +519,22 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         static int Run(Options o)
         {
             if (o.Positional.Count != 1) throw new UsageException("run takes one MODEL.pb");
-            var outputs = o.All("--output").Select(p => SplitPair(p, "--output")).ToList();
-            if (outputs.Count == 0) throw new UsageException("run needs at least one --output NAME=FILE.npy");
+            CheckRunnable(o.Positional[0]);
+            // --output NAME=FILE.npy writes FILE.npy; --output NAME prints it; none with --manifest: every output it names.
+            var outputs = o.All("--output").Select(p =>
+            {
+                int eq = p.IndexOf('=');
+                var pair = eq < 0 ? Tuple.Create(p, "") : Tuple.Create(p.Substring(0, eq), p.Substring(eq + 1));
+                if (pair.Item1 == "" || (eq >= 0 && pair.Item2 == ""))
+                    throw new UsageException("--output '" + p + "': write NAME to print it or NAME=FILE.npy to save it");
+                return pair;
+            }).ToList();
+            if (outputs.Count == 0 && o.One("--manifest") != null)
+                outputs = Manifest.Load(o.One("--manifest")).Outputs.Select(t => Tuple.Create(t.Name, "")).ToList();
+            if (outputs.Count == 0)
+                throw new UsageException("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
+            foreach (var path in outputs.Select(p => p.Item2).Where(f => f != ""))
+                FreezeClient.CheckOutput(path, "--output", "the output");
             var inputs = o.All("--input").Select(p => SplitPair(p, "--input")).ToList();
             var runtime = o.One("--runtime", "");
             if (runtime != "" && runtime != "tf115" && runtime != "default") throw new UsageException("--runtime must be tf115 or default");
@@ -368,6 +564,26 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             foreach (var line in lines.Take(lines.Length - 1)) Console.WriteLine(line);
             Console.Error.WriteLine("(" + lines.Last() + ")");
             return 0;
+        }
+
+        /// <summary>tffreeze-cs runs TensorFlow GraphDef files; an ONNX or TFLite model (by its name, or
+        /// a TFLite file by its "TFL3" identifier) is refused with where it does run.</summary>
+        static void CheckRunnable(string model)
+        {
+            var ext = Path.GetExtension(model).ToLowerInvariant();
+            string kind = ext == ".onnx" ? "an ONNX model" : ext == ".tflite" ? "a TFLite model" : null;
+            if (kind == null && File.Exists(model))
+            {
+                var head = new byte[8];
+                int n = 0;
+                try { using (var f = File.OpenRead(model)) n = f.Read(head, 0, 8); }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { }
+                if (n == 8 && head[4] == 'T' && head[5] == 'F' && head[6] == 'L' && head[7] == '3') kind = "a TFLite model";
+            }
+            if (kind != null)
+                throw new UsageException(model + " is " + kind + ": tffreeze-cs runs TensorFlow GraphDef (.pb) files only. Run it " +
+                    "with the Python client (tffreeze run " + model + " ...; onnxruntime or the TFLite interpreter), or run " +
+                    "the frozen .pb (freeze without --format) here");
         }
 
         /// <summary>fd 2 pointed at /dev/null while TensorFlow loads and runs (its C++ log lines
