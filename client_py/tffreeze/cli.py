@@ -664,6 +664,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("all candidates (keep those the model deploys):  --outputs %s" % ",".join(listed),
                   file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `tffreeze ... | head`: the reader left; nothing to say
+        _drop_stdout()
+        return 141
     except OSError as exc:
         print("tffreeze %s: %s" % (args.command, exc), file=sys.stderr)
         return 1
@@ -677,6 +680,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+def _drop_stdout() -> None:
+    """stdout's reader is gone: point it at /dev/null so that the exit's flush is quiet."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 def entry() -> None:

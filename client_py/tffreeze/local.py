@@ -9,13 +9,15 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from tffreeze_api import localserver
 
@@ -24,6 +26,8 @@ from .errors import FailedPreconditionError, UnavailableError
 
 START_SECONDS = 180.0  # the longest a start may take (importing TensorFlow on a busy machine)
 _LOG_KEEP = 1 << 20  # server.log beyond this is moved to server.log.1 when a server starts
+STARTING = "starting your local server (a few seconds, once)"
+_noted = set()  # notes already printed by this process
 
 
 @dataclass
@@ -79,13 +83,53 @@ def _endpoint(folder: str, info: dict, started: bool = False) -> Endpoint:
     return Endpoint(info["grpc"], token, int(info["pid"]), info.get("web", ""), started)
 
 
+def installation() -> Optional[str]:
+    """Where the tffreeze_server package this Python would run is installed (the folder holding
+    it, as the server's server.info says ``installation``); None when it is not installed."""
+    spec = importlib.util.find_spec("tffreeze_server")
+    if spec is None or not spec.origin:
+        return None
+    return os.path.dirname(os.path.dirname(os.path.realpath(spec.origin)))
+
+
+def other_installation(info: dict) -> Optional[str]:
+    """The running server's installation when it is not this client's (another checkout or
+    environment of the same version), else None."""
+    theirs = info.get("installation", "")
+    mine = installation()
+    if not theirs or mine is None:
+        return None
+    if theirs != mine or info.get("python", sys.executable) != sys.executable:
+        return "%s (python %s)" % (theirs, info.get("python", "?"))
+    return None
+
+
+def _note_other(info: dict) -> None:
+    other = other_installation(info)
+    if other is None or other in _noted:
+        return
+    _noted.add(other)
+    _say("tffreeze: note: the local server running (pid %s) is another installation's: %s; this one is %s (python "
+         "%s). It serves this call. To run this installation's code instead: `tffreeze local-server stop` (it is "
+         "the one local server of your user), then call again" % (info["pid"], other, installation(), sys.executable))
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def ensure(extra_args: Optional[List[str]] = None) -> Endpoint:
     """The running local server, or one started now (under a lock: clients starting at the
-    same moment share one server). The folder is checked before anything in it is read."""
+    same moment share one server). The folder is checked before anything in it is read.
+    A server of another installation is used, and said so on stderr."""
     folder = localserver.local_dir()
     with _Trust():
         info = _running(folder)
         if info is not None:
+            _note_other(info)
             return _endpoint(folder, info)
         try:
             localserver.private_folder(folder)
@@ -100,6 +144,7 @@ def ensure(extra_args: Optional[List[str]] = None) -> Endpoint:
             fcntl.flock(lock, fcntl.LOCK_EX)
             info = _running(folder)
             if info is not None:
+                _note_other(info)
                 return _endpoint(folder, info)
             return _endpoint(folder, _start(folder, extra_args or []), started=True)
 
@@ -121,6 +166,11 @@ def _start(folder: str, extra_args: List[str]) -> dict:
     if idle and "--idle-exit" not in extra_args:
         command += ["--idle-exit", idle]
     log_path = os.path.join(folder, localserver.LOG)
+    try:
+        if sys.stderr.isatty():  # importing TensorFlow takes a few seconds: say why nothing moves
+            _say(STARTING)
+    except (AttributeError, ValueError):
+        pass
     with localserver.Folder(folder) as held:
         stale = localserver.read_info(folder)
         if stale is not None and not localserver.alive(int(stale["pid"])):  # killed: its socket folder stays
@@ -194,6 +244,61 @@ def status() -> Optional[dict]:
     return info if info is not None and localserver.alive(int(info["pid"])) else None
 
 
+def store_use(folder: Optional[str] = None) -> Tuple[int, int]:
+    """(bytes, files) in the local server's store (its data folder): blobs, uploads in progress,
+    cached results; (0, 0) when there is none."""
+    data = os.path.join(folder or localserver.local_dir(), localserver.DATA)
+    total = count = 0
+    for root, dirs, files in os.walk(data):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+                count += 1
+            except OSError:
+                pass
+    return total, count
+
+
+def differences(info: dict, wanted: Dict[str, str]) -> List[Tuple[str, str, str]]:
+    """(flag, the running server's value, the one asked for) of each option the running server
+    was started with otherwise (``wanted``: server.info key -> value, as the server writes it)."""
+    out = []
+    for key, value in wanted.items():
+        have = info.get(key)
+        if have is None:
+            continue
+        try:
+            same = float(have) == float(value)
+        except ValueError:
+            same = have == value
+        if not same:
+            out.append(("--" + ("max-store-bytes" if key == "store-bytes" else key), have, value))
+    return out
+
+
+def clean() -> Tuple[Optional[int], int]:
+    """Stop the local server if it runs, then remove its store (the data folder): (the pid
+    stopped or None, bytes freed). The folder is checked first, as everywhere."""
+    folder = localserver.local_dir()
+    pid = stop()
+    freed, _ = store_use(folder)
+    with _Trust():
+        try:
+            with localserver.Folder(folder) as held:
+                try:
+                    st = held.lstat(localserver.DATA)
+                except FileNotFoundError:
+                    return pid, 0
+                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                    raise localserver.UntrustedFolder(
+                        "%s is not a folder of yours; nothing was removed. Remove it yourself, or %s"
+                        % (os.path.join(folder, localserver.DATA), localserver.FIX[0].lower() + localserver.FIX[1:]))
+                shutil.rmtree(os.path.join(folder, localserver.DATA))
+        except FileNotFoundError:
+            return pid, 0
+    return pid, freed
+
+
 def stop() -> Optional[int]:
     """Stop the local server; its pid, or None when none was running."""
     info = status()
@@ -205,4 +310,5 @@ def stop() -> Optional[int]:
     return pid
 
 
-__all__ = ["Endpoint", "ensure", "status", "stop", "START_SECONDS"]
+__all__ = ["Endpoint", "ensure", "status", "stop", "clean", "store_use", "differences", "installation",
+           "other_installation", "START_SECONDS", "STARTING"]

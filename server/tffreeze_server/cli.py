@@ -16,8 +16,8 @@ from . import __version__
 from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS, DEFAULT_PORT, DEFAULT_SANDBOX,
                        DEFAULT_WORKERS, DEFAULT_WORKER_MAX_TASKS, LOCAL_IDLE_SECONDS, LOCAL_MAX_STORE_BYTES, LOCAL_WORKERS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
                        DEFAULT_MAX_GRAPH_NODES, DEFAULT_TASK_MEMORY_BYTES, DEFAULT_VERIFY_SECONDS, DEFAULT_DRAIN_SECONDS,
-                       DEFAULT_LOAD_SECONDS, DEFAULT_EXPORT_SECONDS,
-                       ServerSettings)
+                       DEFAULT_LOAD_SECONDS, DEFAULT_EXPORT_SECONDS, LOCAL_STORE_ENV,
+                       ServerSettings, parse_bytes)
 
 DESCRIPTION = ("Run the tffreeze gRPC server (health and reflection included). Prints 'listening on HOST:PORT' "
                "once it accepts calls; SIGTERM/SIGINT drain in-flight calls (--drain-seconds) and stop it.")
@@ -28,6 +28,13 @@ examples:
   tffreeze serve --port 50051 --web-port 8080      # also gRPC-Web, for the C# client on Mono
   tffreeze serve --data-dir /var/lib/tffreeze --workers 2 --max-store-bytes 50000000000
 """
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,9 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-max-tasks", type=int, default=DEFAULT_WORKER_MAX_TASKS, metavar="N",
                    help="replace a worker after N tasks, bounding memory growth; the replacement imports "
                         "TensorFlow while the old one keeps serving (default: %(default)s)")
-    p.add_argument("--max-store-bytes", type=int, default=None, metavar="BYTES",
-                   help="blob store cap; least recently used blobs are evicted (default: %d GiB; with --local: %d GiB)"
-                        % (DEFAULT_MAX_STORE_BYTES >> 30, LOCAL_MAX_STORE_BYTES >> 30))
+    p.add_argument("--max-store-bytes", type=_size, default=None, metavar="BYTES",
+                   help="blob store cap in bytes (or with K, M, G: 8G); least recently used blobs are evicted "
+                        "(default: %d GiB; with --local: $%s, else %d GiB)"
+                        % (DEFAULT_MAX_STORE_BYTES >> 30, LOCAL_STORE_ENV, LOCAL_MAX_STORE_BYTES >> 30))
     p.add_argument("--partial-upload-ttl", type=float, default=DEFAULT_PARTIAL_TTL_SECONDS, metavar="SECONDS",
                    help="discard a resumable upload (WriteBlobChunk) idle this long; until then its declared size "
                         "counts against --max-store-bytes (default: %(default)s)")
@@ -104,7 +112,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="be this user's local server, the one `tffreeze freeze` starts on demand when no --server "
                         "is given: gRPC on a Unix socket in DIR (default: ~/.cache/tffreeze/local, or "
                         "$TFFREEZE_CACHE_DIR/local), a folder only this user can open; every call needs the token "
-                        "kept there; gRPC-Web on a free loopback port; data in DIR/data (%d GiB at most), %d "
+                        "kept there; gRPC-Web on a free loopback port; data in DIR/data (%d GiB at most, or "
+                        "$TFFREEZE_LOCAL_STORE_BYTES, or --max-store-bytes), %d "
                         "worker(s); where it listens is written to DIR/server.info. Usually started for you: see "
                         "`tffreeze local-server --help`" % (LOCAL_MAX_STORE_BYTES >> 30, LOCAL_WORKERS))
     p.add_argument("--health-socket", metavar="PATH", default=None,
@@ -161,8 +170,13 @@ def settings_from(args) -> ServerSettings:
                      auth_token_file=os.path.join(folder, localserver.TOKEN),
                      web_port=0 if args.web_port is None else args.web_port,
                      idle_exit=LOCAL_IDLE_SECONDS if args.idle_exit is None else args.idle_exit)
+        store = os.environ.get(LOCAL_STORE_ENV, "").strip()
+        try:
+            store_bytes = parse_bytes(store) if store else LOCAL_MAX_STORE_BYTES
+        except ValueError as exc:
+            raise OSError("$%s: %s" % (LOCAL_STORE_ENV, exc)) from None
         defaults = dict(data_dir=os.path.join(folder, localserver.DATA), workers=LOCAL_WORKERS,
-                        max_store_bytes=LOCAL_MAX_STORE_BYTES)
+                        max_store_bytes=store_bytes)
     else:
         defaults = dict(data_dir=DEFAULT_DATA_DIR, workers=DEFAULT_WORKERS, max_store_bytes=DEFAULT_MAX_STORE_BYTES)
     for key, value in defaults.items():

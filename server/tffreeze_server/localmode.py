@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 
 from tffreeze_api import localserver
 
@@ -44,11 +45,23 @@ def prepare(settings: ServerSettings) -> None:
         os.unlink(socket)
 
 
+def installation() -> str:
+    """Where this server's code is installed (the folder holding the tffreeze_server package):
+    two checkouts of one version are two installations."""
+    return os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+
+
 def announce(settings: ServerSettings, srv) -> None:
+    """server.info: where it listens, and which installation runs with which options (the
+    clients compare them with their own; C# and C++ read only the keys they know)."""
     info = {"pid": str(os.getpid()), "version": __version__, "grpc": "unix:" + settings.socket,
             "token-file": settings.auth_token_file}
     if srv.web_port is not None:
         info["web"] = "http://%s:%d" % (settings.host, srv.web_port)
+    info.update({"installation": installation(), "python": sys.executable,
+                 "store-bytes": str(settings.max_store_bytes), "data": os.path.abspath(settings.data_dir),
+                 "workers": str(settings.workers),
+                 "idle-exit": "%g" % settings.idle_exit if settings.idle_exit is not None else "never"})
     localserver.write_info(settings.local_dir, info)
 
 

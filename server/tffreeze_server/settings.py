@@ -34,6 +34,7 @@ DEFAULT_WORKERS = default_workers()
 DEFAULT_WORKER_MAX_TASKS = 200  # a worker is replaced (warm, in the background) after this many tasks
 DEFAULT_MAX_STORE_BYTES = 20 << 30
 LOCAL_MAX_STORE_BYTES = 4 << 30  # the per-user local server's store (it lives in the user's cache folder)
+LOCAL_STORE_ENV = "TFFREEZE_LOCAL_STORE_BYTES"  # the local server's store size, read when it starts
 LOCAL_WORKERS = 1  # the local server serves one user's builds: one warm TensorFlow, not one per core
 LOCAL_IDLE_SECONDS = 1800.0  # the local server stops after this long without a call
 DEFAULT_PARTIAL_TTL_SECONDS = 3600  # a resumable upload idle this long is deleted
@@ -52,6 +53,29 @@ DEFAULT_EXPORT_SECONDS = 300.0
 DEFAULT_DRAIN_SECONDS = 30.0  # on SIGTERM, how long calls in flight may take to finish
 DEFAULT_TASK_MEMORY_BYTES = 3 << 30  # what one task may allocate beyond the warm worker (RLIMIT_DATA)
 MAX_MESSAGE_BYTES = 4 << 20  # gRPC's message cap, both directions
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """A size in bytes: 4294967296, 4G, 512M, 1.5G, 64MiB (K, M, G, T are powers of 1024).
+    ValueError (with a message naming the forms) otherwise."""
+    t = str(text).strip().upper().replace(" ", "")
+    for tail in ("IB", "B"):
+        if t.endswith(tail) and len(t) > len(tail):
+            t = t[:-len(tail)]
+            break
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    number = t[:-1] if unit else t
+    try:
+        value = float(number) if "." in number else int(number)
+    except ValueError:
+        raise ValueError("%r is not a size: give bytes, or a number with K, M, G or T (e.g. 8G, 512M)" % text) from None
+    size = int(value * _UNITS[unit])
+    if size <= 0:
+        raise ValueError("%r: the size must be more than 0 bytes" % text)
+    return size
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,193 @@
+"""Issue 34, findings 1 and 8: the local server's store never jams, and the local server says
+whose it is.
+
+- A local server with a small store (64 MiB) is filled with checkpoints of ~20 MB through
+  the Python, C# (gRPC-Web, resumable uploads) and C++ clients; freezing another still works
+  (the least recently used are evicted); a checkpoint larger than the store is refused with a
+  fix the user can type (`tffreeze local-server start --max-store-bytes`,
+  $TFFREEZE_LOCAL_STORE_BYTES); `local-server clean` empties it and says how much it freed;
+  `status` shows the store's size and use.
+- `status` shows the installation; `start --idle-exit` on a running server with other
+  options says so and how to restart; the first call on a terminal says it starts the
+  server; a reader that leaves (`| head`) gets no broken-pipe trace.
+
+Each test has a cache folder of its own (so its own local server), stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+import models  # noqa: F401 - TensorFlow quiet, as the other tests have it
+from conftest import on_a_terminal
+from test_parity import CPP, CS, PY, built  # noqa: F401 - built: the C#/C++ clients, or a skip that says why
+
+from tffreeze_api import localserver
+
+tf = models.tf
+tf1 = models.tf1
+MB = 1 << 20
+
+
+def big_checkpoint(directory: str, seed: int, megabytes: int = 20) -> str:
+    """A checkpoint whose data file holds ``megabytes`` of random floats (the .meta stays
+    small: the variable is initialised by a random op, not a constant); y = x * sum(w)."""
+    os.makedirs(directory, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None], name="x")
+        w = tf1.get_variable("w", [megabytes * MB // 4], initializer=tf1.random_normal_initializer(seed=seed),
+                             use_resource=False)
+        tf.multiply(x, tf.reduce_sum(w), name="y")
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            saver.save(sess, os.path.join(directory, "model.ckpt"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("big")
+    return [big_checkpoint(str(root / ("c%d" % i)), seed=i) for i in range(5)]
+
+
+@pytest.fixture()
+def own_cache(tmp_path):
+    env = dict(os.environ, TFFREEZE_CACHE_DIR=str(tmp_path / "cache"), TFFREEZE_COMMAND=PY)
+    for name in ("TFFREEZE_SERVER", "TFFREEZE_WEB_SERVER", "TFFREEZE_LOCAL_STORE_BYTES"):
+        env.pop(name, None)
+    yield env
+    subprocess.run([PY, "local-server", "stop"], env=env, capture_output=True, timeout=120)
+
+
+def _run(argv, env, **kw):
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def _folder(env) -> str:
+    return os.path.join(env["TFFREEZE_CACHE_DIR"], "local")
+
+
+def _info(env) -> dict:
+    return localserver.read_info(_folder(env)) or {}
+
+
+def _store_bytes(env) -> int:
+    total = 0
+    for root, _, files in os.walk(os.path.join(_folder(env), "data", "blobs")):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+
+
+def test_a_small_store_filled_by_every_client_still_freezes_and_refuses_what_cannot_fit(own_cache, checkpoints,
+                                                                                      tmp_path):
+    start = _run([PY, "local-server", "start", "--max-store-bytes", "64M"], own_cache)
+    assert start.returncode == 0, start.stderr
+    assert _info(own_cache)["store-bytes"] == str(64 * MB)
+    clients = [("py", [PY]), ("cs", [CS]), ("cpp", [CPP]), ("py", [PY]), ("cs", [CS])]
+    sizes = []
+    for (name, argv), ckpt in zip(clients, checkpoints):  # 5 x (20 MB in + 20 MB out) through a 64 MiB store
+        out = _run(argv + ["freeze", ckpt, "-o", str(tmp_path / (os.path.basename(ckpt) + ".pb"))], own_cache)
+        assert out.returncode == 0, (name, out.stderr)
+        sizes.append(_store_bytes(own_cache))
+        assert sizes[-1] <= 64 * MB
+    # the first checkpoint again (long since evicted) from each client: re-uploaded, frozen, same bytes
+    first = (tmp_path / "c0.pb").read_bytes()
+    for name, argv in (("cpp", [CPP]), ("cs", [CS]), ("py", [PY])):
+        out = _run(argv + ["freeze", checkpoints[0], "-o", str(tmp_path / ("again-%s.pb" % name))], own_cache)
+        assert out.returncode == 0, (name, out.stderr)
+        assert (tmp_path / ("again-%s.pb" % name)).read_bytes() == first
+
+    # larger than the whole store: refused with the fix, from every client
+    huge = big_checkpoint(str(tmp_path / "huge"), seed=9, megabytes=70)
+    for name, argv in (("py", [PY]), ("cs", [CS]), ("cpp", [CPP])):
+        out = _run(argv + ["freeze", huge, "-o", str(tmp_path / "huge.pb")], own_cache)
+        assert out.returncode == 1, (name, out.stdout, out.stderr)
+        words = " ".join(out.stderr.split())
+        assert "STORE_FULL" in words or "RESOURCE_EXHAUSTED" in words, (name, words)
+        assert "tffreeze local-server start --max-store-bytes" in words, (name, words)
+        assert "TFFREEZE_LOCAL_STORE_BYTES" in words and "local-server clean" in words, (name, words)
+        assert not (tmp_path / "huge.pb").exists()
+
+    status = _run([PY, "local-server", "status"], own_cache)
+    assert status.returncode == 0
+    assert re.search(r"store\s+[\d.]+ MiB used of 64\.0 MiB", status.stdout), status.stdout
+
+    # the fix, as the message gives it: a larger store, then the same freeze works
+    grown = _run([PY, "local-server", "start", "--max-store-bytes", "256M"], own_cache)
+    assert "already running" in grown.stdout and "--max-store-bytes 67108864, not 268435456" in grown.stdout
+    assert "tffreeze local-server stop && tffreeze local-server start --max-store-bytes 268435456" in grown.stdout
+    assert _run([PY, "local-server", "stop"], own_cache).returncode == 0
+    env = dict(own_cache, TFFREEZE_LOCAL_STORE_BYTES="256M")
+    out = _run([CS, "freeze", huge, "-o", str(tmp_path / "huge.pb")], env)  # C# starts it through `tffreeze`
+    assert out.returncode == 0, out.stderr
+    assert _info(own_cache)["store-bytes"] == str(256 * MB)
+
+    used = _store_bytes(own_cache)
+    assert used > 70 * MB
+    clean = _run([PY, "local-server", "clean"], own_cache)
+    assert clean.returncode == 0, clean.stderr
+    assert "stopped the local server" in clean.stdout and "freed" in clean.stdout, clean.stdout
+    freed = float(re.search(r"freed ([\d.]+) MiB", clean.stdout).group(1))
+    assert freed * MB >= used
+    assert not os.path.exists(os.path.join(_folder(own_cache), "data"))
+    assert _run([PY, "local-server", "status"], own_cache).returncode == 3
+    again = _run([PY, "local-server", "clean"], own_cache)
+    assert again.returncode == 0 and "freed 0 bytes" in again.stdout
+
+
+def test_status_names_the_installation_and_start_says_when_options_differ(own_cache):
+    assert _run([PY, "local-server", "start"], own_cache).returncode == 0
+    info = _info(own_cache)
+    here = os.path.dirname(os.path.dirname(os.path.realpath(
+        __import__("importlib").util.find_spec("tffreeze_server").origin)))
+    assert info["installation"] == here
+    status = _run([PY, "local-server", "status"], own_cache)
+    assert "installation %s" % here in " ".join(status.stdout.split())
+    assert re.search(r"store\s+.* used of 4\.0 GiB", status.stdout), status.stdout
+
+    again = _run([PY, "local-server", "start", "--idle-exit", "7200"], own_cache)
+    assert again.returncode == 0
+    words = " ".join(again.stdout.split())
+    assert "already running" in words and "with other options: --idle-exit 1800, not 7200" in words, words
+    assert "tffreeze local-server stop && tffreeze local-server start --idle-exit 7200" in words
+    assert _run([PY, "local-server", "start", "--idle-exit", "1800"], own_cache).stdout.startswith(
+        "the local server is already running\n")
+
+    # a server of another installation (server.info says so): used, and said so
+    folder = _folder(own_cache)
+    text = open(os.path.join(folder, "server.info")).read().replace("installation %s" % here,
+                                                                     "installation /elsewhere/server")
+    localserver.write_info(folder, dict(line.split(" ", 1) for line in text.splitlines()))
+    status = _run([PY, "local-server", "status"], own_cache)
+    assert "another installation's; this one is %s" % here in status.stdout
+    stop = _run([PY, "local-server", "stop"], own_cache)
+    assert "of another installation, /elsewhere/server" in stop.stdout
+
+
+def test_the_first_call_on_a_terminal_says_it_starts_the_server(own_cache, tmp_path):
+    model = models.dense(str(tmp_path / "m"), True)
+    shown = on_a_terminal([PY, "freeze", model.directory, "-o", str(tmp_path / "m.pb")], env=own_cache)
+    assert "starting your local server (a few seconds, once)" in shown
+    shown = on_a_terminal([PY, "freeze", model.directory, "-o", str(tmp_path / "n.pb")], env=own_cache)
+    assert "starting your local server" not in shown  # warm: nothing to say
+    piped = _run([PY, "local-server", "stop"], own_cache)
+    out = _run([PY, "freeze", model.directory, "-o", str(tmp_path / "o.pb")], own_cache)  # not a terminal
+    assert out.returncode == 0 and "starting" not in out.stderr and piped.returncode == 0
+
+
+@pytest.mark.parametrize("argv", [["local-server", "status"], ["local-server", "--help"], ["--help"],
+                                  ["local-server", "clean"]])
+def test_no_broken_pipe_trace_when_the_reader_leaves(own_cache, argv):
+    read, write = os.pipe()
+    os.close(read)  # the reader (`| head`) is gone before anything is written
+    proc = subprocess.run([PY] + argv, env=own_cache, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "BrokenPipeError" not in proc.stderr
+    assert np.isin(proc.returncode, [0, 3, 141]), proc.returncode
