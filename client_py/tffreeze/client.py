@@ -343,12 +343,15 @@ def check_output(path: str, flag: str = "", what: str = "the graph", field: str 
     if not os.path.isdir(folder):
         raise write_error(OSError(errno.ENOTDIR if os.path.exists(folder) else errno.ENOENT, "no folder"),
                           path, flag, what, field)
+    tmp = None
     try:
         fd, tmp = part_file(path)
+        os.close(fd)
     except OSError as exc:
         raise write_error(exc, path, flag, what, field) from None
-    os.close(fd)
-    os.unlink(tmp)
+    finally:
+        if tmp is not None:
+            os.unlink(tmp)
 
 
 def check_output_folder(path: str, flag: str = "") -> None:
@@ -680,6 +683,8 @@ class FreezeClient:
                 raise
             raise write_error(exc, output_path, field="output_path") from exc
         finally:
+            if built is not None and os.path.exists(built[0]):  # not placed: a signal came between
+                os.unlink(built[0])
             _cache.digests.save()
 
     def _build(self, recipe, files, output_path: str, graph_digest, timeout):
@@ -792,6 +797,9 @@ class FreezeClient:
                     manifest = event.manifest
             if result is None:
                 raise TffreezeError("the server ended the freeze without a result")
+            if builder is not None:  # inside the try: a signal while it is joined still removes its file
+                builder.join()
+                return result, manifest, None, graph, built[0] if built else None
         except BaseException as exc:
             if builder is not None:
                 builder.join()
@@ -800,9 +808,6 @@ class FreezeClient:
             if isinstance(exc, grpc.RpcError):
                 raise from_rpc_error(exc, self.target) from exc
             raise
-        if builder is not None:
-            builder.join()
-            return result, manifest, None, graph, built[0] if built else None
         return result, manifest, recipe, graph, None
 
     def inspect(self, source: str, outputs: Iterable[str] = (), inputs: Iterable[str] = (),
