@@ -56,7 +56,7 @@ Freeze TensorFlow checkpoints with a tffreeze server (over gRPC-Web) and run fro
 graphs on the TensorFlow C API.
 
 commands:
-  freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
+  freeze SOURCE -o/--output-file OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
          [--target tensorflowsharp|mlnet] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
          [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks (1 MiB chunks), freeze, write OUT.pb
@@ -66,12 +66,20 @@ commands:
       --format onnx|tflite writes the model converted from the frozen graph, run in
       onnxruntime / the TFLite interpreter and compared with it first; --input-shape pins
       an input's shape (e.g. a static batch for TFLite).
+      OUT.pb and M.json are checked (a file name, in a folder that exists and can be
+      written) before anything is uploaded or written. SIGINT, SIGTERM and SIGHUP remove the
+      temporary file (exit 130, 143, 129); a freeze removes the stale .OUT.pb.*.part files a
+      killed freeze left beside OUT.pb (its process gone, or untouched for a minute).
   inspect SOURCE [--json] [SOURCE OPTIONS] [CONNECTION OPTIONS]
       Show the checkpoint a freeze would use, its variables, and the inputs and outputs it
       would resolve, each with its reason (--json: as JSON).
-  run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME=FILE.npy ...
+  run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME[=FILE.npy] ...
       [--runtime tf115] [--libtensorflow PATH] [--tensorflowsharp PATH/TensorFlowSharp.dll] [--verbose]
-      Run a frozen graph (TensorFlow's own log lines only with --verbose or $TFFREEZE_VERBOSE=1). NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
+      Run a frozen GraphDef .pb (TensorFlow's own log lines only with --verbose or
+      $TFFREEZE_VERBOSE=1); an .onnx or .tflite model runs with the Python client's
+      `tffreeze run` (exit 2 here). --output NAME=FILE.npy saves an output, --output NAME
+      prints its dtype, shape and first values; with --manifest and no --output, every
+      output it names is printed. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
       names or signature aliases; the manifest's dtypes and shapes are then checked (and
       errors name the input). --runtime tf115 uses TF 1.15's C API (make tf115). The
       library: --libtensorflow, else $TFFREEZE_LIBTENSORFLOW, else the TensorFlow in the
@@ -90,7 +98,8 @@ source options (the same in every tffreeze client; the server checks them):
   --include-variables a,b  --exclude-variables a,b  --timeout SECONDS
 connection options:
   --server http://HOST:WEB_PORT (default $TFFREEZE_WEB_SERVER, else this user's local
-  server, started on demand by `tffreeze local-server start`; a server started with
+  server, started on demand by `tffreeze local-server start`, the tffreeze command being
+  $TFFREEZE_COMMAND, else this checkout's .venv/bin/tffreeze, else PATH's; a server started with
   --web-port; several replicas as http://H1:W1,http://H2:W2)  --tls (or an https:// server,
   or $TFFREEZE_TLS=1)  --ca CA.pem (default $TFFREEZE_CA; implies --tls)
   --token TOKEN (default $TFFREEZE_TOKEN)
@@ -104,6 +113,7 @@ examples:
   tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy \
       --tensorflowsharp path/to/TensorFlowSharp.dll --runtime tf115
 
+Flags are typed whole (never abbreviated); a flag of another command is refused (exit 2).
 exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         public static int Main(string[] args)
