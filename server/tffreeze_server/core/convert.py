@@ -96,7 +96,7 @@ def _convert(fmt: str, graph_def, inputs, outputs) -> Tuple[bytes, freeze_pb2.Co
         checked_shapes=["%s=%s" % (n, ",".join(str(d) for d in feeds[n].shape)) for n in in_names])
     if fmt == "onnx":
         model, runtime_in, runtime_out = _to_onnx(graph_def, in_names, out_names, conversion)
-        got = _run_onnx(model, runtime_in, runtime_out, feeds, in_names)
+        got = _run_onnx(model, runtime_in, runtime_out, feeds, in_names, graph_def)
     else:
         model, runtime_in, runtime_out = _to_tflite(graph_def, infos, out_names, conversion)
         got = _run_tflite(model, runtime_in, runtime_out, feeds, in_names, conversion)
@@ -145,6 +145,13 @@ def _to_onnx(graph_def, in_names, out_names, conversion) -> Tuple[bytes, List[st
         raise _refuse("onnx", "tf2onnx left node %s (op %s) unconverted, although it reported success: no ONNX "
                               "runtime can run it%s" % (left.name, left.op_type, _hint(left.op_type, "onnx")),
                       left.name, left.op_type)
+    untyped = _untyped_value(model.graph)
+    if untyped is not None:
+        node, op = _tf_culprit(graph_def, *untyped)
+        raise _refuse("onnx", "tf2onnx converted node %s (op %s) into ONNX, but the tensor list it %s became a "
+                              "value of no type (%s), which onnxruntime cannot load (\"Invalid tensor data type 0\")%s"
+                      % (node, op, "reads" if "Get" in op or "Stack" in op else "uses", untyped[0],
+                         _hint(op if op.startswith("TensorList") else "TensorList", "onnx")), node, op)
     conversion.converter = "tf2onnx %s" % _version("tf2onnx")
     conversion.runtime = "onnxruntime %s" % _version("onnxruntime")
     conversion.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -170,21 +177,64 @@ def _not_onnx(graph):
     return None
 
 
+def _untyped_value(graph):
+    """(value name, names of the ONNX nodes using it) for the first value, loop bodies and
+    branches included, whose element type tf2onnx left undefined (0): a TF2 tensor list (a
+    variant) it passed on as a tensor. None when every value is typed."""
+    for values in (graph.input, graph.output, graph.value_info):
+        for v in values:
+            if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type == 0:
+                users = [n.name for n in graph.node if v.name in n.input or v.name in n.output]
+                return v.name, users
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                found = _untyped_value(sub)
+                if found is not None:
+                    return found
+    return None
+
+
+def _tf_culprit(graph_def, value: str, users: List[str]) -> Tuple[str, str]:
+    """The TF node (name, op) behind ONNX nodes ``users`` of an untyped value: tf2onnx names a
+    converted node after the TF node (inside a loop body, after the body function's node
+    with the loop's prefix), so the longest TF name ending one of theirs. TensorList ops
+    first; else the graph's first TensorList op; else the ONNX value itself."""
+    ops = {n.name: n.op for n in graph_def.node}
+    for fn in graph_def.library.function:
+        for n in fn.node_def:
+            ops.setdefault(n.name, n.op)
+    found = []
+    for user in users:
+        for name, op in ops.items():
+            if user == name or user.endswith("/" + name):
+                found.append((op.startswith("TensorList"), len(name), user, op))
+    if found:
+        _, _, user, op = max(found)
+        if op.startswith("TensorList"):
+            return user, op
+    lists = [(name, op) for name, op in ops.items() if op.startswith("TensorList")]
+    if lists:
+        return lists[0]
+    return (found[0][2], found[0][3]) if found else (value, "?")
+
+
 def _hint(op: str, fmt: str) -> str:
     if op.startswith("TensorList") and fmt == "tflite":
         return ("; it comes from TF2 control flow (a while loop writing a tensor list, e.g. a recurrent layer): pin "
                 "the input shapes (--input-shape NAME=D1,D2,...) so the lists' element shapes are static")
     if op.startswith("TensorList"):
-        return ("; it comes from TF2 control flow (a while loop writing a tensor list, e.g. a recurrent layer), which "
+        return ("; it comes from TF2 control flow (a while loop over a tensor list, e.g. a recurrent layer), which "
                 "tf2onnx does not convert: export the model with TF1 control flow "
-                "(tf.compat.v1.disable_control_flow_v2()), or use --format tflite with --input-shape")
+                "(tf.compat.v1.disable_control_flow_v2()), or use --format tflite (with --input-shape "
+                "NAME=D1,D2,... where TFLite asks for the lists' element shapes)")
     if op.startswith("TensorArray") and fmt == "tflite":
         return ("; TFLite runs TF2 control flow only: export the model with control flow v2 "
                 "(tf.compat.v1.enable_control_flow_v2()) and pin the input shapes (--input-shape)")
     return ""
 
 
-def _run_onnx(model: bytes, runtime_in, runtime_out, feeds, in_names) -> List[np.ndarray]:
+def _run_onnx(model: bytes, runtime_in, runtime_out, feeds, in_names, graph_def=None) -> List[np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -194,6 +244,12 @@ def _run_onnx(model: bytes, runtime_in, runtime_out, feeds, in_names) -> List[np
     except Exception as exc:  # noqa: BLE001 - onnxruntime's load errors carry the node and op
         text = " ".join(str(exc).split())[:600]
         m = _ORT_OP.search(text)
+        if m is None and graph_def is not None and "data type 0" in text:
+            node, op = _tf_culprit(graph_def, "", [])  # an untyped value: a TF2 tensor list, if any
+            if op.startswith("TensorList"):
+                raise _refuse("onnx", "onnxruntime cannot load the model tf2onnx made of node %s (op %s) and the "
+                                      "tensor lists around it: %s%s" % (node, op, text, _hint(op, "onnx")),
+                              node, op) from None
         raise _refuse("onnx", "onnxruntime cannot load the converted model: %s%s"
                       % (text, _hint(m.group(1), "onnx") if m else ""),
                       m.group(2) if m else "", m.group(1) if m else "") from None
