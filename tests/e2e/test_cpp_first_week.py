@@ -1,0 +1,337 @@
+"""Issue 34, the C++ client's part (`tffreeze-cpp`, `make cpp`), against a real server:
+
+- 3: every flag of `run` given to `freeze`, and the reverse, is a usage error (exit 2) naming
+  the command that takes it, with nothing written; the flags come from the CLI's own table
+  (kFlags in client_cpp/src/main.cc), checked against its help; no abbreviations;
+- 4: SIGTERM, SIGHUP (and SIGINT) in the middle of writing the output leave no `.part` file
+  (exit 143, 129, 130); a `.part` left by a killed freeze is removed by the next freeze of
+  that output, while fresh ones, locked ones and other names are kept;
+- 5: from a plain shell (PATH=/usr/bin:/bin, no TFFREEZE_COMMAND) the local server is started
+  with the checkout's .venv/bin/tffreeze;
+- 7: `-o FOLDER` and a read-only `--manifest` folder are refused before anything is sent or
+  written, naming the flag, the path and the fix;
+- 9: the help names a README section that exists and starts no server by hand;
+- 10: `run model.onnx` says what runs it; `run --manifest` without `--output` prints every
+  output as `tffreeze run` does; the freeze summary has Python's bound/verify/format lines."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import models
+import users
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CPP = os.path.join(ROOT, "client_cpp", "bin", "tffreeze-cpp")
+MAIN_CC = os.path.join(ROOT, "client_cpp", "src", "main.cc")
+PY = os.path.join(os.path.dirname(sys.executable), "tffreeze")
+VENV_TFFREEZE = os.path.join(ROOT, ".venv", "bin", "tffreeze")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    if not os.path.exists(CPP):
+        if shutil.which("cmake") is None or shutil.which("g++") is None:
+            why = "the C++ toolchain is absent (cmake, g++): run `make cpp`"
+            if os.environ.get("TFFREEZE_REQUIRE_CPP") == "1":
+                pytest.fail(why + " -- TFFREEZE_REQUIRE_CPP=1 forbids skipping")
+            pytest.skip(why)
+        subprocess.run(["make", "-s", "-C", ROOT, "cpp"], check=True, capture_output=True)
+
+
+def cpp(*args, **kw):
+    kw.setdefault("timeout", 600)
+    return subprocess.run([CPP, *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def flag_table():
+    """kFlags of main.cc: flag -> (metavar, commands)."""
+    text = open(MAIN_CC).read()
+    body = text[text.index("const Flag kFlags[] = {"):]
+    body = body[:body.index("};")]
+    rows = re.findall(r'\{"(-[-\w]+)", "([^"]*)", "([a-z ]+)"\}', body)
+    return {name: (metavar, set(commands.split())) for name, metavar, commands in rows}
+
+
+def listing(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
+
+
+# --- 3: flags mean what they say --------------------------------------------------------------
+
+def test_every_flag_of_run_given_to_freeze_and_the_reverse_is_exit_2(server, tmp_path):
+    table = flag_table()
+    assert {"--input", "--output", "--runtime", "--libtensorflow", "--verbose", "-o", "--output-file",
+            "--optimize", "--quiet", "--json", "--server"} <= set(table), table
+    helped = cpp("--help").stdout
+    for name in table:  # the table and the help agree
+        assert re.search(r"(^|[\s\[|(])%s([\s=\]|)]|$)" % re.escape(name), helped, re.M), name
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    work = tmp_path / "work"
+    work.mkdir()
+    cases = []
+    for name, (metavar, commands) in table.items():
+        for command, other in (("freeze", "run"), ("run", "freeze")):
+            if command in commands:
+                continue
+            value = [] if not metavar else ["v=%s" % (work / "v.npy")] if "=" in metavar else ["v"]
+            if command == "freeze":
+                argv = ["freeze", model.directory, "-o", work / "out.pb", "--server", server.target, name, *value]
+            else:
+                argv = ["run", work / "m.pb", "--output", "y=%s" % (work / "y.npy"), name, *value]
+            cases.append((name, command, commands, argv))
+    assert {c[0] for c in cases if c[1] == "freeze"} >= {"--input", "--output", "--runtime", "--libtensorflow",
+                                                          "--verbose", "--json"}
+    assert {c[0] for c in cases if c[1] == "run"} >= {"-o", "--output-file", "--optimize", "--server", "--outputs"}
+    for name, command, commands, argv in cases:
+        out = cpp(*argv)
+        assert out.returncode == 2, (argv, out.stdout, out.stderr)
+        first = out.stderr.splitlines()[0]
+        assert first.startswith("tffreeze-cpp %s: %s" % (command, name)), first
+        for owner in commands:
+            assert "`tffreeze-cpp %s`" % owner in first, first
+        assert listing(work) == [], (argv, listing(work))
+    out = cpp("freeze", model.directory, "-o", work / "b.pb", "--output", "pred", "--server", server.target)
+    assert out.returncode == 2 and out.stderr.splitlines()[0] == (
+        "tffreeze-cpp freeze: --output NAME[=FILE.npy] is a flag of `tffreeze-cpp run`; freeze writes its graph "
+        "with -o/--output-file"), out.stderr
+    # No abbreviations: a prefix of a flag is unknown, not that flag.
+    for abbreviated in ("--manif", "--output-fi", "--outp", "--opt", "--serv"):
+        out = cpp("freeze", model.directory, "-o", work / "b.pb", abbreviated, "x", "--server", server.target)
+        assert out.returncode == 2 and "unknown option %s" % abbreviated in out.stderr, out.stderr
+    assert listing(work) == []
+    # --output-file is -o's long spelling.
+    out = cpp("freeze", model.directory, "--output-file", work / "long.pb", "--server", server.target)
+    assert out.returncode == 0, out.stderr
+    assert listing(work) == ["long.pb"]
+
+
+# --- 4: no leftovers --------------------------------------------------------------------------
+
+def big_model(directory):
+    """A dense layer of 96 MB of weights: writing its graph takes long enough to be interrupted."""
+    def build():
+        x = models.tf1.placeholder(models.tf.float32, [None, 4096], name="x")
+        w = models.tf1.get_variable("w", shape=[4096, 6144], initializer=models.tf1.random_normal_initializer(seed=1),
+                                    use_resource=True)
+        models.tf.identity(models.tf.matmul(x, w), name="y")
+
+    return models._save(directory, build, {"x:0": np.ones((1, 4096), np.float32)}, ["y:0"])
+
+
+def parts(folder, name="out.pb"):
+    return sorted(p for p in os.listdir(folder) if p.startswith("." + name + ".") and p.endswith(".part"))
+
+
+def interrupt_while_writing(argv, folder, sig):
+    """Start a freeze, stop it the moment its .part file appears, send sig, let it go on."""
+    proc = subprocess.Popen([CPP, *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        seen = parts(folder)
+        if seen:
+            os.kill(proc.pid, signal.SIGSTOP)
+            break
+        time.sleep(0.0005)
+    assert seen, "the freeze ended (%s) before its .part file was seen" % proc.poll()
+    os.kill(proc.pid, sig)
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, seen, err
+
+
+def test_sigterm_sighup_sigint_leave_no_part_and_stale_parts_are_removed(server, tmp_path):
+    model = big_model(str(tmp_path / "big"))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    argv = ["freeze", model.directory, "-o", out_dir / "out.pb", "--server", server.target, "--quiet"]
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)):
+        rc, seen, err = interrupt_while_writing(argv, out_dir, sig)
+        assert rc == code, (sig, rc, err)
+        assert os.listdir(out_dir) == [], (sig, seen, os.listdir(out_dir))
+    # A freeze killed outright (SIGKILL: no handler runs) leaves its .part ...
+    rc, seen, _ = interrupt_while_writing(argv, out_dir, signal.SIGKILL)
+    left = parts(out_dir)
+    assert rc == -signal.SIGKILL and len(left) == 1, (rc, seen, left)
+    killed = out_dir / left[0]
+    # ... and others: a fresh one (a freeze may be starting), an old one a live writer locks,
+    # another client's naming, another output's.
+    fresh = out_dir / ".out.pb.Fr3shX.part"
+    locked = out_dir / ".out.pb.L0cked.part"
+    foreign = out_dir / ".out.pb.abcd1234.part"
+    other = out_dir / ".other.pb.Ab12Cd.part"
+    for p in (fresh, locked, foreign, other):
+        p.write_bytes(b"partial")
+    old = time.time() - 300
+    for p in (killed, locked, foreign, other):
+        os.utime(p, (old, old))
+    with open(locked, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = cpp(*argv)
+        assert done.returncode == 0, done.stderr
+    left = sorted(os.listdir(out_dir))
+    assert left == sorted(["out.pb", fresh.name, locked.name, foreign.name, other.name]), left
+    assert os.path.getsize(out_dir / "out.pb") > 96 * 1024 * 1024
+
+
+# --- 5: a plain shell starts the local server -------------------------------------------------
+
+def test_plain_shell_freeze_starts_the_local_server(tmp_path):
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
+           "TFFREEZE_CACHE_DIR": str(cache)}
+    assert shutil.which("tffreeze", path=env["PATH"]) is None  # only the checkout's .venv has it
+    try:
+        out = cpp("freeze", model.directory, "-o", tmp_path / "m.pb", env=env, cwd=str(tmp_path))
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "m.pb").stat().st_size > 0
+        status = subprocess.run([VENV_TFFREEZE, "local-server", "status"], capture_output=True, text=True, env=env,
+                                timeout=120)
+        assert status.returncode == 0 and "grpc" in status.stdout, status.stdout + status.stderr
+    finally:
+        subprocess.run([VENV_TFFREEZE, "local-server", "stop"], capture_output=True, env=env, timeout=120)
+    # A copy of the binary outside the checkout, with no tffreeze on PATH: says where it looked.
+    lone = tmp_path / "elsewhere" / "bin"
+    lone.mkdir(parents=True)
+    shutil.copy(CPP, lone / "tffreeze-cpp")
+    out = subprocess.run([str(lone / "tffreeze-cpp"), "freeze", model.directory, "-o", tmp_path / "n.pb"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "$TFFREEZE_COMMAND" in out.stderr and ".venv/bin/tffreeze" in out.stderr and "PATH" in out.stderr
+    assert not (tmp_path / "n.pb").exists()
+
+
+# --- 7: outputs checked first; OS errors with the path, the flag and the fix ------------------
+
+def test_output_folder_is_refused_before_anything_is_sent(server, tmp_path):
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    folder = tmp_path / "somedir"
+    folder.mkdir()
+    for target in (server.target, "127.0.0.1:1"):  # unreachable: refused before any call
+        out = cpp("freeze", model.directory, "-o", folder, "--manifest", tmp_path / "m.json", "--server", target)
+        assert out.returncode == 1, out.stderr
+        assert out.stderr.strip() == (
+            "tffreeze-cpp freeze: -o %s is a folder: give a file name (e.g. -o %s) [INVALID_ARGUMENT]"
+            % (folder, folder / "model.pb")), out.stderr
+        out = cpp("freeze", model.directory, "-o", tmp_path / "ok.pb", "--manifest", folder, "--server", target)
+        assert out.returncode == 1 and "--manifest %s is a folder: give a file name" % folder in out.stderr
+    assert listing(folder) == [] and not (tmp_path / "ok.pb").exists() and not (tmp_path / "m.json").exists()
+    assert "filesystem error" not in out.stderr
+
+
+def test_read_only_manifest_folder_writes_nothing(server, tmp_path):
+    user = users.ordinary()  # root writes anywhere: an ordinary user meets the read-only folder
+    home = user.folder("tffreeze-cpp-ro-")
+    try:
+        model = models.dense(os.path.join(home, "ckpt"), True)
+        ro = os.path.join(home, "ro")
+        os.mkdir(ro)
+        user.give(home)
+        os.chmod(ro, 0o555)
+        out = user.run([CPP, "freeze", model.directory, "-o", os.path.join(home, "ok.pb"), "--manifest",
+                        os.path.join(ro, "m.json"), "--server", server.target],
+                       env=user.env(TFFREEZE_CACHE_DIR=os.path.join(home, "cache")))
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert out.stderr.strip() == (
+            "tffreeze-cpp freeze: --manifest %s: the folder %s is not writable by you: give another path "
+            "[PERMISSION_DENIED]" % (os.path.join(ro, "m.json"), ro)), out.stderr
+        assert not os.path.exists(os.path.join(home, "ok.pb")) and os.listdir(ro) == []
+        assert not [p for p in os.listdir(home) if p.endswith(".part")]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# --- 9: the help ------------------------------------------------------------------------------
+
+def test_help_names_a_readme_section_that_exists_and_starts_no_server_by_hand():
+    helped = cpp("--help").stdout
+    sections = re.findall(r'README\.md, "([^"]+)"', helped)
+    headings = [h.strip() for h in re.findall(r"^#+ (.+)$", open(os.path.join(ROOT, "README.md")).read(), re.M)]
+    assert sections and all(s in headings for s in sections), (sections, headings)
+    assert not re.search(r"\btffreeze serve\b", helped), helped
+    examples = helped[helped.index("examples"):]
+    assert "tffreeze-cpp freeze" in examples and "--server" not in examples
+
+
+# --- 10: run ----------------------------------------------------------------------------------
+
+def test_run_refuses_converted_models_and_prints_every_output_with_a_manifest(server, tmp_path):
+    model = models.saved_model_v2(str(tmp_path / "sm"))
+    tf_lib = next(iter(__import__("glob").glob(os.path.join(ROOT, ".venv", "lib", "python3*", "site-packages",
+                                                            "tensorflow"))))
+    out = cpp("freeze", model.directory, "-o", tmp_path / "m.pb", "--manifest", tmp_path / "m.json",
+              "--server", server.target)
+    assert out.returncode == 0, out.stderr
+    inputs = []
+    for i, (name, value) in enumerate(model.feeds.items()):
+        np.save(tmp_path / ("in%d.npy" % i), np.asarray(value))
+        inputs += ["--input", "%s=%s" % (name, tmp_path / ("in%d.npy" % i))]
+    # --manifest and no --output: every output printed, as `tffreeze run` prints them.
+    ran = cpp("run", tmp_path / "m.pb", "--manifest", tmp_path / "m.json", "--libtensorflow", tf_lib, *inputs)
+    assert ran.returncode == 0, ran.stderr
+    py = subprocess.run([PY, "run", str(tmp_path / "m.pb"), "--manifest", str(tmp_path / "m.json"), *inputs],
+                        capture_output=True, text=True, timeout=600)
+    assert py.returncode == 0, py.stderr
+    assert ran.stdout == py.stdout and len(ran.stdout.splitlines()) == len(model.expected), (ran.stdout, py.stdout)
+    # --output NAME alone prints that one.
+    name = sorted(model.expected)[0]
+    one = cpp("run", tmp_path / "m.pb", "--manifest", tmp_path / "m.json", "--libtensorflow", tf_lib, *inputs,
+              "--output", name)
+    assert one.returncode == 0 and one.stdout.startswith(name + " "), one.stdout + one.stderr
+    # Without --manifest, outputs must be named.
+    bare = cpp("run", tmp_path / "m.pb", "--libtensorflow", tf_lib, *inputs)
+    assert bare.returncode == 2 and "--output NAME[=FILE.npy]" in bare.stderr
+    # ONNX and TFLite: refused, saying what runs them (by name, by manifest, by bytes).
+    dense = models.dense(str(tmp_path / "dense"), True)
+    np.save(tmp_path / "x.npy", dense.feeds["x:0"])
+    assert cpp("freeze", dense.directory, "-o", tmp_path / "d.onnx", "--manifest", tmp_path / "d.json",
+               "--format", "onnx", "--server", server.target).returncode == 0
+    assert cpp("freeze", dense.directory, "-o", tmp_path / "d.tflite", "--format", "tflite", "--input-shape",
+               "x=1,3", "--server", server.target).returncode == 0
+    shutil.copy(tmp_path / "d.onnx", tmp_path / "onnx_named.pb")
+    shutil.copy(tmp_path / "d.tflite", tmp_path / "tflite_named.pb")
+    for argv in (["run", tmp_path / "d.onnx", "--manifest", tmp_path / "d.json"],
+                 ["run", tmp_path / "onnx_named.pb", "--manifest", tmp_path / "d.json", "--output", "y"],
+                 ["run", tmp_path / "d.tflite", "--output", "y"],
+                 ["run", tmp_path / "tflite_named.pb", "--output", "y"]):
+        out = cpp(*argv, "--input", "x=%s" % (tmp_path / "x.npy"), "--libtensorflow", tf_lib)
+        assert out.returncode == 1, out.stderr
+        line = out.stderr.strip()
+        assert "tffreeze-cpp runs frozen GraphDef .pb files only" in line and "tffreeze run" in line, line
+        assert "Invalid GraphDef" not in line and len(line.splitlines()) == 1
+    # Anything else that is not a GraphDef: named as such.
+    (tmp_path / "junk.pb").write_bytes(b"\x08\x96\x01 not a graph at all \xff\xff")
+    out = cpp("run", tmp_path / "junk.pb", "--output", "y", "--libtensorflow", tf_lib)
+    assert out.returncode == 1 and "is not a frozen GraphDef (.pb)" in out.stderr, out.stderr
+
+
+def test_freeze_summary_has_pythons_bound_verify_and_format_lines(server, tmp_path):
+    train = models.training_graph(str(tmp_path / "train"), True)
+    dense = models.dense(str(tmp_path / "dense"), True)
+    cases = [
+        (train.directory, ["--bind", "keep_prob=1", "--verify"], ("  bound ", "  verify ")),
+        (train.directory, ["--bind", "keep_prob=0.5"], ("  bound ",)),
+        (dense.directory, ["--format", "onnx"], ("  format ",)),
+    ]
+    for i, (source, options, kinds) in enumerate(cases):
+        c = cpp("freeze", source, "-o", tmp_path / ("c%d.out" % i), "--server", server.target, *options)
+        p = subprocess.run([PY, "freeze", source, "-o", str(tmp_path / ("p%d.out" % i)), "--server", server.target,
+                            *options], capture_output=True, text=True, timeout=600)
+        assert c.returncode == 0 and p.returncode == 0, c.stderr + p.stderr
+        c_lines, p_lines = c.stdout.splitlines()[2:], p.stdout.splitlines()[2:]  # after "wrote" and "uploaded"
+        assert c_lines == p_lines, (options, c.stdout, p.stdout)
+        for kind in kinds:
+            assert any(line.startswith(kind) for line in c_lines), (kind, c.stdout)
