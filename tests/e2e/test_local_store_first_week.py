@@ -113,6 +113,7 @@ def test_a_small_store_filled_by_every_client_still_freezes_and_refuses_what_can
         assert "tffreeze local-server start --max-store-bytes" in words, (name, words)
         assert "TFFREEZE_LOCAL_STORE_BYTES" in words and "local-server clean" in words, (name, words)
         assert not (tmp_path / "huge.pb").exists()
+        print("%s: %s" % (name, words))
 
     status = _run([PY, "local-server", "status"], own_cache)
     assert status.returncode == 0
@@ -134,7 +135,7 @@ def test_a_small_store_filled_by_every_client_still_freezes_and_refuses_what_can
     assert clean.returncode == 0, clean.stderr
     assert "stopped the local server" in clean.stdout and "freed" in clean.stdout, clean.stdout
     freed = float(re.search(r"freed ([\d.]+) MiB", clean.stdout).group(1))
-    assert freed * MB >= used
+    assert freed * MB >= used * 0.99  # printed with one decimal
     assert not os.path.exists(os.path.join(_folder(own_cache), "data"))
     assert _run([PY, "local-server", "status"], own_cache).returncode == 3
     again = _run([PY, "local-server", "clean"], own_cache)
