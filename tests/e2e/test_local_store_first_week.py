@@ -192,3 +192,80 @@ def test_no_broken_pipe_trace_when_the_reader_leaves(own_cache, argv):
     assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert "BrokenPipeError" not in proc.stderr
     assert np.isin(proc.returncode, [0, 3, 141]), proc.returncode
+
+
+# -- the store's rules, without a server ---------------------------------------------------
+def _digest(data: bytes):
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def _resumable(store, data: bytes, upload_id: str = "u"):
+    sha, size = _digest(data)
+    return store.write_chunk(sha, size, 0, data, True, upload_id=upload_id)
+
+
+def test_the_local_store_evicts_recently_used_blobs_for_a_resumable_upload(tmp_path):
+    """The shared store keeps blobs used within the partial TTL from a resumable upload (another
+    client may need them); the local store has no other user: the least recently used go."""
+    from tffreeze_server.blobstore import BlobStore
+    from tffreeze_server.core.errors import ResourceExhausted
+
+    old = [os.urandom(300) for _ in range(3)]
+    new = os.urandom(500)
+    shared = BlobStore(str(tmp_path / "shared"), max_bytes=1000)
+    for b in old:
+        _resumable(shared, b)
+    with pytest.raises(ResourceExhausted, match="recently used blobs"):
+        _resumable(shared, new)
+    local = BlobStore(str(tmp_path / "local"), max_bytes=1000, local=True)
+    for i, b in enumerate(old):
+        _resumable(local, b)
+        os.utime(local.path(_digest(b)[0]), (2000 + i, 2000 + i))
+    assert _resumable(local, new) == (500, True)
+    assert local.missing([_digest(b) for b in old]) == [_digest(old[0]), _digest(old[1])]  # the two oldest went
+    with pytest.raises(ResourceExhausted) as err:  # larger than the store: the fix names the local-server options
+        _resumable(local, os.urandom(1001))
+    assert "tffreeze local-server start --max-store-bytes" in err.value.message
+    assert "TFFREEZE_LOCAL_STORE_BYTES" in err.value.message and "local-server clean" in err.value.message
+
+
+def test_a_freezes_own_files_are_never_evicted_for_each_other(tmp_path):
+    """A freeze needs all its files at once: making room for one of them never evicts another
+    (that would loop); files that cannot all fit are refused up front, naming their total."""
+    from tffreeze_server.blobstore import BlobStore
+    from tffreeze_server.core.errors import ResourceExhausted
+
+    store = BlobStore(str(tmp_path), max_bytes=1000, local=True)
+    a, b = os.urandom(400), os.urandom(400)
+    other = os.urandom(300)
+    _resumable(store, other)
+    assert store.missing([_digest(a), _digest(b)]) == [_digest(a), _digest(b)]  # one freeze's files
+    _resumable(store, a)
+    os.utime(store.path(_digest(a)[0]), (1000, 1000))  # older than `other`, still this freeze's
+    _resumable(store, b)
+    assert store.missing([_digest(a), _digest(b)]) == []  # `other` went, not a
+    assert store.missing([_digest(other)]) == [_digest(other)]
+    c, d = os.urandom(600), os.urandom(600)
+    assert len(store.missing([_digest(c), _digest(d)])) == 2
+    with pytest.raises(ResourceExhausted, match="this freeze's 2 files total 1.2 KiB"):
+        store.write_stream(*_digest(c), iter([(0, c)]))
+    assert store.missing([_digest(a), _digest(b)]) == []  # nothing was evicted for it
+
+
+def test_the_local_store_discards_an_interrupted_upload_for_room(tmp_path):
+    """A resumable upload left by an interrupted freeze reserves its size until it expires (an
+    hour); the local store discards it when room is needed, not one written to just now."""
+    from tffreeze_server import blobstore
+    from tffreeze_server.blobstore import BlobStore
+    from tffreeze_server.core.errors import ResourceExhausted
+
+    store = BlobStore(str(tmp_path), max_bytes=1000, local=True)
+    store.write_chunk("ab" * 32, 800, 0, b"x", False, upload_id="interrupted")
+    with pytest.raises(ResourceExhausted, match="uploads in progress"):
+        _resumable(store, os.urandom(500), upload_id="next")
+    part = os.path.join(store.root, "partial", os.listdir(os.path.join(store.root, "partial"))[0])
+    os.utime(part, (os.path.getmtime(part) - blobstore.ACTIVE_UPLOAD_SECONDS - 1,) * 2)
+    assert _resumable(store, os.urandom(500), upload_id="next") == (500, True)
+    assert os.listdir(os.path.join(store.root, "partial")) == []
