@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -53,7 +54,7 @@ def _as_here(argv, tmp_path, moto_url):
         a = a.replace(DATA, str(tmp_path / "data"))
         a = a.replace("s3://BUCKET/", "s3://%s/" % BUCKET)
         out.append(a)
-    for flag in ("--port", "--metrics-port"):
+    for flag in ("--port", "--metrics-port", "--web-port"):
         if flag in out:
             out[out.index(flag) + 1] = "0"
     if any(a.startswith("s3://") for a in out):
@@ -141,3 +142,55 @@ def test_the_example_secrets_placeholder_token_is_refused(tmp_path):
                           "--data-dir", str(tmp_path / "d"), "--auth-token-file", str(tmp_path / "tokens")],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "placeholder" in out.stderr and "openssl rand" in out.stderr
+
+
+def _web_stage():
+    """(instruction, arguments) of the Dockerfile's web stage (FROM ... AS web to the next FROM)."""
+    text = _dockerfile().replace("\\\n", " ")
+    out, inside = [], False
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        if word == "FROM":
+            inside = rest.strip().lower().endswith(" as web")
+        elif inside:
+            out.append((word, rest.strip()))
+    return out
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="no npm here (make node)")
+def test_the_images_web_stage_builds_the_page(tmp_path):
+    """The web stage's COPY and RUN lines, run outside a container with the image's paths
+    re-rooted under tmp_path (npm ci from web/package-lock.json, as the image does): they
+    build an app.js that hides the page's not-loaded notice."""
+    root = str(tmp_path)
+    cwd = root
+    stage = _web_stage()
+    assert stage, "the Dockerfile has no web stage"
+    for word, rest in stage:
+        if word == "WORKDIR":
+            cwd = root + rest
+            os.makedirs(cwd, exist_ok=True)
+        elif word == "COPY":
+            *sources, dest = shlex.split(rest)
+            dest = root + dest if dest.startswith("/") else os.path.join(cwd, dest)
+            for src in sources:
+                path = os.path.join(ROOT, src)
+                if os.path.isdir(path):
+                    shutil.copytree(path, dest, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("node_modules", "gen"))  # as .dockerignore
+                else:
+                    os.makedirs(dest, exist_ok=True)
+                    shutil.copy(path, dest)
+        elif word == "RUN":
+            command = re.sub(r"(?<=[\s=])/src\b", root + "/src", rest)
+            run = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=600)
+            assert run.returncode == 0, "RUN %s:\n%s%s" % (rest, run.stdout[-2000:], run.stderr[-2000:])
+    copied = re.search(r"COPY --from=web (\S+) server/tffreeze_server/web/app\.js", _dockerfile())
+    assert copied, "the server stage does not copy the built app.js"
+    built = root + copied.group(1)
+    with open(built) as fh:
+        script = fh.read()
+    assert len(script) > 10000 and "not-loaded" in script
