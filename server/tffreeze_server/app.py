@@ -378,10 +378,22 @@ def _watch_idle(seconds: float, stop: threading.Event) -> None:
             stop.set()
 
 
+def _name_process(name: bytes = b"tffreeze-server") -> None:
+    """This process's name in `ps -e`, `top` and `pgrep tffreeze-server` (the kernel's comm, 15
+    bytes at most), whatever command started it (`python -c ...` for the local server)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):  # not Linux: the name stays
+        pass
+
+
 def serve(settings: ServerSettings, out=sys.stdout) -> int:
     """Run until SIGTERM/SIGINT (or ``idle_exit`` seconds without a call), then drain
     in-flight calls and stop the workers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _name_process()
     host = settings.host
     try:
         if settings.local_dir:

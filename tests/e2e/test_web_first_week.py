@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -136,3 +137,15 @@ def test_setup_and_demo_build_the_page(target):
     text = _dry(target)
     assert "npm ci" in text and "buf generate" in text
     assert re.search(r"esbuild web/src/app\.ts .*--outfile=server/tffreeze_server/web/app\.js", text.replace("\\\n", ""))
+
+
+def test_the_server_names_its_process_whatever_started_it(tmp_path):
+    """Issue 34, finding 11: the local server is started as `python -c ...`; `ps -e`, `top` and
+    `pgrep tffreeze-server` show it as tffreeze-server (the kernel's comm)."""
+    code = "import sys; from tffreeze_server.cli import main; sys.exit(main())"
+    srv = start_server(str(tmp_path / "data"), command=[sys.executable, "-c", code], env=_env())
+    try:
+        with open("/proc/%d/comm" % srv.proc.pid) as fh:
+            assert fh.read().strip() == "tffreeze-server"
+    finally:
+        assert stop_server(srv) == 0
