@@ -50,7 +50,14 @@ do not) and stopped after 30 idle minutes or by `tffreeze local-server stop`.
 Only you can reach it (a Unix socket in ~/.cache/tffreeze/local, and a token);
 its log is server.log there. A named server never starts anything.
 
-exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error
+Flags are written in full (no abbreviations); a flag of another command (freeze's -o
+given to run, run's --output NAME given to freeze) is a usage error naming that command.
+-o and --manifest are checked before anything is uploaded or written. SIGINT, SIGTERM
+and SIGHUP remove the temporary file beside the output (exit 130, 143, 129); the next
+freeze of an output removes the .OUT.pb.*.part files a killed freeze left (its pid gone).
+
+exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error,
+128+N stopped by signal N
 """
 
 
@@ -154,11 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("serve", allow_abbrev=False, help="run the freeze server (tffreeze-server; `tffreeze serve --help`)",
+    p = sub.add_parser("serve", allow_abbrev=False,
+                       help="run the freeze server (tffreeze-server; `tffreeze serve --help`)",
                        add_help=False, description="Run the tffreeze server; its options are tffreeze-server's.")
     p.add_argument("server_args", nargs=argparse.REMAINDER, metavar="...")
 
-    p = sub.add_parser("local-server", allow_abbrev=False, help="start, stop or show this user's local server (started on demand)",
+    p = sub.add_parser("local-server", allow_abbrev=False,
+                       help="start, stop or show this user's local server (started on demand)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="The server `tffreeze freeze` and `inspect` (and tffreeze-cs, tffreeze-cpp) use "
                                    "when no --server or $TFFREEZE_SERVER is given: `tffreeze serve --local`, started "
@@ -176,15 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with start: the store's size, in bytes or with K, M, G (8G); the least recently used "
                         "checkpoints are evicted to make room (default: $TFFREEZE_LOCAL_STORE_BYTES, else 4G)")
 
-    p = sub.add_parser("freeze", allow_abbrev=False, help="freeze a checkpoint into a .pb", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = sub.add_parser("freeze", allow_abbrev=False, help="freeze a checkpoint into a .pb",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Upload a checkpoint (only the files the server lacks), freeze it, and write the "
                                    "frozen GraphDef.", epilog=EPILOG)
     _add_source_args(p)
     p.add_argument("-o", "--output-file", dest="output", required=True, metavar="OUT.pb",
-                   help="where to write the frozen graph (a file name; its folder must exist). Temporary files a "
-                        "killed freeze left beside it (.OUT.pb.*.part) are removed")
+                   help="where to write the frozen graph: a file name in a folder that exists (checked before "
+                        "anything is uploaded). Not --output, which is run's. Temporary files a killed freeze "
+                        "left beside it (.OUT.pb.PID-*.part, their writer gone) are removed")
     p.add_argument("--manifest", metavar="OUT.json",
-                   help="write the manifest (resolved inputs/outputs with dtype and shape, sha256, checkpoint)")
+                   help="write the manifest (resolved inputs/outputs with dtype and shape, sha256, checkpoint); "
+                        "checked with -o before anything is written")
     p.add_argument("--optimize", action="store_true",
                    help="inference optimisation: drop identities/debug ops, fold constants and batch norms")
     p.add_argument("--verify", action="store_true",
@@ -203,13 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
-    p = sub.add_parser("inspect", allow_abbrev=False, help="list a checkpoint's variables and candidate inputs/outputs",
+    p = sub.add_parser("inspect", allow_abbrev=False,
+                       help="list a checkpoint's variables and candidate inputs/outputs",
                        description="Show the checkpoint a freeze would use, its variables, and the inputs and "
                                    "outputs it would resolve, each with its reason.")
     _add_source_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    p = sub.add_parser("run", allow_abbrev=False, help="run a frozen graph (or .onnx, .tflite model) locally on .npy inputs",
+    p = sub.add_parser("run", allow_abbrev=False,
+                       help="run a frozen graph (or .onnx, .tflite model) locally on .npy inputs",
                        description="Run a frozen GraphDef in the local TensorFlow (an .onnx model in onnxruntime, a "
                                    ".tflite model in the TFLite interpreter), feed .npy files, write outputs as .npy "
                                    "files or print them.")
@@ -309,7 +323,7 @@ def _cmd_freeze(args) -> int:
         except OSError as exc:
             raise write_error(exc, args.manifest, "--manifest", "the manifest") from exc
     for w in m["warnings"]:
-        print("tffreeze: warning: %s" % w, file=sys.stderr)
+        print("tffreeze: warning: %s" % _in_cli_words(w, args.source, "freeze"), file=sys.stderr)
     if not args.quiet:
         print("wrote %s (%d bytes, sha256 %s) from %s%s" % (
             args.output, m["size_bytes"], m["sha256"][:12], m["checkpoint"]["prefix"],
@@ -674,8 +688,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("tffreeze %s: interrupted" % args.command, file=sys.stderr)
         return 130
     except _Terminated as exc:
-        print("tffreeze %s: stopped by %s (nothing left half-written)" % (args.command, signal.Signals(exc.signum).name),
-              file=sys.stderr)
+        print("tffreeze %s: stopped by %s (nothing left half-written)" % (
+            args.command, signal.Signals(exc.signum).name), file=sys.stderr)
         return 128 + exc.signum
     finally:
         for s, h in before.items():

@@ -71,7 +71,8 @@ def test_a_flag_of_run_given_to_freeze_is_a_usage_error(tmp_path, flag, takes_va
 @pytest.mark.parametrize("flag,takes_value", _foreign("run", "freeze"))
 def test_a_flag_of_freeze_given_to_run_is_a_usage_error(tmp_path, flag, takes_value):
     npy = tmp_path / "y.npy"
-    r = cli("run", str(tmp_path / "m.pb"), "--output", "y=%s" % npy, flag, *([str(tmp_path / "v")] if takes_value else []))
+    r = cli("run", str(tmp_path / "m.pb"), "--output", "y=%s" % npy, flag,
+            *([str(tmp_path / "v")] if takes_value else []))
     assert r.returncode == 2, r.stderr
     assert flag in r.stderr and "is a flag of `tffreeze freeze`" in r.stderr, r.stderr
     assert os.listdir(tmp_path) == []
