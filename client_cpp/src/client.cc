@@ -89,26 +89,6 @@ class SignalsHeld {
   sigset_t old_;
 };
 
-// What to do about an OS error on path (the flag is added by the CLI, which knows it).
-std::string Fix(int err) {
-  switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-      return "free some space there, or write it elsewhere";
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return "its folder is not writable by you: write it elsewhere";
-    case EISDIR:
-      return "it is a folder: give a file name";
-    case ENOENT:
-    case ENOTDIR:
-      return "its folder does not exist: create it, or write it elsewhere";
-    default:
-      return "write it elsewhere";
-  }
-}
-
 // A temporary file beside path, named .NAME.XXXXXX.part and locked (flock) while it is
 // written, so another freeze can tell it from a stale one; removed unless Commit() renamed it
 // into place, and by RemovePendingTempFiles() (a signal handler).
@@ -125,11 +105,7 @@ class TempBeside {
       fd = mkstemps(buf.data(), 5);
       if (fd >= 0) slot_ = Register(buf.data());
     }
-    if (fd < 0)
-      throw Error(errno == ENOSPC ? "RESOURCE_EXHAUSTED" : "PERMISSION_DENIED",
-                  "cannot write " + path + ": cannot create a file beside it (" + std::strerror(errno) + "); " +
-                      Fix(errno),
-                  "", {{"path", path}});
+    if (fd < 0) throw WriteError(errno, path);
     tmp_ = buf.data();
     flock(fd, LOCK_EX | LOCK_NB);  // held until closed: the writer is alive
     mode_t mask = umask(0);  // the mode a plain open() would give: 0666 less the user's umask
@@ -157,24 +133,12 @@ class TempBeside {
       Fail(errno);
     }
     file_ = nullptr;
-    std::error_code ec;
-    fs::rename(tmp_, path_, ec);
-    if (ec) {
-      std::error_code dir;
-      int err = fs::is_directory(path_, dir) ? EISDIR : ec.value();
-      throw Error(err == EISDIR ? "INVALID_ARGUMENT" : "PERMISSION_DENIED",
-                  "cannot write " + path_ + ": " + (err == EISDIR ? std::string("it is a folder") : ec.message()) +
-                      "; " + Fix(err),
-                  "", {{"path", path_}});
-    }
+    if (rename(tmp_.c_str(), path_.c_str()) != 0) Fail(errno);
     tmp_.clear();
   }
 
  private:
-  [[noreturn]] void Fail(int err) {
-    throw Error(err == ENOSPC || err == EDQUOT ? "RESOURCE_EXHAUSTED" : "UNKNOWN",
-                "cannot write " + path_ + ": " + std::strerror(err) + "; " + Fix(err), "", {{"path", path_}});
-  }
+  [[noreturn]] void Fail(int err) { throw WriteError(err, path_); }
   std::string path_, tmp_;
   FILE* file_ = nullptr;
   int slot_ = -1;
@@ -484,23 +448,52 @@ void AddFiles(const std::vector<LocalFile>& files, google::protobuf::RepeatedPtr
 }
 }  // namespace
 
-void CheckOutputFolder(const std::string& path, const std::string& flag) {
-  std::string folder = fs::path(path).parent_path().string();
-  if (folder.empty()) folder = ".";
+Error WriteError(int err, const std::string& path, const std::string& flag, const std::string& what) {
+  std::string where = flag.empty() ? path : flag + (flag.back() == '=' ? "" : " ") + path;
+  std::string folder = fs::absolute(path).parent_path().string();
+  std::string other = flag.empty() ? "write " + what + " elsewhere" : "give " + flag.substr(0, flag.find(' ')) + " another path";
   std::error_code ec;
-  // "-o x.pb", "--output y=y.npy"
-  std::string named = flag.empty() ? path : flag + (flag.back() == '=' ? "" : " ") + path;
-  if (path.empty() || fs::is_directory(path, ec))
-    throw Error("INVALID_ARGUMENT", named + " is a folder: give a file name (e.g. " +
-                                        (flag.empty() ? "" : flag + (flag.back() == '=' ? "" : " ")) +
-                                        (fs::path(path) / (flag == "--manifest" ? "model.json" : flag == "-o" || flag.empty() ? "model.pb" : "out.npy")).string() +
-                                        ")");
-  if (!fs::is_directory(folder, ec))
-    throw Error("NOT_FOUND", named + ": the folder " + folder + " does not exist: create it, or give " +
-                                 (flag.empty() ? "another path" : "another path"));
-  if (access(folder.c_str(), W_OK | X_OK) != 0)
-    throw Error("PERMISSION_DENIED", named + ": the folder " + folder + " is not writable by you: give " +
-                                         (flag.empty() ? "another path" : "another path"));
+  std::string code = "FAILED_PRECONDITION", text;
+  if (err == EISDIR || fs::is_directory(path, ec)) {
+    std::string base = path;
+    while (base.size() > 1 && base.back() == '/') base.pop_back();
+    code = "INVALID_ARGUMENT";
+    text = where + " is a folder: give a file name (e.g. " + (fs::path(base) / (what == "the manifest" ? "model.json" : "model.pb")).string() + ")";
+  } else if (err == ENOSPC || err == EDQUOT) {
+    code = "RESOURCE_EXHAUSTED";
+    text = where + ": no space left for " + what + " in " + folder + " (" +
+           (err == EDQUOT ? "disk quota exceeded" : "the disk is full") + "): free some space there, or " + other;
+  } else if (err == ENOENT) {
+    code = "NOT_FOUND";
+    text = where + ": the folder " + folder + " does not exist: create it, or " + other;
+  } else if (err == EACCES || err == EPERM) {
+    code = "PERMISSION_DENIED";
+    text = where + ": you may not write in " + folder + ": " + other + " in a folder you can write";
+  } else if (err == EROFS) {
+    code = "PERMISSION_DENIED";
+    text = where + ": " + folder + " is on a read-only filesystem: " + other;
+  } else if (err == ENOTDIR) {
+    code = "NOT_FOUND";
+    text = where + ": a part of " + folder + " is a file, not a folder: " + other;
+  } else {
+    text = where + ": cannot write " + what + " (" + std::strerror(err) + "): " + other;
+  }
+  return Error(code, text, "", {{"path", path}, {"errno", std::to_string(err)}});
+}
+
+void CheckOutputFolder(const std::string& path, const std::string& flag, const std::string& what) {
+  std::error_code ec;
+  if (path.empty() || path.back() == '/' || fs::is_directory(path, ec)) throw WriteError(EISDIR, path, flag, what);
+  fs::path folder = fs::absolute(path).parent_path();
+  if (!fs::is_directory(folder, ec)) throw WriteError(fs::exists(folder, ec) ? ENOTDIR : ENOENT, path, flag, what);
+  // Tried: a temporary file of this client's naming made and removed (finds read-only filesystems too).
+  std::string pattern = (folder / ("." + fs::path(path).filename().string() + ".XXXXXX.part")).string();
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back('\0');
+  int fd = mkstemps(buf.data(), 5);
+  if (fd < 0) throw WriteError(errno, path, flag, what);
+  close(fd);
+  unlink(buf.data());
 }
 
 FreezeOutcome Client::Freeze(const std::string& source, const std::string& output_path, const FreezeOptions& options) {

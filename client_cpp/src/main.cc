@@ -32,12 +32,12 @@ Freeze TensorFlow checkpoints with a tffreeze server (gRPC) and run frozen graph
 TensorFlow C API.
 
 commands:
-  freeze SOURCE -o|--output-file OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
+  freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
          [--target tensorflowsharp|mlnet] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
          [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks, freeze, write OUT.pb (and the
       manifest, as the server rendered it) atomically; OUT.pb already holding the result
-      is not downloaded again.
+      is not downloaded again. -o is also spelled --output-file (--output is run's).
       --format onnx|tflite writes the model converted from the frozen graph, run in
       onnxruntime / the TFLite interpreter and compared with it first; --input-shape pins
       an input's shape (e.g. a static batch for TFLite).
@@ -322,16 +322,16 @@ tffreeze::FreezeOptions SourceOptions(const Options& o) {
   return f;
 }
 
-// An error about a file the command line named, with the flag that named it (the "flag"
-// metadata Message() prints), e.g. "-o: cannot write x.pb: No space left on device; ...".
-tffreeze::Error Flagged(const tffreeze::Error& e, const std::map<std::string, std::string>& flags) {
+// An error writing a file the command line named, worded again with the flag that named it
+// ("-o x.pb: no space left for the graph in ...").
+tffreeze::Error Flagged(const tffreeze::Error& e,
+                        const std::map<std::string, std::pair<std::string, std::string>>& flags) {
   auto path = e.metadata().find("path");
-  if (path == e.metadata().end() || e.metadata().count("flag")) return e;
+  auto err = e.metadata().find("errno");
+  if (path == e.metadata().end() || err == e.metadata().end()) return e;
   auto flag = flags.find(path->second);
   if (flag == flags.end() || flag->first.empty()) return e;
-  auto metadata = e.metadata();
-  metadata["flag"] = flag->second;
-  return tffreeze::Error(e.code(), e.what(), e.reason(), metadata);
+  return tffreeze::WriteError(std::atoi(err->second.c_str()), path->second, flag->second.first, flag->second.second);
 }
 
 // A google.protobuf.Value as Python's json.dumps writes the manifest's value (1 -> 1, 0.5 -> 0.5).
@@ -366,7 +366,7 @@ int Freeze(const Options& o) {
   // Both outputs checked before anything is read, sent or written.
   tffreeze::CheckOutputFolder(out, "-o");
   if (!manifest.empty()) {
-    tffreeze::CheckOutputFolder(manifest, "--manifest");
+    tffreeze::CheckOutputFolder(manifest, "--manifest", "the manifest");
     std::error_code ec;
     if (fs::weakly_canonical(manifest, ec) == fs::weakly_canonical(out, ec))
       throw Usage("--manifest " + manifest + " is the graph's own path (-o): give the manifest another name");
@@ -388,7 +388,7 @@ int Freeze(const Options& o) {
     if (!manifest.empty()) tffreeze::WriteAtomically(manifest, outcome.manifest);
   } catch (const tffreeze::Error& e) {
     if (tty) std::fprintf(stderr, "\r\033[K");
-    throw Flagged(e, {{out, "-o"}, {manifest, "--manifest"}});
+    throw Flagged(e, {{out, {"-o", "the graph"}}, {manifest, {"--manifest", "the manifest"}}});
   }
   const auto& r = outcome.result;
   for (const auto& w : r.warnings()) std::cerr << "tffreeze-cpp: warning: " << w << "\n";
@@ -558,7 +558,7 @@ int Run(const Options& o) {
   if (outputs.empty())
     for (const auto& t : manifest->result().outputs()) outputs.emplace_back(t.name(), "");
   for (const auto& out : outputs)
-    if (!out.second.empty()) tffreeze::CheckOutputFolder(out.second, "--output " + out.first + "=");
+    if (!out.second.empty()) tffreeze::CheckOutputFolder(out.second, "--output " + out.first + "=", "the output");
   auto lib = Library(o);
   const bool verbose = o.Has("--verbose") || (!Env("TFFREEZE_VERBOSE").empty() && Env("TFFREEZE_VERBOSE") != "0");
   if (!verbose) setenv("TF_CPP_MIN_LOG_LEVEL", "3", 0);  // TensorFlow's log lines, unless asked for
@@ -594,7 +594,11 @@ int Run(const Options& o) {
       std::cout << outputs[i].first << " " << Describe(results[i]) << "\n";
       continue;
     }
-    tffreeze::WriteNpy(outputs[i].second, results[i]);
+    try {
+      tffreeze::WriteNpy(outputs[i].second, results[i]);
+    } catch (const tffreeze::Error& e) {
+      throw Flagged(e, {{outputs[i].second, {"--output " + outputs[i].first + "=", "the output"}}});
+    }
     std::string shape = "[";
     for (size_t d = 0; d < results[i].shape.size(); d++) shape += (d ? ", " : "") + std::to_string(results[i].shape[d]);
     std::cout << outputs[i].first << " -> " << outputs[i].second << " " << results[i].dtype << " " << shape << "]\n";

@@ -224,7 +224,7 @@ def test_output_folder_is_refused_before_anything_is_sent(server, tmp_path):
         out = cpp("freeze", model.directory, "-o", folder, "--manifest", tmp_path / "m.json", "--server", target)
         assert out.returncode == 1, out.stderr
         assert out.stderr.strip() == (
-            "tffreeze-cpp freeze: -o %s is a folder: give a file name (e.g. -o %s) [INVALID_ARGUMENT]"
+            "tffreeze-cpp freeze: -o %s is a folder: give a file name (e.g. %s) [INVALID_ARGUMENT]"
             % (folder, folder / "model.pb")), out.stderr
         out = cpp("freeze", model.directory, "-o", tmp_path / "ok.pb", "--manifest", folder, "--server", target)
         assert out.returncode == 1 and "--manifest %s is a folder: give a file name" % folder in out.stderr
@@ -246,8 +246,8 @@ def test_read_only_manifest_folder_writes_nothing(server, tmp_path):
                        env=user.env(TFFREEZE_CACHE_DIR=os.path.join(home, "cache")))
         assert out.returncode == 1, out.stdout + out.stderr
         assert out.stderr.strip() == (
-            "tffreeze-cpp freeze: --manifest %s: the folder %s is not writable by you: give another path "
-            "[PERMISSION_DENIED]" % (os.path.join(ro, "m.json"), ro)), out.stderr
+            "tffreeze-cpp freeze: --manifest %s: you may not write in %s: give --manifest another path in a folder "
+            "you can write [PERMISSION_DENIED]" % (os.path.join(ro, "m.json"), ro)), out.stderr
         assert not os.path.exists(os.path.join(home, "ok.pb")) and os.listdir(ro) == []
         assert not [p for p in os.listdir(home) if p.endswith(".part")]
     finally:

@@ -150,9 +150,14 @@ class Client {
 };
 
 // Before anything is hashed or sent: path is not a folder (INVALID_ARGUMENT), its folder
-// exists and takes new files (else NOT_FOUND / PERMISSION_DENIED); messages name flag (the
-// command line's, e.g. "-o"; "" for none) and the path.
-void CheckOutputFolder(const std::string& path, const std::string& flag = "");
+// exists and takes new files (tried with a temporary file); else WriteError's error.
+void CheckOutputFolder(const std::string& path, const std::string& flag = "", const std::string& what = "the graph");
+
+// An OS error (errno) met writing path, as an Error naming the path (after flag, the command
+// line's option that named it, e.g. "-o"; "" for none), the cause in words and the fix, with
+// metadata {"path", "errno"} (as the Python client's write_error words it).
+Error WriteError(int err, const std::string& path, const std::string& flag = "",
+                 const std::string& what = "the graph");
 
 // Remove the temporary files (.NAME.XXXXXX.part) this process is writing; async-signal-safe,
 // for a handler of SIGINT/SIGTERM/SIGHUP that then exits.
