@@ -275,6 +275,8 @@ class BlobStore:
                 self._groups[sha] = (now, group)
 
     def _group(self, sha256: str) -> FrozenSet[Tuple[str, int]]:
+        if getattr(self, "remote", None) is not None:  # a shared bucket's cache: evicted files are fetched again
+            return frozenset()
         entry = self._groups.get(sha256)
         if entry is None or time.time() - entry[0] > self.partial_ttl:
             return frozenset()
