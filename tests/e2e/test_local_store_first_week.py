@@ -269,3 +269,33 @@ def test_the_local_store_discards_an_interrupted_upload_for_room(tmp_path):
     os.utime(part, (os.path.getmtime(part) - blobstore.ACTIVE_UPLOAD_SECONDS - 1,) * 2)
     assert _resumable(store, os.urandom(500), upload_id="next") == (500, True)
     assert os.listdir(os.path.join(store.root, "partial")) == []
+
+
+def test_a_second_checkout_of_the_same_version_is_named_not_silent(own_cache, tmp_path):
+    """Two installations of one version: the second's client says it uses the first's server,
+    `status` and `stop` say whose server it is, and once stopped the next call starts its own."""
+    import importlib.util
+    import shutil
+
+    here = os.path.dirname(os.path.dirname(os.path.realpath(importlib.util.find_spec("tffreeze_server").origin)))
+    other = os.path.realpath(str(tmp_path / "checkout2" / "server"))
+    shutil.copytree(os.path.join(here, "tffreeze_server"), os.path.join(other, "tffreeze_server"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    theirs = dict(own_cache, PYTHONPATH=other)  # the second checkout's code comes first
+    assert _run([PY, "local-server", "start"], theirs).returncode == 0
+    assert _info(own_cache)["installation"] == other
+    status = _run([PY, "local-server", "status"], own_cache)
+    assert "installation %s" % other in " ".join(status.stdout.split())
+    assert "another installation's; this one is %s" % here in status.stdout
+    model = models.dense(str(tmp_path / "m"), True)
+    out = _run([PY, "freeze", model.directory, "-o", str(tmp_path / "m.pb")], own_cache)
+    assert out.returncode == 0, out.stderr
+    words = " ".join(out.stderr.split())
+    assert "is another installation's: %s" % other in words and "this one is %s" % here in words, words
+    same = _run([PY, "freeze", model.directory, "-o", str(tmp_path / "n.pb")], theirs)
+    assert same.returncode == 0 and "another installation" not in same.stderr  # its own server: nothing to say
+    stop = _run([PY, "local-server", "stop"], own_cache)
+    assert "of another installation, %s" % other in stop.stdout
+    out = _run([PY, "freeze", model.directory, "-o", str(tmp_path / "o.pb")], own_cache)
+    assert out.returncode == 0 and "another installation" not in out.stderr
+    assert _info(own_cache)["installation"] == here  # this checkout's own server now
