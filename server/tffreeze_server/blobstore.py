@@ -16,8 +16,8 @@ the cap is refused.
 What eviction never takes: the other files of the same freeze as the blob being made room
 for (the digests one FindMissingBlobs, or a freeze's own check, asked about together; a
 freeze needs them all at once, so evicting one to fit another would loop), and reservations
-of resumable uploads written to within the last ``ACTIVE_UPLOAD_SECONDS``. Staged inputs of a
-running task are hard links, which eviction does not touch. A shared server's resumable
+of resumable uploads written to within the last ``ACTIVE_UPLOAD_SECONDS``, and blobs staged in
+a running task (hard links: removing the store's name would free nothing). A shared server's resumable
 upload evicts only blobs unused for ``partial_ttl`` (another client may need them); the
 per-user local server's (``local=True``) evicts any least recently used blob and discards
 idle reservations, as there is no other user's work to protect, and its refusals name the
@@ -226,8 +226,8 @@ class BlobStore:
             raise ResourceExhausted("blob of %d bytes exceeds the store's cap of %d bytes; start the server "
                                     "with a larger --max-store-bytes" % (size, self.max_bytes), "ERROR_REASON_STORE_FULL")
 
-    def _blobs(self) -> List[Tuple[float, int, str]]:
-        """(last use, size, path) of every stored blob."""
+    def _blobs(self) -> List[Tuple[float, int, str, int]]:
+        """(last use, size, path, links) of every stored blob; more than one link: staged in a task."""
         entries = []
         for root, _, files in os.walk(os.path.join(self.root, "blobs")):
             for f in files:
@@ -236,7 +236,7 @@ class BlobStore:
                     st = os.stat(p)
                 except OSError:
                     continue
-                entries.append((st.st_mtime, st.st_size, p))
+                entries.append((st.st_mtime, st.st_size, p, st.st_nlink))
         return entries
 
     def _blob_bytes(self) -> int:
@@ -247,10 +247,10 @@ class BlobStore:
         those in ``keep``) until ``wanted`` bytes are freed; returns the bytes freed."""
         freed = 0
         now = time.time()
-        for mtime, sz, p in sorted(self._blobs()):
+        for mtime, sz, p, links in sorted(self._blobs()):
             if freed >= wanted or now - mtime < idle_for:
                 break
-            if keep and os.path.basename(p) in keep:
+            if links > 1 or (keep and os.path.basename(p) in keep):  # a running task's input: unlinking frees nothing
                 continue
             try:
                 os.unlink(p)

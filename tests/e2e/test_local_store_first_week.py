@@ -299,3 +299,20 @@ def test_a_second_checkout_of_the_same_version_is_named_not_silent(own_cache, tm
     out = _run([PY, "freeze", model.directory, "-o", str(tmp_path / "o.pb")], own_cache)
     assert out.returncode == 0 and "another installation" not in out.stderr
     assert _info(own_cache)["installation"] == here  # this checkout's own server now
+
+
+def test_a_running_tasks_staged_inputs_are_not_evicted(tmp_path):
+    """A blob hard-linked into a task's input folder is in use (and evicting it would free
+    nothing): the next least recently used goes instead."""
+    from tffreeze_server.blobstore import BlobStore
+
+    store = BlobStore(str(tmp_path), max_bytes=1000, local=True)
+    staged, idle = os.urandom(400), os.urandom(400)
+    for i, b in enumerate((staged, idle)):
+        _resumable(store, b)
+        os.utime(store.path(_digest(b)[0]), (1000 + i, 1000 + i))
+    os.makedirs(os.path.join(store.tasks_dir, "t1", "in"))
+    store.link_into(_digest(staged)[0], os.path.join(store.tasks_dir, "t1", "in", "model.ckpt.data"))
+    os.utime(store.path(_digest(staged)[0]), (1000, 1000))  # the oldest, but staged
+    _resumable(store, os.urandom(400))
+    assert store.missing([_digest(staged)]) == [] and store.missing([_digest(idle)]) == [_digest(idle)]
