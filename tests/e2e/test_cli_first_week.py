@@ -316,3 +316,27 @@ def test_the_outputs_note_is_a_sentence_of_its_own():
                     metadata={"field": "options.target", "outputs": "logits:0,pred:0"})
     msg = _message(exc)
     assert msg == "--target: op Foo is not in TensorFlow 1.15", msg
+
+
+def test_the_outputs_note_via_the_command(srv, ckpt, tmp_path):
+    r = cli("freeze", ckpt.directory, "-o", str(tmp_path / "o.pb"), "--input-shape", "x=1,3",
+            "--input-shape", "nope=2", "--server", srv.target)
+    assert r.returncode == 1
+    first, *rest = r.stderr.splitlines()
+    assert first.startswith("tffreeze freeze: --input-shape: nope is not an input") and "[outputs:" not in first, first
+    assert rest and rest[0].startswith("the outputs it froze for: y:0 (") and rest[0].endswith(
+        "to freeze others, name them: --outputs a,b"), r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_folder_as_run_output_is_refused_before_the_graph_runs(srv, ckpt, tmp_path):
+    import numpy as np
+
+    pb = tmp_path / "m.pb"
+    assert cli("freeze", ckpt.directory, "-o", str(pb), "--server", srv.target, "--quiet").returncode == 0
+    np.save(str(tmp_path / "x.npy"), np.ones((2, 3), np.float32))
+    (tmp_path / "out").mkdir()
+    r = cli("run", str(pb), "--input", "x=%s" % (tmp_path / "x.npy"), "--output", "y=%s" % (tmp_path / "out"))
+    assert r.returncode == 1
+    assert "--output y=%s is a folder: give a file name" % (tmp_path / "out") in r.stderr, r.stderr
+    assert os.listdir(tmp_path / "out") == [] and parts(tmp_path) == []
