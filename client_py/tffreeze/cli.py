@@ -424,6 +424,10 @@ def _cmd_local_server(args) -> int:
             return 0
         pid = local.stop()
         print("stopped the local server (pid %d%s)" % (pid, whose) if pid else "no local server is running")
+        used, _ = local.store_use()
+        if used:
+            print("its store keeps %s in %s until the next start; `tffreeze local-server clean` removes it"
+                  % (_size(used), os.path.join(local_dir(), "data")))
         return 0
     if args.action == "status":
         info = local.status()
