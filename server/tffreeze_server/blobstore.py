@@ -15,13 +15,13 @@ the cap is refused.
 
 What eviction never takes: the other files of the same freeze as the blob being made room
 for (the digests one FindMissingBlobs, or a freeze's own check, asked about together; a
-freeze needs them all at once, so evicting one to fit another would loop), and reservations
-of resumable uploads written to within the last ``ACTIVE_UPLOAD_SECONDS``, and blobs staged in
-a running task (hard links: removing the store's name would free nothing). A shared server's resumable
-upload evicts only blobs unused for ``partial_ttl`` (another client may need them); the
-per-user local server's (``local=True``) evicts any least recently used blob and discards
-idle reservations, as there is no other user's work to protect, and its refusals name the
-``tffreeze local-server`` options that make the store larger or empty it.
+freeze needs them all at once, so evicting one to fit another would loop). A shared server's
+resumable upload evicts only blobs unused for ``partial_ttl`` (another client may need them).
+The per-user local server's store (``local=True``) evicts any least recently used blob and
+discards reservations idle for ``ACTIVE_UPLOAD_SECONDS``, as there is no other user's work to
+protect; it keeps the staged inputs of running tasks (hard links: unlinking them frees
+nothing), and its refusals name the ``tffreeze local-server`` options that make the store
+larger or empty it.
 """
 
 from __future__ import annotations
@@ -250,8 +250,8 @@ class BlobStore:
         for mtime, sz, p, links in sorted(self._blobs()):
             if freed >= wanted or now - mtime < idle_for:
                 break
-            if links > 1 or (keep and os.path.basename(p) in keep):  # a running task's input: unlinking frees nothing
-                continue
+            if (links > 1 and self.local) or (keep and os.path.basename(p) in keep):
+                continue  # links > 1: a running task's input (unlinking frees nothing; the local store keeps it)
             try:
                 os.unlink(p)
                 freed += sz
@@ -329,11 +329,15 @@ class BlobStore:
 
     def _local_full(self, size: int, reserved: int, free: int, sha256: str) -> ResourceExhausted:
         kept = sum(n for s, n in self._group(sha256) if s != sha256 and self._local_has(s, n))
+        staged = sum(e[1] for e in self._blobs() if e[3] > 1)
         held = []
         if kept:
             held.append("the same freeze's other files hold %s" % human(kept))
+        if staged:
+            held.append("freezes running now hold %s" % human(staged))
         if reserved:
-            held.append("uploads in progress (written to within %d s) reserve %s" % (ACTIVE_UPLOAD_SECONDS, human(reserved)))
+            held.append("uploads in progress (written to within %d s) reserve %s"
+                        % (ACTIVE_UPLOAD_SECONDS, human(reserved)))
         return ResourceExhausted(
             "a file of %s does not fit in the local server's store (%s; %s, %s free). %s"
             % (human(size), human(self.max_bytes), "; ".join(held) or "nothing else can be evicted",
