@@ -56,11 +56,12 @@ Freeze TensorFlow checkpoints with a tffreeze server (over gRPC-Web) and run fro
 graphs on the TensorFlow C API.
 
 commands:
-  freeze SOURCE -o/--output-file OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
+  freeze SOURCE -o OUT.pb [--manifest M.json] [SOURCE OPTIONS] [--optimize] [--verify]
          [--target tensorflowsharp|mlnet] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
          [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks (1 MiB chunks), freeze, write OUT.pb
-      (and the manifest, as the server rendered it); OUT.pb already holding the result is
+      (-o or --output-file; --output NAME is run's flag) and the manifest, as the server
+      rendered it; OUT.pb already holding the result is
       not downloaded again. --target tensorflowsharp makes a graph that loads in
       libtensorflow 1.15 (TensorFlowSharp's).
       --format onnx|tflite writes the model converted from the frozen graph, run in
@@ -356,6 +357,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             var output = o.One("-o") ?? o.One("--output-file");
             if (output == null) throw new UsageException("freeze needs -o OUT.pb");
             var manifestPath = o.One("--manifest");
+            TempFiles.HandleSignals("freeze");  // before the first temporary file (the checks' probes)
             // Both checked before anything is hashed, uploaded or written.
             FreezeClient.CheckOutput(output, o.One("-o") != null ? "-o" : "--output-file");
             if (manifestPath != null)
@@ -365,7 +367,6 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 FreezeClient.CheckOutput(manifestPath, "--manifest", "the manifest");
                 TempFiles.RemoveStale(manifestPath);
             }
-            TempFiles.HandleSignals("freeze");
             var options = SourceOptions(o);
             options.Target = o.One("--target", "");
             options.Format = o.One("--format", "");
