@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <ctime>
 #include <atomic>
+#include <random>
 #include <cctype>
 #include <sys/stat.h>
 #include <netdb.h>
@@ -73,21 +74,38 @@ void Unregister(int slot) {
   if (slot >= 0) g_pending[slot].state.store(0);
 }
 
-// Signals that end the process blocked while a temporary file is made and registered, so a
-// handler never misses one.
-class SignalsHeld {
- public:
-  SignalsHeld() {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
-    pthread_sigmask(SIG_BLOCK, &set, &old_);
-  }
-  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+std::atomic<bool> g_exiting{false};  // set by RemovePendingTempFiles: no file may be made after it
 
- private:
-  sigset_t old_;
-};
+// A new file `prefix` + 6 random letters or digits + ".part", registered for
+// RemovePendingTempFiles before it exists (so a signal on any thread, at any moment, finds
+// it); -1 with errno on failure.
+int CreateRegistered(const std::string& prefix, std::string* made, int* slot) {
+  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  static thread_local std::mt19937_64 rng(std::random_device{}() ^ (static_cast<uint64_t>(getpid()) << 32));
+  for (int attempt = 0; attempt < 100; attempt++) {
+    std::string candidate = prefix;
+    for (int i = 0; i < 6; i++) candidate += kChars[rng() % (sizeof kChars - 1)];
+    candidate += ".part";
+    int s = Register(candidate);
+    int fd = open(candidate.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      int err = errno;
+      Unregister(s);
+      if (err == EEXIST) continue;
+      errno = err;
+      return -1;
+    }
+    if (g_exiting.load()) {  // a signal's handler ran its removal already: leave nothing
+      unlink(candidate.c_str());
+      for (;;) pause();  // its _exit follows
+    }
+    *made = candidate;
+    *slot = s;
+    return fd;
+  }
+  errno = EEXIST;
+  return -1;
+}
 
 // A temporary file beside path, named .NAME.XXXXXX.part and locked (flock) while it is
 // written, so another freeze can tell it from a stale one; removed unless Commit() renamed it
@@ -96,17 +114,9 @@ class TempBeside {
  public:
   explicit TempBeside(const std::string& path) : path_(path) {
     fs::path p = fs::absolute(path);
-    std::string pattern = (p.parent_path() / ("." + p.filename().string() + ".XXXXXX.part")).string();
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    int fd;
-    {
-      SignalsHeld held;
-      fd = mkstemps(buf.data(), 5);
-      if (fd >= 0) slot_ = Register(buf.data());
-    }
+    std::string pattern = (p.parent_path() / ("." + p.filename().string() + ".")).string();
+    int fd = CreateRegistered(pattern, &tmp_, &slot_);
     if (fd < 0) throw WriteError(errno, path);
-    tmp_ = buf.data();
     flock(fd, LOCK_EX | LOCK_NB);  // held until closed: the writer is alive
     mode_t mask = umask(0);  // the mode a plain open() would give: 0666 less the user's umask
     umask(mask);
@@ -135,6 +145,8 @@ class TempBeside {
     file_ = nullptr;
     if (rename(tmp_.c_str(), path_.c_str()) != 0) Fail(errno);
     tmp_.clear();
+    Unregister(slot_);
+    slot_ = -1;
   }
 
  private:
@@ -157,7 +169,28 @@ bool OwnPartName(const std::string& entry, const std::string& name) {
 
 }  // namespace
 
+// The writer's pid of the other clients' temporary names for path NAME: the Python client's
+// .NAME.PID-xxxxxxxx.part, the C# client's .NAME.csPID-xxxxxxxx.part; 0 for any other name.
+long OtherClientsPart(const std::string& entry, const std::string& name) {
+  const std::string prefix = "." + name + ".", suffix = ".part";
+  if (entry.size() <= prefix.size() + suffix.size() || entry.compare(0, prefix.size(), prefix) != 0 ||
+      entry.compare(entry.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return 0;
+  std::string middle = entry.substr(prefix.size(), entry.size() - prefix.size() - suffix.size());
+  size_t at = middle.rfind("cs", 0) == 0 ? 2 : 0;
+  size_t dash = middle.find('-', at);
+  if (dash == std::string::npos || dash == at || dash - at > 9 || middle.size() - dash - 1 != 8) return 0;
+  for (size_t i = at; i < dash; i++)
+    if (!std::isdigit(static_cast<unsigned char>(middle[i]))) return 0;
+  for (size_t i = dash + 1; i < middle.size(); i++) {
+    char c = middle[i];
+    if (!(std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'z') || c == '_')) return 0;
+  }
+  return std::atol(middle.substr(at, dash - at).c_str());
+}
+
 void RemovePendingTempFiles() noexcept {
+  g_exiting.store(true);
   for (auto& slot : g_pending)
     if (slot.state.load() == 2) unlink(slot.path);
 }
@@ -172,10 +205,16 @@ int RemoveStaleTempFiles(const std::string& path, int min_age_seconds) {
   time_t now = time(nullptr);
   while (struct dirent* entry = readdir(dir)) {
     std::string e = entry->d_name;
-    if (!OwnPartName(e, name)) continue;
+    long writer = OtherClientsPart(e, name);
+    if (!writer && !OwnPartName(e, name)) continue;
     std::string full = (fs::path(folder) / e).string();
     struct stat st;
     if (lstat(full.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) continue;
+    if (writer) {  // the Python or C# client's file: stale when its writer's process is gone (or a day old)
+      bool gone = writer != getpid() && kill(static_cast<pid_t>(writer), 0) != 0 && errno == ESRCH;
+      if ((gone || now - st.st_mtime > 86400) && unlink(full.c_str()) == 0) removed++;
+      continue;
+    }
     if (now - st.st_mtime < min_age_seconds) continue;  // maybe a freeze that is starting
     int fd = open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) continue;
@@ -487,13 +526,13 @@ void CheckOutputFolder(const std::string& path, const std::string& flag, const s
   fs::path folder = fs::absolute(path).parent_path();
   if (!fs::is_directory(folder, ec)) throw WriteError(fs::exists(folder, ec) ? ENOTDIR : ENOENT, path, flag, what);
   // Tried: a temporary file of this client's naming made and removed (finds read-only filesystems too).
-  std::string pattern = (folder / ("." + fs::path(path).filename().string() + ".XXXXXX.part")).string();
-  std::vector<char> buf(pattern.begin(), pattern.end());
-  buf.push_back('\0');
-  int fd = mkstemps(buf.data(), 5);
+  std::string made;
+  int slot = -1;
+  int fd = CreateRegistered((folder / ("." + fs::path(path).filename().string() + ".")).string(), &made, &slot);
   if (fd < 0) throw WriteError(errno, path, flag, what);
   close(fd);
-  unlink(buf.data());
+  unlink(made.c_str());
+  Unregister(slot);
 }
 
 FreezeOutcome Client::Freeze(const std::string& source, const std::string& output_path, const FreezeOptions& options) {

@@ -169,9 +169,17 @@ def test_sigterm_sighup_sigint_leave_no_part_and_stale_parts_are_removed(server,
     # another client's naming, another output's.
     fresh = out_dir / ".out.pb.Fr3shX.part"
     locked = out_dir / ".out.pb.L0cked.part"
-    foreign = out_dir / ".out.pb.abcd1234.part"
+    foreign = out_dir / ".out.pb.abcd12345.part"  # no tffreeze client's naming
     other = out_dir / ".other.pb.Ab12Cd.part"
-    for p in (fresh, locked, foreign, other):
+    # The Python and C# clients' naming carries the writer's pid: a gone writer's file goes, a
+    # live one's stays, whatever their age.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    py_gone = out_dir / (".out.pb.%d-abcd_123.part" % gone.pid)
+    cs_gone = out_dir / (".out.pb.cs%d-0123abcd.part" % gone.pid)
+    py_live = out_dir / (".out.pb.%d-abcd_123.part" % os.getpid())
+    cs_live = out_dir / (".out.pb.cs%d-0123abcd.part" % os.getpid())
+    for p in (fresh, locked, foreign, other, py_gone, cs_gone, py_live, cs_live):
         p.write_bytes(b"partial")
     old = time.time() - 300
     for p in (killed, locked, foreign, other):
@@ -181,7 +189,8 @@ def test_sigterm_sighup_sigint_leave_no_part_and_stale_parts_are_removed(server,
         done = cpp(*argv)
         assert done.returncode == 0, done.stderr
     left = sorted(os.listdir(out_dir))
-    assert left == sorted(["out.pb", fresh.name, locked.name, foreign.name, other.name]), left
+    assert left == sorted(["out.pb", fresh.name, locked.name, foreign.name, other.name, py_live.name,
+                           cs_live.name]), left
     assert os.path.getsize(out_dir / "out.pb") > 96 * 1024 * 1024
 
 

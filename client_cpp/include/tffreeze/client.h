@@ -163,8 +163,10 @@ Error WriteError(int err, const std::string& path, const std::string& flag = "",
 // for a handler of SIGINT/SIGTERM/SIGHUP that then exits.
 void RemovePendingTempFiles() noexcept;
 
-// Remove stale temporary files of this client's naming beside path: this user's, not locked
-// by a running writer, last written at least min_age_seconds ago. Returns how many.
+// Remove stale temporary files beside path: of this client's naming (.NAME.XXXXXX.part) this
+// user's, not locked by a running writer and last written at least min_age_seconds ago; of
+// the Python and C# clients' (.NAME.[cs]PID-xxxxxxxx.part) this user's whose writer's process
+// is gone (or a day old). Returns how many.
 int RemoveStaleTempFiles(const std::string& path, int min_age_seconds = 60);
 
 // Write data to path via a temporary file in the same folder (an existing file is
