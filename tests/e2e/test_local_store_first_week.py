@@ -316,3 +316,18 @@ def test_a_running_tasks_staged_inputs_are_not_evicted(tmp_path):
     os.utime(store.path(_digest(staged)[0]), (1000, 1000))  # the oldest, but staged
     _resumable(store, os.urandom(400))
     assert store.missing([_digest(staged)]) == [] and store.missing([_digest(idle)]) == [_digest(idle)]
+
+
+def test_store_sizes_are_read_as_people_write_them(own_cache, tmp_path):
+    from tffreeze_server.settings import parse_bytes
+
+    assert [parse_bytes(t) for t in ("4294967296", "4G", "4GiB", "512M", "1.5G", "64 MiB")] == [
+        4 << 30, 4 << 30, 4 << 30, 512 << 20, 3 << 29, 64 << 20]
+    for bad in ("", "G", "0", "-1G", "12X", "four"):
+        with pytest.raises(ValueError):
+            parse_bytes(bad)
+    out = _run([PY, "local-server", "start", "--max-store-bytes", "12X"], own_cache)
+    assert out.returncode == 2 and "--max-store-bytes: '12X' is not a size" in out.stderr
+    env = dict(own_cache, TFFREEZE_LOCAL_STORE_BYTES="lots")
+    out = _run([PY, "local-server", "start"], env)
+    assert out.returncode == 1 and "$TFFREEZE_LOCAL_STORE_BYTES: 'lots' is not a size" in out.stderr, out.stderr
