@@ -6,6 +6,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using Mono.Unix.Native;
 using TfFreeze.V1;
 
 namespace TfFreeze
@@ -167,43 +168,104 @@ namespace TfFreeze
         }
 
         /// <summary>Before anything is hashed, sent or written: <paramref name="path"/> (given with
-        /// <paramref name="flag"/>) names a file whose folder exists and can be written in. A refusal
-        /// names the path, the flag and the fix.</summary>
+        /// <paramref name="flag"/>) names a file (not a folder) in a folder that exists and takes new
+        /// files (tried: a temporary file of tffreeze's naming made and removed, which also finds
+        /// read-only filesystems). A refusal is WriteError's.</summary>
         public static void CheckOutput(string path, string flag = "-o", string what = "the graph")
         {
-            var typed = flag + " " + path;
-            if (path == "" || path.EndsWith("/") || Directory.Exists(path))
-                throw new ArgumentException(typed + " is a folder: name the file to write " + what + " to, e.g. " + flag + " " +
-                    System.IO.Path.Combine(path == "" ? "." : path, flag == "--manifest" ? "model.json" : "model.pb"));
-            var folder = System.IO.Path.GetDirectoryName(path);
-            if (string.IsNullOrEmpty(folder)) folder = ".";
-            if (File.Exists(folder))
-                throw new ArgumentException(typed + ": " + folder + " is a file, not a folder; write " + what + " elsewhere with " + flag);
+            if (path == "" || path.EndsWith("/") || Directory.Exists(path)) throw WriteError(Errno.EISDIR, path, flag, what);
+            var folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
             if (!Directory.Exists(folder))
-                throw new DirectoryNotFoundException(typed + ": the folder " + folder + " does not exist: create it (mkdir -p " +
-                    folder + "), or write " + what + " elsewhere with " + flag);
+                throw WriteError(File.Exists(folder) || AFileAbove(folder) ? Errno.ENOTDIR : Errno.ENOENT, path, flag, what);
             var probe = TempFiles.Beside(path);
-            try { using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write)) { } }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            try
             {
-                throw new IOException(typed + ": cannot write in the folder " + folder + " (" + e.Message + "): make it " +
-                    "writable (chmod u+w " + folder + "), or write " + what + " elsewhere with " + flag);
+                int fd = Syscall.open(probe, OpenFlags.O_CREAT | OpenFlags.O_EXCL | OpenFlags.O_WRONLY | OpenFlags.O_CLOEXEC,
+                                      FilePermissions.S_IRUSR | FilePermissions.S_IWUSR);
+                if (fd < 0) throw WriteError(Stdlib.GetLastError(), path, flag, what);
+                Syscall.close(fd);
             }
             finally { TempFiles.Done(probe); }
         }
 
-        /// <summary>An OS error while writing <paramref name="path"/>, as a message naming the path, the flag and the fix.</summary>
-        public static IOException WriteFailed(string path, string flag, Exception e)
+        static bool AFileAbove(string folder)
         {
-            var folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
-            return new IOException("cannot write " + (flag != null ? flag + " " : "") + path + ": " + e.Message.TrimEnd('.') +
-                ". Check that " + folder + " is writable and has room (df -h " + folder + "), or write elsewhere" +
-                (flag != null ? " with " + flag : ""));
+            for (var f = System.IO.Path.GetDirectoryName(folder); !string.IsNullOrEmpty(f); f = System.IO.Path.GetDirectoryName(f))
+                if (File.Exists(f)) return true;
+            return false;
         }
+
+        /// <summary>An OS error met writing the output <paramref name="path"/>, as the other clients word
+        /// it: the path after the flag that named it, the cause in words, and the fix.</summary>
+        public static RpcException WriteError(Errno e, string path, string flag, string what, string cause = null)
+        {
+            var where = flag.EndsWith("=") ? flag + path : flag + " " + path;
+            var folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+            var other = "give " + flag.Split(' ')[0] + " another path";
+            StatusCode code = StatusCode.FAILED_PRECONDITION;
+            string text;
+            if (e == Errno.EISDIR || Directory.Exists(path))
+            {
+                var trimmed = path.TrimEnd('/');
+                code = StatusCode.INVALID_ARGUMENT;
+                text = where + " is a folder: give a file name (e.g. " +
+                       System.IO.Path.Combine(trimmed == "" ? "/" : trimmed, what == "the manifest" ? "model.json" : "model.pb") + ")";
+            }
+            else if (e == Errno.ENOSPC || e == Errno.EDQUOT)
+            {
+                code = StatusCode.RESOURCE_EXHAUSTED;
+                text = where + ": no space left for " + what + " in " + folder + " (" +
+                       (e == Errno.EDQUOT ? "disk quota exceeded" : "the disk is full") + "): free some space there, or " + other;
+            }
+            else if (e == Errno.ENOENT)
+            {
+                code = StatusCode.NOT_FOUND;
+                text = where + ": the folder " + folder + " does not exist: create it, or " + other;
+            }
+            else if (e == Errno.EACCES || e == Errno.EPERM)
+            {
+                code = StatusCode.PERMISSION_DENIED;
+                text = where + ": you may not write in " + folder + ": " + other + " in a folder you can write";
+            }
+            else if (e == Errno.EROFS)
+            {
+                code = StatusCode.PERMISSION_DENIED;
+                text = where + ": " + folder + " is on a read-only filesystem: " + other;
+            }
+            else if (e == Errno.ENOTDIR)
+            {
+                code = StatusCode.NOT_FOUND;
+                text = where + ": a part of " + folder + " is a file, not a folder: " + other;
+            }
+            else text = where + ": cannot write " + what + " (" + (cause ?? Stdlib.strerror(e)) + "): " + other;
+            return new RpcException(code, text, "", new Dictionary<string, string> { { "path", path }, { "errno", e.ToString() } });
+        }
+
+        /// <summary>WriteError of an exception Mono raised writing <paramref name="path"/> (its Win32 code as errno).</summary>
+        public static RpcException WriteFailed(string path, string flag, string what, Exception ex)
+        {
+            if (ex is RpcException) return (RpcException)ex;
+            Errno e = Errno.EIO;
+            if (ex is UnauthorizedAccessException) e = Errno.EACCES;
+            else if (ex is DirectoryNotFoundException || ex is FileNotFoundException) e = Errno.ENOENT;
+            else
+                switch (ex.HResult & 0xffff)
+                {
+                    case 39: case 112: e = Errno.ENOSPC; break;   // ERROR_HANDLE_DISK_FULL, ERROR_DISK_FULL
+                    case 5: e = Errno.EACCES; break;              // ERROR_ACCESS_DENIED
+                    case 19: e = Errno.EROFS; break;              // ERROR_WRITE_PROTECT
+                    case 2: case 3: e = Errno.ENOENT; break;      // ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND
+                    case 267: e = Errno.ENOTDIR; break;           // ERROR_DIRECTORY
+                }
+            return WriteError(e, path, flag, what, ex.Message.TrimEnd('.'));
+        }
+
+        /// <summary>The flag that named the output, for the messages of a failed write.</summary>
+        public string OutputFlag = "-o";
 
         public FreezeOutcome Freeze(string source, string outputPath, OptionText options, string graphFile = null)
         {
-            CheckOutput(outputPath);
+            CheckOutput(outputPath, OutputFlag);
             TempFiles.RemoveStale(outputPath);
             List<LocalFile> files;
             var plan = Plan(source, options, graphFile, out files);
@@ -265,7 +327,7 @@ namespace TfFreeze
                 return outcome;
             }
             if (graph != null && graph.LongLength == digest.SizeBytes && Sha256.Hex(graph) == digest.Sha256)
-                WriteAtomically(outputPath, graph);
+                WriteAtomically(outputPath, graph, OutputFlag);
             else if (recipe != null && Assemble(recipe, files, digest, outputPath))
             {
                 outcome.Assembled = true;
@@ -342,7 +404,7 @@ namespace TfFreeze
             catch (IOException) when (!download) { return false; }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                throw WriteFailed(path, "-o", e);
+                throw WriteFailed(path, OutputFlag, "the graph", e);
             }
             finally { TempFiles.Done(tmp); }
         }
@@ -359,7 +421,7 @@ namespace TfFreeze
         }
 
         /// <summary>Write data to path via a temporary file beside it (an OS error names the path and <paramref name="flag"/>).</summary>
-        public static void WriteAtomically(string path, byte[] data, string flag = "-o")
+        public static void WriteAtomically(string path, byte[] data, string flag = "-o", string what = "the graph")
         {
             var tmp = TempFiles.Beside(path);
             try
@@ -370,7 +432,7 @@ namespace TfFreeze
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                throw WriteFailed(path, flag, e);
+                throw WriteFailed(path, flag, what, e);
             }
             finally { TempFiles.Done(tmp); }
         }

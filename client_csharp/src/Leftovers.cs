@@ -1,8 +1,8 @@
 // No leftovers: the temporary files tffreeze-cs writes beside an output are named
-// ".NAME.cs<pid>-<8 hex>.part"; a SIGINT, SIGTERM or SIGHUP removes the live ones and ends
+// ".NAME.<pid>-<8 hex>.part", as the Python client names them; a SIGINT, SIGTERM or SIGHUP removes the live ones and ends
 // the process as the signal would (exit 130, 143, 129); the next freeze of NAME removes the
-// stale ones a killed writer left (its process gone, or untouched for a minute), and those of
-// the Python and C++ clients' naming (".NAME.XXXXXX.part") untouched for a minute.
+// stale ones a killed writer left (its process gone), and those without a pid (the C++
+// client's ".NAME.XXXXXX.part") untouched for a minute.
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -30,7 +30,7 @@ namespace TfFreeze
         public static string Beside(string path)
         {
             var folder = Path.GetDirectoryName(path);
-            var name = "." + Path.GetFileName(path) + ".cs" + pid + "-" + Guid.NewGuid().ToString("N").Substring(0, 8) + ".part";
+            var name = "." + Path.GetFileName(path) + "." + pid + "-" + Guid.NewGuid().ToString("N").Substring(0, 8) + ".part";
             var tmp = string.IsNullOrEmpty(folder) ? name : Path.Combine(folder, name);
             lock (gate) live.Add(tmp);
             return tmp;
@@ -72,45 +72,42 @@ namespace TfFreeze
             watcher.Start();
         }
 
-        static readonly Regex ours = new Regex(@"^cs(\d+)-[0-9a-f]{8}$");
-        static readonly Regex others = new Regex(@"^[A-Za-z0-9_]{6,8}$");  // mkstemp's XXXXXX (C++), Python's 8
+        static readonly Regex named = new Regex(@"^(?:(\d+)-)?[A-Za-z0-9_]{6,8}$");
 
-        /// <summary>Remove the temporary files a killed writer of <paramref name="path"/> left beside it
-        /// (never a live one: another freeze of the same output may be writing). Returns their names.</summary>
+        /// <summary>Remove the temporary files killed writers left beside <paramref name="path"/> (the
+        /// paths removed), by the rules of the other clients: only tffreeze's naming for this output
+        /// (".NAME.PID-XXXXXXXX.part", and ".NAME.XXXXXX.part" without a pid), only this user's
+        /// regular files, and only when the writer is gone: its pid no longer runs, or (no pid) the
+        /// file has not changed for a minute. One unchanged for a day is stale whatever its pid. A
+        /// concurrent freeze of the same output keeps its file: its pid runs.</summary>
         public static List<string> RemoveStale(string path)
         {
             var removed = new List<string>();
-            var folder = Path.GetDirectoryName(path);
-            if (string.IsNullOrEmpty(folder)) folder = ".";
+            var folder = Path.GetDirectoryName(Path.GetFullPath(path));
             string prefix = "." + Path.GetFileName(path) + ".", suffix = ".part";
             string[] names;
             try { names = Directory.GetFiles(folder, prefix + "*" + suffix); }
             catch (Exception) { return removed; }
+            var me = Syscall.geteuid();
             foreach (var full in names)
             {
                 var name = Path.GetFileName(full);
                 if (!name.StartsWith(prefix, StringComparison.Ordinal) || !name.EndsWith(suffix, StringComparison.Ordinal) ||
                     name.Length <= prefix.Length + suffix.Length) continue;
-                var middle = name.Substring(prefix.Length, name.Length - prefix.Length - suffix.Length);
-                try
+                var m = named.Match(name.Substring(prefix.Length, name.Length - prefix.Length - suffix.Length));
+                if (!m.Success) continue;
+                Stat st;
+                if (Syscall.lstat(full, out st) != 0 || (st.st_mode & FilePermissions.S_IFMT) != FilePermissions.S_IFREG ||
+                    st.st_uid != me) continue;
+                double age = DateTimeOffset.UtcNow.ToUnixTimeSeconds() - st.st_mtime;
+                if (m.Groups[1].Success)
                 {
-                    var entry = UnixFileSystemInfo.GetFileSystemEntry(full);  // lstat: regular files only
-                    if (!entry.IsRegularFile) continue;
-                    bool old = DateTime.UtcNow - File.GetLastWriteTimeUtc(full) > Stale;
-                    var m = ours.Match(middle);
-                    bool stale;
-                    if (m.Success)
-                    {
-                        int writer;
-                        if (!int.TryParse(m.Groups[1].Value, out writer) || writer == pid) continue;
-                        stale = old || !Directory.Exists("/proc/" + writer);
-                    }
-                    else stale = others.IsMatch(middle) && old;
-                    if (!stale) continue;
-                    File.Delete(full);
-                    removed.Add(full);
+                    int writer;
+                    if (!int.TryParse(m.Groups[1].Value, out writer)) continue;
+                    if (age < 86400 && (writer == pid || Directory.Exists("/proc/" + writer))) continue;
                 }
-                catch (Exception) { }  // gone meanwhile, or not ours to remove: left as it is
+                else if (age < Stale.TotalSeconds) continue;
+                if (Syscall.unlink(full) == 0) removed.Add(full);
             }
             return removed;
         }

@@ -359,7 +359,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             var manifestPath = o.One("--manifest");
             TempFiles.HandleSignals("freeze");  // before the first temporary file (the checks' probes)
             // Both checked before anything is hashed, uploaded or written.
-            FreezeClient.CheckOutput(output, o.One("-o") != null ? "-o" : "--output-file");
+            var outputFlag = o.One("-o") != null ? "-o" : "--output-file";
+            FreezeClient.CheckOutput(output, outputFlag);
             if (manifestPath != null)
             {
                 if (Path.GetFullPath(manifestPath) == Path.GetFullPath(output))
@@ -374,12 +375,13 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             options.Optimize = o.One("--optimize") != null;
             options.Verify = o.One("--verify") != null;
             var client = Connect(o);
+            client.OutputFlag = outputFlag;
             bool quiet = o.One("--quiet") != null;
             var bar = new ProgressLine();
             if (!Console.IsErrorRedirected && !quiet) client.Progress = bar.Show;
             var outcome = client.Freeze(o.Positional[0], output, options, o.One("--graph"));
             if (client.Progress != null) bar.Clear();
-            if (manifestPath != null) FreezeClient.WriteAtomically(manifestPath, outcome.Manifest, "--manifest");
+            if (manifestPath != null) FreezeClient.WriteAtomically(manifestPath, outcome.Manifest, "--manifest", "the manifest");
             var r = outcome.Result;
             foreach (var w in r.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + w);
             if (quiet) return 0;
@@ -544,8 +546,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 outputs = Manifest.Load(o.One("--manifest")).Outputs.Select(t => Tuple.Create(t.Name, "")).ToList();
             if (outputs.Count == 0)
                 throw new UsageException("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
-            foreach (var path in outputs.Select(p => p.Item2).Where(f => f != ""))
-                FreezeClient.CheckOutput(path, "--output", "the output");
+            foreach (var pair in outputs.Where(p => p.Item2 != ""))
+                FreezeClient.CheckOutput(pair.Item2, "--output " + pair.Item1 + "=", "the output");
             var inputs = o.All("--input").Select(p => SplitPair(p, "--input")).ToList();
             var runtime = o.One("--runtime", "");
             if (runtime != "" && runtime != "tf115" && runtime != "default") throw new UsageException("--runtime must be tf115 or default");

@@ -194,17 +194,20 @@ def test_stale_temporary_files_are_removed_by_the_next_freeze_and_live_ones_kept
     dead.wait()
     old = time.time() - 120
     planted = {
-        ".m.pb.cs%d-0123abcd.part" % dead.pid: False,       # tffreeze-cs's, its writer gone
-        ".m.pb.cs%d-89abcdef.part" % os.getpid(): True,     # a live writer's (this process), fresh
-        ".m.pb.Ab3_x9Qz.part": True,                        # Python's naming, fresh: may be writing
-        ".m.pb.Zz9_Yy8x.part": False,                       # Python's naming, untouched for 2 minutes
-        ".m.pb.q1W2e3.part": False,                         # C++'s naming, untouched for 2 minutes
+        ".m.pb.%d-0123abcd.part" % dead.pid: False,         # a writer's (any client's naming), its process gone
+        ".m.pb.%d-89abcdef.part" % os.getpid(): True,       # a live writer's (this process)
+        ".m.pb.%d-ab12cd34.part" % os.getpid(): True,       # a live writer's, untouched for 2 minutes: kept
+        ".m.pb.Ab3x9Qz1.part": True,                        # no pid, fresh: may be being written
+        ".m.pb.Zz9_Yy8x.part": False,                       # no pid, untouched for 2 minutes
+        ".m.pb.q1W2e3.part": False,                         # C++'s XXXXXX, untouched for 2 minutes
         ".other.pb.Zz9_Yy8x.part": True,                    # another output's
         ".m.pb.notes.txt": True,                            # not a temporary file
+        ".m.pb.a-b.part": True,                             # not tffreeze's naming
     }
     for name in planted:
         (tmp_path / name).write_bytes(b"partial")
-    for name in (".m.pb.Zz9_Yy8x.part", ".m.pb.q1W2e3.part", ".other.pb.Zz9_Yy8x.part"):
+    for name in (".m.pb.Zz9_Yy8x.part", ".m.pb.q1W2e3.part", ".other.pb.Zz9_Yy8x.part", ".m.pb.a-b.part",
+                 ".m.pb.%d-ab12cd34.part" % os.getpid()):
         os.utime(tmp_path / name, (old, old))
     done = cs("freeze", dense.directory, "--server", web_server.web_url, "-o", str(out))
     assert done.returncode == 0, done.stderr
@@ -257,11 +260,13 @@ def test_o_naming_a_folder_is_refused_before_anything_is_sent(dense, web_server,
     (tmp_path / "somedir").mkdir()
     out = cs("freeze", dense.directory, "--server", web_server.web_url, "-o", str(tmp_path / "somedir"))
     assert out.returncode == 1, out.stderr
-    assert "-o " + str(tmp_path / "somedir") + " is a folder" in out.stderr and "model.pb" in out.stderr
+    assert "-o %s is a folder: give a file name (e.g. %s)" % (tmp_path / "somedir", tmp_path / "somedir" / "model.pb") \
+        in out.stderr and "[INVALID_ARGUMENT]" in out.stderr, out.stderr
     assert "already exists" not in out.stderr
     assert os.listdir(tmp_path / "somedir") == [] and _written(tmp_path) == ["somedir"]
     missing = cs("freeze", dense.directory, "--server", web_server.web_url, "-o", str(tmp_path / "no" / "m.pb"))
-    assert missing.returncode == 1 and "mkdir -p " + str(tmp_path / "no") in missing.stderr, missing.stderr
+    assert missing.returncode == 1 and "the folder %s does not exist: create it, or give -o another path [NOT_FOUND]" % (
+        tmp_path / "no") in missing.stderr, missing.stderr
     manifest = cs("freeze", dense.directory, "--server", web_server.web_url, "-o", str(tmp_path / "ok.pb"),
                   "--manifest", str(tmp_path / "somedir"))
     assert manifest.returncode == 1 and "--manifest " + str(tmp_path / "somedir") + " is a folder" in manifest.stderr
@@ -282,8 +287,8 @@ def test_a_read_only_manifest_folder_is_refused_before_the_graph_is_written(dens
                         "--manifest", os.path.join(folder, "ro", "m.json")], env=env)
         assert out.returncode == 1, out.stderr
         said = out.stderr
-        assert "--manifest " + os.path.join(folder, "ro", "m.json") in said and "cannot write in the folder" in said, said
-        assert "chmod u+w" in said and "elsewhere with --manifest" in said, said
+        assert "--manifest %s: you may not write in %s: give --manifest another path in a folder you can write " \
+               "[PERMISSION_DENIED]" % (os.path.join(folder, "ro", "m.json"), os.path.join(folder, "ro")) in said, said
         assert not os.path.exists(os.path.join(folder, "ok.pb"))
         assert os.listdir(os.path.join(folder, "ro")) == []
         assert not [n for n in os.listdir(folder) if n.endswith(".part")]
