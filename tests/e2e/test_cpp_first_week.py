@@ -263,6 +263,24 @@ def test_read_only_manifest_folder_writes_nothing(server, tmp_path):
         shutil.rmtree(home, ignore_errors=True)
 
 
+def test_full_disk_names_the_path_the_flag_and_the_fix(server, tmp_path):
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        users.require_or_skip("a full filesystem is made with a tmpfs in a mount namespace (root, unshare)")
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    full = tmp_path / "full"
+    full.mkdir()
+    script = 'mount -t tmpfs -o size=4k tmpfs "$1" && head -c 4096 /dev/zero > "$1/fill" && shift && exec "$@"'
+    out = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(full), CPP, "freeze", model.directory,
+                          "-o", str(full / "x.pb"), "--server", server.target], capture_output=True, text=True,
+                         timeout=300)
+    if "mount" in out.stderr and out.returncode != 1:
+        users.require_or_skip("no tmpfs could be mounted here: " + out.stderr.strip())
+    assert out.returncode == 1 and out.stderr.strip() == (
+        "tffreeze-cpp freeze: -o %s: no space left for the graph in %s (the disk is full): free some space there, "
+        "or give -o another path [RESOURCE_EXHAUSTED]" % (full / "x.pb", full)), out.stderr
+    assert os.listdir(full) == []  # the tmpfs is gone with its namespace; nothing was written here
+
+
 # --- 9: the help ------------------------------------------------------------------------------
 
 def test_help_names_a_readme_section_that_exists_and_starts_no_server_by_hand():
