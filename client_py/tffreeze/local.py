@@ -155,8 +155,13 @@ def _server_command() -> List[str]:
             "no server named (--server, $TFFREEZE_SERVER) and no local server to start: the tffreeze-server "
             "package is not installed in %s. Install it (`pip install -e server`, or `make setup`), or pass "
             "--server HOST:PORT" % sys.executable)
-    # -c, not -m: -m would put the working folder (which holds the store) on sys.path, and the
-    # workers' sandbox binds sys.path read-only
+    # The package's own script where it is installed beside this Python, so that `ps` shows
+    # tffreeze-server (its folder, already bound read-only in the workers' sandbox, goes on
+    # sys.path). Else -c, not -m: -m would put the working folder (which holds the store) on
+    # sys.path, and the workers' sandbox binds sys.path read-only.
+    script = os.path.join(os.path.dirname(sys.executable), "tffreeze-server")
+    if os.path.isfile(script):
+        return [sys.executable, script, "--local"]
     return [sys.executable, "-c", "import sys; from tffreeze_server.cli import main; sys.exit(main())", "--local"]
 
 
