@@ -21,7 +21,7 @@ for arg in "$@"; do
   [[ "$arg" == --runtime=* ]] && runtime="${arg#--runtime=}"
   prev="$arg"
 done
-if [[ "$runtime" == "tf115" ]]; then
+if [[ "$runtime" == "tf115" && "${1:-}" == "run" ]]; then  # another command refuses --runtime itself
   if [[ ! -f "$TFFREEZE_TF115_LIB" ]]; then
     echo "tffreeze-cs run: no TF 1.15 runtime at $TF115_DIR; run 'make tf115' first [NOT_FOUND]" >&2
     exit 1

@@ -230,20 +230,42 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             { "wire-roundtrip", new Flag[0] },
         };
 
-        /// <summary>What a command says of a flag that belongs to another command.</summary>
-        static string Misplaced(string command, string key)
+        // What to type instead, when a flag of another command is given (the other clients say the same).
+        static readonly Dictionary<string, string> instead = new Dictionary<string, string>
+        {
+            { "freeze --output", "freeze writes its graph with -o/--output-file" },
+            { "freeze --input", "freeze names the graph's inputs with --inputs a,b" },
+            { "freeze --verbose", "freeze shows its progress on a terminal (--quiet hides it)" },
+            { "freeze --json", "freeze writes its manifest (JSON) with --manifest OUT.json" },
+            { "inspect --output", "inspect writes no file; it takes the outputs to resolve as --outputs a,b" },
+            { "inspect --input", "inspect takes the inputs to resolve as --inputs a,b" },
+            { "inspect -o", "inspect writes no file; `tffreeze-cs freeze` writes the graph" },
+            { "inspect --output-file", "inspect writes no file; `tffreeze-cs freeze` writes the graph" },
+            { "inspect --manifest", "inspect writes no file; `tffreeze-cs freeze --manifest OUT.json` writes the manifest" },
+            { "run -o", "run writes each output with --output NAME=FILE.npy" },
+            { "run --output-file", "run writes each output with --output NAME=FILE.npy" },
+            { "run --outputs", "run fetches each tensor with --output NAME[=FILE.npy]" },
+            { "run --inputs", "run feeds each tensor with --input NAME=FILE.npy" },
+        };
+
+        /// <summary>What a command says of a flag it does not take: another command's (naming that
+        /// command and what to type instead), the start of one of its own (never abbreviated), or unknown.</summary>
+        static string NotOurs(string command, string key)
         {
             var owners = new[] { "freeze", "inspect", "run" }.Where(c => c != command && commandFlags[c].Any(f => f.Name == key)).ToList();
-            if (owners.Count == 0) return null;
+            if (owners.Count == 0)
+            {
+                var longer = commandFlags[command].Select(f => f.Name).Where(n => key.StartsWith("--") && n.StartsWith(key))
+                                                  .OrderBy(n => n, StringComparer.Ordinal).Take(4).ToList();
+                if (longer.Count > 0)
+                    return key + " is not a flag of `tffreeze-cs " + command + "`: flags are written in full (" +
+                           string.Join(" or ", longer) + ")";
+                return "unknown option " + key;
+            }
             var flag = commandFlags[owners[0]].First(f => f.Name == key);
-            var text = flag + " is a flag of " + string.Join(" and ", owners.Select(c => "`tffreeze-cs " + c + "`")) + "; ";
-            if (command == "freeze" && key == "--output") return text + "freeze writes its graph with -o/--output-file";
-            if (command == "freeze" && key == "--input") return text + "freeze takes the graph's inputs with --inputs a,b";
-            if (command == "run" && (key == "-o" || key == "--output-file"))
-                return text + "run writes each output with --output NAME=FILE.npy";
-            if (command == "run" && key == "--outputs") return text + "run fetches each output with --output NAME[=FILE.npy]";
-            if (command == "run" && key == "--inputs") return text + "run feeds each input with --input NAME=FILE.npy";
-            return text + "`tffreeze-cs " + command + "` does not take it";
+            var text = flag + " is a flag of " + string.Join(" and ", owners.Select(c => "`tffreeze-cs " + c + "`"));
+            string hint;
+            return instead.TryGetValue(command + " " + key, out hint) ? text + "; " + hint : text + ", not of `tffreeze-cs " + command + "`";
         }
 
         static Options Parse(string command, string[] args)
@@ -262,7 +284,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     if (a.StartsWith("--") && eq > 0) { key = a.Substring(0, eq); value = a.Substring(eq + 1); }
                     var flag = flags.FirstOrDefault(f => f.Name == key);  // the whole name: no abbreviations
                     if (flag == null)
-                        throw new UsageException(Misplaced(command, key) ?? "unknown option " + key + " (flags are never abbreviated: type the whole flag)");
+                        throw new UsageException(NotOurs(command, key));
                     if (flag.Value == null)
                     {
                         if (value != null) throw new UsageException(key + " takes no value");
@@ -270,7 +292,9 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     }
                     else if (value == null)
                     {
-                        if (i + 1 >= args.Length) throw new UsageException(key + " needs a value: " + flag);
+                        if (i + 1 >= args.Length || (args[i + 1].StartsWith("--") && commandFlags.Values.Any(
+                                fs => fs.Any(f => f.Name == args[i + 1].Split('=')[0]))))
+                            throw new UsageException(key + " needs a value: " + flag);  // never another flag taken as one
                         value = args[++i];
                     }
                     if (!o.Values.ContainsKey(key)) o.Values[key] = new List<string>();

@@ -120,8 +120,13 @@ def test_no_flag_is_abbreviated(dense, web_server, tmp_path):
             if short in _flags(command) or short in _flags("run") or short in _flags("freeze"):
                 continue
             out = cs(command, *argv, short, "v")
-            assert out.returncode == 2 and short in out.stderr, (command, short, out.stderr)
+            assert out.returncode == 2, (command, short, out.stderr)
+            assert "%s is not a flag of `tffreeze-cs %s`: flags are written in full (" % (short, command) in out.stderr
+            assert name in out.stderr, (short, out.stderr)
             assert _written(tmp_path) == [], short
+    eaten = cs("freeze", dense.directory, "--server", web_server.web_url, "-o", "--manifest", str(tmp_path / "m.json"))
+    assert eaten.returncode == 2 and "-o needs a value" in eaten.stderr, eaten.stderr  # no file named --manifest
+    assert _written(tmp_path) == []
 
 
 def test_output_file_is_freezes_long_name_for_o(dense, web_server, tmp_path):
