@@ -343,3 +343,27 @@ def test_the_freeze_summary_has_pythons_bound_verify_and_format_lines(web_server
     assert any(l.startswith("  bound") for l in lines["py"]), lines["py"]
     assert any(l.startswith("  format  onnx") for l in lines["py"]), lines["py"]
     assert lines["cs"] == lines["py"]
+
+
+def test_a_full_disk_names_the_path_and_the_fix_and_leaves_nothing(web_server, tmp_path):
+    """The graph (4 MiB) written to a 1 MiB tmpfs, mounted in a mount namespace of the client's own."""
+    weights = np.random.RandomState(2).rand(1024, 1024).astype(np.float32)
+
+    def build():
+        x = models.tf1.placeholder(models.tf.float32, [None, 1024], name="x")
+        models.tf.matmul(x, models._variable("w", weights, True), name="y")
+    model = models._save(str(tmp_path / "ckpt"), build, {}, [])
+    small = tmp_path / "small"
+    small.mkdir()
+    probe = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs '%s'" % small],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (unshare --mount): " + probe.stderr.strip())
+    script = "mount -t tmpfs -o size=1m tmpfs '%s' && \"$@\"; code=$?; ls -A '%s'; exit $code" % (small, small)
+    out = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", CS, "freeze", model.directory,
+                          "--server", web_server.web_url, "-o", str(small / "m.pb")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr
+    assert "-o %s: no space left for the graph in %s (the disk is full): free some space there, or give -o another " \
+           "path [RESOURCE_EXHAUSTED]" % (small / "m.pb", small) in out.stderr, out.stderr
+    assert out.stdout.strip() == "", out.stdout  # the tmpfs was left empty: no graph, no temporary file
