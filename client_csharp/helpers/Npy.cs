@@ -68,14 +68,21 @@ namespace TfFreeze
             var flat = Tensors.Flat(tensor);
             var bytes = new byte[Buffer.ByteLength(flat)];
             Buffer.BlockCopy(flat, 0, bytes, 0, bytes.Length);
-            var tmp = path + ".part";
-            using (var w = new BinaryWriter(File.Create(tmp)))
+            // tffreeze's temporary naming (.NAME.PID-XXXXXXXX.part), removed if the write fails.
+            var folder = Path.GetDirectoryName(path);
+            var tmp = Path.Combine(string.IsNullOrEmpty(folder) ? "." : folder, "." + Path.GetFileName(path) + "." +
+                System.Diagnostics.Process.GetCurrentProcess().Id + "-" + Guid.NewGuid().ToString("N").Substring(0, 8) + ".part");
+            try
             {
-                w.Write((byte)0x93); w.Write(Encoding.ASCII.GetBytes("NUMPY")); w.Write((byte)1); w.Write((byte)0);
-                w.Write((ushort)header.Length); w.Write(Encoding.ASCII.GetBytes(header)); w.Write(bytes);
+                using (var w = new BinaryWriter(File.Create(tmp)))
+                {
+                    w.Write((byte)0x93); w.Write(Encoding.ASCII.GetBytes("NUMPY")); w.Write((byte)1); w.Write((byte)0);
+                    w.Write((ushort)header.Length); w.Write(Encoding.ASCII.GetBytes(header)); w.Write(bytes);
+                }
+                if (File.Exists(path)) File.Delete(path);
+                File.Move(tmp, path);
             }
-            if (File.Exists(path)) File.Delete(path);
-            File.Move(tmp, path);
+            finally { if (File.Exists(tmp)) File.Delete(tmp); }
         }
     }
 }
