@@ -104,7 +104,7 @@ connection options:
   --web-port; several replicas as http://H1:W1,http://H2:W2)  --tls (or an https:// server,
   or $TFFREEZE_TLS=1)  --ca CA.pem (default $TFFREEZE_CA; implies --tls)
   --token TOKEN (default $TFFREEZE_TOKEN)
-See README.md, ""Command line"", for what each option does.
+See README.md, ""CLI reference"", for what each option does.
 
 examples:
   tffreeze serve --web-port 8080 &
