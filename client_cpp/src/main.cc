@@ -16,8 +16,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "tffreeze/client.h"
 #include "tffreeze/runner.h"
@@ -25,6 +27,126 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+// Request fields (the server's words) -> this command line's flags: the same table as
+// tffreeze_api.options.FLAGS (api_py/tffreeze_api/options.py), in its order.
+const std::vector<std::pair<std::string, std::string>> kFieldFlags = {
+    {"options.outputs", "--outputs"}, {"options.inputs", "--inputs"}, {"options.step", "--step"},
+    {"options.checkpoint_prefix", "SOURCE"}, {"options.graph_path", "--graph"}, {"options.signature", "--signature"},
+    {"options.tags", "--tag"}, {"options.bind", "--bind"}, {"options.ema", "--ema"}, {"options.var_map", "--var-map"},
+    {"options.include_variables", "--include-variables"}, {"options.exclude_variables", "--exclude-variables"},
+    {"options.optimize", "--optimize"}, {"options.verify", "--verify"}, {"options.target", "--target"},
+    {"options.format", "--format"}, {"options.input_shapes", "--input-shape"},
+};
+
+// Request fields that are not "options.X" above, as this command line spells them. The
+// reference is _WORDS in client_py/tffreeze/cli.py: the same patterns, in the same order.
+const std::vector<std::pair<std::string, std::string>> kWords = {
+    {R"(\bname it in graph_path\b)", "name it with --graph FILE"},
+    {R"(\bthe graph option \(--graph\))", "--graph"},
+    {R"(\bthe graph option\b)", "--graph"},
+    {R"(\bgraph_path\b)", "--graph"},
+    {R"(\boutputs=)", "--outputs "},
+    {R"(\binputs=)", "--inputs "},
+    {R"(\bvar_map\b)", "--var-map"},
+    {R"(\binput_shapes\b)", "--input-shape"},
+    {R"(\binclude_variables\b)", "--include-variables"},
+    {R"(\bexclude_variables\b)", "--exclude-variables"},
+};
+// The server's trailing note of the outputs a freeze chose (cli.py's _OUTPUTS_NOTE).
+const char kOutputsNote[] = R"(\s*\[outputs: (.*)\]\s*$)";
+// What the library names an output path by, as this command line's flag (cli.py's _PATH_FLAGS).
+const std::map<std::string, std::string> kPathFlags = {{"output_path", "-o"}};
+
+// The source as typed (freeze, inspect), for messages that name it; "" for run.
+std::string typed_source;
+
+// Every match of pattern in text replaced by the literal text with (no $ references).
+std::string ReplaceAll(const std::string& text, const std::string& pattern, const std::string& with) {
+  return std::regex_replace(text, std::regex(pattern), std::regex_replace(with, std::regex(R"(\$)"), "$$$$"));
+}
+
+std::string RegexEscape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (std::strchr(R"(\^$.|?*+()[]{})", c)) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// os.path.join of two parts, as the Python client joins them.
+std::string JoinPath(const std::string& a, const std::string& b) {
+  if (!b.empty() && b[0] == '/') return b;
+  return a.empty() || a.back() == '/' ? a + b : a + "/" + b;
+}
+
+// A message worded in request terms (the server's), in this command line's: request fields
+// as flags, SOURCE as the source the user gave (cli.py's _in_cli_words).
+std::string InCliWords(std::string msg, const std::string& source, const std::string& command) {
+  auto fields = kFieldFlags;
+  std::stable_sort(fields.begin(), fields.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  for (const auto& [field, flag] : fields)
+    if (flag != "SOURCE") msg = ReplaceAll(msg, R"(\b)" + RegexEscape(field) + R"(\b)", flag);
+  for (const auto& [pattern, words] : kWords) msg = ReplaceAll(msg, pattern, words);
+  const std::string shown = source.empty() ? "the source" : source;
+  std::smatch first;
+  bool found = std::regex_search(msg, first, std::regex(R"(folders below it do: (\S+?)/?[,.])"));
+  const std::string example = found && !source.empty() ? JoinPath(source, first[1].str()) : "FOLDER";
+  msg = ReplaceAll(msg, R"(Pass one of them as SOURCE\.?)",
+                   "Give one of them instead, e.g. `tffreeze-cpp " + command + " " + example + "`.");
+  msg = ReplaceAll(msg, "pass its folder as SOURCE", "give `tffreeze-cpp " + command + "` its folder");
+  msg = ReplaceAll(msg, R"(\binside SOURCE\b)", "inside " + shown);
+  msg = ReplaceAll(msg, R"(\bSOURCE\b)", shown);
+  msg = ReplaceAll(msg, R"(\boptions\.checkpoint_prefix\b)", shown);
+  return msg;
+}
+
+// The error's message, whitespace runs collapsed to one space, as every client prints it.
+std::string OneLine(const std::string& text) {
+  std::string msg;
+  for (char c : text) {
+    bool space = c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\f' || c == '\v';
+    if (space && (msg.empty() || msg.back() == ' ')) continue;
+    msg += space ? ' ' : c;
+  }
+  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+  return msg;
+}
+
+// The error's message on one line, naming the option at fault as the command line spells it
+// (the server's "flag" metadata, the field table otherwise), in the command line's words
+// (cli.py's _message).
+std::string Message(const tffreeze::Error& e, const std::string& command) {
+  std::string msg = OneLine(e.what());
+  auto get = [&](const char* key) {
+    auto it = e.metadata().find(key);
+    return it == e.metadata().end() ? std::string() : it->second;
+  };
+  const std::string field = get("field"), path = get("path");
+  auto path_flag = kPathFlags.find(field);
+  if (path_flag != kPathFlags.end() && !path.empty() && msg.rfind(path, 0) == 0)
+    return path_flag->second + " " + msg;  // an output this client failed to write
+  msg = std::regex_replace(msg, std::regex(kOutputsNote), "");
+  std::string flag = get("flag");
+  if (flag.empty())
+    for (const auto& [f, spelled] : kFieldFlags)
+      if (f == field) flag = spelled;
+  if (!flag.empty())
+    for (const std::string& prefix : {field + ": ", (field.size() > 8 ? field.substr(8) : "") + ": "})
+      if (!field.empty() && msg.rfind(prefix, 0) == 0) msg = msg.substr(prefix.size());
+  msg = InCliWords(msg, typed_source, command);
+  if (flag == "SOURCE") flag = typed_source;
+  if (!flag.empty() && msg.rfind(flag, 0) != 0) msg = flag + ": " + msg;
+  return msg;
+}
+
+// The outputs a freeze chose, when the server's message notes them; "" otherwise.
+std::string OutputsNoted(const tffreeze::Error& e) {
+  std::smatch m;
+  const std::string msg = OneLine(e.what());
+  return std::regex_search(msg, m, std::regex(kOutputsNote)) ? m[1].str() : "";
+}
 
 const char* kUsage = R"(usage: tffreeze-cpp COMMAND ...
 
@@ -391,7 +513,7 @@ int Freeze(const Options& o) {
     throw Flagged(e, {{out, {"-o", "the graph"}}, {manifest, {"--manifest", "the manifest"}}});
   }
   const auto& r = outcome.result;
-  for (const auto& w : r.warnings()) std::cerr << "tffreeze-cpp: warning: " << w << "\n";
+  for (const auto& w : r.warnings()) std::cerr << "tffreeze-cpp: warning: " << InCliWords(w, typed_source, "freeze") << "\n";
   if (!o.Has("--quiet")) {
     std::cout << "wrote " << out << " (" << r.size_bytes() << " bytes, sha256 " << r.sha256().substr(0, 12) << ") from "
               << r.checkpoint().prefix() << (r.checkpoint().has_step() ? " (step " + std::to_string(r.checkpoint().step()) + ")" : "")
@@ -607,25 +729,6 @@ int Run(const Options& o) {
   return 0;
 }
 
-// The error's message on one line, naming the option at fault as the command line spells it
-// (the server's "flag" metadata, with the "field: " prefix of its message dropped).
-std::string Message(const tffreeze::Error& e) {
-  std::string msg;  // whitespace runs collapsed, as every client prints it
-  for (char c : std::string(e.what())) {
-    bool space = c == ' ' || c == '\n' || c == '\r' || c == '\t';
-    if (space && (msg.empty() || msg.back() == ' ')) continue;
-    msg += space ? ' ' : c;
-  }
-  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
-  auto flag = e.metadata().find("flag");
-  if (flag == e.metadata().end()) return msg;
-  auto field = e.metadata().find("field");
-  if (field != e.metadata().end() && !field->second.empty())
-    for (const std::string& prefix : {field->second + ": ", field->second.substr(field->second.find('.') + 1) + ": "})
-      if (msg.rfind(prefix, 0) == 0) msg = msg.substr(prefix.size());
-  return flag->second + ": " + msg;
-}
-
 void OnSignal(int sig) {
   tffreeze::RemovePendingTempFiles();
   _exit(128 + sig);
@@ -654,6 +757,7 @@ int main(int argc, char** argv) {
   setenv("GRPC_VERBOSITY", "NONE", 0);  // gRPC's own log lines (the error says what failed)
   try {
     Options o = Parse(argc, argv);
+    if ((command == "freeze" || command == "inspect") && !o.positional.empty()) typed_source = o.positional[0];
     if (command == "freeze") return Freeze(o);
     if (command == "inspect") return Inspect(o);
     if (command == "run") return Run(o);
@@ -664,8 +768,11 @@ int main(int argc, char** argv) {
   } catch (const tffreeze::Error& e) {
     std::string reason = e.reason().rfind("ERROR_REASON_", 0) == 0 ? e.reason().substr(13) : e.reason();
     if (reason == "UNSPECIFIED") reason.clear();
-    std::cerr << "tffreeze-cpp " << command << ": " << Message(e) << (reason.empty() ? "" : " (" + reason + ")")
+    std::cerr << "tffreeze-cpp " << command << ": " << Message(e, command) << (reason.empty() ? "" : " (" + reason + ")")
               << " [" << e.code() << "]\n";
+    const std::string noted = OutputsNoted(e);
+    if (!noted.empty())
+      std::cerr << "the outputs it froze for: " << noted << "; to freeze others, name them: --outputs a,b\n";
     auto candidates = e.metadata().find("candidates");
     auto field = e.metadata().find("field");
     if (candidates != e.metadata().end() && !candidates->second.empty() && field != e.metadata().end() &&

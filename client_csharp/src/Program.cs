@@ -5,6 +5,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Text.RegularExpressions;
 using TfFreeze.V1;
 
 namespace TfFreeze
@@ -126,6 +127,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             {
                 if (command == "flags") return Flags(args.Skip(1).ToArray());
                 var opts = Parse(command, args.Skip(1).ToArray());
+                if ((command == "freeze" || command == "inspect") && opts.Positional.Count > 0) typedSource = opts.Positional[0];
                 switch (command)
                 {
                     case "freeze": return Freeze(opts);
@@ -142,7 +144,10 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             }
             catch (RpcException e)
             {
-                Fail(command, Message(e), e.Status.ToString(), e.Reason);
+                Fail(command, Message(e, command), e.Status.ToString(), e.Reason);
+                var noted = OutputsNoted(e);
+                if (noted != null)
+                    Console.Error.WriteLine("the outputs it froze for: " + noted + "; to freeze others, name them: --outputs a,b");
                 string candidates, field;
                 if (e.Metadata.TryGetValue("candidates", out candidates) && candidates != "" &&
                     e.Metadata.TryGetValue("field", out field) && field == "options.outputs")
@@ -159,17 +164,104 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             }
         }
 
-        /// <summary>The server's message, naming the option at fault as the command line spells it
-        /// (the server's "flag" metadata, with the "field: " prefix of its message dropped).</summary>
-        static string Message(RpcException e)
+        // Request fields (the server's words) -> this command line's flags: the same table as
+        // tffreeze_api.options.FLAGS (api_py/tffreeze_api/options.py), in its order.
+        static readonly string[,] FieldFlags = {
+            { "options.outputs", "--outputs" }, { "options.inputs", "--inputs" }, { "options.step", "--step" },
+            { "options.checkpoint_prefix", "SOURCE" }, { "options.graph_path", "--graph" }, { "options.signature", "--signature" },
+            { "options.tags", "--tag" }, { "options.bind", "--bind" }, { "options.ema", "--ema" }, { "options.var_map", "--var-map" },
+            { "options.include_variables", "--include-variables" }, { "options.exclude_variables", "--exclude-variables" },
+            { "options.optimize", "--optimize" }, { "options.verify", "--verify" }, { "options.target", "--target" },
+            { "options.format", "--format" }, { "options.input_shapes", "--input-shape" },
+        };
+
+        // Request fields that are not "options.X" above, as this command line spells them. The
+        // reference is _WORDS in client_py/tffreeze/cli.py: the same patterns, in the same order.
+        static readonly string[,] Words = {
+            { @"\bname it in graph_path\b", "name it with --graph FILE" },
+            { @"\bthe graph option \(--graph\)", "--graph" },
+            { @"\bthe graph option\b", "--graph" },
+            { @"\bgraph_path\b", "--graph" },
+            { @"\boutputs=", "--outputs " },
+            { @"\binputs=", "--inputs " },
+            { @"\bvar_map\b", "--var-map" },
+            { @"\binput_shapes\b", "--input-shape" },
+            { @"\binclude_variables\b", "--include-variables" },
+            { @"\bexclude_variables\b", "--exclude-variables" },
+        };
+        // The server's trailing note of the outputs a freeze chose (cli.py's _OUTPUTS_NOTE).
+        static readonly Regex OutputsNote = new Regex(@"\s*\[outputs: (.*)\]\s*$");
+        // What the library names an output path by, as this command line's flag (cli.py's _PATH_FLAGS).
+        static readonly Dictionary<string, string> PathFlags = new Dictionary<string, string> { { "output_path", "-o" } };
+
+        /// <summary>The source as typed (freeze, inspect), for messages that name it; "" for run.</summary>
+        static string typedSource = "";
+
+        static string FlagOf(string field)
         {
-            string field, flag;
-            if (!e.Metadata.TryGetValue("flag", out flag)) return e.Message;
-            var msg = e.Message;
-            if (e.Metadata.TryGetValue("field", out field) && field != "")
-                foreach (var prefix in new[] { field + ": ", field.Substring(field.IndexOf('.') + 1) + ": " })
-                    if (msg.StartsWith(prefix)) msg = msg.Substring(prefix.Length);
-            return flag + ": " + msg;
+            for (int i = 0; i < FieldFlags.GetLength(0); i++) if (FieldFlags[i, 0] == field) return FieldFlags[i, 1];
+            return null;
+        }
+
+        static string Literal(string text) { return text.Replace("$", "$$"); }
+
+        /// <summary>A message worded in request terms (the server's), in this command line's: request
+        /// fields as flags, SOURCE as the source the user gave (cli.py's _in_cli_words).</summary>
+        static string InCliWords(string msg, string source, string command)
+        {
+            var fields = Enumerable.Range(0, FieldFlags.GetLength(0)).OrderBy(i => -FieldFlags[i, 0].Length);  // stable
+            foreach (var i in fields)
+                if (FieldFlags[i, 1] != "SOURCE")
+                    msg = Regex.Replace(msg, @"\b" + Regex.Escape(FieldFlags[i, 0]) + @"\b", Literal(FieldFlags[i, 1]));
+            for (int i = 0; i < Words.GetLength(0); i++) msg = Regex.Replace(msg, Words[i, 0], Literal(Words[i, 1]));
+            source = source ?? "";
+            var shown = source != "" ? source : "the source";
+            var first = Regex.Match(msg, @"folders below it do: (\S+?)/?[,.]");
+            var example = first.Success && source != "" ? JoinPath(source, first.Groups[1].Value) : "FOLDER";
+            msg = Regex.Replace(msg, @"Pass one of them as SOURCE\.?",
+                                Literal("Give one of them instead, e.g. `tffreeze-cs " + command + " " + example + "`."));
+            msg = Regex.Replace(msg, "pass its folder as SOURCE", Literal("give `tffreeze-cs " + command + "` its folder"));
+            msg = Regex.Replace(msg, @"\binside SOURCE\b", Literal("inside " + shown));
+            msg = Regex.Replace(msg, @"\bSOURCE\b", Literal(shown));
+            msg = Regex.Replace(msg, @"\boptions\.checkpoint_prefix\b", Literal(shown));
+            return msg;
+        }
+
+        /// <summary>os.path.join of two parts, as the Python client joins them.</summary>
+        static string JoinPath(string a, string b)
+        {
+            if (b.StartsWith("/")) return b;
+            return a == "" || a.EndsWith("/") ? a + b : a + "/" + b;
+        }
+
+        /// <summary>The error's message on one line, naming the option at fault as the command line
+        /// spells it (the server's "flag" metadata, the field table otherwise), in the command line's
+        /// words (cli.py's _message).</summary>
+        static string Message(RpcException e, string command)
+        {
+            var msg = string.Join(" ", e.Message.Split(new[] { ' ', '\n', '\r', '\t', '\f', '\v' }, StringSplitOptions.RemoveEmptyEntries));
+            string field, path, flag;
+            if (!e.Metadata.TryGetValue("field", out field)) field = "";
+            if (!e.Metadata.TryGetValue("path", out path)) path = "";
+            if (PathFlags.ContainsKey(field) && path != "" && msg.StartsWith(path, StringComparison.Ordinal))
+                return PathFlags[field] + " " + msg;  // an output this client failed to write
+            msg = OutputsNote.Replace(msg, "");
+            if (!e.Metadata.TryGetValue("flag", out flag) || flag == "") flag = FlagOf(field);
+            if (!string.IsNullOrEmpty(flag))
+                foreach (var prefix in new[] { field + ": ", (field.Length > 8 ? field.Substring(8) : "") + ": " })
+                    if (field != "" && msg.StartsWith(prefix, StringComparison.Ordinal)) msg = msg.Substring(prefix.Length);
+            msg = InCliWords(msg, typedSource, command);
+            if (flag == "SOURCE") flag = typedSource;
+            if (!string.IsNullOrEmpty(flag) && !msg.StartsWith(flag, StringComparison.Ordinal)) msg = flag + ": " + msg;
+            return msg;
+        }
+
+        /// <summary>The outputs a freeze chose, when the server's message notes them; null otherwise.</summary>
+        static string OutputsNoted(RpcException e)
+        {
+            var collapsed = string.Join(" ", e.Message.Split(new[] { ' ', '\n', '\r', '\t', '\f', '\v' }, StringSplitOptions.RemoveEmptyEntries));
+            var m = OutputsNote.Match(collapsed);
+            return m.Success ? m.Groups[1].Value : null;
         }
 
         /// <summary>The bracketed kind of an error a user's input can cause (files, names, dtypes, the
@@ -407,7 +499,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (client.Progress != null) bar.Clear();
             if (manifestPath != null) FreezeClient.WriteAtomically(manifestPath, outcome.Manifest, "--manifest", "the manifest");
             var r = outcome.Result;
-            foreach (var w in r.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + w);
+            foreach (var w in r.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + InCliWords(w, typedSource, "freeze"));
             if (quiet) return 0;
             Console.WriteLine("wrote {0} ({1} bytes, sha256 {2}) from {3}{4}", output, r.SizeBytes, r.Sha256.Substring(0, 12),
                               r.Checkpoint == null ? "" : r.Checkpoint.Prefix,

@@ -108,11 +108,15 @@ def _run(client, command, source, args, out_dir, web_server, cache=None):
 
 
 _PROGRAM = re.compile(r"^tffreeze(-cs|-cpp)?( freeze| inspect)?: ", re.M)
+# A command a message suggests (`tffreeze-cs freeze DIR`): each client names itself there.
+_SUGGESTED = re.compile(r"`tffreeze(-cs|-cpp)?( |`)")
 
 
 def _stderr(text: str) -> str:
-    """stderr without the program's name (and without progress lines: none, it is not a tty)."""
-    return _PROGRAM.sub("", text)
+    """stderr without the program's name at the start of a line, and with the program's name in a
+    suggested command spelled one way for every client (and without progress lines: none, it is
+    not a tty)."""
+    return _SUGGESTED.sub(r"`PROGRAM\2", _PROGRAM.sub("", text))
 
 
 @pytest.mark.parametrize("cell", range(len(CELLS)), ids=["%s %s" % (c[0], " ".join(c[1])) for c in CELLS])
@@ -285,7 +289,8 @@ def test_outputs_are_plain_files_of_the_users_umask_in_every_client(web_server, 
         assert run.returncode == 1, run.stderr
         lines[client] = _stderr(run.stderr)
     assert lines["py"] == lines["cs"] == lines["cpp"], lines
-    assert "the output folder %s does not exist" % (tmp_path / "no" / "such") in lines["py"]
+    assert lines["py"].startswith("-o %s: the folder %s does not exist: create it, or give -o another path" % (
+        tmp_path / "no" / "such" / "m.pb", tmp_path / "no" / "such")), lines["py"]
     assert "[NOT_FOUND]" in lines["py"] and not (tmp_path / "no").exists()
 
 
