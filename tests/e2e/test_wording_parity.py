@@ -1,0 +1,68 @@
+"""Issue 34 finding 6, in every client: the server words its messages in request terms
+(graph_path, SOURCE, options.X, a trailing "[outputs: ...]"); each command line rewords them
+with the flags and the path the user typed. The rules are one table per client, each a copy of
+`_WORDS` in client_py/tffreeze/cli.py (the reference). Each case below is a real server error
+(or warning) that exercises one rule; the three clients print the same lines (their own
+program names normalised, as in test_parity) and none of them leaves a request field behind."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+import models
+from test_parity import PY, built, _run, _stderr  # noqa: F401  (built: the clients, made once)
+
+_REQUEST_WORDS = re.compile(r"graph_path|\bSOURCE\b|\boptions\.|\[outputs:")
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wording")
+    models.dense(str(base / "project" / "models"), True)
+    models.dense(str(base / "two" / "a"), True)
+    models.dense(str(base / "two" / "b"), True)
+    several = models.dense(str(base / "several"), True, steps=[100, 200], mutate=True)
+    models.saved_model_v1(str(base / "saved"))
+    nometa = models.without_meta(str(base / "nometa" / "ckpt"), True, as_text=True, rename="dense")
+    frozen = str(base / "frozen.pb")
+    from tffreeze import FreezeClient
+
+    return {"nested": str(base / "project"), "two": str(base / "two"), "several": several.directory,
+            "saved": str(base / "saved"), "nometa": nometa.directory, "graph": nometa.extra["graph"],
+            "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen)}
+
+
+# (id, command, source, options, exit code, what the Python line says: the rule's rewording)
+CASES = [
+    ("nested-warning", "freeze", "nested", [], 0, "warning: {nested} holds no checkpoint itself"),
+    ("no-meta", "freeze", "nometa", [], 1, "name it with --graph FILE"),
+    ("two-folders", "freeze", "two", [], 1, "Give one of them instead, e.g. `PROGRAM freeze {two}/a`."),
+    ("two-folders-inspect", "inspect", "two", [], 1, "Give one of them instead, e.g. `PROGRAM inspect {two}/a`."),
+    ("input-shape", "freeze", "several", ["--input-shape", "x=1,3", "--input-shape", "nope=2"], 1,
+     "--input-shape: nope is not an input of the frozen graph"),
+    ("option-not-applying", "freeze", "saved", ["--step", "5"], 1, "--step does not apply to a SavedModel"),
+    ("frozen-graph", "freeze", "frozen", [], 1, "give `PROGRAM freeze` its folder"),
+    ("graph-with-variables", "freeze", "graph", [], 1, "as {graph} and this file as --graph"),
+    ("outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
+     "[INVALID_ARGUMENT]\nthe outputs it froze for: y:0 (graph sink: "),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_every_client_words_a_server_message_for_its_command_line(web_server, sources, tmp_path, case):
+    name, command, source, options, code, expect = case
+    if source == "frozen" and not os.path.exists(sources["frozen"]):
+        client_type, checkpoint, frozen = sources["_freeze"]
+        with client_type(web_server.target) as client:
+            client.freeze(checkpoint, output_path=frozen)
+    runs = {c: _run(c, command, sources[source], options, str(tmp_path), web_server) for c in ("py", "cs", "cpp")}
+    for client, run in runs.items():
+        assert run.returncode == code, (client, run.stderr)
+    lines = {client: _stderr(run.stderr) for client, run in runs.items()}
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"].strip(), "the case gives a message"
+    assert not _REQUEST_WORDS.search(lines["py"]), lines["py"]
+    assert expect.format(**{k: v for k, v in sources.items() if isinstance(v, str)}) in lines["py"], lines["py"]
