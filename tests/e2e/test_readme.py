@@ -153,3 +153,25 @@ def test_the_csharp_and_cpp_snippets_run_as_written(demo_dir, tmp_path, heading,
     finally:
         for srv in servers:
             assert stop_server(srv) == 0
+
+
+def test_the_manifest_example_is_what_the_quick_start_writes(demo_dir):
+    """The README's manifest example (### The manifest) against the one Quick start's freeze
+    wrote: the same keys in the same order and the same values, but for the graph's digest and
+    size (TensorFlow's serialization of the sample's weights)."""
+    import json
+
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text[text.index("### The manifest"):]
+    example = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    written = demo_dir / "model.json"
+    if not written.exists():  # Quick start's test writes it; alone, freeze the sample here
+        run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "tffreeze"), "freeze",
+                              "demo-out/ckpt", "-o", "model.pb", "--manifest", "model.json"], cwd=str(demo_dir),
+                             env=_no_server_named(), capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+    actual = json.loads(written.read_text())
+    assert list(example) == list(actual)
+    for key in actual:
+        if key not in ("sha256", "size_bytes"):
+            assert example[key] == actual[key], (key, example[key], actual[key])
