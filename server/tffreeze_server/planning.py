@@ -192,6 +192,10 @@ def with_plan(answer, plan: freeze_pb2.PlanFreezeResponse, inspect: bool = False
             merged.append(w)
     del answer.warnings[:]
     answer.warnings.extend(capped(merged, MAX_ANSWER_WARNINGS))
+    if not inspect and answer.notes:  # what the options did: as bounded as the warnings
+        notes = capped(answer.notes, MAX_ANSWER_WARNINGS)
+        del answer.notes[:]
+        answer.notes.extend(notes)
     if inspect:
         listed = plan.available_checkpoints or list(answer.available_checkpoints)
         del answer.available_checkpoints[:]
@@ -206,7 +210,7 @@ def manifest_bytes(result: freeze_pb2.FreezeResult) -> bytes:
 
 # What a freeze result may cut to fit: what it tells, never what describes the graph
 # (inputs, outputs, bindings, signature, verification, conversion names).
-_RESULT_LISTS = ("warnings", "ema_variables", "tensorflowsharp_issues", "tensorflow_2_3_issues",
+_RESULT_LISTS = ("warnings", "notes", "ema_variables", "tensorflowsharp_issues", "tensorflow_2_3_issues",
                  "conversion.checked_shapes")
 
 

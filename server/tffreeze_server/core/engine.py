@@ -380,6 +380,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
     result = freeze_pb2.FreezeResult(source_kind=loaded.kind, target=target_enum(spec.target))
     result.checkpoint.CopyFrom(loaded.checkpoint)
     warnings = list(loaded.warnings)
+    notes: List[str] = []  # what the options asked for did (FreezeResult.notes)
     r = _resolve(loaded, spec, warnings)
     with naming_outputs(r.res.outputs):
         original = r.pruned  # for the verify option: the model before binding and conversion
@@ -417,19 +418,19 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         warnings += input_warnings
         _reject_training(frozen)
         if spec.input_shapes:
-            warnings += ["input_shape: %s" % w for w in
+            notes += ["input_shape: %s" % w for w in
                          convert_mod.pin_shapes(frozen, spec.input_shapes, [node_of(t) for t, _ in inputs])]
-            warnings += ["input_shape: %s" % w for w in convert_mod.static_tensor_lists(frozen)]
+            notes += ["input_shape: %s" % w for w in convert_mod.static_tensor_lists(frozen)]
 
         if spec.optimize:
             progress(freeze_pb2.STAGE_OPTIMIZING, "inference optimisations", 0.75)
             frozen, done = optimize_mod.optimize(frozen, [node_of(t) for t, _ in inputs],
                                                  [node_of(t) for t, _ in r.res.outputs], in_place=True)
             frozen = rewrite.tidy(frozen)
-            warnings.append("optimize: " + "; ".join(done))
+            notes.append("optimize: " + "; ".join(done))
         if spec.target:
             progress(freeze_pb2.STAGE_TARGETING, "making the graph load in %s" % spec.target, 0.8)
-            warnings += ["target %s: %s" % (spec.target, n) for n in
+            notes += ["target %s: %s" % (spec.target, n) for n in
                          tensorflowsharp.make_loadable(frozen, tensorflowsharp.RUNTIMES[spec.target])]
         else:
             tensorflowsharp.strip_defaults(frozen)  # older runtimes load what they can
@@ -477,6 +478,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
     if spec.format:
         _convert(spec, out_path, result, progress)
     result.warnings.extend(warnings)
+    result.notes.extend(notes)
     result.provenance.tensorflow_version = tf.__version__
     return result
 
