@@ -469,3 +469,12 @@ def test_a_step_given_for_a_saved_model_is_refused_not_ignored(client, tmp_path,
         client.freeze(model.directory, step=100)
     assert err.value.reason == "ERROR_REASON_OPTION_NOT_APPLICABLE" and "step" in err.value.message
     assert client.freeze(model.directory).manifest["outputs"]  # without it, the same model freezes
+
+
+def test_a_cut_at_a_computed_tensor_warns_naming_its_own_op(client, tmp_path):
+    """--inputs at a tensor an op computes: the warning names that op (MatMul), not the
+    Placeholder the cut turns it into."""
+    model = models.dense(str(tmp_path / "dense"), True)
+    outcome = client.freeze(model.directory, inputs=["MatMul"], outputs=["y"])
+    cut = [w for w in outcome.manifest["warnings"] if "not a placeholder" in w]
+    assert cut and "is a MatMul, not a placeholder" in cut[0], outcome.manifest["warnings"]

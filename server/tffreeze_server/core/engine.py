@@ -160,9 +160,10 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
             raise InvalidArgument("input %r is output %d of a %d-output op %s; an input that is not a placeholder "
                                   "must be the only output of its op" % (tensor_name, index, n_outputs, node.op),
                                   "ERROR_REASON_INVALID_NAME", field="options.inputs", name=tensor_name)
+        op = node.op  # before the node is replaced (it then is the Placeholder)
         rewrite.replace_with_placeholder(graph_def, node_name, dtype, shape)
         warnings.append("input %s is a %s, not a placeholder; the frozen graph is cut there and it becomes a "
-                        "Placeholder" % (tensor_name, node.op))
+                        "Placeholder" % (tensor_name, op))
     return renames
 
 
