@@ -296,9 +296,42 @@ def _graph_options(args) -> dict:
             "exclude_variables": args.exclude_variables}
 
 
+def _source_file_named(source: str, path: str, graph: Optional[str]) -> Optional[str]:
+    """The file of SOURCE's listing (or the --graph file) that ``path`` is, as SOURCE names it."""
+    from .source import plan_request
+
+    try:
+        root, request = plan_request(source)
+    except Exception:  # noqa: BLE001 - a bad SOURCE is the freeze's own error, said below
+        return None
+    files = [(f.path, os.path.join(root, *f.path.split("/"))) for f in request.files]
+    if graph:
+        files.append((graph, graph))
+    target = os.path.realpath(path)
+    for shown, full in files:
+        try:
+            if os.path.samefile(full, path):
+                return shown
+        except OSError:
+            if os.path.realpath(full) == target:
+                return shown
+    return None
+
+
 def _cmd_freeze(args) -> int:
     from .client import check_output, remove_stale_parts, write_atomically, write_error
 
+    # Never written over the checkpoint being frozen, nor the graph over its manifest.
+    for path, flag, what in ((args.output, "-o", "the graph"), (args.manifest, "--manifest", "the manifest")):
+        clash = _source_file_named(args.source, path, args.graph) if path else None
+        if clash:
+            print("tffreeze freeze: %s %s is a file of the checkpoint being frozen (%s): give %s another path"
+                  % (flag, path, clash, what), file=sys.stderr)
+            return 2
+    if args.manifest and os.path.realpath(args.manifest) == os.path.realpath(args.output):
+        print("tffreeze freeze: --manifest %s is the graph's own path: give the manifest another name" % args.manifest,
+              file=sys.stderr)
+        return 2
     # Both outputs are checked before anything is uploaded or written: a --manifest that
     # cannot be written refuses before the graph is.
     check_output(args.output, "-o")

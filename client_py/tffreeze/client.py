@@ -241,6 +241,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _locked(path: str) -> bool:
+    """Whether a writer holds ``path`` locked (flock; the C++ client locks its temporary files)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return True  # cannot tell: keep it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def remove_stale_parts(path: str) -> List[str]:
     """Remove the temporary files killed writers left beside ``path`` (the paths removed).
     Only tffreeze's own naming for this output (``.NAME.PID-XXXXXXXX.part``, and the older
@@ -252,7 +269,9 @@ def remove_stale_parts(path: str) -> List[str]:
     import stat
 
     directory = os.path.dirname(os.path.abspath(path))
-    pattern = re.compile(r"\.%s\.(?:(\d+)-)?[a-z0-9_]{8}\.part\Z" % re.escape(os.path.basename(path)))
+    # this client's and C#'s (.NAME.PID-xxxxxxxx.part), and C++'s (.NAME.XXXXXX.part, no pid,
+    # flock-ed by its writer while it writes)
+    pattern = re.compile(r"\.%s\.(?:(\d+)-)?[A-Za-z0-9_]{6,8}\.part\Z" % re.escape(os.path.basename(path)))
     try:
         names = os.listdir(directory)
     except OSError:
@@ -273,7 +292,7 @@ def remove_stale_parts(path: str) -> List[str]:
         pid = int(m.group(1)) if m.group(1) else None
         if pid == os.getpid() and age < 86400:
             continue
-        if age < 86400 and (_alive(pid) if pid is not None else age < STALE_PART_SECONDS):
+        if age < 86400 and (_alive(pid) if pid is not None else age < STALE_PART_SECONDS or _locked(full)):
             continue
         try:
             os.unlink(full)

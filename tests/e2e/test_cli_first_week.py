@@ -340,3 +340,50 @@ def test_a_folder_as_run_output_is_refused_before_the_graph_runs(srv, ckpt, tmp_
     assert r.returncode == 1
     assert "--output y=%s is a folder: give a file name" % (tmp_path / "out") in r.stderr, r.stderr
     assert os.listdir(tmp_path / "out") == [] and parts(tmp_path) == []
+
+
+# -- the new-user trial: outputs never written over what is being frozen -------------------
+
+def _hashes(folder) -> dict:
+    import hashlib
+
+    return {n: hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest() for n in os.listdir(folder)}
+
+
+@pytest.mark.parametrize("suffix", [".index", ".meta", ".data-00000-of-00001"])
+def test_o_naming_a_file_of_the_checkpoint_is_refused_and_it_stays(ckpt, srv, tmp_path, suffix):
+    copy = str(tmp_path / "run")
+    shutil.copytree(ckpt.directory, copy)
+    before = _hashes(copy)
+    victim = next(n for n in sorted(os.listdir(copy)) if n.endswith(suffix))
+    out = cli("freeze", copy, "--server", srv.target, "-o", os.path.join(copy, victim))
+    assert out.returncode == 2, out.stderr
+    assert "is a file of the checkpoint being frozen (%s): give the graph another path" % victim in out.stderr
+    assert _hashes(copy) == before
+    manifest = cli("freeze", copy, "--server", srv.target, "-o", str(tmp_path / "m.pb"), "--manifest",
+                   os.path.join(copy, victim))
+    assert manifest.returncode == 2 and "give the manifest another path" in manifest.stderr, manifest.stderr
+    assert _hashes(copy) == before and not (tmp_path / "m.pb").exists()
+
+
+def test_the_manifest_on_the_graphs_own_path_is_refused(ckpt, srv, tmp_path):
+    out = cli("freeze", ckpt.directory, "--server", srv.target, "-o", str(tmp_path / "keep.pb"), "--manifest",
+              os.path.join(str(tmp_path), ".", "keep.pb"))
+    assert out.returncode == 2 and "is the graph's own path" in out.stderr, out.stderr
+    assert not (tmp_path / "keep.pb").exists()
+
+
+def test_a_cpp_clients_leftover_is_removed_when_unlocked_and_kept_while_locked(ckpt, srv, tmp_path):
+    """C++ names its temporary files .NAME.XXXXXX.part (no pid) and locks them while writing."""
+    import fcntl
+
+    out_pb = tmp_path / "g.pb"
+    stale, held = tmp_path / ".g.pb.SKQ4Sg.part", tmp_path / ".g.pb.Ab3dE9.part"
+    for p in (stale, held):
+        p.write_bytes(b"x" * 100)
+        os.utime(p, (time.time() - 120, time.time() - 120))
+    with open(held, "rb") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # a live C++ writer
+        done = cli("freeze", ckpt.directory, "--server", srv.target, "-o", str(out_pb))
+        assert done.returncode == 0, done.stderr
+        assert not stale.exists() and held.exists()
