@@ -21,7 +21,9 @@ import grpc
 
 OPEN_METHODS = {"/grpc.health.v1.Health/Check"}
 UNAUTHENTICATED = ("missing or wrong bearer token: this server requires `authorization: Bearer TOKEN` "
-                    "(tffreeze --token / $TFFREEZE_TOKEN; tffreeze-cs --token)")
+                    "(tffreeze --token / $TFFREEZE_TOKEN; tffreeze-cs --token; the web page's Token field, which "
+                    "for your local server takes the contents of the file `token` in its folder, "
+                    "~/.cache/tffreeze/local/token by default)")
 
 
 class AuthConfigError(ValueError):
