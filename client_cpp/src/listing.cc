@@ -281,6 +281,29 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
   return out;
 }
 
+std::string ListedFileAt(const std::string& source, const std::string& path) {
+  Listing listing;
+  try {
+    listing = ListSource(source);
+  } catch (const std::exception&) {
+    return "";  // the freeze lists SOURCE again and says what is wrong with it
+  }
+  struct stat target {};
+  const bool exists = stat(path.c_str(), &target) == 0;
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(path, ec).lexically_normal();
+  for (const auto& f : listing.request.files()) {
+    const fs::path local = fs::path(listing.root) / f.path();
+    struct stat st {};
+    if (exists && stat(local.c_str(), &st) == 0) {
+      if (st.st_dev == target.st_dev && st.st_ino == target.st_ino) return f.path();
+    } else if (!exists && fs::weakly_canonical(absolute, ec) == fs::weakly_canonical(local, ec)) {
+      return f.path();
+    }
+  }
+  return "";
+}
+
 std::string FileDigest(const std::string& path, int64_t* size) { return Cache().Get(path, size); }
 
 void RememberDigest(const std::string& path, const std::string& sha256) { Cache().Remember(path, sha256); }

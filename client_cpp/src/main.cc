@@ -307,6 +307,20 @@ std::string NotHere(const Flag& f, const std::string& command) {
   return msg + ", not of " + command;
 }
 
+// A flag no command takes: the start of one of this command's own (flags are never
+// abbreviated: up to four it may have meant, as tffreeze and tffreeze-cs say), else unknown.
+std::string Unknown(const std::string& key, const std::string& command) {
+  std::vector<std::string> longer;
+  if (key.rfind("--", 0) == 0)
+    for (const auto& f : kFlags)
+      if (Takes(f, command) && std::string(f.name).rfind(key, 0) == 0) longer.push_back(f.name);
+  std::sort(longer.begin(), longer.end());
+  if (longer.empty()) return "unknown option " + key;
+  std::string all;
+  for (size_t i = 0; i < longer.size() && i < 4; i++) all += (i ? " or " : "") + longer[i];
+  return key + " is not a flag of `tffreeze-cpp " + command + "`: flags are written in full (" + all + ")";
+}
+
 Options Parse(int argc, char** argv) {
   Options o;
   const std::string command = argv[1];
@@ -322,7 +336,7 @@ Options Parse(int argc, char** argv) {
         has_value = true;
       }
       const Flag* flag = FindFlag(key);
-      if (!flag) throw Usage("unknown option " + key);
+      if (!flag) throw Usage(Unknown(key, command));
       if (!Takes(*flag, command) && (command == "freeze" || command == "inspect" || command == "run"))
         throw Usage(NotHere(*flag, command));
       if (key == "--output-file") key = "-o";  // one option, two spellings
@@ -485,7 +499,15 @@ int Freeze(const Options& o) {
   std::string out = o.One("-o");
   if (out.empty()) throw Usage("freeze needs -o OUT.pb");
   const std::string manifest = o.One("--manifest");
-  // Both outputs checked before anything is read, sent or written.
+  // Both outputs checked before anything is read, sent or written: neither may be a file of
+  // the checkpoint being frozen (writing it would destroy the user's own checkpoint).
+  for (const auto& given : {std::make_pair(std::string("-o"), out), std::make_pair(std::string("--manifest"), manifest)}) {
+    if (given.second.empty()) continue;
+    const std::string listed = tffreeze::ListedFileAt(o.positional[0], given.second);
+    if (!listed.empty())
+      throw Usage(given.first + " " + given.second + " is a file of the checkpoint being frozen (" + listed + "): give " +
+                  (given.first == "-o" ? "the graph" : "the manifest") + " another path");
+  }
   tffreeze::CheckOutputFolder(out, "-o");
   if (!manifest.empty()) {
     tffreeze::CheckOutputFolder(manifest, "--manifest", "the manifest");

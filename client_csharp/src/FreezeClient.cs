@@ -95,6 +95,43 @@ namespace TfFreeze
             return request;
         }
 
+        /// <summary>The file of SOURCE's listing (as ListSource lists it) that <paramref name="path"/> is,
+        /// by device and inode when it exists, else by absolute path: its path relative to SOURCE's
+        /// folder, as listed; null when it is none of them or SOURCE cannot be listed (the freeze
+        /// then says why).</summary>
+        public static string ListedFileAt(string source, string path)
+        {
+            PlanFreezeRequest listing;
+            string root;
+            try { listing = ListSource(source, null, out root); }
+            catch (Exception) { return null; }  // the freeze lists SOURCE again and says what is wrong with it
+            Stat target;
+            bool exists = Syscall.stat(path, out target) == 0;
+            string absolute = null;
+            try { absolute = System.IO.Path.GetFullPath(path); } catch (Exception) { }
+            foreach (var f in listing.Files)
+            {
+                var local = System.IO.Path.Combine(root, f.Path);
+                Stat st;
+                if (exists && Syscall.stat(local, out st) == 0)
+                {
+                    if (st.st_dev == target.st_dev && st.st_ino == target.st_ino) return f.Path;
+                }
+                else if (!exists && absolute != null && RealPath(absolute) == RealPath(System.IO.Path.GetFullPath(local)))
+                    return f.Path;
+            }
+            return null;
+        }
+
+        /// <summary>An absolute path with its folder's symbolic links resolved (as far as it exists).</summary>
+        static string RealPath(string absolute)
+        {
+            var folder = System.IO.Path.GetDirectoryName(absolute);
+            if (string.IsNullOrEmpty(folder)) return absolute;
+            try { folder = Mono.Unix.UnixPath.GetCompleteRealPath(folder); } catch (Exception) { }
+            return System.IO.Path.Combine(folder, System.IO.Path.GetFileName(absolute));
+        }
+
         // os.walk's order: a folder's files (sorted), then its subfolders (sorted), depth first.
         static void Walk(string root, string dir, int level, PlanFreezeRequest request)
         {

@@ -12,6 +12,34 @@ namespace TfFreeze
 {
     public class UsageException : Exception { public UsageException(string m) : base(m) { } }
 
+    /// <summary>The reader of stdout or stderr went away (`tffreeze-cs --help | head -1`): the
+    /// process ends quietly, as a C program killed by SIGPIPE does (exit 141).</summary>
+    public sealed class PipeClosedException : Exception { public PipeClosedException() : base("broken pipe") { } }
+
+    /// <summary>The console's writer, its write faults (a closed pipe) a PipeClosedException once,
+    /// and any later write (the error path's, the exit's flush) silently dropped.</summary>
+    public sealed class QuietConsoleWriter : TextWriter
+    {
+        readonly TextWriter inner;
+        bool closed;
+        public QuietConsoleWriter(TextWriter inner) : base(inner.FormatProvider) { this.inner = inner; CoreNewLine = inner.NewLine.ToCharArray(); }
+        public override System.Text.Encoding Encoding { get { return inner.Encoding; } }
+
+        void Guard(Action write)
+        {
+            if (closed) return;
+            try { write(); }
+            catch (IOException) { closed = true; throw new PipeClosedException(); }
+        }
+
+        public override void Write(char value) { Guard(() => inner.Write(value)); }
+        public override void Write(string value) { Guard(() => inner.Write(value)); }
+        public override void Write(char[] buffer, int index, int count) { Guard(() => inner.Write(buffer, index, count)); }
+        public override void WriteLine(string value) { Guard(() => inner.WriteLine(value)); }
+        public override void WriteLine() { Guard(() => inner.WriteLine()); }
+        public override void Flush() { Guard(inner.Flush); }
+    }
+
     /// <summary>One line of progress on a terminal, as tffreeze-cpp draws it: the upload's percent,
     /// bytes, rate and time left, then the freeze's percent and stage by name; redrawn at most ten
     /// times a second.</summary>
@@ -119,6 +147,15 @@ Flags are typed whole (never abbreviated); a flag of another command is refused 
 exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         public static int Main(string[] args)
+        {
+            // A closed stdout or stderr (piped into `head`) ends the process quietly, never a stack trace.
+            Console.SetOut(new QuietConsoleWriter(Console.Out));
+            Console.SetError(new QuietConsoleWriter(Console.Error));
+            try { return Command(args); }
+            catch (PipeClosedException) { return 141; }
+        }
+
+        static int Command(string[] args)
         {
             if (args.Length == 0) { Console.WriteLine(Usage); return 2; }
             if (args.Contains("-h") || args.Contains("--help")) { Console.WriteLine(Usage); return 0; }  // any command's help
@@ -474,8 +511,17 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (output == null) throw new UsageException("freeze needs -o OUT.pb");
             var manifestPath = o.One("--manifest");
             TempFiles.HandleSignals("freeze");  // before the first temporary file (the checks' probes)
-            // Both checked before anything is hashed, uploaded or written.
+            // Both checked before anything is hashed, uploaded or written: neither may be a file of
+            // the checkpoint being frozen (writing it would destroy the user's own checkpoint).
             var outputFlag = o.One("-o") != null ? "-o" : "--output-file";
+            foreach (var given in new[] { Tuple.Create(outputFlag, output, "the graph"), Tuple.Create("--manifest", manifestPath, "the manifest") })
+            {
+                if (given.Item2 == null) continue;
+                var listed = FreezeClient.ListedFileAt(o.Positional[0], given.Item2);
+                if (listed != null)
+                    throw new UsageException(given.Item1 + " " + given.Item2 + " is a file of the checkpoint being frozen (" + listed +
+                                             "): give " + given.Item3 + " another path");
+            }
             FreezeClient.CheckOutput(output, outputFlag);
             if (manifestPath != null)
             {

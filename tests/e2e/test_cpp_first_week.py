@@ -10,6 +10,8 @@
   with the checkout's .venv/bin/tffreeze;
 - 7: `-o FOLDER` and a read-only `--manifest` folder are refused before anything is sent or
   written, naming the flag, the path and the fix;
+- 1 (trial): -o or --manifest naming a file of the checkpoint being frozen (its .index, .data,
+  .meta) is a usage error before anything is sent or written; the checkpoint is unchanged;
 - 9: the help names a README section that exists and starts no server by hand;
 - 10: `run model.onnx` says what runs it; `run --manifest` without `--output` prints every
   output as `tffreeze run` does; the freeze summary has Python's bound/verify/format lines."""
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -105,10 +108,16 @@ def test_every_flag_of_run_given_to_freeze_and_the_reverse_is_exit_2(server, tmp
     assert out.returncode == 2 and out.stderr.splitlines()[0] == (
         "tffreeze-cpp freeze: --output NAME[=FILE.npy] is a flag of `tffreeze-cpp run`; freeze writes its graph "
         "with -o/--output-file"), out.stderr
-    # No abbreviations: a prefix of a flag is unknown, not that flag.
-    for abbreviated in ("--manif", "--output-fi", "--outp", "--opt", "--serv"):
+    # No abbreviations: a prefix of a flag is not that flag; the message names the flags it may
+    # have meant, as tffreeze and tffreeze-cs word it.
+    for abbreviated, meant in (("--manif", "--manifest"), ("--output-fi", "--output-file"),
+                               ("--outp", "--output-file or --outputs"), ("--opt", "--optimize"), ("--serv", "--server")):
         out = cpp("freeze", model.directory, "-o", work / "b.pb", abbreviated, "x", "--server", server.target)
-        assert out.returncode == 2 and "unknown option %s" % abbreviated in out.stderr, out.stderr
+        assert out.returncode == 2 and out.stderr.splitlines()[0] == (
+            "tffreeze-cpp freeze: %s is not a flag of `tffreeze-cpp freeze`: flags are written in full (%s)"
+            % (abbreviated, meant)), out.stderr
+    out = cpp("freeze", model.directory, "-o", work / "b.pb", "--nonsense", "--server", server.target)
+    assert out.returncode == 2 and "unknown option --nonsense" in out.stderr, out.stderr
     assert listing(work) == []
     # --output-file is -o's long spelling.
     out = cpp("freeze", model.directory, "--output-file", work / "long.pb", "--server", server.target)
@@ -239,6 +248,42 @@ def test_output_folder_is_refused_before_anything_is_sent(server, tmp_path):
         assert out.returncode == 1 and "--manifest %s is a folder: give a file name" % folder in out.stderr
     assert listing(folder) == [] and not (tmp_path / "ok.pb").exists() and not (tmp_path / "m.json").exists()
     assert "filesystem error" not in out.stderr
+
+
+def _hashes(folder):
+    return {name: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest() for name in listing(folder)}
+
+
+def test_o_or_manifest_naming_a_file_of_the_checkpoint_is_refused_and_the_checkpoint_kept(server, tmp_path):
+    model = models.dense(str(tmp_path / "original"), True)
+    ckpt = tmp_path / "cp2"
+    shutil.copytree(model.directory, ckpt)
+    before = _hashes(ckpt)
+    index = next(n for n in before if n.endswith(".index"))
+    data = next(n for n in before if ".data-" in n)
+    meta = next(n for n in before if n.endswith(".meta"))
+    prefix = index[:-len(".index")]
+    cases = [(["-o", str(ckpt / index)], "-o", ckpt / index, index, "the graph"),
+             (["-o", str(ckpt / data)], "-o", ckpt / data, data, "the graph"),
+             (["-o", str(ckpt / meta)], "-o", ckpt / meta, meta, "the graph"),
+             (["-o", str(tmp_path / "ok.pb"), "--manifest", str(ckpt / meta)], "--manifest", ckpt / meta, meta,
+              "the manifest")]
+    for source in (str(ckpt), str(ckpt / prefix)):  # a folder and a prefix: the same files
+        for target in (server.target, "127.0.0.1:1"):  # unreachable: refused before any call
+            for argv, flag, path, name, what in cases:
+                out = cpp("freeze", source, *argv, "--server", target)
+                assert out.returncode == 2, (argv, out.stdout, out.stderr)
+                assert out.stderr.splitlines()[0] == (
+                    "tffreeze-cpp freeze: %s %s is a file of the checkpoint being frozen (%s): give %s another path"
+                    % (flag, path, name, what)), out.stderr
+                assert _hashes(ckpt) == before, argv
+    # The path as typed (relative, through ..), the file by identity.
+    out = cpp("freeze", "cp2", "-o", "cp2/../cp2/" + data, "--server", server.target, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.splitlines()[0] == (
+        "tffreeze-cpp freeze: -o cp2/../cp2/%s is a file of the checkpoint being frozen (%s): give the graph another "
+        "path" % (data, data)), out.stderr
+    assert _hashes(ckpt) == before and not (tmp_path / "ok.pb").exists()
+    assert not [p for p in os.listdir(ckpt) + os.listdir(tmp_path) if p.endswith(".part")]
 
 
 def test_read_only_manifest_folder_writes_nothing(server, tmp_path):

@@ -11,14 +11,20 @@ and 10), against a real server's gRPC-Web endpoint:
   server with the checkout's .venv/bin/tffreeze;
 - 7: -o naming a folder, and a --manifest folder that cannot be written, are refused before
   anything is written or uploaded, naming the path, the flag and the fix;
+- 1 (trial): -o or --manifest naming a file of the checkpoint being frozen (its .index, .data,
+  .meta) is a usage error before anything is uploaded or written; the checkpoint is unchanged;
+- the reader of stdout gone (`tffreeze-cs --help | head -1`) ends the process quietly, no trace;
 - 10: `run model.onnx` says where an ONNX model runs (exit 2); `run --manifest` without
   --output prints every output as the Python client does; the freeze summary has Python's
   "bound", "verify" and "format" lines."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -276,6 +282,54 @@ def test_o_naming_a_folder_is_refused_before_anything_is_sent(dense, web_server,
                   "--manifest", str(tmp_path / "somedir"))
     assert manifest.returncode == 1 and "--manifest " + str(tmp_path / "somedir") + " is a folder" in manifest.stderr
     assert not (tmp_path / "ok.pb").exists()
+
+
+def _hashes(folder):
+    return {n: hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest() for n in sorted(os.listdir(folder))}
+
+
+def test_o_or_manifest_naming_a_file_of_the_checkpoint_is_refused_and_the_checkpoint_kept(dense, web_server, tmp_path):
+    ckpt = tmp_path / "cp3"
+    shutil.copytree(dense.directory, ckpt)
+    before = _hashes(ckpt)
+    index = next(n for n in before if n.endswith(".index"))
+    data = next(n for n in before if ".data-" in n)
+    meta = next(n for n in before if n.endswith(".meta"))
+    prefix = index[:-len(".index")]
+    cases = [(["-o", str(ckpt / index)], "-o", ckpt / index, index, "the graph"),
+             (["-o", str(ckpt / data)], "-o", ckpt / data, data, "the graph"),
+             (["-o", str(ckpt / meta)], "-o", ckpt / meta, meta, "the graph"),
+             (["-o", str(tmp_path / "ok.pb"), "--manifest", str(ckpt / meta)], "--manifest", ckpt / meta, meta,
+              "the manifest")]
+    for source in (str(ckpt), str(ckpt / prefix)):  # a folder and a prefix: the same files
+        for server in (web_server.web_url, "http://127.0.0.1:1"):  # unreachable: refused before any call
+            for argv, flag, path, name, what in cases:
+                out = cs("freeze", source, *argv, "--server", server)
+                assert out.returncode == 2, (argv, out.stdout, out.stderr)
+                assert out.stderr.splitlines()[0] == (
+                    "tffreeze-cs freeze: %s %s is a file of the checkpoint being frozen (%s): give %s another path"
+                    % (flag, path, name, what)), out.stderr
+                assert _hashes(ckpt) == before, argv
+    # The path as typed (relative, through ..), the file by identity.
+    out = cs("freeze", "cp3", "-o", "cp3/../cp3/" + index, "--server", web_server.web_url, cwd=str(tmp_path))
+    assert out.returncode == 2 and out.stderr.splitlines()[0] == (
+        "tffreeze-cs freeze: -o cp3/../cp3/%s is a file of the checkpoint being frozen (%s): give the graph another "
+        "path" % (index, index)), out.stderr
+    assert _hashes(ckpt) == before and _written(tmp_path) == ["cp3"]
+
+
+def test_a_closed_pipe_ends_the_process_quietly():
+    head = subprocess.run(["bash", "-c", "%s --help | head -1; echo \"status ${PIPESTATUS[0]}\"" % shlex.quote(CS)],
+                          capture_output=True, text=True, timeout=120)
+    assert head.stdout.splitlines()[0] == "usage: tffreeze-cs COMMAND ...", head.stdout
+    assert head.stdout.splitlines()[-1] in ("status 0", "status 141"), head.stdout
+    assert "Exception" not in head.stderr and head.stderr == "", head.stderr
+    # The reader gone before anything is written: stdout's write fails, and so does stderr's.
+    for command in ("%s --help | true", "%s freeze --manif x 2>&1 | true", "%s freeze --manif x 2>&1 >/dev/null | true"):
+        gone = subprocess.run(["bash", "-c", (command + "; echo \"status ${PIPESTATUS[0]}\"") % shlex.quote(CS)],
+                              capture_output=True, text=True, timeout=120)
+        assert gone.stdout.strip() in ("status 0", "status 141", "status 2"), (command, gone.stdout)
+        assert "Exception" not in gone.stderr and gone.stderr == "", (command, gone.stderr)
 
 
 def test_a_read_only_manifest_folder_is_refused_before_the_graph_is_written(dense, web_server):

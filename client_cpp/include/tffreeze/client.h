@@ -47,6 +47,11 @@ struct Listing {
 // checkpoint prefix: its folder's files) and reads its `checkpoint` state files.
 Listing ListSource(const std::string& source, const std::string& graph_file = "");
 
+// The file of SOURCE's listing (as ListSource lists it) that path is, by device and inode
+// when path exists, else by absolute path: its path relative to SOURCE's folder, as listed;
+// "" when path is none of them or SOURCE cannot be listed (the freeze then says why).
+std::string ListedFileAt(const std::string& source, const std::string& path);
+
 // A file's sha256 (and size), from the digest cache when its stat is unchanged.
 std::string FileDigest(const std::string& path, int64_t* size);
 // Record the digest of a file this process just wrote and checked (the frozen graph).
