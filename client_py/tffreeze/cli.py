@@ -296,6 +296,18 @@ def _graph_options(args) -> dict:
             "exclude_variables": args.exclude_variables}
 
 
+def _checkpoint_part(rel: str) -> bool:
+    """Whether a listed file is one a checkpoint or SavedModel is made of (the same rule in
+    every client)."""
+    import re
+
+    name = rel.rsplit("/", 1)[-1]
+    folders = rel.split("/")[:-1]
+    return (name == "checkpoint" or name.endswith((".index", ".meta")) or bool(re.search(r"\.data-\d{5}-of-\d{5}\Z", name))
+            or name in ("saved_model.pb", "saved_model.pbtxt", "fingerprint.pb")
+            or "variables" in folders or "assets" in folders)
+
+
 def _source_file_named(source: str, path: str, graph: Optional[str]) -> Optional[str]:
     """The file of SOURCE's listing (or the --graph file) that ``path`` is, as SOURCE names it."""
     from .source import plan_request
@@ -304,7 +316,8 @@ def _source_file_named(source: str, path: str, graph: Optional[str]) -> Optional
         root, request = plan_request(source)
     except Exception:  # noqa: BLE001 - a bad SOURCE is the freeze's own error, said below
         return None
-    files = [(f.path, os.path.join(root, *f.path.split("/"))) for f in request.files]
+    # only what a checkpoint or SavedModel is made of: an earlier graph written into SOURCE may be replaced
+    files = [(f.path, os.path.join(root, *f.path.split("/"))) for f in request.files if _checkpoint_part(f.path)]
     if graph:
         files.append((graph, graph))
     target = os.path.realpath(path)

@@ -387,3 +387,14 @@ def test_a_cpp_clients_leftover_is_removed_when_unlocked_and_kept_while_locked(c
         done = cli("freeze", ckpt.directory, "--server", srv.target, "-o", str(out_pb))
         assert done.returncode == 0, done.stderr
         assert not stale.exists() and held.exists()
+
+
+def test_a_graph_written_into_the_checkpoint_folder_can_be_written_again(ckpt, srv, tmp_path):
+    copy = str(tmp_path / "run")
+    shutil.copytree(ckpt.directory, copy)
+    before = _hashes(copy)
+    for _ in range(2):  # the second time, the first graph is in SOURCE: it is not a checkpoint file
+        out = cli("freeze", copy, "--server", srv.target, "-o", os.path.join(copy, "frozen.pb"))
+        assert out.returncode == 0, out.stderr
+    after = _hashes(copy)
+    assert {k: v for k, v in after.items() if k != "frozen.pb"} == before
