@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <sstream>
 
 #include "sha256.h"
@@ -281,24 +282,44 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
   return out;
 }
 
-std::string ListedFileAt(const std::string& source, const std::string& path) {
+// Whether a listed file (its path relative to SOURCE's folder) is one a checkpoint or SavedModel
+// is made of (the same rule in every client): an earlier graph written into SOURCE is not.
+static bool CheckpointPart(const std::string& rel) {
+  static const std::regex kData(R"(\.data-[0-9]{5}-of-[0-9]{5}$)");
+  const size_t slash = rel.rfind('/');
+  const std::string name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  auto ends = [&](const std::string& tail) {
+    return name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (name == "checkpoint" || ends(".index") || ends(".meta") || std::regex_search(name, kData) ||
+      name == "saved_model.pb" || name == "saved_model.pbtxt" || name == "fingerprint.pb")
+    return true;
+  const std::string folders = "/" + (slash == std::string::npos ? std::string() : rel.substr(0, slash + 1));
+  return folders.find("/variables/") != std::string::npos || folders.find("/assets/") != std::string::npos;
+}
+
+std::string ListedFileAt(const std::string& source, const std::string& path, const std::string& graph_file) {
   Listing listing;
   try {
     listing = ListSource(source);
   } catch (const std::exception&) {
     return "";  // the freeze lists SOURCE again and says what is wrong with it
   }
+  // (shown, local): only what a checkpoint or SavedModel is made of, and the --graph file.
+  std::vector<std::pair<std::string, fs::path>> files;
+  for (const auto& f : listing.request.files())
+    if (CheckpointPart(f.path())) files.emplace_back(f.path(), fs::path(listing.root) / f.path());
+  if (!graph_file.empty()) files.emplace_back(graph_file, fs::path(graph_file));
   struct stat target {};
   const bool exists = stat(path.c_str(), &target) == 0;
   std::error_code ec;
   const fs::path absolute = fs::absolute(path, ec).lexically_normal();
-  for (const auto& f : listing.request.files()) {
-    const fs::path local = fs::path(listing.root) / f.path();
+  for (const auto& [shown, local] : files) {
     struct stat st {};
     if (exists && stat(local.c_str(), &st) == 0) {
-      if (st.st_dev == target.st_dev && st.st_ino == target.st_ino) return f.path();
-    } else if (!exists && fs::weakly_canonical(absolute, ec) == fs::weakly_canonical(local, ec)) {
-      return f.path();
+      if (st.st_dev == target.st_dev && st.st_ino == target.st_ino) return shown;
+    } else if (!exists && fs::weakly_canonical(absolute, ec) == fs::weakly_canonical(fs::absolute(local, ec), ec)) {
+      return shown;
     }
   }
   return "";

@@ -499,11 +499,12 @@ int Freeze(const Options& o) {
   std::string out = o.One("-o");
   if (out.empty()) throw Usage("freeze needs -o OUT.pb");
   const std::string manifest = o.One("--manifest");
-  // Both outputs checked before anything is read, sent or written: neither may be a file of
-  // the checkpoint being frozen (writing it would destroy the user's own checkpoint).
+  // Both outputs checked before anything is read, sent or written: neither may be a file the
+  // checkpoint being frozen is made of, nor the --graph file (writing it would destroy the user's
+  // own checkpoint); an earlier graph written into SOURCE's folder may be replaced.
   for (const auto& given : {std::make_pair(std::string("-o"), out), std::make_pair(std::string("--manifest"), manifest)}) {
     if (given.second.empty()) continue;
-    const std::string listed = tffreeze::ListedFileAt(o.positional[0], given.second);
+    const std::string listed = tffreeze::ListedFileAt(o.positional[0], given.second, o.One("--graph"));
     if (!listed.empty())
       throw Usage(given.first + " " + given.second + " is a file of the checkpoint being frozen (" + listed + "): give " +
                   (given.first == "-o" ? "the graph" : "the manifest") + " another path");

@@ -95,30 +95,56 @@ namespace TfFreeze
             return request;
         }
 
-        /// <summary>The file of SOURCE's listing (as ListSource lists it) that <paramref name="path"/> is,
-        /// by device and inode when it exists, else by absolute path: its path relative to SOURCE's
-        /// folder, as listed; null when it is none of them or SOURCE cannot be listed (the freeze
-        /// then says why).</summary>
-        public static string ListedFileAt(string source, string path)
+        /// <summary>Whether a listed file (its path relative to SOURCE's folder) is one a checkpoint or
+        /// SavedModel is made of (the same rule in every client): an earlier graph written into SOURCE is not.</summary>
+        public static bool CheckpointPart(string rel)
+        {
+            var parts = rel.Split('/');
+            var name = parts[parts.Length - 1];
+            if (name == "checkpoint" || name.EndsWith(".index", StringComparison.Ordinal) ||
+                name.EndsWith(".meta", StringComparison.Ordinal) ||
+                System.Text.RegularExpressions.Regex.IsMatch(name, @"\.data-[0-9]{5}-of-[0-9]{5}\z") ||
+                name == "saved_model.pb" || name == "saved_model.pbtxt" || name == "fingerprint.pb")
+                return true;
+            for (int i = 0; i < parts.Length - 1; i++)
+                if (parts[i] == "variables" || parts[i] == "assets") return true;
+            return false;
+        }
+
+        /// <summary>The file of SOURCE's listing (as ListSource lists it) that a checkpoint or SavedModel
+        /// is made of (`checkpoint`, *.index, *.meta, *.data-DDDDD-of-DDDDD, saved_model.pb/.pbtxt,
+        /// fingerprint.pb, anything under a variables/ or assets/ folder), or the --graph file, that
+        /// <paramref name="path"/> is: by device and inode when it exists, else by absolute path; its
+        /// path relative to SOURCE's folder, as listed (the graph file as given); null when it is none
+        /// of them or SOURCE cannot be listed (the freeze then says why). Any other listed file (an
+        /// earlier frozen graph) may be written over.</summary>
+        public static string ListedFileAt(string source, string path, string graphFile = null)
         {
             PlanFreezeRequest listing;
             string root;
             try { listing = ListSource(source, null, out root); }
             catch (Exception) { return null; }  // the freeze lists SOURCE again and says what is wrong with it
+            var files = new List<KeyValuePair<string, string>>();  // (shown, local)
+            foreach (var f in listing.Files)
+                if (CheckpointPart(f.Path)) files.Add(new KeyValuePair<string, string>(f.Path, System.IO.Path.Combine(root, f.Path)));
+            if (!string.IsNullOrEmpty(graphFile)) files.Add(new KeyValuePair<string, string>(graphFile, graphFile));
             Stat target;
             bool exists = Syscall.stat(path, out target) == 0;
             string absolute = null;
             try { absolute = System.IO.Path.GetFullPath(path); } catch (Exception) { }
-            foreach (var f in listing.Files)
+            foreach (var f in files)
             {
-                var local = System.IO.Path.Combine(root, f.Path);
                 Stat st;
-                if (exists && Syscall.stat(local, out st) == 0)
+                if (exists && Syscall.stat(f.Value, out st) == 0)
                 {
-                    if (st.st_dev == target.st_dev && st.st_ino == target.st_ino) return f.Path;
+                    if (st.st_dev == target.st_dev && st.st_ino == target.st_ino) return f.Key;
                 }
-                else if (!exists && absolute != null && RealPath(absolute) == RealPath(System.IO.Path.GetFullPath(local)))
-                    return f.Path;
+                else if (!exists && absolute != null)
+                {
+                    string local = null;
+                    try { local = System.IO.Path.GetFullPath(f.Value); } catch (Exception) { }
+                    if (local != null && RealPath(absolute) == RealPath(local)) return f.Key;
+                }
             }
             return null;
         }

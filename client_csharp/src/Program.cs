@@ -511,13 +511,14 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (output == null) throw new UsageException("freeze needs -o OUT.pb");
             var manifestPath = o.One("--manifest");
             TempFiles.HandleSignals("freeze");  // before the first temporary file (the checks' probes)
-            // Both checked before anything is hashed, uploaded or written: neither may be a file of
-            // the checkpoint being frozen (writing it would destroy the user's own checkpoint).
+            // Both checked before anything is hashed, uploaded or written: neither may be a file the
+            // checkpoint being frozen is made of, nor the --graph file (writing it would destroy the
+            // user's own checkpoint); an earlier graph written into SOURCE's folder may be replaced.
             var outputFlag = o.One("-o") != null ? "-o" : "--output-file";
             foreach (var given in new[] { Tuple.Create(outputFlag, output, "the graph"), Tuple.Create("--manifest", manifestPath, "the manifest") })
             {
                 if (given.Item2 == null) continue;
-                var listed = FreezeClient.ListedFileAt(o.Positional[0], given.Item2);
+                var listed = FreezeClient.ListedFileAt(o.Positional[0], given.Item2, o.One("--graph"));
                 if (listed != null)
                     throw new UsageException(given.Item1 + " " + given.Item2 + " is a file of the checkpoint being frozen (" + listed +
                                              "): give " + given.Item3 + " another path");

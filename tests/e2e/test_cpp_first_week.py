@@ -12,6 +12,7 @@
   written, naming the flag, the path and the fix;
 - 1 (trial): -o or --manifest naming a file of the checkpoint being frozen (its .index, .data,
   .meta) is a usage error before anything is sent or written; the checkpoint is unchanged;
+  a graph an earlier freeze wrote into the checkpoint's folder is replaced (frozen twice, exit 0);
 - 9: the help names a README section that exists and starts no server by hand;
 - 10: `run model.onnx` says what runs it; `run --manifest` without `--output` prints every
   output as `tffreeze run` does; the freeze summary has Python's bound/verify/format lines."""
@@ -284,6 +285,21 @@ def test_o_or_manifest_naming_a_file_of_the_checkpoint_is_refused_and_the_checkp
         "path" % (data, data)), out.stderr
     assert _hashes(ckpt) == before and not (tmp_path / "ok.pb").exists()
     assert not [p for p in os.listdir(ckpt) + os.listdir(tmp_path) if p.endswith(".part")]
+
+
+def test_freezing_into_the_checkpoint_folder_twice_replaces_the_earlier_graph(server, tmp_path):
+    # Only the files a checkpoint is made of are refused: the graph an earlier freeze wrote into
+    # SOURCE's folder (now in its listing) is replaced, and the checkpoint is kept.
+    model = models.dense(str(tmp_path / "original"), True)
+    ckpt = tmp_path / "cp4"
+    shutil.copytree(model.directory, ckpt)
+    before = _hashes(ckpt)
+    for attempt in (1, 2):
+        out = cpp("freeze", ckpt, "-o", ckpt / "frozen.pb", "--server", server.target)
+        assert out.returncode == 0, (attempt, out.stdout, out.stderr)
+        assert (ckpt / "frozen.pb").stat().st_size > 0
+        assert {n: h for n, h in _hashes(ckpt).items() if n != "frozen.pb"} == before, attempt
+    assert not [p for p in os.listdir(ckpt) if p.endswith(".part")]
 
 
 def test_read_only_manifest_folder_writes_nothing(server, tmp_path):

@@ -13,6 +13,7 @@ and 10), against a real server's gRPC-Web endpoint:
   anything is written or uploaded, naming the path, the flag and the fix;
 - 1 (trial): -o or --manifest naming a file of the checkpoint being frozen (its .index, .data,
   .meta) is a usage error before anything is uploaded or written; the checkpoint is unchanged;
+  a graph an earlier freeze wrote into the checkpoint's folder is replaced (frozen twice, exit 0);
 - the reader of stdout gone (`tffreeze-cs --help | head -1`) ends the process quietly, no trace;
 - 10: `run model.onnx` says where an ONNX model runs (exit 2); `run --manifest` without
   --output prints every output as the Python client does; the freeze summary has Python's
@@ -316,6 +317,20 @@ def test_o_or_manifest_naming_a_file_of_the_checkpoint_is_refused_and_the_checkp
         "tffreeze-cs freeze: -o cp3/../cp3/%s is a file of the checkpoint being frozen (%s): give the graph another "
         "path" % (index, index)), out.stderr
     assert _hashes(ckpt) == before and _written(tmp_path) == ["cp3"]
+
+
+def test_freezing_into_the_checkpoint_folder_twice_replaces_the_earlier_graph(dense, web_server, tmp_path):
+    # Only the files a checkpoint is made of are refused: the graph an earlier freeze wrote into
+    # SOURCE's folder (now in its listing) is replaced, and the checkpoint is kept.
+    ckpt = tmp_path / "cp4"
+    shutil.copytree(dense.directory, ckpt)
+    before = _hashes(ckpt)
+    for attempt in (1, 2):
+        out = cs("freeze", str(ckpt), "-o", str(ckpt / "frozen.pb"), "--server", web_server.web_url)
+        assert out.returncode == 0, (attempt, out.stdout, out.stderr)
+        assert (ckpt / "frozen.pb").stat().st_size > 0
+        assert {n: h for n, h in _hashes(ckpt).items() if n != "frozen.pb"} == before, attempt
+    assert not [p for p in os.listdir(ckpt) if p.endswith(".part")]
 
 
 def test_a_closed_pipe_ends_the_process_quietly():

@@ -47,10 +47,13 @@ struct Listing {
 // checkpoint prefix: its folder's files) and reads its `checkpoint` state files.
 Listing ListSource(const std::string& source, const std::string& graph_file = "");
 
-// The file of SOURCE's listing (as ListSource lists it) that path is, by device and inode
-// when path exists, else by absolute path: its path relative to SOURCE's folder, as listed;
-// "" when path is none of them or SOURCE cannot be listed (the freeze then says why).
-std::string ListedFileAt(const std::string& source, const std::string& path);
+// The file of SOURCE's listing (as ListSource lists it) that a checkpoint or SavedModel is made
+// of (`checkpoint`, *.index, *.meta, *.data-DDDDD-of-DDDDD, saved_model.pb/.pbtxt, fingerprint.pb,
+// anything under a variables/ or assets/ folder), or the --graph file, that path is: by device
+// and inode when path exists, else by absolute path; its path relative to SOURCE's folder, as
+// listed (the graph file as given); "" when path is none of them or SOURCE cannot be listed (the
+// freeze then says why). Any other listed file (an earlier frozen graph) may be written over.
+std::string ListedFileAt(const std::string& source, const std::string& path, const std::string& graph_file = "");
 
 // A file's sha256 (and size), from the digest cache when its stat is unchanged.
 std::string FileDigest(const std::string& path, int64_t* size);
