@@ -211,18 +211,23 @@ def test_digests_and_a_fake_graph_planted_in_a_shared_cache_folder_are_not_used(
         cleanup()
 
 
+def _source_and_right_graph(srv, tmp_path):
+    """The victim's checkpoint and its graph as a freeze with a clean private cache gives it."""
+    source = models.dense(str(tmp_path / "run"), True, steps=[100]).directory
+    _old(source)
+    right_path = str(tmp_path / "right.pb")
+    assert _run(_argv("py", srv, source, right_path), _env(str(tmp_path / "clean"))).returncode == 0
+    with open(right_path, "rb") as fh:
+        return source, fh.read()
+
+
 def test_the_same_plants_in_the_victims_own_cache_would_be_used(srv, graphs, tmp_path):
     """Control: the planted entries are well formed. The same files, made by the victim in
     their own cache folder (trusted: one's own cache is believed), are used by every client:
     the victim's weights are claimed under the digests of the attacker's (already on the
     server), and the attacker's weights are frozen. So in the shared folder it is the checks
     that kept them out."""
-    source = models.dense(str(tmp_path / "run"), True, steps=[100]).directory
-    _old(source)
-    right_path = str(tmp_path / "right.pb")
-    assert _run(_argv("py", srv, source, right_path), _env(str(tmp_path / "clean"))).returncode == 0
-    with open(right_path, "rb") as fh:
-        right = fh.read()
+    source, right = _source_and_right_graph(srv, tmp_path)
     own = str(tmp_path / "own")
     os.mkdir(own, 0o700)
     _plant(own, source, graphs, hashlib.sha256(right).hexdigest(), len(right))
@@ -288,12 +293,7 @@ def test_my_cache_with_something_others_could_write_is_not_used(attacker, srv, g
     """One's own cache folder, with one thing in or around it another user could have
     written: each client warns (naming it, why and the fix), hashes afresh, outputs the right
     graph."""
-    source = models.dense(str(tmp_path / "run"), True, steps=[100]).directory
-    _old(source)
-    right_path = str(tmp_path / "right.pb")
-    assert _run(_argv("py", srv, source, right_path), _env(str(tmp_path / "clean"))).returncode == 0
-    with open(right_path, "rb") as fh:
-        right = fh.read()
+    source, right = _source_and_right_graph(srv, tmp_path)
     cache = str(tmp_path / "cache")
     os.mkdir(cache, 0o700)
     _plant(cache, source, graphs, hashlib.sha256(right).hexdigest(), len(right))

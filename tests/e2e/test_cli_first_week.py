@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import clashes
 import models
 from conftest import start_server, stop_server
 
@@ -344,26 +345,21 @@ def test_a_folder_as_run_output_is_refused_before_the_graph_runs(srv, ckpt, tmp_
 
 # -- the new-user trial: outputs never written over what is being frozen -------------------
 
-def _hashes(folder) -> dict:
-    import hashlib
-
-    return {n: hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest() for n in os.listdir(folder)}
-
 
 @pytest.mark.parametrize("suffix", [".index", ".meta", ".data-00000-of-00001"])
 def test_o_naming_a_file_of_the_checkpoint_is_refused_and_it_stays(ckpt, srv, tmp_path, suffix):
     copy = str(tmp_path / "run")
     shutil.copytree(ckpt.directory, copy)
-    before = _hashes(copy)
+    before = clashes.folder_hashes(copy)
     victim = next(n for n in sorted(os.listdir(copy)) if n.endswith(suffix))
     out = cli("freeze", copy, "--server", srv.target, "-o", os.path.join(copy, victim))
     assert out.returncode == 2, out.stderr
     assert "is a file of the checkpoint being frozen (%s): give the graph another path" % victim in out.stderr
-    assert _hashes(copy) == before
+    assert clashes.folder_hashes(copy) == before
     manifest = cli("freeze", copy, "--server", srv.target, "-o", str(tmp_path / "m.pb"), "--manifest",
                    os.path.join(copy, victim))
     assert manifest.returncode == 2 and "give the manifest another path" in manifest.stderr, manifest.stderr
-    assert _hashes(copy) == before and not (tmp_path / "m.pb").exists()
+    assert clashes.folder_hashes(copy) == before and not (tmp_path / "m.pb").exists()
 
 
 def test_the_manifest_on_the_graphs_own_path_is_refused(ckpt, srv, tmp_path):
@@ -392,9 +388,9 @@ def test_a_cpp_clients_leftover_is_removed_when_unlocked_and_kept_while_locked(c
 def test_a_graph_written_into_the_checkpoint_folder_can_be_written_again(ckpt, srv, tmp_path):
     copy = str(tmp_path / "run")
     shutil.copytree(ckpt.directory, copy)
-    before = _hashes(copy)
+    before = clashes.folder_hashes(copy)
     for _ in range(2):  # the second time, the first graph is in SOURCE: it is not a checkpoint file
         out = cli("freeze", copy, "--server", srv.target, "-o", os.path.join(copy, "frozen.pb"))
         assert out.returncode == 0, out.stderr
-    after = _hashes(copy)
+    after = clashes.folder_hashes(copy)
     assert {k: v for k, v in after.items() if k != "frozen.pb"} == before

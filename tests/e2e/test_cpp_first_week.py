@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -30,9 +29,10 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
+import clashes
 import models
+from test_cpp import built  # noqa: F401 - autouse: the C++ client built, or a skip that says why
 import users
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,17 +40,6 @@ CPP = os.path.join(ROOT, "client_cpp", "bin", "tffreeze-cpp")
 MAIN_CC = os.path.join(ROOT, "client_cpp", "src", "main.cc")
 PY = os.path.join(os.path.dirname(sys.executable), "tffreeze")
 VENV_TFFREEZE = os.path.join(ROOT, ".venv", "bin", "tffreeze")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def built():
-    if not os.path.exists(CPP):
-        if shutil.which("cmake") is None or shutil.which("g++") is None:
-            why = "the C++ toolchain is absent (cmake, g++): run `make cpp`"
-            if os.environ.get("TFFREEZE_REQUIRE_CPP") == "1":
-                pytest.fail(why + " -- TFFREEZE_REQUIRE_CPP=1 forbids skipping")
-            pytest.skip(why)
-        subprocess.run(["make", "-s", "-C", ROOT, "cpp"], check=True, capture_output=True)
 
 
 def cpp(*args, **kw):
@@ -251,24 +240,14 @@ def test_output_folder_is_refused_before_anything_is_sent(server, tmp_path):
     assert "filesystem error" not in out.stderr
 
 
-def _hashes(folder):
-    return {name: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest() for name in listing(folder)}
-
 
 def test_o_or_manifest_naming_a_file_of_the_checkpoint_is_refused_and_the_checkpoint_kept(server, tmp_path):
     model = models.dense(str(tmp_path / "original"), True)
     ckpt = tmp_path / "cp2"
     shutil.copytree(model.directory, ckpt)
-    before = _hashes(ckpt)
-    index = next(n for n in before if n.endswith(".index"))
+    before = clashes.folder_hashes(ckpt)
+    prefix, cases = clashes.checkpoint_file_cases(ckpt, tmp_path)
     data = next(n for n in before if ".data-" in n)
-    meta = next(n for n in before if n.endswith(".meta"))
-    prefix = index[:-len(".index")]
-    cases = [(["-o", str(ckpt / index)], "-o", ckpt / index, index, "the graph"),
-             (["-o", str(ckpt / data)], "-o", ckpt / data, data, "the graph"),
-             (["-o", str(ckpt / meta)], "-o", ckpt / meta, meta, "the graph"),
-             (["-o", str(tmp_path / "ok.pb"), "--manifest", str(ckpt / meta)], "--manifest", ckpt / meta, meta,
-              "the manifest")]
     for source in (str(ckpt), str(ckpt / prefix)):  # a folder and a prefix: the same files
         for target in (server.target, "127.0.0.1:1"):  # unreachable: refused before any call
             for argv, flag, path, name, what in cases:
@@ -277,13 +256,13 @@ def test_o_or_manifest_naming_a_file_of_the_checkpoint_is_refused_and_the_checkp
                 assert out.stderr.splitlines()[0] == (
                     "tffreeze-cpp freeze: %s %s is a file of the checkpoint being frozen (%s): give %s another path"
                     % (flag, path, name, what)), out.stderr
-                assert _hashes(ckpt) == before, argv
+                assert clashes.folder_hashes(ckpt) == before, argv
     # The path as typed (relative, through ..), the file by identity.
     out = cpp("freeze", "cp2", "-o", "cp2/../cp2/" + data, "--server", server.target, cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.splitlines()[0] == (
         "tffreeze-cpp freeze: -o cp2/../cp2/%s is a file of the checkpoint being frozen (%s): give the graph another "
         "path" % (data, data)), out.stderr
-    assert _hashes(ckpt) == before and not (tmp_path / "ok.pb").exists()
+    assert clashes.folder_hashes(ckpt) == before and not (tmp_path / "ok.pb").exists()
     assert not [p for p in os.listdir(ckpt) + os.listdir(tmp_path) if p.endswith(".part")]
 
 
@@ -293,12 +272,12 @@ def test_freezing_into_the_checkpoint_folder_twice_replaces_the_earlier_graph(se
     model = models.dense(str(tmp_path / "original"), True)
     ckpt = tmp_path / "cp4"
     shutil.copytree(model.directory, ckpt)
-    before = _hashes(ckpt)
+    before = clashes.folder_hashes(ckpt)
     for attempt in (1, 2):
         out = cpp("freeze", ckpt, "-o", ckpt / "frozen.pb", "--server", server.target)
         assert out.returncode == 0, (attempt, out.stdout, out.stderr)
         assert (ckpt / "frozen.pb").stat().st_size > 0
-        assert {n: h for n, h in _hashes(ckpt).items() if n != "frozen.pb"} == before, attempt
+        assert {n: h for n, h in clashes.folder_hashes(ckpt).items() if n != "frozen.pb"} == before, attempt
     assert not [p for p in os.listdir(ckpt) if p.endswith(".part")]
 
 

@@ -21,19 +21,18 @@ and 10), against a real server's gRPC-Web endpoint:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
+import clashes
 import models
 import users
 from conftest import BIN
@@ -285,23 +284,13 @@ def test_o_naming_a_folder_is_refused_before_anything_is_sent(dense, web_server,
     assert not (tmp_path / "ok.pb").exists()
 
 
-def _hashes(folder):
-    return {n: hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest() for n in sorted(os.listdir(folder))}
-
 
 def test_o_or_manifest_naming_a_file_of_the_checkpoint_is_refused_and_the_checkpoint_kept(dense, web_server, tmp_path):
     ckpt = tmp_path / "cp3"
     shutil.copytree(dense.directory, ckpt)
-    before = _hashes(ckpt)
+    before = clashes.folder_hashes(ckpt)
+    prefix, cases = clashes.checkpoint_file_cases(ckpt, tmp_path)
     index = next(n for n in before if n.endswith(".index"))
-    data = next(n for n in before if ".data-" in n)
-    meta = next(n for n in before if n.endswith(".meta"))
-    prefix = index[:-len(".index")]
-    cases = [(["-o", str(ckpt / index)], "-o", ckpt / index, index, "the graph"),
-             (["-o", str(ckpt / data)], "-o", ckpt / data, data, "the graph"),
-             (["-o", str(ckpt / meta)], "-o", ckpt / meta, meta, "the graph"),
-             (["-o", str(tmp_path / "ok.pb"), "--manifest", str(ckpt / meta)], "--manifest", ckpt / meta, meta,
-              "the manifest")]
     for source in (str(ckpt), str(ckpt / prefix)):  # a folder and a prefix: the same files
         for server in (web_server.web_url, "http://127.0.0.1:1"):  # unreachable: refused before any call
             for argv, flag, path, name, what in cases:
@@ -310,13 +299,13 @@ def test_o_or_manifest_naming_a_file_of_the_checkpoint_is_refused_and_the_checkp
                 assert out.stderr.splitlines()[0] == (
                     "tffreeze-cs freeze: %s %s is a file of the checkpoint being frozen (%s): give %s another path"
                     % (flag, path, name, what)), out.stderr
-                assert _hashes(ckpt) == before, argv
+                assert clashes.folder_hashes(ckpt) == before, argv
     # The path as typed (relative, through ..), the file by identity.
     out = cs("freeze", "cp3", "-o", "cp3/../cp3/" + index, "--server", web_server.web_url, cwd=str(tmp_path))
     assert out.returncode == 2 and out.stderr.splitlines()[0] == (
         "tffreeze-cs freeze: -o cp3/../cp3/%s is a file of the checkpoint being frozen (%s): give the graph another "
         "path" % (index, index)), out.stderr
-    assert _hashes(ckpt) == before and _written(tmp_path) == ["cp3"]
+    assert clashes.folder_hashes(ckpt) == before and _written(tmp_path) == ["cp3"]
 
 
 def test_freezing_into_the_checkpoint_folder_twice_replaces_the_earlier_graph(dense, web_server, tmp_path):
@@ -324,12 +313,12 @@ def test_freezing_into_the_checkpoint_folder_twice_replaces_the_earlier_graph(de
     # SOURCE's folder (now in its listing) is replaced, and the checkpoint is kept.
     ckpt = tmp_path / "cp4"
     shutil.copytree(dense.directory, ckpt)
-    before = _hashes(ckpt)
+    before = clashes.folder_hashes(ckpt)
     for attempt in (1, 2):
         out = cs("freeze", str(ckpt), "-o", str(ckpt / "frozen.pb"), "--server", web_server.web_url)
         assert out.returncode == 0, (attempt, out.stdout, out.stderr)
         assert (ckpt / "frozen.pb").stat().st_size > 0
-        assert {n: h for n, h in _hashes(ckpt).items() if n != "frozen.pb"} == before, attempt
+        assert {n: h for n, h in clashes.folder_hashes(ckpt).items() if n != "frozen.pb"} == before, attempt
     assert not [p for p in os.listdir(ckpt) if p.endswith(".part")]
 
 
