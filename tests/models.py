@@ -108,6 +108,27 @@ def dense(directory: str, resource: bool, steps=None, saver_keys: bool = False, 
                  mutate=(lambda sess, i: sess.run(holder["w"].assign(holder["w"] * 0 + float(i)))) if mutate else None)
 
 
+def partial_save(directory: str) -> Model:
+    """x @ w + b where the saver was given w only (a partial save, as in the seeds): b has no value."""
+    rng = np.random.RandomState(0)
+    holder = {}
+
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        holder["w"] = _variable("w", rng.randn(3, 2).astype(np.float32), True)
+        b = _variable("b", np.zeros(2, np.float32), True)
+        tf.add(tf.matmul(x, holder["w"]), b, name="y")
+
+    os.makedirs(directory, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        build()
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver([holder["w"]]).save(sess, os.path.join(directory, "model.ckpt"))
+    return Model(directory, {}, {}, prefix=os.path.basename(prefix))
+
+
 def while_loop(directory: str, resource: bool) -> Model:
     """A while_loop (control flow v2 in TF 2.x) reading a variable inside the loop."""
     def build():

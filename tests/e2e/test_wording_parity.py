@@ -26,12 +26,13 @@ def sources(tmp_path_factory):
     models.dense(str(base / "two" / "b"), True)
     several = models.dense(str(base / "several"), True, steps=[100, 200], mutate=True)
     models.saved_model_v1(str(base / "saved"))
+    partial = models.partial_save(str(base / "partial"))
     nometa = models.without_meta(str(base / "nometa" / "ckpt"), True, as_text=True, rename="dense")
     frozen = str(base / "frozen.pb")
     from tffreeze import FreezeClient
 
     return {"nested": str(base / "project"), "two": str(base / "two"), "several": several.directory,
-            "saved": str(base / "saved"), "nometa": nometa.directory, "graph": nometa.extra["graph"],
+            "saved": str(base / "saved"), "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
             "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen)}
 
 
@@ -46,8 +47,11 @@ CASES = [
     ("option-not-applying", "freeze", "saved", ["--step", "5"], 1, "--step does not apply to a SavedModel"),
     ("frozen-graph", "freeze", "frozen", [], 1, "give `PROGRAM freeze` its folder"),
     ("graph-with-variables", "freeze", "graph", [], 1, "as {graph} and this file as --graph"),
-    ("outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
-     "[INVALID_ARGUMENT]\nthe outputs it froze for: y:0 (graph sink: "),
+    ("outputs-note", "freeze", "partial", [], 1,
+     "[FAILED_PRECONDITION]\nthe outputs it froze for: y:0 (graph sink: "),
+    # A failure that blames another option names that option's fix, not other outputs.
+    ("no-outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
+     "--bind: nope is not among the nodes the outputs need; switches the outputs depend on: none (NAME_NOT_IN_GRAPH)"),
 ]
 
 
@@ -66,3 +70,4 @@ def test_every_client_words_a_server_message_for_its_command_line(web_server, so
     assert lines["py"].strip(), "the case gives a message"
     assert not _REQUEST_WORDS.search(lines["py"]), lines["py"]
     assert expect.format(**{k: v for k, v in sources.items() if isinstance(v, str)}) in lines["py"], lines["py"]
+    assert ("the outputs it froze for" in lines["py"]) == (name == "outputs-note"), lines["py"]

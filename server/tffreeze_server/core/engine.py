@@ -213,11 +213,16 @@ def _inputs_of(frozen, res_inputs, order: Dict[str, int]) -> Tuple[List[Tuple[st
 
 @contextlib.contextmanager
 def naming_outputs(outputs: List[Tuple[str, str]]):
-    """A failure after resolution says which outputs were chosen and why (the fix is often other outputs)."""
+    """A failure after resolution says which outputs were chosen and why (the fix is often other outputs).
+
+    Not on a failure that blames another option the user gave (``--bind``, ``--input-shape``,
+    ``--include-variables``...): its fix is that option, and a list of outputs beside it misleads."""
     try:
         yield
     except FreezeError as exc:
-        if "outputs" not in exc.metadata:
+        field = exc.metadata.get("field", "")
+        blames_other_option = field.startswith("options.") and field not in ("options.outputs", "options.inputs")
+        if "outputs" not in exc.metadata and not blames_other_option:
             shown = ", ".join("%s (%s)" % o for o in outputs[:10]) + (" ..." if len(outputs) > 10 else "")
             exc.message = "%s [outputs: %s]" % (exc.message, shown)
             exc.args = (exc.message,)
