@@ -403,3 +403,11 @@ def test_a_graph_written_into_the_checkpoint_folder_can_be_written_again(ckpt, s
         assert out.returncode == 0, out.stderr
     after = clashes.folder_hashes(copy)
     assert {k: v for k, v in after.items() if k != "frozen.pb"} == before
+
+
+def test_inspect_of_a_saved_models_variables_folder_points_to_the_saved_model(srv, tmp_path):
+    models.saved_model_v1(str(tmp_path / "sm"))
+    r = cli("inspect", str(tmp_path / "sm" / "variables"), "--server", srv.target)
+    assert r.returncode == 0, r.stderr
+    assert "warning: this folder holds a checkpoint named 'variables' and no graph, as the variables/ folder inside " \
+           "a SavedModel does: give the SavedModel's folder (the one holding saved_model.pb) instead" in r.stdout, r.stdout

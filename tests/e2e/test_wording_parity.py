@@ -32,7 +32,8 @@ def sources(tmp_path_factory):
     from tffreeze import FreezeClient
 
     return {"nested": str(base / "project"), "two": str(base / "two"), "several": several.directory,
-            "saved": str(base / "saved"), "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
+            "saved": str(base / "saved"), "savedfile": str(base / "saved" / "saved_model.pb"),
+            "savedvars": str(base / "saved" / "variables"), "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
             "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen)}
 
 
@@ -46,6 +47,13 @@ CASES = [
      "--input-shape: nope is not an input of the frozen graph"),
     ("option-not-applying", "freeze", "saved", ["--step", "5"], 1, "--step does not apply to a SavedModel"),
     ("frozen-graph", "freeze", "frozen", [], 1, "give `PROGRAM freeze` its folder"),
+    # Parts of a SavedModel given as SOURCE: the fix is the SavedModel's folder.
+    ("saved-model-file", "freeze", "savedfile", [], 1, "{savedfile} is the graph file of a SavedModel, which is "
+     "frozen with its variables/ folder: give `PROGRAM freeze` its folder (INVALID_PATH)"),
+    ("saved-model-file-inspect", "inspect", "savedfile", [], 1, "give `PROGRAM inspect` its folder (INVALID_PATH)"),
+    ("saved-model-variables", "freeze", "savedvars", [], 1, "{savedvars} holds a checkpoint named 'variables' and "
+     "no graph, as the variables/ folder inside a SavedModel does: give the SavedModel's folder (the one holding "
+     "saved_model.pb) instead (NO_GRAPH)"),
     ("graph-with-variables", "freeze", "graph", [], 1, "as {graph} and this file as --graph"),
     ("outputs-note", "freeze", "partial", [], 1,
      "[FAILED_PRECONDITION]\nthe outputs it froze for: y:0 (graph sink: "),

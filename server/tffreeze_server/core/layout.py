@@ -307,6 +307,10 @@ def plan(listing: Iterable[str], state_files: Dict[str, str], step: Optional[int
         if prefix.endswith(KERAS_SUFFIXES):
             raise keras_file_error(prefix)
         names = _top(paths)
+        if prefix in SAVED_MODEL_FILES and prefix in names:
+            raise SelectionError("INVALID_ARGUMENT", "ERROR_REASON_INVALID_PATH",
+                                 "SOURCE is the graph file of a SavedModel, which is frozen with its variables/ "
+                                 "folder: pass its folder as SOURCE")
         if prefix + ".index" not in names and prefix.endswith(_GRAPH_SUFFIXES) and prefix in names:
             # one graph file: the server reads it (inspect summarises a frozen graph; a freeze says
             # what to do with it)

@@ -183,6 +183,13 @@ def load_saver(workdir: str, files: List[str], spec: FreezeSpec, require_graph: 
         return Loaded(freeze_pb2.SOURCE_KIND_GRAPH_AND_CHECKPOINT, ckpt, meta, reader, sel.available, warnings)
     if sel.checkpoint.meta is None:
         _refuse_graphless(files, sel, reader)
+        if sel.checkpoint.prefix == "variables" and not spec.graph_path:  # SavedModel/variables/variables.index
+            fix = ("holds a checkpoint named 'variables' and no graph, as the variables/ folder inside a "
+                   "SavedModel does: give the SavedModel's folder (the one holding saved_model.pb) instead")
+            if not require_graph:
+                warnings.append("this folder " + fix)
+            else:
+                raise FailedPrecondition("SOURCE " + fix, "ERROR_REASON_NO_GRAPH", prefix=sel.checkpoint.prefix)
         if not require_graph:
             warnings.append("no graph in the upload: only the checkpoint's variables can be listed")
             return Loaded(freeze_pb2.SOURCE_KIND_CHECKPOINT_ONLY, ckpt, None, reader, sel.available, warnings)
