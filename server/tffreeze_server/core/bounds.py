@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .constvalues import Evaluator, range_size
 from .errors import InvalidArgument, ResourceExhausted
 from .graph import functions_called
 
@@ -112,18 +113,18 @@ _SHAPE_VALUE_INPUT = {
     "Range": -1, "ResizeBilinear": 1, "ResizeNearestNeighbor": 1, "ResizeBicubic": 1, "ResizeArea": 1,
     "MatrixDiagV2": 2, "MatrixDiagV3": 2, "Bincount": 1,
 }
-_PASS_THROUGH = {"Identity", "Snapshot", "StopGradient", "Cast", "Reshape", "Squeeze", "ExpandDims"}
-_SMALL = 4096  # values read from Const nodes for the bound: shapes and counts are small
+_SMALL = 4096  # shapes and counts are small: values at least this large are computed for a bound
+_EVALUATED = 1 << 22  # elements the constant values computed for one graph's bounds may hold in all
 
 
 class _Constants:
     """Static facts about one list of nodes (a graph or a function body): which nodes
     depend on constants only, and the values of small integer tensors built from them."""
 
-    def __init__(self, nodes):
+    def __init__(self, nodes, max_elements: int = _SMALL):
         self.nodes = {n.name: n for n in nodes}
         self._const_only: Dict[str, bool] = {}
-        self._values: Dict[str, object] = {}
+        self.evaluator = Evaluator(self.nodes.values(), max_elements, max_elements)
 
     @staticmethod
     def _inputs(node) -> List[str]:
@@ -154,36 +155,9 @@ class _Constants:
                     self._const_only.get(i, False) for i in inputs)
         return self._const_only[name]
 
-    def value(self, name: str, depth: int = 0):
-        """The node's value as a small int64 array, when it can be read off Consts; else None."""
-        if name in self._values:
-            return self._values[name]
-        node = self.nodes.get(name)
-        out = None
-        if node is not None and depth < 64:
-            inputs = self._inputs(node)
-            try:
-                if node.op == "Const":
-                    out = _small_const(node)
-                elif node.op in _PASS_THROUGH and inputs:
-                    v = self.value(inputs[0], depth + 1)
-                    out = None if v is None else v.reshape(-1) if node.op == "Reshape" else v
-                elif node.op == "Pack" and inputs:
-                    parts = [self.value(i, depth + 1) for i in inputs]
-                    out = None if any(p is None for p in parts) else np.array([int(p.reshape(-1)[0]) for p in parts])
-                elif node.op == "ConcatV2" and len(inputs) > 1:
-                    parts = [self.value(i, depth + 1) for i in inputs[:-1]]
-                    out = None if any(p is None for p in parts) else np.concatenate([p.reshape(-1) for p in parts])
-                elif node.op in ("Mul", "Add", "AddV2", "Sub", "Maximum", "Minimum") and len(inputs) == 2:
-                    a, b = self.value(inputs[0], depth + 1), self.value(inputs[1], depth + 1)
-                    if a is not None and b is not None:
-                        fn = {"Mul": np.multiply, "Add": np.add, "AddV2": np.add, "Sub": np.subtract,
-                              "Maximum": np.maximum, "Minimum": np.minimum}[node.op]
-                        out = fn(a.astype(object), b.astype(object))
-            except (ValueError, TypeError, IndexError):
-                out = None
-        self._values[name] = out
-        return out
+    def value(self, name: str) -> Optional[np.ndarray]:
+        """The node's exact value, computed from Consts (``constvalues``), or None."""
+        return self.evaluator.value(name)
 
     def elements(self, name: str) -> Optional[int]:
         """Elements of a Const's output (its declared shape), else None."""
@@ -203,38 +177,34 @@ def _stateful(op: str) -> bool:
     return op_def is None or op_def.is_stateful
 
 
-def _small_const(node):
-    tensor = node.attr["value"].tensor
-    dims = [int(d.size) for d in tensor.tensor_shape.dim]
-    if int(np.prod(dims, dtype=object) if dims else 1) > _SMALL:
-        return None
-    from tensorflow.python.framework import tensor_util
-
-    value = tensor_util.MakeNdarray(tensor)
-    if value.dtype.kind not in "iu":
-        return None
-    return value.astype(object)
-
-
 def _bound(c: _Constants, node) -> Tuple[Optional[int], Optional[str]]:
     """(an upper bound on the node's output elements or None, the node that sets its size)."""
     inputs = c._inputs(node)
+    tensors = [i for i in node.input if not i.startswith("^")]  # (values by tensor: node:1 is not node:0)
     if node.op == "Range" and len(inputs) >= 3:
-        start, limit, delta = (c.value(i) for i in inputs[:3])
-        if start is None or limit is None or delta is None or int(delta.reshape(-1)[0]) == 0:
-            return None, inputs[1]
-        return max(0, -(-(int(limit.reshape(-1)[0]) - int(start.reshape(-1)[0])) // int(delta.reshape(-1)[0]))), None
+        values = [c.value(t) for t in tensors[:3]]
+        missing = [i for i, v in zip(inputs[:3], values) if v is None or v.size != 1]
+        if missing:  # one fed or read from a variable: sized when it runs, never at import
+            return None, next((i for i in missing if not c.const_only(i)), missing[0])
+        # (a Range TensorFlow refuses, delta 0 or of the wrong sign, builds nothing)
+        return range_size(*(v.reshape(-1)[0] for v in values)) or 0, None
     index = _SHAPE_VALUE_INPUT[node.op]
     if index >= len(inputs):
         return 0, None
     size_input = inputs[index]
-    v = c.value(size_input)
+    v = c.value(tensors[index])
     if v is None:
         return None, size_input
-    count = int(np.prod([max(0, int(x)) for x in v.reshape(-1)], dtype=object)) if v.size else 1
+    try:
+        count = int(np.prod([max(0, int(x)) for x in v.reshape(-1)], dtype=object)) if v.size else 1
+    except (ValueError, OverflowError, TypeError):  # not a size (NaN, a string): TensorFlow refuses it
+        return 0, None
     if node.op in ("Tile", "OneHot", "UnsortedSegmentSum", "UnsortedSegmentMax", "UnsortedSegmentMin",
                    "UnsortedSegmentProd"):
         other = c.elements(inputs[0])
+        if other is None and c.const_only(inputs[0]):
+            known = c.value(tensors[0])
+            other = None if known is None else known.size
         if other is None:
             return (None, inputs[0]) if c.const_only(inputs[0]) else (count, None)
         count *= max(1, other)
@@ -254,7 +224,7 @@ def check_import_constants(graph_def, limit: int) -> None:
         for node in nodes:
             if node.op not in _SHAPE_VALUE_INPUT:
                 continue
-            c = c or _Constants(nodes)
+            c = c or _Constants(nodes, max(_SMALL, min(limit // 8, _EVALUATED)))
             count, unknown = _bound(c, node)
             if count is None:
                 if not c.const_only(unknown):
