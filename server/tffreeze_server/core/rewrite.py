@@ -23,11 +23,33 @@ _REF_TO_PLAIN = {
     "RefSwitch": "Switch", "RefEnter": "Enter", "RefExit": "Exit", "RefMerge": "Merge",
     "RefIdentity": "Identity", "RefNextIteration": "NextIteration", "RefSelect": "Select",
 }
-# Ops that must never survive into an inference graph.
-_STATEFUL_FORBIDDEN = re.compile(
-    r"^(Assign.*|.*Variable.*Op|VariableV2|Variable|VarHandleOp|Save.*|Restore.*|MergeV2Checkpoints|"
-    r"(Resource)?(Sparse)?Apply.*|(Resource)?Scatter.*|WriteFile|DestroyResourceOp)$")
-_ALLOWED_DESPITE_PATTERN = {"ReadVariableOp"}
+# Ops that must never survive into an inference graph: variables themselves and the saver
+# (by kind), and every op that writes a variable (by what it does: ``writes_variable``).
+_VARIABLE_OR_SAVER = re.compile(
+    r"^(.*Variable.*Op|VariableV2|Variable|VarHandleOp|_VarHandlesOp|Save.*|Restore.*|MergeV2Checkpoints|"
+    r"WriteFile|DestroyResourceOp)$")
+_ALLOWED_DESPITE_PATTERN = {"ReadVariableOp", "_ReadVariablesOp", "VarIsInitializedOp"}
+_DT_RESOURCE_ENUM = 20
+# a run's own scratch state (TensorArrays, stacks), released when it is done: no variable
+_RELEASES = {"TensorArrayClose", "TensorArrayCloseV2", "TensorArrayCloseV3", "StackClose", "StackCloseV2"}
+
+
+def writes_variable(op: str) -> bool:
+    """The op changes a variable it is given, read off its OpDef: it takes a variable by
+    reference and hands the reference on (Assign, ScatterUpdate, ApplyAdam: a ref output)
+    or returns nothing (nothing to compute but the write), or takes a resource and returns
+    nothing but is stateful (AssignVariableOp, ResourceScatterAdd, ResourceApplyAdam).
+    A scatter into a tensor (ScatterNd, TensorScatterUpdate) takes none and is inference;
+    reads (ReadVariableOp, ResourceGather, IsVariableInitialized) return a value."""
+    op_def = op_def_registry.get(op)
+    if op_def is None or op in _REF_TO_PLAIN or op in _RELEASES:
+        return False
+    by_ref = any(a.is_ref for a in op_def.input_arg)
+    by_handle = any(a.type == _DT_RESOURCE_ENUM for a in op_def.input_arg)
+    returns_ref = any(a.is_ref for a in op_def.output_arg)
+    if by_ref:
+        return returns_ref or not op_def.output_arg or op in ("CountUpTo",)
+    return by_handle and op_def.is_stateful and (not op_def.output_arg or op == "ResourceCountUpTo")
 
 
 class _ReaderConverterData(c2c._ConverterData):  # pylint: disable=protected-access
@@ -371,7 +393,8 @@ def forbidden_nodes(graph_def) -> List[Tuple[str, str]]:
     found = [(n.name, n.op) for n in graph_def.node]
     for func in graph_def.library.function:
         found += [("%s/%s" % (func.signature.name, n.name), n.op) for n in func.node_def]
-    return [(name, op) for name, op in found if _STATEFUL_FORBIDDEN.match(op) and op not in _ALLOWED_DESPITE_PATTERN]
+    return [(name, op) for name, op in found if op not in _ALLOWED_DESPITE_PATTERN
+            and (_VARIABLE_OR_SAVER.match(op) or writes_variable(op))]
 
 
 def reject_forbidden(graph_def):
