@@ -247,6 +247,11 @@ def limit_import_constants(limit: int) -> None:
     _constant_limit[0] = int(limit)
 
 
+def constant_limit() -> int:
+    """This task's import-time constant limit in bytes (0: none)."""
+    return _constant_limit[0]
+
+
 def check(graph_def, what: str = "the graph") -> None:
     """Raise INVALID_ARGUMENT (ERROR_REASON_UNSAFE_OP) naming the unsafe nodes (top
     level and every library function), or RESOURCE_EXHAUSTED (ERROR_REASON_MEMORY_LIMIT)
@@ -398,5 +403,5 @@ def locked_call_configs(graph_def):
 
 
 __all__ = ["safe_ops", "unsafe_nodes", "check", "check_constants", "refusal", "keep_reachable_functions",
-           "saved_model_split", "without_saver", "limit_import_constants", "lock_rewriters", "session_config",
+           "saved_model_split", "without_saver", "limit_import_constants", "constant_limit", "lock_rewriters", "session_config",
            "lock_eager", "lock_call_configs", "locked_call_configs", "attr_references", "Library", "SAVER_OPS", "FAMILY_ATTRS"]

@@ -6,7 +6,8 @@ runtime would fail with "Table not initialized". A table whose initializer takes
 its keys and values from constants is rewritten into plain ops that need no
 initialisation and load in every runtime (TensorFlow 1.15 included): the keys,
 sorted (strings by their 64-bit fingerprint, ``StringToHashBucketFast``), and the
-values become constants; a lookup is a binary search (``LowerBound``), a check
+values become constants (keys and values computed from constants alone, as with
+``tf.range``, are evaluated: ``constvalues``); a lookup is a binary search (``LowerBound``), a check
 that the key found is the one asked for, and the value or the default
 (``SelectV2``). A table filled any other way (from a file, by inserts) cannot be
 frozen: the outputs that need it are refused, saying so.
@@ -20,8 +21,9 @@ import numpy as np
 from tensorflow.python.framework import dtypes as tf_dtypes
 from tensorflow.python.framework import tensor_util
 
+from .constvalues import Evaluator
 from .errors import FailedPrecondition
-from .graph import node_of, nodes_by_name
+from .graph import node_of
 
 TABLE_OPS = {"HashTableV2", "HashTable", "MutableHashTableV2", "MutableHashTable", "MutableHashTableOfTensorsV2",
              "MutableDenseHashTableV2", "AnonymousHashTable", "AnonymousMutableHashTable"}
@@ -30,15 +32,18 @@ _SIZE_OPS = {"LookupTableSizeV2", "LookupTableSize"}
 _INIT_OPS = {"InitializeTableV2", "InitializeTable", "LookupTableImportV2", "LookupTableImport"}  # (table, keys, values)
 _BUCKETS = (1 << 63) - 1  # StringToHashBucketFast with this many buckets is the fingerprint itself
 _INT64, _INT32, _STRING = 9, 3, 7  # DataType enums
+_TABLE_ELEMENTS = 1 << 24  # keys or values computed for a table, at least
 
 
-def _const_value(name: str, by_name) -> Optional[np.ndarray]:
-    node = by_name.get(node_of(name))
-    while node is not None and node.op == "Identity" and node.input:
-        node = by_name.get(node_of(node.input[0]))
-    if node is None or node.op != "Const":
-        return None
-    return tensor_util.MakeNdarray(node.attr["value"].tensor)
+def _evaluator(source_graph) -> Evaluator:
+    """Values of the source graph's constant sub-graphs (``constvalues``): a table's keys and
+    values may be computed from constants (``tf.range``, a Cast, a Reshape), not only read off a
+    Const. Bounded by this task's import-time constant limit (at 8 bytes per element)."""
+    from .oppolicy import constant_limit
+
+    limit = constant_limit()
+    elements = max(_TABLE_ELEMENTS, limit // 8) if limit else _TABLE_ELEMENTS
+    return Evaluator(source_graph.node, elements, 2 * elements)
 
 
 def _initializers(source_graph) -> Dict[str, List]:
@@ -56,7 +61,7 @@ def _fingerprints(keys: np.ndarray) -> np.ndarray:
     return tf.strings.to_hash_bucket_fast(tf.constant(keys), _BUCKETS).numpy().astype(np.int64)
 
 
-def _contents(table: str, initializers, by_source) -> Tuple[Optional[Tuple[np.ndarray, np.ndarray]], str]:
+def _contents(table: str, initializers, values_of: Evaluator) -> Tuple[Optional[Tuple[np.ndarray, np.ndarray]], str]:
     """(sorted search keys, values in the same order) for a table filled from constants, else
     (None, why not)."""
     inits = initializers.get(table, [])
@@ -65,9 +70,10 @@ def _contents(table: str, initializers, by_source) -> Tuple[Optional[Tuple[np.nd
     init = inits[0]
     if init.op not in _INIT_OPS:
         return None, "its initializer %s (%s) reads a file" % (init.name, init.op)
-    keys, values = _const_value(init.input[1], by_source), _const_value(init.input[2], by_source)
+    keys, values = values_of.value(init.input[1]), values_of.value(init.input[2])
     if keys is None or values is None:
-        return None, "its initializer %s takes keys or values that are not constants" % init.name
+        return None, ("its initializer %s takes keys or values that do not follow from constants alone (through "
+                      "ops the server evaluates)" % init.name)
     keys, values = keys.reshape(-1), values.reshape(-1)
     if keys.size == 0 or keys.size != values.size:
         return None, "its initializer %s has %d keys and %d values" % (init.name, keys.size, values.size)
@@ -145,12 +151,12 @@ def freeze_tables(graph_def, source_graph, warnings: List[str]) -> int:
     tables = [n for n in graph_def.node if n.op in TABLE_OPS]
     if not tables:
         return 0
-    by_source = nodes_by_name(source_graph)
+    values_of = _evaluator(source_graph)
     initializers = _initializers(source_graph)
     done = 0
     for table in tables:
         users = [n for n in graph_def.node if any(node_of(i) == table.name for i in n.input)]
-        contents, why = _contents(table.name, initializers, by_source)
+        contents, why = _contents(table.name, initializers, values_of)
         if contents is None or any(u.op not in _FIND_OPS | _SIZE_OPS for u in users):
             if contents is not None:
                 why = "the outputs also %s it" % ", ".join(sorted({u.op for u in users} - _FIND_OPS - _SIZE_OPS))
