@@ -241,6 +241,15 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
         if anymeta is not None:
             chosen = Checkpoint(chosen.prefix, chosen.index, chosen.data, anymeta.meta)
             warnings.append("no %s.meta; using the graph of %s" % (chosen.prefix, anymeta.meta))
+        else:
+            # A meta graph exported once under the run's own prefix (export_meta_graph, then
+            # saves with write_meta_graph=False): the folder's only one is the graph, whatever its name.
+            folder = posixpath.dirname(chosen.prefix)
+            metas = [p for p in paths if p.endswith(".meta") and posixpath.dirname(p) == folder]
+            if len(metas) == 1:
+                chosen = Checkpoint(chosen.prefix, chosen.index, chosen.data, metas[0])
+                warnings.append("no %s.meta; using %s, the only meta graph in the folder (saved under a prefix "
+                                "of its own)" % (chosen.prefix, metas[0]))
     return Selection(chosen, reason, available, warnings)
 
 
