@@ -40,7 +40,7 @@ _REDUCE = {"Sum": np.sum, "Prod": np.prod, "Max": np.max, "Min": np.min, "Mean":
 _SIZED = {"Range", "Fill", "Tile", "BroadcastTo"}
 OPS = frozenset({"Const", "Cast", "Reshape", "Squeeze", "ExpandDims", "Pack", "ConcatV2", "Concat", "Shape",
                  "Size", "Rank", "StridedSlice", "Slice", "GatherV2", "Gather", "Select", "SelectV2",
-                 "Transpose", "IdentityN", "Unpack", "Split"} | _SIZED | _PASS | set(_BINARY) | set(_UNARY) | set(_REDUCE))
+                 "Transpose", "IdentityN", "Unpack", "Split", "BroadcastArgs"} | _SIZED | _PASS | set(_BINARY) | set(_UNARY) | set(_REDUCE))
 
 
 def _inputs(node) -> List[str]:
@@ -226,6 +226,11 @@ class Evaluator:
                 return None
             self._check(np.prod(dims, dtype=object) if dims else 1)
             return [np.full(dims, a[1].reshape(-1)[0], a[1].dtype)]
+        if op == "BroadcastArgs":  # tf.linspace, tf.random.gamma: the shape BroadcastTo then gets
+            s0, s1 = ([int(x) for x in v.reshape(-1)] for v in a[:2])
+            if any(d < 0 for d in s0 + s1):
+                return None
+            return [np.array(np.broadcast_shapes(tuple(s0), tuple(s1)), a[0].dtype)]
         if op == "BroadcastTo":
             dims = [int(x) for x in a[1].reshape(-1)]
             self._check(np.prod(dims, dtype=object) if dims else 1)
