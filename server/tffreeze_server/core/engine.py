@@ -42,7 +42,7 @@ from tffreeze_api.v1 import freeze_pb2
 
 from . import convert as convert_mod, oppolicy, optimize as optimize_mod, rewrite, splice, switches, tables, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, NotFound, ResourceExhausted, without_paths
-from .graph import (ITERATOR_GET_NEXT_OPS, fixed_output_count, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
+from .graph import (ITERATOR_GET_NEXT_OPS, fixed_output_count, output_types, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, load_checked_saved_model, open_reader, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, candidates, resolve, user_collections
@@ -144,12 +144,15 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
             continue
         if node is None or node.op in PLACEHOLDER_OPS:
             continue
-        n_outputs = fixed_output_count(node)
-        dtype, shape = output_dtype_enum(node, index), output_shape_proto(node, index)
+        types = output_types(node)  # (an op with a list of outputs, such as PyFunc, too)
+        n_outputs = fixed_output_count(node) if types is None else len(types)
+        dtype = output_dtype_enum(node, index) or (types[index] if types and index < len(types) else 0)
+        shape = output_shape_proto(node, index)
         if n_outputs is None or not dtype or shape is None:
             if probe is None:
                 above = rewrite.prune(graph_def, [node_of(t) for t, _ in inputs if node_of(t) in by_name])
                 oppolicy.keep_reachable_functions(above)
+                oppolicy.stand_in_unsafe(above)  # an input at or below an unsafe op cuts there: never imported
                 oppolicy.check(above, "the part of the graph above the inputs")
                 probe = tf.Graph()
                 with probe.as_default():
@@ -273,7 +276,7 @@ def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambig
     oppolicy.keep_reachable_functions(pruned)
     found = oppolicy.unsafe_nodes(pruned)
     if found and refuse_unsafe:
-        raise oppolicy.refusal(found, "the part of the graph the outputs need")
+        raise oppolicy.refusal(found, "the part of the graph the outputs need", pruned)
     if not found:  # (unsafe nodes are never imported: inspect only warns about them)
         oppolicy.check_constants(pruned)
     if found:

@@ -90,6 +90,33 @@ def fixed_output_count(node) -> Optional[int]:
     return len(op_def.output_arg)
 
 
+def output_types(node) -> Optional[List[int]]:
+    """The DataType of every output of ``node``, from its OpDef and attributes (lists and
+    repeated outputs counted); None when the op or a type is not known."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node.op)
+    if op_def is None:
+        return None
+    types: List[int] = []
+    for arg in op_def.output_arg:
+        if arg.type_list_attr:
+            if arg.type_list_attr not in node.attr:
+                return None
+            types += list(node.attr[arg.type_list_attr].list.type)
+            continue
+        enum = arg.type or (node.attr[arg.type_attr].type if arg.type_attr in node.attr else 0)
+        if not enum:
+            return None
+        if arg.number_attr:
+            if arg.number_attr not in node.attr:
+                return None
+            types += [enum] * int(node.attr[arg.number_attr].i)
+        else:
+            types.append(enum)
+    return types
+
+
 def output_shape_proto(node, index: int = 0):
     """The TensorShapeProto of ``node:index`` recorded on the NodeDef (a placeholder's
     ``shape``, else ``_output_shapes``), or None."""

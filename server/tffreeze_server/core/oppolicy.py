@@ -221,21 +221,109 @@ def keep_reachable_functions(graph_def) -> int:
     return len(gone)
 
 
-def refusal(found: List[Tuple[str, str]], what: str = "the graph") -> InvalidArgument:
+def output_count(node) -> Optional[int]:
+    """How many outputs a node has, from its OpDef and attributes (None: not known)."""
+    from .graph import output_types
+
+    types = output_types(node)
+    return None if types is None else len(types)
+
+
+def stand_in_unsafe(graph_def) -> None:
+    """In place, for a graph only looked at (shapes inferred, nothing run): each unsafe
+    top-level node becomes placeholder(s) of its output types, of unknown shape, so what
+    lies below it can be imported without it. Unsafe ops inside functions are left (the
+    check that follows refuses them)."""
+    from tensorflow.core.framework import tensor_shape_pb2
+
+    from .graph import nodes_by_name, output_types
+
+    by_name = nodes_by_name(graph_def)
+    unknown = tensor_shape_pb2.TensorShapeProto(unknown_rank=True)
+    for where, _ in unsafe_nodes(graph_def, functions=()):
+        node = by_name.get(where)
+        types = output_types(node) if node is not None else None
+        if not types:
+            continue
+        stand_ins = {}
+        for i, dtype in enumerate(types):
+            holder = node if i == 0 else graph_def.node.add(name="%s/tffreeze_stand_in_%d" % (node.name, i))
+            stand_ins[i] = holder.name
+            holder.ClearField("input")
+            holder.op = "Placeholder"
+            holder.attr.clear()
+            holder.attr["dtype"].type = dtype
+            holder.attr["shape"].shape.CopyFrom(unknown)
+        for other in graph_def.node:
+            for j, inp in enumerate(other.input):
+                src, _, index = inp.partition(":")
+                if src == node.name and index and int(index) in stand_ins and int(index) > 0:
+                    other.input[j] = stand_ins[int(index)]
+
+
+def cut_below(graph_def, found: List[Tuple[str, str]]) -> List[str]:
+    """The tensors that, named as inputs, cut ``graph_def`` just below its unsafe top-level
+    nodes (each becomes a placeholder): an unsafe node's only output when something safe
+    reads it, else the safe single-output nodes that read it. Empty when an unsafe op is
+    inside a function or no such cut exists."""
+    from .graph import nodes_by_name
+
+    by_name = nodes_by_name(graph_def)
+    unsafe = {where for where, _ in found}
+    if not unsafe <= set(by_name):
+        return []  # inside a function, or named by an attribute: no cut of the graph removes it alone
+    readers: Dict[str, List[object]] = {}
+    for node in graph_def.node:
+        if node.name in unsafe:
+            continue
+        for inp in node.input:
+            if not inp.startswith("^") and inp.split(":")[0] in unsafe:
+                readers.setdefault(inp.split(":")[0], []).append(node)
+    cut: List[str] = []
+    for name in (w for w, _ in found):
+        users = readers.get(name, [])
+        if not users:
+            continue  # only unsafe nodes (or control edges) use it: cut below those
+        if output_count(by_name[name]) == 1:
+            tensors = [name + ":0"]
+        elif all(output_count(u) == 1 for u in users):
+            tensors = [u.name + ":0" for u in users]
+        else:
+            return []
+        cut += [t for t in tensors if t not in cut]
+    return cut
+
+
+def refusal(found: List[Tuple[str, str]], what: str = "the graph", graph_def=None) -> InvalidArgument:
+    """The UNSAFE_OP refusal; given the graph, it names the inputs that cut it below the
+    unsafe nodes (``cut_below``), which a freeze with those inputs accepts."""
     ops = sorted({op for _, op in found})
     shown = ", ".join("%s (%s)" % (op, where) for where, op in found[:_SHOWN])
     more = " and %d more" % (len(found) - _SHOWN) if len(found) > _SHOWN else ""
     in_functions = any("/" in where or where.startswith(("function ", "gradient ")) for where, _ in found)
+    if graph_def is not None:
+        names = {n.name for n in graph_def.node}
+        in_functions = any(where.split(" (attribute ")[0] not in names for where, _ in found)
     functions = (" Every function in the graph's library counts, whether or not a node calls it: TensorFlow may "
                  "run one in place of another that implements the same API." if in_functions else "")
+    cut = cut_below(graph_def, found) if graph_def is not None else []
+    if cut:
+        advice = ("To freeze the model below them, name these tensors as inputs: %s. Each becomes a placeholder, "
+                  "fed with what the refused op computed. " % ", ".join(cut[:_SHOWN]))
+        tail = "If these nodes are not part of the model, choose outputs that do not need them."
+    else:
+        advice = ""
+        tail = ("If these nodes are not part of the model, choose outputs that do not need them, or cut the graph "
+                "below them with inputs.")
+    metadata = {"ops": ",".join(o[:60] for o in ops[:20]), "nodes": ",".join(w[:100] for w, _ in found[:_SHOWN])}
+    if cut:
+        metadata["inputs"] = ",".join(cut[:_SHOWN])
     return InvalidArgument(
-        "%s holds op(s) the server does not import or run: %s%s. Only ops that compute on tensors are accepted "
+        "%s holds op(s) the server does not import or run: %s%s. %sOnly ops that compute on tensors are accepted "
         "(the list is data/safe_ops.txt in the server package); ops that read or write files, start processes, "
         "reach the network or other tasks are refused, because TensorFlow evaluates parts of a graph while "
-        "importing it.%s If these nodes are not part of the model, choose outputs that do not need them, or cut "
-        "the graph above them with inputs." % (what, shown, more, functions),
-        "ERROR_REASON_UNSAFE_OP", ops=",".join(o[:60] for o in ops[:20]),
-        nodes=",".join(w[:100] for w, _ in found[:_SHOWN]))
+        "importing it.%s %s" % (what, shown, more, advice, functions, tail),
+        "ERROR_REASON_UNSAFE_OP", **metadata)
 
 
 _constant_limit = [0]  # bytes; set once per task process (tasks.py), from ServerLimits
@@ -402,6 +490,6 @@ def locked_call_configs(graph_def):
             value.s = data
 
 
-__all__ = ["safe_ops", "unsafe_nodes", "check", "check_constants", "refusal", "keep_reachable_functions",
+__all__ = ["safe_ops", "unsafe_nodes", "check", "check_constants", "refusal", "cut_below", "output_count", "stand_in_unsafe", "keep_reachable_functions",
            "saved_model_split", "without_saver", "limit_import_constants", "constant_limit", "lock_rewriters", "session_config",
            "lock_eager", "lock_call_configs", "locked_call_configs", "attr_references", "Library", "SAVER_OPS", "FAMILY_ATTRS"]
