@@ -181,9 +181,18 @@ def _check_ops(graph_def) -> None:
             "ERROR_REASON_UNKNOWN_OP", ops=",".join(ops[:20]))
 
 
-def _reject_training(graph_def) -> None:
+def _reject_training(graph_def, named: bool = False, warnings: Optional[List[str]] = None) -> None:
+    """Refuse training ops the outputs still need, and batch norms in training mode unless the
+    outputs were named: then the batch statistics are what was asked for (TensorFlow's own
+    freeze_graph freezes them too; some models, pix2pix's generator, run that way on purpose)
+    and it is a warning."""
     rewrite.reject_forbidden(graph_def)
     bn = switches.training_batch_norms(graph_def)
+    if bn and named and warnings is not None:
+        warnings.append("batch norm in training mode (batch statistics, not the moving averages) is in the frozen "
+                        "graph, as the outputs named need it: %s. If that is not meant, bind the switch that "
+                        "selects it or save the graph built with is_training=False" % ", ".join(bn[:10]))
+        return
     if bn:
         names = [s.name for s in switches.find_switches(graph_def)]
         hint = ("Either bind the switch that selects it (bind %s), or choose other outputs."
@@ -425,7 +434,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         order = {n.name: i for i, n in enumerate(loaded.meta.graph_def.node)}
         inputs, input_warnings = _inputs_of(frozen, r.res.inputs, order)
         warnings += input_warnings
-        _reject_training(frozen)
+        _reject_training(frozen, named=bool(spec.outputs), warnings=warnings)
         if spec.input_shapes:
             notes += ["input_shape: %s" % w for w in
                          convert_mod.pin_shapes(frozen, spec.input_shapes, [node_of(t) for t, _ in inputs])]
