@@ -277,3 +277,36 @@ def test_the_only_meta_graph_is_chosen_from_file_names_alone():
     assert any("only meta graph" in w and "model-RUN.meta" in w for w in sel.warnings)
     assert "model-RUN.meta" in [name for name, _ in layout.plan(files, {}).files]
     assert layout.select(files + ["other-RUN.meta"]).checkpoint.meta is None
+
+
+def test_constant_values_are_what_tensorflow_computes():
+    """Cases 1, 2 and 4 rest on constant sub-graphs evaluated before import (core/constvalues.py):
+    each value is TensorFlow's own, dtype and float rounding included; what is too large or not
+    evaluated is None (the caller's named refusal), never an exception."""
+    from tffreeze_server.core import bounds
+    from tffreeze_server.core.constvalues import Evaluator
+    from tffreeze_server.core.errors import ResourceExhausted
+
+    graph = tf.Graph()
+    with graph.as_default():
+        exact = [tf.range(0.1, 7.3, 0.7), tf.range(np.float32(1), np.float32(2), np.float32(0.1)),
+                 tf.range(tf.constant(3) * 4, 1, -3), tf.reduce_mean(tf.range(7)), tf.cast(tf.range(5), tf.float32) / 3.0,
+                 tf.unstack(tf.reshape(tf.range(12), [3, 4]))[2],
+                 tf.strided_slice(tf.reshape(tf.range(24), [2, 3, 4]), [0, 1, 1], [2, 3, 4], [1, 1, 2]),
+                 tf.gather(tf.range(10) * 2, [3, 1, 4]), tf.concat([tf.fill([2], 3), tf.shape(tf.zeros([4, 5]))], 0),
+                 tf.math.floordiv(tf.constant(-7), 2), tf.math.floormod(tf.constant(-7), 3),
+                 tf.truncatediv(tf.constant(-7), 2), tf.tile(tf.constant([[1, 2]]), [2, 2]),
+                 tf.range(tf.size(tf.range(20)) * 2), tf.constant(6) * 3]
+        huge = tf.range(tf.reduce_prod(tf.constant([1000, 1000, 1000], tf.int64)))
+        fed = tf.range(tf1.placeholder(tf.int32, [], name="n"))
+    with tf1.Session(graph=graph) as sess:
+        want = sess.run(exact)
+    values = Evaluator(graph.as_graph_def().node, max_elements=1 << 16)
+    for tensor, value in zip(exact, want):
+        got = values.value(tensor.name)
+        assert got is not None and got.dtype == value.dtype, tensor.name
+        np.testing.assert_array_equal(got, value, err_msg=tensor.name)
+    assert values.value(huge.name) is None and values.value(fed.name) is None
+    with pytest.raises(ResourceExhausted) as err:  # the bound names it, before anything is built
+        bounds.check_import_constants(graph.as_graph_def(), 256 << 20)
+    assert err.value.reason == "ERROR_REASON_MEMORY_LIMIT" and "1000000000 elements" in str(err.value)

@@ -218,8 +218,9 @@ class Evaluator:
             if count is None:
                 return None
             self._check(count)
-            return [(start + np.arange(count, dtype=np.float64 if np.dtype(dtype).kind == "f" else np.int64)
-                     * delta).astype(dtype)]
+            if np.dtype(dtype).kind == "f":  # start + i * delta, in the range's own type (as TensorFlow)
+                return [dtype(start) + np.arange(count).astype(dtype) * dtype(delta)]
+            return [(start + np.arange(count, dtype=np.int64) * delta).astype(dtype)]
         if op == "Fill":
             dims = [int(x) for x in a[0].reshape(-1)]
             if any(d < 0 for d in dims):
@@ -272,7 +273,8 @@ def range_size(start, limit, delta) -> Optional[int]:
     if all(np.asarray(x).dtype.kind in "iu" for x in (start, limit, delta)):
         span, step = abs(int(limit) - int(start)), abs(int(delta))
         return (span + step - 1) // step
-    size = math.ceil(abs((float(limit) - float(start)) / float(delta)))
+    kind = np.result_type(np.asarray(start), np.asarray(limit), np.asarray(delta))  # computed in it, as TensorFlow
+    size = float(np.ceil(np.abs((np.asarray(limit, kind) - np.asarray(start, kind)) / np.asarray(delta, kind))))
     return int(size) if math.isfinite(size) else None
 
 
