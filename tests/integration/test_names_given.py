@@ -310,3 +310,21 @@ def test_constant_values_are_what_tensorflow_computes():
     with pytest.raises(ResourceExhausted) as err:  # the bound names it, before anything is built
         bounds.check_import_constants(graph.as_graph_def(), 256 << 20)
     assert err.value.reason == "ERROR_REASON_MEMORY_LIMIT" and "1000000000 elements" in str(err.value)
+
+
+def test_table_refusal_advice_works_when_followed(client, tmp_path):
+    """The same rule for the refusal of a table filled from a file (rightly refused: the server
+    never reads a file a graph names): the inputs it names cut the graph after the lookup, and
+    following them literally freezes the rest."""
+    model = models.text_with_vocabulary_file(str(tmp_path / "text"))
+    with pytest.raises(TffreezeError) as err:
+        client.freeze(model.directory, outputs=["features:0"])
+    assert err.value.reason == "ERROR_REASON_GRAPH_DOES_NOT_RUN"
+    advice = re.search(r"name these tensors as inputs: (\S+(?:, \S+)*?)[.;] ", str(err.value))
+    assert advice, str(err.value)
+    inputs = advice.group(1).split(", ")
+    outcome = client.freeze(model.directory, outputs=["features:0"], inputs=inputs)
+    assert [i["name"] for i in outcome.manifest["inputs"]] == inputs
+    ids = np.array([[0, 2, 1], [1, -1, -1]], np.int64)  # what the lookup gave (-1: not in the file)
+    (got,) = models.run_frozen(outcome.graph_bytes, {inputs[0]: ids}, ["features:0"])
+    np.testing.assert_allclose(got, np.ones((2, 2), np.float32))

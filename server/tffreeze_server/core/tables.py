@@ -160,11 +160,15 @@ def freeze_tables(graph_def, source_graph, warnings: List[str]) -> int:
         if contents is None or any(u.op not in _FIND_OPS | _SIZE_OPS for u in users):
             if contents is not None:
                 why = "the outputs also %s it" % ", ".join(sorted({u.op for u in users} - _FIND_OPS - _SIZE_OPS))
+            lookups = ["%s:0" % u.name for u in users if u.op in _FIND_OPS]
+            cut = ("cut the graph after the lookup: name these tensors as inputs: %s. Each becomes a placeholder, "
+                   "fed with the ids looked up" % ", ".join(lookups[:10])
+                   if lookups and all(u.op in _FIND_OPS for u in users) else "cut the graph after the lookup (inputs)")
             raise FailedPrecondition(
                 "the outputs need lookup table %s, and %s: a frozen graph cannot carry it initialised, so it would "
                 "fail when run (\"Table not initialized\"). Build the table from constant keys and values "
-                "(tf.lookup.KeyValueTensorInitializer), or cut the graph after the lookup (inputs)."
-                % (table.name, why), "ERROR_REASON_GRAPH_DOES_NOT_RUN", table=table.name)
+                "(tf.lookup.KeyValueTensorInitializer), or %s." % (table.name, why, cut),
+                "ERROR_REASON_GRAPH_DOES_NOT_RUN", table=table.name)
         search, values = contents
         key_dtype, value_dtype = table.attr["key_dtype"].type, table.attr["value_dtype"].type
         for user in users:
