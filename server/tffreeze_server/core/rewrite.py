@@ -130,6 +130,7 @@ def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]], splices: 
             tensor.tensor_content = np.ascontiguousarray(array, dtype=want).tobytes()
     _retype_resource_passthroughs(frozen)
     _plain_reads_in_functions(frozen)
+    _function_returns_by_output_name(frozen)
     return frozen
 
 
@@ -186,6 +187,29 @@ def _plain_reads_in_functions(graph_def) -> None:
             node.op = "GatherV2"
             node.attr["Taxis"].type = tindices
             node.attr["batch_dims"].i = batch_dims
+
+
+def _function_returns_by_output_name(graph_def) -> None:
+    """A function's results name a node's output by its op's output argument
+    (``read:value:0``); a read turned into an ``Identity`` (by TensorFlow's converter or
+    ``_plain_reads_in_functions``) names it ``output``. TensorFlow's converter renames the
+    body's inputs but not the results (``ret``): a function a trained graph calls in its
+    forward pass (``__forward_*``, which returns the value it read for the gradient) would
+    not load. Such results are renamed to the output the node's op has."""
+    from tensorflow.python.framework import op_def_registry
+
+    for func in graph_def.library.function:
+        ops = {n.name: n.op for n in func.node_def}
+        for key, ref in list(func.ret.items()):
+            parts = ref.split(":")
+            if len(parts) != 3 or parts[0] not in ops:
+                continue
+            op_def = op_def_registry.get(ops[parts[0]])
+            if op_def is None or len(op_def.output_arg) != 1:
+                continue
+            name = op_def.output_arg[0].name
+            if parts[1] != name:
+                func.ret[key] = "%s:%s:%s" % (parts[0], name, parts[2])
 
 
 _DT_RESOURCE = 20
