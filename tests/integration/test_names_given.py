@@ -328,3 +328,32 @@ def test_table_refusal_advice_works_when_followed(client, tmp_path):
     ids = np.array([[0, 2, 1], [1, -1, -1]], np.int64)  # what the lookup gave (-1: not in the file)
     (got,) = models.run_frozen(outcome.graph_bytes, {inputs[0]: ids}, ["features:0"])
     np.testing.assert_allclose(got, np.ones((2, 2), np.float32))
+
+
+def test_unbounded_constant_size_advice_works_when_followed(client, tmp_path):
+    """A size computed from constants through an op the server does not evaluate before import
+    (log1p here) is the named MEMORY_LIMIT refusal, never GRAPH_UNSUPPORTED; the input it names
+    cuts the graph there, and following it literally freezes the model."""
+    rng = np.random.RandomState(7)
+
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 5], name="x")
+        width = tf.cast(tf.math.round(tf.math.log1p(tf.constant(19.0)) * 2.0), tf.int32)  # round(2 ln 20) = 6
+        positions = tf.cast(tf.range(width), tf.float32)
+        w = tf1.get_variable("w", initializer=tf.constant(rng.randn(5, 1).astype(np.float32)))
+        y = tf.identity(tf.matmul(x, w) * positions, name="y")
+        return _train_op(tf.reduce_mean(tf.square(y)))
+
+    feeds = {"x:0": rng.randn(2, 5).astype(np.float32)}
+    expected, theirs = _train_save(str(tmp_path), build, feeds, ["y:0"])
+    for got, want in zip(_run(theirs, feeds, ["y:0"]), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TffreezeError) as err:
+        client.freeze(str(tmp_path), outputs=["y:0"])
+    assert err.value.reason == "ERROR_REASON_MEMORY_LIMIT"
+    advice = re.search(r"name (\S+) as an input", str(err.value))
+    assert advice, str(err.value)
+    outcome = client.freeze(str(tmp_path), outputs=["y:0"], inputs=[advice.group(1)])
+    assert advice.group(1) in [i["name"] for i in outcome.manifest["inputs"]]
+    (got,) = models.run_frozen(outcome.graph_bytes, {**feeds, advice.group(1): np.int32(6)}, ["y:0"])
+    np.testing.assert_allclose(got, expected[0], rtol=1e-5, atol=1e-5)

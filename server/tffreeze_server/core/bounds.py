@@ -177,24 +177,27 @@ def _stateful(op: str) -> bool:
     return op_def is None or op_def.is_stateful
 
 
+def _tensor(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
 def _bound(c: _Constants, node) -> Tuple[Optional[int], Optional[str]]:
-    """(an upper bound on the node's output elements or None, the node that sets its size)."""
+    """(an upper bound on the node's output elements or None, the tensor that sets its size)."""
     inputs = c._inputs(node)
-    tensors = [i for i in node.input if not i.startswith("^")]  # (values by tensor: node:1 is not node:0)
+    tensors = [_tensor(i) for i in node.input if not i.startswith("^")]  # (node:1 is not node:0)
     if node.op == "Range" and len(inputs) >= 3:
         values = [c.value(t) for t in tensors[:3]]
-        missing = [i for i, v in zip(inputs[:3], values) if v is None or v.size != 1]
+        missing = [t for t, v in zip(tensors[:3], values) if v is None or v.size != 1]
         if missing:  # one fed or read from a variable: sized when it runs, never at import
-            return None, next((i for i in missing if not c.const_only(i)), missing[0])
+            return None, next((t for t in missing if not c.const_only(t.split(":")[0])), missing[0])
         # (a Range TensorFlow refuses, delta 0 or of the wrong sign, builds nothing)
         return range_size(*(v.reshape(-1)[0] for v in values)) or 0, None
     index = _SHAPE_VALUE_INPUT[node.op]
     if index >= len(inputs):
         return 0, None
-    size_input = inputs[index]
     v = c.value(tensors[index])
     if v is None:
-        return None, size_input
+        return None, tensors[index]
     try:
         count = int(np.prod([max(0, int(x)) for x in v.reshape(-1)], dtype=object)) if v.size else 1
     except (ValueError, OverflowError, TypeError):  # not a size (NaN, a string): TensorFlow refuses it
@@ -206,7 +209,7 @@ def _bound(c: _Constants, node) -> Tuple[Optional[int], Optional[str]]:
             known = c.value(tensors[0])
             other = None if known is None else known.size
         if other is None:
-            return (None, inputs[0]) if c.const_only(inputs[0]) else (count, None)
+            return (None, tensors[0]) if c.const_only(inputs[0]) else (count, None)
         count *= max(1, other)
     return count, None
 
@@ -227,13 +230,17 @@ def check_import_constants(graph_def, limit: int) -> None:
             c = c or _Constants(nodes, max(_SMALL, min(limit // 8, _EVALUATED)))
             count, unknown = _bound(c, node)
             if count is None:
-                if not c.const_only(unknown):
+                if not c.const_only(unknown.split(":")[0]):
                     continue  # its size depends on a feed or a variable: known only when it runs
+                feed = ("name %s as an input (it becomes a placeholder)" % unknown[:200] if not prefix else
+                        "feed it to the function")  # (a function's body cannot be cut by inputs)
                 raise ResourceExhausted(
                     "%s (%s) gets its size from constants (%s) that TensorFlow would evaluate while importing the "
                     "graph, and the server cannot bound them; it refuses such graphs before importing them. "
-                    "Write the size as a constant, or feed it." % ((prefix + node.name)[:200], node.op, unknown[:200]),
-                    "ERROR_REASON_MEMORY_LIMIT", node=(prefix + node.name)[:200], limit=str(limit))
+                    "Write the size as a constant, or feed it: %s." % ((prefix + node.name)[:200], node.op,
+                                                                       unknown[:200], feed),
+                    "ERROR_REASON_MEMORY_LIMIT", node=(prefix + node.name)[:200], limit=str(limit),
+                    **({"inputs": unknown[:200]} if not prefix else {}))
             if count * 8 > limit:
                 raise ResourceExhausted(
                     "%s (%s) would build %d elements (about %d MiB) from constants, over the %d MiB a task may "
