@@ -77,6 +77,7 @@ class Graph:
         self.feeds: Dict[str, np.ndarray] = {}
         self.inputs: List[str] = []
         self.files: Dict[str, str] = {}
+        self.before_save: list = []  # ops run once after training, before the checkpoint is saved
 
     def input(self, name: str, value, dtype=None, shape=None):
         value = np.asarray(value, dtype=object) if dtype == tf.string else np.asarray(value)
@@ -119,6 +120,8 @@ def build(name: str, directory: str, steps: int = 2) -> Built:
                 sess.run([tf1.global_variables_initializer(), tables])
                 for _ in range(steps):
                     sess.run(train, g.feeds)
+                if g.before_save:
+                    sess.run(g.before_save)
                 prefix = saver.save(sess, os.path.join(directory, "model.ckpt"), global_step=step)
     finally:
         if spec.cf_v1:
@@ -774,3 +777,127 @@ def feature_columns_input_layer(g):
     w = g.var("w", [int(net.shape[1]), 1], scale=0.1)
     logits = tf.matmul(net, w)
     return [net, logits], g.loss(logits)
+
+
+# ---------------------------------------------------------------------------
+# More of the core array API, ragged tensors, fake quantisation, tf.function calls
+
+
+@case("tf.math", optimizer="adam")
+def array_sort_search_and_shape(g):
+    x = g.input("x", g.values(3, 6))
+    lengths = g.input("lengths", np.array([2, 6, 4], np.int32))
+    w = g.var("w", [6])
+    h = x * w
+    ordered = tf.sort(h, axis=1, direction="DESCENDING")
+    order = tf.argsort(h, axis=1, stable=True)
+    found = tf.searchsorted(tf.sort(h, axis=1), tf.zeros([3, 2]) + tf.constant([-0.1, 0.2]))
+    histogram = tf.histogram_fixed_width(h, [-1.0, 1.0], nbins=5)
+    mask = tf.sequence_mask(lengths, 6)
+    masked = tf.where(mask, h, tf.zeros_like(h))
+    hot = tf.one_hot(tf.argmax(h, axis=1), 6, on_value=2.0, off_value=-1.0)
+    rolled = tf.roll(h, shift=[1, -2], axis=[0, 1])
+    reversed_ = tf.reverse_sequence(h, tf.cast(lengths, tf.int64), seq_axis=1, batch_axis=0)
+    padded = tf.pad(h, [[1, 1], [2, 2]], mode="REFLECT") + tf.pad(h, [[1, 1], [2, 2]], mode="SYMMETRIC")
+    grid_x, grid_y = tf.meshgrid(w[:3], w[3:])
+    confusion = tf.math.confusion_matrix(tf.argmax(h, axis=1), [0, 5, 2], num_classes=6)
+    unravel = tf.unravel_index(tf.cast(tf.argmax(tf.reshape(h, [-1])), tf.int32), [3, 6])
+    tiled = tf.tile(h[:1], [2, 1]) + tf.broadcast_to(w, [2, 6])
+    cumulative = tf.math.cumulative_logsumexp(h, axis=1)
+    return ([ordered, order, found, histogram, masked, hot, rolled, reversed_, padded, grid_x * grid_y, confusion,
+             unravel, tiled, cumulative], g.loss(ordered, masked, rolled, reversed_, padded, tiled, cumulative))
+
+
+@case("tf.ragged", optimizer="sgd")
+def ragged_rows(g):
+    values = g.input("values", np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], np.float32))
+    splits = g.input("row_splits", np.array([0, 2, 2, 5, 6], np.int64))
+    w = g.var("w", [1], offset=1.0, scale=0.1)
+    rt = tf.RaggedTensor.from_row_splits(values * w, splits)
+    dense = rt.to_tensor(default_value=-1.0)
+    sums = tf.reduce_sum(rt, axis=1) + tf.reduce_max(rt, axis=1) * 0.0
+    means = tf.math.reduce_mean(rt + 1.0, axis=1)
+    lengths = rt.row_lengths()
+    sliced = rt[:, :1].to_tensor()
+    rows = tf.ragged.range(tf.cast(lengths, tf.int32)).flat_values
+    squared = tf.ragged.map_flat_values(tf.square, rt).flat_values
+    boolean = tf.ragged.boolean_mask(dense, dense > 2.0).to_tensor()
+    return [dense, sums, tf.where(tf.math.is_nan(means), tf.zeros_like(means), means), lengths, sliced, rows, squared,
+            boolean], g.loss(dense, sums, squared)
+
+
+@case("tf.quantization", optimizer="momentum")
+def fake_quantization(g):
+    x = g.input("x", g.values(4, 5))
+    w = g.var("w", [5, 3])
+    lo = tf1.get_variable("min", initializer=tf.constant(-1.0), use_resource=g.resource)
+    hi = tf1.get_variable("max", initializer=tf.constant(1.0), use_resource=g.resource)
+    h = tf.quantization.fake_quant_with_min_max_vars(tf.matmul(x, w), lo, hi, num_bits=8)
+    per_channel = tf.quantization.fake_quant_with_min_max_vars_per_channel(h, lo + tf.zeros([3]), hi + tf.zeros([3]))
+    args = tf.quantization.fake_quant_with_min_max_args(x, -2.0, 2.0, num_bits=4)
+    qdq = tf.quantization.quantize_and_dequantize_v2(h, -1.0, 1.0, range_given=True)
+    return [h, per_channel, args, qdq], g.loss(h, per_channel)
+
+
+@case("tf.function", optimizer="adam")
+def function_calls_with_captured_variables(g):
+    x = g.input("x", g.values(3, 4))
+    w = g.var("w", [4, 2])
+    b = g.var("b", [2], scale=0.1)
+
+    @tf.function
+    def dense(inputs):
+        return tf.nn.relu(tf.matmul(inputs, w) + b)
+
+    @tf.function
+    def twice(inputs):
+        return dense(inputs) + dense(inputs * 0.5)
+
+    @tf.custom_gradient
+    def clip_gradient(t):
+        return tf.identity(t), lambda dy: tf.clip_by_value(dy, -0.1, 0.1)
+
+    out = twice(x)
+    clipped = clip_gradient(tf.matmul(x, w))
+    return [out, clipped], g.loss(out, clipped)
+
+
+@case("tf.function", optimizer="adam")
+def function_call_read_for_its_gradient(g):
+    """A trained tf.function call: the graph calls its __forward_ twin, which also returns the
+    variable's value it read (for the gradient)."""
+    x = g.input("x", g.values(3, 4))
+    w = g.var("w", [4, 2])
+
+    @tf.function
+    def dense(inputs):
+        return tf.nn.relu(tf.matmul(inputs, w))
+
+    out = dense(x)
+    return [out], g.loss(out)
+
+
+
+@case("tf.lookup", optimizer="adagrad")
+def lookup_inside_map_fn(g):
+    tokens = g.input("tokens", [[b"cat", b"dog", b"emu"], [b"yak", b"cat", b"owl"]], dtype=tf.string)
+    emb = g.var("embedding", [5, 3])
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(["cat", "dog", "owl", "yak"]),
+                                            tf.constant([1, 2, 3, 4], tf.int64)), 0)
+    ids = tf.map_fn(table.lookup, tokens, fn_output_signature=tf.int64)
+    branch = tf.cond(tf.size(tokens) > 3, lambda: table.lookup(tokens[0]), lambda: tf.zeros([3], tf.int64))
+    features = tf.reduce_sum(tf.nn.embedding_lookup(emb, ids), axis=1)
+    return [ids, branch, features], g.loss(features)
+
+
+@case("tf.lookup", optimizer="sgd")
+def lookup_mutable_table_saved(g):
+    """A MutableHashTable filled while training: its contents are in the checkpoint."""
+    tokens = g.input("tokens", [b"cat", b"dog", b"emu"], dtype=tf.string)
+    emb = g.var("embedding", [4, 2])
+    table = tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
+    g.before_save.append(table.insert(tf.constant(["cat", "dog"]), tf.constant([1, 3], tf.int64)))
+    ids = table.lookup(tokens)
+    features = tf.nn.embedding_lookup(emb, ids)
+    return [ids, features], g.loss(features)
