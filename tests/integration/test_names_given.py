@@ -307,6 +307,14 @@ def test_constant_values_are_what_tensorflow_computes():
         assert got is not None and got.dtype == value.dtype, tensor.name
         np.testing.assert_array_equal(got, value, err_msg=tensor.name)
     assert values.value(huge.name) is None and values.value(fed.name) is None
+
+    @tf.function
+    def body(x):  # in a function body an input is node:output_arg:index
+        return x + tf.cast(tf.range(tf.unstack(tf.constant([4, 5, 6]))[2]), tf.float32)[:1]
+    fdef = body.get_concrete_function(tf.TensorSpec([1], tf.float32)).function_def
+    in_body = Evaluator(fdef.node_def)
+    limit = next(n for n in fdef.node_def if n.op == "Range").input[1]
+    assert limit.endswith(":output:2") and in_body.value(limit) == 6
     with pytest.raises(ResourceExhausted) as err:  # the bound names it, before anything is built
         bounds.check_import_constants(graph.as_graph_def(), 256 << 20)
     assert err.value.reason == "ERROR_REASON_MEMORY_LIMIT" and "1000000000 elements" in str(err.value)

@@ -48,8 +48,12 @@ def _inputs(node) -> List[str]:
 
 
 def _split(name: str):
-    node, _, index = name.partition(":")
-    return node, int(index) if index.isdigit() else 0
+    """'node' / 'node:i' (a graph) -> (node, i). In a function body 'node:arg:i' is counted
+    by ``Evaluator._port`` (the i-th tensor of output argument arg); here it is (node, -1)."""
+    parts = name.split(":")
+    if len(parts) == 3:
+        return parts[0], -1
+    return parts[0], int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else 0
 
 
 def _numpy_dtype(enum: int):
@@ -72,11 +76,36 @@ class Evaluator:
 
     def value(self, tensor: str) -> Optional[np.ndarray]:
         """The value of ``node`` or ``node:i``, or None when it is not computable here."""
-        name, index = _split(tensor.lstrip("^"))
+        name, index = self._port(tensor.lstrip("^"))
         outs = self._evaluate(name)
         if outs is None or index >= len(outs):
             return None
         return outs[index]
+
+    def _port(self, tensor: str):
+        """(node, flat output index) of a tensor name, function-body form included: in
+        'node:arg:i', the outputs of the output arguments before ``arg`` come first."""
+        name, index = _split(tensor)
+        if index >= 0:
+            return name, index
+        _, arg, i = tensor.split(":")
+        node = self.nodes.get(name)
+        from tensorflow.python.framework import op_def_registry
+
+        op_def = op_def_registry.get(node.op) if node is not None else None
+        if op_def is None or not i.isdigit():
+            return name, 1 << 30  # (no such output: not evaluated)
+        offset = 0
+        for out in op_def.output_arg:
+            if out.name == arg:
+                return name, offset + int(i)
+            if out.number_attr:
+                offset += int(node.attr[out.number_attr].i)
+            elif out.type_list_attr:
+                offset += len(node.attr[out.type_list_attr].list.type)
+            else:
+                offset += 1
+        return name, 1 << 30
 
     def _evaluate(self, root: str) -> Optional[list]:
         if root in self._out:
@@ -100,7 +129,7 @@ class Evaluator:
             if node is not None and node.op in OPS:
                 args = []
                 for i in _inputs(node):
-                    src, k = _split(i)
+                    src, k = self._port(i)
                     got = self._out.get(src)
                     args.append(got[k] if got is not None and k < len(got) else None)
                 # Shape/Size/Rank need only their input's shape, which a Const declares
