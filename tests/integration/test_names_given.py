@@ -147,7 +147,11 @@ def test_mixture_of_experts_scatter_nd_is_inference(client, tmp_path):
         counts = tf1.get_variable("counts", [n_experts], tf.float32, tf1.zeros_initializer(), trainable=False,
                                  use_resource=False)
         count_op = tf1.scatter_add(counts, choice, tf.ones([batch]), name="count_experts")
-        return [_train_op(tf.reduce_mean(tf.square(y))), count_op]
+        seen = tf1.get_variable("seen", [n_experts], tf.float32, tf1.zeros_initializer(), trainable=False)
+        seen_op = tf1.scatter_add(seen, choice, tf.ones([batch]))  # a resource variable: ResourceScatterAdd
+        with tf.control_dependencies([seen_op]):
+            tf.identity(y, name="y_after_seen")
+        return [_train_op(tf.reduce_mean(tf.square(y))), count_op, seen_op]
 
     feeds = {"x:0": rng.randn(4, d).astype(np.float32)}
     outputs = ["y:0", "routed:0"]
@@ -158,6 +162,9 @@ def test_mixture_of_experts_scatter_nd_is_inference(client, tmp_path):
         client.freeze(str(tmp_path), outputs=["count_experts:0"])
     assert err.value.reason == "ERROR_REASON_TRAINING_OP_NEEDED", err.value
     assert "count_experts (ScatterAdd)" in str(err.value)
+    with pytest.raises(TffreezeError) as err:
+        client.freeze(str(tmp_path), outputs=["y_after_seen:0"])
+    assert err.value.reason == "ERROR_REASON_TRAINING_OP_NEEDED" and "(ResourceScatterAdd)" in str(err.value), err.value
 
 
 def test_lookup_table_values_from_range(client, tmp_path):
