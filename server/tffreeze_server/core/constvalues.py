@@ -222,6 +222,8 @@ class Evaluator:
             cond = a[0]
             if op == "Select" and cond.ndim == 1 and a[1].ndim > 1:
                 cond = cond.reshape([-1] + [1] * (a[1].ndim - 1))
+            shape = np.broadcast_shapes(cond.shape, a[1].shape, a[2].shape)
+            self._check(np.prod(shape, dtype=object) if shape else 1)
             return [np.where(cond, a[1], a[2])]
         if op == "Transpose":
             return [np.transpose(a[0], [int(x) for x in a[1].reshape(-1)])]
@@ -233,6 +235,7 @@ class Evaluator:
             axis %= max(1, params.ndim)
             if np.any(indices < 0) or np.any(indices >= params.shape[axis]):
                 return None
+            self._check(indices.size * (params.size // max(1, params.shape[axis])))  # before np.take allocates
             return [np.take(params, indices, axis=axis)]
         if op == "Slice":
             begin, size = [int(x) for x in a[1].reshape(-1)], [int(x) for x in a[2].reshape(-1)]
