@@ -901,3 +901,88 @@ def lookup_mutable_table_saved(g):
     ids = table.lookup(tokens)
     features = tf.nn.embedding_lookup(emb, ids)
     return [ids, features], g.loss(features)
+
+
+@case("control flow v1 / tf.lookup", cf_v1=True, resource=False, optimizer="sgd")
+def lookup_inside_while_v1(g):
+    tokens = g.input("tokens", [[b"cat", b"dog"], [b"yak", b"emu"], [b"owl", b"cat"]], dtype=tf.string)
+    emb = g.var("embedding", [5, 2])
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(["cat", "dog", "owl", "yak"]),
+                                            tf.constant([1, 2, 3, 4], tf.int64)), 0)
+
+    def body(i, acc):
+        return i + 1, acc + tf.reduce_sum(tf.nn.embedding_lookup(emb, table.lookup(tokens[i])), axis=0)
+
+    _, total = tf.while_loop(lambda i, acc: i < 3, body, [tf.constant(0), tf.zeros([2])])
+    return [total], g.loss(total)
+
+
+@case("tf.debugging", optimizer="adam")
+def debugging_asserts_and_print(g):
+    x = g.input("x", np.abs(g.values(3, 4)) + 0.1)
+    w = g.var("w", [4], offset=1.0, scale=0.1)
+    h = x * w
+    checks = [tf.debugging.assert_positive(h), tf.debugging.assert_all_finite(h, "finite"),
+              tf.debugging.assert_equal(tf.shape(h)[1], 4), tf.print("h:", tf.reduce_sum(h))]
+    with tf.control_dependencies(checks):
+        checked = tf.debugging.check_numerics(tf.identity(h), "numerics")
+    shaped = tf.ensure_shape(checked, [None, 4])
+    return [shaped], g.loss(shaped)
+
+
+@case("tf.io", optimizer="momentum")
+def io_codecs_and_serialization(g):
+    x = g.input("x", np.abs(g.values(2, 4, 4, 3)) % 1.0)
+    w = g.var("w", [3], offset=1.0, scale=0.1)
+    img = tf.clip_by_value(x * w, 0.0, 1.0)
+    pixels = tf.cast(img[0] * 255.0, tf.uint8)
+    png = tf.io.decode_png(tf.io.encode_png(pixels))
+    jpeg = tf.io.decode_jpeg(tf.io.encode_jpeg(pixels, quality=95))
+    generic = tf.io.decode_image(tf.io.encode_png(pixels), expand_animations=False)
+    parsed = tf.io.parse_tensor(tf.io.serialize_tensor(img), tf.float32)
+    zipped = tf.io.decode_compressed(tf.io.encode_base64(tf.strings.as_string(w)[0]), compression_type="")
+    wav, rate = tf.audio.decode_wav(tf.audio.encode_wav(tf.reshape(img[0, :, :, :1], [16, 1]) * 0.5, 8000))
+    return [png, jpeg, generic, parsed, zipped, wav, rate], g.loss(img, parsed)
+
+
+@case("tf.sets / tf.linalg", optimizer="rmsprop")
+def sets_and_more_linalg(g):
+    a = g.input("a", np.array([[1, 2, 3, 4], [2, 4, 6, 8]], np.int32))
+    x = g.input("x", g.values(3, 3, scale=0.2))
+    w = g.var("w", [3, 3], scale=0.3)
+    both = tf.sets.intersection(a, tf.constant([[2, 4, 5, 9], [1, 2, 4, 8]], tf.int32))
+    union = tf.sets.union(a, tf.constant([[9, 9, 9, 9], [1, 1, 1, 1]], tf.int32))
+    size = tf.sets.size(both)
+    m = w + x
+    expm = tf.linalg.expm(m * 0.5)
+    sqrtm = tf.linalg.sqrtm(tf.matmul(m, m, transpose_b=True) + tf.eye(3))
+    eigvals = tf.math.real(tf.linalg.eigvals(m))
+    diag = tf.linalg.tridiagonal_solve([m[0], m[1] + 3.0, m[2]], tf.ones([3]), diagonals_format="sequence")
+    pinv = tf.linalg.pinv(m)
+    lstsq = tf.linalg.lstsq(m + 2.0 * tf.eye(3), tf.ones([3, 1]))
+    return ([tf.sparse.to_dense(both), union.values, size, expm, sqrtm, eigvals, diag, pinv, lstsq],
+            g.loss(expm, sqrtm, diag, lstsq))
+
+
+@case("security policy", optimizer="sgd")
+def py_function_preprocessing(g):
+    x = g.input("x", g.values(3, 4))
+    w = g.var("w", [4])
+    cleaned = tf.py_function(lambda t: np.nan_to_num(t.numpy()), [x], tf.float32)
+    cleaned.set_shape([None, 4])
+    out = cleaned * w
+    return [out], g.loss(out)
+
+
+@case("security policy", optimizer="sgd")
+def read_file_in_the_graph(g):
+    path = os.path.join(g.directory, "scale.txt")
+    with open(path, "w") as fh:
+        fh.write("2.5")
+    g.files["scale"] = path
+    x = g.input("x", g.values(3, 4))
+    w = g.var("w", [4])
+    scale = tf.strings.to_number(tf.io.read_file(path))
+    out = x * w * scale
+    return [out], g.loss(out)
