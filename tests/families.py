@@ -986,3 +986,32 @@ def read_file_in_the_graph(g):
     scale = tf.strings.to_number(tf.io.read_file(path))
     out = x * w * scale
     return [out], g.loss(out)
+
+
+@case("control flow v2", optimizer="adagrad")
+def embedding_lookups_inside_while_v2(g):
+    ids = g.input("ids", np.array([[1, 4, 0], [3, 3, 2]], np.int32))
+    words = g.input("words", [[b"a b", b"c"], [b"d e f", b""]], dtype=tf.string)
+    emb = g.var("embedding", [5, 3])
+    parts = tf1.get_variable("sharded", shape=[6, 3], initializer=tf1.random_normal_initializer(seed=1),
+                             partitioner=tf1.fixed_size_partitioner(2), use_resource=True)
+
+    def body(t, acc, count):
+        step = tf.nn.embedding_lookup(emb, ids[:, t]) + tf.nn.embedding_lookup(parts, ids[:, t])
+        tokens = tf.strings.split(words[:, t % 2]).to_tensor(default_value="")
+        return t + 1, acc + tf.tanh(step), count + tf.reduce_sum(tf.cast(tf.strings.length(tokens) > 0, tf.int32))
+
+    _, total, count = tf.while_loop(lambda t, acc, count: t < 3, body, [tf.constant(0), tf.zeros([2, 3]), tf.constant(0)])
+    return [total, count], g.loss(total)
+
+
+@case("tf.sparse", optimizer="sgd")
+def sparse_placeholder_input(g):
+    sp = tf1.sparse_placeholder(tf.float32, shape=[None, 4], name="sp")
+    g.feeds.update({sp.indices.name: np.array([[0, 1], [1, 3], [2, 0]], np.int64),
+                    sp.values.name: np.array([1.0, -2.0, 0.5], np.float32),
+                    sp.dense_shape.name: np.array([3, 4], np.int64)})
+    g.inputs += [sp.indices.name, sp.values.name, sp.dense_shape.name]
+    w = g.var("w", [4, 2])
+    out = tf.sparse.sparse_dense_matmul(sp, w)
+    return [out, tf.sparse.reduce_sum(sp, axis=1)], g.loss(out)
