@@ -487,6 +487,20 @@ void AddFiles(const std::vector<LocalFile>& files, google::protobuf::RepeatedPtr
 }
 }  // namespace
 
+// A file name to suggest inside a folder given where a file was wanted: run's
+// --output NAME= writes NAME.npy, --manifest model.json, a graph model.pb.
+static std::string ExampleName(const std::string& flag, const std::string& what) {
+  const std::string lead = "--output ";
+  if (what == "the output" && flag.size() > lead.size() + 1 && flag.compare(0, lead.size(), lead) == 0 &&
+      flag.back() == '=') {
+    std::string name = flag.substr(lead.size(), flag.size() - lead.size() - 1);
+    for (char& c : name)
+      if (c == '/' || c == ':') c = '_';
+    return name + ".npy";
+  }
+  return what == "the manifest" ? "model.json" : "model.pb";
+}
+
 Error WriteError(int err, const std::string& path, const std::string& flag, const std::string& what) {
   std::string where = flag.empty() ? path : flag + (flag.back() == '=' ? "" : " ") + path;
   std::string folder = fs::absolute(path).parent_path().string();
@@ -497,7 +511,7 @@ Error WriteError(int err, const std::string& path, const std::string& flag, cons
     std::string base = path;
     while (base.size() > 1 && base.back() == '/') base.pop_back();
     code = "INVALID_ARGUMENT";
-    text = where + " is a folder: give a file name (e.g. " + (fs::path(base) / (what == "the manifest" ? "model.json" : "model.pb")).string() + ")";
+    text = where + " is a folder: give a file name (e.g. " + (fs::path(base) / ExampleName(flag, what)).string() + ")";
   } else if (err == ENOSPC || err == EDQUOT) {
     code = "RESOURCE_EXHAUSTED";
     text = where + ": no space left for " + what + " in " + folder + " (" +

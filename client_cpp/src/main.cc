@@ -60,6 +60,7 @@ const std::map<std::string, std::string> kPathFlags = {{"output_path", "-o"}};
 
 // The source as typed (freeze, inspect), for messages that name it; "" for run.
 std::string typed_source;
+std::string typed_timeout = "600";  // --timeout as typed (seconds), for a deadline's message
 
 // Every match of pattern in text replaced by the literal text with (no $ references).
 std::string ReplaceAll(const std::string& text, const std::string& pattern, const std::string& with) {
@@ -119,6 +120,8 @@ std::string OneLine(const std::string& text) {
 // (cli.py's _message).
 std::string Message(const tffreeze::Error& e, const std::string& command) {
   std::string msg = OneLine(e.what());
+  if (e.code() == "DEADLINE_EXCEEDED" && msg == "Deadline Exceeded")
+    return "no answer within --timeout " + typed_timeout + " seconds: give a larger --timeout (the default is 600)";
   auto get = [&](const char* key) {
     auto it = e.metadata().find(key);
     return it == e.metadata().end() ? std::string() : it->second;
@@ -430,7 +433,8 @@ tffreeze::ClientOptions Connection(const Options& o) {
     double seconds = std::strtod(t.c_str(), &end);
     if (t.empty() || *end != '\0' || !(seconds > 0))
       throw Usage("--timeout takes seconds, e.g. --timeout 300 (got '" + t + "')");
-    copts.timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    copts.timeout = std::chrono::milliseconds(std::max<int64_t>(1, static_cast<int64_t>(seconds * 1000)));
+    typed_timeout = t;
   }
   return copts;
 }
@@ -713,7 +717,7 @@ int Run(const Options& o) {
     std::string name = in.first;
     if (manifest) {
       const auto& info = manifest->Input(in.first);
-      tffreeze::Manifest::Check(info, t, info.name());
+      tffreeze::Manifest::Check(info, t, in.first);  // named as the user typed it
       name = info.name();
     }
     feeds.emplace_back(name, std::move(t));
@@ -752,8 +756,19 @@ int Run(const Options& o) {
   return 0;
 }
 
+char signal_command[16] = "";  // the command, for OnSignal's line (set once in main)
+
+// Says so on stderr as the other clients do, with write(2) only (async-signal-safe).
 void OnSignal(int sig) {
   tffreeze::RemovePendingTempFiles();
+  const char* said = sig == SIGINT ? ": interrupted\n"
+                     : sig == SIGTERM ? ": stopped by SIGTERM (nothing left half-written)\n"
+                                      : ": stopped by SIGHUP (nothing left half-written)\n";
+  const char lead[] = "tffreeze-cpp ";
+  ssize_t ignored = write(2, lead, sizeof lead - 1);
+  ignored = write(2, signal_command, strlen(signal_command));
+  ignored = write(2, said, strlen(said));
+  (void)ignored;
   _exit(128 + sig);
 }
 
@@ -771,6 +786,7 @@ int main(int argc, char** argv) {
     }
   }
   std::string command = argv[1];
+  snprintf(signal_command, sizeof signal_command, "%s", command.c_str());
   // Ctrl-C, kill (SIGTERM) and a closed terminal (SIGHUP) remove the temporary file being
   // written (nothing is left beside the output) and exit 128 + the signal.
   struct sigaction act {};

@@ -1,6 +1,7 @@
 #include <dlfcn.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,7 @@ namespace {
   X(Version) X(NewStatus) X(DeleteStatus) X(GetCode) X(Message) X(NewGraph) X(DeleteGraph)                \
   X(NewImportGraphDefOptions) X(DeleteImportGraphDefOptions) X(NewBufferFromString) X(DeleteBuffer)       \
   X(GraphImportGraphDef) X(GraphOperationByName) X(OperationNumOutputs) X(OperationOutputType)            \
+  X(GraphNextOperation) X(OperationName) X(OperationOpType) X(GraphGetTensorNumDims) X(GraphGetTensorShape)                  \
   X(NewSessionOptions) X(DeleteSessionOptions) X(NewSession) X(CloseSession) X(DeleteSession)             \
   X(SessionRun) X(AllocateTensor) X(DeleteTensor) X(TensorData) X(TensorByteSize) X(TensorType)          \
   X(NumDims) X(Dim)
@@ -138,6 +140,54 @@ std::string Runtime::Version() {
   return api.Version();
 }
 
+std::vector<std::string> CloseNames(const std::string& wanted, const std::vector<std::string>& names, size_t shown) {
+  std::string want = wanted;
+  auto colon = want.rfind(':');
+  if (colon != std::string::npos && colon + 1 < want.size() &&
+      want.find_first_not_of("0123456789", colon + 1) == std::string::npos)
+    want = want.substr(0, colon);
+  auto last = [](const std::string& s) { return s.substr(s.rfind('/') == std::string::npos ? 0 : s.rfind('/') + 1); };
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); j++) row[j] = j;
+    for (size_t i = 1; i <= a.size(); i++) {
+      size_t prev = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); j++) {
+        size_t here = std::min({row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] != b[j - 1] ? 1 : 0)});
+        prev = row[j];
+        row[j] = here;
+      }
+    }
+    return row[b.size()];
+  };
+  size_t limit = std::max<size_t>(1, want.size() / 3);
+  std::vector<std::pair<size_t, std::string>> scored;
+  for (const auto& n : names) {
+    size_t d = distance(want, n);
+    if (d <= limit || last(n) == last(want)) scored.emplace_back(d, n);
+  }
+  std::sort(scored.begin(), scored.end());
+  std::vector<std::string> out;
+  for (size_t i = 0; i < scored.size() && i < shown; i++) out.push_back(scored[i].second);
+  return out;
+}
+
+Error ShapeError(const std::string& label, const std::vector<int64_t>& want, const std::vector<int64_t>& got) {
+  auto text = [](const std::vector<int64_t>& dims) {
+    std::string s = "[";
+    for (size_t i = 0; i < dims.size(); i++) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+  };
+  return Error("INVALID_ARGUMENT", "input " + label + " takes shape " + text(want) + " (-1: any size) but the .npy holds " +
+                                       text(got));
+}
+
+Error DTypeError(const std::string& label, const std::string& want, const std::string& got) {
+  return Error("INVALID_ARGUMENT", "input " + label + " takes " + want + " but the .npy holds " + got + ": save it as " +
+                                       want + " (numpy: a.astype('" + want + "'))");
+}
+
 struct Model::Impl {
   TF_Graph* graph = nullptr;
   TF_Session* session = nullptr;
@@ -150,7 +200,7 @@ struct Model::Impl {
     if (graph) api.DeleteGraph(graph);
   }
 
-  TF_Output Output(const std::string& name) const {
+  TF_Output Output(const std::string& name, bool fed = false) const {
     std::string op = name;
     int index = 0;
     auto colon = name.rfind(':');
@@ -160,8 +210,20 @@ struct Model::Impl {
       index = std::stoi(name.substr(colon + 1));
     }
     TF_Operation* oper = api.GraphOperationByName(graph, op.c_str());
-    if (!oper || index >= api.OperationNumOutputs(oper))
-      throw Error("NOT_FOUND", "tensor '" + name + "' is not in the graph");
+    if (!oper || index >= api.OperationNumOutputs(oper)) {
+      std::vector<std::string> names;
+      std::string holders;
+      size_t pos = 0;
+      while (TF_Operation* o = api.GraphNextOperation(graph, &pos)) {
+        names.push_back(api.OperationName(o));
+        if (std::string(api.OperationOpType(o)) == "Placeholder") holders += (holders.empty() ? "" : ", ") + names.back();
+      }
+      std::string hint;
+      for (const auto& n : CloseNames(name, names)) hint += (hint.empty() ? "; did you mean '" : ", '") + n + "'";
+      if (!hint.empty()) hint += "?";
+      else if (fed) hint = "; its placeholders: " + (holders.empty() ? std::string("none") : holders);
+      throw Error("NOT_FOUND", "tensor '" + name + "' is not in the graph" + hint);
+    }
     return TF_Output{oper, index};
   }
 };
@@ -190,9 +252,28 @@ std::vector<Tensor> Model::Run(const std::vector<std::pair<std::string, Tensor>>
   std::vector<TensorPtr> values;
   std::vector<TF_Tensor*> raw_values;
   for (const auto& feed : feeds) {
-    inputs.push_back(impl_->Output(feed.first));
+    inputs.push_back(impl_->Output(feed.first, true));
     auto dt = DTypes().find(feed.second.dtype);
     if (dt == DTypes().end()) throw Error("INVALID_ARGUMENT", "input " + feed.first + ": dtype " + feed.second.dtype + " is not supported");
+    TF_DataType takes = api.OperationOutputType(inputs.back());
+    if (takes != dt->second) {
+      std::string want;
+      for (const auto& kv : DTypes())
+        if (kv.second == takes) want = kv.first;
+      if (!want.empty()) throw DTypeError(feed.first, want, feed.second.dtype);
+    }
+    {
+      StatusPtr st = NewStatus();
+      int rank = api.GraphGetTensorNumDims(impl_->graph, inputs.back(), st.get());
+      if (api.GetCode(st.get()) == TF_OK && rank >= 0) {
+        std::vector<int64_t> dims(rank);
+        api.GraphGetTensorShape(impl_->graph, inputs.back(), dims.data(), rank, st.get());
+        bool fits = api.GetCode(st.get()) != TF_OK || dims.size() == feed.second.shape.size();
+        for (size_t i = 0; fits && api.GetCode(st.get()) == TF_OK && i < dims.size(); i++)
+          fits = dims[i] == -1 || dims[i] == feed.second.shape[i];
+        if (!fits) throw ShapeError(feed.first, dims, feed.second.shape);
+      }
+    }
     size_t bytes = static_cast<size_t>(feed.second.elements()) * ElementSize(feed.second.dtype);
     if (bytes != feed.second.data.size())
       throw Error("INVALID_ARGUMENT", "input " + feed.first + ": " + std::to_string(feed.second.data.size()) +
@@ -255,21 +336,13 @@ const tffreeze::v1::TensorInfo& Manifest::Find(const std::string& name, bool inp
 }
 
 void Manifest::Check(const tffreeze::v1::TensorInfo& input, const Tensor& value, const std::string& label) {
-  if (input.dtype() != value.dtype)
-    throw Error("INVALID_ARGUMENT", "input " + label + " is " + input.dtype() + " in the manifest but got " + value.dtype);
+  if (input.dtype() != value.dtype) throw DTypeError(label, input.dtype(), value.dtype);
   if (!input.has_shape()) return;
-  auto text = [](const std::vector<int64_t>& dims) {
-    std::string s = "[";
-    for (size_t i = 0; i < dims.size(); i++) s += (i ? ", " : "") + std::to_string(dims[i]);
-    return s + "]";
-  };
   std::vector<int64_t> want;
   for (const auto& d : input.shape().values()) want.push_back(static_cast<int64_t>(d.number_value()));
   bool ok = want.size() == value.shape.size();
   for (size_t i = 0; ok && i < want.size(); i++) ok = want[i] == -1 || want[i] == value.shape[i];
-  if (!ok)
-    throw Error("INVALID_ARGUMENT", "input " + label + " has shape " + text(want) + " in the manifest (-1: any) but got " +
-                text(value.shape));
+  if (!ok) throw ShapeError(label, want, value.shape);
 }
 
 }  // namespace tffreeze

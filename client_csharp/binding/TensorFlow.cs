@@ -134,6 +134,7 @@ namespace TfFreeze.TensorFlow
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void SetPrefix(IntPtr opts, string prefix);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void ImportGraphDef(IntPtr graph, IntPtr buffer, IntPtr opts, IntPtr status);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate IntPtr OperationByName(IntPtr graph, string name);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate IntPtr NextOperation(IntPtr graph, ref UIntPtr pos);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate TFDataType OutputType(TFOutput output);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate int NumDims(IntPtr graph, TFOutput output, IntPtr status);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void GetShape(IntPtr graph, TFOutput output, long[] dims, int n, IntPtr status);
@@ -155,6 +156,7 @@ namespace TfFreeze.TensorFlow
         public static SetPrefix ImportGraphDefOptionsSetPrefix;
         public static ImportGraphDef GraphImportGraphDef;
         public static OperationByName GraphOperationByName;
+        public static NextOperation GraphNextOperation;
         public static OutputType OperationOutputType;
         public static NumDims GraphGetTensorNumDims;
         public static GetShape GraphGetTensorShape;
@@ -177,6 +179,7 @@ namespace TfFreeze.TensorFlow
             DeleteBuffer = Native.Fn<Void1>("TF_DeleteBuffer");
             GraphImportGraphDef = Native.Fn<ImportGraphDef>("TF_GraphImportGraphDef");
             GraphOperationByName = Native.Fn<OperationByName>("TF_GraphOperationByName");
+            GraphNextOperation = Native.Fn<NextOperation>("TF_GraphNextOperation");
             OperationNumOutputs = Native.Fn<Int1>("TF_OperationNumOutputs");
             OperationName = Native.Fn<Ptr1>("TF_OperationName"); OperationOpType = Native.Fn<Ptr1>("TF_OperationOpType");
             OperationOutputType = Native.Fn<OutputType>("TF_OperationOutputType");
@@ -387,6 +390,15 @@ namespace TfFreeze.TensorFlow
                 var h = Api.GraphOperationByName(Handle, name);
                 return h == IntPtr.Zero ? null : new TFOperation(this, h);
             }
+        }
+
+        /// <summary>Every operation of the graph, in the order it holds them.</summary>
+        public IEnumerable<TFOperation> GetEnumerator()
+        {
+            ThrowIfDisposed();
+            var pos = UIntPtr.Zero;
+            IntPtr h;
+            while ((h = Api.GraphNextOperation(Handle, ref pos)) != IntPtr.Zero) yield return new TFOperation(this, h);
         }
 
         public int GetTensorNumDims(TFOutput output, TFStatus status = null)

@@ -132,26 +132,23 @@ namespace TfFreeze
 
         /// <summary>Refuse a value whose dtype or shape the manifest's input does not accept
         /// (an ArgumentException naming the input, what it expects and what was given).</summary>
-        public static void Check(ManifestTensor input, TFTensor value)
+        public static void Check(ManifestTensor input, TFTensor value, string label = null)
         {
             if (value == null) throw new ArgumentNullException("value", "no value for input " + input.Name);
             var given = Tensors.NumpyName(value.TensorType);
             var shape = value.Shape;
-            var label = input.Alias ?? input.Name;
-            if (given != input.DType)
-                throw new ArgumentException("input " + label + " is " + input.DType + " in the manifest but got " + given);
+            label = label ?? input.Alias ?? input.Name;
+            if (given != input.DType) throw ModelRunner.DTypeError(label, input.DType, given);
             bool shapeOk = input.Shape == null || (input.Shape.Length == shape.Length &&
                 input.Shape.Zip(shape, (want, got) => want == -1 || want == got).All(ok => ok));
-            if (!shapeOk)
-                throw new ArgumentException("input " + label + " has shape " + ManifestTensor.ShapeText(input.Shape) +
-                    " in the manifest (-1: any) but got " + ManifestTensor.ShapeText(shape));
+            if (!shapeOk) throw ModelRunner.ShapeError(label, input.Shape, shape);
         }
 
         /// <summary>Check <paramref name="value"/> against the input called <paramref name="name"/> and add it to the runner.</summary>
         public TFSession.Runner AddInput(TFSession.Runner runner, TFGraph graph, string name, TFTensor value)
         {
             var input = Input(name);
-            Check(input, value);
+            Check(input, value, name);
             return runner.AddInput(Resolve(graph, input), value);
         }
 

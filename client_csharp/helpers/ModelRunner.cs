@@ -47,7 +47,18 @@ namespace TfFreeze
                             var tensor = Npy.Read(inputFiles[i]);
                             fed.Add(tensor);
                             if (manifest != null) manifest.AddInput(runner, graph, inputNames[i], tensor);
-                            else runner.AddInput(Output(graph, inputNames[i]), tensor);
+                            else
+                            {
+                                var input = Output(graph, inputNames[i], true);
+                                var takes = Tensors.NumpyName(input.OutputType);
+                                if (Tensors.FromNumpyName(takes) != null && input.OutputType != tensor.TensorType)
+                                    throw DTypeError(inputNames[i], takes, Tensors.NumpyName(tensor.TensorType));
+                                var dims = graph.GetTensorShape(input).ToArray();
+                                var got = tensor.Shape;
+                                if (dims != null && (dims.Length != got.Length || dims.Where((d, k) => d != -1 && d != got[k]).Any()))
+                                    throw ShapeError(inputNames[i], dims, got);
+                                runner.AddInput(input, tensor);
+                            }
                         }
                         foreach (var name in outputNames)
                             runner.Fetch(manifest != null ? Manifest.Resolve(graph, manifest.Output(name)) : Output(graph, name));
@@ -100,14 +111,73 @@ namespace TfFreeze
         }
 
         /// <summary>"x" or "x:0" in <paramref name="graph"/>; a KeyNotFoundException naming it when absent.</summary>
-        public static TFOutput Output(TFGraph graph, string name)
+        public static TFOutput Output(TFGraph graph, string name, bool fed = false)
         {
             int colon = name.LastIndexOf(':'), index = 0;
             var opName = colon > 0 && int.TryParse(name.Substring(colon + 1), out index) ? name.Substring(0, colon) : name;
             var op = graph[opName];
             if (op == null || index >= op.NumOutputs)
-                throw new KeyNotFoundException("tensor '" + name + "' is not in the graph");
+            {
+                var ops = graph.GetEnumerator().ToList();
+                var close = CloseNames(name, ops.Select(o => o.Name));
+                var holders = ops.Where(o => o.OpType == "Placeholder").Select(o => o.Name).ToList();
+                throw new KeyNotFoundException("tensor '" + name + "' is not in the graph" +
+                    (close.Count > 0 ? "; did you mean " + string.Join(", ", close.Select(n => "'" + n + "'")) + "?"
+                     : fed ? "; its placeholders: " + (holders.Count > 0 ? string.Join(", ", holders) : "none") : ""));
+            }
             return op[index];
+        }
+
+        /// <summary>The error for an .npy whose shape the input does not take (-1: any size).</summary>
+        public static ArgumentException ShapeError(string label, long[] want, long[] got)
+        {
+            return new ArgumentException("input " + label + " takes shape " + ManifestTensor.ShapeText(want) +
+                                         " (-1: any size) but the .npy holds " + ManifestTensor.ShapeText(got));
+        }
+
+        /// <summary>The error for an .npy whose dtype is not the input's (no runner casts: a cast can lose values).</summary>
+        public static ArgumentException DTypeError(string label, string want, string got)
+        {
+            return new ArgumentException("input " + label + " takes " + want + " but the .npy holds " + got +
+                                         ": save it as " + want + " (numpy: a.astype('" + want + "'))");
+        }
+
+        /// <summary>The names a misspelt tensor or node name most likely meant: within an edit distance of
+        /// a third of its length (at least 1), or with the same last path component; nearest first (the
+        /// Python and C++ runners use the same rule).</summary>
+        public static List<string> CloseNames(string wanted, IEnumerable<string> names, int shown = 3)
+        {
+            int colon = wanted.LastIndexOf(':'), ignored;
+            var want = colon > 0 && colon + 1 < wanted.Length && int.TryParse(wanted.Substring(colon + 1), out ignored) &&
+                       wanted.Substring(colon + 1).All(char.IsDigit) ? wanted.Substring(0, colon) : wanted;
+            Func<string, string> last = s => s.Substring(s.LastIndexOf('/') + 1);
+            int limit = Math.Max(1, want.Length / 3);
+            var scored = new List<Tuple<int, string>>();
+            foreach (var n in names)
+            {
+                int d = Distance(want, n);
+                if (d <= limit || last(n) == last(want)) scored.Add(Tuple.Create(d, n));
+            }
+            return scored.OrderBy(t => t.Item1).ThenBy(t => t.Item2, StringComparer.Ordinal).Take(shown)
+                         .Select(t => t.Item2).ToList();
+        }
+
+        static int Distance(string a, string b)
+        {
+            var row = new int[b.Length + 1];
+            for (int j = 0; j <= b.Length; j++) row[j] = j;
+            for (int i = 1; i <= a.Length; i++)
+            {
+                int prev = row[0];
+                row[0] = i;
+                for (int j = 1; j <= b.Length; j++)
+                {
+                    int here = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), prev + (a[i - 1] != b[j - 1] ? 1 : 0));
+                    prev = row[j];
+                    row[j] = here;
+                }
+            }
+            return row[b.Length];
         }
     }
 }

@@ -260,6 +260,15 @@ namespace TfFreeze
 
         /// <summary>An OS error met writing the output <paramref name="path"/>, as the other clients word
         /// it: the path after the flag that named it, the cause in words, and the fix.</summary>
+        // A file name to suggest inside a folder given where a file was wanted: run's
+        // --output NAME= writes NAME.npy, --manifest model.json, a graph model.pb.
+        static string ExampleName(string flag, string what)
+        {
+            if (what == "the output" && flag.StartsWith("--output ") && flag.EndsWith("="))
+                return flag.Substring(9, flag.Length - 10).Replace('/', '_').Replace(':', '_') + ".npy";
+            return what == "the manifest" ? "model.json" : "model.pb";
+        }
+
         public static RpcException WriteError(Errno e, string path, string flag, string what, string cause = null)
         {
             var where = flag.EndsWith("=") ? flag + path : flag + " " + path;
@@ -272,7 +281,7 @@ namespace TfFreeze
                 var trimmed = path.TrimEnd('/');
                 code = StatusCode.INVALID_ARGUMENT;
                 text = where + " is a folder: give a file name (e.g. " +
-                       System.IO.Path.Combine(trimmed == "" ? "/" : trimmed, what == "the manifest" ? "model.json" : "model.pb") + ")";
+                       System.IO.Path.Combine(trimmed == "" ? "/" : trimmed, ExampleName(flag, what)) + ")";
             }
             else if (e == Errno.ENOSPC || e == Errno.EDQUOT)
             {

@@ -155,6 +155,8 @@ namespace TfFreeze.V1
                 var r = e.Response as HttpWebResponse;
                 if (r != null && r.Headers["grpc-status"] != null)
                     throw StatusFrom(r.Headers["grpc-status"], r.Headers["grpc-message"], r.Headers["grpc-status-details-bin"]);
+                if (e.Status == WebExceptionStatus.Timeout)  // the call's deadline (--timeout), as gRPC words it
+                    throw new RpcException(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded");
                 throw new RpcException(StatusCode.UNAVAILABLE, Unreachable(baseUrl, e.Message));
             }
         }

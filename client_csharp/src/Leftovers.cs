@@ -61,8 +61,9 @@ namespace TfFreeze
                         try { File.Delete(tmp); } catch (Exception) { }
                     try
                     {
-                        Console.Error.WriteLine((Console.IsErrorRedirected ? "" : "\n") + "tffreeze-cs " + command + ": stopped by " +
-                                                signum + (live.Count > 0 ? "; its temporary files are removed" : ""));
+                        // as the Python and C++ clients say it
+                        Console.Error.WriteLine((Console.IsErrorRedirected ? "" : "\n") + "tffreeze-cs " + command + ": " +
+                                                (signum == Signum.SIGINT ? "interrupted" : "stopped by " + signum + " (nothing left half-written)"));
                         Console.Error.Flush();
                     }
                     catch (Exception) { }

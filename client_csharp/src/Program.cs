@@ -107,7 +107,7 @@ commands:
       [--runtime tf115] [--libtensorflow PATH] [--tensorflowsharp PATH/TensorFlowSharp.dll] [--verbose]
       Run a frozen GraphDef .pb (TensorFlow's own log lines only with --verbose or
       $TFFREEZE_VERBOSE=1); an .onnx or .tflite model runs with the Python client's
-      `tffreeze run` (exit 2 here). --output NAME=FILE.npy saves an output, --output NAME
+      `tffreeze run` (refused here, exit 1). --output NAME=FILE.npy saves an output, --output NAME
       prints its dtype, shape and first values; with --manifest and no --output, every
       output it names is printed. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
       names or signature aliases; the manifest's dtypes and shapes are then checked (and
@@ -135,13 +135,15 @@ connection options:
   --token TOKEN (default $TFFREEZE_TOKEN)
 See README.md, ""CLI reference"", for what each option does.
 
-examples:
-  tffreeze serve --web-port 8080 &
-  tffreeze-cs freeze runs/mnist --server http://127.0.0.1:8080 -o mnist.pb --manifest mnist.json --target tensorflowsharp
-  tffreeze-cs inspect runs/mnist --server http://127.0.0.1:8080
+examples (no server to start: the first command starts your local server, found as
+$TFFREEZE_COMMAND, else the checkout's .venv/bin/tffreeze, else `tffreeze` on PATH):
+  tffreeze-cs freeze runs/mnist -o mnist.pb --manifest mnist.json --target tensorflowsharp
+  tffreeze-cs inspect runs/mnist
+  tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy   # prints every output
   tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy --runtime tf115
   tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy \
       --tensorflowsharp path/to/TensorFlowSharp.dll --runtime tf115
+  tffreeze-cs freeze runs/mnist -o mnist.pb --server http://build-host:8080   # a shared server (--web-port)
 
 Flags are typed whole (never abbreviated); a flag of another command is refused (exit 2).
 exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
@@ -233,6 +235,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         /// <summary>The source as typed (freeze, inspect), for messages that name it; "" for run.</summary>
         static string typedSource = "";
+        static string typedTimeout = "600";  // --timeout as typed (seconds), for a deadline's message
 
         static string FlagOf(string field)
         {
@@ -277,6 +280,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         static string Message(RpcException e, string command)
         {
             var msg = string.Join(" ", e.Message.Split(new[] { ' ', '\n', '\r', '\t', '\f', '\v' }, StringSplitOptions.RemoveEmptyEntries));
+            if (e.Status == StatusCode.DEADLINE_EXCEEDED && msg == "Deadline Exceeded")
+                return "no answer within --timeout " + typedTimeout + " seconds: give a larger --timeout (the default is 600)";
             string field, path, flag;
             if (!e.Metadata.TryGetValue("field", out field)) field = "";
             if (!e.Metadata.TryGetValue("path", out path)) path = "";
@@ -492,7 +497,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 if (!double.TryParse(o.One("--timeout"), System.Globalization.NumberStyles.Float,
                                      System.Globalization.CultureInfo.InvariantCulture, out timeout) || !(timeout > 0))
                     throw new UsageException("--timeout takes seconds, e.g. --timeout 300 (got '" + o.One("--timeout") + "')");
-                client.TimeoutMs = (int)Math.Min(timeout * 1000, int.MaxValue);
+                client.TimeoutMs = (int)Math.Max(1, Math.Min(timeout * 1000, int.MaxValue));
+                typedTimeout = o.One("--timeout");
             }
         }
 
@@ -747,19 +753,19 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         static void CheckRunnable(string model)
         {
             var ext = Path.GetExtension(model).ToLowerInvariant();
-            string kind = ext == ".onnx" ? "an ONNX model" : ext == ".tflite" ? "a TFLite model" : null;
+            string kind = ext == ".onnx" ? "an ONNX model" : ext == ".tflite" ? "a TensorFlow Lite model" : null;
             if (kind == null && File.Exists(model))
             {
                 var head = new byte[8];
                 int n = 0;
                 try { using (var f = File.OpenRead(model)) n = f.Read(head, 0, 8); }
                 catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { }
-                if (n == 8 && head[4] == 'T' && head[5] == 'F' && head[6] == 'L' && head[7] == '3') kind = "a TFLite model";
+                if (n == 8 && head[4] == 'T' && head[5] == 'F' && head[6] == 'L' && head[7] == '3') kind = "a TensorFlow Lite model";
             }
-            if (kind != null)
-                throw new UsageException(model + " is " + kind + ": tffreeze-cs runs TensorFlow GraphDef (.pb) files only. Run it " +
-                    "with the Python client (tffreeze run " + model + " ...; onnxruntime or the TFLite interpreter), or run " +
-                    "the frozen .pb (freeze without --format) here");
+            if (kind != null)  // as tffreeze-cpp says it: an error in what was given (exit 1), not in the command line
+                throw new ArgumentException(model + " is " + kind + ": tffreeze-cs runs frozen GraphDef .pb files only. Run .onnx " +
+                    "and .tflite models with the Python client (`tffreeze run " + model + " ...`, the same flags), or freeze " +
+                    "without --format to get a .pb for tffreeze-cs");
         }
 
         /// <summary>fd 2 pointed at /dev/null while TensorFlow loads and runs (its C++ log lines

@@ -128,7 +128,7 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
                    help="output tensors or nodes ('y' or 'y:0'); default: resolved automatically")
     p.add_argument("--inputs", default="", metavar="a,b",
                    help="input tensors or nodes; default: the placeholders the outputs need")
-    p.add_argument("--step", type=int, default=None, metavar="N", help="use the checkpoint saved at global step N")
+    p.add_argument("--step", type=_step, default=None, metavar="N", help="use the checkpoint saved at global step N")
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="SECONDS",
                    help="per-call deadline (default: %(default)s)")
     g = p.add_argument_group("graph and values")
@@ -152,8 +152,26 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
                    help="these variables keep their constant initial value instead of the checkpoint's")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a message that names its flag itself not prefixed "argument FLAG:" again
+    ("--step takes a global step (an integer), got 'abc'", as tffreeze-cs and tffreeze-cpp say)."""
+
+    def error(self, message):
+        said = re.match(r"argument (\S+): (.*)$", message, re.S)
+        if said and any(said.group(2).startswith(f) for f in said.group(1).split("/")):
+            message = said.group(2)
+        super().error(message)
+
+
+def _step(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--step takes a global step (an integer), got '%s'" % text) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tffreeze", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Freeze TensorFlow checkpoints into self-contained GraphDef .pb files with a server, "
                     "and run the result.")
@@ -677,6 +695,8 @@ def _message(exc: TffreezeError, args=None) -> str:
     """The error's message on one line, naming the option at fault as the command line spells
     it (the server's "flag" metadata; the shared table for this client's own errors)."""
     msg = " ".join(str(exc).split())
+    if exc.code == "DEADLINE_EXCEEDED" and msg == "Deadline Exceeded" and getattr(args, "timeout", None):
+        return "no answer within --timeout %g seconds: give a larger --timeout (the default is 600)" % args.timeout
     field = exc.metadata.get("field", "")
     path = exc.metadata.get("path", "")
     if field in _PATH_FLAGS and path and msg.startswith(path):  # an output this client failed to write

@@ -317,6 +317,14 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+def _example_name(flag: str, what: str) -> str:
+    """A file name to suggest inside a folder given where a file was wanted: run's
+    ``--output NAME=`` writes NAME.npy, --manifest model.json, a graph model.pb."""
+    if what == "the output" and flag.startswith("--output ") and flag.endswith("="):
+        return flag[len("--output "):-1].replace("/", "_").replace(":", "_") + ".npy"
+    return "model.json" if what == "the manifest" else "model.pb"
+
+
 def write_error(exc: OSError, path: str, flag: str = "", what: str = "the graph", field: str = "") -> TffreezeError:
     """An OS error met writing the output ``path`` as an error naming the path (after
     ``flag``, the option that named it, when given), the cause in words, and the fix.
@@ -329,7 +337,7 @@ def write_error(exc: OSError, path: str, flag: str = "", what: str = "the graph"
     other = "give %s another path" % flag.split()[0] if flag else "write %s elsewhere" % what
     code, e = "FAILED_PRECONDITION", exc.errno
     if e == errno.EISDIR or os.path.isdir(path):
-        example = os.path.join(path.rstrip(os.sep) or os.sep, "model.json" if what == "the manifest" else "model.pb")
+        example = os.path.join(path.rstrip(os.sep) or os.sep, _example_name(flag, what))
         code, text = "INVALID_ARGUMENT", "%s is a folder: give a file name (e.g. %s)" % (where, example)
     elif e in (errno.ENOSPC, errno.EDQUOT):
         code, text = "RESOURCE_EXHAUSTED", "%s: no space left for %s in %s (%s): free some space there, or %s" % (

@@ -63,6 +63,54 @@ def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],
         return _run_graph(model_path, feeds, fetches)
 
 
+def close_names(wanted: str, names: List[str], shown: int = 3) -> List[str]:
+    """The names in ``names`` a misspelt ``wanted`` (a tensor or node name) most likely meant:
+    within an edit distance of a third of its length (at least 1), or with the same last
+    path component; the nearest first. The C# and C++ runners use the same rule."""
+    want = wanted.rsplit(":", 1)[0] if wanted.rsplit(":", 1)[-1].isdigit() and ":" in wanted else wanted
+
+    def distance(a: str, b: str) -> int:
+        row = list(range(len(b) + 1))
+        for i, ca in enumerate(a, 1):
+            prev, row[0] = row[0], i
+            for j, cb in enumerate(b, 1):
+                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+        return row[-1]
+
+    limit = max(1, len(want) // 3)
+    scored = []
+    for name in names:
+        d = distance(want, name)
+        if d <= limit or name.rsplit("/", 1)[-1] == want.rsplit("/", 1)[-1]:
+            scored.append((d, name))
+    return [n for _, n in sorted(scored)[:shown]]
+
+
+def not_in_graph(name: str, names: List[str], placeholders: Optional[List[str]] = None) -> NotFoundError:
+    """The error for a tensor the graph lacks, with the names it may have meant; for an input
+    with none close, the graph's placeholders (what can be fed)."""
+    close = close_names(name, names)
+    if close:
+        hint = "; did you mean %s?" % ", ".join("'%s'" % n for n in close)
+    elif placeholders is not None:
+        hint = "; its placeholders: %s" % (", ".join(placeholders) or "none")
+    else:
+        hint = ""
+    return NotFoundError("tensor '%s' is not in the graph%s" % (name, hint))
+
+
+def dtype_error(label: str, want: str, got: str) -> InvalidArgumentError:
+    """The error for an .npy whose dtype is not the input's (no client casts: a cast can lose values)."""
+    return InvalidArgumentError("input %s takes %s but the .npy holds %s: save it as %s (numpy: a.astype('%s'))"
+                                % (label, want, got, want, want))
+
+
+def shape_error(label: str, want: List[int], got: List[int]) -> InvalidArgumentError:
+    """The error for an .npy whose shape the input does not take."""
+    return InvalidArgumentError("input %s takes shape [%s] (-1: any size) but the .npy holds [%s]" % (
+        label, ", ".join(str(d) for d in want), ", ".join(str(d) for d in got)))
+
+
 def _pick(name: str, known: List[str], what: str, model_path: str) -> str:
     """``name`` as the runtime spells it: as given, with ':0', or without it."""
     for candidate in (name, _tensor_name(name), name.split(":")[0] if name.endswith(":0") else name):
@@ -117,7 +165,10 @@ def _run_tflite(model_path: str, feeds: Dict[str, object], fetches: List[str]) -
                 interp.resize_tensor_input(ins[name]["index"], list(value.shape))
         interp.allocate_tensors()
         for name, value in feed.items():
-            interp.set_tensor(ins[name]["index"], value.astype(ins[name]["dtype"]))
+            want = np.dtype(ins[name]["dtype"])
+            if value.dtype != want and value.dtype.kind not in "OSU":
+                raise dtype_error(name, str(want), str(value.dtype))
+            interp.set_tensor(ins[name]["index"], value)
         interp.invoke()
         return [interp.get_tensor(outs[_pick(f, list(outs), "output", model_path)]["index"]) for f in fetches]
     except (ValueError, RuntimeError) as exc:
@@ -143,15 +194,28 @@ def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) ->
         except (ValueError, tf.errors.OpError) as exc:
             raise InvalidArgumentError("cannot import %s: %s" % (model_path, str(exc).splitlines()[0])) from None
 
-    def lookup(name):
+    def lookup(name, fed=False):
         try:
             return graph.get_tensor_by_name(_tensor_name(name))
         except (KeyError, ValueError):
-            ops = sorted(op.name for op in graph.get_operations() if op.type == "Placeholder")
-            raise NotFoundError("tensor %r is not in %s (placeholders: %s)"
-                                % (name, model_path, ", ".join(ops) or "none")) from None
+            ops = graph.get_operations()
+            raise not_in_graph(name, [op.name for op in ops],
+                               [op.name for op in ops if op.type == "Placeholder"] if fed else None) from None
 
-    feed_dict = {lookup(k): v for k, v in feeds.items()}
+    import numpy as np
+
+    feed_dict = {}
+    for name, value in feeds.items():
+        tensor = lookup(name, fed=True)
+        array = np.asarray(value)
+        if tensor.dtype.is_numpy_compatible and tensor.dtype != tf.string and array.dtype.kind not in "OSU" \
+                and array.dtype != tensor.dtype.as_numpy_dtype:
+            raise dtype_error(name, tensor.dtype.as_numpy_dtype.__name__, str(array.dtype))
+        if tensor.shape.rank is not None:
+            want = [-1 if d is None else d for d in tensor.shape.as_list()]
+            if len(want) != array.ndim or any(d not in (-1, a) for d, a in zip(want, array.shape)):
+                raise shape_error(name, want, list(array.shape))
+        feed_dict[tensor] = value
     fetch_list = [lookup(f) for f in fetches]
     with tf.compat.v1.Session(graph=graph) as sess:
         try:
@@ -186,9 +250,8 @@ class Manifest:
                 return tensors[candidate]
         if name in signature:
             return dict(signature[name], name=signature[name]["name"])
-        known = sorted(tensors) + sorted(signature)
-        raise NotFoundError("%s is not an %s of %s (%s: %s)" % (name, kind[:-1], self.path, kind,
-                                                                 ", ".join(known) or "none"))
+        known = [t["name"] for t in self.data.get(kind) or []]
+        raise NotFoundError("'%s' is not among the manifest's %s (%s)" % (name, kind, ", ".join(known)))
 
     def input(self, name: str) -> dict:
         return self._find("inputs", name)
@@ -211,13 +274,12 @@ class Manifest:
         want = info.get("dtype")
         got = str(np.asarray(value).dtype) if not np.asarray(value).dtype.kind in "OSU" else "string"
         if want and got != want:
-            raise InvalidArgumentError("input %s: the manifest says %s, the .npy holds %s" % (label, want, got))
+            raise dtype_error(label, want, got)
         shape = info.get("shape")
         if shape is not None:
             actual = list(np.asarray(value).shape)
             if len(actual) != len(shape) or any(d != -1 and d != a for d, a in zip(shape, actual)):
-                raise InvalidArgumentError("input %s: the manifest says shape %s, the .npy holds %s"
-                                           % (label, shape, actual))
+                raise shape_error(label, shape, actual)
 
 
 def describe(value, limit: int = 6) -> str:

@@ -411,3 +411,14 @@ def test_inspect_of_a_saved_models_variables_folder_points_to_the_saved_model(sr
     assert r.returncode == 0, r.stderr
     assert "warning: this folder holds a checkpoint named 'variables' and no graph, as the variables/ folder inside " \
            "a SavedModel does: give the SavedModel's folder (the one holding saved_model.pb) instead" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("flag,value,said", [
+    ("--step", "abc", "--step takes a global step (an integer), got 'abc'"),
+    ("--timeout", "abc", "--timeout takes seconds, e.g. --timeout 300 (got 'abc')"),
+])
+def test_a_bad_flag_value_is_said_once_as_the_other_clients_say_it(ckpt, tmp_path, flag, value, said):
+    r = cli("freeze", ckpt.directory, "-o", str(tmp_path / "o.pb"), flag, value)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == "tffreeze freeze: error: " + said, r.stderr
+    assert os.listdir(tmp_path) == []

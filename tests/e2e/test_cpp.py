@@ -127,7 +127,7 @@ def test_cpp_run_checks_the_manifest(server, tmp_path):
     out = cpp("run", tmp_path / "m.pb", "--manifest", tmp_path / "m.json", "--libtensorflow", TF_LIB,
               "--input", "x=%s" % (tmp_path / "x.npy"), "--input", "steps=%s" % (tmp_path / "steps64.npy"),
               "--output", "logits=%s" % (tmp_path / "l.npy"))
-    assert out.returncode == 1 and "is int32 in the manifest but got int64 [INVALID_ARGUMENT]" in out.stderr
+    assert out.returncode == 1 and "takes int32 but the .npy holds int64: save it as int32 (numpy: a.astype('int32')) [INVALID_ARGUMENT]" in out.stderr
     out = cpp("run", tmp_path / "m.pb", "--manifest", tmp_path / "m.json", "--libtensorflow", TF_LIB,
               "--input", "x=%s" % (tmp_path / "x.npy"), "--output", "logit=%s" % (tmp_path / "l.npy"))
     assert out.returncode == 1 and "'logit' is not among the manifest's outputs" in out.stderr

@@ -159,6 +159,8 @@ def test_sigterm_sighup_sigint_leave_no_part_and_stale_parts_are_removed(server,
         rc, seen, err = interrupt_while_writing(argv, out_dir, sig)
         assert rc == code, (sig, rc, err)
         assert os.listdir(out_dir) == [], (sig, seen, os.listdir(out_dir))
+        said = "interrupted" if sig == signal.SIGINT else "stopped by %s (nothing left half-written)" % sig.name
+        assert err.rstrip().endswith("tffreeze-cpp freeze: " + said), (sig, err)  # as the other clients say it
     # A freeze killed outright (SIGKILL: no handler runs) leaves its .part ...
     rc, seen, _ = interrupt_while_writing(argv, out_dir, signal.SIGKILL)
     left = parts(out_dir)

@@ -164,7 +164,7 @@ def test_csharp_runs_multiple_inputs_of_different_dtypes(server, tmp_path):
     bad = cs("run", str(tmp_path / "m.pb"), "--manifest", str(tmp_path / "m.json"),
              "--input", "x=%s" % (tmp_path / "x.npy"), "--input", "steps=%s" % (tmp_path / "steps64.npy"),
              "--output", "logits=%s" % (tmp_path / "l.npy"))
-    assert bad.returncode == 1 and "is int32 in the manifest but" in bad.stderr
+    assert bad.returncode == 1 and "input steps takes int32 but the .npy holds int64" in bad.stderr
 
 
 def test_csharp_uint8_and_bool_inputs_and_deduplicated_upload(web_server, tmp_path):

@@ -15,7 +15,7 @@ and 10), against a real server's gRPC-Web endpoint:
   .meta) is a usage error before anything is uploaded or written; the checkpoint is unchanged;
   a graph an earlier freeze wrote into the checkpoint's folder is replaced (frozen twice, exit 0);
 - the reader of stdout gone (`tffreeze-cs --help | head -1`) ends the process quietly, no trace;
-- 10: `run model.onnx` says where an ONNX model runs (exit 2); `run --manifest` without
+- 10: `run model.onnx` says where an ONNX model runs (exit 1, as in C++); `run --manifest` without
   --output prints every output as the Python client does; the freeze summary has Python's
   "bound", "verify" and "format" lines."""
 
@@ -366,8 +366,9 @@ def test_run_of_an_onnx_or_tflite_model_says_where_it_runs(frozen, tmp_path):
                        ("renamed.pb", b"\x1c\x00\x00\x00TFL3\x00\x00")):
         (tmp_path / name).write_bytes(data)
         out = cs("run", str(tmp_path / name), "--output", "y")
-        assert out.returncode == 2, (name, out.stderr)
-        assert "GraphDef (.pb) files only" in out.stderr and "tffreeze run" in out.stderr, out.stderr
+        assert out.returncode == 1, (name, out.stderr)  # as tffreeze-cpp: an error in what was given
+        assert "tffreeze-cs runs frozen GraphDef .pb files only" in out.stderr and "`tffreeze run " in out.stderr \
+            and out.stderr.rstrip().endswith("[INVALID_ARGUMENT]"), out.stderr
         assert "Invalid GraphDef [TENSORFLOW]" not in out.stderr
     (tmp_path / "junk.pb").write_bytes(b"\xff" * 64)
     junk = cs("run", str(tmp_path / "junk.pb"), "--output", "y")

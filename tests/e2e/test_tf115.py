@@ -175,7 +175,7 @@ def test_tensorflowsharp_run_fails_as_the_builtin_binding_does(client, tmp_path)
             "--input", "x=%s" % (tmp_path / "x.npy")]
     cases = {
         "INVALID_ARGUMENT": (["--input", "steps=%s" % (tmp_path / "steps64.npy"), "--output", "logits=o.npy"],
-                             "input steps is int32 in the manifest but got int64"),
+                             "input steps takes int32 but the .npy holds int64"),
         "NOT_FOUND": (["--input", "steps=%s" % (tmp_path / "steps.npy"), "--output", "logit=o.npy"],
                       "'logit' is not among the manifest's outputs"),
     }

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 import pytest
 
 import models
-from test_parity import PY, built, _run, _stderr  # noqa: F401  (built: the clients, made once)
+from test_parity import CPP, CS, PY, built, _run, _stderr  # noqa: F401  (built: the clients, made once)
 
 _REQUEST_WORDS = re.compile(r"graph_path|\bSOURCE\b|\boptions\.|\[outputs:")
 
@@ -79,3 +80,30 @@ def test_every_client_words_a_server_message_for_its_command_line(web_server, so
     assert not _REQUEST_WORDS.search(lines["py"]), lines["py"]
     assert expect.format(**{k: v for k, v in sources.items() if isinstance(v, str)}) in lines["py"], lines["py"]
     assert ("the outputs it froze for" in lines["py"]) == (name == "outputs-note"), lines["py"]
+
+
+def test_a_deadline_names_the_timeout_flag_in_every_client(tmp_path):
+    """A server that accepts the connection and never answers: each client's --timeout ends the
+    call, and the message names the flag and its value (not gRPC's bare "Deadline Exceeded", nor
+    "cannot reach the server" from C#'s HTTP timeout)."""
+    import socket
+
+    models.dense(str(tmp_path / "ckpt"), True)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        lines = {}
+        for client, argv in (("py", [PY, "--server", "127.0.0.1:%d" % port]),
+                             ("cs", [CS, "--server", "http://127.0.0.1:%d" % port]),
+                             ("cpp", [CPP, "--server", "127.0.0.1:%d" % port])):
+            run = subprocess.run([argv[0], "inspect", str(tmp_path / "ckpt"), "--timeout", "0.5"] + argv[1:],
+                                 capture_output=True, text=True, timeout=120)
+            assert run.returncode == 1, (client, run.stderr)
+            lines[client] = _stderr(run.stderr).strip()
+    finally:
+        silent.close()
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"] == "no answer within --timeout 0.5 seconds: give a larger --timeout (the default is 600) " \
+                          "[DEADLINE_EXCEEDED]", lines["py"]

@@ -45,6 +45,17 @@ class Runtime {
   static std::string Version();  // TF_Version()
 };
 
+// The names a misspelt tensor or node name most likely meant: within an edit distance of a
+// third of its length (at least 1), or with the same last path component; nearest first (the
+// Python and C# runners use the same rule).
+std::vector<std::string> CloseNames(const std::string& wanted, const std::vector<std::string>& names,
+                                    size_t shown = 3);
+
+// INVALID_ARGUMENT for an .npy whose dtype is not the input's (no runner casts: a cast can lose values).
+Error DTypeError(const std::string& label, const std::string& want, const std::string& got);
+// INVALID_ARGUMENT for an .npy whose shape the input does not take (-1: any size).
+Error ShapeError(const std::string& label, const std::vector<int64_t>& want, const std::vector<int64_t>& got);
+
 class Model {
  public:
   // Import a frozen GraphDef file and open a session on it.
