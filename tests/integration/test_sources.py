@@ -3,6 +3,7 @@ names resolved automatically, checked against the original model."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -187,6 +188,12 @@ def test_saved_model_v2_two_inputs_of_different_dtypes(client, tmp_path):
     expected = {sig["outputs"][a]["name"]: v for a, v in model.expected.items()}
     _check(outcome, model, feeds=feeds, expected=expected)
     assert client.freeze(model.directory).graph_bytes == outcome.graph_bytes
+    # inspect shows each signature entry's dtype and shape, as for a TF1 SavedModel (not "?")
+    shown = {alias: (t["name"], t["dtype"], t["shape"])
+             for sd in json.loads(client.inspect(model.directory).rendered.json)["signature_defs"]
+             for side in ("inputs", "outputs") for alias, t in sd[side].items()}
+    assert shown["x"][1:] == ("float32", [-1, 3]) and shown["steps"][1:] == ("int32", [-1]), shown
+    assert shown["logits"][1:] == ("float32", [-1, 2]) and shown["count"][1:] == ("int32", []), shown
 
 
 def test_keras_export(client, tmp_path):

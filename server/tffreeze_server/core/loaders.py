@@ -39,7 +39,7 @@ from . import layout
 from tffreeze_api.v1 import freeze_pb2
 
 from . import bounds, oppolicy, stages
-from .graph import VARIABLE_OPS
+from .oproles import SAVED_MODEL_SAVER_OPS, VARIABLE_OPS
 from .errors import FailedPrecondition, InvalidArgument, NotFound, without_paths
 from .spec import FreezeSpec
 
@@ -310,7 +310,7 @@ def _sanitized_saved_model(meta, spec: FreezeSpec) -> bytes:
     bounds.check_graph(meta.graph_def, spec.limits.max_graph_nodes, spec.limits.max_function_depth)
     saver_nodes, saver_functions = oppolicy.saved_model_split(meta)
     found = oppolicy.unsafe_nodes(meta.graph_def, nodes=saver_nodes, functions=saver_functions,
-                                  allowed=oppolicy.SAVER_OPS)
+                                  allowed=SAVED_MODEL_SAVER_OPS)
     if found:
         raise oppolicy.refusal(found, "the SavedModel's save/restore part")
     kept = oppolicy.without_saver(meta, saver_nodes, saver_functions)
@@ -378,15 +378,20 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
     # Inputs: the signature's keyword arguments, matched to the frozen placeholders.
     _, kwargs = func.structured_input_signature
     alias_of: Dict[str, str] = {(s.name or a): a for a, s in kwargs.items()}
+    def described(entry, t):  # name, dtype and shape, as a TF1 signature carries them (inspect shows them)
+        entry.name = t.name
+        entry.dtype = t.dtype.as_datatype_enum
+        entry.tensor_shape.CopyFrom(t.shape.as_proto())
+
     for t in frozen.inputs:
         if t.dtype != tf.resource:
-            sig.inputs[alias_of.get(t.op.name) or t.op.name].name = t.name
+            described(sig.inputs[alias_of.get(t.op.name) or t.op.name], t)
     # Outputs: a dict's values follow tf.nest's sorted-key order in the frozen function.
     structured = func.structured_outputs
     aliases = sorted(structured) if isinstance(structured, dict) else [
         "output_%d" % i for i in range(len(frozen.outputs))]
     for alias, t in zip(aliases, frozen.outputs):
-        sig.outputs[alias].name = t.name
+        described(sig.outputs[alias], t)
     constants = sum(1 for n in graph_def.node if n.op == "Const")
     return Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2, ckpt, meta, None, export_dir=workdir, tags=tags,
                   constants=constants, signature_names=sorted(loaded.signatures.keys()), sanitized=sanitized)
