@@ -256,6 +256,13 @@ def test_verify_reports_differences(client, tmp_path):
     outcome = client.freeze(model.directory, verify=True)
     checks = outcome.manifest["verification"]
     assert [c["name"] for c in checks] == ["logits:0", "probs:0"] and all(c["max_abs_diff"] < 1e-5 for c in checks)
+    # Verifying checks the graph a plain freeze writes and leaves its bytes alone (TensorFlow's
+    # import had added default attributes, which TF 1.15 refuses, while the manifest said it loads).
+    plain = client.freeze(model.directory)
+    assert outcome.graph_bytes == plain.graph_bytes
+    assert outcome.manifest["loads_in_tensorflowsharp"] == plain.manifest["loads_in_tensorflowsharp"]
+    targeted = client.freeze(model.directory, verify=True, target="tensorflowsharp")
+    assert targeted.graph_bytes == client.freeze(model.directory, target="tensorflowsharp").graph_bytes
     saved = models.saved_model_v2(str(tmp_path / "sm2"))
     v2 = client.freeze(saved.directory, verify=True).manifest["verification"]
     assert len(v2) == 2 and all(c["max_abs_diff"] < 1e-5 for c in v2)

@@ -469,7 +469,14 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         if spec.verify:
             spec.limits.require_sandbox("verify")
             progress(freeze_pb2.STAGE_VERIFYING, "running original and frozen graphs on generated inputs", 0.9)
+            # TensorFlow's import adds every default-valued attribute to the GraphDef it is given, in
+            # place: take them out again, so the verified graph is the bytes a plain freeze writes (older
+            # runtimes refuse attributes they do not know; the manifest's loads_in_* describe these bytes).
+            attrs = {n.name: set(n.attr) for n in frozen.node}
             result.verification.extend(_verify(r, spec, original, values, bindings, frozen, result))
+            for n in frozen.node:
+                for key in set(n.attr) - attrs.get(n.name, set(n.attr)):
+                    del n.attr[key]
 
     progress(freeze_pb2.STAGE_WRITING, "serializing the frozen graph", 0.95)
     result.node_count = len(frozen.node)
