@@ -28,13 +28,15 @@ def sources(tmp_path_factory):
     several = models.dense(str(base / "several"), True, steps=[100, 200], mutate=True)
     models.saved_model_v1(str(base / "saved"))
     partial = models.partial_save(str(base / "partial"))
+    models.saved_model_v2(str(base / "saved2"))
     nometa = models.without_meta(str(base / "nometa" / "ckpt"), True, as_text=True, rename="dense")
     frozen = str(base / "frozen.pb")
     from tffreeze import FreezeClient
 
     return {"nested": str(base / "project"), "two": str(base / "two"), "several": several.directory,
             "saved": str(base / "saved"), "savedfile": str(base / "saved" / "saved_model.pb"),
-            "savedvars": str(base / "saved" / "variables"), "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
+            "savedvars": str(base / "saved" / "variables"), "savedvars2": str(base / "saved2" / "variables"),
+            "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
             "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen)}
 
 
@@ -52,6 +54,8 @@ CASES = [
     ("saved-model-file", "freeze", "savedfile", [], 1, "{savedfile} is the graph file of a SavedModel, which is "
      "frozen with its variables/ folder: give `PROGRAM freeze` its folder (INVALID_PATH)"),
     ("saved-model-file-inspect", "inspect", "savedfile", [], 1, "give `PROGRAM inspect` its folder (INVALID_PATH)"),
+    ("saved-model-v2-variables", "freeze", "savedvars2", [], 1, "{savedvars2} holds a checkpoint named "
+     "'variables' and no graph, as the variables/ folder inside a SavedModel does: give the SavedModel's folder"),
     ("saved-model-variables", "freeze", "savedvars", [], 1, "{savedvars} holds a checkpoint named 'variables' and "
      "no graph, as the variables/ folder inside a SavedModel does: give the SavedModel's folder (the one holding "
      "saved_model.pb) instead (NO_GRAPH)"),

@@ -182,8 +182,10 @@ def load_saver(workdir: str, files: List[str], spec: FreezeSpec, require_graph: 
         ckpt.meta_graph = spec.graph_path
         return Loaded(freeze_pb2.SOURCE_KIND_GRAPH_AND_CHECKPOINT, ckpt, meta, reader, sel.available, warnings)
     if sel.checkpoint.meta is None:
-        _refuse_graphless(files, sel, reader)
+        if sel.checkpoint.prefix != "variables" or spec.graph_path:
+            _refuse_graphless(files, sel, reader)
         if sel.checkpoint.prefix == "variables" and not spec.graph_path:  # SavedModel/variables/variables.index
+            # (a TF1 or a TF2 SavedModel's: the object-based checkpoint of tf.saved_model.save too)
             fix = ("holds a checkpoint named 'variables' and no graph, as the variables/ folder inside a "
                    "SavedModel does: give the SavedModel's folder (the one holding saved_model.pb) instead")
             if not require_graph:
