@@ -42,7 +42,8 @@ from tffreeze_api.v1 import freeze_pb2
 
 from . import convert as convert_mod, oppolicy, optimize as optimize_mod, rewrite, splice, switches, tables, tensorflowsharp, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError, InvalidArgument, NotFound, ResourceExhausted, without_paths
-from .graph import (ITERATOR_GET_NEXT_OPS, fixed_output_count, output_types, PLACEHOLDER_OPS, VARIABLE_OPS, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
+from .oproles import ITERATOR_GET_NEXT_OPS, PLACEHOLDER_OPS, VARIABLE_OPS
+from .graph import (fixed_output_count, output_types, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, load_checked_saved_model, open_reader, pick_signature
 from .resolve import EXPLICIT_INPUT, Resolution, candidates, resolve, user_collections

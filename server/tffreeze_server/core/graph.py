@@ -8,16 +8,6 @@ from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import InvalidArgument
 
-VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp"}
-PLACEHOLDER_OPS = {"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"}
-# Where tf.data hands elements to the model: the graph is cut here (its outputs become placeholders).
-ITERATOR_GET_NEXT_OPS = {"IteratorGetNext", "IteratorGetNextSync"}
-
-
-def is_input_pipeline_op(op: str) -> bool:
-    """tf.data's own ops (datasets, iterators and their handles): never a model output."""
-    return (op in ITERATOR_GET_NEXT_OPS or "Dataset" in op or "Iterator" in op
-            or op in ("MakeIterator", "DeleteIterator"))
 # A value this large is not copied around: spliced from the data file, stood in by a
 # placeholder in the graphs TensorFlow imports for checks and folding.
 LARGE_BYTES = 1 << 16

@@ -29,35 +29,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .graph import PLACEHOLDER_OPS, VARIABLE_OPS, node_of, reach, tensor_name
-
-HEAD_OPS = {"Softmax", "Sigmoid", "LogSoftmax", "ArgMax", "ArgMin", "TopKV2", "TopK"}
-_ALIAS_OPS = {"Identity", "Reshape", "Squeeze", "ExpandDims", "StopGradient", "Snapshot"}
-LAYER_OPS = {
-    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "SparseMatMul", "Einsum",
-    "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "Conv3DBackpropInputV2",
-    "BiasAdd", "BiasAddV1", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
-    "Gather", "GatherV2", "GatherNd", "ResourceGather", "ResourceGatherNd",
-    "LSTMBlockCell", "GRUBlockCell", "BlockLSTM", "BlockLSTMV2", "CudnnRNN", "CudnnRNNV2", "CudnnRNNV3",
-    "While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase",
-    "PartitionedCall", "StatefulPartitionedCall",
-}
-# Elementwise ops that are a layer when one side is a variable read (x * w + b written by hand).
-_ELEMENTWISE_LAYER_OPS = {"Add", "AddV2", "Mul", "Sub"}
-# A layer's own end: its activation and the reshapes that finish it.
-_UNARY_MODEL_OPS = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softplus",
-                    "Softsign", "LeakyRelu", "Identity", "Reshape", "Squeeze", "ExpandDims", "Snapshot"}
-_UPDATE_PREFIXES = ("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply")
-_SUMMARY_OPS = ("Summary", "SummaryV2")
-_PAIRWISE_OPS = {"MatMul", "BatchMatMulV2", "Sub", "SquaredDifference"}
-_MOVING_UPDATE_OPS = {"AssignSub", "AssignSubVariableOp", "AssignMovingAvg"}
-# Ops that compare a prediction with a label (an accuracy), unlike ops that take a
-# label-free side input with the model's output (a decoder's sequence lengths).
-_COMPARISON_OPS = {"Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual", "InTopK", "InTopKV2"}
-_READ_OPS = {"Identity", "ReadVariableOp", "Enter", "RefEnter", "Switch", "RefSwitch"}
-DATA_SOURCE_OPS = PLACEHOLDER_OPS | {"IteratorGetNext", "QueueDequeueV2", "QueueDequeueManyV2",
-                                     "QueueDequeueUpToV2", "OneShotIterator"}
-_BACK_EDGE_OPS = {"NextIteration", "RefNextIteration"}
+from .graph import node_of, reach, tensor_name
+from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, COMPARISON_OPS as _COMPARISON_OPS,
+                      DATA_SOURCE_OPS, ELEMENTWISE_LAYER_OPS as _ELEMENTWISE_LAYER_OPS, HEAD_OPS, LAYER_OPS,
+                      LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
+                      PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VARIABLE_READ_OPS as _READ_OPS,
+                      is_optimizer_update, is_summary_op)
 # tf.gradients seeds each y with `gradients/grad_ys_K = Fill(Shape(y), 1)`.
 _GRAD_YS = re.compile(r"(^|/)gradients(_\d+)?/grad_ys_\d+$")
 _KERAS_LOSS = re.compile(r"^loss(?:_\d+)?/(.+?)_loss/")
@@ -195,7 +172,7 @@ class Structure:
             mask = 0
             for name in reach(self.seeds.get(loss, ()), lambda n: self.users.get(n, ())):
                 node = self.by_name[name]
-                if node.op.startswith(_UPDATE_PREFIXES) and self.data_inputs[name]:
+                if is_optimizer_update(node.op) and self.data_inputs[name]:
                     var = node_of(self.data_inputs[name][0])
                     if self.by_name[var].op in VARIABLE_OPS:
                         mask |= self.var_bits[var]
@@ -430,7 +407,7 @@ class Structure:
         """Nodes read by nothing but summaries, metrics or bookkeeping (what feeds an
         assignment or an optimizer is an update, not a sink; what a summary shows is)."""
         return [n for n in self.order if n not in self.excluded
-                and all(u in self.excluded and (u not in training or self.by_name[u].op.endswith(_SUMMARY_OPS))
+                and all(u in self.excluded and (u not in training or is_summary_op(self.by_name[u].op))
                         for u in self.users.get(n, ()))]
 
 

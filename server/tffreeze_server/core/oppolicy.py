@@ -39,6 +39,7 @@ import os
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import InvalidArgument
+from .oproles import SAVED_MODEL_SAVER_OPS
 
 # PrintV2 may print to the log; an output_stream naming a file would write one.
 _PRINT_STREAMS = {"stderr", "stdout", "log(info)", "log(warning)", "log(error)"}
@@ -46,7 +47,7 @@ _SHOWN = 10
 # Function attributes grappler groups functions by: one member of a family may be run in place of another.
 FAMILY_ATTRS = ("api_implements", "_implements")
 # What a TF2 SavedModel's save and restore functions do besides computing on tensors.
-SAVER_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec"})
+SAVER_OPS = SAVED_MODEL_SAVER_OPS  # (the op-role table's; kept under this name for callers)
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,10 +26,10 @@ import numpy as np
 
 from . import oppolicy
 from .graph import consumers, node_of, nodes_by_name, reach
+from .oproles import CALL_OPS, CONTROL_FLOW_V1_OPS, DEBUG_OPS as _DEBUG_OPS, FUNCTIONAL_CONTROL_FLOW_OPS
+from .oproles import FUSED_BATCH_NORM_OPS as _FUSED_BN
 
-_DEBUG_OPS = {"Print", "PrintV2", "Assert", "CheckNumerics", "CheckNumericsV2"}
-_CONTROL_FLOW = {"Enter", "Exit", "Switch", "Merge", "NextIteration", "LoopCond", "While", "StatelessWhile",
-                 "If", "StatelessIf", "PartitionedCall", "StatefulPartitionedCall"}
+_CONTROL_FLOW = CONTROL_FLOW_V1_OPS | FUNCTIONAL_CONTROL_FLOW_OPS | CALL_OPS
 
 
 def _retain(graph_def, keep) -> None:
@@ -187,7 +187,6 @@ def _fold_scale_into_weights(graph_def) -> int:
     return folded
 
 
-_FUSED_BN = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
 _FOLDABLE = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 

@@ -15,7 +15,11 @@ from typing import List, Optional, Set, Tuple
 from tensorflow.python.framework import dtypes
 
 from . import heads
-from .graph import (PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, fixed_output_count, is_input_pipeline_op, consumers, node_of, nodes_by_name, output_dtype_enum,
+from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
+                      FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_EXIT_OPS,
+                      PLACEHOLDER_OPS, SELECTION_OPS as _SELECTION_OPS, SHAPE_OPS as _SHAPE_OPS, VARIABLE_OPS,
+                      is_input_pipeline_op, is_training_op as _is_training_op)
+from .graph import (ancestors, fixed_output_count, consumers, node_of, nodes_by_name, output_dtype_enum,
                     output_shape_proto, reach, resolve_names, tensor_name)
 from .switches import find_switches
 
@@ -35,26 +39,12 @@ _TF_COLLECTIONS = {
 }
 _INPUT_COLLECTION = re.compile(r"(^|[_\W])(in|inputs?|x|feeds?|placeholders?)$", re.I)
 
-_BOOKKEEPING_OPS = {
-    "NoOp", "Const", "Assert", "Print", "PrintV2", "SaveV2", "RestoreV2", "Save", "Restore",
-    "SaveSlices", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "StringJoin",
-    "MergeSummary", "WriteFile", "VarIsInitializedOp", "IsVariableInitialized", "ReadVariableOp",
-    "DestroyResourceOp", "ReportUninitializedVariables",
-    # Structural by-products (a loss's label Shape, ...) are not model outputs.
-    "Shape", "ShapeN", "Size", "Rank", "BroadcastGradientArgs",
-} | PLACEHOLDER_OPS | VARIABLE_OPS
 _BOOKKEEPING_SCOPES = re.compile(
     r"^(save(_\d+)?|gradients(_\d+)?|init(_\d+)?|report_uninitialized_variables(_\d+)?|"
     r"global_step|summaries|train|Merge)(/|$)")
 
 
 _GRADIENTS = re.compile(r"(^|/)gradients(_\d+)?/")  # tf.gradients' scope, also under Keras' training/Adam/
-
-
-def _is_training_op(op: str) -> bool:
-    return (op.startswith(("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply", "Assign",
-                           "Scatter", "ResourceScatter"))
-            or op.endswith("Summary") or op.endswith("SummaryV2"))
 
 
 def training_nodes(graph_def) -> Set[str]:
@@ -74,13 +64,8 @@ def training_nodes(graph_def) -> Set[str]:
     return reach(seeds, lambda name: (u for u in users.get(name, ()) if u not in merges))
 
 
-_CONTROL_FLOW_V1 = {"Switch", "RefSwitch", "Merge", "RefMerge", "Enter", "RefEnter", "Exit", "RefExit",
-                    "NextIteration", "RefNextIteration", "LoopCond"}
-
-
 _HANDLE_DTYPES = {dtypes.variant.as_datatype_enum, dtypes.resource.as_datatype_enum}
 _INT_DTYPES = {dtypes.int32.as_datatype_enum, dtypes.int64.as_datatype_enum}
-_SHAPE_OPS = {"Shape", "ShapeN", "Size", "Rank", "TensorListLength", "TensorArraySizeV3"}
 
 
 def _is_shape_arithmetic(node, by_name, limit: int = 64) -> bool:
@@ -120,7 +105,7 @@ def _is_bookkeeping(node, by_name, training) -> bool:
         return True
     if _is_shape_arithmetic(node, by_name):
         return True
-    if node.op in _CONTROL_FLOW_V1 - {"Exit", "RefExit"}:
+    if node.op in _CONTROL_FLOW_V1 - LOOP_EXIT_OPS:
         return True
     # cond internals: the pivots `cond/switch_t`, `cond/switch_f`, `cond/pred_id` read a Switch.
     if node.op == "Identity" and node.input:
@@ -193,12 +178,9 @@ def _from_collections(meta, by_name, training) -> Optional[Resolution]:
     return Resolution(outs, ins or None)
 
 
-_LOOP_OUTPUT_SOURCES = {"While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase"}
-
-
 def _is_unused_control_flow_output(node, by_name) -> bool:
     """A loop's or cond's result nobody reads (the loop counter of a while_loop...)."""
-    if node.op in ("Exit", "RefExit"):
+    if node.op in LOOP_EXIT_OPS:
         return True
     if node.op == "Identity" and node.input:
         src = by_name.get(node_of(node.input[0]))
@@ -246,7 +228,7 @@ def _predictions_feeding(losses, graph_def, by_name, training) -> List[str]:
         node = by_name.get(name)
         if node is not None and node.op == "Const":
             return node.attr["dtype"].type not in integer
-        return any(by_name[a].op in PLACEHOLDER_OPS | {"IteratorGetNext"} for a in ancestors(graph_def, [name]))
+        return any(by_name[a].op in PLACEHOLDER_OPS | ITERATOR_GET_NEXT_OPS for a in ancestors(graph_def, [name]))
 
     found: List[str] = []
     for n in graph_def.node:
@@ -371,9 +353,6 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
     return res
 
 
-_SELECTION_OPS = {"TopKV2": "the indices of the top-k values", "TopK": "the indices of the top-k values"}
-
-
 def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:
     """A selection's values come with the indices that say what was selected (top-k)."""
     out: List[Named] = []
@@ -393,7 +372,7 @@ def _inside_v1_loops(graph_def) -> Set[str]:
         return set()
     by_name = nodes_by_name(graph_def)
     users = consumers(graph_def)
-    return reach(enters, lambda name: (u for u in users.get(name, ()) if by_name[u].op not in ("Exit", "RefExit")))
+    return reach(enters, lambda name: (u for u in users.get(name, ()) if by_name[u].op not in LOOP_EXIT_OPS))
 
 
 def _no_outputs(meta, by_name):

@@ -13,7 +13,8 @@ from tensorflow.python.framework import convert_to_constants as c2c
 from tensorflow.python.framework import graph_util, op_def_registry, tensor_util
 
 from .errors import FailedPrecondition, ResourceExhausted
-from .graph import LARGE_BYTES, PLACEHOLDER_OPS, attr_functions, functions_called
+from .graph import LARGE_BYTES, attr_functions, functions_called
+from .oproles import FORWARDING_OPS as _PASSTHROUGH, PLACEHOLDER_OPS, SCRATCH_RELEASE_OPS as _RELEASES
 from .splice import content_dtype
 
 PROTOBUF_LIMIT = (1 << 31) - 1
@@ -30,8 +31,6 @@ _VARIABLE_OR_SAVER = re.compile(
     r"WriteFile|DestroyResourceOp)$")
 _ALLOWED_DESPITE_PATTERN = {"ReadVariableOp", "_ReadVariablesOp", "VarIsInitializedOp"}
 _DT_RESOURCE_ENUM = 20
-# a run's own scratch state (TensorArrays, stacks), released when it is done: no variable
-_RELEASES = {"TensorArrayClose", "TensorArrayCloseV2", "TensorArrayCloseV3", "StackClose", "StackCloseV2"}
 
 
 def writes_variable(op: str) -> bool:
@@ -213,7 +212,6 @@ def _function_returns_by_output_name(graph_def) -> None:
 
 
 _DT_RESOURCE = 20
-_PASSTHROUGH = {"Identity", "Enter", "Exit", "Switch", "RefSwitch", "NextIteration", "Snapshot", "StopGradient"}
 
 
 def _output_dtype(node, index: int):

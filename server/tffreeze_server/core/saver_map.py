@@ -14,10 +14,9 @@ from typing import Dict, List, Optional
 
 from tensorflow.python.framework import tensor_util
 
-from .graph import VARIABLE_OPS, consumers, node_of, nodes_by_name
+from .graph import consumers, node_of, nodes_by_name
+from .oproles import ASSIGN_OPS as _ASSIGN_OPS, RESTORE_OPS as _RESTORE_OPS, VARIABLE_OPS
 
-_RESTORE_OPS = {"RestoreV2", "RestoreSlice", "Restore"}
-_ASSIGN_OPS = {"Assign", "AssignVariableOp"}
 _PASS_THROUGH = {"Identity", "IdentityN"}
 
 

@@ -22,7 +22,8 @@ import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
 from .errors import InvalidArgument
-from .graph import PLACEHOLDER_OPS, consumers, node_of, nodes_by_name
+from .graph import consumers, node_of, nodes_by_name
+from .oproles import PLACEHOLDER_OPS
 
 _FALSE_SWITCH = re.compile(r"^(is_?training|training|is_?train|train_?phase|phase_?train|phase|"
                            r"keras_learning_phase|learning_phase|train_?mode|is_?train_?mode)$", re.I)

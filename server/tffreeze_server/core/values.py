@@ -18,7 +18,8 @@ from tensorflow.python.framework import errors as tf_errors
 from tensorflow.python.framework import tensor_util
 
 from .errors import DataLoss, FailedPrecondition, InvalidArgument, without_paths
-from .graph import LARGE_BYTES, VARIABLE_OPS, node_of, nodes_by_name
+from .graph import LARGE_BYTES, node_of, nodes_by_name
+from .oproles import VARIABLE_OPS
 from .saver_map import KeyRef
 from .spec import FreezeSpec
 from .splice import Splice, spliceable
