@@ -36,6 +36,7 @@ def sources(tmp_path_factory):
     return {"nested": str(base / "project"), "two": str(base / "two"), "several": several.directory,
             "saved": str(base / "saved"), "savedfile": str(base / "saved" / "saved_model.pb"),
             "savedvars": str(base / "saved" / "variables"), "savedvars2": str(base / "saved2" / "variables"),
+            "severalprefix": os.path.join(several.directory, "model.ckpt-200"),
             "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
             "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen)}
 
@@ -54,6 +55,9 @@ CASES = [
     ("saved-model-file", "freeze", "savedfile", [], 1, "{savedfile} is the graph file of a SavedModel, which is "
      "frozen with its variables/ folder: give `PROGRAM freeze` its folder (INVALID_PATH)"),
     ("saved-model-file-inspect", "inspect", "savedfile", [], 1, "give `PROGRAM inspect` its folder (INVALID_PATH)"),
+    # --step beside a SOURCE that names another checkpoint: refused, neither is guessed.
+    ("step-and-prefix", "freeze", "severalprefix", ["--step", "100"], 1, "{severalprefix} is the checkpoint of step "
+     "200, not the one of --step 100: give its folder with --step 100, or the checkpoint alone (INVALID_OPTION)"),
     ("saved-model-v2-variables", "freeze", "savedvars2", [], 1, "{savedvars2} holds a checkpoint named "
      "'variables' and no graph, as the variables/ folder inside a SavedModel does: give the SavedModel's folder"),
     ("saved-model-variables", "freeze", "savedvars", [], 1, "{savedvars} holds a checkpoint named 'variables' and "

@@ -327,6 +327,13 @@ def plan(listing: Iterable[str], state_files: Dict[str, str], step: Optional[int
         if prefix + ".index" not in names and not any(_basename(c) == prefix for c in find_checkpoints(names)):
             raise SelectionError("NOT_FOUND", _NOT_FOUND, "SOURCE is neither a checkpoint folder nor a checkpoint "
                                  "prefix: there is no %s.index beside it" % prefix)
+        named = _STEP_RE.search(prefix)
+        if step is not None and (not named or int(named.group(1)) != step):
+            # one checkpoint was named twice, differently: neither is guessed
+            raise SelectionError("INVALID_ARGUMENT", "ERROR_REASON_INVALID_OPTION",
+                                 "SOURCE is the checkpoint %s, not the one of options.step %d: give its folder with "
+                                 "options.step %d, or the checkpoint alone" % (
+                                     "of step %s" % named.group(1) if named else "%s (no step)" % prefix, step, step))
         return _saver(names, state_files.get(STATE_FILE), step, prefix, "")
     if any(p in SAVED_MODEL_FILES for p in paths):
         return Plan("", [(p, p) for p in paths], "")
