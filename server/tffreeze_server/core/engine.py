@@ -50,7 +50,7 @@ from .resolve import EXPLICIT_INPUT, Resolution, candidates, resolve, user_colle
 from .saver_map import variable_keys
 from .spec import FreezeSpec, format_enum, target_enum
 from . import stages
-from .values import EMA_SUFFIX, read_values
+from .values import EMA_SUFFIX, computed_from, read_values
 
 Progress = Callable[[int, str, float], None]  # (Stage, message, fraction)
 _DEFAULT_MAX = 16
@@ -684,11 +684,22 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
                 if sw.inference_value is not None:
                     _to_value(info.inference_value, sw.inference_value)
             keys = set(reader.get_variable_to_dtype_map()) if reader is not None else set()
+            lacking, held = [], []
             for node in r.pruned.node:
                 if node.op in VARIABLE_OPS:
                     key = mapping[node.name].key if node.name in mapping else node.name
                     if node.name + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys:
                         out.ema_shadows.append(node.name)
+                    initial = node.name in spec.exclude_variables or (
+                        spec.include_variables and node.name not in spec.include_variables)  # not restored
+                    if not initial:
+                        (held if node.name in spec.var_map or key in keys else lacking).append(node.name)
+            if reader is not None and lacking and loaded.kind != freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2:
+                partial = computed_from(r.pruned, held, lacking)  # what a freeze says, said before it
+                warnings.append("the checkpoint has no value for %s, which these outputs need (a partial save?): a "
+                                "freeze of them is refused%s" % (
+                                    ", ".join(lacking[:10]), "; the saved variables alone compute %s"
+                                    % ", ".join(partial) if partial else ""))
         out.signatures.extend(loaded.signature_names or sorted(meta.signature_def))
         for name in sorted(meta.signature_def):
             _signature_info(out.signature_defs.add(name=name), meta.signature_def[name])

@@ -73,6 +73,49 @@ def _check_names(names, variables: List[str], field: str) -> None:
                 name=name, suggestions=",".join(close))
 
 
+def computed_from(graph_def, have: List[str], lacking: List[str], shown: int = 3) -> List[str]:
+    """Tensors the graph computes from the variables in ``have`` alone that a node needing one
+    in ``lacking`` reads: the last results a partial save (a Saver given some variables) can
+    freeze, deepest first. Variable reads themselves are not offered."""
+    by_name = nodes_by_name(graph_def)
+    have_set, lacking_set = set(have), set(lacking)
+    memo: Dict[str, Tuple[bool, bool]] = {}  # node -> (reads a variable it has, reads one it lacks)
+
+    def reads(name: str) -> Tuple[bool, bool]:
+        stack, order = [name], []
+        while stack:  # iterative post-order; a cycle (a v1 loop) counts what was seen
+            top = stack.pop()
+            if top in memo or top not in by_name:
+                continue
+            memo[top] = (top in have_set, top in lacking_set)
+            order.append(top)
+            stack.extend(node_of(i) for i in by_name[top].input if not i.startswith("^"))
+        for top in reversed(order):
+            node = by_name[top]
+            got, lack = memo[top]
+            for i in node.input:
+                g, l_ = memo.get(node_of(i), (False, False)) if not i.startswith("^") else (False, False)
+                got, lack = got or g, lack or l_
+            memo[top] = (got, lack)
+        return memo.get(name, (False, False))
+
+    order = {n.name: i for i, n in enumerate(graph_def.node)}
+    found = set()
+    for node in graph_def.node:
+        if not reads(node.name)[1]:
+            continue
+        for i in node.input:
+            src = by_name.get(node_of(i))
+            if i.startswith("^") or src is None or src.op in VARIABLE_OPS or src.op == "ReadVariableOp" or (
+                    src.op == "Identity" and src.input and by_name.get(node_of(src.input[0])) is not None
+                    and by_name[node_of(src.input[0])].op in VARIABLE_OPS):
+                continue
+            got, lack = reads(src.name)
+            if got and not lack:
+                found.add(i if ":" in i else i + ":0")
+    return sorted(found, key=lambda t: -order.get(node_of(t), 0))[:shown]
+
+
 class Stored:
     """A large value left in the checkpoint's data file, to be spliced into the
     frozen graph when it is written (``splice``); never read into memory here."""
@@ -156,12 +199,29 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
         progress("read %s" % node.name, 0.3 + 0.3 * (i + 1) / max(1, len(variables)))
     if missing:
         unused = sorted(k for k in dtypes if k not in used_keys and k != "_CHECKPOINTABLE_OBJECT_GRAPH")
+        lacking = [m.split(" ")[0] for m in missing]
+        fixes = []
+        if unused:
+            fixes.append("map graph variables to the unused keys (options.var_map GRAPH_VAR=KEY)")
+        partial = computed_from(graph_def, [n for n in names if n not in lacking], lacking)
+        if partial:  # a partial save (the Saver was given some variables): what it can freeze
+            fixes.append("freeze what the saved variables compute alone (options.outputs %s)" % ",".join(partial))
+        constant = []
+        for name in lacking:
+            try:
+                initial_value(name, full_graph_def)
+                constant.append(name)
+            except FailedPrecondition:
+                pass
+        if constant == lacking:
+            fixes.append("freeze them at their initial values (options.exclude_variables %s)" % ",".join(lacking[:10]))
+        fixes.append("upload the checkpoint this graph was trained with")
         raise FailedPrecondition(
             "the outputs need %d variable(s) the checkpoint has no value for: %s. Checkpoint keys not used by "
-            "any graph variable: %s. Map graph variables to checkpoint keys (var_map), or upload the checkpoint "
-            "this graph was trained with." % (len(missing), ", ".join(missing[:10]),
-                                              ", ".join(unused[:20]) + (" ..." if len(unused) > 20 else "") or "none"),
-            "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=",".join(m.split(" ")[0] for m in missing[:20]))
+            "any graph variable: %s. Either %s." % (len(missing), ", ".join(missing[:10]),
+                                                    ", ".join(unused[:20]) + (" ..." if len(unused) > 20 else "") or
+                                                    "none", "; or ".join(fixes)),
+            "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=",".join(lacking[:20]), outputs_partial=",".join(partial))
     if no_shadow:
         warnings.append("ema: no ExponentialMovingAverage shadow for %s; their raw values were used"
                         % ", ".join(no_shadow[:10]))
