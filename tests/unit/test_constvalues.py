@@ -27,3 +27,20 @@ def test_broadcast_args_gives_the_shape_broadcast_to_gets():
     assert values.value(wide.name).dtype == np.int64
     assert values.value(clash.name) is None  # TensorFlow refuses it too
     assert values.value(filled.name).shape == (2, 4, 3)
+
+
+def test_a_value_refused_for_its_size_says_so():
+    """refused_size: the elements of the value over the bound, on the way to a tensor (a table's
+    keys from tf.range over the cap are too large, not "not from constants"); 0 for a value
+    that is not computable for another reason, or when another missing input is."""
+    graph = tf.Graph()
+    with graph.as_default():
+        big = tf.range(1000) * 2
+        other = tf.strings.to_number(tf.constant(["1"]))
+        mixed = tf.concat([tf.cast(tf.range(1000), tf.float32), other], 0)
+        small = tf.range(10)
+    values = Evaluator(graph.as_graph_def().node, max_elements=100)
+    assert values.value(big.name) is None and values.refused_size(big.name) == 1000
+    assert values.value(other.name) is None and values.refused_size(other.name) == 0
+    assert values.refused_size(mixed.name) == 0
+    assert values.refused_size(small.name) == 0 and values.value(small.name).size == 10

@@ -73,6 +73,15 @@ class Evaluator:
         self.max_elements = int(max_elements)
         self.left = int(budget if budget is not None else 4 * max_elements)
         self._out: Dict[str, Optional[list]] = {}
+        self._big: Dict[str, int] = {}  # node -> elements of the value it (or an input) was refused for
+        self._refused = 0
+
+    def refused_size(self, tensor: str) -> int:
+        """Elements of the value that made ``tensor`` not computable for its size (over
+        ``max_elements`` or the budget), on its way or itself; 0 when that was not why."""
+        name = _split(tensor.lstrip("^"))[0]
+        self.value(tensor)
+        return self._big.get(name, 0)
 
     def value(self, tensor: str) -> Optional[np.ndarray]:
         """The value of ``node`` or ``node:i``, or None when it is not computable here."""
@@ -127,14 +136,18 @@ class Evaluator:
             node = self.nodes.get(name)
             outs = None
             if node is not None and node.op in OPS:
-                args = []
+                args, big = [], []
                 for i in _inputs(node):
                     src, k = self._port(i)
                     got = self._out.get(src)
                     args.append(got[k] if got is not None and k < len(got) else None)
+                    if args[-1] is None:
+                        big.append(self._big.get(src, 0))
+                big = max(big) if big and min(big) else 0  # (only when every input missing was too large)
                 # Shape/Size/Rank need only their input's shape, which a Const declares
                 if node.op in ("Shape", "Size", "Rank") and args and args[0] is None:
                     args[0] = self._declared(_split(_inputs(node)[0])[0])
+                self._refused = 0
                 if all(a is not None for a in args):
                     try:
                         with np.errstate(all="ignore"):
@@ -146,9 +159,11 @@ class Evaluator:
                     outs = [np.asarray(o) for o in outs]
                     total = sum(o.size for o in outs)
                     if any(o.size > self.max_elements for o in outs) or total > self.left:
-                        outs = None
+                        self._refused, outs = total, None
                     else:
                         self.left -= total
+                if outs is None and (big or self._refused):
+                    self._big[name] = max(big, self._refused)
             self._out[name] = outs
         return self._out[root]
 
@@ -164,6 +179,7 @@ class Evaluator:
 
     def _check(self, elements) -> None:
         if int(elements) > self.max_elements:
+            self._refused = int(elements)
             raise ValueError("too large")
 
     def _op(self, node, a) -> Optional[list]:  # noqa: C901 - one small case per op
