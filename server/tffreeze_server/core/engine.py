@@ -405,11 +405,11 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         original = r.pruned  # for the verify option: the model before binding and conversion
         graph_def, bindings = _bind(r, spec, result)
         _check_ops(graph_def)
-        if tables.freeze_tables(graph_def, loaded.meta.graph_def, warnings):
+        if tables.freeze_tables(graph_def, loaded.meta.graph_def, warnings, loaded.reader):
             graph_def = rewrite.prune(graph_def, [node_of(t) for t, _ in r.res.outputs])
             original = type(original)()
             original.CopyFrom(r.pruned)
-            tables.freeze_tables(original, loaded.meta.graph_def, [])  # verify runs it without initialisers
+            tables.freeze_tables(original, loaded.meta.graph_def, [], loaded.reader)  # verify runs it without initialisers
 
         values: Dict[str, Tuple[np.ndarray, int]] = {}
         if loaded.reader is None and any(n.op in VARIABLE_OPS for n in graph_def.node):
