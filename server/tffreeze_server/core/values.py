@@ -82,20 +82,22 @@ def computed_from(graph_def, have: List[str], lacking: List[str], shown: int = 3
     memo: Dict[str, Tuple[bool, bool]] = {}  # node -> (reads a variable it has, reads one it lacks)
 
     def reads(name: str) -> Tuple[bool, bool]:
-        stack, order = [name], []
-        while stack:  # iterative post-order; a cycle (a v1 loop) counts what was seen
-            top = stack.pop()
-            if top in memo or top not in by_name:
+        stack = [(name, False)]
+        while stack:  # iterative post-order: a node after everything it reads (a v1 loop's back edge is cut)
+            top, done = stack.pop()
+            if top not in by_name or (top in memo and not done):
                 continue
-            memo[top] = (top in have_set, top in lacking_set)
-            order.append(top)
-            stack.extend(node_of(i) for i in by_name[top].input if not i.startswith("^"))
-        for top in reversed(order):
             node = by_name[top]
+            if not done:
+                memo[top] = (top in have_set, top in lacking_set)  # provisional: a cycle reads it as so far
+                stack.append((top, True))
+                stack.extend((node_of(i), False) for i in node.input if not i.startswith("^"))
+                continue
             got, lack = memo[top]
             for i in node.input:
-                g, l_ = memo.get(node_of(i), (False, False)) if not i.startswith("^") else (False, False)
-                got, lack = got or g, lack or l_
+                if not i.startswith("^"):
+                    g, l_ = memo.get(node_of(i), (False, False))
+                    got, lack = got or g, lack or l_
             memo[top] = (got, lack)
         return memo.get(name, (False, False))
 
