@@ -120,7 +120,7 @@ def test_lookups_inside_v2_while_and_if_functions():
 
     frozen, warnings = _frozen_matches(body)
     assert {"While", "If"} <= {n.op for n in frozen.node}
-    assert any("2 in function copies" in w for w in warnings), warnings
+    assert any("(2 lookup(s), 2 of them inside functions, rewritten in 2 function copies" in w for w in warnings), warnings
 
 
 def test_map_fn_and_a_cond_nested_in_a_loop():
@@ -235,3 +235,37 @@ def test_a_mutable_table_is_frozen_from_the_checkpoint(tmp_path):
     assert _lookups(frozen) == []
     np.testing.assert_array_equal(_run(frozen, ["out0:0"])[0], want)
     np.testing.assert_array_equal(want, [[5, 0, 0], [0, 5, 9]])
+
+
+def test_a_lookup_inside_a_tf_function_call():
+    """A tf.function captures the handle: StatefulPartitionedCall passes it as an argument."""
+    def body(tokens):
+        table = _table()
+
+        @tf.function
+        def ids(t):
+            return table.lookup(t) * 2
+
+        return [ids(tokens)]
+
+    frozen, _ = _frozen_matches(body)
+    assert {"StatefulPartitionedCall", "PartitionedCall"} & {n.op for n in frozen.node}
+
+
+def test_a_function_returning_the_handle_is_refused():
+    """A lookup on a handle a function returns is not followed: refused, saying so (never a
+    frozen graph whose lookup fails with "Table not initialized")."""
+    def body(tokens):
+        table = _table()
+
+        @tf.function
+        def handle():
+            return tf.identity(table.resource_handle)
+
+        return [tf.raw_ops.LookupTableFindV2(table_handle=handle(), keys=tokens,
+                                             default_value=tf.constant(-1, tf.int64))]
+
+    graph_def, names, _ = _build(body)
+    with pytest.raises(FailedPrecondition) as err:
+        _freeze(graph_def, names)
+    assert "and the outputs also return it from function __inference_handle_" in err.value.message

@@ -465,9 +465,8 @@ def freeze_tables(graph_def, source_graph, warnings: List[str], reader=None) -> 
                 "ERROR_REASON_GRAPH_DOES_NOT_RUN", table=table.name)
         freezer.commit(flow, renames)
         done += 1
-        inside = (" (%d lookup(s), %d in function copies: %s)" % (
-            freezer.lookups, freezer.lookups - len(flow.lookups),
-            ", ".join(sorted(f.signature.name for f in freezer.added))) if freezer.added else "")
+        inside = (" (%d lookup(s), %d of them inside functions, rewritten in %d function copies the calls name)" % (
+            freezer.lookups, freezer.lookups - len(flow.lookups), len(freezer.added)) if freezer.added else "")
         warnings.append("lookup table %s (%d entries, %s) became constants and a sorted search%s: the frozen "
                         "graph needs no table initialisation" % (table.name, len(contents[0]), why, inside))
     return done
