@@ -1,4 +1,4 @@
-"""Finding a trained model's head in its training graph, with evidence.
+"""The facts of a training graph that its rules read: dependencies as bitmasks.
 
 Read as data (nothing runs). The graph is split by what each node depends on:
 
@@ -11,47 +11,49 @@ Read as data (nothing runs). The graph is split by what each node depends on:
 * **losses**: what gradients were taken of (``gradients/Shape`` reads it) and the
   ``losses`` collection.
 
-The model's **predictions** are where the loss meets the labels: walking up from a
-loss through label-dependent nodes, the first inputs computed from data and weights
-without labels (logits, a softmax, a regression output). Auxiliary heads (a loss input
-whose own layers are a small fraction of another's, e.g. Inception's AuxLogits) are
-left out. The **heads following** a prediction are softmax/sigmoid/argmax/top-k nodes
-computed from it without labels, outside training, metrics and summaries (each
-extended through the reshapes that end it, as tf-slim's ``Predictions`` do).
-**Inference branches** are sinks computed with the trained weights by layers the loss
-never sees (greedy decoding in a loop, an export head): when a graph has them, they
-are the model's outputs and the teacher-forced predictions are not.
+The facts are read by the rules in ``rules.py`` (where the loss meets the model,
+replicas, deep supervision, inference branches, separately trained networks,
+inference ends, heads after a prediction), which record typed evidence; the walk up
+a loss through loss arithmetic (``Structure.refine``) names the principle that
+stopped it on each record (``REFINE_PRINCIPLES``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
+from .evidence import WEIGHT_STRUCTURE, Claim, Evidence, Rule
 from .graph import node_of, reach, tensor_name
 from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, COMPARISON_OPS as _COMPARISON_OPS,
+                      DECISION_OPS as _DECISION_OPS,
                       DATA_SOURCE_OPS, ELEMENTWISE_LAYER_OPS as _ELEMENTWISE_LAYER_OPS, HEAD_OPS, LAYER_OPS,
                       LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
                       PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VARIABLE_READ_OPS as _READ_OPS,
                       is_optimizer_update, is_summary_op)
 # tf.gradients seeds each y with `gradients/grad_ys_K = Fill(Shape(y), 1)`.
 _GRAD_YS = re.compile(r"(^|/)gradients(_\d+)?/grad_ys_\d+$")
-_KERAS_LOSS = re.compile(r"^loss(?:_\d+)?/(.+?)_loss/")
 METRIC_SCOPE = re.compile(r"(^|/)metrics(_\d+)?/")
 
 
-@dataclass
-class Evidence:
-    """Outputs found by structure, each (tensor, reason), and what was seen."""
-    outputs: List[Tuple[str, str]] = field(default_factory=list)
-    losses: List[str] = field(default_factory=list)
-    labels: List[str] = field(default_factory=list)
-    predictions: List[str] = field(default_factory=list)
-    auxiliary: List[str] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
-    # Candidates when the structure does not decide (several networks): (tensor, reason).
-    ambiguous: List[Tuple[str, str]] = field(default_factory=list)
+# Principles the walk up a loss applies (``Structure.refine``): each names the records it makes.
+TRAINED_LAST_LAYER = Rule(
+    "trained-last-layer", "walking up a loss, the first layer its optimizer trains ends the model: its tensor is "
+    "what the loss reads from the model", None)
+FIXED_LAYER_ON_MODEL = Rule(
+    "fixed-layer-on-model", "one untrained layer applied right on the trained model (a constant offset or scale) "
+    "is the model's own last layer, not a network scoring it", None)
+SCORED_BY_FIXED_NETWORK = Rule(
+    "scored-by-fixed-network", "a sub-network whose variables no optimizer updates is not the model (a teacher, a "
+    "fixed feature network): the trained model's tensor it reads is the output", None)
+PAIRWISE_EMBEDDINGS = Rule(
+    "pairwise-embeddings", "a loss that compares one batch with itself (a Gram matrix, pairwise differences) scores "
+    "the tensor compared: the embeddings are the output, not the distances", None)
+SHARED_WEIGHT_COPIES = Rule(
+    "shared-weight-copies", "copies of one network (the same variables) on different data that a loss compares are "
+    "each an output (a siamese pair's, a triplet's embeddings); the distance between them is loss arithmetic", None)
+REFINE_PRINCIPLES = (TRAINED_LAST_LAYER, FIXED_LAYER_ON_MODEL, SCORED_BY_FIXED_NETWORK, PAIRWISE_EMBEDDINGS,
+                     SHARED_WEIGHT_COPIES)
 
 
 class Structure:
@@ -243,20 +245,22 @@ class Structure:
             return None
         return bases[0]
 
-    def refine(self, start: str, trained: int, label_mask: int) -> Tuple[List[Tuple[str, str]], bool]:
+    def refine(self, start: str, trained: int, label_mask: int) -> Tuple[List[Evidence], bool]:
         """Walk up from ``start`` through loss arithmetic to where the trained model's
-        tensors enter it. Returns ([(tensor, why)], whether loss arithmetic was seen: a
+        tensors enter it. Returns (evidence records: LOSS_INPUT or COPY, each named by
+        the principle that stopped the walk; whether loss arithmetic was seen: a
         comparison of copies of one network, or of the model with a network the
-        optimizer does not train)."""
-        stops: List[Tuple[str, str]] = []
+        optimizer does not train). Records carry no loss: the caller adds it."""
+        stops: List[Evidence] = []
         seen: Set[str] = set()
         loss_term = False
         stack = [start]
         fixed: Set[str] = set()  # reached through a layer the optimizer does not train
 
-        def stop(tensor, why):
-            if tensor not in [t for t, _ in stops]:
-                stops.append((tensor, why))
+        def stop(tensor, why, principle, claim=Claim.LOSS_INPUT, nodes=()):
+            if tensor not in [e.tensor for e in stops]:
+                stops.append(Evidence(tensor, claim, WEIGHT_STRUCTURE, why, (name,) + tuple(nodes),
+                                      rule=principle.name))
 
         def acts(name):
             return [tensor_name(i) for i in self.data_inputs[name]
@@ -269,7 +273,7 @@ class Structure:
             seen.add(name)
             end = self.layer_end(name, trained)
             if end:
-                stop(name + ":0", "the trained model's last layer the loss reads")
+                stop(name + ":0", "the trained model's last layer the loss reads", TRAINED_LAST_LAYER)
                 continue
             inputs = acts(name)
             if name in self.layers:  # a layer the optimizer does not train
@@ -278,12 +282,14 @@ class Structure:
                 if direct and name not in fixed:
                     # one fixed layer right on the trained model (a constant offset or scale):
                     # the model's own last layer, not a network scoring it
-                    stop(name + ":0", "the model's last layer the loss reads (its variables are not trained)")
+                    stop(name + ":0", "the model's last layer the loss reads (its variables are not trained)",
+                         FIXED_LAYER_ON_MODEL)
                     continue
                 loss_term = True
                 for t in inputs:
                     if t in direct:
-                        stop(t, "the trained model's output, scored by a network the optimizer does not train")
+                        stop(t, "the trained model's output, scored by a network the optimizer does not train",
+                             SCORED_BY_FIXED_NETWORK)
                     else:
                         fixed.add(node_of(t))
                         stack.append(node_of(t))
@@ -291,13 +297,14 @@ class Structure:
             base = self._pairwise_base(name, inputs)
             if base is not None:  # a pairwise distance / Gram matrix of one batch of embeddings
                 loss_term = True
-                stop(base, "the embeddings the loss compares pairwise")
+                stop(base, "the embeddings the loss compares pairwise", PAIRWISE_EMBEDDINGS)
                 continue
             copies = self._copies(inputs, label_mask) if len(inputs) > 1 else []
             if copies:
                 loss_term = True
                 for t in copies:
-                    stop(t, "one of the copies of a network (shared variables) the loss compares")
+                    stop(t, "one of the copies of a network (shared variables) the loss compares", SHARED_WEIGHT_COPIES,
+                         Claim.COPY, [node_of(c) for c in copies if c != t])
                 stack.extend(node_of(t) for t in inputs if t not in copies)
                 continue
             if len(inputs) > 1 and any(not self.var_bits[node_of(t)] & trained for t in inputs):
@@ -371,6 +378,24 @@ class Structure:
         reach([name], step)
         return frontier or [tensor]
 
+    def evaluated_by(self, tensor: str, label_mask: int, in_loss: Set[str], training: Set[str]) -> Optional[str]:
+        """The metric (a comparison outside the model, the losses and training: an accuracy) that
+        checks ``tensor`` against the labels, reading it through nothing but reshapes,
+        casts and an argmax: the tensor the training evaluates, else None."""
+        if not label_mask:
+            return None
+        start = node_of(tensor)
+        path = reach([start], lambda n: (u for u in self.users.get(n, ())
+                                          if u not in in_loss and self.by_name[u].op in _DECISION_OPS))
+        for n in self.order:
+            node = self.by_name[n]
+            if node.op not in _COMPARISON_OPS or n in in_loss or n not in self.excluded or n in training:
+                continue
+            ins = [node_of(i) for i in self.data_inputs[n]]
+            if any(i in path for i in ins) and any(self.bits[i] & label_mask and i not in path for i in ins):
+                return n
+        return None
+
     def layer_count(self, nodes: Set[str]) -> int:
         return len(nodes & self.layers)
 
@@ -411,53 +436,7 @@ class Structure:
                         for u in self.users.get(n, ()))]
 
 
-def _predictions(s: Structure, losses: List[str], labels: List[str], label_mask: int, loss_scopes: Set[str],
-                 keras_outputs: Set[str]):
-    """Per loss, where the trained model's tensors enter it: [(tensor, reason, loss, compared)].
-    With labels, the first label-free tensors (refined when they are loss arithmetic:
-    copies compared, a fixed network's score); without, the walk from the loss itself."""
-    found: List[Tuple[str, str, str, bool, bool]] = []
-
-    def add(tensor, why, loss, compared, labelled=False):
-        if tensor not in [f[0] for f in found]:
-            found.append((tensor, why, loss, compared, labelled))
-    for y in losses:
-        trained = s.trained_mask(y)
-        if s.bits[y] & label_mask:
-            for p in s.predictions([y], label_mask):
-                for q in s.leave_loss_scope(p, loss_scopes):
-                    if q.split("/")[0] in keras_outputs:  # a Keras model's own output layer
-                        add(q, "Keras model output: the loss %s is computed for layer %s"
-                            % ("loss/%s_loss" % q.split("/")[0], q.split("/")[0]), y, False, True)
-                        continue
-                    stops, loss_term = s.refine(node_of(q), trained, label_mask)
-                    if loss_term and stops:
-                        for t, why in stops:
-                            add(t, "%s (inside the loss %s)" % (why, y), y, "copies" in why)
-                    else:
-                        add(q, "prediction: the loss %s compares it with %s" % (y, ", ".join(labels[:3])), y,
-                            False, True)
-        else:
-            stops = s.refine(y, trained, label_mask)[0]
-            for t, why in sorted(stops, key=lambda tw: s.order.index(node_of(tw[0]))):
-                add(t, "%s (the loss %s reads no labels)" % (why, y), y, "copies" in why)
-    return found
-
-
-def _without_replicas(s: Structure, found, label_mask: int, notes: List[str]):
-    """Copies of one network each under its own loss (data-parallel towers): the first."""
-    kept = []
-    for f in found:
-        twin = next((k for k in kept if not f[3] and not k[3] and s._copies([k[0], f[0]], label_mask)), None)
-        if twin is not None:
-            notes.append("replica left out: %s computes what %s does (the same variables, its own data and loss)"
-                         % (f[0], twin[0]))
-        else:
-            kept.append(f)
-    return kept
-
-
-def _post_processing(s: Structure, preds: List[str], allowed, training: Set[str]) -> Dict[str, List[str]]:
+def post_processing(s: Structure, preds: List[str], allowed, training: Set[str]) -> Dict[str, List[str]]:
     """For each prediction, the ends of the inference computation after it that the
     loss never reads (decoding, non-max suppression, selection), when it has any
     beyond heads and reshapes: {prediction: [tensor, ...]}."""
@@ -466,13 +445,13 @@ def _post_processing(s: Structure, preds: List[str], allowed, training: Set[str]
     for p in preds:
         after = s._forward([node_of(p)], allowed)
         ends = [n for n in s.order if n in after and n in sinks and n != node_of(p)]
-        if not ends or all(_head_op(s, n, {"Cast"}) in HEAD_OPS | _UNARY_MODEL_OPS for n in ends):
+        if not ends or all(head_op(s, n, {"Cast"}) in HEAD_OPS | _UNARY_MODEL_OPS for n in ends):
             continue
-        out[p] = [t for n in ends for t in _all_outputs(s.by_name[n])]
+        out[p] = [t for n in ends for t in all_outputs(s.by_name[n])]
     return out
 
 
-def _all_outputs(node) -> List[str]:
+def all_outputs(node) -> List[str]:
     """Every output of an end node (non-max suppression's boxes, scores, classes, count)."""
     from tensorflow.python.framework import op_def_registry
 
@@ -483,113 +462,7 @@ def _all_outputs(node) -> List[str]:
     return ["%s:%d" % (node.name, k) for k in range(n)]
 
 
-def _disjoint_networks(masks: Set[int]) -> List[int]:
-    """Variable sets grouped where they overlap: optimizers sharing variables (two heads
-    on one trunk trained by turns) train one network; disjoint ones (a GAN's generator
-    and discriminator) train separate networks."""
-    groups: List[int] = []
-    for mask in masks:
-        merged = mask
-        for g in [g for g in groups if g & mask]:
-            groups.remove(g)
-            merged |= g
-        groups.append(merged)
-    return groups
-
-
-def find(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], loss_collection: Iterable[str],
-         unused_control_flow) -> Optional[Evidence]:
-    """The model's outputs by structure, or None when the graph has no loss to go by."""
-    s = Structure(graph_def, excluded, loss_collection)
-    losses = s.losses()
-    if not losses:
-        return None
-    ev = Evidence(losses=losses)
-    labels, label_mask = s.labels(losses, switches)
-    ev.labels = labels
-    loss_scopes = {y.split("/")[0] for y in losses} | {
-        n.split("/")[0] for n in s.upstream(losses) if s.bits[n] & label_mask and "/" in n}
-    keras_outputs = {m.group(1) for y in s.upstream(losses) for m in [_KERAS_LOSS.match(y)] if m}
-    found = _without_replicas(s, _predictions(s, losses, labels, label_mask, loss_scopes, keras_outputs), label_mask,
-                              ev.notes)
-    preds = [f[0] for f in found]
-    reasons = {f[0]: f[1] for f in found}
-    # Auxiliary heads: a prediction compared with labels whose own layers are few next to another's.
-    compared_with_labels = [f[0] for f in found if f[4]]
-    if len(compared_with_labels) > 1:
-        up = {p: s.upstream([node_of(p)]) for p in compared_with_labels}
-        keep = []
-        for p in preds:
-            aux = False
-            for o in compared_with_labels if p in up else ():
-                if o == p or not (up[p] & up[o]):
-                    continue
-                own, other = s.layer_count(up[p] - up[o]), s.layer_count(up[o] - up[p])
-                if other >= 3 * max(own, 1) and s.layer_count(up[p] & up[o]) > own:
-                    aux = True
-            (ev.auxiliary if aux else keep).append(p)
-        preds = keep
-    ev.predictions = preds
-
-    # Inference branches: sinks computed by layers outside everything the loss reads.
-    in_loss = s.upstream(losses)
-    downstream = s._forward([node_of(p) for p in preds])
-    # One forward pass (linear in the graph): what layers outside the loss's inputs compute.
-    after_own_layers = s._forward(s.layers - in_loss, lambda n: n not in in_loss)
-    branches = [n + ":0" for n in s.effective_sinks(training)
-                if n in after_own_layers and n not in downstream and s.is_activation(n)
-                and not s.bits[n] & label_mask and not unused_control_flow(s.by_name[n])]
-    if branches:
-        ev.outputs = [(t, "inference branch: computed with the trained weights by layers the loss (%s) "
-                          "never reads" % ", ".join(losses[:3])) for t in branches]
-        if preds:
-            ev.notes.append("training-time predictions left out (%s): the graph has an inference branch"
-                            % ", ".join(preds))
-        return ev
-    if not preds:
-        ev.notes.append("no tensor of the model reaches the loss%s" % ("" if label_mask else
-                        " (no labels found: every placeholder the loss reads also feeds the model)"))
-        return ev
-    # Several networks trained by different optimizers (a GAN's generator and
-    # discriminator): which one is deployed is not in the graph.
-    networks = _disjoint_networks({s.trained_mask(f[2]) for f in found if f[0] in preds})
-    if len(networks) > 1:
-        ev.ambiguous = [(p, reasons[p]) for p in preds]
-        ev.notes.append("several networks are trained by different optimizers (%s); which one is deployed is not "
-                        "in the graph" % ", ".join(sorted({f[2] for f in found})))
-        return ev
-
-    def allowed(n):
-        return not s.bits[n] & label_mask and n not in s.excluded and n not in in_loss
-    post = _post_processing(s, preds, allowed, training)
-    taken: List[str] = []
-    for p in preds:
-        if p in post:
-            ev.outputs += [(t, "end of the inference computation after %s (the loss never reads it)" % p)
-                           for t in post[p] if t not in taken]
-            taken += post[p]
-            continue
-        following = s.heads_after(p, label_mask, loss_scopes)
-        named = [h for h in following if h.split("/")[0] in keras_outputs]
-        if named:  # Keras computes the loss of output layer NAME in `loss/NAME_loss`, from its logits
-            ev.outputs += [(h, "Keras model output: the loss %s is computed for layer %s"
-                            % ("loss/%s_loss" % h.split("/")[0], h.split("/")[0])) for h in named
-                           if h not in taken]
-            taken += named
-            continue
-        if p not in taken:
-            ev.outputs.append((p, reasons[p]))
-            taken.append(p)
-        for h in following:
-            if h not in taken:
-                taken.append(h)
-                ev.outputs.append((h, "prediction head (%s) computed from %s"
-                                   % (s.by_name[node_of(h)].op if s.by_name[node_of(h)].op in HEAD_OPS
-                                      else "reshaped %s" % _head_op(s, node_of(h), {"Cast"}), p)))
-    return ev
-
-
-def _head_op(s: Structure, name: str, also=frozenset()) -> str:
+def head_op(s: Structure, name: str, also=frozenset()) -> str:
     while s.by_name[name].op in _ALIAS_OPS | set(also) and s.data_inputs[name]:
         name = node_of(s.data_inputs[name][0])
     return s.by_name[name].op

@@ -1,9 +1,14 @@
 """Name resolution: which tensors are the frozen graph's outputs and inputs.
 
-Ranked sources, the first that yields outputs wins, each recorded as a reason:
-explicit names > signature defs > user collections > graph analysis (sinks that
-are not training, saver, summary, init or bookkeeping ops). Inputs are explicit,
-or the signature's, or the placeholders the outputs depend on.
+Ranked sources, each a rule that records typed evidence (``evidence.Evidence``); the
+first that yields outputs wins, and each output carries its record's sentence as its
+reason: explicit names > signature defs (``signature-def``) > user collections
+(``user-collection``) > the training structure (``rules.STRUCTURE_RULES``, decided
+by ``rules.decide``) > graph sinks (``graph-sinks``: nodes nothing reads that are
+not training, saver, summary, init or bookkeeping ops). ``resolve`` is the one place
+that answers or refuses (OUTPUTS_AMBIGUOUS, NO_OUTPUTS_FOUND, with ranked
+candidates); ``explain`` returns every source's records (what inspect shows). Inputs
+are explicit, or the signature's, or the placeholders the outputs depend on.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from typing import List, Optional, Set, Tuple
 
 from tensorflow.python.framework import dtypes
 
-from . import heads
+from . import heads, rules
+from .evidence import (WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIGHT_SIGNATURE, WEIGHT_SINK, Board, Claim, Evidence,
+                       rule)
 from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
                       FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_EXIT_OPS,
                       PLACEHOLDER_OPS, SELECTION_OPS as _SELECTION_OPS, SHAPE_OPS as _SHAPE_OPS, VARIABLE_OPS,
@@ -125,15 +132,32 @@ class Resolution:
     inputs: Optional[List[Named]]  # None: the placeholders the outputs depend on
     warnings: List[str] = field(default_factory=list)
     unsure: str = ""  # why the outputs are only candidates (a freeze refuses them)
+    evidence: List[Evidence] = field(default_factory=list)  # what the source that answered found
+
+    @staticmethod
+    def of(records: List[Evidence], inputs: Optional[List[Named]] = None, warnings: Optional[List[str]] = None,
+           unsure: str = "") -> "Resolution":
+        """The outputs an evidence list is for, in its order, with the records."""
+        return Resolution([(e.tensor, e.why) for e in records if not e.against], inputs, list(warnings or []),
+                          unsure, list(records))
+
+
+# -- the ranked sources: each a rule; the first that yields outputs answers -------------------
+@rule("signature-def", "the outputs a signature def names are the model's outputs, as its author exported them")
+def _signature_outputs(args, board: Board) -> List[Evidence]:
+    meta, key = args
+    sig = meta.signature_def[key]
+    return [Evidence(tensor_name(sig.outputs[a].name), Claim.SIGNATURE_OUTPUT, WEIGHT_SIGNATURE,
+                     "signature_def %r output %r" % (key, a), (node_of(sig.outputs[a].name),)) for a in sorted(sig.outputs)]
 
 
 def _from_signature(meta, key: Optional[str]) -> Optional[Resolution]:
     if not key or key not in meta.signature_def:
         return None
     sig = meta.signature_def[key]
-    outs = [(tensor_name(sig.outputs[a].name), "signature_def %r output %r" % (key, a)) for a in sorted(sig.outputs)]
+    outs = _signature_outputs((meta, key), Board())
     ins = [(tensor_name(sig.inputs[a].name), "signature_def %r input %r" % (key, a)) for a in sorted(sig.inputs)]
-    return Resolution(outs, ins) if outs else None
+    return Resolution.of(outs, ins) if outs else None
 
 
 # A collection is taken as the model's outputs only when its name says so, or when
@@ -157,25 +181,34 @@ def _names_outputs(key: str, size: int) -> bool:
     return bool(_OUTPUT_COLLECTION.search(key)) or size <= _SMALL_COLLECTION
 
 
-def _from_collections(meta, by_name, training) -> Optional[Resolution]:
-    outs: List[Named] = []
-    ins: List[Named] = []
+def _collection_entries(meta, by_name):
+    """(collection, value, node, is_input) for the user collections that name outputs or inputs."""
     for key in user_collections(meta):
         values = meta.collection_def[key].node_list.value
         if not _INPUT_COLLECTION.search(key) and not _names_outputs(key, len(values)):
             continue
         for value in values:
             node = by_name.get(node_of(value))
-            if node is None:
-                continue
-            is_input = node.op in PLACEHOLDER_OPS or bool(_INPUT_COLLECTION.search(key))
-            if is_input:
-                ins.append((tensor_name(value), "collection %r" % key))
-            elif not _is_bookkeeping(node, by_name, training):
-                outs.append((tensor_name(value), "collection %r" % key))
+            if node is not None:
+                yield key, value, node, node.op in PLACEHOLDER_OPS or bool(_INPUT_COLLECTION.search(key))
+
+
+@rule("user-collection", "a collection its author added whose name says outputs (or that holds a few tensors) "
+      "names the model's outputs; a framework's per-layer end points do not")
+def _collection_outputs(args, board: Board) -> List[Evidence]:
+    meta, by_name, training = args
+    return [Evidence(tensor_name(value), Claim.COLLECTION_OUTPUT, WEIGHT_COLLECTION, "collection %r" % key,
+                     (node.name,)) for key, value, node, is_input in _collection_entries(meta, by_name)
+            if not is_input and not _is_bookkeeping(node, by_name, training)]
+
+
+def _from_collections(meta, by_name, training) -> Optional[Resolution]:
+    outs = _collection_outputs((meta, by_name, training), Board())
+    ins = [(tensor_name(value), "collection %r" % key) for key, value, _, is_input in _collection_entries(meta, by_name)
+           if is_input]
     if not outs:
         return None
-    return Resolution(outs, ins or None)
+    return Resolution.of(outs, ins or None)
 
 
 def _is_unused_control_flow_output(node, by_name) -> bool:
@@ -244,9 +277,15 @@ def _predictions_feeding(losses, graph_def, by_name, training) -> List[str]:
     return found
 
 
-def _from_analysis(graph_def, by_name, training) -> Resolution:
+_SINK_REASON = "graph sink: nothing consumes it and it is not a training, saver, summary, init or bookkeeping op"
+
+
+@rule("graph-sinks", "in a graph without a loss to go by, what nothing reads (and is no training, saver, summary, "
+      "init, shape or bookkeeping op) is an output; an unused loop or cond result only when nothing else is; a "
+      "sink that gradients were taken of is a loss, and the prediction it compares with its target is the output")
+def _sink_outputs(args, board: Board) -> List[Evidence]:
+    graph_def, by_name, training = args
     users = consumers(graph_def)
-    reason = "graph sink: nothing consumes it and it is not a training, saver, summary, init or bookkeeping op"
     differentiated = _differentiated(n.name for n in graph_def.node)
     sinks = [n for n in graph_def.node if not users.get(n.name)]
     primary, loose_ends, losses = [], [], []
@@ -255,17 +294,28 @@ def _from_analysis(graph_def, by_name, training) -> Resolution:
             loose_ends.append(n)  # unused loop/cond results: outputs only if nothing else is
         elif not _is_bookkeeping(n, by_name, training):
             (losses if n.name in differentiated else primary).append(n)
-    if primary or loose_ends:
-        return Resolution([("%s:0" % n.name, reason) for n in (primary or loose_ends)], None)
+    if primary:
+        return [Evidence("%s:0" % n.name, Claim.SINK, WEIGHT_SINK, _SINK_REASON, (n.name,)) for n in primary]
+    if loose_ends:
+        return [Evidence("%s:0" % n.name, Claim.LOOSE_END, WEIGHT_LOOSE_END, _SINK_REASON, (n.name,))
+                for n in loose_ends]
     if losses:
         loss_names = [n.name for n in losses]
         predictions = _predictions_feeding(loss_names, graph_def, by_name, training)
         if predictions:
-            return Resolution([("%s:0" % p, "graph analysis: the prediction the loss %s compares with its target"
-                                % ", ".join(loss_names)) for p in predictions], None)
-        return Resolution([("%s:0" % n, "graph sink (a training loss)") for n in loss_names],
-                          None, ["the only outputs found are training losses (%s); name the outputs" % ", ".join(loss_names)])
-    return Resolution([], None)
+            return [Evidence("%s:0" % p, Claim.LOSS_PREDICTION, WEIGHT_SINK, "graph analysis: the prediction the "
+                             "loss %s compares with its target" % ", ".join(loss_names), tuple(loss_names))
+                    for p in predictions]
+        return [Evidence("%s:0" % n, Claim.LOSS, WEIGHT_LOOSE_END, "graph sink (a training loss)", (n,))
+                for n in loss_names]
+    return []
+
+
+def _from_analysis(graph_def, by_name, training) -> Resolution:
+    found = _sink_outputs((graph_def, by_name, training), Board())
+    losses = [e.tensor for e in found if e.claim is Claim.LOSS]
+    return Resolution.of(found, None, ["the only outputs found are training losses (%s); name the outputs"
+                                       % ", ".join(node_of(t) for t in losses)] if losses else [])
 
 
 MAX_INFERRED_OUTPUTS = 10
@@ -284,19 +334,23 @@ def _loss_collection(meta) -> List[str]:
     return []
 
 
-def _from_structure(meta, by_name, training) -> Optional[Resolution]:
+def _structure(meta, by_name, training, excluded: Optional[Set[str]] = None) -> Optional[rules.Decision]:
+    """The training structure's rules run and decided (None: the graph has no loss)."""
     graph_def = meta.graph_def
-    loss_collection = _loss_collection(meta)
-    switch_names = {s.name for s in find_switches(graph_def)}
-    ev = heads.find(graph_def, _excluded(graph_def, by_name, training), training, switch_names, loss_collection,
-                    lambda n: _is_unused_control_flow_output(n, by_name))
-    if ev is None or not (ev.outputs or ev.ambiguous):
+    facts = rules.facts(graph_def, _excluded(graph_def, by_name, training) if excluded is None else excluded,
+                        training, {sw.name for sw in find_switches(graph_def)}, _loss_collection(meta),
+                        lambda n: _is_unused_control_flow_output(n, by_name))
+    return None if facts is None else rules.decide(rules.run(facts))
+
+
+def _from_structure(meta, by_name, training) -> Optional[Resolution]:
+    d = _structure(meta, by_name, training)
+    if d is None or not (d.outputs or d.candidates):
         return None
-    warnings = ["auxiliary head left out: %s (its own layers are few next to the main head's); name it in "
-                "outputs to keep it" % a for a in ev.auxiliary] + ev.notes
-    if ev.ambiguous:
-        return Resolution(ev.ambiguous, None, warnings, unsure="; ".join(ev.notes[-1:]))
-    return Resolution(ev.outputs, None, warnings)
+    records = d.board.records
+    if d.candidates:
+        return Resolution(d.candidates, None, d.warnings, d.unsure, records)
+    return Resolution(d.outputs, None, d.warnings, evidence=records)
 
 
 def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str] = None,
@@ -339,7 +393,7 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
             warnings.append("no model head stands out: %d tensors qualify, so a freeze without outputs would be "
                             "refused; the best %d are listed" % (len(res.outputs), MAX_INFERRED_OUTPUTS))
             res.outputs = _ranked(res.outputs, by_name)
-        if len(res.outputs) > 1 and res.outputs[0][1].startswith("graph sink"):
+        if len(res.outputs) > 1 and any(e.claim in (Claim.SINK, Claim.LOOSE_END, Claim.LOSS) for e in res.evidence):
             warnings.append("%d outputs were inferred as graph sinks (%s); name the outputs to choose"
                             % (len(res.outputs), ", ".join(t for t, _ in res.outputs)))
         res.outputs = _with_selection_indices(res.outputs, by_name)
@@ -389,7 +443,16 @@ def _no_outputs(meta, by_name):
                               candidates=",".join(t for t, _ in found))
 
 
-def candidates(meta) -> List[Named]:
+_UNSET = object()
+
+
+def structure_of(meta) -> Optional[rules.Decision]:
+    """The training structure's evidence and decision (None: no loss), to share between
+    ``candidates`` and ``explain``."""
+    return _structure(meta, nodes_by_name(meta.graph_def), training_nodes(meta.graph_def))
+
+
+def candidates(meta, structure=_UNSET) -> List[Named]:
     """Up to 10 tensors that might be the model's outputs, best first, each with the
     reason it might be: what the structure found (predictions, auxiliary heads, the
     tensors a loss reads), head ops (softmax, argmax, top-k), the last layer of each
@@ -408,13 +471,12 @@ def candidates(meta) -> List[Named]:
         if (node is not None and node.name not in excluded and tensor not in [t for t, _ in out]
                 and len(out) < MAX_INFERRED_OUTPUTS):
             out.append((tensor, reason))
-    ev = heads.find(graph_def, excluded, training, {sw.name for sw in find_switches(graph_def)}, loss_collection,
-                    lambda n: _is_unused_control_flow_output(n, by_name))
-    if ev is not None:
-        for t, r in ev.outputs + ev.ambiguous:
+    d = _structure(meta, by_name, training, excluded) if structure is _UNSET else structure
+    if d is not None:
+        for t, r in d.outputs + d.candidates:
             add(t, r)
-        for t in ev.predictions + ev.auxiliary:
-            add(t, "a prediction the loss reads")
+        for e in rules.predictions(d.board) + d.board.of(Claim.AUXILIARY):
+            add(e.tensor, "a prediction the loss reads")
     activations = [n for n in s.order if s.is_activation(n) and n not in excluded]
     for n in activations:
         if by_name[n].op in heads.HEAD_OPS:
@@ -429,6 +491,23 @@ def candidates(meta) -> List[Named]:
         if n in in_layers and all(u in excluded for u in s.users.get(n, ())):
             add(n + ":0", "computed from the model's layers and read by no model computation")
     return out
+
+
+def explain(meta, signature: Optional[str] = None, structure=_UNSET) -> List[Evidence]:
+    """Every record the rules make about the graph, best-ranked source first: the
+    signature def's, the user collections', the training structure's (for and against)
+    and the graph sinks'. What ``inspect`` shows beside the outputs and candidates."""
+    graph_def = meta.graph_def
+    by_name = nodes_by_name(graph_def)
+    training = training_nodes(graph_def)
+    records: List[Evidence] = []
+    if signature and signature in meta.signature_def:
+        records += _signature_outputs((meta, signature), Board())
+    records += _collection_outputs((meta, by_name, training), Board())
+    d = _structure(meta, by_name, training) if structure is _UNSET else structure
+    if d is not None:
+        records += d.board.records
+    return records + _sink_outputs((graph_def, by_name, training), Board())
 
 
 def describetensor_name(tensor: str, by_name) -> str:

@@ -1,0 +1,299 @@
+"""One tiny training graph per rule of output resolution (core/rules.py, core/resolve.py,
+core/heads.py's REFINE_PRINCIPLES), showing what the rule claims: the typed evidence
+records it makes (tensor, claim, weight, rule, the nodes that justify it) and what the
+one decision (rules.decide, resolve.resolve) makes of them."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+from tffreeze_server.core import heads, resolve, rules  # noqa: E402
+from tffreeze_server.core.errors import FailedPrecondition  # noqa: E402
+from tffreeze_server.core.evidence import Claim  # noqa: E402
+
+tf1 = tf.compat.v1
+
+
+def _meta(build):
+    g = tf.Graph()
+    with g.as_default():
+        build()
+        return tf1.train.export_meta_graph(graph=g)
+
+
+def _records(meta):
+    return resolve.explain(meta)
+
+
+def _claims(meta, rule):
+    """{tensor: claim} of the records ``rule`` made."""
+    return {e.tensor: e.claim for e in _records(meta) if e.rule == rule}
+
+
+def _dense(x, units, name, trainable=True):
+    w = tf1.get_variable(name + "_w", [x.shape[-1], units], trainable=trainable,
+                         initializer=tf1.glorot_uniform_initializer(seed=1))
+    return tf.matmul(x, w, name=name)
+
+
+def _classifier(head=True, metric=False):
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    logits = _dense(x, 2, "logits")
+    probs = tf.nn.softmax(logits, name="probs") if head or metric else None
+    if metric:
+        with tf.name_scope("metrics/acc"):
+            tf.reduce_mean(tf.cast(tf.equal(tf.argmax(probs, 1, output_type=tf.int32), labels), tf.float32))
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_every_rule_has_a_name_a_principle_and_a_fixture_here():
+    names = [r.name for r in rules.ALL_RULES] + ["signature-def", "user-collection", "graph-sinks"]
+    assert len(set(names)) == len(names)
+    assert all(r.principle for r in rules.ALL_RULES)
+    with open(__file__) as fh:
+        text = fh.read()
+    assert all('"%s"' % name in text for name in names)
+
+
+# -- where the loss meets the model ----------------------------------------------------
+def test_loss_meets_model_claims_the_prediction_compared_with_the_labels():
+    meta = _meta(lambda: _classifier(head=False))
+    [e] = [e for e in _records(meta) if e.rule == "loss-meets-model"]
+    assert (e.tensor, e.claim, e.loss) == ("logits:0", Claim.PREDICTION, "loss")
+    assert e.weight > 0 and e.nodes == ("loss", "labels")
+    assert resolve.resolve(meta, [], []).outputs == [("logits:0", e.why)]
+
+
+def test_heads_after_prediction_claims_the_softmax():
+    meta = _meta(_classifier)
+    [e] = [e for e in _records(meta) if e.rule == "heads-after-prediction"]
+    assert (e.tensor, e.claim, e.follows) == ("probs:0", Claim.HEAD, "logits:0")
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["logits:0", "probs:0"]
+
+
+def test_a_head_a_metric_compares_with_the_labels_is_the_output_the_training_evaluates():
+    meta = _meta(lambda: _classifier(metric=True))
+    claims = _claims(meta, "heads-after-prediction")
+    assert claims == {"probs:0": Claim.EVALUATED, "logits:0": Claim.SUPERSEDED}
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["probs:0"]
+
+
+def _autoencoder():
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    code = tf.nn.relu(_dense(x, 2, "encode"))
+    recon = _dense(code, 4, "decode")
+    loss = tf.reduce_mean(tf.square(recon - x), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_trained_last_layer_claims_what_an_unlabelled_loss_reads():
+    meta = _meta(_autoencoder)
+    assert _claims(meta, "trained-last-layer") == {"decode:0": Claim.LOSS_INPUT}
+
+
+def _fixed_offset():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    w = tf1.get_variable("w", [3, 2])
+    y = tf.matmul(x, w, name="y")
+    z = _dense(y, 2, "calibrate", trainable=False)
+    loss = tf.reduce_mean(tf.square(z), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss, var_list=[w])
+
+
+def test_one_untrained_layer_on_the_model_is_its_last_layer():
+    meta = _meta(_fixed_offset)
+    assert _claims(meta, "fixed-layer-on-model") == {"calibrate:0": Claim.LOSS_INPUT}
+
+
+def _scored_by_critic():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    w = tf1.get_variable("w", [3, 3])
+    y = tf.matmul(x, w, name="model_out")
+    h = tf.nn.relu(_dense(y, 4, "critic_1", trainable=False))
+    score = _dense(h, 1, "critic_2", trainable=False)
+    loss = tf.reduce_mean(score, name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss, var_list=[w])
+
+
+def test_a_network_no_optimizer_updates_is_not_the_model():
+    meta = _meta(_scored_by_critic)
+    assert _claims(meta, "scored-by-fixed-network") == {"model_out:0": Claim.LOSS_INPUT}
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["model_out:0"]
+
+
+def _gram():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    e = _dense(x, 2, "embedding")
+    gram = tf.matmul(e, e, transpose_b=True, name="gram")
+    loss = tf.reduce_mean(gram, name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_loss_comparing_a_batch_with_itself_scores_the_embeddings():
+    meta = _meta(_gram)
+    assert _claims(meta, "pairwise-embeddings") == {"embedding:0": Claim.LOSS_INPUT}
+
+
+def _siamese():
+    a = tf1.placeholder(tf.float32, [None, 3], name="a")
+    b = tf1.placeholder(tf.float32, [None, 3], name="b")
+    with tf1.variable_scope("tower"):
+        ea = _dense(a, 2, "embed_a_layer")
+    with tf1.variable_scope("tower", reuse=True):
+        w = tf1.get_variable("embed_a_layer_w")
+    eb = tf.matmul(b, w, name="embed_b")
+    loss = tf.reduce_mean(tf.square(ea - eb), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_copies_of_one_network_compared_are_each_an_output():
+    meta = _meta(_siamese)
+    claims = _claims(meta, "shared-weight-copies")
+    assert claims == {"tower/embed_a_layer:0": Claim.COPY, "embed_b:0": Claim.COPY}
+    [e] = [e for e in _records(meta) if e.tensor == "embed_b:0"]
+    assert "tower/embed_a_layer" in e.nodes  # the other copy justifies it
+
+
+# -- against -----------------------------------------------------------------------------
+def _replicas():
+    w = tf1.get_variable("w", [3, 2])
+    losses = []
+    for k in range(2):
+        x = tf1.placeholder(tf.float32, [None, 3], name="x%d" % k)
+        labels = tf1.placeholder(tf.int32, [None], name="labels%d" % k)
+        logits = tf.matmul(x, w, name="logits%d" % k)
+        losses.append(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)))
+    tf1.train.GradientDescentOptimizer(0.1).minimize(tf.add(losses[0], losses[1], name="loss"))
+
+
+def test_replicas_leave_the_first_copy():
+    meta = _meta(_replicas)
+    [(replica, claim)] = _claims(meta, "replicas").items()
+    assert claim is Claim.REPLICA and replica in ("logits0:0", "logits1:0")
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == [{"logits0:0", "logits1:0"}.difference([replica]).pop()]
+    assert any(w.startswith("replica left out: %s" % replica) for w in res.warnings)
+
+
+def _deep_supervision():
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    h = tf.nn.relu(_dense(tf.nn.relu(_dense(x, 4, "trunk_1")), 4, "trunk_2"))
+    aux = _dense(h, 2, "aux_logits")
+    m = h
+    for k in range(3):
+        m = tf.nn.relu(_dense(m, 4, "main_%d" % k))
+    main = _dense(m, 2, "main_logits")
+    xent = tf.nn.sparse_softmax_cross_entropy_with_logits
+    loss = tf.add(tf.reduce_mean(xent(labels=labels, logits=main)), 0.4 * tf.reduce_mean(xent(labels=labels, logits=aux)),
+                  name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_head_leaving_the_trunk_early_is_a_training_aid():
+    meta = _meta(_deep_supervision)
+    assert _claims(meta, "deep-supervision") == {"aux_logits:0": Claim.AUXILIARY}
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["main_logits:0"]
+    assert any(w.startswith("auxiliary head left out: aux_logits:0") for w in res.warnings)
+
+
+def _with_inference_branch():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.float32, [None, 2], name="labels")
+    w = tf1.get_variable("w", [3, 2])
+    y = tf.matmul(x, w, name="train_out")
+    query = tf1.placeholder(tf.float32, [None, 3], name="query")
+    tf.matmul(query, w, name="serve_out")
+    loss = tf.reduce_mean(tf.square(y - labels), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_an_inference_branch_supersedes_the_training_time_prediction():
+    meta = _meta(_with_inference_branch)
+    claims = _claims(meta, "inference-branch")
+    assert claims == {"serve_out:0": Claim.INFERENCE_BRANCH, "train_out:0": Claim.SUPERSEDED}
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["serve_out:0"]
+
+
+def _with_post_processing():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.float32, [None, 4], name="labels")
+    y = _dense(x, 4, "scores")
+    tf.reduce_max(y, axis=1, name="decoded")
+    loss = tf.reduce_mean(tf.square(y - labels), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_inference_ends_are_the_outputs_after_a_prediction():
+    meta = _meta(_with_post_processing)
+    claims = _claims(meta, "inference-ends")
+    assert claims == {"decoded:0": Claim.INFERENCE_END, "scores:0": Claim.SUPERSEDED}
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["decoded:0"]
+
+
+# -- open ----------------------------------------------------------------------------------
+def _two_networks():
+    xa = tf1.placeholder(tf.float32, [None, 3], name="xa")
+    la = tf1.placeholder(tf.float32, [None, 2], name="la")
+    xb = tf1.placeholder(tf.float32, [None, 3], name="xb")
+    lb = tf1.placeholder(tf.float32, [None, 2], name="lb")
+    wa, wb = tf1.get_variable("wa", [3, 2]), tf1.get_variable("wb", [3, 2])
+    ya, yb = tf.matmul(xa, wa, name="net_a"), tf.matmul(xb, wb, name="net_b")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(tf.reduce_mean(tf.square(ya - la), name="loss_a"), var_list=[wa])
+    tf1.train.GradientDescentOptimizer(0.1).minimize(tf.reduce_mean(tf.square(yb - lb), name="loss_b"), var_list=[wb])
+
+
+def test_separately_trained_networks_leave_the_choice_open():
+    meta = _meta(_two_networks)
+    records = [e for e in _records(meta) if e.rule == "separately-trained-networks"]
+    assert {e.tensor for e in records} == {"net_a:0", "net_b:0"} and all(e.weight == 0 for e in records)
+    with pytest.raises(FailedPrecondition) as err:
+        resolve.resolve(meta, [], [])
+    assert err.value.reason == "ERROR_REASON_OUTPUTS_AMBIGUOUS"
+    assert err.value.metadata["candidates"].split(",") == ["net_a:0", "net_b:0"]
+
+
+# -- the ranked sources --------------------------------------------------------------------
+def _signed():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    y = tf.identity(_dense(x, 2, "dense"), name="y")
+    tf.identity(y, name="z")
+
+
+def test_signature_def_outranks_the_graph_sinks():
+    meta = _meta(_signed)
+    meta.signature_def["serving_default"].inputs["x"].name = "x:0"
+    meta.signature_def["serving_default"].outputs["y"].name = "y:0"
+    meta.signature_def["serving_default"].outputs["y"].dtype = 1
+    res = resolve.resolve(meta, [], [], "serving_default")
+    assert res.outputs == [("y:0", "signature_def 'serving_default' output 'y'")]
+    assert [(e.claim, e.rule) for e in res.evidence] == [(Claim.SIGNATURE_OUTPUT, "signature-def")]
+    weights = {e.rule: e.weight for e in resolve.explain(meta, "serving_default")}
+    assert weights["signature-def"] > weights["graph-sinks"]
+
+
+def test_user_collection_names_the_outputs():
+    meta = _meta(_signed)
+    meta.collection_def["output"].node_list.value.append("y:0")
+    res = resolve.resolve(meta, [], [])
+    assert res.outputs == [("y:0", "collection 'output'")]
+    assert [(e.claim, e.rule) for e in res.evidence] == [(Claim.COLLECTION_OUTPUT, "user-collection")]
+
+
+def test_graph_sinks_answer_for_a_graph_without_a_loss():
+    meta = _meta(_signed)
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["z:0"]
+    assert [(e.claim, e.rule) for e in res.evidence] == [(Claim.SINK, "graph-sinks")]
+
+
+def test_refine_principles_are_named_rules_too():
+    assert {r.name for r in heads.REFINE_PRINCIPLES} == {
+        "trained-last-layer", "fixed-layer-on-model", "scored-by-fixed-network", "pairwise-embeddings",
+        "shared-weight-copies"}
