@@ -58,6 +58,13 @@ CASES = [
     # --step beside a SOURCE that names another checkpoint: refused, neither is guessed.
     ("step-and-prefix", "freeze", "severalprefix", ["--step", "100"], 1, "{severalprefix} is the checkpoint of step "
      "200, not the one of --step 100: give its folder with --step 100, or the checkpoint alone (INVALID_OPTION)"),
+    # --var-map: each side is checked, with "did you mean"; a shape mismatch names the mapping.
+    ("var-map-graph-side", "freeze", "several", ["--var-map", "wx=w"], 1,
+     "--var-map wx=w: the graph has no variable wx; did you mean w? (NAME_NOT_IN_GRAPH)"),
+    ("var-map-key-side", "freeze", "several", ["--var-map", "w=ww"], 1,
+     "--var-map w=ww: the checkpoint has no key ww; did you mean w? (NAME_NOT_IN_GRAPH)"),
+    ("var-map-shape", "freeze", "several", ["--var-map", "w=b"], 1, "--var-map: variable w has shape [3, 2] in the "
+     "graph but [2] in checkpoint key b, which --var-map maps it to (VARIABLE_MISMATCH)"),
     ("saved-model-v2-variables", "freeze", "savedvars2", [], 1, "{savedvars2} holds a checkpoint named "
      "'variables' and no graph, as the variables/ folder inside a SavedModel does: give the SavedModel's folder"),
     ("saved-model-variables", "freeze", "savedvars", [], 1, "{savedvars} holds a checkpoint named 'variables' and "

@@ -142,6 +142,21 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
     names = [n.name for n in variables]
     _check_names(include, names, "include_variables")
     _check_names(exclude, names, "exclude_variables")
+    everywhere = [n.name for n in full_graph_def.node if n.op in VARIABLE_OPS]
+    for graph_var, key in var_map.items():  # a misspelt side of --var-map is said, never ignored
+        if graph_var not in everywhere:
+            close = difflib.get_close_matches(graph_var, everywhere, n=3, cutoff=0.5)
+            raise InvalidArgument("var_map %s=%s: the graph has no variable %s%s" % (
+                graph_var, key, graph_var, "; did you mean %s?" % ", ".join(close) if close else
+                " (its variables: %s)" % ", ".join(everywhere[:10])), "ERROR_REASON_NAME_NOT_IN_GRAPH",
+                field="options.var_map", name=graph_var, suggestions=",".join(close))
+        if dtypes and KeyRef(key).key not in dtypes:
+            keys = sorted(k for k in dtypes if k != "_CHECKPOINTABLE_OBJECT_GRAPH")
+            close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+            raise InvalidArgument("var_map %s=%s: the checkpoint has no key %s%s" % (
+                graph_var, key, key, "; did you mean %s?" % ", ".join(close) if close else
+                " (its keys: %s)" % ", ".join(keys[:10])), "ERROR_REASON_NAME_NOT_IN_GRAPH",
+                field="options.var_map", name=key, suggestions=",".join(close))
     values: Values = {}
     missing, ema_used, no_shadow, warnings = [], [], [], []
     used_keys = set()
@@ -194,9 +209,15 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
                                       "ERROR_REASON_VARIABLE_MISMATCH", variable=node.name)
         shape = tf.TensorShape(node.attr["shape"].shape) if "shape" in node.attr else tf.TensorShape(None)
         if not shape.is_compatible_with(array.shape):
-            raise InvalidArgument("variable %s has shape %s in the graph but %s in its value"
-                                  % (node.name, shape, list(array.shape)), "ERROR_REASON_VARIABLE_MISMATCH",
-                                  variable=node.name)
+            where = "its value"
+            mapped = node.name in var_map
+            if not ((include and node.name not in include) or node.name in exclude):
+                where = "checkpoint key %s%s" % (key, ", which var_map maps it to" if mapped else "")
+            raise InvalidArgument("variable %s has shape %s in the graph but %s in %s"
+                                  % (node.name, [d if d is not None else -1 for d in shape.as_list()]
+                                     if shape.rank is not None else "of unknown rank", list(array.shape), where),
+                                  "ERROR_REASON_VARIABLE_MISMATCH", variable=node.name,
+                                  **({"field": "options.var_map"} if mapped else {}))
         values[node.name] = (np.asarray(array, dtype=want.as_numpy_dtype), want.as_datatype_enum)
         progress("read %s" % node.name, 0.3 + 0.3 * (i + 1) / max(1, len(variables)))
     if missing:
