@@ -126,9 +126,11 @@ bench-breadth: setup setup-dev
 	$(BIN)/python bench/breadth.py
 
 # Real architectures (tests/corpus.py): freeze_graph vs tffreeze auto/named/optimize,
-# and the optimize option's cost on a ResNet-50.
+# and the optimize option's cost on a ResNet-50; then generated training graphs with known
+# answers (tests/generator.py, 500 per half): right/refused/wrong per half, what makes them wrong.
 bench-real: setup setup-dev
 	$(BIN)/python bench/real_models.py
+	$(BIN)/python bench/generator.py
 
 # What --format onnx / tflite costs beside the plain freeze (conversion + the check in its runtime).
 bench-formats: setup setup-dev sandbox
