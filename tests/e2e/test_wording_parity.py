@@ -29,6 +29,7 @@ def sources(tmp_path_factory):
     models.saved_model_v1(str(base / "saved"))
     partial = models.partial_save(str(base / "partial"))
     models.saved_model_v2(str(base / "saved2"))
+    train = models.training_graph(str(base / "train"), True, cf_v1=True)
     nometa = models.without_meta(str(base / "nometa" / "ckpt"), True, as_text=True, rename="dense")
     frozen = str(base / "frozen.pb")
     from tffreeze import FreezeClient
@@ -36,7 +37,7 @@ def sources(tmp_path_factory):
     return {"nested": str(base / "project"), "two": str(base / "two"), "several": several.directory,
             "saved": str(base / "saved"), "savedfile": str(base / "saved" / "saved_model.pb"),
             "savedvars": str(base / "saved" / "variables"), "savedvars2": str(base / "saved2" / "variables"),
-            "severalprefix": os.path.join(several.directory, "model.ckpt-200"),
+            "severalprefix": os.path.join(several.directory, "model.ckpt-200"), "train": train.directory,
             "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
             "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen)}
 
@@ -65,6 +66,9 @@ CASES = [
      "--var-map w=ww: the checkpoint has no key ww; did you mean w? (NAME_NOT_IN_GRAPH)"),
     ("var-map-shape", "freeze", "several", ["--var-map", "w=b"], 1, "--var-map: variable w has shape [3, 2] in the "
      "graph but [2] in checkpoint key b, which --var-map maps it to (VARIABLE_MISMATCH)"),
+    # A --bind that selects the training branch names itself and the inference value.
+    ("bind-training", "freeze", "train", ["--bind", "is_training=true"], 1, "Bind it to its inference value "
+     "(--bind is_training=false), or leave it to the default (TRAINING_OP_NEEDED) [FAILED_PRECONDITION]"),
     ("saved-model-v2-variables", "freeze", "savedvars2", [], 1, "{savedvars2} holds a checkpoint named "
      "'variables' and no graph, as the variables/ folder inside a SavedModel does: give the SavedModel's folder"),
     ("saved-model-variables", "freeze", "savedvars", [], 1, "{savedvars} holds a checkpoint named 'variables' and "

@@ -24,6 +24,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import json
 import os
 import sys
 import traceback
@@ -435,7 +436,20 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         order = {n.name: i for i, n in enumerate(loaded.meta.graph_def.node)}
         inputs, input_warnings = _inputs_of(frozen, r.res.inputs, order)
         warnings += input_warnings
-        _reject_training(frozen, named=bool(spec.outputs), warnings=warnings)
+        try:
+            _reject_training(frozen, named=bool(spec.outputs), warnings=warnings)
+        except FreezeError as exc:  # a training branch the user's own --bind selected: say so, and the fix
+            inference = {sw.name: sw.inference_value for sw in switches.find_switches(r.pruned)}
+            chosen = [(name, value, inference.get(name)) for name, value in spec.bind.items()
+                      if inference.get(name) is not None and value is not None and value != inference[name]]
+            if exc.reason != "ERROR_REASON_TRAINING_OP_NEEDED" or not chosen:
+                raise
+            name, value, wanted = chosen[0]
+            raise FailedPrecondition(
+                "%s=%s selects what the model does in training: the outputs then update variables (%s). "
+                "Bind it to its inference value (options.bind %s=%s), or leave it to the default" % (
+                    name, json.dumps(value), exc.metadata.get("nodes", "").replace(",", ", ")[:300], name,
+                    json.dumps(wanted)), "ERROR_REASON_TRAINING_OP_NEEDED", field="options.bind", name=name) from None
         if spec.input_shapes:
             notes += ["input_shape: %s" % w for w in
                          convert_mod.pin_shapes(frozen, spec.input_shapes, [node_of(t) for t, _ in inputs])]

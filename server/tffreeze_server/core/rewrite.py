@@ -424,7 +424,7 @@ def reject_forbidden(graph_def):
     if bad:
         raise FailedPrecondition(
             "the outputs still depend on training or saver ops after freezing: %s. Choose outputs that "
-            "do not run training steps (name them in outputs), or check that every variable they read is in "
+            "do not run training steps (name them with options.outputs), or check that every variable they read is in "
             "the checkpoint." % ", ".join("%s (%s)" % nb for nb in bad[:10]), "ERROR_REASON_TRAINING_OP_NEEDED",
             nodes=",".join(n for n, _ in bad[:20]))
 
