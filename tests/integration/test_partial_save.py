@@ -64,3 +64,17 @@ def test_constant_initial_values_are_offered_when_they_are_constants(client, tmp
     with pytest.raises(FailedPreconditionError) as err:
         client.freeze(str(tmp_path / "p"))
     assert "exclude_variables" not in str(err.value) and "options.outputs Relu:0" in str(err.value)
+
+
+def test_including_only_the_saved_variables_says_the_others_cannot_be_included(client, tmp_path):
+    """--include-variables w1,b1 (the saved ones): w2 then needs its initial value, which is
+    random; the refusal names the option and says what the saved variables compute alone,
+    instead of "include it" (which the first refusal had already ruled out)."""
+    _two_layers(str(tmp_path / "p"), zero_second_bias=False)
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(str(tmp_path / "p"), include_variables=["w1", "b1"])
+    msg = str(err.value)
+    assert "the checkpoint has no value for it either: freeze what the saved variables compute alone " \
+           "(options.outputs Relu:0)" in msg and "include it" not in msg, msg
+    assert err.value.metadata["field"] == "options.include_variables"
+    assert "[outputs:" not in msg  # the fix is the option, not other outputs

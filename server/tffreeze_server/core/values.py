@@ -42,8 +42,10 @@ def _slice(array: np.ndarray, spec: str) -> np.ndarray:
     return array[tuple(index)]
 
 
-def initial_value(var: str, full_graph_def) -> np.ndarray:
-    """The constant a variable's initializer assigns, read from the graph."""
+def initial_value(var: str, full_graph_def, field: str = "") -> np.ndarray:
+    """The constant a variable's initializer assigns, read from the graph. ``field``: the
+    option that left it out of the restore, named by a refusal."""
+    named = {"field": field} if field else {}
     by_name = nodes_by_name(full_graph_def)
     for node in full_graph_def.node:
         if node.op in ("Assign", "AssignVariableOp") and node.input and node_of(node.input[0]) == var \
@@ -57,10 +59,10 @@ def initial_value(var: str, full_graph_def) -> np.ndarray:
                                      "computed by %s (%s), not a constant; include it, or map it to a checkpoint "
                                      "key (var_map)" % (var, src.name if src is not None else "?",
                                                         src.op if src is not None else "missing"),
-                                     "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=var)
+                                     "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=var, **named)
     raise FailedPrecondition("variable %s is left out of the checkpoint restore and has no initializer in the "
                              "graph; include it, or map it to a checkpoint key (var_map)" % var,
-                             "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=var)
+                             "ERROR_REASON_VARIABLE_VALUE_MISSING", variables=var, **named)
 
 
 def _check_names(names, variables: List[str], field: str) -> None:
@@ -163,7 +165,25 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
     for i, node in enumerate(variables):
         want = tf.dtypes.as_dtype(node.attr["dtype"].type).base_dtype
         if (include and node.name not in include) or node.name in exclude:
-            array = initial_value(node.name, full_graph_def)
+            try:
+                array = initial_value(node.name, full_graph_def, "options.exclude_variables" if node.name in exclude
+                                      else "options.include_variables")
+            except FailedPrecondition as exc:
+                key = KeyRef(var_map[node.name]).key if node.name in var_map else (
+                    mapping.get(node.name) or KeyRef(node.name)).key
+                if key in dtypes:
+                    raise
+                # neither way has a value: including it cannot work either (a partial save)
+                held = [n for n in names if n != node.name and
+                        (KeyRef(var_map[n]).key if n in var_map else (mapping.get(n) or KeyRef(n)).key) in dtypes]
+                partial = computed_from(graph_def, held, [n for n in names if n not in held])
+                exc.message = exc.message.replace(
+                    "; include it, or map it to a checkpoint key (var_map)",
+                    "; and the checkpoint has no value for it either%s" % (
+                        ": freeze what the saved variables compute alone (options.outputs %s)" % ",".join(partial)
+                        if partial else ", so the outputs cannot be frozen from it"))
+                exc.args = (exc.message,)
+                raise
             warnings.append("variable %s takes its initial value (left out of the restore)" % node.name)
         else:
             ref = KeyRef(var_map[node.name]) if node.name in var_map else (mapping.get(node.name) or KeyRef(node.name))
