@@ -554,6 +554,11 @@ int Freeze(const Options& o) {
       std::printf("  bound   %s = %s (%s)\n", b.name().c_str(), JsonValue(b.value()).c_str(), b.reason().c_str());
     for (const auto& v : r.verification())
       std::printf("  verify  %s max |frozen - original| = %.3g\n", v.name().c_str(), v.max_abs_diff());
+    if (r.session_config_passes_off_size() > 0) {
+      std::string passes;
+      for (const auto& p : r.session_config_passes_off()) passes += (passes.empty() ? "" : ", ") + p;
+      std::printf("  session grappler %s off: the manifest's session_config, which run applies\n", passes.c_str());
+    }
     if (r.has_conversion()) {
       std::string format = tffreeze::v1::Format_Name(r.format());
       if (format.rfind("FORMAT_", 0) == 0) format = format.substr(7);
@@ -729,7 +734,7 @@ int Run(const Options& o) {
     StderrSilenced quiet(!verbose);  // absl's start-up warning and CUDA probing go to fd 2 at load
     tffreeze::Runtime::Load(lib.first, lib.second);
     try {
-      tffreeze::Model model(o.positional[0]);
+      tffreeze::Model model(o.positional[0], manifest ? manifest->result().session_config() : std::string());
       results = model.Run(feeds, fetches);
     } catch (const tffreeze::Error& e) {
       if (std::string(e.what()).find("Invalid GraphDef") == std::string::npos) throw;

@@ -26,7 +26,7 @@ namespace {
   X(NewImportGraphDefOptions) X(DeleteImportGraphDefOptions) X(NewBufferFromString) X(DeleteBuffer)       \
   X(GraphImportGraphDef) X(GraphOperationByName) X(OperationNumOutputs) X(OperationOutputType)            \
   X(GraphNextOperation) X(OperationName) X(OperationOpType) X(GraphGetTensorNumDims) X(GraphGetTensorShape)                  \
-  X(NewSessionOptions) X(DeleteSessionOptions) X(NewSession) X(CloseSession) X(DeleteSession)             \
+  X(NewSessionOptions) X(DeleteSessionOptions) X(SetConfig) X(NewSession) X(CloseSession) X(DeleteSession) \
   X(SessionRun) X(AllocateTensor) X(DeleteTensor) X(TensorData) X(TensorByteSize) X(TensorType)          \
   X(NumDims) X(Dim)
 
@@ -228,7 +228,7 @@ struct Model::Impl {
   }
 };
 
-Model::Model(const std::string& graph_path) : impl_(new Impl) {
+Model::Model(const std::string& graph_path, const std::string& session_config) : impl_(new Impl) {
   RequireLoaded();
   std::ifstream in(graph_path, std::ios::binary);
   if (!in) throw Error("NOT_FOUND", "cannot read " + graph_path);
@@ -240,6 +240,10 @@ Model::Model(const std::string& graph_path) : impl_(new Impl) {
   api.GraphImportGraphDef(impl_->graph, buffer.get(), options.get(), status.get());
   Check(status.get(), "cannot import " + graph_path);
   std::unique_ptr<TF_SessionOptions, SessionOptionsDeleter> session_options(api.NewSessionOptions());
+  if (!session_config.empty()) {
+    api.SetConfig(session_options.get(), session_config.data(), session_config.size(), status.get());
+    Check(status.get(), "the manifest's session_config is not a ConfigProto");
+  }
   impl_->session = api.NewSession(impl_->graph, session_options.get(), status.get());
   Check(status.get(), "cannot open a session on " + graph_path);
 }

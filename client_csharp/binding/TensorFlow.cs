@@ -140,6 +140,7 @@ namespace TfFreeze.TensorFlow
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void GetShape(IntPtr graph, TFOutput output, long[] dims, int n, IntPtr status);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate IntPtr NewSessionFn(IntPtr graph, IntPtr opts, IntPtr status);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void Void2(IntPtr a, IntPtr b);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void SetConfigFn(IntPtr opts, IntPtr proto, UIntPtr len, IntPtr status);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate IntPtr AllocateTensor(TFDataType dtype, long[] dims, int ndims, UIntPtr len);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void SessionRun(IntPtr session, IntPtr runOptions,
             TFOutput[] inputs, IntPtr[] inputValues, int ninputs, TFOutput[] outputs, IntPtr[] outputValues, int noutputs,
@@ -161,6 +162,7 @@ namespace TfFreeze.TensorFlow
         public static NumDims GraphGetTensorNumDims;
         public static GetShape GraphGetTensorShape;
         public static NewSessionFn NewSession;
+        public static SetConfigFn SetConfig;
         public static Void2 CloseSession, DeleteSession;
         public static AllocateTensor Allocate;
         public static SessionRun Run;
@@ -187,6 +189,7 @@ namespace TfFreeze.TensorFlow
             GraphGetTensorShape = Native.Fn<GetShape>("TF_GraphGetTensorShape");
             NewSessionOptions = Native.Fn<Ptr0>("TF_NewSessionOptions"); DeleteSessionOptions = Native.Fn<Void1>("TF_DeleteSessionOptions");
             NewSession = Native.Fn<NewSessionFn>("TF_NewSession");
+            SetConfig = Native.Fn<SetConfigFn>("TF_SetConfig");
             CloseSession = Native.Fn<Void2>("TF_CloseSession"); DeleteSession = Native.Fn<Void2>("TF_DeleteSession");
             Allocate = Native.Fn<AllocateTensor>("TF_AllocateTensor"); DeleteTensor = Native.Fn<Void1>("TF_DeleteTensor");
             TensorData = Native.Fn<Ptr1>("TF_TensorData"); TensorByteSize = Native.Fn<Size1>("TF_TensorByteSize");
@@ -286,6 +289,22 @@ namespace TfFreeze.TensorFlow
         public TFImportGraphDefOptions() : base(Native.Call(() => Api.NewImportGraphDefOptions)) { }
         internal override void NativeDispose(IntPtr h) { Api.DeleteImportGraphDefOptions(h); }
         public void SetPrefix(string prefix) { ThrowIfDisposed(); Api.ImportGraphDefOptionsSetPrefix(Handle, prefix); }
+    }
+
+    // TensorFlowSharp's TFSessionOptions (SetConfig): a session created with a serialized ConfigProto,
+    // e.g. a manifest's session_config.
+    public class TFSessionOptions : TFDisposable
+    {
+        public TFSessionOptions() : base(Native.Call(() => Api.NewSessionOptions)) { }
+        internal override void NativeDispose(IntPtr h) { Api.DeleteSessionOptions(h); }
+
+        public void SetConfig(IntPtr protoData, int length, TFStatus status = null)
+        {
+            ThrowIfDisposed();
+            var cstatus = TFStatus.Setup(status);
+            Api.SetConfig(Handle, protoData, (UIntPtr)length, cstatus.Handle);
+            cstatus.CheckMaybeRaise(status);
+        }
     }
 
     public class TFOperation
@@ -601,6 +620,17 @@ namespace TfFreeze.TensorFlow
     public class TFSession : TFDisposableThreadSafe
     {
         public TFGraph Graph { get; private set; }
+
+        public TFSession(TFGraph graph, TFSessionOptions sessionOptions, TFStatus status = null) : base(IntPtr.Zero)
+        {
+            if (graph == null) throw new ArgumentNullException("graph");
+            if (sessionOptions == null) throw new ArgumentNullException("sessionOptions");
+            Graph = graph;
+            var cstatus = TFStatus.Setup(status);
+            var h = Api.NewSession(graph.Handle, sessionOptions.Handle, cstatus.Handle);
+            cstatus.CheckMaybeRaise(status);
+            Handle = h;
+        }
 
         public TFSession(TFGraph graph, TFStatus status = null) : base(IntPtr.Zero)
         {

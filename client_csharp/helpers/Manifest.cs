@@ -71,6 +71,9 @@ namespace TfFreeze
         /// <summary>The inputs and outputs, in the manifest's order, with their signature aliases.</summary>
         public IList<ManifestTensor> Inputs { get; private set; }
         public IList<ManifestTensor> Outputs { get; private set; }
+        /// <summary>The serialized ConfigProto to create the session with (session_config: the setting
+        /// verify found keeps the checkpoint's numbers); empty when the default session does.</summary>
+        public byte[] SessionConfig { get; private set; }
 
         /// <summary>Read a manifest file (tffreeze freeze --manifest M.json).</summary>
         public static Manifest Load(string path)
@@ -101,7 +104,11 @@ namespace TfFreeze
             Func<int, IList<ManifestTensor>> read = k => ((List<object>)root[kinds[k]]).Cast<Dictionary<string, object>>()
                 .Select(t => { string a; var m = ManifestTensor.From(t, null); aliases[k].TryGetValue(m.Name, out a);
                                return ManifestTensor.From(t, a); }).ToList().AsReadOnly();
-            return new Manifest { Inputs = read(0), Outputs = read(1) };
+            var config = root.ContainsKey("session_config") ? root["session_config"] as string : null;
+            byte[] configBytes;
+            try { configBytes = string.IsNullOrEmpty(config) ? new byte[0] : Convert.FromBase64String(config); }
+            catch (FormatException) { throw new FormatException("session_config is not base64"); }
+            return new Manifest { Inputs = read(0), Outputs = read(1), SessionConfig = configBytes };
         }
 
         /// <summary>The input called <paramref name="name"/>: a signature alias, "x" or "x:0".</summary>

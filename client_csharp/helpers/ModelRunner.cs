@@ -37,7 +37,7 @@ namespace TfFreeze
                         "tffreeze-cs runs frozen .pb graphs only; an .onnx or .tflite model runs with the Python client " +
                         "(tffreeze run MODEL ...)");
                 }
-                using (var session = new TFSession(graph))
+                using (var session = NewSession(graph, manifest))
                 {
                     try
                     {
@@ -86,6 +86,21 @@ namespace TfFreeze
             }
             lines.Add("TensorFlow " + TFCore.Version);
             return lines.ToArray();
+        }
+
+        /// <summary>A session on <paramref name="graph"/>, created with the manifest's session_config when it
+        /// has one (the ConfigProto verify found keeps the checkpoint's numbers, e.g. a grappler pass off).</summary>
+        public static TFSession NewSession(TFGraph graph, Manifest manifest)
+        {
+            if (manifest == null || manifest.SessionConfig.Length == 0) return new TFSession(graph);
+            using (var options = new TFSessionOptions())
+            {
+                var pinned = System.Runtime.InteropServices.GCHandle.Alloc(manifest.SessionConfig,
+                                                                           System.Runtime.InteropServices.GCHandleType.Pinned);
+                try { options.SetConfig(pinned.AddrOfPinnedObject(), manifest.SessionConfig.Length); }
+                finally { pinned.Free(); }
+                return new TFSession(graph, options);
+            }
         }
 
         /// <summary>An output's dtype, shape and first values, as the Python client prints an output

@@ -586,6 +586,12 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     var m = RawMembers(v, 0);
                     Console.WriteLine("  verify  {0} max |frozen - original| = {1}", Json.Parse(m["name"]), G(Json.Parse(m["max_abs_diff"]), 3));
                 }
+            if (top.TryGetValue("session_config_passes_off", out raw))
+            {
+                var passes = ((List<object>)Json.Parse(raw)).Cast<string>().ToList();
+                if (passes.Count > 0)
+                    Console.WriteLine("  session grappler {0} off: the manifest's session_config, which run applies", string.Join(", ", passes));
+            }
             if (top.TryGetValue("conversion", out raw) && raw != "null")
             {
                 var c = (Dictionary<string, object>)Json.Parse(raw);

@@ -405,6 +405,9 @@ def _cmd_freeze(args) -> int:
             print("  bound   %s = %s (%s)" % (b["name"], json.dumps(b["value"]), b["reason"]))
         for v in m["verification"]:
             print("  verify  %s max |frozen - original| = %.3g" % (v["name"], v["max_abs_diff"]))
+        if m.get("session_config_passes_off"):
+            print("  session grappler %s off: the manifest's session_config, which run applies"
+                  % ", ".join(m["session_config_passes_off"]))
         c = m.get("conversion")
         if c:
             print("  format  %s (%s), ran in %s: max |%s - frozen| = %.3g" % (
@@ -457,7 +460,8 @@ def _cmd_run(args) -> int:
         if path:
             check_output(path, "--output %s=" % name, "the output")
     fetches = [manifest.output(name)["name"] if manifest is not None else name for name, _ in outputs]
-    values = run_graph(args.model, feeds, fetches, manifest.runtime_names() if manifest is not None else None)
+    values = run_graph(args.model, feeds, fetches, manifest.runtime_names() if manifest is not None else None,
+                       manifest.session_config() if manifest is not None else b"")
     for (name, path), value in zip(outputs, values):
         if not path:
             print("%s %s" % (name, describe(value)))

@@ -44,11 +44,12 @@ def _native_stderr_silenced():
 
 
 def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],
-              runtime_names: Optional[Dict[str, str]] = None) -> List[object]:
+              runtime_names: Optional[Dict[str, str]] = None, session_config: bytes = b"") -> List[object]:
     """Evaluate ``fetches`` given ``feeds`` (name -> array) in a frozen GraphDef (TensorFlow),
     an ONNX model (onnxruntime) or a TFLite model (LiteRT, else TensorFlow's interpreter),
     chosen by the file's extension. ``runtime_names``: tensor name -> the runtime's name
-    (a manifest's ``conversion``)."""
+    (a manifest's ``conversion``); ``session_config``: a serialized ConfigProto the
+    TensorFlow session is created with (a manifest's ``session_config``)."""
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     kind = os.path.splitext(model_path)[1].lower()
@@ -60,7 +61,7 @@ def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],
             run = _run_onnx if kind == ".onnx" else _run_tflite
             return run(model_path, {names.get(k, k): v for k, v in feeds.items()}, [names.get(f, f) for f in fetches])
     with _native_stderr_silenced():
-        return _run_graph(model_path, feeds, fetches)
+        return _run_graph(model_path, feeds, fetches, session_config)
 
 
 def close_names(wanted: str, names: List[str], shown: int = 3) -> List[str]:
@@ -175,7 +176,8 @@ def _run_tflite(model_path: str, feeds: Dict[str, object], fetches: List[str]) -
         raise TffreezeError("running %s failed: %s" % (model_path, exc)) from None
 
 
-def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) -> List[object]:
+def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],
+               session_config: bytes = b"") -> List[object]:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
@@ -217,7 +219,13 @@ def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str]) ->
                 raise shape_error(name, want, list(array.shape))
         feed_dict[tensor] = value
     fetch_list = [lookup(f) for f in fetches]
-    with tf.compat.v1.Session(graph=graph) as sess:
+    config = None
+    if session_config:  # the manifest's: the setting that keeps the checkpoint's numbers (verify found it)
+        try:
+            config = tf.compat.v1.ConfigProto.FromString(session_config)
+        except Exception as exc:  # DecodeError
+            raise InvalidArgumentError("the manifest's session_config is not a ConfigProto (%s)" % exc) from None
+    with tf.compat.v1.Session(graph=graph, config=config) as sess:
         try:
             return sess.run(fetch_list, feed_dict=feed_dict)
         except tf.errors.OpError as exc:
@@ -261,6 +269,16 @@ class Manifest:
 
     def outputs(self) -> List[str]:
         return [t["name"] for t in self.data.get("outputs") or []]
+
+    def session_config(self) -> bytes:
+        """The serialized ConfigProto to create the session with (verify's finding), or b""."""
+        import base64
+        import binascii
+
+        try:
+            return base64.b64decode(self.data.get("session_config") or "", validate=True)
+        except (binascii.Error, TypeError) as exc:
+            raise InvalidArgumentError("manifest %s: session_config is not base64 (%s)" % (self.path, exc)) from None
 
     def runtime_names(self) -> Dict[str, str]:
         """Tensor name -> the name the converted model's runtime uses (ONNX, TFLite)."""

@@ -58,8 +58,10 @@ Error ShapeError(const std::string& label, const std::vector<int64_t>& want, con
 
 class Model {
  public:
-  // Import a frozen GraphDef file and open a session on it.
-  explicit Model(const std::string& graph_path);
+  // Import a frozen GraphDef file and open a session on it; session_config: a serialized
+  // ConfigProto the session is created with (TF_SetConfig), e.g. a manifest's
+  // result().session_config(), the setting verify found keeps the checkpoint's numbers.
+  explicit Model(const std::string& graph_path, const std::string& session_config = "");
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

@@ -620,8 +620,16 @@ def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings,
         for b in bindings:
             original_feeds[b["name"]] = np.asarray(b["value"])
         want = verify_mod.run_graph_def(original, original_feeds, fetches, assign=values)
-    return [freeze_pb2.OutputCheck(name=c["name"], max_abs_diff=c["max_abs_diff"])
-            for c in verify_mod.max_abs_diffs(fetches, want, got)]
+    # held to a tolerance in the session our runners create; the manifest carries the setting when one is needed
+    found = verify_mod.runtime_check(fetches, want, got,
+                                     lambda setting: verify_mod.run_graph_def(frozen, feeds, fetches, setting=setting))
+    if found.setting is not None:
+        result.session_config = found.setting.SerializeToString(deterministic=True)
+        result.session_config_passes_off.extend(found.passes_off)
+        result.notes.extend(found.notes)
+    return [freeze_pb2.OutputCheck(name=c["name"], max_abs_diff=c["max_abs_diff"], tolerance=c["tolerance"],
+                                   default_session_max_abs_diff=c.get("default_session_max_abs_diff"))
+            for c in found.checks]
 
 
 def _shape_list(info) -> Optional[List[int]]:
