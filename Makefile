@@ -219,7 +219,7 @@ TF115_CORE := $(TF115)/lib/python3.7/site-packages/tensorflow_core/python/_pywra
 
 tf115:
 	@if [ -x "$(TF115)/bin/python" ] && [ -f "$(TF115_CORE)" ]; then exit 0; fi; \
-	if [ ! -x "$(PY37)" ]; then echo "make tf115: no Python 3.7 (pyenv prefix 3.7.16); TF 1.15 tests will skip"; exit 0; fi; \
+	if [ ! -x "$(PY37)" ]; then echo "make tf115: no Python 3.7 (pyenv prefix 3.7.16): install it (pyenv install 3.7.16) or give one (make tf115 PY37=/path/to/python3.7); until then --runtime tf115 cannot run and TF 1.15's tests skip"; exit 0; fi; \
 	echo "make tf115: installing tensorflow-cpu==1.15.0 into $(TF115) (Python 3.7)"; \
 	rm -rf $(TF115) && $(PY37) -m venv $(TF115) && $(TF115)/bin/pip install -q --disable-pip-version-check \
 	    tensorflow-cpu==1.15.0 'protobuf<3.21'
@@ -233,7 +233,7 @@ TF23_CORE := $(TF23)/lib/python3.8/site-packages/tensorflow/python/_pywrap_tenso
 
 tf23:
 	@if [ -x "$(TF23)/bin/python" ] && [ -f "$(TF23_CORE)" ]; then exit 0; fi; \
-	if [ ! -x "$(PY38)" ]; then echo "make tf23: no Python 3.8 (pyenv prefix 3.8.18); TF 2.3.1 tests will skip"; exit 0; fi; \
+	if [ ! -x "$(PY38)" ]; then echo "make tf23: no Python 3.8 (pyenv prefix 3.8.18): install it (pyenv install 3.8.18) or give one (make tf23 PY38=/path/to/python3.8); until then TF 2.3.1's tests skip"; exit 0; fi; \
 	echo "make tf23: installing tensorflow-cpu==2.3.1 into $(TF23) (Python 3.8)"; \
 	rm -rf $(TF23) && $(PY38) -m venv $(TF23) && $(TF23)/bin/pip install -q --disable-pip-version-check \
 	    tensorflow-cpu==2.3.1 'protobuf<3.21' 'numpy<1.19'

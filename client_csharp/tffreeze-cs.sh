@@ -23,7 +23,7 @@ for arg in "$@"; do
 done
 if [[ "$runtime" == "tf115" && "${1:-}" == "run" ]]; then  # another command refuses --runtime itself
   if [[ ! -f "$TFFREEZE_TF115_LIB" ]]; then
-    echo "tffreeze-cs run: no TF 1.15 runtime at $TF115_DIR; run 'make tf115' first [NOT_FOUND]" >&2
+    echo "tffreeze-cs run: no TF 1.15 runtime at $TF115_DIR: run \`make tf115\` in the checkout (it needs Python 3.7: pyenv install 3.7.16, or make tf115 PY37=/path/to/python3.7), or run without --runtime tf115 [NOT_FOUND]" >&2
     exit 1
   fi
   home="$(sed -n 's/^home = //p' "$TF115_DIR/pyvenv.cfg")"

@@ -601,7 +601,10 @@ std::pair<std::string, std::string> Library(const Options& o) {
       lib = Env("TFFREEZE_TF115_LIB");
       if (lib.empty()) lib = (tf115 / "lib/python3.7/site-packages/tensorflow_core/python/_pywrap_tensorflow_internal.so").string();
     }
-    if (!fs::exists(lib)) throw tffreeze::Error("NOT_FOUND", "no TF 1.15 runtime at " + tf115.string() + "; run 'make tf115' first");
+    if (!fs::exists(lib)) throw tffreeze::Error("NOT_FOUND", "no TF 1.15 runtime at " + tf115.string() +
+                                                  ": run `make tf115` in the checkout (it needs Python 3.7: pyenv install "
+                                                  "3.7.16, or make tf115 PY37=/path/to/python3.7), or run without "
+                                                  "--runtime tf115");
     return {lib, preload};
   }
   if (lib.empty()) {

@@ -73,3 +73,20 @@ def test_every_client_words_a_run_mistake_the_same_way(frozen, case):
     assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
     assert lines["py"] == expect.format(**frozen), lines["py"]
     assert os.listdir(os.path.join(frozen["base"], "outdir")) == []
+
+
+def test_a_missing_tf115_runtime_says_what_to_install(frozen, tmp_path):
+    """--runtime tf115 without TF 1.15 (an ordinary user has no pyenv Python 3.7): the message
+    says what `make tf115` needs and the way around it, in C# and C++ alike."""
+    env = dict(os.environ, TFFREEZE_TF115=str(tmp_path / "none"))
+    env.pop("TFFREEZE_TF115_LIB", None)
+    lines = {}
+    for client, program in (("cs", CS), ("cpp", CPP)):
+        done = subprocess.run([program, "run", frozen["pb"], "--input", "x=%s/x.npy" % frozen["base"], "--output", "y",
+                               "--runtime", "tf115"], capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 1, (client, done.stderr)
+        lines[client] = re.sub(r"^tffreeze-(cs|cpp) run: ", "", done.stderr.strip())
+    assert lines["cs"] == lines["cpp"], lines
+    assert lines["cpp"] == ("no TF 1.15 runtime at %s: run `make tf115` in the checkout (it needs Python 3.7: pyenv "
+                            "install 3.7.16, or make tf115 PY37=/path/to/python3.7), or run without --runtime tf115 "
+                            "[NOT_FOUND]" % (tmp_path / "none")), lines
