@@ -300,7 +300,7 @@ def inspect_text(info: dict, cut: Optional[Dict[str, int]] = None) -> str:
 
 # What an inspection may cut to fit, as the graph's lists grow (its warnings and checkpoints
 # are capped already, by ``with_plan``).
-_INSPECT_LISTS = ("variables", "candidates", "inputs", "outputs", "switches", "signature_defs", "tag_sets",
+_INSPECT_LISTS = ("variables", "candidates", "evidence", "inputs", "outputs", "switches", "signature_defs", "tag_sets",
                   "bindings", "signatures", "collections", "ema_shadows", "graph.op_counts",
                   "graph.tensorflow_1_15_issues", "available_checkpoints", "warnings")
 

@@ -4,6 +4,7 @@ metric learning, generative models, refusals that help, inspect agreeing with fr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,25 @@ def test_optimizers_sharing_a_trunk_train_one_network(client, tmp_path):
     model = models.alternating_heads(str(tmp_path / "m"))
     m = client.freeze(model.directory).manifest
     assert sorted(o["name"] for o in m["outputs"]) == ["head_a_logits:0", "value:0"]
+
+
+def test_inspect_carries_the_evidence_for_and_against_each_candidate(client, server, real_models):
+    """Issue 33: inspect lists the records the rules made about each output and candidate
+    (tensor, claim, weight, rule, why, nodes): for a GAN, what each loss reads from the
+    model and that the networks are trained apart; for replicas, the copy left out."""
+    gan = client.inspect(real_models["gan_plain"]["dir"])
+    records = {(e.tensor, e.claim, e.rule) for e in gan.evidence}
+    assert ("generator/Tanh:0", "loss_input", "scored-by-fixed-network") in records, records
+    assert ("generator/Tanh:0", "separately_trained", "separately-trained-networks") in records, records
+    listed = {t.name for t in gan.outputs} | {t.name for t in gan.candidates}
+    assert {e.tensor for e in gan.evidence} <= listed
+    assert all(e.why and e.rule and e.nodes for e in gan.evidence)
+    replicas = client.inspect(real_models["replicas"]["dir"])
+    against = [e for e in replicas.evidence if e.weight < 0]
+    assert [(e.claim, e.rule) for e in against] == [("replica", "replicas")] and against[0].tensor.startswith("tower_1/")
+    proc = subprocess.run([TFFREEZE, "inspect", real_models["replicas"]["dir"], "--json", "--server", server.target],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)["evidence"]
+    assert {"tensor", "claim", "weight", "rule", "why", "nodes"} == set(shown[0])
+    assert any(e["claim"] == "replica" for e in shown)

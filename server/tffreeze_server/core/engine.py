@@ -47,7 +47,7 @@ from .oproles import ITERATOR_GET_NEXT_OPS, PLACEHOLDER_OPS, VARIABLE_OPS
 from .graph import (fixed_output_count, output_types, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, load_checked_saved_model, open_reader, pick_signature
-from .resolve import EXPLICIT_INPUT, Resolution, candidates, resolve, user_collections
+from .resolve import EXPLICIT_INPUT, Resolution, candidates, explain, resolve, structure_of, user_collections
 from .saver_map import variable_keys
 from .spec import FreezeSpec, format_enum, target_enum
 from . import stages
@@ -669,7 +669,8 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         mapping = variable_keys(meta.graph_def)
         graph_of_key = {ref.key: var for var, ref in mapping.items()}
         by_name = nodes_by_name(meta.graph_def)
-        for tensor_name, reason in candidates(meta):
+        structure = structure_of(meta)  # (shared by the candidates and the evidence)
+        for tensor_name, reason in candidates(meta, structure):
             _tensor_info(out.candidates.add(name=tensor_name, reason=reason), by_name.get(node_of(tensor_name)))
         try:
             r = _resolve(loaded, spec, warnings, refuse_ambiguous=False, refuse_unsafe=False)
@@ -722,6 +723,12 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
                                 "freeze of them is refused%s" % (
                                     ", ".join(lacking[:10]), "; the saved variables alone compute %s"
                                     % ", ".join(partial) if partial else ""))
+        if not spec.outputs:  # the evidence for and against each output and candidate
+            about = {t.name for t in out.outputs} | {t.name for t in out.candidates}
+            for e in explain(meta, r.signature if r is not None else None, structure):
+                if e.tensor in about:
+                    out.evidence.add(tensor=e.tensor, claim=e.claim.label, weight=e.weight, rule=e.rule, why=e.why,
+                                     nodes=e.nodes)
         out.signatures.extend(loaded.signature_names or sorted(meta.signature_def))
         for name in sorted(meta.signature_def):
             _signature_info(out.signature_defs.add(name=name), meta.signature_def[name])
