@@ -137,6 +137,8 @@ COMPARISON_OPS: FrozenSet[str] = frozenset({"Equal", "NotEqual", "Less", "LessEq
 # -- post-processing -----------------------------------------------------------------
 # Heads after a model's last layer: probabilities, classes, the best k.
 HEAD_OPS: FrozenSet[str] = frozenset({"Softmax", "Sigmoid", "LogSoftmax", "ArgMax", "ArgMin", "TopKV2", "TopK"})
+# What turns a model's scores into its decision, reading them unchanged otherwise (an accuracy's argmax).
+DECISION_OPS: FrozenSet[str] = ALIAS_OPS | frozenset({"Cast", "ArgMax", "ArgMin"})
 # Selections whose values come with the indices that say what was selected: op -> what output 1 is.
 SELECTION_OPS = {"TopKV2": "the indices of the top-k values", "TopK": "the indices of the top-k values"}
 
