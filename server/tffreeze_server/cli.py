@@ -17,7 +17,7 @@ from .settings import (DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_MAX_CALL_SECONDS,
                        DEFAULT_WORKERS, DEFAULT_WORKER_MAX_TASKS, LOCAL_IDLE_SECONDS, LOCAL_MAX_STORE_BYTES, LOCAL_WORKERS, DEFAULT_MAX_FUNCTION_DEPTH, DEFAULT_MAX_GRAPH_FILE_BYTES,
                        DEFAULT_MAX_GRAPH_NODES, DEFAULT_TASK_MEMORY_BYTES, DEFAULT_VERIFY_SECONDS, DEFAULT_DRAIN_SECONDS,
                        DEFAULT_LOAD_SECONDS, DEFAULT_EXPORT_SECONDS, LOCAL_STORE_ENV,
-                       ServerSettings, parse_bytes)
+                       LOCAL_TASK_MEMORY_ENV, ServerSettings, local_task_memory_bytes, parse_bytes)
 
 DESCRIPTION = ("Run the tffreeze gRPC server (health and reflection included). Prints 'listening on HOST:PORT' "
                "once it accepts calls; SIGTERM/SIGINT drain in-flight calls (--drain-seconds) and stop it.")
@@ -30,9 +30,20 @@ examples:
 """
 
 
+def _gib(n: int) -> str:
+    return "%.1f GiB" % (n / float(1 << 30))
+
+
 def _size(text: str) -> int:
     try:
         return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size_or_zero(text: str) -> int:
+    try:
+        return parse_bytes(text, allow_zero=True)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -77,11 +88,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "writable output folder, nothing else of the file system). auto (default): when bwrap "
                         "works here; bwrap: refuse to start without it; none: no sandbox. Without a sandbox, "
                         "TF2 SavedModels (loading runs their functions) and verify are refused")
-    p.add_argument("--task-memory-bytes", type=int, default=DEFAULT_TASK_MEMORY_BYTES, metavar="B",
-                   help="memory one task may allocate beyond the warm worker (~540 MiB), enforced by the kernel "
-                        "(RLIMIT_DATA in the task's sandbox); TensorFlow constants an uploaded graph would build at "
-                        "import are refused above a quarter of it. Over it: RESOURCE_EXHAUSTED, the server keeps "
-                        "serving. 0: no limit (default: %(default)s = 3 GiB)")
+    p.add_argument("--task-memory-bytes", type=_size_or_zero, default=None, metavar="BYTES",
+                   help="memory one task (a freeze, an inspect) may allocate beyond the warm worker, in bytes or "
+                        "with K, M, G (8G), enforced by the kernel (RLIMIT_DATA in the task's sandbox); TensorFlow "
+                        "constants an uploaded graph would build at import are refused above a quarter of it. A "
+                        "task over it is RESOURCE_EXHAUSTED (ERROR_REASON_MEMORY_LIMIT) naming this flag; the server "
+                        "keeps serving. --verify needs about 16x the checkpoint's size, --format onnx up to 50x. "
+                        "0: no limit (default: %d GiB; with --local: $%s, else three quarters of this machine's "
+                        "memory, at least %d GiB: here %s)" % (DEFAULT_TASK_MEMORY_BYTES >> 30, LOCAL_TASK_MEMORY_ENV,
+                                                              DEFAULT_TASK_MEMORY_BYTES >> 30,
+                                                              _gib(local_task_memory_bytes())))
     p.add_argument("--verify-seconds", type=float, default=DEFAULT_VERIFY_SECONDS, metavar="S",
                    help="longest the verify stage of a freeze may run the graphs; over it the task is stopped and "
                         "the call is DEADLINE_EXCEEDED (default: %(default)s)")
@@ -96,9 +112,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS, metavar="S",
                    help="on SIGTERM/SIGINT, how long calls in flight may take to finish before they are cancelled "
                         "(default: %(default)s)")
-    p.add_argument("--max-graph-file-bytes", type=int, default=DEFAULT_MAX_GRAPH_FILE_BYTES, metavar="B",
-                   help="largest uploaded graph file (.meta, GraphDef, saved_model.pb) the server parses; larger "
-                        "is RESOURCE_EXHAUSTED before parsing (default: %(default)s = 1 GiB)")
+    p.add_argument("--max-graph-file-bytes", type=_size, default=DEFAULT_MAX_GRAPH_FILE_BYTES, metavar="BYTES",
+                   help="largest uploaded graph file (.meta, GraphDef, saved_model.pb) the server parses, in bytes or "
+                        "with K, M, G; larger is RESOURCE_EXHAUSTED before parsing (default: %(default)s = 1 GiB)")
     p.add_argument("--max-graph-nodes", type=int, default=DEFAULT_MAX_GRAPH_NODES, metavar="N",
                    help="most nodes an uploaded graph may have, library functions included; more is "
                         "RESOURCE_EXHAUSTED before any analysis (default: %(default)s)")
@@ -114,8 +130,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "$TFFREEZE_CACHE_DIR/local), a folder only this user can open; every call needs the token "
                         "kept there; gRPC-Web on a free loopback port; data in DIR/data (%d GiB at most, or "
                         "$TFFREEZE_LOCAL_STORE_BYTES, or --max-store-bytes), %d "
-                        "worker(s); where it listens is written to DIR/server.info. Usually started for you: see "
-                        "`tffreeze local-server --help`" % (LOCAL_MAX_STORE_BYTES >> 30, LOCAL_WORKERS))
+                        "worker(s), each task up to three quarters of this machine's memory ($%s, or "
+                        "--task-memory-bytes); where it listens is written to DIR/server.info. Usually started "
+                        "for you: see "
+                        "`tffreeze local-server --help`" % (LOCAL_MAX_STORE_BYTES >> 30, LOCAL_WORKERS,
+                                                             LOCAL_TASK_MEMORY_ENV))
     p.add_argument("--health-socket", metavar="PATH", default=None,
                    help="also answer health checks, plaintext and without a token or client certificate, on this "
                         "Unix socket: for probes on the same machine or in the same container, whatever TLS the "
@@ -175,10 +194,16 @@ def settings_from(args) -> ServerSettings:
             store_bytes = parse_bytes(store) if store else LOCAL_MAX_STORE_BYTES
         except ValueError as exc:
             raise OSError("$%s: %s" % (LOCAL_STORE_ENV, exc)) from None
+        memory = os.environ.get(LOCAL_TASK_MEMORY_ENV, "").strip()
+        try:
+            memory_bytes = parse_bytes(memory, allow_zero=True) if memory else local_task_memory_bytes()
+        except ValueError as exc:
+            raise OSError("$%s: %s" % (LOCAL_TASK_MEMORY_ENV, exc)) from None
         defaults = dict(data_dir=os.path.join(folder, localserver.DATA), workers=LOCAL_WORKERS,
-                        max_store_bytes=store_bytes)
+                        max_store_bytes=store_bytes, task_memory_bytes=memory_bytes)
     else:
-        defaults = dict(data_dir=DEFAULT_DATA_DIR, workers=DEFAULT_WORKERS, max_store_bytes=DEFAULT_MAX_STORE_BYTES)
+        defaults = dict(data_dir=DEFAULT_DATA_DIR, workers=DEFAULT_WORKERS, max_store_bytes=DEFAULT_MAX_STORE_BYTES,
+                        task_memory_bytes=DEFAULT_TASK_MEMORY_BYTES)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -59,7 +59,8 @@ def announce(settings: ServerSettings, srv) -> None:
     if srv.web_port is not None:
         info["web"] = "http://%s:%d" % (settings.host, srv.web_port)
     info.update({"installation": installation(), "python": sys.executable,
-                 "store-bytes": str(settings.max_store_bytes), "data": os.path.abspath(settings.data_dir),
+                 "store-bytes": str(settings.max_store_bytes), "task-memory-bytes": str(settings.task_memory_bytes),
+                 "data": os.path.abspath(settings.data_dir),
                  "workers": str(settings.workers),
                  "idle-exit": "%g" % settings.idle_exit if settings.idle_exit is not None else "never"})
     localserver.write_info(settings.local_dir, info)

@@ -52,15 +52,42 @@ DEFAULT_LOAD_SECONDS = 300.0
 DEFAULT_EXPORT_SECONDS = 300.0
 DEFAULT_DRAIN_SECONDS = 30.0  # on SIGTERM, how long calls in flight may take to finish
 DEFAULT_TASK_MEMORY_BYTES = 3 << 30  # what one task may allocate beyond the warm worker (RLIMIT_DATA)
+LOCAL_TASK_MEMORY_ENV = "TFFREEZE_LOCAL_TASK_MEMORY_BYTES"  # the local server's task memory, read when it starts
+
+
+def local_task_memory_bytes() -> int:
+    """The local server's default task memory: three quarters of this machine's physical memory,
+    at least DEFAULT_TASK_MEMORY_BYTES. Measured beyond the warm worker (TF 2.21, RLIMIT_DATA's
+    measure): a plain freeze of a ~200 MB checkpoint needs ~40 MiB, --verify ~3 GiB (15-16x the
+    checkpoint), --format onnx 3.7-9.2 GiB (19-50x). The local server runs one worker for one
+    user, so one task may use most of the machine; the quarter left is for the server, the warm
+    worker and the user's other programs. (A plain server shares its machine among --workers
+    tasks: it keeps DEFAULT_TASK_MEMORY_BYTES.)"""
+    total = None
+    try:
+        with open("/proc/meminfo") as fh:
+            total = next((int(line.split()[1]) * 1024 for line in fh if line.startswith("MemTotal:")), None)
+    except (OSError, ValueError):
+        pass
+    if total is None:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 0
+    return max(DEFAULT_TASK_MEMORY_BYTES, (total * 3 // 4) >> 20 << 20)
+
+
 MAX_MESSAGE_BYTES = 4 << 20  # gRPC's message cap, both directions
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def parse_bytes(text: str) -> int:
-    """A size in bytes: 4294967296, 4G, 512M, 1.5G, 64MiB (K, M, G, T are powers of 1024).
-    ValueError (with a message naming the forms) otherwise."""
+def parse_bytes(text: str, allow_zero: bool = False) -> int:
+    """A size in bytes: 4294967296, 4G, 512M, 1.5G, 64MiB (K, M, G, T are powers of 1024);
+    0 only with ``allow_zero`` (a limit that 0 turns off). ValueError (with a message naming
+    the forms) otherwise. Every byte-size flag and variable of the server and the local
+    server reads its value here."""
     t = str(text).strip().upper().replace(" ", "")
     for tail in ("IB", "B"):
         if t.endswith(tail) and len(t) > len(tail):
@@ -73,8 +100,11 @@ def parse_bytes(text: str) -> int:
     except ValueError:
         raise ValueError("%r is not a size: give bytes, or a number with K, M, G or T (e.g. 8G, 512M)" % text) from None
     size = int(value * _UNITS[unit])
+    if size == 0 and allow_zero:
+        return 0
     if size <= 0:
-        raise ValueError("%r: the size must be more than 0 bytes" % text)
+        raise ValueError("%r: the size must be %s" % (text, "0 (no limit) or more" if allow_zero else
+                                                        "more than 0 bytes"))
     return size
 
 
