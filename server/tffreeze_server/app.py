@@ -284,7 +284,8 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                     "to ordinary users (sysctl user.max_user_namespaces > 0; kernel.unprivileged_userns_clone=1 "
                     "where it exists; on Ubuntu 24.04+ an AppArmor profile allowing them).")
     pool = WorkerPool(size=settings.workers, max_tasks=settings.worker_max_tasks, sandbox=box,
-                      tasks_root=store.tasks_dir, task_memory=settings.task_memory_bytes).start()
+                      tasks_root=store.tasks_dir, task_memory=settings.task_memory_bytes,
+                      local=settings.local_dir is not None).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.rpc_threads,
                                                     thread_name_prefix="tffreeze-rpc"),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

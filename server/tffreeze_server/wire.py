@@ -12,7 +12,7 @@ Types, server -> worker process ("zygote"):
   stop   {}                             exit once idle
 worker process -> server:
   ready   {version}                     TensorFlow imported, tasks may come
-  exited  {id, code, maxrss_kb}         a task's processes are all gone
+  exited  {id, code, maxrss_kb, base_kb} a task's processes are all gone (peak and starting resident kB)
 task process -> server (on the task's own socket):
   progress {stage, message, fraction}   stage: a string or a Stage number
   ok       {value}                      the task's JSON result
@@ -222,7 +222,7 @@ def check_pieces(pieces: Any, kinds: Tuple[str, ...]) -> List[tuple]:
 
 
 def check_worker_frame(frame: Dict[str, Any]) -> Tuple:
-    """A worker process's frame as ("ready",) or ("exited", id, code, maxrss_kb)."""
+    """A worker process's frame as ("ready",) or ("exited", id, code, maxrss_kb, base_kb)."""
     kind = frame["t"]
     if kind == "ready":
         return ("ready",)
@@ -231,7 +231,8 @@ def check_worker_frame(frame: Dict[str, Any]) -> Tuple:
         if not isinstance(code, int) or isinstance(code, bool):
             raise WireError("exited.code is not an integer")
         return ("exited", _text(frame.get("id"), "exited.id", 64), code,
-                int(_number(frame.get("maxrss_kb", 0), "exited.maxrss_kb")))
+                int(_number(frame.get("maxrss_kb", 0), "exited.maxrss_kb")),
+                int(_number(frame.get("base_kb", 0), "exited.base_kb")))
     raise WireError("unknown worker frame type %r" % kind[:40])
 
 

@@ -38,7 +38,7 @@ import time
 import traceback
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
-from . import metrics, wire
+from . import memlimit, metrics, wire
 from .core.errors import (BY_CODE, Cancelled, DeadlineExceeded, FailedPrecondition, FreezeError, Internal,
                           ResourceExhausted, Unavailable, cap_message)
 
@@ -187,9 +187,9 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
     unclaimed = {}  # pid -> (status, rusage) of children reaped before their task was known
     stopping = False
 
-    def exited(tid, status, usage):
+    def exited(tid, status, usage, base_kb=0):
         wire.send(sock, {"t": "exited", "id": tid, "code": os.waitstatus_to_exitcode(status),
-                         "maxrss_kb": int(usage.ru_maxrss) if usage is not None else 0})
+                         "maxrss_kb": int(usage.ru_maxrss) if usage is not None else 0, "base_kb": base_kb})
 
     while True:
         while True:  # reap every child that ended
@@ -200,9 +200,9 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
             if pid == 0:
                 break
             if pid in running:
-                tid, group = running.pop(pid)
+                tid, group, base_kb = running.pop(pid)
                 _kill_group(group)  # anything the task started that is still alive (no PID namespace: no sandbox)
-                exited(tid, status, usage)
+                exited(tid, status, usage, base_kb)
             else:  # a preparing child, a task process not yet reported, or an orphan of a task
                 unclaimed[pid] = (status, usage)
                 while len(unclaimed) > 1000:
@@ -221,19 +221,19 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
             del preparing[fd]
             os.close(fd)
             if len(entry[2]) < 4:  # the child could not enter the sandbox
-                wire.send(sock, {"t": "exited", "id": entry[0], "code": _NO_SANDBOX, "maxrss_kb": 0})
+                wire.send(sock, {"t": "exited", "id": entry[0], "code": _NO_SANDBOX, "maxrss_kb": 0, "base_kb": 0})
                 continue
             pid = int.from_bytes(entry[2], "big")
             if pid in unclaimed:  # it already ran and ended
                 exited(entry[0], *unclaimed.pop(pid))
                 _kill_group(entry[1])
-            else:
-                running[pid] = (entry[0], entry[1])
+            else:  # its resident size now, waiting for its task: what it grows from (the memory evidence)
+                running[pid] = (entry[0], entry[1], _resident_kb(pid))
         if sock not in ready:
             continue
         frames = reader.frames_ready()
         if reader.eof and not frames:
-            for pid, (_, group) in running.items():
+            for pid, (_, group, _) in running.items():
                 _kill_group(group)
                 _kill(pid)
             for _, child, _ in preparing.values():
@@ -246,11 +246,12 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
                     report, child = _start_task(frame, task_fd, sock.fileno(), handle, box, tasks_root, memory)
                     preparing[report] = [frame["id"], child, b""]
                 except OSError:
-                    wire.send(sock, {"t": "exited", "id": frame["id"], "code": _NO_SANDBOX, "maxrss_kb": 0})
+                    wire.send(sock, {"t": "exited", "id": frame["id"], "code": _NO_SANDBOX, "maxrss_kb": 0,
+                                     "base_kb": 0})
                 finally:
                     os.close(task_fd)
             elif frame["t"] == "kill":
-                for pid, (tid, group) in running.items():
+                for pid, (tid, group, _) in running.items():
                     if tid == frame.get("id"):
                         _kill(pid)  # PID 1 of the task's namespace: the kernel kills the rest
                         _kill_group(group)
@@ -259,6 +260,26 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
                         _kill_group(child)
             elif frame["t"] == "stop":
                 stopping = True
+
+
+def _resident_kb(pid: int) -> int:
+    try:
+        with open("/proc/%d/status" % pid) as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _size_of(folder: str) -> int:
+    """Bytes of the files under ``folder`` (a task's staged upload)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _kill(pid: int) -> None:
@@ -310,7 +331,7 @@ class _Worker:
             child.close()
         self.sock = parent
         self.reader = wire.Reader(parent, max_frame=1 << 16)
-        self.exits = {}  # task id -> (code, maxrss_kb), as reported
+        self.exits = {}  # task id -> (code, maxrss_kb, base_kb), as reported
         self.discarded = set()  # prepared tasks closed unused: their exits are dropped
         self.prepared: Optional[Tuple[Task, socket.socket]] = None
         self.tasks = 0
@@ -342,7 +363,7 @@ class _Worker:
                 elif msg[1] in self.discarded:
                     self.discarded.discard(msg[1])
                 else:
-                    self.exits[msg[1]] = (msg[2], msg[3])
+                    self.exits[msg[1]] = (msg[2], msg[3], msg[4])
             return not self.reader.eof
         except (OSError, ValueError):
             return False
@@ -414,10 +435,11 @@ class _Worker:
 class WorkerPool:
     """``tasks_root``: where task folders are made (a private temporary folder when
     not given); ``task_memory``: bytes a task may allocate beyond the warm worker
-    (0: no limit)."""
+    (0: no limit); ``local``: the per-user local server (a task over that limit is told
+    the ``tffreeze local-server start`` flag that raises it, see ``memlimit``)."""
 
     def __init__(self, size: int = 1, target: str = DEFAULT_TARGET, max_tasks: int = 200, sandbox=None,
-                 tasks_root: Optional[str] = None, task_memory: int = 0):
+                 tasks_root: Optional[str] = None, task_memory: int = 0, local: bool = False):
         self.size = max(1, size)
         self.target = target
         self.max_tasks = max_tasks
@@ -425,6 +447,7 @@ class WorkerPool:
         self._own_root = tasks_root is None
         self.tasks_root = os.path.realpath(tasks_root or tempfile.mkdtemp(prefix="tffreeze-tasks-"))
         self.task_memory = task_memory
+        self.local = local
         self._idle: "queue.Queue[_Worker]" = queue.Queue()
         self._all = set()
         self._lock = threading.Lock()
@@ -624,10 +647,13 @@ class WorkerPool:
             if outcome is not None and outcome[0] == "raise":
                 raise outcome[1]
             if outcome is not None:
+                over = self._over_memory(kind, payload, task, outcome=outcome)
+                if over is not None:
+                    raise over
                 # A task may report what a freeze can fail with; never a transport or auth status.
                 cls = BY_CODE.get(outcome[1], Internal) if outcome[1] not in _NOT_FROM_TASKS else Internal
                 raise cls(outcome[2], outcome[3], **outcome[4])
-            raise self._crash(exit_info, kind)
+            raise self._over_memory(kind, payload, task, exit_info=exit_info) or self._crash(exit_info, kind)
         finally:
             task.remove()
 
@@ -710,6 +736,43 @@ class WorkerPool:
         return _WorkerLost(how, Unavailable(
             "the TensorFlow worker running this %s was stopped from outside the call (%s), twice; the server "
             "replaced it. Retry the call." % (kind, how), "ERROR_REASON_WORKER_CRASHED", signal=how))
+
+    def _over_memory(self, kind: str, payload: dict, task: Task, outcome=None, exit_info=None):
+        """The task memory limit's error (``memlimit``) when the task's error says an
+        allocation failed, or its process died of a signal after growing near the limit;
+        else None (the import-time bound's refusal is reworded for the local server)."""
+        if not self.task_memory:
+            return None
+        if outcome is not None:
+            code, message, reason, metadata = outcome[1:5]
+            if memlimit.bound_refusal(reason, metadata):
+                return ResourceExhausted(memlimit.local_bound_message(message), reason, **metadata) if self.local \
+                    else None
+            if not memlimit.allocation_failed(message, reason, metadata):
+                return None
+            if reason == "ERROR_REASON_MEMORY_LIMIT":  # the task's own words name the server's flag: ours replace them
+                stage = metadata.get("stage", "")
+                evidence = "it ran out of memory%s" % (
+                    " while " + stage[len("STAGE_"):].lower().replace("_", " ") if stage.startswith("STAGE_") else "")
+            else:
+                evidence = "an allocation failed (%s)" % memlimit.telling_sentence(message)
+            likely, meta = False, dict(metadata)  # the task's own (format, stage, node...) kept
+        else:
+            code, maxrss_kb, base_kb = (tuple(exit_info) + (0, 0))[:3]
+            sig = -code if code is not None and code < 0 else None
+            if sig is None or not memlimit.crashed_near_limit(maxrss_kb, base_kb, self.task_memory):
+                return None
+            try:
+                how = "signal %s" % signal.Signals(sig).name
+            except ValueError:
+                how = "signal %d" % sig
+            grew = max(0, maxrss_kb - base_kb) * 1024
+            evidence = ("its process died (%s) after growing by %s, near the limit; a TensorFlow allocation that "
+                        "fails there can end it so" % (how, memlimit.human(grew)))
+            likely, meta = True, {"signal": how, "grew": str(grew)}
+        verify, fmt = memlimit.options_of(payload)
+        return memlimit.error(kind, self.task_memory, self.local, evidence, upload_bytes=_size_of(task.in_dir),
+                              verify=verify, fmt=fmt, likely=likely, metadata=meta)
 
     @staticmethod
     def _crash(exit_info, kind: str) -> FreezeError:
