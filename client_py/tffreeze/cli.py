@@ -71,6 +71,10 @@ where it lives: ~/.cache/tffreeze/local ($TFFREEZE_CACHE_DIR/local when set):
   data/         its store: 4 GiB at most (--max-store-bytes, or
                 $TFFREEZE_LOCAL_STORE_BYTES when it starts); the least recently
                 used checkpoints are evicted for new ones; `clean` removes it
+Each freeze runs with a memory limit (--task-memory-bytes, or
+$TFFREEZE_LOCAL_TASK_MEMORY_BYTES when it starts; default three quarters of
+this machine's memory): --verify needs about 16x the checkpoint's size,
+--format onnx up to 50x. A freeze over it fails with MEMORY_LIMIT naming it.
 One local server per user: a client of another tffreeze version stops it and
 starts its own; one of another installation (checkout) of the same version
 uses it and says so (`status` shows whose it is).
@@ -79,6 +83,7 @@ examples:
   tffreeze local-server status                   # pid, installation, store use
   tffreeze local-server start --idle-exit 7200   # warm for a long build
   tffreeze local-server start --max-store-bytes 16G
+  tffreeze local-server start --task-memory-bytes 12G
   tffreeze local-server stop
   tffreeze local-server clean                    # stop it and remove its store
 """
@@ -202,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-store-bytes", metavar="BYTES", default=None,
                    help="with start: the store's size, in bytes or with K, M, G (8G); the least recently used "
                         "checkpoints are evicted to make room (default: $TFFREEZE_LOCAL_STORE_BYTES, else 4G)")
+    p.add_argument("--task-memory-bytes", metavar="BYTES", default=None,
+                   help="with start: the memory one freeze may use beyond the warm TensorFlow worker, in bytes or "
+                        "with K, M, G (12G); --verify needs about 16x the checkpoint's size, --format onnx up to "
+                        "50x; 0: no limit (default: $TFFREEZE_LOCAL_TASK_MEMORY_BYTES, else three quarters of this "
+                        "machine's memory)")
 
     p = sub.add_parser("freeze", allow_abbrev=False, help="freeze a checkpoint into a .pb",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -510,15 +520,21 @@ def _cmd_local_server(args) -> int:
         except ImportError:  # no server installed: ensure() says so
             parse_bytes = int
         extra, wanted = [], {}
-        store = args.max_store_bytes
-        if store is not None:
-            try:
-                store = str(parse_bytes(store))
-            except ValueError as exc:
-                print("tffreeze local-server: --max-store-bytes: %s" % exc, file=sys.stderr)
-                return 2
+        sizes = {}
+        for flag, value, zero in (("--max-store-bytes", args.max_store_bytes, False),
+                                  ("--task-memory-bytes", args.task_memory_bytes, True)):
+            if value is not None:
+                try:
+                    value = str(parse_bytes(value, allow_zero=True) if zero else parse_bytes(value))
+                except TypeError:  # parse_bytes is int: no server installed, ensure() says so
+                    pass
+                except ValueError as exc:
+                    print("tffreeze local-server: %s: %s" % (flag, exc), file=sys.stderr)
+                    return 2
+            sizes[flag] = value
         for flag, value in (("--idle-exit", args.idle_exit), ("--workers", args.workers),
-                            ("--max-store-bytes", store)):
+                            ("--max-store-bytes", sizes["--max-store-bytes"]),
+                            ("--task-memory-bytes", sizes["--task-memory-bytes"])):
             if value is not None:
                 extra += [flag, value]
                 wanted["store-bytes" if flag == "--max-store-bytes" else flag[2:]] = value
@@ -541,6 +557,10 @@ def _cmd_local_server(args) -> int:
     cap = int(info["store-bytes"]) if info.get("store-bytes", "").isdigit() else 0
     print("  %-12s %s used of %s (%d files) in %s" % ("store", _size(used), _size(cap) if cap else "?", files,
                                                    info.get("data", os.path.join(local_dir(), "data"))))
+    memory = info.get("task-memory-bytes", "")
+    if memory.isdigit():
+        print("  %-12s %s per freeze beyond the warm worker (--task-memory-bytes, $TFFREEZE_LOCAL_TASK_MEMORY_BYTES)"
+              % ("task memory", _size(int(memory)) if int(memory) else "no limit"))
     print("  %-12s %s" % ("log", os.path.join(local_dir(), LOG)))
     return 0
 
