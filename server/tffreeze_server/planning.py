@@ -257,7 +257,8 @@ def inspect_text(info: dict, cut: Optional[Dict[str, int]] = None) -> str:
     else:
         out.append("checkpoint: %s%s  (graph %s)" % (ck["prefix"], "" if ck["step"] is None else
                                                      " step %d" % ck["step"], ck["meta_graph"] or "none"))
-        out.append("available:  %s" % ", ".join(info["available_checkpoints"]))
+        if info["available_checkpoints"]:  # (a SavedModel has one set of variables, no steps)
+            out.append("available:  %s" % ", ".join(info["available_checkpoints"]))
         out.append("variables (%d):" % (len(info["variables"]) + cut.get("variables", 0)))
     for v in info["variables"]:
         mapped = "" if v["graph_variable"] in ("", v["checkpoint_key"]) else "  -> %s" % v["graph_variable"]

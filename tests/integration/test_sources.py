@@ -234,6 +234,27 @@ def test_ema_shadow_values(client, tmp_path, resource):
     assert ema.manifest["outputs"][0]["reason"].startswith("the model's last layer the loss reads")
     assert any("no ExponentialMovingAverage shadow for offset" in w for w in ema.manifest["warnings"])
     assert list(client.inspect(model.directory).ema_shadows) == ["w"]
+    # without --ema, the freeze says the averages are there (the new-user trial missed them)
+    said = [w for w in plain.manifest["warnings"] if "moving averages" in w]
+    assert said == ["the checkpoint holds moving averages (ExponentialMovingAverage) of w; the frozen graph has "
+                    "their raw values. options.ema freezes the averages instead (what a model trained with them "
+                    "usually deploys)"], plain.manifest["warnings"]
+    assert not any("moving averages" in w for w in ema.manifest["warnings"])
+
+
+def test_a_tag_given_for_a_saver_checkpoint_is_refused_not_ignored(client, tmp_path):
+    model = models.dense(str(tmp_path / "d"), True)
+    with pytest.raises(InvalidArgumentError) as err:
+        client.freeze(model.directory, tags=["serve"])
+    assert err.value.reason == "ERROR_REASON_OPTION_NOT_APPLICABLE" and err.value.metadata["field"] == "options.tags"
+
+
+def test_inspect_of_a_tf2_saved_model_lists_variables_not_bookkeeping(client, tmp_path):
+    model = models.saved_model_v2(str(tmp_path / "sm2"))
+    shown = client.inspect(model.directory)
+    keys = [v.checkpoint_key for v in shown.variables]
+    assert keys and "_CHECKPOINTABLE_OBJECT_GRAPH" not in keys, keys
+    assert "\navailable:" not in shown.rendered.text  # a SavedModel has no steps to list
 
 
 # -- optimisation and verification ---------------------------------------------------------

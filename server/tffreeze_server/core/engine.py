@@ -741,6 +741,8 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         dtypes = reader.get_variable_to_dtype_map()
         shapes = reader.get_variable_to_shape_map()
         for key in sorted(dtypes):
+            if key == "_CHECKPOINTABLE_OBJECT_GRAPH":  # TF2's bookkeeping of the object graph, not a variable
+                continue
             v = out.variables.add(checkpoint_key=key, dtype=dtype_name(dtypes[key]),
                                   graph_variable=graph_of_key.get(key, ""))
             _set_shape(v, tf.TensorShape(shapes[key]))

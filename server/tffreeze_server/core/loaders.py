@@ -154,6 +154,11 @@ def load_saver(workdir: str, files: List[str], spec: FreezeSpec, require_graph: 
     if layout.STATE_FILE in files:
         with open(os.path.join(workdir, layout.STATE_FILE), "r", encoding="utf-8", errors="replace") as fh:
             state = fh.read()
+    if spec.tags:  # never ignored silently: a Saver checkpoint has one meta graph, no tag sets
+        raise InvalidArgument("options.tags does not apply to a Saver checkpoint: only a SavedModel has tag sets "
+                              "(a checkpoint's .meta is its one graph); leave it out",
+                              "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options.tags",
+                              source_kind="SOURCE_KIND_CHECKPOINT")
     candidates = [f for f in files if f != spec.graph_path]
     try:
         sel = layout.select(candidates, state, spec.step, spec.checkpoint_prefix or None)

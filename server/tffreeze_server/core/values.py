@@ -268,4 +268,11 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
     if no_shadow:
         warnings.append("ema: no ExponentialMovingAverage shadow for %s; their raw values were used"
                         % ", ".join(no_shadow[:10]))
+    if not spec.ema:  # the averages were saved, so they are likely what the model deploys: say so
+        shadowed = [n for n in names if n + EMA_SUFFIX in dtypes or (
+            (KeyRef(var_map[n]) if n in var_map else (mapping.get(n) or KeyRef(n))).key + EMA_SUFFIX in dtypes)]
+        if shadowed:
+            warnings.append("the checkpoint holds moving averages (ExponentialMovingAverage) of %s; the frozen "
+                            "graph has their raw values. options.ema freezes the averages instead (what a model "
+                            "trained with them usually deploys)" % ", ".join(shadowed[:10]))
     return values, ema_used, warnings
