@@ -153,3 +153,18 @@ def test_state_files_are_read_whatever_their_escapes():
     assert layout.parse_state('model_checkpoint_path: "caf\\303\\251/m"')[0] == "caf\u00e9/m"
     for text in ('model_checkpoint_path: "\\x"', 'model_checkpoint_path: "\\377\\400"', "\\"):
         layout.parse_state(text)  # no exception
+
+
+def test_a_missing_shard_suggests_the_newest_complete_step():
+    """The newest checkpoint lacks a shard (copied while training wrote it): the refusal offers
+    the newest complete one, a fix that works, besides completing the copy."""
+    files = [f for f in SAVER_DIR if f != "model.ckpt-20.data-00001-of-00002"]
+    with pytest.raises(layout.SelectionError) as err:
+        layout.select(files, None)
+    msg = str(err.value)
+    assert "model.ckpt-20.data-00001-of-00002" in msg and "beside its .index" in msg, msg
+    assert msg.endswith("Or freeze a complete one: options.step 10"), msg
+    assert layout.select(files, None, step=10).checkpoint.prefix == "model.ckpt-10"  # the advice works
+    with pytest.raises(layout.SelectionError) as err:  # a step asked for is not second-guessed
+        layout.select(files, None, step=20)
+    assert "options.step" not in str(err.value)

@@ -231,8 +231,11 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
 
     missing = missing_shards(chosen)
     if missing:
-        raise SelectionError("NOT_FOUND", "ERROR_REASON_SHARD_MISSING", "checkpoint %r is missing data shard(s): %s. Upload every "
-                             "%s.data-*-of-* file the Saver wrote." % (chosen.prefix, listed(missing), chosen.prefix))
+        whole = [c for c in ordered if c is not chosen and c.step is not None and not missing_shards(c)]
+        other = (" Or freeze a complete one: options.step %d" % whole[-1].step) if whole and step is None else ""
+        raise SelectionError("NOT_FOUND", "ERROR_REASON_SHARD_MISSING", "checkpoint %r is missing data shard(s): %s. "
+                             "Put every %s.data-*-of-* file the Saver wrote beside its .index.%s"
+                             % (chosen.prefix, listed(missing), chosen.prefix, other))
     if chosen.meta is None:
         # Savers called with write_meta_graph=False after the first save leave
         # older .meta files whose graph is the same.
