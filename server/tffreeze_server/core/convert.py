@@ -26,6 +26,7 @@ from tffreeze_api.v1 import freeze_pb2
 from . import oppolicy, verify as verify_mod
 from .errors import FailedPrecondition, FreezeError
 from .graph import node_of
+from .oproles import PLACEHOLDER_OPS
 
 ATOL, RTOL = 1e-4, 1e-3  # |runtime - frozen| <= ATOL + RTOL * |frozen|, elementwise
 
@@ -357,7 +358,7 @@ def pin_shapes(graph_def, shapes: Dict[str, Tuple[int, ...]], inputs: List[str])
     done = []
     for name, dims in shapes.items():
         node = nodes.get(name)
-        if node is None or node.op not in ("Placeholder", "PlaceholderWithDefault") or name not in inputs:
+        if node is None or node.op not in PLACEHOLDER_OPS or name not in inputs:
             raise option_error("input_shapes", "%s is not an input of the frozen graph; its inputs: %s"
                                % (name, ", ".join(inputs) or "none"))
         old = node.attr["shape"].shape

@@ -82,6 +82,8 @@ SHAPE_OPS: FrozenSet[str] = frozenset({"Shape", "ShapeN", "Size", "Rank", "Tenso
 
 # -- bookkeeping ---------------------------------------------------------------------
 DEBUG_OPS: FrozenSet[str] = frozenset({"Print", "PrintV2", "Assert", "CheckNumerics", "CheckNumericsV2"})
+# Debug ops that hand their first input on (the others only have an effect).
+DEBUG_FORWARDING_OPS: FrozenSet[str] = frozenset({"Print", "CheckNumerics", "CheckNumericsV2"})
 # What a training graph runs beside the model: never a model output.
 BOOKKEEPING_OPS: FrozenSet[str] = (
     frozenset({"NoOp", "Const", "Assert", "Print", "PrintV2", "StringJoin", "MergeSummary", "WriteFile",
@@ -99,6 +101,9 @@ SCRATCH_RELEASE_OPS: FrozenSet[str] = frozenset({"TensorArrayClose", "TensorArra
 CONTROL_FLOW_V1_OPS: FrozenSet[str] = frozenset({"Switch", "RefSwitch", "Merge", "RefMerge", "Enter", "RefEnter",
                                                  "Exit", "RefExit", "NextIteration", "RefNextIteration", "LoopCond"})
 LOOP_EXIT_OPS: FrozenSet[str] = frozenset({"Exit", "RefExit"})
+LOOP_ENTER_OPS: FrozenSet[str] = frozenset({"Enter", "RefEnter"})
+SWITCH_OPS: FrozenSet[str] = frozenset({"Switch", "RefSwitch"})
+MERGE_OPS: FrozenSet[str] = frozenset({"Merge", "RefMerge"})
 BACK_EDGE_OPS: FrozenSet[str] = frozenset({"NextIteration", "RefNextIteration"})
 # v2 control flow: a loop's or cond's results come out of the op itself.
 FUNCTIONAL_CONTROL_FLOW_OPS: FrozenSet[str] = frozenset({"While", "StatelessWhile", "If", "StatelessIf", "Case",

@@ -26,7 +26,8 @@ import numpy as np
 
 from . import oppolicy
 from .graph import consumers, node_of, nodes_by_name, reach
-from .oproles import CALL_OPS, CONTROL_FLOW_V1_OPS, DEBUG_OPS as _DEBUG_OPS, FUNCTIONAL_CONTROL_FLOW_OPS
+from .oproles import (CALL_OPS, CONTROL_FLOW_V1_OPS, DEBUG_FORWARDING_OPS, DEBUG_OPS as _DEBUG_OPS,
+                      FUNCTIONAL_CONTROL_FLOW_OPS)
 from .oproles import FUSED_BATCH_NORM_OPS as _FUSED_BN
 
 _CONTROL_FLOW = CONTROL_FLOW_V1_OPS | FUNCTIONAL_CONTROL_FLOW_OPS | CALL_OPS
@@ -49,7 +50,7 @@ def _prune(graph_def, output_nodes: List[str]) -> None:
 def _strip_debug(graph_def) -> None:
     forward = {}
     for node in graph_def.node:
-        if node.op in ("Print", "CheckNumerics", "CheckNumericsV2") and node.input:
+        if node.op in DEBUG_FORWARDING_OPS and node.input:
             forward[node.name] = node.input[0]
     drop = {n.name for n in graph_def.node if n.op in _DEBUG_OPS}
     for node in graph_def.node:

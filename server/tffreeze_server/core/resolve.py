@@ -23,7 +23,8 @@ from . import heads, rules
 from .evidence import (WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIGHT_SIGNATURE, WEIGHT_SINK, Board, Claim, Evidence,
                        rule)
 from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
-                      FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_EXIT_OPS,
+                      FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_ENTER_OPS,
+                      LOOP_EXIT_OPS, MERGE_OPS, SWITCH_OPS,
                       PLACEHOLDER_OPS, SELECTION_OPS as _SELECTION_OPS, SHAPE_OPS as _SHAPE_OPS, VARIABLE_OPS,
                       is_input_pipeline_op, is_training_op as _is_training_op)
 from .graph import (ancestors, fixed_output_count, consumers, node_of, nodes_by_name, output_dtype_enum,
@@ -65,7 +66,7 @@ def training_nodes(graph_def) -> Set[str]:
         for i in n.input:
             if not i.startswith("^"):
                 users.setdefault(node_of(i), set()).add(n.name)
-    merges = {n.name for n in graph_def.node if n.op in ("Merge", "RefMerge") or
+    merges = {n.name for n in graph_def.node if n.op in MERGE_OPS or
               (n.op in _LOOP_OUTPUT_SOURCES and not _GRADIENTS.search(n.name))}
     seeds = [n.name for n in graph_def.node if _is_training_op(n.op) or _GRADIENTS.search(n.name)]
     return reach(seeds, lambda name: (u for u in users.get(name, ()) if u not in merges))
@@ -117,7 +118,7 @@ def _is_bookkeeping(node, by_name, training) -> bool:
     # cond internals: the pivots `cond/switch_t`, `cond/switch_f`, `cond/pred_id` read a Switch.
     if node.op == "Identity" and node.input:
         src = by_name.get(node_of(node.input[0]))
-        if src is not None and src.op in ("Switch", "RefSwitch"):
+        if src is not None and src.op in SWITCH_OPS:
             return True
     # A bare read of a variable (`w/read`) is not a model output.
     if node.op == "Identity" and node.input:
@@ -148,7 +149,8 @@ def _signature_outputs(args, board: Board) -> List[Evidence]:
     meta, key = args
     sig = meta.signature_def[key]
     return [Evidence(tensor_name(sig.outputs[a].name), Claim.SIGNATURE_OUTPUT, WEIGHT_SIGNATURE,
-                     "signature_def %r output %r" % (key, a), (node_of(sig.outputs[a].name),)) for a in sorted(sig.outputs)]
+                     "signature_def %r output %r" % (key, a), (node_of(sig.outputs[a].name),))
+            for a in sorted(sig.outputs)]
 
 
 def _from_signature(meta, key: Optional[str]) -> Optional[Resolution]:
@@ -421,7 +423,7 @@ def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:
 
 def _inside_v1_loops(graph_def) -> Set[str]:
     """Nodes inside a control-flow-v1 while loop: reached from an Enter without passing an Exit."""
-    enters = [n.name for n in graph_def.node if n.op in ("Enter", "RefEnter")]
+    enters = [n.name for n in graph_def.node if n.op in LOOP_ENTER_OPS]
     if not enters:
         return set()
     by_name = nodes_by_name(graph_def)

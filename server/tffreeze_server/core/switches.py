@@ -23,7 +23,7 @@ from tensorflow.python.framework import tensor_util
 
 from .errors import InvalidArgument
 from .graph import consumers, node_of, nodes_by_name
-from .oproles import PLACEHOLDER_OPS
+from .oproles import MERGE_OPS, PLACEHOLDER_OPS, SWITCH_OPS
 
 _FALSE_SWITCH = re.compile(r"^(is_?training|training|is_?train|train_?phase|phase_?train|phase|"
                            r"keras_learning_phase|learning_phase|train_?mode|is_?train_?mode)$", re.I)
@@ -237,7 +237,7 @@ def _fold_v1(graph_def) -> int:
     users = consumers(graph_def)
     live_port: Dict[str, int] = {}
     for node in graph_def.node:
-        if node.op in ("Switch", "RefSwitch") and len(node.input) >= 2:
+        if node.op in SWITCH_OPS and len(node.input) >= 2:
             pred = _const_value(node.input[1], by_name)
             if pred is not None:
                 live_port[node.name] = 1 if pred else 0
@@ -261,7 +261,7 @@ def _fold_v1(graph_def) -> int:
                 src, idx = port(inp)
                 return src in dead or (src in live_port and idx != live_port[src])
 
-            if node.op in ("Merge", "RefMerge"):
+            if node.op in MERGE_OPS:
                 now_dead = bool(data_inputs) and all(is_dead(i) for i in data_inputs)
             else:
                 now_dead = any(is_dead(i) for i in data_inputs)
@@ -284,7 +284,7 @@ def _fold_v1(graph_def) -> int:
                 new_inputs.append(inp)
         del node.input[:]
         node.input.extend(new_inputs)
-        if node.op in ("Merge", "RefMerge"):
+        if node.op in MERGE_OPS:
             live = [i for i in node.input if not i.startswith("^") and port(i)[0] not in dead]
             value_index_used = any(port(i) == (node.name, 1) for u in users.get(node.name, ())
                                    for i in by_name[u].input)

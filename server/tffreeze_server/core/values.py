@@ -19,7 +19,7 @@ from tensorflow.python.framework import tensor_util
 
 from .errors import DataLoss, FailedPrecondition, InvalidArgument, without_paths
 from .graph import LARGE_BYTES, node_of, nodes_by_name
-from .oproles import VARIABLE_OPS
+from .oproles import ASSIGN_OPS, VARIABLE_OPS
 from .saver_map import KeyRef
 from .spec import FreezeSpec
 from .splice import Splice, spliceable
@@ -48,7 +48,7 @@ def initial_value(var: str, full_graph_def, field: str = "") -> np.ndarray:
     named = {"field": field} if field else {}
     by_name = nodes_by_name(full_graph_def)
     for node in full_graph_def.node:
-        if node.op in ("Assign", "AssignVariableOp") and node.input and node_of(node.input[0]) == var \
+        if node.op in ASSIGN_OPS and node.input and node_of(node.input[0]) == var \
                 and not node.name.startswith(("save/", "save_")):
             src = by_name.get(node_of(node.input[1]))
             while src is not None and src.op == "Identity" and src.input:
