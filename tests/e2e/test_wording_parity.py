@@ -69,6 +69,10 @@ CASES = [
     # A --bind that selects the training branch names itself and the inference value.
     ("bind-training", "freeze", "train", ["--bind", "is_training=true"], 1, "Bind it to its inference value "
      "(--bind is_training=false), or leave it to the default (TRAINING_OP_NEEDED) [FAILED_PRECONDITION]"),
+    # --inputs: case aside, then "did you mean"; nothing close: the placeholders (not the Saver's).
+    ("inputs-case", "freeze", "several", ["--inputs", "X"], 1, "--inputs: 'X' is not in the graph; did you mean 'x'?"),
+    ("inputs-none-close", "freeze", "several", ["--inputs", "zzz"], 1,
+     "--inputs: 'zzz' is not in the graph; its placeholders: x. Inspect"),
     ("saved-model-v2-variables", "freeze", "savedvars2", [], 1, "{savedvars2} holds a checkpoint named "
      "'variables' and no graph, as the variables/ folder inside a SavedModel does: give the SavedModel's folder"),
     ("saved-model-variables", "freeze", "savedvars", [], 1, "{savedvars} holds a checkpoint named 'variables' and "

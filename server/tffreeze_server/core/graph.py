@@ -7,6 +7,7 @@ import re
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import InvalidArgument
+from .oproles import PLACEHOLDER_OPS
 
 # A value this large is not copied around: spliced from the data file, stood in by a
 # placeholder in the graphs TensorFlow imports for checks and folding.
@@ -167,8 +168,15 @@ def resolve_names(names: List[str], graph_def, what: str) -> List[str]:
     for raw in names:
         node, index = split_tensor(raw)
         if node not in by_name:
-            close = difflib.get_close_matches(node, list(by_name), n=3, cutoff=0.5)
+            lowered: Dict[str, str] = {}
+            for n in by_name:  # case aside ('X' for 'x'), then the closest spellings
+                lowered.setdefault(n.lower(), n)
+            close = [lowered[c] for c in difflib.get_close_matches(node.lower(), list(lowered), n=3, cutoff=0.5)]
             hint = ("; did you mean %s?" % ", ".join(repr(c) for c in close)) if close else ""
+            if not close and what == "inputs":
+                holders = [n for n, d in by_name.items() if d.op in PLACEHOLDER_OPS
+                           and not n.startswith(("save/", "save_"))][:10]  # (the Saver's file name)
+                hint = "; its placeholders: %s." % (", ".join(holders) or "none")
             raise InvalidArgument("%s: %r is not in the graph%s Inspect the checkpoint to list candidate "
                                   "inputs and outputs." % (what, raw, hint + (" " if hint else ".")),
                                   "ERROR_REASON_NAME_NOT_IN_GRAPH", field="options." + what, name=raw,
