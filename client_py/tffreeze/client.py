@@ -139,7 +139,30 @@ def build_options(**options) -> freeze_pb2.FreezeOptions:
         raise error_for(exc.code, "%s: %s" % (exc.field, exc.message), exc.reason,
                         {"field": "options." + exc.field}) from None
     except TypeError as exc:  # an unknown keyword
-        raise TypeError("unknown freeze option: %s" % exc) from None
+        raise _unknown_option(exc, options) from None
+
+
+def _unknown_option(exc: TypeError, options: dict) -> TypeError:
+    """An unknown keyword option named as the caller wrote it, with the option meant."""
+    import difflib
+    import inspect as _inspect
+
+    from tffreeze_api.options import to_text
+
+    known = list(_inspect.signature(to_text).parameters)
+    wrong = [k for k in options if k not in known]
+    if not wrong:
+        return TypeError("unknown freeze option: %s" % exc)
+    # the methods' own keywords too: output_file means output_path, not outputs (a shared first
+    # word of two-word names counts beside the spelling)
+    def score(name):
+        same = "_" in name and "_" in wrong[0] and name.split("_")[0] == wrong[0].split("_")[0]
+        return difflib.SequenceMatcher(None, wrong[0], name).ratio() + (0.2 if same else 0.0)
+
+    ranked = sorted(known + ["output_path", "graph_file", "timeout", "progress"], key=score, reverse=True)
+    close = [n for n in ranked[:1] if score(n) >= 0.6]
+    return TypeError("unknown freeze option %r%s (the options: %s)" % (
+        wrong[0], "; did you mean %r?" % close[0] if close else "", ", ".join(known)))
 
 
 def _copy_range(src: int, dst: int, offset: int, length: int) -> bool:
@@ -591,7 +614,7 @@ class FreezeClient:
             raise error_for(exc.code, "%s: %s" % (exc.field, exc.message), exc.reason,
                             {"field": "options." + exc.field}) from None
         except TypeError as exc:  # an unknown keyword
-            raise TypeError("unknown freeze option: %s" % exc) from None
+            raise _unknown_option(exc, options) from None
         root, request = _source.plan_request(source, graph_file)
         request.options.CopyFrom(text)
         plan = self._call(self._stub.PlanFreeze, request, timeout=timeout or self.timeout)

@@ -146,3 +146,17 @@ def test_a_step_out_of_int64_range_is_an_option_error():
     with pytest.raises(options.OptionError):
         options.freeze_options(step=2 ** 63)
     assert options.from_text(freeze_pb2.OptionText(step=str(2 ** 63 - 1))).step == 2 ** 63 - 1
+
+
+@pytest.mark.parametrize("typed,meant", [("stepp", "step"), ("output_file", "output_path"), ("emma", "ema"),
+                                         ("input_shape", "input_shapes"), ("xyz", None)])
+def test_an_unknown_library_option_is_named_with_the_one_meant(typed, meant):
+    """The Python library's keyword options: a typo is named as typed, with the option meant
+    (it said "to_text() got an unexpected keyword argument"). Nothing is contacted."""
+    from tffreeze import FreezeClient
+
+    with pytest.raises(TypeError) as err:
+        FreezeClient("127.0.0.1:1").freeze(".", **{typed: 3})
+    said = str(err.value)
+    assert said.startswith("unknown freeze option %r" % typed) and "to_text" not in said, said
+    assert ("did you mean %r?" % meant in said) if meant else "did you mean" not in said, said
