@@ -21,9 +21,10 @@ import grpc
 
 OPEN_METHODS = {"/grpc.health.v1.Health/Check"}
 UNAUTHENTICATED = ("missing or wrong bearer token: this server requires `authorization: Bearer TOKEN` "
-                    "(tffreeze --token / $TFFREEZE_TOKEN; tffreeze-cs --token; the web page's Token field, which "
-                    "for your local server takes the contents of the file `token` in its folder, "
-                    "~/.cache/tffreeze/local/token by default)")
+                    "(tffreeze, tffreeze-cs and tffreeze-cpp: --token TOKEN or $TFFREEZE_TOKEN; the web page: its "
+                    "Token field). A server started with --auth-token-file accepts the tokens in that file: ask its "
+                    "operator for one. Your local server's token is the file `token` in its folder "
+                    "(~/.cache/tffreeze/local/token by default), which the command-line clients send themselves")
 
 
 class AuthConfigError(ValueError):

@@ -111,6 +111,9 @@ def test_cpp_client_tls_and_token(secure, pki, tmp_path):
     assert freeze("b.pb", env=env).returncode == 0  # from the environment
     bad = freeze("c.pb", "--ca", str(pki / "ca.pem"), "--token", "wrong-" + "b2" * 16)
     assert bad.returncode == 1 and bad.stderr.strip().endswith("[UNAUTHENTICATED]") and "bearer token" in bad.stderr
+    # the fix for a named server: every client's flag, and its operator's --auth-token-file
+    assert "tffreeze, tffreeze-cs and tffreeze-cpp: --token TOKEN or $TFFREEZE_TOKEN" in bad.stderr, bad.stderr
+    assert "A server started with --auth-token-file accepts the tokens in that file" in bad.stderr, bad.stderr
     plain = freeze("d.pb", "--token", TOKEN, "--timeout", "20")  # plaintext to a TLS port
     assert plain.returncode == 1 and "[UNAVAILABLE]" in plain.stderr
     assert not (tmp_path / "c.pb").exists() and not (tmp_path / "d.pb").exists()
