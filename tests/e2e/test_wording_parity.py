@@ -51,7 +51,8 @@ CASES = [
     ("input-shape", "freeze", "several", ["--input-shape", "x=1,3", "--input-shape", "nope=2"], 1,
      "--input-shape: nope is not an input of the frozen graph"),
     ("option-not-applying", "freeze", "saved", ["--step", "5"], 1, "--step does not apply to a SavedModel"),
-    ("frozen-graph", "freeze", "frozen", [], 1, "give `PROGRAM freeze` its folder"),
+    ("frozen-graph", "freeze", "frozen", [], 1, "{frozen} is a graph without variables (frozen already): use it as "
+     "it is (the inspect command summarises it). To freeze a checkpoint, give `PROGRAM freeze` its folder"),
     # Parts of a SavedModel given as SOURCE: the fix is the SavedModel's folder.
     ("saved-model-file", "freeze", "savedfile", [], 1, "{savedfile} is the graph file of a SavedModel, which is "
      "frozen with its variables/ folder: give `PROGRAM freeze` its folder (INVALID_PATH)"),

@@ -393,9 +393,9 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
     progress(freeze_pb2.STAGE_SELECTING_CHECKPOINT, "looking at the upload", 0.05)
     loaded = load(workdir, spec, progress=progress)
     if loaded.kind == freeze_pb2.SOURCE_KIND_FROZEN_GRAPH:
-        name = loaded.checkpoint.meta_graph
-        raise NotFound("%s is a graph without variables (frozen already): use it as it is; `inspect %s` summarises "
-                       "it. To freeze a checkpoint, pass its folder as SOURCE" % (name, name), "ERROR_REASON_CHECKPOINT_NOT_FOUND")
+        raise NotFound("SOURCE is a graph without variables (frozen already): use it as it is (the inspect command "
+                       "summarises it). To freeze a checkpoint, pass its folder as SOURCE",
+                       "ERROR_REASON_CHECKPOINT_NOT_FOUND")
     progress(freeze_pb2.STAGE_LOADING_GRAPH, "reading the graph", 0.1)
     result = freeze_pb2.FreezeResult(source_kind=loaded.kind, target=target_enum(spec.target))
     result.checkpoint.CopyFrom(loaded.checkpoint)
