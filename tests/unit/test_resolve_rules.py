@@ -52,9 +52,10 @@ def _classifier(head=True, metric=False):
 
 
 def test_every_rule_has_a_name_a_principle_and_a_fixture_here():
-    names = [r.name for r in rules.ALL_RULES] + ["signature-def", "user-collection", "graph-sinks"]
+    names = ([r.name for r in rules.ALL_RULES + resolve.CANDIDATE_RULES]
+             + ["signature-def", "user-collection", "graph-sinks"])
     assert len(set(names)) == len(names)
-    assert all(r.principle for r in rules.ALL_RULES)
+    assert all(r.principle for r in rules.ALL_RULES + resolve.CANDIDATE_RULES)
     with open(__file__) as fh:
         text = fh.read()
     assert all('"%s"' % name in text for name in names)
@@ -297,3 +298,22 @@ def test_refine_principles_are_named_rules_too():
     assert {r.name for r in heads.REFINE_PRINCIPLES} == {
         "trained-last-layer", "fixed-layer-on-model", "scored-by-fixed-network", "pairwise-embeddings",
         "shared-weight-copies"}
+
+
+# -- how candidates are listed -------------------------------------------------------------
+def _scores_without_loss():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    probs = tf.nn.softmax(_dense(x, 2, "dense"), name="probs")
+    tf.identity(probs, name="out")
+
+
+def test_candidates_are_listed_by_named_principles():
+    listed = {(e.tensor, e.rule) for e in resolve.candidate_records(_meta(_scores_without_loss))}
+    assert {("probs:0", "head-op"), ("dense:0", "last-layer"), ("out:0", "model-computation-end")} <= listed
+    records = resolve.candidate_records(_meta(_deep_supervision))
+    assert [e.rule for e in records][:2] == ["structure-decision", "loss-reads"]
+    assert records[1].tensor == "aux_logits:0"
+    assert all(e.claim is Claim.CANDIDATE and e.weight == 0 for e in records)
+    meta = _meta(_two_networks)
+    assert resolve.candidates(meta) == [(e.tensor, e.why) for e in resolve.candidate_records(meta)]
+    assert {e.rule for e in resolve.candidate_records(meta)[:2]} == {"structure-decision"}

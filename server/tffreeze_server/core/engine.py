@@ -47,7 +47,7 @@ from .oproles import ITERATOR_GET_NEXT_OPS, PLACEHOLDER_OPS, VARIABLE_OPS
 from .graph import (fixed_output_count, output_types, node_of, nodes_by_name, output_dtype_enum, output_shape_proto,
                     split_tensor)
 from .loaders import Loaded, load, load_checked_saved_model, open_reader, pick_signature
-from .resolve import EXPLICIT_INPUT, Resolution, candidates, explain, resolve, structure_of, user_collections
+from .resolve import EXPLICIT_INPUT, Resolution, candidate_records, explain, resolve, structure_of, user_collections
 from .saver_map import variable_keys
 from .spec import FreezeSpec, format_enum, target_enum
 from . import stages
@@ -670,8 +670,9 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         graph_of_key = {ref.key: var for var, ref in mapping.items()}
         by_name = nodes_by_name(meta.graph_def)
         structure = structure_of(meta)  # (shared by the candidates and the evidence)
-        for tensor_name, reason in candidates(meta, structure):
-            _tensor_info(out.candidates.add(name=tensor_name, reason=reason), by_name.get(node_of(tensor_name)))
+        listed = candidate_records(meta, structure)
+        for e in listed:
+            _tensor_info(out.candidates.add(name=e.tensor, reason=e.why), by_name.get(node_of(e.tensor)))
         try:
             r = _resolve(loaded, spec, warnings, refuse_ambiguous=False, refuse_unsafe=False)
         except FreezeError as exc:  # no outputs to describe: the candidates say what there is
@@ -725,7 +726,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
                                     % ", ".join(partial) if partial else ""))
         if not spec.outputs:  # the evidence for and against each output and candidate
             about = {t.name for t in out.outputs} | {t.name for t in out.candidates}
-            for e in explain(meta, r.signature if r is not None else None, structure):
+            for e in explain(meta, r.signature if r is not None else None, structure, listed):
                 if e.tensor in about:
                     out.evidence.add(tensor=e.tensor, claim=e.claim.label, weight=e.weight, rule=e.rule, why=e.why,
                                      nodes=e.nodes)

@@ -43,6 +43,7 @@ class Claim(enum.Enum):
     SUPERSEDED = "the inference computation goes on after it"
     # -- open --
     SEPARATELY_TRAINED = "one of several networks trained apart"
+    CANDIDATE = "might be an output (listed when the graph does not decide)"
 
     @property
     def label(self) -> str:

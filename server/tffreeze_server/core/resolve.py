@@ -20,8 +20,8 @@ from typing import List, Optional, Set, Tuple
 from tensorflow.python.framework import dtypes
 
 from . import heads, rules
-from .evidence import (WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIGHT_SIGNATURE, WEIGHT_SINK, Board, Claim, Evidence,
-                       rule)
+from .evidence import (WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIGHT_OPEN, WEIGHT_SIGNATURE, WEIGHT_SINK, Board,
+                       Claim, Evidence, Rule, rule)
 from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
                       FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_ENTER_OPS,
                       LOOP_EXIT_OPS, MERGE_OPS, SWITCH_OPS,
@@ -454,51 +454,73 @@ def structure_of(meta) -> Optional[rules.Decision]:
     return _structure(meta, nodes_by_name(meta.graph_def), training_nodes(meta.graph_def))
 
 
-def candidates(meta, structure=_UNSET) -> List[Named]:
-    """Up to 10 tensors that might be the model's outputs, best first, each with the
-    reason it might be: what the structure found (predictions, auxiliary heads, the
-    tensors a loss reads), head ops (softmax, argmax, top-k), the last layer of each
-    network, then graph sinks. Training, bookkeeping, shape arithmetic and handles
-    are never candidates."""
+# How candidates are listed when the graph does not decide, best first (each a named principle).
+CANDIDATE_RULES = (
+    Rule("structure-decision", "what the training structure decided, or the predictions it could not choose "
+         "between", None),
+    Rule("loss-reads", "a prediction a loss reads (one left out as an auxiliary head too)", None),
+    Rule("head-op", "a softmax, sigmoid, argmax or top-k computed from data and weights may be a head", None),
+    Rule("last-layer", "a network's last layer (no other layer reads it) may be its output", None),
+    Rule("model-computation-end", "what is computed from the model's layers and read by no model computation "
+         "may be an output", None),
+)
+_LISTED_BY = {r.name: r for r in CANDIDATE_RULES}
+
+
+def candidate_records(meta, structure=_UNSET) -> List[Evidence]:
+    """Up to 10 tensors that might be the model's outputs, best first, each a CANDIDATE
+    record saying why it might be (``CANDIDATE_RULES``): what the structure found
+    (predictions, auxiliary heads, the tensors a loss reads), head ops (softmax, argmax,
+    top-k), the last layer of each network, then what no model computation reads.
+    Training, bookkeeping, shape arithmetic and handles are never candidates."""
     graph_def = meta.graph_def
     by_name = nodes_by_name(graph_def)
     training = training_nodes(graph_def)
     excluded = _excluded(graph_def, by_name, training)
     loss_collection = _loss_collection(meta)
     s = heads.Structure(graph_def, excluded, loss_collection)
-    out: List[Named] = []
+    out: List[Evidence] = []
 
-    def add(tensor, reason):
+    def add(tensor, reason, listed_by):
         node = by_name.get(node_of(tensor))
-        if (node is not None and node.name not in excluded and tensor not in [t for t, _ in out]
+        if (node is not None and node.name not in excluded and tensor not in [e.tensor for e in out]
                 and len(out) < MAX_INFERRED_OUTPUTS):
-            out.append((tensor, reason))
+            out.append(Evidence(tensor, Claim.CANDIDATE, WEIGHT_OPEN, reason, (node.name,),
+                                _LISTED_BY[listed_by].name))
     d = _structure(meta, by_name, training, excluded) if structure is _UNSET else structure
     if d is not None:
         for t, r in d.outputs + d.candidates:
-            add(t, r)
+            add(t, r, "structure-decision")
         for e in rules.predictions(d.board) + d.board.of(Claim.AUXILIARY):
-            add(e.tensor, "a prediction the loss reads")
+            add(e.tensor, "a prediction the loss reads", "loss-reads")
     activations = [n for n in s.order if s.is_activation(n) and n not in excluded]
     for n in activations:
         if by_name[n].op in heads.HEAD_OPS:
-            add(n + ":0", "a %s of the model's computation" % by_name[n].op)
+            add(n + ":0", "a %s of the model's computation" % by_name[n].op, "head-op")
     model_layers = s.layers - excluded
     in_layers = s._forward(model_layers, lambda n: n not in excluded)
     feeds_a_layer = s.upstream({node_of(i) for n in model_layers for i in s.data_inputs[n]})
     for n in activations:  # the last layer of each network: no layer computes from it
         if n in model_layers and n not in feeds_a_layer:
-            add(n + ":0", "the last layer (%s) of a network: no other layer reads it" % by_name[n].op)
+            add(n + ":0", "the last layer (%s) of a network: no other layer reads it" % by_name[n].op, "last-layer")
     for n in activations:
         if n in in_layers and all(u in excluded for u in s.users.get(n, ())):
-            add(n + ":0", "computed from the model's layers and read by no model computation")
+            add(n + ":0", "computed from the model's layers and read by no model computation", "model-computation-end")
     return out
 
 
-def explain(meta, signature: Optional[str] = None, structure=_UNSET) -> List[Evidence]:
+def candidates(meta, structure=_UNSET) -> List[Named]:
+    """``candidate_records`` as (tensor, reason)."""
+    return [(e.tensor, e.why) for e in candidate_records(meta, structure)]
+
+
+def explain(meta, signature: Optional[str] = None, structure=_UNSET, listed: Optional[List[Evidence]] = None
+            ) -> List[Evidence]:
     """Every record the rules make about the graph, best-ranked source first: the
     signature def's, the user collections', the training structure's (for and against)
-    and the graph sinks'. What ``inspect`` shows beside the outputs and candidates."""
+    and the graph sinks', then what listed the candidates the others say nothing of
+    (``listed``: ``candidate_records``' answer, else computed). What ``inspect`` shows
+    beside the outputs and candidates."""
     graph_def = meta.graph_def
     by_name = nodes_by_name(graph_def)
     training = training_nodes(graph_def)
@@ -509,7 +531,10 @@ def explain(meta, signature: Optional[str] = None, structure=_UNSET) -> List[Evi
     d = _structure(meta, by_name, training) if structure is _UNSET else structure
     if d is not None:
         records += d.board.records
-    return records + _sink_outputs((graph_def, by_name, training), Board())
+    records += _sink_outputs((graph_def, by_name, training), Board())
+    said = {e.tensor for e in records}
+    return records + [e for e in (candidate_records(meta, structure) if listed is None else listed)
+                      if e.tensor not in said]
 
 
 def describetensor_name(tensor: str, by_name) -> str:
