@@ -243,7 +243,7 @@ LABEL_SPECS = {"y_cls": (tf.int32, [], lambda r: r.randint(0, 3, B)),
 
 def _labels_needed(combo: Combo) -> List[str]:
     need = list(HEAD_LABELS[combo.variant("head")])
-    if combo.variant("extra").startswith("aux") and "y_cls" not in need:
+    if (combo.variant("extra").startswith("aux") or combo.variant("frozen") == "loss_network") and "y_cls" not in need:
         need.append("y_cls")
     if combo.variant("loop") != "none":
         need.append("y_seq")
@@ -522,7 +522,7 @@ def part_head(b: _Builder, f: tf.Tensor) -> tf.Tensor:
             img = tf.nn.depth_to_space(tf.reshape(h, [-1, 2, 2, 4]), 2, name="pixel_shuffle")
             b.loss(lambda: tf.reduce_mean(tf.abs(img - L["y_img"])))
             b.deploy.append(tf.clip_by_value(img, 0.0, 1.0, name="image") if kind == "pixel_shuffle_clip" else img)
-            return h
+            return img
     raise ValueError(kind)
 
 
@@ -534,7 +534,7 @@ def part_extra(b: _Builder, f: tf.Tensor, primary: tf.Tensor) -> None:
         b.loss(lambda: 1e-4 * tf.add_n([tf.nn.l2_loss(v) for v in b.groups["trunk"] + b.groups["head"]
                                          if len(v.shape) > 1]))
     if kind in ("entropy_bonus", "entropy_l2"):
-        source = primary if int(primary.shape[-1]) > 1 else f
+        source = primary if len(primary.shape) == 2 and int(primary.shape[-1]) > 1 else f
         p = tf.nn.softmax(source)
         entropy = -tf.reduce_sum(p * tf1.log(p + 1e-8), axis=1)
         coef = tf.constant(0.01, name="entropy_coef") if kind == "entropy_bonus" else \
@@ -615,6 +615,25 @@ def part_loop(b: _Builder, f: tf.Tensor) -> None:
 
 # -- frozen sub-networks ------------------------------------------------------------------------
 
+def _flat(t: tf.Tensor) -> tf.Tensor:
+    """[batch, features]: an image head's output flattened where another part reads it (that part's reshape)."""
+    return t if len(t.shape) == 2 else tf.reshape(t, [-1, int(np.prod(t.shape[1:]))])
+
+
+def _target_like(b: _Builder, primary: tf.Tensor) -> tf.Tensor:
+    """A label-derived tensor shaped like the head's primary tensor (what a perceptual loss
+    compares the prediction with)."""
+    k = int(primary.shape[-1])
+    L = b.labels
+    if k == 2 and "y_reg" in L:
+        return L["y_reg"]
+    if k == 4 and "y_box" in L:
+        return L["y_box"]
+    if k == 16 and "y_img" in L:
+        return tf.reshape(L["y_img"], [-1, 16])
+    return tf.one_hot(L["y_cls"], k)
+
+
 def part_frozen(b: _Builder, data, primary: tf.Tensor, index: int) -> None:
     kind = b.combo.variant("frozen")
     if kind == "none":
@@ -622,6 +641,7 @@ def part_frozen(b: _Builder, data, primary: tf.Tensor, index: int) -> None:
     # the first variant of each (index 2, 3) has trainable=False variables; the second (4, 5) trainable
     # ones that no optimizer's var_list names
     as_trainable = index >= 4
+    primary = _flat(primary)
     k = int(primary.shape[-1])
     if kind == "teacher":
         with tf1.variable_scope("teacher"):
@@ -637,7 +657,7 @@ def part_frozen(b: _Builder, data, primary: tf.Tensor, index: int) -> None:
             with tf1.variable_scope("apply", reuse=tf1.AUTO_REUSE):
                 fp = feats(primary)
             with tf1.variable_scope("apply", reuse=True):
-                ft = feats(tf.stop_gradient(primary) * 0.9)
+                ft = feats(_target_like(b, primary))
         b.loss(lambda: 0.1 * tf.reduce_mean(tf.square(fp - ft)))
 
 
@@ -679,7 +699,7 @@ def part_optimizer(b: _Builder, primary: tf.Tensor, f: tf.Tensor) -> None:
         elif kind.startswith("gan"):
             real_source = b.labels.get("y_reg")
             with tf1.variable_scope("discriminator", reuse=tf1.AUTO_REUSE):
-                what = primary if kind == "gan_adam" else f
+                what = _flat(primary) if kind == "gan_adam" else f
                 k = int(what.shape[-1])
 
                 def disc(t):

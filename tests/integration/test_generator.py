@@ -8,7 +8,12 @@ A fixed sample of each half runs here (``SAMPLE`` combinations per half, seed 33
 ratchets at the numbers measured when they were set: no crash at all, no more wrong
 answers and no fewer right ones than then, per half. Better numbers pass: then raise
 the floors (and lower the ceilings) to the new measurement. The table prints on every
-run (pytest -s) and goes to build/generator-summary.json."""
+run (pytest -s) and goes to build/generator-summary.json.
+
+Graded by a freeze, not by inspect: inspect resolves with the refusals turned off
+(engine.inspect calls _resolve with refuse_ambiguous=False, refuse_unsafe=False) and
+lists the inputs of the graph before binding and folding, so it answers where a freeze
+says "not sure" and its inputs can differ from the freeze's."""
 
 from __future__ import annotations
 
@@ -27,9 +32,9 @@ SAMPLE = 40  # per half
 SEED = 33
 # Ratchets, measured with SAMPLE and SEED above on 2026-12-06 (server at cc4797d; the README
 # gives the full run's numbers). Of 40 per half: tune 1 right, 10 refused without the right
-# candidates, 29 wrong; held-out 3 right, 5 refused without them, 32 wrong; no crash.
-MAX_WRONG = {"tune": 29, "heldout": 32}
-MIN_RIGHT = {"tune": 1, "heldout": 3}
+# candidates, 29 wrong; held-out 6 right, 5 refused without them, 29 wrong; no crash.
+MAX_WRONG = {"tune": 29, "heldout": 29}
+MIN_RIGHT = {"tune": 1, "heldout": 6}
 
 
 @pytest.fixture(scope="module")
