@@ -203,8 +203,15 @@ $(CS_BIN)/tensorflowsharp/TfFreeze.TensorFlowSharp.dll: $(CS_HELP) $(CS_REF)
 	mkdir -p $(dir $@)
 	$(MCS) -target:library -define:TENSORFLOWSHARP -out:$@ -r:$(CS_REF) $(CS_HELP)
 
-$(CS_BIN)/tffreeze-cs.exe: $(CS_SRC) $(CS_GEN) $(CS_BIN)/TfFreeze.dll
-	$(MCS) -out:$@ -r:Mono.Posix.dll -r:$(CS_BIN)/TfFreeze.dll -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $(CS_SRC) $(CS_GEN)
+# `tffreeze-cs --version`: the version of client_py/tffreeze/__init__.py, the one source (`tffreeze --version`'s).
+CS_VERSION := $(CS_BIN)/gen/Version.g.cs
+$(CS_VERSION): client_py/tffreeze/__init__.py
+	mkdir -p $(dir $@)
+	sed -n 's/^__version__ = "\(.*\)"$$/namespace TfFreeze { static class BuildInfo { public const string Version = "\1"; } }/p' $< > $@
+	grep -q BuildInfo $@
+
+$(CS_BIN)/tffreeze-cs.exe: $(CS_SRC) $(CS_GEN) $(CS_VERSION) $(CS_BIN)/TfFreeze.dll
+	$(MCS) -out:$@ -r:Mono.Posix.dll -r:$(CS_BIN)/TfFreeze.dll -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $(CS_SRC) $(CS_GEN) $(CS_VERSION)
 
 $(CS_BIN)/BindByManifest.exe: client_csharp/examples/BindByManifest.cs $(CS_BIN)/TfFreeze.dll
 	$(MCS) -out:$@ -r:$(CS_BIN)/TfFreeze.dll -r:$(CS_BIN)/TfFreeze.TensorFlow.dll $<

@@ -252,6 +252,16 @@ const char* kServiceConfig = R"({
 // --server as a gRPC target: HOST:PORT, H1:P1,H2:P2 (resolved here into an ipv4:/ipv6:
 // address list), or a target URI such as dns:///name:port. Sets tls_name to the first host.
 std::string ChannelTarget(const std::string& target, std::string* tls_name) {
+  std::stringstream items(target);
+  for (std::string item; std::getline(items, item, ',');) {  // the gRPC-Web address, given to a gRPC client
+    item = Trim(item);
+    std::string scheme = item.substr(0, item.find("://"));
+    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (item.find("://") != std::string::npos && (scheme == "http" || scheme == "https"))
+      throw Error("INVALID_ARGUMENT", "--server " + target + ": tffreeze-cpp speaks gRPC: give HOST:PORT (the server's "
+                  "'listening on' address), not an " + scheme + ":// URL (that is the gRPC-Web address tffreeze-cs and the "
+                  "page use)");
+  }
   if (target.rfind("localhost:", 0) == 0) {  // as the Python client: IPv4 loopback, where servers listen by default
     *tls_name = "localhost";
     return "ipv4:127.0.0.1:" + target.substr(std::string("localhost:").size());

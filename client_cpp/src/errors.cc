@@ -30,6 +30,9 @@ std::string Unreachable(const std::string& target, const std::string& details) {
   if (has("handshake"))
     return "the TLS handshake with the tffreeze server at " + target + " failed (" + details +
            "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA).";
+  if (has("failed parsing http/2"))  // an HTTP/1 server: the gRPC-Web port (the Python client says the same)
+    return target + " answered with HTTP/1: it looks like the gRPC-Web port; give the 'listening on' port "
+                    "(--server HOST:PORT)";
   if (has("socket closed") || has("has been shut down") || has("connection reset") || has("receivefailure"))
     return "the tffreeze server at " + target + " closed the connection (" + details +
            "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem.";

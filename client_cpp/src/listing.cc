@@ -274,6 +274,9 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
       (*out.request.mutable_state_files())[f.path()] = ReadText(fs::path(out.root) / f.path());
   }
   if (!graph_file.empty()) {
+    if (fs::is_directory(graph_file, ec))
+      throw Error("INVALID_ARGUMENT", graph_file + " is a folder: the graph option takes a file (a GraphDef or MetaGraphDef)",
+                  "ERROR_REASON_GRAPH_INVALID", {{"field", "options.graph_path"}, {"flag", "--graph"}});
     if (!fs::is_regular_file(graph_file, ec))
       throw Error("NOT_FOUND", "the graph file " + graph_file + " does not exist", "ERROR_REASON_GRAPH_INVALID",
                   {{"field", "options.graph_path"}, {"flag", "--graph"}});

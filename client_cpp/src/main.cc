@@ -162,7 +162,8 @@ commands:
          [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks, freeze, write OUT.pb (and the
       manifest, as the server rendered it) atomically; OUT.pb already holding the result
-      is not downloaded again. -o is also spelled --output-file (--output is run's).
+      is not downloaded again. -o is also spelled --output-file (--output is run's), given once;
+      a .pb, .onnx or .tflite name must match --format (.pb: graphdef, the default).
       --format onnx|tflite writes the model converted from the frozen graph, run in
       onnxruntime / the TFLite interpreter and compared with it first; --input-shape pins
       an input's shape (e.g. a static batch for TFLite).
@@ -171,7 +172,9 @@ commands:
       would resolve, each with its reason (--json: as JSON).
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME[=FILE.npy] ...
       [--runtime tf115] [--libtensorflow PATH] [--verbose]
-      Run a frozen GraphDef .pb (.onnx and .tflite models run with the Python `tffreeze run`).
+      Run a frozen GraphDef; what MODEL holds decides (the manifest's format, else its bytes, else
+      its name; a GraphDef under another name runs, with a warning): ONNX and TFLite models run
+      with the Python `tffreeze run`.
       --output NAME=FILE.npy writes an output, --output NAME prints its dtype, shape and first
       values; with --manifest and no --output, every output the manifest names is printed.
       TensorFlow's own log lines only with --verbose or $TFFREEZE_VERBOSE=1. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
@@ -190,7 +193,8 @@ source options (the same in every tffreeze client; the server checks them):
   --bind NAME=VALUE (repeatable)  --ema  --var-map GRAPH_VAR=CKPT_KEY (repeatable)
   --include-variables a,b  --exclude-variables a,b  --timeout SECONDS
 connection options:
-  --server HOST:PORT (default $TFFREEZE_SERVER, else this user's local server, started
+  --server HOST:PORT (the server's 'listening on' address, not the gRPC-Web http:// URL;
+  default $TFFREEZE_SERVER, else this user's local server, started
   on demand by `tffreeze local-server start`; several replicas: H1:P1,H2:P2 or
   dns:///NAME:PORT)  --tls (or $TFFREEZE_TLS=1)  --ca CA.pem (default
   $TFFREEZE_CA; implies --tls)  --token TOKEN (default $TFFREEZE_TOKEN)
@@ -209,6 +213,7 @@ $TFFREEZE_COMMAND, else the checkout's .venv/bin/tffreeze, else `tffreeze` on PA
 Ctrl-C, SIGTERM and SIGHUP remove the file being written (exit 130, 143, 129); a freeze
 removes stale .OUT.pb.XXXXXX.part files an interrupted one left beside OUT.pb.
 
+tffreeze-cpp --version prints its version (tffreeze --version's).
 exit codes: 0 ok, 1 error (message on stderr), 2 usage error)";
 
 struct Usage : std::runtime_error {
@@ -498,10 +503,15 @@ std::string JsonValue(const google::protobuf::Value& v) {
   return "null";
 }
 
+std::string FormatClash(const std::string& path, const std::string& fmt);  // below, with run's model kinds
+
 int Freeze(const Options& o) {
   if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
+  if (o.All("-o").size() > 1) throw Usage("freeze writes one graph: give -o/--output-file once");
   std::string out = o.One("-o");
   if (out.empty()) throw Usage("freeze needs -o OUT.pb");
+  const std::string clash = FormatClash(out, o.One("--format"));
+  if (!clash.empty()) throw Usage(clash);  // before anything is uploaded
   const std::string manifest = o.One("--manifest");
   // Both outputs checked before anything is read, sent or written: neither may be a file the
   // checkpoint being frozen is made of, nor the --graph file (writing it would destroy the user's
@@ -581,7 +591,9 @@ int Inspect(const Options& o) {
 
 std::pair<std::string, std::string> SplitPair(const std::string& pair, const std::string& flag) {
   auto eq = pair.find('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) throw Usage(flag + " '" + pair + "': write NAME=FILE.npy");
+  if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size())  // worded as runner.py's pair_error
+    throw Usage(flag + " '" + pair + "': write NAME=FILE.npy (NAME: the tensor it feeds, e.g. " + flag + " x=" +
+                (eq == std::string::npos && !pair.empty() ? pair : std::string("x.npy")) + ")");
   return {pair.substr(0, eq), pair.substr(eq + 1)};
 }
 
@@ -670,29 +682,155 @@ std::string Describe(const tffreeze::Tensor& t, size_t limit = 6) {
   return t.dtype + " " + shape + " [" + values + (count > limit ? ", ..." : "") + "]";
 }
 
-// tffreeze-cpp runs frozen GraphDefs; a converted model (by name, by its bytes, or by the
-// manifest's format) is refused, saying what runs it.
-void RefuseConverted(const std::string& model, const tffreeze::Manifest* manifest) {
-  std::string ext = fs::path(model).extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+// The kind of model a file name says, --format writes and a manifest's format names, in words
+// (the table of client_py/tffreeze/cli.py and runner.py; tffreeze-cs has the same).
+const std::map<std::string, std::string> kModelKinds = {
+    {"graphdef", "a frozen GraphDef"}, {"onnx", "an ONNX model"}, {"tflite", "a TensorFlow Lite model"}};
+const std::map<std::string, std::string> kExtensionKinds = {{".pb", "graphdef"}, {".onnx", "onnx"}, {".tflite", "tflite"}};
+
+std::string ExtensionOf(const std::string& kind) {
+  for (const auto& [ext, k] : kExtensionKinds)
+    if (k == kind) return ext;
+  return "";
+}
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// os.path.splitext's extension: the last component's last ".X" (not a leading dot).
+std::string Extension(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  const size_t dot = name.rfind('.');
+  if (dot == std::string::npos || name.find_first_not_of('.') > dot) return "";
+  return name.substr(dot);
+}
+
+std::string Dirname(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos || slash == 0 ? (slash == 0 ? "/" : ".") : path.substr(0, slash);
+}
+
+// Why -o PATH does not fit --format FMT ("" when it does): a .pb, .onnx or .tflite name says which
+// model the file holds (cli.py's format_clash); other names are the user's choice.
+std::string FormatClash(const std::string& path, const std::string& fmt) {
+  const std::string ext = Extension(path);
+  auto named = kExtensionKinds.find(Lower(ext));
+  std::string want = Lower(fmt);
+  want.erase(0, want.find_first_not_of(" \t"));
+  want.erase(want.find_last_not_of(" \t") + 1);
+  if (want.empty()) want = "graphdef";
+  if (named == kExtensionKinds.end() || !kModelKinds.count(want) || named->second == want) return "";
+  const std::string stem = path.substr(0, path.size() - ext.size());
+  return "-o " + path + " is named for " + kModelKinds.at(named->second) + " (" + ext + ") but " +
+         (fmt.empty() ? std::string("freeze without --format") : "--format " + fmt) + " writes " + kModelKinds.at(want) +
+         ": name it " + stem + ExtensionOf(want) + ", or " +
+         (named->second == "graphdef" ? "drop --format " + fmt : "give --format " + named->second);
+}
+
+// What a model file holds, by its bytes (runner.py's sniff: the same rule): "tflite", "onnx",
+// "savedmodel", "metagraph", "graphdef" or "unknown", from its top-level fields.
+std::string Sniff(const std::string& data) {
+  if (data.size() >= 8 && data.compare(4, 4, "TFL3") == 0) return "tflite";
+  std::set<std::pair<uint64_t, int>> fields;
+  size_t i = 0, n = data.size();
+  auto varint = [&](uint64_t* value) {
+    *value = 0;
+    for (int shift = 0; i < n && shift < 64; shift += 7) {
+      const auto b = static_cast<unsigned char>(data[i++]);
+      *value |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if (!(b & 0x80)) return true;
+    }
+    return false;
+  };
+  while (i < n) {
+    uint64_t tag, value;
+    if (!varint(&tag) || (tag >> 3) == 0) return "unknown";
+    const int wire = static_cast<int>(tag & 7);
+    if (wire == 0) {
+      if (!varint(&value)) return "unknown";
+    } else if (wire == 1) {
+      i += 8;
+    } else if (wire == 2) {
+      if (!varint(&value) || value > n) return "unknown";
+      i += static_cast<size_t>(value);
+    } else if (wire == 5) {
+      i += 4;
+    } else {
+      return "unknown";
+    }
+    if (i > n) return "unknown";
+    fields.insert({tag >> 3, wire});
+  }
+  auto has = [&](uint64_t f, int w) { return fields.count({f, w}) > 0; };
+  if (fields.empty()) return "unknown";
+  if (has(1, 0)) return has(7, 2) || has(8, 2) ? "onnx" : has(2, 2) ? "savedmodel" : "unknown";
+  if (has(3, 2) || has(5, 2) || has(6, 2) || has(7, 2)) return "metagraph";
+  for (const auto& f : fields)
+    if (f != std::make_pair<uint64_t, int>(1, 2) && f != std::make_pair<uint64_t, int>(2, 2) &&
+        f != std::make_pair<uint64_t, int>(3, 0) && f != std::make_pair<uint64_t, int>(4, 2))
+      return "unknown";
+  return "graphdef";
+}
+
+// What `run` runs MODEL as ("graphdef", "onnx", "tflite") and a warning ("" if none), as runner.py's
+// model_kind decides: the manifest's format (manifest_format "-": no --manifest), else the bytes,
+// else the name; a MetaGraphDef, a SavedModel's graph, and a manifest of another kind are refused.
+std::pair<std::string, std::string> ModelKind(const std::string& path, const std::string& manifest_format,
+                                              const std::string& manifest_path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string data;
+  if (in) {
+    std::ostringstream all;
+    all << in.rdbuf();
+    data = all.str();
+  }
+  const std::string content = Sniff(data);
+  const std::string ext = Lower(Extension(path));
+  const std::string stem = path.substr(0, path.size() - ext.size());
+  if (content == "metagraph" || (ext == ".meta" && (content == "graphdef" || content == "unknown")))
+    throw tffreeze::Error("INVALID_ARGUMENT", path + " is a checkpoint's MetaGraphDef (its graph without the variables' "
+                          "values), not a frozen graph: freeze the checkpoint first (`tffreeze-cpp freeze " +
+                          (ext == ".meta" ? stem : Dirname(path)) + " -o model.pb`) and run the .pb");
+  if (content == "savedmodel")
+    throw tffreeze::Error("INVALID_ARGUMENT", path + " is a SavedModel's graph, not a frozen graph: freeze the SavedModel "
+                          "first (`tffreeze-cpp freeze " + Dirname(path) + " -o model.pb`) and run the .pb");
+  auto found = kExtensionKinds.find(ext);
+  const std::string named = found == kExtensionKinds.end() ? "" : found->second;
   std::string kind;
-  if (ext == ".onnx") kind = "an ONNX model";
-  if (ext == ".tflite") kind = "a TensorFlow Lite model";
-  if (kind.empty()) {
-    std::ifstream in(model, std::ios::binary);
-    char head[8] = {0};
-    in.read(head, sizeof head);
-    if (in.gcount() == 8 && std::memcmp(head + 4, "TFL3", 4) == 0) kind = "a TensorFlow Lite model";
+  if (manifest_format != "-") {
+    kind = manifest_format == "FORMAT_ONNX" ? "onnx" : manifest_format == "FORMAT_TFLITE" ? "tflite" : "graphdef";
+    if (kModelKinds.count(content) && content != kind)
+      throw tffreeze::Error("INVALID_ARGUMENT", path + " holds " + kModelKinds.at(content) + " but --manifest " +
+                            manifest_path + " describes " + kModelKinds.at(kind) + ": give the manifest written with it");
+  } else {
+    kind = kModelKinds.count(content) ? content : !named.empty() ? named : "graphdef";
   }
-  if (kind.empty() && manifest) {
-    if (manifest->result().format() == tffreeze::v1::FORMAT_ONNX) kind = "an ONNX model (its manifest says so)";
-    if (manifest->result().format() == tffreeze::v1::FORMAT_TFLITE) kind = "a TensorFlow Lite model (its manifest says so)";
-  }
-  if (!kind.empty())
-    throw tffreeze::Error("INVALID_ARGUMENT",
-                          model + " is " + kind + ": tffreeze-cpp runs frozen GraphDef .pb files only. Run .onnx and "
-                          ".tflite models with the Python client (`tffreeze run " + model +
-                          " ...`, the same flags), or freeze without --format to get a .pb for tffreeze-cpp");
+  if (!named.empty() && named != kind)
+    return {kind, path + " holds " + kModelKinds.at(kind) + ", not " + kModelKinds.at(named) +
+                      " as its name says: rename it to " + stem + ExtensionOf(kind)};
+  return {kind, ""};
+}
+
+// tffreeze-cpp runs frozen GraphDefs; a converted model (by the manifest's format, its bytes or its
+// name: ModelKind) is refused, saying what runs it.
+void RefuseConverted(const std::string& model, const std::string& kind, const std::string& warning) {
+  if (kind == "graphdef") return;
+  const std::string what = warning.empty() ? model + " is " + kModelKinds.at(kind)
+                                           : warning.substr(0, warning.find(": rename it to "));
+  throw tffreeze::Error("INVALID_ARGUMENT",
+                        what + ": tffreeze-cpp runs frozen GraphDef .pb files only. Run .onnx and "
+                        ".tflite models with the Python client (`tffreeze run " + model +
+                        " ...`, the same flags), or freeze without --format to get a .pb for tffreeze-cpp");
+}
+
+// The error for an input the graph needs and no --input feeds (runner.py's not_fed).
+tffreeze::Error NotFed(const std::string& name) {
+  const std::string tensor = name.find(':') == std::string::npos ? name + ":0" : name;
+  return tffreeze::Error("INVALID_ARGUMENT", "input " + tensor + " is not fed: give --input " +
+                                                 tensor.substr(0, tensor.rfind(':')) + "=FILE.npy");
 }
 
 int Run(const Options& o) {
@@ -708,14 +846,28 @@ int Run(const Options& o) {
   }
   if (outputs.empty() && !o.Has("--manifest"))
     throw Usage("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
-  if (!fs::is_regular_file(o.positional[0])) throw tffreeze::Error("NOT_FOUND", "no model file " + o.positional[0]);
+  const std::string& model_path = o.positional[0];
+  std::error_code ec;
+  if (fs::is_directory(model_path, ec))
+    throw tffreeze::Error("INVALID_ARGUMENT", "MODEL " + model_path + " is a folder: give the frozen .pb file");
+  if (!fs::exists(model_path, ec)) throw tffreeze::Error("NOT_FOUND", "MODEL " + model_path + " does not exist");
   std::unique_ptr<tffreeze::Manifest> manifest;
   if (o.Has("--manifest")) manifest.reset(new tffreeze::Manifest(tffreeze::Manifest::Load(o.One("--manifest"))));
-  RefuseConverted(o.positional[0], manifest.get());
+  // What MODEL holds decides: the manifest's format, else its bytes (not only its name).
+  const auto [kind, warning] = ModelKind(
+      model_path, manifest ? tffreeze::v1::Format_Name(manifest->result().format()) : std::string("-"), o.One("--manifest"));
+  RefuseConverted(model_path, kind, warning);
+  if (!warning.empty()) std::cerr << "tffreeze-cpp: warning: " << warning << "\n";
   if (outputs.empty())
     for (const auto& t : manifest->result().outputs()) outputs.emplace_back(t.name(), "");
   for (const auto& out : outputs)
     if (!out.second.empty()) tffreeze::CheckOutputFolder(out.second, "--output " + out.first + "=", "the output");
+  for (const auto& in : inputs) {  // named as typed, before TensorFlow loads (as the other clients say it)
+    if (fs::is_directory(in.second, ec))
+      throw tffreeze::Error("INVALID_ARGUMENT", "--input " + in.first + "=" + in.second + " is a folder: give an .npy file");
+    if (!fs::exists(in.second, ec))
+      throw tffreeze::Error("NOT_FOUND", "--input " + in.first + "=" + in.second + " does not exist");
+  }
   auto lib = Library(o);
   const bool verbose = o.Has("--verbose") || (!Env("TFFREEZE_VERBOSE").empty() && Env("TFFREEZE_VERBOSE") != "0");
   if (!verbose) setenv("TF_CPP_MIN_LOG_LEVEL", "3", 0);  // TensorFlow's log lines, unless asked for
@@ -732,6 +884,12 @@ int Run(const Options& o) {
   }
   std::vector<std::string> fetches;
   for (const auto& out : outputs) fetches.push_back(manifest ? manifest->Output(out.first).name() : out.first);
+  if (manifest)  // after every name is checked: every input without a default is fed
+    for (const auto& t : manifest->result().inputs()) {
+      bool fed = t.has_default();
+      for (const auto& f : feeds) fed = fed || f.first == t.name();
+      if (!fed) throw NotFed(t.name());
+    }
   std::vector<tffreeze::Tensor> results;
   {
     StderrSilenced quiet(!verbose);  // absl's start-up warning and CUDA probing go to fd 2 at load
@@ -740,6 +898,10 @@ int Run(const Options& o) {
       tffreeze::Model model(o.positional[0], manifest ? manifest->result().session_config() : std::string());
       results = model.Run(feeds, fetches);
     } catch (const tffreeze::Error& e) {
+      std::smatch unfed;
+      const std::string said = e.what();
+      if (std::regex_search(said, unfed, std::regex("You must feed a value for placeholder tensor '([^']+)'")))
+        throw NotFed(unfed[1].str());
       if (std::string(e.what()).find("Invalid GraphDef") == std::string::npos) throw;
       throw tffreeze::Error(e.code(), o.positional[0] + " is not a frozen GraphDef (.pb): tffreeze-cpp runs GraphDef "
                                       ".pb files only; an ONNX or TFLite model runs with the Python `tffreeze run`",
@@ -787,6 +949,10 @@ int main(int argc, char** argv) {
     std::cout << kUsage << "\n";
     return 2;
   }
+  if (std::string(argv[1]) == "--version") {  // as `tffreeze --version` (the version of client_py/tffreeze/__init__.py)
+    std::cout << "tffreeze-cpp " << TFFREEZE_VERSION << "\n";
+    return 0;
+  }
   for (int i = 1; i < argc; i++) {  // help for any command: the usage, exit 0
     if (std::string(argv[i]) == "-h" || std::string(argv[i]) == "--help") {
       std::cout << kUsage << "\n";
@@ -828,6 +994,9 @@ int main(int argc, char** argv) {
       std::cerr << "to freeze the best candidate, add:  --outputs " << all.substr(0, all.find(',')) << "\n"
                 << "all candidates (keep those the model deploys):  --outputs " << all << "\n";
     }
+    return 1;
+  } catch (const std::ios_base::failure& e) {  // a read no check above anticipated: said, never an abort
+    std::cerr << "tffreeze-cpp " << command << ": " << e.what() << "; check the path [IO_ERROR]\n";
     return 1;
   } catch (const std::filesystem::filesystem_error& e) {
     // A file operation no message above anticipated: the path, what failed, and what to try.

@@ -1,4 +1,5 @@
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -37,6 +38,8 @@ int64_t Tensor::elements() const {
 }
 
 Tensor ReadNpy(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error("INVALID_ARGUMENT", path + " is a folder: give an .npy file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("NOT_FOUND", "cannot read " + path);
   std::string all((std::istreambuf_iterator<char>(in)), {});

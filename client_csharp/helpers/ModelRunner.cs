@@ -62,7 +62,20 @@ namespace TfFreeze
                         }
                         foreach (var name in outputNames)
                             runner.Fetch(manifest != null ? Manifest.Resolve(graph, manifest.Output(name)) : Output(graph, name));
-                        var results = runner.Run();
+                        if (manifest != null)  // every input without a default is fed (as the other clients check)
+                        {
+                            var fedNames = new HashSet<string>(inputNames.Select(n => manifest.Input(n).Name));
+                            var unfed = manifest.Inputs.FirstOrDefault(t => !t.HasDefault && !fedNames.Contains(t.Name));
+                            if (unfed != null) throw NotFedError(unfed.Name);
+                        }
+                        TFTensor[] results;
+                        try { results = runner.Run(); }
+                        catch (TFException e)
+                        {
+                            var unfed = System.Text.RegularExpressions.Regex.Match(e.Message, "You must feed a value for placeholder tensor '([^']+)'");
+                            if (!unfed.Success) throw;
+                            throw NotFedError(unfed.Groups[1].Value);
+                        }
                         for (int i = 0; i < results.Length; i++)
                         {
                             using (var result = results[i])
@@ -141,6 +154,14 @@ namespace TfFreeze
                      : fed ? "; its placeholders: " + (holders.Count > 0 ? string.Join(", ", holders) : "none") : ""));
             }
             return op[index];
+        }
+
+        /// <summary>The error for an input the graph needs and no --input feeds (runner.py's not_fed).</summary>
+        public static ArgumentException NotFedError(string name)
+        {
+            var tensor = name.IndexOf(':') < 0 ? name + ":0" : name;
+            return new ArgumentException("input " + tensor + " is not fed: give --input " +
+                                         tensor.Substring(0, tensor.LastIndexOf(':')) + "=FILE.npy");
         }
 
         /// <summary>The error for an .npy whose shape the input does not take (-1: any size).</summary>

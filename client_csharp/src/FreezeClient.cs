@@ -87,6 +87,10 @@ namespace TfFreeze
                     request.StateFiles[f.Path] = File.ReadAllText(System.IO.Path.Combine(root, f.Path));
             if (!string.IsNullOrEmpty(graphFile))
             {
+                if (Directory.Exists(graphFile))
+                    throw new RpcException(StatusCode.INVALID_ARGUMENT, graphFile + " is a folder: the graph option takes a file " +
+                                           "(a GraphDef or MetaGraphDef)", "ERROR_REASON_GRAPH_INVALID",
+                                           new Dictionary<string, string> { { "field", "options.graph_path" }, { "flag", "--graph" } });
                 if (!File.Exists(graphFile))
                     throw new RpcException(StatusCode.NOT_FOUND, "the graph file " + graphFile + " does not exist",
                                            "ERROR_REASON_GRAPH_INVALID", new Dictionary<string, string> { { "field", "options.graph_path" }, { "flag", "--graph" } });

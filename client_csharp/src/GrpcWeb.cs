@@ -211,12 +211,52 @@ namespace TfFreeze.V1
             if (low.Contains("handshake") || low.Contains("securechannelfailure"))
                 return "the TLS handshake with the tffreeze server at " + url + " failed (" + details +
                        "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA).";
+            if (url.StartsWith("http://") && SpeaksHttp2Only(url))  // the server's gRPC port, not its gRPC-Web one
+                return url + " answered with HTTP/2 only: it looks like the gRPC port (the 'listening on' address " +
+                       "tffreeze and tffreeze-cpp use); tffreeze-cs needs the gRPC-Web address: give --server " +
+                       "http://HOST:WEB_PORT (the 'gRPC-Web on' address of a server started with --web-port)";
             if (low.Contains("socket closed") || low.Contains("has been shut down") || low.Contains("connection reset") ||
                 low.Contains("receivefailure"))
+            {
                 return "the tffreeze server at " + url + " closed the connection (" + details +
-                       "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem.";
+                       "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem. If it is the gRPC port " +
+                       "(the 'listening on' address), tffreeze-cs needs the gRPC-Web address: --server http://HOST:WEB_PORT " +
+                       "(--web-port).";
+            }
             return "cannot reach the tffreeze gRPC-Web endpoint at " + url + " (" + details +
                    "). Start the server with `tffreeze serve --web-port W` and pass --server http://HOST:W.";
+        }
+
+        /// <summary>Whether the server at <paramref name="url"/> answers an HTTP/2 connection preface with
+        /// HTTP/2's SETTINGS frame (a gRPC server's port, which closes a gRPC-Web call over HTTP/1.1).</summary>
+        static bool SpeaksHttp2Only(string url)
+        {
+            try
+            {
+                var uri = new Uri(url);
+                using (var tcp = new System.Net.Sockets.TcpClient())
+                {
+                    var connect = tcp.BeginConnect(uri.Host, uri.Port, null, null);
+                    if (!connect.AsyncWaitHandle.WaitOne(5000)) return false;
+                    tcp.EndConnect(connect);
+                    tcp.ReceiveTimeout = 5000;
+                    tcp.SendTimeout = 5000;
+                    var stream = tcp.GetStream();
+                    var preface = Encoding.ASCII.GetBytes("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+                    stream.Write(preface, 0, preface.Length);
+                    stream.Write(new byte[] { 0, 0, 0, 4, 0, 0, 0, 0, 0 }, 0, 9);  // an empty SETTINGS frame
+                    var head = new byte[9];
+                    int got = 0;
+                    while (got < 9)
+                    {
+                        int r = stream.Read(head, got, 9 - got);
+                        if (r <= 0) break;
+                        got += r;
+                    }
+                    return got == 9 && head[3] == 4;
+                }
+            }
+            catch (Exception) { return false; }
         }
 
         /// <summary>The status, with the reason and metadata of the google.rpc.ErrorInfo carried in

@@ -89,13 +89,14 @@ commands:
          [--target tensorflowsharp|mlnet] [--format graphdef|onnx|tflite] [--input-shape NAME=D1,D2,...]
          [--quiet] [CONNECTION OPTIONS]
       Upload the checkpoint's files the server lacks (1 MiB chunks), freeze, write OUT.pb
-      (-o or --output-file; --output NAME is run's flag) and the manifest, as the server
+      (-o or --output-file, once; --output NAME is run's flag) and the manifest, as the server
       rendered it; OUT.pb already holding the result is
       not downloaded again. --target tensorflowsharp makes a graph that loads in
       libtensorflow 1.15 (TensorFlowSharp's).
       --format onnx|tflite writes the model converted from the frozen graph, run in
       onnxruntime / the TFLite interpreter and compared with it first; --input-shape pins
-      an input's shape (e.g. a static batch for TFLite).
+      an input's shape (e.g. a static batch for TFLite). A .pb, .onnx or .tflite name must
+      match --format (.pb: graphdef, the default), else a usage error before any upload.
       OUT.pb and M.json are checked (a file name, in a folder that exists and can be
       written) before anything is uploaded or written. SIGINT, SIGTERM and SIGHUP remove the
       temporary file (exit 130, 143, 129); a freeze removes the stale .OUT.pb.*.part files a
@@ -105,9 +106,10 @@ commands:
       would resolve, each with its reason (--json: as JSON).
   run MODEL.pb [--manifest M.json] --input NAME=FILE.npy ... --output NAME[=FILE.npy] ...
       [--runtime tf115] [--libtensorflow PATH] [--tensorflowsharp PATH/TensorFlowSharp.dll] [--verbose]
-      Run a frozen GraphDef .pb (TensorFlow's own log lines only with --verbose or
-      $TFFREEZE_VERBOSE=1); an .onnx or .tflite model runs with the Python client's
-      `tffreeze run` (refused here, exit 1). --output NAME=FILE.npy saves an output, --output NAME
+      Run a frozen GraphDef (TensorFlow's own log lines only with --verbose or
+      $TFFREEZE_VERBOSE=1); what MODEL holds decides (the manifest's format, else its bytes,
+      else its name; a GraphDef under another name runs, with a warning): an ONNX or TFLite
+      model runs with the Python client's `tffreeze run` (refused here, exit 1). --output NAME=FILE.npy saves an output, --output NAME
       prints its dtype, shape and first values; with --manifest and no --output, every
       output it names is printed. NAME is a tensor ('x' or 'x:0') or, with --manifest, one of its
       names or signature aliases; the manifest's dtypes and shapes are then checked (and
@@ -127,7 +129,8 @@ source options (the same in every tffreeze client; the server checks them):
   --bind NAME=VALUE (repeatable)  --ema  --var-map GRAPH_VAR=CKPT_KEY (repeatable)
   --include-variables a,b  --exclude-variables a,b  --timeout SECONDS
 connection options:
-  --server http://HOST:WEB_PORT (default $TFFREEZE_WEB_SERVER, else this user's local
+  --server http://HOST:WEB_PORT (the server's 'gRPC-Web on' address, not its 'listening on'
+  gRPC port; default $TFFREEZE_WEB_SERVER, else this user's local
   server, started on demand by `tffreeze local-server start`, the tffreeze command being
   $TFFREEZE_COMMAND, else this checkout's .venv/bin/tffreeze, else PATH's; a server started with
   --web-port; several replicas as http://H1:W1,http://H2:W2)  --tls (or an https:// server,
@@ -146,6 +149,7 @@ $TFFREEZE_COMMAND, else the checkout's .venv/bin/tffreeze, else `tffreeze` on PA
   tffreeze-cs freeze runs/mnist -o mnist.pb --server http://build-host:8080   # a shared server (--web-port)
 
 Flags are typed whole (never abbreviated); a flag of another command is refused (exit 2).
+tffreeze-cs --version prints its version (tffreeze --version's).
 exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         public static int Main(string[] args)
@@ -161,6 +165,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         {
             if (args.Length == 0) { Console.WriteLine(Usage); return 2; }
             if (args.Contains("-h") || args.Contains("--help")) { Console.WriteLine(Usage); return 0; }  // any command's help
+            if (args[0] == "--version") { Console.WriteLine("tffreeze-cs " + BuildInfo.Version); return 0; }  // as `tffreeze --version`
             var command = args[0];
             try
             {
@@ -515,6 +520,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 throw new UsageException("freeze writes one graph: give -o/--output-file once");
             var output = o.One("-o") ?? o.One("--output-file");
             if (output == null) throw new UsageException("freeze needs -o OUT.pb");
+            var clash = FormatClash(output, o.One("--format", ""));
+            if (clash != "") throw new UsageException(clash);  // before anything is uploaded
             var manifestPath = o.One("--manifest");
             TempFiles.HandleSignals("freeze");  // before the first temporary file (the checks' probes)
             // Both checked before anything is hashed, uploaded or written: neither may be a file the
@@ -707,7 +714,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         static int Run(Options o)
         {
             if (o.Positional.Count != 1) throw new UsageException("run takes one MODEL.pb");
-            CheckRunnable(o.Positional[0]);
+            var inputs = o.All("--input").Select(p => SplitPair(p, "--input")).ToList();
             // --output NAME=FILE.npy writes FILE.npy; --output NAME prints it; none with --manifest: every output it names.
             var outputs = o.All("--output").Select(p =>
             {
@@ -717,13 +724,34 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     throw new UsageException("--output '" + p + "': write NAME to print it or NAME=FILE.npy to save it");
                 return pair;
             }).ToList();
-            if (outputs.Count == 0 && o.One("--manifest") != null)
-                outputs = Manifest.Load(o.One("--manifest")).Outputs.Select(t => Tuple.Create(t.Name, "")).ToList();
+            if (outputs.Count == 0 && o.One("--manifest") == null)
+                throw new UsageException("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
+            var model = o.Positional[0];
+            if (Directory.Exists(model)) throw new ArgumentException("MODEL " + model + " is a folder: give the frozen .pb file");
+            if (!File.Exists(model)) throw new FileNotFoundException("MODEL " + model + " does not exist");
+            string manifestFormat = null;
+            if (o.One("--manifest") != null)
+            {
+                var loaded = Manifest.Load(o.One("--manifest"));
+                var top = Json.Parse(File.ReadAllText(o.One("--manifest"))) as Dictionary<string, object>;
+                object format;
+                manifestFormat = top != null && top.TryGetValue("format", out format) && format is string ? (string)format : "";
+                if (outputs.Count == 0) outputs = loaded.Outputs.Select(t => Tuple.Create(t.Name, "")).ToList();
+            }
+            var decided = ModelKind(model, manifestFormat, o.One("--manifest") ?? "");
+            CheckRunnable(model, decided.Item1, decided.Item2);
+            if (decided.Item2 != "") Console.Error.WriteLine("tffreeze-cs: warning: " + decided.Item2);
             if (outputs.Count == 0)
                 throw new UsageException("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
             foreach (var pair in outputs.Where(p => p.Item2 != ""))
                 FreezeClient.CheckOutput(pair.Item2, "--output " + pair.Item1 + "=", "the output");
-            var inputs = o.All("--input").Select(p => SplitPair(p, "--input")).ToList();
+            foreach (var pair in inputs)  // named as typed, before TensorFlow loads (as the other clients say it)
+            {
+                if (Directory.Exists(pair.Item2))
+                    throw new ArgumentException("--input " + pair.Item1 + "=" + pair.Item2 + " is a folder: give an .npy file");
+                if (!File.Exists(pair.Item2))
+                    throw new FileNotFoundException("--input " + pair.Item1 + "=" + pair.Item2 + " does not exist");
+            }
             var runtime = o.One("--runtime", "");
             if (runtime != "" && runtime != "tf115" && runtime != "default") throw new UsageException("--runtime must be tf115 or default");
             var lib = o.One("--libtensorflow") ?? Environment.GetEnvironmentVariable("TFFREEZE_LIBTENSORFLOW")
@@ -754,24 +782,121 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return 0;
         }
 
-        /// <summary>tffreeze-cs runs TensorFlow GraphDef files; an ONNX or TFLite model (by its name, or
-        /// a TFLite file by its "TFL3" identifier) is refused with where it does run.</summary>
-        static void CheckRunnable(string model)
+        /// <summary>tffreeze-cs runs TensorFlow GraphDef files; an ONNX or TFLite model (by the manifest's
+        /// format, its bytes or its name: ModelKind) is refused with where it does run.</summary>
+        static void CheckRunnable(string model, string kind, string warning)
         {
-            var ext = Path.GetExtension(model).ToLowerInvariant();
-            string kind = ext == ".onnx" ? "an ONNX model" : ext == ".tflite" ? "a TensorFlow Lite model" : null;
-            if (kind == null && File.Exists(model))
+            if (kind == "graphdef") return;
+            var what = warning != "" ? warning.Substring(0, warning.IndexOf(": rename it to ")) : model + " is " + ModelKinds[kind];
+            // as tffreeze-cpp says it: an error in what was given (exit 1), not in the command line
+            throw new ArgumentException(what + ": tffreeze-cs runs frozen GraphDef .pb files only. Run .onnx " +
+                "and .tflite models with the Python client (`tffreeze run " + model + " ...`, the same flags), or freeze " +
+                "without --format to get a .pb for tffreeze-cs");
+        }
+
+        // The kind of model a file name says, --format writes and a manifest's format names, in words
+        // (the table of client_py/tffreeze/cli.py and runner.py; tffreeze-cpp has the same).
+        static readonly Dictionary<string, string> ModelKinds = new Dictionary<string, string> {
+            { "graphdef", "a frozen GraphDef" }, { "onnx", "an ONNX model" }, { "tflite", "a TensorFlow Lite model" } };
+        static readonly Dictionary<string, string> ExtensionKinds = new Dictionary<string, string> {
+            { ".pb", "graphdef" }, { ".onnx", "onnx" }, { ".tflite", "tflite" } };
+
+        static string ExtensionOf(string kind) { return ExtensionKinds.First(kv => kv.Value == kind).Key; }
+
+        /// <summary>Why -o PATH does not fit --format FMT ("" when it does): a .pb, .onnx or .tflite name
+        /// says which model the file holds (cli.py's format_clash); other names are the user's choice.</summary>
+        static string FormatClash(string path, string fmt)
+        {
+            var ext = Path.GetExtension(path);
+            string named;
+            if (!ExtensionKinds.TryGetValue(ext.ToLowerInvariant(), out named)) return "";
+            var want = fmt.Trim().ToLowerInvariant();
+            if (want == "") want = "graphdef";
+            if (!ModelKinds.ContainsKey(want) || named == want) return "";
+            var stem = path.Substring(0, path.Length - ext.Length);
+            return "-o " + path + " is named for " + ModelKinds[named] + " (" + ext + ") but " +
+                   (fmt != "" ? "--format " + fmt : "freeze without --format") + " writes " + ModelKinds[want] + ": name it " +
+                   stem + ExtensionOf(want) + ", or " + (named == "graphdef" ? "drop --format " + fmt : "give --format " + named);
+        }
+
+        /// <summary>What a model file holds, by its bytes (runner.py's sniff: the same rule): "tflite",
+        /// "onnx", "savedmodel", "metagraph", "graphdef" or "unknown", from its top-level fields.</summary>
+        static string Sniff(byte[] data)
+        {
+            if (data.Length >= 8 && data[4] == 'T' && data[5] == 'F' && data[6] == 'L' && data[7] == '3') return "tflite";
+            var fields = new HashSet<long>();
+            long i = 0, n = data.Length;
+            Func<ulong?> varint = () =>
             {
-                var head = new byte[8];
-                int n = 0;
-                try { using (var f = File.OpenRead(model)) n = f.Read(head, 0, 8); }
-                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { }
-                if (n == 8 && head[4] == 'T' && head[5] == 'F' && head[6] == 'L' && head[7] == '3') kind = "a TensorFlow Lite model";
+                ulong value = 0;
+                for (int shift = 0; i < n && shift < 64; shift += 7)
+                {
+                    byte b = data[i++];
+                    value |= (ulong)(b & 0x7F) << shift;
+                    if ((b & 0x80) == 0) return value;
+                }
+                return null;
+            };
+            while (i < n)
+            {
+                var tag = varint();
+                if (tag == null || (tag.Value >> 3) == 0) return "unknown";
+                long field = (long)(tag.Value >> 3), wire = (long)(tag.Value & 7);
+                if (wire == 0) { if (varint() == null) return "unknown"; }
+                else if (wire == 1) i += 8;
+                else if (wire == 2)
+                {
+                    var length = varint();
+                    if (length == null || length.Value > (ulong)n) return "unknown";
+                    i += (long)length.Value;
+                }
+                else if (wire == 5) i += 4;
+                else return "unknown";
+                if (i > n) return "unknown";
+                fields.Add(field * 8 + wire);
             }
-            if (kind != null)  // as tffreeze-cpp says it: an error in what was given (exit 1), not in the command line
-                throw new ArgumentException(model + " is " + kind + ": tffreeze-cs runs frozen GraphDef .pb files only. Run .onnx " +
-                    "and .tflite models with the Python client (`tffreeze run " + model + " ...`, the same flags), or freeze " +
-                    "without --format to get a .pb for tffreeze-cs");
+            Func<long, long, bool> has = (f, w) => fields.Contains(f * 8 + w);
+            if (fields.Count == 0) return "unknown";
+            if (has(1, 0)) return has(7, 2) || has(8, 2) ? "onnx" : has(2, 2) ? "savedmodel" : "unknown";
+            if (has(3, 2) || has(5, 2) || has(6, 2) || has(7, 2)) return "metagraph";
+            return fields.All(f => f == 1 * 8 + 2 || f == 2 * 8 + 2 || f == 3 * 8 + 0 || f == 4 * 8 + 2) ? "graphdef" : "unknown";
+        }
+
+        /// <summary>What `run` runs MODEL as ("graphdef", "onnx", "tflite") and a warning ("" if none), as
+        /// runner.py's model_kind decides: the manifest's format (null: no --manifest), else the bytes, else
+        /// the name; a MetaGraphDef, a SavedModel's graph, and a manifest of another kind are refused.</summary>
+        static Tuple<string, string> ModelKind(string path, string manifestFormat, string manifestPath)
+        {
+            var content = Sniff(File.ReadAllBytes(path));
+            var ext = Path.GetExtension(path).ToLowerInvariant();
+            var stem = path.Substring(0, path.Length - ext.Length);
+            if (content == "metagraph" || (ext == ".meta" && (content == "graphdef" || content == "unknown")))
+            {
+                var dir = Path.GetDirectoryName(path);
+                throw new ArgumentException(path + " is a checkpoint's MetaGraphDef (its graph without the variables' values), " +
+                    "not a frozen graph: freeze the checkpoint first (`tffreeze-cs freeze " +
+                    (ext == ".meta" ? stem : string.IsNullOrEmpty(dir) ? "." : dir) + " -o model.pb`) and run the .pb");
+            }
+            if (content == "savedmodel")
+            {
+                var dir = Path.GetDirectoryName(path);
+                throw new ArgumentException(path + " is a SavedModel's graph, not a frozen graph: freeze the SavedModel first " +
+                    "(`tffreeze-cs freeze " + (string.IsNullOrEmpty(dir) ? "." : dir) + " -o model.pb`) and run the .pb");
+            }
+            string named, kind;
+            ExtensionKinds.TryGetValue(ext, out named);
+            if (manifestFormat != null)
+            {
+                kind = manifestFormat == "FORMAT_ONNX" ? "onnx" : manifestFormat == "FORMAT_TFLITE" ? "tflite" : "graphdef";
+                if (ModelKinds.ContainsKey(content) && content != kind)
+                    throw new ArgumentException(path + " holds " + ModelKinds[content] + " but --manifest " + manifestPath +
+                                                " describes " + ModelKinds[kind] + ": give the manifest written with it");
+            }
+            else kind = ModelKinds.ContainsKey(content) ? content : named ?? "graphdef";
+            if (named != null && named != kind)
+                return Tuple.Create(kind, path + " holds " + ModelKinds[kind] + ", not " + ModelKinds[named] +
+                                          " as its name says: rename it to " + stem + ExtensionOf(kind));
+            return Tuple.Create(kind, "");
         }
 
         /// <summary>fd 2 pointed at /dev/null while TensorFlow loads and runs (its C++ log lines
@@ -807,7 +932,9 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         static Tuple<string, string> SplitPair(string pair, string flag)
         {
             int eq = pair.IndexOf('=');
-            if (eq <= 0 || eq == pair.Length - 1) throw new UsageException(flag + " '" + pair + "': write NAME=FILE.npy");
+            if (eq <= 0 || eq == pair.Length - 1)  // worded as runner.py's pair_error
+                throw new UsageException(flag + " '" + pair + "': write NAME=FILE.npy (NAME: the tensor it feeds, e.g. " + flag +
+                                         " x=" + (eq < 0 && pair != "" ? pair : "x.npy") + ")");
             return Tuple.Create(pair.Substring(0, eq), pair.Substring(eq + 1));
         }
 

@@ -124,7 +124,8 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE",
                    help="Saver checkpoint directory, one checkpoint prefix, or SavedModel directory (see below)")
     p.add_argument("--server", default=None, metavar="H:P",
-                   help="tffreeze server (default: $TFFREEZE_SERVER, else this user's local server, started on "
+                   help="tffreeze server: its 'listening on' HOST:PORT, not the gRPC-Web http:// URL (that is "
+                        "tffreeze-cs's) (default: $TFFREEZE_SERVER, else this user's local server, started on "
                         "demand: `tffreeze local-server --help`); several replicas as "
                         "H1:P1,H2:P2 or a gRPC target such as dns:///name:port: calls are balanced round-robin "
                         "and retried on another replica when one is unavailable")
@@ -138,7 +139,8 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
                    help="per-call deadline (default: %(default)s)")
     g = p.add_argument_group("graph and values")
     g.add_argument("--graph", metavar="FILE",
-                   help="graph for a checkpoint saved without .meta: binary/text GraphDef or MetaGraphDef")
+                   help="graph for a checkpoint saved without .meta: a binary/text GraphDef or MetaGraphDef file "
+                        "(not a folder)")
     g.add_argument("--signature", metavar="NAME", default="",
                    help="SavedModel/meta-graph signature to use (default: serving_default)")
     g.add_argument("--tag", action="append", default=[], metavar="TAG",
@@ -166,6 +168,37 @@ class _Parser(argparse.ArgumentParser):
         if said and any(said.group(2).startswith(f) for f in said.group(1).split("/")):
             message = said.group(2)
         super().error(message)
+
+
+class _Once(argparse.Action):
+    """-o/--output-file: one graph is written, so the flag is given once (a second is a usage error,
+    not silently the one that wins), as tffreeze-cs and tffreeze-cpp refuse it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error("freeze writes one graph: give -o/--output-file once")
+        setattr(namespace, self.dest, values)
+
+
+# The kind of model an -o name says and --format writes (the C# and C++ clients use the same table).
+_MODEL_KINDS = {"graphdef": "a frozen GraphDef", "onnx": "an ONNX model", "tflite": "a TensorFlow Lite model"}
+_EXTENSION_KINDS = {".pb": "graphdef", ".onnx": "onnx", ".tflite": "tflite"}
+
+
+def format_clash(path: str, fmt: str) -> str:
+    """Why -o PATH does not fit --format FMT ("" when it does): a .pb, .onnx or .tflite name says
+    which model the file holds, and `run` and other tools read it by that name; other names
+    are the user's choice."""
+    stem, ext = os.path.splitext(path)
+    named = _EXTENSION_KINDS.get(ext.lower())
+    want = fmt.strip().lower() or "graphdef"
+    if named is None or want not in _MODEL_KINDS or named == want:
+        return ""
+    given = "--format %s" % fmt if fmt else "freeze without --format"
+    fix = "drop --format %s" % fmt if named == "graphdef" else "give --format %s" % named
+    ext_of = {k: e for e, k in _EXTENSION_KINDS.items()}
+    return "-o %s is named for %s (%s) but %s writes %s: name it %s%s, or %s" % (
+        path, _MODEL_KINDS[named], ext, given, _MODEL_KINDS[want], stem, ext_of[want], fix)
 
 
 def _step(text: str) -> int:
@@ -218,10 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Upload a checkpoint (only the files the server lacks), freeze it, and write the "
                                    "frozen GraphDef.", epilog=EPILOG)
     _add_source_args(p)
-    p.add_argument("-o", "--output-file", dest="output", required=True, metavar="OUT.pb",
+    p.add_argument("-o", "--output-file", dest="output", required=True, metavar="OUT.pb", action=_Once,
                    help="where to write the frozen graph: a file name in a folder that exists (checked before "
-                        "anything is uploaded). Not --output, which is run's. Temporary files a killed freeze "
-                        "left beside it (.OUT.pb.PID-*.part, their writer gone) are removed")
+                        "anything is uploaded), given once. Not --output, which is run's. A .pb, .onnx or .tflite "
+                        "name must match --format (.pb: graphdef, the default); other names are taken as they are. "
+                        "Temporary files a killed freeze left beside it (.OUT.pb.PID-*.part, their writer gone) "
+                        "are removed")
     p.add_argument("--manifest", metavar="OUT.json",
                    help="write the manifest (resolved inputs/outputs with dtype and shape, sha256, checkpoint); "
                         "checked with -o before anything is written")
@@ -252,9 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", allow_abbrev=False,
                        help="run a frozen graph (or .onnx, .tflite model) locally on .npy inputs",
-                       description="Run a frozen GraphDef in the local TensorFlow (an .onnx model in onnxruntime, a "
-                                   ".tflite model in the TFLite interpreter), feed .npy files, write outputs as .npy "
-                                   "files or print them.")
+                       description="Run a frozen GraphDef in the local TensorFlow (an ONNX model in onnxruntime, a "
+                                   "TFLite model in the TFLite interpreter), feed .npy files, write outputs as .npy "
+                                   "files or print them. What MODEL holds decides: the --manifest's format, else its "
+                                   "bytes, else its extension (a name that says another kind is warned of).")
     p.add_argument("model", metavar="MODEL.pb|.onnx|.tflite")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
                    help="feed tensor NAME ('x' or 'x:0') from FILE.npy; repeatable")
@@ -362,6 +398,10 @@ def _source_file_named(source: str, path: str, graph: Optional[str]) -> Optional
 def _cmd_freeze(args) -> int:
     from .client import check_output, remove_stale_parts, write_atomically, write_error
 
+    clash = format_clash(args.output, args.format)
+    if clash:  # before anything is uploaded: the file would hold another model than its name says
+        print("tffreeze freeze: %s" % clash, file=sys.stderr)
+        return 2
     # Never written over the checkpoint being frozen, nor the graph over its manifest.
     for path, flag, what in ((args.output, "-o", "the graph"), (args.manifest, "--manifest", "the manifest")):
         clash = _source_file_named(args.source, path, args.graph) if path else None
@@ -445,33 +485,43 @@ def _cmd_run(args) -> int:
     from .client import check_output, write_atomically, write_error
     from .runner import parse_pairs, run_graph
 
-    from .runner import Manifest, describe, parse_outputs
+    from .runner import Manifest, describe, model_kind, parse_outputs, read_npy
 
+    try:
+        pairs = parse_pairs(args.input, "--input")
+    except ValueError as exc:
+        print("tffreeze run: %s\n(see tffreeze run --help)" % exc, file=sys.stderr)
+        return 2
+    outputs = parse_outputs(args.output)
+    if (not outputs and not args.manifest) or any(not name for name, _ in outputs):
+        print("tffreeze run: name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every "
+              "output)\n(see tffreeze run --help)", file=sys.stderr)
+        return 2
+    if os.path.isdir(args.model) or not os.path.exists(args.model):
+        model_kind(args.model)  # says which: a folder, or no such file
     manifest = Manifest(args.manifest) if args.manifest else None
+    # What MODEL holds decides how it runs: the manifest's format, else its bytes (not only its name).
+    kind, warning = model_kind(args.model, manifest.format() if manifest is not None else None, args.manifest or "")
+    if warning:
+        print("tffreeze: warning: %s" % warning, file=sys.stderr)
+    if not outputs:
+        outputs = [(name, "") for name in manifest.outputs()]
+    for name, path in outputs:  # every file is checked before the graph runs
+        if path:
+            check_output(path, "--output %s=" % name, "the output")
     feeds = {}
-    for name, path in parse_pairs(args.input, "--input"):
-        try:
-            value = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise TffreezeError("cannot read --input %s=%s: %s" % (name, path, exc)) from None
+    for name, path in pairs:
+        value = read_npy(name, path)
         if manifest is not None:
             info = manifest.input(name)
             Manifest.check(info, value, name)
             name = info["name"]
         feeds[name] = value
-    outputs = parse_outputs(args.output)
-    if not outputs and manifest is not None:
-        outputs = [(name, "") for name in manifest.outputs()]
-    if not outputs or any(not name for name, _ in outputs):
-        print("tffreeze run: name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every "
-              "output)\n(see tffreeze run --help)", file=sys.stderr)
-        return 2
-    for name, path in outputs:  # every file is checked before the graph runs
-        if path:
-            check_output(path, "--output %s=" % name, "the output")
     fetches = [manifest.output(name)["name"] if manifest is not None else name for name, _ in outputs]
+    if manifest is not None:  # after every name is checked: an input no --input feeds
+        manifest.check_fed(list(feeds))
     values = run_graph(args.model, feeds, fetches, manifest.runtime_names() if manifest is not None else None,
-                       manifest.session_config() if manifest is not None else b"")
+                       manifest.session_config() if manifest is not None else b"", kind=kind)
     for (name, path), value in zip(outputs, values):
         if not path:
             print("%s %s" % (name, describe(value)))

@@ -56,6 +56,12 @@ def channel_target(target: str) -> Tuple[str, Optional[str]]:
     """(gRPC target, TLS name) for ``--server``: HOST:PORT, several as H1:P1,H2:P2 (their
     addresses resolved here, balanced round-robin), or a gRPC target URI (dns:///name:port,
     which re-resolves and balances over every address the name has)."""
+    for item in target.split(","):
+        scheme = item.strip().partition("://")[0].lower()
+        if "://" in item and scheme in ("http", "https"):  # the gRPC-Web address, given to a gRPC client
+            raise error_for("INVALID_ARGUMENT", "--server %s: tffreeze speaks gRPC: give HOST:PORT (the server's "
+                            "'listening on' address), not an %s:// URL (that is the gRPC-Web address tffreeze-cs "
+                            "and the page use)" % (target, scheme), "ERROR_REASON_UNSPECIFIED")
     if target.startswith("localhost:"):
         # 127.0.0.1, where servers listen by default: gRPC would also try ::1, and a refusal
         # there would hide the real error of the IPv4 address (a TLS mismatch, say)

@@ -53,6 +53,9 @@ def unreachable(target: str, details: str) -> str:
     if "handshake" in low:
         return ("the TLS handshake with the tffreeze server at %s failed (%s). If the server does not speak TLS, "
                 "drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA)." % (target, details))
+    if "failed parsing http/2" in low:  # an HTTP/1 server: the gRPC-Web port (the C++ client says the same)
+        return ("%s answered with HTTP/1: it looks like the gRPC-Web port; give the 'listening on' port "
+                "(--server HOST:PORT)" % target)
     if any(w in low for w in ("socket closed", "has been shut down", "connection reset", "receivefailure")):
         return ("the tffreeze server at %s closed the connection (%s). If it speaks TLS (started with --tls-cert), "
                 "add --tls and --ca CA.pem." % (target, details))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Dict, List, Optional, Tuple
 
 from tffreeze_api import tf_errors
@@ -44,24 +45,155 @@ def _native_stderr_silenced():
 
 
 def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],
-              runtime_names: Optional[Dict[str, str]] = None, session_config: bytes = b"") -> List[object]:
+              runtime_names: Optional[Dict[str, str]] = None, session_config: bytes = b"",
+              kind: Optional[str] = None) -> List[object]:
     """Evaluate ``fetches`` given ``feeds`` (name -> array) in a frozen GraphDef (TensorFlow),
-    an ONNX model (onnxruntime) or a TFLite model (LiteRT, else TensorFlow's interpreter),
-    chosen by the file's extension. ``runtime_names``: tensor name -> the runtime's name
+    an ONNX model (onnxruntime) or a TFLite model (LiteRT, else TensorFlow's interpreter):
+    ``kind`` ("graphdef", "onnx", "tflite"), by default what :func:`model_kind` finds the
+    file holds. ``runtime_names``: tensor name -> the runtime's name
     (a manifest's ``conversion``); ``session_config``: a serialized ConfigProto the
     TensorFlow session is created with (a manifest's ``session_config``)."""
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    kind = os.path.splitext(model_path)[1].lower()
-    if kind in (".onnx", ".tflite"):
-        if not os.path.exists(model_path):
-            raise NotFoundError("%s does not exist" % model_path)
+    if kind is None:
+        kind = model_kind(model_path)[0]
+    if kind in ("onnx", "tflite"):
         names = runtime_names or {}
         with _native_stderr_silenced():
-            run = _run_onnx if kind == ".onnx" else _run_tflite
+            run = _run_onnx if kind == "onnx" else _run_tflite
             return run(model_path, {names.get(k, k): v for k, v in feeds.items()}, [names.get(f, f) for f in fetches])
     with _native_stderr_silenced():
         return _run_graph(model_path, feeds, fetches, session_config)
+
+
+# What a model file holds, in words, and the extension and manifest format of each kind.
+KINDS = {"graphdef": "a frozen GraphDef", "onnx": "an ONNX model", "tflite": "a TensorFlow Lite model"}
+_EXTENSIONS = {".pb": "graphdef", ".onnx": "onnx", ".tflite": "tflite"}
+_FORMATS = {"FORMAT_ONNX": "onnx", "FORMAT_TFLITE": "tflite"}  # anything else: a GraphDef
+
+
+def sniff(data: bytes) -> str:
+    """What a model file holds, by its bytes: "tflite" (the "TFL3" identifier at offset 4),
+    "onnx" (a ModelProto: field 1, ir_version, a varint, with a graph or opset_import),
+    "savedmodel" (a SavedModel: a varint schema version and meta_graphs), "metagraph" (a
+    MetaGraphDef: a saver_def, signature_def, asset or object graph), "graphdef" (only a
+    GraphDef's fields: node, library, version, versions), else "unknown". Only the top-level
+    fields are read (the C# and C++ clients use the same rule)."""
+    if len(data) >= 8 and data[4:8] == b"TFL3":
+        return "tflite"
+    fields, i, n = set(), 0, len(data)
+
+    def varint(at):
+        value, shift = 0, 0
+        while at < n and shift < 64:
+            b = data[at]
+            value |= (b & 0x7F) << shift
+            at += 1
+            if not b & 0x80:
+                return value, at
+            shift += 7
+        return None, at
+
+    while i < n:
+        tag, i = varint(i)
+        if tag is None or tag >> 3 == 0:
+            return "unknown"
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, i = varint(i)
+            if value is None:
+                return "unknown"
+        elif wire == 1:
+            i += 8
+        elif wire == 2:
+            length, i = varint(i)
+            if length is None:
+                return "unknown"
+            i += length
+        elif wire == 5:
+            i += 4
+        else:
+            return "unknown"
+        if i > n:
+            return "unknown"
+        fields.add((field, wire))
+    if not fields:
+        return "unknown"
+    if (1, 0) in fields:
+        if (7, 2) in fields or (8, 2) in fields:
+            return "onnx"
+        return "savedmodel" if (2, 2) in fields else "unknown"
+    if any((f, 2) in fields for f in (3, 5, 6, 7)):
+        return "metagraph"
+    return "graphdef" if fields <= {(1, 2), (2, 2), (3, 0), (4, 2)} else "unknown"
+
+
+def model_kind(path: str, manifest_format: Optional[str] = None, manifest_path: str = "") -> Tuple[str, str]:
+    """What ``tffreeze run`` runs ``path`` as ("graphdef", "onnx", "tflite") and a warning ("" if
+    none): with a manifest (``manifest_format``, its "format"), what it says; else what the bytes
+    hold; else the extension. A checkpoint's MetaGraphDef, a SavedModel's graph, a folder, a
+    missing file, and a manifest of another kind than the bytes are refused; a name whose
+    extension says another kind than the file holds is warned of. (The C# and C++ clients decide
+    and word it the same way.)"""
+    if os.path.isdir(path):
+        raise InvalidArgumentError("MODEL %s is a folder: give the frozen .pb file" % path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise NotFoundError("MODEL %s does not exist" % path) from None
+    except OSError as exc:
+        raise TffreezeError("MODEL %s cannot be read: %s" % (path, exc.strerror or exc)) from None
+    return decide_kind(path, sniff(data), manifest_format, manifest_path)
+
+
+def decide_kind(path: str, content: str, manifest_format: Optional[str], manifest_path: str) -> Tuple[str, str]:
+    """:func:`model_kind` given what the bytes hold (``content``, as :func:`sniff` says)."""
+    stem, ext = os.path.splitext(path)
+    ext = ext.lower()
+    if content == "metagraph" or (ext == ".meta" and content in ("graphdef", "unknown")):
+        source = stem if ext == ".meta" else (os.path.dirname(path) or ".")
+        raise InvalidArgumentError("%s is a checkpoint's MetaGraphDef (its graph without the variables' values), not "
+                                   "a frozen graph: freeze the checkpoint first (`tffreeze freeze %s -o model.pb`) "
+                                   "and run the .pb" % (path, source))
+    if content == "savedmodel":
+        raise InvalidArgumentError("%s is a SavedModel's graph, not a frozen graph: freeze the SavedModel first "
+                                   "(`tffreeze freeze %s -o model.pb`) and run the .pb"
+                                   % (path, os.path.dirname(path) or "."))
+    named = _EXTENSIONS.get(ext)
+    if manifest_format is not None:
+        kind = _FORMATS.get(manifest_format, "graphdef")
+        if content in KINDS and content != kind:
+            raise InvalidArgumentError("%s holds %s but --manifest %s describes %s: give the manifest written with it"
+                                       % (path, KINDS[content], manifest_path, KINDS[kind]))
+    else:
+        kind = content if content in KINDS else named or "graphdef"
+    if named and named != kind:
+        ext_of = {v: k for k, v in _EXTENSIONS.items()}
+        return kind, "%s holds %s, not %s as its name says: rename it to %s%s" % (
+            path, KINDS[kind], KINDS[named], stem, ext_of[kind])
+    return kind, ""
+
+
+def not_fed(name: str) -> InvalidArgumentError:
+    """The error for an input the graph needs and no --input feeds."""
+    tensor = _tensor_name(name)
+    return InvalidArgumentError("input %s is not fed: give --input %s=FILE.npy" % (tensor, tensor.rsplit(":", 1)[0]))
+
+
+def read_npy(name: str, path: str):
+    """The array of ``--input NAME=PATH``; a folder, a missing file and an unreadable one are
+    named with the flag as typed (as the C# and C++ clients say it)."""
+    import numpy as np
+
+    if os.path.isdir(path):
+        raise InvalidArgumentError("--input %s=%s is a folder: give an .npy file" % (name, path))
+    if not os.path.exists(path):
+        raise NotFoundError("--input %s=%s does not exist" % (name, path))
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise TffreezeError("cannot read --input %s=%s: %s" % (name, path, exc)) from None
 
 
 def close_names(wanted: str, names: List[str], shown: int = 3) -> List[str]:
@@ -229,6 +361,9 @@ def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],
         try:
             return sess.run(fetch_list, feed_dict=feed_dict)
         except tf.errors.OpError as exc:
+            unfed = re.search(r"You must feed a value for placeholder tensor '([^']+)'", str(exc))
+            if unfed:
+                raise not_fed(unfed.group(1)) from None
             raise TffreezeError("running %s failed: %s" % (model_path, tf_errors.describe(exc))) from None
         except (ValueError, TypeError) as exc:
             raise InvalidArgumentError("cannot feed %s: %s" % (model_path, exc)) from None
@@ -269,6 +404,16 @@ class Manifest:
 
     def outputs(self) -> List[str]:
         return [t["name"] for t in self.data.get("outputs") or []]
+
+    def format(self) -> str:
+        """The manifest's "format" ("FORMAT_GRAPHDEF", "FORMAT_ONNX", "FORMAT_TFLITE")."""
+        return self.data.get("format") or "FORMAT_GRAPHDEF"
+
+    def check_fed(self, fed: List[str]) -> None:
+        """Every input without a default is fed (``fed``: tensor names), else the first one not."""
+        for t in self.data.get("inputs") or []:
+            if not t.get("has_default") and _tensor_name(t["name"]) not in {_tensor_name(f) for f in fed}:
+                raise not_fed(t["name"])
 
     def session_config(self) -> bytes:
         """The serialized ConfigProto to create the session with (verify's finding), or b""."""
@@ -316,11 +461,18 @@ def parse_outputs(pairs: List[str]) -> List[Tuple[str, str]]:
     return [(p.partition("=")[0], p.partition("=")[2]) for p in pairs]
 
 
+def pair_error(flag: str, pair: str) -> str:
+    """The usage error of a ``--input`` value that is not NAME=FILE.npy (the other clients say the same)."""
+    return "%s '%s': write NAME=FILE.npy (NAME: the tensor it feeds, e.g. %s x=%s)" % (
+        flag, pair, flag, pair if "=" not in pair and pair else "x.npy")
+
+
 def parse_pairs(pairs: List[str], flag: str) -> List[Tuple[str, str]]:
+    """``--input`` values as (name, path); a ValueError (a usage error) for one that is not NAME=FILE.npy."""
     out = []
     for p in pairs:
         name, sep, path = p.partition("=")
         if not sep or not name or not path:
-            raise InvalidArgumentError("%s %r: write NAME=FILE.npy, e.g. %s x:0=x.npy" % (flag, p, flag))
+            raise ValueError(pair_error(flag, p))
         out.append((name, path))
     return out

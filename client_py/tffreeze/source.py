@@ -81,6 +81,9 @@ def plan_request(source: str, graph_file: Optional[str] = None):
                 request.state_files[f.path] = fh.read()
     if graph_file:
         graph = os.path.expanduser(graph_file)
+        if os.path.isdir(graph):
+            raise error_for("INVALID_ARGUMENT", "%s is a folder: the graph option takes a file (a GraphDef or "
+                            "MetaGraphDef)" % graph_file, "ERROR_REASON_GRAPH_INVALID", {"field": "options.graph_path"})
         if not os.path.isfile(graph):
             raise error_for("NOT_FOUND", "the graph file %s does not exist" % graph_file,
                             "ERROR_REASON_GRAPH_INVALID", {"field": "options.graph_path"})

@@ -94,6 +94,12 @@ CELLS = [
 ]
 
 
+def _extension(args) -> str:
+    """The -o name's extension for a freeze's --format (a .pb name with --format onnx is refused)."""
+    fmt = args[args.index("--format") + 1] if "--format" in args else ""
+    return "." + fmt if fmt in ("onnx", "tflite") else ".pb"
+
+
 def _run(client, command, source, args, out_dir, web_server, cache=None):
     if client == "py":
         argv = [PY, command, source, "--server", web_server.target]
@@ -102,7 +108,8 @@ def _run(client, command, source, args, out_dir, web_server, cache=None):
     else:
         argv = [CPP, command, source, "--server", web_server.target]
     if command == "freeze":
-        argv += ["-o", os.path.join(out_dir, client + ".pb"), "--manifest", os.path.join(out_dir, client + ".json")]
+        argv += ["-o", os.path.join(out_dir, client + _extension(args)), "--manifest",
+                 os.path.join(out_dir, client + ".json")]
     env = dict(os.environ, TFFREEZE_CACHE_DIR=cache or os.path.join(out_dir, "cache-" + client))
     return subprocess.run(argv + args, capture_output=True, text=True, timeout=600, env=env)
 
@@ -135,7 +142,7 @@ def test_every_client_gives_the_same_answer(web_server, layouts, tmp_path, cell)
             assert re.search(r" \(%s\) \[[A-Z_]+\]$" % expect, last), last
         assert not any(f.endswith((".pb", ".json")) for f in os.listdir(tmp_path)), "nothing written on failure"
         return
-    graphs = {c: (tmp_path / (c + ".pb")).read_bytes() for c in runs}
+    graphs = {c: (tmp_path / (c + _extension(args))).read_bytes() for c in runs}
     manifests = {c: (tmp_path / (c + ".json")).read_bytes() for c in runs}
     assert graphs["cs"] == graphs["py"] and graphs["cpp"] == graphs["py"]
     assert manifests["cs"] == manifests["py"] and manifests["cpp"] == manifests["py"]

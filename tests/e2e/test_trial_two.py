@@ -1,0 +1,230 @@
+"""Issue 34, the second new-user trial ("The first week"), in every client it concerns: what
+misled (M2: an -o name of another kind than --format writes, and `run` choosing by the name
+alone; M8: the gRPC and the gRPC-Web addresses mixed up; M10: a folder given to --graph; M11: a
+folder or a missing file given to run) and the rough edges aligned beside them (-o given twice,
+--input without NAME=, an input not fed, a checkpoint's .meta given to run, --version). Each
+client prints the same line (its own program name normalised), with the same exit code."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import models
+from test_parity import CPP, CS, PY, built  # noqa: F401  (built: the clients, made once)
+
+CLIENTS = {"py": PY, "cs": CS, "cpp": CPP}
+# The program's name (and command) before a message, argparse's "error: ", and a suggested command's.
+_PREFIX = re.compile(r"^tffreeze(-cs|-cpp)?( freeze| inspect| run)?: (error: )?")
+_SUGGESTED = re.compile(r"`tffreeze(-cs|-cpp)? ")
+
+
+def _said(stderr: str) -> str:
+    """The message lines of stderr: without the program's name, argparse's usage block, the
+    "(see ... --help)" line and C#/C++'s "(TensorFlow VERSION)" line after a run."""
+    lines = []
+    for line in stderr.splitlines():
+        if line.startswith(("usage:", " ", "(see tffreeze", "(TensorFlow ")) or not line.strip():
+            continue
+        lines.append(_SUGGESTED.sub("`PROGRAM ", _PREFIX.sub("", line)))
+    return "\n".join(lines)
+
+
+def _run(argv, timeout=600):
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def base(web_server, tmp_path_factory):
+    base = tmp_path_factory.mktemp("trial2")
+    ckpt = models.dense(str(base / "ck"), True)
+    for name, fmt in (("m.pb", []), ("o.onnx", ["--format", "onnx"])):
+        done = _run([PY, "freeze", ckpt.directory, "-o", base / name, "--manifest", base / (name + ".json"),
+                     "--server", web_server.target, "--quiet"] + fmt)
+        assert done.returncode == 0, done.stderr
+    shutil.copy(base / "o.onnx", base / "onnx_named.pb")  # ONNX bytes in a .pb, as `-o o.pb --format onnx` wrote
+    shutil.copy(base / "m.pb", base / "graph_named.onnx")  # a GraphDef in a .onnx, as `-o o.onnx` wrote
+    np.save(str(base / "x.npy"), np.ones((2, 3), np.float32))
+    (base / "outdir").mkdir()
+    return {"base": str(base), "ck": ckpt.directory, "pb": str(base / "m.pb"), "manifest": str(base / "m.pb.json"),
+            "onnx_manifest": str(base / "o.onnx.json")}
+
+
+# -- M2: -o's extension and --format --------------------------------------------------------------
+
+FORMAT_CLASHES = [
+    ("pb-onnx", "o.pb", ["--format", "onnx"],
+     "-o {out}/o.pb is named for a frozen GraphDef (.pb) but --format onnx writes an ONNX model: name it "
+     "{out}/o.onnx, or drop --format onnx"),
+    ("onnx-default", "o3.onnx", [],
+     "-o {out}/o3.onnx is named for an ONNX model (.onnx) but freeze without --format writes a frozen GraphDef: "
+     "name it {out}/o3.pb, or give --format onnx"),
+    ("tflite-onnx", "t.tflite", ["--format", "onnx"],
+     "-o {out}/t.tflite is named for a TensorFlow Lite model (.tflite) but --format onnx writes an ONNX model: "
+     "name it {out}/t.onnx, or give --format tflite"),
+    ("pb-graphdef-upper", "g.PB", ["--format", "tflite"],
+     "-o {out}/g.PB is named for a frozen GraphDef (.PB) but --format tflite writes a TensorFlow Lite model: "
+     "name it {out}/g.tflite, or drop --format tflite"),
+]
+
+
+@pytest.mark.parametrize("case", FORMAT_CLASHES, ids=[c[0] for c in FORMAT_CLASHES])
+def test_an_output_name_of_another_kind_than_the_format_is_a_usage_error_before_any_upload(base, tmp_path, case):
+    """Refused with exit 2 against a server that is not there: nothing was listed, hashed or sent."""
+    _, name, fmt, expect = case
+    lines = {}
+    for client, program in CLIENTS.items():
+        dead = "http://127.0.0.1:1" if client == "cs" else "127.0.0.1:1"
+        r = _run([program, "freeze", base["ck"], "-o", tmp_path / name, "--server", dead] + fmt)
+        assert r.returncode == 2, (client, r.stderr)
+        lines[client] = _said(r.stderr)
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"] == expect.format(out=tmp_path), lines["py"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_other_output_names_are_taken_as_they_are(web_server, base, tmp_path):
+    for client, program in CLIENTS.items():
+        server = web_server.web_url if client == "cs" else web_server.target
+        r = _run([program, "freeze", base["ck"], "-o", tmp_path / (client + ".model"), "--format", "onnx",
+                  "--server", server, "--quiet"])
+        assert r.returncode == 0, (client, r.stderr)
+    assert (tmp_path / "py.model").read_bytes() == (tmp_path / "cs.model").read_bytes() == \
+        (tmp_path / "cpp.model").read_bytes()
+
+
+def test_run_decides_by_the_manifest_and_the_bytes_and_says_a_misleading_name(base):
+    x = "x=%s/x.npy" % base["base"]
+    # A GraphDef named .onnx: every client runs it (it is a GraphDef) and says the name misleads.
+    runs = {c: _run([p, "run", "%s/graph_named.onnx" % base["base"], "--input", x, "--output", "y"])
+            for c, p in CLIENTS.items()}
+    for client, r in runs.items():
+        assert r.returncode == 0, (client, r.stderr)
+    warned = {c: _said(r.stderr) for c, r in runs.items()}
+    assert warned["cs"] == warned["py"] and warned["cpp"] == warned["py"], warned
+    assert warned["py"] == "warning: {0}/graph_named.onnx holds a frozen GraphDef, not an ONNX model as its name " \
+                           "says: rename it to {0}/graph_named.pb".format(base["base"]), warned["py"]
+    assert runs["cs"].stdout == runs["py"].stdout == runs["cpp"].stdout
+    # ONNX bytes named .pb, with their manifest: Python runs them in onnxruntime; C# and C++ refuse,
+    # saying what the file holds (not "Invalid GraphDef").
+    onnx = "%s/onnx_named.pb" % base["base"]
+    runs = {c: _run([p, "run", onnx, "--manifest", base["onnx_manifest"], "--input", x]) for c, p in CLIENTS.items()}
+    mismatch = "%s holds an ONNX model, not a frozen GraphDef as its name says" % onnx
+    assert runs["py"].returncode == 0 and _said(runs["py"].stderr) == "warning: %s: rename it to %s/onnx_named.onnx" % (
+        mismatch, base["base"]), runs["py"].stderr
+    assert runs["py"].stdout.startswith("y:0 float32 [2, 2] ")
+    refused = {}
+    for client in ("cs", "cpp"):
+        assert runs[client].returncode == 1, (client, runs[client].stderr)
+        refused[client] = _said(runs[client].stderr).replace("tffreeze-" + client, "PROGRAM")
+    assert refused["cs"] == refused["cpp"], refused
+    assert refused["cs"] == mismatch + ": PROGRAM runs frozen GraphDef .pb files only. Run .onnx and .tflite models " \
+        "with the Python client (`PROGRAM run %s ...`, the same flags), or freeze without --format to get a .pb for " \
+        "PROGRAM [INVALID_ARGUMENT]" % onnx, refused["cs"]
+    # Without the manifest, the bytes decide: the same in Python (it ran the ONNX model, not TensorFlow).
+    plain = _run([PY, "run", onnx, "--input", x, "--output", "y"])
+    assert plain.returncode == 0 and plain.stdout.startswith("y float32 [2, 2] "), plain.stderr
+
+
+# -- M2 (run), M11 and the rough edges of run: one line in every client ---------------------------
+
+RUN_CASES = [
+    ("manifest-of-another-kind", "{base}/graph_named.onnx", ["--manifest", "{onnx_manifest}", "--input", "x={base}/x.npy"],
+     1, "{base}/graph_named.onnx holds a frozen GraphDef but --manifest {onnx_manifest} describes an ONNX model: give "
+        "the manifest written with it [INVALID_ARGUMENT]"),
+    ("input-folder", "{pb}", ["--manifest", "{manifest}", "--input", "x={ck}"], 1,
+     "--input x={ck} is a folder: give an .npy file [INVALID_ARGUMENT]"),
+    ("input-missing", "{pb}", ["--input", "x={base}/nothere.npy", "--output", "y"], 1,
+     "--input x={base}/nothere.npy does not exist [NOT_FOUND]"),
+    ("model-folder", "{base}/outdir", ["--input", "x={base}/x.npy", "--output", "probs"], 1,
+     "MODEL {base}/outdir is a folder: give the frozen .pb file [INVALID_ARGUMENT]"),
+    ("model-missing", "{base}/nothere.pb", ["--input", "x={base}/x.npy", "--output", "y"], 1,
+     "MODEL {base}/nothere.pb does not exist [NOT_FOUND]"),
+    ("not-fed-manifest", "{pb}", ["--manifest", "{manifest}"], 1,
+     "input x:0 is not fed: give --input x=FILE.npy [INVALID_ARGUMENT]"),
+    ("not-fed", "{pb}", ["--output", "y"], 1, "input x:0 is not fed: give --input x=FILE.npy [INVALID_ARGUMENT]"),
+    ("checkpoint-meta", "{ck}/model.ckpt.meta", ["--input", "x={base}/x.npy", "--output", "y"], 1,
+     "{ck}/model.ckpt.meta is a checkpoint's MetaGraphDef (its graph without the variables' values), not a frozen "
+     "graph: freeze the checkpoint first (`PROGRAM freeze {ck}/model.ckpt -o model.pb`) and run the .pb "
+     "[INVALID_ARGUMENT]"),
+    ("input-without-name", "{pb}", ["--input", "{base}/x.npy", "--output", "y"], 2,
+     "--input '{base}/x.npy': write NAME=FILE.npy (NAME: the tensor it feeds, e.g. --input x={base}/x.npy)"),
+]
+
+
+@pytest.mark.parametrize("case", RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_every_client_words_a_run_mistake_alike(base, case):
+    _, model, args, code, expect = case
+    lines = {}
+    for client, program in CLIENTS.items():
+        r = _run([program, "run", model.format(**base)] + [a.format(**base) for a in args])
+        assert r.returncode == code, (client, r.stderr)
+        assert "Traceback" not in r.stderr and "terminate called" not in r.stderr, r.stderr
+        lines[client] = _said(r.stderr)
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"] == expect.format(**base), lines["py"]
+    assert os.listdir(os.path.join(base["base"], "outdir")) == []
+
+
+# -- M8: the two addresses ------------------------------------------------------------------------
+
+def test_each_client_recognises_the_other_address(web_server, base):
+    """`tffreeze serve --port 0 --web-port 0` prints both; each client given the other one says so."""
+    web_host_port = web_server.web_url[len("http://"):]
+    lines = {}
+    for client in ("py", "cpp"):  # gRPC clients: an http:// URL, and the gRPC-Web port as HOST:PORT
+        url = _run([CLIENTS[client], "inspect", base["ck"], "--server", web_server.web_url])
+        port = _run([CLIENTS[client], "inspect", base["ck"], "--server", web_host_port, "--timeout", "30"])
+        assert url.returncode == 1 and port.returncode == 1, (client, url.stderr, port.stderr)
+        lines[client] = (_said(url.stderr).replace("tffreeze-cpp speaks", "tffreeze speaks"), _said(port.stderr))
+    assert lines["cpp"] == lines["py"], lines
+    assert lines["py"][0] == "--server %s: tffreeze speaks gRPC: give HOST:PORT (the server's 'listening on' " \
+        "address), not an http:// URL (that is the gRPC-Web address tffreeze-cs and the page use) " \
+        "[INVALID_ARGUMENT]" % web_server.web_url, lines["py"][0]
+    assert lines["py"][1] == "%s answered with HTTP/1: it looks like the gRPC-Web port; give the 'listening on' " \
+        "port (--server HOST:PORT) [UNAVAILABLE]" % web_host_port, lines["py"][1]
+    for given in (web_server.target, "http://" + web_server.target):  # tffreeze-cs: the gRPC port
+        r = _run([CS, "inspect", base["ck"], "--server", given, "--timeout", "30"])
+        assert r.returncode == 1, r.stderr
+        assert _said(r.stderr) == "http://%s answered with HTTP/2 only: it looks like the gRPC port (the 'listening " \
+            "on' address tffreeze and tffreeze-cpp use); tffreeze-cs needs the gRPC-Web address: give --server " \
+            "http://HOST:WEB_PORT (the 'gRPC-Web on' address of a server started with --web-port) [UNAVAILABLE]" % (
+                web_server.target), r.stderr
+
+
+# -- M10, -o twice, --version ---------------------------------------------------------------------
+
+def test_a_folder_given_to_graph_is_named_a_folder(web_server, base, tmp_path):
+    lines = {}
+    for client, program in CLIENTS.items():
+        server = web_server.web_url if client == "cs" else web_server.target
+        r = _run([program, "freeze", base["ck"], "-o", tmp_path / "a.pb", "--graph", base["ck"], "--server", server])
+        assert r.returncode == 1, (client, r.stderr)
+        lines[client] = _said(r.stderr)
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"] == "--graph: %s is a folder: --graph takes a file (a GraphDef or MetaGraphDef) " \
+                          "(GRAPH_INVALID) [INVALID_ARGUMENT]" % base["ck"], lines["py"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_o_and_output_file_together_are_a_usage_error(base, tmp_path):
+    for client, program in CLIENTS.items():
+        r = _run([program, "freeze", base["ck"], "-o", tmp_path / "a.pb", "--output-file", tmp_path / "b.pb",
+                  "--server", "http://127.0.0.1:1" if client == "cs" else "127.0.0.1:1"])
+        assert r.returncode == 2, (client, r.stderr)
+        assert _said(r.stderr) == "freeze writes one graph: give -o/--output-file once", (client, r.stderr)
+    assert os.listdir(tmp_path) == []
+
+
+def test_every_client_prints_the_one_version():
+    from tffreeze import __version__
+
+    for client, program in CLIENTS.items():
+        r = _run([program, "--version"], timeout=60)
+        assert r.returncode == 0, (client, r.stderr)
+        assert r.stdout.strip() == "%s %s" % (os.path.basename(program), __version__), r.stdout
