@@ -26,7 +26,7 @@ PY37   ?= $(shell pyenv prefix 3.7.16 2>/dev/null)/bin/python3.7
 
 
 .PHONY: web chromium node
-.PHONY: setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-formats bench-breadth bench-real bench-load csharp mono sandbox tf115 tf23 cpp cpp-deps bench-clients clean
+.PHONY: libcorpus-env setup setup-dev gen docs lint-proto serve demo test test-unit bench bench-formats bench-breadth bench-real bench-load csharp mono sandbox tf115 tf23 cpp cpp-deps bench-clients clean
 
 # The web page (`make web`) too: `tffreeze serve --web-port` and the local server serve it.
 setup: $(STAMP) $(STUBS) web
@@ -110,7 +110,7 @@ serve: setup sandbox web
 demo: setup sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./examples/demo.sh
 
-test: setup setup-dev sandbox lint-proto csharp tf115 tf23 cpp web chromium
+test: setup setup-dev sandbox lint-proto csharp tf115 tf23 cpp web chromium libcorpus-env
 	$(BIN)/python -m pytest -q tests
 
 test-unit: setup setup-dev
@@ -128,8 +128,9 @@ bench-breadth: setup setup-dev
 # Real architectures (tests/corpus.py): freeze_graph vs tffreeze auto/named/optimize,
 # and the optimize option's cost on a ResNet-50; then generated training graphs with known
 # answers (tests/generator.py, 500 per half): right/refused/wrong per half, what makes them wrong.
-bench-real: setup setup-dev
+bench-real: setup setup-dev libcorpus-env
 	$(BIN)/python bench/real_models.py
+	$(BIN)/python bench/library_models.py
 	$(BIN)/python bench/generator.py
 
 # What --format onnx / tflite costs beside the plain freeze (conversion + the check in its runtime).
@@ -244,6 +245,26 @@ tf23:
 	echo "make tf23: installing tensorflow-cpu==2.3.1 into $(TF23) (Python 3.8)"; \
 	rm -rf $(TF23) && $(PY38) -m venv $(TF23) && $(TF23)/bin/pip install -q --disable-pip-version-check \
 	    tensorflow-cpu==2.3.1 'protobuf<3.21' 'numpy<1.19'
+
+# The library corpus (tests/libcorpus.py, issue 33): models built by others' libraries from PyPI.
+# .venv-libcorpus: the libraries of requirements-libcorpus.txt, over the TensorFlow 2.21, tf-keras
+# and tf-slim of .venv (a .pth file: nothing is installed into .venv, nothing downloaded twice);
+# TF1-only libraries (requirements-libcorpus-tf1.txt) in a folder run by the TF 1.15 venv of `make tf115`.
+LIBC       := .venv-libcorpus
+LIBC_STAMP := $(LIBC)/.libcorpus-setup
+LIBC_TF1   := .venv-libcorpus-tf1
+libcorpus-env: $(LIBC_STAMP) $(LIBC_TF1)/.libcorpus-setup
+$(LIBC_STAMP): requirements-libcorpus.txt $(DEV_STAMP)
+	rm -rf $(LIBC) && $$($(BIN)/python -c 'import sys; print(sys._base_executable)') -m venv $(LIBC)
+	$(BIN)/python -c 'import site; print(site.getsitepackages()[0])' > \
+	    $$($(LIBC)/bin/python -c 'import site; print(site.getsitepackages()[0])')/tffreeze-venv.pth
+	$(LIBC)/bin/python -m pip install -q --disable-pip-version-check -r requirements-libcorpus.txt
+	$(LIBC)/bin/python -m pip install -q --disable-pip-version-check --no-deps keras-tcn==3.5.7
+	touch $@
+$(LIBC_TF1)/.libcorpus-setup: requirements-libcorpus-tf1.txt | tf115
+	@if [ ! -x "$(TF115)/bin/python" ]; then echo "libcorpus-env: no $(TF115); the TF1 library models will skip"; exit 0; fi; \
+	rm -rf $(LIBC_TF1) && $(TF115)/bin/pip install -q --disable-pip-version-check --no-deps --target $(LIBC_TF1) \
+	    -r requirements-libcorpus-tf1.txt && touch $@
 
 clean:
 	rm -rf $(GEN) build $(DATA) demo-out .pytest_cache $(CS_BIN) client_csharp/obj client_cpp/build client_cpp/bin
