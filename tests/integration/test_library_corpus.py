@@ -1,0 +1,129 @@
+"""The library corpus (tests/libcorpus.py, issue 33): models that model libraries others
+wrote built (keras-bert, keras-transformer, deepctr, efficientnet, segmentation-models,
+image-classifiers, spektral, tensorflow-recommenders, keras-tcn, tf-slim in TF 2.21;
+bert-tensorflow and tflearn in TF 1.15), frozen by the real server through the Python
+client. Asserted: every model builds; no freeze crashes (INTERNAL, GRAPH_UNSUPPORTED);
+given the outputs, every frozen graph runs and equals the checkpoint's values (1e-5);
+without names, never a wrong answer with exit 0 (right, or a refusal listing the right
+outputs). What fails today is in OPEN, as strict xfails that flip when fixed.
+
+Needs `make libcorpus-env` (a prerequisite of `make test`); the TF1 models also `make
+tf115`. Without them these tests skip, saying so, unless TFFREEZE_REQUIRE_LIBCORPUS=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+import libcorpus
+
+# (check, model) -> diagnosis: cases that fail today. Strict: each flips to a failure once fixed.
+_LOGITS = ("the Keras loss reads the pre-activation tensor, not the model's output: tf_keras' "
+           "crossentropy with from_logits=False takes output.op.inputs[0] when the output is a %s op, so the "
+           "resolver adds that tensor (%s) as a second head beside model.outputs (%s)")
+_SINKS = ("the library leaves tensors that nothing reads (%s) beside the head the training loss reads (%s); "
+          "the resolver returns the unread sinks, exit 0, instead of the head")
+_DEEPCTR = _SINKS % ("deepctr builds a linear-part embedding lookup per sparse feature that no layer uses: "
+                     "linearsparse_emb_C*/embedding_lookup/Identity, and spare placeholders C1, C1_2, ...",
+                     "prediction_layer/Reshape, read by the loss, the metrics and predict/group_deps")
+_TFLEARN = ("tflearn's %s is a v1 tf.cond on its training-mode variable (is_training); converting the graph "
+            "fails: FAILED_PRECONDITION GRAPH_UNSUPPORTED \"`index` 1 is out of range for node(%s).attr(T), "
+            "which has 1 elements\" (the engine's safety net: a crash). freeze_graph fails earlier on the same "
+            "checkpoint (tflearn's collections name an op 'Adam' that the meta graph lacks)")
+OPEN = {
+    ("auto", "keras_bert_pretrain"): _LOGITS % ("Softmax", "NSP/BiasAdd:0", "MLM/add:0, NSP/Softmax:0"),
+    ("auto", "keras_transformer"): _LOGITS % ("Softmax", "Decoder-Output/BiasAdd:0", "Decoder-Output/Softmax:0"),
+    ("auto", "sm_linknet_mobilenetv2"): _LOGITS % ("Sigmoid", "conv2d/BiasAdd:0", "sigmoid/Sigmoid:0"),
+    ("auto", "image_classifiers_resnet18"): _LOGITS % ("Softmax", "fc1/BiasAdd:0", "softmax/Softmax:0"),
+    ("auto", "keras_bert_classifier"): _SINKS % (
+        "keras_bert.get_model(training=True)'s pretraining heads MLM/add and NSP/Softmax, which the fine-tuned "
+        "model does not use", "label/Softmax"),
+    ("auto", "deepctr_deepfm"): _DEEPCTR,
+    ("auto", "deepctr_xdeepfm"): _DEEPCTR,
+    ("auto", "deepctr_dcn"): _DEEPCTR,
+    ("auto", "deepctr_autoint"): _DEEPCTR,
+    ("auto", "bert_classifier"): (
+        "a predict-mode graph (no optimizer in it; trained in another graph) where run_classifier.create_model "
+        "still computes the loss from a label_ids placeholder: the resolver returns loss/Mean:0 beside "
+        "loss/Softmax:0 and takes label_ids as an input, exit 0; PREDICT serves only the probabilities"),
+    ("auto", "tflearn_convnet"): _TFLEARN % ("dropout", "DropoutSwitch"),
+    ("named", "tflearn_convnet"): _TFLEARN % ("dropout", "DropoutSwitch"),
+    ("auto", "tflearn_lstm"): _TFLEARN % ("lstm dropout", "LSTMSwitch"),
+    ("named", "tflearn_lstm"): _TFLEARN % ("lstm dropout", "LSTMSwitch"),
+}
+# OPEN cases that crash today (not a named refusal or a wrong value): the no-crash test xfails them too.
+CRASHING = {"tflearn_convnet", "tflearn_lstm"}
+
+REQUIRE = os.environ.get("TFFREEZE_REQUIRE_LIBCORPUS") == "1"
+
+
+def _params(check):
+    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=OPEN[(check, name)]))
+            if (check, name) in OPEN else name for name in libcorpus.MODELS]
+
+
+@pytest.fixture(scope="module")
+def library_models():
+    envs = libcorpus.available_envs()
+    names = [n for n in libcorpus.MODELS if libcorpus.MODELS[n][0] in envs]
+    started = time.time()
+    built = libcorpus.build_all(libcorpus.default_root(), names)
+    sys.stderr.write("library corpus ready in %.1f s\n" % (time.time() - started))
+    return built
+
+
+@pytest.fixture()
+def model(library_models, request):
+    name = request.node.callspec.params["name"]
+    if name not in library_models:
+        env = libcorpus.MODELS[name][0]
+        why = "%s: environment %s missing (make libcorpus-env%s)" % (name, env, " and make tf115" if env == "tf1"
+                                                                       else "")
+        if REQUIRE:
+            pytest.fail(why)
+        pytest.skip(why)
+    info = library_models[name]
+    assert "error" not in info, "%s did not build:\n%s" % (name, info["error"])
+    return info
+
+
+@pytest.fixture(scope="module")
+def lib_client(server):
+    from tffreeze import FreezeClient
+    with FreezeClient(server.target, timeout=300) as c:
+        yield c
+
+
+@pytest.mark.parametrize("name", _params("named"))
+def test_named_outputs_freeze_run_and_match(lib_client, model, tmp_path, name):
+    verdict, detail = libcorpus.grade_with_names(lib_client, model, str(tmp_path / "m.pb"))
+    assert verdict == "match", "%s: %s" % (verdict, detail)
+
+
+_AUTO = {}  # name -> the verdict without names, graded once for both tests below
+
+
+def _auto(client, info, tmp_path, name):
+    if name not in _AUTO:
+        _AUTO[name] = libcorpus.grade_without_names(client, info, str(tmp_path / "m.pb"))
+    return _AUTO[name]
+
+
+@pytest.mark.parametrize("name", _params("auto"))
+def test_without_names_right_or_a_refusal_listing_them(lib_client, model, tmp_path, name):
+    verdict, detail = _auto(lib_client, model, tmp_path, name)
+    assert verdict in ("right", "helpful refusal"), "%s: %s" % (verdict, detail)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=OPEN[("auto", n)])) if n in CRASHING else n
+    for n in sorted(n for c, n in OPEN if c == "auto")])
+def test_open_cases_do_not_crash(lib_client, model, tmp_path, name):
+    """The OPEN cases without names fail today, but by a wrong answer or a named refusal,
+    never a crash (INTERNAL, GRAPH_UNSUPPORTED), except those in CRASHING."""
+    verdict, detail = _auto(lib_client, model, tmp_path, name)
+    assert verdict != "crash", detail
