@@ -131,7 +131,7 @@ bench-breadth: setup setup-dev
 bench-real: setup setup-dev libcorpus-env
 	$(BIN)/python bench/real_models.py
 	$(BIN)/python bench/library_models.py
-	$(BIN)/python bench/generator.py
+	$(BIN)/python bench/generated_graphs.py
 
 # What --format onnx / tflite costs beside the plain freeze (conversion + the check in its runtime).
 bench-formats: setup setup-dev sandbox

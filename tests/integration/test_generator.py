@@ -4,7 +4,7 @@ the Python client, graded right / refused with the right candidates / refused
 otherwise / wrong / crash, per half (tune and held-out, see the generator's split).
 
 A fixed sample of each half runs here (``SAMPLE`` combinations per half, seed 33);
-`make bench-real` runs the full size (bench/generator.py). The assertions are
+`make bench-real` runs the full size (bench/generated_graphs.py). The assertions are
 ratchets at the numbers measured when they were set: no crash at all, no more wrong
 answers and no fewer right ones than then, per half. Better numbers pass: then raise
 the floors (and lower the ceilings) to the new measurement. The table prints on every

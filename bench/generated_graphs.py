@@ -15,7 +15,7 @@ workers) and the Python client, grades it and prints:
   * a single-part sweep: each half's baseline (every kind's first variant of that
     half) and the baseline with one part changed -- the minimal examples.
 
-usage: python bench/generator.py [--per-half N] [--seed S] [--json OUT] | --report JSON
+usage: python bench/generated_graphs.py [--per-half N] [--seed S] [--json OUT] | --report JSON
 """
 
 from __future__ import annotations
