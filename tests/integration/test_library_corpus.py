@@ -30,10 +30,6 @@ _SINKS = ("the library leaves tensors that nothing reads (%s) beside the head th
 _DEEPCTR = _SINKS % ("deepctr builds a linear-part embedding lookup per sparse feature that no layer uses: "
                      "linearsparse_emb_C*/embedding_lookup/Identity, and spare placeholders C1, C1_2, ...",
                      "prediction_layer/Reshape, read by the loss, the metrics and predict/group_deps")
-_TFLEARN = ("tflearn's %s is a v1 tf.cond on its training-mode variable (is_training); converting the graph "
-            "fails: FAILED_PRECONDITION GRAPH_UNSUPPORTED \"`index` 1 is out of range for node(%s).attr(T), "
-            "which has 1 elements\" (the engine's safety net: a crash). freeze_graph fails earlier on the same "
-            "checkpoint (tflearn's collections name an op 'Adam' that the meta graph lacks)")
 OPEN = {
     ("auto", "keras_bert_pretrain"): _LOGITS % ("Softmax", "NSP/BiasAdd:0", "MLM/add:0, NSP/Softmax:0"),
     ("auto", "keras_transformer"): _LOGITS % ("Softmax", "Decoder-Output/BiasAdd:0", "Decoder-Output/Softmax:0"),
@@ -50,13 +46,9 @@ OPEN = {
         "a predict-mode graph (no optimizer in it; trained in another graph) where run_classifier.create_model "
         "still computes the loss from a label_ids placeholder: the resolver returns loss/Mean:0 beside "
         "loss/Softmax:0 and takes label_ids as an input, exit 0; PREDICT serves only the probabilities"),
-    ("auto", "tflearn_convnet"): _TFLEARN % ("dropout", "DropoutSwitch"),
-    ("named", "tflearn_convnet"): _TFLEARN % ("dropout", "DropoutSwitch"),
-    ("auto", "tflearn_lstm"): _TFLEARN % ("lstm dropout", "LSTMSwitch"),
-    ("named", "tflearn_lstm"): _TFLEARN % ("lstm dropout", "LSTMSwitch"),
 }
 # OPEN cases that crash today (not a named refusal or a wrong value): the no-crash test xfails them too.
-CRASHING = {"tflearn_convnet", "tflearn_lstm"}
+CRASHING: set = set()  # none today: tflearn's training-mode variable was one (fixed, see rewrite.py)
 
 REQUIRE = os.environ.get("TFFREEZE_REQUIRE_LIBCORPUS") == "1"
 

@@ -426,6 +426,15 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
                 entries)
             warnings += value_warnings
             result.ema_variables.extend(ema_used)
+        for sw in switches.variable_switches(graph_def):  # a training mode kept in a variable
+            if sw.name in values and isinstance(values[sw.name][0], np.ndarray):
+                saved = bool(np.asarray(values[sw.name][0]).reshape(-1)[0]) if values[sw.name][0].size else None
+                values[sw.name] = (np.asarray(sw.inference_value, dtype=bool).reshape(values[sw.name][0].shape),
+                                   values[sw.name][1])
+                if saved != sw.inference_value:
+                    warnings.append("%s is a training switch kept in a variable, saved %s (mid-training): frozen at "
+                                    "its inference value %s" % (sw.name, json.dumps(saved),
+                                                                json.dumps(sw.inference_value)))
         rewrite.check_size(values, graph_def, spec.limits.max_graph_bytes)
         progress(freeze_pb2.STAGE_CONVERTING, "turning %d variable(s) into constants" % len(values), 0.65)
         splices: Dict[str, splice.Splice] = {}  # Consts whose bytes stay in the data file until written

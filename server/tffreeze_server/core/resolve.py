@@ -183,12 +183,34 @@ def _names_outputs(key: str, size: int) -> bool:
     return bool(_OUTPUT_COLLECTION.search(key)) or size <= _SMALL_COLLECTION
 
 
+def _ends(values, by_name) -> list:
+    """The entries no other entry is computed from. In a listing of layers along the network
+    (tflearn's ``activations``) that is the last layer; results side by side are all ends."""
+    nodes = {node_of(v) for v in values if node_of(v) in by_name}
+    inner = set()
+    for name in nodes:
+        seen, stack = set(), [node_of(i) for i in by_name[name].input]
+        while stack:
+            up = stack.pop()
+            if up in seen or up not in by_name:
+                continue
+            seen.add(up)
+            if up in nodes:
+                inner.add(up)
+            stack.extend(node_of(i) for i in by_name[up].input)
+    return [v for v in values if node_of(v) not in inner]
+
+
 def _collection_entries(meta, by_name):
-    """(collection, value, node, is_input) for the user collections that name outputs or inputs."""
+    """(collection, value, node, is_input) for the user collections that name outputs or inputs.
+    A collection taken by its size alone (its name says neither) gives its ends: one whose
+    entries follow each other lists layers, and the last is the network's output."""
     for key in user_collections(meta):
         values = meta.collection_def[key].node_list.value
         if not _INPUT_COLLECTION.search(key) and not _names_outputs(key, len(values)):
             continue
+        if not _INPUT_COLLECTION.search(key) and not _OUTPUT_COLLECTION.search(key) and len(values) > 1:
+            values = _ends(values, by_name)
         for value in values:
             node = by_name.get(node_of(value))
             if node is not None:
@@ -206,8 +228,11 @@ def _collection_outputs(args, board: Board) -> List[Evidence]:
 
 def _from_collections(meta, by_name, training) -> Optional[Resolution]:
     outs = _collection_outputs((meta, by_name, training), Board())
-    ins = [(tensor_name(value), "collection %r" % key) for key, value, _, is_input in _collection_entries(meta, by_name)
-           if is_input]
+    ins, seen = [], set()
+    for key, value, _, is_input in _collection_entries(meta, by_name):
+        if is_input and tensor_name(value) not in seen:  # one input listed by two collections is one input
+            seen.add(tensor_name(value))
+            ins.append((tensor_name(value), "collection %r" % key))
     if not outs:
         return None
     return Resolution.of(outs, ins or None)

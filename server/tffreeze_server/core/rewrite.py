@@ -98,6 +98,51 @@ def _spliceable(array: np.ndarray, dtype_enum: int) -> bool:
     return array.nbytes >= LARGE_BYTES and content_dtype(dtype_enum)
 
 
+def _predicates_as_constants(graph_def, values):
+    """A v1 cond's predicate read from a variable (tflearn's ``is_training`` variable) becomes a
+    Const of the variable's value first: TensorFlow's converter follows a variable only into a
+    Switch's data input and fails on its predicate ("index 1 is out of range")."""
+    by_name = {n.name: n for n in graph_def.node}
+
+    def variable_of(tensor: str) -> Optional[str]:
+        name = tensor.split(":")[0].lstrip("^")
+        for _ in range(8):  # through reads and identities
+            node = by_name.get(name)
+            if node is None:
+                return None
+            if name in values:
+                return name
+            if node.op not in ("Identity", "ReadVariableOp") or not node.input:
+                return None
+            name = node.input[0].split(":")[0]
+        return None
+
+    swaps = {}
+    for node in graph_def.node:
+        if node.op in ("Switch", "RefSwitch") and len(node.input) > 1:
+            var = variable_of(node.input[1])
+            if var is not None and isinstance(values[var][0], np.ndarray) and values[var][0].size == 1:
+                swaps[node.name] = var
+    if not swaps:
+        return graph_def
+    out = type(graph_def)()
+    out.CopyFrom(graph_def)
+    made = set()
+    for node in out.node:
+        var = swaps.get(node.name)
+        if var is None:
+            continue
+        const = "%s/predicate_value" % var
+        if const not in made and const not in by_name:
+            array, enum = values[var]
+            c = out.node.add(name=const, op="Const")
+            c.attr["dtype"].type = enum
+            c.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(array.reshape(()), dtype=enum))
+            made.add(const)
+        node.input[1] = const
+    return out
+
+
 def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]], splices: Optional[dict] = None):
     """Variables become Consts. Large values are not handed to TensorFlow's converter
     (which copies them through make_tensor_proto): it gets a scalar stand-in, and
@@ -105,6 +150,7 @@ def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]], splices: 
     make_tensor_proto would build (little-endian tensor_content). A value still in
     the checkpoint's data file (``values.Stored``) gets dtype and shape only; its
     bytes are spliced in when the graph is written: it is added to ``splices``."""
+    graph_def = _predicates_as_constants(graph_def, values)
     big = {name: (array, enum) for name, (array, enum) in values.items()
            if hasattr(array, "splice") or _spliceable(array, enum)}
     feed = {name: ((np.zeros((), array.dtype), enum) if name in big else (array, enum))

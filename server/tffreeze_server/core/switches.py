@@ -23,7 +23,7 @@ from tensorflow.python.framework import tensor_util
 
 from .errors import InvalidArgument
 from .graph import consumers, node_of, nodes_by_name
-from .oproles import MERGE_OPS, PLACEHOLDER_OPS, SWITCH_OPS
+from .oproles import MERGE_OPS, PLACEHOLDER_OPS, SWITCH_OPS, VARIABLE_OPS
 
 _FALSE_SWITCH = re.compile(r"^(is_?training|training|is_?train|train_?phase|phase_?train|phase|"
                            r"keras_learning_phase|learning_phase|train_?mode|is_?train_?mode)$", re.I)
@@ -46,6 +46,18 @@ def _scalar_or_unknown(node) -> bool:
         return True
     shape = node.attr["shape"].shape
     return shape.unknown_rank or len(shape.dim) == 0
+
+
+def variable_switches(graph_def) -> List[Switch]:
+    """Scalar bool variables named as a training switch (tflearn keeps its training mode in
+    ``is_training``, a variable its fit sets True): the same switch as a placeholder's, so
+    their value in a frozen graph is the inference value, not the one saved mid-training."""
+    out = []
+    for node in graph_def.node:
+        if node.op in VARIABLE_OPS and node.attr["dtype"].type == tf.bool.as_datatype_enum \
+                and _scalar_or_unknown(node) and _FALSE_SWITCH.match(node.name.split("/")[-1]):
+            out.append(Switch(node.name, node.attr["dtype"].type, False))
+    return out
 
 
 def find_switches(graph_def) -> List[Switch]:
