@@ -348,6 +348,25 @@ class Folder:
             pass
 
 
+def make_parents(path: str) -> None:
+    """The missing folders above ``path``, made by this user with mode 0755 whatever the umask
+    (umask 002, usual with a group per user, would make them group-writable, which the trust
+    rules then refuse)."""
+    missing = []
+    folder = os.path.dirname(path)
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o755)  # (the umask only takes bits away: never group- or other-writable)
+        except FileExistsError:
+            pass
+
+
 def own_folder(path: str, rules: Rules = CACHE, make: bool = False) -> Folder:
     """``path`` checked by ``rules`` (the folders above it, then it) and held open; made first
     (mode 0700; missing folders above it too) when ``make``. FileNotFoundError when it is
@@ -355,7 +374,7 @@ def own_folder(path: str, rules: Rules = CACHE, make: bool = False) -> Folder:
     path = os.path.abspath(path)
     if make:
         if check_parents(path, rules.label, rules.fix) is None:  # what is missing is made by this user
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            make_parents(path)
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
@@ -368,7 +387,7 @@ def private_folder(path: str) -> str:
     rules 1 to 3. UntrustedFolder when it, or a folder above it, could be another user's."""
     path = os.path.abspath(path)
     if check_parents(path) is None:  # what is missing is made by this user
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_parents(path)
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:

@@ -410,7 +410,13 @@ int OpenOwnFolder(const std::string& path, const Rules& rules, bool make) {
   bool above = CheckParents(folder, rules.label, rules.fix);
   if (make) {
     std::error_code ec;
-    if (!above) fs::create_directories(Parent(folder), ec);  // what is missing is made by this user
+    if (!above) {  // what is missing is made by this user, 0755 whatever the umask (002 would make it
+                   // group-writable, which the rules then refuse)
+      std::vector<std::string> missing;
+      for (std::string up = Parent(folder); !up.empty() && up != "/" && !fs::is_directory(up, ec); up = Parent(up))
+        missing.push_back(up);
+      for (auto it = missing.rbegin(); it != missing.rend(); ++it) mkdir(it->c_str(), 0755);
+    }
     if (mkdir(folder.c_str(), 0700) != 0 && errno != EEXIST) return -1;
     if (!above) above = CheckParents(folder, rules.label, rules.fix);
   }

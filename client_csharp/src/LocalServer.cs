@@ -358,9 +358,13 @@ namespace TfFreeze
             bool above = CheckParents(folder, rules.Label, rules.Fix);
             if (make)
             {
-                try { if (!above) Directory.CreateDirectory(Parent(folder)); }  // what is missing is made by this user
-                catch (IOException) { return -1; }
-                catch (UnauthorizedAccessException) { return -1; }
+                if (!above)  // what is missing is made by this user, 0755 whatever the umask (002 would
+                {            // make it group-writable, which the rules then refuse)
+                    var missing = new List<string>();
+                    for (var up = Parent(folder); up != "" && up != "/" && !Directory.Exists(up); up = Parent(up))
+                        missing.Add(up);
+                    for (int i = missing.Count - 1; i >= 0; i--) mkdir(missing[i], 0x1ed /* 0755 */);
+                }
                 if (mkdir(folder, 0x1c0 /* 0700 */) != 0 && Marshal.GetLastWin32Error() != 17 /* EEXIST */) return -1;
                 if (!above) above = CheckParents(folder, rules.Label, rules.Fix);
             }

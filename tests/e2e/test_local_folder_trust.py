@@ -362,3 +362,20 @@ def test_socket_folder_prefers_a_private_xdg_runtime_dir(tmp_path, monkeypatch, 
     assert os.path.dirname(os.path.dirname(path)) == "/tmp"
     os.rmdir(os.path.dirname(path))
     assert localserver.socket_path(str(tmp_path), 7) == str(tmp_path / "grpc-7.sock")  # short: in the folder
+
+
+@pytest.mark.parametrize("client", ["py", "cs", "cpp"])
+def test_folders_a_client_makes_pass_its_own_check_under_umask_002(ckpt, tmp_path, client):
+    """The third new-user trial: under umask 002 (usual with a group per user) the first call
+    made ~/.cache/tffreeze group-writable (0775) and then refused it as "another user could
+    change". The folders a client makes are 0755 at most whatever the umask; the call works."""
+    cache = tmp_path / "home" / ".cache" / "tffreeze"
+    env = _victim_env(str(cache))
+    argv = {"py": [PY], "cs": [CS], "cpp": [CPP]}[client] + ["inspect", ckpt.directory]
+    try:
+        out = _run(argv, env, preexec_fn=lambda: os.umask(0o002))
+        assert out.returncode == 0, out.stderr
+        for folder in (tmp_path / "home", tmp_path / "home" / ".cache", cache):
+            assert os.stat(folder).st_mode & 0o022 == 0, (folder, oct(os.stat(folder).st_mode))
+    finally:
+        _run([PY, "local-server", "stop"], env)
