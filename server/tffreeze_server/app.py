@@ -431,7 +431,11 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
     if settings.local_dir:
         localmode.announce(settings, srv)
     try:
-        stop.wait()
+        # Waken each second: a SIGTERM the kernel hands to another thread only marks the handler as
+        # due, and the main thread runs it when it next runs Python code (a wait without timeout could
+        # sleep through it: seen as a server that ignored SIGTERM for 60 s under load).
+        while not stop.wait(1.0):
+            pass
     finally:
         if settings.local_dir:
             localmode.withdraw(settings)
