@@ -735,6 +735,9 @@ def build_all(root: str = None, names=None, workers: int = 2) -> dict:
         tmp = out + ".building"
         subprocess.run(["rm", "-rf", tmp, out], check=True)
         env = dict(os.environ)
+        # importing TensorFlow 2 sets TF2_BEHAVIOR=1 in its process's environment; inherited, it
+        # would turn TF 1.15 into TF 2 behaviour (BERT's shape[-1].value fails)
+        env.pop("TF2_BEHAVIOR", None)
         if path:
             env["PYTHONPATH"] = path
         proc = subprocess.run([python, os.path.abspath(__file__), name, tmp], capture_output=True, text=True,
