@@ -74,6 +74,15 @@ CASES = [
     ("inputs-case", "freeze", "several", ["--inputs", "X"], 1, "--inputs: 'X' is not in the graph; did you mean 'x'?"),
     ("inputs-none-close", "freeze", "several", ["--inputs", "zzz"], 1,
      "--inputs: 'zzz' is not in the graph; its placeholders: x. Inspect"),
+    # The third trial: --inputs and --bind mistakes named as typed.
+    ("inputs-not-read", "freeze", "train", ["--inputs", "labels"], 0,
+     "warning: input labels:0 is not used by the outputs (or was bound); it is not in the frozen graph"),
+    ("bind-an-input", "freeze", "train", ["--bind", "x=1"], 1, "--bind: x is an input of shape [-1, 6, 6, 2], not a "
+     "switch: bind takes scalar switches (a training flag, a rate); feed x when the frozen graph runs"),
+    ("bind-training-value", "freeze", "train", ["--bind", "keep_prob=0.5"], 0, "warning: --bind keep_prob=0.5: its "
+     "inference value is 1.0; the frozen graph computes what the model does in training"),
+    ("inputs-a-variable", "freeze", "several", ["--inputs", "w"], 1, "--inputs: 'w' is a variable: its value comes "
+     "from the checkpoint. Name the tensor that reads it, or a placeholder (INVALID_OPTION)"),
     ("saved-model-v2-variables", "freeze", "savedvars2", [], 1, "{savedvars2} holds a checkpoint named "
      "'variables' and no graph, as the variables/ folder inside a SavedModel does: give the SavedModel's folder"),
     ("saved-model-variables", "freeze", "savedvars", [], 1, "{savedvars} holds a checkpoint named 'variables' and "

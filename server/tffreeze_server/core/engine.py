@@ -302,12 +302,19 @@ def _bind(r: Resolved, spec: FreezeSpec, result: freeze_pb2.FreezeResult):
     if r.loaded.kind == freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2:
         return graph_def, []
     binds = dict(spec.bind)
+    present = {n.name for n in graph_def.node}
     for t, reason in (r.res.inputs or []):
-        if reason == EXPLICIT_INPUT:
+        if reason == EXPLICIT_INPUT and node_of(t) in present:  # (one the outputs do not read: a warning later)
             binds.setdefault(node_of(t), None)  # an explicit input is never bound by default
+    inference = {sw.name: sw.inference_value for sw in switches.find_switches(graph_def)}
     graph_def = type(graph_def)()
     graph_def.CopyFrom(r.pruned)
     bindings = switches.bind(graph_def, binds)
+    for name, value in spec.bind.items():  # a training switch bound to another value than inference's
+        if value is not None and inference.get(name) is not None and value != inference[name]:
+            result.warnings.append("options.bind %s=%s: its inference value is %s; the frozen graph computes what the "
+                                   "model does in training (dropout, batch statistics) wherever the switch decides"
+                                   % (name, json.dumps(value), json.dumps(inference[name])))
     for b in bindings:
         msg = result.bindings.add(name=b["name"], reason=b["reason"])
         _to_value(msg.value, b["value"])

@@ -7,7 +7,7 @@ import re
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import InvalidArgument
-from .oproles import PLACEHOLDER_OPS
+from .oproles import PLACEHOLDER_OPS, VARIABLE_OPS
 
 # A value this large is not copied around: spliced from the data file, stood in by a
 # placeholder in the graphs TensorFlow imports for checks and folding.
@@ -181,5 +181,9 @@ def resolve_names(names: List[str], graph_def, what: str) -> List[str]:
                                   "inputs and outputs." % (what, raw, hint + (" " if hint else ".")),
                                   "ERROR_REASON_NAME_NOT_IN_GRAPH", field="options." + what, name=raw,
                                   suggestions=",".join(close))
+        if what == "inputs" and by_name[node].op in VARIABLE_OPS:  # (fed, it would be a resource handle)
+            raise InvalidArgument("%s: %r is a variable: its value comes from the checkpoint. Name the tensor "
+                                  "that reads it, or a placeholder" % (what, raw), "ERROR_REASON_INVALID_OPTION",
+                                  field="options." + what, name=raw)
         out.append("%s:%d" % (node, index))
     return out

@@ -107,6 +107,13 @@ def bind(graph_def, binds: Dict[str, Union[bool, float, None]]) -> List[dict]:
     by_name = nodes_by_name(graph_def)
     switch_names = [s.name for s in find_switches(graph_def)]
     for name in binds:
+        node = by_name.get(name)
+        if node is not None and node.op in PLACEHOLDER_OPS and binds[name] is not None and not _scalar_or_unknown(node):
+            dims = [d.size for d in node.attr["shape"].shape.dim]
+            raise InvalidArgument("bind: %s is an input of shape %s, not a switch: bind takes scalar switches (a "
+                                  "training flag, a rate); feed %s when the frozen graph runs"
+                                  % (name, dims, name), "ERROR_REASON_INVALID_OPTION", field="options.bind",
+                                  name=name)
         if name not in by_name or by_name[name].op not in PLACEHOLDER_OPS:
             what = "is not among the nodes the outputs need" if name not in by_name else \
                 "is a %s, not a placeholder" % by_name[name].op
