@@ -168,3 +168,12 @@ def test_a_missing_shard_suggests_the_newest_complete_step():
     with pytest.raises(layout.SelectionError) as err:  # a step asked for is not second-guessed
         layout.select(files, None, step=20)
     assert "options.step" not in str(err.value)
+
+
+def test_a_step_asked_of_checkpoints_saved_without_steps_says_what_the_step_shown_is():
+    """Saved without global_step=: a freeze reports the global_step stored inside, but the
+    files carry none, so --step cannot pick them; the refusal says so and what to do."""
+    files = ["checkpoint", "model.ckpt.index", "model.ckpt.data-00000-of-00001", "model.ckpt.meta"]
+    with pytest.raises(layout.SelectionError) as err:
+        layout.select(files, None, step=1000)
+    assert "the checkpoints are not saved by step" in str(err.value) and "Leave options.step out" in str(err.value)

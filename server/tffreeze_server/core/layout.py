@@ -210,7 +210,9 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
         if not matches:
             steps = [str(c.step) for c in ordered if c.step is not None]
             raise SelectionError("NOT_FOUND", _NOT_FOUND, "no checkpoint at global step %d; steps available: %s"
-                                 % (step, listed(steps, 20) or "none (prefixes carry no -STEP suffix)"))
+                                 % (step, listed(steps, 20) or "none: the checkpoints are not saved by step (no "
+                                    "-STEP after their prefix; a step a freeze reports is the global_step saved "
+                                    "inside). Leave options.step out, or give the checkpoint itself"))
         chosen = matches[-1]
         reason = "global step %d requested" % step
     else:
