@@ -479,6 +479,11 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             var server = o.One("--server", Environment.GetEnvironmentVariable("TFFREEZE_WEB_SERVER"));
             if (string.IsNullOrEmpty(server))  // this user's local server: loopback gRPC-Web and its own token
             {
+                var grpc = Environment.GetEnvironmentVariable("TFFREEZE_SERVER");
+                if (!string.IsNullOrEmpty(grpc))  // never a silent switch to another server than the team's
+                    Console.Error.WriteLine("tffreeze-cs: note: $TFFREEZE_SERVER (" + grpc + ") is the gRPC address " +
+                        "tffreeze and tffreeze-cpp use; tffreeze-cs speaks gRPC-Web: set $TFFREEZE_WEB_SERVER=" +
+                        "http://HOST:WEB_PORT (that server's --web-port) to use it. Using your local server.");
                 var local = LocalServer.Find();
                 var own = new FreezeClient(local.Item1) { Token = local.Item2 };
                 SetTimeout(own, o);

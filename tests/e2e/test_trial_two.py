@@ -228,3 +228,20 @@ def test_every_client_prints_the_one_version():
         r = _run([program, "--version"], timeout=60)
         assert r.returncode == 0, (client, r.stderr)
         assert r.stdout.strip() == "%s %s" % (os.path.basename(program), __version__), r.stdout
+
+
+def test_csharp_says_it_does_not_use_the_grpc_servers_variable(tmp_path):
+    """The third trial: with $TFFREEZE_SERVER set (the gRPC clients' server), tffreeze-cs went to
+    the local server without a word. It still can only speak gRPC-Web, and now it says so."""
+    import models as _models
+
+    ckpt = _models.dense(str(tmp_path / "d"), True)
+    env = dict(os.environ, TFFREEZE_SERVER="127.0.0.1:1", TFFREEZE_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("TFFREEZE_WEB_SERVER", None)
+    try:
+        out = subprocess.run([CS, "inspect", ckpt.directory], capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "tffreeze-cs: note: $TFFREEZE_SERVER (127.0.0.1:1) is the gRPC address tffreeze and tffreeze-cpp " \
+               "use; tffreeze-cs speaks gRPC-Web: set $TFFREEZE_WEB_SERVER=http://HOST:WEB_PORT" in out.stderr, out.stderr
+    finally:
+        subprocess.run([PY, "local-server", "stop"], env=env, capture_output=True, timeout=120)
