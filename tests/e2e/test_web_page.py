@@ -138,3 +138,27 @@ def test_only_an_allowed_origin_can_call_the_service(browser, tmp_path):
                 assert stop_server(srv) == 0
     finally:
         static.shutdown()
+
+
+def test_the_page_words_errors_and_warnings_for_its_own_fields(browser, tmp_path):
+    """The third trial: the page showed "options.outputs Relu:0" and "options.ema" as the server
+    words them, kept an EMA checkpoint's warning inside the manifest only, and left its
+    progress at "freeze 45%" after an error."""
+    partial = models.partial_save(str(tmp_path / "partial"))
+    ema = models.ema_model(str(tmp_path / "ema"), True)
+    for out in ("p", "e"):
+        (tmp_path / out).mkdir()
+    srv = _web_server(tmp_path)
+    try:
+        shown = _drive(browser, srv.web_url + "/", partial.directory, ["freeze"], tmp_path / "p")
+        assert shown["freeze"]["state"] == "error", shown
+        error = shown["freeze"]["error"]
+        assert "options." not in error and "SOURCE" not in error, error
+        assert "stopped: see the error below" in shown["freeze"]["progress"], shown["freeze"]["progress"]
+        shown = _drive(browser, srv.web_url + "/", ema.directory, ["freeze"], tmp_path / "e")
+        assert shown["freeze"]["state"] == "done", shown
+        progress = shown["freeze"]["progress"]
+        assert "warning: the checkpoint holds moving averages" in progress, progress
+        assert "--ema (a command-line option; this page has no field for it)" in progress, progress
+    finally:
+        assert stop_server(srv) == 0

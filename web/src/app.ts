@@ -48,7 +48,7 @@ function showError(err: unknown): void {
     const reason = info?.reason?.replace(/^ERROR_REASON_/, "");
     // one line as every client prints it: MESSAGE (REASON) [STATUS]
     const status = Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
-    box.textContent = `${err.rawMessage}${reason ? ` (${reason})` : ""} [${status}]`;
+    box.textContent = `${inPageWords(err.rawMessage)}${reason ? ` (${reason})` : ""} [${status}]`;
     const candidates = (info?.metadata?.candidates || "").split(",").filter(Boolean);
     if (candidates.length) {
       const list = document.createElement("ul");
@@ -63,6 +63,18 @@ function showError(err: unknown): void {
   } else {
     box.textContent = String(err instanceof Error ? err.message : err);
   }
+}
+
+// The server words messages in request terms (options.outputs, SOURCE): say them as this page
+// does, its fields by their labels, the options it has no field for as the command line's flag.
+const PAGE_FIELDS = new Set(["outputs", "inputs", "bind", "step", "optimize", "verify", "target", "format"]);
+function inPageWords(text: string): string {
+  return text
+    .replace(/\boptions\.([a-z_]+)/g, (_m, f: string) =>
+      PAGE_FIELDS.has(f) ? `the "${f}" field` : `--${f.replace(/_/g, "-").replace(/^tags$/, "tag").replace(/^input-shapes$/, "input-shape")} (a command-line option; this page has no field for it)`)
+    .replace(/Pass one of them as SOURCE\.?/g, "Choose one of them instead.")
+    .replace(/pass its folder as SOURCE/g, "choose its folder")
+    .replace(/\bSOURCE\b/g, "the chosen folder");
 }
 
 function clearError(): void {
@@ -236,6 +248,7 @@ async function run(work: () => Promise<void>): Promise<void> {
     await work();
   } catch (err) {
     showError(err);
+    $("progress-text").textContent += " — stopped: see the error below"; // not left at its last percent
   } finally {
     busy = false;
     for (const id of ["inspect", "freeze"]) ($(id) as HTMLButtonElement).disabled = false;
@@ -282,6 +295,8 @@ $("freeze").addEventListener("click", () =>
     offer("download-manifest", manifest, "model.json");
     $("report").textContent = new TextDecoder().decode(manifest);
     progress("freeze", 1, 1, `${result.sha256.slice(0, 12)}, ${result.sizeBytes} bytes`);
+    if (result.warnings.length) // in view, not only inside the manifest below (an EMA checkpoint's, ...)
+      $("progress-text").textContent += ` — warning: ${result.warnings.map(inPageWords).join("; warning: ")}`;
   }),
 );
 
