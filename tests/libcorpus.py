@@ -758,13 +758,10 @@ def build_all(root: str = None, names=None, workers: int = 2) -> dict:
 
 
 def load(out_dir: str) -> dict:
-    with open(os.path.join(out_dir, "corpus.json")) as fh:
-        info = json.load(fh)
-    with np.load(os.path.join(out_dir, "io.npz")) as data:
-        info["feeds"] = {k[3:]: data[k] for k in data.files if k.startswith("in:")}
-        info["expected"] = {k[4:]: data[k] for k in data.files if k.startswith("out:")}
-    info["dir"] = out_dir
-    return info
+    """A built model's folder, read as the hand-written corpus's are (the same layout)."""
+    import corpus
+
+    return corpus.load(out_dir)
 
 
 if __name__ == "__main__":
