@@ -32,6 +32,10 @@ def sources(tmp_path_factory):
     train = models.training_graph(str(base / "train"), True, cf_v1=True)
     nometa = models.without_meta(str(base / "nometa" / "ckpt"), True, as_text=True, rename="dense")
     frozen = str(base / "frozen.pb")
+    models.two_signatures(str(base / "nodefault"))
+    models.edit_saved_model(str(base / "nodefault"), _rename_serving_default)
+    models.saved_model_v1(str(base / "twotags"))
+    models.edit_saved_model(str(base / "twotags"), _add_train_meta_graph)
     from tffreeze import FreezeClient
 
     return {"nested": str(base / "project"), "two": str(base / "two"), "several": several.directory,
@@ -39,7 +43,22 @@ def sources(tmp_path_factory):
             "savedvars": str(base / "saved" / "variables"), "savedvars2": str(base / "saved2" / "variables"),
             "severalprefix": os.path.join(several.directory, "model.ckpt-200"), "train": train.directory,
             "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
-            "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen)}
+            "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen),
+            "nodefault": str(base / "nodefault"), "twotags": str(base / "twotags")}
+
+
+def _rename_serving_default(saved_model):
+    """Two signatures, neither of them serving_default."""
+    signatures = saved_model.meta_graphs[0].signature_def
+    signatures["probs"].CopyFrom(signatures["serving_default"])
+    del signatures["serving_default"]
+
+
+def _add_train_meta_graph(saved_model):
+    """A second MetaGraph, tagged serve and train."""
+    second = saved_model.meta_graphs.add()
+    second.CopyFrom(saved_model.meta_graphs[0])
+    second.meta_info_def.tags.append("train")
 
 
 # (id, command, source, options, exit code, what the Python line says: the rule's rewording)
@@ -91,6 +110,14 @@ CASES = [
     ("graph-with-variables", "freeze", "graph", [], 1, "as {graph} and this file as --graph"),
     ("outputs-note", "freeze", "partial", [], 1,
      "[FAILED_PRECONDITION]\nthe outputs it froze for: y:0 (graph sink: "),
+    # SavedModel signatures and tag sets: named by their flags, with the ones the SavedModel has.
+    ("signature-none-default", "freeze", "nodefault", [], 1, "--signature: the SavedModel has several signatures "
+     "(embed, probs) and none is serving_default; choose one with --signature (e.g. --signature embed) "
+     "(SIGNATURE_NOT_FOUND) [NOT_FOUND]"),
+    ("tag-set-not-there", "freeze", "saved", ["--tag", "train"], 1, "--tag: the SavedModel has no tag set train; "
+     "its tag sets: serve. Name one with --tag (e.g. --tag serve) (SIGNATURE_NOT_FOUND) [NOT_FOUND]"),
+    ("tag-sets-several", "inspect", "twotags", [], 1, "--tag: saved_model.pb holds 2 MetaGraphs (tag sets: serve; "
+     "serve,train); name the one to freeze with --tag (e.g. --tag serve) (SAVED_MODEL_AMBIGUOUS)"),
     # A failure that blames another option names that option's fix, not other outputs.
     ("no-outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
      "--bind: nope is not among the nodes the outputs need; switches the outputs depend on: none (NAME_NOT_IN_GRAPH)"),

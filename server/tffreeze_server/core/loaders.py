@@ -142,9 +142,9 @@ def pick_signature(names: List[str], wanted: str, where: str) -> Optional[str]:
         return "serving_default"
     if len(names) == 1:
         return names[0]
-    raise NotFound("the %s has several signatures (%s) and none is serving_default; choose one (signature)"
-                   % (where, ", ".join(names)), "ERROR_REASON_SIGNATURE_NOT_FOUND", field="options.signature",
-                   available=",".join(names))
+    raise NotFound("the %s has several signatures (%s) and none is serving_default; choose one with "
+                   "options.signature (e.g. options.signature %s)" % (where, ", ".join(names), names[0]),
+                   "ERROR_REASON_SIGNATURE_NOT_FOUND", field="options.signature", available=",".join(names))
 
 
 # -- one loader per kind --------------------------------------------------------
@@ -251,6 +251,12 @@ def _read_saved_model(workdir: str, files: List[str], limit: int) -> saved_model
     return sm
 
 
+def _tags_flags(tag_sets: List[List[str]]) -> str:
+    """The options naming a SavedModel's first tag set, as an example ("options.tags serve")."""
+    first = next((t for t in tag_sets if t), [])
+    return " ".join("options.tags %s" % t for t in first) or "options.tags serve"
+
+
 def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_graph: bool,
                      progress=None) -> Loaded:
     """A SavedModel directory: TF1 exports are read as data, TF2 exports loaded."""
@@ -276,9 +282,9 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
             tag_sets=shown)
     if len(sm.meta_graphs) > 1 and not tags:
         raise FailedPrecondition(
-            "%s holds %d MetaGraphs (tag sets: %s); name the one to freeze (tags, e.g. serve)"
-            % (name, len(sm.meta_graphs), shown), "ERROR_REASON_SAVED_MODEL_AMBIGUOUS", field="options.tags",
-            tag_sets=shown)
+            "%s holds %d MetaGraphs (tag sets: %s); name the one to freeze with options.tags (e.g. %s)"
+            % (name, len(sm.meta_graphs), shown, _tags_flags(tag_sets)), "ERROR_REASON_SAVED_MODEL_AMBIGUOUS",
+            field="options.tags", tag_sets=shown)
     if tags:
         match = [m for m in sm.meta_graphs if sorted(m.meta_info_def.tags) == tags]
     elif len(sm.meta_graphs) == 1:
@@ -286,9 +292,10 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     else:
         match = [m for m in sm.meta_graphs if sorted(m.meta_info_def.tags) == ["serve"]]
     if not match:
-        raise NotFound("no MetaGraph with tags %s in the SavedModel; tag sets present: %s (choose one in tags)"
-                       % (tags or ["serve"], "; ".join(",".join(t) for t in tag_sets)),
-                       "ERROR_REASON_SIGNATURE_NOT_FOUND", field="options.tags")
+        # (tags is set here: without it, a single MetaGraph matched and several were refused above)
+        raise NotFound("the SavedModel has no tag set %s; its tag sets: %s. Name one with options.tags (e.g. %s)"
+                       % (",".join(tags), shown, _tags_flags(tag_sets)),
+                       "ERROR_REASON_SIGNATURE_NOT_FOUND", field="options.tags", available=shown)
     meta = match[0]
     chosen_tags = sorted(meta.meta_info_def.tags)
     ckpt = freeze_pb2.CheckpointInfo(prefix="variables/variables", meta_graph=name)
