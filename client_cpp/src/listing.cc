@@ -16,10 +16,12 @@
 #include <map>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "sha256.h"
 #include "tffreeze/client.h"
+#include "tffreeze/runner.h"
 #include "trust.h"
 
 namespace fs = std::filesystem;
@@ -244,6 +246,29 @@ Digests& Cache() {
 
 }  // namespace
 
+static std::string MissingSource(const std::string& source) {
+  std::string bare = source;
+  while (!bare.empty() && bare.back() == '/') bare.pop_back();
+  if (bare.empty()) bare = source;
+  auto slash = bare.rfind('/');
+  std::string folder = slash == std::string::npos ? "" : (slash == 0 ? "/" : bare.substr(0, slash));
+  std::string name = slash == std::string::npos ? bare : bare.substr(slash + 1);
+  static const std::regex checkpoint_file(R"(\.(index|meta|data-\d+-of-\d+)$)");
+  std::set<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(folder.empty() ? "." : folder, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string e = it->path().filename().string();
+    if (e.empty() || e[0] == '.') continue;
+    names.insert(e);
+    names.insert(std::regex_replace(e, checkpoint_file, ""));
+  }
+  std::vector<std::string> close;
+  if (!name.empty()) close = CloseNames(name, std::vector<std::string>(names.begin(), names.end()), 1);
+  if (close.empty()) return source + " does not exist";
+  return source + " does not exist; did you mean " +
+         (folder.empty() ? close[0] : folder.back() == '/' ? folder + close[0] : folder + "/" + close[0]) + "?";
+}
+
 Listing ListSource(const std::string& source, const std::string& graph_file) {
   Listing out;
   std::error_code ec;
@@ -253,8 +278,7 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
     Walk(out.root, out.root, 0, &out.request);
   } else {
     if (!fs::exists(src, ec) && !fs::is_regular_file(source + ".index", ec))
-      throw Error("NOT_FOUND", source + " is neither a checkpoint directory nor a checkpoint prefix (no " + source +
-                  ".index)", "ERROR_REASON_CHECKPOINT_NOT_FOUND");
+      throw Error("NOT_FOUND", MissingSource(source), "ERROR_REASON_CHECKPOINT_NOT_FOUND");
     fs::path dir = src.parent_path().empty() ? fs::path(".") : src.parent_path();
     out.root = fs::absolute(dir).string();
     out.request.set_prefix(src.filename().string());

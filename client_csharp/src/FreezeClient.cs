@@ -62,6 +62,36 @@ namespace TfFreeze
             }
         }
 
+        static readonly System.Text.RegularExpressions.Regex CheckpointFile =
+            new System.Text.RegularExpressions.Regex(@"\.(index|meta|data-\d+-of-\d+)$");
+
+        /// <summary>Why SOURCE (neither a file, a folder nor a checkpoint prefix) is refused: it does not
+        /// exist, and the name beside it that it most likely meant (a file, a folder, or a checkpoint
+        /// prefix of the files there), as the Python and C++ clients say it.</summary>
+        public static string MissingSource(string source)
+        {
+            var bare = source.TrimEnd('/');
+            if (bare == "") bare = source;
+            int slash = bare.LastIndexOf('/');
+            string folder = slash < 0 ? "" : (slash == 0 ? "/" : bare.Substring(0, slash)), name = bare.Substring(slash + 1);
+            var names = new SortedSet<string>(StringComparer.Ordinal);
+            try
+            {
+                foreach (var entry in Directory.EnumerateFileSystemEntries(folder == "" ? "." : folder))
+                {
+                    var e = System.IO.Path.GetFileName(entry);
+                    if (e.StartsWith(".")) continue;
+                    names.Add(e);
+                    names.Add(CheckpointFile.Replace(e, ""));
+                }
+            }
+            catch (Exception) { }
+            var close = name == "" ? new List<string>() : ModelRunner.CloseNames(name, names, 1);
+            if (close.Count == 0) return source + " does not exist";
+            return source + " does not exist; did you mean " + (folder == "" ? close[0] :
+                   folder.EndsWith("/") ? folder + close[0] : folder + "/" + close[0]) + "?";
+        }
+
         /// <summary>SOURCE's listing (a folder: its files up to 6 folders down, hidden folders
         /// skipped; a checkpoint prefix: its folder's files) and state files, for PlanFreeze.</summary>
         public static PlanFreezeRequest ListSource(string source, string graphFile, out string root)
@@ -75,8 +105,7 @@ namespace TfFreeze
             else
             {
                 if (!File.Exists(source) && !Directory.Exists(source) && !File.Exists(source + ".index"))
-                    throw new RpcException(StatusCode.NOT_FOUND, source + " is neither a checkpoint directory nor a " +
-                                           "checkpoint prefix (no " + source + ".index)", "ERROR_REASON_CHECKPOINT_NOT_FOUND");
+                    throw new RpcException(StatusCode.NOT_FOUND, MissingSource(source), "ERROR_REASON_CHECKPOINT_NOT_FOUND");
                 root = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(source));
                 request.Prefix = System.IO.Path.GetFileName(source);
                 foreach (var f in Directory.GetFiles(root).OrderBy(f => f, StringComparer.Ordinal))

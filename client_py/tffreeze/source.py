@@ -7,6 +7,7 @@ lists SOURCE and reads its ``checkpoint`` state files, as every client does.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -59,6 +60,27 @@ def _walk(root: str) -> List[freeze_pb2.ListedFile]:
     return out
 
 
+_CHECKPOINT_FILE = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
+
+
+def missing_source(source: str) -> str:
+    """Why SOURCE (neither a file, a folder nor a checkpoint prefix) is refused: it does not
+    exist, and the name beside it that it most likely meant (a file, a folder, or a checkpoint
+    prefix of the files there), as the C# and C++ clients say it."""
+    from .runner import close_names
+
+    folder, name = os.path.split(source.rstrip("/") or source)
+    try:
+        entries = [e for e in os.listdir(folder or ".") if not e.startswith(".")]
+    except OSError:
+        entries = []
+    names = sorted(set(entries) | {_CHECKPOINT_FILE.sub("", e) for e in entries})
+    close = close_names(name, names, 1) if name else []
+    if not close:
+        return "%s does not exist" % source
+    return "%s does not exist; did you mean %s?" % (source, os.path.join(folder, close[0]))
+
+
 def plan_request(source: str, graph_file: Optional[str] = None):
     """(the folder the listing is relative to, the PlanFreezeRequest without options)."""
     source = os.path.expanduser(source)
@@ -69,8 +91,7 @@ def plan_request(source: str, graph_file: Optional[str] = None):
     else:
         root = os.path.abspath(os.path.dirname(source) or ".")
         if not os.path.exists(source) and not os.path.isfile(source + ".index"):
-            raise error_for("NOT_FOUND", "%s is neither a checkpoint directory nor a checkpoint prefix (no %s.index)"
-                            % (source, source), "ERROR_REASON_CHECKPOINT_NOT_FOUND")
+            raise error_for("NOT_FOUND", missing_source(source), "ERROR_REASON_CHECKPOINT_NOT_FOUND")
         request.prefix = os.path.basename(source)
         for name in sorted(os.listdir(root)):
             if os.path.isfile(os.path.join(root, name)):

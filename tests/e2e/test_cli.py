@@ -90,7 +90,7 @@ def test_errors_exit_1_with_one_line_and_keep_existing_output(server, ckpt, tmp_
 
 def test_missing_source_and_unreachable_server(tmp_path, ckpt):
     out = cli("freeze", str(tmp_path / "nope"), "-o", str(tmp_path / "o.pb"), "--server", "127.0.0.1:1")
-    assert out.returncode == 1 and "neither a checkpoint directory nor a checkpoint prefix" in out.stderr
+    assert out.returncode == 1 and "%s does not exist (CHECKPOINT_NOT_FOUND)" % (tmp_path / "nope") in out.stderr
     out = cli("freeze", ckpt.directory, "-o", str(tmp_path / "o.pb"), "--server", "127.0.0.1:1", "--timeout", "5")
     assert out.returncode == 1 and "cannot reach the tffreeze server at 127.0.0.1:1" in out.stderr
     assert "Traceback" not in out.stderr

@@ -44,7 +44,9 @@ def sources(tmp_path_factory):
             "severalprefix": os.path.join(several.directory, "model.ckpt-200"), "train": train.directory,
             "partial": partial.directory, "nometa": nometa.directory, "graph": nometa.extra["graph"],
             "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen),
-            "nodefault": str(base / "nodefault"), "twotags": str(base / "twotags")}
+            "nodefault": str(base / "nodefault"), "twotags": str(base / "twotags"),
+            "typo": str(base / "projct"), "typoprefix": os.path.join(several.directory, "model.ckpt-20"),
+            "nowhere": str(base / "zzzzzzzz")}
 
 
 def _rename_serving_default(saved_model):
@@ -118,6 +120,12 @@ CASES = [
      "its tag sets: serve. Name one with --tag (e.g. --tag serve) (SIGNATURE_NOT_FOUND) [NOT_FOUND]"),
     ("tag-sets-several", "inspect", "twotags", [], 1, "--tag: saved_model.pb holds 2 MetaGraphs (tag sets: serve; "
      "serve,train); name the one to freeze with --tag (e.g. --tag serve) (SAVED_MODEL_AMBIGUOUS)"),
+    # A SOURCE that does not exist says so, with the name beside it it most likely meant.
+    ("source-typo", "inspect", "typo", [], 1, "{typo} does not exist; did you mean {nested}? (CHECKPOINT_NOT_FOUND) "
+     "[NOT_FOUND]"),
+    ("source-prefix-typo", "freeze", "typoprefix", [], 1, "{typoprefix} does not exist; did you mean "
+     "{severalprefix}? (CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
+    ("source-nothing-close", "freeze", "nowhere", [], 1, "{nowhere} does not exist (CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
     # A failure that blames another option names that option's fix, not other outputs.
     ("no-outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
      "--bind: nope is not among the nodes the outputs need; switches the outputs depend on: none (NAME_NOT_IN_GRAPH)"),
