@@ -347,16 +347,18 @@ Options Parse(int argc, char** argv) {
       if (!flag) throw Usage(Unknown(key, command));
       if (!Takes(*flag, command) && (command == "freeze" || command == "inspect" || command == "run"))
         throw Usage(NotHere(*flag, command));
-      if (key == "--output-file") key = "-o";  // one option, two spellings
       if (!*flag->metavar) {
         if (has_value) throw Usage(key + " takes no value");
-        o.values[key].push_back("true");
+        o.values[key == "--output-file" ? "-o" : key].push_back("true");
         continue;
       }
-      if (!has_value) {
-        if (i + 1 >= argc) throw Usage(key + " needs a value (" + flag->metavar + ")");
+      if (!has_value) {  // never another flag taken as its value
+        std::string next = i + 1 < argc ? argv[i + 1] : "";
+        if (i + 1 >= argc || (next.rfind("--", 0) == 0 && FindFlag(next.substr(0, next.find('=')))))
+          throw Usage(key + " needs a value: " + flag->name + " " + flag->metavar);
         value = argv[++i];
       }
+      if (key == "--output-file") key = "-o";  // one option, two spellings
       o.values[key].push_back(value);
     } else {
       o.positional.push_back(a);

@@ -520,7 +520,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
 
         static int Freeze(Options o)
         {
-            if (o.Positional.Count != 1) throw new UsageException("freeze takes one SOURCE (a checkpoint directory or prefix)");
+            if (o.Positional.Count != 1) throw new UsageException("freeze takes one SOURCE");
             if (o.All("-o").Count + o.All("--output-file").Count > 1)
                 throw new UsageException("freeze writes one graph: give -o/--output-file once");
             var output = o.One("-o") ?? o.One("--output-file");

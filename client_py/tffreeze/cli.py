@@ -160,14 +160,49 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a message that names its flag itself not prefixed "argument FLAG:" again
-    ("--step takes a global step (an integer), got 'abc'", as tffreeze-cs and tffreeze-cpp say)."""
+    """argparse, with tffreeze-cs's and tffreeze-cpp's usage errors: one line naming the problem
+    in their words (a message that names its flag itself is not prefixed "argument FLAG:" again:
+    "--step takes a global step (an integer), got 'abc'"), then where the help is; no usage block."""
 
     def error(self, message):
+        message = self.in_our_words(" ".join(message.split()))
+        self.exit(2, "%s: %s\n(see %s --help)\n" % (self.prog, message, self.prog.split()[0]))
+
+    def in_our_words(self, message: str) -> str:
+        command = self.prog.split()[-1]
+        positional = {"freeze": "SOURCE", "inspect": "SOURCE", "run": "MODEL.pb"}.get(command)
         said = re.match(r"argument (\S+): (.*)$", message, re.S)
         if said and any(said.group(2).startswith(f) for f in said.group(1).split("/")):
-            message = said.group(2)
-        super().error(message)
+            return said.group(2)
+        if said and said.group(2) == "expected one argument":
+            flag = said.group(1).split("/")[0]
+            action = _flags(self).get(flag)
+            return "%s needs a value: %s %s" % (flag, flag, action.metavar if action and action.metavar else "VALUE")
+        if said and said.group(2).startswith("ignored explicit argument"):
+            return "%s takes no value" % said.group(1).split("/")[-1]
+        if said and said.group(1) == "COMMAND" and said.group(2).startswith("invalid choice: "):
+            given = re.match(r"invalid choice: '(.*?)'", said.group(2))
+            return "unknown command '%s' (freeze, inspect, run, serve, local-server)" % (
+                given.group(1) if given else "")
+        required = re.match(r"the following arguments are required: (.*)$", message)
+        if required:
+            missing = required.group(1).split(", ")
+            if positional and any(m.startswith(("SOURCE", "MODEL")) for m in missing):
+                return "%s takes one %s" % (command, positional)
+            if "-o/--output-file" in missing:
+                return "freeze needs -o OUT.pb"
+        return message
+
+    def unrecognized(self, extra: List[str]) -> None:
+        """Arguments no flag took: an unknown option, or a positional beyond the one it takes."""
+        flag = next((a for a in extra if a.startswith("-") and a != "-"), None)
+        command = self.prog.split()[-1]
+        positional = {"freeze": "SOURCE", "inspect": "SOURCE", "run": "MODEL.pb"}.get(command)
+        if flag is not None:
+            self.error("unknown option %s" % flag.split("=", 1)[0])
+        if positional:
+            self.error("%s takes one %s" % (command, positional))
+        self.error("unrecognized arguments: %s" % " ".join(extra))
 
 
 class _Once(argparse.Action):
@@ -804,7 +839,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _cmd_serve(argparse.Namespace(server_args=argv[1:]))
     parser = build_parser()
     _refuse_foreign_flags(parser, argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _commands(parser)[args.command].unrecognized(extra)
     handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve,
                "local-server": _cmd_local_server}[args.command]
     before = _handle_signals()

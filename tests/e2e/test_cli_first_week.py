@@ -105,7 +105,7 @@ def test_abbreviations_are_refused(srv, ckpt, tmp_path, args):
              "y=N": "y=%s" % (tmp_path / "y.npy")}
     r = cli(*[subst.get(a, a) for a in args], *(["--server", srv.target] if args[0] != "run" else []))
     assert r.returncode == 2, r.stderr
-    assert "flags are written in full" in r.stderr or "unrecognized arguments" in r.stderr, r.stderr
+    assert "flags are written in full" in r.stderr or "unknown option" in r.stderr, r.stderr
     assert os.listdir(tmp_path) == []
 
 
@@ -420,5 +420,5 @@ def test_inspect_of_a_saved_models_variables_folder_points_to_the_saved_model(sr
 def test_a_bad_flag_value_is_said_once_as_the_other_clients_say_it(ckpt, tmp_path, flag, value, said):
     r = cli("freeze", ckpt.directory, "-o", str(tmp_path / "o.pb"), flag, value)
     assert r.returncode == 2
-    assert r.stderr.splitlines()[-1] == "tffreeze freeze: error: " + said, r.stderr
+    assert r.stderr.splitlines() == ["tffreeze freeze: " + said, "(see tffreeze --help)"], r.stderr
     assert os.listdir(tmp_path) == []

@@ -221,6 +221,37 @@ def test_o_and_output_file_together_are_a_usage_error(base, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+USAGE_CASES = [
+    ("no-o", ["freeze", "{ck}"], "freeze needs -o OUT.pb"),
+    ("no-source", ["inspect"], "inspect takes one SOURCE"),
+    ("two-sources", ["freeze", "{ck}", "{ck}", "-o", "{base}/u.pb"], "freeze takes one SOURCE"),
+    ("no-model", ["run"], "run takes one MODEL.pb"),
+    ("two-models", ["run", "{pb}", "{pb}"], "run takes one MODEL.pb"),
+    ("value-missing", ["freeze", "{ck}", "-o", "{base}/u.pb", "--step"], "--step needs a value: --step N"),
+    ("value-is-a-flag", ["inspect", "{ck}", "--timeout", "--json"], "--timeout needs a value: --timeout SECONDS"),
+    ("o-value-missing", ["freeze", "{ck}", "-o"], "-o needs a value: -o OUT.pb"),
+    ("run-value-missing", ["run", "{pb}", "--output"], "--output needs a value: --output NAME[=FILE.npy]"),
+    ("unknown-option", ["freeze", "{ck}", "-o", "{base}/u.pb", "--bogus=3"], "unknown option --bogus"),
+    ("switch-with-value", ["freeze", "{ck}", "-o", "{base}/u.pb", "--ema=1"], "--ema takes no value"),
+    ("abbreviation", ["freeze", "{ck}", "-o", "{base}/u.pb", "--manif", "m.json"],
+     "--manif is not a flag of `PROGRAM freeze`: flags are written in full (--manifest)"),
+]
+
+
+@pytest.mark.parametrize("case", USAGE_CASES, ids=[c[0] for c in USAGE_CASES])
+def test_a_usage_error_is_one_line_and_where_the_help_is_in_every_client(base, case):
+    """No usage block (argparse's, in Python): the problem in one line, worded alike, then the
+    pointer to --help; exit 2, against a server that is not there (nothing was sent)."""
+    _, argv, expect = case
+    for client, program in CLIENTS.items():
+        r = _run([program] + [a.format(**base) for a in argv] + ["--server", "127.0.0.1:1"] * (argv[0] != "run"))
+        assert r.returncode == 2, (client, r.stderr)
+        name = os.path.basename(program)
+        assert r.stderr.splitlines() == ["%s %s: %s" % (name, argv[0], expect.replace("PROGRAM", name)),
+                                         "(see %s --help)" % name], (client, r.stderr)
+    assert not os.path.exists(os.path.join(base["base"], "u.pb"))
+
+
 def test_every_client_prints_the_one_version():
     from tffreeze import __version__
 
