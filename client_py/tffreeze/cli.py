@@ -601,9 +601,9 @@ def _cmd_local_server(args) -> int:
             return 3
     else:
         try:
-            from tffreeze_server.settings import parse_bytes
+            from tffreeze_server.settings import parse_bytes, size_text
         except ImportError:  # no server installed: ensure() says so
-            parse_bytes = int
+            parse_bytes, size_text = int, str
         extra, wanted = [], {}
         sizes = {}
         for flag, value, zero in (("--max-store-bytes", args.max_store_bytes, False),
@@ -627,9 +627,14 @@ def _cmd_local_server(args) -> int:
         info = local.status() or {}
         differ = [] if endpoint.started else local.differences(info, wanted)
         if differ:
+            def shown(flag, value):  # a byte size as the flag takes it (12G, 1.5G), not in bytes
+                return size_text(int(value)) if flag.endswith("-bytes") and str(value).isdigit() else value
+
             print("the local server is already running (pid %s), with other options: %s. To restart it with yours: "
                   "`tffreeze local-server stop && tffreeze local-server start %s`"
-                  % (info.get("pid", "?"), ", ".join("%s %s, not %s" % d for d in differ), " ".join(extra)))
+                  % (info.get("pid", "?"), ", ".join("%s %s, not %s" % (f, shown(f, have), shown(f, want))
+                                                     for f, have, want in differ),
+                     " ".join(shown(extra[i - 1], v) if i % 2 else v for i, v in enumerate(extra))))
         else:
             print("started the local server" if endpoint.started else "the local server is already running")
     for key in ("pid", "version", "installation", "python", "grpc", "web", "token-file", "idle-exit", "workers"):

@@ -108,6 +108,16 @@ def parse_bytes(text: str, allow_zero: bool = False) -> int:
     return size
 
 
+def size_text(size: int) -> str:
+    """A size as a byte-size flag takes it, the way people write it: 12G, 1.5G, 512M, 100 (bytes
+    when no unit gives it exactly with at most one decimal); parse_bytes reads it back as ``size``."""
+    for unit in ("T", "G", "M", "K"):
+        value = size / float(_UNITS[unit])
+        if value >= 1 and int(round(value, 1) * _UNITS[unit]) == size:
+            return ("%d%s" if value == int(value) else "%.1f%s") % (value, unit)
+    return "%d" % size
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = DEFAULT_HOST

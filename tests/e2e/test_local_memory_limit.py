@@ -76,9 +76,11 @@ def test_the_local_server_names_local_server_start_and_shows_its_limit(own_cache
     status = _run([PY, "local-server", "status"], own_cache)
     assert re.search(r"task memory\s+160\.0 MiB per freeze", status.stdout), status.stdout
 
-    again = _run([PY, "local-server", "start", "--task-memory-bytes", "2G"], own_cache)
+    again = _run([PY, "local-server", "start", "--task-memory-bytes", "1536M"], own_cache)
     assert again.returncode == 0, again.stderr
-    assert "with other options: --task-memory-bytes %d, not %d" % (LIMIT_BYTES, 2 << 30) in again.stdout, again.stdout
+    # sizes as the flag takes them, not in bytes
+    assert "with other options: --task-memory-bytes 160M, not 1.5G. To restart it with yours: `tffreeze " \
+           "local-server stop && tffreeze local-server start --task-memory-bytes 1.5G`" in again.stdout, again.stdout
 
     out = _run([PY, "freeze", ckpt, "-o", str(tmp_path / "plain.pb")], own_cache)
     assert out.returncode == 0, out.stderr
@@ -116,6 +118,11 @@ def test_byte_size_flags_take_suffixes():
     assert local_task_memory_bytes() >= DEFAULT_TASK_MEMORY_BYTES
     bad = subprocess.run([PY, "serve", "--task-memory-bytes", "12X"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--task-memory-bytes" in bad.stderr and "512M" in bad.stderr, bad.stderr
+    from tffreeze_server.settings import parse_bytes, size_text
+
+    for size, text in ((12 << 30, "12G"), (1610612736, "1.5G"), (160 << 20, "160M"), (1536, "1.5K"), (1000, "1000"),
+                       ((3 << 30) + 1, "3221225473"), (0, "0")):
+        assert size_text(size) == text and parse_bytes(text, allow_zero=True) == size, (size, size_text(size))
     helptext = subprocess.run([PY, "local-server", "--help"], capture_output=True, text=True, timeout=120).stdout
     assert "--task-memory-bytes" in helptext and "TFFREEZE_LOCAL_TASK_MEMORY_BYTES" in helptext
 
