@@ -155,10 +155,17 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         public static int Main(string[] args)
         {
             // A closed stdout or stderr (piped into `head`) ends the process quietly, never a stack trace.
-            Console.SetOut(new QuietConsoleWriter(Console.Out));
-            Console.SetError(new QuietConsoleWriter(Console.Error));
+            // UTF-8 whatever the locale says (LANG unset is ASCII to Mono: a path's é would print as ?),
+            // as the Python and C++ clients write the bytes they were given.
+            Console.SetOut(new QuietConsoleWriter(Utf8Writer(Console.OpenStandardOutput())));
+            Console.SetError(new QuietConsoleWriter(Utf8Writer(Console.OpenStandardError())));
             try { return Command(args); }
             catch (PipeClosedException) { return 141; }
+        }
+
+        static TextWriter Utf8Writer(Stream stream)
+        {
+            return new StreamWriter(stream, new System.Text.UTF8Encoding(false)) { AutoFlush = true };
         }
 
         static int Command(string[] args)

@@ -252,6 +252,29 @@ def test_a_usage_error_is_one_line_and_where_the_help_is_in_every_client(base, c
     assert not os.path.exists(os.path.join(base["base"], "u.pb"))
 
 
+def test_a_non_ascii_path_is_printed_as_it_is_without_a_locale(web_server, base, tmp_path):
+    """LANG and LC_* unset (the C locale, as in a bare container): every client prints the path
+    as given (UTF-8), in an error and in a freeze's summary; C# on Mono printed "caf?"."""
+    env = {k: v for k, v in os.environ.items() if k != "LANG" and not k.startswith("LC_")}
+    folder = tmp_path / "café"
+    shutil.copytree(base["ck"], folder / "ck")
+    lines = {}
+    for client, program in CLIENTS.items():
+        server = web_server.web_url if client == "cs" else web_server.target
+        missing = subprocess.run([program, "inspect", str(folder / "nöpe"), "--server", server], capture_output=True,
+                                 timeout=600, env=env)
+        assert missing.returncode == 1, (client, missing.stderr)
+        out = folder / ("ö-%s.pb" % client)
+        done = subprocess.run([program, "freeze", str(folder / "ck"), "-o", str(out), "--server", server],
+                              capture_output=True, timeout=600, env=env)
+        assert done.returncode == 0, (client, done.stderr)
+        lines[client] = (_said(missing.stderr.decode("utf-8")),
+                         done.stdout.decode("utf-8").splitlines()[0].replace("ö-%s.pb" % client, "ö.pb"))
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"][0] == "%s does not exist (CHECKPOINT_NOT_FOUND) [NOT_FOUND]" % (folder / "nöpe"), lines["py"]
+    assert lines["py"][1].startswith("wrote %s (" % (folder / "ö.pb")), lines["py"]
+
+
 def test_every_client_prints_the_one_version():
     from tffreeze import __version__
 
