@@ -126,6 +126,9 @@ CASES = [
     ("source-prefix-typo", "freeze", "typoprefix", [], 1, "{typoprefix} does not exist; did you mean "
      "{severalprefix}? (CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
     ("source-nothing-close", "freeze", "nowhere", [], 1, "{nowhere} does not exist (CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
+    # An op's name after the article it takes.
+    ("bind-an-op", "freeze", "several", ["--bind", "y=1"], 1, "--bind: y is an AddV2, not a placeholder; switches "
+     "the outputs depend on: none (NAME_NOT_IN_GRAPH) [INVALID_ARGUMENT]"),
     # A failure that blames another option names that option's fix, not other outputs.
     ("no-outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
      "--bind: nope is not among the nodes the outputs need; switches the outputs depend on: none (NAME_NOT_IN_GRAPH)"),

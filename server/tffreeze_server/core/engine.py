@@ -52,6 +52,7 @@ from .saver_map import variable_keys
 from .spec import FreezeSpec, format_enum, target_enum
 from . import stages
 from .values import EMA_SUFFIX, computed_from, read_values
+from .words import article, tidy
 
 Progress = Callable[[int, str, float], None]  # (Stage, message, fraction)
 _DEFAULT_MAX = 16
@@ -98,7 +99,7 @@ def _describe(graph: tf.Graph, graph_def, named: List[Tuple[str, str]]) -> List[
     out = []
     for tensor_name, reason in named:
         t = graph.get_tensor_by_name(tensor_name)
-        info = freeze_pb2.TensorInfo(name=tensor_name, dtype=dtype_name(t.dtype), reason=reason)
+        info = freeze_pb2.TensorInfo(name=tensor_name, dtype=dtype_name(t.dtype), reason=tidy(reason))
         _set_shape(info, t.shape)
         node = by_name.get(node_of(tensor_name))
         if node is not None and node.op == "PlaceholderWithDefault":
@@ -167,8 +168,8 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
                                   "ERROR_REASON_INVALID_NAME", field="options.inputs", name=tensor_name)
         op = node.op  # before the node is replaced (it then is the Placeholder)
         rewrite.replace_with_placeholder(graph_def, node_name, dtype, shape)
-        warnings.append("input %s is a %s, not a placeholder; the frozen graph is cut there and it becomes a "
-                        "Placeholder" % (tensor_name, op))
+        warnings.append("input %s is %s, not a placeholder; the frozen graph is cut there and it becomes a "
+                        "Placeholder" % (tensor_name, article(op)))
     return renames
 
 
@@ -688,7 +689,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         structure = structure_of(meta)  # (shared by the candidates and the evidence)
         listed = candidate_records(meta, structure)
         for e in listed:
-            _tensor_info(out.candidates.add(name=e.tensor, reason=e.why), by_name.get(node_of(e.tensor)))
+            _tensor_info(out.candidates.add(name=e.tensor, reason=tidy(e.why)), by_name.get(node_of(e.tensor)))
         try:
             r = _resolve(loaded, spec, warnings, refuse_ambiguous=False, refuse_unsafe=False)
         except FreezeError as exc:  # no outputs to describe: the candidates say what there is
@@ -716,7 +717,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
             imported = _imported_quietly(bound_graph)
             for named, into in ((ins, out.inputs), (r.res.outputs, out.outputs)):
                 for tensor_name, reason in named:
-                    info = into.add(name=tensor_name, reason=reason)
+                    info = into.add(name=tensor_name, reason=tidy(reason))
                     _tensor_info(info, by_name.get(node_of(tensor_name)))
                     _inferred(info, imported)
             for sw in switches.find_switches(r.pruned):
@@ -744,8 +745,8 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
             about = {t.name for t in out.outputs} | {t.name for t in out.candidates}
             for e in explain(meta, r.signature if r is not None else None, structure, listed):
                 if e.tensor in about:
-                    out.evidence.add(tensor=e.tensor, claim=e.claim.label, weight=e.weight, rule=e.rule, why=e.why,
-                                     nodes=e.nodes)
+                    out.evidence.add(tensor=e.tensor, claim=e.claim.label, weight=e.weight, rule=e.rule,
+                                     why=tidy(e.why), nodes=e.nodes)
         out.signatures.extend(loaded.signature_names or sorted(meta.signature_def))
         for name in sorted(meta.signature_def):
             _signature_info(out.signature_defs.add(name=name), meta.signature_def[name])

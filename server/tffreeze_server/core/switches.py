@@ -24,6 +24,7 @@ from tensorflow.python.framework import tensor_util
 from .errors import InvalidArgument
 from .graph import consumers, node_of, nodes_by_name
 from .oproles import MERGE_OPS, PLACEHOLDER_OPS, SWITCH_OPS, VARIABLE_OPS
+from .words import article
 
 _FALSE_SWITCH = re.compile(r"^(is_?training|training|is_?train|train_?phase|phase_?train|phase|"
                            r"keras_learning_phase|learning_phase|train_?mode|is_?train_?mode)$", re.I)
@@ -116,7 +117,7 @@ def bind(graph_def, binds: Dict[str, Union[bool, float, None]]) -> List[dict]:
                                   name=name)
         if name not in by_name or by_name[name].op not in PLACEHOLDER_OPS:
             what = "is not among the nodes the outputs need" if name not in by_name else \
-                "is a %s, not a placeholder" % by_name[name].op
+                "is %s, not a placeholder" % article(by_name[name].op)
             raise InvalidArgument("bind: %s %s; switches the outputs depend on: %s"
                                   % (name, what, ", ".join(switch_names) or "none"),
                                   "ERROR_REASON_NAME_NOT_IN_GRAPH", field="options.bind", name=name,
