@@ -987,7 +987,7 @@ int main(int argc, char** argv) {
               << " [" << e.code() << "]\n";
     const std::string noted = OutputsNoted(e);
     if (!noted.empty())
-      std::cerr << "the outputs it froze for: " << noted << "; to freeze others, name them: --outputs a,b\n";
+      std::cerr << "the outputs it chose (nothing was frozen): " << noted << "; to freeze others, name them: --outputs a,b\n";
     auto candidates = e.metadata().find("candidates");
     auto field = e.metadata().find("field");
     if (candidates != e.metadata().end() && !candidates->second.empty() && field != e.metadata().end() &&

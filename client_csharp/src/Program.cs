@@ -198,7 +198,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 Fail(command, Message(e, command), e.Status.ToString(), e.Reason);
                 var noted = OutputsNoted(e);
                 if (noted != null)
-                    Console.Error.WriteLine("the outputs it froze for: " + noted + "; to freeze others, name them: --outputs a,b");
+                    Console.Error.WriteLine("the outputs it chose (nothing was frozen): " + noted + "; to freeze others, name them: --outputs a,b");
                 string candidates, field;
                 if (e.Metadata.TryGetValue("candidates", out candidates) && candidates != "" &&
                     e.Metadata.TryGetValue("field", out field) && field == "options.outputs")

@@ -856,8 +856,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("tffreeze %s: %s%s [%s]" % (args.command, _message(exc, args), _reason(exc), exc.code), file=sys.stderr)
         note = _OUTPUTS_NOTE.search(" ".join(str(exc).split()))
         if note:
-            print("the outputs it froze for: %s; to freeze others, name them: --outputs a,b" % note.group(1),
-                  file=sys.stderr)
+            print("the outputs it chose (nothing was frozen): %s; to freeze others, name them: --outputs a,b"
+                  % note.group(1), file=sys.stderr)
         listed = [c for c in exc.metadata.get("candidates", "").split(",") if c]
         if listed and exc.metadata.get("field") == "options.outputs":
             print("to freeze the best candidate, add:  --outputs %s" % listed[0], file=sys.stderr)

@@ -326,7 +326,7 @@ def test_the_outputs_note_via_the_command(srv, ckpt, tmp_path):
     # The fix is --input-shape (the message lists the inputs): no note about outputs beside it.
     first, *rest = r.stderr.splitlines()
     assert first.startswith("tffreeze freeze: --input-shape: nope is not an input") and "[outputs:" not in first, first
-    assert "its inputs: x " in first and "the outputs it froze for" not in r.stderr, r.stderr
+    assert "its inputs: x " in first and "the outputs it chose" not in r.stderr, r.stderr
     assert os.listdir(tmp_path) == []
     # A failure the outputs explain (they need a variable the checkpoint lacks) does carry the note.
     partial = models.partial_save(str(tmp_path / "partial"))
@@ -334,7 +334,7 @@ def test_the_outputs_note_via_the_command(srv, ckpt, tmp_path):
     assert r.returncode == 1
     first, *rest = r.stderr.splitlines()
     assert "b (checkpoint key 'b')" in first and "[outputs:" not in first, first
-    assert rest and rest[0].startswith("the outputs it froze for: y:0 (") and rest[0].endswith(
+    assert rest and rest[0].startswith("the outputs it chose (nothing was frozen): y:0 (") and rest[0].endswith(
         "to freeze others, name them: --outputs a,b"), r.stderr
     assert sorted(os.listdir(tmp_path)) == ["partial"]
 

@@ -111,7 +111,7 @@ CASES = [
      "saved_model.pb) instead (NO_GRAPH)"),
     ("graph-with-variables", "freeze", "graph", [], 1, "as {graph} and this file as --graph"),
     ("outputs-note", "freeze", "partial", [], 1,
-     "[FAILED_PRECONDITION]\nthe outputs it froze for: y:0 (graph sink: "),
+     "[FAILED_PRECONDITION]\nthe outputs it chose (nothing was frozen): y:0 (graph sink: "),
     # SavedModel signatures and tag sets: named by their flags, with the ones the SavedModel has.
     ("signature-none-default", "freeze", "nodefault", [], 1, "--signature: the SavedModel has several signatures "
      "(embed, probs) and none is serving_default; choose one with --signature (e.g. --signature embed) "
@@ -150,7 +150,7 @@ def test_every_client_words_a_server_message_for_its_command_line(web_server, so
     assert lines["py"].strip(), "the case gives a message"
     assert not _REQUEST_WORDS.search(lines["py"]), lines["py"]
     assert expect.format(**{k: v for k, v in sources.items() if isinstance(v, str)}) in lines["py"], lines["py"]
-    assert ("the outputs it froze for" in lines["py"]) == (name == "outputs-note"), lines["py"]
+    assert ("the outputs it chose" in lines["py"]) == (name == "outputs-note"), lines["py"]
 
 
 def test_a_deadline_names_the_timeout_flag_in_every_client(tmp_path):
