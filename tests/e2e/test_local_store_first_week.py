@@ -331,3 +331,20 @@ def test_store_sizes_are_read_as_people_write_them(own_cache, tmp_path):
     env = dict(own_cache, TFFREEZE_LOCAL_STORE_BYTES="lots")
     out = _run([PY, "local-server", "start"], env)
     assert out.returncode == 1 and "$TFFREEZE_LOCAL_STORE_BYTES: 'lots' is not a size" in out.stderr, out.stderr
+
+
+def test_the_local_server_has_one_worker_and_the_readme_says_how_to_have_more(own_cache):
+    """One worker: a small freeze waits behind a long one. The README says so where it describes
+    the local server, with the command that gives it more workers, and that command does."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "README.md"), encoding="utf-8") as fh:
+        readme = " ".join(fh.read().split())
+    section = readme[readme.index("## The local server"):readme.index("## Which runtime?")]
+    assert "It runs **one TensorFlow worker**, so calls take turns" in section, section[:400]
+    assert "`tffreeze local-server stop && tffreeze local-server start --workers 2`" in section
+    start = _run([PY, "local-server", "start"], own_cache)
+    assert start.returncode == 0 and _info(own_cache)["workers"] == "1", start.stderr
+    assert _run([PY, "local-server", "stop"], own_cache).returncode == 0
+    more = _run([PY, "local-server", "start", "--workers", "2"], own_cache)
+    assert more.returncode == 0 and _info(own_cache)["workers"] == "2", more.stderr
+    assert re.search(r"workers\s+2\b", more.stdout), more.stdout
