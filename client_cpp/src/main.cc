@@ -869,6 +869,12 @@ int Run(const Options& o) {
       throw tffreeze::Error("INVALID_ARGUMENT", "--input " + in.first + "=" + in.second + " is a folder: give an .npy file");
     if (!fs::exists(in.second, ec))
       throw tffreeze::Error("NOT_FOUND", "--input " + in.first + "=" + in.second + " does not exist");
+    std::ifstream npy(in.second, std::ios::binary);
+    char head[6] = {0};
+    if (npy && !(npy.read(head, 6) && std::string(head, 6) == "\x93NUMPY"))
+      throw tffreeze::Error("INVALID_ARGUMENT", "--input " + in.first + "=" + in.second +
+                                                    " is not a .npy file (it lacks NumPy's header): save the array "
+                                                    "with numpy.save");
   }
   auto lib = Library(o);
   const bool verbose = o.Has("--verbose") || (!Env("TFFREEZE_VERBOSE").empty() && Env("TFFREEZE_VERBOSE") != "0");

@@ -163,6 +163,24 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             catch (PipeClosedException) { return 141; }
         }
 
+        /// <summary>Whether the file starts as every .npy file does (NumPy's magic string); an
+        /// unreadable one is left to the reader, which says why.</summary>
+        static bool IsNpy(string path)
+        {
+            try
+            {
+                using (var f = File.OpenRead(path))
+                {
+                    var head = new byte[6];
+                    int n = 0, got;
+                    while (n < 6 && (got = f.Read(head, n, 6 - n)) > 0) n += got;
+                    return n == 6 && head[0] == 0x93 && System.Text.Encoding.ASCII.GetString(head, 1, 5) == "NUMPY";
+                }
+            }
+            catch (IOException) { return true; }
+            catch (UnauthorizedAccessException) { return true; }
+        }
+
         static TextWriter Utf8Writer(Stream stream)
         {
             return new StreamWriter(stream, new System.Text.UTF8Encoding(false)) { AutoFlush = true };
@@ -763,6 +781,9 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     throw new ArgumentException("--input " + pair.Item1 + "=" + pair.Item2 + " is a folder: give an .npy file");
                 if (!File.Exists(pair.Item2))
                     throw new FileNotFoundException("--input " + pair.Item1 + "=" + pair.Item2 + " does not exist");
+                if (!IsNpy(pair.Item2))
+                    throw new ArgumentException("--input " + pair.Item1 + "=" + pair.Item2 + " is not a .npy file (it " +
+                                                "lacks NumPy's header): save the array with numpy.save");
             }
             var runtime = o.One("--runtime", "");
             if (runtime != "" && runtime != "tf115" && runtime != "default") throw new UsageException("--runtime must be tf115 or default");

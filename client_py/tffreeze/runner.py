@@ -181,6 +181,18 @@ def not_fed(name: str) -> InvalidArgumentError:
     return InvalidArgumentError("input %s is not fed: give --input %s=FILE.npy" % (tensor, tensor.rsplit(":", 1)[0]))
 
 
+NOT_NPY = "--input %s=%s is not a .npy file (it lacks NumPy's header): save the array with numpy.save"
+
+
+def is_npy(path: str) -> bool:
+    """Whether ``path`` starts as every .npy file does (NumPy's magic string)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(6) == b"\x93NUMPY"
+    except OSError:
+        return True  # not readable: the reader says why
+
+
 def read_npy(name: str, path: str):
     """The array of ``--input NAME=PATH``; a folder, a missing file and an unreadable one are
     named with the flag as typed (as the C# and C++ clients say it)."""
@@ -190,6 +202,8 @@ def read_npy(name: str, path: str):
         raise InvalidArgumentError("--input %s=%s is a folder: give an .npy file" % (name, path))
     if not os.path.exists(path):
         raise NotFoundError("--input %s=%s does not exist" % (name, path))
+    if not is_npy(path):
+        raise InvalidArgumentError(NOT_NPY % (name, path))
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:

@@ -50,6 +50,7 @@ def base(web_server, tmp_path_factory):
     shutil.copy(base / "o.onnx", base / "onnx_named.pb")  # ONNX bytes in a .pb, as `-o o.pb --format onnx` wrote
     shutil.copy(base / "m.pb", base / "graph_named.onnx")  # a GraphDef in a .onnx, as `-o o.onnx` wrote
     np.save(str(base / "x.npy"), np.ones((2, 3), np.float32))
+    (base / "notes.npy").write_text("1,2,3\n4,5,6\n")  # text, named .npy
     (base / "outdir").mkdir()
     return {"base": str(base), "ck": ckpt.directory, "pb": str(base / "m.pb"), "manifest": str(base / "m.pb.json"),
             "onnx_manifest": str(base / "o.onnx.json")}
@@ -141,6 +142,9 @@ RUN_CASES = [
      "--input x={ck} is a folder: give an .npy file [INVALID_ARGUMENT]"),
     ("input-missing", "{pb}", ["--input", "x={base}/nothere.npy", "--output", "y"], 1,
      "--input x={base}/nothere.npy does not exist [NOT_FOUND]"),
+    ("input-not-npy", "{pb}", ["--input", "x={base}/notes.npy", "--output", "y"], 1,
+     "--input x={base}/notes.npy is not a .npy file (it lacks NumPy's header): save the array with numpy.save "
+     "[INVALID_ARGUMENT]"),
     ("model-folder", "{base}/outdir", ["--input", "x={base}/x.npy", "--output", "probs"], 1,
      "MODEL {base}/outdir is a folder: give the frozen .pb file [INVALID_ARGUMENT]"),
     ("model-missing", "{base}/nothere.pb", ["--input", "x={base}/x.npy", "--output", "y"], 1,
