@@ -549,6 +549,14 @@ void CheckOutputFolder(const std::string& path, const std::string& flag, const s
   if (path.empty() || path.back() == '/' || fs::is_directory(path, ec)) throw WriteError(EISDIR, path, flag, what);
   fs::path folder = fs::absolute(path).parent_path();
   if (!fs::is_directory(folder, ec)) throw WriteError(fs::exists(folder, ec) ? ENOTDIR : ENOENT, path, flag, what);
+  struct stat st;
+  if (fs::is_regular_file(path, ec) && stat(path.c_str(), &st) == 0 &&
+      ((st.st_mode & 0222) == 0 || access(path.c_str(), W_OK) != 0)) {  // an existing file no one may write
+    std::string where = flag.empty() ? path : flag + (flag.back() == '=' ? "" : " ") + path;
+    std::string other = flag.empty() ? "write " + what + " elsewhere" : "give " + flag.substr(0, flag.find(' ')) + " another path";
+    throw Error("PERMISSION_DENIED", where + " is read-only: make it writable (chmod u+w " + path + "), or " + other, "",
+                {{"path", path}});
+  }
   // Tried: a temporary file of this client's naming made and removed (finds read-only filesystems too).
   std::string made;
   int slot = -1;

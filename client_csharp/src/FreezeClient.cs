@@ -273,6 +273,15 @@ namespace TfFreeze
             var folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
             if (!Directory.Exists(folder))
                 throw WriteError(File.Exists(folder) || AFileAbove(folder) ? Errno.ENOTDIR : Errno.ENOENT, path, flag, what);
+            Stat st;
+            if (File.Exists(path) && Syscall.stat(path, out st) == 0 &&
+                (((int)st.st_mode & 0x92) == 0 || Syscall.access(path, AccessModes.W_OK) != 0))  // 0222: no write bit
+            {
+                var where = flag.EndsWith("=") ? flag + path : flag + " " + path;
+                throw new RpcException(StatusCode.PERMISSION_DENIED, where + " is read-only: make it writable (chmod u+w " +
+                                       path + "), or give " + flag.Split(' ')[0] + " another path", "",
+                                       new Dictionary<string, string> { { "path", path } });
+            }
             var probe = TempFiles.Beside(path);
             try
             {

@@ -399,6 +399,11 @@ def check_output(path: str, flag: str = "", what: str = "the graph", field: str 
     if not os.path.isdir(folder):
         raise write_error(OSError(errno.ENOTDIR if os.path.exists(folder) else errno.ENOENT, "no folder"),
                           path, flag, what, field)
+    if os.path.isfile(path) and (os.stat(path).st_mode & 0o222 == 0 or not os.access(path, os.W_OK)):
+        where = (flag + path if flag.endswith("=") else "%s %s" % (flag, path)) if flag else path
+        other = "give %s another path" % flag.split()[0] if flag else "write %s elsewhere" % what
+        raise error_for("PERMISSION_DENIED", "%s is read-only: make it writable (chmod u+w %s), or %s"
+                        % (where, path, other), metadata={"path": path, "field": field or None})
     tmp = None
     try:
         fd, tmp = part_file(path)

@@ -279,6 +279,30 @@ def test_a_non_ascii_path_is_printed_as_it_is_without_a_locale(web_server, base,
     assert lines["py"][1].startswith("wrote %s (" % (folder / "ö.pb")), lines["py"]
 
 
+@pytest.mark.parametrize("flag", ["-o", "--manifest"])
+def test_a_read_only_output_is_refused_and_left_as_it_was(base, tmp_path, flag):
+    """An existing file no one may write (mode 0444) is not silently replaced: refused before
+    anything is sent (the server here is not there), naming the flag, the file and the fixes;
+    nothing is written beside it."""
+    lines = {}
+    for client, program in CLIENTS.items():
+        kept = tmp_path / (client + (".pb" if flag == "-o" else ".json"))
+        kept.write_text("the user's\n")
+        kept.chmod(0o444)
+        other = (["--manifest", str(tmp_path / (client + ".json"))] if flag == "-o"
+                 else ["-o", str(tmp_path / (client + ".pb"))])
+        r = _run([program, "freeze", base["ck"], flag, kept, "--server", "http://127.0.0.1:1" if client == "cs"
+                  else "127.0.0.1:1"] + other)
+        assert r.returncode == 1, (client, r.stderr)
+        lines[client] = _said(r.stderr).replace(client + ".", "FILE.")
+        assert kept.read_text() == "the user's\n" and kept.stat().st_mode & 0o777 == 0o444
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    shown = tmp_path / ("FILE.pb" if flag == "-o" else "FILE.json")
+    assert lines["py"] == "%s %s is read-only: make it writable (chmod u+w %s), or give %s another path " \
+                          "[PERMISSION_DENIED]" % (flag, shown, shown, flag), lines["py"]
+    assert sorted(os.listdir(tmp_path)) == sorted(c + (".pb" if flag == "-o" else ".json") for c in CLIENTS)
+
+
 def test_every_client_prints_the_one_version():
     from tffreeze import __version__
 
