@@ -137,7 +137,7 @@ def _slim_classifier(name, out_dir, net_fn, arg_scope, size, optimizer, switch, 
         with tf1.Session() as sess:
             prefix = _train_and_save(tf1, sess, saver, train_op, feed, out_dir, summaries=summaries)
         predictions = end_points.get("Predictions", end_points.get("predictions"))
-    outputs = [logits.name, predictions.name]
+    outputs = [predictions.name]
     _record(tf1, graph, prefix, out_dir, outputs, [images.name], {images.name: _images(rng, 2, size)},
             infer_feed, note=name)
 
@@ -279,7 +279,7 @@ def lstm_classifier(out_dir):
             prefix = _train_and_save(tf1, sess, saver, train_op, feed, out_dir, summaries=summaries)
     feeds = {tokens.name: rng.integers(0, vocab, (3, steps)).astype(np.int32),
              lengths.name: np.array([12, 5, 8], np.int32)}
-    _record(tf1, graph, prefix, out_dir, [logits.name, probabilities.name, predicted.name],
+    _record(tf1, graph, prefix, out_dir, [probabilities.name, predicted.name],
             [tokens.name, lengths.name], feeds)
 
 

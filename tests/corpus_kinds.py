@@ -192,7 +192,7 @@ def text_vocab_table(out_dir):
         with tf1.Session() as sess:
             sess.run(tf1.tables_initializer())
             prefix = _train_and_save(tf1, sess, saver, train_op, feed, out_dir)
-    _record(tf1, graph, prefix, out_dir, [logits.name, probs.name], None,
+    _record(tf1, graph, prefix, out_dir, [probs.name], None,
             {tokens.name: words[rng.integers(0, len(words), (3, 6))]}, tables=True)
 
 
@@ -217,7 +217,7 @@ def dataset_fed(out_dir):
             sess.run(iterator.initializer, {features: rng.standard_normal((16, 10)), targets: rng.integers(0, 3, 16)})
             prefix = _train_and_save(tf1, sess, saver, train_op, {}, out_dir)
     # The frozen graph's input is the iterator's first output, cut into a placeholder.
-    _record(tf1, graph, prefix, out_dir, [logits.name, probs.name], None,
+    _record(tf1, graph, prefix, out_dir, [probs.name], None,
             {"IteratorGetNext_0:0": rng.standard_normal((3, 10)).astype(np.float32)},
             session_names={"IteratorGetNext_0:0": x.name})
 
@@ -242,7 +242,7 @@ def two_heads(out_dir):
         train_op = tf1.train.MomentumOptimizer(0.01, 0.9).minimize(loss)
     feed = {images: _images(rng, 4, 16), species: rng.integers(0, 4, 4), age: rng.uniform(0, 80, 4)}
     prefix = _save_trained(tf1, graph, train_op, feed, out_dir)
-    _record(tf1, graph, prefix, out_dir, [species_logits.name, species_probs.name, age_pred.name], None,
+    _record(tf1, graph, prefix, out_dir, [species_probs.name, age_pred.name], None,
             {images.name: _images(rng, 2, 16)})
 
 
@@ -350,7 +350,7 @@ def distillation(out_dir):
         train_op = tf1.train.AdamOptimizer(1e-3).minimize(0.7 * kd + 0.3 * hard)
     prefix = _save_trained(tf1, graph, train_op, {x: rng.standard_normal((8, 24)), labels: rng.integers(0, 5, 8)},
                            out_dir)
-    _record(tf1, graph, prefix, out_dir, [student_logits.name, student_probs.name], None,
+    _record(tf1, graph, prefix, out_dir, [student_probs.name], None,
             {x.name: rng.standard_normal((3, 24)).astype(np.float32)})
 
 

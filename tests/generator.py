@@ -12,8 +12,7 @@ post-processing, plus the loop's output when there is a loop) and the data input
 ``grade`` compares what a freeze without names did with that answer.
 
 Conventions of the known answer: a classifier deploys its probabilities (softmax or
-sigmoid); the logits its loss reads beside them are graded right too (the README's
-heads-after-prediction rule), the logits alone are not; a post-processed head deploys the end of
+sigmoid), not the logits its loss reads; a post-processed head deploys the end of
 its post-processing (argmax classes; top_k values and indices; NMS-selected boxes
 and scores; the pixel-shuffled or clipped image); several heads deploy each one;
 a decoding loop or sampler is deployed beside the head (the model predicts and
@@ -33,9 +32,7 @@ are reported on the held-out half. ``sample(half, n, seed)`` draws distinct
 combinations with ``random.Random("%s-%s" % (seed, half))``.
 
 Verdicts (``grade``):
-  right          the freeze succeeded; its outputs are exactly the deployed tensors (or
-                 the deployed tensors plus the logits a classifier head is computed from:
-                 the README's heads-after-prediction rule, ``Answer.also_right``) and its
+  right          the freeze succeeded; its outputs are exactly the deployed tensors and its
                  inputs exactly the data inputs (as sets);
   refused_right  OUTPUTS_AMBIGUOUS or NO_OUTPUTS_FOUND whose candidate list holds every
                  deployed tensor among its first max(3, number deployed) entries;
@@ -49,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -146,10 +143,6 @@ class Answer:
     outputs: List[str]
     inputs: List[str]
     seconds: float = 0.0
-    # Output sets also graded right: the README's documented rule (heads-after-prediction) gives
-    # each prediction the loss reads together with the heads computed from it, so a classifier's
-    # logits beside its softmax / sigmoid / argmax / top_k are accepted too.
-    also_right: List[List[str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +160,6 @@ class _Builder:
         self.labels: Dict[str, tf.Tensor] = {}
         self.losses: List[tf.Tensor] = []
         self.deploy: List[tf.Tensor] = []
-        self.beside: List[tf.Tensor] = []  # logits a classifier head is computed from (see Answer.also_right)
         self.update_ops: List[tf.Operation] = []
         self.train_ops: List[tf.Operation] = []
         self.is_training = None
@@ -463,10 +455,8 @@ def part_head(b: _Builder, f: tf.Tensor) -> tf.Tensor:
                 b.loss(lambda: tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
                     labels=tf.one_hot(L["y_cls"], 3), logits=logits)))
                 b.deploy.append(tf.sigmoid(logits, name="probabilities"))
-                b.beside.append(logits)
             else:
                 b.loss(lambda: _ce(L["y_cls"], logits))
-                b.beside.append(logits)
                 if kind == "softmax":
                     b.deploy.append(tf.nn.softmax(logits, name="probabilities"))
                 elif kind == "argmax":
@@ -475,7 +465,6 @@ def part_head(b: _Builder, f: tf.Tensor) -> tf.Tensor:
                     probabilities = tf.nn.softmax(logits)
                     top = tf.nn.top_k(probabilities, k=2, name="top_k")
                     b.deploy += [top.values, top.indices]
-                    b.beside.append(probabilities)
             return logits
         if kind in ("regression", "regression_clip"):
             pred = b.dense(f, 2, "pred", "head")
@@ -489,7 +478,6 @@ def part_head(b: _Builder, f: tf.Tensor) -> tf.Tensor:
             b.loss(lambda: _ce(L["y_cls"], logits))
             b.loss(lambda: 0.5 * tf.reduce_mean(tf.square(value - L["y_reg"][:, 0])))
             b.deploy += [tf.nn.softmax(logits, name="policy"), value]
-            b.beside.append(logits)
             return logits
         if kind == "multitask":
             la = b.dense(f, 3, "task_a/logits", "head")
@@ -497,7 +485,6 @@ def part_head(b: _Builder, f: tf.Tensor) -> tf.Tensor:
             b.loss(lambda: _ce(L["y_cls"], la))
             b.loss(lambda: 0.5 * _ce(L["y_cls2"], lb))
             b.deploy += [tf.nn.softmax(la, name="task_a/probabilities"), tf.nn.softmax(lb, name="task_b/probabilities")]
-            b.beside += [la, lb]
             return la
         if kind in ("nms", "nms_threshold"):
             boxes = b.dense(f, 4, "boxes", "head")
@@ -768,8 +755,7 @@ def build(combo: Combo, directory: str) -> Answer:
             sess.run(b.train_ops, b.feeds)  # one step (a GAN's two optimizers in the same step)
             saver.save(sess, os.path.join(directory, "model.ckpt"), global_step=1)
         outputs = [t.name for t in b.deploy]
-        also = [sorted(outputs + [t.name for t in b.beside])] if b.beside else []
-    return Answer(combo, directory, outputs, list(b.data_inputs), time.perf_counter() - started, also)
+    return Answer(combo, directory, outputs, list(b.data_inputs), time.perf_counter() - started)
 
 
 # -- grading --------------------------------------------------------------------------------------
@@ -793,7 +779,7 @@ def grade(answer: Answer, outputs: Optional[Sequence[str]] = None, inputs: Optio
                 reason, missing, len(top), top)
         return "crash", reason
     got_out, got_in = sorted(outputs or ()), sorted(inputs or ())
-    if got_in == want_in and (got_out == want_out or got_out in answer.also_right):
+    if got_in == want_in and got_out == want_out:
         return "right", ""
     detail = []
     if got_out != want_out:

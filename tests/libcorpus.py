@@ -78,8 +78,9 @@ MODELS = {
     "image_classifiers_resnet18": ("tf2", "image-classifiers", "classification_models.tfkeras.Classifiers"
                                    ".get('resnet18') softmax output, model.predict"),
     "keras_tcn": ("tf2", "keras-tcn", "tcn.compiled_tcn(return_sequences=False) softmax output, model.predict"),
-    "slim_inception_v2": ("tf2", "tf-slim", "tf_slim.nets.inception_v2.inception_v2 logits and "
-                          "end_points['Predictions'], as slim's eval_image_classifier reads them"),
+    "slim_inception_v2": ("tf2", "tf-slim", "tf_slim.nets.inception_v2.inception_v2 end_points['Predictions'] "
+                          "(Predictions/Reshape_1), the output node slim's README freezes an exported "
+                          "inference graph with"),
     "bert_classifier": ("tf1", "bert-tensorflow", "bert.run_classifier.create_model probabilities, what "
                         "model_fn_builder's PREDICT mode returns as predictions={'probabilities': ...}"),
     "tflearn_convnet": ("tf1", "tflearn", "tflearn.DNN.predict of the net before tflearn.regression "
@@ -443,7 +444,7 @@ def slim_inception_v2(out_dir):
             for _ in range(2):
                 sess.run(train_op, {images: _images(rng, 4, 96), labels: rng.integers(0, 5, 4), is_training: True})
             prefix = tf1.train.Saver().save(sess, os.path.join(out_dir, "model.ckpt"), global_step=2)
-    _record(tf1, graph, prefix, out_dir, "slim_inception_v2", [logits.name, end_points["Predictions"].name],
+    _record(tf1, graph, prefix, out_dir, "slim_inception_v2", [end_points["Predictions"].name],
             {images.name: _images(rng, 2, 96)})
 
 

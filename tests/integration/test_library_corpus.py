@@ -27,21 +27,11 @@ _LOGITS = ("the Keras loss reads the pre-activation tensor, not the model's outp
            "resolver adds that tensor (%s) as a second head beside model.outputs (%s)")
 _SINKS = ("the library leaves tensors that nothing reads (%s) beside the head the training loss reads (%s); "
           "the resolver returns the unread sinks, exit 0, instead of the head")
-_DEEPCTR = _SINKS % ("deepctr builds a linear-part embedding lookup per sparse feature that no layer uses: "
-                     "linearsparse_emb_C*/embedding_lookup/Identity, and spare placeholders C1, C1_2, ...",
-                     "prediction_layer/Reshape, read by the loss, the metrics and predict/group_deps")
 OPEN = {
-    ("auto", "keras_bert_pretrain"): _LOGITS % ("Softmax", "NSP/BiasAdd:0", "MLM/add:0, NSP/Softmax:0"),
-    ("auto", "keras_transformer"): _LOGITS % ("Softmax", "Decoder-Output/BiasAdd:0", "Decoder-Output/Softmax:0"),
     ("auto", "sm_linknet_mobilenetv2"): _LOGITS % ("Sigmoid", "conv2d/BiasAdd:0", "sigmoid/Sigmoid:0"),
-    ("auto", "image_classifiers_resnet18"): _LOGITS % ("Softmax", "fc1/BiasAdd:0", "softmax/Softmax:0"),
     ("auto", "keras_bert_classifier"): _SINKS % (
         "keras_bert.get_model(training=True)'s pretraining heads MLM/add and NSP/Softmax, which the fine-tuned "
         "model does not use", "label/Softmax"),
-    ("auto", "deepctr_deepfm"): _DEEPCTR,
-    ("auto", "deepctr_xdeepfm"): _DEEPCTR,
-    ("auto", "deepctr_dcn"): _DEEPCTR,
-    ("auto", "deepctr_autoint"): _DEEPCTR,
     ("auto", "bert_classifier"): (
         "a predict-mode graph (no optimizer in it; trained in another graph) where run_classifier.create_model "
         "still computes the loss from a label_ids placeholder: the resolver returns loss/Mean:0 beside "

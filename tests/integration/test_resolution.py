@@ -122,9 +122,16 @@ def test_inspect_shows_what_freeze_produces(client, real_models, tmp_path, name)
 
 def test_optimizers_sharing_a_trunk_train_one_network(client, tmp_path):
     """Two optimizers whose variables overlap (heads trained by turns on one trunk) are one
-    network: both heads are the outputs, with no "not sure" (unlike a GAN's disjoint pair)."""
+    network, not a GAN's disjoint pair: the graph leaves open only whether the classifier
+    logits (no probabilities computed from them) are deployed beside the value head, and
+    the refusal says that and lists both."""
     model = models.alternating_heads(str(tmp_path / "m"))
-    m = client.freeze(model.directory).manifest
+    with pytest.raises(TffreezeError) as err:
+        client.freeze(model.directory, str(tmp_path / "m.pb"))
+    assert err.value.reason == "ERROR_REASON_OUTPUTS_AMBIGUOUS"
+    assert "classifier's logits" in err.value.message and "different optimizers" not in err.value.message
+    assert set(err.value.metadata["candidates"].split(",")[:2]) == {"head_a_logits:0", "value:0"}
+    m = client.freeze(model.directory, str(tmp_path / "m.pb"), outputs=["head_a_logits:0", "value:0"]).manifest
     assert sorted(o["name"] for o in m["outputs"]) == ["head_a_logits:0", "value:0"]
 
 

@@ -71,10 +71,11 @@ def test_top_k_gives_values_and_indices():
     assert "indices" in res.outputs[1][1]
 
 
-def test_resolution_returns_the_loss_input_and_its_head_with_evidence():
+def test_resolution_returns_the_head_of_the_loss_input_with_evidence():
     res = resolve.resolve(_meta(_classifier), [], [], None)
-    assert res.outputs == [("logits:0", "prediction: the loss loss compares it with labels"),
-                           ("probs:0", "prediction head (Softmax) computed from logits:0")]
+    assert res.outputs == [("probs:0", "prediction head (Softmax) computed from logits:0")]
+    assert "logits:0 left out: the graph computes its head (probs:0) from it; name it in outputs to keep it" \
+        in res.warnings
 
 
 def test_end_point_collections_are_not_outputs_but_output_collections_are():
@@ -85,7 +86,7 @@ def test_end_point_collections_are_not_outputs_but_output_collections_are():
                 tf1.add_to_collection(key, tf1.get_default_graph().get_tensor_by_name(name + ":0"))
         return inner
     res = resolve.resolve(_meta(build("net/_end_points")), [], [], None)
-    assert [t for t, _ in res.outputs] == ["logits:0", "probs:0"] and "collection" not in res.outputs[0][1]
+    assert [t for t, _ in res.outputs] == ["probs:0"] and "collection" not in res.outputs[0][1]
     res = resolve.resolve(_meta(build("pred_network")), [], [], None)
     assert res.outputs[0] == ("logits:0", "collection 'pred_network'")
 

@@ -74,7 +74,9 @@ def test_heads_after_prediction_claims_the_softmax():
     meta = _meta(_classifier)
     [e] = [e for e in _records(meta) if e.rule == "heads-after-prediction"]
     assert (e.tensor, e.claim, e.follows) == ("probs:0", Claim.HEAD, "logits:0")
-    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["logits:0", "probs:0"]
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["probs:0"]
+    assert any(w.startswith("logits:0 left out: the graph computes its head (probs:0)") for w in res.warnings)
 
 
 def test_a_head_a_metric_compares_with_the_labels_is_the_output_the_training_evaluates():
@@ -220,6 +222,104 @@ def test_an_inference_branch_supersedes_the_training_time_prediction():
     claims = _claims(meta, "inference-branch")
     assert claims == {"serve_out:0": Claim.INFERENCE_BRANCH, "train_out:0": Claim.SUPERSEDED}
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["serve_out:0"]
+
+
+def _decoder_beside_a_classifier():
+    """A classifier head and a decoder trained together; greedy decoding recomputes the
+    decoder's layers (not the classifier's) outside the loss."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    targets = tf1.placeholder(tf.float32, [None, 2], name="targets")
+    trunk = tf.nn.relu(_dense(x, 4, "trunk"))
+    logits = _dense(trunk, 2, "cls_logits")
+    tf.nn.softmax(logits, name="probs")
+    w_dec = tf1.get_variable("w_dec", [4, 2])
+    teacher_forced = tf.matmul(trunk, w_dec, name="teacher_forced")
+    tf.argmax(tf.matmul(tf.nn.relu(trunk), w_dec), 1, name="decoded")
+    loss = tf.add(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)),
+                  tf.reduce_mean(tf.square(teacher_forced - targets)), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_an_inference_branch_supersedes_only_the_predictions_it_recomputes():
+    meta = _meta(_decoder_beside_a_classifier)
+    claims = _claims(meta, "inference-branch")
+    assert claims == {"decoded:0": Claim.INFERENCE_BRANCH, "teacher_forced:0": Claim.SUPERSEDED}
+    assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["decoded:0", "probs:0"]
+
+
+def _fine_tuning_with_a_pretraining_head():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    trunk = tf.nn.relu(_dense(x, 4, "trunk"))
+    tf.nn.softmax(_dense(trunk, 5, "pretrain_logits"), name="pretrain_probs")
+    logits = _dense(trunk, 2, "logits")
+    tf.nn.softmax(logits, name="probs")
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_sink_whose_own_layers_no_optimizer_trains_is_left_over():
+    meta = _meta(_fine_tuning_with_a_pretraining_head)
+    assert _claims(meta, "inference-branch") == {"pretrain_probs:0": Claim.UNTRAINED_BRANCH}
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["probs:0"]
+    assert any(w.startswith("left out: pretrain_probs is computed by layers no optimizer trains") for w in res.warnings)
+
+
+def _with_entropy_bonus():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    logits = _dense(x, 2, "logits")
+    p = tf.nn.softmax(logits)
+    entropy = -tf.reduce_sum(p * tf1.log(p + 1e-8), axis=1)
+    ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    loss = tf.subtract(ce, 0.01 * tf.reduce_mean(entropy), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_loss_term_with_no_layer_of_its_own_is_loss_arithmetic():
+    meta = _meta(_with_entropy_bonus)
+    regularizers = [e for e in _records(meta) if e.claim is Claim.REGULARIZER]
+    assert regularizers and all(e.rule == "loss-meets-model" and e.against for e in regularizers)
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["logits:0"]
+
+
+def _loss_slices_the_scores():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.float32, [None], name="labels")
+    scores = _dense(x, 2, "scores")
+    tf.reduce_max(scores, axis=1, name="best")
+    loss = tf.reduce_mean(tf.square(scores[:, 0] - labels), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_loss_view_of_a_model_tensor_is_that_tensor():
+    meta = _meta(_loss_slices_the_scores)
+    assert [e.tensor for e in _records(meta) if e.rule == "loss-meets-model"] == ["scores:0"]
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["best:0"]
+
+
+def _two_heads_one_target():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    trunk = tf.nn.relu(_dense(x, 4, "trunk"))
+    main = _dense(trunk, 2, "main_logits")
+    tf.nn.softmax(main, name="probs")
+    side = _dense(tf.nn.relu(_dense(trunk, 4, "side_hidden")), 2, "side_logits")
+
+    def ce(logits):
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    loss = tf.add(ce(main), 0.3 * ce(side), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_of_two_heads_on_one_target_the_one_with_an_inference_head_is_deployed():
+    meta = _meta(_two_heads_one_target)
+    assert _claims(meta, "one-target-one-head") == {"side_logits:0": Claim.AUXILIARY}
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["probs:0"]
+    assert any(w.startswith("auxiliary head left out: side_logits:0") for w in res.warnings)
 
 
 def _with_post_processing():

@@ -41,8 +41,11 @@ class Claim(enum.Enum):
     REPLICA = "computes what another copy does"
     AUXILIARY = "a training aid beside the main head"
     SUPERSEDED = "the inference computation goes on after it"
+    UNTRAINED_BRANCH = "computed by layers no optimizer trains"
+    REGULARIZER = "loss arithmetic on the model's tensors"
     # -- open --
     SEPARATELY_TRAINED = "one of several networks trained apart"
+    HEADLESS = "a prediction of its own labels with no inference head, beside predictions of other labels"
     CANDIDATE = "might be an output (listed when the graph does not decide)"
 
     @property

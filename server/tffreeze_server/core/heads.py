@@ -29,8 +29,11 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
                       DECISION_OPS as _DECISION_OPS,
                       DATA_SOURCE_OPS, ELEMENTWISE_LAYER_OPS as _ELEMENTWISE_LAYER_OPS, HEAD_OPS, LAYER_OPS,
                       LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
-                      PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VARIABLE_READ_OPS as _READ_OPS,
+                      PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VIEW_OPS as _VIEW_OPS, VARIABLE_READ_OPS as _READ_OPS,
                       is_optimizer_update, is_summary_op)
+# What a cross-entropy on logits computes them with (tf.nn's fused ops; the sigmoid form's softplus / log1p).
+_CROSS_ENTROPY_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits", "LogSoftmax",
+                                "Log1p", "Softplus"})
 # tf.gradients seeds each y with `gradients/grad_ys_K = Fill(Shape(y), 1)`.
 _GRAD_YS = re.compile(r"(^|/)gradients(_\d+)?/grad_ys_\d+$")
 METRIC_SCOPE = re.compile(r"(^|/)metrics(_\d+)?/")
@@ -357,6 +360,58 @@ class Structure:
         reach([y for y in losses if self.bits[y] & label_mask], step)
         return found
 
+    def through_loss_view(self, tensor: str, in_loss: Set[str]) -> str:
+        """A prediction that is a loss's own view of a model tensor (``logits[:, 0]``
+        taken for the loss while inference reads ``logits``) is that tensor."""
+        name = node_of(tensor)
+        if self.by_name[name].op not in _VIEW_OPS:
+            return tensor
+        source = name
+        while self.by_name[source].op in _VIEW_OPS and self.data_inputs[source]:
+            if any(u not in in_loss and u not in self.excluded for u in self.users.get(source, ())):
+                break
+            source = node_of(self.data_inputs[source][0])
+        if source == name or not self.is_activation(source):
+            return tensor
+        read_outside = any(u not in in_loss and u not in self.excluded for u in self.users.get(source, ()))
+        return tensor_name(source) if read_outside else tensor
+
+    def classifier_logits(self, tensor: str, in_loss: Set[str], depth: int = 6) -> bool:
+        """A loss reads ``tensor`` through a cross-entropy on logits (softmax, log-softmax or
+        the sigmoid form's softplus / log1p) within a few steps: a classifier's logits."""
+        frontier, seen = [node_of(tensor)], set()
+        for _ in range(depth):
+            nxt = []
+            for n in frontier:
+                for u in self.users.get(n, ()):
+                    if u in seen or u not in in_loss:
+                        continue
+                    seen.add(u)
+                    if self.by_name[u].op in _CROSS_ENTROPY_OPS:
+                        return True
+                    nxt.append(u)
+            frontier = nxt
+        return False
+
+    def compared_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> int:
+        """The labels a prediction is compared with: on every path down the loss, the
+        first node that depends on labels; the labels all of them read (a sum of loss
+        terms reads every term's labels, so the intersection keeps the comparison's)."""
+        common = -1
+        seen: Set[str] = set()
+        stack = [node_of(tensor)]
+        while stack:
+            n = stack.pop()
+            for u in self.users.get(n, ()):
+                if u in seen or u not in in_loss:
+                    continue
+                seen.add(u)
+                if self.bits[u] & label_mask:
+                    common &= self.bits[u] & label_mask
+                else:
+                    stack.append(u)
+        return 0 if common == -1 else common
+
     def leave_loss_scope(self, tensor: str, loss_scopes: Set[str]) -> List[str]:
         """A prediction found inside a loss's name scope (Keras' ``loss/...`` computing
         from probabilities) is replaced by what the scope reads from the model."""
@@ -399,19 +454,23 @@ class Structure:
     def layer_count(self, nodes: Set[str]) -> int:
         return len(nodes & self.layers)
 
-    def heads_after(self, tensor: str, label_mask: int, loss_scopes: Set[str]) -> List[str]:
-        """Prediction heads computed from ``tensor`` (or from what it reshapes)."""
+    def heads_after(self, tensor: str, label_mask: int, loss_scopes: Set[str], in_loss: Set[str] = frozenset()
+                    ) -> List[str]:
+        """Prediction heads computed from ``tensor`` (or from what it reshapes) for inference:
+        not what the loss computes (an entropy term's softmax)."""
         base = node_of(tensor)
+        chain = {base}  # the prediction and what it reshapes: the loss reads them, heads are computed from them
         while self.by_name[base].op in _ALIAS_OPS and self.data_inputs[base]:
             base = node_of(self.data_inputs[base][0])
+            chain.add(base)
 
         def allowed(n):
             return (not self.bits[n] & label_mask and n not in self.excluded
                     and n.split("/")[0] not in loss_scopes - {base.split("/")[0]})
-        reach = self._forward([base], allowed)
+        reach = self._forward([base], lambda n: allowed(n) and (n not in in_loss or n in chain))
         heads: List[str] = []
         for n in self.order:
-            if n not in reach or self.by_name[n].op not in HEAD_OPS:
+            if n not in reach or n == base or self.by_name[n].op not in HEAD_OPS:
                 continue
             end = n
             while True:  # through the reshapes that finish it (tf-slim's Predictions/Reshape_1)
@@ -426,7 +485,8 @@ class Structure:
             t = end + ":0"
             if t not in heads and t != tensor:
                 heads.append(t)
-        return heads
+        # a head another head is computed from (the softmax a top-k selects from) is a step, not an end
+        return [h for h in heads if not any(o != h and node_of(h) in self.upstream([node_of(o)]) for o in heads)]
 
     def effective_sinks(self, training: Set[str]) -> List[str]:
         """Nodes read by nothing but summaries, metrics or bookkeeping (what feeds an

@@ -127,6 +127,8 @@ FORWARDING_OPS: FrozenSet[str] = frozenset({"Identity", "Enter", "Exit", "Switch
                                             "Snapshot", "StopGradient"})
 # Same values, another shape or name.
 ALIAS_OPS: FrozenSet[str] = frozenset({"Identity", "Reshape", "Squeeze", "ExpandDims", "StopGradient", "Snapshot"})
+# A part of a tensor, or the same values in another shape (what a loss takes of a model's tensor).
+VIEW_OPS: FrozenSet[str] = ALIAS_OPS | frozenset({"StridedSlice", "Slice", "Transpose"})
 ACTIVATION_OPS: FrozenSet[str] = frozenset({"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Softmax",
                                             "LogSoftmax", "Softplus", "Softsign", "LeakyRelu"})
 # A layer's own end: its activation and the reshapes that finish it.

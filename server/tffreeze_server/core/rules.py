@@ -38,14 +38,33 @@ class Facts:
 def facts(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], loss_collection,
           unused_control_flow) -> Optional[Facts]:
     """The facts of a training graph, or None when it has no loss to go by."""
-    s = Structure(graph_def, excluded, loss_collection)
+    s = Structure(_iterator_outputs_apart(graph_def), excluded, loss_collection)
     losses = s.losses()
     if not losses:
         return None
     labels, label_mask = s.labels(losses, switches)
     loss_scopes = {y.split("/")[0] for y in losses} | {
         n.split("/")[0] for n in s.upstream(losses) if s.bits[n] & label_mask and "/" in n}
+    # A scope that holds trained layers is a part of the model that also builds its loss terms, not a loss's own.
+    loss_scopes -= {n.split("/")[0] for n in s.layers if "/" in n and s.own_vars(n)}
     return Facts(s, losses, labels, label_mask, loss_scopes, s.upstream(losses), training, unused_control_flow)
+
+
+def _iterator_outputs_apart(graph_def):
+    """Each output of a tf.data iterator is its own data source (the features and the labels
+    one ``get_next()`` returns): a copy of the graph with one placeholder per output."""
+    from .oproles import ITERATOR_GET_NEXT_OPS
+    from .rewrite import cut_iterator
+
+    several = [n.name for n in graph_def.node
+               if n.op in ITERATOR_GET_NEXT_OPS and len(n.attr["output_types"].list.type) > 1]
+    if not several:
+        return graph_def
+    copy = type(graph_def)()
+    copy.CopyFrom(graph_def)
+    for name in several:
+        cut_iterator(copy, name)
+    return copy
 
 
 # -- the rules, in the order they run ----------------------------------------------------
@@ -64,7 +83,7 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
         trained = s.trained_mask(y)
         if s.bits[y] & f.label_mask:
             for p in s.predictions([y], f.label_mask):
-                for q in s.leave_loss_scope(p, f.loss_scopes):
+                for q in s.leave_loss_scope(s.through_loss_view(p, f.in_loss), f.loss_scopes):
                     metric = s.evaluated_by(q, f.label_mask, f.in_loss, f.training)
                     if metric is not None:
                         add(Evidence(q, Claim.EVALUATED, WEIGHT_STRUCTURE, _evaluated_why(f, metric),
@@ -81,7 +100,36 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
             stops = s.refine(y, trained, f.label_mask)[0]
             for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
                 add(_with_loss(e, "%s (the loss %s reads no labels)" % (e.why, y), y))
-    return found
+    return found + _regularizers(f, found)
+
+
+def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
+    """Records against the tensors a loss reads that add no layer of their own to what
+    the other predictions compute, that only the loss reads and that no other prediction
+    is computed from: loss arithmetic on the model (an entropy bonus, an activity
+    penalty), not an output."""
+    s = f.s
+    tensors = [e.tensor for e in found if e.claim in (Claim.PREDICTION, Claim.LOSS_INPUT)]
+    if len(tensors) < 2:
+        return []
+    up = {t: s.upstream([node_of(t)]) for t in tensors}
+    out: List[Evidence] = []
+    for t in tensors:
+        others = [o for o in tensors if o != t and o not in [e.tensor for e in out]]
+        if not others or any(u not in f.in_loss and u not in s.excluded for u in s.users.get(node_of(t), ())):
+            continue
+        beside: Set[str] = set()
+        for o in others:
+            beside |= up[o]
+        if node_of(t) in beside:  # the model computes another prediction from it (a VAE's latent mean)
+            continue
+        if s.layer_count(up[t] - beside) == 0 and s.layer_count(up[t]) > 0:
+            out.append(Evidence(t, Claim.REGULARIZER, WEIGHT_AGAINST,
+                                "loss arithmetic left out: %s adds no layer to what %s compute%s, and only the loss "
+                                "reads it (a penalty or bonus on the model's tensors)"
+                                % (t, ", ".join(others[:3]), "s" if len(others) == 1 else ""),
+                                tuple(node_of(o) for o in others[:3])))
+    return out
 
 
 def _with_loss(e: Evidence, why: str, loss: str) -> Evidence:
@@ -116,7 +164,7 @@ def replicas(f: Facts, board: Board) -> List[Evidence]:
       "(Inception's AuxLogits), not the deployed head")
 def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
-    standing = _standing_predictions(board, Claim.AUXILIARY)
+    standing = _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER)
     labelled = [e.tensor for e in standing if e.claim in LABELLED_CLAIMS]
     if len(labelled) < 2:
         return []
@@ -137,24 +185,56 @@ def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
 
 @rule("inference-branch",
       "a sink computed with the trained weights by layers no loss reads (greedy decoding, a sampler tower, an "
-      "export head) is the deployed computation: the teacher-forced predictions are not outputs")
+      "export head) is the deployed computation: it supersedes the training-time predictions it recomputes (those "
+      "whose variables it computes with) and what unlabelled losses read (a discriminator's scores); predictions "
+      "compared with labels that it does not recompute stand beside it; a sink whose own layers no optimizer "
+      "trains and no loss reads (a pre-training head kept in a fine-tuning graph) is left over, not deployed")
 def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
     preds = [e.tensor for e in predictions(board)]
+    labelled = {p for p in preds if s.compared_labels(p, f.in_loss, f.label_mask)}
     downstream = s._forward([node_of(p) for p in preds])
+    trained = _all_trained(f)
+    own_layers = s.layers - f.in_loss
+    read_by_loss = 0
+    for y in f.losses:
+        read_by_loss |= s.var_bits[y]
+    untrained = {n for n in own_layers if trained != -1 and not s.own_vars(n) & (trained | read_by_loss)}
     # One forward pass (linear in the graph): what layers outside the loss's inputs compute.
-    after_own_layers = s._forward(s.layers - f.in_loss, lambda n: n not in f.in_loss)
-    branches = [n + ":0" for n in s.effective_sinks(f.training)
-                if n in after_own_layers and n not in downstream and s.is_activation(n)
-                and not s.bits[n] & f.label_mask and not f.unused_control_flow(s.by_name[n])]
+    after_own_layers = s._forward(own_layers - untrained, lambda n: n not in f.in_loss)
+    after_untrained = s._forward(untrained, lambda n: n not in f.in_loss)
+    sinks = [n for n in s.effective_sinks(f.training)
+             if n not in downstream and s.is_activation(n) and not s.bits[n] & f.label_mask
+             and not f.unused_control_flow(s.by_name[n])]
+    branches = [n + ":0" for n in sinks if n in after_own_layers]
+    out = [Evidence(n + ":0", Claim.UNTRAINED_BRANCH, WEIGHT_AGAINST,
+                    "left out: %s is computed by layers no optimizer trains (%s); name it in outputs to keep it"
+                    % (n, ", ".join(sorted(untrained & s.upstream([n]))[:3])), tuple(sorted(untrained & s.upstream([n]))[:3]))
+           for n in sinks if n in after_untrained and n not in after_own_layers]
     if not branches:
-        return []
+        return out
     why = "inference branch: computed with the trained weights by layers the loss (%s) never reads" % ", ".join(
         f.losses[:3])
-    return ([Evidence(t, Claim.INFERENCE_BRANCH, WEIGHT_STRUCTURE, why, tuple(f.losses[:3])) for t in branches]
-            + [Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "a training-time prediction: the graph has an "
-                        "inference branch (%s)" % ", ".join(branches[:3]), tuple(node_of(b) for b in branches[:3]))
-               for p in preds])
+    computes_with = 0
+    for b in branches:
+        computes_with |= s.var_bits[node_of(b)]
+    out += [Evidence(t, Claim.INFERENCE_BRANCH, WEIGHT_STRUCTURE, why, tuple(f.losses[:3])) for t in branches]
+    out += [Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "a training-time prediction: the graph has an inference "
+                     "branch (%s) computing with its variables" % ", ".join(branches[:3]),
+                     tuple(node_of(b) for b in branches[:3]))
+            for p in preds if not s.var_bits[node_of(p)] & ~computes_with or p not in labelled]
+    return out
+
+
+def _all_trained(f: Facts) -> int:
+    """The variables some optimizer (or moving-average update) changes; -1 when unknown."""
+    mask = 0
+    for y in f.losses:
+        m = f.s.trained_mask(y)
+        if m == -1:
+            return -1
+        mask |= m
+    return mask
 
 
 @rule("separately-trained-networks",
@@ -197,7 +277,7 @@ def heads_after_prediction(f: Facts, board: Board) -> List[Evidence]:
     out: List[Evidence] = []
     for e in predictions(board):
         p = e.tensor
-        following = s.heads_after(p, f.label_mask, f.loss_scopes)
+        following = s.heads_after(p, f.label_mask, f.loss_scopes, f.in_loss)
         evaluated = [(h, m) for h in following for m in [s.evaluated_by(h, f.label_mask, f.in_loss, f.training)] if m]
         if evaluated:
             out += [Evidence(h, Claim.EVALUATED, WEIGHT_HEAD, _evaluated_why(f, m), (node_of(p), m), follows=p)
@@ -213,8 +293,45 @@ def heads_after_prediction(f: Facts, board: Board) -> List[Evidence]:
     return out
 
 
+@rule("one-target-one-head",
+      "of two predictions compared with the same labels, the one the graph computes an inference head from (a "
+      "softmax, a decoding, the head a metric evaluates) is the deployed one; the other is a training aid. A "
+      "classifier's logits (a cross-entropy reads them) of their own labels with no probabilities or classes "
+      "computed from them, beside predictions of other labels, may be a second output or an auxiliary task: the "
+      "graph does not say which")
+def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
+    s = f.s
+    recomputed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == inference_branch.name}
+    standing = [e for e in predictions(board) if e.claim is not Claim.COPY and e.tensor not in recomputed]
+    if len(standing) < 2:
+        return []
+    followed = {e.follows for e in board.of(Claim.HEAD, Claim.EVALUATED, Claim.INFERENCE_END) if e.follows}
+    headed = {e.tensor for e in standing if e.tensor in followed or e.claim is Claim.EVALUATED}
+    labels = {e.tensor: s.compared_labels(e.tensor, f.in_loss, f.label_mask) for e in standing}
+    out: List[Evidence] = []
+    for e in standing:
+        if e.tensor in headed or not labels[e.tensor]:
+            continue
+        main = next((o.tensor for o in standing if o.tensor in headed and labels[o.tensor] & labels[e.tensor]), None)
+        if main is not None:
+            out.append(Evidence(e.tensor, Claim.AUXILIARY, WEIGHT_AGAINST,
+                                "auxiliary head left out: %s is compared with the same labels as %s, which the graph "
+                                "computes an inference head from; name it in outputs to keep it" % (e.tensor, main),
+                                (node_of(main),)))
+        elif s.classifier_logits(e.tensor, f.in_loss):
+            others = [o.tensor for o in standing if o.tensor != e.tensor and not labels[o.tensor] & labels[e.tensor]]
+            if others:
+                out.append(Evidence(e.tensor, Claim.HEADLESS, WEIGHT_OPEN,
+                                    "%s is a classifier's logits compared with other labels than %s, and the graph "
+                                    "computes no probabilities or classes from them: whether they are a second "
+                                    "output or a training aid (an auxiliary task) is not in the graph"
+                                    % (e.tensor, ", ".join(others[:3])),
+                                    tuple(node_of(o) for o in others[:3])))
+    return out
+
+
 STRUCTURE_RULES = (loss_meets_model, replicas, deep_supervision, inference_branch, separately_trained_networks,
-                   inference_ends, heads_after_prediction)
+                   inference_ends, heads_after_prediction, one_target_one_head)
 
 
 # -- reading the board ---------------------------------------------------------------------
@@ -226,7 +343,7 @@ def _standing_predictions(board: Board, *also_against: Claim) -> List[Evidence]:
 
 def predictions(board: Board) -> List[Evidence]:
     """The predictions left standing: neither replicas nor auxiliary heads."""
-    return _standing_predictions(board, Claim.AUXILIARY)
+    return _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER)
 
 
 def _disjoint_networks(masks: Set[int]) -> List[int]:
@@ -262,28 +379,52 @@ def run(f: Facts) -> Board:
 
 
 def decide(board: Board) -> Decision:
-    """The one decision from a training graph's evidence: an inference branch is the
-    answer; else the standing predictions with what follows them (inference ends, the
-    evaluated head, or the prediction and its heads); no answer when no prediction
+    """The one decision from a training graph's evidence: the inference branches, with the
+    standing predictions they do not recompute; each prediction is answered by what
+    follows it (inference ends, the evaluated head, its heads), else by itself; no answer when no prediction
     stands or several separately trained networks hold them (then they are candidates)."""
     d = Decision(board=board)
     d.warnings = [e.why for e in board.of(Claim.AUXILIARY)] + [e.why for e in board.of(Claim.REPLICA)]
     standing = predictions(board)
     branches = board.of(Claim.INFERENCE_BRANCH)
+    d.warnings += [e.why for e in board.of(Claim.UNTRAINED_BRANCH)]
     if branches:
         d.outputs = [(e.tensor, e.why) for e in branches]
-        if standing:
-            d.warnings.append("training-time predictions left out (%s): the graph has an inference branch"
-                              % ", ".join(e.tensor for e in standing))
-        return d
+        recomputed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == inference_branch.name}
+        superseded = [e for e in standing if e.tensor in recomputed]
+        if superseded:
+            d.warnings.append("training-time predictions left out (%s): the graph has an inference branch "
+                              "computing with their variables" % ", ".join(e.tensor for e in superseded))
+        standing = [e for e in standing if e not in superseded]
+        if not standing:
+            return d
     if not standing:
         return d
+    headless = board.of(Claim.HEADLESS)
+    if headless:
+        d.candidates = decide_outputs(board, [e for e in standing if e.tensor not in {h.tensor for h in headless}])
+        d.candidates += [(e.tensor, e.why) for e in headless]
+        d.unsure = headless[0].why
+        return d
     if board.of(Claim.SEPARATELY_TRAINED):
-        d.candidates = [(e.tensor, e.why) for e in standing]
+        d.candidates = decide_outputs(board, standing)
         d.unsure = ("several networks are trained by different optimizers (%s); which one is deployed is not in "
                     "the graph" % ", ".join(sorted({e.loss for e in _standing_predictions(board)})))
         d.warnings.append(d.unsure)
         return d
+    outputs, warnings = _answers(board, standing)
+    d.outputs += outputs
+    d.warnings += warnings
+    return d
+
+
+def decide_outputs(board: Board, standing: List[Evidence]) -> List[Tuple[str, str]]:
+    """What answers for ``standing`` predictions (their inference ends, evaluated heads, heads, or themselves)."""
+    return _answers(board, standing)[0]
+
+
+def _answers(board: Board, standing: List[Evidence]) -> Tuple[List[Tuple[str, str]], List[str]]:
+    d = Decision(board=board)
     taken: List[str] = []
     for p in standing:
         ends = [e for e in board.of(Claim.INFERENCE_END) if e.follows == p.tensor]
@@ -296,14 +437,19 @@ def decide(board: Board) -> Decision:
             d.outputs += [(e.tensor, e.why) for e in evaluated if e.tensor not in taken]
             taken += [e.tensor for e in evaluated]
             continue
-        if p.tensor not in taken:
+        following = [e for e in board.of(Claim.HEAD) if e.follows == p.tensor]
+        if following:
+            d.warnings.append("%s left out: the graph computes its head%s (%s) from it; name it in outputs to keep "
+                              "it" % (p.tensor, "s" if len(following) > 1 else "",
+                                      ", ".join(e.tensor for e in following)))
+        elif p.tensor not in taken:
             d.outputs.append((p.tensor, p.why))
             taken.append(p.tensor)
-        for e in board.of(Claim.HEAD):
-            if e.follows == p.tensor and e.tensor not in taken:
+        for e in following:
+            if e.tensor not in taken:
                 taken.append(e.tensor)
                 d.outputs.append((e.tensor, e.why))
-    return d
+    return d.outputs, d.warnings
 
 
 ALL_RULES = STRUCTURE_RULES + REFINE_PRINCIPLES
