@@ -300,6 +300,45 @@ def test_a_loss_view_of_a_model_tensor_is_that_tensor():
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["best:0"]
 
 
+def _dice_and_cross_entropy():
+    """A segmentation loss: a cross-entropy on the logits plus a dice term on the sigmoid."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    target = tf1.placeholder(tf.float32, [None, 2], name="target")
+    logits = _dense(x, 2, "logits")
+    probs = tf.sigmoid(logits, name="probs")
+    ce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits))
+    dice = 1.0 - 2.0 * tf.reduce_sum(probs * target) / (tf.reduce_sum(probs) + tf.reduce_sum(target) + 1.0)
+    tf1.train.GradientDescentOptimizer(0.1).minimize(tf.add(ce, dice, name="loss"))
+
+
+def test_a_head_the_loss_compares_too_stands_for_its_logits():
+    meta = _meta(_dice_and_cross_entropy)
+    records = [e for e in _records(meta) if e.rule == "loss-meets-model"]
+    assert ("logits:0", Claim.SUPERSEDED) in [(e.tensor, e.claim) for e in records]
+    assert "probs:0" not in [e.tensor for e in records if e.claim is Claim.REGULARIZER]
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["probs:0"]
+
+
+def _trained_by_assignments():
+    """An optimizer written with assign ops (no Apply* op), a pre-training head beside."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    trunk = tf.nn.relu(_dense(x, 4, "trunk"))
+    tf.nn.softmax(_dense(trunk, 5, "pretrain_logits"), name="pretrain_probs")
+    logits = _dense(trunk, 2, "logits")
+    tf.nn.softmax(logits, name="probs")
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), name="loss")
+    variables = [v for v in tf1.trainable_variables() if not v.name.startswith("pretrain")]
+    grads = tf.gradients(loss, variables)
+    tf.group(*[tf1.assign_sub(v, 0.1 * g) for v, g in zip(variables, grads)], name="train")
+
+
+def test_variables_assigned_from_the_gradients_are_trained():
+    meta = _meta(_trained_by_assignments)
+    assert _claims(meta, "inference-branch") == {"pretrain_probs:0": Claim.UNTRAINED_BRANCH}
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["probs:0"]
+
+
 def _two_heads_one_target():
     x = tf1.placeholder(tf.float32, [None, 3], name="x")
     labels = tf1.placeholder(tf.int32, [None], name="labels")

@@ -30,7 +30,9 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
                       DATA_SOURCE_OPS, ELEMENTWISE_LAYER_OPS as _ELEMENTWISE_LAYER_OPS, HEAD_OPS, LAYER_OPS,
                       LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
                       PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VIEW_OPS as _VIEW_OPS, VARIABLE_READ_OPS as _READ_OPS,
-                      is_optimizer_update, is_summary_op)
+                      is_optimizer_update, is_summary_op, is_training_op)
+# Ops that read only a tensor's shape.
+_SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
 # What a cross-entropy on logits computes them with (tf.nn's fused ops; the sigmoid form's softplus / log1p).
 _CROSS_ENTROPY_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits", "LogSoftmax",
                                 "Log1p", "Softplus"})
@@ -88,6 +90,11 @@ class Structure:
 
     def upstream(self, roots: Iterable[str]) -> Set[str]:
         return reach([r for r in roots if r in self.by_name], lambda name: map(node_of, self.data_inputs[name]))
+
+    def value_upstream(self, roots: Iterable[str]) -> Set[str]:
+        """What ``roots`` compute with: ``upstream`` without the tensors only a shape op reads."""
+        return reach([r for r in roots if r in self.by_name],
+                     lambda name: () if self.by_name[name].op in _SHAPE_OPS else map(node_of, self.data_inputs[name]))
 
     def _propagate(self, index: Dict[str, int]) -> Dict[str, int]:
         """node -> bitmask of the ``index`` nodes it depends on (topological order,
@@ -169,7 +176,7 @@ class Structure:
     # -- what the optimizers train ---------------------------------------------------
     def trained_mask(self, loss: str) -> int:
         """Bitmask of the variables the optimizer of ``loss`` updates: the variables of
-        the Apply*/Assign* ops its gradients reach. All variables (-1) when the loss
+        the Apply*/Assign* ops its gradients reach (an optimizer's slots too). All variables (-1) when the loss
         has no gradients in the graph or they reach no update."""
         if not hasattr(self, "_trained"):
             self._trained: Dict[str, int] = {}
@@ -177,7 +184,9 @@ class Structure:
             mask = 0
             for name in reach(self.seeds.get(loss, ()), lambda n: self.users.get(n, ())):
                 node = self.by_name[name]
-                if is_optimizer_update(node.op) and self.data_inputs[name]:
+                # an optimizer's Apply* op, or an assignment computed from the gradients (an optimizer
+                # written with assign ops: AdamWarmup's AssignSubVariableOp)
+                if (is_optimizer_update(node.op) or is_training_op(node.op)) and self.data_inputs[name]:
                     var = node_of(self.data_inputs[name][0])
                     if self.by_name[var].op in VARIABLE_OPS:
                         mask |= self.var_bits[var]
@@ -391,6 +400,26 @@ class Structure:
                         return True
                     nxt.append(u)
             frontier = nxt
+        return False
+
+    def meets_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> bool:
+        """The loss compares ``tensor`` with the labels themselves: walking down the loss
+        through label-free nodes, a node takes a label-derived input that no model
+        computation produced (a dice term's ``probabilities * target``), not a sum with
+        other loss terms that read labels elsewhere."""
+        seen: Set[str] = set()
+        stack = [node_of(tensor)]
+        while stack:
+            n = stack.pop()
+            for u in self.users.get(n, ()):
+                if u in seen or u not in in_loss:
+                    continue
+                seen.add(u)
+                ins = [node_of(i) for i in self.data_inputs[u]]
+                if any(self.bits[i] & label_mask and i not in self.from_vars for i in ins):
+                    return True
+                if not self.bits[u] & label_mask:
+                    stack.append(u)
         return False
 
     def compared_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> int:

@@ -18,7 +18,7 @@ from .evidence import (LABELLED_CLAIMS, PREDICTION_CLAIMS, WEIGHT_AGAINST, WEIGH
                        WEIGHT_STRUCTURE, Board, Claim, Evidence, rule)
 from .graph import node_of
 from .heads import REFINE_PRINCIPLES, Structure, head_op, post_processing
-from .oproles import HEAD_OPS
+from .oproles import ALIAS_OPS, HEAD_OPS
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Facts:
     label_mask: int
     loss_scopes: Set[str]  # top-level scopes of the losses' own computation
     in_loss: Set[str]  # everything the losses read
+    loss_values: Set[str]  # what the losses compute with (not only read the shape of)
     training: Set[str]
     unused_control_flow: Callable
 
@@ -47,7 +48,8 @@ def facts(graph_def, excluded: Set[str], training: Set[str], switches: Set[str],
         n.split("/")[0] for n in s.upstream(losses) if s.bits[n] & label_mask and "/" in n}
     # A scope that holds trained layers is a part of the model that also builds its loss terms, not a loss's own.
     loss_scopes -= {n.split("/")[0] for n in s.layers if "/" in n and s.own_vars(n)}
-    return Facts(s, losses, labels, label_mask, loss_scopes, s.upstream(losses), training, unused_control_flow)
+    return Facts(s, losses, labels, label_mask, loss_scopes, s.upstream(losses), s.value_upstream(losses), training,
+                 unused_control_flow)
 
 
 def _iterator_outputs_apart(graph_def):
@@ -100,7 +102,32 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
             stops = s.refine(y, trained, f.label_mask)[0]
             for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
                 add(_with_loss(e, "%s (the loss %s reads no labels)" % (e.why, y), y))
-    return found + _regularizers(f, found)
+    return found + _regularizers(f, found) + _compared_heads(f, found)
+
+
+def _compared_heads(f: Facts, found: List[Evidence]) -> List[Evidence]:
+    """A prediction the loss also compares through a head computed from it (the logits of a
+    cross-entropy beside the sigmoid of a dice term): the head stands for it."""
+    s, tensors = f.s, [e.tensor for e in found if e.claim in LABELLED_CLAIMS]
+    out: List[Evidence] = []
+    for t in tensors:
+        source = _head_of(s, t)
+        for p in tensors:
+            if source and p != t and node_of(p) == source:
+                out.append(Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "the loss also compares the head %s computed "
+                                    "from it, which stands for it" % t, (node_of(t),)))
+    return out
+
+
+def _head_of(s: Structure, tensor: str) -> str:
+    """The node a head op (softmax, sigmoid...) ``tensor`` is computed from (through reshapes), else ''."""
+    base = node_of(tensor)
+    if s.by_name[base].op not in HEAD_OPS or not s.data_inputs[base]:
+        return ""
+    source = node_of(s.data_inputs[base][0])
+    while s.by_name[source].op in ALIAS_OPS and s.data_inputs[source]:
+        source = node_of(s.data_inputs[source][0])
+    return source
 
 
 def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
@@ -123,6 +150,11 @@ def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
             beside |= up[o]
         if node_of(t) in beside:  # the model computes another prediction from it (a VAE's latent mean)
             continue
+        if _head_of(s, t) in [node_of(o) for o in others]:  # a head the loss compares too (_compared_heads)
+            continue
+        computed_from_another = any(node_of(o) in up[t] for o in others)  # (a sum of the probabilities)
+        if not computed_from_another and s.meets_labels(t, f.in_loss, f.label_mask):
+            continue  # compared with the labels itself
         if s.layer_count(up[t] - beside) == 0 and s.layer_count(up[t]) > 0:
             out.append(Evidence(t, Claim.REGULARIZER, WEIGHT_AGAINST,
                                 "loss arithmetic left out: %s adds no layer to what %s compute%s, and only the loss "
@@ -187,8 +219,8 @@ def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
       "a sink computed with the trained weights by layers no loss reads (greedy decoding, a sampler tower, an "
       "export head) is the deployed computation: it supersedes the training-time predictions it recomputes (those "
       "whose variables it computes with) and what unlabelled losses read (a discriminator's scores); predictions "
-      "compared with labels that it does not recompute stand beside it; a sink whose own layers no optimizer "
-      "trains and no loss reads (a pre-training head kept in a fine-tuning graph) is left over, not deployed")
+      "compared with labels that it does not recompute stand beside it; a sink computed through a layer no "
+      "optimizer trains and no loss reads (a pre-training head kept in a fine-tuning graph) is left over, not deployed")
 def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
     preds = [e.tensor for e in predictions(board)]
@@ -206,11 +238,11 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     sinks = [n for n in s.effective_sinks(f.training)
              if n not in downstream and s.is_activation(n) and not s.bits[n] & f.label_mask
              and not f.unused_control_flow(s.by_name[n])]
-    branches = [n + ":0" for n in sinks if n in after_own_layers]
+    branches = [n + ":0" for n in sinks if n in after_own_layers and n not in after_untrained]
     out = [Evidence(n + ":0", Claim.UNTRAINED_BRANCH, WEIGHT_AGAINST,
                     "left out: %s is computed by layers no optimizer trains (%s); name it in outputs to keep it"
                     % (n, ", ".join(sorted(untrained & s.upstream([n]))[:3])), tuple(sorted(untrained & s.upstream([n]))[:3]))
-           for n in sinks if n in after_untrained and n not in after_own_layers]
+           for n in sinks if n in after_untrained]
     if not branches:
         return out
     why = "inference branch: computed with the trained weights by layers the loss (%s) never reads" % ", ".join(
@@ -277,7 +309,7 @@ def heads_after_prediction(f: Facts, board: Board) -> List[Evidence]:
     out: List[Evidence] = []
     for e in predictions(board):
         p = e.tensor
-        following = s.heads_after(p, f.label_mask, f.loss_scopes, f.in_loss)
+        following = s.heads_after(p, f.label_mask, f.loss_scopes, f.loss_values)
         evaluated = [(h, m) for h in following for m in [s.evaluated_by(h, f.label_mask, f.in_loss, f.training)] if m]
         if evaluated:
             out += [Evidence(h, Claim.EVALUATED, WEIGHT_HEAD, _evaluated_why(f, m), (node_of(p), m), follows=p)
@@ -342,8 +374,10 @@ def _standing_predictions(board: Board, *also_against: Claim) -> List[Evidence]:
 
 
 def predictions(board: Board) -> List[Evidence]:
-    """The predictions left standing: neither replicas nor auxiliary heads."""
-    return _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER)
+    """The predictions left standing: neither replicas, auxiliary heads, loss arithmetic nor
+    the logits of a head the loss compares too."""
+    headed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == loss_meets_model.name}
+    return [e for e in _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER) if e.tensor not in headed]
 
 
 def _disjoint_networks(masks: Set[int]) -> List[int]:
