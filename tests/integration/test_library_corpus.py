@@ -22,21 +22,7 @@ import pytest
 import libcorpus
 
 # (check, model) -> diagnosis: cases that fail today. Strict: each flips to a failure once fixed.
-_LOGITS = ("the Keras loss reads the pre-activation tensor, not the model's output: tf_keras' "
-           "crossentropy with from_logits=False takes output.op.inputs[0] when the output is a %s op, so the "
-           "resolver adds that tensor (%s) as a second head beside model.outputs (%s)")
-_SINKS = ("the library leaves tensors that nothing reads (%s) beside the head the training loss reads (%s); "
-          "the resolver returns the unread sinks, exit 0, instead of the head")
-OPEN = {
-    ("auto", "sm_linknet_mobilenetv2"): _LOGITS % ("Sigmoid", "conv2d/BiasAdd:0", "sigmoid/Sigmoid:0"),
-    ("auto", "keras_bert_classifier"): _SINKS % (
-        "keras_bert.get_model(training=True)'s pretraining heads MLM/add and NSP/Softmax, which the fine-tuned "
-        "model does not use", "label/Softmax"),
-    ("auto", "bert_classifier"): (
-        "a predict-mode graph (no optimizer in it; trained in another graph) where run_classifier.create_model "
-        "still computes the loss from a label_ids placeholder: the resolver returns loss/Mean:0 beside "
-        "loss/Softmax:0 and takes label_ids as an input, exit 0; PREDICT serves only the probabilities"),
-}
+OPEN: dict = {}
 # OPEN cases that crash today (not a named refusal or a wrong value): the no-crash test xfails them too.
 CRASHING: set = set()  # none today: tflearn's training-mode variable was one (fixed, see rewrite.py)
 
@@ -103,9 +89,9 @@ def test_without_names_right_or_a_refusal_listing_them(lib_client, model, tmp_pa
 
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=OPEN[("auto", n)])) if n in CRASHING else n
-    for n in sorted(n for c, n in OPEN if c == "auto")])
-def test_open_cases_do_not_crash(lib_client, model, tmp_path, name):
-    """The OPEN cases without names fail today, but by a wrong answer or a named refusal,
-    never a crash (INTERNAL, GRAPH_UNSUPPORTED), except those in CRASHING."""
+    for n in libcorpus.MODELS])
+def test_no_model_crashes_without_names(lib_client, model, tmp_path, name):
+    """Without names every model is answered or refused by name, never a crash (INTERNAL,
+    GRAPH_UNSUPPORTED), except those in CRASHING (a case still OPEN)."""
     verdict, detail = _auto(lib_client, model, tmp_path, name)
     assert verdict != "crash", detail

@@ -433,6 +433,25 @@ def test_graph_sinks_answer_for_a_graph_without_a_loss():
     assert [(e.claim, e.rule) for e in res.evidence] == [(Claim.SINK, "graph-sinks")]
 
 
+def _predict_graph_with_its_loss():
+    """An inference graph (no optimizer) that still computes its loss from a label placeholder."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    label_ids = tf1.placeholder(tf.int32, [None], name="label_ids")
+    logits = _dense(x, 2, "logits")
+    tf.nn.softmax(logits, name="probs")
+    log_probs = tf.nn.log_softmax(logits)
+    tf.reduce_mean(-tf.reduce_sum(tf.one_hot(label_ids, 2) * log_probs, axis=-1), name="loss")
+
+
+def test_a_loss_computed_without_training_is_not_a_graph_sink_output():
+    meta = _meta(_predict_graph_with_its_loss)
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["probs:0"]
+    assert [(e.tensor, e.claim) for e in res.evidence if e.against] == [("loss:0", Claim.COMPUTED_LOSS)]
+    assert any(w.startswith("left out: loss reduces what the model computes together with label_ids")
+               for w in res.warnings)
+
+
 def test_refine_principles_are_named_rules_too():
     assert {r.name for r in heads.REFINE_PRINCIPLES} == {
         "trained-last-layer", "fixed-layer-on-model", "scored-by-fixed-network", "pairwise-embeddings",

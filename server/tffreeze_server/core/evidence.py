@@ -37,6 +37,7 @@ class Claim(enum.Enum):
     LOOSE_END = "an unused loop or cond result"
     LOSS_PREDICTION = "the prediction a loss compares with its target"
     LOSS = "a training loss"
+    COMPUTED_LOSS = "a loss the graph computes from a target, nothing differentiates"
     # -- against --
     REPLICA = "computes what another copy does"
     AUXILIARY = "a training aid beside the main head"

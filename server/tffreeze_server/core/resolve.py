@@ -20,7 +20,7 @@ from typing import List, Optional, Set, Tuple
 from tensorflow.python.framework import dtypes
 
 from . import heads, rules
-from .evidence import (WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIGHT_OPEN, WEIGHT_SIGNATURE, WEIGHT_SINK, Board,
+from .evidence import (WEIGHT_AGAINST, WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIGHT_OPEN, WEIGHT_SIGNATURE, WEIGHT_SINK, Board,
                        Claim, Evidence, Rule, rule)
 from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
                       FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_ENTER_OPS,
@@ -305,11 +305,40 @@ def _predictions_feeding(losses, graph_def, by_name, training) -> List[str]:
 
 
 _SINK_REASON = "graph sink: nothing consumes it and it is not a training, saver, summary, init or bookkeeping op"
+_REDUCTIONS = frozenset({"Mean", "Sum"})
+
+
+def _without_computed_losses(graph_def, sinks):
+    """Sinks apart from the losses a graph computes without training (an inference graph
+    that still builds its loss from a label placeholder): a sink that reduces (mean, sum,
+    within a few scalar steps) a computation reading a data source that no layer reads,
+    when other sinks read no such source. Returns (kept sinks, [(loss, [targets])])."""
+    s = heads.Structure(graph_def, set())
+    fed = s.upstream({node_of(i) for n in s.layers for i in s.data_inputs[n]})
+    targets = [src for src in s.sources if src not in fed]
+    if not targets:
+        return sinks, []
+    mask = 0
+    for t in targets:
+        mask |= 1 << s.sources.index(t)
+
+    def reduces(name, depth=0):
+        node = s.by_name[name]
+        if node.op in _REDUCTIONS:
+            return True
+        return depth < 3 and any(reduces(node_of(i), depth + 1) for i in s.data_inputs[name])
+    losses = [n for n in sinks if s.bits[n.name] & mask and s.is_activation(n.name) and reduces(n.name)]
+    kept = [n for n in sinks if n not in losses]
+    if not losses or not kept or any(s.bits[n.name] & mask for n in kept):
+        return sinks, []
+    return kept, [(n.name, [t for t in targets if s.bits[n.name] & (1 << s.sources.index(t))]) for n in losses]
 
 
 @rule("graph-sinks", "in a graph without a loss to go by, what nothing reads (and is no training, saver, summary, "
       "init, shape or bookkeeping op) is an output; an unused loop or cond result only when nothing else is; a "
-      "sink that gradients were taken of is a loss, and the prediction it compares with its target is the output")
+      "sink that gradients were taken of is a loss, and the prediction it compares with its target is the output; "
+      "a sink reducing what the model computes with a data source no layer reads (a target) is a loss the graph "
+      "computes, not an output, when other sinks read no such source")
 def _sink_outputs(args, board: Board) -> List[Evidence]:
     graph_def, by_name, training = args
     users = consumers(graph_def)
@@ -322,7 +351,12 @@ def _sink_outputs(args, board: Board) -> List[Evidence]:
         elif not _is_bookkeeping(n, by_name, training):
             (losses if n.name in differentiated else primary).append(n)
     if primary:
-        return [Evidence("%s:0" % n.name, Claim.SINK, WEIGHT_SINK, _SINK_REASON, (n.name,)) for n in primary]
+        kept, computed_losses = _without_computed_losses(graph_def, primary)
+        return ([Evidence("%s:0" % n.name, Claim.SINK, WEIGHT_SINK, _SINK_REASON, (n.name,)) for n in kept]
+                + [Evidence("%s:0" % n, Claim.COMPUTED_LOSS, WEIGHT_AGAINST, "left out: %s reduces what the model "
+                            "computes together with %s, which no layer reads: a loss computed in the graph (nothing "
+                            "differentiates it), not an output" % (n, ", ".join(targets)), (n,) + tuple(targets))
+                   for n, targets in computed_losses])
     if loose_ends:
         return [Evidence("%s:0" % n.name, Claim.LOOSE_END, WEIGHT_LOOSE_END, _SINK_REASON, (n.name,))
                 for n in loose_ends]
@@ -341,8 +375,9 @@ def _sink_outputs(args, board: Board) -> List[Evidence]:
 def _from_analysis(graph_def, by_name, training) -> Resolution:
     found = _sink_outputs((graph_def, by_name, training), Board())
     losses = [e.tensor for e in found if e.claim is Claim.LOSS]
-    return Resolution.of(found, None, ["the only outputs found are training losses (%s); name the outputs"
-                                       % ", ".join(node_of(t) for t in losses)] if losses else [])
+    warnings = ["the only outputs found are training losses (%s); name the outputs"
+                % ", ".join(node_of(t) for t in losses)] if losses else []
+    return Resolution.of(found, None, warnings + [e.why for e in found if e.claim is Claim.COMPUTED_LOSS])
 
 
 MAX_INFERRED_OUTPUTS = 10
