@@ -242,6 +242,50 @@ def test_ema_shadow_values(client, tmp_path, resource):
     assert not any("moving averages" in w for w in ema.manifest["warnings"])
 
 
+def test_a_checkpoint_saved_by_the_ema_restore_saver_holds_the_averages_and_says_nothing_false(client, tmp_path):
+    """Saver(ema.variables_to_restore()) saving again writes the averages under v's own restore:
+    the only key is v/ExponentialMovingAverage, restored into v. The frozen graph holds the
+    averages; no warning may call them raw values, and --ema changes nothing."""
+    tf, tf1 = models.tf, models.tf1
+
+    def build():
+        v = tf1.Variable(0.0, dtype=tf.float32, name="v")
+        x = tf1.placeholder(tf.float32, [None], name="x")
+        tf.multiply(v, x, name="y")
+        return v
+
+    with tf.Graph().as_default():
+        v = build()
+        ema = tf1.train.ExponentialMovingAverage(0.99)
+        maintain = ema.apply([v])
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(tf1.assign(v, 10.0))
+            sess.run(maintain)
+            average = sess.run(ema.average(v))
+            tf1.train.Saver().save(sess, str(tmp_path / "trained" / "model.ckpt"))
+    with tf.Graph().as_default():
+        build()
+        saver = tf1.train.Saver(tf1.train.ExponentialMovingAverage(0.99).variables_to_restore())
+        with tf1.Session() as sess:
+            saver.restore(sess, str(tmp_path / "trained" / "model.ckpt"))
+            saver.save(sess, str(tmp_path / "averaged" / "model.ckpt"))
+    source = str(tmp_path / "averaged")
+    assert [k for k in tf1.train.list_variables(source)] == [("v/ExponentialMovingAverage", [])]
+    xs = np.array([1.0, 2.0], np.float32)
+    plain = client.freeze(source, outputs=["y"])
+    (got,) = models.run_frozen(plain.graph_bytes, {"x:0": xs}, ["y:0"])
+    np.testing.assert_allclose(got, average * xs, rtol=1e-6)
+    assert abs(average - 10.0) > 1  # the averages, not the raw value
+    assert not any("moving average" in w or "ExponentialMovingAverage" in w for w in plain.manifest["warnings"]), \
+        plain.manifest["warnings"]
+    shown = client.inspect(source, outputs=["y"])
+    assert list(shown.ema_shadows) == [] and "ema shadows" not in shown.rendered.text
+    assert "moving averages" not in shown.rendered.text
+    with_ema = client.freeze(source, outputs=["y"], ema=True)
+    assert with_ema.graph_bytes == plain.graph_bytes
+
+
 def test_a_tag_given_for_a_saver_checkpoint_is_refused_not_ignored(client, tmp_path):
     model = models.dense(str(tmp_path / "d"), True)
     with pytest.raises(InvalidArgumentError) as err:

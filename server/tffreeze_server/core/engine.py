@@ -729,8 +729,8 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
             for node in r.pruned.node:
                 if node.op in VARIABLE_OPS:
                     key = mapping[node.name].key if node.name in mapping else node.name
-                    if node.name + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys:
-                        out.ema_shadows.append(node.name)
+                    if not key.endswith(EMA_SUFFIX) and (node.name + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys):
+                        out.ema_shadows.append(node.name)  # (one restored from its shadow holds the averages)
                     initial = node.name in spec.exclude_variables or (
                         spec.include_variables and node.name not in spec.include_variables)  # not restored
                     if not initial:

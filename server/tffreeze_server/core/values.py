@@ -269,8 +269,12 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
         warnings.append("ema: no ExponentialMovingAverage shadow for %s; their raw values were used"
                         % ", ".join(no_shadow[:10]))
     if not spec.ema:  # the averages were saved, so they are likely what the model deploys: say so
-        shadowed = [n for n in names if n + EMA_SUFFIX in dtypes or (
-            (KeyRef(var_map[n]) if n in var_map else (mapping.get(n) or KeyRef(n))).key + EMA_SUFFIX in dtypes)]
+        # A variable restored from a shadow key (a Saver given ema.variables_to_restore() wrote the
+        # averages under its name) already holds the averages: nothing to say of it.
+        restored_from = {n: (KeyRef(var_map[n]) if n in var_map else (mapping.get(n) or KeyRef(n))).key
+                         for n in names}
+        shadowed = [n for n in names if not restored_from[n].endswith(EMA_SUFFIX) and (
+            n + EMA_SUFFIX in dtypes or restored_from[n] + EMA_SUFFIX in dtypes)]
         if shadowed:
             warnings.append("the checkpoint holds moving averages (ExponentialMovingAverage) of %s; the frozen "
                             "graph has their raw values. options.ema freezes the averages instead (what a model "
