@@ -46,8 +46,8 @@ const std::vector<std::pair<std::string, std::string>> kWords = {
     {R"(\bthe graph option \(--graph\))", "--graph"},
     {R"(\bthe graph option\b)", "--graph"},
     {R"(\bgraph_path\b)", "--graph"},
-    {R"(\boutputs=)", "--outputs "},
-    {R"(\binputs=)", "--inputs "},
+    {R"(\be\.g\. outputs=)", "e.g. --outputs "},  // the server's examples, never a value the user gave
+    {R"(\be\.g\. inputs=)", "e.g. --inputs "},
     {R"(\bvar_map\b)", "--var-map"},
     {R"(\binput_shapes\b)", "--input-shape"},
     {R"(\binclude_variables\b)", "--include-variables"},

@@ -251,8 +251,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             { @"\bthe graph option \(--graph\)", "--graph" },
             { @"\bthe graph option\b", "--graph" },
             { @"\bgraph_path\b", "--graph" },
-            { @"\boutputs=", "--outputs " },
-            { @"\binputs=", "--inputs " },
+            { @"\be\.g\. outputs=", "e.g. --outputs " },  // the server's examples, never a value the user gave
+            { @"\be\.g\. inputs=", "e.g. --inputs " },
             { @"\bvar_map\b", "--var-map" },
             { @"\binput_shapes\b", "--input-shape" },
             { @"\binclude_variables\b", "--include-variables" },

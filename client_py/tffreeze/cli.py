@@ -774,8 +774,9 @@ _WORDS = [
     (r"\bthe graph option \(--graph\)", "--graph"),
     (r"\bthe graph option\b", "--graph"),
     (r"\bgraph_path\b", "--graph"),
-    (r"\boutputs=", "--outputs "),
-    (r"\binputs=", "--inputs "),
+    # The server's examples ("e.g. outputs=logits"), never a value the user gave ("inputs=a,10").
+    (r"\be\.g\. outputs=", "e.g. --outputs "),
+    (r"\be\.g\. inputs=", "e.g. --inputs "),
     (r"\bvar_map\b", "--var-map"),
     (r"\binput_shapes\b", "--input-shape"),
     (r"\binclude_variables\b", "--include-variables"),

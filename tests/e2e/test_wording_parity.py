@@ -129,6 +129,14 @@ CASES = [
     # An op's name after the article it takes.
     ("bind-an-op", "freeze", "several", ["--bind", "y=1"], 1, "--bind: y is an AddV2, not a placeholder; switches "
      "the outputs depend on: none (NAME_NOT_IN_GRAPH) [INVALID_ARGUMENT]"),
+    # A value the user gave is quoted as typed, even one that reads like a request field
+    # (a Keras SavedModel's input is named "inputs"): only the option's name becomes a flag.
+    ("value-named-inputs", "freeze", "several", ["--input-shape", "inputs=a,10"], 1, "--input-shape: inputs=a,10: "
+     "write NAME=D1,D2,... with dimensions as non-negative integers or -1 (unknown)"),
+    ("bind-value-named-inputs", "freeze", "several", ["--bind", "inputs=maybe"], 1,
+     "--bind: inputs=maybe: a binding is true, false, a number, or empty (leave it unbound) (INVALID_OPTION)"),
+    ("var-map-value-named-outputs", "freeze", "several", ["--var-map", "outputs=w"], 1,
+     "--var-map outputs=w: the graph has no variable outputs"),
     # A failure that blames another option names that option's fix, not other outputs.
     ("no-outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
      "--bind: nope is not among the nodes the outputs need; switches the outputs depend on: none (NAME_NOT_IN_GRAPH)"),
