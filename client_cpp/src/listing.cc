@@ -50,7 +50,8 @@ std::string ReadText(const fs::path& path) {
 }
 
 // Files below root in os.walk's order (a folder's files sorted, then its subfolders sorted),
-// folders starting with '.' skipped.
+// folders starting with '.' skipped, symbolic links followed: a linked file is listed under the
+// link's own name (its path below root as the walk reached it) with its target's size.
 void Walk(const fs::path& root, const fs::path& dir, int level, v1::PlanFreezeRequest* request) {
   std::vector<fs::path> files, dirs;
   std::error_code ec;
@@ -66,7 +67,7 @@ void Walk(const fs::path& root, const fs::path& dir, int level, v1::PlanFreezeRe
   for (const auto& f : files) {
     if (request->files_size() >= kListFiles) return;
     auto* listed = request->add_files();
-    listed->set_path(fs::relative(f, root).generic_string());
+    listed->set_path(f.lexically_relative(root).generic_string());
     listed->set_size_bytes(static_cast<int64_t>(fs::file_size(f, ec)));
   }
   for (const auto& d : dirs) Walk(root, d, level + 1, request);

@@ -183,7 +183,7 @@ namespace TfFreeze
         /// <summary>The file's digest, from the cache when its size and mtime are unchanged.</summary>
         public static Digest Of(string path)
         {
-            var full = Path.GetFullPath(path);
+            var full = RealPath(Path.GetFullPath(path));  // a symbolic link's target: its size, its bytes
             var info = new FileInfo(full);
             if (!info.Exists) throw new FileNotFoundException("cannot read " + path, path);
             string size = info.Length.ToString(), mtime = info.LastWriteTimeUtc.Ticks.ToString();
@@ -205,11 +205,18 @@ namespace TfFreeze
         /// graph), at its current size and mtime however recent.</summary>
         public static void Remember(string path, string sha256)
         {
-            var full = Path.GetFullPath(path);
+            var full = RealPath(Path.GetFullPath(path));
             var info = new FileInfo(full);
             if (!info.Exists || CacheFile() == null) return;
             Load()[full] = new[] { info.Length.ToString(), info.LastWriteTimeUtc.Ticks.ToString(), sha256 };
             dirty = true;
+        }
+
+        /// <summary>The path with every symbolic link in it resolved (as it is when that fails).</summary>
+        static string RealPath(string full)
+        {
+            try { return Mono.Unix.UnixPath.GetCompleteRealPath(full); }
+            catch (Exception) { return full; }
         }
 
         /// <summary>Write the cache (after each call); a failure costs a re-hash next time, nothing else.</summary>

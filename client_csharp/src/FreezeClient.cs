@@ -108,8 +108,11 @@ namespace TfFreeze
                     throw new RpcException(StatusCode.NOT_FOUND, MissingSource(source), "ERROR_REASON_CHECKPOINT_NOT_FOUND");
                 root = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(source));
                 request.Prefix = System.IO.Path.GetFileName(source);
-                foreach (var f in Directory.GetFiles(root).OrderBy(f => f, StringComparer.Ordinal))
-                    request.Files.Add(new ListedFile { Path = System.IO.Path.GetFileName(f), SizeBytes = new FileInfo(f).Length });
+                foreach (var f in Directory.GetFileSystemEntries(root).OrderBy(f => f, StringComparer.Ordinal))
+                {
+                    long size;
+                    if (RegularFile(f, out size)) request.Files.Add(new ListedFile { Path = System.IO.Path.GetFileName(f), SizeBytes = size });
+                }
             }
             foreach (var f in request.Files)
                 if (f.Path.Split('/').Last() == "checkpoint" && f.SizeBytes <= StateBytes)
@@ -191,17 +194,37 @@ namespace TfFreeze
             return System.IO.Path.Combine(folder, System.IO.Path.GetFileName(absolute));
         }
 
-        // os.walk's order: a folder's files (sorted), then its subfolders (sorted), depth first.
+        // os.walk's order (symbolic links followed): a folder's files (sorted), then its subfolders
+        // (sorted), depth first. A linked file is listed under the link's name with its target's size.
         static void Walk(string root, string dir, int level, PlanFreezeRequest request)
         {
-            foreach (var f in Directory.GetFiles(dir).OrderBy(f => f, StringComparer.Ordinal))
+            var entries = Directory.GetFileSystemEntries(dir).OrderBy(f => f, StringComparer.Ordinal).ToList();
+            foreach (var f in entries)
             {
                 if (request.Files.Count >= ListFiles) return;
-                request.Files.Add(new ListedFile { Path = f.Substring(root.TrimEnd('/').Length + 1), SizeBytes = new FileInfo(f).Length });
+                long size;
+                if (RegularFile(f, out size))
+                    request.Files.Add(new ListedFile { Path = f.Substring(root.TrimEnd('/').Length + 1), SizeBytes = size });
             }
             if (level >= ListDepth) return;
-            foreach (var d in Directory.GetDirectories(dir).OrderBy(d => d, StringComparer.Ordinal))
-                if (!System.IO.Path.GetFileName(d).StartsWith(".")) Walk(root, d, level + 1, request);
+            foreach (var d in entries)
+                if (!System.IO.Path.GetFileName(d).StartsWith(".") && Folder(d)) Walk(root, d, level + 1, request);
+        }
+
+        /// <summary>Whether path is a regular file, a symbolic link followed (its target's size).</summary>
+        static bool RegularFile(string path, out long size)
+        {
+            Stat st;
+            size = 0;
+            if (Syscall.stat(path, out st) != 0 || (st.st_mode & FilePermissions.S_IFMT) != FilePermissions.S_IFREG) return false;
+            size = st.st_size;
+            return true;
+        }
+
+        static bool Folder(string path)
+        {
+            Stat st;
+            return Syscall.stat(path, out st) == 0 && (st.st_mode & FilePermissions.S_IFMT) == FilePermissions.S_IFDIR;
         }
 
         /// <summary>The server's choice of SOURCE's files and the options to freeze them with
