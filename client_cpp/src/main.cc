@@ -151,6 +151,21 @@ std::string OutputsNoted(const tffreeze::Error& e) {
   return std::regex_search(msg, m, std::regex(kOutputsNote)) ? m[1].str() : "";
 }
 
+// How to freeze other outputs than the ones a failed freeze chose: --outputs, or for a source
+// whose signature decides them (a TF2 SavedModel), another signature (cli.py's _other_outputs).
+std::string OtherOutputs(const tffreeze::Error& e) {
+  auto chosen_with = e.metadata().find("chosen_with");
+  if (chosen_with == e.metadata().end() || chosen_with->second != "options.signature")
+    return "to freeze others, name them: --outputs a,b";
+  auto listed = e.metadata().find("signatures");
+  std::string others, item;
+  std::stringstream in(listed == e.metadata().end() ? "" : listed->second);
+  while (std::getline(in, item, ','))
+    if (!item.empty()) others += (others.empty() ? "" : ", ") + item;
+  if (others.empty()) return "its signature defines a TF2 SavedModel's outputs, and it has no other";
+  return "to freeze others, choose another signature with --signature (its others: " + others + ")";
+}
+
 const char* kUsage = R"(usage: tffreeze-cpp COMMAND ...
 
 Freeze TensorFlow checkpoints with a tffreeze server (gRPC) and run frozen graphs on the
@@ -993,7 +1008,7 @@ int main(int argc, char** argv) {
               << " [" << e.code() << "]\n";
     const std::string noted = OutputsNoted(e);
     if (!noted.empty())
-      std::cerr << "the outputs it chose (nothing was frozen): " << noted << "; to freeze others, name them: --outputs a,b\n";
+      std::cerr << "the outputs it chose (nothing was frozen): " << noted << "; " << OtherOutputs(e) << "\n";
     auto candidates = e.metadata().find("candidates");
     auto field = e.metadata().find("field");
     if (candidates != e.metadata().end() && !candidates->second.empty() && field != e.metadata().end() &&

@@ -216,7 +216,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 Fail(command, Message(e, command), e.Status.ToString(), e.Reason);
                 var noted = OutputsNoted(e);
                 if (noted != null)
-                    Console.Error.WriteLine("the outputs it chose (nothing was frozen): " + noted + "; to freeze others, name them: --outputs a,b");
+                    Console.Error.WriteLine("the outputs it chose (nothing was frozen): " + noted + "; " + OtherOutputs(e));
                 string candidates, field;
                 if (e.Metadata.TryGetValue("candidates", out candidates) && candidates != "" &&
                     e.Metadata.TryGetValue("field", out field) && field == "options.outputs")
@@ -266,6 +266,19 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         /// <summary>The source as typed (freeze, inspect), for messages that name it; "" for run.</summary>
         static string typedSource = "";
         static string typedTimeout = "600";  // --timeout as typed (seconds), for a deadline's message
+
+        /// <summary>How to freeze other outputs than the ones a failed freeze chose: --outputs, or for a
+        /// source whose signature decides them (a TF2 SavedModel), another signature (cli.py's _other_outputs).</summary>
+        static string OtherOutputs(RpcException e)
+        {
+            string chosenWith, listed;
+            if (!e.Metadata.TryGetValue("chosen_with", out chosenWith) || chosenWith != "options.signature")
+                return "to freeze others, name them: --outputs a,b";
+            e.Metadata.TryGetValue("signatures", out listed);
+            var others = (listed ?? "").Split(',').Where(s => s != "").ToArray();
+            if (others.Length == 0) return "its signature defines a TF2 SavedModel's outputs, and it has no other";
+            return "to freeze others, choose another signature with --signature (its others: " + string.Join(", ", others) + ")";
+        }
 
         static string FlagOf(string field)
         {

@@ -830,6 +830,17 @@ def _message(exc: TffreezeError, args=None) -> str:
     return msg
 
 
+def _other_outputs(exc: TffreezeError) -> str:
+    """How to freeze other outputs than the ones a failed freeze chose: --outputs, or for a
+    source whose signature decides them (a TF2 SavedModel), another signature."""
+    if exc.metadata.get("chosen_with") != "options.signature":
+        return "to freeze others, name them: --outputs a,b"
+    others = [s for s in exc.metadata.get("signatures", "").split(",") if s]
+    if not others:
+        return "its signature defines a TF2 SavedModel's outputs, and it has no other"
+    return "to freeze others, choose another signature with --signature (its others: %s)" % ", ".join(others)
+
+
 def _reason(exc: TffreezeError) -> str:
     """' (REASON)' before the status, for an error the server (or this client) gave a reason."""
     reason = exc.reason or ""
@@ -857,8 +868,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("tffreeze %s: %s%s [%s]" % (args.command, _message(exc, args), _reason(exc), exc.code), file=sys.stderr)
         note = _OUTPUTS_NOTE.search(" ".join(str(exc).split()))
         if note:
-            print("the outputs it chose (nothing was frozen): %s; to freeze others, name them: --outputs a,b"
-                  % note.group(1), file=sys.stderr)
+            print("the outputs it chose (nothing was frozen): %s; %s" % (note.group(1), _other_outputs(exc)),
+                  file=sys.stderr)
         listed = [c for c in exc.metadata.get("candidates", "").split(",") if c]
         if listed and exc.metadata.get("field") == "options.outputs":
             print("to freeze the best candidate, add:  --outputs %s" % listed[0], file=sys.stderr)

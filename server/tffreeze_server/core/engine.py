@@ -227,11 +227,13 @@ def _inputs_of(frozen, res_inputs, order: Dict[str, int]) -> Tuple[List[Tuple[st
 
 
 @contextlib.contextmanager
-def naming_outputs(outputs: List[Tuple[str, str]]):
+def naming_outputs(outputs: List[Tuple[str, str]], signatures: Optional[List[str]] = None):
     """A failure after resolution says which outputs were chosen and why (the fix is often other outputs).
 
     Not on a failure that blames another option the user gave (``--bind``, ``--input-shape``,
-    ``--include-variables``...): its fix is that option, and a list of outputs beside it misleads."""
+    ``--include-variables``...): its fix is that option, and a list of outputs beside it misleads.
+    ``signatures``: the outputs are a signature's and only another signature chooses others (a TF2
+    SavedModel): metadata chosen_with names that option and signatures lists the other ones."""
     try:
         yield
     except FreezeError as exc:
@@ -242,6 +244,9 @@ def naming_outputs(outputs: List[Tuple[str, str]]):
             exc.message = "%s [outputs: %s]" % (exc.message, shown)
             exc.args = (exc.message,)
             exc.metadata["outputs"] = ",".join(t for t, _ in outputs[:50])
+            if signatures is not None:
+                exc.metadata["chosen_with"] = "options.signature"
+                exc.metadata["signatures"] = ",".join(signatures)
         raise
 
 
@@ -410,7 +415,9 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
     warnings = list(loaded.warnings)
     notes: List[str] = []  # what the options asked for did (FreezeResult.notes)
     r = _resolve(loaded, spec, warnings)
-    with naming_outputs(r.res.outputs):
+    others = ([n for n in loaded.signature_names if n != r.signature]
+              if loaded.kind == freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2 else None)
+    with naming_outputs(r.res.outputs, others):
         original = r.pruned  # for the verify option: the model before binding and conversion
         graph_def, bindings = _bind(r, spec, result)
         _check_ops(graph_def)
