@@ -293,6 +293,75 @@ def test_a_tag_given_for_a_saver_checkpoint_is_refused_not_ignored(client, tmp_p
     assert err.value.reason == "ERROR_REASON_OPTION_NOT_APPLICABLE" and err.value.metadata["field"] == "options.tags"
 
 
+class _Vocabulary(models.tf.Module):
+    """A TF2 text model: words looked up in a table, then scored (tables of the kinds TF2 has)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        tf = models.tf
+        self.kind = kind
+        if kind == "static":  # tf.lookup.StaticHashTable from constants (also Keras StringLookup's)
+            init = tf.lookup.KeyValueTensorInitializer(tf.constant(["a", "b", "c"]), tf.constant([1, 2, 3], tf.int64))
+            self.table = tf.lookup.StaticHashTable(init, default_value=0)
+        else:  # a MutableHashTable filled before saving; "vectors": values that are not scalars
+            vectors = kind == "vectors"
+            self.table = tf.lookup.experimental.MutableHashTable(
+                tf.string, tf.int64, default_value=[0, 0] if vectors else 0)
+            self.table.insert(tf.constant(["b", "c"]), tf.constant([[2, 2], [3, 3]] if vectors else [2, 3], tf.int64))
+        self.w = tf.Variable(tf.constant([0.5, 1.5, 2.5, 3.5], tf.float32))
+
+    @models.tf.function(input_signature=[models.tf.TensorSpec([None], models.tf.string, name="words")])
+    def __call__(self, words):
+        ids = self.table.lookup(words)
+        return {"ids": ids, "score": models.tf.gather(self.w, ids)}
+
+
+@pytest.mark.parametrize("kind", ["static", "mutable"])
+def test_a_tf2_saved_model_with_a_lookup_table_freezes_into_a_graph_that_runs(client, tmp_path, kind):
+    """The signature captures the table's handle: frozen, it is no resource input nothing can feed,
+    but constants and a sorted search, as a TF1 table is; verify runs too."""
+    module = _Vocabulary(kind)
+    models.tf.saved_model.save(module, str(tmp_path / "sm"), signatures=module.__call__)
+    words = np.array([b"a", b"c", b"zz", b"b"], dtype=object)
+    expected = module(models.tf.constant(words))
+    outcome = client.freeze(str(tmp_path / "sm"), verify=True)
+    m = outcome.manifest
+    assert [(i["name"], i["dtype"]) for i in m["inputs"]] == [("words:0", "string")], m["inputs"]
+    assert "resource" not in json.dumps(m)
+    ids, score = models.run_frozen(outcome.graph_bytes, {"words:0": words}, [o["name"] for o in m["outputs"]])
+    np.testing.assert_array_equal(ids, expected["ids"].numpy())
+    np.testing.assert_array_equal(score, expected["score"].numpy())
+    said = [w for w in m["warnings"] if w.startswith("lookup table")]
+    assert len(said) == 1 and "read from the SavedModel's table" in said[0] and "became constants" in said[0], said
+    assert not {"HashTableV2", "MutableHashTableV2", "LookupTableFindV2"} & {n.op for n in _all_nodes(outcome.graph_bytes)}
+
+
+def test_a_tf2_saved_model_table_that_cannot_be_constants_is_refused_naming_it(client, tmp_path):
+    module = _Vocabulary("vectors")
+    models.tf.saved_model.save(module, str(tmp_path / "sm"), signatures=module.__call__)
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(str(tmp_path / "sm"))
+    assert err.value.reason == "ERROR_REASON_GRAPH_DOES_NOT_RUN"
+    assert "lookup table" in err.value.message and "values are not scalars" in err.value.message, err.value.message
+
+
+def test_a_graph_whose_outputs_need_a_resource_handle_input_is_refused(client, tmp_path):
+    """A resource Placeholder cannot be fed by any runtime: never a frozen graph with one."""
+    tf, tf1 = models.tf, models.tf1
+    with tf.Graph().as_default():
+        handle = tf1.placeholder(tf.resource, [], name="handle")
+        x = tf1.placeholder(tf.float32, [None], name="x")
+        w = tf1.get_variable("w", initializer=tf.constant(2.0), use_resource=True)
+        tf.add(x * w, tf.raw_ops.ReadVariableOp(resource=handle, dtype=tf.float32), name="y")
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, str(tmp_path / "ck" / "model.ckpt"))
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(str(tmp_path / "ck"), outputs=["y"])
+    assert err.value.reason == "ERROR_REASON_GRAPH_DOES_NOT_RUN"
+    assert "handle:0, a resource handle input" in err.value.message, err.value.message
+
+
 def test_inspect_of_a_tf2_saved_model_lists_variables_not_bookkeeping(client, tmp_path):
     model = models.saved_model_v2(str(tmp_path / "sm2"))
     shown = client.inspect(model.directory)

@@ -426,6 +426,7 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
             original = type(original)()
             original.CopyFrom(r.pruned)
             tables.freeze_tables(original, loaded.meta.graph_def, [], loaded.reader)  # verify runs it without initialisers
+        tables.refuse_resource_inputs(graph_def)
 
         values: Dict[str, Tuple[np.ndarray, int]] = {}
         if loaded.reader is None and any(n.op in VARIABLE_OPS for n in graph_def.node):

@@ -38,7 +38,7 @@ from tensorflow.python.framework import errors as tf_errors
 from . import layout
 from tffreeze_api.v1 import freeze_pb2
 
-from . import bounds, oppolicy, stages
+from . import bounds, oppolicy, stages, tables
 from .oproles import SAVED_MODEL_SAVER_OPS, VARIABLE_OPS
 from .errors import FailedPrecondition, InvalidArgument, NotFound, without_paths
 from .spec import FreezeSpec
@@ -387,6 +387,8 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
     func = loaded.signatures[sig_name]
     frozen = c2c.convert_variables_to_constants_v2(func)
     graph_def = frozen.graph.as_graph_def()
+    # the lookup tables it captured stay resource inputs: filled from their contents instead
+    tables.captured_tables([(outer, inner.op.name) for outer, inner in func.graph.captures], graph_def)
     meta = meta_graph_pb2.MetaGraphDef(graph_def=graph_def)
     sig = meta.signature_def[sig_name]
     # Inputs: the signature's keyword arguments, matched to the frozen placeholders.

@@ -57,6 +57,7 @@ _WHILE = {"While", "StatelessWhile"}
 _IF = {"If", "StatelessIf"}
 _CASE = {"Case", "StatelessCase"}
 _CALL = {"PartitionedCall", "StatefulPartitionedCall"}
+_SOURCE_ATTR = "_tffreeze_table_source"  # on an initializer captured_tables made: where its constants came from
 _FAMILY_ATTRS = ("api_implements", "_implements")  # a copy is no member of its original's family
 
 
@@ -155,7 +156,7 @@ def _contents(table, initializers, values_of: Evaluator, by_name,
             return None, source
         keys, values = restored
     else:
-        source = "from constants"
+        source = init.attr[_SOURCE_ATTR].s.decode() if _SOURCE_ATTR in init.attr else "from constants"
         keys, values = values_of.value(init.input[1]), values_of.value(init.input[2])
         if keys is None or values is None:
             big = [values_of.refused_size(t) for t in init.input[1:3] if values_of.value(t) is None]
@@ -472,4 +473,94 @@ def freeze_tables(graph_def, source_graph, warnings: List[str], reader=None) -> 
     return done
 
 
-__all__ = ["freeze_tables", "TABLE_OPS"]
+def _lookup_dtypes(graph_def) -> List[Tuple[int, int]]:
+    """The (key, value) dtypes the graph's lookups (top level and functions) use, each once."""
+    pairs: List[Tuple[int, int]] = []
+    for node in list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]:
+        if node.op in _FIND_OPS | {"LookupTableImportV2", "LookupTableInsertV2"}:
+            pair = (node.attr["Tin"].type, node.attr["Tout"].type)
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
+def captured_tables(captures, graph_def) -> int:
+    """A TF2 SavedModel's signature frozen by ``convert_variables_to_constants_v2`` keeps each
+    lookup table its function captured as a ``resource`` Placeholder, which nothing can feed.
+    ``captures``: (the loaded table's handle, the Placeholder's name) of the function's
+    captures. Each captured table is read (``LookupTableExportV2``: what the SavedModel's
+    restore left in it) and its Placeholder becomes a ``HashTableV2`` filled from constants by an
+    initializer beside it, so that ``freeze_tables`` rewrites its lookups as it does a TF1
+    table's. Refuses a table whose contents cannot be read as scalar values. Returns how many
+    Placeholders were replaced."""
+    import tensorflow as tf
+
+    by_name = {n.name: n for n in graph_def.node}
+    pairs = _lookup_dtypes(graph_def)
+    done = 0
+    for handle, name in captures:
+        node = by_name.get(name)
+        if node is None or node.op != "Placeholder" or node.attr["dtype"].type != tf_dtypes.resource.as_datatype_enum:
+            continue
+        try:  # a handle of another resource (a variable, a dataset) is not a table: left as it is
+            size = int(tf.raw_ops.LookupTableSizeV2(table_handle=handle).numpy())
+        except (tf.errors.OpError, TypeError, ValueError):
+            continue
+        exported, why = None, "no lookup in the graph says its key and value types"
+        for key_dtype, value_dtype in pairs:
+            if size > _table_elements():
+                why = ("it holds %d entries, over the %d the server computes for a table (an eighth of the "
+                       "import-time constant limit, a quarter of `tffreeze serve --task-memory-bytes`)"
+                       % (size, _table_elements()))
+                break
+            try:
+                keys, values = tf.raw_ops.LookupTableExportV2(
+                    table_handle=handle, Tkeys=tf_dtypes.as_dtype(key_dtype), Tvalues=tf_dtypes.as_dtype(value_dtype))
+            except (tf.errors.OpError, TypeError, ValueError) as exc:
+                why = "its contents cannot be read (%s)" % (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                continue
+            keys, values = keys.numpy(), values.numpy()
+            if values.ndim != 1 or keys.shape[:1] != values.shape[:1]:
+                why = "its values are not scalars (shape %s)" % list(values.shape[1:])
+                break
+            exported = (keys, values, key_dtype, value_dtype)
+            break
+        if exported is None:
+            raise FailedPrecondition(
+                "the signature uses a lookup table (captured as %s:0), and %s: a frozen graph cannot carry it. Build "
+                "the table from constant keys and values (tf.lookup.StaticHashTable with a "
+                "tf.lookup.KeyValueTensorInitializer), or look the ids up before the model" % (name, why),
+                "ERROR_REASON_GRAPH_DOES_NOT_RUN", table=name)
+        keys, values, key_dtype, value_dtype = exported
+        node.op = "HashTableV2"
+        node.ClearField("attr")
+        node.attr["key_dtype"].type = key_dtype
+        node.attr["value_dtype"].type = value_dtype
+        node.attr["shared_name"].s = b""
+        node.attr["container"].s = b""
+        node.attr["use_node_name_sharing"].b = False
+        _const(graph_def.node, name + "/keys", keys)
+        _const(graph_def.node, name + "/values", values)
+        init = _add(graph_def.node, name + "/table_init", "InitializeTableV2",
+                    [name, name + "/keys", name + "/values"], Tkey=("type", key_dtype), Tval=("type", value_dtype))
+        init.attr[_SOURCE_ATTR].s = ("read from the SavedModel's table, which the signature captured as %s:0"
+                                     % name).encode()
+        done += 1
+    return done
+
+
+def refuse_resource_inputs(graph_def) -> None:
+    """A frozen graph whose outputs need a ``resource`` Placeholder (a handle to a table, a
+    dataset, an iterator the graph captured) cannot run: nothing can feed one. Refused, naming it."""
+    found = ["%s:0" % n.name for n in graph_def.node
+             if n.op == "Placeholder" and n.attr["dtype"].type == tf_dtypes.resource.as_datatype_enum]
+    if found:
+        raise FailedPrecondition(
+            "the outputs need %s, a resource handle input (a table, dataset or iterator the graph captured, not "
+            "a value): no runtime can feed one, so the frozen graph could not run. Compute the outputs without "
+            "it, or build what it holds from constants (a lookup table: tf.lookup.StaticHashTable with a "
+            "tf.lookup.KeyValueTensorInitializer)" % ", ".join(found[:10]),
+            "ERROR_REASON_GRAPH_DOES_NOT_RUN", inputs=",".join(found[:10]))
+
+
+__all__ = ["freeze_tables", "captured_tables", "refuse_resource_inputs", "TABLE_OPS"]
