@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -37,6 +38,8 @@ def sources(tmp_path_factory):
     models.saved_model_v1(str(base / "twotags"))
     models.edit_saved_model(str(base / "twotags"), _add_train_meta_graph)
     _erfinv_saved_model(str(base / "erfinv"))
+    os.makedirs(str(base / "novars"))  # a TF2 SavedModel copied without its variables/ folder
+    shutil.copy(str(base / "saved2" / "saved_model.pb"), str(base / "novars"))
     from tffreeze import FreezeClient
 
     return {"nested": str(base / "project"), "two": str(base / "two"), "several": several.directory,
@@ -47,7 +50,8 @@ def sources(tmp_path_factory):
             "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen),
             "nodefault": str(base / "nodefault"), "twotags": str(base / "twotags"),
             "typo": str(base / "projct"), "typoprefix": os.path.join(several.directory, "model.ckpt-20"),
-            "nowhere": str(base / "zzzzzzzz"), "erfinv": str(base / "erfinv")}
+            "nowhere": str(base / "zzzzzzzz"), "erfinv": str(base / "erfinv"),
+            "novars": str(base / "novars")}
 
 
 def _erfinv_saved_model(directory):
@@ -159,6 +163,13 @@ CASES = [
     ("outputs-note-signature", "freeze", "erfinv", ["--target", "tensorflowsharp"], 1,
      "[FAILED_PRECONDITION]\nthe outputs it chose (nothing was frozen): Identity:0 (signature_def 'serving_default' "
      "output 'z'); to freeze others, choose another signature with --signature (its others: double)"),
+    # A SavedModel copied without its variables/ folder: the part to copy, not an engine failure.
+    ("saved-model-no-variables", "freeze", "novars", [], 1, "{novars} holds saved_model.pb but no variables/ folder "
+     "(variables/variables.index and its variables.data-* files), which loading a TF2 SavedModel needs: copy the "
+     "whole folder tf.saved_model.save wrote (saved_model.pb, variables/, assets/), not saved_model.pb alone "
+     "(CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
+    ("saved-model-no-variables-inspect", "inspect", "novars", [], 1, "{novars} holds saved_model.pb but no "
+     "variables/ folder"),
     # A failure that blames another option names that option's fix, not other outputs.
     ("no-outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
      "--bind: nope is not among the nodes the outputs need; switches the outputs depend on: none (NAME_NOT_IN_GRAPH)"),

@@ -367,6 +367,11 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
             raise InvalidArgument("options.%s does not apply to a TF2 SavedModel: its signature defines the graph"
                                   % name, "ERROR_REASON_OPTION_NOT_APPLICABLE", field="options." + name,
                                   source_kind="SOURCE_KIND_SAVED_MODEL_V2")
+    if not os.path.exists(os.path.join(workdir, "variables", "variables.index")):  # written even without variables
+        raise NotFound("SOURCE holds saved_model.pb but no variables/ folder (variables/variables.index and its "
+                       "variables.data-* files), which loading a TF2 SavedModel needs: copy the whole folder "
+                       "tf.saved_model.save wrote (saved_model.pb, variables/, assets/), not saved_model.pb alone",
+                       "ERROR_REASON_CHECKPOINT_NOT_FOUND", paths="variables/variables.index")
     spec.limits.require_sandbox("loading a TF2 SavedModel")
     sanitized = _sanitized_saved_model(meta, spec)
     checked = Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V2, ckpt, None, export_dir=workdir, tags=tags,
