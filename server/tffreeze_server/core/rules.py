@@ -196,8 +196,9 @@ def replicas(f: Facts, board: Board) -> List[Evidence]:
       "(Inception's AuxLogits), not the deployed head")
 def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
+    recomputed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == inference_branch.name}
     standing = _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER)
-    labelled = [e.tensor for e in standing if e.claim in LABELLED_CLAIMS]
+    labelled = [e.tensor for e in standing if e.claim in LABELLED_CLAIMS and e.tensor not in recomputed]
     if len(labelled) < 2:
         return []
     up = {p: s.upstream([node_of(p)]) for p in labelled}
@@ -362,7 +363,7 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
     return out
 
 
-STRUCTURE_RULES = (loss_meets_model, replicas, deep_supervision, inference_branch, separately_trained_networks,
+STRUCTURE_RULES = (loss_meets_model, replicas, inference_branch, deep_supervision, separately_trained_networks,
                    inference_ends, heads_after_prediction, one_target_one_head)
 
 
