@@ -215,8 +215,10 @@ namespace TfFreeze.V1
                 return url + " answered with HTTP/2 only: it looks like the gRPC port (the 'listening on' address " +
                        "tffreeze and tffreeze-cpp use); tffreeze-cs needs the gRPC-Web address: give --server " +
                        "http://HOST:WEB_PORT (the 'gRPC-Web on' address of a server started with --web-port)";
+            // A plain call to a TLS port fails with whatever words Mono's transport has for the closed
+            // connection ("Operation aborted", "Error writing headers", ...): the port is asked directly.
             if (low.Contains("socket closed") || low.Contains("has been shut down") || low.Contains("connection reset") ||
-                low.Contains("receivefailure"))
+                low.Contains("receivefailure") || (url.StartsWith("http://") && SpeaksTls(url)))
             {
                 return "the tffreeze server at " + url + " closed the connection (" + details +
                        "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem. If it is the gRPC port " +
@@ -257,6 +259,62 @@ namespace TfFreeze.V1
                 }
             }
             catch (Exception) { return false; }
+        }
+
+        /// <summary>Whether the server at <paramref name="url"/> answers a TLS ClientHello with a TLS record
+        /// (a handshake, or an alert refusing this hello's offer): a port that speaks TLS.</summary>
+        static bool SpeaksTls(string url)
+        {
+            try
+            {
+                var uri = new Uri(url);
+                using (var tcp = new System.Net.Sockets.TcpClient())
+                {
+                    var connect = tcp.BeginConnect(uri.Host, uri.Port, null, null);
+                    if (!connect.AsyncWaitHandle.WaitOne(5000)) return false;
+                    tcp.EndConnect(connect);
+                    tcp.ReceiveTimeout = 5000;
+                    tcp.SendTimeout = 5000;
+                    var stream = tcp.GetStream();
+                    var hello = ClientHello();
+                    stream.Write(hello, 0, hello.Length);
+                    var head = new byte[2];
+                    int got = 0;
+                    while (got < 2)
+                    {
+                        int r = stream.Read(head, got, 2 - got);
+                        if (r <= 0) break;
+                        got += r;
+                    }
+                    return got == 2 && (head[0] == 0x16 || head[0] == 0x15) && head[1] == 0x03;
+                }
+            }
+            catch (Exception) { return false; }
+        }
+
+        /// <summary>A TLS 1.2 ClientHello (TLS 1.3 and 1.2 AEAD suites, X25519 and P-256).</summary>
+        static byte[] ClientHello()
+        {
+            var body = new List<byte> { 0x03, 0x03 };
+            var random = new byte[32];
+            new Random().NextBytes(random);
+            body.AddRange(random);
+            body.Add(0);  // no session id
+            byte[] suites = { 0x13, 0x01, 0x13, 0x02, 0x13, 0x03, 0xc0, 0x2b, 0xc0, 0x2f, 0xc0, 0x2c, 0xc0, 0x30, 0xcc, 0xa9,
+                              0xcc, 0xa8, 0x00, 0x9c, 0x00, 0x9d };
+            body.Add(0); body.Add((byte)suites.Length); body.AddRange(suites);
+            body.Add(1); body.Add(0);  // no compression
+            byte[] extensions = {
+                0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17,  // supported groups
+                0x00, 0x0b, 0x00, 0x02, 0x01, 0x00,  // point formats
+                0x00, 0x0d, 0x00, 0x0a, 0x00, 0x08, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01, 0x05, 0x01,  // signature algorithms
+            };
+            body.Add(0); body.Add((byte)extensions.Length); body.AddRange(extensions);
+            var handshake = new List<byte> { 0x01, 0, (byte)(body.Count >> 8), (byte)body.Count };
+            handshake.AddRange(body);
+            var record = new List<byte> { 0x16, 0x03, 0x01, (byte)(handshake.Count >> 8), (byte)handshake.Count };
+            record.AddRange(handshake);
+            return record.ToArray();
         }
 
         /// <summary>The status, with the reason and metadata of the google.rpc.ErrorInfo carried in

@@ -181,3 +181,26 @@ def test_tls_mistakes_name_the_cause_and_the_flag_in_every_client(secure, pki, s
                 assert lines[0].endswith("[UNAVAILABLE]") and all(w in lines[0] for w in words), (case, binary, lines)
     finally:
         assert stop_server(plain_web) == 0
+
+
+def test_csharp_plain_http_to_a_tls_web_port_gets_the_tls_hint_whatever_mono_words_it(secure, tmp_path):
+    """Mono words a plain call to a TLS port's closed connection in many ways, depending on the
+    moment the server closes it ("The socket has been shut down", "ReceiveFailure", "Operation
+    aborted", "Error writing headers"): the hint must not depend on them (tffreeze-cs asks the
+    port whether it speaks TLS). Calls run side by side, so the moments vary."""
+    if not os.path.exists(CS):
+        pytest.skip("tffreeze-cs is not built (make csharp)")
+    model = models.dense(str(tmp_path / "m"), True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFFREEZE_") or k.startswith("TFFREEZE_REQ")}
+    plain = secure.web_url.replace("https://", "http://")
+    for _ in range(2):
+        calls = [subprocess.Popen([CS, command, model.directory, "--server", plain, "--token", TOKEN]
+                                  + (["-o", str(tmp_path / ("%d.pb" % i))] if command == "freeze" else []),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                 for i, command in enumerate(["freeze", "inspect"] * 4)]
+        for call in calls:
+            err = call.communicate(timeout=300)[1]
+            lines = err.strip().splitlines()
+            assert call.returncode == 1 and len(lines) == 1, err
+            assert "closed the connection" in lines[0] and "add --tls and --ca CA.pem" in lines[0], lines[0]
+            assert "tffreeze serve --web-port" not in lines[0] and lines[0].endswith("[UNAVAILABLE]"), lines[0]
