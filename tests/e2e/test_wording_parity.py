@@ -38,6 +38,7 @@ def sources(tmp_path_factory):
     models.saved_model_v1(str(base / "twotags"))
     models.edit_saved_model(str(base / "twotags"), _add_train_meta_graph)
     _erfinv_saved_model(str(base / "erfinv"))
+    ema = models.ema_model(str(base / "ema"), True)
     os.makedirs(str(base / "novars"))  # a TF2 SavedModel copied without its variables/ folder
     shutil.copy(str(base / "saved2" / "saved_model.pb"), str(base / "novars"))
     from tffreeze import FreezeClient
@@ -51,7 +52,7 @@ def sources(tmp_path_factory):
             "nodefault": str(base / "nodefault"), "twotags": str(base / "twotags"),
             "typo": str(base / "projct"), "typoprefix": os.path.join(several.directory, "model.ckpt-20"),
             "nowhere": str(base / "zzzzzzzz"), "erfinv": str(base / "erfinv"),
-            "novars": str(base / "novars")}
+            "novars": str(base / "novars"), "ema": ema.directory}
 
 
 def _erfinv_saved_model(directory):
@@ -170,6 +171,12 @@ CASES = [
      "(CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
     ("saved-model-no-variables-inspect", "inspect", "novars", [], 1, "{novars} holds saved_model.pb but no "
      "variables/ folder"),
+    # With --ema, a --var-map is checked as without it: its key's average, or the key itself.
+    ("ema-var-map-shape", "freeze", "ema", ["--ema", "--var-map", "w=offset"], 1, "--var-map: variable w has "
+     "shape [3, 2] in the graph but [2] in checkpoint key offset, which --var-map maps it to (VARIABLE_MISMATCH)"),
+    ("ema-var-map-dtype", "freeze", "ema", ["--ema", "--var-map", "w=global_step"], 1, "--var-map: variable w is "
+     "float32 in the graph but int64 in the checkpoint (key 'global_step', which --var-map maps it to) "
+     "(VARIABLE_MISMATCH)"),
     # A failure that blames another option names that option's fix, not other outputs.
     ("no-outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
      "--bind: nope is not among the nodes the outputs need; switches the outputs depend on: none (NAME_NOT_IN_GRAPH)"),

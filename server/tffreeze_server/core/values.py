@@ -188,13 +188,15 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
         else:
             ref = KeyRef(var_map[node.name]) if node.name in var_map else (mapping.get(node.name) or KeyRef(node.name))
             key = ref.key
-            if spec.ema:
-                shadow = next((k for k in (node.name + EMA_SUFFIX, ref.key + EMA_SUFFIX) if k in dtypes), None)
+            if spec.ema:  # a var_map names the key whose average is used (or that key itself): checked the same
+                mapped = node.name in var_map
+                shadow = next((k for k in ((ref.key + EMA_SUFFIX,) if mapped else
+                                           (node.name + EMA_SUFFIX, ref.key + EMA_SUFFIX)) if k in dtypes), None)
                 if shadow is not None:
                     key, ref = shadow, KeyRef(shadow, ref.slice_spec)
                     ema_used.append(node.name)
                 else:
-                    no_shadow.append(node.name)
+                    no_shadow.append("%s (key %s, from var_map)" % (node.name, ref.key) if mapped else node.name)
             if key not in dtypes:
                 missing.append("%s (checkpoint key %r)" % (node.name, key))
                 continue
@@ -224,15 +226,20 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
                                                             "crc32c mismatch"),
                     "ERROR_REASON_CHECKPOINT_CORRUPT", variable=node.name, key=key[:200]) from None
             if want != dtypes[key].base_dtype:
-                raise InvalidArgument("variable %s is %s in the graph but %s in the checkpoint (key %r)"
-                                      % (node.name, want.name, dtypes[key].name, key),
-                                      "ERROR_REASON_VARIABLE_MISMATCH", variable=node.name)
+                mapped = node.name in var_map
+                raise InvalidArgument("variable %s is %s in the graph but %s in the checkpoint (key %r%s)"
+                                      % (node.name, want.name, dtypes[key].name, key,
+                                         ", which var_map maps it to" if mapped else ""),
+                                      "ERROR_REASON_VARIABLE_MISMATCH", variable=node.name,
+                                      **({"field": "options.var_map"} if mapped else {}))
         shape = tf.TensorShape(node.attr["shape"].shape) if "shape" in node.attr else tf.TensorShape(None)
         if not shape.is_compatible_with(array.shape):
             where = "its value"
             mapped = node.name in var_map
             if not ((include and node.name not in include) or node.name in exclude):
-                where = "checkpoint key %s%s" % (key, ", which var_map maps it to" if mapped else "")
+                where = "checkpoint key %s%s" % (key, (", the average (options.ema) of the key var_map maps it to"
+                                                       if key.endswith(EMA_SUFFIX) and spec.ema else
+                                                       ", which var_map maps it to") if mapped else "")
             raise InvalidArgument("variable %s has shape %s in the graph but %s in %s"
                                   % (node.name, [d if d is not None else -1 for d in shape.as_list()]
                                      if shape.rank is not None else "of unknown rank", list(array.shape), where),
