@@ -27,6 +27,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <vector>
@@ -377,6 +378,99 @@ std::string TffreezeCommand() {
   return "tffreeze";
 }
 
+// The command's path: as given when it holds a '/', else found on PATH; empty when none.
+std::string CommandPath(const std::string& command) {
+  if (command.find('/') != std::string::npos) return command;
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    if (dir.empty()) continue;
+    std::string candidate = dir + "/" + command;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+// (installation, python) of the `tffreeze` command that starts the local server, as the Python
+// client names its own (the folder holding the tffreeze_server package its Python would import,
+// and that Python): asked of the Python its script's first line names. Empty when it cannot tell.
+std::pair<std::string, std::string> OwnInstallation() {
+  std::string script = CommandPath(TffreezeCommand());
+  std::ifstream in(script);
+  std::string first;
+  if (script.empty() || !std::getline(in, first) || first.rfind("#!", 0) != 0) return {};
+  std::vector<std::string> words;
+  std::stringstream split(first.substr(2));
+  for (std::string w; split >> w;) words.push_back(w);
+  const bool runs_python = !words.empty() && (words[0].find("python") != std::string::npos ||
+                                         (words.size() > 1 && words[1].find("python") != std::string::npos));
+  if (!runs_python) return {};  // a wrapper of another kind: cannot tell
+  words.push_back("-c");
+  words.push_back(
+      "import importlib.util, os, sys\n"
+      "sys.path[:] = [p for p in sys.path if p]\n"
+      "spec = importlib.util.find_spec('tffreeze_server')\n"
+      "print(os.path.dirname(os.path.dirname(os.path.realpath(spec.origin))) if spec and spec.origin else '')\n"
+      "print(sys.executable)\n");
+  int out[2];
+  if (pipe(out) != 0) return {};
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(out[0]);
+    close(out[1]);
+    return {};
+  }
+  if (pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    close(out[1]);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, 2);
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(&w[0]);
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(out[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  close(out[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  std::stringstream lines(text);
+  std::string installation, python;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !std::getline(lines, installation) ||
+      !std::getline(lines, python) || installation.empty())
+    return {};
+  return {installation, python};
+}
+
+// A running server of another installation (another checkout or environment of the same
+// version) serves the call, and stderr says so, as the Python client says it.
+void NoteOther(const std::map<std::string, std::string>& info) {
+  auto theirs = info.find("installation");
+  if (theirs == info.end() || theirs->second.empty()) return;
+  auto mine = OwnInstallation();
+  if (mine.first.empty()) return;
+  auto python = info.find("python");
+  std::string their_python = python == info.end() ? mine.second : python->second;
+  if (theirs->second == mine.first && their_python == mine.second) return;
+  std::cerr << "tffreeze-cpp: note: the local server running (pid " << info.at("pid")
+            << ") is another installation's: " << theirs->second << " (python "
+            << (python == info.end() ? "?" : python->second) << "); this one is " << mine.first << " (python "
+            << mine.second << "). It serves this call. To run this installation's code instead: `tffreeze "
+            << "local-server stop` (it is the one local server of your user), then call again" << std::endl;
+}
+
 void StartLocal() {
   std::string program = TffreezeCommand();
   pid_t pid = fork();
@@ -461,6 +555,7 @@ int OpenIn(int dirfd, const std::string& folder, const std::string& name, const 
 LocalServer FindLocalServer() {
   std::string dir = LocalDir();
   auto info = Running(dir);
+  if (!info.empty()) NoteOther(info);
   if (info.empty()) {
     StartLocal();
     info = Running(dir);
@@ -477,6 +572,7 @@ LocalServer FindLocalServer() {
   if (!found || !(token >> out.token))
     throw Error("UNAVAILABLE", "cannot read the local server's token " + dir + "/token");
   out.target = info["grpc"];
+  out.pid = info["pid"];
   return out;
 }
 

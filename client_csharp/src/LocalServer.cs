@@ -14,6 +14,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text;
 using TfFreeze.V1;
@@ -60,6 +61,7 @@ namespace TfFreeze
         {
             var folder = Folder();
             var info = Running(folder);
+            if (info != null) NoteOther(info);
             if (info == null)
             {
                 Start();
@@ -98,6 +100,63 @@ namespace TfFreeze
             }
             tried.Add("tffreeze on PATH (" + (Environment.GetEnvironmentVariable("PATH") ?? "") + ")");
             return null;
+        }
+
+        /// <summary>A running server of another installation (another checkout or environment of the
+        /// same version) serves the call, and stderr says so, as the Python client says it.</summary>
+        static void NoteOther(Dictionary<string, string> info)
+        {
+            string theirs;
+            if (!info.TryGetValue("installation", out theirs) || theirs == "") return;
+            var mine = OwnInstallation();
+            if (mine == null) return;
+            string python;
+            bool named = info.TryGetValue("python", out python);
+            if (theirs == mine.Item1 && (named ? python : mine.Item2) == mine.Item2) return;
+            Console.Error.WriteLine("tffreeze-cs: note: the local server running (pid " + info["pid"] + ") is another " +
+                "installation's: " + theirs + " (python " + (named ? python : "?") + "); this one is " + mine.Item1 +
+                " (python " + mine.Item2 + "). It serves this call. To run this installation's code instead: `tffreeze " +
+                "local-server stop` (it is the one local server of your user), then call again");
+        }
+
+        /// <summary>(installation, python) of the `tffreeze` command that starts the local server, as the
+        /// Python client names its own (the folder holding the tffreeze_server package its Python would
+        /// import, and that Python): asked of the Python its script's first line names; null when it
+        /// cannot tell.</summary>
+        static Tuple<string, string> OwnInstallation()
+        {
+            try
+            {
+                var script = Command(new List<string>());
+                if (script == null) return null;
+                if (!script.Contains("/"))
+                    foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
+                        if (dir != "" && File.Exists(Path.Combine(dir, script))) { script = Path.Combine(dir, script); break; }
+                string first;
+                using (var reader = new StreamReader(script)) first = reader.ReadLine() ?? "";
+                if (!first.StartsWith("#!")) return null;
+                var words = first.Substring(2).Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries);
+                if (words.Length == 0 || !(words[0].Contains("python") || (words.Length > 1 && words[1].Contains("python"))))
+                    return null;  // a wrapper of another kind: cannot tell
+                const string code = "import importlib.util, os, sys; sys.path[:] = [p for p in sys.path if p]; " +
+                    "spec = importlib.util.find_spec('tffreeze_server'); " +
+                    "print(os.path.dirname(os.path.dirname(os.path.realpath(spec.origin))) if spec and spec.origin else ''); " +
+                    "print(sys.executable)";
+                var args = string.Join(" ", words.Skip(1).Select(w => "\"" + w + "\"")) + " -c \"" + code + "\"";
+                var start = new ProcessStartInfo(words[0], args.Trim())
+                {
+                    UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true,
+                };
+                using (var p = Process.Start(start))
+                {
+                    var lines = p.StandardOutput.ReadToEnd().Split('\n');
+                    p.StandardError.ReadToEnd();
+                    p.WaitForExit();
+                    if (p.ExitCode != 0 || lines.Length < 2 || lines[0].Trim() == "") return null;
+                    return Tuple.Create(lines[0].Trim(), lines[1].Trim());
+                }
+            }
+            catch (Exception) { return null; }
         }
 
         static void Start()

@@ -104,6 +104,7 @@ using ProgressFn = std::function<void(const std::string&, double, double, const 
 // with `tffreeze local-server start` ($TFFREEZE_COMMAND names another command).
 struct LocalServer {
   std::string target, token;
+  std::string pid;  // the server's process, as server.info names it
 };
 LocalServer FindLocalServer();
 

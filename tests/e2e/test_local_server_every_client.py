@@ -1,0 +1,66 @@
+"""The local server as every client meets it (Python, tffreeze-cs, tffreeze-cpp):
+
+- a local server of another installation (checkout) of the same version serves the call, and
+  each client says so on stderr in the same words;
+- `tffreeze local-server stop` while a freeze is uploading: the calls in flight finish, and the
+  freeze goes on with a new local server (as after the server is killed) instead of failing.
+
+Each test has a cache folder of its own (so its own local server), stopped at the end."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import models
+from test_parity import CPP, CS, PY, built, _stderr  # noqa: F401 - built: the C#/C++ clients, or a skip that says why
+
+from tffreeze_api import localserver
+
+CLIENTS = {"py": PY, "cs": CS, "cpp": CPP}
+
+
+@pytest.fixture()
+def own_cache(tmp_path):
+    env = dict(os.environ, TFFREEZE_CACHE_DIR=str(tmp_path / "cache"), TFFREEZE_COMMAND=PY)
+    for name in ("TFFREEZE_SERVER", "TFFREEZE_WEB_SERVER", "TFFREEZE_LOCAL_STORE_BYTES"):
+        env.pop(name, None)
+    yield env
+    subprocess.run([PY, "local-server", "stop"], env=env, capture_output=True, timeout=120)
+
+
+def _run(argv, env):
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _info(env) -> dict:
+    return localserver.read_info(os.path.join(env["TFFREEZE_CACHE_DIR"], "local")) or {}
+
+
+def test_every_client_says_the_local_server_is_another_installations(own_cache, tmp_path):
+    here = os.path.dirname(os.path.dirname(os.path.realpath(importlib.util.find_spec("tffreeze_server").origin)))
+    other = os.path.realpath(str(tmp_path / "checkout2" / "server"))
+    shutil.copytree(os.path.join(here, "tffreeze_server"), os.path.join(other, "tffreeze_server"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    theirs = dict(own_cache, PYTHONPATH=other)  # the second checkout's code comes first
+    assert _run([PY, "local-server", "start"], theirs).returncode == 0
+    assert _info(own_cache)["installation"] == other
+    model = models.dense(str(tmp_path / "m"), True)
+    notes = {}
+    for name, binary in CLIENTS.items():
+        out = _run([binary, "freeze", model.directory, "-o", str(tmp_path / (name + ".pb"))], own_cache)
+        assert out.returncode == 0, (name, out.stderr)
+        notes[name] = _stderr(out.stderr)
+        words = " ".join(out.stderr.split())
+        assert "note: the local server running (pid %s) is another installation's: %s" % (
+            _info(own_cache)["pid"], other) in words, (name, words)
+        assert "this one is %s" % here in words and "`tffreeze local-server stop`" in words, (name, words)
+    assert notes["cs"] == notes["py"] and notes["cpp"] == notes["py"], notes
+    for name, binary in CLIENTS.items():  # the second checkout's clients use their own server: nothing to say
+        out = _run([binary, "freeze", model.directory, "-o", str(tmp_path / (name + "2.pb"))], theirs)
+        assert out.returncode == 0 and "another installation" not in out.stderr, (name, out.stderr)
