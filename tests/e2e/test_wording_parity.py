@@ -39,6 +39,7 @@ def sources(tmp_path_factory):
     models.edit_saved_model(str(base / "twotags"), _add_train_meta_graph)
     _erfinv_saved_model(str(base / "erfinv"))
     ema = models.ema_model(str(base / "ema"), True)
+    _hard_dropout(str(base / "dropout"))
     os.makedirs(str(base / "novars"))  # a TF2 SavedModel copied without its variables/ folder
     shutil.copy(str(base / "saved2" / "saved_model.pb"), str(base / "novars"))
     from tffreeze import FreezeClient
@@ -52,7 +53,23 @@ def sources(tmp_path_factory):
             "nodefault": str(base / "nodefault"), "twotags": str(base / "twotags"),
             "typo": str(base / "projct"), "typoprefix": os.path.join(several.directory, "model.ckpt-20"),
             "nowhere": str(base / "zzzzzzzz"), "erfinv": str(base / "erfinv"),
-            "novars": str(base / "novars"), "ema": ema.directory}
+            "novars": str(base / "novars"), "ema": ema.directory,
+            "dropout": str(base / "dropout")}
+
+
+def _hard_dropout(directory):
+    """A dropout with no training switch (tf.nn.dropout, rate 0.5): its outputs differ on every run."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 10], name="x")
+        w = tf1.get_variable("w", [10, 4])
+        tf.nn.softmax(tf.nn.dropout(tf.matmul(x, w), rate=0.5), name="probs")
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"))
 
 
 def _erfinv_saved_model(directory):
@@ -177,6 +194,12 @@ CASES = [
     ("ema-var-map-dtype", "freeze", "ema", ["--ema", "--var-map", "w=global_step"], 1, "--var-map: variable w is "
      "float32 in the graph but int64 in the checkpoint (key 'global_step', which --var-map maps it to) "
      "(VARIABLE_MISMATCH)"),
+    # Outputs that depend on a random draw: a warning, and verify says they are random.
+    ("random-outputs", "freeze", "dropout", [], 0, "warning: the outputs depend on random op(s) "
+     "dropout/random_uniform/RandomUniform (RandomUniform): they differ on every run. A dropout or noise layer left "
+     "on in inference (tf.nn.dropout with no training switch) does this: rebuild the graph with it off"),
+    ("outputs-note-random-verify", "freeze", "dropout", ["--verify"], 1, "verify: the outputs are random: they depend "
+     "on dropout/random_uniform/RandomUniform (RandomUniform), which draw new numbers on every run"),
     # A failure that blames another option names that option's fix, not other outputs.
     ("no-outputs-note", "freeze", "several", ["--bind", "nope=1"], 1,
      "--bind: nope is not among the nodes the outputs need; switches the outputs depend on: none (NAME_NOT_IN_GRAPH)"),
@@ -199,7 +222,8 @@ def test_every_client_words_a_server_message_for_its_command_line(web_server, so
     assert not _REQUEST_WORDS.search(lines["py"]), lines["py"]
     assert expect.format(**{k: v for k, v in sources.items() if isinstance(v, str)}) in lines["py"], lines["py"]
     assert ("the outputs it chose" in lines["py"]) == name.startswith("outputs-note"), lines["py"]
-    assert ("--outputs a,b" in lines["py"]) == (name == "outputs-note"), lines["py"]
+    assert ("--outputs a,b" in lines["py"]) == (name.startswith("outputs-note") and "signature" not in name), lines["py"]
+    assert "report it" not in lines["py"], lines["py"]
 
 
 def test_a_deadline_names_the_timeout_flag_in_every_client(tmp_path):

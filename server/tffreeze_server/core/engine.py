@@ -50,7 +50,7 @@ from .loaders import Loaded, load, load_checked_saved_model, open_reader, pick_s
 from .resolve import EXPLICIT_INPUT, Resolution, candidate_records, explain, resolve, structure_of, user_collections
 from .saver_map import variable_keys
 from .spec import FreezeSpec, format_enum, target_enum
-from . import stages
+from . import randomness, stages
 from .values import EMA_SUFFIX, computed_from, read_values
 from .words import article, tidy
 
@@ -455,6 +455,9 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         progress(freeze_pb2.STAGE_CONVERTING, "turning %d variable(s) into constants" % len(values), 0.65)
         splices: Dict[str, splice.Splice] = {}  # Consts whose bytes stay in the data file until written
         frozen = rewrite.tidy(rewrite.to_constants(graph_def, values, splices) if values else graph_def)
+        drawn = randomness.warning(frozen, r.pruned)
+        if drawn:
+            warnings.append(drawn)
         if splices and (spec.optimize or spec.target):
             splice.materialize(frozen, splices)  # these steps read the values
         result.variables_frozen = len(values) if loaded.reader is not None else loaded.constants
@@ -646,8 +649,21 @@ def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings,
             original_feeds[b["name"]] = np.asarray(b["value"])
         want = verify_mod.run_graph_def(original, original_feeds, fetches, assign=values)
     # held to a tolerance in the session our runners create; the manifest carries the setting when one is needed
-    found = verify_mod.runtime_check(fetches, want, got,
-                                     lambda setting: verify_mod.run_graph_def(frozen, feeds, fetches, setting=setting))
+    try:
+        found = verify_mod.runtime_check(fetches, want, got,
+                                         lambda setting: verify_mod.run_graph_def(frozen, feeds, fetches, setting=setting))
+    except FailedPrecondition as exc:  # random outputs differ between any two runs: say so, not a wrong freeze
+        drawn = randomness.random_nodes(frozen, original)
+        if exc.metadata.get("cause") != "graph" or not drawn:
+            raise
+        raise FailedPrecondition(
+            "verify: the outputs are random: they depend on %s, which draw new numbers on every run, so the "
+            "checkpoint's graph gives other outputs on every run too (%s differs by %s). Rebuild the graph with "
+            "the dropout or noise off (training=False, or rate 0) and save it with the checkpoint, or build it "
+            "with a switch that options.bind sets to its inference value"
+            % (randomness.listing(drawn), exc.metadata.get("output", "an output"), exc.metadata.get("max_abs_diff")),
+            "ERROR_REASON_VERIFY_MISMATCH", cause="random", nodes=",".join(n for n, _ in drawn[:20]),
+            output=exc.metadata.get("output", "")) from None
     if found.setting is not None:
         result.session_config = found.setting.SerializeToString(deterministic=True)
         result.session_config_passes_off.extend(found.passes_off)
@@ -719,6 +735,9 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
             except FreezeError as exc:
                 bound_graph, bindings = None, []
                 warnings.append("a freeze with these options would be refused: %s" % exc.message)
+            drawn = randomness.warning(bound_graph if bound_graph is not None else r.pruned, r.pruned)
+            if drawn:
+                warnings.append(drawn)
             bound = {node_of(b["name"]) for b in bindings}
             ins = [(t, why) for t, why in ins if node_of(t) not in bound]
             by_name = {**nodes_by_name(meta.graph_def), **nodes_by_name(r.pruned)}

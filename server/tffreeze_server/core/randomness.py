@@ -1,0 +1,76 @@
+"""Random draws the outputs depend on: outputs that differ on every run.
+
+A dropout (or noise layer) built without a training switch (``tf.nn.dropout(h, rate=0.5)``
+in the inference graph) draws new random numbers each time the graph runs: the frozen graph,
+like the checkpoint's own graph, gives other outputs on every run. Freeze and inspect warn
+about it, naming the ops; verify says the outputs are random instead of that the frozen
+graph computes something else. Stateless random ops with constant seeds draw the same numbers
+every run and are not counted.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from .oproles import is_random, is_stateful
+
+
+def _switched(before) -> set:
+    """Random nodes of ``before`` (the graph before binding) whose draw is compared with or
+    scaled by a value a placeholder decides (a dropout's rate from keep_prob): binding that
+    switch to its inference value makes the draw irrelevant, so they are not counted."""
+    if before is None:
+        return set()
+    consumers = {}
+    for n in before.node:
+        for i in n.input:
+            consumers.setdefault(i.lstrip("^").split(":")[0], []).append(n)
+    fed = {n.name for n in before.node if n.op in ("Placeholder", "PlaceholderWithDefault")}
+    changed = True
+    while changed:  # every node a placeholder reaches
+        changed = False
+        for n in before.node:
+            if n.name not in fed and any(i.lstrip("^").split(":")[0] in fed for i in n.input):
+                fed.add(n.name)
+                changed = True
+    out = set()
+    for n in before.node:
+        if not (is_random(n.op) and is_stateful(n.op)):
+            continue
+        chain, users = {n.name}, list(consumers.get(n.name, []))
+        while any(u.op == "Identity" for u in users):
+            ident = [u for u in users if u.op == "Identity"]
+            chain |= {u.name for u in ident}
+            users = [u for u in users if u.op != "Identity"] + [c for u in ident for c in consumers.get(u.name, [])]
+        if any(i.lstrip("^").split(":")[0] in fed for u in users for i in u.input
+               if i.lstrip("^").split(":")[0] not in chain):
+            out.add(n.name)
+    return out
+
+
+def random_nodes(graph_def, before=None) -> List[Tuple[str, str]]:
+    """(node, op) of every stateful random op in the graph and the functions it keeps; with
+    ``before`` (the graph before binding), not those a switch decides (``_switched``)."""
+    switched = _switched(before)
+    found = [(n.name, n.op) for n in graph_def.node
+             if is_random(n.op) and is_stateful(n.op) and n.name not in switched]
+    for func in graph_def.library.function:
+        found += [("%s/%s" % (func.signature.name, n.name), n.op) for n in func.node_def
+                  if is_random(n.op) and is_stateful(n.op)]
+    return found
+
+
+def listing(found: List[Tuple[str, str]]) -> str:
+    return ", ".join("%s (%s)" % f for f in found[:5]) + (" ..." if len(found) > 5 else "")
+
+
+def warning(graph_def, before=None) -> Optional[str]:
+    """The warning for a graph whose outputs depend on random draws; None when they do not."""
+    found = random_nodes(graph_def, before)
+    if not found:
+        return None
+    return ("the outputs depend on random op(s) %s: they differ on every run. A dropout or noise layer left on "
+            "in inference (tf.nn.dropout with no training switch) does this: rebuild the graph with it off "
+            "(training=False, or rate 0) and save it with the checkpoint, or build it with a switch "
+            "(tf.compat.v1.placeholder_with_default) that options.bind sets to its inference value"
+            % listing(found))
