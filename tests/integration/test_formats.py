@@ -105,3 +105,61 @@ def test_real_architectures(client, real_models, name, fmt):
                             inputs=info.get("inputs") or ())
     _record(name, fmt, outcome)
     assert outcome == "converted-and-equal" or outcome.startswith("refused-with-op ")
+
+
+def _recurrent_saved_model(directory: str, kind: str):
+    """A TF2 SavedModel with a recurrent loop, as TF2 users have them: a Keras LSTM saved by
+    tf.saved_model.save or model.export, or a tf.Module writing a TensorArray in a loop.
+    Returns (input name, a batch of one, the expected output)."""
+    import keras
+
+    tf = models.tf
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(1, 4, 3)
+    if kind == "module":
+        class Loop(tf.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = tf.Variable(np.linspace(-1, 1, 24, dtype=np.float32).reshape(3, 8))
+
+            @tf.function(input_signature=[tf.TensorSpec([None, 4, 3], tf.float32, name="x")])
+            def __call__(self, x):
+                out = tf.TensorArray(tf.float32, size=4)
+                state = tf.zeros([tf.shape(x)[0], 8])
+                for i in tf.range(4):
+                    state = tf.tanh(tf.matmul(x[:, i, :], self.w) + state)
+                    out = out.write(i, state)
+                return {"y": out.stack()}
+
+        module = Loop()
+        tf.saved_model.save(module, directory, signatures=module.__call__)
+        return "x", x, module(tf.constant(x))["y"].numpy()
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((4, 3), name="seq")
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.LSTM(8)(inp)))
+    if kind == "export":
+        model.export(directory, verbose=False)
+        name = "seq"
+    else:
+        tf.saved_model.save(model, directory)
+        name = "inputs"
+    return name, x, model(x).numpy()
+
+
+@pytest.mark.parametrize("kind", ["keras-save", "export", "module"])
+def test_a_tf2_saved_model_loop_to_tflite_follows_its_own_input_shape_advice(client, tmp_path, kind):
+    """A TF2 SavedModel's loop reaches TFLite unlowered, so --input-shape makes its tensor lists
+    static (even at a batch of one, where shape inference alone leaves the items' batch open);
+    the refusal without it gives the --input-shape line that then converts."""
+    import re
+
+    name, x, expected = _recurrent_saved_model(str(tmp_path / "sm"), kind)
+    with pytest.raises(FailedPreconditionError) as err:
+        client.freeze(str(tmp_path / "sm"), format="tflite")
+    advised = re.findall(r"--input-shape (\S+=[-\d,]+\d)", err.value.message)
+    assert advised == ["%s=1,4,3" % name], err.value.message
+    outcome = client.freeze(str(tmp_path / "sm"), format="tflite", input_shapes=advised)
+    m = outcome.manifest
+    assert m["format"] == "FORMAT_TFLITE" and m["inputs"][0]["shape"] == [1, 4, 3]
+    _record("TF2 SavedModel loop (%s)" % kind, "tflite --input-shape %s" % advised[0], "converted-and-equal")
+    (got,) = run_returned_graph(outcome.graph_bytes, m, {name + ":0": x})
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)

@@ -275,6 +275,8 @@ def _to_tflite(graph_def, infos, out_names, conversion) -> Tuple[bytes, List[str
         text = " ".join(str(exc).split())
         op, node = _tflite_culprit(text)
         hint = _hint(op, "tflite") if op else ""
+        if op.startswith("TensorList"):
+            hint = _pin_hint(infos) or hint
         raise _refuse("tflite", "the TFLite converter cannot convert this graph (builtin ops only)%s: %s%s"
                       % (" at node %s (op %s)" % (node, op) if node else " (op %s)" % op if op else "",
                          _tflite_summary(text), hint), node, op) from None
@@ -283,6 +285,27 @@ def _to_tflite(graph_def, infos, out_names, conversion) -> Tuple[bytes, List[str
     conversion.runtime = runtime
     conversion.opset = 3  # the TFLite flatbuffer schema version
     return model, [node_of(i["name"]) for i in infos], [node_of(n) for n in out_names]
+
+
+def _pin_hint(infos) -> str:
+    """For a tensor list TFLite needs static: the --input-shape lines to paste, from the inputs'
+    shapes (unknown sizes 1: a batch of one); when every input's shape is known already, pinning
+    cannot help, and that is said instead."""
+    loose = [i for i in infos if i["shape"] is None or any(d < 0 for d in i["shape"])]
+    if not infos:
+        return ""
+    if not loose:
+        return ("; it comes from TF2 control flow (a while loop writing a tensor list), and the items it writes "
+                "have no static shape even with every input's shape known (%s), so TFLite cannot convert it"
+                % ", ".join("%s=%s" % (node_of(i["name"]), ",".join(map(str, i["shape"]))) for i in infos))
+    if any(i["shape"] is None for i in loose):
+        example = "NAME=D1,D2,..."
+    else:
+        example = " --input-shape ".join("%s=%s" % (node_of(i["name"]), ",".join(str(d if d >= 0 else 1)
+                                                                               for d in i["shape"])) for i in loose)
+    return ("; it comes from TF2 control flow (a while loop writing a tensor list, e.g. a recurrent layer): pin the "
+            "input shapes so the lists' element shapes are static: --input-shape %s (unknown sizes given as 1 here: "
+            "use the sizes you will feed)" % example)
 
 
 def _tflite_culprit(text: str) -> Tuple[str, str]:
@@ -382,6 +405,35 @@ def _source_op(tensor):
     return _source_tensor(tensor).op
 
 
+def _run_for_item_shapes(graph, readers: Dict[str, str], pinned: Dict[str, List[int]]) -> None:
+    """Where shape inference leaves a list's items partly unknown (the loop body broadcasts a
+    state of batch 1 with items read from another list, whose element shape says nothing), but
+    every input's shape is pinned whole: the graph is run once on zeros of those shapes and the
+    items' shape read off what the loop stacked (``readers``: TensorListStack -> its reserve)."""
+    wanted = {reader: reserve for reader, reserve in readers.items() if reserve not in pinned}
+    if not wanted:
+        return
+    feeds = {}
+    for op in graph.get_operations():
+        if op.type in PLACEHOLDER_OPS and op.type != "PlaceholderWithDefault":
+            shape = op.outputs[0].shape
+            if not shape.is_fully_defined():
+                return  # a size left unknown: the items' shape would be one run's, not the model's
+            dtype = op.outputs[0].dtype
+            if dtype == tf.resource or dtype == tf.variant:
+                return
+            feeds[op.outputs[0]] = (np.full(shape.as_list(), b"", dtype=object) if dtype == tf.string
+                                    else np.zeros(shape.as_list(), dtype.as_numpy_dtype))
+    try:
+        with tf.compat.v1.Session(graph=graph) as sess:
+            stacked = sess.run({reader: graph.get_tensor_by_name(reader + ":0") for reader in wanted}, feeds)
+    except (tf.errors.OpError, ValueError, TypeError):
+        return
+    for reader, value in stacked.items():
+        if np.ndim(value) >= 1:
+            pinned.setdefault(wanted[reader], list(np.shape(value)[1:]))
+
+
 def static_tensor_lists(graph_def) -> List[str]:
     """TensorLists reserved with an unknown element shape (TF2 control flow: a while loop
     writing one item per step, as recurrent layers do) get the static shape of the items the
@@ -435,8 +487,10 @@ def static_tensor_lists(graph_def) -> List[str]:
             t = _source_tensor(op.inputs[0])
             if t.op.type in ("While", "StatelessWhile"):  # a loop's output k is its input k, written
                 t = _source_tensor(t.op.inputs[t.value_index])
-            if t.op.name in pinned:
+            if t.op.name in reserves:
                 readers[op.name] = t.op.name
+    _run_for_item_shapes(graph, readers, pinned)
+    readers = {reader: reserve for reader, reserve in readers.items() if reserve in pinned}
     nodes = {n.name: n for n in graph_def.node}
     done, consts = [], {}
     for name, dims in sorted(pinned.items()):

@@ -390,7 +390,9 @@ def _load_saved_model_v2(workdir: str, ckpt, meta, tags: List[str], spec: Freeze
                        "(tf.saved_model.save(model, DIR, signatures=...) or Keras model.export(DIR))",
                        "ERROR_REASON_SIGNATURE_NOT_FOUND", field="options.signature")
     func = loaded.signatures[sig_name]
-    frozen = c2c.convert_variables_to_constants_v2(func)
+    # TFLite converts functional (v2) loops only, with their tensor lists' element shapes made static
+    # from the pinned input shapes (convert.static_tensor_lists): kept unlowered for it
+    frozen = c2c.convert_variables_to_constants_v2(func, lower_control_flow=spec.format != "tflite")
     graph_def = frozen.graph.as_graph_def()
     # the lookup tables it captured stay resource inputs: filled from their contents instead
     tables.captured_tables([(outer, inner.op.name) for outer, inner in func.graph.captures], graph_def)
