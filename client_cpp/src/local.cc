@@ -552,6 +552,21 @@ int OpenIn(int dirfd, const std::string& folder, const std::string& name, const 
 
 }  // namespace trust
 
+namespace {
+std::string used_pid;  // the local server this process's calls went to last
+}  // namespace
+
+std::string LocalServerWentAway() {
+  if (used_pid.empty()) return "";
+  std::map<std::string, std::string> info;
+  try {
+    info = Running(LocalDir());
+  } catch (const Error&) {
+    return "";
+  }
+  return info.empty() || info["pid"] != used_pid ? used_pid : "";
+}
+
 LocalServer FindLocalServer() {
   std::string dir = LocalDir();
   auto info = Running(dir);
@@ -572,7 +587,7 @@ LocalServer FindLocalServer() {
   if (!found || !(token >> out.token))
     throw Error("UNAVAILABLE", "cannot read the local server's token " + dir + "/token");
   out.target = info["grpc"];
-  out.pid = info["pid"];
+  out.pid = used_pid = info["pid"];
   return out;
 }
 

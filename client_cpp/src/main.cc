@@ -967,6 +967,25 @@ void OnSignal(int sig) {
 
 }  // namespace
 
+// Run the command; when the local server it used stops while it runs (`tffreeze local-server
+// stop` lets the calls in flight finish, then the command's next call finds no server), run it
+// again with a new local server, saying so. Freeze and inspect write their results at the end.
+template <class F>
+int AgainOnANewLocalServer(const std::string& command, F run) {
+  const int restarts = 2;
+  for (int attempt = 0;; attempt++) {
+    try {
+      return run();
+    } catch (const tffreeze::Error& e) {
+      if (e.code() != "UNAVAILABLE" || attempt == restarts) throw;
+      const std::string pid = tffreeze::LocalServerWentAway();
+      if (pid.empty()) throw;
+      std::cerr << "tffreeze-cpp " << command << ": note: the local server (pid " << pid
+                << ") stopped during this command; it goes on with a new local server" << std::endl;
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::cout << kUsage << "\n";
@@ -994,8 +1013,8 @@ int main(int argc, char** argv) {
   try {
     Options o = Parse(argc, argv);
     if ((command == "freeze" || command == "inspect") && !o.positional.empty()) typed_source = o.positional[0];
-    if (command == "freeze") return Freeze(o);
-    if (command == "inspect") return Inspect(o);
+    if (command == "freeze") return AgainOnANewLocalServer(command, [&] { return Freeze(o); });
+    if (command == "inspect") return AgainOnANewLocalServer(command, [&] { return Inspect(o); });
     if (command == "run") return Run(o);
     throw Usage("unknown command '" + command + "' (freeze, inspect, run)");
   } catch (const Usage& e) {

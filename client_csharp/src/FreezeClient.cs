@@ -48,6 +48,8 @@ namespace TfFreeze
         public int TimeoutMs { get { return channel.TimeoutMs; } set { channel.TimeoutMs = value; } }
         /// <summary>Bearer token for a server started with --auth-token-file.</summary>
         public string Token { get { return channel.Token; } set { channel.Token = value; } }
+        /// <summary>The server is this user's local server (an unreachable one is worded as such).</summary>
+        public bool Local { get { return channel.Local; } set { channel.Local = value; } }
         /// <summary>Use TLS (https), checking the server against caFile when given (else the system's CAs).</summary>
         public void UseTls(string caFile = null) { channel.UseTls(caFile); }
 

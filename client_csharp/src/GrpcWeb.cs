@@ -44,6 +44,8 @@ namespace TfFreeze.V1
         /// <summary>Bearer token sent as "Authorization: Bearer TOKEN" with every call (a server
         /// started with --auth-token-file refuses calls without it: UNAUTHENTICATED).</summary>
         public string Token { get; set; }
+        /// <summary>The server is this user's local server, started on demand.</summary>
+        public bool Local { get; set; }
         X509Certificate2 ca;
 
         // Several replicas ("http://h1:w1,http://h2:w2"): calls go round-robin, and a call no
@@ -157,7 +159,7 @@ namespace TfFreeze.V1
                     throw StatusFrom(r.Headers["grpc-status"], r.Headers["grpc-message"], r.Headers["grpc-status-details-bin"]);
                 if (e.Status == WebExceptionStatus.Timeout)  // the call's deadline (--timeout), as gRPC words it
                     throw new RpcException(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded");
-                throw new RpcException(StatusCode.UNAVAILABLE, Unreachable(baseUrl, e.Message));
+                throw new RpcException(StatusCode.UNAVAILABLE, Local ? LocalUnreachable(baseUrl, e.Message) : Unreachable(baseUrl, e.Message));
             }
         }
 
@@ -198,6 +200,13 @@ namespace TfFreeze.V1
                 if (!trailers && headerStatus != null && headerStatus != "0")
                     throw StatusFrom(headerStatus, response.Headers["grpc-message"], response.Headers["grpc-status-details-bin"]);
             }
+        }
+
+        /// <summary>The local server does not answer (as the Python and C++ clients say it).</summary>
+        static string LocalUnreachable(string url, string details)
+        {
+            return "the local tffreeze server at " + url + " does not answer (" + details + "). Its log is server.log in " +
+                   "the local server's folder; `tffreeze local-server stop` and try again, or pass --server";
         }
 
         /// <summary>Why the endpoint cannot be reached, naming the cause and the flag (as the Python

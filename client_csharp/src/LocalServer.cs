@@ -56,6 +56,20 @@ namespace TfFreeze
             return LocalFolderTrust.Alive(info["pid"]) ? info : null;
         }
 
+        static string usedPid;  // the local server this process's calls went to last
+
+        /// <summary>The pid of the local server this process used when it is no longer the one
+        /// running (stopped by `tffreeze local-server stop` or its idle exit, or killed): a command it
+        /// failed may run again on a new one. Null otherwise.</summary>
+        public static string WentAway()
+        {
+            if (usedPid == null) return null;
+            Dictionary<string, string> info;
+            try { info = Running(Folder()); }
+            catch (RpcException) { return null; }
+            return info == null || info["pid"] != usedPid ? usedPid : null;
+        }
+
         /// <summary>(gRPC-Web URL, token) of the running local server, started if need be.</summary>
         public static Tuple<string, string> Find()
         {
@@ -73,6 +87,7 @@ namespace TfFreeze
             var token = LocalFolderTrust.Read(folder, "token", true);
             if (token == null || token.Trim() == "")
                 throw new RpcException(StatusCode.UNAVAILABLE, "cannot read the local server's token " + folder + "/token");
+            usedPid = info["pid"];
             return Tuple.Create(info["web"], token.Trim());
         }
 

@@ -199,8 +199,8 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                 if ((command == "freeze" || command == "inspect") && opts.Positional.Count > 0) typedSource = opts.Positional[0];
                 switch (command)
                 {
-                    case "freeze": return Freeze(opts);
-                    case "inspect": return Inspect(opts);
+                    case "freeze": return AgainOnANewLocalServer(command, () => Freeze(opts));
+                    case "inspect": return AgainOnANewLocalServer(command, () => Inspect(opts));
                     case "run": return Run(opts);
                     case "wire-roundtrip": return WireRoundTrip(opts);
                     default: throw new UsageException("unknown command '" + command + "' (freeze, inspect, run)");
@@ -512,6 +512,26 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return text;
         }
 
+        /// <summary>Run the command; when the local server it used stops while it runs (`tffreeze
+        /// local-server stop` lets the calls in flight finish, then the command's next call finds no
+        /// server), run it again with a new local server, saying so. Freeze and inspect write their
+        /// results at the end.</summary>
+        static int AgainOnANewLocalServer(string command, Func<int> run)
+        {
+            const int restarts = 2;
+            for (int attempt = 0; ; attempt++)
+            {
+                string gone = null;
+                try { return run(); }
+                catch (RpcException e) when (e.Status == StatusCode.UNAVAILABLE && attempt < restarts &&
+                                             (gone = LocalServer.WentAway()) != null)
+                {
+                    Console.Error.WriteLine("tffreeze-cs " + command + ": note: the local server (pid " + gone +
+                                            ") stopped during this command; it goes on with a new local server");
+                }
+            }
+        }
+
         static FreezeClient Connect(Options o)
         {
             var server = o.One("--server", Environment.GetEnvironmentVariable("TFFREEZE_WEB_SERVER"));
@@ -523,7 +543,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                         "tffreeze and tffreeze-cpp use; tffreeze-cs speaks gRPC-Web: set $TFFREEZE_WEB_SERVER=" +
                         "http://HOST:WEB_PORT (that server's --web-port) to use it. Using your local server.");
                 var local = LocalServer.Find();
-                var own = new FreezeClient(local.Item1) { Token = local.Item2 };
+                var own = new FreezeClient(local.Item1) { Token = local.Item2, Local = true };
                 SetTimeout(own, o);
                 return own;
             }

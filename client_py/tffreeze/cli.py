@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=LOCAL_EPILOG)
     p.add_argument("action", choices=("start", "stop", "status", "clean"),
                    help="start: start it unless it runs (waits until it accepts calls); stop: stop it (calls in "
-                        "flight finish first); status: show it and its store (exit 0 running, 3 not running); "
+                        "flight finish first; a freeze or inspect still running goes on with a new local server, and "
+                        "says so); status: show it and its store (exit 0 running, 3 not running); "
                         "clean: stop it and remove its store, saying how much that freed")
     p.add_argument("--idle-exit", metavar="SECONDS", default=None,
                    help="with start: stop after SECONDS without a call (default: $TFFREEZE_LOCAL_IDLE_SECONDS, "
@@ -863,7 +864,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                "local-server": _cmd_local_server}[args.command]
     before = _handle_signals()
     try:
-        return handler(args)
+        return _again_on_a_new_local_server(handler, args)
     except TffreezeError as exc:
         print("tffreeze %s: %s%s [%s]" % (args.command, _message(exc, args), _reason(exc), exc.code), file=sys.stderr)
         note = _OUTPUTS_NOTE.search(" ".join(str(exc).split()))
@@ -892,6 +893,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+RESTARTS = 2  # how many times a command goes on with a new local server after its own stopped
+
+
+def _again_on_a_new_local_server(handler, args) -> int:
+    """Run the command; when the local server it used stops while it runs (`tffreeze
+    local-server stop` lets the calls in flight finish, then the next call of the command
+    finds no server), run it again with a new local server, saying so. Freeze and inspect
+    only write their results at the end, so nothing is left half-done."""
+    from .errors import UnavailableError
+
+    for attempt in range(RESTARTS + 1):
+        try:
+            return handler(args)
+        except UnavailableError:
+            if args.command not in ("freeze", "inspect") or attempt == RESTARTS:
+                raise
+            from . import local
+
+            pid = local.went_away()
+            if pid is None:
+                raise
+            print("tffreeze %s: note: the local server (pid %d) stopped during this command; it goes on with a new "
+                  "local server" % (args.command, pid), file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
 
 
 def _drop_stdout() -> None:

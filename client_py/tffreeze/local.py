@@ -28,6 +28,7 @@ START_SECONDS = 180.0  # the longest a start may take (importing TensorFlow on a
 _LOG_KEEP = 1 << 20  # server.log beyond this is moved to server.log.1 when a server starts
 STARTING = "starting your local server (a few seconds, once)"
 _noted = set()  # notes already printed by this process
+_used: Optional["Endpoint"] = None  # the local server this process's calls went to last
 
 
 @dataclass
@@ -125,6 +126,25 @@ def ensure(extra_args: Optional[List[str]] = None) -> Endpoint:
     """The running local server, or one started now (under a lock: clients starting at the
     same moment share one server). The folder is checked before anything in it is read.
     A server of another installation is used, and said so on stderr."""
+    global _used
+    _used = _ensure(extra_args)
+    return _used
+
+
+def went_away() -> Optional[int]:
+    """The pid of the local server this process used when it is no longer the one running
+    (stopped by `tffreeze local-server stop` or its idle exit, or killed): a command it failed
+    may run again on a new one. None otherwise."""
+    if _used is None:
+        return None
+    try:
+        info = status()
+    except FailedPreconditionError:
+        return None
+    return _used.pid if info is None or int(info["pid"]) != _used.pid else None
+
+
+def _ensure(extra_args: Optional[List[str]] = None) -> Endpoint:
     folder = localserver.local_dir()
     with _Trust():
         info = _running(folder)
@@ -315,5 +335,5 @@ def stop() -> Optional[int]:
     return pid
 
 
-__all__ = ["Endpoint", "ensure", "status", "stop", "clean", "store_use", "differences", "installation",
+__all__ = ["Endpoint", "ensure", "went_away", "status", "stop", "clean", "store_use", "differences", "installation",
            "other_installation", "START_SECONDS", "STARTING"]

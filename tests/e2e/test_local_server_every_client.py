@@ -64,3 +64,58 @@ def test_every_client_says_the_local_server_is_another_installations(own_cache, 
     for name, binary in CLIENTS.items():  # the second checkout's clients use their own server: nothing to say
         out = _run([binary, "freeze", model.directory, "-o", str(tmp_path / (name + "2.pb"))], theirs)
         assert out.returncode == 0 and "another installation" not in out.stderr, (name, out.stderr)
+
+
+def _big_checkpoint(directory: str, megabytes: int) -> str:
+    """A checkpoint whose data file holds ``megabytes`` of random floats; y = x * sum(w)."""
+    tf, tf1 = models.tf, models.tf1
+    os.makedirs(directory, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None], name="x")
+        w = tf1.get_variable("w", [megabytes * (1 << 20) // 4], initializer=tf1.random_normal_initializer(seed=7),
+                             use_resource=False)
+        tf.multiply(x, tf.reduce_sum(w), name="y")
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"))
+    return directory
+
+
+def _uploading(env) -> bool:
+    """Whether the local server's store holds an upload in progress."""
+    data = os.path.join(env["TFFREEZE_CACHE_DIR"], "local", "data")
+    for sub in ("tmp", "partial"):
+        try:
+            if any(os.path.getsize(os.path.join(data, sub, n)) > 0 for n in os.listdir(os.path.join(data, sub))):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_local_server_stop_during_an_upload_lets_the_freeze_finish(own_cache, tmp_path, client):
+    """`tffreeze local-server stop` while a freeze uploads: the calls in flight finish, the freeze
+    goes on with a new local server (and says so), and its graph is the one a quiet freeze gives."""
+    model = _big_checkpoint(str(tmp_path / "big"), 400)
+    assert _run([PY, "local-server", "start"], own_cache).returncode == 0
+    first = _info(own_cache)["pid"]
+    out = str(tmp_path / "big.pb")
+    freeze = subprocess.Popen([CLIENTS[client], "freeze", model, "-o", out], env=own_cache,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _uploading(own_cache) and freeze.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert freeze.poll() is None, "the freeze ended before its upload was seen: %s" % freeze.communicate()[1]
+    stop = _run([PY, "local-server", "stop"], own_cache)
+    assert stop.returncode == 0 and "stopped the local server (pid %s)" % first in stop.stdout, stop.stdout
+    stdout, stderr = freeze.communicate(timeout=600)
+    assert freeze.returncode == 0, stderr
+    assert "note: the local server (pid %s) stopped during this command; it goes on with a new local server" \
+        % first in stderr, stderr
+    assert _info(own_cache)["pid"] != first  # a new one served the rest
+    again = str(tmp_path / "again.pb")
+    quiet = _run([PY, "freeze", model, "-o", again], own_cache)
+    assert quiet.returncode == 0, quiet.stderr
+    assert open(out, "rb").read() == open(again, "rb").read()

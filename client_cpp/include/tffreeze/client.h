@@ -107,6 +107,10 @@ struct LocalServer {
   std::string pid;  // the server's process, as server.info names it
 };
 LocalServer FindLocalServer();
+// The pid of the local server this process used when it is no longer the one running (stopped
+// by `tffreeze local-server stop` or its idle exit, or killed): a command it failed may run
+// again on a new one. Empty otherwise.
+std::string LocalServerWentAway();
 
 class Client {
  public:
