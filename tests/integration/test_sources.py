@@ -52,13 +52,13 @@ def test_training_graph_binds_switches_and_drops_training(client, tmp_path, reso
     outcome = client.freeze(model.directory)
     _check(outcome, model)
     m = outcome.manifest
-    # The loss reads logits; probs is the softmax head computed from them.
-    assert [o["name"] for o in m["outputs"]] == ["logits:0", "probs:0"]
-    assert m["outputs"][0]["reason"].startswith("prediction: the loss")
-    assert m["outputs"][1]["reason"] == "prediction head (Softmax) computed from logits:0"
+    # The loss reads logits; probs, the softmax head computed from them, stands for them.
+    assert [o["name"] for o in m["outputs"]] == ["probs:0"]
+    assert m["outputs"][0]["reason"] == "prediction head (Softmax) computed from logits:0"
+    assert any(w.startswith("logits:0 left out: the graph computes its head (probs:0)") for w in m["warnings"])
     assert models.documented(m["inputs"]) == [{"name": "x:0", "dtype": "float32", "shape": [-1, 6, 6, 2],
                             "reason": "placeholder the outputs depend on"}]
-    assert m["outputs"][1]["dtype"] == "float32" and m["outputs"][1]["shape"] == [-1, 3]
+    assert m["outputs"][0]["dtype"] == "float32" and m["outputs"][0]["shape"] == [-1, 3]
     bound = {b["name"]: b["value"] for b in m["bindings"]}
     assert bound == {"is_training:0": False, "keep_prob:0": 1.0}
     assert all(b["reason"] == "inference value of a training switch" for b in m["bindings"])
@@ -389,7 +389,7 @@ def test_verify_reports_differences(client, tmp_path):
     model = models.training_graph(str(tmp_path), False, cf_v1=True)
     outcome = client.freeze(model.directory, verify=True)
     checks = outcome.manifest["verification"]
-    assert [c["name"] for c in checks] == ["logits:0", "probs:0"] and all(c["max_abs_diff"] < 1e-5 for c in checks)
+    assert [c["name"] for c in checks] == ["probs:0"] and all(c["max_abs_diff"] < 1e-5 for c in checks)
     # Verifying checks the graph a plain freeze writes and leaves its bytes alone (TensorFlow's
     # import had added default attributes, which TF 1.15 refuses, while the manifest said it loads).
     plain = client.freeze(model.directory)
@@ -487,7 +487,7 @@ def test_tf_data_fed_model_is_cut_at_its_iterator(client, tmp_path, inputs):
     model = models.dataset_fed(str(tmp_path / "ds"))
     outcome = client.freeze(model.directory, inputs=inputs or ())
     m = outcome.manifest
-    assert [o["name"] for o in m["outputs"]] == ["logits:0", "probabilities:0"]  # the prediction and its head
+    assert [o["name"] for o in m["outputs"]] == ["probabilities:0"]  # the head, standing for the logits
     assert [(i["name"], i["dtype"], i["shape"]) for i in m["inputs"]] == [("IteratorGetNext_0:0", "float32", [-1, 3])]
     assert any("tf.data" in w for w in m["warnings"])
     ops = set(models.graph_ops(outcome.graph_bytes))
@@ -497,7 +497,7 @@ def test_tf_data_fed_model_is_cut_at_its_iterator(client, tmp_path, inputs):
     np.testing.assert_allclose(got[0], model.expected["probabilities:0"], rtol=1e-6, atol=1e-6)
     info = client.inspect(model.directory)
     assert [i.name for i in info.inputs] == ["IteratorGetNext_0:0"]
-    assert [o.name for o in info.outputs] == ["logits:0", "probabilities:0"]
+    assert [o.name for o in info.outputs] == ["probabilities:0"]
 
 
 def test_inspect_and_freeze_agree_on_inputs_when_switches_are_bound(client, tmp_path):
