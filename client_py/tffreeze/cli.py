@@ -74,7 +74,7 @@ where it lives: ~/.cache/tffreeze/local ($TFFREEZE_CACHE_DIR/local when set):
 Each freeze runs with a memory limit (--task-memory-bytes, or
 $TFFREEZE_LOCAL_TASK_MEMORY_BYTES when it starts; default three quarters of
 this machine's memory): --verify needs about 16x the checkpoint's size,
---format onnx up to 50x. A freeze over it fails with MEMORY_LIMIT naming it.
+--format onnx up to 64x. A freeze over it fails with MEMORY_LIMIT naming it.
 One local server per user: a client of another tffreeze version stops it and
 starts its own; one of another installation (checkout) of the same version
 uses it and says so (`status` shows whose it is).
@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-memory-bytes", metavar="BYTES", default=None,
                    help="with start: the memory one freeze may use beyond the warm TensorFlow worker, in bytes or "
                         "with K, M, G (12G); --verify needs about 16x the checkpoint's size, --format onnx up to "
-                        "50x; 0: no limit (default: $TFFREEZE_LOCAL_TASK_MEMORY_BYTES, else three quarters of this "
+                        "64x; 0: no limit (default: $TFFREEZE_LOCAL_TASK_MEMORY_BYTES, else three quarters of this "
                         "machine's memory)")
 
     p = sub.add_parser("freeze", allow_abbrev=False, help="freeze a checkpoint into a .pb",

@@ -93,7 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "with K, M, G (8G), enforced by the kernel (RLIMIT_DATA in the task's sandbox); TensorFlow "
                         "constants an uploaded graph would build at import are refused above a quarter of it. A "
                         "task over it is RESOURCE_EXHAUSTED (ERROR_REASON_MEMORY_LIMIT) naming this flag; the server "
-                        "keeps serving. --verify needs about 16x the checkpoint's size, --format onnx up to 50x. "
+                        "keeps serving. --verify needs about 16x the checkpoint's size, --format onnx up to 64x. "
                         "0: no limit (default: %d GiB; with --local: $%s, else three quarters of this machine's "
                         "memory, at least %d GiB: here %s)" % (DEFAULT_TASK_MEMORY_BYTES >> 30, LOCAL_TASK_MEMORY_ENV,
                                                               DEFAULT_TASK_MEMORY_BYTES >> 30,

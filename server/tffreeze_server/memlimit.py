@@ -23,16 +23,19 @@ The evidence, from the server's side (``WorkerPool``):
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Optional
 
 from .core.errors import ResourceExhausted
 from .settings import LOCAL_TASK_MEMORY_ENV as LOCAL_ENV
 
-# Measured beyond the warm worker (TF 2.21, ~200 MB checkpoints; README: Memory): --verify
-# 15-16x the checkpoint's size, --format onnx 19-50x; a plain freeze ~40 MiB.
+# Measured beyond the warm worker (TF 2.21; README: Memory): --verify 15-16x the checkpoint's size
+# (~200 MB checkpoints), --format onnx 19-61x (MLPs of 16-286 MB cost tf2onnx 39-61x), --format
+# tflite 13-17x; a plain freeze ~40 MiB.
 VERIFY_FACTOR = 16
-FORMAT_FACTOR = 50
+FORMAT_FACTOR = 64  # --format onnx
+FORMAT_FACTORS = {"onnx": FORMAT_FACTOR, "tflite": 20}
 FREEZE_FACTOR = 2
 _HEADROOM = 512 << 20
 
@@ -79,6 +82,22 @@ def crashed_near_limit(maxrss_kb: int, base_kb: int, budget: int) -> bool:
     return budget > 0 and maxrss_kb > 0 and (maxrss_kb - base_kb) * 1024 >= budget // 2
 
 
+def failed_at_limit(maxrss_kb: int, base_kb: int, budget: int, reason: str, metadata: dict) -> bool:
+    """A conversion refused without naming an op, by a task whose process had grown to (nine
+    tenths of) its budget: a converter that fails an allocation at the limit often says so
+    in other words (protobuf's "Failed to serialize proto", a MemoryError caught and re-raised
+    without text)."""
+    return (reason == "ERROR_REASON_CONVERSION_FAILED" and not metadata.get("op") and budget > 0
+            and maxrss_kb > 0 and (maxrss_kb - base_kb) * 1024 >= budget * 9 // 10)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 def _size_text(n: int) -> str:
     return "%dG" % (n >> 30) if n % (1 << 30) == 0 else "%dM" % -(-n // (1 << 20))
 
@@ -86,7 +105,8 @@ def _size_text(n: int) -> str:
 def suggestion(budget: int, upload_bytes: int, verify: bool, fmt: str) -> (int, str):
     """(a limit to try, the words that justify it)."""
     if fmt:
-        factor, what = FORMAT_FACTOR, "--format %s needs up to %dx the checkpoint's size" % (fmt, FORMAT_FACTOR)
+        factor = FORMAT_FACTORS.get(fmt, FORMAT_FACTOR)
+        what = "--format %s needs up to %dx the checkpoint's size" % (fmt, factor)
     elif verify:
         factor, what = VERIFY_FACTOR, "--verify needs about %dx the checkpoint's size" % VERIFY_FACTOR
     else:
@@ -124,6 +144,10 @@ def error(kind: str, budget: int, local: bool, evidence: str, upload_bytes: int 
                "beyond the warm TensorFlow worker%s. %s" % (
                    what, "most likely needed" if likely else "needed", evidence, human(budget), budget,
                    "; " + need if need else "", fix(local, size)))
+    physical = _physical_memory()
+    if need and physical and size > physical:  # no limit on this machine lets it fit: say so
+        message += (". That is more than the %s of memory the server's machine has: %s on a machine with at least "
+                    "%s" % (human(physical), "convert it" if fmt else "freeze it", _size_text(size)))
     metadata = {k: v for k, v in (metadata or {}).items() if v}
     metadata.update(limit=str(budget), suggested=str(size))  # (no "flag": that one names a flag of the call)
     return ResourceExhausted(message, "ERROR_REASON_MEMORY_LIMIT", **metadata)
@@ -143,5 +167,5 @@ def options_of(payload: dict) -> (bool, str):
         return False, ""
 
 
-__all__ = ["allocation_failed", "telling_sentence", "bound_refusal", "crashed_near_limit", "error", "fix", "human",
+__all__ = ["allocation_failed", "telling_sentence", "bound_refusal", "crashed_near_limit", "failed_at_limit", "error", "fix", "human",
            "options_of", "local_bound_message", "suggestion", "LOCAL_ENV"]

@@ -59,7 +59,7 @@ def local_task_memory_bytes() -> int:
     """The local server's default task memory: three quarters of this machine's physical memory,
     at least DEFAULT_TASK_MEMORY_BYTES. Measured beyond the warm worker (TF 2.21, RLIMIT_DATA's
     measure): a plain freeze of a ~200 MB checkpoint needs ~40 MiB, --verify ~3 GiB (15-16x the
-    checkpoint), --format onnx 3.7-9.2 GiB (19-50x). The local server runs one worker for one
+    checkpoint), --format onnx 3.7-9.2 GiB (19-50x; up to 61x for MLPs). The local server runs one worker for one
     user, so one task may use most of the machine; the quarter left is for the server, the warm
     worker and the user's other programs. (A plain server shares its machine among --workers
     tasks: it keeps DEFAULT_TASK_MEMORY_BYTES.)"""

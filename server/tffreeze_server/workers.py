@@ -647,7 +647,7 @@ class WorkerPool:
             if outcome is not None and outcome[0] == "raise":
                 raise outcome[1]
             if outcome is not None:
-                over = self._over_memory(kind, payload, task, outcome=outcome)
+                over = self._over_memory(kind, payload, task, outcome=outcome, exit_info=exit_info)
                 if over is not None:
                     raise over
                 # A task may report what a freeze can fail with; never a transport or auth status.
@@ -749,14 +749,21 @@ class WorkerPool:
                 return ResourceExhausted(memlimit.local_bound_message(message), reason, **metadata) if self.local \
                     else None
             if not memlimit.allocation_failed(message, reason, metadata):
-                return None
-            if reason == "ERROR_REASON_MEMORY_LIMIT":  # the task's own words name the server's flag: ours replace them
+                code, maxrss_kb, base_kb = (tuple(exit_info or ()) + (None, 0, 0))[:3]
+                if not memlimit.failed_at_limit(maxrss_kb, base_kb, self.task_memory, reason, metadata):
+                    return None
+                evidence = ("its conversion failed (%s) after the task grew by %s, at the limit, where an allocation "
+                            "fails" % (memlimit.telling_sentence(message), memlimit.human((maxrss_kb - base_kb) * 1024)))
+                likely = True
+            elif reason == "ERROR_REASON_MEMORY_LIMIT":  # the task's own words name the server's flag: ours replace them
                 stage = metadata.get("stage", "")
                 evidence = "it ran out of memory%s" % (
                     " while " + stage[len("STAGE_"):].lower().replace("_", " ") if stage.startswith("STAGE_") else "")
+                likely = False
             else:
                 evidence = "an allocation failed (%s)" % memlimit.telling_sentence(message)
-            likely, meta = False, dict(metadata)  # the task's own (format, stage, node...) kept
+                likely = False
+            meta = dict(metadata)  # the task's own (format, stage, node...) kept
         else:
             code, maxrss_kb, base_kb = (tuple(exit_info) + (0, 0))[:3]
             sig = -code if code is not None and code < 0 else None

@@ -77,7 +77,13 @@ def convert(fmt: str, graph_def, inputs, outputs) -> Tuple[bytes, freeze_pb2.Con
     except (FreezeError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - third-party converters and runtimes raise anything
-        raise _refuse(fmt, "the %s conversion failed: %s" % (fmt, " ".join(str(exc).split())[:600])) from None
+        raise _refuse(fmt, "the %s conversion failed: %s" % (fmt, _words(exc))) from None
+
+
+def _words(exc: BaseException, limit: int = 600) -> str:
+    """What an exception says, on one line; never empty (an exception without words is named by its type)."""
+    text = " ".join(str(exc).split())[:limit]
+    return text or "%s, with no message" % type(exc).__name__
 
 
 def _convert(fmt: str, graph_def, inputs, outputs) -> Tuple[bytes, freeze_pb2.Conversion]:
@@ -137,8 +143,10 @@ def _to_onnx(graph_def, in_names, out_names, conversion) -> Tuple[bytes, List[st
     try:
         with _quiet():
             model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=in_names, output_names=out_names)
+    except MemoryError:  # the task memory limit's (memlimit), not the graph's
+        raise
     except Exception as exc:  # noqa: BLE001 - the converter raises anything; the user gets its words
-        text = " ".join(str(exc).split())[:600]
+        text = _words(exc)
         ops = re.findall(r"[Uu]nsupported ops?: [^\]]*?(\w+)", text)
         raise _refuse("onnx", "tf2onnx cannot convert this graph: %s" % text, op=ops[0] if ops else "") from None
     left = _not_onnx(model.graph)
@@ -242,8 +250,10 @@ def _run_onnx(model: bytes, runtime_in, runtime_out, feeds, in_names, graph_def=
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime's load errors carry the node and op
-        text = " ".join(str(exc).split())[:600]
+        text = _words(exc)
         m = _ORT_OP.search(text)
         if m is None and graph_def is not None and "data type 0" in text:
             node, op = _tf_culprit(graph_def, "", [])  # an untyped value: a TF2 tensor list, if any
@@ -257,9 +267,11 @@ def _run_onnx(model: bytes, runtime_in, runtime_out, feeds, in_names, graph_def=
     names = [i.name for i in session.get_inputs()]
     try:
         return session.run(runtime_out, {rn: feeds[n] for n, rn in zip(in_names, runtime_in) if rn in names})
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise _refuse("onnx", "onnxruntime cannot run the converted model on the generated inputs: %s"
-                      % " ".join(str(exc).split())[:600]) from None
+                      % _words(exc)) from None
 
 
 # -- TFLite -------------------------------------------------------------------------------
@@ -271,8 +283,10 @@ def _to_tflite(graph_def, infos, out_names, conversion) -> Tuple[bytes, List[str
     try:
         with _quiet():
             model = converter.convert()
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the converter's errors name the ops
-        text = " ".join(str(exc).split())
+        text = _words(exc, 100000)
         op, node = _tflite_culprit(text)
         hint = _hint(op, "tflite") if op else ""
         if op.startswith("TensorList"):
@@ -362,11 +376,10 @@ def _run_tflite(model: bytes, runtime_in, runtime_out, feeds, in_names, conversi
             ordered = list(interp.get_output_details())
             runtime_out[:] = [d["name"] for d in ordered]
         return [interp.get_tensor(d["index"]) for d in ordered]
-    except FailedPrecondition:
+    except (FailedPrecondition, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001
-        raise _refuse("tflite", "the TFLite interpreter cannot run the converted model: %s"
-                      % " ".join(str(exc).split())[:600]) from None
+        raise _refuse("tflite", "the TFLite interpreter cannot run the converted model: %s" % _words(exc)) from None
 
 
 def pin_shapes(graph_def, shapes: Dict[str, Tuple[int, ...]], inputs: List[str]) -> List[str]:
