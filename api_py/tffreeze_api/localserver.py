@@ -139,6 +139,8 @@ def _refuse_above(folder: str, label: str, path: str, st: os.stat_result, link: 
         why = "%s %s" % ("it is a symbolic link owned by" if link else "it is owned by", _who(st.st_uid))
     else:
         why = "group or others may write to it and it is not sticky"
+        if st.st_uid == os.geteuid() and not link:  # the user's own folder: they can close it
+            fix = "It is yours: chmod go-w %s closes it. Or: %s" % (path, fix[:1].lower() + fix[1:])
     raise UntrustedFolder(
         "%s %s lies in %s (owner %s, mode %s), which another user could change: %s, so they could swap the folder "
         "for one of their own. %s." % (label, folder, path, _who(st.st_uid), _mode(st), why, fix))

@@ -136,9 +136,15 @@ bool AboveOk(const struct stat& st) {
   std::string why = st.st_uid != geteuid() && st.st_uid != 0
                         ? std::string(link ? "it is a symbolic link owned by " : "it is owned by ") + Who(st.st_uid)
                         : "group or others may write to it and it is not sticky";
+  std::string advice = fix;
+  if (st.st_uid == geteuid() && !link && why.rfind("group", 0) == 0 && !fix.empty()) {  // the user's own: close it
+    std::string rest = fix;
+    rest[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(rest[0])));
+    advice = "It is yours: chmod go-w " + path + " closes it. Or: " + rest;
+  }
   Refuse(label + " " + folder + " lies in " + path + " (owner " + Who(st.st_uid) + ", mode " + Mode(st) +
          "), which another user could change: " + why + ", so they could swap the folder for one of their own. " +
-         fix + ".");
+         advice + ".");
 }
 
 // Rule 1: every folder a lookup of `folder` passes through (symbolic links followed) up to its

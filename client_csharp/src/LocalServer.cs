@@ -337,9 +337,12 @@ namespace TfFreeze
             var why = st.Uid != geteuid() && st.Uid != 0
                 ? (link ? "it is a symbolic link owned by " : "it is owned by ") + Who(st.Uid)
                 : "group or others may write to it and it is not sticky";
+            fix = fix ?? Upper;
+            if (st.Uid == geteuid() && !link && why.StartsWith("group"))  // the user's own folder: they can close it
+                fix = "It is yours: chmod go-w " + path + " closes it. Or: " + char.ToLowerInvariant(fix[0]) + fix.Substring(1);
             return Refuse(label + " " + folder + " lies in " + path + " (owner " + Who(st.Uid) + ", mode " + Mode(st) +
                 "), which another user could change: " + why + ", so they could swap the folder for one of their own. " +
-                (fix ?? Upper) + ".");
+                fix + ".");
         }
 
         /// <summary>Rule 1 up to the folder's parent; false when part of the way does not exist yet.</summary>

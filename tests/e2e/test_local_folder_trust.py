@@ -210,6 +210,26 @@ def test_a_folder_above_that_another_user_could_change_is_refused(attacker, ckpt
         shutil.rmtree(above, ignore_errors=True)
 
 
+def test_my_own_folder_above_open_to_others_gets_the_chmod_that_closes_it(ckpt, tmp_path):
+    """A cache folder of the user's own that group or others may write (chmod 777): every
+    client says it is theirs and gives the chmod that closes it."""
+    cache = str(tmp_path / "cache")
+    os.makedirs(os.path.join(cache, "local"), mode=0o700)
+    os.chmod(cache, 0o777)
+    try:
+        env = dict(os.environ, TFFREEZE_CACHE_DIR=cache)
+        for name, client in CLIENTS:
+            done = _run([client, "freeze", ckpt.directory, "-o", str(tmp_path / (name + ".pb"))], env)
+            _refused(done, "lies in %s" % cache, "group or others may write to it",
+                     "It is yours: chmod go-w %s closes it. Or: " % cache)
+        os.chmod(cache, 0o755)  # following the advice, the freeze goes on
+        for name, client in CLIENTS:
+            done = _run([client, "freeze", ckpt.directory, "-o", str(tmp_path / (name + ".pb"))], env)
+            assert done.returncode == 0, (name, done.stderr)
+    finally:
+        _run([PY, "local-server", "stop"], dict(os.environ, TFFREEZE_CACHE_DIR=cache))
+
+
 def _own_folder(tmp_path) -> str:
     cache = str(tmp_path / "cache")
     folder = os.path.join(cache, "local")
