@@ -285,6 +285,23 @@ def test_a_loss_term_with_no_layer_of_its_own_is_loss_arithmetic():
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["logits:0"]
 
 
+def _mixture_density_head():
+    """A likelihood loss over one layer's output split into a mixture's weights, means and scales."""
+    x = tf1.placeholder(tf.float32, [None, 1], name="x")
+    y = tf1.placeholder(tf.float32, [None, 1], name="y")
+    out = _dense(tf.tanh(_dense(x, 8, "hidden")), 6, "params")
+    logits, mean, log_scale = tf.split(out, 3, axis=1)
+    weights, mu, sigma = tf.nn.softmax(logits, name="pi"), tf.identity(mean, name="mu"), tf.exp(log_scale, name="sigma")
+    density = tf.exp(-0.5 * tf.square((y - mu) / sigma)) / (sigma * 2.5066)
+    tf1.train.GradientDescentOptimizer(0.1).minimize(
+        tf.reduce_mean(-tf1.log(tf.reduce_sum(weights * density, axis=1) + 1e-8), name="nll"))
+
+
+def test_the_parts_of_a_last_layer_a_likelihood_reads_are_each_a_prediction():
+    meta = _meta(_mixture_density_head)
+    assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["mu:0", "pi:0", "sigma:0"]
+
+
 def _loss_slices_the_scores():
     x = tf1.placeholder(tf.float32, [None, 3], name="x")
     labels = tf1.placeholder(tf.float32, [None], name="labels")

@@ -422,6 +422,33 @@ class Structure:
                     stack.append(u)
         return False
 
+    def from_features(self, tensor: str) -> bool:
+        """``tensor`` is computed from features the model goes on computing layers from: walking
+        up from it to the nearest layers, one of them feeds a further layer (through non-layer ops)."""
+        nearest: Set[str] = set()
+        stack, seen = [node_of(tensor)], set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n in self.layers and n != node_of(tensor):
+                nearest.add(n)
+                continue
+            stack.extend(node_of(i) for i in self.data_inputs[n] if self.is_activation(node_of(i)))
+        for layer in nearest:
+            down, todo = set(), [layer]
+            while todo:
+                n = todo.pop()
+                for u in self.users.get(n, ()):
+                    if u in down or u in self.excluded:
+                        continue
+                    down.add(u)
+                    if u in self.layers:
+                        return True
+                    todo.append(u)
+        return False
+
     def compared_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> int:
         """The labels a prediction is compared with: on every path down the loss, the
         first node that depends on labels; the labels all of them read (a sum of loss

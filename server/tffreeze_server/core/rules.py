@@ -133,8 +133,10 @@ def _head_of(s: Structure, tensor: str) -> str:
 def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
     """Records against the tensors a loss reads that add no layer of their own to what
     the other predictions compute, that only the loss reads and that no other prediction
-    is computed from: loss arithmetic on the model (an entropy bonus, an activity
-    penalty), not an output."""
+    is computed from: loss arithmetic on the model, not an output. Either computed from
+    another prediction (an entropy bonus on the logits), or from features the model
+    computes further layers from (an activity penalty on the trunk); a part of a last
+    layer's output (a mixture density head's weights, means and scales) is a prediction."""
     s = f.s
     tensors = [e.tensor for e in found if e.claim in (Claim.PREDICTION, Claim.LOSS_INPUT)]
     if len(tensors) < 2:
@@ -155,6 +157,8 @@ def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
         computed_from_another = any(node_of(o) in up[t] for o in others)  # (a sum of the probabilities)
         if not computed_from_another and s.meets_labels(t, f.in_loss, f.label_mask):
             continue  # compared with the labels itself
+        if not computed_from_another and not s.from_features(t):
+            continue  # a part of a last layer's output, as its siblings are (a mixture's weights beside its means)
         if s.layer_count(up[t] - beside) == 0 and s.layer_count(up[t]) > 0:
             out.append(Evidence(t, Claim.REGULARIZER, WEIGHT_AGAINST,
                                 "loss arithmetic left out: %s adds no layer to what %s compute%s, and only the loss "
