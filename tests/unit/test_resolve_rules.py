@@ -302,6 +302,25 @@ def test_the_parts_of_a_last_layer_a_likelihood_reads_are_each_a_prediction():
     assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["mu:0", "pi:0", "sigma:0"]
 
 
+def _advantage_behind_stop_gradient():
+    """A policy-gradient loss weighting the log-probabilities by an advantage held fixed."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    action = tf1.placeholder(tf.int32, [None], name="action")
+    returns = tf1.placeholder(tf.float32, [None], name="returns")
+    logits = _dense(x, 2, "logits")
+    baseline = tf.squeeze(_dense(x, 1, "baseline"), 1, name="value")
+    log_prob = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=action, logits=logits)
+    loss = tf.negative(tf.reduce_mean(tf.stop_gradient(returns - baseline) * log_prob), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss, var_list=[v for v in tf1.trainable_variables()
+                                                                     if v.name.startswith("logits")])
+
+
+def test_what_a_loss_reads_through_stop_gradient_is_a_target_not_a_prediction():
+    meta = _meta(_advantage_behind_stop_gradient)
+    claimed = [e.tensor for e in _records(meta) if e.rule == "loss-meets-model"]
+    assert "logits:0" in claimed and "value:0" not in claimed
+
+
 def _loss_slices_the_scores():
     x = tf1.placeholder(tf.float32, [None, 3], name="x")
     labels = tf1.placeholder(tf.float32, [None], name="labels")

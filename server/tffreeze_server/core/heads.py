@@ -31,6 +31,8 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
                       LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
                       PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VIEW_OPS as _VIEW_OPS, VARIABLE_READ_OPS as _READ_OPS,
                       is_optimizer_update, is_summary_op, is_training_op)
+# What a loss reads through these is held fixed: a target, not the model's prediction.
+_NO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient"})
 # Ops that read only a tensor's shape.
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
 # What a cross-entropy on logits computes them with (tf.nn's fused ops; the sigmoid form's softplus / log1p).
@@ -356,10 +358,13 @@ class Structure:
 
     def predictions(self, losses: List[str], label_mask: int) -> List[str]:
         """Walking up from each loss through label-dependent nodes: the first inputs
-        computed from data and weights without labels (tensor names)."""
+        computed from data and weights without labels (tensor names); never behind a
+        stop_gradient (a fixed target)."""
         found: List[str] = []
 
         def step(name):
+            if self.by_name[name].op in _NO_GRADIENT_OPS:
+                return  # what a loss takes through stop_gradient is a fixed target (an advantage's baseline)
             for i in self.data_inputs[name]:
                 src = node_of(i)
                 if self.bits[src] & label_mask:
