@@ -20,6 +20,7 @@
 #include <cctype>
 #include <sys/stat.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -544,6 +545,26 @@ Error WriteError(int err, const std::string& path, const std::string& flag, cons
   return Error(code, text, "", {{"path", path}, {"errno", std::to_string(err)}});
 }
 
+namespace {
+// A user's name and uid ("uid N" where the name is unknown).
+std::string OwnerName(uid_t uid) {
+  struct passwd pw, *found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found)
+    return std::string(found->pw_name) + " (uid " + std::to_string(uid) + ")";
+  return "uid " + std::to_string(uid);
+}
+
+// This user may remove path from folder: the folder is writable and searchable, and, where it is
+// sticky (like /tmp), the folder or the entry is this user's.
+bool Removable(const std::string& path, const std::string& folder) {
+  struct stat dir, entry;
+  if (access(folder.c_str(), W_OK | X_OK) != 0 || stat(folder.c_str(), &dir) != 0) return false;
+  if (!(dir.st_mode & S_ISVTX) || dir.st_uid == geteuid()) return true;
+  return lstat(path.c_str(), &entry) == 0 && entry.st_uid == geteuid();
+}
+}  // namespace
+
 void CheckOutputFolder(const std::string& path, const std::string& flag, const std::string& what) {
   std::error_code ec;
   if (path.empty() || path.back() == '/' || fs::is_directory(path, ec)) throw WriteError(EISDIR, path, flag, what);
@@ -554,8 +575,14 @@ void CheckOutputFolder(const std::string& path, const std::string& flag, const s
       ((st.st_mode & 0222) == 0 || access(path.c_str(), W_OK) != 0)) {  // an existing file no one may write
     std::string where = flag.empty() ? path : flag + (flag.back() == '=' ? "" : " ") + path;
     std::string other = flag.empty() ? "write " + what + " elsewhere" : "give " + flag.substr(0, flag.find(' ')) + " another path";
-    throw Error("PERMISSION_DENIED", where + " is read-only: make it writable (chmod u+w " + path + "), or " + other, "",
-                {{"path", path}});
+    std::string text;
+    if (st.st_uid == geteuid() || geteuid() == 0) {
+      text = where + " is read-only: make it writable (chmod u+w " + path + "), or " + other;
+    } else {  // chmod is the owner's alone; removing it is the folder's business (a sticky one: its owner's)
+      text = where + " belongs to another user, " + OwnerName(st.st_uid) + ", and you may not write it: " + other;
+      if (Removable(path, folder.string())) text += ", or remove it (rm " + path + ")";
+    }
+    throw Error("PERMISSION_DENIED", text, "", {{"path", path}});
   }
   // Tried: a temporary file of this client's naming made and removed (finds read-only filesystems too).
   std::string made;

@@ -288,6 +288,26 @@ namespace TfFreeze
             return files.Select(f => new SourceFile { Path = f.Path, Digest = f.Digest }).ToList();
         }
 
+        /// <summary>A user's name and uid ("uid N" where the name is unknown).</summary>
+        static string OwnerName(uint uid)
+        {
+            var pw = Syscall.getpwuid(uid);
+            return pw == null ? "uid " + uid : pw.pw_name + " (uid " + uid + ")";
+        }
+
+        /// <summary>This user may remove <paramref name="path"/> from <paramref name="folder"/>: the folder
+        /// is writable and searchable, and, where it is sticky (like /tmp), the folder or the entry is this
+        /// user's.</summary>
+        static bool Removable(string path, string folder)
+        {
+            Stat dir, entry;
+            if (Syscall.access(folder, AccessModes.W_OK | AccessModes.X_OK) != 0 || Syscall.stat(folder, out dir) != 0)
+                return false;
+            var me = Syscall.geteuid();
+            if (((int)dir.st_mode & 0x200) == 0 || dir.st_uid == me) return true;  // 0x200: S_ISVTX
+            return Syscall.lstat(path, out entry) == 0 && entry.st_uid == me;
+        }
+
         /// <summary>Before anything is hashed, sent or written: <paramref name="path"/> (given with
         /// <paramref name="flag"/>) names a file (not a folder) in a folder that exists and takes new
         /// files (tried: a temporary file of tffreeze's naming made and removed, which also finds
@@ -303,8 +323,17 @@ namespace TfFreeze
                 (((int)st.st_mode & 0x92) == 0 || Syscall.access(path, AccessModes.W_OK) != 0))  // 0222: no write bit
             {
                 var where = flag.EndsWith("=") ? flag + path : flag + " " + path;
-                throw new RpcException(StatusCode.PERMISSION_DENIED, where + " is read-only: make it writable (chmod u+w " +
-                                       path + "), or give " + flag.Split(' ')[0] + " another path", "",
+                var other = "give " + flag.Split(' ')[0] + " another path";
+                string text;
+                if (st.st_uid == Syscall.geteuid() || Syscall.geteuid() == 0)
+                    text = where + " is read-only: make it writable (chmod u+w " + path + "), or " + other;
+                else  // chmod is the owner's alone; removing it is the folder's business (a sticky one: its owner's)
+                {
+                    text = where + " belongs to another user, " + OwnerName(st.st_uid) + ", and you may not write it: " +
+                           other;
+                    if (Removable(path, folder)) text += ", or remove it (rm " + path + ")";
+                }
+                throw new RpcException(StatusCode.PERMISSION_DENIED, text, "",
                                        new Dictionary<string, string> { { "path", path } });
             }
             var probe = TempFiles.Beside(path);

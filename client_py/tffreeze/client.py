@@ -386,6 +386,27 @@ def write_error(exc: OSError, path: str, flag: str = "", what: str = "the graph"
                                            "errno": errno.errorcode.get(e, str(e)) if e else None})
 
 
+def _who(uid: int) -> str:
+    """A user's name and uid ("uid N" where the name is unknown)."""
+    import pwd
+
+    try:
+        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid %d" % uid
+
+
+def _removable(path: str, folder: str) -> bool:
+    """This user may remove ``path`` from ``folder``: the folder is writable and searchable, and,
+    where it is sticky (like /tmp), the folder or the entry is this user's."""
+    import stat
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    st = os.stat(folder)
+    return not st.st_mode & stat.S_ISVTX or os.geteuid() in (st.st_uid, os.lstat(path).st_uid)
+
+
 def check_output(path: str, flag: str = "", what: str = "the graph", field: str = "") -> None:
     """Before anything is hashed, sent or written: ``path`` names a file (not a folder) in
     a folder that exists and takes new files (tried: a temporary file of tffreeze's naming
@@ -402,8 +423,14 @@ def check_output(path: str, flag: str = "", what: str = "the graph", field: str 
     if os.path.isfile(path) and (os.stat(path).st_mode & 0o222 == 0 or not os.access(path, os.W_OK)):
         where = (flag + path if flag.endswith("=") else "%s %s" % (flag, path)) if flag else path
         other = "give %s another path" % flag.split()[0] if flag else "write %s elsewhere" % what
-        raise error_for("PERMISSION_DENIED", "%s is read-only: make it writable (chmod u+w %s), or %s"
-                        % (where, path, other), metadata={"path": path, "field": field or None})
+        owner = os.stat(path).st_uid
+        if owner == os.geteuid() or os.geteuid() == 0:
+            text = "%s is read-only: make it writable (chmod u+w %s), or %s" % (where, path, other)
+        else:  # chmod is the owner's alone; removing it is the folder's business (a sticky one: its owner's)
+            text = "%s belongs to another user, %s, and you may not write it: %s" % (where, _who(owner), other)
+            if _removable(path, folder):
+                text += ", or remove it (rm %s)" % path
+        raise error_for("PERMISSION_DENIED", text, metadata={"path": path, "field": field or None})
     tmp = None
     try:
         fd, tmp = part_file(path)

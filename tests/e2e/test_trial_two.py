@@ -8,6 +8,7 @@ client prints the same line (its own program name normalised), with the same exi
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 import models
+import users
 from test_parity import CPP, CS, PY, built  # noqa: F401  (built: the clients, made once)
 
 CLIENTS = {"py": PY, "cs": CS, "cpp": CPP}
@@ -301,6 +303,60 @@ def test_a_read_only_output_is_refused_and_left_as_it_was(base, tmp_path, flag):
     assert lines["py"] == "%s %s is read-only: make it writable (chmod u+w %s), or give %s another path " \
                           "[PERMISSION_DENIED]" % (flag, shown, shown, flag), lines["py"]
     assert sorted(os.listdir(tmp_path)) == sorted(c + (".pb" if flag == "-o" else ".json") for c in CLIENTS)
+
+
+@pytest.mark.parametrize("flag", ["-o", "--manifest"])
+@pytest.mark.parametrize("owner", ["root-in-my-folder", "other-in-sticky-folder"])
+def test_another_users_output_is_refused_with_what_works_and_left_as_it_was(base, flag, owner):
+    """An existing file of another user's that an ordinary user may not write: not called
+    read-only with a chmod its owner alone may run, but named as another user's, with what this
+    user can do: another path, or (in a folder of theirs; in a sticky one only its owner may)
+    removing it; the same line and exit code in every client, and the file left as it was."""
+    me = users.ordinary()
+    if not me.switch:
+        users.require_or_skip("a file of another user's can only be made when the tests run as root")
+    source = me.folder()
+    shutil.copytree(base["ck"], os.path.join(source, "ck"))
+    me.give(source)
+    if owner == "root-in-my-folder":
+        folder, uid = me.folder(), 0
+    else:
+        folder, uid = me.folder(), users.ordinary(users.SECOND).uid
+        os.chown(folder, 0, 0)
+        os.chmod(folder, 0o1777)  # like /tmp: only an entry's owner (or the folder's) may remove it
+    try:
+        lines, ext = {}, (".pb" if flag == "-o" else ".json")
+        for client, program in CLIENTS.items():
+            kept = os.path.join(folder, client + ext)
+            with open(kept, "w") as f:
+                f.write("another user's\n")
+            os.chown(kept, uid, uid)
+            os.chmod(kept, 0o644)
+            other = (["--manifest", os.path.join(folder, client + ".json")] if flag == "-o"
+                     else ["-o", os.path.join(folder, client + ".pb")])
+            r = me.run([program, "freeze", os.path.join(source, "ck"), flag, kept, "--server",
+                        "http://127.0.0.1:1" if client == "cs" else "127.0.0.1:1"] + other)
+            assert r.returncode == 1, (client, r.stderr)
+            lines[client] = _said(r.stderr).replace(client + ".", "FILE.")
+            st = os.stat(kept)
+            assert open(kept).read() == "another user's\n" and st.st_mode & 0o7777 == 0o644 and st.st_uid == uid
+        assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+        shown = os.path.join(folder, "FILE" + ext)
+        expect = "%s %s belongs to another user, %s (uid %d), and you may not write it: give %s another path" % (
+            flag, shown, pwd.getpwuid(uid).pw_name, uid, flag)
+        if owner == "root-in-my-folder":
+            expect += ", or remove it (rm %s)" % shown
+        assert lines["py"] == expect + " [PERMISSION_DENIED]", lines["py"]
+        assert sorted(os.listdir(folder)) == sorted(c + ext for c in CLIENTS)
+        # What is advised works, and what is not would not have: chmod is the owner's alone.
+        kept = os.path.join(folder, "py" + ext)
+        assert me.run(["chmod", "u+w", kept]).returncode != 0
+        removed = me.run(["rm", kept])
+        assert (removed.returncode == 0) == (owner == "root-in-my-folder"), removed.stderr
+        assert os.path.exists(kept) == (owner != "root-in-my-folder")
+    finally:
+        shutil.rmtree(folder)
+        shutil.rmtree(source)
 
 
 def test_every_client_prints_the_one_version():
