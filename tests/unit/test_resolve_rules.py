@@ -321,6 +321,37 @@ def test_what_a_loss_reads_through_stop_gradient_is_a_target_not_a_prediction():
     assert "logits:0" in claimed and "value:0" not in claimed
 
 
+def _cross_entropy_by_hand():
+    """The TF1 beginners' tutorial: softmax regression, cross-entropy written with tf.log."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    y_ = tf1.placeholder(tf.float32, [None, 3], name="y_")
+    y = tf.nn.softmax(_dense(x, 3, "logits"), name="y")
+    tf.argmax(y, 1, name="classes")
+    loss = tf.reduce_mean(-tf.reduce_sum(y_ * tf1.log(tf.clip_by_value(y, 1e-10, 1.0)), axis=1), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_the_log_a_loss_takes_of_the_output_is_the_loss_s_and_a_decision_keeps_what_it_decides_from():
+    meta = _meta(_cross_entropy_by_hand)
+    assert [e.tensor for e in _records(meta) if e.rule == "loss-meets-model"] == ["y:0"]
+    assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["classes:0", "y:0"]
+
+
+def _multi_label_threshold():
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    labels = tf1.placeholder(tf.float32, [None, 3], name="labels")
+    logits = _dense(x, 3, "logits")
+    probs = tf.sigmoid(logits, name="probs")
+    tf.greater(probs, 0.5, name="predicted")
+    loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_threshold_after_the_probabilities_keeps_them_beside_it():
+    meta = _meta(_multi_label_threshold)
+    assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["predicted:0", "probs:0"]
+
+
 def _loss_slices_the_scores():
     x = tf1.placeholder(tf.float32, [None, 3], name="x")
     labels = tf1.placeholder(tf.float32, [None], name="labels")

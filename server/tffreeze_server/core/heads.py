@@ -31,6 +31,12 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
                       LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
                       PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VIEW_OPS as _VIEW_OPS, VARIABLE_READ_OPS as _READ_OPS,
                       is_optimizer_update, is_summary_op, is_training_op)
+# Ops whose outputs hold values of their input (a selection, a reshape): what carries a tensor's values on.
+_CARRY_OPS = _VIEW_OPS | frozenset({"Gather", "GatherV2", "GatherNd", "TopKV2", "TopK", "ConcatV2", "Pack",
+                                    "BatchGather", "CombinedNonMaxSuppression", "NonMaxSuppressionV5"})
+# A log a loss takes of the model's output, and the constant offsets and clips it puts around it first.
+_LOG_OPS = frozenset({"Log", "Log1p"})
+_OFFSET_OPS = frozenset({"Add", "AddV2", "Sub", "Maximum", "Minimum", "ClipByValue", "Identity"})
 # What a loss reads through these is held fixed: a target, not the model's prediction.
 _NO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient"})
 # Ops that read only a tensor's shape.
@@ -454,6 +460,25 @@ class Structure:
                     todo.append(u)
         return False
 
+    def through_loss_log(self, tensor: str, in_loss: Set[str]) -> str:
+        """A prediction that is the log of the model's output taken by the loss (a cross-entropy
+        written by hand: ``-sum(y * log(probs + 1e-10))``, ``log(1 - p)``) is that output: up
+        through the log and the constant offsets and clips around it, read only by the loss."""
+        name = node_of(tensor)
+        if self.by_name[name].op not in _LOG_OPS:
+            return tensor
+        n = name
+        while True:
+            node = self.by_name[n]
+            acts = [node_of(i) for i in self.data_inputs[n] if self.is_activation(node_of(i))]
+            if len(acts) != 1 or any(u not in in_loss and u not in self.excluded for u in self.users.get(n, ())):
+                return tensor
+            if n != name and node.op not in _OFFSET_OPS:
+                return tensor_name(n)
+            n = acts[0]
+            if self.by_name[n].op not in _OFFSET_OPS:
+                return tensor_name(n) if self.is_activation(n) else tensor
+
     def compared_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> int:
         """The labels a prediction is compared with: on every path down the loss, the
         first node that depends on labels; the labels all of them read (a sum of loss
@@ -546,8 +571,24 @@ class Structure:
             t = end + ":0"
             if t not in heads and t != tensor:
                 heads.append(t)
-        # a head another head is computed from (the softmax a top-k selects from) is a step, not an end
-        return [h for h in heads if not any(o != h and node_of(h) in self.upstream([node_of(o)]) for o in heads)]
+        # a head whose values another head carries on (the softmax a top-k selects its values from) is a
+        # step, not an end; one another head only decides from (an argmax of the probabilities) stays
+        return [h for h in heads if not any(o != h and self.carries(node_of(h), node_of(o)) for o in heads)]
+
+    def carries(self, source: str, end: str) -> bool:
+        """``end`` holds values of ``source``: reached from it only through selections and
+        reshapes (gather, slice, top-k's values), not through a decision (argmax, a threshold)."""
+        stack, seen = [source], set()
+        while stack:
+            n = stack.pop()
+            for u in self.users.get(n, ()):
+                if u in seen or self.by_name[u].op not in _CARRY_OPS:
+                    continue
+                if u == end:
+                    return True
+                seen.add(u)
+                stack.append(u)
+        return False
 
     def effective_sinks(self, training: Set[str]) -> List[str]:
         """Nodes read by nothing but summaries, metrics or bookkeeping (what feeds an

@@ -85,7 +85,8 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
         trained = s.trained_mask(y)
         if s.bits[y] & f.label_mask:
             for p in s.predictions([y], f.label_mask):
-                for q in s.leave_loss_scope(s.through_loss_view(p, f.in_loss), f.loss_scopes):
+                for q in s.leave_loss_scope(s.through_loss_log(s.through_loss_view(p, f.in_loss), f.in_loss),
+                                            f.loss_scopes):
                     metric = s.evaluated_by(q, f.label_mask, f.in_loss, f.training)
                     if metric is not None:
                         add(Evidence(q, Claim.EVALUATED, WEIGHT_STRUCTURE, _evaluated_why(f, metric),
@@ -289,7 +290,8 @@ def separately_trained_networks(f: Facts, board: Board) -> List[Evidence]:
 @rule("inference-ends",
       "computation the loss never reads that goes on after a prediction beyond heads and reshapes (box decoding "
       "and non-max suppression, CTC decoding, a selection) is the inference computation: its ends are the "
-      "outputs, every output of a multi-output end")
+      "outputs, every output of a multi-output end, with the heads it decides from without carrying their values "
+      "on (the probabilities a threshold reads)")
 def inference_ends(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
     preds = [e.tensor for e in predictions(board)]
@@ -300,6 +302,11 @@ def inference_ends(f: Facts, board: Board) -> List[Evidence]:
     for p, ends in post_processing(s, preds, allowed, f.training).items():
         why = "end of the inference computation after %s (the loss never reads it)" % p
         out += [Evidence(t, Claim.INFERENCE_END, WEIGHT_HEAD, why, (node_of(p),), follows=p) for t in ends]
+        for h in s.heads_after(p, f.label_mask, f.loss_scopes, f.loss_values):
+            if h not in ends and not any(s.carries(node_of(h), node_of(t)) for t in ends):
+                out.append(Evidence(h, Claim.INFERENCE_END, WEIGHT_HEAD, "prediction head (%s) computed from %s, which "
+                                    "the inference computation decides from (%s) without carrying its values on"
+                                    % (s.by_name[node_of(h)].op, p, ", ".join(ends[:3])), (node_of(p),), follows=p))
         out.append(Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "the inference computation goes on after it (to "
                             "%s)" % ", ".join(ends[:3]), tuple(node_of(t) for t in ends[:3])))
     return out
@@ -326,6 +333,12 @@ def heads_after_prediction(f: Facts, board: Board) -> List[Evidence]:
             op = s.by_name[node_of(h)].op
             out.append(Evidence(h, Claim.HEAD, WEIGHT_HEAD, "prediction head (%s) computed from %s"
                                 % (op if op in HEAD_OPS else "reshaped %s" % head_op(s, node_of(h), {"Cast"}), p),
+                                (node_of(p),), follows=p))
+        own = head_op(s, node_of(p))
+        if following and own in HEAD_OPS and not any(s.carries(node_of(p), node_of(h)) for h in following):
+            # the prediction is itself a head (the probabilities an argmax decides from): it stays beside them
+            out.append(Evidence(p, Claim.HEAD, WEIGHT_HEAD, "prediction head (%s) the loss compares; %s decide%s "
+                                "from it" % (own, ", ".join(following[:3]), "s" if len(following) == 1 else ""),
                                 (node_of(p),), follows=p))
     return out
 
@@ -477,7 +490,7 @@ def _answers(board: Board, standing: List[Evidence]) -> Tuple[List[Tuple[str, st
             taken += [e.tensor for e in evaluated]
             continue
         following = [e for e in board.of(Claim.HEAD) if e.follows == p.tensor]
-        if following:
+        if following and p.tensor not in [e.tensor for e in following]:
             d.warnings.append("%s left out: the graph computes its head%s (%s) from it; name it in outputs to keep "
                               "it" % (p.tensor, "s" if len(following) > 1 else "",
                                       ", ".join(e.tensor for e in following)))
