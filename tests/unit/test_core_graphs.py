@@ -74,7 +74,7 @@ def test_top_k_gives_values_and_indices():
 def test_resolution_returns_the_head_of_the_loss_input_with_evidence():
     res = resolve.resolve(_meta(_classifier), [], [], None)
     assert res.outputs == [("probs:0", "prediction head (Softmax) computed from logits:0")]
-    assert "logits:0 left out: the graph computes its head (probs:0) from it; name it in outputs to keep it" \
+    assert "logits:0 left out: the graph computes its head (probs:0) from it; name it in options.outputs to keep it" \
         in res.warnings
 
 

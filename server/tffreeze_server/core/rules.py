@@ -216,7 +216,7 @@ def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
             if other >= 3 * max(own, 1) and s.layer_count(up[p] & up[o]) > own:
                 out.append(Evidence(p, Claim.AUXILIARY, WEIGHT_AGAINST,
                                     "auxiliary head left out: %s (its own layers are few next to the main head's); "
-                                    "name it in outputs to keep it" % p, (node_of(o),)))
+                                    "name it in options.outputs to keep it" % p, (node_of(o),)))
                 break
     return out
 
@@ -246,7 +246,7 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
              and not f.unused_control_flow(s.by_name[n])]
     branches = [n + ":0" for n in sinks if n in after_own_layers and n not in after_untrained]
     out = [Evidence(n + ":0", Claim.UNTRAINED_BRANCH, WEIGHT_AGAINST,
-                    "left out: %s is computed by layers no optimizer trains (%s); name it in outputs to keep it"
+                    "left out: %s is computed by layers no optimizer trains (%s); name it in options.outputs to keep it"
                     % (n, ", ".join(sorted(untrained & s.upstream([n]))[:3])), tuple(sorted(untrained & s.upstream([n]))[:3]))
            for n in sinks if n in after_untrained]
     if not branches:
@@ -366,7 +366,7 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
         if main is not None:
             out.append(Evidence(e.tensor, Claim.AUXILIARY, WEIGHT_AGAINST,
                                 "auxiliary head left out: %s is compared with the same labels as %s, which the graph "
-                                "computes an inference head from; name it in outputs to keep it" % (e.tensor, main),
+                                "computes an inference head from; name it in options.outputs to keep it" % (e.tensor, main),
                                 (node_of(main),)))
         elif s.classifier_logits(e.tensor, f.in_loss):
             others = [o.tensor for o in standing if o.tensor != e.tensor and not labels[o.tensor] & labels[e.tensor]]
@@ -491,7 +491,7 @@ def _answers(board: Board, standing: List[Evidence]) -> Tuple[List[Tuple[str, st
             continue
         following = [e for e in board.of(Claim.HEAD) if e.follows == p.tensor]
         if following and p.tensor not in [e.tensor for e in following]:
-            d.warnings.append("%s left out: the graph computes its head%s (%s) from it; name it in outputs to keep "
+            d.warnings.append("%s left out: the graph computes its head%s (%s) from it; name it in options.outputs to keep "
                               "it" % (p.tensor, "s" if len(following) > 1 else "",
                                       ", ".join(e.tensor for e in following)))
         elif p.tensor not in taken:
