@@ -413,25 +413,28 @@ class Structure:
             frontier = nxt
         return False
 
+    def _down_the_loss(self, tensor: str, in_loss: Set[str], label_mask: int):
+        """The loss's nodes below ``tensor``, each once: down through label-free nodes, up to and
+        including the first node on each path that depends on labels."""
+        seen: Set[str] = set()
+        stack = [node_of(tensor)]
+        while stack:
+            for u in self.users.get(stack.pop(), ()):
+                if u in seen or u not in in_loss:
+                    continue
+                seen.add(u)
+                yield u
+                if not self.bits[u] & label_mask:
+                    stack.append(u)
+
     def meets_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> bool:
         """The loss compares ``tensor`` with the labels themselves: walking down the loss
         through label-free nodes, a node takes a label-derived input that no model
         computation produced (a dice term's ``probabilities * target``), not a sum with
         other loss terms that read labels elsewhere."""
-        seen: Set[str] = set()
-        stack = [node_of(tensor)]
-        while stack:
-            n = stack.pop()
-            for u in self.users.get(n, ()):
-                if u in seen or u not in in_loss:
-                    continue
-                seen.add(u)
-                ins = [node_of(i) for i in self.data_inputs[u]]
-                if any(self.bits[i] & label_mask and i not in self.from_vars for i in ins):
-                    return True
-                if not self.bits[u] & label_mask:
-                    stack.append(u)
-        return False
+        return any(any(self.bits[node_of(i)] & label_mask and node_of(i) not in self.from_vars
+                       for i in self.data_inputs[u])
+                   for u in self._down_the_loss(tensor, in_loss, label_mask))
 
     def from_features(self, tensor: str) -> bool:
         """``tensor`` is computed from features the model goes on computing layers from: walking
@@ -484,18 +487,9 @@ class Structure:
         first node that depends on labels; the labels all of them read (a sum of loss
         terms reads every term's labels, so the intersection keeps the comparison's)."""
         common = -1
-        seen: Set[str] = set()
-        stack = [node_of(tensor)]
-        while stack:
-            n = stack.pop()
-            for u in self.users.get(n, ()):
-                if u in seen or u not in in_loss:
-                    continue
-                seen.add(u)
-                if self.bits[u] & label_mask:
-                    common &= self.bits[u] & label_mask
-                else:
-                    stack.append(u)
+        for u in self._down_the_loss(tensor, in_loss, label_mask):
+            if self.bits[u] & label_mask:
+                common &= self.bits[u] & label_mask
         return 0 if common == -1 else common
 
     def leave_loss_scope(self, tensor: str, loss_scopes: Set[str]) -> List[str]:

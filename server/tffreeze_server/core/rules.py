@@ -201,7 +201,7 @@ def replicas(f: Facts, board: Board) -> List[Evidence]:
       "(Inception's AuxLogits), not the deployed head")
 def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
-    recomputed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == inference_branch.name}
+    recomputed = _recomputed(board)
     standing = _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER)
     labelled = [e.tensor for e in standing if e.claim in LABELLED_CLAIMS and e.tensor not in recomputed]
     if len(labelled) < 2:
@@ -351,7 +351,7 @@ def heads_after_prediction(f: Facts, board: Board) -> List[Evidence]:
       "graph does not say which")
 def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
-    recomputed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == inference_branch.name}
+    recomputed = _recomputed(board)
     standing = [e for e in predictions(board) if e.claim is not Claim.COPY and e.tensor not in recomputed]
     if len(standing) < 2:
         return []
@@ -389,6 +389,11 @@ def _standing_predictions(board: Board, *also_against: Claim) -> List[Evidence]:
     """The predictions no replica record (nor one of ``also_against``) is against."""
     return [e for e in board.of(*PREDICTION_CLAIMS)
             if not board.against(e.tensor, Claim.REPLICA, *also_against)]
+
+
+def _recomputed(board: Board) -> Set[str]:
+    """The training-time predictions an inference branch recomputes (superseded by it)."""
+    return {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == inference_branch.name}
 
 
 def predictions(board: Board) -> List[Evidence]:
@@ -442,7 +447,7 @@ def decide(board: Board) -> Decision:
     d.warnings += [e.why for e in board.of(Claim.UNTRAINED_BRANCH)]
     if branches:
         d.outputs = [(e.tensor, e.why) for e in branches]
-        recomputed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == inference_branch.name}
+        recomputed = _recomputed(board)
         superseded = [e for e in standing if e.tensor in recomputed]
         if superseded:
             d.warnings.append("training-time predictions left out (%s): the graph has an inference branch "
