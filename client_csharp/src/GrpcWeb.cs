@@ -242,37 +242,23 @@ namespace TfFreeze.V1
         /// HTTP/2's SETTINGS frame (a gRPC server's port, which closes a gRPC-Web call over HTTP/1.1).</summary>
         static bool SpeaksHttp2Only(string url)
         {
-            try
-            {
-                var uri = new Uri(url);
-                using (var tcp = new System.Net.Sockets.TcpClient())
-                {
-                    var connect = tcp.BeginConnect(uri.Host, uri.Port, null, null);
-                    if (!connect.AsyncWaitHandle.WaitOne(5000)) return false;
-                    tcp.EndConnect(connect);
-                    tcp.ReceiveTimeout = 5000;
-                    tcp.SendTimeout = 5000;
-                    var stream = tcp.GetStream();
-                    var preface = Encoding.ASCII.GetBytes("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-                    stream.Write(preface, 0, preface.Length);
-                    stream.Write(new byte[] { 0, 0, 0, 4, 0, 0, 0, 0, 0 }, 0, 9);  // an empty SETTINGS frame
-                    var head = new byte[9];
-                    int got = 0;
-                    while (got < 9)
-                    {
-                        int r = stream.Read(head, got, 9 - got);
-                        if (r <= 0) break;
-                        got += r;
-                    }
-                    return got == 9 && head[3] == 4;
-                }
-            }
-            catch (Exception) { return false; }
+            var preface = Encoding.ASCII.GetBytes("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+            var settings = new byte[] { 0, 0, 0, 4, 0, 0, 0, 0, 0 };  // an empty SETTINGS frame
+            var head = Probe(url, new[] { preface, settings }, 9);
+            return head != null && head[3] == 4;
         }
 
         /// <summary>Whether the server at <paramref name="url"/> answers a TLS ClientHello with a TLS record
         /// (a handshake, or an alert refusing this hello's offer): a port that speaks TLS.</summary>
         static bool SpeaksTls(string url)
+        {
+            var head = Probe(url, new[] { ClientHello() }, 2);
+            return head != null && (head[0] == 0x16 || head[0] == 0x15) && head[1] == 0x03;
+        }
+
+        /// <summary>Connects to <paramref name="url"/>'s host and port, writes <paramref name="sends"/> and
+        /// reads the first <paramref name="count"/> bytes of the answer (5 s each way); null when it cannot.</summary>
+        static byte[] Probe(string url, byte[][] sends, int count)
         {
             try
             {
@@ -280,25 +266,24 @@ namespace TfFreeze.V1
                 using (var tcp = new System.Net.Sockets.TcpClient())
                 {
                     var connect = tcp.BeginConnect(uri.Host, uri.Port, null, null);
-                    if (!connect.AsyncWaitHandle.WaitOne(5000)) return false;
+                    if (!connect.AsyncWaitHandle.WaitOne(5000)) return null;
                     tcp.EndConnect(connect);
                     tcp.ReceiveTimeout = 5000;
                     tcp.SendTimeout = 5000;
                     var stream = tcp.GetStream();
-                    var hello = ClientHello();
-                    stream.Write(hello, 0, hello.Length);
-                    var head = new byte[2];
+                    foreach (var bytes in sends) stream.Write(bytes, 0, bytes.Length);
+                    var head = new byte[count];
                     int got = 0;
-                    while (got < 2)
+                    while (got < count)
                     {
-                        int r = stream.Read(head, got, 2 - got);
+                        int r = stream.Read(head, got, count - got);
                         if (r <= 0) break;
                         got += r;
                     }
-                    return got == 2 && (head[0] == 0x16 || head[0] == 0x15) && head[1] == 0x03;
+                    return got == count ? head : null;
                 }
             }
-            catch (Exception) { return false; }
+            catch (Exception) { return null; }
         }
 
         /// <summary>A TLS 1.2 ClientHello (TLS 1.3 and 1.2 AEAD suites, X25519 and P-256).</summary>
