@@ -542,3 +542,98 @@ def test_candidates_are_listed_by_named_principles():
     meta = _meta(_two_networks)
     assert resolve.candidates(meta) == [(e.tensor, e.why) for e in resolve.candidate_records(meta)]
     assert {e.rule for e in resolve.candidate_records(meta)[:2]} == {"structure-decision"}
+
+
+# -- principles restated after the generated held-out half (a pixel shuffle, a GAN on a labelled model) --
+def _pixel_shuffle_denoiser():
+    """A denoising super-resolution net: its output is a pixel shuffle (depth_to_space) of its
+    last layer, and the loss compares it with the clean image it was given (no labels)."""
+    x = tf1.placeholder(tf.float32, [None, 4, 4, 1], name="x")
+    h = _dense(tf.reshape(x, [-1, 16]), 16, "upsample")
+    image = tf.nn.depth_to_space(tf.reshape(h, [-1, 2, 2, 4]), 2, name="image")
+    loss = tf.reduce_mean(tf.square(image - x), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_pixel_shuffle_finishes_the_layer_it_rearranges():
+    meta = _meta(_pixel_shuffle_denoiser)
+    assert _claims(meta, "trained-last-layer") == {"image:0": Claim.LOSS_INPUT}
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["image:0"]
+
+
+def _gan_on_a_regressor(serving_branch=True):
+    """A regressor trained with a labelled loss plus an adversarial term: a discriminator (its own
+    optimizer) scores the prediction, flattened in the discriminator's scope, against real samples. A
+    serving tower recomputes the regressor's layer on its own input."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    y = tf1.placeholder(tf.float32, [None, 2], name="y")
+    w = tf1.get_variable("gen_w", [3, 2])
+    pred = tf.matmul(x, w, name="pred")
+    with tf1.variable_scope("disc", reuse=tf1.AUTO_REUSE):
+        def disc(t):
+            return _dense(tf.nn.leaky_relu(_dense(t, 4, "fc")), 1, "out")
+        d_fake = disc(tf.reshape(pred, [-1, 2]))
+        d_real = disc(tf1.placeholder(tf.float32, [None, 2], name="real"))
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    g_loss = tf.add(tf.reduce_mean(tf.square(pred - y)),
+                    0.1 * tf.reduce_mean(bce(labels=tf.ones_like(d_fake), logits=d_fake)), name="g_loss")
+    d_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_real), logits=d_real)
+                            + bce(labels=tf.zeros_like(d_fake), logits=d_fake), name="d_loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(g_loss, var_list=[w])
+    tf1.train.GradientDescentOptimizer(0.1).minimize(d_loss, var_list=tf1.trainable_variables("disc"))
+    if serving_branch:
+        serve_x = tf1.placeholder(tf.float32, [None, 3], name="serve_x")
+        tf.nn.relu(tf.matmul(serve_x, w), name="served")
+
+
+def test_a_score_only_an_unlabelled_loss_compares_is_not_compared_with_the_labels():
+    """The discriminator's score on the prediction is added to the labelled total (g_loss) but
+    compared with nothing but the discriminator's own targets: the serving tower supersedes it,
+    as it does every score an unlabelled loss reads."""
+    meta = _meta(_gan_on_a_regressor)
+    against = {e.tensor for e in _records(meta) if e.rule == "inference-branch" and e.claim is Claim.SUPERSEDED}
+    assert {"disc/out:0", "disc/out_1:0"} <= against and "disc/out:0" in _claims(meta, "trained-last-layer")
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["served:0"]
+
+
+def test_a_reshape_of_a_found_prediction_is_that_prediction():
+    """The discriminator reads the prediction flattened (disc/Reshape): one candidate, not two."""
+    meta = _meta(lambda: _gan_on_a_regressor(serving_branch=False))
+    found = [e.tensor for e in _records(meta) if e.rule in ("loss-meets-model", "scored-by-fixed-network")]
+    assert "pred:0" in found and not any(t.startswith("disc/Reshape") for t in found)
+
+
+def _two_networks_one_with_top_k_and_a_sampler():
+    _two_networks()
+    g = tf1.get_default_graph()
+    tf.math.top_k(g.get_tensor_by_name("net_a:0"), 1, name="best")
+    wb = [v for v in tf1.global_variables() if v.name == "wb:0"][0]
+    tf.random.categorical(tf.matmul(tf1.placeholder(tf.float32, [None, 3], name="zb"), wb), 1, name="sampled")
+
+
+def test_an_open_choice_lists_the_inference_branches_and_every_output_of_a_selection():
+    with pytest.raises(FailedPrecondition) as err:
+        resolve.resolve(_meta(_two_networks_one_with_top_k_and_a_sampler), [], [])
+    listed = err.value.metadata["candidates"].split(",")
+    assert "sampled/Multinomial:0" in listed and listed.index("best:1") == listed.index("best:0") + 1
+
+
+def _distillation_in_a_loss_scope():
+    """A student distilled from a fixed teacher: the soft targets (behind stop_gradient) are taken
+    outside the loss's name scope, the loss compares them inside it."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    student = _dense(x, 2, "student")
+    soft = tf.stop_gradient(tf.nn.softmax(_dense(x, 2, "teacher", trainable=False) / 2.0), name="soft")
+    with tf.name_scope("loss"):
+        total = tf.add(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=student)),
+                       tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=soft, logits=student / 2.0)),
+                       name="total")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(total)
+
+
+def test_soft_targets_behind_stop_gradient_are_no_prediction_in_a_loss_scope():
+    meta = _meta(_distillation_in_a_loss_scope)
+    claimed = [e.tensor for e in _records(meta) if e.rule == "loss-meets-model"]
+    assert "student:0" in claimed and "soft:0" not in claimed
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["student:0"]

@@ -375,7 +375,8 @@ class Structure:
                 src = node_of(i)
                 if self.bits[src] & label_mask:
                     yield src
-                elif self.is_activation(src) and src not in self.excluded and tensor_name(i) not in found:
+                elif (self.is_activation(src) and src not in self.excluded and tensor_name(i) not in found
+                      and self.by_name[src].op not in _NO_GRADIENT_OPS):
                     found.append(tensor_name(i))
         reach([y for y in losses if self.bits[y] & label_mask], step)
         return found
@@ -485,10 +486,13 @@ class Structure:
     def compared_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> int:
         """The labels a prediction is compared with: on every path down the loss, the
         first node that depends on labels; the labels all of them read (a sum of loss
-        terms reads every term's labels, so the intersection keeps the comparison's)."""
+        terms reads every term's labels, so the intersection keeps the comparison's). A node
+        whose labels all come from what the model computes (a sum with another loss term) is
+        no comparison: a score only an unlabelled loss compares is added to a labelled total."""
         common = -1
         for u in self._down_the_loss(tensor, in_loss, label_mask):
-            if self.bits[u] & label_mask:
+            if any(self.bits[node_of(i)] & label_mask and node_of(i) not in self.from_vars
+                   for i in self.data_inputs[u]):
                 common &= self.bits[u] & label_mask
         return 0 if common == -1 else common
 
@@ -504,8 +508,8 @@ class Structure:
         def step(n):
             for i in self.data_inputs[n]:
                 src = node_of(i)
-                if not self.is_activation(src):
-                    continue
+                if not self.is_activation(src) or self.by_name[src].op in _NO_GRADIENT_OPS:
+                    continue  # (what the loss reads through stop_gradient is a fixed target)
                 if src.split("/")[0] == scope:
                     yield src
                 elif tensor_name(i) not in frontier:

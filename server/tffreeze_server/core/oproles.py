@@ -131,9 +131,11 @@ ALIAS_OPS: FrozenSet[str] = frozenset({"Identity", "Reshape", "Squeeze", "Expand
 VIEW_OPS: FrozenSet[str] = ALIAS_OPS | frozenset({"StridedSlice", "Slice", "Transpose"})
 ACTIVATION_OPS: FrozenSet[str] = frozenset({"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Softmax",
                                             "LogSoftmax", "Softplus", "Softsign", "LeakyRelu"})
-# A layer's own end: its activation and the reshapes that finish it.
+# A layer's own end: its activation and the rearrangements that finish it (a reshape, a transpose, a
+# pixel shuffle: each moves the layer's values without computing with them).
 LAYER_END_OPS: FrozenSet[str] = ACTIVATION_OPS | frozenset({"Identity", "Reshape", "Squeeze", "ExpandDims",
-                                                            "Snapshot"})
+                                                            "Snapshot", "Transpose", "DepthToSpace",
+                                                            "SpaceToDepth"})
 # Ops a loss uses to compare a batch with itself (a Gram matrix, pairwise differences).
 PAIRWISE_OPS: FrozenSet[str] = frozenset({"MatMul", "BatchMatMulV2", "Sub", "SquaredDifference"})
 # Ops that compare a prediction with a label (an accuracy), unlike ops that take a

@@ -445,6 +445,7 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
                or _from_structure(meta, by_name, training) or _from_analysis(graph_def, by_name, training))
         if not res.outputs:
             raise _no_outputs(meta, by_name)
+        res.outputs = _with_selection_indices(res.outputs, by_name)  # (candidates too)
         if res.unsure:
             if refuse_ambiguous:
                 raise _not_sure(res.outputs, by_name, res.unsure)
@@ -458,7 +459,6 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         if len(res.outputs) > 1 and any(e.claim in (Claim.SINK, Claim.LOOSE_END, Claim.LOSS) for e in res.evidence):
             warnings.append("%d outputs were inferred as graph sinks (%s); name the outputs to choose"
                             % (len(res.outputs), ", ".join(t for t, _ in res.outputs)))
-        res.outputs = _with_selection_indices(res.outputs, by_name)
     if inputs:
         res.inputs = [(t, EXPLICIT_INPUT) for t in resolve_names(inputs, graph_def, "inputs")]
     elif res.inputs is not None:

@@ -103,7 +103,24 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
             stops = s.refine(y, trained, f.label_mask)[0]
             for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
                 add(_with_loss(e, "%s (the loss %s reads no labels)" % (e.why, y), y))
+    found = _not_reshapes_of_others(s, found)
     return found + _regularizers(f, found) + _compared_heads(f, found)
+
+
+def _not_reshapes_of_others(s: Structure, found: List[Evidence]) -> List[Evidence]:
+    """A tensor a loss reads that is another found tensor in another shape (the generator's
+    image flattened for a discriminator) is that tensor: one record for both."""
+    nodes = {node_of(e.tensor) for e in found}
+    out = []
+    for e in found:
+        source = node_of(e.tensor)
+        while s.by_name[source].op in ALIAS_OPS and s.data_inputs[source]:
+            source = node_of(s.data_inputs[source][0])
+            if source in nodes:
+                break
+        if source == node_of(e.tensor) or source not in nodes:
+            out.append(e)
+    return out
 
 
 def _compared_heads(f: Facts, found: List[Evidence]) -> List[Evidence]:
@@ -369,7 +386,8 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
                                 "computes an inference head from; name it in options.outputs to keep it" % (e.tensor, main),
                                 (node_of(main),)))
         elif s.classifier_logits(e.tensor, f.in_loss):
-            others = [o.tensor for o in standing if o.tensor != e.tensor and not labels[o.tensor] & labels[e.tensor]]
+            others = [o.tensor for o in standing if o.tensor != e.tensor and labels[o.tensor]
+                      and not labels[o.tensor] & labels[e.tensor]]
             if others:
                 out.append(Evidence(e.tensor, Claim.HEADLESS, WEIGHT_OPEN,
                                     "%s is a classifier's logits compared with other labels than %s, and the graph "
@@ -459,12 +477,14 @@ def decide(board: Board) -> Decision:
         return d
     headless = board.of(Claim.HEADLESS)
     if headless:
-        d.candidates = decide_outputs(board, [e for e in standing if e.tensor not in {h.tensor for h in headless}])
+        d.candidates = d.outputs + decide_outputs(board, [e for e in standing
+                                                          if e.tensor not in {h.tensor for h in headless}])
         d.candidates += [(e.tensor, e.why) for e in headless]
+        d.outputs = []  # (an inference branch found beside them is one of the candidates)
         d.unsure = headless[0].why
         return d
     if board.of(Claim.SEPARATELY_TRAINED):
-        d.candidates = decide_outputs(board, standing)
+        d.candidates, d.outputs = d.outputs + decide_outputs(board, standing), []
         d.unsure = ("several networks are trained by different optimizers (%s); which one is deployed is not in "
                     "the graph" % ", ".join(sorted({e.loss for e in _standing_predictions(board)})))
         d.warnings.append(d.unsure)
