@@ -637,3 +637,31 @@ def test_soft_targets_behind_stop_gradient_are_no_prediction_in_a_loss_scope():
     claimed = [e.tensor for e in _records(meta) if e.rule == "loss-meets-model"]
     assert "student:0" in claimed and "soft:0" not in claimed
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["student:0"]
+
+
+def _decoder_given_the_true_class():
+    """A capsule-style classifier: class scores are vector lengths, a margin loss compares them with
+    the labels by hand, and a reconstruction decoder reads the features masked by the true class in
+    training (by the predicted class otherwise): the training feeds the labels into the model."""
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    caps = tf.reshape(_dense(x, 6, "caps"), [-1, 3, 2])
+    lengths = tf.sqrt(tf.reduce_sum(tf.square(caps), -1) + 1e-7, name="lengths")
+    classes = tf.argmax(lengths, 1, name="classes")
+    t = tf.one_hot(y, 3)
+    margin = tf.reduce_sum(t * tf.square(tf.maximum(0., 0.9 - lengths))
+                           + 0.5 * (1. - t) * tf.square(tf.maximum(0., lengths - 0.1)), 1)
+    use_labels = tf1.placeholder_with_default(False, [], name="use_labels")
+    masked = tf.reshape(caps * tf.expand_dims(tf.one_hot(tf.cond(use_labels, lambda: y, lambda: classes), 3), -1),
+                        [-1, 6])
+    recon = tf.sigmoid(_dense(tf.nn.relu(_dense(masked, 8, "dec_hidden")), 6, "dec_out"), name="recon")
+    loss = tf.add(tf.reduce_mean(margin), 0.0005 * tf.reduce_mean(tf.square(x - recon)), name="loss")
+    tf1.train.AdamOptimizer(0.01).minimize(loss)
+
+
+def test_labels_the_training_feeds_into_the_model_are_still_labels():
+    """y is compared, as it is, with lengths computed without it: the labels, though the decoder reads
+    them in training. The walk up the loss does not go up through the decoder they feed, and the margin
+    loss's arithmetic leads up to the lengths the argmax reads."""
+    meta = _meta(_decoder_given_the_true_class)
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["lengths:0"]

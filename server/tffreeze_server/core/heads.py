@@ -37,6 +37,8 @@ _CARRY_OPS = _VIEW_OPS | frozenset({"Gather", "GatherV2", "GatherNd", "TopKV2", 
 # A log a loss takes of the model's output, and the constant offsets and clips it puts around it first.
 _LOG_OPS = frozenset({"Log", "Log1p"})
 _OFFSET_OPS = frozenset({"Add", "AddV2", "Sub", "Maximum", "Minimum", "ClipByValue", "Identity"})
+# Ops whose outputs are parts of one tensor (a mixture's weights, means and scales).
+_PARTS_OPS = frozenset({"Split", "SplitV", "Unpack"})
 # What a loss reads through these is held fixed: a target, not the model's prediction.
 _NO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient"})
 # Ops that read only a tensor's shape.
@@ -344,10 +346,27 @@ class Structure:
         in_loss = self.upstream(losses)
         labels = [s for s in self.sources if s in in_loss and s not in feeds_layers and s not in switches
                   and not self._read_at_inference(s, in_loss)]
+        labels += [s for s in self.sources if s in in_loss and s in feeds_layers and s not in switches
+                   and self._compared_with_the_model(s, in_loss - feeds_layers)]
         mask = 0
         for s in labels:
             mask |= 1 << self.sources.index(s)
         return labels, mask
+
+    def _compared_with_the_model(self, source: str, loss_only: Set[str]) -> bool:
+        """A source the training also feeds into the model (a reconstruction mask chosen by the
+        true class, a gold path scored through a layer) is still the labels when the loss compares
+        it, as it is (no weight computes with it), with a model tensor computed without it: a
+        prediction the model makes from the other data alone (``loss_only``: the loss's nodes
+        no trained layer computes from)."""
+        bit = self.bits[source]
+        for name in loss_only:
+            ins = [node_of(i) for i in self.data_inputs.get(name, ())]
+            if (any(self.bits[i] & bit and i not in self.from_vars for i in ins)
+                    and any(self.is_activation(i) and not self.bits[i] & bit and i not in self.excluded
+                            for i in ins)):
+                return True
+        return False
 
     def _read_at_inference(self, source: str, in_loss: Set[str]) -> bool:
         """A source the inference computation reads beside the model's output outside
@@ -371,6 +390,8 @@ class Structure:
         def step(name):
             if self.by_name[name].op in _NO_GRADIENT_OPS:
                 return  # what a loss takes through stop_gradient is a fixed target (an advantage's baseline)
+            if name in self.layers and name not in losses:
+                return  # a layer fed with labels (a decoder given the true class): its inputs are not compared
             for i in self.data_inputs[name]:
                 src = node_of(i)
                 if self.bits[src] & label_mask:
@@ -482,6 +503,28 @@ class Structure:
             n = acts[0]
             if self.by_name[n].op not in _OFFSET_OPS:
                 return tensor_name(n) if self.is_activation(n) else tensor
+
+    def through_loss_arithmetic(self, tensor: str, in_loss: Set[str]) -> str:
+        """A prediction that is arithmetic only the loss reads on a tensor inference reads too (a
+        margin loss's ``max(0, 0.9 - lengths) ** 2`` on the lengths an argmax decides from) is that
+        tensor: up through single-input arithmetic nothing else reads, not through a layer, to the
+        first tensor read outside the loss or by several computations."""
+        n = node_of(tensor)
+        seen = set()
+        while n not in seen:
+            seen.add(n)
+            readers = [u for u in self.users.get(n, ()) if u not in self.excluded]
+            if len(readers) > 1 or any(u not in in_loss for u in readers):
+                return tensor if n == node_of(tensor) else tensor_name(n)
+            if n in self.layers:
+                return tensor
+            acts = [i for i in self.data_inputs[n] if self.is_activation(node_of(i))]
+            if len(acts) != 1:
+                return tensor
+            if tensor_name(acts[0]) != node_of(acts[0]) + ":0" or self.by_name[node_of(acts[0])].op in _PARTS_OPS:
+                return tensor  # (one part of a split is read on its own)
+            n = node_of(acts[0])
+        return tensor
 
     def compared_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> int:
         """The labels a prediction is compared with: on every path down the loss, the
