@@ -665,3 +665,42 @@ def test_labels_the_training_feeds_into_the_model_are_still_labels():
     loss's arithmetic leads up to the lengths the argmax reads."""
     meta = _meta(_decoder_given_the_true_class)
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["lengths:0"]
+
+
+def _crf_tagger():
+    """A linear-chain CRF (control flow v1, as TF1 code built it): the forward algorithm's
+    tf.scan and the Viterbi decode's read one time-major transpose of the emissions; the gold path's
+    score is a gather of the emissions and the transitions by the tags."""
+    tf1.disable_control_flow_v2()
+    try:
+        words = tf1.placeholder(tf.float32, [None, 4, 3], name="words")
+        tags = tf1.placeholder(tf.int32, [None, 4], name="tags")
+        emissions = tf.reshape(_dense(tf.reshape(words, [-1, 3]), 2, "emit"), [-1, 4, 2], name="emissions")
+        transitions = tf1.get_variable("transitions", [2, 2])
+        gold = (tf.reduce_sum(tf.gather(emissions, tags, batch_dims=2), 1)
+                + tf.reduce_sum(tf.gather_nd(transitions, tf.stack([tags[:, :-1], tags[:, 1:]], -1)), 1))
+        em_t = tf.transpose(emissions, [1, 0, 2])
+        alphas = tf.scan(lambda a, e: tf.reduce_logsumexp(a[:, :, None] + transitions[None], 1) + e, em_t[1:],
+                         initializer=em_t[0])
+        loss = tf.reduce_mean(tf.reduce_logsumexp(alphas[-1], 1) - gold, name="nll")
+
+        def step(carry, e):
+            cand = carry[0][:, :, None] + transitions[None]
+            return tf.reduce_max(cand, 1) + e, tf.argmax(cand, 1, output_type=tf.int32)
+        scores, back = tf.scan(step, em_t[1:], initializer=(em_t[0], tf.zeros_like(em_t[0], tf.int32)))
+        last = tf.argmax(scores[-1], 1, output_type=tf.int32)
+        prev = tf.scan(lambda tag, bp: tf.gather(bp, tag, batch_dims=1), back[::-1], initializer=last)
+        tf.transpose(tf.concat([prev[::-1], last[None]], 0), [1, 0], name="best_path")
+        tf1.train.AdamOptimizer(0.01).minimize(loss)
+    finally:
+        tf1.enable_control_flow_v2()
+
+
+def test_decoding_that_starts_from_a_view_the_loss_reads_is_the_inference_computation():
+    """The tags are the labels (the loss compares them with the emissions, gathered without a weight);
+    the Viterbi decode starts at the transpose the loss reads too and runs through v1 loops: its
+    result is the output, not what only enters a loop nor a loop's unused exits."""
+    meta = _meta(_crf_tagger)
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["best_path:0"]
+    assert [t for t, _ in res.inputs or []] in ([], ["words:0"])

@@ -30,7 +30,8 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
                       DATA_SOURCE_OPS, ELEMENTWISE_LAYER_OPS as _ELEMENTWISE_LAYER_OPS, HEAD_OPS, LAYER_OPS,
                       LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
                       PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VIEW_OPS as _VIEW_OPS, VARIABLE_READ_OPS as _READ_OPS,
-                      is_optimizer_update, is_summary_op, is_training_op)
+                      CONTROL_FLOW_V1_OPS, LOOP_EXIT_OPS, SWITCH_OPS, is_optimizer_update, is_summary_op,
+                      is_training_op)
 # Ops whose outputs hold values of their input (a selection, a reshape): what carries a tensor's values on.
 _CARRY_OPS = _VIEW_OPS | frozenset({"Gather", "GatherV2", "GatherNd", "TopKV2", "TopK", "ConcatV2", "Pack",
                                     "BatchGather", "CombinedNonMaxSuppression", "NonMaxSuppressionV5"})
@@ -43,6 +44,7 @@ _PARTS_OPS = frozenset({"Split", "SplitV", "Unpack"})
 _NO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient"})
 # Ops that read only a tensor's shape.
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+_SHAPE_READ_OPS = _SHAPE_OPS | frozenset({"ZerosLike", "OnesLike"})
 # What a cross-entropy on logits computes them with (tf.nn's fused ops; the sigmoid form's softplus / log1p).
 _CROSS_ENTROPY_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits", "LogSoftmax",
                                 "Log1p", "Softplus"})
@@ -639,19 +641,47 @@ class Structure:
                         for u in self.users.get(n, ()))]
 
 
-def post_processing(s: Structure, preds: List[str], allowed, training: Set[str]) -> Dict[str, List[str]]:
+def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
+                    unused_control_flow=lambda node: False) -> Dict[str, List[str]]:
     """For each prediction, the ends of the inference computation after it that the
     loss never reads (decoding, non-max suppression, selection), when it has any
     beyond heads and reshapes: {prediction: [tensor, ...]}."""
     sinks = set(s.effective_sinks(training))
     out: Dict[str, List[str]] = {}
     for p in preds:
-        after = s._forward([node_of(p)], allowed)
-        ends = [n for n in s.order if n in after and n in sinks and n != node_of(p)]
-        if not ends or all(head_op(s, n, {"Cast"}) in HEAD_OPS | _UNARY_MODEL_OPS for n in ends):
+        # the prediction in another layout (a time-major transpose) the loss reads too: decoding starts there as well
+        views = s._forward([node_of(p)], lambda n: s.by_name[n].op in _VIEW_OPS and n not in s.excluded)
+        after = s._forward([node_of(p)], lambda n: allowed(n) or n in views or (_loop_internal(s, n) and n not in training))
+        # what only enters a v1 loop (a scan's initial value, its unstacked input) or only gives a shape
+        # (``zeros_like``) is not an end: the loop's result is
+        ends = [n for n in s.order if n in after and n in sinks and n != node_of(p)
+                and not any(_loop_internal(s, u) or s.by_name[u].op in _SHAPE_READ_OPS for u in s.users.get(n, ()))
+                and not unused_control_flow(s.by_name[n])]
+        if not ends or all(_head_of_prediction(s, n, node_of(p)) for n in ends):
             continue
         out[p] = [t for n in ends for t in all_outputs(s.by_name[n])]
     return out
+
+
+def _head_of_prediction(s: Structure, name: str, prediction: str) -> bool:
+    """``name`` is a head or a layer end computed right from ``prediction`` (a softmax, a
+    reshape, a cast of an argmax), not computation of its own."""
+    for _ in range(8):
+        if name == prediction:
+            return True
+        node = s.by_name[name]
+        if node.op not in HEAD_OPS | _UNARY_MODEL_OPS | {"Cast"} or not s.data_inputs[name]:
+            return False
+        name = node_of(s.data_inputs[name][0])
+    return False
+
+
+def _loop_internal(s: Structure, name: str) -> bool:
+    """A v1 while loop's plumbing: its control-flow ops, TensorArrays and the Identity after a Switch."""
+    op = s.by_name[name].op
+    if op in CONTROL_FLOW_V1_OPS - LOOP_EXIT_OPS or op.startswith("TensorArray"):
+        return True
+    return op == "Identity" and bool(s.data_inputs[name]) and s.by_name[node_of(s.data_inputs[name][0])].op in SWITCH_OPS
 
 
 def all_outputs(node) -> List[str]:

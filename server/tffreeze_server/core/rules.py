@@ -316,7 +316,7 @@ def inference_ends(f: Facts, board: Board) -> List[Evidence]:
     def allowed(n):
         return not s.bits[n] & f.label_mask and n not in s.excluded and n not in f.in_loss
     out: List[Evidence] = []
-    for p, ends in post_processing(s, preds, allowed, f.training).items():
+    for p, ends in post_processing(s, preds, allowed, f.training, f.unused_control_flow).items():
         why = "end of the inference computation after %s (the loss never reads it)" % p
         out += [Evidence(t, Claim.INFERENCE_END, WEIGHT_HEAD, why, (node_of(p),), follows=p) for t in ends]
         for h in s.heads_after(p, f.label_mask, f.loss_scopes, f.loss_values):
