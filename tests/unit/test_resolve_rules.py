@@ -704,3 +704,28 @@ def test_decoding_that_starts_from_a_view_the_loss_reads_is_the_inference_comput
     res = resolve.resolve(meta, [], [])
     assert [t for t, _ in res.outputs] == ["best_path:0"]
     assert [t for t, _ in res.inputs or []] in ([], ["words:0"])
+
+
+def _dqn_with_exploration():
+    """A DQN: the online network's Q-values, the greedy action, an epsilon-greedy action that
+    replaces it by a random one where a coin says so (what the training loop acts with), and a
+    target network held fixed behind stop_gradient."""
+    obs = tf1.placeholder(tf.float32, [None, 3], name="obs")
+    action = tf1.placeholder(tf.int32, [None], name="action")
+    reward = tf1.placeholder(tf.float32, [None], name="reward")
+    next_obs = tf1.placeholder(tf.float32, [None, 3], name="next_obs")
+    epsilon = tf1.placeholder(tf.float32, [], name="epsilon")
+    q = tf.identity(_dense(tf.nn.relu(_dense(obs, 4, "online_fc")), 2, "online_q"), name="q_values")
+    q_next = _dense(tf.nn.relu(_dense(next_obs, 4, "target_fc", trainable=False)), 2, "target_q", trainable=False)
+    greedy = tf.argmax(q, 1, output_type=tf.int32, name="greedy_action")
+    n = tf.shape(obs)[0]
+    tf1.where(tf1.random_uniform([n]) < epsilon, tf1.random_uniform([n], 0, 2, dtype=tf.int32), greedy,
+              name="epsilon_greedy")
+    q_sa = tf.reduce_sum(q * tf.one_hot(action, 2), 1)
+    target = tf.stop_gradient(reward + 0.99 * tf.reduce_max(q_next, 1))
+    loss = tf.reduce_mean(tf.square(target - q_sa), name="loss")
+    tf1.train.AdamOptimizer(0.01).minimize(loss)
+
+
+def test_exploration_noise_chosen_by_a_coin_is_no_inference_end():
+    assert [t for t, _ in resolve.resolve(_meta(_dqn_with_exploration), [], []).outputs] == ["greedy_action:0"]

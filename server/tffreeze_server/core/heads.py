@@ -657,10 +657,23 @@ def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
         ends = [n for n in s.order if n in after and n in sinks and n != node_of(p)
                 and not any(_loop_internal(s, u) or s.by_name[u].op in _SHAPE_READ_OPS for u in s.users.get(n, ()))
                 and not unused_control_flow(s.by_name[n])]
+        ends = list(dict.fromkeys(_past_exploration(s, n) for n in ends))
         if not ends or all(_head_of_prediction(s, n, node_of(p)) for n in ends):
             continue
         out[p] = [t for n in ends for t in all_outputs(s.by_name[n])]
     return out
+
+
+def _past_exploration(s: Structure, name: str) -> str:
+    """An end that chooses, element by element, between what the model computes and values no
+    weight computes (epsilon-greedy: a random action where a coin says so) explores in training:
+    what the model computes is the end."""
+    node = s.by_name[name]
+    if node.op not in ("Select", "SelectV2") or len(s.data_inputs[name]) != 3:
+        return name
+    values = [node_of(i) for i in s.data_inputs[name][1:]]
+    modelled = [v for v in values if v in s.from_vars]
+    return modelled[0] if len(modelled) == 1 else name
 
 
 def _head_of_prediction(s: Structure, name: str, prediction: str) -> bool:
