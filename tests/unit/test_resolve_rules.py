@@ -729,3 +729,39 @@ def _dqn_with_exploration():
 
 def test_exploration_noise_chosen_by_a_coin_is_no_inference_end():
     assert [t for t, _ in resolve.resolve(_meta(_dqn_with_exploration), [], []).outputs] == ["greedy_action:0"]
+
+
+def _headless_beside_a_regression(sigmoid=True, distilled_only=False):
+    """Logits of their own labels (a sigmoid or a softmax cross-entropy) with no head computed
+    from them, beside a regression of other labels; or (``distilled_only``) a regression whose
+    only cross-entropy is with a fixed teacher's soft targets."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    a_labels = tf1.placeholder(tf.float32, [None, 2], name="a_labels")
+    b_labels = tf1.placeholder(tf.float32, [None, 2], name="b_labels")
+    trunk = tf.nn.relu(_dense(x, 4, "trunk"))
+    a, b = _dense(trunk, 2, "a"), _dense(trunk, 2, "b")
+    if distilled_only:
+        soft = tf.stop_gradient(tf.nn.softmax(_dense(x, 2, "teacher", trainable=False)))
+        a_term = (tf.reduce_mean(tf.square(a - a_labels))
+                  + tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=soft, logits=a)))
+    elif sigmoid:
+        a_term = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=a_labels, logits=a))
+    else:
+        a_term = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=a_labels, logits=a))
+    loss = tf.add(a_term, tf.reduce_mean(tf.square(b - b_labels)), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_headless_classifier_logits_beside_other_labels_leave_the_choice_open(sigmoid):
+    meta = _meta(lambda: _headless_beside_a_regression(sigmoid))
+    assert _claims(meta, "one-target-one-head") == {"a:0": Claim.HEADLESS}
+    with pytest.raises(FailedPrecondition) as err:
+        resolve.resolve(meta, [], [])
+    assert set(err.value.metadata["candidates"].split(",")) == {"a:0", "b:0"}
+
+
+def test_a_cross_entropy_with_a_teacher_s_soft_targets_makes_no_classifier():
+    meta = _meta(lambda: _headless_beside_a_regression(distilled_only=True))
+    assert not _claims(meta, "one-target-one-head")
+    assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["a:0", "b:0"]

@@ -420,9 +420,10 @@ class Structure:
         read_outside = any(u not in in_loss and u not in self.excluded for u in self.users.get(source, ()))
         return tensor_name(source) if read_outside else tensor
 
-    def classifier_logits(self, tensor: str, in_loss: Set[str], depth: int = 6) -> bool:
+    def classifier_logits(self, tensor: str, in_loss: Set[str], label_mask: int = -1, depth: int = 6) -> bool:
         """A loss reads ``tensor`` through a cross-entropy on logits (softmax, log-softmax or
-        the sigmoid form's softplus / log1p) within a few steps: a classifier's logits."""
+        the sigmoid form's softplus / log1p) with the labels within a few steps: a classifier's
+        logits (a cross-entropy with a teacher's soft targets does not make them one)."""
         frontier, seen = [node_of(tensor)], set()
         for _ in range(depth):
             nxt = []
@@ -431,11 +432,22 @@ class Structure:
                     if u in seen or u not in in_loss:
                         continue
                     seen.add(u)
-                    if self.by_name[u].op in _CROSS_ENTROPY_OPS:
+                    if self.by_name[u].op in _CROSS_ENTROPY_OPS and self._with_labels(u, label_mask):
                         return True
                     nxt.append(u)
             frontier = nxt
         return False
+
+    def _with_labels(self, name: str, label_mask: int) -> bool:
+        """``name`` (a cross-entropy) reads the labels, or a node after it in the loss does
+        with no other model computation between (the sigmoid form's ``softplus(x) - x * y``)."""
+        if self.bits[name] & label_mask:
+            return True
+        return any(self.bits[u] & label_mask and any(not self.bits[node_of(i)] & label_mask or node_of(i) == name
+                                                      for i in self.data_inputs[u])
+                   and all(node_of(i) == name or node_of(i) not in self.from_vars or self.bits[node_of(i)] & label_mask
+                           for i in self.data_inputs[u])
+                   for u in self.users.get(name, ()))
 
     def _down_the_loss(self, tensor: str, in_loss: Set[str], label_mask: int):
         """The loss's nodes below ``tensor``, each once: down through label-free nodes, up to and

@@ -385,7 +385,7 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
                                 "auxiliary head left out: %s is compared with the same labels as %s, which the graph "
                                 "computes an inference head from; name it in options.outputs to keep it" % (e.tensor, main),
                                 (node_of(main),)))
-        elif s.classifier_logits(e.tensor, f.in_loss):
+        elif s.classifier_logits(e.tensor, f.in_loss, f.label_mask):
             others = [o.tensor for o in standing if o.tensor != e.tensor and labels[o.tensor]
                       and not labels[o.tensor] & labels[e.tensor]]
             if others:
