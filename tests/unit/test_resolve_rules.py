@@ -588,10 +588,10 @@ def _gan_on_a_regressor(serving_branch=True):
 
 def test_a_score_only_an_unlabelled_loss_compares_is_not_compared_with_the_labels():
     """The discriminator's score on the prediction is added to the labelled total (g_loss) but
-    compared with nothing but the discriminator's own targets: the serving tower supersedes it,
-    as it does every score an unlabelled loss reads."""
+    compared with nothing but the discriminator's own targets: it is not a labelled prediction the
+    serving tower would stand beside (here the discriminator is also the regressor's critic)."""
     meta = _meta(_gan_on_a_regressor)
-    against = {e.tensor for e in _records(meta) if e.rule == "inference-branch" and e.claim is Claim.SUPERSEDED}
+    against = {e.tensor for e in _records(meta) if e.claim in (Claim.SUPERSEDED, Claim.CRITIC)}
     assert {"disc/out:0", "disc/out_1:0"} <= against and "disc/out:0" in _claims(meta, "trained-last-layer")
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["served:0"]
 
@@ -765,3 +765,73 @@ def test_a_cross_entropy_with_a_teacher_s_soft_targets_makes_no_classifier():
     meta = _meta(lambda: _headless_beside_a_regression(distilled_only=True))
     assert not _claims(meta, "one-target-one-head")
     assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["a:0", "b:0"]
+
+
+def _gan(domain_critic=False):
+    """A GAN (generator and discriminator trained by their own optimizers): the discriminator scores
+    the generator's samples against real ones. Or (``domain_critic``) a classifier whose trunk
+    features a critic trained apart tells apart from another domain's (the classifier's loss fools it)."""
+    z = tf1.placeholder(tf.float32, [None, 3], name="z")
+    real = tf1.placeholder(tf.float32, [None, 4], name="real")
+    if domain_critic:
+        labels = tf1.placeholder(tf.int32, [None], name="labels")
+        features = tf.nn.relu(_dense(z, 4, "gen_trunk"), name="features")
+        logits = _dense(features, 2, "gen_logits")
+        tf.nn.softmax(logits, name="probs")
+        fake = features
+    else:
+        fake = tf.tanh(_dense(tf.nn.relu(_dense(z, 4, "gen_fc")), 4, "gen_out"), name="samples")
+    with tf1.variable_scope("disc", reuse=tf1.AUTO_REUSE):
+        def disc(t):
+            return _dense(tf.nn.leaky_relu(_dense(t, 4, "fc")), 1, "out")
+        d_fake, d_real = disc(fake), disc(real)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    g_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_fake), logits=d_fake))
+    if domain_critic:
+        g_loss += tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    g_loss = tf.identity(g_loss, name="g_loss")
+    d_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_real), logits=d_real)
+                            + bce(labels=tf.zeros_like(d_fake), logits=d_fake), name="d_loss")
+    tf1.train.AdamOptimizer(0.01).minimize(g_loss, var_list=[v for v in tf1.trainable_variables()
+                                                              if v.name.startswith("gen")])
+    tf1.train.AdamOptimizer(0.01).minimize(d_loss, var_list=tf1.trainable_variables("disc"))
+
+
+def test_a_network_trained_apart_that_scores_another_s_output_is_its_critic():
+    meta = _meta(_gan)
+    claims = _claims(meta, "critic-networks")
+    assert claims and set(claims.values()) == {Claim.CRITIC} and all(t.startswith("disc/") for t in claims)
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["samples:0"]
+    assert any("network trained apart" in w for w in res.warnings)
+
+
+def test_the_features_a_domain_critic_scores_are_no_output():
+    meta = _meta(lambda: _gan(domain_critic=True))
+    assert _claims(meta, "critic-networks").get("features:0") is Claim.CRITIC
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["probs:0"]
+
+
+def _small_head_of_other_labels():
+    """A big regression head and a small classifier off the same trunk, each of its own labels:
+    two tasks, not a training aid (deep supervision compares one target twice)."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    y_big = tf1.placeholder(tf.float32, [None, 2], name="y_big")
+    y_small = tf1.placeholder(tf.int32, [None], name="y_small")
+    trunk = tf.nn.relu(_dense(tf.nn.relu(_dense(x, 4, "trunk0")), 4, "trunk1"))
+    h = trunk
+    for k in range(4):
+        h = tf.nn.relu(_dense(h, 4, "deep%d" % k))
+    big = _dense(h, 2, "big")
+    small = _dense(trunk, 2, "small")
+    tf.nn.softmax(small, name="small_probs")
+    loss = tf.add(tf.reduce_mean(tf.square(big - y_big)),
+                  tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_small, logits=small)),
+                  name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_small_head_of_other_labels_is_no_deep_supervision():
+    meta = _meta(_small_head_of_other_labels)
+    assert not _claims(meta, "deep-supervision")
+    assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["big:0", "small_probs:0"]

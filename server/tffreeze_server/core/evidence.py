@@ -44,6 +44,7 @@ class Claim(enum.Enum):
     SUPERSEDED = "the inference computation goes on after it"
     UNTRAINED_BRANCH = "computed by layers no optimizer trains"
     REGULARIZER = "loss arithmetic on the model's tensors"
+    CRITIC = "a network trained apart that scores another network's output"
     # -- open --
     SEPARATELY_TRAINED = "one of several networks trained apart"
     HEADLESS = "a prediction of its own labels with no inference head, beside predictions of other labels"

@@ -224,10 +224,11 @@ def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
     if len(labelled) < 2:
         return []
     up = {p: s.upstream([node_of(p)]) for p in labelled}
+    labels = {p: s.compared_labels(p, f.in_loss, f.label_mask) for p in labelled}
     out: List[Evidence] = []
     for p in labelled:
         for o in labelled:
-            if o == p or not (up[p] & up[o]):
+            if o == p or not (up[p] & up[o]) or not labels[p] & labels[o]:
                 continue
             own, other = s.layer_count(up[p] - up[o]), s.layer_count(up[o] - up[p])
             if other >= 3 * max(own, 1) and s.layer_count(up[p] & up[o]) > own:
@@ -292,10 +293,43 @@ def _all_trained(f: Facts) -> int:
     return mask
 
 
+@rule("critic-networks",
+      "of networks trained by optimizers with no variable in common, one that computes a prediction from another's "
+      "output, while the other computes none from it (a GAN's discriminator scoring the generator's samples, a "
+      "domain critic reading the features), is that network's critic, a training aid; what a critic scores inside "
+      "the model it scores, when the model computes its predictions on from it (the features), is no output either")
+def critic_networks(f: Facts, board: Board) -> List[Evidence]:
+    s, preds = f.s, predictions(board)
+    networks = _disjoint_networks({s.trained_mask(e.loss) for e in preds})
+    if len(networks) < 2:
+        return []
+    own = {g: [e for e in preds if s.trained_mask(e.loss) & g] for g in networks}
+
+    def reads(g, h):  # a prediction of g is computed from what network h computes
+        return any(s.var_bits[node_of(e.tensor)] & h for e in own[g])
+    critics = {g for g in networks for h in networks if g != h and reads(g, h) and not reads(h, g)}
+    out = [Evidence(e.tensor, Claim.CRITIC, WEIGHT_AGAINST, "left out: %s is computed by a network trained apart "
+                    "(the loss %s) from another network's output, which it scores" % (e.tensor, e.loss), (e.loss,),
+                    loss=e.loss)
+           for g in critics for e in own[g]]
+    scored = s.upstream([node_of(c.tensor) for g in critics for c in own[g]])
+    for h in networks:
+        if h in critics:
+            continue
+        for e in own[h]:
+            if e.claim in LABELLED_CLAIMS or node_of(e.tensor) not in scored:
+                continue
+            if any(o.tensor != e.tensor and node_of(e.tensor) in s.upstream([node_of(o.tensor)]) for o in own[h]):
+                out.append(Evidence(e.tensor, Claim.CRITIC, WEIGHT_AGAINST, "left out: %s is what a network trained "
+                                    "apart scores, and the model computes its predictions on from it" % e.tensor,
+                                    (e.loss,), loss=e.loss))
+    return out
+
+
 @rule("separately-trained-networks",
-      "networks trained by optimizers with no variable in common (a GAN's generator and discriminator) are "
-      "separate models; which one is deployed is not in the graph (optimizers sharing variables train one "
-      "network)")
+      "networks trained by optimizers with no variable in common (the generator and the discriminator of a GAN "
+      "whose critic reads no output of the other) are separate models; which one is deployed is not in the graph "
+      "(optimizers sharing variables train one network)")
 def separately_trained_networks(f: Facts, board: Board) -> List[Evidence]:
     preds = predictions(board)
     networks = _disjoint_networks({f.s.trained_mask(e.loss) for e in preds})
@@ -398,7 +432,7 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
     return out
 
 
-STRUCTURE_RULES = (loss_meets_model, replicas, inference_branch, deep_supervision, separately_trained_networks,
+STRUCTURE_RULES = (loss_meets_model, replicas, critic_networks, inference_branch, deep_supervision, separately_trained_networks,
                    inference_ends, heads_after_prediction, one_target_one_head)
 
 
@@ -418,7 +452,8 @@ def predictions(board: Board) -> List[Evidence]:
     """The predictions left standing: neither replicas, auxiliary heads, loss arithmetic nor
     the logits of a head the loss compares too."""
     headed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == loss_meets_model.name}
-    return [e for e in _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER) if e.tensor not in headed]
+    return [e for e in _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER, Claim.CRITIC)
+            if e.tensor not in headed]
 
 
 def _disjoint_networks(masks: Set[int]) -> List[int]:
@@ -459,7 +494,8 @@ def decide(board: Board) -> Decision:
     follows it (inference ends, the evaluated head, its heads), else by itself; no answer when no prediction
     stands or several separately trained networks hold them (then they are candidates)."""
     d = Decision(board=board)
-    d.warnings = [e.why for e in board.of(Claim.AUXILIARY)] + [e.why for e in board.of(Claim.REPLICA)]
+    d.warnings = ([e.why for e in board.of(Claim.AUXILIARY)] + [e.why for e in board.of(Claim.REPLICA)]
+                  + [e.why for e in board.of(Claim.CRITIC)])
     standing = predictions(board)
     branches = board.of(Claim.INFERENCE_BRANCH)
     d.warnings += [e.why for e in board.of(Claim.UNTRAINED_BRANCH)]
