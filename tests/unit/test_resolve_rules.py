@@ -835,3 +835,45 @@ def test_a_small_head_of_other_labels_is_no_deep_supervision():
     meta = _meta(_small_head_of_other_labels)
     assert not _claims(meta, "deep-supervision")
     assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["big:0", "small_probs:0"]
+
+
+def _threshold_on_probabilities_of_a_hand_written_loss():
+    """A sigmoid classifier whose loss is written by hand on the probabilities, and a 0/1 decision
+    thresholded from them: the decision is an inference end; the probabilities stay beside it."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    y = tf1.placeholder(tf.float32, [None, 1], name="y")
+    probs = tf.sigmoid(_dense(x, 1, "logit"), name="probs")
+    tf.cast(probs > 0.5, tf.int32, name="decision")
+    loss = tf.negative(tf.reduce_mean(y * tf1.log(probs + 1e-7) + (1 - y) * tf1.log(1 - probs + 1e-7)), name="loss")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+
+
+def test_a_decision_keeps_the_probabilities_a_hand_written_loss_reads():
+    meta = _meta(_threshold_on_probabilities_of_a_hand_written_loss)
+    assert ("probs:0", Claim.INFERENCE_END) in [(e.tensor, e.claim) for e in _records(meta) if e.rule == "inference-ends"]
+    assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["decision:0", "probs:0"]
+
+
+def _regression_printed_for_debugging():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    y = tf1.placeholder(tf.float32, [None, 1], name="y")
+    h = _dense(x, 1, "h")
+    with tf.control_dependencies([tf.print("h:", h)]):
+        h = tf.identity(h)
+    out = tf.identity(h, name="out")
+    tf1.train.GradientDescentOptimizer(0.1).minimize(tf.reduce_mean(tf.square(out - y), name="loss"))
+
+
+def test_a_debug_print_s_string_is_no_output():
+    meta = _meta(_regression_printed_for_debugging)
+    outputs = [t for t, _ in resolve.resolve(meta, [], []).outputs]
+    assert outputs == ["out:0"], outputs
+
+
+def test_an_output_named_twice_is_one_output_with_a_warning():
+    meta = _meta(_classifier)
+    res = resolve.resolve(meta, ["probs", "probs:0", "logits"], ["x", "x:0"])
+    assert [t for t, _ in res.outputs] == ["probs:0", "logits:0"]
+    assert [t for t, _ in res.inputs] == ["x:0"]
+    assert any("options.outputs names probs:0 more than once" in w for w in res.warnings), res.warnings
+    assert any("options.inputs names x:0 more than once" in w for w in res.warnings), res.warnings

@@ -302,6 +302,11 @@ def load_saved_model(workdir: str, files: List[str], spec: FreezeSpec, require_g
     if tf2:
         loaded = _load_saved_model_v2(workdir, ckpt, meta, chosen_tags, spec, progress)
     else:
+        if spec.graph_path:  # never ignored silently: the SavedModel's MetaGraph is its graph
+            raise InvalidArgument("options.graph_path does not apply to a TF1 SavedModel: its saved_model.pb holds "
+                                  "the graph (choose a MetaGraph with options.tags); leave it out, or give a Saver "
+                                  "checkpoint with the graph file", "ERROR_REASON_OPTION_NOT_APPLICABLE",
+                                  field="options.graph_path", source_kind="SOURCE_KIND_SAVED_MODEL_V1")
         has_vars = os.path.exists(os.path.join(workdir, "variables", "variables.index"))
         reader = open_reader(workdir, "variables/variables") if has_vars else None
         loaded = Loaded(freeze_pb2.SOURCE_KIND_SAVED_MODEL_V1, ckpt, meta, reader, export_dir=workdir,

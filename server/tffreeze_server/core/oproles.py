@@ -86,7 +86,7 @@ DEBUG_OPS: FrozenSet[str] = frozenset({"Print", "PrintV2", "Assert", "CheckNumer
 DEBUG_FORWARDING_OPS: FrozenSet[str] = frozenset({"Print", "CheckNumerics", "CheckNumericsV2"})
 # What a training graph runs beside the model: never a model output.
 BOOKKEEPING_OPS: FrozenSet[str] = (
-    frozenset({"NoOp", "Const", "Assert", "Print", "PrintV2", "StringJoin", "MergeSummary", "WriteFile",
+    frozenset({"NoOp", "Const", "Assert", "Print", "PrintV2", "StringFormat", "StringJoin", "MergeSummary", "WriteFile",
                "VarIsInitializedOp", "IsVariableInitialized", "ReadVariableOp", "DestroyResourceOp",
                "ReportUninitializedVariables",
                # structural by-products (a loss's label Shape, ...) are not model outputs

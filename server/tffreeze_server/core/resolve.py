@@ -424,7 +424,8 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
     training = training_nodes(graph_def)
     warnings: List[str] = []
     if outputs:
-        res = Resolution([(t, EXPLICIT_OUTPUT) for t in resolve_names(outputs, graph_def, "outputs")], None)
+        res = Resolution([(t, EXPLICIT_OUTPUT) for t in _once(resolve_names(outputs, graph_def, "outputs"),
+                                                                "outputs", warnings)], None)
         in_loops = _inside_v1_loops(graph_def)
         for t, _ in res.outputs:
             if node_of(t) in in_loops:
@@ -460,13 +461,22 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
             warnings.append("%d outputs were inferred as graph sinks (%s); name the outputs to choose"
                             % (len(res.outputs), ", ".join(t for t, _ in res.outputs)))
     if inputs:
-        res.inputs = [(t, EXPLICIT_INPUT) for t in resolve_names(inputs, graph_def, "inputs")]
+        res.inputs = [(t, EXPLICIT_INPUT) for t in _once(resolve_names(inputs, graph_def, "inputs"), "inputs", warnings)]
     elif res.inputs is not None:
         # Keep the signature's/collection's inputs only if the outputs use them.
         needed = ancestors(graph_def, [node_of(t) for t, _ in res.outputs])
         res.inputs = [(t, r) for t, r in res.inputs if node_of(t) in needed] or None
     res.warnings = warnings + res.warnings
     return res
+
+
+def _once(names: List[str], what: str, warnings: List[str]) -> List[str]:
+    """Tensor names given more than once (``probs,probs:0``) are one tensor: kept once, with a warning."""
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):
+        twice = [t for t in unique if names.count(t) > 1]
+        warnings.append("options.%s names %s more than once; each tensor is kept once" % (what, ", ".join(twice)))
+    return unique
 
 
 def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:

@@ -353,6 +353,12 @@ def inference_ends(f: Facts, board: Board) -> List[Evidence]:
     for p, ends in post_processing(s, preds, allowed, f.training, f.unused_control_flow).items():
         why = "end of the inference computation after %s (the loss never reads it)" % p
         out += [Evidence(t, Claim.INFERENCE_END, WEIGHT_HEAD, why, (node_of(p),), follows=p) for t in ends]
+        if head_op(s, node_of(p)) in HEAD_OPS and not any(s.carries(node_of(p), node_of(t)) for t in ends):
+            # the prediction is itself a head (probabilities a hand-written cross-entropy reads) that the
+            # inference computation decides from (a threshold): it stays beside the decision
+            out.append(Evidence(p, Claim.INFERENCE_END, WEIGHT_HEAD, "prediction head (%s) the inference "
+                                "computation decides from (%s) without carrying its values on"
+                                % (head_op(s, node_of(p)), ", ".join(ends[:3])), (node_of(p),), follows=p))
         for h in s.heads_after(p, f.label_mask, f.loss_scopes, f.loss_values):
             if h not in ends and not any(s.carries(node_of(h), node_of(t)) for t in ends):
                 out.append(Evidence(h, Claim.INFERENCE_END, WEIGHT_HEAD, "prediction head (%s) computed from %s, which "

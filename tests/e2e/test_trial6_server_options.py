@@ -1,0 +1,53 @@
+"""Issue 34, trial 6: an option that does not apply to a TF1 SavedModel is refused, as for the
+other kinds, never ignored (M9); outputs named twice are written once (M6). Real server, real
+`tffreeze` command."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import models
+from conftest import start_server, stop_server
+
+TFFREEZE = os.path.join(os.path.dirname(sys.executable), "tffreeze")
+
+
+def cli(*args):
+    env = dict(os.environ)
+    env.pop("TFFREEZE_SERVER", None)
+    return subprocess.run([TFFREEZE, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = start_server(str(tmp_path_factory.mktemp("trial6-data")))
+    yield s
+    stop_server(s)
+
+
+def test_a_graph_file_for_a_tf1_saved_model_is_refused_not_ignored(srv, tmp_path):
+    m = models.saved_model_v1(str(tmp_path / "sm"))
+    graph = tmp_path / "other.pbtxt"
+    graph.write_text("node { name: 'c' op: 'Const' attr { key: 'dtype' value { type: DT_FLOAT } } "
+                     "attr { key: 'value' value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 1 } } } }")
+    r = cli("freeze", m.directory, "-o", str(tmp_path / "o.pb"), "--graph", str(graph), "--server", srv.target)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "--graph does not apply to a TF1 SavedModel" in r.stderr, r.stderr
+    assert "OPTION_NOT_APPLICABLE" in r.stderr and "options." not in r.stderr
+    assert not os.path.exists(tmp_path / "o.pb")
+
+
+def test_outputs_named_twice_are_written_once(srv, tmp_path):
+    m = models.dense(str(tmp_path / "run"), True)
+    out, manifest = tmp_path / "o.pb", tmp_path / "o.json"
+    name = sorted(m.expected)[0]
+    r = cli("freeze", m.directory, "-o", str(out), "--outputs", "%s,%s" % (name, name.split(":")[0]),
+            "--manifest", str(manifest), "--server", srv.target)
+    assert r.returncode == 0, r.stderr
+    written = json.loads(manifest.read_text())
+    assert [o["name"] for o in written["outputs"]] == [name]
+    assert "more than once" in r.stderr + r.stdout
