@@ -232,6 +232,14 @@ def _shape(t) -> str:
     return "?" if t["shape"] is None else "[%s]" % ", ".join(str(d) for d in t["shape"])
 
 
+def _in_flags(text: str) -> str:
+    """A request field a warning or reason names (``options.outputs``), as every client's flag."""
+    def flag(m):
+        shown = options.FLAGS.get(m.group(0))
+        return m.group(0) if not shown else ("the source" if shown == "SOURCE" else shown)
+    return re.sub(r"\boptions\.[a-z_]+", flag, text)
+
+
 def inspect_text(info: dict, cut: Optional[Dict[str, int]] = None) -> str:
     """The human-readable inspect report (what every client's ``inspect`` prints; the
     command line's flags are the same in every client). ``cut``: how many entries of each
@@ -272,7 +280,7 @@ def inspect_text(info: dict, cut: Optional[Dict[str, int]] = None) -> str:
         else:
             out.append("%s:" % kind)
         for t in info[kind]:
-            out.append("  %-30s %-8s %-12s %s" % (t["name"], t["dtype"], _shape(t), t["reason"]))
+            out.append("  %-30s %-8s %-12s %s" % (t["name"], t["dtype"], _shape(t), _in_flags(t["reason"])))
         more(kind)
     for b in info.get("bindings") or []:  # as freeze prints them
         out.append("bound:      %s = %s (%s)" % (b["name"], json.dumps(b["value"]), b["reason"]))
@@ -295,7 +303,7 @@ def inspect_text(info: dict, cut: Optional[Dict[str, int]] = None) -> str:
     if info["collections"]:
         out.append("collections: %s" % ", ".join(info["collections"]))
     for w in info["warnings"]:
-        out.append("warning: %s" % w)
+        out.append("warning: %s" % _in_flags(w))
     return "\n".join(out) + "\n"
 
 

@@ -51,3 +51,32 @@ def test_outputs_named_twice_are_written_once(srv, tmp_path):
     written = json.loads(manifest.read_text())
     assert [o["name"] for o in written["outputs"]] == [name]
     assert "more than once" in r.stderr + r.stdout
+
+
+def _classifier_checkpoint(directory: str) -> str:
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        labels = tf1.placeholder(tf.int32, [None], name="labels")
+        logits = tf.matmul(x, tf1.get_variable("w", [3, 2]), name="logits")
+        tf.nn.softmax(logits, name="probs")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        train = tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(train, {x: [[1, 2, 3]], labels: [1]})
+            os.makedirs(directory, exist_ok=True)
+            tf1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"))
+    return directory
+
+
+def test_inspect_s_report_names_options_as_flags(srv, tmp_path):
+    """N4 (trial 6): the report every client prints says --outputs, not the request field."""
+    source = _classifier_checkpoint(str(tmp_path / "cls"))
+    r = cli("inspect", source, "--server", srv.target)
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stdout.splitlines() if line.startswith("warning:")]
+    assert any("--outputs" in line for line in warned), r.stdout
+    assert "options." not in r.stdout, r.stdout
