@@ -42,7 +42,9 @@ _HEADROOM = 512 << 20
 _ALLOCATION_FAILED = re.compile(r"bad_alloc|MemoryError|Cannot allocate memory|OOM when allocating|"
                                 r"Unable to allocate|failed to allocate|ran out of memory|"
                                 # a thread's stack is private memory the limit counts: creating one fails too
-                                r"can't start new thread|pthread_create", re.IGNORECASE)
+                                r"can't start new thread|pthread_create|"
+                                # a read into a buffer whose allocation failed unchecked (EFAULT): never the file's fault
+                                r"Bad address", re.IGNORECASE)
 
 
 def human(n: int) -> str:
@@ -82,12 +84,16 @@ def crashed_near_limit(maxrss_kb: int, base_kb: int, budget: int) -> bool:
     return budget > 0 and maxrss_kb > 0 and (maxrss_kb - base_kb) * 1024 >= budget // 2
 
 
+# a conversion, or a step of the engine (verify serialising a graph of the checkpoint's size), refused
+_FAILED_AT_LIMIT = ("ERROR_REASON_CONVERSION_FAILED", "ERROR_REASON_GRAPH_UNSUPPORTED")
+
+
 def failed_at_limit(maxrss_kb: int, base_kb: int, budget: int, reason: str, metadata: dict) -> bool:
-    """A conversion refused without naming an op, by a task whose process had grown to (nine
-    tenths of) its budget: a converter that fails an allocation at the limit often says so
-    in other words (protobuf's "Failed to serialize proto", a MemoryError caught and re-raised
-    without text)."""
-    return (reason == "ERROR_REASON_CONVERSION_FAILED" and not metadata.get("op") and budget > 0
+    """A conversion (or an engine step: GRAPH_UNSUPPORTED) refused without naming an op, by a task
+    whose process had grown to (nine tenths of) its budget: code that fails an allocation at the
+    limit often says so in other words (protobuf's "Failed to serialize proto", a MemoryError
+    caught and re-raised without text)."""
+    return (reason in _FAILED_AT_LIMIT and not metadata.get("op") and budget > 0
             and maxrss_kb > 0 and (maxrss_kb - base_kb) * 1024 >= budget * 9 // 10)
 
 

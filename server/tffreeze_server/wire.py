@@ -9,10 +9,12 @@ object, of an unknown type or with fields of the wrong type is a protocol error
 Types, server -> worker process ("zygote"):
   task   {id, kind, payload, task_dir}  plus one descriptor (the task's socket)
   kill   {id}                           stop that task's processes now
+  probe  {id}                           how that task's process is doing (answered by "cpu")
   stop   {}                             exit once idle
 worker process -> server:
   ready   {version}                     TensorFlow imported, tasks may come
   exited  {id, code, maxrss_kb, base_kb} a task's processes are all gone (peak and starting resident kB)
+  cpu     {id, ticks, threads, state}   the task's process: CPU ticks used, threads, state letter (a probe's answer)
 task process -> server (on the task's own socket):
   progress {stage, message, fraction}   stage: a string or a Stage number
   ok       {value}                      the task's JSON result
@@ -222,7 +224,8 @@ def check_pieces(pieces: Any, kinds: Tuple[str, ...]) -> List[tuple]:
 
 
 def check_worker_frame(frame: Dict[str, Any]) -> Tuple:
-    """A worker process's frame as ("ready",) or ("exited", id, code, maxrss_kb, base_kb)."""
+    """A worker process's frame as ("ready",), ("exited", id, code, maxrss_kb, base_kb) or
+    ("cpu", id, ticks, threads, state)."""
     kind = frame["t"]
     if kind == "ready":
         return ("ready",)
@@ -233,6 +236,9 @@ def check_worker_frame(frame: Dict[str, Any]) -> Tuple:
         return ("exited", _text(frame.get("id"), "exited.id", 64), code,
                 int(_number(frame.get("maxrss_kb", 0), "exited.maxrss_kb")),
                 int(_number(frame.get("base_kb", 0), "exited.base_kb")))
+    if kind == "cpu":
+        return ("cpu", _text(frame.get("id"), "cpu.id", 64), int(_number(frame.get("ticks", 0), "cpu.ticks")),
+                int(_number(frame.get("threads", 0), "cpu.threads")), _text(frame.get("state", ""), "cpu.state", 4))
     raise WireError("unknown worker frame type %r" % kind[:40])
 
 

@@ -258,6 +258,11 @@ def _worker_main(sock: socket.socket, target: str, box: bool, tasks_root: str, m
                 for tid, child, _ in preparing.values():
                     if tid == frame.get("id"):
                         _kill_group(child)
+            elif frame["t"] == "probe":
+                for pid, (tid, _, _) in running.items():
+                    if tid == frame.get("id"):
+                        ticks, threads, state = _cpu(pid)
+                        wire.send(sock, {"t": "cpu", "id": tid, "ticks": ticks, "threads": threads, "state": state})
             elif frame["t"] == "stop":
                 stopping = True
 
@@ -268,6 +273,17 @@ def _resident_kb(pid: int) -> int:
             return next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
     except (OSError, ValueError):
         return 0
+
+
+def _cpu(pid: int) -> Tuple[int, int, str]:
+    """(CPU ticks used by all its threads, its threads, its state letter) of a process; (0, 0, "")
+    when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3
+        return int(fields[11]) + int(fields[12]), int(fields[17]), fields[0]
+    except (OSError, ValueError, IndexError):
+        return 0, 0, ""
 
 
 def _size_of(folder: str) -> int:
@@ -297,6 +313,29 @@ def _kill_group(pid: int) -> None:
 
 
 # -- in the server ----------------------------------------------------------------
+STALL_SECONDS = 15.0  # a task under the memory limit that waits single-threaded, using no CPU, this long is stuck
+_PROBE_EVERY = 1.0
+
+
+class _Stall:
+    """What ``WorkerPool._stalled`` knows of one task: when it last asked, the CPU ticks seen and since when."""
+
+    def __init__(self):
+        self.asked, self.ticks, self.since = 0.0, -1, time.monotonic()
+
+
+def _stage_words(stage) -> str:
+    """A stage a task reported, in words ("" when none or unknown)."""
+    try:
+        from tffreeze_api.v1 import freeze_pb2
+
+        from .core import stages
+
+        return freeze_pb2.Stage.Name(stages.contract(stage))[len("STAGE_"):].lower().replace("_", " ")
+    except (ValueError, TypeError, ImportError):
+        return ""
+
+
 class Task:
     """A task's folder: ``in/`` (the staged inputs) and ``out/`` (empty; the task's
     outputs), seen by the task's sandbox and nothing else; removed when done."""
@@ -333,6 +372,7 @@ class _Worker:
         self.reader = wire.Reader(parent, max_frame=1 << 16)
         self.exits = {}  # task id -> (code, maxrss_kb, base_kb), as reported
         self.discarded = set()  # prepared tasks closed unused: their exits are dropped
+        self.cpu = {}  # task id -> (ticks, threads, state): the last answer to a probe
         self.prepared: Optional[Tuple[Task, socket.socket]] = None
         self.tasks = 0
         self.ready = False
@@ -360,6 +400,8 @@ class _Worker:
                 msg = wire.check_worker_frame(frame)
                 if msg[0] == "ready":
                     self.ready = True
+                elif msg[0] == "cpu":
+                    self.cpu[msg[1]] = msg[2:]
                 elif msg[1] in self.discarded:
                     self.discarded.discard(msg[1])
                 else:
@@ -630,10 +672,12 @@ class WorkerPool:
             except OSError:
                 pass  # the prepared process is gone: the exit the worker reports says why
             started = True
-            outcome, exit_info = yield from self._follow(worker, task, ours, check, kind, stage_limits, in_stage)
+            outcome, exit_info = yield from self._follow(worker, task, ours, check, kind, stage_limits, in_stage,
+                                                         payload)
             healthy = True
         finally:
             ours.close()
+            worker.cpu.pop(task.id, None)
             if not started or not healthy:
                 task.remove()
             if healthy:
@@ -657,17 +701,23 @@ class WorkerPool:
         finally:
             task.remove()
 
-    def _follow(self, worker: _Worker, task: Task, sock: socket.socket, check, kind: str, stage_limits, in_stage):
+    def _follow(self, worker: _Worker, task: Task, sock: socket.socket, check, kind: str, stage_limits, in_stage,
+                payload: Optional[dict] = None):
         """Read the task's frames (progress passed on) until its processes are gone.
         Returns (its outcome or None, (exit code, maxrss_kb)). Deadline and cancel stop
-        the task; a worker that breaks the format or dies raises."""
+        the task, and so does a stall under the task memory limit (``_stalled``); a worker
+        that breaks the format or dies raises."""
         reader = wire.Reader(sock)
         outcome = None
         stopping_since = None
         pending_error = None
+        stall = _Stall()
+        stage_seen = None
         while True:
             try:
                 check()
+                if self.task_memory and outcome is None:
+                    self._stalled(worker, task, stall, kind, payload, stage_seen)
             except FreezeError as exc:
                 if stopping_since is None:
                     pending_error = exc
@@ -709,6 +759,8 @@ class WorkerPool:
                     os.close(fd)  # a task sends no descriptors
                 for msg in msgs:
                     if msg[0] == "progress":
+                        if msg[1] != "plan":
+                            stage_seen = msg[1]
                         if msg[1] in stage_limits:
                             in_stage[:] = [msg[1], time.monotonic()]
                         elif msg[1] != "plan":
@@ -719,6 +771,40 @@ class WorkerPool:
                         outcome = msg
             if not worker.is_alive():
                 raise self._worker_gone(worker, kind)
+
+    def _stalled(self, worker: _Worker, task: Task, stall: "_Stall", kind: str, payload, stage) -> None:
+        """Under the task memory limit, a task's process that waits single-threaded, using no CPU,
+        for STALL_SECONDS is stuck: a thread it needed could not be created under the limit (a
+        thread's stack counts against it) and it waits for that thread forever, on a lock no
+        signal of its own can break. Raises the memory limit's error (the caller stops the
+        task); the stage's own time limit, if any, would name its flag later, the call's
+        deadline much later still."""
+        now = time.monotonic()
+        if now - stall.asked >= _PROBE_EVERY:
+            stall.asked = now
+            try:
+                worker.send({"t": "probe", "id": task.id})
+            except OSError:
+                return
+        answer = worker.cpu.pop(task.id, None)
+        if answer is None:
+            return
+        ticks, threads, state = answer
+        if threads != 1 or state != "S" or ticks != stall.ticks:
+            stall.ticks, stall.since = ticks, now
+            return
+        if now - stall.since < STALL_SECONDS:
+            return
+        words = _stage_words(stage)
+        verify, fmt = memlimit.options_of(payload or {})
+        raise memlimit.error(
+            kind, self.task_memory, self.local,
+            "its process stopped%s: it waited single-threaded, using no CPU, for %.0f s (under the memory limit a "
+            "thread it needed could not be created, and it waits for it forever); it was stopped" % (
+                " while " + words if words else "", now - stall.since),
+            upload_bytes=_size_of(task.in_dir), verify=verify, fmt=fmt, likely=True,
+            metadata={"stalled": "%.0f" % (now - stall.since),
+                      "stage": "STAGE_" + words.upper().replace(" ", "_") if words else ""})
 
     @staticmethod
     def _take(frames, outcome):
@@ -752,8 +838,9 @@ class WorkerPool:
                 code, maxrss_kb, base_kb = (tuple(exit_info or ()) + (None, 0, 0))[:3]
                 if not memlimit.failed_at_limit(maxrss_kb, base_kb, self.task_memory, reason, metadata):
                     return None
-                evidence = ("its conversion failed (%s) after the task grew by %s, at the limit, where an allocation "
-                            "fails" % (memlimit.telling_sentence(message), memlimit.human((maxrss_kb - base_kb) * 1024)))
+                evidence = ("its %s failed (%s) after the task grew by %s, at the limit, where an allocation fails" % (
+                    "conversion" if reason == "ERROR_REASON_CONVERSION_FAILED" else "engine",
+                    memlimit.telling_sentence(message).split(". This graph uses")[0], memlimit.human((maxrss_kb - base_kb) * 1024)))
                 likely = True
             elif reason == "ERROR_REASON_MEMORY_LIMIT":  # the task's own words name the server's flag: ours replace them
                 stage = metadata.get("stage", "")
