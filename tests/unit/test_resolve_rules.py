@@ -877,3 +877,35 @@ def test_an_output_named_twice_is_one_output_with_a_warning():
     assert [t for t, _ in res.inputs] == ["x:0"]
     assert any("options.outputs names probs:0 more than once" in w for w in res.warnings), res.warnings
     assert any("options.inputs names x:0 more than once" in w for w in res.warnings), res.warnings
+
+
+def _unrolled_pointer_decoder():
+    """A pointer-style decoder unrolled in Python: trained teacher-forced on the target indices; at
+    inference a greedy pass whose ids are stacked, whose logits are stacked too (unused), and
+    whose last step still prepares a next input nothing reads."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    target = tf1.placeholder(tf.int32, [None, 2], name="target")
+    w = tf1.get_variable("w", [1, 3])
+
+    def decode(teacher):
+        inp, logits, ids = tf.zeros_like(x[:, :1]), [], []
+        for t in range(2):
+            step = tf.matmul(inp, w) + x
+            logits.append(step)
+            ids.append(tf.argmax(step, 1, output_type=tf.int32))
+            inp = tf.gather(x, teacher[:, t] if teacher is not None else ids[-1], batch_dims=1)[:, None]
+        return tf.stack(logits, 1), tf.stack(ids, 1)
+    trained, _ = decode(target)
+    _, ids = decode(None)
+    tf.identity(ids, name="pointers")
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=trained), name="loss")
+    tf1.train.AdamOptimizer(0.01).minimize(loss)
+
+
+def test_several_ends_of_one_inference_computation_leave_the_choice_open():
+    meta = _meta(_unrolled_pointer_decoder)
+    assert "pointers:0" in _claims(meta, "inference-branch")
+    with pytest.raises(FailedPrecondition) as err:
+        resolve.resolve(meta, [], [])
+    listed = err.value.metadata["candidates"].split(",")
+    assert "pointers:0" in listed[:3] and len(listed) >= 2, listed

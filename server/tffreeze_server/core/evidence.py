@@ -48,6 +48,7 @@ class Claim(enum.Enum):
     # -- open --
     SEPARATELY_TRAINED = "one of several networks trained apart"
     HEADLESS = "a prediction of its own labels with no inference head, beside predictions of other labels"
+    ONE_COMPUTATION = "one of several ends of one inference computation, none with a layer of its own"
     CANDIDATE = "might be an output (listed when the graph does not decide)"
 
     @property

@@ -275,11 +275,32 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     for b in branches:
         computes_with |= s.var_bits[node_of(b)]
     out += [Evidence(t, Claim.INFERENCE_BRANCH, WEIGHT_STRUCTURE, why, tuple(f.losses[:3])) for t in branches]
+    out += _one_computation(s, branches)
     out += [Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "a training-time prediction: the graph has an inference "
                      "branch (%s) computing with its variables" % ", ".join(branches[:3]),
                      tuple(node_of(b) for b in branches[:3]))
             for p in preds if not s.var_bits[node_of(p)] & ~computes_with or p not in labelled]
     return out
+
+
+def _one_computation(s: Structure, branches: List[str]) -> List[Evidence]:
+    """Several sinks of one inference computation, none computed by a layer the others are not
+    (an unrolled decoder's ids, its unused logits and the next input it prepared after its last
+    step): each may be an output or a by-product, and the graph does not say which."""
+    if len(branches) < 2:
+        return []
+    up = {t: s.upstream([node_of(t)]) for t in branches}
+    for b in branches:
+        others: Set[str] = set()
+        for t in branches:
+            if t != b:
+                others |= up[t]
+        if s.layer_count(up[b] - others):
+            return []
+    return [Evidence(t, Claim.ONE_COMPUTATION, WEIGHT_OPEN, "%s is one of %d ends of one inference computation "
+                     "(%s), none computed by a layer the others are not: which are outputs and which by-products "
+                     "is not in the graph" % (t, len(branches), ", ".join(branches[:3])),
+                     tuple(node_of(o) for o in branches[:3] if o != t)) for t in branches]
 
 
 def _all_trained(f: Facts) -> int:
@@ -505,6 +526,11 @@ def decide(board: Board) -> Decision:
     standing = predictions(board)
     branches = board.of(Claim.INFERENCE_BRANCH)
     d.warnings += [e.why for e in board.of(Claim.UNTRAINED_BRANCH)]
+    one = board.of(Claim.ONE_COMPUTATION)
+    if one:
+        d.candidates = [(e.tensor, e.why) for e in one]
+        d.unsure = one[0].why
+        return d
     if branches:
         d.outputs = [(e.tensor, e.why) for e in branches]
         recomputed = _recomputed(board)
