@@ -654,8 +654,27 @@ def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings,
                                          lambda setting: verify_mod.run_graph_def(frozen, feeds, fetches, setting=setting))
     except FailedPrecondition as exc:  # random outputs differ between any two runs: say so, not a wrong freeze
         drawn = randomness.random_nodes(frozen, original)
-        if exc.metadata.get("cause") != "graph" or not drawn:
+        if exc.metadata.get("cause") != "graph":
             raise
+        if not drawn:  # a dropout whose keep-prob is an input left unbound: verify fed it a generated value
+            switched, deciding = randomness.switching_inputs(frozen, original)
+            if not switched or not deciding:
+                raise
+            binds = " ".join("options.bind %s=%s" % (name, randomness.inference_value(name)) for name in deciding)
+            fed = ", ".join("%s=%s" % (name, _fed_words(feeds.get(name + ":0", feeds.get(name))))
+                            for name in deciding)
+            raise FailedPrecondition(
+                "verify: the outputs are random: they depend on %s, which draw%s new numbers on every run unless the "
+                "input%s %s %s the value that turns %s off; verify fed %s, so the checkpoint's graph gives other "
+                "outputs on every run too (%s differs by %s): not a wrong freeze. Bind %s to %s inference value "
+                "(%s) and verify again" % (
+                    randomness.listing(switched), "s" if len(switched) == 1 else "", "s" if len(deciding) > 1 else "",
+                    ", ".join(deciding),
+                    "get" if len(deciding) > 1 else "gets", "them" if len(switched) > 1 else "it", fed,
+                    exc.metadata.get("output", "an output"), exc.metadata.get("max_abs_diff"),
+                    "them" if len(deciding) > 1 else "it", "their" if len(deciding) > 1 else "its", binds),
+                "ERROR_REASON_VERIFY_MISMATCH", cause="random", nodes=",".join(n for n, _ in switched[:20]),
+                inputs=",".join(deciding), output=exc.metadata.get("output", "")) from None
         raise FailedPrecondition(
             "verify: the outputs are random: they depend on %s, which draw new numbers on every run, so the "
             "checkpoint's graph gives other outputs on every run too (%s differs by %s). Rebuild the graph with "
@@ -671,6 +690,15 @@ def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings,
     return [freeze_pb2.OutputCheck(name=c["name"], max_abs_diff=c["max_abs_diff"], tolerance=c["tolerance"],
                                    default_session_max_abs_diff=c.get("default_session_max_abs_diff"))
             for c in found.checks]
+
+
+def _fed_words(value) -> str:
+    """A value verify fed an input, in a few words."""
+    if value is None:
+        return "a generated value"
+    value = np.asarray(value)
+    return ("%.3g" % value.item() if value.dtype.kind == "f" else str(value.item())) if value.size == 1 \
+        else "generated values"
 
 
 def _shape_list(info) -> Optional[List[int]]:

@@ -4,7 +4,8 @@ A dropout (or noise layer) built without a training switch (``tf.nn.dropout(h, r
 in the inference graph) draws new random numbers each time the graph runs: the frozen graph,
 like the checkpoint's own graph, gives other outputs on every run. Freeze and inspect warn
 about it, naming the ops; verify says the outputs are random instead of that the frozen
-graph computes something else. Stateless random ops with constant seeds draw the same numbers
+graph computes something else, also when the draw is a dropout whose keep-prob is an input
+left unbound (verify feeds it a generated value: ``switching_inputs``). Stateless random ops with constant seeds draw the same numbers
 every run and are not counted.
 """
 
@@ -46,6 +47,41 @@ def _switched(before) -> set:
                if i.lstrip("^").split(":")[0] not in chain):
             out.add(n.name)
     return out
+
+
+def switching_inputs(graph_def, before) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """The random nodes of ``graph_def`` that ``random_nodes`` leaves out because a placeholder
+    of ``before`` decides their draw (``_switched``), when that placeholder is still an input of
+    ``graph_def`` (not bound): ([(node, op)], [those inputs' names]). Fed any value but its
+    inference one (a keep_prob of 1), such a dropout draws new numbers on every run."""
+    switched = _switched(before)
+    nodes = [(n.name, n.op) for n in graph_def.node if n.name in switched]
+    if not nodes:
+        return [], []
+    inputs = {n.name for n in graph_def.node if n.op in ("Placeholder", "PlaceholderWithDefault")}
+    users = {}
+    for n in before.node:
+        for i in n.input:
+            users.setdefault(i.lstrip("^").split(":")[0], []).append(n.name)
+    names = {n for n, _ in nodes}
+    deciding = []
+    for name in sorted(inputs):  # the unbound inputs whose value reaches a user of a switched draw
+        seen, todo = {name}, [name]
+        while todo:  # (not through a draw: an input that gives its shape does not decide it)
+            for u in users.get(todo.pop(), []):
+                if u not in seen and u not in names:
+                    seen.add(u)
+                    todo.append(u)
+        if any(names & set(i.lstrip("^").split(":")[0] for i in before_node.input)
+               for before_node in before.node if before_node.name in seen):
+            deciding.append(name)
+    return nodes, deciding
+
+
+def inference_value(name: str) -> str:
+    """The value that turns a dropout off, guessed from its input's name: a rate 0, a keep-prob 1."""
+    low = name.lower()
+    return "0" if ("rate" in low or "drop" in low) and "keep" not in low else "1"
 
 
 def random_nodes(graph_def, before=None) -> List[Tuple[str, str]]:
