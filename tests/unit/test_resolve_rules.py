@@ -909,3 +909,8 @@ def test_several_ends_of_one_inference_computation_leave_the_choice_open():
         resolve.resolve(meta, [], [])
     listed = err.value.metadata["candidates"].split(",")
     assert "pointers:0" in listed[:3] and len(listed) >= 2, listed
+
+
+def test_a_prediction_s_reason_names_the_labels_its_own_loss_reads():
+    whys = {e.tensor: e.why for e in _records(_meta(_two_networks)) if e.rule == "loss-meets-model"}
+    assert whys["net_a:0"].endswith("compares it with la") and whys["net_b:0"].endswith("compares it with lb"), whys

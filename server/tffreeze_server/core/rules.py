@@ -83,6 +83,7 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
             found.append(record)
     for y in f.losses:
         trained = s.trained_mask(y)
+        read = [l for l in f.labels if s.bits[y] & s.bits[l]] or f.labels  # the labels this loss reads
         if s.bits[y] & f.label_mask:
             for p in s.predictions([y], f.label_mask):
                 seen_from = s.through_loss_arithmetic(s.through_loss_view(p, f.in_loss), f.in_loss)
@@ -98,7 +99,7 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
                             add(_with_loss(e, "%s (inside the loss %s)" % (e.why, y), y))
                     else:
                         add(Evidence(q, Claim.PREDICTION, WEIGHT_STRUCTURE, "prediction: the loss %s compares it "
-                                     "with %s" % (y, ", ".join(f.labels[:3])), (y,) + tuple(f.labels[:3]), loss=y))
+                                     "with %s" % (y, ", ".join(read[:3])), (y,) + tuple(read[:3]), loss=y))
         else:
             stops = s.refine(y, trained, f.label_mask)[0]
             for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
