@@ -431,13 +431,29 @@ def _source_file_named(source: str, path: str, graph: Optional[str]) -> Optional
     return None
 
 
+def _empty_path(args) -> Optional[str]:
+    """The usage error of a path flag given an empty value ("-o ''"), else None."""
+    if args.command == "freeze" and args.output == "":
+        return "freeze needs -o OUT.pb"
+    if args.command == "freeze" and args.manifest == "":
+        return "--manifest needs a path: --manifest OUT.json"
+    if args.command == "run" and args.manifest == "":
+        return "--manifest needs a path: --manifest M.json"
+    return None
+
+
 def _cmd_freeze(args) -> int:
-    from .client import check_output, remove_stale_parts, write_atomically, write_error
+    from .client import check_output, remove_stale_parts, through_link, write_atomically, write_error
 
     clash = format_clash(args.output, args.format)
     if clash:  # before anything is uploaded: the file would hold another model than its name says
         print("tffreeze freeze: %s" % clash, file=sys.stderr)
         return 2
+
+    # Written through a symbolic link: to its final target, and the link stays a link.
+    args.output = through_link(args.output)
+    if args.manifest:
+        args.manifest = through_link(args.manifest)
     # Never written over the checkpoint being frozen, nor the graph over its manifest.
     for path, flag, what in ((args.output, "-o", "the graph"), (args.manifest, "--manifest", "the manifest")):
         clash = _source_file_named(args.source, path, args.graph) if path else None
@@ -860,6 +876,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:
         _commands(parser)[args.command].unrecognized(extra)
+    empty = _empty_path(args)
+    if empty:
+        _commands(parser)[args.command].error(empty)
     handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve,
                "local-server": _cmd_local_server}[args.command]
     before = _handle_signals()

@@ -346,6 +346,18 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+def through_link(path: str) -> str:
+    """The file a write of ``path`` lands in: ``path`` itself, or, where it is a symbolic link
+    (a chain of them), the link's final target (a relative target read from the link's folder),
+    so that the output is written through the link and the link stays a link."""
+    for _ in range(40):  # as the kernel's limit of links followed
+        if not os.path.islink(path):
+            break
+        target = os.readlink(path)
+        path = target if os.path.isabs(target) else os.path.join(os.path.dirname(path), target)
+    return path
+
+
 def _example_name(flag: str, what: str) -> str:
     """A file name to suggest inside a folder given where a file was wanted: run's
     ``--output NAME=`` writes NAME.npy, --manifest model.json, a graph model.pb."""
@@ -430,6 +442,15 @@ def check_output(path: str, flag: str = "", what: str = "the graph", field: str 
             text = "%s belongs to another user, %s, and you may not write it: %s" % (where, _who(owner), other)
             if _removable(path, folder):
                 text += ", or remove it (rm %s)" % path
+        raise error_for("PERMISSION_DENIED", text, metadata={"path": path, "field": field or None})
+    if (os.geteuid() != 0 and os.path.lexists(path) and os.access(folder, os.W_OK | os.X_OK)
+            and not _removable(path, folder)):
+        # A sticky folder (like /tmp) where the entry is another user's: it is written by renaming
+        # a complete temporary file over it, which only its owner (or the folder's) may do.
+        where = (flag + path if flag.endswith("=") else "%s %s" % (flag, path)) if flag else path
+        other = "give %s another path" % flag.split()[0] if flag else "write %s elsewhere" % what
+        text = "%s belongs to another user, %s, in the sticky folder %s, where you may not replace it: %s" % (
+            where, _who(os.lstat(path).st_uid), folder, other)
         raise error_for("PERMISSION_DENIED", text, metadata={"path": path, "field": field or None})
     tmp = None
     try:
@@ -678,6 +699,7 @@ class FreezeClient:
         model converted and checked in its runtime), input_shapes (["x=1,28,28,1"] or
         {"x": [1, 28, 28, 1]})."""
         if output_path:
+            output_path = through_link(output_path)  # written through a link: the link stays a link
             check_output(output_path, field="output_path")
             remove_stale_parts(output_path)
         files, plan = self.plan(source, graph_file, timeout, outputs=outputs, inputs=inputs, step=step, **options)
