@@ -336,6 +336,18 @@ namespace TfFreeze
                 throw new RpcException(StatusCode.PERMISSION_DENIED, text, "",
                                        new Dictionary<string, string> { { "path", path } });
             }
+            Stat entry;
+            if (Syscall.geteuid() != 0 && Syscall.lstat(path, out entry) == 0 &&
+                Syscall.access(folder, AccessModes.W_OK | AccessModes.X_OK) == 0 && !Removable(path, folder))
+            {
+                // A sticky folder (like /tmp) where the entry is another user's: it is written by renaming
+                // a complete temporary file over it, which only its owner (or the folder's) may do.
+                var where = flag.EndsWith("=") ? flag + path : flag + " " + path;
+                var text = where + " belongs to another user, " + OwnerName(entry.st_uid) + ", in the sticky folder " + folder +
+                           ", where you may not replace it: give " + flag.Split(' ')[0] + " another path";
+                throw new RpcException(StatusCode.PERMISSION_DENIED, text, "",
+                                       new Dictionary<string, string> { { "path", path } });
+            }
             var probe = TempFiles.Beside(path);
             try
             {
@@ -345,6 +357,21 @@ namespace TfFreeze
                 Syscall.close(fd);
             }
             finally { TempFiles.Done(probe); }
+        }
+
+        /// <summary>The file a write of <paramref name="path"/> lands in: the path itself, or, where it is a
+        /// symbolic link (a chain of them), the link's final target (a relative target read from the link's
+        /// folder), so that the output is written through the link and the link stays a link.</summary>
+        public static string ThroughLink(string path)
+        {
+            for (int i = 0; i < 40; i++)  // as the kernel's limit of links followed
+            {
+                Stat st;
+                if (Syscall.lstat(path, out st) != 0 || ((int)st.st_mode & 0xF000) != 0xA000) break;  // S_IFLNK
+                var target = new Mono.Unix.UnixSymbolicLinkInfo(path).ContentsPath;
+                path = target.StartsWith("/") ? target : System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path) ?? "", target);
+            }
+            return path;
         }
 
         static bool AFileAbove(string folder)
@@ -433,6 +460,7 @@ namespace TfFreeze
 
         public FreezeOutcome Freeze(string source, string outputPath, OptionText options, string graphFile = null)
         {
+            outputPath = ThroughLink(outputPath);  // written through a link: the link stays a link
             CheckOutput(outputPath, OutputFlag);
             TempFiles.RemoveStale(outputPath);
             List<LocalFile> files;

@@ -582,10 +582,14 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (o.All("-o").Count + o.All("--output-file").Count > 1)
                 throw new UsageException("freeze writes one graph: give -o/--output-file once");
             var output = o.One("-o") ?? o.One("--output-file");
-            if (output == null) throw new UsageException("freeze needs -o OUT.pb");
+            if (string.IsNullOrEmpty(output)) throw new UsageException("freeze needs -o OUT.pb");
+            var manifestPath = o.One("--manifest");
+            if (manifestPath == "") throw new UsageException("--manifest needs a path: --manifest OUT.json");
             var clash = FormatClash(output, o.One("--format", ""));
             if (clash != "") throw new UsageException(clash);  // before anything is uploaded
-            var manifestPath = o.One("--manifest");
+            // Written through a symbolic link: to its final target, and the link stays a link.
+            output = FreezeClient.ThroughLink(output);
+            if (manifestPath != null) manifestPath = FreezeClient.ThroughLink(manifestPath);
             TempFiles.HandleSignals("freeze");  // before the first temporary file (the checks' probes)
             // Both checked before anything is hashed, uploaded or written: neither may be a file the
             // checkpoint being frozen is made of, nor the --graph file (writing it would destroy the
@@ -787,6 +791,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     throw new UsageException("--output '" + p + "': write NAME to print it or NAME=FILE.npy to save it");
                 return pair;
             }).ToList();
+            if (o.One("--manifest") == "") throw new UsageException("--manifest needs a path: --manifest M.json");
             if (outputs.Count == 0 && o.One("--manifest") == null)
                 throw new UsageException("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
             var model = o.Positional[0];
