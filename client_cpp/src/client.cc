@@ -584,6 +584,16 @@ void CheckOutputFolder(const std::string& path, const std::string& flag, const s
     }
     throw Error("PERMISSION_DENIED", text, "", {{"path", path}});
   }
+  struct stat entry;
+  if (geteuid() != 0 && lstat(path.c_str(), &entry) == 0 && access(folder.c_str(), W_OK | X_OK) == 0 &&
+      !Removable(path, folder.string())) {
+    // A sticky folder (like /tmp) where the entry is another user's: it is written by renaming a
+    // complete temporary file over it, which only its owner (or the folder's) may do.
+    std::string where = flag.empty() ? path : flag + (flag.back() == '=' ? "" : " ") + path;
+    std::string other = flag.empty() ? "write " + what + " elsewhere" : "give " + flag.substr(0, flag.find(' ')) + " another path";
+    throw Error("PERMISSION_DENIED", where + " belongs to another user, " + OwnerName(entry.st_uid) + ", in the sticky folder " +
+                folder.string() + ", where you may not replace it: " + other, "", {{"path", path}});
+  }
   // Tried: a temporary file of this client's naming made and removed (finds read-only filesystems too).
   std::string made;
   int slot = -1;
@@ -594,7 +604,19 @@ void CheckOutputFolder(const std::string& path, const std::string& flag, const s
   Unregister(slot);
 }
 
-FreezeOutcome Client::Freeze(const std::string& source, const std::string& output_path, const FreezeOptions& options) {
+std::string ThroughLink(const std::string& path) {
+  fs::path p = path;
+  std::error_code ec;
+  for (int i = 0; i < 40 && fs::is_symlink(fs::symlink_status(p, ec)); i++) {  // as the kernel's limit of links followed
+    fs::path target = fs::read_symlink(p, ec);
+    if (ec) break;
+    p = target.is_absolute() ? target : p.parent_path() / target;
+  }
+  return p.string();
+}
+
+FreezeOutcome Client::Freeze(const std::string& source, const std::string& output_path_given, const FreezeOptions& options) {
+  const std::string output_path = ThroughLink(output_path_given);  // written through a link: the link stays a link
   CheckOutputFolder(output_path, "");
   RemoveStaleTempFiles(output_path);
   std::vector<LocalFile> files;

@@ -527,9 +527,12 @@ int Freeze(const Options& o) {
   if (o.All("-o").size() > 1) throw Usage("freeze writes one graph: give -o/--output-file once");
   std::string out = o.One("-o");
   if (out.empty()) throw Usage("freeze needs -o OUT.pb");
+  if (o.Has("--manifest") && o.One("--manifest").empty()) throw Usage("--manifest needs a path: --manifest OUT.json");
   const std::string clash = FormatClash(out, o.One("--format"));
   if (!clash.empty()) throw Usage(clash);  // before anything is uploaded
-  const std::string manifest = o.One("--manifest");
+  // Written through a symbolic link: to its final target, and the link stays a link.
+  out = tffreeze::ThroughLink(out);
+  const std::string manifest = o.Has("--manifest") ? tffreeze::ThroughLink(o.One("--manifest")) : "";
   // Both outputs checked before anything is read, sent or written: neither may be a file the
   // checkpoint being frozen is made of, nor the --graph file (writing it would destroy the user's
   // own checkpoint); an earlier graph written into SOURCE's folder may be replaced.
@@ -861,6 +864,7 @@ int Run(const Options& o) {
       throw Usage("--output '" + p + "': write NAME=FILE.npy, or NAME to print it");
     outputs.emplace_back(name, file);
   }
+  if (o.Has("--manifest") && o.One("--manifest").empty()) throw Usage("--manifest needs a path: --manifest M.json");
   if (outputs.empty() && !o.Has("--manifest"))
     throw Usage("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
   const std::string& model_path = o.positional[0];

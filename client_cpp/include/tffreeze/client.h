@@ -166,6 +166,11 @@ class Client {
 // exists and takes new files (tried with a temporary file); else WriteError's error.
 void CheckOutputFolder(const std::string& path, const std::string& flag = "", const std::string& what = "the graph");
 
+// The file a write of path lands in: path itself, or, where it is a symbolic link (a chain of them),
+// the link's final target (a relative target read from the link's folder), so that the output is
+// written through the link and the link stays a link.
+std::string ThroughLink(const std::string& path);
+
 // An OS error (errno) met writing path, as an Error naming the path (after flag, the command
 // line's option that named it, e.g. "-o"; "" for none), the cause in words and the fix, with
 // metadata {"path", "errno"} (as the Python client's write_error words it).
