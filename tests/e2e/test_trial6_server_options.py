@@ -80,3 +80,20 @@ def test_inspect_s_report_names_options_as_flags(srv, tmp_path):
     warned = [line for line in r.stdout.splitlines() if line.startswith("warning:")]
     assert any("--outputs" in line for line in warned), r.stdout
     assert "options." not in r.stdout, r.stdout
+
+
+def test_a_graph_file_given_beside_a_meta_is_named_as_the_user_gave_it(srv, tmp_path):
+    """R15 (trial 6): the warning names the graph file, not the folder the client staged it in."""
+    import tensorflow as tf
+    source = _classifier_checkpoint(str(tmp_path / "cls"))
+    from tensorflow.core.protobuf import meta_graph_pb2
+    meta = meta_graph_pb2.MetaGraphDef()
+    with open(os.path.join(source, "model.ckpt.meta"), "rb") as fh:
+        meta.ParseFromString(fh.read())
+    graph = str(tmp_path / "new_graph.pbtxt")
+    tf.io.write_graph(meta.graph_def, str(tmp_path), "new_graph.pbtxt")
+    r = cli("freeze", source, "-o", str(tmp_path / "o.pb"), "--graph", graph, "--outputs", "probs",
+            "--server", srv.target)
+    assert r.returncode == 0, r.stderr
+    assert "the graph file new_graph.pbtxt is used instead of model.ckpt.meta" in r.stderr, r.stderr
+    assert ".tffreeze-graph" not in r.stderr + r.stdout

@@ -183,7 +183,9 @@ def load_saver(workdir: str, files: List[str], spec: FreezeSpec, require_graph: 
         meta = read_graph_file(os.path.join(workdir, spec.graph_path), spec.graph_path,
                                spec.limits.max_graph_file_bytes)
         if sel.checkpoint.meta:
-            warnings.append("the graph file %s is used instead of %s" % (spec.graph_path, sel.checkpoint.meta))
+            shown = spec.graph_path[len(layout.GRAPH_DIR) + 1:] if spec.graph_path.startswith(layout.GRAPH_DIR + "/") \
+                else spec.graph_path  # (the name the client gave it, not where it was staged)
+            warnings.append("the graph file %s is used instead of %s" % (shown, sel.checkpoint.meta))
         ckpt.meta_graph = spec.graph_path
         return Loaded(freeze_pb2.SOURCE_KIND_GRAPH_AND_CHECKPOINT, ckpt, meta, reader, sel.available, warnings)
     if sel.checkpoint.meta is None:
