@@ -72,8 +72,8 @@ with tf.Graph().as_default() as g:
 # -- M4: a read that fails at the memory limit -------------------------------------------------
 def test_a_read_failing_at_the_memory_limit_is_the_limit_not_a_corrupt_shard(tmp_path):
     """30 MB checkpoint, a 20M limit (the trial: 302 MB at 200M): the read of W1 fails with
-    EFAULT ("Bad address"); the error is MEMORY_LIMIT naming the flag and a size to try, never
-    CHECKPOINT_CORRUPT; no output file is left."""
+    EFAULT ("Bad address"); the error is MEMORY_LIMIT naming the stage, the flag and a size to
+    try, never CHECKPOINT_CORRUPT; no output file is left."""
     ckpt = _one_variable_checkpoint(str(tmp_path / "c30"), 30)
     srv = start_server(str(tmp_path / "data"), ["--task-memory-bytes", "20M", "--no-result-cache"])
     try:
@@ -86,7 +86,7 @@ def test_a_read_failing_at_the_memory_limit_is_the_limit_not_a_corrupt_shard(tmp
     assert out.returncode == 1, words
     assert "MEMORY_LIMIT" in words and "RESOURCE_EXHAUSTED" in words, words
     assert "CHECKPOINT_CORRUPT" not in words and "re-upload" not in words, words
-    assert "Bad address" in words  # the evidence
+    assert "ran out of memory while reading variables" in words, words  # the evidence: the read, not the file
     assert "tffreeze serve --task-memory-bytes" in words and re.search(r"try \d+G\b", words), words
     assert not (tmp_path / "x.pb").exists()
 

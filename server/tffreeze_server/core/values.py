@@ -10,6 +10,7 @@ in the graph (a partial restore, as with ``Saver(var_list=...)``).
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -17,12 +18,18 @@ import tensorflow as tf
 from tensorflow.python.framework import errors as tf_errors
 from tensorflow.python.framework import tensor_util
 
-from .errors import DataLoss, FailedPrecondition, InvalidArgument, without_paths
+from .errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted, without_paths
 from .graph import LARGE_BYTES, node_of, nodes_by_name
 from .oproles import ASSIGN_OPS, VARIABLE_OPS
 from .saver_map import KeyRef
 from .spec import FreezeSpec
 from .splice import Splice, spliceable
+
+# A read that failed because memory ran out, not because of the file: an allocation refused
+# (the task memory limit, RLIMIT_DATA), or a read into a buffer whose allocation failed unchecked
+# (EFAULT, "Bad address").
+_OUT_OF_MEMORY = re.compile(r"Bad address|bad_alloc|Cannot allocate memory|OOM when allocating|"
+                            r"failed to allocate|out of memory", re.IGNORECASE)
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 Values = Dict[str, Tuple[np.ndarray, int]]
@@ -213,6 +220,13 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
                 array = _slice(np.asarray(reader.get_tensor(key)), ref.slice_spec)
             except (tf_errors.OpError, IndexError, ValueError) as exc:
                 detail = without_paths((getattr(exc, "message", None) or str(exc)).strip())
+                if isinstance(exc, tf_errors.ResourceExhaustedError) or _OUT_OF_MEMORY.search(detail):
+                    raise ResourceExhausted(
+                        "the task ran out of memory while reading variable %s (checkpoint key %r: %s): the upload "
+                        "needs more than this server gives one task (tffreeze serve --task-memory-bytes); the "
+                        "checkpoint is not at fault" % (node.name, key, detail.splitlines()[0][:200] if detail else
+                                                       type(exc).__name__),
+                        "ERROR_REASON_MEMORY_LIMIT", stage="STAGE_READING_VARIABLES", variable=node.name) from None
                 if not (isinstance(exc, tf_errors.DataLossError) or "Checksum does not match" in detail):
                     raise InvalidArgument(
                         "cannot read variable %s (checkpoint key %r): %s. The data shard is truncated or corrupt; "
