@@ -147,6 +147,8 @@ class _Constants:
             node = self.nodes.get(n)
             if node is None:
                 self._const_only[n] = False  # a function argument, or missing
+            elif node.op == "PlaceholderWithDefault":
+                self._const_only[n] = False  # fed or not, a feed: TensorFlow never folds it while importing
             elif node.op == "Const":
                 self._const_only[n] = True
             else:

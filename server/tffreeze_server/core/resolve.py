@@ -384,9 +384,12 @@ MAX_INFERRED_OUTPUTS = 10
 
 
 def _excluded(graph_def, by_name, training) -> Set[str]:
-    """Nodes that are never a model output: training, bookkeeping, metrics."""
+    """Nodes that are never a model output: training, bookkeeping, metrics, and the copy
+    tf.custom_gradient leaves beside the IdentityN it hands the value on with (tf.nn.silu's)."""
+    wrapped = {node_of(i) for n in graph_def.node if n.op == "IdentityN" for i in n.input if not i.startswith("^")}
     return {n.name for n in graph_def.node
-            if _is_bookkeeping(n, by_name, training) or heads.METRIC_SCOPE.search(n.name)}
+            if _is_bookkeeping(n, by_name, training) or heads.METRIC_SCOPE.search(n.name)
+            or (n.op == "Identity" and n.input and node_of(n.input[0]) in wrapped)}
 
 
 def _loss_collection(meta) -> List[str]:
