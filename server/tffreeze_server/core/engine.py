@@ -198,7 +198,7 @@ def _reject_training(graph_def, named: bool = False, warnings: Optional[List[str
         return
     if bn:
         names = [s.name for s in switches.find_switches(graph_def)]
-        hint = ("Either bind the switch that selects it (bind %s), or choose other outputs."
+        hint = ("Either bind the switch that selects it (options.bind %s), or choose other outputs."
                 % ", ".join("%s=false" % n for n in names[:3]) if names else
                 "The graph was built with training-mode batch norm fixed (e.g. is_training=True as a python "
                 "bool): rebuild the model with is_training=False and save its graph with this checkpoint, "
