@@ -54,3 +54,32 @@ def test_the_copy_custom_gradient_leaves_beside_its_identity_n_is_no_output():
         m.op == "IdentityN" and n.input[0].split(":")[0] in [i.split(":")[0] for i in m.input] for m in graph_def.node)]
     assert copies, "tf.nn.silu left no copy beside an IdentityN: the fixture no longer shows the pattern"
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["served:0"]
+
+
+def _v1_sampling_loop():
+    """A language model's generation loop (control flow v1): each step appends the next token to
+    the sequence it hands the next iteration (a concat only NextIteration reads)."""
+    tf1.disable_control_flow_v2()
+    try:
+        tokens = tf1.placeholder(tf.int32, [None, 3], name="tokens")
+        emb = tf1.get_variable("emb", [5, 4])
+        out_w = tf1.get_variable("out_w", [4, 5])
+        logits = tf.matmul(tf.reduce_mean(tf.gather(emb, tokens[:, :-1]), 1), out_w)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tokens[:, -1], logits=logits),
+                              name="loss")
+        tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+        prompt = tf1.placeholder(tf.int32, [None, 1], name="prompt")
+
+        def body(i, seq):
+            nxt = tf.argmax(tf.matmul(tf.reduce_mean(tf.gather(emb, seq), 1), out_w), 1, output_type=tf.int32)
+            return i + 1, tf.concat([seq, nxt[:, None]], 1)
+        _, seq = tf1.while_loop(lambda i, s: i < 3, body, [tf.constant(0), prompt],
+                                shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None])])
+        tf.identity(seq, name="generated")
+    finally:
+        tf1.enable_control_flow_v2()
+
+
+def test_what_a_loop_body_hands_its_next_iteration_is_no_end():
+    g, meta = _meta(_v1_sampling_loop)
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["generated:0"]

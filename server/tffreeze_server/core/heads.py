@@ -650,7 +650,9 @@ class Structure:
         assignment or an optimizer is an update, not a sink; what a summary shows is)."""
         return [n for n in self.order if n not in self.excluded
                 and all(u in self.excluded and (u not in training or is_summary_op(self.by_name[u].op))
-                        for u in self.users.get(n, ()))]
+                        for u in self.users.get(n, ()))
+                and not any(self.by_name[u].op in _BACK_EDGE_OPS for u in self.users.get(n, ()))]
+        # (what a v1 loop body hands its next iteration flows on: not a sink)
 
 
 def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
