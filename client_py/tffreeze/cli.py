@@ -957,7 +957,12 @@ def entry() -> None:
     only stdout and stderr are left to flush. Other commands, and errors, exit normally."""
     argv = sys.argv[1:]
     try:
-        code = main(argv)
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's --help and usage errors end here: flush before the teardown does
+            if not (exc.code is None or isinstance(exc.code, int)):
+                raise
+            code = exc.code or 0
         sys.stdout.flush()
     except BrokenPipeError:  # argparse's help, or a flush, to a reader that left
         _drop_stdout()
