@@ -132,13 +132,26 @@ def parts(folder, name="out.pb"):
     return sorted(p for p in os.listdir(folder) if p.startswith("." + name + ".") and p.endswith(".part"))
 
 
+def _written(folder, name):
+    """The .part files with bytes in them: the graph being written (not the empty one the client makes
+    and removes at once to find out whether the folder takes a file)."""
+    out = []
+    for p in parts(folder):
+        try:
+            if os.path.getsize(os.path.join(folder, p)) > 0:
+                out.append(p)
+        except OSError:  # (removed meanwhile)
+            pass
+    return out
+
+
 def interrupt_while_writing(argv, folder, sig):
-    """Start a freeze, stop it the moment its .part file appears, send sig, let it go on."""
+    """Start a freeze, stop it the moment its .part file has bytes in it, send sig, let it go on."""
     proc = subprocess.Popen([CPP, *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:
-        seen = parts(folder)
+        seen = _written(folder, "out.pb")
         if seen:
             os.kill(proc.pid, signal.SIGSTOP)
             break
