@@ -32,8 +32,7 @@ def test_a_size_fed_through_placeholder_with_default_is_not_bounded_as_a_constan
         n = tf1.placeholder_with_default(16, [], name="n_samples")
         tf1.random_normal(tf.stack([n, 2]), name="z")
         k = tf1.placeholder_with_default(3, [], name="n_way")
-        tf.one_hot(tf1.placeholder(tf.int32, [None], name="y"), n * 1000000, name="onehot")
-        del k
+        tf.one_hot(tf1.placeholder(tf.int32, [None], name="y"), k * 1000000, name="onehot")
     bounds.check_import_constants(_graph(build).as_graph_def(), 256 << 20)  # no MEMORY_LIMIT refusal
 
 

@@ -355,6 +355,11 @@ class Structure:
             mask |= 1 << self.sources.index(s)
         return labels, mask
 
+    def _as_given(self, name: str, mask: int) -> bool:
+        """``name`` holds values of the sources in ``mask`` as given: derived from them (a one-hot,
+        a slice), computed by no weight of the model."""
+        return bool(self.bits[name] & mask) and name not in self.from_vars
+
     def _compared_with_the_model(self, source: str, loss_only: Set[str]) -> bool:
         """A source the training also feeds into the model (a reconstruction mask chosen by the
         true class, a gold path scored through a layer) is still the labels when the loss compares
@@ -364,7 +369,7 @@ class Structure:
         bit = self.bits[source]
         for name in loss_only:
             ins = [node_of(i) for i in self.data_inputs.get(name, ())]
-            if (any(self.bits[i] & bit and i not in self.from_vars for i in ins)
+            if (any(self._as_given(i, bit) for i in ins)
                     and any(self.is_activation(i) and not self.bits[i] & bit and i not in self.excluded
                             for i in ins)):
                 return True
@@ -468,8 +473,7 @@ class Structure:
         through label-free nodes, a node takes a label-derived input that no model
         computation produced (a dice term's ``probabilities * target``), not a sum with
         other loss terms that read labels elsewhere."""
-        return any(any(self.bits[node_of(i)] & label_mask and node_of(i) not in self.from_vars
-                       for i in self.data_inputs[u])
+        return any(any(self._as_given(node_of(i), label_mask) for i in self.data_inputs[u])
                    for u in self._down_the_loss(tensor, in_loss, label_mask))
 
     def from_features(self, tensor: str) -> bool:
@@ -548,8 +552,7 @@ class Structure:
         no comparison: a score only an unlabelled loss compares is added to a labelled total."""
         common = -1
         for u in self._down_the_loss(tensor, in_loss, label_mask):
-            if any(self.bits[node_of(i)] & label_mask and node_of(i) not in self.from_vars
-                   for i in self.data_inputs[u]):
+            if any(self._as_given(node_of(i), label_mask) for i in self.data_inputs[u]):
                 common &= self.bits[u] & label_mask
         return 0 if common == -1 else common
 
