@@ -48,6 +48,8 @@ _SHAPE_READ_OPS = _SHAPE_OPS | frozenset({"ZerosLike", "OnesLike"})
 # What a cross-entropy on logits computes them with (tf.nn's fused ops; the sigmoid form's softplus / log1p).
 _CROSS_ENTROPY_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits", "LogSoftmax",
                                 "Log1p", "Softplus"})
+# Library losses whose first operand is the logits (the prediction) and whose second is the labels.
+_LOGITS_AND_LABELS_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits"})
 # tf.gradients seeds each y with `gradients/grad_ys_K = Fill(Shape(y), 1)`.
 _GRAD_YS = re.compile(r"(^|/)gradients(_\d+)?/grad_ys_\d+$")
 METRIC_SCOPE = re.compile(r"(^|/)metrics(_\d+)?/")
@@ -347,7 +349,7 @@ class Structure:
         feeds_layers = self.upstream({n for n in self.layers - self.excluded if self.own_vars(n) & trained})
         in_loss = self.upstream(losses)
         labels = [s for s in self.sources if s in in_loss and s not in feeds_layers and s not in switches
-                  and not self._read_at_inference(s, in_loss)]
+                  and not self._read_at_inference(s, in_loss) and not self._in_the_logits(s, in_loss)]
         labels += [s for s in self.sources if s in in_loss and s in feeds_layers and s not in switches
                    and self._compared_with_the_model(s, in_loss - feeds_layers)]
         mask = 0
@@ -374,6 +376,27 @@ class Structure:
                             for i in ins)):
                 return True
         return False
+
+    def _in_the_logits(self, source: str, in_loss: Set[str]) -> bool:
+        """A source that a library cross-entropy's logits are computed from, and its labels are
+        not, is an input of the prediction that loss compares (a few-shot model's labelled support
+        set, the number of classes), not a label: the op itself says which operand is which."""
+        bit = self.bits[source]
+        for name in in_loss:
+            if self.by_name[name].op in _LOGITS_AND_LABELS_OPS and len(self.data_inputs[name]) >= 2:
+                logits, labels = (node_of(i) for i in self.data_inputs[name][:2])
+                if self.bits[logits] & bit and not self.bits[labels] & bit and logits in self.from_vars:
+                    return True
+        return False
+
+    def read_beside_the_loss(self, name: str, in_loss: Set[str], training: Set[str]) -> bool:
+        """The graph computes on from ``name`` outside the losses and the training (a softmax or an
+        argmax of the logits a loss compares, not a metric): the model made it to be used, so it is
+        the prediction even when loss arithmetic computed it (a few-shot model's negative distances
+        to its prototypes)."""
+        return any(u not in in_loss and u not in self.excluded and u not in training
+                   and self.by_name[u].op not in _COMPARISON_OPS and self.by_name[u].op not in _SHAPE_READ_OPS
+                   for u in self.users.get(name, ()))
 
     def _read_at_inference(self, source: str, in_loss: Set[str]) -> bool:
         """A source the inference computation reads beside the model's output outside

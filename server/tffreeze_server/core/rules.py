@@ -94,7 +94,7 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
                                      (y, metric), loss=y))
                         continue
                     stops, loss_term = s.refine(node_of(q), trained, f.label_mask)
-                    if loss_term and stops:
+                    if loss_term and stops and not s.read_beside_the_loss(node_of(q), f.in_loss, f.training):
                         for e in stops:
                             add(_with_loss(e, "%s (inside the loss %s)" % (e.why, y), y))
                     else:
@@ -276,7 +276,7 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     for b in branches:
         computes_with |= s.var_bits[node_of(b)]
     out += [Evidence(t, Claim.INFERENCE_BRANCH, WEIGHT_STRUCTURE, why, tuple(f.losses[:3])) for t in branches]
-    out += _one_computation(s, branches)
+    out += _one_computation(s, branches) or _taps(s, branches)
     out += [Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "a training-time prediction: the graph has an inference "
                      "branch (%s) computing with its variables" % ", ".join(branches[:3]),
                      tuple(node_of(b) for b in branches[:3]))
@@ -302,6 +302,26 @@ def _one_computation(s: Structure, branches: List[str]) -> List[Evidence]:
                      "(%s), none computed by a layer the others are not: which are outputs and which by-products "
                      "is not in the graph" % (t, len(branches), ", ".join(branches[:3])),
                      tuple(node_of(o) for o in branches[:3] if o != t)) for t in branches]
+
+
+def _taps(s: Structure, branches: List[str]) -> List[Evidence]:
+    """An end of an inference computation that another end computes on from with layers of its
+    own (a feature extractor's representation, beside the projection the same function also
+    returned): the user may deploy the tap, the end, or both, and the graph does not say which.
+    The tap is listed first: it is what was taken out of the computation on purpose."""
+    up = {t: s.upstream([node_of(t)]) for t in branches}
+    pairs = [(b, t) for b in branches for t in branches
+             if b != t and node_of(b) not in up[t] and not s.layer_count(up[b] - up[t]) and s.layer_count(up[t] - up[b])
+             and up[b] - {node_of(b)} <= up[t] | {n for n in up[b] if s.by_name[n].op in ALIAS_OPS}]
+    if not pairs:
+        return []
+    listed: List[str] = []
+    for b, t in pairs:
+        listed += [x for x in (b, t) if x not in listed]
+    b, t = pairs[0]
+    return [Evidence(x, Claim.ONE_COMPUTATION, WEIGHT_OPEN, "%s is taken out of the inference computation that "
+                     "%s computes on from with layers of its own: the deployed output may be either, or both, and "
+                     "the graph does not say which" % (b, t), (node_of(b), node_of(t))) for x in listed]
 
 
 def _all_trained(f: Facts) -> int:
