@@ -103,3 +103,104 @@ def test_a_tap_on_an_inference_computation_leaves_the_choice_open_tap_first():
     listed = err.value.metadata["candidates"].split(",")
     assert listed[0] == "representation:0" and len(listed) == 2
     assert "online_2/p2/BiasAdd:0" in listed
+
+
+def _vector_quantiser():
+    """An autoencoder whose latent is snapped to a codebook: the codebook and commitment terms
+    draw the encoder's output and the chosen code towards each other, each side in turn held by a
+    stop_gradient; the decoder reads the straight-through latent."""
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    z_e = _dense(_dense(x, 8, "enc1", tf.nn.relu), 4, "enc2")
+    codebook = tf1.get_variable("codebook", [5, 4])
+    dist = tf.reduce_sum(tf.square(z_e[:, None, :] - codebook[None]), 2)
+    z_q = tf.gather(codebook, tf.argmin(dist, 1))
+    straight = z_e + tf.stop_gradient(z_q - z_e)
+    recon = tf.sigmoid(_dense(straight, 6, "dec"), name="recon")
+    loss = tf.add_n([tf.reduce_mean(tf.square(recon - x)),
+                     tf.reduce_mean(tf.square(tf.stop_gradient(z_e) - z_q)),
+                     0.25 * tf.reduce_mean(tf.square(z_e - tf.stop_gradient(z_q)))])
+    tf1.train.AdamOptimizer(1e-3).minimize(loss)
+
+
+def test_terms_that_draw_the_models_own_tensors_together_name_no_output():
+    assert [t for t, _ in resolve.resolve(_meta(_vector_quantiser), [], []).outputs] == ["recon:0"]
+
+
+def _hypernetwork():
+    """A task embedding generates the weights a small network applies to x; the loss compares
+    its prediction with y and penalises the generated weights."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    task = tf1.placeholder(tf.int32, [None], name="task")
+    y = tf1.placeholder(tf.float32, [None, 1], name="y")
+    flat = _dense(tf.gather(tf1.get_variable("task_embedding", [4, 5]), task), 3 + 1, "generator")
+    w, b = tf.split(flat, [3, 1], 1)
+    pred = tf.add(tf.matmul(x[:, None, :], w[:, :, None])[:, 0], b, name="pred")
+    loss = tf.reduce_mean(tf.square(pred - y)) + 1e-4 * tf.reduce_mean(tf.square(flat))
+    tf1.train.AdamOptimizer(1e-3).minimize(loss)
+
+
+def test_data_multiplied_with_generated_weights_is_an_input_and_their_penalty_no_output():
+    meta = _meta(_hypernetwork)
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["pred:0"]
+    compared = [e.why for e in resolve.explain(meta) if e.rule == "loss-meets-model" and e.tensor == "pred:0"]
+    assert compared and "compares it with y" in compared[0] and "x" not in compared[0].split("with ")[-1].split(", ")
+
+
+def _beam_like_loop():
+    """A decoding loop (control flow v1) whose condition combines a step count with an
+    all-finished test; its results leave through Exit nodes."""
+    tf1.disable_control_flow_v2()
+    try:
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        y = tf1.placeholder(tf.float32, [None, 4], name="y")
+        w = tf1.get_variable("w", [4, 4])
+        tf1.train.GradientDescentOptimizer(0.1).minimize(tf.reduce_mean(tf.square(tf.matmul(x, w) - y)))
+
+        def cond(i, h, done):
+            return tf.logical_and(i < 3, tf.logical_not(tf.reduce_all(done)))
+
+        def body(i, h, done):
+            h = tf.tanh(tf.matmul(h, w))
+            return i + 1, h, tf.reduce_max(h, 1) > 0.99
+        _, h, _ = tf1.while_loop(cond, body, [tf.constant(0), x, tf.zeros_like(x[:, 0], tf.bool)])
+        tf.identity(h, name="decoded")
+    finally:
+        tf1.enable_control_flow_v2()
+
+
+def test_what_a_loop_condition_reads_is_no_end_and_loop_internals_are_never_candidates():
+    meta = _meta(_beam_like_loop)
+    outputs = [t for t, _ in resolve.resolve(meta, [], []).outputs]
+    assert "decoded:0" in outputs and not [t for t in outputs if "while/" in t], outputs
+    assert not [t for t, _ in resolve.candidates(meta) if "while/" in t]
+
+
+def _meta_learner():
+    """Two inner gradient steps adapt the weights to a labelled support set; the training loss
+    compares the adapted model's query predictions with the query labels; the un-adapted
+    prediction is logged beside it."""
+    support_x = tf1.placeholder(tf.float32, [None, 2], name="support_x")
+    support_y = tf1.placeholder(tf.float32, [None, 1], name="support_y")
+    query_x = tf1.placeholder(tf.float32, [None, 2], name="query_x")
+    query_y = tf1.placeholder(tf.float32, [None, 1], name="query_y")
+    w0, w1 = tf1.get_variable("w0", [2, 8]), tf1.get_variable("w1", [8, 1])
+
+    def forward(v, a, b):
+        return tf.matmul(tf.nn.relu(tf.matmul(v, a)), b)
+    fast = [w0, w1]
+    with tf1.name_scope("adapt"):
+        for _ in range(2):
+            inner = tf.reduce_mean(tf.square(forward(support_x, *fast) - support_y))
+            fast = [p - 0.01 * g for p, g in zip(fast, tf.gradients(inner, fast))]
+    query_pred = tf.identity(forward(query_x, *fast), name="query_pred")
+    tf.identity(forward(query_x, w0, w1), name="before_adaptation")
+    tf1.train.AdamOptimizer(1e-3).minimize(tf.reduce_mean(tf.square(query_pred - query_y)))
+
+
+def test_gradients_the_model_computes_with_are_its_forward_computation():
+    meta = _meta(_meta_learner)
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["query_pred:0"]
+    assert any("before_adaptation:0" in w and "before adaptation" in w for w in res.warnings), res.warnings
+    compared = [e.why for e in resolve.explain(meta) if e.rule == "loss-meets-model" and e.tensor == "query_pred:0"]
+    assert compared and compared[0].endswith("compares it with query_y"), compared

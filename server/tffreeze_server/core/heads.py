@@ -48,10 +48,13 @@ _SHAPE_READ_OPS = _SHAPE_OPS | frozenset({"ZerosLike", "OnesLike"})
 # What a cross-entropy on logits computes them with (tf.nn's fused ops; the sigmoid form's softplus / log1p).
 _CROSS_ENTROPY_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits", "LogSoftmax",
                                 "Log1p", "Softplus"})
+# Products that compute with both operands (a tensor multiplied in is data, not a target compared).
+_MATRIX_PRODUCT_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "SparseMatMul", "Einsum"})
 # Library losses whose first operand is the logits (the prediction) and whose second is the labels.
 _LOGITS_AND_LABELS_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits"})
 # tf.gradients seeds each y with `gradients/grad_ys_K = Fill(Shape(y), 1)`.
 _GRAD_YS = re.compile(r"(^|/)gradients(_\d+)?/grad_ys_\d+$")
+GRADIENT_SCOPE = re.compile(r"(^|/)gradients(_\d+)?/")  # tf.gradients' scope
 METRIC_SCOPE = re.compile(r"(^|/)metrics(_\d+)?/")
 
 
@@ -185,7 +188,11 @@ class Structure:
         for y in self.extra_losses:
             if y not in found:
                 found.append(y)
-        return found
+        # A loss whose gradients another loss is computed from (MAML's inner adaptation steps) is part
+        # of the model's computation, not what the training minimises.
+        self.inner_losses = [y for y in found if self.seeds.get(y) and any(
+            o != y and o in reach(self.seeds[y], lambda n: self.users.get(n, ())) for o in found)]
+        return [y for y in found if y not in self.inner_losses]
 
     # -- what the optimizers train ---------------------------------------------------
     def trained_mask(self, loss: str) -> int:
@@ -302,6 +309,9 @@ class Structure:
                 stop(name + ":0", "the trained model's last layer the loss reads", TRAINED_LAST_LAYER)
                 continue
             inputs = acts(name)
+            if self._pull(name, trained):
+                loss_term = True  # neither side is an output
+                continue
             if name in self.layers:  # a layer the optimizer does not train
                 direct = [t for t in inputs if self.var_bits[node_of(t)] & trained
                           and not self.var_bits[node_of(t)] & ~trained]
@@ -340,6 +350,19 @@ class Structure:
             stack.extend(node_of(t) for t in reversed(inputs))
         return stops, loss_term
 
+    def _pull(self, name: str, trained: int) -> bool:
+        """A loss term that draws one of the model's own tensors towards another held fixed by a
+        stop_gradient (a vector quantiser's codebook and commitment terms), both computed with
+        the weights this loss trains: it shapes the model's internals, and neither is an output."""
+        if self.by_name[name].op not in ("Sub", "SquaredDifference") or len(self.data_inputs[name]) != 2:
+            return False
+        sides = [node_of(i) for i in self.data_inputs[name]]
+        held = [n for n in sides if self.by_name[n].op in _NO_GRADIENT_OPS]
+        if len(held) != 1 or not self.data_inputs[held[0]]:
+            return False
+        fixed, free = node_of(self.data_inputs[held[0]][0]), next(n for n in sides if n != held[0])
+        return all(self.is_activation(n) and self.var_bits[n] & trained for n in (fixed, free))
+
     def labels(self, losses: List[str], switches: Set[str]) -> Tuple[List[str], int]:
         """Data sources that reach a loss but no trained layer: what the model is compared
         with (a fixed network may read them: a perceptual loss's target)."""
@@ -349,9 +372,11 @@ class Structure:
         feeds_layers = self.upstream({n for n in self.layers - self.excluded if self.own_vars(n) & trained})
         in_loss = self.upstream(losses)
         labels = [s for s in self.sources if s in in_loss and s not in feeds_layers and s not in switches
-                  and not self._read_at_inference(s, in_loss) and not self._in_the_logits(s, in_loss)]
+                  and not self._read_at_inference(s, in_loss) and not self._in_the_logits(s, in_loss)
+                  and not self._multiplied_with_the_model(s, in_loss)]
         labels += [s for s in self.sources if s in in_loss and s in feeds_layers and s not in switches
                    and self._compared_with_the_model(s, in_loss - feeds_layers)]
+        labels = [s for s in labels if not self._adapted_on(s, losses)]
         mask = 0
         for s in labels:
             mask |= 1 << self.sources.index(s)
@@ -370,12 +395,27 @@ class Structure:
         no trained layer computes from)."""
         bit = self.bits[source]
         for name in loss_only:
+            if self.by_name[name].op in _MATRIX_PRODUCT_OPS:
+                continue  # (a product computes with both operands: it compares nothing)
             ins = [node_of(i) for i in self.data_inputs.get(name, ())]
             if (any(self._as_given(i, bit) for i in ins)
                     and any(self.is_activation(i) and not self.bits[i] & bit and i not in self.excluded
                             for i in ins)):
                 return True
         return False
+
+    def _adapted_on(self, source: str, losses: List[str]) -> bool:
+        """A source an inner loss compares (the support set's targets MAML adapts its weights to)
+        and the training loss itself never reads as it is: data the model adapts on, an input."""
+        inner = getattr(self, "inner_losses", [])
+        if not inner:
+            return False
+        up_inner = self.upstream(inner)
+        if source not in up_inner:
+            return False
+        bit = self.bits[source]
+        rest = self.upstream(losses) - up_inner
+        return not any(self._as_given(node_of(i), bit) for n in rest for i in self.data_inputs.get(n, ()))
 
     def _in_the_logits(self, source: str, in_loss: Set[str]) -> bool:
         """A source that a library cross-entropy's logits are computed from, and its labels are
@@ -397,6 +437,23 @@ class Structure:
         return any(u not in in_loss and u not in self.excluded and u not in training
                    and self.by_name[u].op not in _COMPARISON_OPS and self.by_name[u].op not in _SHAPE_READ_OPS
                    for u in self.users.get(name, ()))
+
+    def _multiplied_with_the_model(self, source: str, in_loss: Set[str]) -> bool:
+        """A source that enters a matrix product, as it is, with a tensor the model computed from its
+        weights and other data (a hypernetwork's generated weights, a few-shot model's support
+        embeddings), and that no other op compares so with the model, is data the model computes
+        with: an input, not a label."""
+        bit = self.bits[source]
+        multiplied = False
+        for name in in_loss:
+            ins = [node_of(i) for i in self.data_inputs.get(name, ())]
+            if not (any(self._as_given(i, bit) for i in ins)
+                    and any(self.is_activation(i) and not self.bits[i] & bit and i not in self.excluded for i in ins)):
+                continue
+            if self.by_name[name].op not in _MATRIX_PRODUCT_OPS:
+                return False  # compared with the model somewhere: a label
+            multiplied = True
+        return multiplied
 
     def _read_at_inference(self, source: str, in_loss: Set[str]) -> bool:
         """A source the inference computation reads beside the model's output outside
@@ -677,8 +734,9 @@ class Structure:
         return [n for n in self.order if n not in self.excluded
                 and all(u in self.excluded and (u not in training or is_summary_op(self.by_name[u].op))
                         for u in self.users.get(n, ()))
-                and not any(self.by_name[u].op in _BACK_EDGE_OPS for u in self.users.get(n, ()))]
-        # (what a v1 loop body hands its next iteration flows on: not a sink)
+                and not any(self.by_name[u].op in _BACK_EDGE_OPS or self.by_name[u].op == "LoopCond"
+                            for u in self.users.get(n, ()))]
+        # (what a v1 loop body hands its next iteration flows on, and what its condition reads steers it: not sinks)
 
 
 def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],

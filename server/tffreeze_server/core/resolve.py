@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from tensorflow.python.framework import dtypes
 
@@ -68,8 +68,40 @@ def training_nodes(graph_def) -> Set[str]:
                 users.setdefault(node_of(i), set()).add(n.name)
     merges = {n.name for n in graph_def.node if n.op in MERGE_OPS or
               (n.op in _LOOP_OUTPUT_SOURCES and not _GRADIENTS.search(n.name))}
-    seeds = [n.name for n in graph_def.node if _is_training_op(n.op) or _GRADIENTS.search(n.name)]
+    forward = _forward_gradients(graph_def, users)
+    seeds = [n.name for n in graph_def.node
+             if _is_training_op(n.op) or (_GRADIENTS.search(n.name) and n.name not in forward)]
     return reach(seeds, lambda name: (u for u in users.get(name, ()) if u not in merges))
+
+
+def _gradient_scope(name: str) -> Optional[str]:
+    m = None
+    for m in _GRADIENTS.finditer(name):
+        pass
+    return name[:m.end()] if m else None
+
+
+def _forward_gradients(graph_def, users) -> Set[str]:
+    """Gradients the model computes with: a tf.gradients scope whose values reach, through no
+    training op, what another tf.gradients scope differentiates (MAML's adapted weights, a
+    gradient penalty inside a critic's loss). They are part of the forward computation; the
+    optimizer's own gradients, clipped or not, reach only its updates."""
+    scopes: Dict[str, Set[str]] = {}
+    ops = {n.name: n.op for n in graph_def.node}
+    for n in graph_def.node:
+        scope = _gradient_scope(n.name)
+        if scope is not None:
+            scopes.setdefault(scope, set()).add(n.name)
+    if len(scopes) < 2:
+        return set()
+    out: Set[str] = set()
+    for scope, names in scopes.items():
+        after = reach(names, lambda name: (u for u in users.get(name, ()) if not _is_training_op(ops[u])
+                                           and _gradient_scope(u) is None))
+        after -= names
+        if any(_gradient_scope(u) not in (None, scope) for n in after for u in users.get(n, ())):
+            out |= names
+    return out
 
 
 _HANDLE_DTYPES = {dtypes.variant.as_datatype_enum, dtypes.resource.as_datatype_enum}
@@ -387,8 +419,10 @@ def _excluded(graph_def, by_name, training) -> Set[str]:
     """Nodes that are never a model output: training, bookkeeping, metrics, and the copy
     tf.custom_gradient leaves beside the IdentityN it hands the value on with (tf.nn.silu's)."""
     wrapped = {node_of(i) for n in graph_def.node if n.op == "IdentityN" for i in n.input if not i.startswith("^")}
+    read = {node_of(i) for n in graph_def.node for i in n.input}
     return {n.name for n in graph_def.node
             if _is_bookkeeping(n, by_name, training) or heads.METRIC_SCOPE.search(n.name)
+            or (n.name not in read and _GRADIENTS.search(n.name))  # (a partial tf.gradients made and nobody reads)
             or (n.op == "Identity" and n.input and node_of(n.input[0]) in wrapped)}
 
 
@@ -447,6 +481,8 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
     else:
         res = (_from_signature(meta, signature) or _from_collections(meta, by_name, training)
                or _from_structure(meta, by_name, training) or _from_analysis(graph_def, by_name, training))
+        in_loops = _inside_v1_loops(graph_def)  # (a value per iteration, never an output: the loop's result is)
+        res.outputs = [(t, r) for t, r in res.outputs if node_of(t) not in in_loops]
         if not res.outputs:
             raise _no_outputs(meta, by_name)
         res.outputs = _with_selection_indices(res.outputs, by_name)  # (candidates too)
@@ -553,10 +589,12 @@ def candidate_records(meta, structure=_UNSET) -> List[Evidence]:
     loss_collection = _loss_collection(meta)
     s = heads.Structure(graph_def, excluded, loss_collection)
     out: List[Evidence] = []
+    in_loops = _inside_v1_loops(graph_def)  # (a value per iteration: no output)
 
     def add(tensor, reason, listed_by):
         node = by_name.get(node_of(tensor))
-        if (node is not None and node.name not in excluded and tensor not in [e.tensor for e in out]
+        if (node is not None and node.name not in excluded and node.name not in in_loops
+                and tensor not in [e.tensor for e in out]
                 and len(out) < MAX_INFERRED_OUTPUTS):
             out.append(Evidence(tensor, Claim.CANDIDATE, WEIGHT_OPEN, reason, (node.name,),
                                 _LISTED_BY[listed_by].name))

@@ -16,8 +16,8 @@ from typing import Callable, List, Optional, Set, Tuple
 
 from .evidence import (LABELLED_CLAIMS, PREDICTION_CLAIMS, WEIGHT_AGAINST, WEIGHT_HEAD, WEIGHT_OPEN,
                        WEIGHT_STRUCTURE, Board, Claim, Evidence, rule)
-from .graph import node_of
-from .heads import REFINE_PRINCIPLES, Structure, head_op, post_processing
+from .graph import node_of, reach
+from .heads import GRADIENT_SCOPE, REFINE_PRINCIPLES, Structure, head_op, post_processing
 from .oproles import ALIAS_OPS, HEAD_OPS
 
 
@@ -169,11 +169,25 @@ def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
         beside: Set[str] = set()
         for o in others:
             beside |= up[o]
-        if node_of(t) in beside:  # the model computes another prediction from it (a VAE's latent mean)
+        if node_of(t) in beside:  # the model computes another prediction from it (a VAE's latent mean) ...
+            labelled = [o for o in others if node_of(t) in up[o] and s.meets_labels(o, f.in_loss, f.label_mask)]
+            if not labelled or not _penalised_only(f, t, {node_of(o) for o in others}):
+                continue
+            # ... unless that one is compared with labels and no label reaches this one but through it: a
+            # penalty on what the model computes the compared prediction from (generated weights)
+            out.append(Evidence(t, Claim.REGULARIZER, WEIGHT_AGAINST,
+                                "loss arithmetic left out: %s is what %s is computed from, and the loss compares it "
+                                "with no labels (a penalty on the model's tensors)" % (t, labelled[0]),
+                                (node_of(labelled[0]),)))
             continue
         if _head_of(s, t) in [node_of(o) for o in others]:  # a head the loss compares too (_compared_heads)
             continue
         computed_from_another = any(node_of(o) in up[t] for o in others)  # (a sum of the probabilities)
+        data = 0
+        for o in others:
+            data |= s.bits[node_of(o)]
+        if s.bits[node_of(t)] & ~data & ~f.label_mask:
+            continue  # it computes with data no other prediction reads: the model's computation, not arithmetic on it
         if not computed_from_another and s.meets_labels(t, f.in_loss, f.label_mask):
             continue  # compared with the labels itself
         if not computed_from_another and not s.from_features(t):
@@ -185,6 +199,14 @@ def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
                                 % (t, ", ".join(others[:3]), "s" if len(others) == 1 else ""),
                                 tuple(node_of(o) for o in others[:3])))
     return out
+
+
+def _penalised_only(f: Facts, tensor: str, through: Set[str]) -> bool:
+    """No labels meet ``tensor`` on its way down the loss, but through ``through`` (another
+    prediction): the loss only penalises it."""
+    s = f.s
+    seen = reach([node_of(tensor)], lambda n: (u for u in s.users.get(n, ()) if u in f.in_loss and u not in through))
+    return not any(s._as_given(node_of(i), f.label_mask) for n in seen for i in s.data_inputs.get(n, ()))
 
 
 def _with_loss(e: Evidence, why: str, loss: str) -> Evidence:
@@ -264,10 +286,11 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
              if n not in downstream and s.is_activation(n) and not s.bits[n] & f.label_mask
              and not f.unused_control_flow(s.by_name[n])]
     branches = [n + ":0" for n in sinks if n in after_own_layers and n not in after_untrained]
+    before, branches = _before_adaptation(f, preds, branches)
     out = [Evidence(n + ":0", Claim.UNTRAINED_BRANCH, WEIGHT_AGAINST,
                     "left out: %s is computed by layers no optimizer trains (%s); name it in options.outputs to keep it"
                     % (n, ", ".join(sorted(untrained & s.upstream([n]))[:3])), tuple(sorted(untrained & s.upstream([n]))[:3]))
-           for n in sinks if n in after_untrained]
+           for n in sinks if n in after_untrained] + before
     if not branches:
         return out
     why = "inference branch: computed with the trained weights by layers the loss (%s) never reads" % ", ".join(
@@ -302,6 +325,27 @@ def _one_computation(s: Structure, branches: List[str]) -> List[Evidence]:
                      "(%s), none computed by a layer the others are not: which are outputs and which by-products "
                      "is not in the graph" % (t, len(branches), ", ".join(branches[:3])),
                      tuple(node_of(o) for o in branches[:3] if o != t)) for t in branches]
+
+
+def _before_adaptation(f: Facts, preds: List[str], branches: List[str]) -> Tuple[List[Evidence], List[str]]:
+    """A prediction computed with weights the model adapts by gradients of its own (MAML's inner
+    steps) is the adapted model's; a branch that computes with the same variables and no such
+    gradient is the model before adaptation (a logged baseline), not the deployed computation."""
+    s = f.s
+    adapting = {n for n in s.order if GRADIENT_SCOPE.search(n) and n not in f.training and n not in s.excluded}
+    if not adapting:
+        return [], branches
+    adapted = [p for p in preds if s.upstream([node_of(p)]) & adapting]
+    if not adapted:
+        return [], branches
+    weights = 0
+    for p in adapted:
+        weights |= s.var_bits[node_of(p)]
+    before = [b for b in branches if s.var_bits[node_of(b)] & weights and not s.upstream([node_of(b)]) & adapting]
+    return ([Evidence(b, Claim.UNTRAINED_BRANCH, WEIGHT_AGAINST, "left out: %s computes with the variables %s is "
+                      "computed with after the model adapts them (by gradients of its own), but before: the model "
+                      "before adaptation; name it in options.outputs to keep it" % (b, adapted[0]), (node_of(adapted[0]),))
+             for b in before], [b for b in branches if b not in before])
 
 
 def _taps(s: Structure, branches: List[str]) -> List[Evidence]:
