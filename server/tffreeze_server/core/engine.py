@@ -101,16 +101,20 @@ def _describe(graph: tf.Graph, graph_def, named: List[Tuple[str, str]]) -> List[
         t = graph.get_tensor_by_name(tensor_name)
         info = freeze_pb2.TensorInfo(name=tensor_name, dtype=dtype_name(t.dtype), reason=tidy(reason))
         _set_shape(info, t.shape)
-        node = by_name.get(node_of(tensor_name))
-        if node is not None and node.op == "PlaceholderWithDefault":
-            info.has_default = True
-            src = by_name.get(node_of(node.input[0]))
-            if src is not None and src.op == "Const":
-                default = tensor_util.MakeNdarray(src.attr["value"].tensor)
-                if default.size <= _DEFAULT_MAX:
-                    _to_value(info.default, _jsonable(default))
+        _default_of(info, by_name.get(node_of(tensor_name)), by_name)
         out.append(info)
     return out
+
+
+def _default_of(info, node, by_name) -> None:
+    """A placeholder_with_default's default (the value a run that does not feed it uses)."""
+    if node is not None and node.op == "PlaceholderWithDefault":
+        info.has_default = True
+        src = by_name.get(node_of(node.input[0]))
+        if src is not None and src.op == "Const":
+            default = tensor_util.MakeNdarray(src.attr["value"].tensor)
+            if default.size <= _DEFAULT_MAX:
+                _to_value(info.default, _jsonable(default))
 
 
 def _to_value(msg, value) -> None:
@@ -706,14 +710,17 @@ def _shape_list(info) -> Optional[List[int]]:
 
 
 # -- inspect ---------------------------------------------------------------------------
-def _tensor_info(info, node) -> None:
-    """Fill a TensorInfo's dtype and shape from the node's attributes (nothing is imported)."""
+def _tensor_info(info, node, by_name=None) -> None:
+    """Fill a TensorInfo's dtype, shape and default from the node's attributes, for the output
+    the tensor name picks (nothing is imported)."""
     if node is None:
         return
-    info.dtype = _attr_dtype(node)
-    shape = _attr_shape(node)
+    index = split_tensor(info.name)[1]
+    info.dtype = _attr_dtype(node, index)
+    shape = _attr_shape(node, index)
     if shape is not None:
         _set_shape(info, shape)
+    _default_of(info, node, by_name or {})
 
 
 @_guarded
@@ -773,7 +780,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
             for named, into in ((ins, out.inputs), (r.res.outputs, out.outputs)):
                 for tensor_name, reason in named:
                     info = into.add(name=tensor_name, reason=tidy(reason))
-                    _tensor_info(info, by_name.get(node_of(tensor_name)))
+                    _tensor_info(info, by_name.get(node_of(tensor_name)), by_name)
                     _inferred(info, imported)
             for sw in switches.find_switches(r.pruned):
                 info = out.switches.add(name=sw.name + ":0", dtype=dtype_name(sw.dtype))
@@ -883,13 +890,16 @@ def _summarise(summary, graph_def, size_bytes: int) -> None:
     summary.tensorflow_1_15_issues.extend(issues[:20])
 
 
-def _attr_dtype(node) -> str:
-    enum = output_dtype_enum(node)
+def _attr_dtype(node, index: int = 0) -> str:
+    enum = output_dtype_enum(node, index)
+    if not enum:
+        types = output_types(node)
+        enum = types[index] if types and index < len(types) else 0
     return dtype_name(enum) if enum else ""
 
 
-def _attr_shape(node) -> Optional[tf.TensorShape]:
-    shape = output_shape_proto(node)
+def _attr_shape(node, index: int = 0) -> Optional[tf.TensorShape]:
+    shape = output_shape_proto(node, index)
     return tf.TensorShape(shape) if shape is not None else None
 
 
