@@ -879,6 +879,14 @@ int Run(const Options& o) {
       model_path, manifest ? tffreeze::v1::Format_Name(manifest->result().format()) : std::string("-"), o.One("--manifest"));
   RefuseConverted(model_path, kind, warning);
   if (!warning.empty()) std::cerr << "tffreeze-cpp: warning: " << warning << "\n";
+  if (manifest && !manifest->result().sha256().empty()) {  // a manifest written with another graph
+    int64_t size = 0;
+    const std::string actual = tffreeze::FileDigest(model_path, &size), written = manifest->result().sha256();
+    if (actual != written)
+      std::cerr << "tffreeze-cpp: warning: --manifest " << o.One("--manifest") << " was written with another graph than "
+                << model_path << " (sha256 " << written.substr(0, 12) << ", the file's is " << actual.substr(0, 12)
+                << "): its names, dtypes and shapes may not be this graph's; give the manifest written with it\n";
+  }
   if (outputs.empty())
     for (const auto& t : manifest->result().outputs()) outputs.emplace_back(t.name(), "");
   for (const auto& out : outputs)

@@ -809,6 +809,11 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             var decided = ModelKind(model, manifestFormat, o.One("--manifest") ?? "");
             CheckRunnable(model, decided.Item1, decided.Item2);
             if (decided.Item2 != "") Console.Error.WriteLine("tffreeze-cs: warning: " + decided.Item2);
+            if (o.One("--manifest") != null)
+            {
+                var other = OtherGraph(o.One("--manifest"), model);
+                if (other != "") Console.Error.WriteLine("tffreeze-cs: warning: " + other);
+            }
             if (outputs.Count == 0)
                 throw new UsageException("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
             foreach (var pair in outputs.Where(p => p.Item2 != ""))
@@ -936,6 +941,21 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
         /// <summary>What `run` runs MODEL as ("graphdef", "onnx", "tflite") and a warning ("" if none), as
         /// runner.py's model_kind decides: the manifest's format (null: no --manifest), else the bytes, else
         /// the name; a MetaGraphDef, a SavedModel's graph, and a manifest of another kind are refused.</summary>
+        // Why the manifest was written with another graph than the model (its sha256 differs), or "".
+        static string OtherGraph(string manifestPath, string model)
+        {
+            var top = Json.Parse(File.ReadAllText(manifestPath)) as Dictionary<string, object>;
+            object written;
+            if (top == null || !top.TryGetValue("sha256", out written) || !(written is string) || (string)written == "")
+                return "";
+            var actual = Sha256.OfFile(model);
+            if (actual == (string)written) return "";
+            return "--manifest " + manifestPath + " was written with another graph than " + model + " (sha256 " +
+                   ((string)written).Substring(0, Math.Min(12, ((string)written).Length)) + ", the file's is " +
+                   actual.Substring(0, 12) + "): its names, dtypes and shapes may not be this graph's; give the " +
+                   "manifest written with it";
+        }
+
         static Tuple<string, string> ModelKind(string path, string manifestFormat, string manifestPath)
         {
             var content = Sniff(File.ReadAllBytes(path));

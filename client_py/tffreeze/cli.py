@@ -556,6 +556,9 @@ def _cmd_run(args) -> int:
     kind, warning = model_kind(args.model, manifest.format() if manifest is not None else None, args.manifest or "")
     if warning:
         print("tffreeze: warning: %s" % warning, file=sys.stderr)
+    other = manifest.other_graph(args.model) if manifest is not None else ""
+    if other:
+        print("tffreeze: warning: %s" % other, file=sys.stderr)
     if not outputs:
         outputs = [(name, "") for name in manifest.outputs()]
     for name, path in outputs:  # every file is checked before the graph runs

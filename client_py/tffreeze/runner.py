@@ -383,6 +383,13 @@ def _run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],
             raise InvalidArgumentError("cannot feed %s: %s" % (model_path, exc)) from None
 
 
+def other_graph_words(manifest_path: str, model_path: str, written: str, actual: str) -> str:
+    """The warning every client gives when a manifest was written with another graph."""
+    return ("--manifest %s was written with another graph than %s (sha256 %s, the file's is %s): its names, "
+            "dtypes and shapes may not be this graph's; give the manifest written with it"
+            % (manifest_path, model_path, written[:12], actual[:12]))
+
+
 class Manifest:
     """A manifest's names for ``run``: a tensor name ('x' or 'x:0') or a signature alias, and
     the dtype and shape each input must have (as the C# and C++ runners check them)."""
@@ -409,6 +416,22 @@ class Manifest:
             return dict(signature[name], name=signature[name]["name"])
         known = [t["name"] for t in self.data.get(kind) or []]
         raise NotFoundError("'%s' is not among the manifest's %s (%s)" % (name, kind, ", ".join(known)))
+
+    def other_graph(self, model_path: str) -> str:
+        """Why this manifest was written with another graph than ``model_path`` (its sha256
+        differs), or "" (the same, or a manifest without one)."""
+        import hashlib
+
+        written = self.data.get("sha256") or ""
+        if not written:
+            return ""
+        h = hashlib.sha256()
+        with open(model_path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() == written:
+            return ""
+        return other_graph_words(self.path, model_path, written, h.hexdigest())
 
     def input(self, name: str) -> dict:
         return self._find("inputs", name)

@@ -90,3 +90,36 @@ def test_a_missing_tf115_runtime_says_what_to_install(frozen, tmp_path):
     assert lines["cpp"] == ("no TF 1.15 runtime at %s: run `make tf115` in the checkout (it needs Python 3.7: pyenv "
                             "install 3.7.16, or make tf115 PY37=/path/to/python3.7), or run without --runtime tf115 "
                             "[NOT_FOUND]" % (tmp_path / "none")), lines
+
+
+def test_a_manifest_written_with_another_graph_is_warned_about_in_every_client(frozen, tmp_path):
+    """R17 of the sixth trial: `run A.pb --manifest B.json` ran silently. The manifest's sha256 is
+    the graph it was written with: every client warns, in the same words, and still runs when the
+    names are there (a graph rewritten after the freeze keeps them)."""
+    other = str(tmp_path / "other.pb")
+    with open(frozen["pb"], "rb") as fh:
+        data = fh.read()
+    with open(other, "wb") as fh:  # the same graph written again by another tool: an empty library field
+        fh.write(data + b"\x12\x00")
+    import hashlib
+    written = hashlib.sha256(data).hexdigest()[:12]
+    actual = hashlib.sha256(open(other, "rb").read()).hexdigest()[:12]
+    assert written != actual
+    lines = {}
+    for client, program in (("py", PY), ("cs", CS), ("cpp", CPP)):
+        done = subprocess.run([program, "run", other, "--manifest", frozen["manifest"], "--input",
+                               "x=%s/x.npy" % frozen["base"], "--output", "y"], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, (client, done.stderr)
+        assert done.stdout.startswith("y"), (client, done.stdout)
+        lines[client] = [re.sub(r"^tffreeze(-cs|-cpp)?: warning: ", "", l) for l in done.stderr.splitlines()
+                         if "was written with another graph" in l]
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"] == ["--manifest %s was written with another graph than %s (sha256 %s, the file's is %s): its "
+                           "names, dtypes and shapes may not be this graph's; give the manifest written with it"
+                           % (frozen["manifest"], other, written, actual)], lines
+    for client, program in (("py", PY), ("cs", CS), ("cpp", CPP)):  # the graph it was written with: no warning
+        done = subprocess.run([program, "run", frozen["pb"], "--manifest", frozen["manifest"], "--input",
+                               "x=%s/x.npy" % frozen["base"], "--output", "y"], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0 and "another graph" not in done.stderr, (client, done.stderr)

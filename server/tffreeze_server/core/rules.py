@@ -158,6 +158,7 @@ def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
     layer's output (a mixture density head's weights, means and scales) is a prediction."""
     s = f.s
     tensors = [e.tensor for e in found if e.claim in (Claim.PREDICTION, Claim.LOSS_INPUT)]
+    kind = {e.tensor: e.claim for e in reversed(found)}
     if len(tensors) < 2:
         return []
     up = {t: s.upstream([node_of(t)]) for t in tensors}
@@ -171,7 +172,8 @@ def _regularizers(f: Facts, found: List[Evidence]) -> List[Evidence]:
             beside |= up[o]
         if node_of(t) in beside:  # the model computes another prediction from it (a VAE's latent mean) ...
             labelled = [o for o in others if node_of(t) in up[o] and s.meets_labels(o, f.in_loss, f.label_mask)]
-            if not labelled or not _penalised_only(f, t, {node_of(o) for o in others}):
+            if (not labelled or kind[t] is not Claim.PREDICTION  # (a network that scores it decides: critic-networks)
+                    or not _penalised_only(f, t, {node_of(o) for o in others})):
                 continue
             # ... unless that one is compared with labels and no label reaches this one but through it: a
             # penalty on what the model computes the compared prediction from (generated weights)
