@@ -134,7 +134,9 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
                    help="output tensors or nodes ('y' or 'y:0'); default: resolved automatically")
     p.add_argument("--inputs", default="", metavar="a,b",
                    help="input tensors or nodes; default: the placeholders the outputs need")
-    p.add_argument("--step", type=_step, default=None, metavar="N", help="use the checkpoint saved at global step N")
+    p.add_argument("--step", type=_step, default=None, metavar="N",
+                   help="use the checkpoint saved at global step N: the -N that saver.save(global_step=...) put "
+                        "after its prefix")
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="SECONDS",
                    help="per-call deadline (default: %(default)s)")
     g = p.add_argument_group("graph and values")

@@ -177,3 +177,14 @@ def test_a_step_asked_of_checkpoints_saved_without_steps_says_what_the_step_show
     with pytest.raises(layout.SelectionError) as err:
         layout.select(files, None, step=1000)
     assert "the checkpoints are not saved by step" in str(err.value) and "Leave options.step out" in str(err.value)
+
+
+def test_a_missing_step_says_what_a_step_is_and_shows_the_latest():
+    """R11 of the sixth trial: a global_step variable of 200 saved as epoch-2 (saver.save's
+    global_step was the epoch) and 150 checkpoints whose list hid the latest."""
+    many = ["epoch-%d.%s" % (n, ext) for n in range(1, 151) for ext in ("index", "data-00000-of-00001", "meta")]
+    with pytest.raises(layout.SelectionError) as err:
+        layout.select(many, step=200)
+    text = str(err.value)
+    assert "steps available: 1, 2, 3" in text and "and 130 more (the latest: 150)" in text
+    assert "the -N saver.save(global_step=...) put after the prefix, not the value of a variable saved inside" in text

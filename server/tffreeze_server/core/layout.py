@@ -209,8 +209,11 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
         matches = [c for c in ordered if c.step == step]
         if not matches:
             steps = [str(c.step) for c in ordered if c.step is not None]
+            shown = listed(steps, 20) + (" (the latest: %s)" % steps[-1] if len(steps) > 20 else "")
             raise SelectionError("NOT_FOUND", _NOT_FOUND, "no checkpoint at global step %d; steps available: %s"
-                                 % (step, listed(steps, 20) or "none: the checkpoints are not saved by step (no "
+                                 % (step, shown + "; a step is the -N saver.save(global_step=...) put after the "
+                                    "prefix, not the value of a variable saved inside" if steps else
+                                    "none: the checkpoints are not saved by step (no "
                                     "-STEP after their prefix; a step a freeze reports is the global_step saved "
                                     "inside). Leave options.step out, or give the checkpoint itself"))
         chosen = matches[-1]
