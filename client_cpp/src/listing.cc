@@ -266,8 +266,22 @@ static std::string MissingSource(const std::string& source) {
   std::vector<std::string> close;
   if (!name.empty()) close = CloseNames(name, std::vector<std::string>(names.begin(), names.end()), 1);
   if (close.empty()) return source + " does not exist";
+  std::string meant = close[0];  // a checkpoint prefix PREFIX-N: the one of that prefix with the highest N
+  static const std::regex numbered(R"(^(.*)-(\d+)$)");
+  std::smatch m;
+  if (std::regex_match(close[0], m, numbered)) {
+    const std::string family = m[1].str();
+    long double top = -1;
+    for (const auto& n : names) {
+      if (n.size() <= family.size() + 1 || n.compare(0, family.size() + 1, family + "-") != 0) continue;
+      const std::string digits = n.substr(family.size() + 1);
+      if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      const long double step = std::stold(digits);
+      if (step > top) top = step, meant = n;
+    }
+  }
   return source + " does not exist; did you mean " +
-         (folder.empty() ? close[0] : folder.back() == '/' ? folder + close[0] : folder + "/" + close[0]) + "?";
+         (folder.empty() ? meant : folder.back() == '/' ? folder + meant : folder + "/" + meant) + "?";
 }
 
 Listing ListSource(const std::string& source, const std::string& graph_file) {

@@ -90,8 +90,27 @@ namespace TfFreeze
             catch (Exception) { }
             var close = name == "" ? new List<string>() : ModelRunner.CloseNames(name, names, 1);
             if (close.Count == 0) return source + " does not exist";
-            return source + " does not exist; did you mean " + (folder == "" ? close[0] :
-                   folder.EndsWith("/") ? folder + close[0] : folder + "/" + close[0]) + "?";
+            var meant = LatestOfFamily(close[0], names);
+            return source + " does not exist; did you mean " + (folder == "" ? meant :
+                   folder.EndsWith("/") ? folder + meant : folder + "/" + meant) + "?";
+        }
+
+        // A checkpoint prefix PREFIX-N meant: the one of that prefix with the highest N (the latest).
+        static string LatestOfFamily(string name, IEnumerable<string> names)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(name, @"^(.*)-(\d+)$");
+            if (!m.Success) return name;
+            var family = new System.Text.RegularExpressions.Regex(
+                "^" + System.Text.RegularExpressions.Regex.Escape(m.Groups[1].Value) + @"-(\d+)$");
+            string best = name;
+            decimal top = -1;
+            foreach (var n in names)
+            {
+                var f = family.Match(n);
+                decimal step;
+                if (f.Success && decimal.TryParse(f.Groups[1].Value, out step) && step > top) { top = step; best = n; }
+            }
+            return best;
         }
 
         /// <summary>SOURCE's listing (a folder: its files up to 6 folders down, hidden folders

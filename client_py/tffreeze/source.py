@@ -78,7 +78,17 @@ def missing_source(source: str) -> str:
     close = close_names(name, names, 1) if name else []
     if not close:
         return "%s does not exist" % source
-    return "%s does not exist; did you mean %s?" % (source, os.path.join(folder, close[0]))
+    return "%s does not exist; did you mean %s?" % (source, os.path.join(folder, latest_of_family(close[0], names)))
+
+
+def latest_of_family(name: str, names) -> str:
+    """A checkpoint prefix PREFIX-N meant: the one of that prefix with the highest N (the latest),
+    as the C# and C++ clients pick it; any other name as it is."""
+    m = re.match(r"^(.*)-(\d+)$", name)
+    if not m:
+        return name
+    family = [n for n in names if re.fullmatch(re.escape(m.group(1)) + r"-\d+", n)]
+    return max(family, key=lambda n: int(n.rsplit("-", 1)[1]))
 
 
 def plan_request(source: str, graph_file: Optional[str] = None):

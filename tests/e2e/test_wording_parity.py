@@ -52,6 +52,7 @@ def sources(tmp_path_factory):
             "frozen": frozen, "_freeze": (FreezeClient, several.directory, frozen),
             "nodefault": str(base / "nodefault"), "twotags": str(base / "twotags"),
             "typo": str(base / "projct"), "typoprefix": os.path.join(several.directory, "model.ckpt-20"),
+            "typostep": os.path.join(several.directory, "model.ckpt-10"),
             "nowhere": str(base / "zzzzzzzz"), "erfinv": str(base / "erfinv"),
             "novars": str(base / "novars"), "ema": ema.directory,
             "dropout": str(base / "dropout")}
@@ -164,6 +165,9 @@ CASES = [
     ("source-typo", "inspect", "typo", [], 1, "{typo} does not exist; did you mean {nested}? (CHECKPOINT_NOT_FOUND) "
      "[NOT_FOUND]"),
     ("source-prefix-typo", "freeze", "typoprefix", [], 1, "{typoprefix} does not exist; did you mean "
+     "{severalprefix}? (CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
+    # (R12 of the sixth trial: of one prefix's checkpoints, the latest is meant, not the first in order)
+    ("source-prefix-latest", "freeze", "typostep", [], 1, "{typostep} does not exist; did you mean "
      "{severalprefix}? (CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
     ("source-nothing-close", "freeze", "nowhere", [], 1, "{nowhere} does not exist (CHECKPOINT_NOT_FOUND) [NOT_FOUND]"),
     # An op's name after the article it takes.
