@@ -100,6 +100,9 @@ class Digests {
     std::error_code ec;
     std::string real = fs::canonical(path, ec).string();
     if (ec) throw Error("NOT_FOUND", "cannot read " + path);
+    if (access(real.c_str(), R_OK) != 0 && errno == EACCES)
+      throw Error("PERMISSION_DENIED", "cannot read " + path + ": permission denied; make it readable (chmod u+r " +
+                                           path + "), or freeze a copy you can read");
     Entry now;
     if (!Stamp(real, &now)) throw Error("NOT_FOUND", "cannot read " + path);
     auto it = entries_.find(real);

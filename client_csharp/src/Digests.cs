@@ -180,12 +180,24 @@ namespace TfFreeze
             return entries;
         }
 
+        /// <summary>The words every client says for a checkpoint file the user may not read.</summary>
+        public static string Unreadable(string path)
+        {
+            return "cannot read " + path + ": permission denied; make it readable (chmod u+r " + path +
+                   "), or freeze a copy you can read";
+        }
+
         /// <summary>The file's digest, from the cache when its size and mtime are unchanged.</summary>
         public static Digest Of(string path)
         {
             var full = RealPath(Path.GetFullPath(path));  // a symbolic link's target: its size, its bytes
             var info = new FileInfo(full);
             if (!info.Exists) throw new FileNotFoundException("cannot read " + path, path);
+            try { using (File.OpenRead(full)) { } }
+            catch (UnauthorizedAccessException)
+            {
+                throw new RpcException(StatusCode.PERMISSION_DENIED, Unreadable(path));
+            }
             string size = info.Length.ToString(), mtime = info.LastWriteTimeUtc.Ticks.ToString();
             string[] e;
             if (Load().TryGetValue(full, out e) && e[0] == size && e[1] == mtime)

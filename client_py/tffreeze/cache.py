@@ -150,6 +150,10 @@ class _Digests:
 
     def sha256(self, path: str) -> str:
         """The file's sha256, from the cache when its stamp is unchanged."""
+        if not os.access(path, os.R_OK) and os.path.exists(path):
+            from tffreeze_api.errors import error_for
+            raise error_for("PERMISSION_DENIED", "cannot read %s: permission denied; make it readable (chmod u+r %s), "
+                            "or freeze a copy you can read" % (path, path), metadata={"path": path})
         digest = self.cached(path)
         if digest is not None:
             return digest

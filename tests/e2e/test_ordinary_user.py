@@ -164,3 +164,30 @@ def test_the_container_images_user_serves_with_the_sandbox(work):
     finally:
         assert stop_server(srv) == 0, "".join(srv.log[-40:])
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_checkpoint_file_the_user_may_not_read_is_named_the_same_way_by_every_client(user, work, web_server):
+    """R3 of the sixth trial: a shard of mode 000 gave a raw OSError (Python), "Access to the
+    path is denied [IO_ERROR]" (C#) and "cannot read ... [NOT_FOUND]" (C++). Each client now
+    names the file, the category and the fix, in the same words. (Root reads any file: this
+    needs the ordinary user.)"""
+    folder = os.path.join(work["folder"], "unreadable")
+    shutil.copytree(work["dense"].directory, folder)
+    user.give(folder)
+    shard = next(os.path.join(folder, n) for n in sorted(os.listdir(folder)) if ".data-" in n)
+    os.chmod(shard, 0)
+    port = web_server.target.rsplit(":", 1)[1]
+    web = web_server.web_url
+    lines = {}
+    try:
+        for client, argv in (("py", [PY, "freeze", folder, "--server", "127.0.0.1:" + port]),
+                             ("cs", [CS, "freeze", folder, "--server", web]),
+                             ("cpp", [CPP, "freeze", folder, "--server", "127.0.0.1:" + port])):
+            done = user.run(argv + ["-o", os.path.join(work["folder"], "never.pb")])
+            assert done.returncode == 1, (client, done.stdout, done.stderr)
+            lines[client] = [l.split(": ", 1)[1] for l in done.stderr.splitlines() if l.startswith("tffreeze")][-1]
+    finally:
+        os.chmod(shard, 0o644)
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"] == ("cannot read %s: permission denied; make it readable (chmod u+r %s), or freeze a copy you "
+                           "can read [PERMISSION_DENIED]" % (shard, shard)), lines["py"]
