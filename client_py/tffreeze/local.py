@@ -156,8 +156,11 @@ def _ensure(extra_args: Optional[List[str]] = None) -> Endpoint:
         except localserver.UntrustedFolder:
             raise
         except OSError as exc:
-            raise UnavailableError("cannot use the local server's folder: %s. Pass --server (or $TFFREEZE_SERVER) "
-                                   "to use a running server instead" % exc) from None
+            given = " (from $TFFREEZE_CACHE_DIR)" if os.environ.get("TFFREEZE_CACHE_DIR") else ""
+            why = "%s: %s" % (exc.strerror, exc.filename) if exc.strerror and exc.filename else str(exc)
+            raise UnavailableError("cannot use the local server's folder %s%s (%s): set $TFFREEZE_CACHE_DIR to a "
+                                   "folder you can write, or pass --server to use a running server"
+                                   % (folder, given, why)) from None
         with localserver.Folder(folder) as held:
             lock_fd = held.open(localserver.LOCK, os.O_RDWR | os.O_CREAT)
         with open(lock_fd) as lock:

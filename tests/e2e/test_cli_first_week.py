@@ -422,3 +422,18 @@ def test_a_bad_flag_value_is_said_once_as_the_other_clients_say_it(ckpt, tmp_pat
     assert r.returncode == 2
     assert r.stderr.splitlines() == ["tffreeze freeze: " + said, "(see tffreeze --help)"], r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_an_unusable_cache_dir_names_the_variable_and_the_fix(tmp_path):
+    """R5 of the sixth trial: $TFFREEZE_CACHE_DIR at a folder that cannot be made said
+    "[Errno 13] ... Pass --server (or $TFFREEZE_SERVER)": neither the variable that chose the
+    folder nor a fix that works from C#. (/proc takes no folder, even from root.)"""
+    ckpt = models.dense(str(tmp_path / "ckpt"), True)
+    env = dict(os.environ, TFFREEZE_CACHE_DIR="/proc/tffreeze-no-such-cache")
+    env.pop("TFFREEZE_SERVER", None)
+    done = subprocess.run([TFFREEZE, "inspect", ckpt.directory], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1, done.stderr
+    assert ("cannot use the local server's folder /proc/tffreeze-no-such-cache/local (from $TFFREEZE_CACHE_DIR) "
+            "(No such file or directory: /proc/tffreeze-no-such-cache): set $TFFREEZE_CACHE_DIR to a folder you can "
+            "write, or pass --server to use a running server [UNAVAILABLE]") in done.stderr, done.stderr
+    assert "Errno" not in done.stderr and "TFFREEZE_SERVER" not in done.stderr
