@@ -390,6 +390,16 @@ def _name_process(name: bytes = b"tffreeze-server") -> None:
         pass
 
 
+def _data_dir_words(exc: OSError, data_dir: str) -> str:
+    """An OSError while the server prepared its folders, named by the flag that chose the folder."""
+    where = os.path.abspath(exc.filename) if isinstance(exc.filename, str) else ""
+    data = os.path.abspath(data_dir) if data_dir else ""
+    if where and data and (where == data or where.startswith(data + os.sep) or data.startswith(where + os.sep)):
+        return "--data-dir %s: %s (%s): give a folder you can write (it is made when missing)" % (
+            data_dir, exc.strerror or exc, exc.filename)
+    return str(exc)
+
+
 def serve(settings: ServerSettings, out=sys.stdout) -> int:
     """Run until SIGTERM/SIGINT (or ``idle_exit`` seconds without a call), then drain
     in-flight calls and stop the workers."""
@@ -401,7 +411,7 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
             localmode.prepare(settings)
         srv = create_server(settings)
     except OSError as exc:
-        print("tffreeze serve: %s" % exc, file=sys.stderr)
+        print("tffreeze serve: %s" % _data_dir_words(exc, settings.data_dir), file=sys.stderr)
         return 1
     stop = threading.Event()
     if settings.idle_exit:

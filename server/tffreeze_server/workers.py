@@ -361,6 +361,7 @@ class _Worker:
             argv.append("--sandboxed")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the server's imports, also for tests
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's import-time info lines (CUDA probing, oneDNN)
         if sandbox is not None:
             argv = sandbox.wrap(argv, env)
         try:
@@ -917,7 +918,10 @@ def main(argv=None) -> int:
     p.add_argument("--memory", type=int, default=0)
     p.add_argument("--sandboxed", action="store_true")
     args = p.parse_args(argv)
-    _worker_main(socket.socket(fileno=args.fd), args.target, args.sandboxed, args.tasks_root, args.memory)
+    try:
+        _worker_main(socket.socket(fileno=args.fd), args.target, args.sandboxed, args.tasks_root, args.memory)
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the server went away (it could not listen, or it stopped): nothing to report to
     return 0
 
 

@@ -97,3 +97,34 @@ def test_a_graph_file_given_beside_a_meta_is_named_as_the_user_gave_it(srv, tmp_
     assert r.returncode == 0, r.stderr
     assert "the graph file new_graph.pbtxt is used instead of model.ckpt.meta" in r.stderr, r.stderr
     assert ".tffreeze-graph" not in r.stderr + r.stdout
+
+
+def test_serve_on_a_port_in_use_says_so_and_nothing_else(tmp_path):
+    """R4 of the sixth trial: the clear line was followed by a BrokenPipeError traceback from
+    each worker, and TensorFlow's start-up lines (absl, oneDNN, CUDA probing)."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("TFFREEZE_VERBOSE", "TF_CPP_MIN_LOG_LEVEL")}
+        done = subprocess.run([TFFREEZE, "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+                              capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        taken.close()
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("tffreeze serve: cannot listen on 127.0.0.1:%d (address in use or not available); "
+                                   "pick another --port" % port), done.stderr
+
+
+def test_serve_names_the_data_dir_flag_when_its_folder_cannot_be_made(tmp_path):
+    """R4: a --data-dir the server cannot make gave a bare "[Errno ...]" (/proc takes no folder,
+    even from root)."""
+    done = subprocess.run([TFFREEZE, "serve", "--port", "0", "--data-dir", "/proc/tffreeze-no-data"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("tffreeze serve: --data-dir /proc/tffreeze-no-data: No such file or directory "
+                                   "(/proc/tffreeze-no-data): give a folder you can write (it is made when missing)"), \
+        done.stderr
