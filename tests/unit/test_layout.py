@@ -188,3 +188,15 @@ def test_a_missing_step_says_what_a_step_is_and_shows_the_latest():
     text = str(err.value)
     assert "steps available: 1, 2, 3" in text and "and 130 more (the latest: 150)" in text
     assert "the -N saver.save(global_step=...) put after the prefix, not the value of a variable saved inside" in text
+
+
+def test_two_prefixes_in_one_folder_are_said_with_the_one_taken():
+    """R13 of the sixth trial: model.ckpt-50 and other.ckpt-20 (two models) in one folder, no
+    state file: the newest was used with no word about the other."""
+    files = ["model.ckpt-50.%s" % e for e in ("index", "data-00000-of-00001", "meta")] + \
+            ["other.ckpt-20.%s" % e for e in ("index", "data-00000-of-00001", "meta")]
+    sel = layout.select(files)
+    assert any("2 prefixes (model.ckpt, other.ckpt)" in w and sel.checkpoint.prefix + " is used" in w
+               for w in sel.warnings), sel.warnings
+    one = ["model.ckpt-%d.%s" % (n, e) for n in (10, 20) for e in ("index", "data-00000-of-00001", "meta")]
+    assert not layout.select(one).warnings

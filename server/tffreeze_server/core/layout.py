@@ -233,6 +233,13 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
         if chosen is None:
             chosen = ordered[-1]
             reason = "newest checkpoint in the upload"
+            families = sorted({re.sub(r"-\d+$", "", c.prefix) for c in ordered
+                               if posixpath.dirname(c.prefix) == posixpath.dirname(chosen.prefix)})
+            if len(families) > 1:  # two runs (or two models) saved in one folder: say which was taken
+                warnings.append("the folder holds checkpoints of %d prefixes (%s); %s is used, the newest: give the "
+                                "checkpoint itself (its prefix) to choose another"
+                                % (len(families), listed([posixpath.basename(f) for f in families]),
+                                   posixpath.basename(chosen.prefix)))
 
     missing = missing_shards(chosen)
     if missing:
