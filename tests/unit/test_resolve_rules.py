@@ -522,7 +522,24 @@ def test_a_loss_computed_without_training_is_not_a_graph_sink_output():
 def test_refine_principles_are_named_rules_too():
     assert {r.name for r in heads.REFINE_PRINCIPLES} == {
         "trained-last-layer", "fixed-layer-on-model", "scored-by-fixed-network", "pairwise-embeddings",
-        "shared-weight-copies"}
+        "shared-weight-copies", "computed-on-beside-the-loss"}
+
+
+def _anomaly_detector():
+    """An autoencoder whose loss averages a per-example reconstruction error, which the graph
+    also compares with a saved threshold: the anomaly decision."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    recon = _dense(tf.nn.relu(_dense(x, 2, "enc")), 4, "dec")
+    score = tf.reduce_mean(tf.square(recon - x), axis=1, name="score")
+    threshold = tf1.get_variable("threshold", [], trainable=False, initializer=tf1.constant_initializer(0.5))
+    tf.greater(score, threshold, name="is_anomaly")
+    tf1.train.AdamOptimizer(1e-3).minimize(tf.reduce_mean(score))
+
+
+def test_a_score_the_graph_computes_on_from_beside_an_unlabelled_loss_is_an_output():
+    meta = _meta(_anomaly_detector)
+    assert "score:0" in _claims(meta, "computed-on-beside-the-loss")
+    assert sorted(t for t, _ in resolve.resolve(meta, [], []).outputs) == ["is_anomaly:0", "score:0"]
 
 
 # -- how candidates are listed -------------------------------------------------------------

@@ -204,3 +204,79 @@ def test_gradients_the_model_computes_with_are_its_forward_computation():
     assert any("before_adaptation:0" in w and "before adaptation" in w for w in res.warnings), res.warnings
     compared = [e.why for e in resolve.explain(meta) if e.rule == "loss-meets-model" and e.tensor == "query_pred:0"]
     assert compared and compared[0].endswith("compares it with query_y"), compared
+
+
+# -- the fourth round of untried kinds ---------------------------------------------------------
+def _adversarial_training():
+    """Examples moved along the sign of the clean loss's gradient with respect to the input
+    (FGSM); the training minimises the clean and the adversarial cross-entropy; an accuracy is
+    written by hand from an argmax."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    y = tf1.placeholder(tf.int32, [None], name="y")
+
+    def net(v):
+        return _dense(tf.nn.relu(_dense(v, 8, "h")), 3, "out")
+    logits = net(x)
+    tf.nn.softmax(logits, name="probs")
+    clean = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    x_adv = tf.stop_gradient(x + 0.1 * tf.sign(tf.gradients(clean, x)[0]))
+    adv = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=net(x_adv)))
+    tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.float32), name="accuracy")
+    tf1.train.AdamOptimizer(1e-3).minimize(clean + adv)
+
+
+def test_labels_a_loss_compares_stay_labels_whatever_a_gradient_carries_them_into():
+    """y reaches the adversarial pass's layers through the input gradient; the clean loss still
+    compares it as it is: a label. An argmax only an accuracy reads is the evaluation, no head."""
+    meta = _meta(_adversarial_training)
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["probs:0"]
+    compared = [e.why for e in resolve.explain(meta) if e.rule == "loss-meets-model"]
+    assert compared and all(w.endswith("compares it with y") for w in compared), compared
+
+
+def _survival():
+    """A risk score whose partial likelihood orders the batch by time; a concordance index (a
+    product of pairwise masks from time and event with the risk comparisons, summed over the
+    batch) is logged."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    time = tf1.placeholder(tf.float32, [None], name="time")
+    event = tf1.placeholder(tf.float32, [None], name="event")
+    risk = tf.squeeze(_dense(tf.nn.relu(_dense(x, 8, "h")), 1, "out"), 1, name="risk")
+    tf.exp(risk, name="hazard_ratio")
+    risk_sorted = tf.gather(risk, tf.argsort(time, direction="DESCENDING"))
+    tf1.train.AdamOptimizer(1e-3).minimize(-tf.reduce_sum((risk_sorted - tf.math.cumulative_logsumexp(risk_sorted))
+                                                          * event))
+    comparable = tf.cast(time[:, None] < time[None, :], tf.float32) * event[:, None]
+    concordant = tf.cast(risk[:, None] > risk[None, :], tf.float32)
+    tf.identity(tf.reduce_sum(comparable * concordant) / tf.maximum(tf.reduce_sum(comparable), 1.0), name="c_index")
+
+
+def test_sources_a_batch_metric_joins_with_the_prediction_are_not_read_at_inference():
+    res = resolve.resolve(_meta(_survival), [], [])
+    assert "c_index:0" not in [t for t, _ in res.outputs]
+    assert [t for t, _ in res.outputs] in (["hazard_ratio:0"], ["risk:0"], ["risk:0", "hazard_ratio:0"]), res.outputs
+
+
+def _conditional_gan():
+    """The discriminator reads the generator's sample joined with the class it was asked for."""
+    z = tf1.placeholder(tf.float32, [None, 3], name="z")
+    c = tf1.placeholder(tf.float32, [None, 2], name="c")
+    real = tf1.placeholder(tf.float32, [None, 4], name="real")
+    with tf1.variable_scope("gen"):
+        sample = tf.tanh(_dense(tf.concat([z, c], 1), 4, "out"), name="sample")
+
+    def disc(v):
+        with tf1.variable_scope("disc", reuse=tf1.AUTO_REUSE):
+            return _dense(tf.nn.leaky_relu(_dense(tf.concat([v, c], 1), 8, "h")), 1, "out")
+    d_fake, d_real = disc(sample), disc(real)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    g_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_fake), logits=d_fake))
+    d_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_real), logits=d_real) + bce(labels=tf.zeros_like(d_fake),
+                                                                                    logits=d_fake))
+    tf1.train.AdamOptimizer(1e-3).minimize(g_loss, var_list=tf1.trainable_variables("gen"))
+    tf1.train.AdamOptimizer(1e-3).minimize(d_loss, var_list=tf1.trainable_variables("disc"))
+
+
+def test_a_scorer_that_joins_the_models_output_with_data_reads_the_output():
+    assert [t for t, _ in resolve.resolve(_meta(_conditional_gan), [], []).outputs] == ["gen/sample:0"]

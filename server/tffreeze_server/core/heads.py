@@ -50,6 +50,8 @@ _CROSS_ENTROPY_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxC
                                 "Log1p", "Softplus"})
 # Products that compute with both operands (a tensor multiplied in is data, not a target compared).
 _MATRIX_PRODUCT_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "SparseMatMul", "Einsum"})
+# Reductions: over axis 0 they sum (or average...) over the batch.
+_BATCH_REDUCTION_OPS = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "All", "Any"})
 # Library losses whose first operand is the logits (the prediction) and whose second is the labels.
 _LOGITS_AND_LABELS_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits"})
 # tf.gradients seeds each y with `gradients/grad_ys_K = Fill(Shape(y), 1)`.
@@ -74,8 +76,12 @@ PAIRWISE_EMBEDDINGS = Rule(
 SHARED_WEIGHT_COPIES = Rule(
     "shared-weight-copies", "copies of one network (the same variables) on different data that a loss compares are "
     "each an output (a siamese pair's, a triplet's embeddings); the distance between them is loss arithmetic", None)
+COMPUTED_ON_BESIDE = Rule(
+    "computed-on-beside-the-loss", "walking up a loss that reads no labels, a tensor the graph also computes on "
+    "from outside the losses and the training (a per-example score that a threshold decides from) is the model's "
+    "output, not loss arithmetic", None)
 REFINE_PRINCIPLES = (TRAINED_LAST_LAYER, FIXED_LAYER_ON_MODEL, SCORED_BY_FIXED_NETWORK, PAIRWISE_EMBEDDINGS,
-                     SHARED_WEIGHT_COPIES)
+                     SHARED_WEIGHT_COPIES, COMPUTED_ON_BESIDE)
 
 
 class Structure:
@@ -278,7 +284,7 @@ class Structure:
             return None
         return bases[0]
 
-    def refine(self, start: str, trained: int, label_mask: int) -> Tuple[List[Evidence], bool]:
+    def refine(self, start: str, trained: int, label_mask: int, beside=None) -> Tuple[List[Evidence], bool]:
         """Walk up from ``start`` through loss arithmetic to where the trained model's
         tensors enter it. Returns (evidence records: LOSS_INPUT or COPY, each named by
         the principle that stopped the walk; whether loss arithmetic was seen: a
@@ -304,6 +310,11 @@ class Structure:
             if name in seen:
                 continue
             seen.add(name)
+            if beside is not None and name != start and beside(name):
+                loss_term = True
+                stop(name + ":0", "computed on from outside the loss too: the model's output, which the loss "
+                     "reduces", COMPUTED_ON_BESIDE)
+                continue
             end = self.layer_end(name, trained)
             if end:
                 stop(name + ":0", "the trained model's last layer the loss reads", TRAINED_LAST_LAYER)
@@ -324,8 +335,9 @@ class Structure:
                 loss_term = True
                 for t in inputs:
                     if t in direct:
-                        stop(t, "the trained model's output, scored by a network the optimizer does not train",
-                             SCORED_BY_FIXED_NETWORK)
+                        for part in self._joined_with_data(t, trained):
+                            stop(part, "the trained model's output, scored by a network the optimizer does not train",
+                                 SCORED_BY_FIXED_NETWORK)
                     else:
                         fixed.add(node_of(t))
                         stack.append(node_of(t))
@@ -350,6 +362,17 @@ class Structure:
             stack.extend(node_of(t) for t in reversed(inputs))
         return stops, loss_term
 
+    def _joined_with_data(self, tensor: str, trained: int) -> List[str]:
+        """What a scoring network reads: the model's output, or (a concatenation of it with data as
+        given, a conditional GAN's class) the model's part of it; the join is the scorer's own."""
+        name = node_of(tensor)
+        if self.by_name[name].op not in ("ConcatV2", "Concat", "Pack"):
+            return [tensor]
+        ins = [i for i in self.data_inputs[name] if self.bits[node_of(i)]]
+        model = [tensor_name(i) for i in ins if self.is_activation(node_of(i)) and self.var_bits[node_of(i)] & trained]
+        data = [i for i in ins if node_of(i) not in self.from_vars]
+        return model if model and data and len(model) + len(data) == len(ins) else [tensor]
+
     def _pull(self, name: str, trained: int) -> bool:
         """A loss term that draws one of the model's own tensors towards another held fixed by a
         stop_gradient (a vector quantiser's codebook and commitment terms), both computed with
@@ -369,7 +392,10 @@ class Structure:
         trained = 0
         for y in losses:
             trained |= self.trained_mask(y)
-        feeds_layers = self.upstream({n for n in self.layers - self.excluded if self.own_vars(n) & trained})
+        # (what reaches a layer only through gradients, an adversarial example's or an adaptation's, is not fed to it)
+        feeds_layers = reach([n for n in self.layers - self.excluded if self.own_vars(n) & trained],
+                             lambda name: (node_of(i) for i in self.data_inputs[name]
+                                           if not GRADIENT_SCOPE.search(node_of(i))))
         in_loss = self.upstream(losses)
         labels = [s for s in self.sources if s in in_loss and s not in feeds_layers and s not in switches
                   and not self._read_at_inference(s, in_loss) and not self._in_the_logits(s, in_loss)
@@ -414,7 +440,10 @@ class Structure:
         if source not in up_inner:
             return False
         bit = self.bits[source]
-        rest = self.upstream(losses) - up_inner
+        # what the training loss computes itself, not through gradients (an adversarial example's
+        # loss is a term of the total too: what it compares are the labels)
+        rest = reach([y for y in losses if y in self.by_name],
+                     lambda name: (node_of(i) for i in self.data_inputs[name] if not GRADIENT_SCOPE.search(node_of(i))))
         return not any(self._as_given(node_of(i), bit) for n in rest for i in self.data_inputs.get(n, ()))
 
     def _in_the_logits(self, source: str, in_loss: Set[str]) -> bool:
@@ -429,13 +458,14 @@ class Structure:
                     return True
         return False
 
-    def read_beside_the_loss(self, name: str, in_loss: Set[str], training: Set[str]) -> bool:
+    def read_beside_the_loss(self, name: str, in_loss: Set[str], training: Set[str], label_mask: int = -1) -> bool:
         """The graph computes on from ``name`` outside the losses and the training (a softmax or an
         argmax of the logits a loss compares, not a metric): the model made it to be used, so it is
         the prediction even when loss arithmetic computed it (a few-shot model's negative distances
         to its prototypes)."""
         return any(u not in in_loss and u not in self.excluded and u not in training
-                   and self.by_name[u].op not in _COMPARISON_OPS and self.by_name[u].op not in _SHAPE_READ_OPS
+                   and (self.by_name[u].op not in _COMPARISON_OPS or not label_mask)
+                   and self.by_name[u].op not in _SHAPE_READ_OPS
                    for u in self.users.get(name, ()))
 
     def _multiplied_with_the_model(self, source: str, in_loss: Set[str]) -> bool:
@@ -464,9 +494,38 @@ class Structure:
             ins = [node_of(i) for i in self.data_inputs[name]]
             if any(self.bits[i] & bit for i in ins) and any(self.is_activation(i) and not self.bits[i] & bit
                                                              for i in ins):
-                if self.by_name[name].op not in _COMPARISON_OPS:
+                if self.by_name[name].op not in _COMPARISON_OPS and not self._summed_over_the_batch(name):
                     return True
         return False
+
+    def _summed_over_the_batch(self, name: str) -> bool:
+        """Every end computed from ``name`` is summed over the batch first (a concordance index, an
+        accuracy written with a product): a metric of the batch, not a value per example."""
+        seen: Set[str] = set()
+        stack = [name]
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n != name and self._over_the_batch(n):
+                continue
+            readers = [u for u in self.users.get(n, ()) if u not in self.excluded]
+            if not readers:
+                return False  # an end reached per example
+            stack.extend(readers)
+        return True
+
+    def _over_the_batch(self, name: str) -> bool:
+        node = self.by_name[name]
+        if node.op not in _BATCH_REDUCTION_OPS or len(node.input) < 2:
+            return False
+        axes = self.by_name.get(node_of(node.input[1]))
+        if axes is None or axes.op != "Const":
+            return True  # (reduce_* without an axis on a tensor of unknown rank: a range of every axis)
+        from tensorflow.python.framework import tensor_util
+        values = tensor_util.MakeNdarray(axes.attr["value"].tensor).ravel().tolist()
+        return 0 in values
 
     def predictions(self, losses: List[str], label_mask: int) -> List[str]:
         """Walking up from each loss through label-dependent nodes: the first inputs
@@ -706,6 +765,9 @@ class Structure:
                     end = nxt[0]  # a final cast nothing else reads (argmax as int32 for the caller)
                 else:
                     break
+            readers = [u for u in self.users.get(end, ()) if u not in self.excluded]
+            if label_mask and readers and all(self.bits[u] & label_mask for u in readers):
+                continue  # a decision made only to be compared with the labels (an accuracy's argmax): evaluation
             t = end + ":0"
             if t not in heads and t != tensor:
                 heads.append(t)

@@ -101,7 +101,8 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
                         add(Evidence(q, Claim.PREDICTION, WEIGHT_STRUCTURE, "prediction: the loss %s compares it "
                                      "with %s" % (y, ", ".join(read[:3])), (y,) + tuple(read[:3]), loss=y))
         else:
-            stops = s.refine(y, trained, f.label_mask)[0]
+            stops = s.refine(y, trained, f.label_mask,
+                             beside=lambda n: s.is_activation(n) and s.read_beside_the_loss(n, f.in_loss, f.training, 0))[0]
             for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
                 add(_with_loss(e, "%s (the loss %s reads no labels)" % (e.why, y), y))
     found = _not_reshapes_of_others(s, found)
@@ -438,15 +439,19 @@ def inference_ends(f: Facts, board: Board) -> List[Evidence]:
     def allowed(n):
         return not s.bits[n] & f.label_mask and n not in s.excluded and n not in f.in_loss
     out: List[Evidence] = []
+    # a score the loss reduces that the graph also computes on from (an anomaly score) is kept as a head is
+    scores = {e.tensor for e in predictions(board) if e.rule == "computed-on-beside-the-loss"}
     for p, ends in post_processing(s, preds, allowed, f.training, f.unused_control_flow).items():
         why = "end of the inference computation after %s (the loss never reads it)" % p
         out += [Evidence(t, Claim.INFERENCE_END, WEIGHT_HEAD, why, (node_of(p),), follows=p) for t in ends]
-        if head_op(s, node_of(p)) in HEAD_OPS and not any(s.carries(node_of(p), node_of(t)) for t in ends):
+        if ((head_op(s, node_of(p)) in HEAD_OPS or p in scores)
+                and not any(s.carries(node_of(p), node_of(t)) for t in ends)):
             # the prediction is itself a head (probabilities a hand-written cross-entropy reads) that the
             # inference computation decides from (a threshold): it stays beside the decision
-            out.append(Evidence(p, Claim.INFERENCE_END, WEIGHT_HEAD, "prediction head (%s) the inference "
-                                "computation decides from (%s) without carrying its values on"
-                                % (head_op(s, node_of(p)), ", ".join(ends[:3])), (node_of(p),), follows=p))
+            out.append(Evidence(p, Claim.INFERENCE_END, WEIGHT_HEAD, "%s the inference computation decides from "
+                                "(%s) without carrying its values on"
+                                % ("score" if p in scores else "prediction head (%s)" % head_op(s, node_of(p)),
+                                   ", ".join(ends[:3])), (node_of(p),), follows=p))
         for h in s.heads_after(p, f.label_mask, f.loss_scopes, f.loss_values):
             if h not in ends and not any(s.carries(node_of(h), node_of(t)) for t in ends):
                 out.append(Evidence(h, Claim.INFERENCE_END, WEIGHT_HEAD, "prediction head (%s) computed from %s, which "
