@@ -931,3 +931,29 @@ def test_several_ends_of_one_inference_computation_leave_the_choice_open():
 def test_a_prediction_s_reason_names_the_labels_its_own_loss_reads():
     whys = {e.tensor: e.why for e in _records(_meta(_two_networks)) if e.rule == "loss-meets-model"}
     assert whys["net_a:0"].endswith("compares it with la") and whys["net_b:0"].endswith("compares it with lb"), whys
+
+
+def _domain_adversarial():
+    """A classifier whose trunk features a domain head reads through a gradient reversal written
+    with a stop_gradient; one optimizer trains both heads and the trunk."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    y = tf1.placeholder(tf.int32, [None], name="y")
+    domain = tf1.placeholder(tf.int32, [None], name="domain")
+    strength = tf1.placeholder_with_default(0.1, [], name="strength")
+    features = tf.nn.relu(_dense(x, 8, "trunk"))
+    logits = _dense(features, 3, "classes")
+    tf.nn.softmax(logits, name="probs")
+    reversed_features = tf.stop_gradient((1.0 + strength) * features) - strength * features
+    domain_logits = _dense(tf.nn.relu(_dense(reversed_features, 8, "domain_h")), 2, "domain_out")
+    tf.nn.softmax(domain_logits, name="domain_probs")
+    xent = tf.nn.sparse_softmax_cross_entropy_with_logits
+    tf1.train.AdamOptimizer(1e-3).minimize(tf.reduce_mean(xent(labels=y, logits=logits))
+                                           + tf.reduce_mean(xent(labels=domain, logits=domain_logits)))
+
+
+def test_a_head_behind_a_gradient_reversal_is_an_adversary_not_an_output():
+    meta = _meta(_domain_adversarial)
+    assert _claims(meta, "gradient-reversal") == {"domain_out:0": Claim.CRITIC}
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["probs:0"]
+    assert any("gradient reversal" in w for w in res.warnings), res.warnings

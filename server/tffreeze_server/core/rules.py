@@ -415,6 +415,56 @@ def critic_networks(f: Facts, board: Board) -> List[Evidence]:
     return out
 
 
+@rule("gradient-reversal",
+      "a head that reads the model's features through a gradient reversal (stop_gradient((1 + l) * f) - l * f: the "
+      "value of f, its gradient negated) is an adversary the training pits against those features (a domain "
+      "classifier), not an output, when another prediction reads them as they are")
+def gradient_reversal(f: Facts, board: Board) -> List[Evidence]:
+    s, preds = f.s, predictions(board)
+    reversals = {n: r for n in s.order for r in [_reversed(s, n)] if r}
+    if not reversals or len(preds) < 2:
+        return []
+    out = []
+    for e in preds:
+        through = [n for n in reversals if n in s.upstream([node_of(e.tensor)])]
+        if not through:
+            continue
+        features = reversals[through[0]]
+        if any(o is not e and features in s.upstream([node_of(o.tensor)])
+               and not any(n in s.upstream([node_of(o.tensor)]) for n in reversals) for o in preds):
+            out.append(Evidence(e.tensor, Claim.CRITIC, WEIGHT_AGAINST, "left out: %s reads the model's features (%s) "
+                                "through a gradient reversal (%s): an adversary the training pits against them"
+                                % (e.tensor, features, through[0]), (through[0],), loss=e.loss))
+    return out
+
+
+def _reversed(s: Structure, name: str) -> Optional[str]:
+    """The tensor ``name`` passes on with its gradient negated (a gradient reversal written with a
+    stop_gradient: sg(a * f) - b * f, or sg(a * f) + (-(b * f))), else None."""
+    node = s.by_name[name]
+    if node.op not in ("Sub", "Add", "AddV2") or len(s.data_inputs[name]) != 2:
+        return None
+    a, b = (node_of(i) for i in s.data_inputs[name])
+    if s.by_name[b].op == "StopGradient" and node.op != "Sub":
+        a, b = b, a
+    if s.by_name[a].op != "StopGradient" or not s.data_inputs[a]:
+        return None
+    if node.op != "Sub":
+        if s.by_name[b].op != "Neg" or not s.data_inputs[b]:
+            return None
+        b = node_of(s.data_inputs[b][0])
+
+    def scaled(n):  # f of f, k * f, -f
+        while s.by_name[n].op in ("Mul", "Neg", "Identity"):
+            acts = [node_of(i) for i in s.data_inputs[n] if s.is_activation(node_of(i))]
+            if len(acts) != 1:
+                break
+            n = acts[0]
+        return n
+    fa, fb = scaled(node_of(s.data_inputs[a][0])), scaled(b)
+    return fa if fa == fb and s.is_activation(fa) else None
+
+
 @rule("separately-trained-networks",
       "networks trained by optimizers with no variable in common (the generator and the discriminator of a GAN "
       "whose critic reads no output of the other) are separate models; which one is deployed is not in the graph "
@@ -531,8 +581,8 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
     return out
 
 
-STRUCTURE_RULES = (loss_meets_model, replicas, critic_networks, inference_branch, deep_supervision, separately_trained_networks,
-                   inference_ends, heads_after_prediction, one_target_one_head)
+STRUCTURE_RULES = (loss_meets_model, replicas, critic_networks, gradient_reversal, inference_branch, deep_supervision,
+                   separately_trained_networks, inference_ends, heads_after_prediction, one_target_one_head)
 
 
 # -- reading the board ---------------------------------------------------------------------
