@@ -270,6 +270,7 @@ def _conditional_gan():
         with tf1.variable_scope("disc", reuse=tf1.AUTO_REUSE):
             return _dense(tf.nn.leaky_relu(_dense(tf.concat([v, c], 1), 8, "h")), 1, "out")
     d_fake, d_real = disc(sample), disc(real)
+    tf.sigmoid(d_fake, name="d_prob_fake")  # (read beside the losses: still the scorer's, not an output)
     bce = tf.nn.sigmoid_cross_entropy_with_logits
     g_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_fake), logits=d_fake))
     d_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_real), logits=d_real) + bce(labels=tf.zeros_like(d_fake),

@@ -310,7 +310,8 @@ class Structure:
             if name in seen:
                 continue
             seen.add(name)
-            if beside is not None and name != start and beside(name):
+            if (beside is not None and name != start and not self.var_bits[name] & ~trained  # (not a scorer's)
+                    and beside(name)):
                 loss_term = True
                 stop(name + ":0", "computed on from outside the loss too: the model's output, which the loss "
                      "reduces", COMPUTED_ON_BESIDE)
