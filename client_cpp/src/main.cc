@@ -374,6 +374,20 @@ Options Parse(int argc, char** argv) {
         value = argv[++i];
       }
       if (key == "--output-file") key = "-o";  // one option, two spellings
+      static const std::set<std::string> repeatable = {"--tag", "--bind", "--var-map", "--input-shape", "--input",
+                                                       "--output"};
+      if (o.values.count(key) && !repeatable.count(key) && key != "-o")
+        throw Usage(key + " is given more than once: give it once");
+      if (key == "--bind") {
+        auto name_of = [](const std::string& b) {
+          std::string n = b.substr(0, b.find('='));
+          n.erase(0, n.find_first_not_of(" \t"));
+          n.erase(n.find_last_not_of(" \t") + 1);
+          return n;
+        };
+        for (const auto& b : o.values[key])
+          if (name_of(b) == name_of(value)) throw Usage("--bind " + name_of(value) + " is given more than once: give it once");
+      }
       o.values[key].push_back(value);
     } else {
       o.positional.push_back(a);

@@ -445,6 +445,10 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             return instead.TryGetValue(command + " " + key, out hint) ? text + "; " + hint : text + ", not of `tffreeze-cs " + command + "`";
         }
 
+        // The flags given once per value (the others take one value: a second is a usage error).
+        static readonly HashSet<string> Repeatable = new HashSet<string> {
+            "--tag", "--bind", "--var-map", "--input-shape", "--input", "--output" };
+
         static Options Parse(string command, string[] args)
         {
             Flag[] flags;
@@ -475,6 +479,10 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                         value = args[++i];
                     }
                     if (!o.Values.ContainsKey(key)) o.Values[key] = new List<string>();
+                    else if (flag.Value != null && !Repeatable.Contains(key) && key != "-o" && key != "--output-file")
+                        throw new UsageException(key + " is given more than once: give it once");
+                    if (key == "--bind" && o.Values[key].Any(b => b.Split('=')[0].Trim() == value.Split('=')[0].Trim()))
+                        throw new UsageException("--bind " + value.Split('=')[0].Trim() + " is given more than once: give it once");
                     o.Values[key].Add(value);
                 }
                 else o.Positional.Add(a);

@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from tffreeze_api.options import FLAGS
 
@@ -871,6 +871,27 @@ def _reason(exc: TffreezeError) -> str:
     return " (%s)" % reason[len("ERROR_REASON_"):] if reason.startswith("ERROR_REASON_") else " (%s)" % reason
 
 
+def _given_twice(command, argv: List[str], args) -> str:
+    """A flag that takes one value given twice (``--outputs a --outputs b`` kept only b), or one
+    --bind NAME twice: a usage error, as tffreeze-cs and tffreeze-cpp say it ("" when none is)."""
+    single = {o for a in command._actions if type(a) is argparse._StoreAction for o in a.option_strings
+              if o.startswith("--")}
+    seen: Dict[str, int] = {}
+    for word in argv:
+        flag = word.split("=", 1)[0]
+        if flag in single:
+            seen[flag] = seen.get(flag, 0) + 1
+            if seen[flag] == 2:
+                return "%s is given more than once: give it once" % flag
+    names: Dict[str, int] = {}
+    for bind in getattr(args, "bind", None) or []:
+        name = bind.split("=", 1)[0].strip()
+        names[name] = names.get(name, 0) + 1
+        if names[name] == 2:
+            return "--bind %s is given more than once: give it once" % name
+    return ""
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own log lines (an error says what failed)
@@ -884,6 +905,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     empty = _empty_path(args)
     if empty:
         _commands(parser)[args.command].error(empty)
+    twice = _given_twice(_commands(parser)[args.command], argv, args)
+    if twice:
+        _commands(parser)[args.command].error(twice)
     handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve,
                "local-server": _cmd_local_server}[args.command]
     before = _handle_signals()

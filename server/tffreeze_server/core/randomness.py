@@ -101,12 +101,79 @@ def listing(found: List[Tuple[str, str]]) -> str:
 
 
 def warning(graph_def, before=None) -> Optional[str]:
-    """The warning for a graph whose outputs depend on random draws; None when they do not."""
+    """The warning for a graph whose outputs depend on random draws; None when they do not. A
+    draw an input decides (a bool switch choosing a cond's branch, a rate a dropout reads) is
+    named with that input and the --bind that turns it off."""
     found = random_nodes(graph_def, before)
-    if not found:
+    if found:
+        deciding = _cond_switches(graph_def)
+        if deciding:
+            return ("the outputs depend on random op(s) %s, which the input(s) %s decide (a switch whose default "
+                    "keeps them on): bind it to its inference value (%s) and they are off"
+                    % (listing(found), ", ".join("%s (default %s)" % (n + ":0", d) for n, d, _ in deciding),
+                       " ".join("options.bind %s=%s" % (n, v) for n, _, v in deciding)))
+        return ("the outputs depend on random op(s) %s: they differ on every run. A dropout or noise layer left on "
+                "in inference (tf.nn.dropout with no training switch) does this: rebuild the graph with it off "
+                "(training=False, or rate 0) and save it with the checkpoint, or build it with a switch "
+                "(tf.compat.v1.placeholder_with_default) that options.bind sets to its inference value"
+                % listing(found))
+    if before is None:
         return None
-    return ("the outputs depend on random op(s) %s: they differ on every run. A dropout or noise layer left on "
-            "in inference (tf.nn.dropout with no training switch) does this: rebuild the graph with it off "
-            "(training=False, or rate 0) and save it with the checkpoint, or build it with a switch "
-            "(tf.compat.v1.placeholder_with_default) that options.bind sets to its inference value"
-            % listing(found))
+    switched, inputs = switching_inputs(graph_def, before)
+    defaults = _defaults(graph_def)
+    on = [(n, defaults[n]) for n in inputs if n in defaults and defaults[n] is not None
+          and _number(defaults[n]) != _number(inference_value(n))]
+    if not switched or not on:
+        return None
+    return ("the outputs depend on random op(s) %s unless the input(s) %s get the value that turns them off: "
+            "the default leaves them on, so every run that does not feed it differs; bind it (%s)"
+            % (listing(switched), ", ".join("%s (default %s)" % (n + ":0", d) for n, d in on),
+               " ".join("options.bind %s=%s" % (n, inference_value(n)) for n, _ in on)))
+
+
+def _number(text) -> Optional[float]:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _defaults(graph_def) -> dict:
+    """placeholder_with_default name -> its default as text (a scalar constant), else None."""
+    from tensorflow.python.framework import tensor_util
+
+    by_name = {n.name: n for n in graph_def.node}
+    out = {}
+    for n in graph_def.node:
+        if n.op != "PlaceholderWithDefault" or not n.input:
+            continue
+        src = by_name.get(n.input[0].split(":")[0])
+        value = None
+        if src is not None and src.op == "Const":
+            array = tensor_util.MakeNdarray(src.attr["value"].tensor)
+            if array.size == 1:
+                value = str(array.item()).lower() if array.dtype == bool else "%g" % float(array.item())
+        out[n.name] = value
+    return out
+
+
+def _cond_switches(graph_def) -> List[Tuple[str, str, str]]:
+    """(input, its default, the value that turns the draw off) for each bool placeholder_with_default
+    that decides which branch of a cond runs (through identities and logical_not)."""
+    by_name = {n.name: n for n in graph_def.node}
+    defaults = _defaults(graph_def)
+    out = []
+    for n in graph_def.node:
+        if n.op not in ("If", "StatelessIf", "Switch") or not n.input:
+            continue
+        pred = n.input[0] if n.op != "Switch" else n.input[1]
+        node, negated = by_name.get(pred.split(":")[0]), False
+        while node is not None and node.op in ("Identity", "LogicalNot") and node.input:
+            negated ^= node.op == "LogicalNot"
+            node = by_name.get(node.input[0].split(":")[0])
+        if node is None or node.op != "PlaceholderWithDefault" or defaults.get(node.name) not in ("true", "false"):
+            continue
+        off = "false" if (defaults[node.name] == "true") != negated else "true"
+        if (node.name, defaults[node.name], off) not in out:
+            out.append((node.name, defaults[node.name], off))
+    return out

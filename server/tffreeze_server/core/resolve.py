@@ -486,6 +486,8 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         if not res.outputs:
             raise _no_outputs(meta, by_name)
         res.outputs = _with_selection_indices(res.outputs, by_name)  # (candidates too)
+        if not res.unsure:
+            res.outputs = _by_their_names(res.outputs, graph_def)
         if res.unsure:
             if refuse_ambiguous:
                 raise _not_sure(res.outputs, by_name, res.unsure)
@@ -527,6 +529,26 @@ def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:
         node = by_name.get(node_of(t))
         if node is not None and node.op in _SELECTION_OPS and t.endswith(":0") and "%s:1" % node.name not in names:
             out.append(("%s:1" % node.name, "%s (beside %s)" % (_SELECTION_OPS[node.op], t)))
+    return out
+
+
+_DEFAULT_IDENTITY = re.compile(r"(^|/)Identity(_\d+)?$")
+
+
+def _by_their_names(outputs: List[Named], graph_def) -> List[Named]:
+    """An output the graph names with an identity nothing reads (``tf.identity(pred, name="output")``
+    for the app) is given by that name: the frozen graph keeps it, and the app fetches it."""
+    users = consumers(graph_def)
+    by_name = nodes_by_name(graph_def)
+    out: List[Named] = []
+    for t, why in outputs:
+        named = [u for u in sorted(users.get(node_of(t), ())) if by_name[u].op == "Identity" and by_name[u].input
+                 and tensor_name(by_name[u].input[0]) == t and not users.get(u) and not _DEFAULT_IDENTITY.search(u)]
+        if len(named) == 1 and named[0] + ":0" not in [o for o, _ in outputs]:
+            out.append((named[0] + ":0", "%s; named %s by the graph (an identity of it that nothing reads)"
+                        % (why, named[0])))
+        else:
+            out.append((t, why))
     return out
 
 

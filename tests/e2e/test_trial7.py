@@ -1,0 +1,124 @@
+"""Issue 34, the seventh new-user trial: what it found misleading, reproduced in every client it
+concerns. D1: an output the graph names with tf.identity is frozen by that name. D2/D5: a random
+draw an input with a default decides is warned of with the --bind that turns it off. D3: a flag
+that takes one value, given twice, is a usage error (not the last one silently)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from test_parity import CPP, CS, PY, built  # noqa: F401  (built: the clients, made once)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+tf1 = tf.compat.v1
+_PROGRAM = re.compile(r"^tffreeze(-cs|-cpp)? \w+: ", re.M)
+
+
+def _save(folder, build, feed):
+    g = tf.Graph()
+    with g.as_default():
+        train = build()
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(train, feed(g))
+            tf1.train.Saver().save(sess, os.path.join(folder, "model.ckpt"))
+    return folder
+
+
+def _named_regressor():
+    x = tf1.placeholder(tf.float32, [None, 3], name="input")
+    y = tf1.placeholder(tf.float32, [None, 1], name="target")
+    pred = tf.matmul(tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [3, 8]))), tf1.get_variable("w2", [8, 1]))
+    tf.identity(pred, name="output")  # the name the app fetches
+    return tf1.train.AdamOptimizer().minimize(tf.reduce_mean(tf.square(pred - y)))
+
+
+def _switched_dropout(kind):
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        y = tf1.placeholder(tf.int32, [None], name="y")
+        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8])))
+        if kind == "rate":
+            h = tf.nn.dropout(h, rate=tf1.placeholder_with_default(0.5, [], name="drop_prob"))
+        else:
+            mode = tf1.placeholder_with_default(True, [], name="mode")
+            h = tf.cond(mode, lambda: tf.nn.dropout(h, rate=0.5), lambda: h)
+        logits = tf.matmul(h, tf1.get_variable("w2", [8, 3]))
+        tf.nn.softmax(logits, name="probs")
+        return tf1.train.AdamOptimizer().minimize(tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+    return build
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    base = tmp_path_factory.mktemp("trial7")
+    rng = np.random.default_rng(7)
+    out = {"base": str(base)}
+    out["named"] = _save(str(base / "named"), _named_regressor, lambda g: {
+        "input:0": rng.random((4, 3)), "target:0": rng.random((4, 1))})
+    for kind in ("rate", "mode"):
+        out[kind] = _save(str(base / kind), _switched_dropout(kind), lambda g: {
+            "x:0": rng.random((4, 6)), "y:0": rng.integers(0, 3, 4)})
+    np.save(str(base / "x3.npy"), rng.random((2, 3)).astype(np.float32))
+    return out
+
+
+def test_an_output_the_graph_names_with_an_identity_is_frozen_by_that_name(made, server):
+    """D1: tf.identity(pred, name="output") for the app: the freeze said MatMul_1:0 and the
+    frozen graph had no node `output`, so `run --output output` failed in every client."""
+    pb, manifest = os.path.join(made["base"], "named.pb"), os.path.join(made["base"], "named.json")
+    done = subprocess.run([PY, "freeze", made["named"], "-o", pb, "--manifest", manifest, "--server", server.target],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [o["name"] for o in json.load(open(manifest))["outputs"]] == ["output:0"]
+    values = {}
+    for client, program in (("py", PY), ("cs", CS), ("cpp", CPP)):
+        run = subprocess.run([program, "run", pb, "--input", "input=%s/x3.npy" % made["base"], "--output", "output"],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, (client, run.stderr)
+        values[client] = run.stdout.split()[:3]
+    assert values["cs"][:2] == values["py"][:2] and values["cpp"][:2] == values["py"][:2], values
+
+
+@pytest.mark.parametrize("kind,flag", [("rate", "--bind drop_prob=0"), ("mode", "--bind mode=false")])
+def test_a_random_draw_an_input_with_a_default_decides_is_warned_of_with_its_bind(made, server, kind, flag):
+    """D2: a dropout rate placeholder_with_default(0.5) under its own name froze with no word (every
+    run differs). D5: a bool switch with default true choosing a cond's dropout branch was told to
+    rebuild the graph, although --bind mode=false turns it off."""
+    pb = os.path.join(made["base"], kind + ".pb")
+    done = subprocess.run([PY, "freeze", made[kind], "-o", pb, "--server", server.target], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    warned = [l for l in done.stderr.splitlines() if "random op" in l]
+    assert warned and flag in warned[0] and "rebuild the graph" not in warned[0], done.stderr
+    bound = subprocess.run([PY, "freeze", made[kind], "-o", pb, "--server", server.target, "--verify"]
+                           + flag.split(), capture_output=True, text=True, timeout=600)
+    assert bound.returncode == 0 and "random op" not in bound.stderr, bound.stderr
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--outputs", "a", "--outputs", "b"], "--outputs is given more than once: give it once"),
+    (["--manifest", "a.json", "--manifest=b.json"], "--manifest is given more than once: give it once"),
+    (["--bind", "kp=1", "--bind", "kp=0.5"], "--bind kp is given more than once: give it once"),
+    (["--step", "1", "--step=2"], "--step is given more than once: give it once"),
+])
+def test_a_flag_that_takes_one_value_given_twice_is_a_usage_error_in_every_client(made, args, line):
+    """D3: `--outputs probs --outputs cls` froze only cls, `--manifest a --manifest b` never wrote
+    a, `--bind kp=1 --bind kp=0.5` left dropout on: all with exit 0."""
+    lines = {}
+    for client, program in (("py", PY), ("cs", CS), ("cpp", CPP)):
+        done = subprocess.run([program, "freeze", made["named"], "-o", os.path.join(made["base"], "never.pb")] + args,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, (client, done.stderr)
+        lines[client] = _PROGRAM.sub("", done.stderr.splitlines()[0])
+    assert lines == {"py": line, "cs": line, "cpp": line}, lines
+    assert not os.path.exists(os.path.join(made["base"], "never.pb"))
