@@ -58,6 +58,19 @@ def _switched_dropout(kind):
     return build
 
 
+def _printing_classifier():
+    """A classifier with a tf.print of its probabilities attached by a control dependency (the
+    print runs whenever the probabilities are fetched): TF1 debugging left in."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    y = tf1.placeholder(tf.int32, [None], name="y")
+    logits = tf.matmul(x, tf1.get_variable("w", [4, 3]))
+    shown = tf.nn.softmax(logits)
+    with tf.control_dependencies([tf.print(tf.strings.format("probs={}", shown))]):
+        tf.identity(shown, name="probs")
+    return tf1.train.AdamOptimizer().minimize(tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     base = tmp_path_factory.mktemp("trial7")
@@ -68,8 +81,27 @@ def made(tmp_path_factory):
     for kind in ("rate", "mode"):
         out[kind] = _save(str(base / kind), _switched_dropout(kind), lambda g: {
             "x:0": rng.random((4, 6)), "y:0": rng.integers(0, 3, 4)})
+    out["printing"] = _save(str(base / "printing"), _printing_classifier, lambda g: {
+        "x:0": rng.random((4, 4)), "y:0": rng.integers(0, 3, 4)})
     np.save(str(base / "x3.npy"), rng.random((2, 3)).astype(np.float32))
+    np.save(str(base / "x4.npy"), rng.random((2, 4)).astype(np.float32))
     return out
+
+
+def test_a_graph_that_prints_runs_in_every_client(made, server):
+    """B1: tffreeze-cpp run (and programs linking the C++ library) died of SIGSEGV in PrintV2's
+    Compute: TensorFlow, loaded with RTLD_DEEPBIND, wrote to an unconstructed std::cerr."""
+    pb = os.path.join(made["base"], "printing.pb")
+    done = subprocess.run([PY, "freeze", made["printing"], "-o", pb, "--server", server.target, "--outputs", "probs"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    firsts = {}
+    for client, program in (("py", PY), ("cs", CS), ("cpp", CPP)):
+        run = subprocess.run([program, "run", pb, "--input", "x=%s/x4.npy" % made["base"], "--output", "probs"],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, (client, run.returncode, run.stderr)
+        firsts[client] = re.findall(r"-?\d+\.\d+", run.stdout)[:3]
+    assert firsts["cs"] == firsts["py"] and firsts["cpp"] == firsts["py"] and len(firsts["py"]) == 3, firsts
 
 
 def test_an_output_the_graph_names_with_an_identity_is_frozen_by_that_name(made, server):
