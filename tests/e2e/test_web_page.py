@@ -162,3 +162,19 @@ def test_the_page_words_errors_and_warnings_for_its_own_fields(browser, tmp_path
         assert "--ema (a command-line option; this page has no field for it)" in progress, progress
     finally:
         assert stop_server(srv) == 0
+
+
+def test_a_checkpoint_without_its_graph_is_worded_for_the_page(browser, tmp_path):
+    """D7 of the seventh trial: a checkpoint without its .meta was told to "name it in graph_path",
+    a field the page does not have."""
+    nometa = models.without_meta(str(tmp_path / "nometa" / "ckpt"), True, as_text=True, rename="dense")
+    (tmp_path / "out").mkdir()
+    srv = _web_server(tmp_path)
+    try:
+        shown = _drive(browser, srv.web_url + "/", nometa.directory, ["freeze"], tmp_path / "out")
+        assert shown["freeze"]["state"] == "error", shown
+        error = shown["freeze"]["error"]
+        assert "graph_path" not in error and "options." not in error, error
+        assert "this page cannot take a separate graph file: freeze it with a client's --graph FILE" in error, error
+    finally:
+        assert stop_server(srv) == 0

@@ -72,6 +72,10 @@ function inPageWords(text: string): string {
   return text
     .replace(/\boptions\.([a-z_]+)/g, (_m, f: string) =>
       PAGE_FIELDS.has(f) ? `the "${f}" field` : `--${f.replace(/_/g, "-").replace(/^tags$/, "tag").replace(/^input-shapes$/, "input-shape")} (a command-line option; this page has no field for it)`)
+    .replace(/,? ?or upload the graph separately and name it in graph_path \([^)]*\)/g,
+             " (this page cannot take a separate graph file: freeze it with a client's --graph FILE)")
+    .replace(/\bname it in graph_path\b/g, "give it with a client's --graph FILE (this page has no field for it)")
+    .replace(/\bgraph_path\b/g, "--graph (a command-line option; this page has no field for it)")
     .replace(/Pass one of them as SOURCE\.?/g, "Choose one of them instead.")
     .replace(/pass its folder as SOURCE/g, "choose its folder")
     .replace(/\bSOURCE\b/g, "the chosen folder");
