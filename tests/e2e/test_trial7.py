@@ -154,3 +154,35 @@ def test_a_flag_that_takes_one_value_given_twice_is_a_usage_error_in_every_clien
         lines[client] = _PROGRAM.sub("", done.stderr.splitlines()[0])
     assert lines == {"py": line, "cs": line, "cpp": line}, lines
     assert not os.path.exists(os.path.join(made["base"], "never.pb"))
+
+
+def _dataset_fed(folder):
+    """Features and labels from a tf.data iterator; the features behind a placeholder_with_default."""
+    g = tf.Graph()
+    with g.as_default():
+        rng = np.random.default_rng(3)
+        data = tf1.data.Dataset.from_tensor_slices((rng.random((8, 4)).astype(np.float32),
+                                                    rng.integers(0, 3, 8).astype(np.int32))).batch(4).repeat()
+        features, labels = tf1.data.make_one_shot_iterator(data).get_next()
+        x = tf1.placeholder_with_default(features, [None, 4], name="x")
+        logits = tf.matmul(x, tf1.get_variable("w", [4, 3]))
+        tf.nn.softmax(logits, name="probs")
+        train = tf1.train.AdamOptimizer().minimize(tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(train)
+            tf1.train.Saver().save(sess, os.path.join(folder, "model.ckpt"))
+    return folder
+
+
+def test_the_dataset_warning_names_only_what_the_frozen_graph_takes(tmp_path, server):
+    """D6: the warning said to feed IteratorGetNext_1:0 (the labels, pruned from the frozen graph)
+    and not that x:0 is the input to feed."""
+    folder = _dataset_fed(str(tmp_path / "ckpt"))
+    manifest = str(tmp_path / "m.json")
+    done = subprocess.run([PY, "freeze", folder, "-o", str(tmp_path / "m.pb"), "--manifest", manifest, "--server",
+                           server.target], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    said = [w for w in json.load(open(manifest))["warnings"] if "tf.data" in w]
+    assert said and "IteratorGetNext_1" not in said[0] and "feed x:0" in said[0], said

@@ -134,6 +134,20 @@ def _cut_iterator(graph_def, node_name: str, warnings: List[str]) -> Dict[str, s
     return renames
 
 
+def _iterator_words(node_name: str, made: List[str], pruned) -> str:
+    """The warning for an IteratorGetNext cut into placeholders: only those the outputs need
+    (labels the iterator also gave are pruned), and the input to feed when one is only the default
+    of a placeholder_with_default (``x = placeholder_with_default(features)``)."""
+    defaults = {node_of(n.input[0]): n.name + ":0" for n in pruned.node
+                if n.op == "PlaceholderWithDefault" and n.input}
+    wrapped = [defaults[node_of(v)] for v in made if node_of(v) in defaults]
+    return ("data enters the model through %s (tf.data); it became placeholder(s) %s of the dtypes and shapes "
+            "the iterator declares: feed %s instead of the dataset"
+            % (node_name, ", ".join(made[:10]) or "none the outputs need",
+               ", ".join(wrapped) + " (the input%s whose default the dataset gave)" % ("s" if len(wrapped) > 1 else "")
+               if wrapped else "them"))
+
+
 def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -> Dict[str, str]:
     """Explicit inputs that are not placeholders become placeholders (the graph is cut there).
     The cut tensor's dtype and shape come from the NodeDef when it records them; else
@@ -285,11 +299,12 @@ def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambig
     feeding = [n.name for n in pruned.node if n.op in ITERATOR_GET_NEXT_OPS]
     if feeding:  # data enters through tf.data: cut there, automatically
         for name in feeding:
-            renames = _cut_iterator(graph_def, name, warnings)
+            renames = _cut_iterator(graph_def, name, [])
             made = {v: k for k, v in renames.items()}
             order.update({node_of(v): order.get(name, len(order)) for v in made})
             pruned = rewrite.prune(graph_def, output_nodes)
             kept = {n.name for n in pruned.node}
+            warnings.append(_iterator_words(name, [v for v in sorted(made) if node_of(v) in kept], pruned))
             found_inputs = [(v, "tf.data input: output %s of %s" % (made[v].rsplit(":", 1)[1], name))
                             for v in sorted(made) if node_of(v) in kept]
             res.inputs = (res.inputs or []) + [i for i in found_inputs if i[0] not in {t for t, _ in res.inputs or []}]
