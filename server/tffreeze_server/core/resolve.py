@@ -479,14 +479,14 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
                                                                                 count),
                                       "ERROR_REASON_INVALID_NAME", field="options.outputs", name=t)
     else:
-        res = (_from_signature(meta, signature) or _from_collections(meta, by_name, training)
-               or _from_structure(meta, by_name, training) or _from_analysis(graph_def, by_name, training))
+        declared = _from_signature(meta, signature) or _from_collections(meta, by_name, training)
+        res = declared or _from_structure(meta, by_name, training) or _from_analysis(graph_def, by_name, training)
         in_loops = _inside_v1_loops(graph_def)  # (a value per iteration, never an output: the loop's result is)
         res.outputs = [(t, r) for t, r in res.outputs if node_of(t) not in in_loops]
         if not res.outputs:
             raise _no_outputs(meta, by_name)
         res.outputs = _with_selection_indices(res.outputs, by_name)  # (candidates too)
-        if not res.unsure:
+        if not res.unsure and not declared:  # (a signature or collection names its tensors itself)
             res.outputs = _by_their_names(res.outputs, graph_def)
         if res.unsure:
             if refuse_ambiguous:
