@@ -494,7 +494,7 @@ def inference_ends(f: Facts, board: Board) -> List[Evidence]:
     for p, ends in post_processing(s, preds, allowed, f.training, f.unused_control_flow).items():
         why = "end of the inference computation after %s (the loss never reads it)" % p
         out += [Evidence(t, Claim.INFERENCE_END, WEIGHT_HEAD, why, (node_of(p),), follows=p) for t in ends]
-        if ((head_op(s, node_of(p)) in HEAD_OPS or p in scores)
+        if ((head_op(s, node_of(p)) in HEAD_OPS or (p in scores and _thresholds(s, p, ends)))
                 and not any(s.carries(node_of(p), node_of(t)) for t in ends)):
             # the prediction is itself a head (probabilities a hand-written cross-entropy reads) that the
             # inference computation decides from (a threshold): it stays beside the decision
@@ -510,6 +510,16 @@ def inference_ends(f: Facts, board: Board) -> List[Evidence]:
         out.append(Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "the inference computation goes on after it (to "
                             "%s)" % ", ".join(ends[:3]), tuple(node_of(t) for t in ends[:3])))
     return out
+
+
+def _thresholds(s: Structure, score: str, ends: List[str]) -> bool:
+    """Every end is a comparison of ``score`` with a value (a threshold), through casts."""
+    def compares(n):
+        while s.by_name[n].op in ("Cast", "Identity") and s.data_inputs[n]:
+            n = node_of(s.data_inputs[n][0])
+        return s.by_name[n].op in ("Greater", "GreaterEqual", "Less", "LessEqual") and node_of(score) in [
+            node_of(i) for i in s.data_inputs[n]]
+    return bool(ends) and all(compares(node_of(t)) for t in ends)
 
 
 @rule("heads-after-prediction",
