@@ -4,7 +4,7 @@
 # `--runtime tf115` the TF 1.15 from `make tf115`, whose C API lives in
 # _pywrap_tensorflow_internal.so and needs libpython3.7m preloaded.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+HERE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"  # (through a symbolic link: where it points)
 ROOT="$(cd "$HERE/../.." && pwd)"
 if [[ -z "${TFFREEZE_DEFAULT_LIB:-}" ]]; then
   TFFREEZE_DEFAULT_LIB="$(ls -d "$ROOT"/.venv/lib/python3*/site-packages/tensorflow 2>/dev/null | head -n 1 || true)"

@@ -344,6 +344,8 @@ std::string Unknown(const std::string& key, const std::string& command) {
   return key + " is not a flag of `tffreeze-cpp " + command + "`: flags are written in full (" + all + ")";
 }
 
+bool Blank(const std::string& s) { return s.find_first_not_of(" \t\n") == std::string::npos; }
+
 Options Parse(int argc, char** argv) {
   Options o;
   const std::string command = argv[1];
@@ -388,6 +390,9 @@ Options Parse(int argc, char** argv) {
         for (const auto& b : o.values[key])
           if (name_of(b) == name_of(value)) throw Usage("--bind " + name_of(value) + " is given more than once: give it once");
       }
+      if ((key == "--outputs" || key == "--inputs" || key == "--include-variables" || key == "--exclude-variables") &&
+          value.find_first_not_of(", \t\n") == std::string::npos)
+        throw Usage(key + " names nothing: give names (" + key + " a,b), or leave it out");
       o.values[key].push_back(value);
     } else {
       o.positional.push_back(a);
@@ -540,8 +545,8 @@ int Freeze(const Options& o) {
   if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
   if (o.All("-o").size() > 1) throw Usage("freeze writes one graph: give -o/--output-file once");
   std::string out = o.One("-o");
-  if (out.empty()) throw Usage("freeze needs -o OUT.pb");
-  if (o.Has("--manifest") && o.One("--manifest").empty()) throw Usage("--manifest needs a path: --manifest OUT.json");
+  if (Blank(out)) throw Usage("freeze needs -o OUT.pb");
+  if (o.Has("--manifest") && Blank(o.One("--manifest"))) throw Usage("--manifest needs a path: --manifest OUT.json");
   const std::string clash = FormatClash(out, o.One("--format"));
   if (!clash.empty()) throw Usage(clash);  // before anything is uploaded
   // Written through a symbolic link: to its final target, and the link stays a link.
@@ -878,7 +883,7 @@ int Run(const Options& o) {
       throw Usage("--output '" + p + "': write NAME=FILE.npy, or NAME to print it");
     outputs.emplace_back(name, file);
   }
-  if (o.Has("--manifest") && o.One("--manifest").empty()) throw Usage("--manifest needs a path: --manifest M.json");
+  if (o.Has("--manifest") && Blank(o.One("--manifest"))) throw Usage("--manifest needs a path: --manifest M.json");
   if (outputs.empty() && !o.Has("--manifest"))
     throw Usage("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
   const std::string& model_path = o.positional[0];

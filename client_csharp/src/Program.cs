@@ -483,6 +483,9 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                         throw new UsageException(key + " is given more than once: give it once");
                     if (key == "--bind" && o.Values[key].Any(b => b.Split('=')[0].Trim() == value.Split('=')[0].Trim()))
                         throw new UsageException("--bind " + value.Split('=')[0].Trim() + " is given more than once: give it once");
+                    if (new[] { "--outputs", "--inputs", "--include-variables", "--exclude-variables" }.Contains(key) &&
+                        value.Split(new[] { ',', ' ', '\t', '\n' }, StringSplitOptions.RemoveEmptyEntries).Length == 0)
+                        throw new UsageException(key + " names nothing: give names (" + key + " a,b), or leave it out");
                     o.Values[key].Add(value);
                 }
                 else o.Positional.Add(a);
@@ -590,9 +593,9 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (o.All("-o").Count + o.All("--output-file").Count > 1)
                 throw new UsageException("freeze writes one graph: give -o/--output-file once");
             var output = o.One("-o") ?? o.One("--output-file");
-            if (string.IsNullOrEmpty(output)) throw new UsageException("freeze needs -o OUT.pb");
+            if (string.IsNullOrWhiteSpace(output)) throw new UsageException("freeze needs -o OUT.pb");
             var manifestPath = o.One("--manifest");
-            if (manifestPath == "") throw new UsageException("--manifest needs a path: --manifest OUT.json");
+            if (manifestPath != null && manifestPath.Trim() == "") throw new UsageException("--manifest needs a path: --manifest OUT.json");
             var clash = FormatClash(output, o.One("--format", ""));
             if (clash != "") throw new UsageException(clash);  // before anything is uploaded
             // Written through a symbolic link: to its final target, and the link stays a link.
@@ -799,7 +802,7 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
                     throw new UsageException("--output '" + p + "': write NAME to print it or NAME=FILE.npy to save it");
                 return pair;
             }).ToList();
-            if (o.One("--manifest") == "") throw new UsageException("--manifest needs a path: --manifest M.json");
+            if (o.One("--manifest") != null && o.One("--manifest").Trim() == "") throw new UsageException("--manifest needs a path: --manifest M.json");
             if (outputs.Count == 0 && o.One("--manifest") == null)
                 throw new UsageException("name the outputs: --output NAME[=FILE.npy] (or give --manifest to print every output)");
             var model = o.Positional[0];

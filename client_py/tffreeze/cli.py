@@ -435,12 +435,31 @@ def _source_file_named(source: str, path: str, graph: Optional[str]) -> Optional
 
 def _empty_path(args) -> Optional[str]:
     """The usage error of a path flag given an empty value ("-o ''"), else None."""
-    if args.command == "freeze" and args.output == "":
+    if args.command == "freeze" and args.output is not None and not args.output.strip():
         return "freeze needs -o OUT.pb"
-    if args.command == "freeze" and args.manifest == "":
+    if args.command == "freeze" and args.manifest is not None and not args.manifest.strip():
         return "--manifest needs a path: --manifest OUT.json"
-    if args.command == "run" and args.manifest == "":
+    if args.command == "run" and args.manifest is not None and not args.manifest.strip():
         return "--manifest needs a path: --manifest M.json"
+    return None
+
+
+_NAME_LISTS = ("--outputs", "--inputs", "--include-variables", "--exclude-variables")
+
+
+def _no_names(argv: List[str]) -> Optional[str]:
+    """A name-list flag given a value that names nothing (``--outputs ''``, ``--outputs ,``: an
+    empty variable in a script), which would silently mean "leave it out"; else None."""
+    for k, word in enumerate(argv):
+        flag, eq, value = word.partition("=")
+        if flag not in _NAME_LISTS:
+            continue
+        if not eq:
+            if k + 1 >= len(argv):
+                return None
+            value = argv[k + 1]
+        if not [n for n in re.split(r"[,\s]+", value) if n]:
+            return "%s names nothing: give names (%s a,b), or leave it out" % (flag, flag)
     return None
 
 
@@ -905,7 +924,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     empty = _empty_path(args)
     if empty:
         _commands(parser)[args.command].error(empty)
-    twice = _given_twice(_commands(parser)[args.command], argv, args)
+    twice = _given_twice(_commands(parser)[args.command], argv, args) or _no_names(argv)
     if twice:
         _commands(parser)[args.command].error(twice)
     handler = {"freeze": _cmd_freeze, "inspect": _cmd_inspect, "run": _cmd_run, "serve": _cmd_serve,

@@ -186,3 +186,30 @@ def test_the_dataset_warning_names_only_what_the_frozen_graph_takes(tmp_path, se
     assert done.returncode == 0, done.stderr
     said = [w for w in json.load(open(manifest))["warnings"] if "tf.data" in w]
     assert said and "IteratorGetNext_1" not in said[0] and "feed x:0" in said[0], said
+
+
+@pytest.mark.parametrize("args,line", [
+    (["-o", " "], "freeze needs -o OUT.pb"),
+    (["-o", "x.pb", "--outputs", ","], "--outputs names nothing: give names (--outputs a,b), or leave it out"),
+    (["-o", "x.pb", "--outputs="], "--outputs names nothing: give names (--outputs a,b), or leave it out"),
+    (["-o", "x.pb", "--inputs", " "], "--inputs names nothing: give names (--inputs a,b), or leave it out"),
+])
+def test_a_blank_value_is_a_usage_error_in_every_client(made, args, line):
+    """R4 and R9: `-o ' '` wrote a file named " " (Python, C++) or failed in .NET's words (C#);
+    `--outputs ''` (an empty variable in a build script) silently meant "choose for me"."""
+    lines = {}
+    for client, program in (("py", PY), ("cs", CS), ("cpp", CPP)):
+        done = subprocess.run([program, "freeze", made["named"]] + args, capture_output=True, text=True, timeout=300,
+                              cwd=made["base"])
+        assert done.returncode == 2, (client, done.stderr)
+        lines[client] = _PROGRAM.sub("", done.stderr.splitlines()[0])
+    assert lines == {"py": line, "cs": line, "cpp": line}, lines
+    assert not os.path.exists(os.path.join(made["base"], " "))
+
+
+def test_the_csharp_client_runs_through_a_symbolic_link(tmp_path):
+    """R1: a link to tffreeze-cs in ~/bin failed: "Cannot open assembly .../tffreeze-cs.exe"."""
+    link = tmp_path / "tffreeze-cs"
+    link.symlink_to(CS)
+    done = subprocess.run([str(link), "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("tffreeze-cs "), done.stderr
