@@ -281,3 +281,16 @@ def _conditional_gan():
 
 def test_a_scorer_that_joins_the_models_output_with_data_reads_the_output():
     assert [t for t, _ in resolve.resolve(_meta(_conditional_gan), [], []).outputs] == ["gen/sample:0"]
+
+
+def _logged_inference_graph():
+    """An inference graph (no loss) whose probabilities a tf.print of a formatted string shows."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    probs = tf.nn.softmax(tf.matmul(x, tf1.get_variable("w", [4, 3])), name="probs")
+    tf.print(tf.strings.format("probs={}", probs), name="log")
+
+
+def test_what_only_a_print_shows_is_a_graph_sink():
+    """R6 of the seventh trial: adding the log line turned probs:0 into "could not infer any
+    output" (NO_OUTPUTS_FOUND)."""
+    assert [t for t, _ in resolve.resolve(_meta(_logged_inference_graph), [], []).outputs] == ["probs:0"]

@@ -375,7 +375,9 @@ def _sink_outputs(args, board: Board) -> List[Evidence]:
     graph_def, by_name, training = args
     users = consumers(graph_def)
     differentiated = _differentiated(n.name for n in graph_def.node)
-    sinks = [n for n in graph_def.node if not users.get(n.name)]
+    # (what only a tf.print or a string format reads is shown, not consumed: a sink)
+    sinks = [n for n in graph_def.node if n.op not in _SHOW_OPS
+             and not [u for u in users.get(n.name, ()) if by_name[u].op not in _SHOW_OPS]]
     primary, loose_ends, losses = [], [], []
     for n in sinks:
         if _is_unused_control_flow_output(n, by_name):
@@ -402,6 +404,9 @@ def _sink_outputs(args, board: Board) -> List[Evidence]:
         return [Evidence("%s:0" % n, Claim.LOSS, WEIGHT_LOOSE_END, "graph sink (a training loss)", (n,))
                 for n in loss_names]
     return []
+
+
+_SHOW_OPS = frozenset({"StringFormat", "PrintV2", "AsString"})
 
 
 def _from_analysis(graph_def, by_name, training) -> Resolution:
