@@ -451,13 +451,16 @@ def _no_names(argv: List[str]) -> Optional[str]:
     """A name-list flag given a value that names nothing (``--outputs ''``, ``--outputs ,``: an
     empty variable in a script), which would silently mean "leave it out"; else None."""
     for k, word in enumerate(argv):
-        flag, eq, value = word.partition("=")
-        if flag not in _NAME_LISTS:
+        parts = word.split("=", 1)
+        if parts[0] not in _NAME_LISTS:
             continue
-        if not eq:
-            if k + 1 >= len(argv):
-                return None
+        flag = parts[0]
+        if len(parts) == 2:
+            value = parts[1]
+        elif k + 1 < len(argv):
             value = argv[k + 1]
+        else:
+            return None
         if not [n for n in re.split(r"[,\s]+", value) if n]:
             return "%s names nothing: give names (%s a,b), or leave it out" % (flag, flag)
     return None
