@@ -160,7 +160,8 @@ def _start_task(frame: dict, task_fd: int, control_fd: int, handle, box: bool, t
         os.write(report_w, child.to_bytes(4, "big"))
         code = 0
     except BaseException:  # noqa: BLE001 - could not enter the sandbox: the worker reports it
-        traceback.print_exc(file=sys.stderr)
+        if os.path.isdir(frame.get("task_dir", "")):  # (gone: the server removed it as it stopped, nothing to say)
+            traceback.print_exc(file=sys.stderr)
     finally:
         os._exit(code)
 
