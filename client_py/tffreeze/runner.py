@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from typing import Dict, List, Optional, Tuple
 
-from tffreeze_api import tf_errors
+from tffreeze_api import native_logs, tf_errors
 
 from .errors import InvalidArgumentError, NotFoundError, TffreezeError
 
@@ -18,30 +17,10 @@ def _tensor_name(name: str) -> str:
 
 def verbose() -> bool:
     """TensorFlow's own log lines are shown only with --verbose or $TFFREEZE_VERBOSE=1."""
-    return os.environ.get("TFFREEZE_VERBOSE", "") not in ("", "0")
+    return native_logs.verbose()
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """TensorFlow's C++ log lines (absl's start-up warning, CUDA probing on a CPU machine,
-    CPU features) go to fd 2 whatever its log level says; keep them off the user's terminal
-    while TensorFlow works, unless verbose. Our own errors are raised after fd 2 is back."""
-    if verbose():
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+_native_stderr_silenced = native_logs.native_lines_off
 
 
 def run_graph(model_path: str, feeds: Dict[str, object], fetches: List[str],

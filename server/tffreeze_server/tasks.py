@@ -8,8 +8,9 @@ server checks each against ``wire`` and the contract before using it."""
 
 from __future__ import annotations
 
-import contextlib
 import os
+
+from tffreeze_api import native_logs
 
 from . import wire
 
@@ -84,29 +85,10 @@ def _warm_engine() -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _native_log_lines_off():
-    """TensorFlow's C++ start-up lines (absl's warning, oneDNN, CUDA probing on a CPU machine) go to
-    fd 2 whatever TF_CPP_MIN_LOG_LEVEL says: off the server's terminal while a worker warms up,
-    unless $TFFREEZE_VERBOSE is set. A failure is raised after fd 2 is back, and reported."""
-    if os.environ.get("TFFREEZE_VERBOSE", "") not in ("", "0"):
-        yield
-        return
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def handle(kind: str, payload: dict, progress):
     if kind == "warm":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with _native_log_lines_off():
+        with native_logs.native_lines_off():  # (TensorFlow's start-up lines, unless $TFFREEZE_VERBOSE)
             import tensorflow as tf  # noqa: F401  (the expensive import, done once per worker)
 
             tf.get_logger().setLevel("ERROR")
