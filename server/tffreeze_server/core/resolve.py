@@ -492,7 +492,7 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
             raise _no_outputs(meta, by_name)
         res.outputs = _with_selection_indices(res.outputs, by_name)  # (candidates too)
         if not res.unsure and not declared:  # (a signature or collection names its tensors itself)
-            res.outputs = _by_their_names(res.outputs, graph_def)
+            res.outputs = _by_their_names(res.outputs, graph_def, by_name)
         if res.unsure:
             if refuse_ambiguous:
                 raise _not_sure(res.outputs, by_name, res.unsure)
@@ -540,11 +540,10 @@ def _with_selection_indices(outputs: List[Named], by_name) -> List[Named]:
 _DEFAULT_IDENTITY = re.compile(r"(^|/)Identity(_\d+)?$")
 
 
-def _by_their_names(outputs: List[Named], graph_def) -> List[Named]:
+def _by_their_names(outputs: List[Named], graph_def, by_name) -> List[Named]:
     """An output the graph names with an identity nothing reads (``tf.identity(pred, name="output")``
     for the app) is given by that name: the frozen graph keeps it, and the app fetches it."""
     users = consumers(graph_def)
-    by_name = nodes_by_name(graph_def)
     out: List[Named] = []
     for t, why in outputs:
         named = [u for u in sorted(users.get(node_of(t), ())) if by_name[u].op == "Identity" and by_name[u].input
