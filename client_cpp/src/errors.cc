@@ -54,7 +54,8 @@ Error FromStatus(const grpc::Status& status, const std::string& target) {
     }
   }
   std::string message = status.error_message();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) message = Unreachable(target, message);
+  // the connection's own failure gets the hint; an answer the server sent (a reason) is shown as it is
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && reason.empty()) message = Unreachable(target, message);
   return Error(StatusName(status.error_code()), message, reason, metadata);
 }
 

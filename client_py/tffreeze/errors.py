@@ -34,9 +34,10 @@ def from_rpc_error(exc, target: Optional[str] = None) -> TffreezeError:
     violations (every standard detail the server sent)."""
     code = exc.code().name if hasattr(exc, "code") and exc.code() is not None else "UNKNOWN"
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-    if code == "UNAVAILABLE" and target:
+    rich = _details(exc)
+    if code == "UNAVAILABLE" and target and not rich:  # the connection's own failure, not the server's answer
         details = unreachable(target, details)
-    return from_status(code, details, _details(exc))
+    return from_status(code, details, rich)
 
 
 def unreachable(target: str, details: str) -> str:

@@ -9,6 +9,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from concurrent import futures
 from socketserver import ThreadingMixIn
 from typing import Optional
@@ -103,8 +104,9 @@ class Server:
     """A running tffreeze server: gRPC server (and gRPC-Web), blob store, worker pool."""
 
     def __init__(self, grpc_server, port: int, pool: WorkerPool, health_servicer, store: BlobStore, web=None,
-                 health_socket: "Optional[HealthSocket]" = None):
+                 health_socket: "Optional[HealthSocket]" = None, servicer: "Optional[FreezeServicer]" = None):
         self.grpc_server = grpc_server
+        self.servicer = servicer
         self.health_socket = health_socket
         self.port = port
         self.pool = pool
@@ -112,6 +114,7 @@ class Server:
         self.store = store
         self.web = web
         self.stopping = threading.Event()
+        self.cut = threading.Event()  # a second signal: stop now, without waiting for the commands under way
         self.metrics_http = None
         self.metrics_port: Optional[int] = None
 
@@ -119,19 +122,27 @@ class Server:
     def web_port(self) -> Optional[int]:
         return self.web.server_port if self.web is not None else None
 
-    def stop(self, grace: float = DEFAULT_DRAIN_SECONDS) -> None:
-        """Stop taking calls; calls in flight have ``grace`` seconds to finish."""
+    def stop(self, grace: float = DEFAULT_DRAIN_SECONDS) -> bool:
+        """Stop: health says NOT_SERVING and a new command is refused (SERVER_STOPPING) at
+        once; the commands under way have ``grace`` seconds to finish, on both ports: their
+        calls in flight, and the calls they make next (the freeze after its upload, the
+        download after its freeze). True when they all finished in time."""
+        deadline = time.monotonic() + max(0.0, grace)
         self.stopping.set()
+        if self.servicer is not None:
+            self.servicer.stopping.set()
         self.health.enter_graceful_shutdown()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
+        settled = ACTIVITY.settle(deadline, self.cut) if grace > 0 else False
         if self.web is not None:
             self.web.shutdown()
             self.web.server_close()
-        self.grpc_server.stop(grace).wait()
+        self.grpc_server.stop(max(0.0, deadline - time.monotonic()) if not self.cut.is_set() else 0).wait()
         if self.health_socket is not None:  # it answered NOT_SERVING while the calls drained
             self.health_socket.stop()
         self.pool.close()
+        return settled
 
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
@@ -336,7 +347,7 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if health_socket is not None:
         health_socket.start()
-    srv = Server(server, bound, pool, health_servicer, store, web, health_socket)
+    srv = Server(server, bound, pool, health_servicer, store, web, health_socket, servicer)
     if settings.store:
         threading.Thread(target=_watch_store, args=(srv,), name="tffreeze-store-health", daemon=True).start()
     if settings.metrics_port is not None:
@@ -419,6 +430,8 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
                          daemon=True).start()
 
     def on_signal(signum, frame):
+        if stop.is_set():  # a second signal while the commands under way finish: stop now
+            srv.cut.set()
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -449,9 +462,14 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
     finally:
         if settings.local_dir:
             localmode.withdraw(settings)
-    print("tffreeze server shutting down (calls in flight have %g s to finish)" % settings.drain_seconds, file=out,
-          flush=True)
-    srv.stop(settings.drain_seconds)
+    calls, owed = ACTIVITY.under_way()
+    print("tffreeze server shutting down: new commands are refused; %s (a second Ctrl-C or SIGTERM stops at once)"
+          % ("the commands under way (%d call(s) in flight) have up to %g s to finish" % (calls, settings.drain_seconds)
+             if calls or owed else "no command is under way"), file=out, flush=True)
+    if not srv.stop(settings.drain_seconds) and (calls or owed or ACTIVITY.under_way()[0]):
+        print("tffreeze server stopped before every command under way had finished (%s)"
+              % ("a second signal" if srv.cut.is_set() else "--drain-seconds %g passed" % settings.drain_seconds),
+              file=out, flush=True)
     return 0
 
 

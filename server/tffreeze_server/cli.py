@@ -110,8 +110,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "to ONNX/TFLite and run in that runtime to compare; over it the task is stopped and the "
                         "call is DEADLINE_EXCEEDED (default: %(default)s)")
     p.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS, metavar="S",
-                   help="on SIGTERM/SIGINT, how long calls in flight may take to finish before they are cancelled "
-                        "(default: %(default)s)")
+                   help="on SIGTERM/SIGINT, new commands are refused at once (SERVER_STOPPING) and the commands under way "
+                        "(their calls in flight and the calls they make next) have this long to finish before they "
+                        "are cancelled; a second signal stops at once (default: %(default)s)")
     p.add_argument("--max-graph-file-bytes", type=_size, default=DEFAULT_MAX_GRAPH_FILE_BYTES, metavar="BYTES",
                    help="largest uploaded graph file (.meta, GraphDef, saved_model.pb) the server parses, in bytes or "
                         "with K, M, G; larger is RESOURCE_EXHAUSTED before parsing (default: %(default)s = 1 GiB)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from typing import Iterator
 
 from google.protobuf.message import DecodeError
@@ -14,13 +15,13 @@ from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2_grpc
 
 from . import __version__, metrics, planning, results, webguard, wire
 from .blobstore import CHUNK, BlobStore, check_digest
-from .core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Violation
+from .core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable, Violation
 from .core import stages
 from .core.spec import MAX_NAME_BYTES, MAX_PATH_CHARS, MAX_PATH_PARTS, FreezeSpec, ServerLimits, safe_relative_path
 from .settings import DEFAULT_EXPORT_SECONDS, DEFAULT_LOAD_SECONDS, DEFAULT_MAX_CALL_SECONDS, DEFAULT_VERIFY_SECONDS
 
 MAX_INLINE_GRAPH = 2 << 20  # FreezeRequest.inline_graph_bytes is capped here (gRPC's 4 MiB message cap)
-from .status import mapped, mapped_stream
+from .status import ACTIVITY, mapped, mapped_stream
 from .tasks import OUTPUT_NAME, PLAN
 from .workers import QUEUED, WorkerPool
 
@@ -141,6 +142,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         self.load_seconds = load_seconds  # ... loading a TF2 SavedModel (its restore and initialisers run)
         self.export_seconds = export_seconds  # ... the format option's export (conversion and runtime check)
         self.results = results.ResultCache(store.root, store, shared_results) if result_cache else None
+        self.stopping = threading.Event()  # set by Server.stop: new commands are refused, those under way finish
 
     # -- planning ----------------------------------------------------------
     @mapped
@@ -149,7 +151,13 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
 
     @mapped
     def PlanFreeze(self, request, context):
-        return planning.plan_freeze(request, self.limits)
+        if self.stopping.is_set():  # a new command: the commands under way are finished, no new one begun
+            raise Unavailable("the tffreeze server is stopping (it was sent SIGTERM or SIGINT): it finishes the "
+                              "freezes under way and begins no new one. Run the command again once the server is "
+                              "back, or on another server", "ERROR_REASON_SERVER_STOPPING")
+        answer = planning.plan_freeze(request, self.limits)
+        ACTIVITY.planned()
+        return answer
 
     # -- blobs -------------------------------------------------------------
     @mapped
@@ -203,6 +211,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                 yield blob_pb2.DownloadBlobResponse(offset=offset, data=data)
                 metrics.DOWNLOADED.inc(len(data))
                 offset += len(data)
+        ACTIVITY.downloaded(request.digest.sha256)
 
     # -- freezing ----------------------------------------------------------
     def _checked(self, files):
@@ -292,6 +301,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
 
     @mapped_stream
     def Freeze(self, request, context):
+        if request.HasField("plan"):
+            ACTIVITY.plan_used()
         FreezeSpec.from_options(request.options, self.limits)  # every option error before any file (the task parses again)
         entries = self._checked(request.files)
         cache_key = results.key(request, self.limits)
@@ -348,12 +359,17 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         answer.provenance.server_version = __version__
         planning.with_plan(answer, request.plan)
         manifest = planning.bounded_result(answer)  # both within one gRPC message, lists cut if need be
-        yield from self._inline(request, answer)
+        inline = list(self._inline(request, answer))
+        if not inline and answer.size_bytes:  # the client downloads it next (a stopping server waits for that)
+            ACTIVITY.download_owed(answer.sha256)
+        yield from inline
         yield freeze_pb2.FreezeResponse(manifest=manifest)
         yield freeze_pb2.FreezeResponse(result=answer)
 
     @mapped
     def Inspect(self, request, context):
+        if request.HasField("plan"):
+            ACTIVITY.plan_used()
         FreezeSpec.from_options(request.options, self.limits)  # every option error before any file
         response = None
         for event in self._run("inspect", request, self._checked(request.files), context):

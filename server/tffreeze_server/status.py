@@ -30,13 +30,23 @@ TRAILER_DETAILS_BYTES = 5120
 Status = Tuple[grpc.StatusCode, str, str, Dict[str, str]]
 
 
+OWED_SECONDS = 10.0  # how long a stopping server waits for the next call of a command it is part-way through
+LINGER_SECONDS = 1.0  # ... and for the next call at all (a client's calls follow one another within it)
+
+
 class Activity:
-    """Calls in flight and when the last one ended (``--idle-exit`` stops an idle server)."""
+    """Calls in flight, when the last one ended (``--idle-exit`` stops an idle server), and
+    the calls a command under way still owes: its freeze or inspect after the plan it was
+    answered, its download after a freeze whose graph did not come inline. A stopping
+    server waits for those (``settle``): the commands it began answering, it finishes."""
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self.active = 0
         self.last = time.monotonic()
+        self._plans: list = []  # when each plan not yet followed by its freeze/inspect was answered
+        self._downloads: Dict[str, float] = {}  # sha256 -> when the freeze that made it ended
 
     def enter(self) -> None:
         with self._lock:
@@ -46,10 +56,50 @@ class Activity:
         with self._lock:
             self.active -= 1
             self.last = time.monotonic()
+            self._changed.notify_all()
 
     def idle_for(self) -> float:
         with self._lock:
             return 0.0 if self.active else time.monotonic() - self.last
+
+    def planned(self) -> None:
+        with self._lock:
+            self._plans.append(time.monotonic())
+
+    def plan_used(self) -> None:
+        with self._lock:
+            if self._plans:
+                self._plans.pop(0)
+
+    def download_owed(self, sha256: str) -> None:
+        with self._lock:
+            self._downloads[sha256] = time.monotonic()
+
+    def downloaded(self, sha256: str) -> None:
+        with self._lock:
+            self._downloads.pop(sha256, None)
+
+    def _owed(self, now: float) -> int:
+        self._plans = [t for t in self._plans if now - t < OWED_SECONDS]
+        self._downloads = {k: t for k, t in self._downloads.items() if now - t < OWED_SECONDS}
+        return len(self._plans) + len(self._downloads)
+
+    def under_way(self) -> Tuple[int, int]:
+        """(calls in flight, calls that commands under way still owe)."""
+        with self._lock:
+            return self.active, self._owed(time.monotonic())
+
+    def settle(self, deadline: float, cut: threading.Event) -> bool:
+        """Wait until no call is in flight, none is owed and none ended in the last
+        LINGER_SECONDS; False when ``deadline`` (monotonic) or ``cut`` came first."""
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                if not self.active and not self._owed(now) and now - self.last >= LINGER_SECONDS:
+                    return True
+                if now >= deadline or cut.is_set():
+                    return False
+                self._changed.wait(min(0.2, max(0.0, deadline - now)))
 
 
 ACTIVITY = Activity()

@@ -213,3 +213,45 @@ def test_the_csharp_client_runs_through_a_symbolic_link(tmp_path):
     link.symlink_to(CS)
     done = subprocess.run([str(link), "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("tffreeze-cs "), done.stderr
+
+
+def test_a_new_command_on_a_stopping_server_is_told_so_in_every_client(made, tmp_path):
+    """D8: SIGTERM to a shared `tffreeze serve` while a freeze runs. The freeze finishes; a new
+    command is refused with SERVER_STOPPING, in the server's words, in every client (they used
+    to say "cannot reach the server ... start one", C# a TLS hint)."""
+    import signal
+    import threading
+    import time
+
+    import attacks
+    from conftest import start_server
+    from tffreeze import FreezeClient
+
+    srv = start_server(str(tmp_path / "data"), ["--web-port", "0", "--drain-seconds", "90"])
+    web = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in srv.log if "gRPC-Web on" in l)
+    slow = attacks.slow_loop(str(tmp_path / "slow"), iterations=1_500_000)
+    outcome = {}
+
+    def under_way():
+        try:
+            with FreezeClient(srv.target, timeout=300) as c:
+                outcome["manifest"] = c.freeze(slow, outputs=["out"], verify=True).manifest
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    t = threading.Thread(target=under_way)
+    t.start()
+    time.sleep(3.0)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    said = {}
+    for client, program, server in (("py", PY, srv.target), ("cs", CS, web), ("cpp", CPP, srv.target)):
+        done = subprocess.run([program, "freeze", made["named"], "-o", str(tmp_path / ("%s.pb" % client)),
+                               "--server", server], capture_output=True, text=True, timeout=120)
+        said[client] = (done.returncode, done.stderr)
+    t.join(300)
+    assert "manifest" in outcome, outcome.get("error")
+    assert srv.proc.wait(60) == 0
+    for client, (code, err) in said.items():
+        assert code == 1 and "the tffreeze server is stopping" in err and "SERVER_STOPPING" in err, (client, err)
+        assert "Start one" not in err and "TLS" not in err, (client, err)

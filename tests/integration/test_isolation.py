@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import threading
 import time
 import urllib.error
@@ -21,7 +22,7 @@ import models
 import proctree
 from conftest import start_server, stop_server
 from tffreeze import (DeadlineExceededError, FailedPreconditionError, FreezeClient, InvalidArgumentError,
-                      ResourceExhaustedError)
+                      ResourceExhaustedError, UnavailableError)
 from test_hostile import _store_intact
 
 
@@ -287,6 +288,44 @@ def test_sigterm_lets_a_freeze_in_flight_finish(tmp_path):
     t.join(120)
     assert "manifest" in outcome, outcome.get("error")
     assert code == 0
+
+
+def test_a_stopping_server_finishes_the_commands_under_way_and_refuses_new_ones(tmp_path):
+    """SIGTERM between a command's plan and its freeze (the client hashing or uploading):
+    the command's next calls are still served and its freeze ends with the graph (it used
+    to meet a closed port and be told to start a server). A new command is refused with
+    SERVER_STOPPING, in words that say the server is stopping; then the server exits."""
+    srv = start_server(str(tmp_path / "data"), ["--drain-seconds", "60"])
+    under_way = models.dense(str(tmp_path / "m"), True)
+    new = models.dense(str(tmp_path / "n"), False)
+    with FreezeClient(srv.target, timeout=60) as c:
+        files, plan = c.plan(under_way.directory)
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(2.5)  # longer than a stopping server waits for a call when no command is under way
+        assert srv.proc.poll() is None, "".join(srv.log[-20:])
+        with pytest.raises(UnavailableError) as refused:
+            c.plan(new.directory)
+        assert refused.value.reason == "ERROR_REASON_SERVER_STOPPING"
+        assert "server is stopping" in str(refused.value) and "Start one" not in str(refused.value)
+        outcome = c.freeze_files(files, str(tmp_path / "out.pb"), plan=plan)
+    assert outcome.manifest["outputs"] and os.path.getsize(str(tmp_path / "out.pb")) > 0
+    assert srv.proc.wait(30) == 0  # nothing owed any more: it stops without waiting out --drain-seconds
+    assert any("new commands are refused" in line for line in srv.log), "".join(srv.log[-20:])
+
+
+def test_a_second_signal_stops_a_draining_server_at_once(tmp_path):
+    srv = start_server(str(tmp_path / "data"), ["--drain-seconds", "120"])
+    with FreezeClient(srv.target, timeout=60) as c:
+        c.plan(models.dense(str(tmp_path / "m"), True).directory)  # a command under way: the drain waits for it
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.5)
+    assert srv.proc.poll() is None
+    began = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(30) == 0
+    assert time.monotonic() - began < 15
+    assert any("stopped before every command under way had finished (a second signal)" in line
+               for line in srv.log), "".join(srv.log[-20:])
 
 
 def test_server_messages_are_capped_too(client, tmp_path):
