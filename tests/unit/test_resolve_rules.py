@@ -957,3 +957,20 @@ def test_a_head_behind_a_gradient_reversal_is_an_adversary_not_an_output():
     res = resolve.resolve(meta, [], [])
     assert [t for t, _ in res.outputs] == ["probs:0"]
     assert any("gradient reversal" in w for w in res.warnings), res.warnings
+
+
+def _margin_logits():
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    y = tf1.placeholder(tf.int32, [None], name="y")
+    emb = tf.nn.l2_normalize(tf.nn.relu(_dense(x, 8, "trunk")), 1, name="embedding")
+    cos = tf.matmul(emb, tf.nn.l2_normalize(tf1.get_variable("centres", [8, 4]), 0), name="cos")
+    mask = tf.one_hot(y, 4)
+    logits = 20.0 * (cos - 0.2 * mask)  # an additive margin on the true class
+    tf1.train.AdamOptimizer(1e-3).minimize(
+        tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+
+
+def test_labels_in_the_logits_open_the_choice_between_the_representation_and_the_scores():
+    meta = _meta(_margin_logits)
+    assert _claims(meta, "labels-in-the-logits") == {"embedding:0": Claim.ONE_COMPUTATION,
+                                                     "cos:0": Claim.ONE_COMPUTATION}

@@ -296,6 +296,19 @@ def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambig
     order = {n.name: i for i, n in enumerate(graph_def.node)}
     output_nodes = sorted({node_of(t) for t, _ in res.outputs}, key=order.__getitem__)
     pruned = rewrite.prune(graph_def, output_nodes)
+    if any(n.op in ("Assign", "AssignVariableOp") for n in pruned.node):
+        carried = rewrite.drop_carried_state(graph_def, {n.name for n in pruned.node})
+        if carried:
+            pruned = rewrite.prune(graph_def, output_nodes)
+            kept = {n.name for n in pruned.node}
+            gone = [a for a in carried if a not in kept]
+            if gone:
+                warnings.append("the outputs were ordered after %s, which set%s a variable to a value computed from "
+                                "its own (state carried from run to run, as power iteration's vector in spectral "
+                                "normalisation); the frozen graph computes them from the checkpoint's value without "
+                                "it, as the first run after restoring does" % (
+                                    ", ".join(gone[:5]) + (" and %d more" % (len(gone) - 5) if len(gone) > 5 else ""),
+                                    "s" if len(gone) == 1 else ""))
     feeding = [n.name for n in pruned.node if n.op in ITERATOR_GET_NEXT_OPS]
     if feeding:  # data enters through tf.data: cut there, automatically
         for name in feeding:

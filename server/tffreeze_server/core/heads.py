@@ -30,7 +30,7 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
                       DATA_SOURCE_OPS, ELEMENTWISE_LAYER_OPS as _ELEMENTWISE_LAYER_OPS, HEAD_OPS, LAYER_OPS,
                       LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
                       PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VIEW_OPS as _VIEW_OPS, VARIABLE_READ_OPS as _READ_OPS,
-                      CONTROL_FLOW_V1_OPS, LOOP_EXIT_OPS, SWITCH_OPS, is_optimizer_update, is_summary_op,
+                      CONTROL_FLOW_V1_OPS, LOOP_EXIT_OPS, SWITCH_OPS, TRUE_CLASSES_OPS, is_optimizer_update, is_random, is_summary_op,
                       is_training_op)
 # Ops whose outputs hold values of their input (a selection, a reshape): what carries a tensor's values on.
 _CARRY_OPS = _VIEW_OPS | frozenset({"Gather", "GatherV2", "GatherNd", "TopKV2", "TopK", "ConcatV2", "Pack",
@@ -50,10 +50,12 @@ _CROSS_ENTROPY_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxC
                                 "Log1p", "Softplus"})
 # Products that compute with both operands (a tensor multiplied in is data, not a target compared).
 _MATRIX_PRODUCT_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "SparseMatMul", "Einsum"})
+MATRIX_PRODUCT_OPS = _MATRIX_PRODUCT_OPS
 # Reductions: over axis 0 they sum (or average...) over the batch.
 _BATCH_REDUCTION_OPS = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "All", "Any"})
 # Library losses whose first operand is the logits (the prediction) and whose second is the labels.
 _LOGITS_AND_LABELS_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits"})
+LOGITS_AND_LABELS_OPS = _LOGITS_AND_LABELS_OPS
 # tf.gradients seeds each y with `gradients/grad_ys_K = Fill(Shape(y), 1)`.
 _GRAD_YS = re.compile(r"(^|/)gradients(_\d+)?/grad_ys_\d+$")
 GRADIENT_SCOPE = re.compile(r"(^|/)gradients(_\d+)?/")  # tf.gradients' scope
@@ -82,6 +84,59 @@ COMPUTED_ON_BESIDE = Rule(
     "output, not loss arithmetic", None)
 REFINE_PRINCIPLES = (TRAINED_LAST_LAYER, FIXED_LAYER_ON_MODEL, SCORED_BY_FIXED_NETWORK, PAIRWISE_EMBEDDINGS,
                      SHARED_WEIGHT_COPIES, COMPUTED_ON_BESIDE)
+
+
+# What a library cross-entropy's labels operand is reached through from the target it was given.
+_TARGET_FORM_OPS = frozenset({"Cast", "Identity", "Reshape", "OneHot", "ExpandDims", "Squeeze", "StopGradient"})
+_TARGET_DTYPE_ATTRS = ("Tidx", "DstT", "T", "dtype")
+
+
+def computed_targets_apart(graph_def):
+    """A target the graph computes from shapes and constants alone (``tf.range`` over the batch:
+    the positives of an in-batch contrastive loss; ``tf.eye``), given to a library cross-entropy
+    as its labels, is the labels: what the training knows, as a fed label is, not a value the
+    model computes. In a copy of the graph it becomes a data source of its own (a placeholder of
+    its name), so that the metrics and losses that compare with it are seen as comparing with
+    labels (an in-batch accuracy is evaluation, not an output)."""
+    by_name = {n.name: n for n in graph_def.node}
+    memo: dict = {}
+
+    def value_free(name: str) -> bool:
+        if name in memo:
+            return memo[name]
+        memo[name] = False  # a loop's back edge: not known to be free
+        node = by_name.get(name)
+        if node is None or node.op in DATA_SOURCE_OPS or node.op in VARIABLE_OPS or is_random(node.op):
+            return False
+        free = node.op in _SHAPE_OPS or all(
+            value_free(node_of(i)) for i in node.input if not i.startswith("^"))
+        memo[name] = free
+        return free
+
+    targets = []
+    for node in graph_def.node:
+        if node.op not in _LOGITS_AND_LABELS_OPS or len(node.input) < 2:
+            continue
+        n = node_of(node.input[1])
+        while (n in by_name and by_name[n].op in _TARGET_FORM_OPS and by_name[n].input
+               and by_name[node_of(by_name[n].input[0])].op != "Const" and value_free(node_of(by_name[n].input[0]))):
+            n = node_of(by_name[n].input[0])
+        target = by_name.get(n)
+        if (target is not None and target.op not in ("Const", "Placeholder") and target.op not in _SHAPE_OPS
+                and value_free(n) and any(k in target.attr for k in _TARGET_DTYPE_ATTRS) and n not in targets):
+            targets.append(n)
+    if not targets:
+        return graph_def
+    copy = type(graph_def)()
+    copy.CopyFrom(graph_def)
+    for node in copy.node:
+        if node.name in targets:
+            dtype = next(node.attr[k].type for k in _TARGET_DTYPE_ATTRS if k in node.attr)
+            node.op = "Placeholder"
+            del node.input[:]
+            node.attr.clear()
+            node.attr["dtype"].type = dtype
+    return copy
 
 
 class Structure:
@@ -403,11 +458,24 @@ class Structure:
                   and not self._multiplied_with_the_model(s, in_loss)]
         labels += [s for s in self.sources if s in in_loss and s in feeds_layers and s not in switches
                    and self._compared_with_the_model(s, in_loss - feeds_layers)]
+        labels += [s for s in self.sources if s in in_loss and s not in labels and s not in switches
+                   and self._true_classes(s, in_loss)]
         labels = [s for s in labels if not self._adapted_on(s, losses)]
         mask = 0
         for s in labels:
             mask |= 1 << self.sources.index(s)
         return labels, mask
+
+    def _true_classes(self, source: str, in_loss: Set[str]) -> bool:
+        """A source a loss's candidate sampler takes as the true classes (a sampled softmax's
+        labels, which it looks up rows of the output layer by, never comparing them with a
+        prediction) is the labels: the op itself says which operand is which."""
+        for name in in_loss:
+            if self.by_name[name].op in TRUE_CLASSES_OPS and self.data_inputs[name]:
+                first = node_of(self.data_inputs[name][0])
+                if first == source or (source in self.value_upstream([first]) and first not in self.from_vars):
+                    return True
+        return False
 
     def _as_given(self, name: str, mask: int) -> bool:
         """``name`` holds values of the sources in ``mask`` as given: derived from them (a one-hot,
@@ -790,6 +858,23 @@ class Structure:
                 seen.add(u)
                 stack.append(u)
         return False
+
+    def evaluated_ends(self, label_mask: int, in_loss: Set[str], training: Set[str]) -> List[str]:
+        """Tensors of the model that only metrics read: every reader compares with the labels
+        outside the losses and training (an accuracy), or is a decision only such a metric
+        reads (its argmax). The evaluation reads the model's end; it does not go on from it."""
+        if not label_mask:
+            return []
+        evaluation: Set[str] = set()
+        for n in reversed(self.order):
+            users = self.users.get(n, ())
+            if n in in_loss or n in training:
+                continue
+            if self.bits[n] & label_mask or (self.by_name[n].op in _DECISION_OPS and users
+                                              and all(u in evaluation for u in users)):
+                evaluation.add(n)
+        return [n for n in self.order if n not in evaluation and n not in self.excluded and n not in in_loss
+                and self.users.get(n) and all(u in evaluation for u in self.users[n])]
 
     def effective_sinks(self, training: Set[str]) -> List[str]:
         """Nodes read by nothing but summaries, metrics or bookkeeping (what feeds an

@@ -142,6 +142,10 @@ PAIRWISE_OPS: FrozenSet[str] = frozenset({"MatMul", "BatchMatMulV2", "Sub", "Squ
 # label-free side input with the model's output (a decoder's sequence lengths).
 COMPARISON_OPS: FrozenSet[str] = frozenset({"Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual",
                                             "InTopK", "InTopKV2"})
+# Ops whose first operand is the true classes (a sampled loss's labels: its candidates are drawn beside them).
+TRUE_CLASSES_OPS: FrozenSet[str] = frozenset({
+    "AllCandidateSampler", "ComputeAccidentalHits", "FixedUnigramCandidateSampler", "LearnedUnigramCandidateSampler",
+    "LogUniformCandidateSampler", "ThreadUnsafeUnigramCandidateSampler", "UniformCandidateSampler"})
 
 # -- post-processing -----------------------------------------------------------------
 # Heads after a model's last layer: probabilities, classes, the best k.

@@ -456,6 +456,73 @@ def _rename_functions(graph_def, renames: Dict[str, str]):
             g.function_name = renames[g.function_name]
 
 
+_SET_OPS = frozenset({"Assign", "AssignVariableOp"})  # a variable set to a value the graph computed
+_READ_OPS = frozenset({"Identity", "ReadVariableOp"})
+
+
+def drop_carried_state(graph_def, within: Set[str]) -> List[str]:
+    """A variable set, in the forward pass, to a value computed from its own value (power
+    iteration's vector in spectral normalisation: a warm start carried to the next run) is
+    state, not an input of this run: the outputs are ordered after the assignment by a control
+    edge only, and computed from the value read before it. Those control edges are dropped
+    (in place), so the frozen graph computes from the checkpoint's value what the first run
+    after restoring computes. Not when anything after the edge reads the variable again (that
+    read would see the new value). Only edges into ``within`` (what the outputs need) are
+    dropped. Returns the assignments whose edges were dropped."""
+    by_name = {n.name: n for n in graph_def.node}
+    users: Dict[str, List[str]] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            if not i.startswith("^"):
+                users.setdefault(i.split(":")[0], []).append(n.name)
+
+    def upstream(start: str) -> set:
+        seen, stack = set(), [start]
+        while stack:
+            name = stack.pop()
+            if name in seen or name not in by_name:
+                continue
+            seen.add(name)
+            stack.extend(i.lstrip("^").split(":")[0] for i in by_name[name].input)
+        return seen
+
+    def variable_of(assign) -> Optional[str]:
+        return assign.input[0].split(":")[0] if assign.input else None
+
+    def reads(name: str, var: str) -> bool:
+        node = by_name.get(name)
+        return node is not None and node.op in _READ_OPS and bool(node.input) and node.input[0].split(":")[0] == var
+
+    carried = {}
+    for node in graph_def.node:
+        var = variable_of(node) if node.op in _SET_OPS else None
+        if var is None or len(node.input) < 2:
+            continue
+        value_from = upstream(node.input[1].split(":")[0])
+        if any(reads(n, var) for n in value_from):  # computed from the variable's own value
+            carried[node.name] = var
+    if not carried:
+        return []
+    dropped = []
+    for node in graph_def.node:
+        if node.name not in within:
+            continue
+        edges = [i for i in node.input if i.startswith("^") and i[1:] in carried]
+        for edge in edges:
+            var = carried[edge[1:]]
+            after, stack = set(), [node.name]
+            while stack:  # what the edge orders after the assignment (through data)
+                name = stack.pop()
+                if name not in after:
+                    after.add(name)
+                    stack.extend(users.get(name, ()))
+            if any(reads(n, var) for n in after):
+                continue
+            node.input.remove(edge)
+            dropped.append(edge[1:])
+    return sorted(set(dropped))
+
+
 def forbidden_nodes(graph_def) -> List[Tuple[str, str]]:
     """Stateful training/saver nodes left in a frozen graph or its functions: (node, op)."""
     found = [(n.name, n.op) for n in graph_def.node]

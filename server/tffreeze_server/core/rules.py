@@ -16,8 +16,8 @@ from typing import Callable, List, Optional, Set, Tuple
 
 from .evidence import (LABELLED_CLAIMS, PREDICTION_CLAIMS, WEIGHT_AGAINST, WEIGHT_HEAD, WEIGHT_OPEN,
                        WEIGHT_STRUCTURE, Board, Claim, Evidence, rule)
-from .graph import node_of, reach
-from .heads import GRADIENT_SCOPE, REFINE_PRINCIPLES, Structure, head_op, post_processing
+from .graph import node_of, reach, tensor_name
+from .heads import GRADIENT_SCOPE, LOGITS_AND_LABELS_OPS, MATRIX_PRODUCT_OPS, REFINE_PRINCIPLES, Structure, computed_targets_apart, head_op, post_processing
 from .oproles import ALIAS_OPS, HEAD_OPS
 
 
@@ -39,7 +39,7 @@ class Facts:
 def facts(graph_def, excluded: Set[str], training: Set[str], switches: Set[str], loss_collection,
           unused_control_flow) -> Optional[Facts]:
     """The facts of a training graph, or None when it has no loss to go by."""
-    s = Structure(_iterator_outputs_apart(graph_def), excluded, loss_collection)
+    s = Structure(computed_targets_apart(_iterator_outputs_apart(graph_def)), excluded, loss_collection)
     losses = s.losses()
     if not losses:
         return None
@@ -270,7 +270,8 @@ def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
       "export head) is the deployed computation: it supersedes the training-time predictions it recomputes (those "
       "whose variables it computes with) and what unlabelled losses read (a discriminator's scores); predictions "
       "compared with labels that it does not recompute stand beside it; a sink computed through a layer no "
-      "optimizer trains and no loss reads (a pre-training head kept in a fine-tuning graph) is left over, not deployed")
+      "optimizer trains and no loss reads (a pre-training head kept in a fine-tuning graph) is left over, not deployed; "
+      "what only metrics read (an accuracy against the labels, through its argmax) ends such a branch as a sink does")
 def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
     preds = [e.tensor for e in predictions(board)]
@@ -285,7 +286,7 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     # One forward pass (linear in the graph): what layers outside the loss's inputs compute.
     after_own_layers = s._forward(own_layers - untrained, lambda n: n not in f.in_loss)
     after_untrained = s._forward(untrained, lambda n: n not in f.in_loss)
-    sinks = [n for n in s.effective_sinks(f.training)
+    sinks = [n for n in s.effective_sinks(f.training) + s.evaluated_ends(f.label_mask, f.in_loss, f.training)
              if n not in downstream and s.is_activation(n) and not s.bits[n] & f.label_mask
              and not f.unused_control_flow(s.by_name[n])]
     branches = [n + ":0" for n in sinks if n in after_own_layers and n not in after_untrained]
@@ -553,6 +554,34 @@ def heads_after_prediction(f: Facts, board: Board) -> List[Evidence]:
     return out
 
 
+@rule("labels-in-the-logits",
+      "where the labels enter the logits a cross-entropy compares with them (a margin added for the true class), "
+      "the class scores before them serve only the training's classes: the representation they are a product "
+      "of may be what is deployed (compared with classes not seen in training), or the scores; the graph does not "
+      "say which, and the representation is listed first")
+def labels_in_the_logits(f: Facts, board: Board) -> List[Evidence]:
+    s = f.s
+    out: List[Evidence] = []
+    for e in board.of(Claim.PREDICTION):
+        p = node_of(e.tensor)
+        if s.bits[p] & f.label_mask or s.by_name[p].op not in MATRIX_PRODUCT_OPS:
+            continue
+        arithmetic = s._forward([p], lambda n: n not in s.layers and not GRADIENT_SCOPE.search(n))
+        joined = [n for n in f.in_loss if s.by_name[n].op in LOGITS_AND_LABELS_OPS and s.data_inputs[n]
+                  and node_of(s.data_inputs[n][0]) in arithmetic and s.bits[node_of(s.data_inputs[n][0])] & f.label_mask]
+        reps = [node_of(i) for i in s.data_inputs[p]
+                if s.is_activation(node_of(i)) and s.bits[node_of(i)] and node_of(i) not in s.excluded]
+        if not joined or len(reps) != 1:
+            continue
+        rep = tensor_name(reps[0])
+        why = ("the labels enter the logits %s compares them with (through %s): %s is a product of the "
+               "representation %s with the training's classes; the deployed output may be the representation or "
+               "the scores, and the graph does not say which" % (joined[0], node_of(s.data_inputs[joined[0]][0]),
+                                                                 e.tensor, rep))
+        out += [Evidence(t, Claim.ONE_COMPUTATION, WEIGHT_OPEN, why, (p, joined[0])) for t in (rep, e.tensor)]
+    return out
+
+
 @rule("one-target-one-head",
       "of two predictions compared with the same labels, the one the graph computes an inference head from (a "
       "softmax, a decoding, the head a metric evaluates) is the deployed one; the other is a training aid. A "
@@ -592,7 +621,8 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
 
 
 STRUCTURE_RULES = (loss_meets_model, replicas, critic_networks, gradient_reversal, inference_branch, deep_supervision,
-                   separately_trained_networks, inference_ends, heads_after_prediction, one_target_one_head)
+                   separately_trained_networks, inference_ends, heads_after_prediction, one_target_one_head,
+                   labels_in_the_logits)
 
 
 # -- reading the board ---------------------------------------------------------------------
