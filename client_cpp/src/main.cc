@@ -120,7 +120,7 @@ std::string OneLine(const std::string& text) {
 // (cli.py's _message).
 std::string Message(const tffreeze::Error& e, const std::string& command) {
   std::string msg = OneLine(e.what());
-  if (e.code() == "DEADLINE_EXCEEDED" && msg == "Deadline Exceeded")
+  if (e.code() == "DEADLINE_EXCEEDED" && e.reason().empty() && msg.find("Deadline Exceeded") != std::string::npos)
     return "no answer within --timeout " + typed_timeout + " seconds: give a larger --timeout (the default is 600)";
   auto get = [&](const char* key) {
     auto it = e.metadata().find(key);

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 from tffreeze_api.options import FLAGS
 
 from . import __version__
-from .errors import TffreezeError
+from .errors import UNSPECIFIED, TffreezeError
 
 EPILOG = """\
 examples:
@@ -854,7 +854,8 @@ def _message(exc: TffreezeError, args=None) -> str:
     """The error's message on one line, naming the option at fault as the command line spells
     it (the server's "flag" metadata; the shared table for this client's own errors)."""
     msg = " ".join(str(exc).split())
-    if exc.code == "DEADLINE_EXCEEDED" and msg == "Deadline Exceeded" and getattr(args, "timeout", None):
+    if (exc.code == "DEADLINE_EXCEEDED" and exc.reason in ("", UNSPECIFIED) and "Deadline Exceeded" in msg
+            and getattr(args, "timeout", None)):  # gRPC's own deadline ("Stream removed (Deadline Exceeded)" too)
         return "no answer within --timeout %g seconds: give a larger --timeout (the default is 600)" % args.timeout
     field = exc.metadata.get("field", "")
     path = exc.metadata.get("path", "")

@@ -41,6 +41,24 @@ def test_a_graph_file_for_a_tf1_saved_model_is_refused_not_ignored(srv, tmp_path
     assert not os.path.exists(tmp_path / "o.pb")
 
 
+def test_a_saved_model_pb_given_as_the_graph_file_is_told_to_be_frozen_as_a_saved_model(srv, tmp_path):
+    """Trial 7 R5: --graph sm/saved_model.pb beside a checkpoint without .meta was "not a GraphDef
+    or MetaGraphDef ... write the graph with tf.io.write_graph", naming a staging path."""
+    import shutil
+
+    m = models.saved_model_v1(str(tmp_path / "sm"))
+    ckpt = models.dense(str(tmp_path / "ckpt"), True)
+    for name in os.listdir(ckpt.directory):
+        if name.endswith(".meta"):
+            os.remove(os.path.join(ckpt.directory, name))
+    graph = os.path.join(m.directory, "saved_model.pb")
+    r = cli("freeze", ckpt.directory, "-o", str(tmp_path / "o.pb"), "--graph", graph, "--server", srv.target)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "is a SavedModel's saved_model.pb" in r.stderr and "--graph" in r.stderr, r.stderr
+    assert ".tffreeze-graph" not in r.stderr and "write_graph" not in r.stderr, r.stderr
+    shutil.rmtree(str(tmp_path / "sm"))
+
+
 def test_outputs_named_twice_are_written_once(srv, tmp_path):
     m = models.dense(str(tmp_path / "run"), True)
     out, manifest = tmp_path / "o.pb", tmp_path / "o.json"

@@ -160,3 +160,21 @@ def test_an_unknown_library_option_is_named_with_the_one_meant(typed, meant):
     said = str(err.value)
     assert said.startswith("unknown freeze option %r" % typed) and "to_text" not in said, said
     assert ("did you mean %r?" % meant in said) if meant else "did you mean" not in said, said
+
+
+def test_a_deadline_grpc_words_any_way_names_the_timeout_flag():
+    """Trial 7 R3: a deadline hit while uploading reached the user as gRPC's own "Stream removed
+    (Deadline Exceeded)". gRPC's deadline (no reason from the server) names --timeout however gRPC
+    words it; the server's own DEADLINE answer (a reason, its message) is shown as it is."""
+    import argparse
+
+    from tffreeze import cli
+    from tffreeze.errors import DeadlineExceededError
+
+    args = argparse.Namespace(timeout=0.2)
+    for text in ("Deadline Exceeded", "Stream removed (Deadline Exceeded)"):
+        assert cli._message(DeadlineExceededError(text), args) == (
+            "no answer within --timeout 0.2 seconds: give a larger --timeout (the default is 600)")
+    server_said = DeadlineExceededError("the freeze outlived the server's --max-call-seconds 60 (Deadline Exceeded)",
+                                        "ERROR_REASON_DEADLINE")
+    assert "--max-call-seconds" in cli._message(server_said, args)

@@ -123,8 +123,20 @@ def read_graph_file(path: str, label: str, limit: int) -> meta_graph_pb2.MetaGra
             return meta_graph_pb2.MetaGraphDef(graph_def=msg)
         if isinstance(msg, meta_graph_pb2.MetaGraphDef) and msg.graph_def.node:
             return msg
+    shown = label[len(layout.GRAPH_DIR) + 1:] if label.startswith(layout.GRAPH_DIR + "/") else label
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(data)
+        is_saved_model = bool(saved.meta_graphs) and all(m.graph_def.node for m in saved.meta_graphs)
+    except DecodeError:
+        is_saved_model = False
+    if is_saved_model:  # (a saved_model.pb given as the graph file: the SavedModel is the source)
+        raise InvalidArgument("the graph file %s is a SavedModel's saved_model.pb, not a GraphDef or MetaGraphDef: "
+                              "freeze the SavedModel itself: give the folder that holds it (with its variables/) in "
+                              "place of the checkpoint, and leave out the graph option" % shown,
+                              "ERROR_REASON_GRAPH_INVALID", path=label, field="options.graph_path")
     raise _graph_invalid("%s is not a GraphDef or MetaGraphDef (binary or text); write the graph with "
-                         "tf.io.write_graph(sess.graph_def, ...) or tf.train.export_meta_graph" % label, label)
+                         "tf.io.write_graph(sess.graph_def, ...) or tf.train.export_meta_graph" % shown, label)
 
 
 def pick_signature(names: List[str], wanted: str, where: str) -> Optional[str]:
