@@ -638,6 +638,14 @@ exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
             if (manifestPath != null) FreezeClient.WriteAtomically(manifestPath, outcome.Manifest, "--manifest", "the manifest");
             var r = outcome.Result;
             foreach (var w in r.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + InCliWords(w, typedSource, "freeze"));
+            // This client's users run graphs in TensorFlowSharp: say when its libtensorflow 1.15 cannot load this one
+            // (the manifest records it; the Python and C++ clients leave it there).
+            if ((r.Format == Format.FORMAT_GRAPHDEF || r.Format == Format.FORMAT_UNSPECIFIED) && !r.LoadsInTensorflowsharp)
+                Console.Error.WriteLine("tffreeze-cs: warning: TensorFlowSharp (libtensorflow 1.15) cannot load this graph"
+                                        + (r.TensorflowsharpIssues.Count > 0 ? " (" + r.TensorflowsharpIssues[0]
+                                           + (r.TensorflowsharpIssues.Count > 1 ? ", and " + (r.TensorflowsharpIssues.Count - 1) + " more" : "") + ")" : "")
+                                        + ": freeze with --target tensorflowsharp, which rewrites what has a 1.15 equivalent or says why not; "
+                                        + "TensorFlow 2.x runtimes load it as it is");
             if (quiet) return 0;
             Console.WriteLine("wrote {0} ({1} bytes, sha256 {2}) from {3}{4}", output, r.SizeBytes, r.Sha256.Substring(0, 12),
                               r.Checkpoint == null ? "" : r.Checkpoint.Prefix,

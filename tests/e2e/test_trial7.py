@@ -255,3 +255,27 @@ def test_a_new_command_on_a_stopping_server_is_told_so_in_every_client(made, tmp
     for client, (code, err) in said.items():
         assert code == 1 and "the tffreeze server is stopping" in err and "SERVER_STOPPING" in err, (client, err)
         assert "Start one" not in err and "TLS" not in err, (client, err)
+
+
+def _xlog1py_regressor():
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    y = tf1.placeholder(tf.float32, [None, 1], name="y")
+    w = tf1.get_variable("w", [3, 1])
+    pred = tf.identity(tf.math.xlog1py(tf.nn.sigmoid(tf.matmul(x, w)), 1.0 + tf.abs(x[:, :1])), name="pred")
+    return tf1.train.GradientDescentOptimizer(0.1).minimize(tf.reduce_mean(tf.square(pred - y)))
+
+
+def test_the_csharp_client_says_when_tensorflowsharp_cannot_load_the_graph(made, tmp_path, web_server):
+    """R13: a graph with an op TF 1.15 lacks was written by tffreeze-cs without a word on the
+    terminal (only the manifest's loads_in_tensorflowsharp said so)."""
+    rng = np.random.default_rng(3)
+    folder = _save(str(tmp_path / "xlog"), _xlog1py_regressor, lambda g: {
+        "x:0": rng.random((4, 3)), "y:0": rng.random((4, 1))})
+    new_op = subprocess.run([CS, "freeze", folder, "-o", str(tmp_path / "x.pb"), "--server", web_server.web_url],
+                            capture_output=True, text=True, timeout=600)
+    assert new_op.returncode == 0, new_op.stderr
+    assert "TensorFlowSharp (libtensorflow 1.15) cannot load this graph" in new_op.stderr, new_op.stderr
+    assert "Xlog1py" in new_op.stderr and "--target tensorflowsharp" in new_op.stderr, new_op.stderr
+    loads = subprocess.run([CS, "freeze", made["named"], "-o", str(tmp_path / "n.pb"), "--server",
+                            web_server.web_url], capture_output=True, text=True, timeout=600)
+    assert loads.returncode == 0 and "cannot load this graph" not in loads.stderr, loads.stderr
