@@ -113,3 +113,24 @@ def test_running_out_of_memory_is_resource_exhausted(tmp_path, monkeypatch):
     with pytest.raises(ResourceExhausted) as err:
         engine.freeze(model.directory, FreezeSpec(), str(tmp_path / "out.pb"))
     assert "ran out of memory" in err.value.message
+
+
+def test_an_output_index_an_op_does_not_have_is_named_with_the_ones_it_has(tmp_path):
+    """Trial 7 R11: `--outputs probs:1` was told to "name the tensor whose computation it orders"
+    (for a Softmax), and an op with no output read "is a AssignAddVariableOp op"."""
+    from tffreeze_server.core import resolve
+    from tffreeze_server.core.errors import InvalidArgument
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        v = tf1.get_variable("v", [2, 3], use_resource=True)
+        tf.nn.softmax(tf.matmul(x, v), name="probs")
+        v.assign_add(tf.ones([2, 3]), name="bump", read_value=False)
+        meta = tf1.train.export_meta_graph(graph=g)
+    with pytest.raises(InvalidArgument) as err:
+        resolve.resolve(meta, ["probs:1"], [])
+    assert "probs is a Softmax op with 1 output(s) (probs:0); name one of them" in err.value.message
+    with pytest.raises(InvalidArgument) as err:
+        resolve.resolve(meta, ["bump:0"], [])
+    assert "bump is an AssignAddVariableOp op, which produces no tensor" in err.value.message, err.value.message

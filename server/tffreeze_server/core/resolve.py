@@ -30,6 +30,7 @@ from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS a
 from .graph import (ancestors, fixed_output_count, consumers, node_of, nodes_by_name, output_dtype_enum,
                     output_shape_proto, reach, resolve_names, tensor_name)
 from .switches import find_switches
+from .words import article
 
 Named = Tuple[str, str]  # (tensor name "node:i", reason)
 EXPLICIT_OUTPUT = "explicit outputs"
@@ -479,9 +480,12 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
             count = fixed_output_count(by_name[node_of(t)])
             if count is not None and int(t.rsplit(":", 1)[1]) >= count:
                 from .errors import InvalidArgument
-                raise InvalidArgument("output %s: %s is a %s op with %d output(s); name a tensor it produces, or "
-                                      "the tensor whose computation it orders" % (t, node_of(t), by_name[node_of(t)].op,
-                                                                                count),
+                op = by_name[node_of(t)].op
+                raise InvalidArgument(("output %s: %s is %s op with %d output(s) (%s); name one of them"
+                                       % (t, node_of(t), article(op), count,
+                                          ", ".join("%s:%d" % (node_of(t), i) for i in range(count)))) if count else
+                                      ("output %s: %s is %s op, which produces no tensor (it only runs); name the "
+                                       "tensor whose computation you want" % (t, node_of(t), article(op))),
                                       "ERROR_REASON_INVALID_NAME", field="options.outputs", name=t)
     else:
         declared = _from_signature(meta, signature) or _from_collections(meta, by_name, training)
