@@ -522,7 +522,11 @@ Error WriteError(int err, const std::string& path, const std::string& flag, cons
     std::string base = path;
     while (base.size() > 1 && base.back() == '/') base.pop_back();
     code = "INVALID_ARGUMENT";
-    text = where + " is a folder: give a file name (e.g. " + (fs::path(base) / ExampleName(flag, what)).string() + ")";
+    std::string example = (fs::path(base) / ExampleName(flag, what)).string();
+    text = where + " is a folder: give a file name (e.g. " + example + ")";
+    if (!fs::is_directory(path, ec))  // a name ending in "/" (a folder's), and there is no such folder
+      text = where + " ends in /, as a folder's name does, and there is no folder " + base +
+             ": create it and give a file in it (e.g. " + example + "), or give a file name";
   } else if (err == ENOSPC || err == EDQUOT) {
     code = "RESOURCE_EXHAUSTED";
     text = where + ": no space left for " + what + " in " + folder + " (" +

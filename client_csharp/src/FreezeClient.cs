@@ -422,8 +422,11 @@ namespace TfFreeze
             {
                 var trimmed = path.TrimEnd('/');
                 code = StatusCode.INVALID_ARGUMENT;
-                text = where + " is a folder: give a file name (e.g. " +
-                       System.IO.Path.Combine(trimmed == "" ? "/" : trimmed, ExampleName(flag, what)) + ")";
+                var example = System.IO.Path.Combine(trimmed == "" ? "/" : trimmed, ExampleName(flag, what));
+                text = where + " is a folder: give a file name (e.g. " + example + ")";
+                if (!Directory.Exists(path))  // a name ending in "/" (a folder's), and there is no such folder
+                    text = where + " ends in /, as a folder's name does, and there is no folder " + trimmed +
+                           ": create it and give a file in it (e.g. " + example + "), or give a file name";
             }
             else if (e == Errno.ENOSPC || e == Errno.EDQUOT)
             {

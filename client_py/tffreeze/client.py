@@ -380,6 +380,9 @@ def write_error(exc: OSError, path: str, flag: str = "", what: str = "the graph"
     if e == errno.EISDIR or os.path.isdir(path):
         example = os.path.join(path.rstrip(os.sep) or os.sep, _example_name(flag, what))
         code, text = "INVALID_ARGUMENT", "%s is a folder: give a file name (e.g. %s)" % (where, example)
+        if not os.path.isdir(path):  # a name ending in "/" (a folder's), and there is no such folder
+            text = "%s ends in /, as a folder's name does, and there is no folder %s: create it and give a file in " \
+                   "it (e.g. %s), or give a file name" % (where, path.rstrip(os.sep), example)
     elif e in (errno.ENOSPC, errno.EDQUOT):
         code, text = "RESOURCE_EXHAUSTED", "%s: no space left for %s in %s (%s): free some space there, or %s" % (
             where, what, folder, "disk quota exceeded" if e == errno.EDQUOT else "the disk is full", other)

@@ -279,3 +279,16 @@ def test_the_csharp_client_says_when_tensorflowsharp_cannot_load_the_graph(made,
     loads = subprocess.run([CS, "freeze", made["named"], "-o", str(tmp_path / "n.pb"), "--server",
                             web_server.web_url], capture_output=True, text=True, timeout=600)
     assert loads.returncode == 0 and "cannot load this graph" not in loads.stderr, loads.stderr
+
+
+def test_an_output_path_ending_in_a_slash_for_no_folder_is_named_so_in_every_client(made, tmp_path):
+    """R11: `-o nod/` for a folder that does not exist was told "-o nod/ is a folder"."""
+    lines = {}
+    for client, program in (("py", PY), ("cs", CS), ("cpp", CPP)):
+        done = subprocess.run([program, "freeze", made["named"], "-o", "nod/"], capture_output=True, text=True,
+                              timeout=300, cwd=str(tmp_path))
+        assert done.returncode == 1, (client, done.stderr)
+        lines[client] = _PROGRAM.sub("", done.stderr.strip().splitlines()[-1])
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert "there is no folder nod: create it" in lines["py"] and "nod/model.pb" in lines["py"], lines
+    assert not os.path.exists(str(tmp_path / "nod"))
