@@ -237,7 +237,7 @@ def _in_flags(text: str) -> str:
     def flag(m):
         shown = options.FLAGS.get(m.group(0))
         return m.group(0) if not shown else ("the source" if shown == "SOURCE" else shown)
-    return re.sub(r"\boptions\.[a-z_]+", flag, text)
+    return re.sub(r"\bSOURCE\b", "the source", re.sub(r"\boptions\.[a-z_]+", flag, text))
 
 
 def inspect_text(info: dict, cut: Optional[Dict[str, int]] = None) -> str:

@@ -228,7 +228,7 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
                 if chosen is not None:
                     reason = "latest in the checkpoint state file (%s)" % latest
                 else:
-                    warnings.append("the checkpoint state file names %r, which is not in the upload; "
+                    warnings.append("the checkpoint state file names %r, which is not in SOURCE; "
                                     "using the newest checkpoint present instead" % latest)
         if chosen is None:
             chosen = ordered[-1]
