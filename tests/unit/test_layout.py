@@ -186,8 +186,11 @@ def test_a_missing_step_says_what_a_step_is_and_shows_the_latest():
     with pytest.raises(layout.SelectionError) as err:
         layout.select(many, step=200)
     text = str(err.value)
-    assert "steps available: 1, 2, 3" in text and "and 130 more (the latest: 150)" in text
+    assert "steps available: 1, 2, 3" in text and "and 130 more (nearest to 200: 150; the latest: 150)" in text
     assert "the -N saver.save(global_step=...) put after the prefix, not the value of a variable saved inside" in text
+    with pytest.raises(layout.SelectionError) as err:  # trial 7 R11: a typo in the middle shows its neighbours
+        layout.select([f for f in many if not f.startswith("epoch-99.")], step=99)
+    assert "(nearest to 99: 98, 100; the latest: 150)" in str(err.value), str(err.value)
 
 
 def test_two_prefixes_in_one_folder_are_said_with_the_one_taken():

@@ -209,7 +209,13 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
         matches = [c for c in ordered if c.step == step]
         if not matches:
             steps = [str(c.step) for c in ordered if c.step is not None]
-            shown = listed(steps, 20) + (" (the latest: %s)" % steps[-1] if len(steps) > 20 else "")
+            shown = listed(steps, 20)
+            if len(steps) > 20:  # the ones beside the step asked for, and the latest
+                numbers = sorted({c.step for c in ordered if c.step is not None})
+                below = [n for n in numbers if n < step][-1:]
+                above = [n for n in numbers if n > step][:1]
+                shown += " (nearest to %d: %s; the latest: %s)" % (step, ", ".join(str(n) for n in below + above),
+                                                                   steps[-1])
             raise SelectionError("NOT_FOUND", _NOT_FOUND, "no checkpoint at global step %d; steps available: %s"
                                  % (step, shown + "; a step is the -N saver.save(global_step=...) put after the "
                                     "prefix, not the value of a variable saved inside" if steps else
