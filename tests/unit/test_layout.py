@@ -31,7 +31,7 @@ def test_state_file_is_matched_by_basename_never_followed():
 def test_state_naming_a_missing_checkpoint_falls_back_with_a_warning():
     sel = layout.select(SAVER_DIR, 'model_checkpoint_path: "/elsewhere/model.ckpt-99"\n')
     assert sel.checkpoint.prefix == "model.ckpt-20"
-    assert "not in the upload" in sel.warnings[0]
+    assert "not in SOURCE" in sel.warnings[0]
 
 
 def test_newest_without_state_and_sharded_data():
