@@ -229,7 +229,8 @@ Ctrl-C, SIGTERM and SIGHUP remove the file being written (exit 130, 143, 129); a
 removes stale .OUT.pb.XXXXXX.part files an interrupted one left beside OUT.pb.
 
 tffreeze-cpp --version prints its version (tffreeze --version's).
-exit codes: 0 ok, 1 error (message on stderr), 2 usage error)";
+exit codes: 0 ok, 1 error (message on stderr), 2 usage error, 130 / 143 / 129 stopped by
+Ctrl-C / SIGTERM / SIGHUP (nothing left half-written))";
 
 struct Usage : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -150,7 +150,8 @@ $TFFREEZE_COMMAND, else the checkout's .venv/bin/tffreeze, else `tffreeze` on PA
 
 Flags are typed whole (never abbreviated); a flag of another command is refused (exit 2).
 tffreeze-cs --version prints its version (tffreeze --version's).
-exit codes: 0 ok, 1 error (message on stderr), 2 usage error";
+exit codes: 0 ok, 1 error (message on stderr), 2 usage error, 130 / 143 / 129 stopped by
+Ctrl-C / SIGTERM / SIGHUP (nothing left half-written)";
 
         public static int Main(string[] args)
         {

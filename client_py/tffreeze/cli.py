@@ -57,7 +57,7 @@ and SIGHUP remove the temporary file beside the output (exit 130, 143, 129); the
 freeze of an output removes the .OUT.pb.*.part files a killed freeze left (its pid gone).
 
 exit codes: 0 ok, 1 freeze/server/input error (message on stderr), 2 usage error,
-128+N stopped by signal N
+130 / 143 / 129 stopped by Ctrl-C / SIGTERM / SIGHUP (nothing left half-written)
 """
 
 

@@ -292,3 +292,12 @@ def test_an_output_path_ending_in_a_slash_for_no_folder_is_named_so_in_every_cli
     assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
     assert "there is no folder nod: create it" in lines["py"] and "nod/model.pb" in lines["py"], lines
     assert not os.path.exists(str(tmp_path / "nod"))
+
+
+def test_every_client_s_help_lists_the_exit_codes_of_a_signal():
+    """R11: the C# and C++ top-level help listed 0, 1, 2 only."""
+    for program in (PY, CS, CPP):
+        shown = subprocess.run([program, "--help"], capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0
+        text = " ".join(shown.stdout.split())
+        assert "130 / 143 / 129 stopped by Ctrl-C / SIGTERM / SIGHUP" in text, (program, text[-300:])
