@@ -203,3 +203,14 @@ def test_two_prefixes_in_one_folder_are_said_with_the_one_taken():
                for w in sel.warnings), sel.warnings
     one = ["model.ckpt-%d.%s" % (n, e) for n in (10, 20) for e in ("index", "data-00000-of-00001", "meta")]
     assert not layout.select(one).warnings
+
+
+def test_an_earlier_step_s_meta_alone_is_named_as_that_step_s_graph():
+    """Trial 7 R11: with only model.ckpt-10.meta sent beside step 30's files (what the plan
+    chose), the task said "saved under a prefix of its own", a second, wrong warning beside
+    the plan's "using the graph of model.ckpt-10.meta"."""
+    sent = ["model.ckpt-30.index", "model.ckpt-30.data-00000-of-00001", "model.ckpt-10.meta"]
+    sel = layout.select(sent)
+    assert sel.warnings == ["no model.ckpt-30.meta; using the graph of model.ckpt-10.meta"], sel.warnings
+    own = layout.select(["model.ckpt-30.index", "model.ckpt-30.data-00000-of-00001", "model-run.meta"])
+    assert "saved under a prefix of its own" in own.warnings[0], own.warnings

@@ -269,8 +269,12 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
             metas = [p for p in paths if p.endswith(".meta") and posixpath.dirname(p) == folder]
             if len(metas) == 1:
                 chosen = Checkpoint(chosen.prefix, chosen.index, chosen.data, metas[0])
-                warnings.append("no %s.meta; using %s, the only meta graph in the folder (saved under a prefix "
-                                "of its own)" % (chosen.prefix, metas[0]))
+                family = re.sub(r"-\d+$", "", chosen.prefix)
+                if re.sub(r"-\d+$", "", metas[0][:-len(".meta")]) == family:  # an earlier step's (only it was sent)
+                    warnings.append("no %s.meta; using the graph of %s" % (chosen.prefix, metas[0]))
+                else:
+                    warnings.append("no %s.meta; using %s, the only meta graph in the folder (saved under a prefix "
+                                    "of its own)" % (chosen.prefix, metas[0]))
     return Selection(chosen, reason, available, warnings)
 
 
