@@ -134,3 +134,32 @@ def test_an_output_index_an_op_does_not_have_is_named_with_the_ones_it_has(tmp_p
     with pytest.raises(InvalidArgument) as err:
         resolve.resolve(meta, ["bump:0"], [])
     assert "bump is an AssignAddVariableOp op, which produces no tensor" in err.value.message, err.value.message
+
+
+@pytest.mark.parametrize("resource", [True, False])
+def test_a_check_ordered_before_a_variable_read_still_runs_in_the_frozen_graph(tmp_path, resource):
+    """Trial 7 R8: `with tf.control_dependencies([assert_non_negative(x)]): y = matmul(x, w)` puts
+    the edge on w's ReadVariableOp; the frozen graph's Identity had lost it and a negative input
+    passed. (TensorFlow's own convert_variables_to_constants drops it too.)"""
+    d = str(tmp_path / "ckpt")
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf1.get_variable("w", [4, 2], use_resource=resource)
+        with tf.control_dependencies([tf.debugging.assert_non_negative(x, message="x must be >= 0")]):
+            tf.identity(tf.matmul(x, w), name="y")
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, os.path.join(d, "model.ckpt"))
+    out = str(tmp_path / "out.pb")
+    engine.freeze(d, FreezeSpec(outputs=("y",)), out)
+    frozen = tf1.GraphDef()
+    with open(out, "rb") as fh:
+        frozen.ParseFromString(fh.read())
+    run = tf.Graph()
+    with run.as_default():
+        tf1.import_graph_def(frozen, name="")
+        with tf1.Session(graph=run) as sess:
+            assert sess.run("y:0", {"x:0": np.ones((1, 4), np.float32)}).shape == (1, 2)
+            with pytest.raises(tf.errors.InvalidArgumentError, match="x must be >= 0"):
+                sess.run("y:0", {"x:0": -np.ones((1, 4), np.float32)})

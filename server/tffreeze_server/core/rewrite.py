@@ -174,9 +174,28 @@ def to_constants(graph_def, values: Dict[str, Tuple[np.ndarray, int]], splices: 
             want = np.dtype(dtypes.as_dtype(enum).as_numpy_dtype).newbyteorder("<")
             tensor.tensor_content = np.ascontiguousarray(array, dtype=want).tobytes()
     _retype_resource_passthroughs(frozen)
+    _read_orderings_kept(graph_def, frozen)
     _plain_reads_in_functions(frozen)
     _function_returns_by_output_name(frozen)
     return frozen
+
+
+def _read_orderings_kept(graph_def, frozen) -> None:
+    """A check ordered before a variable's read (``tf.control_dependencies([tf.debugging.assert_*])``,
+    ``tf.print``: TensorFlow puts the edge on the resource variable's ReadVariableOp) stays
+    ordered before what the read became: TensorFlow's converter turns the read into an Identity
+    of the constant and drops its control inputs, which left the check disconnected (a negative
+    input passed an assert_non_negative). Edges to nodes the frozen graph still holds are restored."""
+    kept = {n.name: n for n in frozen.node}
+    for node in graph_def.node:
+        if node.op not in ("ReadVariableOp", "ResourceGather", "ResourceGatherNd"):
+            continue
+        edges = [i for i in node.input if i.startswith("^")]
+        now = kept.get(node.name)
+        if not edges or now is None or now.op == node.op:
+            continue
+        have = set(now.input)
+        now.input.extend(e for e in edges if e not in have and e[1:] in kept and not writes_variable(kept[e[1:]].op))
 
 
 def _arg_dtype(func, name: str, depth: int = 0):
