@@ -91,7 +91,7 @@ def start_web(servicer, health_servicer, host: str, port: int, allowed_origins=(
     missing = webguard.missing_script_warning(folder)
     if missing:
         log.warning(missing)
-    guarded = WebGuard(app, host, MAX_MESSAGE_BYTES, allowed_origins, tokens, folder)
+    guarded = WebGuard(app, host, MAX_MESSAGE_BYTES, allowed_origins, tokens, folder, tls=ssl_context is not None)
     server_class = _ThreadingWSGIServer
     if ssl_context is not None:
         server_class = type("_TLSServer", (_TLSWSGIServer,), {"ssl_context": ssl_context})

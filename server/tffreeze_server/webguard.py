@@ -116,8 +116,10 @@ class WebGuard:
     """WSGI middleware in front of the gRPC-Web application."""
 
     def __init__(self, app: Callable, bound_host: str, max_message_bytes: int,
-                 allowed_origins: Iterable[str] = (), tokens=None, page_folder: Optional[str] = None):
+                 allowed_origins: Iterable[str] = (), tokens=None, page_folder: Optional[str] = None,
+                 tls: bool = False):
         self.app = app
+        self.tls = tls  # the port speaks TLS: its page's origin is https:// (the WSGI server says http)
         self.page_folder = page_folder or page_dir()
         self.tokens = tokens  # an auth.TokenCheck when the server requires bearer tokens
         self.hosts = host_names(bound_host)
@@ -135,7 +137,7 @@ class WebGuard:
             return self._refuse(start_response, "403 Forbidden",
                                 "Host %r is not a name this server listens as" % host[:100])
         origin = environ.get("HTTP_ORIGIN")
-        scheme = environ.get("wsgi.url_scheme", "http")
+        scheme = "https" if self.tls else environ.get("wsgi.url_scheme", "http")
         # The page this port serves, calling it: browsers send Origin on every POST. Trusted when
         # the Host is one of the server's names, or TLS (a rebound name fails the certificate) or
         # tokens guard the port; a wildcard plaintext bind (--insecure) lists its origin instead.

@@ -204,3 +204,37 @@ def test_csharp_plain_http_to_a_tls_web_port_gets_the_tls_hint_whatever_mono_wor
             assert call.returncode == 1 and len(lines) == 1, err
             assert "closed the connection" in lines[0] and "add --tls and --ca CA.pem" in lines[0], lines[0]
             assert "tffreeze serve --web-port" not in lines[0] and lines[0].endswith("[UNAVAILABLE]"), lines[0]
+
+
+def test_the_page_a_tls_web_port_serves_may_call_that_port(secure, pki):
+    """Trial 8 B1: over TLS the page's own https:// origin was refused (HTTP 403), because the
+    same-origin check took the WSGI server's "http" for the scheme. Its origin is the port's
+    own: allowed, with or without a token check behind it; another origin still is not."""
+    import http.client
+    import ssl
+    import struct
+    import urllib.parse
+
+    from tffreeze_api.v1 import blob_pb2
+
+    msg = blob_pb2.FindMissingBlobsRequest(blobs=[blob_pb2.Digest(sha256="ab" * 32, size_bytes=3)]).SerializeToString()
+    body = struct.pack(">BI", 0, len(msg)) + msg
+    url = urllib.parse.urlparse(secure.web_url)
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+
+    def post(origin, host=url.hostname):
+        conn = http.client.HTTPSConnection(host, url.port, timeout=30, context=context)
+        conn.request("POST", "/tffreeze.v1.FreezeService/FindMissingBlobs", body,
+                     {"Content-Type": "application/grpc-web+proto", "Origin": origin,
+                      "Authorization": "Bearer " + TOKEN})
+        resp = conn.getresponse()
+        text = resp.read().decode(errors="replace")
+        conn.close()
+        return resp.status, text
+
+    for host in (url.hostname, "localhost"):  # (a browser's Origin and Host name the same)
+        own = "https://%s:%d" % (host, url.port)
+        assert post(own, host)[0] == 200, (own, post(own, host))
+    status, text = post("https://evil.example")
+    assert status == 403 and "is not allowed" in text
+    assert post("http://%s:%d" % (url.hostname, url.port))[0] == 403  # not the page's scheme
