@@ -31,7 +31,19 @@ def test_state_file_is_matched_by_basename_never_followed():
 def test_state_naming_a_missing_checkpoint_falls_back_with_a_warning():
     sel = layout.select(SAVER_DIR, 'model_checkpoint_path: "/elsewhere/model.ckpt-99"\n')
     assert sel.checkpoint.prefix == "model.ckpt-20"
-    assert "not in SOURCE" in sel.warnings[0]
+    assert "not in SOURCE" in sel.warnings[0] and sel.warnings[0].endswith("instead, model.ckpt-20")
+
+
+def test_state_naming_a_checkpoint_whose_index_is_missing_is_refused_not_replaced_by_an_older_one():
+    """Trial 8 M3: model.ckpt-300.index lost in a copy froze step 200 with exit 0, the warning
+    blaming "the upload" and not naming the step used."""
+    files = ["checkpoint"] + ["model.ckpt-%d.%s" % (n, e) for n in (100, 200, 300)
+                              for e in ("index", "data-00000-of-00001", "meta")]
+    files.remove("model.ckpt-300.index")
+    with pytest.raises(layout.SelectionError) as err:
+        layout.select(files, 'model_checkpoint_path: "/runs/model.ckpt-300"\n')
+    text = str(err.value)
+    assert "has no model.ckpt-300.index" in text and "Or freeze a complete one: options.step 200" in text, text
 
 
 def test_newest_without_state_and_sharded_data():

@@ -234,8 +234,20 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
                 if chosen is not None:
                     reason = "latest in the checkpoint state file (%s)" % latest
                 else:
+                    # its other files present without its .index: a copy cut short, not an older save to fall back on
+                    folder = posixpath.dirname(ordered[-1].prefix)
+                    stem = posixpath.join(folder, name) if folder else name
+                    rest = sorted(p for p in paths if p.startswith(stem + ".") and not p.endswith(".index"))
+                    if rest:
+                        whole = [c for c in ordered if c.step is not None and not missing_shards(c)]
+                        other = (" Or freeze a complete one: options.step %d" % whole[-1].step) if whole else ""
+                        raise SelectionError("NOT_FOUND", _NOT_FOUND, "checkpoint %r, the latest in the checkpoint "
+                                             "state file, has no %s.index (its %s %s there): put the .index the "
+                                             "Saver wrote beside its data files.%s" % (
+                                                 stem, stem, listed(rest, 3), "is" if len(rest) == 1 else "are",
+                                                 other))
                     warnings.append("the checkpoint state file names %r, which is not in SOURCE; "
-                                    "using the newest checkpoint present instead" % latest)
+                                    "using the newest checkpoint present instead, %s" % (latest, ordered[-1].prefix))
         if chosen is None:
             chosen = ordered[-1]
             reason = "newest checkpoint in the upload"
