@@ -291,6 +291,10 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
   Listing out;
   std::error_code ec;
   fs::path src(source);
+  std::string listed = fs::is_directory(src, ec) ? source : (src.parent_path().empty() ? "." : src.parent_path().string());
+  if (fs::is_directory(listed, ec) && access(listed.c_str(), R_OK | X_OK) != 0 && errno == EACCES)  // (a colleague's folder)
+    throw Error("PERMISSION_DENIED", "cannot list " + listed + ": permission denied; make it readable (chmod u+rx " +
+                                         listed + "), or freeze a copy you can read");
   if (fs::is_directory(src, ec)) {
     out.root = fs::absolute(src).string();
     Walk(out.root, out.root, 0, &out.request);

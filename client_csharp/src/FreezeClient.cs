@@ -118,6 +118,10 @@ namespace TfFreeze
         public static PlanFreezeRequest ListSource(string source, string graphFile, out string root)
         {
             var request = new PlanFreezeRequest();
+            var listed = Directory.Exists(source) ? source : (System.IO.Path.GetDirectoryName(source) is string d && d != "" ? d : ".");
+            if (Directory.Exists(listed) && Mono.Unix.Native.Syscall.access(listed, Mono.Unix.Native.AccessModes.R_OK | Mono.Unix.Native.AccessModes.X_OK) != 0)
+                throw new RpcException(StatusCode.PERMISSION_DENIED, "cannot list " + listed + ": permission denied; make it readable " +
+                                       "(chmod u+rx " + listed + "), or freeze a copy you can read");
             if (Directory.Exists(source))
             {
                 root = System.IO.Path.GetFullPath(source);

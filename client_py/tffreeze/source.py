@@ -81,6 +81,12 @@ def missing_source(source: str) -> str:
     return "%s does not exist; did you mean %s?" % (source, os.path.join(folder, latest_of_family(close[0], names)))
 
 
+def unlistable(folder: str) -> str:
+    """The words every client says for a SOURCE folder the user may not list."""
+    return ("cannot list %s: permission denied; make it readable (chmod u+rx %s), or freeze a copy you can read"
+            % (folder, folder))
+
+
 def latest_of_family(name: str, names) -> str:
     """A checkpoint prefix PREFIX-N meant: the one of that prefix with the highest N (the latest),
     as the C# and C++ clients pick it; any other name as it is."""
@@ -95,6 +101,9 @@ def plan_request(source: str, graph_file: Optional[str] = None):
     """(the folder the listing is relative to, the PlanFreezeRequest without options)."""
     source = os.path.expanduser(source)
     request = freeze_pb2.PlanFreezeRequest()
+    listed = source if os.path.isdir(source) else (os.path.dirname(source) or ".")
+    if os.path.isdir(listed) and not os.access(listed, os.R_OK | os.X_OK):  # (a colleague's folder, mode 0700)
+        raise error_for("PERMISSION_DENIED", unlistable(listed), metadata={"path": listed})
     if os.path.isdir(source):
         root = os.path.abspath(source)
         request.files.extend(_walk(root))

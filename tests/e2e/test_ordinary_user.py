@@ -191,3 +191,26 @@ def test_a_checkpoint_file_the_user_may_not_read_is_named_the_same_way_by_every_
     assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
     assert lines["py"] == ("cannot read %s: permission denied; make it readable (chmod u+r %s), or freeze a copy you "
                            "can read [PERMISSION_DENIED]" % (shard, shard)), lines["py"]
+
+
+def test_a_checkpoint_folder_the_user_may_not_list_is_named_the_same_way_by_every_client(user, work, web_server):
+    """Trial 8 M6: a colleague's folder (mode 0700, another owner) holding a whole checkpoint was
+    "no checkpoint found ... (0 files)" in Python and C++, "Access to the path is denied
+    [IO_ERROR]" in C#. Each client now says it cannot list it, and the fix."""
+    folder = os.path.join(work["folder"], "colleague")
+    shutil.copytree(work["dense"].directory, folder)  # owned by root: the user may not list it at 0700
+    os.chmod(folder, 0o700)
+    port = web_server.target.rsplit(":", 1)[1]
+    lines = {}
+    try:
+        for client, argv in (("py", [PY, "freeze", folder, "--server", "127.0.0.1:" + port]),
+                             ("cs", [CS, "freeze", folder, "--server", web_server.web_url]),
+                             ("cpp", [CPP, "freeze", folder, "--server", "127.0.0.1:" + port])):
+            done = user.run(argv + ["-o", os.path.join(work["folder"], "never.pb")])
+            assert done.returncode == 1, (client, done.stdout, done.stderr)
+            lines[client] = [l.split(": ", 1)[1] for l in done.stderr.splitlines() if l.startswith("tffreeze")][-1]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"] == ("cannot list %s: permission denied; make it readable (chmod u+rx %s), or freeze a copy you "
+                           "can read [PERMISSION_DENIED]" % (folder, folder)), lines["py"]
