@@ -516,6 +516,24 @@ tffreeze::Error Flagged(const tffreeze::Error& e,
   return tffreeze::WriteError(std::atoi(err->second.c_str()), path->second, flag->second.first, flag->second.second);
 }
 
+// A hard link to the file at `path` under a hidden temporary name beside it, named as the Python
+// client's (.NAME.PID-keepXXXX.part: removed by a later freeze once this process is gone), so a
+// failure after `path` is replaced can put the old file back; "" when there is none or no link.
+std::string KeepOld(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return "";
+  fs::path p = fs::absolute(path);
+  for (int attempt = 0; attempt < 20; attempt++) {
+    std::string tail;
+    for (int i = 0; i < 4; i++) tail += static_cast<char>('a' + std::rand() % 26);
+    std::string name = (p.parent_path() / ("." + p.filename().string() + "." + std::to_string(getpid()) + "-keep" +
+                                           tail + ".part")).string();
+    if (link(p.c_str(), name.c_str()) == 0) return name;
+    if (errno != EEXIST) return "";
+  }
+  return "";
+}
+
 // A google.protobuf.Value as Python's json.dumps writes the manifest's value (1 -> 1, 0.5 -> 0.5).
 std::string JsonValue(const google::protobuf::Value& v) {
   if (v.kind_case() == google::protobuf::Value::kBoolValue) return v.bool_value() ? "true" : "false";
@@ -581,10 +599,37 @@ int Freeze(const Options& o) {
   bool tty = isatty(2) && !o.Has("--quiet");
   if (tty) client.progress = ProgressLine();
   tffreeze::FreezeOutcome outcome;
+  // The graph and its manifest are written both or neither: the old graph is kept (a hard link)
+  // until the manifest is in place, and put back when the manifest cannot be written.
+  std::error_code ec;
+  bool existed = fs::exists(out, ec);
+  std::string old = manifest.empty() ? "" : KeepOld(out);
+  struct Drop {
+    std::string* path;
+    ~Drop() { if (!path->empty()) unlink(path->c_str()); }
+  } drop{&old};
   try {
     outcome = client.Freeze(o.positional[0], out, fopts);
     if (tty) std::fprintf(stderr, "\r\033[K");
-    if (!manifest.empty()) tffreeze::WriteAtomically(manifest, outcome.manifest);
+    if (!manifest.empty()) {
+      try {
+        tffreeze::WriteAtomically(manifest, outcome.manifest);
+      } catch (const tffreeze::Error& e) {
+        std::string what;
+        if (!old.empty() && rename(old.c_str(), out.c_str()) == 0) {
+          old.clear();
+          what = " (-o " + out + " is as it was: nothing was written)";
+        } else if (!existed && unlink(out.c_str()) == 0) {
+          what = " (nothing was written)";
+        } else {
+          what = " (-o " + out + " holds the new graph; its manifest was not written)";
+        }
+        tffreeze::Error flagged = Flagged(e, {{manifest, {"--manifest", "the manifest"}}});
+        auto metadata = flagged.metadata();
+        metadata.erase("errno");  // (worded already: the outer Flagged leaves it as it is)
+        throw tffreeze::Error(flagged.code(), flagged.what() + what, flagged.reason(), metadata);
+      }
+    }
   } catch (const tffreeze::Error& e) {
     if (tty) std::fprintf(stderr, "\r\033[K");
     throw Flagged(e, {{out, {"-o", "the graph"}}, {manifest, {"--manifest", "the manifest"}}});

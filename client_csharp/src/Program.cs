@@ -634,9 +634,40 @@ Ctrl-C / SIGTERM / SIGHUP (nothing left half-written)";
             bool quiet = o.One("--quiet") != null;
             var bar = new ProgressLine();
             if (!Console.IsErrorRedirected && !quiet) client.Progress = bar.Show;
-            var outcome = client.Freeze(o.Positional[0], output, options, o.One("--graph"));
-            if (client.Progress != null) bar.Clear();
-            if (manifestPath != null) FreezeClient.WriteAtomically(manifestPath, outcome.Manifest, "--manifest", "the manifest");
+            // The graph and its manifest are written both or neither: the old graph is kept (a hard link)
+            // until the manifest is in place, and put back when the manifest cannot be written.
+            bool existed = File.Exists(output);
+            string old = null;
+            if (manifestPath != null && existed)
+            {
+                old = TempFiles.Beside(output);
+                if (Mono.Unix.Native.Syscall.link(output, old) != 0) { TempFiles.Done(old); old = null; }
+            }
+            FreezeOutcome outcome;
+            try
+            {
+                outcome = client.Freeze(o.Positional[0], output, options, o.One("--graph"));
+                if (client.Progress != null) bar.Clear();
+                if (manifestPath != null)
+                {
+                    try { FreezeClient.WriteAtomically(manifestPath, outcome.Manifest, "--manifest", "the manifest"); }
+                    catch (RpcException e)
+                    {
+                        string what;
+                        if (old != null && Mono.Unix.Native.Syscall.rename(old, output) == 0)
+                            what = " (-o " + output + " is as it was: nothing was written)";
+                        else if (!existed && Mono.Unix.Native.Syscall.unlink(output) == 0)
+                            what = " (nothing was written)";
+                        else
+                            what = " (-o " + output + " holds the new graph; its manifest was not written)";
+                        throw new RpcException(e.Status, e.Message + what, e.Reason, e.Metadata);
+                    }
+                }
+            }
+            finally
+            {
+                if (old != null) TempFiles.Done(old);
+            }
             var r = outcome.Result;
             foreach (var w in r.Warnings) Console.Error.WriteLine("tffreeze-cs: warning: " + InCliWords(w, typedSource, "freeze"));
             // This client's users run graphs in TensorFlowSharp: say when its libtensorflow 1.15 cannot load this one

@@ -467,7 +467,7 @@ def _no_names(argv: List[str]) -> Optional[str]:
 
 
 def _cmd_freeze(args) -> int:
-    from .client import check_output, remove_stale_parts, through_link, write_atomically, write_error
+    from .client import check_output, keep_old, remove_stale_parts, through_link, write_atomically, write_error
 
     clash = format_clash(args.output, args.format)
     if clash:  # before anything is uploaded: the file would hold another model than its name says
@@ -498,20 +498,38 @@ def _cmd_freeze(args) -> int:
         if path:
             remove_stale_parts(path)  # what a killed freeze of this output left
     bar = _Bar(sys.stderr.isatty() and not args.quiet)
-    with _client(args) as client:
-        try:
-            outcome = client.freeze(args.source, output_path=args.output, outputs=args.outputs, inputs=args.inputs,
-                                    step=args.step, progress=bar, optimize=args.optimize, verify=args.verify,
-                                    target=args.target, format=args.format, input_shapes=args.input_shape,
-                                    **_graph_options(args))
-        finally:
-            bar.done()
-    m = outcome.manifest
-    if args.manifest:
-        try:
-            write_atomically(args.manifest, outcome.manifest_bytes)
-        except OSError as exc:
-            raise write_error(exc, args.manifest, "--manifest", "the manifest") from exc
+    # The graph and its manifest are written both or neither: the old graph is kept (a hard link)
+    # until the manifest is in place, and put back when the manifest cannot be written.
+    existed = os.path.exists(args.output)
+    old = keep_old(args.output) if args.manifest else None
+    try:
+        with _client(args) as client:
+            try:
+                outcome = client.freeze(args.source, output_path=args.output, outputs=args.outputs,
+                                        inputs=args.inputs, step=args.step, progress=bar, optimize=args.optimize,
+                                        verify=args.verify, target=args.target, format=args.format,
+                                        input_shapes=args.input_shape, **_graph_options(args))
+            finally:
+                bar.done()
+        m = outcome.manifest
+        if args.manifest:
+            try:
+                write_atomically(args.manifest, outcome.manifest_bytes)
+            except OSError as exc:
+                err = write_error(exc, args.manifest, "--manifest", "the manifest")
+                if old is not None:
+                    os.replace(old, args.output)
+                    old = None
+                    err.message += " (-o %s is as it was: nothing was written)" % args.output
+                elif not existed:
+                    os.unlink(args.output)
+                    err.message += " (nothing was written)"
+                else:
+                    err.message += " (-o %s holds the new graph; its manifest was not written)" % args.output
+                raise err from exc
+    finally:
+        if old is not None and os.path.exists(old):
+            os.unlink(old)
     for w in m["warnings"]:
         print("tffreeze: warning: %s" % _in_cli_words(w, args.source, "freeze"), file=sys.stderr)
     if not args.quiet:

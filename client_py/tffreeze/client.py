@@ -346,6 +346,22 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+def keep_old(path: str) -> Optional[str]:
+    """A hard link to the file at ``path`` under a hidden temporary name beside it (so a failure
+    after ``path`` is replaced can put the old one back), or None when there is no file there or
+    the filesystem takes no links. Named as ``part_file``'s: a killed run's is removed later."""
+    if not os.path.isfile(path):
+        return None
+    fd, tmp = part_file(path)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        return None
+    return tmp
+
+
 def through_link(path: str) -> str:
     """The file a write of ``path`` lands in: ``path`` itself, or, where it is a symbolic link
     (a chain of them), the link's final target (a relative target read from the link's folder),

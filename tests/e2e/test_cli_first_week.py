@@ -437,3 +437,41 @@ def test_an_unusable_cache_dir_names_the_variable_and_the_fix(tmp_path):
             "(No such file or directory: /proc/tffreeze-no-such-cache): set $TFFREEZE_CACHE_DIR to a folder you can "
             "write, or pass --server to use a running server [UNAVAILABLE]") in done.stderr, done.stderr
     assert "Errno" not in done.stderr and "TFFREEZE_SERVER" not in done.stderr
+
+
+@pytest.mark.parametrize("existed", [True, False])
+def test_a_manifest_that_cannot_be_written_leaves_the_graph_as_it_was(server, tmp_path, monkeypatch, capsys, existed):
+    """Trial 8 M2: the manifest's disk full after OUT.pb was replaced: exit 1, a new graph beside
+    the old manifest, and a message about the manifest only. Both are written or neither: the old
+    graph is put back (or the new one removed), and the message says so."""
+    import errno
+
+    from tffreeze import cli, client as client_module
+
+    first = models.dense(str(tmp_path / "first"), True)
+    second = models.dense(str(tmp_path / "second"), True, steps=[3, 7], mutate=True)
+    out, manifest = tmp_path / "m.pb", tmp_path / "m.json"
+    if existed:
+        assert cli.main(["freeze", first.directory, "-o", str(out), "--manifest", str(manifest),
+                         "--server", server.target]) == 0
+    before = out.read_bytes() if existed else None
+    other = tmp_path / "other.pb"
+    assert cli.main(["freeze", second.directory, "-o", str(other), "--server", server.target]) == 0
+    assert other.read_bytes() != before  # (the second freeze would replace the graph)
+    real = client_module.write_atomically
+
+    def full_disk(path, data):
+        if os.path.abspath(path) == str(manifest):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+    monkeypatch.setattr(client_module, "write_atomically", full_disk)
+    capsys.readouterr()
+    assert cli.main(["freeze", second.directory, "-o", str(out), "--manifest", str(manifest),
+                     "--server", server.target]) == 1
+    err = capsys.readouterr().err
+    if existed:
+        assert out.read_bytes() == before, "the old graph is back"
+        assert "is as it was: nothing was written" in err, err
+    else:
+        assert not out.exists() and "(nothing was written)" in err, err
+    assert "no space left for the manifest" in err and not parts(str(tmp_path)), (err, parts(str(tmp_path)))
