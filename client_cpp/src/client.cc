@@ -328,6 +328,17 @@ Client::Client(std::string target, ClientOptions options) : target_(std::move(ta
     if (!options_.client_cert.empty()) {
       ssl.pem_cert_chain = ReadFile(options_.client_cert, "--client-cert");
       ssl.pem_private_key = ReadFile(options_.client_key, "--client-key");
+      // (a certificate and a key given the other way round: gRPC's own words would be "empty address list")
+      auto holds = [](const std::string& pem) {
+        return pem.find("PRIVATE KEY-----") != std::string::npos ? "a private key"
+               : pem.find("-----BEGIN CERTIFICATE-----") != std::string::npos ? "a certificate" : "no PEM block";
+      };
+      if (std::string(holds(ssl.pem_cert_chain)) != "a certificate" ||
+          std::string(holds(ssl.pem_private_key)) != "a private key")
+        throw Error("INVALID_ARGUMENT", std::string("--client-cert ") + options_.client_cert + " holds " +
+                    holds(ssl.pem_cert_chain) + " and --client-key " + options_.client_key + " holds " +
+                    holds(ssl.pem_private_key) + ": give the PEM certificate to --client-cert and its PEM private "
+                    "key to --client-key");
     }
     creds = grpc::SslCredentials(ssl);
   } else {

@@ -27,6 +27,13 @@ std::string Unreachable(const std::string& target, const std::string& details) {
   if (has("certificate_verify_failed") || has("certificate verify failed") || has("trustfailure"))
     return "the TLS handshake with the tffreeze server at " + target + " failed: its certificate is not trusted (" +
            details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA).";
+  if (has("security handshaker"))  // this side's TLS setup: the client certificate and key
+    return "the TLS setup for the tffreeze server at " + target + " failed before connecting (" + details +
+           "): check that --client-cert is a PEM certificate and --client-key its PEM private key (in that order), "
+           "and --ca a CA certificate";
+  if (has("missing selected alpn"))  // TLS without HTTP/2: the gRPC-Web port of a TLS server
+    return target + " speaks TLS but not gRPC's HTTP/2 (" + details +
+           "): it looks like the gRPC-Web port; give the 'listening on' port (--server HOST:PORT)";
   if (has("handshake"))
     return "the TLS handshake with the tffreeze server at " + target + " failed (" + details +
            "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA).";
@@ -35,7 +42,8 @@ std::string Unreachable(const std::string& target, const std::string& details) {
                     "(--server HOST:PORT)";
   if (has("socket closed") || has("has been shut down") || has("connection reset") || has("receivefailure"))
     return "the tffreeze server at " + target + " closed the connection (" + details +
-           "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem.";
+           "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem; if it also requires client "
+           "certificates (--tls-client-ca), add --client-cert and --client-key.";
   return "cannot reach the tffreeze server at " + target + " (" + details +
          "). Start one with `tffreeze serve`, or point --server / $TFFREEZE_SERVER at a running one.";
 }

@@ -219,7 +219,13 @@ namespace TfFreeze.V1
                        details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA).";
             if (low.Contains("handshake") || low.Contains("securechannelfailure"))
                 return "the TLS handshake with the tffreeze server at " + url + " failed (" + details +
-                       "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA).";
+                       "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA). If it " +
+                       "requires client certificates (started with --tls-client-ca), tffreeze-cs cannot send one: use " +
+                       "tffreeze or tffreeze-cpp with --client-cert and --client-key.";
+            if (url.StartsWith("https://") && TlsWithoutHttp1(url))  // TLS, then no HTTP/1.1: gRPC's HTTP/2 port
+                return url + " accepted TLS but closed the HTTP/1.1 request (" + details + "): it looks like the gRPC " +
+                       "port (the 'listening on' address tffreeze and tffreeze-cpp use); tffreeze-cs needs the " +
+                       "gRPC-Web address: give --server https://HOST:WEB_PORT (the 'gRPC-Web on' address)";
             if (url.StartsWith("http://") && SpeaksHttp2Only(url))  // the server's gRPC port, not its gRPC-Web one
                 return url + " answered with HTTP/2 only: it looks like the gRPC port (the 'listening on' address " +
                        "tffreeze and tffreeze-cpp use); tffreeze-cs needs the gRPC-Web address: give --server " +
@@ -246,6 +252,42 @@ namespace TfFreeze.V1
             var settings = new byte[] { 0, 0, 0, 4, 0, 0, 0, 0, 0 };  // an empty SETTINGS frame
             var head = Probe(url, new[] { preface, settings }, 9);
             return head != null && head[3] == 4;
+        }
+
+        /// <summary>Whether the server at <paramref name="url"/> completes a TLS handshake and then closes an
+        /// HTTP/1.1 request without an HTTP/1.1 answer: a TLS server that speaks HTTP/2 only, the gRPC port
+        /// (its certificate is not checked: this only names the port in an error message).</summary>
+        static bool TlsWithoutHttp1(string url)
+        {
+            try
+            {
+                var uri = new Uri(url);
+                using (var tcp = new System.Net.Sockets.TcpClient())
+                {
+                    var connect = tcp.BeginConnect(uri.Host, uri.Port, null, null);
+                    if (!connect.AsyncWaitHandle.WaitOne(5000)) return false;
+                    tcp.EndConnect(connect);
+                    tcp.ReceiveTimeout = 5000;
+                    tcp.SendTimeout = 5000;
+                    using (var ssl = new SslStream(tcp.GetStream(), false, (s, c, ch, e) => true))
+                    {
+                        ssl.AuthenticateAsClient(uri.Host);
+                        var request = Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: " + uri.Host + "\r\nConnection: close\r\n\r\n");
+                        ssl.Write(request);
+                        ssl.Flush();
+                        var head = new byte[5];
+                        int got = 0;
+                        while (got < head.Length)
+                        {
+                            int r = ssl.Read(head, got, head.Length - got);
+                            if (r <= 0) break;
+                            got += r;
+                        }
+                        return Encoding.ASCII.GetString(head, 0, got) != "HTTP/";
+                    }
+                }
+            }
+            catch (Exception) { return false; }
         }
 
         /// <summary>Whether the server at <paramref name="url"/> answers a TLS ClientHello with a TLS record

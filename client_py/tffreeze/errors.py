@@ -51,6 +51,13 @@ def unreachable(target: str, details: str) -> str:
     if "certificate_verify_failed" in low or "certificate verify failed" in low or "trustfailure" in low:
         return ("the TLS handshake with the tffreeze server at %s failed: its certificate is not trusted (%s). Pass "
                 "--ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA)." % (target, details))
+    if "security handshaker" in low:  # this side's TLS setup: the client certificate and key
+        return ("the TLS setup for the tffreeze server at %s failed before connecting (%s): check that --client-cert "
+                "is a PEM certificate and --client-key its PEM private key (in that order), and --ca a CA certificate"
+                % (target, details))
+    if "missing selected alpn" in low:  # TLS without HTTP/2: the gRPC-Web port of a TLS server (the C++ client says the same)
+        return ("%s speaks TLS but not gRPC's HTTP/2 (%s): it looks like the gRPC-Web port; give the 'listening on' "
+                "port (--server HOST:PORT)" % (target, details))
     if "handshake" in low:
         return ("the TLS handshake with the tffreeze server at %s failed (%s). If the server does not speak TLS, "
                 "drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA)." % (target, details))
@@ -59,7 +66,8 @@ def unreachable(target: str, details: str) -> str:
                 "(--server HOST:PORT)" % target)
     if any(w in low for w in ("socket closed", "has been shut down", "connection reset", "receivefailure")):
         return ("the tffreeze server at %s closed the connection (%s). If it speaks TLS (started with --tls-cert), "
-                "add --tls and --ca CA.pem." % (target, details))
+                "add --tls and --ca CA.pem; if it also requires client certificates (--tls-client-ca), add "
+                "--client-cert and --client-key." % (target, details))
     return ("cannot reach the tffreeze server at %s (%s). Start one with `tffreeze serve`, or point --server / "
             "$TFFREEZE_SERVER at a running one." % (target, details))
 

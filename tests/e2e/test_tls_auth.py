@@ -137,6 +137,19 @@ def test_mutual_tls(pki, tmp_path):
             assert ok.returncode == 0, ok.stderr
             anon = subprocess.run(base + ["-o", str(tmp_path / "n.pb")], capture_output=True, text=True)
             assert anon.returncode == 1 and "[UNAVAILABLE]" in anon.stderr
+            # trial 8 M5: the advice names the client certificate (it said "add --tls and --ca", given already)
+            py = subprocess.run([os.path.join(BIN, "tffreeze")] + base[1:] + ["-o", str(tmp_path / "p.pb")],
+                                capture_output=True, text=True)
+            for done in (anon, py):
+                assert "add --client-cert and --client-key" in done.stderr, done.stderr
+            for binary, words in ((CPP, "give the PEM certificate to --client-cert and its PEM private key to "
+                                               "--client-key"),
+                                  (os.path.join(BIN, "tffreeze"), "given the other way round")):
+                swapped = subprocess.run([binary] + base[1:] + ["-o", str(tmp_path / "s.pb"), "--client-cert",
+                                                                str(pki / "client.key"), "--client-key",
+                                                                str(pki / "client.pem")], capture_output=True, text=True)
+                assert swapped.returncode in (1, 2) and "drop --tls" not in swapped.stderr, swapped.stderr
+                assert words in swapped.stderr, swapped.stderr
     finally:
         assert stop_server(srv) == 0
 
@@ -181,6 +194,24 @@ def test_tls_mistakes_name_the_cause_and_the_flag_in_every_client(secure, pki, s
                 assert lines[0].endswith("[UNAVAILABLE]") and all(w in lines[0] for w in words), (case, binary, lines)
     finally:
         assert stop_server(plain_web) == 0
+
+
+def test_the_other_port_of_a_tls_server_is_named_in_every_client(secure, pki, tmp_path):
+    """Trial 8 M4: on a TLS server, the gRPC-Web port given to tffreeze or tffreeze-cpp, or the gRPC
+    port given to tffreeze-cs, was "cannot reach the server ... start one"."""
+    _cpp_or_skip()
+    model = models.dense(str(tmp_path / "m"), True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFFREEZE_") or k.startswith("TFFREEZE_REQ")}
+    web_port = secure.web_url.replace("https://", "")
+    for binary, address, words in ((os.path.join(BIN, "tffreeze"), web_port, "it looks like the gRPC-Web port"),
+                                   (CPP, web_port, "it looks like the gRPC-Web port"),
+                                   (CS, "https://" + secure.target, "it looks like the gRPC port")):
+        out = subprocess.run([binary, "inspect", model.directory, "--server", address, "--ca", str(pki / "ca.pem"),
+                              "--token", TOKEN, "--timeout", "20"], capture_output=True, text=True, timeout=600,
+                             env=env)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 1 and len(lines) == 1, (binary, out.stderr)
+        assert words in lines[0] and "Start" not in lines[0], (binary, lines[0])
 
 
 def test_csharp_plain_http_to_a_tls_web_port_gets_the_tls_hint_whatever_mono_words_it(secure, tmp_path):
