@@ -140,6 +140,22 @@ def test_only_an_allowed_origin_can_call_the_service(browser, tmp_path):
         static.shutdown()
 
 
+def test_a_refusal_at_the_server_s_door_is_shown_in_its_own_words(browser, tmp_path):
+    """Trial 8 B1: a call the port's checks refuse in plain text (here: a wildcard plaintext bind,
+    which trusts no origin it is not given) showed only "HTTP 403 [PERMISSION_DENIED]"; the page
+    now shows the server's reason, with the flag that fixes it."""
+    model = models.dense(str(tmp_path / "ckpt"), True)
+    srv = _web_server(tmp_path, "--host", "0.0.0.0", "--insecure")
+    try:
+        port = srv.web_url.rsplit(":", 1)[1]
+        shown = _drive(browser, "http://127.0.0.1:%s/" % port, model.directory, ["inspect"], tmp_path)
+        assert shown["inspect"]["state"] == "error", shown
+        error = shown["inspect"]["error"]
+        assert "is not allowed" in error and "--web-allow-origin" in error and "[PERMISSION_DENIED]" in error, error
+    finally:
+        assert stop_server(srv) == 0
+
+
 def test_the_page_words_errors_and_warnings_for_its_own_fields(browser, tmp_path):
     """The third trial: the page showed "options.outputs Relu:0" and "options.ema" as the server
     words them, kept an EMA checkpoint's warning inside the manifest only, and left its

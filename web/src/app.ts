@@ -33,7 +33,26 @@ const withToken: Interceptor = (next) => async (req) => {
   if (token()) req.header.set("authorization", "Bearer " + token());
   return next(req);
 };
-const client = createClient(FreezeService, createGrpcWebTransport({ baseUrl: server, interceptors: [withToken] }));
+// A refusal the server's door gives in plain text (a disallowed Origin or Host, a body too large)
+// is shown in its own words, not as a bare "HTTP 403".
+const HTTP_CODES: Record<number, Code> = {
+  401: Code.Unauthenticated,
+  403: Code.PermissionDenied,
+  413: Code.ResourceExhausted,
+  415: Code.InvalidArgument,
+};
+const explainedFetch: typeof fetch = async (input, init) => {
+  const response = await fetch(input, init);
+  if (!response.ok && (response.headers.get("content-type") || "").startsWith("text/plain")) {
+    const text = (await response.text()).trim();
+    throw new ConnectError(text || `HTTP ${response.status}`, HTTP_CODES[response.status] ?? Code.Unknown);
+  }
+  return response;
+};
+const client = createClient(
+  FreezeService,
+  createGrpcWebTransport({ baseUrl: server, interceptors: [withToken], fetch: explainedFetch }),
+);
 
 type Local = { file: File; path: string };
 let chosen: Local[] = []; // every file of the folder, path relative to it
