@@ -522,7 +522,7 @@ def test_a_loss_computed_without_training_is_not_a_graph_sink_output():
 def test_refine_principles_are_named_rules_too():
     assert {r.name for r in heads.REFINE_PRINCIPLES} == {
         "trained-last-layer", "fixed-layer-on-model", "scored-by-fixed-network", "pairwise-embeddings",
-        "shared-weight-copies", "computed-on-beside-the-loss"}
+        "shared-weight-copies", "computed-on-beside-the-loss", "distance-to-reference"}
 
 
 def _anomaly_detector():
@@ -974,3 +974,17 @@ def test_labels_in_the_logits_open_the_choice_between_the_representation_and_the
     meta = _meta(_margin_logits)
     assert _claims(meta, "labels-in-the-logits") == {"embedding:0": Claim.ONE_COMPUTATION,
                                                      "cos:0": Claim.ONE_COMPUTATION}
+
+
+def _one_class():
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    phi = tf.identity(_dense(tf.nn.relu(_dense(x, 8, "h")), 4, "rep"), name="phi")
+    centre = tf1.get_variable("centre", [4], trainable=False)
+    score = tf.reduce_sum(tf.square(phi - centre), axis=1, name="score")
+    tf1.train.AdamOptimizer(1e-3).minimize(tf.reduce_mean(score))
+
+
+def test_a_distance_to_a_stored_reference_leaves_the_score_and_the_output_open():
+    meta = _meta(_one_class)
+    assert _claims(meta, "distance-to-reference") == {"phi:0": Claim.ONE_COMPUTATION,
+                                                      "score:0": Claim.ONE_COMPUTATION}

@@ -200,3 +200,64 @@ def test_carried_state_read_again_after_the_assignment_keeps_the_edge():
     rewrite.drop_carried_state(gd, {n.name for n in pruned.node})
     # kept (and so refused): the read after the edge sees the new value
     assert [n.name for n in rewrite.prune(gd, ["out"]).node if n.op == "Assign"] == ["Assign"]
+
+
+# -- the sixth round ------------------------------------------------------------------------------
+def _ensemble():
+    """Three members, each with its own loss and optimizer; the graph averages their means and
+    mixes their variances; only metrics read the mixture (with the labels)."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    y = tf1.placeholder(tf.float32, [None, 1], name="y")
+    means, variances = [], []
+    for m in range(3):
+        out = _dense(tf.nn.relu(_dense(x, 8, "m%d_h" % m)), 2, "m%d_out" % m)
+        mean, raw = tf.split(out, 2, axis=1)
+        var = tf.nn.softplus(raw) + 1e-6
+        nll = tf.reduce_mean(0.5 * tf.math.log(var) + 0.5 * tf.square(y - mean) / var)
+        tf1.train.AdamOptimizer(1e-2, name="Adam_%d" % m).minimize(nll, var_list=tf1.trainable_variables("m%d_" % m))
+        means.append(mean)
+        variances.append(var)
+    mus, sig2 = tf.stack(means), tf.stack(variances)
+    mean = tf.reduce_mean(mus, 0, name="ensemble_mean")
+    var = tf.subtract(tf.reduce_mean(sig2 + tf.square(mus), 0), tf.square(mean), name="ensemble_var")
+    tf.sqrt(tf.reduce_mean(tf.square(mean - y)), name="rmse")
+    tf.reduce_mean(0.5 * tf.math.log(2 * np.pi * var) + 0.5 * tf.square(y - mean) / var, name="ensemble_nll")
+
+
+def test_separately_trained_networks_the_graph_joins_are_one_model():
+    assert sorted(_outputs(_meta(_ensemble))) == ["ensemble_mean:0", "ensemble_var:0"]
+
+
+def _consistency():
+    """A labelled loss beside a consistency term that draws the student's probabilities towards
+    a stop_gradient copy computed with the moving averages of its weights."""
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    y = tf1.placeholder(tf.int32, [None], name="y")
+    net = tf1.make_template("net", lambda v: _dense(tf.nn.relu(_dense(v, 8, "h")), 3, "out"))
+    logits = tf.identity(net(x), name="student_logits")
+    ema = tf1.train.ExponentialMovingAverage(0.99)
+    ema_op = ema.apply(tf1.trainable_variables())
+    teacher = tf.identity(net(x) * 0.5, name="teacher_logits")  # (a second copy stands for the EMA tower)
+    cost = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    pull = tf.reduce_mean(tf.reduce_sum(tf.square(tf.nn.softmax(logits) - tf.stop_gradient(tf.nn.softmax(teacher))), -1))
+    with tf.control_dependencies([tf1.train.AdamOptimizer(1e-3).minimize(cost + 1.0 * pull)]):
+        tf.group(ema_op)
+
+
+def test_a_consistency_term_beside_a_labelled_loss_is_no_output():
+    outputs = _outputs(_meta(_consistency))
+    assert outputs == ["student_logits:0"], outputs
+
+
+def _thresholded_metric():
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    y = tf1.placeholder(tf.float32, [None, 1], name="y")
+    logit = _dense(tf.nn.relu(_dense(x, 8, "h")), 1, "out")
+    prob = tf.nn.sigmoid(logit, name="prob")
+    tf.reduce_mean(tf.cast(tf.not_equal(tf.cast(prob > 0.5, tf.float32), y), tf.float32), name="error")
+    tf1.train.AdamOptimizer(1e-3).minimize(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y,
+                                                                                                  logits=logit)))
+
+
+def test_a_threshold_a_metric_compares_is_its_decision_not_an_output():
+    assert _outputs(_meta(_thresholded_metric)) == ["prob:0"]

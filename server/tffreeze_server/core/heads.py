@@ -82,8 +82,12 @@ COMPUTED_ON_BESIDE = Rule(
     "computed-on-beside-the-loss", "walking up a loss that reads no labels, a tensor the graph also computes on "
     "from outside the losses and the training (a per-example score that a threshold decides from) is the model's "
     "output, not loss arithmetic", None)
+DISTANCE_TO_REFERENCE = Rule(
+    "distance-to-reference", "an unlabelled loss that reduces, per example, the model's output's distance to a "
+    "reference the optimizer does not train (a one-class centre) leaves the choice open between that distance (a "
+    "score) and the output itself", None)
 REFINE_PRINCIPLES = (TRAINED_LAST_LAYER, FIXED_LAYER_ON_MODEL, SCORED_BY_FIXED_NETWORK, PAIRWISE_EMBEDDINGS,
-                     SHARED_WEIGHT_COPIES, COMPUTED_ON_BESIDE)
+                     SHARED_WEIGHT_COPIES, COMPUTED_ON_BESIDE, DISTANCE_TO_REFERENCE)
 
 
 # What a library cross-entropy's labels operand is reached through from the target it was given.
@@ -382,6 +386,15 @@ class Structure:
             if name in self.layers:  # a layer the optimizer does not train
                 direct = [t for t in inputs if self.var_bits[node_of(t)] & trained
                           and not self.var_bits[node_of(t)] & ~trained]
+                score = self._distance_to_reference(name) if direct and name not in fixed else None
+                if score is not None:
+                    loss_term = True
+                    why = ("the loss reduces, per example, the distance %s of the model's output %s to a reference "
+                           "the optimizer does not train: the model may be deployed for that score or for its output, "
+                           "and the graph does not say which" % (score, direct[0]))
+                    stop(score, why, DISTANCE_TO_REFERENCE, Claim.ONE_COMPUTATION)
+                    stop(direct[0], why, DISTANCE_TO_REFERENCE, Claim.ONE_COMPUTATION)
+                    continue
                 if direct and name not in fixed:
                     # one fixed layer right on the trained model (a constant offset or scale):
                     # the model's own last layer, not a network scoring it
@@ -417,6 +430,32 @@ class Structure:
                 fixed.update(node_of(t) for t in inputs)
             stack.extend(node_of(t) for t in reversed(inputs))
         return stops, loss_term
+
+    def _distance_to_reference(self, name: str) -> Optional[str]:
+        """For a difference of the model's output and a stored reference (``name``: a Sub or
+        SquaredDifference), the per-example distance computed from it: squared or absolute,
+        then reduced over every axis but the first (the batch). None when there is none."""
+        if self.by_name[name].op not in ("Sub", "SquaredDifference"):
+            return None
+        n = name
+        for _ in range(4):
+            users = [u for u in self.users.get(n, ()) if u not in self.excluded]
+            if len(users) != 1:
+                return None
+            n = users[0]
+            op = self.by_name[n].op
+            if op in ("Square", "Abs", "Identity"):
+                continue
+            if op in ("Sum", "Mean", "EuclideanNorm") and len(self.data_inputs[n]) == 2:
+                axes = self.by_name.get(node_of(self.data_inputs[n][1]))
+                if axes is None or axes.op != "Const":
+                    return None
+                from tensorflow.python.framework import tensor_util
+
+                values = tensor_util.MakeNdarray(axes.attr["value"].tensor).ravel().tolist()
+                return n + ":0" if values and 0 not in values else None
+            return None
+        return None
 
     def _joined_with_data(self, tensor: str, trained: int) -> List[str]:
         """What a scoring network reads: the model's output, or (a concatenation of it with data as
@@ -860,21 +899,56 @@ class Structure:
         return False
 
     def evaluated_ends(self, label_mask: int, in_loss: Set[str], training: Set[str]) -> List[str]:
-        """Tensors of the model that only metrics read: every reader compares with the labels
-        outside the losses and training (an accuracy), or is a decision only such a metric
-        reads (its argmax). The evaluation reads the model's end; it does not go on from it."""
+        """Tensors of the model that metrics compare with the labels outside the losses and
+        training (an accuracy, an ensemble's RMSE), through the decisions it makes of them (an
+        argmax): the model's ends the evaluation reads. What the metric computes from such
+        tensors alone (the log of a variance inside a likelihood) is the metric's arithmetic."""
         if not label_mask:
             return []
-        evaluation: Set[str] = set()
-        for n in reversed(self.order):
-            users = self.users.get(n, ())
-            if n in in_loss or n in training:
+        metric = {n for n in self.order if self.bits[n] & label_mask and n not in in_loss and n not in training}
+        found: List[str] = []
+        for n in self.order:
+            if n not in metric:
                 continue
-            if self.bits[n] & label_mask or (self.by_name[n].op in _DECISION_OPS and users
-                                              and all(u in evaluation for u in users)):
-                evaluation.add(n)
-        return [n for n in self.order if n not in evaluation and n not in self.excluded and n not in in_loss
-                and self.users.get(n) and all(u in evaluation for u in self.users[n])]
+            for i in self.data_inputs[n]:
+                m = node_of(i)
+                if self.bits[m] & label_mask or m in in_loss or m in self.excluded or m not in self.from_vars:
+                    continue
+                while self.by_name[m].op in _DECISION_OPS and self.data_inputs[m]:
+                    m = node_of(self.data_inputs[m][0])  # (the argmax an accuracy compares: what it decides from)
+                decided = self._decided_from(m)
+                for d in ([m] if decided is None else decided):  # (a threshold's or a pairwise ordering's operand)
+                    if d not in found and d not in in_loss:
+                        found.append(d)
+        out = []
+        for c in found:
+            others = set(found) - {c}
+            up = reach([c], lambda name: () if name in others else map(node_of, self.data_inputs[name]))
+            if any(u != c and (u in self.layers or self.by_name[u].op in VARIABLE_OPS) for u in up):
+                out.append(c)  # computed from the model itself, not only from other evaluated tensors
+        return out
+
+    def _decided_from(self, name: str) -> Optional[List[str]]:
+        """When ``name`` holds only decisions about the model's values (comparisons: a threshold, a
+        pairwise ordering, and their casts and sums), the model tensors compared; else None."""
+        stack, seen, compared = [name], set(), []
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if self.by_name[n].op in _COMPARISON_OPS:
+                for i in self.data_inputs[n]:
+                    x = node_of(i)
+                    while self.by_name[x].op in _VIEW_OPS and self.data_inputs[x]:
+                        x = node_of(self.data_inputs[x][0])
+                    if x in self.from_vars and x not in compared:
+                        compared.append(x)
+                continue
+            if n in self.layers or self.by_name[n].op in VARIABLE_OPS or self.by_name[n].op in DATA_SOURCE_OPS:
+                return None  # it computes with the model's (or the data's) values themselves
+            stack.extend(node_of(i) for i in self.data_inputs[n])
+        return compared
 
     def effective_sinks(self, training: Set[str]) -> List[str]:
         """Nodes read by nothing but summaries, metrics or bookkeeping (what feeds an
@@ -888,11 +962,13 @@ class Structure:
 
 
 def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
-                    unused_control_flow=lambda node: False) -> Dict[str, List[str]]:
+                    unused_control_flow=lambda node: False, evaluated: Iterable[str] = ()) -> Dict[str, List[str]]:
     """For each prediction, the ends of the inference computation after it that the
     loss never reads (decoding, non-max suppression, selection), when it has any
-    beyond heads and reshapes: {prediction: [tensor, ...]}."""
-    sinks = set(s.effective_sinks(training))
+    beyond heads and reshapes: {prediction: [tensor, ...]}. ``evaluated``: tensors only
+    metrics read (``Structure.evaluated_ends``), ends as sinks are."""
+    evaluated = set(evaluated)
+    sinks = set(s.effective_sinks(training)) | evaluated
     out: Dict[str, List[str]] = {}
     for p in preds:
         # the prediction in another layout (a time-major transpose) the loss reads too: decoding starts there as well
@@ -904,6 +980,11 @@ def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
                 and not any(_loop_internal(s, u) or s.by_name[u].op in _SHAPE_READ_OPS for u in s.users.get(n, ()))
                 and not unused_control_flow(s.by_name[n])]
         ends = list(dict.fromkeys(_past_exploration(s, n) for n in ends))
+        # what a metric reads that a head or a selection of it carries on to another end (the logits
+        # an eval loss reads, whose softmax's top-k is the end) is a step of the computation, not an end
+        ends = [n for n in ends if n not in evaluated or n in sinks - set(evaluated) or not any(
+            e != n and e in s._forward([n], lambda u: s.by_name[u].op in HEAD_OPS | _CARRY_OPS | _ALIAS_OPS)
+            for e in ends)]
         if not ends or all(_head_of_prediction(s, n, node_of(p)) for n in ends):
             continue
         out[p] = [t for n in ends for t in all_outputs(s.by_name[n])]

@@ -97,6 +97,13 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
                     if loss_term and stops and not s.read_beside_the_loss(node_of(q), f.in_loss, f.training):
                         for e in stops:
                             add(_with_loss(e, "%s (inside the loss %s)" % (e.why, y), y))
+                    elif (loss_term and not stops and not s.read_beside_the_loss(node_of(q), f.in_loss, f.training)
+                          and not s.is_layer(node_of(q))):
+                        # a term beside the labelled one that only draws the model's tensors together (a
+                        # consistency cost towards a stop_gradient teacher): loss arithmetic, no output
+                        add(Evidence(q, Claim.REGULARIZER, WEIGHT_AGAINST, "loss arithmetic left out: %s draws the "
+                                     "model's own tensors together (one side held by a stop_gradient) beside what "
+                                     "the loss %s compares with %s" % (q, y, ", ".join(read[:3])), (y,), loss=y))
                     else:
                         add(Evidence(q, Claim.PREDICTION, WEIGHT_STRUCTURE, "prediction: the loss %s compares it "
                                      "with %s" % (y, ", ".join(read[:3])), (y,) + tuple(read[:3]), loss=y))
@@ -469,13 +476,28 @@ def _reversed(s: Structure, name: str) -> Optional[str]:
 @rule("separately-trained-networks",
       "networks trained by optimizers with no variable in common (the generator and the discriminator of a GAN "
       "whose critic reads no output of the other) are separate models; which one is deployed is not in the graph "
-      "(optimizers sharing variables train one network)")
+      "(optimizers sharing variables train one network); unless the graph joins their predictions in one "
+      "inference computation no loss reads (an ensemble's average): then that is the deployed model")
 def separately_trained_networks(f: Facts, board: Board) -> List[Evidence]:
     preds = predictions(board)
     networks = _disjoint_networks({f.s.trained_mask(e.loss) for e in preds})
     if len(networks) < 2:
         return []
+    if _joined(f, preds):
+        return []
     return [Evidence(e.tensor, Claim.SEPARATELY_TRAINED, WEIGHT_OPEN, e.why, (e.loss,), loss=e.loss) for e in preds]
+
+
+def _joined(f: Facts, preds: List[Evidence]) -> bool:
+    """An end of the inference computation (a sink, or what only metrics read) that every
+    prediction reaches outside the losses: the networks' predictions are combined (averaged)."""
+    s = f.s
+    ends = set(s.effective_sinks(f.training)) | set(s.evaluated_ends(f.label_mask, f.in_loss, f.training))
+
+    def allowed(n):
+        return not s.bits[n] & f.label_mask and n not in s.excluded and n not in f.in_loss
+    reached = [s._forward([node_of(e.tensor)], allowed) & ends for e in preds]
+    return bool(reached) and bool(set.intersection(*reached))
 
 
 @rule("inference-ends",
@@ -492,7 +514,8 @@ def inference_ends(f: Facts, board: Board) -> List[Evidence]:
     out: List[Evidence] = []
     # a score the loss reduces that the graph also computes on from (an anomaly score) is kept as a head is
     scores = {e.tensor for e in predictions(board) if e.rule == "computed-on-beside-the-loss"}
-    for p, ends in post_processing(s, preds, allowed, f.training, f.unused_control_flow).items():
+    evaluated = s.evaluated_ends(f.label_mask, f.in_loss, f.training)
+    for p, ends in post_processing(s, preds, allowed, f.training, f.unused_control_flow, evaluated).items():
         why = "end of the inference computation after %s (the loss never reads it)" % p
         out += [Evidence(t, Claim.INFERENCE_END, WEIGHT_HEAD, why, (node_of(p),), follows=p) for t in ends]
         if ((head_op(s, node_of(p)) in HEAD_OPS or (p in scores and _thresholds(s, p, ends)))
