@@ -550,6 +550,13 @@ Ctrl-C / SIGTERM / SIGHUP (nothing left half-written)";
             if (string.IsNullOrEmpty(server))  // this user's local server: loopback gRPC-Web and its own token
             {
                 var grpc = Environment.GetEnvironmentVariable("TFFREEZE_SERVER");
+                var forIt = new[] { "--ca", "--tls", "--token" }.Where(f => o.One(f) != null).ToList();
+                if (!string.IsNullOrEmpty(grpc) && forIt.Count > 0)  // given for the team's server: never the local one
+                    throw new UsageException("$TFFREEZE_SERVER (" + grpc + ") is the gRPC address tffreeze and " +
+                        "tffreeze-cpp use, and " + string.Join(" and ", forIt) + (forIt.Count == 1 ? " was" : " were") +
+                        " given for that server; tffreeze-cs " +
+                        "speaks gRPC-Web: pass --server https://HOST:WEB_PORT (that server's --web-port) or set " +
+                        "$TFFREEZE_WEB_SERVER");
                 if (!string.IsNullOrEmpty(grpc))  // never a silent switch to another server than the team's
                     Console.Error.WriteLine("tffreeze-cs: note: $TFFREEZE_SERVER (" + grpc + ") is the gRPC address " +
                         "tffreeze and tffreeze-cpp use; tffreeze-cs speaks gRPC-Web: set $TFFREEZE_WEB_SERVER=" +
