@@ -327,23 +327,24 @@ class BlobStore:
                 "from, e.g. before the next freeze); `tffreeze local-server clean` empties the store"
                 % (bigger, bigger))
 
-    def _local_full(self, size: int, reserved: int, free: int, sha256: str) -> ResourceExhausted:
+    def _local_full(self, size: int, reserved: int, free: int, sha256: str, what: str = "") -> ResourceExhausted:
         kept = sum(n for s, n in self._group(sha256) if s != sha256 and self._local_has(s, n))
         staged = sum(e[1] for e in self._blobs() if e[3] > 1)
         held = []
         if kept:
             held.append("the same freeze's other files hold %s" % human(kept))
         if staged:
-            held.append("freezes running now hold %s" % human(staged))
+            held.append("the checkpoint files of the freezes running now (this one's too) hold %s" % human(staged))
         if reserved:
             held.append("uploads in progress (written to within %d s) reserve %s"
                         % (ACTIVE_UPLOAD_SECONDS, human(reserved)))
         return ResourceExhausted(
-            "a file of %s does not fit in the local server's store (%s; %s, %s free). %s"
-            % (human(size), human(self.max_bytes), "; ".join(held) or "nothing else can be evicted",
+            "%s does not fit in the local server's store (%s; %s, %s free). %s"
+            % ("%s (%s)" % (what, human(size)) if what else "a file of %s" % human(size), human(self.max_bytes),
+               "; ".join(held) or "nothing else can be evicted",
                human(max(0, free)), self.local_fix(size + kept + reserved)), "ERROR_REASON_STORE_FULL")
 
-    def _make_room(self, size: int, sha256: str = "") -> None:
+    def _make_room(self, size: int, sha256: str = "", what: str = "") -> None:
         """Evict least recently used blobs until ``size`` more bytes fit; when they cannot
         fit even with every blob gone (reservations hold the rest), nothing is evicted."""
         self._check_fits(size)
@@ -352,7 +353,7 @@ class BlobStore:
             self._drop_idle_partials(size)
         reserved = sum(s for _, s, _ in self._partials())
         if reserved + size > self.max_bytes and self.local:
-            raise self._local_full(size, reserved, self.max_bytes - reserved - self._blob_bytes(), sha256)
+            raise self._local_full(size, reserved, self.max_bytes - reserved - self._blob_bytes(), sha256, what)
         if reserved + size > self.max_bytes:
             raise ResourceExhausted(
                 "a blob of %d bytes does not fit: resumable uploads in progress reserve %d of the store's %d bytes; "
@@ -361,7 +362,7 @@ class BlobStore:
         over = self._blob_bytes() + reserved + size - self.max_bytes
         if over > 0 and self._evict(over, keep=self._kept(sha256)) < over:
             if self.local:
-                raise self._local_full(size, reserved, size - over, sha256)
+                raise self._local_full(size, reserved, size - over, sha256, what)
             raise ResourceExhausted(
                 "a blob of %d bytes does not fit: the same freeze's other files and resumable uploads in progress "
                 "hold the store's %d bytes; start the server with a larger --max-store-bytes" % (size, self.max_bytes),
@@ -388,14 +389,14 @@ class BlobStore:
                                   sha256=sha256)
         self.adopt(tmp_path, sha256, size)
 
-    def adopt(self, tmp_path: str, sha256: str, size: int) -> None:
-        """Move a verified file into place atomically."""
+    def adopt(self, tmp_path: str, sha256: str, size: int, what: str = "") -> None:
+        """Move a verified file into place atomically (``what``: the file, in a refusal's words)."""
         with self._lock:
             if self._local_has(sha256, size):
                 os.unlink(tmp_path)
                 self.touch(sha256)
                 return
-            self._make_room(size, sha256)
+            self._make_room(size, sha256, what)
             dest = self.path(sha256)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.replace(tmp_path, dest)
@@ -437,7 +438,7 @@ class BlobStore:
                 raise FailedPrecondition("the task's output does not match the digest it reported (%d bytes, sha256 "
                                          "%s); nothing was stored" % (copied, actual[:12]),
                                          "ERROR_REASON_WORKER_CRASHED")
-            self.adopt(tmp, sha256, size)
+            self.adopt(tmp, sha256, size, "the frozen graph")
         finally:
             os.close(fd)
             if tmp is not None and os.path.exists(tmp):

@@ -142,11 +142,11 @@ class SharedBlobStore(BlobStore):
         return self._local_has(sha256, size) or self.remote.size(self.remote.key("blobs", sha256)) == size
 
     # -- writing -----------------------------------------------------------
-    def adopt(self, tmp_path: str, sha256: str, size: int) -> None:
+    def adopt(self, tmp_path: str, sha256: str, size: int, what: str = "") -> None:
         """A verified file: into the bucket first (visible to every replica), then this cache."""
         if self.remote.size(self.remote.key("blobs", sha256)) != size:
             self.remote.put_file(self.remote.key("blobs", sha256), tmp_path)
-        super().adopt(tmp_path, sha256, size)
+        super().adopt(tmp_path, sha256, size, what)
 
     def _partial_prefix(self, sha256: str, size: int, upload_id: str) -> str:
         owner = hashlib.sha256(upload_id.encode("utf-8")).hexdigest()[:16]

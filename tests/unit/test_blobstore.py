@@ -156,3 +156,22 @@ def test_open_reservations_are_capped_per_upload_id_and_in_total(tmp_path, monke
     store.write_chunk(shas[2], 10, 0, b"x", False, upload_id="two")
     with pytest.raises(ResourceExhausted, match="at most 3"):
         store.write_chunk(shas[3], 10, 0, b"x", False, upload_id="three")
+
+
+def test_a_frozen_graph_the_local_store_cannot_hold_is_named_as_such(tmp_path):
+    """Trial 8 R7: "a file of 281.6 MiB does not fit ... freezes running now hold 281.6 MiB", when
+    the file was the frozen graph and the only holder this freeze's own staged checkpoint."""
+    store = BlobStore(str(tmp_path / "store"), max_bytes=1000, local=True)
+    ckpt = os.urandom(600)
+    store.write_stream(*digest(ckpt), iter([(0, ckpt)]))
+    task = tmp_path / "task"
+    task.mkdir()
+    os.link(store.path(digest(ckpt)[0]), str(task / "model.ckpt.data-00000-of-00001"))  # staged: held by the task
+    graph = os.urandom(600)
+    out = tmp_path / "out.pb"
+    out.write_bytes(graph)
+    with pytest.raises(ResourceExhausted) as err:
+        store.take_output(str(out), *digest(graph))
+    message = err.value.message
+    assert message.startswith("the frozen graph (600 bytes) does not fit in the local server's store"), message
+    assert "the checkpoint files of the freezes running now (this one's too) hold 600 bytes" in message, message
