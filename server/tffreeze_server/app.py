@@ -280,6 +280,10 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
     else:
         store = BlobStore(settings.data_dir, max_bytes=settings.max_store_bytes,
                           partial_ttl=settings.partial_upload_ttl, local=settings.local_dir is not None)
+        freed = store.fit_cap()
+        if freed:
+            log.info("the store held more than --max-store-bytes %d: evicted the least recently used blobs, %d bytes",
+                     settings.max_store_bytes, freed)
     try:
         box = sandbox.create(settings.sandbox, readable=[], writable=[store.tasks_dir])
     except sandbox.SandboxUnavailable as exc:

@@ -259,6 +259,13 @@ class BlobStore:
                 pass
         return freed
 
+    def fit_cap(self) -> int:
+        """Evict least recently used blobs until the store is within its cap (a server restarted
+        with a smaller --max-store-bytes over a larger store); returns the bytes freed."""
+        with self._lock:
+            over = self._blob_bytes() - self.max_bytes
+            return self._evict(over) if over > 0 else 0
+
     # -- what a freeze needs together ------------------------------------
     def _remember(self, asked: List[Tuple[str, int]]) -> None:
         """The digests of one request (a freeze's files): none is evicted to make room for another."""

@@ -175,3 +175,16 @@ def test_a_frozen_graph_the_local_store_cannot_hold_is_named_as_such(tmp_path):
     message = err.value.message
     assert message.startswith("the frozen graph (600 bytes) does not fit in the local server's store"), message
     assert "the checkpoint files of the freezes running now (this one's too) hold 600 bytes" in message, message
+
+
+def test_a_store_over_a_lowered_cap_is_brought_within_it_least_recently_used_first(tmp_path):
+    """Trial 8 R8: restarting the local server with a smaller --max-store-bytes left the store
+    above it ("1.7 GiB used of 200.0 MiB") and nothing was evicted."""
+    big = BlobStore(str(tmp_path / "s"), max_bytes=10000, local=True)
+    blobs = _fill(big, 6)
+    old = digest(blobs[0])[0]
+    os.utime(big.path(old), (1, 1))  # the least recently used
+    small = BlobStore(str(tmp_path / "s"), max_bytes=450, local=True)
+    assert small.fit_cap() >= 150
+    assert small.stored_bytes() <= 450 and not os.path.exists(small.path(old))
+    assert small.fit_cap() == 0
