@@ -422,7 +422,18 @@ void Client::Upload(const std::vector<LocalFile>& files, FreezeOutcome* stats) {
     }
     writer->WritesDone();
     grpc::Status st = writer->Finish();
-    if (!st.ok()) throw FromStatus(st, target_);
+    if (!st.ok()) {
+      Error e = FromStatus(st, target_);
+      if (e.code() == "INVALID_ARGUMENT") {  // other bytes than were hashed: a file still being written?
+        int64_t now_size = -1;
+        std::string now;
+        try { now = Sha256File(f->local, &now_size); } catch (const std::exception&) {}
+        if (now_size != f->size || now != f->sha256)
+          throw Error("FAILED_PRECONDITION", f->local + " changed while it was being uploaded (is training still "
+                      "writing it?): run the command again once it is written", e.reason(), {{"path", f->local}});
+      }
+      throw e;
+    }
     stats->uploaded_files += 1;
     stats->uploaded_bytes += f->size;
   }

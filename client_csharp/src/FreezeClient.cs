@@ -282,6 +282,8 @@ namespace TfFreeze
                 if (!seen.Add(d.Sha256)) continue;
                 var file = files.First(f => f.Digest.Sha256 == d.Sha256);
                 var uploadId = Guid.NewGuid().ToString("N");  // this upload's own partial on the server
+                try
+                {
                 using (var stream = File.OpenRead(file.Local))
                 {
                     long offset = 0;
@@ -300,10 +302,36 @@ namespace TfFreeze
                         offset = resp.CommittedSize;  // resume where the server is
                     }
                 }
+                }
+                catch (RpcException e) when (e.Status == StatusCode.INVALID_ARGUMENT && ChangedSinceHashed(file.Local, d))
+                {
+                    throw new RpcException(StatusCode.FAILED_PRECONDITION, file.Local + " changed while it was being " +
+                        "uploaded (is training still writing it?): run the command again once it is written", e.Reason,
+                        new Dictionary<string, string> { { "path", file.Local } });
+                }
                 stats.UploadedBytes += d.SizeBytes;
                 stats.UploadedFiles++;
                 done += d.SizeBytes;
             }
+        }
+
+        /// <summary>Whether the file's bytes are no longer those hashed (a file still being written).</summary>
+        static bool ChangedSinceHashed(string path, Digest d)
+        {
+            try
+            {
+                if (new FileInfo(path).Length != d.SizeBytes) return true;
+                using (var h = new Sha256())
+                using (var stream = File.OpenRead(path))
+                {
+                    var buffer = new byte[1 << 20];
+                    int n;
+                    while ((n = stream.Read(buffer, 0, buffer.Length)) > 0) h.Update(buffer, n);
+                    return h.HexDigest() != d.Sha256;
+                }
+            }
+            catch (IOException) { return true; }
+            catch (UnauthorizedAccessException) { return true; }
         }
 
         static List<SourceFile> SourceFiles(List<LocalFile> files)

@@ -23,7 +23,7 @@ from tffreeze_api.options import OptionError, freeze_options, to_text
 from tffreeze_api.v1 import blob_pb2, freeze_pb2, service_pb2, service_pb2_grpc
 
 from . import cache as _cache, local as _local, source as _source
-from .errors import TffreezeError, UnavailableError, error_for, from_rpc_error
+from .errors import InvalidArgumentError, TffreezeError, UnavailableError, error_for, from_rpc_error
 
 CHUNK = 1 << 20
 _MAX_MESSAGE = 4 << 20
@@ -346,6 +346,27 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+def changed_while_uploaded(path: str) -> str:
+    """The words every client says for a file that changed between its hashing and its upload."""
+    return ("%s changed while it was being uploaded (is training still writing it?): run the command again once it "
+            "is written" % path)
+
+
+def _changed_since_hashed(f) -> bool:
+    import hashlib
+
+    try:
+        if os.path.getsize(f.local) != f.size:
+            return True
+        h = hashlib.sha256()
+        with open(f.local, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest() != f.sha256
+    except OSError:
+        return True
+
+
 def keep_old(path: str) -> Optional[str]:
     """A hard link to the file at ``path`` under a hidden temporary name beside it (so a failure
     after ``path`` is replaced can put the old one back), or None when there is no file there or
@@ -643,7 +664,13 @@ class FreezeClient:
                         return
 
         for f in todo:
-            self._call(self._stub.UploadBlob, chunks(f), timeout=timeout)
+            try:
+                self._call(self._stub.UploadBlob, chunks(f), timeout=timeout)
+            except InvalidArgumentError as exc:
+                if _changed_since_hashed(f):  # (the server saw other bytes than were hashed: a file still written)
+                    raise error_for("FAILED_PRECONDITION", changed_while_uploaded(f.local), exc.reason,
+                                    {"path": f.local}) from exc
+                raise
             stats.uploaded_files += 1
             stats.uploaded_bytes += f.size
         return stats

@@ -22,3 +22,46 @@ def test_csharp_refuses_the_local_server_when_flags_were_given_for_the_team_serv
     assert done.returncode == 2, done.stderr
     assert "--token was given for that server" in done.stderr and "--server https://HOST:WEB_PORT" in done.stderr
     assert not os.path.exists(str(tmp_path / "t.pb"))
+
+
+def test_a_file_that_changed_after_it_was_hashed_is_named_in_every_client(tmp_path):
+    """R11: a checkpoint still being written while it was uploaded was reported as "corrupted in
+    transit" (C#) or "upload of 174d31a7e156 has N bytes, the digest says M" (Python, C++), naming no
+    file. (The change is made here between hashing and upload by rewriting a shard in place with
+    its size and time kept, so every client's digest cache still holds the old digest.)"""
+    import re
+
+    from conftest import start_server, stop_server
+    from test_parity import CPP, PY
+
+    model = models.dense(str(tmp_path / "m"), True)
+    shard = next(os.path.join(model.directory, n) for n in os.listdir(model.directory) if ".data-" in n)
+    for name in os.listdir(model.directory):  # written an hour ago: old enough for the digest caches to keep
+        os.utime(os.path.join(model.directory, name), (os.stat(shard).st_atime - 3600, os.stat(shard).st_mtime - 3600))
+    first = start_server(str(tmp_path / "a"), ["--web-port", "0"])
+    try:
+        web = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in first.log if "gRPC-Web on" in l)
+        for program, server in ((PY, first.target), (CS, web), (CPP, first.target)):  # the digests, cached
+            done = subprocess.run([program, "inspect", model.directory, "--server", server], capture_output=True,
+                                  text=True, timeout=300)
+            assert done.returncode == 0, done.stderr
+    finally:
+        assert stop_server(first) == 0
+    st = os.stat(shard)
+    data = bytearray(open(shard, "rb").read())
+    data[0] ^= 0xFF
+    with open(shard, "r+b") as fh:  # in place: the same inode and size
+        fh.write(bytes(data))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = start_server(str(tmp_path / "b"), ["--web-port", "0"])  # lacks the files: they are uploaded
+    try:
+        web = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in second.log if "gRPC-Web on" in l)
+        for program, server in ((PY, second.target), (CS, web), (CPP, second.target)):
+            done = subprocess.run([program, "freeze", model.directory, "-o", str(tmp_path / "x.pb"), "--server",
+                                   server], capture_output=True, text=True, timeout=300)
+            assert done.returncode == 1, (program, done.stderr)
+            assert ("%s changed while it was being uploaded (is training still writing it?)" % shard) in done.stderr, \
+                (program, done.stderr)
+            assert not os.path.exists(str(tmp_path / "x.pb"))
+    finally:
+        assert stop_server(second) == 0
