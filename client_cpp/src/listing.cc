@@ -3,6 +3,7 @@
 // The cache is read only once its folder and file pass the local server folder's rules
 // (trust.h, kCache): otherwise it is not used (files are hashed) and one warning says why.
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,9 +101,20 @@ class Digests {
     std::error_code ec;
     std::string real = fs::canonical(path, ec).string();
     if (ec) throw Error("NOT_FOUND", "cannot read " + path);
-    if (access(real.c_str(), R_OK) != 0 && errno == EACCES)
+    if (access(real.c_str(), R_OK) != 0 && errno == EACCES) {
+      struct stat st;
+      if (stat(real.c_str(), &st) == 0 && st.st_uid != geteuid()) {  // (chmod is not this user's to run)
+        struct passwd pw, *found = nullptr;
+        std::vector<char> buf(16384);
+        std::string who = getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found
+                              ? std::string(found->pw_name) + " (uid " + std::to_string(st.st_uid) + ")"
+                              : "uid " + std::to_string(st.st_uid);
+        throw Error("PERMISSION_DENIED", "cannot read " + path + ": permission denied; it belongs to another user, " +
+                                             who + ": ask them to make it readable, or freeze a copy you can read");
+      }
       throw Error("PERMISSION_DENIED", "cannot read " + path + ": permission denied; make it readable (chmod u+r " +
                                            path + "), or freeze a copy you can read");
+    }
     Entry now;
     if (!Stamp(real, &now)) throw Error("NOT_FOUND", "cannot read " + path);
     auto it = entries_.find(real);

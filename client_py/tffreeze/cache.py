@@ -152,6 +152,17 @@ class _Digests:
         """The file's sha256, from the cache when its stamp is unchanged."""
         if not os.access(path, os.R_OK) and os.path.exists(path):
             from tffreeze_api.errors import error_for
+            owner = os.stat(path).st_uid
+            if owner != os.geteuid():  # (chmod is not this user's to run)
+                import pwd
+
+                try:
+                    who = "%s (uid %d)" % (pwd.getpwuid(owner).pw_name, owner)
+                except KeyError:
+                    who = "uid %d" % owner
+                raise error_for("PERMISSION_DENIED", "cannot read %s: permission denied; it belongs to another user, "
+                                "%s: ask them to make it readable, or freeze a copy you can read" % (path, who),
+                                metadata={"path": path})
             raise error_for("PERMISSION_DENIED", "cannot read %s: permission denied; make it readable (chmod u+r %s), "
                             "or freeze a copy you can read" % (path, path), metadata={"path": path})
         digest = self.cached(path)

@@ -191,6 +191,21 @@ def test_a_checkpoint_file_the_user_may_not_read_is_named_the_same_way_by_every_
     assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
     assert lines["py"] == ("cannot read %s: permission denied; make it readable (chmod u+r %s), or freeze a copy you "
                            "can read [PERMISSION_DENIED]" % (shard, shard)), lines["py"]
+    # trial 8 R13: another user's file: chmod is not the user's to run; its owner is named instead
+    os.chown(shard, 0, 0)
+    os.chmod(shard, 0o600)
+    try:
+        for client, argv in (("py", [PY, "freeze", folder, "--server", "127.0.0.1:" + port]),
+                             ("cs", [CS, "freeze", folder, "--server", web]),
+                             ("cpp", [CPP, "freeze", folder, "--server", "127.0.0.1:" + port])):
+            done = user.run(argv + ["-o", os.path.join(work["folder"], "never.pb")])
+            assert done.returncode == 1, (client, done.stdout, done.stderr)
+            lines[client] = [l.split(": ", 1)[1] for l in done.stderr.splitlines() if l.startswith("tffreeze")][-1]
+    finally:
+        os.chmod(shard, 0o644)
+    assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
+    assert lines["py"] == ("cannot read %s: permission denied; it belongs to another user, root (uid 0): ask them to "
+                           "make it readable, or freeze a copy you can read [PERMISSION_DENIED]" % shard), lines["py"]
 
 
 def test_a_checkpoint_folder_the_user_may_not_list_is_named_the_same_way_by_every_client(user, work, web_server):
