@@ -561,6 +561,9 @@ std::string JsonValue(const google::protobuf::Value& v) {
 std::string FormatClash(const std::string& path, const std::string& fmt);  // below, with run's model kinds
 
 int Freeze(const Options& o) {
+  // (as the Python client: no SOURCE, then no -o, then SOURCE and a second path, the -o left out)
+  if (o.positional.empty()) throw Usage("freeze takes one SOURCE");
+  if (!o.Has("-o")) throw Usage("freeze needs -o OUT.pb");
   if (o.positional.size() != 1) throw Usage("freeze takes one SOURCE");
   if (o.All("-o").size() > 1) throw Usage("freeze writes one graph: give -o/--output-file once");
   std::string out = o.One("-o");

@@ -597,6 +597,9 @@ Ctrl-C / SIGTERM / SIGHUP (nothing left half-written)";
 
         static int Freeze(Options o)
         {
+            // (as the Python client: no SOURCE, then no -o, then SOURCE and a second path, the -o left out)
+            if (o.Positional.Count == 0) throw new UsageException("freeze takes one SOURCE");
+            if (o.One("-o") == null && o.One("--output-file") == null) throw new UsageException("freeze needs -o OUT.pb");
             if (o.Positional.Count != 1) throw new UsageException("freeze takes one SOURCE");
             if (o.All("-o").Count + o.All("--output-file").Count > 1)
                 throw new UsageException("freeze writes one graph: give -o/--output-file once");

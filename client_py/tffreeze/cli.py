@@ -878,7 +878,8 @@ def _message(exc: TffreezeError, args=None) -> str:
     field = exc.metadata.get("field", "")
     path = exc.metadata.get("path", "")
     if field in _PATH_FLAGS and path and msg.startswith(path):  # an output this client failed to write
-        return "%s %s" % (_PATH_FLAGS[field], msg)
+        return "%s %s" % (_PATH_FLAGS[field], msg.replace("write the graph elsewhere",
+                                                          "give %s another path" % _PATH_FLAGS[field]))
     msg = _OUTPUTS_NOTE.sub("", msg)
     flag = exc.metadata.get("flag") or FLAGS.get(field)
     if flag:

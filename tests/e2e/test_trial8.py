@@ -65,3 +65,30 @@ def test_a_file_that_changed_after_it_was_hashed_is_named_in_every_client(tmp_pa
             assert not os.path.exists(str(tmp_path / "x.pb"))
     finally:
         assert stop_server(second) == 0
+
+
+def test_a_forgotten_minus_o_is_named_the_same_way_in_every_client(tmp_path):
+    """R14: `freeze models/mlp out/t.pb` (the -o forgotten): Python said "freeze needs -o OUT.pb",
+    C# and C++ "freeze takes one SOURCE"."""
+    from test_parity import CPP, PY
+
+    model = models.dense(str(tmp_path / "m"), True)
+    for args, line in (([model.directory, "t.pb"], "freeze needs -o OUT.pb"),
+                       ([model.directory, "t.pb", "-o", "x.pb"], "freeze takes one SOURCE"),
+                       ([], "freeze takes one SOURCE")):
+        for program in (PY, CS, CPP):
+            done = subprocess.run([program, "freeze", *args], capture_output=True, text=True, timeout=120,
+                                  cwd=str(tmp_path))
+            assert done.returncode == 2 and done.stderr.splitlines()[0].endswith(": " + line), (program, args,
+                                                                                              done.stderr)
+
+
+def test_an_output_on_a_full_disk_is_worded_the_same_way_by_the_python_client():
+    """R14: Python said "...or write the graph elsewhere" where C# and C++ say "...or give -o another path"."""
+    import errno
+
+    from tffreeze import cli
+    from tffreeze.client import write_error
+
+    err = write_error(OSError(errno.ENOSPC, "No space left on device"), "/full/out.pb", field="output_path")
+    assert cli._message(err).endswith("free some space there, or give -o another path"), cli._message(err)
