@@ -334,6 +334,9 @@ def create_server(settings: ServerSettings = ServerSettings()) -> Server:
                             tls[1] if tls is not None else None, tokens)
         except OSError as exc:
             pool.close()
+            if web_port == bound and not settings.socket:
+                raise OSError("--web-port %d is the gRPC port (--port): the two ports need two numbers; pick "
+                              "another --web-port" % web_port) from None
             raise OSError("cannot serve gRPC-Web on %s:%d (%s); pick another --web-port"
                           % (host, web_port, exc)) from None
     health_socket = None

@@ -110,6 +110,26 @@ class TokenInterceptor(grpc.ServerInterceptor):
         return _abort_handler(handler, UNAUTHENTICATED)
 
 
+def _pem_words(cert: str, key: str) -> str:
+    """What --tls-cert and --tls-key hold, when one of them is not what its flag takes."""
+    def holds(path):
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(1 << 20)
+        except OSError as exc:
+            return "cannot be read: %s" % exc.strerror
+        return ("a private key" if b"PRIVATE KEY-----" in data else "a certificate"
+                if b"-----BEGIN CERTIFICATE-----" in data else "no PEM block")
+    said = (holds(cert), holds(key))
+    if said == ("a private key", "a certificate"):
+        return "--tls-cert %s holds a private key and --tls-key %s a certificate: give them the other way round" % (
+            cert, key)
+    if said != ("a certificate", "a private key"):
+        return "--tls-cert %s holds %s and --tls-key %s holds %s (a PEM certificate and its PEM private key)" % (
+            cert, said[0], key, said[1])
+    return "--tls-cert %s and --tls-key %s do not belong together (the key is not the certificate's)" % (cert, key)
+
+
 def _read(path: str, flag: str) -> bytes:
     try:
         with open(path, "rb") as fh:
@@ -134,7 +154,7 @@ def ssl_context(cert: str, key: str, client_ca: Optional[str]) -> ssl.SSLContext
             ctx.load_verify_locations(client_ca)
             ctx.verify_mode = ssl.CERT_REQUIRED
     except (OSError, ssl.SSLError) as exc:
-        raise AuthConfigError("cannot load the TLS certificate/key (%s)" % exc) from None
+        raise AuthConfigError("cannot load the TLS certificate/key: %s (%s)" % (_pem_words(cert, key), exc)) from None
     return ctx
 
 

@@ -92,3 +92,27 @@ def test_an_output_on_a_full_disk_is_worded_the_same_way_by_the_python_client():
 
     err = write_error(OSError(errno.ENOSPC, "No space left on device"), "/full/out.pb", field="output_path")
     assert cli._message(err).endswith("free some space there, or give -o another path"), cli._message(err)
+
+
+def test_serve_names_a_swapped_certificate_and_key_and_one_port_given_twice(tmp_path):
+    """R15: a certificate and key given the other way round gave "[SSL] PEM lib (_ssl.c:3874)",
+    and --web-port equal to --port "Address already in use"."""
+    import socket
+    import sys
+
+    import pki as pki_files
+
+    tffreeze = os.path.join(os.path.dirname(sys.executable), "tffreeze")
+    (tmp_path / "pki").mkdir()
+    d = pki_files.make(tmp_path / "pki")
+    swapped = subprocess.run([tffreeze, "serve", "--port", "0", "--data-dir", str(tmp_path / "a"), "--tls-cert",
+                              str(d / "server.key"), "--tls-key", str(d / "server.pem")],
+                             capture_output=True, text=True, timeout=120)
+    assert swapped.returncode == 1 and "holds a private key and --tls-key" in swapped.stderr, swapped.stderr
+    assert "give them the other way round" in swapped.stderr, swapped.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    same = subprocess.run([tffreeze, "serve", "--port", str(port), "--web-port", str(port), "--data-dir",
+                           str(tmp_path / "b")], capture_output=True, text=True, timeout=120)
+    assert same.returncode == 1 and "--web-port %d is the gRPC port (--port)" % port in same.stderr, same.stderr
