@@ -163,3 +163,46 @@ def test_a_check_ordered_before_a_variable_read_still_runs_in_the_frozen_graph(t
             assert sess.run("y:0", {"x:0": np.ones((1, 4), np.float32)}).shape == (1, 2)
             with pytest.raises(tf.errors.InvalidArgumentError, match="x must be >= 0"):
                 sess.run("y:0", {"x:0": -np.ones((1, 4), np.float32)})
+
+
+def test_a_trained_tf2_loop_is_frozen_without_its_gradient_accumulators(tmp_path):
+    """Trial 7 D4: an RNN written with tf.scan (TF2 control flow) and trained with Adam kept, in the
+    frozen inference graph, the 17 TensorList accumulators its backward loop needed: --format
+    tflite then failed on them, even with the --input-shape its first error asked for."""
+    from tffreeze_api.v1 import freeze_pb2
+
+    d = str(tmp_path / "ckpt")
+    rs = np.random.RandomState(0)
+    g = tf.Graph()
+    with g.as_default():
+        tf1.enable_control_flow_v2()
+        x = tf1.placeholder(tf.float32, [None, 7, 5], name="x")
+        y = tf1.placeholder(tf.int64, [None], name="y")
+        w = tf1.get_variable("lstm/kernel", [5 + 8, 32])
+
+        def step(carry, xt):
+            c, h = carry
+            i, f, o, u = tf.split(tf.matmul(tf.concat([xt, h], 1), w), 4, 1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(u)
+            return c, tf.sigmoid(o) * tf.tanh(c)
+        z0 = tf.zeros(tf.stack([tf.shape(x)[0], 8]))
+        _, hs = tf.scan(step, tf.transpose(x, [1, 0, 2]), initializer=(z0, z0))
+        logits = tf.matmul(hs[-1], tf1.get_variable("wo", [8, 4]), name="logits")
+        tf.nn.softmax(logits, name="probs")
+        train = tf1.train.AdamOptimizer().minimize(
+            tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(train, {x: rs.rand(4, 7, 5), y: rs.randint(0, 4, 4)})
+            tf1.train.Saver().save(sess, os.path.join(d, "model.ckpt"))
+    out = str(tmp_path / "rnn.pb")
+    result = engine.freeze(d, FreezeSpec(outputs=("probs",)), out)
+    frozen = tf1.GraphDef()
+    with open(out, "rb") as fh:
+        frozen.ParseFromString(fh.read())
+    assert not [n.name for n in frozen.node if "gradients/" in n.name]
+    assert any("gradient accumulator(s)" in n for n in result.notes), list(result.notes)
+    lite = engine.freeze(d, FreezeSpec(outputs=("probs",), format="tflite", input_shapes={"x": (1, 7, 5)},
+                                       limits=ServerLimits(sandboxed=True)),  # (the engine in-process, as a task runs it)
+                         str(tmp_path / "rnn.tflite"))
+    assert lite.format == freeze_pb2.FORMAT_TFLITE and os.path.getsize(str(tmp_path / "rnn.tflite")) > 0

@@ -486,7 +486,12 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
         rewrite.check_size(values, graph_def, spec.limits.max_graph_bytes)
         progress(freeze_pb2.STAGE_CONVERTING, "turning %d variable(s) into constants" % len(values), 0.65)
         splices: Dict[str, splice.Splice] = {}  # Consts whose bytes stay in the data file until written
-        frozen = rewrite.tidy(rewrite.to_constants(graph_def, values, splices) if values else graph_def)
+        frozen = rewrite.to_constants(graph_def, values, splices) if values else graph_def
+        accumulators = rewrite.drop_loop_accumulators(frozen)  # (what a trained TF2 loop keeps for its gradient)
+        if accumulators:
+            result.notes.append("%d gradient accumulator(s) a trained TF2 loop carried for its backward pass were "
+                                "taken out of the loop: inference reads none of them" % accumulators)
+        frozen = rewrite.tidy(frozen)
         drawn = randomness.warning(frozen, r.pruned)
         if drawn:
             warnings.append(drawn)

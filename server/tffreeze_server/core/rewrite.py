@@ -542,6 +542,183 @@ def drop_carried_state(graph_def, within: Set[str]) -> List[str]:
     return sorted(set(dropped))
 
 
+_WHILE_OPS = frozenset({"While", "StatelessWhile"})
+
+
+def drop_loop_accumulators(graph_def) -> int:
+    """A TF2 while loop whose gradient was taken carries, beside its own loop variables, one
+    accumulator per intermediate the backward loop needs (a TensorList each step pushes to,
+    started from an EmptyTensorList in ``gradients/``). The frozen inference graph reads none of
+    them: each loop variable that is such an accumulator, whose result nothing reads and that the
+    loop condition ignores, is taken out of the loop (its input, its argument and result in the
+    body, the condition's argument, its push), in place; then what only fed them goes. Returns
+    how many were taken out. Loops whose functions another loop shares are left as they are."""
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    loops = [n for n in graph_def.node if n.op in _WHILE_OPS]
+    used_by = {}
+    for n in loops:
+        for key in ("body", "cond"):
+            used_by[n.attr[key].func.name] = used_by.get(n.attr[key].func.name, 0) + 1
+    read: Dict[str, Set[int]] = {}
+    for node in graph_def.node:
+        for i in node.input:
+            name, _, index = i.lstrip("^").partition(":")
+            read.setdefault(name, set()).add(int(index) if index and not i.startswith("^") else 0)
+    dropped = 0
+    for loop in loops:
+        body, cond = functions.get(loop.attr["body"].func.name), functions.get(loop.attr["cond"].func.name)
+        if body is None or cond is None or used_by[body.signature.name] > 1 or used_by[cond.signature.name] > 1:
+            continue
+        if any(i.startswith("^") for i in loop.input) or len(body.signature.input_arg) != len(loop.input):
+            continue
+        body_reads = _function_reads(body)
+        cond_reads = _function_reads(cond)
+        drop = []
+        for k, arg in enumerate(body.signature.input_arg):
+            if k in read.get(loop.name, set()) or cond.signature.input_arg[k].name in cond_reads:
+                continue  # its result is read, or the condition reads it
+            ret = body.ret.get(body.signature.output_arg[k].name, "")
+            push = ret.split(":")[0]
+            push_node = next((n for n in body.node_def if n.name == push), None)
+            if (push_node is None or push_node.op != "TensorListPushBack" or not push_node.input
+                    or push_node.input[0] != arg.name or body_reads.get(arg.name) != {push}
+                    or push in {r.split(":")[0] for o, r in body.ret.items() if o != body.signature.output_arg[k].name}):
+                continue
+            source = graph_def_node(graph_def, loop.input[k])
+            if source is None or source.op != "EmptyTensorList":
+                continue
+            drop.append(k)
+        if not drop:
+            continue
+        starts = [loop.input[k] for k in drop]
+        _take_out_of_loop(graph_def, loop, body, cond, drop)
+        _prune_unread(graph_def, starts)
+        dropped += len(drop)
+    return dropped
+
+
+def graph_def_node(graph_def, tensor: str):
+    name = tensor.lstrip("^").split(":")[0]
+    return next((n for n in graph_def.node if n.name == name), None)
+
+
+def _function_reads(func) -> Dict[str, Set[str]]:
+    """{an argument's or node's name: the names of the body nodes that read it}."""
+    out: Dict[str, Set[str]] = {}
+    for node in func.node_def:
+        for i in node.input:
+            out.setdefault(i.lstrip("^").split(":")[0], set()).add(node.name)
+    for r in list(func.ret.values()) + list(func.control_ret.values()):
+        out.setdefault(r.split(":")[0], set()).add("<return>")
+    return out
+
+
+def _take_out_of_loop(graph_def, loop, body, cond, drop: List[int]) -> None:
+    keep = [k for k in range(len(loop.input)) if k not in drop]
+    renumber = {old: new for new, old in enumerate(keep)}
+    inputs = [loop.input[k] for k in keep]
+    del loop.input[:]
+    loop.input.extend(inputs)
+    types = list(loop.attr["T"].list.type)
+    del loop.attr["T"].list.type[:]
+    loop.attr["T"].list.type.extend(types[k] for k in keep)
+    if "output_shapes" in loop.attr and len(loop.attr["output_shapes"].list.shape) == len(types):
+        shapes = [type(x)() for x in loop.attr["output_shapes"].list.shape]
+        for dst, src in zip(shapes, loop.attr["output_shapes"].list.shape):
+            dst.CopyFrom(src)
+        del loop.attr["output_shapes"].list.shape[:]
+        loop.attr["output_shapes"].list.shape.extend(shapes[k] for k in keep)
+    if "_num_original_outputs" in loop.attr:
+        loop.attr["_num_original_outputs"].i = len(keep)
+    for node in graph_def.node:  # readers of the loop's later results: their new numbers
+        for j, i in enumerate(node.input):
+            name, _, index = i.partition(":")
+            if name == loop.name and index and int(index) in renumber and renumber[int(index)] != int(index):
+                node.input[j] = "%s:%d" % (name, renumber[int(index)])
+    for func in (body, cond):
+        args = [type(a)() for a in func.signature.input_arg]
+        for dst, src in zip(args, func.signature.input_arg):
+            dst.CopyFrom(src)
+        del func.signature.input_arg[:]
+        func.signature.input_arg.extend(args[k] for k in keep)
+        attrs = {k: type(v)() for k, v in func.arg_attr.items()}
+        for k, v in func.arg_attr.items():
+            attrs[k].CopyFrom(v)
+        func.arg_attr.clear()
+        for k, v in attrs.items():
+            if k in renumber:
+                func.arg_attr[renumber[k]].CopyFrom(v)
+        if "_input_shapes" in func.attr and len(func.attr["_input_shapes"].list.shape) == len(args):
+            shapes = [type(x)() for x in func.attr["_input_shapes"].list.shape]
+            for dst, src in zip(shapes, func.attr["_input_shapes"].list.shape):
+                dst.CopyFrom(src)
+            del func.attr["_input_shapes"].list.shape[:]
+            func.attr["_input_shapes"].list.shape.extend(shapes[k] for k in keep)
+        ids = dict(func.resource_arg_unique_id)
+        func.resource_arg_unique_id.clear()
+        for k, v in ids.items():
+            if k in renumber:
+                func.resource_arg_unique_id[renumber[k]] = v
+    outs = [type(a)() for a in body.signature.output_arg]
+    for dst, src in zip(outs, body.signature.output_arg):
+        dst.CopyFrom(src)
+    for k in drop:
+        del body.ret[outs[k].name]
+    del body.signature.output_arg[:]
+    body.signature.output_arg.extend(outs[k] for k in keep)
+    _prune_function(body)
+
+
+def _prune_function(func) -> None:
+    """Drop body nodes nothing returned depends on (stateful nodes stay: they run for their effect)."""
+    by_name = {n.name: n for n in func.node_def}
+    stack = [r.split(":")[0] for r in list(func.ret.values()) + list(func.control_ret.values())]
+    stack += [n.name for n in func.node_def if (op_def_registry.get(n.op) is None or op_def_registry.get(n.op).is_stateful)]
+    seen = set()
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        stack.extend(i.lstrip("^").split(":")[0] for i in by_name[name].input)
+    kept = [n for n in func.node_def if n.name in seen]
+    if len(kept) != len(func.node_def):
+        copies = [type(n)() for n in kept]
+        for dst, src in zip(copies, kept):
+            dst.CopyFrom(src)
+        del func.node_def[:]
+        func.node_def.extend(copies)
+
+
+def _prune_unread(graph_def, starts: List[str]) -> None:
+    """Drop the nodes that fed only what was taken out of a loop (its accumulators' EmptyTensorList
+    and the shapes and constants only they read): from ``starts`` up, while nothing reads them."""
+    by_name = {n.name: n for n in graph_def.node}
+    readers: Dict[str, int] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            name = i.lstrip("^").split(":")[0]
+            readers[name] = readers.get(name, 0) + 1
+    stack, gone = [t.lstrip("^").split(":")[0] for t in starts], set()
+    while stack:
+        name = stack.pop()
+        node = by_name.get(name)
+        if node is None or name in gone or readers.get(name, 0):
+            continue
+        gone.add(name)
+        for i in node.input:
+            up = i.lstrip("^").split(":")[0]
+            readers[up] = readers.get(up, 0) - 1
+            stack.append(up)
+    if gone:
+        kept = [n for n in graph_def.node if n.name not in gone]
+        copies = [type(n)() for n in kept]
+        for dst, src in zip(copies, kept):
+            dst.CopyFrom(src)
+        del graph_def.node[:]
+        graph_def.node.extend(copies)
+
+
 def forbidden_nodes(graph_def) -> List[Tuple[str, str]]:
     """Stateful training/saver nodes left in a frozen graph or its functions: (node, op)."""
     found = [(n.name, n.op) for n in graph_def.node]
