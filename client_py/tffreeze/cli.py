@@ -990,9 +990,10 @@ RESTARTS = 2  # how many times a command goes on with a new local server after i
 
 def _again_on_a_new_local_server(handler, args) -> int:
     """Run the command; when the local server it used stops while it runs (`tffreeze
-    local-server stop` lets the calls in flight finish, then the next call of the command
-    finds no server), run it again with a new local server, saying so. Freeze and inspect
-    only write their results at the end, so nothing is left half-done."""
+    local-server stop` lets the commands under way finish for up to its drain; a command that
+    outlasts it, or that began its plan after the stop, finds no server), run it again with a
+    new local server, saying so. Freeze and inspect only write their results at the end, so
+    nothing is left half-done."""
     from .errors import UnavailableError
 
     for attempt in range(RESTARTS + 1):

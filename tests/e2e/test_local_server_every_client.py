@@ -96,8 +96,10 @@ def _uploading(env) -> bool:
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_local_server_stop_during_an_upload_lets_the_freeze_finish(own_cache, tmp_path, client):
-    """`tffreeze local-server stop` while a freeze uploads: the calls in flight finish, the freeze
-    goes on with a new local server (and says so), and its graph is the one a quiet freeze gives."""
+    """`tffreeze local-server stop` while a freeze uploads: the stopping server finishes the command
+    under way (its upload, then its freeze) before it exits, or, when that outlasts its drain, the
+    freeze goes on with a new local server and says so; either way the graph is the one a quiet
+    freeze gives."""
     model = _big_checkpoint(str(tmp_path / "big"), 400)
     assert _run([PY, "local-server", "start"], own_cache).returncode == 0
     first = _info(own_cache)["pid"]
@@ -112,9 +114,12 @@ def test_local_server_stop_during_an_upload_lets_the_freeze_finish(own_cache, tm
     assert stop.returncode == 0 and "stopped the local server (pid %s)" % first in stop.stdout, stop.stdout
     stdout, stderr = freeze.communicate(timeout=600)
     assert freeze.returncode == 0, stderr
-    assert "note: the local server (pid %s) stopped during this command; it goes on with a new local server" \
-        % first in stderr, stderr
-    assert _info(own_cache)["pid"] != first  # a new one served the rest
+    moved = "note: the local server (pid %s) stopped during this command; it goes on with a new local server" % first
+    if moved in stderr:
+        assert _info(own_cache)["pid"] != first  # a new one served the rest
+    else:  # finished by the stopping server, which then exited
+        assert "stopped during this command" not in stderr, stderr
+        assert _info(own_cache).get("pid") != first
     again = str(tmp_path / "again.pb")
     quiet = _run([PY, "freeze", model, "-o", again], own_cache)
     assert quiet.returncode == 0, quiet.stderr
