@@ -322,7 +322,13 @@ Client::Client(std::string target, ClientOptions options) : target_(std::move(ta
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (!local && (options_.tls || !options_.ca_file.empty() || !options_.client_cert.empty())) {
     grpc::SslCredentialsOptions ssl;
-    if (!options_.ca_file.empty()) ssl.pem_root_certs = ReadFile(options_.ca_file, "--ca");
+    if (!options_.ca_file.empty()) {
+      ssl.pem_root_certs = ReadFile(options_.ca_file, "--ca");
+      if (ssl.pem_root_certs.find("-----BEGIN CERTIFICATE-----") == std::string::npos)  // (gRPC would say "empty address list")
+        throw Error("INVALID_ARGUMENT", "--ca " + options_.ca_file + " is not a PEM certificate: it holds " +
+                    (ssl.pem_root_certs.find("PRIVATE KEY-----") != std::string::npos ? "a private key" : "no PEM block") +
+                    "; give the CA certificate that signed the server's (CA.pem)");
+    }
     if (options_.client_cert.empty() != options_.client_key.empty())
       throw Error("INVALID_ARGUMENT", "--client-cert and --client-key go together");
     if (!options_.client_cert.empty()) {

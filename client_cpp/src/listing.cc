@@ -304,9 +304,20 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
   std::error_code ec;
   fs::path src(source);
   std::string listed = fs::is_directory(src, ec) ? source : (src.parent_path().empty() ? "." : src.parent_path().string());
-  if (fs::is_directory(listed, ec) && access(listed.c_str(), R_OK | X_OK) != 0 && errno == EACCES)  // (a colleague's folder)
+  if (fs::is_directory(listed, ec) && access(listed.c_str(), R_OK | X_OK) != 0 && errno == EACCES) {  // (a colleague's)
+    struct stat st;
+    if (stat(listed.c_str(), &st) == 0 && st.st_uid != geteuid()) {  // (chmod is not this user's to run)
+      struct passwd pw, *found = nullptr;
+      std::vector<char> buf(16384);
+      std::string who = getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found
+                            ? std::string(found->pw_name) + " (uid " + std::to_string(st.st_uid) + ")"
+                            : "uid " + std::to_string(st.st_uid);
+      throw Error("PERMISSION_DENIED", "cannot list " + listed + ": permission denied; it belongs to another user, " +
+                                           who + ": ask them to make it readable, or freeze a copy you can read");
+    }
     throw Error("PERMISSION_DENIED", "cannot list " + listed + ": permission denied; make it readable (chmod u+rx " +
                                          listed + "), or freeze a copy you can read");
+  }
   if (fs::is_directory(src, ec)) {
     out.root = fs::absolute(src).string();
     Walk(out.root, out.root, 0, &out.request);

@@ -515,12 +515,12 @@ def _read_pem(path: Optional[str], what: str) -> Optional[bytes]:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
-        raise ValueError("cannot read the %s file %s: %s" % (what, path, exc.strerror)) from None
+        raise error_for("INVALID_ARGUMENT", "cannot read the %s file %s: %s" % (what, path, exc.strerror)) from None
     wanted = b"PRIVATE KEY-----" if what == "client key" else b"-----BEGIN CERTIFICATE-----"
     if wanted not in data:  # (a certificate and a key given the other way round, a DER file, another file)
         holds = ("a private key" if b"PRIVATE KEY-----" in data else "a certificate"
                  if b"-----BEGIN CERTIFICATE-----" in data else "no PEM block")
-        raise ValueError("the %s file %s is not a PEM %s: it holds %s%s" % (
+        raise error_for("INVALID_ARGUMENT", "the %s file %s is not a PEM %s: it holds %s%s" % (
             what, path, "private key" if what == "client key" else "certificate", holds,
             " (are --client-cert and --client-key given the other way round?)" if what.startswith("client") and
             holds in ("a private key", "a certificate") else ""))

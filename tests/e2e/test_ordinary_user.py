@@ -227,5 +227,5 @@ def test_a_checkpoint_folder_the_user_may_not_list_is_named_the_same_way_by_ever
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     assert lines["cs"] == lines["py"] and lines["cpp"] == lines["py"], lines
-    assert lines["py"] == ("cannot list %s: permission denied; make it readable (chmod u+rx %s), or freeze a copy you "
-                           "can read [PERMISSION_DENIED]" % (folder, folder)), lines["py"]
+    assert lines["py"] == ("cannot list %s: permission denied; it belongs to another user, root (uid 0): ask them to "
+                           "make it readable, or freeze a copy you can read [PERMISSION_DENIED]" % folder), lines["py"]

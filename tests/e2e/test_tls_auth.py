@@ -269,3 +269,19 @@ def test_the_page_a_tls_web_port_serves_may_call_that_port(secure, pki):
     status, text = post("https://evil.example")
     assert status == 403 and "is not allowed" in text
     assert post("http://%s:%d" % (url.hostname, url.port))[0] == 403  # not the page's scheme
+
+
+def test_a_ca_file_that_is_no_certificate_is_named_on_one_line_in_every_client(secure, pki, tmp_path):
+    """Trial 9 M3 and R1: `--ca tokens` (or the server's key) was "cannot reach the server ... start
+    one" in C++, and a 25-line traceback in Python; C# named the file."""
+    _cpp_or_skip()
+    model = models.dense(str(tmp_path / "m"), True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFFREEZE_") or k.startswith("TFFREEZE_REQ")}
+    for wrong in (pki / "tokens", pki / "server.key"):
+        for binary, address in ((os.path.join(BIN, "tffreeze"), secure.target), (CPP, secure.target),
+                                (CS, secure.web_url)):
+            out = subprocess.run([binary, "inspect", model.directory, "--server", address, "--ca", str(wrong),
+                                  "--token", TOKEN], capture_output=True, text=True, timeout=300, env=env)
+            lines = out.stderr.strip().splitlines()
+            assert out.returncode in (1, 2) and len(lines) == 1, (binary, out.stderr)
+            assert str(wrong) in lines[0] and "Start one" not in lines[0], (binary, lines[0])

@@ -206,3 +206,39 @@ def test_a_trained_tf2_loop_is_frozen_without_its_gradient_accumulators(tmp_path
                                        limits=ServerLimits(sandboxed=True)),  # (the engine in-process, as a task runs it)
                          str(tmp_path / "rnn.tflite"))
     assert lite.format == freeze_pb2.FORMAT_TFLITE and os.path.getsize(str(tmp_path / "rnn.tflite")) > 0
+
+
+def test_a_training_switch_kept_an_input_whose_branch_updates_variables_is_named_with_its_bind(tmp_path):
+    """Trial 9 M1: `--bind is_training=` (keep the switch an input) on a hand-written batch norm whose
+    training branch assigns the moving averages was refused with "choose other outputs ... check that
+    every variable they read is in the checkpoint", though the outputs were right."""
+    from tffreeze_server.core.errors import FailedPrecondition
+
+    d = str(tmp_path / "ckpt")
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        y = tf1.placeholder(tf.int32, [None], name="y")
+        is_training = tf1.placeholder(tf.bool, [], name="is_training")
+        h = tf.matmul(x, tf1.get_variable("w", [4, 6], use_resource=True))
+        mm = tf1.get_variable("bn/moving_mean", [6], initializer=tf1.zeros_initializer(), trainable=False,
+                              use_resource=True)
+
+        def train_branch():
+            mean = tf.reduce_mean(h, 0)
+            with tf.control_dependencies([mm.assign(0.9 * mm + 0.1 * mean)]):
+                return tf.identity(mean)
+        m = tf.cond(is_training, train_branch, lambda: tf.identity(mm.read_value()))
+        logits = tf.matmul(h - m, tf1.get_variable("w2", [6, 3], use_resource=True))
+        tf.nn.softmax(logits, name="probs")
+        train = tf1.train.AdamOptimizer().minimize(
+            tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(train, {x: np.ones((2, 4)), y: [0, 1], is_training: True})
+            tf1.train.Saver().save(sess, os.path.join(d, "model.ckpt"))
+    assert engine.freeze(d, FreezeSpec(outputs=("probs",)), str(tmp_path / "a.pb")).inputs  # bound by default
+    with pytest.raises(FailedPrecondition) as err:
+        engine.freeze(d, FreezeSpec(outputs=("probs",), bind={"is_training": None}), str(tmp_path / "b.pb"))
+    assert "is_training is kept an input (options.bind is_training=)" in err.value.message, err.value.message
+    assert "options.bind is_training=false" in err.value.message and err.value.metadata["field"] == "options.bind"

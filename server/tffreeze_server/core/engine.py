@@ -507,6 +507,17 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
             inference = {sw.name: sw.inference_value for sw in switches.find_switches(r.pruned)}
             chosen = [(name, value, inference.get(name)) for name, value in spec.bind.items()
                       if inference.get(name) is not None and value is not None and value != inference[name]]
+            kept = [(name, inference.get(name)) for name, value in spec.bind.items()
+                    if value is None and inference.get(name) is not None]
+            if exc.reason == "ERROR_REASON_TRAINING_OP_NEEDED" and kept and not chosen:
+                name, wanted = kept[0]
+                raise FailedPrecondition(
+                    "%s is kept an input (options.bind %s=), and it selects what the model does in training too: "
+                    "that branch updates variables (%s), which become constants in a frozen graph. Bind it to its "
+                    "inference value (options.bind %s=%s), or leave it out of the bind option (it is bound so by "
+                    "default)" % (name, name, exc.metadata.get("nodes", "").replace(",", ", ")[:300], name,
+                                  json.dumps(wanted)), "ERROR_REASON_TRAINING_OP_NEEDED", field="options.bind",
+                    name=name) from None
             if exc.reason != "ERROR_REASON_TRAINING_OP_NEEDED" or not chosen:
                 raise
             name, value, wanted = chosen[0]
