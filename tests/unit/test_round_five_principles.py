@@ -261,3 +261,19 @@ def _thresholded_metric():
 
 def test_a_threshold_a_metric_compares_is_its_decision_not_an_output():
     assert _outputs(_meta(_thresholded_metric)) == ["prob:0"]
+
+
+def test_a_moving_average_the_outputs_do_not_compute_with_is_an_update_not_carried_state():
+    """The same shape of graph as power iteration, but the outputs compute with the batch's mean,
+    not with the value set (0.9 x the average + 0.1 x the mean): training, kept (and refused)."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        avg = tf1.get_variable("avg", [4], initializer=tf1.zeros_initializer(), trainable=False, use_resource=False)
+        mean = tf.reduce_mean(x, 0)
+        with tf.control_dependencies([avg.assign(0.9 * avg + 0.1 * mean)]):
+            tf.identity(x - mean, name="out")
+    gd = g.as_graph_def()
+    pruned = rewrite.prune(gd, ["out"])
+    assert rewrite.drop_carried_state(gd, {n.name for n in pruned.node}) == []
+    assert [n.op for n in rewrite.prune(gd, ["out"]).node if n.op == "Assign"] == ["Assign"]

@@ -483,7 +483,8 @@ def drop_carried_state(graph_def, within: Set[str]) -> List[str]:
     """A variable set, in the forward pass, to a value computed from its own value (power
     iteration's vector in spectral normalisation: a warm start carried to the next run) is
     state, not an input of this run: the outputs are ordered after the assignment by a control
-    edge only, and computed from the value read before it. Those control edges are dropped
+    edge only, and compute with the value set, read before it. (An update the outputs do not
+    compute with, batch norm's moving average beside the batch statistics, is training.) Those control edges are dropped
     (in place), so the frozen graph computes from the checkpoint's value what the first run
     after restoring computes. Not when anything after the edge reads the variable again (that
     read would see the new value). Only edges into ``within`` (what the outputs need) are
@@ -512,7 +513,7 @@ def drop_carried_state(graph_def, within: Set[str]) -> List[str]:
         node = by_name.get(name)
         return node is not None and node.op in _READ_OPS and bool(node.input) and node.input[0].split(":")[0] == var
 
-    carried = {}
+    carried, values = {}, {}
     for node in graph_def.node:
         var = variable_of(node) if node.op in _SET_OPS else None
         if var is None or len(node.input) < 2:
@@ -520,6 +521,7 @@ def drop_carried_state(graph_def, within: Set[str]) -> List[str]:
         value_from = upstream(node.input[1].split(":")[0])
         if any(reads(n, var) for n in value_from):  # computed from the variable's own value
             carried[node.name] = var
+            values[node.name] = node.input[1].split(":")[0]
     if not carried:
         return []
     dropped = []
@@ -529,6 +531,13 @@ def drop_carried_state(graph_def, within: Set[str]) -> List[str]:
         edges = [i for i in node.input if i.startswith("^") and i[1:] in carried]
         for edge in edges:
             var = carried[edge[1:]]
+            data_up = set()
+            for i in node.input:
+                if not i.startswith("^"):
+                    data_up |= upstream(i.split(":")[0])
+            if data_up and values[edge[1:]] not in data_up:
+                continue  # the outputs do not compute with the value set (batch norm's moving average: an update)
+            # (a constant made inside the block, data_up empty, is ordered after it for nothing)
             after, stack = set(), [node.name]
             while stack:  # what the edge orders after the assignment (through data)
                 name = stack.pop()
