@@ -573,7 +573,7 @@ def drop_loop_accumulators(graph_def) -> int:
         for i in node.input:
             name, _, index = i.lstrip("^").partition(":")
             read.setdefault(name, set()).add(int(index) if index and not i.startswith("^") else 0)
-    dropped = 0
+    dropped, starts = 0, []
     for loop in loops:
         body, cond = functions.get(loop.attr["body"].func.name), functions.get(loop.attr["cond"].func.name)
         if body is None or cond is None or used_by[body.signature.name] > 1 or used_by[cond.signature.name] > 1:
@@ -599,10 +599,11 @@ def drop_loop_accumulators(graph_def) -> int:
             drop.append(k)
         if not drop:
             continue
-        starts = [loop.input[k] for k in drop]
+        starts += [loop.input[k] for k in drop]
         _take_out_of_loop(graph_def, loop, body, cond, drop)
-        _prune_unread(graph_def, starts)
         dropped += len(drop)
+    if starts:  # (once, at the end: it rebuilds the node list, which the loops above point into)
+        _prune_unread(graph_def, starts)
     return dropped
 
 
