@@ -105,6 +105,9 @@ def test_stored_graphs_are_copies_and_task_folders_are_gone(client, server, tmp_
     with open(path, "rb") as fh:
         assert hashlib.sha256(fh.read()).hexdigest() == sha
     assert os.stat(path).st_nlink == 1  # not a link to anything a task wrote
+    deadline = time.monotonic() + 20  # (a finished task's folder is removed as its worker moves on)
+    while len(os.listdir(os.path.join(server.data_dir, "tasks"))) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
     left = os.listdir(os.path.join(server.data_dir, "tasks"))  # only the next task's, prepared and empty
     assert len(left) <= 1 and all(os.listdir(os.path.join(server.data_dir, "tasks", t, sub)) == []
                                   for t in left for sub in ("in", "out"))
