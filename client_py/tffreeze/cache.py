@@ -112,6 +112,28 @@ def _stamp(st) -> List[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
 
 
+def owner_name(uid: int) -> str:
+    """A user's name and uid ("uid N" where the name is unknown)."""
+    import pwd
+
+    try:
+        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid %d" % uid
+
+
+def unreadable(path: str, folder: bool = False) -> str:
+    """The words every client says for a checkpoint file the user may not read (a folder: list):
+    the chmod that fixes it, or, for another user's, its owner (chmod is not this user's to run)."""
+    verb, mode = ("list", "u+rx") if folder else ("read", "u+r")
+    owner = os.stat(path).st_uid
+    if owner != os.geteuid():
+        return ("cannot %s %s: permission denied; it belongs to another user, %s: ask them to make it readable, or "
+                "freeze a copy you can read" % (verb, path, owner_name(owner)))
+    return ("cannot %s %s: permission denied; make it readable (chmod %s %s), or freeze a copy you can read"
+            % (verb, path, mode, path))
+
+
 class _Digests:
     def __init__(self):
         self._entries: Optional[Dict[str, list]] = None
@@ -152,19 +174,7 @@ class _Digests:
         """The file's sha256, from the cache when its stamp is unchanged."""
         if not os.access(path, os.R_OK) and os.path.exists(path):
             from tffreeze_api.errors import error_for
-            owner = os.stat(path).st_uid
-            if owner != os.geteuid():  # (chmod is not this user's to run)
-                import pwd
-
-                try:
-                    who = "%s (uid %d)" % (pwd.getpwuid(owner).pw_name, owner)
-                except KeyError:
-                    who = "uid %d" % owner
-                raise error_for("PERMISSION_DENIED", "cannot read %s: permission denied; it belongs to another user, "
-                                "%s: ask them to make it readable, or freeze a copy you can read" % (path, who),
-                                metadata={"path": path})
-            raise error_for("PERMISSION_DENIED", "cannot read %s: permission denied; make it readable (chmod u+r %s), "
-                            "or freeze a copy you can read" % (path, path), metadata={"path": path})
+            raise error_for("PERMISSION_DENIED", unreadable(path), metadata={"path": path})
         digest = self.cached(path)
         if digest is not None:
             return digest

@@ -439,13 +439,7 @@ def write_error(exc: OSError, path: str, flag: str = "", what: str = "the graph"
 
 
 def _who(uid: int) -> str:
-    """A user's name and uid ("uid N" where the name is unknown)."""
-    import pwd
-
-    try:
-        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
-    except KeyError:
-        return "uid %d" % uid
+    return _cache.owner_name(uid)
 
 
 def _removable(path: str, folder: str) -> bool:

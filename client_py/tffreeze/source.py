@@ -83,18 +83,7 @@ def missing_source(source: str) -> str:
 
 def unlistable(folder: str) -> str:
     """The words every client says for a SOURCE folder the user may not list."""
-    owner = os.stat(folder).st_uid
-    if owner != os.geteuid():  # (chmod is not this user's to run)
-        import pwd
-
-        try:
-            who = "%s (uid %d)" % (pwd.getpwuid(owner).pw_name, owner)
-        except KeyError:
-            who = "uid %d" % owner
-        return ("cannot list %s: permission denied; it belongs to another user, %s: ask them to make it readable, "
-                "or freeze a copy you can read" % (folder, who))
-    return ("cannot list %s: permission denied; make it readable (chmod u+rx %s), or freeze a copy you can read"
-            % (folder, folder))
+    return _cache.unreadable(folder, folder=True)
 
 
 def latest_of_family(name: str, names) -> str:

@@ -623,6 +623,18 @@ def _function_reads(func) -> Dict[str, Set[str]]:
     return out
 
 
+def _keep_only(field, keep) -> None:
+    """Keep, in a repeated message field, the items at the indices ``keep`` (a list of indices)
+    or for which ``keep`` (a function) is true, in order."""
+    items = list(field)
+    chosen = [items[k] for k in keep] if isinstance(keep, list) else [x for x in items if keep(x)]
+    copies = [type(x)() for x in chosen]
+    for dst, src in zip(copies, chosen):
+        dst.CopyFrom(src)
+    del field[:]
+    field.extend(copies)
+
+
 def _take_out_of_loop(graph_def, loop, body, cond, drop: List[int]) -> None:
     keep = [k for k in range(len(loop.input)) if k not in drop]
     renumber = {old: new for new, old in enumerate(keep)}
@@ -633,11 +645,7 @@ def _take_out_of_loop(graph_def, loop, body, cond, drop: List[int]) -> None:
     del loop.attr["T"].list.type[:]
     loop.attr["T"].list.type.extend(types[k] for k in keep)
     if "output_shapes" in loop.attr and len(loop.attr["output_shapes"].list.shape) == len(types):
-        shapes = [type(x)() for x in loop.attr["output_shapes"].list.shape]
-        for dst, src in zip(shapes, loop.attr["output_shapes"].list.shape):
-            dst.CopyFrom(src)
-        del loop.attr["output_shapes"].list.shape[:]
-        loop.attr["output_shapes"].list.shape.extend(shapes[k] for k in keep)
+        _keep_only(loop.attr["output_shapes"].list.shape, keep)
     if "_num_original_outputs" in loop.attr:
         loop.attr["_num_original_outputs"].i = len(keep)
     for node in graph_def.node:  # readers of the loop's later results: their new numbers
@@ -646,11 +654,8 @@ def _take_out_of_loop(graph_def, loop, body, cond, drop: List[int]) -> None:
             if name == loop.name and index and int(index) in renumber and renumber[int(index)] != int(index):
                 node.input[j] = "%s:%d" % (name, renumber[int(index)])
     for func in (body, cond):
-        args = [type(a)() for a in func.signature.input_arg]
-        for dst, src in zip(args, func.signature.input_arg):
-            dst.CopyFrom(src)
-        del func.signature.input_arg[:]
-        func.signature.input_arg.extend(args[k] for k in keep)
+        n_args = len(func.signature.input_arg)
+        _keep_only(func.signature.input_arg, keep)
         attrs = {k: type(v)() for k, v in func.arg_attr.items()}
         for k, v in func.arg_attr.items():
             attrs[k].CopyFrom(v)
@@ -658,24 +663,16 @@ def _take_out_of_loop(graph_def, loop, body, cond, drop: List[int]) -> None:
         for k, v in attrs.items():
             if k in renumber:
                 func.arg_attr[renumber[k]].CopyFrom(v)
-        if "_input_shapes" in func.attr and len(func.attr["_input_shapes"].list.shape) == len(args):
-            shapes = [type(x)() for x in func.attr["_input_shapes"].list.shape]
-            for dst, src in zip(shapes, func.attr["_input_shapes"].list.shape):
-                dst.CopyFrom(src)
-            del func.attr["_input_shapes"].list.shape[:]
-            func.attr["_input_shapes"].list.shape.extend(shapes[k] for k in keep)
+        if "_input_shapes" in func.attr and len(func.attr["_input_shapes"].list.shape) == n_args:
+            _keep_only(func.attr["_input_shapes"].list.shape, keep)
         ids = dict(func.resource_arg_unique_id)
         func.resource_arg_unique_id.clear()
         for k, v in ids.items():
             if k in renumber:
                 func.resource_arg_unique_id[renumber[k]] = v
-    outs = [type(a)() for a in body.signature.output_arg]
-    for dst, src in zip(outs, body.signature.output_arg):
-        dst.CopyFrom(src)
     for k in drop:
-        del body.ret[outs[k].name]
-    del body.signature.output_arg[:]
-    body.signature.output_arg.extend(outs[k] for k in keep)
+        del body.ret[body.signature.output_arg[k].name]
+    _keep_only(body.signature.output_arg, keep)
     _prune_function(body)
 
 
@@ -691,13 +688,8 @@ def _prune_function(func) -> None:
             continue
         seen.add(name)
         stack.extend(i.lstrip("^").split(":")[0] for i in by_name[name].input)
-    kept = [n for n in func.node_def if n.name in seen]
-    if len(kept) != len(func.node_def):
-        copies = [type(n)() for n in kept]
-        for dst, src in zip(copies, kept):
-            dst.CopyFrom(src)
-        del func.node_def[:]
-        func.node_def.extend(copies)
+    if len(seen & set(by_name)) != len(func.node_def):
+        _keep_only(func.node_def, lambda n: n.name in seen)
 
 
 def _prune_unread(graph_def, starts: List[str]) -> None:
@@ -721,12 +713,7 @@ def _prune_unread(graph_def, starts: List[str]) -> None:
             readers[up] = readers.get(up, 0) - 1
             stack.append(up)
     if gone:
-        kept = [n for n in graph_def.node if n.name not in gone]
-        copies = [type(n)() for n in kept]
-        for dst, src in zip(copies, kept):
-            dst.CopyFrom(src)
-        del graph_def.node[:]
-        graph_def.node.extend(copies)
+        _keep_only(graph_def.node, lambda n: n.name not in gone)
 
 
 def forbidden_nodes(graph_def) -> List[Tuple[str, str]]:
