@@ -93,6 +93,24 @@ std::string CacheDir() {
   return home ? (fs::path(home) / ".cache" / "tffreeze").string() : "";
 }
 
+// The words every client says for a file (a folder: listed) the user may not read: the chmod that
+// fixes it, or, for another user's, its owner (chmod is not this user's to run). cache.py's unreadable.
+std::string Unreadable(const std::string& path, bool folder) {
+  const std::string verb = folder ? "list" : "read", mode = folder ? "u+rx" : "u+r";
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && st.st_uid != geteuid()) {
+    struct passwd pw, *found = nullptr;
+    std::vector<char> buf(16384);
+    std::string who = getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found
+                          ? std::string(found->pw_name) + " (uid " + std::to_string(st.st_uid) + ")"
+                          : "uid " + std::to_string(st.st_uid);
+    return "cannot " + verb + " " + path + ": permission denied; it belongs to another user, " + who +
+           ": ask them to make it readable, or freeze a copy you can read";
+  }
+  return "cannot " + verb + " " + path + ": permission denied; make it readable (chmod " + mode + " " + path +
+         "), or freeze a copy you can read";
+}
+
 class Digests {
  public:
   std::string Get(const std::string& path, int64_t* size) {
@@ -101,20 +119,7 @@ class Digests {
     std::error_code ec;
     std::string real = fs::canonical(path, ec).string();
     if (ec) throw Error("NOT_FOUND", "cannot read " + path);
-    if (access(real.c_str(), R_OK) != 0 && errno == EACCES) {
-      struct stat st;
-      if (stat(real.c_str(), &st) == 0 && st.st_uid != geteuid()) {  // (chmod is not this user's to run)
-        struct passwd pw, *found = nullptr;
-        std::vector<char> buf(16384);
-        std::string who = getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found
-                              ? std::string(found->pw_name) + " (uid " + std::to_string(st.st_uid) + ")"
-                              : "uid " + std::to_string(st.st_uid);
-        throw Error("PERMISSION_DENIED", "cannot read " + path + ": permission denied; it belongs to another user, " +
-                                             who + ": ask them to make it readable, or freeze a copy you can read");
-      }
-      throw Error("PERMISSION_DENIED", "cannot read " + path + ": permission denied; make it readable (chmod u+r " +
-                                           path + "), or freeze a copy you can read");
-    }
+    if (access(real.c_str(), R_OK) != 0 && errno == EACCES) throw Error("PERMISSION_DENIED", Unreadable(path, false));
     Entry now;
     if (!Stamp(real, &now)) throw Error("NOT_FOUND", "cannot read " + path);
     auto it = entries_.find(real);
@@ -304,20 +309,8 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
   std::error_code ec;
   fs::path src(source);
   std::string listed = fs::is_directory(src, ec) ? source : (src.parent_path().empty() ? "." : src.parent_path().string());
-  if (fs::is_directory(listed, ec) && access(listed.c_str(), R_OK | X_OK) != 0 && errno == EACCES) {  // (a colleague's)
-    struct stat st;
-    if (stat(listed.c_str(), &st) == 0 && st.st_uid != geteuid()) {  // (chmod is not this user's to run)
-      struct passwd pw, *found = nullptr;
-      std::vector<char> buf(16384);
-      std::string who = getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found
-                            ? std::string(found->pw_name) + " (uid " + std::to_string(st.st_uid) + ")"
-                            : "uid " + std::to_string(st.st_uid);
-      throw Error("PERMISSION_DENIED", "cannot list " + listed + ": permission denied; it belongs to another user, " +
-                                           who + ": ask them to make it readable, or freeze a copy you can read");
-    }
-    throw Error("PERMISSION_DENIED", "cannot list " + listed + ": permission denied; make it readable (chmod u+rx " +
-                                         listed + "), or freeze a copy you can read");
-  }
+  if (fs::is_directory(listed, ec) && access(listed.c_str(), R_OK | X_OK) != 0 && errno == EACCES)  // (a colleague's)
+    throw Error("PERMISSION_DENIED", Unreadable(listed, true));
   if (fs::is_directory(src, ec)) {
     out.root = fs::absolute(src).string();
     Walk(out.root, out.root, 0, &out.request);

@@ -181,17 +181,18 @@ namespace TfFreeze
         }
 
         /// <summary>The words every client says for a checkpoint file the user may not read.</summary>
-        public static string Unreadable(string path)
+        public static string Unreadable(string path, bool folder = false)
         {
+            string verb = folder ? "list" : "read", mode = folder ? "u+rx" : "u+r";
             Mono.Unix.Native.Stat st;
             if (Mono.Unix.Native.Syscall.stat(path, out st) == 0 && st.st_uid != Mono.Unix.Native.Syscall.geteuid())
             {  // (chmod is not this user's to run)
                 var pw = Mono.Unix.Native.Syscall.getpwuid(st.st_uid);
                 var who = pw == null ? "uid " + st.st_uid : pw.pw_name + " (uid " + st.st_uid + ")";
-                return "cannot read " + path + ": permission denied; it belongs to another user, " + who +
+                return "cannot " + verb + " " + path + ": permission denied; it belongs to another user, " + who +
                        ": ask them to make it readable, or freeze a copy you can read";
             }
-            return "cannot read " + path + ": permission denied; make it readable (chmod u+r " + path +
+            return "cannot " + verb + " " + path + ": permission denied; make it readable (chmod " + mode + " " + path +
                    "), or freeze a copy you can read";
         }
 

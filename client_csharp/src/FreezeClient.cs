@@ -120,15 +120,7 @@ namespace TfFreeze
             var request = new PlanFreezeRequest();
             var listed = Directory.Exists(source) ? source : (System.IO.Path.GetDirectoryName(source) is string d && d != "" ? d : ".");
             if (Directory.Exists(listed) && Mono.Unix.Native.Syscall.access(listed, Mono.Unix.Native.AccessModes.R_OK | Mono.Unix.Native.AccessModes.X_OK) != 0)
-            {
-                Stat st;
-                if (Syscall.stat(listed, out st) == 0 && st.st_uid != Syscall.geteuid())  // (chmod is not this user's to run)
-                    throw new RpcException(StatusCode.PERMISSION_DENIED, "cannot list " + listed + ": permission denied; it " +
-                                           "belongs to another user, " + OwnerName(st.st_uid) + ": ask them to make it readable, " +
-                                           "or freeze a copy you can read");
-                throw new RpcException(StatusCode.PERMISSION_DENIED, "cannot list " + listed + ": permission denied; make it readable " +
-                                       "(chmod u+rx " + listed + "), or freeze a copy you can read");
-            }
+                throw new RpcException(StatusCode.PERMISSION_DENIED, Digests.Unreadable(listed, folder: true));
             if (Directory.Exists(source))
             {
                 root = System.IO.Path.GetFullPath(source);

@@ -13,7 +13,7 @@ from tensorflow.python.framework import convert_to_constants as c2c
 from tensorflow.python.framework import graph_util, op_def_registry, tensor_util
 
 from .errors import FailedPrecondition, ResourceExhausted
-from .graph import LARGE_BYTES, attr_functions, functions_called
+from .graph import LARGE_BYTES, attr_functions, functions_called, reach
 from .oproles import FORWARDING_OPS as _PASSTHROUGH, PLACEHOLDER_OPS, SCRATCH_RELEASE_OPS as _RELEASES
 from .splice import content_dtype
 
@@ -497,14 +497,8 @@ def drop_carried_state(graph_def, within: Set[str]) -> List[str]:
                 users.setdefault(i.split(":")[0], []).append(n.name)
 
     def upstream(start: str) -> set:
-        seen, stack = set(), [start]
-        while stack:
-            name = stack.pop()
-            if name in seen or name not in by_name:
-                continue
-            seen.add(name)
-            stack.extend(i.lstrip("^").split(":")[0] for i in by_name[name].input)
-        return seen
+        return reach([start], lambda name: (i.lstrip("^").split(":")[0] for i in by_name[name].input)
+                     if name in by_name else ())
 
     def variable_of(assign) -> Optional[str]:
         return assign.input[0].split(":")[0] if assign.input else None
@@ -538,12 +532,7 @@ def drop_carried_state(graph_def, within: Set[str]) -> List[str]:
             if data_up and values[edge[1:]] not in data_up:
                 continue  # the outputs do not compute with the value set (batch norm's moving average: an update)
             # (a constant made inside the block, data_up empty, is ordered after it for nothing)
-            after, stack = set(), [node.name]
-            while stack:  # what the edge orders after the assignment (through data)
-                name = stack.pop()
-                if name not in after:
-                    after.add(name)
-                    stack.extend(users.get(name, ()))
+            after = reach([node.name], lambda name: users.get(name, ()))  # ordered after it, through data
             if any(reads(n, var) for n in after):
                 continue
             node.input.remove(edge)
@@ -681,13 +670,8 @@ def _prune_function(func) -> None:
     by_name = {n.name: n for n in func.node_def}
     stack = [r.split(":")[0] for r in list(func.ret.values()) + list(func.control_ret.values())]
     stack += [n.name for n in func.node_def if (op_def_registry.get(n.op) is None or op_def_registry.get(n.op).is_stateful)]
-    seen = set()
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in by_name:
-            continue
-        seen.add(name)
-        stack.extend(i.lstrip("^").split(":")[0] for i in by_name[name].input)
+    seen = reach(stack, lambda name: (i.lstrip("^").split(":")[0] for i in by_name[name].input)
+                 if name in by_name else ())
     if len(seen & set(by_name)) != len(func.node_def):
         _keep_only(func.node_def, lambda n: n.name in seen)
 
