@@ -552,6 +552,7 @@ def drop_loop_accumulators(graph_def) -> int:
     body, the condition's argument, its push), in place; then what only fed them goes. Returns
     how many were taken out. Loops whose functions another loop shares are left as they are."""
     functions = {f.signature.name: f for f in graph_def.library.function}
+    nodes = {n.name: n for n in graph_def.node}
     loops = [n for n in graph_def.node if n.op in _WHILE_OPS]
     used_by = {}
     for n in loops:
@@ -582,7 +583,7 @@ def drop_loop_accumulators(graph_def) -> int:
                     or push_node.input[0] != arg.name or body_reads.get(arg.name) != {push}
                     or push in {r.split(":")[0] for o, r in body.ret.items() if o != body.signature.output_arg[k].name}):
                 continue
-            source = graph_def_node(graph_def, loop.input[k])
+            source = nodes.get(loop.input[k].lstrip("^").split(":")[0])
             if source is None or source.op != "EmptyTensorList":
                 continue
             drop.append(k)
@@ -594,11 +595,6 @@ def drop_loop_accumulators(graph_def) -> int:
     if starts:  # (once, at the end: it rebuilds the node list, which the loops above point into)
         _prune_unread(graph_def, starts)
     return dropped
-
-
-def graph_def_node(graph_def, tensor: str):
-    name = tensor.lstrip("^").split(":")[0]
-    return next((n for n in graph_def.node if n.name == name), None)
 
 
 def _function_reads(func) -> Dict[str, Set[str]]:
