@@ -64,7 +64,9 @@ class Activity:
 
     def planned(self) -> None:
         with self._lock:
-            self._plans.append(time.monotonic())
+            now = time.monotonic()
+            self._owed(now)  # (only the last OWED_SECONDS are kept: plans never followed cannot pile up)
+            self._plans.append(now)
 
     def plan_used(self) -> None:
         with self._lock:
@@ -73,7 +75,9 @@ class Activity:
 
     def download_owed(self, sha256: str) -> None:
         with self._lock:
-            self._downloads[sha256] = time.monotonic()
+            now = time.monotonic()
+            self._owed(now)
+            self._downloads[sha256] = now
 
     def downloaded(self, sha256: str) -> None:
         with self._lock:

@@ -178,3 +178,19 @@ def test_a_deadline_grpc_words_any_way_names_the_timeout_flag():
     server_said = DeadlineExceededError("the freeze outlived the server's --max-call-seconds 60 (Deadline Exceeded)",
                                         "ERROR_REASON_DEADLINE")
     assert "--max-call-seconds" in cli._message(server_said, args)
+
+
+def test_what_commands_owe_a_stopping_server_does_not_pile_up():
+    """Plans never followed by their freeze (a client that stopped, or one that only plans) and
+    downloads never made are forgotten after OWED_SECONDS, not kept for the server's lifetime."""
+    from tffreeze_server import status
+
+    activity = status.Activity()
+    for _ in range(1000):
+        activity.planned()
+        activity.download_owed("ab" * 32)
+    assert len(activity._plans) == 1000 and activity.under_way() == (0, 1001)
+    activity._plans = [t - status.OWED_SECONDS - 1 for t in activity._plans]
+    activity._downloads = {k: t - status.OWED_SECONDS - 1 for k, t in activity._downloads.items()}
+    activity.planned()
+    assert len(activity._plans) == 1 and not activity._downloads
