@@ -562,14 +562,15 @@ def drop_loop_accumulators(graph_def) -> int:
     for node in graph_def.node:
         for i in node.input:
             name, _, index = i.lstrip("^").partition(":")
-            read.setdefault(name, set()).add(int(index) if index and not i.startswith("^") else 0)
+            read.setdefault(name, set()).add(int(index) if index.isdigit() and not i.startswith("^") else 0)
     dropped, starts = 0, []
     for loop in loops:
         body, cond = functions.get(loop.attr["body"].func.name), functions.get(loop.attr["cond"].func.name)
         if body is None or cond is None or used_by[body.signature.name] > 1 or used_by[cond.signature.name] > 1:
             continue
-        if any(i.startswith("^") for i in loop.input) or len(body.signature.input_arg) != len(loop.input):
-            continue
+        if (any(i.startswith("^") for i in loop.input) or len(body.signature.input_arg) != len(loop.input)
+                or len(body.signature.output_arg) != len(loop.input) or len(cond.signature.input_arg) != len(loop.input)):
+            continue  # (a loop not as while_v2 writes them: left as it is)
         body_reads = _function_reads(body)
         cond_reads = _function_reads(cond)
         drop = []
@@ -636,7 +637,7 @@ def _take_out_of_loop(graph_def, loop, body, cond, drop: List[int]) -> None:
     for node in graph_def.node:  # readers of the loop's later results: their new numbers
         for j, i in enumerate(node.input):
             name, _, index = i.partition(":")
-            if name == loop.name and index and int(index) in renumber and renumber[int(index)] != int(index):
+            if name == loop.name and index.isdigit() and renumber.get(int(index), int(index)) != int(index):
                 node.input[j] = "%s:%d" % (name, renumber[int(index)])
     for func in (body, cond):
         n_args = len(func.signature.input_arg)
