@@ -25,7 +25,7 @@ from . import auth, localmode, metrics, sandbox
 from .blobstore import BlobStore
 from .core.spec import ServerLimits
 from .servicer import FreezeServicer
-from .status import ACTIVITY
+from .status import ACTIVITY, HALT_SECONDS
 from .settings import DEFAULT_DRAIN_SECONDS, MAX_MESSAGE_BYTES, ServerSettings
 from . import webguard
 from .webguard import WebGuard
@@ -135,10 +135,14 @@ class Server:
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
         settled = ACTIVITY.settle(deadline, self.cut) if grace > 0 else False
+        if not settled:  # the calls still in flight are told the server stopped, then they end
+            ACTIVITY.halt("a second SIGTERM or SIGINT stopped it at once" if self.cut.is_set()
+                          else "its --drain-seconds of %g s ran out" % grace)
+            ACTIVITY.quiet(time.monotonic() + HALT_SECONDS)
         if self.web is not None:
             self.web.shutdown()
             self.web.server_close()
-        self.grpc_server.stop(max(0.0, deadline - time.monotonic()) if not self.cut.is_set() else 0).wait()
+        self.grpc_server.stop(1.0).wait()  # (every call has ended: the last statuses are sent)
         if self.health_socket is not None:  # it answered NOT_SERVING while the calls drained
             self.health_socket.stop()
         self.pool.close()

@@ -111,8 +111,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "call is DEADLINE_EXCEEDED (default: %(default)s)")
     p.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS, metavar="S",
                    help="on SIGTERM/SIGINT, new commands are refused at once (SERVER_STOPPING) and the commands under way "
-                        "(their calls in flight and the calls they make next) have this long to finish before they "
-                        "are cancelled; a second signal stops at once (default: %(default)s)")
+                        "(their calls in flight and the calls they make next) have this long to finish; then they "
+                        "are stopped and told so (SERVER_STOPPING); a second signal stops at once (default: "
+                        "%(default)s)")
     p.add_argument("--max-graph-file-bytes", type=_size, default=DEFAULT_MAX_GRAPH_FILE_BYTES, metavar="BYTES",
                    help="largest uploaded graph file (.meta, GraphDef, saved_model.pb) the server parses, in bytes or "
                         "with K, M, G; larger is RESOURCE_EXHAUSTED before parsing (default: %(default)s = 1 GiB)")

@@ -177,6 +177,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         def chunks():
             msg = first
             while msg is not None:
+                ACTIVITY.check_halted()
                 metrics.UPLOADED.inc(len(msg.data))
                 yield msg.offset, msg.data
                 msg = next(request_iterator, None)
@@ -259,6 +260,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
 
     def _run(self, kind, request, entries, context, **extra):
         def cancelled():
+            ACTIVITY.check_halted()  # the server stops now: the task is stopped, the call told why
             try:
                 return not context.is_active()
             except NotImplementedError:  # the gRPC-Web adapter: look at the HTTP connection

@@ -16,7 +16,7 @@ from tffreeze_api import errors
 from tffreeze_api.options import FLAGS
 
 from . import metrics
-from .core.errors import MAX_MESSAGE_CHARS, FreezeError, ResourceExhausted, cap_message
+from .core.errors import MAX_MESSAGE_CHARS, FreezeError, ResourceExhausted, Unavailable, cap_message
 from .settings import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("tffreeze.server")
@@ -31,6 +31,7 @@ Status = Tuple[grpc.StatusCode, str, str, Dict[str, str]]
 
 
 OWED_SECONDS = 10.0  # how long a stopping server waits for the next call of a command it is part-way through
+HALT_SECONDS = 12.0  # how long a server that stops now waits for its calls to end (a task's processes take up to 10 s)
 LINGER_SECONDS = 1.0  # ... and for the next call at all (a client's calls follow one another within it)
 
 
@@ -47,6 +48,7 @@ class Activity:
         self.last = time.monotonic()
         self._plans: list = []  # when each plan not yet followed by its freeze/inspect was answered
         self._downloads: Dict[str, float] = {}  # sha256 -> when the freeze that made it ended
+        self.halted = ""  # why the server stops before the calls in flight finished ("": it does not)
 
     def enter(self) -> None:
         with self._lock:
@@ -87,6 +89,33 @@ class Activity:
         self._plans = [t for t in self._plans if now - t < OWED_SECONDS]
         self._downloads = {k: t for k, t in self._downloads.items() if now - t < OWED_SECONDS}
         return len(self._plans) + len(self._downloads)
+
+    def halt(self, why: str) -> None:
+        """The server stops now (``why``: a second signal, the drain ran out): every call in
+        flight, and any call still made, ends with SERVER_STOPPING in words that say so (it
+        used to be cut off by the closing port, and every client then said the server could
+        not be reached, or to check its TLS setting)."""
+        with self._lock:
+            self.halted = why
+            self._changed.notify_all()
+
+    def check_halted(self) -> None:
+        """Raise the stopping server's UNAVAILABLE / SERVER_STOPPING once ``halt`` was called."""
+        why = self.halted
+        if why:
+            raise Unavailable("the tffreeze server stopped before this command finished (%s); nothing of it was "
+                              "kept. Run the command again once the server is back, or on another server" % why,
+                              "ERROR_REASON_SERVER_STOPPING")
+
+    def quiet(self, deadline: float) -> bool:
+        """Wait until no call is in flight; False when ``deadline`` (monotonic) came first."""
+        with self._lock:
+            while self.active:
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                self._changed.wait(min(0.2, deadline - now))
+            return True
 
     def under_way(self) -> Tuple[int, int]:
         """(calls in flight, calls that commands under way still owe)."""
@@ -189,7 +218,12 @@ def _abort(context, exc):
     # set_trailing_metadata + abort is what grpc_status's abort_with_status does,
     # and it also works with the gRPC-Web adapter (whose abort_with_status does not).
     violations = exc.violations if isinstance(exc, FreezeError) else ()
-    context.set_trailing_metadata(((DETAILS_KEY, rich_status(code, message, reason, metadata, violations)),))
+    trailers = ((DETAILS_KEY, rich_status(code, message, reason, metadata, violations)),)
+    if reason == "ERROR_REASON_SERVER_STOPPING":
+        # a client's channel retries an UNAVAILABLE call by itself (its service config): a negative
+        # pushback tells it not to, so it shows this status rather than a refused reconnect
+        trailers += (("grpc-retry-pushback-ms", "-1"),)
+    context.set_trailing_metadata(trailers)
     context.abort(code, message)
 
 
@@ -214,6 +248,7 @@ def mapped(method):
     def wrapper(self, request, context):
         ACTIVITY.enter()
         try:
+            ACTIVITY.check_halted()
             response = _bounded(method, method(self, request, context))
         except Exception as exc:  # noqa: BLE001 - every error is mapped, none escapes raw
             _count(method, exc, context)
@@ -233,9 +268,11 @@ def mapped_stream(method):
     def wrapper(self, request, context):
         ACTIVITY.enter()
         try:
+            ACTIVITY.check_halted()
             answers = method(self, request, context)
             try:
                 for response in answers:
+                    ACTIVITY.check_halted()
                     yield _bounded(method, response)
             finally:
                 answers.close()  # as `yield from` would: the call cancelled, the handler's cleanup runs now
@@ -256,4 +293,4 @@ def _is_abort(exc) -> bool:
     return isinstance(exc, grpc.RpcError) or (type(exc) is Exception and not exc.args)
 
 
-__all__ = ["ACTIVITY", "to_status", "rich_status", "trailer_message", "answer_too_large", "mapped", "mapped_stream"]
+__all__ = ["ACTIVITY", "HALT_SECONDS", "to_status", "rich_status", "trailer_message", "answer_too_large", "mapped", "mapped_stream"]

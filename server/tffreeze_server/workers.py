@@ -627,6 +627,8 @@ class WorkerPool:
                 yield from self._attempt(kind, payload, check, stage, stage_limits, in_stage)
                 return
             except _WorkerLost as lost:
+                if attempt < _RETRIES:
+                    check()  # a call cancelled, or a server stopping, is not retried
                 # The warm worker died while its task ran. The task runs in a process of its
                 # own that cannot signal the worker (another PID namespace), so the death came
                 # from outside the call (an operator, the system): retried once on a healthy
