@@ -24,7 +24,7 @@ import re
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from .evidence import WEIGHT_STRUCTURE, Claim, Evidence, Rule
-from .graph import node_of, reach, tensor_name
+from .graph import node_of, output_shape_proto, reach, tensor_name
 from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, COMPARISON_OPS as _COMPARISON_OPS,
                       DECISION_OPS as _DECISION_OPS,
                       DATA_SOURCE_OPS, ELEMENTWISE_LAYER_OPS as _ELEMENTWISE_LAYER_OPS, HEAD_OPS, LAYER_OPS,
@@ -35,6 +35,8 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
 # Ops whose outputs hold values of their input (a selection, a reshape): what carries a tensor's values on.
 _CARRY_OPS = _VIEW_OPS | frozenset({"Gather", "GatherV2", "GatherNd", "TopKV2", "TopK", "ConcatV2", "Pack",
                                     "BatchGather", "CombinedNonMaxSuppression", "NonMaxSuppressionV5"})
+# Elementwise maps that keep every value (log-probabilities to probabilities): the values carried on.
+_ONE_TO_ONE_OPS = frozenset({"Exp", "Log", "Neg", "Expm1", "Log1p"})
 # A log a loss takes of the model's output, and the constant offsets and clips it puts around it first.
 _LOG_OPS = frozenset({"Log", "Log1p"})
 _OFFSET_OPS = frozenset({"Add", "AddV2", "Sub", "Maximum", "Minimum", "ClipByValue", "Identity"})
@@ -165,6 +167,7 @@ class Structure:
         self.layers = {n for n in self.order if self.is_layer(n)}
         self.extra_losses = [n for n in loss_names if n in self.by_name]
         self.seeds: Dict[str, List[str]] = {}  # loss -> its gradient seeds (filled by losses())
+        self.uncalibrated: Dict[str, Tuple[List[str], List[str]]] = {}  # prediction -> (heads left out, heads kept)
 
     # -- basic relations -------------------------------------------------------------
     def _forward(self, roots: Iterable[str], allowed=None) -> Set[str]:
@@ -881,7 +884,23 @@ class Structure:
                 heads.append(t)
         # a head whose values another head carries on (the softmax a top-k selects its values from) is a
         # step, not an end; one another head only decides from (an argmax of the probabilities) stays
-        return [h for h in heads if not any(o != h and self.carries(node_of(h), node_of(o)) for o in heads)]
+        heads = [h for h in heads if not any(o != h and self.carries(node_of(h), node_of(o)) for o in heads)]
+        before = self.before_calibration(heads)
+        if before:
+            self.uncalibrated[tensor] = (before, [h for h in heads if h not in before])
+        return [h for h in heads if h not in before]
+
+    def before_calibration(self, heads: List[str]) -> List[str]:
+        """Of the heads of one prediction, those computed without variables another head computes
+        with (a softmax of the logits beside the softmax of the logits over a learned temperature):
+        the model before the step those variables add; the heads with every variable are the model."""
+        bits = {h: self.var_bits[node_of(h)] for h in heads}
+        full = 0
+        for b in bits.values():
+            full |= b
+        if not any(b == full for b in bits.values()):
+            return []  # (heads with variables of their own each: none is the others' calibration)
+        return [h for h in heads if bits[h] != full]
 
     def carries(self, source: str, end: str) -> bool:
         """``end`` holds values of ``source``: reached from it only through selections and
@@ -897,6 +916,13 @@ class Structure:
                 seen.add(u)
                 stack.append(u)
         return False
+
+    def computes_on(self, source: str, end: str, allowed) -> bool:
+        """``end`` is computed on from ``source``'s values (through ``allowed`` nodes), not from a
+        decision about them (an argmax, a comparison): a head an end adds to, multiplies or
+        exponentiates (a factor of a joint log-probability) is a step of the computation."""
+        stop = _COMPARISON_OPS | {"ArgMax", "ArgMin"}
+        return end in self._forward([source], lambda u: allowed(u) and self.by_name[u].op not in stop)
 
     def evaluated_ends(self, label_mask: int, in_loss: Set[str], training: Set[str]) -> List[str]:
         """Tensors of the model that metrics compare with the labels outside the losses and
@@ -979,16 +1005,33 @@ def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
         ends = [n for n in s.order if n in after and n in sinks and n != node_of(p)
                 and not any(_loop_internal(s, u) or s.by_name[u].op in _SHAPE_READ_OPS for u in s.users.get(n, ()))
                 and not unused_control_flow(s.by_name[n])]
-        ends = list(dict.fromkeys(_past_exploration(s, n) for n in ends))
+        ends = list(dict.fromkeys(_past_exploration(s, n) for n in ends if not _batch_statistic(s, n)))
         # what a metric reads that a head or a selection of it carries on to another end (the logits
         # an eval loss reads, whose softmax's top-k is the end) is a step of the computation, not an end
         ends = [n for n in ends if n not in evaluated or n in sinks - set(evaluated) or not any(
-            e != n and e in s._forward([n], lambda u: s.by_name[u].op in HEAD_OPS | _CARRY_OPS | _ALIAS_OPS)
+            e != n and e in s._forward([n], lambda u: s.by_name[u].op in HEAD_OPS | _CARRY_OPS | _ALIAS_OPS | _ONE_TO_ONE_OPS)
             for e in ends)]
         if not ends or all(_head_of_prediction(s, n, node_of(p)) for n in ends):
             continue
         out[p] = [t for n in ends for t in all_outputs(s.by_name[n])]
     return out
+
+
+def _batch_statistic(s: Structure, name: str) -> bool:
+    """A reduction of a batch of values to one number (a mean PSNR, an average error): the
+    graph recorded it as a scalar computed from a tensor with axes. One number for the whole
+    batch is a statistic of the evaluation, never an example's prediction."""
+    node = s.by_name[name]
+    if node.op not in _BATCH_REDUCTIONS or not s.data_inputs[name]:
+        return False
+    out, given = output_shape_proto(node, 0), s.by_name.get(node_of(s.data_inputs[name][0]))
+    src = output_shape_proto(given, int(s.data_inputs[name][0].split(":")[1]) if ":" in s.data_inputs[name][0]
+                             else 0) if given is not None else None
+    return (out is not None and not out.unknown_rank and not out.dim
+            and src is not None and (src.unknown_rank or len(src.dim) > 0))
+
+
+_BATCH_REDUCTIONS = frozenset({"Mean", "Sum", "Max", "Min", "Prod", "EuclideanNorm"})
 
 
 def _past_exploration(s: Structure, name: str) -> str:

@@ -18,7 +18,7 @@ from .evidence import (LABELLED_CLAIMS, PREDICTION_CLAIMS, WEIGHT_AGAINST, WEIGH
                        WEIGHT_STRUCTURE, Board, Claim, Evidence, rule)
 from .graph import node_of, reach, tensor_name
 from .heads import GRADIENT_SCOPE, LOGITS_AND_LABELS_OPS, MATRIX_PRODUCT_OPS, REFINE_PRINCIPLES, Structure, computed_targets_apart, head_op, post_processing
-from .oproles import ALIAS_OPS, HEAD_OPS
+from .oproles import ALIAS_OPS, HEAD_OPS, VIEW_OPS, is_random, is_stateful
 
 
 @dataclass
@@ -113,7 +113,32 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
             for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
                 add(_with_loss(e, "%s (the loss %s reads no labels)" % (e.why, y), y))
     found = _not_reshapes_of_others(s, found)
-    return found + _regularizers(f, found) + _compared_heads(f, found)
+    return found + _regularizers(f, found) + _unreferenced_terms(f, found) + _compared_heads(f, found)
+
+
+def _unreferenced_terms(f: Facts, found: List[Evidence]) -> List[Evidence]:
+    """A loss with no labels that compares a tensor of the model with the data itself, as given
+    (a reconstruction with its input), has that data for its reference: a tensor it reads only
+    for terms that meet no reference (a rate under a learned density, a prior) is loss arithmetic,
+    as a penalty beside a labelled loss is, when only the loss reads it."""
+    s = f.s
+    if f.label_mask:
+        return []
+    data = 0
+    for k, n in enumerate(s.sources):
+        data |= 1 << k
+    tensors = [e.tensor for e in found if e.claim in (Claim.PREDICTION, Claim.LOSS_INPUT)]
+    compared = [t for t in tensors if s.meets_labels(t, f.in_loss, data)]
+    if not compared:
+        return []
+    out = []
+    for t in tensors:
+        if t in compared or any(u not in f.in_loss and u not in s.excluded for u in s.users.get(node_of(t), ())):
+            continue
+        out.append(Evidence(t, Claim.REGULARIZER, WEIGHT_AGAINST, "loss arithmetic left out: the loss compares %s "
+                            "with the data it is computed from, and %s with nothing (a rate or prior term)"
+                            % (compared[0], t), (node_of(compared[0]),)))
+    return out
 
 
 def _not_reshapes_of_others(s: Structure, found: List[Evidence]) -> List[Evidence]:
@@ -286,10 +311,8 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     downstream = s._forward([node_of(p) for p in preds])
     trained = _all_trained(f)
     own_layers = s.layers - f.in_loss
-    read_by_loss = 0
-    for y in f.losses:
-        read_by_loss |= s.var_bits[y]
-    untrained = {n for n in own_layers if trained != -1 and not s.own_vars(n) & (trained | read_by_loss)}
+    learned = _learned(f) | s._moving_averages() if trained != -1 else -1
+    untrained = {n for n in own_layers if trained != -1 and not s.own_vars(n) & learned}
     # One forward pass (linear in the graph): what layers outside the loss's inputs compute.
     after_own_layers = s._forward(own_layers - untrained, lambda n: n not in f.in_loss)
     after_untrained = s._forward(untrained, lambda n: n not in f.in_loss)
@@ -298,6 +321,8 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
              and not f.unused_control_flow(s.by_name[n])]
     branches = [n + ":0" for n in sinks if n in after_own_layers and n not in after_untrained]
     before, branches = _before_adaptation(f, preds, branches)
+    before += _sampled(f, branches)
+    branches = [b for b in branches if b not in {e.tensor for e in before}]
     out = [Evidence(n + ":0", Claim.UNTRAINED_BRANCH, WEIGHT_AGAINST,
                     "left out: %s is computed by layers no optimizer trains (%s); name it in options.outputs to keep it"
                     % (n, ", ".join(sorted(untrained & s.upstream([n]))[:3])), tuple(sorted(untrained & s.upstream([n]))[:3]))
@@ -314,8 +339,31 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     out += [Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "a training-time prediction: the graph has an inference "
                      "branch (%s) computing with its variables" % ", ".join(branches[:3]),
                      tuple(node_of(b) for b in branches[:3]))
-            for p in preds if not s.var_bits[node_of(p)] & ~computes_with or p not in labelled]
+            for p in preds if not s.var_bits[node_of(p)] & ~computes_with or p not in labelled
+            or (s.var_bits[node_of(p)] & computes_with and not any(_draws(s, b) for b in branches) and _draws(s, p))]
     return out
+
+
+def _learned(f: Facts) -> int:
+    """The variables a loss computes with together with data: what its gradients teach. A
+    variable the loss reads only on its own (a weight penalty's l2_loss) is pulled towards zero,
+    never taught by an example: a layer applying only such weights (a layer whose output no
+    other layer reads, kept in the graph by the code that builds it) is no trained branch."""
+    s = f.s
+    mask = 0
+    for n in f.in_loss:
+        if s.bits.get(n):
+            for i in s.data_inputs.get(n, ()):
+                m = node_of(i)
+                # weights applied to the data (read, or computed from variables: a sampled weight), not a
+                # penalty reduced from them (an l2_loss, a KL term) that the loss adds to the data's terms
+                if s.is_weight(m) and not any(s.by_name[u].op in _PENALTY_REDUCTIONS for u in reach(
+                        [m], lambda x: (node_of(j) for j in s.data_inputs.get(x, ()) if s.is_weight(node_of(j))))):
+                    mask |= s.var_bits[m]
+    return mask
+
+
+_PENALTY_REDUCTIONS = frozenset({"L2Loss", "Sum", "Mean", "Prod", "Max", "Min", "AddN"})
 
 
 def _one_computation(s: Structure, branches: List[str]) -> List[Evidence]:
@@ -359,6 +407,47 @@ def _before_adaptation(f: Facts, preds: List[str], branches: List[str]) -> Tuple
              for b in before], [b for b in branches if b not in before])
 
 
+def _sampled(f: Facts, branches: List[str]) -> List[Evidence]:
+    """Of inference branches computing with the same weights, one that draws random numbers no
+    input switches off (an average over sampled latents) estimates what the other computes
+    without drawing (the decoder of the mean): the deterministic one is the prediction a caller
+    can rely on; the sampled one is an evaluation's estimate."""
+    s = f.s
+    if len(branches) < 2:
+        return []
+    drawn = {b: _draws(s, b) for b in branches}
+    drawn = {b: ops for b, ops in drawn.items() if ops}
+    steady = [b for b in branches if b not in drawn]
+    if not drawn or not steady:
+        return []
+    weights = 0
+    for b in steady:
+        weights |= s.var_bits[node_of(b)]
+    return [Evidence(b, Claim.UNTRAINED_BRANCH, WEIGHT_AGAINST, "left out: %s draws random numbers (%s) that %s, "
+                     "computed with the same weights, does without: a sampled estimate of a deterministic "
+                     "prediction; name it in options.outputs to keep it" % (b, drawn[b][0], steady[0]),
+                     (node_of(steady[0]),))
+            for b in drawn if s.var_bits[node_of(b)] & weights]
+
+
+def _draws(s: Structure, tensor: str) -> List[str]:
+    """The random draws ``tensor`` is computed from that no input switches off: not one inside a
+    cond a flag decides, nor one a rate or keep probability scales away (a dropout's)."""
+    scalar = 0  # the inputs a switch is fed by: a training flag, a dropout's keep probability
+    for k, n in enumerate(s.sources):
+        shape = s.by_name[n].attr["shape"].shape if "shape" in s.by_name[n].attr else None
+        if shape is not None and not shape.unknown_rank and not shape.dim:
+            scalar |= 1 << k
+
+    def switched(n):
+        if s.bits[n] & scalar:
+            return True
+        return any(s.bits[node_of(i)] & scalar for u in s.users.get(n, ()) for i in s.data_inputs[u]
+                   if node_of(i) != n)
+    return sorted(n for n in s.upstream([node_of(tensor)])
+                  if is_random(s.by_name[n].op) and is_stateful(s.by_name[n].op) and not switched(n))
+
+
 def _taps(s: Structure, branches: List[str]) -> List[Evidence]:
     """An end of an inference computation that another end computes on from with layers of its
     own (a feature extractor's representation, beside the projection the same function also
@@ -394,7 +483,9 @@ def _all_trained(f: Facts) -> int:
       "of networks trained by optimizers with no variable in common, one that computes a prediction from another's "
       "output, while the other computes none from it (a GAN's discriminator scoring the generator's samples, a "
       "domain critic reading the features), is that network's critic, a training aid; what a critic scores inside "
-      "the model it scores, when the model computes its predictions on from it (the features), is no output either")
+      "the model it scores, when the model computes its predictions on from it (the features), is no output either; "
+      "one compared with the labels the other is compared with (a temperature fitted to the logits) is not its "
+      "critic but its next stage, whose prediction supersedes the other's")
 def critic_networks(f: Facts, board: Board) -> List[Evidence]:
     s, preds = f.s, predictions(board)
     networks = _disjoint_networks({s.trained_mask(e.loss) for e in preds})
@@ -404,8 +495,22 @@ def critic_networks(f: Facts, board: Board) -> List[Evidence]:
 
     def reads(g, h):  # a prediction of g is computed from what network h computes
         return any(s.var_bits[node_of(e.tensor)] & h for e in own[g])
-    critics = {g for g in networks for h in networks if g != h and reads(g, h) and not reads(h, g)}
-    out = [Evidence(e.tensor, Claim.CRITIC, WEIGHT_AGAINST, "left out: %s is computed by a network trained apart "
+
+    def labels(g):
+        mask = 0
+        for e in own[g]:
+            mask |= s.compared_labels(e.tensor, f.in_loss, f.label_mask)
+        return mask
+    pairs = [(g, h) for g in networks for h in networks if g != h and reads(g, h) and not reads(h, g)]
+    # a network that compares what it computes from another's output with the labels that other is
+    # compared with (a temperature fitted to the classifier's logits) is its next stage, not its critic
+    stages = [(g, h) for g, h in pairs if labels(g) and not labels(g) & ~labels(h)]
+    critics = {g for g, h in pairs if (g, h) not in stages}
+    out = [Evidence(e.tensor, Claim.SUPERSEDED, WEIGHT_AGAINST, "the model before its next stage: %s is computed "
+                    "from it by a network trained apart (the loss %s) against the same labels (a calibration)"
+                    % (own[g][0].tensor, own[g][0].loss), (node_of(own[g][0].tensor),))
+           for g, h in stages for e in own[h]]
+    out += [Evidence(e.tensor, Claim.CRITIC, WEIGHT_AGAINST, "left out: %s is computed by a network trained apart "
                     "(the loss %s) from another network's output, which it scores" % (e.tensor, e.loss), (e.loss,),
                     loss=e.loss)
            for g in critics for e in own[g]]
@@ -527,13 +632,43 @@ def inference_ends(f: Facts, board: Board) -> List[Evidence]:
                                 % ("score" if p in scores else "prediction head (%s)" % head_op(s, node_of(p)),
                                    ", ".join(ends[:3])), (node_of(p),), follows=p))
         for h in s.heads_after(p, f.label_mask, f.loss_scopes, f.loss_values):
-            if h not in ends and not any(s.carries(node_of(h), node_of(t)) for t in ends):
+            if h not in ends and not any(s.carries(node_of(h), node_of(t)) or s.computes_on(node_of(h), node_of(t), allowed)
+                                         for t in ends):
                 out.append(Evidence(h, Claim.INFERENCE_END, WEIGHT_HEAD, "prediction head (%s) computed from %s, which "
                                     "the inference computation decides from (%s) without carrying its values on"
                                     % (s.by_name[node_of(h)].op, p, ", ".join(ends[:3])), (node_of(p),), follows=p))
         out.append(Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "the inference computation goes on after it (to "
                             "%s)" % ", ".join(ends[:3]), tuple(node_of(t) for t in ends[:3])))
+        out += _heads_of_a_part(s, [e.tensor for e in out if e.claim is Claim.INFERENCE_END and e.follows == p])
     return out
+
+
+def _heads_of_a_part(s: Structure, ends: List[str]) -> List[Evidence]:
+    """Two ends that are one head (a softmax) of the prediction and of a part of it (its last
+    position, one slice): the whole and the part are each a deployment (every position's
+    distribution, or the next one's), and the graph does not say which; the part is listed first."""
+    def base(t):
+        node = s.by_name[node_of(t)]
+        return node_of(s.data_inputs[node.name][0]) if node.op in HEAD_OPS and s.data_inputs[node.name] else None
+
+    for part in ends:
+        b = base(part)
+        if b is None:
+            continue
+        n = b
+        for _ in range(8):
+            if s.by_name[n].op not in VIEW_OPS or not s.data_inputs[n]:
+                break
+            n = node_of(s.data_inputs[n][0])
+            whole = [t for t in ends if t != part and base(t) == n and s.by_name[node_of(t)].op == s.by_name[
+                node_of(part)].op]
+            if whole and any(s.by_name[x].op not in ALIAS_OPS for x in s.upstream([b]) - s.upstream([n])):
+                listed = [part] + [t for t in ends if t != part]
+                return [Evidence(t, Claim.ONE_COMPUTATION, WEIGHT_OPEN, "%s is the same head (%s) of a part of what "
+                                 "%s is computed from: the whole and the part are each a deployment, and the graph "
+                                 "does not say which" % (part, s.by_name[node_of(part)].op, whole[0]),
+                                 (node_of(whole[0]),)) for t in listed]
+    return []
 
 
 def _thresholds(s: Structure, score: str, ends: List[str]) -> bool:
@@ -549,13 +684,20 @@ def _thresholds(s: Structure, score: str, ends: List[str]) -> bool:
 @rule("heads-after-prediction",
       "softmax, sigmoid, log-softmax, argmax and top-k computed from a prediction without labels, outside training "
       "and metrics, are heads of the model (through the reshapes that finish them); a head a metric compares "
-      "with the labels is the output the training evaluates, and the tensor it is computed from is not")
+      "with the labels is the output the training evaluates, and the tensor it is computed from is not; of heads "
+      "of one prediction, those computed without variables another computes with (a learned temperature) are "
+      "the model before that calibration")
 def heads_after_prediction(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
     out: List[Evidence] = []
     for e in predictions(board):
         p = e.tensor
         following = s.heads_after(p, f.label_mask, f.loss_scopes, f.loss_values)
+        before, kept = s.uncalibrated.get(p, ([], []))
+        out += [Evidence(h, Claim.UNTRAINED_BRANCH, WEIGHT_AGAINST, "left out: %s is computed from %s without "
+                         "variables %s also computes with (a calibration, such as a learned temperature): the "
+                         "model before that step; name it in options.outputs to keep it" % (h, p, kept[0]),
+                         (node_of(kept[0]),)) for h in before]
         evaluated = [(h, m) for h in following for m in [s.evaluated_by(h, f.label_mask, f.in_loss, f.training)] if m]
         if evaluated:
             out += [Evidence(h, Claim.EVALUATED, WEIGHT_HEAD, _evaluated_why(f, m), (node_of(p), m), follows=p)
@@ -661,9 +803,9 @@ def _recomputed(board: Board) -> Set[str]:
 
 
 def predictions(board: Board) -> List[Evidence]:
-    """The predictions left standing: neither replicas, auxiliary heads, loss arithmetic nor
-    the logits of a head the loss compares too."""
-    headed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule == loss_meets_model.name}
+    """The predictions left standing: neither replicas, auxiliary heads, loss arithmetic, the
+    logits of a head the loss compares too, nor a model its next stage calibrates."""
+    headed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule in (loss_meets_model.name, critic_networks.name)}
     return [e for e in _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER, Claim.CRITIC)
             if e.tensor not in headed]
 
@@ -707,7 +849,9 @@ def decide(board: Board) -> Decision:
     stands or several separately trained networks hold them (then they are candidates)."""
     d = Decision(board=board)
     d.warnings = ([e.why for e in board.of(Claim.AUXILIARY)] + [e.why for e in board.of(Claim.REPLICA)]
-                  + [e.why for e in board.of(Claim.CRITIC)])
+                  + [e.why for e in board.of(Claim.CRITIC)]
+                  + ["%s left out: %s" % (e.tensor, e.why) for e in board.of(Claim.SUPERSEDED)
+                     if e.rule == critic_networks.name])
     standing = predictions(board)
     branches = board.of(Claim.INFERENCE_BRANCH)
     d.warnings += [e.why for e in board.of(Claim.UNTRAINED_BRANCH)]
