@@ -829,6 +829,86 @@ def test_the_features_a_domain_critic_scores_are_no_output():
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["probs:0"]
 
 
+def _info_gan():
+    """A generator of noise and a code; a discriminator's trunk shared with a code-predicting head
+    (Q). The discriminator's optimizer trains the trunk and its head; the mutual-information loss
+    trains generator, trunk and Q together, so no two networks are trained apart. Q is also applied
+    to real images for evaluation (no loss reads it)."""
+    z = tf1.placeholder(tf.float32, [None, 4], name="z")
+    code = tf1.placeholder(tf.float32, [None, 2], name="code")
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    with tf1.variable_scope("gen"):
+        sample = tf.tanh(_dense(tf.nn.relu(_dense(tf.concat([z, code], 1), 8, "fc")), 6, "out"), name="sample")
+
+    def trunk(t):
+        with tf1.variable_scope("trunk", reuse=tf1.AUTO_REUSE):
+            return tf.nn.leaky_relu(_dense(t, 8, "fc"))
+
+    def head(t, name, units):
+        with tf1.variable_scope(name, reuse=tf1.AUTO_REUSE):
+            return _dense(t, units, "out")
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    d_real, d_fake = head(trunk(x), "disc", 1), head(trunk(sample), "disc", 1)
+    d_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_real), logits=d_real) + bce(labels=tf.zeros_like(d_fake),
+                                                                                   logits=d_fake), name="d_loss")
+    g_loss = tf.reduce_mean(bce(labels=tf.ones_like(d_fake), logits=d_fake), name="g_loss")
+    q_loss = tf.reduce_mean(tf.square(head(trunk(sample), "q", 2) - code), name="q_loss")
+    tf.identity(head(trunk(x), "q", 2), name="q_on_real")
+    variables = {s: tf1.trainable_variables(s) for s in ("gen", "trunk", "disc", "q")}
+    tf1.train.AdamOptimizer(1e-3).minimize(d_loss, var_list=variables["trunk"] + variables["disc"])
+    tf1.train.AdamOptimizer(1e-3).minimize(g_loss, var_list=variables["gen"])
+    tf1.train.AdamOptimizer(1e-3).minimize(q_loss, var_list=variables["gen"] + variables["trunk"] + variables["q"])
+
+
+def test_what_a_network_feeds_where_another_reads_data_is_a_generated_sample():
+    meta = _meta(_info_gan)
+    assert _claims(meta, "generated-samples").get("gen/sample:0") is Claim.GENERATED
+    res = resolve.resolve(meta, [], [])
+    assert [t for t, _ in res.outputs] == ["gen/sample:0"], res.outputs
+    assert any("generated sample" in w for w in res.warnings), res.warnings
+
+
+def _actor_critic_on_replayed_actions():
+    """A deterministic policy gradient: a critic scores (state, action) pairs, the replayed ones in
+    its own loss and the actor's in the actor's loss, which trains the actor only."""
+    state = tf1.placeholder(tf.float32, [None, 4], name="state")
+    action = tf1.placeholder(tf.float32, [None, 2], name="action")
+    target_q = tf1.placeholder(tf.float32, [None, 1], name="target_q")
+    with tf1.variable_scope("actor"):
+        act = tf.tanh(_dense(tf.nn.relu(_dense(state, 8, "fc")), 2, "out"), name="act")
+
+    def critic(a):
+        with tf1.variable_scope("critic", reuse=tf1.AUTO_REUSE):
+            return _dense(tf.nn.relu(_dense(tf.concat([state, a], 1), 8, "fc")), 1, "q")
+    critic_loss = tf.reduce_mean(tf.square(critic(action) - target_q), name="critic_loss")
+    actor_loss = tf.negative(tf.reduce_mean(critic(act)), name="actor_loss")
+    tf1.train.AdamOptimizer(1e-3).minimize(critic_loss, var_list=tf1.trainable_variables("critic"))
+    tf1.train.AdamOptimizer(1e-3).minimize(actor_loss, var_list=tf1.trainable_variables("actor"))
+
+
+def test_an_action_a_critic_scores_beside_replayed_ones_is_generated():
+    meta = _meta(_actor_critic_on_replayed_actions)
+    assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["actor/act:0"]
+
+
+def _one_model_applied_twice():
+    """One objective trains a network applied to the data and to its own earlier output (two steps
+    of a refinement): the same weights, no critic."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    y = tf1.placeholder(tf.float32, [None, 3], name="y")
+    first = _dense(x, 3, "first")
+    with tf1.variable_scope("refine", reuse=tf1.AUTO_REUSE):
+        w = tf1.get_variable("w", [3, 3])
+    step1 = tf.matmul(x, w)
+    step2 = tf.matmul(first, w, name="refined")
+    loss = tf.reduce_mean(tf.square(step2 - y) + tf.square(step1 - y), name="loss")
+    tf1.train.AdamOptimizer(1e-3).minimize(loss)
+
+
+def test_a_network_one_objective_trains_applied_twice_generates_nothing():
+    assert not _claims(_meta(_one_model_applied_twice), "generated-samples")
+
+
 def _small_head_of_other_labels():
     """A big regression head and a small classifier off the same trunk, each of its own labels:
     two tasks, not a training aid (deep supervision compares one target twice)."""

@@ -220,7 +220,8 @@ def _reject_training(graph_def, named: bool = False, warnings: Optional[List[str
                 % ", ".join("%s=false" % n for n in names[:3]) if names else
                 "The graph was built with training-mode batch norm fixed (e.g. is_training=True as a python "
                 "bool): rebuild the model with is_training=False and save its graph with this checkpoint, "
-                "or choose other outputs.")
+                "or choose other outputs. A model that runs on batch statistics by design (as a pix2pix "
+                "generator does) is frozen as it is when its outputs are named (options.outputs).")
         raise FailedPrecondition(
             "batch norm in training mode (batch statistics) is still needed by the outputs: %s. %s"
             % (", ".join(bn[:10]), hint), "ERROR_REASON_TRAINING_OP_NEEDED", nodes=",".join(bn[:20]))

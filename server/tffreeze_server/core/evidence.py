@@ -32,6 +32,7 @@ class Claim(enum.Enum):
     HEAD = "a head computed from a prediction"
     INFERENCE_END = "an end of the inference computation after a prediction"
     INFERENCE_BRANCH = "computed with the trained weights by layers no loss reads"
+    GENERATED = "what a network computes in place of data another network reads as given"
     # -- found from the graph's sinks (graphs without a loss) --
     SINK = "nothing reads it"
     LOOSE_END = "an unused loop or cond result"

@@ -1005,7 +1005,7 @@ def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
         ends = [n for n in s.order if n in after and n in sinks and n != node_of(p)
                 and not any(_loop_internal(s, u) or s.by_name[u].op in _SHAPE_READ_OPS for u in s.users.get(n, ()))
                 and not unused_control_flow(s.by_name[n])]
-        ends = list(dict.fromkeys(_past_exploration(s, n) for n in ends if not _batch_statistic(s, n)))
+        ends = list(dict.fromkeys(_past_exploration(s, n) for n in ends if not batch_statistic(s, n)))
         # what a metric reads that a head or a selection of it carries on to another end (the logits
         # an eval loss reads, whose softmax's top-k is the end) is a step of the computation, not an end
         ends = [n for n in ends if n not in evaluated or n in sinks - set(evaluated) or not any(
@@ -1017,7 +1017,7 @@ def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
     return out
 
 
-def _batch_statistic(s: Structure, name: str) -> bool:
+def batch_statistic(s: Structure, name: str) -> bool:
     """A reduction of a batch of values to one number (a mean PSNR, an average error): the
     graph recorded it as a scalar computed from a tensor with axes. One number for the whole
     batch is a statistic of the evaluation, never an example's prediction."""

@@ -12,12 +12,12 @@ the graph does not decide). No rule knows a framework, a model kind or a layer n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .evidence import (LABELLED_CLAIMS, PREDICTION_CLAIMS, WEIGHT_AGAINST, WEIGHT_HEAD, WEIGHT_OPEN,
                        WEIGHT_STRUCTURE, Board, Claim, Evidence, rule)
 from .graph import node_of, reach, tensor_name
-from .heads import GRADIENT_SCOPE, LOGITS_AND_LABELS_OPS, MATRIX_PRODUCT_OPS, REFINE_PRINCIPLES, Structure, computed_targets_apart, head_op, post_processing
+from .heads import GRADIENT_SCOPE, batch_statistic, LOGITS_AND_LABELS_OPS, MATRIX_PRODUCT_OPS, REFINE_PRINCIPLES, Structure, computed_targets_apart, head_op, post_processing
 from .oproles import ALIAS_OPS, HEAD_OPS, VIEW_OPS, is_random, is_stateful
 
 
@@ -79,7 +79,8 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
     s, found = f.s, []
 
     def add(record: Evidence) -> None:
-        if record.tensor not in [e.tensor for e in found]:
+        # (one number reduced from a batch, a loss term an average tracks, is no example's prediction)
+        if record.tensor not in [e.tensor for e in found] and not batch_statistic(s, node_of(record.tensor)):
             found.append(record)
     for y in f.losses:
         trained = s.trained_mask(y)
@@ -317,7 +318,7 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     after_own_layers = s._forward(own_layers - untrained, lambda n: n not in f.in_loss)
     after_untrained = s._forward(untrained, lambda n: n not in f.in_loss)
     sinks = [n for n in s.effective_sinks(f.training) + s.evaluated_ends(f.label_mask, f.in_loss, f.training)
-             if n not in downstream and s.is_activation(n) and not s.bits[n] & f.label_mask
+             if n not in downstream and s.is_activation(n) and not s.bits[n] & f.label_mask and not batch_statistic(s, n)
              and not f.unused_control_flow(s.by_name[n])]
     branches = [n + ":0" for n in sinks if n in after_own_layers and n not in after_untrained]
     before, branches = _before_adaptation(f, preds, branches)
@@ -477,6 +478,104 @@ def _all_trained(f: Facts) -> int:
             return -1
         mask |= m
     return mask
+
+
+@rule("generated-samples",
+      "what one network computes and feeds to another network where that network also reads data as given (a "
+      "generator's samples beside the real images a discriminator scores, an actor's action beside the replayed one "
+      "a critic scores) is what the first network is deployed for: its output; the network reading both, and all "
+      "it computes, serve the training")
+def generated_samples(f: Facts, board: Board) -> List[Evidence]:
+    s = f.s
+    applied: Dict[int, List[str]] = {}  # a layer's weights -> the layers applying them
+    for n in s.order:
+        if n in s.layers and n not in f.training and n not in s.excluded:
+            w = s.own_vars(n)
+            if w:
+                applied.setdefault(w, []).append(n)
+    found: Dict[str, Tuple[str, str]] = {}  # a generated sample -> (the layer reading it, the one reading data)
+    critic = 0  # the variables of the networks that read both
+    trained = _all_trained(f)
+    masks = [s.trained_mask(y) for y in f.losses]
+    moving = s._moving_averages()  # (every loss's mask holds them: no optimizer trains them)
+    for w, layers in applied.items():
+        if len(layers) < 2 or trained == -1 or not w & trained:
+            continue  # (a fixed network scoring the output beside its target is the loss's: scored-by-fixed-network)
+        fed = {l: [i for i in s.data_inputs[l] if not s.is_weight(node_of(i))] for l in layers}
+        given = [l for l in layers if fed[l] and all(not s.var_bits[node_of(i)] and s.bits[node_of(i)] for i in fed[l])]
+        if not given:
+            continue
+        data = 0
+        for l in given:
+            for i in fed[l]:
+                data |= s.bits[node_of(i)]
+        for l in layers:
+            if l in given:
+                continue
+            for i in fed[l]:
+                v = s.var_bits[node_of(i)]
+                if not v or v & w or node_of(i) in f.training:
+                    continue
+                if not any(m & w and not m & v & ~moving for m in masks):
+                    continue  # one objective trains both: one model applying its weights twice, not a critic
+                samples = _samples_in(s, i)
+                beside = 0  # what the sample is fed with (the condition a pix2pix critic also reads)
+                assembled = s.by_name[node_of(i)].op in ("ConcatV2", "Concat", "Pack")
+                for j in s.data_inputs[node_of(i)] if assembled else ():
+                    if tensor_name(j) not in samples:
+                        beside |= s.bits[node_of(j)]
+                for t in samples:
+                    if s.bits[node_of(t)] & data & ~beside:
+                        continue  # computed from the very data it stands in for (an interpolate of real and fake)
+                    if t not in found:
+                        found[t] = (l, given[0])
+                        for m in masks:
+                            if m & w and not m & v & ~moving:
+                                critic |= m & ~moving
+    # a sample that is also what a loss compares with labels, or what the model computes such a prediction on
+    # from (features a domain critic scores), is the model's own computation: the other rules answer for it
+    labelled = [e.tensor for e in board.of(Claim.PREDICTION)]
+    found = {t: v for t, v in found.items()
+             if not any(node_of(t) in s.upstream([_unaliased(s, node_of(p))]) or _unaliased(s, node_of(t)) ==
+                        _unaliased(s, node_of(p)) for p in labelled)}
+    if not found:
+        return []
+    out: List[Evidence] = []
+
+    def allowed(n):
+        return not s.bits[n] & f.label_mask and n not in s.excluded and n not in f.in_loss and not s.var_bits[n] & critic
+    evaluated = s.evaluated_ends(f.label_mask, f.in_loss, f.training)
+    ends = post_processing(s, list(found), allowed, f.training, f.unused_control_flow, evaluated)
+    for t, (l, g) in found.items():
+        why = "generated: computed by one network and fed to another (%s) where it also reads data as given (%s)" % (l, g)
+        answers = ends.get(t) or s.heads_after(t, f.label_mask, f.loss_scopes, f.loss_values) or [t]
+        out += [Evidence(a, Claim.GENERATED, WEIGHT_STRUCTURE, why if a == t else "%s, then %s: %s" % (
+            "end of the inference computation after the generated %s" % t, a, why), (l, g)) for a in answers]
+    # what the scoring networks compute (their predictions, what only they read) serves the training
+    scored = [e.tensor for e in predictions(board)] + [n + ":0" for n in s.effective_sinks(f.training)]
+    out += [Evidence(t, Claim.CRITIC, WEIGHT_AGAINST, "left out: %s is computed by a network that scores the "
+                     "generated %s beside data" % (t, ", ".join(list(found)[:2])), tuple(v[0] for v in found.values()))
+            for t in dict.fromkeys(scored) if s.var_bits[node_of(t)] & critic and t not in found
+            and not board.against(t, Claim.CRITIC)]
+    return out
+
+
+def _unaliased(s: Structure, name: str) -> str:
+    while s.by_name[name].op in ALIAS_OPS and s.data_inputs[name]:
+        name = node_of(s.data_inputs[name][0])
+    return name
+
+
+def _samples_in(s: Structure, tensor: str) -> List[str]:
+    """The tensors computed with weights that ``tensor`` assembles (a concat with the data)."""
+    node = s.by_name[node_of(tensor)]
+    if node.op in ("ConcatV2", "Concat", "Pack"):
+        found: List[str] = []
+        for i in s.data_inputs[node.name]:
+            if s.var_bits[node_of(i)] and not s.is_weight(node_of(i)):
+                found += [t for t in _samples_in(s, i) if t not in found]
+        return found or [tensor_name(tensor)]
+    return [tensor_name(tensor)]
 
 
 @rule("critic-networks",
@@ -785,7 +884,7 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
     return out
 
 
-STRUCTURE_RULES = (loss_meets_model, replicas, critic_networks, gradient_reversal, inference_branch, deep_supervision,
+STRUCTURE_RULES = (loss_meets_model, replicas, critic_networks, generated_samples, gradient_reversal, inference_branch, deep_supervision,
                    separately_trained_networks, inference_ends, heads_after_prediction, one_target_one_head,
                    labels_in_the_logits)
 
@@ -849,11 +948,17 @@ def decide(board: Board) -> Decision:
     stands or several separately trained networks hold them (then they are candidates)."""
     d = Decision(board=board)
     d.warnings = ([e.why for e in board.of(Claim.AUXILIARY)] + [e.why for e in board.of(Claim.REPLICA)]
-                  + [e.why for e in board.of(Claim.CRITIC)]
+                  + [e.why for e in board.of(Claim.CRITIC) if e.rule != generated_samples.name]
                   + ["%s left out: %s" % (e.tensor, e.why) for e in board.of(Claim.SUPERSEDED)
                      if e.rule == critic_networks.name])
-    standing = predictions(board)
-    branches = board.of(Claim.INFERENCE_BRANCH)
+    generated = board.of(Claim.GENERATED)
+    if generated:  # the generator's outputs, beside what no network scoring them computes
+        d.outputs = [(e.tensor, e.why) for e in generated]
+        d.warnings.append("left out: what the networks that read the generated %s beside data compute (%s): they "
+                          "serve the training" % ("samples" if len(generated) > 1 else "sample",
+                                                  ", ".join(sorted({e.nodes[0] for e in generated})[:3])))
+    standing = [e for e in predictions(board) if e.tensor not in [o for o, _ in d.outputs]]
+    branches = [e for e in board.of(Claim.INFERENCE_BRANCH) if not board.against(e.tensor, Claim.CRITIC)]
     d.warnings += [e.why for e in board.of(Claim.UNTRAINED_BRANCH)]
     one = board.of(Claim.ONE_COMPUTATION)
     if one:
@@ -861,7 +966,7 @@ def decide(board: Board) -> Decision:
         d.unsure = one[0].why
         return d
     if branches:
-        d.outputs = [(e.tensor, e.why) for e in branches]
+        d.outputs += [(e.tensor, e.why) for e in branches]
         recomputed = _recomputed(board)
         superseded = [e for e in standing if e.tensor in recomputed]
         if superseded:
@@ -887,7 +992,7 @@ def decide(board: Board) -> Decision:
         d.warnings.append(d.unsure)
         return d
     outputs, warnings = _answers(board, standing)
-    d.outputs += outputs
+    d.outputs += [o for o in outputs if o[0] not in [t for t, _ in d.outputs]]
     d.warnings += warnings
     return d
 
