@@ -182,8 +182,8 @@ class Structure:
                      lambda name: () if self.by_name[name].op in _SHAPE_OPS else map(node_of, self.data_inputs[name]))
 
     def _propagate(self, index: Dict[str, int]) -> Dict[str, int]:
-        """node -> bitmask of the ``index`` nodes it depends on (topological order,
-        loop back edges ignored: a loop's values enter it through Enter)."""
+        """node -> bitmask of the ``index`` nodes it depends on (topological order, then what
+        loops carry around their back edges)."""
         pending = {}
         for name in self.order:
             preds = {node_of(i) for i in self.data_inputs[name]
@@ -205,6 +205,21 @@ class Structure:
                         ready.append(u)
         for name in self.order:  # cycles without a back-edge op (malformed): best effort
             if name not in done:
+                for i in pending[name]:
+                    bits[name] |= bits[i]
+        # What a loop's body computes flows around its back edges into what the loop hands on (a
+        # greedy decoder's tokens, written into a TensorArray whose flow leaves by Exit): carried
+        # over the back edges into their Merge and on, until nothing changes (nested loops).
+        back = [(node_of(i), name) for name in self.order for i in self.data_inputs[name]
+                if self.by_name[node_of(i)].op in _BACK_EDGE_OPS]
+        position = {n: k for k, n in enumerate(self.order)}
+        for _ in range(4):
+            changed = [m for b, m in back if bits[b] & ~bits[m]]
+            if not changed:
+                break
+            for b, m in back:
+                bits[m] |= bits[b]
+            for name in sorted(self._forward(changed), key=position.get):
                 for i in pending[name]:
                     bits[name] |= bits[i]
         return bits
@@ -1011,10 +1026,23 @@ def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
         ends = [n for n in ends if n not in evaluated or n in sinks - set(evaluated) or not any(
             e != n and e in s._forward([n], lambda u: s.by_name[u].op in HEAD_OPS | _CARRY_OPS | _ALIAS_OPS | _ONE_TO_ONE_OPS)
             for e in ends)]
+        ends = _without_parts_of_others(s, ends, node_of(p))
         if not ends or all(_head_of_prediction(s, n, node_of(p)) for n in ends):
             continue
         out[p] = [t for n in ends for t in all_outputs(s.by_name[n])]
     return out
+
+
+def _without_parts_of_others(s: Structure, ends: List[str], prediction: str) -> List[str]:
+    """Without an end that is only a part of a tensor another end, or the prediction, holds whole (a
+    slice taken for its static shape, nothing reading it): it adds nothing that one does not carry."""
+    def source(n, ops):
+        while s.by_name[n].op in ops and s.data_inputs[n]:
+            n = node_of(s.data_inputs[n][0])
+        return n
+    whole = {source(n, _ALIAS_OPS) for n in ends} | {source(prediction, _ALIAS_OPS)}
+    return [n for n in ends if s.by_name[n].op in _ALIAS_OPS or s.by_name[n].op not in _VIEW_OPS
+            or source(n, _VIEW_OPS) not in whole]
 
 
 def batch_statistic(s: Structure, name: str) -> bool:

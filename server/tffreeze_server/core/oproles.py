@@ -151,7 +151,7 @@ TRUE_CLASSES_OPS: FrozenSet[str] = frozenset({
 # Heads after a model's last layer: probabilities, classes, the best k.
 HEAD_OPS: FrozenSet[str] = frozenset({"Softmax", "Sigmoid", "LogSoftmax", "ArgMax", "ArgMin", "TopKV2", "TopK"})
 # What turns a model's scores into its decision, reading them unchanged otherwise (an accuracy's argmax).
-DECISION_OPS: FrozenSet[str] = ALIAS_OPS | frozenset({"Cast", "ArgMax", "ArgMin"})
+DECISION_OPS: FrozenSet[str] = ALIAS_OPS | frozenset({"Cast", "ArgMax", "ArgMin", "Round", "Rint", "Floor", "Ceil", "Sign"})
 # Selections whose values come with the indices that say what was selected: op -> what output 1 is.
 SELECTION_OPS = {"TopKV2": "the indices of the top-k values", "TopK": "the indices of the top-k values"}
 

@@ -80,7 +80,9 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
 
     def add(record: Evidence) -> None:
         # (one number reduced from a batch, a loss term an average tracks, is no example's prediction)
-        if record.tensor not in [e.tensor for e in found] and not batch_statistic(s, node_of(record.tensor)):
+        # (nor is what computes with no variable at all: a fixed loss network's features of the data)
+        if (record.tensor not in [e.tensor for e in found] and not batch_statistic(s, node_of(record.tensor))
+                and s.var_bits[node_of(record.tensor)]):
             found.append(record)
     for y in f.losses:
         trained = s.trained_mask(y)
@@ -114,7 +116,24 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
             for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
                 add(_with_loss(e, "%s (the loss %s reads no labels)" % (e.why, y), y))
     found = _not_reshapes_of_others(s, found)
-    return found + _regularizers(f, found) + _unreferenced_terms(f, found) + _compared_heads(f, found)
+    return (found + _regularizers(f, found) + _unreferenced_terms(f, found) + _fixed_after_others(s, found)
+            + _compared_heads(f, found))
+
+
+def _fixed_after_others(s: Structure, found: List[Evidence]) -> List[Evidence]:
+    """A tensor an unlabelled loss reads that is computed from another such tensor with no weight
+    of the checkpoint in between (a fixed loss network's features of the model's output, held as
+    constants) is the loss's computation, not an output."""
+    unlabelled = [e.tensor for e in found if e.claim is Claim.LOSS_INPUT]
+    out: List[Evidence] = []
+    for t in unlabelled:
+        up = s.upstream([node_of(t)])
+        before = [o for o in unlabelled if o != t and node_of(o) in up and s.var_bits[node_of(o)] == s.var_bits[node_of(t)]]
+        if before:
+            out.append(Evidence(t, Claim.REGULARIZER, WEIGHT_AGAINST, "loss arithmetic left out: %s is computed from "
+                                "%s with no weight of the checkpoint in between (a fixed loss network)"
+                                % (t, before[0]), (node_of(before[0]),)))
+    return out
 
 
 def _unreferenced_terms(f: Facts, found: List[Evidence]) -> List[Evidence]:
