@@ -119,3 +119,25 @@ def _through_a_fixed_feature_network():
 
 def test_a_fixed_feature_network_and_an_unread_slice_are_no_outputs():
     assert _answer(_meta(_through_a_fixed_feature_network))[0] == ["stylized:0"]
+
+
+def _eval_tower_with_by_products():
+    """A train tower and an eval tower share their weights; the shared function returns the class
+    logits and a reconstruction (each with a layer of its own); the train tower's loss reads both,
+    the eval tower's are both unread."""
+    def tower(x):
+        h = _dense(x, 4, "trunk", tf.nn.relu)
+        return _dense(h, 3, "classify"), _dense(h, 5, "decode")
+    x, y = tf1.placeholder(tf.float32, [None, 5], name="x"), tf1.placeholder(tf.int32, [None], name="y")
+    logits, recon = tower(x)
+    loss = (tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            + tf.reduce_mean(tf.square(recon - x)))
+    test_logits, test_recon = tower(tf1.placeholder(tf.float32, [None, 5], name="test_x"))
+    tf.identity(test_logits, name="logits_test")
+    tf.identity(test_recon, name="recon_test")
+    tf1.train.AdamOptimizer(1e-3).minimize(loss)
+
+
+def test_several_computations_no_loss_reads_are_open():
+    outputs, candidates = _answer(_meta(_eval_tower_with_by_products))
+    assert outputs is None and {"logits_test:0", "recon_test:0"} <= set(candidates[:3]), (outputs, candidates)

@@ -323,7 +323,10 @@ def deep_supervision(f: Facts, board: Board) -> List[Evidence]:
       "whose variables it computes with) and what unlabelled losses read (a discriminator's scores); predictions "
       "compared with labels that it does not recompute stand beside it; a sink computed through a layer no "
       "optimizer trains and no loss reads (a pre-training head kept in a fine-tuning graph) is left over, not deployed; "
-      "what only metrics read (an accuracy against the labels, through its argmax) ends such a branch as a sink does")
+      "what only metrics read (an accuracy against the labels, through its argmax) ends such a branch as a sink does; "
+      "a layer only a weight penalty reads learned nothing; of branches computing with the same weights, one that "
+      "draws random numbers no input switches off is a sampled estimate of the deterministic one; several "
+      "branches that are separate computations are each possibly the deployment: the graph does not say which")
 def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
     preds = [e.tensor for e in predictions(board)]
@@ -992,6 +995,14 @@ def decide(board: Board) -> Decision:
             d.warnings.append("training-time predictions left out (%s): the graph has an inference branch "
                               "computing with their variables" % ", ".join(e.tensor for e in superseded))
         standing = [e for e in standing if e not in superseded]
+        if len({node_of(e.tensor) for e in branches}) > 1:
+            # several computations no loss reads: each may be the deployment, or a by-product of the
+            # evaluation code that built them, and the graph does not say which
+            d.candidates, d.outputs = d.outputs, []
+            d.unsure = ("the graph has %d computations with the trained weights that no loss reads (%s): which of "
+                        "them the deployment runs is not in the graph"
+                        % (len(branches), ", ".join(e.tensor for e in branches[:3])))
+            return d
         if not standing:
             return d
     if not standing:
