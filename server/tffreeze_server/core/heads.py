@@ -1045,11 +1045,17 @@ def _without_parts_of_others(s: Structure, ends: List[str], prediction: str) -> 
             or source(n, _VIEW_OPS) not in whole]
 
 
-def batch_statistic(s: Structure, name: str) -> bool:
+def batch_statistic(s: Structure, name: str, depth: int = 0) -> bool:
     """A reduction of a batch of values to one number (a mean PSNR, an average error): the
     graph recorded it as a scalar computed from a tensor with axes. One number for the whole
     batch is a statistic of the evaluation, never an example's prediction."""
     node = s.by_name[name]
+    if node.op not in _BATCH_REDUCTIONS and depth < 4 and s.data_inputs[name] and s.bits[name]:
+        # arithmetic on batch statistics alone (an average of accuracies over K heads) is one too
+        out = output_shape_proto(node, 0)
+        return (out is not None and not out.unknown_rank and not out.dim
+                and all(batch_statistic(s, node_of(i), depth + 1) or not s.bits[node_of(i)]
+                        for i in s.data_inputs[name]))
     if node.op not in _BATCH_REDUCTIONS or not s.data_inputs[name]:
         return False
     out, given = output_shape_proto(node, 0), s.by_name.get(node_of(s.data_inputs[name][0]))
