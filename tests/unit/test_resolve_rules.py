@@ -279,9 +279,14 @@ def _with_entropy_bonus():
 
 
 def test_a_loss_term_with_no_layer_of_its_own_is_loss_arithmetic():
+    """The entropy bonus is one number for the batch (a batch statistic, never an example's
+    prediction) or, where the loss reads it per example, loss arithmetic: never an output."""
     meta = _meta(_with_entropy_bonus)
-    regularizers = [e for e in _records(meta) if e.claim is Claim.REGULARIZER]
-    assert regularizers and all(e.rule == "loss-meets-model" and e.against for e in regularizers)
+    records = _records(meta)
+    regularizers = [e for e in records if e.claim is Claim.REGULARIZER]
+    assert all(e.rule == "loss-meets-model" and e.against for e in regularizers)
+    claimed = {e.tensor for e in records if e.claim in (Claim.PREDICTION, Claim.LOSS_INPUT)}
+    assert claimed - {e.tensor for e in regularizers} == {"logits:0"}, claimed
     assert [t for t, _ in resolve.resolve(meta, [], []).outputs] == ["logits:0"]
 
 

@@ -709,7 +709,8 @@ def _run_verification(r: Resolved, spec: FreezeSpec, original, values, bindings,
             switched, deciding = randomness.switching_inputs(frozen, original)
             if not switched or not deciding:
                 raise
-            binds = " ".join("options.bind %s=%s" % (name, randomness.inference_value(name)) for name in deciding)
+            binds = " ".join("options.bind %s=%s" % (name, randomness.inference_value(name, original))
+                             for name in deciding)
             fed = ", ".join("%s=%s" % (name, _fed_words(feeds.get(name + ":0", feeds.get(name))))
                             for name in deciding)
             raise FailedPrecondition(

@@ -78,8 +78,24 @@ def switching_inputs(graph_def, before) -> Tuple[List[Tuple[str, str]], List[str
     return nodes, deciding
 
 
-def inference_value(name: str) -> str:
-    """The value that turns a dropout off, guessed from its input's name: a rate 0, a keep-prob 1."""
+def inference_value(name: str, graph_def=None) -> str:
+    """The value that turns a dropout off: a rate 0, a keep-prob 1. Read from how the graph uses
+    the input when it says (a keep probability is subtracted from 1, or added to a uniform draw
+    that is floored; a rate is compared with the draw), else guessed from the input's name."""
+    if graph_def is not None:
+        nodes = {n.name: n for n in graph_def.node}
+        uses = []
+        for n in graph_def.node:
+            ins = [i.lstrip("^").split(":")[0] for i in n.input]
+            if name in ins:
+                uses.append((n.op, ins, [nodes.get(i) for i in ins if i != name]))
+        if any(op in ("GreaterEqual", "Greater") and ins[-1] == name for op, ins, _ in uses):
+            return "0"  # (draw >= rate: a rate)
+        for op, ins, others in uses:
+            if op == "Sub" and ins[-1] == name and others and others[0] is not None and others[0].op == "Const":
+                return "1"  # (1 - keep_prob: the rate tf.compat.v1.nn.dropout computes)
+            if op in ("Add", "AddV2") and any(o is not None and is_random(o.op) for o in others):
+                return "1"  # (keep_prob + uniform, floored: TensorFlow 1's dropout)
     low = name.lower()
     return "0" if ("rate" in low or "drop" in low) and "keep" not in low else "1"
 
@@ -122,13 +138,19 @@ def warning(graph_def, before=None) -> Optional[str]:
     switched, inputs = switching_inputs(graph_def, before)
     defaults = _defaults(graph_def)
     on = [(n, defaults[n]) for n in inputs if n in defaults and defaults[n] is not None
-          and _number(defaults[n]) != _number(inference_value(n))]
-    if not switched or not on:
-        return None
-    return ("the outputs depend on random op(s) %s unless the input(s) %s get the value that turns them off: "
-            "the default leaves them on, so every run that does not feed it differs; bind it (%s)"
-            % (listing(switched), ", ".join("%s (default %s)" % (n + ":0", d) for n, d in on),
-               " ".join("options.bind %s=%s" % (n, inference_value(n)) for n, _ in on)))
+          and _number(defaults[n]) != _number(inference_value(n, before))]
+    if switched and on:
+        return ("the outputs depend on random op(s) %s unless the input(s) %s get the value that turns them off: "
+                "the default leaves them on, so every run that does not feed it differs; bind it (%s)"
+                % (listing(switched), ", ".join("%s (default %s)" % (n + ":0", d) for n, d in on),
+                   " ".join("options.bind %s=%s" % (n, inference_value(n, before)) for n, _ in on)))
+    required = [n for n in inputs if defaults.get(n) is None]
+    if switched and required:  # (a keep probability with no default: every caller must feed it)
+        return ("the input(s) %s decide the random draw of %s (a dropout's keep probability or rate): left an "
+                "input every run must feed; bind it to turn the dropout off and freeze inference (%s)"
+                % (", ".join(n + ":0" for n in required), listing(switched),
+                   " ".join("options.bind %s=%s" % (n, inference_value(n, before)) for n in required)))
+    return None
 
 
 def _number(text) -> Optional[float]:
