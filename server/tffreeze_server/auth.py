@@ -27,6 +27,16 @@ UNAUTHENTICATED = ("missing or wrong bearer token: this server requires `authori
                     "(~/.cache/tffreeze/local/token by default), which the command-line clients send themselves")
 
 
+def refusal(authorization: Optional[str]) -> str:
+    """The UNAUTHENTICATED message for a call that sent ``authorization`` (never echoing it): a
+    token shaped like a file's path says so (trial 9: `--token ~/team/tokens`)."""
+    token = (authorization or "").partition(" ")[2].strip() if (authorization or "").lower().startswith("bearer ") else ""
+    if token and (token[0] in "/~." or token.endswith((".txt", ".token", "tokens"))) and " " not in token:
+        return ("the bearer token sent looks like a file's path, not a token: --token takes the token itself "
+                "(for example --token \"$(head -1 FILE)\"), or set $TFFREEZE_TOKEN to it. " + UNAUTHENTICATED)
+    return UNAUTHENTICATED
+
+
 class AuthConfigError(ValueError):
     pass
 
@@ -107,7 +117,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         if self.check.accepts(metadata.get("authorization")):
             return handler
-        return _abort_handler(handler, UNAUTHENTICATED)
+        return _abort_handler(handler, refusal(metadata.get("authorization")))
 
 
 def _pem_words(cert: str, key: str) -> str:
@@ -168,4 +178,4 @@ def is_loopback(host: str) -> bool:
 
 
 __all__ = ["load_tokens", "TokenCheck", "TokenInterceptor", "grpc_credentials", "ssl_context", "is_loopback",
-           "AuthConfigError", "OPEN_METHODS", "UNAUTHENTICATED"]
+           "AuthConfigError", "OPEN_METHODS", "UNAUTHENTICATED", "refusal"]

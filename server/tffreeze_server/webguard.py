@@ -169,7 +169,8 @@ class WebGuard:
                                             self.tokens.accepts(environ.get("HTTP_AUTHORIZATION"))):
             # a gRPC-Web "trailers-only" answer: the status travels in the headers
             start_response("200 OK", [("Content-Type", ctype), ("Content-Length", "0"), ("grpc-status", "16"),
-                                      ("grpc-message", _quote(auth.UNAUTHENTICATED))] + _cors(origin))
+                                      ("grpc-message", _quote(auth.refusal(environ.get("HTTP_AUTHORIZATION"))))]
+                           + _cors(origin))
             return [b""]
         # The answer's type is the call's (a browser's fetch sends Accept: */*, which the
         # gRPC-Web adapter would echo), and CORS names the caller's origin, nothing else.

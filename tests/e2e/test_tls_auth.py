@@ -285,3 +285,18 @@ def test_a_ca_file_that_is_no_certificate_is_named_on_one_line_in_every_client(s
             lines = out.stderr.strip().splitlines()
             assert out.returncode in (1, 2) and len(lines) == 1, (binary, out.stderr)
             assert str(wrong) in lines[0] and "Start one" not in lines[0], (binary, lines[0])
+
+
+def test_the_token_file_s_path_given_as_the_token_is_named_so_in_every_client(secure, pki, tmp_path):
+    """Trial 9 R5: `--token ~/team/tokens` got the generic "missing or wrong bearer token"."""
+    _cpp_or_skip()
+    model = models.dense(str(tmp_path / "m"), True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFFREEZE_") or k.startswith("TFFREEZE_REQ")}
+    for binary, address in ((os.path.join(BIN, "tffreeze"), secure.target), (CPP, secure.target),
+                            (CS, secure.web_url)):
+        out = subprocess.run([binary, "inspect", model.directory, "--server", address, "--ca", str(pki / "ca.pem"),
+                              "--token", str(pki / "tokens")], capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 1 and "UNAUTHENTICATED" in out.stderr, (binary, out.stderr)
+        assert "looks like a file's path" in out.stderr and "--token takes the token itself" in out.stderr, (
+            binary, out.stderr)
+        assert str(pki / "tokens") not in out.stderr  # (what was sent is never echoed)
