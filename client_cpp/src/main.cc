@@ -1066,6 +1066,47 @@ int AgainOnANewLocalServer(const std::string& command, F run) {
   }
 }
 
+// `tffreeze-cpp COMMAND --help`: that command's part of the usage (its synopsis and text, the
+// SOURCE, source and connection options it takes, its examples) and the exit codes, as
+// `tffreeze COMMAND --help` gives only that command's flags.
+std::string CommandHelp(const std::string& command) {
+  std::vector<std::string> lines;
+  std::stringstream in(kUsage);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  const std::set<std::string> commands = {"freeze", "inspect", "run"};
+  auto starts = [](const std::string& line, const std::string& prefix) { return line.rfind(prefix, 0) == 0; };
+  auto names_command = [&](const std::string& line) {
+    if (!starts(line, "  ") || starts(line, "   ")) return std::string();
+    std::string word = line.substr(2, line.find(' ', 2) - 2);
+    return commands.count(word) ? word : std::string();
+  };
+  std::ostringstream out;
+  size_t i = 0;
+  while (i < lines.size() && names_command(lines[i]) != command) i++;
+  if (i == lines.size()) return kUsage;
+  out << "usage: tffreeze-cpp " << lines[i].substr(2) << "\n";
+  for (i++; i < lines.size() && !lines[i].empty() && names_command(lines[i]).empty(); i++) out << lines[i] << "\n";
+  if (command != "run") {
+    bool in_options = false;
+    for (const auto& line : lines) {
+      if (starts(line, "SOURCE:") || starts(line, "source options")) in_options = true;
+      if (starts(line, "See README")) in_options = false;
+      if (in_options) out << (starts(line, "SOURCE:") ? "\n" : "") << line << "\n";
+    }
+  }
+  out << "\nexamples:\n";
+  for (const auto& line : lines)
+    if (starts(line, "  tffreeze-cpp " + command + " ")) out << line << "\n";
+  bool tail = false;
+  out << "\n";
+  for (const auto& line : lines) {
+    if (starts(line, "exit codes:")) tail = true;
+    if (tail) out << line << "\n";
+  }
+  out << "(tffreeze-cpp --help: every command)";
+  return out.str();
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::cout << kUsage << "\n";
@@ -1075,9 +1116,9 @@ int main(int argc, char** argv) {
     std::cout << "tffreeze-cpp " << TFFREEZE_VERSION << "\n";
     return 0;
   }
-  for (int i = 1; i < argc; i++) {  // help for any command: the usage, exit 0
+  for (int i = 1; i < argc; i++) {  // help: a command's own (COMMAND --help), else the whole usage; exit 0
     if (std::string(argv[i]) == "-h" || std::string(argv[i]) == "--help") {
-      std::cout << kUsage << "\n";
+      std::cout << (i > 1 ? CommandHelp(argv[1]) : std::string(kUsage)) << "\n";
       return 0;
     }
   }

@@ -187,10 +187,52 @@ Ctrl-C / SIGTERM / SIGHUP (nothing left half-written)";
             return new StreamWriter(stream, new System.Text.UTF8Encoding(false)) { AutoFlush = true };
         }
 
+        /// <summary>`tffreeze-cs COMMAND --help`: that command's part of the usage (its synopsis and
+        /// text, the SOURCE, source and connection options it takes, its examples) and the exit
+        /// codes, as `tffreeze COMMAND --help` gives only that command's flags.</summary>
+        static string CommandHelp(string command)
+        {
+            var lines = Usage.Replace("\r", "").Split('\n');
+            var commands = new HashSet<string> { "freeze", "inspect", "run" };
+            Func<string, string> namesCommand = line =>
+            {
+                if (!line.StartsWith("  ") || line.StartsWith("   ")) return "";
+                var word = line.Substring(2).Split(' ')[0];
+                return commands.Contains(word) ? word : "";
+            };
+            int i = Array.FindIndex(lines, l => namesCommand(l) == command);
+            if (i < 0) return Usage;
+            var text = new System.Text.StringBuilder("usage: tffreeze-cs " + lines[i].Substring(2) + "\n");
+            for (i++; i < lines.Length && lines[i].Length > 0 && namesCommand(lines[i]) == ""; i++)
+                text.Append(lines[i]).Append('\n');
+            if (command != "run")
+            {
+                bool inOptions = false;
+                foreach (var line in lines)
+                {
+                    if (line.StartsWith("SOURCE:") || line.StartsWith("source options")) inOptions = true;
+                    if (line.StartsWith("See README")) inOptions = false;
+                    if (inOptions) text.Append(line.StartsWith("SOURCE:") ? "\n" : "").Append(line).Append('\n');
+                }
+            }
+            text.Append("\nexamples:\n");
+            foreach (var line in lines.Where(l => l.StartsWith("  tffreeze-cs " + command + " ")))
+                text.Append(line).Append('\n');
+            text.Append('\n');
+            bool tail = false;
+            foreach (var line in lines)
+            {
+                if (line.StartsWith("exit codes:")) tail = true;
+                if (tail) text.Append(line).Append('\n');
+            }
+            return text.Append("(tffreeze-cs --help: every command)").ToString();
+        }
+
         static int Command(string[] args)
         {
             if (args.Length == 0) { Console.WriteLine(Usage); return 2; }
-            if (args.Contains("-h") || args.Contains("--help")) { Console.WriteLine(Usage); return 0; }  // any command's help
+            int help = Array.FindIndex(args, a => a == "-h" || a == "--help");
+            if (help >= 0) { Console.WriteLine(help > 0 ? CommandHelp(args[0]) : Usage); return 0; }  // COMMAND --help: its own
             if (args[0] == "--version") { Console.WriteLine("tffreeze-cs " + BuildInfo.Version); return 0; }  // as `tffreeze --version`
             var command = args[0];
             try

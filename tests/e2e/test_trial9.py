@@ -4,6 +4,7 @@ running out) told every client "cannot reach the server ... start one", C# to ch
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -60,3 +61,19 @@ def test_a_server_stopped_mid_freeze_says_so_in_every_client(tmp_path, how):
         assert "Start one" not in err and "TLS" not in err and "cannot reach" not in err, (client, err)
         assert not list(tmp_path.glob(".%s.pb*" % client)) and not (tmp_path / ("%s.pb" % client)).exists()
     assert not any("retrying the call on another worker" in line for line in srv.log), "".join(srv.log[-30:])
+
+
+@pytest.mark.parametrize("command,has,lacks", [("run", "--input", "--server"), ("freeze", "--server", "--libtensorflow"),
+                                               ("inspect", "--json", "--optimize")])
+def test_a_command_s_help_is_that_command_s_in_every_client(command, has, lacks):
+    """R4: `tffreeze-cs run --help` and `tffreeze-cpp run --help` printed the whole tool's help (73 and
+    65 lines, freeze's server and TLS flags included); Python's gives run's own flags."""
+    for program in (PY, CS, CPP):
+        whole = subprocess.run([program, "--help"], capture_output=True, text=True, timeout=120)
+        own = subprocess.run([program, command, "--help"], capture_output=True, text=True, timeout=120)
+        assert own.returncode == 0 and whole.returncode == 0, (program, own.stderr)
+        name = os.path.basename(program)
+        assert re.match(r"usage: %s( \[[^\]]*\])* %s\b" % (re.escape(name), command), own.stdout), (program, own.stdout[:200])
+        assert has in own.stdout and lacks not in own.stdout, (program, own.stdout)
+        if program != PY:  # (Python's top-level help lists the commands only)
+            assert len(own.stdout.splitlines()) < len(whole.stdout.splitlines()), program
