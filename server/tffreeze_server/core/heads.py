@@ -35,6 +35,10 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
 # Ops whose outputs hold values of their input (a selection, a reshape): what carries a tensor's values on.
 _CARRY_OPS = _VIEW_OPS | frozenset({"Gather", "GatherV2", "GatherNd", "TopKV2", "TopK", "ConcatV2", "Pack",
                                     "BatchGather", "CombinedNonMaxSuppression", "NonMaxSuppressionV5"})
+# What a branch of a v2 cond or loop does to a variable it is handed when training updates it in place (no
+# saver or initializer runs inside a branch): a tutorial batch norm's `assign(moving_mean, ...)`.
+_IN_PLACE_UPDATE_OPS = frozenset({"AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp", "Assign",
+                                  "AssignSub", "AssignAdd"})
 # Elementwise maps that keep every value (log-probabilities to probabilities): the values carried on.
 _ONE_TO_ONE_OPS = frozenset({"Exp", "Log", "Neg", "Expm1", "Log1p"})
 # A log a loss takes of the model's output, and the constant offsets and clips it puts around it first.
@@ -151,6 +155,7 @@ class Structure:
     def __init__(self, graph_def, excluded: Set[str], loss_names: Iterable[str] = ()):
         self.by_name = {n.name: n for n in graph_def.node}
         self.order = [n.name for n in graph_def.node]
+        self.library = graph_def.library
         self.excluded = excluded
         self.data_inputs: Dict[str, List[str]] = {}
         self.users: Dict[str, List[str]] = {}
@@ -305,13 +310,32 @@ class Structure:
     def _moving_averages(self) -> int:
         """Variables training updates in place (batch norm's moving mean and variance):
         part of the trained model, though no optimizer applies a gradient to them."""
+        if hasattr(self, "_moving"):
+            return self._moving
         mask = 0
+        functions = {f.signature.name: f for f in self.library.function}
         for name in self.order:
             node = self.by_name[name]
             if node.op in _MOVING_UPDATE_OPS and self.data_inputs[name]:
                 var = node_of(self.data_inputs[name][0])
                 if self.by_name[var].op in VARIABLE_OPS:
                     mask |= self.var_bits[var]
+            # a v2 cond or loop whose branch assigns a variable it is handed (a batch norm's training
+            # branch updating its moving mean) updates that variable in place too
+            for key in ("then_branch", "else_branch", "body", "f"):
+                func = functions.get(node.attr[key].func.name) if key in node.attr else None
+                if func is None:
+                    continue
+                args = [a.name for a in func.signature.input_arg]
+                offset = 1 if node.op in ("If", "StatelessIf") else 0  # (an If's first input is its predicate)
+                for body_node in func.node_def:
+                    if body_node.op in _IN_PLACE_UPDATE_OPS and body_node.input:
+                        arg = body_node.input[0].split(":")[0]
+                        if arg in args and args.index(arg) + offset < len(self.data_inputs[name]):
+                            var = node_of(self.data_inputs[name][args.index(arg) + offset])
+                            if self.by_name[var].op in VARIABLE_OPS:
+                                mask |= self.var_bits[var]
+        self._moving = mask
         return mask
 
     def own_vars(self, layer: str) -> int:

@@ -609,10 +609,10 @@ def _samples_in(s: Structure, tensor: str) -> List[str]:
       "critic but its next stage, whose prediction supersedes the other's")
 def critic_networks(f: Facts, board: Board) -> List[Evidence]:
     s, preds = f.s, predictions(board)
-    networks = _disjoint_networks({s.trained_mask(e.loss) for e in preds})
+    networks = _disjoint_networks({_optimized(s, e.loss) for e in preds})
     if len(networks) < 2:
         return []
-    own = {g: [e for e in preds if s.trained_mask(e.loss) & g] for g in networks}
+    own = {g: [e for e in preds if _optimized(s, e.loss) & g] for g in networks}
 
     def reads(g, h):  # a prediction of g is computed from what network h computes
         return any(s.var_bits[node_of(e.tensor)] & h for e in own[g])
@@ -706,7 +706,7 @@ def _reversed(s: Structure, name: str) -> Optional[str]:
       "inference computation no loss reads (an ensemble's average): then that is the deployed model")
 def separately_trained_networks(f: Facts, board: Board) -> List[Evidence]:
     preds = predictions(board)
-    networks = _disjoint_networks({f.s.trained_mask(e.loss) for e in preds})
+    networks = _disjoint_networks({_optimized(f.s, e.loss) for e in preds})
     if len(networks) < 2:
         return []
     if _joined(f, preds):
@@ -929,6 +929,13 @@ def predictions(board: Board) -> List[Evidence]:
     headed = {e.tensor for e in board.of(Claim.SUPERSEDED) if e.rule in (loss_meets_model.name, critic_networks.name)}
     return [e for e in _standing_predictions(board, Claim.AUXILIARY, Claim.REGULARIZER, Claim.CRITIC)
             if e.tensor not in headed]
+
+
+def _optimized(s: Structure, loss: str) -> int:
+    """The variables ``loss``'s optimizer trains, without the moving averages training updates in place
+    (every loss's mask holds them: they join no two networks)."""
+    mask = s.trained_mask(loss)
+    return mask if mask == -1 else mask & ~s._moving_averages()
 
 
 def _disjoint_networks(masks: Set[int]) -> List[int]:

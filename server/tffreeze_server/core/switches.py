@@ -161,7 +161,9 @@ def _const_value(name: str, by_name, depth: int = 0):
     if node.op == "Const":
         arr = tensor_util.MakeNdarray(node.attr["value"].tensor)
         return arr.reshape(()).item() if arr.size == 1 else None
-    if node.op in ("Identity", "Snapshot") and node.input:
+    if node.op in ("Identity", "Snapshot", "Squeeze", "Reshape", "ExpandDims") and node.input:
+        # (a one-element value in another shape is the same value: tf.cond squeezes its predicate
+        # before a v2 If reads it)
         return _const_value(node.input[0], by_name, depth + 1)
     return None
 
