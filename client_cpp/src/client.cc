@@ -263,7 +263,8 @@ std::string ChannelTarget(const std::string& target, std::string* tls_name) {
                   "'listening on' address), not an " + scheme + ":// URL (that is the gRPC-Web address tffreeze-cs and the "
                   "page use)");
   }
-  if (target.rfind("localhost:", 0) == 0) {  // as the Python client: IPv4 loopback, where servers listen by default
+  if (target.rfind("localhost:", 0) == 0 && target.find(',') == std::string::npos) {  // as the Python client: IPv4
+    // loopback, where servers listen by default (a list of replicas is resolved below, each of its names)
     *tls_name = "localhost";
     return "ipv4:127.0.0.1:" + target.substr(std::string("localhost:").size());
   }

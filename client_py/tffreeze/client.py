@@ -62,7 +62,7 @@ def channel_target(target: str) -> Tuple[str, Optional[str]]:
             raise error_for("INVALID_ARGUMENT", "--server %s: tffreeze speaks gRPC: give HOST:PORT (the server's "
                             "'listening on' address), not an %s:// URL (that is the gRPC-Web address tffreeze-cs "
                             "and the page use)" % (target, scheme), "ERROR_REASON_UNSPECIFIED")
-    if target.startswith("localhost:"):
+    if target.startswith("localhost:") and "," not in target:
         # 127.0.0.1, where servers listen by default: gRPC would also try ::1, and a refusal
         # there would hide the real error of the IPv4 address (a TLS mismatch, say)
         return "ipv4:127.0.0.1:" + target[len("localhost:"):], "localhost"
