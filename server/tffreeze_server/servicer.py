@@ -272,7 +272,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                        limits=dataclasses.asdict(self.limits))
         limits = self._stage_limits()
         events = self.pool.run(kind, payload, timeout=timeout, cancelled=cancelled, stage=self._stager(entries),
-                               stage_limits={stage: (seconds, what) for stage, (seconds, what, _) in limits.items()})
+                               stage_limits={stage: (seconds, what) for stage, (seconds, what, _) in limits.items()},
+                               server_limit=remaining is None or self.max_call_seconds < remaining)
         return _naming_stage_limit(events, limits)
 
     def _stage_limits(self):

@@ -594,7 +594,7 @@ class WorkerPool:
 
     def run(self, kind: str, payload: dict, timeout: Optional[float] = None,
             cancelled: Callable[[], bool] = lambda: False, stage: Optional[Callable[[str], None]] = None,
-            stage_limits: Optional[Dict] = None) -> Iterator[Tuple]:
+            stage_limits: Optional[Dict] = None, server_limit: bool = False) -> Iterator[Tuple]:
         """Run a task in its own sandboxed process, prepared beforehand by a warm worker.
         Yields ("task", Task) once a worker is taken (its folders exist until the
         generator ends), ("progress", stage, message, fraction) tuples, and finally
@@ -616,6 +616,11 @@ class WorkerPool:
                     raise DeadlineExceeded("%s did not finish within %g s; its task was stopped" % (what, seconds),
                                            "ERROR_REASON_DEADLINE", limit=str(seconds))
             if deadline is not None and time.monotonic() > deadline:
+                if server_limit:  # (the server's own limit was the shorter: the caller's deadline cannot raise it)
+                    raise DeadlineExceeded("the %s did not finish within the server's limit for a call (%g s, `tffreeze "
+                                           "serve --max-call-seconds`); its task was stopped. A longer --timeout does "
+                                           "not raise it: ask the server's operator to raise it" % (kind, timeout),
+                                           "ERROR_REASON_DEADLINE", limit=str(timeout))
                 raise DeadlineExceeded("the %s did not finish within the call's deadline (%.0f s); its task was "
                                        "stopped. Retry with a longer deadline (timeout)." % (kind, timeout),
                                        "ERROR_REASON_DEADLINE")

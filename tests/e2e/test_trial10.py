@@ -22,3 +22,28 @@ def test_replicas_named_by_host_name_are_reached_in_every_gRPC_client(server, tm
                                   text=True, timeout=300, env=env)
             assert done.returncode == 0, (program, replicas, done.stderr)
             assert "y:0" in done.stdout, (program, done.stdout)
+
+
+def test_a_freeze_stopped_by_the_server_s_call_limit_names_that_limit_in_every_client(tmp_path):
+    """Finding 5: a freeze stopped by the server's --max-call-seconds told the user to retry with a
+    longer deadline, though they had passed --timeout 300."""
+    import re
+
+    import attacks
+    from conftest import start_server, stop_server
+    from test_parity import CS
+
+    srv = start_server(str(tmp_path / "data"), ["--web-port", "0", "--max-call-seconds", "4",
+                                                "--verify-seconds", "600"])
+    web = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in srv.log if "gRPC-Web on" in l)
+    slow = attacks.slow_loop(str(tmp_path / "slow"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFFREEZE_") or k.startswith("TFFREEZE_REQ")}
+    try:
+        for program, address in ((PY, srv.target), (CPP, srv.target), (CS, web)):
+            done = subprocess.run([program, "freeze", slow, "--outputs", "out", "--verify", "--timeout", "300",
+                                   "-o", str(tmp_path / "out.pb"), "--server", address],
+                                  capture_output=True, text=True, timeout=300, env=env)
+            assert done.returncode == 1 and "DEADLINE_EXCEEDED" in done.stderr, (program, done.stderr)
+            assert "--max-call-seconds" in done.stderr and "longer deadline" not in done.stderr, (program, done.stderr)
+    finally:
+        assert stop_server(srv) == 0
