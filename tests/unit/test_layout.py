@@ -226,3 +226,24 @@ def test_an_earlier_step_s_meta_alone_is_named_as_that_step_s_graph():
     assert sel.warnings == ["no model.ckpt-30.meta; using the graph of model.ckpt-10.meta"], sel.warnings
     own = layout.select(["model.ckpt-30.index", "model.ckpt-30.data-00000-of-00001", "model-run.meta"])
     assert "saved under a prefix of its own" in own.warnings[0], own.warnings
+
+
+def _two_models_at_step_50():
+    return [p for prefix in ("model-50", "model.ckpt-50")
+            for p in (prefix + ".index", prefix + ".data-00000-of-00001", prefix + ".meta")]
+
+
+def test_two_checkpoints_at_the_step_asked_for_take_the_one_the_state_file_names():
+    """Trial 10, finding 7: --step 50 in a folder with two unrelated step-50 checkpoints froze the one
+    the state file does not name, with exit 0 and no word."""
+    state = 'model_checkpoint_path: "/elsewhere/model-50"\nall_model_checkpoint_paths: "/elsewhere/model-50"\n'
+    sel = layout.select(_two_models_at_step_50(), state, step=50)
+    assert sel.checkpoint.prefix == "model-50"
+    assert any("2 checkpoints are at global step 50" in w and "model.ckpt-50" in w for w in sel.warnings)
+
+
+def test_two_checkpoints_at_the_step_asked_for_and_no_state_file_is_a_question():
+    with pytest.raises(layout.SelectionError) as refused:
+        layout.select(_two_models_at_step_50(), None, step=50)
+    assert refused.value.code == "INVALID_ARGUMENT" and "model-50" in str(refused.value)
+    assert "model.ckpt-50" in str(refused.value)

@@ -224,6 +224,22 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
                                     "inside). Leave options.step out, or give the checkpoint itself"))
         chosen = matches[-1]
         reason = "global step %d requested" % step
+        if len(matches) > 1:  # two checkpoints of that step (two models in one folder): the state file decides
+            latest, every = parse_state(state_text) if state_text is not None else (None, [])
+            named = {_basename(p) for p in [latest] + every if p}
+            listed_here = [c for c in matches if _basename(c.prefix) in named]
+            if len(listed_here) != 1:
+                raise SelectionError("INVALID_ARGUMENT", "ERROR_REASON_INVALID_OPTION",
+                                     "%d checkpoints are at global step %d (%s)%s: give the one to freeze as "
+                                     "SOURCE (its prefix, or one of its files)" % (
+                                         len(matches), step, listed([c.prefix for c in matches], 10),
+                                         "" if not listed_here else ", and the checkpoint state file names more than "
+                                         "one of them"))
+            chosen = listed_here[0]
+            warnings.append("%d checkpoints are at global step %d; froze %s, the one the checkpoint state file names "
+                            "(the other%s: %s). Give a checkpoint's prefix as SOURCE to choose" % (
+                                len(matches), step, chosen.prefix, "s" if len(matches) > 2 else "",
+                                listed([c.prefix for c in matches if c is not chosen], 10)))
     else:
         chosen, reason = None, ""
         if state_text is not None:
