@@ -46,6 +46,10 @@ namespace TfFreeze.V1
         public string Token { get; set; }
         /// <summary>The server is this user's local server, started on demand.</summary>
         public bool Local { get; set; }
+
+        /// <summary>A call of this command was answered: a later failure to connect is the server
+        /// going away, not a wrong address or TLS setting.</summary>
+        bool reached;
         X509Certificate2 ca;
 
         // Several replicas ("http://h1:w1,http://h2:w2"): calls go round-robin, and a call no
@@ -150,7 +154,9 @@ namespace TfFreeze.V1
                     body.Write(header, 0, 5);
                     body.Write(payload, 0, payload.Length);
                 }
-                return (HttpWebResponse)http.GetResponse();
+                var answered = (HttpWebResponse)http.GetResponse();
+                reached = true;
+                return answered;
             }
             catch (WebException e)
             {
@@ -159,6 +165,10 @@ namespace TfFreeze.V1
                     throw StatusFrom(r.Headers["grpc-status"], r.Headers["grpc-message"], r.Headers["grpc-status-details-bin"]);
                 if (e.Status == WebExceptionStatus.Timeout)  // the call's deadline (--timeout), as gRPC words it
                     throw new RpcException(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded");
+                if (reached && !Local)  // it answered this command before: its address and TLS settings are right
+                    throw new RpcException(StatusCode.UNAVAILABLE, "the tffreeze server at " + baseUrl + " stopped " +
+                        "answering in the middle of this command (" + e.Message + "): it was stopped or restarted, or " +
+                        "the network dropped. Nothing was written. Run the command again once the server is back");
                 throw new RpcException(StatusCode.UNAVAILABLE, Local ? LocalUnreachable(baseUrl, e.Message) : Unreachable(baseUrl, e.Message));
             }
         }
