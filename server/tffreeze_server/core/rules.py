@@ -359,6 +359,10 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
         computes_with |= s.var_bits[node_of(b)]
     out += [Evidence(t, Claim.INFERENCE_BRANCH, WEIGHT_STRUCTURE, why, tuple(f.losses[:3])) for t in branches]
     out += _one_computation(s, branches) or _taps(s, branches)
+    out += [Evidence(g.tensor, Claim.SUPERSEDED, WEIGHT_AGAINST, "a training-time sample: the graph has an inference "
+                     "branch (%s) computing with its variables (a sampler tower)" % ", ".join(branches[:3]),
+                     tuple(node_of(b) for b in branches[:3]))
+            for g in board.of(Claim.GENERATED) if not s.var_bits[node_of(g.tensor)] & ~computes_with]
     out += [Evidence(p, Claim.SUPERSEDED, WEIGHT_AGAINST, "a training-time prediction: the graph has an inference "
                      "branch (%s) computing with its variables" % ", ".join(branches[:3]),
                      tuple(node_of(b) for b in branches[:3]))
@@ -980,7 +984,7 @@ def decide(board: Board) -> Decision:
                   + [e.why for e in board.of(Claim.CRITIC) if e.rule != generated_samples.name]
                   + ["%s left out: %s" % (e.tensor, e.why) for e in board.of(Claim.SUPERSEDED)
                      if e.rule == critic_networks.name])
-    generated = board.of(Claim.GENERATED)
+    generated = [e for e in board.of(Claim.GENERATED) if not board.against(e.tensor, Claim.SUPERSEDED)]
     if generated:  # the generator's outputs, beside what no network scoring them computes
         d.outputs = [(e.tensor, e.why) for e in generated]
         d.warnings.append("left out: what the networks that read the generated %s beside data compute (%s): they "
