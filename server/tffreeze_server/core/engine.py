@@ -470,7 +470,8 @@ def freeze(workdir: str, spec: FreezeSpec, out_path: str, progress: Progress = _
             entries = splice.read_index(os.path.join(workdir, loaded.checkpoint.prefix))
         if loaded.reader is not None:
             values, ema_used, value_warnings = read_values(
-                graph_def, loaded.meta.graph_def, loaded.reader, variable_keys(loaded.meta.graph_def), spec,
+                graph_def, loaded.meta.graph_def, loaded.reader,
+                variable_keys(loaded.meta.graph_def, loaded.meta.saver_def), spec,
                 lambda message, fraction: progress(freeze_pb2.STAGE_READING_VARIABLES, message, fraction),
                 entries)
             warnings += value_warnings
@@ -788,7 +789,7 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
         reader = open_reader(loaded.export_dir, "variables/variables")
     if loaded.meta is not None:
         meta = loaded.meta
-        mapping = variable_keys(meta.graph_def)
+        mapping = variable_keys(meta.graph_def, meta.saver_def)
         graph_of_key = {ref.key: var for var, ref in mapping.items()}
         by_name = nodes_by_name(meta.graph_def)
         structure = structure_of(meta)  # (shared by the candidates and the evidence)

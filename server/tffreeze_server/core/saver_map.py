@@ -48,14 +48,21 @@ def _variable_behind(name: str, by_name) -> Optional[str]:
     return None
 
 
-def variable_keys(graph_def) -> Dict[str, KeyRef]:
-    """graph variable node name -> the checkpoint key (and slice) restoring it."""
+def variable_keys(graph_def, saver_def=None) -> Dict[str, KeyRef]:
+    """graph variable node name -> the checkpoint key (and slice) restoring it. With several Savers
+    in the graph, the one ``saver_def`` names (a MetaGraphDef's: the Saver that exported it, whose
+    save() wrote the checkpoint beside it) decides; the others only add variables it leaves out."""
     by_name = nodes_by_name(graph_def)
     users = consumers(graph_def)
     mapping: Dict[str, KeyRef] = {}
-    for node in graph_def.node:
-        if node.op not in _RESTORE_OPS or len(node.input) < 2:
-            continue
+    scope = ""
+    if saver_def is not None and saver_def.restore_op_name:
+        scope = saver_def.restore_op_name.rpartition("/")[0] + "/"
+    restores = [n for n in graph_def.node if n.op in _RESTORE_OPS and len(n.input) >= 2]
+    if scope:  # (the later assignments win: the named Saver's come last)
+        restores = ([n for n in restores if not n.name.startswith(scope)]
+                    + [n for n in restores if n.name.startswith(scope)])
+    for node in restores:
         keys = _const_strings(by_name.get(node_of(node.input[1])))
         if keys is None:
             continue
