@@ -573,6 +573,9 @@ class FreezeClient:
     def __init__(self, target: Optional[str] = None, timeout: float = 600.0, tls: Optional[bool] = None,
                  ca: Optional[str] = None, token: Optional[str] = None, client_cert: Optional[str] = None,
                  client_key: Optional[str] = None):
+        if bool(client_cert) != bool(client_key):  # (gRPC aborts the process on a certificate without its key)
+            raise error_for("INVALID_ARGUMENT", "--client-cert and --client-key go together: give both (the client "
+                            "certificate and its private key) or neither", "ERROR_REASON_UNSPECIFIED")
         self.target = target or default_target()
         self.timeout = timeout
         self.local: Optional[_local.Endpoint] = None

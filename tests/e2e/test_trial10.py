@@ -94,3 +94,18 @@ def test_a_server_stopped_during_a_csharp_upload_is_not_blamed_on_tls_or_the_add
     assert "TLS" not in err and "--tls" not in err and "WEB_PORT" not in err and "Start the server" not in err, err
     assert "SERVER_STOPPING" in err or "stopped answering in the middle of this command" in err, err
     assert not (tmp_path / "out.pb").exists()
+
+
+def test_a_client_certificate_without_its_key_is_a_one_line_error_in_python_and_cpp(tmp_path):
+    """Finding 8: Python aborted (SIGABRT, exit 134, nothing printed) on --client-cert without
+    --client-key, or the reverse; C++ named the mistake."""
+    model = models.dense(str(tmp_path / "m"), True)
+    pem = tmp_path / "client.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    for program in (PY, CPP):
+        for flag in ("--client-cert", "--client-key"):
+            done = subprocess.run([program, "inspect", model.directory, "--server", "127.0.0.1:1", flag, str(pem)],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 1, (program, flag, done.returncode, done.stderr)
+            assert "--client-cert and --client-key go together" in done.stderr, (program, done.stderr)
+            assert len(done.stderr.strip().splitlines()) == 1, (program, done.stderr)
