@@ -321,6 +321,9 @@ Client::Client(std::string target, ClientOptions options) : target_(std::move(ta
     options_.token = server.token;
   }
   std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (options_.client_cert.empty() != options_.client_key.empty())  // (a key alone too, with or without TLS)
+    throw Error("INVALID_ARGUMENT", "--client-cert and --client-key go together: give both (the client certificate "
+                "and its private key) or neither");
   if (!local && (options_.tls || !options_.ca_file.empty() || !options_.client_cert.empty())) {
     grpc::SslCredentialsOptions ssl;
     if (!options_.ca_file.empty()) {
@@ -330,8 +333,6 @@ Client::Client(std::string target, ClientOptions options) : target_(std::move(ta
                     (ssl.pem_root_certs.find("PRIVATE KEY-----") != std::string::npos ? "a private key" : "no PEM block") +
                     "; give the CA certificate that signed the server's (CA.pem)");
     }
-    if (options_.client_cert.empty() != options_.client_key.empty())
-      throw Error("INVALID_ARGUMENT", "--client-cert and --client-key go together");
     if (!options_.client_cert.empty()) {
       ssl.pem_cert_chain = ReadFile(options_.client_cert, "--client-cert");
       ssl.pem_private_key = ReadFile(options_.client_key, "--client-key");
