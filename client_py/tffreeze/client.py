@@ -700,7 +700,10 @@ class FreezeClient:
             os.replace(tmp, path)
             return None
         finally:
-            sink.close()
+            try:
+                sink.close()
+            except OSError:  # (flushing what is left fails again on a full disk: the file goes all the same)
+                pass
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
 
