@@ -113,9 +113,9 @@ def test_bad_input_is_one_line_and_exit_1(server, tmp_path):
     assert cpp("freeze", model.directory).returncode == 2  # no -o
     assert cpp("frobnicate").returncode == 2
     assert "freeze SOURCE -o OUT.pb" in cpp("--help").stdout
-    for args in (["freeze", "--help"], ["run", "-h"]):  # every command's help exits 0
-        helped = cpp(*args)
-        assert helped.returncode == 0 and "freeze SOURCE -o OUT.pb" in helped.stdout, args
+    for args, usage in ((["freeze", "--help"], "freeze SOURCE -o OUT.pb"), (["run", "-h"], "run MODEL.pb")):
+        helped = cpp(*args)  # every command's help exits 0, and is that command's
+        assert helped.returncode == 0 and usage in helped.stdout.splitlines()[0], (args, helped.stdout[:200])
 
 
 def test_cpp_run_checks_the_manifest(server, tmp_path):

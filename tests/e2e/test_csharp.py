@@ -224,9 +224,9 @@ def test_csharp_errors_and_exit_codes(web_server, tmp_path):
     assert cs("frobnicate").returncode == 2
     assert cs("run", "m.pb", "--input", "x=x.npy").returncode == 2
     assert "freeze SOURCE -o OUT.pb" in cs("--help").stdout
-    for args in (["freeze", "--help"], ["run", "-h"]):  # every command's help exits 0
-        helped = cs(*args)
-        assert helped.returncode == 0 and "freeze SOURCE -o OUT.pb" in helped.stdout, args
+    for args, usage in ((["freeze", "--help"], "freeze SOURCE -o OUT.pb"), (["run", "-h"], "run MODEL.pb")):
+        helped = cs(*args)  # every command's help exits 0, and is that command's
+        assert helped.returncode == 0 and usage in helped.stdout.splitlines()[0], (args, helped.stdout[:200])
     bad = cs("freeze", model.directory, "--server", web_server.web_url, "-o", str(tmp_path / "x.pb"), "--timeout", "soon")
     assert bad.returncode == 2 and "--timeout takes seconds" in bad.stderr, bad.stderr
 
