@@ -357,6 +357,7 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
     computes_with = 0
     for b in branches:
         computes_with |= s.var_bits[node_of(b)]
+    steady = not any(_draws(s, b) for b in branches)  # (the branches draw no random numbers)
     out += [Evidence(t, Claim.INFERENCE_BRANCH, WEIGHT_STRUCTURE, why, tuple(f.losses[:3])) for t in branches]
     out += _one_computation(s, branches) or _taps(s, branches)
     out += [Evidence(g.tensor, Claim.SUPERSEDED, WEIGHT_AGAINST, "a training-time sample: the graph has an inference "
@@ -367,7 +368,7 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
                      "branch (%s) computing with its variables" % ", ".join(branches[:3]),
                      tuple(node_of(b) for b in branches[:3]))
             for p in preds if not s.var_bits[node_of(p)] & ~computes_with or p not in labelled
-            or (s.var_bits[node_of(p)] & computes_with and not any(_draws(s, b) for b in branches) and _draws(s, p))]
+            or (s.var_bits[node_of(p)] & computes_with and steady and _draws(s, p))]
     return out
 
 
