@@ -17,6 +17,7 @@ they must run.
 
 from __future__ import annotations
 
+import atexit
 import grp
 import os
 import pwd
@@ -68,8 +69,9 @@ class User:
 
     def env(self, **extra: str) -> Dict[str, str]:
         """A fresh environment as after a login, plus ``extra`` (the venv's bin on PATH)."""
-        if not self.switch:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("TFFREEZE_")}
+        if not self.switch:  # the user running the tests: a throwaway HOME, never their real ~/.cache
+            env = {k: v for k, v in os.environ.items() if not k.startswith("TFFREEZE_") and k != "XDG_CACHE_HOME"}
+            env["HOME"] = self.home
         else:
             env = {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "LANG": "C.UTF-8",
                    "PATH": "/usr/local/bin:/usr/bin:/bin"}
@@ -123,13 +125,22 @@ class User:
         return path
 
 
+def _throwaway_home() -> str:
+    """A fresh HOME for the user running the tests, removed when the run ends: a test that
+    starts "the user's" local server or clears "their" ~/.cache/tffreeze must not reach the
+    real one (a running local server of theirs would be orphaned)."""
+    home = tempfile.mkdtemp(prefix="tffreeze-test-home-")
+    atexit.register(shutil.rmtree, home, True)
+    return home
+
+
 def ordinary(name: str = FIRST, uid: Optional[int] = None) -> User:
     """The ordinary user ``name`` (made when the tests run as root), or the current user."""
     if os.geteuid() != 0:
         if name != FIRST:
             require_or_skip("a second user (%s) can only be made when the tests run as root" % name)
         me = pwd.getpwuid(os.getuid())
-        return User(me.pw_name, me.pw_uid, me.pw_gid, me.pw_dir, switch=False)
+        return User(me.pw_name, me.pw_uid, me.pw_gid, _throwaway_home(), switch=False)
     for tool in ("useradd", "setpriv", "unshare"):
         if shutil.which(tool) is None:
             require_or_skip("%s (util-linux/passwd) is not installed: no ordinary user can be made" % tool)
