@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "on the first such call and kept warm, so later calls do not wait for TensorFlow.",
                        epilog=LOCAL_EPILOG)
     p.add_argument("action", choices=("start", "stop", "status", "clean"),
-                   help="start: start it unless it runs (waits until it accepts calls); stop: stop it (calls in "
+                   help="start: start it unless it runs (waits until it accepts calls; exit 1 when one runs with other "
+                        "options than yours, which are then not applied); stop: stop it (calls in "
                         "flight finish first; a freeze or inspect still running goes on with a new local server, and "
                         "says so); status: show it and its store (exit 0 running, 3 not running); "
                         "clean: stop it and remove its store, saying how much that freed")
@@ -654,6 +655,7 @@ def _cmd_local_server(args) -> int:
             print("its store keeps %s in %s until the next start; `tffreeze local-server clean` removes it"
                   % (_size(used), os.path.join(local_dir(), "data")))
         return 0
+    differ = []
     if args.action == "status":
         info = local.status()
         if info is None:
@@ -692,11 +694,13 @@ def _cmd_local_server(args) -> int:
             def shown(flag, value):  # a byte size as the flag takes it (12G, 1.5G), not in bytes
                 return size_text(int(value)) if flag.endswith("-bytes") and str(value).isdigit() else value
 
-            print("the local server is already running (pid %s), with other options: %s. To restart it with yours: "
+            # exit 1: a script must see that its options were not applied
+            print("tffreeze local-server: the local server is already running (pid %s), with other options: %s. "
+                  "Your options were not applied. To restart it with yours: "
                   "`tffreeze local-server stop && tffreeze local-server start %s`"
                   % (info.get("pid", "?"), ", ".join("%s %s, not %s" % (f, shown(f, have), shown(f, want))
                                                      for f, have, want in differ),
-                     " ".join(shown(extra[i - 1], v) if i % 2 else v for i, v in enumerate(extra))))
+                     " ".join(shown(extra[i - 1], v) if i % 2 else v for i, v in enumerate(extra))), file=sys.stderr)
         else:
             print("started the local server" if endpoint.started else "the local server is already running")
     for key in ("pid", "version", "installation", "python", "grpc", "web", "token-file", "idle-exit", "workers"):
@@ -714,7 +718,7 @@ def _cmd_local_server(args) -> int:
         print("  %-12s %s per freeze beyond the warm worker (--task-memory-bytes, $TFFREEZE_LOCAL_TASK_MEMORY_BYTES)"
               % ("task memory", _size(int(memory)) if int(memory) else "no limit"))
     print("  %-12s %s" % ("log", os.path.join(local_dir(), LOG)))
-    return 0
+    return 1 if args.action == "start" and differ else 0
 
 
 def _size(n: int) -> str:

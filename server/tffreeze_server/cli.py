@@ -48,33 +48,75 @@ def _size_or_zero(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1 (workers, tasks, nodes, depth)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("%d: give 1 or more" % value)
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a port number" % text) from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("%d: a port is 0 (a free one) to 65535" % value)
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A time in seconds, more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("%s: give a number of seconds above 0" % text)
+    return value
+
+
+def _seconds_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("%s: give a number of seconds, 0 or more" % text)
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port; 0 picks a free one (default: %(default)s)")
     p.add_argument("--data-dir", default=None, metavar="D",
                    help="where uploads and frozen graphs are kept (default: %s; with --local: DIR/data)" % DEFAULT_DATA_DIR)
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=_count, default=None,
                    help="TensorFlow worker processes, ~540 MiB each idle: freezes run in parallel up to this "
                         "many (default here: %d = what this machine holds: one per core, 1.5 GiB of available "
                         "memory each; with --local: %d)" % (DEFAULT_WORKERS, LOCAL_WORKERS))
-    p.add_argument("--worker-max-tasks", type=int, default=DEFAULT_WORKER_MAX_TASKS, metavar="N",
+    p.add_argument("--worker-max-tasks", type=_count, default=DEFAULT_WORKER_MAX_TASKS, metavar="N",
                    help="replace a worker after N tasks, bounding memory growth; the replacement imports "
                         "TensorFlow while the old one keeps serving (default: %(default)s)")
     p.add_argument("--max-store-bytes", type=_size, default=None, metavar="BYTES",
                    help="blob store cap in bytes (or with K, M, G: 8G); least recently used blobs are evicted "
                         "(default: %d GiB; with --local: $%s, else %d GiB)"
                         % (DEFAULT_MAX_STORE_BYTES >> 30, LOCAL_STORE_ENV, LOCAL_MAX_STORE_BYTES >> 30))
-    p.add_argument("--partial-upload-ttl", type=float, default=DEFAULT_PARTIAL_TTL_SECONDS, metavar="SECONDS",
+    p.add_argument("--partial-upload-ttl", type=_seconds, default=DEFAULT_PARTIAL_TTL_SECONDS, metavar="SECONDS",
                    help="discard a resumable upload (WriteBlobChunk) idle this long; until then its declared size "
                         "counts against --max-store-bytes (default: %(default)s)")
-    p.add_argument("--max-call-seconds", type=float, default=DEFAULT_MAX_CALL_SECONDS, metavar="SECONDS",
+    p.add_argument("--max-call-seconds", type=_seconds, default=DEFAULT_MAX_CALL_SECONDS, metavar="SECONDS",
                    help="longest a freeze or inspect may run on a worker, whatever deadline the call sets (gRPC-Web "
                         "calls may set none); over it the call is DEADLINE_EXCEEDED and the worker replaced "
                         "(default: %(default)s)")
     p.add_argument("--no-result-cache", dest="result_cache", action="store_false",
                    help="run every freeze on a worker, even one whose uploaded bytes, options and engine match an "
                         "earlier freeze (by default answered from DATA/results without a worker)")
-    p.add_argument("--web-port", type=int, default=None, metavar="W",
+    p.add_argument("--web-port", type=_port, default=None, metavar="W",
                    help="also serve gRPC-Web (HTTP/1.1) on port W, for clients without HTTP/2 such as "
                         "tffreeze-cs on Mono; 0 picks a free port")
     p.add_argument("--web-allow-origin", action="append", default=[], metavar="ORIGIN",
@@ -98,18 +140,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "memory, at least %d GiB: here %s)" % (DEFAULT_TASK_MEMORY_BYTES >> 30, LOCAL_TASK_MEMORY_ENV,
                                                               DEFAULT_TASK_MEMORY_BYTES >> 30,
                                                               _gib(local_task_memory_bytes())))
-    p.add_argument("--verify-seconds", type=float, default=DEFAULT_VERIFY_SECONDS, metavar="S",
+    p.add_argument("--verify-seconds", type=_seconds, default=DEFAULT_VERIFY_SECONDS, metavar="S",
                    help="longest the verify stage of a freeze may run the graphs; over it the task is stopped and "
                         "the call is DEADLINE_EXCEEDED (default: %(default)s)")
-    p.add_argument("--load-seconds", type=float, default=DEFAULT_LOAD_SECONDS, metavar="S",
+    p.add_argument("--load-seconds", type=_seconds, default=DEFAULT_LOAD_SECONDS, metavar="S",
                    help="longest loading a TF2 SavedModel may take: TensorFlow runs the upload's restore functions "
                         "and resource initialisers, then freezes its signature's variables; over it the task is "
                         "stopped and the call is DEADLINE_EXCEEDED (default: %(default)s)")
-    p.add_argument("--export-seconds", type=float, default=DEFAULT_EXPORT_SECONDS, metavar="S",
+    p.add_argument("--export-seconds", type=_seconds, default=DEFAULT_EXPORT_SECONDS, metavar="S",
                    help="longest the format option's export may take: the frozen graph run in TensorFlow, converted "
                         "to ONNX/TFLite and run in that runtime to compare; over it the task is stopped and the "
                         "call is DEADLINE_EXCEEDED (default: %(default)s)")
-    p.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS, metavar="S",
+    p.add_argument("--drain-seconds", type=_seconds_or_zero, default=DEFAULT_DRAIN_SECONDS, metavar="S",
                    help="on SIGTERM/SIGINT, new commands are refused at once (SERVER_STOPPING) and the commands under way "
                         "(their calls in flight and the calls they make next) have this long to finish; then they "
                         "are stopped and told so (SERVER_STOPPING); a second signal stops at once (default: "
@@ -117,13 +159,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-graph-file-bytes", type=_size, default=DEFAULT_MAX_GRAPH_FILE_BYTES, metavar="BYTES",
                    help="largest uploaded graph file (.meta, GraphDef, saved_model.pb) the server parses, in bytes or "
                         "with K, M, G; larger is RESOURCE_EXHAUSTED before parsing (default: %(default)s = 1 GiB)")
-    p.add_argument("--max-graph-nodes", type=int, default=DEFAULT_MAX_GRAPH_NODES, metavar="N",
+    p.add_argument("--max-graph-nodes", type=_count, default=DEFAULT_MAX_GRAPH_NODES, metavar="N",
                    help="most nodes an uploaded graph may have, library functions included; more is "
                         "RESOURCE_EXHAUSTED before any analysis (default: %(default)s)")
-    p.add_argument("--max-function-depth", type=int, default=DEFAULT_MAX_FUNCTION_DEPTH, metavar="N",
+    p.add_argument("--max-function-depth", type=_count, default=DEFAULT_MAX_FUNCTION_DEPTH, metavar="N",
                    help="deepest nesting of functions calling functions (loop bodies, branches, calls); deeper "
                         "is RESOURCE_EXHAUSTED, a recursive function INVALID_ARGUMENT (default: %(default)s)")
-    p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--idle-exit", type=_seconds, default=None, metavar="SECONDS",
                    help="stop (cleanly, as on SIGTERM) after SECONDS without a call (default: never; with --local: "
                         "%g)" % LOCAL_IDLE_SECONDS)
     p.add_argument("--local", nargs="?", const="", default=None, metavar="DIR",
@@ -153,7 +195,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "bounds it). Credentials and region as boto3 finds them (AWS_* variables, ~/.aws, roles)")
     g.add_argument("--s3-endpoint", metavar="URL",
                    help="an S3-compatible endpoint instead of AWS (MinIO, Ceph RGW, ...), e.g. http://minio:9000")
-    g.add_argument("--metrics-port", type=int, default=None, metavar="M",
+    g.add_argument("--metrics-port", type=_port, default=None, metavar="M",
                    help="serve Prometheus metrics at http://127.0.0.1:M/metrics (0 picks a free port); with TLS "
                         "and tokens, over https and only with a token, like the other ports")
     g.add_argument("--metrics-host", default=None, metavar="ADDR",

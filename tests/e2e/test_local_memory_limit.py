@@ -126,10 +126,11 @@ def test_the_local_server_names_local_server_start_and_shows_its_limit(own_cache
     assert re.search(r"task memory\s+160\.0 MiB per freeze", status.stdout), status.stdout
 
     again = _run([PY, "local-server", "start", "--task-memory-bytes", "1536M"], own_cache)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 1, again.stderr
     # sizes as the flag takes them, not in bytes
-    assert "with other options: --task-memory-bytes 160M, not 1.5G. To restart it with yours: `tffreeze " \
-           "local-server stop && tffreeze local-server start --task-memory-bytes 1.5G`" in again.stdout, again.stdout
+    assert "with other options: --task-memory-bytes 160M, not 1.5G. Your options were not applied. To restart it " \
+           "with yours: `tffreeze local-server stop && tffreeze local-server start --task-memory-bytes 1.5G`" \
+           in again.stderr, again.stderr
 
     out = _run([PY, "freeze", ckpt, "-o", str(tmp_path / "plain.pb")], own_cache)
     assert out.returncode == 0, out.stderr

@@ -153,9 +153,10 @@ def test_status_names_the_installation_and_start_says_when_options_differ(own_ca
     assert re.search(r"store\s+.* used of 4\.0 GiB", status.stdout), status.stdout
 
     again = _run([PY, "local-server", "start", "--idle-exit", "7200"], own_cache)
-    assert again.returncode == 0
-    words = " ".join(again.stdout.split())
+    assert again.returncode == 1  # (trial 10, 14: a script sees that its options were not applied)
+    words = " ".join(again.stderr.split())
     assert "already running" in words and "with other options: --idle-exit 1800, not 7200" in words, words
+    assert "Your options were not applied" in words and "pid" in again.stdout, (words, again.stdout)
     assert "tffreeze local-server stop && tffreeze local-server start --idle-exit 7200" in words
     assert _run([PY, "local-server", "start", "--idle-exit", "1800"], own_cache).stdout.startswith(
         "the local server is already running\n")
