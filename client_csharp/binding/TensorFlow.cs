@@ -72,13 +72,31 @@ namespace TfFreeze.TensorFlow
                 if (loaded) return;
                 var path = Environment.GetEnvironmentVariable("TFFREEZE_LIBTENSORFLOW");
                 if (string.IsNullOrEmpty(path)) path = Environment.GetEnvironmentVariable("TFFREEZE_DEFAULT_LIB");
+                if (string.IsNullOrEmpty(path)) path = BesideThisCheckout();
                 if (string.IsNullOrEmpty(path)) throw new TFException(
                     "no TensorFlow C library: set TFFREEZE_LIBTENSORFLOW to libtensorflow.so, a TensorFlow wheel's " +
-                    "tensorflow/ folder, or TF 1.15's _pywrap_tensorflow_internal.so");
+                    "tensorflow/ folder (python -c 'import tensorflow, os; print(os.path.dirname(tensorflow.__file__))'), " +
+                    "or TF 1.15's _pywrap_tensorflow_internal.so");
                 Load(path);
                 Api.Bind();
                 loaded = true;
             }
+        }
+
+        /// <summary>The TensorFlow wheel of the tffreeze checkout this assembly was built in
+        /// (client_csharp/bin/ -> .venv/lib/python3*/site-packages/tensorflow), as the tffreeze-cs launcher
+        /// finds it; null elsewhere (a copied assembly names its library by the variables).</summary>
+        static string BesideThisCheckout()
+        {
+            try
+            {
+                var bin = Path.GetDirectoryName(typeof(Native).Assembly.Location);
+                var lib = Path.Combine(Path.GetFullPath(Path.Combine(bin, "..", "..")), ".venv", "lib");
+                if (!Directory.Exists(lib)) return null;
+                return Directory.GetDirectories(lib, "python3*").OrderBy(d => d, StringComparer.Ordinal)
+                    .Select(d => Path.Combine(d, "site-packages", "tensorflow")).FirstOrDefault(Directory.Exists);
+            }
+            catch (Exception) { return null; }  // (no location: loaded from bytes)
         }
 
         static void Load(string path)

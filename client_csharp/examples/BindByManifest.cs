@@ -33,10 +33,16 @@ public static class BindByManifest
     public static int Main(string[] args)
     {
         if (args.Length != 2) { Console.Error.WriteLine("usage: BindByManifest MODEL.pb MANIFEST.json"); return 2; }
-        var manifest = Manifest.Load(args[1]);
+        try { return Run(args[0], args[1]); }
+        catch (TFException e) { Console.Error.WriteLine("BindByManifest: " + e.Message); return 1; }
+    }
+
+    static int Run(string model, string manifestPath)
+    {
+        var manifest = Manifest.Load(manifestPath);
         using (var graph = new TFGraph())
         {
-            graph.Import(File.ReadAllBytes(args[0]));
+            graph.Import(File.ReadAllBytes(model));
             using (var session = new TFSession(graph))
             {
                 var feeds = new Dictionary<string, TFTensor>();

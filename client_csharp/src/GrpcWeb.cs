@@ -242,16 +242,17 @@ namespace TfFreeze.V1
                        "http://HOST:WEB_PORT (the 'gRPC-Web on' address of a server started with --web-port)";
             // A plain call to a TLS port fails with whatever words Mono's transport has for the closed
             // connection ("Operation aborted", "Error writing headers", ...): the port is asked directly.
+            var scheme = url.StartsWith("https://") ? "https" : "http";  // the advice keeps the user's TLS choice
             if (low.Contains("socket closed") || low.Contains("has been shut down") || low.Contains("connection reset") ||
                 low.Contains("receivefailure") || (url.StartsWith("http://") && SpeaksTls(url)))
             {
-                return "the tffreeze server at " + url + " closed the connection (" + details +
-                       "). If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem. If it is the gRPC port " +
-                       "(the 'listening on' address), tffreeze-cs needs the gRPC-Web address: --server http://HOST:WEB_PORT " +
-                       "(--web-port).";
+                return "the tffreeze server at " + url + " closed the connection (" + details + "). " +
+                       (scheme == "http" ? "If it speaks TLS (started with --tls-cert), add --tls and --ca CA.pem. " : "") +
+                       "If it is the gRPC port (the 'listening on' address), tffreeze-cs needs the gRPC-Web address: " +
+                       "--server " + scheme + "://HOST:WEB_PORT (--web-port).";
             }
             return "cannot reach the tffreeze gRPC-Web endpoint at " + url + " (" + details +
-                   "). Start the server with `tffreeze serve --web-port W` and pass --server http://HOST:W.";
+                   "). Start the server with `tffreeze serve --web-port W` and pass --server " + scheme + "://HOST:W.";
         }
 
         /// <summary>Whether the server at <paramref name="url"/> answers an HTTP/2 connection preface with

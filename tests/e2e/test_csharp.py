@@ -210,6 +210,19 @@ def test_example_binds_by_manifest(server, tmp_path):
     m = re.match(r"y:0: shape \[1, 2\] first \[([-0-9.eE]+), ([-0-9.eE]+)\]", out.stdout)
     assert m, out.stdout
     np.testing.assert_allclose([float(m.group(1)), float(m.group(2))], want[0], rtol=1e-5)
+    # the tenth trial: without the variable, the README's example died with a Mono stack trace; the
+    # binding finds this checkout's TensorFlow as tffreeze-cs does
+    bare = {k: v for k, v in os.environ.items() if k not in ("TFFREEZE_LIBTENSORFLOW", "TFFREEZE_DEFAULT_LIB")}
+    out = subprocess.run(["mono", os.path.join(ROOT, "client_csharp", "bin", "BindByManifest.exe"), str(tmp_path / "m.pb"),
+                          str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120, env=bare)
+    assert out.returncode == 0 and out.stdout.startswith("y:0: shape [1, 2]"), out.stderr
+    # and a library that is not there is one line, no stack trace
+    out = subprocess.run(["mono", os.path.join(ROOT, "client_csharp", "bin", "BindByManifest.exe"), str(tmp_path / "m.pb"),
+                          str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120,
+                         env=dict(bare, TFFREEZE_LIBTENSORFLOW=str(tmp_path / "no-such-lib")))
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("BindByManifest: no TensorFlow C library at ") and " at TfFreeze" not in out.stderr, \
+        out.stderr
 
 
 def test_csharp_errors_and_exit_codes(web_server, tmp_path):
@@ -220,6 +233,10 @@ def test_csharp_errors_and_exit_codes(web_server, tmp_path):
     assert not (tmp_path / "x.pb").exists() and not (tmp_path / "x.pb.part").exists()
     out = cs("freeze", model.directory, "--server", "http://127.0.0.1:1", "-o", str(tmp_path / "x.pb"))
     assert out.returncode == 1 and "[UNAVAILABLE]" in out.stderr and "--web-port" in out.stderr
+    assert "--server http://HOST:W" in out.stderr, out.stderr
+    # the tenth trial: a TLS user was advised an http:// address
+    out = cs("freeze", model.directory, "--server", "https://127.0.0.1:1", "-o", str(tmp_path / "x.pb"))
+    assert out.returncode == 1 and "--server https://HOST:W" in out.stderr and "http://" not in out.stderr, out.stderr
     assert cs("freeze", model.directory).returncode == 2
     assert cs("frobnicate").returncode == 2
     assert cs("run", "m.pb", "--input", "x=x.npy").returncode == 2

@@ -171,6 +171,9 @@ def test_the_page_words_errors_and_warnings_for_its_own_fields(browser, tmp_path
         error = shown["freeze"]["error"]
         assert "options." not in error and "SOURCE" not in error, error
         assert "stopped: see the error below" in shown["freeze"]["progress"], shown["freeze"]["progress"]
+        # the tenth trial: a second error in a row said it twice ("— stopped: ... — stopped: ...")
+        shown = _drive(browser, srv.web_url + "/", partial.directory, ["inspect", "freeze", "freeze"], tmp_path / "p")
+        assert shown["freeze"]["progress"].count("stopped: see the error below") == 1, shown["freeze"]["progress"]
         shown = _drive(browser, srv.web_url + "/", ema.directory, ["freeze"], tmp_path / "e")
         assert shown["freeze"]["state"] == "done", shown
         progress = shown["freeze"]["progress"]

@@ -271,7 +271,9 @@ async function run(work: () => Promise<void>): Promise<void> {
     await work();
   } catch (err) {
     showError(err);
-    $("progress-text").textContent += " — stopped: see the error below"; // not left at its last percent
+    const stopped = " — stopped: see the error below"; // not left at its last percent, and said once
+    const text = $("progress-text").textContent || "";
+    if (!text.endsWith(stopped)) $("progress-text").textContent = text + stopped;
   } finally {
     busy = false;
     for (const id of ["inspect", "freeze"]) ($(id) as HTMLButtonElement).disabled = false;
