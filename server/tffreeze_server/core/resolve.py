@@ -5,7 +5,10 @@ first that yields outputs wins, and each output carries its record's sentence as
 reason: explicit names > signature defs (``signature-def``) > user collections
 (``user-collection``) > the training structure (``rules.STRUCTURE_RULES``, decided
 by ``rules.decide``) > graph sinks (``graph-sinks``: nodes nothing reads that are
-not training, saver, summary, init or bookkeeping ops). ``resolve`` is the one place
+not training, saver, summary, init or bookkeeping ops). An inferred answer that holds a
+tensor with only TensorFlow's default name, next to tensors the graph's author named, is
+not sure (``_unnamed_answer``): who names a computation's tensors names the ones they
+fetch. ``resolve`` is the one place
 that answers or refuses (OUTPUTS_AMBIGUOUS, NO_OUTPUTS_FOUND, with ranked
 candidates); ``explain`` returns every source's records (what inspect shows). Inputs
 are explicit, or the signature's, or the placeholders the outputs depend on.
@@ -497,6 +500,9 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         res.outputs = _with_selection_indices(res.outputs, by_name)  # (candidates too)
         if not res.unsure and not declared:  # (a signature or collection names its tensors itself)
             res.outputs = _by_their_names(res.outputs, graph_def, by_name)
+            gate = _unnamed_answer(res.outputs, graph_def, by_name, training)
+            if gate is not None:
+                res.unsure, res.outputs = gate
         if res.unsure:
             if refuse_ambiguous:
                 raise _not_sure(res.outputs, by_name, res.unsure)
@@ -624,6 +630,7 @@ def candidate_records(meta, structure=_UNSET) -> List[Evidence]:
     def add(tensor, reason, listed_by):
         node = by_name.get(node_of(tensor))
         if (node is not None and node.name not in excluded and node.name not in in_loops
+                and not (not s.users.get(node.name) and _is_unused_control_flow_output(node, by_name))
                 and tensor not in [e.tensor for e in out]
                 and len(out) < MAX_INFERRED_OUTPUTS):
             out.append(Evidence(tensor, Claim.CANDIDATE, WEIGHT_OPEN, reason, (node.name,),
@@ -717,3 +724,102 @@ def _not_confident(found: List[Named], by_name):
                                                         ",".join(t for t, _ in ranked[:2])),
         "ERROR_REASON_OUTPUTS_AMBIGUOUS", field="options.outputs",
         candidates=",".join(t for t, _ in ranked))
+
+
+# The names TensorFlow's Python functions give their ops when the caller gives none (besides
+# the op type itself): an author who named nothing gets these.
+_PYTHON_DEFAULT_NAMES = frozenset(
+    n.replace("_", "").lower() for n in (
+        "add", "add_n", "sub", "mul", "truediv", "floordiv", "div", "div_no_nan", "mod", "pow", "neg", "transpose",
+        "concat", "stack", "unstack", "strided_slice", "reshape", "squeeze", "split", "matmul", "tensordot",
+        "einsum", "where", "cast", "gather", "slice", "pad", "tile", "range", "fill", "sum", "mean", "max", "min",
+        "prod", "l2_normalize", "norm", "sigmoid", "softmax", "log_softmax", "argmax", "argmin", "clip_by_value",
+        "maximum", "minimum", "one_hot", "zeros_like", "ones_like", "sequence_mask", "bias_add", "flatten",
+        "expand_dims", "truncated_normal", "random_normal", "random_uniform", "sqrt", "square", "exp", "log",
+        "abs", "tanh", "relu", "elu", "selu", "gelu", "erf", "sign", "floor", "ceil", "round", "pow", "rsqrt",
+        "reduce_sum", "reduce_mean", "reduce_max", "logical_and", "logical_or", "logical_not", "equal",
+        "not_equal", "greater", "less", "greater_equal", "less_equal", "boolean_mask", "gather_nd", "scatter_nd",
+        "topkv2", "dropout", "batchnorm", "moments", "rnn", "while", "cond", "scan", "map", "foldl",
+        "identity", "read", "embedding_lookup", "conv2d", "conv1d", "relu6", "leaky_relu", "softplus",
+        "cumsum", "cumprod", "reverse", "realdiv", "addv2", "concatv2", "pack", "unpack", "select", "selectv2",
+        "batch_matmul", "batchmatmul", "matrix_transpose", "linalg", "shape", "size", "rank", "zeros", "ones",
+        "sparse_to_dense", "sparse_tensor_to_dense", "to_dense", "stop_gradient", "check_numerics", "ExpandDims"))
+
+
+def _default_name(node) -> bool:
+    """Whether the node carries the name TensorFlow gives when none is given."""
+    last = re.sub(r"_\d+$", "", node.name.rsplit("/", 1)[-1]).lower()
+    op = node.op.lower()  # (a versioned op keeps its first name: TensorArray for TensorArrayV3)
+    return (last.replace("_", "") == op or last == re.sub(r"v\d+$", "", op)
+            or last.replace("_", "") in _PYTHON_DEFAULT_NAMES)
+
+
+def _named_by_its_scope(node, users) -> bool:
+    """A tensor that leaves a scope someone named (``Predictions/Reshape_1``, which nothing in
+    ``Predictions`` reads) is named by that scope."""
+    if "/" not in node.name:
+        return False
+    scope, last = node.name.rsplit("/", 1)
+    parent = scope.rsplit("/", 1)[-1]
+    if re.sub(r"_\d+$", "", parent).lower().replace("_", "") in _PYTHON_DEFAULT_NAMES:
+        return False
+    return not any(u.startswith(scope + "/") for u in users.get(node.name, ()))
+
+
+_NEAR = 4
+_SHAPE_READS = _SHAPE_OPS | frozenset({"ZerosLike", "OnesLike"})  # (read a tensor's shape, not its values)
+
+
+def _unnamed_answer(outputs: List[Named], graph_def, by_name, training):
+    """An answer that holds a tensor nobody named, next to a computation its author named,
+    is not sure: an author who names the tensors of a computation names the ones they fetch.
+    Next to it: up to ``_NEAR`` ops upstream (what it is computed from), or downstream through
+    its values (not its shape) to a tensor that reads no other feed (no label: not the loss's
+    arithmetic, which TensorFlow's loss functions name). Returns (why, candidates) or None."""
+    users = consumers(graph_def)
+    unnamed = [t for t, _ in outputs if _default_name(by_name[node_of(t)])
+               and not _named_by_its_scope(by_name[node_of(t)], users)]
+    if not unnamed:
+        return None
+    answer = {node_of(t) for t, _ in outputs}
+    feeds_of = {}
+
+    def feeds(names):
+        key = frozenset(names)
+        if key not in feeds_of:
+            feeds_of[key] = {n for n in ancestors(graph_def, names) if by_name[n].op in PLACEHOLDER_OPS}
+        return feeds_of[key]
+
+    def authored(n):
+        node = by_name.get(n)
+        if (node is None or n in answer or n in training or node.op in PLACEHOLDER_OPS or node.op in VARIABLE_OPS
+                or node.op in ("Const", "ReadVariableOp", "NoOp") or _default_name(node) or _BOOKKEEPING_SCOPES.match(n)):
+            return False
+        source = by_name.get(node_of(node.input[0].lstrip("^"))) if node.input else None
+        return not (node.op == "Identity" and source is not None and source.op in VARIABLE_OPS)  # (a variable's read)
+
+    named: List[str] = []
+    for t in unnamed:
+        start = node_of(t)
+        for step in (lambda n: [node_of(i.lstrip("^")) for i in by_name[n].input if not i.startswith("^")],
+                     lambda n: [m for m in sorted(users.get(n, ())) if by_name[m].op not in _SHAPE_READS]):
+            seen, frontier = {start}, [start]
+            for _ in range(_NEAR):
+                nxt = []
+                for n in frontier:
+                    for m in step(n):
+                        if m in seen or m not in by_name or m in training:
+                            continue
+                        seen.add(m)
+                        nxt.append(m)
+                        if authored(m) and m + ":0" not in named:
+                            named.append(m + ":0")
+                frontier = nxt
+    # a tensor downstream that reads another feed (labels) is the loss's, whoever named it
+    own = feeds(sorted(answer))
+    named = [t for t in named if feeds([node_of(t)]) <= own]
+    if not named:
+        return None
+    why = ("%s %s no name of the graph's author, while the computation next to it has named tensors (%s)"
+           % (", ".join(unnamed), "has" if len(unnamed) == 1 else "have", ", ".join(named[:4])))
+    return why, [(t, "a tensor the graph names, next to %s" % unnamed[0]) for t in named[:3]] + list(outputs)
