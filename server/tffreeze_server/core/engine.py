@@ -348,7 +348,7 @@ def _bind(r: Resolved, spec: FreezeSpec, result: freeze_pb2.FreezeResult):
     inference = {sw.name: sw.inference_value for sw in switches.find_switches(graph_def)}
     graph_def = type(graph_def)()
     graph_def.CopyFrom(r.pruned)
-    bindings = switches.bind(graph_def, binds)
+    bindings = switches.bind(graph_def, binds, switches.batch_norm_defaults(r.pruned, binds))
     for name, value in spec.bind.items():  # a training switch bound to another value than inference's
         if value is not None and inference.get(name) is not None and value != inference[name]:
             result.warnings.append("options.bind %s=%s: its inference value is %s; the frozen graph computes what the "

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
 from .errors import InvalidArgument
-from .graph import consumers, node_of, nodes_by_name
+from .graph import attr_functions, consumers, node_of, nodes_by_name
 from .oproles import MERGE_OPS, PLACEHOLDER_OPS, SWITCH_OPS, VARIABLE_OPS
 from .words import article
 
@@ -102,9 +102,10 @@ def _coerce(value: Union[bool, float], dtype_enum: int, name: str):
                           "ERROR_REASON_INVALID_OPTION", field="options.bind", name=name)
 
 
-def bind(graph_def, binds: Dict[str, Union[bool, float, None]]) -> List[dict]:
+def bind(graph_def, binds: Dict[str, Union[bool, float, None]], defaults: Optional[Dict[str, bool]] = None) -> List[dict]:
     """Replace switch placeholders by constants, in place; a None value keeps a
-    switch unbound. Returns the bindings made."""
+    switch unbound; ``defaults``: switches bound to their default (``batch_norm_defaults``).
+    Returns the bindings made."""
     by_name = nodes_by_name(graph_def)
     switch_names = [s.name for s in find_switches(graph_def)]
     for name in binds:
@@ -127,6 +128,8 @@ def bind(graph_def, binds: Dict[str, Union[bool, float, None]]) -> List[dict]:
     for sw in find_switches(graph_def):
         if sw.inference_value is not None and sw.name not in binds:
             chosen[sw.name] = (sw.inference_value, "inference value of a training switch")
+    for name, value in (defaults or {}).items():
+        chosen[name] = (value, BATCH_NORM_DEFAULT)
     for name, value in binds.items():
         if value is None:
             chosen.pop(name, None)
@@ -323,17 +326,69 @@ def _fold_v1(graph_def) -> int:
     return len(live_port)
 
 
-def training_batch_norms(graph_def) -> List[str]:
-    """Fused batch norms still in training mode (batch statistics), in the graph or its functions."""
+def _called_functions(graph_def) -> Set[str]:
+    """The library functions the graph's nodes call, directly or through other functions."""
+    library = {f.signature.name: f for f in graph_def.library.function}
+    called: Set[str] = set()
+    stack = list(graph_def.node)
+    while stack:
+        node = stack.pop()
+        for name in [node.op] + attr_functions(node.attr):
+            if name in library and name not in called:
+                called.add(name)
+                stack.extend(library[name].node_def)
+    return called
+
+
+def training_batch_norms(graph_def, called_only: bool = False) -> List[str]:
+    """Fused batch norms still in training mode (batch statistics), in the graph or its functions
+    (``called_only``: only the functions the graph still calls)."""
     found = []
     for node in graph_def.node:
         if node.op.startswith("FusedBatchNorm") and node.attr["is_training"].b:
             found.append(node.name)
+    called = _called_functions(graph_def) if called_only else None
     for func in graph_def.library.function:
+        if called is not None and func.signature.name not in called:
+            continue
         for node in func.node_def:
             if node.op.startswith("FusedBatchNorm") and node.attr["is_training"].b:
                 found.append("%s/%s" % (func.signature.name, node.name))
     return found
 
 
-__all__ = ["find_switches", "bind", "BOUND_BY_OPTION", "fold_conditionals", "training_batch_norms", "Switch"]
+BATCH_NORM_DEFAULT = "its default, which selects batch norm's moving statistics (the batch statistics its other value selects update variables, which freezing makes constants)"
+
+
+def batch_norm_defaults(graph_def, binds: Dict[str, Union[bool, float, None]]) -> Dict[str, bool]:
+    """Bool switches with a default (``placeholder_with_default(False, name="train_bn")``), whatever
+    their name, that the bind option leaves alone and whose default takes every batch norm they
+    select out of training mode: bound to that default. Unfed, the graph computes with that value
+    already; the other value needs the moving-average updates a frozen graph cannot make."""
+    if not training_batch_norms(graph_def, called_only=True):
+        return {}
+    by_name = nodes_by_name(graph_def)
+
+    def left(extra):
+        trial = type(graph_def)()
+        trial.CopyFrom(graph_def)
+        bind(trial, dict(binds, **extra))
+        fold_conditionals(trial)
+        return set(training_batch_norms(trial, called_only=True))
+
+    before = left({})
+    chosen: Dict[str, bool] = {}
+    for sw in find_switches(graph_def):
+        node = by_name[sw.name]
+        if (sw.inference_value is not None or sw.name in binds or node.op != "PlaceholderWithDefault"
+                or sw.dtype != tf.bool.as_datatype_enum or not node.input):
+            continue
+        default = _const_value(node.input[0], by_name)
+        if isinstance(default, bool) and before and len(left(dict(chosen, **{sw.name: default}))) < len(before):
+            chosen[sw.name] = default
+            before = left(chosen)
+    return chosen
+
+
+__all__ = ["find_switches", "bind", "BOUND_BY_OPTION", "BATCH_NORM_DEFAULT", "batch_norm_defaults",
+           "fold_conditionals", "training_batch_norms", "Switch"]
