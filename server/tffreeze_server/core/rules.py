@@ -878,7 +878,8 @@ def labels_in_the_logits(f: Facts, board: Board) -> List[Evidence]:
       "softmax, a decoding, the head a metric evaluates) is the deployed one; the other is a training aid. A "
       "classifier's logits (a cross-entropy reads them) of their own labels with no probabilities or classes "
       "computed from them, beside predictions of other labels, may be a second output or an auxiliary task: the "
-      "graph does not say which")
+      "graph does not say which. So may what a loss with no labels reads (a reconstruction) beside predictions "
+      "compared with labels: a second output, or the network's pre-training or regulariser")
 def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
     s = f.s
     recomputed = _recomputed(board)
@@ -889,7 +890,15 @@ def one_target_one_head(f: Facts, board: Board) -> List[Evidence]:
     headed = {e.tensor for e in standing if e.tensor in followed or e.claim is Claim.EVALUATED}
     labels = {e.tensor: s.compared_labels(e.tensor, f.in_loss, f.label_mask) for e in standing}
     out: List[Evidence] = []
+    compared = [o.tensor for o in standing if labels[o.tensor]]
     for e in standing:
+        if not labels[e.tensor] and e.claim is Claim.LOSS_INPUT and e.tensor not in headed and compared:
+            out.append(Evidence(e.tensor, Claim.HEADLESS, WEIGHT_OPEN,
+                                "%s is what a loss with no labels (%s) reads, beside predictions compared with labels "
+                                "(%s): whether it is a second output or a training aid (the network's pre-training, "
+                                "a regulariser) is not in the graph" % (e.tensor, e.loss, ", ".join(compared[:3])),
+                                tuple(node_of(o) for o in compared[:3])))
+            continue
         if e.tensor in headed or not labels[e.tensor]:
             continue
         main = next((o.tensor for o in standing if o.tensor in headed and labels[o.tensor] & labels[e.tensor]), None)
