@@ -98,7 +98,13 @@ def _coerce(value: Union[bool, float], dtype_enum: int, name: str):
     elif dtype.is_floating:
         if not isinstance(value, bool):
             return float(np.asarray(value, dtype=dtype.as_numpy_dtype))
-    raise InvalidArgument("bind: %s=%s is not a %s value" % (name, json.dumps(value), dtype.name),
+    if isinstance(value, bool) and not dtype == tf.bool:  # (yes/no/true/false all arrive as a boolean)
+        raise InvalidArgument("bind: %s is a %s switch, and the value given reads as the boolean %s (true, false, "
+                              "yes and no are booleans): give a number, e.g. %s=%s"
+                              % (name, dtype.name, json.dumps(value), name, "1" if dtype.is_integer else "1.0"),
+                              "ERROR_REASON_INVALID_OPTION", field="options.bind", name=name)
+    raise InvalidArgument("bind: %s=%s is not a %s value%s" % (name, json.dumps(value), dtype.name,
+                                                              ": give true or false" if dtype == tf.bool else ""),
                           "ERROR_REASON_INVALID_OPTION", field="options.bind", name=name)
 
 
