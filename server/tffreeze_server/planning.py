@@ -153,12 +153,15 @@ def plan_freeze(request: freeze_pb2.PlanFreezeRequest, limits: ServerLimits) -> 
     except layout.SelectionError as exc:
         raise BY_CODE.get(exc.code, InvalidArgument)(str(exc), exc.reason) from None
     typed.checkpoint_prefix = chosen.prefix
-    answer = freeze_pb2.PlanFreezeResponse(folder=chosen.folder, warnings=capped(chosen.warnings, MAX_PLAN_WARNINGS),
+    graph = request.graph_file.strip()
+    warnings = chosen.warnings
+    if graph:  # (the graph file given is the graph: no word of the .meta another step would have lent)
+        warnings = [w for w in warnings if not w.startswith("no %s.meta; " % chosen.prefix)]
+    answer = freeze_pb2.PlanFreezeResponse(folder=chosen.folder, warnings=capped(warnings, MAX_PLAN_WARNINGS),
                                            available_checkpoints=capped(chosen.available, MAX_LISTED_CHECKPOINTS,
                                                                         ends=True))
     for local, path in chosen.files:
         answer.files.add(local_path=local, path=path)
-    graph = request.graph_file.strip()
     if chosen.graph:
         if graph:
             raise option_error("graph_path", "SOURCE is a graph file itself; the graph option names the graph of a "

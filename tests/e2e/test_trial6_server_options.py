@@ -146,3 +146,21 @@ def test_serve_names_the_data_dir_flag_when_its_folder_cannot_be_made(tmp_path):
     assert done.stderr.strip() == ("tffreeze serve: --data-dir /proc/tffreeze-no-data: No such file or directory "
                                    "(/proc/tffreeze-no-data): give a folder you can write (it is made when missing)"), \
         done.stderr
+
+
+def test_a_graph_file_for_a_step_saved_without_its_meta_warns_nothing_contradictory(srv, tmp_path):
+    """Trial 10, finding 14: for a step saved with write_meta_graph=False, --graph was answered with
+    "no model-20.meta; using the graph of model-10.meta" and then "the graph file ... is used
+    instead of model-10.meta"; the graph file given is simply the graph."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import meta_graph_pb2
+    model = models.dense(str(tmp_path / "steps"), True, steps=[10, 20])
+    os.remove(os.path.join(model.directory, "model.ckpt-20.meta"))
+    meta = meta_graph_pb2.MetaGraphDef()
+    with open(os.path.join(model.directory, "model.ckpt-10.meta"), "rb") as fh:
+        meta.ParseFromString(fh.read())
+    tf.io.write_graph(meta.graph_def, str(tmp_path), "steps_graph.pbtxt")
+    r = cli("freeze", os.path.join(model.directory, "model.ckpt-20"), "-o", str(tmp_path / "o.pb"), "--graph",
+            str(tmp_path / "steps_graph.pbtxt"), "--server", srv.target)
+    assert r.returncode == 0, r.stderr
+    assert "no model.ckpt-20.meta" not in r.stderr and "is used instead of" not in r.stderr, r.stderr

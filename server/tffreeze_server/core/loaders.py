@@ -194,7 +194,10 @@ def load_saver(workdir: str, files: List[str], spec: FreezeSpec, require_graph: 
                            "ERROR_REASON_GRAPH_INVALID", field="options.graph_path", path=spec.graph_path)
         meta = read_graph_file(os.path.join(workdir, spec.graph_path), spec.graph_path,
                                spec.limits.max_graph_file_bytes)
-        if sel.checkpoint.meta:
+        # (a checkpoint with no .meta of its own borrowed another step's: the graph file replaces that, unsaid)
+        borrowed = [w for w in warnings if w.startswith("no %s.meta; " % sel.checkpoint.prefix)]
+        warnings = [w for w in warnings if w not in borrowed]
+        if sel.checkpoint.meta and not borrowed:
             shown = spec.graph_path[len(layout.GRAPH_DIR) + 1:] if spec.graph_path.startswith(layout.GRAPH_DIR + "/") \
                 else spec.graph_path  # (the name the client gave it, not where it was staged)
             warnings.append("the graph file %s is used instead of %s" % (shown, sel.checkpoint.meta))
