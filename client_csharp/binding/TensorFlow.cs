@@ -45,6 +45,11 @@ namespace TfFreeze.TensorFlow
     public class TFException : Exception
     {
         public TFException(string message) : base(message) { }
+        internal TFException(string message, string kind) : base(message) { Kind = kind; }
+
+        /// <summary>For a library that could not be found or loaded, the error kind the clients tag it
+        /// with (NOT_FOUND, FAILED_PRECONDITION, as tffreeze-cpp does); null for TensorFlow's own errors.</summary>
+        public string Kind { get; private set; }
     }
 
     /// <summary>The loaded library's facts (TensorFlowSharp's TFCore).</summary>
@@ -76,7 +81,7 @@ namespace TfFreeze.TensorFlow
                 if (string.IsNullOrEmpty(path)) throw new TFException(
                     "no TensorFlow C library: set TFFREEZE_LIBTENSORFLOW to libtensorflow.so, a TensorFlow wheel's " +
                     "tensorflow/ folder (python -c 'import tensorflow, os; print(os.path.dirname(tensorflow.__file__))'), " +
-                    "or TF 1.15's _pywrap_tensorflow_internal.so");
+                    "or TF 1.15's _pywrap_tensorflow_internal.so", "NOT_FOUND");
                 Load(path);
                 Api.Bind();
                 loaded = true;
@@ -114,13 +119,14 @@ namespace TfFreeze.TensorFlow
             }
             else if (File.Exists(path)) files.Add(path);
             if (files.Count == 0) throw new TFException("no TensorFlow C library at " + path +
-                " (expected libtensorflow_cc.so.2, libtensorflow.so or _pywrap_tensorflow_internal.so)");
+                " (expected libtensorflow_cc.so.2, libtensorflow.so or _pywrap_tensorflow_internal.so)", "NOT_FOUND");
             foreach (var f in files)
             {
                 var h = dlopen(f, RTLD_NOW | RTLD_GLOBAL);
                 if (h == IntPtr.Zero)
                     throw new TFException("cannot load " + f + ": " + Marshal.PtrToStringAnsi(dlerror()) +
-                        (f.Contains("_pywrap") ? " (TF 1.15's library needs libpython3.7m preloaded: LD_PRELOAD)" : ""));
+                        (f.Contains("_pywrap") ? " (TF 1.15's library needs libpython3.7m preloaded: LD_PRELOAD)" : ""),
+                        "FAILED_PRECONDITION");
                 handles.Add(h);
             }
         }
@@ -135,7 +141,7 @@ namespace TfFreeze.TensorFlow
                 var p = dlsym(h, name);
                 if (p != IntPtr.Zero) return Marshal.GetDelegateForFunctionPointer(p, typeof(T)) as T;
             }
-            throw new TFException("the TensorFlow library has no " + name);
+            throw new TFException("the TensorFlow library has no " + name, "FAILED_PRECONDITION");
         }
     }
 

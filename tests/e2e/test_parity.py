@@ -267,6 +267,26 @@ def test_run_prints_no_tensorflow_log_lines_in_any_client(web_server, layouts, t
         assert loud.returncode == 0 and _TF_NOISE.search(loud.stderr), (binary, loud.stderr)  # asked for: shown
 
 
+def test_a_tensorflow_library_that_does_not_load_is_tagged_alike(web_server, layouts, tmp_path):
+    """Trial 10, finding 14: C# tagged a missing or broken --libtensorflow [TENSORFLOW], C++
+    [NOT_FOUND] and [FAILED_PRECONDITION]; both now say the same line."""
+    from tffreeze import FreezeClient
+
+    model = os.path.join(str(tmp_path), "m.pb")
+    with FreezeClient(web_server.target) as client:
+        client.freeze(layouts["several"], output_path=model)
+    np.save(tmp_path / "x.npy", np.ones((2, 3), np.float32))
+    (tmp_path / "broken.so").write_bytes(b"not a library")
+    for lib, kind in ((str(tmp_path / "absent.so"), "[NOT_FOUND]"), (str(tmp_path / "broken.so"), "[FAILED_PRECONDITION]")):
+        said = []
+        for binary in (CS, CPP):
+            out = subprocess.run([binary, "run", model, "--input", "x:0=%s" % (tmp_path / "x.npy"), "--output", "y:0",
+                                  "--libtensorflow", lib], capture_output=True, text=True, timeout=600)
+            assert out.returncode == 1 and out.stderr.rstrip().endswith(kind), (binary, out.stderr)
+            said.append(re.sub(r"^tffreeze-(cs|cpp) ", "", out.stderr))
+        assert said[0] == said[1], said
+
+
 def test_outputs_are_plain_files_of_the_users_umask_in_every_client(web_server, layouts, tmp_path):
     """The .pb and the manifest: mode 0666 less the umask (0644 under 022), one link (never a
     link into a cache), also when a client takes the graph from its results cache; a missing
