@@ -440,8 +440,12 @@ tffreeze::ProgressFn ProgressLine() {
       double rate = done / seconds, left = rate > 0 ? (total - done) / rate : 0;
       std::string eta = left < 90 ? std::to_string(static_cast<int>(left)) + " s"
                                   : std::to_string(static_cast<int>(left / 60 + 0.5)) + " min";
-      std::snprintf(line, sizeof line, "upload %3.0f%% %.1f/%.1f MiB, %.1f MiB/s, %s left", frac * 100, done / 1048576,
-                    total / 1048576, rate / 1048576, eta.c_str());
+      if (done > 0 && (seconds >= 1.0 || done >= total)) {
+        std::snprintf(line, sizeof line, "upload %3.0f%% %.1f/%.1f MiB, %.1f MiB/s, %s left", frac * 100,
+                      done / 1048576, total / 1048576, rate / 1048576, eta.c_str());
+      } else {  // (a rate from the first chunk alone says nothing)
+        std::snprintf(line, sizeof line, "upload %3.0f%% %.1f/%.1f MiB", frac * 100, done / 1048576, total / 1048576);
+      }
     } else {
       auto colon = msg.find(": ");
       std::string stage = msg.substr(0, colon), detail = colon == std::string::npos ? "" : msg.substr(colon + 2);

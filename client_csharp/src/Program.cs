@@ -61,8 +61,10 @@ namespace TfFreeze
                 double seconds = Math.Max((now - started).TotalSeconds, 1e-3), rate = done / seconds;
                 double left = rate > 0 ? (total - done) / rate : 0;
                 text = string.Format(System.Globalization.CultureInfo.InvariantCulture,
-                    "upload {0,3:0}% {1:0.0}/{2:0.0} MiB, {3:0.0} MiB/s, {4} left", frac * 100, done / 1048576.0,
-                    total / 1048576.0, rate / 1048576.0, left < 90 ? ((int)left) + " s" : ((int)Math.Round(left / 60)) + " min");
+                    "upload {0,3:0}% {1:0.0}/{2:0.0} MiB", frac * 100, done / 1048576.0, total / 1048576.0);
+                if (done > 0 && (seconds >= 1.0 || done >= total))  // (a rate from the first chunk alone says nothing)
+                    text += string.Format(System.Globalization.CultureInfo.InvariantCulture, ", {0:0.0} MiB/s, {1} left",
+                        rate / 1048576.0, left < 90 ? ((int)left) + " s" : ((int)Math.Round(left / 60)) + " min");
             }
             else
             {

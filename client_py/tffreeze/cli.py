@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import time
 import sys
 from typing import Dict, List, Optional
 
@@ -360,8 +361,17 @@ class _Bar:
         if kind != self.kind:
             self.done()
             self.kind = kind
+            self.started = time.monotonic()
             self.bar = self._new(kind, total)
-        if kind == "upload":
+        if kind == "upload":  # in MiB, as tffreeze-cs and tffreeze-cpp show it; a rate once a second has passed
+            seconds = time.monotonic() - self.started
+            text = "%.1f/%.1f MiB" % (done / 1048576.0, total / 1048576.0)
+            if done and (seconds >= 1.0 or done >= total):
+                rate = done / seconds
+                left = (total - done) / rate
+                text += ", %.1f MiB/s, %s left" % (rate / 1048576.0, "%d s" % left if left < 90 else
+                                                    "%d min" % round(left / 60))
+            self.bar.bar_format = "{desc} {percentage:3.0f}%|{bar:20}| " + text  # (no braces in text)
             self.bar.update(done - self.bar.n)
         else:
             stage, _, detail = message.partition(": ")
@@ -380,9 +390,7 @@ class _Bar:
         common = dict(file=sys.stderr, leave=False, mininterval=0.1, ncols=width if width >= 40 else 100,
                       nrows=height if height >= 2 else 20)
         if kind == "upload":
-            return tqdm(total=total, desc="upload", unit="B", unit_scale=True, **common,
-                        bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}B/{total_fmt}B, {rate_fmt}, "
-                                   "{remaining} left")
+            return tqdm(total=total, desc="upload", **common, bar_format="{desc} {percentage:3.0f}%|{bar:20}|")
         return tqdm(total=100, desc="freeze", bar_format="{desc} {percentage:3.0f}%|{bar:20}| {elapsed}{postfix}",
                     **common)
 
