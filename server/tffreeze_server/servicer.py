@@ -316,13 +316,14 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         if cached is not None:  # the same bytes, options and engine: the same graph, already stored
             if not quiet:
                 yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s (cached result)" % cached.sha256[:12], 1.0)
-            if cached_recipe is not None and request.accept_recipe:
-                yield freeze_pb2.FreezeResponse(recipe=cached_recipe)
-            yield from self._finish(request, cached)
+            sent = cached_recipe if cached_recipe is not None and request.accept_recipe else None
+            if sent is not None:
+                yield freeze_pb2.FreezeResponse(recipe=sent)
+            yield from self._finish(request, cached, sent)
             return
         timer = metrics.StageTimer()
         timer.enter("STAGE_STAGING")
-        result = recipe = task = None
+        result = recipe = task = sent = None
         early = request.accept_recipe and request.accept_early_recipe
         paths = {path for path, _, _ in entries}
         for event in self._run("freeze", request, entries, context, early_recipe=bool(early)):
@@ -334,6 +335,7 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
                 plan = _early_recipe(_recipe_paths(event[2], paths))
                 if plan is not None:
                     early = "sent"
+                    sent = plan
                     yield freeze_pb2.FreezeResponse(recipe=plan)
             elif event[0] == "progress":
                 message = _progress(*event[1:])
@@ -352,18 +354,22 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         if not quiet:
             yield _progress(freeze_pb2.STAGE_STORED, "frozen graph %s stored" % result.sha256[:12], 1.0)
         if recipe is not None and request.accept_recipe and early != "sent":
+            sent = recipe
             yield freeze_pb2.FreezeResponse(recipe=recipe)
-        yield from self._finish(request, result)
+        yield from self._finish(request, result, sent)
 
-    def _finish(self, request, result) -> Iterator[freeze_pb2.FreezeResponse]:
-        """The last events of a freeze: the graph (if inline), the manifest's bytes, the result."""
+    def _finish(self, request, result, recipe=None) -> Iterator[freeze_pb2.FreezeResponse]:
+        """The last events of a freeze: the graph (if inline), the manifest's bytes, the result.
+        ``recipe``: the one sent; a client that assembles from the local files alone (every piece a
+        file range or data) downloads nothing, so a stopping server waits for no download."""
         answer = freeze_pb2.FreezeResult()
         answer.CopyFrom(result)  # the cached entry stays as stored
         answer.provenance.server_version = __version__
         planning.with_plan(answer, request.plan)
         manifest = planning.bounded_result(answer)  # both within one gRPC message, lists cut if need be
         inline = list(self._inline(request, answer))
-        if not inline and answer.size_bytes:  # the client downloads it next (a stopping server waits for that)
+        local = recipe is not None and all(p.WhichOneof("source") in ("file", "data") for p in recipe.pieces)
+        if not inline and answer.size_bytes and not local:  # the client downloads it next (a stopping server waits)
             ACTIVITY.download_owed(answer.sha256)
         yield from inline
         yield freeze_pb2.FreezeResponse(manifest=manifest)

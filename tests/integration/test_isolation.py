@@ -316,6 +316,35 @@ def test_a_stopping_server_finishes_the_commands_under_way_and_refuses_new_ones(
     assert any("new commands are refused" in line for line in srv.log), "".join(srv.log[-20:])
 
 
+def test_a_freeze_assembled_from_the_local_files_owes_the_stopping_server_nothing(tmp_path):
+    """Trial 10, finding 11: a freeze answered with a recipe (the client builds the graph from its
+    own files and downloads nothing) still counted as owing a download, so the stopping server
+    waited for it: the whole drain for a command that finished, then logged it as unfinished."""
+    import numpy as np
+
+    srv = start_server(str(tmp_path / "data"), ["--drain-seconds", "60"])
+    directory = str(tmp_path / "big")
+    g = models.tf.Graph()
+    with g.as_default():  # a 2 MiB weight: over the inline limit, so the answer is a recipe
+        x = models.tf1.placeholder(models.tf.float32, [None, 1 << 17], name="x")
+        w = models.tf1.get_variable("w", initializer=models.tf.constant(
+            np.random.RandomState(5).standard_normal((1 << 17, 4)).astype(np.float32)))
+        models.tf.matmul(x, w, name="y")
+        with models.tf1.Session(graph=g) as sess:
+            sess.run(models.tf1.global_variables_initializer())
+            models.tf1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"))
+    with FreezeClient(srv.target, timeout=60) as c:
+        files, plan = c.plan(directory)
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.5)
+        outcome = c.freeze_files(files, str(tmp_path / "out.pb"), plan=plan)
+        done = time.monotonic()
+    assert outcome.assembled, "the freeze was not assembled from the local files: the test proves nothing"
+    assert srv.proc.wait(30) == 0
+    assert time.monotonic() - done < 6, "the server waited %.1f s after the last command" % (time.monotonic() - done)
+    assert not any("stopped before every command" in line for line in srv.log), "".join(srv.log[-20:])
+
+
 def test_a_second_signal_stops_a_draining_server_at_once(tmp_path):
     srv = start_server(str(tmp_path / "data"), ["--drain-seconds", "120"])
     with FreezeClient(srv.target, timeout=60) as c:
