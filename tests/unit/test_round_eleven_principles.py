@@ -53,3 +53,46 @@ def test_a_reconstruction_beside_a_labelled_prediction_is_not_sure():
 def test_a_reconstruction_alone_is_the_output():
     outs, refused = _answer(_encoder_with([]))
     assert outs == ["reconstruction:0"], refused
+
+
+# -- the twelfth round's principles (fixtures written for them, not the round's models) ---------
+
+def _implicit_network():
+    """A coordinate network whose output a loss compares with ground truth; its gradient with
+    respect to the coordinates (tf.gradients with ones_like grad_ys) feeds a second loss term,
+    and an image summary shows the output reshaped."""
+    coords = tf1.placeholder(tf.float32, [None, 2], name="coords")
+    truth = tf1.placeholder(tf.float32, [None, 1], name="truth")
+    out = _dense(_dense(coords, 8, "l1", tf.sin), 1, "l2")
+    grad = tf1.gradients(out, coords, grad_ys=tf.ones_like(out))[0]
+    tf1.summary.image("shown", tf.reshape(out, [-1, 4, 4, 1]))
+    loss = tf.reduce_mean(tf.square(out - truth)) + 0.1 * tf.reduce_mean(tf.square(grad))
+    tf1.train.AdamOptimizer(1e-3).minimize(loss)
+
+
+def test_values_no_input_decides_and_views_made_for_summaries_are_no_outputs():
+    meta = _meta(_implicit_network)
+    outs, refused = _answer(meta)
+    assert outs == ["l2/BiasAdd:0"], (outs, refused)
+    listed = [t for t, _ in resolve.candidates(meta)]
+    assert not [t for t in listed if t.startswith(("ones_like", "Reshape"))], listed
+
+
+def _flattened_by_the_loss_function():
+    """Per-position logits [batch, time, vocab] given to sparse_softmax_cross_entropy_with_logits,
+    whose Python wrapper flattens them inside its own name scope before the fused op."""
+    x = tf1.placeholder(tf.float32, [None, 5, 3], name="tokens")
+    y = tf1.placeholder(tf.int32, [None, 5], name="next_tokens")
+    with tf1.variable_scope("model"):  # (the loss built inside the model's own scope, as language models do)
+        logits = tf.einsum("btd,dv->btv", x, tf1.get_variable("proj", [3, 7]))
+        logits = logits + tf1.get_variable("bias", [7])
+        loss = tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    tf1.train.AdamOptimizer(1e-3).minimize(loss)
+
+
+def test_a_reshape_inside_a_loss_functions_own_scope_is_the_loss_functions():
+    meta = _meta(_flattened_by_the_loss_function)
+    assert any(n.name.startswith("model/SparseSoftmaxCrossEntropyWithLogits/Reshape") for n in meta.graph_def.node), \
+        "the fixture no longer makes the wrapper's reshape"
+    outs, refused = _answer(meta)
+    assert outs == ["model/add:0"], (outs, refused)

@@ -866,6 +866,23 @@ class Structure:
         reach([name], step)
         return frontier or [tensor]
 
+    def out_of_op_wrapper(self, tensor: str) -> str:
+        """A view (a reshape) inside the name scope TensorFlow's Python wrapper opens for one op
+        (``.../SparseSoftmaxCrossEntropyWithLogits/Reshape`` beside the op
+        ``.../SparseSoftmaxCrossEntropyWithLogits/SparseSoftmaxCrossEntropyWithLogits``) is the
+        wrapper's handling of that op's input: the tensor it views from outside the scope is."""
+        name = node_of(tensor)
+        while "/" in name and self.by_name[name].op in _VIEW_OPS:
+            scope = name.rsplit("/", 1)[0]
+            wrapped = self.by_name.get(scope + "/" + scope.rsplit("/", 1)[-1])
+            if wrapped is None or wrapped.op != scope.rsplit("/", 1)[-1] or not self.data_inputs[name]:
+                break
+            source = self.data_inputs[name][0]
+            if not node_of(source).startswith(scope + "/"):
+                return tensor_name(source)
+            name = node_of(source)
+        return tensor
+
     def evaluated_by(self, tensor: str, label_mask: int, in_loss: Set[str], training: Set[str]) -> Optional[str]:
         """The metric (a comparison outside the model, the losses and training: an accuracy) that
         checks ``tensor`` against the labels, reading it through nothing but reshapes,

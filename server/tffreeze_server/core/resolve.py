@@ -28,8 +28,8 @@ from .evidence import (WEIGHT_AGAINST, WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIG
 from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
                       FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_ENTER_OPS,
                       LOOP_EXIT_OPS, MERGE_OPS, SWITCH_OPS,
-                      PLACEHOLDER_OPS, SELECTION_OPS as _SELECTION_OPS, SHAPE_OPS as _SHAPE_OPS, VARIABLE_OPS,
-                      is_input_pipeline_op, is_training_op as _is_training_op)
+                      PLACEHOLDER_OPS, SELECTION_OPS as _SELECTION_OPS, SHAPE_OPS as _SHAPE_OPS, VARIABLE_OPS, VIEW_OPS,
+                      is_input_pipeline_op, is_summary_op, is_training_op as _is_training_op)
 from .graph import (ancestors, fixed_output_count, consumers, node_of, nodes_by_name, output_dtype_enum,
                     output_shape_proto, reach, resolve_names, tensor_name)
 from .switches import find_switches
@@ -424,15 +424,31 @@ def _from_analysis(graph_def, by_name, training) -> Resolution:
 MAX_INFERRED_OUTPUTS = 10
 
 
+_VALUE_FREE_OPS = frozenset({"OnesLike", "ZerosLike"})  # (their values follow from a shape alone)
+
+
 def _excluded(graph_def, by_name, training) -> Set[str]:
-    """Nodes that are never a model output: training, bookkeeping, metrics, and the copy
-    tf.custom_gradient leaves beside the IdentityN it hands the value on with (tf.nn.silu's)."""
+    """Nodes that are never a model output: training, bookkeeping, metrics, the copy
+    tf.custom_gradient leaves beside the IdentityN it hands the value on with (tf.nn.silu's),
+    tensors whose values no input decides (ones_like of the output, as tf.gradients' grad_ys),
+    and a view of a tensor (a reshape, a transpose) nobody named that only summaries read: it
+    is the summary's (an image summary's reshape of the output), the tensor it views is the
+    model's."""
     wrapped = {node_of(i) for n in graph_def.node if n.op == "IdentityN" for i in n.input if not i.startswith("^")}
-    read = {node_of(i) for n in graph_def.node for i in n.input}
+    users: Dict[str, List[str]] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            users.setdefault(node_of(i.lstrip("^")), []).append(n.name)
+    read = set(users)
+
+    def for_summaries(n) -> bool:  # (a view its author named, tf.identity(x, name="shown"), is a name: kept)
+        return (n.op in VIEW_OPS and bool(users.get(n.name)) and _default_name(n)
+                and all(is_summary_op(by_name[u].op) for u in users[n.name]))
     return {n.name for n in graph_def.node
             if _is_bookkeeping(n, by_name, training) or heads.METRIC_SCOPE.search(n.name)
             or (n.name not in read and _GRADIENTS.search(n.name))  # (a partial tf.gradients made and nobody reads)
-            or (n.op == "Identity" and n.input and node_of(n.input[0]) in wrapped)}
+            or (n.op == "Identity" and n.input and node_of(n.input[0]) in wrapped)
+            or n.op in _VALUE_FREE_OPS or for_summaries(n)}
 
 
 def _loss_collection(meta) -> List[str]:

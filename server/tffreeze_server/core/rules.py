@@ -90,7 +90,8 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
         if s.bits[y] & f.label_mask:
             for p in s.predictions([y], f.label_mask):
                 seen_from = s.through_loss_arithmetic(s.through_loss_view(p, f.in_loss), f.in_loss)
-                for q in s.leave_loss_scope(s.through_loss_log(seen_from, f.in_loss), f.loss_scopes):
+                for q in s.leave_loss_scope(s.out_of_op_wrapper(s.through_loss_log(seen_from, f.in_loss)),
+                                            f.loss_scopes):
                     metric = s.evaluated_by(q, f.label_mask, f.in_loss, f.training)
                     if metric is not None:
                         add(Evidence(q, Claim.EVALUATED, WEIGHT_STRUCTURE, _evaluated_why(f, metric),
