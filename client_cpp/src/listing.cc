@@ -74,9 +74,10 @@ void Walk(const fs::path& root, const fs::path& dir, int level, v1::PlanFreezeRe
   for (const auto& d : dirs) Walk(root, d, level + 1, request);
 }
 
-// The digest cache: real path -> (size, mtime ns, inode, device, sha256).
+// The digest cache: real path -> (size, mtime ns, inode, device, ctime ns, sha256). The ctime is what
+// a file written in place with its mtime set back (tar --mtime, touch -d) does not keep.
 struct Entry {
-  int64_t size = 0, mtime_ns = 0;
+  int64_t size = 0, mtime_ns = 0, ctime_ns = 0;
   uint64_t ino = 0, dev = 0;
   std::string sha256;
 };
@@ -124,13 +125,14 @@ class Digests {
     if (!Stamp(real, &now)) throw Error("NOT_FOUND", "cannot read " + path);
     auto it = entries_.find(real);
     if (it != entries_.end() && it->second.size == now.size && it->second.mtime_ns == now.mtime_ns &&
-        it->second.ino == now.ino && it->second.dev == now.dev) {
+        it->second.ino == now.ino && it->second.dev == now.dev && it->second.ctime_ns == now.ctime_ns) {
       *size = now.size;
       return it->second.sha256;
     }
     now.sha256 = Sha256File(real, size);
     Entry after;
     if (Stamp(real, &after) && after.size == now.size && after.mtime_ns == now.mtime_ns &&
+        after.ctime_ns == now.ctime_ns &&
         static_cast<double>(std::time(nullptr)) - static_cast<double>(now.mtime_ns) / 1e9 > kRacySeconds &&
         !file_.empty()) {
       entries_[real] = now;
@@ -160,7 +162,8 @@ class Digests {
     size_t skip = entries_.size() > kMaxEntries ? entries_.size() - kMaxEntries : 0;
     for (const auto& [path, e] : entries_) {
       if (skip > 0 && skip--) continue;
-      out << e.sha256 << '\t' << e.size << '\t' << e.mtime_ns << '\t' << e.ino << '\t' << e.dev << '\t' << path << '\n';
+      out << e.sha256 << '\t' << e.size << '\t' << e.mtime_ns << '\t' << e.ino << '\t' << e.dev << '\t' << e.ctime_ns
+          << '\t' << path << '\n';
     }
     // A new 0600 file (O_EXCL, O_NOFOLLOW) in the checked folder, renamed into place; a failed
     // write costs a re-hash next time, nothing else.
@@ -204,6 +207,7 @@ class Digests {
     e->mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     e->ino = st.st_ino;
     e->dev = st.st_dev;
+    e->ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
     return true;
   }
 
@@ -247,7 +251,7 @@ class Digests {
       std::istringstream fields(line);
       Entry e;
       std::string path;
-      if (!(fields >> e.sha256 >> e.size >> e.mtime_ns >> e.ino >> e.dev)) continue;
+      if (!(fields >> e.sha256 >> e.size >> e.mtime_ns >> e.ino >> e.dev >> e.ctime_ns)) continue;
       fields.get();
       std::getline(fields, path);
       if (e.sha256.size() == 64 && !path.empty()) entries_[path] = e;

@@ -196,7 +196,7 @@ namespace TfFreeze
                    "), or freeze a copy you can read";
         }
 
-        /// <summary>The file's digest, from the cache when its size and mtime are unchanged.</summary>
+        /// <summary>The file's digest, from the cache when its size and stamp (StampOf) are unchanged.</summary>
         public static Digest Of(string path)
         {
             var full = RealPath(Path.GetFullPath(path));  // a symbolic link's target: its size, its bytes
@@ -207,13 +207,13 @@ namespace TfFreeze
             {
                 throw new RpcException(StatusCode.PERMISSION_DENIED, Unreadable(path));
             }
-            string size = info.Length.ToString(), mtime = info.LastWriteTimeUtc.Ticks.ToString();
+            string size = info.Length.ToString(), mtime = StampOf(full, info);
             string[] e;
             if (Load().TryGetValue(full, out e) && e[0] == size && e[1] == mtime)
                 return new Digest { Sha256 = e[2], SizeBytes = info.Length };
             var sha = Sha256.OfFile(full);
             info.Refresh();
-            if (info.Length.ToString() == size && info.LastWriteTimeUtc.Ticks.ToString() == mtime &&
+            if (info.Length.ToString() == size && StampOf(full, info) == mtime &&
                 (DateTime.UtcNow - info.LastWriteTimeUtc).TotalSeconds > 2 && CacheFile() != null)
             {
                 entries[full] = new[] { size, mtime, sha };
@@ -229,8 +229,19 @@ namespace TfFreeze
             var full = RealPath(Path.GetFullPath(path));
             var info = new FileInfo(full);
             if (!info.Exists || CacheFile() == null) return;
-            Load()[full] = new[] { info.Length.ToString(), info.LastWriteTimeUtc.Ticks.ToString(), sha256 };
+            Load()[full] = new[] { info.Length.ToString(), StampOf(full, info), sha256 };
             dirty = true;
+        }
+
+        /// <summary>What says a file is unchanged: its mtime, and its inode, device and ctime, which a
+        /// file written in place with its mtime set back (tar --mtime, touch -d), or replaced by rename
+        /// (rsync), does not keep.</summary>
+        static string StampOf(string full, FileInfo info)
+        {
+            Mono.Unix.Native.Stat st;
+            var mtime = info.LastWriteTimeUtc.Ticks.ToString();
+            if (Mono.Unix.Native.Syscall.stat(full, out st) != 0) return mtime;
+            return mtime + ":" + st.st_ino + ":" + st.st_dev + ":" + st.st_ctime + "." + st.st_ctime_nsec;
         }
 
         /// <summary>The path with every symbolic link in it resolved (as it is when that fails).</summary>

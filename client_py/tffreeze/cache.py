@@ -109,7 +109,9 @@ def _hash(path: str) -> str:
 
 
 def _stamp(st) -> List[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+    """What says a file is unchanged: size, mtime, inode, device, and ctime, which a file written
+    in place with its mtime set back (tar --mtime, touch -d) does not keep."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns]
 
 
 def owner_name(uid: int) -> str:
@@ -155,7 +157,7 @@ class _Digests:
                         text = folder.read(DIGESTS)  # O_NOFOLLOW, then fstat: this user's, not writable by others
                     data = json.loads(text) if text else None
                     if isinstance(data, dict):
-                        self._entries = {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 5}
+                        self._entries = {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 6}
                 except localserver.UntrustedFolder as exc:
                     _distrust(folder.path, exc)
                 except (OSError, ValueError):
@@ -168,7 +170,7 @@ class _Digests:
         st = os.stat(real)
         with _lock:
             entry = self._load().get(real)
-            return entry[4] if entry is not None and entry[:4] == _stamp(st) else None
+            return entry[5] if entry is not None and entry[:5] == _stamp(st) else None
 
     def sha256(self, path: str) -> str:
         """The file's sha256, from the cache when its stamp is unchanged."""
@@ -212,7 +214,7 @@ class _Digests:
             entries = self._load()
             entries[real] = stamp + [digest]
             for other, entry in entries.items():  # hard links of it (the results cache) share the new stamp
-                if entry[2:5] == [st.st_ino, st.st_dev, digest] and other != real:
+                if entry[2:4] == [st.st_ino, st.st_dev] and entry[5] == digest and other != real:
                     entries[other] = stamp + [digest]
             self._dirty = True
 

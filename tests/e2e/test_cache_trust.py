@@ -132,11 +132,12 @@ def _plant(folder: str, source: str, graphs: dict, right_sha: str, right_size: i
         wrong, size = graphs["digests"].get(name, (None, None))
         if wrong is None or size != st.st_size:  # the .meta differs (the attacker's has assign ops): uploaded
             continue
-        py[os.path.realpath(path)] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, wrong]
-        cs.append("%s\t%d\t%d\t%s\n" % (wrong, st.st_size, _TICKS_AT_EPOCH + st.st_mtime_ns // 100,
-                                         os.path.abspath(path)))
-        cpp.append("%s\t%d\t%d\t%d\t%d\t%s\n" % (wrong, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev,
-                                                  os.path.realpath(path)))
+        py[os.path.realpath(path)] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns, wrong]
+        cs.append("%s\t%d\t%d:%d:%d:%d.%d\t%s\n" % (wrong, st.st_size, _TICKS_AT_EPOCH + st.st_mtime_ns // 100, st.st_ino,
+                                                  st.st_dev, st.st_ctime_ns // 10**9, st.st_ctime_ns % 10**9,
+                                                  os.path.abspath(path)))
+        cpp.append("%s\t%d\t%d\t%d\t%d\t%d\t%s\n" % (wrong, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev,
+                                                      st.st_ctime_ns, os.path.realpath(path)))
     assert len(py) >= 2, os.listdir(source)  # .index, .data: the weights
     fake = (graphs["graph"] + b"\0" * right_size)[:right_size]
     assert hashlib.sha256(fake).hexdigest() != right_sha
@@ -147,7 +148,7 @@ def _plant(folder: str, source: str, graphs: dict, right_sha: str, right_size: i
     with open(entry, "wb") as fh:
         fh.write(fake)
     st = os.stat(entry)
-    py[os.path.realpath(entry)] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, right_sha]  # "it is right"
+    py[os.path.realpath(entry)] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns, right_sha]  # "right"
     made = {os.path.join(folder, "digests.json"): json.dumps(py), os.path.join(folder, "digests-cs.tsv"): "".join(cs),
             os.path.join(folder, "digests-cpp.tsv"): "".join(cpp)}
     for path, text in made.items():
@@ -274,7 +275,7 @@ def test_a_wrong_graph_in_my_own_results_cache_is_never_output(srv, tmp_path):
     st = os.stat(entry)
     with open(os.path.join(cache, "digests.json")) as fh:
         table = json.load(fh)
-    table[os.path.realpath(entry)] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, sha]  # it vouches for the fake
+    table[os.path.realpath(entry)] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns, sha]  # vouches
     with open(os.path.join(cache, "digests.json"), "w") as fh:
         json.dump(table, fh)
     third = str(tmp_path / "third.pb")

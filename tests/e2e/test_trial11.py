@@ -1,0 +1,78 @@
+"""Findings of the eleventh first-week trial (issue 34), each reproduced in every client it
+concerns."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+import models
+from test_parity import _run, built  # noqa: F401  (built: the clients, made once)
+
+
+def _sha(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _rewrite_in_place(target: str, source: str) -> None:
+    """``target`` gets ``source``'s bytes through the same inode, its mtime set back: what GNU tar
+    does unpacking a reproducible release (--mtime) over the last one."""
+    st = os.stat(target)
+    with open(source, "rb") as src, open(target, "r+b") as dst:
+        dst.write(src.read())
+        dst.truncate()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(target).st_ino == st.st_ino and os.stat(target).st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize("client", ["py", "cs", "cpp"])
+def test_a_checkpoint_rewritten_in_place_with_its_mtime_set_back_is_read_again(web_server, tmp_path, client):
+    """Finding 1 (MISLEAD): the digest cache keyed on size and mtime (C#: not even the inode)
+    froze the old release's weights, exit 0. The stamp now holds the ctime, which no tool sets back."""
+    release_a = models.dense(str(tmp_path / "rel"), True, steps=[1, 2]).directory
+    release_b = models.dense(str(tmp_path / "b"), True, steps=[1, 2], mutate=True).directory
+    cache = str(tmp_path / "cache")
+    os.makedirs(tmp_path / "a-out")
+    first = _run(client, "freeze", release_a, [], str(tmp_path / "a-out"), web_server, cache=cache)
+    assert first.returncode == 0, first.stderr
+    graph_a = _sha(str(tmp_path / "a-out" / (client + ".pb")))
+    os.makedirs(tmp_path / "b-out")
+    expected = _run(client, "freeze", release_b, [], str(tmp_path / "b-out"), web_server, cache="off")
+    assert expected.returncode == 0, expected.stderr
+    graph_b = _sha(str(tmp_path / "b-out" / (client + ".pb")))
+    assert graph_a != graph_b
+    for name in sorted(os.listdir(release_a)):
+        if name.startswith("model.ckpt-2.") and not name.endswith(".meta"):
+            assert os.path.getsize(os.path.join(release_a, name)) == os.path.getsize(os.path.join(release_b, name))
+            _rewrite_in_place(os.path.join(release_a, name), os.path.join(release_b, name))
+    again = _run(client, "freeze", release_a, [], str(tmp_path / "a-out"), web_server, cache=cache)
+    assert again.returncode == 0, again.stderr
+    assert _sha(str(tmp_path / "a-out" / (client + ".pb"))) == graph_b, again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("client", ["py", "cs", "cpp"])
+def test_an_output_changed_in_place_is_not_taken_as_holding_the_graph(web_server, tmp_path, client):
+    """Finding 1, outputs: a byte of OUT.pb flipped with its mtime set back was reported as
+    "already held this graph" while the file held other bytes."""
+    src = models.dense(str(tmp_path / "m"), True).directory
+    cache = str(tmp_path / "cache")
+    out = str(tmp_path / "out")
+    os.makedirs(out)
+    first = _run(client, "freeze", src, [], out, web_server, cache=cache)
+    assert first.returncode == 0, first.stderr
+    graph = os.path.join(out, client + ".pb")
+    right = _sha(graph)
+    st = os.stat(graph)
+    with open(graph, "r+b") as fh:
+        fh.seek(st.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(st.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(graph, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _sha(graph) != right
+    again = _run(client, "freeze", src, [], out, web_server, cache=cache)
+    assert again.returncode == 0, again.stderr
+    assert _sha(graph) == right, again.stdout + again.stderr
