@@ -24,9 +24,23 @@ std::string Unreachable(const std::string& target, const std::string& details) {
   if (target.rfind("unix:", 0) == 0)
     return "the local tffreeze server at " + target + " does not answer (" + details +
            "). Its log is server.log beside the socket; `tffreeze local-server stop` and try again, or pass --server";
+  if (has("hostname verification") || has("is not in peer certificate")) {
+    auto colon = target.rfind(':');
+    std::string host = colon == std::string::npos ? target : target.substr(0, colon);
+    if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return "the TLS handshake with the tffreeze server at " + target + " failed: its certificate does not name " + host +
+           " (it was issued for another name; " + details + "). Reach the server by a name or address its certificate "
+           "holds, or have its operator add " + host + " to the certificate's subjectAltName (server.ext in the "
+           "README's recipe)";
+  }
+  if (has("certificate has expired") || has("certificate is not yet valid"))
+    return "the TLS handshake with the tffreeze server at " + target + " failed: its certificate " +
+           (has("expired") ? "has expired" : "is not yet valid") + " (" + details +
+           "). Its operator must issue a new one (the README's openssl recipe, with -days)";
   if (has("certificate_verify_failed") || has("certificate verify failed") || has("trustfailure"))
     return "the TLS handshake with the tffreeze server at " + target + " failed: its certificate is not trusted (" +
-           details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA).";
+           details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA); with that "
+           "CA given, the certificate has expired or another CA signed it.";
   if (has("security handshaker"))  // this side's TLS setup: the client certificate and key
     return "the TLS setup for the tffreeze server at " + target + " failed before connecting (" + details +
            "): check that --client-cert is a PEM certificate and --client-key its PEM private key (in that order), "

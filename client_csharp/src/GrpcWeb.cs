@@ -92,6 +92,14 @@ namespace TfFreeze.V1
             if (errors == SslPolicyErrors.None) return true;
             if (ca == null || certificate == null) return false;
             if ((errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != 0) return false;  // name mismatch, no certificate
+            // Mono reports no name mismatch once the chain has failed (our CA is not its store's): the
+            // certificate must name the host we called, as gRPC checks it for tffreeze and tffreeze-cpp
+            var host = (sender as HttpWebRequest)?.RequestUri.Host ?? "";
+            if (!Names(new X509Certificate2(certificate), host))
+            {
+                nameMismatch = host;
+                return false;
+            }
             using (var own = new X509Chain())
             {
                 own.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
@@ -101,6 +109,57 @@ namespace TfFreeze.V1
                 var root = own.ChainElements[own.ChainElements.Count - 1].Certificate;
                 return root.Thumbprint == ca.Thumbprint;
             }
+        }
+
+        static volatile string nameMismatch;  // the host a server's certificate did not name (the last refusal)
+
+        /// <summary>Whether the certificate names <paramref name="host"/>: a DNS name (one leading
+        /// wildcard label) or an IP address of its subjectAltName; without one, its common name.</summary>
+        internal static bool Names(X509Certificate2 cert, string host)
+        {
+            host = host.Trim('[', ']').TrimEnd('.').ToLowerInvariant();
+            IPAddress ip;
+            bool isIp = IPAddress.TryParse(host, out ip);
+            foreach (X509Extension ext in cert.Extensions)
+            {
+                if (ext.Oid.Value != "2.5.29.17") continue;
+                var d = ext.RawData;
+                int i = 0, end = d.Length;
+                if (i < end && d[i] == 0x30) { i++; Length(d, ref i); }  // the GeneralNames SEQUENCE
+                while (i < end)
+                {
+                    byte tag = d[i++];
+                    int n = Length(d, ref i);
+                    if (n < 0 || i + n > end) return false;
+                    if (tag == 0x82 && !isIp)  // dNSName
+                    {
+                        var name = Encoding.ASCII.GetString(d, i, n).TrimEnd('.').ToLowerInvariant();
+                        if (name == host) return true;
+                        if (name.StartsWith("*.") && host.IndexOf('.') > 0 && host.Substring(host.IndexOf('.')) == name.Substring(1))
+                            return true;
+                    }
+                    else if (tag == 0x87 && isIp)  // iPAddress
+                    {
+                        var bytes = new byte[n];
+                        Array.Copy(d, i, bytes, 0, n);
+                        if (ip.GetAddressBytes().SequenceEqual(bytes)) return true;
+                    }
+                    i += n;
+                }
+                return false;  // a subjectAltName that does not name it
+            }
+            return string.Equals(cert.GetNameInfo(X509NameType.SimpleName, false), host, StringComparison.OrdinalIgnoreCase);
+        }
+
+        static int Length(byte[] d, ref int i)
+        {
+            if (i >= d.Length) return -1;
+            int first = d[i++];
+            if (first < 0x80) return first;
+            int count = first & 0x7f, n = 0;
+            if (count > 3 || i + count > d.Length) return -1;
+            for (int k = 0; k < count; k++) n = (n << 8) | d[i++];
+            return n;
         }
 
         public TResp Unary<TResp>(string method, ProtoMessage request) where TResp : ProtoMessage, new()
@@ -224,9 +283,19 @@ namespace TfFreeze.V1
         static string Unreachable(string url, string details)
         {
             var low = details.ToLowerInvariant();
+            if (nameMismatch != null && (low.Contains("trustfailure") || low.Contains("certificate") || low.Contains("ssl")))
+            {
+                var host = nameMismatch;
+                nameMismatch = null;
+                return "the TLS handshake with the tffreeze server at " + url + " failed: its certificate does not name " +
+                       host + " (it was issued for another name; " + details + "). Reach the server by a name or address its certificate " +
+                       "holds, or have its operator add " + host + " to the certificate's subjectAltName (server.ext in " +
+                       "the README's recipe)";
+            }
             if (low.Contains("trustfailure") || low.Contains("certificate verify failed") || low.Contains("certificate_verify_failed"))
                 return "the TLS handshake with the tffreeze server at " + url + " failed: its certificate is not trusted (" +
-                       details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA).";
+                       details + "). Pass --ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA); " +
+                       "with that CA given, the certificate has expired or another CA signed it.";
             if (low.Contains("handshake") || low.Contains("securechannelfailure"))
                 return "the TLS handshake with the tffreeze server at " + url + " failed (" + details +
                        "). If the server does not speak TLS, drop --tls / --ca ($TFFREEZE_TLS, $TFFREEZE_CA). If it " +

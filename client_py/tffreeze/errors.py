@@ -48,9 +48,20 @@ def unreachable(target: str, details: str) -> str:
     if target.startswith("unix:"):
         return ("the local tffreeze server at %s does not answer (%s). Its log is server.log beside the socket; "
                 "`tffreeze local-server stop` and try again, or pass --server" % (target, details))
+    if "hostname verification" in low or "is not in peer certificate" in low:
+        host = target.rsplit(":", 1)[0].strip("[]") if ":" in target else target
+        return ("the TLS handshake with the tffreeze server at %s failed: its certificate does not name %s (it was "
+                "issued for another name; %s). Reach the server by a name or address its certificate holds, or have its "
+                "operator add %s to the certificate's subjectAltName (server.ext in the README's recipe)"
+                % (target, host, details, host))
+    if "certificate has expired" in low or "certificate is not yet valid" in low:
+        return ("the TLS handshake with the tffreeze server at %s failed: its certificate %s (%s). Its operator must "
+                "issue a new one (the README's openssl recipe, with -days)"
+                % (target, "has expired" if "expired" in low else "is not yet valid", details))
     if "certificate_verify_failed" in low or "certificate verify failed" in low or "trustfailure" in low:
         return ("the TLS handshake with the tffreeze server at %s failed: its certificate is not trusted (%s). Pass "
-                "--ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA)." % (target, details))
+                "--ca CA.pem (the CA that signed the server's certificate; or $TFFREEZE_CA); with that CA given, "
+                "the certificate has expired or another CA signed it." % (target, details))
     if "security handshaker" in low:  # this side's TLS setup: the client certificate and key
         return ("the TLS setup for the tffreeze server at %s failed before connecting (%s): check that --client-cert "
                 "is a PEM certificate and --client-key its PEM private key (in that order), and --ca a CA certificate"

@@ -76,3 +76,43 @@ def test_an_output_changed_in_place_is_not_taken_as_holding_the_graph(web_server
     again = _run(client, "freeze", src, [], out, web_server, cache=cache)
     assert again.returncode == 0, again.stderr
     assert _sha(graph) == right, again.stdout + again.stderr
+
+
+@pytest.fixture(scope="module")
+def other_host(tmp_path_factory):
+    """A TLS server whose CA-signed certificate names only other.example: reached as localhost."""
+    import re
+
+    import pki
+    from conftest import start_server, stop_server
+
+    d = pki.make(tmp_path_factory.mktemp("pki-other"), san="DNS:other.example")
+    srv = start_server(str(tmp_path_factory.mktemp("other-data")),
+                       ["--web-port", "0", "--tls-cert", str(d / "server.pem"), "--tls-key", str(d / "server.key")])
+    srv.web_url = next(re.search(r"gRPC-Web on (https://\S+?)\)", line).group(1) for line in srv.log
+                       if "gRPC-Web on" in line).replace("127.0.0.1", "localhost")
+    srv.ca = str(d / "ca.pem")
+    yield srv
+    assert stop_server(srv) == 0
+
+
+@pytest.mark.parametrize("client", ["py", "cs", "cpp"])
+def test_a_certificate_for_another_host_is_refused_and_said_so(other_host, tmp_path, client):
+    """Findings 2 and 3: tffreeze-cs sent the checkpoint (and a token) to a server whose certificate
+    names another host; Python and C++ refused with "cannot reach ... Start one with tffreeze serve"."""
+    import subprocess
+
+    from test_parity import CPP, CS, PY
+
+    src = models.dense(str(tmp_path / "m"), True).directory
+    port = other_host.target.rsplit(":", 1)[1]
+    argv = {"py": [PY, "freeze", src, "--server", "localhost:" + port],
+            "cpp": [CPP, "freeze", src, "--server", "localhost:" + port],
+            "cs": [CS, "freeze", src, "--server", other_host.web_url]}[client]
+    out = subprocess.run(argv + ["--ca", other_host.ca, "-o", str(tmp_path / "m.pb")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert not os.path.exists(tmp_path / "m.pb")
+    words = " ".join(out.stderr.split())
+    assert "certificate does not name localhost" in words and "subjectAltName" in words, words
+    assert "Start one with" not in words and "Pass --ca" not in words, words
