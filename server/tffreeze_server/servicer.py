@@ -242,8 +242,11 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         if missing:
             lacking = [(p, s, n) for p, s, n in entries if (s, n) in missing]
             raise FailedPrecondition(
-                "%d file(s) are not uploaded yet: %s. Upload them (FindMissingBlobs, then UploadBlob) before "
-                "freezing." % (len(lacking), planning.named(p[:200] for p, _, _ in lacking)),
+                "%d file(s) are not uploaded yet: %s; the tffreeze clients upload them first (again once, if the "
+                "store dropped them), so from a client this means its uploads went to another server: servers "
+                "named together (--server A,B) must be replicas over one store (tffreeze serve --store); name one "
+                "server. From code: FindMissingBlobs, then UploadBlob, before the freeze"
+                % (len(lacking), planning.named(p[:200] for p, _, _ in lacking)),
                 "ERROR_REASON_BLOBS_MISSING",
                 violations=[Violation("MISSING", "blobs/%s/%d" % (s, n), "%s is not uploaded" % p[:200])
                             for p, s, n in lacking])

@@ -116,3 +116,27 @@ def test_a_certificate_for_another_host_is_refused_and_said_so(other_host, tmp_p
     words = " ".join(out.stderr.split())
     assert "certificate does not name localhost" in words and "subjectAltName" in words, words
     assert "Start one with" not in words and "Pass --ca" not in words, words
+
+
+def test_two_servers_that_share_no_store_are_said_to(tmp_path):
+    """Finding 5: `--server A,B` naming two independent servers failed with BLOBS_MISSING and
+    "Upload them (FindMissingBlobs, then UploadBlob)", which a command-line user cannot do."""
+    import subprocess
+
+    from conftest import start_server, stop_server
+    from test_parity import PY
+
+    a, b = start_server(str(tmp_path / "a")), start_server(str(tmp_path / "b"))
+    try:
+        failed = []
+        for i in range(4):
+            src = models.dense(str(tmp_path / ("m%d" % i)), True, steps=[i + 1]).directory
+            out = subprocess.run([PY, "freeze", src, "--server", "%s,%s" % (a.target, b.target), "-o",
+                                  str(tmp_path / ("m%d.pb" % i))], capture_output=True, text=True, timeout=300)
+            if out.returncode:
+                failed.append(" ".join(out.stderr.split()))
+        for words in failed:
+            assert "must be replicas over one store (tffreeze serve --store); name one server" in words, words
+            assert "Upload them" not in words, words
+    finally:
+        assert stop_server(a) == 0 and stop_server(b) == 0
