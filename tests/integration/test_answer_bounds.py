@@ -158,7 +158,7 @@ def test_freeze_naming_10000_missing_files_keeps_its_error_within_the_trailers(s
     assert info.reason == "ERROR_REASON_BLOBS_MISSING" and info.metadata["violations"] == "10000"
     assert 0 < len(failure.violations) < 40 and len(details) < 4096
     assert "10000 file(s) are not uploaded yet" in err.value.details() and "--store" in err.value.details()
-    more = re.search(r"\.\.\. and (\d+) more\. Upload them", err.value.details())
+    more = re.search(r"\.\.\. and (\d+) more; the tffreeze clients", err.value.details())
     assert more and int(more.group(1)) + err.value.details().count("x/ppp") == 10000, err.value.details()
 
 
