@@ -27,7 +27,8 @@ int ElementSize(const std::string& dtype) {
       {"uint8", 1}, {"uint16", 2}, {"uint32", 4}, {"uint64", 8}, {"bool", 1}};
   auto it = sizes.find(dtype);
   if (it == sizes.end())
-    throw Error("INVALID_ARGUMENT", "dtype " + dtype + " is not supported here (numeric and bool tensors only)");
+    throw Error("INVALID_ARGUMENT", "dtype " + dtype + " is not supported here (numeric and bool tensors only; text "
+                                    "tensors: run the graph with `tffreeze run`, the Python client)");
   return it->second;
 }
 
@@ -62,7 +63,8 @@ Tensor ReadNpy(const std::string& path) {
     throw Error("INVALID_ARGUMENT", path + ": no dtype in the .npy header");
   auto d = Descrs().find(m[1]);
   if (d == Descrs().end())
-    throw Error("INVALID_ARGUMENT", path + ": dtype " + m[1].str() + " is not supported (numeric and bool, little-endian)");
+    throw Error("INVALID_ARGUMENT", path + ": dtype " + m[1].str() + " is not supported (numeric and bool, little-endian; " +
+                                        "text tensors: run the graph with `tffreeze run`, the Python client)");
   if (std::regex_search(header, std::regex("'fortran_order':\\s*True")))
     throw Error("INVALID_ARGUMENT", path + ": Fortran-ordered arrays are not supported; save with np.ascontiguousarray");
   Tensor t;

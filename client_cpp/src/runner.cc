@@ -58,7 +58,9 @@ const std::map<std::string, TF_DataType>& DTypes() {
 std::string DTypeName(TF_DataType t) {
   for (const auto& kv : DTypes())
     if (kv.second == t) return kv.first;
-  throw Error("INVALID_ARGUMENT", "TensorFlow dtype " + std::to_string(t) + " is not supported here (numeric and bool)");
+  throw Error("INVALID_ARGUMENT", std::string(t == 7 ? "string (text) tensors are" : ("TensorFlow dtype " + std::to_string(t) +
+                                  " is").c_str()) + " not supported here (numeric and bool; text tensors: run the "
+                                  "graph with `tffreeze run`, the Python client)");
 }
 
 // RAII holders for the C API's objects.

@@ -38,7 +38,8 @@ namespace TfFreeze
                     throw new InvalidDataException(path + ": Fortran-ordered arrays are not supported; save with np.ascontiguousarray");
                 TFDataType dtype;
                 if (!byDescr.TryGetValue(descr, out dtype))
-                    throw new InvalidDataException(path + ": dtype " + descr + " is not supported (float32/64, int8/16/32/64, uint8/16, bool)");
+                    throw new InvalidDataException(path + ": dtype " + descr + " is not supported (float32/64, int8/16/32/64, uint8/16, bool; " +
+                                                   "text or float16 tensors: run the graph with `tffreeze run`, the Python client)");
                 var shapeText = Regex.Match(header, @"'shape':\s*\(([^)]*)\)").Groups[1].Value;
                 var shape = shapeText.Split(new[] { ',' }, StringSplitOptions.RemoveEmptyEntries)
                                      .Select(x => long.Parse(x.Trim())).ToArray();

@@ -27,7 +27,8 @@ namespace TfFreeze
         {
             Tuple<string, Type, int> kind;
             if (!kinds.TryGetValue(dtype, out kind))
-                throw new NotSupportedException("dtype " + dtype + " is not supported here (" + string.Join(", ", kinds.Values.Select(k => k.Item1)) + ")");
+                throw new NotSupportedException("dtype " + dtype + " is not supported here (" + string.Join(", ", kinds.Values.Select(k => k.Item1)) +
+                                                "; text or float16 tensors: run the graph with `tffreeze run`, the Python client)");
             return kind;
         }
 

@@ -632,13 +632,16 @@ def _cmd_run(args) -> int:
         if not path:
             print("%s %s" % (name, describe(value)))
             continue
+        array = np.asarray(value)
+        if array.dtype == object:  # a string tensor (bytes per element): a fixed-width bytes array, no pickle
+            array = np.asarray(array.tolist(), dtype=bytes) if array.size else array.astype(bytes)
         buf = io.BytesIO()
-        np.save(buf, np.asarray(value), allow_pickle=False)
+        np.save(buf, array, allow_pickle=False)
         try:
             write_atomically(path, buf.getvalue())
         except OSError as exc:
             raise write_error(exc, path, "--output %s=" % name, "the output") from exc
-        print("%s -> %s %s %s" % (name, path, np.asarray(value).dtype, list(np.asarray(value).shape)))
+        print("%s -> %s %s %s" % (name, path, array.dtype, list(array.shape)))
     return 0
 
 

@@ -185,7 +185,13 @@ def read_npy(name: str, path: str):
         raise InvalidArgumentError(NOT_NPY % (name, path))
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # an object array (Python strings saved as objects)
+            raise InvalidArgumentError("--input %s=%s holds Python objects (np.save of a list of strings gives "
+                                       "that), which are not read: save text as a fixed-width array, "
+                                       "np.save(path, np.array(words, dtype=str)) or dtype=bytes" % (name, path)) from None
+        raise TffreezeError("cannot read --input %s=%s: %s" % (name, path, exc)) from None
+    except OSError as exc:
         raise TffreezeError("cannot read --input %s=%s: %s" % (name, path, exc)) from None
 
 

@@ -140,3 +140,36 @@ def test_two_servers_that_share_no_store_are_said_to(tmp_path):
             assert "Upload them" not in words, words
     finally:
         assert stop_server(a) == 0 and stop_server(b) == 0
+
+
+def test_text_tensors_run_in_python_and_are_refused_with_the_way_out_elsewhere(tmp_path):
+    """Finding 6: a string output crashed Python's run writing the .npy (a traceback), and C#/C++
+    refused text without saying what runs it."""
+    import subprocess
+
+    import numpy as np
+
+    from test_parity import CPP, CS, PY
+
+    tf, tf1 = models.tf, models.tf1
+    g = tf.Graph()
+    with g.as_default():
+        words = tf1.placeholder(tf.string, [None], name="words")
+        names = tf.constant([b"cat", b"dog", b"bird"])
+        tf.gather(names, tf.strings.length(words) % 3, name="label")
+    graph = tmp_path / "text.pb"
+    graph.write_bytes(g.as_graph_def().SerializeToString())
+    np.save(tmp_path / "words.npy", np.array(["a", "bb", "ccc"], dtype=str))
+    np.save(tmp_path / "objects.npy", np.array(["a", "bb"], dtype=object), allow_pickle=True)
+    out = subprocess.run([PY, "run", str(graph), "--input", "words=%s" % (tmp_path / "words.npy"), "--output",
+                          "label=%s" % (tmp_path / "label.npy")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert np.load(tmp_path / "label.npy").tolist() == [b"dog", b"bird", b"cat"]
+    out = subprocess.run([PY, "run", str(graph), "--input", "words=%s" % (tmp_path / "objects.npy"), "--output",
+                          "label"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "np.array(words, dtype=str)" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    for binary in (CS, CPP):
+        out = subprocess.run([binary, "run", str(graph), "--input", "words=%s" % (tmp_path / "words.npy"), "--output",
+                              "label"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1 and "`tffreeze run`, the Python client" in out.stderr, (binary, out.stderr)
+        assert "Exception" not in out.stderr, out.stderr
