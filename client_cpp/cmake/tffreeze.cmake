@@ -7,8 +7,10 @@
 # against the tffreeze server at TFFREEZE_SERVER (this cache variable, else the
 # environment's $TFFREEZE_SERVER at build time, else the user's local server, started on
 # demand and kept warm, so a build freezing many models loads TensorFlow once). The step depends
-# on every file under SOURCE (re-globbed when files appear or go) and on the options, so
-# a build re-freezes only when the checkpoint or the options changed; and when a changed
+# on every file under SOURCE (re-globbed when files appear or go), on a listing of their names,
+# sizes and mtimes taken at every build (tffreeze_stamp.cmake: a deleted checkpoint or an older
+# copy restored changes it) and on the options, so a build re-freezes only when the checkpoint
+# or the options changed; and when a changed
 # file still gives the same graph, the client leaves OUTPUT as it was (no download).
 # OPTIONS are tffreeze-cpp freeze's flags (--outputs, --inputs, --step, --target, --tls,
 # --ca, --token, --timeout, ...).
@@ -16,6 +18,8 @@ set(TFFREEZE_SERVER "" CACHE STRING "tffreeze server for tffreeze_freeze() (HOST
 if(NOT TFFREEZE_CPP_EXECUTABLE)
   find_program(TFFREEZE_CPP_EXECUTABLE tffreeze-cpp HINTS "${CMAKE_CURRENT_LIST_DIR}/../bin")
 endif()
+
+set(_TFFREEZE_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
 function(tffreeze_freeze)
   cmake_parse_arguments(TF "" "TARGET;SOURCE;OUTPUT;MANIFEST" "OPTIONS" ${ARGN})
@@ -53,11 +57,20 @@ function(tffreeze_freeze)
   set(stamp "${CMAKE_CURRENT_BINARY_DIR}/tffreeze/${TF_TARGET}.command")
   string(REPLACE ";" "\n" command_text "${command}")
   file(CONFIGURE OUTPUT "${stamp}" CONTENT "${command_text}\n")
+  # The files the freeze reads, listed with their sizes and mtimes at every build (no server
+  # contacted): a checkpoint deleted or restored from an older copy changes the listing, and
+  # that re-freezes, as a newer file does.
+  set(listing "${CMAKE_CURRENT_BINARY_DIR}/tffreeze/${TF_TARGET}.inputs")
+  add_custom_target(${TF_TARGET}_inputs
+    COMMAND "${CMAKE_COMMAND}" "-DSOURCE=${source}" "-DSTAMP=${listing}" -P "${_TFFREEZE_CMAKE_DIR}/tffreeze_stamp.cmake"
+    BYPRODUCTS "${listing}"
+    VERBATIM)
   add_custom_command(
     OUTPUT ${outputs}
     COMMAND ${command}
-    DEPENDS ${inputs} "${stamp}" "${TFFREEZE_CPP_EXECUTABLE}"
+    DEPENDS ${inputs} "${stamp}" "${listing}" "${TFFREEZE_CPP_EXECUTABLE}"
     COMMENT "tffreeze: freezing ${TF_SOURCE} -> ${TF_OUTPUT}"
     VERBATIM)
   add_custom_target(${TF_TARGET} ALL DEPENDS ${outputs})
+  add_dependencies(${TF_TARGET} ${TF_TARGET}_inputs)
 endfunction()

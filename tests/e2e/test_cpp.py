@@ -142,7 +142,7 @@ def test_cmake_project_freezes_at_build_time_and_only_when_something_changed(ser
     """client_cpp/examples/app, configured and built in a temporary folder: the build freezes
     the checkpoint (tffreeze_freeze), the app runs the model by the manifest's names; a second
     build does no freeze work; changed options re-freeze."""
-    model = models.dense(str(tmp_path / "ckpt"), True)
+    model = models.dense(str(tmp_path / "ckpt"), True, steps=[1, 2], mutate=True)
     build = tmp_path / "build"
     env = dict(os.environ, TFFREEZE_SERVER=server.target)
     cfg = subprocess.run(["cmake", "-S", os.path.join(ROOT, "client_cpp", "examples", "app"), "-B", str(build),
@@ -167,6 +167,23 @@ def test_cmake_project_freezes_at_build_time_and_only_when_something_changed(ser
     second = _build(build, env)
     assert second.returncode == 0 and "tffreeze: freezing" not in second.stdout, second.stdout
     assert os.stat(build / "model.pb").st_mtime_ns == stamp
+    # Trial 11, finding 4: the newest checkpoint deleted re-freezes (the build kept its graph), and an
+    # older copy restored over it does too.
+    saved = {}
+    for name in os.listdir(model.directory):
+        if name.startswith("model.ckpt-2."):
+            saved[name] = (tmp_path / "ckpt" / name).read_bytes()
+            os.unlink(os.path.join(model.directory, name))
+    rolled = _build(build, env)
+    assert rolled.returncode == 0 and "tffreeze: freezing" in rolled.stdout, rolled.stdout + rolled.stderr
+    with FreezeClient(server.target) as client:
+        assert (build / "model.pb").read_bytes() == client.freeze(model.directory).graph_bytes != want.graph_bytes
+    for name, data in saved.items():  # an older copy put back (its old mtime, as cp -p / tar keep it)
+        (tmp_path / "ckpt" / name).write_bytes(data)
+        os.utime(tmp_path / "ckpt" / name, (1_000_000_000, 1_000_000_000))
+    restored = _build(build, env)
+    assert restored.returncode == 0 and "tffreeze: freezing" in restored.stdout, restored.stdout + restored.stderr
+    assert (build / "model.pb").read_bytes() == want.graph_bytes
     # Changed options re-freeze.
     subprocess.run(["cmake", "-S", os.path.join(ROOT, "client_cpp", "examples", "app"), "-B", str(build),
                     "-DFREEZE_OPTIONS=--outputs;y"], check=True, capture_output=True, env=env)
