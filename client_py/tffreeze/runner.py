@@ -184,14 +184,16 @@ def read_npy(name: str, path: str):
     if not is_npy(path):
         raise InvalidArgumentError(NOT_NPY % (name, path))
     try:
+        with open(path, "rb") as fh:  # the header's dtype: an object array (Python strings) is never unpickled
+            version = np.lib.format.read_magic(fh)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                      np.lib.format.read_array_header_2_0)(fh)
+        if header[2].hasobject:
+            raise InvalidArgumentError("--input %s=%s holds Python objects (np.save of a list of strings gives that), "
+                                       "which are not read: save text as a fixed-width array, "
+                                       "np.save(path, np.array(words, dtype=str)) or dtype=bytes" % (name, path))
         return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):  # an object array (Python strings saved as objects)
-            raise InvalidArgumentError("--input %s=%s holds Python objects (np.save of a list of strings gives "
-                                       "that), which are not read: save text as a fixed-width array, "
-                                       "np.save(path, np.array(words, dtype=str)) or dtype=bytes" % (name, path)) from None
-        raise TffreezeError("cannot read --input %s=%s: %s" % (name, path, exc)) from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise TffreezeError("cannot read --input %s=%s: %s" % (name, path, exc)) from None
 
 
