@@ -27,7 +27,7 @@ from .evidence import (WEIGHT_AGAINST, WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIG
                        Claim, Evidence, Rule, rule)
 from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
                       FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_ENTER_OPS,
-                      LOOP_EXIT_OPS, MERGE_OPS, SWITCH_OPS,
+                      LOOP_EXIT_OPS, MERGE_OPS, MOVING_AVERAGE_UPDATE_OPS, SWITCH_OPS,
                       PLACEHOLDER_OPS, SELECTION_OPS as _SELECTION_OPS, SHAPE_OPS as _SHAPE_OPS, VARIABLE_OPS, VIEW_OPS,
                       is_input_pipeline_op, is_summary_op, is_training_op as _is_training_op)
 from .graph import (ancestors, fixed_output_count, consumers, node_of, nodes_by_name, output_dtype_enum,
@@ -451,6 +451,25 @@ def _excluded(graph_def, by_name, training) -> Set[str]:
             or n.op in _VALUE_FREE_OPS or for_summaries(n)}
 
 
+def _moving_average_arithmetic(graph_def, by_name) -> Set[str]:
+    """What only moving-average updates read (batch norm's decayed difference, cond/mul beside
+    AssignSub): the update's arithmetic, however many steps before it. Never a candidate."""
+    users: Dict[str, List[str]] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            users.setdefault(node_of(i.lstrip("^")), []).append(n.name)
+    found: Set[str] = set()
+    todo = [n.name for n in graph_def.node if n.op in MOVING_AVERAGE_UPDATE_OPS]
+    while todo:
+        for i in by_name[todo.pop()].input:
+            src = node_of(i.lstrip("^"))
+            if (src not in found and src in by_name and by_name[src].op not in VARIABLE_OPS
+                    and all(u in found or by_name[u].op in MOVING_AVERAGE_UPDATE_OPS for u in users.get(src, ()))):
+                found.add(src)
+                todo.append(src)
+    return found
+
+
 def _loss_collection(meta) -> List[str]:
     """Node names in the meta graph's ``losses`` collection (tf.losses adds each loss there)."""
     if "losses" in meta.collection_def and meta.collection_def["losses"].HasField("node_list"):
@@ -642,10 +661,11 @@ def candidate_records(meta, structure=_UNSET) -> List[Evidence]:
     s = heads.Structure(graph_def, excluded, loss_collection)
     out: List[Evidence] = []
     in_loops = _inside_v1_loops(graph_def)  # (a value per iteration: no output)
+    updates = _moving_average_arithmetic(graph_def, by_name)
 
     def add(tensor, reason, listed_by):
         node = by_name.get(node_of(tensor))
-        if (node is not None and node.name not in excluded and node.name not in in_loops
+        if (node is not None and node.name not in excluded and node.name not in in_loops and node.name not in updates
                 and not (not s.users.get(node.name) and _is_unused_control_flow_output(node, by_name))
                 and tensor not in [e.tensor for e in out]
                 and len(out) < MAX_INFERRED_OUTPUTS):
