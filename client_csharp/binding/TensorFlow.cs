@@ -48,8 +48,9 @@ namespace TfFreeze.TensorFlow
         internal TFException(string message, string kind) : base(message) { Kind = kind; }
 
         /// <summary>For a library that could not be found or loaded, the error kind the clients tag it
-        /// with (NOT_FOUND, FAILED_PRECONDITION, as tffreeze-cpp does); null for TensorFlow's own errors.</summary>
-        public string Kind { get; private set; }
+        /// with (NOT_FOUND, FAILED_PRECONDITION, as tffreeze-cpp does); null for TensorFlow's own errors.
+        /// Internal: the public surface is TensorFlowSharp's, no more (tffreeze-cs reads it by reflection).</summary>
+        internal string Kind { get; private set; }
     }
 
     /// <summary>The loaded library's facts (TensorFlowSharp's TFCore).</summary>

@@ -402,7 +402,9 @@ Ctrl-C / SIGTERM / SIGHUP (nothing left half-written)";
             if (e is ArgumentException || e is InvalidDataException || e is FormatException || e is NotSupportedException) return "INVALID_ARGUMENT";
             if (e is IOException || e is UnauthorizedAccessException) return "IO_ERROR";
             if (e.GetType().Name == "TFException")  // (a library that did not load: the kind tffreeze-cpp gives it)
-                return (e.GetType().GetProperty("Kind")?.GetValue(e) as string) ?? "TENSORFLOW";
+                return (e.GetType().GetProperty("Kind", System.Reflection.BindingFlags.Instance |
+                        System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic)?.GetValue(e) as string)
+                       ?? "TENSORFLOW";
             return null;
         }
 
