@@ -40,7 +40,7 @@ from tffreeze_api.fileio import write_all
 
 from .settings import DEFAULT_MAX_STORE_BYTES, DEFAULT_PARTIAL_TTL_SECONDS
 from .core.digest import BackgroundSha256
-from .core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from .core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
 CHUNK = 1 << 20  # 1 MiB: the largest chunk either direction carries.
 MAX_UPLOAD_ID = 128
@@ -89,6 +89,8 @@ class BlobStore:
         self._groups: Dict[str, Tuple[float, FrozenSet[Tuple[str, int]]]] = {}
         for sub in ("blobs", "partial", "tmp", "tasks"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        # the folder the workers' sandboxes were given, held open: its inode is not reused while held
+        self._tasks_fd = os.open(os.path.join(self.root, "tasks"), os.O_RDONLY | os.O_DIRECTORY)
         self._expire_at_start()  # resumable uploads survive a restart, but not forever
         # Leftovers of a previous run (crash mid-upload or mid-freeze) are garbage.
         for folder in (self.tmp_dir, self.tasks_dir):
@@ -102,9 +104,16 @@ class BlobStore:
     def _expire_at_start(self) -> None:
         self.expire_partials()
 
+    def _folder(self, sub: str) -> str:
+        """One of the store's folders, made again if it went (a user who cleared the store's folder
+        by hand while the server ran: the next call works, it is not an INTERNAL error)."""
+        path = os.path.join(self.root, sub)
+        os.makedirs(path, exist_ok=True)
+        return path
+
     @property
     def tmp_dir(self) -> str:
-        return os.path.join(self.root, "tmp")
+        return self._folder("tmp")
 
     @property
     def tasks_dir(self) -> str:
@@ -112,12 +121,27 @@ class BlobStore:
         sandbox sees only its own, the inputs read-only."""
         return os.path.join(self.root, "tasks")
 
+    def check_tasks_folder(self) -> None:
+        """UNAVAILABLE / STORE_UNAVAILABLE when the tasks folder the workers were given is gone or
+        another (the store's folder removed by hand while the server ran): the workers cannot see
+        a task staged now, so the server must be restarted."""
+        try:
+            st, held = os.stat(os.path.join(self.root, "tasks")), os.fstat(self._tasks_fd)
+            same = (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino) and held.st_nlink > 0
+        except OSError:
+            same = False
+        if not same:
+            raise Unavailable("the server's store folder %s was removed or replaced while the server ran, and its "
+                              "TensorFlow workers no longer see it: restart the server (your local server: "
+                              "`tffreeze local-server stop`; the next command starts a new one)" % self.root,
+                              "ERROR_REASON_STORE_UNAVAILABLE")
+
     def path(self, sha256: str) -> str:
         return os.path.join(self.root, "blobs", sha256[:2], sha256)
 
     def _partial(self, sha256: str, size: int, upload_id: str) -> str:
         """One file per (blob, uploader): ``<sha256>-<declared size>-<hash of the upload id>``."""
-        return os.path.join(self.root, "partial", "%s-%d-%s" % (sha256, size, self._owner(upload_id)))
+        return os.path.join(self._folder("partial"), "%s-%d-%s" % (sha256, size, self._owner(upload_id)))
 
     @staticmethod
     def _owner(upload_id: str) -> str:
@@ -126,7 +150,7 @@ class BlobStore:
     def _partials(self) -> List[Tuple[str, int, float]]:
         """(path, declared size, last write time) of every partial upload."""
         out = []
-        folder = os.path.join(self.root, "partial")
+        folder = self._folder("partial")
         for name in os.listdir(folder):
             path = os.path.join(folder, name)
             parts = name.split("-")

@@ -262,6 +262,8 @@ class FreezeServicer(service_pb2_grpc.FreezeServiceServicer):
         return stage
 
     def _run(self, kind, request, entries, context, **extra):
+        self.store.check_tasks_folder()
+
         def cancelled():
             ACTIVITY.check_halted()  # the server stops now: the task is stopped, the call told why
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 
 import pytest
 
@@ -173,3 +174,32 @@ def test_text_tensors_run_in_python_and_are_refused_with_the_way_out_elsewhere(t
                               "label"], capture_output=True, text=True, timeout=300)
         assert out.returncode == 1 and "`tffreeze run`, the Python client" in out.stderr, (binary, out.stderr)
         assert "Exception" not in out.stderr, out.stderr
+
+
+def test_a_store_folder_removed_under_a_running_server_is_made_again(tmp_path):
+    """Finding 23: `rm -rf` of the store's folder while the server ran made every freeze fail with
+    INTERNAL (FileNotFoundError) until a restart. The upload's folders are made again; the
+    workers' task folder cannot be, and that is said with the fix (a restart)."""
+    import subprocess
+
+    from conftest import start_server, stop_server
+    from test_parity import PY
+
+    data = tmp_path / "data"
+    srv = start_server(str(data))
+    try:
+        first = models.dense(str(tmp_path / "a"), True).directory
+        out = subprocess.run([PY, "freeze", first, "--server", srv.target, "-o", str(tmp_path / "a.pb")],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        shutil.rmtree(data)
+        second = models.dense(str(tmp_path / "b"), False, steps=[7]).directory
+        for source, name in ((second, "b"), (first, "a2")):  # its workers cannot see a new folder: said so
+            out = subprocess.run([PY, "freeze", source, "--server", srv.target, "-o", str(tmp_path / (name + ".pb"))],
+                                 capture_output=True, text=True, timeout=300)
+            words = " ".join(out.stderr.split())
+            assert out.returncode == 1 and "INTERNAL" not in words, (name, words, "".join(srv.log[-30:]))
+            assert "was removed or replaced while the server ran" in words and "restart the server" in words, words
+            assert "(STORE_UNAVAILABLE) [UNAVAILABLE]" in words, words
+    finally:
+        assert stop_server(srv) == 0
