@@ -121,8 +121,9 @@ def test_a_small_store_filled_by_every_client_still_freezes_and_refuses_what_can
 
     # the fix, as the message gives it: a larger store, then the same freeze works
     grown = _run([PY, "local-server", "start", "--max-store-bytes", "256M"], own_cache)
-    assert "already running" in grown.stdout and "--max-store-bytes 64M, not 256M" in grown.stdout
-    assert "tffreeze local-server stop && tffreeze local-server start --max-store-bytes 256M" in grown.stdout
+    assert grown.returncode == 1  # (its options were not applied)
+    assert "already running" in grown.stderr and "--max-store-bytes 64M, not 256M" in grown.stderr
+    assert "tffreeze local-server stop && tffreeze local-server start --max-store-bytes 256M" in grown.stderr
     assert _run([PY, "local-server", "stop"], own_cache).returncode == 0
     env = dict(own_cache, TFFREEZE_LOCAL_STORE_BYTES="256M")
     out = _run([CS, "freeze", huge, "-o", str(tmp_path / "huge.pb")], env)  # C# starts it through `tffreeze`
