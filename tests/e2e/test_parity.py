@@ -166,11 +166,13 @@ def test_every_client_inspects_alike(web_server, layouts, tmp_path, layout, args
                                                                 web_server).stdout
 
 
-def test_an_unchanged_refreeze_hashes_nothing_in_any_client(web_server, layouts, tmp_path):
-    """The stat-keyed digest cache: after a first freeze (files older than 2 s), a file whose
-    size, mtime and inode are unchanged is not read again. Shown by changing a data file's
-    bytes in place and putting its mtime back: a client that hashed again would upload the
-    new bytes and get another graph; every client gets the first graph."""
+def test_a_file_changed_in_place_with_its_mtime_put_back_is_hashed_again_in_every_client(web_server, layouts, tmp_path):
+    """The digest cache is keyed on the file's stat, ctime included: an unchanged re-freeze is answered
+    from it, and a data file's bytes changed in place with its mtime put back (as `tar --mtime`
+    unpacks a release; trial 11, finding 1) are read again, sent, and refused as corrupt, as they
+    are with the cache off. (It used to be frozen with the cached digest: the old weights, exit 0.)"""
+    from tffreeze import cache as py_cache
+
     src = tmp_path / "src"
     shutil.copytree(layouts["several"], src)
     stamp = 1_600_000_000 * 10 ** 9
@@ -179,22 +181,23 @@ def test_an_unchanged_refreeze_hashes_nothing_in_any_client(web_server, layouts,
     data = next(src / n for n in os.listdir(src) if n.startswith("model.ckpt-200.data"))
     first = {}
     for client in ("py", "cs", "cpp"):
-        run = _run(client, "freeze", str(src), [], str(tmp_path), web_server)
+        run = _run(client, "freeze", str(src), [], str(tmp_path), web_server, cache=str(tmp_path / "cache"))
         assert run.returncode == 0, (client, run.stderr)
         first[client] = (tmp_path / (client + ".pb")).read_bytes()
-    with open(data, "r+b") as fh:  # other bytes, same size, same inode
+    for client in ("py", "cs", "cpp"):  # unchanged: the same graph
+        again = _run(client, "freeze", str(src), [], str(tmp_path), web_server, cache=str(tmp_path / "cache"))
+        assert again.returncode == 0 and (tmp_path / (client + ".pb")).read_bytes() == first[client], client
+    with open(tmp_path / "cache" / py_cache.DIGESTS) as fh:  # the Python client's entry for it, by its stat
+        assert os.path.realpath(data) in fh.read()
+    with open(data, "r+b") as fh:  # other bytes, same size, same inode, same mtime
         raw = bytearray(fh.read())
         fh.seek(0)
         fh.write(bytes(b ^ 0x55 for b in raw[:8]) + bytes(raw[8:]))
     os.utime(data, ns=(stamp, stamp))
-    for client in ("py", "cs", "cpp"):
-        os.unlink(tmp_path / (client + ".pb"))
-        again = _run(client, "freeze", str(src), [], str(tmp_path), web_server)
-        assert again.returncode == 0, (client, again.stderr)
-        assert (tmp_path / (client + ".pb")).read_bytes() == first[client], client  # the cached digest was used
-    for client in ("py", "cs", "cpp"):  # without the cache: the new bytes are read, sent, and refused
-        fresh = _run(client, "freeze", str(src), [], str(tmp_path), web_server, cache="off")
-        assert fresh.returncode == 1 and "(CHECKPOINT_CORRUPT)" in fresh.stderr, (client, fresh.stderr)
+    for cache in (str(tmp_path / "cache"), "off"):
+        for client in ("py", "cs", "cpp"):
+            fresh = _run(client, "freeze", str(src), [], str(tmp_path), web_server, cache=cache)
+            assert fresh.returncode == 1 and "(CHECKPOINT_CORRUPT)" in fresh.stderr, (client, cache, fresh.stderr)
 
 
 def _big(directory: str, seed: int) -> str:
