@@ -27,8 +27,10 @@ def test_csharp_refuses_the_local_server_when_flags_were_given_for_the_team_serv
 def test_a_file_that_changed_after_it_was_hashed_is_named_in_every_client(tmp_path):
     """R11: a checkpoint still being written while it was uploaded was reported as "corrupted in
     transit" (C#) or "upload of 174d31a7e156 has N bytes, the digest says M" (Python, C++), naming no
-    file. (The change is made here between hashing and upload by rewriting a shard in place with
-    its size and time kept, so every client's digest cache still holds the old digest.)"""
+    file. (The change is made here between hashing and upload: the shard is rewritten in place, and
+    every client's digest-cache entry for it is put back to the old digest at its new stat, as a
+    write landing between a client's hash and its upload leaves things; the caches key on the
+    ctime, so a plain rewrite is hashed again and never reaches the upload.)"""
     import re
 
     from conftest import start_server, stop_server
@@ -38,27 +40,47 @@ def test_a_file_that_changed_after_it_was_hashed_is_named_in_every_client(tmp_pa
     shard = next(os.path.join(model.directory, n) for n in os.listdir(model.directory) if ".data-" in n)
     for name in os.listdir(model.directory):  # written an hour ago: old enough for the digest caches to keep
         os.utime(os.path.join(model.directory, name), (os.stat(shard).st_atime - 3600, os.stat(shard).st_mtime - 3600))
+    cache = str(tmp_path / "cache")
+    env = dict(os.environ, TFFREEZE_CACHE_DIR=cache)
     first = start_server(str(tmp_path / "a"), ["--web-port", "0"])
     try:
         web = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in first.log if "gRPC-Web on" in l)
         for program, server in ((PY, first.target), (CS, web), (CPP, first.target)):  # the digests, cached
             done = subprocess.run([program, "inspect", model.directory, "--server", server], capture_output=True,
-                                  text=True, timeout=300)
+                                  text=True, timeout=300, env=env)
             assert done.returncode == 0, done.stderr
     finally:
         assert stop_server(first) == 0
-    st = os.stat(shard)
+    import hashlib
+    import json
+
+    old = hashlib.sha256(open(shard, "rb").read()).hexdigest()
     data = bytearray(open(shard, "rb").read())
     data[0] ^= 0xFF
     with open(shard, "r+b") as fh:  # in place: the same inode and size
         fh.write(bytes(data))
-    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st, real = os.stat(shard), os.path.realpath(shard)
+    with open(os.path.join(cache, "digests.json")) as fh:
+        table = json.load(fh)
+    table[real] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns, old]
+    with open(os.path.join(cache, "digests.json"), "w") as fh:
+        json.dump(table, fh)
+    ticks = 621355968000000000 + st.st_mtime_ns // 100  # .NET ticks of the mtime
+    for name, line in (("digests-cs.tsv", "%s\t%d\t%d:%d:%d:%d.%d\t%s\n" % (
+                            old, st.st_size, ticks, st.st_ino, st.st_dev, st.st_ctime_ns // 10**9,
+                            st.st_ctime_ns % 10**9, real)),
+                       ("digests-cpp.tsv", "%s\t%d\t%d\t%d\t%d\t%d\t%s\n" % (
+                            old, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns, real))):
+        path = os.path.join(cache, name)
+        kept = [l for l in open(path).read().splitlines(True) if not l.rstrip("\n").endswith("\t" + real)]
+        with open(path, "w") as fh:
+            fh.write("".join(kept) + line)
     second = start_server(str(tmp_path / "b"), ["--web-port", "0"])  # lacks the files: they are uploaded
     try:
         web = next(re.search(r"gRPC-Web on (http://\S+?)\)", l).group(1) for l in second.log if "gRPC-Web on" in l)
         for program, server in ((PY, second.target), (CS, web), (CPP, second.target)):
             done = subprocess.run([program, "freeze", model.directory, "-o", str(tmp_path / "x.pb"), "--server",
-                                   server], capture_output=True, text=True, timeout=300)
+                                   server], capture_output=True, text=True, timeout=300, env=env)
             assert done.returncode == 1, (program, done.stderr)
             assert ("%s changed while it was being uploaded (is training still writing it?)" % shard) in done.stderr, \
                 (program, done.stderr)
