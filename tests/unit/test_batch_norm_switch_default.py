@@ -83,3 +83,34 @@ def test_a_switch_whose_default_selects_batch_statistics_is_not_bound(tmp_path):
     with pytest.raises(Exception) as refused:
         engine.freeze(directory, FreezeSpec(), str(tmp_path / "auto.pb"))
     assert "TRAINING_OP_NEEDED" in getattr(refused.value, "reason", ""), refused.value
+
+
+def test_a_switch_the_names_do_not_tell_is_advised_when_its_training_branch_is_refused(tmp_path):
+    """Trial 12, finding 5: a bool placeholder named train_flag (no default) selecting a branch that
+    updates moving averages was refused as TRAINING_OP_NEEDED with advice that did not work; the
+    bind that does is now said first."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        y = tf1.placeholder(tf.float32, [None, 2], name="y")
+        flag = tf1.placeholder(tf.bool, [], name="train_flag")
+        h = tf.matmul(x, tf1.get_variable("w", [3, 2]))
+        mm = tf1.get_variable("moving_mean", [2], initializer=tf1.zeros_initializer(), trainable=False)
+
+        def train_branch():
+            m = tf.reduce_mean(h, 0)
+            with tf1.control_dependencies([tf1.assign_sub(mm, (mm - m) * 0.1)]):
+                return h - m
+        out = tf.identity(tf.cond(flag, train_branch, lambda: h - mm), name="out")
+        train = tf1.train.GradientDescentOptimizer(0.1).minimize(tf.reduce_mean(tf.square(out - y)))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(train, {x: np.ones((2, 3)), y: np.ones((2, 2)), flag: True})
+            tf1.train.Saver().save(sess, str(tmp_path / "m" / "model.ckpt"))
+    with pytest.raises(Exception) as refused:
+        engine.freeze(str(tmp_path / "m"), FreezeSpec(outputs=["out"]), str(tmp_path / "o.pb"))
+    assert "TRAINING_OP_NEEDED" in getattr(refused.value, "reason", ""), refused.value
+    assert "options.bind train_flag=false" in str(refused.value), refused.value
+    done = engine.freeze(str(tmp_path / "m"), FreezeSpec(outputs=["out"], bind={"train_flag": False}),
+                         str(tmp_path / "o.pb"))
+    assert [o.name for o in done.outputs] == ["out:0"]

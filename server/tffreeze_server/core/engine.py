@@ -207,7 +207,8 @@ def _reject_training(graph_def, named: bool = False, warnings: Optional[List[str
     outputs were named: then the batch statistics are what was asked for (TensorFlow's own
     freeze_graph freezes them too; some models, pix2pix's generator, run that way on purpose)
     and it is a warning."""
-    rewrite.reject_forbidden(graph_def)
+    rewrite.reject_forbidden(graph_def, [s.name for s in switches.find_switches(graph_def)
+                                         if s.dtype == tf.bool.as_datatype_enum and s.inference_value is None])
     bn = switches.training_batch_norms(graph_def)
     if bn and named and warnings is not None:
         warnings.append("batch norm in training mode (batch statistics, not the moving averages) is in the frozen "

@@ -5,7 +5,7 @@ colocation are cleared, and the result is made deterministic."""
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from tensorflow.core.framework import graph_pb2
@@ -706,13 +706,17 @@ def forbidden_nodes(graph_def) -> List[Tuple[str, str]]:
             and (_VARIABLE_OR_SAVER.match(op) or writes_variable(op))]
 
 
-def reject_forbidden(graph_def):
+def reject_forbidden(graph_def, switches: Sequence[str] = ()):
+    """Refuse training or saver ops the outputs still need; ``switches``: the unbound boolean
+    switches left in the graph, whose training branch may be what holds them (advised first)."""
     bad = forbidden_nodes(graph_def)
     if bad:
+        bind = ("If a switch selects the training branch, bind it to its inference value (options.bind %s). "
+                % ", ".join("%s=false" % n for n in switches[:3])) if switches else ""
         raise FailedPrecondition(
-            "the outputs still depend on training or saver ops after freezing: %s. Choose outputs that "
+            "the outputs still depend on training or saver ops after freezing: %s. %sChoose outputs that "
             "do not run training steps (name them with options.outputs), or check that every variable they read is in "
-            "the checkpoint." % ", ".join("%s (%s)" % nb for nb in bad[:10]), "ERROR_REASON_TRAINING_OP_NEEDED",
+            "the checkpoint." % (", ".join("%s (%s)" % nb for nb in bad[:10]), bind), "ERROR_REASON_TRAINING_OP_NEEDED",
             nodes=",".join(n for n, _ in bad[:20]))
 
 
