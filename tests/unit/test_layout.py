@@ -53,6 +53,16 @@ def test_newest_without_state_and_sharded_data():
                                       "model.ckpt-20.data-00001-of-00002", "model.ckpt-20.meta"]
 
 
+def test_without_a_state_file_the_highest_step_is_said_to_be_that_not_the_newest():
+    """Trial 12, finding 6: with no state file the highest -N was called "the newest", though the
+    server knows no file's date (resnet-101 saved before resnet-50)."""
+    files = ["%s.%s" % (p, e) for p in ("resnet-101", "resnet-50", "best-30")
+             for e in ("index", "data-00000-of-00001", "meta")]
+    sel = layout.select(files)
+    assert sel.checkpoint.prefix == "resnet-101" and "highest step" in sel.reason and "newest" not in sel.reason
+    assert any("the one with the highest step (which need not be the newest)" in w for w in sel.warnings), sel.warnings
+
+
 def test_step_and_prefix():
     assert layout.select(SAVER_DIR, step=5).checkpoint.prefix == "model.ckpt-5"
     assert layout.select(SAVER_DIR, prefix="/train/box/model.ckpt-10").checkpoint.prefix == "model.ckpt-10"

@@ -263,15 +263,17 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
                                                  stem, stem, listed(rest, 3), "is" if len(rest) == 1 else "are",
                                                  other))
                     warnings.append("the checkpoint state file names %r, which is not in SOURCE; "
-                                    "using the newest checkpoint present instead, %s" % (latest, ordered[-1].prefix))
+                                    "using the checkpoint present with the highest step instead, %s"
+                                    % (latest, ordered[-1].prefix))
         if chosen is None:
             chosen = ordered[-1]
-            reason = "newest checkpoint in the upload"
+            reason = "highest step in the upload (with no checkpoint state file, the files' dates are not known)"
             families = sorted({re.sub(r"-\d+$", "", c.prefix) for c in ordered
                                if posixpath.dirname(c.prefix) == posixpath.dirname(chosen.prefix)})
             if len(families) > 1:  # two runs (or two models) saved in one folder: say which was taken
-                warnings.append("the folder holds checkpoints of %d prefixes (%s); %s is used, the newest: give the "
-                                "checkpoint itself (its prefix) to choose another"
+                warnings.append("the folder holds checkpoints of %d prefixes (%s); %s is used, the one with the "
+                                "highest step (which need not be the newest): give the checkpoint itself (its "
+                                "prefix) to choose another"
                                 % (len(families), listed([posixpath.basename(f) for f in families]),
                                    posixpath.basename(chosen.prefix)))
 
