@@ -69,25 +69,20 @@ def _port(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    """A time in seconds, more than 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("%s: give a number of seconds above 0" % text)
-    return value
+def _seconds_from(zero: bool):
+    """A time in seconds: more than 0, or (``zero``) 0 or more; never infinite or NaN."""
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
+        if not (0 <= value if zero else 0 < value) or value == float("inf"):
+            raise argparse.ArgumentTypeError("%s: give a number of seconds%s" % (text, ", 0 or more" if zero else " above 0"))
+        return value
+    return seconds
 
 
-def _seconds_or_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError("%s: give a number of seconds, 0 or more" % text)
-    return value
+_seconds, _seconds_or_zero = _seconds_from(False), _seconds_from(True)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
+from tffreeze_server.core import resolve  # noqa: E402
+from tffreeze_server.core.errors import FailedPrecondition  # noqa: E402
+
 tf1 = tf.compat.v1
 
 
@@ -29,3 +32,11 @@ def dense(x, units, name, activation=None):
         b = tf1.get_variable("bias", [units], initializer=tf1.zeros_initializer())
         y = tf.nn.bias_add(tf.matmul(x, w), b)
         return activation(y) if activation else y
+
+
+def answer(meta):
+    """(the outputs resolved without names, None), or (None, (the refusal's words, its candidates))."""
+    try:
+        return [t for t, _ in resolve.resolve(meta, [], []).outputs], None
+    except FailedPrecondition as refused:
+        return None, (str(refused), refused.metadata.get("candidates", "").split(","))

@@ -15,17 +15,12 @@ import tensorflow as tf  # noqa: E402
 
 import principle_graphs  # noqa: E402
 from tffreeze_server.core import resolve  # noqa: E402
-from tffreeze_server.core.errors import FailedPrecondition  # noqa: E402
 
 tf1 = tf.compat.v1
 _meta, _dense = principle_graphs.meta, principle_graphs.dense
 
 
-def _answer(meta):
-    try:
-        return [t for t, _ in resolve.resolve(meta, [], []).outputs], None
-    except FailedPrecondition as refused:
-        return None, (str(refused), refused.metadata.get("candidates", "").split(","))
+_answer = principle_graphs.answer
 
 
 def _node(build, name):

@@ -435,11 +435,8 @@ def _excluded(graph_def, by_name, training) -> Set[str]:
     is the summary's (an image summary's reshape of the output), the tensor it views is the
     model's."""
     wrapped = {node_of(i) for n in graph_def.node if n.op == "IdentityN" for i in n.input if not i.startswith("^")}
-    users: Dict[str, List[str]] = {}
-    for n in graph_def.node:
-        for i in n.input:
-            users.setdefault(node_of(i.lstrip("^")), []).append(n.name)
-    read = set(users)
+    users = consumers(graph_def)
+    read = {n for n, readers in users.items() if readers}
 
     def for_summaries(n) -> bool:  # (a view its author named, tf.identity(x, name="shown"), is a name: kept)
         return (n.op in VIEW_OPS and bool(users.get(n.name)) and _default_name(n)
@@ -454,10 +451,7 @@ def _excluded(graph_def, by_name, training) -> Set[str]:
 def _moving_average_arithmetic(graph_def, by_name) -> Set[str]:
     """What only moving-average updates read (batch norm's decayed difference, cond/mul beside
     AssignSub): the update's arithmetic, however many steps before it. Never a candidate."""
-    users: Dict[str, List[str]] = {}
-    for n in graph_def.node:
-        for i in n.input:
-            users.setdefault(node_of(i.lstrip("^")), []).append(n.name)
+    users = consumers(graph_def)
     found: Set[str] = set()
     todo = [n.name for n in graph_def.node if n.op in MOVING_AVERAGE_UPDATE_OPS]
     while todo:
