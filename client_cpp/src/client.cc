@@ -599,9 +599,23 @@ bool Removable(const std::string& path, const std::string& folder) {
 }
 }  // namespace
 
+void CheckAFile(const std::string& path, const std::string& flag, const std::string& what) {
+  std::error_code ec;
+  if (path != "-" && (!fs::exists(path, ec) || fs::is_regular_file(path, ec) || fs::is_directory(path, ec))) return;
+  const std::string where = flag.empty() ? path : flag + (flag.back() == '=' ? "" : " ") + path;
+  const std::string name = ExampleName(flag, what);
+  const std::string example = flag.empty() ? name : flag + (flag.back() == '=' ? "" : " ") + name;
+  throw Error("INVALID_ARGUMENT", where + " is " + (path == "-" ? "standard output" : "not a regular file") +
+                                      ": tffreeze writes " + what + " to files only, whole or not at all (a finished "
+                                      "temporary file takes its name), so it cannot stream it: give a file (" +
+                                      example + ") and read it from there (cat " + name + ")",
+              "", {{"path", path}});
+}
+
 void CheckOutputFolder(const std::string& path, const std::string& flag, const std::string& what) {
   std::error_code ec;
   if (path.empty() || path.back() == '/' || fs::is_directory(path, ec)) throw WriteError(EISDIR, path, flag, what);
+  CheckAFile(path, flag, what);
   fs::path folder = fs::absolute(path).parent_path();
   if (!fs::is_directory(folder, ec)) throw WriteError(fs::exists(folder, ec) ? ENOTDIR : ENOENT, path, flag, what);
   struct stat st;

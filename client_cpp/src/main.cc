@@ -575,6 +575,8 @@ int Freeze(const Options& o) {
   if (o.Has("--manifest") && Blank(o.One("--manifest"))) throw Usage("--manifest needs a path: --manifest OUT.json");
   const std::string clash = FormatClash(out, o.One("--format"));
   if (!clash.empty()) throw Usage(clash);  // before anything is uploaded
+  tffreeze::CheckAFile(out, "-o");  // (before the links: /dev/stdout is one, to a pipe or a terminal)
+  if (o.Has("--manifest")) tffreeze::CheckAFile(o.One("--manifest"), "--manifest", "the manifest");
   // Written through a symbolic link: to its final target, and the link stays a link.
   out = tffreeze::ThroughLink(out);
   const std::string manifest = o.Has("--manifest") ? tffreeze::ThroughLink(o.One("--manifest")) : "";

@@ -362,9 +362,29 @@ namespace TfFreeze
         /// <paramref name="flag"/>) names a file (not a folder) in a folder that exists and takes new
         /// files (tried: a temporary file of tffreeze's naming made and removed, which also finds
         /// read-only filesystems). A refusal is WriteError's.</summary>
+        /// <summary>"-" or something that is neither a file nor a folder (/dev/stdout, a pipe) is
+        /// refused: outputs are written whole or not at all, through a temporary file that takes the
+        /// name when it is complete, and nothing but a file can take it that way.</summary>
+        public static void CheckAFile(string path, string flag = "-o", string what = "the graph")
+        {
+            Stat st;
+            if (path != "-" && (Syscall.stat(path, out st) != 0 || (st.st_mode & FilePermissions.S_IFMT) == FilePermissions.S_IFREG ||
+                                (st.st_mode & FilePermissions.S_IFMT) == FilePermissions.S_IFDIR))
+                return;
+            var where = flag.EndsWith("=") ? flag + path : flag + " " + path;
+            var name = ExampleName(flag, what);
+            var example = flag.EndsWith("=") ? flag + name : flag + " " + name;
+            throw new RpcException(StatusCode.INVALID_ARGUMENT,
+                                   where + " is " + (path == "-" ? "standard output" : "not a regular file") + ": tffreeze writes " +
+                                   what + " to files only, whole or not at all (a finished temporary file takes its name), so it " +
+                                   "cannot stream it: give a file (" + example + ") and read it from there (cat " + name + ")", "",
+                                   new Dictionary<string, string> { { "path", path } });
+        }
+
         public static void CheckOutput(string path, string flag = "-o", string what = "the graph")
         {
             if (path == "" || path.EndsWith("/") || Directory.Exists(path)) throw WriteError(Errno.EISDIR, path, flag, what);
+            CheckAFile(path, flag, what);
             var folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
             if (!Directory.Exists(folder))
                 throw WriteError(File.Exists(folder) || AFileAbove(folder) ? Errno.ENOTDIR : Errno.ENOENT, path, flag, what);

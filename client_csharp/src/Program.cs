@@ -656,6 +656,8 @@ Ctrl-C / SIGTERM / SIGHUP (nothing left half-written)";
             if (manifestPath != null && manifestPath.Trim() == "") throw new UsageException("--manifest needs a path: --manifest OUT.json");
             var clash = FormatClash(output, o.One("--format", ""));
             if (clash != "") throw new UsageException(clash);  // before anything is uploaded
+            FreezeClient.CheckAFile(output, o.One("-o") != null ? "-o" : "--output-file");  // (before the links: /dev/stdout is one)
+            if (manifestPath != null) FreezeClient.CheckAFile(manifestPath, "--manifest", "the manifest");
             // Written through a symbolic link: to its final target, and the link stays a link.
             output = FreezeClient.ThroughLink(output);
             if (manifestPath != null) manifestPath = FreezeClient.ThroughLink(manifestPath);

@@ -476,13 +476,17 @@ def _no_names(argv: List[str]) -> Optional[str]:
 
 
 def _cmd_freeze(args) -> int:
-    from .client import check_output, keep_old, remove_stale_parts, through_link, write_atomically, write_error
+    from .client import (check_a_file, check_output, keep_old, remove_stale_parts, through_link, write_atomically,
+                         write_error)
 
     clash = format_clash(args.output, args.format)
     if clash:  # before anything is uploaded: the file would hold another model than its name says
         print("tffreeze freeze: %s" % clash, file=sys.stderr)
         return 2
 
+    check_a_file(args.output, "-o")  # (before the links: /dev/stdout is one, to a pipe or a terminal)
+    if args.manifest:
+        check_a_file(args.manifest, "--manifest", "the manifest")
     # Written through a symbolic link: to its final target, and the link stays a link.
     args.output = through_link(args.output)
     if args.manifest:

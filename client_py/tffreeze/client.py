@@ -453,6 +453,22 @@ def _removable(path: str, folder: str) -> bool:
     return not st.st_mode & stat.S_ISVTX or os.geteuid() in (st.st_uid, os.lstat(path).st_uid)
 
 
+def check_a_file(path: str, flag: str = "", what: str = "the graph", field: str = "") -> None:
+    """``path`` is ``-``, or names something other than a file or a folder (/dev/stdout, a pipe):
+    refused, because the output is written whole or not at all, through a temporary file that
+    takes the name when it is complete, and nothing but a file can take it that way."""
+    if path != "-" and (not os.path.exists(path) or os.path.isfile(path) or os.path.isdir(path)):
+        return
+    where = (flag + path if flag.endswith("=") else "%s %s" % (flag, path)) if flag else path
+    name = _example_name(flag, what)
+    example = (flag + name if flag.endswith("=") else "%s %s" % (flag, name)) if flag else name
+    raise error_for("INVALID_ARGUMENT", "%s is %s: tffreeze writes %s to files only, whole or not at all (a "
+                    "finished temporary file takes its name), so it cannot stream it: give a file (%s) and read it "
+                    "from there (cat %s)" % (where, "standard output" if path == "-" else "not a regular file",
+                                             what, example, name),
+                    metadata={"path": path, "field": field or None})
+
+
 def check_output(path: str, flag: str = "", what: str = "the graph", field: str = "") -> None:
     """Before anything is hashed, sent or written: ``path`` names a file (not a folder) in
     a folder that exists and takes new files (tried: a temporary file of tffreeze's naming
@@ -462,6 +478,7 @@ def check_output(path: str, flag: str = "", what: str = "the graph", field: str 
 
     if path.endswith(os.sep) or os.path.isdir(path):
         raise write_error(OSError(errno.EISDIR, "Is a directory"), path, flag, what, field)
+    check_a_file(path, flag, what, field)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise write_error(OSError(errno.ENOTDIR if os.path.exists(folder) else errno.ENOENT, "no folder"),

@@ -293,10 +293,17 @@ def _run_tflite(model_path: str, feeds: Dict[str, object], fetches: List[str]) -
     import numpy as np
 
     feed = {_pick(k, list(ins), "input", model_path): np.asarray(v) for k, v in feeds.items()}
+    for name, value in feed.items():
+        # The converter pins what the graph fixes (shape_signature: -1 where a size is free). A
+        # resize to another pinned size would run, and broadcast or cut the batch without a word.
+        want = [int(d) for d in ins[name].get("shape_signature", ins[name]["shape"])]
+        got = list(value.shape)
+        if len(want) != len(got) or any(w not in (-1, g) for w, g in zip(want, got)):
+            raise shape_error(name, want, got)
     try:
         for name, value in feed.items():
             if list(ins[name]["shape"]) != list(value.shape):
-                interp.resize_tensor_input(ins[name]["index"], list(value.shape))
+                interp.resize_tensor_input(ins[name]["index"], list(value.shape), strict=True)
         interp.allocate_tensors()
         for name, value in feed.items():
             want = np.dtype(ins[name]["dtype"])

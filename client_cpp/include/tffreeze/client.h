@@ -164,6 +164,9 @@ class Client {
 
 // Before anything is hashed or sent: path is not a folder (INVALID_ARGUMENT), its folder
 // exists and takes new files (tried with a temporary file); else WriteError's error.
+// "-" or something that is neither a file nor a folder (/dev/stdout, a pipe): refused, as
+// outputs are written whole or not at all, through a temporary file that takes the name.
+void CheckAFile(const std::string& path, const std::string& flag = "", const std::string& what = "the graph");
 void CheckOutputFolder(const std::string& path, const std::string& flag = "", const std::string& what = "the graph");
 
 // The file a write of path lands in: path itself, or, where it is a symbolic link (a chain of them),
