@@ -286,6 +286,49 @@ def test_a_checkpoint_saved_by_the_ema_restore_saver_holds_the_averages_and_says
     assert with_ema.graph_bytes == plain.graph_bytes
 
 
+@pytest.mark.parametrize("how", ["keys renamed by the saver", "an average named by ExponentialMovingAverage(name=)"])
+def test_averages_are_found_by_the_update_that_makes_them_whatever_they_are_named(client, tmp_path, how):
+    """The twelfth trial (finding 3): averages saved under keys of the user's own
+    (``Saver({"W": w, "W_avg": ema.average(w)})``) were not found: --ema changed nothing and
+    warned that there were no averages, and a freeze without it did not say they were there.
+    An ``ExponentialMovingAverage(name="ema")`` (shadows ``w/ema``) was missed the same way."""
+    tf, tf1 = models.tf, models.tf1
+    directory = str(tmp_path / "ckpt")
+    xs = np.ones((2, 3), np.float32)
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf1.get_variable("dense/w", [3, 2])
+        y = tf.identity(tf.matmul(x, w), name="y")
+        step = tf1.train.get_or_create_global_step()
+        train = tf1.train.GradientDescentOptimizer(0.3).minimize(tf.reduce_sum(tf.square(y - 1.0)), global_step=step)
+        ema = tf1.train.ExponentialMovingAverage(0.5, name="ema" if how.startswith("an average") else
+                                                 "ExponentialMovingAverage")
+        with tf.control_dependencies([train]):
+            train = ema.apply([w])
+        saver = tf1.train.Saver({"W": w, "W_avg": ema.average(w), "step": step} if how.startswith("keys") else None)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            for _ in range(4):
+                sess.run(train, {x: xs})
+            raw, average = sess.run([y, tf.matmul(x, ema.average(w))], {x: xs})
+            saver.save(sess, os.path.join(directory, "model.ckpt"))
+    assert not np.allclose(raw, average, atol=1e-3)
+    plain = client.freeze(directory, outputs=["y"])
+    np.testing.assert_allclose(models.run_frozen(plain.graph_bytes, {"x:0": xs}, ["y:0"])[0], raw, rtol=1e-5)
+    assert any("holds moving averages (ExponentialMovingAverage) of dense/w" in w for w in plain.manifest["warnings"]), \
+        plain.manifest["warnings"]
+    assert list(client.inspect(directory, outputs=["y"]).ema_shadows) == ["dense/w"]
+    averaged = client.freeze(directory, outputs=["y"], ema=True)
+    np.testing.assert_allclose(models.run_frozen(averaged.graph_bytes, {"x:0": xs}, ["y:0"])[0], average, rtol=1e-5)
+    assert averaged.manifest["ema_variables"] == ["dense/w"] and not averaged.manifest["warnings"], \
+        averaged.manifest["warnings"]
+    if how.startswith("keys"):  # the average's key given by hand: the averages, said to be, with --ema or not
+        for ema_too in (False, True):
+            mapped = client.freeze(directory, outputs=["y"], var_map={"dense/w": "W_avg"}, ema=ema_too)
+            assert mapped.graph_bytes == averaged.graph_bytes and not mapped.manifest["warnings"], \
+                mapped.manifest["warnings"]
+
+
 def test_a_tag_given_for_a_saver_checkpoint_is_refused_not_ignored(client, tmp_path):
     model = models.dense(str(tmp_path / "d"), True)
     with pytest.raises(InvalidArgumentError) as err:
@@ -498,6 +541,38 @@ def test_tf_data_fed_model_is_cut_at_its_iterator(client, tmp_path, inputs):
     info = client.inspect(model.directory)
     assert [i.name for i in info.inputs] == ["IteratorGetNext_0:0"]
     assert [o.name for o in info.outputs] == ["probabilities:0"]
+
+
+@pytest.mark.parametrize("inputs", [None, ["serving_input"]])
+def test_an_input_whose_default_the_dataset_gave_is_the_one_input(client, tmp_path, inputs):
+    """The twelfth trial (finding 4): ``x = placeholder_with_default(iterator.get_next())`` kept
+    its default, a placeholder made of the iterator, so the manifest listed both and every
+    runner given --manifest demanded the iterator's; naming x in --inputs changed nothing.
+    Without the dataset, x has no default: it becomes a plain placeholder, the only input."""
+    tf, tf1 = models.tf, models.tf1
+    xs = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    with tf.Graph().as_default():
+        data = tf.data.Dataset.from_tensor_slices((xs, np.arange(4) % 2)).batch(2).repeat()
+        features, labels = tf1.data.make_one_shot_iterator(data).get_next()
+        x = tf1.placeholder_with_default(features, [None, 3], name="serving_input")
+        logits = tf.matmul(x, tf1.get_variable("w", [3, 2]))
+        tf.nn.softmax(logits, name="probs")
+        train = tf1.train.AdamOptimizer().minimize(tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(train)
+            expected = sess.run("probs:0", {x: xs})
+            tf1.train.Saver().save(sess, str(tmp_path / "ckpt" / "model.ckpt"))
+    outcome = client.freeze(str(tmp_path / "ckpt"), inputs=inputs or ())
+    m = outcome.manifest
+    assert [(i["name"], i["has_default"]) for i in m["inputs"]] == [("serving_input:0", False)], m["inputs"]
+    assert [o["name"] for o in m["outputs"]] == ["probs:0"]
+    assert any("as the default of serving_input:0" in w and "no default" in w for w in m["warnings"]), m["warnings"]
+    assert "PlaceholderWithDefault" not in set(models.graph_ops(outcome.graph_bytes))
+    np.testing.assert_allclose(models.run_frozen(outcome.graph_bytes, {"serving_input:0": xs}, ["probs:0"])[0],
+                               expected, rtol=1e-6)
+    assert [i.name for i in client.inspect(str(tmp_path / "ckpt")).inputs] == ["serving_input:0"]
 
 
 def test_inspect_and_freeze_agree_on_inputs_when_switches_are_bound(client, tmp_path):

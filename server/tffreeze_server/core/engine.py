@@ -51,7 +51,7 @@ from .resolve import EXPLICIT_INPUT, Resolution, candidate_records, explain, res
 from .saver_map import variable_keys
 from .spec import FreezeSpec, format_enum, target_enum
 from . import randomness, stages
-from .values import EMA_SUFFIX, computed_from, read_values
+from .values import averages_in_keys, computed_from, holds_averages, read_values
 from .words import article, tidy
 
 Progress = Callable[[int, str, float], None]  # (Stage, message, fraction)
@@ -134,18 +134,20 @@ def _cut_iterator(graph_def, node_name: str, warnings: List[str]) -> Dict[str, s
     return renames
 
 
-def _iterator_words(node_name: str, made: List[str], pruned) -> str:
+def _iterator_words(node_name: str, made: List[str], wrapped: List[Tuple[str, str]]) -> str:
     """The warning for an IteratorGetNext cut into placeholders: only those the outputs need
-    (labels the iterator also gave are pruned), and the input to feed when one is only the default
-    of a placeholder_with_default (``x = placeholder_with_default(features)``)."""
-    defaults = {node_of(n.input[0]): n.name + ":0" for n in pruned.node
-                if n.op == "PlaceholderWithDefault" and n.input}
-    wrapped = [defaults[node_of(v)] for v in made if node_of(v) in defaults]
+    (labels the iterator also gave are pruned), and the inputs whose default the dataset gave
+    (``x = placeholder_with_default(features)``), which became plain placeholders to feed."""
+    if not made and wrapped:
+        return ("data enters the model through %s (tf.data) as the default of %s; the frozen graph has no "
+                "dataset, so %s became %s to feed (no default)" % (
+                    node_name, ", ".join(t for t, _ in wrapped), "it" if len(wrapped) == 1 else "they",
+                    "a placeholder" if len(wrapped) == 1 else "placeholders"))
     return ("data enters the model through %s (tf.data); it became placeholder(s) %s of the dtypes and shapes "
             "the iterator declares: feed %s instead of the dataset"
             % (node_name, ", ".join(made[:10]) or "none the outputs need",
-               ", ".join(wrapped) + " (the input%s whose default the dataset gave)" % ("s" if len(wrapped) > 1 else "")
-               if wrapped else "them"))
+               ", ".join(t for t, _ in wrapped) + " (the input%s whose default the dataset gave)" % (
+                   "s" if len(wrapped) > 1 else "") if wrapped else "them"))
 
 
 def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -> Dict[str, str]:
@@ -317,9 +319,19 @@ def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambig
             renames = _cut_iterator(graph_def, name, [])
             made = {v: k for k, v in renames.items()}
             order.update({node_of(v): order.get(name, len(order)) for v in made})
+            # An input whose default the dataset gave (x = placeholder_with_default(features)) has
+            # no default left without the dataset: it becomes a plain placeholder, to be fed.
+            wrapped = []
+            for node in graph_def.node:
+                if node.op == "PlaceholderWithDefault" and node.input and node_of(node.input[0]) in {
+                        node_of(v) for v in made} and node.name in {n.name for n in pruned.node}:
+                    shape = type(node.attr["shape"].shape)()
+                    shape.CopyFrom(node.attr["shape"].shape)
+                    wrapped.append((node.name + ":0", node.input[0]))
+                    rewrite.replace_with_placeholder(graph_def, node.name, node.attr["dtype"].type, shape)
             pruned = rewrite.prune(graph_def, output_nodes)
             kept = {n.name for n in pruned.node}
-            warnings.append(_iterator_words(name, [v for v in sorted(made) if node_of(v) in kept], pruned))
+            warnings.append(_iterator_words(name, [v for v in sorted(made) if node_of(v) in kept], wrapped))
             found_inputs = [(v, "tf.data input: output %s of %s" % (made[v].rsplit(":", 1)[1], name))
                             for v in sorted(made) if node_of(v) in kept]
             res.inputs = (res.inputs or []) + [i for i in found_inputs if i[0] not in {t for t, _ in res.inputs or []}]
@@ -835,11 +847,12 @@ def inspect(workdir: str, spec: FreezeSpec, progress: Progress = _noop) -> freez
                 if sw.inference_value is not None:
                     _to_value(info.inference_value, sw.inference_value)
             keys = set(reader.get_variable_to_dtype_map()) if reader is not None else set()
+            shadow_key, average_keys = averages_in_keys(meta.graph_def, mapping, dict(spec.var_map), keys)
             lacking, held = [], []
             for node in r.pruned.node:
                 if node.op in VARIABLE_OPS:
                     key = mapping[node.name].key if node.name in mapping else node.name
-                    if not key.endswith(EMA_SUFFIX) and (node.name + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys):
+                    if holds_averages(node.name, key, shadow_key, average_keys, keys):
                         out.ema_shadows.append(node.name)  # (one restored from its shadow holds the averages)
                     initial = node.name in spec.exclude_variables or (
                         spec.include_variables and node.name not in spec.include_variables)  # not restored

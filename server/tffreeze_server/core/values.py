@@ -20,7 +20,7 @@ from tensorflow.python.framework import tensor_util
 
 from .errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted, without_paths
 from .graph import LARGE_BYTES, node_of, nodes_by_name
-from .oproles import ASSIGN_OPS, VARIABLE_OPS
+from .oproles import ASSIGN_OPS, MOVING_AVERAGE_UPDATE_OPS, VARIABLE_OPS
 from .saver_map import KeyRef
 from .spec import FreezeSpec
 from .splice import Splice, spliceable
@@ -47,6 +47,58 @@ def _slice(array: np.ndarray, spec: str) -> np.ndarray:
             start, length = (int(v) for v in dim.split(","))
             index.append(slice(start, start + length))
     return array[tuple(index)]
+
+
+def moving_average_shadows(full_graph_def) -> Dict[str, str]:
+    """{variable: the variable holding its moving average}, read from the update training runs
+    (``shadow -= (shadow - variable) * (1 - decay)``), whatever either is named: an average made
+    with ``ExponentialMovingAverage(name=...)`` is not ``VAR/ExponentialMovingAverage``."""
+    by_name = nodes_by_name(full_graph_def)
+
+    def variable_read(name: str, depth: int = 0):
+        node = by_name.get(node_of(name))
+        if node is None or depth > 3:
+            return None
+        if node.op in VARIABLE_OPS:
+            return node.name
+        if node.op in ("ReadVariableOp", "Identity") and node.input:
+            return variable_read(node.input[0], depth + 1)
+        return None
+
+    shadows: Dict[str, str] = {}
+    for node in full_graph_def.node:
+        if node.op not in MOVING_AVERAGE_UPDATE_OPS or len(node.input) < 2:
+            continue
+        shadow = variable_read(node.input[0])
+        todo, seen = [(node_of(node.input[1]), 0)], set()
+        while todo and shadow is not None:
+            name, depth = todo.pop()
+            diff = by_name.get(name)
+            if diff is None or name in seen or depth > 3:
+                continue
+            seen.add(name)
+            if diff.op == "Sub" and len(diff.input) == 2 and variable_read(diff.input[0]) == shadow:
+                averaged = variable_read(diff.input[1])
+                if averaged is not None and averaged != shadow:
+                    shadows.setdefault(averaged, shadow)
+                    break
+            todo.extend((node_of(i), depth + 1) for i in diff.input if not i.startswith("^"))
+    return shadows
+
+
+def averages_in_keys(full_graph_def, mapping: Dict[str, KeyRef], var_map: Dict[str, str], keys
+                     ) -> Tuple[Dict[str, str], set]:
+    """({variable: the checkpoint key of its average}, every key that holds an average). A saver
+    may key the averages as it likes (``Saver({"w": w, "w_avg": ema.average(w)})``)."""
+    shadow_key = {var: (KeyRef(var_map[shadow]) if shadow in var_map else (mapping.get(shadow) or KeyRef(shadow))).key
+                  for var, shadow in moving_average_shadows(full_graph_def).items()}
+    return shadow_key, set(shadow_key.values()) | {k for k in keys if k.endswith(EMA_SUFFIX)}
+
+
+def holds_averages(var: str, key: str, shadow_key: Dict[str, str], average_keys: set, keys) -> bool:
+    """``var``, restored from ``key``, has an average in the checkpoint that it does not hold."""
+    return key not in average_keys and (var + EMA_SUFFIX in keys or key + EMA_SUFFIX in keys
+                                        or shadow_key.get(var) in keys)
 
 
 def initial_value(var: str, full_graph_def, field: str = "") -> np.ndarray:
@@ -166,6 +218,7 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
                 graph_var, key, key, "; did you mean %s?" % ", ".join(close) if close else
                 " (its keys: %s)" % ", ".join(keys[:10])), "ERROR_REASON_NAME_NOT_IN_GRAPH",
                 field="options.var_map", name=key, suggestions=",".join(close))
+    shadow_key, average_keys = averages_in_keys(full_graph_def, mapping, var_map, dtypes)
     values: Values = {}
     missing, ema_used, no_shadow, warnings = [], [], [], []
     used_keys = set()
@@ -197,8 +250,10 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
             key = ref.key
             if spec.ema:  # a var_map names the key whose average is used (or that key itself): checked the same
                 mapped = node.name in var_map
-                shadow = next((k for k in ((ref.key + EMA_SUFFIX,) if mapped else
-                                           (node.name + EMA_SUFFIX, ref.key + EMA_SUFFIX)) if k in dtypes), None)
+                shadow = next((k for k in ((ref.key,) if mapped and ref.key in average_keys else ()) +
+                               ((ref.key + EMA_SUFFIX,) if mapped else
+                                (node.name + EMA_SUFFIX, ref.key + EMA_SUFFIX, shadow_key.get(node.name, "")))
+                               if k in dtypes), None)
                 if shadow is not None:
                     key, ref = shadow, KeyRef(shadow, ref.slice_spec)
                     ema_used.append(node.name)
@@ -294,8 +349,7 @@ def read_values(graph_def, full_graph_def, reader, mapping: Dict[str, KeyRef], s
         # averages under its name) already holds the averages: nothing to say of it.
         restored_from = {n: (KeyRef(var_map[n]) if n in var_map else (mapping.get(n) or KeyRef(n))).key
                          for n in names}
-        shadowed = [n for n in names if not restored_from[n].endswith(EMA_SUFFIX) and (
-            n + EMA_SUFFIX in dtypes or restored_from[n] + EMA_SUFFIX in dtypes)]
+        shadowed = [n for n in names if holds_averages(n, restored_from[n], shadow_key, average_keys, dtypes)]
         if shadowed:
             warnings.append("the checkpoint holds moving averages (ExponentialMovingAverage) of %s; the frozen "
                             "graph has their raw values. options.ema freezes the averages instead (what a model "
