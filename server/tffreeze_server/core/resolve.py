@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from tensorflow.python.framework import dtypes
 
 from . import heads, rules
 from .evidence import (WEIGHT_AGAINST, WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIGHT_OPEN, WEIGHT_SIGNATURE, WEIGHT_SINK, Board,
                        Claim, Evidence, Rule, rule)
-from .oproles import (BOOKKEEPING_OPS as _BOOKKEEPING_OPS, CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
+from .oproles import (ACTIVATION_OPS, BOOKKEEPING_OPS as _BOOKKEEPING_OPS,
+                      CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
                       FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_ENTER_OPS,
                       LOOP_EXIT_OPS, MERGE_OPS, MOVING_AVERAGE_UPDATE_OPS, SWITCH_OPS,
                       PLACEHOLDER_OPS, SELECTION_OPS as _SELECTION_OPS, SHAPE_OPS as _SHAPE_OPS, VARIABLE_OPS, VIEW_OPS,
@@ -274,6 +275,70 @@ def _from_collections(meta, by_name, training) -> Optional[Resolution]:
     return Resolution.of(outs, ins or None)
 
 
+def ancestors_by_data(names: Iterable[str], by_name) -> Set[str]:
+    """The nodes tensors' values are computed from, theirs included (data inputs only: a control
+    dependency on a training step reads nothing)."""
+    seen: Set[str] = set()
+    todo = [node_of(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        todo.extend(node_of(i) for i in by_name[name].input if not i.startswith("^"))
+    return seen
+
+
+def _variables_read(names: Iterable[str], by_name) -> Set[str]:
+    """The variables tensors' values are computed from."""
+    return {n for n in ancestors_by_data(names, by_name) if by_name[n].op in VARIABLE_OPS}
+
+
+def _inference_view(e: Evidence, by_name, users, training) -> Named:
+    """A prediction a loss compares (logits), or the one activation of it that the loss does
+    not read (the softmax an app fetches), with why."""
+    in_loss = ancestors_by_data([e.loss], by_name) if e.loss else set()
+    after = [u for u in users.get(node_of(e.tensor), ()) if u not in in_loss and u not in training
+             and by_name[u].op in ACTIVATION_OPS]
+    if len(after) == 1:
+        return "%s:0" % after[0], "%s of %s (%s)" % (by_name[after[0]].op, e.tensor, e.why)
+    return e.tensor, e.why
+
+
+def _trained_past(listed: Resolution, meta, by_name, training) -> Resolution:
+    """A collection lists the outputs its author had when it was written. A graph trained further
+    keeps it (``import_meta_graph``, a new head with its own loss and optimizer) and may deploy
+    something it does not list. When a loss compares with its labels a prediction computed from
+    variables that none of the listed outputs reads, and not from a listed output (a critic
+    scoring the listed output is a part of training), the collection no longer speaks for the
+    whole graph: both are candidates, the trained prediction first, and a freeze asks which."""
+    d = _structure(meta, by_name, training)
+    if d is None:
+        return listed
+    names = {t for t, _ in listed.outputs}
+    listed_nodes = {node_of(t) for t in names}
+    users = consumers(meta.graph_def)
+    theirs = _variables_read(names, by_name)
+    beyond: List[Named] = []
+    for e in d.board.records:
+        if (e.claim not in (Claim.PREDICTION, Claim.LOSS_PREDICTION) or e.against or e.tensor in names
+                or e.tensor in [t for t, _ in beyond]):
+            continue
+        upstream = ancestors_by_data([node_of(e.tensor)], by_name)
+        if not upstream & listed_nodes and _variables_read([e.tensor], by_name) - theirs:
+            beyond.append(_inference_view(e, by_name, users, training))
+    if not beyond:
+        return listed
+    keys = sorted({e.why for e in listed.evidence if not e.against})
+    listed.unsure = ("the %s list%s %s, but a loss also trains %s, computed from variables that %s does not "
+                     "read (a graph trained further after the collection was written, e.g. a new head after "
+                     "import_meta_graph?)" % (" and ".join(keys), "" if len(keys) > 1 else "s",
+                                              ", ".join(sorted(names)), ", ".join(t for t, _ in beyond),
+                                              "none of them" if len(names) > 1 else "it"))
+    listed.outputs = beyond + listed.outputs
+    return listed
+
+
 def _is_unused_control_flow_output(node, by_name) -> bool:
     """A loop's or cond's result nobody reads (the loop counter of a while_loop...)."""
     if node.op in LOOP_EXIT_OPS:
@@ -520,7 +585,11 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
                                        "tensor whose computation you want" % (t, node_of(t), article(op))),
                                       "ERROR_REASON_INVALID_NAME", field="options.outputs", name=t)
     else:
-        declared = _from_signature(meta, signature) or _from_collections(meta, by_name, training)
+        declared = _from_signature(meta, signature)
+        if declared is None:
+            declared = _from_collections(meta, by_name, training)
+            if declared is not None:
+                declared = _trained_past(declared, meta, by_name, training)
         res = declared or _from_structure(meta, by_name, training) or _from_analysis(graph_def, by_name, training)
         in_loops = _inside_v1_loops(graph_def)  # (a value per iteration, never an output: the loop's result is)
         res.outputs = [(t, r) for t, r in res.outputs if node_of(t) not in in_loops]
