@@ -197,3 +197,21 @@ def test_a_checkpoint_without_its_graph_is_worded_for_the_page(browser, tmp_path
         assert "this page cannot take a separate graph file: freeze it with a client's --graph FILE" in error, error
     finally:
         assert stop_server(srv) == 0
+
+
+def test_a_flag_the_server_names_is_said_to_be_the_command_lines(browser, tmp_path):
+    """The twelfth trial (finding 7): the page's TFLite refusal told the user to pass
+    --input-shape, which the page has no field for, as if it had."""
+    model = models.lstm(str(tmp_path / "m"), cf_v1=False)
+    (tmp_path / "out").mkdir()
+    srv = _web_server(tmp_path)
+    try:
+        shown = _drive(browser, srv.web_url + "/", model.directory, ["freeze"], tmp_path / "out",
+                       options={"opt-format": "tflite"})
+        assert shown["freeze"]["state"] == "error", shown
+        error = shown["freeze"]["error"]
+        assert "--input-shape" in error, error
+        assert "(a command-line option of the clients; this page has no field for it)" in error, error
+        assert error.count("this page has no field for it") == 1, error
+    finally:
+        assert stop_server(srv) == 0

@@ -88,7 +88,16 @@ function showError(err: unknown): void {
 // does, its fields by their labels, the options it has no field for as the command line's flag.
 const PAGE_FIELDS = new Set(["outputs", "inputs", "bind", "step", "optimize", "verify", "target", "format"]);
 function inPageWords(text: string): string {
+  const said = new Set<string>();
   return text
+    // A flag the server names itself (a conversion's "--input-shape NAME=D1,D2"): a field of
+    // this page by its label, any other said once to be the command line's.
+    .replace(/(^|[\s(])--([a-z][a-z-]*)((?: [^\s;)]*=[^\s;)]*)?)/g, (m: string, pre: string, f: string, arg: string) => {
+      if (PAGE_FIELDS.has(f)) return `${pre}the "${f}" field${arg ? ` (${arg.trim()})` : ""}`;
+      if (said.has(f)) return m;
+      said.add(f);
+      return `${m} (a command-line option of the clients; this page has no field for it)`;
+    })
     .replace(/\boptions\.([a-z_]+)/g, (_m, f: string) =>
       PAGE_FIELDS.has(f) ? `the "${f}" field` : `--${f.replace(/_/g, "-").replace(/^tags$/, "tag").replace(/^input-shapes$/, "input-shape")} (a command-line option; this page has no field for it)`)
     .replace(/,? ?or upload the graph separately and name it in graph_path \([^)]*\)/g,
