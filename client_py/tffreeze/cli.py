@@ -293,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p)
     p.add_argument("-o", "--output-file", dest="output", required=True, metavar="OUT.pb", action=_Once,
                    help="where to write the frozen graph: a file name in a folder that exists (checked before "
-                        "anything is uploaded), given once. Not --output, which is run's. A .pb, .onnx or .tflite "
+                        "anything is uploaded), given once; not - (standard output), /dev/stdout or a pipe, as the "
+                        "graph is written whole, through a temporary file renamed over the name. Not --output, which is "
+                        "run's. A .pb, .onnx or .tflite "
                         "name must match --format (.pb: graphdef, the default); other names are taken as they are. "
                         "Temporary files a killed freeze left beside it (.OUT.pb.PID-*.part, their writer gone) "
                         "are removed")
