@@ -60,6 +60,8 @@ _WRITE_PREFIXES = OPTIMIZER_UPDATE_PREFIXES + ("Assign", "Scatter", "ResourceSca
 SUMMARY_SUFFIXES = ("Summary", "SummaryV2")
 # Updates training makes in place besides the optimizer's (batch norm's moving mean and variance).
 MOVING_AVERAGE_UPDATE_OPS: FrozenSet[str] = frozenset({"AssignSub", "AssignSubVariableOp", "AssignMovingAvg"})
+# Adding into a variable: what a streaming metric's totals and counts (and a step counter) are.
+ACCUMULATE_OPS: FrozenSet[str] = frozenset({"AssignAdd", "AssignAddVariableOp", "ScatterAdd", "ResourceScatterAdd"})
 
 
 def is_optimizer_update(op: str) -> bool:

@@ -25,7 +25,7 @@ from tensorflow.python.framework import dtypes
 from . import heads, rules
 from .evidence import (WEIGHT_AGAINST, WEIGHT_COLLECTION, WEIGHT_LOOSE_END, WEIGHT_OPEN, WEIGHT_SIGNATURE, WEIGHT_SINK, Board,
                        Claim, Evidence, Rule, rule)
-from .oproles import (ACTIVATION_OPS, BOOKKEEPING_OPS as _BOOKKEEPING_OPS,
+from .oproles import (ACCUMULATE_OPS, ACTIVATION_OPS, BOOKKEEPING_OPS as _BOOKKEEPING_OPS,
                       CONTROL_FLOW_V1_OPS as _CONTROL_FLOW_V1,
                       FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_ENTER_OPS,
                       LOOP_EXIT_OPS, MERGE_OPS, MOVING_AVERAGE_UPDATE_OPS, SWITCH_OPS,
@@ -492,6 +492,29 @@ MAX_INFERRED_OUTPUTS = 10
 _VALUE_FREE_OPS = frozenset({"OnesLike", "ZerosLike"})  # (their values follow from a shape alone)
 
 
+def metric_scopes(graph_def) -> List[str]:
+    """Name scopes that hold a streaming metric: scopes whose only state is accumulators (variables
+    that are only ever added into: totals, counts, a confusion matrix) and that take no input of
+    their own (tf.compat.v1.metrics.auc's ``auc/``, mean_iou's ``mean_iou/``, a Keras metric's). For
+    each accumulator, the outermost scope around it that holds nothing else of the kind; a step
+    counter at the top level has none. Nothing in such a scope is a model output: its asserts, its
+    comparisons, the top-k it takes of the predictions, its value."""
+    by_name = nodes_by_name(graph_def)
+    added = {node_of(n.input[0]) for n in graph_def.node if n.op in ACCUMULATE_OPS and n.input}
+    accumulators = {v for v in added if v in by_name and by_name[v].op in VARIABLE_OPS}
+    others = [n.name for n in graph_def.node
+              if (n.op in VARIABLE_OPS and n.name not in accumulators) or n.op in PLACEHOLDER_OPS]
+    scopes: Set[str] = set()
+    for var in accumulators:
+        parts = var.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            scope = "/".join(parts[:depth]) + "/"
+            if not any(o.startswith(scope) for o in others):
+                scopes.add(scope)
+                break
+    return sorted(scopes)
+
+
 def _excluded(graph_def, by_name, training) -> Set[str]:
     """Nodes that are never a model output: training, bookkeeping, metrics, the copy
     tf.custom_gradient leaves beside the IdentityN it hands the value on with (tf.nn.silu's),
@@ -506,8 +529,10 @@ def _excluded(graph_def, by_name, training) -> Set[str]:
     def for_summaries(n) -> bool:  # (a view its author named, tf.identity(x, name="shown"), is a name: kept)
         return (n.op in VIEW_OPS and bool(users.get(n.name)) and _default_name(n)
                 and all(is_summary_op(by_name[u].op) for u in users[n.name]))
+    metrics = tuple(metric_scopes(graph_def))
     return {n.name for n in graph_def.node
             if _is_bookkeeping(n, by_name, training) or heads.METRIC_SCOPE.search(n.name)
+            or (metrics and n.name.startswith(metrics))
             or (n.name not in read and _GRADIENTS.search(n.name))  # (a partial tf.gradients made and nobody reads)
             or (n.op == "Identity" and n.input and node_of(n.input[0]) in wrapped)
             or n.op in _VALUE_FREE_OPS or for_summaries(n)}
@@ -881,6 +906,7 @@ def _unnamed_answer(outputs: List[Named], graph_def, by_name, training):
     if not unnamed:
         return None
     answer = {node_of(t) for t, _ in outputs}
+    excluded = _excluded(graph_def, by_name, training)  # (a metric's asserts are named by the metric, not the author)
     feeds_of = {}
 
     def feeds(names):
@@ -891,7 +917,8 @@ def _unnamed_answer(outputs: List[Named], graph_def, by_name, training):
 
     def authored(n):
         node = by_name.get(n)
-        if (node is None or n in answer or n in training or node.op in PLACEHOLDER_OPS or node.op in VARIABLE_OPS
+        if (node is None or n in answer or n in training or n in excluded or node.op in PLACEHOLDER_OPS
+                or node.op in VARIABLE_OPS
                 or node.op in ("Const", "ReadVariableOp", "NoOp") or _default_name(node) or _BOOKKEEPING_SCOPES.match(n)):
             return False
         source = by_name.get(node_of(node.input[0].lstrip("^"))) if node.input else None
