@@ -190,6 +190,10 @@ long OtherClientsPart(const std::string& entry, const std::string& name) {
   return std::atol(middle.substr(at, dash - at).c_str());
 }
 
+int MarkPending(const std::string& path) { return Register(path); }
+
+void ForgetPending(int slot) { Unregister(slot); }
+
 void RemovePendingTempFiles() noexcept {
   g_exiting.store(true);
   for (auto& slot : g_pending)

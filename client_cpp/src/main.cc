@@ -523,8 +523,11 @@ tffreeze::Error Flagged(const tffreeze::Error& e,
 // A hard link to the file at `path` under a hidden temporary name beside it, named as the Python
 // client's (.NAME.PID-keepXXXX.part: removed by a later freeze once this process is gone), so a
 // failure after `path` is replaced can put the old file back; "" when there is none or no link.
-std::string KeepOld(const std::string& path) {
+// Marked for the signal handler before it exists (as the temporary files are): an interrupted
+// freeze leaves no link behind (*slot: the mark, for ForgetPending).
+std::string KeepOld(const std::string& path, int* slot) {
   std::error_code ec;
+  *slot = -1;
   if (!fs::is_regular_file(path, ec)) return "";
   fs::path p = fs::absolute(path);
   for (int attempt = 0; attempt < 20; attempt++) {
@@ -532,7 +535,10 @@ std::string KeepOld(const std::string& path) {
     for (int i = 0; i < 4; i++) tail += static_cast<char>('a' + std::rand() % 26);
     std::string name = (p.parent_path() / ("." + p.filename().string() + "." + std::to_string(getpid()) + "-keep" +
                                            tail + ".part")).string();
+    *slot = tffreeze::MarkPending(name);
     if (link(p.c_str(), name.c_str()) == 0) return name;
+    tffreeze::ForgetPending(*slot);
+    *slot = -1;
     if (errno != EEXIST) return "";
   }
   return "";
@@ -612,11 +618,16 @@ int Freeze(const Options& o) {
   // until the manifest is in place, and put back when the manifest cannot be written.
   std::error_code ec;
   bool existed = fs::exists(out, ec);
-  std::string old = manifest.empty() ? "" : KeepOld(out);
+  int kept_slot = -1;
+  std::string old = manifest.empty() ? "" : KeepOld(out, &kept_slot);
   struct Drop {
     std::string* path;
-    ~Drop() { if (!path->empty()) unlink(path->c_str()); }
-  } drop{&old};
+    int slot;
+    ~Drop() {
+      if (!path->empty()) unlink(path->c_str());
+      tffreeze::ForgetPending(slot);
+    }
+  } drop{&old, kept_slot};
   try {
     outcome = client.Freeze(o.positional[0], out, fopts);
     if (tty) std::fprintf(stderr, "\r\033[K");

@@ -163,6 +163,31 @@ def interrupt_while_writing(argv, folder, sig):
     return proc.returncode, seen, err
 
 
+def test_an_interrupt_with_a_manifest_leaves_the_old_graph_and_no_link_kept_of_it(server, tmp_path):
+    """Trial 11 (ROUGH 7): with --manifest, the old graph is kept as a hard link
+    (.out.pb.PID-keepXXXX.part) until the manifest is in place; an interrupt left that link."""
+    model = big_model(str(tmp_path / "big"))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "out.pb").write_bytes(b"the old graph")
+    argv = [CPP, "freeze", model.directory, "-o", out_dir / "out.pb", "--manifest", out_dir / "out.json", "--server",
+            server.target, "--quiet"]
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        proc = subprocess.Popen(list(map(str, argv)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline, seen = time.monotonic() + 600, []
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen = [p for p in _written(out_dir, "out.pb") if "-keep" not in p]
+            if seen and [p for p in parts(out_dir) if "-keep" in p]:
+                break
+            time.sleep(0.0005)
+        assert seen, "the freeze ended (%s) before its .part file was seen" % proc.poll()
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == code, (sig, proc.returncode, err)
+        assert sorted(os.listdir(out_dir)) == ["out.pb"], (sig, os.listdir(out_dir))
+        assert (out_dir / "out.pb").read_bytes() == b"the old graph"
+
+
 def test_sigterm_sighup_sigint_leave_no_part_and_stale_parts_are_removed(server, tmp_path):
     model = big_model(str(tmp_path / "big"))
     out_dir = tmp_path / "out"

@@ -184,6 +184,12 @@ Error WriteError(int err, const std::string& path, const std::string& flag = "",
 // for a handler of SIGINT/SIGTERM/SIGHUP that then exits.
 void RemovePendingTempFiles() noexcept;
 
+// Mark a file this process is about to make (a hard link kept while the output is replaced)
+// as one RemovePendingTempFiles removes; the slot to pass to ForgetPending once it is gone or
+// renamed into place (-1: not marked).
+int MarkPending(const std::string& path);
+void ForgetPending(int slot);
+
 // Remove stale temporary files beside path: of this client's naming (.NAME.XXXXXX.part) this
 // user's, not locked by a running writer and last written at least min_age_seconds ago; of
 // the Python and C# clients' (.NAME.[cs]PID-xxxxxxxx.part) this user's whose writer's process
