@@ -215,3 +215,21 @@ def test_a_flag_the_server_names_is_said_to_be_the_command_lines(browser, tmp_pa
         assert error.count("this page has no field for it") == 1, error
     finally:
         assert stop_server(srv) == 0
+
+
+def test_binds_are_taken_apart_by_commas_as_by_spaces(browser, tmp_path):
+    """Trial 11 (ROUGH 14): "is_training=false, keep_prob=1" in the bind field was sent as one
+    bind, and refused; the command lines take one --bind each."""
+    model = models.training_graph(str(tmp_path / "t"), True)
+    (tmp_path / "out").mkdir()
+    srv = _web_server(tmp_path)
+    try:
+        shown = _drive(browser, srv.web_url + "/", model.directory, ["freeze"], tmp_path / "out",
+                       options={"opt-bind": "is_training=false, keep_prob=1"})
+        assert shown["freeze"]["state"] == "done", shown
+        with open(tmp_path / "out" / shown["download-manifest"]) as fh:
+            bound = {b["name"]: (b["value"], b["reason"]) for b in json.load(fh)["bindings"]}
+        assert bound["is_training:0"][0] is False and bound["keep_prob:0"][0] == 1, bound
+        assert all("given" in why or "bind" in why for _, why in bound.values()), bound
+    finally:
+        assert stop_server(srv) == 0

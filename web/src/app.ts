@@ -175,7 +175,8 @@ function optionText() {
     outputs: value("opt-outputs"),
     inputs: value("opt-inputs"),
     step: value("opt-step"),
-    bind: value("opt-bind").split(/\s+/).filter(Boolean),
+    // NAME=VALUE pairs, apart by spaces or commas (a comma followed by the next NAME=)
+    bind: value("opt-bind").split(/\s+|,(?=\s*[A-Za-z_][\w/.:-]*=)/).filter(Boolean),
     optimize: checked("opt-optimize"),
     verify: checked("opt-verify"),
     target: value("opt-target"),
