@@ -906,7 +906,7 @@ def _unnamed_answer(outputs: List[Named], graph_def, by_name, training):
     if not unnamed:
         return None
     answer = {node_of(t) for t, _ in outputs}
-    excluded = _excluded(graph_def, by_name, training)  # (a metric's asserts are named by the metric, not the author)
+    excluded: List[Set[str]] = []  # (made on first need: a metric's asserts are named by the metric, not the author)
     feeds_of = {}
 
     def feeds(names):
@@ -917,12 +917,15 @@ def _unnamed_answer(outputs: List[Named], graph_def, by_name, training):
 
     def authored(n):
         node = by_name.get(n)
-        if (node is None or n in answer or n in training or n in excluded or node.op in PLACEHOLDER_OPS
-                or node.op in VARIABLE_OPS
+        if (node is None or n in answer or n in training or node.op in PLACEHOLDER_OPS or node.op in VARIABLE_OPS
                 or node.op in ("Const", "ReadVariableOp", "NoOp") or _default_name(node) or _BOOKKEEPING_SCOPES.match(n)):
             return False
         source = by_name.get(node_of(node.input[0].lstrip("^"))) if node.input else None
-        return not (node.op == "Identity" and source is not None and source.op in VARIABLE_OPS)  # (a variable's read)
+        if node.op == "Identity" and source is not None and source.op in VARIABLE_OPS:  # (a variable's read)
+            return False
+        if not excluded:
+            excluded.append(_excluded(graph_def, by_name, training))
+        return n not in excluded[0]
 
     named: List[str] = []
     for t in unnamed:
