@@ -336,8 +336,16 @@ Listing ListSource(const std::string& source, const std::string& graph_file) {
   }
   for (const auto& f : out.request.files()) {
     std::string name = f.path().substr(f.path().rfind('/') == std::string::npos ? 0 : f.path().rfind('/') + 1);
-    if (name == "checkpoint" && f.size_bytes() <= kStateBytes)
-      (*out.request.mutable_state_files())[f.path()] = ReadText(fs::path(out.root) / f.path());
+    if (name == "checkpoint" && f.size_bytes() <= kStateBytes) {
+      const std::string path = (fs::path(out.root) / f.path()).string();
+      if (access(path.c_str(), R_OK) != 0 && errno == EACCES) {
+        if (!out.request.prefix().empty()) continue;  // (a checkpoint named: which is the latest does not matter)
+        throw Error("PERMISSION_DENIED", Unreadable(path, false) + ". It is the state file that names the latest "
+                    "checkpoint; a checkpoint named by its prefix (" + (fs::path(path).parent_path() / "PREFIX").string() +
+                    ") needs none", "", {{"path", path}});
+      }
+      (*out.request.mutable_state_files())[f.path()] = ReadText(path);
+    }
   }
   if (!graph_file.empty()) {
     if (fs::is_directory(graph_file, ec))

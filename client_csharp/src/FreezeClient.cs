@@ -140,7 +140,18 @@ namespace TfFreeze
             }
             foreach (var f in request.Files)
                 if (f.Path.Split('/').Last() == "checkpoint" && f.SizeBytes <= StateBytes)
-                    request.StateFiles[f.Path] = File.ReadAllText(System.IO.Path.Combine(root, f.Path));
+                {
+                    var path = System.IO.Path.Combine(root, f.Path);
+                    if (Syscall.access(path, AccessModes.R_OK) != 0 && Stdlib.GetLastError() == Errno.EACCES)
+                    {
+                        if (!string.IsNullOrEmpty(request.Prefix)) continue;  // (a checkpoint named: which is the latest does not matter)
+                        throw new RpcException(StatusCode.PERMISSION_DENIED, Digests.Unreadable(path) + ". It is the state file that " +
+                                               "names the latest checkpoint; a checkpoint named by its prefix (" +
+                                               System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path), "PREFIX") + ") needs none", "",
+                                               new Dictionary<string, string> { { "path", path } });
+                    }
+                    request.StateFiles[f.Path] = File.ReadAllText(path);
+                }
             if (!string.IsNullOrEmpty(graphFile))
             {
                 if (Directory.Exists(graphFile))

@@ -86,6 +86,13 @@ def unlistable(folder: str) -> str:
     return _cache.unreadable(folder, folder=True)
 
 
+def unreadable_state(path: str) -> str:
+    """The words every client says for a checkpoint state file the user may not read: it names the
+    latest checkpoint, so the folder cannot be frozen without it, but a checkpoint named can."""
+    return ("%s. It is the state file that names the latest checkpoint; a checkpoint named by its prefix (%s) needs "
+            "none" % (_cache.unreadable(path), os.path.join(os.path.dirname(path), "PREFIX")))
+
+
 def latest_of_family(name: str, names) -> str:
     """A checkpoint prefix PREFIX-N meant: the one of that prefix with the highest N (the latest),
     as the C# and C++ clients pick it; any other name as it is."""
@@ -116,8 +123,14 @@ def plan_request(source: str, graph_file: Optional[str] = None):
                 request.files.add(path=name, size_bytes=os.path.getsize(os.path.join(root, name)))
     for f in request.files:
         if f.path.rsplit("/", 1)[-1] == STATE_FILE and f.size_bytes <= STATE_BYTES:
-            with open(os.path.join(root, *f.path.split("/")), "r", encoding="utf-8", errors="replace") as fh:
-                request.state_files[f.path] = fh.read()
+            path = os.path.join(root, *f.path.split("/"))
+            try:
+                with open(path, "r", encoding="utf-8", errors="replace") as fh:
+                    request.state_files[f.path] = fh.read()
+            except PermissionError:
+                if request.prefix:  # (a checkpoint named: which is the latest does not matter)
+                    continue
+                raise error_for("PERMISSION_DENIED", unreadable_state(path), metadata={"path": path}) from None
     if graph_file:
         graph = os.path.expanduser(graph_file)
         if os.path.isdir(graph):
