@@ -401,6 +401,25 @@ def _watch_idle(seconds: float, stop: threading.Event) -> None:
             stop.set()
 
 
+def _watch_local_folder(folder: str, socket: str, stop: threading.Event, every: float = 2.0) -> None:
+    """A local server whose folder was removed (``rm -rf ~/.cache/tffreeze``) or replaced, or whose
+    socket is gone, can be reached by no client, which would start another: it stops itself."""
+    try:
+        first = os.stat(folder)
+    except OSError:
+        return
+    while not stop.wait(every):
+        try:
+            now = os.stat(folder)
+            gone = (now.st_dev, now.st_ino) != (first.st_dev, first.st_ino) or not os.path.exists(socket)
+        except OSError:
+            gone = True
+        if gone:
+            log.warning("the local server's folder %s (or its socket) is gone: stopping, as no client can reach this "
+                        "server; the next command starts a new one", folder)
+            stop.set()
+
+
 def _name_process(name: bytes = b"tffreeze-server") -> None:
     """This process's name in `ps -e`, `top` and `pgrep tffreeze-server` (the kernel's comm, 15
     bytes at most), whatever command started it (`python -c ...` for the local server)."""
@@ -464,6 +483,8 @@ def serve(settings: ServerSettings, out=sys.stdout) -> int:
           % (where, os.path.abspath(settings.data_dir), settings.workers, boxed, web), file=out, flush=True)
     if settings.local_dir:
         localmode.announce(settings, srv)
+        threading.Thread(target=_watch_local_folder, args=(settings.local_dir, settings.socket, stop),
+                         name="tffreeze-local-folder", daemon=True).start()
     try:
         # Waken each second: a SIGTERM the kernel hands to another thread only marks the handler as
         # due, and the main thread runs it when it next runs Python code (a wait without timeout could

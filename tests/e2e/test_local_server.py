@@ -7,6 +7,7 @@ Each test has a cache folder of its own (so its own local server) and stops it a
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -180,3 +181,22 @@ def test_csharp_and_cpp_show_percent_and_rate_on_a_terminal(own_cache, tmp_path,
     assert stages and re.match(r"freeze +\d+% [a-z ]+", stages[-1]) and not any("_" in ln.split("(")[0] for ln in stages)
     piped = _run([CS if client == "cs" else CPP, "freeze", model.directory, "-o", str(tmp_path / "n.pb")], own_cache)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_a_local_server_whose_folder_is_removed_stops_and_the_next_command_starts_another(own_cache, ckpt, tmp_path):
+    """Trial 11 (ROUGH 22): `rm -rf ~/.cache/tffreeze` under a running local server left it
+    running, unreachable (its socket gone), until its idle exit. It now stops itself."""
+    first = _run([PY, "freeze", ckpt.directory, "-o", str(tmp_path / "a.pb")], own_cache)
+    assert first.returncode == 0, first.stderr
+    pid = int(_info(own_cache)["pid"])
+    shutil.rmtree(own_cache["TFFREEZE_CACHE_DIR"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and os.path.exists("/proc/%d" % pid) and \
+            "zombie" not in open("/proc/%d/status" % pid).read():
+        time.sleep(0.2)
+    assert not os.path.exists("/proc/%d" % pid) or "zombie" in open("/proc/%d/status" % pid).read(), \
+        "the local server (pid %d) still runs without its folder" % pid
+    again = _run([PY, "freeze", ckpt.directory, "-o", str(tmp_path / "b.pb")], own_cache)
+    assert again.returncode == 0, again.stderr
+    assert int(_info(own_cache)["pid"]) != pid
+    assert open(tmp_path / "a.pb", "rb").read() == open(tmp_path / "b.pb", "rb").read()
