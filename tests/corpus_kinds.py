@@ -218,8 +218,8 @@ def dataset_fed(out_dir):
             prefix = _train_and_save(tf1, sess, saver, train_op, {}, out_dir)
     # The frozen graph's input is the iterator's first output, cut into a placeholder.
     _record(tf1, graph, prefix, out_dir, [probs.name], None,
-            {"IteratorGetNext_0:0": rng.standard_normal((3, 10)).astype(np.float32)},
-            session_names={"IteratorGetNext_0:0": x.name})
+            {"IteratorGetNext:0": rng.standard_normal((3, 10)).astype(np.float32)},
+            session_names={"IteratorGetNext:0": x.name})
 
 
 def two_heads(out_dir):

@@ -30,7 +30,7 @@ from .oproles import (ACCUMULATE_OPS, ACTIVATION_OPS, BOOKKEEPING_OPS as _BOOKKE
                       FUNCTIONAL_CONTROL_FLOW_OPS as _LOOP_OUTPUT_SOURCES, ITERATOR_GET_NEXT_OPS, LOOP_ENTER_OPS,
                       LOOP_EXIT_OPS, MERGE_OPS, MOVING_AVERAGE_UPDATE_OPS, SWITCH_OPS,
                       PLACEHOLDER_OPS, SELECTION_OPS as _SELECTION_OPS, SHAPE_OPS as _SHAPE_OPS, VARIABLE_OPS, VIEW_OPS,
-                      is_input_pipeline_op, is_summary_op, is_training_op as _is_training_op)
+                      CALL_OPS, DATA_SOURCE_OPS, is_input_pipeline_op, is_random, is_summary_op, is_training_op as _is_training_op)
 from .graph import (ancestors, fixed_output_count, consumers, node_of, nodes_by_name, output_dtype_enum,
                     output_shape_proto, reach, resolve_names, tensor_name)
 from .switches import find_switches
@@ -53,11 +53,11 @@ _TF_COLLECTIONS = {
 _INPUT_COLLECTION = re.compile(r"(^|[_\W])(in|inputs?|x|feeds?|placeholders?)$", re.I)
 
 _BOOKKEEPING_SCOPES = re.compile(
-    r"^(save(_\d+)?|gradients(_\d+)?|init(_\d+)?|report_uninitialized_variables(_\d+)?|"
+    r"^(save(_\d+)?|gradients(_\d+)?|gradient_tape|init(_\d+)?|report_uninitialized_variables(_\d+)?|"
     r"global_step|summaries|train|Merge)(/|$)")
 
 
-_GRADIENTS = re.compile(r"(^|/)gradients(_\d+)?/")  # tf.gradients' scope, also under Keras' training/Adam/
+_GRADIENTS = re.compile(r"(^|/)(gradients(_\d+)?|gradient_tape)/")  # tf.gradients' and GradientTape's scopes
 
 
 def training_nodes(graph_def) -> Set[str]:
@@ -305,14 +305,14 @@ def _inference_view(e: Evidence, by_name, users, training) -> Named:
     return e.tensor, e.why
 
 
-def _trained_past(listed: Resolution, meta, by_name, training) -> Resolution:
+def _trained_past(listed: Resolution, meta, by_name, training, excluded: Set[str]) -> Resolution:
     """A collection lists the outputs its author had when it was written. A graph trained further
     keeps it (``import_meta_graph``, a new head with its own loss and optimizer) and may deploy
     something it does not list. When a loss compares with its labels a prediction computed from
     variables that none of the listed outputs reads, and not from a listed output (a critic
     scoring the listed output is a part of training), the collection no longer speaks for the
     whole graph: both are candidates, the trained prediction first, and a freeze asks which."""
-    d = _structure(meta, by_name, training)
+    d = _structure(meta, by_name, training, excluded)
     if d is None:
         return listed
     names = {t for t, _ in listed.outputs}
@@ -435,23 +435,47 @@ def _without_computed_losses(graph_def, sinks):
     return kept, [(n.name, [t for t in targets if s.bits[n.name] & (1 << s.sources.index(t))]) for n in losses]
 
 
+def _data_reached(graph_def) -> Set[str]:
+    """The nodes whose values data decides: what placeholders, iterators and queues (and random
+    draws) reach through data edges."""
+    users: Dict[str, List[str]] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            if not i.startswith("^"):
+                users.setdefault(node_of(i), []).append(n.name)
+    todo = [n.name for n in graph_def.node if n.op in DATA_SOURCE_OPS or is_random(n.op)]
+    seen = set(todo)
+    while todo:
+        for u in users.get(todo.pop(), ()):
+            if u not in seen:
+                seen.add(u)
+                todo.append(u)
+    return seen
+
+
 @rule("graph-sinks", "in a graph without a loss to go by, what nothing reads (and is no training, saver, summary, "
       "init, shape or bookkeeping op) is an output; an unused loop or cond result only when nothing else is; a "
       "sink that gradients were taken of is a loss, and the prediction it compares with its target is the output; "
       "a sink reducing what the model computes with a data source no layer reads (a target) is a loss the graph "
       "computes, not an output, when other sinks read no such source")
 def _sink_outputs(args, board: Board) -> List[Evidence]:
-    graph_def, by_name, training = args
+    graph_def, by_name, training = args[:3]
+    excluded = args[3] if len(args) > 3 and args[3] is not None else _excluded(graph_def, by_name, training)
     users = consumers(graph_def)
     differentiated = _differentiated(n.name for n in graph_def.node)
     # (what only a tf.print or a string format reads is shown, not consumed: a sink)
     sinks = [n for n in graph_def.node if n.op not in _SHOW_OPS
              and not [u for u in users.get(n.name, ()) if by_name[u].op not in _SHOW_OPS]]
+    # In a graph that takes data, a sink no data reaches (a weight's L2 norm times a decay, a
+    # regularizer nothing adds) is a fact of the checkpoint, not an output of the model.
+    fed = _data_reached(graph_def)
     primary, loose_ends, losses = [], [], []
     for n in sinks:
+        if fed and n.name not in fed:
+            continue
         if _is_unused_control_flow_output(n, by_name):
             loose_ends.append(n)  # unused loop/cond results: outputs only if nothing else is
-        elif not _is_bookkeeping(n, by_name, training):
+        elif n.name not in excluded:  # (bookkeeping, metrics, the graph's constants...)
             (losses if n.name in differentiated else primary).append(n)
     if primary:
         kept, computed_losses = _without_computed_losses(graph_def, primary)
@@ -478,8 +502,8 @@ def _sink_outputs(args, board: Board) -> List[Evidence]:
 _SHOW_OPS = frozenset({"StringFormat", "PrintV2", "AsString"})
 
 
-def _from_analysis(graph_def, by_name, training) -> Resolution:
-    found = _sink_outputs((graph_def, by_name, training), Board())
+def _from_analysis(graph_def, by_name, training, excluded: Optional[Set[str]] = None) -> Resolution:
+    found = _sink_outputs((graph_def, by_name, training, excluded), Board())
     losses = [e.tensor for e in found if e.claim is Claim.LOSS]
     warnings = ["the only outputs found are training losses (%s); name the outputs"
                 % ", ".join(node_of(t) for t in losses)] if losses else []
@@ -490,6 +514,49 @@ MAX_INFERRED_OUTPUTS = 10
 
 
 _VALUE_FREE_OPS = frozenset({"OnesLike", "ZerosLike"})  # (their values follow from a shape alone)
+
+
+def _value_free(graph_def, by_name) -> Set[str]:
+    """Tensors whose values no input, variable or random draw decides: computed from constants and
+    shapes alone (a sampler's grid from ``linspace(0, width - 1)``, ``ones_like`` of the output).
+    They are the graph's constants, never an output."""
+    free: Dict[str, bool] = {}
+
+    def decide(name: str) -> bool:
+        stack = [name]
+        while stack:
+            n = stack[-1]
+            node = by_name.get(n)
+            if n in free:
+                stack.pop()
+                continue
+            if node is None or node.op in VARIABLE_OPS or node.op in PLACEHOLDER_OPS or is_random(node.op) \
+                    or is_input_pipeline_op(node.op) or node.op in _LOOP_OUTPUT_SOURCES or node.op in CALL_OPS:
+                free[n] = False
+                stack.pop()
+                continue
+            if node.op == "Const" or node.op in _SHAPE_OPS or node.op in _VALUE_FREE_OPS:
+                free[n] = True
+                stack.pop()
+                continue
+            inputs = [node_of(i) for i in node.input if not i.startswith("^")]
+            if not inputs:  # (an op that makes a value of its own: stateful, a function call)
+                free[n] = False
+                stack.pop()
+                continue
+            todo = [i for i in inputs if i not in free]
+            if todo:
+                if any(i in stack for i in todo):  # a loop's back edge: values of iterations
+                    free[n] = False
+                    stack.pop()
+                    continue
+                stack.extend(todo)
+                continue
+            free[n] = all(free[i] for i in inputs)
+            stack.pop()
+        return free[name]
+
+    return {n.name for n in graph_def.node if n.op not in ("Const", "NoOp") and decide(n.name)}
 
 
 def metric_scopes(graph_def) -> List[str]:
@@ -530,12 +597,13 @@ def _excluded(graph_def, by_name, training) -> Set[str]:
         return (n.op in VIEW_OPS and bool(users.get(n.name)) and _default_name(n)
                 and all(is_summary_op(by_name[u].op) for u in users[n.name]))
     metrics = tuple(metric_scopes(graph_def))
+    value_free = _value_free(graph_def, by_name)
     return {n.name for n in graph_def.node
             if _is_bookkeeping(n, by_name, training) or heads.METRIC_SCOPE.search(n.name)
             or (metrics and n.name.startswith(metrics))
             or (n.name not in read and _GRADIENTS.search(n.name))  # (a partial tf.gradients made and nobody reads)
             or (n.op == "Identity" and n.input and node_of(n.input[0]) in wrapped)
-            or n.op in _VALUE_FREE_OPS or for_summaries(n)}
+            or n.name in value_free or for_summaries(n)}
 
 
 def _moving_average_arithmetic(graph_def, by_name) -> Set[str]:
@@ -570,8 +638,8 @@ def _structure(meta, by_name, training, excluded: Optional[Set[str]] = None) -> 
     return None if facts is None else rules.decide(rules.run(facts))
 
 
-def _from_structure(meta, by_name, training) -> Optional[Resolution]:
-    d = _structure(meta, by_name, training)
+def _from_structure(meta, by_name, training, excluded: Optional[Set[str]] = None) -> Optional[Resolution]:
+    d = _structure(meta, by_name, training, excluded)
     if d is None or not (d.outputs or d.candidates):
         return None
     records = d.board.records
@@ -588,6 +656,12 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
     by_name = nodes_by_name(graph_def)
     training = training_nodes(graph_def)
     warnings: List[str] = []
+    made: List[Set[str]] = []
+
+    def excluded() -> Set[str]:  # (never an output: made once, when first asked for)
+        if not made:
+            made.append(_excluded(graph_def, by_name, training))
+        return made[0]
     if outputs:
         res = Resolution([(t, EXPLICIT_OUTPUT) for t in _once(resolve_names(outputs, graph_def, "outputs"),
                                                                 "outputs", warnings)], None)
@@ -614,8 +688,9 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         if declared is None:
             declared = _from_collections(meta, by_name, training)
             if declared is not None:
-                declared = _trained_past(declared, meta, by_name, training)
-        res = declared or _from_structure(meta, by_name, training) or _from_analysis(graph_def, by_name, training)
+                declared = _trained_past(declared, meta, by_name, training, excluded())
+        res = (declared or _from_structure(meta, by_name, training, excluded())
+               or _from_analysis(graph_def, by_name, training, excluded()))
         in_loops = _inside_v1_loops(graph_def)  # (a value per iteration, never an output: the loop's result is)
         res.outputs = [(t, r) for t, r in res.outputs if node_of(t) not in in_loops]
         if not res.outputs:
@@ -623,7 +698,7 @@ def resolve(meta, outputs: List[str], inputs: List[str], signature: Optional[str
         res.outputs = _with_selection_indices(res.outputs, by_name)  # (candidates too)
         if not res.unsure and not declared:  # (a signature or collection names its tensors itself)
             res.outputs = _by_their_names(res.outputs, graph_def, by_name)
-            gate = _unnamed_answer(res.outputs, graph_def, by_name, training)
+            gate = _unnamed_answer(res.outputs, graph_def, by_name, training, excluded) or _unnamed_sinks(res, by_name)
             if gate is not None:
                 res.unsure, res.outputs = gate
         if res.unsure:
@@ -894,7 +969,23 @@ _NEAR = 4
 _SHAPE_READS = _SHAPE_OPS | frozenset({"ZerosLike", "OnesLike"})  # (read a tensor's shape, not its values)
 
 
-def _unnamed_answer(outputs: List[Named], graph_def, by_name, training):
+def _unnamed_sinks(res: Resolution, by_name):
+    """Several graph sinks, one at least with only TensorFlow's default name (``mul_4``), are
+    computations nobody used as much as outputs anyone chose: with no training structure to say
+    which, not sure. (One sink is the graph's one end; a scope someone named does not name each
+    of several ends in it.) Returns (why, candidates) or None."""
+    sinks = [e.tensor for e in res.evidence if e.claim is Claim.SINK and not e.against]
+    if len(sinks) < 2 or {t for t, _ in res.outputs} - set(sinks):
+        return None
+    unnamed = [t for t in sinks if _default_name(by_name[node_of(t)])]
+    if not unnamed:
+        return None
+    return ("%d graph sinks (tensors nothing reads), %s with no name of the author's (%s): computations left "
+            "unused as much as outputs" % (len(sinks), "one" if len(unnamed) == 1 else "%d" % len(unnamed),
+                                            ", ".join(unnamed[:4])), list(res.outputs))
+
+
+def _unnamed_answer(outputs: List[Named], graph_def, by_name, training, excluded=None):
     """An answer that holds a tensor nobody named, next to a computation its author named,
     is not sure: an author who names the tensors of a computation names the ones they fetch.
     Next to it: up to ``_NEAR`` ops upstream (what it is computed from), or downstream through
@@ -906,7 +997,6 @@ def _unnamed_answer(outputs: List[Named], graph_def, by_name, training):
     if not unnamed:
         return None
     answer = {node_of(t) for t, _ in outputs}
-    excluded: List[Set[str]] = []  # (made on first need: a metric's asserts are named by the metric, not the author)
     feeds_of = {}
 
     def feeds(names):
@@ -923,9 +1013,7 @@ def _unnamed_answer(outputs: List[Named], graph_def, by_name, training):
         source = by_name.get(node_of(node.input[0].lstrip("^"))) if node.input else None
         if node.op == "Identity" and source is not None and source.op in VARIABLE_OPS:  # (a variable's read)
             return False
-        if not excluded:
-            excluded.append(_excluded(graph_def, by_name, training))
-        return n not in excluded[0]
+        return n not in (excluded() if excluded else _excluded(graph_def, by_name, training))
 
     named: List[str] = []
     for t in unnamed:

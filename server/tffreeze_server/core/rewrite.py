@@ -738,10 +738,11 @@ def replace_with_placeholder(graph_def, node_name: str, dtype_enum: int, shape_p
 
 
 def iterator_placeholder_names(node) -> List[str]:
-    """The placeholders an iterator's outputs become: its own name for one output,
-    NAME_0, NAME_1, ... for several."""
+    """The placeholders an iterator's outputs become: output 0 its own name (``NAME:0`` is fed as
+    the graph's author knew it, and as a user who names it in --inputs wrote it), the others
+    NAME_1, NAME_2, ... (a placeholder has one output)."""
     n = len(node.attr["output_types"].list.type)
-    return [node.name] if n == 1 else ["%s_%d" % (node.name, i) for i in range(n)]
+    return [node.name] + ["%s_%d" % (node.name, i) for i in range(1, n)]
 
 
 def cut_iterator(graph_def, node_name: str) -> Dict[str, str]:
