@@ -435,15 +435,15 @@ def _without_computed_losses(graph_def, sinks):
     return kept, [(n.name, [t for t in targets if s.bits[n.name] & (1 << s.sources.index(t))]) for n in losses]
 
 
-def _data_reached(graph_def) -> Set[str]:
+def _data_reached(graph_def, excluded: Set[str]) -> Set[str]:
     """The nodes whose values data decides: what placeholders, iterators and queues (and random
-    draws) reach through data edges."""
+    draws) reach through data edges; not the bookkeeping's (the saver's file name)."""
     users: Dict[str, List[str]] = {}
     for n in graph_def.node:
         for i in n.input:
             if not i.startswith("^"):
                 users.setdefault(node_of(i), []).append(n.name)
-    todo = [n.name for n in graph_def.node if n.op in DATA_SOURCE_OPS or is_random(n.op)]
+    todo = [n.name for n in graph_def.node if (n.op in DATA_SOURCE_OPS or is_random(n.op)) and n.name not in excluded]
     seen = set(todo)
     while todo:
         for u in users.get(todo.pop(), ()):
@@ -468,7 +468,7 @@ def _sink_outputs(args, board: Board) -> List[Evidence]:
              and not [u for u in users.get(n.name, ()) if by_name[u].op not in _SHOW_OPS]]
     # In a graph that takes data, a sink no data reaches (a weight's L2 norm times a decay, a
     # regularizer nothing adds) is a fact of the checkpoint, not an output of the model.
-    fed = _data_reached(graph_def)
+    fed = _data_reached(graph_def, excluded)
     primary, loose_ends, losses = [], [], []
     for n in sinks:
         if fed and n.name not in fed:
