@@ -443,7 +443,10 @@ def _data_reached(graph_def, excluded: Set[str]) -> Set[str]:
         for i in n.input:
             if not i.startswith("^"):
                 users.setdefault(node_of(i), []).append(n.name)
-    todo = [n.name for n in graph_def.node if (n.op in DATA_SOURCE_OPS or is_random(n.op)) and n.name not in excluded]
+    todo = [n.name for n in graph_def.node if n.op in DATA_SOURCE_OPS and not _BOOKKEEPING_SCOPES.match(n.name)]
+    if not todo:  # (a graph that takes no data: nothing to tell apart)
+        return set()
+    todo += [n.name for n in graph_def.node if is_random(n.op) and n.name not in excluded]
     seen = set(todo)
     while todo:
         for u in users.get(todo.pop(), ()):
