@@ -87,14 +87,17 @@ function showError(err: unknown): void {
 // The server words messages in request terms (options.outputs, SOURCE): say them as this page
 // does, its fields by their labels, the options it has no field for as the command line's flag.
 const PAGE_FIELDS = new Set(["outputs", "inputs", "bind", "step", "optimize", "verify", "target", "format"]);
+const FREEZE_FLAGS_NOT_HERE = new Set(["input-shape", "graph", "signature", "tag", "ema", "var-map",
+                                       "include-variables", "exclude-variables"]);
 function inPageWords(text: string): string {
   const said = new Set<string>();
   return text
-    // A flag the server names itself (a conversion's "--input-shape NAME=D1,D2"): a field of
-    // this page by its label, any other said once to be the command line's.
+    // A freeze option the server names by its flag (a conversion's "--input-shape NAME=D1,D2"):
+    // a field of this page by its label, one the page lacks said once to be the command line's.
+    // (Other flags, the server's or the clients' connection flags, are named as they are.)
     .replace(/(^|[\s(])--([a-z][a-z-]*)((?: [^\s;)]*=[^\s;)]*)?)/g, (m: string, pre: string, f: string, arg: string) => {
       if (PAGE_FIELDS.has(f)) return `${pre}the "${f}" field${arg ? ` (${arg.trim()})` : ""}`;
-      if (said.has(f)) return m;
+      if (!FREEZE_FLAGS_NOT_HERE.has(f) || said.has(f)) return m;
       said.add(f);
       return `${m} (a command-line option of the clients; this page has no field for it)`;
     })
