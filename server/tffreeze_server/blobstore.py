@@ -337,9 +337,10 @@ class BlobStore:
     def _drop_idle_partials(self, size: int) -> None:
         """The local store: discard reservations of resumable uploads not written to for
         ACTIVE_UPLOAD_SECONDS (an interrupted freeze), oldest first, while ``size`` more
-        bytes do not fit beside them and every blob."""
+        bytes do not fit beside them and every blob (an interrupted upload goes before a
+        stored checkpoint is evicted, and is never said to be in progress)."""
         partials = sorted(self._partials(), key=lambda p: p[2])
-        over = sum(s for _, s, _ in partials) + size - self.max_bytes
+        over = sum(s for _, s, _ in partials) + self._blob_bytes() + size - self.max_bytes
         now = time.time()
         for path, declared, mtime in partials:
             if over <= 0 or now - mtime < ACTIVE_UPLOAD_SECONDS:

@@ -273,6 +273,25 @@ def test_the_local_store_discards_an_interrupted_upload_for_room(tmp_path):
     assert os.listdir(os.path.join(store.root, "partial")) == []
 
 
+def test_an_interrupted_upload_goes_before_a_stored_checkpoint_and_is_never_said_in_progress(tmp_path):
+    """Trial 13 (F05): interrupted C# uploads kept reserving their size beside the stored blobs:
+    the partial and the new file fitted without the blobs, so nothing was discarded, the blobs
+    could not be evicted past the reservation, and the refusal called minutes-old partials
+    "uploads in progress (written to within 30 s)"."""
+    from tffreeze_server import blobstore
+    from tffreeze_server.blobstore import BlobStore
+
+    store = BlobStore(str(tmp_path), max_bytes=1000, local=True)
+    kept = os.urandom(400)
+    store.write_stream(*_digest(kept), iter([(0, kept)]))
+    store.write_chunk("cd" * 32, 450, 0, b"x", False, upload_id="interrupted")
+    part = os.path.join(store.root, "partial", os.listdir(os.path.join(store.root, "partial"))[0])
+    os.utime(part, (os.path.getmtime(part) - blobstore.ACTIVE_UPLOAD_SECONDS - 1,) * 2)
+    assert _resumable(store, os.urandom(500), upload_id="next") == (500, True)
+    assert os.listdir(os.path.join(store.root, "partial")) == []
+    assert store.missing([_digest(kept)]) == []  # the stored checkpoint stays: the stale partial went
+
+
 def test_a_second_checkout_of_the_same_version_is_named_not_silent(own_cache, tmp_path):
     """Two installations of one version: the second's client says it uses the first's server,
     `status` and `stop` say whose server it is, and once stopped the next call starts its own."""
