@@ -290,7 +290,7 @@ def part_input(b: _Builder):
     for i, n in enumerate(names):
         if i < len(specs):
             data[n] = got[i]
-            b.data_inputs.append("%s:0" % op.name if len(names) == 1 else "%s_%d:0" % (op.name, i))
+            b.data_inputs.append("%s:0" % op.name if i == 0 else "%s_%d:0" % (op.name, i))  # (output 0 keeps its name)
         else:
             b.labels[n] = got[i]
     return data
