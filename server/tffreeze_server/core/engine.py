@@ -162,7 +162,7 @@ def _cut_inputs(graph_def, inputs: List[Tuple[str, str]], warnings: List[str]) -
         node_name, index = split_tensor(tensor_name)
         node = by_name.get(node_name)
         if node is not None and node.op in ITERATOR_GET_NEXT_OPS:
-            renames.update(_cut_iterator(graph_def, node_name, warnings))
+            renames.update(_cut_iterator(graph_def, node_name, []))  # (worded once the graph is pruned: _resolve)
             by_name = nodes_by_name(graph_def)
             continue
         if node is None or node.op in PLACEHOLDER_OPS:
@@ -294,12 +294,19 @@ def _resolve(loaded: Loaded, spec: FreezeSpec, warnings: List[str], refuse_ambig
     warnings += res.warnings
     graph_def = type(meta.graph_def)()
     graph_def.CopyFrom(meta.graph_def)
+    renames: Dict[str, str] = {}
+    meta_ops = {n.name: n.op for n in meta.graph_def.node}
     if res.inputs:
         renames = _cut_inputs(graph_def, res.inputs, warnings)
         res.inputs = [(renames.get(t, t), r) for t, r in res.inputs]
     order = {n.name: i for i, n in enumerate(graph_def.node)}
     output_nodes = sorted({node_of(t) for t, _ in res.outputs}, key=order.__getitem__)
     pruned = rewrite.prune(graph_def, output_nodes)
+    if res.inputs and renames:
+        kept = {n.name for n in pruned.node}
+        for it in sorted({node_of(old) for old in renames if meta_ops.get(node_of(old)) in ITERATOR_GET_NEXT_OPS}):
+            warnings.append(_iterator_words(it, sorted({new for old, new in renames.items()
+                                                        if node_of(old) == it and node_of(new) in kept}), []))
     if any(n.op in ("Assign", "AssignVariableOp") for n in pruned.node):
         carried = rewrite.drop_carried_state(graph_def, {n.name for n in pruned.node})
         if carried:

@@ -63,7 +63,7 @@ _BATCH_REDUCTION_OPS = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "All", "A
 _LOGITS_AND_LABELS_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits"})
 LOGITS_AND_LABELS_OPS = _LOGITS_AND_LABELS_OPS
 # tf.gradients seeds each y with `gradients/grad_ys_K = Fill(Shape(y), 1)`.
-_GRAD_YS = re.compile(r"(^|/)gradients(_\d+)?/grad_ys_\d+$")
+_GRAD_YS = re.compile(r"(^|/)gradients(_\d+)?/grad_ys_\d+(_\d+)?$")  # (grad_ys_0_1: a second call in one scope)
 GRADIENT_SCOPE = re.compile(r"(^|/)gradients(_\d+)?/")  # tf.gradients' scope
 METRIC_SCOPE = re.compile(r"(^|/)metrics(_\d+)?/")
 

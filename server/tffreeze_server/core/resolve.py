@@ -238,6 +238,16 @@ def _ends(values, by_name) -> list:
     return [v for v in values if node_of(v) not in inner]
 
 
+def _runs_training(node, by_name) -> bool:
+    """The op a training step runs (an optimizer's update, or the NoOp minimize() groups them in)."""
+    if _is_training_op(node.op):
+        return True
+    return node.op == "NoOp" and any(
+        _is_training_op(by_name[node_of(i)].op) or (by_name[node_of(i)].op == "NoOp" and any(
+            _is_training_op(by_name[node_of(j)].op) for j in by_name[node_of(i)].input if node_of(j) in by_name))
+        for i in node.input if node_of(i) in by_name)
+
+
 def _collection_entries(meta, by_name):
     """(collection, value, node, is_input) for the user collections that name outputs or inputs.
     A collection taken by its size alone (its name says neither) gives its ends: one whose
@@ -246,8 +256,13 @@ def _collection_entries(meta, by_name):
         values = meta.collection_def[key].node_list.value
         if not _INPUT_COLLECTION.search(key) and not _names_outputs(key, len(values)):
             continue
-        if not _INPUT_COLLECTION.search(key) and not _OUTPUT_COLLECTION.search(key) and len(values) > 1:
-            values = _ends(values, by_name)
+        if not _INPUT_COLLECTION.search(key) and not _OUTPUT_COLLECTION.search(key):
+            # (taken by its size alone: one that holds the training op lists what a training script
+            # resumes with, X, y, the accuracy and the step, not what the model is deployed for)
+            if any(node_of(v) in by_name and _runs_training(by_name[node_of(v)], by_name) for v in values):
+                continue
+            if len(values) > 1:
+                values = _ends(values, by_name)
         for value in values:
             node = by_name.get(node_of(value))
             if node is not None:

@@ -18,7 +18,7 @@ from .evidence import (LABELLED_CLAIMS, PREDICTION_CLAIMS, WEIGHT_AGAINST, WEIGH
                        WEIGHT_STRUCTURE, Board, Claim, Evidence, rule)
 from .graph import node_of, reach, tensor_name
 from .heads import GRADIENT_SCOPE, batch_statistic, LOGITS_AND_LABELS_OPS, MATRIX_PRODUCT_OPS, REFINE_PRINCIPLES, Structure, computed_targets_apart, head_op, post_processing
-from .oproles import ALIAS_OPS, HEAD_OPS, VIEW_OPS, is_random, is_stateful
+from .oproles import ALIAS_OPS, DATA_SOURCE_OPS, HEAD_OPS, VIEW_OPS, is_random, is_stateful
 
 
 @dataclass
@@ -629,10 +629,21 @@ def critic_networks(f: Facts, board: Board) -> List[Evidence]:
             mask |= s.compared_labels(e.tensor, f.in_loss, f.label_mask)
         return mask
     pairs = [(g, h) for g in networks for h in networks if g != h and reads(g, h) and not reads(h, g)]
+
+    def scores_an_output(g, h):  # what g computes from h passes through a prediction of h (a sample, an action)
+        up = s.upstream([node_of(e.tensor) for e in own[g]])
+        return any(node_of(e.tensor) in up for e in own[h])
+
+    def fed_labels(g):  # compared with labels fed to the graph, not made in it (a GAN's ones_like)
+        mask = labels(g)
+        return any(mask & (1 << i) and s.by_name[src].op in DATA_SOURCE_OPS for i, src in enumerate(s.sources))
     # a network that compares what it computes from another's output with the labels that other is
     # compared with (a temperature fitted to the classifier's logits) is its next stage, not its critic
     stages = [(g, h) for g, h in pairs if labels(g) and not labels(g) & ~labels(h)]
-    critics = {g for g, h in pairs if (g, h) not in stages}
+    # A network that reads another's features (not its predictions) and is compared with labels of its
+    # own that the user feeds may as well be a new head trained on them (fine-tuning a trunk): not a critic;
+    # the networks then stand side by side (separately-trained-networks)
+    critics = {g for g, h in pairs if (g, h) not in stages and (scores_an_output(g, h) or not fed_labels(g))}
     out = [Evidence(e.tensor, Claim.SUPERSEDED, WEIGHT_AGAINST, "the model before its next stage: %s is computed "
                     "from it by a network trained apart (the loss %s) against the same labels (a calibration)"
                     % (own[g][0].tensor, own[g][0].loss), (node_of(own[g][0].tensor),))
