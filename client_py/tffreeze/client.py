@@ -659,7 +659,15 @@ class FreezeClient:
         total = sum(f.size for f in todo)
         done = 0
 
+        unreadable: List[OSError] = []  # (a file removed or made unreadable under the upload: said as such)
+
         def chunks(f):
+            try:
+                yield from file_chunks(f)
+            except OSError as exc:  # the stream ends short: the server refuses it, and this is said instead
+                unreadable.append(exc)
+
+        def file_chunks(f):
             nonlocal done
             with open(f.local, "rb") as fh:
                 offset = 0
@@ -680,7 +688,15 @@ class FreezeClient:
         for f in todo:
             try:
                 self._call(self._stub.UploadBlob, chunks(f), timeout=timeout)
-            except InvalidArgumentError as exc:
+            except TffreezeError as exc:
+                if unreadable:
+                    gone = isinstance(unreadable[0], FileNotFoundError)
+                    raise error_for("FAILED_PRECONDITION", "%s was %s while it was being uploaded (%s): run the command "
+                                    "again once the checkpoint is complete" % (
+                                        f.local, "removed" if gone else "no longer readable",
+                                        unreadable[0].strerror or unreadable[0]), "", {"path": f.local}) from exc
+                if not isinstance(exc, InvalidArgumentError):
+                    raise
                 if _changed_since_hashed(f):  # (the server saw other bytes than were hashed: a file still written)
                     raise error_for("FAILED_PRECONDITION", changed_while_uploaded(f.local), exc.reason,
                                     {"path": f.local}) from exc

@@ -149,5 +149,10 @@ def planned_files(root: str, plan: freeze_pb2.PlanFreezeResponse, graph_file: Op
     for f in plan.files:
         local = (os.path.abspath(os.path.expanduser(graph_file)) if not f.local_path
                  else os.path.join(root, *f.local_path.split("/")))
-        out.append(local_file(f.path, local))
+        try:
+            out.append(local_file(f.path, local))
+        except FileNotFoundError:  # (listed a moment ago)
+            raise error_for("FAILED_PRECONDITION", "%s was removed while the command ran (it was listed a moment ago): "
+                            "run the command again once the checkpoint is complete" % local,
+                            metadata={"path": local}) from None
     return out

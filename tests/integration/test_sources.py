@@ -703,3 +703,23 @@ def test_a_cut_at_a_computed_tensor_warns_naming_its_own_op(client, tmp_path):
     outcome = client.freeze(model.directory, inputs=["MatMul"], outputs=["y"])
     cut = [w for w in outcome.manifest["warnings"] if "not a placeholder" in w]
     assert cut and "is a MatMul, not a placeholder" in cut[0], outcome.manifest["warnings"]
+
+
+def test_a_file_removed_while_it_is_uploaded_is_said_so(client, tmp_path):
+    """Trial 13 (F06): a checkpoint file removed during its upload gave "Exception iterating
+    requests! [UNKNOWN]" and a bare "[Errno 2]"."""
+    import hashlib
+
+    from tffreeze import FailedPreconditionError
+    from tffreeze.source import LocalFile
+
+    path = tmp_path / "model.ckpt.data-00000-of-00001"
+    data = os.urandom(3 << 20)
+    path.write_bytes(data)
+    f = LocalFile(path=path.name, local=str(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+    path.unlink()  # (after it was listed and hashed, before its upload: an open file is read to its end)
+    with pytest.raises(FailedPreconditionError) as err:
+        client.upload([f])
+    assert "%s was removed while it was being uploaded" % path in err.value.message, err.value.message
+    assert "run the command again once the checkpoint is complete" in err.value.message
