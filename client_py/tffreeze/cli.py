@@ -153,7 +153,8 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
                    help="bind a switch placeholder to a constant; repeatable. Training switches (is_training, "
                         "keep_prob, learning phase) are bound to inference values by default; NAME= keeps one unbound")
     g.add_argument("--ema", action="store_true",
-                   help="use VAR/ExponentialMovingAverage shadow values where the checkpoint has them")
+                   help="use each variable's moving average where the checkpoint has one (VAR/ExponentialMovingAverage, or "
+                        "the average an ExponentialMovingAverage of another name updates, under any key)")
     g.add_argument("--var-map", action="append", default=[], metavar="GRAPH_VAR=CKPT_KEY",
                    help="restore a graph variable from another checkpoint key; repeatable")
     g.add_argument("--include-variables", default="", metavar="a,b",
