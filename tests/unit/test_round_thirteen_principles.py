@@ -78,3 +78,15 @@ def test_a_collection_holding_the_training_op_names_no_outputs():
         for op in (x, y, accuracy, training_op):
             tf1.add_to_collection("my_important_ops", op)
     assert _answer(_meta(build)) == (["Y_proba:0"], None)
+
+
+def test_a_collection_holding_the_loss_names_no_outputs():
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        y = tf1.placeholder(tf.int64, [None], name="y")
+        logits = _dense(_dense(x, 8, "hidden", tf.nn.relu), 3, "outputs")
+        tf.nn.softmax(logits, name="Y_proba")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits), name="loss")
+        tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+        tf1.add_to_collection("loss", loss)
+    assert _answer(_meta(build)) == (["Y_proba:0"], None)

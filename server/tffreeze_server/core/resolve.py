@@ -238,6 +238,22 @@ def _ends(values, by_name) -> list:
     return [v for v in values if node_of(v) not in inner]
 
 
+_SEED = re.compile(r"(^|/)gradients(_\d+)?/(grad_ys_\d+(_\d+)?|Fill)$")
+_SEEDED = re.compile(r"^(.*?gradients(_\d+)?/)(.+?)_grad/")
+
+
+def _gradient_targets(by_name) -> Set[str]:
+    """What tf.gradients was called on (the losses): Y of the ``gradients/Y_grad/...`` ops that read
+    the gradients' seed (``grad_ys_0``, or the Fill of ones)."""
+    out: Set[str] = set()
+    for name, node in by_name.items():
+        if any(_SEED.search(node_of(i)) for i in node.input if not i.startswith("^")):
+            m = _SEEDED.match(name)
+            if m and m.group(3) in by_name:
+                out.add(m.group(3))
+    return out
+
+
 def _runs_training(node, by_name) -> bool:
     """The op a training step runs (an optimizer's update, or the NoOp minimize() groups them in)."""
     if _is_training_op(node.op):
@@ -252,14 +268,16 @@ def _collection_entries(meta, by_name):
     """(collection, value, node, is_input) for the user collections that name outputs or inputs.
     A collection taken by its size alone (its name says neither) gives its ends: one whose
     entries follow each other lists layers, and the last is the network's output."""
+    losses = _gradient_targets(by_name)
     for key in user_collections(meta):
         values = meta.collection_def[key].node_list.value
         if not _INPUT_COLLECTION.search(key) and not _names_outputs(key, len(values)):
             continue
         if not _INPUT_COLLECTION.search(key) and not _OUTPUT_COLLECTION.search(key):
-            # (taken by its size alone: one that holds the training op lists what a training script
-            # resumes with, X, y, the accuracy and the step, not what the model is deployed for)
-            if any(node_of(v) in by_name and _runs_training(by_name[node_of(v)], by_name) for v in values):
+            # (taken by its size alone: one that holds the training op or the loss lists what a training
+            # script resumes with, X, y, the accuracy and the step, not what the model is deployed for)
+            if any(node_of(v) in by_name and (_runs_training(by_name[node_of(v)], by_name) or node_of(v) in losses)
+                   for v in values):
                 continue
             if len(values) > 1:
                 values = _ends(values, by_name)
