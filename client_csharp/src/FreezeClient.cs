@@ -292,6 +292,10 @@ namespace TfFreeze
                 if (!seen.Add(d.Sha256)) continue;
                 var file = files.First(f => f.Digest.Sha256 == d.Sha256);
                 var uploadId = Guid.NewGuid().ToString("N");  // this upload's own partial on the server
+                // One deadline for the file's chunks, as the other clients' one upload call has: the
+                // timeout is per call there, and a file's upload is one call.
+                int perCall = channel.TimeoutMs;
+                var deadline = DateTime.UtcNow.AddMilliseconds(perCall);
                 try
                 {
                 using (var stream = File.OpenRead(file.Local))
@@ -300,6 +304,9 @@ namespace TfFreeze
                     var buffer = new byte[Chunk];
                     while (true)
                     {
+                        double left = (deadline - DateTime.UtcNow).TotalMilliseconds;
+                        if (left <= 0) throw new RpcException(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded");
+                        channel.TimeoutMs = (int)Math.Max(1, Math.Min(left, int.MaxValue));
                         stream.Position = offset;
                         int n = stream.Read(buffer, 0, Chunk);
                         var data = new byte[n];
@@ -318,6 +325,10 @@ namespace TfFreeze
                     throw new RpcException(StatusCode.FAILED_PRECONDITION, file.Local + " changed while it was being " +
                         "uploaded (is training still writing it?): run the command again once it is written", e.Reason,
                         new Dictionary<string, string> { { "path", file.Local } });
+                }
+                finally
+                {
+                    channel.TimeoutMs = perCall;
                 }
                 stats.UploadedBytes += d.SizeBytes;
                 stats.UploadedFiles++;
