@@ -37,3 +37,15 @@ def test_a_meaningless_value_is_refused_naming_the_flag(flag, value, words, caps
 def test_sensible_values_are_taken():
     args = _parser().parse_args(["--workers", "3", "--drain-seconds", "0", "--idle-exit", "0.5", "--port", "0"])
     assert (args.workers, args.drain_seconds, args.idle_exit, args.port) == (3, 0.0, 0.5, 0)
+
+
+def test_serve_takes_no_abbreviated_flags():
+    """Trial 13 (F09): `tffreeze serve --por 50443` was taken as --port (argparse abbreviation),
+    while every client refuses abbreviations."""
+    import pytest
+
+    from tffreeze_server.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--por", "50443"])
+    assert build_parser().parse_args(["--port", "50443"]).port == 50443
