@@ -286,7 +286,8 @@ def test_a_checkpoint_saved_by_the_ema_restore_saver_holds_the_averages_and_says
     assert with_ema.graph_bytes == plain.graph_bytes
 
 
-@pytest.mark.parametrize("how", ["keys renamed by the saver", "an average named by ExponentialMovingAverage(name=)"])
+@pytest.mark.parametrize("how", ["keys renamed by the saver", "an average named by ExponentialMovingAverage(name=)",
+                                 "an average named by ExponentialMovingAverage(name=), of ref variables"])
 def test_averages_are_found_by_the_update_that_makes_them_whatever_they_are_named(client, tmp_path, how):
     """The twelfth trial (finding 3): averages saved under keys of the user's own
     (``Saver({"W": w, "W_avg": ema.average(w)})``) were not found: --ema changed nothing and
@@ -297,7 +298,7 @@ def test_averages_are_found_by_the_update_that_makes_them_whatever_they_are_name
     xs = np.ones((2, 3), np.float32)
     with tf.Graph().as_default():
         x = tf1.placeholder(tf.float32, [None, 3], name="x")
-        w = tf1.get_variable("dense/w", [3, 2])
+        w = tf1.get_variable("dense/w", [3, 2], use_resource=not how.endswith("ref variables"))
         y = tf.identity(tf.matmul(x, w), name="y")
         step = tf1.train.get_or_create_global_step()
         train = tf1.train.GradientDescentOptimizer(0.3).minimize(tf.reduce_sum(tf.square(y - 1.0)), global_step=step)

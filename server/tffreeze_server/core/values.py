@@ -77,8 +77,9 @@ def moving_average_shadows(full_graph_def) -> Dict[str, str]:
             if diff is None or name in seen or depth > 3:
                 continue
             seen.add(name)
-            if diff.op == "Sub" and len(diff.input) == 2 and variable_read(diff.input[0]) == shadow:
-                averaged = variable_read(diff.input[1])
+            data = [i for i in diff.input if not i.startswith("^")]  # (ordered after the optimizer: ^Adam)
+            if diff.op == "Sub" and len(data) == 2 and variable_read(data[0]) == shadow:
+                averaged = variable_read(data[1])
                 if averaged is not None and averaged != shadow:
                     shadows.setdefault(averaged, shadow)
                     break
