@@ -571,7 +571,8 @@ def test_an_input_whose_default_the_dataset_gave_is_the_one_input(client, tmp_pa
     m = outcome.manifest
     assert [(i["name"], i["has_default"]) for i in m["inputs"]] == [("serving_input:0", False)], m["inputs"]
     assert [o["name"] for o in m["outputs"]] == ["probs:0"]
-    assert any("as the default of serving_input:0" in w and "no default" in w for w in m["warnings"]), m["warnings"]
+    assert any("as the default of serving_input:0" in w and "feed serving_input:0" in w and "no default" in w
+               for w in m["warnings"]), m["warnings"]
     assert "PlaceholderWithDefault" not in set(models.graph_ops(outcome.graph_bytes))
     np.testing.assert_allclose(models.run_frozen(outcome.graph_bytes, {"serving_input:0": xs}, ["probs:0"])[0],
                                expected, rtol=1e-6)

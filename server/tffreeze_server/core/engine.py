@@ -140,8 +140,8 @@ def _iterator_words(node_name: str, made: List[str], wrapped: List[Tuple[str, st
     (``x = placeholder_with_default(features)``), which became plain placeholders to feed."""
     if not made and wrapped:
         return ("data enters the model through %s (tf.data) as the default of %s; the frozen graph has no "
-                "dataset, so %s became %s to feed (no default)" % (
-                    node_name, ", ".join(t for t, _ in wrapped), "it" if len(wrapped) == 1 else "they",
+                "dataset, so feed %s (%s now, with no default)" % (
+                    node_name, ", ".join(t for t, _ in wrapped), ", ".join(t for t, _ in wrapped),
                     "a placeholder" if len(wrapped) == 1 else "placeholders"))
     return ("data enters the model through %s (tf.data); it became placeholder(s) %s of the dtypes and shapes "
             "the iterator declares: feed %s instead of the dataset"
