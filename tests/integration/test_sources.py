@@ -725,3 +725,31 @@ def test_a_file_removed_while_it_is_uploaded_is_said_so(client, tmp_path):
         client.upload([f])
     assert "%s was removed while it was being uploaded" % path in err.value.message, err.value.message
     assert "run the command again once the checkpoint is complete" in err.value.message
+
+
+def test_a_switch_a_signature_lists_as_an_input_is_bound_and_no_input(client, tmp_path):
+    """Trial 14 (finding 3): a SavedModel whose signature lists keep_prob among its inputs froze
+    keep_prob as a constant (bound to 1) and still listed it as an input, so every runner given
+    --manifest demanded it, and feeding it brought the dropout back."""
+    tf, tf1 = models.tf, models.tf1
+    export = str(tmp_path / "sm")
+    xs = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        keep_prob = tf1.placeholder(tf.float32, name="keep_prob")
+        h = tf.nn.dropout(tf.matmul(x, tf1.get_variable("w", [4, 3])), rate=1 - keep_prob)
+        probs = tf.nn.softmax(h, name="probs")
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            expected = sess.run(probs, {x: xs, keep_prob: 1.0})
+            builder = tf1.saved_model.Builder(export)
+            sig = tf1.saved_model.predict_signature_def({"x": x, "keep_prob": keep_prob}, {"probs": probs})
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig})
+            builder.save()
+    outcome = client.freeze(export)
+    m = outcome.manifest
+    assert [i["name"] for i in m["inputs"]] == ["x:0"], m["inputs"]
+    assert [b["name"] for b in m["bindings"]] == ["keep_prob:0"], m["bindings"]
+    assert any("keep_prob:0 was bound" in w for w in m["warnings"]), m["warnings"]
+    np.testing.assert_allclose(models.run_frozen(outcome.graph_bytes, {"x:0": xs}, ["probs:0"])[0], expected,
+                               rtol=1e-6)

@@ -238,10 +238,13 @@ def _inputs_of(frozen, res_inputs, order: Dict[str, int]) -> Tuple[List[Tuple[st
     if res_inputs is None:
         return [("%s:0" % n.name, "placeholder the outputs depend on") for n in holders], warnings
     present = {n.name for n in frozen.node}
-    inputs = [(t, r) for t, r in res_inputs if node_of(t) in present]
+    fed = {n.name for n in holders}
+    inputs = [(t, r) for t, r in res_inputs if node_of(t) in fed]
     for t, _ in res_inputs:
         if node_of(t) not in present:
             warnings.append("input %s is not used by the outputs (or was bound); it is not in the frozen graph" % t)
+        elif node_of(t) not in fed:  # (a switch a signature or collection lists, bound: a constant now)
+            warnings.append("input %s was bound to a value: it is a constant of the frozen graph, not an input" % t)
     for n in holders:
         if n.name not in names:
             inputs.append(("%s:0" % n.name, "placeholder the outputs depend on"))
