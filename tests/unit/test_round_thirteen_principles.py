@@ -90,3 +90,27 @@ def test_a_collection_holding_the_loss_names_no_outputs():
         tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
         tf1.add_to_collection("loss", loss)
     assert _answer(_meta(build)) == (["Y_proba:0"], None)
+
+
+def _classifier_with(collections):
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        y = tf1.placeholder(tf.int64, [None], name="y")
+        logits = _dense(_dense(x, 8, "hidden", tf.nn.relu), 3, "out")
+        probs = tf.nn.softmax(logits, name="probs")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits), name="loss")
+        train_op = tf1.train.AdamOptimizer().minimize(loss)
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(probs, 1), y), tf.float32), name="accuracy")
+        named = {"x": x, "y": y, "loss": loss, "accuracy": accuracy, "train_op": train_op, "probs": probs}
+        for key, what in collections:
+            tf1.add_to_collection(key, named[what])
+    return _meta(build)
+
+
+def test_what_compares_the_model_with_its_labels_is_no_output_whichever_collection_lists_it():
+    """Trial 14 (finding 1): one collection per tensor, tutorial style ('x', 'y', 'accuracy', 'loss',
+    'train_op'), froze the accuracy as the output with the labels as an input; 'model_probs' beside
+    'model_acc' froze both."""
+    one_each = [(k, k) for k in ("x", "y", "loss", "accuracy", "train_op")]
+    assert _answer(_classifier_with(one_each)) == (["probs:0"], None)
+    assert _answer(_classifier_with([("model_probs", "probs"), ("model_acc", "accuracy")])) == (["probs:0"], None)

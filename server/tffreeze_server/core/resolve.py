@@ -338,14 +338,27 @@ def _inference_view(e: Evidence, by_name, users, training) -> Named:
     return e.tensor, e.why
 
 
-def _trained_past(listed: Resolution, meta, by_name, training, excluded: Set[str]) -> Resolution:
+def _trained_past(listed: Resolution, meta, by_name, training, excluded: Set[str]) -> Optional[Resolution]:
     """A collection lists the outputs its author had when it was written. A graph trained further
     keeps it (``import_meta_graph``, a new head with its own loss and optimizer) and may deploy
     something it does not list. When a loss compares with its labels a prediction computed from
     variables that none of the listed outputs reads, and not from a listed output (a critic
     scoring the listed output is a part of training), the collection no longer speaks for the
     whole graph: both are candidates, the trained prediction first, and a freeze asks which."""
-    d = _structure(meta, by_name, training, excluded)
+    f = _facts(meta, by_name, training, excluded)
+    if f is None:
+        return listed
+    # What compares the model with its labels (an accuracy, the loss) is the evaluation's, whichever
+    # collection lists it (tutorials keep x, y, the accuracy and the step in collections to resume with).
+    evaluated = [t for t, _ in listed.outputs if f.s.bits.get(node_of(t), 0) & f.label_mask]
+    if evaluated:
+        listed.outputs = [(t, w) for t, w in listed.outputs if t not in evaluated]
+        listed.warnings.append("left out of the outputs a collection lists: %s, which compare%s the model with its "
+                               "labels (evaluation, not what it is deployed for)"
+                               % (", ".join(evaluated), "s" if len(evaluated) == 1 else ""))
+        if not listed.outputs:
+            return None
+    d = _structure(meta, by_name, training, excluded, f)
     if d is None:
         return listed
     names = {t for t, _ in listed.outputs}
@@ -665,12 +678,17 @@ def _loss_collection(meta) -> List[str]:
     return []
 
 
-def _structure(meta, by_name, training, excluded: Optional[Set[str]] = None) -> Optional[rules.Decision]:
-    """The training structure's rules run and decided (None: the graph has no loss)."""
+def _facts(meta, by_name, training, excluded: Optional[Set[str]] = None) -> Optional[rules.Facts]:
     graph_def = meta.graph_def
-    facts = rules.facts(graph_def, _excluded(graph_def, by_name, training) if excluded is None else excluded,
-                        training, {sw.name for sw in find_switches(graph_def)}, _loss_collection(meta),
-                        lambda n: _is_unused_control_flow_output(n, by_name))
+    return rules.facts(graph_def, _excluded(graph_def, by_name, training) if excluded is None else excluded,
+                       training, {sw.name for sw in find_switches(graph_def)}, _loss_collection(meta),
+                       lambda n: _is_unused_control_flow_output(n, by_name))
+
+
+def _structure(meta, by_name, training, excluded: Optional[Set[str]] = None,
+               facts: Optional[rules.Facts] = None) -> Optional[rules.Decision]:
+    """The training structure's rules run and decided (None: the graph has no loss)."""
+    facts = facts or _facts(meta, by_name, training, excluded)
     return None if facts is None else rules.decide(rules.run(facts))
 
 
