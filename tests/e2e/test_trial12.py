@@ -60,14 +60,13 @@ def test_standard_output_and_devices_are_refused_with_a_fix_that_works(tmp_path,
     whole or not at all, through a temporary file renamed over the name: only a file takes
     that. Both are refused before anything is read, with a fix that works."""
     model = models.dense(str(tmp_path / "ckpt"), True)
-    os.chdir(tmp_path)
     if target == "fifo":
         os.mkfifo(tmp_path / "fifo")
     binary = {"py": PY, "cs": CS, "cpp": CPP}[client]
     for flag in ("-o", "--manifest"):
         argv = [binary, "freeze", model.directory, "-o", target if flag == "-o" else "ok.pb", "--server",
                 "127.0.0.1:9"] + (["--manifest", target] if flag == "--manifest" else [])
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, cwd=tmp_path)
         what = "the graph" if flag == "-o" else "the manifest"
         assert out.returncode != 0, (argv, out.stdout[:300])
         assert "%s %s is %s" % (flag, target, "standard output" if target == "-" else "not a regular file") \
