@@ -492,7 +492,10 @@ def _data_reached(graph_def, excluded: Set[str]) -> Set[str]:
     todo = [n.name for n in graph_def.node if n.op in DATA_SOURCE_OPS and not _BOOKKEEPING_SCOPES.match(n.name)]
     if not todo:  # (a graph that takes no data: nothing to tell apart)
         return set()
-    todo += [n.name for n in graph_def.node if is_random(n.op) and n.name not in excluded]
+    from . import oppolicy
+
+    safe = oppolicy.safe_ops()  # (what the server does not run as pure computation, a file read, brings data too)
+    todo += [n.name for n in graph_def.node if (is_random(n.op) or n.op not in safe) and n.name not in excluded]
     seen = set(todo)
     while todo:
         for u in users.get(todo.pop(), ()):
@@ -568,7 +571,12 @@ _VALUE_FREE_OPS = frozenset({"OnesLike", "ZerosLike"})  # (their values follow f
 def _value_free(graph_def, by_name) -> Set[str]:
     """Tensors whose values no input, variable or random draw decides: computed from constants and
     shapes alone (a sampler's grid from ``linspace(0, width - 1)``, ``ones_like`` of the output).
-    They are the graph's constants, never an output."""
+    They are the graph's constants, never an output. Only through ops the server runs as pure
+    computation (the op allowlist): a file read of a constant path, an op it does not know, decide
+    values of their own."""
+    from . import oppolicy
+
+    safe = oppolicy.safe_ops()
     free: Dict[str, bool] = {}
 
     def decide(name: str) -> bool:
@@ -580,7 +588,8 @@ def _value_free(graph_def, by_name) -> Set[str]:
                 stack.pop()
                 continue
             if node is None or node.op in VARIABLE_OPS or node.op in PLACEHOLDER_OPS or is_random(node.op) \
-                    or is_input_pipeline_op(node.op) or node.op in _LOOP_OUTPUT_SOURCES or node.op in CALL_OPS:
+                    or is_input_pipeline_op(node.op) or node.op in _LOOP_OUTPUT_SOURCES or node.op in CALL_OPS \
+                    or node.op not in safe:
                 free[n] = False
                 stack.pop()
                 continue
