@@ -706,6 +706,8 @@ class WorkerPool:
                 # A task may report what a freeze can fail with; never a transport or auth status.
                 cls = BY_CODE.get(outcome[1], Internal) if outcome[1] not in _NOT_FROM_TASKS else Internal
                 raise cls(outcome[2], outcome[3], **outcome[4])
+            if exit_info[0] == _NO_SANDBOX:
+                check()  # a sandbox that ended as the call was cancelled, or the server stopped, ended for that
             raise self._over_memory(kind, payload, task, exit_info=exit_info) or self._crash(exit_info, kind)
         finally:
             task.remove()
@@ -719,7 +721,7 @@ class WorkerPool:
         reader = wire.Reader(sock)
         outcome = None
         stopping_since = None
-        pending_error = None
+        pending_error = stopped_by = None
         stall = _Stall()
         stage_seen = None
         while True:
@@ -729,15 +731,15 @@ class WorkerPool:
                     self._stalled(worker, task, stall, kind, payload, stage_seen)
             except FreezeError as exc:
                 if stopping_since is None:
-                    pending_error = exc
+                    pending_error = stopped_by = exc
                     stopping_since = time.monotonic()
                     worker.send({"t": "kill", "id": task.id})
             if stopping_since is not None and time.monotonic() - stopping_since > _EXIT_WAIT:
                 raise pending_error or Internal("a task's processes did not end; its worker was replaced")
             if task.id in worker.exits:
                 exit_info = worker.exits.pop(task.id)
-                if exit_info[0] == _NO_SANDBOX:  # never ran: its socket's end says nothing of the upload
-                    return None, exit_info
+                if exit_info[0] == _NO_SANDBOX:  # never ran: its socket's end says nothing of the upload; a
+                    return (("raise", stopped_by) if stopped_by else None), exit_info  # stop asked meanwhile, why
                 if not reader.eof and pending_error is None:  # what the task wrote before it ended
                     sock.setblocking(False)
                     try:

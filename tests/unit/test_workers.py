@@ -422,3 +422,21 @@ def test_a_task_whose_sandbox_cannot_be_entered_is_unavailable_not_a_malformed_u
             assert "sandbox" in err.value.message and "not looked at" in err.value.message
     finally:
         p.close()
+
+
+def test_a_task_stopped_while_its_sandbox_is_set_up_says_why_it_was_stopped(tmp_path):
+    """A kill reaching a task still entering its sandbox ends it as "could not enter": a call
+    cancelled (or a server stopping) meanwhile says that, not SANDBOX_UNAVAILABLE (a CI run saw
+    a server's drain running out reported to a queued C# freeze as a sandbox failure)."""
+    box, tasks = _sandbox_or_skip(tmp_path)
+    p = WorkerPool(size=1, target="pool_tasks:broken_box", sandbox=box, tasks_root=str(tasks)).start()
+    try:
+        flag = {"cancel": False}
+
+        def stage(in_dir):
+            flag["cancel"] = True  # the stop arrives as the task is handed over
+
+        with pytest.raises(Cancelled):
+            list(p.run("echo", {}, stage=stage, cancelled=lambda: flag["cancel"]))
+    finally:
+        p.close()
