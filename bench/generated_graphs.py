@@ -25,6 +25,7 @@ import collections
 import itertools
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -197,7 +198,8 @@ def main(argv=None):
             _sweep_report(sweep)
         return
 
-    srv = start_server(tempfile.mkdtemp(prefix="tffreeze-generator-"), ["--workers", "2"])
+    data = tempfile.mkdtemp(prefix="tffreeze-generator-")
+    srv = start_server(data, ["--workers", "2"])
     root = tempfile.mkdtemp(prefix="tffreeze-generator-graphs-")
     started = time.monotonic()
     rows, sweep = [], []
@@ -212,6 +214,8 @@ def main(argv=None):
                 rows += G.run(G.sample(half, args.per_half, args.seed), client, root, threads=2, progress=progress)
     finally:
         stop_server(srv)
+        for folder in (data, root):  # the server's store and the built graphs: hundreds of MB
+            shutil.rmtree(folder, ignore_errors=True)
     elapsed = time.monotonic() - started
     table = G.summarise(rows)
     print("\ngenerated training graphs: %d combinations per half, seed %d, %.0f s (build %.0f s, freeze %.0f s "

@@ -17,10 +17,11 @@ sys.path.insert(0, HERE)
 BIN = os.path.dirname(sys.executable)
 # The clients' local caches (digests, received graphs) go to a folder of this run,
 # never the user's ~/.cache; child processes (CLIs) inherit it.
+_OWN_CACHE = None  # made by this run (not given by its caller): removed when the run ends
 if "TFFREEZE_CACHE_DIR" not in os.environ:
     import tempfile
 
-    os.environ["TFFREEZE_CACHE_DIR"] = tempfile.mkdtemp(prefix="tffreeze-test-cache-")
+    os.environ["TFFREEZE_CACHE_DIR"] = _OWN_CACHE = tempfile.mkdtemp(prefix="tffreeze-test-cache-")
 # The C# and C++ clients start a local server with this command when no server is named.
 os.environ.setdefault("TFFREEZE_COMMAND", os.path.join(BIN, "tffreeze"))
 
@@ -31,6 +32,10 @@ def _stop_the_local_server():
     (in TFFREEZE_CACHE_DIR); it is stopped when the run ends."""
     yield
     subprocess.run([os.path.join(BIN, "tffreeze"), "local-server", "stop"], capture_output=True, timeout=120)
+    if _OWN_CACHE is not None:  # its store can hold hundreds of MB of uploads
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 class RunningServer:

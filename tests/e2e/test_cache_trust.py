@@ -97,7 +97,7 @@ def graphs(srv, tmp_path_factory):
     base = tmp_path_factory.mktemp("attackers-model")
     theirs = models.dense(str(base / "run"), True, steps=[1, 100], mutate=True).directory
     out = str(base / "theirs.pb")
-    done = _run(_argv("py", srv, theirs, out), _env(tempfile.mkdtemp(prefix="tffreeze-attacker-cache-")))
+    done = _run(_argv("py", srv, theirs, out), _env(str(base / "attackers-cache")))
     assert done.returncode == 0, done.stderr
     digests = {name: (_sha(os.path.join(theirs, name)), os.path.getsize(os.path.join(theirs, name)))
                for name in os.listdir(theirs)}
