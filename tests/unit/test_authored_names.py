@@ -34,6 +34,8 @@ def _node(build, name):
     (lambda x: tf.expand_dims(x, 0), "ExpandDims", True),
     (lambda x: tf.add(x, 1.0) + 2.0, "add_1", True),
     (lambda x: tf.math.top_k(x, 1), "TopKV2", True),
+    (lambda x: tf1.to_int32(x), "ToInt32", True),  # (tf.compat.v1's casts name their op so)
+    (lambda x: tf1.to_float(tf.cast(x, tf.int32)), "ToFloat", True),
     (lambda x: tf.identity(x, name="scores"), "scores", False),
     (lambda x: tf.math.top_k(x, 1, name="top_k"), "top_k", False),
     (lambda x: tf.nn.softmax(x, name="probabilities"), "probabilities", False),

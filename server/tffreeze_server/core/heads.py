@@ -31,7 +31,7 @@ from .oproles import (ALIAS_OPS as _ALIAS_OPS, BACK_EDGE_OPS as _BACK_EDGE_OPS, 
                       LAYER_END_OPS as _UNARY_MODEL_OPS, MOVING_AVERAGE_UPDATE_OPS as _MOVING_UPDATE_OPS,
                       PAIRWISE_OPS as _PAIRWISE_OPS, VARIABLE_OPS, VIEW_OPS as _VIEW_OPS, VARIABLE_READ_OPS as _READ_OPS,
                       CONTROL_FLOW_V1_OPS, LOOP_EXIT_OPS, SWITCH_OPS, TRUE_CLASSES_OPS, is_optimizer_update, is_random, is_summary_op,
-                      is_training_op)
+                      is_training_op, routing_operands)
 # Ops whose outputs hold values of their input (a selection, a reshape): what carries a tensor's values on.
 _CARRY_OPS = _VIEW_OPS | frozenset({"Gather", "GatherV2", "GatherNd", "TopKV2", "TopK", "ConcatV2", "Pack",
                                     "BatchGather", "CombinedNonMaxSuppression", "NonMaxSuppressionV5"})
@@ -51,6 +51,8 @@ _NO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient"})
 # Ops that read only a tensor's shape.
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
 _SHAPE_READ_OPS = _SHAPE_OPS | frozenset({"ZerosLike", "OnesLike"})
+# Arithmetic on a decision's indices (a flat argmax's row and column).
+_INDEX_ARITHMETIC_OPS = frozenset({"FloorDiv", "FloorMod", "TruncateDiv", "TruncateMod"})
 # What a cross-entropy on logits computes them with (tf.nn's fused ops; the sigmoid form's softplus / log1p).
 _CROSS_ENTROPY_OPS = frozenset({"SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits", "LogSoftmax",
                                 "Log1p", "Softplus"})
@@ -534,7 +536,9 @@ class Structure:
                              lambda name: (node_of(i) for i in self.data_inputs[name]
                                            if not GRADIENT_SCOPE.search(node_of(i))))
         in_loss = self.upstream(losses)
+        coefficients = self._coefficients()
         labels = [s for s in self.sources if s in in_loss and s not in feeds_layers and s not in switches
+                  and s not in coefficients
                   and not self._read_at_inference(s, in_loss) and not self._in_the_logits(s, in_loss)
                   and not self._multiplied_with_the_model(s, in_loss)]
         labels += [s for s in self.sources if s in in_loss and s in feeds_layers and s not in switches
@@ -546,6 +550,20 @@ class Structure:
         for s in labels:
             mask |= 1 << self.sources.index(s)
         return labels, mask
+
+    def _coefficients(self) -> Set[str]:
+        """Placeholders declared with no batch axis (no shape, or a scalar) where the author
+        declares one (``[None, ...]``) on the data placeholders: one value per run, a loss's
+        coefficient or a prior (``r_alpha``, ``p_treated``), never the labels, which give each
+        example its own target. (Where no placeholder declares a shape, nothing is told apart.)"""
+        shapes = {s: output_shape_proto(self.by_name[s], 0) for s in self.sources
+                  if self.by_name[s].op == "Placeholder"}
+        batched = [s for s, shape in shapes.items() if shape is not None and not shape.unknown_rank
+                   and shape.dim and shape.dim[0].size == -1]
+        if not batched:
+            return set()
+        return {s for s, shape in shapes.items() if "shape" in self.by_name[s].attr  # (declared by the author:
+                and (shape.unknown_rank or not shape.dim)}  # not a target the graph computes, put apart)
 
     def _true_classes(self, source: str, in_loss: Set[str]) -> bool:
         """A source a loss's candidate sampler takes as the true classes (a sampled softmax's
@@ -574,7 +592,10 @@ class Structure:
             if self.by_name[name].op in _MATRIX_PRODUCT_OPS:
                 continue  # (a product computes with both operands: it compares nothing)
             ins = [node_of(i) for i in self.data_inputs.get(name, ())]
-            if (any(self._as_given(i, bit) for i in ins)
+            routing = routing_operands(self.by_name[name].op, len(ins))
+            # (a source that only says which examples go where, a treatment routing examples through
+            # one of two heads, decides the model's computation: it is compared with nothing)
+            if (any(self._as_given(i, bit) for k, i in enumerate(ins) if k not in routing)
                     and any(self.is_activation(i) and not self.bits[i] & bit and i not in self.excluded
                             for i in ins)):
                 return True
@@ -650,7 +671,9 @@ class Structure:
 
     def _summed_over_the_batch(self, name: str) -> bool:
         """Every end computed from ``name`` is summed over the batch first (a concordance index, an
-        accuracy written with a product): a metric of the batch, not a value per example."""
+        accuracy written with a product), or is one number (an accuracy that takes the examples
+        one at a time, ``pred[i]``, and adds their errors up): a metric of the batch, not a value
+        per example."""
         seen: Set[str] = set()
         stack = [name]
         while stack:
@@ -662,9 +685,16 @@ class Structure:
                 continue
             readers = [u for u in self.users.get(n, ()) if u not in self.excluded]
             if not readers:
+                if self._one_number(n):
+                    continue
                 return False  # an end reached per example
             stack.extend(readers)
         return True
+
+    def _one_number(self, name: str) -> bool:
+        """The graph recorded ``name``'s value as a scalar: no axis, no example's own value."""
+        out = output_shape_proto(self.by_name[name], 0)
+        return out is not None and not out.unknown_rank and not out.dim
 
     def _over_the_batch(self, name: str) -> bool:
         node = self.by_name[name]
@@ -693,10 +723,30 @@ class Structure:
                 if self.bits[src] & label_mask:
                     yield src
                 elif (self.is_activation(src) and src not in self.excluded and tensor_name(i) not in found
-                      and self.by_name[src].op not in _NO_GRADIENT_OPS):
+                      and self.by_name[src].op not in _NO_GRADIENT_OPS
+                      and self.by_name[name].op not in _MATRIX_PRODUCT_OPS  # (it computes with both: compares
+                      and not self._met_through_itself(src, name, label_mask)  # nothing, as in labels())
+                      and not self._terms_summed(name, label_mask)):
                     found.append(tensor_name(i))
         reach([y for y in losses if self.bits[y] & label_mask], step)
         return found
+
+    def _terms_summed(self, name: str, label_mask: int) -> bool:
+        """``name`` adds to a labelled term that is one number (a total loss: the labelled risk plus
+        a penalty computed from the data): what it adds is another term, not a prediction the
+        labels meet."""
+        if self.by_name[name].op not in ("Add", "AddV2", "AddN"):
+            return False
+        labelled = [node_of(i) for i in self.data_inputs[name] if self.bits[node_of(i)] & label_mask]
+        # (a term is one number, or a sum of terms whose shape the graph left unknown)
+        return bool(labelled) and all(self._one_number(n) or self._terms_summed(n, label_mask) for n in labelled)
+
+    def _met_through_itself(self, tensor: str, name: str, label_mask: int) -> bool:
+        """At ``name``, the labels' side reaches ``tensor`` only after being computed from ``tensor``
+        itself (a transport plan made from the costs it weighs, with a class prior): the loss's own
+        arithmetic on the tensor, where no label meets it as given."""
+        sides = [node_of(i) for i in self.data_inputs[name] if self.bits[node_of(i)] & label_mask]
+        return bool(sides) and all(tensor in self.value_upstream([side]) for side in sides)
 
     def through_loss_view(self, tensor: str, in_loss: Set[str]) -> str:
         """A prediction that is a loss's own view of a model tensor (``logits[:, 0]``
@@ -932,8 +982,7 @@ class Structure:
                     end = nxt[0]  # a final cast nothing else reads (argmax as int32 for the caller)
                 else:
                     break
-            readers = [u for u in self.users.get(end, ()) if u not in self.excluded]
-            if label_mask and readers and all(self.bits[u] & label_mask for u in readers):
+            if label_mask and self._only_compared_with_labels(end, label_mask):
                 continue  # a decision made only to be compared with the labels (an accuracy's argmax): evaluation
             t = end + ":0"
             if t not in heads and t != tensor:
@@ -996,8 +1045,7 @@ class Structure:
                 m = node_of(i)
                 if self.bits[m] & label_mask or m in in_loss or m in self.excluded or m not in self.from_vars:
                     continue
-                while self.by_name[m].op in _DECISION_OPS and self.data_inputs[m]:
-                    m = node_of(self.data_inputs[m][0])  # (the argmax an accuracy compares: what it decides from)
+                m = self._evaluated_source(m)  # (the argmax an accuracy compares: what it decides from)
                 decided = self._decided_from(m)
                 for d in ([m] if decided is None else decided):  # (a threshold's or a pairwise ordering's operand)
                     if d not in found and d not in in_loss:
@@ -1009,6 +1057,60 @@ class Structure:
             if any(u != c and (u in self.layers or self.by_name[u].op in VARIABLE_OPS) for u in up):
                 out.append(c)  # computed from the model itself, not only from other evaluated tensors
         return out
+
+    def _evaluated_source(self, name: str) -> str:
+        """The model tensor a metric's operand is made from: back through decisions (an argmax, a
+        cast), arithmetic on a decision's indices (a flat argmax's row and column, ``// w``, ``% w``)
+        and one example picked out of the batch by a constant index (``pred[i]``, as an accuracy
+        that takes the examples one at a time does), with every view it was picked through: a
+        metric of one example at a time evaluates the tensor of the whole batch."""
+        m, picked = name, False
+        while self.data_inputs[m]:
+            op = self.by_name[m].op
+            if op in _DECISION_OPS or (op in _INDEX_ARITHMETIC_OPS and self._indices_of_a_decision(m)):
+                pass
+            elif self._one_example(m):
+                picked = True
+            elif not (picked and op in _VIEW_OPS):
+                break
+            m = node_of(self.data_inputs[m][0])
+        return m
+
+    def _only_compared_with_labels(self, name: str, label_mask: int) -> bool:
+        """Everything that reads ``name``, directly or through arithmetic on its indices (an argmax's
+        row and column), computes with the labels: it is made to be compared with them."""
+        readers = [u for u in self.users.get(name, ()) if u not in self.excluded]
+        if not readers:
+            return False
+        for u in readers:
+            if self.bits[u] & label_mask:
+                continue
+            if not (self.by_name[u].op in _INDEX_ARITHMETIC_OPS or self.by_name[u].op in _ALIAS_OPS
+                    or self.by_name[u].op == "Cast") or not self._only_compared_with_labels(u, label_mask):
+                return False
+        return True
+
+    def _indices_of_a_decision(self, name: str) -> bool:
+        n = name
+        for _ in range(8):
+            op = self.by_name[n].op
+            if op in ("ArgMax", "ArgMin"):
+                return True
+            if not (op in _INDEX_ARITHMETIC_OPS or op in _ALIAS_OPS or op == "Cast") or not self.data_inputs[n]:
+                return False
+            n = node_of(self.data_inputs[n][0])
+        return False
+
+    def _one_example(self, name: str) -> bool:
+        """``name`` takes one example out of the batch by a constant index (``x[i]``: a strided
+        slice that drops the first axis, its start a constant)."""
+        node = self.by_name[name]
+        if node.op != "StridedSlice" or not node.attr["shrink_axis_mask"].i & 1 or node.attr["begin_mask"].i & 1:
+            return False
+        if node.attr["ellipsis_mask"].i & 1 or node.attr["new_axis_mask"].i & 1 or len(self.data_inputs[name]) < 2:
+            return False
+        begin = self.by_name.get(node_of(self.data_inputs[name][1]))
+        return begin is not None and begin.op == "Const"
 
     def _decided_from(self, name: str) -> Optional[List[str]]:
         """When ``name`` holds only decisions about the model's values (comparisons: a threshold, a

@@ -144,6 +144,22 @@ PAIRWISE_OPS: FrozenSet[str] = frozenset({"MatMul", "BatchMatMulV2", "Sub", "Squ
 # label-free side input with the model's output (a decoder's sequence lengths).
 COMPARISON_OPS: FrozenSet[str] = frozenset({"Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual",
                                             "InTopK", "InTopKV2"})
+# Operands that say where values go or which are taken (indices, a partition, a condition), never
+# values compared: op -> the positions of those operands (DynamicStitch: its first half).
+ROUTING_OPERANDS = {"Gather": (1,), "GatherV2": (1,), "GatherNd": (1,), "ResourceGather": (1,),
+                    "ResourceGatherNd": (1,), "ScatterNd": (0,), "TensorScatterUpdate": (1,),
+                    "TensorScatterAdd": (1,), "DynamicPartition": (1,), "Select": (0,), "SelectV2": (0,),
+                    "Where": (0,), "UnsortedSegmentSum": (1,), "UnsortedSegmentMean": (1,),
+                    "UnsortedSegmentMax": (1,), "SegmentSum": (1,), "SegmentMean": (1,), "SegmentMax": (1,),
+                    "DynamicStitch": "first half", "ParallelDynamicStitch": "first half"}
+
+
+def routing_operands(op: str, count: int) -> FrozenSet[int]:
+    """The positions of ``op``'s routing operands (``ROUTING_OPERANDS``) among its ``count`` data inputs."""
+    where = ROUTING_OPERANDS.get(op, ())
+    return frozenset(range(count // 2)) if where == "first half" else frozenset(where)
+
+
 # Ops whose first operand is the true classes (a sampled loss's labels: its candidates are drawn beside them).
 TRUE_CLASSES_OPS: FrozenSet[str] = frozenset({
     "AllCandidateSampler", "ComputeAccidentalHits", "FixedUnigramCandidateSampler", "LearnedUnigramCandidateSampler",

@@ -1005,7 +1005,9 @@ _PYTHON_DEFAULT_NAMES = frozenset(
         "identity", "read", "embedding_lookup", "conv2d", "conv1d", "relu6", "leaky_relu", "softplus",
         "cumsum", "cumprod", "reverse", "realdiv", "addv2", "concatv2", "pack", "unpack", "select", "selectv2",
         "batch_matmul", "batchmatmul", "matrix_transpose", "linalg", "shape", "size", "rank", "zeros", "ones",
-        "sparse_to_dense", "sparse_tensor_to_dense", "to_dense", "stop_gradient", "check_numerics", "ExpandDims"))
+        "sparse_to_dense", "sparse_tensor_to_dense", "to_dense", "stop_gradient", "check_numerics", "ExpandDims",
+        # (tf.compat.v1's casts name their op so: ToInt32, ToFloat)
+        "ToInt32", "ToInt64", "ToFloat", "ToDouble", "ToBFloat16", "ToComplex64", "ToComplex128"))
 
 
 def _default_name(node) -> bool:

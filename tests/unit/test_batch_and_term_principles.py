@@ -1,0 +1,83 @@
+"""Principles from the fourteenth round of models of kinds nobody named (issue 33).
+
+- A metric that takes the examples one at a time (``pred[i]`` for a fixed ``i``, a flat argmax's
+  row and column) and adds their errors up is one number for the batch: the labels it compares
+  are labels, and what it reads of the model is evaluated, not deployed.
+- A source that only says which examples go where (the indices of a gather, of a dynamic
+  stitch: a treatment or a domain that routes examples through one of two heads) decides the
+  model's computation; the loss weighing examples by it does not make it the labels.
+- A placeholder declared with no batch axis where the data placeholders declare one holds one
+  value per run: a loss's coefficient, never the labels.
+- Terms added to a labelled loss term that is one number (a penalty, scaled by such a
+  coefficient) are loss terms, not predictions that the labels meet.
+
+Each fixture is a small graph of a kind the round did not hold, written for the principle."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+import principle_graphs  # noqa: E402
+
+tf1 = tf.compat.v1
+_meta, _dense, _answer = principle_graphs.meta, principle_graphs.dense, principle_graphs.answer
+
+
+def test_an_error_added_up_one_example_at_a_time_is_evaluation():
+    """A peak finder over a signal: a distribution over 32 positions per example. Its accuracy
+    walks the batch in Python, comparing the argmax of ``pred[i]`` with the label's."""
+    batch = 4
+
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 32], name="signal")
+        y = tf1.placeholder(tf.float32, [None, 32], name="true_position")
+        logits = _dense(_dense(x, 16, "conv", tf.nn.relu), 32, "positions")
+        tf.nn.softmax(logits, name="position_probs")
+        tf1.train.AdamOptimizer().minimize(
+            tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+        with tf1.name_scope("accuracy"):
+            err = tf.constant(0.0)
+            for i in range(batch):
+                p, t = tf.argmax(logits[i], 0), tf.argmax(y[i], 0)
+                err += tf.abs(tf.cast(p // 8 - t // 8, tf.float32)) + tf.abs(tf.cast(p % 8 - t % 8, tf.float32))
+            tf1.summary.scalar("accuracy", 1.0 - err / batch)
+    assert _answer(_meta(build)) == (["position_probs:0"], None)
+
+
+def test_a_domain_that_routes_examples_through_its_own_head_is_an_input():
+    """A two-domain regressor: a shared layer, then each example goes through its domain's head
+    (gathered by the domain indicator, stitched back); the loss weighs examples by domain and
+    pulls the two domains' mean features together (gathered by the indicator too)."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 8], name="features")
+        domain = tf1.placeholder(tf.float32, [None, 1], name="domain")
+        target = tf1.placeholder(tf.float32, [None, 1], name="target")
+        shared = _dense(x, 16, "shared", tf.nn.tanh)
+        first = tf.cast(tf.where(domain[:, 0] < 0.5)[:, 0], tf.int32)
+        second = tf.cast(tf.where(domain[:, 0] >= 0.5)[:, 0], tf.int32)
+        heads = [_dense(tf.gather(shared, idx), 1, name) for idx, name in ((first, "head_a"), (second, "head_b"))]
+        out = tf.dynamic_stitch([first, second], heads)
+        balance = tf.reduce_sum(tf.square(tf.reduce_mean(tf.gather(shared, first), 0)
+                                          - tf.reduce_mean(tf.gather(shared, second), 0)))
+        weight = 1.0 + domain
+        tf1.train.AdamOptimizer().minimize(tf.reduce_mean(weight * tf.square(target - out)) + balance)
+    assert _answer(_meta(build)) == (["DynamicStitch:0"], None)
+
+
+def test_unshaped_coefficients_beside_shaped_data_are_no_labels():
+    """A classifier whose loss adds a per-example penalty on its features and a weight decay, each
+    weighed by a placeholder given no shape (a hyperparameter fed on each step): what a coefficient
+    multiplies is a loss term, never a prediction, and the terms added to the labelled one are terms."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 10], name="x")
+        y = tf1.placeholder(tf.int32, [None], name="y")
+        penalty, decay = tf1.placeholder(tf.float32, name="penalty"), tf1.placeholder(tf.float32, name="decay")
+        features = _dense(x, 6, "features", tf.nn.relu)
+        logits = _dense(features, 3, "classes")
+        tf.nn.softmax(logits, name="probs")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        loss += tf.reduce_mean(penalty * tf.reduce_sum(tf.square(features), 1))
+        loss += decay * tf.add_n([tf.nn.l2_loss(v) for v in tf1.trainable_variables()])
+        tf1.train.AdamOptimizer().minimize(loss)
+    assert _answer(_meta(build)) == (["probs:0"], None)
