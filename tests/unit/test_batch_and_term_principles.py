@@ -81,3 +81,23 @@ def test_unshaped_coefficients_beside_shaped_data_are_no_labels():
         loss += decay * tf.add_n([tf.nn.l2_loss(v) for v in tf1.trainable_variables()])
         tf1.train.AdamOptimizer().minimize(loss)
     assert _answer(_meta(build)) == (["probs:0"], None)
+
+
+def test_statistics_of_the_batch_in_an_unlabelled_loss_lead_to_the_model():
+    """A decorrelating projection (no labels): the loss takes the projection transposed, examples as
+    columns, and makes its covariance (the batch summed away, not a Gram matrix of examples); the
+    script fetches the objective, one number of the batch, to watch it. The projection is the output."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 8], name="x")
+        projection = _dense(_dense(x, 12, "trunk", tf.nn.relu), 4, "projection")
+        columns = tf.transpose(projection)
+        centred = columns - tf.reduce_mean(columns, 1, keepdims=True)
+        count = tf.cast(tf.shape(x)[0], tf.float32)
+        covariance = tf.matmul(centred, centred, transpose_b=True) / (count - 1.0)
+        spread = -tf.reduce_sum(tf.linalg.diag_part(covariance))
+        decorrelation = tf.reduce_sum(tf.square(covariance - tf.eye(4)))
+        objective = decorrelation + spread
+        decay = 1e-4 * tf.add_n([tf.nn.l2_loss(v) for v in tf1.trainable_variables()])
+        tf1.train.AdamOptimizer().minimize(objective + decay)
+        tf.negative(objective)  # (fetched by the script each epoch, to watch it)
+    assert _answer(_meta(build)) == (["projection/BiasAdd:0"], None)

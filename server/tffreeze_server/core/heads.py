@@ -51,6 +51,8 @@ _NO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient"})
 # Ops that read only a tensor's shape.
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
 _SHAPE_READ_OPS = _SHAPE_OPS | frozenset({"ZerosLike", "OnesLike"})
+# Rearrangements that may move a layer's batch axis (a transpose, a reshape).
+_LAYER_REARRANGE_OPS = frozenset({"Transpose", "Reshape"})
 # Arithmetic on a decision's indices (a flat argmax's row and column).
 _INDEX_ARITHMETIC_OPS = frozenset({"FloorDiv", "FloorMod", "TruncateDiv", "TruncateMod"})
 # What a cross-entropy on logits computes them with (tf.nn's fused ops; the sigmoid form's softplus / log1p).
@@ -421,7 +423,7 @@ class Structure:
                 continue
             end = self.layer_end(name, trained)
             if end:
-                stop(name + ":0", "the trained model's last layer the loss reads", TRAINED_LAST_LAYER)
+                stop(self._batch_first(name) + ":0", "the trained model's last layer the loss reads", TRAINED_LAST_LAYER)
                 continue
             inputs = acts(name)
             if self._pull(name, trained):
@@ -455,7 +457,7 @@ class Structure:
                         fixed.add(node_of(t))
                         stack.append(node_of(t))
                 continue
-            base = self._pairwise_base(name, inputs)
+            base = self._pairwise_base(name, inputs) if not self.batch_contracted(name) else None
             if base is not None:  # a pairwise distance / Gram matrix of one batch of embeddings
                 loss_term = True
                 stop(base, "the embeddings the loss compares pairwise", PAIRWISE_EMBEDDINGS)
@@ -474,6 +476,33 @@ class Structure:
                 fixed.update(node_of(t) for t in inputs)
             stack.extend(node_of(t) for t in reversed(inputs))
         return stops, loss_term
+
+    def _batch_first(self, name: str) -> str:
+        """Back through rearrangements that move the batch axis from the front (a transpose that
+        makes the examples columns, as a covariance takes them): what the model computed, with
+        its examples first."""
+        while self.by_name[name].op in _LAYER_REARRANGE_OPS and self.data_inputs[name]:
+            given = node_of(self.data_inputs[name][0])
+            out, src = output_shape_proto(self.by_name[name], 0), output_shape_proto(self.by_name[given], 0)
+            if not (out is not None and src is not None and not out.unknown_rank and not src.unknown_rank
+                    and out.dim and src.dim and src.dim[0].size == -1 and out.dim[0].size != -1):
+                break
+            name = given
+        return name
+
+    def batch_contracted(self, name: str) -> bool:
+        """``name`` is a statistic of the batch with axes (a covariance ``H^T H``): the data it
+        is computed from has the batch's unknown size, and the graph recorded its own shape as
+        fully known; the batch was summed away."""
+        out = output_shape_proto(self.by_name[name], 0)
+        if out is None or out.unknown_rank or not out.dim or any(d.size < 0 for d in out.dim):
+            return False
+        for k, source in enumerate(self.sources):
+            if self.bits[name] >> k & 1:
+                shape = output_shape_proto(self.by_name[source], 0)
+                if shape is not None and not shape.unknown_rank and shape.dim and shape.dim[0].size == -1:
+                    return True
+        return False
 
     def _distance_to_reference(self, name: str) -> Optional[str]:
         """For a difference of the model's output and a stored reference (``name``: a Sub or

@@ -112,8 +112,11 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
                         add(Evidence(q, Claim.PREDICTION, WEIGHT_STRUCTURE, "prediction: the loss %s compares it "
                                      "with %s" % (y, ", ".join(read[:3])), (y,) + tuple(read[:3]), loss=y))
         else:
+            # (one number of the whole batch read beside the loss, a correlation fetched to watch, is evaluated,
+            # not used: the walk goes on through it to the model)
             stops = s.refine(y, trained, f.label_mask,
-                             beside=lambda n: s.is_activation(n) and s.read_beside_the_loss(n, f.in_loss, f.training, 0))[0]
+                             beside=lambda n: s.is_activation(n) and not batch_statistic(s, n)
+                             and s.read_beside_the_loss(n, f.in_loss, f.training, 0))[0]
             for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
                 add(_with_loss(e, "%s (the loss %s reads no labels)" % (e.why, y), y))
     found = _not_reshapes_of_others(s, found)
