@@ -101,3 +101,31 @@ def test_statistics_of_the_batch_in_an_unlabelled_loss_lead_to_the_model():
         tf1.train.AdamOptimizer().minimize(objective + decay)
         tf.negative(objective)  # (fetched by the script each epoch, to watch it)
     assert _answer(_meta(build)) == (["projection/BiasAdd:0"], None)
+
+
+def _conv(x, channels, name, activation=None):
+    with tf1.variable_scope(name):
+        kernel = tf1.get_variable("kernel", [3, 3, x.shape[-1], channels])
+        y = tf.nn.conv2d(x, kernel, [1, 1, 1, 1], "SAME")
+        return activation(y) if activation else y
+
+
+def test_a_pyramid_an_unlabelled_loss_reads_at_every_scale_is_answered_by_its_finest_whole():
+    """A self-supervised autoencoder of frame pairs (no labels: it reconstructs the pair it is given):
+    a coarse estimate upsampled into a fine one, both read by the loss channel by channel (first and
+    second frame), and a neighbour-difference penalty the script left unused."""
+    def build():
+        pair = tf1.placeholder(tf.float32, [None, 16, 16, 2], name="pair")
+        clean = tf.identity(pair)
+        trunk = _conv(pair, 8, "trunk", tf.nn.relu)
+        coarse = _conv(tf.nn.avg_pool2d(trunk, 2, 2, "SAME"), 2, "coarse")
+        fine = _conv(tf.concat([trunk, tf.image.resize(coarse, [16, 16])], 3), 2, "fine")
+        small = tf.nn.avg_pool2d(clean, 2, 2, "SAME")
+        terms = []
+        for estimate, target in ((coarse, small), (fine, clean)):
+            for k in range(2):  # each frame of the pair, as the loss takes them
+                part = tf.expand_dims(estimate[:, :, :, k], 3)
+                terms.append(tf.reduce_mean(tf.abs(part - tf.expand_dims(target[:, :, :, k], 3))))
+                part[:, 1:, :, :] - part[:, :-1, :, :]  # (a smoothness term the script never added)
+        tf1.train.AdamOptimizer().minimize(tf.add_n(terms))
+    assert _answer(_meta(build)) == (["fine/Conv2D:0"], None)

@@ -1199,10 +1199,33 @@ def post_processing(s: Structure, preds: List[str], allowed, training: Set[str],
             e != n and e in s._forward([n], lambda u: s.by_name[u].op in HEAD_OPS | _CARRY_OPS | _ALIAS_OPS | _ONE_TO_ONE_OPS)
             for e in ends)]
         ends = _without_parts_of_others(s, ends, node_of(p))
+        ends = [n for n in ends if not _differenced(s, node_of(p), n, after)]
         if not ends or all(_head_of_prediction(s, n, node_of(p)) for n in ends):
             continue
         out[p] = [t for n in ends for t in all_outputs(s.by_name[n])]
     return out
+
+
+def _differenced(s: Structure, prediction: str, end: str, after: Set[str]) -> bool:
+    """``end`` is computed from a difference of the prediction with a shifted part of itself
+    (``d[:, :, 1:] - d[:, :, :-1]``: its neighbouring values compared, as a smoothness or
+    total-variation penalty does): a regulariser's term, not a use of the prediction's values."""
+    for n in s.upstream([end]) & after:
+        node = s.by_name[n]
+        if node.op not in ("Sub", "SquaredDifference") or len(s.data_inputs[n]) != 2:
+            continue
+        chains, sliced = [], False
+        for t in s.data_inputs[n]:
+            m, chain = node_of(t), []
+            while s.by_name[m].op in _VIEW_OPS and s.data_inputs[m]:
+                sliced = sliced or s.by_name[m].op in ("StridedSlice", "Slice")
+                chain.append(m)
+                m = node_of(s.data_inputs[m][0])
+            chains.append(set(chain + [m]))
+        common = chains[0] & chains[1]  # (both sides views of one tensor, the prediction or what follows it)
+        if sliced and s.data_inputs[n][0] != s.data_inputs[n][1] and (prediction in common or common & after):
+            return True
+    return False
 
 
 def _without_parts_of_others(s: Structure, ends: List[str], prediction: str) -> List[str]:

@@ -117,7 +117,7 @@ def loss_meets_model(f: Facts, board: Board) -> List[Evidence]:
             stops = s.refine(y, trained, f.label_mask,
                              beside=lambda n: s.is_activation(n) and not batch_statistic(s, n)
                              and s.read_beside_the_loss(n, f.in_loss, f.training, 0))[0]
-            for e in sorted(stops, key=lambda e: s.order.index(node_of(e.tensor))):
+            for e in _finest(s, sorted(stops, key=lambda e: s.order.index(node_of(e.tensor)))):
                 add(_with_loss(e, "%s (the loss %s reads no labels)" % (e.why, y), y))
     found = _not_reshapes_of_others(s, found)
     return (found + _regularizers(f, found) + _unreferenced_terms(f, found) + _fixed_after_others(s, found)
@@ -266,6 +266,33 @@ def _penalised_only(f: Facts, tensor: str, through: Set[str]) -> bool:
     s = f.s
     seen = reach([node_of(tensor)], lambda n: (u for u in s.users.get(n, ()) if u in f.in_loss and u not in through))
     return not any(s._as_given(node_of(i), f.label_mask) for n in seen for i in s.data_inputs.get(n, ()))
+
+
+def _finest(s: Structure, stops: List[Evidence]) -> List[Evidence]:
+    """Parts of one tensor that one unlabelled loss reads each (its left and right channels) are
+    that tensor; and of the model's tensors the loss reads (its trained last layers), one that
+    another is computed from through layers (a coarse scale a decoder upsamples into the next: a
+    pyramid supervised at every scale) is a step towards that other."""
+    others = [e for e in stops if e.claim is not Claim.LOSS_INPUT]  # (copies, one computation's ends: as found)
+    stops = [e for e in stops if e.claim is Claim.LOSS_INPUT]
+    whole: Dict[str, List[Evidence]] = {}
+    for e in stops:
+        n = node_of(e.tensor)
+        while s.by_name[n].op in VIEW_OPS and s.data_inputs[n]:
+            n = node_of(s.data_inputs[n][0])
+        whole.setdefault(n, []).append(e)
+    merged: List[Evidence] = []
+    for n, parts in whole.items():
+        if len(parts) > 1 and all(node_of(e.tensor) != n for e in parts):
+            merged.append(Evidence(n + ":0", parts[0].claim, parts[0].weight, "%s, whose parts (%s) the loss reads"
+                                   % (parts[0].why, ", ".join(e.tensor for e in parts)), parts[0].nodes, parts[0].rule))
+        else:
+            merged += parts
+    up = {node_of(e.tensor): s.value_upstream([node_of(e.tensor)]) for e in merged}
+
+    def step_towards(n, m):  # m is computed from n through layers of its own
+        return m != n and n in up[m] and bool(s.layers & (up[m] - up[n]))
+    return [e for e in merged if not any(step_towards(node_of(e.tensor), m) for m in up)] + others
 
 
 def _with_loss(e: Evidence, why: str, loss: str) -> Evidence:
