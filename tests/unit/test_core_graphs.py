@@ -182,6 +182,61 @@ def test_batch_norm_in_training_mode_is_found_until_its_switch_is_bound():
     assert not switches.training_batch_norms(rewrite.tidy(rewrite.prune(pruned, ["out"])))  # as the engine does
 
 
+@pytest.mark.parametrize("name,how,value", [
+    ("dropout", "keep_prob", 1.0),  # (a name that says "rate" on a keep probability: the graph decides)
+    ("dropout_rate", "keep_prob", 1.0),
+    ("keep_prob", "rate", 0.0),
+    ("dropout", "rate", 0.0),
+    ("p", "tf1_floor", 1.0),  # TensorFlow 1's floor(keep_prob + uniform), written by hand
+    ("keep_prob", None, 1.0),  # read by no dropout: the name decides, as before
+])
+def test_a_dropout_switch_s_inference_value_is_what_the_graph_does_with_it(name, how, value):
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        p = tf1.placeholder(tf.float32, [], name=name)
+        if how == "keep_prob":
+            out = tf1.nn.dropout(x, p)
+        elif how == "rate":
+            out = tf.nn.dropout(x, rate=p)
+        elif how == "tf1_floor":
+            out = x / p * tf.floor(p + tf.random.uniform(tf.shape(x)))
+        else:
+            out = x * p
+        tf.identity(out, name="out")
+    found = {s.name: s.inference_value for s in switches.find_switches(_meta(build).graph_def)}
+    assert found[name] == value, found
+
+
+def test_a_bound_switch_kills_a_branch_s_constants_tied_to_it_by_control_edges_only():
+    """``tf.cond(training, lambda: 0.2, lambda: 0.0)`` as a dropout rate, TensorFlow 1's cond: each
+    branch's constant hangs on the branch's pivot by a control edge alone. Bound to False, the
+    training constant must die with its branch; kept alive (its edge dropped), the Merge had two
+    live inputs and the frozen graph dropped out at the training rate."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        training = tf1.placeholder(tf.bool, [], name="training")
+        rate = tf1.cond(training, lambda: tf.constant(0.2), lambda: tf.constant(0.0))
+        tf.identity(rate * x + x, name="out")
+    was = tf1.control_flow_v2_enabled()
+    tf1.disable_control_flow_v2()
+    try:
+        graph_def = rewrite.prune(_meta(build).graph_def, ["out"])
+    finally:
+        if was:
+            tf1.enable_control_flow_v2()
+    assert any(n.op == "Switch" for n in graph_def.node)  # (the case: v1 control flow)
+    switches.bind(graph_def, {"training": False})
+    switches.fold_conditionals(graph_def)
+    graph_def = rewrite.prune(graph_def, ["out"])
+    assert not any(n.op in ("Switch", "Merge") for n in graph_def.node), [n.op for n in graph_def.node]
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+        with tf1.Session(graph=g) as sess:
+            got = sess.run("out:0", {"x:0": np.ones((2, 4), np.float32)})
+    np.testing.assert_allclose(got, np.ones((2, 4)))  # rate 0: x itself
+
+
 # -- saver_map ---------------------------------------------------------------------------
 @pytest.mark.parametrize("resource", [False, True])
 def test_renamed_saver_keys_are_read_from_restore_ops(resource):

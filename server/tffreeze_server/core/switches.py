@@ -23,7 +23,7 @@ from tensorflow.python.framework import tensor_util
 
 from .errors import InvalidArgument
 from .graph import attr_functions, consumers, node_of, nodes_by_name
-from .oproles import MERGE_OPS, PLACEHOLDER_OPS, SWITCH_OPS, VARIABLE_OPS
+from .oproles import MERGE_OPS, PLACEHOLDER_OPS, SWITCH_OPS, VARIABLE_OPS, is_random
 from .words import article
 
 _FALSE_SWITCH = re.compile(r"^(is_?training|training|is_?train|train_?phase|phase_?train|phase|"
@@ -65,9 +65,12 @@ def find_switches(graph_def) -> List[Switch]:
     """Scalar bool/float/int placeholders, with the inference value of those
     whose name says they are a training switch."""
     out = []
+    by_name = users = None
     for node in graph_def.node:
         if node.op not in PLACEHOLDER_OPS or not _scalar_or_unknown(node):
             continue
+        if by_name is None:
+            by_name, users = nodes_by_name(graph_def), consumers(graph_def)
         dtype = node.attr["dtype"].type
         base = node.name.split("/")[-1]
         value = None
@@ -77,13 +80,59 @@ def find_switches(graph_def) -> List[Switch]:
                 r"^(keras_)?learning_phase$", base, re.I):
             value = 0
         elif dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum, tf.float16.as_datatype_enum):
-            if _KEEP_PROB.match(base):
+            role = _dropout_role(node.name, by_name, users) if by_name is not None else None
+            if role == "keep" or (role is None and _KEEP_PROB.match(base)):
                 value = 1.0
-            elif _DROP_RATE.match(base):
+            elif role == "rate" or (role is None and _DROP_RATE.match(base)):
                 value = 0.0
         if value is not None or dtype == tf.bool.as_datatype_enum:
             out.append(Switch(node.name, dtype, value))
     return out
+
+
+def _dropout_role(name: str, by_name, users) -> Optional[str]:
+    """What the graph does with a float placeholder in dropout, whatever its name ("dropout" holds
+    a keep probability in many scripts): "rate" when a random draw is compared with it as it is
+    (the fraction dropped), "keep" when with ``1 - it``, or when it is added to a random draw
+    (TensorFlow 1's ``floor(keep_prob + uniform)``); None when no dropout reads it."""
+    def values_of(n, depth=0):  # n and what hands its value on unchanged
+        yield n
+        if depth < 4:
+            for u in sorted(users.get(n, ())):
+                if by_name[u].op in ("Identity", "Cast", "Snapshot") and by_name[u].input[0].split(":")[0] == n:
+                    yield from values_of(u, depth + 1)
+
+    def random_side(n, depth=0):
+        node = by_name.get(n.lstrip("^").split(":")[0])
+        if node is None or depth > 4:
+            return False
+        return is_random(node.op) or any(random_side(i, depth + 1) for i in node.input if not i.startswith("^"))
+
+    def compared_with_random(n):
+        for u in users.get(n, ()):
+            node = by_name[u]
+            others = [i for i in node.input if not i.startswith("^") and i.split(":")[0] != n]
+            if node.op in ("GreaterEqual", "Greater", "Less", "LessEqual") and any(random_side(i) for i in others):
+                return True
+        return False
+
+    def one_minus(n):
+        for u in users.get(n, ()):
+            node = by_name[u]
+            if node.op == "Sub" and len(node.input) == 2 and node.input[1].split(":")[0] == n \
+                    and _const_value(node.input[0], by_name) == 1:
+                yield u
+    for v in values_of(name):
+        if compared_with_random(v):
+            return "rate"
+        if any(compared_with_random(m) for m in one_minus(v)):
+            return "keep"
+        for u in users.get(v, ()):
+            node = by_name[u]
+            if node.op in ("Add", "AddV2") and any(random_side(i) for i in node.input
+                                                   if not i.startswith("^") and i.split(":")[0] != v):
+                return "keep"
+    return None
 
 
 def _coerce(value: Union[bool, float], dtype_enum: int, name: str):
@@ -294,8 +343,10 @@ def _fold_v1(graph_def) -> int:
 
             if node.op in MERGE_OPS:
                 now_dead = bool(data_inputs) and all(is_dead(i) for i in data_inputs)
-            else:
-                now_dead = any(is_dead(i) for i in data_inputs)
+            else:  # (a control input from the dead branch kills too: a constant of that branch, which
+                # TensorFlow ties to the branch's pivot by a control edge only)
+                now_dead = (any(is_dead(i) for i in data_inputs)
+                            or any(i.lstrip("^") in dead for i in node.input if i.startswith("^")))
             if now_dead:
                 dead.add(node.name)
                 changed = True
