@@ -146,8 +146,7 @@ $TFFREEZE_COMMAND, else the checkout's .venv/bin/tffreeze, else `tffreeze` on PA
   tffreeze-cs inspect runs/mnist
   tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy   # prints every output
   tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy --runtime tf115
-  tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --output probs=probs.npy \
-      --tensorflowsharp path/to/TensorFlowSharp.dll --runtime tf115
+  tffreeze-cs run mnist.pb --manifest mnist.json --input x=batch.npy --tensorflowsharp path/to/TensorFlowSharp.dll
   tffreeze-cs freeze runs/mnist -o mnist.pb --server http://build-host:8080   # a shared server (--web-port)
 
 Flags are typed whole (never abbreviated); a flag of another command is refused (exit 2).

@@ -129,3 +129,38 @@ def test_a_pyramid_an_unlabelled_loss_reads_at_every_scale_is_answered_by_its_fi
                 part[:, 1:, :, :] - part[:, :-1, :, :]  # (a smoothness term the script never added)
         tf1.train.AdamOptimizer().minimize(tf.add_n(terms))
     assert _answer(_meta(build)) == (["fine/Conv2D:0"], None)
+
+
+def test_a_probability_clipped_for_the_loss_s_logs_is_the_probability():
+    """A click model with a hand-written binary cross-entropy on its probability clipped away from 0
+    and 1 (``log(p)`` and ``log(1 - p)`` both read the clipped copy); a threshold outside the loss
+    decides from the probability itself."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 7], name="impression")
+        clicked = tf1.placeholder(tf.float32, [None, 1], name="clicked")
+        probability = tf.sigmoid(_dense(_dense(x, 8, "hidden", tf.nn.relu), 1, "score"), name="click_probability")
+        tf.cast(probability > 0.5, tf.int32, name="shown")
+        p = tf.clip_by_value(probability, 1e-6, 1.0 - 1e-6)
+        tf1.train.AdamOptimizer().minimize(
+            -tf.reduce_mean(clicked * tf.math.log(p) + (1.0 - clicked) * tf.math.log(1.0 - p)))
+    outputs, refused = _answer(_meta(build))
+    assert outputs is not None and "click_probability:0" in outputs and not any("clip" in t for t in outputs), \
+        (outputs, refused)
+
+
+def test_labels_one_hot_as_wide_as_the_logits_are_still_the_labels():
+    """A classifier with a centre loss: the labels look up each example's class centre (a gather of
+    trained centres, as an embedding lookup reads data) and are one-hot encoded as deep as the logits
+    are wide (``tf.shape(logits)``): a one-hot that reads the logits' shape holds the labels as given."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 9], name="x")
+        y = tf1.placeholder(tf.int32, [None], name="y")
+        features = _dense(x, 5, "features", tf.nn.relu)
+        logits = _dense(features, 4, "classes")
+        tf.nn.softmax(logits, name="probs")
+        target = tf.one_hot(y, tf.shape(logits)[1])
+        xent = -tf.reduce_mean(tf.reduce_sum(target * tf.nn.log_softmax(logits), 1))
+        centres = tf1.get_variable("centres", [4, 5])
+        pull = tf.reduce_mean(tf.reduce_sum(tf.square(features - tf.gather(centres, y)), 1))
+        tf1.train.AdamOptimizer().minimize(xent + 0.01 * pull)
+    assert _answer(_meta(build)) == (["probs:0"], None)

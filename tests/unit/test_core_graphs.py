@@ -187,7 +187,7 @@ def test_batch_norm_in_training_mode_is_found_until_its_switch_is_bound():
     ("dropout_rate", "keep_prob", 1.0),
     ("keep_prob", "rate", 0.0),
     ("dropout", "rate", 0.0),
-    ("p", "tf1_floor", 1.0),  # TensorFlow 1's floor(keep_prob + uniform), written by hand
+    ("keep_rate", "tf1_floor", 1.0),  # TensorFlow 1's floor(keep_prob + uniform), written by hand
     ("keep_prob", None, 1.0),  # read by no dropout: the name decides, as before
 ])
 def test_a_dropout_switch_s_inference_value_is_what_the_graph_does_with_it(name, how, value):

@@ -204,13 +204,40 @@ def _check_ops(graph_def) -> None:
             "ERROR_REASON_UNKNOWN_OP", ops=",".join(ops[:20]))
 
 
+def _clearing_binds(graph_def) -> List[str]:
+    """For each unbound bool switch, the binding that leaves the frozen graph with no training op
+    (``is_eval=true`` for a switch that means evaluation), found by trying both values; when
+    neither alone does, ``NAME=false`` as the usual inference value."""
+    outputs = [n.name for n in graph_def.node if n.name not in {i.lstrip("^").split(":")[0]
+                                                                 for m in graph_def.node for i in m.input}]
+    found = []
+    for sw in switches.find_switches(graph_def):
+        if sw.dtype != tf.bool.as_datatype_enum or sw.inference_value is not None:
+            continue
+        clears = []
+        for value in (False, True):
+            trial = type(graph_def)()
+            trial.CopyFrom(graph_def)
+            switches.bind(trial, {sw.name: value})
+            switches.fold_conditionals(trial)
+            trial = rewrite.prune(trial, [o for o in outputs if o != sw.name])
+            called = switches.called_functions(trial)
+            kept = [f for f in trial.library.function if f.signature.name in called]
+            del trial.library.function[:]
+            trial.library.function.extend(kept)
+            if not rewrite.forbidden_nodes(trial):
+                clears.append(value)
+        found.append("%s=%s" % (sw.name, "true" if clears == [True] else "false"))
+    return found
+
+
 def _reject_training(graph_def, named: bool = False, warnings: Optional[List[str]] = None) -> None:
     """Refuse training ops the outputs still need, and batch norms in training mode unless the
     outputs were named: then the batch statistics are what was asked for (TensorFlow's own
     freeze_graph freezes them too; some models, pix2pix's generator, run that way on purpose)
     and it is a warning."""
-    rewrite.reject_forbidden(graph_def, [s.name for s in switches.find_switches(graph_def)
-                                         if s.dtype == tf.bool.as_datatype_enum and s.inference_value is None])
+    if rewrite.forbidden_nodes(graph_def):
+        rewrite.reject_forbidden(graph_def, _clearing_binds(graph_def))
     bn = switches.training_batch_norms(graph_def)
     if bn and named and warnings is not None:
         warnings.append("batch norm in training mode (batch statistics, not the moving averages) is in the frozen "
@@ -380,8 +407,9 @@ def _bind(r: Resolved, spec: FreezeSpec, result: freeze_pb2.FreezeResult):
     for b in bindings:
         msg = result.bindings.add(name=b["name"], reason=b["reason"])
         _to_value(msg.value, b["value"])
-    if bindings:
-        switches.fold_conditionals(graph_def)
+    # (a cond whose predicate is a constant already, tf.cond(tf.constant(False), ...) in a graph built for
+    # one mode, folds as a bound one does)
+    if switches.fold_conditionals(graph_def) or bindings:
         present = {n.name for n in graph_def.node}
         gone = [t for t, _ in r.res.outputs if node_of(t) not in present]
         if gone:

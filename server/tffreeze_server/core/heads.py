@@ -607,8 +607,18 @@ class Structure:
 
     def _as_given(self, name: str, mask: int) -> bool:
         """``name`` holds values of the sources in ``mask`` as given: derived from them (a one-hot,
-        a slice), computed by no weight of the model."""
-        return bool(self.bits[name] & mask) and name not in self.from_vars
+        a slice), computed by no weight of the model (a one-hot as deep as the logits are wide
+        reads only their shape)."""
+        return bool(self.bits[name] & mask) and name not in self.values_from_vars
+
+    @property
+    def values_from_vars(self) -> Set[str]:
+        """What computes with a variable's values (``from_vars`` without what reads only a shape)."""
+        if getattr(self, "_values_from_vars", None) is None:
+            self._values_from_vars = self._forward(
+                [n for n, node in self.by_name.items() if node.op in VARIABLE_OPS],
+                lambda n: self.by_name[n].op not in _SHAPE_OPS)
+        return self._values_from_vars
 
     def _compared_with_the_model(self, source: str, loss_only: Set[str]) -> bool:
         """A source the training also feeds into the model (a reconstruction mask chosen by the
@@ -892,25 +902,33 @@ class Structure:
 
     def through_loss_arithmetic(self, tensor: str, in_loss: Set[str]) -> str:
         """A prediction that is arithmetic only the loss reads on a tensor inference reads too (a
-        margin loss's ``max(0, 0.9 - lengths) ** 2`` on the lengths an argmax decides from) is that
-        tensor: up through single-input arithmetic nothing else reads, not through a layer, to the
-        first tensor read outside the loss or by several computations."""
+        margin loss's ``max(0, 0.9 - lengths) ** 2`` on the lengths an argmax decides from, a
+        probability clipped for the loss's logs) is that tensor: up through single-input
+        arithmetic only the loss reads, not through a layer, to the first tensor read outside the
+        loss, or a head or layer several of its computations read. Where none is reached: the
+        first tensor several of the loss's computations read, or the prediction itself."""
         n = node_of(tensor)
         seen = set()
+        shared = None  # the first tensor several of the loss's computations read (log(p), log(1 - p))
         while n not in seen:
             seen.add(n)
             readers = [u for u in self.users.get(n, ()) if u not in self.excluded]
-            if len(readers) > 1 or any(u not in in_loss for u in readers):
-                return tensor if n == node_of(tensor) else tensor_name(n)
+            here = tensor if n == node_of(tensor) else tensor_name(n)
+            if any(u not in in_loss for u in readers):
+                return here
+            if len(readers) > 1:
+                if n in self.layers or self.by_name[n].op in HEAD_OPS:
+                    return here  # (a head several terms compare, a dice's probabilities: the model's)
+                shared = shared or here
             if n in self.layers:
-                return tensor
+                break
             acts = [i for i in self.data_inputs[n] if self.is_activation(node_of(i))]
             if len(acts) != 1:
-                return tensor
+                break
             if tensor_name(acts[0]) != node_of(acts[0]) + ":0" or self.by_name[node_of(acts[0])].op in _PARTS_OPS:
-                return tensor  # (one part of a split is read on its own)
+                break  # (one part of a split is read on its own)
             n = node_of(acts[0])
-        return tensor
+        return shared or tensor
 
     def compared_labels(self, tensor: str, in_loss: Set[str], label_mask: int) -> int:
         """The labels a prediction is compared with: on every path down the loss, the

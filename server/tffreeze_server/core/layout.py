@@ -230,11 +230,12 @@ def select(paths: Iterable[str], state_text: Optional[str] = None, step: Optiona
             listed_here = [c for c in matches if _basename(c.prefix) in named]
             if len(listed_here) != 1:
                 raise SelectionError("INVALID_ARGUMENT", "ERROR_REASON_INVALID_OPTION",
-                                     "%d checkpoints are at global step %d (%s)%s: give the one to freeze as "
-                                     "SOURCE (its prefix, or one of its files)" % (
+                                     "%d checkpoints are at global step %d (%s)%s: give the one to freeze by "
+                                     "its prefix, as %s" % (
                                          len(matches), step, listed([c.prefix for c in matches], 10),
                                          "" if not listed_here else ", and the checkpoint state file names more than "
-                                         "one of them"))
+                                         "one of them", " or ".join("SOURCE/%s" % _basename(c.prefix)
+                                                                    for c in matches[:3])))
             chosen = listed_here[0]
             warnings.append("%d checkpoints are at global step %d; froze %s, the one the checkpoint state file names "
                             "(the other%s: %s). Give a checkpoint's prefix as SOURCE to choose" % (

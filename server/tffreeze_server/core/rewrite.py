@@ -707,12 +707,13 @@ def forbidden_nodes(graph_def) -> List[Tuple[str, str]]:
 
 
 def reject_forbidden(graph_def, switches: Sequence[str] = ()):
-    """Refuse training or saver ops the outputs still need; ``switches``: the unbound boolean
-    switches left in the graph, whose training branch may be what holds them (advised first)."""
+    """Refuse training or saver ops the outputs still need; ``switches``: the bindings (``NAME=VALUE``)
+    of unbound boolean switches left in the graph, whose training branch may be what holds them
+    (advised first)."""
     bad = forbidden_nodes(graph_def)
     if bad:
         bind = ("If a switch selects the training branch, bind it to its inference value (options.bind %s). "
-                % ", ".join("%s=false" % n for n in switches[:3])) if switches else ""
+                % ", ".join(switches[:3])) if switches else ""
         raise FailedPrecondition(
             "the outputs still depend on training or saver ops after freezing: %s. %sChoose outputs that "
             "do not run training steps (name them with options.outputs), or check that every variable they read is in "

@@ -80,11 +80,9 @@ def find_switches(graph_def) -> List[Switch]:
                 r"^(keras_)?learning_phase$", base, re.I):
             value = 0
         elif dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum, tf.float16.as_datatype_enum):
-            role = _dropout_role(node.name, by_name, users) if by_name is not None else None
-            if role == "keep" or (role is None and _KEEP_PROB.match(base)):
-                value = 1.0
-            elif role == "rate" or (role is None and _DROP_RATE.match(base)):
-                value = 0.0
+            if _KEEP_PROB.match(base) or _DROP_RATE.match(base):  # a dropout switch by its name; which
+                role = _dropout_role(node.name, by_name, users)  # kind, by what the graph does with it
+                value = 1.0 if role == "keep" or (role is None and _KEEP_PROB.match(base)) else 0.0
         if value is not None or dtype == tf.bool.as_datatype_enum:
             out.append(Switch(node.name, dtype, value))
     return out
@@ -223,7 +221,19 @@ def _const_value(name: str, by_name, depth: int = 0):
         # (a one-element value in another shape is the same value: tf.cond squeezes its predicate
         # before a v2 If reads it)
         return _const_value(node.input[0], by_name, depth + 1)
+    data = [i for i in node.input if not i.startswith("^")]
+    if node.op in _LOGIC and len(data) == _LOGIC[node.op][0]:  # (a predicate computed from constants:
+        values = [_const_value(i, by_name, depth + 1) for i in data]  # logical_not(is_eval) once bound)
+        if all(v is not None for v in values):
+            return _LOGIC[node.op][1](*values)
     return None
+
+
+_LOGIC = {"LogicalNot": (1, lambda a: not a), "LogicalAnd": (2, lambda a, b: bool(a and b)),
+          "LogicalOr": (2, lambda a, b: bool(a or b)), "Equal": (2, lambda a, b: a == b),
+          "NotEqual": (2, lambda a, b: a != b), "Less": (2, lambda a, b: a < b), "Greater": (2, lambda a, b: a > b),
+          "LessEqual": (2, lambda a, b: a <= b), "GreaterEqual": (2, lambda a, b: a >= b),
+          "Cast": (1, lambda a: a)}
 
 
 def inline_call(graph_def, call_name: str) -> None:
@@ -383,7 +393,7 @@ def _fold_v1(graph_def) -> int:
     return len(live_port)
 
 
-def _called_functions(graph_def) -> Set[str]:
+def called_functions(graph_def) -> Set[str]:
     """The library functions the graph's nodes call, directly or through other functions."""
     library = {f.signature.name: f for f in graph_def.library.function}
     called: Set[str] = set()
@@ -404,7 +414,7 @@ def training_batch_norms(graph_def, called_only: bool = False) -> List[str]:
     for node in graph_def.node:
         if node.op.startswith("FusedBatchNorm") and node.attr["is_training"].b:
             found.append(node.name)
-    called = _called_functions(graph_def) if called_only else None
+    called = called_functions(graph_def) if called_only else None
     for func in graph_def.library.function:
         if called is not None and func.signature.name not in called:
             continue
@@ -448,4 +458,4 @@ def batch_norm_defaults(graph_def, binds: Dict[str, Union[bool, float, None]]) -
 
 
 __all__ = ["find_switches", "bind", "BOUND_BY_OPTION", "BATCH_NORM_DEFAULT", "batch_norm_defaults",
-           "fold_conditionals", "training_batch_norms", "Switch"]
+           "called_functions", "fold_conditionals", "training_batch_norms", "Switch"]
