@@ -164,3 +164,19 @@ def test_labels_one_hot_as_wide_as_the_logits_are_still_the_labels():
         pull = tf.reduce_mean(tf.reduce_sum(tf.square(features - tf.gather(centres, y)), 1))
         tf1.train.AdamOptimizer().minimize(xent + 0.01 * pull)
     assert _answer(_meta(build)) == (["probs:0"], None)
+
+
+def test_a_class_an_accuracy_casts_to_compare_stays_an_output():
+    """The per-example metric rule walks an argmax's index arithmetic (``// w``, ``% w``), not a
+    cast: the predicted class a caller fetches is often cast to the labels' type by the accuracy."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        y = tf1.placeholder(tf.int32, [None], name="labels")
+        logits = _dense(_dense(x, 8, "hidden", tf.nn.relu), 4, "logits")
+        tf.nn.softmax(logits, name="probabilities")
+        predicted = tf.argmax(logits, axis=1, name="predicted_class")
+        tf.reduce_mean(tf.cast(tf.equal(tf.cast(predicted, tf.int32), y), tf.float32), name="accuracy")
+        tf1.train.AdamOptimizer().minimize(
+            tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+    outputs, refused = _answer(_meta(build))
+    assert outputs is not None and "predicted_class:0" in outputs, (outputs, refused)

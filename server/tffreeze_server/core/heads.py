@@ -1125,16 +1125,16 @@ class Structure:
 
     def _only_compared_with_labels(self, name: str, label_mask: int) -> bool:
         """Everything that reads ``name``, directly or through arithmetic on its indices (an argmax's
-        row and column), computes with the labels: it is made to be compared with them."""
+        row and column, ``// w`` and ``% w``), computes with the labels: it is made to be compared
+        with them."""
         readers = [u for u in self.users.get(name, ()) if u not in self.excluded]
         if not readers:
             return False
         for u in readers:
             if self.bits[u] & label_mask:
                 continue
-            if not (self.by_name[u].op in _INDEX_ARITHMETIC_OPS or self.by_name[u].op in _ALIAS_OPS
-                    or self.by_name[u].op == "Cast") or not self._only_compared_with_labels(u, label_mask):
-                return False
+            if self.by_name[u].op not in _INDEX_ARITHMETIC_OPS or not self._only_compared_with_labels(u, label_mask):
+                return False  # (a cast of a decision is the decision: an argmax a caller fetches may be cast to compare)
         return True
 
     def _indices_of_a_decision(self, name: str) -> bool:
