@@ -180,3 +180,25 @@ def test_a_class_an_accuracy_casts_to_compare_stays_an_output():
             tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
     outputs, refused = _answer(_meta(build))
     assert outputs is not None and "predicted_class:0" in outputs, (outputs, refused)
+
+
+def test_a_batch_size_read_from_one_view_s_shape_is_not_that_view_s_values():
+    """Two towers on two views of the same examples, trained to agree (their cross-covariance
+    up, each one's own covariance towards the identity), every covariance divided by the batch
+    size read from the first tower's shape: that count holds none of the first view's values, so
+    the first view is not compared with the second tower as a label would be."""
+    def build():
+        a = tf1.placeholder(tf.float32, [None, 6], name="audio")
+        b = tf1.placeholder(tf.float32, [None, 5], name="video")
+        ea = _dense(_dense(a, 8, "audio_net", tf.nn.relu), 3, "audio_out")
+        eb = _dense(_dense(b, 8, "video_net", tf.nn.relu), 3, "video_out")
+        count = tf.cast(tf.shape(ea)[0], tf.float32)
+        ca, cb = ea - tf.reduce_mean(ea, 0), eb - tf.reduce_mean(eb, 0)
+
+        def cov(p, q):
+            return tf.matmul(p, q, transpose_a=True) / (count - 1.0)
+        agree = -tf.reduce_sum(tf.linalg.diag_part(cov(ca, cb)))
+        whiten = tf.reduce_sum(tf.square(cov(ca, ca) - tf.eye(3))) + tf.reduce_sum(tf.square(cov(cb, cb) - tf.eye(3)))
+        tf1.train.AdamOptimizer().minimize(agree + whiten)
+    outputs, refused = _answer(_meta(build))
+    assert outputs is not None and sorted(outputs) == ["audio_out/BiasAdd:0", "video_out/BiasAdd:0"], (outputs, refused)

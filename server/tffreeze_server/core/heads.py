@@ -609,7 +609,16 @@ class Structure:
         """``name`` holds values of the sources in ``mask`` as given: derived from them (a one-hot,
         a slice), computed by no weight of the model (a one-hot as deep as the logits are wide
         reads only their shape)."""
-        return bool(self.bits[name] & mask) and name not in self.values_from_vars
+        return (bool(self.bits[name] & mask) and name not in self.values_from_vars
+                and name in self._values_of(mask))  # (a batch size read from a shape is no source's values)
+
+    def _values_of(self, mask: int) -> Set[str]:
+        """What computes with the values (not only the shape) of the sources in ``mask``."""
+        cache = self.__dict__.setdefault("_values_of_cache", {})
+        if mask not in cache:
+            roots = [s for k, s in enumerate(self.sources) if mask >> k & 1]
+            cache[mask] = set(roots) | self._forward(roots, lambda n: self.by_name[n].op not in _SHAPE_OPS)
+        return cache[mask]
 
     @property
     def values_from_vars(self) -> Set[str]:
