@@ -202,3 +202,27 @@ def test_a_batch_size_read_from_one_view_s_shape_is_not_that_view_s_values():
         tf1.train.AdamOptimizer().minimize(agree + whiten)
     outputs, refused = _answer(_meta(build))
     assert outputs is not None and sorted(outputs) == ["audio_out/BiasAdd:0", "video_out/BiasAdd:0"], (outputs, refused)
+
+
+def test_a_test_tower_settles_the_choice_a_margin_softmax_leaves_open():
+    """A speaker-embedding model trained with an additive-margin softmax (the labels enter the
+    logits, so the representation or the class scores may be deployed) and, sharing its weights,
+    a tower without dropout that no loss reads, built to compare speakers: that tower is what the
+    author runs."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 12], name="frames")
+        y = tf1.placeholder(tf.int32, [None], name="speaker")
+        keep = tf1.placeholder_with_default(1.0, [], name="keep_prob")
+
+        def tower(dropout):
+            h = _dense(x, 16, "encoder", tf.nn.relu)
+            h = tf1.nn.dropout(h, keep_prob=keep) if dropout else h
+            return tf.nn.l2_normalize(_dense(h, 8, "projection"), 1)
+        emb = tower(dropout=True)
+        centres = tf.nn.l2_normalize(tf1.get_variable("speaker_centres", [8, 5]), 0)
+        cos = tf.matmul(emb, centres)
+        logits = 30.0 * (cos - 0.2 * tf.one_hot(y, 5))
+        tf1.train.AdamOptimizer().minimize(
+            tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+        tf.identity(tower(dropout=False), name="speaker_embedding")
+    assert _answer(_meta(build)) == (["speaker_embedding:0"], None)

@@ -1046,6 +1046,15 @@ def decide(board: Board) -> Decision:
     branches = [e for e in board.of(Claim.INFERENCE_BRANCH) if not board.against(e.tensor, Claim.CRITIC)]
     d.warnings += [e.why for e in board.of(Claim.UNTRAINED_BRANCH)]
     one = board.of(Claim.ONE_COMPUTATION)
+    if one and len({node_of(e.tensor) for e in branches}) == 1:
+        # the training computation leaves a choice open (the representation or the scores against the
+        # training's classes); one tower the author built with the trained weights, which no loss
+        # reads (a face model's test tower), is what the author runs: it settles the choice
+        d.warnings.append("left out: %s, between which the training computation leaves the choice open: %s is "
+                          "computed with the trained weights and read by no loss (%s)"
+                          % (", ".join(e.tensor for e in one[:3]), branches[0].tensor, branches[0].why))
+        d.outputs += [(e.tensor, e.why) for e in branches]
+        return d
     if one:
         d.candidates = [(e.tensor, e.why) for e in one]
         d.unsure = one[0].why
