@@ -226,3 +226,34 @@ def test_a_test_tower_settles_the_choice_a_margin_softmax_leaves_open():
             tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
         tf.identity(tower(dropout=False), name="speaker_embedding")
     assert _answer(_meta(build)) == (["speaker_embedding:0"], None)
+
+
+def test_steps_of_an_unrolled_forecast_it_does_not_collect_are_by_products():
+    """A sensor forecaster unrolled in Python: a training unroll (teacher forcing) under the loss,
+    and a prediction unroll that conditions on the past, where each step's estimate is a sink, then
+    feeds its own estimate back over the horizon, whose steps ``horizon`` stacks."""
+    def cell(inp, state):
+        with tf1.variable_scope("cell", reuse=tf1.AUTO_REUSE):
+            state = tf.tanh(_dense(tf.concat([inp, state], 1), 6, "recurrent"))
+            return _dense(state, 1, "estimate"), state
+
+    def build():
+        past = tf1.placeholder(tf.float32, [None, 5], name="past")
+        target = tf1.placeholder(tf.float32, [None, 5], name="target")
+        state, estimates = tf.zeros([tf.shape(past)[0], 6]), []
+        for t in range(5):
+            with tf1.name_scope("train_step"):
+                estimate, state = cell(past[:, t:t + 1], state)
+                estimates.append(estimate)
+        tf1.train.AdamOptimizer().minimize(tf.reduce_mean(tf.square(tf.concat(estimates, 1) - target)))
+        state = tf.zeros([tf.shape(past)[0], 6])
+        for t in range(5):  # conditioning: each step's estimate is computed and left unused
+            with tf1.name_scope("predict_step"):
+                _, state = cell(past[:, t:t + 1], state)
+        previous, horizon = past[:, 4:5], []
+        for t in range(3):
+            with tf1.name_scope("predict_step"):
+                previous, state = cell(previous, state)
+                horizon.append(previous)
+        tf.concat(horizon, 1, name="horizon")
+    assert _answer(_meta(build)) == (["horizon:0"], None)

@@ -11,6 +11,8 @@ the graph does not decide). No rule knows a framework, a model kind or a layer n
 
 from __future__ import annotations
 
+import collections
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
@@ -374,6 +376,7 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
              if n not in downstream and s.is_activation(n) and not s.bits[n] & f.label_mask and not batch_statistic(s, n)
              and not f.unused_control_flow(s.by_name[n])]
     branches = [n + ":0" for n in sinks if n in after_own_layers and n not in after_untrained]
+    branches = _collected_steps(s, branches)
     before, branches = _before_adaptation(f, preds, branches)
     before += _sampled(f, branches)
     branches = [b for b in branches if b not in {e.tensor for e in before}]
@@ -401,6 +404,21 @@ def inference_branch(f: Facts, board: Board) -> List[Evidence]:
             for p in preds if not s.var_bits[node_of(p)] & ~computes_with or p not in labelled
             or (s.var_bits[node_of(p)] & computes_with and steady and _draws(s, p))]
     return out
+
+
+def _collected_steps(s: Structure, branches: List[str]) -> List[str]:
+    """A branch end that is one computation repeated (the same op in a scope entered again at each
+    step: an unrolled recurrent step's mean) where another end collects repeats of it (a forecast stacking
+    its horizon's steps) is a step of that end: the repeats it leaves out (the conditioning
+    range's) are the unroll's by-products, not outputs."""
+    def key(n):  # (TensorFlow names a scope entered again deepar_1, deepar_2: one computation, repeated)
+        return s.by_name[n].op, re.sub(r"_\d+(?=/|$)", "", n)
+    ends = {node_of(b) for b in branches}
+    collected_keys = set()
+    for c in ends:  # (repeated: the same computation at two steps at least)
+        counts = collections.Counter(key(m) for m in s.upstream([c]) if m not in ends and s.var_bits[m])
+        collected_keys |= {k for k, count in counts.items() if count > 1}
+    return [b for b in branches if key(node_of(b)) not in collected_keys]
 
 
 def _learned(f: Facts) -> int:
