@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .evidence import (LABELLED_CLAIMS, PREDICTION_CLAIMS, WEIGHT_AGAINST, WEIGHT_HEAD, WEIGHT_OPEN,
                        WEIGHT_STRUCTURE, Board, Claim, Evidence, rule)
-from .graph import node_of, reach, tensor_name
+from .graph import node_of, output_shape_proto, reach, tensor_name
 from .heads import GRADIENT_SCOPE, batch_statistic, LOGITS_AND_LABELS_OPS, MATRIX_PRODUCT_OPS, REFINE_PRINCIPLES, Structure, computed_targets_apart, head_op, post_processing
 from .oproles import ALIAS_OPS, DATA_SOURCE_OPS, HEAD_OPS, VIEW_OPS, is_random, is_stateful
 
@@ -273,8 +273,9 @@ def _penalised_only(f: Facts, tensor: str, through: Set[str]) -> bool:
 def _finest(s: Structure, stops: List[Evidence]) -> List[Evidence]:
     """Parts of one tensor that one unlabelled loss reads each (its left and right channels) are
     that tensor; and of the model's tensors the loss reads (its trained last layers), one that
-    another is computed from through layers (a coarse scale a decoder upsamples into the next: a
-    pyramid supervised at every scale) is a step towards that other."""
+    another of the same kind (rank and channels) is computed from through layers (a coarse scale a
+    decoder upsamples into the next: a pyramid supervised at every scale) is a step towards that
+    other. (A VAE's latent mean, which its reconstruction is computed from, is of another kind.)"""
     others = [e for e in stops if e.claim is not Claim.LOSS_INPUT]  # (copies, one computation's ends: as found)
     stops = [e for e in stops if e.claim is Claim.LOSS_INPUT]
     whole: Dict[str, List[Evidence]] = {}
@@ -292,8 +293,13 @@ def _finest(s: Structure, stops: List[Evidence]) -> List[Evidence]:
             merged += parts
     up = {node_of(e.tensor): s.value_upstream([node_of(e.tensor)]) for e in merged}
 
+    def same_kind(n, m):  # (one output at two scales: the same rank and channels, other sizes)
+        a, b = output_shape_proto(s.by_name[n], 0), output_shape_proto(s.by_name[m], 0)
+        return (a is not None and b is not None and not a.unknown_rank and not b.unknown_rank and a.dim and b.dim
+                and len(a.dim) == len(b.dim) and a.dim[-1].size == b.dim[-1].size >= 0)
+
     def step_towards(n, m):  # m is computed from n through layers of its own
-        return m != n and n in up[m] and bool(s.layers & (up[m] - up[n]))
+        return m != n and n in up[m] and bool(s.layers & (up[m] - up[n])) and same_kind(n, m)
     return [e for e in merged if not any(step_towards(node_of(e.tensor), m) for m in up)] + others
 
 
