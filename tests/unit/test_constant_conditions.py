@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from models import tf, tf1
+from models import run_frozen, tf, tf1
 from tffreeze_server.core import engine
 from tffreeze_server.core.errors import FailedPrecondition
 from tffreeze_server.core.spec import FreezeSpec
@@ -62,14 +62,8 @@ def _save(directory, build, v1_control_flow=False):
 
 
 def _run(pb, xs):
-    graph_def = tf1.GraphDef()
     with open(pb, "rb") as fh:
-        graph_def.ParseFromString(fh.read())
-    g = tf.Graph()
-    with g.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
-        with tf1.Session(graph=g) as sess:
-            return sess.run("out:0", {"x:0": xs})
+        return run_frozen(fh.read(), {"x:0": xs}, ["out:0"])[0]
 
 
 def _inference_graph():
