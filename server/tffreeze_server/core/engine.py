@@ -208,8 +208,8 @@ def _clearing_binds(graph_def) -> List[str]:
     """For each unbound bool switch, the binding that leaves the frozen graph with no training op
     (``is_eval=true`` for a switch that means evaluation), found by trying both values; when
     neither alone does, ``NAME=false`` as the usual inference value."""
-    outputs = [n.name for n in graph_def.node if n.name not in {i.lstrip("^").split(":")[0]
-                                                                 for m in graph_def.node for i in m.input}]
+    read = {node_of(i) for m in graph_def.node for i in m.input}  # (once: the graph may hold 50k nodes)
+    outputs = [n.name for n in graph_def.node if n.name not in read]
     found = []
     for sw in switches.find_switches(graph_def):
         if sw.dtype != tf.bool.as_datatype_enum or sw.inference_value is not None:
